@@ -1,0 +1,32 @@
+// EINTR- and short-I/O-safe helpers, written once (STYLE.md 5).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace crfs {
+
+// open(2) returning a UniqueFd or "open PATH: error".
+Result<UniqueFd> open_fd(const std::string& path, int flags, mode_t mode = 0);
+
+// Reads until `len` bytes or end of file; returns the byte count (short only at EOF).
+Result<size_t> read_full(int fd, void* buf, size_t len);
+
+// Writes all `len` bytes or fails.
+Status write_full(int fd, const void* buf, size_t len);
+
+// Whole file into a string; files in /proc report size 0, so this reads to EOF.
+// `max` bounds the size: a larger file is an EFBIG error.
+Result<std::string> read_file(const std::string& path, size_t max = 16 << 20);
+
+// Writes `data` to `path` atomically: a temporary file in the same directory,
+// fsync, then rename over `path`.
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode);
+
+}  // namespace crfs
