@@ -317,7 +317,7 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t, f
         // Rights are checked on every call, not only at open.
         if (auto ok = check_right(h->entry->write_right, caller_of(req), h->task); !ok)
             return reply_err(req, ok.error(), "write");
-        if (!task_alive(h->task))
+        if (task_exited(h->task))
             return reply_err(req, Error{ESRCH, "task " + std::to_string(h->task.pid) + " exited"},
                              "write");
         if (auto ok = h->entry->write(daemon_of(req), h->task, std::string_view(buf, size)); !ok)

@@ -37,6 +37,11 @@ bool task_alive(const TaskId& id) {
     return st && st->starttime == id.starttime;
 }
 
+bool task_exited(const TaskId& id) {
+    auto st = read_stat(id.pid);
+    return !st || st->starttime != id.starttime || st->state == 'Z' || st->state == 'X';
+}
+
 Result<pid_t> tgid_of(pid_t tid) {
     auto status = read_status(tid);
     if (!status) return std::unexpected(status.error());

@@ -35,6 +35,9 @@ Result<Task> find_task(pid_t pid, uint64_t start_low);
 // True while `id` names a live task (same pid, same start time).
 bool task_alive(const TaskId& id);
 
+// True once `id` has exited: gone, reused, or a zombie waiting to be reaped.
+bool task_exited(const TaskId& id);
+
 // The thread group of thread `tid` (FUSE reports callers by thread id).
 Result<pid_t> tgid_of(pid_t tid);
 
