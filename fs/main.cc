@@ -6,6 +6,7 @@
 // file and the lock that keeps two daemons off one state.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <boost/filesystem.hpp>
 
 #include "common/io.h"
+#include "fs/inode.h"
 #include "fs/log.h"
 #include "fs/ops.h"
 
@@ -132,6 +134,13 @@ int main(int argc, char** argv) {
         return 1;
     }
 
+    // Each watched task and mark holds a pidfd: allow as many as we may.
+    rlimit nofile;
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+
     Daemon daemon(state_dir + "/marks");
     daemon.self_tgid = ::getpid();
     if (auto ok = daemon.marks.load(); !ok) {
@@ -153,8 +162,15 @@ int main(int argc, char** argv) {
             fuse_daemonize(cl.foreground);
             log_init(cl.foreground, cl.debug);
             daemon.self_tgid = ::getpid();
-            if (auto ok = daemon.marks.start_watcher(); !ok) {
-                log_error("%s", ok.error().what.c_str());
+            // Forget /crfs/<pid> in the kernel's dentry cache when the task exits.
+            auto forget = [se](pid_t pid) {
+                std::string name = std::to_string(pid);
+                fuse_lowlevel_notify_inval_entry(se, kRootIno, name.c_str(), name.size());
+            };
+            Status started = daemon.marks.start_watcher();
+            if (started) started = daemon.tasks.start(forget);
+            if (!started) {
+                log_error("%s", started.error().what.c_str());
             } else if (cl.singlethread) {
                 rc = fuse_session_loop(se);
             } else {

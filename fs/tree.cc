@@ -21,7 +21,9 @@ Result<std::string> reasons_text(Daemon& d, const TaskId& task) {
     auto detected = detect_reasons(task.pid, d.self_tgid);
     if (!detected) return std::unexpected(detected.error());
     for (auto& line : *detected) out += line + "\n";
-    if (!task_alive(task)) return sys_error(ESRCH, "task " + std::to_string(task.pid));
+    // The pid may have been reused while we looked: the lines must be this task's.
+    if (!d.tasks.alive(task) && !task_alive(task))
+        return sys_error(ESRCH, "task " + std::to_string(task.pid));
     return out;
 }
 

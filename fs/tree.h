@@ -11,6 +11,7 @@
 #include "common/result.h"
 #include "fs/access.h"
 #include "fs/marks.h"
+#include "fs/task_cache.h"
 #include "fs/tasks.h"
 
 namespace crfs::fs {
@@ -19,6 +20,7 @@ namespace crfs::fs {
 struct Daemon {
     explicit Daemon(std::string state_file) : marks(std::move(state_file)) {}
     MarkStore marks;
+    TaskCache tasks;
     pid_t self_tgid = 0;
 };
 
