@@ -216,6 +216,22 @@ TEST_F(Mounted, GoneTaskGivesEnoent) {
     EXPECT_NE(r.err.find("No such file or directory"), std::string::npos) << r.err;
 }
 
+TEST_F(Mounted, ExitedTaskVanishesFromTheTree) {
+    pid_t p = sleeper();
+    std::string d = dir(p);
+    // Looked up: the kernel now caches the name (for seconds).
+    ASSERT_EQ(run("ls " + d + " && cat " + d + "/nocr").status, 0);
+    kill_and_reap(p);
+    // The daemon invalidates the name on exit (ReusedPidDoesNotInheritAMark
+    // fails without that); here: every path to it fails.
+    EXPECT_TRUE(wait_until([&] { return run("ls -d " + d).status != 0; },
+                           std::chrono::seconds(5)));
+    auto r = run("ls " + d + "; cat " + d + "/nocr");
+    EXPECT_NE(r.err.find("No such file or directory"), std::string::npos) << r.err;
+    auto listed = run("ls $M | grep -cx " + std::to_string(p));
+    EXPECT_EQ(listed.out, "0\n");
+}
+
 TEST_F(Mounted, WriteAfterTaskExitIsEsrchNotAMarkOnItsSuccessor) {
     pid_t p = sleeper();
     // Keep nocr open across the task's exit (fd 3 of the shell), then write.
