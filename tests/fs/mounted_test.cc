@@ -224,8 +224,7 @@ TEST_F(Mounted, ExitedTaskVanishesFromTheTree) {
     kill_and_reap(p);
     // The daemon invalidates the name on exit (ReusedPidDoesNotInheritAMark
     // fails without that); here: every path to it fails.
-    EXPECT_TRUE(wait_until([&] { return run("ls -d " + d).status != 0; },
-                           std::chrono::seconds(5)));
+    EXPECT_TRUE(wait_until([&] { return run("ls -d " + d).status != 0; }, std::chrono::seconds(5)));
     auto r = run("ls " + d + "; cat " + d + "/nocr");
     EXPECT_NE(r.err.find("No such file or directory"), std::string::npos) << r.err;
     auto listed = run("ls $M | grep -cx " + std::to_string(p));
@@ -265,6 +264,7 @@ TEST_F(Mounted, UnprivilegedUserIsDeniedOthersButMayMarkItself) {
     auto own = run(std::string(kNobody) +
                    "sh -c 'echo \"CR: mine\" > $M/self/nocr && cat $M/$$/nocr || exit 1\n"
                    "sleep 100 </dev/null >/dev/null 2>&1 &\n"
+                   "until [ \"$(cat /proc/$!/comm)\" = sleep ]; do sleep 0.01; done\n"
                    "echo \"CR: proxy\" > $M/$!/nocr && cat $M/$!/reason; kill $!'");
     EXPECT_EQ(own.status, 0) << own.err;
     EXPECT_EQ(own.out, "1\nnocr: CR: proxy\n");
@@ -273,6 +273,7 @@ TEST_F(Mounted, UnprivilegedUserIsDeniedOthersButMayMarkItself) {
 TEST_F(Mounted, RootCanMarkAnyUsersTask) {
     auto r = run(std::string(kNobody) +
                  "sleep 100 </dev/null >/dev/null 2>&1 & p=$!; "
+                 "until [ \"$(cat /proc/$p/comm)\" = sleep ]; do sleep 0.01; done; "
                  "echo 'CR: root says' > $M/$p/nocr && cat $M/$p/reason; kill $p");
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "nocr: CR: root says\n");
