@@ -33,7 +33,22 @@ using namespace crfs::fs;
 
 struct Options {
     char* state_dir = nullptr;
+    std::string mountpoint;
+    int extra_args = 0;
 };
+
+// Takes the mount point out of the arguments so that crfsd, not libfuse's
+// parser (which insists that it exist), handles it: it is created if missing.
+int take_mountpoint(void* data, const char* arg, int key, fuse_args*) {
+    auto* o = static_cast<Options*>(data);
+    if (key != FUSE_OPT_KEY_NONOPT) return 1;
+    if (!o->mountpoint.empty()) {
+        ++o->extra_args;
+        return 1;
+    }
+    o->mountpoint = arg;
+    return 0;
+}
 
 const fuse_opt kOptSpec[] = {
     {"state_dir=%s", offsetof(Options, state_dir), 0},
@@ -100,7 +115,7 @@ Result<std::string> prepare_mountpoint(const std::string& mp) {
 int main(int argc, char** argv) {
     fuse_args args = FUSE_ARGS_INIT(argc, argv);
     Options opts;
-    if (fuse_opt_parse(&args, &opts, kOptSpec, nullptr) < 0) return 2;
+    if (fuse_opt_parse(&args, &opts, kOptSpec, take_mountpoint) < 0) return 2;
     fuse_cmdline_opts cl{};
     if (fuse_parse_cmdline(&args, &cl) != 0) return 2;
     std::unique_ptr<char, decltype(&std::free)> mp_owner(cl.mountpoint, std::free);
@@ -114,7 +129,11 @@ int main(int argc, char** argv) {
     }
     log_init(true, cl.debug);
 
-    auto mp = prepare_mountpoint(cl.mountpoint ? cl.mountpoint : "/crfs");
+    if (opts.extra_args || cl.mountpoint) {
+        std::fprintf(stderr, "crfsd: one mount point only (see crfsd -h)\n");
+        return 2;
+    }
+    auto mp = prepare_mountpoint(opts.mountpoint.empty() ? "/crfs" : opts.mountpoint);
     if (!mp) {
         log_error("%s", mp.error().what.c_str());
         return 1;
