@@ -77,9 +77,18 @@ Result<std::unique_ptr<FrozenTask>> FrozenTask::freeze(pid_t pid) {
         int err = errno;
         if (err == ESRCH) return sys_error(ESRCH, strfmt("seize task {}", pid));
         if (err == EPERM) {
+            // ptrace refuses an exiting task with EPERM too.
+            auto st = read_task_stat(pid);
+            if (!st || st->state == 'Z' || st->state == 'X')
+                return make_error(ESRCH, strfmt("task {} exited", pid));
             auto tracer = read_tracer_pid(pid);
             if (tracer && *tracer != 0)
                 return make_error(EBUSY, strfmt("task {} is being traced by pid {}", pid, *tracer));
+            // A task between PF_EXITING and zombie still shows 'R': look once more.
+            usleep(10000);
+            st = read_task_stat(pid);
+            if (!st || st->state == 'Z' || st->state == 'X')
+                return make_error(ESRCH, strfmt("task {} exited", pid));
             return make_error(EACCES, strfmt("seize task {}: no right to ptrace it", pid));
         }
         return sys_error(err, strfmt("seize task {}", pid));

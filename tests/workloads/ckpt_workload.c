@@ -64,10 +64,23 @@ static uint64_t sum(const void* p, size_t n) {
     return h;
 }
 
-static void on_term(int s) { (void)s; g_term = 1; }
-static void on_alarm(int s) { (void)s; g_alarms++; }
-static void on_usr1(int s, siginfo_t* si, void* uc) { (void)s; (void)si; (void)uc; g_usr1++; }
-static void on_hup(int s) { (void)s; }
+static void on_term(int s) {
+    (void)s;
+    g_term = 1;
+}
+static void on_alarm(int s) {
+    (void)s;
+    g_alarms++;
+}
+static void on_usr1(int s, siginfo_t* si, void* uc) {
+    (void)s;
+    (void)si;
+    (void)uc;
+    g_usr1++;
+}
+static void on_hup(int s) {
+    (void)s;
+}
 
 static void write_file(const char* name, const char* text) {
     char path[600], tmp[620];
@@ -91,7 +104,9 @@ static int ymm_spin_ok(const uint64_t pat[4], long iters) {
         "dec %2\n"
         "jnz 1b\n"
         "vmovdqu %%ymm8, (%0)\n"
-        : : "r"(out), "r"(pat), "r"(iters) : "ymm8", "memory", "cc");
+        :
+        : "r"(out), "r"(pat), "r"(iters)
+        : "ymm8", "memory", "cc");
     return memcmp(out, pat, sizeof out) == 0;
 }
 
@@ -132,9 +147,9 @@ int main(int argc, char** argv) {
     char stack_arr[3 * PAGE];
     fill(stack_arr, sizeof stack_arr);
 
-    uint64_t sums[6] = {sum(heap, HEAP_BYTES), sum(anon, ANON_BYTES), sum(shared, 8 * PAGE),
-                        sum(fpriv, FILE_BYTES), sum(fshared, FILE_BYTES),
-                        sum(stack_arr, sizeof stack_arr)};
+    uint64_t sums[6] = {sum(heap, HEAP_BYTES),    sum(anon, ANON_BYTES),
+                        sum(shared, 8 * PAGE),    sum(fpriv, FILE_BYTES),
+                        sum(fshared, FILE_BYTES), sum(stack_arr, sizeof stack_arr)};
     (void)fpriv_clean;
 
     // --- files ------------------------------------------------------------
@@ -215,9 +230,8 @@ int main(int argc, char** argv) {
              "blocked %#lx\numask 027\nready\n",
              getpid(), heap, anon, guard, hidden, shared, fpriv, fshared, (void*)on_usr1,
              (void*)on_hup, (unsigned long)(SA_SIGINFO | SA_RESTART | SA_ONSTACK | 0x04000000),
-             (1ul << (SIGUSR2 - 1)) | (1ul << (SIGPIPE - 1)), altstack, sizeof altstack, rfd,
-             wfd, gfd, nfd, zfd, ufd,
-             (1ul << (SIGWINCH - 1)) | (1ul << (SIGRTMIN + 2 - 1)));
+             (1ul << (SIGUSR2 - 1)) | (1ul << (SIGPIPE - 1)), altstack, sizeof altstack, rfd, wfd,
+             gfd, nfd, zfd, ufd, (1ul << (SIGWINCH - 1)) | (1ul << (SIGRTMIN + 2 - 1)));
     write_file("ready", facts);
 
     // --- run until SIGTERM ----------------------------------------------------
@@ -251,11 +265,11 @@ int main(int argc, char** argv) {
     }
 
     // --- check everything -----------------------------------------------------
-    uint64_t now[6] = {sum(heap, HEAP_BYTES), sum(anon, ANON_BYTES), sum(shared, 8 * PAGE),
-                       sum(fpriv, FILE_BYTES), sum(fshared, FILE_BYTES),
-                       sum(stack_arr, sizeof stack_arr)};
-    const char* names[6] = {"heap", "anon mmap", "shared anon", "private file map",
-                            "shared file map", "stack"};
+    uint64_t now[6] = {sum(heap, HEAP_BYTES),    sum(anon, ANON_BYTES),
+                       sum(shared, 8 * PAGE),    sum(fpriv, FILE_BYTES),
+                       sum(fshared, FILE_BYTES), sum(stack_arr, sizeof stack_arr)};
+    const char* names[6] = {
+        "heap", "anon mmap", "shared anon", "private file map", "shared file map", "stack"};
     for (int i = 0; i < 6; ++i)
         if (now[i] != sums[i]) fail("%s memory changed", names[i]);
     mprotect(hidden, 2 * PAGE, PROT_READ);
