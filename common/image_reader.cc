@@ -54,7 +54,7 @@ Result<size_t> FdSource::read(void* buf, size_t len) {
 
 Result<size_t> MemorySource::read(void* buf, size_t len) {
     size_t k = std::min(len, size_ - pos_);
-    std::memcpy(buf, data_ + pos_, k);
+    if (k) std::memcpy(buf, data_ + pos_, k);
     pos_ += k;
     return k;
 }
@@ -241,7 +241,9 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (auto t = expect_tail(r, sizeof img.creds, uint64_t(img.creds.ngroups) * 4); !t)
                     return std::unexpected(t.error());
                 img.groups.resize(img.creds.ngroups);
-                std::memcpy(img.groups.data(), p.data() + sizeof img.creds, img.groups.size() * 4);
+                if (!img.groups.empty())
+                    std::memcpy(img.groups.data(), p.data() + sizeof img.creds,
+                                img.groups.size() * 4);
                 break;
             }
             case RecordType::kFs: {
@@ -262,7 +264,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     !t)
                     return std::unexpected(t.error());
                 img.auxv.resize(img.mm.auxv_len / 8);
-                std::memcpy(img.auxv.data(), p.data() + sizeof img.mm, img.mm.auxv_len);
+                if (!img.auxv.empty())
+                    std::memcpy(img.auxv.data(), p.data() + sizeof img.mm, img.mm.auxv_len);
                 img.exe = p.substr(sizeof img.mm + img.mm.auxv_len, img.mm.exe_len);
                 break;
             }
