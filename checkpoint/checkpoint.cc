@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -50,6 +51,22 @@ class PidLock {
     static inline std::mutex mu_;
     static inline std::condition_variable cv_;
     static inline std::set<pid_t> busy_;  // guarded by mu_
+};
+
+// CRFS_CHECKPOINT_TRACE=1 logs how long each phase took (for tuning).
+class PhaseTrace {
+  public:
+    PhaseTrace() : on_(getenv("CRFS_CHECKPOINT_TRACE") != nullptr), last_(monotonic_ns()) {}
+    void mark(const char* phase) {
+        if (!on_) return;
+        uint64_t now = monotonic_ns();
+        log_line(strfmt("phase {}: {} us", phase, (now - last_) / 1000));
+        last_ = now;
+    }
+
+  private:
+    bool on_;
+    uint64_t last_;
 };
 
 // Everything captured while the task was frozen.
@@ -107,6 +124,7 @@ Status read_remote_attrs(pid_t pid, RemoteSyscall& rs, Capture& c) {
 // the task attached, the thread's exit detaches it.
 Result<Capture> capture(pid_t pid, uint64_t starttime) {
     Capture c;
+    PhaseTrace trace;
     auto st = read_task_stat(pid);
     if (!st) return std::unexpected(st.error());
     if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
@@ -120,12 +138,14 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     PageBuffer buffer;
     if (auto r = buffer.reserve(status->rss_bytes + (1 << 20)); !r)
         return std::unexpected(r.error());
+    trace.mark("reserve buffer");
 
     auto frozen = FrozenTask::freeze(pid);
     if (!frozen) return std::unexpected(frozen.error());
     FrozenTask& task = **frozen;
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
+    trace.mark("freeze");
 
     auto attrs = read_task_attrs(pid);
     if (!attrs) return std::unexpected(attrs.error());
@@ -140,6 +160,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     auto fds = read_fds(pid);
     if (!fds) return std::unexpected(fds.error());
     c.fds = std::move(*fds);
+    trace.mark("attrs, regs, fds");
 
     {
         auto maps_text = read_proc(pid, "maps");
@@ -159,13 +180,16 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
     }
+    trace.mark("remote syscalls");
 
     auto mem = dump_memory(pid, std::move(buffer));
     if (!mem) return std::unexpected(mem.error());
     c.memory = std::move(*mem);
+    trace.mark("memory");
 
     if (auto r = task.release(); !r) return std::unexpected(r.error());
     c.frozen_ns = task.frozen_ns();
+    trace.mark("thaw");
     return c;
 }
 
@@ -305,10 +329,12 @@ Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime)
         log_line(e.what);
         return std::unexpected(e);
     }
+    PhaseTrace trace;
     auto snap = std::make_unique<ImageSnapshot>();
     snap->capture = std::move(*cap);
     image::StatsRecord stats{};
     snap->stream_ = build_image(snap->capture, pid, started, stats);
+    trace.mark("build image (zero scan, checksum)");
     return std::unique_ptr<Snapshot>(std::move(snap));
 }
 

@@ -1,5 +1,6 @@
 #include "checkpoint/freeze.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
@@ -43,6 +44,7 @@ void log_line(const std::string& line) {
 Result<int> FrozenTask::wait_stop() {
     uint64_t deadline = monotonic_ns() + kStopTimeoutNs;
     unsigned sleep_us = 0;
+    int yields = 0;
     for (;;) {
         int st = 0;
         pid_t r = waitpid(pid_, &st, __WALL | WNOHANG);
@@ -65,9 +67,15 @@ Result<int> FrozenTask::wait_stop() {
             return make_error(
                 ETIMEDOUT, strfmt("task {} did not stop within {} s (uninterruptible sleep?)", pid_,
                                   kStopTimeoutNs / 1'000'000'000ull));
-        // Spin briefly first: the stop usually comes within microseconds.
-        if (sleep_us) usleep(sleep_us);
-        sleep_us = sleep_us ? std::min(sleep_us * 2, 1000u) : 1;
+        // The stop usually comes within microseconds (remote syscalls wait for one
+        // per step): yield the CPU to the tracee first, then back off to sleeping.
+        if (yields < 5000) {
+            ++yields;
+            sched_yield();
+            continue;
+        }
+        usleep(sleep_us);
+        sleep_us = std::min(sleep_us * 2 + 1, 1000u);
     }
 }
 

@@ -6,9 +6,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <utility>
 
 #include "checkpoint/task_attrs.h"
@@ -300,33 +307,43 @@ Status read_mem(int mem, uint64_t vaddr, char* dst, size_t len, pid_t pid) {
     return {};
 }
 
-Status copy_runs(pid_t pid, int mem, const Plan& plan, std::vector<CopiedRun>& runs, char* base) {
-    for (size_t i = 0; i < runs.size();) {
-        const Source& src = plan.sources[i];
-        if (src.fd >= 0 || !src.readable) {
-            size_t len = runs[i].nr_pages * kPage;
-            char* dst = base + runs[i].buf_off;
-            if (src.fd >= 0) {
-                auto n = pread(src.fd, dst, len, off_t(src.file_off));
-                if (n != ssize_t(len))
+// A piece of a run, at most kMaxItemPages, so that work splits evenly over threads.
+struct Item {
+    uint64_t vaddr;
+    size_t len;
+    size_t buf_off;
+    Source src;
+};
+constexpr uint64_t kMaxItemPages = 4096;
+
+// Copies items [begin, end): readable task memory in process_vm_readv batches of
+// up to IOV_MAX ranges into consecutive buffer space, the rest with pread.
+Status copy_range(pid_t pid, int mem, const std::vector<Item>& items, size_t begin, size_t end,
+                  char* base) {
+    for (size_t i = begin; i < end;) {
+        const Item& it = items[i];
+        if (it.src.fd >= 0 || !it.src.readable) {
+            char* dst = base + it.buf_off;
+            if (it.src.fd >= 0) {
+                auto n = pread(it.src.fd, dst, it.len, off_t(it.src.file_off));
+                if (n != ssize_t(it.len))
                     return make_error(
-                        EIO, strfmt("read shared memory at {:x} of task {}", runs[i].vaddr, pid));
-            } else if (auto r = read_mem(mem, runs[i].vaddr, dst, len, pid); !r) {
+                        EIO, strfmt("read shared memory at {:x} of task {}", it.vaddr, pid));
+            } else if (auto r = read_mem(mem, it.vaddr, dst, it.len, pid); !r) {
                 return r;
             }
             ++i;
             continue;
         }
-        // A batch of readable runs: one process_vm_readv into consecutive buffer space.
         iovec remote[kIovBatch];
         size_t k = 0, bytes = 0;
-        while (i + k < runs.size() && k < kIovBatch && plan.sources[i + k].fd < 0 &&
-               plan.sources[i + k].readable) {
-            remote[k] = {reinterpret_cast<void*>(runs[i + k].vaddr), runs[i + k].nr_pages * kPage};
-            bytes += remote[k].iov_len;
+        while (i + k < end && k < kIovBatch && items[i + k].src.fd < 0 &&
+               items[i + k].src.readable) {
+            remote[k] = {reinterpret_cast<void*>(items[i + k].vaddr), items[i + k].len};
+            bytes += items[i + k].len;
             ++k;
         }
-        iovec local{base + runs[i].buf_off, bytes};
+        iovec local{base + it.buf_off, bytes};
         ssize_t n = process_vm_readv(pid, &local, 1, remote, k, 0);
         if (n < 0 && errno == ESRCH) return make_error(ESRCH, strfmt("task {} is gone", pid));
         size_t got = n < 0 ? 0 : size_t(n);
@@ -334,28 +351,93 @@ Status copy_runs(pid_t pid, int mem, const Plan& plan, std::vector<CopiedRun>& r
             i += k;
             continue;
         }
-        // Short: skip the fully read runs, finish the failed one through /proc/<pid>/mem.
-        while (got >= runs[i].nr_pages * kPage) {
-            got -= runs[i].nr_pages * kPage;
+        // Short: skip the fully read items, finish the failed one through /proc/<pid>/mem.
+        while (got >= items[i].len) {
+            got -= items[i].len;
             ++i;
         }
-        size_t len = runs[i].nr_pages * kPage - got;
-        if (auto r = read_mem(mem, runs[i].vaddr + got, base + runs[i].buf_off + got, len, pid); !r)
+        if (auto r = read_mem(mem, items[i].vaddr + got, base + items[i].buf_off + got,
+                              items[i].len - got, pid);
+            !r)
             return r;
         ++i;
     }
     return {};
 }
 
+// Copies every run, on up to kCopyThreads threads: one core's copy bandwidth
+// is well below the machine's, and the frozen task waits on this.
+constexpr unsigned kCopyThreads = 4;
+
+Status copy_runs(pid_t pid, int mem, const Plan& plan, char* base) {
+    std::vector<Item> items;
+    uint64_t total = 0;
+    for (size_t r = 0; r < plan.runs.size(); ++r) {
+        const CopiedRun& run = plan.runs[r];
+        for (uint64_t p = 0; p < run.nr_pages; p += kMaxItemPages) {
+            uint64_t n = std::min(kMaxItemPages, run.nr_pages - p);
+            Source src = plan.sources[r];
+            src.file_off += p * kPage;
+            items.push_back({run.vaddr + p * kPage, n * kPage, run.buf_off + p * kPage, src});
+            total += n * kPage;
+        }
+    }
+    unsigned threads = std::min(kCopyThreads, std::max(1u, std::thread::hardware_concurrency()));
+    if (threads == 1 || total < (64u << 20))
+        return copy_range(pid, mem, items, 0, items.size(), base);
+
+    // Ranges of consecutive items of about equal bytes, handed out in order.
+    std::vector<size_t> cuts{0};
+    uint64_t per = total / (threads * 4) + 1, acc = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+        acc += items[i].len;
+        if (acc >= per) {
+            cuts.push_back(i + 1);
+            acc = 0;
+        }
+    }
+    if (cuts.back() != items.size()) cuts.push_back(items.size());
+    std::atomic<size_t> next{0};
+    std::mutex mu;
+    Status first_error;
+    auto work = [&] {
+        for (size_t c; (c = next.fetch_add(1)) + 1 < cuts.size();) {
+            auto r = copy_range(pid, mem, items, cuts[c], cuts[c + 1], base);
+            if (!r) {
+                std::lock_guard l(mu);
+                if (first_error) first_error = r;
+                next = cuts.size();  // stop the others early
+            }
+        }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    return first_error;
+}
+
 }  // namespace
 
 Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
     MemoryDump d;
+    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
+    uint64_t t0 = 0;
+    auto mark = [&](const char* what) {
+        if (!trace) return;
+        timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+        if (t0) fprintf(stderr, "crfs checkpoint:   memory %s: %lu us\n", what, (now - t0) / 1000);
+        t0 = now;
+    };
+    mark("");
     auto smaps = read_proc(pid, "smaps", 256 << 20);
     if (!smaps) return std::unexpected(smaps.error());
     auto maps = parse_maps(*smaps);
     if (!maps) return std::unexpected(maps.error());
     d.maps = std::move(*maps);
+    mark("smaps");
 
     auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
     if (!pagemap) return std::unexpected(pagemap.error());
@@ -375,6 +457,7 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
         if (!s) return std::unexpected(s.error());
     }
 
+    mark("pagemap scan");
     auto off = buffer.grow(plan.pages * kPage);
     if (!off) return std::unexpected(off.error());
     size_t pos = *off;
@@ -382,8 +465,9 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
         r.buf_off = pos;
         pos += r.nr_pages * kPage;
     }
-    if (auto r = copy_runs(pid, mem->get(), plan, plan.runs, buffer.data()); !r)
+    if (auto r = copy_runs(pid, mem->get(), plan, buffer.data()); !r)
         return std::unexpected(r.error());
+    mark("copy");
     d.runs = std::move(plan.runs);
     d.pages_copied = plan.pages;
     d.buffer = std::move(buffer);
