@@ -1,6 +1,8 @@
 #include "restorer/regs.h"
 
 #include <cpuid.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -77,7 +79,40 @@ uint64_t xstate_bv(const DecodedImage& img) {
     return bv;
 }
 
+// `len` bytes of the task's memory at `addr` as the restore will map them.
+bool read_task_memory(const DecodedImage& img, int image_fd, uint64_t addr, void* buf, size_t len) {
+    for (const auto& p : img.pages)
+        if (addr >= p.vaddr && addr + len <= p.vaddr + uint64_t(p.nr_pages) * 4096)
+            return pread(image_fd, buf, len, off_t(p.stream_offset + (addr - p.vaddr))) ==
+                   ssize_t(len);
+    for (const auto& v : img.vmas) {
+        if (addr < v.rec.start || addr + len > v.rec.end) continue;
+        auto kind = image::VmaKind(v.rec.kind);
+        if (kind != image::VmaKind::kFilePrivate && kind != image::VmaKind::kFileShared)
+            return false;
+        int fd = ::open(v.path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return false;
+        ssize_t n = pread(fd, buf, len, off_t(v.rec.pgoff * 4096 + (addr - v.rec.start)));
+        ::close(fd);
+        return n == ssize_t(len);
+    }
+    return false;
+}
+
 }  // namespace
+
+void fix_restart_block(DecodedImage& img, int image_fd) {
+    constexpr uint64_t kRestartSyscall = 219;
+    if (img.regs.rax != kRestartSyscall || img.regs.rip < 5) return;
+    uint8_t code[7];
+    if (!read_task_memory(img, image_fd, img.regs.rip - 5, code, sizeof code)) return;
+    if (code[0] != 0xb8 || code[5] != 0x0f || code[6] != 0x05) return;
+    uint32_t nr;
+    std::memcpy(&nr, code + 1, 4);
+    // poll, nanosleep, futex, clock_nanosleep, ppoll
+    for (uint32_t ok : {7u, 35u, 202u, 230u, 271u})
+        if (nr == ok) img.regs.rax = nr;
+}
 
 size_t sigframe_size(const DecodedImage& img) {
     return kFpOffset + xsave_size_for(xstate_bv(img)) + 64;

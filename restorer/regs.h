@@ -12,6 +12,15 @@
 
 namespace crfs {
 
+// A task frozen in a syscall that restarts through restart_syscall (nanosleep,
+// clock_nanosleep, poll, futex wait) has rax = restart_syscall: in a new task
+// that returns EINTR, as the restart block is gone. Where the instructions
+// before rip are `mov $NR, %eax; syscall` (glibc's wrappers) and NR is one of
+// those, rax becomes NR, so the call runs again with its original arguments
+// (a relative timeout starts over). Reads the code bytes from the image's
+// pages or the mapped file.
+void fix_restart_block(DecodedImage& img, int image_fd);
+
 // Bytes build_sigframe writes (frame, alignment, xsave area, end marker).
 size_t sigframe_size(const DecodedImage& img);
 

@@ -191,6 +191,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (req.want_pid > 0 && (::kill(req.want_pid, 0) == 0 || errno == EPERM))
         return make_error(EBUSY, strfmt("pid {} is in use", req.want_pid));
 
+    fix_restart_block(*img, req.image_fd);
     auto cur = current_specials();
     if (!cur) return std::unexpected(cur.error());
     auto sp = plan_specials(*img, *cur);
