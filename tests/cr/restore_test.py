@@ -134,7 +134,7 @@ class Task:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class RoundTrip(unittest.TestCase):
+class Base(unittest.TestCase):
     def tearDown(self):
         for t in getattr(self, "tasks", []):
             t.cleanup()
@@ -155,6 +155,10 @@ class RoundTrip(unittest.TestCase):
             img = t.checkpoint(f"img{i}")
             t.kill9()
             t.restore(img, same_pid)
+
+
+class RoundTrip(Base):
+    """tests/workloads/ckpt_workload.c: memory of every kind, files, signals, timer, FPU."""
 
     def check_ckpt_workload(self, mode, same_pid, times=1):
         t = self.workload("ckpt_workload", mode, "2")
@@ -183,6 +187,100 @@ class RoundTrip(unittest.TestCase):
         self.cycle(t, False)
         self.assertEqual(t.finish(), "PASS")
         self.assertEqual(children(), set())
+
+
+class RestoreWorkload(Base):
+    """tests/workloads/restore_workload.c: big buffer, patterns, cwd, argv/env,
+    nice, rlimits, x87/AVX-512 registers, file offsets, O_APPEND, pending signal."""
+
+    def run_it(self, same_pid, times=1, mib="256"):
+        env = dict(os.environ, CRFS_WL_ENV="value with spaces=and equals")
+        t = self.task([os.path.join(BUILD, "tests/cr/restore_workload"), "@DIR@", mib,
+                       "alpha", "two words", ""], ready="ready", env=env)
+        self.cycle(t, same_pid, times)
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_fresh_pid(self):
+        self.run_it(False)
+
+    def test_same_pid(self):
+        self.run_it(True)
+
+    def test_twice(self):
+        self.run_it(False, times=2, mib="16")
+
+
+class RealPrograms(Base):
+    def test_python_counter(self):
+        d = tempfile.mkdtemp(prefix="crfs-py-")
+        self.addCleanup(shutil.rmtree, d, True)
+        counts = os.path.join(d, "counts")
+        script = ("import time\nn = 0\nwhile True:\n    n += 1\n"
+                  f"    with open({counts!r}, 'a') as f:\n        f.write(f'{{n}}\\n')\n"
+                  "    time.sleep(0.2)\n")
+        t = self.task(["/usr/bin/python3", "-c", script], cwd=d)
+        def lines():
+            if not os.path.exists(counts):
+                return []
+            with open(counts) as f:
+                return f.read().split()
+        wait_for(lambda: len(lines()) >= 3, "python to count")
+        # Stopped first, so that it writes nothing between the checkpoint and
+        # the kill; the image records the stop and the restored task is stopped.
+        os.kill(t.pid, signal.SIGSTOP)
+        wait_for(lambda: open(f"/proc/{t.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "T",
+                 "python to stop")
+        img = t.checkpoint()
+        t.kill9()
+        stopped_at = len(lines())
+        t.restore(img, same_pid=False)
+        os.kill(t.pid, signal.SIGCONT)
+        wait_for(lambda: len(lines()) >= stopped_at + 3, "python to count on")
+        got = [int(x) for x in lines()]
+        self.assertEqual(got, list(range(1, len(got) + 1)))
+
+    def test_sleep_exits(self):
+        t = self.task(["/bin/sleep", "2"])
+        time.sleep(0.5)
+        img = t.checkpoint()
+        t.kill9()
+        start = time.monotonic()
+        pid = t.restore(img, same_pid=True)
+        st = reap(pid, timeout=30)
+        t.live = None
+        self.assertTrue(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0, st)
+        # The relative timeout restarts in full (docs/restore.md): at most 2 s more.
+        self.assertLess(time.monotonic() - start, 10)
+
+    def test_cat_continues(self):
+        d = tempfile.mkdtemp(prefix="crfs-cat-")
+        self.addCleanup(shutil.rmtree, d, True)
+        src, dst = os.path.join(d, "src"), os.path.join(d, "dst")
+        with open(src, "wb") as f:
+            f.write(os.urandom(1 << 20) * 256)  # 256 MiB
+        out = open(dst, "wb")
+        p = subprocess.Popen(["/bin/cat", src], stdout=out, stdin=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, close_fds=True)
+        out.close()
+        t = Task.__new__(Task)
+        t.dir, t.proc, t.pid, t.live = d, p, p.pid, p
+        self.tasks = getattr(self, "tasks", []) + [t]
+        wait_for(lambda: os.path.getsize(dst) > 0, "cat to start")
+        os.kill(p.pid, signal.SIGSTOP)
+        size = os.path.getsize(dst)
+        self.assertLess(size, 256 << 20, "cat finished before it could be stopped")
+        img = os.path.join(d, "img")
+        with open(img, "wb") as f:
+            subprocess.run([CRFS, "checkpoint", str(p.pid)], stdout=f, check=True,
+                           timeout=TIMEOUT)
+        t.kill9()
+        pid = t.restore(img, same_pid=False)
+        os.kill(pid, signal.SIGCONT)
+        st = reap(pid)
+        t.live = None
+        self.assertTrue(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0, st)
+        self.assertEqual(os.path.getsize(dst), 256 << 20)
+        self.assertEqual(subprocess.run(["cmp", src, dst]).returncode, 0)
 
 
 def corrupt(data, offset, xor=0x55):
