@@ -334,7 +334,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.itimers = load<image::ItimersRecord>(p);
                 break;
             case RecordType::kFd: {
-                FdEntry f{load<image::FdRecord>(p), {}, 0, {}};
+                FdEntry f{load<image::FdRecord>(p), {}, 0, {}, {}};
                 if (auto t = expect_tail(r, sizeof f.rec, f.rec.path_len); !t)
                     return std::unexpected(t.error());
                 f.path = p.substr(sizeof f.rec);
@@ -359,6 +359,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (d.offset != f->data_bytes)
                     return inconsistent(r, strfmt("fd {} data at offset {}, expected {}", d.fd,
                                                   d.offset, f->data_bytes));
+                f->data_runs.push_back({r.offset + sizeof(image::RecordHeader) + sizeof d,
+                                        p.size() - sizeof d});
                 f->data_bytes += p.size() - sizeof d;
                 if (opts.keep_data) f->data.append(p, sizeof d);
                 break;

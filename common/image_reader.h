@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -102,6 +103,9 @@ struct FdEntry {
     image::FdRecord rec;
     std::string path;
     uint64_t data_bytes = 0;  // deleted files: content bytes in fd-data records
+    // Deleted files: {stream offset, bytes} of each fd-data payload, so a
+    // restore can copy the content straight from a seekable image.
+    std::vector<std::pair<uint64_t, uint64_t>> data_runs;
     std::string data;         // only with DecodeOptions::keep_data
 };
 

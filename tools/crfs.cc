@@ -3,7 +3,10 @@
 //   crfs verify FILE|-           checks an image end to end; non-zero exit with the error
 //   crfs checkpoint PID          (debugging) checkpoint PID directly, image to stdout,
 //                                without the FUSE mount; needs the right to ptrace PID
+//   crfs restore FILE|- [--pid N] (debugging) restore an image directly, without the
+//                                mount; prints the new pid. Exit status: 0, or the errno.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include "common/image_reader.h"
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "restorer/restore.h"
 
 using namespace crfs;
 
@@ -25,7 +29,9 @@ namespace {
 constexpr const char* kUsage =
     "usage: crfs show [--json] FILE|-   print what an image holds\n"
     "       crfs verify FILE|-          check an image end to end\n"
-    "       crfs checkpoint PID         debugging: checkpoint PID to stdout without the mount\n";
+    "       crfs checkpoint PID         debugging: checkpoint PID to stdout without the mount\n"
+    "       crfs restore FILE|- [--pid N]  debugging: restore an image without the mount,\n"
+    "                                   print the new pid (exit status: the errno on failure)\n";
 
 std::string hex(uint64_t v) {
     return strfmt("0x{:x}", v);
@@ -420,6 +426,71 @@ int cmd_checkpoint(const char* arg) {
     return 0;
 }
 
+// Restores as the daemon would, with the caller as the writer. A pipe on stdin
+// is spooled to a memfd first (restore_image needs a seekable image).
+int cmd_restore(int argc, char** argv) {
+    const char* path = nullptr;
+    long want = 0;
+    for (int i = 2; i < argc; ++i) {
+        std::string_view a = argv[i];
+        if (a == "--pid" && i + 1 < argc) {
+            char* end;
+            want = std::strtol(argv[++i], &end, 10);
+            if (*end || want <= 0) {
+                std::fprintf(stderr, "crfs restore: bad pid %s\n", argv[i]);
+                return 2;
+            }
+        } else if (!path) {
+            path = argv[i];
+        } else {
+            std::fputs(kUsage, stderr);
+            return 2;
+        }
+    }
+    if (!path) {
+        std::fputs(kUsage, stderr);
+        return 2;
+    }
+    UniqueFd fd;
+    if (std::string_view(path) == "-") {
+        fd = UniqueFd(memfd_create("crfs-image", MFD_CLOEXEC));
+        std::vector<char> buf(1 << 20);
+        for (;;) {
+            auto n = read_full(0, buf.data(), buf.size());
+            if (!n) {
+                std::fprintf(stderr, "crfs restore: stdin: %s\n", n.error().what.c_str());
+                return EIO;
+            }
+            if (*n == 0) break;
+            if (auto w = write_full(fd.get(), buf.data(), *n); !w) {
+                std::fprintf(stderr, "crfs restore: %s\n", w.error().what.c_str());
+                return EIO;
+            }
+        }
+    } else {
+        auto f = open_fd(path, O_RDONLY | O_CLOEXEC);
+        if (!f) {
+            std::fprintf(stderr, "crfs restore: %s\n", f.error().what.c_str());
+            return f.error().code;
+        }
+        fd = std::move(*f);
+    }
+    RestoreRequest req;
+    req.image_fd = fd.get();
+    req.want_pid = pid_t(want);
+    req.writer_uid = getuid();
+    req.writer_gid = getgid();
+    req.writer_is_root = getuid() == 0;
+    auto pid = restore_image(req);
+    if (!pid) {
+        std::fprintf(stderr, "crfs restore: %s\n", pid.error().what.c_str());
+        int code = pid.error().code;
+        return code > 0 && code < 126 ? code : 1;
+    }
+    std::printf("%d\n", *pid);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -430,6 +501,7 @@ int main(int argc, char** argv) {
     }
     std::string_view cmd = argv[1];
     if (cmd == "checkpoint" && argc == 3) return cmd_checkpoint(argv[2]);
+    if (cmd == "restore") return cmd_restore(argc, argv);
     if (cmd == "verify" && argc == 3) {
         auto img = decode_path(argv[2]);
         if (!img) {

@@ -1,0 +1,154 @@
+/* The one argument of the restorer blob (restorer/blob/): a flat, trivially
+ * copyable struct of values and pointer + count pairs, built by the C++ driver
+ * (restorer/) inside the blob's own area and read by the freestanding blob.
+ * The blob never sees the image format: every address, length, file offset
+ * and flag here is already decoded, checked and in the form a syscall takes.
+ * Shared by C (the blob) and C++ (the driver): plain C, fixed-width fields,
+ * pointers as uint64_t so both sides agree on the layout byte for byte. */
+#ifndef CRFS_RESTORER_ARGS_H
+#define CRFS_RESTORER_ARGS_H
+
+#include <stdint.h>
+
+#define CRFS_RA_MAGIC 0x4352465352535431ull /* "CRFSRST1" */
+
+/* How the blob maps one image VMA. */
+enum crfs_ra_map_kind {
+    CRFS_RA_ANON = 1,      /* anonymous, private or shared (mmap_flags say) */
+    CRFS_RA_FILE = 2,      /* file mapping: open path with open_flags, map at pgoff */
+};
+
+struct crfs_ra_vma {
+    uint64_t start, end;
+    uint64_t file_off;    /* bytes, for CRFS_RA_FILE */
+    uint64_t path;        /* const char*, NUL-terminated, for CRFS_RA_FILE */
+    uint32_t kind;        /* crfs_ra_map_kind */
+    uint32_t prot;        /* final PROT_* */
+    uint32_t mmap_flags;  /* MAP_PRIVATE/MAP_SHARED/MAP_ANONYMOUS/MAP_GROWSDOWN (MAP_FIXED added) */
+    uint32_t open_flags;  /* O_RDONLY or O_RDWR */
+    uint64_t madv;        /* reserved: 0 */
+};
+
+/* Stored pages: nr_pages * 4096 bytes at image file offset file_off go to vaddr. */
+struct crfs_ra_pages {
+    uint64_t vaddr;
+    uint64_t nr_pages;
+    uint64_t file_off;
+};
+
+/* An address range [start, end). */
+struct crfs_ra_range {
+    uint64_t start, end;
+};
+
+/* A kernel mapping of this kernel (vdso, vvar, vvar_vclock) moved from cur to
+ * dst via tmp (two mremaps, so moves cannot collide with each other). */
+struct crfs_ra_move {
+    uint64_t cur, len, tmp, dst;
+};
+
+/* One pending signal: re-queued to the task itself with rt_(tg)sigqueueinfo. */
+struct crfs_ra_siginfo {
+    uint32_t shared; /* 1: process queue, 0: thread queue */
+    int32_t signo;
+    uint8_t info[128];
+};
+
+struct crfs_ra_sigaction {
+    uint64_t handler, flags, restorer, mask;
+};
+
+/* Same layout as the kernel's struct prctl_mm_map (PR_SET_MM_MAP). */
+struct crfs_ra_mm_map {
+    uint64_t start_code, end_code, start_data, end_data;
+    uint64_t start_brk, brk, start_stack;
+    uint64_t arg_start, arg_end, env_start, env_end;
+    uint64_t auxv;      /* uint64_t* */
+    uint32_t auxv_size; /* bytes */
+    uint32_t exe_fd;    /* filled in by the blob after opening exe_path */
+};
+
+/* Error report the blob writes to status_fd before exiting; success is one
+ * byte 'K' written just before rt_sigreturn (the point of no return). */
+#define CRFS_RA_REPORT_TAG 0x52524545u /* "EERR": never starts with 'K' */
+struct crfs_ra_report {
+    uint32_t tag;  /* CRFS_RA_REPORT_TAG */
+    int32_t err;   /* positive errno */
+    int32_t step;  /* enum crfs_ra_step */
+    int32_t reserved;
+    uint64_t arg;  /* which VMA index / address / signal the step was on */
+};
+
+enum crfs_ra_step {
+    CRFS_RA_STEP_UNMAP = 1,
+    CRFS_RA_STEP_MOVE_SPECIAL,
+    CRFS_RA_STEP_OPEN_VMA_FILE,
+    CRFS_RA_STEP_MAP_VMA,
+    CRFS_RA_STEP_FILL_PAGES,
+    CRFS_RA_STEP_PROTECT,
+    CRFS_RA_STEP_OPEN_EXE,
+    CRFS_RA_STEP_MM_MAP,
+    CRFS_RA_STEP_SIGACTION,
+    CRFS_RA_STEP_SIGQUEUE,
+    CRFS_RA_STEP_ITIMER,
+    CRFS_RA_STEP_CREDS,
+    CRFS_RA_STEP_TLS,
+    CRFS_RA_STEP_SIGRETURN,
+    CRFS_RA_STEP_BAD_ARGS,
+    /* Stage 1 (the driver's code in the new task, before the blob). */
+    CRFS_RA_STEP_SESSION = 100,
+    CRFS_RA_STEP_FSCREDS,
+    CRFS_RA_STEP_CLOSE_FDS,
+    CRFS_RA_STEP_OPEN_FD,
+    CRFS_RA_STEP_DUP_FD,
+    CRFS_RA_STEP_SEEK_FD,
+    CRFS_RA_STEP_CWD,
+    CRFS_RA_STEP_RLIMIT,
+    CRFS_RA_STEP_NICE,
+    CRFS_RA_STEP_PERSONALITY,
+};
+
+struct crfs_restorer_args {
+    uint64_t magic; /* CRFS_RA_MAGIC */
+    uint64_t size;  /* sizeof(struct crfs_restorer_args) */
+    int32_t image_fd;  /* the image, read with pread at crfs_ra_pages.file_off */
+    int32_t status_fd; /* pipe to the driver: crfs_ra_report or 'K' */
+
+    uint64_t rseq_area; /* the cloned thread's rseq registration, unregistered first */
+    uint32_t rseq_len;
+    uint32_t rseq_sig;
+
+    uint64_t unmap;   /* struct crfs_ra_range*: everything but the blob area and the moves */
+    uint64_t nr_unmap;
+    uint64_t moves;   /* struct crfs_ra_move* */
+    uint64_t nr_moves;
+    uint64_t vmas;    /* struct crfs_ra_vma*, in address order */
+    uint64_t nr_vmas;
+    uint64_t pages;   /* struct crfs_ra_pages* */
+    uint64_t nr_pages;
+
+    struct crfs_ra_mm_map mm;
+    uint64_t exe_path; /* const char*, or 0: keep no exe link */
+
+    struct crfs_ra_sigaction sigactions[64]; /* signal i+1; SIGKILL/SIGSTOP skipped */
+    uint64_t siginfo; /* struct crfs_ra_siginfo*, in queue order */
+    uint64_t nr_siginfo;
+    int64_t itimers[3][4]; /* ITIMER_REAL/VIRTUAL/PROF: interval sec/usec, value sec/usec */
+
+    /* Credentials, set last (PR_SET_MM_MAP needs CAP_SYS_ADMIN before). */
+    uint32_t set_creds; /* 0: keep the driver's (already the right ones) */
+    uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
+    uint64_t groups; /* uint32_t* */
+    uint64_t nr_groups;
+    uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+    uint32_t no_new_privs;
+    uint32_t last_cap;
+
+    uint64_t fs_base, gs_base;
+    /* A complete x86-64 rt_sigframe built by the driver (ucontext with the saved
+     * registers, blocked mask and alternate stack, then the xsave area): the
+     * blob points rsp at frame + 8 and calls rt_sigreturn. */
+    uint64_t sigframe;
+};
+
+#endif

@@ -1,0 +1,260 @@
+/* The restorer blob: freestanding code that turns the cloned task into the
+ * image's task. It runs from its own area (code, argument struct, arrays,
+ * stack and the prepared signal frame, all chosen by the driver to lie clear
+ * of every image VMA) and does, in order:
+ *
+ *   block signals, drop the inherited rseq and alternate stack
+ *   munmap everything except its own area and this kernel's vdso/vvar
+ *   mremap vdso/vvar (via a scratch range) to where the image had them
+ *   mmap every image VMA, pread its stored pages from the image, mprotect
+ *   PR_SET_MM_MAP (mm layout, auxv, exe link)
+ *   sigactions, re-queue pending signals, credentials, itimers, fs/gs base
+ *   report 'K' to the driver (the point of no return), rt_sigreturn
+ *
+ * Any failure before 'K' writes a crfs_ra_report to status_fd and exits the
+ * task; the driver turns it into an error and reaps the task. No libc here:
+ * every syscall goes through syscall.h; the build rejects undefined symbols.
+ *
+ *   0 ............ unmap ....... [blob area] ..... unmap ....... TASK_SIZE
+ *                  image VMAs land here, around the blob area, never in it
+ */
+#include <stddef.h>
+
+#include "crfs/restorer_args.h"
+#include "syscall.h"
+
+#define PROT_READ 1
+#define PROT_WRITE 2
+#define MAP_SHARED 1
+#define MAP_FIXED 0x10
+#define MREMAP_MAYMOVE 1
+#define MREMAP_FIXED 2
+#define O_RDONLY 0
+#define O_CLOEXEC 02000000
+#define PR_SET_KEEPCAPS 8
+#define PR_CAPBSET_DROP 24
+#define PR_SET_MM 35
+#define PR_SET_MM_MAP 14
+#define PR_SET_NO_NEW_PRIVS 38
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#define ARCH_SET_GS 0x1001
+#define ARCH_SET_FS 0x1002
+#define RSEQ_FLAG_UNREGISTER 1
+#define SS_DISABLE 2
+#define NR_sigaltstack 131
+#define EINVAL 22
+
+/* The compiler may emit calls to these for struct copies; they must exist here. */
+void* memcpy(void* dst, const void* src, size_t n) {
+    unsigned char* d = dst;
+    const unsigned char* s = src;
+    while (n--) *d++ = *s++;
+    return dst;
+}
+void* memset(void* dst, int c, size_t n) {
+    unsigned char* d = dst;
+    while (n--) *d++ = (unsigned char)c;
+    return dst;
+}
+
+static __attribute__((noreturn)) void die(const struct crfs_restorer_args* a, int step, long ret,
+                                          uint64_t arg) {
+    struct crfs_ra_report r;
+    r.tag = CRFS_RA_REPORT_TAG;
+    r.reserved = 0;
+    r.err = (int32_t)(ret < 0 ? -ret : EINVAL);
+    r.step = step;
+    r.arg = arg;
+    sys3(NR_write, a->status_fd, &r, sizeof r);
+    for (;;) sys1(NR_exit_group, 1);
+}
+
+static int is_err(long ret) { return ret < 0 && ret > -4096; }
+
+static void map_vmas(const struct crfs_restorer_args* a) {
+    const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
+    for (uint64_t i = 0; i < a->nr_vmas; ++i) {
+        uint64_t len = v[i].end - v[i].start;
+        int shared_file = v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED);
+        /* Private and anonymous mappings are filled first, protected after. */
+        long prot = shared_file ? v[i].prot : (v[i].prot | PROT_READ | PROT_WRITE);
+        long fd = -1;
+        if (v[i].kind == CRFS_RA_FILE) {
+            fd = sys3(NR_open, v[i].path, v[i].open_flags | O_CLOEXEC, 0);
+            if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
+        }
+        long ret = sys6(NR_mmap, (long)v[i].start, (long)len, prot, v[i].mmap_flags | MAP_FIXED,
+                        fd, (long)v[i].file_off);
+        if (fd >= 0) sys1(NR_close, fd);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_MAP_VMA, ret, i);
+        if ((uint64_t)ret != v[i].start) die(a, CRFS_RA_STEP_MAP_VMA, -EINVAL, i);
+    }
+}
+
+static void fill_pages(const struct crfs_restorer_args* a) {
+    const struct crfs_ra_pages* p = (const struct crfs_ra_pages*)a->pages;
+    for (uint64_t i = 0; i < a->nr_pages; ++i) {
+        char* dst = (char*)p[i].vaddr;
+        uint64_t left = p[i].nr_pages * 4096, off = p[i].file_off;
+        while (left) {
+            long n = sys4(NR_pread64, a->image_fd, dst, left, off);
+            if (n == -4 /* EINTR */) continue;
+            if (is_err(n)) die(a, CRFS_RA_STEP_FILL_PAGES, n, p[i].vaddr);
+            if (n == 0) die(a, CRFS_RA_STEP_FILL_PAGES, -5 /* EIO: image shorter */, p[i].vaddr);
+            dst += n, off += (uint64_t)n, left -= (uint64_t)n;
+        }
+    }
+}
+
+static void protect_vmas(const struct crfs_restorer_args* a) {
+    const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
+    for (uint64_t i = 0; i < a->nr_vmas; ++i) {
+        if (v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED)) continue;
+        if ((v[i].prot | PROT_READ | PROT_WRITE) == v[i].prot) continue;
+        long ret = sys3(NR_mprotect, v[i].start, v[i].end - v[i].start, v[i].prot);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_PROTECT, ret, i);
+    }
+}
+
+static void restore_creds(const struct crfs_restorer_args* a) {
+    long ret;
+    /* The bounding set first: dropping needs CAP_SETPCAP, lost with the uid. */
+    for (uint32_t c = 0; c <= a->last_cap && c < 64; ++c)
+        if (!(a->cap_bnd & (1ull << c))) {
+            ret = sys2(NR_prctl, PR_CAPBSET_DROP, c);
+            if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 1);
+        }
+    ret = sys2(NR_setgroups, a->nr_groups, a->groups);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 2);
+    ret = sys3(NR_setresgid, a->gid[0], a->gid[1], a->gid[2]);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 3);
+    sys1(NR_setfsgid, a->gid[3]);
+    ret = sys2(NR_prctl, PR_SET_KEEPCAPS, 1);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 4);
+    ret = sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 5);
+    sys1(NR_setfsuid, a->uid[3]);
+    struct {
+        uint32_t version;
+        int32_t pid;
+    } hdr = {0x20080522, 0};
+    struct {
+        uint32_t eff, prm, inh;
+    } data[2] = {{(uint32_t)a->cap_eff, (uint32_t)a->cap_prm, (uint32_t)a->cap_inh},
+                 {(uint32_t)(a->cap_eff >> 32), (uint32_t)(a->cap_prm >> 32),
+                  (uint32_t)(a->cap_inh >> 32)}};
+    ret = sys2(NR_capset, &hdr, data);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 6);
+    sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    for (uint32_t c = 0; c < 64; ++c)
+        if (a->cap_amb & (1ull << c)) {
+            ret = sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0);
+            if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 7);
+        }
+    sys2(NR_prctl, PR_SET_KEEPCAPS, 0);
+    if (a->no_new_privs) {
+        ret = sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 8);
+    }
+}
+
+__attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry(
+    struct crfs_restorer_args* a) {
+    long ret;
+    uint64_t all = ~0ull;
+    sys4(NR_rt_sigprocmask, 2 /* SIG_SETMASK */, &all, 0, 8);
+    if (a->magic != CRFS_RA_MAGIC || a->size != sizeof *a) die(a, CRFS_RA_STEP_BAD_ARGS, -EINVAL, 0);
+
+    /* The kernel writes the rseq area on every return to user space: it lies in
+     * memory about to be unmapped, so the registration goes first. */
+    if (a->rseq_area) {
+        ret = sys4(NR_rseq, a->rseq_area, a->rseq_len, RSEQ_FLAG_UNREGISTER, a->rseq_sig);
+        if (is_err(ret) && a->rseq_len != 32)
+            ret = sys4(NR_rseq, a->rseq_area, 32, RSEQ_FLAG_UNREGISTER, a->rseq_sig);
+        if (is_err(ret) && ret != -38 /* ENOSYS */) die(a, CRFS_RA_STEP_UNMAP, ret, 1);
+    }
+    struct {
+        uint64_t sp;
+        int32_t flags;
+        uint64_t size;
+    } ss_off = {0, SS_DISABLE, 0};
+    sys2(NR_sigaltstack, &ss_off, 0);
+
+    const struct crfs_ra_range* u = (const struct crfs_ra_range*)a->unmap;
+    for (uint64_t i = 0; i < a->nr_unmap; ++i) {
+        ret = sys2(NR_munmap, u[i].start, u[i].end - u[i].start);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_UNMAP, ret, u[i].start);
+    }
+    const struct crfs_ra_move* m = (const struct crfs_ra_move*)a->moves;
+    for (uint64_t i = 0; i < a->nr_moves; ++i) {
+        ret = sys5(NR_mremap, m[i].cur, m[i].len, m[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, m[i].tmp);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_MOVE_SPECIAL, ret, m[i].cur);
+    }
+    for (uint64_t i = 0; i < a->nr_moves; ++i) {
+        if (m[i].tmp == m[i].dst) continue;
+        ret = sys5(NR_mremap, m[i].tmp, m[i].len, m[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, m[i].dst);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_MOVE_SPECIAL, ret, m[i].dst);
+    }
+
+    map_vmas(a);
+    fill_pages(a);
+    protect_vmas(a);
+
+    struct crfs_ra_mm_map mm = a->mm;
+    mm.exe_fd = (uint32_t)-1;
+    long exe_fd = -1;
+    if (a->exe_path) {
+        exe_fd = sys3(NR_open, a->exe_path, O_RDONLY | O_CLOEXEC, 0);
+        if (is_err(exe_fd)) die(a, CRFS_RA_STEP_OPEN_EXE, exe_fd, 0);
+        mm.exe_fd = (uint32_t)exe_fd;
+    }
+    ret = sys5(NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &mm, sizeof mm, 0);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_MM_MAP, ret, 0);
+    if (exe_fd >= 0) sys1(NR_close, exe_fd);
+
+    for (int i = 0; i < 64; ++i) {
+        int sig = i + 1;
+        if (sig == 9 || sig == 19) continue;
+        ret = sys4(NR_rt_sigaction, sig, &a->sigactions[i], 0, 8);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_SIGACTION, ret, (uint64_t)sig);
+    }
+    /* All signals are blocked here, so the re-queued ones stay pending until
+     * rt_sigreturn installs the image's mask. */
+    const struct crfs_ra_siginfo* si = (const struct crfs_ra_siginfo*)a->siginfo;
+    long pid = sys0(NR_getpid), tid = sys0(NR_gettid);
+    for (uint64_t i = 0; i < a->nr_siginfo; ++i) {
+        if (si[i].shared)
+            ret = sys3(NR_rt_sigqueueinfo, pid, si[i].signo, si[i].info);
+        else
+            ret = sys4(NR_rt_tgsigqueueinfo, pid, tid, si[i].signo, si[i].info);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_SIGQUEUE, ret, (uint64_t)si[i].signo);
+    }
+
+    if (a->set_creds) restore_creds(a);
+
+    for (int w = 0; w < 3; ++w) {
+        ret = sys3(NR_setitimer, w, a->itimers[w], 0);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_ITIMER, ret, (uint64_t)w);
+    }
+    ret = sys2(NR_arch_prctl, ARCH_SET_FS, a->fs_base);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_TLS, ret, 0);
+    ret = sys2(NR_arch_prctl, ARCH_SET_GS, a->gs_base);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_TLS, ret, 1);
+
+    /* The point of no return: the driver reports success on this byte. */
+    char ok = 'K';
+    sys3(NR_write, a->status_fd, &ok, 1);
+    sys1(NR_close, a->status_fd);
+    sys1(NR_close, a->image_fd);
+    __asm__ volatile(
+        "mov %0, %%rsp\n"
+        "mov $15, %%eax\n" /* rt_sigreturn */
+        "syscall\n"
+        "ud2\n"
+        :
+        : "r"(a->sigframe + 8)
+        : "memory");
+    __builtin_unreachable();
+}

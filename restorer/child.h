@@ -1,0 +1,17 @@
+// Stage 1 runs in the new task right after clone3, before the blob. The task
+// is a copy of one thread of a multi-threaded daemon: another thread may have
+// held the malloc lock (or any other) at the clone, so code here makes plain
+// syscalls on data prepared by the parent and never allocates, formats,
+// throws or takes a lock. Failures go back through the status pipe as a
+// crfs_ra_report, exactly like the blob's.
+#pragma once
+
+#include <cstdint>
+
+#include "crfs/restorer_args.h"
+
+namespace crfs {
+
+[[noreturn]] void child_fail(int status_fd, int step, int err, uint64_t arg);
+
+}  // namespace crfs

@@ -1,0 +1,98 @@
+#include "restorer/files.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/strfmt.h"
+
+#include "restorer/child.h"
+
+namespace crfs {
+
+namespace {
+
+// An unlinked file holding the content of deleted fd `f`: O_TMPFILE next to
+// where it lived, else in /tmp, else a memfd.
+Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage& img) {
+    std::string dir = f.path.substr(0, f.path.rfind('/') + 1);
+    int fd = -1;
+    for (const std::string& d : {dir.empty() ? std::string("/tmp") : dir, std::string("/tmp")}) {
+        fd = ::open(d.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0) break;
+    }
+    if (fd < 0) fd = ::memfd_create("crfs-deleted", MFD_CLOEXEC);
+    if (fd < 0) return errno_error(strfmt("fd {}: copy of deleted {}", f.rec.fd, f.path));
+    UniqueFd out(fd);
+    for (const auto& [off, len] : f.data_runs) {
+        loff_t in = loff_t(off);
+        uint64_t left = len;
+        while (left) {
+            ssize_t n = copy_file_range(image_fd, &in, fd, nullptr, left, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                // Fall back to pread/write (copy_file_range across filesystems may refuse).
+                char buf[65536];
+                ssize_t r = pread(image_fd, buf, std::min<uint64_t>(left, sizeof buf), in);
+                if (r <= 0) return errno_error(strfmt("fd {}: reading deleted file content", f.rec.fd));
+                if (write(fd, buf, size_t(r)) != r)
+                    return errno_error(strfmt("fd {}: writing deleted file copy", f.rec.fd));
+                n = r;
+                in += r;
+            }
+            left -= uint64_t(n);
+        }
+    }
+    // Owned like the task that had it open (the copy is created by root).
+    if (fchown(fd, img.creds.uid[3], img.creds.gid[3]) != 0 ||
+        fchmod(fd, f.rec.mode & 07777) != 0)
+        return errno_error(strfmt("fd {}: chown/chmod of deleted file copy", f.rec.fd));
+    return out;
+}
+
+}  // namespace
+
+Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd) {
+    FdPlan plan;
+    for (const auto& f : img.fds) {
+        FdAction a;
+        a.target = f.rec.fd;
+        a.open_flags = int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) |
+                       O_NOCTTY;
+        a.cloexec = f.rec.fd_flags & image::kFdCloexec;
+        auto kind = image::FdKind(f.rec.kind);
+        a.seek = kind != image::FdKind::kCharDev;
+        a.pos = f.rec.pos;
+        a.path = f.path;
+        if (kind == image::FdKind::kDeleted) {
+            auto copy = deleted_copy(f, image_fd, img);
+            if (!copy) return std::unexpected(copy.error());
+            int hi = fcntl(copy->get(), F_DUPFD_CLOEXEC, min_fd);
+            if (hi < 0) return errno_error("dup of deleted file copy");
+            plan.copies.emplace_back(hi);
+            a.path = strfmt("/proc/self/fd/{}", hi);
+        }
+        plan.max_target = std::max(plan.max_target, a.target);
+        plan.actions.push_back(std::move(a));
+    }
+    return plan;
+}
+
+void child_open_fds(const FdPlan& plan, int status_fd) {
+    for (const auto& a : plan.actions) {
+        int fd = ::open(a.path.c_str(), a.open_flags | O_CLOEXEC);
+        if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
+        if (fd != a.target) {
+            if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
+                child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+            ::close(fd);
+        } else if (!a.cloexec && fcntl(fd, F_SETFD, 0) < 0) {
+            child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+        }
+        if (a.seek && lseek(a.target, off_t(a.pos), SEEK_SET) < 0 && errno != ESPIPE)
+            child_fail(status_fd, CRFS_RA_STEP_SEEK_FD, errno, uint64_t(a.target));
+    }
+}
+
+}  // namespace crfs

@@ -1,0 +1,224 @@
+#include "restorer/memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include "common/strfmt.h"
+
+#include "common/io.h"
+
+namespace crfs {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kUserTop = 0x7ffffffff000ull;  // TASK_SIZE of 4-level paging
+constexpr uint64_t kLowest = 0x10000ull;          // above any mmap_min_addr
+
+bool is_special(const VmaEntry& v) {
+    auto k = image::VmaKind(v.rec.kind);
+    return k == image::VmaKind::kVdso || k == image::VmaKind::kVvar;
+}
+
+bool overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1) { return a0 < b1 && b0 < a1; }
+
+}  // namespace
+
+Result<std::vector<SpecialMapping>> current_specials() {
+    auto text = read_file("/proc/self/maps");
+    if (!text) return std::unexpected(text.error());
+    std::vector<SpecialMapping> out;
+    size_t pos = 0;
+    while (pos < text->size()) {
+        size_t nl = text->find('\n', pos);
+        if (nl == std::string::npos) nl = text->size();
+        std::string line = text->substr(pos, nl - pos);
+        pos = nl + 1;
+        uint64_t s, e;
+        char name[64] = {};
+        if (std::sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " %*s %*s %*s %*s %63s", &s, &e,
+                        name) != 3)
+            continue;
+        std::string n = name;
+        if (n == "[vdso]" || n == "[vvar]" || n == "[vvar_vclock]") out.push_back({n, s, e});
+    }
+    return out;
+}
+
+Result<SpecialsPlan> plan_specials(const DecodedImage& img,
+                                   const std::vector<SpecialMapping>& cur) {
+    SpecialsPlan plan;
+    std::vector<const VmaEntry*> isp;
+    const VmaEntry* ivdso = nullptr;
+    for (const auto& v : img.vmas)
+        if (is_special(v)) {
+            isp.push_back(&v);
+            if (v.path == "[vdso]") ivdso = &v;
+        }
+    const SpecialMapping* cvdso = nullptr;
+    for (const auto& c : cur)
+        if (c.name == "[vdso]") cvdso = &c;
+    if (isp.empty()) {
+        for (const auto& c : cur) plan.drop.push_back({c.start, c.end});
+        return plan;
+    }
+    if (!ivdso) {
+        // Data pages without code: nothing reads them; leave them out.
+        for (const auto& c : cur) plan.drop.push_back({c.start, c.end});
+        return plan;
+    }
+    if (!cvdso)
+        return make_error(ENOTSUP, "the image has a vdso but this kernel maps none (vdso=0?)");
+    uint64_t ilen = ivdso->rec.end - ivdso->rec.start, clen = cvdso->end - cvdso->start;
+    if (ilen != clen)
+        return make_error(ENOTSUP,
+                          strfmt("the image's vdso is {} pages (kernel {}), this kernel's "
+                                      "is {}: the program holds pointers into vdso code that "
+                                      "images do not store; restore on the same kernel",
+                                      ilen / kPage,
+                                      std::string(img.header.kernel_release,
+                                                  strnlen(img.header.kernel_release, 64)),
+                                      clen / kPage));
+    // Same layout: every current special has an image twin of the same size at
+    // the same offset from the vdso.
+    bool same = isp.size() == cur.size();
+    for (const auto& c : cur) {
+        auto it = std::find_if(isp.begin(), isp.end(), [&](const VmaEntry* v) {
+            return v->path == c.name && v->rec.end - v->rec.start == c.end - c.start &&
+                   v->rec.start - ivdso->rec.start == c.start - cvdso->start;
+        });
+        if (it == isp.end()) same = false;
+    }
+    for (const auto& c : cur) {
+        uint64_t dst = ivdso->rec.start + (c.start - cvdso->start);  // same in both cases
+        uint64_t len = c.end - c.start;
+        if (!same) {
+            if (dst < kLowest || dst + len > kUserTop)
+                return make_error(ENOTSUP, strfmt("this kernel's {} cannot be placed at "
+                                                       "{:x} next to the image's vdso",
+                                                       c.name, dst));
+            for (const auto& v : img.vmas)
+                if (!is_special(v) && image::VmaKind(v.rec.kind) != image::VmaKind::kVsyscall &&
+                    overlaps(dst, dst + len, v.rec.start, v.rec.end))
+                    return make_error(
+                        ENOTSUP,
+                        strfmt("this kernel's vdso/vvar layout differs from the image's and "
+                                    "its {} would land at {:x}-{:x} on the image's mapping "
+                                    "{:x}-{:x} {}",
+                                    c.name, dst, dst + len, v.rec.start, v.rec.end, v.path));
+        }
+        plan.moves.push_back({c.start, len, plan.tmp_len, dst});  // tmp: offset for now
+        plan.tmp_len += len;
+    }
+    return plan;
+}
+
+Result<BlobArea> map_blob_area(const DecodedImage& img, const std::vector<SpecialMapping>& cur,
+                               uint64_t len, uint64_t tmp_len) {
+    std::vector<std::pair<uint64_t, uint64_t>> used;
+    for (const auto& v : img.vmas)
+        if (image::VmaKind(v.rec.kind) != image::VmaKind::kVsyscall)
+            used.push_back({v.rec.start, v.rec.end});
+    for (const auto& c : cur) used.push_back({c.start, c.end});
+    // The vdso may be placed next to the image's vdso with this kernel's
+    // offsets: keep a margin around the image's specials too.
+    for (const auto& v : img.vmas)
+        if (is_special(v))
+            used.push_back({v.rec.start > (64 << 20) ? v.rec.start - (64 << 20) : 0,
+                            v.rec.end + (64 << 20)});
+    std::sort(used.begin(), used.end());
+    uint64_t need = len + tmp_len + 2 * kPage;
+    std::vector<std::pair<uint64_t, uint64_t>> gaps;
+    uint64_t at = kLowest;
+    for (const auto& [s, e] : used) {
+        if (s > at) gaps.push_back({at, s});
+        at = std::max(at, e);
+    }
+    if (at < kUserTop) gaps.push_back({at, kUserTop});
+    std::sort(gaps.begin(), gaps.end(), [](auto& a, auto& b) { return a.second > b.second; });
+    uint64_t step = std::max<uint64_t>(need, 256ull << 20);
+    for (const auto& [gs, ge] : gaps) {
+        if (ge - gs < need) continue;
+        for (int k = 0; k < 32; ++k) {
+            uint64_t top = ge - kPage - uint64_t(k) * step;
+            if (top < gs + need) break;
+            uint64_t addr = (top - len - tmp_len) & ~(kPage - 1);
+            void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+            if (p == MAP_FAILED) continue;
+            if (reinterpret_cast<uint64_t>(p) != addr) {
+                munmap(p, len);
+                continue;
+            }
+            return BlobArea{addr, len, addr + len};
+        }
+    }
+    return make_error(ENOMEM, strfmt("no room for the restorer ({} KiB) outside the image's "
+                                          "mappings",
+                                          need >> 10));
+}
+
+MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
+                       const std::vector<SpecialMapping>& cur, const SpecialsPlan& sp) {
+    MemoryPlan plan;
+    std::vector<crfs_ra_range> keep{{area.start, area.start + area.len}};
+    for (const auto& m : sp.moves) keep.push_back({m.cur, m.cur + m.len});
+    (void)cur;
+    std::sort(keep.begin(), keep.end(), [](auto& a, auto& b) { return a.start < b.start; });
+    uint64_t at = 0;
+    for (const auto& k : keep) {
+        if (k.start > at) plan.unmap.push_back({at, k.start});
+        at = std::max(at, k.end);
+    }
+    if (at < kUserTop) plan.unmap.push_back({at, kUserTop});
+
+    for (const auto& v : img.vmas) {
+        auto kind = image::VmaKind(v.rec.kind);
+        crfs_ra_vma r{};
+        r.start = v.rec.start;
+        r.end = v.rec.end;
+        r.prot = ((v.rec.flags & image::kVmaRead) ? PROT_READ : 0) |
+                 ((v.rec.flags & image::kVmaWrite) ? PROT_WRITE : 0) |
+                 ((v.rec.flags & image::kVmaExec) ? PROT_EXEC : 0);
+        std::string path;
+        switch (kind) {
+            case image::VmaKind::kAnonPrivate:
+                r.kind = CRFS_RA_ANON;
+                r.mmap_flags = MAP_PRIVATE | MAP_ANONYMOUS;
+                if (v.rec.flags & image::kVmaGrowsDown) r.mmap_flags |= MAP_GROWSDOWN;
+                break;
+            case image::VmaKind::kAnonShared:
+                r.kind = CRFS_RA_ANON;
+                r.mmap_flags = MAP_SHARED | MAP_ANONYMOUS;
+                break;
+            case image::VmaKind::kFilePrivate:
+                r.kind = CRFS_RA_FILE;
+                r.mmap_flags = MAP_PRIVATE;
+                r.open_flags = O_RDONLY;
+                r.file_off = v.rec.pgoff * kPage;
+                path = v.path;
+                break;
+            case image::VmaKind::kFileShared:
+                r.kind = CRFS_RA_FILE;
+                r.mmap_flags = MAP_SHARED;
+                // VM_MAYWRITE ("mw", bit 5) needs a writable file even while read-only.
+                r.open_flags = (v.rec.flags & image::kVmaWrite) || (v.rec.vm_flags & (1u << 5))
+                                   ? O_RDWR
+                                   : O_RDONLY;
+                r.file_off = v.rec.pgoff * kPage;
+                path = v.path;
+                break;
+            default:
+                continue;  // vdso/vvar are moved, vsyscall is fixed
+        }
+        plan.vmas.push_back(r);
+        plan.paths.push_back(std::move(path));
+    }
+    for (const auto& p : img.pages) plan.pages.push_back({p.vaddr, p.nr_pages, p.stream_offset});
+    return plan;
+}
+
+}  // namespace crfs

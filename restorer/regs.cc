@@ -1,0 +1,163 @@
+#include "restorer/regs.h"
+
+#include <cpuid.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include "common/strfmt.h"
+
+namespace crfs {
+
+namespace {
+
+// Kernel layouts (arch/x86/include/uapi/asm/sigcontext.h, asm/sigframe.h); the
+// glibc ones differ (wider sigset_t), so they are spelled out here.
+struct KSigcontext {
+    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+    uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags;
+    uint16_t cs, gs, fs, ss;
+    uint64_t err, trapno, oldmask, cr2;
+    uint64_t fpstate;
+    uint64_t reserved1[8];
+};
+static_assert(sizeof(KSigcontext) == 256);
+
+struct KStack {
+    uint64_t ss_sp;
+    int32_t ss_flags;
+    uint32_t pad;
+    uint64_t ss_size;
+};
+
+struct KUcontext {
+    uint64_t uc_flags;
+    uint64_t uc_link;
+    KStack uc_stack;
+    KSigcontext uc_mcontext;
+    uint64_t uc_sigmask;
+};
+static_assert(sizeof(KUcontext) == 304);
+
+struct KRtSigframe {
+    uint64_t pretcode;
+    KUcontext uc;
+    uint8_t info[128];
+};
+static_assert(sizeof(KRtSigframe) == 440);
+
+struct FpxSwBytes {  // in the xsave area's software-reserved bytes 464..511
+    uint32_t magic1;
+    uint32_t extended_size;
+    uint64_t xfeatures;
+    uint32_t xstate_size;
+    uint32_t padding[7];
+};
+static_assert(sizeof(FpxSwBytes) == 48);
+
+constexpr uint32_t kFpXstateMagic1 = 0x46505853;
+constexpr uint32_t kFpXstateMagic2 = 0x46505845;
+constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
+constexpr size_t kFpOffset = 448;  // sizeof(KRtSigframe) rounded up to 64
+
+// Bytes of a standard-format xsave area holding the components in `bv`.
+size_t xsave_size_for(uint64_t bv) {
+    size_t size = 576;
+    for (unsigned i = 2; i < 63; ++i) {
+        if (!(bv & (1ull << i))) continue;
+        unsigned eax, ebx, ecx, edx;
+        __cpuid_count(0xd, i, eax, ebx, ecx, edx);
+        if (eax && ebx + eax > size) size = ebx + eax;
+    }
+    return size;
+}
+
+uint64_t xstate_bv(const DecodedImage& img) {
+    uint64_t bv;
+    std::memcpy(&bv, img.xstate.data() + 512, 8);
+    return bv;
+}
+
+// `len` bytes of the task's memory at `addr` as the restore will map them.
+bool read_task_memory(const DecodedImage& img, int image_fd, uint64_t addr, void* buf, size_t len) {
+    for (const auto& p : img.pages)
+        if (addr >= p.vaddr && addr + len <= p.vaddr + uint64_t(p.nr_pages) * 4096)
+            return pread(image_fd, buf, len, off_t(p.stream_offset + (addr - p.vaddr))) ==
+                   ssize_t(len);
+    for (const auto& v : img.vmas) {
+        if (addr < v.rec.start || addr + len > v.rec.end) continue;
+        auto kind = image::VmaKind(v.rec.kind);
+        if (kind != image::VmaKind::kFilePrivate && kind != image::VmaKind::kFileShared)
+            return false;
+        int fd = ::open(v.path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return false;
+        ssize_t n = pread(fd, buf, len, off_t(v.rec.pgoff * 4096 + (addr - v.rec.start)));
+        ::close(fd);
+        return n == ssize_t(len);
+    }
+    return false;
+}
+
+}  // namespace
+
+void fix_restart_block(DecodedImage& img, int image_fd) {
+    constexpr uint64_t kRestartSyscall = 219;
+    if (img.regs.rax != kRestartSyscall || img.regs.rip < 5) return;
+    uint8_t code[7];
+    if (!read_task_memory(img, image_fd, img.regs.rip - 5, code, sizeof code)) return;
+    if (code[0] != 0xb8 || code[5] != 0x0f || code[6] != 0x05) return;
+    uint32_t nr;
+    std::memcpy(&nr, code + 1, 4);
+    // poll, nanosleep, futex, clock_nanosleep, ppoll
+    for (uint32_t ok : {7u, 35u, 202u, 230u, 271u})
+        if (nr == ok) img.regs.rax = nr;
+}
+
+size_t sigframe_size(const DecodedImage& img) {
+    return kFpOffset + xsave_size_for(xstate_bv(img)) + 64;
+}
+
+Status build_sigframe(const DecodedImage& img, void* mem) {
+    auto* f = static_cast<KRtSigframe*>(mem);
+    std::memset(f, 0, sizeof *f);
+    const auto& r = img.regs;
+    auto& sc = f->uc.uc_mcontext;
+    sc.r8 = r.r8, sc.r9 = r.r9, sc.r10 = r.r10, sc.r11 = r.r11;
+    sc.r12 = r.r12, sc.r13 = r.r13, sc.r14 = r.r14, sc.r15 = r.r15;
+    sc.rdi = r.rdi, sc.rsi = r.rsi, sc.rbp = r.rbp, sc.rbx = r.rbx;
+    sc.rdx = r.rdx, sc.rax = r.rax, sc.rcx = r.rcx, sc.rsp = r.rsp;
+    sc.rip = r.rip, sc.eflags = r.eflags;
+    sc.cs = uint16_t(r.cs), sc.ss = uint16_t(r.ss);
+    if (sc.cs != 0x33 || sc.ss != 0x2b)
+        return make_error(ENOTSUP, strfmt("saved cs 0x{:x} / ss 0x{:x} are not 64-bit user "
+                                               "segments (compat tasks are not restored)",
+                                               r.cs, r.ss));
+    f->uc.uc_flags = kUcFpXstate | kUcSigcontextSs | kUcStrictRestoreSs;
+    f->uc.uc_sigmask = img.sigstate.blocked & ~((1ull << 8) | (1ull << 18));  // KILL, STOP
+    f->uc.uc_stack.ss_sp = img.sigstate.altstack_sp;
+    f->uc.uc_stack.ss_size = img.sigstate.altstack_size;
+    // SS_ONSTACK only reports where the task was; SS_DISABLE and SS_AUTODISARM are settings.
+    f->uc.uc_stack.ss_flags = img.sigstate.altstack_flags & ~1;
+
+    auto* fp = static_cast<uint8_t*>(mem) + kFpOffset;
+    uint64_t bv = xstate_bv(img);
+    // Only the components in use: the ptrace-sized record may be larger than
+    // the signal frame this task may use (dynamic features such as AMX).
+    size_t size = xsave_size_for(bv);
+    std::memset(fp, 0, size + 4);
+    std::memcpy(fp, img.xstate.data(), std::min(size, img.xstate.size()));
+    // Standard format: XCOMP_BV must be 0, or XRSTOR faults.
+    std::memset(fp + 520, 0, 8);
+    FpxSwBytes sw{};
+    sw.magic1 = kFpXstateMagic1;
+    sw.xstate_size = uint32_t(size);
+    sw.extended_size = uint32_t(size + 4);
+    sw.xfeatures = bv | 3;  // x87 and SSE always (their state is in the legacy area)
+    std::memcpy(fp + 464, &sw, sizeof sw);
+    std::memcpy(fp + size, &kFpXstateMagic2, 4);
+    sc.fpstate = reinterpret_cast<uint64_t>(fp);
+    return {};
+}
+
+}  // namespace crfs

@@ -1,0 +1,31 @@
+// The signal frame the blob returns through: an x86-64 rt_sigframe whose
+// ucontext holds the saved general registers, blocked mask and alternate
+// stack, followed by the saved xsave area marked (FP_XSTATE_MAGIC1/2) so the
+// kernel restores every xsave component, not only the legacy FXSAVE part.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+
+namespace crfs {
+
+// A task frozen in a syscall that restarts through restart_syscall (nanosleep,
+// clock_nanosleep, poll, futex wait) has rax = restart_syscall: in a new task
+// that returns EINTR, as the restart block is gone. Where the instructions
+// before rip are `mov $NR, %eax; syscall` (glibc's wrappers) and NR is one of
+// those, rax becomes NR, so the call runs again with its original arguments
+// (a relative timeout starts over). Reads the code bytes from the image's
+// pages or the mapped file.
+void fix_restart_block(DecodedImage& img, int image_fd);
+
+// Bytes build_sigframe writes (frame, alignment, xsave area, end marker).
+size_t sigframe_size(const DecodedImage& img);
+
+// Writes the frame at `mem` (64-byte aligned). The blob sets rsp to mem + 8
+// and calls rt_sigreturn.
+Status build_sigframe(const DecodedImage& img, void* mem);
+
+}  // namespace crfs

@@ -1,0 +1,379 @@
+// The restore driver: decode and validate (nothing created yet), prepare the
+// blob's area and argument struct in this process, clone3 the task (with the
+// wanted pid), let stage 1 (child side of this file and files/task_attrs) and
+// the blob rebuild it, and wait on the status pipe for the point of no return.
+//
+//   daemon thread                       new task
+//   decode, validate
+//   plan fds / memory / signals
+//   map blob area, fill args, frame
+//   block signals, clone3 ----------->  stage 1: session, fds, cwd, rlimits ...
+//   unmap area, close copies            jump to blob (its own stack)
+//   read status pipe  <---------------  blob: memory, mm, signals, creds
+//     'K'  -> pid                       'K', rt_sigreturn: the restored task
+//     report / EOF -> SIGKILL, reap, error
+#include "restorer/restore.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include "common/strfmt.h"
+#include <mutex>
+
+#include "common/image_reader.h"
+#include "common/io.h"
+#include "restorer/child.h"
+#include "restorer/files.h"
+#include "restorer/memory.h"
+#include "restorer/regs.h"
+#include "restorer/signals.h"
+#include "restorer/task_attrs.h"
+#include "restorer/validate.h"
+
+extern "C" const char crfs_restorer_blob[];
+extern "C" const char crfs_restorer_blob_end[];
+
+namespace crfs {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr size_t kBlobStack = 64 << 10;
+constexpr int kReportTimeoutMs = 300 * 1000;
+
+std::mutex g_children_mu;  // guards g_children
+std::vector<pid_t> g_children;
+
+uint64_t page_up(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
+
+// Bump allocator over the mapped blob area: every pointer the blob sees is an
+// address inside the area, identical in the clone.
+class Arena {
+  public:
+    Arena(uint64_t base, uint64_t cap) : base_(base), cap_(cap) {}
+    void* take(size_t bytes, size_t align) {
+        used_ = (used_ + align - 1) & ~(align - 1);
+        void* p = reinterpret_cast<void*>(base_ + used_);
+        used_ += bytes;
+        return used_ <= cap_ ? p : nullptr;
+    }
+    template <class T>
+    uint64_t copy(const std::vector<T>& v) {
+        if (v.empty()) return 0;
+        void* p = take(v.size() * sizeof(T), 16);
+        if (!p) return 0;
+        std::memcpy(p, v.data(), v.size() * sizeof(T));
+        return reinterpret_cast<uint64_t>(p);
+    }
+    uint64_t str(const std::string& s) {
+        auto* p = static_cast<char*>(take(s.size() + 1, 1));
+        if (!p) return 0;
+        std::memcpy(p, s.c_str(), s.size() + 1);
+        return reinterpret_cast<uint64_t>(p);
+    }
+    uint64_t used() const { return used_; }
+    uint64_t cap() const { return cap_; }
+
+  private:
+    uint64_t base_, cap_, used_ = 0;
+};
+
+struct ChildPlan {
+    int status_fd = -1;
+    std::vector<int> keep;  // sorted: every fd stage 1 must not close
+    const FdPlan* fds = nullptr;
+    const AttrPlan* attrs = nullptr;
+    bool fs_creds = false;  // open files as the task's fsuid/fsgid
+    uint64_t entry = 0, args = 0, stack_top = 0;
+};
+
+[[noreturn]] void child_main(const ChildPlan& c) {
+    child_session(*c.attrs, c.status_fd);
+    int from = 0;
+    for (int k : c.keep) {
+        if (k > from && syscall(SYS_close_range, from, k - 1, 0) < 0)
+            child_fail(c.status_fd, CRFS_RA_STEP_CLOSE_FDS, errno, uint64_t(from));
+        from = k + 1;
+    }
+    syscall(SYS_close_range, from, ~0u, 0);
+    if (c.fs_creds) child_enter_fs_creds(*c.attrs, c.status_fd);
+    if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
+    child_open_fds(*c.fds, c.status_fd);
+    if (c.fs_creds) child_leave_fs_creds(c.status_fd);
+    for (const auto& copy : c.fds->copies) ::close(copy.get());
+    child_attrs(*c.attrs, c.status_fd);
+    __asm__ volatile(
+        "mov %0, %%rsp\n"
+        "xor %%ebp, %%ebp\n"
+        "call *%1\n"
+        "ud2\n"
+        :
+        : "r"(c.stack_top), "r"(c.entry), "D"(c.args)
+        : "memory");
+    __builtin_unreachable();
+}
+
+std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const MemoryPlan& mem,
+                      const FdPlan& fds) {
+    auto vma = [&](uint64_t i) {
+        if (i >= mem.vmas.size()) return strfmt("VMA #{}", i);
+        const auto& v = mem.vmas[i];
+        return strfmt("{:x}-{:x}{}{}", v.start, v.end, mem.paths[i].empty() ? "" : " ",
+                           mem.paths[i]);
+    };
+    auto fd = [&](uint64_t n) {
+        for (const auto& a : fds.actions)
+            if (uint64_t(a.target) == n) return strfmt("fd {} ({})", n, a.path);
+        return strfmt("fd {}", n);
+    };
+    switch (r.step) {
+        case CRFS_RA_STEP_UNMAP: return strfmt("unmapping the daemon's memory at {:x}", r.arg);
+        case CRFS_RA_STEP_MOVE_SPECIAL: return strfmt("moving vdso/vvar at {:x}", r.arg);
+        case CRFS_RA_STEP_OPEN_VMA_FILE: return "opening the file of mapping " + vma(r.arg);
+        case CRFS_RA_STEP_MAP_VMA: return "mapping " + vma(r.arg);
+        case CRFS_RA_STEP_FILL_PAGES: return strfmt("reading pages at {:x}", r.arg);
+        case CRFS_RA_STEP_PROTECT: return "mprotect of " + vma(r.arg);
+        case CRFS_RA_STEP_OPEN_EXE: return "opening exe " + img.exe;
+        case CRFS_RA_STEP_MM_MAP: return "PR_SET_MM_MAP (mm layout, auxv, exe)";
+        case CRFS_RA_STEP_SIGACTION: return strfmt("sigaction of signal {}", r.arg);
+        case CRFS_RA_STEP_SIGQUEUE: return strfmt("re-queueing pending signal {}", r.arg);
+        case CRFS_RA_STEP_ITIMER: return strfmt("setitimer {}", r.arg);
+        case CRFS_RA_STEP_CREDS: return strfmt("setting credentials (step {})", r.arg);
+        case CRFS_RA_STEP_TLS: return "setting fs/gs base";
+        case CRFS_RA_STEP_BAD_ARGS: return "restorer argument check";
+        case CRFS_RA_STEP_SESSION: return "restoring session/process group";
+        case CRFS_RA_STEP_FSCREDS: return "switching to the task's file-system credentials";
+        case CRFS_RA_STEP_CLOSE_FDS: return "closing the daemon's descriptors";
+        case CRFS_RA_STEP_OPEN_FD: return "opening " + fd(r.arg);
+        case CRFS_RA_STEP_DUP_FD: return "placing " + fd(r.arg);
+        case CRFS_RA_STEP_SEEK_FD: return "seeking " + fd(r.arg);
+        case CRFS_RA_STEP_CWD: return "chdir to " + img.cwd;
+        case CRFS_RA_STEP_RLIMIT: return strfmt("setting rlimit {}", r.arg);
+        case CRFS_RA_STEP_NICE: return strfmt("setting nice {}", int64_t(r.arg));
+        case CRFS_RA_STEP_PERSONALITY: return strfmt("setting personality 0x{:x}", r.arg);
+    }
+    return strfmt("step {}", r.step);
+}
+
+void kill_and_reap(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    int st;
+    while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {
+    }
+}
+
+}  // namespace
+
+[[noreturn]] void child_fail(int status_fd, int step, int err, uint64_t arg) {
+    crfs_ra_report r{CRFS_RA_REPORT_TAG, err, step, 0, arg};
+    (void)!::write(status_fd, &r, sizeof r);
+    syscall(SYS_exit_group, 1);
+    __builtin_unreachable();
+}
+
+Result<pid_t> restore_image(const RestoreRequest& req) {
+    // --- decode and validate: nothing exists yet ------------------------------
+    if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
+    FdSource src(req.image_fd);
+    auto img = decode_image(src);
+    if (!img) return std::unexpected(img.error().context("bad image"));
+    if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
+    if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
+    if (req.want_pid > 0 && (::kill(req.want_pid, 0) == 0 || errno == EPERM))
+        return make_error(EBUSY, strfmt("pid {} is in use", req.want_pid));
+
+    fix_restart_block(*img, req.image_fd);
+    auto cur = current_specials();
+    if (!cur) return std::unexpected(cur.error());
+    auto sp = plan_specials(*img, *cur);
+    if (!sp) return std::unexpected(sp.error());
+
+    // --- descriptors the new task keeps until the blob is done ----------------
+    int max_fd = 2;
+    for (const auto& f : img->fds) max_fd = std::max(max_fd, f.rec.fd);
+    int min_fd = max_fd + 1;
+    UniqueFd image_fd(fcntl(req.image_fd, F_DUPFD_CLOEXEC, min_fd));
+    if (!image_fd) return errno_error("dup of the image fd");
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0) return errno_error("status pipe");
+    UniqueFd status_r(pfd[0]);
+    UniqueFd status_w(fcntl(pfd[1], F_DUPFD_CLOEXEC, min_fd));
+    ::close(pfd[1]);
+    if (!status_w) return errno_error("dup of the status pipe");
+    auto fds = plan_fds(*img, image_fd.get(), min_fd);
+    if (!fds) return std::unexpected(fds.error());
+    AttrPlan attrs = plan_attrs(*img);
+
+    // --- the blob's area: code, args, arrays, frame, stack --------------------
+    size_t blob_len = size_t(crfs_restorer_blob_end - crfs_restorer_blob);
+    uint64_t paths_len = 0;
+    for (const auto& v : img->vmas) paths_len += v.path.size() + 16;
+    auto pending = pending_signals(*img);
+    uint64_t need = page_up(blob_len) + sizeof(crfs_restorer_args) + 4096 +
+                    (img->vmas.size() + 8) * (sizeof(crfs_ra_vma) + 16) + paths_len +
+                    (sp->moves.size() + 8) * 3 * sizeof(crfs_ra_range) +
+                    img->pages.size() * (sizeof(crfs_ra_pages) + 16) +
+                    pending.size() * sizeof(crfs_ra_siginfo) + img->groups.size() * 4 +
+                    img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
+                    kBlobStack;
+    need = page_up(need);
+    auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
+    if (!area) return std::unexpected(area.error());
+    struct AreaGuard {
+        BlobArea a;
+        ~AreaGuard() { munmap(reinterpret_cast<void*>(a.start), a.len); }
+    } area_guard{*area};
+    for (auto& m : sp->moves) m.tmp += area->tmp;
+    MemoryPlan mem = plan_memory(*img, *area, *cur, *sp);
+
+    Arena arena(area->start, area->len - kBlobStack);
+    std::memcpy(arena.take(blob_len, kPage), crfs_restorer_blob, blob_len);
+    arena.take(0, kPage);
+    auto* a = static_cast<crfs_restorer_args*>(arena.take(sizeof(crfs_restorer_args), 64));
+    std::memset(a, 0, sizeof *a);
+    a->magic = CRFS_RA_MAGIC;
+    a->size = sizeof *a;
+    a->image_fd = image_fd.get();
+    a->status_fd = status_w.get();
+    if (__rseq_size > 0) {
+        a->rseq_area = reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + __rseq_offset;
+        a->rseq_len = __rseq_size < 32 ? 32 : __rseq_size;
+        a->rseq_sig = RSEQ_SIG;
+    }
+    a->unmap = arena.copy(mem.unmap);
+    a->nr_unmap = mem.unmap.size();
+    a->moves = arena.copy(sp->moves);
+    a->nr_moves = sp->moves.size();
+    for (size_t i = 0; i < mem.vmas.size(); ++i)
+        if (mem.vmas[i].kind == CRFS_RA_FILE) mem.vmas[i].path = arena.str(mem.paths[i]);
+    a->vmas = arena.copy(mem.vmas);
+    a->nr_vmas = mem.vmas.size();
+    a->pages = arena.copy(mem.pages);
+    a->nr_pages = mem.pages.size();
+    const auto& m = img->mm;
+    a->mm = {m.start_code, m.end_code, m.start_data, m.end_data, m.start_brk, m.brk,
+             m.start_stack, m.arg_start, m.arg_end, m.env_start, m.env_end,
+             arena.copy(img->auxv), uint32_t(img->auxv.size() * 8), uint32_t(-1)};
+    if (!img->exe.empty() && ::access(img->exe.c_str(), F_OK) == 0) a->exe_path = arena.str(img->exe);
+    fill_sigactions(*img, *a);
+    a->siginfo = arena.copy(pending);
+    a->nr_siginfo = pending.size();
+    fill_itimers(*img, *a);
+    std::vector<uint32_t> groups(img->groups.begin(), img->groups.end());
+    fill_creds(*img, *a, reinterpret_cast<const uint32_t*>(arena.copy(groups)));
+    a->fs_base = img->regs.fs_base;
+    a->gs_base = img->regs.gs_base;
+    void* frame = arena.take(sigframe_size(*img), 64);
+    if (!frame || arena.used() > arena.cap())
+        return make_error(ENOMEM, "restorer area too small (internal error)");
+    if (auto s = build_sigframe(*img, frame); !s) return std::unexpected(s.error());
+    a->sigframe = reinterpret_cast<uint64_t>(frame);
+    if (mprotect(reinterpret_cast<void*>(area->start), page_up(blob_len),
+                 PROT_READ | PROT_EXEC) < 0)
+        return errno_error("mprotect of the restorer code");
+
+    ChildPlan cp;
+    cp.status_fd = status_w.get();
+    cp.keep = {image_fd.get(), status_w.get()};
+    for (const auto& c : fds->copies) cp.keep.push_back(c.get());
+    std::sort(cp.keep.begin(), cp.keep.end());
+    cp.fds = &*fds;
+    cp.attrs = &attrs;
+    cp.fs_creds = img->creds.uid[3] != 0 || img->creds.gid[3] != 0 || !img->groups.empty();
+    cp.entry = area->start;
+    cp.args = reinterpret_cast<uint64_t>(a);
+    cp.stack_top = (area->start + area->len - 64) & ~uint64_t(15);
+
+    // --- create the task --------------------------------------------------------
+    clone_args ca{};
+    ca.exit_signal = SIGCHLD;
+    pid_t want = req.want_pid;
+    if (want > 0) {
+        ca.set_tid = reinterpret_cast<uint64_t>(&want);
+        ca.set_tid_size = 1;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long pid = syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid == 0) child_main(cp);
+    int clone_err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) {
+        if (clone_err == EEXIST) return make_error(EBUSY, strfmt("pid {} is in use", want));
+        return sys_error(clone_err, "clone3");
+    }
+    status_w.reset();
+    image_fd.reset();
+    fds->copies.clear();
+
+    // --- wait for the point of no return ---------------------------------------
+    char first = 0;
+    ssize_t n = -1;
+    for (;;) {
+        pollfd p{status_r.get(), POLLIN, 0};
+        int pr = poll(&p, 1, kReportTimeoutMs);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr == 0) {
+            kill_and_reap(pid_t(pid));
+            return make_error(ETIMEDOUT, "restore: the new task did not finish in time");
+        }
+        n = ::read(status_r.get(), &first, 1);
+        if (n < 0 && errno == EINTR) continue;
+        break;
+    }
+    if (n == 1 && first == 'K') {
+        if (img->header.flags & image::kHeaderTaskWasStopped) ::kill(pid_t(pid), SIGSTOP);
+        std::lock_guard lock(g_children_mu);
+        g_children.push_back(pid_t(pid));
+        return pid_t(pid);
+    }
+    crfs_ra_report rep{};
+    if (n == 1) {
+        std::memcpy(&rep, &first, 1);
+        auto rest = read_full(status_r.get(), reinterpret_cast<char*>(&rep) + 1, sizeof rep - 1);
+        if (!rest || *rest != sizeof rep - 1) n = 0;
+    }
+    int st = 0;
+    ::kill(pid_t(pid), SIGKILL);
+    while (waitpid(pid_t(pid), &st, __WALL) < 0 && errno == EINTR) {
+    }
+    if (n != 1 || rep.tag != CRFS_RA_REPORT_TAG)
+        return make_error(EIO, strfmt("restore: the new task died before it was restored "
+                                           "({})",
+                                           WIFSIGNALED(st) ? strsignal(WTERMSIG(st))
+                                                           : "no report"));
+    return sys_error(rep.err, "restore: " + step_text(rep, *img, mem, *fds));
+}
+
+std::vector<pid_t> reap_restored_children() {
+    std::lock_guard lock(g_children_mu);
+    std::vector<pid_t> gone;
+    for (auto it = g_children.begin(); it != g_children.end();) {
+        int st;
+        pid_t r = waitpid(*it, &st, WNOHANG | __WALL);
+        if (r == *it || (r < 0 && errno == ECHILD)) {
+            gone.push_back(*it);
+            it = g_children.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    return gone;
+}
+
+std::vector<pid_t> restored_children() {
+    std::lock_guard lock(g_children_mu);
+    return g_children;
+}
+
+}  // namespace crfs

@@ -1,0 +1,51 @@
+// The restore entry point (issue 4): an image in a seekable fd becomes a
+// running task again. The FUSE daemon calls restore_image from a slot's
+// flush; `crfs restore` calls it directly for debugging. docs/restore.md has
+// the stages, the point of no return and the credential policy.
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "common/result.h"
+
+namespace crfs {
+
+struct RestoreRequest {
+    int image_fd = -1;  // memfd/file holding the whole image (seekable; read from offset 0)
+    pid_t want_pid = 0;  // 0: any pid; >0: exactly this pid (EBUSY if taken)
+    // Who wrote the image (from the FUSE request). writer_is_root means the
+    // writer may restore any credentials: uid 0, or (the daemon decides) a
+    // caller holding CAP_SETUID+CAP_SETGID+CAP_SYS_ADMIN. Anyone else may only
+    // restore an image whose uids/gids are writer_uid/writer_gid, whose groups
+    // are among writer_uid's groups (getgrouplist) and which holds no
+    // capabilities; otherwise EPERM.
+    uid_t writer_uid = 0;
+    gid_t writer_gid = 0;
+    bool writer_is_root = false;
+};
+
+// Validates the whole image first (nothing is created on failure), then
+// creates and rebuilds the task. Returns the restored pid. Errors: EINVAL /
+// EBADMSG / EIO (bad image, with a precise message), EPERM (credentials),
+// EBUSY (pid taken), ENOENT / ESTALE (a referenced file missing / changed,
+// named), ENOTSUP (e.g. the CPU lacks the image's xsave features).
+//
+// Safe to call from any thread of a multi-threaded daemon, concurrently. The
+// restored task is a child of the calling process: reap it with
+// reap_restored_children().
+Result<pid_t> restore_image(const RestoreRequest& req);
+
+// Reaping contract: every task restore_image returns is a child of this
+// process and is remembered here. Call this whenever SIGCHLD arrives (and,
+// to be safe, now and then): it waitpid(WNOHANG)s every remembered task and
+// returns the pids that exited. It never waits for a child it did not
+// create, so it coexists with other child handling. restore_image reaps the
+// tasks of failed restores itself.
+std::vector<pid_t> reap_restored_children();
+
+// Pids restored and not yet reaped (for tests and status).
+std::vector<pid_t> restored_children();
+
+}  // namespace crfs

@@ -1,0 +1,169 @@
+#include "restorer/validate.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include "common/strfmt.h"
+
+namespace crfs {
+
+namespace {
+
+constexpr const char* kXsaveNames[] = {
+    "x87", "sse", "avx", "mpx-bndregs", "mpx-bndcsr", "avx512-opmask", "avx512-zmm_hi256",
+    "avx512-hi16_zmm", "pt", "pkru", "pasid", "cet-user", "cet-supervisor", "hdc", "uintr",
+    "lbr", "hwp", "amx-tilecfg", "amx-tiledata"};
+
+
+}  // namespace
+
+uint64_t cpu_xcr0() {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return (uint64_t(edx) << 32) | eax;
+}
+
+std::string xsave_feature_names(uint64_t bits) {
+    std::string out;
+    for (unsigned i = 0; i < 64; ++i) {
+        if (!(bits & (1ull << i))) continue;
+        if (!out.empty()) out += ' ';
+        out += i < std::size(kXsaveNames) ? kXsaveNames[i] : strfmt("bit{}", i);
+    }
+    return out;
+}
+
+Status check_cpu(const DecodedImage& img) {
+    uint64_t have = cpu_xcr0();
+    uint64_t missing = img.header.xsave_features & ~have;
+    if (missing)
+        return make_error(ENOTSUP,
+                          strfmt("image needs CPU xsave features this CPU lacks: {} (image "
+                                      "XCR0 0x{:x}, this CPU 0x{:x})",
+                                      xsave_feature_names(missing), img.header.xsave_features,
+                                      have));
+    if (img.xstate.size() < 576)
+        return make_error(EBADMSG, strfmt("xstate record of {} bytes is shorter than an "
+                                               "xsave area (576)",
+                                               img.xstate.size()));
+    uint64_t bv;
+    std::memcpy(&bv, img.xstate.data() + 512, 8);
+    if (bv & ~have)
+        return make_error(ENOTSUP, strfmt("saved registers use xsave features this CPU "
+                                               "lacks: {}",
+                                               xsave_feature_names(bv & ~have)));
+    if (bv & (3ull << 17))
+        return make_error(ENOTSUP, "saved registers hold AMX tile state: not restored yet");
+    return {};
+}
+
+Status check_files(const DecodedImage& img) {
+    for (const auto& f : img.fds) {
+        auto kind = image::FdKind(f.rec.kind);
+        if (kind == image::FdKind::kDeleted) continue;
+        struct stat st;
+        if (::stat(f.path.c_str(), &st) != 0)
+            return errno_error(strfmt("fd {}: {}", f.rec.fd, f.path));
+        if (kind == image::FdKind::kCharDev) {
+            if (!S_ISCHR(st.st_mode) || st.st_rdev != f.rec.rdev)
+                return make_error(ESTALE, strfmt("fd {}: {} is no longer the device it was "
+                                                      "({}:{})",
+                                                      f.rec.fd, f.path, major(f.rec.rdev),
+                                                      minor(f.rec.rdev)));
+            continue;
+        }
+        if (!S_ISREG(st.st_mode))
+            return make_error(ESTALE, strfmt("fd {}: {} is no longer a regular file",
+                                                  f.rec.fd, f.path));
+        std::string why;
+        if (st.st_ino != f.rec.ino || st.st_dev != f.rec.dev)
+            why = strfmt("inode {} on {:x}, image has {} on {:x}", st.st_ino, st.st_dev,
+                              f.rec.ino, f.rec.dev);
+        else if (uint64_t(st.st_size) != f.rec.size)
+            why = strfmt("size {}, image has {}", st.st_size, f.rec.size);
+        else if (st.st_mtim.tv_sec != f.rec.mtime_sec || st.st_mtim.tv_nsec != f.rec.mtime_nsec)
+            why = "modified since the checkpoint (mtime differs)";
+        if (!why.empty())
+            return make_error(ESTALE, strfmt("fd {}: {} changed since the checkpoint: {}",
+                                                  f.rec.fd, f.path, why));
+    }
+    for (const auto& v : img.vmas) {
+        auto kind = image::VmaKind(v.rec.kind);
+        if (kind != image::VmaKind::kFilePrivate && kind != image::VmaKind::kFileShared) continue;
+        std::string range = strfmt("mapping {:x}-{:x}", v.rec.start, v.rec.end);
+        if (v.rec.flags & image::kVmaDeleted)
+            return make_error(ENOTSUP, strfmt("{} of deleted file {}: not restorable yet",
+                                                   range, v.path));
+        struct stat st;
+        if (::stat(v.path.c_str(), &st) != 0) return errno_error(strfmt("{}: {}", range, v.path));
+        if (st.st_ino != v.rec.ino)
+            return make_error(ESTALE, strfmt("{}: {} was replaced since the checkpoint "
+                                                  "(inode {}, image has {})",
+                                                  range, v.path, st.st_ino, v.rec.ino));
+    }
+    return {};
+}
+
+Status check_supported(const DecodedImage& img) {
+    if (img.root != "/")
+        return make_error(ENOTSUP, strfmt("task root is {}: chrooted tasks are not restored "
+                                               "yet",
+                                               img.root));
+    if (img.header.flags & image::kHeaderTaskWasStopped)
+        return {};  // restored running; documented gap
+    return {};
+}
+
+Status check_creds(const DecodedImage& img, const RestoreRequest& req) {
+    if (req.writer_is_root) return {};
+    const auto& c = img.creds;
+    auto deny = [&](std::string why) {
+        return make_error(EPERM, strfmt("image credentials not the writer's ({}): only "
+                                             "root may restore them",
+                                             why));
+    };
+    for (int i = 0; i < 4; ++i) {
+        if (c.uid[i] != req.writer_uid)
+            return deny(strfmt("image uid {}, writer uid {}", c.uid[i], req.writer_uid));
+        if (c.gid[i] != req.writer_gid)
+            return deny(strfmt("image gid {}, writer gid {}", c.gid[i], req.writer_gid));
+    }
+    if (c.cap_prm || c.cap_eff || c.cap_amb || c.cap_inh)
+        return deny(strfmt("image holds capabilities 0x{:x}", c.cap_prm | c.cap_eff |
+                                                                      c.cap_amb | c.cap_inh));
+    if (!img.groups.empty()) {
+        std::vector<gid_t> mine(256);
+        int n = int(mine.size());
+        struct passwd pw, *pwp = nullptr;
+        char buf[4096];
+        if (getpwuid_r(req.writer_uid, &pw, buf, sizeof buf, &pwp) != 0 || !pwp)
+            return deny(strfmt("image has supplementary groups, uid {} has no passwd entry",
+                                    req.writer_uid));
+        if (getgrouplist(pw.pw_name, req.writer_gid, mine.data(), &n) < 0) {
+            mine.resize(size_t(n));
+            if (getgrouplist(pw.pw_name, req.writer_gid, mine.data(), &n) < 0)
+                return deny("cannot list the writer's groups");
+        }
+        mine.resize(size_t(n));
+        for (uint32_t g : img.groups)
+            if (std::find(mine.begin(), mine.end(), g) == mine.end())
+                return deny(strfmt("image group {} is not one of uid {}'s groups", g,
+                                        req.writer_uid));
+    }
+    return {};
+}
+
+Status validate_image(const DecodedImage& img, const RestoreRequest& req) {
+    if (auto s = check_creds(img, req); !s) return s;
+    if (auto s = check_cpu(img); !s) return s;
+    if (auto s = check_supported(img); !s) return s;
+    if (auto s = check_files(img); !s) return s;
+    return {};
+}
+
+}  // namespace crfs
