@@ -18,16 +18,18 @@ bool creds_match(uid_t caller_uid, gid_t caller_gid, const uid_t task_uid[4],
     return dumpable;
 }
 
+bool has_cap(pid_t tid, int cap) {
+    if (tid <= 0) return false;
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, tid};
+    __user_cap_data_struct caps[2]{};
+    if (::syscall(SYS_capget, &hdr, caps) < 0) return false;
+    return caps[cap / 32].effective & (1u << (cap % 32));
+}
+
 Status may_ptrace(const Caller& caller, const TaskId& task) {
     std::string who = "task " + std::to_string(task.pid);
     if (caller.tid == task.pid) return {};  // the task's main thread
-    // capget() reads another thread's capabilities without making the kernel
-    // format all of /proc/<tid>/status.
-    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, caller.tid};
-    __user_cap_data_struct caps[2]{};
-    if (caller.tid <= 0 || ::syscall(SYS_capget, &hdr, caps) < 0)
-        return sys_error(EACCES, who + ": caller's credentials unknown");
-    if (caps[kCapSysPtrace / 32].effective & (1u << (kCapSysPtrace % 32))) return {};
+    if (has_cap(caller.tid, kCapSysPtrace)) return {};
     auto caller_status = read_status(caller.tid);
     if (!caller_status) return sys_error(EACCES, who + ": caller's credentials unknown");
     if (caller_status->tgid == task.pid) return {};  // another thread of the task

@@ -18,7 +18,14 @@ struct Caller {
     pid_t tid = 0;
 };
 
+inline constexpr int kCapSetgid = 6;
+inline constexpr int kCapSetuid = 7;
 inline constexpr int kCapSysPtrace = 19;
+inline constexpr int kCapSysAdmin = 21;
+
+// Whether thread `tid` has capability `cap` in its effective set (capget(2):
+// no need to have the kernel format /proc/<tid>/status). False if it is gone.
+bool has_cap(pid_t tid, int cap);
 
 // The ptrace access rule, as the kernel's __ptrace_may_access() applies it
 // with PTRACE_MODE_FSCREDS (what /proc uses):

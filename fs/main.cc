@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
             };
             Status started = daemon.marks.start_watcher();
             if (started) started = daemon.tasks.start(forget);
+            if (started) started = daemon.reaper.start();
             if (!started) {
                 log_error("%s", started.error().what.c_str());
             } else if (cl.singlethread) {

@@ -7,8 +7,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -111,9 +114,52 @@ Result<Task> task_of(fuse_req_t req, uint64_t ino, bool* cached = nullptr) {
     return t;
 }
 
+// Slots live in the pid-0 half of the inode space: (slot id, 0, entry).
+bool is_slot_ino(uint64_t ino) {
+    InodeParts p = split_ino(ino);
+    return p.pid == 0 && p.start_low != 0;
+}
+
+Result<std::shared_ptr<Slot>> slot_of(fuse_req_t req, uint64_t ino) {
+    InodeParts p = split_ino(ino);
+    auto slot = daemon_of(req).slots.find(p.start_low);
+    if (!slot || p.entry > std::size(kSlotEntries))
+        return make_error(ENOENT, "slot inode " + std::to_string(ino) + " is gone");
+    return slot;
+}
+
+struct stat slot_attr(const Slot& slot, unsigned entry) {
+    struct stat st {};
+    st.st_ino = make_ino(0, slot.id, entry);
+    st.st_uid = slot.owner_uid;
+    st.st_gid = slot.owner_gid;
+    st.st_atime = st.st_mtime = st.st_ctime = slot.created;
+    st.st_mode = entry == kDirEntry ? S_IFDIR | 0755 : kSlotEntries[entry - 1].mode;
+    st.st_nlink = entry == kDirEntry ? 2 : 1;
+    return st;
+}
+
+// The task a restored slot holds, while it lives.
+std::optional<Task> slot_task(fuse_req_t req, Slot& slot) {
+    pid_t pid;
+    {
+        std::lock_guard lock(slot.mu);
+        pid = slot.restored;
+    }
+    if (!pid) return std::nullopt;
+    auto t = daemon_of(req).tasks.find(pid);
+    if (!t) return std::nullopt;
+    return *t;
+}
+
 Result<struct stat> attr_of(fuse_req_t req, uint64_t ino) {
     if (ino == kRootIno) return root_attr();
     if (ino == kSelfIno) return self_attr(req);
+    if (is_slot_ino(ino)) {
+        auto slot = slot_of(req, ino);
+        if (!slot) return std::unexpected(slot.error());
+        return slot_attr(**slot, split_ino(ino).entry);
+    }
     auto t = task_of(req, ino);
     if (!t) return std::unexpected(t.error());
     return task_attr(*t, split_ino(ino).entry);
@@ -151,22 +197,65 @@ Result<pid_t> parse_pid(const char* name) {
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     guarded(req, "lookup", [&] {
+        Daemon& d = daemon_of(req);
         if (parent == kRootIno) {
+            // A slot shadows a task of the same name (a numeric slot restored
+            // into its own pid is a view of that task anyway).
+            if (auto slot = d.slots.find(std::string_view(name)))
+                return reply_entry(req, slot_attr(*slot, kDirEntry), slot->id, false);
             if (std::string_view(name) == "self") return reply_entry(req, self_attr(req), 0, false);
             auto pid = parse_pid(name);
             if (!pid) return reply_err(req, pid.error(), "lookup");
             bool watched = false;
-            auto t = daemon_of(req).tasks.find(*pid, &watched);
+            auto t = d.tasks.find(*pid, &watched);
             if (!t) return reply_err(req, Error{ENOENT, t.error().what}, "lookup");
             return reply_entry(req, task_attr(*t, kDirEntry), t->id.starttime, watched);
+        }
+        if (split_ino(parent).entry != kDirEntry)
+            return reply_err(req, Error{ENOTDIR, "not a directory"}, "lookup");
+        if (is_slot_ino(parent)) {
+            auto slot = slot_of(req, parent);
+            if (!slot) return reply_err(req, slot.error(), "lookup");
+            if (auto e = find_slot_entry(name))
+                return reply_entry(req, slot_attr(**slot, *e), (*slot)->id, false);
+            // Once restored, the slot shows the task's own files too.
+            auto idx = find_pid_entry(name);
+            auto t = slot_task(req, **slot);
+            if (!idx || !t)
+                return reply_err(req, Error{ENOENT, "no entry " + std::string(name)}, "lookup");
+            return reply_entry(req, task_attr(*t, *idx + 1), t->id.starttime, false);
         }
         bool watched = false;
         auto t = task_of(req, parent, &watched);
         if (!t) return reply_err(req, t.error(), "lookup");
         auto idx = find_pid_entry(name);
-        if (!idx || split_ino(parent).entry != kDirEntry)
-            return reply_err(req, Error{ENOENT, "no entry " + std::string(name)}, "lookup");
+        if (!idx) return reply_err(req, Error{ENOENT, "no entry " + std::string(name)}, "lookup");
         reply_entry(req, task_attr(*t, *idx + 1), t->id.starttime, watched);
+    });
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t) {
+    guarded(req, "mkdir", [&] {
+        if (parent != kRootIno)
+            return reply_err(req, Error{EPERM, "restore slots are made in the root"}, "mkdir");
+        if (daemon_of(req).slots.find(std::string_view(name)))
+            return reply_err(req, Error{EEXIST, "slot exists"}, "mkdir");
+        auto slot = daemon_of(req).slots.create(name, caller_of(req));
+        if (!slot) return reply_err(req, slot.error(), "mkdir");
+        reply_entry(req, slot_attr(**slot, kDirEntry), (*slot)->id, false);
+    });
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, "rmdir", [&] {
+        if (parent != kRootIno) return reply_err(req, Error{ENOTDIR, "not a slot"}, "rmdir");
+        auto ok = daemon_of(req).slots.remove(name, caller_of(req));
+        if (ok) return (void)fuse_reply_err(req, 0);
+        // A process directory cannot be removed, like /proc/<pid>.
+        if (ok.error().code == ENOENT && parse_pid(name) &&
+            daemon_of(req).tasks.find(*parse_pid(name)))
+            return reply_err(req, Error{EPERM, "a process directory, not a slot"}, "rmdir");
+        reply_err(req, ok.error(), "rmdir");
     });
 }
 
@@ -184,11 +273,20 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
         auto st = attr_of(req, ino);
         if (!st) return reply_err(req, st.error(), "setattr");
         // Only the truncation that `>` redirection asks for, on a writable file.
-        unsigned entry = split_ino(ino).entry;
-        bool writable = ino != kRootIno && ino != kSelfIno && entry != kDirEntry &&
-                        kPidEntries[entry - 1].write != nullptr;
-        if (to_set != FUSE_SET_ATTR_SIZE || !writable || attr->st_size != 0)
+        if (to_set != FUSE_SET_ATTR_SIZE || attr->st_size != 0)
             return reply_err(req, Error{EPERM, "setattr: not supported"}, "setattr");
+        unsigned entry = split_ino(ino).entry;
+        if (is_slot_ino(ino) && entry == kSlotImage) {
+            auto slot = slot_of(req, ino);
+            if (!slot) return reply_err(req, slot.error(), "setattr");
+            if (auto ok = may_use_slot(caller_of(req), **slot); !ok)
+                return reply_err(req, ok.error(), "setattr");
+            if (auto ok = slot_truncate(**slot); !ok) return reply_err(req, ok.error(), "setattr");
+            return (void)fuse_reply_attr(req, &*st, 0);
+        }
+        bool writable = ino != kRootIno && ino != kSelfIno && !is_slot_ino(ino) &&
+                        entry != kDirEntry && kPidEntries[entry - 1].write != nullptr;
+        if (!writable) return reply_err(req, Error{EPERM, "setattr: not supported"}, "setattr");
         fuse_reply_attr(req, &*st, 0);
     });
 }
@@ -218,20 +316,43 @@ Result<std::unique_ptr<DirHandle>> snapshot_dir(fuse_req_t req, fuse_ino_t ino) 
     if (ino == kRootIno) {
         h->rows = {
             {".", kRootIno, S_IFDIR}, {"..", kRootIno, S_IFDIR}, {"self", kSelfIno, S_IFLNK}};
+        std::set<std::string> slot_names;
+        for (auto& slot : daemon_of(req).slots.list()) {
+            h->rows.push_back({slot->name, make_ino(0, slot->id, kDirEntry), S_IFDIR});
+            slot_names.insert(slot->name);
+        }
         auto tasks = list_tasks();
         if (!tasks) return std::unexpected(tasks.error());
-        for (auto& t : *tasks)
-            h->rows.push_back(
-                {std::to_string(t.pid), make_ino(t.pid, t.starttime, kDirEntry), S_IFDIR});
+        for (auto& t : *tasks) {
+            std::string name = std::to_string(t.pid);
+            if (slot_names.count(name)) continue;  // shadowed by the slot (see op_lookup)
+            h->rows.push_back({std::move(name), make_ino(t.pid, t.starttime, kDirEntry), S_IFDIR});
+        }
         return h;
     }
-    auto t = task_of(req, ino);
-    if (!t) return std::unexpected(t.error());
     if (split_ino(ino).entry != kDirEntry) return make_error(ENOTDIR, "not a directory");
     h->rows = {{".", ino, S_IFDIR}, {"..", kRootIno, S_IFDIR}};
-    for (unsigned i = 0; i < std::size(kPidEntries); ++i)
-        h->rows.push_back({std::string(kPidEntries[i].name),
-                           make_ino(t->id.pid, t->id.starttime, i + 1), S_IFREG});
+    std::optional<Task> t;
+    if (is_slot_ino(ino)) {
+        auto slot = slot_of(req, ino);
+        if (!slot) return std::unexpected(slot.error());
+        for (unsigned i = 0; i < std::size(kSlotEntries); ++i)
+            h->rows.push_back(
+                {std::string(kSlotEntries[i].name), make_ino(0, (*slot)->id, i + 1), S_IFREG});
+        t = slot_task(req, **slot);
+        if (!t) return h;
+    } else {
+        auto found = task_of(req, ino);
+        if (!found) return std::unexpected(found.error());
+        t = *found;
+    }
+    for (unsigned i = 0; i < std::size(kPidEntries); ++i) {
+        bool shown = std::any_of(h->rows.begin(), h->rows.end(),
+                                 [&](auto& r) { return r.name == kPidEntries[i].name; });
+        if (!shown)
+            h->rows.push_back({std::string(kPidEntries[i].name),
+                               make_ino(t->id.pid, t->id.starttime, i + 1), S_IFREG});
+    }
     return h;
 }
 
@@ -268,26 +389,79 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     fuse_reply_err(req, 0);
 }
 
-// An open file of a pid directory: the task it was opened on (writes go to
-// that task even if its pid is reused later) and, for readers, the content
-// generated at open.
+// An open file: of a pid directory (the task it was opened on: writes go to
+// that task even if its pid is reused later) or of a slot; for readers, the
+// content generated at open.
 struct FileHandle {
     TaskId task;
-    const PidEntry* entry;
+    const PidEntry* entry = nullptr;
+    std::shared_ptr<Slot> slot;  // slot files
+    Caller writer;               // who opened a slot image for writing
+    bool slot_writer = false;
     Content content;  // null for write-only opens
 };
+
+bool is_image_entry(const PidEntry& e) {
+    return e.name == "image";
+}
+
+Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t ino, int flags) {
+    auto slot = slot_of(req, ino);
+    if (!slot) return std::unexpected(slot.error());
+    Slot& s = **slot;
+    unsigned entry = split_ino(ino).entry;
+    if (entry == kDirEntry) return make_error(EISDIR, "is a directory");
+    Caller caller = caller_of(req);
+    if (auto ok = may_use_slot(caller, s); !ok) return std::unexpected(ok.error());
+    int acc = flags & O_ACCMODE;
+    auto h = std::make_unique<FileHandle>();
+    h->slot = *slot;
+    if (entry == kSlotImage) {
+        if (acc == O_RDWR) return make_error(EINVAL, "slot image: open it to write or to read");
+        if (acc == O_WRONLY) {
+            std::lock_guard lock(s.mu);
+            if (s.restored)
+                return make_error(EINVAL, "slot " + s.name + " already holds restored task " +
+                                              std::to_string(s.restored));
+            h->writer = caller;
+            h->slot_writer = true;
+            return h;
+        }
+        // Reading the image of a restored slot checkpoints the restored task.
+        auto t = slot_task(req, s);
+        if (!t)
+            return make_error(EACCES, "slot " + s.name + ": image is write-only until restored");
+        const PidEntry& e = kPidEntries[*find_pid_entry("image")];
+        if (auto ok = check_right(e.read_right, caller, t->id); !ok)
+            return std::unexpected(ok.error());
+        auto content = e.read(daemon_of(req), t->id);
+        if (!content) return std::unexpected(content.error());
+        h->content = std::move(*content);
+        return h;
+    }
+    if (acc != O_RDONLY)
+        return make_error(EACCES, std::string(kSlotEntries[entry - 1].name) + " is read-only");
+    std::lock_guard lock(s.mu);
+    h->content = text_content(entry == kSlotStatus ? s.status_text()
+                              : s.restored         ? std::to_string(s.restored) + "\n"
+                                                   : "");
+    return h;
+}
 
 Result<std::unique_ptr<FileHandle>> open_file(fuse_req_t req, fuse_ino_t ino, int flags) {
     Daemon& d = daemon_of(req);
     Caller caller = caller_of(req);
     if (ino == kRootIno) return make_error(EISDIR, "is a directory");
+    if (is_slot_ino(ino)) return open_slot_file(req, ino, flags);
     auto t = task_of(req, ino);
     if (!t) return std::unexpected(t.error());
     unsigned entry = split_ino(ino).entry;
     if (entry == kDirEntry) return make_error(EISDIR, "is a directory");
     const PidEntry& e = kPidEntries[entry - 1];
     int acc = flags & O_ACCMODE;
-    auto h = std::make_unique<FileHandle>(FileHandle{t->id, &e, {}});
+    auto h = std::make_unique<FileHandle>();
+    h->task = t->id;
+    h->entry = &e;
     if (acc == O_WRONLY || acc == O_RDWR) {
         if (!e.write) return make_error(EACCES, std::string(e.name) + " is read-only");
         if (auto ok = check_right(e.write_right, caller, t->id); !ok)
@@ -300,8 +474,7 @@ Result<std::unique_ptr<FileHandle>> open_file(fuse_req_t req, fuse_ino_t ino, in
         auto content = e.read(d, t->id);
         if (!content) {
             // Checkpoint failures are worth a line even without -d.
-            if (&e == &kPidEntries[*find_pid_entry("image")])
-                log_info("%s", content.error().what.c_str());
+            if (is_image_entry(e)) log_info("%s", content.error().what.c_str());
             return std::unexpected(content.error());
         }
         h->content = std::move(*content);
@@ -336,9 +509,17 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
     });
 }
 
-void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t, fuse_file_info* fi) {
+void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+              fuse_file_info* fi) {
     guarded(req, "write", [&] {
         auto* h = reinterpret_cast<FileHandle*>(fi->fh);
+        if (h->slot) {
+            if (auto ok = may_use_slot(caller_of(req), *h->slot); !ok)
+                return reply_err(req, ok.error(), "write");
+            auto n = slot_write(*h->slot, buf, size, off);
+            if (!n) return reply_err(req, n.error(), "write");
+            return (void)fuse_reply_write(req, *n);
+        }
         // Rights are checked on every call, not only at open.
         if (auto ok = check_right(h->entry->write_right, caller_of(req), h->task); !ok)
             return reply_err(req, ok.error(), "write");
@@ -348,6 +529,19 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t, f
         if (auto ok = h->entry->write(daemon_of(req), h->task, std::string_view(buf, size)); !ok)
             return reply_err(req, ok.error(), "write");
         fuse_reply_write(req, size);
+    });
+}
+
+// close(): a slot image that received bytes is restored now, so that the
+// error reaches close() and `cp` prints it.
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    guarded(req, "flush", [&] {
+        auto* h = reinterpret_cast<FileHandle*>(fi->fh);
+        if (!h->slot_writer) return (void)fuse_reply_err(req, 0);
+        auto pid = slot_restore(*h->slot, h->writer);
+        if (!pid) return reply_err(req, pid.error(), "restore");
+        if (*pid) daemon_of(req).reaper.adopt(*pid);
+        fuse_reply_err(req, 0);
     });
 }
 
@@ -377,6 +571,9 @@ const fuse_lowlevel_ops kOps = [] {
     ops.read = op_read;
     ops.write = op_write;
     ops.release = op_release;
+    ops.flush = op_flush;
+    ops.mkdir = op_mkdir;
+    ops.rmdir = op_rmdir;
     return ops;
 }();
 

@@ -13,6 +13,8 @@
 #include "common/result.h"
 #include "fs/access.h"
 #include "fs/marks.h"
+#include "fs/reaper.h"
+#include "fs/slots.h"
 #include "fs/task_cache.h"
 #include "fs/tasks.h"
 
@@ -23,6 +25,8 @@ struct Daemon {
     explicit Daemon(std::string state_file) : marks(std::move(state_file)) {}
     MarkStore marks;
     TaskCache tasks;
+    SlotTable slots;
+    Reaper reaper;
     pid_t self_tgid = 0;
 };
 

@@ -1,0 +1,100 @@
+// Restore slots: `mkdir /crfs/NAME` makes one; writing its `image` and
+// closing the file restores the image as a live task.
+//
+//   /crfs/NAME/image    w   the image, written sequentially; restore runs at close
+//                           (in FUSE flush, so close() returns the error).
+//                           Once restored, reading it checkpoints the restored task.
+//   /crfs/NAME/pid      r   the restored task's pid, once restored
+//   /crfs/NAME/status   r   "empty" | "restored <pid>" | "error: <why>"
+//   nocr, reason        the restored task's, once restored (the slot is a view of it)
+//
+// A numeric NAME restores with that pid. The bytes are spooled to a memfd,
+// never kept on the heap. Slots belong to their creator: only the creator or
+// a caller with CAP_SYS_ADMIN may use one.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "fs/access.h"
+
+namespace crfs::fs {
+
+inline constexpr size_t kMaxSlotName = 64;
+
+// The files of a slot directory, declared once: lookup, readdir and getattr walk it.
+struct SlotEntry {
+    std::string_view name;
+    mode_t mode;
+};
+inline constexpr SlotEntry kSlotEntries[] = {
+    {"image", S_IFREG | 0600},
+    {"pid", S_IFREG | 0444},
+    {"status", S_IFREG | 0444},
+};
+inline constexpr unsigned kSlotImage = 1, kSlotPid = 2, kSlotStatus = 3;  // entry numbers
+
+std::optional<unsigned> find_slot_entry(std::string_view name);
+
+// EINVAL unless NAME is 1-64 of [A-Za-z0-9._-], not "self", ".", "..", and
+// not a number with a leading zero. `pid` gets the number of a numeric name.
+Status check_slot_name(std::string_view name, pid_t* pid);
+
+struct Slot {
+    uint64_t id = 0;  // inode key, never reused while the daemon runs
+    std::string name;
+    pid_t want_pid = 0;  // numeric name
+    uid_t owner_uid = 0;
+    gid_t owner_gid = 0;
+    time_t created = 0;
+
+    // Guards the fields below; held across a restore of this slot.
+    std::mutex mu;
+    UniqueFd spool;  // memfd with the bytes written so far
+    uint64_t written = 0;
+    bool pending = false;  // bytes written since the last restore attempt
+    pid_t restored = 0;
+    std::string error;  // the last failed restore, "" if none
+
+    std::string status_text() const;  // caller holds mu
+};
+
+// Who may use a slot: its creator, or a caller with CAP_SYS_ADMIN.
+Status may_use_slot(const Caller& caller, const Slot& slot);
+
+class SlotTable {
+  public:
+    Result<std::shared_ptr<Slot>> create(std::string_view name, const Caller& caller);
+    Status remove(std::string_view name, const Caller& caller);
+    std::shared_ptr<Slot> find(std::string_view name) const;
+    std::shared_ptr<Slot> find(uint64_t id) const;
+    std::vector<std::shared_ptr<Slot>> list() const;
+
+  private:
+    mutable std::mutex mu_;  // guards the maps only; never held with a Slot::mu
+    std::map<std::string, std::shared_ptr<Slot>, std::less<>> by_name_;
+    std::map<uint64_t, std::shared_ptr<Slot>> by_id_;
+    uint64_t next_id_ = 1;
+};
+
+// Writing the image: sequential, at the current end (EINVAL for a gap or
+// overlap, or once the slot holds a restored task).
+Status slot_truncate(Slot& slot);
+Result<size_t> slot_write(Slot& slot, const char* buf, size_t len, off_t off);
+
+// Restores the written image (at close) and returns the new pid, or 0 when
+// nothing new was written. The error, if any, is kept in the slot's status too.
+Result<pid_t> slot_restore(Slot& slot, const Caller& caller);
+
+}  // namespace crfs::fs

@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Round trips through the mounted tree, as a user runs them:
+
+    cp /crfs/PID/image snap.img; kill -9 PID
+    mkdir /crfs/NAME && cp snap.img /crfs/NAME/image; cat /crfs/NAME/pid
+
+and the restore slots' semantics (names, ownership, sequential writes, errors
+at close and in `status`). Starts its own crfsd on a temporary mount point and
+always unmounts it. Restored tasks are children of crfsd, which reaps them.
+
+usage: roundtrip_mount_test.py BUILD_DIR  (any unittest args after)
+"""
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BUILD = None
+TIMEOUT = 60  # only a guard against hangs, never a pass criterion
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def wait_for(pred, what, timeout=TIMEOUT):
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.01)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def pid_free(pid):
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def sh(cmd, **kw):
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=TIMEOUT,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+class Crfsd:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="crfs-mnt-")
+        os.chmod(self.dir, 0o755)
+        self.mnt = os.path.join(self.dir, "mnt")
+        os.mkdir(self.mnt)
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.log = open(os.path.join(self.dir, "crfsd.log"), "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "fs/crfsd"), "-f", "-o", f"state_dir={self.dir}/state", self.mnt],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True,
+            preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))  # PR_SET_PDEATHSIG: unmount if we die
+        wait_for(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None, "the mount")
+        assert os.path.ismount(self.mnt), read(self.log.name)
+
+    def children(self):
+        """Live children of the daemon: the restored tasks."""
+        out = []
+        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+            with open(f"/proc/{self.proc.pid}/task/{t}/children") as f:
+                out += [int(p) for p in f.read().split()]
+        return out
+
+    def stop(self):
+        for pid in self.children():
+            os.kill(pid, signal.SIGKILL)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if os.path.ismount(self.mnt):
+            subprocess.run(["umount", "-l", self.mnt])
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Task:
+    """A workload: first our child, then (restored) a child of crfsd."""
+
+    def __init__(self, test, argv, ready="ready", env=None):
+        self.test, self.m = test, test.crfs.mnt
+        self.dir = tempfile.mkdtemp(prefix="crfs-wl-")
+        self.proc = subprocess.Popen([a.replace("@DIR@", self.dir) for a in argv],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, close_fds=True, cwd=self.dir,
+                                     env=env)
+        self.pid = self.proc.pid
+        if ready:
+            wait_for(lambda: os.path.exists(self.path(ready)), "the workload to be ready")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def checkpoint(self, name="snap.img", via=None):
+        img = self.path(name)
+        r = sh(f"cp {via or self.m + '/' + str(self.pid)}/image {img}")
+        self.test.assertEqual(r.returncode, 0, r.stderr)
+        return img
+
+    def kill9(self):
+        os.kill(self.pid, signal.SIGKILL)
+        if self.proc:
+            self.proc.wait(TIMEOUT)
+            self.proc = None
+        wait_for(lambda: pid_free(self.pid), f"pid {self.pid} to be reaped")
+
+    def restore(self, img, slot):
+        r = sh(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image && cat {self.m}/{slot}/pid")
+        self.test.assertEqual(r.returncode, 0, r.stderr)
+        self.pid = int(r.stdout)
+        self.test.assertEqual(read(f"{self.m}/{slot}/status"), f"restored {self.pid}\n")
+        return self.pid
+
+    def finish(self, result="result"):
+        os.kill(self.pid, signal.SIGTERM)
+        wait_for(lambda: os.path.exists(self.path(result)) and not alive(self.pid), "the verdict")
+        return read(self.path(result)).strip()
+
+    def cleanup(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc:
+            self.proc.wait(TIMEOUT)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.crfs = Crfsd()
+        self.m = self.crfs.mnt
+        self.tasks = []
+
+    def tearDown(self):
+        for t in self.tasks:
+            t.cleanup()
+        self.crfs.log.flush()
+        log = read(self.crfs.log.name)
+        if "restore failed" in log or "error" in log:
+            print(f"\ncrfsd log of {self.id()}:\n{log}", file=sys.stderr)
+        self.crfs.stop()
+
+    def task(self, argv, **kw):
+        t = Task(self, argv, **kw)
+        self.tasks.append(t)
+        return t
+
+    def ckpt_workload(self, mode="busy"):
+        return self.task([os.path.join(BUILD, "tests/cr/ckpt_workload"), "@DIR@", mode, "2"])
+
+
+class RoundTrip(Base):
+    def test_fresh_name(self):
+        t = self.ckpt_workload()
+        img = t.checkpoint()
+        old = t.pid
+        t.kill9()
+        self.assertNotEqual(t.restore(img, "again"), old)
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_same_pid_then_twice_in_a_row(self):
+        t = self.ckpt_workload()
+        pid = t.pid
+        for i in range(2):
+            # The second time, /crfs/PID is the slot; its image is the restored task's.
+            img = t.checkpoint(f"snap{i}.img", via=f"{self.m}/{pid}")
+            t.kill9()
+            if i:
+                self.assertEqual(sh(f"rmdir {self.m}/{pid}").returncode, 0)
+            self.assertEqual(t.restore(img, str(pid)), pid)
+        self.assertEqual(t.finish(), "PASS")
+        wait_for(lambda: not self.crfs.children(), "crfsd to reap the restored task")
+
+    def test_restore_workload_256mib_argv_env_through_a_pipeline(self):
+        env = dict(os.environ, CRFS_WL_ENV="through the mount")
+        t = self.task([os.path.join(BUILD, "tests/cr/restore_workload"), "@DIR@", "256", "a b", "c"],
+                      env=env)
+        img = t.checkpoint()
+        t.kill9()
+        r = sh(f"mkdir {self.m}/piped && zstd -q -c {img} | zstd -q -d -c > {self.m}/piped/image"
+               f" && cat {self.m}/piped/pid")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.pid = int(r.stdout)
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_python_counter_continues(self):
+        t = self.task(["python3", "-c", "import time\ni = 0\nwhile True:\n    i += 1\n"
+                       "    open('count', 'a').write(f'{i}\\n')\n    time.sleep(0.05)"],
+                      ready="count")
+        wait_for(lambda: len(read(t.path("count")).split()) >= 3, "counting")
+        img = t.checkpoint()
+        t.kill9()
+        last = int(read(t.path("count")).split()[-1])
+        t.restore(img, "py")
+        wait_for(lambda: len(read(t.path("count")).split()) >= last + 3, "counting again")
+        counts = [int(x) for x in read(t.path("count")).split()]
+        # It carries on from its own memory: the restored process counts on
+        # from the value it had at the checkpoint, without starting over.
+        self.assertEqual(counts[:last], list(range(1, last + 1)))
+        self.assertNotIn(1, counts[last:])
+
+    def test_rmdir_leaves_the_task_running(self):
+        t = self.ckpt_workload()
+        img = t.checkpoint()
+        t.kill9()
+        t.restore(img, "keep")
+        self.assertEqual(sh(f"rmdir {self.m}/keep").returncode, 0)
+        self.assertTrue(alive(t.pid))
+        self.assertFalse(os.path.exists(f"{self.m}/keep"))
+        self.assertEqual(sh(f"cat {self.m}/{t.pid}/reason").stdout, "")
+        self.assertEqual(t.finish(), "PASS")
+
+
+class Slots(Base):
+    def image(self):
+        t = self.ckpt_workload()
+        img = t.checkpoint()
+        t.kill9()
+        return t, img
+
+    def test_names(self):
+        for bad in ["self", "a/b", "x" * 65, "sp ace", "0123", "99999999"]:
+            r = sh(f"mkdir '{self.m}/{bad}'")
+            self.assertNotEqual(r.returncode, 0, bad)
+        r = sh(f"mkdir {self.m}/1")
+        self.assertIn("File exists", r.stderr)
+        self.assertEqual(sh(f"mkdir {self.m}/ok.name-1_x").returncode, 0)
+        self.assertIn("File exists", sh(f"mkdir {self.m}/ok.name-1_x").stderr)
+        self.assertEqual(sorted(os.listdir(f"{self.m}/ok.name-1_x")), ["image", "pid", "status"])
+        self.assertEqual(read(f"{self.m}/ok.name-1_x/status"), "empty\n")
+        self.assertEqual(read(f"{self.m}/ok.name-1_x/pid"), "")
+        self.assertIn("Operation not permitted", sh(f"rmdir {self.m}/1").stderr)
+        self.assertIn("Operation not permitted", sh(f"mkdir {self.m}/1/x").stderr)
+
+    def test_bad_images_fail_at_close_and_create_nothing(self):
+        _, img = self.image()
+        data = read(img, "rb")
+        cases = {
+            "truncated": data[: len(data) // 2],
+            "random": os.urandom(4096),
+            "corrupt-page": data[:200000] + bytes([data[200000] ^ 0x55]) + data[200001:],
+        }
+        for name, blob in cases.items():
+            with open(os.path.join(self.crfs.dir, name), "wb") as f:
+                f.write(blob)
+            r = sh(f"mkdir {self.m}/{name} && cp {self.crfs.dir}/{name} {self.m}/{name}/image")
+            self.assertNotEqual(r.returncode, 0, name)
+            self.assertIn("failed to close", r.stderr, name)
+            status = read(f"{self.m}/{name}/status")
+            self.assertTrue(status.startswith("error: "), status)
+            self.assertEqual(self.crfs.children(), [], name)
+        self.assertEqual(read(f"{self.m}/self/nocr"), "0\n")  # still serving
+
+    def test_sequential_writes_only_and_one_image_per_slot(self):
+        t, img = self.image()
+        r = sh(f"mkdir {self.m}/gap && dd if={img} of={self.m}/gap/image bs=4k seek=1 conv=notrunc"
+               " status=none")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Invalid argument", r.stderr)
+        t.restore(img, "used")
+        r = sh(f"cp {img} {self.m}/used/image")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Invalid argument", r.stderr)
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_slots_belong_to_their_creator(self):
+        _, img = self.image()
+        os.chmod(img, 0o644)
+        os.chmod(os.path.dirname(img), 0o755)
+        self.assertEqual(sh(f"mkdir {self.m}/roots").returncode, 0)
+        r = subprocess.run(NOBODY + ["sh", "-c", f"cp {img} {self.m}/roots/image"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertIn("Permission denied", r.stderr)
+        r = subprocess.run(NOBODY + ["cat", f"{self.m}/roots/status"], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        self.assertIn("Permission denied", r.stderr)
+        self.assertIn("Permission denied",
+                      subprocess.run(NOBODY + ["rmdir", f"{self.m}/roots"], capture_output=True,
+                                     text=True, timeout=TIMEOUT).stderr)
+
+    def test_normal_user_cannot_restore_a_root_image(self):
+        _, img = self.image()
+        os.chmod(img, 0o644)
+        os.chmod(os.path.dirname(img), 0o755)
+        r = subprocess.run(NOBODY + ["sh", "-c", f"mkdir {self.m}/mine && cp {img} {self.m}/mine/image"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Operation not permitted", r.stderr)
+        self.assertTrue(read(f"{self.m}/mine/status").startswith("error: "))
+        self.assertEqual(self.crfs.children(), [])
+
+
+if __name__ == "__main__":
+    BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
