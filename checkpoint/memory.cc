@@ -242,8 +242,7 @@ struct Plan {
 };
 
 Status scan_pagemap(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind, Plan& plan,
-                    uint64_t& scanned) {
-    std::vector<uint64_t> pm(kPagemapBatch);
+                    uint64_t& scanned, std::vector<uint64_t>& pm) {
     Source src{-1, 0, e.perms[0] == 'r'};
     for (uint64_t addr = e.start; addr < e.end;) {
         size_t n = std::min<uint64_t>(kPagemapBatch, (e.end - addr) / kPage);
@@ -446,12 +445,13 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
 
     Plan plan;
     std::vector<UniqueFd> shared_fds;
+    std::vector<uint64_t> pm(kPagemapBatch);  // one buffer for every VMA
     for (const MapsEntry& e : d.maps) {
         VmaKind kind = classify_vma(e);
         plan.new_vma = true;
         Status s;
         if (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate)
-            s = scan_pagemap(pid, pagemap->get(), e, kind, plan, d.pages_scanned);
+            s = scan_pagemap(pid, pagemap->get(), e, kind, plan, d.pages_scanned, pm);
         else if (kind == VmaKind::kAnonShared)
             s = scan_shared(pid, e, plan, shared_fds);
         if (!s) return std::unexpected(s.error());
