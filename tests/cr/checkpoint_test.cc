@@ -152,6 +152,27 @@ TEST(CheckpointTest, ReadsInOneKibChunksGiveTheSameBytes) {
     EXPECT_EQ(read_all(**snap, 4096), read_all(**snap, 777));
 }
 
+// FUSE serves reads of one handle from several threads: interleaved chunked
+// readers must all get the same bytes, and the checksum must hold.
+TEST(CheckpointTest, ConcurrentReadersOfOneSnapshotGetTheSameImage) {
+    Child c([] {
+        std::vector<char> mem(4 << 20, 7);
+        for (;;) pause();
+    });
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    auto snap = checkpoint_task(c.pid(), c.starttime());
+    ASSERT_TRUE(snap) << snap.error().what;
+    std::vector<std::string> got(4);
+    std::vector<std::thread> ts;
+    for (size_t i = 0; i < got.size(); ++i)
+        ts.emplace_back([&, i] { got[i] = read_all(**snap, 1000 + 3000 * i); });
+    for (auto& t : ts) t.join();
+    for (size_t i = 1; i < got.size(); ++i) EXPECT_EQ(got[i], got[0]) << i;
+    MemorySource src(got[0].data(), got[0].size());
+    auto img = decode_image(src);
+    EXPECT_TRUE(img) << img.error().what;
+}
+
 TEST(CheckpointTest, StoppedTaskStaysStopped) {
     Child c([] {
         for (;;) pause();
