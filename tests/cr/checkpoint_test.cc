@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -171,6 +172,42 @@ TEST(CheckpointTest, ConcurrentReadersOfOneSnapshotGetTheSameImage) {
     MemorySource src(got[0].data(), got[0].size());
     auto img = decode_image(src);
     EXPECT_TRUE(img) << img.error().what;
+}
+
+// A private mapping of a file that is then unlinked: clean pages cannot come
+// from the file at restore, so all of them are in the image, dirty ones as the
+// task sees them.
+TEST(CheckpointTest, PrivateMappingOfDeletedFileIsStoredWhole) {
+    char path[] = "/tmp/crfs-ckpt-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    std::string content(3 * 4096 - 100, 'f');  // 3 pages, the last one partial
+    ASSERT_EQ(write(fd, content.data(), content.size()), ssize_t(content.size()));
+    void* map = mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    ASSERT_NE(map, MAP_FAILED);
+    close(fd);
+    unlink(path);
+    static_cast<char*>(map)[4096] = 'D';  // page 1 dirty; pages 0 and 2 never touched
+    Child c([] {
+        for (;;) pause();
+    });
+    munmap(map, 4 * 4096);
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    auto snap = checkpoint_task(c.pid(), c.starttime());
+    ASSERT_TRUE(snap) << snap.error().what;
+    std::string whole = read_all(**snap, 1 << 20);
+    MemorySource src(whole.data(), whole.size());
+    auto img = decode_image(src, {.keep_data = true});
+    ASSERT_TRUE(img) << img.error().what;
+    uint64_t base = reinterpret_cast<uint64_t>(map);
+    std::string got;
+    for (const auto& p : img->pages)
+        if (p.vaddr >= base && p.vaddr < base + 4 * 4096) got += p.data;
+    ASSERT_EQ(got.size(), 3u * 4096);  // the 4th page is past the end of the file
+    EXPECT_EQ(got.substr(0, 4096), std::string(4096, 'f'));
+    EXPECT_EQ(got[4096], 'D');
+    EXPECT_EQ(got.substr(4097, 4095), std::string(4095, 'f'));
+    EXPECT_EQ(got.substr(8192), std::string(4096 - 100, 'f') + std::string(100, '\0'));
 }
 
 TEST(CheckpointTest, StoppedTaskStaysStopped) {
