@@ -3,8 +3,11 @@
 // snapshot read in small chunks, concurrent checkpoints of one task.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -13,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <initializer_list>
 #include <string>
@@ -208,6 +212,33 @@ TEST(CheckpointTest, PrivateMappingOfDeletedFileIsStoredWhole) {
     EXPECT_EQ(got[4096], 'D');
     EXPECT_EQ(got.substr(4097, 4095), std::string(4095, 'f'));
     EXPECT_EQ(got.substr(8192), std::string(4096 - 100, 'f') + std::string(100, '\0'));
+}
+
+// A task whose seccomp filter kills it on getitimer (one of the syscalls the
+// parasite makes) survives its checkpoint: seccomp is suspended while we hold it.
+TEST(CheckpointTest, SeccompFilteredTaskSurvives) {
+    if (geteuid() != 0) GTEST_SKIP() << "suspending seccomp needs CAP_SYS_ADMIN";
+    Child c([] {
+        sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getitimer, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog prog{static_cast<unsigned short>(std::size(f)), f};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(3);
+        for (;;) pause();
+    });
+    for (int i = 0; i < 2000; ++i) {  // until the filter is in place
+        if (read_proc(c.pid(), "status").value().find("Seccomp:\t2") != std::string::npos) break;
+        usleep(1000);
+    }
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    for (int i = 0; i < 3; ++i) {
+        auto snap = checkpoint_task(c.pid(), c.starttime());
+        ASSERT_TRUE(snap) << snap.error().what;
+    }
+    expect_untouched(c.pid(), 'S');
 }
 
 TEST(CheckpointTest, StoppedTaskStaysStopped) {
