@@ -20,11 +20,15 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/rseq.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include "common/strfmt.h"
 #include <mutex>
@@ -164,6 +168,31 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
     return strfmt("step {}", r.step);
 }
 
+// CRFS_RESTORE_TRACE=1: phase times of each restore on stderr.
+class PhaseTrace {
+  public:
+    PhaseTrace() : on_(getenv("CRFS_RESTORE_TRACE") != nullptr), last_(now()) {}
+    void mark(const char* name) {
+        if (!on_) return;
+        uint64_t t = now();
+        out_ += strfmt(" {} {}", name, (t - last_) / 1000);
+        last_ = t;
+    }
+    void print(pid_t pid) const {
+        if (on_) std::fprintf(stderr, "crfs restore %d (us):%s\n", pid, out_.c_str());
+    }
+
+  private:
+    static uint64_t now() {
+        timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+    }
+    bool on_;
+    uint64_t last_;
+    std::string out_;
+};
+
 void kill_and_reap(pid_t pid) {
     ::kill(pid, SIGKILL);
     int st;
@@ -181,12 +210,15 @@ void kill_and_reap(pid_t pid) {
 }
 
 Result<pid_t> restore_image(const RestoreRequest& req) {
+    PhaseTrace trace;
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
     FdSource src(req.image_fd);
     auto img = decode_image(src);
     if (!img) return std::unexpected(img.error().context("bad image"));
+    trace.mark("decode");
     if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
+    trace.mark("validate");
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
     if (req.want_pid > 0 && (::kill(req.want_pid, 0) == 0 || errno == EPERM))
         return make_error(EBUSY, strfmt("pid {} is in use", req.want_pid));
@@ -263,7 +295,13 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     a->mm = {m.start_code, m.end_code, m.start_data, m.end_data, m.start_brk, m.brk,
              m.start_stack, m.arg_start, m.arg_end, m.env_start, m.env_end,
              arena.copy(img->auxv), uint32_t(img->auxv.size() * 8), uint32_t(-1)};
-    if (!img->exe.empty() && ::access(img->exe.c_str(), F_OK) == 0) a->exe_path = arena.str(img->exe);
+    // The exe link: the task inherits ours. Replacing it fails (EBUSY) while the
+    // old file is mapped, which it is when both are the same file: then keep it.
+    struct stat exe_st, self_st;
+    if (!img->exe.empty() && ::stat(img->exe.c_str(), &exe_st) == 0 &&
+        !(::stat("/proc/self/exe", &self_st) == 0 && self_st.st_dev == exe_st.st_dev &&
+          self_st.st_ino == exe_st.st_ino))
+        a->exe_path = arena.str(img->exe);
     fill_sigactions(*img, *a);
     a->siginfo = arena.copy(pending);
     a->nr_siginfo = pending.size();
@@ -281,6 +319,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                  PROT_READ | PROT_EXEC) < 0)
         return errno_error("mprotect of the restorer code");
 
+    trace.mark("prepare");
     ChildPlan cp;
     cp.status_fd = status_w.get();
     cp.keep = {image_fd.get(), status_w.get()};
@@ -315,6 +354,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     status_w.reset();
     image_fd.reset();
     fds->copies.clear();
+    trace.mark("clone");
 
     // --- wait for the point of no return ---------------------------------------
     char first = 0;
@@ -332,6 +372,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         break;
     }
     if (n == 1 && first == 'K') {
+        trace.mark("rebuild");
+        trace.print(pid_t(pid));
         if (img->header.flags & image::kHeaderTaskWasStopped) ::kill(pid_t(pid), SIGSTOP);
         std::lock_guard lock(g_children_mu);
         g_children.push_back(pid_t(pid));
