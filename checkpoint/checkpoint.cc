@@ -14,6 +14,7 @@
 #include "checkpoint/files.h"
 #include "checkpoint/freeze.h"
 #include "checkpoint/memory.h"
+#include "checkpoint/parasite.h"
 #include "checkpoint/regs.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/signals.h"
@@ -101,25 +102,6 @@ Status check_task(pid_t pid, uint64_t starttime, const TaskStat& st) {
     return {};
 }
 
-// State only the task itself can tell: itimers and brk.
-Status read_remote_attrs(pid_t pid, RemoteSyscall& rs, Capture& c) {
-    for (int which = 0; which < 3; ++which) {
-        auto r = rs.call(SYS_getitimer, uint64_t(which), rs.scratch());
-        if (!r) return std::unexpected(r.error());
-        if (*r != 0) return make_error(EIO, strfmt("getitimer in task {} returned {}", pid, *r));
-        itimerval v{};
-        if (auto rd = rs.read_scratch(&v, sizeof v); !rd) return rd;
-        c.itimers.v[which][0] = v.it_interval.tv_sec;
-        c.itimers.v[which][1] = v.it_interval.tv_usec;
-        c.itimers.v[which][2] = v.it_value.tv_sec;
-        c.itimers.v[which][3] = v.it_value.tv_usec;
-    }
-    auto brk = rs.call(SYS_brk, 0);
-    if (!brk) return std::unexpected(brk.error());
-    c.brk = uint64_t(*brk);
-    return {};
-}
-
 // Runs on a thread of its own: ptrace is per thread, and should anything leave
 // the task attached, the thread's exit detaches it.
 Result<Capture> capture(pid_t pid, uint64_t starttime) {
@@ -172,10 +154,13 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
             if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
         if (!rs) return std::unexpected(rs.error());
-        auto sig = read_signals(pid, **rs);
+        auto out = run_parasite(**rs);
+        if (!out) return std::unexpected(out.error());
+        auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
         if (!sig) return std::unexpected(sig.error());
         c.signals = std::move(*sig);
-        if (auto r = read_remote_attrs(pid, **rs, c); !r) return std::unexpected(r.error());
+        std::memcpy(c.itimers.v, out->itimers, sizeof c.itimers.v);
+        c.brk = uint64_t(out->brk);
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);

@@ -167,6 +167,38 @@ Result<int64_t> RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t 
     return make_error(EIO, strfmt("task {}: remote syscall {} kept being interrupted", pid, nr));
 }
 
+Status RemoteSyscall::run_code(uint64_t entry, uint64_t int3_end, uint64_t arg) {
+    pid_t pid = task_.pid();
+    user_regs_struct r = saved_regs_;
+    r.rip = entry;
+    r.rdi = arg;
+    r.orig_rax = ~uint64_t(0);
+    if (ptrace(PTRACE_SETREGS, pid, nullptr, &r) != 0)
+        return errno_error(strfmt("set registers of task {}", pid));
+    ++calls_;
+    for (int foreign = 0; foreign < kMaxForeignStops; ++foreign) {
+        if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0)
+            return errno_error(strfmt("resume task {} to run injected code", pid));
+        auto st = task_.wait_stop();
+        if (!st) return std::unexpected(st.error());
+        int sig = WSTOPSIG(*st);
+        if ((*st >> 16) == PTRACE_EVENT_STOP) continue;
+        if ((*st >> 16) != 0)
+            return make_error(EIO, strfmt("task {}: unexpected ptrace stop {:x}", pid, *st));
+        if (sig == SIGSTOP) {
+            task_.note_swallowed_stop();
+            continue;
+        }
+        user_regs_struct now{};
+        if (ptrace(PTRACE_GETREGS, pid, nullptr, &now) != 0)
+            return errno_error(strfmt("get registers of task {}", pid));
+        if (sig == SIGTRAP && now.rip == int3_end) return {};
+        return make_error(
+            EIO, strfmt("injected code in task {} got signal {} at {:x}", pid, sig, now.rip));
+    }
+    return make_error(EIO, strfmt("task {}: injected code kept being interrupted", pid));
+}
+
 Status RemoteSyscall::read_scratch(void* out, size_t len) const {
     if (len > kScratchSize) return make_error(EINVAL, "scratch read too large");
     return mem_io(scratch_, out, len, false);

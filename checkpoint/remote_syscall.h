@@ -47,6 +47,20 @@ class RemoteSyscall {
     Result<int64_t> call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
                          uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
 
+    // Runs code already written at `entry` in the task with rdi = `arg` until it
+    // stops at the int3 whose next address is `int3_end`. Every signal but
+    // SIGKILL/SIGSTOP stays blocked meanwhile.
+    Status run_code(uint64_t entry, uint64_t int3_end, uint64_t arg);
+
+    // The task's memory through /proc/<pid>/mem (any protection).
+    Status read_memory(uint64_t addr, void* buf, size_t len) const {
+        return mem_io(addr, buf, len, false);
+    }
+    Status write_memory(uint64_t addr, const void* buf, size_t len) const {
+        return mem_io(addr, const_cast<void*>(buf), len, true);
+    }
+    pid_t pid() const { return task_.pid(); }
+
     // Address in the task of kScratchSize bytes usable as syscall output.
     uint64_t scratch() const { return scratch_; }
     Status read_scratch(void* out, size_t len) const;

@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <sys/ptrace.h>
-#include <sys/syscall.h>
 
 #include <cstring>
 
@@ -34,29 +33,13 @@ Result<std::vector<image::SiginfoRecord>> peek_pending(pid_t pid, bool shared) {
     return make_error(EBUSY, strfmt("task {} has too many pending signals", pid));
 }
 
-Result<TaskSignals> read_signals(pid_t pid, RemoteSyscall& rs) {
+Result<TaskSignals> read_signals(pid_t pid, const ParasiteOutput& p, uint64_t blocked) {
     TaskSignals s;
-    for (int sig = 1; sig <= 64; ++sig) {
-        auto r = rs.call(SYS_rt_sigaction, uint64_t(sig), 0, rs.scratch(), 8);
-        if (!r) return std::unexpected(r.error());
-        if (*r != 0) {
-            // 32 and 33 belong to glibc/NPTL but are valid kernel signals; every 1..64 answers.
-            return make_error(EIO, strfmt("rt_sigaction({}) in task {} returned {}", sig, pid, *r));
-        }
-        if (auto rd = rs.read_scratch(&s.actions.action[sig - 1], sizeof(image::KernelSigaction));
-            !rd)
-            return std::unexpected(rd.error());
-    }
-
-    stack_t ss{};
-    auto r = rs.call(SYS_sigaltstack, 0, rs.scratch());
-    if (!r) return std::unexpected(r.error());
-    if (*r != 0) return make_error(EIO, strfmt("sigaltstack in task {} returned {}", pid, *r));
-    if (auto rd = rs.read_scratch(&ss, sizeof ss); !rd) return std::unexpected(rd.error());
-    s.state.altstack_sp = reinterpret_cast<uint64_t>(ss.ss_sp);
-    s.state.altstack_size = ss.ss_size;
-    s.state.altstack_flags = ss.ss_flags;
-    s.state.blocked = rs.saved_sigmask();
+    std::memcpy(s.actions.action, p.actions, sizeof s.actions.action);
+    s.state.altstack_sp = p.altstack_sp;
+    s.state.altstack_size = p.altstack_size;
+    s.state.altstack_flags = p.altstack_flags;
+    s.state.blocked = blocked;
 
     for (bool shared : {false, true}) {
         auto p = peek_pending(pid, shared);

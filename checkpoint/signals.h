@@ -8,7 +8,7 @@
 
 #include <vector>
 
-#include "checkpoint/remote_syscall.h"
+#include "checkpoint/parasite.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
 
@@ -20,8 +20,9 @@ struct TaskSignals {
     std::vector<image::SiginfoRecord> pending;
 };
 
-// `rs` must be prepared on the frozen task; its saved mask is the blocked mask.
-Result<TaskSignals> read_signals(pid_t pid, RemoteSyscall& rs);
+// From the parasite's output and the ptrace queues; `blocked` is the mask saved
+// before the injection blocked everything.
+Result<TaskSignals> read_signals(pid_t pid, const ParasiteOutput& p, uint64_t blocked);
 
 // Pending signals of one queue (private: the thread's; shared: the process's).
 Result<std::vector<image::SiginfoRecord>> peek_pending(pid_t pid, bool shared);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "common/io.h"
 
@@ -13,14 +15,42 @@ namespace crfs {
 using image::RecordHeader;
 using image::RecordType;
 
-size_t ImageStream::read(uint64_t offset, void* buf, size_t len) const {
+ImageStream::ImageStream(ImageStream&& o) noexcept {
+    *this = std::move(o);
+}
+
+ImageStream& ImageStream::operator=(ImageStream&& o) noexcept {
+    if (this == &o) return *this;
+    // segments_ point into meta_; a moved std::string may move its bytes (SSO),
+    // so re-point them.
+    const char* old_base = o.meta_.data();
+    size_t old_size = o.meta_.size();
+    meta_ = std::move(o.meta_);
+    segments_ = std::move(o.segments_);
+    for (auto& seg : segments_)
+        if (seg.data >= old_base && seg.data < old_base + old_size)
+            seg.data = meta_.data() + (seg.data - old_base);
+    size_ = o.size_;
+    hashed_end_ = o.hashed_end_;
+    checksum_meta_off_ = o.checksum_meta_off_;
+    if (xxh_) XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
+    xxh_ = std::exchange(o.xxh_, nullptr);
+    hashed_ = o.hashed_;
+    sealed_ = o.sealed_;
+    return *this;
+}
+
+ImageStream::~ImageStream() {
+    if (xxh_) XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
+}
+
+size_t ImageStream::copy_out(uint64_t offset, char* out, size_t len) const {
     if (offset >= size_ || len == 0) return 0;
-    // First segment that ends after `offset`.
+    // The last segment that starts at or before `offset`.
     auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
                                [](uint64_t off, const Segment& s) { return off < s.offset; });
     --it;  // segments_[0].offset == 0 <= offset, so this is valid
     size_t done = 0;
-    char* out = static_cast<char*>(buf);
     for (; it != segments_.end() && done < len; ++it) {
         uint64_t skip = offset + done - it->offset;
         if (skip >= it->len) continue;
@@ -31,9 +61,56 @@ size_t ImageStream::read(uint64_t offset, void* buf, size_t len) const {
     return done;
 }
 
+void ImageStream::hash_served(uint64_t offset, const char* data, size_t n) const {
+    if (sealed_ || offset > hashed_ || offset + n <= hashed_) return;  // not the next piece
+    uint64_t from = hashed_, to = std::min<uint64_t>(offset + n, hashed_end_);
+    if (to > from) {
+        XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), data + (from - offset), to - from);
+        hashed_ = to;
+    }
+    if (hashed_ == hashed_end_) seal();
+}
+
+void ImageStream::seal() const {
+    if (sealed_) return;
+    // Hash whatever the readers have not: straight from the segments.
+    std::vector<char> chunk(1 << 20);
+    while (hashed_ < hashed_end_) {
+        size_t n = copy_out(hashed_, chunk.data(),
+                            std::min<uint64_t>(chunk.size(), hashed_end_ - hashed_));
+        XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), chunk.data(), n);
+        hashed_ += n;
+    }
+    uint64_t sum = XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_));
+    std::memcpy(const_cast<char*>(meta_.data()) + checksum_meta_off_, &sum, sizeof sum);
+    sealed_ = true;
+}
+
+size_t ImageStream::read(uint64_t offset, void* buf, size_t len) const {
+    if (offset >= size_ || len == 0) return 0;
+    char* out = static_cast<char*>(buf);
+    uint64_t checksum_at = size_ - sizeof(image::Trailer) + offsetof(image::Trailer, checksum);
+    bool sealed;
+    {
+        std::lock_guard l(mu_);
+        if (!sealed_ && offset + len > checksum_at) seal();
+        sealed = sealed_;
+    }
+    size_t n = copy_out(offset, out, len);
+    if (!sealed) {
+        std::lock_guard l(mu_);
+        hash_served(offset, out, n);
+    }
+    return n;
+}
+
 Status ImageStream::write_to(int fd) const {
-    for (const auto& s : segments_)
-        if (auto w = write_full(fd, s.data, s.len); !w) return w;
+    std::vector<char> chunk(1 << 20);
+    for (uint64_t off = 0; off < size_;) {
+        size_t n = read(off, chunk.data(), chunk.size());
+        if (auto w = write_full(fd, chunk.data(), n); !w) return w;
+        off += n;
+    }
     return {};
 }
 
@@ -83,17 +160,12 @@ ImageStream ImageWriter::finish() && {
     }
     s.size_ = off;
 
-    // The checksum covers every byte before the trailer's record header.
-    uint64_t hashed_end = off - sizeof th - sizeof trailer;
-    XXH3_state_t* st = XXH3_createState();
-    XXH3_64bits_reset(st);
-    for (const auto& seg : s.segments_) {
-        if (seg.offset >= hashed_end) break;
-        XXH3_64bits_update(st, seg.data, std::min<uint64_t>(seg.len, hashed_end - seg.offset));
-    }
-    uint64_t sum = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
-    std::memcpy(s.meta_.data() + checksum_off, &sum, sizeof sum);
+    // The checksum covers every byte before the trailer's record header; it is
+    // computed as the stream is read (see ImageStream).
+    s.hashed_end_ = off - sizeof th - sizeof trailer;
+    s.checksum_meta_off_ = checksum_off;
+    s.xxh_ = XXH3_createState();
+    XXH3_64bits_reset(static_cast<XXH3_state_t*>(s.xxh_));
     return s;
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,8 +17,18 @@
 namespace crfs {
 
 // A finished image: header, records and trailer, in order.
+//
+// The trailer checksum is computed lazily: a reader that goes front to back
+// (cp, cat, FUSE reads) hashes each piece as it is served, while it is still
+// in cache, instead of a separate pass over a possibly huge image before the
+// first byte goes out. A read that reaches the checksum bytes before the hash
+// caught up finishes the hash first. read() is safe from several threads.
 class ImageStream {
   public:
+    ImageStream() = default;
+    ImageStream(ImageStream&& o) noexcept;
+    ImageStream& operator=(ImageStream&& o) noexcept;
+    ~ImageStream();
     uint64_t size() const { return size_; }
     // Copies up to `len` bytes at `offset`; 0 at or past the end.
     size_t read(uint64_t offset, void* buf, size_t len) const;
@@ -30,9 +41,19 @@ class ImageStream {
         const char* data;  // into meta_ or caller-owned memory
         size_t len;
     };
+    size_t copy_out(uint64_t offset, char* out, size_t len) const;
+    void hash_served(uint64_t offset, const char* data, size_t n) const;  // mu_ held
+    void seal() const;                                                    // mu_ held
     std::string meta_;
     std::vector<Segment> segments_;
     uint64_t size_ = 0;
+    uint64_t hashed_end_ = 0;       // bytes covered by the checksum
+    size_t checksum_meta_off_ = 0;  // where in meta_ the checksum goes
+
+    mutable std::mutex mu_;        // guards the fields below and the checksum bytes in meta_
+    mutable void* xxh_ = nullptr;  // XXH3_state_t while hashing
+    mutable uint64_t hashed_ = 0;  // stream bytes hashed so far (a prefix)
+    mutable bool sealed_ = false;  // checksum written
 };
 
 // Payload builder: fixed structs and trailing bytes appended in order.

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/freeze.h"
 #include "checkpoint/memory.h"
+#include "checkpoint/parasite.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/image_reader.h"
@@ -358,6 +360,62 @@ TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
     char res[64] = {};
     ASSERT_GT(read(out[0], res, sizeof res - 1), 0);
     EXPECT_STREQ(res, "5 0 hello");
+}
+
+void on_usr1(int) {}
+
+// The parasite (one injected blob) and single injected syscalls must read the
+// same state; the task then runs on and its maps are as before.
+TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
+    Child c([] {
+        struct sigaction sa {};
+        sa.sa_handler = on_usr1;
+        sa.sa_flags = SA_RESTART;
+        sigaddset(&sa.sa_mask, SIGINT);
+        sigaction(SIGUSR1, &sa, nullptr);
+        signal(SIGUSR2, SIG_IGN);
+        static char alt[16384];
+        stack_t ss{alt, 0, sizeof alt};
+        sigaltstack(&ss, nullptr);
+        itimerval it{{5, 0}, {100, 0}};
+        setitimer(ITIMER_VIRTUAL, &it, nullptr);
+        for (;;) pause();
+    });
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    // Wait for the child's setup (its SIGUSR2 disposition) to be visible.
+    for (int i = 0; i < 2000; ++i) {
+        auto st = read_proc(c.pid(), "status").value();
+        if (st.find("SigIgn:\t0000000000000800") != std::string::npos) break;
+        usleep(1000);
+    }
+    std::string maps_before = read_proc(c.pid(), "maps").value();
+    std::thread([&] {
+        auto t = FrozenTask::freeze(c.pid());
+        ASSERT_TRUE(t) << t.error().what;
+        auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
+        uint64_t vs = 0, ve = 0;
+        for (auto& m : maps)
+            if (m.path == "[vdso]") vs = m.start, ve = m.end;
+        auto rs = RemoteSyscall::prepare(**t, vs, ve);
+        ASSERT_TRUE(rs) << rs.error().what;
+        auto a = run_parasite(**rs);
+        ASSERT_TRUE(a) << a.error().what;
+        auto b = run_single_syscalls(**rs);
+        ASSERT_TRUE(b) << b.error().what;
+        EXPECT_EQ(std::memcmp(a->actions, b->actions, sizeof a->actions), 0);
+        EXPECT_EQ(a->actions[SIGUSR1 - 1].handler, reinterpret_cast<uint64_t>(&on_usr1));
+        EXPECT_EQ(a->actions[SIGUSR1 - 1].mask, 1ull << (SIGINT - 1));
+        EXPECT_EQ(a->actions[SIGUSR2 - 1].handler, 1u);  // SIG_IGN
+        EXPECT_EQ(a->altstack_size, 16384u);
+        EXPECT_EQ(a->altstack_sp, b->altstack_sp);
+        EXPECT_EQ(a->itimers[1][0], 5);  // ITIMER_VIRTUAL interval
+        EXPECT_EQ(a->brk, b->brk);
+        EXPECT_GT(a->brk, 0);
+        ASSERT_TRUE((*rs)->finish());
+        ASSERT_TRUE((*t)->release());
+    }).join();
+    expect_untouched(c.pid(), 'S');
+    EXPECT_EQ(read_proc(c.pid(), "maps").value(), maps_before);
 }
 
 TEST(RemoteSyscallTest, NanosleepRestartsAndEnds) {

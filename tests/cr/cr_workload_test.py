@@ -166,7 +166,8 @@ class CheckpointWorkloadTest(unittest.TestCase):
         self.assertEqual(vma[w.fact("fshared")]["pages_stored"], 0)
         kinds = {v["path"]: v["kind"] for v in j["vmas"]}
         self.assertEqual(kinds["[vdso]"], "vdso")
-        self.assertEqual(kinds["[heap]"], "anon-private")
+        if "[heap]" in kinds:  # absent when malloc does not use brk (ASan builds)
+            self.assertEqual(kinds["[heap]"], "anon-private")
         self.assertEqual(kinds["[stack]"], "anon-private")
 
         fds = {f["fd"]: f for f in j["fds"]}

@@ -150,6 +150,38 @@ TEST(ImageTest, StreamReadAtAnyOffsetMatchesWhole) {
     EXPECT_EQ(st.read(whole.size(), &c, 1), 0u);
 }
 
+// The checksum is computed as the stream is served: whatever the order of
+// reads, the bytes (checksum included) are the same and decode.
+TEST(ImageTest, LazyChecksumSameForAnyReadOrder) {
+    auto build = [] {
+        ImageWriter w(make_header(0, 0));
+        static std::vector<char> ext(3 * image::kPageSize + 5, 'p');
+        w.add(RecordType::kTask, Payload().add(image::TaskRecord{}));
+        w.add_external(RecordType::kPages, "prefix", ext.data(), ext.size());
+        return std::move(w).finish();
+    };
+    ImageStream a = build(), b = build(), c = build();
+    std::string seq, whole(b.size(), '\0'), backwards(c.size(), '\0');
+    char buf[100];
+    for (uint64_t off = 0; off < a.size();) {
+        size_t n = a.read(off, buf, sizeof buf);
+        seq.append(buf, n);
+        off += n;
+    }
+    EXPECT_EQ(b.read(0, whole.data(), whole.size()), whole.size());
+    for (uint64_t end = c.size(); end > 0;) {
+        uint64_t start = end > 333 ? end - 333 : 0;
+        EXPECT_EQ(c.read(start, backwards.data() + start, end - start), end - start);
+        end = start;
+    }
+    EXPECT_EQ(seq, whole);
+    EXPECT_EQ(backwards, whole);
+    uint64_t sum;
+    std::memcpy(&sum, whole.data() + whole.size() - 16, 8);
+    EXPECT_EQ(sum, XXH3_64bits(whole.data(), whole.size() - sizeof(image::RecordHeader) -
+                                                 sizeof(image::Trailer)));
+}
+
 std::string error_of(const std::string& bytes) {
     auto img = decode(bytes);
     EXPECT_FALSE(img);

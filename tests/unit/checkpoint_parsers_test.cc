@@ -1,0 +1,183 @@
+// The checkpoint's /proc parsers and page policy on fixed text: maps/smaps,
+// VMA classification, which pagemap entries are stored, stat, status, fdinfo,
+// and the syscall-restart rewrite of registers.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/sysmacros.h>
+
+#include "checkpoint/files.h"
+#include "checkpoint/memory.h"
+#include "checkpoint/remote_syscall.h"
+#include "checkpoint/task_attrs.h"
+
+namespace crfs {
+namespace {
+
+using image::VmaKind;
+
+constexpr const char* kSmaps =
+    "55d0c0a00000-55d0c0a02000 r--p 00000000 fe:00 248056                     /usr/bin/sleep\n"
+    "Size:                  8 kB\n"
+    "Rss:                   8 kB\n"
+    "VmFlags: rd mr mw me sd \n"
+    "55d0c2000000-55d0c2021000 rw-p 00000000 00:00 0                          [heap]\n"
+    "VmFlags: rd wr mr mw me ac sd \n"
+    "7f00000000-7f00001000 ---p 00000000 00:00 0 \n"
+    "7f00001000-7f00009000 rw-s 00000000 00:01 1043                       /dev/zero (deleted)\n"
+    "7f00009000-7f0000b000 rw-p 00003000 fe:00 77            /tmp/my file with spaces\n"
+    "7f0000b000-7f0000c000 rw-s 00000000 fe:00 78            /tmp/shared (deleted)\n"
+    "7f0000c000-7f0000d000 r--s 00000000 fe:00 79            /tmp/shared\n"
+    "7ffc1000-7ffc2000 r--p 00000000 00:00 0                  [vvar]\n"
+    "7ffc2000-7ffc3000 r--p 00000000 00:00 0                  [vvar_vclock]\n"
+    "7ffc3000-7ffc5000 r-xp 00000000 00:00 0                  [vdso]\n"
+    "7ffd0000-7ffd2000 rw-p 00000000 00:00 0                  [stack]\n"
+    "VmFlags: rd wr mr mw me gd ac \n"
+    "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0  [vsyscall]\n";
+
+TEST(MapsTest, ParsesMapsAndSmaps) {
+    auto m = parse_maps(kSmaps);
+    ASSERT_TRUE(m) << m.error().what;
+    ASSERT_EQ(m->size(), 12u);
+    const MapsEntry& bin = (*m)[0];
+    EXPECT_EQ(bin.start, 0x55d0c0a00000u);
+    EXPECT_EQ(bin.end, 0x55d0c0a02000u);
+    EXPECT_STREQ(bin.perms, "r--p");
+    EXPECT_EQ(bin.dev_major, 0xfeu);
+    EXPECT_EQ(bin.ino, 248056u);
+    EXPECT_EQ(bin.path, "/usr/bin/sleep");
+    EXPECT_EQ((*m)[2].path, "");
+    EXPECT_EQ((*m)[4].pgoff, 3u);  // 0x3000 bytes = page 3
+    EXPECT_EQ((*m)[4].path, "/tmp/my file with spaces");
+    // VmFlags: "gd" is bit 8 of kVmFlagNames.
+    EXPECT_TRUE((*m)[10].vm_flags & (1ull << 8));
+    EXPECT_FALSE((*m)[1].vm_flags & (1ull << 8));
+    EXPECT_TRUE((*m)[1].vm_flags & 1);  // rd
+    EXPECT_TRUE(vma_record((*m)[10]).flags & image::kVmaGrowsDown);
+    EXPECT_TRUE(vma_record((*m)[10]).flags & image::kVmaStack);
+    EXPECT_TRUE(vma_record((*m)[1]).flags & image::kVmaHeap);
+    EXPECT_TRUE(vma_record((*m)[3]).flags & image::kVmaDeleted);
+    EXPECT_EQ(vma_record((*m)[0]).dev, makedev(0xfe, 0));
+}
+
+TEST(MapsTest, Classifies) {
+    auto m = parse_maps(kSmaps).value();
+    VmaKind want[] = {VmaKind::kFilePrivate, VmaKind::kAnonPrivate, VmaKind::kAnonPrivate,
+                      VmaKind::kAnonShared,  VmaKind::kFilePrivate, VmaKind::kAnonShared,
+                      VmaKind::kFileShared,  VmaKind::kVvar,        VmaKind::kVvar,
+                      VmaKind::kVdso,        VmaKind::kAnonPrivate, VmaKind::kVsyscall};
+    for (size_t i = 0; i < m.size(); ++i) EXPECT_EQ(classify_vma(m[i]), want[i]) << m[i].path;
+}
+
+TEST(MapsTest, RejectsGarbage) {
+    auto m = parse_maps("hello world\n");
+    ASSERT_FALSE(m);
+    EXPECT_EQ(m.error().what, "parse maps line 1: \"hello world\"");
+    EXPECT_FALSE(parse_maps("2000-1000 rw-p 00000000 00:00 0\n"));  // end before start
+    EXPECT_FALSE(parse_maps("1000-2000 rw-p 00000000 00:00 x\n"));
+}
+
+TEST(PagemapTest, WhichPagesAreStored) {
+    constexpr uint64_t present = kPmPresent, swapped = kPmSwapped, file = kPmFileOrSharedAnon;
+    EXPECT_TRUE(page_needed(VmaKind::kAnonPrivate, present));
+    EXPECT_TRUE(page_needed(VmaKind::kAnonPrivate, swapped));
+    EXPECT_FALSE(page_needed(VmaKind::kAnonPrivate, 0));  // never touched
+    // Private file mapping: a page-cache page is clean, an anonymous copy is dirty.
+    EXPECT_FALSE(page_needed(VmaKind::kFilePrivate, present | file));
+    EXPECT_TRUE(page_needed(VmaKind::kFilePrivate, present));
+    EXPECT_TRUE(page_needed(VmaKind::kFilePrivate, swapped));
+    EXPECT_FALSE(page_needed(VmaKind::kFilePrivate, 0));
+    for (VmaKind k : {VmaKind::kFileShared, VmaKind::kVdso, VmaKind::kVvar, VmaKind::kVsyscall})
+        EXPECT_FALSE(page_needed(k, present));
+}
+
+TEST(PagemapTest, ZeroPage) {
+    std::vector<char> page(4096, 0);
+    EXPECT_TRUE(is_zero_page(page.data()));
+    page[4095] = 1;
+    EXPECT_FALSE(is_zero_page(page.data()));
+}
+
+TEST(TaskStatTest, ParsesCommWithSpacesAndParens) {
+    std::string stat =
+        "1234 (a (weird) name) S 1 1234 1234 34816 1234 4194304 100 0 0 0 1 2 0 0 20 5 1 0 "
+        "98765 10000000 300 18446744073709551615 94000000 94100000 140730000000000 0 0 0 0 0 0 "
+        "0 0 0 17 1 0 0 0 0 0 94200000 94300000 94400000 140730000100000 140730000200000 "
+        "140730000300000 140730000400000 0\n";
+    auto s = parse_task_stat(stat);
+    ASSERT_TRUE(s) << s.error().what;
+    EXPECT_EQ(s->comm, "a (weird) name");
+    EXPECT_EQ(s->state, 'S');
+    EXPECT_EQ(s->ppid, 1);
+    EXPECT_EQ(s->pgrp, 1234);
+    EXPECT_EQ(s->nice, 5);
+    EXPECT_EQ(s->num_threads, 1);
+    EXPECT_EQ(s->starttime, 98765u);
+    EXPECT_EQ(s->start_code, 94000000u);
+    EXPECT_EQ(s->start_stack, 140730000000000u);
+    EXPECT_EQ(s->start_data, 94200000u);
+    EXPECT_EQ(s->start_brk, 94400000u);
+    EXPECT_EQ(s->env_end, 140730000400000u);
+    EXPECT_FALSE(parse_task_stat("1234 (x) S 1 2"));
+    EXPECT_FALSE(parse_task_stat("no parens"));
+}
+
+TEST(TaskStatusTest, ParsesCredsCapsUmask) {
+    const char* text =
+        "Name:\tsleep\nUmask:\t0027\nState:\tS (sleeping)\nTracerPid:\t42\n"
+        "Uid:\t1000\t1001\t1002\t1003\nGid:\t10\t11\t12\t13\nGroups:\t4 24 27 \n"
+        "RssAnon:\t     100 kB\nRssShmem:\t       8 kB\nVmSwap:\t       4 kB\n"
+        "CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n"
+        "CapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000001\nNoNewPrivs:\t1\n";
+    auto s = parse_task_status(text);
+    ASSERT_TRUE(s) << s.error().what;
+    EXPECT_EQ(s->tracer_pid, 42);
+    EXPECT_EQ(s->uid[0], 1000u);
+    EXPECT_EQ(s->uid[3], 1003u);
+    EXPECT_EQ(s->gid[2], 12u);
+    EXPECT_EQ(s->groups, (std::vector<uint32_t>{4, 24, 27}));
+    EXPECT_EQ(s->umask, 027u);
+    EXPECT_EQ(s->cap_prm, 0x1ffffffffffu);
+    EXPECT_EQ(s->cap_amb, 1u);
+    EXPECT_EQ(s->no_new_privs, 1u);
+    EXPECT_EQ(s->rss_bytes, 112u * 1024);
+    EXPECT_FALSE(parse_task_status("Uid:\t1 2 3\n"));  // three fields, not four
+}
+
+TEST(FdinfoTest, ParsesPosAndOctalFlags) {
+    auto f = parse_fdinfo("pos:\t1234\nflags:\t02102002\nmnt_id:\t25\nino:\t77\n");
+    ASSERT_TRUE(f) << f.error().what;
+    EXPECT_EQ(f->pos, 1234u);
+    EXPECT_EQ(f->flags, uint32_t(O_CLOEXEC | O_APPEND | O_RDWR | 0100000));
+    EXPECT_FALSE(parse_fdinfo("pos:\t12\n"));
+    EXPECT_FALSE(parse_fdinfo("pos:\tx\nflags:\t0\n"));
+}
+
+TEST(RestartFixupTest, RewritesInterruptedSyscalls) {
+    user_regs_struct r{};
+    r.rip = 0x1002;
+    r.orig_rax = 0;          // read
+    r.rax = uint64_t(-512);  // -ERESTARTSYS
+    auto f = restart_fixup(r);
+    EXPECT_EQ(f.rip, 0x1000u);
+    EXPECT_EQ(f.rax, 0u);
+    EXPECT_EQ(f.orig_rax, ~0ull);
+
+    r.orig_rax = 230;        // clock_nanosleep
+    r.rax = uint64_t(-516);  // -ERESTART_RESTARTBLOCK
+    f = restart_fixup(r);
+    EXPECT_EQ(f.rip, 0x1000u);
+    EXPECT_EQ(f.rax, 219u);  // restart_syscall
+
+    r.rax = uint64_t(-4);  // -EINTR: the syscall already failed; nothing to redo
+    f = restart_fixup(r);
+    EXPECT_EQ(f.rip, 0x1002u);
+    EXPECT_EQ(f.rax, uint64_t(-4));
+
+    r.orig_rax = ~0ull;  // not in a syscall
+    r.rax = uint64_t(-512);
+    f = restart_fixup(r);
+    EXPECT_EQ(f.rip, 0x1002u);
+}
+
+}  // namespace
+}  // namespace crfs
