@@ -313,8 +313,18 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     void* frame = arena.take(sigframe_size(*img), 64);
     if (!frame || arena.used() > arena.cap())
         return make_error(ENOMEM, "restorer area too small (internal error)");
-    if (auto s = build_sigframe(*img, frame); !s) return std::unexpected(s.error());
+    // The frame goes onto the task's stack where there is room, so that all of
+    // the area but its code pages can go before rt_sigreturn.
+    uint64_t frame_at = sigframe_on_stack(*img);
+    if (auto s = build_sigframe(*img, frame, frame_at ? frame_at : uint64_t(frame)); !s)
+        return std::unexpected(s.error());
     a->sigframe = reinterpret_cast<uint64_t>(frame);
+    if (frame_at) {
+        a->sigframe_dst = frame_at;
+        a->sigframe_len = sigframe_size(*img);
+        a->self_unmap = area->start + page_up(blob_len);
+        a->self_unmap_len = area->len - page_up(blob_len);
+    }
     if (mprotect(reinterpret_cast<void*>(area->start), page_up(blob_len),
                  PROT_READ | PROT_EXEC) < 0)
         return errno_error("mprotect of the restorer code");

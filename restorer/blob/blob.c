@@ -243,18 +243,38 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     ret = sys2(NR_arch_prctl, ARCH_SET_GS, a->gs_base);
     if (is_err(ret)) die(a, CRFS_RA_STEP_TLS, ret, 1);
 
+    uint64_t frame = a->sigframe;
+    if (a->sigframe_dst) {
+        memcpy((void*)a->sigframe_dst, (const void*)a->sigframe, a->sigframe_len);
+        frame = a->sigframe_dst;
+    }
+    uint64_t unmap = a->self_unmap, unmap_len = a->self_unmap_len;
+
     /* The point of no return: the driver reports success on this byte. */
     char ok = 'K';
     sys3(NR_write, a->status_fd, &ok, 1);
     sys1(NR_close, a->status_fd);
     sys1(NR_close, a->image_fd);
+    /* From here on only registers: the munmap may take this very stack (and
+     * `a`) away; only the code pages stay. */
+    if (unmap_len)
+        __asm__ volatile(
+            "mov $11, %%eax\n" /* munmap(unmap, unmap_len) */
+            "syscall\n"
+            "mov %0, %%rsp\n"
+            "mov $15, %%eax\n" /* rt_sigreturn */
+            "syscall\n"
+            "ud2\n"
+            :
+            : "r"(frame + 8), "D"(unmap), "S"(unmap_len)
+            : "memory");
     __asm__ volatile(
         "mov %0, %%rsp\n"
         "mov $15, %%eax\n" /* rt_sigreturn */
         "syscall\n"
         "ud2\n"
         :
-        : "r"(a->sigframe + 8)
+        : "r"(frame + 8)
         : "memory");
     __builtin_unreachable();
 }
