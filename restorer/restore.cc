@@ -98,10 +98,17 @@ struct ChildPlan {
     const AttrPlan* attrs = nullptr;
     bool fs_creds = false;  // open files as the task's fsuid/fsgid
     uint64_t entry = 0, args = 0, stack_top = 0;
+    int fault_step = 0;
 };
 
+void child_fault(const ChildPlan& c, int step) {
+    if (c.fault_step == step) child_fail(c.status_fd, step, ECANCELED, 0);
+}
+
 [[noreturn]] void child_main(const ChildPlan& c) {
+    child_fault(c, CRFS_RA_STEP_SESSION);
     child_session(*c.attrs, c.status_fd);
+    child_fault(c, CRFS_RA_STEP_CLOSE_FDS);
     int from = 0;
     for (int k : c.keep) {
         if (k > from && syscall(SYS_close_range, from, k - 1, 0) < 0)
@@ -111,9 +118,11 @@ struct ChildPlan {
     syscall(SYS_close_range, from, ~0u, 0);
     if (c.fs_creds) child_enter_fs_creds(*c.attrs, c.status_fd);
     if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
+    child_fault(c, CRFS_RA_STEP_OPEN_FD);
     child_open_fds(*c.fds, c.status_fd);
     if (c.fs_creds) child_leave_fs_creds(c.status_fd);
     for (const auto& copy : c.fds->copies) ::close(copy.get());
+    child_fault(c, CRFS_RA_STEP_RLIMIT);
     child_attrs(*c.attrs, c.status_fd);
     __asm__ volatile(
         "mov %0, %%rsp\n"
@@ -154,6 +163,7 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         case CRFS_RA_STEP_CREDS: return strfmt("setting credentials (step {})", r.arg);
         case CRFS_RA_STEP_TLS: return "setting fs/gs base";
         case CRFS_RA_STEP_BAD_ARGS: return "restorer argument check";
+        case CRFS_RA_STEP_SIGRETURN: return "the last step before rt_sigreturn";
         case CRFS_RA_STEP_SESSION: return "restoring session/process group";
         case CRFS_RA_STEP_FSCREDS: return "switching to the task's file-system credentials";
         case CRFS_RA_STEP_CLOSE_FDS: return "closing the daemon's descriptors";
@@ -341,6 +351,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.entry = area->start;
     cp.args = reinterpret_cast<uint64_t>(a);
     cp.stack_top = (area->start + area->len - 64) & ~uint64_t(15);
+    // CRFS_RESTORE_FAULT=<step of crfs_ra_step>: tests make that step fail.
+    if (const char* f = getenv("CRFS_RESTORE_FAULT")) cp.fault_step = a->fault_step = atoi(f);
 
     // --- create the task --------------------------------------------------------
     clone_args ca{};

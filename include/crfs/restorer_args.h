@@ -157,6 +157,10 @@ struct crfs_restorer_args {
      * rt_sigreturn (only the blob's code pages stay); 0: keep everything. */
     uint64_t self_unmap;
     uint64_t self_unmap_len;
+    /* Fault injection (CRFS_RESTORE_FAULT=<step>, tests only): fail with
+     * ECANCELED on reaching that step; 0: off. */
+    int32_t fault_step;
+    int32_t reserved2;
 };
 
 #endif
