@@ -118,7 +118,22 @@ size_t sigframe_size(const DecodedImage& img) {
     return kFpOffset + xsave_size_for(xstate_bv(img)) + 64;
 }
 
-Status build_sigframe(const DecodedImage& img, void* mem) {
+uint64_t sigframe_on_stack(const DecodedImage& img) {
+    uint64_t sp = img.regs.rsp;
+    if (sp < 4096 + 128 + sigframe_size(img)) return 0;
+    uint64_t at = (sp - 128 - sigframe_size(img)) & ~uint64_t(63);
+    for (const auto& v : img.vmas) {
+        if (sp - 1 < v.rec.start || sp - 1 >= v.rec.end) continue;
+        auto kind = image::VmaKind(v.rec.kind);
+        bool anon = kind == image::VmaKind::kAnonPrivate || kind == image::VmaKind::kAnonShared;
+        if (!anon || !(v.rec.flags & image::kVmaWrite) || !(v.rec.flags & image::kVmaRead))
+            return 0;
+        return at >= v.rec.start ? at : 0;
+    }
+    return 0;
+}
+
+Status build_sigframe(const DecodedImage& img, void* mem, uint64_t at) {
     auto* f = static_cast<KRtSigframe*>(mem);
     std::memset(f, 0, sizeof *f);
     const auto& r = img.regs;
@@ -156,7 +171,7 @@ Status build_sigframe(const DecodedImage& img, void* mem) {
     sw.xfeatures = bv | 3;  // x87 and SSE always (their state is in the legacy area)
     std::memcpy(fp + 464, &sw, sizeof sw);
     std::memcpy(fp + size, &kFpXstateMagic2, 4);
-    sc.fpstate = reinterpret_cast<uint64_t>(fp);
+    sc.fpstate = at + kFpOffset;
     return {};
 }
 

@@ -24,8 +24,13 @@ void fix_restart_block(DecodedImage& img, int image_fd);
 // Bytes build_sigframe writes (frame, alignment, xsave area, end marker).
 size_t sigframe_size(const DecodedImage& img);
 
-// Writes the frame at `mem` (64-byte aligned). The blob sets rsp to mem + 8
-// and calls rt_sigreturn.
-Status build_sigframe(const DecodedImage& img, void* mem);
+// Writes the frame at `mem` (64-byte aligned) for use at address `at` (the
+// blob copies it there; `at` == mem when it stays). The blob sets rsp to
+// at + 8 and calls rt_sigreturn.
+Status build_sigframe(const DecodedImage& img, void* mem, uint64_t at);
+
+// Where a signal delivery would put the frame on the task's own stack (below
+// the red zone), or 0 when the stack mapping has no room for it.
+uint64_t sigframe_on_stack(const DecodedImage& img);
 
 }  // namespace crfs

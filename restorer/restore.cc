@@ -20,11 +20,15 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/rseq.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include "common/strfmt.h"
 #include <mutex>
@@ -94,10 +98,17 @@ struct ChildPlan {
     const AttrPlan* attrs = nullptr;
     bool fs_creds = false;  // open files as the task's fsuid/fsgid
     uint64_t entry = 0, args = 0, stack_top = 0;
+    int fault_step = 0;
 };
 
+void child_fault(const ChildPlan& c, int step) {
+    if (c.fault_step == step) child_fail(c.status_fd, step, ECANCELED, 0);
+}
+
 [[noreturn]] void child_main(const ChildPlan& c) {
+    child_fault(c, CRFS_RA_STEP_SESSION);
     child_session(*c.attrs, c.status_fd);
+    child_fault(c, CRFS_RA_STEP_CLOSE_FDS);
     int from = 0;
     for (int k : c.keep) {
         if (k > from && syscall(SYS_close_range, from, k - 1, 0) < 0)
@@ -107,9 +118,11 @@ struct ChildPlan {
     syscall(SYS_close_range, from, ~0u, 0);
     if (c.fs_creds) child_enter_fs_creds(*c.attrs, c.status_fd);
     if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
+    child_fault(c, CRFS_RA_STEP_OPEN_FD);
     child_open_fds(*c.fds, c.status_fd);
     if (c.fs_creds) child_leave_fs_creds(c.status_fd);
     for (const auto& copy : c.fds->copies) ::close(copy.get());
+    child_fault(c, CRFS_RA_STEP_RLIMIT);
     child_attrs(*c.attrs, c.status_fd);
     __asm__ volatile(
         "mov %0, %%rsp\n"
@@ -150,6 +163,7 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         case CRFS_RA_STEP_CREDS: return strfmt("setting credentials (step {})", r.arg);
         case CRFS_RA_STEP_TLS: return "setting fs/gs base";
         case CRFS_RA_STEP_BAD_ARGS: return "restorer argument check";
+        case CRFS_RA_STEP_SIGRETURN: return "the last step before rt_sigreturn";
         case CRFS_RA_STEP_SESSION: return "restoring session/process group";
         case CRFS_RA_STEP_FSCREDS: return "switching to the task's file-system credentials";
         case CRFS_RA_STEP_CLOSE_FDS: return "closing the daemon's descriptors";
@@ -163,6 +177,31 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
     }
     return strfmt("step {}", r.step);
 }
+
+// CRFS_RESTORE_TRACE=1: phase times of each restore on stderr.
+class PhaseTrace {
+  public:
+    PhaseTrace() : on_(getenv("CRFS_RESTORE_TRACE") != nullptr), last_(now()) {}
+    void mark(const char* name) {
+        if (!on_) return;
+        uint64_t t = now();
+        out_ += strfmt(" {} {}", name, (t - last_) / 1000);
+        last_ = t;
+    }
+    void print(pid_t pid) const {
+        if (on_) std::fprintf(stderr, "crfs restore %d (us):%s\n", pid, out_.c_str());
+    }
+
+  private:
+    static uint64_t now() {
+        timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+    }
+    bool on_;
+    uint64_t last_;
+    std::string out_;
+};
 
 void kill_and_reap(pid_t pid) {
     ::kill(pid, SIGKILL);
@@ -181,12 +220,15 @@ void kill_and_reap(pid_t pid) {
 }
 
 Result<pid_t> restore_image(const RestoreRequest& req) {
+    PhaseTrace trace;
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
     FdSource src(req.image_fd);
     auto img = decode_image(src);
     if (!img) return std::unexpected(img.error().context("bad image"));
+    trace.mark("decode");
     if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
+    trace.mark("validate");
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
     if (req.want_pid > 0 && (::kill(req.want_pid, 0) == 0 || errno == EPERM))
         return make_error(EBUSY, strfmt("pid {} is in use", req.want_pid));
@@ -263,7 +305,13 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     a->mm = {m.start_code, m.end_code, m.start_data, m.end_data, m.start_brk, m.brk,
              m.start_stack, m.arg_start, m.arg_end, m.env_start, m.env_end,
              arena.copy(img->auxv), uint32_t(img->auxv.size() * 8), uint32_t(-1)};
-    if (!img->exe.empty() && ::access(img->exe.c_str(), F_OK) == 0) a->exe_path = arena.str(img->exe);
+    // The exe link: the task inherits ours. Replacing it fails (EBUSY) while the
+    // old file is mapped, which it is when both are the same file: then keep it.
+    struct stat exe_st, self_st;
+    if (!img->exe.empty() && ::stat(img->exe.c_str(), &exe_st) == 0 &&
+        !(::stat("/proc/self/exe", &self_st) == 0 && self_st.st_dev == exe_st.st_dev &&
+          self_st.st_ino == exe_st.st_ino))
+        a->exe_path = arena.str(img->exe);
     fill_sigactions(*img, *a);
     a->siginfo = arena.copy(pending);
     a->nr_siginfo = pending.size();
@@ -275,12 +323,23 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     void* frame = arena.take(sigframe_size(*img), 64);
     if (!frame || arena.used() > arena.cap())
         return make_error(ENOMEM, "restorer area too small (internal error)");
-    if (auto s = build_sigframe(*img, frame); !s) return std::unexpected(s.error());
+    // The frame goes onto the task's stack where there is room, so that all of
+    // the area but its code pages can go before rt_sigreturn.
+    uint64_t frame_at = sigframe_on_stack(*img);
+    if (auto s = build_sigframe(*img, frame, frame_at ? frame_at : uint64_t(frame)); !s)
+        return std::unexpected(s.error());
     a->sigframe = reinterpret_cast<uint64_t>(frame);
+    if (frame_at) {
+        a->sigframe_dst = frame_at;
+        a->sigframe_len = sigframe_size(*img);
+        a->self_unmap = area->start + page_up(blob_len);
+        a->self_unmap_len = area->len - page_up(blob_len);
+    }
     if (mprotect(reinterpret_cast<void*>(area->start), page_up(blob_len),
                  PROT_READ | PROT_EXEC) < 0)
         return errno_error("mprotect of the restorer code");
 
+    trace.mark("prepare");
     ChildPlan cp;
     cp.status_fd = status_w.get();
     cp.keep = {image_fd.get(), status_w.get()};
@@ -292,6 +351,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.entry = area->start;
     cp.args = reinterpret_cast<uint64_t>(a);
     cp.stack_top = (area->start + area->len - 64) & ~uint64_t(15);
+    // CRFS_RESTORE_FAULT=<step of crfs_ra_step>: tests make that step fail.
+    if (const char* f = getenv("CRFS_RESTORE_FAULT")) cp.fault_step = a->fault_step = atoi(f);
 
     // --- create the task --------------------------------------------------------
     clone_args ca{};
@@ -315,6 +376,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     status_w.reset();
     image_fd.reset();
     fds->copies.clear();
+    trace.mark("clone");
 
     // --- wait for the point of no return ---------------------------------------
     char first = 0;
@@ -332,6 +394,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         break;
     }
     if (n == 1 && first == 'K') {
+        trace.mark("rebuild");
+        trace.print(pid_t(pid));
         if (img->header.flags & image::kHeaderTaskWasStopped) ::kill(pid_t(pid), SIGSTOP);
         std::lock_guard lock(g_children_mu);
         g_children.push_back(pid_t(pid));

@@ -149,6 +149,18 @@ struct crfs_restorer_args {
      * registers, blocked mask and alternate stack, then the xsave area): the
      * blob points rsp at frame + 8 and calls rt_sigreturn. */
     uint64_t sigframe;
+    /* Where the frame goes (below the task's red zone on its own stack, as a
+     * signal delivery would put it) and its size; 0: use it where it is. */
+    uint64_t sigframe_dst;
+    uint64_t sigframe_len;
+    /* The blob's data and stack, unmapped in the last instructions before
+     * rt_sigreturn (only the blob's code pages stay); 0: keep everything. */
+    uint64_t self_unmap;
+    uint64_t self_unmap_len;
+    /* Fault injection (CRFS_RESTORE_FAULT=<step>, tests only): fail with
+     * ECANCELED on reaching that step; 0: off. */
+    int32_t fault_step;
+    int32_t reserved2;
 };
 
 #endif

@@ -73,6 +73,12 @@ static __attribute__((noreturn)) void die(const struct crfs_restorer_args* a, in
 
 static int is_err(long ret) { return ret < 0 && ret > -4096; }
 
+#define ECANCELED 125
+/* Fault injection: the tests prove every step's failure leaves nothing behind. */
+static void fault(const struct crfs_restorer_args* a, int step) {
+    if (a->fault_step == step) die(a, step, -ECANCELED, 0);
+}
+
 static void map_vmas(const struct crfs_restorer_args* a) {
     const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
     for (uint64_t i = 0; i < a->nr_vmas; ++i) {
@@ -182,11 +188,13 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     } ss_off = {0, SS_DISABLE, 0};
     sys2(NR_sigaltstack, &ss_off, 0);
 
+    fault(a, CRFS_RA_STEP_UNMAP);
     const struct crfs_ra_range* u = (const struct crfs_ra_range*)a->unmap;
     for (uint64_t i = 0; i < a->nr_unmap; ++i) {
         ret = sys2(NR_munmap, u[i].start, u[i].end - u[i].start);
         if (is_err(ret)) die(a, CRFS_RA_STEP_UNMAP, ret, u[i].start);
     }
+    fault(a, CRFS_RA_STEP_MOVE_SPECIAL);
     const struct crfs_ra_move* m = (const struct crfs_ra_move*)a->moves;
     for (uint64_t i = 0; i < a->nr_moves; ++i) {
         ret = sys5(NR_mremap, m[i].cur, m[i].len, m[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, m[i].tmp);
@@ -198,9 +206,13 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
         if (is_err(ret)) die(a, CRFS_RA_STEP_MOVE_SPECIAL, ret, m[i].dst);
     }
 
+    fault(a, CRFS_RA_STEP_MAP_VMA);
     map_vmas(a);
+    fault(a, CRFS_RA_STEP_FILL_PAGES);
     fill_pages(a);
+    fault(a, CRFS_RA_STEP_PROTECT);
     protect_vmas(a);
+    fault(a, CRFS_RA_STEP_MM_MAP);
 
     struct crfs_ra_mm_map mm = a->mm;
     mm.exe_fd = (uint32_t)-1;
@@ -214,6 +226,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     if (is_err(ret)) die(a, CRFS_RA_STEP_MM_MAP, ret, 0);
     if (exe_fd >= 0) sys1(NR_close, exe_fd);
 
+    fault(a, CRFS_RA_STEP_SIGACTION);
     for (int i = 0; i < 64; ++i) {
         int sig = i + 1;
         if (sig == 9 || sig == 19) continue;
@@ -223,6 +236,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     /* All signals are blocked here, so the re-queued ones stay pending until
      * rt_sigreturn installs the image's mask. */
     const struct crfs_ra_siginfo* si = (const struct crfs_ra_siginfo*)a->siginfo;
+    fault(a, CRFS_RA_STEP_SIGQUEUE);
     long pid = sys0(NR_getpid), tid = sys0(NR_gettid);
     for (uint64_t i = 0; i < a->nr_siginfo; ++i) {
         if (si[i].shared)
@@ -232,7 +246,9 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
         if (is_err(ret)) die(a, CRFS_RA_STEP_SIGQUEUE, ret, (uint64_t)si[i].signo);
     }
 
+    fault(a, CRFS_RA_STEP_CREDS);
     if (a->set_creds) restore_creds(a);
+    fault(a, CRFS_RA_STEP_ITIMER);
 
     for (int w = 0; w < 3; ++w) {
         ret = sys3(NR_setitimer, w, a->itimers[w], 0);
@@ -243,18 +259,39 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     ret = sys2(NR_arch_prctl, ARCH_SET_GS, a->gs_base);
     if (is_err(ret)) die(a, CRFS_RA_STEP_TLS, ret, 1);
 
+    fault(a, CRFS_RA_STEP_SIGRETURN);
+    uint64_t frame = a->sigframe;
+    if (a->sigframe_dst) {
+        memcpy((void*)a->sigframe_dst, (const void*)a->sigframe, a->sigframe_len);
+        frame = a->sigframe_dst;
+    }
+    uint64_t unmap = a->self_unmap, unmap_len = a->self_unmap_len;
+
     /* The point of no return: the driver reports success on this byte. */
     char ok = 'K';
     sys3(NR_write, a->status_fd, &ok, 1);
     sys1(NR_close, a->status_fd);
     sys1(NR_close, a->image_fd);
+    /* From here on only registers: the munmap may take this very stack (and
+     * `a`) away; only the code pages stay. */
+    if (unmap_len)
+        __asm__ volatile(
+            "mov $11, %%eax\n" /* munmap(unmap, unmap_len) */
+            "syscall\n"
+            "mov %0, %%rsp\n"
+            "mov $15, %%eax\n" /* rt_sigreturn */
+            "syscall\n"
+            "ud2\n"
+            :
+            : "r"(frame + 8), "D"(unmap), "S"(unmap_len)
+            : "memory");
     __asm__ volatile(
         "mov %0, %%rsp\n"
         "mov $15, %%eax\n" /* rt_sigreturn */
         "syscall\n"
         "ud2\n"
         :
-        : "r"(a->sigframe + 8)
+        : "r"(frame + 8)
         : "memory");
     __builtin_unreachable();
 }

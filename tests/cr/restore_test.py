@@ -283,6 +283,35 @@ class RealPrograms(Base):
         self.assertEqual(subprocess.run(["cmp", src, dst]).returncode, 0)
 
 
+class FaultInjection(Base):
+    """CRFS_RESTORE_FAULT=<step>: every step of stage 1 and of the blob, made to
+    fail, gives ECANCELED naming the step, kills and reaps the half-built task,
+    and frees the pid for the next attempt (include/crfs/restorer_args.h steps)."""
+    STEPS = {1: "unmapping", 2: "moving vdso", 4: "mapping", 5: "reading pages",
+             6: "mprotect", 8: "PR_SET_MM_MAP", 9: "sigaction", 10: "re-queueing",
+             12: "credentials", 11: "setitimer", 14: "before rt_sigreturn",
+             100: "session", 102: "closing", 103: "opening", 107: "rlimit"}
+
+    def test_every_step(self):
+        t = self.workload("ckpt_workload", "busy")
+        img = t.checkpoint()
+        t.kill9()
+        for step, text in self.STEPS.items():
+            with self.subTest(step=step):
+                wait_for(lambda: pid_free(t.pid), "pid to be free")
+                r = subprocess.run([CRFS, "restore", img, "--pid", str(t.pid)],
+                                   capture_output=True, text=True, timeout=TIMEOUT,
+                                   env=dict(os.environ, CRFS_RESTORE_FAULT=str(step)))
+                self.assertEqual(r.returncode, errno.ECANCELED, r.stderr)
+                self.assertIn(text, r.stderr)
+                self.assertIn("Operation canceled", r.stderr)
+                self.assertEqual(children(), set())
+                self.assertTrue(pid_free(t.pid))
+        # And then it restores into that pid after all.
+        t.restore(img, same_pid=True)
+        self.assertEqual(t.finish(), "PASS")
+
+
 def corrupt(data, offset, xor=0x55):
     b = bytearray(data)
     b[offset] ^= xor

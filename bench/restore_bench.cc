@@ -1,0 +1,148 @@
+// Restore time against plain memcpy (issue 4).
+//
+// For 16, 256 and 1024 MiB of non-zero memory in a child: checkpoint it into a
+// memfd (checkpoint_task + reads, as the FUSE side does), kill it, and time
+// restore_image from the call (the writer's close) to the report the blob
+// sends right before its rt_sigreturn (the task's first instruction). In the
+// same run, time a memcpy of the image's bytes: into pre-faulted memory (the
+// bandwidth bound) and into fresh memory (what a restore has to do: every page
+// is new). Target: restore <= 2 x memcpy + 10 ms. Needs root.
+//
+//   restore_bench [MiB ...]   (default 16 256 1024)
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/task_attrs.h"
+#include "common/io.h"
+#include "restorer/restore.h"
+
+using namespace crfs;
+
+namespace {
+
+uint64_t now_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+// A child holding `bytes` of non-zero memory, with only /dev/null open.
+pid_t spawn_holder(size_t bytes) {
+    int ready[2];
+    if (pipe(ready) != 0) std::abort();
+    pid_t pid = fork();
+    if (pid == 0) {
+        char* p = static_cast<char*>(
+            mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        for (size_t i = 0; i < bytes; i += 8)
+            *reinterpret_cast<uint64_t*>(p + i) = i * 2654435761u + 1;
+        int n = open("/dev/null", O_RDWR);
+        dup2(n, 0);
+        dup2(n, 1);
+        dup2(n, 2);
+        char x = 1;
+        if (write(ready[1], &x, 1) != 1) _exit(1);
+        for (int fd = 3; fd < 1024; ++fd) close(fd);
+        for (;;) pause();
+    }
+    close(ready[1]);
+    char x;
+    if (read(ready[0], &x, 1) != 1) std::abort();
+    close(ready[0]);
+    for (int i = 0; i < 5000; ++i) {
+        auto st = read_task_stat(pid);
+        if (st && st->state == 'S') break;
+        usleep(1000);
+    }
+    return pid;
+}
+
+// Best of three memcpy of `bytes`; `fresh`: into newly mapped memory each time.
+uint64_t memcpy_ns(size_t bytes, bool fresh) {
+    char* src = static_cast<char*>(
+        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    std::memset(src, 0x5a, bytes);
+    uint64_t best = ~0ull;
+    for (int i = 0; i < 3; ++i) {
+        char* dst = static_cast<char*>(
+            mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        if (!fresh) std::memset(dst, 0, bytes);
+        uint64_t t = now_ns();
+        std::memcpy(dst, src, bytes);
+        best = std::min(best, now_ns() - t);
+        __asm__ volatile("" : : "r"(dst) : "memory");
+        munmap(dst, bytes);
+    }
+    munmap(src, bytes);
+    return best;
+}
+
+void reap(pid_t pid) {
+    kill(pid, SIGKILL);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<size_t> sizes;
+    for (int i = 1; i < argc; ++i) sizes.push_back(size_t(std::atoi(argv[i])));
+    if (sizes.empty()) sizes = {16, 256, 1024};
+    std::printf("%8s %10s %12s %12s %12s %8s %8s %s\n", "MiB", "image MiB", "restore ms",
+                "memcpy ms", "fresh ms", "ratio", "fresh", "target (2x memcpy + 10 ms)");
+    int failed = 0;
+    for (size_t mib : sizes) {
+        pid_t pid = spawn_holder(mib << 20);
+        auto st = read_task_stat(pid);
+        auto snap = st ? checkpoint_task(pid, st->starttime) : decltype(checkpoint_task(0, 0)){};
+        if (!st || !snap) {
+            std::fprintf(stderr, "checkpoint of %d failed\n", pid);
+            reap(pid);
+            return 1;
+        }
+        UniqueFd img(memfd_create("bench-image", MFD_CLOEXEC));
+        std::vector<char> buf(4 << 20);
+        for (uint64_t off = 0; off < (*snap)->size();) {
+            auto n = (*snap)->read(off, buf.data(), buf.size());
+            if (!n || !*n || !write_full(img.get(), buf.data(), *n)) return 1;
+            off += *n;
+        }
+        uint64_t image_bytes = (*snap)->size();
+        snap->reset();
+        reap(pid);
+
+        RestoreRequest req;
+        req.image_fd = img.get();
+        req.writer_is_root = true;
+        uint64_t t0 = now_ns();
+        auto r = restore_image(req);
+        uint64_t restore = now_ns() - t0;
+        if (!r) {
+            std::fprintf(stderr, "restore: %s\n", r.error().what.c_str());
+            return 1;
+        }
+        reap(*r);
+        reap_restored_children();
+        uint64_t mc = memcpy_ns(image_bytes, false), fresh = memcpy_ns(image_bytes, true);
+        bool ok = restore <= 2 * mc + 10000000;
+        failed += !ok;
+        std::printf("%8zu %10.1f %12.2f %12.2f %12.2f %8.2f %8.2f %s\n", mib,
+                    double(image_bytes) / (1 << 20), restore / 1e6, mc / 1e6, fresh / 1e6,
+                    double(restore) / double(mc), double(restore) / double(fresh),
+                    ok ? "met" : "MISSED");
+    }
+    return failed ? 2 : 0;
+}
