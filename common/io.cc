@@ -56,8 +56,8 @@ Result<std::string> read_file(const std::string& path, size_t max) {
         }
         if (n == 0) break;
         if (out.size() + static_cast<size_t>(n) > max)
-            return make_error(EFBIG, "read " + path + ": larger than " + std::to_string(max) +
-                                         " bytes");
+            return make_error(EFBIG,
+                              "read " + path + ": larger than " + std::to_string(max) + " bytes");
         out.append(chunk, static_cast<size_t>(n));
     }
     return out;

@@ -32,7 +32,9 @@ inline std::unexpected<Error> sys_error(int err, std::string_view what) {
 }
 
 // Same, from the current errno.
-inline std::unexpected<Error> errno_error(std::string_view what) { return sys_error(errno, what); }
+inline std::unexpected<Error> errno_error(std::string_view what) {
+    return sys_error(errno, what);
+}
 
 // An error whose message is given in full (no strerror appended).
 inline std::unexpected<Error> make_error(int err, std::string what) {

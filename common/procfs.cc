@@ -1,0 +1,206 @@
+#include "common/procfs.h"
+
+#include <charconv>
+#include <string>
+
+#include "common/io.h"
+
+namespace crfs {
+namespace {
+
+// Splits on runs of spaces/tabs.
+std::vector<std::string_view> fields(std::string_view line) {
+    std::vector<std::string_view> out;
+    size_t i = 0;
+    while (i < line.size()) {
+        while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+        size_t j = i;
+        while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+        if (j > i) out.push_back(line.substr(i, j - i));
+        i = j;
+    }
+    return out;
+}
+
+template <class T>
+bool to_num(std::string_view s, T& out, int base = 10) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
+    return ec == std::errc() && p == s.data() + s.size();
+}
+
+template <class Fn>
+void for_each_line(std::string_view text, Fn fn) {
+    while (!text.empty()) {
+        size_t nl = text.find('\n');
+        fn(text.substr(0, nl));
+        if (nl == std::string_view::npos) break;
+        text.remove_prefix(nl + 1);
+    }
+}
+
+// /proc/<pid>/... of a task that exited reads as ENOENT (or ESRCH mid-read);
+// callers want "no such process".
+template <class T>
+Result<T> task_gone_as_esrch(Result<T> r) {
+    if (!r && r.error().code == ENOENT) r.error().code = ESRCH;
+    return r;
+}
+
+}  // namespace
+
+Result<ProcStat> parse_stat(std::string_view text) {
+    // "pid (comm) state ppid pgrp session ...": comm may hold spaces and ')'.
+    size_t open = text.find('(');
+    size_t close = text.rfind(')');
+    if (open == std::string_view::npos || close == std::string_view::npos || close < open)
+        return make_error(EIO, "parse stat: no (comm) field");
+    ProcStat st;
+    if (!to_num(text.substr(0, open > 0 ? open - 1 : 0), st.pid))
+        return make_error(EIO, "parse stat: bad pid");
+    st.comm = std::string(text.substr(open + 1, close - open - 1));
+    auto f = fields(text.substr(close + 1));
+    // f[0] is field 3 (state); field N is f[N - 3].
+    constexpr size_t kStartTime = 22 - 3;
+    if (f.size() <= kStartTime) return make_error(EIO, "parse stat: too few fields");
+    if (f[0].size() != 1) return make_error(EIO, "parse stat: bad state");
+    st.state = f[0][0];
+    if (!to_num(f[4 - 3], st.ppid) || !to_num(f[5 - 3], st.pgrp) || !to_num(f[6 - 3], st.session) ||
+        !to_num(f[9 - 3], st.flags) || !to_num(f[20 - 3], st.num_threads) ||
+        !to_num(f[kStartTime], st.starttime))
+        return make_error(EIO, "parse stat: bad number");
+    return st;
+}
+
+Result<ProcStatus> parse_status(std::string_view text) {
+    ProcStatus st;
+    bool have_tgid = false, have_uid = false, have_gid = false;
+    bool bad = false;
+    for_each_line(text, [&](std::string_view line) {
+        size_t colon = line.find(':');
+        if (colon == std::string_view::npos) return;
+        std::string_view key = line.substr(0, colon);
+        auto f = fields(line.substr(colon + 1));
+        auto one = [&](auto& out) { bad |= f.empty() || !to_num(f[0], out); };
+        if (key == "Tgid") {
+            one(st.tgid);
+            have_tgid = true;
+        } else if (key == "TracerPid") {
+            one(st.tracer_pid);
+        } else if (key == "Threads") {
+            one(st.threads);
+        } else if (key == "CapEff") {
+            bad |= f.empty() || !to_num(f[0], st.cap_eff, 16);
+        } else if (key == "Uid" || key == "Gid") {
+            if (f.size() != 4) {
+                bad = true;
+                return;
+            }
+            for (int i = 0; i < 4; ++i)
+                bad |= key == "Uid" ? !to_num(f[i], st.uid[i]) : !to_num(f[i], st.gid[i]);
+            (key == "Uid" ? have_uid : have_gid) = true;
+        }
+    });
+    if (bad) return make_error(EIO, "parse status: malformed field");
+    if (!have_tgid || !have_uid || !have_gid)
+        return make_error(EIO, "parse status: missing Tgid, Uid or Gid");
+    return st;
+}
+
+Result<ProcStat> read_stat(pid_t pid) {
+    std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    auto text = task_gone_as_esrch(read_file(path, 4096));
+    if (!text) return std::unexpected(text.error());
+    auto st = parse_stat(*text);
+    if (!st) return std::unexpected(st.error().context(path));
+    return st;
+}
+
+Result<ProcStatus> read_status(pid_t pid) {
+    std::string path = "/proc/" + std::to_string(pid) + "/status";
+    auto text = task_gone_as_esrch(read_file(path, 64 << 10));
+    if (!text) return std::unexpected(text.error());
+    auto st = parse_status(*text);
+    if (!st) return std::unexpected(st.error().context(path));
+    return st;
+}
+
+std::string_view tcp_state_name(unsigned state) {
+    static constexpr std::string_view kNames[] = {
+        "UNKNOWN", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT",
+        "CLOSE",   "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "NEW_SYN_RECV"};
+    return state < std::size(kNames) ? kNames[state] : kNames[0];
+}
+
+std::vector<SocketInfo> parse_net_inet(std::string_view text, std::string_view family, bool tcp) {
+    // "sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode"
+    std::vector<SocketInfo> out;
+    bool header = true;
+    for_each_line(text, [&](std::string_view line) {
+        if (header) {
+            header = false;
+            return;
+        }
+        auto f = fields(line);
+        unsigned st = 0;
+        SocketInfo si;
+        if (f.size() < 10 || !to_num(f[3], st, 16) || !to_num(f[9], si.inode)) return;
+        si.description = std::string(family) + " socket";
+        if (tcp) {
+            si.description += " in state ";
+            si.description += tcp_state_name(st);
+        }
+        out.push_back(std::move(si));
+    });
+    return out;
+}
+
+std::vector<SocketInfo> parse_net_unix(std::string_view text) {
+    // "Num RefCount Protocol Flags Type St Inode Path"
+    std::vector<SocketInfo> out;
+    bool header = true;
+    for_each_line(text, [&](std::string_view line) {
+        if (header) {
+            header = false;
+            return;
+        }
+        auto f = fields(line);
+        unsigned type = 0, st = 0;
+        SocketInfo si;
+        if (f.size() < 7 || !to_num(f[4], type, 16) || !to_num(f[5], st, 16) ||
+            !to_num(f[6], si.inode))
+            return;
+        std::string_view tname = type == 1   ? "stream"
+                                 : type == 2 ? "datagram"
+                                 : type == 5 ? "seqpacket"
+                                             : "raw";
+        std::string_view sname = st == 1   ? "unconnected"
+                                 : st == 2 ? "connecting"
+                                 : st == 3 ? "connected"
+                                 : st == 4 ? "disconnecting"
+                                           : "unknown";
+        si.description = "unix " + std::string(tname) + " socket (" + std::string(sname) + ")";
+        if (f.size() >= 8) si.description += " at " + std::string(f[7]);
+        out.push_back(std::move(si));
+    });
+    return out;
+}
+
+std::vector<SocketInfo> parse_net_simple(std::string_view text, std::string_view family,
+                                         size_t inode_column) {
+    std::vector<SocketInfo> out;
+    bool header = true;
+    for_each_line(text, [&](std::string_view line) {
+        if (header) {
+            header = false;
+            return;
+        }
+        auto f = fields(line);
+        SocketInfo si;
+        if (f.size() <= inode_column || !to_num(f[inode_column], si.inode)) return;
+        si.description = std::string(family) + " socket";
+        out.push_back(std::move(si));
+    });
+    return out;
+}
+
+}  // namespace crfs

@@ -1,0 +1,175 @@
+// crfsd: serves the crfs tree.
+//
+//   crfsd [-f] [-d] [-s] [-o opt,...] [MOUNTPOINT]      (default /crfs)
+//
+// crfs options: -o state_dir=DIR (default /run/crfs) holds the marks state
+// file and the lock that keeps two daemons off one state.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <boost/filesystem.hpp>
+
+#include "common/io.h"
+#include "fs/log.h"
+#include "fs/ops.h"
+
+namespace {
+
+using namespace crfs;
+using namespace crfs::fs;
+
+struct Options {
+    char* state_dir = nullptr;
+};
+
+const fuse_opt kOptSpec[] = {
+    {"state_dir=%s", offsetof(Options, state_dir), 0},
+    FUSE_OPT_END,
+};
+
+void usage(const char* prog) {
+    std::printf(
+        "usage: %s [-f] [-d] [-s] [-o opt,...] [MOUNTPOINT]\n"
+        "Serves the crfs checkpoint/restart tree at MOUNTPOINT (default /crfs).\n\n"
+        "    -f                  stay in the foreground\n"
+        "    -d                  debug log (implies -f)\n"
+        "    -s                  single-threaded\n"
+        "    -o state_dir=DIR    where marks persist (default /run/crfs)\n\n",
+        prog);
+    fuse_cmdline_help();
+}
+
+// Is `path` a mount point right now? Compares with /proc/self/mountinfo.
+bool is_mount_point(const std::string& path) {
+    std::ifstream in("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        // "id parent major:minor root mountpoint ..."
+        size_t p = 0;
+        for (int field = 0; field < 4 && p != std::string::npos; ++field) p = line.find(' ', p + 1);
+        if (p == std::string::npos) continue;
+        size_t e = line.find(' ', p + 1);
+        if (line.substr(p + 1, e - p - 1) == path) return true;
+    }
+    return false;
+}
+
+Status mkdir_p(const std::string& path, mode_t mode) {
+    boost::system::error_code ec;
+    bool made = boost::filesystem::create_directories(path, ec);
+    if (ec) return sys_error(ec.value(), "mkdir " + path);
+    if (made && ::chmod(path.c_str(), mode) < 0) return errno_error("chmod " + path);
+    return {};
+}
+
+// Checks the mount point and returns its canonical path.
+Result<std::string> prepare_mountpoint(const std::string& mp) {
+    if (auto ok = mkdir_p(mp, 0755); !ok) return std::unexpected(ok.error());
+    char real[PATH_MAX];
+    if (!::realpath(mp.c_str(), real)) {
+        if (errno == ENOTCONN)
+            return make_error(ENOTCONN, mp +
+                                            " is a dead FUSE mount (its daemon died); "
+                                            "unmount it first: fusermount3 -u " +
+                                            mp);
+        return errno_error(mp);
+    }
+    if (is_mount_point(real))
+        return make_error(EBUSY, std::string(real) +
+                                     " is already a mount point (another crfsd "
+                                     "serving it?); unmount it first: fusermount3 -u " +
+                                     real);
+    return std::string(real);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    Options opts;
+    if (fuse_opt_parse(&args, &opts, kOptSpec, nullptr) < 0) return 2;
+    fuse_cmdline_opts cl{};
+    if (fuse_parse_cmdline(&args, &cl) != 0) return 2;
+    std::unique_ptr<char, decltype(&std::free)> mp_owner(cl.mountpoint, std::free);
+    if (cl.show_help) {
+        usage(argv[0]);
+        return 0;
+    }
+    if (cl.show_version) {
+        std::printf("crfsd %s, libfuse %s\n", "0.1.0", fuse_pkgversion());
+        return 0;
+    }
+    log_init(true, cl.debug);
+
+    auto mp = prepare_mountpoint(cl.mountpoint ? cl.mountpoint : "/crfs");
+    if (!mp) {
+        log_error("%s", mp.error().what.c_str());
+        return 1;
+    }
+    std::string state_dir = opts.state_dir ? opts.state_dir : "/run/crfs";
+    if (auto ok = mkdir_p(state_dir, 0700); !ok) {
+        log_error("%s", ok.error().what.c_str());
+        return 1;
+    }
+    auto lock = open_fd(state_dir + "/crfsd.lock", O_RDWR | O_CREAT, 0600);
+    if (!lock) {
+        log_error("%s", lock.error().what.c_str());
+        return 1;
+    }
+    if (::flock(lock->get(), LOCK_EX | LOCK_NB) < 0) {
+        log_error("state dir %s is in use by another crfsd", state_dir.c_str());
+        return 1;
+    }
+
+    Daemon daemon(state_dir + "/marks");
+    daemon.self_tgid = ::getpid();
+    if (auto ok = daemon.marks.load(); !ok) {
+        log_error("%s", ok.error().what.c_str());
+        return 1;
+    }
+
+    // As root, serve every user; crfs checks rights itself, so the kernel's
+    // default_permissions stays off.
+    if (::geteuid() == 0) fuse_opt_add_arg(&args, "-oallow_other");
+    fuse_opt_add_arg(&args, "-ofsname=crfs");
+
+    fuse_session* se = fuse_session_new(&args, &crfs_ops(), sizeof(fuse_lowlevel_ops), &daemon);
+    if (!se) return 1;
+    int rc = 1;
+    if (fuse_set_signal_handlers(se) == 0) {
+        if (fuse_session_mount(se, mp->c_str()) == 0) {
+            log_info("serving %s", mp->c_str());
+            fuse_daemonize(cl.foreground);
+            log_init(cl.foreground, cl.debug);
+            daemon.self_tgid = ::getpid();
+            if (auto ok = daemon.marks.start_watcher(); !ok) {
+                log_error("%s", ok.error().what.c_str());
+            } else if (cl.singlethread) {
+                rc = fuse_session_loop(se);
+            } else {
+                fuse_loop_config* cfg = fuse_loop_cfg_create();
+                fuse_loop_cfg_set_clone_fd(cfg, static_cast<unsigned>(cl.clone_fd));
+                fuse_loop_cfg_set_max_threads(cfg, cl.max_threads);
+                rc = fuse_session_loop_mt(se, cfg);
+                fuse_loop_cfg_destroy(cfg);
+            }
+            fuse_session_unmount(se);
+            log_info("unmounted %s", mp->c_str());
+        }
+        fuse_remove_signal_handlers(se);
+    }
+    fuse_session_destroy(se);
+    fuse_opt_free_args(&args);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,356 @@
+// Thin FUSE callbacks (STYLE.md 3): each one calls a helper that returns a
+// value or an Error, then replies exactly once. Errors become errno in reply_err().
+// No exception crosses into libfuse: helpers do not throw, and every callback
+// runs its helper inside a catch-all that answers EIO.
+#include "fs/ops.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/io.h"
+#include "fs/inode.h"
+#include "fs/log.h"
+
+namespace crfs::fs {
+namespace {
+
+Daemon& daemon_of(fuse_req_t req) {
+    return *static_cast<Daemon*>(fuse_req_userdata(req));
+}
+
+Caller caller_of(fuse_req_t req) {
+    const fuse_ctx* c = fuse_req_ctx(req);
+    return Caller{c->uid, c->gid, c->pid};
+}
+
+void reply_err(fuse_req_t req, const Error& e, const char* op) {
+    log_debug("%s: %s", op, e.what.c_str());
+    fuse_reply_err(req, e.code);
+}
+
+// Runs `fn` and turns anything it throws (bad_alloc) into EIO.
+template <class Fn>
+void guarded(fuse_req_t req, const char* op, Fn fn) {
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        log_error("%s: %s", op, e.what());
+        fuse_reply_err(req, EIO);
+    }
+}
+
+// Boot time in seconds since the epoch, to turn start ticks into times.
+time_t boot_time() {
+    static const time_t btime = [] {
+        auto text = read_file("/proc/stat");
+        if (!text) return time_t{0};
+        size_t p = text->find("\nbtime ");
+        return p == std::string::npos ? time_t{0}
+                                      : static_cast<time_t>(std::stoll(text->substr(p + 7)));
+    }();
+    return btime;
+}
+
+time_t start_time_of(const TaskId& id) {
+    static const long hz = ::sysconf(_SC_CLK_TCK);
+    return boot_time() + static_cast<time_t>(id.starttime / static_cast<uint64_t>(hz));
+}
+
+const time_t g_mount_time = ::time(nullptr);
+
+struct stat root_attr() {
+    struct stat st {};
+    st.st_ino = kRootIno;
+    st.st_mode = S_IFDIR | 0555;
+    st.st_nlink = 2;
+    st.st_atime = st.st_mtime = st.st_ctime = g_mount_time;
+    return st;
+}
+
+struct stat self_attr(fuse_req_t req) {
+    struct stat st {};
+    st.st_ino = kSelfIno;
+    st.st_mode = S_IFLNK | 0777;
+    st.st_nlink = 1;
+    auto tgid = tgid_of(caller_of(req).tid);
+    st.st_size = tgid ? static_cast<off_t>(std::to_string(*tgid).size()) : 0;
+    st.st_atime = st.st_mtime = st.st_ctime = g_mount_time;
+    return st;
+}
+
+struct stat task_attr(const Task& t, unsigned entry) {
+    struct stat st {};
+    st.st_ino = make_ino(t.id.pid, t.id.starttime, entry);
+    st.st_uid = t.uid;
+    st.st_gid = t.gid;
+    st.st_atime = st.st_mtime = st.st_ctime = start_time_of(t.id);
+    if (entry == kDirEntry) {
+        st.st_mode = S_IFDIR | 0555;
+        st.st_nlink = 2;
+    } else {
+        st.st_mode = kPidEntries[entry - 1].mode;
+        st.st_nlink = 1;
+        st.st_size = 0;  // generated: size unknown until read (STYLE.md 6)
+    }
+    return st;
+}
+
+// The task an inode of a pid directory or file names, if it still lives.
+Result<Task> task_of(uint64_t ino) {
+    InodeParts p = split_ino(ino);
+    if (p.pid == 0 || p.entry > std::size(kPidEntries))
+        return make_error(ENOENT, "inode " + std::to_string(ino) + ": not a task node");
+    auto t = find_task(p.pid, p.start_low);
+    if (!t) return make_error(ENOENT, t.error().what);
+    return t;
+}
+
+Result<struct stat> attr_of(fuse_req_t req, uint64_t ino) {
+    if (ino == kRootIno) return root_attr();
+    if (ino == kSelfIno) return self_attr(req);
+    auto t = task_of(ino);
+    if (!t) return std::unexpected(t.error());
+    return task_attr(*t, split_ino(ino).entry);
+}
+
+void reply_entry(fuse_req_t req, const struct stat& st, uint64_t generation) {
+    fuse_entry_param e{};
+    e.ino = st.st_ino;
+    e.generation = generation;
+    e.attr = st;
+    // Zero timeouts: pids come and go, and a cached name would hide a new
+    // task (or a restore slot) behind a dead one.
+    e.attr_timeout = 0;
+    e.entry_timeout = 0;
+    fuse_reply_entry(req, &e);
+}
+
+Result<pid_t> parse_pid(const char* name) {
+    std::string_view s(name);
+    pid_t pid = 0;
+    if (s.empty() || s.size() > 7 || s[0] == '0')
+        return make_error(ENOENT, "no entry " + std::string(s));
+    for (char c : s) {
+        if (c < '0' || c > '9') return make_error(ENOENT, "no entry " + std::string(s));
+        pid = pid * 10 + (c - '0');
+    }
+    return pid;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, "lookup", [&] {
+        if (parent == kRootIno) {
+            if (std::string_view(name) == "self") return reply_entry(req, self_attr(req), 0);
+            auto pid = parse_pid(name);
+            if (!pid) return reply_err(req, pid.error(), "lookup");
+            auto t = find_task(*pid);
+            if (!t) return reply_err(req, Error{ENOENT, t.error().what}, "lookup");
+            return reply_entry(req, task_attr(*t, kDirEntry), t->id.starttime);
+        }
+        auto t = task_of(parent);
+        if (!t) return reply_err(req, t.error(), "lookup");
+        auto idx = find_pid_entry(name);
+        if (!idx || split_ino(parent).entry != kDirEntry)
+            return reply_err(req, Error{ENOENT, "no entry " + std::string(name)}, "lookup");
+        reply_entry(req, task_attr(*t, *idx + 1), t->id.starttime);
+    });
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    guarded(req, "getattr", [&] {
+        auto st = attr_of(req, ino);
+        if (!st) return reply_err(req, st.error(), "getattr");
+        fuse_reply_attr(req, &*st, 0);
+    });
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+    guarded(req, "setattr", [&] {
+        auto st = attr_of(req, ino);
+        if (!st) return reply_err(req, st.error(), "setattr");
+        // Only the truncation that `>` redirection asks for, on a writable file.
+        unsigned entry = split_ino(ino).entry;
+        bool writable = ino != kRootIno && ino != kSelfIno && entry != kDirEntry &&
+                        kPidEntries[entry - 1].write != nullptr;
+        if (to_set != FUSE_SET_ATTR_SIZE || !writable || attr->st_size != 0)
+            return reply_err(req, Error{EPERM, "setattr: not supported"}, "setattr");
+        fuse_reply_attr(req, &*st, 0);
+    });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+    guarded(req, "readlink", [&] {
+        if (ino != kSelfIno) return reply_err(req, Error{EINVAL, "not a symlink"}, "readlink");
+        auto tgid = tgid_of(caller_of(req).tid);
+        if (!tgid) return reply_err(req, Error{ENOENT, tgid.error().what}, "readlink");
+        fuse_reply_readlink(req, std::to_string(*tgid).c_str());
+    });
+}
+
+// One snapshot of a directory per open handle (STYLE.md 7): readdir serves
+// offsets from it, so entries are neither skipped nor repeated.
+struct DirHandle {
+    struct Row {
+        std::string name;
+        uint64_t ino;
+        mode_t type;
+    };
+    std::vector<Row> rows;
+};
+
+Result<std::unique_ptr<DirHandle>> snapshot_dir(fuse_ino_t ino) {
+    auto h = std::make_unique<DirHandle>();
+    if (ino == kRootIno) {
+        h->rows = {
+            {".", kRootIno, S_IFDIR}, {"..", kRootIno, S_IFDIR}, {"self", kSelfIno, S_IFLNK}};
+        auto tasks = list_tasks();
+        if (!tasks) return std::unexpected(tasks.error());
+        for (auto& t : *tasks)
+            h->rows.push_back(
+                {std::to_string(t.pid), make_ino(t.pid, t.starttime, kDirEntry), S_IFDIR});
+        return h;
+    }
+    auto t = task_of(ino);
+    if (!t) return std::unexpected(t.error());
+    if (split_ino(ino).entry != kDirEntry) return make_error(ENOTDIR, "not a directory");
+    h->rows = {{".", ino, S_IFDIR}, {"..", kRootIno, S_IFDIR}};
+    for (unsigned i = 0; i < std::size(kPidEntries); ++i)
+        h->rows.push_back({std::string(kPidEntries[i].name),
+                           make_ino(t->id.pid, t->id.starttime, i + 1), S_IFREG});
+    return h;
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, "opendir", [&] {
+        auto h = snapshot_dir(ino);
+        if (!h) return reply_err(req, h.error(), "opendir");
+        fi->fh = reinterpret_cast<uint64_t>(h->release());
+        if (fuse_reply_open(req, fi) == -ENOENT) delete reinterpret_cast<DirHandle*>(fi->fh);
+    });
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, "readdir", [&] {
+        auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+        std::vector<char> buf(size);
+        size_t used = 0;
+        for (size_t i = static_cast<size_t>(off); i < h->rows.size(); ++i) {
+            struct stat st {};
+            st.st_ino = h->rows[i].ino;
+            st.st_mode = h->rows[i].type;
+            size_t need =
+                fuse_add_direntry(req, buf.data() + used, size - used, h->rows[i].name.c_str(), &st,
+                                  static_cast<off_t>(i + 1));
+            if (need > size - used) break;
+            used += need;
+        }
+        fuse_reply_buf(req, buf.data(), used);
+    });
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    delete reinterpret_cast<DirHandle*>(fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+// An open file of a pid directory: the task it was opened on (writes go to
+// that task even if its pid is reused later) and, for readers, the content
+// generated at open.
+struct FileHandle {
+    TaskId task;
+    const PidEntry* entry;
+    std::string content;
+};
+
+Result<std::unique_ptr<FileHandle>> open_file(Daemon& d, const Caller& caller, fuse_ino_t ino,
+                                              int flags) {
+    if (ino == kRootIno) return make_error(EISDIR, "is a directory");
+    auto t = task_of(ino);
+    if (!t) return std::unexpected(t.error());
+    unsigned entry = split_ino(ino).entry;
+    if (entry == kDirEntry) return make_error(EISDIR, "is a directory");
+    const PidEntry& e = kPidEntries[entry - 1];
+    int acc = flags & O_ACCMODE;
+    auto h = std::make_unique<FileHandle>(FileHandle{t->id, &e, {}});
+    if (acc == O_WRONLY || acc == O_RDWR) {
+        if (!e.write) return make_error(EACCES, std::string(e.name) + " is read-only");
+        if (auto ok = check_right(e.write_right, caller, t->id); !ok)
+            return std::unexpected(ok.error());
+    }
+    if (acc == O_RDONLY || acc == O_RDWR) {
+        if (!e.read) return make_error(EACCES, std::string(e.name) + " is write-only");
+        if (auto ok = check_right(e.read_right, caller, t->id); !ok)
+            return std::unexpected(ok.error());
+        auto content = e.read(d, t->id);
+        if (!content) return std::unexpected(content.error());
+        h->content = std::move(*content);
+    }
+    return h;
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, "open", [&] {
+        auto h = open_file(daemon_of(req), caller_of(req), ino, fi->flags);
+        if (!h) return reply_err(req, h.error(), "open");
+        fi->direct_io = 1;  // generated content: no page cache, size 0 (STYLE.md 6)
+        fi->nonseekable = 0;
+        fi->fh = reinterpret_cast<uint64_t>(h->release());
+        if (fuse_reply_open(req, fi) == -ENOENT) delete reinterpret_cast<FileHandle*>(fi->fh);
+    });
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    auto* h = reinterpret_cast<FileHandle*>(fi->fh);
+    size_t len = h->content.size();
+    size_t start = off < 0 ? len : std::min(len, static_cast<size_t>(off));
+    fuse_reply_buf(req, h->content.data() + start, std::min(size, len - start));
+}
+
+void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t, fuse_file_info* fi) {
+    guarded(req, "write", [&] {
+        auto* h = reinterpret_cast<FileHandle*>(fi->fh);
+        // Rights are checked on every call, not only at open.
+        if (auto ok = check_right(h->entry->write_right, caller_of(req), h->task); !ok)
+            return reply_err(req, ok.error(), "write");
+        if (task_exited(h->task))
+            return reply_err(req, Error{ESRCH, "task " + std::to_string(h->task.pid) + " exited"},
+                             "write");
+        if (auto ok = h->entry->write(daemon_of(req), h->task, std::string_view(buf, size)); !ok)
+            return reply_err(req, ok.error(), "write");
+        fuse_reply_write(req, size);
+    });
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    delete reinterpret_cast<FileHandle*>(fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+const fuse_lowlevel_ops kOps = [] {
+    fuse_lowlevel_ops ops{};
+    ops.lookup = op_lookup;
+    ops.getattr = op_getattr;
+    ops.setattr = op_setattr;
+    ops.readlink = op_readlink;
+    ops.opendir = op_opendir;
+    ops.readdir = op_readdir;
+    ops.releasedir = op_releasedir;
+    ops.open = op_open;
+    ops.read = op_read;
+    ops.write = op_write;
+    ops.release = op_release;
+    return ops;
+}();
+
+}  // namespace
+
+const fuse_lowlevel_ops& crfs_ops() {
+    return kOps;
+}
+
+}  // namespace crfs::fs

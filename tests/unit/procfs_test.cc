@@ -1,0 +1,99 @@
+#include "common/procfs.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace crfs {
+namespace {
+
+constexpr std::string_view kStat =
+    "1234 (my (odd) prog) S 1 1234 1234 34816 1234 4194560 100 0 0 0 5 3 0 0 20 0 1 0 "
+    "987654 1000000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+
+TEST(ParseStat, FieldsAfterCommWithParensAndSpaces) {
+    auto st = parse_stat(kStat);
+    ASSERT_TRUE(st) << st.error().what;
+    EXPECT_EQ(st->pid, 1234);
+    EXPECT_EQ(st->comm, "my (odd) prog");
+    EXPECT_EQ(st->state, 'S');
+    EXPECT_EQ(st->ppid, 1);
+    EXPECT_EQ(st->pgrp, 1234);
+    EXPECT_EQ(st->session, 1234);
+    EXPECT_EQ(st->flags, 4194560u);
+    EXPECT_EQ(st->num_threads, 1);
+    EXPECT_EQ(st->starttime, 987654u);
+}
+
+TEST(ParseStat, RejectsTruncatedAndGarbage) {
+    EXPECT_FALSE(parse_stat("1234 (x) S 1 2 3"));
+    EXPECT_FALSE(parse_stat("garbage"));
+    auto r = parse_stat("12 (x) S a 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().what, "parse stat: bad number");
+}
+
+TEST(ParseStatus, ReadsIdsTracerThreadsCaps) {
+    auto st = parse_status(
+        "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t77\nNgid:\t0\nPid:\t78\n"
+        "PPid:\t1\nTracerPid:\t4410\nUid:\t1000\t1001\t1002\t1003\nGid:\t2000\t2001\t2002\t2003\n"
+        "Threads:\t3\nCapEff:\t000001ffffffffff\n");
+    ASSERT_TRUE(st) << st.error().what;
+    EXPECT_EQ(st->tgid, 77);
+    EXPECT_EQ(st->tracer_pid, 4410);
+    EXPECT_EQ(st->uid[0], 1000u);
+    EXPECT_EQ(st->uid[3], 1003u);
+    EXPECT_EQ(st->gid[2], 2002u);
+    EXPECT_EQ(st->threads, 3);
+    EXPECT_EQ(st->cap_eff, 0x1ffffffffffULL);
+}
+
+TEST(ParseStatus, MissingFieldsAreErrors) {
+    auto st = parse_status("Name:\tx\nTgid:\t1\n");
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error().what, "parse status: missing Tgid, Uid or Gid");
+}
+
+TEST(ReadStat, SelfAndGoneTask) {
+    auto st = read_stat(::getpid());
+    ASSERT_TRUE(st) << st.error().what;
+    EXPECT_EQ(st->pid, ::getpid());
+    auto gone = read_stat(4194304 - 1);  // above any pid_max in use here
+    ASSERT_FALSE(gone);
+    EXPECT_EQ(gone.error().code, ESRCH);
+    EXPECT_EQ(gone.error().what, "open /proc/4194303/stat: No such file or directory");
+}
+
+TEST(NetTables, TcpStateAndInode) {
+    auto v = parse_net_inet(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+        "timeout inode\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        "
+        "0 5511 1 0 100 0 0 10 0\n"
+        "   1: 0100007F:1F90 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        "
+        "0 5512 1 0 20 4 30 10 -1\n",
+        "TCP", true);
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[0].inode, 5511u);
+    EXPECT_EQ(v[0].description, "TCP socket in state LISTEN");
+    EXPECT_EQ(v[1].description, "TCP socket in state ESTABLISHED");
+    EXPECT_EQ(tcp_state_name(99), "UNKNOWN");
+}
+
+TEST(NetTables, UnixAndSimple) {
+    auto u = parse_net_unix(
+        "Num       RefCount Protocol Flags    Type St Inode Path\n"
+        "0000000000000000: 00000002 00000000 00010000 0001 01 20233 /run/x.sock\n"
+        "0000000000000000: 00000003 00000000 00000000 0002 03 20240\n");
+    ASSERT_EQ(u.size(), 2u);
+    EXPECT_EQ(u[0].description, "unix stream socket (unconnected) at /run/x.sock");
+    EXPECT_EQ(u[1].description, "unix datagram socket (connected)");
+    auto n = parse_net_simple(
+        "sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode\n"
+        "0000000041483efe 0   0          00000000 0        0        0     2        0        4\n",
+        "netlink", 9);
+    ASSERT_EQ(n.size(), 1u);
+    EXPECT_EQ(n[0].inode, 4u);
+}
+
+}  // namespace
+}  // namespace crfs

@@ -1,0 +1,68 @@
+/* Workload: holds a TCP connection over loopback (a listener, a client and
+ * the accepted socket), then closes all three on SIGUSR1.
+ *
+ *   tcp_toggle STATE_FILE
+ *
+ * Writes "open\n" to STATE_FILE once the sockets exist and "closed\n" once
+ * they are gone; exits on SIGTERM. stdin/stdout/stderr are left as given
+ * (tests pass /dev/null so that only the sockets are reasons). */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t got_usr1, got_term;
+
+static void on_signal(int sig) {
+    if (sig == SIGUSR1) got_usr1 = 1;
+    if (sig == SIGTERM) got_term = 1;
+}
+
+static void write_state(const char* path, const char* text) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) exit(2);
+    close(fd);
+    if (rename(tmp, path) < 0) exit(2);
+}
+
+int main(int argc, char** argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s STATE_FILE\n", argv[0]);
+        return 2;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int lis = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lis < 0 || bind(lis, (struct sockaddr*)&addr, sizeof addr) < 0 || listen(lis, 1) < 0 ||
+        getsockname(lis, (struct sockaddr*)&addr, &len) < 0)
+        return 3;
+    int cli = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (cli < 0 || connect(cli, (struct sockaddr*)&addr, sizeof addr) < 0) return 3;
+    int acc = accept(lis, NULL, NULL);
+    if (acc < 0) return 3;
+    write_state(argv[1], "open\n");
+
+    while (!got_usr1 && !got_term) pause();
+    close(acc);
+    close(cli);
+    close(lis);
+    write_state(argv[1], "closed\n");
+    while (!got_term) pause();
+    return 0;
+}
