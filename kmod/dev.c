@@ -142,7 +142,7 @@ static long crfs_ioc_set(struct crfs_kdev_set __user *us, bool set)
 		goto out;
 	if (t != current &&
 	    !crfs_ptrace_may_access(t, PTRACE_MODE_ATTACH_REALCREDS)) {
-		ret = -EPERM;
+		ret = -EACCES;
 	} else if (set) {
 		ret = crfs_store_set_mark(t, s->reason);
 	} else {
@@ -199,7 +199,10 @@ static struct miscdevice crfs_misc = {
 
 int crfs_dev_init(void)
 {
-	int ret = crfs_resolve_ptrace_check();
+	int ret;
+
+	BUILD_BUG_ON(sizeof(struct crfs_kdev_query) >= (1 << _IOC_SIZEBITS));
+	ret = crfs_resolve_ptrace_check();
 
 	if (ret) {
 		pr_err("crfs: cannot find ptrace_may_access: %d\n", ret);

@@ -12,7 +12,7 @@
  *                   Any process may query any task, like /proc/<pid>/stat.
  *   CRFS_IOC_SET    set the "mark" reason of a task: the caller itself, or
  *                   another task if the kernel's ptrace access check
- *                   (PTRACE_MODE_ATTACH_REALCREDS) allows it; else EPERM.
+ *                   (PTRACE_MODE_ATTACH_REALCREDS) allows it; else EACCES.
  *   CRFS_IOC_CLEAR  clear that mark again (same rights).
  *   CRFS_IOC_STATS  counters of the mark store, for tests.
  *
@@ -28,11 +28,11 @@
 
 #define CRFS_KDEV_PATH "/dev/crfs"
 
-/* Longest reason, including its terminating NUL. */
-#define CRFS_KDEV_REASON_MAX 128
+/* Room for a reason: up to 1024 bytes of text, a NUL, padding. */
+#define CRFS_KDEV_REASON_MAX 1028
 
 /* Marks returned by one CRFS_IOC_QUERY; `total` tells if more existed. */
-#define CRFS_KDEV_MAX_MARKS 16
+#define CRFS_KDEV_MAX_MARKS 8
 
 /* Where a mark comes from. */
 enum crfs_kdev_source {
