@@ -1,0 +1,99 @@
+#!/bin/busybox sh
+# /init of the crfs kernel test guest; tests/kernel/run.sh packs it into the
+# initramfs with busybox, crfs.ko, fuse.ko and the static test programs.
+# Every test is one `run` line (run.sh counts them); the last line printed is
+# the summary that run.sh checks. Every wait here is bounded.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+echo 1 > /proc/sys/kernel/printk_ratelimit_burst 2>/dev/null
+
+pass=0
+fail=0
+run() {
+	name=$1
+	shift
+	echo "=== $name"
+	if "$@"; then
+		echo "PASS $name"
+		pass=$((pass + 1))
+	else
+		echo "FAIL $name"
+		fail=$((fail + 1))
+	fi
+}
+
+loaded() { grep -q '^crfs ' /proc/modules; }
+
+t_load() {
+	insmod /crfs.ko || return 1
+	loaded || { echo "not in /proc/modules"; return 1; }
+	i=0
+	while [ ! -c /dev/crfs ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	[ -c /dev/crfs ] || { echo "no /dev/crfs"; return 1; }
+}
+
+t_unload() {
+	rmmod crfs || return 1
+	! loaded || { echo "still in /proc/modules"; return 1; }
+	[ ! -e /dev/crfs ] || { echo "/dev/crfs left behind"; return 1; }
+}
+
+kernel_errors() {
+	dmesg | grep -E 'BUG|Oops|WARNING|Call Trace|Objects remaining|general protection|refcount_t'
+}
+
+# A process carrying marks from every source while the module goes away.
+t_unload_live() {
+	rm -f /tmp/ready
+	kmod_test hold /tmp/ready &
+	hp=$!
+	i=0
+	while [ ! -s /tmp/ready ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	ok=1
+	[ "$(cat /tmp/ready 2>/dev/null)" = R ] || { echo "holder not ready"; ok=0; }
+	before=$(grep -c . /proc/modules)
+	rmmod crfs || { echo "rmmod with live marks failed"; ok=0; }
+	kernel_errors && ok=0
+	t_load || ok=0
+	n=$(kmod_test count $hp)
+	[ "$n" = 0 ] || { echo "holder has $n marks after reload"; ok=0; }
+	kill $hp
+	wait $hp
+	[ $ok = 1 ]
+}
+
+t_no_kernel_errors() {
+	! kernel_errors
+}
+
+echo "guest kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpus"
+insmod /fuse.ko || echo "fuse.ko did not load"
+
+run load t_load
+run unload t_unload
+run reload t_load
+run hooks kmod_test hooks
+run remap_file_pages kmod_test remap
+run pi_futex kmod_test pi
+run pi_futex_contended kmod_test pi_contended
+run io_uring kmod_test uring
+run isolation kmod_test isolation
+run pid_reuse kmod_test pid_reuse
+run api kmod_test api
+run ptrace_rights kmod_test perm
+run exit_frees kmod_test exit_frees
+run stress kmod_test stress 20
+run unload_with_live_marks t_unload_live
+run unload_again t_unload
+
+echo "=== benchmark (informative, not pass/fail)"
+kmod_bench /crfs.ko 5 || echo "benchmark could not run"
+
+run no_kernel_errors t_no_kernel_errors
+dmesg | grep -i crfs
+echo "CRFS-KERNEL-TESTS: $pass passed, $fail failed"
+poweroff -f

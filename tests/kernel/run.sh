@@ -1,0 +1,151 @@
+#!/bin/bash
+# Kernel-module tests: boots Debian's stock kernel under qemu (TCG) with
+# crfs.ko and the guest tests in an initramfs, and passes only if the guest
+# reports that every test passed.
+#
+#   tests/kernel/run.sh            (as root; Debian 12 with its apt archive)
+#
+# Environment:
+#   CRFS_KERNEL_CACHE  downloaded and unpacked kernels (default /var/cache/crfs-kernel)
+#   CRFS_BOOT_TIMEOUT  seconds the guest may run (default 600)
+#   CRFS_CRFSD         a statically linked crfsd to put in the guest (optional)
+#
+# The kernel is whatever linux-image-amd64 names now; its headers are taken
+# at exactly the same package version. Nothing is installed into /boot.
+set -euo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cache=${CRFS_KERNEL_CACHE:-/var/cache/crfs-kernel}
+boot_timeout=${CRFS_BOOT_TIMEOUT:-600}
+work=
+guest_pid=
+
+log() { echo "run.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+cleanup() {
+	if [ -n "$guest_pid" ] && kill -0 "$guest_pid" 2>/dev/null; then
+		kill -TERM "$guest_pid" 2>/dev/null || true
+		sleep 1
+		kill -KILL "$guest_pid" 2>/dev/null || true
+		wait "$guest_pid" 2>/dev/null || true
+	fi
+	[ -n "$work" ] && rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+[ "$(id -u)" = 0 ] || die "must run as root (apt-get, module build tree, guest as root)"
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+
+# --- host tools -------------------------------------------------------------
+apt_updated=0
+apt_update() {
+	[ $apt_updated = 1 ] && return 0
+	apt_updated=1
+	timeout 300 apt-get update -qq || log "apt-get update failed; using the lists we have"
+}
+
+need_pkgs=(qemu-system-x86 busybox-static cpio gcc-12 gcc make libc6-dev linux-libc-dev
+	kmod libelf1 xz-utils)
+missing=()
+for p in "${need_pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	apt_update
+	log "installing ${missing[*]}"
+	timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- the kernel: resolve the current ABI, fetch image + headers ------------
+apt_update
+image_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+	awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+[ -n "$image_pkg" ] || die "cannot resolve linux-image-amd64"
+kver=${image_pkg#linux-image-}
+version=$(apt-cache policy "$image_pkg" | awk '/Candidate:/ { print $2 }')
+[ -n "$version" ] && [ "$version" != "(none)" ] || die "no candidate for $image_pkg"
+headers_pkg=linux-headers-$kver
+common_pkg=$(apt-cache depends "$headers_pkg=$version" 2>/dev/null |
+	awk '/Depends: linux-headers-.*-common/ { print $2; exit }')
+kbuild_pkg=$(apt-cache depends "$headers_pkg=$version" 2>/dev/null |
+	awk '/Depends: linux-kbuild-/ { print $2; exit }')
+[ -n "$common_pkg" ] && [ -n "$kbuild_pkg" ] || die "cannot resolve the dependencies of $headers_pkg"
+log "kernel $image_pkg $version (headers: $headers_pkg $common_pkg $kbuild_pkg)"
+
+kdir_cache=$cache/${kver}_$version
+root=$kdir_cache/root
+if [ ! -e "$kdir_cache/complete" ]; then
+	rm -rf "$kdir_cache"
+	mkdir -p "$kdir_cache/deb" "$root"
+	(cd "$kdir_cache/deb" && timeout 600 apt-get download -q \
+		"$image_pkg=$version" "$headers_pkg=$version" "$common_pkg=$version" \
+		"$kbuild_pkg=$version" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) ||
+		die "apt-get download failed"
+	for deb in "$kdir_cache"/deb/*.deb; do dpkg -x "$deb" "$root"; done
+	# The headers' Makefile includes the common tree by absolute path.
+	sed -i "s|/usr/src/|$root/usr/src/|g" "$root/usr/src/$headers_pkg/Makefile"
+	rm -rf "$kdir_cache/deb"
+	touch "$kdir_cache/complete"
+fi
+kdir=$root/usr/src/$headers_pkg
+vmlinuz=$root/boot/vmlinuz-$kver
+[ -f "$vmlinuz" ] && [ -f "$kdir/Makefile" ] || die "incomplete kernel cache in $kdir_cache"
+
+# --- build: module and guest programs ---------------------------------------
+work=$(mktemp -d /tmp/crfs-kernel.XXXXXX)
+mkdir -p "$work/src"
+cp -r "$src/kmod" "$src/include" "$work/src/"
+log "building crfs.ko against $kdir"
+make -s -C "$work/src/kmod" KDIR="$kdir" >"$work/kbuild.log" 2>&1 ||
+	{ cat "$work/kbuild.log" >&2; die "module build failed"; }
+grep -E 'warning|error' "$work/kbuild.log" >&2 && die "module build has warnings"
+
+cflags=(-std=gnu11 -O2 -Wall -Wextra -Werror -static -pthread -I"$src/include" -I"$src/lib")
+ir=$work/initramfs
+mkdir -p "$ir/bin" "$ir/proc" "$ir/sys" "$ir/dev" "$ir/tmp" "$ir/crfs" "$ir/etc"
+gcc "${cflags[@]}" -o "$ir/bin/kmod_test" "$src/tests/kernel/kmod_test.c" "$src/lib/crfs_kdev.c"
+gcc "${cflags[@]}" -o "$ir/bin/kmod_bench" "$src/bench/kmod_bench.c" "$src/lib/crfs_kdev.c"
+
+# --- initramfs ----------------------------------------------------------------
+cp /bin/busybox "$ir/bin/busybox"
+cp "$work/src/kmod/crfs.ko" "$ir/crfs.ko"
+fuse_ko=$(find "$root/lib/modules/$kver" -name 'fuse.ko*' | head -n 1)
+[ -n "$fuse_ko" ] || die "no fuse.ko in $image_pkg"
+case $fuse_ko in
+*.xz) xz -dc "$fuse_ko" >"$ir/fuse.ko" ;;
+*) cp "$fuse_ko" "$ir/fuse.ko" ;;
+esac
+if [ -n "${CRFS_CRFSD:-}" ]; then
+	cp "$CRFS_CRFSD" "$ir/bin/crfsd"
+fi
+echo 'root:x:0:0:root:/:/bin/sh' >"$ir/etc/passwd"
+cp "$src/tests/kernel/init.sh" "$ir/init"
+chmod +x "$ir/init"
+(cd "$ir" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
+expected=$(grep -c '^run ' "$src/tests/kernel/init.sh")
+
+# --- boot -----------------------------------------------------------------------
+log "booting $kver under qemu (TCG), timeout ${boot_timeout}s"
+console=$work/console.log
+: >"$console"
+timeout -k 10 "$boot_timeout" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 \
+	-nographic -no-reboot -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+	-append 'console=ttyS0 panic=-1 slab_nomerge quiet' </dev/null >"$console" 2>&1 &
+guest_pid=$!
+tail -n +1 -f --pid="$guest_pid" "$console" | tr -d '\r'
+set +e
+wait "$guest_pid"
+status=$?
+set -e
+guest_pid=
+[ $status = 124 ] && log "guest did not finish within ${boot_timeout}s"
+
+summary=$(tr -d '\r' <"$console" | grep -a '^CRFS-KERNEL-TESTS: ' | tail -n 1)
+[ -n "$summary" ] || die "the guest printed no test summary"
+if [ "$summary" = "CRFS-KERNEL-TESTS: $expected passed, 0 failed" ]; then
+	log "all $expected guest tests passed"
+	exit 0
+fi
+die "guest tests failed: '$summary' (expected $expected passed, 0 failed)"
