@@ -66,6 +66,12 @@ t_unload_live() {
 	[ $ok = 1 ]
 }
 
+# crfs_api_test.ko runs its checks of the exported API at load.
+t_kernel_api() {
+	insmod /crfs_api_test.ko || { dmesg | grep crfs_api_test; return 1; }
+	rmmod crfs_api_test
+}
+
 t_no_kernel_errors() {
 	! kernel_errors
 }
@@ -77,6 +83,7 @@ run load t_load
 run unload t_unload
 run reload t_load
 run hooks kmod_test hooks
+run kernel_api t_kernel_api
 run remap_file_pages kmod_test remap
 run pi_futex kmod_test pi
 run pi_futex_contended kmod_test pi_contended

@@ -8,7 +8,7 @@
 # Environment:
 #   CRFS_KERNEL_CACHE  downloaded and unpacked kernels (default /var/cache/crfs-kernel)
 #   CRFS_BOOT_TIMEOUT  seconds the guest may run (default 600)
-#   CRFS_CRFSD         a statically linked crfsd to put in the guest (optional)
+#   CRFS_SKIP_CHECKPATCH  set to skip checkpatch.pl (fetched from linux-source)
 #
 # The kernel is whatever linux-image-amd64 names now; its headers are taken
 # at exactly the same package version. Nothing is installed into /boot.
@@ -96,11 +96,48 @@ vmlinuz=$root/boot/vmlinuz-$kver
 # --- build: module and guest programs ---------------------------------------
 work=$(mktemp -d /tmp/crfs-kernel.XXXXXX)
 mkdir -p "$work/src"
+mkdir -p "$work/src/tests/kernel"
 cp -r "$src/kmod" "$src/include" "$work/src/"
+cp -r "$src/tests/kernel/api_module" "$work/src/tests/kernel/"
 log "building crfs.ko against $kdir"
 make -s -C "$work/src/kmod" KDIR="$kdir" >"$work/kbuild.log" 2>&1 ||
 	{ cat "$work/kbuild.log" >&2; die "module build failed"; }
 grep -E 'warning|error' "$work/kbuild.log" >&2 && die "module build has warnings"
+
+make -s -C "$work/src/tests/kernel/api_module" KDIR="$kdir" \
+	CRFS_SYMVERS="$work/src/kmod/Module.symvers" >"$work/kbuild-api.log" 2>&1 ||
+	{ cat "$work/kbuild-api.log" >&2; die "API test module build failed"; }
+# With CONFIG_CRFS_NOCR off, the API must compile to nothing.
+if nm -u "$work/src/tests/kernel/api_module/nocr_off.o" | grep crfs_ >&2; then
+	die "the nocr API with its config off still references crfs.ko"
+fi
+
+# checkpatch.pl comes from Debian's linux-source package of the same version.
+if [ -z "${CRFS_SKIP_CHECKPATCH:-}" ]; then
+	cp_dir=$cache/checkpatch_$version
+	if [ ! -e "$cp_dir/complete" ]; then
+		rm -rf "$cp_dir"
+		mkdir -p "$cp_dir"
+		src_pkg=linux-source-${kbuild_pkg#linux-kbuild-}
+		(cd "$cp_dir" && timeout 600 apt-get download -q "$src_pkg=$version" 2>&1 |
+			grep -v '^W: Download is performed unsandboxed' >&2) ||
+			die "apt-get download $src_pkg failed"
+		dpkg-deb --fsys-tarfile "$cp_dir"/*.deb |
+			tar -xO --wildcards './usr/src/linux-source-*.tar.xz' |
+			tar -xJ -C "$cp_dir" --strip-components=1 --wildcards \
+				'*/scripts/checkpatch.pl' '*/scripts/spelling.txt' \
+				'*/scripts/const_structs.checkpatch'
+		rm -f "$cp_dir"/*.deb
+		touch "$cp_dir/complete"
+	fi
+	log "checkpatch"
+	# Sources only: a build in the tree leaves generated *.mod.c files.
+	(cd "$src" && perl "$cp_dir/scripts/checkpatch.pl" --no-tree --strict --terse \
+		--no-summary -f $(ls kmod/*.[ch] tests/kernel/api_module/*.c | grep -v '\.mod\.c$') \
+		kmod/include/linux/crfs_nocr.h include/crfs/kdev.h kmod/Kbuild kmod/Makefile \
+		tests/kernel/api_module/Kbuild tests/kernel/api_module/Makefile) >&2 ||
+		die "checkpatch found problems"
+fi
 
 cflags=(-std=gnu11 -O2 -Wall -Wextra -Werror -static -pthread -I"$src/include" -I"$src/lib")
 ir=$work/initramfs
@@ -111,15 +148,13 @@ gcc "${cflags[@]}" -o "$ir/bin/kmod_bench" "$src/bench/kmod_bench.c" "$src/lib/c
 # --- initramfs ----------------------------------------------------------------
 cp /bin/busybox "$ir/bin/busybox"
 cp "$work/src/kmod/crfs.ko" "$ir/crfs.ko"
+cp "$work/src/tests/kernel/api_module/crfs_api_test.ko" "$ir/crfs_api_test.ko"
 fuse_ko=$(find "$root/lib/modules/$kver" -name 'fuse.ko*' | head -n 1)
 [ -n "$fuse_ko" ] || die "no fuse.ko in $image_pkg"
 case $fuse_ko in
 *.xz) xz -dc "$fuse_ko" >"$ir/fuse.ko" ;;
 *) cp "$fuse_ko" "$ir/fuse.ko" ;;
 esac
-if [ -n "${CRFS_CRFSD:-}" ]; then
-	cp "$CRFS_CRFSD" "$ir/bin/crfsd"
-fi
 echo 'root:x:0:0:root:/:/bin/sh' >"$ir/etc/passwd"
 cp "$src/tests/kernel/init.sh" "$ir/init"
 chmod +x "$ir/init"
