@@ -27,7 +27,7 @@ int crfs_kdev_open(void) {
     return fd < 0 ? -errno : fd;
 }
 
-int crfs_kdev_query(int fd, pid_t pid, unsigned int flags, struct crfs_kdev_query* out) {
+int crfs_kdev_read(int fd, pid_t pid, unsigned int flags, struct crfs_kdev_query* out) {
     if (!out || pid < 0) return -EINVAL;
     memset(out, 0, sizeof *out);
     out->pid = pid;
@@ -55,7 +55,7 @@ int crfs_kdev_clear(int fd, pid_t pid) {
     return kdev_ioctl(fd, CRFS_IOC_CLEAR, &s);
 }
 
-int crfs_kdev_stats(int fd, struct crfs_kdev_stats* out) {
+int crfs_kdev_read_stats(int fd, struct crfs_kdev_stats* out) {
     if (!out) return -EINVAL;
     memset(out, 0, sizeof *out);
     return kdev_ioctl(fd, CRFS_IOC_STATS, out);

@@ -27,7 +27,7 @@ int crfs_kdev_open(void);
 
 /* Marks of task `pid` (0: the caller); with CRFS_KDEV_QUERY_THREAD_GROUP,
  * of every thread of its thread group. Fills *out. */
-int crfs_kdev_query(int fd, pid_t pid, unsigned int flags, struct crfs_kdev_query* out);
+int crfs_kdev_read(int fd, pid_t pid, unsigned int flags, struct crfs_kdev_query* out);
 
 /* Sets the mark of task `pid` (0: the calling thread) to `reason`
  * (1..CRFS_KDEV_REASON_MAX-4 bytes of printable text). */
@@ -37,7 +37,7 @@ int crfs_kdev_set(int fd, pid_t pid, const char* reason);
 int crfs_kdev_clear(int fd, pid_t pid);
 
 /* Counters of the module's mark store. */
-int crfs_kdev_stats(int fd, struct crfs_kdev_stats* out);
+int crfs_kdev_read_stats(int fd, struct crfs_kdev_stats* out);
 
 #ifdef __cplusplus
 }

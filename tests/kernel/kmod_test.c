@@ -67,7 +67,7 @@ static double now(void) {
  * (NULL: any)? -errno on query failure. */
 static int has_mark(pid_t pid, int tg, unsigned src, const char* reason) {
     struct crfs_kdev_query q;
-    int rc = crfs_kdev_query(kdev(), pid, tg ? CRFS_KDEV_QUERY_THREAD_GROUP : 0, &q);
+    int rc = crfs_kdev_read(kdev(), pid, tg ? CRFS_KDEV_QUERY_THREAD_GROUP : 0, &q);
     if (rc < 0) return rc;
     for (unsigned i = 0; i < q.nr; i++)
         if (q.marks[i].source == src && (!reason || strcmp(q.marks[i].reason, reason) == 0))
@@ -77,13 +77,13 @@ static int has_mark(pid_t pid, int tg, unsigned src, const char* reason) {
 
 static unsigned nr_marks(pid_t pid, int tg) {
     struct crfs_kdev_query q;
-    int rc = crfs_kdev_query(kdev(), pid, tg ? CRFS_KDEV_QUERY_THREAD_GROUP : 0, &q);
+    int rc = crfs_kdev_read(kdev(), pid, tg ? CRFS_KDEV_QUERY_THREAD_GROUP : 0, &q);
     return rc < 0 ? 1000 : q.total;
 }
 
 static struct crfs_kdev_stats stats(void) {
     struct crfs_kdev_stats st;
-    int rc = crfs_kdev_stats(kdev(), &st);
+    int rc = crfs_kdev_read_stats(kdev(), &st);
     if (rc < 0) {
         printf("  stats: %s\n", strerror(-rc));
         exit(1);
@@ -443,7 +443,7 @@ static int t_api(void) {
     CHECK(ioctl(fd, CRFS_IOC_SET, &s) == -1 && errno == EINVAL, "flags accepted");
     CHECK(crfs_kdev_set(fd, 999999, "x") == -ESRCH, "no such pid");
     struct crfs_kdev_query q;
-    CHECK(crfs_kdev_query(fd, 999999, 0, &q) == -ESRCH, "query no such pid");
+    CHECK(crfs_kdev_read(fd, 999999, 0, &q) == -ESRCH, "query no such pid");
     /* root marks a child (proxy), and clears it */
     struct child c = spawn_child(NULL, NULL, 0);
     rc = crfs_kdev_set(fd, c.pid, "CR: by proxy");
@@ -544,9 +544,9 @@ static void* stress_reader(void* arg) {
     unsigned x = 1;
     (void)arg;
     while (!atomic_load(&stop)) {
-        crfs_kdev_query(kdev(), me, CRFS_KDEV_QUERY_THREAD_GROUP, &q);
+        crfs_kdev_read(kdev(), me, CRFS_KDEV_QUERY_THREAD_GROUP, &q);
         x = x * 1103515245 + 12345;
-        crfs_kdev_query(kdev(), me + (x >> 16) % 64, 0, &q);
+        crfs_kdev_read(kdev(), me + (x >> 16) % 64, 0, &q);
         atomic_fetch_add(&ops, 1);
     }
     return NULL;
