@@ -66,6 +66,34 @@ t_unload_live() {
 	[ $ok = 1 ]
 }
 
+# crfsd on /crfs, merging the module's marks. It holds /dev/crfs open, so it
+# stops before the unload tests.
+t_crfsd_start() {
+	mkdir -p /crfs /tmp/crfsd
+	crfsd -f -o state_dir=/tmp/crfsd /crfs >/tmp/crfsd.log 2>&1 &
+	crfsd_pid=$!
+	i=0
+	while ! grep -q ' /crfs fuse' /proc/mounts && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	grep -q ' /crfs fuse' /proc/mounts || { cat /tmp/crfsd.log; return 1; }
+	grep 'kernel marks' /tmp/crfsd.log
+	grep -q 'kernel marks: merging' /tmp/crfsd.log
+}
+
+t_crfsd_stop() {
+	[ -n "$crfsd_pid" ] || return 1
+	kill -TERM $crfsd_pid
+	i=0
+	while kill -0 $crfsd_pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	if kill -0 $crfsd_pid 2>/dev/null; then
+		echo "crfsd did not stop"
+		kill -KILL $crfsd_pid
+		umount -l /crfs
+		return 1
+	fi
+	wait $crfsd_pid
+	! grep -q ' /crfs fuse' /proc/mounts
+}
+
 # crfs_api_test.ko runs its checks of the exported API at load.
 t_kernel_api() {
 	insmod /crfs_api_test.ko || { dmesg | grep crfs_api_test; return 1; }
@@ -93,6 +121,11 @@ run pid_reuse kmod_test pid_reuse
 run api kmod_test api
 run ptrace_rights kmod_test perm
 run exit_frees kmod_test exit_frees
+run crfsd_start t_crfsd_start
+run mounted_remap_file_pages kmod_test mounted_remap
+run mounted_pi_futex_io_uring kmod_test mounted_pi
+run mounted_libcrfs kmod_test mounted_libcrfs
+run crfsd_stop t_crfsd_stop
 run stress kmod_test stress 20
 run unload_with_live_marks t_unload_live
 run unload_again t_unload

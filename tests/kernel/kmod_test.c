@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crfs/nocr.h"
 #include "crfs_kdev.h"
 
 #define REMAP_REASON "CR: sys_remap_file_pages not supported yet."
@@ -633,6 +634,137 @@ static int t_hold(const char* ready_file) {
     return failed;
 }
 
+/* ---- through the mounted tree (crfsd at /crfs) and libcrfs ---- */
+
+static const char* mnt = "/crfs";
+
+/* Content of /crfs/<pid>/<name>, or "" (and a failed check) on error. */
+static const char* tree_read(pid_t pid, const char* name) {
+    static char buf[8192];
+    char path[256];
+    snprintf(path, sizeof path, "%s/%d/%s", mnt, (int)pid, name);
+    buf[0] = 0;
+    int fd = open(path, O_RDONLY);
+    CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+    if (fd < 0) return buf;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    CHECK(n >= 0, "read %s: %s", path, strerror(errno));
+    buf[n > 0 ? n : 0] = 0;
+    close(fd);
+    return buf;
+}
+
+/* Does /crfs/<pid>/reason have exactly this line? */
+static int reason_has(pid_t pid, const char* line) {
+    const char* text = tree_read(pid, "reason");
+    size_t len = strlen(line);
+    for (const char* p = text; (p = strstr(p, line)) != NULL; p += len)
+        if ((p == text || p[-1] == '\n') && p[len] == '\n') return 1;
+    return 0;
+}
+
+static int nocr_is(pid_t pid, const char* want) { return strcmp(tree_read(pid, "nocr"), want) == 0; }
+
+static int t_mounted_remap(void) {
+    pid_t me = getpid();
+    CHECK(!reason_has(me, "kernel: " REMAP_REASON), "marked before");
+    CHECK(nocr_is(me, "0\n"), "nocr before: %s", tree_read(me, "nocr"));
+    struct remap r = do_remap();
+    CHECK(reason_has(me, "kernel: " REMAP_REASON), "reason: %s", tree_read(me, "reason"));
+    CHECK(nocr_is(me, "1\n"), "nocr: %s", tree_read(me, "nocr"));
+    undo_remap(&r);
+    CHECK(!reason_has(me, "kernel: " REMAP_REASON), "after munmap: %s", tree_read(me, "reason"));
+    CHECK(nocr_is(me, "0\n"), "nocr after munmap: %s", tree_read(me, "nocr"));
+    /* another task's kernel mark shows on it only */
+    struct child a = spawn_child(child_remap, NULL, 0);
+    struct child b = spawn_child(NULL, NULL, 0);
+    CHECK(reason_has(a.pid, "kernel: " REMAP_REASON), "child: %s", tree_read(a.pid, "reason"));
+    CHECK(nocr_is(a.pid, "1\n"), "child nocr");
+    CHECK(!reason_has(b.pid, "kernel: " REMAP_REASON), "other child: %s", tree_read(b.pid, "reason"));
+    CHECK(nocr_is(b.pid, "0\n"), "other child nocr");
+    CHECK(nocr_is(me, "0\n"), "parent nocr");
+    reap_child(&a);
+    reap_child(&b);
+    return failed;
+}
+
+static int t_mounted_pi(void) {
+    static uint32_t f;
+    pid_t me = getpid();
+    f = 0;
+    CHECK(futex(&f, FUTEX_LOCK_PI, 0) == 0, "FUTEX_LOCK_PI: %s", strerror(errno));
+    CHECK(reason_has(me, "kernel: " PI_REASON), "reason: %s", tree_read(me, "reason"));
+    CHECK(nocr_is(me, "1\n"), "nocr: %s", tree_read(me, "nocr"));
+    CHECK(futex(&f, FUTEX_UNLOCK_PI, 0) == 0, "FUTEX_UNLOCK_PI: %s", strerror(errno));
+    CHECK(!reason_has(me, "kernel: " PI_REASON), "after unlock: %s", tree_read(me, "reason"));
+    CHECK(nocr_is(me, "0\n"), "nocr after unlock: %s", tree_read(me, "nocr"));
+    int fd = ring_setup();
+    CHECK(reason_has(me, "kernel: " RING_REASON), "reason: %s", tree_read(me, "reason"));
+    close(fd);
+    CHECK(!reason_has(me, "kernel: " RING_REASON), "after close: %s", tree_read(me, "reason"));
+    return failed;
+}
+
+static void child_libcrfs_attacker(void* arg) {
+    pid_t victim = *(pid_t*)arg;
+    int rc = crfs_set_task_nocr(victim, "CR: evil");
+    CHECK(rc == -EACCES, "set on root's process: %d", rc);
+    rc = crfs_set_task_cr(victim);
+    CHECK(rc == -EACCES, "clear on root's process: %d", rc);
+    rc = crfs_set_current_nocr("CR: mine");
+    CHECK(rc == 0, "set on self: %s", strerror(-rc));
+    CHECK(has_mark(getpid(), 1, CRFS_KDEV_SRC_MARK, "CR: mine") == 1, "not in the kernel");
+}
+
+static int t_mounted_libcrfs(void) {
+    pid_t me = getpid();
+    int rc = crfs_set_current_nocr("CR: via libcrfs.");
+    CHECK(rc == 0, "crfs_set_current_nocr: %s", strerror(-rc));
+    /* it went through the device: the kernel has it */
+    CHECK(has_mark(me, 1, CRFS_KDEV_SRC_MARK, "CR: via libcrfs.") == 1, "not in the kernel");
+    CHECK(reason_has(me, "nocr: CR: via libcrfs."), "reason: %s", tree_read(me, "reason"));
+    CHECK(nocr_is(me, "1\n"), "nocr: %s", tree_read(me, "nocr"));
+    CHECK(crfs_task_nocr(me) == 1, "crfs_task_nocr: %d", crfs_task_nocr(me));
+    rc = crfs_set_current_cr();
+    CHECK(rc == 0, "crfs_set_current_cr: %s", strerror(-rc));
+    CHECK(nr_marks(me, 1) == 0, "kernel still has %u marks", nr_marks(me, 1));
+    CHECK(nocr_is(me, "0\n"), "nocr after cr: %s", tree_read(me, "nocr"));
+    CHECK(crfs_task_nocr(me) == 0, "crfs_task_nocr after cr: %d", crfs_task_nocr(me));
+
+    /* "1" is the generic reason; writing 0 to nocr clears a device mark */
+    CHECK(crfs_set_current_nocr("1") == 0, "set 1");
+    CHECK(reason_has(me, "nocr: CR: marked uncheckpointable"), "reason: %s", tree_read(me, "reason"));
+    char path[64];
+    snprintf(path, sizeof path, "%s/%d/nocr", mnt, (int)me);
+    int fd = open(path, O_WRONLY);
+    CHECK(fd >= 0 && write(fd, "0\n", 2) == 2, "echo 0 > %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    CHECK(nr_marks(me, 1) == 0, "kernel mark not cleared by the mount");
+    CHECK(nocr_is(me, "0\n"), "nocr after echo 0");
+
+    /* a mark set by the kernel itself counts for crfs_task_nocr() */
+    struct remap r = do_remap();
+    CHECK(crfs_task_nocr(me) == 1, "crfs_task_nocr with a remap: %d", crfs_task_nocr(me));
+    undo_remap(&r);
+    CHECK(crfs_task_nocr(me) == 0, "crfs_task_nocr after unmap: %d", crfs_task_nocr(me));
+
+    /* proxies: root may, another uid may not */
+    struct child c = spawn_child(NULL, NULL, 0);
+    CHECK(crfs_set_task_nocr(c.pid, "CR: proxy.") == 0, "proxy set");
+    CHECK(reason_has(c.pid, "nocr: CR: proxy."), "proxy reason: %s", tree_read(c.pid, "reason"));
+    CHECK(crfs_set_task_cr(c.pid) == 0, "proxy clear");
+    CHECK(nocr_is(c.pid, "0\n"), "proxy nocr after clear");
+    reap_child(&c);
+    CHECK(crfs_set_current_nocr("CR: root's.") == 0, "set root's");
+    struct child a = spawn_child(child_libcrfs_attacker, &me, 1003);
+    CHECK(reason_has(a.pid, "nocr: CR: mine"), "attacker reason: %s", tree_read(a.pid, "reason"));
+    reap_child(&a);
+    CHECK(has_mark(me, 1, CRFS_KDEV_SRC_MARK, "CR: root's.") == 1, "root's mark changed");
+    CHECK(crfs_set_current_cr() == 0, "clear root's");
+    CHECK(crfs_set_task_nocr(999999, "x") == -ENOENT, "no such process");
+    return failed;
+}
+
 static int t_count(pid_t pid) {
     printf("%u\n", nr_marks(pid, 1));
     return 0;
@@ -660,6 +792,9 @@ int main(int argc, char** argv) {
     else if (!strcmp(t, "stress")) rc = t_stress(argc > 2 ? atoi(argv[2]) : 10);
     else if (!strcmp(t, "hold") && argc > 2) rc = t_hold(argv[2]);
     else if (!strcmp(t, "count") && argc > 2) rc = t_count(atoi(argv[2]));
+    else if (!strcmp(t, "mounted_remap")) rc = t_mounted_remap();
+    else if (!strcmp(t, "mounted_pi")) rc = t_mounted_pi();
+    else if (!strcmp(t, "mounted_libcrfs")) rc = t_mounted_libcrfs();
     else {
         fprintf(stderr, "kmod_test: unknown test %s\n", t);
         return 2;

@@ -9,6 +9,7 @@
 #   CRFS_KERNEL_CACHE  downloaded and unpacked kernels (default /var/cache/crfs-kernel)
 #   CRFS_BOOT_TIMEOUT  seconds the guest may run (default 600)
 #   CRFS_SKIP_CHECKPATCH  set to skip checkpatch.pl (fetched from linux-source)
+#   CRFS_CRFSD         the crfsd binary to run in the guest (default: build it)
 #
 # The kernel is whatever linux-image-amd64 names now; its headers are taken
 # at exactly the same package version. Nothing is installed into /boot.
@@ -48,6 +49,9 @@ apt_update() {
 
 need_pkgs=(qemu-system-x86 busybox-static cpio gcc-12 gcc make libc6-dev linux-libc-dev
 	kmod libelf1 xz-utils)
+# crfsd, unless given: the project's own build dependencies.
+[ -n "${CRFS_CRFSD:-}" ] || need_pkgs+=(cmake g++ pkg-config libfuse3-dev libproc2-dev
+	libboost-filesystem-dev libgtest-dev)
 missing=()
 for p in "${need_pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -142,7 +146,8 @@ fi
 cflags=(-std=gnu11 -O2 -Wall -Wextra -Werror -static -pthread -I"$src/include" -I"$src/lib")
 ir=$work/initramfs
 mkdir -p "$ir/bin" "$ir/proc" "$ir/sys" "$ir/dev" "$ir/tmp" "$ir/crfs" "$ir/etc"
-gcc "${cflags[@]}" -o "$ir/bin/kmod_test" "$src/tests/kernel/kmod_test.c" "$src/lib/crfs_kdev.c"
+gcc "${cflags[@]}" -o "$ir/bin/kmod_test" "$src/tests/kernel/kmod_test.c" "$src/lib/crfs_kdev.c" \
+	"$src/lib/nocr.c" "$src/lib/nocr_kdev.c"
 gcc "${cflags[@]}" -o "$ir/bin/kmod_bench" "$src/bench/kmod_bench.c" "$src/lib/crfs_kdev.c"
 
 # --- initramfs ----------------------------------------------------------------
@@ -155,6 +160,23 @@ case $fuse_ko in
 *.xz) xz -dc "$fuse_ko" >"$ir/fuse.ko" ;;
 *) cp "$fuse_ko" "$ir/fuse.ko" ;;
 esac
+# crfsd, dynamically linked (libproc2 has no static libsystemd to go with
+# it): the binary, the shared libraries ldd names, and the loader.
+crfsd=${CRFS_CRFSD:-}
+if [ -z "$crfsd" ]; then
+	log "building crfsd"
+	cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$work/cmake.log" 2>&1 ||
+		{ cat "$work/cmake.log" >&2; die "cmake failed"; }
+	make -s -C "$work/build" -j"$(nproc)" crfsd >>"$work/cmake.log" 2>&1 ||
+		{ cat "$work/cmake.log" >&2; die "crfsd build failed"; }
+	crfsd=$work/build/fs/crfsd
+fi
+[ -x "$crfsd" ] || die "no crfsd at $crfsd"
+cp "$crfsd" "$ir/bin/crfsd"
+for lib in $(ldd "$crfsd" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+	mkdir -p "$ir$(dirname "$lib")"
+	cp -L "$lib" "$ir$lib"
+done
 echo 'root:x:0:0:root:/:/bin/sh' >"$ir/etc/passwd"
 cp "$src/tests/kernel/init.sh" "$ir/init"
 chmod +x "$ir/init"
