@@ -48,7 +48,7 @@ kernel_errors() {
 
 # A process carrying marks from every source while the module goes away.
 t_unload_live() {
-	rm -f /tmp/ready
+	rm -f /tmp/ready /tmp/ready.done
 	kmod_test hold /tmp/ready &
 	hp=$!
 	i=0
@@ -61,8 +61,14 @@ t_unload_live() {
 	t_load || ok=0
 	n=$(kmod_test count $hp)
 	[ "$n" = 0 ] || { echo "holder has $n marks after reload"; ok=0; }
-	kill $hp
+	# its waiter now returns from futex_lock_pi, probed by the old module
+	kill -USR1 $hp
+	i=0
+	while [ ! -s /tmp/ready.done ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	[ "$(cat /tmp/ready.done 2>/dev/null)" = P ] || { echo "holder's waiter failed"; ok=0; }
+	kill $hp 2>/dev/null
 	wait $hp
+	kernel_errors && ok=0
 	[ $ok = 1 ]
 }
 
@@ -131,7 +137,7 @@ run unload_with_live_marks t_unload_live
 run unload_again t_unload
 
 echo "=== benchmark (informative, not pass/fail)"
-kmod_bench /crfs.ko 5 || echo "benchmark could not run"
+kmod_bench /crfs.ko 7 || echo "benchmark could not run"
 
 run no_kernel_errors t_no_kernel_errors
 dmesg | grep -i crfs

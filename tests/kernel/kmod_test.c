@@ -619,18 +619,70 @@ static int t_stress(int seconds) {
     return failed;
 }
 
-/* For the unload test: marks itself from every source, closes /dev/crfs so
- * the module can go, then sleeps until killed (at most 60 s). */
+static uint32_t hold_word;
+static volatile sig_atomic_t hold_go;
+
+static void hold_on_usr1(int sig) {
+    (void)sig;
+    hold_go = 1;
+}
+
+static void* hold_waiter(void* arg) {
+    sigset_t set;
+    (void)arg;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (futex(&hold_word, FUTEX_LOCK_PI, 0) != 0) {
+        atomic_store(&waiter_state, -errno);
+        return NULL;
+    }
+    atomic_store(&waiter_state, futex(&hold_word, FUTEX_UNLOCK_PI, 0) == 0 ? 1 : -errno);
+    return NULL;
+}
+
+static void write_file(const char* path, const char* text) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) failed = 1;
+    if (fd >= 0) close(fd);
+}
+
+/* For the unload test: marks itself from every source and has a thread
+ * blocked in FUTEX_LOCK_PI (inside the module's kretprobe), closes
+ * /dev/crfs so the module can go, and writes "R" to ready_file. On SIGUSR1
+ * (after the module was unloaded and loaded again) it lets the waiter
+ * through, so that it returns from the probed function with the old module
+ * gone, and writes "P" (or "F") to ready_file.done. Bounded: 60 s. */
 static int t_hold(const char* ready_file) {
+    struct sigaction sa;
+    pthread_t th;
+    char done[256];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = hold_on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    snprintf(done, sizeof done, "%s.done", ready_file);
+
     child_mark_all(NULL);
     CHECK(nr_marks(0, 0) == 4, "marks %u", nr_marks(0, 0));
+    CHECK(futex(&hold_word, FUTEX_LOCK_PI, 0) == 0, "lock: %s", strerror(errno));
+    pthread_create(&th, NULL, hold_waiter, NULL);
+    double end = now() + 5;
+    while (!(__atomic_load_n(&hold_word, __ATOMIC_SEQ_CST) & FUTEX_WAITERS) && now() < end)
+        usleep(1000);
+    CHECK(hold_word & FUTEX_WAITERS, "waiter did not block");
     close(kdev());
-    int fd = open(ready_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-        if (write(fd, failed ? "F" : "R", 1) != 1) failed = 1;
-        close(fd);
-    }
-    sleep(60);
+    write_file(ready_file, failed ? "F" : "R");
+
+    end = now() + 60;
+    while (!hold_go && now() < end) usleep(10000);
+    CHECK(hold_go, "no SIGUSR1");
+    CHECK(futex(&hold_word, FUTEX_UNLOCK_PI, 0) == 0, "unlock: %s", strerror(errno));
+    end = now() + 5;
+    while (atomic_load(&waiter_state) == 0 && now() < end) usleep(1000);
+    CHECK(atomic_load(&waiter_state) == 1, "waiter state %d", atomic_load(&waiter_state));
+    if (atomic_load(&waiter_state) != 0) pthread_join(th, NULL);
+    write_file(done, failed ? "F" : "P");
     return failed;
 }
 
