@@ -9,7 +9,10 @@
  *                EAGAIN (the syscalls of a contended plain mutex)
  *   futex_pi     FUTEX_LOCK_PI + FUTEX_UNLOCK_PI, uncontended
  *   exit         fork + _exit + waitpid
- * Prints the best round of each (ns per op) and the ratios to "off".
+ * Prints the best round of each (ns per op) and, for each mode, the median
+ * over rounds of its ratio to the "off" run of the same round: modes of one
+ * round run back to back, so a change in host load (qemu TCG shares the
+ * host's cores) hits both sides of a ratio alike.
  * Informative only: the exit status says whether it could run. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,9 +46,20 @@ static long futex(uint32_t* uaddr, int op, uint32_t val) {
     return syscall(SYS_futex, uaddr, op, val, NULL, NULL, 0);
 }
 
-static double run(int bench) {
+#define MAX_ROUNDS 31
+
+static int cmp_double(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double* v, int n) {
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double run_n(int bench, long n) {
     static uint32_t f;
-    long n = iters[bench];
     double t0 = now_ns();
     for (long i = 0; i < n; i++) {
         switch (bench) {
@@ -73,6 +87,8 @@ static double run(int bench) {
     return (now_ns() - t0) / n;
 }
 
+static double run(int bench) { return run_n(bench, iters[bench]); }
+
 static int load(const char* ko) {
     int fd = open(ko, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) {
@@ -99,6 +115,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     int rounds = argc > 2 ? atoi(argv[2]) : 5;
+    if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 5;
+    static double times[MAX_ROUNDS][NR_MODES][NR_BENCH];
     double best[NR_MODES][NR_BENCH];
     for (int m = 0; m < NR_MODES; m++)
         for (int b = 0; b < NR_BENCH; b++) best[m][b] = 1e300;
@@ -115,9 +133,10 @@ int main(int argc, char** argv) {
                 }
             }
             /* Warm up: loading patches kernel text, and TCG retranslates. */
-            for (int b = 0; b < NR_BENCH; b++) run(b);
+            for (int b = 0; b < NR_BENCH; b++) run_n(b, iters[b] / 4);
             for (int b = 0; b < NR_BENCH; b++) {
                 double t = run(b);
+                times[r][m][b] = t;
                 if (t < best[m][b]) best[m][b] = t;
             }
             if (fd >= 0) {
@@ -130,9 +149,19 @@ int main(int argc, char** argv) {
     for (int b = 0; b < NR_BENCH; b++)
         for (int m = 0; m < NR_MODES; m++)
             printf("BENCH %-11s %-9s %10.0f ns/op\n", bench_name[b], mode_name[m], best[m][b]);
-    for (int b = 0; b < NR_BENCH; b++)
-        for (int m = ON; m < NR_MODES; m++)
-            printf("BENCH ratio %-11s %-9s/off %.3f\n", bench_name[b], mode_name[m],
-                   best[m][b] / best[OFF][b]);
+    for (int b = 0; b < NR_BENCH; b++) {
+        for (int m = ON; m < NR_MODES; m++) {
+            double ratio[MAX_ROUNDS];
+            for (int r = 0; r < rounds; r++) ratio[r] = times[r][m][b] / times[r][OFF][b];
+            double lo = ratio[0], hi = ratio[0];
+            for (int r = 1; r < rounds; r++) {
+                if (ratio[r] < lo) lo = ratio[r];
+                if (ratio[r] > hi) hi = ratio[r];
+            }
+            printf("BENCH ratio %-11s %-9s/off median %.3f (best-of %.3f, rounds %.3f..%.3f)\n",
+                   bench_name[b], mode_name[m], median(ratio, rounds),
+                   best[m][b] / best[OFF][b], lo, hi);
+        }
+    }
     return 0;
 }
