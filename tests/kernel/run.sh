@@ -21,6 +21,7 @@ cache=${CRFS_KERNEL_CACHE:-/var/cache/crfs-kernel}
 boot_timeout=${CRFS_BOOT_TIMEOUT:-600}
 work=
 guest_pid=
+watchdog_pid=
 
 log() { echo "run.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -32,6 +33,7 @@ cleanup() {
 		kill -KILL "$guest_pid" 2>/dev/null || true
 		wait "$guest_pid" 2>/dev/null || true
 	fi
+	[ -n "$watchdog_pid" ] && kill "$watchdog_pid" 2>/dev/null || true
 	[ -n "$work" ] && rm -rf "$work"
 }
 trap cleanup EXIT
@@ -186,20 +188,39 @@ expected=$(grep -c '^run ' "$src/tests/kernel/init.sh")
 
 # --- boot -----------------------------------------------------------------------
 # boot CONSOLE_LOG TIMEOUT KERNEL_ARGS QEMU_ARGS...: runs the guest to its
-# poweroff (or the timeout), streaming its console.
+# poweroff or for at most TIMEOUT seconds, streaming its console. qemu never
+# outlives this script: the wait loop below lets the INT/TERM trap run within
+# a second, and a watchdog kills qemu if the script is killed outright.
 boot() {
 	local console=$1 limit=$2 append=$3
 	shift 3
 	: >"$console"
-	timeout -k 10 "$limit" qemu-system-x86_64 -accel tcg -cpu max -m 1024 "$@" \
+	qemu-system-x86_64 -accel tcg -cpu max -m 1024 "$@" \
 		-nographic -no-reboot -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
 		-append "console=ttyS0 panic=-1 quiet $append" </dev/null >"$console" 2>&1 &
 	guest_pid=$!
-	tail -n +1 -f --pid="$guest_pid" "$console" | tr -d '\r'
-	local status=0
-	wait "$guest_pid" || status=$?
+	(while kill -0 $$ 2>/dev/null; do sleep 1; done
+		kill -KILL "$guest_pid" 2>/dev/null
+		rm -rf "$work") &
+	watchdog_pid=$!
+	tail -n +1 -f --pid="$guest_pid" "$console" | tr -d '\r' &
+	local tail_pid=$! deadline=$((SECONDS + limit))
+	while kill -0 "$guest_pid" 2>/dev/null; do
+		if [ $SECONDS -ge $deadline ]; then
+			log "guest did not finish within ${limit}s; killing it"
+			kill -TERM "$guest_pid" 2>/dev/null || true
+			sleep 2
+			kill -KILL "$guest_pid" 2>/dev/null || true
+			break
+		fi
+		sleep 1
+	done
+	wait "$guest_pid" 2>/dev/null || true
+	wait "$tail_pid" 2>/dev/null || true
 	guest_pid=
-	[ $status != 124 ] || log "guest did not finish within ${limit}s"
+	kill "$watchdog_pid" 2>/dev/null || true
+	wait "$watchdog_pid" 2>/dev/null || true
+	watchdog_pid=
 }
 
 log "booting $kver under qemu (TCG), timeout ${boot_timeout}s"
