@@ -1,6 +1,9 @@
 #include "fs/access.h"
 
+#include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -17,10 +20,17 @@ bool creds_match(uid_t caller_uid, gid_t caller_gid, const uid_t task_uid[4],
 
 Status may_ptrace(const Caller& caller, const TaskId& task) {
     std::string who = "task " + std::to_string(task.pid);
+    if (caller.tid == task.pid) return {};  // the task's main thread
+    // capget() reads another thread's capabilities without making the kernel
+    // format all of /proc/<tid>/status.
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, caller.tid};
+    __user_cap_data_struct caps[2]{};
+    if (caller.tid <= 0 || ::syscall(SYS_capget, &hdr, caps) < 0)
+        return sys_error(EACCES, who + ": caller's credentials unknown");
+    if (caps[kCapSysPtrace / 32].effective & (1u << (kCapSysPtrace % 32))) return {};
     auto caller_status = read_status(caller.tid);
     if (!caller_status) return sys_error(EACCES, who + ": caller's credentials unknown");
-    if (caller_status->tgid == task.pid) return {};
-    if (caller_status->cap_eff & (uint64_t{1} << kCapSysPtrace)) return {};
+    if (caller_status->tgid == task.pid) return {};  // another thread of the task
 
     auto status = read_status(task.pid);
     if (!status) return std::unexpected(status.error());

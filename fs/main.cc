@@ -6,6 +6,7 @@
 // file and the lock that keeps two daemons off one state.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <boost/filesystem.hpp>
 
 #include "common/io.h"
+#include "fs/inode.h"
 #include "fs/kernel_marks.h"
 #include "fs/log.h"
 #include "fs/ops.h"
@@ -32,7 +34,22 @@ using namespace crfs::fs;
 
 struct Options {
     char* state_dir = nullptr;
+    std::string mountpoint;
+    int extra_args = 0;
 };
+
+// Takes the mount point out of the arguments so that crfsd, not libfuse's
+// parser (which insists that it exist), handles it: it is created if missing.
+int take_mountpoint(void* data, const char* arg, int key, fuse_args*) {
+    auto* o = static_cast<Options*>(data);
+    if (key != FUSE_OPT_KEY_NONOPT) return 1;
+    if (!o->mountpoint.empty()) {
+        ++o->extra_args;
+        return 1;
+    }
+    o->mountpoint = arg;
+    return 0;
+}
 
 const fuse_opt kOptSpec[] = {
     {"state_dir=%s", offsetof(Options, state_dir), 0},
@@ -99,7 +116,7 @@ Result<std::string> prepare_mountpoint(const std::string& mp) {
 int main(int argc, char** argv) {
     fuse_args args = FUSE_ARGS_INIT(argc, argv);
     Options opts;
-    if (fuse_opt_parse(&args, &opts, kOptSpec, nullptr) < 0) return 2;
+    if (fuse_opt_parse(&args, &opts, kOptSpec, take_mountpoint) < 0) return 2;
     fuse_cmdline_opts cl{};
     if (fuse_parse_cmdline(&args, &cl) != 0) return 2;
     std::unique_ptr<char, decltype(&std::free)> mp_owner(cl.mountpoint, std::free);
@@ -113,7 +130,11 @@ int main(int argc, char** argv) {
     }
     log_init(true, cl.debug);
 
-    auto mp = prepare_mountpoint(cl.mountpoint ? cl.mountpoint : "/crfs");
+    if (opts.extra_args || cl.mountpoint) {
+        std::fprintf(stderr, "crfsd: one mount point only (see crfsd -h)\n");
+        return 2;
+    }
+    auto mp = prepare_mountpoint(opts.mountpoint.empty() ? "/crfs" : opts.mountpoint);
     if (!mp) {
         log_error("%s", mp.error().what.c_str());
         return 1;
@@ -131,6 +152,13 @@ int main(int argc, char** argv) {
     if (::flock(lock->get(), LOCK_EX | LOCK_NB) < 0) {
         log_error("state dir %s is in use by another crfsd", state_dir.c_str());
         return 1;
+    }
+
+    // Each watched task and mark holds a pidfd: allow as many as we may.
+    rlimit nofile;
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
     Daemon daemon(state_dir + "/marks");
@@ -155,8 +183,15 @@ int main(int argc, char** argv) {
             fuse_daemonize(cl.foreground);
             log_init(cl.foreground, cl.debug);
             daemon.self_tgid = ::getpid();
-            if (auto ok = daemon.marks.start_watcher(); !ok) {
-                log_error("%s", ok.error().what.c_str());
+            // Forget /crfs/<pid> in the kernel's dentry cache when the task exits.
+            auto forget = [se](pid_t pid) {
+                std::string name = std::to_string(pid);
+                fuse_lowlevel_notify_inval_entry(se, kRootIno, name.c_str(), name.size());
+            };
+            Status started = daemon.marks.start_watcher();
+            if (started) started = daemon.tasks.start(forget);
+            if (!started) {
+                log_error("%s", started.error().what.c_str());
             } else if (cl.singlethread) {
                 rc = fuse_session_loop(se);
             } else {

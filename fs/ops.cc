@@ -101,11 +101,12 @@ struct stat task_attr(const Task& t, unsigned entry) {
 }
 
 // The task an inode of a pid directory or file names, if it still lives.
-Result<Task> task_of(uint64_t ino) {
+// `cached`: the daemon watches it, so the kernel may cache its names.
+Result<Task> task_of(fuse_req_t req, uint64_t ino, bool* cached = nullptr) {
     InodeParts p = split_ino(ino);
     if (p.pid == 0 || p.entry > std::size(kPidEntries))
         return make_error(ENOENT, "inode " + std::to_string(ino) + ": not a task node");
-    auto t = find_task(p.pid, p.start_low);
+    auto t = daemon_of(req).tasks.find(p.pid, p.start_low, cached);
     if (!t) return make_error(ENOENT, t.error().what);
     return t;
 }
@@ -113,20 +114,26 @@ Result<Task> task_of(uint64_t ino) {
 Result<struct stat> attr_of(fuse_req_t req, uint64_t ino) {
     if (ino == kRootIno) return root_attr();
     if (ino == kSelfIno) return self_attr(req);
-    auto t = task_of(ino);
+    auto t = task_of(req, ino);
     if (!t) return std::unexpected(t.error());
     return task_attr(*t, split_ino(ino).entry);
 }
 
-void reply_entry(fuse_req_t req, const struct stat& st, uint64_t generation) {
+// How long the kernel may keep a name. Names of watched tasks are kept (the
+// TaskCache invalidates them the moment the task exits; the timeout is only
+// a safety cap); anything else, like `self` or an unwatched task, is asked
+// for again on every use, since a stale name would hide a new task or a
+// restore slot behind a dead one.
+constexpr double kWatchedEntryTimeout = 10.0;
+constexpr double kWatchedAttrTimeout = 1.0;  // owner changes with setuid/dumpable
+
+void reply_entry(fuse_req_t req, const struct stat& st, uint64_t generation, bool watched) {
     fuse_entry_param e{};
     e.ino = st.st_ino;
     e.generation = generation;
     e.attr = st;
-    // Zero timeouts: pids come and go, and a cached name would hide a new
-    // task (or a restore slot) behind a dead one.
-    e.attr_timeout = 0;
-    e.entry_timeout = 0;
+    e.attr_timeout = watched ? kWatchedAttrTimeout : 0;
+    e.entry_timeout = watched ? kWatchedEntryTimeout : 0;
     fuse_reply_entry(req, &e);
 }
 
@@ -145,19 +152,21 @@ Result<pid_t> parse_pid(const char* name) {
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     guarded(req, "lookup", [&] {
         if (parent == kRootIno) {
-            if (std::string_view(name) == "self") return reply_entry(req, self_attr(req), 0);
+            if (std::string_view(name) == "self") return reply_entry(req, self_attr(req), 0, false);
             auto pid = parse_pid(name);
             if (!pid) return reply_err(req, pid.error(), "lookup");
-            auto t = find_task(*pid);
+            bool watched = false;
+            auto t = daemon_of(req).tasks.find(*pid, &watched);
             if (!t) return reply_err(req, Error{ENOENT, t.error().what}, "lookup");
-            return reply_entry(req, task_attr(*t, kDirEntry), t->id.starttime);
+            return reply_entry(req, task_attr(*t, kDirEntry), t->id.starttime, watched);
         }
-        auto t = task_of(parent);
+        bool watched = false;
+        auto t = task_of(req, parent, &watched);
         if (!t) return reply_err(req, t.error(), "lookup");
         auto idx = find_pid_entry(name);
         if (!idx || split_ino(parent).entry != kDirEntry)
             return reply_err(req, Error{ENOENT, "no entry " + std::string(name)}, "lookup");
-        reply_entry(req, task_attr(*t, *idx + 1), t->id.starttime);
+        reply_entry(req, task_attr(*t, *idx + 1), t->id.starttime, watched);
     });
 }
 
@@ -165,7 +174,8 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     guarded(req, "getattr", [&] {
         auto st = attr_of(req, ino);
         if (!st) return reply_err(req, st.error(), "getattr");
-        fuse_reply_attr(req, &*st, 0);
+        bool fixed = ino == kRootIno;
+        fuse_reply_attr(req, &*st, fixed ? kWatchedEntryTimeout : 0);
     });
 }
 
@@ -203,7 +213,7 @@ struct DirHandle {
     std::vector<Row> rows;
 };
 
-Result<std::unique_ptr<DirHandle>> snapshot_dir(fuse_ino_t ino) {
+Result<std::unique_ptr<DirHandle>> snapshot_dir(fuse_req_t req, fuse_ino_t ino) {
     auto h = std::make_unique<DirHandle>();
     if (ino == kRootIno) {
         h->rows = {
@@ -215,7 +225,7 @@ Result<std::unique_ptr<DirHandle>> snapshot_dir(fuse_ino_t ino) {
                 {std::to_string(t.pid), make_ino(t.pid, t.starttime, kDirEntry), S_IFDIR});
         return h;
     }
-    auto t = task_of(ino);
+    auto t = task_of(req, ino);
     if (!t) return std::unexpected(t.error());
     if (split_ino(ino).entry != kDirEntry) return make_error(ENOTDIR, "not a directory");
     h->rows = {{".", ino, S_IFDIR}, {"..", kRootIno, S_IFDIR}};
@@ -227,7 +237,7 @@ Result<std::unique_ptr<DirHandle>> snapshot_dir(fuse_ino_t ino) {
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "opendir", [&] {
-        auto h = snapshot_dir(ino);
+        auto h = snapshot_dir(req, ino);
         if (!h) return reply_err(req, h.error(), "opendir");
         fi->fh = reinterpret_cast<uint64_t>(h->release());
         if (fuse_reply_open(req, fi) == -ENOENT) delete reinterpret_cast<DirHandle*>(fi->fh);
@@ -264,13 +274,14 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 struct FileHandle {
     TaskId task;
     const PidEntry* entry;
-    std::string content;
+    Content content;  // null for write-only opens
 };
 
-Result<std::unique_ptr<FileHandle>> open_file(Daemon& d, const Caller& caller, fuse_ino_t ino,
-                                              int flags) {
+Result<std::unique_ptr<FileHandle>> open_file(fuse_req_t req, fuse_ino_t ino, int flags) {
+    Daemon& d = daemon_of(req);
+    Caller caller = caller_of(req);
     if (ino == kRootIno) return make_error(EISDIR, "is a directory");
-    auto t = task_of(ino);
+    auto t = task_of(req, ino);
     if (!t) return std::unexpected(t.error());
     unsigned entry = split_ino(ino).entry;
     if (entry == kDirEntry) return make_error(EISDIR, "is a directory");
@@ -287,7 +298,12 @@ Result<std::unique_ptr<FileHandle>> open_file(Daemon& d, const Caller& caller, f
         if (auto ok = check_right(e.read_right, caller, t->id); !ok)
             return std::unexpected(ok.error());
         auto content = e.read(d, t->id);
-        if (!content) return std::unexpected(content.error());
+        if (!content) {
+            // Checkpoint failures are worth a line even without -d.
+            if (&e == &kPidEntries[*find_pid_entry("image")])
+                log_info("%s", content.error().what.c_str());
+            return std::unexpected(content.error());
+        }
         h->content = std::move(*content);
     }
     return h;
@@ -295,7 +311,7 @@ Result<std::unique_ptr<FileHandle>> open_file(Daemon& d, const Caller& caller, f
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "open", [&] {
-        auto h = open_file(daemon_of(req), caller_of(req), ino, fi->flags);
+        auto h = open_file(req, ino, fi->flags);
         if (!h) return reply_err(req, h.error(), "open");
         fi->direct_io = 1;  // generated content: no page cache, size 0 (STYLE.md 6)
         fi->nonseekable = 0;
@@ -305,10 +321,19 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-    auto* h = reinterpret_cast<FileHandle*>(fi->fh);
-    size_t len = h->content.size();
-    size_t start = off < 0 ? len : std::min(len, static_cast<size_t>(off));
-    fuse_reply_buf(req, h->content.data() + start, std::min(size, len - start));
+    guarded(req, "read", [&] {
+        auto* h = reinterpret_cast<FileHandle*>(fi->fh);
+        if (!h->content) return reply_err(req, Error{EBADF, "not open for reading"}, "read");
+        // Reply from a per-thread buffer, not from the content: once the
+        // reader has its bytes it may close the file, and the RELEASE that
+        // frees `h` can run on another thread before fuse_reply_buf() returns.
+        thread_local std::vector<char> buf;
+        if (buf.size() < size) buf.resize(size);
+        auto n = off < 0 ? Result<size_t>(0)
+                         : h->content->read(static_cast<uint64_t>(off), buf.data(), size);
+        if (!n) return reply_err(req, n.error(), "read");
+        fuse_reply_buf(req, buf.data(), *n);
+    });
 }
 
 void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t, fuse_file_info* fi) {
@@ -317,7 +342,7 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t, f
         // Rights are checked on every call, not only at open.
         if (auto ok = check_right(h->entry->write_right, caller_of(req), h->task); !ok)
             return reply_err(req, ok.error(), "write");
-        if (task_exited(h->task))
+        if (!daemon_of(req).tasks.alive(h->task))
             return reply_err(req, Error{ESRCH, "task " + std::to_string(h->task.pid) + " exited"},
                              "write");
         if (auto ok = h->entry->write(daemon_of(req), h->task, std::string_view(buf, size)); !ok)
@@ -331,8 +356,16 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     fuse_reply_err(req, 0);
 }
 
+void op_init(void*, fuse_conn_info* conn) {
+    // Larger requests: libfuse derives max_pages from max_write, and the
+    // kernel then sends reads of up to 1 MiB too (images are large).
+    conn->max_write = 1u << 20;
+    conn->max_read = 0;
+}
+
 const fuse_lowlevel_ops kOps = [] {
     fuse_lowlevel_ops ops{};
+    ops.init = op_init;
     ops.lookup = op_lookup;
     ops.getattr = op_getattr;
     ops.setattr = op_setattr;

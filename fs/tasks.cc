@@ -2,6 +2,8 @@
 
 #include <libproc2/pids.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <mutex>
@@ -12,11 +14,15 @@
 namespace crfs::fs {
 
 Result<Task> find_task(pid_t pid) {
-    if (pid <= 0) return sys_error(ESRCH, "task " + std::to_string(pid));
-    auto status = read_status(pid);
-    if (!status) return std::unexpected(status.error());
-    if (status->tgid != pid)
-        return sys_error(ESRCH, "task " + std::to_string(pid) + " (a thread, not a process)");
+    std::string who = "task " + std::to_string(pid);
+    if (pid <= 0) return sys_error(ESRCH, who);
+    // pidfd_open() refuses a thread that is not a thread-group leader
+    // (EINVAL): the cheapest leader test there is; /proc/<pid>/status would
+    // tell too, but generating it costs more than the rest of a lookup.
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0)
+        return sys_error(ESRCH, errno == EINVAL ? who + " (a thread, not a process)" : who);
+    ::close(pidfd);
     auto stat = read_stat(pid);
     if (!stat) return std::unexpected(stat.error());
     struct stat st;

@@ -1,6 +1,9 @@
 #include "fs/tree.h"
 
+#include <cstring>
+
 #include "fs/kernel_marks.h"
+#include "fs/log.h"
 #include "fs/reasons.h"
 
 namespace crfs::fs {
@@ -23,12 +26,37 @@ Result<std::string> reasons_text(Daemon& d, const TaskId& task) {
     auto detected = detect_reasons(task.pid, d.self_tgid);
     if (!detected) return std::unexpected(detected.error());
     for (auto& line : *detected) out += line + "\n";
-    if (!task_alive(task)) return sys_error(ESRCH, "task " + std::to_string(task.pid));
+    // The pid may have been reused while we looked: the lines must be this task's.
+    if (!d.tasks.alive(task) && !task_alive(task))
+        return sys_error(ESRCH, "task " + std::to_string(task.pid));
     return out;
 }
 
-Result<std::string> read_nocr(Daemon& d, const TaskId& task) {
-    return d.marks.get(task) || !kernel_reasons(task.pid).empty() ? "1\n" : "0\n";
+namespace {
+
+class TextContent : public Snapshot {
+  public:
+    explicit TextContent(std::string text) : text_(std::move(text)) {}
+    uint64_t size() const override { return text_.size(); }
+    Result<size_t> read(uint64_t offset, void* buf, size_t len) const override {
+        if (offset >= text_.size()) return size_t{0};
+        size_t n = std::min(len, text_.size() - static_cast<size_t>(offset));
+        std::memcpy(buf, text_.data() + offset, n);
+        return n;
+    }
+
+  private:
+    std::string text_;
+};
+
+}  // namespace
+
+Content text_content(std::string text) {
+    return std::make_unique<TextContent>(std::move(text));
+}
+
+Result<Content> read_nocr(Daemon& d, const TaskId& task) {
+    return text_content(d.marks.get(task) || !kernel_reasons(task.pid).empty() ? "1\n" : "0\n");
 }
 
 Status write_nocr(Daemon& d, const TaskId& task, std::string_view data) {
@@ -39,8 +67,27 @@ Status write_nocr(Daemon& d, const TaskId& task, std::string_view data) {
     return d.marks.clear(task);
 }
 
-Result<std::string> read_reason(Daemon& d, const TaskId& task) {
-    return reasons_text(d, task);
+Result<Content> read_reason(Daemon& d, const TaskId& task) {
+    auto text = reasons_text(d, task);
+    if (!text) return std::unexpected(text.error());
+    return text_content(std::move(*text));
+}
+
+Result<Content> read_image(Daemon& d, const TaskId& task) {
+    // The checkpointer and `reason` agree: any reason, and there is no image.
+    auto reasons = reasons_text(d, task);
+    if (!reasons) return std::unexpected(reasons.error());
+    if (!reasons->empty()) {
+        std::string first = reasons->substr(0, reasons->find('\n'));
+        return make_error(EBUSY, "checkpoint " + std::to_string(task.pid) +
+                                     ": not checkpointable now (" + first + "; see reason)");
+    }
+    auto snap = checkpoint_task(task.pid, task.starttime);
+    if (!snap)
+        return std::unexpected(snap.error().context("checkpoint " + std::to_string(task.pid)));
+    log_info("checkpoint %d: %llu bytes", task.pid,
+             static_cast<unsigned long long>((*snap)->size()));
+    return std::move(*snap);
 }
 
 }  // namespace crfs::fs

@@ -4,13 +4,16 @@
 
 #include <sys/stat.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "checkpoint/checkpoint.h"
 #include "common/result.h"
 #include "fs/access.h"
 #include "fs/marks.h"
+#include "fs/task_cache.h"
 #include "fs/tasks.h"
 
 namespace crfs::fs {
@@ -19,6 +22,7 @@ namespace crfs::fs {
 struct Daemon {
     explicit Daemon(std::string state_file) : marks(std::move(state_file)) {}
     MarkStore marks;
+    TaskCache tasks;
     pid_t self_tgid = 0;
 };
 
@@ -28,23 +32,32 @@ enum class Right {
     kPtrace,  // the task itself or a caller with ptrace rights over it
 };
 
+// What an open file serves: made once at open (STYLE.md 7), read by offset.
+using Content = std::unique_ptr<Snapshot>;
+
 struct PidEntry {
     std::string_view name;
     mode_t mode;  // S_IFREG | permission bits shown by ls (decisions use the Rights)
     Right read_right;
-    Result<std::string> (*read)(Daemon&, const TaskId&);  // content, made at open
+    Result<Content> (*read)(Daemon&, const TaskId&);  // content, made at open
     Right write_right;
     Status (*write)(Daemon&, const TaskId&, std::string_view data);  // one whole value per write
 };
 
-Result<std::string> read_nocr(Daemon&, const TaskId&);
+Result<Content> read_nocr(Daemon&, const TaskId&);
 Status write_nocr(Daemon&, const TaskId&, std::string_view);
-Result<std::string> read_reason(Daemon&, const TaskId&);
+Result<Content> read_reason(Daemon&, const TaskId&);
+// Checkpoints the task: EBUSY while it has any reason, else the image.
+Result<Content> read_image(Daemon&, const TaskId&);
 
 inline constexpr PidEntry kPidEntries[] = {
     {"nocr", S_IFREG | 0644, Right::kAnyone, read_nocr, Right::kPtrace, write_nocr},
     {"reason", S_IFREG | 0400, Right::kPtrace, read_reason, Right::kPtrace, nullptr},
+    {"image", S_IFREG | 0400, Right::kPtrace, read_image, Right::kPtrace, nullptr},
 };
+
+// Text content of a generated file.
+Content text_content(std::string text);
 
 // Index into kPidEntries, or nullopt.
 std::optional<unsigned> find_pid_entry(std::string_view name);

@@ -216,6 +216,21 @@ TEST_F(Mounted, GoneTaskGivesEnoent) {
     EXPECT_NE(r.err.find("No such file or directory"), std::string::npos) << r.err;
 }
 
+TEST_F(Mounted, ExitedTaskVanishesFromTheTree) {
+    pid_t p = sleeper();
+    std::string d = dir(p);
+    // Looked up: the kernel now caches the name (for seconds).
+    ASSERT_EQ(run("ls " + d + " && cat " + d + "/nocr").status, 0);
+    kill_and_reap(p);
+    // The daemon invalidates the name on exit (ReusedPidDoesNotInheritAMark
+    // fails without that); here: every path to it fails.
+    EXPECT_TRUE(wait_until([&] { return run("ls -d " + d).status != 0; }, std::chrono::seconds(5)));
+    auto r = run("ls " + d + "; cat " + d + "/nocr");
+    EXPECT_NE(r.err.find("No such file or directory"), std::string::npos) << r.err;
+    auto listed = run("ls $M | grep -cx " + std::to_string(p));
+    EXPECT_EQ(listed.out, "0\n");
+}
+
 TEST_F(Mounted, WriteAfterTaskExitIsEsrchNotAMarkOnItsSuccessor) {
     pid_t p = sleeper();
     // Keep nocr open across the task's exit (fd 3 of the shell), then write.
@@ -249,6 +264,7 @@ TEST_F(Mounted, UnprivilegedUserIsDeniedOthersButMayMarkItself) {
     auto own = run(std::string(kNobody) +
                    "sh -c 'echo \"CR: mine\" > $M/self/nocr && cat $M/$$/nocr || exit 1\n"
                    "sleep 100 </dev/null >/dev/null 2>&1 &\n"
+                   "until [ \"$(cat /proc/$!/comm)\" = sleep ]; do sleep 0.01; done\n"
                    "echo \"CR: proxy\" > $M/$!/nocr && cat $M/$!/reason; kill $!'");
     EXPECT_EQ(own.status, 0) << own.err;
     EXPECT_EQ(own.out, "1\nnocr: CR: proxy\n");
@@ -257,6 +273,7 @@ TEST_F(Mounted, UnprivilegedUserIsDeniedOthersButMayMarkItself) {
 TEST_F(Mounted, RootCanMarkAnyUsersTask) {
     auto r = run(std::string(kNobody) +
                  "sleep 100 </dev/null >/dev/null 2>&1 & p=$!; "
+                 "until [ \"$(cat /proc/$p/comm)\" = sleep ]; do sleep 0.01; done; "
                  "echo 'CR: root says' > $M/$p/nocr && cat $M/$p/reason; kill $p");
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "nocr: CR: root says\n");

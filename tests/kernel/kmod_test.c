@@ -717,6 +717,17 @@ static int reason_has(pid_t pid, const char* line) {
 
 static int nocr_is(pid_t pid, const char* want) { return strcmp(tree_read(pid, "nocr"), want) == 0; }
 
+/* errno of reading /crfs/<pid>/image (0 if a read succeeded). */
+static int image_errno(pid_t pid) {
+    char path[256], buf[64];
+    snprintf(path, sizeof path, "%s/%d/image", mnt, (int)pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return errno;
+    int err = read(fd, buf, sizeof buf) < 0 ? errno : 0;
+    close(fd);
+    return err;
+}
+
 static int t_mounted_remap(void) {
     pid_t me = getpid();
     CHECK(!reason_has(me, "kernel: " REMAP_REASON), "marked before");
@@ -732,12 +743,20 @@ static int t_mounted_remap(void) {
     struct child b = spawn_child(NULL, NULL, 0);
     CHECK(reason_has(a.pid, "kernel: " REMAP_REASON), "child: %s", tree_read(a.pid, "reason"));
     CHECK(nocr_is(a.pid, "1\n"), "child nocr");
+    int err = image_errno(a.pid);
+    CHECK(err == EBUSY, "reading the marked child's image: %s", strerror(err));
     CHECK(!reason_has(b.pid, "kernel: " REMAP_REASON), "other child: %s", tree_read(b.pid, "reason"));
     CHECK(nocr_is(b.pid, "0\n"), "other child nocr");
     CHECK(nocr_is(me, "0\n"), "parent nocr");
     reap_child(&a);
     reap_child(&b);
     return failed;
+}
+
+static void child_lock_pi(void* arg) {
+    static uint32_t f;
+    (void)arg;
+    CHECK(futex(&f, FUTEX_LOCK_PI, 0) == 0, "FUTEX_LOCK_PI: %s", strerror(errno));
 }
 
 static int t_mounted_pi(void) {
@@ -747,6 +766,11 @@ static int t_mounted_pi(void) {
     CHECK(futex(&f, FUTEX_LOCK_PI, 0) == 0, "FUTEX_LOCK_PI: %s", strerror(errno));
     CHECK(reason_has(me, "kernel: " PI_REASON), "reason: %s", tree_read(me, "reason"));
     CHECK(nocr_is(me, "1\n"), "nocr: %s", tree_read(me, "nocr"));
+    struct child c = spawn_child(child_lock_pi, NULL, 0);
+    CHECK(reason_has(c.pid, "kernel: " PI_REASON), "child: %s", tree_read(c.pid, "reason"));
+    int err = image_errno(c.pid);
+    CHECK(err == EBUSY, "reading the PI-marked child's image: %s", strerror(err));
+    reap_child(&c);
     CHECK(futex(&f, FUTEX_UNLOCK_PI, 0) == 0, "FUTEX_UNLOCK_PI: %s", strerror(errno));
     CHECK(!reason_has(me, "kernel: " PI_REASON), "after unlock: %s", tree_read(me, "reason"));
     CHECK(nocr_is(me, "0\n"), "nocr after unlock: %s", tree_read(me, "nocr"));

@@ -1,0 +1,341 @@
+#include "checkpoint/checkpoint.h"
+
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "checkpoint/files.h"
+#include "checkpoint/freeze.h"
+#include "checkpoint/memory.h"
+#include "checkpoint/regs.h"
+#include "checkpoint/remote_syscall.h"
+#include "checkpoint/signals.h"
+#include "checkpoint/task_attrs.h"
+#include "common/image_writer.h"
+#include "common/strfmt.h"
+
+namespace crfs {
+
+using image::RecordType;
+
+namespace {
+
+// One checkpoint per pid at a time; others wait (not fail). Held from before
+// the freeze until after the thaw only.
+class PidLock {
+  public:
+    explicit PidLock(pid_t pid) : pid_(pid) {
+        std::unique_lock l(mu_);
+        cv_.wait(l, [&] { return !busy_.contains(pid_); });
+        busy_.insert(pid_);
+    }
+    ~PidLock() {
+        {
+            std::lock_guard l(mu_);
+            busy_.erase(pid_);
+        }
+        cv_.notify_all();
+    }
+    PidLock(const PidLock&) = delete;
+    PidLock& operator=(const PidLock&) = delete;
+
+  private:
+    pid_t pid_;
+    static inline std::mutex mu_;
+    static inline std::condition_variable cv_;
+    static inline std::set<pid_t> busy_;  // guarded by mu_
+};
+
+// CRFS_CHECKPOINT_TRACE=1 logs how long each phase took (for tuning).
+class PhaseTrace {
+  public:
+    PhaseTrace() : on_(getenv("CRFS_CHECKPOINT_TRACE") != nullptr), last_(monotonic_ns()) {}
+    void mark(const char* phase) {
+        if (!on_) return;
+        uint64_t now = monotonic_ns();
+        log_line(strfmt("phase {}: {} us", phase, (now - last_) / 1000));
+        last_ = now;
+    }
+
+  private:
+    bool on_;
+    uint64_t last_;
+};
+
+// Everything captured while the task was frozen.
+struct Capture {
+    TaskAttrs attrs;
+    TaskRegs regs;
+    TaskSignals signals;
+    image::ItimersRecord itimers{};
+    uint64_t brk = 0;
+    std::vector<TaskFd> fds;
+    MemoryDump memory;
+    bool was_stopped = false;
+    uint64_t frozen_ns = 0;
+    uint64_t captured_at_ns = 0;
+};
+
+uint64_t realtime_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+Status check_task(pid_t pid, uint64_t starttime, const TaskStat& st) {
+    if (st.starttime != starttime)
+        return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
+    if (st.state == 'Z' || st.state == 'X')
+        return make_error(ESRCH, strfmt("task {} is exiting", pid));
+    if (st.num_threads != 1)
+        return make_error(EBUSY, strfmt("task {}: {} threads; multi-threaded tasks not supported "
+                                        "yet",
+                                        pid, st.num_threads));
+    return {};
+}
+
+// State only the task itself can tell: itimers and brk.
+Status read_remote_attrs(pid_t pid, RemoteSyscall& rs, Capture& c) {
+    for (int which = 0; which < 3; ++which) {
+        auto r = rs.call(SYS_getitimer, uint64_t(which), rs.scratch());
+        if (!r) return std::unexpected(r.error());
+        if (*r != 0) return make_error(EIO, strfmt("getitimer in task {} returned {}", pid, *r));
+        itimerval v{};
+        if (auto rd = rs.read_scratch(&v, sizeof v); !rd) return rd;
+        c.itimers.v[which][0] = v.it_interval.tv_sec;
+        c.itimers.v[which][1] = v.it_interval.tv_usec;
+        c.itimers.v[which][2] = v.it_value.tv_sec;
+        c.itimers.v[which][3] = v.it_value.tv_usec;
+    }
+    auto brk = rs.call(SYS_brk, 0);
+    if (!brk) return std::unexpected(brk.error());
+    c.brk = uint64_t(*brk);
+    return {};
+}
+
+// Runs on a thread of its own: ptrace is per thread, and should anything leave
+// the task attached, the thread's exit detaches it.
+Result<Capture> capture(pid_t pid, uint64_t starttime) {
+    Capture c;
+    PhaseTrace trace;
+    auto st = read_task_stat(pid);
+    if (!st) return std::unexpected(st.error());
+    if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
+    auto status = read_task_status(pid);
+    if (!status) return std::unexpected(status.error());
+    if (status->tracer_pid != 0)
+        return make_error(EBUSY,
+                          strfmt("task {} is being traced by pid {}", pid, status->tracer_pid));
+
+    // Size the page buffer before freezing, so the frozen copy does not fault it in.
+    PageBuffer buffer;
+    if (auto r = buffer.reserve(status->rss_bytes + (1 << 20)); !r)
+        return std::unexpected(r.error());
+    trace.mark("reserve buffer");
+
+    auto frozen = FrozenTask::freeze(pid);
+    if (!frozen) return std::unexpected(frozen.error());
+    FrozenTask& task = **frozen;
+    c.captured_at_ns = realtime_ns();
+    c.was_stopped = task.was_stopped();
+    trace.mark("freeze");
+
+    auto attrs = read_task_attrs(pid);
+    if (!attrs) return std::unexpected(attrs.error());
+    c.attrs = std::move(*attrs);
+    // The pid might have been reused between the first look and the seize.
+    if (auto ok = check_task(pid, starttime, c.attrs.stat); !ok) return std::unexpected(ok.error());
+
+    auto regs = read_regs(pid);
+    if (!regs) return std::unexpected(regs.error());
+    c.regs = std::move(*regs);
+
+    auto fds = read_fds(pid);
+    if (!fds) return std::unexpected(fds.error());
+    c.fds = std::move(*fds);
+    trace.mark("attrs, regs, fds");
+
+    {
+        auto maps_text = read_proc(pid, "maps");
+        if (!maps_text) return std::unexpected(maps_text.error());
+        auto maps = parse_maps(*maps_text);
+        if (!maps) return std::unexpected(maps.error());
+        uint64_t vdso_start = 0, vdso_end = 0;
+        for (const auto& m : *maps)
+            if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
+        auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
+        if (!rs) return std::unexpected(rs.error());
+        auto sig = read_signals(pid, **rs);
+        if (!sig) return std::unexpected(sig.error());
+        c.signals = std::move(*sig);
+        if (auto r = read_remote_attrs(pid, **rs, c); !r) return std::unexpected(r.error());
+        if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
+        // The saved registers, with a syscall restart applied, are what the task resumes with.
+        std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
+    }
+    trace.mark("remote syscalls");
+
+    auto mem = dump_memory(pid, std::move(buffer));
+    if (!mem) return std::unexpected(mem.error());
+    c.memory = std::move(*mem);
+    trace.mark("memory");
+
+    if (auto r = task.release(); !r) return std::unexpected(r.error());
+    c.frozen_ns = task.frozen_ns();
+    trace.mark("thaw");
+    return c;
+}
+
+class ImageSnapshot : public Snapshot {
+  public:
+    uint64_t size() const override { return stream_.size(); }
+    Result<size_t> read(uint64_t offset, void* buf, size_t len) const override {
+        return stream_.read(offset, buf, len);
+    }
+
+    Capture capture;  // owns the page buffer and file contents the stream points into
+    ImageStream stream_;
+};
+
+void copy_str(char* dst, size_t n, const std::string& s) {
+    std::memset(dst, 0, n);
+    std::memcpy(dst, s.data(), std::min(n - 1, s.size()));
+}
+
+ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::StatsRecord& stats) {
+    const TaskAttrs& a = c.attrs;
+    uint32_t flags = c.was_stopped ? image::kHeaderTaskWasStopped : 0;
+    ImageWriter w(make_header(flags, uint32_t(c.regs.xstate.size())));
+
+    image::TaskRecord t{};
+    t.pid = pid;
+    t.ppid = a.stat.ppid;
+    t.pgid = a.stat.pgrp;
+    t.sid = a.stat.session;
+    t.starttime = a.stat.starttime;
+    t.personality = a.personality;
+    t.nice = a.stat.nice;
+    copy_str(t.comm, sizeof t.comm, a.stat.comm);
+    t.flags = flags;
+    w.add(RecordType::kTask, Payload().add(t));
+
+    image::CredsRecord cr{};
+    std::memcpy(cr.uid, a.status.uid, sizeof cr.uid);
+    std::memcpy(cr.gid, a.status.gid, sizeof cr.gid);
+    cr.cap_inh = a.status.cap_inh;
+    cr.cap_prm = a.status.cap_prm;
+    cr.cap_eff = a.status.cap_eff;
+    cr.cap_bnd = a.status.cap_bnd;
+    cr.cap_amb = a.status.cap_amb;
+    cr.no_new_privs = a.status.no_new_privs;
+    cr.ngroups = uint32_t(a.status.groups.size());
+    w.add(RecordType::kCreds,
+          Payload().add(cr).add_bytes(a.status.groups.data(), a.status.groups.size() * 4));
+
+    image::FsRecord fs{a.status.umask, uint32_t(a.cwd.size()), uint32_t(a.root.size()), 0};
+    w.add(RecordType::kFs, Payload().add(fs).add_string(a.cwd).add_string(a.root));
+
+    image::MmRecord mm{};
+    mm.start_code = a.stat.start_code;
+    mm.end_code = a.stat.end_code;
+    mm.start_data = a.stat.start_data;
+    mm.end_data = a.stat.end_data;
+    mm.start_brk = a.stat.start_brk;
+    mm.brk = c.brk;
+    mm.start_stack = a.stat.start_stack;
+    mm.arg_start = a.stat.arg_start;
+    mm.arg_end = a.stat.arg_end;
+    mm.env_start = a.stat.env_start;
+    mm.env_end = a.stat.env_end;
+    mm.auxv_len = uint32_t(a.auxv.size() * 8);
+    mm.exe_len = uint32_t(a.exe.size());
+    w.add(RecordType::kMm,
+          Payload().add(mm).add_bytes(a.auxv.data(), a.auxv.size() * 8).add_string(a.exe));
+
+    for (const MapsEntry& m : c.memory.maps)
+        w.add(RecordType::kVma, Payload().add(vma_record(m)).add_string(m.path));
+
+    w.add(RecordType::kRegs, Payload().add(c.regs.gp));
+    w.add(RecordType::kXstate, c.regs.xstate);
+    w.add(RecordType::kSigactions, Payload().add(c.signals.actions));
+    w.add(RecordType::kSigstate, Payload().add(c.signals.state));
+    for (const auto& si : c.signals.pending) w.add(RecordType::kSiginfo, Payload().add(si));
+    w.add(RecordType::kRlimits, Payload().add(a.rlimits));
+    w.add(RecordType::kItimers, Payload().add(c.itimers));
+
+    for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
+    for (const TaskFd& f : c.fds) {
+        for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
+            size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);
+            w.add_external(RecordType::kFdData,
+                           Payload().add(image::FdDataRecord{f.rec.fd, 0, off}).bytes(),
+                           f.content.data() + off, n);
+        }
+    }
+
+    // Pages: runs of non-zero pages, found now that the task runs again.
+    const char* base = c.memory.buffer.data();
+    constexpr uint64_t kPage = image::kPageSize;
+    auto emit = [&](uint64_t vaddr, const char* data, uint64_t n) {
+        for (uint64_t i = 0; i < n; i += image::kMaxPagesPerRecord) {
+            uint32_t k = uint32_t(std::min<uint64_t>(image::kMaxPagesPerRecord, n - i));
+            w.add_external(RecordType::kPages,
+                           Payload().add(image::PagesRecord{vaddr + i * kPage, k, 0}).bytes(),
+                           data + i * kPage, k * kPage);
+            stats.pages_stored += k;
+        }
+    };
+    for (const CopiedRun& r : c.memory.runs) {
+        const char* data = base + r.buf_off;
+        uint64_t start = 0;
+        for (uint64_t i = 0; i <= r.nr_pages; ++i) {
+            bool zero = i < r.nr_pages && is_zero_page(data + i * kPage);
+            if (i == r.nr_pages || zero) {
+                if (i > start) emit(r.vaddr + start * kPage, data + start * kPage, i - start);
+                start = i + 1;
+                if (zero) ++stats.pages_zero;
+            }
+        }
+    }
+
+    stats.frozen_ns = c.frozen_ns;
+    stats.pages_scanned = c.memory.pages_scanned;
+    stats.pages_copied = c.memory.pages_copied;
+    stats.captured_at_ns = c.captured_at_ns;
+    stats.total_ns = monotonic_ns() - started_ns;
+    w.add(RecordType::kStats, Payload().add(stats));
+    return std::move(w).finish();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime) {
+    uint64_t started = monotonic_ns();
+    Result<Capture> cap = make_error(EIO, "checkpoint thread did not run");
+    {
+        PidLock lock(pid);
+        std::thread worker([&] { cap = capture(pid, starttime); });
+        worker.join();
+    }
+    if (!cap) {
+        Error e = cap.error().context(strfmt("checkpoint of task {}", pid));
+        log_line(e.what);
+        return std::unexpected(e);
+    }
+    PhaseTrace trace;
+    auto snap = std::make_unique<ImageSnapshot>();
+    snap->capture = std::move(*cap);
+    image::StatsRecord stats{};
+    snap->stream_ = build_image(snap->capture, pid, started, stats);
+    trace.mark("build image (zero scan, checksum)");
+    return std::unique_ptr<Snapshot>(std::move(snap));
+}
+
+}  // namespace crfs

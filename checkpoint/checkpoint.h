@@ -1,0 +1,35 @@
+// The entry point of the checkpoint side: freeze a task, capture everything a
+// restore needs, thaw it, and hand back the finished image to serve by offset.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "common/result.h"
+
+namespace crfs {
+
+// A finished checkpoint: the whole image, served by offset (FUSE read) after
+// the task was thawed. read() is const and safe to call from several threads.
+class Snapshot {
+  public:
+    virtual ~Snapshot() = default;
+    virtual uint64_t size() const = 0;
+    // Copies up to `len` bytes at `offset`; 0 at or past the end.
+    virtual Result<size_t> read(uint64_t offset, void* buf, size_t len) const = 0;
+};
+
+// Freezes pid (whose start time must equal `starttime`, else ESRCH), captures,
+// thaws. Checkpoints of one pid are serialized: a second one waits for the first
+// to let go of the task. On any failure the task is left as it was (running,
+// not traced, not stopped unless it was), a line saying why is logged to
+// stderr, and the error's code is ESRCH (task gone), EBUSY (traced, or state
+// not supported), EACCES (no ptrace right), EIO (memory unreadable, ...).
+//
+// The caller must have checked the ptrace right of whoever asks, and `reason`.
+Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime);
+
+}  // namespace crfs

@@ -1,0 +1,133 @@
+#include "checkpoint/files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "checkpoint/task_attrs.h"
+#include "common/io.h"
+#include "common/strfmt.h"
+
+namespace crfs {
+
+namespace {
+
+constexpr std::string_view kDeleted = " (deleted)";
+
+const char* kind_name(mode_t m) {
+    switch (m & S_IFMT) {
+        case S_IFIFO:
+            return "pipe or FIFO";
+        case S_IFSOCK:
+            return "socket";
+        case S_IFDIR:
+            return "directory";
+        case S_IFBLK:
+            return "block device";
+        case S_IFLNK:
+            return "symlink";
+        default:
+            return "special file";
+    }
+}
+
+}  // namespace
+
+Result<FdInfo> parse_fdinfo(std::string_view text) {
+    FdInfo info;
+    bool have_pos = false, have_flags = false;
+    while (!text.empty()) {
+        size_t nl = text.find('\n');
+        std::string_view line = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+        auto value = [&](std::string_view key, auto& out, int base) {
+            if (!line.starts_with(key)) return false;
+            std::string_view v = line.substr(key.size());
+            v.remove_prefix(std::min(v.find_first_not_of(" \t"), v.size()));
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out, base);
+            return ec == std::errc() && p == v.data() + v.size();
+        };
+        if (line.starts_with("pos:")) {
+            if (!(have_pos = value("pos:", info.pos, 10)))
+                return make_error(EINVAL, "parse fdinfo: bad pos");
+        } else if (line.starts_with("flags:")) {
+            if (!(have_flags = value("flags:", info.flags, 8)))
+                return make_error(EINVAL, "parse fdinfo: bad flags");
+        }
+    }
+    if (!have_pos || !have_flags) return make_error(EINVAL, "parse fdinfo: no pos or flags");
+    return info;
+}
+
+Result<std::vector<TaskFd>> read_fds(pid_t pid) {
+    std::string dir = proc_path(pid, "fd");
+    DIR* d = opendir(dir.c_str());
+    if (!d) return errno == ENOENT ? sys_error(ESRCH, "open " + dir) : errno_error("open " + dir);
+    std::vector<int> fds;
+    while (dirent* e = readdir(d)) {
+        int fd;
+        auto [p, ec] = std::from_chars(e->d_name, e->d_name + std::strlen(e->d_name), fd);
+        if (ec == std::errc() && *p == '\0') fds.push_back(fd);
+    }
+    closedir(d);
+    std::sort(fds.begin(), fds.end());
+
+    std::vector<TaskFd> out;
+    for (int fd : fds) {
+        std::string link_path = strfmt("{}/{}", dir, fd);
+        TaskFd t;
+        auto link = read_link(link_path);
+        if (!link) return std::unexpected(link.error());
+        struct stat st;
+        if (stat(link_path.c_str(), &st) != 0) return errno_error("stat " + link_path);
+        auto info_text = read_proc(pid, strfmt("fdinfo/{}", fd));
+        if (!info_text) return std::unexpected(info_text.error());
+        auto info = parse_fdinfo(*info_text);
+        if (!info) return std::unexpected(info.error().context(strfmt("fd {}", fd)));
+
+        t.path = *link;
+        t.rec.fd = fd;
+        t.rec.open_flags = info->flags & ~uint32_t(O_CLOEXEC);
+        t.rec.fd_flags = (info->flags & O_CLOEXEC) ? image::kFdCloexec : 0;
+        t.rec.pos = info->pos;
+        t.rec.mode = st.st_mode;
+        t.rec.dev = st.st_dev;
+        t.rec.ino = st.st_ino;
+        t.rec.size = uint64_t(st.st_size);
+        t.rec.rdev = st.st_rdev;
+        t.rec.mtime_sec = st.st_mtim.tv_sec;
+        t.rec.mtime_nsec = st.st_mtim.tv_nsec;
+
+        if (S_ISCHR(st.st_mode)) {
+            t.rec.kind = uint32_t(image::FdKind::kCharDev);
+        } else if (S_ISREG(st.st_mode) && t.path.starts_with("/") && st.st_nlink > 0) {
+            t.rec.kind = uint32_t(image::FdKind::kRegular);
+        } else if (S_ISREG(st.st_mode) && st.st_nlink == 0) {
+            // Unlinked (or a memfd): the path cannot bring it back, so its content goes in.
+            t.rec.kind = uint32_t(image::FdKind::kDeleted);
+            if (t.path.ends_with(kDeleted)) t.path.resize(t.path.size() - kDeleted.size());
+            if (uint64_t(st.st_size) > kMaxDeletedFileBytes)
+                return make_error(
+                    EFBIG, strfmt("fd {}: deleted file of {} bytes is too large", fd, st.st_size));
+            auto f = open_fd(link_path, O_RDONLY);
+            if (!f) return std::unexpected(f.error());
+            t.content.resize(size_t(st.st_size));
+            ssize_t n = pread(f->get(), t.content.data(), t.content.size(), 0);
+            if (n != st.st_size)
+                return make_error(EIO, strfmt("fd {}: read deleted file {}", fd, t.path));
+        } else {
+            return make_error(EBUSY, strfmt("fd {}: {} ({}) not supported yet", fd,
+                                            kind_name(st.st_mode), t.path));
+        }
+        t.rec.path_len = uint32_t(t.path.size());
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+}  // namespace crfs

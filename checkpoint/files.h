@@ -1,0 +1,36 @@
+// Open file descriptors of a frozen task: regular files (path, flags, offset,
+// mode, and a dev/inode/size/mtime fingerprint), unlinked files (content
+// copied), character devices (by path), close-on-exec. Any other kind is an
+// EBUSY error naming the fd: `reason` reports it before a checkpoint is tried.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+struct TaskFd {
+    image::FdRecord rec{};
+    std::string path;
+    std::string content;  // deleted files only
+};
+
+// pos and flags from /proc/<pid>/fdinfo/<fd> text.
+struct FdInfo {
+    uint64_t pos = 0;
+    uint32_t flags = 0;  // octal in the file
+};
+Result<FdInfo> parse_fdinfo(std::string_view text);
+
+// Upper bound on the content of one deleted file copied into an image.
+inline constexpr uint64_t kMaxDeletedFileBytes = 1ull << 30;
+
+Result<std::vector<TaskFd>> read_fds(pid_t pid);
+
+}  // namespace crfs

@@ -1,0 +1,152 @@
+#include "checkpoint/freeze.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "checkpoint/task_attrs.h"
+#include "common/strfmt.h"
+
+namespace crfs {
+
+namespace {
+
+// How long a task may take to reach a ptrace stop. A task that is not in
+// uninterruptible sleep stops in microseconds.
+constexpr uint64_t kStopTimeoutNs = 10'000'000'000ull;
+
+// Signals delivered at freeze time before the interrupt stop wins; beyond this
+// the task is taking a flood of signals and we give up (EBUSY).
+constexpr int kMaxDeliveriesAtFreeze = 256;
+
+bool is_stop_signal(int sig) {
+    return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+}  // namespace
+
+uint64_t monotonic_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+void log_line(const std::string& line) {
+    std::fprintf(stderr, "crfs checkpoint: %s\n", line.c_str());
+}
+
+Result<int> FrozenTask::wait_stop() {
+    uint64_t deadline = monotonic_ns() + kStopTimeoutNs;
+    unsigned sleep_us = 0;
+    int yields = 0;
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(pid_, &st, __WALL | WNOHANG);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == ECHILD) {
+                attached_ = false;
+                return sys_error(ESRCH, strfmt("task {} is gone", pid_));
+            }
+            return errno_error(strfmt("waitpid {}", pid_));
+        }
+        if (r == pid_) {
+            if (WIFEXITED(st) || WIFSIGNALED(st)) {
+                attached_ = false;
+                return make_error(ESRCH, strfmt("task {} exited during the checkpoint", pid_));
+            }
+            return st;
+        }
+        if (monotonic_ns() > deadline)
+            return make_error(
+                ETIMEDOUT, strfmt("task {} did not stop within {} s (uninterruptible sleep?)", pid_,
+                                  kStopTimeoutNs / 1'000'000'000ull));
+        // The stop usually comes within microseconds (remote syscalls wait for one
+        // per step): yield the CPU to the tracee first, then back off to sleeping.
+        if (yields < 5000) {
+            ++yields;
+            sched_yield();
+            continue;
+        }
+        usleep(sleep_us);
+        sleep_us = std::min(sleep_us * 2 + 1, 1000u);
+    }
+}
+
+Result<std::unique_ptr<FrozenTask>> FrozenTask::freeze(pid_t pid) {
+    std::unique_ptr<FrozenTask> t(new FrozenTask(pid));
+    if (ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACESYSGOOD) != 0) {
+        int err = errno;
+        if (err == ESRCH) return sys_error(ESRCH, strfmt("seize task {}", pid));
+        if (err == EPERM) {
+            // ptrace refuses an exiting task with EPERM too.
+            auto st = read_task_stat(pid);
+            if (!st || st->state == 'Z' || st->state == 'X')
+                return make_error(ESRCH, strfmt("task {} exited", pid));
+            auto tracer = read_tracer_pid(pid);
+            if (tracer && *tracer != 0)
+                return make_error(EBUSY, strfmt("task {} is being traced by pid {}", pid, *tracer));
+            // A task between PF_EXITING and zombie still shows 'R': look once more.
+            usleep(10000);
+            st = read_task_stat(pid);
+            if (!st || st->state == 'Z' || st->state == 'X')
+                return make_error(ESRCH, strfmt("task {} exited", pid));
+            return make_error(EACCES, strfmt("seize task {}: no right to ptrace it", pid));
+        }
+        return sys_error(err, strfmt("seize task {}", pid));
+    }
+    t->attached_ = true;
+    t->frozen_at_ns_ = monotonic_ns();
+    if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0)
+        return errno_error(strfmt("interrupt task {}", pid));
+
+    for (int delivered = 0;; ++delivered) {
+        auto st = t->wait_stop();
+        if (!st) return std::unexpected(st.error());
+        int sig = WSTOPSIG(*st);
+        int event = *st >> 16;
+        if (event == PTRACE_EVENT_STOP) {
+            // SIGTRAP: our interrupt. A stop signal: the task is (or just went) in group-stop.
+            t->was_stopped_ = is_stop_signal(sig);
+            return t;
+        }
+        if (event != 0 || sig == (SIGTRAP | 0x80))
+            return make_error(EIO, strfmt("task {}: unexpected ptrace stop {:x}", pid, *st));
+        // Signal-delivery-stop: let the signal go through now; the interrupt is still
+        // pending and stops the task right after.
+        if (delivered >= kMaxDeliveriesAtFreeze)
+            return make_error(EBUSY, strfmt("task {} keeps taking signals; cannot freeze it", pid));
+        if (ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(uintptr_t(sig))) != 0)
+            return errno_error(strfmt("deliver signal {} to task {}", sig, pid));
+    }
+}
+
+Status FrozenTask::release() {
+    if (!attached_) return {};
+    attached_ = false;
+    released_at_ns_ = monotonic_ns();
+    // PTRACE_DETACH leaves a task whose group-stop is in effect stopped (the
+    // kernel re-arms JOBCTL_STOP_PENDING in __ptrace_unlink), else it runs.
+    if (ptrace(PTRACE_DETACH, pid_, nullptr, nullptr) != 0) {
+        if (errno == ESRCH) return make_error(ESRCH, strfmt("detach task {}: gone", pid_));
+        return errno_error(strfmt("detach task {}", pid_));
+    }
+    if (swallowed_stop_) kill(pid_, SIGSTOP);
+    return {};
+}
+
+FrozenTask::~FrozenTask() {
+    if (auto r = release(); !r) log_line(r.error().what);
+}
+
+uint64_t FrozenTask::frozen_ns() const {
+    return (released_at_ns_ ? released_at_ns_ : monotonic_ns()) - frozen_at_ns_;
+}
+
+}  // namespace crfs

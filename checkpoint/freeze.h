@@ -1,0 +1,69 @@
+// Freezing a task for a checkpoint: PTRACE_SEIZE + PTRACE_INTERRUPT, and a
+// guard whose destructor always lets the task go exactly as it was found:
+// running if it ran, still in group-stop if it was SIGSTOPped.
+//
+// A signal the task was taking at the moment of the freeze (a
+// signal-delivery-stop instead of the interrupt stop) is handed back to the
+// task at once (PTRACE_CONT with that signal): it is delivered just before the
+// checkpoint instead of just after, and the pending interrupt stops the task
+// right behind it. Nothing is lost, nothing injected.
+//
+// ptrace belongs to a thread: every call on a FrozenTask, and its destruction,
+// must happen on the thread that froze it. checkpoint_task runs each checkpoint
+// on a thread of its own, so that should a task never stop (stuck in D state)
+// the exit of that thread detaches it for us.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "common/result.h"
+
+namespace crfs {
+
+class FrozenTask {
+  public:
+    // Seizes and interrupts `pid`. Errors: ESRCH (gone, or exited meanwhile),
+    // EBUSY (already traced), EACCES (no right to ptrace it), ETIMEDOUT (did not
+    // stop within the bound).
+    static Result<std::unique_ptr<FrozenTask>> freeze(pid_t pid);
+
+    FrozenTask(const FrozenTask&) = delete;
+    FrozenTask& operator=(const FrozenTask&) = delete;
+    ~FrozenTask();  // release() unless done; a failure is logged
+
+    pid_t pid() const { return pid_; }
+    // The task was in group-stop (SIGSTOP/SIGTSTP...) when seized; it stays stopped.
+    bool was_stopped() const { return was_stopped_; }
+
+    // Waits (bounded) for the next ptrace stop and returns the wait status.
+    // The task exiting is ESRCH.
+    Result<int> wait_stop();
+
+    // A SIGSTOP that arrived while remote syscalls ran with every other signal
+    // blocked; it is sent again after detach.
+    void note_swallowed_stop() { swallowed_stop_ = true; }
+
+    // Detaches: the task runs again, or stays in group-stop if it was stopped.
+    Status release();
+
+    uint64_t frozen_ns() const;
+
+  private:
+    explicit FrozenTask(pid_t pid) : pid_(pid) {}
+    pid_t pid_;
+    bool attached_ = false;
+    bool was_stopped_ = false;
+    bool swallowed_stop_ = false;
+    uint64_t frozen_at_ns_ = 0;
+    uint64_t released_at_ns_ = 0;
+};
+
+uint64_t monotonic_ns();
+
+// Log line to stderr, prefixed "crfs checkpoint: ".
+void log_line(const std::string& line);
+
+}  // namespace crfs

@@ -1,0 +1,477 @@
+#include "checkpoint/memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "checkpoint/task_attrs.h"
+#include "common/io.h"
+#include "common/strfmt.h"
+
+namespace crfs {
+
+using image::VmaKind;
+
+namespace {
+
+constexpr uint64_t kPage = image::kPageSize;
+constexpr size_t kPagemapBatch = 64 * 1024;  // entries per pread of pagemap
+constexpr size_t kIovBatch = 1024;           // IOV_MAX
+
+template <class T>
+bool hex(std::string_view s, T& out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 16);
+    return ec == std::errc() && p == s.data() + s.size();
+}
+
+std::string_view next_field(std::string_view& line) {
+    size_t i = line.find_first_not_of(' ');
+    if (i == std::string_view::npos) {
+        line = {};
+        return {};
+    }
+    line.remove_prefix(i);
+    size_t j = line.find(' ');
+    std::string_view f = line.substr(0, j);
+    line = j == std::string_view::npos ? std::string_view() : line.substr(j);
+    return f;
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
+    std::vector<MapsEntry> out;
+    size_t lineno = 0;
+    while (!text.empty()) {
+        ++lineno;
+        size_t nl = text.find('\n');
+        std::string_view line = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+        if (line.empty()) continue;
+        std::string_view rest = line;
+        std::string_view first = next_field(rest);
+        if (!first.empty() && first.back() == ':') {  // an smaps detail line
+            if (first == "VmFlags:" && !out.empty()) {
+                for (std::string_view f = next_field(rest); !f.empty(); f = next_field(rest))
+                    for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i)
+                        if (f == image::kVmFlagNames[i]) out.back().vm_flags |= 1ull << i;
+            }
+            continue;
+        }
+        auto bad = [&] {
+            return make_error(EINVAL, strfmt("parse maps line {}: \"{}\"", lineno, line));
+        };
+        MapsEntry e;
+        size_t dash = first.find('-');
+        if (dash == std::string_view::npos || !hex(first.substr(0, dash), e.start) ||
+            !hex(first.substr(dash + 1), e.end) || e.start >= e.end)
+            return bad();
+        std::string_view perms = next_field(rest);
+        if (perms.size() != 4) return bad();
+        std::memcpy(e.perms, perms.data(), 4);
+        std::string_view off = next_field(rest), dev = next_field(rest), ino = next_field(rest);
+        size_t colon = dev.find(':');
+        if (!hex(off, e.pgoff) || colon == std::string_view::npos ||
+            !hex(dev.substr(0, colon), e.dev_major) || !hex(dev.substr(colon + 1), e.dev_minor))
+            return bad();
+        auto [p, ec] = std::from_chars(ino.data(), ino.data() + ino.size(), e.ino);
+        if (ec != std::errc() || p != ino.data() + ino.size()) return bad();
+        e.pgoff /= kPage;
+        size_t path = rest.find_first_not_of(' ');
+        if (path != std::string_view::npos) e.path = std::string(rest.substr(path));
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+VmaKind classify_vma(const MapsEntry& e) {
+    if (e.path == "[vdso]") return VmaKind::kVdso;
+    if (e.path == "[vvar]" || e.path == "[vvar_vclock]") return VmaKind::kVvar;
+    if (e.path == "[vsyscall]") return VmaKind::kVsyscall;
+    bool shared = e.perms[3] == 's';
+    if (shared) {
+        // Shared anonymous memory is a shmem file: "/dev/zero (deleted)", "/SYSV...",
+        // "[anon_shmem:name]"; a memfd or unlinked file cannot be re-mapped either.
+        if (e.ino == 0 || ends_with(e.path, " (deleted)") || e.path.starts_with("/SYSV") ||
+            e.path.starts_with("[anon_shmem:"))
+            return VmaKind::kAnonShared;
+        return VmaKind::kFileShared;
+    }
+    if (e.ino == 0) return VmaKind::kAnonPrivate;  // heap, stack, [anon:name], plain mmap
+    return VmaKind::kFilePrivate;
+}
+
+image::VmaRecord vma_record(const MapsEntry& e) {
+    image::VmaRecord r{};
+    r.start = e.start;
+    r.end = e.end;
+    r.pgoff = e.pgoff;
+    r.dev = makedev(e.dev_major, e.dev_minor);
+    r.ino = e.ino;
+    r.kind = uint32_t(classify_vma(e));
+    r.flags =
+        (e.perms[0] == 'r' ? image::kVmaRead : 0) | (e.perms[1] == 'w' ? image::kVmaWrite : 0) |
+        (e.perms[2] == 'x' ? image::kVmaExec : 0) | (e.perms[3] == 's' ? image::kVmaShared : 0) |
+        (e.path == "[heap]" ? image::kVmaHeap : 0) | (e.path == "[stack]" ? image::kVmaStack : 0) |
+        (ends_with(e.path, " (deleted)") ? image::kVmaDeleted : 0) |
+        (e.vm_flags & (1ull << 8) ? image::kVmaGrowsDown : 0);  // kVmFlagNames[8] == "gd"
+    r.vm_flags = e.vm_flags;
+    r.path_len = uint32_t(e.path.size());
+    return r;
+}
+
+bool page_needed(VmaKind kind, uint64_t pme) {
+    switch (kind) {
+        case VmaKind::kAnonPrivate:
+            return pme & (kPmPresent | kPmSwapped);
+        case VmaKind::kFilePrivate:
+            // A present page that is not a page-cache page is a private copy: dirty.
+            return (pme & kPmSwapped) || ((pme & kPmPresent) && !(pme & kPmFileOrSharedAnon));
+        default:
+            return false;
+    }
+}
+
+bool is_zero_page(const char* page) {
+    const uint64_t* w = reinterpret_cast<const uint64_t*>(page);
+    for (size_t i = 0; i < kPage / 8; i += 8) {
+        uint64_t acc =
+            w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
+        if (acc) return false;
+    }
+    return true;
+}
+
+// --- PageBuffer ----------------------------------------------------------------
+
+PageBuffer::PageBuffer(PageBuffer&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)),
+      used_(std::exchange(o.used_, 0)),
+      mapped_(std::exchange(o.mapped_, 0)) {}
+
+PageBuffer& PageBuffer::operator=(PageBuffer&& o) noexcept {
+    if (this != &o) {
+        this->~PageBuffer();
+        data_ = std::exchange(o.data_, nullptr);
+        used_ = std::exchange(o.used_, 0);
+        mapped_ = std::exchange(o.mapped_, 0);
+    }
+    return *this;
+}
+
+PageBuffer::~PageBuffer() {
+    if (data_) munmap(data_, mapped_);
+}
+
+Status PageBuffer::reserve(size_t bytes) {
+    bytes = (bytes + kPage - 1) & ~(kPage - 1);
+    if (bytes <= mapped_) return {};
+    if (data_) {
+        void* p = mremap(data_, mapped_, bytes, MREMAP_MAYMOVE);
+        if (p == MAP_FAILED) return errno_error("mremap page buffer");
+        data_ = static_cast<char*>(p);
+        madvise(data_ + mapped_, bytes - mapped_, MADV_HUGEPAGE);
+    } else {
+        void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return errno_error("mmap page buffer");
+        data_ = static_cast<char*>(p);
+        madvise(data_, bytes, MADV_HUGEPAGE);
+    }
+    // Fault the new part in now, so the copy while frozen does not pay for it.
+    madvise(data_ + mapped_, bytes - mapped_, MADV_POPULATE_WRITE);
+    mapped_ = bytes;
+    return {};
+}
+
+Result<size_t> PageBuffer::grow(size_t bytes) {
+    if (used_ + bytes > mapped_) {
+        if (auto r = reserve(std::max(used_ + bytes, mapped_ + mapped_ / 4)); !r)
+            return std::unexpected(r.error());
+    }
+    size_t off = used_;
+    used_ += bytes;
+    return off;
+}
+
+// --- dump_memory ---------------------------------------------------------------
+
+namespace {
+
+// Where a run's bytes come from.
+struct Source {
+    int fd = -1;  // -1: the task's memory at run.vaddr; else pread(fd, file_off)
+    uint64_t file_off = 0;
+    bool readable = true;  // process_vm_readv can read it (else /proc/<pid>/mem)
+};
+
+struct Plan {
+    std::vector<CopiedRun> runs;
+    std::vector<Source> sources;
+    uint64_t pages = 0;
+    bool new_vma = true;  // runs never span two VMAs: a pages record lies in one VMA
+    void add(uint64_t vaddr, uint64_t n, Source src) {
+        if (!new_vma && !runs.empty() && sources.back().fd < 0 && src.fd < 0 &&
+            sources.back().readable == src.readable &&
+            runs.back().vaddr + runs.back().nr_pages * kPage == vaddr) {
+            runs.back().nr_pages += n;
+        } else {
+            runs.push_back({vaddr, n, 0});
+            sources.push_back(src);
+        }
+        new_vma = false;
+        pages += n;
+    }
+};
+
+Status scan_pagemap(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind, Plan& plan,
+                    uint64_t& scanned) {
+    std::vector<uint64_t> pm(kPagemapBatch);
+    Source src{-1, 0, e.perms[0] == 'r'};
+    for (uint64_t addr = e.start; addr < e.end;) {
+        size_t n = std::min<uint64_t>(kPagemapBatch, (e.end - addr) / kPage);
+        ssize_t got = pread(pagemap, pm.data(), n * 8, off_t(addr / kPage * 8));
+        if (got < 0) return errno_error(strfmt("read pagemap of task {}", pid));
+        if (got == 0) return make_error(ESRCH, strfmt("pagemap of task {} ended: task gone?", pid));
+        n = size_t(got) / 8;
+        scanned += n;
+        for (size_t i = 0; i < n;) {
+            if (!page_needed(kind, pm[i])) {
+                ++i;
+                continue;
+            }
+            size_t j = i + 1;
+            while (j < n && page_needed(kind, pm[j])) ++j;
+            plan.add(addr + i * kPage, j - i, src);
+            i = j;
+        }
+        addr += n * kPage;
+    }
+    return {};
+}
+
+// Shared anonymous memory: the allocated extents of the shmem file behind it.
+Status scan_shared(pid_t pid, const MapsEntry& e, Plan& plan, std::vector<UniqueFd>& fds) {
+    std::string path = proc_path(pid, strfmt("map_files/{:x}-{:x}", e.start, e.end));
+    auto fd = open_fd(path, O_RDONLY);
+    if (!fd) return std::unexpected(fd.error());
+    off_t lo = off_t(e.pgoff * kPage), hi = off_t(e.pgoff * kPage + (e.end - e.start));
+    for (off_t pos = lo; pos < hi;) {
+        off_t data = lseek(fd->get(), pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) break;  // no data after pos
+            return errno_error("SEEK_DATA " + path);
+        }
+        if (data >= hi) break;
+        off_t hole = lseek(fd->get(), data, SEEK_HOLE);
+        if (hole < 0) return errno_error("SEEK_HOLE " + path);
+        hole = std::min(hole, hi);
+        data &= ~off_t(kPage - 1);
+        uint64_t n = (uint64_t(hole - data) + kPage - 1) / kPage;
+        n = std::min<uint64_t>(n, (uint64_t(hi) - uint64_t(data)) / kPage);
+        plan.add(e.start + uint64_t(data - lo), n, Source{fd->get(), uint64_t(data), true});
+        pos = data + off_t(n * kPage);
+    }
+    fds.push_back(std::move(*fd));
+    return {};
+}
+
+Status read_mem(int mem, uint64_t vaddr, char* dst, size_t len, pid_t pid) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(mem, dst + done, len - done, off_t(vaddr + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            return make_error(
+                EIO, strfmt("read {} bytes at {:x} of task {}: {}", len - done, vaddr + done, pid,
+                            n < 0 ? std::strerror(errno) : "short"));
+        done += size_t(n);
+    }
+    return {};
+}
+
+// A piece of a run, at most kMaxItemPages, so that work splits evenly over threads.
+struct Item {
+    uint64_t vaddr;
+    size_t len;
+    size_t buf_off;
+    Source src;
+};
+constexpr uint64_t kMaxItemPages = 4096;
+
+// Copies items [begin, end): readable task memory in process_vm_readv batches of
+// up to IOV_MAX ranges into consecutive buffer space, the rest with pread.
+Status copy_range(pid_t pid, int mem, const std::vector<Item>& items, size_t begin, size_t end,
+                  char* base) {
+    for (size_t i = begin; i < end;) {
+        const Item& it = items[i];
+        if (it.src.fd >= 0 || !it.src.readable) {
+            char* dst = base + it.buf_off;
+            if (it.src.fd >= 0) {
+                auto n = pread(it.src.fd, dst, it.len, off_t(it.src.file_off));
+                if (n != ssize_t(it.len))
+                    return make_error(
+                        EIO, strfmt("read shared memory at {:x} of task {}", it.vaddr, pid));
+            } else if (auto r = read_mem(mem, it.vaddr, dst, it.len, pid); !r) {
+                return r;
+            }
+            ++i;
+            continue;
+        }
+        iovec remote[kIovBatch];
+        size_t k = 0, bytes = 0;
+        while (i + k < end && k < kIovBatch && items[i + k].src.fd < 0 &&
+               items[i + k].src.readable) {
+            remote[k] = {reinterpret_cast<void*>(items[i + k].vaddr), items[i + k].len};
+            bytes += items[i + k].len;
+            ++k;
+        }
+        iovec local{base + it.buf_off, bytes};
+        ssize_t n = process_vm_readv(pid, &local, 1, remote, k, 0);
+        if (n < 0 && errno == ESRCH) return make_error(ESRCH, strfmt("task {} is gone", pid));
+        size_t got = n < 0 ? 0 : size_t(n);
+        if (got == bytes) {
+            i += k;
+            continue;
+        }
+        // Short: skip the fully read items, finish the failed one through /proc/<pid>/mem.
+        while (got >= items[i].len) {
+            got -= items[i].len;
+            ++i;
+        }
+        if (auto r = read_mem(mem, items[i].vaddr + got, base + items[i].buf_off + got,
+                              items[i].len - got, pid);
+            !r)
+            return r;
+        ++i;
+    }
+    return {};
+}
+
+// Copies every run, on up to kCopyThreads threads: one core's copy bandwidth
+// is well below the machine's, and the frozen task waits on this.
+constexpr unsigned kCopyThreads = 4;
+
+Status copy_runs(pid_t pid, int mem, const Plan& plan, char* base) {
+    std::vector<Item> items;
+    uint64_t total = 0;
+    for (size_t r = 0; r < plan.runs.size(); ++r) {
+        const CopiedRun& run = plan.runs[r];
+        for (uint64_t p = 0; p < run.nr_pages; p += kMaxItemPages) {
+            uint64_t n = std::min(kMaxItemPages, run.nr_pages - p);
+            Source src = plan.sources[r];
+            src.file_off += p * kPage;
+            items.push_back({run.vaddr + p * kPage, n * kPage, run.buf_off + p * kPage, src});
+            total += n * kPage;
+        }
+    }
+    unsigned threads = std::min(kCopyThreads, std::max(1u, std::thread::hardware_concurrency()));
+    if (threads == 1 || total < (64u << 20))
+        return copy_range(pid, mem, items, 0, items.size(), base);
+
+    // Ranges of consecutive items of about equal bytes, handed out in order.
+    std::vector<size_t> cuts{0};
+    uint64_t per = total / (threads * 4) + 1, acc = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+        acc += items[i].len;
+        if (acc >= per) {
+            cuts.push_back(i + 1);
+            acc = 0;
+        }
+    }
+    if (cuts.back() != items.size()) cuts.push_back(items.size());
+    std::atomic<size_t> next{0};
+    std::mutex mu;
+    Status first_error;
+    auto work = [&] {
+        for (size_t c; (c = next.fetch_add(1)) + 1 < cuts.size();) {
+            auto r = copy_range(pid, mem, items, cuts[c], cuts[c + 1], base);
+            if (!r) {
+                std::lock_guard l(mu);
+                if (first_error) first_error = r;
+                next = cuts.size();  // stop the others early
+            }
+        }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    return first_error;
+}
+
+}  // namespace
+
+Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
+    MemoryDump d;
+    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
+    uint64_t t0 = 0;
+    auto mark = [&](const char* what) {
+        if (!trace) return;
+        timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+        if (t0) fprintf(stderr, "crfs checkpoint:   memory %s: %lu us\n", what, (now - t0) / 1000);
+        t0 = now;
+    };
+    mark("");
+    auto smaps = read_proc(pid, "smaps", 256 << 20);
+    if (!smaps) return std::unexpected(smaps.error());
+    auto maps = parse_maps(*smaps);
+    if (!maps) return std::unexpected(maps.error());
+    d.maps = std::move(*maps);
+    mark("smaps");
+
+    auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
+    if (!pagemap) return std::unexpected(pagemap.error());
+    auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
+    if (!mem) return std::unexpected(mem.error());
+
+    Plan plan;
+    std::vector<UniqueFd> shared_fds;
+    for (const MapsEntry& e : d.maps) {
+        VmaKind kind = classify_vma(e);
+        plan.new_vma = true;
+        Status s;
+        if (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate)
+            s = scan_pagemap(pid, pagemap->get(), e, kind, plan, d.pages_scanned);
+        else if (kind == VmaKind::kAnonShared)
+            s = scan_shared(pid, e, plan, shared_fds);
+        if (!s) return std::unexpected(s.error());
+    }
+
+    mark("pagemap scan");
+    auto off = buffer.grow(plan.pages * kPage);
+    if (!off) return std::unexpected(off.error());
+    size_t pos = *off;
+    for (CopiedRun& r : plan.runs) {
+        r.buf_off = pos;
+        pos += r.nr_pages * kPage;
+    }
+    if (auto r = copy_runs(pid, mem->get(), plan, buffer.data()); !r)
+        return std::unexpected(r.error());
+    mark("copy");
+    d.runs = std::move(plan.runs);
+    d.pages_copied = plan.pages;
+    d.buffer = std::move(buffer);
+    return d;
+}
+
+}  // namespace crfs

@@ -1,0 +1,92 @@
+// Memory of a frozen task: VMAs from /proc/<pid>/smaps, which pages to store
+// (from /proc/<pid>/pagemap), and copying them out in large batches.
+//
+// Which pages are stored, by VMA kind (see docs/image-format.md):
+//   private anonymous   present or swapped pages
+//   private file        swapped pages, and present pages that are anonymous
+//                       (pagemap bit 61 clear): those differ from the file.
+//                       Clean page-cache pages come back from the file.
+//   shared anonymous    allocated content (SEEK_DATA on /proc/<pid>/map_files)
+//   shared file, vdso, vvar, vsyscall: none
+// Pages that turn out all-zero are dropped after the task is thawed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+// One line of /proc/<pid>/maps, plus VmFlags when parsed from smaps.
+struct MapsEntry {
+    uint64_t start = 0, end = 0, pgoff = 0;
+    uint32_t dev_major = 0, dev_minor = 0;
+    uint64_t ino = 0;
+    char perms[5] = "----";  // rwxp / rwxs
+    std::string path;        // "" for anonymous, "[heap]", "/usr/lib/... (deleted)"
+    uint64_t vm_flags = 0;   // bit i = image::kVmFlagNames[i]
+};
+
+// Parses maps or smaps text (smaps detail lines are skipped, VmFlags kept).
+Result<std::vector<MapsEntry>> parse_maps(std::string_view text);
+
+image::VmaKind classify_vma(const MapsEntry& e);
+image::VmaRecord vma_record(const MapsEntry& e);
+
+// pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst).
+inline constexpr uint64_t kPmPresent = 1ull << 63;
+inline constexpr uint64_t kPmSwapped = 1ull << 62;
+inline constexpr uint64_t kPmFileOrSharedAnon = 1ull << 61;
+
+// Whether a page with pagemap entry `pme` in a VMA of `kind` goes into the image.
+bool page_needed(image::VmaKind kind, uint64_t pme);
+
+// A page-aligned anonymous buffer that holds copied pages (one mmap, grown with
+// mremap), so a 1 GiB checkpoint is not a million small allocations.
+class PageBuffer {
+  public:
+    PageBuffer() = default;
+    PageBuffer(PageBuffer&& o) noexcept;
+    PageBuffer& operator=(PageBuffer&& o) noexcept;
+    ~PageBuffer();
+    // Maps and pre-faults `bytes` (huge pages where possible), before the freeze.
+    Status reserve(size_t bytes);
+    // Makes room for `bytes` more; returns their offset in the buffer.
+    Result<size_t> grow(size_t bytes);
+    char* data() const { return data_; }
+    size_t size() const { return used_; }
+
+  private:
+    char* data_ = nullptr;
+    size_t used_ = 0, mapped_ = 0;
+};
+
+// Pages copied out of the task: run i covers `nr_pages` pages at `vaddr`,
+// stored at buffer offset `buf_off`.
+struct CopiedRun {
+    uint64_t vaddr;
+    uint64_t nr_pages;
+    size_t buf_off;
+};
+
+struct MemoryDump {
+    std::vector<MapsEntry> maps;
+    std::vector<CopiedRun> runs;
+    PageBuffer buffer;
+    uint64_t pages_scanned = 0;
+    uint64_t pages_copied = 0;
+};
+
+// Reads the VMAs of a frozen task and copies out every page that must be stored.
+// `buffer` should come reserved (PageBuffer::reserve) from before the freeze.
+Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer);
+
+bool is_zero_page(const char* page);
+
+}  // namespace crfs

@@ -1,0 +1,21 @@
+// Registers of a frozen task: general purpose with fs/gs base (NT_PRSTATUS)
+// and the full xsave area (NT_X86_XSTATE), so FPU/SSE/AVX state survives.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "common/result.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+struct TaskRegs {
+    image::RegsRecord gp{};
+    std::string xstate;  // raw xsave area as the kernel reports it
+};
+
+Result<TaskRegs> read_regs(pid_t pid);
+
+}  // namespace crfs

@@ -1,0 +1,198 @@
+#include "checkpoint/remote_syscall.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <vector>
+
+#include "checkpoint/task_attrs.h"
+#include "common/io.h"
+#include "common/strfmt.h"
+
+namespace crfs {
+
+namespace {
+
+// Bound on stops that are not ours (job-control traps) per injected syscall.
+constexpr int kMaxForeignStops = 64;
+
+// Kernel-internal restart codes (include/linux/errno.h).
+constexpr int64_t kErestartSys = -512, kErestartNoIntr = -513, kErestartNoHand = -514,
+                  kErestartRestartBlock = -516;
+constexpr uint64_t kNrRestartSyscall = 219;
+
+}  // namespace
+
+user_regs_struct restart_fixup(const user_regs_struct& in) {
+    user_regs_struct r = in;
+    if (int64_t(r.orig_rax) < 0) return r;
+    switch (int64_t(r.rax)) {
+        case kErestartSys:
+        case kErestartNoIntr:
+        case kErestartNoHand:
+            r.rax = r.orig_rax;
+            r.rip -= 2;  // back onto the `syscall` instruction
+            break;
+        case kErestartRestartBlock:
+            r.rax = kNrRestartSyscall;
+            r.rip -= 2;
+            break;
+        default:
+            return r;
+    }
+    r.orig_rax = ~uint64_t(0);
+    return r;
+}
+
+Status RemoteSyscall::mem_io(uint64_t addr, void* buf, size_t len, bool write) const {
+    // /proc/<pid>/mem rather than process_vm_*: it works on any page the
+    // tracer may access, whatever its protection.
+    auto fd = open_fd(proc_path(task_.pid(), "mem"), write ? O_RDWR : O_RDONLY);
+    if (!fd) return std::unexpected(fd.error());
+    ssize_t n =
+        write ? pwrite(fd->get(), buf, len, off_t(addr)) : pread(fd->get(), buf, len, off_t(addr));
+    if (n != ssize_t(len))
+        return make_error(
+            EIO, strfmt("{} {} bytes at {:x} of task {}: {}", write ? "write" : "read", len, addr,
+                        task_.pid(), n < 0 ? std::strerror(errno) : "short"));
+    return {};
+}
+
+Result<std::unique_ptr<RemoteSyscall>> RemoteSyscall::prepare(FrozenTask& task, uint64_t vdso_start,
+                                                              uint64_t vdso_end) {
+    std::unique_ptr<RemoteSyscall> rs(new RemoteSyscall(task));
+    pid_t pid = task.pid();
+    if (ptrace(PTRACE_GETREGS, pid, nullptr, &rs->saved_regs_) != 0)
+        return errno_error(strfmt("get registers of task {}", pid));
+    if (ptrace(PTRACE_GETSIGMASK, pid, sizeof rs->saved_mask_, &rs->saved_mask_) != 0)
+        return errno_error(strfmt("get signal mask of task {}", pid));
+
+    // A `syscall` instruction (0f 05) in the vdso: executing it from there
+    // changes no byte of the task. The kernel's vdso has one in its fallbacks.
+    if (vdso_end > vdso_start && vdso_end - vdso_start <= (1u << 20)) {
+        std::vector<unsigned char> text(vdso_end - vdso_start);
+        if (rs->mem_io(vdso_start, text.data(), text.size(), false))
+            for (size_t i = 0; i + 1 < text.size(); ++i)
+                if (text[i] == 0x0f && text[i + 1] == 0x05) {
+                    rs->syscall_addr_ = vdso_start + i;
+                    break;
+                }
+    }
+    if (rs->syscall_addr_ == 0) {
+        // No vdso: borrow two bytes at rip, which is mapped executable.
+        rs->syscall_addr_ = rs->saved_regs_.rip;
+        errno = 0;
+        rs->saved_text_ = ptrace(PTRACE_PEEKTEXT, pid, rs->syscall_addr_, nullptr);
+        if (errno) return errno_error(strfmt("peek text of task {}", pid));
+        long patched = (rs->saved_text_ & ~0xffffl) | 0x050f;
+        if (ptrace(PTRACE_POKETEXT, pid, rs->syscall_addr_, patched) != 0)
+            return errno_error(strfmt("poke text of task {}", pid));
+        rs->patched_ = true;
+    }
+
+    // Scratch below the 128-byte red zone, where a signal frame could go anyway.
+    rs->scratch_ = (rs->saved_regs_.rsp - 128 - kScratchSize) & ~uint64_t(63);
+    if (auto r = rs->mem_io(rs->scratch_, rs->saved_scratch_, kScratchSize, false); !r) {
+        if (rs->patched_) ptrace(PTRACE_POKETEXT, pid, rs->syscall_addr_, rs->saved_text_);
+        return std::unexpected(r.error().context("scratch area on the stack"));
+    }
+    rs->active_ = true;
+
+    uint64_t all = ~uint64_t(0);
+    if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) != 0) {
+        auto e = errno_error(strfmt("block signals of task {}", pid));
+        (void)rs->finish();
+        return e;
+    }
+    return rs;
+}
+
+Result<int64_t> RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                                    uint64_t a5, uint64_t a6) {
+    pid_t pid = task_.pid();
+    user_regs_struct r = saved_regs_;
+    r.rip = syscall_addr_;
+    r.rax = uint64_t(nr);
+    r.orig_rax = ~uint64_t(0);  // no syscall in progress: nothing for the kernel to restart
+    r.rdi = a1;
+    r.rsi = a2;
+    r.rdx = a3;
+    r.r10 = a4;
+    r.r8 = a5;
+    r.r9 = a6;
+    if (ptrace(PTRACE_SETREGS, pid, nullptr, &r) != 0)
+        return errno_error(strfmt("set registers of task {}", pid));
+    ++calls_;
+
+    bool entered = false;
+    for (int foreign = 0; foreign < kMaxForeignStops;) {
+        if (ptrace(PTRACE_SYSCALL, pid, nullptr, nullptr) != 0)
+            return errno_error(strfmt("resume task {} for a remote syscall", pid));
+        auto st = task_.wait_stop();
+        if (!st) return std::unexpected(st.error());
+        int sig = WSTOPSIG(*st);
+        if (sig == (SIGTRAP | 0x80)) {
+            __ptrace_syscall_info info{};
+            if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0)
+                return errno_error(strfmt("syscall info of task {}", pid));
+            if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
+                if (info.entry.nr != uint64_t(nr))
+                    return make_error(
+                        EIO, strfmt("task {} entered syscall {}, not {}", pid, info.entry.nr, nr));
+                entered = true;
+                continue;
+            }
+            if (info.op == PTRACE_SYSCALL_INFO_EXIT && entered) return info.exit.rval;
+            return make_error(EIO, strfmt("task {}: unexpected syscall stop", pid));
+        }
+        ++foreign;
+        if ((*st >> 16) == PTRACE_EVENT_STOP) continue;  // a job-control trap: go on
+        if ((*st >> 16) == 0) {
+            // Signal-delivery-stop. Only SIGSTOP gets through the full mask (SIGKILL
+            // does not stop); keep it for after detach. Anything else is a fault
+            // of the injected instruction.
+            if (sig == SIGSTOP) {
+                task_.note_swallowed_stop();
+                continue;
+            }
+            return make_error(
+                EIO, strfmt("remote syscall {} in task {} raised signal {}", nr, pid, sig));
+        }
+        return make_error(EIO, strfmt("task {}: unexpected ptrace stop {:x}", pid, *st));
+    }
+    return make_error(EIO, strfmt("task {}: remote syscall {} kept being interrupted", pid, nr));
+}
+
+Status RemoteSyscall::read_scratch(void* out, size_t len) const {
+    if (len > kScratchSize) return make_error(EINVAL, "scratch read too large");
+    return mem_io(scratch_, out, len, false);
+}
+
+Status RemoteSyscall::finish() {
+    if (!active_) return {};
+    active_ = false;
+    pid_t pid = task_.pid();
+    Status result;
+    auto keep_first = [&](Status s) {
+        if (!s && result) result = s;
+    };
+    keep_first(mem_io(scratch_, saved_scratch_, kScratchSize, true));
+    if (patched_ && ptrace(PTRACE_POKETEXT, pid, syscall_addr_, saved_text_) != 0)
+        keep_first(errno_error(strfmt("restore text of task {}", pid)));
+    if (ptrace(PTRACE_SETSIGMASK, pid, sizeof saved_mask_, &saved_mask_) != 0)
+        keep_first(errno_error(strfmt("restore signal mask of task {}", pid)));
+    if (calls_ > 0) saved_regs_ = restart_fixup(saved_regs_);
+    if (ptrace(PTRACE_SETREGS, pid, nullptr, &saved_regs_) != 0)
+        keep_first(errno_error(strfmt("restore registers of task {}", pid)));
+    return result;
+}
+
+RemoteSyscall::~RemoteSyscall() {
+    if (auto r = finish(); !r) log_line(r.error().what);
+}
+
+}  // namespace crfs

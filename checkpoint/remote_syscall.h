@@ -1,0 +1,79 @@
+// Running syscalls inside a frozen task (as CRIU's compel does), for the state
+// that /proc does not show: sigactions, the alternate signal stack, itimers, brk.
+//
+// How: save the registers and the signal mask; block every signal
+// (PTRACE_SETSIGMASK) so nothing is delivered meanwhile; point rip at a
+// `syscall` instruction that already exists in the vdso (so no text is
+// written; if there is no vdso, two bytes at rip are patched and put back);
+// set orig_rax = -1 so the kernel does not restart the syscall the task was
+// stopped in; step through syscall-enter and syscall-exit stops with
+// PTRACE_SYSCALL; read rax. finish() puts back the mask, the scratch bytes,
+// any patched text and the registers.
+//
+// Syscall restart: a task interrupted in nanosleep/read sits in the kernel with
+// rax = -ERESTART*; the kernel turns that into a restart only on its way out of
+// the signal-handling path. After our injections the task leaves from a
+// syscall-exit stop instead, which does not look at rax again, so finish()
+// performs the restart itself (restart_fixup: rip back onto the `syscall`,
+// rax = the syscall number or restart_syscall, orig_rax = -1), as compel does.
+//
+// Output buffers live in a scratch area below the red zone of the task's
+// stack; its bytes are saved first and written back in finish().
+#pragma once
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <string>
+
+#include "checkpoint/freeze.h"
+#include "common/result.h"
+
+namespace crfs {
+
+class RemoteSyscall {
+  public:
+    static constexpr size_t kScratchSize = 512;
+
+    // `vdso_start/end`: the [vdso] mapping, or 0/0 if the task has none.
+    static Result<std::unique_ptr<RemoteSyscall>> prepare(FrozenTask& task, uint64_t vdso_start,
+                                                          uint64_t vdso_end);
+    RemoteSyscall(const RemoteSyscall&) = delete;
+    RemoteSyscall& operator=(const RemoteSyscall&) = delete;
+    ~RemoteSyscall();  // finish() if not done; failure logged
+
+    // Runs syscall `nr`; returns its raw result (negative errno on failure).
+    Result<int64_t> call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+                         uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
+
+    // Address in the task of kScratchSize bytes usable as syscall output.
+    uint64_t scratch() const { return scratch_; }
+    Status read_scratch(void* out, size_t len) const;
+
+    // The registers and blocked-signal mask as they were before any injection.
+    const user_regs_struct& saved_regs() const { return saved_regs_; }
+    uint64_t saved_sigmask() const { return saved_mask_; }
+
+    Status finish();
+
+  private:
+    explicit RemoteSyscall(FrozenTask& t) : task_(t) {}
+    Status mem_io(uint64_t addr, void* buf, size_t len, bool write) const;
+    FrozenTask& task_;
+    user_regs_struct saved_regs_{};
+    uint64_t saved_mask_ = 0;
+    uint64_t syscall_addr_ = 0;
+    bool patched_ = false;
+    long saved_text_ = 0;
+    uint64_t scratch_ = 0;
+    char saved_scratch_[kScratchSize];
+    bool active_ = false;
+    int calls_ = 0;
+};
+
+// The registers of a task stopped in a syscall that the kernel would restart,
+// rewritten so that returning to user space re-executes it (see above).
+user_regs_struct restart_fixup(const user_regs_struct& regs);
+
+}  // namespace crfs

@@ -1,0 +1,388 @@
+#include "common/image_reader.h"
+
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include "common/strfmt.h"
+
+namespace crfs {
+
+using image::RecordType;
+
+namespace {
+
+std::unexpected<Error> bad(std::string what) {
+    return make_error(EBADMSG, std::move(what));
+}
+
+std::string hex_prefix(const void* p, size_t n) {
+    std::string s;
+    for (size_t i = 0; i < n; ++i)
+        s += strfmt("{}{:02x}", i ? " " : "", static_cast<const unsigned char*>(p)[i]);
+    return s;
+}
+
+}  // namespace
+
+Result<size_t> FdSource::read(void* buf, size_t len) {
+    char* out = static_cast<char*>(buf);
+    size_t done = 0;
+    while (done < len) {
+        if (pos_ == end_) {
+            if (eof_) break;
+            ssize_t n;
+            do {
+                n = ::read(fd_, buf_.data(), buf_.size());
+            } while (n < 0 && errno == EINTR);
+            if (n < 0) return errno_error("read image");
+            if (n == 0) {
+                eof_ = true;
+                break;
+            }
+            pos_ = 0;
+            end_ = static_cast<size_t>(n);
+        }
+        size_t k = std::min(len - done, end_ - pos_);
+        std::memcpy(out + done, buf_.data() + pos_, k);
+        pos_ += k;
+        done += k;
+    }
+    return done;
+}
+
+Result<size_t> MemorySource::read(void* buf, size_t len) {
+    size_t k = std::min(len, size_ - pos_);
+    if (k) std::memcpy(buf, data_ + pos_, k);
+    pos_ += k;
+    return k;
+}
+
+ImageReader::~ImageReader() {
+    if (xxh_) XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
+}
+
+Status ImageReader::read_exact(void* buf, size_t len, const std::string& where, bool hash) {
+    auto n = src_.read(buf, len);
+    if (!n) return std::unexpected(n.error());
+    if (hash) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), buf, *n);
+    offset_ += *n;
+    if (*n < len)
+        return bad(
+            strfmt("truncated image: unexpected end of file in {} at byte {}", where, offset_));
+    return {};
+}
+
+Result<image::Header> ImageReader::read_header() {
+    xxh_ = XXH3_createState();
+    XXH3_64bits_reset(static_cast<XXH3_state_t*>(xxh_));
+    image::Header h{};
+    // Magic first, alone, so that a short non-image file says "bad magic", not "truncated".
+    auto n = src_.read(h.magic, sizeof h.magic);
+    if (!n) return std::unexpected(n.error());
+    XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), h.magic, *n);
+    offset_ += *n;
+    if (*n < sizeof h.magic || std::memcmp(h.magic, image::kMagic, sizeof h.magic) != 0)
+        return bad(strfmt("bad magic: not a crfs image (starts with {})",
+                          *n ? hex_prefix(h.magic, *n) : "nothing, empty file"));
+    // version and header_size, then the rest of the header as the writer sized it.
+    if (auto r = read_exact(&h.version, 8, "header", true); !r) return std::unexpected(r.error());
+    if (h.version < image::kMinReadableVersion || h.version > image::kFormatVersion)
+        return make_error(ENOTSUP, strfmt("unsupported format version {} (this crfs reads {}"
+                                          "{})",
+                                          h.version, image::kMinReadableVersion,
+                                          image::kFormatVersion == image::kMinReadableVersion
+                                              ? std::string()
+                                              : strfmt("..{}", image::kFormatVersion)));
+    if (h.header_size < sizeof h || h.header_size > 4096)
+        return bad(strfmt("bad header size {} (expected {}..4096)", h.header_size, sizeof h));
+    if (auto r = read_exact(reinterpret_cast<char*>(&h) + 16, sizeof h - 16, "header", true); !r)
+        return std::unexpected(r.error());
+    char skip[4096];
+    if (auto r = read_exact(skip, h.header_size - sizeof h, "header", true); !r)
+        return std::unexpected(r.error());
+    if (h.arch != image::kArchX86_64)
+        return make_error(ENOTSUP, strfmt("unsupported architecture {} (this crfs reads "
+                                          "x86-64, {})",
+                                          h.arch, image::kArchX86_64));
+    if (h.page_size != image::kPageSize)
+        return make_error(ENOTSUP, strfmt("unsupported page size {} (this crfs reads {})",
+                                          h.page_size, image::kPageSize));
+    h.kernel_release[sizeof h.kernel_release - 1] = '\0';
+    header_read_ = true;
+    return h;
+}
+
+Result<std::optional<Record>> ImageReader::next() {
+    if (!header_read_) return make_error(EINVAL, "image reader: read_header() not called");
+    if (done_) return std::optional<Record>();
+    image::RecordHeader rh{};
+    uint64_t start = offset_;
+    auto n = src_.read(&rh, sizeof rh);
+    if (!n) return std::unexpected(n.error());
+    offset_ += *n;
+    if (*n == 0)
+        return bad(
+            strfmt("truncated image: no trailer (stream ends after {} records at "
+                   "byte {})",
+                   records_, start));
+    if (*n < sizeof rh)
+        return bad(
+            strfmt("truncated image: unexpected end of file in record {} header at "
+                   "byte {}",
+                   records_, offset_));
+    const image::RecordTypeInfo* info = image::record_type_info(rh.type);
+    if (!info) return bad(strfmt("unknown record type {} at byte {}", rh.type, start));
+    if (rh.length > info->max_length)
+        return bad(strfmt("record length {} exceeds limit {} for record {} ({}) at byte {}",
+                          rh.length, info->max_length, records_, info->name, start));
+    if (rh.length < info->min_length)
+        return bad(strfmt("record length {} below minimum {} for record {} ({}) at byte {}",
+                          rh.length, info->min_length, records_, info->name, start));
+    bool trailer = info->type == RecordType::kTrailer;
+    if (!trailer) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), &rh, sizeof rh);
+
+    Record rec{info->type, info->name, records_, start, {}};
+    rec.payload.resize(rh.length);
+    std::string where =
+        trailer ? std::string("trailer") : strfmt("record {} ({})", records_, info->name);
+    if (auto r = read_exact(rec.payload.data(), rh.length, where, !trailer); !r)
+        return std::unexpected(r.error());
+    if (!trailer) {
+        ++records_;
+        return std::optional<Record>(std::move(rec));
+    }
+
+    image::Trailer t;
+    std::memcpy(&t, rec.payload.data(), sizeof t);
+    if (std::memcmp(t.magic, image::kTrailerMagic, sizeof t.magic) != 0)
+        return bad(strfmt("bad trailer magic at byte {}", start));
+    checksum_ = XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_));
+    if (t.checksum != checksum_)
+        return bad(strfmt("checksum mismatch: trailer says {:016x}, stream hashes to {:016x}",
+                          t.checksum, checksum_));
+    if (t.record_count != records_)
+        return bad(strfmt("record count mismatch: trailer says {}, stream has {}", t.record_count,
+                          records_));
+    char extra;
+    auto e = src_.read(&extra, 1);
+    if (!e) return std::unexpected(e.error());
+    if (*e != 0) return bad(strfmt("trailing data after the trailer at byte {}", offset_));
+    done_ = true;
+    return std::optional<Record>();
+}
+
+// --- decode_image ---------------------------------------------------------------
+
+namespace {
+
+template <class T>
+T load(const std::string& p, size_t off = 0) {
+    T v;
+    std::memcpy(&v, p.data() + off, sizeof v);
+    return v;
+}
+
+// The variable tail after a fixed struct must be exactly `want` bytes.
+Status expect_tail(const Record& r, size_t fixed, uint64_t want) {
+    if (r.payload.size() - fixed != want)
+        return bad(
+            strfmt("record {} ({}) at byte {}: {} bytes after the fixed part, fields "
+                   "say {}",
+                   r.index, r.name, r.offset, r.payload.size() - fixed, want));
+    return {};
+}
+
+std::unexpected<Error> inconsistent(const Record& r, std::string what) {
+    return bad(strfmt("record {} ({}) at byte {}: {}", r.index, r.name, r.offset, what));
+}
+
+}  // namespace
+
+Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
+    DecodedImage img;
+    ImageReader reader(src);
+    auto h = reader.read_header();
+    if (!h) return std::unexpected(h.error());
+    img.header = *h;
+
+    // Records that must appear exactly once.
+    constexpr RecordType kSingletons[] = {
+        RecordType::kTask,    RecordType::kCreds,  RecordType::kFs,         RecordType::kMm,
+        RecordType::kRegs,    RecordType::kXstate, RecordType::kSigactions, RecordType::kSigstate,
+        RecordType::kRlimits, RecordType::kItimers};
+    uint32_t seen[std::size(image::kRecordTypes)] = {};
+    auto seen_slot = [&](RecordType t) -> uint32_t& {
+        for (size_t i = 0; i < std::size(image::kRecordTypes); ++i)
+            if (image::kRecordTypes[i].type == t) return seen[i];
+        __builtin_unreachable();
+    };
+
+    for (;;) {
+        auto next = reader.next();
+        if (!next) return std::unexpected(next.error());
+        if (!*next) break;
+        Record& r = **next;
+        uint32_t& count = seen_slot(r.type);
+        if (++count > 1 && std::find(std::begin(kSingletons), std::end(kSingletons), r.type) !=
+                               std::end(kSingletons))
+            return inconsistent(r, "duplicate record");
+        if (r.type == RecordType::kStats && count > 1) return inconsistent(r, "duplicate record");
+        const std::string& p = r.payload;
+        switch (r.type) {
+            case RecordType::kTask:
+                img.task = load<image::TaskRecord>(p);
+                img.task.comm[sizeof img.task.comm - 1] = '\0';
+                break;
+            case RecordType::kCreds: {
+                img.creds = load<image::CredsRecord>(p);
+                if (img.creds.ngroups > 65536) return inconsistent(r, "too many groups");
+                if (auto t = expect_tail(r, sizeof img.creds, uint64_t(img.creds.ngroups) * 4); !t)
+                    return std::unexpected(t.error());
+                img.groups.resize(img.creds.ngroups);
+                if (!img.groups.empty())
+                    std::memcpy(img.groups.data(), p.data() + sizeof img.creds,
+                                img.groups.size() * 4);
+                break;
+            }
+            case RecordType::kFs: {
+                img.fs = load<image::FsRecord>(p);
+                if (auto t =
+                        expect_tail(r, sizeof img.fs, uint64_t(img.fs.cwd_len) + img.fs.root_len);
+                    !t)
+                    return std::unexpected(t.error());
+                img.cwd = p.substr(sizeof img.fs, img.fs.cwd_len);
+                img.root = p.substr(sizeof img.fs + img.fs.cwd_len, img.fs.root_len);
+                break;
+            }
+            case RecordType::kMm: {
+                img.mm = load<image::MmRecord>(p);
+                if (img.mm.auxv_len % 16 != 0) return inconsistent(r, "auxv length not a pair");
+                if (auto t =
+                        expect_tail(r, sizeof img.mm, uint64_t(img.mm.auxv_len) + img.mm.exe_len);
+                    !t)
+                    return std::unexpected(t.error());
+                img.auxv.resize(img.mm.auxv_len / 8);
+                if (!img.auxv.empty())
+                    std::memcpy(img.auxv.data(), p.data() + sizeof img.mm, img.mm.auxv_len);
+                img.exe = p.substr(sizeof img.mm + img.mm.auxv_len, img.mm.exe_len);
+                break;
+            }
+            case RecordType::kVma: {
+                VmaEntry v{load<image::VmaRecord>(p), {}};
+                if (auto t = expect_tail(r, sizeof v.rec, v.rec.path_len); !t)
+                    return std::unexpected(t.error());
+                v.path = p.substr(sizeof v.rec);
+                if (v.rec.start >= v.rec.end || v.rec.start % image::kPageSize ||
+                    v.rec.end % image::kPageSize)
+                    return inconsistent(r, strfmt("bad range {:x}-{:x}", v.rec.start, v.rec.end));
+                if (!img.vmas.empty() && v.rec.start < img.vmas.back().rec.end)
+                    return inconsistent(r, "VMAs overlap or are out of order");
+                if (v.rec.kind < uint32_t(image::VmaKind::kAnonPrivate) ||
+                    v.rec.kind > uint32_t(image::VmaKind::kVsyscall))
+                    return inconsistent(r, strfmt("unknown VMA kind {}", v.rec.kind));
+                img.vmas.push_back(std::move(v));
+                break;
+            }
+            case RecordType::kPages: {
+                auto pr = load<image::PagesRecord>(p);
+                if (pr.nr_pages == 0 || pr.nr_pages > image::kMaxPagesPerRecord)
+                    return inconsistent(r, strfmt("bad page count {}", pr.nr_pages));
+                if (auto t = expect_tail(r, sizeof pr, uint64_t(pr.nr_pages) * image::kPageSize);
+                    !t)
+                    return std::unexpected(t.error());
+                if (pr.vaddr % image::kPageSize)
+                    return inconsistent(r, strfmt("unaligned address {:x}", pr.vaddr));
+                uint64_t end = pr.vaddr + uint64_t(pr.nr_pages) * image::kPageSize;
+                auto vma = std::find_if(img.vmas.begin(), img.vmas.end(), [&](const VmaEntry& v) {
+                    return v.rec.start <= pr.vaddr && end <= v.rec.end && end > pr.vaddr;
+                });
+                if (vma == img.vmas.end())
+                    return inconsistent(r,
+                                        strfmt("pages {:x}-{:x} outside every VMA", pr.vaddr, end));
+                PageRun run{
+                    pr.vaddr, pr.nr_pages, r.offset + sizeof(image::RecordHeader) + sizeof pr, {}};
+                if (opts.keep_data) run.data = p.substr(sizeof pr);
+                img.pages.push_back(std::move(run));
+                break;
+            }
+            case RecordType::kRegs:
+                img.regs = load<image::RegsRecord>(p);
+                break;
+            case RecordType::kXstate:
+                img.xstate = p;
+                break;
+            case RecordType::kSigactions:
+                img.sigactions = load<image::SigactionsRecord>(p);
+                break;
+            case RecordType::kSigstate:
+                img.sigstate = load<image::SigstateRecord>(p);
+                break;
+            case RecordType::kSiginfo: {
+                auto si = load<image::SiginfoRecord>(p);
+                if (si.queue > image::kSigqueueShared)
+                    return inconsistent(r, strfmt("unknown signal queue {}", si.queue));
+                if (img.pending.size() >= 1u << 20) return inconsistent(r, "too many signals");
+                img.pending.push_back(si);
+                break;
+            }
+            case RecordType::kRlimits:
+                img.rlimits = load<image::RlimitsRecord>(p);
+                break;
+            case RecordType::kItimers:
+                img.itimers = load<image::ItimersRecord>(p);
+                break;
+            case RecordType::kFd: {
+                FdEntry f{load<image::FdRecord>(p), {}, 0, {}};
+                if (auto t = expect_tail(r, sizeof f.rec, f.rec.path_len); !t)
+                    return std::unexpected(t.error());
+                f.path = p.substr(sizeof f.rec);
+                if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
+                if (f.rec.kind < uint32_t(image::FdKind::kRegular) ||
+                    f.rec.kind > uint32_t(image::FdKind::kCharDev))
+                    return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
+                for (const auto& o : img.fds)
+                    if (o.rec.fd == f.rec.fd)
+                        return inconsistent(r, strfmt("fd {} twice", f.rec.fd));
+                img.fds.push_back(std::move(f));
+                break;
+            }
+            case RecordType::kFdData: {
+                auto d = load<image::FdDataRecord>(p);
+                auto f = std::find_if(img.fds.begin(), img.fds.end(),
+                                      [&](const FdEntry& e) { return e.rec.fd == d.fd; });
+                if (f == img.fds.end() || f->rec.kind != uint32_t(image::FdKind::kDeleted))
+                    return inconsistent(r, strfmt("data for fd {}, which is no deleted "
+                                                  "file",
+                                                  d.fd));
+                if (d.offset != f->data_bytes)
+                    return inconsistent(r, strfmt("fd {} data at offset {}, expected {}", d.fd,
+                                                  d.offset, f->data_bytes));
+                f->data_bytes += p.size() - sizeof d;
+                if (opts.keep_data) f->data.append(p, sizeof d);
+                break;
+            }
+            case RecordType::kStats:
+                img.stats = load<image::StatsRecord>(p);
+                break;
+            case RecordType::kTrailer:
+                break;  // never returned by next()
+        }
+    }
+    for (RecordType t : kSingletons)
+        if (seen_slot(t) == 0)
+            for (const auto& info : image::kRecordTypes)
+                if (info.type == t) return bad(strfmt("incomplete image: no {} record", info.name));
+    for (const auto& f : img.fds)
+        if (f.rec.kind == uint32_t(image::FdKind::kDeleted) && f.data_bytes != f.rec.size)
+            return bad(strfmt("incomplete image: deleted file of fd {} has {} of {} bytes",
+                              f.rec.fd, f.data_bytes, f.rec.size));
+    img.record_count = 0;
+    for (uint32_t c : seen) img.record_count += c;
+    img.checksum = reader.checksum();
+    img.size = reader.offset();
+    return img;
+}
+
+}  // namespace crfs

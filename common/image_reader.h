@@ -1,0 +1,142 @@
+// THE decoder of crfs images (docs/image-format.md), used by `crfs show`,
+// `crfs verify`, the fuzzer and the restore side. It reads strictly forward,
+// so it works on pipes, and bounds every length and count before using it.
+// Every way an image can be wrong has its own message ("truncated image: ...",
+// "bad magic ...", "unsupported format version ...", "checksum mismatch ...",
+// "unknown record type ...", "record length ... exceeds limit ...").
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+// Forward-only byte source. read() returns fewer than `len` bytes only at end of stream.
+class ByteSource {
+  public:
+    virtual ~ByteSource() = default;
+    virtual Result<size_t> read(void* buf, size_t len) = 0;
+};
+
+// Buffered reader of a file descriptor (file, pipe, socket); does not own the fd.
+class FdSource : public ByteSource {
+  public:
+    explicit FdSource(int fd) : fd_(fd), buf_(1 << 20) {}
+    Result<size_t> read(void* buf, size_t len) override;
+
+  private:
+    int fd_;
+    std::vector<char> buf_;
+    size_t pos_ = 0, end_ = 0;
+    bool eof_ = false;
+};
+
+class MemorySource : public ByteSource {
+  public:
+    MemorySource(const void* data, size_t size)
+        : data_(static_cast<const char*>(data)), size_(size) {}
+    Result<size_t> read(void* buf, size_t len) override;
+
+  private:
+    const char* data_;
+    size_t size_;
+    size_t pos_ = 0;
+};
+
+struct Record {
+    image::RecordType type;
+    const char* name;  // from the record type table
+    uint64_t index;    // 0-based position among the records
+    uint64_t offset;   // stream offset of the record header
+    std::string payload;
+};
+
+// Frame-level reader: header, bounded records, trailer (count + checksum + clean EOF).
+class ImageReader {
+  public:
+    explicit ImageReader(ByteSource& src) : src_(src) {}
+    ~ImageReader();
+    ImageReader(const ImageReader&) = delete;
+    ImageReader& operator=(const ImageReader&) = delete;
+
+    // Must be called first.
+    Result<image::Header> read_header();
+    // The next record, or nullopt once the trailer was read and checked.
+    Result<std::optional<Record>> next();
+
+    uint64_t offset() const { return offset_; }
+    uint64_t checksum() const { return checksum_; }
+
+  private:
+    Status read_exact(void* buf, size_t len, const std::string& where, bool hash);
+    ByteSource& src_;
+    void* xxh_ = nullptr;  // XXH3_state_t
+    uint64_t offset_ = 0;
+    uint64_t records_ = 0;
+    uint64_t checksum_ = 0;
+    bool header_read_ = false;
+    bool done_ = false;
+};
+
+// --- The decoded image: typed records, checked for consistency ----------------
+
+struct VmaEntry {
+    image::VmaRecord rec;
+    std::string path;
+};
+
+struct PageRun {
+    uint64_t vaddr;
+    uint32_t nr_pages;
+    uint64_t stream_offset;  // where the page bytes start in the stream
+    std::string data;        // only with DecodeOptions::keep_data
+};
+
+struct FdEntry {
+    image::FdRecord rec;
+    std::string path;
+    uint64_t data_bytes = 0;  // deleted files: content bytes in fd-data records
+    std::string data;         // only with DecodeOptions::keep_data
+};
+
+struct DecodedImage {
+    image::Header header{};
+    image::TaskRecord task{};
+    image::CredsRecord creds{};
+    std::vector<uint32_t> groups;
+    image::FsRecord fs{};
+    std::string cwd, root;
+    image::MmRecord mm{};
+    std::vector<uint64_t> auxv;
+    std::string exe;
+    std::vector<VmaEntry> vmas;
+    std::vector<PageRun> pages;
+    image::RegsRecord regs{};
+    std::string xstate;
+    image::SigactionsRecord sigactions{};
+    image::SigstateRecord sigstate{};
+    std::vector<image::SiginfoRecord> pending;
+    image::RlimitsRecord rlimits{};
+    image::ItimersRecord itimers{};
+    std::vector<FdEntry> fds;
+    std::optional<image::StatsRecord> stats;
+    uint64_t record_count = 0;
+    uint64_t checksum = 0;
+    uint64_t size = 0;
+};
+
+struct DecodeOptions {
+    bool keep_data = false;  // keep page and file content in memory (restore does)
+};
+
+// Reads and checks a whole image: framing, checksum, and that the records make
+// sense together (each singleton record once, pages inside a preceding VMA, ...).
+Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts = {});
+
+}  // namespace crfs

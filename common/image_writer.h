@@ -1,0 +1,90 @@
+// Builds a crfs image (docs/image-format.md) as a list of byte segments: the
+// small metadata is copied into the writer, bulk data (page buffers) is only
+// referenced, so a 1 GiB snapshot is never copied a second time. The finished
+// stream is served by offset (FUSE read) or written to an fd.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+// A finished image: header, records and trailer, in order.
+class ImageStream {
+  public:
+    uint64_t size() const { return size_; }
+    // Copies up to `len` bytes at `offset`; 0 at or past the end.
+    size_t read(uint64_t offset, void* buf, size_t len) const;
+    Status write_to(int fd) const;
+
+  private:
+    friend class ImageWriter;
+    struct Segment {
+        uint64_t offset;   // position in the stream
+        const char* data;  // into meta_ or caller-owned memory
+        size_t len;
+    };
+    std::string meta_;
+    std::vector<Segment> segments_;
+    uint64_t size_ = 0;
+};
+
+// Payload builder: fixed structs and trailing bytes appended in order.
+class Payload {
+  public:
+    template <class T>
+    Payload& add(const T& v) {
+        bytes_.append(reinterpret_cast<const char*>(&v), sizeof v);
+        return *this;
+    }
+    Payload& add_bytes(const void* p, size_t n) {
+        bytes_.append(static_cast<const char*>(p), n);
+        return *this;
+    }
+    Payload& add_string(std::string_view s) { return add_bytes(s.data(), s.size()); }
+    const std::string& bytes() const { return bytes_; }
+
+  private:
+    std::string bytes_;
+};
+
+class ImageWriter {
+  public:
+    explicit ImageWriter(const image::Header& header);
+
+    // A record whose payload is copied.
+    void add(image::RecordType type, std::string_view payload);
+    void add(image::RecordType type, const Payload& p) { add(type, p.bytes()); }
+    // A record of `prefix` (copied) followed by `len` bytes at `data`, which
+    // are not copied and must outlive the ImageStream.
+    void add_external(image::RecordType type, std::string_view prefix, const void* data,
+                      size_t len);
+
+    uint64_t record_count() const { return records_; }
+
+    // Appends the trailer (count and XXH3 checksum of everything before it).
+    ImageStream finish() &&;
+
+  private:
+    struct Pending {
+        bool external;
+        size_t meta_off;  // when !external: offset into meta
+        const char* data;
+        size_t len;
+    };
+    void append_meta(std::string_view bytes);
+    std::string meta_;
+    std::vector<Pending> pending_;
+    uint64_t records_ = 0;
+};
+
+// A header for this machine: magic, version, arch, page size, kernel release, XCR0.
+image::Header make_header(uint32_t flags, uint32_t xsave_size);
+
+}  // namespace crfs

@@ -1,0 +1,272 @@
+// The image writer and THE decoder: a round trip, and each class of broken
+// image giving its own precise error.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/image_reader.h"
+#include "common/image_writer.h"
+
+namespace crfs {
+namespace {
+
+using image::RecordType;
+
+std::string stream_bytes(const ImageStream& s) {
+    std::string out(s.size(), '\0');
+    EXPECT_EQ(s.read(0, out.data(), out.size()), out.size());
+    return out;
+}
+
+// A small but complete image: every singleton record, one VMA with two pages,
+// a deleted-file fd with content, and a pending signal.
+struct Sample {
+    std::vector<char> pages = std::vector<char>(2 * image::kPageSize);
+    std::string file = "deleted content";
+    std::string bytes;
+
+    Sample() {
+        for (size_t i = 0; i < pages.size(); ++i) pages[i] = char(i * 7 + 1);
+        ImageWriter w(make_header(0, 576));
+        image::TaskRecord t{};
+        t.pid = 42;
+        std::strcpy(t.comm, "sample");
+        w.add(RecordType::kTask, Payload().add(t));
+        image::CredsRecord c{};
+        c.ngroups = 2;
+        w.add(RecordType::kCreds, Payload().add(c).add(uint32_t(10)).add(uint32_t(20)));
+        image::FsRecord fs{022, 4, 1, 0};
+        w.add(RecordType::kFs, Payload().add(fs).add_string("/tmp/"));
+        image::MmRecord mm{};
+        mm.auxv_len = 16;
+        mm.exe_len = 8;
+        w.add(RecordType::kMm,
+              Payload().add(mm).add(uint64_t(6)).add(uint64_t(4096)).add_string("/bin/foo"));
+        image::VmaRecord v{};
+        v.start = 0x10000;
+        v.end = 0x14000;
+        v.kind = uint32_t(image::VmaKind::kAnonPrivate);
+        v.flags = image::kVmaRead | image::kVmaWrite;
+        w.add(RecordType::kVma, Payload().add(v));
+        image::PagesRecord pr{0x11000, 2, 0};
+        w.add_external(RecordType::kPages, Payload().add(pr).bytes(), pages.data(), pages.size());
+        w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+        w.add(RecordType::kXstate, std::string(576, 'x'));
+        w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
+        w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
+        image::SiginfoRecord si{};
+        si.info[0] = 10;
+        w.add(RecordType::kSiginfo, Payload().add(si));
+        w.add(RecordType::kRlimits, Payload().add(image::RlimitsRecord{}));
+        w.add(RecordType::kItimers, Payload().add(image::ItimersRecord{}));
+        image::FdRecord f{};
+        f.fd = 3;
+        f.kind = uint32_t(image::FdKind::kDeleted);
+        f.size = file.size();
+        f.path_len = 4;
+        w.add(RecordType::kFd, Payload().add(f).add_string("/tmp"));
+        w.add(RecordType::kFdData, Payload().add(image::FdDataRecord{3, 0, 0}).add_string(file));
+        bytes = stream_bytes(std::move(w).finish());
+    }
+};
+
+Result<DecodedImage> decode(const std::string& bytes, DecodeOptions o = {}) {
+    MemorySource src(bytes.data(), bytes.size());
+    return decode_image(src, o);
+}
+
+// Recomputes the trailer checksum after a test edits the middle of an image, so
+// the edit (not the checksum) is what the decoder reports.
+void fix_checksum(std::string& b);
+
+TEST(ImageTest, RoundTrip) {
+    Sample s;
+    auto img = decode(s.bytes, {.keep_data = true});
+    ASSERT_TRUE(img) << img.error().what;
+    EXPECT_EQ(img->task.pid, 42);
+    EXPECT_STREQ(img->task.comm, "sample");
+    EXPECT_EQ(img->groups, (std::vector<uint32_t>{10, 20}));
+    EXPECT_EQ(img->cwd, "/tmp");
+    EXPECT_EQ(img->root, "/");
+    EXPECT_EQ(img->fs.umask, 022u);
+    EXPECT_EQ(img->auxv, (std::vector<uint64_t>{6, 4096}));
+    EXPECT_EQ(img->exe, "/bin/foo");
+    ASSERT_EQ(img->vmas.size(), 1u);
+    ASSERT_EQ(img->pages.size(), 1u);
+    EXPECT_EQ(img->pages[0].vaddr, 0x11000u);
+    EXPECT_EQ(img->pages[0].data, std::string(s.pages.data(), s.pages.size()));
+    EXPECT_EQ(s.bytes.substr(img->pages[0].stream_offset, 16), std::string(s.pages.data(), 16));
+    EXPECT_EQ(img->xstate.size(), 576u);
+    ASSERT_EQ(img->pending.size(), 1u);
+    ASSERT_EQ(img->fds.size(), 1u);
+    EXPECT_EQ(img->fds[0].data, s.file);
+    EXPECT_EQ(img->record_count, 15u);
+    EXPECT_EQ(img->size, s.bytes.size());
+}
+
+TEST(ImageTest, ReadsThroughAPipeInOddChunks) {
+    Sample s;
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        close(p[0]);
+        for (size_t off = 0; off < s.bytes.size(); off += 1000)
+            if (write(p[1], s.bytes.data() + off, std::min<size_t>(1000, s.bytes.size() - off)) < 0)
+                _exit(1);
+        _exit(0);
+    }
+    close(p[1]);
+    FdSource src(p[0]);
+    auto img = decode_image(src);
+    close(p[0]);
+    int st;
+    waitpid(child, &st, 0);
+    ASSERT_TRUE(img) << img.error().what;
+    EXPECT_EQ(img->pages.size(), 1u);
+}
+
+TEST(ImageTest, StreamReadAtAnyOffsetMatchesWhole) {
+    Sample s;
+    ImageWriter w(make_header(0, 0));
+    std::vector<char> ext(10000, 'e');
+    w.add(RecordType::kTask, Payload().add(image::TaskRecord{}));
+    w.add_external(RecordType::kPages, "prefix", ext.data(), ext.size());
+    ImageStream st = std::move(w).finish();
+    std::string whole = stream_bytes(st);
+    for (uint64_t off : {0ul, 1ul, 111ul, 127ul, 128ul, 5000ul, whole.size() - 3}) {
+        char buf[1024];
+        size_t n = st.read(off, buf, sizeof buf);
+        EXPECT_EQ(n, std::min<size_t>(1024, whole.size() - off));
+        EXPECT_EQ(std::string(buf, n), whole.substr(off, n)) << off;
+    }
+    char c;
+    EXPECT_EQ(st.read(whole.size(), &c, 1), 0u);
+}
+
+std::string error_of(const std::string& bytes) {
+    auto img = decode(bytes);
+    EXPECT_FALSE(img);
+    return img ? std::string("decoded fine") : img.error().what;
+}
+
+TEST(ImageTest, EmptyIsBadMagic) {
+    EXPECT_EQ(error_of(""), "bad magic: not a crfs image (starts with nothing, empty file)");
+}
+
+TEST(ImageTest, BadMagic) {
+    Sample s;
+    s.bytes[0] = 0x7f;
+    EXPECT_EQ(error_of(s.bytes).rfind("bad magic: not a crfs image (starts with 7f 52 46", 0), 0u)
+        << error_of(s.bytes);
+}
+
+TEST(ImageTest, UnsupportedVersion) {
+    Sample s;
+    uint32_t v = 7;
+    std::memcpy(s.bytes.data() + 8, &v, 4);
+    auto img = decode(s.bytes);
+    ASSERT_FALSE(img);
+    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1)");
+    EXPECT_EQ(img.error().code, ENOTSUP);
+}
+
+TEST(ImageTest, TruncatedInsideARecordSaysWhichAndWhere) {
+    Sample s;
+    // Cut in the middle of the pages record (record 5): 100 bytes into its page data.
+    auto img = decode(s.bytes);
+    ASSERT_TRUE(img);
+    size_t cut = img->pages[0].stream_offset + 100;
+    EXPECT_EQ(error_of(s.bytes.substr(0, cut)),
+              "truncated image: unexpected end of file in record 5 (pages) at byte " +
+                  std::to_string(cut));
+}
+
+TEST(ImageTest, TruncatedInHeader) {
+    Sample s;
+    EXPECT_EQ(error_of(s.bytes.substr(0, 50)),
+              "truncated image: unexpected end of file in header at byte 50");
+}
+
+TEST(ImageTest, TruncatedBetweenRecordsHasNoTrailer) {
+    Sample s;
+    size_t end = s.bytes.size() - sizeof(image::RecordHeader) - sizeof(image::Trailer);
+    EXPECT_EQ(error_of(s.bytes.substr(0, end)),
+              "truncated image: no trailer (stream ends after 15 records at byte " +
+                  std::to_string(end) + ")");
+}
+
+TEST(ImageTest, ChecksumMismatch) {
+    Sample s;
+    auto img = decode(s.bytes);
+    ASSERT_TRUE(img);
+    s.bytes[img->pages[0].stream_offset + 5] ^= 1;  // one bit of page data
+    EXPECT_EQ(error_of(s.bytes).rfind("checksum mismatch: trailer says ", 0), 0u)
+        << error_of(s.bytes);
+}
+
+void fix_checksum(std::string& b) {
+    size_t hashed = b.size() - sizeof(image::RecordHeader) - sizeof(image::Trailer);
+    uint64_t sum = XXH3_64bits(b.data(), hashed);
+    std::memcpy(b.data() + b.size() - sizeof(image::Trailer) + offsetof(image::Trailer, checksum),
+                &sum, 8);
+}
+
+TEST(ImageTest, UnknownRecordType) {
+    Sample s;
+    size_t at = sizeof(image::Header);  // first record
+    uint32_t t = 99;
+    std::memcpy(s.bytes.data() + at, &t, 4);
+    fix_checksum(s.bytes);
+    EXPECT_EQ(error_of(s.bytes), "unknown record type 99 at byte 104");
+}
+
+TEST(ImageTest, RecordLengthExceedsLimit) {
+    Sample s;
+    uint64_t len = 1ull << 40;
+    std::memcpy(s.bytes.data() + sizeof(image::Header) + 8, &len, 8);
+    EXPECT_EQ(error_of(s.bytes),
+              "record length 1099511627776 exceeds limit 4096 for record 0 (task) at byte 104");
+}
+
+TEST(ImageTest, TrailingGarbage) {
+    Sample s;
+    EXPECT_EQ(error_of(s.bytes + "x"),
+              "trailing data after the trailer at byte " + std::to_string(s.bytes.size()));
+}
+
+TEST(ImageTest, MissingSingletonRecord) {
+    ImageWriter w(make_header(0, 0));
+    w.add(RecordType::kTask, Payload().add(image::TaskRecord{}));
+    EXPECT_EQ(error_of(stream_bytes(std::move(w).finish())), "incomplete image: no creds record");
+}
+
+TEST(ImageTest, PagesOutsideEveryVma) {
+    ImageWriter w(make_header(0, 0));
+    std::vector<char> page(image::kPageSize);
+    image::PagesRecord pr{0x5000, 1, 0};
+    w.add_external(RecordType::kPages, Payload().add(pr).bytes(), page.data(), page.size());
+    EXPECT_EQ(error_of(stream_bytes(std::move(w).finish())),
+              "record 0 (pages) at byte 104: pages 5000-6000 outside every VMA");
+}
+
+TEST(ImageTest, InnerLengthMismatch) {
+    ImageWriter w(make_header(0, 0));
+    image::VmaRecord v{};
+    v.start = 0x1000;
+    v.end = 0x2000;
+    v.kind = 1;
+    v.path_len = 100;  // but no path follows
+    w.add(RecordType::kVma, Payload().add(v));
+    EXPECT_EQ(error_of(stream_bytes(std::move(w).finish())),
+              "record 0 (vma) at byte 104: 0 bytes after the fixed part, fields say 100");
+}
+
+}  // namespace
+}  // namespace crfs
