@@ -85,6 +85,39 @@ t_crfsd_start() {
 	grep -q 'kernel marks: merging' /tmp/crfsd.log
 }
 
+# The shell's view: cat of reason, nocr and image of a process that carries
+# a mark from every source.
+t_mounted_cat() {
+	rm -f /tmp/cat.ready /tmp/cat.ready.done
+	kmod_test hold /tmp/cat.ready &
+	hp=$!
+	i=0
+	while [ ! -s /tmp/cat.ready ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	ok=1
+	echo "\$ cat /crfs/$hp/reason"
+	cat /crfs/$hp/reason
+	for line in "nocr: CR: everything" \
+		"kernel: CR: sys_remap_file_pages not supported yet." \
+		"kernel: CR: PI futexes not supported yet." \
+		"kernel: CR: io_uring not supported yet."; do
+		grep -qxF "$line" /crfs/$hp/reason || { echo "missing: $line"; ok=0; }
+	done
+	[ "$(cat /crfs/$hp/nocr)" = 1 ] || { echo "nocr is not 1"; ok=0; }
+	echo "\$ cat /crfs/$hp/image >/dev/null"
+	if cat /crfs/$hp/image >/dev/null 2>/tmp/cat.err; then
+		echo "image of a marked process was readable"
+		ok=0
+	fi
+	cat /tmp/cat.err
+	grep -q 'Device or resource busy' /tmp/cat.err || ok=0
+	kill -USR1 $hp
+	i=0
+	while [ ! -s /tmp/cat.ready.done ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	kill $hp 2>/dev/null
+	wait $hp
+	[ $ok = 1 ]
+}
+
 t_crfsd_stop() {
 	[ -n "$crfsd_pid" ] || return 1
 	kill -TERM $crfsd_pid
@@ -138,6 +171,7 @@ run crfsd_start t_crfsd_start
 run mounted_remap_file_pages kmod_test mounted_remap
 run mounted_pi_futex_io_uring kmod_test mounted_pi
 run mounted_libcrfs kmod_test mounted_libcrfs
+run mounted_cat t_mounted_cat
 run crfsd_stop t_crfsd_stop
 run stress kmod_test stress 20
 run unload_with_live_marks t_unload_live
