@@ -87,7 +87,9 @@ static double run_n(int bench, long n) {
     return (now_ns() - t0) / n;
 }
 
-static double run(int bench) { return run_n(bench, iters[bench]); }
+static double run(int bench) {
+    return run_n(bench, iters[bench]);
+}
 
 static int load(const char* ko) {
     int fd = open(ko, O_RDONLY | O_CLOEXEC);
@@ -159,8 +161,8 @@ int main(int argc, char** argv) {
                 if (ratio[r] > hi) hi = ratio[r];
             }
             printf("BENCH ratio %-11s %-9s/off median %.3f (best-of %.3f, rounds %.3f..%.3f)\n",
-                   bench_name[b], mode_name[m], median(ratio, rounds),
-                   best[m][b] / best[OFF][b], lo, hi);
+                   bench_name[b], mode_name[m], median(ratio, rounds), best[m][b] / best[OFF][b],
+                   lo, hi);
         }
     }
     return 0;

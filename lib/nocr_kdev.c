@@ -19,7 +19,9 @@ static int kdev_open(void) {
 }
 
 /* The API reports a missing process as ENOENT, like the mount. */
-static int api_errno(int rc) { return rc == -ESRCH ? -ENOENT : rc; }
+static int api_errno(int rc) {
+    return rc == -ESRCH ? -ENOENT : rc;
+}
 
 int crfs_nocr_kdev_set(pid_t pid, const char* reason) {
     char text[CRFS_KDEV_REASON_MAX];

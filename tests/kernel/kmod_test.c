@@ -35,15 +35,15 @@
 
 static int failed;
 
-#define CHECK(cond, ...)                                              \
-    do {                                                              \
-        if (!(cond)) {                                                \
+#define CHECK(cond, ...)                                                        \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
             printf("  check failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            printf(__VA_ARGS__);                                      \
-            printf("\n");                                             \
-            fflush(stdout);                                           \
-            failed = 1;                                               \
-        }                                                             \
+            printf(__VA_ARGS__);                                                \
+            printf("\n");                                                       \
+            fflush(stdout);                                                     \
+            failed = 1;                                                         \
+        }                                                                       \
     } while (0)
 
 static int kdev(void) {
@@ -56,7 +56,9 @@ static int kdev(void) {
     return fd;
 }
 
-static pid_t gettid_(void) { return (pid_t)syscall(SYS_gettid); }
+static pid_t gettid_(void) {
+    return (pid_t)syscall(SYS_gettid);
+}
 
 static double now(void) {
     struct timespec ts;
@@ -262,7 +264,8 @@ static int t_pi(void) {
     CHECK(futex(&f, FUTEX_LOCK_PI, 0) == 0, "FUTEX_LOCK_PI: %s", strerror(errno));
     CHECK(has_mark(getpid(), 1, CRFS_KDEV_SRC_PI_FUTEX, NULL) == 1, "no PI mark (2)");
     uint32_t expect = (uint32_t)tid;
-    CHECK(atomic_compare_exchange_strong((_Atomic uint32_t*)&f, &expect, 0), "cmpxchg 0x%x", expect);
+    CHECK(atomic_compare_exchange_strong((_Atomic uint32_t*)&f, &expect, 0), "cmpxchg 0x%x",
+          expect);
     CHECK(has_mark(getpid(), 1, CRFS_KDEV_SRC_PI_FUTEX, NULL) == 0, "marked after user unlock");
 
     /* trylock counts too */
@@ -287,8 +290,10 @@ static void* pi_waiter(void* arg) {
     }
     atomic_store(&waiter_state, 1);
     while (atomic_load(&waiter_state) != 2) usleep(1000);
-    if (futex(&pi_word, FUTEX_UNLOCK_PI, 0) != 0) atomic_store(&waiter_state, -errno);
-    else atomic_store(&waiter_state, 3);
+    if (futex(&pi_word, FUTEX_UNLOCK_PI, 0) != 0)
+        atomic_store(&waiter_state, -errno);
+    else
+        atomic_store(&waiter_state, 3);
     return NULL;
 }
 
@@ -299,7 +304,8 @@ static int t_pi_contended(void) {
     pthread_create(&th, NULL, pi_waiter, NULL);
     double end = now() + 5;
     /* wait until the waiter sits in the kernel: FUTEX_WAITERS appears */
-    while (!(__atomic_load_n(&pi_word, __ATOMIC_SEQ_CST) & FUTEX_WAITERS) && now() < end) usleep(1000);
+    while (!(__atomic_load_n(&pi_word, __ATOMIC_SEQ_CST) & FUTEX_WAITERS) && now() < end)
+        usleep(1000);
     CHECK(pi_word & FUTEX_WAITERS, "no waiter");
     pid_t w = atomic_load(&waiter_tid);
     CHECK(has_mark(0, 0, CRFS_KDEV_SRC_PI_FUTEX, NULL) == 1, "owner not marked");
@@ -318,7 +324,9 @@ static int t_pi_contended(void) {
     return failed;
 }
 
-static void child_keep_ring(void* arg) { (void)arg; }
+static void child_keep_ring(void* arg) {
+    (void)arg;
+}
 
 static int t_uring(void) {
     CHECK(has_mark(getpid(), 1, CRFS_KDEV_SRC_IO_URING, NULL) == 0, "marked before");
@@ -715,7 +723,9 @@ static int reason_has(pid_t pid, const char* line) {
     return 0;
 }
 
-static int nocr_is(pid_t pid, const char* want) { return strcmp(tree_read(pid, "nocr"), want) == 0; }
+static int nocr_is(pid_t pid, const char* want) {
+    return strcmp(tree_read(pid, "nocr"), want) == 0;
+}
 
 /* errno of reading /crfs/<pid>/image (0 if a read succeeded). */
 static int image_errno(pid_t pid) {
@@ -745,7 +755,8 @@ static int t_mounted_remap(void) {
     CHECK(nocr_is(a.pid, "1\n"), "child nocr");
     int err = image_errno(a.pid);
     CHECK(err == EBUSY, "reading the marked child's image: %s", strerror(err));
-    CHECK(!reason_has(b.pid, "kernel: " REMAP_REASON), "other child: %s", tree_read(b.pid, "reason"));
+    CHECK(!reason_has(b.pid, "kernel: " REMAP_REASON), "other child: %s",
+          tree_read(b.pid, "reason"));
     CHECK(nocr_is(b.pid, "0\n"), "other child nocr");
     CHECK(nocr_is(me, "0\n"), "parent nocr");
     reap_child(&a);
@@ -809,7 +820,8 @@ static int t_mounted_libcrfs(void) {
 
     /* "1" is the generic reason; writing 0 to nocr clears a device mark */
     CHECK(crfs_set_current_nocr("1") == 0, "set 1");
-    CHECK(reason_has(me, "nocr: CR: marked uncheckpointable"), "reason: %s", tree_read(me, "reason"));
+    CHECK(reason_has(me, "nocr: CR: marked uncheckpointable"), "reason: %s",
+          tree_read(me, "reason"));
     char path[64];
     snprintf(path, sizeof path, "%s/%d/nocr", mnt, (int)me);
     int fd = open(path, O_WRONLY);
@@ -855,22 +867,38 @@ int main(int argc, char** argv) {
     }
     const char* t = argv[1];
     int rc;
-    if (!strcmp(t, "hooks")) rc = t_hooks();
-    else if (!strcmp(t, "remap")) rc = t_remap();
-    else if (!strcmp(t, "pi")) rc = t_pi();
-    else if (!strcmp(t, "pi_contended")) rc = t_pi_contended();
-    else if (!strcmp(t, "uring")) rc = t_uring();
-    else if (!strcmp(t, "isolation")) rc = t_isolation();
-    else if (!strcmp(t, "pid_reuse")) rc = t_pid_reuse();
-    else if (!strcmp(t, "api")) rc = t_api();
-    else if (!strcmp(t, "perm")) rc = t_perm();
-    else if (!strcmp(t, "exit_frees")) rc = t_exit_frees();
-    else if (!strcmp(t, "stress")) rc = t_stress(argc > 2 ? atoi(argv[2]) : 10);
-    else if (!strcmp(t, "hold") && argc > 2) rc = t_hold(argv[2]);
-    else if (!strcmp(t, "count") && argc > 2) rc = t_count(atoi(argv[2]));
-    else if (!strcmp(t, "mounted_remap")) rc = t_mounted_remap();
-    else if (!strcmp(t, "mounted_pi")) rc = t_mounted_pi();
-    else if (!strcmp(t, "mounted_libcrfs")) rc = t_mounted_libcrfs();
+    if (!strcmp(t, "hooks"))
+        rc = t_hooks();
+    else if (!strcmp(t, "remap"))
+        rc = t_remap();
+    else if (!strcmp(t, "pi"))
+        rc = t_pi();
+    else if (!strcmp(t, "pi_contended"))
+        rc = t_pi_contended();
+    else if (!strcmp(t, "uring"))
+        rc = t_uring();
+    else if (!strcmp(t, "isolation"))
+        rc = t_isolation();
+    else if (!strcmp(t, "pid_reuse"))
+        rc = t_pid_reuse();
+    else if (!strcmp(t, "api"))
+        rc = t_api();
+    else if (!strcmp(t, "perm"))
+        rc = t_perm();
+    else if (!strcmp(t, "exit_frees"))
+        rc = t_exit_frees();
+    else if (!strcmp(t, "stress"))
+        rc = t_stress(argc > 2 ? atoi(argv[2]) : 10);
+    else if (!strcmp(t, "hold") && argc > 2)
+        rc = t_hold(argv[2]);
+    else if (!strcmp(t, "count") && argc > 2)
+        rc = t_count(atoi(argv[2]));
+    else if (!strcmp(t, "mounted_remap"))
+        rc = t_mounted_remap();
+    else if (!strcmp(t, "mounted_pi"))
+        rc = t_mounted_pi();
+    else if (!strcmp(t, "mounted_libcrfs"))
+        rc = t_mounted_libcrfs();
     else {
         fprintf(stderr, "kmod_test: unknown test %s\n", t);
         return 2;

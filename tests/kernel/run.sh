@@ -51,7 +51,8 @@ apt_update() {
 }
 
 need_pkgs=(qemu-system-x86 busybox-static cpio gcc-12 gcc make libc6-dev linux-libc-dev
-	kmod libelf1 xz-utils)
+	binutils libelf1 xz-utils)
+[ -n "${CRFS_SKIP_CHECKPATCH:-}" ] || need_pkgs+=(perl)
 # crfsd, unless given: the project's own build dependencies.
 [ -n "${CRFS_CRFSD:-}" ] || need_pkgs+=(cmake g++ pkg-config libfuse3-dev libproc2-dev
 	libboost-filesystem-dev libgtest-dev)
