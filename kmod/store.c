@@ -20,9 +20,18 @@
  * Lifetime: the key is a task pointer without a reference. The entry is
  * removed at the task's exit (tracepoint sched_process_exit), which runs
  * before the task_struct can be freed and reused. Setting a mark on a task
- * with PF_EXITING fails; the check and the insertion happen under crfs_lock,
- * and do_exit() sets PF_EXITING before the tracepoint takes crfs_lock, so no
- * entry can be inserted after the exit hook removed the task's entry.
+ * with PF_EXITING fails, and the exit hook looks without crfs_lock first:
+ *
+ *	setter (crfs_lock held)			exiting task
+ *	if (READ_ONCE(t->flags) & PF_EXITING)	t->flags |= PF_EXITING
+ *		fail;				...
+ *	nr_live++; hash_add_rcu(e)		smp_mb()
+ *						nr_live? lookup under RCU
+ *
+ * The setter's stores depend on its load (control dependency) and the
+ * exiting side has a full barrier between its store and its loads, so
+ * either the setter sees PF_EXITING and inserts nothing, or the exit hook
+ * sees the entry and frees it: no entry outlives its task.
  */
 #include <linux/atomic.h>
 #include <linux/hashtable.h>
@@ -78,7 +87,7 @@ static struct crfs_entry *crfs_lookup_or_create(struct task_struct *t)
 
 	if (e)
 		return e;
-	if (t->flags & PF_EXITING)
+	if (READ_ONCE(t->flags) & PF_EXITING)
 		return NULL;
 	e = kmem_cache_zalloc(crfs_entry_cache, GFP_ATOMIC);
 	if (!e)
@@ -410,6 +419,7 @@ static void crfs_on_exit(void *data, struct task_struct *p)
 	struct crfs_entry *e;
 	unsigned long flags;
 
+	smp_mb(); /* PF_EXITING before the lookup, see the top of this file */
 	if (!crfs_task_nocr(p))
 		return;
 	spin_lock_irqsave(&crfs_lock, flags);
