@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "common/io.h"
+#include "fs/tasks.h"
 
 namespace crfs::fs {
 namespace {
@@ -101,13 +102,13 @@ std::optional<std::string> fd_reason(
 }
 
 std::vector<std::string> task_reasons(const ProcStat& stat, const ProcStatus& status,
-                                      pid_t self_tgid) {
+                                      pid_t tracer_tgid, pid_t self_tgid) {
     std::vector<std::string> out;
     if (stat.flags & kPfKthread) out.push_back("task: kernel thread");
     if (stat.state == 'Z' || stat.state == 'X')
         out.push_back("task: zombie (exited, not yet reaped by its parent)");
-    if (status.tracer_pid != 0 && status.tracer_pid != self_tgid)
-        out.push_back("task: being traced by pid " + std::to_string(status.tracer_pid));
+    if (status.tracer_pid != 0 && tracer_tgid != self_tgid)
+        out.push_back("task: being traced by pid " + std::to_string(tracer_tgid));
     if (status.threads > 1)
         out.push_back("task: " + std::to_string(status.threads) +
                       " threads; multi-threaded processes" + std::string(kNotYet));
@@ -119,7 +120,10 @@ Result<std::vector<std::string>> detect_reasons(pid_t pid, pid_t self_tgid) {
     if (!stat) return std::unexpected(stat.error());
     auto status = read_status(pid);
     if (!status) return std::unexpected(status.error());
-    std::vector<std::string> out = task_reasons(*stat, *status, self_tgid);
+    // TracerPid names the tracing thread; the daemon traces from worker threads.
+    pid_t tracer_tgid = status->tracer_pid;
+    if (tracer_tgid != 0) tracer_tgid = tgid_of(tracer_tgid).value_or(tracer_tgid);
+    std::vector<std::string> out = task_reasons(*stat, *status, tracer_tgid, self_tgid);
     if ((stat->flags & kPfKthread) || stat->state == 'Z' || stat->state == 'X') return out;
 
     std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";

@@ -28,10 +28,10 @@ std::optional<std::string> fd_reason(
     const std::function<std::optional<std::string>(uint64_t inode)>& socket_info);
 
 // Reasons about the task as a whole, from its stat and status.
-// `self_tgid` is the daemon: its own ptrace stop during a checkpoint is not
-// a reason.
+// `tracer_tgid` is the process of status.tracer_pid (a thread id); the
+// daemon's own ptrace (`self_tgid`, a checkpoint in progress) is not a reason.
 std::vector<std::string> task_reasons(const ProcStat& stat, const ProcStatus& status,
-                                      pid_t self_tgid);
+                                      pid_t tracer_tgid, pid_t self_tgid);
 
 // Every detected reason of task `pid`, each "source: text". ESRCH if it is gone.
 Result<std::vector<std::string>> detect_reasons(pid_t pid, pid_t self_tgid);

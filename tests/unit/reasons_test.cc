@@ -46,21 +46,23 @@ TEST(TaskReasons, ZombieKthreadTracedThreads) {
     ProcStatus status;
     st.state = 'S';
     status.threads = 1;
-    EXPECT_TRUE(task_reasons(st, status, 100).empty());
+    EXPECT_TRUE(task_reasons(st, status, 0, 100).empty());
     st.state = 'Z';
     st.flags = kPfKthread;
     status.tracer_pid = 4410;
     status.threads = 3;
-    auto r = task_reasons(st, status, 100);
+    auto r = task_reasons(st, status, 4410, 100);
     ASSERT_EQ(r.size(), 4u);
     EXPECT_EQ(r[0], "task: kernel thread");
     EXPECT_EQ(r[1], "task: zombie (exited, not yet reaped by its parent)");
     EXPECT_EQ(r[2], "task: being traced by pid 4410");
     EXPECT_EQ(r[3], "task: 3 threads; multi-threaded processes not supported yet");
-    // The daemon's own ptrace (a checkpoint in progress) is not a reason.
+    // The daemon's own ptrace (a checkpoint in progress, from any of its
+    // threads) is not a reason.
     st = ProcStat{};
     status.threads = 1;
-    EXPECT_TRUE(task_reasons(st, status, 4410).empty());
+    status.tracer_pid = 4412;  // a worker thread of process 4410
+    EXPECT_TRUE(task_reasons(st, status, 4410, 4410).empty());
 }
 
 TEST(DetectReasons, ThisProcessSeesItsOwnEventfd) {

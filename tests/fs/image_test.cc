@@ -1,0 +1,199 @@
+// Checkpoints through the mount, the way a user takes them: cp, cat | zstd,
+// dd, of /crfs/<pid>/image.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/io.h"
+#include "common/procfs.h"
+#include "tests/support/harness.h"
+
+#ifndef CRFS_TOOL
+#error "CRFS_TOOL must name the crfs command"
+#endif
+#ifndef CKPT_WORKLOAD
+#error "CKPT_WORKLOAD must name the checkpoint workload"
+#endif
+
+namespace crfs::test {
+namespace {
+
+class Image : public ::testing::Test {
+  protected:
+    void SetUp() override { ASSERT_TRUE(crfs.ok()) << crfs.log(); }
+    void TearDown() override {
+        if (workload > 0) kill_and_reap(workload);
+        if (HasFailure()) std::cerr << "crfsd log:\n" << crfs.log();
+    }
+    ShellResult run(const std::string& cmd) {
+        return sh(crfs.env() + cmd, std::chrono::seconds(120));
+    }
+
+    // Starts the self-checking workload and waits until it is ready.
+    void start_workload(const std::string& mode, const std::string& arg = "") {
+        std::vector<std::string> argv{CKPT_WORKLOAD, tmp.path(), mode};
+        if (!arg.empty()) argv.push_back(arg);
+        workload = spawn(argv);
+        ASSERT_GT(workload, 0);
+        ASSERT_TRUE(wait_until([&] { return read_file(tmp.path() + "/ready").has_value(); },
+                               std::chrono::seconds(30)));
+    }
+    // SIGTERM, then the workload's own verdict.
+    std::string verdict() {
+        ::kill(workload, SIGTERM);
+        wait_until([&] { return read_file(tmp.path() + "/result").has_value(); },
+                   std::chrono::seconds(30));
+        kill_and_reap(workload);
+        workload = -1;
+        return read_file(tmp.path() + "/result").value_or("no result");
+    }
+    std::string image_path() const {
+        return crfs.mnt() + "/" + std::to_string(workload) + "/image";
+    }
+    // `crfs show --json` of an image without the parts that differ between
+    // two checkpoints of an unchanged task (timings, and so size/checksum).
+    std::string state_of(const std::string& file) {
+        auto r = run(std::string(CRFS_TOOL) + " show --json " + file +
+                     " | python3 -c 'import json,sys; d=json.load(sys.stdin); d.pop(\"stats\"); "
+                     "d.pop(\"image\"); [t.pop(\"value_us\") for t in d[\"itimers\"].values()]; "
+                     "print(json.dumps(d, sort_keys=True))'");
+        EXPECT_EQ(r.status, 0) << r.err;
+        return r.out;
+    }
+    void expect_verifies(const std::string& file) {
+        auto v = run(std::string(CRFS_TOOL) + " verify " + file);
+        EXPECT_EQ(v.status, 0) << file << ": " << v.out << v.err;
+        EXPECT_TRUE(v.out.starts_with("ok:")) << v.out;
+    }
+    char state() { return read_stat(workload).value_or(ProcStat{}).state; }
+    pid_t tracer() { return read_status(workload).value_or(ProcStatus{}).tracer_pid; }
+
+    MountedCrfs crfs;
+    TempDir tmp;
+    pid_t workload = -1;
+};
+
+TEST_F(Image, CpWhileRunningManyTimesAndTheTaskNoticesNothing) {
+    start_workload("busy");
+    ASSERT_EQ(run("cat " + crfs.mnt() + "/" + std::to_string(workload) + "/reason").out, "");
+    for (int i = 0; i < 8; ++i) {
+        std::string snap = tmp.path() + "/snap" + std::to_string(i) + ".img";
+        auto r = run("cp " + image_path() + " " + snap);
+        ASSERT_EQ(r.status, 0) << r.err;
+        expect_verifies(snap);
+        EXPECT_EQ(tracer(), 0);
+        EXPECT_NE(state(), 't');
+        EXPECT_NE(state(), 'T');
+    }
+    EXPECT_EQ(verdict(), "PASS\n");
+}
+
+TEST_F(Image, SleepingTaskSleepsOnAndItsTimerStillFires) {
+    start_workload("sleep", "2");
+    for (int i = 0; i < 4; ++i)
+        ASSERT_EQ(run("cat " + image_path() + " > /dev/null").status, 0) << i;
+    // The workload checks that its one nanosleep ran its full time.
+    EXPECT_TRUE(wait_until([&] { return read_file(tmp.path() + "/woke").has_value(); },
+                           std::chrono::seconds(30)));
+    EXPECT_EQ(verdict(), "PASS\n");
+}
+
+TEST_F(Image, StoppedTaskGivesTheSameImageToEveryReader) {
+    start_workload("busy");
+    ASSERT_EQ(::kill(workload, SIGSTOP), 0);
+    ASSERT_TRUE(wait_until([&] { return state() == 'T'; }));
+    std::string d = tmp.path();
+    const std::pair<const char*, std::string> readers[] = {
+        {"cp", "cp " + image_path() + " " + d + "/cp.img"},
+        {"zstd", "cat " + image_path() + " | zstd -q -c > " + d + "/z.zst && zstd -q -d -c " + d +
+                     "/z.zst > " + d + "/zstd.img"},
+        {"dd 4k", "dd if=" + image_path() + " of=" + d + "/dd4k.img bs=4k status=none"},
+        {"dd 1k", "dd if=" + image_path() + " of=" + d + "/dd1k.img bs=1k status=none"},
+    };
+    std::string first;
+    for (auto& [name, cmd] : readers) {
+        auto r = run(cmd);
+        ASSERT_EQ(r.status, 0) << name << ": " << r.err;
+        std::string file = d + "/" +
+                           (std::string(name) == "cp"      ? "cp.img"
+                            : std::string(name) == "zstd"  ? "zstd.img"
+                            : std::string(name) == "dd 4k" ? "dd4k.img"
+                                                           : "dd1k.img");
+        expect_verifies(file);
+        std::string s = state_of(file);
+        EXPECT_NE(s.find("\"task_was_stopped\": true"), std::string::npos) << name;
+        if (first.empty())
+            first = s;
+        else
+            EXPECT_TRUE(s == first) << name << " decodes to another state than cp";
+        EXPECT_EQ(state(), 'T') << "a stopped task must stay stopped (" << name << ")";
+        EXPECT_EQ(tracer(), 0);
+    }
+    ::kill(workload, SIGCONT);
+    EXPECT_TRUE(wait_until([&] { return state() != 'T'; }));
+    EXPECT_EQ(verdict(), "PASS\n");
+}
+
+TEST_F(Image, TaskWithAReasonIsBusyUntilTheReasonGoes) {
+    start_workload("busy");
+    std::string dir = crfs.mnt() + "/" + std::to_string(workload);
+    ASSERT_EQ(run("echo 'CR: in a transaction' > " + dir + "/nocr").status, 0);
+    auto r = run("cp " + dir + "/image " + tmp.path() + "/x.img");
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("Device or resource busy"), std::string::npos) << r.err;
+    EXPECT_EQ(run("cat " + dir + "/reason").out, "nocr: CR: in a transaction\n");
+    ASSERT_EQ(run("echo 0 > " + dir + "/nocr").status, 0);
+    EXPECT_EQ(run("cp " + dir + "/image " + tmp.path() + "/x.img").status, 0);
+    expect_verifies(tmp.path() + "/x.img");
+    EXPECT_EQ(verdict(), "PASS\n");
+}
+
+TEST_F(Image, DetectedReasonMakesItBusyToo) {
+    // A pipe on stdout: `reason` says so, and `image` refuses.
+    auto r =
+        run("sleep 1000 | (p=$(pgrep -n -P $$ sleep); cat $M/$p/image > /dev/null; "
+            "echo rc=$?; kill $p)");
+    EXPECT_NE(r.out.find("rc=1"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("Device or resource busy"), std::string::npos) << r.err;
+}
+
+TEST_F(Image, UnprivilegedUserCannotCheckpointAnotherUsersTask) {
+    start_workload("busy");
+    auto r = run("setpriv --reuid=65534 --regid=65534 --clear-groups cat " + image_path() +
+                 " > /dev/null");
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+    EXPECT_EQ(tracer(), 0);
+    EXPECT_EQ(verdict(), "PASS\n");
+}
+
+TEST_F(Image, ConcurrentReadersEachGetAConsistentImage) {
+    start_workload("busy");
+    std::string d = tmp.path();
+    auto r = run("cp " + image_path() + " " + d + "/a.img & cp " + image_path() + " " + d +
+                 "/b.img & cat " + image_path() + " > " + d + "/c.img & wait");
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (const char* f : {"/a.img", "/b.img", "/c.img"}) expect_verifies(d + f);
+    EXPECT_EQ(verdict(), "PASS\n");
+}
+
+TEST_F(Image, TaskKilledDuringCheckpointsLeavesTheDaemonServing) {
+    start_workload("busy");
+    std::string p = std::to_string(workload);
+    // Whether each checkpoint wins the race or fails, the daemon must live on.
+    auto r = run("for i in 1 2 3 4 5; do cat " + image_path() +
+                 " > /dev/null 2>&1 & done; kill -9 " + p + "; wait; cat $M/self/nocr");
+    EXPECT_EQ(r.out, "0\n") << r.err;
+    kill_and_reap(workload);
+    workload = -1;
+    auto gone = run("cat $M/" + p + "/image > /dev/null");
+    EXPECT_NE(gone.status, 0);
+    EXPECT_EQ(::kill(crfs.daemon_pid(), 0), 0) << "crfsd died";
+}
+
+}  // namespace
+}  // namespace crfs::test
