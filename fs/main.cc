@@ -23,6 +23,7 @@
 
 #include "common/io.h"
 #include "fs/inode.h"
+#include "fs/kernel_marks.h"
 #include "fs/log.h"
 #include "fs/ops.h"
 
@@ -162,6 +163,7 @@ int main(int argc, char** argv) {
 
     Daemon daemon(state_dir + "/marks");
     daemon.self_tgid = ::getpid();
+    init_kernel_marks();
     if (auto ok = daemon.marks.load(); !ok) {
         log_error("%s", ok.error().what.c_str());
         return 1;

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "fs/kernel_marks.h"
 #include "fs/log.h"
 #include "fs/reasons.h"
 
@@ -21,6 +22,7 @@ Status check_right(Right right, const Caller& caller, const TaskId& task) {
 Result<std::string> reasons_text(Daemon& d, const TaskId& task) {
     std::string out;
     if (auto mark = d.marks.get(task)) out += "nocr: " + *mark + "\n";
+    for (auto& line : kernel_reasons(task.pid)) out += line + "\n";
     auto detected = detect_reasons(task.pid, d.self_tgid);
     if (!detected) return std::unexpected(detected.error());
     for (auto& line : *detected) out += line + "\n";
@@ -54,13 +56,14 @@ Content text_content(std::string text) {
 }
 
 Result<Content> read_nocr(Daemon& d, const TaskId& task) {
-    return text_content(d.marks.get(task) ? "1\n" : "0\n");
+    return text_content(d.marks.get(task) || !kernel_reasons(task.pid).empty() ? "1\n" : "0\n");
 }
 
 Status write_nocr(Daemon& d, const TaskId& task, std::string_view data) {
     auto req = parse_nocr_write(data);
     if (!req) return std::unexpected(req.error());
     if (auto* set = std::get_if<SetMark>(&*req)) return d.marks.set(task, std::move(set->reason));
+    kernel_clear_mark(task.pid);
     return d.marks.clear(task);
 }
 

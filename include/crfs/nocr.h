@@ -41,6 +41,10 @@
  *
  *     The functions talk to the crfs daemon through its mount: the
  *     directory named by the environment variable CRFS_ROOT, else /crfs.
+ *     Where the crfs kernel module is loaded (/dev/crfs), marks are set in
+ *     the kernel instead (crfsd shows them too), clearing clears both, and
+ *     crfs_task_nocr() also counts the marks the kernel sets by itself
+ *     (docs/kernel-module.md).
  *     They are thread-safe and async-signal-safe (open, write, read, close).
  *
  * RETURN VALUE
