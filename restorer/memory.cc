@@ -214,6 +214,9 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
             default:
                 continue;  // vdso/vvar are moved, vsyscall is fixed
         }
+        // VM_NORESERVE ("nr", bit 17): huge sparse reservations (ASan's shadow)
+        // only fit under the overcommit heuristic without accounting.
+        if (v.rec.vm_flags & (1ull << 17)) r.mmap_flags |= MAP_NORESERVE;
         plan.vmas.push_back(r);
         plan.paths.push_back(std::move(path));
     }
