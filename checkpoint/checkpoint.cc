@@ -122,7 +122,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 
-    auto frozen = FrozenTask::freeze(pid);
+    auto frozen = FrozenTask::freeze(pid, status->seccomp != 0);
     if (!frozen) return std::unexpected(frozen.error());
     FrozenTask& task = **frozen;
     c.captured_at_ns = realtime_ns();

@@ -79,10 +79,15 @@ Result<int> FrozenTask::wait_stop() {
     }
 }
 
-Result<std::unique_ptr<FrozenTask>> FrozenTask::freeze(pid_t pid) {
+Result<std::unique_ptr<FrozenTask>> FrozenTask::freeze(pid_t pid, bool suspend_seccomp) {
     std::unique_ptr<FrozenTask> t(new FrozenTask(pid));
-    if (ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACESYSGOOD) != 0) {
+    long options = PTRACE_O_TRACESYSGOOD | (suspend_seccomp ? PTRACE_O_SUSPEND_SECCOMP : 0);
+    if (ptrace(PTRACE_SEIZE, pid, nullptr, options) != 0) {
         int err = errno;
+        if (suspend_seccomp && err == EINVAL)
+            return make_error(EBUSY, strfmt("task {} uses seccomp and this kernel cannot suspend "
+                                            "it (CONFIG_CHECKPOINT_RESTORE)",
+                                            pid));
         if (err == ESRCH) return sys_error(ESRCH, strfmt("seize task {}", pid));
         if (err == EPERM) {
             // ptrace refuses an exiting task with EPERM too.
@@ -97,6 +102,10 @@ Result<std::unique_ptr<FrozenTask>> FrozenTask::freeze(pid_t pid) {
             st = read_task_stat(pid);
             if (!st || st->state == 'Z' || st->state == 'X')
                 return make_error(ESRCH, strfmt("task {} exited", pid));
+            if (suspend_seccomp)
+                return make_error(EBUSY, strfmt("task {} uses seccomp: suspending it needs "
+                                                "CAP_SYS_ADMIN",
+                                                pid));
             return make_error(EACCES, strfmt("seize task {}: no right to ptrace it", pid));
         }
         return sys_error(err, strfmt("seize task {}", pid));

@@ -28,7 +28,11 @@ class FrozenTask {
     // Seizes and interrupts `pid`. Errors: ESRCH (gone, or exited meanwhile),
     // EBUSY (already traced), EACCES (no right to ptrace it), ETIMEDOUT (did not
     // stop within the bound).
-    static Result<std::unique_ptr<FrozenTask>> freeze(pid_t pid);
+    //
+    // `suspend_seccomp`: the task has a seccomp filter, which could kill it for
+    // the syscalls we inject; PTRACE_O_SUSPEND_SECCOMP turns it off while we
+    // hold the task (needs CAP_SYS_ADMIN; EBUSY without).
+    static Result<std::unique_ptr<FrozenTask>> freeze(pid_t pid, bool suspend_seccomp = false);
 
     FrozenTask(const FrozenTask&) = delete;
     FrozenTask& operator=(const FrozenTask&) = delete;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -322,6 +323,22 @@ Status scan_pagemap(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind, Pl
     return {};
 }
 
+// A private mapping of an unlinked file: its clean pages cannot come back from
+// the file at restore, so every page the file backs is stored, read through
+// the task's view (dirty copies included). Pages past the end of the file
+// would fault, so the range stops there.
+Status scan_deleted_private(pid_t pid, const MapsEntry& e, Plan& plan, uint64_t& scanned) {
+    std::string path = proc_path(pid, strfmt("map_files/{:x}-{:x}", e.start, e.end));
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return errno_error("stat " + path);
+    uint64_t file_pages = (uint64_t(st.st_size) + kPage - 1) / kPage;
+    uint64_t vma_pages = (e.end - e.start) / kPage;
+    uint64_t n = file_pages > e.pgoff ? std::min(vma_pages, file_pages - e.pgoff) : 0;
+    if (n) plan.add(e.start, n, Source{-1, 0, e.perms[0] == 'r'});
+    scanned += vma_pages;
+    return {};
+}
+
 // Shared anonymous memory: the allocated extents of the shmem file behind it.
 Status scan_shared(pid_t pid, const MapsEntry& e, Plan& plan, std::vector<UniqueFd>& fds) {
     std::string path = proc_path(pid, strfmt("map_files/{:x}-{:x}", e.start, e.end));
@@ -506,7 +523,9 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
         VmaKind kind = classify_vma(e);
         plan.new_vma = true;
         Status s;
-        if (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate)
+        if (kind == VmaKind::kFilePrivate && ends_with(e.path, " (deleted)"))
+            s = scan_deleted_private(pid, e, plan, d.pages_scanned);
+        else if (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate)
             s = scan_pagemap(pid, pagemap->get(), e, kind, plan, d.pages_scanned, pm);
         else if (kind == VmaKind::kAnonShared)
             s = scan_shared(pid, e, plan, shared_fds);

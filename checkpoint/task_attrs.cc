@@ -123,6 +123,8 @@ Result<TaskStatus> parse_task_status(std::string_view text) {
             u64(s.cap_amb, 16);
         } else if (key == "NoNewPrivs") {
             ok = !v.empty() && parse_num(v[0], s.no_new_privs);
+        } else if (key == "Seccomp") {
+            ok = !v.empty() && parse_num(v[0], s.seccomp);
         } else if (key == "Umask") {
             ok = !v.empty() && parse_num(v[0], s.umask, 8);
             s.has_umask = ok;

@@ -39,6 +39,7 @@ struct TaskStatus {
     std::vector<uint32_t> groups;
     uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
     uint32_t no_new_privs = 0;
+    uint32_t seccomp = 0;  // 0 none, 1 strict, 2 filter
     uint32_t umask = 022;
     bool has_umask = false;
     uint64_t rss_bytes = 0;  // RssAnon + RssShmem + VmSwap: a size hint for the page buffer

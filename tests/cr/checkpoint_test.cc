@@ -3,7 +3,11 @@
 // snapshot read in small chunks, concurrent checkpoints of one task.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -12,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <initializer_list>
 #include <string>
@@ -152,6 +157,90 @@ TEST(CheckpointTest, ReadsInOneKibChunksGiveTheSameBytes) {
     EXPECT_EQ(read_all(**snap, 4096), read_all(**snap, 777));
 }
 
+// FUSE serves reads of one handle from several threads: interleaved chunked
+// readers must all get the same bytes, and the checksum must hold.
+TEST(CheckpointTest, ConcurrentReadersOfOneSnapshotGetTheSameImage) {
+    Child c([] {
+        std::vector<char> mem(4 << 20, 7);
+        for (;;) pause();
+    });
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    auto snap = checkpoint_task(c.pid(), c.starttime());
+    ASSERT_TRUE(snap) << snap.error().what;
+    std::vector<std::string> got(4);
+    std::vector<std::thread> ts;
+    for (size_t i = 0; i < got.size(); ++i)
+        ts.emplace_back([&, i] { got[i] = read_all(**snap, 1000 + 3000 * i); });
+    for (auto& t : ts) t.join();
+    for (size_t i = 1; i < got.size(); ++i) EXPECT_EQ(got[i], got[0]) << i;
+    MemorySource src(got[0].data(), got[0].size());
+    auto img = decode_image(src);
+    EXPECT_TRUE(img) << img.error().what;
+}
+
+// A private mapping of a file that is then unlinked: clean pages cannot come
+// from the file at restore, so all of them are in the image, dirty ones as the
+// task sees them.
+TEST(CheckpointTest, PrivateMappingOfDeletedFileIsStoredWhole) {
+    char path[] = "/tmp/crfs-ckpt-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    std::string content(3 * 4096 - 100, 'f');  // 3 pages, the last one partial
+    ASSERT_EQ(write(fd, content.data(), content.size()), ssize_t(content.size()));
+    void* map = mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    ASSERT_NE(map, MAP_FAILED);
+    close(fd);
+    unlink(path);
+    static_cast<char*>(map)[4096] = 'D';  // page 1 dirty; pages 0 and 2 never touched
+    Child c([] {
+        for (;;) pause();
+    });
+    munmap(map, 4 * 4096);
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    auto snap = checkpoint_task(c.pid(), c.starttime());
+    ASSERT_TRUE(snap) << snap.error().what;
+    std::string whole = read_all(**snap, 1 << 20);
+    MemorySource src(whole.data(), whole.size());
+    auto img = decode_image(src, {.keep_data = true});
+    ASSERT_TRUE(img) << img.error().what;
+    uint64_t base = reinterpret_cast<uint64_t>(map);
+    std::string got;
+    for (const auto& p : img->pages)
+        if (p.vaddr >= base && p.vaddr < base + 4 * 4096) got += p.data;
+    ASSERT_EQ(got.size(), 3u * 4096);  // the 4th page is past the end of the file
+    EXPECT_EQ(got.substr(0, 4096), std::string(4096, 'f'));
+    EXPECT_EQ(got[4096], 'D');
+    EXPECT_EQ(got.substr(4097, 4095), std::string(4095, 'f'));
+    EXPECT_EQ(got.substr(8192), std::string(4096 - 100, 'f') + std::string(100, '\0'));
+}
+
+// A task whose seccomp filter kills it on getitimer (one of the syscalls the
+// parasite makes) survives its checkpoint: seccomp is suspended while we hold it.
+TEST(CheckpointTest, SeccompFilteredTaskSurvives) {
+    if (geteuid() != 0) GTEST_SKIP() << "suspending seccomp needs CAP_SYS_ADMIN";
+    Child c([] {
+        sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getitimer, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog prog{static_cast<unsigned short>(std::size(f)), f};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(3);
+        for (;;) pause();
+    });
+    for (int i = 0; i < 2000; ++i) {  // until the filter is in place
+        if (read_proc(c.pid(), "status").value().find("Seccomp:\t2") != std::string::npos) break;
+        usleep(1000);
+    }
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    for (int i = 0; i < 3; ++i) {
+        auto snap = checkpoint_task(c.pid(), c.starttime());
+        ASSERT_TRUE(snap) << snap.error().what;
+    }
+    expect_untouched(c.pid(), 'S');
+}
+
 TEST(CheckpointTest, StoppedTaskStaysStopped) {
     Child c([] {
         for (;;) pause();
@@ -229,6 +318,7 @@ TEST(CheckpointTest, TracedTaskIsEbusyAndStaysTracedByItsTracer) {
 }
 
 TEST(CheckpointTest, UnprivilegedCallerIsEacces) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to drop to another uid";
     Child c([] {
         for (;;) pause();
     });
