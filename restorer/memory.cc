@@ -195,6 +195,12 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
                 r.mmap_flags = MAP_SHARED | MAP_ANONYMOUS;
                 break;
             case image::VmaKind::kFilePrivate:
+                if (v.rec.flags & image::kVmaDeleted) {
+                    // The file is gone; the image stores all its pages (up to EOF).
+                    r.kind = CRFS_RA_ANON;
+                    r.mmap_flags = MAP_PRIVATE | MAP_ANONYMOUS;
+                    break;
+                }
                 r.kind = CRFS_RA_FILE;
                 r.mmap_flags = MAP_PRIVATE;
                 r.open_flags = O_RDONLY;

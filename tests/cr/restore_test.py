@@ -239,6 +239,41 @@ class RealPrograms(Base):
         got = [int(x) for x in lines()]
         self.assertEqual(got, list(range(1, len(got) + 1)))
 
+    def test_python_private_map_of_deleted_file(self):
+        d = tempfile.mkdtemp(prefix="crfs-pym-")
+        self.addCleanup(shutil.rmtree, d, True)
+        script = f"""
+import mmap, os, signal, time
+p = {os.path.join(d, 'mapped')!r}
+with open(p, 'wb') as f:
+    f.write(bytes(range(256)) * 64)
+fd = os.open(p, os.O_RDONLY)
+m = mmap.mmap(fd, 16384, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+os.close(fd)
+os.unlink(p)
+m[5000:5004] = b'ABCD'
+done = False
+def term(*a):
+    global done
+    done = True
+signal.signal(signal.SIGTERM, term)
+open({os.path.join(d, 'ready')!r}, 'w').close()
+while not done:
+    time.sleep(0.05)
+exp = bytearray(bytes(range(256)) * 64)
+exp[5000:5004] = b'ABCD'
+with open({os.path.join(d, 'result')!r}, 'w') as f:
+    f.write('PASS' if m[:] == bytes(exp) else 'FAIL: mapping content differs')
+"""
+        t = self.task(["/usr/bin/python3", "-c", script], cwd=d)
+        shutil.rmtree(t.dir, True)
+        t.dir = d
+        wait_for(lambda: os.path.exists(t.path("ready")), "python ready")
+        img = t.checkpoint()
+        t.kill9()
+        t.restore(img, same_pid=False)
+        self.assertEqual(t.finish(), "PASS")
+
     def test_sleep_exits(self):
         t = self.task(["/bin/sleep", "2"])
         time.sleep(0.5)
