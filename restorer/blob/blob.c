@@ -262,6 +262,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     ret = sys2(NR_arch_prctl, ARCH_SET_GS, a->gs_base);
     if (is_err(ret)) die(a, CRFS_RA_STEP_TLS, ret, 1);
 
+    if (a->task_rseq_area) /* best effort: without it glibc reads a stale cpu */
+        sys4(NR_rseq, a->task_rseq_area, a->task_rseq_len, 0, a->task_rseq_sig);
     fault(a, CRFS_RA_STEP_SIGRETURN);
     uint64_t frame = a->sigframe;
     if (a->sigframe_dst) {
