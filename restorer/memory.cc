@@ -195,6 +195,12 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
                 r.mmap_flags = MAP_SHARED | MAP_ANONYMOUS;
                 break;
             case image::VmaKind::kFilePrivate:
+                if (v.rec.flags & image::kVmaDeleted) {
+                    // The file is gone; the image stores all its pages (up to EOF).
+                    r.kind = CRFS_RA_ANON;
+                    r.mmap_flags = MAP_PRIVATE | MAP_ANONYMOUS;
+                    break;
+                }
                 r.kind = CRFS_RA_FILE;
                 r.mmap_flags = MAP_PRIVATE;
                 r.open_flags = O_RDONLY;
@@ -214,6 +220,9 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
             default:
                 continue;  // vdso/vvar are moved, vsyscall is fixed
         }
+        // VM_NORESERVE ("nr", bit 17): huge sparse reservations (ASan's shadow)
+        // only fit under the overcommit heuristic without accounting.
+        if (v.rec.vm_flags & (1ull << 17)) r.mmap_flags |= MAP_NORESERVE;
         plan.vmas.push_back(r);
         plan.paths.push_back(std::move(path));
     }

@@ -203,6 +203,23 @@ class PhaseTrace {
     std::string out_;
 };
 
+// Whether the image maps the libc this process runs (same inode), so that its
+// TLS layout, and with it the rseq area's offset, is ours.
+bool maps_our_libc(const DecodedImage& img) {
+    auto maps = read_file("/proc/self/maps");
+    if (!maps) return false;
+    size_t pos = maps->find("/libc.so");
+    if (pos == std::string::npos) return false;
+    size_t bol = maps->rfind('\n', pos) + 1;
+    size_t eol = maps->find('\n', pos);
+    std::string line = maps->substr(bol, eol - bol);
+    unsigned long long ino = 0;
+    if (std::sscanf(line.c_str(), "%*s %*s %*s %*s %llu", &ino) != 1 || ino == 0) return false;
+    for (const auto& v : img.vmas)
+        if (v.rec.ino == ino && v.path.find("/libc.so") != std::string::npos) return true;
+    return false;
+}
+
 void kill_and_reap(pid_t pid) {
     ::kill(pid, SIGKILL);
     int st;
@@ -290,6 +307,13 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         a->rseq_area = reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + __rseq_offset;
         a->rseq_len = __rseq_size < 32 ? 32 : __rseq_size;
         a->rseq_sig = RSEQ_SIG;
+    }
+    // The task's glibc registered rseq in its TLS at fs_base + __rseq_offset.
+    // When it maps the very libc we run (same inode), that offset is ours.
+    if (__rseq_size > 0 && img->regs.fs_base && maps_our_libc(*img)) {
+        a->task_rseq_area = img->regs.fs_base + uint64_t(__rseq_offset);
+        a->task_rseq_len = a->rseq_len;
+        a->task_rseq_sig = RSEQ_SIG;
     }
     a->unmap = arena.copy(mem.unmap);
     a->nr_unmap = mem.unmap.size();

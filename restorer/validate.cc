@@ -96,9 +96,13 @@ Status check_files(const DecodedImage& img) {
         auto kind = image::VmaKind(v.rec.kind);
         if (kind != image::VmaKind::kFilePrivate && kind != image::VmaKind::kFileShared) continue;
         std::string range = strfmt("mapping {:x}-{:x}", v.rec.start, v.rec.end);
-        if (v.rec.flags & image::kVmaDeleted)
-            return make_error(ENOTSUP, strfmt("{} of deleted file {}: not restorable yet",
-                                                   range, v.path));
+        if (v.rec.flags & image::kVmaDeleted) {
+            // Private: the image holds every page up to the file's end.
+            if (kind == image::VmaKind::kFilePrivate) continue;
+            return make_error(ENOTSUP, strfmt("{}: shared mapping of deleted file {}: not "
+                                              "restorable yet",
+                                              range, v.path));
+        }
         struct stat st;
         if (::stat(v.path.c_str(), &st) != 0) return errno_error(strfmt("{}: {}", range, v.path));
         if (st.st_ino != v.rec.ino)

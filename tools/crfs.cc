@@ -3,7 +3,8 @@
 //   crfs verify FILE|-           checks an image end to end; non-zero exit with the error
 //   crfs checkpoint PID          (debugging) checkpoint PID directly, image to stdout,
 //                                without the FUSE mount; needs the right to ptrace PID
-//   crfs restore FILE|- [--pid N] (debugging) restore an image directly, without the
+//   crfs restore FILE|- [--pid N] [--writer UID:GID]
+//                                (debugging) restore an image directly, without the
 //                                mount; prints the new pid. Exit status: 0, or the errno.
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -30,8 +31,10 @@ constexpr const char* kUsage =
     "usage: crfs show [--json] FILE|-   print what an image holds\n"
     "       crfs verify FILE|-          check an image end to end\n"
     "       crfs checkpoint PID         debugging: checkpoint PID to stdout without the mount\n"
-    "       crfs restore FILE|- [--pid N]  debugging: restore an image without the mount,\n"
-    "                                   print the new pid (exit status: the errno on failure)\n";
+    "       crfs restore FILE|- [--pid N] [--writer UID:GID]\n"
+    "                                   debugging: restore an image without the mount, print\n"
+    "                                   the new pid (exit status: the errno on failure);\n"
+    "                                   --writer: as for that non-root FUSE writer\n";
 
 std::string hex(uint64_t v) {
     return strfmt("0x{:x}", v);
@@ -431,9 +434,20 @@ int cmd_checkpoint(const char* arg) {
 int cmd_restore(int argc, char** argv) {
     const char* path = nullptr;
     long want = 0;
+    uid_t writer_uid = getuid();
+    gid_t writer_gid = getgid();
+    bool writer_set = false;
     for (int i = 2; i < argc; ++i) {
         std::string_view a = argv[i];
-        if (a == "--pid" && i + 1 < argc) {
+        if (a == "--writer" && i + 1 < argc) {
+            // Debugging: restore as the daemon would for a non-root FUSE writer.
+            unsigned u, g;
+            if (std::sscanf(argv[++i], "%u:%u", &u, &g) != 2) {
+                std::fprintf(stderr, "crfs restore: bad --writer %s (UID:GID)\n", argv[i]);
+                return 2;
+            }
+            writer_uid = u, writer_gid = g, writer_set = true;
+        } else if (a == "--pid" && i + 1 < argc) {
             char* end;
             want = std::strtol(argv[++i], &end, 10);
             if (*end || want <= 0) {
@@ -478,9 +492,9 @@ int cmd_restore(int argc, char** argv) {
     RestoreRequest req;
     req.image_fd = fd.get();
     req.want_pid = pid_t(want);
-    req.writer_uid = getuid();
-    req.writer_gid = getgid();
-    req.writer_is_root = getuid() == 0;
+    req.writer_uid = writer_uid;
+    req.writer_gid = writer_gid;
+    req.writer_is_root = !writer_set && getuid() == 0;
     auto pid = restore_image(req);
     if (!pid) {
         std::fprintf(stderr, "crfs restore: %s\n", pid.error().what.c_str());

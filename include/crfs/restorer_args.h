@@ -161,6 +161,11 @@ struct crfs_restorer_args {
      * ECANCELED on reaching that step; 0: off. */
     int32_t fault_step;
     int32_t reserved2;
+    /* The task's own rseq area (its glibc's, in the image's TLS), registered
+     * again last: the kernel forgot it with the old task. 0: none. */
+    uint64_t task_rseq_area;
+    uint32_t task_rseq_len;
+    uint32_t task_rseq_sig;
 };
 
 #endif

@@ -104,6 +104,9 @@ static void fill_pages(const struct crfs_restorer_args* a) {
     for (uint64_t i = 0; i < a->nr_pages; ++i) {
         char* dst = (char*)p[i].vaddr;
         uint64_t left = p[i].nr_pages * 4096, off = p[i].file_off;
+        /* Populate the run in one call instead of one fault per page inside
+         * pread (best effort: older kernels lack it). */
+        sys3(NR_madvise, dst, left, 23 /* MADV_POPULATE_WRITE */);
         while (left) {
             long n = sys4(NR_pread64, a->image_fd, dst, left, off);
             if (n == -4 /* EINTR */) continue;
@@ -259,6 +262,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     ret = sys2(NR_arch_prctl, ARCH_SET_GS, a->gs_base);
     if (is_err(ret)) die(a, CRFS_RA_STEP_TLS, ret, 1);
 
+    if (a->task_rseq_area) /* best effort: without it glibc reads a stale cpu */
+        sys4(NR_rseq, a->task_rseq_area, a->task_rseq_len, 0, a->task_rseq_sig);
     fault(a, CRFS_RA_STEP_SIGRETURN);
     uint64_t frame = a->sigframe;
     if (a->sigframe_dst) {

@@ -22,7 +22,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/rseq.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -222,6 +224,13 @@ int main(int argc, char** argv) {
     int lr = open("../log", O_RDONLY);
     ssize_t ln = read(lr, logbuf, sizeof logbuf - 1);
     if (ln != 13 || strcmp(logbuf, "before\nafter\n")) fail("log holds '%s'", logbuf);
+    // glibc registered rseq in our TLS; the restore must have registered it
+    // again (a second registration of the same area is EBUSY).
+    if (__rseq_size > 0) {
+        void* area = (char*)__builtin_thread_pointer() + __rseq_offset;
+        long r = syscall(SYS_rseq, area, __rseq_size < 32 ? 32 : __rseq_size, 0, RSEQ_SIG);
+        if (r == 0 || errno != EBUSY) fail("rseq not registered after restore (%ld, errno %d)", r, errno);
+    }
     sigset_t pend;
     sigpending(&pend);
     if (!sigismember(&pend, SIGUSR2)) fail("SIGUSR2 no longer pending");
