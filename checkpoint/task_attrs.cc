@@ -190,14 +190,45 @@ Result<TaskAttrs> read_task_attrs(pid_t pid) {
             break;
         }
 
+    auto limits_text = read_proc(pid, "limits", 8192);
+    if (!limits_text) return std::unexpected(limits_text.error());
+    auto limits = parse_limits(*limits_text);
+    if (!limits) return std::unexpected(limits.error().context(proc_path(pid, "limits")));
     for (int r = 0; r < 16; ++r) {
-        rlimit64 lim;
-        if (prlimit64(pid, __rlimit_resource(r), nullptr, &lim) != 0)
-            return errno_error(strfmt("prlimit {} of task {}", r, pid));
-        a.rlimits.cur[r] = lim.rlim_cur;
-        a.rlimits.max[r] = lim.rlim_max;
+        a.rlimits.cur[r] = limits->cur[r];
+        a.rlimits.max[r] = limits->max[r];
     }
     return a;
+}
+
+Result<Limits> parse_limits(std::string_view text) {
+    // "Limit  Soft Limit  Hard Limit  Units" then one row per resource, in
+    // RLIMIT_* order, formatted "%-25s %-20s %-20s %-10s": the name has spaces,
+    // the values sit in fixed columns.
+    auto value = [](std::string_view field, uint64_t& out) {
+        while (!field.empty() && field.back() == ' ') field.remove_suffix(1);
+        while (!field.empty() && field.front() == ' ') field.remove_prefix(1);
+        if (field == "unlimited") {
+            out = RLIM64_INFINITY;
+            return true;
+        }
+        auto [p, ec] = std::from_chars(field.data(), field.data() + field.size(), out);
+        return ec == std::errc() && p == field.data() + field.size() && !field.empty();
+    };
+    Limits l{};
+    size_t nl = text.find('\n');
+    if (nl == std::string_view::npos || !text.starts_with("Limit"))
+        return make_error(EIO, "parse limits: no header");
+    text.remove_prefix(nl + 1);
+    for (int r = 0; r < 16; ++r) {
+        nl = text.find('\n');
+        std::string_view line = text.substr(0, nl);
+        if (nl == std::string_view::npos || line.size() < 67 ||
+            !value(line.substr(26, 20), l.cur[r]) || !value(line.substr(47, 20), l.max[r]))
+            return make_error(EIO, strfmt("parse limits: bad row {}", r));
+        text.remove_prefix(nl + 1);
+    }
+    return l;
 }
 
 }  // namespace crfs

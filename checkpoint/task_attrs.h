@@ -62,6 +62,14 @@ struct TaskAttrs {
 // Reads them for a frozen task.
 Result<TaskAttrs> read_task_attrs(pid_t pid);
 
+// The 16 soft and hard limits of /proc/<pid>/limits, in the kernel's RLIMIT_*
+// order. Read there, not with prlimit(2): prlimit on another user's task needs
+// CAP_SYS_RESOURCE, which root lacks on some machines.
+struct Limits {
+    uint64_t cur[16], max[16];
+};
+Result<Limits> parse_limits(std::string_view text);
+
 // "/proc/<pid>/<name>" and readlink of it; the task being gone is ESRCH.
 std::string proc_path(pid_t pid, std::string_view name);
 Result<std::string> read_link(const std::string& path);

@@ -171,6 +171,16 @@ TEST_F(Image, UnprivilegedUserCannotCheckpointAnotherUsersTask) {
     EXPECT_EQ(verdict(), "PASS\n");
 }
 
+TEST_F(Image, UnprivilegedUserCheckpointsItsOwnTask) {
+    // Root here may lack CAP_SYS_RESOURCE: nothing in the checkpoint may need it.
+    auto r =
+        run("cd / && setpriv --reuid=65534 --regid=65534 --clear-groups sh -c '"
+            "sleep 100 </dev/null >/dev/null 2>&1 & p=$!; "
+            "until [ \"$(cat /proc/$p/comm)\" = sleep ]; do sleep 0.01; done; "
+            "cat $M/$p/reason; cat $M/$p/image > /dev/null; echo rc=$?; kill $p'");
+    EXPECT_EQ(r.out, "rc=0\n") << r.err;
+}
+
 TEST_F(Image, ConcurrentReadersEachGetAConsistentImage) {
     start_workload("busy");
     std::string d = tmp.path();

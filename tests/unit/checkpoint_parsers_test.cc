@@ -3,7 +3,9 @@
 // and the syscall-restart rewrite of registers.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "checkpoint/files.h"
 #include "checkpoint/memory.h"
@@ -33,6 +35,23 @@ constexpr const char* kSmaps =
     "7ffd0000-7ffd2000 rw-p 00000000 00:00 0                  [stack]\n"
     "VmFlags: rd wr mr mw me gd ac \n"
     "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0  [vsyscall]\n";
+
+TEST(LimitsTest, ParsesProcLimitsLikeGetrlimit) {
+    // This process's own limits, both ways.
+    auto text = read_proc(::getpid(), "limits");
+    ASSERT_TRUE(text) << text.error().what;
+    auto l = parse_limits(*text);
+    ASSERT_TRUE(l) << l.error().what;
+    for (int r = 0; r < 16; ++r) {
+        rlimit64 want;
+        ASSERT_EQ(::getrlimit64(__rlimit_resource(r), &want), 0);
+        EXPECT_EQ(l->cur[r], want.rlim_cur) << r;
+        EXPECT_EQ(l->max[r], want.rlim_max) << r;
+    }
+    auto bad = parse_limits("Limit Soft\nMax cpu time  x\n");
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().what, "parse limits: bad row 0");
+}
 
 TEST(MapsTest, ParsesMapsAndSmaps) {
     auto m = parse_maps(kSmaps);
