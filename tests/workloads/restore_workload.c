@@ -253,7 +253,8 @@ int main(int argc, char** argv) {
     if (__rseq_size > 0) {
         void* area = (char*)__builtin_thread_pointer() + __rseq_offset;
         long r = syscall(SYS_rseq, area, __rseq_size < 32 ? 32 : __rseq_size, 0, RSEQ_SIG);
-        if (r == 0 || errno != EBUSY) fail("rseq not registered after restore (%ld, errno %d)", r, errno);
+        if (r == 0 || errno != EBUSY)
+            fail("rseq not registered after restore (%ld, errno %d)", r, errno);
     }
     union sigval v = {.sival_int = 4242};
     sigqueue(getpid(), SIGUSR1, v);
