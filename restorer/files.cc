@@ -35,7 +35,8 @@ Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage
                 // Fall back to pread/write (copy_file_range across filesystems may refuse).
                 char buf[65536];
                 ssize_t r = pread(image_fd, buf, std::min<uint64_t>(left, sizeof buf), in);
-                if (r <= 0) return errno_error(strfmt("fd {}: reading deleted file content", f.rec.fd));
+                if (r <= 0)
+                    return errno_error(strfmt("fd {}: reading deleted file content", f.rec.fd));
                 if (write(fd, buf, size_t(r)) != r)
                     return errno_error(strfmt("fd {}: writing deleted file copy", f.rec.fd));
                 n = r;
@@ -45,8 +46,7 @@ Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage
         }
     }
     // Owned like the task that had it open (the copy is created by root).
-    if (fchown(fd, img.creds.uid[3], img.creds.gid[3]) != 0 ||
-        fchmod(fd, f.rec.mode & 07777) != 0)
+    if (fchown(fd, img.creds.uid[3], img.creds.gid[3]) != 0 || fchmod(fd, f.rec.mode & 07777) != 0)
         return errno_error(strfmt("fd {}: chown/chmod of deleted file copy", f.rec.fd));
     return out;
 }
@@ -58,8 +58,8 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd) {
     for (const auto& f : img.fds) {
         FdAction a;
         a.target = f.rec.fd;
-        a.open_flags = int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) |
-                       O_NOCTTY;
+        a.open_flags =
+            int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
         a.cloexec = f.rec.fd_flags & image::kFdCloexec;
         auto kind = image::FdKind(f.rec.kind);
         a.seek = kind != image::FdKind::kCharDev;

@@ -23,7 +23,9 @@ bool is_special(const VmaEntry& v) {
     return k == image::VmaKind::kVdso || k == image::VmaKind::kVvar;
 }
 
-bool overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1) { return a0 < b1 && b0 < a1; }
+bool overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1) {
+    return a0 < b1 && b0 < a1;
+}
 
 }  // namespace
 
@@ -74,14 +76,13 @@ Result<SpecialsPlan> plan_specials(const DecodedImage& img,
         return make_error(ENOTSUP, "the image has a vdso but this kernel maps none (vdso=0?)");
     uint64_t ilen = ivdso->rec.end - ivdso->rec.start, clen = cvdso->end - cvdso->start;
     if (ilen != clen)
-        return make_error(ENOTSUP,
-                          strfmt("the image's vdso is {} pages (kernel {}), this kernel's "
-                                      "is {}: the program holds pointers into vdso code that "
-                                      "images do not store; restore on the same kernel",
-                                      ilen / kPage,
-                                      std::string(img.header.kernel_release,
-                                                  strnlen(img.header.kernel_release, 64)),
-                                      clen / kPage));
+        return make_error(ENOTSUP, strfmt("the image's vdso is {} pages (kernel {}), this kernel's "
+                                          "is {}: the program holds pointers into vdso code that "
+                                          "images do not store; restore on the same kernel",
+                                          ilen / kPage,
+                                          std::string(img.header.kernel_release,
+                                                      strnlen(img.header.kernel_release, 64)),
+                                          clen / kPage));
     // Same layout: every current special has an image twin of the same size at
     // the same offset from the vdso.
     bool same = isp.size() == cur.size();
@@ -98,17 +99,17 @@ Result<SpecialsPlan> plan_specials(const DecodedImage& img,
         if (!same) {
             if (dst < kLowest || dst + len > kUserTop)
                 return make_error(ENOTSUP, strfmt("this kernel's {} cannot be placed at "
-                                                       "{:x} next to the image's vdso",
-                                                       c.name, dst));
+                                                  "{:x} next to the image's vdso",
+                                                  c.name, dst));
             for (const auto& v : img.vmas)
                 if (!is_special(v) && image::VmaKind(v.rec.kind) != image::VmaKind::kVsyscall &&
                     overlaps(dst, dst + len, v.rec.start, v.rec.end))
                     return make_error(
                         ENOTSUP,
                         strfmt("this kernel's vdso/vvar layout differs from the image's and "
-                                    "its {} would land at {:x}-{:x} on the image's mapping "
-                                    "{:x}-{:x} {}",
-                                    c.name, dst, dst + len, v.rec.start, v.rec.end, v.path));
+                               "its {} would land at {:x}-{:x} on the image's mapping "
+                               "{:x}-{:x} {}",
+                               c.name, dst, dst + len, v.rec.start, v.rec.end, v.path));
         }
         plan.moves.push_back({c.start, len, plan.tmp_len, dst});  // tmp: offset for now
         plan.tmp_len += len;
@@ -127,8 +128,8 @@ Result<BlobArea> map_blob_area(const DecodedImage& img, const std::vector<Specia
     // offsets: keep a margin around the image's specials too.
     for (const auto& v : img.vmas)
         if (is_special(v))
-            used.push_back({v.rec.start > (64 << 20) ? v.rec.start - (64 << 20) : 0,
-                            v.rec.end + (64 << 20)});
+            used.push_back(
+                {v.rec.start > (64 << 20) ? v.rec.start - (64 << 20) : 0, v.rec.end + (64 << 20)});
     std::sort(used.begin(), used.end());
     uint64_t need = len + tmp_len + 2 * kPage;
     std::vector<std::pair<uint64_t, uint64_t>> gaps;
@@ -157,8 +158,8 @@ Result<BlobArea> map_blob_area(const DecodedImage& img, const std::vector<Specia
         }
     }
     return make_error(ENOMEM, strfmt("no room for the restorer ({} KiB) outside the image's "
-                                          "mappings",
-                                          need >> 10));
+                                     "mappings",
+                                     need >> 10));
 }
 
 MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,

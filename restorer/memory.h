@@ -34,8 +34,7 @@ struct SpecialsPlan {
     std::vector<crfs_ra_range> drop;  // current specials the image has no place for
     uint64_t tmp_len = 0;             // scratch room the two-step move needs
 };
-Result<SpecialsPlan> plan_specials(const DecodedImage& img,
-                                   const std::vector<SpecialMapping>& cur);
+Result<SpecialsPlan> plan_specials(const DecodedImage& img, const std::vector<SpecialMapping>& cur);
 
 // An area of `len` bytes (followed by `tmp_len` scratch bytes) that no image
 // VMA, image special or current special uses, mapped read-write in this
@@ -48,8 +47,8 @@ Result<BlobArea> map_blob_area(const DecodedImage& img, const std::vector<Specia
 
 struct MemoryPlan {
     std::vector<crfs_ra_range> unmap;
-    std::vector<crfs_ra_vma> vmas;          // path fields: index into paths until placed
-    std::vector<std::string> paths;         // per VMA ("" for anonymous)
+    std::vector<crfs_ra_vma> vmas;   // path fields: index into paths until placed
+    std::vector<std::string> paths;  // per VMA ("" for anonymous)
     std::vector<crfs_ra_pages> pages;
 };
 MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,

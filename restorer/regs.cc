@@ -146,8 +146,8 @@ Status build_sigframe(const DecodedImage& img, void* mem, uint64_t at) {
     sc.cs = uint16_t(r.cs), sc.ss = uint16_t(r.ss);
     if (sc.cs != 0x33 || sc.ss != 0x2b)
         return make_error(ENOTSUP, strfmt("saved cs 0x{:x} / ss 0x{:x} are not 64-bit user "
-                                               "segments (compat tasks are not restored)",
-                                               r.cs, r.ss));
+                                          "segments (compat tasks are not restored)",
+                                          r.cs, r.ss));
     f->uc.uc_flags = kUcFpXstate | kUcSigcontextSs | kUcStrictRestoreSs;
     f->uc.uc_sigmask = img.sigstate.blocked & ~((1ull << 8) | (1ull << 18));  // KILL, STOP
     f->uc.uc_stack.ss_sp = img.sigstate.altstack_sp;

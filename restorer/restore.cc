@@ -28,10 +28,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <cstring>
-#include "common/strfmt.h"
+#include <ctime>
 #include <mutex>
+#include "common/strfmt.h"
 
 #include "common/image_reader.h"
 #include "common/io.h"
@@ -57,7 +57,9 @@ constexpr int kReportTimeoutMs = 300 * 1000;
 std::mutex g_children_mu;  // guards g_children
 std::vector<pid_t> g_children;
 
-uint64_t page_up(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
+uint64_t page_up(uint64_t v) {
+    return (v + kPage - 1) & ~(kPage - 1);
+}
 
 // Bump allocator over the mapped blob area: every pointer the blob sees is an
 // address inside the area, identical in the clone.
@@ -141,7 +143,7 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         if (i >= mem.vmas.size()) return strfmt("VMA #{}", i);
         const auto& v = mem.vmas[i];
         return strfmt("{:x}-{:x}{}{}", v.start, v.end, mem.paths[i].empty() ? "" : " ",
-                           mem.paths[i]);
+                      mem.paths[i]);
     };
     auto fd = [&](uint64_t n) {
         for (const auto& a : fds.actions)
@@ -149,31 +151,56 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         return strfmt("fd {}", n);
     };
     switch (r.step) {
-        case CRFS_RA_STEP_UNMAP: return strfmt("unmapping the daemon's memory at {:x}", r.arg);
-        case CRFS_RA_STEP_MOVE_SPECIAL: return strfmt("moving vdso/vvar at {:x}", r.arg);
-        case CRFS_RA_STEP_OPEN_VMA_FILE: return "opening the file of mapping " + vma(r.arg);
-        case CRFS_RA_STEP_MAP_VMA: return "mapping " + vma(r.arg);
-        case CRFS_RA_STEP_FILL_PAGES: return strfmt("reading pages at {:x}", r.arg);
-        case CRFS_RA_STEP_PROTECT: return "mprotect of " + vma(r.arg);
-        case CRFS_RA_STEP_OPEN_EXE: return "opening exe " + img.exe;
-        case CRFS_RA_STEP_MM_MAP: return "PR_SET_MM_MAP (mm layout, auxv, exe)";
-        case CRFS_RA_STEP_SIGACTION: return strfmt("sigaction of signal {}", r.arg);
-        case CRFS_RA_STEP_SIGQUEUE: return strfmt("re-queueing pending signal {}", r.arg);
-        case CRFS_RA_STEP_ITIMER: return strfmt("setitimer {}", r.arg);
-        case CRFS_RA_STEP_CREDS: return strfmt("setting credentials (step {})", r.arg);
-        case CRFS_RA_STEP_TLS: return "setting fs/gs base";
-        case CRFS_RA_STEP_BAD_ARGS: return "restorer argument check";
-        case CRFS_RA_STEP_SIGRETURN: return "the last step before rt_sigreturn";
-        case CRFS_RA_STEP_SESSION: return "restoring session/process group";
-        case CRFS_RA_STEP_FSCREDS: return "switching to the task's file-system credentials";
-        case CRFS_RA_STEP_CLOSE_FDS: return "closing the daemon's descriptors";
-        case CRFS_RA_STEP_OPEN_FD: return "opening " + fd(r.arg);
-        case CRFS_RA_STEP_DUP_FD: return "placing " + fd(r.arg);
-        case CRFS_RA_STEP_SEEK_FD: return "seeking " + fd(r.arg);
-        case CRFS_RA_STEP_CWD: return "chdir to " + img.cwd;
-        case CRFS_RA_STEP_RLIMIT: return strfmt("setting rlimit {}", r.arg);
-        case CRFS_RA_STEP_NICE: return strfmt("setting nice {}", int64_t(r.arg));
-        case CRFS_RA_STEP_PERSONALITY: return strfmt("setting personality 0x{:x}", r.arg);
+        case CRFS_RA_STEP_UNMAP:
+            return strfmt("unmapping the daemon's memory at {:x}", r.arg);
+        case CRFS_RA_STEP_MOVE_SPECIAL:
+            return strfmt("moving vdso/vvar at {:x}", r.arg);
+        case CRFS_RA_STEP_OPEN_VMA_FILE:
+            return "opening the file of mapping " + vma(r.arg);
+        case CRFS_RA_STEP_MAP_VMA:
+            return "mapping " + vma(r.arg);
+        case CRFS_RA_STEP_FILL_PAGES:
+            return strfmt("reading pages at {:x}", r.arg);
+        case CRFS_RA_STEP_PROTECT:
+            return "mprotect of " + vma(r.arg);
+        case CRFS_RA_STEP_OPEN_EXE:
+            return "opening exe " + img.exe;
+        case CRFS_RA_STEP_MM_MAP:
+            return "PR_SET_MM_MAP (mm layout, auxv, exe)";
+        case CRFS_RA_STEP_SIGACTION:
+            return strfmt("sigaction of signal {}", r.arg);
+        case CRFS_RA_STEP_SIGQUEUE:
+            return strfmt("re-queueing pending signal {}", r.arg);
+        case CRFS_RA_STEP_ITIMER:
+            return strfmt("setitimer {}", r.arg);
+        case CRFS_RA_STEP_CREDS:
+            return strfmt("setting credentials (step {})", r.arg);
+        case CRFS_RA_STEP_TLS:
+            return "setting fs/gs base";
+        case CRFS_RA_STEP_BAD_ARGS:
+            return "restorer argument check";
+        case CRFS_RA_STEP_SIGRETURN:
+            return "the last step before rt_sigreturn";
+        case CRFS_RA_STEP_SESSION:
+            return "restoring session/process group";
+        case CRFS_RA_STEP_FSCREDS:
+            return "switching to the task's file-system credentials";
+        case CRFS_RA_STEP_CLOSE_FDS:
+            return "closing the daemon's descriptors";
+        case CRFS_RA_STEP_OPEN_FD:
+            return "opening " + fd(r.arg);
+        case CRFS_RA_STEP_DUP_FD:
+            return "placing " + fd(r.arg);
+        case CRFS_RA_STEP_SEEK_FD:
+            return "seeking " + fd(r.arg);
+        case CRFS_RA_STEP_CWD:
+            return "chdir to " + img.cwd;
+        case CRFS_RA_STEP_RLIMIT:
+            return strfmt("setting rlimit {}", r.arg);
+        case CRFS_RA_STEP_NICE:
+            return strfmt("setting nice {}", int64_t(r.arg));
+        case CRFS_RA_STEP_PERSONALITY:
+            return strfmt("setting personality 0x{:x}", r.arg);
     }
     return strfmt("step {}", r.step);
 }
@@ -282,8 +309,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     (sp->moves.size() + 8) * 3 * sizeof(crfs_ra_range) +
                     img->pages.size() * (sizeof(crfs_ra_pages) + 16) +
                     pending.size() * sizeof(crfs_ra_siginfo) + img->groups.size() * 4 +
-                    img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
-                    kBlobStack;
+                    img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 + kBlobStack;
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
@@ -326,9 +352,20 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     a->pages = arena.copy(mem.pages);
     a->nr_pages = mem.pages.size();
     const auto& m = img->mm;
-    a->mm = {m.start_code, m.end_code, m.start_data, m.end_data, m.start_brk, m.brk,
-             m.start_stack, m.arg_start, m.arg_end, m.env_start, m.env_end,
-             arena.copy(img->auxv), uint32_t(img->auxv.size() * 8), uint32_t(-1)};
+    a->mm = {m.start_code,
+             m.end_code,
+             m.start_data,
+             m.end_data,
+             m.start_brk,
+             m.brk,
+             m.start_stack,
+             m.arg_start,
+             m.arg_end,
+             m.env_start,
+             m.env_end,
+             arena.copy(img->auxv),
+             uint32_t(img->auxv.size() * 8),
+             uint32_t(-1)};
     // The exe link: the task inherits ours. Replacing it fails (EBUSY) while the
     // old file is mapped, which it is when both are the same file: then keep it.
     struct stat exe_st, self_st;
@@ -359,8 +396,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         a->self_unmap = area->start + page_up(blob_len);
         a->self_unmap_len = area->len - page_up(blob_len);
     }
-    if (mprotect(reinterpret_cast<void*>(area->start), page_up(blob_len),
-                 PROT_READ | PROT_EXEC) < 0)
+    if (mprotect(reinterpret_cast<void*>(area->start), page_up(blob_len), PROT_READ | PROT_EXEC) <
+        0)
         return errno_error("mprotect of the restorer code");
 
     trace.mark("prepare");
@@ -437,9 +474,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     }
     if (n != 1 || rep.tag != CRFS_RA_REPORT_TAG)
         return make_error(EIO, strfmt("restore: the new task died before it was restored "
-                                           "({})",
-                                           WIFSIGNALED(st) ? strsignal(WTERMSIG(st))
-                                                           : "no report"));
+                                      "({})",
+                                      WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "no report"));
     return sys_error(rep.err, "restore: " + step_text(rep, *img, mem, *fds));
 }
 

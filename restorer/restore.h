@@ -13,7 +13,7 @@
 namespace crfs {
 
 struct RestoreRequest {
-    int image_fd = -1;  // memfd/file holding the whole image (seekable; read from offset 0)
+    int image_fd = -1;   // memfd/file holding the whole image (seekable; read from offset 0)
     pid_t want_pid = 0;  // 0: any pid; >0: exactly this pid (EBUSY if taken)
     // Who wrote the image (from the FUSE request). writer_is_root means the
     // writer may restore any credentials: uid 0, or (the daemon decides) a

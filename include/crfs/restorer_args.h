@@ -14,19 +14,19 @@
 
 /* How the blob maps one image VMA. */
 enum crfs_ra_map_kind {
-    CRFS_RA_ANON = 1,      /* anonymous, private or shared (mmap_flags say) */
-    CRFS_RA_FILE = 2,      /* file mapping: open path with open_flags, map at pgoff */
+    CRFS_RA_ANON = 1, /* anonymous, private or shared (mmap_flags say) */
+    CRFS_RA_FILE = 2, /* file mapping: open path with open_flags, map at pgoff */
 };
 
 struct crfs_ra_vma {
     uint64_t start, end;
-    uint64_t file_off;    /* bytes, for CRFS_RA_FILE */
-    uint64_t path;        /* const char*, NUL-terminated, for CRFS_RA_FILE */
-    uint32_t kind;        /* crfs_ra_map_kind */
-    uint32_t prot;        /* final PROT_* */
-    uint32_t mmap_flags;  /* MAP_PRIVATE/MAP_SHARED/MAP_ANONYMOUS/MAP_GROWSDOWN (MAP_FIXED added) */
-    uint32_t open_flags;  /* O_RDONLY or O_RDWR */
-    uint64_t madv;        /* reserved: 0 */
+    uint64_t file_off;   /* bytes, for CRFS_RA_FILE */
+    uint64_t path;       /* const char*, NUL-terminated, for CRFS_RA_FILE */
+    uint32_t kind;       /* crfs_ra_map_kind */
+    uint32_t prot;       /* final PROT_* */
+    uint32_t mmap_flags; /* MAP_PRIVATE/MAP_SHARED/MAP_ANONYMOUS/MAP_GROWSDOWN (MAP_FIXED added) */
+    uint32_t open_flags; /* O_RDONLY or O_RDWR */
+    uint64_t madv;       /* reserved: 0 */
 };
 
 /* Stored pages: nr_pages * 4096 bytes at image file offset file_off go to vaddr. */
@@ -72,11 +72,11 @@ struct crfs_ra_mm_map {
  * byte 'K' written just before rt_sigreturn (the point of no return). */
 #define CRFS_RA_REPORT_TAG 0x52524545u /* "EERR": never starts with 'K' */
 struct crfs_ra_report {
-    uint32_t tag;  /* CRFS_RA_REPORT_TAG */
-    int32_t err;   /* positive errno */
-    int32_t step;  /* enum crfs_ra_step */
+    uint32_t tag; /* CRFS_RA_REPORT_TAG */
+    int32_t err;  /* positive errno */
+    int32_t step; /* enum crfs_ra_step */
     int32_t reserved;
-    uint64_t arg;  /* which VMA index / address / signal the step was on */
+    uint64_t arg; /* which VMA index / address / signal the step was on */
 };
 
 enum crfs_ra_step {
@@ -109,8 +109,8 @@ enum crfs_ra_step {
 };
 
 struct crfs_restorer_args {
-    uint64_t magic; /* CRFS_RA_MAGIC */
-    uint64_t size;  /* sizeof(struct crfs_restorer_args) */
+    uint64_t magic;    /* CRFS_RA_MAGIC */
+    uint64_t size;     /* sizeof(struct crfs_restorer_args) */
     int32_t image_fd;  /* the image, read with pread at crfs_ra_pages.file_off */
     int32_t status_fd; /* pipe to the driver: crfs_ra_report or 'K' */
 
@@ -118,27 +118,27 @@ struct crfs_restorer_args {
     uint32_t rseq_len;
     uint32_t rseq_sig;
 
-    uint64_t unmap;   /* struct crfs_ra_range*: everything but the blob area and the moves */
+    uint64_t unmap; /* struct crfs_ra_range*: everything but the blob area and the moves */
     uint64_t nr_unmap;
-    uint64_t moves;   /* struct crfs_ra_move* */
+    uint64_t moves; /* struct crfs_ra_move* */
     uint64_t nr_moves;
-    uint64_t vmas;    /* struct crfs_ra_vma*, in address order */
+    uint64_t vmas; /* struct crfs_ra_vma*, in address order */
     uint64_t nr_vmas;
-    uint64_t pages;   /* struct crfs_ra_pages* */
+    uint64_t pages; /* struct crfs_ra_pages* */
     uint64_t nr_pages;
 
     struct crfs_ra_mm_map mm;
     uint64_t exe_path; /* const char*, or 0: keep no exe link */
 
     struct crfs_ra_sigaction sigactions[64]; /* signal i+1; SIGKILL/SIGSTOP skipped */
-    uint64_t siginfo; /* struct crfs_ra_siginfo*, in queue order */
+    uint64_t siginfo;                        /* struct crfs_ra_siginfo*, in queue order */
     uint64_t nr_siginfo;
     int64_t itimers[3][4]; /* ITIMER_REAL/VIRTUAL/PROF: interval sec/usec, value sec/usec */
 
     /* Credentials, set last (PR_SET_MM_MAP needs CAP_SYS_ADMIN before). */
-    uint32_t set_creds; /* 0: keep the driver's (already the right ones) */
+    uint32_t set_creds;      /* 0: keep the driver's (already the right ones) */
     uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
-    uint64_t groups; /* uint32_t* */
+    uint64_t groups;         /* uint32_t* */
     uint64_t nr_groups;
     uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
     uint32_t no_new_privs;

@@ -71,7 +71,9 @@ static __attribute__((noreturn)) void die(const struct crfs_restorer_args* a, in
     for (;;) sys1(NR_exit_group, 1);
 }
 
-static int is_err(long ret) { return ret < 0 && ret > -4096; }
+static int is_err(long ret) {
+    return ret < 0 && ret > -4096;
+}
 
 #define ECANCELED 125
 /* Fault injection: the tests prove every step's failure leaves nothing behind. */
@@ -91,8 +93,8 @@ static void map_vmas(const struct crfs_restorer_args* a) {
             fd = sys3(NR_open, v[i].path, v[i].open_flags | O_CLOEXEC, 0);
             if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
         }
-        long ret = sys6(NR_mmap, (long)v[i].start, (long)len, prot, v[i].mmap_flags | MAP_FIXED,
-                        fd, (long)v[i].file_off);
+        long ret = sys6(NR_mmap, (long)v[i].start, (long)len, prot, v[i].mmap_flags | MAP_FIXED, fd,
+                        (long)v[i].file_off);
         if (fd >= 0) sys1(NR_close, fd);
         if (is_err(ret)) die(a, CRFS_RA_STEP_MAP_VMA, ret, i);
         if ((uint64_t)ret != v[i].start) die(a, CRFS_RA_STEP_MAP_VMA, -EINVAL, i);
@@ -151,9 +153,9 @@ static void restore_creds(const struct crfs_restorer_args* a) {
     } hdr = {0x20080522, 0};
     struct {
         uint32_t eff, prm, inh;
-    } data[2] = {{(uint32_t)a->cap_eff, (uint32_t)a->cap_prm, (uint32_t)a->cap_inh},
-                 {(uint32_t)(a->cap_eff >> 32), (uint32_t)(a->cap_prm >> 32),
-                  (uint32_t)(a->cap_inh >> 32)}};
+    } data[2] = {
+        {(uint32_t)a->cap_eff, (uint32_t)a->cap_prm, (uint32_t)a->cap_inh},
+        {(uint32_t)(a->cap_eff >> 32), (uint32_t)(a->cap_prm >> 32), (uint32_t)(a->cap_inh >> 32)}};
     ret = sys2(NR_capset, &hdr, data);
     if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 6);
     sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
@@ -174,7 +176,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     long ret;
     uint64_t all = ~0ull;
     sys4(NR_rt_sigprocmask, 2 /* SIG_SETMASK */, &all, 0, 8);
-    if (a->magic != CRFS_RA_MAGIC || a->size != sizeof *a) die(a, CRFS_RA_STEP_BAD_ARGS, -EINVAL, 0);
+    if (a->magic != CRFS_RA_MAGIC || a->size != sizeof *a)
+        die(a, CRFS_RA_STEP_BAD_ARGS, -EINVAL, 0);
 
     /* The kernel writes the rseq area on every return to user space: it lies in
      * memory about to be unmapped, so the registration goes first. */
@@ -200,12 +203,14 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     fault(a, CRFS_RA_STEP_MOVE_SPECIAL);
     const struct crfs_ra_move* m = (const struct crfs_ra_move*)a->moves;
     for (uint64_t i = 0; i < a->nr_moves; ++i) {
-        ret = sys5(NR_mremap, m[i].cur, m[i].len, m[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, m[i].tmp);
+        ret =
+            sys5(NR_mremap, m[i].cur, m[i].len, m[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, m[i].tmp);
         if (is_err(ret)) die(a, CRFS_RA_STEP_MOVE_SPECIAL, ret, m[i].cur);
     }
     for (uint64_t i = 0; i < a->nr_moves; ++i) {
         if (m[i].tmp == m[i].dst) continue;
-        ret = sys5(NR_mremap, m[i].tmp, m[i].len, m[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, m[i].dst);
+        ret =
+            sys5(NR_mremap, m[i].tmp, m[i].len, m[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, m[i].dst);
         if (is_err(ret)) die(a, CRFS_RA_STEP_MOVE_SPECIAL, ret, m[i].dst);
     }
 

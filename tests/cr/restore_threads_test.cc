@@ -91,8 +91,8 @@ TEST(RestoreThreads, ConcurrentRestoresWhileOtherThreadsAllocate) {
     for (int i = 0; i < kRestores; ++i)
         workers.emplace_back([&, i] {
             // Each worker its own fd: restore_image reads the image from offset 0.
-            UniqueFd mine(open(("/proc/self/fd/" + std::to_string(img.get())).c_str(),
-                               O_RDONLY | O_CLOEXEC));
+            UniqueFd mine(
+                open(("/proc/self/fd/" + std::to_string(img.get())).c_str(), O_RDONLY | O_CLOEXEC));
             RestoreRequest req;
             req.image_fd = mine.get();
             req.writer_is_root = true;

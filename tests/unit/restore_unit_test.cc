@@ -28,7 +28,8 @@ DecodedImage image_with_specials(uint64_t vvar, uint64_t vclock, uint64_t vdso) 
     DecodedImage img;
     img.vmas.push_back(vma(0x400000, 0x401000, image::VmaKind::kAnonPrivate));
     img.vmas.push_back(vma(vvar, vvar + 0x4000, image::VmaKind::kVvar, "[vvar]"));
-    if (vclock) img.vmas.push_back(vma(vclock, vclock + 0x2000, image::VmaKind::kVvar, "[vvar_vclock]"));
+    if (vclock)
+        img.vmas.push_back(vma(vclock, vclock + 0x2000, image::VmaKind::kVvar, "[vvar_vclock]"));
     img.vmas.push_back(vma(vdso, vdso + 0x2000, image::VmaKind::kVdso, "[vdso]"));
     return img;
 }
@@ -135,7 +136,8 @@ TEST(RestoreFrame, RegistersMaskAndXstateMarkers) {
     ASSERT_TRUE(build_sigframe(img, at, reinterpret_cast<uint64_t>(at)));
     uint64_t w[64];
     std::memcpy(w, at, sizeof w);
-    // pretcode, uc_flags, uc_link, uc_stack(3), then sigcontext r8..r15 rdi rsi rbp rbx rdx rax rcx rsp rip
+    // pretcode, uc_flags, uc_link, uc_stack(3), then sigcontext r8..r15 rdi rsi rbp rbx rdx rax rcx
+    // rsp rip
     EXPECT_EQ(w[6 + 13], 42u);          // rax
     EXPECT_EQ(w[6 + 15], 0x7ffd0000u);  // rsp
     EXPECT_EQ(w[6 + 16], 0x401000u);    // rip

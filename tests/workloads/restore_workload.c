@@ -6,6 +6,7 @@
 // Sets up: a BIG_MIB MiB buffer with a checksum, sparse and zero-page anon
 // patterns, cwd DIR/sub, nice 5, RLIMIT_CORE, an x87 control word, a file read
 // at an offset and an O_APPEND log, a standard signal pending while blocked,
+// an SA_SIGINFO | SA_ONSTACK handler with a mask (raised after the restore),
 // and (until SIGTERM) a pattern held in zmm17 (AVX-512) or ymm9 (AVX) inside
 // one asm loop. Writes DIR/ready, waits for SIGTERM, then checks everything
 // (argv through /proc/self/cmdline, env through /proc/self/environ), unblocks
@@ -65,6 +66,21 @@ static void on_term(int s) {
 static void on_usr2(int s) {
     (void)s;
     g_usr2++;
+}
+
+// SIGUSR1: SA_SIGINFO | SA_ONSTACK with SIGHUP in its mask; raised after the
+// restore, it must run on the alternate stack with the mask and the siginfo.
+static char g_altstack[64 * 1024];
+static volatile int g_usr1_on_alt, g_usr1_masked, g_usr1_value = -1;
+static void on_usr1(int s, siginfo_t* si, void* uc) {
+    (void)s;
+    (void)uc;
+    char here;
+    g_usr1_on_alt = &here >= g_altstack && &here < g_altstack + sizeof g_altstack;
+    sigset_t cur;
+    sigprocmask(SIG_BLOCK, NULL, &cur);
+    g_usr1_masked = sigismember(&cur, SIGHUP) && sigismember(&cur, SIGUSR1);
+    g_usr1_value = si->si_code == SI_QUEUE ? si->si_value.sival_int : -2;
 }
 
 static void write_file(const char* name, const char* text) {
@@ -172,6 +188,14 @@ int main(int argc, char** argv) {
     lseek(log, 0, SEEK_SET);  // O_APPEND writes still go to the end
 
     // --- signals ----------------------------------------------------------
+    stack_t ss = {.ss_sp = g_altstack, .ss_size = sizeof g_altstack, .ss_flags = 0};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_usr1;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGHUP);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGTERM, on_term);
     signal(SIGUSR2, on_usr2);
     sigset_t usr2;
@@ -229,8 +253,14 @@ int main(int argc, char** argv) {
     if (__rseq_size > 0) {
         void* area = (char*)__builtin_thread_pointer() + __rseq_offset;
         long r = syscall(SYS_rseq, area, __rseq_size < 32 ? 32 : __rseq_size, 0, RSEQ_SIG);
-        if (r == 0 || errno != EBUSY) fail("rseq not registered after restore (%ld, errno %d)", r, errno);
+        if (r == 0 || errno != EBUSY)
+            fail("rseq not registered after restore (%ld, errno %d)", r, errno);
     }
+    union sigval v = {.sival_int = 4242};
+    sigqueue(getpid(), SIGUSR1, v);
+    if (g_usr1_value != 4242) fail("SA_SIGINFO handler saw value %d", g_usr1_value);
+    if (!g_usr1_on_alt) fail("SIGUSR1 handler not on the alternate stack");
+    if (!g_usr1_masked) fail("SIGUSR1 handler ran without its mask");
     sigset_t pend;
     sigpending(&pend);
     if (!sigismember(&pend, SIGUSR2)) fail("SIGUSR2 no longer pending");
