@@ -298,6 +298,26 @@ class Slots(Base):
                       subprocess.run(NOBODY + ["rmdir", f"{self.m}/roots"], capture_output=True,
                                      text=True, timeout=TIMEOUT).stderr)
 
+    def test_normal_user_round_trips_its_own_task(self):
+        d = tempfile.mkdtemp(prefix="crfs-nobody-")
+        os.chmod(d, 0o777)
+        script = (f"cd {d} && sleep 1000 </dev/null >/dev/null 2>&1 & p=$!; "
+                  "until [ \"$(cat /proc/$p/comm)\" = sleep ]; do sleep 0.01; done; "
+                  f"cp {self.m}/$p/image {d}/snap.img && kill -9 $p && wait $p; "
+                  f"mkdir {self.m}/mine && cp {d}/snap.img {self.m}/mine/image && "
+                  f"cat {self.m}/mine/pid")
+        r = subprocess.run(NOBODY + ["sh", "-c", script], capture_output=True, text=True,
+                           timeout=TIMEOUT)
+        shutil.rmtree(d, ignore_errors=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pid = int(r.stdout)
+        status = read(f"/proc/{pid}/status")
+        self.assertIn("Uid:\t65534\t65534\t65534\t65534", status)
+        self.assertIn("CapEff:\t0000000000000000", status)
+        self.assertEqual(read(f"/proc/{pid}/comm"), "sleep\n")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not self.crfs.children(), "crfsd to reap it")
+
     def test_normal_user_cannot_restore_a_root_image(self):
         _, img = self.image()
         os.chmod(img, 0o644)
