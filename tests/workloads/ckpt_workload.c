@@ -237,13 +237,15 @@ int main(int argc, char** argv) {
     // --- run until SIGTERM ----------------------------------------------------
     long spins = 0;
     if (strcmp(mode, "busy") == 0) {
-        while (!g_term) {
+        // At least one spin, even when SIGTERM comes at once (a test may stop
+        // the task right after "ready" and terminate it after SIGCONT).
+        do {
             if (!ymm_spin_ok(pat, 200000)) {
                 fail("ymm8 changed during a spin");
                 break;
             }
             ++spins;
-        }
+        } while (!g_term);
     } else if (strcmp(mode, "sleep") == 0) {
         struct timespec t0, t1, req = {seconds, 0};
         clock_gettime(CLOCK_MONOTONIC, &t0);
