@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <string>
+#include <utility>
 
 #include "common/io.h"
 
@@ -36,6 +37,15 @@ void for_each_line(std::string_view text, Fn fn) {
         if (nl == std::string_view::npos) break;
         text.remove_prefix(nl + 1);
     }
+}
+
+// The rows of a /proc/net table, split into fields, without its header line.
+template <class Fn>
+void for_each_row(std::string_view text, Fn fn) {
+    bool header = true;
+    for_each_line(text, [&](std::string_view line) {
+        if (!std::exchange(header, false)) fn(fields(line));
+    });
 }
 
 // /proc/<pid>/... of a task that exited reads as ENOENT (or ESRCH mid-read);
@@ -134,13 +144,7 @@ std::string_view tcp_state_name(unsigned state) {
 std::vector<SocketInfo> parse_net_inet(std::string_view text, std::string_view family, bool tcp) {
     // "sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode"
     std::vector<SocketInfo> out;
-    bool header = true;
-    for_each_line(text, [&](std::string_view line) {
-        if (header) {
-            header = false;
-            return;
-        }
-        auto f = fields(line);
+    for_each_row(text, [&](const std::vector<std::string_view>& f) {
         unsigned st = 0;
         SocketInfo si;
         if (f.size() < 10 || !to_num(f[3], st, 16) || !to_num(f[9], si.inode)) return;
@@ -157,13 +161,7 @@ std::vector<SocketInfo> parse_net_inet(std::string_view text, std::string_view f
 std::vector<SocketInfo> parse_net_unix(std::string_view text) {
     // "Num RefCount Protocol Flags Type St Inode Path"
     std::vector<SocketInfo> out;
-    bool header = true;
-    for_each_line(text, [&](std::string_view line) {
-        if (header) {
-            header = false;
-            return;
-        }
-        auto f = fields(line);
+    for_each_row(text, [&](const std::vector<std::string_view>& f) {
         unsigned type = 0, st = 0;
         SocketInfo si;
         if (f.size() < 7 || !to_num(f[4], type, 16) || !to_num(f[5], st, 16) ||
@@ -188,13 +186,7 @@ std::vector<SocketInfo> parse_net_unix(std::string_view text) {
 std::vector<SocketInfo> parse_net_simple(std::string_view text, std::string_view family,
                                          size_t inode_column) {
     std::vector<SocketInfo> out;
-    bool header = true;
-    for_each_line(text, [&](std::string_view line) {
-        if (header) {
-            header = false;
-            return;
-        }
-        auto f = fields(line);
+    for_each_row(text, [&](const std::vector<std::string_view>& f) {
         SocketInfo si;
         if (f.size() <= inode_column || !to_num(f[inode_column], si.inode)) return;
         si.description = std::string(family) + " socket";
