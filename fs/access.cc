@@ -18,8 +18,22 @@ bool creds_match(uid_t caller_uid, gid_t caller_gid, const uid_t task_uid[4],
     return dumpable;
 }
 
+namespace {
+
+// Whether thread `tid` lives in the daemon's user namespace. A capability
+// counts for the daemon's objects only there: root inside `unshare -Ur`
+// holds every capability of its own namespace and none over the daemon's.
+bool in_daemon_userns(pid_t tid) {
+    struct stat mine, theirs;
+    std::string path = "/proc/" + std::to_string(tid) + "/ns/user";
+    if (::stat("/proc/self/ns/user", &mine) < 0 || ::stat(path.c_str(), &theirs) < 0) return false;
+    return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
+}
+
+}  // namespace
+
 bool has_cap(pid_t tid, int cap) {
-    if (tid <= 0) return false;
+    if (tid <= 0 || !in_daemon_userns(tid)) return false;
     __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, tid};
     __user_cap_data_struct caps[2]{};
     if (::syscall(SYS_capget, &hdr, caps) < 0) return false;

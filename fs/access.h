@@ -24,7 +24,9 @@ inline constexpr int kCapSysPtrace = 19;
 inline constexpr int kCapSysAdmin = 21;
 
 // Whether thread `tid` has capability `cap` in its effective set (capget(2):
-// no need to have the kernel format /proc/<tid>/status). False if it is gone.
+// no need to have the kernel format /proc/<tid>/status) and lives in the
+// daemon's user namespace, where that capability means something for the
+// daemon's objects. False if it is gone.
 bool has_cap(pid_t tid, int cap);
 
 // The ptrace access rule, as the kernel's __ptrace_may_access() applies it
