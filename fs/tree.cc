@@ -4,7 +4,7 @@
 
 #include "fs/kernel_marks.h"
 #include "fs/log.h"
-#include "fs/reasons.h"
+#include "state/registry.h"
 
 namespace crfs::fs {
 
@@ -23,7 +23,7 @@ Result<std::string> reasons_text(Daemon& d, const TaskId& task) {
     std::string out;
     if (auto mark = d.marks.get(task)) out += "nocr: " + *mark + "\n";
     for (auto& line : kernel_reasons(task.pid)) out += line + "\n";
-    auto detected = detect_reasons(task.pid, d.self_tgid);
+    auto detected = state::detect_reasons(task.pid, d.self_tgid);
     if (!detected) return std::unexpected(detected.error());
     for (auto& line : *detected) out += line + "\n";
     // The pid may have been reused while we looked: the lines must be this task's.

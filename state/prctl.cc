@@ -1,0 +1,44 @@
+// prctl settings visible from outside the task. None is captured yet: a
+// restored task inherits the daemon's, so a value that differs from the
+// daemon's is a reason.
+//   THP disable        status THP_enabled
+//   timer slack        /proc/<pid>/timerslack_ns
+//   dumpable 0         /proc/<pid> owned by root while the task's euid is not
+// Not visible outside the task (so not detected; docs/state.md): pdeathsig,
+// child subreaper, dumpable of a root task, membarrier registrations.
+// no_new_privs is captured (checkpoint/checkpoint.cc CredsRecord) and restored
+// by the blob.
+#include <sys/stat.h>
+
+#include <unistd.h>
+
+#include "state/kind.h"
+#include "state/self.h"
+
+namespace crfs::state {
+
+Status detect_prctl(TaskView& t, Reasons& out) {
+    auto st = t.status();
+    if (!st) return std::unexpected(st.error());
+    auto self = read_status(getpid());
+    if (!self) return std::unexpected(self.error());
+    if ((*st)->thp_enabled != self->thp_enabled && (*st)->thp_enabled == 0)
+        out.push_back("prctl: transparent huge pages disabled (PR_SET_THP_DISABLE)" +
+                      std::string(kNotYet));
+
+    auto slack = t.read("timerslack_ns");
+    if (!slack) return std::unexpected(slack.error());
+    while (!slack->empty() && slack->back() == '\n') slack->pop_back();
+    if (std::string ours = self_value("timerslack_ns"); *slack != ours)
+        out.push_back("prctl: timer slack " + *slack + " ns (a restored task gets " + ours + ")" +
+                      std::string(kNotYet));
+
+    struct stat dir {};
+    if (::stat(t.path("").c_str(), &dir) != 0) return errno_error("stat " + t.path(""));
+    if (dir.st_uid == 0 && (*st)->uid[1] != 0)
+        out.push_back("prctl: not dumpable (PR_SET_DUMPABLE 0 or a set-id exec)" +
+                      std::string(kNotYet));
+    return {};
+}
+
+}  // namespace crfs::state
