@@ -5,19 +5,22 @@ namespace {
 
 // Adding a kind: a file under state/, a line here, a row in docs/state.md and
 // a probe in tests/probes/.
+// clang-format off
 constexpr StateKind kStateKinds[] = {
-    {"task", detect_task},                                 // zombie, kernel thread, tracer, threads
-    {"tree", detect_tree},                                 // child processes
-    {"seccomp", detect_seccomp}, {"prctl", detect_prctl},  // THP disable, timer slack
-    {"sched", detect_sched},                               // policy, affinity, oom_score_adj
-    {"fs", detect_fs},                                     // cwd, root
-    {"signals", detect_signals},                           // mask saved by sigsuspend/ppoll
-    {"timers", detect_timers},                             // POSIX timers
-    {"futex", detect_futex},                               // robust list, rseq
-    {"memory", detect_memory},  // VMAs: flags, kinds, mlock, guard regions
-    {"fds", detect_fds},        // one FdKind per kind of file
-    {"locks", detect_locks},    // flock, POSIX locks, leases
+    {"task", detect_task},        // zombie, kernel thread, tracer, threads
+    {"tree", detect_tree},        // child processes
+    {"seccomp", detect_seccomp},  // seccomp mode and filters
+    {"prctl", detect_prctl},      // THP disable, timer slack, dumpable
+    {"sched", detect_sched},      // policy, affinity, oom_score_adj
+    {"fs", detect_fs},            // cwd, root
+    {"signals", detect_signals},  // handlers, mask, pending, altstack: all captured
+    {"timers", detect_timers},    // POSIX timers (itimers are captured)
+    {"futex", detect_futex},      // robust list, rseq
+    {"memory", detect_memory},    // VMAs: flags, kinds, mlock, guard regions
+    {"fds", detect_fds},          // one FdKind per kind of file
+    {"locks", detect_locks},      // flock, POSIX and OFD locks, leases
 };
+// clang-format on
 
 }  // namespace
 

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""The contract test of issue 9: `reason` is empty exactly when a checkpoint
+works, and a restored task is the same task.
+
+For every probe variant (tests/probes/*.c) this starts the probe, waits for
+its `ready` file and reads /crfs/PID/reason through a crfsd mounted on a
+temporary directory:
+  - a refused variant declares a substring its reason must contain; `cp` of
+    `image` must then fail with EBUSY, and the probe, sent SIGTERM, must still
+    PASS (its state was left alone);
+  - a supported variant must have an empty reason; it first PASSes without
+    any checkpoint, then: checkpoint -> kill -9 -> restore into the same pid
+    -> SIGTERM -> PASS, and the same image restored under a fresh name ->
+    SIGTERM -> PASS.
+Every wait is for a file or a state, bounded by TIMEOUT (a guard, never a
+verdict). crfsd is always unmounted and killed.
+
+usage: run_probes.py BUILD_DIR [unittest args]
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BUILD = None
+TIMEOUT = 60
+
+# (probe, variant, expected reason substring or None for supported)
+PROBES = [
+    ("memory", "plain", None),
+    ("memory", "mlock", "kB locked (mlock) not supported yet"),
+    ("memory", "dontfork", "is MADV_DONTFORK not supported yet"),
+    ("memory", "wipeonfork", "is MADV_WIPEONFORK not supported yet"),
+    ("memory", "dontdump", "is MADV_DONTDUMP not supported yet"),
+    ("memory", "hugepage", "is MADV_HUGEPAGE not supported yet"),
+    ("memory", "guard", "is guard regions (MADV_GUARD_INSTALL) not supported yet"),
+    ("memory", "aio", "memory: AIO ring"),
+    ("memory", "memfd_shared", "memory: memfd mapping"),
+    ("memory", "sysv", "memory: System V shared memory"),
+    ("files", "regular", None),
+    ("files", "dup", "shares its open file description with fd 3"),
+    ("files", "opath", "fd 3: O_PATH descriptor of /etc"),
+    ("files", "nsfs", "fd 3: file without a path net:["),
+    ("files", "procfs", "fd 3: file in /proc /proc/"),
+    ("files", "ptmx", "fd 3: character device /dev/ptmx"),
+    ("files", "fuse", "fd 3: character device /dev/fuse"),
+    ("files", "pipe", "fd 3: pipe not supported yet"),
+    ("files", "eventfd", "fd 3: eventfd not supported yet"),
+    ("files", "memfd", "fd 3: memfd:probe"),
+    ("files", "deleted_sparse", "sparse deleted file"),
+    ("files", "deleted_linked", "an unlinked name of a file with 1 other link(s)"),
+    ("files", "deleted_huge", "is larger than 1073741824"),
+    ("files", "deleted", None),
+    ("files", "flock", "holds a file lock (1: FLOCK ADVISORY WRITE"),
+    ("files", "posix_lock", "holds a file lock (1: POSIX ADVISORY WRITE"),
+    ("signals", "handlers", None),
+    ("signals", "sigsuspend", None),
+    ("signals", "ppoll", None),
+    ("timers", "itimer", None),
+    ("timers", "posix", "timers: 1 POSIX timer(s)"),
+    ("task", "rlimits", None),
+    ("task", "cwd_umask", None),
+    ("task", "deleted_cwd", "fs: cwd "),
+    ("task", "child", "task: has child processes (pid "),
+    ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
+    ("task", "robust", "futex: holds robust mutexes"),
+    ("task", "thp", "prctl: transparent huge pages disabled"),
+    ("task", "timerslack", "prctl: timer slack 123456 ns"),
+    ("task", "oom", "sched: oom_score_adj 345"),
+    ("task", "sched_batch", "sched: scheduling policy SCHED_BATCH"),
+    ("task", "affinity", "sched: CPU affinity 0 "),
+]
+
+
+def wait_for(pred, what):
+    end = time.monotonic() + TIMEOUT
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.005)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def sh(cmd):
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=TIMEOUT,
+                          stdin=subprocess.DEVNULL)
+
+
+class Crfsd:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="crfs-probes-")
+        self.mnt = os.path.join(self.dir, "mnt")
+        os.mkdir(self.mnt)
+        self.log = open(os.path.join(self.dir, "crfsd.log"), "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "fs/crfsd"), "-f", "-o", f"state_dir={self.dir}/state", self.mnt],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True)
+        wait_for(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None, "the mount")
+        assert os.path.ismount(self.mnt), read(self.log.name)
+
+    def children(self):
+        out = []
+        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+            out += [int(p) for p in read(f"/proc/{self.proc.pid}/task/{t}/children").split()]
+        return out
+
+    def stop(self):
+        for pid in self.children():
+            os.kill(pid, signal.SIGKILL)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if os.path.ismount(self.mnt):
+            subprocess.run(["umount", "-l", self.mnt])
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Probe:
+    """One run of one variant, in a directory of its own."""
+
+    def __init__(self, crfs, probe, variant):
+        self.crfs, self.m = crfs, crfs.mnt
+        self.dir = tempfile.mkdtemp(prefix=f"crfs-probe-{variant}-")
+        # stderr: a regular file (a pipe would be a reason of its own).
+        with open(self.path("stderr"), "w") as err:
+            self.proc = subprocess.Popen(
+                [os.path.join(BUILD, "tests/probes", "probe_" + probe), variant, self.dir],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                close_fds=True, cwd=self.dir)
+        self.pid = self.proc.pid
+        wait_for(lambda: os.path.exists(self.path("ready")) or self.proc.poll() is not None,
+                 f"probe {variant} to be ready")
+        if not os.path.exists(self.path("ready")):
+            raise AssertionError(f"probe {variant} failed its setup: {read(self.path('stderr'))}")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def reason(self):
+        return read(f"{self.m}/{self.pid}/reason")
+
+    def verdict(self):
+        os.kill(self.pid, signal.SIGTERM)
+        if self.proc:
+            self.proc.wait(TIMEOUT)
+        wait_for(lambda: os.path.exists(self.path("result")) and not alive(self.pid), "the verdict")
+        out = read(self.path("result")).strip()
+        os.unlink(self.path("result"))
+        return out
+
+    def kill9(self):
+        os.kill(self.pid, signal.SIGKILL)
+        if self.proc:
+            self.proc.wait(TIMEOUT)
+            self.proc = None
+        wait_for(lambda: not os.path.exists(f"/proc/{self.pid}"), f"pid {self.pid} to be free")
+
+    def restore(self, img, slot):
+        r = sh(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image && cat {self.m}/{slot}/pid")
+        assert r.returncode == 0, r.stderr + read(f"{self.m}/{slot}/status")
+        self.pid = int(r.stdout)
+        assert read(f"{self.m}/{slot}/status") == f"restored {self.pid}\n"
+
+    def cleanup(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc:
+            self.proc.wait(TIMEOUT)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Contract(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.crfs = Crfsd()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.crfs.stop()
+
+    def run_probe(self, probe, variant, expect):
+        m = self.crfs.mnt
+        p = Probe(self.crfs, probe, variant)
+        try:
+            reason = p.reason()
+            if expect is not None:
+                self.assertIn(expect, reason)
+                r = sh(f"cp {m}/{p.pid}/image {p.path('snap.img')}")
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("Device or resource busy", r.stderr)
+                self.assertEqual(p.verdict(), "PASS")
+                return
+            self.assertEqual(reason, "")
+            self.assertEqual(p.verdict(), "PASS")  # without a checkpoint
+            p.cleanup()
+            p = Probe(self.crfs, probe, variant)
+            img = p.path("snap.img")
+            r = sh(f"cp {m}/{p.pid}/image {img}")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            pid = p.pid
+            p.kill9()
+            p.restore(img, str(pid))
+            self.assertEqual(p.pid, pid)
+            self.assertEqual(p.verdict(), "PASS", "restored into the same pid")
+            p.restore(img, f"fresh-{variant}")
+            self.assertEqual(p.verdict(), "PASS", "restored under a fresh name")
+        finally:
+            p.cleanup()
+
+
+def make_test(probe, variant, expect):
+    return lambda self: self.run_probe(probe, variant, expect)
+
+
+for _probe, _variant, _expect in PROBES:
+    setattr(Contract, f"test_{_probe}_{_variant}", make_test(_probe, _variant, _expect))
+
+
+if __name__ == "__main__":
+    BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
