@@ -78,10 +78,22 @@ Result<ProcStat> parse_stat(std::string_view text) {
     if (f[0].size() != 1) return make_error(EIO, "parse stat: bad state");
     st.state = f[0][0];
     if (!to_num(f[4 - 3], st.ppid) || !to_num(f[5 - 3], st.pgrp) || !to_num(f[6 - 3], st.session) ||
-        !to_num(f[9 - 3], st.flags) || !to_num(f[20 - 3], st.num_threads) ||
-        !to_num(f[kStartTime], st.starttime))
+        !to_num(f[9 - 3], st.flags) || !to_num(f[19 - 3], st.nice) ||
+        !to_num(f[20 - 3], st.num_threads) || !to_num(f[kStartTime], st.starttime))
         return make_error(EIO, "parse stat: bad number");
-    constexpr size_t kPolicy = 41 - 3;  // since Linux 2.5.19
+    // Later fields, where the kernel prints them (field N is f[N - 3]).
+    struct Later {
+        size_t field;
+        uint64_t* out;
+    };
+    const Later later[] = {{26, &st.start_code}, {27, &st.end_code}, {28, &st.start_stack},
+                           {45, &st.start_data}, {46, &st.end_data}, {47, &st.start_brk},
+                           {48, &st.arg_start},  {49, &st.arg_end},  {50, &st.env_start},
+                           {51, &st.env_end}};
+    for (const Later& l : later)
+        if (f.size() > l.field - 3 && !to_num(f[l.field - 3], *l.out))
+            return make_error(EIO, "parse stat: bad field " + std::to_string(l.field));
+    constexpr size_t kPolicy = 41 - 3;
     if (f.size() > kPolicy && !to_num(f[kPolicy], st.policy))
         return make_error(EIO, "parse stat: bad policy");
     return st;
@@ -91,6 +103,7 @@ Result<ProcStatus> parse_status(std::string_view text) {
     ProcStatus st;
     bool have_tgid = false, have_uid = false, have_gid = false;
     bool bad = false;
+    uint64_t rss_anon = 0, rss_shmem = 0, swap = 0;
     for_each_line(text, [&](std::string_view line) {
         size_t colon = line.find(':');
         if (colon == std::string_view::npos) return;
@@ -104,8 +117,33 @@ Result<ProcStatus> parse_status(std::string_view text) {
             one(st.tracer_pid);
         } else if (key == "Threads") {
             one(st.threads);
+        } else if (key == "CapInh") {
+            bad |= f.empty() || !to_num(f[0], st.cap_inh, 16);
+        } else if (key == "CapPrm") {
+            bad |= f.empty() || !to_num(f[0], st.cap_prm, 16);
         } else if (key == "CapEff") {
             bad |= f.empty() || !to_num(f[0], st.cap_eff, 16);
+        } else if (key == "CapBnd") {
+            bad |= f.empty() || !to_num(f[0], st.cap_bnd, 16);
+        } else if (key == "CapAmb") {
+            bad |= f.empty() || !to_num(f[0], st.cap_amb, 16);
+        } else if (key == "NoNewPrivs") {
+            one(st.no_new_privs);
+        } else if (key == "Umask") {
+            bad |= f.empty() || !to_num(f[0], st.umask, 8);
+            st.has_umask = true;
+        } else if (key == "Groups") {
+            for (auto g : f) {
+                uint32_t x = 0;
+                bad |= !to_num(g, x);
+                st.groups.push_back(x);
+            }
+        } else if (key == "RssAnon") {
+            one(rss_anon);
+        } else if (key == "RssShmem") {
+            one(rss_shmem);
+        } else if (key == "VmSwap") {
+            one(swap);
         } else if (key == "Seccomp") {
             one(st.seccomp);
         } else if (key == "Seccomp_filters") {
@@ -127,6 +165,7 @@ Result<ProcStatus> parse_status(std::string_view text) {
         }
     });
     if (bad) return make_error(EIO, "parse status: malformed field");
+    st.rss_bytes = (rss_anon + rss_shmem + swap) * 1024;
     if (!have_tgid || !have_uid || !have_gid)
         return make_error(EIO, "parse status: missing Tgid, Uid or Gid");
     return st;
