@@ -141,7 +141,13 @@ TEST_F(Image, StoppedTaskGivesTheSameImageToEveryReader) {
         if (first.empty())
             first = s;
         else
-            EXPECT_TRUE(s == first) << name << " decodes to another state than cp";
+            EXPECT_TRUE(s == first) << name << " decodes to another state than cp: " << [&] {
+                size_t i = 0;
+                while (i < s.size() && i < first.size() && s[i] == first[i]) ++i;
+                size_t from = i < 200 ? 0 : i - 200;
+                return "\n  cp:   ..." + first.substr(from, 400) + "\n  this: ..." +
+                       s.substr(from, 400);
+            }();
         EXPECT_EQ(state(), 'T') << "a stopped task must stay stopped (" << name << ")";
         EXPECT_EQ(tracer(), 0);
     }
