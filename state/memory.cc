@@ -22,13 +22,16 @@ namespace {
 
 // smaps VmFlags the checkpoint and restore handle exactly: protection and
 // may-bits, shared, grows-down, accounting, noreserve, soft-dirty.
-// One exception, "nh": since Linux 6.8 every MAP_STACK mapping (each glibc
-// thread stack, kept cached after the thread exits) carries VM_NOHUGEPAGE, so
-// refusing it refuses nearly every program. It is a THP hint with no effect on
-// what the task computes; the image keeps the bit (VmaRecord.vm_flags) and the
-// blob does not re-apply it yet (docs/state.md).
+//
+// Two exceptions, hints that do not change what the task computes, are let
+// through although the blob does not re-apply them yet (the image keeps the
+// bits in VmaRecord.vm_flags; docs/state.md, known gaps):
+//   nh  MADV_NOHUGEPAGE: since Linux 6.8 every MAP_STACK mapping has it (each
+//       glibc thread stack, cached after the thread exits);
+//   dd  MADV_DONTDUMP: every ASan/HWASan shadow, JVM and browser heaps.
+// Refusing them would refuse nearly every program.
 constexpr std::string_view kAllowed[] = {"rd", "wr", "ex", "sh", "mr", "mw", "me",
-                                         "ms", "gd", "ac", "nr", "sd", "nh"};
+                                         "ms", "gd", "ac", "nr", "sd", "nh", "dd"};
 
 // What the others mean to a user (fs/proc/task_mmu.c show_smap_vma_flags).
 struct FlagName {

@@ -35,7 +35,6 @@ PROBES = [
     ("memory", "mlock", "kB locked (mlock) not supported yet"),
     ("memory", "dontfork", "is MADV_DONTFORK not supported yet"),
     ("memory", "wipeonfork", "is MADV_WIPEONFORK not supported yet"),
-    ("memory", "dontdump", "is MADV_DONTDUMP not supported yet"),
     ("memory", "hugepage", "is MADV_HUGEPAGE not supported yet"),
     ("memory", "guard", "is guard regions (MADV_GUARD_INSTALL) not supported yet"),
     ("memory", "aio", "memory: AIO ring"),
@@ -163,7 +162,16 @@ class Probe:
         os.kill(self.pid, signal.SIGTERM)
         if self.proc:
             self.proc.wait(TIMEOUT)
-        wait_for(lambda: os.path.exists(self.path("result")) and not alive(self.pid), "the verdict")
+        try:
+            wait_for(lambda: os.path.exists(self.path("result")) and not alive(self.pid),
+                     "the verdict")
+        except AssertionError as e:
+            try:
+                state = read(f"/proc/{self.pid}/stat").rsplit(")", 1)[1].split()[0]
+            except OSError:
+                state = "gone"
+            raise AssertionError(f"{e}: pid {self.pid} state {state}, stderr: "
+                                 f"{read(self.path('stderr'))!r}") from None
         out = read(self.path("result")).strip()
         os.unlink(self.path("result"))
         return out
