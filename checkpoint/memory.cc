@@ -22,6 +22,7 @@
 
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "common/pagemap_scan.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -182,16 +183,7 @@ struct Plan {
 // PAGEMAP_SCAN (Linux 6.7): the kernel walks the page tables and returns only
 // populated ranges, so a huge sparse VMA (a JVM heap reservation, ASan's
 // shadow) costs what it holds, not 8 bytes per page of address space.
-// Declared here because the distribution's kernel headers predate it.
-struct PmPageRegion {
-    uint64_t start, end, categories;
-};
-struct PmScanArg {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
-        category_mask, category_anyof_mask, return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kPageIsFile = 1u << 2, kPageIsPresent = 1u << 3, kPageIsSwapped = 1u << 4;
+// (common/pagemap_scan.h)
 
 // Returns false if the kernel has no PAGEMAP_SCAN (the caller falls back).
 Result<bool> scan_pagemap_ioctl(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind,

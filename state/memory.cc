@@ -13,6 +13,7 @@
 #include <cstdio>
 
 #include "common/io.h"
+#include "common/pagemap_scan.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
 #include "state/kind.h"
@@ -73,17 +74,6 @@ std::string range(const MapsEntry& m) {
     if (!m.path.empty()) s += " (" + m.path + ")";
     return s;
 }
-
-// PAGEMAP_SCAN (Linux 6.7; PAGE_IS_GUARD 6.14): the distribution's headers predate both.
-struct PmPageRegion {
-    uint64_t start, end, categories;
-};
-struct PmScanArg {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
-        category_mask, category_anyof_mask, return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kPageIsGuard = 1u << 8;
 
 // Whether [start, end) holds a guard region. "gu" only says it may have held
 // one; the page tables say whether it does now. A kernel that cannot tell is

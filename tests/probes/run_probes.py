@@ -23,11 +23,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from crfsd import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
+
 BUILD = None
-TIMEOUT = 60
 
 # (probe, variant, expected reason substring or None for supported)
 PROBES = [
@@ -73,65 +74,6 @@ PROBES = [
     ("task", "sched_batch", "sched: scheduling policy SCHED_BATCH"),
     ("task", "affinity", "sched: CPU affinity 0 "),
 ]
-
-
-def wait_for(pred, what):
-    end = time.monotonic() + TIMEOUT
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.005)
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def sh(cmd):
-    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=TIMEOUT,
-                          stdin=subprocess.DEVNULL)
-
-
-class Crfsd:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="crfs-probes-")
-        self.mnt = os.path.join(self.dir, "mnt")
-        os.mkdir(self.mnt)
-        self.log = open(os.path.join(self.dir, "crfsd.log"), "w")
-        self.proc = subprocess.Popen(
-            [os.path.join(BUILD, "fs/crfsd"), "-f", "-o", f"state_dir={self.dir}/state", self.mnt],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True)
-        wait_for(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None, "the mount")
-        assert os.path.ismount(self.mnt), read(self.log.name)
-
-    def children(self):
-        out = []
-        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
-            out += [int(p) for p in read(f"/proc/{self.proc.pid}/task/{t}/children").split()]
-        return out
-
-    def stop(self):
-        for pid in self.children():
-            os.kill(pid, signal.SIGKILL)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if os.path.ismount(self.mnt):
-            subprocess.run(["umount", "-l", self.mnt])
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Probe:
@@ -202,7 +144,7 @@ class Probe:
 class Contract(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.crfs = Crfsd()
+        cls.crfs = Crfsd(BUILD)
 
     @classmethod
     def tearDownClass(cls):
