@@ -3,7 +3,7 @@
 // daemon's is a reason.
 //   THP disable        status THP_enabled
 //   timer slack        /proc/<pid>/timerslack_ns
-//   dumpable 0         /proc/<pid> owned by root while the task's euid is not
+//   dumpable 0         /proc/<pid>/status owned by root while the task's euid is not
 // Not visible outside the task (so not detected; docs/state.md): pdeathsig,
 // child subreaper, dumpable of a root task, membarrier registrations.
 // no_new_privs is captured (checkpoint/checkpoint.cc CredsRecord) and restored
@@ -33,9 +33,12 @@ Status detect_prctl(TaskView& t, Reasons& out) {
         out.push_back("prctl: timer slack " + *slack + " ns (a restored task gets " + ours + ")" +
                       std::string(kNotYet));
 
-    struct stat dir {};
-    if (::stat(t.path("").c_str(), &dir) != 0) return errno_error("stat " + t.path(""));
-    if (dir.st_uid == 0 && (*st)->uid[1] != 0)
+    // The files in /proc/<pid> (not the directory itself) belong to root while
+    // the task is not dumpable (task_dump_owner).
+    struct stat file {};
+    if (::stat(t.path("status").c_str(), &file) != 0)
+        return errno_error("stat " + t.path("status"));
+    if (file.st_uid == 0 && (*st)->uid[1] != 0)
         out.push_back("prctl: not dumpable (PR_SET_DUMPABLE 0 or a set-id exec)" +
                       std::string(kNotYet));
     return {};

@@ -30,7 +30,10 @@ from crfsd import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
 
 BUILD = None
 
-# (probe, variant, expected reason substring or None for supported)
+# Runs a probe as a normal user (the reason is read by root all the same).
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+# (probe, variant, expected reason substring or None for supported[, argv prefix])
 PROBES = [
     ("memory", "plain", None),
     ("memory", "mlock", "kB locked (mlock) not supported yet"),
@@ -73,19 +76,22 @@ PROBES = [
     ("task", "oom", "sched: oom_score_adj 345"),
     ("task", "sched_batch", "sched: scheduling policy SCHED_BATCH"),
     ("task", "affinity", "sched: CPU affinity 0 "),
+    ("task", "nodump", "prctl: not dumpable", NOBODY),
 ]
 
 
 class Probe:
     """One run of one variant, in a directory of its own."""
 
-    def __init__(self, crfs, probe, variant):
+    def __init__(self, crfs, probe, variant, prefix=()):
         self.crfs, self.m = crfs, crfs.mnt
         self.dir = tempfile.mkdtemp(prefix=f"crfs-probe-{variant}-")
+        if prefix:
+            os.chmod(self.dir, 0o777)
         # stderr: a regular file (a pipe would be a reason of its own).
         with open(self.path("stderr"), "w") as err:
             self.proc = subprocess.Popen(
-                [os.path.join(BUILD, "tests/probes", "probe_" + probe), variant, self.dir],
+                [*prefix, os.path.join(BUILD, "tests/probes", "probe_" + probe), variant, self.dir],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                 close_fds=True, cwd=self.dir)
         self.pid = self.proc.pid
@@ -150,9 +156,9 @@ class Contract(unittest.TestCase):
     def tearDownClass(cls):
         cls.crfs.stop()
 
-    def run_probe(self, probe, variant, expect):
+    def run_probe(self, probe, variant, expect, prefix=()):
         m = self.crfs.mnt
-        p = Probe(self.crfs, probe, variant)
+        p = Probe(self.crfs, probe, variant, prefix)
         try:
             reason = p.reason()
             if expect is not None:
@@ -165,7 +171,7 @@ class Contract(unittest.TestCase):
             self.assertEqual(reason, "")
             self.assertEqual(p.verdict(), "PASS")  # without a checkpoint
             p.cleanup()
-            p = Probe(self.crfs, probe, variant)
+            p = Probe(self.crfs, probe, variant, prefix)
             img = p.path("snap.img")
             r = sh(f"cp {m}/{p.pid}/image {img}")
             self.assertEqual(r.returncode, 0, r.stderr)
@@ -180,12 +186,12 @@ class Contract(unittest.TestCase):
             p.cleanup()
 
 
-def make_test(probe, variant, expect):
-    return lambda self: self.run_probe(probe, variant, expect)
+def make_test(probe, variant, expect, prefix=()):
+    return lambda self: self.run_probe(probe, variant, expect, prefix)
 
 
-for _probe, _variant, _expect in PROBES:
-    setattr(Contract, f"test_{_probe}_{_variant}", make_test(_probe, _variant, _expect))
+for _row in PROBES:
+    setattr(Contract, f"test_{_row[0]}_{_row[1]}", make_test(*_row))
 
 
 if __name__ == "__main__":

@@ -127,6 +127,15 @@ static void affinity_check(void) {
     if (CPU_COUNT(&s) != 1 || !CPU_ISSET(0, &s)) fail("affinity differs");
 }
 
+/* Run as a normal user (the driver's "as nobody"): a root task's dumpable
+ * flag does not show outside it. */
+static void nodump_setup(void) {
+    if (prctl(PR_SET_DUMPABLE, 0) != 0) die("PR_SET_DUMPABLE");
+}
+static void nodump_check(void) {
+    if (prctl(PR_GET_DUMPABLE) != 0) fail("dumpable again");
+}
+
 static const struct variant kVariants[] = {
     {"rlimits", rlimits_setup, rlimits_check, NULL},
     {"cwd_umask", cwd_setup, cwd_check, NULL},
@@ -139,5 +148,6 @@ static const struct variant kVariants[] = {
     {"oom", oom_setup, oom_check, NULL},
     {"sched_batch", batch_setup, batch_check, NULL},
     {"affinity", affinity_setup, affinity_check, NULL},
+    {"nodump", nodump_setup, nodump_check, NULL},
 };
 PROBE_MAIN(kVariants)
