@@ -149,6 +149,19 @@ TEST(Registry, EachKindNamesItsState) {
     }
 }
 
+// Reasons are recomputed on every call: close the eventfd and its reason is gone.
+TEST(Registry, AReasonGoesAwayWithItsCause) {
+    Child c([] {
+        eventfd(0, 0);  // fd 3
+        signal(SIGUSR1, [](int) { close(3); });
+    });
+    EXPECT_NE(c.reasons().find("fd 3: eventfd"), std::string::npos) << c.reasons();
+    ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
+    std::string now;
+    for (int i = 0; i < 5000 && !(now = c.reasons()).empty(); ++i) usleep(1000);  // bounded
+    EXPECT_EQ(now, "");
+}
+
 TEST(Registry, GoneTaskIsEsrch) {
     pid_t pid = fork();
     if (pid == 0) _exit(0);
