@@ -22,6 +22,23 @@ constexpr StateKind kStateKinds[] = {
 };
 // clang-format on
 
+// One reason per line: a control character in a name the task chose (a file
+// path, a memfd name) is shown escaped, so it cannot forge another line.
+std::string escaped(const std::string& line) {
+    std::string out;
+    for (unsigned char c : line) {
+        if (c >= 0x20 && c != 0x7f) {
+            out += char(c);
+        } else {
+            static constexpr char kHex[] = "0123456789abcdef";
+            out += "\\x";
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 std::span<const StateKind> state_kinds() {
@@ -31,6 +48,10 @@ std::span<const StateKind> state_kinds() {
 Result<Reasons> detect_reasons(pid_t pid, pid_t self_tgid) {
     TaskView view(pid, self_tgid);
     Reasons out;
+    auto finish = [&] {
+        for (auto& line : out) line = escaped(line);
+        return out;
+    };
     for (const StateKind& k : kStateKinds) {
         if (auto r = k.detect(view, out); !r) return std::unexpected(r.error());
         // A zombie or a kernel thread has nothing more to look at.
@@ -38,10 +59,10 @@ Result<Reasons> detect_reasons(pid_t pid, pid_t self_tgid) {
             auto st = view.stat();
             if (!st) return std::unexpected(st.error());
             if (((*st)->flags & kPfKthread) || (*st)->state == 'Z' || (*st)->state == 'X')
-                return out;
+                return finish();
         }
     }
-    return out;
+    return finish();
 }
 
 }  // namespace crfs::state
