@@ -3,10 +3,15 @@
 #include "probe.h" /* first: it defines _GNU_SOURCE */
 
 #include <linux/fs.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 
 static int g_fd = -1, g_fd2 = -1;
 static struct stat g_st;
@@ -146,6 +151,38 @@ static void posix_lock_check(void) {
     close(fd);
 }
 
+static void deleted_owner_setup(void) {
+    g_fd = open_or_die(at("owned"), O_RDWR | O_CREAT);
+    if (fchown(g_fd, 65534, 65534) != 0) die("fchown");
+    unlink(at("owned"));
+}
+static void deleted_owner_check(void) {
+    struct stat st;
+    fstat(g_fd, &st);
+    if (st.st_uid != 65534 || st.st_gid != 65534) fail("owner %u:%u", st.st_uid, st.st_gid);
+}
+
+static void socketpair_setup(void) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) die("socketpair");
+    g_fd = sv[0];
+}
+static void timerfd_setup(void) {
+    g_fd = timerfd_create(CLOCK_MONOTONIC, 0);
+}
+static void signalfd_setup(void) {
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR1);
+    g_fd = signalfd(-1, &m, 0);
+}
+static void epoll_setup(void) {
+    g_fd = epoll_create1(0);
+}
+static void inotify_setup(void) {
+    g_fd = inotify_init1(0);
+}
+
 static const struct variant kVariants[] = {
     {"regular", regular_setup, regular_check, NULL},
     {"dup", dup_setup, dup_check, NULL},
@@ -163,5 +200,11 @@ static const struct variant kVariants[] = {
     {"deleted", deleted_setup, deleted_check, NULL},
     {"flock", flock_setup, flock_check, NULL},
     {"posix_lock", posix_lock_setup, posix_lock_check, NULL},
+    {"deleted_owner", deleted_owner_setup, deleted_owner_check, NULL},
+    {"socketpair", socketpair_setup, check_open, NULL},
+    {"timerfd", timerfd_setup, check_open, NULL},
+    {"signalfd", signalfd_setup, check_open, NULL},
+    {"epoll", epoll_setup, check_open, NULL},
+    {"inotify", inotify_setup, check_open, NULL},
 };
 PROBE_MAIN(kVariants)

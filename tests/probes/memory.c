@@ -2,8 +2,10 @@
 #include "probe.h" /* first: it defines _GNU_SOURCE */
 
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #define PAGE 4096
 static unsigned char* g_heap;
@@ -106,6 +108,42 @@ static void sysv_check(void) {
     if (shmctl(g_shmid, IPC_STAT, &ds) != 0) fail("segment %d is gone", g_shmid);
 }
 
+/* Shared anonymous memory that a child maps too. */
+static pid_t g_child;
+static void shared_anon_setup(void) {
+    g_anon = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_anon == MAP_FAILED) die("mmap shared");
+    strcpy((char*)g_anon, "before");
+    g_child = fork();
+    if (g_child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        while (strcmp((char*)g_anon, "from parent") != 0) usleep(1000);
+        strcpy((char*)g_anon, "from child");
+        for (;;) pause();
+    }
+}
+static void shared_anon_check(void) {
+    strcpy((char*)g_anon, "from parent");
+    for (int i = 0; i < 5000 && strcmp((char*)g_anon, "from child") != 0; ++i) usleep(1000);
+    if (strcmp((char*)g_anon, "from child") != 0) fail("the child no longer shares the memory");
+    kill(g_child, SIGKILL);
+    waitpid(g_child, NULL, 0);
+}
+
+/* A file mapped MAP_SHARED, then unlinked. */
+static void shared_deleted_setup(void) {
+    int fd = open(at("mapped"), O_RDWR | O_CREAT, 0600);
+    if (fd < 0 || ftruncate(fd, PAGE) != 0) die("mapped file");
+    g_anon = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (g_anon == MAP_FAILED) die("mmap file");
+    close(fd);
+    strcpy((char*)g_anon, "file");
+    unlink(at("mapped"));
+}
+static void shared_deleted_check(void) {
+    if (strcmp((char*)g_anon, "file") != 0) fail("content differs");
+}
+
 static const struct variant kVariants[] = {
     {"plain", plain_setup, plain_check, NULL},
     {"mlock", mlock_setup, plain_check, NULL},
@@ -116,5 +154,7 @@ static const struct variant kVariants[] = {
     {"aio", aio_setup, aio_check, NULL},
     {"memfd_shared", memfd_shared_setup, memfd_shared_check, NULL},
     {"sysv", sysv_setup, sysv_check, NULL},
+    {"shared_anon", shared_anon_setup, shared_anon_check, NULL},
+    {"shared_deleted", shared_deleted_setup, shared_deleted_check, NULL},
 };
 PROBE_MAIN(kVariants)
