@@ -25,8 +25,11 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from crfsd import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
+# The mount harness of the mounted-tree tests (crfsd on a temporary directory,
+# always unmounted; bounded waits for a state).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
 
 BUILD = None
 
@@ -158,7 +161,7 @@ class Probe:
 class Contract(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.crfs = Crfsd(BUILD)
+        cls.crfs = Crfsd()
 
     @classmethod
     def tearDownClass(cls):
@@ -203,5 +206,5 @@ for _row in PROBES:
 
 
 if __name__ == "__main__":
-    BUILD = os.path.abspath(sys.argv[1])
+    BUILD = roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
     unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
