@@ -13,6 +13,7 @@
 #include "common/io.h"
 #include "tools/commands.h"
 #include "tools/copy.h"
+#include "tools/escape.h"
 #include "tools/procs.h"
 #include "tools/tree.h"
 
@@ -27,7 +28,7 @@ void explain_busy(pid_t pid, const Error& err) {
         return;
     }
     fmt::print(stderr, "crfs dump: process {} cannot be checkpointed now:\n", pid);
-    for (const auto& r : *reasons) fmt::print(stderr, "  {}\n", r);
+    for (const auto& r : *reasons) fmt::print(stderr, "  {}\n", printable(r));
 }
 
 // ENOENT on ROOT/PID/image: no such process, or no crfs mounted at ROOT.

@@ -82,6 +82,14 @@ int main(int argc, char** argv) {
     c_direct->add_option("--writer", direct.writer, "restore as for this non-root writer")
         ->type_name("UID:GID");
 
+    if (argc > 1 && argv[1][0] != '-') {
+        try {
+            app.get_subcommand(argv[1]);
+        } catch (const CLI::OptionNotFound&) {
+            fmt::print(stderr, "crfs: unknown command {} (see crfs --help)\n", argv[1]);
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -12,6 +12,7 @@
 #include <fmt/core.h>
 
 #include "tools/commands.h"
+#include "tools/escape.h"
 #include "tools/json.h"
 #include "tools/procs.h"
 #include "tools/tree.h"
@@ -52,9 +53,13 @@ void print_table(const std::vector<Row>& rows) {
     bool c = colour();
     fmt::print("{:>7} {:<10} {:<32} {}\n", "PID", "USER", "COMMAND", "CHECKPOINTABLE");
     for (const auto& r : rows) {
-        std::string cmd = r.proc.command;
+        std::string cmd = printable(r.proc.command);
         // One line per process; --json has the whole command line.
-        if (cmd.size() > 32) cmd = cmd.substr(0, 31) + "+";
+        if (cmd.size() > 32) {
+            size_t cut = 31;
+            while (cut > 0 && (static_cast<unsigned char>(cmd[cut]) & 0xc0) == 0x80) --cut;
+            cmd = cmd.substr(0, cut) + "+";  // cut between characters, not inside one
+        }
         std::string state;
         const char* on = "";
         if (!r.error.empty())
@@ -62,9 +67,9 @@ void print_table(const std::vector<Row>& rows) {
         else if (r.reasons.empty())
             state = "yes", on = "\033[32m";
         else
-            state = r.reasons.front(), on = "\033[31m";
-        fmt::print("{:>7} {:<10} {:<32} {}{}{}\n", r.proc.pid, r.proc.user, cmd, c ? on : "", state,
-                   c ? "\033[0m" : "");
+            state = printable(r.reasons.front()), on = "\033[31m";
+        fmt::print("{:>7} {:<10} {:<32} {}{}{}\n", r.proc.pid, printable(r.proc.user), cmd,
+                   c ? on : "", state, c ? "\033[0m" : "");
     }
 }
 
