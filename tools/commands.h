@@ -15,7 +15,7 @@ int cmd_show(const ShowOptions& o);
 int cmd_verify(const std::string& file);
 
 struct DumpOptions {
-    std::string pid;
+    std::string pid;   // or a slot name
     std::string file;  // empty: stdout
     bool quiet = false;
 };

@@ -51,8 +51,27 @@ void explain(pid_t pid, const Error& err) {
 }  // namespace
 
 int cmd_dump(const DumpOptions& o) {
-    pid_t pid = parse_pid("dump", o.pid);
-    if (!pid) return 2;
+    pid_t pid = 0;
+    if (o.pid.find_first_not_of("0123456789") == std::string::npos) {
+        pid = parse_pid("dump", o.pid);
+        if (!pid) return 2;
+    } else {
+        // A restore slot is a view of its restored task.
+        auto slot_pid = read_file(tree_path(o.pid, "pid").string());
+        if (!slot_pid && slot_pid.error().code == ENOENT) {
+            fmt::print(stderr, "crfs dump: no slot {} in {}\n", printable(o.pid),
+                       mount_root().string());
+            return 1;
+        }
+        if (!slot_pid || slot_pid->empty()) {
+            fmt::print(stderr, "crfs dump: {}\n",
+                       slot_pid ? "slot " + printable(o.pid) + " holds no restored task"
+                                : slot_pid.error().what);
+            return 1;
+        }
+        pid = parse_pid("dump", slot_pid->substr(0, slot_pid->find('\n')));
+        if (!pid) return 1;
+    }
     bool to_stdout = o.file.empty() || o.file == "-";
     if (to_stdout && ::isatty(1)) {
         fmt::print(stderr, "crfs dump: stdout is a terminal; give a FILE or redirect stdout\n");

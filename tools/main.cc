@@ -1,5 +1,5 @@
 // crfs: the command for people and scripts around the crfs tree.
-//   crfs dump PID [FILE]            checkpoint PID through ROOT/PID/image
+//   crfs dump PID|NAME [FILE]       checkpoint PID through ROOT/PID/image
 //   crfs restore FILE [NAME|PID]    restore through a slot ROOT/NAME
 //   crfs ps [--json] [PID]          who can be checkpointed now, and why not
 //   crfs show [--json] FILE         what an image holds; crfs verify FILE
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
 
     DumpOptions dump;
     auto* c_dump = app.add_subcommand("dump", "checkpoint PID (and its descendants) into FILE");
-    c_dump->add_option("PID", dump.pid, "the process")->required();
+    c_dump->add_option("PID", dump.pid, "the process, or the slot NAME of a restored one")
+        ->required();
     c_dump->add_option("FILE", dump.file, "the image file (default, or -: stdout)");
     c_dump->add_flag("-q,--quiet", dump.quiet, "no progress line");
 

@@ -57,8 +57,11 @@ class CommandLine(unittest.TestCase):
         r = crfs(["dump"])
         self.assertEqual(r.returncode, 2)
         self.assertIn("PID is required", r.stderr)
-        r = crfs(["dump", "12x"])
-        self.assertEqual((r.returncode, r.stderr), (2, "crfs dump: bad pid 12x\n"))
+        r = crfs(["dump", "0"])
+        self.assertEqual((r.returncode, r.stderr), (2, "crfs dump: bad pid 0\n"))
+        with tempfile.TemporaryDirectory() as d:
+            r = crfs(["dump", "noslot"], root=d)
+            self.assertEqual((r.returncode, r.stderr), (1, f"crfs dump: no slot noslot in {d}\n"))
 
     def test_no_tree_is_named(self):
         with tempfile.TemporaryDirectory() as d:
@@ -111,8 +114,14 @@ class Mounted(rt.Base):
         r = self.run_crfs(["restore", img])
         self.assertEqual((r.returncode, r.stderr), (0, ""))
         t.pid = int(r.stdout)
-        slot = f"crfs-{pid_of_slot(self.m, t.pid)}"
-        self.assertEqual(rt.read(f"{self.m}/{slot}/status"), f"restored {t.pid}\n")
+        slots = [n for n in os.listdir(self.m) if n.startswith("crfs-")]
+        self.assertEqual(len(slots), 1, slots)  # a fresh name: crfs-N
+        self.assertEqual(rt.read(f"{self.m}/{slots[0]}/status"), f"restored {t.pid}\n")
+        # The slot names its restored task for dump.
+        again = t.path("again.img")
+        r = self.run_crfs(["dump", slots[0], again])
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(self.run_crfs(["verify", again]).returncode, 0)
         self.assertEqual(t.finish(), "PASS")
 
     def test_dump_to_a_pipe_and_restore_the_same_pid_from_stdin(self):
@@ -266,13 +275,6 @@ class ImagePaths(rt.Base):
         fd = next(f for f in json.loads(crfs(["show", "--json", img]).stdout)["fds"]
                   if f["fd"] == 3)
         self.assertEqual(fd["path"], evil)
-
-
-def pid_of_slot(mnt, _pid):
-    """The suffix of the one crfs-* slot (made by `crfs restore` without a name)."""
-    slots = [n for n in os.listdir(mnt) if n.startswith("crfs-")]
-    assert len(slots) == 1, slots
-    return slots[0][len("crfs-"):]
 
 
 if __name__ == "__main__":
