@@ -25,23 +25,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
+from roundtrip_mount_test import wait_for  # noqa: E402
+
 BUILD = None
-TIMEOUT = 60  # a guard against hangs only
+TIMEOUT = 60  # a guard against hangs only, as wait_for's
 # In the ASan build crfsd leaks libfuse's copies of its options at exit
 # (fs/main.cc: the strdup'd state_dir, the fuse_args on --version): the
 # leak report would turn its exit 0 into 1. This test is about the unit.
 CRFSD_ENV = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
-
-
-def wait_for(pred, what, timeout=TIMEOUT):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.01)
 
 
 def unit():
