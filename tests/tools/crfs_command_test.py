@@ -14,6 +14,7 @@ import json
 import os
 import pty
 import pwd
+import re
 import select
 import shutil
 import subprocess
@@ -176,37 +177,70 @@ class Mounted(rt.Base):
         self.assertIn(f"mkdir {self.m}/byhand: File exists", r.stderr)
         self.assertTrue(os.path.isdir(f"{self.m}/byhand"))
 
-    def test_progress_on_a_terminal(self):
+    def test_progress_and_colour_on_a_terminal(self):
         t = self.ckpt_workload()
         img = t.path("tty.img")
-        master, slave = pty.openpty()
-        env = dict(os.environ, CRFS_ROOT=self.m)
-        p = subprocess.Popen([CRFS, "dump", str(t.pid), img], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=slave, env=env)
-        os.close(slave)
-        out = b""
-        try:
-            while True:
-                ready, _, _ = select.select([master], [], [], TIMEOUT)
-                if not ready:
-                    raise AssertionError("no progress output")
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the pty's other side is closed
-                    break
-                if not chunk:
-                    break
-                out += chunk
-        finally:
-            os.close(master)
-            self.assertEqual(p.wait(TIMEOUT), 0, out)
-        last = out.decode().replace("\r\n", "").replace("\033[K", "").split("\r")[-1]
+        rc, out = on_a_terminal([CRFS, "dump", str(t.pid), img], self.m, "stderr")
+        self.assertEqual(rc, 0, out)
         size = os.path.getsize(img)
+        self.assert_final_progress(out, size)
+        self.assertIn(" of ~", out)  # the estimate from VmRSS, marked as one
+        t.kill9()
+        rc, out = on_a_terminal([CRFS, "restore", img], self.m, "stderr")
+        self.assertEqual(rc, 0, out)
+        self.assert_final_progress(out, size)
+        self.assertIn(f"restored into {self.m}/crfs-", out)
+        t.pid = self.crfs.children()[0]
+        self.assertEqual(t.finish(), "PASS")
+        # ps: green "yes" on a terminal, none with NO_COLOR.
+        other = self.ckpt_workload()
+        rc, out = on_a_terminal([CRFS, "ps", str(other.pid)], self.m, "stdout")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("\033[32myes\033[0m", out)
+        rc, out = on_a_terminal([CRFS, "ps", str(other.pid)], self.m, "stdout", NO_COLOR="1")
+        self.assertNotIn("\033", out)
+        self.assertIn(" yes", out)
+
+    def assert_final_progress(self, out, size):
+        lines = [x for x in re.split(r"[\r\n]+", out.replace("\033[K", "")) if "/s" in x]
+        last = lines[-1] if lines else out
         self.assertIn("100%", last, out)
         self.assertIn("/s", last)
-        self.assertTrue(last.rstrip().endswith(tuple("0123456789")), last)
-        self.assertTrue(last.startswith(f"{size / 1024:.1f} KiB" if size < 1 << 20
-                                        else f"{size / (1 << 20):.1f} MiB"), last)
+        self.assertTrue(last.startswith(f"{size / 1024:.1f} KiB of {size / 1024:.1f} KiB"
+                                        if size < 1 << 20 else
+                                        f"{size / (1 << 20):.1f} MiB of {size / (1 << 20):.1f} MiB"),
+                        last)
+
+
+def on_a_terminal(argv, root, stream, **env):
+    """Runs argv with stdout or stderr on a pseudo-terminal; (exit status, what it wrote there)."""
+    master, slave = pty.openpty()
+    extra = env
+    env = dict(os.environ, CRFS_ROOT=root)
+    env.pop("NO_COLOR", None)
+    env.update(extra)
+    where = {"stdout": slave, "stderr": subprocess.DEVNULL}
+    if stream == "stderr":
+        where = {"stdout": subprocess.DEVNULL, "stderr": slave}
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env, **where)
+    os.close(slave)
+    out = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], TIMEOUT)
+            if not ready:
+                raise AssertionError(f"{argv}: no output on the terminal")
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+        rc = p.wait(TIMEOUT)
+    return rc, out.decode()
 
 
 class ImagePaths(rt.Base):
