@@ -31,6 +31,10 @@ Result<std::string> make_slot(const std::string& want) {
             name = fmt::format("crfs-{}{}", ::getpid(), n ? fmt::format("-{}", n) : "");
         bfs::path dir = mount_root() / name;
         if (::mkdir(dir.c_str(), 0755) == 0) return name;
+        bool numeric = !want.empty() && want.find_first_not_of("0123456789") == std::string::npos;
+        if (errno == EEXIST && numeric)
+            return make_error(EEXIST, "pid " + want + " is in use (mkdir " + dir.string() + ": " +
+                                          std::strerror(EEXIST) + ")");
         if (errno != EEXIST || !want.empty()) return errno_error("mkdir " + dir.string());
     }
     return make_error(EEXIST, "no free slot name crfs-" + std::to_string(::getpid()) + "-N");

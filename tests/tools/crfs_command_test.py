@@ -176,6 +176,9 @@ class Mounted(rt.Base):
         self.assertEqual(r.returncode, 1)
         self.assertIn(f"mkdir {self.m}/byhand: File exists", r.stderr)
         self.assertTrue(os.path.isdir(f"{self.m}/byhand"))
+        r = self.run_crfs(["restore", img, "1"])
+        self.assertEqual((r.returncode, r.stderr), (1, f"crfs restore: pid 1 is in use (mkdir "
+                                                       f"{self.m}/1: File exists)\n"))
 
     def test_progress_and_colour_on_a_terminal(self):
         t = self.ckpt_workload()
