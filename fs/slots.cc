@@ -155,19 +155,14 @@ Status slot_truncate(Slot& slot) {
         return make_error(EINVAL, "slot " + slot.name + " already holds restored task " +
                                       std::to_string(slot.restored));
     slot.drop_spool();
+    slot.refused.reset();
     return {};
 }
 
-Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off) {
-    std::lock_guard lock(slot.mu);
-    if (slot.removed) return make_error(ENOENT, "slot " + slot.name + " was removed");
-    if (slot.restored)
-        return make_error(EINVAL, "slot " + slot.name + " already holds restored task " +
-                                      std::to_string(slot.restored));
-    if (off < 0 || static_cast<uint64_t>(off) != slot.written)
-        return make_error(EINVAL, "slot " + slot.name + ": write at offset " + std::to_string(off) +
-                                      ", expected " + std::to_string(slot.written) +
-                                      " (images are written sequentially)");
+namespace {
+
+// Appends to the spool, made at the first write.
+Status spool_append(Limits& limits, Slot& slot, const char* buf, size_t len) {
     if (!slot.spool) {
         auto bytes = limits.take(slot.owner_uid, Resource::kSpoolBytes, 0);
         if (!bytes) return std::unexpected(bytes.error());
@@ -187,6 +182,31 @@ Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t le
         done += static_cast<size_t>(n);
     }
     slot.written += len;
+    return {};
+}
+
+}  // namespace
+
+Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off) {
+    std::lock_guard lock(slot.mu);
+    if (slot.removed) return make_error(ENOENT, "slot " + slot.name + " was removed");
+    if (slot.restored)
+        return make_error(EINVAL, "slot " + slot.name + " already holds restored task " +
+                                      std::to_string(slot.restored));
+    // After a refused write the image cannot be whole: the rest of it gets
+    // the same error, until a new image starts at offset 0.
+    if (slot.refused && off != 0) return std::unexpected(*slot.refused);
+    slot.refused.reset();
+    if (off < 0 || static_cast<uint64_t>(off) != slot.written)
+        return make_error(EINVAL, "slot " + slot.name + ": write at offset " + std::to_string(off) +
+                                      ", expected " + std::to_string(slot.written) +
+                                      " (images are written sequentially)");
+    if (auto ok = spool_append(limits, slot, buf, len); !ok) {
+        slot.drop_spool();
+        slot.refused = ok.error();
+        slot.error = ok.error().what;
+        return std::unexpected(ok.error());
+    }
     slot.pending = true;
     slot.error.clear();
     return len;
@@ -195,6 +215,7 @@ Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t le
 Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, bool wrote) {
     std::lock_guard lock(slot.mu);
     if (slot.restored || slot.removed) return 0;
+    if (slot.refused) return std::unexpected(*slot.refused);  // close says why, too
     if (!slot.pending) {
         // A later close of a handle whose bytes were restored (or refused) already.
         if (wrote) return 0;

@@ -72,8 +72,9 @@ struct Slot {
     UniqueFd spool;     // memfd with the bytes written so far; made at the first write
     Lease spool_bytes;  // the owner's share of user_spool: `written`
     uint64_t written = 0;
-    bool pending = false;  // bytes written since the last restore attempt
-    bool removed = false;  // rmdir'ed while a handle was open: takes no more bytes
+    bool pending = false;          // bytes written since the last restore attempt
+    bool removed = false;          // rmdir'ed while a handle was open: takes no more bytes
+    std::optional<Error> refused;  // a write of this image failed (ENOSPC): close says so
     pid_t restored = 0;
     std::string ended;  // "exited 0", "killed by SIGKILL": the restored task is gone
     std::string error;  // the last failed restore or empty close, "" if none

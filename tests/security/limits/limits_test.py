@@ -9,7 +9,7 @@ unmounts it; every wait is bounded and waits for a state.
 
 usage: limits_test.py BUILD_DIR VERSION  (any unittest args after)
 """
-import errno
+import ctypes
 import fcntl
 import os
 import random
@@ -18,10 +18,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../fs"))
+import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import alive, pid_free, read, wait_for  # noqa: E402
 
 BUILD = None
@@ -70,7 +70,9 @@ def free_pid():
             return pid
 
 
-class Crfsd:
+class Crfsd(roundtrip_mount_test.Crfsd):
+    """The round-trip tests' daemon (children(), stop()), started with mount options."""
+
     def __init__(self, opts=(), debug=False):
         self.dir = tempfile.mkdtemp(prefix="crfs-lm-")
         os.chmod(self.dir, 0o755)
@@ -84,8 +86,8 @@ class Crfsd:
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "fs/crfsd"), "-f", *(["-d"] if debug else []), "-o", o,
              self.mnt], stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-            close_fds=True, preexec_fn=lambda: __import__("ctypes").CDLL(None).prctl(
-                1, signal.SIGTERM))  # PR_SET_PDEATHSIG: unmount if we die
+            close_fds=True,
+            preexec_fn=lambda: ctypes.CDLL(None).prctl(1, signal.SIGTERM))  # PR_SET_PDEATHSIG
         try:
             wait_for(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None,
                      "the mount")
@@ -94,33 +96,12 @@ class Crfsd:
             self.stop()
             raise
 
-    def children(self):
-        out = []
-        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
-            with open(f"/proc/{self.proc.pid}/task/{t}/children") as f:
-                out += [int(p) for p in f.read().split()]
-        return out
-
     def fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def logtext(self):
         self.log.flush()
         return read(self.log.name)
-
-    def stop(self):
-        for pid in self.children():
-            os.kill(pid, signal.SIGKILL)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if os.path.ismount(self.mnt):
-            subprocess.run(["umount", "-l", self.mnt])
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Base(unittest.TestCase):
@@ -258,8 +239,10 @@ class Spool(Base):
                               f"dd if=/dev/zero of={self.m}/a/image bs=64k count=80 status=none")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("No space left on device", r.stderr)
-        self.assertIn(f"uid {uid(USERS[0])}: at its limit of 4194304 spool bytes (user_spool)",
-                      self.crfs.logtext())
+        self.assertNotIn("Bad message", r.stderr)  # close() says ENOSPC too, not a bad image
+        why = f"uid {uid(USERS[0])}: at its limit of 4194304 spool bytes (user_spool)"
+        self.assertIn(why, self.crfs.logtext())
+        self.assertEqual(read(f"{self.m}/a/status"), f"error: slot a: {why}\n")
         # While A holds it, B round trips a task of its own.
         img = self.user_image(USERS[1], "b.img")
         self.assertLess(os.path.getsize(img), 4 << 20)
@@ -330,6 +313,35 @@ finally:
         self.assertEqual(out.splitlines(), ["third EMFILE", "after close ok"], err)
         self.assertIn(f"uid {uid(USERS[0])}: at its limit of 2 open image handles "
                       "(user_image_handles)", self.crfs.logtext())
+
+
+class NoneAtOnce(Base):
+    """Limits of 0 make the concurrency errors deterministic (no race to set up);
+    the counting itself is in limits_unit_tests."""
+    OPTS = ("user_checkpoints=0", "user_restores=0")
+
+    def test_checkpoints_and_restores_at_once(self):
+        r = as_user(USERS[0], "sleep 1000 </dev/null >/dev/null 2>&1 & p=$!; "
+                              "until [ \"$(cat /proc/$p/comm)\" = sleep ]; do sleep 0.01; done; "
+                              f"cat {self.m}/$p/image > /dev/null; rc=$?; kill -9 $p; exit $rc")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Resource temporarily unavailable", r.stderr)
+        r = as_user(USERS[0], f"mkdir {self.m}/x && head -c 4096 /dev/zero > {self.m}/x/image")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(read(f"{self.m}/x/status"), f"error: uid {uid(USERS[0])}: at its limit "
+                                                     "of 0 concurrent restores (user_restores)\n")
+        log = self.crfs.logtext()
+        self.assertIn("concurrent checkpoints (user_checkpoints)", log)
+        self.assertIn("slot x: restore failed: uid", log)
+        # Root is not bounded.
+        wl = self.crfs.work
+        p = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        wait_for(lambda: read(f"/proc/{p.pid}/comm") == "sleep\n", "sleep")
+        r = subprocess.run(["sh", "-c", f"cp {self.m}/{p.pid}/image {wl}/root.img"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stderr)
 
 
 class SlotStatus(Base):
