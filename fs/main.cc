@@ -146,6 +146,7 @@ Result<std::string> prepare_mountpoint(const std::string& mp) {
 
 int main(int argc, char** argv) {
     fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> args_owner(&args, fuse_opt_free_args);
     Options opts;
     if (fuse_opt_parse(&args, &opts, kOptSpec, take_mountpoint) < 0) return 2;
     fuse_cmdline_opts cl{};
@@ -247,6 +248,5 @@ int main(int argc, char** argv) {
         fuse_remove_signal_handlers(se);
     }
     se_owner.reset();
-    fuse_opt_free_args(&args);
     return rc == 0 ? 0 : 1;
 }
