@@ -219,6 +219,15 @@ class SlotCount(Base):
                          0)
 
 
+class Defaults(Base):
+    def test_default_slot_limit(self):
+        r = as_user(USERS[0], f"cd {self.m} && i=0; while [ $i -lt 64 ]; do "
+                              "mkdir s$i || exit 1; i=$((i+1)); done; mkdir s64")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr.count("Too many open files"), 1, r.stderr)
+        self.assertIn("at its limit of 64 slots (user_slots)", self.crfs.logtext())
+
+
 class SlotFds(Base):
     OPTS = ("user_slots=1000",)
 
