@@ -1,6 +1,6 @@
 // crfsd: serves the crfs tree.
 //
-//   crfsd [-f] [-d] [-s] [-o opt,...] [MOUNTPOINT]      (default /crfs)
+//   crfsd [-f] [-d] [-s] [-o opt,...] [[SOURCE] MOUNTPOINT]      (default /crfs)
 //
 // crfs options: -o state_dir=DIR (default /run/crfs) holds the marks state
 // file and the lock that keeps two daemons off one state; the per-user limits
@@ -8,6 +8,7 @@
 // option must be libfuse's, or crfsd names it and exits 2 before touching
 // the state dir or the mount point.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/filesystem.hpp>
 
@@ -39,8 +41,7 @@ using namespace crfs::fs;
 
 struct Options {
     char* state_dir = nullptr;
-    std::string mountpoint;
-    int extra_args = 0;
+    std::vector<std::string> positional;  // [SOURCE] MOUNTPOINT
     LimitConfig limits = LimitConfig::defaults();
 };
 
@@ -48,6 +49,9 @@ constexpr int kKeyLimit = 1;
 
 // Takes the mount point out of the arguments so that crfsd, not libfuse's
 // parser (which insists that it exist), handles it: it is created if missing.
+// mount(8) and fstab (`mount -t fuse.crfsd crfs /crfs`) go through
+// mount.fuse3, which passes a source before the mount point: with two
+// positional arguments the first is that source, and it is ignored.
 // Also applies the limit options.
 int take_mountpoint(void* data, const char* arg, int key, fuse_args*) {
     auto* o = static_cast<Options*>(data);
@@ -61,11 +65,7 @@ int take_mountpoint(void* data, const char* arg, int key, fuse_args*) {
         return 0;
     }
     if (key != FUSE_OPT_KEY_NONOPT) return 1;
-    if (!o->mountpoint.empty()) {
-        ++o->extra_args;
-        return 1;
-    }
-    o->mountpoint = arg;
+    o->positional.emplace_back(arg);
     return 0;
 }
 
@@ -82,7 +82,7 @@ const fuse_opt kOptSpec[] = {
 
 void usage(const char* prog) {
     std::printf(
-        "usage: %s [-f] [-d] [-s] [-o opt,...] [MOUNTPOINT]\n"
+        "usage: %s [-f] [-d] [-s] [-o opt,...] [[SOURCE] MOUNTPOINT]\n"
         "Serves the crfs checkpoint/restart tree at MOUNTPOINT (default /crfs).\n\n"
         "    -f                  stay in the foreground\n"
         "    -d                  debug log (implies -f)\n"
@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> args_owner(&args, fuse_opt_free_args);
     Options opts;
     if (fuse_opt_parse(&args, &opts, kOptSpec, take_mountpoint) < 0) return 2;
+    std::unique_ptr<char, decltype(&std::free)> state_dir_owner(opts.state_dir, std::free);
     fuse_cmdline_opts cl{};
     if (fuse_parse_cmdline(&args, &cl) != 0) return 2;
     std::unique_ptr<char, decltype(&std::free)> mp_owner(cl.mountpoint, std::free);
@@ -162,10 +163,11 @@ int main(int argc, char** argv) {
     }
     log_init(true, cl.debug);
 
-    if (opts.extra_args || cl.mountpoint) {
+    if (opts.positional.size() > 2 || cl.mountpoint) {
         std::fprintf(stderr, "crfsd: one mount point only (see crfsd -h)\n");
         return 2;
     }
+    std::string mountpoint = opts.positional.empty() ? "/crfs" : opts.positional.back();
     std::string state_dir = opts.state_dir ? opts.state_dir : "/run/crfs";
     Daemon daemon(state_dir + "/marks", opts.limits);
 
@@ -183,7 +185,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> se_owner(se,
                                                                             fuse_session_destroy);
 
-    auto mp = prepare_mountpoint(opts.mountpoint.empty() ? "/crfs" : opts.mountpoint);
+    auto mp = prepare_mountpoint(mountpoint);
     if (!mp) {
         log_error("%s", mp.error().what.c_str());
         return 1;
@@ -248,5 +250,7 @@ int main(int argc, char** argv) {
         fuse_remove_signal_handlers(se);
     }
     se_owner.reset();
-    return rc == 0 ? 0 : 1;
+    // The loop returns the number of the signal that ended it: SIGTERM and
+    // SIGINT are the way to stop crfsd, not a failure.
+    return rc == 0 || rc == SIGTERM || rc == SIGINT ? 0 : 1;
 }

@@ -128,6 +128,16 @@ class Unit(unittest.TestCase):
         self.assertFalse(os.path.ismount(self.mnt))
         self.assertIn(f"unmounted {self.mnt}", self.journal())
 
+    def test_sigterm_unmounts_and_exits_0(self):
+        # What `systemctl stop` does without an ExecStop line, and `kill`.
+        p = self.exec_start()
+        wait_for(lambda: serving(self.mnt) or p.poll() is not None, "the mount")
+        self.assertTrue(serving(self.mnt), self.journal())
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(TIMEOUT), 0, self.journal())
+        self.assertFalse(os.path.ismount(self.mnt))
+        self.assertIn(f"unmounted {self.mnt}", self.journal())
+
     def test_restart_after_a_crash_needs_and_gets_the_stop_post_cleanup(self):
         p = self.exec_start()
         wait_for(lambda: serving(self.mnt) or p.poll() is not None, "the mount")
@@ -168,14 +178,23 @@ def crfsd_serving(mnt):
 
 class Fstab(unittest.TestCase):
     def test_mount_t_fuse_with_the_program_as_source(self):
+        crfsd = os.path.join(BUILD, "fs", "crfsd")
+        self.mount_and_umount(lambda mnt: ["mount", "-t", "fuse", crfsd + "#", mnt], CRFSD_ENV)
+
+    def test_mount_t_fuse_crfsd_with_a_source(self):
+        # What `mount -t fuse.crfsd crfs MNT` runs (mount(8) itself resets PATH,
+        # so the built crfsd could not be found through it): mount.fuse3 finds
+        # crfsd on PATH and passes the source before the mount point.
+        env = dict(CRFSD_ENV, PATH=os.path.join(BUILD, "fs") + ":" + os.environ["PATH"])
+        self.mount_and_umount(lambda mnt: ["mount.fuse3", "crfs", mnt, "-t", "fuse.crfsd"], env)
+
+    def mount_and_umount(self, mount_argv, env):
         d = tempfile.mkdtemp(prefix="crfs-fstab-")
         mnt = os.path.join(d, "mnt")
         os.mkdir(mnt)
         try:
-            crfsd = os.path.join(BUILD, "fs", "crfsd")
-            r = subprocess.run(["mount", "-t", "fuse", crfsd + "#", mnt, "-o",
-                                f"state_dir={d}/state,nosuid,nodev"],
-                               capture_output=True, text=True, timeout=TIMEOUT, env=CRFSD_ENV)
+            r = subprocess.run(mount_argv(mnt) + ["-o", f"state_dir={d}/state,nosuid,nodev"],
+                               capture_output=True, text=True, timeout=TIMEOUT, env=env)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertTrue(serving(mnt))
             with open("/proc/self/mounts") as f:
