@@ -10,10 +10,10 @@
 
 #include <fmt/core.h>
 
+#include "common/escape.h"
 #include "common/io.h"
 #include "tools/commands.h"
 #include "tools/copy.h"
-#include "tools/escape.h"
 #include "tools/procs.h"
 #include "tools/tree.h"
 
@@ -28,7 +28,7 @@ void explain_busy(pid_t pid, const Error& err) {
         return;
     }
     fmt::print(stderr, "crfs dump: process {} cannot be checkpointed now:\n", pid);
-    for (const auto& r : *reasons) fmt::print(stderr, "  {}\n", printable(r));
+    for (const auto& r : *reasons) fmt::print(stderr, "  {}\n", escape_nonprintable(r));
 }
 
 // ENOENT on ROOT/PID/image: no such process, or no crfs mounted at ROOT.
@@ -59,13 +59,13 @@ int cmd_dump(const DumpOptions& o) {
         // A restore slot is a view of its restored task.
         auto slot_pid = read_file(tree_path(o.pid, "pid").string());
         if (!slot_pid && slot_pid.error().code == ENOENT) {
-            fmt::print(stderr, "crfs dump: no slot {} in {}\n", printable(o.pid),
+            fmt::print(stderr, "crfs dump: no slot {} in {}\n", escape_nonprintable(o.pid),
                        mount_root().string());
             return 1;
         }
         if (!slot_pid || slot_pid->empty()) {
             fmt::print(stderr, "crfs dump: {}\n",
-                       slot_pid ? "slot " + printable(o.pid) + " holds no restored task"
+                       slot_pid ? "slot " + escape_nonprintable(o.pid) + " holds no restored task"
                                 : slot_pid.error().what);
             return 1;
         }

@@ -11,8 +11,8 @@
 
 #include <fmt/core.h>
 
+#include "common/escape.h"
 #include "tools/commands.h"
-#include "tools/escape.h"
 #include "tools/json.h"
 #include "tools/procs.h"
 #include "tools/tree.h"
@@ -53,7 +53,7 @@ void print_table(const std::vector<Row>& rows) {
     bool c = colour();
     fmt::print("{:>7} {:<10} {:<32} {}\n", "PID", "USER", "COMMAND", "CHECKPOINTABLE");
     for (const auto& r : rows) {
-        std::string cmd = printable(r.proc.command);
+        std::string cmd = escape_nonprintable(r.proc.command);
         // One line per process; --json has the whole command line.
         if (cmd.size() > 32) {
             size_t cut = 31;
@@ -67,9 +67,9 @@ void print_table(const std::vector<Row>& rows) {
         else if (r.reasons.empty())
             state = "yes", on = "\033[32m";
         else
-            state = printable(r.reasons.front()), on = "\033[31m";
-        fmt::print("{:>7} {:<10} {:<32} {}{}{}\n", r.proc.pid, printable(r.proc.user), cmd,
-                   c ? on : "", state, c ? "\033[0m" : "");
+            state = escape_nonprintable(r.reasons.front()), on = "\033[31m";
+        fmt::print("{:>7} {:<10} {:<32} {}{}{}\n", r.proc.pid, escape_nonprintable(r.proc.user),
+                   cmd, c ? on : "", state, c ? "\033[0m" : "");
     }
 }
 

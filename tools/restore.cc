@@ -12,10 +12,10 @@
 #include <fmt/core.h>
 #include <boost/filesystem/operations.hpp>
 
+#include "common/escape.h"
 #include "common/io.h"
 #include "tools/commands.h"
 #include "tools/copy.h"
-#include "tools/escape.h"
 #include "tools/tree.h"
 
 namespace crfs::tool {
@@ -44,7 +44,7 @@ Result<std::string> make_slot(const std::string& want) {
 void report_failure(const std::string& slot, const Error& err) {
     auto status = read_status(slot);
     if (status && status->starts_with("error: "))
-        fmt::print(stderr, "crfs restore: {} ({})\n", printable(status->substr(7)),
+        fmt::print(stderr, "crfs restore: {} ({})\n", escape_nonprintable(status->substr(7)),
                    std::strerror(err.code));
     else
         fmt::print(stderr, "crfs restore: {}\n", err.what);

@@ -8,10 +8,10 @@
 
 #include <fmt/core.h>
 
+#include "common/escape.h"
 #include "common/image_reader.h"
 #include "common/io.h"
 #include "tools/commands.h"
-#include "tools/escape.h"
 #include "tools/image_json.h"
 
 namespace crfs::tool {
@@ -24,12 +24,13 @@ std::string hex(uint64_t v) {
 void print_text(const DecodedImage& img) {
     const auto& t = img.task;
     const auto& h = img.header;
-    fmt::print("crfs image v{}, x86_64, kernel {}, xsave features {} ({} bytes)\n", h.version,
-               printable({h.kernel_release, strnlen(h.kernel_release, sizeof h.kernel_release)}),
-               hex(h.xsave_features), h.xsave_size);
+    fmt::print(
+        "crfs image v{}, x86_64, kernel {}, xsave features {} ({} bytes)\n", h.version,
+        escape_nonprintable({h.kernel_release, strnlen(h.kernel_release, sizeof h.kernel_release)}),
+        hex(h.xsave_features), h.xsave_size);
     fmt::print("task {} ({}) ppid {} pgid {} sid {} nice {}{}\n", t.pid,
-               printable({t.comm, strnlen(t.comm, sizeof t.comm)}), t.ppid, t.pgid, t.sid, t.nice,
-               (h.flags & image::kHeaderTaskWasStopped) ? ", stopped" : "");
+               escape_nonprintable({t.comm, strnlen(t.comm, sizeof t.comm)}), t.ppid, t.pgid, t.sid,
+               t.nice, (h.flags & image::kHeaderTaskWasStopped) ? ", stopped" : "");
     const auto& c = img.creds;
     fmt::print("uid {}/{}/{}/{} gid {}/{}/{}/{} cap_eff {}, cwd {}, root {}, exe {}\n", c.uid[0],
                c.uid[1], c.uid[2], c.uid[3], c.gid[0], c.gid[1], c.gid[2], c.gid[3], hex(c.cap_eff),
@@ -38,12 +39,14 @@ void print_text(const DecodedImage& img) {
     for (const auto& v : img.vmas)
         fmt::print("  {:012x}-{:012x} {} {:<12} {:8} KiB  {:6} pages stored  {}\n", v.rec.start,
                    v.rec.end, vma_perms(v.rec), vma_kind_name(v.rec.kind),
-                   (v.rec.end - v.rec.start) / 1024, pages_in(img, v.rec), printable(v.path));
+                   (v.rec.end - v.rec.start) / 1024, pages_in(img, v.rec),
+                   escape_nonprintable(v.path));
     fmt::print("\n{} fds:\n", img.fds.size());
     for (const auto& f : img.fds)
         fmt::print("  {:3} {:<8} pos {:<10} flags 0{:o}{}  {}\n", f.rec.fd,
                    fd_kind_name(f.rec.kind), f.rec.pos, f.rec.open_flags,
-                   (f.rec.fd_flags & image::kFdCloexec) ? " cloexec" : "", printable(f.path));
+                   (f.rec.fd_flags & image::kFdCloexec) ? " cloexec" : "",
+                   escape_nonprintable(f.path));
     const auto& s = img.sigstate;
     fmt::print("\nsignals: blocked {}, altstack {}+{}, {} pending\n", hex(s.blocked),
                hex(s.altstack_sp), s.altstack_size, img.pending.size());
