@@ -133,11 +133,8 @@ Result<ProcStatus> parse_status(std::string_view text) {
             bad |= f.empty() || !to_num(f[0], st.umask, 8);
             st.has_umask = true;
         } else if (key == "Groups") {
-            for (auto g : f) {
-                uint32_t x = 0;
-                bad |= !to_num(g, x);
-                st.groups.push_back(x);
-            }
+            st.groups.resize(f.size());
+            for (size_t i = 0; i < f.size(); ++i) bad |= !to_num(f[i], st.groups[i]);
         } else if (key == "RssAnon") {
             one(rss_anon);
         } else if (key == "RssShmem") {

@@ -38,7 +38,7 @@ struct ProcStatus {
     pid_t tracer_pid = 0;
     uid_t uid[4] = {};  // real, effective, saved, filesystem
     gid_t gid[4] = {};
-    std::vector<uint32_t> groups;
+    std::vector<gid_t> groups;  // supplementary groups
     int threads = 0;
     uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
     uint32_t no_new_privs = 0;

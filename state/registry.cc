@@ -1,5 +1,7 @@
 #include "state/registry.h"
 
+#include "common/escape.h"
+
 namespace crfs::state {
 namespace {
 
@@ -22,23 +24,6 @@ constexpr StateKind kStateKinds[] = {
 };
 // clang-format on
 
-// One reason per line: a control character in a name the task chose (a file
-// path, a memfd name) is shown escaped, so it cannot forge another line.
-std::string escaped(const std::string& line) {
-    std::string out;
-    for (unsigned char c : line) {
-        if (c >= 0x20 && c != 0x7f) {
-            out += char(c);
-        } else {
-            static constexpr char kHex[] = "0123456789abcdef";
-            out += "\\x";
-            out += kHex[c >> 4];
-            out += kHex[c & 15];
-        }
-    }
-    return out;
-}
-
 }  // namespace
 
 std::span<const StateKind> state_kinds() {
@@ -49,7 +34,9 @@ Result<Reasons> detect_reasons(pid_t pid, pid_t self_tgid) {
     TaskView view(pid, self_tgid);
     Reasons out;
     auto finish = [&] {
-        for (auto& line : out) line = escaped(line);
+        // One reason per line: a control character in a name the task chose (a
+        // file path, a memfd name) is shown escaped, so it cannot forge a line.
+        for (auto& line : out) line = escape_nonprintable(line);
         return out;
     };
     for (const StateKind& k : kStateKinds) {

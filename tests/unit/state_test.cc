@@ -152,7 +152,7 @@ TEST(Registry, EachKindNamesItsState) {
 // A name the task chose cannot forge a second reason line.
 TEST(Registry, ControlCharactersAreEscaped) {
     Child c([] { memfd_create("a\nnocr: forged", 0); });
-    EXPECT_NE(c.reasons().find("fd 3: memfd:a\\x0anocr: forged"), std::string::npos) << c.reasons();
+    EXPECT_NE(c.reasons().find("fd 3: memfd:a\\nnocr: forged"), std::string::npos) << c.reasons();
     EXPECT_EQ(c.reasons().find("\nnocr:"), std::string::npos) << c.reasons();
 }
 
