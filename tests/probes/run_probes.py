@@ -18,7 +18,6 @@ verdict). crfsd is always unmounted and killed.
 usage: run_probes.py BUILD_DIR [unittest args]
 """
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -91,11 +90,12 @@ PROBES = [
 ]
 
 
-class Probe:
-    """One run of one variant, in a directory of its own."""
+class Probe(roundtrip_mount_test.Task):
+    """One run of one variant, in a directory of its own (checkpoint, kill9,
+    restore and cleanup are the mounted tests' Task's)."""
 
-    def __init__(self, crfs, probe, variant, prefix=()):
-        self.crfs, self.m = crfs, crfs.mnt
+    def __init__(self, test, probe, variant, prefix=()):
+        self.test, self.m = test, test.crfs.mnt
         self.dir = tempfile.mkdtemp(prefix=f"crfs-probe-{variant}-")
         if prefix:
             os.chmod(self.dir, 0o777)
@@ -111,13 +111,11 @@ class Probe:
         if not os.path.exists(self.path("ready")):
             raise AssertionError(f"probe {variant} failed its setup: {read(self.path('stderr'))}")
 
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
     def reason(self):
         return read(f"{self.m}/{self.pid}/reason")
 
     def verdict(self):
+        """SIGTERM, then the probe's result (removed, for the next run)."""
         os.kill(self.pid, signal.SIGTERM)
         if self.proc:
             self.proc.wait(TIMEOUT)
@@ -135,28 +133,6 @@ class Probe:
         os.unlink(self.path("result"))
         return out
 
-    def kill9(self):
-        os.kill(self.pid, signal.SIGKILL)
-        if self.proc:
-            self.proc.wait(TIMEOUT)
-            self.proc = None
-        wait_for(lambda: not os.path.exists(f"/proc/{self.pid}"), f"pid {self.pid} to be free")
-
-    def restore(self, img, slot):
-        r = sh(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image && cat {self.m}/{slot}/pid")
-        assert r.returncode == 0, r.stderr + read(f"{self.m}/{slot}/status")
-        self.pid = int(r.stdout)
-        assert read(f"{self.m}/{slot}/status") == f"restored {self.pid}\n"
-
-    def cleanup(self):
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.proc:
-            self.proc.wait(TIMEOUT)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
 
 class Contract(unittest.TestCase):
     @classmethod
@@ -169,7 +145,7 @@ class Contract(unittest.TestCase):
 
     def run_probe(self, probe, variant, expect, prefix=()):
         m = self.crfs.mnt
-        p = Probe(self.crfs, probe, variant, prefix)
+        p = Probe(self, probe, variant, prefix)
         try:
             reason = p.reason()
             if expect is not None:
@@ -182,10 +158,8 @@ class Contract(unittest.TestCase):
             self.assertEqual(reason, "")
             self.assertEqual(p.verdict(), "PASS")  # without a checkpoint
             p.cleanup()
-            p = Probe(self.crfs, probe, variant, prefix)
-            img = p.path("snap.img")
-            r = sh(f"cp {m}/{p.pid}/image {img}")
-            self.assertEqual(r.returncode, 0, r.stderr)
+            p = Probe(self, probe, variant, prefix)
+            img = p.checkpoint()
             pid = p.pid
             p.kill9()
             p.restore(img, str(pid))
