@@ -434,7 +434,7 @@ Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t in
         const PidEntry& e = kPidEntries[*find_pid_entry("image")];
         if (auto ok = check_right(e.read_right, caller, t->id); !ok)
             return std::unexpected(ok.error());
-        auto content = e.read(daemon_of(req), t->id);
+        auto content = e.read(daemon_of(req), t->id, caller);
         if (!content) return std::unexpected(content.error());
         h->content = std::move(*content);
         return h;
@@ -471,7 +471,7 @@ Result<std::unique_ptr<FileHandle>> open_file(fuse_req_t req, fuse_ino_t ino, in
         if (!e.read) return make_error(EACCES, std::string(e.name) + " is write-only");
         if (auto ok = check_right(e.read_right, caller, t->id); !ok)
             return std::unexpected(ok.error());
-        auto content = e.read(d, t->id);
+        auto content = e.read(d, t->id, caller);
         if (!content) {
             // Checkpoint failures are worth a line even without -d.
             if (is_image_entry(e)) log_info("%s", content.error().what.c_str());
