@@ -27,7 +27,7 @@ Result<WorkerReply> as_caller(Daemon& d, WorkerMode mode, const TaskId& task,
 }  // namespace
 
 Status check_right(Right right, const Caller& caller, const TaskId& task) {
-    if (right == Right::kAnyone || trusted_for(caller, task)) return {};
+    if (right != Right::kPtrace || trusted_for(caller, task)) return {};
     // No Daemon here: the access mode does not use daemon_tgid.
     auto creds = caller_creds(caller);
     if (!creds) return std::unexpected(creds.error());
@@ -102,9 +102,13 @@ Result<Content> read_image(Daemon& d, const TaskId& task, const Caller& caller) 
     std::string marks;
     if (auto mark = d.marks.get(task)) marks = "nocr: " + *mark;
     if (auto kernel = kernel_reasons(task.pid); marks.empty() && !kernel.empty()) marks = kernel[0];
-    if (!marks.empty())
+    if (!marks.empty()) {
+        // A caller without the right learns nothing of the marks: EACCES first.
+        if (auto ok = check_right(Right::kPtrace, caller, task); !ok)
+            return std::unexpected(ok.error());
         return make_error(EBUSY, "checkpoint " + std::to_string(task.pid) +
                                      ": not checkpointable now (" + marks + "; see reason)");
+    }
     auto r = as_caller(d, WorkerMode::kImage, task, caller);
     if (!r) return std::unexpected(r.error().context("checkpoint " + std::to_string(task.pid)));
     log_info("checkpoint %d: %llu bytes", task.pid,

@@ -34,6 +34,10 @@ struct Daemon {
 enum class Right {
     kAnyone,  // every caller (like /proc/<pid>/stat)
     kPtrace,  // the task itself or a caller with ptrace rights over it
+    // kPtrace, checked by the handler itself: it acts as the caller in a
+    // worker, where the kernel refuses a caller without the right (one worker
+    // per open instead of two).
+    kPtraceInHandler,
 };
 
 // What an open file serves: made once at open (STYLE.md 7), read by offset.
@@ -59,8 +63,8 @@ Result<Content> read_image(Daemon&, const TaskId&, const Caller&);
 
 inline constexpr PidEntry kPidEntries[] = {
     {"nocr", S_IFREG | 0644, Right::kAnyone, read_nocr, Right::kPtrace, write_nocr},
-    {"reason", S_IFREG | 0400, Right::kPtrace, read_reason, Right::kPtrace, nullptr},
-    {"image", S_IFREG | 0400, Right::kPtrace, read_image, Right::kPtrace, nullptr},
+    {"reason", S_IFREG | 0400, Right::kPtraceInHandler, read_reason, Right::kPtrace, nullptr},
+    {"image", S_IFREG | 0400, Right::kPtraceInHandler, read_image, Right::kPtrace, nullptr},
 };
 
 // Text content of a generated file.
@@ -71,7 +75,8 @@ std::optional<unsigned> find_pid_entry(std::string_view name);
 
 // Checks `right` for `caller` on `task`. kPtrace: trusted_for(), else the
 // kernel's ptrace_may_access (PTRACE_MODE_ATTACH_FSCREDS) in a worker with the
-// caller's credentials; EACCES when it refuses.
+// caller's credentials; EACCES when it refuses. kPtraceInHandler: nothing to
+// do here (the handler's worker is the check).
 Status check_right(Right right, const Caller& caller, const TaskId& task);
 
 // Every current reason of `task`, one line each: the nocr mark first, then

@@ -42,7 +42,7 @@ TEST(PidTable, NocrAndReasonRights) {
     EXPECT_EQ(nocr.read_right, Right::kAnyone);
     EXPECT_EQ(nocr.write_right, Right::kPtrace);
     auto reason = kPidEntries[*find_pid_entry("reason")];
-    EXPECT_EQ(reason.read_right, Right::kPtrace);
+    EXPECT_EQ(reason.read_right, Right::kPtraceInHandler);
     EXPECT_EQ(reason.write, nullptr);
 }
 

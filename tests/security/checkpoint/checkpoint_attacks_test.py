@@ -254,6 +254,11 @@ class CheckpointAttacks(unittest.TestCase):
                                        "CR: mine now", userns=True), secret)
         self.assertEqual(rt.read(self.pid_file(p.pid, "nocr")), "0\n")
         self.assertEqual(rt.read(self.pid_file(p.pid, "reason")), "")
+        # Marked by root: the attacker must not learn it (EACCES, not EBUSY).
+        with open(self.pid_file(p.pid, "nocr"), "w") as f:
+            f.write("CR: root's own mark")
+        self.assert_denied(self.attack(USERS[1], "read", image, userns=True), secret)
+        self.assert_denied(self.attack(USERS[1], "read", image), secret)
         self.assertEqual(tracer_of(p.pid), 0)
 
     # ---- 10: exec of a setuid-root binary between open and read ----------
