@@ -195,6 +195,27 @@ class CheckpointAttacks(unittest.TestCase):
     def pid_file(self, pid, name):
         return f"{self.m}/{pid}/{name}"
 
+    def holder_copy(self, name, mode):
+        """A root-owned copy of secret_holder in a fresh directory."""
+        d = tempfile.mkdtemp(dir=self.dir)
+        os.chmod(d, 0o755)
+        b = os.path.join(d, name)
+        shutil.copy(self.holder, b)
+        os.chown(b, 0, 0)
+        os.chmod(b, mode)
+        return b
+
+    def assert_no_right(self, user, pid, secret, userns=False):
+        """image, reason and a nocr write all refused; the task untouched."""
+        self.assert_denied(self.attack(user, "read", self.pid_file(pid, "image"),
+                                       userns=userns), secret)
+        self.assert_denied(self.attack(user, "read", self.pid_file(pid, "reason"),
+                                       userns=userns), secret)
+        self.assert_denied(self.attack(user, "write", self.pid_file(pid, "nocr"), "CR: mine",
+                                       userns=userns), secret)
+        self.assertEqual(rt.read(self.pid_file(pid, "nocr")), "0\n")
+        self.assertEqual(tracer_of(pid), 0)
+
     # ---- positive control -------------------------------------------------
 
     def test_00_own_task_image_holds_its_secret(self):
@@ -217,29 +238,18 @@ class CheckpointAttacks(unittest.TestCase):
                                            "--nondumpable"]))
         # The kernel's own answer to the same user, for reference.
         self.assertEqual(self.attack(USERS[0], "read", f"/proc/{p.pid}/environ")[0], "err")
-        self.assert_denied(self.attack(USERS[0], "read", self.pid_file(p.pid, "image")), secret)
-        self.assert_denied(self.attack(USERS[0], "read", self.pid_file(p.pid, "reason")), secret)
-        self.assert_denied(self.attack(USERS[0], "write", self.pid_file(p.pid, "nocr"), "1"),
-                           secret)
-        self.assertEqual(rt.read(self.pid_file(p.pid, "nocr")), "0\n")
-        self.assertEqual(tracer_of(p.pid), 0)
+        self.assert_no_right(USERS[0], p.pid, secret)
 
     # ---- 8: capability not held by the caller -----------------------------
 
     def test_08_task_with_a_capability_the_caller_lacks(self):
-        capdir = tempfile.mkdtemp(dir=self.dir)
-        os.chmod(capdir, 0o755)
-        capbin = os.path.join(capdir, "cap_holder")
-        shutil.copy(self.holder, capbin)
-        os.chmod(capbin, 0o755)
+        capbin = self.holder_copy("cap_holder", 0o755)
         run(["setcap", "cap_net_raw+ep", capbin])
         secret, path = self.secret(USERS[0])
         p = self.victim(as_user(USERS[0], [capbin, self.work, "ready", path, "--dumpable"]))
         self.assertNotEqual(status_caps(p.pid, "CapPrm"), 0, "setup: the victim holds no cap")
         self.assertEqual(self.attack(USERS[0], "read", f"/proc/{p.pid}/environ")[0], "err")
-        self.assert_denied(self.attack(USERS[0], "read", self.pid_file(p.pid, "image")), secret)
-        self.assert_denied(self.attack(USERS[0], "read", self.pid_file(p.pid, "reason")), secret)
-        self.assertEqual(tracer_of(p.pid), 0)
+        self.assert_no_right(USERS[0], p.pid, secret)
 
     # ---- 9: root of a user namespace is not root here ---------------------
 
@@ -247,12 +257,7 @@ class CheckpointAttacks(unittest.TestCase):
         secret, path = self.secret("root")
         p = self.victim([self.holder, self.work, "ready", path])
         image = self.pid_file(p.pid, "image")
-        self.assert_denied(self.attack(USERS[1], "read", image, userns=True), secret)
-        self.assert_denied(self.attack(USERS[1], "read", self.pid_file(p.pid, "reason"),
-                                       userns=True), secret)
-        self.assert_denied(self.attack(USERS[1], "write", self.pid_file(p.pid, "nocr"),
-                                       "CR: mine now", userns=True), secret)
-        self.assertEqual(rt.read(self.pid_file(p.pid, "nocr")), "0\n")
+        self.assert_no_right(USERS[1], p.pid, secret, userns=True)
         self.assertEqual(rt.read(self.pid_file(p.pid, "reason")), "")
         # Marked by root: the attacker must not learn it (EACCES, not EBUSY).
         with open(self.pid_file(p.pid, "nocr"), "w") as f:
@@ -264,13 +269,7 @@ class CheckpointAttacks(unittest.TestCase):
     # ---- 10: exec of a setuid-root binary between open and read ----------
 
     def suid_holder(self):
-        d = tempfile.mkdtemp(dir=self.dir)
-        os.chmod(d, 0o755)
-        b = os.path.join(d, "suid_holder")
-        shutil.copy(self.holder, b)
-        os.chown(b, 0, 0)
-        os.chmod(b, 0o4755)
-        return b
+        return self.holder_copy("suid_holder", 0o4755)
 
     def exec_victim(self, suid, public_path, root_secret_path):
         return self.victim(as_user(USERS[0], [
