@@ -92,6 +92,12 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
     UniqueFd rd(p[0]), wr(p[1]);
+    // Sources above the target numbers, so that no dup2 below overwrites one.
+    for (UniqueFd* fd : {&memfd, &wr}) {
+        if (!*fd || fd->get() > kWorkerReplyFd) continue;
+        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerReplyFd + 1));
+        if (!*fd) return errno_error("move a descriptor for the worker");
+    }
 
     SpawnArgs sa;
     posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
