@@ -24,9 +24,10 @@ namespace {
 constexpr std::string_view kModeNames[] = {"access", "reasons", "image"};
 constexpr size_t kMaxReply = 1 << 20;
 
-// crfs-ckpt lives next to the daemon's executable.
-const std::string& worker_exe() {
-    static const std::string path = [] {
+// crfs-ckpt lives next to the daemon's executable. Set once at startup (or
+// by a test before any request), read-only afterwards.
+std::string& worker_exe() {
+    static std::string path = [] {
         std::error_code ec;
         auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
         return (ec ? std::string() : self.parent_path().string()) + "/crfs-ckpt";
@@ -162,6 +163,10 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
 }
 
 }  // namespace
+
+void set_worker_exe(std::string path) {
+    worker_exe() = std::move(path);
+}
 
 std::string_view worker_mode_name(WorkerMode m) {
     return kModeNames[static_cast<int>(m)];

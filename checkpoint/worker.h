@@ -55,6 +55,10 @@ inline constexpr int kWorkerReplyFd = 4;
 // Runs the worker and waits for it. Checkpoints of one pid are serialized.
 Result<WorkerReply> run_worker(const WorkerRequest& req);
 
+// Where crfs-ckpt is: by default next to this process's executable; tests
+// that link the checkpoint library into another program set it.
+void set_worker_exe(std::string path);
+
 std::string_view worker_mode_name(WorkerMode m);
 std::optional<WorkerMode> parse_worker_mode(std::string_view name);
 
