@@ -329,6 +329,22 @@ class CheckpointAttacks(unittest.TestCase):
             p.kill()
             p.wait()
 
+    # ---- map_files: the kernel opens it only for CAP_CHECKPOINT_RESTORE ---
+
+    def test_shared_memory_needs_checkpoint_restore_and_says_so(self):
+        secret, path = self.secret(USERS[0])
+        p = self.victim(as_user(USERS[0], [self.holder, self.work, "ready", path, "--shared"]))
+        word, text = self.attack(USERS[0], "read", self.pid_file(p.pid, "reason"))
+        self.assertEqual(word, "ok")
+        self.assertIn(b"shared memory is read through /proc/%d/map_files" % p.pid, text)
+        self.assertIn(b"CAP_CHECKPOINT_RESTORE", text)
+        self.assertEqual(self.attack(USERS[0], "read", self.pid_file(p.pid, "image")),
+                         ("err", "EBUSY"))
+        # Root may: the same task checkpoints, shared page included.
+        self.assertEqual(rt.read(self.pid_file(p.pid, "reason")), "")
+        self.assertTrue(secret.encode() in rt.read(self.pid_file(p.pid, "image"), "rb"))
+        self.assertEqual(tracer_of(p.pid), 0)
+
     # ---- seccomp: a non-root caller cannot suspend it ---------------------
 
     def test_seccomp_task_is_a_clear_refusal(self):

@@ -2,7 +2,7 @@
 // waits for SIGTERM.
 //
 //   secret_holder DIR READY SECRET_FILE [--nondumpable] [--dumpable] [--seccomp]
-//                 [--exec-on-usr1 PROGRAM ARG...]
+//                 [--shared] [--exec-on-usr1 PROGRAM ARG...]
 //
 // Reads SECRET_FILE (with its current credentials: the file is only readable
 // by whoever the test means to hold the secret), keeps several copies of it on
@@ -10,7 +10,8 @@
 // pid. --nondumpable: PR_SET_DUMPABLE 0, as ssh-agent does. --dumpable:
 // PR_SET_DUMPABLE 1 (a file-capability binary starts non-dumpable; the test of
 // the capability rule wants only that rule in the way). --seccomp: an allow-all
-// seccomp filter (with no_new_privs). --exec-on-usr1: on SIGUSR1, execv
+// seccomp filter (with no_new_privs). --shared: one more copy in a page of
+// shared anonymous memory. --exec-on-usr1: on SIGUSR1, execv
 // PROGRAM with the ARGs (the rest of the command line). Exits 0 on SIGTERM.
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -47,7 +49,7 @@ int main(int argc, char** argv) {
     const char* dir = argv[1];
     const char* ready = argv[2];
     char** exec_argv = NULL;
-    int nondumpable = 0, dumpable = 0, seccomp = 0;
+    int nondumpable = 0, dumpable = 0, seccomp = 0, shared = 0;
     for (int i = 4; i < argc; ++i) {
         if (strcmp(argv[i], "--nondumpable") == 0)
             nondumpable = 1;
@@ -55,6 +57,8 @@ int main(int argc, char** argv) {
             dumpable = 1;
         else if (strcmp(argv[i], "--seccomp") == 0)
             seccomp = 1;
+        else if (strcmp(argv[i], "--shared") == 0)
+            shared = 1;
         else if (strcmp(argv[i], "--exec-on-usr1") == 0 && i + 1 < argc) {
             exec_argv = &argv[i + 1];
             break;
@@ -88,6 +92,11 @@ int main(int argc, char** argv) {
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGUSR1);
     sigprocmask(SIG_BLOCK, &block, &waitmask);
+    if (shared) {
+        char* page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED) die("mmap shared");
+        memcpy(page, secret, (size_t)n);
+    }
     struct sigaction sa = {0};
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
