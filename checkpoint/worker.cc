@@ -104,15 +104,18 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
     posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
     if (memfd) posix_spawn_file_actions_adddup2(&sa.actions, memfd.get(), kWorkerImageFd);
     posix_spawn_file_actions_adddup2(&sa.actions, wr.get(), kWorkerReplyFd);
-    // A session of its own: no terminal signal, nothing sent to the daemon's
-    // process group reaches it; default dispositions, nothing blocked.
+    // A process group of its own: no terminal signal (Ctrl-C goes to the
+    // foreground group), nothing sent to the daemon's group reaches it. Not a
+    // session of its own: with autogroup scheduling that would put the tracer
+    // in a scheduling group apart from the daemon's, for no gain. Default
+    // dispositions, nothing blocked.
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);
     posix_spawnattr_setsigmask(&sa.attr, &none);
     posix_spawnattr_setsigdefault(&sa.attr, &all);
-    posix_spawnattr_setflags(&sa.attr,
-                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(
+        &sa.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
     std::string args[] = {worker_exe(),
                           std::string(worker_mode_name(req.mode)),

@@ -6,7 +6,7 @@
 // every /proc file the checkpoint reads, and for the access probe.
 //
 // The worker is also what makes a killed daemon harmless (issue 8 item 17):
-// it is a separate process in a session of its own, not killed with the
+// it is a separate process in a process group of its own, not killed with the
 // daemon. If crfsd dies mid-checkpoint, the worker still finishes or aborts
 // its injection the normal way (registers, signal mask, scratch bytes put
 // back, detached), then finds its reply pipe closed and exits.
