@@ -3,15 +3,17 @@
 leaves every task exactly as it was: running (or stopped, if it was), not
 traced, registers intact.
 
-Three self-checking workloads (tests/workloads/ckpt_workload.c) run as root
-(they hold shared memory and a mapping of a deleted file, which the kernel
-lets only CAP_CHECKPOINT_RESTORE read through /proc/<pid>/map_files, so a
-normal user cannot checkpoint them; the worker's crash safety does not depend
-on whose credentials it holds): one spinning with known
+Four self-checking workloads. Three are tests/workloads/ckpt_workload.c run
+and checkpointed by root (they hold shared memory and a mapping of a deleted
+file, which the kernel lets only CAP_CHECKPOINT_RESTORE read through
+/proc/<pid>/map_files, so a normal user cannot checkpoint them): one spinning with known
 values in its ymm registers, one inside a 20 s nanosleep (a syscall the
 checkpoint must restart exactly: it must neither fail nor end early), one
-stopped with SIGSTOP. Each round mounts a fresh
-crfsd, starts `cat image` of one workload, waits until the
+stopped with SIGSTOP. The fourth is tests/workloads/restore_workload.c (a
+16 MiB buffer, a pattern held in a vector register inside an asm loop) run
+and checkpointed by the unprivileged user crfsck3 (made here, removed after):
+the worker then holds that user's credentials. Each round mounts a fresh
+crfsd, starts `cat image` of one workload (as its owner), waits until the
 checkpoint holds the task (it is traced), lets a varying moment pass, kills
 the daemon with SIGKILL, and checks that the workload lets go of its tracer
 and is in its state of before. At the end every workload must report PASS
@@ -34,8 +36,37 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "fs"))
 import roundtrip_mount_test as rt  # noqa: E402
 
 BUILD = None
-ROUNDS = 60
+USER = "crfsck3"
+ROUNDS = 80
 SLEEP_SECONDS = 20
+
+
+def run(cmd, check=True):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=rt.TIMEOUT,
+                          stdin=subprocess.DEVNULL)
+
+
+def remove_user():
+    if run(["id", USER], check=False).returncode == 0:
+        run(["pkill", "-KILL", "-U", USER], check=False)
+        run(["userdel", "-f", USER], check=False)
+
+
+def setUpModule():
+    remove_user()  # left over from a run that was killed
+    try:
+        run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", USER])
+    except BaseException:
+        remove_user()
+        raise
+
+
+def tearDownModule():
+    remove_user()
+
+
+def as_user(cmd):
+    return ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--"] + cmd
 
 
 def status_field(pid, name):
@@ -69,16 +100,21 @@ class DaemonKilledMidCheckpoint(unittest.TestCase):
 
     def workload(self, mode, stopped=False):
         d = tempfile.mkdtemp(dir=self.dir)
-        p = subprocess.Popen([os.path.join(BUILD, "tests/cr/ckpt_workload"), d, mode,
-                              str(SLEEP_SECONDS)],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, close_fds=True, cwd=d)
+        if mode == "restore_workload":
+            shutil.chown(d, USER, USER)
+            cmd = as_user([os.path.join(BUILD, "tests/cr/restore_workload"), d, "16", "x"])
+        else:
+            cmd = [os.path.join(BUILD, "tests/cr/ckpt_workload"), d, mode, str(SLEEP_SECONDS)]
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, close_fds=True, cwd=d,
+                             env=dict(os.environ, CRFS_WL_ENV="crfsck"))
         rt.wait_for(lambda: os.path.exists(os.path.join(d, "ready")) or p.poll() is not None,
                     "the workload")
         self.assertIsNone(p.poll())
         if mode == "sleep":  # wait until it sleeps
             rt.wait_for(lambda: state(p.pid) == "S", "the sleep")
-        t = {"proc": p, "dir": d, "mode": mode, "stopped": stopped}
+        t = {"proc": p, "dir": d, "mode": mode, "stopped": stopped,
+             "as": as_user if mode == "restore_workload" else (lambda c: c)}
         if stopped:
             p.send_signal(signal.SIGSTOP)
             rt.wait_for(lambda: state(p.pid) == "T", "the stop")
@@ -106,14 +142,14 @@ class DaemonKilledMidCheckpoint(unittest.TestCase):
 
     def test_kill_at_many_points(self):
         tasks = [self.workload("busy"), self.workload("sleep"),
-                 self.workload("busy", stopped=True)]
+                 self.workload("busy", stopped=True), self.workload("restore_workload")]
         rng = random.Random(17)
         held = 0
         for i in range(ROUNDS):
             t = tasks[i % len(tasks)]
             pid = t["proc"].pid
             self.crfs = rt.Crfsd()
-            cat = subprocess.Popen(["sh", "-c", f"cat {self.crfs.mnt}/{pid}/image > /dev/null"],
+            cat = subprocess.Popen(t["as"](["sh", "-c", f"cat {self.crfs.mnt}/{pid}/image >/dev/null"]),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             # Until the checkpoint holds the task (or is over), then a varying moment.
             rt.wait_for(lambda: status_field(pid, "TracerPid") != "0" or cat.poll() is not None,
@@ -138,6 +174,7 @@ class DaemonKilledMidCheckpoint(unittest.TestCase):
             p.send_signal(signal.SIGTERM)
             p.wait(rt.TIMEOUT)
             result = rt.read(os.path.join(t["dir"], "result"))
+            self.assertEqual(p.returncode, 0, f"{t['mode']}: exit status")
             self.assertEqual(result.strip(), "PASS", f"{t['mode']}: {result}")
 
 
