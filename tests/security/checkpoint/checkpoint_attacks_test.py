@@ -30,7 +30,10 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "fs"))
+sys.path.insert(0, HERE)
 import roundtrip_mount_test as rt  # noqa: E402  (Crfsd, wait_for, sh)
+import crfsck_users as users  # noqa: E402
+from crfsck_users import as_user, run  # noqa: E402
 
 BUILD = None
 USERS = ["crfsck1", "crfsck2"]
@@ -74,34 +77,12 @@ except OSError as e:
 '''
 
 
-def run(cmd, check=True):
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=rt.TIMEOUT,
-                          stdin=subprocess.DEVNULL)
-
-
-def remove_users():
-    for u in USERS:
-        if run(["id", u], check=False).returncode == 0:
-            run(["pkill", "-KILL", "-U", u], check=False)
-            run(["userdel", "-f", u], check=False)
-
-
 def setUpModule():
-    remove_users()  # left over from a run that was killed
-    try:
-        for u in USERS:
-            run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", u])
-    except BaseException:
-        remove_users()
-        raise
+    users.create(USERS)
 
 
 def tearDownModule():
-    remove_users()
-
-
-def as_user(user, cmd):
-    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"] + cmd
+    users.remove(USERS)
 
 
 def status_caps(pid, field):

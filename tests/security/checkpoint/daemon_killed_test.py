@@ -33,7 +33,9 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "fs"))
+sys.path.insert(0, HERE)
 import roundtrip_mount_test as rt  # noqa: E402
+import crfsck_users as users  # noqa: E402
 
 BUILD = None
 USER = "crfsck3"
@@ -41,32 +43,16 @@ ROUNDS = 80
 SLEEP_SECONDS = 20
 
 
-def run(cmd, check=True):
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=rt.TIMEOUT,
-                          stdin=subprocess.DEVNULL)
-
-
-def remove_user():
-    if run(["id", USER], check=False).returncode == 0:
-        run(["pkill", "-KILL", "-U", USER], check=False)
-        run(["userdel", "-f", USER], check=False)
-
-
 def setUpModule():
-    remove_user()  # left over from a run that was killed
-    try:
-        run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", USER])
-    except BaseException:
-        remove_user()
-        raise
+    users.create([USER])
 
 
 def tearDownModule():
-    remove_user()
+    users.remove([USER])
 
 
 def as_user(cmd):
-    return ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--"] + cmd
+    return users.as_user(USER, cmd)
 
 
 def status_field(pid, name):
