@@ -17,21 +17,19 @@ std::optional<unsigned> find_pid_entry(std::string_view name) {
 
 namespace {
 
-Result<WorkerReply> as_caller(Daemon& d, WorkerMode mode, const TaskId& task,
-                              const Caller& caller) {
+// Runs `mode` in a worker holding the caller's credentials (checkpoint/worker.h).
+Result<WorkerReply> as_caller(WorkerMode mode, const TaskId& task, const Caller& caller,
+                              pid_t daemon_tgid) {
     auto creds = caller_creds(caller);
     if (!creds) return std::unexpected(creds.error());
-    return run_worker(WorkerRequest{mode, task.pid, task.starttime, d.self_tgid, *creds});
+    return run_worker(WorkerRequest{mode, task.pid, task.starttime, daemon_tgid, *creds});
 }
 
 }  // namespace
 
 Status check_right(Right right, const Caller& caller, const TaskId& task) {
     if (right != Right::kPtrace || trusted_for(caller, task)) return {};
-    // No Daemon here: the access mode does not use daemon_tgid.
-    auto creds = caller_creds(caller);
-    if (!creds) return std::unexpected(creds.error());
-    auto r = run_worker(WorkerRequest{WorkerMode::kAccess, task.pid, task.starttime, 0, *creds});
+    auto r = as_caller(WorkerMode::kAccess, task, caller, 0);  // no tracer to recognise
     if (!r) return std::unexpected(r.error());
     return {};
 }
@@ -45,7 +43,7 @@ Result<std::string> reasons_text(Daemon& d, const TaskId& task, const Caller& ca
         if (!detected) return std::unexpected(detected.error());
         for (auto& line : *detected) out += line + "\n";
     } else {
-        auto detected = as_caller(d, WorkerMode::kReasons, task, caller);
+        auto detected = as_caller(WorkerMode::kReasons, task, caller, d.self_tgid);
         if (!detected) return std::unexpected(detected.error());
         out += detected->text;
     }
@@ -109,7 +107,7 @@ Result<Content> read_image(Daemon& d, const TaskId& task, const Caller& caller) 
         return make_error(EBUSY, "checkpoint " + std::to_string(task.pid) +
                                      ": not checkpointable now (" + marks + "; see reason)");
     }
-    auto r = as_caller(d, WorkerMode::kImage, task, caller);
+    auto r = as_caller(WorkerMode::kImage, task, caller, d.self_tgid);
     if (!r) return std::unexpected(r.error().context("checkpoint " + std::to_string(task.pid)));
     log_info("checkpoint %d: %llu bytes", task.pid,
              static_cast<unsigned long long>(r->image->size()));
