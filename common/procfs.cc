@@ -98,6 +98,9 @@ Result<ProcStatus> parse_status(std::string_view text) {
             one(st.tracer_pid);
         } else if (key == "Threads") {
             one(st.threads);
+        } else if (key == "Groups") {
+            st.groups.resize(f.size());
+            for (size_t i = 0; i < f.size(); ++i) bad |= !to_num(f[i], st.groups[i]);
         } else if (key == "CapEff") {
             bad |= f.empty() || !to_num(f[0], st.cap_eff, 16);
         } else if (key == "Uid" || key == "Gid") {

@@ -33,6 +33,7 @@ struct ProcStatus {
     pid_t tracer_pid = 0;
     uid_t uid[4] = {};  // real, effective, saved, filesystem
     gid_t gid[4] = {};
+    std::vector<gid_t> groups;  // supplementary groups
     int threads = 0;
     uint64_t cap_eff = 0;
 };

@@ -3,6 +3,9 @@
 #include <syslog.h>
 
 #include <cstdio>
+#include <string>
+
+#include "common/escape.h"
 
 namespace crfs::fs {
 namespace {
@@ -10,14 +13,21 @@ namespace {
 bool g_foreground = true;
 bool g_debug = false;
 
+// Every line is escaped whole (issue 8, item 18): its arguments quote names
+// and image fields that callers chose, and a log must not carry their
+// control bytes to a terminal or split into forged lines.
 void vlog(int prio, const char* fmt, va_list ap) {
-    if (g_foreground) {
-        std::fputs("crfsd: ", stderr);
-        std::vfprintf(stderr, fmt, ap);
-        std::fputc('\n', stderr);
-    } else {
-        ::vsyslog(prio, fmt, ap);
-    }
+    va_list again;
+    va_copy(again, ap);
+    int n = std::vsnprintf(nullptr, 0, fmt, ap);
+    std::string text(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+    if (n > 0) std::vsnprintf(text.data(), text.size() + 1, fmt, again);
+    va_end(again);
+    std::string line = escape_nonprintable(text);
+    if (g_foreground)
+        std::fprintf(stderr, "crfsd: %s\n", line.c_str());
+    else
+        ::syslog(prio, "%s", line.c_str());
 }
 
 }  // namespace

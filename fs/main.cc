@@ -3,7 +3,10 @@
 //   crfsd [-f] [-d] [-s] [-o opt,...] [MOUNTPOINT]      (default /crfs)
 //
 // crfs options: -o state_dir=DIR (default /run/crfs) holds the marks state
-// file and the lock that keeps two daemons off one state.
+// file and the lock that keeps two daemons off one state; the per-user limits
+// and restore_pid_group (fs/limits.h, docs/security-limits.md). Any other -o
+// option must be libfuse's, or crfsd names it and exits 2 before touching
+// the state dir or the mount point.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -18,12 +21,14 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <boost/filesystem.hpp>
 
 #include "common/io.h"
 #include "fs/inode.h"
 #include "fs/kernel_marks.h"
+#include "fs/limits.h"
 #include "fs/log.h"
 #include "fs/ops.h"
 
@@ -36,12 +41,25 @@ struct Options {
     char* state_dir = nullptr;
     std::string mountpoint;
     int extra_args = 0;
+    LimitConfig limits = LimitConfig::defaults();
 };
+
+constexpr int kKeyLimit = 1;
 
 // Takes the mount point out of the arguments so that crfsd, not libfuse's
 // parser (which insists that it exist), handles it: it is created if missing.
+// Also applies the limit options.
 int take_mountpoint(void* data, const char* arg, int key, fuse_args*) {
     auto* o = static_cast<Options*>(data);
+    if (key == kKeyLimit) {
+        std::string_view opt(arg);
+        size_t eq = opt.find('=');
+        if (auto ok = o->limits.set(opt.substr(0, eq), opt.substr(eq + 1)); !ok) {
+            std::fprintf(stderr, "crfsd: -o %s: %s\n", arg, ok.error().what.c_str());
+            return -1;
+        }
+        return 0;
+    }
     if (key != FUSE_OPT_KEY_NONOPT) return 1;
     if (!o->mountpoint.empty()) {
         ++o->extra_args;
@@ -53,6 +71,12 @@ int take_mountpoint(void* data, const char* arg, int key, fuse_args*) {
 
 const fuse_opt kOptSpec[] = {
     {"state_dir=%s", offsetof(Options, state_dir), 0},
+    FUSE_OPT_KEY("restore_pid_group=", kKeyLimit),
+    FUSE_OPT_KEY("user_spool=", kKeyLimit),
+    FUSE_OPT_KEY("user_slots=", kKeyLimit),
+    FUSE_OPT_KEY("user_image_handles=", kKeyLimit),
+    FUSE_OPT_KEY("user_checkpoints=", kKeyLimit),
+    FUSE_OPT_KEY("user_restores=", kKeyLimit),
     FUSE_OPT_END,
 };
 
@@ -63,7 +87,14 @@ void usage(const char* prog) {
         "    -f                  stay in the foreground\n"
         "    -d                  debug log (implies -f)\n"
         "    -s                  single-threaded\n"
-        "    -o state_dir=DIR    where marks persist (default /run/crfs)\n\n",
+        "    -o state_dir=DIR    where marks persist (default /run/crfs)\n"
+        "    -o restore_pid_group=GROUP  members may name slots after pids (root always may)\n"
+        "  per-user limits (uid 0 is not bounded; docs/security-limits.md):\n"
+        "    -o user_spool=SIZE          image bytes spooled in slots (default min(RAM/2, 16G))\n"
+        "    -o user_slots=N             slots (default 64)\n"
+        "    -o user_image_handles=N     open handles reading an image (default 8)\n"
+        "    -o user_checkpoints=N       checkpoints at once (default 2)\n"
+        "    -o user_restores=N          restores at once (default 2)\n\n",
         prog);
     fuse_cmdline_help();
 }
@@ -115,6 +146,7 @@ Result<std::string> prepare_mountpoint(const std::string& mp) {
 
 int main(int argc, char** argv) {
     fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> args_owner(&args, fuse_opt_free_args);
     Options opts;
     if (fuse_opt_parse(&args, &opts, kOptSpec, take_mountpoint) < 0) return 2;
     fuse_cmdline_opts cl{};
@@ -125,7 +157,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (cl.show_version) {
-        std::printf("crfsd %s, libfuse %s\n", "0.1.0", fuse_pkgversion());
+        std::printf("crfsd %s, libfuse %s\n", CRFS_VERSION, fuse_pkgversion());
         return 0;
     }
     log_init(true, cl.debug);
@@ -134,12 +166,28 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "crfsd: one mount point only (see crfsd -h)\n");
         return 2;
     }
+    std::string state_dir = opts.state_dir ? opts.state_dir : "/run/crfs";
+    Daemon daemon(state_dir + "/marks", opts.limits);
+
+    // As root, serve every user; crfs checks rights itself, so the kernel's
+    // default_permissions stays off.
+    if (::geteuid() == 0) fuse_opt_add_arg(&args, "-oallow_other");
+    fuse_opt_add_arg(&args, "-ofsname=crfs");
+    // First, so that an unknown -o option is named (by libfuse) before
+    // anything else can fail.
+    fuse_session* se = fuse_session_new(&args, &crfs_ops(), sizeof(fuse_lowlevel_ops), &daemon);
+    if (!se) {
+        std::fprintf(stderr, "crfsd: bad options (see crfsd -h)\n");
+        return 2;
+    }
+    std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> se_owner(se,
+                                                                            fuse_session_destroy);
+
     auto mp = prepare_mountpoint(opts.mountpoint.empty() ? "/crfs" : opts.mountpoint);
     if (!mp) {
         log_error("%s", mp.error().what.c_str());
         return 1;
     }
-    std::string state_dir = opts.state_dir ? opts.state_dir : "/run/crfs";
     if (auto ok = mkdir_p(state_dir, 0700); !ok) {
         log_error("%s", ok.error().what.c_str());
         return 1;
@@ -161,7 +209,6 @@ int main(int argc, char** argv) {
         ::setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
-    Daemon daemon(state_dir + "/marks");
     daemon.self_tgid = ::getpid();
     init_kernel_marks();
     if (auto ok = daemon.marks.load(); !ok) {
@@ -169,13 +216,6 @@ int main(int argc, char** argv) {
         return 1;
     }
 
-    // As root, serve every user; crfs checks rights itself, so the kernel's
-    // default_permissions stays off.
-    if (::geteuid() == 0) fuse_opt_add_arg(&args, "-oallow_other");
-    fuse_opt_add_arg(&args, "-ofsname=crfs");
-
-    fuse_session* se = fuse_session_new(&args, &crfs_ops(), sizeof(fuse_lowlevel_ops), &daemon);
-    if (!se) return 1;
     int rc = 1;
     if (fuse_set_signal_handlers(se) == 0) {
         if (fuse_session_mount(se, mp->c_str()) == 0) {
@@ -207,7 +247,6 @@ int main(int argc, char** argv) {
         }
         fuse_remove_signal_handlers(se);
     }
-    fuse_session_destroy(se);
-    fuse_opt_free_args(&args);
+    se_owner.reset();
     return rc == 0 ? 0 : 1;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <ctime>
 #include <memory>
 #include <optional>
@@ -144,12 +145,25 @@ std::optional<Task> slot_task(fuse_req_t req, Slot& slot) {
     pid_t pid;
     {
         std::lock_guard lock(slot.mu);
-        pid = slot.restored;
+        pid = slot.ended.empty() ? slot.restored : 0;
     }
     if (!pid) return std::nullopt;
     auto t = daemon_of(req).tasks.find(pid);
     if (!t) return std::nullopt;
     return *t;
+}
+
+// A live task always wins over a slot named after its pid, unless the slot
+// holds that very task (restored into its own pid, and not ended: the
+// reaper records the end before the pid can be reused). Such a hidden slot
+// reappears once the pid is free; its owner may rmdir it meanwhile.
+bool hidden_by_task(fuse_req_t req, Slot& slot) {
+    if (!slot.want_pid) return false;
+    {
+        std::lock_guard lock(slot.mu);
+        if (slot.restored == slot.want_pid && slot.ended.empty()) return false;
+    }
+    return daemon_of(req).tasks.find(slot.want_pid).has_value();
 }
 
 Result<struct stat> attr_of(fuse_req_t req, uint64_t ino) {
@@ -199,9 +213,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     guarded(req, "lookup", [&] {
         Daemon& d = daemon_of(req);
         if (parent == kRootIno) {
-            // A slot shadows a task of the same name (a numeric slot restored
-            // into its own pid is a view of that task anyway).
-            if (auto slot = d.slots.find(std::string_view(name)))
+            auto slot = d.slots.find(std::string_view(name));
+            if (slot && !hidden_by_task(req, *slot))
                 return reply_entry(req, slot_attr(*slot, kDirEntry), slot->id, false);
             if (std::string_view(name) == "self") return reply_entry(req, self_attr(req), 0, false);
             auto pid = parse_pid(name);
@@ -318,6 +331,7 @@ Result<std::unique_ptr<DirHandle>> snapshot_dir(fuse_req_t req, fuse_ino_t ino) 
             {".", kRootIno, S_IFDIR}, {"..", kRootIno, S_IFDIR}, {"self", kSelfIno, S_IFLNK}};
         std::set<std::string> slot_names;
         for (auto& slot : daemon_of(req).slots.list()) {
+            if (hidden_by_task(req, *slot)) continue;
             h->rows.push_back({slot->name, make_ino(0, slot->id, kDirEntry), S_IFDIR});
             slot_names.insert(slot->name);
         }
@@ -325,7 +339,7 @@ Result<std::unique_ptr<DirHandle>> snapshot_dir(fuse_req_t req, fuse_ino_t ino) 
         if (!tasks) return std::unexpected(tasks.error());
         for (auto& t : *tasks) {
             std::string name = std::to_string(t.pid);
-            if (slot_names.count(name)) continue;  // shadowed by the slot (see op_lookup)
+            if (slot_names.count(name)) continue;  // the slot holds this task (hidden_by_task)
             h->rows.push_back({std::move(name), make_ino(t.pid, t.starttime, kDirEntry), S_IFDIR});
         }
         return h;
@@ -398,8 +412,22 @@ struct FileHandle {
     std::shared_ptr<Slot> slot;  // slot files
     Caller writer;               // who opened a slot image for writing
     bool slot_writer = false;
-    Content content;  // null for write-only opens
+    std::atomic<bool> wrote = false;  // a slot writer: any bytes through this handle
+    Lease image_handle;               // readers of `image`: a share of user_image_handles
+    Content content;                  // null for write-only opens
 };
+
+// The bounds of a checkpoint (issue 8, item 16): the handle's share of
+// user_image_handles, kept until release, and a share of user_checkpoints,
+// returned to be held while the snapshot is made.
+Result<Lease> start_checkpoint(Daemon& d, const Caller& caller, FileHandle& h) {
+    auto handle = d.limits.take(caller.uid, Resource::kImageHandles);
+    if (!handle) return std::unexpected(handle.error());
+    auto running = d.limits.take(caller.uid, Resource::kCheckpoints);
+    if (!running) return std::unexpected(running.error());
+    h.image_handle = std::move(*handle);
+    return running;
+}
 
 bool is_image_entry(const PidEntry& e) {
     return e.name == "image";
@@ -434,6 +462,8 @@ Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t in
         const PidEntry& e = kPidEntries[*find_pid_entry("image")];
         if (auto ok = check_right(e.read_right, caller, t->id); !ok)
             return std::unexpected(ok.error());
+        auto running = start_checkpoint(daemon_of(req), caller, *h);
+        if (!running) return std::unexpected(running.error());
         auto content = e.read(daemon_of(req), t->id, caller);
         if (!content) return std::unexpected(content.error());
         h->content = std::move(*content);
@@ -471,6 +501,12 @@ Result<std::unique_ptr<FileHandle>> open_file(fuse_req_t req, fuse_ino_t ino, in
         if (!e.read) return make_error(EACCES, std::string(e.name) + " is write-only");
         if (auto ok = check_right(e.read_right, caller, t->id); !ok)
             return std::unexpected(ok.error());
+        Lease running;
+        if (is_image_entry(e)) {
+            auto started = start_checkpoint(d, caller, *h);
+            if (!started) return std::unexpected(started.error());
+            running = std::move(*started);
+        }
         auto content = e.read(d, t->id, caller);
         if (!content) {
             // Checkpoint failures are worth a line even without -d.
@@ -516,8 +552,9 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
         if (h->slot) {
             if (auto ok = may_use_slot(caller_of(req), *h->slot); !ok)
                 return reply_err(req, ok.error(), "write");
-            auto n = slot_write(*h->slot, buf, size, off);
+            auto n = slot_write(daemon_of(req).limits, *h->slot, buf, size, off);
             if (!n) return reply_err(req, n.error(), "write");
+            h->wrote = true;
             return (void)fuse_reply_write(req, *n);
         }
         // Rights are checked on every call, not only at open.
@@ -538,9 +575,15 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     guarded(req, "flush", [&] {
         auto* h = reinterpret_cast<FileHandle*>(fi->fh);
         if (!h->slot_writer) return (void)fuse_reply_err(req, 0);
-        auto pid = slot_restore(*h->slot, h->writer);
+        Daemon& d = daemon_of(req);
+        auto pid = slot_restore(d.limits, *h->slot, h->writer, h->wrote);
         if (!pid) return reply_err(req, pid.error(), "restore");
-        if (*pid) daemon_of(req).reaper.adopt(*pid);
+        if (*pid) {
+            std::weak_ptr<Slot> slot = h->slot;
+            d.reaper.adopt(*pid, [slot, pid = *pid](int code, int status) {
+                if (auto s = slot.lock()) slot_task_ended(*s, pid, code, status);
+            });
+        }
         fuse_reply_err(req, 0);
     });
 }

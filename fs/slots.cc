@@ -1,12 +1,17 @@
 #include "fs/slots.h"
 
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <ctime>
 
+#include "common/escape.h"
 #include "common/io.h"
+#include "common/procfs.h"
 #include "fs/log.h"
 #include "restorer/restore.h"
 
@@ -39,9 +44,38 @@ Status check_slot_name(std::string_view name, pid_t* pid) {
 }
 
 std::string Slot::status_text() const {
+    if (!ended.empty()) return ended + "\n";
     if (restored) return "restored " + std::to_string(restored) + "\n";
-    if (!error.empty()) return "error: " + error + "\n";
+    // The error may quote the image (paths, names): never echo its bytes raw.
+    if (!error.empty()) return "error: " + escape_nonprintable(error) + "\n";
     return "empty\n";
+}
+
+void Slot::drop_spool() {
+    spool.reset();
+    spool_bytes.reset();
+    written = 0;
+    pending = false;
+}
+
+Status may_name_pid(const Caller& caller, const LimitConfig& config, std::string_view name) {
+    if (caller.uid == 0 && has_cap(caller.tid, kCapSysAdmin)) return {};
+    if (config.restore_pid_group) {
+        gid_t group = *config.restore_pid_group;
+        auto st = read_status(caller.tid);
+        if (st && (st->gid[3] == group ||
+                   std::find(st->groups.begin(), st->groups.end(), group) != st->groups.end()))
+            return {};
+    }
+    std::string why = "slot " + std::string(name) +
+                      ": a numeric name restores into that pid, which needs root or " +
+                      (config.restore_pid_group
+                           ? "membership of group " + std::to_string(*config.restore_pid_group) +
+                                 " (restore_pid_group)"
+                           : "a group named with -o restore_pid_group (none is)") +
+                      "; uid " + std::to_string(caller.uid) + " may use a name with a letter";
+    log_info("%s", why.c_str());
+    return make_error(EPERM, why);
 }
 
 Status may_use_slot(const Caller& caller, const Slot& slot) {
@@ -53,18 +87,22 @@ Status may_use_slot(const Caller& caller, const Slot& slot) {
 Result<std::shared_ptr<Slot>> SlotTable::create(std::string_view name, const Caller& caller) {
     pid_t pid = 0;
     if (auto ok = check_slot_name(name, &pid); !ok) return std::unexpected(ok.error());
-    // A live pid is taken: by a process, a thread or a zombie alike.
-    if (pid && ::access(("/proc/" + std::to_string(pid)).c_str(), F_OK) == 0)
-        return make_error(EEXIST, "slot " + std::string(name) + ": pid in use");
-    int fd = ::memfd_create(("crfs-slot-" + std::string(name)).c_str(), MFD_CLOEXEC);
-    if (fd < 0) return errno_error("memfd_create");
+    if (pid) {
+        if (auto ok = may_name_pid(caller, limits_.config(), name); !ok)
+            return std::unexpected(ok.error());
+        // A live pid is taken: by a process, a thread or a zombie alike.
+        if (::access(("/proc/" + std::to_string(pid)).c_str(), F_OK) == 0)
+            return make_error(EEXIST, "slot " + std::string(name) + ": pid in use");
+    }
+    auto counted = limits_.take(caller.uid, Resource::kSlots);
+    if (!counted) return std::unexpected(counted.error());
     auto slot = std::make_shared<Slot>();
     slot->name = std::string(name);
     slot->want_pid = pid;
     slot->owner_uid = caller.uid;
     slot->owner_gid = caller.gid;
     slot->created = ::time(nullptr);
-    slot->spool.reset(fd);
+    slot->counted = std::move(*counted);
     std::lock_guard lock(mu_);
     if (by_name_.count(name)) return make_error(EEXIST, "slot " + std::string(name) + " exists");
     slot->id = next_id_++;
@@ -74,12 +112,21 @@ Result<std::shared_ptr<Slot>> SlotTable::create(std::string_view name, const Cal
 }
 
 Status SlotTable::remove(std::string_view name, const Caller& caller) {
-    std::lock_guard lock(mu_);
-    auto it = by_name_.find(name);
-    if (it == by_name_.end()) return make_error(ENOENT, "no slot " + std::string(name));
-    if (auto ok = may_use_slot(caller, *it->second); !ok) return ok;
-    by_id_.erase(it->second->id);
-    by_name_.erase(it);
+    std::shared_ptr<Slot> slot;
+    {
+        std::lock_guard lock(mu_);
+        auto it = by_name_.find(name);
+        if (it == by_name_.end()) return make_error(ENOENT, "no slot " + std::string(name));
+        if (auto ok = may_use_slot(caller, *it->second); !ok) return ok;
+        slot = it->second;
+        by_id_.erase(slot->id);
+        by_name_.erase(it);
+        // Open handles may keep the object; its share of the limits goes now.
+        slot->counted.reset();
+    }
+    std::lock_guard lock(slot->mu);
+    slot->removed = true;
+    slot->drop_spool();
     return {};
 }
 
@@ -107,21 +154,25 @@ Status slot_truncate(Slot& slot) {
     if (slot.restored)
         return make_error(EINVAL, "slot " + slot.name + " already holds restored task " +
                                       std::to_string(slot.restored));
-    if (::ftruncate(slot.spool.get(), 0) < 0) return errno_error("truncate spool");
-    slot.written = 0;
-    slot.pending = false;
+    slot.drop_spool();
+    slot.refused.reset();
     return {};
 }
 
-Result<size_t> slot_write(Slot& slot, const char* buf, size_t len, off_t off) {
-    std::lock_guard lock(slot.mu);
-    if (slot.restored)
-        return make_error(EINVAL, "slot " + slot.name + " already holds restored task " +
-                                      std::to_string(slot.restored));
-    if (off < 0 || static_cast<uint64_t>(off) != slot.written)
-        return make_error(EINVAL, "slot " + slot.name + ": write at offset " + std::to_string(off) +
-                                      ", expected " + std::to_string(slot.written) +
-                                      " (images are written sequentially)");
+namespace {
+
+// Appends to the spool, made at the first write.
+Status spool_append(Limits& limits, Slot& slot, const char* buf, size_t len) {
+    if (!slot.spool) {
+        auto bytes = limits.take(slot.owner_uid, Resource::kSpoolBytes, 0);
+        if (!bytes) return std::unexpected(bytes.error());
+        int fd = ::memfd_create(("crfs-slot-" + slot.name).c_str(), MFD_CLOEXEC);
+        if (fd < 0) return errno_error("spool for slot " + slot.name + ": memfd_create");
+        slot.spool.reset(fd);
+        slot.spool_bytes = std::move(*bytes);
+    }
+    if (auto ok = slot.spool_bytes.grow(len); !ok)
+        return std::unexpected(ok.error().context("slot " + slot.name));
     size_t done = 0;
     while (done < len) {
         ssize_t n = ::pwrite(slot.spool.get(), buf + done, len - done,
@@ -131,15 +182,59 @@ Result<size_t> slot_write(Slot& slot, const char* buf, size_t len, off_t off) {
         done += static_cast<size_t>(n);
     }
     slot.written += len;
+    return {};
+}
+
+}  // namespace
+
+Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off) {
+    std::lock_guard lock(slot.mu);
+    if (slot.removed) return make_error(ENOENT, "slot " + slot.name + " was removed");
+    if (slot.restored)
+        return make_error(EINVAL, "slot " + slot.name + " already holds restored task " +
+                                      std::to_string(slot.restored));
+    // After a refused write the image cannot be whole: the rest of it gets
+    // the same error, until a new image starts at offset 0.
+    if (slot.refused && off != 0) return std::unexpected(*slot.refused);
+    slot.refused.reset();
+    if (off < 0 || static_cast<uint64_t>(off) != slot.written)
+        return make_error(EINVAL, "slot " + slot.name + ": write at offset " + std::to_string(off) +
+                                      ", expected " + std::to_string(slot.written) +
+                                      " (images are written sequentially)");
+    if (auto ok = spool_append(limits, slot, buf, len); !ok) {
+        slot.drop_spool();
+        slot.refused = ok.error();
+        slot.error = ok.error().what;
+        return std::unexpected(ok.error());
+    }
     slot.pending = true;
     slot.error.clear();
     return len;
 }
 
-Result<pid_t> slot_restore(Slot& slot, const Caller& caller) {
+Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, bool wrote) {
     std::lock_guard lock(slot.mu);
-    if (!slot.pending || slot.restored) return 0;
-    slot.pending = false;
+    if (slot.restored || slot.removed) return 0;
+    if (slot.refused) return std::unexpected(*slot.refused);  // close says why, too
+    if (!slot.pending) {
+        // A later close of a handle whose bytes were restored (or refused) already.
+        if (wrote) return 0;
+        std::string why = "slot " + slot.name + ": image closed with nothing written";
+        if (slot.error.empty()) slot.error = why;
+        log_debug("%s", why.c_str());
+        return make_error(ENODATA, why);
+    }
+    // Whatever happens now, the bytes were used: the next image starts afresh.
+    struct DropSpool {
+        Slot& s;
+        ~DropSpool() { s.drop_spool(); }
+    } drop{slot};
+    auto running = limits.take(caller.uid, Resource::kRestores);
+    if (!running) {
+        slot.error = running.error().what;
+        log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
+        return std::unexpected(running.error());
+    }
     RestoreRequest req;
     req.image_fd = slot.spool.get();
     req.want_pid = slot.want_pid;
@@ -156,11 +251,23 @@ Result<pid_t> slot_restore(Slot& slot, const Caller& caller) {
         return std::unexpected(pid.error());
     }
     slot.restored = *pid;
-    // The image is in the task now; give the spool's memory back.
-    if (::ftruncate(slot.spool.get(), 0) < 0)
-        log_error("slot %s: truncate spool", slot.name.c_str());
     log_info("slot %s: restored pid %d", slot.name.c_str(), *pid);
     return *pid;
+}
+
+void slot_task_ended(Slot& slot, pid_t pid, int code, int status) {
+    std::lock_guard lock(slot.mu);
+    if (slot.restored != pid) return;
+    if (code == CLD_EXITED) {
+        slot.ended = "exited " + std::to_string(status);
+    } else if (code == 0) {
+        slot.ended = "ended (exit status unknown)";
+    } else {
+        const char* name = ::sigabbrev_np(status);
+        slot.ended = std::string("killed by ") +
+                     (name ? "SIG" + std::string(name) : "signal " + std::to_string(status));
+    }
+    log_info("slot %s: restored pid %d %s", slot.name.c_str(), pid, slot.ended.c_str());
 }
 
 }  // namespace crfs::fs

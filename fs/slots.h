@@ -5,12 +5,18 @@
 //                           (in FUSE flush, so close() returns the error).
 //                           Once restored, reading it checkpoints the restored task.
 //   /crfs/NAME/pid      r   the restored task's pid, once restored
-//   /crfs/NAME/status   r   "empty" | "restored <pid>" | "error: <why>"
+//   /crfs/NAME/status   r   "empty" | "restored <pid>" | "error: <why>" |
+//                           "exited <code>" | "killed by SIG<NAME>" (the task ended)
 //   nocr, reason        the restored task's, once restored (the slot is a view of it)
 //
-// A numeric NAME restores with that pid. The bytes are spooled to a memfd,
-// never kept on the heap. Slots belong to their creator: only the creator or
-// a caller with CAP_SYS_ADMIN may use one.
+// A numeric NAME restores with that pid; only root or a member of the
+// restore_pid_group may make one, and a live task of that pid is shown at
+// /crfs/NAME instead of the slot unless the slot holds that very task
+// (docs/security-limits.md). The bytes are spooled to a memfd, never kept on
+// the heap; the memfd exists only from the first write until the restore
+// attempt at close, so an empty slot holds no descriptor. Slots belong to
+// their creator: only the creator or a caller with CAP_SYS_ADMIN may use one.
+// Each slot and each spooled byte counts against its owner's limits.
 #pragma once
 
 #include <sys/stat.h>
@@ -28,6 +34,7 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "fs/access.h"
+#include "fs/limits.h"
 
 namespace crfs::fs {
 
@@ -58,23 +65,36 @@ struct Slot {
     uid_t owner_uid = 0;
     gid_t owner_gid = 0;
     time_t created = 0;
+    Lease counted;  // the owner's share of user_slots, given back when the slot goes
 
     // Guards the fields below; held across a restore of this slot.
     std::mutex mu;
-    UniqueFd spool;  // memfd with the bytes written so far
+    UniqueFd spool;     // memfd with the bytes written so far; made at the first write
+    Lease spool_bytes;  // the owner's share of user_spool: `written`
     uint64_t written = 0;
-    bool pending = false;  // bytes written since the last restore attempt
+    bool pending = false;          // bytes written since the last restore attempt
+    bool removed = false;          // rmdir'ed while a handle was open: takes no more bytes
+    std::optional<Error> refused;  // a write of this image failed (ENOSPC): close says so
     pid_t restored = 0;
-    std::string error;  // the last failed restore, "" if none
+    std::string ended;  // "exited 0", "killed by SIGKILL": the restored task is gone
+    std::string error;  // the last failed restore or empty close, "" if none
 
     std::string status_text() const;  // caller holds mu
+    void drop_spool();                // caller holds mu: closes the memfd, gives back bytes
 };
 
 // Who may use a slot: its creator, or a caller with CAP_SYS_ADMIN.
 Status may_use_slot(const Caller& caller, const Slot& slot);
 
+// Who may name a slot after a pid (and so choose the pid of a restore, which
+// the kernel reserves to CAP_CHECKPOINT_RESTORE): uid 0 with CAP_SYS_ADMIN in
+// the daemon's user namespace, or a member of `group` (restore_pid_group).
+// EPERM with words otherwise.
+Status may_name_pid(const Caller& caller, const LimitConfig& config, std::string_view name);
+
 class SlotTable {
   public:
+    explicit SlotTable(Limits& limits) : limits_(limits) {}
     Result<std::shared_ptr<Slot>> create(std::string_view name, const Caller& caller);
     Status remove(std::string_view name, const Caller& caller);
     std::shared_ptr<Slot> find(std::string_view name) const;
@@ -82,6 +102,7 @@ class SlotTable {
     std::vector<std::shared_ptr<Slot>> list() const;
 
   private:
+    Limits& limits_;
     mutable std::mutex mu_;  // guards the maps only; never held with a Slot::mu
     std::map<std::string, std::shared_ptr<Slot>, std::less<>> by_name_;
     std::map<uint64_t, std::shared_ptr<Slot>> by_id_;
@@ -89,12 +110,18 @@ class SlotTable {
 };
 
 // Writing the image: sequential, at the current end (EINVAL for a gap or
-// overlap, or once the slot holds a restored task).
+// overlap, or once the slot holds a restored task; ENOSPC past user_spool).
 Status slot_truncate(Slot& slot);
-Result<size_t> slot_write(Slot& slot, const char* buf, size_t len, off_t off);
+Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off);
 
-// Restores the written image (at close) and returns the new pid, or 0 when
-// nothing new was written. The error, if any, is kept in the slot's status too.
-Result<pid_t> slot_restore(Slot& slot, const Caller& caller);
+// At each close() of a handle open for writing (`wrote`: whether that handle
+// wrote anything): restores the written image and returns the new pid, or 0
+// when there is nothing new to restore. A handle closed with nothing written
+// into an empty slot is ENODATA. Every attempt gives the spool back; the
+// error, if any, is kept in the slot's status too. EAGAIN past user_restores.
+Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, bool wrote);
+
+// The reaper saw the slot's restored task `pid` end with `info` (waitid).
+void slot_task_ended(Slot& slot, pid_t pid, int code, int status);
 
 }  // namespace crfs::fs

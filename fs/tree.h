@@ -12,6 +12,7 @@
 #include "checkpoint/checkpoint.h"
 #include "common/result.h"
 #include "fs/access.h"
+#include "fs/limits.h"
 #include "fs/marks.h"
 #include "fs/reaper.h"
 #include "fs/slots.h"
@@ -22,10 +23,12 @@ namespace crfs::fs {
 
 // State shared by every request.
 struct Daemon {
-    explicit Daemon(std::string state_file) : marks(std::move(state_file)) {}
+    explicit Daemon(std::string state_file, LimitConfig limits_config = LimitConfig::defaults())
+        : marks(std::move(state_file)), limits(std::move(limits_config)) {}
     MarkStore marks;
     TaskCache tasks;
-    SlotTable slots;
+    Limits limits;  // before slots: slots hold leases on it
+    SlotTable slots{limits};
     Reaper reaper;
     pid_t self_tgid = 0;
 };

@@ -6,7 +6,9 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config g++ clang libclang-rt-14-dev
   libfuse3-dev fuse3 libproc2-dev libboost-filesystem-dev libxxhash-dev
-  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  nlohmann-json3-dev libfmt-dev libcli11-dev
+  libgtest-dev
+  scdoc man-db bash-completion systemd
   util-linux procps zstd coreutils
 )
 

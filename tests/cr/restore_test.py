@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Round trips and bad input for the restore core, without the FUSE mount:
-`crfs checkpoint PID > img`, `kill -9`, `crfs restore img [--pid PID]`, SIGTERM,
+`crfs checkpoint PID > img`, `kill -9`, `crfs restore-direct img [--pid PID]`, SIGTERM,
 and the workload's own PASS/FAIL. Bad images must fail with the right errno
-(the exit status of `crfs restore`) and message, and create no process.
+(the exit status of `crfs restore-direct`) and message, and create no process.
 
 This process is a child subreaper: restored tasks (children of the short-lived
-`crfs restore`) are re-parented here and reaped here; every wait is bounded and
+`crfs restore-direct`) are re-parented here and reaped here; every wait is bounded and
 every task is killed in teardown.
 
 usage: restore_test.py CRFS BUILD_DIR  (any unittest args after)
@@ -105,7 +105,7 @@ class Task:
     def restore(self, img, same_pid):
         if same_pid:
             wait_for(lambda: pid_free(self.pid), f"pid {self.pid} to be free")
-        args = [CRFS, "restore", img] + (["--pid", str(self.pid)] if same_pid else [])
+        args = [CRFS, "restore-direct", img] + (["--pid", str(self.pid)] if same_pid else [])
         r = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
         assert r.returncode == 0, f"restore failed ({r.returncode}): {r.stderr}"
         pid = int(r.stdout)
@@ -322,7 +322,7 @@ with open({os.path.join(d, 'result')!r}, 'w') as f:
 
 
 class NonRootWriter(Base):
-    """A task of uid 65534 restored for writer 65534 (crfs restore --writer, as the
+    """A task of uid 65534 restored for writer 65534 (crfs restore-direct --writer, as the
     daemon does for a non-root FUSE writer) keeps its credentials and no capability;
     a root image for that writer is EPERM."""
 
@@ -338,7 +338,7 @@ class NonRootWriter(Base):
         self.assertEqual(c.returncode, 0, c.stderr)
         img = t.path("img")
         t.kill9()
-        r = subprocess.run([CRFS, "restore", img, "--writer", "65534:65534"],
+        r = subprocess.run([CRFS, "restore-direct", img, "--writer", "65534:65534"],
                            capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(r.returncode, 0, r.stderr)
         t.pid = t.live = int(r.stdout)
@@ -383,7 +383,7 @@ class NonRootWriter(Base):
             for n in dirs + files:
                 os.chown(os.path.join(root, n), 65534, 65534)
         os.chown(t.dir, 65534, 65534)
-        r = subprocess.run([CRFS, "restore", img, "--writer", "65534:65534"],
+        r = subprocess.run([CRFS, "restore-direct", img, "--writer", "65534:65534"],
                            capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(r.returncode, 0, r.stderr)
         t.pid = t.live = int(r.stdout)
@@ -400,7 +400,7 @@ class NonRootWriter(Base):
         img = t.checkpoint()
         t.kill9()
         before = children()
-        r = subprocess.run([CRFS, "restore", img, "--writer", "1000:1000"],
+        r = subprocess.run([CRFS, "restore-direct", img, "--writer", "1000:1000"],
                            capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(r.returncode, errno.EPERM, r.stderr)
         self.assertIn("image uid 0, writer uid 1000", r.stderr)
@@ -423,7 +423,7 @@ class FaultInjection(Base):
         for step, text in self.STEPS.items():
             with self.subTest(step=step):
                 wait_for(lambda: pid_free(t.pid), "pid to be free")
-                r = subprocess.run([CRFS, "restore", img, "--pid", str(t.pid)],
+                r = subprocess.run([CRFS, "restore-direct", img, "--pid", str(t.pid)],
                                    capture_output=True, text=True, timeout=TIMEOUT,
                                    env=dict(os.environ, CRFS_RESTORE_FAULT=str(step)))
                 self.assertEqual(r.returncode, errno.ECANCELED, r.stderr)
@@ -463,7 +463,7 @@ class BadInput(unittest.TestCase):
         os.chmod(path, 0o644)
         os.chmod(self.t.dir, 0o755)
         before = children()
-        cmd = [CRFS, "restore", path]
+        cmd = [CRFS, "restore-direct", path]
         if user:
             cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + cmd
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
@@ -474,7 +474,7 @@ class BadInput(unittest.TestCase):
         rc, err = self.restore_bytes(data, user)
         self.assertEqual(rc, code, err)
         self.assertIn(text, err)
-        self.assertTrue(err.startswith("crfs restore: "), err)
+        self.assertTrue(err.startswith("crfs restore-direct: "), err)
 
     def records(self):
         """(offset, type, length) of every record frame."""
@@ -526,7 +526,7 @@ class BadInput(unittest.TestCase):
             img = t.checkpoint()
             t.kill9()
             os.rename(t.path("out"), t.path("out.moved"))
-            r = subprocess.run([CRFS, "restore", img], capture_output=True, text=True,
+            r = subprocess.run([CRFS, "restore-direct", img], capture_output=True, text=True,
                                timeout=TIMEOUT)
             self.assertEqual(r.returncode, errno.ENOENT, r.stderr)
             self.assertIn(t.path("out"), r.stderr)
@@ -534,7 +534,7 @@ class BadInput(unittest.TestCase):
             os.rename(t.path("out.moved"), t.path("out"))
             with open(t.path("out"), "a") as f:
                 f.write("x")
-            r = subprocess.run([CRFS, "restore", img], capture_output=True, text=True,
+            r = subprocess.run([CRFS, "restore-direct", img], capture_output=True, text=True,
                                timeout=TIMEOUT)
             self.assertEqual(r.returncode, errno.ESTALE, r.stderr)
             self.assertIn("changed since the checkpoint", r.stderr)
@@ -543,7 +543,7 @@ class BadInput(unittest.TestCase):
 
     def test_pid_taken(self):
         path = os.path.join(self.t.dir, "img")
-        r = subprocess.run([CRFS, "restore", path, "--pid", str(os.getpid())],
+        r = subprocess.run([CRFS, "restore-direct", path, "--pid", str(os.getpid())],
                            capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(r.returncode, errno.EBUSY, r.stderr)
         self.assertIn(f"pid {os.getpid()} is in use", r.stderr)
@@ -565,7 +565,7 @@ class BadInput(unittest.TestCase):
             if rc == 0:  # an intact corpus image may restore: kill and reap it
                 continue
             self.assertIn(rc, (errno.EBADMSG, errno.ENOTSUP, errno.EINVAL, errno.EIO), err)
-            self.assertTrue(err.startswith("crfs restore: "), err)
+            self.assertTrue(err.startswith("crfs restore-direct: "), err)
         for pid in children():
             os.kill(pid, signal.SIGKILL)
             reap(pid)

@@ -1,0 +1,290 @@
+#include "tools/image_json.h"
+
+#include <signal.h>
+
+#include <cstring>
+#include <string>
+
+#include <fmt/core.h>
+
+namespace crfs::tool {
+namespace {
+
+std::string hex(uint64_t v) {
+    return fmt::format("0x{:x}", v);
+}
+
+std::string oct(uint64_t v) {
+    return fmt::format("0{:o}", v);
+}
+
+// A NUL-padded fixed-size field of the image, which may fill its array.
+template <size_t N>
+std::string field(const char (&a)[N]) {
+    return std::string(a, strnlen(a, N));
+}
+
+constexpr const char* kRlimitNames[16] = {
+    "cpu",     "fsize", "data",  "stack",      "core",     "rss",  "nproc",  "nofile",
+    "memlock", "as",    "locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime"};
+
+Json header(const DecodedImage& img) {
+    const auto& h = img.header;
+    return {{"version", h.version},
+            {"arch", "x86_64"},
+            {"page_size", h.page_size},
+            {"kernel_release", field(h.kernel_release)},
+            {"xsave_features", hex(h.xsave_features)},
+            {"xsave_size", h.xsave_size},
+            {"task_was_stopped", bool(h.flags & image::kHeaderTaskWasStopped)}};
+}
+
+Json task(const DecodedImage& img) {
+    const auto& t = img.task;
+    Json j = {{"pid", t.pid},
+              {"ppid", t.ppid},
+              {"pgid", t.pgid},
+              {"sid", t.sid},
+              {"starttime", t.starttime}};
+    put_text(j, "comm", field(t.comm));
+    j["personality"] = hex(t.personality);
+    j["nice"] = t.nice;
+    return j;
+}
+
+Json creds(const DecodedImage& img) {
+    const auto& c = img.creds;
+    return {{"uid", c.uid},
+            {"gid", c.gid},
+            {"groups", img.groups},
+            {"cap_inh", hex(c.cap_inh)},
+            {"cap_prm", hex(c.cap_prm)},
+            {"cap_eff", hex(c.cap_eff)},
+            {"cap_bnd", hex(c.cap_bnd)},
+            {"cap_amb", hex(c.cap_amb)},
+            {"no_new_privs", c.no_new_privs}};
+}
+
+Json fs_state(const DecodedImage& img) {
+    Json j = Json::object();
+    put_text(j, "cwd", img.cwd);
+    put_text(j, "root", img.root);
+    j["umask"] = oct(img.fs.umask);
+    return j;
+}
+
+Json mm(const DecodedImage& img) {
+    const auto& m = img.mm;
+    Json j = {{"start_code", hex(m.start_code)},   {"end_code", hex(m.end_code)},
+              {"start_data", hex(m.start_data)},   {"end_data", hex(m.end_data)},
+              {"start_brk", hex(m.start_brk)},     {"brk", hex(m.brk)},
+              {"start_stack", hex(m.start_stack)}, {"arg_start", hex(m.arg_start)},
+              {"arg_end", hex(m.arg_end)},         {"env_start", hex(m.env_start)},
+              {"env_end", hex(m.env_end)}};
+    put_text(j, "exe", img.exe);
+    Json auxv = Json::array();
+    for (size_t i = 0; i + 1 < img.auxv.size(); i += 2)
+        auxv.push_back(Json::array({img.auxv[i], hex(img.auxv[i + 1])}));
+    j["auxv"] = std::move(auxv);
+    return j;
+}
+
+Json vmas(const DecodedImage& img) {
+    Json out = Json::array();
+    for (const auto& v : img.vmas) {
+        const auto& r = v.rec;
+        Json j = {{"start", hex(r.start)},
+                  {"end", hex(r.end)},
+                  {"size", r.end - r.start},
+                  {"perms", vma_perms(r)},
+                  {"kind", vma_kind_name(r.kind)},
+                  {"pgoff", hex(r.pgoff * image::kPageSize)},
+                  {"dev", fmt::format("{:02x}:{:02x}", (r.dev >> 8) & 0xfff,
+                                      (r.dev & 0xff) | ((r.dev >> 12) & 0xfff00))},
+                  {"ino", r.ino}};
+        put_text(j, "path", v.path);
+        j["growsdown"] = bool(r.flags & image::kVmaGrowsDown);
+        j["pages_stored"] = pages_in(img, r);
+        out.push_back(std::move(j));
+    }
+    return out;
+}
+
+Json regs(const DecodedImage& img) {
+    const auto& r = img.regs;
+    Json j = {{"rip", hex(r.rip)},
+              {"rsp", hex(r.rsp)},
+              {"rbp", hex(r.rbp)},
+              {"rax", hex(r.rax)},
+              {"orig_rax", hex(r.orig_rax)},
+              {"eflags", hex(r.eflags)},
+              {"fs_base", hex(r.fs_base)},
+              {"gs_base", hex(r.gs_base)},
+              {"xstate_size", img.xstate.size()}};
+    if (img.xstate.size() >= 520) {
+        uint64_t bv;
+        std::memcpy(&bv, img.xstate.data() + 512, 8);
+        j["xstate_bv"] = hex(bv);
+    }
+    return j;
+}
+
+Json signals(const DecodedImage& img) {
+    const auto& s = img.sigstate;
+    Json actions = Json::array();
+    for (int sig = 1; sig <= 64; ++sig) {
+        const auto& a = img.sigactions.action[sig - 1];
+        if (!a.handler && !a.flags && !a.mask && !a.restorer) continue;  // SIG_DFL, nothing else
+        actions.push_back({{"signo", sig},
+                           {"handler", a.handler == 0   ? "SIG_DFL"
+                                       : a.handler == 1 ? "SIG_IGN"
+                                                        : hex(a.handler)},
+                           {"flags", hex(a.flags)},
+                           {"mask", hex(a.mask)},
+                           {"restorer", hex(a.restorer)}});
+    }
+    Json pending = Json::array();
+    for (const auto& p : img.pending) {
+        siginfo_t si;
+        std::memcpy(&si, p.info, sizeof si);
+        pending.push_back({{"signo", si.si_signo},
+                           {"code", si.si_code},
+                           {"queue", p.queue == image::kSigqueueShared ? "shared" : "private"}});
+    }
+    return {{"blocked", hex(s.blocked)},
+            {"altstack",
+             {{"sp", hex(s.altstack_sp)}, {"size", s.altstack_size}, {"flags", s.altstack_flags}}},
+            {"actions", std::move(actions)},
+            {"pending", std::move(pending)}};
+}
+
+Json rlimits(const DecodedImage& img) {
+    auto lim = [](uint64_t v) { return v == ~0ull ? Json("unlimited") : Json(v); };
+    Json out = Json::array();
+    for (int i = 0; i < 16; ++i)
+        out.push_back({{"name", kRlimitNames[i]},
+                       {"cur", lim(img.rlimits.cur[i])},
+                       {"max", lim(img.rlimits.max[i])}});
+    return out;
+}
+
+Json itimers(const DecodedImage& img) {
+    const char* names[3] = {"real", "virtual", "prof"};
+    Json j = Json::object();
+    for (int i = 0; i < 3; ++i) {
+        const auto& v = img.itimers.v[i];
+        j[names[i]] = {{"interval_us", v[0] * 1000000 + v[1]}, {"value_us", v[2] * 1000000 + v[3]}};
+    }
+    return j;
+}
+
+Json fds(const DecodedImage& img) {
+    Json out = Json::array();
+    for (const auto& f : img.fds) {
+        const auto& r = f.rec;
+        Json j = {{"fd", r.fd}, {"kind", fd_kind_name(r.kind)}};
+        put_text(j, "path", f.path);
+        j.update(Json{{"flags", oct(r.open_flags)},
+                      {"open_flags", r.open_flags},
+                      {"pos", r.pos},
+                      {"mode", oct(r.mode)},
+                      {"cloexec", bool(r.fd_flags & image::kFdCloexec)},
+                      {"dev", r.dev},
+                      {"ino", r.ino},
+                      {"size", r.size},
+                      {"mtime_sec", r.mtime_sec},
+                      {"mtime_nsec", r.mtime_nsec},
+                      {"data_bytes", f.data_bytes}});
+        out.push_back(std::move(j));
+    }
+    return out;
+}
+
+Json stats(const DecodedImage& img) {
+    uint64_t stored = 0;
+    for (const auto& p : img.pages) stored += p.nr_pages;
+    Json j = {{"page_bytes", stored * image::kPageSize}};
+    if (img.stats) {
+        const auto& s = *img.stats;
+        j.update(Json{{"frozen_ns", s.frozen_ns},
+                      {"total_ns", s.total_ns},
+                      {"pages_scanned", s.pages_scanned},
+                      {"pages_copied", s.pages_copied},
+                      {"pages_zero", s.pages_zero},
+                      {"pages_stored", s.pages_stored},
+                      {"captured_at_ns", s.captured_at_ns}});
+    }
+    return j;
+}
+
+}  // namespace
+
+const char* vma_kind_name(uint32_t k) {
+    switch (image::VmaKind(k)) {
+        case image::VmaKind::kAnonPrivate:
+            return "anon-private";
+        case image::VmaKind::kFilePrivate:
+            return "file-private";
+        case image::VmaKind::kFileShared:
+            return "file-shared";
+        case image::VmaKind::kAnonShared:
+            return "anon-shared";
+        case image::VmaKind::kVdso:
+            return "vdso";
+        case image::VmaKind::kVvar:
+            return "vvar";
+        case image::VmaKind::kVsyscall:
+            return "vsyscall";
+    }
+    return "?";
+}
+
+const char* fd_kind_name(uint32_t k) {
+    switch (image::FdKind(k)) {
+        case image::FdKind::kRegular:
+            return "regular";
+        case image::FdKind::kDeleted:
+            return "deleted";
+        case image::FdKind::kCharDev:
+            return "chardev";
+    }
+    return "?";
+}
+
+std::string vma_perms(const image::VmaRecord& v) {
+    std::string p = "----";
+    if (v.flags & image::kVmaRead) p[0] = 'r';
+    if (v.flags & image::kVmaWrite) p[1] = 'w';
+    if (v.flags & image::kVmaExec) p[2] = 'x';
+    p[3] = (v.flags & image::kVmaShared) ? 's' : 'p';
+    return p;
+}
+
+uint64_t pages_in(const DecodedImage& img, const image::VmaRecord& v) {
+    uint64_t n = 0;
+    for (const auto& p : img.pages)
+        if (p.vaddr >= v.start && p.vaddr < v.end) n += p.nr_pages;
+    return n;
+}
+
+Json image_to_json(const DecodedImage& img) {
+    Json j;
+    j["header"] = header(img);
+    j["task"] = task(img);
+    j["creds"] = creds(img);
+    j["fs"] = fs_state(img);
+    j["mm"] = mm(img);
+    j["vmas"] = vmas(img);
+    j["regs"] = regs(img);
+    j["signals"] = signals(img);
+    j["rlimits"] = rlimits(img);
+    j["itimers"] = itimers(img);
+    j["fds"] = fds(img);
+    j["stats"] = stats(img);
+    j["image"] = {{"size", img.size},
+                  {"records", img.record_count},
+                  {"checksum", fmt::format("{:016x}", img.checksum)}};
+    return j;
+}
+
+}  // namespace crfs::tool

@@ -1,0 +1,114 @@
+// crfs restore FILE [NAME|PID]: makes the slot ROOT/NAME, writes the image
+// into it (closing it restores), prints the restored pid. On failure prints
+// the slot's status words and removes the slot.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include <fmt/core.h>
+#include <boost/filesystem/operations.hpp>
+
+#include "common/io.h"
+#include "tools/commands.h"
+#include "tools/copy.h"
+#include "tools/escape.h"
+#include "tools/tree.h"
+
+namespace crfs::tool {
+namespace {
+
+namespace bfs = boost::filesystem;
+
+// Makes the slot. Without a name: crfs-<our pid>[-N], the first that is free.
+Result<std::string> make_slot(const std::string& want) {
+    for (int n = 0; n < 100; ++n) {
+        std::string name = want;
+        if (name.empty())
+            name = fmt::format("crfs-{}{}", ::getpid(), n ? fmt::format("-{}", n) : "");
+        bfs::path dir = mount_root() / name;
+        if (::mkdir(dir.c_str(), 0755) == 0) return name;
+        bool numeric = !want.empty() && want.find_first_not_of("0123456789") == std::string::npos;
+        if (errno == EEXIST && numeric)
+            return make_error(EEXIST, "pid " + want + " is in use (mkdir " + dir.string() + ": " +
+                                          std::strerror(EEXIST) + ")");
+        if (errno != EEXIST || !want.empty()) return errno_error("mkdir " + dir.string());
+    }
+    return make_error(EEXIST, "no free slot name crfs-" + std::to_string(::getpid()) + "-N");
+}
+
+// What went wrong, in the slot's words when it has them, then the errno.
+void report_failure(const std::string& slot, const Error& err) {
+    auto status = read_status(slot);
+    if (status && status->starts_with("error: "))
+        fmt::print(stderr, "crfs restore: {} ({})\n", printable(status->substr(7)),
+                   std::strerror(err.code));
+    else
+        fmt::print(stderr, "crfs restore: {}\n", err.what);
+}
+
+Status write_image(int in, const std::string& in_name, const std::string& slot,
+                   Progress& progress) {
+    std::string path = tree_path(slot, "image").string();
+    auto out = open_fd(path, O_WRONLY);
+    if (!out) return std::unexpected(out.error());
+    auto copied = copy_stream(in, in_name, out->get(), path, progress);
+    // Closing restores: its errno is the restore's (a copy error stands first).
+    int closed = ::close(out->release());
+    if (!copied) return copied;
+    if (closed < 0) return errno_error("restore " + path);
+    return {};
+}
+
+}  // namespace
+
+int cmd_restore(const RestoreOptions& o) {
+    UniqueFd in_owned;
+    int in = 0;
+    uint64_t size = 0;
+    if (o.file != "-") {
+        auto f = open_fd(o.file, O_RDONLY);
+        if (!f) {
+            fmt::print(stderr, "crfs restore: {}\n", f.error().what);
+            return 1;
+        }
+        in_owned = std::move(*f);
+        in = in_owned.get();
+    } else if (::isatty(0)) {
+        fmt::print(stderr, "crfs restore: stdin is a terminal; give a FILE or redirect stdin\n");
+        return 2;
+    }
+    struct stat st {};
+    if (::fstat(in, &st) == 0 && S_ISREG(st.st_mode)) size = uint64_t(st.st_size);
+
+    auto slot = make_slot(o.target);
+    if (!slot) {
+        fmt::print(stderr, "crfs restore: {}\n", slot.error().what);
+        return 1;
+    }
+    Progress progress(progress_wanted(o.quiet), size, false);
+    auto ok = write_image(in, o.file == "-" ? "stdin" : o.file, *slot, progress);
+    if (!ok) {
+        progress.abort();
+        report_failure(*slot, ok.error());
+        boost::system::error_code ec;
+        bfs::remove(mount_root() / *slot, ec);
+        if (ec) fmt::print(stderr, "crfs restore: rmdir {}: {}\n", *slot, ec.message());
+        return 1;
+    }
+    progress.done();
+    auto pid = read_file(tree_path(*slot, "pid").string());
+    if (!pid) {
+        fmt::print(stderr, "crfs restore: {}\n", pid.error().what);
+        return 1;
+    }
+    if (progress_wanted(o.quiet))
+        fmt::print(stderr, "restored into {}\n", (mount_root() / *slot).string());
+    fmt::print("{}", *pid);
+    return 0;
+}
+
+}  // namespace crfs::tool
