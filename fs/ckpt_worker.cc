@@ -3,6 +3,7 @@
 // then on every check is the kernel's, made against the caller's credentials.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,16 +101,24 @@ Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
                                      why->substr(0, why->find('\n')) + "; see reason)");
     auto snap = checkpoint_task(pid, starttime);
     if (!snap) return std::unexpected(snap.error());
-    std::vector<char> buf(1 << 20);
+    // Straight into the memfd's pages: one copy, not two through a buffer.
     uint64_t size = (*snap)->size();
-    for (uint64_t off = 0; off < size;) {
-        auto n = (*snap)->read(off, buf.data(), buf.size());
-        if (!n) return std::unexpected(n.error());
-        if (*n == 0) return make_error(EIO, "image shorter than its size");
-        if (auto w = write_full(kWorkerImageFd, buf.data(), *n); !w)
-            return std::unexpected(w.error().context("write the image"));
-        off += *n;
+    if (::ftruncate(kWorkerImageFd, off_t(size)) != 0) return errno_error("size the image memfd");
+    if (size == 0) return std::string("0");
+    void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, kWorkerImageFd, 0);
+    if (map == MAP_FAILED) return errno_error("map the image memfd");
+    Status copied;
+    for (uint64_t off = 0; off < size && copied;) {
+        auto n = (*snap)->read(off, static_cast<char*>(map) + off, size - off);
+        if (!n)
+            copied = std::unexpected(n.error());
+        else if (*n == 0)
+            copied = make_error(EIO, "image shorter than its size");
+        else
+            off += *n;
     }
+    ::munmap(map, size);
+    if (!copied) return std::unexpected(copied.error());
     return std::to_string(size);
 }
 
