@@ -4,17 +4,15 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <set>
 #include <thread>
 
 #include "checkpoint/files.h"
 #include "checkpoint/freeze.h"
 #include "checkpoint/memory.h"
 #include "checkpoint/parasite.h"
+#include "checkpoint/pid_lock.h"
 #include "checkpoint/regs.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/signals.h"
@@ -28,32 +26,6 @@ namespace crfs {
 using image::RecordType;
 
 namespace {
-
-// One checkpoint per pid at a time; others wait (not fail). Held from before
-// the freeze until after the thaw only.
-class PidLock {
-  public:
-    explicit PidLock(pid_t pid) : pid_(pid) {
-        std::unique_lock l(mu_);
-        cv_.wait(l, [&] { return !busy_.contains(pid_); });
-        busy_.insert(pid_);
-    }
-    ~PidLock() {
-        {
-            std::lock_guard l(mu_);
-            busy_.erase(pid_);
-        }
-        cv_.notify_all();
-    }
-    PidLock(const PidLock&) = delete;
-    PidLock& operator=(const PidLock&) = delete;
-
-  private:
-    pid_t pid_;
-    static inline std::mutex mu_;
-    static inline std::condition_variable cv_;
-    static inline std::set<pid_t> busy_;  // guarded by mu_
-};
 
 // CRFS_CHECKPOINT_TRACE=1 logs how long each phase took (for tuning).
 class PhaseTrace {

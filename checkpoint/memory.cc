@@ -58,6 +58,14 @@ VmaKind classify_vma(const MapsEntry& e) {
     return VmaKind::kFilePrivate;
 }
 
+const char* map_files_use(const MapsEntry& e) {
+    VmaKind kind = classify_vma(e);
+    if (kind == VmaKind::kAnonShared) return "shared memory";
+    if (kind == VmaKind::kFilePrivate && ends_with(e.path, " (deleted)"))
+        return "private mapping of a deleted file";
+    return nullptr;
+}
+
 image::VmaRecord vma_record(const MapsEntry& e) {
     image::VmaRecord r{};
     r.start = e.start;
@@ -451,7 +459,7 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
         VmaKind kind = classify_vma(e);
         plan.new_vma = true;
         Status s;
-        if (kind == VmaKind::kFilePrivate && ends_with(e.path, " (deleted)"))
+        if (kind == VmaKind::kFilePrivate && map_files_use(e))
             s = scan_deleted_private(pid, e, plan, d.pages_scanned);
         else if (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate)
             s = scan_pagemap(pid, pagemap->get(), e, kind, plan, d.pages_scanned, pm);

@@ -7,16 +7,7 @@
 
 #include <string>
 
-#include "common/procfs.h"
-
 namespace crfs::fs {
-
-bool creds_match(uid_t caller_uid, gid_t caller_gid, const uid_t task_uid[4],
-                 const gid_t task_gid[4], bool dumpable) {
-    for (int i = 0; i < 3; ++i)
-        if (task_uid[i] != caller_uid || task_gid[i] != caller_gid) return false;
-    return dumpable;
-}
 
 namespace {
 
@@ -40,25 +31,16 @@ bool has_cap(pid_t tid, int cap) {
     return caps[cap / 32].effective & (1u << (cap % 32));
 }
 
-Status may_ptrace(const Caller& caller, const TaskId& task) {
-    std::string who = "task " + std::to_string(task.pid);
-    if (caller.tid == task.pid) return {};  // the task's main thread
-    if (has_cap(caller.tid, kCapSysPtrace)) return {};
-    auto caller_status = read_status(caller.tid);
-    if (!caller_status) return sys_error(EACCES, who + ": caller's credentials unknown");
-    if (caller_status->tgid == task.pid) return {};  // another thread of the task
+bool trusted_for(const Caller& caller, const TaskId& task) {
+    if (caller.tid <= 0) return false;
+    if (caller.tid == task.pid) return true;
+    if (has_cap(caller.tid, kCapSysPtrace)) return true;
+    auto tgid = tgid_of(caller.tid);
+    return tgid && *tgid == task.pid;
+}
 
-    auto status = read_status(task.pid);
-    if (!status) return std::unexpected(status.error());
-    struct stat st;
-    std::string dir = "/proc/" + std::to_string(task.pid);
-    if (::stat(dir.c_str(), &st) < 0) return sys_error(ESRCH, who);
-    bool dumpable = st.st_uid == status->uid[1] && st.st_gid == status->gid[1];
-    if (!task_alive(task)) return sys_error(ESRCH, who);
-    if (!creds_match(caller.uid, caller.gid, status->uid, status->gid, dumpable))
-        return sys_error(EACCES,
-                         who + ": caller uid " + std::to_string(caller.uid) + " may not ptrace it");
-    return {};
+Result<Creds> caller_creds(const Caller& caller) {
+    return creds_of_thread(caller.tid, caller.uid, caller.gid, in_daemon_userns(caller.tid));
 }
 
 }  // namespace crfs::fs

@@ -1,10 +1,14 @@
 // Who may do what to a task. crfs mounts without default_permissions and
-// decides every request itself from the caller's credentials in the FUSE
-// request, checked on every call (the kernel's mode bits are not trusted).
+// decides every request itself, on every call (the kernel's mode bits on the
+// FUSE files are not trusted). It never re-implements the kernel's ptrace
+// rule: a caller without CAP_SYS_PTRACE is checked by the kernel itself, in a
+// worker process that holds exactly the caller's credentials
+// (checkpoint/worker.h).
 #pragma once
 
 #include <sys/types.h>
 
+#include "checkpoint/creds.h"
 #include "common/result.h"
 #include "fs/tasks.h"
 
@@ -29,21 +33,14 @@ inline constexpr int kCapSysAdmin = 21;
 // daemon's objects. False if it is gone.
 bool has_cap(pid_t tid, int cap);
 
-// The ptrace access rule, as the kernel's __ptrace_may_access() applies it
-// with PTRACE_MODE_FSCREDS (what /proc uses):
-//   - the task itself, or
-//   - a caller with CAP_SYS_PTRACE in its effective set, or
-//   - a caller whose fsuid equals the task's real, effective and saved uid,
-//     whose fsgid equals its real, effective and saved gid, and the task is
-//     dumpable.
-// Dumpable is read from the owner of /proc/<pid>, which the kernel sets to
-// root for a non-dumpable task (task_dump_owner()); a task with euid 0 looks
-// dumpable this way, but only a caller with uid 0 matches such a task.
-// EACCES when denied; ESRCH when the task or the caller is gone.
-Status may_ptrace(const Caller& caller, const TaskId& task);
+// The fast path, where no kernel check is needed to know the answer: the
+// caller is a thread of `task` itself, or holds CAP_SYS_PTRACE in the daemon's
+// user namespace (root). Everyone else goes through a worker.
+bool trusted_for(const Caller& caller, const TaskId& task);
 
-// Pure part of the rule, unit-tested: the uid/gid/dumpable comparison.
-bool creds_match(uid_t caller_uid, gid_t caller_gid, const uid_t task_uid[4],
-                 const gid_t task_gid[4], bool dumpable);
+// The caller's full credentials as the kernel shows them in
+// /proc/<tid>/status; capabilities only if it lives in the daemon's user
+// namespace. EACCES if the thread is gone or no longer matches the request.
+Result<Creds> caller_creds(const Caller& caller);
 
 }  // namespace crfs::fs

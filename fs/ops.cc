@@ -464,7 +464,7 @@ Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t in
             return std::unexpected(ok.error());
         auto running = start_checkpoint(daemon_of(req), caller, *h);
         if (!running) return std::unexpected(running.error());
-        auto content = e.read(daemon_of(req), t->id);
+        auto content = e.read(daemon_of(req), t->id, caller);
         if (!content) return std::unexpected(content.error());
         h->content = std::move(*content);
         return h;
@@ -507,7 +507,7 @@ Result<std::unique_ptr<FileHandle>> open_file(fuse_req_t req, fuse_ino_t ino, in
             if (!started) return std::unexpected(started.error());
             running = std::move(*started);
         }
-        auto content = e.read(d, t->id);
+        auto content = e.read(d, t->id, caller);
         if (!content) {
             // Checkpoint failures are worth a line even without -d.
             if (is_image_entry(e)) log_info("%s", content.error().what.c_str());

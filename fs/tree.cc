@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "checkpoint/worker.h"
 #include "fs/kernel_marks.h"
 #include "fs/log.h"
 #include "state/registry.h"
@@ -14,18 +15,38 @@ std::optional<unsigned> find_pid_entry(std::string_view name) {
     return std::nullopt;
 }
 
-Status check_right(Right right, const Caller& caller, const TaskId& task) {
-    if (right == Right::kAnyone) return {};
-    return may_ptrace(caller, task);
+namespace {
+
+// Runs `mode` in a worker holding the caller's credentials (checkpoint/worker.h).
+Result<WorkerReply> as_caller(WorkerMode mode, const TaskId& task, const Caller& caller,
+                              pid_t daemon_tgid) {
+    auto creds = caller_creds(caller);
+    if (!creds) return std::unexpected(creds.error());
+    return run_worker(WorkerRequest{mode, task.pid, task.starttime, daemon_tgid, *creds});
 }
 
-Result<std::string> reasons_text(Daemon& d, const TaskId& task) {
+}  // namespace
+
+Status check_right(Right right, const Caller& caller, const TaskId& task) {
+    if (right != Right::kPtrace || trusted_for(caller, task)) return {};
+    auto r = as_caller(WorkerMode::kAccess, task, caller, 0);  // no tracer to recognise
+    if (!r) return std::unexpected(r.error());
+    return {};
+}
+
+Result<std::string> reasons_text(Daemon& d, const TaskId& task, const Caller& caller) {
     std::string out;
     if (auto mark = d.marks.get(task)) out += "nocr: " + *mark + "\n";
     for (auto& line : kernel_reasons(task.pid)) out += line + "\n";
-    auto detected = state::detect_reasons(task.pid, d.self_tgid);
-    if (!detected) return std::unexpected(detected.error());
-    for (auto& line : *detected) out += line + "\n";
+    if (trusted_for(caller, task)) {
+        auto detected = state::detect_reasons(task.pid, d.self_tgid);
+        if (!detected) return std::unexpected(detected.error());
+        for (auto& line : *detected) out += line + "\n";
+    } else {
+        auto detected = as_caller(WorkerMode::kReasons, task, caller, d.self_tgid);
+        if (!detected) return std::unexpected(detected.error());
+        out += detected->text;
+    }
     // The pid may have been reused while we looked: the lines must be this task's.
     if (!d.tasks.alive(task) && !task_alive(task))
         return sys_error(ESRCH, "task " + std::to_string(task.pid));
@@ -55,7 +76,7 @@ Content text_content(std::string text) {
     return std::make_unique<TextContent>(std::move(text));
 }
 
-Result<Content> read_nocr(Daemon& d, const TaskId& task) {
+Result<Content> read_nocr(Daemon& d, const TaskId& task, const Caller&) {
     return text_content(d.marks.get(task) || !kernel_reasons(task.pid).empty() ? "1\n" : "0\n");
 }
 
@@ -67,27 +88,30 @@ Status write_nocr(Daemon& d, const TaskId& task, std::string_view data) {
     return d.marks.clear(task);
 }
 
-Result<Content> read_reason(Daemon& d, const TaskId& task) {
-    auto text = reasons_text(d, task);
+Result<Content> read_reason(Daemon& d, const TaskId& task, const Caller& caller) {
+    auto text = reasons_text(d, task, caller);
     if (!text) return std::unexpected(text.error());
     return text_content(std::move(*text));
 }
 
-Result<Content> read_image(Daemon& d, const TaskId& task) {
+Result<Content> read_image(Daemon& d, const TaskId& task, const Caller& caller) {
     // The checkpointer and `reason` agree: any reason, and there is no image.
-    auto reasons = reasons_text(d, task);
-    if (!reasons) return std::unexpected(reasons.error());
-    if (!reasons->empty()) {
-        std::string first = reasons->substr(0, reasons->find('\n'));
+    // The marks are the daemon's; the detected reasons the worker finds itself.
+    std::string marks;
+    if (auto mark = d.marks.get(task)) marks = "nocr: " + *mark;
+    if (auto kernel = kernel_reasons(task.pid); marks.empty() && !kernel.empty()) marks = kernel[0];
+    if (!marks.empty()) {
+        // A caller without the right learns nothing of the marks: EACCES first.
+        if (auto ok = check_right(Right::kPtrace, caller, task); !ok)
+            return std::unexpected(ok.error());
         return make_error(EBUSY, "checkpoint " + std::to_string(task.pid) +
-                                     ": not checkpointable now (" + first + "; see reason)");
+                                     ": not checkpointable now (" + marks + "; see reason)");
     }
-    auto snap = checkpoint_task(task.pid, task.starttime);
-    if (!snap)
-        return std::unexpected(snap.error().context("checkpoint " + std::to_string(task.pid)));
+    auto r = as_caller(WorkerMode::kImage, task, caller, d.self_tgid);
+    if (!r) return std::unexpected(r.error().context("checkpoint " + std::to_string(task.pid)));
     log_info("checkpoint %d: %llu bytes", task.pid,
-             static_cast<unsigned long long>((*snap)->size()));
-    return std::move(*snap);
+             static_cast<unsigned long long>(r->image->size()));
+    return std::move(r->image);
 }
 
 }  // namespace crfs::fs

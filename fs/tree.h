@@ -37,6 +37,10 @@ struct Daemon {
 enum class Right {
     kAnyone,  // every caller (like /proc/<pid>/stat)
     kPtrace,  // the task itself or a caller with ptrace rights over it
+    // kPtrace, checked by the handler itself: it acts as the caller in a
+    // worker, where the kernel refuses a caller without the right (one worker
+    // per open instead of two).
+    kPtraceInHandler,
 };
 
 // What an open file serves: made once at open (STYLE.md 7), read by offset.
@@ -46,21 +50,24 @@ struct PidEntry {
     std::string_view name;
     mode_t mode;  // S_IFREG | permission bits shown by ls (decisions use the Rights)
     Right read_right;
-    Result<Content> (*read)(Daemon&, const TaskId&);  // content, made at open
+    // Content, made at open, with the rights of `caller` (the kernel decides).
+    Result<Content> (*read)(Daemon&, const TaskId&, const Caller& caller);
     Right write_right;
     Status (*write)(Daemon&, const TaskId&, std::string_view data);  // one whole value per write
 };
 
-Result<Content> read_nocr(Daemon&, const TaskId&);
+Result<Content> read_nocr(Daemon&, const TaskId&, const Caller&);
 Status write_nocr(Daemon&, const TaskId&, std::string_view);
-Result<Content> read_reason(Daemon&, const TaskId&);
-// Checkpoints the task: EBUSY while it has any reason, else the image.
-Result<Content> read_image(Daemon&, const TaskId&);
+Result<Content> read_reason(Daemon&, const TaskId&, const Caller&);
+// Checkpoints the task in a worker holding the caller's credentials (always,
+// root included: the worker also outlives a killed daemon, see
+// checkpoint/worker.h): EBUSY while it has any reason, else the image.
+Result<Content> read_image(Daemon&, const TaskId&, const Caller&);
 
 inline constexpr PidEntry kPidEntries[] = {
     {"nocr", S_IFREG | 0644, Right::kAnyone, read_nocr, Right::kPtrace, write_nocr},
-    {"reason", S_IFREG | 0400, Right::kPtrace, read_reason, Right::kPtrace, nullptr},
-    {"image", S_IFREG | 0400, Right::kPtrace, read_image, Right::kPtrace, nullptr},
+    {"reason", S_IFREG | 0400, Right::kPtraceInHandler, read_reason, Right::kPtrace, nullptr},
+    {"image", S_IFREG | 0400, Right::kPtraceInHandler, read_image, Right::kPtrace, nullptr},
 };
 
 // Text content of a generated file.
@@ -69,11 +76,14 @@ Content text_content(std::string text);
 // Index into kPidEntries, or nullopt.
 std::optional<unsigned> find_pid_entry(std::string_view name);
 
-// Checks `right` for `caller` on `task`.
+// Checks `right` for `caller` on `task`. kPtrace: trusted_for(), else the
+// kernel's ptrace_may_access (PTRACE_MODE_ATTACH_FSCREDS) in a worker with the
+// caller's credentials; EACCES when it refuses. kPtraceInHandler: nothing to
+// do here (the handler's worker is the check).
 Status check_right(Right right, const Caller& caller, const TaskId& task);
 
 // Every current reason of `task`, one line each: the nocr mark first, then
-// the detected ones.
-Result<std::string> reasons_text(Daemon& d, const TaskId& task);
+// the detected ones, read from /proc with the caller's credentials.
+Result<std::string> reasons_text(Daemon& d, const TaskId& task, const Caller& caller);
 
 }  // namespace crfs::fs

@@ -302,9 +302,9 @@ with open({os.path.join(d, 'result')!r}, 'w') as f:
         self.tasks = getattr(self, "tasks", []) + [t]
         wait_for(lambda: os.path.getsize(dst) > 0, "cat to start")
         os.kill(p.pid, signal.SIGSTOP)
-        # Until the stop takes effect cat keeps writing (and may finish under load).
-        wait_for(lambda: p.poll() is not None or open(f"/proc/{p.pid}/stat").read()
-                 .rsplit(")", 1)[1].split()[0] == "T", "cat to stop")
+        # The stop is asynchronous: until cat is in T it may still write.
+        wait_for(lambda: open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "T",
+                 "cat to stop")
         size = os.path.getsize(dst)
         self.assertLess(size, 256 << 20, "cat finished before it could be stopped")
         img = os.path.join(d, "img")

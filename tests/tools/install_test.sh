@@ -16,7 +16,7 @@ fail() {
 	exit 1
 }
 
-for f in bin/crfs sbin/crfsd lib/libcrfs.so lib/libcrfs.a include/crfs/nocr.h \
+for f in bin/crfs sbin/crfsd sbin/crfs-ckpt lib/libcrfs.so lib/libcrfs.a include/crfs/nocr.h \
 	lib/pkgconfig/crfs.pc share/man/man1/crfs.1 share/man/man3/crfs-nocr.3 \
 	share/man/man5/crfs.5 share/man/man8/crfsd.8 lib/systemd/system/crfs.service \
 	share/bash-completion/completions/crfs; do

@@ -42,19 +42,8 @@ TEST(PidTable, NocrAndReasonRights) {
     EXPECT_EQ(nocr.read_right, Right::kAnyone);
     EXPECT_EQ(nocr.write_right, Right::kPtrace);
     auto reason = kPidEntries[*find_pid_entry("reason")];
-    EXPECT_EQ(reason.read_right, Right::kPtrace);
+    EXPECT_EQ(reason.read_right, Right::kPtraceInHandler);
     EXPECT_EQ(reason.write, nullptr);
-}
-
-TEST(Access, CredsMatchNeedsAllIdsAndDumpable) {
-    uid_t u[4] = {1000, 1000, 1000, 0};
-    gid_t g[4] = {100, 100, 100, 0};
-    EXPECT_TRUE(creds_match(1000, 100, u, g, true));
-    EXPECT_FALSE(creds_match(1000, 100, u, g, false));  // not dumpable
-    EXPECT_FALSE(creds_match(1001, 100, u, g, true));
-    EXPECT_FALSE(creds_match(1000, 101, u, g, true));
-    uid_t setuid_task[4] = {1000, 0, 0, 0};  // ran a setuid binary
-    EXPECT_FALSE(creds_match(1000, 100, setuid_task, g, true));
 }
 
 }  // namespace

@@ -1,0 +1,196 @@
+#include "checkpoint/worker.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <filesystem>
+
+#include "checkpoint/pid_lock.h"
+#include "common/io.h"
+#include "common/strfmt.h"
+
+extern char** environ;
+
+namespace crfs {
+
+namespace {
+
+constexpr std::string_view kModeNames[] = {"access", "reasons", "image"};
+constexpr size_t kMaxReply = 1 << 20;
+
+// crfs-ckpt lives next to the daemon's executable. Set once at startup (or
+// by a test before any request), read-only afterwards.
+std::string& worker_exe() {
+    static std::string path = [] {
+        std::error_code ec;
+        auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+        return (ec ? std::string() : self.parent_path().string()) + "/crfs-ckpt";
+    }();
+    return path;
+}
+
+// The image the worker wrote into a sealed memfd, served by offset.
+class MemfdSnapshot : public Snapshot {
+  public:
+    MemfdSnapshot(UniqueFd fd, uint64_t size) : fd_(std::move(fd)), size_(size) {}
+    uint64_t size() const override { return size_; }
+    Result<size_t> read(uint64_t offset, void* buf, size_t len) const override {
+        if (offset >= size_) return size_t{0};
+        len = size_t(std::min<uint64_t>(len, size_ - offset));
+        size_t done = 0;
+        while (done < len) {
+            ssize_t n =
+                pread(fd_.get(), static_cast<char*>(buf) + done, len - done, off_t(offset + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return errno_error("read image memfd");
+            if (n == 0) break;
+            done += size_t(n);
+        }
+        return done;
+    }
+
+  private:
+    UniqueFd fd_;
+    uint64_t size_;
+};
+
+class SpawnArgs {
+  public:
+    SpawnArgs() {
+        posix_spawn_file_actions_init(&actions);
+        posix_spawnattr_init(&attr);
+    }
+    ~SpawnArgs() {
+        posix_spawn_file_actions_destroy(&actions);
+        posix_spawnattr_destroy(&attr);
+    }
+    SpawnArgs(const SpawnArgs&) = delete;
+    SpawnArgs& operator=(const SpawnArgs&) = delete;
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+};
+
+// Reaps `pid`, retrying on EINTR.
+int reap(pid_t pid) {
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return st;
+}
+
+Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
+    UniqueFd memfd;
+    if (req.mode == WorkerMode::kImage) {
+        memfd.reset(memfd_create("crfs-image", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+        if (!memfd) return errno_error("memfd_create for the image");
+    }
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
+    UniqueFd rd(p[0]), wr(p[1]);
+    // Sources above the target numbers, so that no dup2 below overwrites one.
+    for (UniqueFd* fd : {&memfd, &wr}) {
+        if (!*fd || fd->get() > kWorkerReplyFd) continue;
+        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerReplyFd + 1));
+        if (!*fd) return errno_error("move a descriptor for the worker");
+    }
+
+    SpawnArgs sa;
+    posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
+    if (memfd) posix_spawn_file_actions_adddup2(&sa.actions, memfd.get(), kWorkerImageFd);
+    posix_spawn_file_actions_adddup2(&sa.actions, wr.get(), kWorkerReplyFd);
+    // A process group of its own: no terminal signal (Ctrl-C goes to the
+    // foreground group), nothing sent to the daemon's group reaches it. Not a
+    // session of its own: with autogroup scheduling that would put the tracer
+    // in a scheduling group apart from the daemon's, for no gain. Default
+    // dispositions, nothing blocked.
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&sa.attr, &none);
+    posix_spawnattr_setsigdefault(&sa.attr, &all);
+    posix_spawnattr_setflags(
+        &sa.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    std::string args[] = {worker_exe(),
+                          std::string(worker_mode_name(req.mode)),
+                          std::to_string(req.pid),
+                          std::to_string(req.starttime),
+                          std::to_string(req.daemon_tgid),
+                          encode_creds(req.creds)};
+    char* argv[std::size(args) + 1] = {};
+    for (size_t i = 0; i < std::size(args); ++i) argv[i] = args[i].data();
+    pid_t child = 0;
+    if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv, environ); err != 0)
+        return sys_error(err, "start the checkpoint worker " + worker_exe());
+    wr.reset();
+
+    std::string reply;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(rd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        if (reply.size() < kMaxReply) reply.append(buf, size_t(n));
+    }
+    int st = reap(child);
+
+    size_t nl = reply.find('\n');
+    int code = -1;
+    if (nl != std::string::npos) {
+        auto [ptr, ec] = std::from_chars(reply.data(), reply.data() + nl, code);
+        if (ec != std::errc() || ptr != reply.data() + nl) code = -1;
+    }
+    if (code < 0 || code > 4095)
+        return make_error(
+            EIO, strfmt("checkpoint worker for task {} failed (wait status {:#x})", req.pid, st));
+    std::string text = reply.substr(nl + 1);
+    if (code != 0) return make_error(code, std::move(text));
+
+    WorkerReply out;
+    if (memfd) {
+        // The worker is gone: nobody else can write the memfd; seal it anyway.
+        fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+        struct stat s;
+        if (fstat(memfd.get(), &s) != 0) return errno_error("stat image memfd");
+        out.image = std::make_unique<MemfdSnapshot>(std::move(memfd), uint64_t(s.st_size));
+    } else {
+        out.text = std::move(text);
+    }
+    return out;
+}
+
+}  // namespace
+
+void set_worker_exe(std::string path) {
+    worker_exe() = std::move(path);
+}
+
+std::string_view worker_mode_name(WorkerMode m) {
+    return kModeNames[static_cast<int>(m)];
+}
+
+std::optional<WorkerMode> parse_worker_mode(std::string_view name) {
+    for (size_t i = 0; i < std::size(kModeNames); ++i)
+        if (kModeNames[i] == name) return static_cast<WorkerMode>(i);
+    return std::nullopt;
+}
+
+Result<WorkerReply> run_worker(const WorkerRequest& req) {
+    if (req.mode != WorkerMode::kImage) return spawn_and_wait(req);
+    PidLock lock(req.pid);
+    return spawn_and_wait(req);
+}
+
+void send_worker_reply(const Result<std::string>& result) {
+    std::string msg =
+        result ? "0\n" + *result : std::to_string(result.error().code) + "\n" + result.error().what;
+    (void)write_full(kWorkerReplyFd, msg.data(), msg.size());  // the daemon may be gone
+}
+
+}  // namespace crfs

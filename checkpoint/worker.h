@@ -1,0 +1,68 @@
+// Acting as the caller: every checkpoint, and every right that the kernel
+// must decide for a caller without CAP_SYS_PTRACE, runs in a short-lived
+// worker process (crfs-ckpt, installed next to crfsd) that first takes on
+// exactly the caller's credentials (checkpoint/creds.h). The kernel's
+// ptrace_may_access is then the check: for the attach (PTRACE_SEIZE), for
+// every /proc file the checkpoint reads, and for the access probe.
+//
+// The worker is also what makes a killed daemon harmless (issue 8 item 17):
+// it is a separate process in a process group of its own, not killed with the
+// daemon. If crfsd dies mid-checkpoint, the worker still finishes or aborts
+// its injection the normal way (registers, signal mask, scratch bytes put
+// back, detached), then finds its reply pipe closed and exits.
+//
+// Protocol: argv = crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS; fd 3 a
+// memfd that receives the image (image mode); fd 4 a pipe that receives the
+// reply, "<errno>\n<text>" (errno 0: success; text: the reasons, or the error).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/creds.h"
+#include "common/result.h"
+
+namespace crfs {
+
+enum class WorkerMode {
+    kAccess,   // may the caller ptrace the task (PTRACE_MODE_ATTACH_FSCREDS)
+    kReasons,  // access, then the detected reasons, one per line
+    kImage,    // access, reasons (EBUSY if any), then the checkpoint
+};
+
+struct WorkerRequest {
+    WorkerMode mode = WorkerMode::kAccess;
+    pid_t pid = 0;
+    uint64_t starttime = 0;
+    pid_t daemon_tgid = 0;  // a task traced by one of our workers has no reason for it
+    Creds creds;
+};
+
+struct WorkerReply {
+    std::string text;                 // kReasons: the reasons
+    std::unique_ptr<Snapshot> image;  // kImage
+};
+
+inline constexpr int kWorkerImageFd = 3;
+inline constexpr int kWorkerReplyFd = 4;
+
+// Runs the worker and waits for it. Checkpoints of one pid are serialized.
+Result<WorkerReply> run_worker(const WorkerRequest& req);
+
+// Where crfs-ckpt is: by default next to this process's executable; tests
+// that link the checkpoint library into another program set it.
+void set_worker_exe(std::string path);
+
+std::string_view worker_mode_name(WorkerMode m);
+std::optional<WorkerMode> parse_worker_mode(std::string_view name);
+
+// The worker's side: writes the reply for `result` to kWorkerReplyFd.
+void send_worker_reply(const Result<std::string>& result);
+
+}  // namespace crfs

@@ -1,0 +1,132 @@
+// The worker that acts as the caller (checkpoint/worker.h, checkpoint/creds.h):
+// credentials survive the trip through argv, the worker holds exactly them,
+// and the kernel's answer is what the caller gets.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "checkpoint/creds.h"
+#include "checkpoint/task_attrs.h"
+#include "checkpoint/worker.h"
+
+namespace crfs {
+namespace {
+
+Creds nobody() {
+    Creds c;
+    for (int i = 0; i < 4; ++i) c.uid[i] = 65534, c.gid[i] = 65534;
+    c.groups = {65534, 100};
+    return c;
+}
+
+Creds me() {
+    auto st = read_task_status(getpid());
+    Creds c;
+    for (int i = 0; i < 4; ++i) c.uid[i] = st->uid[i], c.gid[i] = st->gid[i];
+    c.groups.assign(st->groups.begin(), st->groups.end());
+    c.cap_eff = st->cap_eff;
+    c.cap_prm = st->cap_prm;
+    return c;
+}
+
+// A child that sleeps until killed; reaped on destruction.
+struct Sleeper {
+    pid_t pid = fork();
+    Sleeper() {
+        if (pid == 0) {
+            // Nothing the checkpoint would refuse: no pipes, no sockets.
+            int null = open("/dev/null", O_RDWR);
+            for (int fd = 0; fd < 3; ++fd) dup2(null, fd);
+            close_range(3, ~0u, 0);
+            for (;;) pause();
+        }
+    }
+    ~Sleeper() {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+    }
+    uint64_t starttime() const { return read_task_stat(pid)->starttime; }
+};
+
+TEST(Creds, RoundTripThroughOneWord) {
+    Creds c = nobody();
+    c.uid[1] = 1000;
+    c.gid[3] = 7;
+    c.cap_eff = 0x2000;
+    c.cap_prm = 0x3000;
+    auto back = decode_creds(encode_creds(c));
+    ASSERT_TRUE(back) << back.error().what;
+    EXPECT_EQ(encode_creds(*back), encode_creds(c));
+    EXPECT_EQ(back->groups, c.groups);
+    EXPECT_EQ(back->cap_prm, 0x3000u);
+    Creds none;
+    ASSERT_TRUE(decode_creds(encode_creds(none)));
+    EXPECT_TRUE(decode_creds(encode_creds(none))->groups.empty());
+}
+
+TEST(Creds, MalformedIsEinval) {
+    for (const char* bad : {"", "1,2,3:1,2,3,4::0:0", "1,2,3,4:1,2,3,4::0", "a,2,3,4:1,2,3,4::0:0",
+                            "1,2,3,4:1,2,3,4:1,,2:0:0", "1,2,3,4:1,2,3,4::0:0:0"}) {
+        auto r = decode_creds(bad);
+        ASSERT_FALSE(r) << bad;
+        EXPECT_EQ(r.error().code, EINVAL) << bad;
+    }
+}
+
+TEST(Creds, AssumedExactlyInAChild) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    pid_t p = fork();
+    if (p == 0) {
+        Creds c = nobody();
+        c.uid[0] = 65533;  // real differs from effective: kept apart
+        if (!assume_creds(c)) _exit(1);
+        auto st = read_task_status(getpid());
+        bool ok = st && st->uid[0] == 65533 && st->uid[1] == 65534 && st->uid[3] == 65534 &&
+                  st->gid[3] == 65534 && st->groups.size() == 2 && st->cap_eff == 0 &&
+                  st->cap_prm == 0;
+        _exit(ok ? 0 : 2);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(p, &st, 0), p);
+    ASSERT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 0) << "1: assume failed, 2: status differs";
+}
+
+TEST(Worker, TheKernelDecides) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    set_worker_exe(CRFS_CKPT);
+    Sleeper s;
+    // Root (our own credentials) may; nobody may not ptrace root's task.
+    auto ok = run_worker({WorkerMode::kAccess, s.pid, s.starttime(), getpid(), me()});
+    EXPECT_TRUE(ok) << ok.error().what;
+    auto no = run_worker({WorkerMode::kAccess, s.pid, s.starttime(), getpid(), nobody()});
+    ASSERT_FALSE(no);
+    EXPECT_EQ(no.error().code, EACCES) << no.error().what;
+    auto img = run_worker({WorkerMode::kImage, s.pid, s.starttime(), getpid(), nobody()});
+    ASSERT_FALSE(img);
+    EXPECT_EQ(img.error().code, EACCES) << img.error().what;
+    // A wrong start time: the pid does not name that task.
+    auto gone = run_worker({WorkerMode::kAccess, s.pid, s.starttime() + 1, getpid(), me()});
+    ASSERT_FALSE(gone);
+    EXPECT_EQ(gone.error().code, ESRCH) << gone.error().what;
+}
+
+TEST(Worker, ImageComesBackThroughTheMemfd) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    set_worker_exe(CRFS_CKPT);
+    Sleeper s;
+    auto r = run_worker({WorkerMode::kImage, s.pid, s.starttime(), getpid(), me()});
+    ASSERT_TRUE(r) << r.error().what;
+    ASSERT_TRUE(r->image);
+    ASSERT_GT(r->image->size(), 8u);
+    char magic[8];
+    ASSERT_EQ(r->image->read(0, magic, 8).value(), 8u);
+    EXPECT_EQ(std::string(magic, 7), "CRFSIMG");
+    EXPECT_EQ(read_tracer_pid(s.pid).value(), 0);
+}
+
+}  // namespace
+}  // namespace crfs
