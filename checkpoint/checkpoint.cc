@@ -19,6 +19,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/image_writer.h"
 #include "common/strfmt.h"
+#include "state/registry.h"
 
 namespace crfs {
 
@@ -100,6 +101,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
     trace.mark("freeze");
+    // The same detection as `reason` (state/registry.h), now that nothing can change.
+    if (auto why = state::detect_reasons(pid, getpid()); !why || !why->empty())
+        return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
+                   : std::unexpected(why.error());
 
     auto attrs = read_task_attrs(pid);
     if (!attrs) return std::unexpected(attrs.error());

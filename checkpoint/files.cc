@@ -38,32 +38,6 @@ const char* kind_name(mode_t m) {
 
 }  // namespace
 
-Result<FdInfo> parse_fdinfo(std::string_view text) {
-    FdInfo info;
-    bool have_pos = false, have_flags = false;
-    while (!text.empty()) {
-        size_t nl = text.find('\n');
-        std::string_view line = text.substr(0, nl);
-        text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-        auto value = [&](std::string_view key, auto& out, int base) {
-            if (!line.starts_with(key)) return false;
-            std::string_view v = line.substr(key.size());
-            v.remove_prefix(std::min(v.find_first_not_of(" \t"), v.size()));
-            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out, base);
-            return ec == std::errc() && p == v.data() + v.size();
-        };
-        if (line.starts_with("pos:")) {
-            if (!(have_pos = value("pos:", info.pos, 10)))
-                return make_error(EINVAL, "parse fdinfo: bad pos");
-        } else if (line.starts_with("flags:")) {
-            if (!(have_flags = value("flags:", info.flags, 8)))
-                return make_error(EINVAL, "parse fdinfo: bad flags");
-        }
-    }
-    if (!have_pos || !have_flags) return make_error(EINVAL, "parse fdinfo: no pos or flags");
-    return info;
-}
-
 Result<std::vector<TaskFd>> read_fds(pid_t pid) {
     std::string dir = proc_path(pid, "fd");
     DIR* d = opendir(dir.c_str());

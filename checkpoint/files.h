@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/procfs.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
 
@@ -21,12 +22,7 @@ struct TaskFd {
     std::string content;  // deleted files only
 };
 
-// pos and flags from /proc/<pid>/fdinfo/<fd> text.
-struct FdInfo {
-    uint64_t pos = 0;
-    uint32_t flags = 0;  // octal in the file
-};
-Result<FdInfo> parse_fdinfo(std::string_view text);
+// FdInfo and parse_fdinfo: common/procfs.h.
 
 // Upper bound on the content of one deleted file copied into an image.
 inline constexpr uint64_t kMaxDeletedFileBytes = 1ull << 30;

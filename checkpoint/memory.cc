@@ -22,6 +22,7 @@
 
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "common/pagemap_scan.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -34,75 +35,11 @@ constexpr uint64_t kPage = image::kPageSize;
 constexpr size_t kPagemapBatch = 64 * 1024;  // entries per pread of pagemap
 constexpr size_t kIovBatch = 1024;           // IOV_MAX
 
-template <class T>
-bool hex(std::string_view s, T& out) {
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 16);
-    return ec == std::errc() && p == s.data() + s.size();
-}
-
-std::string_view next_field(std::string_view& line) {
-    size_t i = line.find_first_not_of(' ');
-    if (i == std::string_view::npos) {
-        line = {};
-        return {};
-    }
-    line.remove_prefix(i);
-    size_t j = line.find(' ');
-    std::string_view f = line.substr(0, j);
-    line = j == std::string_view::npos ? std::string_view() : line.substr(j);
-    return f;
-}
-
 bool ends_with(std::string_view s, std::string_view suffix) {
     return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
 }  // namespace
-
-Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
-    std::vector<MapsEntry> out;
-    size_t lineno = 0;
-    while (!text.empty()) {
-        ++lineno;
-        size_t nl = text.find('\n');
-        std::string_view line = text.substr(0, nl);
-        text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-        if (line.empty()) continue;
-        std::string_view rest = line;
-        std::string_view first = next_field(rest);
-        if (!first.empty() && first.back() == ':') {  // an smaps detail line
-            if (first == "VmFlags:" && !out.empty()) {
-                for (std::string_view f = next_field(rest); !f.empty(); f = next_field(rest))
-                    for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i)
-                        if (f == image::kVmFlagNames[i]) out.back().vm_flags |= 1ull << i;
-            }
-            continue;
-        }
-        auto bad = [&] {
-            return make_error(EINVAL, strfmt("parse maps line {}: \"{}\"", lineno, line));
-        };
-        MapsEntry e;
-        size_t dash = first.find('-');
-        if (dash == std::string_view::npos || !hex(first.substr(0, dash), e.start) ||
-            !hex(first.substr(dash + 1), e.end) || e.start >= e.end)
-            return bad();
-        std::string_view perms = next_field(rest);
-        if (perms.size() != 4) return bad();
-        std::memcpy(e.perms, perms.data(), 4);
-        std::string_view off = next_field(rest), dev = next_field(rest), ino = next_field(rest);
-        size_t colon = dev.find(':');
-        if (!hex(off, e.pgoff) || colon == std::string_view::npos ||
-            !hex(dev.substr(0, colon), e.dev_major) || !hex(dev.substr(colon + 1), e.dev_minor))
-            return bad();
-        auto [p, ec] = std::from_chars(ino.data(), ino.data() + ino.size(), e.ino);
-        if (ec != std::errc() || p != ino.data() + ino.size()) return bad();
-        e.pgoff /= kPage;
-        size_t path = rest.find_first_not_of(' ');
-        if (path != std::string_view::npos) e.path = std::string(rest.substr(path));
-        out.push_back(std::move(e));
-    }
-    return out;
-}
 
 VmaKind classify_vma(const MapsEntry& e) {
     if (e.path == "[vdso]") return VmaKind::kVdso;
@@ -254,16 +191,7 @@ struct Plan {
 // PAGEMAP_SCAN (Linux 6.7): the kernel walks the page tables and returns only
 // populated ranges, so a huge sparse VMA (a JVM heap reservation, ASan's
 // shadow) costs what it holds, not 8 bytes per page of address space.
-// Declared here because the distribution's kernel headers predate it.
-struct PmPageRegion {
-    uint64_t start, end, categories;
-};
-struct PmScanArg {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
-        category_mask, category_anyof_mask, return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kPageIsFile = 1u << 2, kPageIsPresent = 1u << 3, kPageIsSwapped = 1u << 4;
+// (common/pagemap_scan.h)
 
 // Returns false if the kernel has no PAGEMAP_SCAN (the caller falls back).
 Result<bool> scan_pagemap_ioctl(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind,

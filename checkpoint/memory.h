@@ -18,24 +18,13 @@
 #include <string_view>
 #include <vector>
 
+#include "common/procfs.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
 
 namespace crfs {
 
-// One line of /proc/<pid>/maps, plus VmFlags when parsed from smaps.
-struct MapsEntry {
-    uint64_t start = 0, end = 0, pgoff = 0;
-    uint32_t dev_major = 0, dev_minor = 0;
-    uint64_t ino = 0;
-    char perms[5] = "----";  // rwxp / rwxs
-    std::string path;        // "" for anonymous, "[heap]", "/usr/lib/... (deleted)"
-    uint64_t vm_flags = 0;   // bit i = image::kVmFlagNames[i]
-};
-
-// Parses maps or smaps text (smaps detail lines are skipped, VmFlags kept).
-Result<std::vector<MapsEntry>> parse_maps(std::string_view text);
-
+// MapsEntry and parse_maps: common/procfs.h.
 image::VmaKind classify_vma(const MapsEntry& e);
 
 // Whether dumping `e` reads /proc/<pid>/map_files (shared anonymous memory, a

@@ -1,10 +1,13 @@
 #include "common/procfs.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <string>
 #include <utility>
 
 #include "common/io.h"
+#include "crfs/image_format.h"
 
 namespace crfs {
 namespace {
@@ -75,9 +78,24 @@ Result<ProcStat> parse_stat(std::string_view text) {
     if (f[0].size() != 1) return make_error(EIO, "parse stat: bad state");
     st.state = f[0][0];
     if (!to_num(f[4 - 3], st.ppid) || !to_num(f[5 - 3], st.pgrp) || !to_num(f[6 - 3], st.session) ||
-        !to_num(f[9 - 3], st.flags) || !to_num(f[20 - 3], st.num_threads) ||
-        !to_num(f[kStartTime], st.starttime))
+        !to_num(f[9 - 3], st.flags) || !to_num(f[19 - 3], st.nice) ||
+        !to_num(f[20 - 3], st.num_threads) || !to_num(f[kStartTime], st.starttime))
         return make_error(EIO, "parse stat: bad number");
+    // Later fields, where the kernel prints them (field N is f[N - 3]).
+    struct Later {
+        size_t field;
+        uint64_t* out;
+    };
+    const Later later[] = {{26, &st.start_code}, {27, &st.end_code}, {28, &st.start_stack},
+                           {45, &st.start_data}, {46, &st.end_data}, {47, &st.start_brk},
+                           {48, &st.arg_start},  {49, &st.arg_end},  {50, &st.env_start},
+                           {51, &st.env_end}};
+    for (const Later& l : later)
+        if (f.size() > l.field - 3 && !to_num(f[l.field - 3], *l.out))
+            return make_error(EIO, "parse stat: bad field " + std::to_string(l.field));
+    constexpr size_t kPolicy = 41 - 3;
+    if (f.size() > kPolicy && !to_num(f[kPolicy], st.policy))
+        return make_error(EIO, "parse stat: bad policy");
     return st;
 }
 
@@ -85,6 +103,7 @@ Result<ProcStatus> parse_status(std::string_view text) {
     ProcStatus st;
     bool have_tgid = false, have_uid = false, have_gid = false;
     bool bad = false;
+    uint64_t rss_anon = 0, rss_shmem = 0, swap = 0;
     for_each_line(text, [&](std::string_view line) {
         size_t colon = line.find(':');
         if (colon == std::string_view::npos) return;
@@ -98,11 +117,40 @@ Result<ProcStatus> parse_status(std::string_view text) {
             one(st.tracer_pid);
         } else if (key == "Threads") {
             one(st.threads);
+        } else if (key == "CapInh") {
+            bad |= f.empty() || !to_num(f[0], st.cap_inh, 16);
+        } else if (key == "CapPrm") {
+            bad |= f.empty() || !to_num(f[0], st.cap_prm, 16);
+        } else if (key == "CapEff") {
+            bad |= f.empty() || !to_num(f[0], st.cap_eff, 16);
+        } else if (key == "CapBnd") {
+            bad |= f.empty() || !to_num(f[0], st.cap_bnd, 16);
+        } else if (key == "CapAmb") {
+            bad |= f.empty() || !to_num(f[0], st.cap_amb, 16);
+        } else if (key == "NoNewPrivs") {
+            one(st.no_new_privs);
+        } else if (key == "Umask") {
+            bad |= f.empty() || !to_num(f[0], st.umask, 8);
+            st.has_umask = true;
         } else if (key == "Groups") {
             st.groups.resize(f.size());
             for (size_t i = 0; i < f.size(); ++i) bad |= !to_num(f[i], st.groups[i]);
-        } else if (key == "CapEff") {
-            bad |= f.empty() || !to_num(f[0], st.cap_eff, 16);
+        } else if (key == "RssAnon") {
+            one(rss_anon);
+        } else if (key == "RssShmem") {
+            one(rss_shmem);
+        } else if (key == "VmSwap") {
+            one(swap);
+        } else if (key == "Seccomp") {
+            one(st.seccomp);
+        } else if (key == "Seccomp_filters") {
+            one(st.seccomp_filters);
+        } else if (key == "VmLck") {
+            one(st.vm_lck_kb);
+        } else if (key == "THP_enabled") {
+            one(st.thp_enabled);
+        } else if (key == "Cpus_allowed_list") {
+            st.cpus_allowed = f.empty() ? std::string() : std::string(f[0]);
         } else if (key == "Uid" || key == "Gid") {
             if (f.size() != 4) {
                 bad = true;
@@ -114,6 +162,7 @@ Result<ProcStatus> parse_status(std::string_view text) {
         }
     });
     if (bad) return make_error(EIO, "parse status: malformed field");
+    st.rss_bytes = (rss_anon + rss_shmem + swap) * 1024;
     if (!have_tgid || !have_uid || !have_gid)
         return make_error(EIO, "parse status: missing Tgid, Uid or Gid");
     return st;
@@ -135,6 +184,79 @@ Result<ProcStatus> read_status(pid_t pid) {
     auto st = parse_status(*text);
     if (!st) return std::unexpected(st.error().context(path));
     return st;
+}
+
+Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
+    std::vector<MapsEntry> out;
+    size_t lineno = 0;
+    Status err;
+    for_each_line(text, [&](std::string_view line) {
+        ++lineno;
+        if (line.empty() || !err) return;
+        auto f = fields(line);
+        if (!f.empty() && f[0].back() == ':') {  // an smaps detail line
+            if (out.empty()) return;
+            MapsEntry& e = out.back();
+            uint64_t kb = 0;
+            if (f[0] == "VmFlags:") {
+                for (size_t k = 1; k < f.size(); ++k) {
+                    auto* name = std::find(std::begin(image::kVmFlagNames),
+                                           std::end(image::kVmFlagNames), f[k]);
+                    if (name != std::end(image::kVmFlagNames))
+                        e.vm_flags |= 1ull << (name - std::begin(image::kVmFlagNames));
+                    else
+                        e.unknown_flags += (e.unknown_flags.empty() ? "" : " ") + std::string(f[k]);
+                }
+            } else if ((f[0] == "Shared_Clean:" || f[0] == "Shared_Dirty:") && f.size() >= 2 &&
+                       to_num(f[1], kb)) {
+                e.shared_kb += kb;
+            }
+            return;
+        }
+        auto bad = [&] {
+            err = make_error(EINVAL, "parse maps line " + std::to_string(lineno) + ": \"" +
+                                         std::string(line) + "\"");
+        };
+        MapsEntry e;
+        size_t dash = f.empty() ? std::string_view::npos : f[0].find('-');
+        if (f.size() < 5 || dash == std::string_view::npos ||
+            !to_num(f[0].substr(0, dash), e.start, 16) ||
+            !to_num(f[0].substr(dash + 1), e.end, 16) || e.start >= e.end || f[1].size() != 4)
+            return bad();
+        std::memcpy(e.perms, f[1].data(), 4);
+        size_t colon = f[3].find(':');
+        if (!to_num(f[2], e.pgoff, 16) || colon == std::string_view::npos ||
+            !to_num(f[3].substr(0, colon), e.dev_major, 16) ||
+            !to_num(f[3].substr(colon + 1), e.dev_minor, 16) || !to_num(f[4], e.ino))
+            return bad();
+        e.pgoff /= image::kPageSize;
+        // The path is the rest of the line after the inode, spaces included.
+        std::string_view rest = line.substr(size_t(f[4].data() + f[4].size() - line.data()));
+        size_t path = rest.find_first_not_of(" \t");
+        if (path != std::string_view::npos) e.path = std::string(rest.substr(path));
+        out.push_back(std::move(e));
+    });
+    if (!err) return std::unexpected(err.error());
+    return out;
+}
+
+Result<FdInfo> parse_fdinfo(std::string_view text) {
+    FdInfo info;
+    bool have_pos = false, have_flags = false, bad = false;
+    for_each_line(text, [&](std::string_view line) {
+        auto f = fields(line);
+        if (f.size() < 2) return;
+        if (f[0] == "pos:") {
+            have_pos = true;
+            bad |= !to_num(f[1], info.pos);
+        } else if (f[0] == "flags:") {
+            have_flags = true;
+            bad |= !to_num(f[1], info.flags, 8);
+        }
+    });
+    if (bad) return make_error(EINVAL, "parse fdinfo: bad pos or flags");
+    if (!have_pos || !have_flags) return make_error(EINVAL, "parse fdinfo: no pos or flags");
+    return info;
 }
 
 std::string_view tcp_state_name(unsigned state) {

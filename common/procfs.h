@@ -24,7 +24,12 @@ struct ProcStat {
     pid_t session = 0;
     unsigned flags = 0;  // PF_* flags
     long num_threads = 0;
-    uint64_t starttime = 0;  // clock ticks since boot: with pid, names a task uniquely
+    int nice = 0;            // 19
+    uint64_t starttime = 0;  // 22: clock ticks since boot; with pid, names a task uniquely
+    uint64_t start_code = 0, end_code = 0, start_stack = 0;  // 26 27 28
+    unsigned policy = 0;  // 41: SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5, DEADLINE 6
+    uint64_t start_data = 0, end_data = 0, start_brk = 0;             // 45 46 47
+    uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;  // 48..51
 };
 
 // The fields of /proc/<pid>/status that crfs uses.
@@ -35,16 +40,48 @@ struct ProcStatus {
     gid_t gid[4] = {};
     std::vector<gid_t> groups;  // supplementary groups
     int threads = 0;
-    uint64_t cap_eff = 0;
+    uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
+    uint32_t no_new_privs = 0;
+    uint32_t umask = 022;
+    bool has_umask = false;        // Umask: since Linux 4.7
+    uint64_t rss_bytes = 0;        // RssAnon + RssShmem + VmSwap: a size hint for a page buffer
+    unsigned seccomp = 0;          // 0 none, 1 strict, 2 filter
+    unsigned seccomp_filters = 0;  // Seccomp_filters (Linux 5.9)
+    uint64_t vm_lck_kb = 0;        // VmLck: mlock()ed memory
+    int thp_enabled = -1;          // THP_enabled (PR_SET_THP_DISABLE clears it); -1 absent
+    std::string cpus_allowed;      // Cpus_allowed_list, as the kernel prints it
 };
 
 inline constexpr unsigned kPfKthread = 0x00200000;  // PF_KTHREAD in include/linux/sched.h
 
+// Fields past 22 are 0 when the kernel does not print them.
 Result<ProcStat> parse_stat(std::string_view text);
 Result<ProcStatus> parse_status(std::string_view text);
 
 Result<ProcStat> read_stat(pid_t pid);
 Result<ProcStatus> read_status(pid_t pid);
+
+// One VMA of /proc/<pid>/maps, plus the details smaps adds.
+struct MapsEntry {
+    uint64_t start = 0, end = 0, pgoff = 0;  // pgoff in pages
+    uint32_t dev_major = 0, dev_minor = 0;
+    uint64_t ino = 0;
+    char perms[5] = "----";     // rwxp / rwxs
+    std::string path;           // "" for anonymous, "[heap]", "/usr/lib/... (deleted)"
+    uint64_t vm_flags = 0;      // smaps VmFlags: bit i = image::kVmFlagNames[i]
+    std::string unknown_flags;  // VmFlags names not in kVmFlagNames, space-separated
+    uint64_t shared_kb = 0;     // smaps Shared_Clean + Shared_Dirty: pages others map too
+};
+
+// Parses maps or smaps text (of smaps, VmFlags and Shared_* are kept).
+Result<std::vector<MapsEntry>> parse_maps(std::string_view text);
+
+// The fields of /proc/<pid>/fdinfo/<fd> that crfs uses.
+struct FdInfo {
+    uint64_t pos = 0;
+    uint32_t flags = 0;  // octal in the file
+};
+Result<FdInfo> parse_fdinfo(std::string_view text);
 
 // A socket as /proc/<pid>/net/* describes it.
 struct SocketInfo {

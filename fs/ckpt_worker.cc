@@ -19,8 +19,8 @@
 #include "common/io.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
-#include "fs/reasons.h"
 #include "fs/tasks.h"
+#include "state/registry.h"
 
 namespace crfs {
 namespace {
@@ -83,7 +83,7 @@ Result<std::string> reasons(pid_t pid, pid_t daemon_tgid) {
         auto tracer = read_stat(fs::tgid_of(status->tracer_pid).value_or(status->tracer_pid));
         if (tracer && tracer->ppid == daemon_tgid) ours = tracer->pid;
     }
-    auto lines = fs::detect_reasons(pid, ours);
+    auto lines = state::detect_reasons(pid, ours);
     if (!lines) return std::unexpected(lines.error());
     std::string out;
     for (auto& l : *lines) out += l + "\n";

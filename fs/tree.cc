@@ -5,7 +5,7 @@
 #include "checkpoint/worker.h"
 #include "fs/kernel_marks.h"
 #include "fs/log.h"
-#include "fs/reasons.h"
+#include "state/registry.h"
 
 namespace crfs::fs {
 
@@ -39,7 +39,7 @@ Result<std::string> reasons_text(Daemon& d, const TaskId& task, const Caller& ca
     if (auto mark = d.marks.get(task)) out += "nocr: " + *mark + "\n";
     for (auto& line : kernel_reasons(task.pid)) out += line + "\n";
     if (trusted_for(caller, task)) {
-        auto detected = detect_reasons(task.pid, d.self_tgid);
+        auto detected = state::detect_reasons(task.pid, d.self_tgid);
         if (!detected) return std::unexpected(detected.error());
         for (auto& line : *detected) out += line + "\n";
     } else {

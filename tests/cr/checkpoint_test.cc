@@ -234,9 +234,15 @@ TEST(CheckpointTest, SeccompFilteredTaskSurvives) {
         usleep(1000);
     }
     ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    // The filter cannot be restored yet (state/seccomp.cc): refused, after a
+    // freeze that must leave the task as it was.
     for (int i = 0; i < 3; ++i) {
         auto snap = checkpoint_task(c.pid(), c.starttime());
-        ASSERT_TRUE(snap) << snap.error().what;
+        ASSERT_FALSE(snap);
+        EXPECT_EQ(snap.error().code, EBUSY);
+        EXPECT_NE(snap.error().what.find("seccomp: 1 filter(s) not supported yet"),
+                  std::string::npos)
+            << snap.error().what;
     }
     expect_untouched(c.pid(), 'S');
 }
@@ -351,7 +357,7 @@ TEST(CheckpointTest, UnsupportedFdIsEbusyAndTaskRuns) {
     auto snap = checkpoint_task(c.pid(), c.starttime());
     ASSERT_FALSE(snap);
     EXPECT_EQ(snap.error().code, EBUSY);
-    EXPECT_NE(snap.error().what.find("fd " + std::to_string(p[0]) + ": pipe or FIFO"),
+    EXPECT_NE(snap.error().what.find("fd " + std::to_string(p[0]) + ": pipe not supported yet"),
               std::string::npos)
         << snap.error().what;
     expect_untouched(c.pid(), 'S');

@@ -122,7 +122,7 @@ TEST(TaskStatTest, ParsesCommWithSpacesAndParens) {
         "98765 10000000 300 18446744073709551615 94000000 94100000 140730000000000 0 0 0 0 0 0 "
         "0 0 0 17 1 0 0 0 0 0 94200000 94300000 94400000 140730000100000 140730000200000 "
         "140730000300000 140730000400000 0\n";
-    auto s = parse_task_stat(stat);
+    auto s = parse_stat(stat);
     ASSERT_TRUE(s) << s.error().what;
     EXPECT_EQ(s->comm, "a (weird) name");
     EXPECT_EQ(s->state, 'S');
@@ -136,18 +136,18 @@ TEST(TaskStatTest, ParsesCommWithSpacesAndParens) {
     EXPECT_EQ(s->start_data, 94200000u);
     EXPECT_EQ(s->start_brk, 94400000u);
     EXPECT_EQ(s->env_end, 140730000400000u);
-    EXPECT_FALSE(parse_task_stat("1234 (x) S 1 2"));
-    EXPECT_FALSE(parse_task_stat("no parens"));
+    EXPECT_FALSE(parse_stat("1234 (x) S 1 2"));
+    EXPECT_FALSE(parse_stat("no parens"));
 }
 
 TEST(TaskStatusTest, ParsesCredsCapsUmask) {
     const char* text =
-        "Name:\tsleep\nUmask:\t0027\nState:\tS (sleeping)\nTracerPid:\t42\n"
+        "Name:\tsleep\nUmask:\t0027\nState:\tS (sleeping)\nTgid:\t7\nTracerPid:\t42\n"
         "Uid:\t1000\t1001\t1002\t1003\nGid:\t10\t11\t12\t13\nGroups:\t4 24 27 \n"
         "RssAnon:\t     100 kB\nRssShmem:\t       8 kB\nVmSwap:\t       4 kB\n"
         "CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n"
         "CapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000001\nNoNewPrivs:\t1\n";
-    auto s = parse_task_status(text);
+    auto s = parse_status(text);
     ASSERT_TRUE(s) << s.error().what;
     EXPECT_EQ(s->tracer_pid, 42);
     EXPECT_EQ(s->uid[0], 1000u);
@@ -159,7 +159,7 @@ TEST(TaskStatusTest, ParsesCredsCapsUmask) {
     EXPECT_EQ(s->cap_amb, 1u);
     EXPECT_EQ(s->no_new_privs, 1u);
     EXPECT_EQ(s->rss_bytes, 112u * 1024);
-    EXPECT_FALSE(parse_task_status("Uid:\t1 2 3\n"));  // three fields, not four
+    EXPECT_FALSE(parse_status("Uid:\t1 2 3\n"));  // three fields, not four
 }
 
 TEST(FdinfoTest, ParsesPosAndOctalFlags) {

@@ -1,0 +1,259 @@
+// File descriptors, one FdKind per kind of file.
+//   regular file, character device (stateless ones), deleted file:
+//     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
+//     child_open_fds: reopened by path, at the recorded offset).
+//   every other kind: refused here (not supported yet).
+// The table is an open file description table in the making: two fds that
+// share one description (dup, fork, SCM_RIGHTS) would come back as two, each
+// with its own offset and flags, so sharing is a reason (kcmp KCMP_FILE).
+#include "state/fds.h"
+
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <map>
+
+#include "checkpoint/files.h"  // kMaxDeletedFileBytes: the dump's limit
+#include "common/io.h"
+
+namespace crfs::state {
+namespace {
+
+constexpr std::string_view kDeleted = " (deleted)";
+
+std::string not_yet(std::string what) {
+    return what + std::string(kNotYet);
+}
+
+std::optional<uint64_t> bracketed_inode(std::string_view target, std::string_view prefix) {
+    if (!target.starts_with(prefix) || !target.ends_with("]")) return std::nullopt;
+    std::string_view num = target.substr(prefix.size(), target.size() - prefix.size() - 1);
+    uint64_t ino = 0;
+    auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), ino);
+    if (ec != std::errc() || p != num.data() + num.size()) return std::nullopt;
+    return ino;
+}
+
+// Names of anon inodes as the kernel spells them in fd links.
+struct AnonName {
+    std::string_view link, name;
+};
+constexpr AnonName kAnonNames[] = {
+    {"anon_inode:[eventfd]", "eventfd"},         {"anon_inode:[eventpoll]", "epoll"},
+    {"anon_inode:[timerfd]", "timerfd"},         {"anon_inode:[signalfd]", "signalfd"},
+    {"anon_inode:inotify", "inotify"},           {"anon_inode:[fanotify]", "fanotify"},
+    {"anon_inode:[io_uring]", "io_uring"},       {"anon_inode:[pidfd]", "pidfd"},
+    {"anon_inode:[userfaultfd]", "userfaultfd"}, {"anon_inode:bpf-map", "BPF map"},
+    {"anon_inode:bpf-prog", "BPF program"},      {"anon_inode:[perf_event]", "perf event"},
+};
+
+// Character devices without state of their own: reopening the path gives an
+// equivalent file.
+struct Stateless {
+    unsigned major, minor;
+};
+constexpr Stateless kStatelessChar[] = {
+    {1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}};  // null zero full random urandom
+
+bool is_opath(const FdView& f) {
+    return f.info.flags & O_PATH;
+}
+bool is_socket(const FdView& f) {
+    return f.link.starts_with("socket:[");
+}
+bool is_pipe(const FdView& f) {
+    return f.link.starts_with("pipe:[");
+}
+bool is_anon(const FdView& f) {
+    return f.link.starts_with("anon_inode:");
+}
+bool is_memfd(const FdView& f) {
+    return f.link.starts_with("/memfd:");
+}
+bool is_procfs(const FdView& f) {
+    return f.link.starts_with("/proc/");
+}
+bool is_pathless(const FdView& f) {
+    return !f.link.starts_with("/");
+}
+bool is_deleted(const FdView& f) {
+    return S_ISREG(f.st.st_mode) && f.st.st_nlink == 0;
+}
+bool is_unlinked_name(const FdView& f) {
+    return S_ISREG(f.st.st_mode) && f.link.ends_with(kDeleted);
+}
+bool is_regular(const FdView& f) {
+    return S_ISREG(f.st.st_mode);
+}
+bool is_chardev(const FdView& f) {
+    return S_ISCHR(f.st.st_mode);
+}
+
+std::optional<std::string> opath_reason(TaskView&, const FdView& f, FdContext&) {
+    return not_yet("O_PATH descriptor of " + f.link);
+}
+
+std::optional<std::string> socket_reason(TaskView&, const FdView& f, FdContext& ctx) {
+    auto ino = bracketed_inode(f.link, "socket:[");
+    auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;
+    return not_yet(desc ? *desc : "socket (family unknown)");
+}
+
+std::optional<std::string> pipe_reason(TaskView&, const FdView&, FdContext&) {
+    return not_yet("pipe");
+}
+
+std::optional<std::string> anon_reason(TaskView&, const FdView& f, FdContext&) {
+    for (const auto& k : kAnonNames)
+        if (f.link == k.link) return not_yet(std::string(k.name));
+    return not_yet("anonymous inode " + f.link.substr(11));
+}
+
+std::optional<std::string> memfd_reason(TaskView&, const FdView& f, FdContext&) {
+    std::string name = f.link.substr(1);
+    if (name.ends_with(kDeleted)) name.resize(name.size() - kDeleted.size());
+    return not_yet(name + " (its name, seals and sharing would be lost)");
+}
+
+std::optional<std::string> procfs_reason(TaskView&, const FdView& f, FdContext&) {
+    return not_yet("file in /proc " + f.link);
+}
+
+std::optional<std::string> pathless_reason(TaskView&, const FdView& f, FdContext&) {
+    return not_yet("file without a path " + f.link);
+}
+
+std::optional<std::string> deleted_reason(TaskView& t, const FdView& f, FdContext&) {
+    std::string name = f.link;
+    if (name.ends_with(kDeleted)) name.resize(name.size() - kDeleted.size());
+    uint64_t size = uint64_t(f.st.st_size);
+    if (size > kMaxDeletedFileBytes)
+        return "deleted file " + name + " of " + std::to_string(size) + " bytes is larger than " +
+               std::to_string(kMaxDeletedFileBytes) + "; larger deleted files" +
+               std::string(kNotYet);
+    // The copy is written dense and owned by the task's fsuid/fsgid (restorer/files.cc).
+    if (auto fd = open_fd(t.path("fd/" + std::to_string(f.fd)), O_RDONLY); fd && size) {
+        off_t hole = ::lseek(fd->get(), 0, SEEK_HOLE);
+        if (hole >= 0 && uint64_t(hole) < size)
+            return not_yet("sparse deleted file " + name + " (its holes would be filled)");
+    }
+    auto status = t.status();
+    if (status && (f.st.st_uid != (*status)->uid[3] || f.st.st_gid != (*status)->gid[3]))
+        return not_yet("deleted file " + name + " owned by " + std::to_string(f.st.st_uid) + ":" +
+                       std::to_string(f.st.st_gid) + ", not by the task's fsuid:fsgid");
+    return std::nullopt;
+}
+
+std::optional<std::string> unlinked_name_reason(TaskView&, const FdView& f, FdContext&) {
+    return not_yet(f.link + ": an unlinked name of a file with " + std::to_string(f.st.st_nlink) +
+                   " other link(s)");
+}
+
+std::optional<std::string> regular_reason(TaskView&, const FdView& f, FdContext&) {
+    // Restore reopens the path: it must still name this file.
+    struct stat now {};
+    if (::stat(f.link.c_str(), &now) != 0 || now.st_dev != f.st.st_dev || now.st_ino != f.st.st_ino)
+        return not_yet(f.link + " is no longer the file at that path; such a file");
+    return std::nullopt;
+}
+
+// /dev/null and friends have no offset and no state: fds sharing one
+// description of them (`>/dev/null 2>&1`) lose nothing when reopened apart,
+// except that an fcntl(F_SETFL) through one would no longer show through the
+// other (docs/state.md).
+bool stateless_chardev(const FdView& f) {
+    if (!S_ISCHR(f.st.st_mode)) return false;
+    for (const auto& s : kStatelessChar)
+        if (s.major == major(f.st.st_rdev) && s.minor == minor(f.st.st_rdev)) return true;
+    return false;
+}
+
+std::optional<std::string> chardev_reason(TaskView&, const FdView& f, FdContext&) {
+    if (stateless_chardev(f)) return std::nullopt;
+    unsigned ma = major(f.st.st_rdev), mi = minor(f.st.st_rdev);
+    return not_yet("character device " + f.link + " (" + std::to_string(ma) + ":" +
+                   std::to_string(mi) + ", reopening it would give a new device state)");
+}
+
+constexpr FdKind kFdKinds[] = {
+    {"O_PATH", is_opath, opath_reason},
+    {"socket", is_socket, socket_reason},
+    {"pipe", is_pipe, pipe_reason},
+    {"anon inode", is_anon, anon_reason},
+    {"memfd", is_memfd, memfd_reason},
+    {"procfs", is_procfs, procfs_reason},
+    {"pathless", is_pathless, pathless_reason},  // nsfs "net:[...]", ...
+    {"deleted", is_deleted, deleted_reason},
+    {"unlinked name", is_unlinked_name, unlinked_name_reason},
+    {"regular", is_regular, regular_reason},
+    {"chardev", is_chardev, chardev_reason},
+};
+
+std::string type_name(mode_t m) {
+    return S_ISDIR(m)    ? "directory"
+           : S_ISBLK(m)  ? "block device"
+           : S_ISFIFO(m) ? "FIFO"
+           : S_ISSOCK(m) ? "socket"
+           : S_ISLNK(m)  ? "symbolic link"
+                         : "file of unknown type";
+}
+
+// "fd B: shares its open file description with fd A" for every later fd of a
+// pair that kcmp says share one. Only fds on one inode can.
+Status shared_descriptions(TaskView& t, const std::vector<FdView>& fds,
+                           std::map<int, std::string>& lines) {
+    std::map<std::pair<dev_t, ino_t>, std::vector<int>> by_inode;
+    for (const auto& f : fds)
+        if (!stateless_chardev(f)) by_inode[{f.st.st_dev, f.st.st_ino}].push_back(f.fd);
+    for (const auto& [key, group] : by_inode) {
+        for (size_t j = 1; j < group.size(); ++j) {
+            for (size_t i = 0; i < j; ++i) {
+                long r = syscall(SYS_kcmp, t.pid(), t.pid(), KCMP_FILE, group[i], group[j]);
+                if (r < 0 && errno == ESRCH) return sys_error(ESRCH, "kcmp");
+                if (r < 0 && errno == EBADF) continue;  // closed meanwhile
+                if (r == 0 || r < 0) {
+                    std::string what = r == 0 ? "shares its open file description with fd "
+                                              : "may share its open file description (kcmp "
+                                                "failed) with fd ";
+                    lines[group[j]] += (lines[group[j]].empty() ? "" : "; ") + what +
+                                       std::to_string(group[i]) + "; shared descriptions" +
+                                       std::string(kNotYet);
+                    break;
+                }
+            }
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+std::span<const FdKind> fd_kinds() {
+    return kFdKinds;
+}
+
+std::optional<std::string> fd_reason(TaskView& t, const FdView& f, FdContext& ctx) {
+    for (const FdKind& k : kFdKinds)
+        if (k.match(f)) return k.detect(t, f, ctx);
+    return not_yet(type_name(f.st.st_mode) + " " + f.link);
+}
+
+Status detect_fds(TaskView& t, Reasons& out) {
+    auto fds = t.fds();
+    if (!fds) return std::unexpected(fds.error());
+    FdContext ctx(t.pid());
+    std::map<int, std::string> lines;
+    for (const FdView& f : **fds)
+        if (auto r = fd_reason(t, f, ctx)) lines[f.fd] = *r;
+    if (auto s = shared_descriptions(t, **fds, lines); !s) return s;
+    for (auto& [fd, line] : lines) out.push_back("fd " + std::to_string(fd) + ": " + line);
+    return {};
+}
+
+}  // namespace crfs::state

@@ -1,0 +1,34 @@
+// File descriptors: one FdKind per kind of file, chosen by what the fd link,
+// stat and fdinfo say; the first kind that matches decides. No match is a
+// reason (deny by default).
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "state/kind.h"
+#include "state/sockets.h"
+
+namespace crfs::state {
+
+// What the kinds of one task share (the socket tables, read once).
+struct FdContext {
+    explicit FdContext(pid_t pid) : sockets(pid) {}
+    SocketTable sockets;
+};
+
+struct FdKind {
+    std::string_view name;
+    bool (*match)(const FdView&);
+    // Why this fd cannot be saved and restored exactly, or nullopt.
+    std::optional<std::string> (*detect)(TaskView&, const FdView&, FdContext&);
+};
+
+std::span<const FdKind> fd_kinds();
+
+// The reason for one fd (without the "fd N: " prefix), or nullopt.
+std::optional<std::string> fd_reason(TaskView& t, const FdView& f, FdContext& ctx);
+
+}  // namespace crfs::state

@@ -1,0 +1,85 @@
+// One kind of task state, and the view of a task every kind's `detect` reads.
+//
+// A kind holds the whole story of one piece of state (DESIGN.md, "State
+// kinds"): `detect` says, as reason lines, which variants of it the task holds
+// that crfs cannot save and restore exactly. Deny by default: a kind that sees
+// something it does not know (a VMA flag, an fd type, a non-default setting)
+// reports it. The dump and restore halves still live in checkpoint/ and
+// restorer/; each kind's file names where, so they can move in next.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/procfs.h"
+#include "common/result.h"
+
+namespace crfs::state {
+
+// Reason lines, each "source: text" ("fd 5: eventfd not supported yet").
+using Reasons = std::vector<std::string>;
+
+inline constexpr std::string_view kNotYet = " not supported yet";
+
+// One open file descriptor, as /proc/<pid>/fd and fdinfo show it.
+struct FdView {
+    int fd = -1;
+    std::string link;   // readlink of /proc/<pid>/fd/<fd>
+    struct stat st {};  // stat through the link: the open file
+    std::string fdinfo;
+    FdInfo info;
+};
+
+// What detectors read about a task, each /proc file read once and kept.
+class TaskView {
+  public:
+    // `self_tgid`: the daemon, whose own ptrace (a checkpoint in progress) is
+    // not a reason.
+    TaskView(pid_t pid, pid_t self_tgid) : pid_(pid), self_tgid_(self_tgid) {}
+    pid_t pid() const { return pid_; }
+    pid_t self_tgid() const { return self_tgid_; }
+
+    // "/proc/<pid>/<name>".
+    std::string path(std::string_view name) const;
+    // Text of /proc/<pid>/<name>; the task being gone is ESRCH.
+    Result<std::string> read(std::string_view name) const;
+
+    Result<const ProcStat*> stat();
+    Result<const ProcStatus*> status();
+    Result<const std::vector<MapsEntry>*> smaps();
+    Result<const std::vector<FdView>*> fds();  // sorted by fd; fds closed meanwhile skipped
+
+  private:
+    pid_t pid_, self_tgid_;
+    std::optional<ProcStat> stat_;
+    std::optional<ProcStatus> status_;
+    std::optional<std::vector<MapsEntry>> smaps_;
+    std::optional<std::vector<FdView>> fds_;
+};
+
+// One kind of state.
+struct StateKind {
+    std::string_view name;                  // "seccomp", "fds", "memory"
+    Status (*detect)(TaskView&, Reasons&);  // appends a reason per unsupported variant
+};
+
+// The kinds, one file each under state/ (their detect functions).
+Status detect_task(TaskView&, Reasons&);     // state/task.cc
+Status detect_tree(TaskView&, Reasons&);     // state/tree.cc
+Status detect_seccomp(TaskView&, Reasons&);  // state/seccomp.cc
+Status detect_prctl(TaskView&, Reasons&);    // state/prctl.cc
+Status detect_sched(TaskView&, Reasons&);    // state/sched.cc
+Status detect_fs(TaskView&, Reasons&);       // state/fs.cc
+Status detect_signals(TaskView&, Reasons&);  // state/signals.cc
+Status detect_timers(TaskView&, Reasons&);   // state/timers.cc
+Status detect_futex(TaskView&, Reasons&);    // state/futex.cc (robust list, rseq)
+Status detect_memory(TaskView&, Reasons&);   // state/memory.cc
+Status detect_fds(TaskView&, Reasons&);      // state/fds.cc
+Status detect_locks(TaskView&, Reasons&);    // state/locks.cc
+
+}  // namespace crfs::state

@@ -1,0 +1,159 @@
+// Memory: every VMA with its protection, private anonymous and dirty private
+// file pages, shared anonymous content, deleted private file mappings
+// (checkpoint/memory.cc), mapped again by the blob (restorer/memory.cc,
+// restorer/blob/blob.c). Deny by default: a VMA flag outside kAllowed, a kind
+// of mapping the restore cannot rebuild exactly, locked memory and guard
+// regions are reasons.
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "common/io.h"
+#include "common/pagemap_scan.h"
+#include "common/unique_fd.h"
+#include "crfs/image_format.h"
+#include "state/kind.h"
+
+namespace crfs::state {
+namespace {
+
+// smaps VmFlags the checkpoint and restore handle exactly: protection and
+// may-bits, shared, grows-down, accounting, noreserve, soft-dirty.
+//
+// Two exceptions, hints that do not change what the task computes, are let
+// through although the blob does not re-apply them yet (the image keeps the
+// bits in VmaRecord.vm_flags; docs/state.md, known gaps):
+//   nh  MADV_NOHUGEPAGE: since Linux 6.8 every MAP_STACK mapping has it (each
+//       glibc thread stack, cached after the thread exits);
+//   dd  MADV_DONTDUMP: every ASan/HWASan shadow, JVM and browser heaps.
+// Refusing them would refuse nearly every program.
+constexpr std::string_view kAllowed[] = {"rd", "wr", "ex", "sh", "mr", "mw", "me",
+                                         "ms", "gd", "ac", "nr", "sd", "nh", "dd"};
+
+// What the others mean to a user (fs/proc/task_mmu.c show_smap_vma_flags).
+struct FlagName {
+    std::string_view flag, what;
+};
+constexpr FlagName kFlagNames[] = {
+    {"lo", "locked (mlock)"},
+    {"lf", "locked on fault (MLOCK_ONFAULT)"},
+    {"dc", "MADV_DONTFORK"},
+    {"wf", "MADV_WIPEONFORK"},
+    {"dd", "MADV_DONTDUMP"},
+    {"hg", "MADV_HUGEPAGE"},
+    {"nh", "MADV_NOHUGEPAGE"},
+    {"mg", "MADV_MERGEABLE (KSM)"},
+    {"sr", "MADV_SEQUENTIAL"},
+    {"rr", "MADV_RANDOM"},
+    {"ht", "hugetlb"},
+    {"um", "userfaultfd (missing)"},
+    {"uw", "userfaultfd (write-protect)"},
+    {"ui", "userfaultfd (minor)"},
+    {"sl", "sealed (mseal)"},
+    {"ss", "shadow stack"},
+    {"pf", "PFN map"},
+    {"io", "I/O memory"},
+    {"de", "do not expand"},
+    {"mm", "mixed map"},
+    {"gu", "guard regions (MADV_GUARD_INSTALL)"},
+};
+
+bool special(const MapsEntry& m) {
+    return m.path == "[vdso]" || m.path == "[vvar]" || m.path == "[vvar_vclock]" ||
+           m.path == "[vsyscall]";
+}
+
+std::string range(const MapsEntry& m) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%" PRIx64 "-%" PRIx64, m.start, m.end);
+    std::string s = buf;
+    if (!m.path.empty()) s += " (" + m.path + ")";
+    return s;
+}
+
+// Whether [start, end) holds a guard region. "gu" only says it may have held
+// one; the page tables say whether it does now. A kernel that cannot tell is
+// taken at its word ("maybe" counts).
+Result<bool> has_guard(int pagemap, const MapsEntry& m) {
+    PmPageRegion vec[1];
+    PmScanArg a{};
+    a.size = sizeof a;
+    a.start = m.start;
+    a.end = m.end;
+    a.vec = reinterpret_cast<uint64_t>(vec);
+    a.vec_len = 1;
+    a.category_anyof_mask = kPageIsGuard;
+    a.return_mask = kPageIsGuard;
+    int n = ioctl(pagemap, kPagemapScan, &a);
+    if (n < 0) return errno == ESRCH ? sys_error(ESRCH, "PAGEMAP_SCAN") : Result<bool>(true);
+    return n > 0;
+}
+
+}  // namespace
+
+Status detect_memory(TaskView& t, Reasons& out) {
+    auto status = t.status();
+    if (!status) return std::unexpected(status.error());
+    if ((*status)->vm_lck_kb)
+        out.push_back("memory: " + std::to_string((*status)->vm_lck_kb) + " kB locked (mlock)" +
+                      std::string(kNotYet));
+    auto maps = t.smaps();
+    if (!maps) return std::unexpected(maps.error());
+    UniqueFd pagemap;
+    for (const MapsEntry& m : **maps) {
+        if (special(m)) continue;
+        bool shared = m.perms[3] == 's';
+        bool deleted = m.path.ends_with(" (deleted)");
+        if (m.path.starts_with("/[aio]")) {
+            out.push_back("memory: AIO ring " + range(m) + " (io_setup)" + std::string(kNotYet));
+            continue;
+        }
+        if (m.path.starts_with("/memfd:")) {
+            out.push_back("memory: memfd mapping " + range(m) + std::string(kNotYet));
+            continue;
+        }
+        if (m.path.starts_with("/SYSV")) {
+            out.push_back("memory: System V shared memory " + range(m) + std::string(kNotYet));
+            continue;
+        }
+        bool shmem =
+            m.ino == 0 || m.path.starts_with("/dev/zero") || m.path.starts_with("[anon_shmem:");
+        if (shared && shmem && m.shared_kb) {
+            out.push_back("memory: shared anonymous memory " + range(m) +
+                          " is mapped by another process too; sharing" + std::string(kNotYet));
+        } else if (shared && !shmem && deleted) {
+            out.push_back("memory: shared mapping of a deleted file " + range(m) +
+                          std::string(kNotYet));
+        }
+        if (!m.unknown_flags.empty())
+            out.push_back("memory: " + range(m) +
+                          " has VmFlags unknown to crfs: " + m.unknown_flags);
+        for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i) {
+            if (!(m.vm_flags & (1ull << i))) continue;
+            std::string_view f = image::kVmFlagNames[i];
+            if (std::find(std::begin(kAllowed), std::end(kAllowed), f) != std::end(kAllowed))
+                continue;
+            if (f == "gu") {
+                if (!pagemap) {
+                    auto fd = open_fd(t.path("pagemap"), O_RDONLY);
+                    if (!fd) return std::unexpected(fd.error());
+                    pagemap = std::move(*fd);
+                }
+                auto g = has_guard(pagemap.get(), m);
+                if (!g) return std::unexpected(g.error());
+                if (!*g) continue;
+            }
+            std::string what = "flag " + std::string(f);
+            for (const auto& n : kFlagNames)
+                if (n.flag == f) what = std::string(n.what);
+            out.push_back("memory: " + range(m) + " is " + what + std::string(kNotYet));
+        }
+    }
+    return {};
+}
+
+}  // namespace crfs::state

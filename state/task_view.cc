@@ -1,0 +1,92 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <memory>
+
+#include "common/io.h"
+#include "common/unique_fd.h"
+#include "state/kind.h"
+
+namespace crfs::state {
+
+std::string TaskView::path(std::string_view name) const {
+    return "/proc/" + std::to_string(pid_) + "/" + std::string(name);
+}
+
+Result<std::string> TaskView::read(std::string_view name) const {
+    auto r = read_file(path(name), 256 << 20);
+    if (!r && r.error().code == ENOENT) return sys_error(ESRCH, path(name));
+    return r;
+}
+
+Result<const ProcStat*> TaskView::stat() {
+    if (!stat_) {
+        auto s = read_stat(pid_);
+        if (!s) return std::unexpected(s.error());
+        stat_ = std::move(*s);
+    }
+    return &*stat_;
+}
+
+Result<const ProcStatus*> TaskView::status() {
+    if (!status_) {
+        auto s = read_status(pid_);
+        if (!s) return std::unexpected(s.error());
+        status_ = std::move(*s);
+    }
+    return &*status_;
+}
+
+Result<const std::vector<MapsEntry>*> TaskView::smaps() {
+    if (!smaps_) {
+        auto text = read("smaps");
+        if (!text) return std::unexpected(text.error());
+        auto m = parse_maps(*text);
+        if (!m) return std::unexpected(m.error().context(path("smaps")));
+        smaps_ = std::move(*m);
+    }
+    return &*smaps_;
+}
+
+Result<const std::vector<FdView>*> TaskView::fds() {
+    if (fds_) return &*fds_;
+    std::string dir_path = path("fd");
+    auto dir_fd = open_fd(dir_path, O_RDONLY | O_DIRECTORY);
+    if (!dir_fd) {
+        if (dir_fd.error().code == ENOENT) return sys_error(ESRCH, dir_path);
+        return std::unexpected(dir_fd.error());
+    }
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(dir_fd->get()), ::closedir);
+    if (!dir) return errno_error("fdopendir " + dir_path);
+    int dfd = dir_fd->release();  // now owned by `dir`
+    std::vector<FdView> out;
+    while (dirent* de = ::readdir(dir.get())) {
+        FdView v;
+        std::string_view name(de->d_name);
+        auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), v.fd);
+        if (ec != std::errc() || p != name.data() + name.size()) continue;
+        char target[4096];
+        ssize_t n = ::readlinkat(dfd, de->d_name, target, sizeof target - 1);
+        if (n < 0) continue;  // closed meanwhile
+        v.link.assign(target, size_t(n));
+        if (::fstatat(dfd, de->d_name, &v.st, 0) < 0) continue;
+        auto info = read("fdinfo/" + std::string(name));
+        if (!info) {
+            if (info.error().code == ESRCH) continue;  // the fd closed meanwhile
+            return std::unexpected(info.error());
+        }
+        v.fdinfo = std::move(*info);
+        auto parsed = parse_fdinfo(v.fdinfo);
+        if (!parsed) return std::unexpected(parsed.error().context(path("fdinfo/") + name.data()));
+        v.info = *parsed;
+        out.push_back(std::move(v));
+    }
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.fd < b.fd; });
+    fds_ = std::move(out);
+    return &*fds_;
+}
+
+}  // namespace crfs::state

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""The contract test of issue 9: `reason` is empty exactly when a checkpoint
+works, and a restored task is the same task.
+
+For every probe variant (tests/probes/*.c) this starts the probe, waits for
+its `ready` file and reads /crfs/PID/reason through a crfsd mounted on a
+temporary directory:
+  - a refused variant declares a substring its reason must contain; `cp` of
+    `image` must then fail with EBUSY, and the probe, sent SIGTERM, must still
+    PASS (its state was left alone);
+  - a supported variant must have an empty reason; it first PASSes without
+    any checkpoint, then: checkpoint -> kill -9 -> restore into the same pid
+    -> SIGTERM -> PASS, and the same image restored under a fresh name ->
+    SIGTERM -> PASS.
+Every wait is for a file or a state, bounded by TIMEOUT (a guard, never a
+verdict). crfsd is always unmounted and killed.
+
+usage: run_probes.py BUILD_DIR [unittest args]
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+# The mount harness of the mounted-tree tests (crfsd on a temporary directory,
+# always unmounted; bounded waits for a state).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
+
+BUILD = None
+
+# Runs a probe as a normal user (the reason is read by root all the same).
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+# (probe, variant, expected reason substring or None for supported[, argv prefix])
+PROBES = [
+    ("memory", "plain", None),
+    ("memory", "mlock", "kB locked (mlock) not supported yet"),
+    ("memory", "dontfork", "is MADV_DONTFORK not supported yet"),
+    ("memory", "wipeonfork", "is MADV_WIPEONFORK not supported yet"),
+    ("memory", "hugepage", "is MADV_HUGEPAGE not supported yet"),
+    ("memory", "guard", "is guard regions (MADV_GUARD_INSTALL) not supported yet"),
+    ("memory", "aio", "memory: AIO ring"),
+    ("memory", "memfd_shared", "memory: memfd mapping"),
+    ("memory", "sysv", "memory: System V shared memory"),
+    ("memory", "shared_anon", "is mapped by another process too"),
+    ("memory", "shared_deleted", "memory: shared mapping of a deleted file"),
+    ("files", "regular", None),
+    ("files", "dup", "shares its open file description with fd 3"),
+    ("files", "opath", "fd 3: O_PATH descriptor of /etc"),
+    ("files", "nsfs", "fd 3: file without a path net:["),
+    ("files", "procfs", "fd 3: file in /proc /proc/"),
+    ("files", "ptmx", "fd 3: character device /dev/ptmx"),
+    ("files", "fuse", "fd 3: character device /dev/fuse"),
+    ("files", "pipe", "fd 3: pipe not supported yet"),
+    ("files", "eventfd", "fd 3: eventfd not supported yet"),
+    ("files", "memfd", "fd 3: memfd:probe"),
+    ("files", "deleted_sparse", "sparse deleted file"),
+    ("files", "deleted_linked", "an unlinked name of a file with 1 other link(s)"),
+    ("files", "deleted_huge", "is larger than 1073741824"),
+    ("files", "deleted", None),
+    ("files", "flock", "holds a file lock (1: FLOCK ADVISORY WRITE"),
+    ("files", "posix_lock", "holds a file lock (1: POSIX ADVISORY WRITE"),
+    ("files", "deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid"),
+    ("files", "socketpair", "fd 3: unix stream socket (connected)"),
+    ("files", "timerfd", "fd 3: timerfd not supported yet"),
+    ("files", "signalfd", "fd 3: signalfd not supported yet"),
+    ("files", "epoll", "fd 3: epoll not supported yet"),
+    ("files", "inotify", "fd 3: inotify not supported yet"),
+    ("signals", "handlers", None),
+    ("signals", "sigsuspend", None),
+    ("signals", "ppoll", None),
+    ("timers", "itimer", None),
+    ("timers", "posix", "timers: 1 POSIX timer(s)"),
+    ("task", "rlimits", None),
+    ("task", "cwd_umask", None),
+    ("task", "deleted_cwd", "fs: cwd "),
+    ("task", "child", "task: has child processes (pid "),
+    ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
+    ("task", "robust", "futex: holds robust mutexes"),
+    ("task", "thp", "prctl: transparent huge pages disabled"),
+    ("task", "timerslack", "prctl: timer slack 123456 ns"),
+    ("task", "oom", "sched: oom_score_adj 345"),
+    ("task", "sched_batch", "sched: scheduling policy SCHED_BATCH"),
+    ("task", "affinity", "sched: CPU affinity 0 "),
+    ("task", "nodump", "prctl: not dumpable", NOBODY),
+]
+
+
+class Probe(roundtrip_mount_test.Task):
+    """One run of one variant, in a directory of its own (checkpoint, kill9,
+    restore and cleanup are the mounted tests' Task's)."""
+
+    def __init__(self, test, probe, variant, prefix=()):
+        self.test, self.m = test, test.crfs.mnt
+        self.dir = tempfile.mkdtemp(prefix=f"crfs-probe-{variant}-")
+        if prefix:
+            os.chmod(self.dir, 0o777)
+        # stderr: a regular file (a pipe would be a reason of its own).
+        with open(self.path("stderr"), "w") as err:
+            self.proc = subprocess.Popen(
+                [*prefix, os.path.join(BUILD, "tests/probes", "probe_" + probe), variant, self.dir],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                close_fds=True, cwd=self.dir)
+        self.pid = self.proc.pid
+        wait_for(lambda: os.path.exists(self.path("ready")) or self.proc.poll() is not None,
+                 f"probe {variant} to be ready")
+        if not os.path.exists(self.path("ready")):
+            raise AssertionError(f"probe {variant} failed its setup: {read(self.path('stderr'))}")
+
+    def reason(self):
+        return read(f"{self.m}/{self.pid}/reason")
+
+    def verdict(self):
+        """SIGTERM, then the probe's result (removed, for the next run)."""
+        os.kill(self.pid, signal.SIGTERM)
+        if self.proc:
+            self.proc.wait(TIMEOUT)
+        try:
+            wait_for(lambda: os.path.exists(self.path("result")) and not alive(self.pid),
+                     "the verdict")
+        except AssertionError as e:
+            try:
+                state = read(f"/proc/{self.pid}/stat").rsplit(")", 1)[1].split()[0]
+            except OSError:
+                state = "gone"
+            raise AssertionError(f"{e}: pid {self.pid} state {state}, stderr: "
+                                 f"{read(self.path('stderr'))!r}") from None
+        out = read(self.path("result")).strip()
+        os.unlink(self.path("result"))
+        return out
+
+
+class Contract(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.crfs = Crfsd()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.crfs.stop()
+
+    def run_probe(self, probe, variant, expect, prefix=()):
+        m = self.crfs.mnt
+        p = Probe(self, probe, variant, prefix)
+        try:
+            reason = p.reason()
+            if expect is not None:
+                self.assertIn(expect, reason)
+                r = sh(f"cp {m}/{p.pid}/image {p.path('snap.img')}")
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("Device or resource busy", r.stderr)
+                self.assertEqual(p.verdict(), "PASS")
+                return
+            self.assertEqual(reason, "")
+            self.assertEqual(p.verdict(), "PASS")  # without a checkpoint
+            p.cleanup()
+            p = Probe(self, probe, variant, prefix)
+            img = p.checkpoint()
+            pid = p.pid
+            p.kill9()
+            p.restore(img, str(pid))
+            self.assertEqual(p.pid, pid)
+            self.assertEqual(p.verdict(), "PASS", "restored into the same pid")
+            p.restore(img, f"fresh-{variant}")
+            self.assertEqual(p.verdict(), "PASS", "restored under a fresh name")
+        finally:
+            p.cleanup()
+
+
+def make_test(probe, variant, expect, prefix=()):
+    return lambda self: self.run_probe(probe, variant, expect, prefix)
+
+
+for _row in PROBES:
+    setattr(Contract, f"test_{_row[0]}_{_row[1]}", make_test(*_row))
+
+
+if __name__ == "__main__":
+    BUILD = roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)

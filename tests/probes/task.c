@@ -1,0 +1,153 @@
+/* Task-wide probes: rlimits and cwd/umask round-trip; the rest are refused. */
+#include "probe.h" /* first: it defines _GNU_SOURCE */
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static void rlimits_setup(void) {
+    struct rlimit r = {.rlim_cur = 123, .rlim_max = 456};
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0) die("setrlimit");
+    r.rlim_cur = 1 << 20;
+    r.rlim_max = RLIM_INFINITY;
+    if (setrlimit(RLIMIT_CORE, &r) != 0) die("setrlimit core");
+}
+static void rlimits_check(void) {
+    struct rlimit r;
+    getrlimit(RLIMIT_NOFILE, &r);
+    if (r.rlim_cur != 123 || r.rlim_max != 456)
+        fail("NOFILE %lu/%lu", (unsigned long)r.rlim_cur, (unsigned long)r.rlim_max);
+    getrlimit(RLIMIT_CORE, &r);
+    if (r.rlim_cur != 1 << 20 || r.rlim_max != RLIM_INFINITY) fail("CORE limits differ");
+}
+
+static void cwd_setup(void) {
+    mkdir(at("sub"), 0755);
+    if (chdir(at("sub")) != 0) die("chdir");
+    umask(027);
+}
+static void cwd_check(void) {
+    char buf[1200];
+    if (!getcwd(buf, sizeof buf) || strcmp(buf, at("sub")) != 0) fail("cwd %s", buf);
+    mode_t m = umask(0);
+    if (m != 027) fail("umask %o, want 027", m);
+}
+
+static void deleted_cwd_setup(void) {
+    cwd_setup();
+    if (rmdir(at("sub")) != 0) die("rmdir");
+}
+static void deleted_cwd_check(void) {
+    char buf[1200];
+    if (getcwd(buf, sizeof buf) != NULL || errno != ENOENT) fail("cwd is not a deleted dir");
+}
+
+static pid_t g_child;
+static void child_setup(void) {
+    g_child = fork();
+    if (g_child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) pause();
+    }
+}
+static void child_check(void) {
+    kill(g_child, SIGKILL);
+    if (waitpid(g_child, NULL, 0) != g_child) fail("child %d is not ours any more", g_child);
+}
+
+static void seccomp_setup(void) {
+    struct sock_filter f[] = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),
+                              BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 999, 0, 1),
+                              BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 77),
+                              BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog prog = {4, f};
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) die("seccomp");
+}
+static void seccomp_check(void) {
+    if (syscall(999) != -1 || errno != 77) fail("the seccomp filter is gone");
+}
+
+static pthread_mutex_t g_mutex;
+static void robust_setup(void) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&g_mutex, &a);
+    if (pthread_mutex_lock(&g_mutex) != 0) die("lock");
+}
+static void robust_check(void) {
+    if (pthread_mutex_unlock(&g_mutex) != 0) fail("robust mutex not held");
+}
+
+static void thp_setup(void) {
+    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+}
+static void thp_check(void) {
+    if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 1) fail("THP disable lost");
+}
+static void slack_setup(void) {
+    prctl(PR_SET_TIMERSLACK, 123456);
+}
+static void slack_check(void) {
+    if (prctl(PR_GET_TIMERSLACK) != 123456) fail("timer slack %d", prctl(PR_GET_TIMERSLACK));
+}
+static void oom_setup(void) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY);
+    if (fd < 0 || write(fd, "345\n", 4) != 4) die("oom_score_adj");
+    close(fd);
+}
+static void oom_check(void) {
+    char buf[32] = {0};
+    int fd = open("/proc/self/oom_score_adj", O_RDONLY);
+    if (read(fd, buf, sizeof buf - 1) <= 0 || atoi(buf) != 345) fail("oom_score_adj %s", buf);
+    close(fd);
+}
+static void batch_setup(void) {
+    struct sched_param p = {0};
+    if (sched_setscheduler(0, SCHED_BATCH, &p) != 0) die("SCHED_BATCH");
+}
+static void batch_check(void) {
+    if (sched_getscheduler(0) != SCHED_BATCH) fail("policy %d", sched_getscheduler(0));
+}
+static void affinity_setup(void) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(0, &s);
+    if (sched_setaffinity(0, sizeof s, &s) != 0) die("affinity");
+}
+static void affinity_check(void) {
+    cpu_set_t s;
+    sched_getaffinity(0, sizeof s, &s);
+    if (CPU_COUNT(&s) != 1 || !CPU_ISSET(0, &s)) fail("affinity differs");
+}
+
+/* Run as a normal user (the driver's "as nobody"): a root task's dumpable
+ * flag does not show outside it. */
+static void nodump_setup(void) {
+    if (prctl(PR_SET_DUMPABLE, 0) != 0) die("PR_SET_DUMPABLE");
+}
+static void nodump_check(void) {
+    if (prctl(PR_GET_DUMPABLE) != 0) fail("dumpable again");
+}
+
+static const struct variant kVariants[] = {
+    {"rlimits", rlimits_setup, rlimits_check, NULL},
+    {"cwd_umask", cwd_setup, cwd_check, NULL},
+    {"deleted_cwd", deleted_cwd_setup, deleted_cwd_check, NULL},
+    {"child", child_setup, child_check, NULL},
+    {"seccomp", seccomp_setup, seccomp_check, NULL},
+    {"robust", robust_setup, robust_check, NULL},
+    {"thp", thp_setup, thp_check, NULL},
+    {"timerslack", slack_setup, slack_check, NULL},
+    {"oom", oom_setup, oom_check, NULL},
+    {"sched_batch", batch_setup, batch_check, NULL},
+    {"affinity", affinity_setup, affinity_check, NULL},
+    {"nodump", nodump_setup, nodump_check, NULL},
+};
+PROBE_MAIN(kVariants)

@@ -1,0 +1,182 @@
+// The state registry on real tasks: a child sets one kind of state up, the
+// registry must name it; the same child without it has no reason.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <functional>
+
+#include "state/registry.h"
+
+namespace crfs::state {
+namespace {
+
+constexpr int kReadyFd = 1000;
+
+// The test binary's own fds (gtest's pipes, a terminal) would be reasons of
+// the child: start from /dev/null only.
+void clean_fds();
+
+// A child that runs `setup`, reports ready on a pipe and waits to be killed.
+class Child {
+  public:
+    explicit Child(const std::function<void()>& setup) {
+        int p[2];
+        EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+        pid_ = fork();
+        if (pid_ == 0) {
+            // The ready pipe lives above what the setup uses, and is closed
+            // before the parent looks (it waits for EOF, not for the byte).
+            if (dup3(p[1], kReadyFd, O_CLOEXEC) < 0) _exit(1);
+            clean_fds();
+            setup();
+            char c = 'r';
+            if (write(kReadyFd, &c, 1) != 1) _exit(1);
+            close(kReadyFd);
+            for (;;) pause();
+        }
+        close(p[1]);
+        char c;
+        EXPECT_EQ(read(p[0], &c, 1), 1);  // bounded by the child's exit too
+        EXPECT_EQ(read(p[0], &c, 1), 0);
+        close(p[0]);
+    }
+    ~Child() {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+    }
+    pid_t pid() const { return pid_; }
+
+    // The detected reasons, one per line.
+    std::string reasons() const {
+        auto r = detect_reasons(pid_, getpid());
+        EXPECT_TRUE(r) << r.error().what;
+        std::string out;
+        if (r)
+            for (auto& l : *r) out += l + "\n";
+        return out;
+    }
+
+  private:
+    pid_t pid_;
+};
+
+void clean_fds() {
+    int n = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; ++fd) dup2(n, fd);
+    if (n > 2) close(n);
+    close_range(3, kReadyFd - 1, 0);
+    close_range(kReadyFd + 1, ~0u, 0);
+    // Each dup of /dev/null shares one description: give each its own.
+    for (int fd = 0; fd < 3; ++fd) {
+        int x = open("/dev/null", O_RDWR);
+        dup2(x, fd);
+        close(x);
+    }
+}
+
+TEST(Registry, PlainTaskHasNoReason) {
+    Child c([] {});
+    EXPECT_EQ(c.reasons(), "");
+}
+
+TEST(Registry, EachKindNamesItsState) {
+    struct Case {
+        const char* what;
+        std::function<void()> setup;
+        const char* expect;
+    };
+    Case cases[] = {
+        {"eventfd", [] { eventfd(0, 0); }, "fd 3: eventfd not supported yet"},
+        {"pipe",
+         [] {
+             int p[2];
+             (void)!pipe(p);
+         },
+         "fd 3: pipe not supported yet"},
+        {"dup",
+         [] {
+             open("/etc/passwd", O_RDONLY);
+             dup(3);
+         },
+         "fd 4: shares its open file description with fd 3"},
+        {"O_PATH", [] { open("/etc", O_PATH); }, "fd 3: O_PATH descriptor of /etc"},
+        {"nsfs", [] { open("/proc/self/ns/net", O_RDONLY); }, "fd 3: file without a path net:["},
+        {"tty", [] { open("/dev/ptmx", O_RDWR); }, "fd 3: character device /dev/ptmx"},
+        {"flock", [] { flock(open("/etc/passwd", O_RDONLY), LOCK_SH); }, "fd 3: holds a file lock"},
+        {"timer",
+         [] {
+             timer_t t;
+             timer_create(CLOCK_MONOTONIC, nullptr, &t);
+         },
+         "timers: 1 POSIX timer(s)"},
+        {"thp", [] { prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); }, "prctl: transparent huge pages"},
+        {"slack", [] { prctl(PR_SET_TIMERSLACK, 12345); }, "prctl: timer slack 12345 ns"},
+        {"madvise",
+         [] {
+             void* p =
+                 mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+             madvise(p, 8192, MADV_DONTFORK);
+         },
+         "is MADV_DONTFORK not supported yet"},
+        {"guard",
+         [] {
+             char* p = static_cast<char*>(mmap(nullptr, 3 * 4096, PROT_READ | PROT_WRITE,
+                                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+             madvise(p + 4096, 4096, 102 /* MADV_GUARD_INSTALL */);
+         },
+         "is guard regions (MADV_GUARD_INSTALL)"},
+        {"child",
+         [] {
+             if (fork() == 0) {
+                 prctl(PR_SET_PDEATHSIG, SIGKILL);
+                 close(kReadyFd);
+                 for (;;) pause();
+             }
+         },
+         "task: has child processes (pid "},
+        {"memfd", [] { memfd_create("probe", 0); }, "fd 3: memfd:probe"},
+    };
+    for (auto& k : cases) {
+        Child c(k.setup);
+        EXPECT_NE(c.reasons().find(k.expect), std::string::npos) << k.what << ": " << c.reasons();
+    }
+}
+
+// A name the task chose cannot forge a second reason line.
+TEST(Registry, ControlCharactersAreEscaped) {
+    Child c([] { memfd_create("a\nnocr: forged", 0); });
+    EXPECT_NE(c.reasons().find("fd 3: memfd:a\\nnocr: forged"), std::string::npos) << c.reasons();
+    EXPECT_EQ(c.reasons().find("\nnocr:"), std::string::npos) << c.reasons();
+}
+
+// Reasons are recomputed on every call: close the eventfd and its reason is gone.
+TEST(Registry, AReasonGoesAwayWithItsCause) {
+    Child c([] {
+        eventfd(0, 0);  // fd 3
+        signal(SIGUSR1, [](int) { close(3); });
+    });
+    EXPECT_NE(c.reasons().find("fd 3: eventfd"), std::string::npos) << c.reasons();
+    ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
+    std::string now;
+    for (int i = 0; i < 5000 && !(now = c.reasons()).empty(); ++i) usleep(1000);  // bounded
+    EXPECT_EQ(now, "");
+}
+
+TEST(Registry, GoneTaskIsEsrch) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    waitpid(pid, nullptr, 0);
+    auto r = detect_reasons(pid, getpid());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ESRCH);
+}
+
+}  // namespace
+}  // namespace crfs::state
