@@ -118,6 +118,8 @@ Status check_files(const DecodedImage& img) {
         }
         struct stat st;
         if (::stat(v.path.c_str(), &st) != 0) return errno_error(strfmt("{}: {}", range, v.path));
+        if (!S_ISREG(st.st_mode))
+            return make_error(ESTALE, strfmt("{}: {} is not a regular file", range, v.path));
         if (st.st_ino != v.rec.ino)
             return make_error(ESTALE, strfmt("{}: {} was replaced since the checkpoint "
                                              "(inode {}, image has {})",
@@ -176,10 +178,15 @@ Status check_creds(const DecodedImage& img, const RestoreRequest& req) {
 }
 
 Status validate_image(const DecodedImage& img, const RestoreRequest& req) {
+    if (req.want_pid > 0 && !req.may_choose_pid)
+        return make_error(EPERM, strfmt("restoring into pid {} needs the right to choose pids "
+                                        "(root, or the group the administrator named): use a "
+                                        "slot with a name that is not a number",
+                                        req.want_pid));
+    if (auto s = check_fields(img); !s) return s;
     if (auto s = check_creds(img, req); !s) return s;
     if (auto s = check_cpu(img); !s) return s;
     if (auto s = check_supported(img); !s) return s;
-    if (auto s = check_files(img); !s) return s;
     return {};
 }
 
