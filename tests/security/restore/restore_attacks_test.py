@@ -58,7 +58,9 @@ def tearDownModule():
     subprocess.run(["userdel", USER], capture_output=True)
 
 
-class RestoreAttacks(unittest.TestCase):
+class SlotAttackCase(unittest.TestCase):
+    """crfsd, the user's victim checkpointed to snap.img, and helpers."""
+
     @classmethod
     def setUpClass(cls):
         cls.crfs = rt.Crfsd()
@@ -109,7 +111,7 @@ class RestoreAttacks(unittest.TestCase):
         return self.rec("fd", lambda r: r["fd"] == n)
 
     def edited(self, *edits):
-        RestoreAttacks.n += 1
+        type(self).n += 1
         out = f"{self.d}/e{self.n}.img"
         subprocess.run([self.edit, f"{self.d}/snap.img", out, *edits], check=True,
                        capture_output=True)
@@ -118,7 +120,7 @@ class RestoreAttacks(unittest.TestCase):
 
     def restore(self, img, slot=None, prefix="", timeout=TIMEOUT):
         """Writes img into a new slot as USER; returns (close ok, stderr, status, pid)."""
-        RestoreAttacks.n += 1
+        type(self).n += 1
         slot = slot or f"s{self.n}"
         m = self.crfs.mnt
         r = run_as(f"mkdir {m}/{slot} && cp {img} {m}/{slot}/image", prefix, timeout)
@@ -140,6 +142,7 @@ class RestoreAttacks(unittest.TestCase):
         rt.wait_for(lambda: os.path.exists(f"{self.d}/report"), "the victim's report")
         return rt.read(f"{self.d}/report")
 
+class RestoreAttacks(SlotAttackCase):
     # --- 1: mapped files are opened as the writer ---------------------------
     def test_01_private_mapping_of_shadow_is_refused(self):
         st = os.stat("/etc/shadow")
@@ -311,6 +314,24 @@ class RestoreAttacks(unittest.TestCase):
             strace.wait(TIMEOUT)
         self.assertTrue(rt.alive(pid))
 
+    def test_11_cgroup_is_the_writers(self):
+        base = "/sys/fs/cgroup/pids"
+        if not os.path.exists(base + "/cgroup.procs"):
+            self.skipTest("no cgroup v1 pids hierarchy at " + base)
+        cg = tempfile.mkdtemp(prefix="crfsrs-cg-", dir=base)
+        try:
+            ok, err, status, pid = self.restore(
+                f"{self.d}/snap.img", prefix=f"echo $$ > {cg}/cgroup.procs && exec ")
+            self.assertTrue(ok, err)
+            self.assertIn(":pids:/" + os.path.basename(cg) + "\n", rt.read(f"/proc/{pid}/cgroup"))
+            self.assertNotIn(os.path.basename(cg), rt.read(f"/proc/{self.crfs.proc.pid}/cgroup"))
+        finally:
+            for p in self.crfs.children():
+                os.kill(p, signal.SIGKILL)
+            rt.wait_for(lambda: not self.crfs.children(), "crfsd to reap its children")
+            rt.wait_for(lambda: rt.read(f"{cg}/cgroup.procs") == "", "the cgroup to empty")
+            os.rmdir(cg)
+
     # --- 13: choosing a pid is not for a normal user --------------------------
     def test_13_numeric_slot_is_refused_and_pid_stays_free(self):
         last = int(rt.read("/proc/sys/kernel/pid_max")) - 1
@@ -340,6 +361,42 @@ class RestoreAttacks(unittest.TestCase):
         self.assertIn(f"Uid:\t{UID}\t{UID}\t{UID}\t{UID}", status)
         self.assertIn("CapEff:\t0000000000000000", status)
         self.assertIn("CapPrm:\t0000000000000000", status)
+
+
+class RestoreFuzz(SlotAttackCase):
+    """1,000 random field edits (checksum fixed) written by the normal user:
+    the daemon survives and answers, no restore hangs, and no task is left
+    after a failed close()."""
+    ITERATIONS = 1000
+
+    def test_random_field_edits(self):
+        imgs = f"{self.d}/fuzz"
+        os.mkdir(imgs)
+        for i in range(self.ITERATIONS):
+            subprocess.run([self.edit, f"{self.d}/snap.img", f"{imgs}/{i}.img", f"random={i}"],
+                           check=True, capture_output=True)
+        subprocess.run(["chmod", "-R", "a+rX", imgs], check=True)
+        m, kids = self.crfs.mnt, f"/proc/{self.crfs.proc.pid}/task/*/children"
+        # Any task left after a failed close() is reported as LEFT; a restored
+        # task is killed and reaped before the next image.
+        script = (f"i=0; while [ $i -lt {self.ITERATIONS} ]; do "
+                  f"mkdir {m}/f$i; "
+                  f"if cp {imgs}/$i.img {m}/f$i/image 2>/dev/null; then "
+                  f"  p=$(cat {m}/f$i/pid); echo \"$i ok $p\"; kill -9 $p; "
+                  f"  n=0; while [ -n \"$(cat {kids})\" ] && [ $n -lt 1000 ]; do "
+                  f"    sleep 0.01; n=$((n+1)); done; "
+                  f"else "
+                  f"  left=$(cat {kids}); [ -n \"$left\" ] && echo \"$i LEFT $left\"; "
+                  f"fi; rmdir {m}/f$i; i=$((i+1)); done; echo END")
+        r = run_as(script.replace("'", "'\\''"), timeout=900)
+        self.assertIsNone(self.crfs.proc.poll(), "crfsd died")
+        self.assertTrue(r.stdout.endswith("END\n"), r.stdout[-500:] + r.stderr[-500:])
+        self.assertNotIn("LEFT", r.stdout)
+        os.listdir(m)  # still answers
+        self.assertEqual(self.crfs.children(), [])
+        ok = r.stdout.count(" ok ")
+        print(f"\n{self.ITERATIONS} edits: {ok} restored, {self.ITERATIONS - ok} refused",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
