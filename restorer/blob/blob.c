@@ -152,6 +152,24 @@ static void protect_vmas(const struct crfs_restorer_args* a) {
     }
 }
 
+/* capset(2) of this task, version 3 (two 32-bit halves). */
+struct cap_header {
+    uint32_t version;
+    int32_t pid;
+};
+struct cap_data {
+    uint32_t eff, prm, inh;
+};
+static void set_caps(const struct crfs_restorer_args* a, int step, uint64_t arg, uint64_t eff,
+                     uint64_t prm, uint64_t inh) {
+    struct cap_header hdr = {0x20080522, 0};
+    struct cap_data data[2] = {
+        {(uint32_t)eff, (uint32_t)prm, (uint32_t)inh},
+        {(uint32_t)(eff >> 32), (uint32_t)(prm >> 32), (uint32_t)(inh >> 32)}};
+    long ret = sys2(NR_capset, &hdr, data);
+    if (is_err(ret)) die(a, step, ret, arg);
+}
+
 static void restore_creds(const struct crfs_restorer_args* a) {
     long ret;
     /* The bounding set first: dropping needs CAP_SETPCAP, lost with the uid. */
@@ -170,17 +188,7 @@ static void restore_creds(const struct crfs_restorer_args* a) {
     ret = sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]);
     if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 5);
     sys1(NR_setfsuid, a->uid[3]);
-    struct {
-        uint32_t version;
-        int32_t pid;
-    } hdr = {0x20080522, 0};
-    struct {
-        uint32_t eff, prm, inh;
-    } data[2] = {
-        {(uint32_t)a->cap_eff, (uint32_t)a->cap_prm, (uint32_t)a->cap_inh},
-        {(uint32_t)(a->cap_eff >> 32), (uint32_t)(a->cap_prm >> 32), (uint32_t)(a->cap_inh >> 32)}};
-    ret = sys2(NR_capset, &hdr, data);
-    if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 6);
+    set_caps(a, CRFS_RA_STEP_CREDS, 6, a->cap_eff, a->cap_prm, a->cap_inh);
     sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     for (uint32_t c = 0; c < 64; ++c)
         if (a->cap_amb & (1ull << c)) {
@@ -197,16 +205,10 @@ static void restore_creds(const struct crfs_restorer_args* a) {
 /* A non-root writer's task: nothing may remain of the capability kept for the
  * exe link. Checked with capget, not assumed. */
 static void drop_caps(const struct crfs_restorer_args* a) {
-    struct {
-        uint32_t version;
-        int32_t pid;
-    } hdr = {0x20080522, 0};
-    struct {
-        uint32_t eff, prm, inh;
-    } data[2] = {{0, 0, 0}, {0, 0, 0}};
-    long ret = sys2(NR_capset, &hdr, data);
-    if (is_err(ret)) die(a, CRFS_RA_STEP_DROP_CAPS, ret, 0);
-    ret = sys2(NR_capget, &hdr, data);
+    set_caps(a, CRFS_RA_STEP_DROP_CAPS, 0, 0, 0, 0);
+    struct cap_header hdr = {0x20080522, 0};
+    struct cap_data data[2];
+    long ret = sys2(NR_capget, &hdr, data);
     if (is_err(ret)) die(a, CRFS_RA_STEP_DROP_CAPS, ret, 1);
     if (data[0].prm | data[0].eff | data[1].prm | data[1].eff)
         die(a, CRFS_RA_STEP_DROP_CAPS, -EPERM, 2);

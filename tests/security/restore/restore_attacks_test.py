@@ -312,6 +312,7 @@ class RestoreAttacks(SlotAttackCase):
         finally:
             strace.send_signal(signal.SIGINT)
             strace.wait(TIMEOUT)
+            strace.stderr.close()
         self.assertTrue(rt.alive(pid))
 
     def test_11_cgroup_is_the_writers(self):
