@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include "common/io.h"
@@ -135,15 +136,20 @@ Status as_writer(const WriterPlan& plan, const std::function<Status()>& fn) {
     Status out;
     // Raw syscalls change this thread's credentials only (glibc's wrappers
     // would change every thread of the daemon). The thread ends with fn.
-    std::thread t([&] {
-        if (syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) < 0 ||
-            syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) < 0 ||
-            syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) < 0) {
-            out = errno_error("taking the writer's credentials");
-            return;
-        }
-        out = fn();
-    });
+    std::thread t;
+    try {
+        t = std::thread([&] {
+            if (syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) < 0 ||
+                syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) < 0 ||
+                syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) < 0) {
+                out = errno_error("taking the writer's credentials");
+                return;
+            }
+            out = fn();
+        });
+    } catch (const std::system_error& e) {
+        return make_error(EAGAIN, std::string("starting the writer's helper thread: ") + e.what());
+    }
     t.join();
     return out;
 }
