@@ -1,9 +1,8 @@
-// check_fields (restorer/check_fields.cc) and escape_bytes (common/escape.h)
-// on images built in memory: each field out of range is EINVAL naming it.
+// check_fields (restorer/check_fields.cc) on images built in memory: each
+// field out of range is EINVAL naming it.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
-#include "common/escape.h"
 #include "restorer/validate.h"
 
 namespace crfs {
@@ -78,12 +77,6 @@ TEST(RestoreFields, EnumsAndFlagsInRange) {
     img = good();
     img.fds[0].path = std::string("/tmp/a\0b", 8);
     expect_einval(img, "holds a NUL");
-}
-
-TEST(RestoreFields, EscapeBytes) {
-    EXPECT_EQ(escape_bytes("plain /path-1.txt"), "plain /path-1.txt");
-    EXPECT_EQ(escape_bytes("a\x1b[31mb\n\\"), "a\\x1b[31mb\\x0a\\\\");
-    EXPECT_EQ(escape_bytes(std::string("\0\xff", 2)), "\\x00\\xff");
 }
 
 }  // namespace
