@@ -36,9 +36,13 @@ std::vector<std::pair<std::string, std::string>> cgroups_of(const std::string& p
     return out;
 }
 
+std::string controllers(const std::string& key) {
+    return key.substr(key.find(':') + 1);
+}
+
 // The mount point of the hierarchy "N:controllers" in our mount namespace, or "".
 std::string hierarchy_mount(const std::string& key) {
-    std::string ctrls = key.substr(key.find(':') + 1);
+    std::string ctrls = controllers(key);
     auto text = read_file("/proc/self/mountinfo");
     if (!text) return "";
     std::istringstream in(*text);
@@ -120,7 +124,14 @@ Result<WriterPlan> plan_writer(const DecodedImage& img, const RestoreRequest& re
     auto theirs = read_file(proc + "/loginuid"), mine = read_file("/proc/self/loginuid");
     if (theirs && mine && *theirs != *mine) p.loginuid = *theirs;
     auto ours = cgroups_of("/proc/self");
-    for (const auto& [key, path] : cgroups_of(proc)) {
+    auto theirs_cg = cgroups_of(proc);
+    // A cgroup name may hold a newline: a line that repeats a hierarchy is a
+    // forged one, and then nothing of the file is believed.
+    for (size_t i = 0; i < theirs_cg.size(); ++i)
+        for (size_t k = 0; k < i; ++k)
+            if (controllers(theirs_cg[i].first) == controllers(theirs_cg[k].first))
+                return make_error(EINVAL, "the writer's cgroup names hold a newline");
+    for (const auto& [key, path] : theirs_cg) {
         if (std::find(ours.begin(), ours.end(), std::pair{key, path}) != ours.end()) continue;
         std::string mnt = hierarchy_mount(key);
         if (mnt.empty()) continue;  // not mounted here: nothing to join
