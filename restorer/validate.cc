@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include "common/procfs.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -155,7 +156,15 @@ Status check_creds(const DecodedImage& img, const RestoreRequest& req) {
     if (c.cap_prm || c.cap_eff || c.cap_amb || c.cap_inh)
         return deny(strfmt("image holds capabilities 0x{:x}",
                            c.cap_prm | c.cap_eff | c.cap_amb | c.cap_inh));
-    if (!img.groups.empty()) {
+    if (!img.groups.empty() && req.writer_pid > 0) {
+        // The writer's groups as the kernel holds them, not as passwd lists
+        // them (a writer that dropped a group must not get it back).
+        auto st = read_status(req.writer_pid);
+        if (!st) return deny("cannot read the writer's groups: " + st.error().what);
+        for (uint32_t g : img.groups)
+            if (std::find(st->groups.begin(), st->groups.end(), g) == st->groups.end())
+                return deny(strfmt("image group {} is not one of the writer's groups", g));
+    } else if (!img.groups.empty()) {
         std::vector<gid_t> mine(256);
         int n = int(mine.size());
         struct passwd pw, *pwp = nullptr;

@@ -8,6 +8,7 @@
 // EDIT:
 //   REC[#N].FIELD=VALUE    a named field (table below) of the Nth REC record
 //   REC[#N]@OFF:SIZE=VALUE raw little-endian bytes (SIZE 1, 2, 4, 8) of the payload
+//   REC[#N]+=VALUE         append a little-endian u32 (e.g. a group to creds)
 //   REC[#N].path=TEXT      the record's string (vma, fd: path; mm: exe; fs: cwd);
 //                          \xHH escapes allowed; lengths are fixed up
 //   random=SEED            one random field edit (printed on stdout)
@@ -190,6 +191,8 @@ void list(const Image& img) {
             auto f = get<FdRecord>(p, 0);
             extra = ",\"fd\":" + std::to_string(f.fd) + ",\"kind\":" + std::to_string(f.kind) +
                     ",\"path\":" + json_str(p.substr(sizeof f, f.path_len));
+        } else if (name == "creds") {
+            extra = ",\"ngroups\":" + std::to_string(get<CredsRecord>(p, 0).ngroups);
         } else if (name == "regs") {
             auto g = get<RegsRecord>(p, 0);
             extra = ",\"rip\":" + std::to_string(g.rip) + ",\"rsp\":" + std::to_string(g.rsp);
@@ -259,6 +262,12 @@ void edit(Image& img, const std::string& e) {
     auto eq = e.find('=');
     if (eq == std::string::npos) die("edit without '=': " + e);
     std::string lhs = e.substr(0, eq), value = e.substr(eq + 1);
+    if (!lhs.empty() && lhs.back() == '+') {  // REC[#N]+=VALUE: append a u32
+        Rec& r = find(img, lhs.substr(0, lhs.size() - 1));
+        uint32_t v = uint32_t(parse_value(value));
+        r.payload.append(reinterpret_cast<const char*>(&v), sizeof v);
+        return;
+    }
     if (auto at = lhs.find('@'); at != std::string::npos) {
         Rec& r = find(img, lhs.substr(0, at));
         auto colon = lhs.find(':', at);

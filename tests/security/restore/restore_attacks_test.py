@@ -11,6 +11,7 @@ usage: restore_attacks_test.py BUILD_DIR  (any unittest args after)
 """
 import ctypes
 import os
+import grp
 import pwd
 import re
 import shutil
@@ -27,13 +28,14 @@ import roundtrip_mount_test as rt  # noqa: E402  (Crfsd, wait_for, alive, read)
 
 BUILD = None
 USER = "crfsrs1"
+GROUP = "crfsrsg"
 TIMEOUT = 60  # a guard against hangs only
 
 
-def run_as(cmd, env_prefix="", timeout=TIMEOUT, check=False):
+def run_as(cmd, env_prefix="", timeout=TIMEOUT, check=False, groups="--init-groups"):
     """Runs a shell command as USER (full credentials, no capability)."""
     r = subprocess.run(["sh", "-c", (env_prefix or "exec ") + f"setpriv --reuid={UID} --regid={GID} "
-                        "--init-groups --inh-caps=-all sh -c '" + cmd + "'"],
+                        f"{groups} --inh-caps=-all sh -c '" + cmd + "'"],
                        capture_output=True, text=True, timeout=timeout,
                        stdin=subprocess.DEVNULL)
     if check and r.returncode != 0:
@@ -118,12 +120,13 @@ class SlotAttackCase(unittest.TestCase):
         os.chmod(out, 0o644)
         return out
 
-    def restore(self, img, slot=None, prefix="", timeout=TIMEOUT):
+    def restore(self, img, slot=None, prefix="", timeout=TIMEOUT, groups="--init-groups"):
         """Writes img into a new slot as USER; returns (close ok, stderr, status, pid)."""
         type(self).n += 1
         slot = slot or f"s{self.n}"
         m = self.crfs.mnt
-        r = run_as(f"mkdir {m}/{slot} && cp {img} {m}/{slot}/image", prefix, timeout)
+        r = run_as(f"mkdir {m}/{slot} && cp {img} {m}/{slot}/image", prefix, timeout,
+                   groups=groups)
         status = rt.read(f"{m}/{slot}/status") if os.path.exists(f"{m}/{slot}") else ""
         pid = int(status.split()[1]) if status.startswith("restored") else 0
         return r.returncode == 0, r.stderr, status, pid
@@ -340,6 +343,26 @@ class RestoreAttacks(SlotAttackCase):
             rt.wait_for(lambda: not self.crfs.children(), "crfsd to reap its children")
             rt.wait_for(lambda: rt.read(f"{cg}/cgroup.procs") == "", "the cgroup to empty")
             os.rmdir(cg)
+
+    def test_15_groups_are_the_writers_own_not_passwds(self):
+        """The image's supplementary groups must be among the writer's actual
+        groups: a writer that dropped a group (setpriv --groups) does
+        not get it back from passwd."""
+        subprocess.run(["groupdel", GROUP], capture_output=True)
+        subprocess.run(["groupadd", GROUP], check=True)
+        try:
+            subprocess.run(["usermod", "-a", "-G", GROUP, USER], check=True)
+            gid = grp.getgrnam(GROUP).gr_gid
+            img = self.with_group(gid)
+            st = self.assert_refused(img, "Operation not permitted", groups=f"--groups={GID}")
+            self.assertIn(f"image group {gid} is not one of the writer", st)
+        finally:
+            subprocess.run(["groupdel", GROUP], capture_output=True)
+
+    def with_group(self, gid):
+        """snap.img with one supplementary group (the creds record grows by 4 bytes)."""
+        n = next(r["ngroups"] for r in self.records if r["type"] == "creds")
+        return self.edited(f"creds@76:4={n + 1}", f"creds+={gid}")
 
     # --- 13: choosing a pid is not for a normal user --------------------------
     def test_13_numeric_slot_is_refused_and_pid_stays_free(self):
