@@ -244,6 +244,10 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
     // to set them (docs/decisions.md).
     req.writer_is_root = caller.uid == 0 && has_cap(caller.tid, kCapSetuid) &&
                          has_cap(caller.tid, kCapSetgid) && has_cap(caller.tid, kCapSysAdmin);
+    req.writer_pid = caller.tid;
+    // The kernel reserves choosing pids to CAP_CHECKPOINT_RESTORE: re-checked
+    // for this writer (root or restore_pid_group), not only at mkdir.
+    req.may_choose_pid = slot.want_pid > 0 && may_name_pid(caller, limits.config(), slot.name);
     auto pid = restore_image(req);
     if (!pid) {
         slot.error = pid.error().what;

@@ -15,7 +15,7 @@ namespace {
 
 // An unlinked file holding the content of deleted fd `f`: O_TMPFILE next to
 // where it lived, else in /tmp, else a memfd.
-Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage& img) {
+Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage& img, bool chown) {
     std::string dir = f.path.substr(0, f.path.rfind('/') + 1);
     int fd = -1;
     for (const std::string& d : {dir.empty() ? std::string("/tmp") : dir, std::string("/tmp")}) {
@@ -45,15 +45,16 @@ Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage
             left -= uint64_t(n);
         }
     }
-    // Owned like the task that had it open (the copy is created by root).
-    if (fchown(fd, img.creds.uid[3], img.creds.gid[3]) != 0 || fchmod(fd, f.rec.mode & 07777) != 0)
+    // Owned like the task that had it open (a root writer's copy is root's).
+    if ((chown && fchown(fd, img.creds.uid[3], img.creds.gid[3]) != 0) ||
+        fchmod(fd, f.rec.mode & 07777) != 0)
         return errno_error(strfmt("fd {}: chown/chmod of deleted file copy", f.rec.fd));
     return out;
 }
 
 }  // namespace
 
-Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd) {
+Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown) {
     FdPlan plan;
     for (const auto& f : img.fds) {
         FdAction a;
@@ -65,8 +66,10 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd) {
         a.seek = kind != image::FdKind::kCharDev;
         a.pos = f.rec.pos;
         a.path = f.path;
+        a.type = kind == image::FdKind::kCharDev ? S_IFCHR : S_IFREG;
+        a.rdev = dev_t(f.rec.rdev);
         if (kind == image::FdKind::kDeleted) {
-            auto copy = deleted_copy(f, image_fd, img);
+            auto copy = deleted_copy(f, image_fd, img, chown);
             if (!copy) return std::unexpected(copy.error());
             int hi = fcntl(copy->get(), F_DUPFD_CLOEXEC, min_fd);
             if (hi < 0) return errno_error("dup of deleted file copy");
@@ -81,8 +84,15 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd) {
 
 void child_open_fds(const FdPlan& plan, int status_fd) {
     for (const auto& a : plan.actions) {
-        int fd = ::open(a.path.c_str(), a.open_flags | O_CLOEXEC);
+        int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+            child_fail(status_fd, CRFS_RA_STEP_FD_TYPE, errno, uint64_t(a.target));
+        if ((st.st_mode & S_IFMT) != a.type || (a.type == S_IFCHR && st.st_rdev != a.rdev))
+            child_fail(status_fd, CRFS_RA_STEP_FD_TYPE, ESTALE, uint64_t(a.target));
+        if (!(a.open_flags & O_NONBLOCK) && fcntl(fd, F_SETFL, a.open_flags & ~O_NONBLOCK) < 0)
+            child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
         if (fd != a.target) {
             if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));

@@ -23,6 +23,8 @@ struct FdAction {
     bool seek = false;
     uint64_t pos = 0;
     std::string path;  // a deleted file: "/proc/self/fd/N" of its prepared copy
+    mode_t type = 0;   // S_IFREG or S_IFCHR: what the opened file must be
+    dev_t rdev = 0;    // S_IFCHR: the device it must be
 };
 
 struct FdPlan {
@@ -32,9 +34,15 @@ struct FdPlan {
 };
 
 // `min_fd`: the copies are moved to numbers >= min_fd (clear of every target).
-Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd);
+// Runs with the writer's credentials (restorer/writer.h as_writer): a deleted
+// file's copy is created by the writer, where the writer may create files
+// (O_TMPFILE next to where it lived, else in /tmp, else a memfd); `chown`
+// (root writers only) gives it the task's owner.
+Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown);
 
-// Stage 1 (child): opens every fd of the plan. Syscalls only.
+// Stage 1 (child): opens every fd of the plan, O_NONBLOCK first (a FIFO or a
+// socket where a file was recorded fails at once instead of blocking), checks
+// its type, then clears O_NONBLOCK unless the record had it. Syscalls only.
 void child_open_fds(const FdPlan& plan, int status_fd);
 
 }  // namespace crfs

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
 #include <algorithm>
+
 #include <cstring>
 #include "common/strfmt.h"
 
@@ -90,8 +92,14 @@ bool read_task_memory(const DecodedImage& img, int image_fd, uint64_t addr, void
         auto kind = image::VmaKind(v.rec.kind);
         if (kind != image::VmaKind::kFilePrivate && kind != image::VmaKind::kFileShared)
             return false;
-        int fd = ::open(v.path.c_str(), O_RDONLY | O_CLOEXEC);
+        // Runs as the writer (restore.cc); never blocks on a FIFO.
+        int fd = ::open(v.path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) return false;
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+            ::close(fd);
+            return false;
+        }
         ssize_t n = pread(fd, buf, len, off_t(v.rec.pgoff * 4096 + (addr - v.rec.start)));
         ::close(fd);
         return n == ssize_t(len);

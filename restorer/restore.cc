@@ -42,6 +42,7 @@
 #include "restorer/signals.h"
 #include "restorer/task_attrs.h"
 #include "restorer/validate.h"
+#include "restorer/writer.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];
@@ -98,7 +99,8 @@ struct ChildPlan {
     std::vector<int> keep;  // sorted: every fd stage 1 must not close
     const FdPlan* fds = nullptr;
     const AttrPlan* attrs = nullptr;
-    bool fs_creds = false;  // open files as the task's fsuid/fsgid
+    const WriterPlan* writer = nullptr;
+    bool fs_creds = false;  // root writer: open files as the task's fsuid/fsgid
     uint64_t entry = 0, args = 0, stack_top = 0;
     int fault_step = 0;
 };
@@ -118,6 +120,10 @@ void child_fault(const ChildPlan& c, int step) {
         from = k + 1;
     }
     syscall(SYS_close_range, from, ~0u, 0);
+    // From here on, for a writer that is not root, everything the image names
+    // is opened and applied with the writer's credentials.
+    child_writer_context(*c.writer, c.status_fd);
+    child_become_writer(*c.writer, c.status_fd);
     if (c.fs_creds) child_enter_fs_creds(*c.attrs, c.status_fd);
     if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
     child_fault(c, CRFS_RA_STEP_OPEN_FD);
@@ -201,6 +207,19 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("setting nice {}", int64_t(r.arg));
         case CRFS_RA_STEP_PERSONALITY:
             return strfmt("setting personality 0x{:x}", r.arg);
+        case CRFS_RA_STEP_FILE_TYPE:
+            return "the file of mapping " + vma(r.arg) + " is not a regular file";
+        case CRFS_RA_STEP_DROP_CAPS:
+            return strfmt("dropping the capability kept for the exe link (step {})", r.arg);
+        case CRFS_RA_STEP_WRITER_CONTEXT:
+            return strfmt("joining the writer's {}", r.arg == 1   ? "login uid"
+                                                     : r.arg == 2 ? "cgroup"
+                                                     : r.arg == 5 ? "capability bounding set"
+                                                                  : "rlimits and nice value");
+        case CRFS_RA_STEP_BECOME_WRITER:
+            return strfmt("taking the writer's credentials (step {})", r.arg);
+        case CRFS_RA_STEP_FD_TYPE:
+            return fd(r.arg) + " is not the kind of file it was (a FIFO, socket or another file?)";
     }
     return strfmt("step {}", r.step);
 }
@@ -271,13 +290,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     auto img = decode_image(src);
     if (!img) return std::unexpected(img.error().context("bad image"));
     trace.mark("decode");
-    if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
-    trace.mark("validate");
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
+    if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
     if (req.want_pid > 0 && (::kill(req.want_pid, 0) == 0 || errno == EPERM))
         return make_error(EBUSY, strfmt("pid {} is in use", req.want_pid));
-
-    fix_restart_block(*img, req.image_fd);
+    auto writer = plan_writer(*img, req);
+    if (!writer) return std::unexpected(writer.error());
     auto cur = current_specials();
     if (!cur) return std::unexpected(cur.error());
     auto sp = plan_specials(*img, *cur);
@@ -295,8 +313,28 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     UniqueFd status_w(fcntl(pfd[1], F_DUPFD_CLOEXEC, min_fd));
     ::close(pfd[1]);
     if (!status_w) return errno_error("dup of the status pipe");
-    auto fds = plan_fds(*img, image_fd.get(), min_fd);
+    // Every look-up of a path the image names, as the writer: the files'
+    // fingerprints, the code before rip, the deleted files' copies, the exe.
+    struct stat self_st {};
+    bool self_known = ::stat("/proc/self/exe", &self_st) == 0;
+    bool set_exe = false;
+    Result<FdPlan> fds = FdPlan{};
+    if (auto s = as_writer(*writer,
+                           [&]() -> Status {
+                               if (auto c = check_files(*img); !c) return c;
+                               fix_restart_block(*img, req.image_fd);
+                               fds = plan_fds(*img, image_fd.get(), min_fd, !writer->as_writer);
+                               struct stat exe_st;
+                               set_exe = !img->exe.empty() &&
+                                         ::stat(img->exe.c_str(), &exe_st) == 0 &&
+                                         !(self_known && self_st.st_dev == exe_st.st_dev &&
+                                           self_st.st_ino == exe_st.st_ino);
+                               return {};
+                           });
+        !s)
+        return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
+    trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
 
     // --- the blob's area: code, args, arrays, frame, stack --------------------
@@ -368,17 +406,21 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
              uint32_t(-1)};
     // The exe link: the task inherits ours. Replacing it fails (EBUSY) while the
     // old file is mapped, which it is when both are the same file: then keep it.
-    struct stat exe_st, self_st;
-    if (!img->exe.empty() && ::stat(img->exe.c_str(), &exe_st) == 0 &&
-        !(::stat("/proc/self/exe", &self_st) == 0 && self_st.st_dev == exe_st.st_dev &&
-          self_st.st_ino == exe_st.st_ino))
-        a->exe_path = arena.str(img->exe);
+    if (set_exe) a->exe_path = arena.str(img->exe);
     fill_sigactions(*img, *a);
     a->siginfo = arena.copy(pending);
     a->nr_siginfo = pending.size();
     fill_itimers(*img, *a);
     std::vector<uint32_t> groups(img->groups.begin(), img->groups.end());
     fill_creds(*img, *a, reinterpret_cast<const uint32_t*>(arena.copy(groups)));
+    // A writer that is not root: stage 1 already took its credentials; the
+    // blob only drops what was kept for the exe link.
+    if (writer->as_writer) {
+        a->set_creds = 0;
+        a->drop_caps = 1;
+        writer->keep_exe_cap = a->exe_path != 0;
+    }
+    a->dumpable = 1;  // as for any task that did not ask otherwise (images have no field)
     a->fs_base = img->regs.fs_base;
     a->gs_base = img->regs.gs_base;
     void* frame = arena.take(sigframe_size(*img), 64);
@@ -408,7 +450,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     std::sort(cp.keep.begin(), cp.keep.end());
     cp.fds = &*fds;
     cp.attrs = &attrs;
-    cp.fs_creds = img->creds.uid[3] != 0 || img->creds.gid[3] != 0 || !img->groups.empty();
+    cp.writer = &*writer;
+    cp.fs_creds = !writer->as_writer &&
+                  (img->creds.uid[3] != 0 || img->creds.gid[3] != 0 || !img->groups.empty());
     cp.entry = area->start;
     cp.args = reinterpret_cast<uint64_t>(a);
     cp.stack_top = (area->start + area->len - 64) & ~uint64_t(15);

@@ -24,6 +24,13 @@ struct RestoreRequest {
     uid_t writer_uid = 0;
     gid_t writer_gid = 0;
     bool writer_is_root = false;
+    // The writer's thread (the FUSE request's tid): the restored task takes
+    // its cgroup, login uid, and rlimits and nice as the ceiling the image's
+    // values are judged against. 0: this process.
+    pid_t writer_pid = 0;
+    // Whether the writer may choose the pid (the kernel reserves clone3
+    // set_tid to CAP_CHECKPOINT_RESTORE): want_pid > 0 without it is EPERM.
+    bool may_choose_pid = false;
 };
 
 // Validates the whole image first (nothing is created on failure), then

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include "common/procfs.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -118,6 +119,8 @@ Status check_files(const DecodedImage& img) {
         }
         struct stat st;
         if (::stat(v.path.c_str(), &st) != 0) return errno_error(strfmt("{}: {}", range, v.path));
+        if (!S_ISREG(st.st_mode))
+            return make_error(ESTALE, strfmt("{}: {} is not a regular file", range, v.path));
         if (st.st_ino != v.rec.ino)
             return make_error(ESTALE, strfmt("{}: {} was replaced since the checkpoint "
                                              "(inode {}, image has {})",
@@ -153,7 +156,15 @@ Status check_creds(const DecodedImage& img, const RestoreRequest& req) {
     if (c.cap_prm || c.cap_eff || c.cap_amb || c.cap_inh)
         return deny(strfmt("image holds capabilities 0x{:x}",
                            c.cap_prm | c.cap_eff | c.cap_amb | c.cap_inh));
-    if (!img.groups.empty()) {
+    if (!img.groups.empty() && req.writer_pid > 0) {
+        // The writer's groups as the kernel holds them, not as passwd lists
+        // them (a writer that dropped a group must not get it back).
+        auto st = read_status(req.writer_pid);
+        if (!st) return deny("cannot read the writer's groups: " + st.error().what);
+        for (uint32_t g : img.groups)
+            if (std::find(st->groups.begin(), st->groups.end(), g) == st->groups.end())
+                return deny(strfmt("image group {} is not one of the writer's groups", g));
+    } else if (!img.groups.empty()) {
         std::vector<gid_t> mine(256);
         int n = int(mine.size());
         struct passwd pw, *pwp = nullptr;
@@ -176,10 +187,15 @@ Status check_creds(const DecodedImage& img, const RestoreRequest& req) {
 }
 
 Status validate_image(const DecodedImage& img, const RestoreRequest& req) {
+    if (req.want_pid > 0 && !req.may_choose_pid)
+        return make_error(EPERM, strfmt("restoring into pid {} needs the right to choose pids "
+                                        "(root, or the group the administrator named): use a "
+                                        "slot with a name that is not a number",
+                                        req.want_pid));
+    if (auto s = check_fields(img); !s) return s;
     if (auto s = check_creds(img, req); !s) return s;
     if (auto s = check_cpu(img); !s) return s;
     if (auto s = check_supported(img); !s) return s;
-    if (auto s = check_files(img); !s) return s;
     return {};
 }
 

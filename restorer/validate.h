@@ -20,11 +20,18 @@ uint64_t cpu_xcr0();
 std::string xsave_feature_names(uint64_t bits);
 
 Status check_cpu(const DecodedImage& img);
+// Every enum and flag field in range, registers inside the image's mappings
+// (rip in an executable one, rsp in a writable one): check_fields.cc.
+Status check_fields(const DecodedImage& img);
+// Looks up every file the image names: call it with the writer's credentials
+// (restorer/writer.h as_writer), so that it sees, and its errors tell, only
+// what the writer could see.
 Status check_files(const DecodedImage& img);
 Status check_supported(const DecodedImage& img);
 Status check_creds(const DecodedImage& img, const RestoreRequest& req);
 
-// All of the above, in that order.
+// The pid rule, check_fields, check_creds, check_cpu, check_supported: all
+// that needs no file look-up (check_files runs as the writer, in restore.cc).
 Status validate_image(const DecodedImage& img, const RestoreRequest& req);
 
 }  // namespace crfs

@@ -90,6 +90,7 @@ int cmd_restore_direct(const RestoreDirectOptions& o) {
     req.writer_uid = writer_uid;
     req.writer_gid = writer_gid;
     req.writer_is_root = o.writer.empty() && getuid() == 0;
+    req.may_choose_pid = req.writer_is_root;
     auto pid = restore_image(req);
     if (!pid) {
         fmt::print(stderr, "crfs restore-direct: {}\n", pid.error().what);

@@ -95,6 +95,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_TLS,
     CRFS_RA_STEP_SIGRETURN,
     CRFS_RA_STEP_BAD_ARGS,
+    CRFS_RA_STEP_FILE_TYPE, /* a VMA's file is not a regular file (arg: VMA index) */
+    CRFS_RA_STEP_DROP_CAPS, /* dropping CAP_CHECKPOINT_RESTORE after the exe link */
     /* Stage 1 (the driver's code in the new task, before the blob). */
     CRFS_RA_STEP_SESSION = 100,
     CRFS_RA_STEP_FSCREDS,
@@ -106,6 +108,9 @@ enum crfs_ra_step {
     CRFS_RA_STEP_RLIMIT,
     CRFS_RA_STEP_NICE,
     CRFS_RA_STEP_PERSONALITY,
+    CRFS_RA_STEP_WRITER_CONTEXT, /* loginuid, cgroup, baselines (arg: which) */
+    CRFS_RA_STEP_BECOME_WRITER,  /* the switch to the writer's credentials (arg: which) */
+    CRFS_RA_STEP_FD_TYPE,        /* an fd's file is not of its recorded type (arg: fd) */
 };
 
 struct crfs_restorer_args {
@@ -166,6 +171,12 @@ struct crfs_restorer_args {
     uint64_t task_rseq_area;
     uint32_t task_rseq_len;
     uint32_t task_rseq_sig;
+    /* A non-root writer's task already holds the writer's credentials (stage
+     * 1) plus, when exe_path is set, CAP_CHECKPOINT_RESTORE for PR_SET_MM_MAP's
+     * exe_fd: drop_caps clears every capability right after that call. */
+    uint32_t drop_caps;
+    /* PR_SET_DUMPABLE value set last (a credential change resets it). */
+    uint32_t dumpable;
 };
 
 #endif

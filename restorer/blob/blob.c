@@ -31,6 +31,12 @@
 #define MREMAP_FIXED 2
 #define O_RDONLY 0
 #define O_CLOEXEC 02000000
+#define O_NONBLOCK 04000
+#define S_IFMT 0170000
+#define S_IFREG 0100000
+#define ESTALE 116
+#define EPERM 1
+#define PR_SET_DUMPABLE 4
 #define PR_SET_KEEPCAPS 8
 #define PR_CAPBSET_DROP 24
 #define PR_SET_MM 35
@@ -81,6 +87,23 @@ static void fault(const struct crfs_restorer_args* a, int step) {
     if (a->fault_step == step) die(a, step, -ECANCELED, 0);
 }
 
+/* Opens a file the image names, never blocking (a FIFO where a file was
+ * recorded must not hold the restore): O_NONBLOCK, then the type checked at
+ * once. The task already holds the writer's credentials when the writer is
+ * not root, so the kernel decides whether it may. */
+static long open_regular(const struct crfs_restorer_args* a, uint64_t path, uint32_t flags,
+                         int step, uint64_t arg) {
+    long fd = sys3(NR_open, path, flags | O_NONBLOCK | O_CLOEXEC, 0);
+    if (is_err(fd)) return fd;
+    uint8_t st[144]; /* struct stat of x86-64: st_mode is the u32 at offset 24 */
+    long ret = sys2(NR_fstat, fd, st);
+    if (is_err(ret)) die(a, step, ret, arg);
+    uint32_t mode;
+    memcpy(&mode, st + 24, 4);
+    if ((mode & S_IFMT) != S_IFREG) die(a, step, -ESTALE, arg);
+    return fd;
+}
+
 static void map_vmas(const struct crfs_restorer_args* a) {
     const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
     for (uint64_t i = 0; i < a->nr_vmas; ++i) {
@@ -90,7 +113,7 @@ static void map_vmas(const struct crfs_restorer_args* a) {
         long prot = shared_file ? v[i].prot : (v[i].prot | PROT_READ | PROT_WRITE);
         long fd = -1;
         if (v[i].kind == CRFS_RA_FILE) {
-            fd = sys3(NR_open, v[i].path, v[i].open_flags | O_CLOEXEC, 0);
+            fd = open_regular(a, v[i].path, v[i].open_flags, CRFS_RA_STEP_FILE_TYPE, i);
             if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
         }
         long ret = sys6(NR_mmap, (long)v[i].start, (long)len, prot, v[i].mmap_flags | MAP_FIXED, fd,
@@ -129,6 +152,24 @@ static void protect_vmas(const struct crfs_restorer_args* a) {
     }
 }
 
+/* capset(2) of this task, version 3 (two 32-bit halves). */
+struct cap_header {
+    uint32_t version;
+    int32_t pid;
+};
+struct cap_data {
+    uint32_t eff, prm, inh;
+};
+static void set_caps(const struct crfs_restorer_args* a, int step, uint64_t arg, uint64_t eff,
+                     uint64_t prm, uint64_t inh) {
+    struct cap_header hdr = {0x20080522, 0};
+    struct cap_data data[2] = {
+        {(uint32_t)eff, (uint32_t)prm, (uint32_t)inh},
+        {(uint32_t)(eff >> 32), (uint32_t)(prm >> 32), (uint32_t)(inh >> 32)}};
+    long ret = sys2(NR_capset, &hdr, data);
+    if (is_err(ret)) die(a, step, ret, arg);
+}
+
 static void restore_creds(const struct crfs_restorer_args* a) {
     long ret;
     /* The bounding set first: dropping needs CAP_SETPCAP, lost with the uid. */
@@ -147,17 +188,7 @@ static void restore_creds(const struct crfs_restorer_args* a) {
     ret = sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]);
     if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 5);
     sys1(NR_setfsuid, a->uid[3]);
-    struct {
-        uint32_t version;
-        int32_t pid;
-    } hdr = {0x20080522, 0};
-    struct {
-        uint32_t eff, prm, inh;
-    } data[2] = {
-        {(uint32_t)a->cap_eff, (uint32_t)a->cap_prm, (uint32_t)a->cap_inh},
-        {(uint32_t)(a->cap_eff >> 32), (uint32_t)(a->cap_prm >> 32), (uint32_t)(a->cap_inh >> 32)}};
-    ret = sys2(NR_capset, &hdr, data);
-    if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 6);
+    set_caps(a, CRFS_RA_STEP_CREDS, 6, a->cap_eff, a->cap_prm, a->cap_inh);
     sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     for (uint32_t c = 0; c < 64; ++c)
         if (a->cap_amb & (1ull << c)) {
@@ -168,6 +199,22 @@ static void restore_creds(const struct crfs_restorer_args* a) {
     if (a->no_new_privs) {
         ret = sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 8);
+    }
+}
+
+/* A non-root writer's task: nothing may remain of the capability kept for the
+ * exe link. Checked with capget, not assumed. */
+static void drop_caps(const struct crfs_restorer_args* a) {
+    set_caps(a, CRFS_RA_STEP_DROP_CAPS, 0, 0, 0, 0);
+    struct cap_header hdr = {0x20080522, 0};
+    struct cap_data data[2];
+    long ret = sys2(NR_capget, &hdr, data);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_DROP_CAPS, ret, 1);
+    if (data[0].prm | data[0].eff | data[1].prm | data[1].eff)
+        die(a, CRFS_RA_STEP_DROP_CAPS, -EPERM, 2);
+    if (a->no_new_privs) {
+        ret = sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_DROP_CAPS, ret, 3);
     }
 }
 
@@ -226,13 +273,14 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     mm.exe_fd = (uint32_t)-1;
     long exe_fd = -1;
     if (a->exe_path) {
-        exe_fd = sys3(NR_open, a->exe_path, O_RDONLY | O_CLOEXEC, 0);
+        exe_fd = open_regular(a, a->exe_path, O_RDONLY, CRFS_RA_STEP_OPEN_EXE, 0);
         if (is_err(exe_fd)) die(a, CRFS_RA_STEP_OPEN_EXE, exe_fd, 0);
         mm.exe_fd = (uint32_t)exe_fd;
     }
     ret = sys5(NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &mm, sizeof mm, 0);
     if (is_err(ret)) die(a, CRFS_RA_STEP_MM_MAP, ret, 0);
     if (exe_fd >= 0) sys1(NR_close, exe_fd);
+    if (a->drop_caps) drop_caps(a);
 
     fault(a, CRFS_RA_STEP_SIGACTION);
     for (int i = 0; i < 64; ++i) {
@@ -269,6 +317,9 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
 
     if (a->task_rseq_area) /* best effort: without it glibc reads a stale cpu */
         sys4(NR_rseq, a->task_rseq_area, a->task_rseq_len, 0, a->task_rseq_sig);
+    /* Last: every credential change above reset it. */
+    ret = sys2(NR_prctl, PR_SET_DUMPABLE, a->dumpable);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_SIGRETURN, ret, 1);
     fault(a, CRFS_RA_STEP_SIGRETURN);
     uint64_t frame = a->sigframe;
     if (a->sigframe_dst) {

@@ -136,6 +136,7 @@ TEST(RestoreThreads, WantedPidThatIsTakenIsEbusyAndCreatesNothing) {
     req.image_fd = img.get();
     req.want_pid = holder;  // still alive
     req.writer_is_root = true;
+    req.may_choose_pid = true;
     auto r = restore_image(req);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, EBUSY);

@@ -1,0 +1,153 @@
+// Every field of a hostile image in range before anything is created: the
+// checksum is public, so each enum, flag, number and register may have been
+// chosen by the writer. A value the restore would hand to a syscall that
+// accepts it but does something else than the image means (a handler for
+// SIGKILL, an unknown open flag, rip outside the code) is refused here, with
+// EINVAL naming the record and the value.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <set>
+
+#include "common/strfmt.h"
+#include "restorer/validate.h"
+
+namespace crfs {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kUserTop = 0x7ffffffff000ull;
+constexpr uint64_t kVsyscall = 0xffffffffff600000ull;
+constexpr uint32_t kVmaFlags = (1u << 8) - 1;  // kVmaRead .. kVmaGrowsDown
+constexpr int kMaxFd = 1 << 20;                // the kernel's NR_OPEN
+constexpr uint32_t kOLargefile = 0100000;      // the kernel's (glibc defines it 0 here)
+// What fdinfo can show for a regular file or a device (the kernel clears
+// O_CREAT, O_EXCL, O_NOCTTY and O_TRUNC after open).
+constexpr uint32_t kFdOpenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | FASYNC | O_DIRECT |
+                                  kOLargefile | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_SYNC |
+                                  O_PATH;
+constexpr uint64_t kSaFlags = 0x1 | 0x2 | 0x4 | 0x400 | 0x800 | 0x04000000 | 0x08000000 |
+                              0x10000000 | 0x40000000 | 0x80000000ull;
+constexpr uint32_t kSsFlags = 1u | 2u | (1u << 31);
+
+Status bad(std::string what) {
+    return make_error(EINVAL, "image field out of range: " + std::move(what));
+}
+
+bool bad_path(const std::string& p) {
+    return p.empty() || p[0] != '/' || p.find('\0') != std::string::npos;
+}
+
+Status check_vmas(const DecodedImage& img) {
+    uint64_t prev_end = 0;
+    for (const auto& v : img.vmas) {
+        const auto& r = v.rec;
+        std::string at = strfmt("VMA {:x}-{:x}", r.start, r.end);
+        if (r.kind < 1 || r.kind > 7) return bad(strfmt("{}: kind {}", at, r.kind));
+        if (r.flags & ~kVmaFlags) return bad(strfmt("{}: flags 0x{:x}", at, r.flags));
+        if (r.vm_flags >> std::size(image::kVmFlagNames))
+            return bad(strfmt("{}: VmFlags 0x{:x}", at, r.vm_flags));
+        bool vsyscall = image::VmaKind(r.kind) == image::VmaKind::kVsyscall;
+        if (r.start >= r.end || (r.start | r.end) % kPage ||
+            (vsyscall ? r.start != kVsyscall : r.end > kUserTop))
+            return bad(at + ": not a page-aligned user address range");
+        if (r.start < prev_end) return bad(at + ": overlaps the VMA before it");
+        prev_end = r.end;
+        if (r.pgoff > (~0ull >> 12) - (r.end - r.start) / kPage)
+            return bad(strfmt("{}: file offset {} pages", at, r.pgoff));
+        auto k = image::VmaKind(r.kind);
+        if ((k == image::VmaKind::kFilePrivate || k == image::VmaKind::kFileShared) &&
+            !(r.flags & image::kVmaDeleted) && bad_path(v.path))
+            return bad(at + ": file path not absolute or holds a NUL");
+    }
+    return {};
+}
+
+const VmaEntry* vma_at(const DecodedImage& img, uint64_t addr, bool end_inclusive) {
+    for (const auto& v : img.vmas)
+        if (addr >= v.rec.start && (addr < v.rec.end || (end_inclusive && addr == v.rec.end)))
+            return &v;
+    return nullptr;
+}
+
+Status check_regs(const DecodedImage& img) {
+    const auto& r = img.regs;
+    const VmaEntry* code = vma_at(img, r.rip, false);
+    if (!code || !(code->rec.flags & image::kVmaExec))
+        return bad(strfmt("rip 0x{:x} is not in an executable mapping of the image", r.rip));
+    const VmaEntry* stack = vma_at(img, r.rsp, true);
+    if (!stack || !(stack->rec.flags & image::kVmaWrite) ||
+        image::VmaKind(stack->rec.kind) == image::VmaKind::kFileShared)
+        return bad(strfmt("rsp 0x{:x} is not in a writable private mapping of the image", r.rsp));
+    return {};
+}
+
+Status check_fds(const DecodedImage& img) {
+    std::set<int> seen;
+    for (const auto& f : img.fds) {
+        const auto& r = f.rec;
+        if (r.fd < 0 || r.fd >= kMaxFd || !seen.insert(r.fd).second)
+            return bad(strfmt("fd number {} (negative, too large or twice)", r.fd));
+        if (r.kind < 1 || r.kind > 3) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
+        if ((r.open_flags & ~kFdOpenFlags) || (r.open_flags & O_ACCMODE) == O_ACCMODE)
+            return bad(strfmt("fd {}: open flags 0{:o}", r.fd, r.open_flags));
+        if (r.fd_flags & ~image::kFdCloexec)
+            return bad(strfmt("fd {}: fd flags 0x{:x}", r.fd, r.fd_flags));
+        if (r.pos > uint64_t(INT64_MAX)) return bad(strfmt("fd {}: offset {}", r.fd, r.pos));
+        if (bad_path(f.path)) return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
+    }
+    return {};
+}
+
+Status check_signals(const DecodedImage& img) {
+    for (int i = 0; i < 64; ++i) {
+        const auto& a = img.sigactions.action[i];
+        if (a.flags & ~kSaFlags) return bad(strfmt("signal {}: sa_flags 0x{:x}", i + 1, a.flags));
+        if ((i + 1 == 9 || i + 1 == 19) && (a.handler || a.flags || a.mask))
+            return bad(strfmt("signal {}: SIGKILL and SIGSTOP have no handler", i + 1));
+    }
+    for (const auto& p : img.pending) {
+        int32_t signo;
+        std::memcpy(&signo, p.info, sizeof signo);
+        if (signo < 1 || signo > 64 || signo == 9 || signo == 19)
+            return bad(strfmt("pending signal number {}", signo));
+        if (p.queue > image::kSigqueueShared)
+            return bad(strfmt("pending signal queue {}", p.queue));
+    }
+    if (uint32_t(img.sigstate.altstack_flags) & ~kSsFlags)
+        return bad(strfmt("alternate stack flags 0x{:x}", img.sigstate.altstack_flags));
+    return {};
+}
+
+Status check_task(const DecodedImage& img) {
+    if (img.task.nice < -20 || img.task.nice > 19) return bad(strfmt("nice {}", img.task.nice));
+    if (img.fs.umask & ~0777u) return bad(strfmt("umask 0{:o}", img.fs.umask));
+    if (bad_path(img.cwd)) return bad("cwd not absolute or holds a NUL");
+    if (!img.exe.empty() && bad_path(img.exe)) return bad("exe not absolute or holds a NUL");
+    if (img.header.flags & ~image::kHeaderTaskWasStopped)
+        return bad(strfmt("header flags 0x{:x}", img.header.flags));
+    for (int i = 0; i < 16; ++i)
+        if (img.rlimits.cur[i] > img.rlimits.max[i])
+            return bad(strfmt("rlimit {}: soft {} above hard {}", i, img.rlimits.cur[i],
+                              img.rlimits.max[i]));
+    for (int w = 0; w < 3; ++w)
+        for (int k = 0; k < 4; k += 2)
+            if (img.itimers.v[w][k] < 0 || img.itimers.v[w][k + 1] < 0 ||
+                img.itimers.v[w][k + 1] >= 1000000)
+                return bad(
+                    strfmt("itimer {}: {}.{:06}", w, img.itimers.v[w][k], img.itimers.v[w][k + 1]));
+    return {};
+}
+
+}  // namespace
+
+Status check_fields(const DecodedImage& img) {
+    for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals})
+        if (auto s = check(img); !s) return s;
+    return {};
+}
+
+}  // namespace crfs

@@ -1,0 +1,83 @@
+// check_fields (restorer/check_fields.cc) on images built in memory: each
+// field out of range is EINVAL naming it.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include "restorer/validate.h"
+
+namespace crfs {
+namespace {
+
+DecodedImage good() {
+    DecodedImage img;
+    img.cwd = "/tmp";
+    auto vma = [&](uint64_t s, uint64_t e, uint32_t flags) {
+        VmaEntry v{};
+        v.rec.start = s, v.rec.end = e, v.rec.kind = uint32_t(image::VmaKind::kAnonPrivate);
+        v.rec.flags = flags;
+        img.vmas.push_back(v);
+    };
+    vma(0x400000, 0x401000, image::kVmaRead | image::kVmaExec);
+    vma(0x600000, 0x602000, image::kVmaRead | image::kVmaWrite);
+    img.regs.rip = 0x400010;
+    img.regs.rsp = 0x601ff0;
+    FdEntry f{};
+    f.rec.fd = 3, f.rec.kind = uint32_t(image::FdKind::kRegular);
+    f.rec.open_flags = O_RDONLY | 0100000 /* the kernel's O_LARGEFILE */;
+    f.path = "/tmp/x";
+    img.fds.push_back(f);
+    return img;
+}
+
+void expect_einval(const DecodedImage& img, const char* words) {
+    auto s = check_fields(img);
+    ASSERT_FALSE(s) << words;
+    EXPECT_EQ(s.error().code, EINVAL);
+    EXPECT_NE(s.error().what.find(words), std::string::npos) << s.error().what;
+}
+
+TEST(RestoreFields, GoodImagePasses) {
+    EXPECT_TRUE(check_fields(good()));
+}
+
+TEST(RestoreFields, RegistersMustPointIntoTheImage) {
+    auto img = good();
+    img.regs.rip = 0x600010;  // writable, not executable
+    expect_einval(img, "rip 0x600010");
+    img = good();
+    img.regs.rsp = 0x400100;  // executable, not writable
+    expect_einval(img, "rsp 0x400100");
+    img = good();
+    img.regs.rsp = 0x1000;
+    expect_einval(img, "rsp 0x1000");
+}
+
+TEST(RestoreFields, EnumsAndFlagsInRange) {
+    auto img = good();
+    img.vmas[0].rec.kind = 9;
+    expect_einval(img, "kind 9");
+    img = good();
+    img.vmas[1].rec.start = 0x400800;  // overlaps
+    expect_einval(img, "VMA 400800-602000");
+    img = good();
+    img.fds[0].rec.open_flags |= O_CREAT;
+    expect_einval(img, "open flags");
+    img = good();
+    img.fds.push_back(img.fds[0]);
+    expect_einval(img, "fd number 3");
+    img = good();
+    img.sigactions.action[8].handler = 0x400000;  // SIGKILL
+    expect_einval(img, "signal 9");
+    img = good();
+    img.task.nice = -21;
+    expect_einval(img, "nice -21");
+    img = good();
+    img.rlimits.cur[7] = 10, img.rlimits.max[7] = 5;
+    expect_einval(img, "rlimit 7");
+    img = good();
+    img.fds[0].path = std::string("/tmp/a\0b", 8);
+    expect_einval(img, "holds a NUL");
+}
+
+}  // namespace
+}  // namespace crfs
