@@ -266,6 +266,20 @@ bool maps_our_libc(const DecodedImage& img) {
     return false;
 }
 
+// Reads `fd` to its end (the writer closed it), bounded by the report timeout.
+Status wait_for_eof(int fd) {
+    char junk[64];
+    for (;;) {
+        pollfd p{fd, POLLIN, 0};
+        int pr = poll(&p, 1, kReportTimeoutMs);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr == 0) return make_error(ETIMEDOUT, "restore: the new task did not finish in time");
+        ssize_t n = ::read(fd, junk, sizeof junk);
+        if (n == 0) return {};
+        if (n < 0 && errno != EINTR) return errno_error("restore: status pipe");
+    }
+}
+
 void kill_and_reap(pid_t pid) {
     ::kill(pid, SIGKILL);
     int st;
@@ -458,6 +472,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.stack_top = (area->start + area->len - 64) & ~uint64_t(15);
     // CRFS_RESTORE_FAULT=<step of crfs_ra_step>: tests make that step fail.
     if (const char* f = getenv("CRFS_RESTORE_FAULT")) cp.fault_step = a->fault_step = atoi(f);
+    bool stopped = img->header.flags & image::kHeaderTaskWasStopped;
+    a->stop_self = stopped;
 
     // --- create the task --------------------------------------------------------
     clone_args ca{};
@@ -499,9 +515,21 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         break;
     }
     if (n == 1 && first == 'K') {
+        // The blob closes its last descriptors around 'K': wait for them to
+        // be gone (EOF), and for a task that was stopped to be stopped again,
+        // so that whoever looks at the task next sees it as it was.
+        if (auto done = wait_for_eof(status_r.get()); !done) {
+            kill_and_reap(pid_t(pid));
+            return std::unexpected(done.error());
+        }
+        if (stopped) {
+            siginfo_t si{};
+            while (waitid(P_PID, id_t(pid), &si, WSTOPPED | WEXITED | WNOWAIT) < 0 &&
+                   errno == EINTR) {
+            }
+        }
         trace.mark("rebuild");
         trace.print(pid_t(pid));
-        if (img->header.flags & image::kHeaderTaskWasStopped) ::kill(pid_t(pid), SIGSTOP);
         std::lock_guard lock(g_children_mu);
         g_children.push_back(pid_t(pid));
         return pid_t(pid);

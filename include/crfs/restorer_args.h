@@ -165,7 +165,10 @@ struct crfs_restorer_args {
     /* Fault injection (CRFS_RESTORE_FAULT=<step>, tests only): fail with
      * ECANCELED on reaching that step; 0: off. */
     int32_t fault_step;
-    int32_t reserved2;
+    /* The task was stopped when checkpointed: the blob sends itself SIGSTOP
+     * in its last instructions, so not one of the task's own instructions
+     * runs before it stops. */
+    int32_t stop_self;
     /* The task's own rseq area (its glibc's, in the image's TLS), registered
      * again last: the kernel forgot it with the old task. 0: none. */
     uint64_t task_rseq_area;

@@ -328,31 +328,40 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     }
     uint64_t unmap = a->self_unmap, unmap_len = a->self_unmap_len;
 
-    /* The point of no return: the driver reports success on this byte. */
+    uint64_t stop = a->stop_self != 0;
+
+    /* The point of no return: the driver reports success on this byte, once
+     * the status pipe also reads EOF. So both descriptors are gone before
+     * anyone (a checkpoint right after the restore) can look at the task. */
+    sys1(NR_close, a->image_fd);
     char ok = 'K';
     sys3(NR_write, a->status_fd, &ok, 1);
     sys1(NR_close, a->status_fd);
-    sys1(NR_close, a->image_fd);
     /* From here on only registers: the munmap may take this very stack (and
-     * `a`) away; only the code pages stay. */
-    if (unmap_len)
-        __asm__ volatile(
-            "mov $11, %%eax\n" /* munmap(unmap, unmap_len) */
-            "syscall\n"
-            "mov %0, %%rsp\n"
-            "mov $15, %%eax\n" /* rt_sigreturn */
-            "syscall\n"
-            "ud2\n"
-            :
-            : "r"(frame + 8), "D"(unmap), "S"(unmap_len)
-            : "memory");
+     * `a`) away; only the code pages stay. A task that was stopped stops here,
+     * before rt_sigreturn, with SIGSTOP from itself (getpid: its pid in its
+     * own namespace); SIGCONT resumes it into its own code. */
     __asm__ volatile(
-        "mov %0, %%rsp\n"
+        "test %%rsi, %%rsi\n"
+        "jz 1f\n"
+        "mov $11, %%eax\n" /* munmap(unmap, unmap_len) */
+        "syscall\n"
+        "1:\n"
+        "test %%rdx, %%rdx\n"
+        "jz 2f\n"
+        "mov $39, %%eax\n" /* getpid() */
+        "syscall\n"
+        "mov %%eax, %%edi\n"
+        "mov $19, %%esi\n" /* SIGSTOP */
+        "mov $62, %%eax\n" /* kill(pid, SIGSTOP) */
+        "syscall\n"
+        "2:\n"
+        "mov %%rbx, %%rsp\n"
         "mov $15, %%eax\n" /* rt_sigreturn */
         "syscall\n"
         "ud2\n"
         :
-        : "r"(frame + 8)
-        : "memory");
+        : "b"(frame + 8), "D"(unmap), "S"(unmap_len), "d"(stop)
+        : "memory", "rax", "rcx", "r11");
     __builtin_unreachable();
 }

@@ -112,7 +112,10 @@ class Task:
 
     def checkpoint(self, name="snap.img", via=None):
         img = self.path(name)
-        r = sh(f"cp {via or self.m + '/' + str(self.pid)}/image {img}")
+        src = via or f"{self.m}/{self.pid}"
+        r = sh(f"cp {src}/image {img}")
+        if r.returncode != 0:  # say why: the reason, when there is one
+            r.stderr += sh(f"cat {src}/reason").stdout
         self.test.assertEqual(r.returncode, 0, r.stderr)
         return img
 
@@ -169,7 +172,33 @@ class Base(unittest.TestCase):
         return self.task([os.path.join(BUILD, "tests/cr/ckpt_workload"), "@DIR@", mode, "2"])
 
 
+def state_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 class RoundTrip(Base):
+    def test_stopped_task_runs_no_instruction_after_restore(self):
+        # A shell that appends a line as fast as it can (builtins only: no
+        # children): the restored task must be stopped before it runs one
+        # instruction of its own, so the file does not grow until SIGCONT.
+        loop = 'exec >> lines; i=0; while :; do i=$((i+1)); echo $i; done'
+        for round in range(10):
+            t = self.task(["sh", "-c", loop], ready="lines")
+            wait_for(lambda: os.path.getsize(t.path("lines")) > 0, "the loop to write")
+            os.kill(t.pid, signal.SIGSTOP)
+            wait_for(lambda: state_of(t.pid) == "T", "the loop to stop")
+            img = t.checkpoint()
+            t.kill9()
+            size = os.path.getsize(t.path("lines"))
+            t.restore(img, f"stopped{round}")
+            self.assertEqual(state_of(t.pid), "T", "close() returned before the task stopped")
+            self.assertEqual(os.path.getsize(t.path("lines")), size, f"round {round}")
+            os.kill(t.pid, signal.SIGCONT)
+            wait_for(lambda: os.path.getsize(t.path("lines")) > size, "the loop to go on")
+            os.kill(t.pid, signal.SIGKILL)
+            self.assertEqual(sh(f"rmdir {self.m}/stopped{round}").returncode, 0)
+
     def test_fresh_name(self):
         t = self.ckpt_workload()
         img = t.checkpoint()
