@@ -18,6 +18,7 @@
 #include "checkpoint/signals.h"
 #include "checkpoint/task_attrs.h"
 #include "common/image_writer.h"
+#include "common/log.h"
 #include "common/strfmt.h"
 #include "state/registry.h"
 
@@ -34,7 +35,8 @@ class PhaseTrace {
     void mark(const char* phase) {
         if (!on_) return;
         uint64_t now = monotonic_ns();
-        log_line(strfmt("phase {}: {} us", phase, (now - last_) / 1000));
+        log_info("checkpoint: phase %s: %llu us", phase,
+                 (unsigned long long)((now - last_) / 1000));
         last_ = now;
     }
 
@@ -288,7 +290,7 @@ Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime)
     }
     if (!cap) {
         Error e = cap.error().context(strfmt("checkpoint of task {}", pid));
-        log_line(e.what);
+        log_info("%s", e.what.c_str());
         return std::unexpected(e);
     }
     PhaseTrace trace;

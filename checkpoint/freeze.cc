@@ -11,6 +11,7 @@
 #include <string>
 
 #include "checkpoint/task_attrs.h"
+#include "common/log.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -35,10 +36,6 @@ uint64_t monotonic_ns() {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
-}
-
-void log_line(const std::string& line) {
-    std::fprintf(stderr, "crfs checkpoint: %s\n", line.c_str());
 }
 
 Result<int> FrozenTask::wait_stop() {
@@ -151,7 +148,7 @@ Status FrozenTask::release() {
 }
 
 FrozenTask::~FrozenTask() {
-    if (auto r = release(); !r) log_line(r.error().what);
+    if (auto r = release(); !r) log_error("checkpoint: %s", r.error().what.c_str());
 }
 
 uint64_t FrozenTask::frozen_ns() const {

@@ -67,7 +67,4 @@ class FrozenTask {
 
 uint64_t monotonic_ns();
 
-// Log line to stderr, prefixed "crfs checkpoint: ".
-void log_line(const std::string& line);
-
 }  // namespace crfs

@@ -22,6 +22,7 @@
 
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "common/log.h"
 #include "common/pagemap_scan.h"
 #include "common/strfmt.h"
 
@@ -436,7 +437,7 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
         timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-        if (t0) fprintf(stderr, "crfs checkpoint:   memory %s: %lu us\n", what, (now - t0) / 1000);
+        if (t0) log_info("checkpoint:   memory %s: %lu us", what, (now - t0) / 1000);
         t0 = now;
     };
     mark("");

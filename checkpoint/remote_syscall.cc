@@ -11,6 +11,7 @@
 
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "common/log.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -224,7 +225,7 @@ Status RemoteSyscall::finish() {
 }
 
 RemoteSyscall::~RemoteSyscall() {
-    if (auto r = finish(); !r) log_line(r.error().what);
+    if (auto r = finish(); !r) log_error("checkpoint: %s", r.error().what.c_str());
 }
 
 }  // namespace crfs

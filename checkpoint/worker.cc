@@ -9,7 +9,8 @@
 #include <unistd.h>
 
 #include <charconv>
-#include <filesystem>
+
+#include <boost/filesystem.hpp>
 
 #include "checkpoint/pid_lock.h"
 #include "common/io.h"
@@ -28,8 +29,8 @@ constexpr size_t kMaxReply = 1 << 20;
 // by a test before any request), read-only afterwards.
 std::string& worker_exe() {
     static std::string path = [] {
-        std::error_code ec;
-        auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+        boost::system::error_code ec;
+        auto self = boost::filesystem::read_symlink("/proc/self/exe", ec);
         return (ec ? std::string() : self.parent_path().string()) + "/crfs-ckpt";
     }();
     return path;

@@ -17,6 +17,7 @@
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/worker.h"
 #include "common/io.h"
+#include "common/log.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "fs/tasks.h"
@@ -156,6 +157,8 @@ int main(int argc, char** argv) {
     // until the task is let go; only SIGKILL cuts a checkpoint short, and only
     // root or the caller itself (whose own task it is) can send that.
     for (int sig : {SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM}) ::signal(sig, SIG_IGN);
+    // The daemon's log: its stderr (fd 2, inherited) in the foreground, else syslog.
+    crfs::log_init(::getenv(crfs::kLogToSyslogEnv) == nullptr, false, "crfs-ckpt");
     crfs::send_worker_reply(crfs::serve(argc, argv));
     // _exit: nothing is left to flush, and an at-exit leak check (ASan builds)
     // would need to ptrace this process, which is non-dumpable by design.

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/log.h"
 #include "crfs_kdev.h"
-#include "fs/log.h"
 
 namespace crfs::fs {
 namespace {

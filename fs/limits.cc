@@ -7,7 +7,7 @@
 #include <charconv>
 #include <vector>
 
-#include "fs/log.h"
+#include "common/log.h"
 
 namespace crfs::fs {
 namespace {

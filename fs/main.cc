@@ -28,10 +28,10 @@
 #include <boost/filesystem.hpp>
 
 #include "common/io.h"
+#include "common/log.h"
 #include "fs/inode.h"
 #include "fs/kernel_marks.h"
 #include "fs/limits.h"
-#include "fs/log.h"
 #include "fs/ops.h"
 
 namespace {
@@ -224,6 +224,8 @@ int main(int argc, char** argv) {
             log_info("serving %s", mp->c_str());
             fuse_daemonize(cl.foreground);
             log_init(cl.foreground, cl.debug);
+            // Before any thread starts: setenv is not thread-safe.
+            if (!cl.foreground) ::setenv(kLogToSyslogEnv, "1", 1);
             daemon.self_tgid = ::getpid();
             // Forget /crfs/<pid> in the kernel's dentry cache when the task exits.
             auto forget = [se](pid_t pid) {

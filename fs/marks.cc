@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "common/io.h"
+#include "common/log.h"
 
 namespace crfs::fs {
 namespace {
@@ -167,8 +168,7 @@ void MarkStore::watcher_loop() {
             }
         }
         if (changed) {
-            if (auto p = persist_locked(); !p)
-                std::fprintf(stderr, "crfsd: %s\n", p.error().what.c_str());
+            if (auto p = persist_locked(); !p) log_error("%s", p.error().what.c_str());
         }
     }
 }

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "common/io.h"
+#include "common/log.h"
 #include "fs/inode.h"
-#include "fs/log.h"
 
 namespace crfs::fs {
 namespace {

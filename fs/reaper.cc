@@ -8,7 +8,7 @@
 
 #include <vector>
 
-#include "fs/log.h"
+#include "common/log.h"
 #include "restorer/restore.h"
 
 namespace crfs::fs {

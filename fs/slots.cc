@@ -11,8 +11,8 @@
 
 #include "common/escape.h"
 #include "common/io.h"
+#include "common/log.h"
 #include "common/procfs.h"
-#include "fs/log.h"
 #include "restorer/restore.h"
 
 namespace crfs::fs {

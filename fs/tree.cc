@@ -3,8 +3,8 @@
 #include <cstring>
 
 #include "checkpoint/worker.h"
+#include "common/log.h"
 #include "fs/kernel_marks.h"
-#include "fs/log.h"
 #include "state/registry.h"
 
 namespace crfs::fs {

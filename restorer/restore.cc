@@ -31,6 +31,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include "common/log.h"
 #include "common/strfmt.h"
 
 #include "common/image_reader.h"
@@ -235,7 +236,7 @@ class PhaseTrace {
         last_ = t;
     }
     void print(pid_t pid) const {
-        if (on_) std::fprintf(stderr, "crfs restore %d (us):%s\n", pid, out_.c_str());
+        if (on_) log_info("restore %d (us):%s", pid, out_.c_str());
     }
 
   private:

@@ -1,4 +1,4 @@
-#include "fs/log.h"
+#include "common/log.h"
 
 #include <syslog.h>
 
@@ -7,11 +7,12 @@
 
 #include "common/escape.h"
 
-namespace crfs::fs {
+namespace crfs {
 namespace {
 
 bool g_foreground = true;
 bool g_debug = false;
+const char* g_ident = "crfsd";
 
 // Every line is escaped whole (issue 8, item 18): its arguments quote names
 // and image fields that callers chose, and a log must not carry their
@@ -25,17 +26,18 @@ void vlog(int prio, const char* fmt, va_list ap) {
     va_end(again);
     std::string line = escape_nonprintable(text);
     if (g_foreground)
-        std::fprintf(stderr, "crfsd: %s\n", line.c_str());
+        std::fprintf(stderr, "%s: %s\n", g_ident, line.c_str());
     else
         ::syslog(prio, "%s", line.c_str());
 }
 
 }  // namespace
 
-void log_init(bool foreground, bool debug) {
+void log_init(bool foreground, bool debug, const char* ident) {
     g_foreground = foreground;
     g_debug = debug;
-    if (!foreground) ::openlog("crfsd", LOG_PID, LOG_DAEMON);
+    g_ident = ident;
+    if (!foreground) ::openlog(ident, LOG_PID, LOG_DAEMON);
 }
 
 bool log_debug_enabled() {
@@ -55,4 +57,4 @@ CRFS_LOG_FN(log_error, LOG_ERR, true)
 CRFS_LOG_FN(log_debug, LOG_DEBUG, g_debug)
 #undef CRFS_LOG_FN
 
-}  // namespace crfs::fs
+}  // namespace crfs
