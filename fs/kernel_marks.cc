@@ -17,7 +17,11 @@ int g_kdev = -1;
 void init_kernel_marks() {
     int fd = crfs_kdev_open();
     if (fd < 0) {
-        log_info("kernel marks: %s: %s (crfs.ko not loaded)", CRFS_KDEV_PATH, std::strerror(-fd));
+        // The module is optional: its absence is the common case, not a fault.
+        if (fd == -ENOENT)
+            log_info("kernel marks: off (crfs.ko not loaded)");
+        else
+            log_error("kernel marks: %s: %s", CRFS_KDEV_PATH, std::strerror(-fd));
         return;
     }
     g_kdev = fd;
