@@ -67,7 +67,9 @@ Result<Content> read_image(Daemon&, const TaskId&, const Caller&);
 inline constexpr PidEntry kPidEntries[] = {
     {"nocr", S_IFREG | 0644, Right::kAnyone, read_nocr, Right::kPtrace, write_nocr},
     {"reason", S_IFREG | 0400, Right::kPtraceInHandler, read_reason, Right::kPtrace, nullptr},
-    {"image", S_IFREG | 0400, Right::kPtraceInHandler, read_image, Right::kPtrace, nullptr},
+    // 0600, though writes are refused: `cp` gives a new copy the source's
+    // mode, and its owner must be able to write over an earlier snapshot.
+    {"image", S_IFREG | 0600, Right::kPtraceInHandler, read_image, Right::kPtrace, nullptr},
 };
 
 // Text content of a generated file.

@@ -332,7 +332,10 @@ class Slots(Base):
         os.chmod(d, 0o777)
         script = (f"cd {d} && sleep 1000 </dev/null >/dev/null 2>&1 & p=$!; "
                   "until [ \"$(cat /proc/$p/comm)\" = sleep ]; do sleep 0.01; done; "
-                  f"cp {self.m}/$p/image {d}/snap.img && kill -9 $p && wait $p; "
+                  # Twice: cp gives a new file the source's mode, and the owner
+                  # must be able to write over an earlier snapshot.
+                  f"{{ cp {self.m}/$p/image {d}/snap.img && cp {self.m}/$p/image {d}/snap.img; }}"
+                  " || { kill -9 $p; exit 9; }; kill -9 $p && wait $p; "
                   f"mkdir {self.m}/mine && cp {d}/snap.img {self.m}/mine/image && "
                   f"cat {self.m}/mine/pid")
         r = subprocess.run(NOBODY + ["sh", "-c", script], capture_output=True, text=True,
