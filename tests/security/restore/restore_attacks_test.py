@@ -400,8 +400,10 @@ class RestoreAttacks(SlotAttackCase):
     # --- positive: the writer's own task comes back ---------------------------
     # --- 21: same_as dups only an fd the image itself opened -------------------
     def test_21_same_as_cannot_name_a_daemon_fd(self):
-        # Stage 1 holds the image and the status pipe above the image's fds
-        # (6 and up here): a dup of one of them would leak it to the task.
+        # Stage 1 holds the slot's image, the status pipe and the deleted
+        # files' copies above the image's fds (6 and up here). Without the
+        # check, same_as 12, 15 and 16 restored a task holding the image memfd,
+        # the daemon's status pipe and a copy at fd 4 (measured).
         for n in range(6, 40):
             st = self.assert_refused(self.edited(self.fd(4) + f".same_as={n}"), "Invalid argument")
             self.assertIn(f"fd 4: same_as {n} is not a lower fd", st)
