@@ -76,6 +76,8 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
             // One description: the lowest fd's record (sorted: already made), our fd flags.
             auto l = std::find_if(out.begin(), out.end(),
                                   [&](const TaskFd& o) { return o.rec.fd == lead; });
+            if (l == out.end())
+                return make_error(EIO, strfmt("fd {}: no record of fd {}", fd, lead));
             t.rec = l->rec;
             t.path = l->path;
             t.rec.fd = fd;
