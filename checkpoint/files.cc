@@ -12,6 +12,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/fds.h"
 
 namespace crfs {
 
@@ -51,23 +52,49 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
     closedir(d);
     std::sort(fds.begin(), fds.end());
 
+    std::vector<struct stat> stats(fds.size());
+    std::vector<state::FdIdentity> ids;
+    for (size_t i = 0; i < fds.size(); ++i) {
+        std::string link_path = strfmt("{}/{}", dir, fds[i]);
+        if (stat(link_path.c_str(), &stats[i]) != 0) return errno_error("stat " + link_path);
+        ids.push_back({fds[i], stats[i].st_dev, stats[i].st_ino});
+    }
+    auto same_as = state::description_groups(pid, ids);
+    if (!same_as) return std::unexpected(same_as.error());
+
     std::vector<TaskFd> out;
-    for (int fd : fds) {
+    for (size_t i = 0; i < fds.size(); ++i) {
+        int fd = fds[i];
         std::string link_path = strfmt("{}/{}", dir, fd);
         TaskFd t;
-        auto link = read_link(link_path);
-        if (!link) return std::unexpected(link.error());
-        struct stat st;
-        if (stat(link_path.c_str(), &st) != 0) return errno_error("stat " + link_path);
         auto info_text = read_proc(pid, strfmt("fdinfo/{}", fd));
         if (!info_text) return std::unexpected(info_text.error());
         auto info = parse_fdinfo(*info_text);
         if (!info) return std::unexpected(info.error().context(strfmt("fd {}", fd)));
+        uint32_t fd_flags = (info->flags & O_CLOEXEC) ? image::kFdCloexec : 0;
+        if (int lead = (*same_as)[i]; lead >= 0) {
+            // One description: the lowest fd's record (sorted: already made), our fd flags.
+            auto l = std::find_if(out.begin(), out.end(),
+                                  [&](const TaskFd& o) { return o.rec.fd == lead; });
+            if (l == out.end())
+                return make_error(EIO, strfmt("fd {}: no record of fd {}", fd, lead));
+            t.rec = l->rec;
+            t.path = l->path;
+            t.rec.fd = fd;
+            t.rec.fd_flags = fd_flags;
+            t.rec.same_as = lead;
+            out.push_back(std::move(t));
+            continue;
+        }
+        auto link = read_link(link_path);
+        if (!link) return std::unexpected(link.error());
+        const struct stat& st = stats[i];
 
         t.path = *link;
         t.rec.fd = fd;
+        t.rec.same_as = -1;
         t.rec.open_flags = info->flags & ~uint32_t(O_CLOEXEC);
-        t.rec.fd_flags = (info->flags & O_CLOEXEC) ? image::kFdCloexec : 0;
+        t.rec.fd_flags = fd_flags;
         t.rec.pos = info->pos;
         t.rec.mode = st.st_mode;
         t.rec.dev = st.st_dev;

@@ -1,7 +1,10 @@
 // Open file descriptors of a frozen task: regular files (path, flags, offset,
 // mode, and a dev/inode/size/mtime fingerprint), unlinked files (content
-// copied), character devices (by path), close-on-exec. Any other kind is an
-// EBUSY error naming the fd: `reason` reports it before a checkpoint is tried.
+// copied), character devices (by path), close-on-exec. Fds that share one open
+// file description are grouped (state/fds.h description_groups): a later fd of
+// a group repeats the lowest fd's record with same_as naming it, and no content.
+// Any other kind is an EBUSY error naming the fd: `reason` reports it before a
+// checkpoint is tried.
 #pragma once
 
 #include <sys/types.h>

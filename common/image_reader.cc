@@ -334,10 +334,18 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.itimers = load<image::ItimersRecord>(p);
                 break;
             case RecordType::kFd: {
-                FdEntry f{load<image::FdRecord>(p), {}, 0, {}, {}};
-                if (auto t = expect_tail(r, sizeof f.rec, f.rec.path_len); !t)
+                // Version 1's record is the version-2 one without same_as.
+                size_t fixed =
+                    img.header.version >= 2 ? sizeof(image::FdRecord) : image::kFdRecordV1Size;
+                if (p.size() < fixed)
+                    return inconsistent(
+                        r, strfmt("{} bytes, an fd record has at least {}", p.size(), fixed));
+                FdEntry f{{}, {}, 0, {}, {}};
+                f.rec.same_as = -1;
+                std::memcpy(&f.rec, p.data(), fixed);
+                if (auto t = expect_tail(r, fixed, f.rec.path_len); !t)
                     return std::unexpected(t.error());
-                f.path = p.substr(sizeof f.rec);
+                f.path = p.substr(fixed);
                 if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
                 if (f.rec.kind < uint32_t(image::FdKind::kRegular) ||
                     f.rec.kind > uint32_t(image::FdKind::kCharDev))
@@ -352,15 +360,16 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 auto d = load<image::FdDataRecord>(p);
                 auto f = std::find_if(img.fds.begin(), img.fds.end(),
                                       [&](const FdEntry& e) { return e.rec.fd == d.fd; });
-                if (f == img.fds.end() || f->rec.kind != uint32_t(image::FdKind::kDeleted))
+                if (f == img.fds.end() || f->rec.kind != uint32_t(image::FdKind::kDeleted) ||
+                    f->rec.same_as >= 0)
                     return inconsistent(r, strfmt("data for fd {}, which is no deleted "
-                                                  "file",
+                                                  "file or shares another fd's",
                                                   d.fd));
                 if (d.offset != f->data_bytes)
                     return inconsistent(r, strfmt("fd {} data at offset {}, expected {}", d.fd,
                                                   d.offset, f->data_bytes));
-                f->data_runs.push_back({r.offset + sizeof(image::RecordHeader) + sizeof d,
-                                        p.size() - sizeof d});
+                f->data_runs.push_back(
+                    {r.offset + sizeof(image::RecordHeader) + sizeof d, p.size() - sizeof d});
                 f->data_bytes += p.size() - sizeof d;
                 if (opts.keep_data) f->data.append(p, sizeof d);
                 break;
@@ -377,7 +386,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             for (const auto& info : image::kRecordTypes)
                 if (info.type == t) return bad(strfmt("incomplete image: no {} record", info.name));
     for (const auto& f : img.fds)
-        if (f.rec.kind == uint32_t(image::FdKind::kDeleted) && f.data_bytes != f.rec.size)
+        if (f.rec.kind == uint32_t(image::FdKind::kDeleted) && f.rec.same_as < 0 &&
+            f.data_bytes != f.rec.size)
             return bad(strfmt("incomplete image: deleted file of fd {} has {} of {} bytes",
                               f.rec.fd, f.data_bytes, f.rec.size));
     img.record_count = 0;

@@ -85,12 +85,50 @@ Status check_regs(const DecodedImage& img) {
     return {};
 }
 
+// A later fd of an open file description: restore dups `same_as` to it, so
+// that must be an earlier record of the image that is its own description, and
+// the fields restore does not read (it uses the first fd's) must say the same.
+Status check_same_as(const DecodedImage& img, const FdEntry& f) {
+    const auto& r = f.rec;
+    auto lead = std::find_if(img.fds.begin(), img.fds.end(),
+                             [&](const FdEntry& e) { return e.rec.fd == r.same_as; });
+    if (lead == img.fds.end() || lead >= img.fds.begin() + (&f - img.fds.data()) ||
+        lead->rec.same_as != -1 || r.same_as >= r.fd)
+        return bad(
+            strfmt("fd {}: same_as {} is not a lower fd recorded before it that has no "
+                   "same_as of its own",
+                   r.fd, r.same_as));
+    const auto& l = lead->rec;
+    struct Field {
+        const char* name;
+        bool differs;
+    };
+    const Field fields[] = {{"kind", r.kind != l.kind},
+                            {"path", f.path != lead->path},
+                            {"open_flags", r.open_flags != l.open_flags},
+                            {"pos", r.pos != l.pos},
+                            {"mode", r.mode != l.mode},
+                            {"dev", r.dev != l.dev},
+                            {"ino", r.ino != l.ino},
+                            {"size", r.size != l.size},
+                            {"rdev", r.rdev != l.rdev},
+                            {"mtime", r.mtime_sec != l.mtime_sec || r.mtime_nsec != l.mtime_nsec}};
+    for (const auto& field : fields)
+        if (field.differs)
+            return bad(strfmt("fd {}: same_as {} but its {} differs from fd {}'s", r.fd, r.same_as,
+                              field.name, r.same_as));
+    return {};
+}
+
 Status check_fds(const DecodedImage& img) {
     std::set<int> seen;
     for (const auto& f : img.fds) {
         const auto& r = f.rec;
         if (r.fd < 0 || r.fd >= kMaxFd || !seen.insert(r.fd).second)
             return bad(strfmt("fd number {} (negative, too large or twice)", r.fd));
+        if (r.reserved) return bad(strfmt("fd {}: reserved 0x{:x}", r.fd, r.reserved));
+        if (r.same_as != -1)
+            if (auto s = check_same_as(img, f); !s) return s;
         if (r.kind < 1 || r.kind > 3) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
         if ((r.open_flags & ~kFdOpenFlags) || (r.open_flags & O_ACCMODE) == O_ACCMODE)
             return bad(strfmt("fd {}: open flags 0{:o}", r.fd, r.open_flags));

@@ -59,9 +59,15 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
     for (const auto& f : img.fds) {
         FdAction a;
         a.target = f.rec.fd;
+        a.cloexec = f.rec.fd_flags & image::kFdCloexec;
+        plan.max_target = std::max(plan.max_target, a.target);
+        if (f.rec.same_as >= 0) {  // check_fields: an earlier fd that is its own group
+            a.same_as = f.rec.same_as;
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
         a.open_flags =
             int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
-        a.cloexec = f.rec.fd_flags & image::kFdCloexec;
         auto kind = image::FdKind(f.rec.kind);
         a.seek = kind != image::FdKind::kCharDev;
         a.pos = f.rec.pos;
@@ -76,7 +82,6 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             plan.copies.emplace_back(hi);
             a.path = strfmt("/proc/self/fd/{}", hi);
         }
-        plan.max_target = std::max(plan.max_target, a.target);
         plan.actions.push_back(std::move(a));
     }
     return plan;
@@ -84,6 +89,11 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
 
 void child_open_fds(const FdPlan& plan, int status_fd) {
     for (const auto& a : plan.actions) {
+        if (a.same_as >= 0) {
+            if (dup3(a.same_as, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
+                child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+            continue;
+        }
         int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
         struct stat st;

@@ -1,8 +1,10 @@
 // File descriptors of the task to restore. The parent checks and prepares
 // (paths, flags, and for deleted files an unlinked copy filled from the
-// image); stage 1 in the new task opens each one with the image's flags and
-// the task's file-system credentials, puts it at its number with its
-// close-on-exec flag, and seeks it to its offset.
+// image); stage 1 in the new task opens each open file description once with
+// the image's flags and the task's file-system credentials, puts it at its
+// lowest fd number with its close-on-exec flag, seeks it to its offset, and
+// dups it to the other fds of its group (same_as), each with its own
+// close-on-exec flag.
 #pragma once
 
 #include <sys/types.h>
@@ -18,6 +20,7 @@ namespace crfs {
 
 struct FdAction {
     int target = -1;
+    int same_as = -1;  // >= 0: dup of that earlier target (one open file description)
     int open_flags = 0;
     bool cloexec = false;
     bool seek = false;

@@ -3,9 +3,10 @@
 //     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
 //     child_open_fds: reopened by path, at the recorded offset).
 //   every other kind: refused here (not supported yet).
-// The table is an open file description table in the making: two fds that
-// share one description (dup, fork, SCM_RIGHTS) would come back as two, each
-// with its own offset and flags, so sharing is a reason (kcmp KCMP_FILE).
+// Fds that share one open file description (dup, fork, `>log 2>&1`) are
+// grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
+// by dup; sharing is no reason of its own: a description of a refused kind is
+// refused through its kind, for every fd that holds it.
 #include "state/fds.h"
 
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 
 #include "checkpoint/files.h"  // kMaxDeletedFileBytes: the dump's limit
 #include "common/io.h"
+#include "common/strfmt.h"
 
 namespace crfs::state {
 namespace {
@@ -163,10 +165,8 @@ std::optional<std::string> regular_reason(TaskView&, const FdView& f, FdContext&
     return std::nullopt;
 }
 
-// /dev/null and friends have no offset and no state: fds sharing one
-// description of them (`>/dev/null 2>&1`) lose nothing when reopened apart,
-// except that an fcntl(F_SETFL) through one would no longer show through the
-// other (docs/state.md).
+// /dev/null and friends have no state but their open flags: reopening the
+// path gives an equivalent file.
 bool stateless_chardev(const FdView& f) {
     if (!S_ISCHR(f.st.st_mode)) return false;
     for (const auto& s : kStatelessChar)
@@ -204,34 +204,6 @@ std::string type_name(mode_t m) {
                          : "file of unknown type";
 }
 
-// "fd B: shares its open file description with fd A" for every later fd of a
-// pair that kcmp says share one. Only fds on one inode can.
-Status shared_descriptions(TaskView& t, const std::vector<FdView>& fds,
-                           std::map<int, std::string>& lines) {
-    std::map<std::pair<dev_t, ino_t>, std::vector<int>> by_inode;
-    for (const auto& f : fds)
-        if (!stateless_chardev(f)) by_inode[{f.st.st_dev, f.st.st_ino}].push_back(f.fd);
-    for (const auto& [key, group] : by_inode) {
-        for (size_t j = 1; j < group.size(); ++j) {
-            for (size_t i = 0; i < j; ++i) {
-                long r = syscall(SYS_kcmp, t.pid(), t.pid(), KCMP_FILE, group[i], group[j]);
-                if (r < 0 && errno == ESRCH) return sys_error(ESRCH, "kcmp");
-                if (r < 0 && errno == EBADF) continue;  // closed meanwhile
-                if (r == 0 || r < 0) {
-                    std::string what = r == 0 ? "shares its open file description with fd "
-                                              : "may share its open file description (kcmp "
-                                                "failed) with fd ";
-                    lines[group[j]] += (lines[group[j]].empty() ? "" : "; ") + what +
-                                       std::to_string(group[i]) + "; shared descriptions" +
-                                       std::string(kNotYet);
-                    break;
-                }
-            }
-        }
-    }
-    return {};
-}
-
 }  // namespace
 
 std::span<const FdKind> fd_kinds() {
@@ -244,6 +216,34 @@ std::optional<std::string> fd_reason(TaskView& t, const FdView& f, FdContext& ct
     return not_yet(type_name(f.st.st_mode) + " " + f.link);
 }
 
+Result<std::vector<int>> description_groups(pid_t pid, std::span<const FdIdentity> fds) {
+    std::vector<int> leader(fds.size(), -1);
+    std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> by_inode;
+    for (size_t i = 0; i < fds.size(); ++i) by_inode[{fds[i].dev, fds[i].ino}].push_back(i);
+    for (const auto& [key, group] : by_inode) {
+        for (size_t j = 1; j < group.size(); ++j) {
+            // Against the lowest fd of each group found so far: sharing is an equivalence.
+            for (size_t i = 0; i < j; ++i) {
+                if (leader[group[i]] != -1) continue;
+                int a = fds[group[i]].fd, b = fds[group[j]].fd;
+                long r = syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b);
+                if (r < 0 && errno == ESRCH) return sys_error(ESRCH, "kcmp");
+                if (r < 0 && errno == EBADF) continue;  // closed meanwhile
+                if (r < 0)
+                    return errno_error(
+                        strfmt("fd {}: cannot tell whether it shares its open file "
+                               "description with fd {} (kcmp)",
+                               b, a));
+                if (r == 0) {
+                    leader[group[j]] = a;
+                    break;
+                }
+            }
+        }
+    }
+    return leader;
+}
+
 Status detect_fds(TaskView& t, Reasons& out) {
     auto fds = t.fds();
     if (!fds) return std::unexpected(fds.error());
@@ -251,8 +251,15 @@ Status detect_fds(TaskView& t, Reasons& out) {
     std::map<int, std::string> lines;
     for (const FdView& f : **fds)
         if (auto r = fd_reason(t, f, ctx)) lines[f.fd] = *r;
-    if (auto s = shared_descriptions(t, **fds, lines); !s) return s;
     for (auto& [fd, line] : lines) out.push_back("fd " + std::to_string(fd) + ": " + line);
+    // Shared descriptions are captured (one record per group, restored by dup);
+    // not knowing the groups is a reason, as it fails the checkpoint.
+    std::vector<FdIdentity> ids;
+    for (const FdView& f : **fds) ids.push_back({f.fd, f.st.st_dev, f.st.st_ino});
+    if (auto groups = description_groups(t.pid(), ids); !groups) {
+        if (groups.error().code == ESRCH) return std::unexpected(groups.error());
+        out.push_back(groups.error().what);
+    }
     return {};
 }
 

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "state/kind.h"
 #include "state/sockets.h"
@@ -30,5 +31,19 @@ std::span<const FdKind> fd_kinds();
 
 // The reason for one fd (without the "fd N: " prefix), or nullopt.
 std::optional<std::string> fd_reason(TaskView& t, const FdView& f, FdContext& ctx);
+
+// Open file descriptions: fds of one task that share one (dup, fork,
+// `>log 2>&1`) are a group, told apart by kcmp KCMP_FILE between fds on one
+// inode. The one grouping of crfs: `detect` and the checkpointer
+// (checkpoint/files.cc) both call it.
+struct FdIdentity {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+};
+// For each of `fds` (sorted by fd), the lowest fd sharing its description, or
+// -1 when it is the lowest itself. The task being gone is ESRCH; a kcmp that
+// fails otherwise (EPERM, ENOSYS) is an error naming the two fds.
+Result<std::vector<int>> description_groups(pid_t pid, std::span<const FdIdentity> fds);
 
 }  // namespace crfs::state

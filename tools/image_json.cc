@@ -189,6 +189,7 @@ Json fds(const DecodedImage& img) {
                       {"pos", r.pos},
                       {"mode", oct(r.mode)},
                       {"cloexec", bool(r.fd_flags & image::kFdCloexec)},
+                      {"same_as", r.same_as},
                       {"dev", r.dev},
                       {"ino", r.ino},
                       {"size", r.size},

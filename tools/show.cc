@@ -42,11 +42,17 @@ void print_text(const DecodedImage& img) {
                    (v.rec.end - v.rec.start) / 1024, pages_in(img, v.rec),
                    escape_nonprintable(v.path));
     fmt::print("\n{} fds:\n", img.fds.size());
-    for (const auto& f : img.fds)
+    for (const auto& f : img.fds) {
+        if (f.rec.same_as >= 0) {
+            fmt::print("  {:3} same as {}{}\n", f.rec.fd, f.rec.same_as,
+                       (f.rec.fd_flags & image::kFdCloexec) ? " cloexec" : "");
+            continue;
+        }
         fmt::print("  {:3} {:<8} pos {:<10} flags 0{:o}{}  {}\n", f.rec.fd,
                    fd_kind_name(f.rec.kind), f.rec.pos, f.rec.open_flags,
                    (f.rec.fd_flags & image::kFdCloexec) ? " cloexec" : "",
                    escape_nonprintable(f.path));
+    }
     const auto& s = img.sigstate;
     fmt::print("\nsignals: blocked {}, altstack {}+{}, {} pending\n", hex(s.blocked),
                hex(s.altstack_sp), s.altstack_size, img.pending.size());

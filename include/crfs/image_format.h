@@ -1,4 +1,4 @@
-// The crfs image format, version 1: the on-disk structs and the one table of
+// The crfs image format, version 2: the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 1;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 2;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -69,7 +69,7 @@ static_assert(sizeof(Trailer) == 24);
     X(kSiginfo, 11, "siginfo", sizeof(SiginfoRecord), sizeof(SiginfoRecord))                    \
     X(kRlimits, 12, "rlimits", sizeof(RlimitsRecord), sizeof(RlimitsRecord))                    \
     X(kItimers, 13, "itimers", sizeof(ItimersRecord), sizeof(ItimersRecord))                    \
-    X(kFd, 14, "fd", sizeof(FdRecord), sizeof(FdRecord) + 4096)                                 \
+    X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                  \
     X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord) \
     X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
@@ -226,6 +226,11 @@ enum class FdKind : uint32_t {
 inline constexpr uint32_t kFdCloexec = 1u << 0;
 
 // One open descriptor. Followed by the path (path_len bytes, " (deleted)" removed).
+// Fds that share one open file description (dup, `>log 2>&1`) are one group:
+// the lowest fd of the group has same_as -1, every other one names it, and
+// repeats its kind, path and description fields (flags, pos, fingerprint);
+// fd_flags (close-on-exec) is the fd's own. A deleted file's content follows
+// for the lowest fd only.
 struct FdRecord {
     int32_t fd;
     uint32_t kind;        // FdKind
@@ -236,8 +241,13 @@ struct FdRecord {
     uint32_t path_len;
     uint64_t dev, ino, size, rdev;
     int64_t mtime_sec, mtime_nsec;
+    int32_t same_as = -1;  // version 2: the lowest fd sharing its description, or -1
+    uint32_t reserved;
 };
-static_assert(sizeof(FdRecord) == 80);
+static_assert(sizeof(FdRecord) == 88);
+// Version 1 had no same_as: its FdRecord is the first 80 bytes (read as same_as -1).
+inline constexpr uint32_t kFdRecordV1Size = offsetof(FdRecord, same_as);
+static_assert(kFdRecordV1Size == 80);
 
 // Content of a deleted file: `length - sizeof(FdDataRecord)` bytes at `offset`.
 struct FdDataRecord {

@@ -45,6 +45,12 @@ def pid_free(pid):
     return not os.path.exists(f"/proc/{pid}")
 
 
+def same_description(pid, a, b):
+    """kcmp KCMP_FILE: 0 when fds a and b of pid are one open file description."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(312, pid, pid, 0, a, b)  # SYS_kcmp, KCMP_FILE
+
+
 def read(path, mode="r"):
     with open(path, mode) as f:
         return f.read()
@@ -247,6 +253,29 @@ class RoundTrip(Base):
         # from the value it had at the checkpoint, without starting over.
         self.assertEqual(counts[:last], list(range(1, last + 1)))
         self.assertNotIn(1, counts[last:])
+
+    def test_program_started_with_log_2_and_1(self):
+        """`prog >log 2>&1`: fds 1 and 2 are one open file description, and
+        come back as one (kcmp), so writes through both after the restore
+        follow each other instead of overwriting at a copied offset."""
+        prog = ("import os, signal\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])\n"
+                "os.write(1, b'ready\\n')\n"
+                "open('ready', 'w').close()\n"
+                "signal.sigwait([signal.SIGTERM])\n"
+                "os.write(1, b'one\\n')\n"
+                "os.write(2, b'two\\n')\n"
+                "open('result', 'w').write('done')\n")
+        t = self.task(["sh", "-c", 'exec /usr/bin/python3 -c "$0" >log 2>&1', prog])
+        self.assertEqual(same_description(t.pid, 1, 2), 0)
+        img = t.checkpoint()
+        pid = t.pid
+        t.kill9()
+        self.assertEqual(t.restore(img, str(pid)), pid)
+        self.assertEqual(same_description(pid, 1, 2), 0, "fds 1 and 2 are two descriptions")
+        self.assertNotEqual(same_description(pid, 0, 1), 0)
+        self.assertEqual(t.finish(), "done")
+        self.assertEqual(read(t.path("log")), "ready\none\ntwo\n")
 
     def test_rmdir_leaves_the_task_running(self):
         t = self.ckpt_workload()

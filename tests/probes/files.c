@@ -1,8 +1,10 @@
-/* File descriptor probes: a regular file with an offset round-trips; the
- * rest are refused variants. */
+/* File descriptor probes: a regular file with an offset, a deleted file and
+ * fds sharing open file descriptions round-trip; the rest are refused
+ * variants. */
 #include "probe.h" /* first: it defines _GNU_SOURCE */
 
 #include <linux/fs.h>
+#include <linux/kcmp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
@@ -11,6 +13,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 
 static int g_fd = -1, g_fd2 = -1;
@@ -42,13 +45,82 @@ static void check_open(void) {
     if (fcntl(g_fd, F_GETFD) < 0) fail("fd %d is not open", g_fd);
 }
 
-static void dup_setup(void) {
-    regular_setup();
-    g_fd2 = dup(g_fd);
+/* Fds sharing one open file description: 1 and 2 onto one log (`>log 2>&1`:
+ * opened once, dup'd), a read-only file at an offset with a close-on-exec dup,
+ * and a deleted file with a dup. After a restore each group must be one
+ * description again: kcmp says so, the offset moves through both, flags set
+ * through one show through the other, each fd keeps its own close-on-exec. */
+static int g_del = -1, g_del2 = -1;
+
+static void shared_setup(void) {
+    int log = open_or_die(at("log"), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
+    if (write(log, "start\n", 6) != 6) die("write log");
+    if (dup2(log, 1) != 1 || dup2(log, 2) != 2) die("dup2 log");
+    close(log);
+    write_file(at("data"), "0123456789");
+    g_fd = open_or_die(at("data"), O_RDONLY);
+    lseek(g_fd, 4, SEEK_SET);
+    g_fd2 = fcntl(g_fd, F_DUPFD_CLOEXEC, 10);
+    if (g_fd2 < 0) die("F_DUPFD_CLOEXEC");
+    g_del = open_or_die(at("scratch"), O_RDWR | O_CREAT);
+    if (write(g_del, "abcdef", 6) != 6) die("write scratch");
+    lseek(g_del, 2, SEEK_SET);
+    g_del2 = dup(g_del);
+    unlink(at("scratch"));
 }
-static void dup_check(void) {
-    lseek(g_fd, 7, SEEK_SET);
-    if (lseek(g_fd2, 0, SEEK_CUR) != 7) fail("dup'd fds do not share their offset");
+
+static int same_description(int a, int b) {
+    return syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b) == 0;
+}
+
+/* Writes through fds 1 and 2, checks they land one after the other and move
+ * both offsets, then puts the log back as it was (size and mtime: the same
+ * image is restored again, and the restore checks the file is unchanged). */
+static void shared_log_check(void) {
+    struct stat st;
+    if (fstat(1, &st) != 0) {
+        fail("fstat fd 1");
+        return;
+    }
+    if (write(1, "one\n", 4) != 4 || write(2, "two\n", 4) != 4 || write(1, "three\n", 6) != 6)
+        fail("write through fds 1 and 2");
+    off_t end = st.st_size + 14;
+    off_t p1 = lseek(1, 0, SEEK_CUR), p2 = lseek(2, 0, SEEK_CUR);
+    if (p1 != end || p2 != end)
+        fail("log offsets %ld and %ld, want %ld", (long)p1, (long)p2, (long)end);
+    char buf[32] = {0};
+    int fd = open(at("log"), O_RDONLY);
+    if (pread(fd, buf, 14, st.st_size) != 14 || memcmp(buf, "one\ntwo\nthree\n", 14) != 0)
+        fail("log tail '%s'", buf);
+    close(fd);
+    struct timespec times[2] = {{.tv_nsec = UTIME_OMIT}, st.st_mtim};
+    if (ftruncate(1, st.st_size) != 0 || futimens(1, times) != 0) fail("put the log back");
+}
+
+static void shared_check(void) {
+    if (!same_description(1, 2)) fail("fds 1 and 2 are two descriptions");
+    if (!same_description(g_fd, g_fd2)) fail("fds %d and %d are two descriptions", g_fd, g_fd2);
+    if (!same_description(g_del, g_del2)) fail("fds %d and %d are two descriptions", g_del, g_del2);
+    if (same_description(1, g_fd)) fail("fds 1 and %d are one description", g_fd);
+    if (!(fcntl(1, F_GETFL) & O_APPEND) || !(fcntl(2, F_GETFL) & O_APPEND)) fail("O_APPEND lost");
+    if (fcntl(1, F_GETFD) != 0 || fcntl(2, F_GETFD) != 0 || fcntl(g_fd, F_GETFD) != 0)
+        fail("close-on-exec set where it was not");
+    if (fcntl(g_fd2, F_GETFD) != FD_CLOEXEC) fail("close-on-exec of fd %d lost", g_fd2);
+    if ((fcntl(g_fd, F_GETFL) & O_ACCMODE) != O_RDONLY) fail("fd %d is no longer read-only", g_fd);
+    shared_log_check();
+
+    char buf[8] = {0};
+    off_t pos = lseek(g_fd2, 0, SEEK_CUR);
+    if (pos != 4) fail("offset of fd %d is %ld, want 4", g_fd2, (long)pos);
+    if (read(g_fd, buf, 3) != 3 || memcmp(buf, "456", 3) != 0) fail("read at offset: '%s'", buf);
+    if (read(g_fd2, buf, 2) != 2 || memcmp(buf, "78", 2) != 0)
+        fail("read through the dup: '%s'", buf);
+
+    if (write(g_del, "X", 1) != 1 || write(g_del2, "Y", 1) != 1) fail("write the deleted file");
+    if (pread(g_del, buf, 6, 0) != 6 || memcmp(buf, "abXYef", 6) != 0)
+        fail("deleted file '%.6s', want abXYef", buf);
+    if (fcntl(g_del, F_SETFL, O_NONBLOCK) != 0 || !(fcntl(g_del2, F_GETFL) & O_NONBLOCK))
+        fail("F_SETFL through fd %d does not show through fd %d", g_del, g_del2);
 }
 
 static void opath_setup(void) {
@@ -185,7 +257,7 @@ static void inotify_setup(void) {
 
 static const struct variant kVariants[] = {
     {"regular", regular_setup, regular_check, NULL},
-    {"dup", dup_setup, dup_check, NULL},
+    {"shared", shared_setup, shared_check, NULL},
     {"opath", opath_setup, check_open, NULL},
     {"nsfs", nsfs_setup, check_open, NULL},
     {"procfs", procfs_setup, check_open, NULL},

@@ -49,7 +49,7 @@ PROBES = [
     ("memory", "shared_anon", "is mapped by another process too"),
     ("memory", "shared_deleted", "memory: shared mapping of a deleted file"),
     ("files", "regular", None),
-    ("files", "dup", "shares its open file description with fd 3"),
+    ("files", "shared", None),
     ("files", "opath", "fd 3: O_PATH descriptor of /etc"),
     ("files", "nsfs", "fd 3: file without a path net:["),
     ("files", "procfs", "fd 3: file in /proc /proc/"),

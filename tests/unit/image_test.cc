@@ -30,9 +30,14 @@ struct Sample {
     std::string file = "deleted content";
     std::string bytes;
 
-    Sample() {
+    // `version` 1: the fd record without same_as. `shared`: fd 4 shares fd 3's
+    // description (then `fd4_data`: content for fd 4 too, which is wrong).
+    explicit Sample(uint32_t version = image::kFormatVersion, bool shared = false,
+                    bool fd4_data = false) {
         for (size_t i = 0; i < pages.size(); ++i) pages[i] = char(i * 7 + 1);
-        ImageWriter w(make_header(0, 576));
+        image::Header h = make_header(0, 576);
+        h.version = version;
+        ImageWriter w(h);
         image::TaskRecord t{};
         t.pid = 42;
         std::strcpy(t.comm, "sample");
@@ -69,8 +74,19 @@ struct Sample {
         f.kind = uint32_t(image::FdKind::kDeleted);
         f.size = file.size();
         f.path_len = 4;
-        w.add(RecordType::kFd, Payload().add(f).add_string("/tmp"));
+        if (version == 1)
+            w.add(RecordType::kFd,
+                  Payload().add_bytes(&f, image::kFdRecordV1Size).add_string("/tmp"));
+        else
+            w.add(RecordType::kFd, Payload().add(f).add_string("/tmp"));
+        if (shared) {
+            f.fd = 4, f.same_as = 3;
+            w.add(RecordType::kFd, Payload().add(f).add_string("/tmp"));
+        }
         w.add(RecordType::kFdData, Payload().add(image::FdDataRecord{3, 0, 0}).add_string(file));
+        if (fd4_data)
+            w.add(RecordType::kFdData,
+                  Payload().add(image::FdDataRecord{4, 0, 0}).add_string(file));
         bytes = stream_bytes(std::move(w).finish());
     }
 };
@@ -107,6 +123,41 @@ TEST(ImageTest, RoundTrip) {
     EXPECT_EQ(img->fds[0].data, s.file);
     EXPECT_EQ(img->record_count, 15u);
     EXPECT_EQ(img->size, s.bytes.size());
+}
+
+// Version 1 images are still read: their fds are each their own description.
+TEST(ImageTest, Version1FdRecordHasNoSameAs) {
+    Sample s(1);
+    auto img = decode(s.bytes, {.keep_data = true});
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_EQ(img->fds.size(), 1u);
+    EXPECT_EQ(img->fds[0].rec.same_as, -1);
+    EXPECT_EQ(img->fds[0].path, "/tmp");
+    EXPECT_EQ(img->fds[0].data, s.file);
+    // A version-2 reader of that stream would take the path's bytes for same_as.
+    std::string v2 = s.bytes;
+    uint32_t two = 2;
+    std::memcpy(v2.data() + 8, &two, 4);
+    fix_checksum(v2);
+    auto bad = decode(v2);
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().what.find("(fd)"), std::string::npos) << bad.error().what;
+}
+
+// One description: its content is stored once, for the lowest fd.
+TEST(ImageTest, SharedDeletedFileHasContentOnlyOnce) {
+    Sample s(image::kFormatVersion, true);
+    auto img = decode(s.bytes, {.keep_data = true});
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_EQ(img->fds.size(), 2u);
+    EXPECT_EQ(img->fds[1].rec.same_as, 3);
+    EXPECT_EQ(img->fds[1].data_bytes, 0u);
+    Sample twice(image::kFormatVersion, true, true);
+    auto bad = decode(twice.bytes);
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().what.find("data for fd 4, which is no deleted file or shares another"),
+              std::string::npos)
+        << bad.error().what;
 }
 
 TEST(ImageTest, ReadsThroughAPipeInOddChunks) {
@@ -205,7 +256,7 @@ TEST(ImageTest, UnsupportedVersion) {
     std::memcpy(s.bytes.data() + 8, &v, 4);
     auto img = decode(s.bytes);
     ASSERT_FALSE(img);
-    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1)");
+    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1..2)");
     EXPECT_EQ(img.error().code, ENOTSUP);
 }
 

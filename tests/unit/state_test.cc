@@ -6,12 +6,14 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <functional>
 
+#include "state/fds.h"
 #include "state/registry.h"
 
 namespace crfs::state {
@@ -100,12 +102,12 @@ TEST(Registry, EachKindNamesItsState) {
              (void)!pipe(p);
          },
          "fd 3: pipe not supported yet"},
-        {"dup",
+        {"dup of a refused kind",  // refused through its kind, for each fd holding it
          [] {
-             open("/etc/passwd", O_RDONLY);
+             eventfd(0, 0);
              dup(3);
          },
-         "fd 4: shares its open file description with fd 3"},
+         "fd 4: eventfd not supported yet"},
         {"O_PATH", [] { open("/etc", O_PATH); }, "fd 3: O_PATH descriptor of /etc"},
         {"nsfs", [] { open("/proc/self/ns/net", O_RDONLY); }, "fd 3: file without a path net:["},
         {"tty", [] { open("/dev/ptmx", O_RDWR); }, "fd 3: character device /dev/ptmx"},
@@ -147,6 +149,38 @@ TEST(Registry, EachKindNamesItsState) {
         Child c(k.setup);
         EXPECT_NE(c.reasons().find(k.expect), std::string::npos) << k.what << ": " << c.reasons();
     }
+}
+
+// Fds sharing a description of a kind crfs captures are saved once and
+// restored by dup: no reason (`prog >log 2>&1`, `</dev/null >/dev/null`).
+TEST(Registry, SharedDescriptionsOfCapturedKindsAreNoReason) {
+    Child c([] {
+        int n = open("/dev/null", O_RDWR);
+        dup2(n, 0), dup2(n, 1), dup2(n, 2);
+        close(n);
+        open("/etc/passwd", O_RDONLY);  // 3
+        dup(3);                         // 4
+    });
+    EXPECT_EQ(c.reasons(), "");
+}
+
+// The one grouping (state/fds.h): each fd names the lowest fd of its
+// description; another open of the same file is another description.
+TEST(Registry, DescriptionGroupsNameTheLowestFd) {
+    int a = open("/etc/passwd", O_RDONLY);
+    int b = open("/etc/passwd", O_RDONLY);
+    int a2 = dup(a), b2 = dup(b), a3 = dup(a);
+    ASSERT_GE(a3, 0);
+    std::vector<state::FdIdentity> ids;
+    for (int fd : {a, b, a2, b2, a3}) {
+        struct stat st;
+        ASSERT_EQ(fstat(fd, &st), 0);
+        ids.push_back({fd, st.st_dev, st.st_ino});
+    }
+    auto g = state::description_groups(getpid(), ids);
+    ASSERT_TRUE(g) << g.error().what;
+    EXPECT_EQ(*g, (std::vector<int>{-1, -1, a, b, a}));
+    for (int fd : {a, b, a2, b2, a3}) close(fd);
 }
 
 // A name the task chose cannot forge a second reason line.

@@ -79,5 +79,48 @@ TEST(RestoreFields, EnumsAndFlagsInRange) {
     expect_einval(img, "holds a NUL");
 }
 
+// same_as (one open file description, restored by dup) names an earlier fd of
+// the image that is its own description, and repeats its fields.
+TEST(RestoreFields, SameAsNamesAnEarlierFdOfTheImage) {
+    auto shared = [](int fd, int same_as) {
+        auto img = good();
+        img.fds.push_back(img.fds[0]);
+        img.fds[1].rec.fd = fd, img.fds[1].rec.same_as = same_as;
+        return img;
+    };
+    EXPECT_TRUE(check_fields(shared(4, 3)));
+    auto img = shared(4, 3);
+    img.fds[1].rec.fd_flags = image::kFdCloexec;  // per fd: may differ
+    EXPECT_TRUE(check_fields(img));
+    expect_einval(shared(4, 7), "fd 4: same_as 7 is not a lower fd");  // not in the image
+    expect_einval(shared(4, 4), "fd 4: same_as 4");                    // itself
+    expect_einval(shared(4, -2), "fd 4: same_as -2");
+    expect_einval(shared(2, 3), "fd 2: same_as 3");  // a higher fd
+    img = shared(4, 3);
+    std::swap(img.fds[0], img.fds[1]);  // recorded after the fd naming it
+    img.fds[1].rec.same_as = -1;
+    img.fds[0].rec.same_as = 3;
+    expect_einval(img, "fd 4: same_as 3 is not a lower fd recorded before it");
+    img = shared(4, 3);
+    img.fds.push_back(img.fds[1]);
+    img.fds[2].rec.fd = 5, img.fds[2].rec.same_as = 4;  // a chain
+    expect_einval(img, "fd 5: same_as 4");
+    img = shared(4, 3);
+    img.fds[1].rec.kind = uint32_t(image::FdKind::kCharDev);
+    expect_einval(img, "fd 4: same_as 3 but its kind differs");
+    img = shared(4, 3);
+    img.fds[1].path = "/tmp/y";
+    expect_einval(img, "its path differs");
+    img = shared(4, 3);
+    img.fds[1].rec.pos = 9;
+    expect_einval(img, "its pos differs");
+    img = shared(4, 3);
+    img.fds[1].rec.open_flags |= O_APPEND;
+    expect_einval(img, "its open_flags differs");
+    img = shared(4, 3);
+    img.fds[1].rec.reserved = 1;
+    expect_einval(img, "fd 4: reserved");
+}
+
 }  // namespace
 }  // namespace crfs

@@ -89,6 +89,8 @@ constexpr Field kFields[] = {
     {"fd", "rdev", 56, 8},
     {"fd", "mtime_sec", 64, 8},
     {"fd", "mtime_nsec", 72, 8},
+    {"fd", "same_as", 80, 4},
+    {"fd", "reserved", 84, 4},
 };
 
 [[noreturn]] void die(const std::string& msg) {

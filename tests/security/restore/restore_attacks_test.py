@@ -139,6 +139,12 @@ class SlotAttackCase(unittest.TestCase):
         self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
         return status
 
+    @staticmethod
+    def same_description(pid, a, b):
+        """kcmp KCMP_FILE: 0 when fds a and b of pid are one open file description."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(312, pid, pid, 0, a, b)  # SYS_kcmp, KCMP_FILE
+
     def poke(self, pid):
         """Makes the restored victim report; returns its report."""
         os.kill(pid, signal.SIGUSR1)
@@ -392,6 +398,18 @@ class RestoreAttacks(SlotAttackCase):
         self.assertNotIn("\x1b", rt.read(self.crfs.log.name))
 
     # --- positive: the writer's own task comes back ---------------------------
+    # --- 21: same_as dups only an fd the image itself opened -------------------
+    def test_21_same_as_cannot_name_a_daemon_fd(self):
+        # Stage 1 holds the slot's image, the status pipe and the deleted
+        # files' copies above the image's fds (6 and up here). Without the
+        # check, same_as 12, 15 and 16 restored a task holding the image memfd,
+        # the daemon's status pipe and a copy at fd 4 (measured).
+        for n in range(6, 40):
+            st = self.assert_refused(self.edited(self.fd(4) + f".same_as={n}"), "Invalid argument")
+            self.assertIn(f"fd 4: same_as {n} is not a lower fd", st)
+        st = self.assert_refused(self.edited(self.fd(4) + ".same_as=3"), "Invalid argument")
+        self.assertIn("fd 4: same_as 3 but its kind differs from fd 3's", st)
+
     def test_20_own_task_restores_and_runs(self):
         ok, err, status, pid = self.restore(f"{self.d}/snap.img")
         self.assertTrue(ok, err)
@@ -400,6 +418,9 @@ class RestoreAttacks(SlotAttackCase):
         self.assertEqual(rt.read(f"{self.d}/map.out"), "M" * 4096)
         self.assertEqual(rt.read(f"{self.d}/fd3.out"), "D" * 4096)
         self.assertEqual(os.readlink(f"/proc/{pid}/fd/4"), "/dev/null")
+        # The victim's `>/dev/null 2>&1`: fds 1 and 2, one description again.
+        self.assertEqual(self.same_description(pid, 1, 2), 0)
+        self.assertNotEqual(self.same_description(pid, 0, 1), 0)
         status = rt.read(f"/proc/{pid}/status")
         self.assertIn(f"Uid:\t{UID}\t{UID}\t{UID}\t{UID}", status)
         self.assertIn("CapEff:\t0000000000000000", status)
