@@ -433,6 +433,28 @@ bool is_image_entry(const PidEntry& e) {
     return e.name == "image";
 }
 
+// Makes the content of entry `e` of `task` for a reader, into h.content: the
+// read right, the bounds of a checkpoint when `e` is image, then the content.
+// One path for /crfs/<pid>/ files and a restored slot's image.
+Status read_content(Daemon& d, const Caller& caller, const TaskId& task, const PidEntry& e,
+                    FileHandle& h) {
+    if (auto ok = check_right(e.read_right, caller, task); !ok) return ok;
+    Lease running;
+    if (is_image_entry(e)) {
+        auto started = start_checkpoint(d, caller, h);
+        if (!started) return std::unexpected(started.error());
+        running = std::move(*started);
+    }
+    auto content = e.read(d, task, caller);
+    if (!content) {
+        // Checkpoint failures are worth a line even without -d.
+        if (is_image_entry(e)) log_info("%s", content.error().what.c_str());
+        return std::unexpected(content.error());
+    }
+    h.content = std::move(*content);
+    return {};
+}
+
 Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t ino, int flags) {
     auto slot = slot_of(req, ino);
     if (!slot) return std::unexpected(slot.error());
@@ -460,13 +482,8 @@ Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t in
         if (!t)
             return make_error(EACCES, "slot " + s.name + ": image is write-only until restored");
         const PidEntry& e = kPidEntries[*find_pid_entry("image")];
-        if (auto ok = check_right(e.read_right, caller, t->id); !ok)
+        if (auto ok = read_content(daemon_of(req), caller, t->id, e, *h); !ok)
             return std::unexpected(ok.error());
-        auto running = start_checkpoint(daemon_of(req), caller, *h);
-        if (!running) return std::unexpected(running.error());
-        auto content = e.read(daemon_of(req), t->id, caller);
-        if (!content) return std::unexpected(content.error());
-        h->content = std::move(*content);
         return h;
     }
     if (acc != O_RDONLY)
@@ -499,21 +516,8 @@ Result<std::unique_ptr<FileHandle>> open_file(fuse_req_t req, fuse_ino_t ino, in
     }
     if (acc == O_RDONLY || acc == O_RDWR) {
         if (!e.read) return make_error(EACCES, std::string(e.name) + " is write-only");
-        if (auto ok = check_right(e.read_right, caller, t->id); !ok)
+        if (auto ok = read_content(d, caller, t->id, e, *h); !ok)
             return std::unexpected(ok.error());
-        Lease running;
-        if (is_image_entry(e)) {
-            auto started = start_checkpoint(d, caller, *h);
-            if (!started) return std::unexpected(started.error());
-            running = std::move(*started);
-        }
-        auto content = e.read(d, t->id, caller);
-        if (!content) {
-            // Checkpoint failures are worth a line even without -d.
-            if (is_image_entry(e)) log_info("%s", content.error().what.c_str());
-            return std::unexpected(content.error());
-        }
-        h->content = std::move(*content);
     }
     return h;
 }
