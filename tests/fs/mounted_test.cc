@@ -302,6 +302,11 @@ TEST_F(Mounted, ReusedPidDoesNotInheritAMark) {
     ASSERT_EQ(run("echo 'CR: old task' > " + dir(p) + "/nocr").status, 0);
     kill_and_reap(p);
     children.clear();
+    // The daemon forgets the name when its exit watcher sees the exit; until
+    // then the kernel may still answer from its entry cache (a few ms). Wait
+    // for that state, then reuse the pid.
+    ASSERT_TRUE(
+        wait_until([&] { return run("ls -d " + dir(p)).status != 0; }, std::chrono::seconds(5)));
     pid_t again = fork_with_pid(p);
     ASSERT_EQ(again, p) << "clone3 set_tid: " << std::strerror(errno);
     children.push_back(again);
