@@ -428,7 +428,7 @@ Status copy_runs(pid_t pid, int mem, const Plan& plan, char* base) {
 
 }  // namespace
 
-Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
+Result<MemoryDump> dump_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer) {
     MemoryDump d;
     bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
     uint64_t t0 = 0;
@@ -441,12 +441,7 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
         t0 = now;
     };
     mark("");
-    auto smaps = read_proc(pid, "smaps", 256 << 20);
-    if (!smaps) return std::unexpected(smaps.error());
-    auto maps = parse_maps(*smaps);
-    if (!maps) return std::unexpected(maps.error());
-    d.maps = std::move(*maps);
-    mark("smaps");
+    d.maps = std::move(maps);
 
     auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
     if (!pagemap) return std::unexpected(pagemap.error());

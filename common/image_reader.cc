@@ -295,10 +295,13 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (pr.vaddr % image::kPageSize)
                     return inconsistent(r, strfmt("unaligned address {:x}", pr.vaddr));
                 uint64_t end = pr.vaddr + uint64_t(pr.nr_pages) * image::kPageSize;
-                auto vma = std::find_if(img.vmas.begin(), img.vmas.end(), [&](const VmaEntry& v) {
-                    return v.rec.start <= pr.vaddr && end <= v.rec.end && end > pr.vaddr;
-                });
-                if (vma == img.vmas.end())
+                // VMAs are sorted and disjoint (checked above): the last one
+                // starting at or below vaddr is the only candidate. A search per
+                // record keeps decoding linear in VMAs and page records.
+                auto vma =
+                    std::upper_bound(img.vmas.begin(), img.vmas.end(), pr.vaddr,
+                                     [](uint64_t a, const VmaEntry& v) { return a < v.rec.start; });
+                if (vma == img.vmas.begin() || end <= pr.vaddr || end > std::prev(vma)->rec.end)
                     return inconsistent(r,
                                         strfmt("pages {:x}-{:x} outside every VMA", pr.vaddr, end));
                 PageRun run{
