@@ -1,10 +1,14 @@
 // Checkpoints through the mount, the way a user takes them: cp, cat | zstd,
 // dd, of /crfs/<pid>/image.
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -153,6 +157,107 @@ TEST_F(Image, StoppedTaskGivesTheSameImageToEveryReader) {
     }
     ::kill(workload, SIGCONT);
     EXPECT_TRUE(wait_until([&] { return state() != 'T'; }));
+    EXPECT_EQ(verdict(), "PASS\n");
+}
+
+// The checkpoint starts at the first read, not at open (issue 9 item 5): an
+// open and close without a read, and tar over the directory (it opens files of
+// size 0 without reading them), neither freeze the task nor checkpoint it. A
+// sleeping task that is seized and interrupted runs (its context switch
+// counters move); one left alone does not. The first read then checkpoints,
+// which moves them: the positive control that this observation can fail.
+TEST_F(Image, OpenWithoutReadFreezesNothing) {
+    workload = spawn({"/bin/sleep", "1000"});
+    ASSERT_GT(workload, 0);
+    ASSERT_TRUE(wait_until([&] {
+        auto st = read_stat(workload);
+        return st && st->comm == "sleep" && st->state == 'S';
+    }));
+    auto switches = [&] {
+        std::string st = read_file("/proc/" + std::to_string(workload) + "/status").value_or("");
+        auto num = [&](const char* key) {
+            size_t at = st.find(key);
+            return at == std::string::npos ? -1ll : std::stoll(st.substr(at + strlen(key)));
+        };
+        return std::pair{num("\nvoluntary_ctxt_switches:"), num("nonvoluntary_ctxt_switches:")};
+    };
+    std::string dir = crfs.mnt() + "/" + std::to_string(workload);
+    std::string line = "checkpoint " + std::to_string(workload) + ":";
+    auto before = switches();
+    ASSERT_GE(before.first, 0);
+    auto r = run("exec 3< " + dir + "/image; exec 3<&-; tar cf - -C " + dir + " . | tar tvf -");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("./image"), std::string::npos) << r.out;
+    EXPECT_EQ(switches(), before) << "the task ran: it was frozen";
+    EXPECT_EQ(crfs.log().find(line), std::string::npos) << "checkpointed without a read";
+    EXPECT_EQ(tracer(), 0);
+
+    r = run("head -c 8 " + dir + "/image | od -c");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(wait_until([&] { return crfs.log().find(line) != std::string::npos; }))
+        << "the first read did not checkpoint";
+    EXPECT_NE(switches(), before) << "a checkpoint that leaves no trace: the test cannot fail";
+    EXPECT_EQ(tracer(), 0);
+}
+
+// The checkpoint runs at the first read with the rights of whoever opened
+// the file, as the kernel keeps a file's f_cred: an unprivileged user who
+// opens root's task's image and hands the descriptor to a root process (here
+// over a unix socket) gets that process nothing its opener could not read.
+TEST_F(Image, ReadOfAnImageOpenedByAnotherUserUsesTheOpenersRights) {
+    start_workload("busy");
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        ::close(sv[0]);
+        gid_t nobody = 65534;
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(nobody, nobody, nobody) != 0 ||
+            ::setresuid(nobody, nobody, nobody) != 0)
+            ::_exit(2);
+        int fd = ::open(image_path().c_str(), O_RDONLY);
+        if (fd < 0) ::_exit(3);
+        char byte = 0;
+        iovec iov{&byte, 1};
+        alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl;
+        msg.msg_controllen = sizeof ctl;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        ::_exit(::sendmsg(sv[1], &msg, 0) == 1 ? 0 : 4);
+    }
+    ::close(sv[1]);
+    char byte;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl;
+    msg.msg_controllen = sizeof ctl;
+    ssize_t got = ::recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC);
+    ::close(sv[0]);
+    int st = 0;
+    ::waitpid(child, &st, 0);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the opener failed: status " << st;
+    ASSERT_EQ(got, 1);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    ASSERT_NE(c, nullptr);
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    std::vector<char> buf(1 << 16);
+    errno = 0;
+    EXPECT_EQ(::read(fd, buf.data(), buf.size()), -1) << "root's read used root's rights";
+    EXPECT_EQ(errno, EACCES);
+    ::close(fd);
+    EXPECT_EQ(tracer(), 0);
     EXPECT_EQ(verdict(), "PASS\n");
 }
 
