@@ -14,6 +14,7 @@
 
 #include "common/io.h"
 #include "common/procfs.h"
+#include "common/unique_fd.h"
 #include "tests/support/harness.h"
 
 #ifndef CRFS_TOOL
@@ -259,6 +260,47 @@ TEST_F(Image, ReadOfAnImageOpenedByAnotherUserUsesTheOpenersRights) {
     ::close(fd);
     EXPECT_EQ(tracer(), 0);
     EXPECT_EQ(verdict(), "PASS\n");
+}
+
+// `image` is a stream from the checkpoint worker (checkpoint/piped_image.h):
+// one handle serves one image, re-reads inside the last 4 MiB give the same
+// bytes, reads ahead skip, and a read before the window is ESPIPE rather than
+// other bytes. The task holds 24 MiB so the image outgrows the window.
+TEST_F(Image, OneHandleIsOneStreamReReadableInsideItsWindow) {
+    std::string ready = tmp.path() + "/ready";
+    workload = spawn({"/usr/bin/python3", "-c",
+                      "import os, sys, time\n"
+                      "b = bytearray(os.urandom(24 << 20))\n"
+                      "open(sys.argv[1], 'w').close()\n"
+                      "time.sleep(1000)\n",
+                      ready});
+    ASSERT_GT(workload, 0);
+    ASSERT_TRUE(wait_until([&] { return read_file(ready).has_value(); }));
+    ASSERT_TRUE(wait_until([&] { return state() == 'S'; }));
+    UniqueFd fd(::open(image_path().c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    constexpr size_t kMiB = 1 << 20;
+    auto at = [&](uint64_t off, size_t len) {
+        std::string buf(len, '\0');
+        ssize_t n = ::pread(fd.get(), buf.data(), len, off_t(off));
+        EXPECT_EQ(n, ssize_t(len)) << "at " << off << ": " << std::strerror(errno);
+        return buf;
+    };
+    std::string first = at(0, 2 * kMiB);
+    ASSERT_EQ(first.substr(0, 7), "CRFSIMG");
+    EXPECT_EQ(at(4096, kMiB), first.substr(4096, kMiB)) << "a re-read gave other bytes";
+    std::string ahead = at(12 * kMiB, kMiB);  // skips what lies between
+    errno = 0;
+    char b;
+    EXPECT_EQ(::pread(fd.get(), &b, 1, 0), -1);
+    EXPECT_EQ(errno, ESPIPE);
+    EXPECT_EQ(at(12 * kMiB, kMiB), ahead);
+    fd.reset();  // closes the stream early: the worker stops, the task is untouched
+    EXPECT_EQ(tracer(), 0);
+    EXPECT_EQ(state(), 'S');
+    // A new open is a new image, whole.
+    ASSERT_EQ(run("cp " + image_path() + " " + tmp.path() + "/whole.img").status, 0);
+    expect_verifies(tmp.path() + "/whole.img");
 }
 
 TEST_F(Image, TaskWithAReasonIsBusyUntilTheReasonGoes) {
