@@ -272,6 +272,27 @@ TEST(ImageTest, TruncatedInsideARecordSaysWhichAndWhere) {
                   std::to_string(cut));
 }
 
+// Decoding without the data (restore, show) hashes page and file bytes
+// through one buffer but finds the same runs at the same offsets.
+TEST(ImageTest, SkippingBulkDataFindsTheSameRuns) {
+    Sample s;
+    auto lean = decode(s.bytes);
+    auto full = decode(s.bytes, {.keep_data = true});
+    ASSERT_TRUE(lean && full);
+    ASSERT_EQ(lean->pages.size(), full->pages.size());
+    for (size_t i = 0; i < lean->pages.size(); ++i) {
+        EXPECT_EQ(lean->pages[i].vaddr, full->pages[i].vaddr);
+        EXPECT_EQ(lean->pages[i].nr_pages, full->pages[i].nr_pages);
+        EXPECT_EQ(lean->pages[i].stream_offset, full->pages[i].stream_offset);
+        EXPECT_TRUE(lean->pages[i].data.empty());
+        EXPECT_EQ(full->pages[i].data.size(), full->pages[i].nr_pages * image::kPageSize);
+    }
+    ASSERT_EQ(lean->fds.size(), full->fds.size());
+    EXPECT_EQ(lean->fds[0].data_bytes, full->fds[0].data_bytes);
+    EXPECT_EQ(lean->fds[0].data_runs.size(), full->fds[0].data_runs.size());
+    EXPECT_EQ(lean->checksum, full->checksum);
+}
+
 TEST(ImageTest, TruncatedInHeader) {
     Sample s;
     EXPECT_EQ(error_of(s.bytes.substr(0, 50)),
