@@ -17,8 +17,10 @@ and in the same run the limits:
             (the same libfuse setup as crfsd: 1 MiB requests, direct_io)
   FUSE wr   cp of FILE into fuse_limit, which copies it into fresh memory
             (the restore's bound: FUSE write plus one copy into new pages)
-  handle    the daemon's memory (VmRSS, shared pages included) per open image
-            handle that has read its first MiB, over 4 handles
+  daemon/h  the daemon's memory per open image handle that has read its first
+            MiB, over 4 handles: its VmRSS plus the machine's Shmem (a memfd it
+            holds is not in its RSS), so other load on the machine shows too
+  worker/h  the RSS of the checkpoint workers still alive for those handles
 Ratios: dump to /dev/null as a share of the FUSE read limit; restore over the
 FUSE write limit; both over memcpy. FILE lives in the same directory as the
 mount (/tmp here).
@@ -75,11 +77,32 @@ def best_of(rounds, fn):
 
 
 def rss_kib(pid):
-    total = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(("VmRSS:",)):
-                total += int(line.split()[1])
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def shmem_kib():
+    """Shared memory of the whole machine: a memfd the daemon holds (unmapped,
+    so not in its RSS) shows here."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("Shmem:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children_rss_kib(pid):
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/children") as f:
+            for c in f.read().split():
+                try:
+                    total += rss_kib(int(c))
+                except FileNotFoundError:
+                    pass
     return total
 
 
@@ -123,7 +146,8 @@ def main():
     try:
         print(f"{'MiB':>5} {'image':>7} | {'dump null':>9} {'dump file':>9} {'frozen':>7} |"
               f" {'restore':>8} | {'memcpy':>7} {'FUSE rd':>8} {'FUSE wr':>8} |"
-              f" {'null/rd':>7} {'rest/wr':>7} {'dump/mc':>7} {'rest/mc':>7} | {'MiB/handle':>10}")
+              f" {'null/rd':>7} {'rest/wr':>7} {'dump/mc':>7} {'rest/mc':>7} |"
+              f" {'daemon/h':>8} {'worker/h':>8}")
         for size in a.sizes:
             ready = os.path.join(tmp, f"ready{size}")
             holder = subprocess.Popen([PY, "-c", HOLDER, str(size), ready],
@@ -140,12 +164,14 @@ def main():
                                                   capture_output=True).stdout)["stats"]
                 img = os.path.getsize(out)
 
-                # Daemon memory per open handle, each having read its first MiB.
-                base = rss_kib(daemon.pid)
+                # Memory per open handle, each having read its first MiB: the
+                # daemon's (its RSS and the memfds it holds) and the workers'.
+                base = rss_kib(daemon.pid) + shmem_kib()
                 fds = [os.open(image, os.O_RDONLY) for _ in range(4)]
                 for fd in fds:
                     os.read(fd, MiB)
-                per_handle = (rss_kib(daemon.pid) - base) / 4 / 1024
+                per_handle = (rss_kib(daemon.pid) + shmem_kib() - base) / 4 / 1024
+                per_worker = children_rss_kib(daemon.pid) / 4 / 1024
                 for fd in fds:
                     os.close(fd)
             finally:
@@ -188,7 +214,7 @@ def main():
                   f" {stats['frozen_ns'] / 1e6:>5.1f}ms | {ms(t_restore):>8} |"
                   f" {ms(mc):>7} {ms(t_rd):>8} {ms(t_wr):>8} |"
                   f" {t_rd / t_null:>6.0%} {t_restore / t_wr:>6.2f}x {t_null / mc:>6.1f}x"
-                  f" {t_restore / mc:>6.1f}x | {per_handle:>10.1f}", flush=True)
+                  f" {t_restore / mc:>6.1f}x | {per_handle:>7.1f}M {per_worker:>7.1f}M", flush=True)
     finally:
         for slot, pid in restored:
             try:

@@ -315,6 +315,23 @@ class ImageMapping {
     size_t len_ = 0;
 };
 
+// Decoded in place from a mapping of the spool: one copy of the whole image
+// fewer than read() into a buffer. The spool does not change while it is
+// restored (the slot's lock); anything unmappable is read. The mapping ends
+// here, before the task is cloned.
+Result<DecodedImage> decode_spool(int fd) {
+    struct stat st {};
+    ImageMapping mapped;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+        mapped = ImageMapping(fd, size_t(st.st_size));
+    if (!mapped.data()) {
+        FdSource src(fd);
+        return decode_image(src);
+    }
+    MemorySource src(mapped.data(), mapped.size());
+    return decode_image(src);
+}
+
 }  // namespace
 
 [[noreturn]] void child_fail(int status_fd, int step, int err, uint64_t arg) {
@@ -328,17 +345,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     PhaseTrace trace;
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
-    // Decoded in place from a mapping of the spool: one copy of the whole
-    // image fewer than read() into a buffer. The spool does not change while
-    // it is restored (the slot's lock); anything unmappable is read.
-    struct stat image_st {};
-    ImageMapping mapped;
-    if (fstat(req.image_fd, &image_st) == 0 && S_ISREG(image_st.st_mode) && image_st.st_size > 0)
-        mapped = ImageMapping(req.image_fd, size_t(image_st.st_size));
-    FdSource fd_src(req.image_fd);
-    MemorySource mem_src(mapped.data(), mapped.size());
-    ByteSource& src = mapped.data() ? static_cast<ByteSource&>(mem_src) : fd_src;
-    auto img = decode_image(src);
+    auto img = decode_spool(req.image_fd);
     if (!img) return std::unexpected(img.error().context("bad image"));
     trace.mark("decode");
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
