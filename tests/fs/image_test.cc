@@ -201,6 +201,22 @@ TEST_F(Image, OpenWithoutReadFreezesNothing) {
     EXPECT_EQ(tracer(), 0);
 }
 
+// One byte and room for one descriptor (SCM_RIGHTS), to send or receive.
+struct FdMessage {
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    FdMessage() {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl;
+        msg.msg_controllen = sizeof ctl;
+    }
+    FdMessage(const FdMessage&) = delete;
+    FdMessage& operator=(const FdMessage&) = delete;
+};
+
 // The checkpoint runs at the first read with the rights of whoever opened
 // the file, as the kernel keeps a file's f_cred: an unprivileged user who
 // opens root's task's image and hands the descriptor to a root process (here
@@ -219,37 +235,23 @@ TEST_F(Image, ReadOfAnImageOpenedByAnotherUserUsesTheOpenersRights) {
             ::_exit(2);
         int fd = ::open(image_path().c_str(), O_RDONLY);
         if (fd < 0) ::_exit(3);
-        char byte = 0;
-        iovec iov{&byte, 1};
-        alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = ctl;
-        msg.msg_controllen = sizeof ctl;
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        FdMessage m;
+        cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
         c->cmsg_len = CMSG_LEN(sizeof(int));
         std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-        ::_exit(::sendmsg(sv[1], &msg, 0) == 1 ? 0 : 4);
+        ::_exit(::sendmsg(sv[1], &m.msg, 0) == 1 ? 0 : 4);
     }
     ::close(sv[1]);
-    char byte;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctl;
-    msg.msg_controllen = sizeof ctl;
-    ssize_t got = ::recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC);
+    FdMessage m;
+    ssize_t got = ::recvmsg(sv[0], &m.msg, MSG_CMSG_CLOEXEC);
     ::close(sv[0]);
     int st = 0;
     ::waitpid(child, &st, 0);
     ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the opener failed: status " << st;
     ASSERT_EQ(got, 1);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
     ASSERT_NE(c, nullptr);
     int fd;
     std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
