@@ -112,33 +112,38 @@ static int joins_neighbours(const struct crfs_ra_vma* v) {
     return v->kind == CRFS_RA_ANON && !(v->mmap_flags & (MAP_SHARED | MAP_GROWSDOWN));
 }
 
+/* Maps VMA i, or the run of neighbours it starts (joins_neighbours), and
+ * returns the end of what it mapped. */
+static uint64_t map_from(const struct crfs_restorer_args* a, const struct crfs_ra_vma* v,
+                         uint64_t i) {
+    uint64_t end = v[i].end;
+    if (joins_neighbours(&v[i]))
+        for (uint64_t j = i + 1; j < a->nr_vmas && v[j].start == end && joins_neighbours(&v[j]) &&
+                                 v[j].mmap_flags == v[i].mmap_flags;
+             ++j)
+            end = v[j].end;
+    int shared_file = v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED);
+    /* Private and anonymous mappings are filled first, protected after. */
+    long prot = shared_file ? v[i].prot : (v[i].prot | PROT_READ | PROT_WRITE);
+    long fd = -1;
+    if (v[i].kind == CRFS_RA_FILE) {
+        fd = open_regular(a, v[i].path, v[i].open_flags, CRFS_RA_STEP_FILE_TYPE, i);
+        if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
+    }
+    long ret = sys6(NR_mmap, (long)v[i].start, (long)(end - v[i].start), prot,
+                    v[i].mmap_flags | MAP_FIXED, fd, (long)v[i].file_off);
+    if (fd >= 0) sys1(NR_close, fd);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_MAP_VMA, ret, i);
+    if ((uint64_t)ret != v[i].start) die(a, CRFS_RA_STEP_MAP_VMA, -EINVAL, i);
+    return end;
+}
+
 static void map_vmas(const struct crfs_restorer_args* a) {
     const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
-    uint64_t mapped_to = 0; /* the end of the last joint mapping */
+    uint64_t mapped_to = 0; /* the end of the last mapping made */
     for (uint64_t i = 0; i < a->nr_vmas; ++i) {
-        if (v[i].end <= mapped_to) continue;
-        uint64_t end = v[i].end;
-        if (joins_neighbours(&v[i])) {
-            for (uint64_t j = i + 1; j < a->nr_vmas && v[j].start == end &&
-                                     joins_neighbours(&v[j]) && v[j].mmap_flags == v[i].mmap_flags;
-                 ++j)
-                end = v[j].end;
-            mapped_to = end;
-        }
-        uint64_t len = end - v[i].start;
-        int shared_file = v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED);
-        /* Private and anonymous mappings are filled first, protected after. */
-        long prot = shared_file ? v[i].prot : (v[i].prot | PROT_READ | PROT_WRITE);
-        long fd = -1;
-        if (v[i].kind == CRFS_RA_FILE) {
-            fd = open_regular(a, v[i].path, v[i].open_flags, CRFS_RA_STEP_FILE_TYPE, i);
-            if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
-        }
-        long ret = sys6(NR_mmap, (long)v[i].start, (long)len, prot, v[i].mmap_flags | MAP_FIXED, fd,
-                        (long)v[i].file_off);
-        if (fd >= 0) sys1(NR_close, fd);
-        if (is_err(ret)) die(a, CRFS_RA_STEP_MAP_VMA, ret, i);
-        if ((uint64_t)ret != v[i].start) die(a, CRFS_RA_STEP_MAP_VMA, -EINVAL, i);
+        if (v[i].end > mapped_to) mapped_to = map_from(a, v, i);
+        /* Steps per VMA go here: they run for every VMA, joined or not. */
     }
 }
 
