@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -191,6 +192,15 @@ TEST_F(Image, OpenWithoutReadFreezesNothing) {
     EXPECT_NE(r.out.find("./image"), std::string::npos) << r.out;
     EXPECT_EQ(switches(), before) << "the task ran: it was frozen";
     EXPECT_EQ(crfs.log().find(line), std::string::npos) << "checkpointed without a read";
+    // The issue's own command, over the whole tree (tasks come and go meanwhile:
+    // its status is not the point): no checkpoint of anything.
+    run("tar cf " + tmp.path() + "/all.tar -C " + crfs.mnt() + " . 2>/dev/null");
+    EXPECT_EQ(switches(), before) << "tar of the whole tree froze the task";
+    std::string log = crfs.log();
+    for (size_t at = log.find("checkpoint "); at != std::string::npos;
+         at = log.find("checkpoint ", at + 1))
+        EXPECT_FALSE(std::isdigit(static_cast<unsigned char>(log[at + 11])))
+            << "tar of the tree checkpointed: " << log.substr(at, log.find('\n', at) - at);
     EXPECT_EQ(tracer(), 0);
 
     r = run("head -c 8 " + dir + "/image | od -c");
