@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/freeze.h"
 #include "checkpoint/task_attrs.h"
@@ -27,46 +28,12 @@
 #include "crfs/image_format.h"
 
 using namespace crfs;
+using namespace crfs::bench;
 
 namespace {
 
-double ms(uint64_t ns) {
-    return double(ns) / 1e6;
-}
 double gbps(uint64_t bytes, uint64_t ns) {
     return ns ? double(bytes) / double(ns) : 0;
-}
-
-// A child holding `bytes` of non-zero memory, with only /dev/null open.
-pid_t spawn_holder(size_t bytes) {
-    int ready[2];
-    if (pipe(ready) != 0) std::abort();
-    pid_t pid = fork();
-    if (pid == 0) {
-        char* p = static_cast<char*>(
-            mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-        for (size_t i = 0; i < bytes; i += 8)
-            *reinterpret_cast<uint64_t*>(p + i) = i * 2654435761u + 1;
-        int n = open("/dev/null", O_RDWR);
-        dup2(n, 0);
-        dup2(n, 1);
-        dup2(n, 2);
-        char x = 1;
-        if (write(ready[1], &x, 1) != 1) _exit(1);
-        for (int fd = 3; fd < 1024; ++fd) close(fd);
-        for (;;) pause();
-    }
-    close(ready[1]);
-    char x;
-    if (read(ready[0], &x, 1) != 1) std::abort();
-    close(ready[0]);
-    // Wait until the child closed its descriptors (it pauses right after).
-    for (int i = 0; i < 5000; ++i) {
-        auto st = read_task_stat(pid);
-        if (st && st->state == 'S') break;
-        usleep(1000);
-    }
-    return pid;
 }
 
 // Best of three memcpy of `bytes` between pre-faulted buffers.

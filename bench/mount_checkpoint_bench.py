@@ -1,18 +1,31 @@
 #!/usr/bin/env python3
-"""Checkpoint through the mount, as a user takes it, against memcpy.
+"""Dump and restore through the mount, as a user runs them, against the limits
+measured in the same run (issue 13).
 
-    bench/mount_checkpoint_bench.py [BUILD_DIR] [MiB ...]   (default: build 16 256 1024)
+    bench/mount_checkpoint_bench.py [--build DIR] [--limit FUSE_LIMIT] [--rounds N] [MiB ...]
+    (default: build, build/bench/fuse_limit, 3 rounds, 16 256 1024)
 
-Mounts BUILD_DIR/fs/crfsd on a temporary directory; for each size starts a
-process holding that much non-zero dirty memory (stdio on /dev/null: nothing
-in it is a reason), then times, best of 3 after a warm-up:
-  cp /crfs/<pid>/image /dev/null      and      cp /crfs/<pid>/image FILE
-and reads the frozen time from the image (crfs show --json). In the same run
-it times a memcpy of the same bytes (a bytes copy in this process, warmed).
-Prints throughput, frozen time, image size and the ratios of the targets:
-end-to-end throughput >= 40% of memcpy bandwidth at 1 GiB, frozen time <= 2x
-the memcpy time of the stored bytes.
+Mounts DIR/fs/crfsd on a temporary directory; for each size starts a process
+holding that much non-zero memory (stdio on /dev/null: nothing in it is a
+reason), then, after one warm-up round, takes the best of N rounds of:
+  dump      cp /crfs/PID/image /dev/null      and      cp /crfs/PID/image FILE
+  frozen    the frozen time the image records (crfs show --json)
+  restore   mkdir /crfs/rK && cp FILE /crfs/rK/image   (close() returns once it runs)
+and in the same run the limits:
+  memcpy    a copy of the image's bytes between two touched buffers
+  FUSE rd   cp of a file of the image's size served from memory by fuse_limit
+            (the same libfuse setup as crfsd: 1 MiB requests, direct_io)
+  FUSE wr   cp of FILE into fuse_limit, which copies it into fresh memory
+            (the restore's bound: FUSE write plus one copy into new pages)
+  daemon/h  the daemon's memory per open image handle that has read its first
+            MiB, over 4 handles: its VmRSS plus the machine's Shmem (a memfd it
+            holds is not in its RSS), so other load on the machine shows too
+  worker/h  the RSS of the checkpoint workers still alive for those handles
+Ratios: dump to /dev/null as a share of the FUSE read limit; restore over the
+FUSE write limit; both over memcpy. FILE lives in the same directory as the
+mount (/tmp here).
 """
+import argparse
 import json
 import os
 import signal
@@ -21,11 +34,8 @@ import sys
 import tempfile
 import time
 
-build = sys.argv[1] if len(sys.argv) > 1 else "build"
-sizes = [int(x) for x in sys.argv[2:]] or [16, 256, 1024]
-crfsd = os.path.join(build, "fs", "crfsd")
-crfs = os.path.join(build, "tools", "crfs")
 MiB = 1 << 20
+PY = "/usr/bin/python3"  # `python3` on PATH may be a root-only shim
 
 HOLDER = r"""
 import os, signal, sys
@@ -36,7 +46,7 @@ signal.pause()
 """
 
 
-def wait_for(pred, what, timeout=60):
+def wait_for(pred, what, timeout=120):
     end = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > end:
@@ -51,63 +61,168 @@ def memcpy_seconds(nbytes):
     best = float("inf")
     for _ in range(3):
         t = time.perf_counter()
-        dst[:] = src  # a memcpy between two touched buffers
+        dst[:] = src
         best = min(best, time.perf_counter() - t)
     return best
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="crfs-bench-")
-    mnt = os.path.join(tmp, "mnt")
-    os.mkdir(mnt)
-    daemon = subprocess.Popen([crfsd, "-f", "-o", "state_dir=" + tmp + "/state", mnt],
-                              stderr=subprocess.DEVNULL)
+def best_of(rounds, fn):
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def shmem_kib():
+    """Shared memory of the whole machine: a memfd the daemon holds (unmapped,
+    so not in its RSS) shows here."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("Shmem:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children_rss_kib(pid):
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/children") as f:
+            for c in f.read().split():
+                try:
+                    total += rss_kib(int(c))
+                except FileNotFoundError:
+                    pass
+    return total
+
+
+def mount(argv, mnt, log):
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    wait_for(lambda: os.path.ismount(mnt) or proc.poll() is not None, "the mount " + mnt)
+    if not os.path.ismount(mnt):
+        raise SystemExit(f"{argv[0]} did not mount")
+    return proc
+
+
+def unmount(proc, mnt):
+    proc.send_signal(signal.SIGTERM)
     try:
-        wait_for(lambda: os.path.ismount(mnt), "the mount")
-        print(f"{'MiB':>6} {'to /dev/null':>14} {'to file':>14} {'frozen':>10} {'image':>10}"
-              f" {'memcpy':>10} {'tput/memcpy':>12} {'frozen/memcpy':>14}")
-        for size in sizes:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    # A daemon that died leaves its mount behind (ENOTCONN): detach it.
+    subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--limit", default=None)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("sizes", nargs="*", type=int, default=[16, 256, 1024])
+    a = ap.parse_args()
+    crfsd = os.path.join(a.build, "fs", "crfsd")
+    crfs = os.path.join(a.build, "tools", "crfs")
+    limit = a.limit or os.path.join(a.build, "bench", "fuse_limit")
+    tmp = tempfile.mkdtemp(prefix="crfs-bench-")
+    os.chmod(tmp, 0o755)
+    mnt, lim = os.path.join(tmp, "mnt"), os.path.join(tmp, "lim")
+    os.mkdir(mnt)
+    os.mkdir(lim)
+    log = open(os.path.join(tmp, "crfsd.log"), "w")
+    daemon = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state", mnt], mnt, log)
+    restored = []
+    try:
+        print(f"{'MiB':>5} {'image':>7} | {'dump null':>9} {'dump file':>9} {'frozen':>7} |"
+              f" {'restore':>8} | {'memcpy':>7} {'FUSE rd':>8} {'FUSE wr':>8} |"
+              f" {'null/rd':>7} {'rest/wr':>7} {'dump/mc':>7} {'rest/mc':>7} |"
+              f" {'daemon/h':>8} {'worker/h':>8}")
+        for size in a.sizes:
             ready = os.path.join(tmp, f"ready{size}")
-            holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(size), ready],
+            holder = subprocess.Popen([PY, "-c", HOLDER, str(size), ready],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, close_fds=True)
             try:
                 wait_for(lambda: os.path.exists(ready), "the memory holder", 300)
                 image = f"{mnt}/{holder.pid}/image"
                 out = os.path.join(tmp, "snap.img")
-
-                def timed(dest):
-                    subprocess.run(["cp", image, dest], check=True)  # warm-up
-                    best = float("inf")
-                    for _ in range(3):
-                        t = time.perf_counter()
-                        subprocess.run(["cp", image, dest], check=True)
-                        best = min(best, time.perf_counter() - t)
-                    return best
-
-                t_null = timed("/dev/null")
-                t_file = timed(out)
+                t_null = best_of(a.rounds, lambda: subprocess.run(["cp", image, "/dev/null"],
+                                                                  check=True))
+                t_file = best_of(a.rounds, lambda: subprocess.run(["cp", image, out], check=True))
                 stats = json.loads(subprocess.run([crfs, "show", "--json", out], check=True,
                                                   capture_output=True).stdout)["stats"]
                 img = os.path.getsize(out)
-                os.unlink(out)
-                mc = memcpy_seconds(size * MiB)
-                frozen = stats["frozen_ns"] / 1e9
-                mc_stored = mc * stats["page_bytes"] / (size * MiB)
-                print(f"{size:>6} {size / t_null:>9.0f} MiB/s {size / t_file:>9.0f} MiB/s"
-                      f" {frozen * 1e3:>7.1f} ms {img / MiB:>7.1f} MiB {mc * 1e3:>7.1f} ms"
-                      f" {(size / t_null) / (size / mc):>11.0%} {frozen / mc_stored:>13.2f}x")
+
+                # Memory per open handle, each having read its first MiB: the
+                # daemon's (its RSS and the memfds it holds) and the workers'.
+                base = rss_kib(daemon.pid) + shmem_kib()
+                fds = [os.open(image, os.O_RDONLY) for _ in range(4)]
+                for fd in fds:
+                    os.read(fd, MiB)
+                per_handle = (rss_kib(daemon.pid) + shmem_kib() - base) / 4 / 1024
+                per_worker = children_rss_kib(daemon.pid) / 4 / 1024
+                for fd in fds:
+                    os.close(fd)
             finally:
                 holder.kill()
                 holder.wait()
+
+            n = [0]
+
+            def restore():
+                n[0] += 1
+                slot = f"{mnt}/r{size}-{n[0]}"
+                os.mkdir(slot)
+                subprocess.run(["cp", out, slot + "/image"], check=True)
+                with open(slot + "/pid") as f:
+                    pid = int(f.read())
+                restored.append((slot, pid))
+
+            t_restore = best_of(a.rounds, restore)
+            for slot, pid in restored:
+                os.kill(pid, signal.SIGKILL)
+            for slot, pid in restored:
+                wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                         open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+                         "the restored task to die")
+            restored.clear()
+
+            limd = mount([limit, lim, str(img)], lim, log)
+            try:
+                t_rd = best_of(a.rounds, lambda: subprocess.run(["cp", lim + "/data", "/dev/null"],
+                                                                check=True))
+                t_wr = best_of(a.rounds, lambda: subprocess.run(
+                    ["dd", "if=" + out, "of=" + lim + "/data", "bs=1M", "status=none",
+                     "conv=notrunc"], check=True))
+            finally:
+                unmount(limd, lim)
+            os.unlink(out)
+            mc = memcpy_seconds(img)
+            ms = lambda s: f"{s * 1e3:6.1f}ms"
+            print(f"{size:>5} {img / MiB:>6.0f}M | {ms(t_null):>9} {ms(t_file):>9}"
+                  f" {stats['frozen_ns'] / 1e6:>5.1f}ms | {ms(t_restore):>8} |"
+                  f" {ms(mc):>7} {ms(t_rd):>8} {ms(t_wr):>8} |"
+                  f" {t_rd / t_null:>6.0%} {t_restore / t_wr:>6.2f}x {t_null / mc:>6.1f}x"
+                  f" {t_restore / mc:>6.1f}x | {per_handle:>7.1f}M {per_worker:>7.1f}M", flush=True)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        if os.path.ismount(mnt):
-            subprocess.run(["umount", "-l", mnt])
+        for slot, pid in restored:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        unmount(daemon, mnt)
+        log.close()
         subprocess.run(["rm", "-rf", tmp])
 
 

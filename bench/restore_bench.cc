@@ -22,51 +22,13 @@
 #include <cstring>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "checkpoint/task_attrs.h"
-#include "common/io.h"
+#include "bench/bench_util.h"
 #include "restorer/restore.h"
 
 using namespace crfs;
+using namespace crfs::bench;
 
 namespace {
-
-uint64_t now_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-}
-
-// A child holding `bytes` of non-zero memory, with only /dev/null open.
-pid_t spawn_holder(size_t bytes) {
-    int ready[2];
-    if (pipe(ready) != 0) std::abort();
-    pid_t pid = fork();
-    if (pid == 0) {
-        char* p = static_cast<char*>(
-            mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-        for (size_t i = 0; i < bytes; i += 8)
-            *reinterpret_cast<uint64_t*>(p + i) = i * 2654435761u + 1;
-        int n = open("/dev/null", O_RDWR);
-        dup2(n, 0);
-        dup2(n, 1);
-        dup2(n, 2);
-        char x = 1;
-        if (write(ready[1], &x, 1) != 1) _exit(1);
-        for (int fd = 3; fd < 1024; ++fd) close(fd);
-        for (;;) pause();
-    }
-    close(ready[1]);
-    char x;
-    if (read(ready[0], &x, 1) != 1) std::abort();
-    close(ready[0]);
-    for (int i = 0; i < 5000; ++i) {
-        auto st = read_task_stat(pid);
-        if (st && st->state == 'S') break;
-        usleep(1000);
-    }
-    return pid;
-}
 
 // Best of three memcpy of `bytes`; `fresh`: into newly mapped memory each time.
 uint64_t memcpy_ns(size_t bytes, bool fresh) {
@@ -88,13 +50,6 @@ uint64_t memcpy_ns(size_t bytes, bool fresh) {
     return best;
 }
 
-void reap(pid_t pid) {
-    kill(pid, SIGKILL);
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,13 +68,7 @@ int main(int argc, char** argv) {
             reap(pid);
             return 1;
         }
-        UniqueFd img(memfd_create("bench-image", MFD_CLOEXEC));
-        std::vector<char> buf(4 << 20);
-        for (uint64_t off = 0; off < (*snap)->size();) {
-            auto n = (*snap)->read(off, buf.data(), buf.size());
-            if (!n || !*n || !write_full(img.get(), buf.data(), *n)) return 1;
-            off += *n;
-        }
+        UniqueFd img = drain_to_memfd(**snap);
         uint64_t image_bytes = (*snap)->size();
         snap->reset();
         reap(pid);

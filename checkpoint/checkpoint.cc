@@ -103,10 +103,16 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
     trace.mark("freeze");
-    // The same detection as `reason` (state/registry.h), now that nothing can change.
-    if (auto why = state::detect_reasons(pid, getpid()); !why || !why->empty())
+    // The same detection as `reason` (state/registry.h), now that nothing can
+    // change. Its parse of smaps is the memory dump's too: one read, not two
+    // (the costliest /proc file: ~10 us per area).
+    state::TaskView view(pid, getpid());
+    if (auto why = state::detect_reasons(view); !why || !why->empty())
         return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
                    : std::unexpected(why.error());
+    auto smaps = view.smaps();
+    if (!smaps) return std::unexpected(smaps.error());
+    std::vector<MapsEntry> maps = **smaps;
 
     auto attrs = read_task_attrs(pid);
     if (!attrs) return std::unexpected(attrs.error());
@@ -124,12 +130,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     trace.mark("attrs, regs, fds");
 
     {
-        auto maps_text = read_proc(pid, "maps");
-        if (!maps_text) return std::unexpected(maps_text.error());
-        auto maps = parse_maps(*maps_text);
-        if (!maps) return std::unexpected(maps.error());
         uint64_t vdso_start = 0, vdso_end = 0;
-        for (const auto& m : *maps)
+        for (const auto& m : maps)
             if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
         if (!rs) return std::unexpected(rs.error());
@@ -146,7 +148,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     }
     trace.mark("remote syscalls");
 
-    auto mem = dump_memory(pid, std::move(buffer));
+    auto mem = dump_memory(pid, std::move(maps), std::move(buffer));
     if (!mem) return std::unexpected(mem.error());
     c.memory = std::move(*mem);
     trace.mark("memory");

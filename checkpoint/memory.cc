@@ -194,23 +194,36 @@ struct Plan {
 // shadow) costs what it holds, not 8 bytes per page of address space.
 // (common/pagemap_scan.h)
 
+// Whether VMA `e` of `kind` is scanned through pagemap (private memory whose
+// pages are stored only where populated).
+bool scanned_by_pagemap(const MapsEntry& e, VmaKind kind) {
+    return (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate) && !map_files_use(e);
+}
+
+// One PAGEMAP_SCAN walk over neighbouring pagemap-scanned VMAs maps[b, e):
+// the kernel walks the page tables of the whole span and returns only
+// populated ranges, so 30,000 small areas cost one walk, not 30,000 calls.
+// Ranges are cut at VMA boundaries (a pages record lies in one VMA).
 // Returns false if the kernel has no PAGEMAP_SCAN (the caller falls back).
-Result<bool> scan_pagemap_ioctl(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind,
-                                Plan& plan, uint64_t& scanned) {
+Result<bool> scan_span_ioctl(pid_t pid, int pagemap, const std::vector<MapsEntry>& maps, size_t b,
+                             size_t e, Plan& plan, uint64_t& scanned) {
     PmPageRegion vec[512];
-    Source src{-1, 0, e.perms[0] == 'r'};
-    for (uint64_t start = e.start; start < e.end;) {
+    size_t v = b, last = SIZE_MAX;  // the VMA being cut; the VMA of the last run added
+    for (uint64_t start = maps[b].start, end = maps[e - 1].end; start < end;) {
         PmScanArg a{};
         a.size = sizeof a;
         a.start = start;
-        a.end = e.end;
+        a.end = end;
         a.vec = reinterpret_cast<uint64_t>(vec);
         a.vec_len = std::size(vec);
         a.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
         a.return_mask = kPageIsPresent | kPageIsSwapped | kPageIsFile;
         int n = ioctl(pagemap, kPagemapScan, &a);
         if (n < 0) {
-            if (errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP) return false;
+            // Unknown to this kernel: the first call says so, before any run was added.
+            if (start == maps[b].start &&
+                (errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP))
+                return false;
             return errno_error(strfmt("PAGEMAP_SCAN of task {}", pid));
         }
         for (int i = 0; i < n; ++i) {
@@ -218,25 +231,31 @@ Result<bool> scan_pagemap_ioctl(pid_t pid, int pagemap, const MapsEntry& e, VmaK
             uint64_t pme = (c & kPageIsPresent ? kPmPresent : 0) |
                            (c & kPageIsSwapped ? kPmSwapped : 0) |
                            (c & kPageIsFile ? kPmFileOrSharedAnon : 0);
-            if (page_needed(kind, pme))
-                plan.add(vec[i].start, (vec[i].end - vec[i].start) / kPage, src);
+            for (uint64_t at = vec[i].start; at < vec[i].end;) {
+                while (v < e && maps[v].end <= at) ++v;
+                if (v == e || at < maps[v].start)
+                    return make_error(EIO, strfmt("PAGEMAP_SCAN of task {} returned {:x}, outside "
+                                                  "its areas",
+                                                  pid, at));
+                uint64_t to = std::min(vec[i].end, maps[v].end);
+                if (page_needed(classify_vma(maps[v]), pme)) {
+                    plan.new_vma = v != last;
+                    plan.add(at, (to - at) / kPage, Source{-1, 0, maps[v].perms[0] == 'r'});
+                    last = v;
+                }
+                at = to;
+            }
         }
         if (a.walk_end <= start) return make_error(EIO, "PAGEMAP_SCAN made no progress");
         start = a.walk_end;
     }
-    scanned += (e.end - e.start) / kPage;
+    for (size_t i = b; i < e; ++i) scanned += (maps[i].end - maps[i].start) / kPage;
     return true;
 }
 
+// Without PAGEMAP_SCAN (before Linux 6.7): 8 bytes of pagemap per page.
 Status scan_pagemap(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind, Plan& plan,
                     uint64_t& scanned, std::vector<uint64_t>& pm) {
-    static std::atomic<bool> no_scan_ioctl{false};
-    if (!no_scan_ioctl) {
-        auto done = scan_pagemap_ioctl(pid, pagemap, e, kind, plan, scanned);
-        if (!done) return std::unexpected(done.error());
-        if (*done) return {};
-        no_scan_ioctl = true;
-    }
     Source src{-1, 0, e.perms[0] == 'r'};
     for (uint64_t addr = e.start; addr < e.end;) {
         size_t n = std::min<uint64_t>(kPagemapBatch, (e.end - addr) / kPage);
@@ -428,7 +447,7 @@ Status copy_runs(pid_t pid, int mem, const Plan& plan, char* base) {
 
 }  // namespace
 
-Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
+Result<MemoryDump> dump_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer) {
     MemoryDump d;
     bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
     uint64_t t0 = 0;
@@ -441,12 +460,7 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
         t0 = now;
     };
     mark("");
-    auto smaps = read_proc(pid, "smaps", 256 << 20);
-    if (!smaps) return std::unexpected(smaps.error());
-    auto maps = parse_maps(*smaps);
-    if (!maps) return std::unexpected(maps.error());
-    d.maps = std::move(*maps);
-    mark("smaps");
+    d.maps = std::move(maps);
 
     auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
     if (!pagemap) return std::unexpected(pagemap.error());
@@ -455,18 +469,39 @@ Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer) {
 
     Plan plan;
     std::vector<UniqueFd> shared_fds;
-    std::vector<uint64_t> pm(kPagemapBatch);  // one buffer for every VMA
-    for (const MapsEntry& e : d.maps) {
+    std::vector<uint64_t> pm;  // the pread fallback's buffer, for every VMA
+    static std::atomic<bool> no_scan_ioctl{false};
+    const std::vector<MapsEntry>& areas = d.maps;
+    for (size_t i = 0; i < areas.size();) {
+        const MapsEntry& e = areas[i];
         VmaKind kind = classify_vma(e);
         plan.new_vma = true;
         Status s;
-        if (kind == VmaKind::kFilePrivate && map_files_use(e))
+        size_t next = i + 1;
+        if (scanned_by_pagemap(e, kind)) {
+            while (next < areas.size() &&
+                   scanned_by_pagemap(areas[next], classify_vma(areas[next])))
+                ++next;
+            auto done = no_scan_ioctl ? Result<bool>(false)
+                                      : scan_span_ioctl(pid, pagemap->get(), areas, i, next, plan,
+                                                        d.pages_scanned);
+            if (!done) return std::unexpected(done.error());
+            if (!*done) {
+                no_scan_ioctl = true;
+                pm.resize(kPagemapBatch);
+                for (size_t k = i; k < next && s; ++k) {
+                    plan.new_vma = true;
+                    s = scan_pagemap(pid, pagemap->get(), areas[k], classify_vma(areas[k]), plan,
+                                     d.pages_scanned, pm);
+                }
+            }
+        } else if (kind == VmaKind::kFilePrivate) {
             s = scan_deleted_private(pid, e, plan, d.pages_scanned);
-        else if (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate)
-            s = scan_pagemap(pid, pagemap->get(), e, kind, plan, d.pages_scanned, pm);
-        else if (kind == VmaKind::kAnonShared)
+        } else if (kind == VmaKind::kAnonShared) {
             s = scan_shared(pid, e, plan, shared_fds);
+        }
         if (!s) return std::unexpected(s.error());
+        i = next;
     }
 
     mark("pagemap scan");

@@ -78,9 +78,10 @@ struct MemoryDump {
     uint64_t pages_copied = 0;
 };
 
-// Reads the VMAs of a frozen task and copies out every page that must be stored.
-// `buffer` should come reserved (PageBuffer::reserve) from before the freeze.
-Result<MemoryDump> dump_memory(pid_t pid, PageBuffer buffer);
+// Copies out every page of a frozen task that must be stored. `maps`: its
+// VMAs as /proc/<pid>/smaps showed them while frozen. `buffer` should come
+// reserved (PageBuffer::reserve) from before the freeze.
+Result<MemoryDump> dump_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer);
 
 bool is_zero_page(const char* page);
 

@@ -13,6 +13,7 @@
 #include <boost/filesystem.hpp>
 
 #include "checkpoint/pid_lock.h"
+#include "checkpoint/piped_image.h"
 #include "common/io.h"
 #include "common/strfmt.h"
 
@@ -35,31 +36,6 @@ std::string& worker_exe() {
     }();
     return path;
 }
-
-// The image the worker wrote into a sealed memfd, served by offset.
-class MemfdSnapshot : public Snapshot {
-  public:
-    MemfdSnapshot(UniqueFd fd, uint64_t size) : fd_(std::move(fd)), size_(size) {}
-    uint64_t size() const override { return size_; }
-    Result<size_t> read(uint64_t offset, void* buf, size_t len) const override {
-        if (offset >= size_) return size_t{0};
-        len = size_t(std::min<uint64_t>(len, size_ - offset));
-        size_t done = 0;
-        while (done < len) {
-            ssize_t n =
-                pread(fd_.get(), static_cast<char*>(buf) + done, len - done, off_t(offset + done));
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return errno_error("read image memfd");
-            if (n == 0) break;
-            done += size_t(n);
-        }
-        return done;
-    }
-
-  private:
-    UniqueFd fd_;
-    uint64_t size_;
-};
 
 class SpawnArgs {
   public:
@@ -86,16 +62,19 @@ int reap(pid_t pid) {
 }
 
 Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
-    UniqueFd memfd;
-    if (req.mode == WorkerMode::kImage) {
-        memfd.reset(memfd_create("crfs-image", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-        if (!memfd) return errno_error("memfd_create for the image");
-    }
     int p[2];
+    UniqueFd image_rd, image_wr;
+    if (req.mode == WorkerMode::kImage) {
+        if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the image");
+        image_rd.reset(p[0]);
+        image_wr.reset(p[1]);
+        // 1 MiB, a FUSE read's worth (best effort: the default is 64 KiB).
+        fcntl(image_wr.get(), F_SETPIPE_SZ, kImagePipeBytes);
+    }
     if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
     UniqueFd rd(p[0]), wr(p[1]);
     // Sources above the target numbers, so that no dup2 below overwrites one.
-    for (UniqueFd* fd : {&memfd, &wr}) {
+    for (UniqueFd* fd : {&image_wr, &wr}) {
         if (!*fd || fd->get() > kWorkerReplyFd) continue;
         fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerReplyFd + 1));
         if (!*fd) return errno_error("move a descriptor for the worker");
@@ -103,7 +82,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
 
     SpawnArgs sa;
     posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
-    if (memfd) posix_spawn_file_actions_adddup2(&sa.actions, memfd.get(), kWorkerImageFd);
+    if (image_wr) posix_spawn_file_actions_adddup2(&sa.actions, image_wr.get(), kWorkerImageFd);
     posix_spawn_file_actions_adddup2(&sa.actions, wr.get(), kWorkerReplyFd);
     // A process group of its own: no terminal signal (Ctrl-C goes to the
     // foreground group), nothing sent to the daemon's group reaches it. Not a
@@ -130,6 +109,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
     if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv, environ); err != 0)
         return sys_error(err, "start the checkpoint worker " + worker_exe());
     wr.reset();
+    image_wr.reset();
 
     std::string reply;
     char buf[4096];
@@ -139,30 +119,34 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
         if (n <= 0) break;
         if (reply.size() < kMaxReply) reply.append(buf, size_t(n));
     }
-    int st = reap(child);
-
+    // The reply pipe ends when the worker closes it: at its exit, or (image
+    // mode, success) right before it streams the image.
     size_t nl = reply.find('\n');
     int code = -1;
     if (nl != std::string::npos) {
         auto [ptr, ec] = std::from_chars(reply.data(), reply.data() + nl, code);
         if (ec != std::errc() || ptr != reply.data() + nl) code = -1;
     }
+    std::string text = nl == std::string::npos ? std::string() : reply.substr(nl + 1);
+    if (image_rd && code == 0) {
+        uint64_t size = 0;
+        auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), size);
+        if (ec == std::errc() && ptr == text.data() + text.size() && size > 0) {
+            WorkerReply out;
+            out.image = std::make_unique<PipedImage>(std::move(image_rd), child, size);
+            return out;
+        }
+        code = EIO;
+        text = strfmt("checkpoint worker for task {} replied no image size", req.pid);
+    }
+    image_rd.reset();  // a worker that still writes gets EPIPE
+    int st = reap(child);
     if (code < 0 || code > 4095)
         return make_error(
             EIO, strfmt("checkpoint worker for task {} failed (wait status {:#x})", req.pid, st));
-    std::string text = reply.substr(nl + 1);
     if (code != 0) return make_error(code, std::move(text));
-
     WorkerReply out;
-    if (memfd) {
-        // The worker is gone: nobody else can write the memfd; seal it anyway.
-        fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
-        struct stat s;
-        if (fstat(memfd.get(), &s) != 0) return errno_error("stat image memfd");
-        out.image = std::make_unique<MemfdSnapshot>(std::move(memfd), uint64_t(s.st_size));
-    } else {
-        out.text = std::move(text);
-    }
+    out.text = std::move(text);
     return out;
 }
 

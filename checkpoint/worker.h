@@ -11,9 +11,13 @@
 // its injection the normal way (registers, signal mask, scratch bytes put
 // back, detached), then finds its reply pipe closed and exits.
 //
-// Protocol: argv = crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS; fd 3 a
-// memfd that receives the image (image mode); fd 4 a pipe that receives the
-// reply, "<errno>\n<text>" (errno 0: success; text: the reasons, or the error).
+// Protocol: argv = crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS; fd 4 a
+// pipe that receives the reply, "<errno>\n<text>" (errno 0: success; text:
+// the reasons, the image's size in bytes, or the error), then is closed; fd 3
+// (image mode) a pipe the worker then streams the image into, front to back,
+// once the task runs again (checkpoint/piped_image.h serves it). Nothing of
+// the image is copied into the daemon but a window of a few MiB per handle;
+// the worker holds the snapshot until the stream ends or the reader closes.
 #pragma once
 
 #include <sys/types.h>
@@ -50,6 +54,7 @@ struct WorkerReply {
 };
 
 inline constexpr int kWorkerImageFd = 3;
+inline constexpr int kImagePipeBytes = 1 << 20;
 inline constexpr int kWorkerReplyFd = 4;
 
 // Runs the worker and waits for it. Checkpoints of one pid are serialized.

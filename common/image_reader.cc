@@ -143,12 +143,23 @@ Result<std::optional<Record>> ImageReader::next() {
     bool trailer = info->type == RecordType::kTrailer;
     if (!trailer) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), &rh, sizeof rh);
 
-    Record rec{info->type, info->name, records_, start, {}};
-    rec.payload.resize(rh.length);
+    Record rec{info->type, info->name, records_, start, {}, rh.length};
+    // The fixed part of a bulk record, when its data is skipped.
+    uint64_t keep = rh.length;
+    if (skip_bulk_ && info->type == RecordType::kPages) keep = sizeof(image::PagesRecord);
+    if (skip_bulk_ && info->type == RecordType::kFdData) keep = sizeof(image::FdDataRecord);
+    rec.payload.resize(keep);
     std::string where =
         trailer ? std::string("trailer") : strfmt("record {} ({})", records_, info->name);
-    if (auto r = read_exact(rec.payload.data(), rh.length, where, !trailer); !r)
+    if (auto r = read_exact(rec.payload.data(), keep, where, !trailer); !r)
         return std::unexpected(r.error());
+    if (keep < rh.length && scratch_.empty()) scratch_.resize(1 << 20);
+    for (uint64_t left = rh.length - keep; left;) {
+        size_t n = size_t(std::min<uint64_t>(left, scratch_.size()));
+        if (auto r = read_exact(scratch_.data(), n, where, true); !r)
+            return std::unexpected(r.error());
+        left -= n;
+    }
     if (!trailer) {
         ++records_;
         return std::optional<Record>(std::move(rec));
@@ -186,11 +197,11 @@ T load(const std::string& p, size_t off = 0) {
 
 // The variable tail after a fixed struct must be exactly `want` bytes.
 Status expect_tail(const Record& r, size_t fixed, uint64_t want) {
-    if (r.payload.size() - fixed != want)
+    if (r.length - fixed != want)
         return bad(
             strfmt("record {} ({}) at byte {}: {} bytes after the fixed part, fields "
                    "say {}",
-                   r.index, r.name, r.offset, r.payload.size() - fixed, want));
+                   r.index, r.name, r.offset, r.length - fixed, want));
     return {};
 }
 
@@ -203,6 +214,7 @@ std::unexpected<Error> inconsistent(const Record& r, std::string what) {
 Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     DecodedImage img;
     ImageReader reader(src);
+    reader.skip_bulk_data(!opts.keep_data);
     auto h = reader.read_header();
     if (!h) return std::unexpected(h.error());
     img.header = *h;
@@ -295,10 +307,13 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (pr.vaddr % image::kPageSize)
                     return inconsistent(r, strfmt("unaligned address {:x}", pr.vaddr));
                 uint64_t end = pr.vaddr + uint64_t(pr.nr_pages) * image::kPageSize;
-                auto vma = std::find_if(img.vmas.begin(), img.vmas.end(), [&](const VmaEntry& v) {
-                    return v.rec.start <= pr.vaddr && end <= v.rec.end && end > pr.vaddr;
-                });
-                if (vma == img.vmas.end())
+                // VMAs are sorted and disjoint (checked above): the last one
+                // starting at or below vaddr is the only candidate. A search per
+                // record keeps decoding linear in VMAs and page records.
+                auto vma =
+                    std::upper_bound(img.vmas.begin(), img.vmas.end(), pr.vaddr,
+                                     [](uint64_t a, const VmaEntry& v) { return a < v.rec.start; });
+                if (vma == img.vmas.begin() || end <= pr.vaddr || end > std::prev(vma)->rec.end)
                     return inconsistent(r,
                                         strfmt("pages {:x}-{:x} outside every VMA", pr.vaddr, end));
                 PageRun run{
@@ -369,8 +384,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("fd {} data at offset {}, expected {}", d.fd,
                                                   d.offset, f->data_bytes));
                 f->data_runs.push_back(
-                    {r.offset + sizeof(image::RecordHeader) + sizeof d, p.size() - sizeof d});
-                f->data_bytes += p.size() - sizeof d;
+                    {r.offset + sizeof(image::RecordHeader) + sizeof d, r.length - sizeof d});
+                f->data_bytes += r.length - sizeof d;
                 if (opts.keep_data) f->data.append(p, sizeof d);
                 break;
             }

@@ -193,6 +193,16 @@ Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
     for_each_line(text, [&](std::string_view line) {
         ++lineno;
         if (line.empty() || !err) return;
+        // An smaps detail line ("Rss:   4 kB") has a key ending in ':' before
+        // the first space; a maps line has an address range there. Only three
+        // keys matter: skip the other ~20 per area without splitting them
+        // (tens of thousands of areas make this the checkpoint's hot loop).
+        std::string_view key = line.substr(0, line.find_first_of(" \t"));
+        if (!key.empty() && key.back() == ':') {
+            if (out.empty() ||
+                (key != "VmFlags:" && key != "Shared_Clean:" && key != "Shared_Dirty:"))
+                return;
+        }
         auto f = fields(line);
         if (!f.empty() && f[0].back() == ':') {  // an smaps detail line
             if (out.empty()) return;

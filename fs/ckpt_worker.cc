@@ -3,13 +3,14 @@
 // then on every check is the kernel's, made against the caller's credentials.
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/creds.h"
@@ -93,6 +94,9 @@ Result<std::string> reasons(pid_t pid, pid_t daemon_tgid) {
     return out + *mapped;
 }
 
+// The finished image, streamed to kWorkerImageFd after the reply.
+std::unique_ptr<Snapshot> g_image;
+
 Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
     auto why = reasons(pid, daemon_tgid);
     if (!why) return std::unexpected(why.error());
@@ -102,25 +106,20 @@ Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
                                      why->substr(0, why->find('\n')) + "; see reason)");
     auto snap = checkpoint_task(pid, starttime);
     if (!snap) return std::unexpected(snap.error());
-    // Straight into the memfd's pages: one copy, not two through a buffer.
-    uint64_t size = (*snap)->size();
-    if (::ftruncate(kWorkerImageFd, off_t(size)) != 0) return errno_error("size the image memfd");
-    if (size == 0) return std::string("0");
-    void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, kWorkerImageFd, 0);
-    if (map == MAP_FAILED) return errno_error("map the image memfd");
-    Status copied;
-    for (uint64_t off = 0; off < size && copied;) {
-        auto n = (*snap)->read(off, static_cast<char*>(map) + off, size - off);
-        if (!n)
-            copied = std::unexpected(n.error());
-        else if (*n == 0)
-            copied = make_error(EIO, "image shorter than its size");
-        else
-            off += *n;
+    g_image = std::move(*snap);
+    return std::to_string(g_image->size());
+}
+
+// Writes the image into the pipe, front to back, in 1 MiB pieces. A reader
+// that goes away (the handle closed, the daemon killed) ends it with EPIPE.
+void stream_image(const Snapshot& snap) {
+    std::vector<char> buf(kImagePipeBytes);
+    for (uint64_t off = 0; off < snap.size();) {
+        auto n = snap.read(off, buf.data(), buf.size());
+        if (!n || *n == 0) return;
+        if (!write_full(kWorkerImageFd, buf.data(), *n)) return;
+        off += *n;
     }
-    ::munmap(map, size);
-    if (!copied) return std::unexpected(copied.error());
-    return std::to_string(size);
 }
 
 Result<std::string> serve(int argc, char** argv) {
@@ -160,6 +159,9 @@ int main(int argc, char** argv) {
     // The daemon's log: its stderr (fd 2, inherited) in the foreground, else syslog.
     crfs::log_init(::getenv(crfs::kLogToSyslogEnv) == nullptr, false, "crfs-ckpt");
     crfs::send_worker_reply(crfs::serve(argc, argv));
+    // The task runs again: the reply says so at once, then the image follows.
+    ::close(crfs::kWorkerReplyFd);
+    if (crfs::g_image) crfs::stream_image(*crfs::g_image);
     // _exit: nothing is left to flush, and an at-exit leak check (ASan builds)
     // would need to ptrace this process, which is non-dumpable by design.
     ::_exit(0);

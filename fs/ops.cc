@@ -11,6 +11,7 @@
 #include <atomic>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -405,7 +406,7 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 // An open file: of a pid directory (the task it was opened on: writes go to
 // that task even if its pid is reused later) or of a slot; for readers, the
-// content generated at open.
+// content generated at open, or for `image` at the first read.
 struct FileHandle {
     TaskId task;
     const PidEntry* entry = nullptr;
@@ -414,45 +415,75 @@ struct FileHandle {
     bool slot_writer = false;
     std::atomic<bool> wrote = false;  // a slot writer: any bytes through this handle
     Lease image_handle;               // readers of `image`: a share of user_image_handles
-    Content content;                  // null for write-only opens
+    // Readers of `image`: who opened it, kept for the checkpoint at the first
+    // read (tree.h OpenerCreds). `content_mu` is held while that checkpoint
+    // runs, so concurrent first reads make one image; every read after it
+    // serves that one image (or its error) without the lock.
+    std::optional<OpenerCreds> opener;
+    uid_t opener_uid = 0;  // whose user_checkpoints bound the checkpoint
+    std::mutex content_mu;
+    std::atomic<bool> settled = false;  // content or content_error is final
+    std::optional<Error> content_error;
+    Content content;  // null for write-only opens, and for `image` until read
 };
-
-// The bounds of a checkpoint (issue 8, item 16): the handle's share of
-// user_image_handles, kept until release, and a share of user_checkpoints,
-// returned to be held while the snapshot is made.
-Result<Lease> start_checkpoint(Daemon& d, const Caller& caller, FileHandle& h) {
-    auto handle = d.limits.take(caller.uid, Resource::kImageHandles);
-    if (!handle) return std::unexpected(handle.error());
-    auto running = d.limits.take(caller.uid, Resource::kCheckpoints);
-    if (!running) return std::unexpected(running.error());
-    h.image_handle = std::move(*handle);
-    return running;
-}
 
 bool is_image_entry(const PidEntry& e) {
     return e.name == "image";
 }
 
 // Makes the content of entry `e` of `task` for a reader, into h.content: the
-// read right, the bounds of a checkpoint when `e` is image, then the content.
-// One path for /crfs/<pid>/ files and a restored slot's image.
+// read right, then the content. `image` only takes its handle's share of
+// user_image_handles and the opener's credentials here: its checkpoint runs
+// at the first read (content_of). One path for /crfs/<pid>/ files and a
+// restored slot's image.
 Status read_content(Daemon& d, const Caller& caller, const TaskId& task, const PidEntry& e,
                     FileHandle& h) {
     if (auto ok = check_right(e.read_right, caller, task); !ok) return ok;
-    Lease running;
+    h.task = task;
+    h.entry = &e;
     if (is_image_entry(e)) {
-        auto started = start_checkpoint(d, caller, h);
-        if (!started) return std::unexpected(started.error());
-        running = std::move(*started);
+        auto handle = d.limits.take(caller.uid, Resource::kImageHandles);
+        if (!handle) return std::unexpected(handle.error());
+        auto who = OpenerCreds::of(caller, task);
+        if (!who) return std::unexpected(who.error());
+        h.image_handle = std::move(*handle);
+        h.opener = std::move(*who);
+        h.opener_uid = caller.uid;
+        return {};
     }
     auto content = e.read(d, task, caller);
-    if (!content) {
-        // Checkpoint failures are worth a line even without -d.
-        if (is_image_entry(e)) log_info("%s", content.error().what.c_str());
-        return std::unexpected(content.error());
-    }
+    if (!content) return std::unexpected(content.error());
     h.content = std::move(*content);
+    h.settled = true;
     return {};
+}
+
+// The content a read serves: for `image`, the checkpoint runs now, at the
+// first read, holding a share of user_checkpoints while it runs. Its image,
+// or its error, is what every later read of the handle gets; only the
+// user_checkpoints bound (EAGAIN: try again) is not kept.
+Result<const Snapshot*> content_of(Daemon& d, FileHandle& h) {
+    if (h.settled) {
+        if (h.content_error) return std::unexpected(*h.content_error);
+        return h.content.get();
+    }
+    std::lock_guard lock(h.content_mu);
+    if (!h.settled) {
+        if (!h.opener) return make_error(EBADF, "not open for reading");
+        auto running = d.limits.take(h.opener_uid, Resource::kCheckpoints);
+        if (!running) return std::unexpected(running.error());
+        auto content = checkpoint_as(d, h.task, *h.opener);
+        if (content) {
+            h.content = std::move(*content);
+        } else {
+            // Checkpoint failures are worth a line even without -d.
+            log_info("%s", content.error().what.c_str());
+            h.content_error = content.error();
+        }
+        h.settled = true;
+    }
+    if (h.content_error) return std::unexpected(*h.content_error);
+    return h.content.get();
 }
 
 Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t ino, int flags) {
@@ -492,6 +523,7 @@ Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t in
     h->content = text_content(entry == kSlotStatus ? s.status_text()
                               : s.restored         ? std::to_string(s.restored) + "\n"
                                                    : "");
+    h->settled = true;
     return h;
 }
 
@@ -536,14 +568,16 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, "read", [&] {
         auto* h = reinterpret_cast<FileHandle*>(fi->fh);
-        if (!h->content) return reply_err(req, Error{EBADF, "not open for reading"}, "read");
+        auto content = content_of(daemon_of(req), *h);
+        if (!content) return reply_err(req, content.error(), "read");
+        if (!*content) return reply_err(req, Error{EBADF, "not open for reading"}, "read");
         // Reply from a per-thread buffer, not from the content: once the
         // reader has its bytes it may close the file, and the RELEASE that
         // frees `h` can run on another thread before fuse_reply_buf() returns.
         thread_local std::vector<char> buf;
         if (buf.size() < size) buf.resize(size);
         auto n = off < 0 ? Result<size_t>(0)
-                         : h->content->read(static_cast<uint64_t>(off), buf.data(), size);
+                         : (*content)->read(static_cast<uint64_t>(off), buf.data(), size);
         if (!n) return reply_err(req, n.error(), "read");
         fuse_reply_buf(req, buf.data(), *n);
     });

@@ -95,6 +95,18 @@ Result<Content> read_reason(Daemon& d, const TaskId& task, const Caller& caller)
 }
 
 Result<Content> read_image(Daemon& d, const TaskId& task, const Caller& caller) {
+    auto creds = OpenerCreds::of(caller, task);
+    if (!creds) return std::unexpected(creds.error());
+    return checkpoint_as(d, task, *creds);
+}
+
+Result<OpenerCreds> OpenerCreds::of(const Caller& caller, const TaskId& task) {
+    auto creds = caller_creds(caller);
+    if (!creds) return std::unexpected(creds.error());
+    return OpenerCreds{std::move(*creds), trusted_for(caller, task)};
+}
+
+Result<Content> checkpoint_as(Daemon& d, const TaskId& task, const OpenerCreds& who) {
     // The checkpointer and `reason` agree: any reason, and there is no image.
     // The marks are the daemon's; the detected reasons the worker finds itself.
     std::string marks;
@@ -102,12 +114,16 @@ Result<Content> read_image(Daemon& d, const TaskId& task, const Caller& caller) 
     if (auto kernel = kernel_reasons(task.pid); marks.empty() && !kernel.empty()) marks = kernel[0];
     if (!marks.empty()) {
         // A caller without the right learns nothing of the marks: EACCES first.
-        if (auto ok = check_right(Right::kPtrace, caller, task); !ok)
-            return std::unexpected(ok.error());
+        if (!who.trusted)
+            if (auto ok = run_worker(
+                    WorkerRequest{WorkerMode::kAccess, task.pid, task.starttime, 0, who.creds});
+                !ok)
+                return std::unexpected(ok.error());
         return make_error(EBUSY, "checkpoint " + std::to_string(task.pid) +
                                      ": not checkpointable now (" + marks + "; see reason)");
     }
-    auto r = as_caller(WorkerMode::kImage, task, caller, d.self_tgid);
+    auto r = run_worker(
+        WorkerRequest{WorkerMode::kImage, task.pid, task.starttime, d.self_tgid, who.creds});
     if (!r) return std::unexpected(r.error().context("checkpoint " + std::to_string(task.pid)));
     log_info("checkpoint %d: %llu bytes", task.pid,
              static_cast<unsigned long long>(r->image->size()));

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/creds.h"
 #include "common/result.h"
 #include "fs/access.h"
 #include "fs/limits.h"
@@ -63,6 +64,17 @@ Result<Content> read_reason(Daemon&, const TaskId&, const Caller&);
 // root included: the worker also outlives a killed daemon, see
 // checkpoint/worker.h): EBUSY while it has any reason, else the image.
 Result<Content> read_image(Daemon&, const TaskId&, const Caller&);
+
+// Who opened `image`, captured at open as the kernel keeps a file's f_cred:
+// the checkpoint runs at the first read (an open alone, as tar or an indexer
+// does, freezes nothing), with the opener's rights, whoever reads the file
+// later and whether or not the opening thread still exists.
+struct OpenerCreds {
+    Creds creds;
+    bool trusted = false;  // the task itself, or CAP_SYS_PTRACE (trusted_for)
+    static Result<OpenerCreds> of(const Caller& caller, const TaskId& task);
+};
+Result<Content> checkpoint_as(Daemon&, const TaskId&, const OpenerCreds& who);
 
 inline constexpr PidEntry kPidEntries[] = {
     {"nocr", S_IFREG | 0644, Right::kAnyone, read_nocr, Right::kPtrace, write_nocr},

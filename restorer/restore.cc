@@ -31,6 +31,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <utility>
 #include "common/log.h"
 #include "common/strfmt.h"
 
@@ -288,6 +289,49 @@ void kill_and_reap(pid_t pid) {
     }
 }
 
+// A read-only mapping of the image file, or nothing (data() null).
+class ImageMapping {
+  public:
+    ImageMapping() = default;
+    ImageMapping(int fd, size_t len) {
+        void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+        if (p != MAP_FAILED) data_ = static_cast<const char*>(p), len_ = len;
+    }
+    ImageMapping(ImageMapping&& o) noexcept
+        : data_(std::exchange(o.data_, nullptr)), len_(std::exchange(o.len_, 0)) {}
+    ImageMapping& operator=(ImageMapping&& o) noexcept {
+        std::swap(data_, o.data_);
+        std::swap(len_, o.len_);
+        return *this;
+    }
+    ~ImageMapping() {
+        if (data_) ::munmap(const_cast<char*>(data_), len_);
+    }
+    const char* data() const { return data_; }
+    size_t size() const { return len_; }
+
+  private:
+    const char* data_ = nullptr;
+    size_t len_ = 0;
+};
+
+// Decoded in place from a mapping of the spool: one copy of the whole image
+// fewer than read() into a buffer. The spool does not change while it is
+// restored (the slot's lock); anything unmappable is read. The mapping ends
+// here, before the task is cloned.
+Result<DecodedImage> decode_spool(int fd) {
+    struct stat st {};
+    ImageMapping mapped;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+        mapped = ImageMapping(fd, size_t(st.st_size));
+    if (!mapped.data()) {
+        FdSource src(fd);
+        return decode_image(src);
+    }
+    MemorySource src(mapped.data(), mapped.size());
+    return decode_image(src);
+}
+
 }  // namespace
 
 [[noreturn]] void child_fail(int status_fd, int step, int err, uint64_t arg) {
@@ -301,8 +345,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     PhaseTrace trace;
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
-    FdSource src(req.image_fd);
-    auto img = decode_image(src);
+    auto img = decode_spool(req.image_fd);
     if (!img) return std::unexpected(img.error().context("bad image"));
     trace.mark("decode");
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));

@@ -32,6 +32,10 @@ std::span<const StateKind> state_kinds() {
 
 Result<Reasons> detect_reasons(pid_t pid, pid_t self_tgid) {
     TaskView view(pid, self_tgid);
+    return detect_reasons(view);
+}
+
+Result<Reasons> detect_reasons(TaskView& view) {
     Reasons out;
     auto finish = [&] {
         // One reason per line: a control character in a name the task chose (a

@@ -15,5 +15,8 @@ std::span<const StateKind> state_kinds();
 
 // Every detected reason of task `pid`, in registry order. ESRCH if it is gone.
 Result<Reasons> detect_reasons(pid_t pid, pid_t self_tgid);
+// The same, through a view the caller keeps: the checkpoint reuses what the
+// detectors read while the task is frozen (smaps is the costly one).
+Result<Reasons> detect_reasons(TaskView& view);
 
 }  // namespace crfs::state

@@ -27,6 +27,7 @@
 #define PROT_WRITE 2
 #define MAP_SHARED 1
 #define MAP_FIXED 0x10
+#define MAP_GROWSDOWN 0x100
 #define MREMAP_MAYMOVE 1
 #define MREMAP_FIXED 2
 #define O_RDONLY 0
@@ -104,41 +105,111 @@ static long open_regular(const struct crfs_restorer_args* a, uint64_t path, uint
     return fd;
 }
 
+/* Whether VMA `v` may share one mmap call with its neighbours: private
+ * anonymous memory, which is mapped read-write until protect_vmas (the kernel
+ * merges such neighbours anyway), so 30,000 areas cost one call, not 30,000. */
+static int joins_neighbours(const struct crfs_ra_vma* v) {
+    return v->kind == CRFS_RA_ANON && !(v->mmap_flags & (MAP_SHARED | MAP_GROWSDOWN));
+}
+
+/* Maps VMA i, or the run of neighbours it starts (joins_neighbours), and
+ * returns the end of what it mapped. */
+static uint64_t map_from(const struct crfs_restorer_args* a, const struct crfs_ra_vma* v,
+                         uint64_t i) {
+    uint64_t end = v[i].end;
+    if (joins_neighbours(&v[i]))
+        for (uint64_t j = i + 1; j < a->nr_vmas && v[j].start == end && joins_neighbours(&v[j]) &&
+                                 v[j].mmap_flags == v[i].mmap_flags;
+             ++j)
+            end = v[j].end;
+    int shared_file = v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED);
+    /* Private and anonymous mappings are filled first, protected after. */
+    long prot = shared_file ? v[i].prot : (v[i].prot | PROT_READ | PROT_WRITE);
+    long fd = -1;
+    if (v[i].kind == CRFS_RA_FILE) {
+        fd = open_regular(a, v[i].path, v[i].open_flags, CRFS_RA_STEP_FILE_TYPE, i);
+        if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
+    }
+    long ret = sys6(NR_mmap, (long)v[i].start, (long)(end - v[i].start), prot,
+                    v[i].mmap_flags | MAP_FIXED, fd, (long)v[i].file_off);
+    if (fd >= 0) sys1(NR_close, fd);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_MAP_VMA, ret, i);
+    if ((uint64_t)ret != v[i].start) die(a, CRFS_RA_STEP_MAP_VMA, -EINVAL, i);
+    return end;
+}
+
 static void map_vmas(const struct crfs_restorer_args* a) {
     const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
+    uint64_t mapped_to = 0; /* the end of the last mapping made */
     for (uint64_t i = 0; i < a->nr_vmas; ++i) {
-        uint64_t len = v[i].end - v[i].start;
-        int shared_file = v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED);
-        /* Private and anonymous mappings are filled first, protected after. */
-        long prot = shared_file ? v[i].prot : (v[i].prot | PROT_READ | PROT_WRITE);
-        long fd = -1;
-        if (v[i].kind == CRFS_RA_FILE) {
-            fd = open_regular(a, v[i].path, v[i].open_flags, CRFS_RA_STEP_FILE_TYPE, i);
-            if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
+        if (v[i].end > mapped_to) mapped_to = map_from(a, v, i);
+        /* Steps per VMA go here: they run for every VMA, joined or not. */
+    }
+}
+
+struct iovec {
+    void* base;
+    uint64_t len;
+};
+#define FILL_IOV 512 /* of IOV_MAX 1024 */
+#define FILL_GAP 64  /* record header bytes between two runs' data, read into scratch */
+#define POPULATE_MIN_PAGES 16
+
+/* Reads page runs [i, *next) with one preadv where the image holds them one
+ * after another, their record headers (a few bytes each) read into `scratch`:
+ * thousands of one-page runs are then a few calls. Returns the bytes the
+ * batch covers in the image; *next is the first run it does not hold. */
+static uint64_t batch_runs(const struct crfs_ra_pages* p, uint64_t i, uint64_t n, char* scratch,
+                           struct iovec* iov, int* iovcnt, uint64_t* next) {
+    uint64_t pos = p[i].file_off + p[i].nr_pages * 4096;
+    int k = 0;
+    iov[k].base = (void*)p[i].vaddr;
+    iov[k++].len = p[i].nr_pages * 4096;
+    uint64_t j = i + 1;
+    for (; j < n && k + 2 <= FILL_IOV; ++j) {
+        if (p[j].file_off < pos || p[j].file_off - pos > FILL_GAP) break;
+        if (p[j].file_off > pos) {
+            iov[k].base = scratch;
+            iov[k++].len = p[j].file_off - pos;
         }
-        long ret = sys6(NR_mmap, (long)v[i].start, (long)len, prot, v[i].mmap_flags | MAP_FIXED, fd,
-                        (long)v[i].file_off);
-        if (fd >= 0) sys1(NR_close, fd);
-        if (is_err(ret)) die(a, CRFS_RA_STEP_MAP_VMA, ret, i);
-        if ((uint64_t)ret != v[i].start) die(a, CRFS_RA_STEP_MAP_VMA, -EINVAL, i);
+        iov[k].base = (void*)p[j].vaddr;
+        iov[k++].len = p[j].nr_pages * 4096;
+        pos = p[j].file_off + p[j].nr_pages * 4096;
+    }
+    *iovcnt = k;
+    *next = j;
+    return pos - p[i].file_off;
+}
+
+static void fill_run(const struct crfs_restorer_args* a, const struct crfs_ra_pages* p) {
+    char* dst = (char*)p->vaddr;
+    uint64_t left = p->nr_pages * 4096, off = p->file_off;
+    while (left) {
+        long n = sys4(NR_pread64, a->image_fd, dst, left, off);
+        if (n == -4 /* EINTR */) continue;
+        if (is_err(n)) die(a, CRFS_RA_STEP_FILL_PAGES, n, p->vaddr);
+        if (n == 0) die(a, CRFS_RA_STEP_FILL_PAGES, -5 /* EIO: image shorter */, p->vaddr);
+        dst += n, off += (uint64_t)n, left -= (uint64_t)n;
     }
 }
 
 static void fill_pages(const struct crfs_restorer_args* a) {
     const struct crfs_ra_pages* p = (const struct crfs_ra_pages*)a->pages;
-    for (uint64_t i = 0; i < a->nr_pages; ++i) {
-        char* dst = (char*)p[i].vaddr;
-        uint64_t left = p[i].nr_pages * 4096, off = p[i].file_off;
-        /* Populate the run in one call instead of one fault per page inside
-         * pread (best effort: older kernels lack it). */
-        sys3(NR_madvise, dst, left, 23 /* MADV_POPULATE_WRITE */);
-        while (left) {
-            long n = sys4(NR_pread64, a->image_fd, dst, left, off);
-            if (n == -4 /* EINTR */) continue;
-            if (is_err(n)) die(a, CRFS_RA_STEP_FILL_PAGES, n, p[i].vaddr);
-            if (n == 0) die(a, CRFS_RA_STEP_FILL_PAGES, -5 /* EIO: image shorter */, p[i].vaddr);
-            dst += n, off += (uint64_t)n, left -= (uint64_t)n;
-        }
+    struct iovec iov[FILL_IOV]; /* 8 KiB of the blob's 64 KiB stack */
+    char scratch[FILL_GAP];
+    for (uint64_t i = 0; i < a->nr_pages;) {
+        int iovcnt;
+        uint64_t next;
+        uint64_t bytes = batch_runs(p, i, a->nr_pages, scratch, iov, &iovcnt, &next);
+        /* Populate larger runs in one call instead of one fault per page
+         * inside the read (best effort: older kernels lack it). */
+        for (uint64_t j = i; j < next; ++j)
+            if (p[j].nr_pages >= POPULATE_MIN_PAGES)
+                sys3(NR_madvise, p[j].vaddr, p[j].nr_pages * 4096, 23 /* MADV_POPULATE_WRITE */);
+        long n = iovcnt > 1 ? sys5(NR_preadv, a->image_fd, iov, iovcnt, p[i].file_off, 0) : -1;
+        if (n < 0 || (uint64_t)n != bytes) /* one run, or a short read: run by run */
+            for (uint64_t j = i; j < next; ++j) fill_run(a, &p[j]);
+        i = next;
     }
 }
 

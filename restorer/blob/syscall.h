@@ -52,6 +52,7 @@ enum {
     NR_setgroups = 116,
     NR_gettid = 186,
     NR_exit_group = 231,
+    NR_preadv = 295,
     NR_rt_tgsigqueueinfo = 297,
     NR_rseq = 334,
 };

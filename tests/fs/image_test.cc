@@ -1,15 +1,21 @@
 // Checkpoints through the mount, the way a user takes them: cp, cat | zstd,
 // dd, of /crfs/<pid>/image.
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "common/io.h"
 #include "common/procfs.h"
+#include "common/unique_fd.h"
 #include "tests/support/harness.h"
 
 #ifndef CRFS_TOOL
@@ -154,6 +160,159 @@ TEST_F(Image, StoppedTaskGivesTheSameImageToEveryReader) {
     ::kill(workload, SIGCONT);
     EXPECT_TRUE(wait_until([&] { return state() != 'T'; }));
     EXPECT_EQ(verdict(), "PASS\n");
+}
+
+// The checkpoint starts at the first read, not at open (issue 9 item 5): an
+// open and close without a read, and tar over the directory (it opens files of
+// size 0 without reading them), neither freeze the task nor checkpoint it. A
+// sleeping task that is seized and interrupted runs (its context switch
+// counters move); one left alone does not. The first read then checkpoints,
+// which moves them: the positive control that this observation can fail.
+TEST_F(Image, OpenWithoutReadFreezesNothing) {
+    workload = spawn({"/bin/sleep", "1000"});
+    ASSERT_GT(workload, 0);
+    ASSERT_TRUE(wait_until([&] {
+        auto st = read_stat(workload);
+        return st && st->comm == "sleep" && st->state == 'S';
+    }));
+    auto switches = [&] {
+        std::string st = read_file("/proc/" + std::to_string(workload) + "/status").value_or("");
+        auto num = [&](const char* key) {
+            size_t at = st.find(key);
+            return at == std::string::npos ? -1ll : std::stoll(st.substr(at + strlen(key)));
+        };
+        return std::pair{num("\nvoluntary_ctxt_switches:"), num("nonvoluntary_ctxt_switches:")};
+    };
+    std::string dir = crfs.mnt() + "/" + std::to_string(workload);
+    std::string line = "checkpoint " + std::to_string(workload) + ":";
+    auto before = switches();
+    ASSERT_GE(before.first, 0);
+    auto r = run("exec 3< " + dir + "/image; exec 3<&-; tar cf - -C " + dir + " . | tar tvf -");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("./image"), std::string::npos) << r.out;
+    EXPECT_EQ(switches(), before) << "the task ran: it was frozen";
+    EXPECT_EQ(crfs.log().find(line), std::string::npos) << "checkpointed without a read";
+    // The issue's own command, over the whole tree (tasks come and go meanwhile:
+    // its status is not the point): no checkpoint of anything.
+    run("tar cf " + tmp.path() + "/all.tar -C " + crfs.mnt() + " . 2>/dev/null");
+    EXPECT_EQ(switches(), before) << "tar of the whole tree froze the task";
+    std::string log = crfs.log();
+    for (size_t at = log.find("checkpoint "); at != std::string::npos;
+         at = log.find("checkpoint ", at + 1))
+        EXPECT_FALSE(std::isdigit(static_cast<unsigned char>(log[at + 11])))
+            << "tar of the tree checkpointed: " << log.substr(at, log.find('\n', at) - at);
+    EXPECT_EQ(tracer(), 0);
+
+    r = run("head -c 8 " + dir + "/image | od -c");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(wait_until([&] { return crfs.log().find(line) != std::string::npos; }))
+        << "the first read did not checkpoint";
+    EXPECT_NE(switches(), before) << "a checkpoint that leaves no trace: the test cannot fail";
+    EXPECT_EQ(tracer(), 0);
+}
+
+// One byte and room for one descriptor (SCM_RIGHTS), to send or receive.
+struct FdMessage {
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    FdMessage() {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl;
+        msg.msg_controllen = sizeof ctl;
+    }
+    FdMessage(const FdMessage&) = delete;
+    FdMessage& operator=(const FdMessage&) = delete;
+};
+
+// The checkpoint runs at the first read with the rights of whoever opened
+// the file, as the kernel keeps a file's f_cred: an unprivileged user who
+// opens root's task's image and hands the descriptor to a root process (here
+// over a unix socket) gets that process nothing its opener could not read.
+TEST_F(Image, ReadOfAnImageOpenedByAnotherUserUsesTheOpenersRights) {
+    start_workload("busy");
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        ::close(sv[0]);
+        gid_t nobody = 65534;
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(nobody, nobody, nobody) != 0 ||
+            ::setresuid(nobody, nobody, nobody) != 0)
+            ::_exit(2);
+        int fd = ::open(image_path().c_str(), O_RDONLY);
+        if (fd < 0) ::_exit(3);
+        FdMessage m;
+        cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        ::_exit(::sendmsg(sv[1], &m.msg, 0) == 1 ? 0 : 4);
+    }
+    ::close(sv[1]);
+    FdMessage m;
+    ssize_t got = ::recvmsg(sv[0], &m.msg, MSG_CMSG_CLOEXEC);
+    ::close(sv[0]);
+    int st = 0;
+    ::waitpid(child, &st, 0);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the opener failed: status " << st;
+    ASSERT_EQ(got, 1);
+    cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
+    ASSERT_NE(c, nullptr);
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    std::vector<char> buf(1 << 16);
+    errno = 0;
+    EXPECT_EQ(::read(fd, buf.data(), buf.size()), -1) << "root's read used root's rights";
+    EXPECT_EQ(errno, EACCES);
+    ::close(fd);
+    EXPECT_EQ(tracer(), 0);
+    EXPECT_EQ(verdict(), "PASS\n");
+}
+
+// `image` is a stream from the checkpoint worker (checkpoint/piped_image.h):
+// one handle serves one image, re-reads inside the last 4 MiB give the same
+// bytes, reads ahead skip, and a read before the window is ESPIPE rather than
+// other bytes. The task holds 24 MiB so the image outgrows the window.
+TEST_F(Image, OneHandleIsOneStreamReReadableInsideItsWindow) {
+    std::string ready = tmp.path() + "/ready";
+    workload = spawn({"/usr/bin/python3", "-c",
+                      "import os, sys, time\n"
+                      "b = bytearray(os.urandom(24 << 20))\n"
+                      "open(sys.argv[1], 'w').close()\n"
+                      "time.sleep(1000)\n",
+                      ready});
+    ASSERT_GT(workload, 0);
+    ASSERT_TRUE(wait_until([&] { return read_file(ready).has_value(); }));
+    ASSERT_TRUE(wait_until([&] { return state() == 'S'; }));
+    UniqueFd fd(::open(image_path().c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    constexpr size_t kMiB = 1 << 20;
+    auto at = [&](uint64_t off, size_t len) {
+        std::string buf(len, '\0');
+        ssize_t n = ::pread(fd.get(), buf.data(), len, off_t(off));
+        EXPECT_EQ(n, ssize_t(len)) << "at " << off << ": " << std::strerror(errno);
+        return buf;
+    };
+    std::string first = at(0, 2 * kMiB);
+    ASSERT_EQ(first.substr(0, 7), "CRFSIMG");
+    EXPECT_EQ(at(4096, kMiB), first.substr(4096, kMiB)) << "a re-read gave other bytes";
+    std::string ahead = at(12 * kMiB, kMiB);  // skips what lies between
+    errno = 0;
+    char b;
+    EXPECT_EQ(::pread(fd.get(), &b, 1, 0), -1);
+    EXPECT_EQ(errno, ESPIPE);
+    EXPECT_EQ(at(12 * kMiB, kMiB), ahead);
+    fd.reset();  // closes the stream early: the worker stops, the task is untouched
+    EXPECT_EQ(tracer(), 0);
+    EXPECT_EQ(state(), 'S');
+    // A new open is a new image, whole.
+    ASSERT_EQ(run("cp " + image_path() + " " + tmp.path() + "/whole.img").status, 0);
+    expect_verifies(tmp.path() + "/whole.img");
 }
 
 TEST_F(Image, TaskWithAReasonIsBusyUntilTheReasonGoes) {

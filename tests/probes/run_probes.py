@@ -38,6 +38,7 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 # (probe, variant, expected reason substring or None for supported[, argv prefix])
 PROBES = [
     ("memory", "plain", None),
+    ("areas", "many", None),
     ("memory", "mlock", "kB locked (mlock) not supported yet"),
     ("memory", "dontfork", "is MADV_DONTFORK not supported yet"),
     ("memory", "wipeonfork", "is MADV_WIPEONFORK not supported yet"),

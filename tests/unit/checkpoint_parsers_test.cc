@@ -11,6 +11,7 @@
 #include "checkpoint/memory.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
+#include "common/io.h"
 
 namespace crfs {
 namespace {
@@ -76,6 +77,49 @@ TEST(MapsTest, ParsesMapsAndSmaps) {
     EXPECT_TRUE(vma_record((*m)[1]).flags & image::kVmaHeap);
     EXPECT_TRUE(vma_record((*m)[3]).flags & image::kVmaDeleted);
     EXPECT_EQ(vma_record((*m)[0]).dev, makedev(0xfe, 0));
+}
+
+// Detail lines other than VmFlags and Shared_* are skipped unsplit; those
+// two are still read, whatever comes between them.
+TEST(MapsTest, ReadsSharedBytesAmongSkippedDetails) {
+    auto m = parse_maps(
+        "1000-3000 rw-s 00000000 00:01 7   /dev/zero (deleted)\n"
+        "Size:                  8 kB\n"
+        "Shared_Clean:          4 kB\n"
+        "Private_Dirty:       100 kB\n"
+        "Shared_Dirty:          8 kB\n"
+        "THPeligible:    0\n"
+        "VmFlags: rd wr sh mr mw me ms sd \n"
+        "3000-4000 r--p 00000000 00:00 0\n"
+        "Shared_Dirty:          0 kB\n");
+    ASSERT_TRUE(m) << m.error().what;
+    ASSERT_EQ(m->size(), 2u);
+    EXPECT_EQ((*m)[0].shared_kb, 12u);
+    EXPECT_TRUE((*m)[0].vm_flags & 1);  // rd
+    EXPECT_EQ((*m)[1].shared_kb, 0u);
+    EXPECT_EQ((*m)[1].vm_flags, 0u);
+}
+
+// read_file reads in growing chunks: every byte, and EFBIG one byte past max.
+TEST(ReadFileTest, LargeFilesWholeAndBounded) {
+    char path[] = "/tmp/crfs-read-file-XXXXXX";
+    int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    std::string data(300000, 'x');
+    for (size_t i = 0; i < data.size(); ++i) data[i] = char('a' + i % 26);
+    ASSERT_EQ(::write(fd, data.data(), data.size()), ssize_t(data.size()));
+    ::close(fd);
+    auto all = read_file(path);
+    ASSERT_TRUE(all) << all.error().what;
+    EXPECT_EQ(*all, data);
+    auto exact = read_file(path, data.size());
+    ASSERT_TRUE(exact) << exact.error().what;
+    EXPECT_EQ(exact->size(), data.size());
+    auto over = read_file(path, data.size() - 1);
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error().code, EFBIG);
+    EXPECT_EQ(read_file(path, 5000).error().code, EFBIG);
+    ::unlink(path);
 }
 
 TEST(MapsTest, Classifies) {

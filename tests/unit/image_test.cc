@@ -11,6 +11,7 @@
 
 #include "common/image_reader.h"
 #include "common/image_writer.h"
+#include "common/strfmt.h"
 
 namespace crfs {
 namespace {
@@ -271,6 +272,27 @@ TEST(ImageTest, TruncatedInsideARecordSaysWhichAndWhere) {
                   std::to_string(cut));
 }
 
+// Decoding without the data (restore, show) hashes page and file bytes
+// through one buffer but finds the same runs at the same offsets.
+TEST(ImageTest, SkippingBulkDataFindsTheSameRuns) {
+    Sample s;
+    auto lean = decode(s.bytes);
+    auto full = decode(s.bytes, {.keep_data = true});
+    ASSERT_TRUE(lean && full);
+    ASSERT_EQ(lean->pages.size(), full->pages.size());
+    for (size_t i = 0; i < lean->pages.size(); ++i) {
+        EXPECT_EQ(lean->pages[i].vaddr, full->pages[i].vaddr);
+        EXPECT_EQ(lean->pages[i].nr_pages, full->pages[i].nr_pages);
+        EXPECT_EQ(lean->pages[i].stream_offset, full->pages[i].stream_offset);
+        EXPECT_TRUE(lean->pages[i].data.empty());
+        EXPECT_EQ(full->pages[i].data.size(), full->pages[i].nr_pages * image::kPageSize);
+    }
+    ASSERT_EQ(lean->fds.size(), full->fds.size());
+    EXPECT_EQ(lean->fds[0].data_bytes, full->fds[0].data_bytes);
+    EXPECT_EQ(lean->fds[0].data_runs.size(), full->fds[0].data_runs.size());
+    EXPECT_EQ(lean->checksum, full->checksum);
+}
+
 TEST(ImageTest, TruncatedInHeader) {
     Sample s;
     EXPECT_EQ(error_of(s.bytes.substr(0, 50)),
@@ -337,6 +359,41 @@ TEST(ImageTest, PagesOutsideEveryVma) {
     w.add_external(RecordType::kPages, Payload().add(pr).bytes(), page.data(), page.size());
     EXPECT_EQ(error_of(stream_bytes(std::move(w).finish())),
               "record 0 (pages) at byte 104: pages 5000-6000 outside every VMA");
+}
+
+// Pages are matched to their VMA by a search over the sorted VMAs: a run
+// inside any one of many is accepted; one in a gap, before the first, past
+// the last, or across two adjacent areas is refused.
+TEST(ImageTest, PagesFindTheirVmaAmongMany) {
+    auto decode = [](uint64_t vaddr, uint32_t n) {
+        ImageWriter w(make_header(0, 0));
+        for (uint64_t i = 0; i < 100; ++i) {
+            image::VmaRecord v{};
+            // Pairs of adjacent areas, then a one-page gap: 0x10000-0x11000,
+            // 0x11000-0x12000, (gap), 0x13000-0x14000, 0x14000-0x15000, ...
+            v.start = 0x10000 + (i / 2) * 0x3000 + (i % 2) * 0x1000;
+            v.end = v.start + 0x1000;
+            v.kind = uint32_t(image::VmaKind::kAnonPrivate);
+            w.add(RecordType::kVma, Payload().add(v));
+        }
+        std::vector<char> pages(n * image::kPageSize);
+        image::PagesRecord pr{vaddr, n, 0};
+        w.add_external(RecordType::kPages, Payload().add(pr).bytes(), pages.data(), pages.size());
+        return error_of(stream_bytes(std::move(w).finish()));
+    };
+    // Inside an area: the error is a later one (no task record), not the VMA's.
+    EXPECT_EQ(decode(0x10000, 1), "incomplete image: no task record");
+    EXPECT_EQ(decode(0x11000, 1), "incomplete image: no task record");
+    EXPECT_EQ(decode(0x10000 + 49 * 0x3000 + 0x1000, 1), "incomplete image: no task record");
+    auto outside = [](uint64_t vaddr, uint32_t n) {
+        return strfmt("pages {:x}-{:x} outside every VMA", vaddr, vaddr + n * image::kPageSize);
+    };
+    for (auto [vaddr, n] : {std::pair<uint64_t, uint32_t>{0x12000, 1},
+                            {0xf000, 1},
+                            {0x10000 + 50 * 0x3000, 1},
+                            {0x10000, 2},
+                            {0x13000, 3}})
+        EXPECT_NE(decode(vaddr, n).find(outside(vaddr, n)), std::string::npos) << std::hex << vaddr;
 }
 
 TEST(ImageTest, InnerLengthMismatch) {

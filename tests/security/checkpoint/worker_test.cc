@@ -114,7 +114,7 @@ TEST(Worker, TheKernelDecides) {
     EXPECT_EQ(gone.error().code, ESRCH) << gone.error().what;
 }
 
-TEST(Worker, ImageComesBackThroughTheMemfd) {
+TEST(Worker, ImageComesBackThroughThePipe) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     set_worker_exe(CRFS_CKPT);
     Sleeper s;

@@ -1,0 +1,99 @@
+// PipedImage: an image streamed through a pipe by a writer process, served by
+// offset from a window (checkpoint/piped_image.h).
+#include "checkpoint/piped_image.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <vector>
+
+namespace crfs {
+namespace {
+
+constexpr size_t kWin = PipedImage::kWindow;
+
+char byte_at(uint64_t i) {
+    return char((i * 2654435761u) >> 13);
+}
+
+// A child writing `size` pattern bytes into a pipe (stopping after `stop_at`,
+// as a worker that dies). Returns the read end and the child.
+std::pair<UniqueFd, pid_t> writer(uint64_t size, uint64_t stop_at = ~0ull) {
+    int p[2];
+    EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ::signal(SIGPIPE, SIG_IGN);
+        ::close(p[0]);
+        std::vector<char> buf(1 << 16);
+        for (uint64_t off = 0; off < size && off < stop_at;) {
+            size_t n = std::min<uint64_t>({buf.size(), size - off, stop_at - off});
+            for (size_t i = 0; i < n; ++i) buf[i] = byte_at(off + i);
+            ssize_t w = ::write(p[1], buf.data(), n);
+            if (w <= 0) ::_exit(w < 0 && errno == EPIPE ? 3 : 4);
+            off += uint64_t(w);
+        }
+        ::_exit(0);
+    }
+    ::close(p[1]);
+    return {UniqueFd(p[0]), pid};
+}
+
+void expect_bytes(const PipedImage& img, uint64_t off, size_t len) {
+    std::vector<char> buf(len);
+    auto n = img.read(off, buf.data(), len);
+    ASSERT_TRUE(n) << n.error().what;
+    ASSERT_EQ(*n, std::min<uint64_t>(len, img.size() - std::min(off, img.size())));
+    for (size_t i = 0; i < *n; ++i) ASSERT_EQ(buf[i], byte_at(off + i)) << "byte " << off + i;
+}
+
+TEST(PipedImage, SequentialRereadsInsideTheWindowAndSkipsAhead) {
+    uint64_t size = 3 * kWin + 12345;
+    auto [fd, pid] = writer(size);
+    PipedImage img(std::move(fd), pid, size);
+    expect_bytes(img, 0, 1 << 20);
+    expect_bytes(img, 1 << 20, 1 << 20);
+    expect_bytes(img, 4096, 1 << 20);        // back, inside the window: the same bytes
+    expect_bytes(img, kWin + 100, 1 << 20);  // ahead: what lies between is skipped
+    expect_bytes(img, (1 << 20) + 200, 1000);
+    expect_bytes(img, 2 * kWin + 5, kWin);  // a whole window at once
+    std::vector<char> buf(16);
+    auto old = img.read(0, buf.data(), buf.size());
+    ASSERT_FALSE(old);
+    EXPECT_EQ(old.error().code, ESPIPE);
+    EXPECT_NE(old.error().what.find("open it again"), std::string::npos) << old.error().what;
+    expect_bytes(img, size - 10, 100);  // the end: a short read
+    EXPECT_EQ(img.read(size, buf.data(), buf.size()).value(), 0u);
+    EXPECT_EQ(img.read(size + 1000, buf.data(), buf.size()).value(), 0u);
+}
+
+TEST(PipedImage, AWriterThatDiesEarlyIsAnErrorNamingTheByte) {
+    auto [fd, pid] = writer(1 << 20, 5000);
+    PipedImage img(std::move(fd), pid, 1 << 20);
+    expect_bytes(img, 0, 5000);
+    std::vector<char> buf(4096);
+    auto r = img.read(5000, buf.data(), buf.size());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EIO);
+    EXPECT_NE(r.error().what.find("ended at byte 5000 of 1048576"), std::string::npos)
+        << r.error().what;
+}
+
+TEST(PipedImage, ClosingBeforeTheEndStopsAndReapsTheWriter) {
+    uint64_t size = 64ull << 20;  // far more than the pipe holds
+    auto [fd, pid] = writer(size);
+    {
+        PipedImage img(std::move(fd), pid, size);
+        expect_bytes(img, 0, 1000);
+    }
+    // Reaped by the destructor: the pid is no longer our child.
+    errno = 0;
+    EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG), -1);
+    EXPECT_EQ(errno, ECHILD);
+}
+
+}  // namespace
+}  // namespace crfs
