@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "checkpoint/files.h"
+#include "checkpoint/fingerprints.h"
 #include "checkpoint/freeze.h"
 #include "checkpoint/memory.h"
 #include "checkpoint/parasite.h"
@@ -54,6 +55,7 @@ struct Capture {
     uint64_t brk = 0;
     std::vector<TaskFd> fds;
     MemoryDump memory;
+    Fingerprints prints;  // fidelity: content of the files a restore reopens
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -154,6 +156,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     if (auto r = task.release(); !r) return std::unexpected(r.error());
     c.frozen_ns = task.frozen_ns();
     trace.mark("thaw");
+    // fidelity: hashed while the task runs again (docs/files.md).
+    c.prints = fingerprint_files(c.fds, c.memory.maps);
+    trace.mark("file fingerprints");
     return c;
 }
 
@@ -225,6 +230,7 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
 
     for (const MapsEntry& m : c.memory.maps)
         w.add(RecordType::kVma, Payload().add(vma_record(m)).add_string(m.path));
+    for (const auto& v : c.prints.vmas) w.add(RecordType::kVmaContent, Payload().add(v));
 
     w.add(RecordType::kRegs, Payload().add(c.regs.gp));
     w.add(RecordType::kXstate, c.regs.xstate);
@@ -235,6 +241,7 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     w.add(RecordType::kItimers, Payload().add(c.itimers));
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
+    for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

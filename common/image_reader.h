@@ -90,6 +90,7 @@ class ImageReader {
 struct VmaEntry {
     image::VmaRecord rec;
     std::string path;
+    std::optional<image::VmaContentRecord> content;  // vma-content record, if any
 };
 
 struct PageRun {
@@ -106,7 +107,8 @@ struct FdEntry {
     // Deleted files: {stream offset, bytes} of each fd-data payload, so a
     // restore can copy the content straight from a seekable image.
     std::vector<std::pair<uint64_t, uint64_t>> data_runs;
-    std::string data;         // only with DecodeOptions::keep_data
+    std::string data;                               // only with DecodeOptions::keep_data
+    std::optional<image::FdContentRecord> content;  // fd-content record, if any
 };
 
 struct DecodedImage {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <set>
 
+#include "common/file_hash.h"
 #include "common/strfmt.h"
 #include "restorer/validate.h"
 
@@ -62,6 +63,10 @@ Status check_vmas(const DecodedImage& img) {
         if ((k == image::VmaKind::kFilePrivate || k == image::VmaKind::kFileShared) &&
             !(r.flags & image::kVmaDeleted) && bad_path(v.path))
             return bad(at + ": file path not absolute or holds a NUL");
+        // fidelity: a content fingerprint only where the policy checks content,
+        // of at most the mapping's bytes.
+        if (v.content && (!vma_content_checked(r) || v.content->bytes > r.end - r.start))
+            return bad(strfmt("{}: vma-content of {} bytes", at, v.content->bytes));
     }
     return {};
 }
@@ -136,6 +141,11 @@ Status check_fds(const DecodedImage& img) {
             return bad(strfmt("fd {}: fd flags 0x{:x}", r.fd, r.fd_flags));
         if (r.pos > uint64_t(INT64_MAX)) return bad(strfmt("fd {}: offset {}", r.fd, r.pos));
         if (bad_path(f.path)) return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
+        // fidelity: a fingerprint of a read-only file, of the size its record says.
+        if (f.content &&
+            (!fd_content_checked(r) || f.content->size != r.size || f.content->reserved))
+            return bad(strfmt("fd {}: fd-content of {} bytes (reserved 0x{:x})", r.fd,
+                              f.content->size, f.content->reserved));
     }
     return {};
 }

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 2;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 3;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -72,6 +72,9 @@ static_assert(sizeof(Trailer) == 24);
     X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                  \
     X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord) \
     X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
+    /* fidelity (56-63): content fingerprints of files, docs/files.md */                        \
+    X(kFdContent, 56, "fd-content", sizeof(FdContentRecord), sizeof(FdContentRecord))           \
+    X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))       \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -269,6 +272,31 @@ struct StatsRecord {
     uint64_t reserved;
 };
 static_assert(sizeof(StatsRecord) == 64);
+
+// Version 3, fidelity: content fingerprints (docs/files.md). A restore compares
+// them instead of the inode, so the same bytes elsewhere restore and other bytes
+// under the same inode are refused. XXH3-64, seed 0.
+//
+// fd-content: follows the fd record of a regular file the task opened read-only
+// (same_as -1): the whole file's size and hash.
+struct FdContentRecord {
+    int32_t fd;
+    uint32_t reserved;  // 0
+    uint64_t size;
+    uint64_t hash;
+};
+static_assert(sizeof(FdContentRecord) == 24);
+
+// vma-content: follows the vma record (kind file-private or file-shared, not
+// deleted) that starts at `start`: the hash of the `bytes` bytes of the file
+// under the mapping (from pgoff, at most the mapping's length; fewer when the
+// file ends inside the mapping).
+struct VmaContentRecord {
+    uint64_t start;
+    uint64_t bytes;
+    uint64_t hash;
+};
+static_assert(sizeof(VmaContentRecord) == 24);
 
 enum class RecordType : uint32_t {
 #define CRFS_X_ENUM(name, num, str, min, max) name = num,
