@@ -16,6 +16,7 @@
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/regs.h"
 #include "checkpoint/remote_syscall.h"
+#include "checkpoint/settings.h"
 #include "checkpoint/signals.h"
 #include "checkpoint/task_attrs.h"
 #include "common/image_writer.h"
@@ -55,7 +56,8 @@ struct Capture {
     uint64_t brk = 0;
     std::vector<TaskFd> fds;
     MemoryDump memory;
-    Fingerprints prints;  // fidelity: content of the files a restore reopens
+    Fingerprints prints;    // fidelity: content of the files a restore reopens
+    TaskSettings settings;  // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -142,6 +144,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         c.signals = std::move(*sig);
         std::memcpy(c.itimers.v, out->itimers, sizeof c.itimers.v);
         c.brk = uint64_t(out->brk);
+        auto settings = read_task_settings(pid, **rs);  // fidelity
+        if (!settings) return std::unexpected(settings.error());
+        c.settings = std::move(*settings);
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
@@ -239,6 +244,7 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     for (const auto& si : c.signals.pending) w.add(RecordType::kSiginfo, Payload().add(si));
     w.add(RecordType::kRlimits, Payload().add(a.rlimits));
     w.add(RecordType::kItimers, Payload().add(c.itimers));
+    w.add(RecordType::kSettings, Payload().add(c.settings.rec).add_string(c.settings.cpu_mask));
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));

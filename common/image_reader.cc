@@ -228,7 +228,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         if (++count > 1 && std::find(std::begin(kSingletons), std::end(kSingletons), r.type) !=
                                std::end(kSingletons))
             return inconsistent(r, "duplicate record");
-        if (r.type == RecordType::kStats && count > 1) return inconsistent(r, "duplicate record");
+        if ((r.type == RecordType::kStats || r.type == RecordType::kSettings) && count > 1)
+            return inconsistent(r, "duplicate record");
         const std::string& p = r.payload;
         switch (r.type) {
             case RecordType::kTask:
@@ -377,6 +378,14 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kStats:
                 img.stats = load<image::StatsRecord>(p);
                 break;
+            case RecordType::kSettings: {
+                img.settings = load<image::SettingsRecord>(p);
+                if (auto t = expect_tail(r, sizeof(image::SettingsRecord), img.settings->cpus_len);
+                    !t)
+                    return std::unexpected(t.error());
+                img.cpu_mask = p.substr(sizeof(image::SettingsRecord));
+                break;
+            }
             case RecordType::kFdContent: {
                 auto c = load<image::FdContentRecord>(p);
                 auto f = std::find_if(img.fds.begin(), img.fds.end(),

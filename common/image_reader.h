@@ -132,6 +132,8 @@ struct DecodedImage {
     image::ItimersRecord itimers{};
     std::vector<FdEntry> fds;
     std::optional<image::StatsRecord> stats;
+    std::optional<image::SettingsRecord> settings;  // fidelity, version 3
+    std::string cpu_mask;                           // its affinity mask bytes
     uint64_t record_count = 0;
     uint64_t checksum = 0;
     uint64_t size = 0;

@@ -75,6 +75,8 @@ static_assert(sizeof(Trailer) == 24);
     /* fidelity (56-63): content fingerprints of files, docs/files.md */                        \
     X(kFdContent, 56, "fd-content", sizeof(FdContentRecord), sizeof(FdContentRecord))           \
     X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))       \
+    X(kSettings, 58, "settings", sizeof(SettingsRecord),                                        \
+      sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -297,6 +299,29 @@ struct VmaContentRecord {
     uint64_t hash;
 };
 static_assert(sizeof(VmaContentRecord) == 24);
+
+// settings (fidelity): per-task settings a restore applies exactly (stage 1,
+// as the writer: the kernel decides, e.g. SCHED_FIFO needs CAP_SYS_NICE or
+// RLIMIT_RTPRIO). Followed by `cpus_len` bytes of the CPU affinity mask
+// (sched_getaffinity's bytes). At most one; an image without one (versions
+// 1, 2) restores the restorer's defaults, which version-2 checkpoints required.
+struct SettingsRecord {
+    uint32_t policy;       // sched_getscheduler without SCHED_RESET_ON_FORK: 0,1,2,3,5
+    uint32_t rt_priority;  // sched_param: 1..99 for FIFO/RR, 0 otherwise
+    uint32_t reset_on_fork;
+    int32_t oom_score_adj;     // -1000..1000
+    uint64_t timer_slack_ns;   // PR_GET_TIMERSLACK: >= 1, 0 for FIFO/RR
+    uint32_t thp_disable;      // PR_GET_THP_DISABLE: 0, 1
+    uint32_t child_subreaper;  // PR_GET_CHILD_SUBREAPER: 0, 1
+    uint32_t dumpable;         // PR_GET_DUMPABLE: 0, 1
+    uint32_t membarrier;       // MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* bits
+    uint32_t cpus_len;         // bytes of affinity mask after the struct, 8..kMaxCpuMaskBytes
+    uint32_t reserved;         // 0
+};
+static_assert(sizeof(SettingsRecord) == 48);
+inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
+// MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
+inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);
 
 enum class RecordType : uint32_t {
 #define CRFS_X_ENUM(name, num, str, min, max) name = num,

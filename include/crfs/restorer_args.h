@@ -111,6 +111,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_WRITER_CONTEXT, /* loginuid, cgroup, baselines (arg: which) */
     CRFS_RA_STEP_BECOME_WRITER,  /* the switch to the writer's credentials (arg: which) */
     CRFS_RA_STEP_FD_TYPE,        /* an fd's file is not of its recorded type (arg: fd) */
+    /* fidelity: the settings record (restorer/settings.h; arg: which setting) */
+    CRFS_RA_STEP_SETTINGS = 160,
 };
 
 struct crfs_restorer_args {

@@ -242,6 +242,27 @@ class HostileEdits(rt.Base):
         self.assertIn(secret, status)
 
 
+    # --- the settings record: the writer's rights decide (kernel checks) -----
+    def test_settings_the_writer_may_not_have_are_refused_by_the_kernel(self):
+        st = self.refused("Operation not permitted", "settings.policy=1", "settings.rt_priority=10",
+                          "settings.timer_slack_ns=0")
+        self.assertIn("setting scheduling policy SCHED_FIFO priority 10", st)
+        st = self.refused("Permission denied", "settings.oom_score_adj=-500")
+        self.assertIn("setting oom_score_adj -500", st)
+
+    def test_settings_out_of_range_are_einval(self):
+        for edit, words in [("settings.policy=6", "scheduling policy 6"),
+                            ("settings.rt_priority=5", "scheduling policy 0 priority 5"),
+                            ("settings.dumpable=2", "dumpable 2"),
+                            ("settings.oom_score_adj=1001", "oom_score_adj 1001"),
+                            ("settings.timer_slack_ns=0", "timer slack 0 ns"),
+                            ("settings.membarrier=1", "membarrier registrations 0x1"),
+                            ("settings.reserved=1", "reserved 1")]:
+            st = self.refused("Invalid argument", edit)
+            self.assertIn(words, st)
+        self.refused("Bad message", "settings.cpus_len=9")  # the tail says otherwise
+
+
 if __name__ == "__main__":
     rt.BUILD = os.path.abspath(sys.argv[1])
     unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)

@@ -81,12 +81,18 @@ PROBES = [
     ("task", "child", "task: has child processes (pid "),
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "robust", "futex: holds robust mutexes"),
-    ("task", "thp", "prctl: transparent huge pages disabled"),
-    ("task", "timerslack", "prctl: timer slack 123456 ns"),
-    ("task", "oom", "sched: oom_score_adj 345"),
-    ("task", "sched_batch", "sched: scheduling policy SCHED_BATCH"),
-    ("task", "affinity", "sched: CPU affinity 0 "),
+    ("task", "thp", None),
+    ("task", "timerslack", None),
+    ("task", "oom", None),
+    ("task", "sched_batch", None),
+    ("task", "affinity", None),
     ("task", "nodump", "prctl: not dumpable", NOBODY),
+    # fidelity: the settings record (checkpoint/settings.cc, restorer/settings.cc)
+    ("settings", "subreaper", None),
+    ("settings", "nodump_root", None),
+    ("settings", "membarrier", None),
+    ("settings", "sched_rr", None),
+    ("settings", "sched_idle", None),
 ]
 
 

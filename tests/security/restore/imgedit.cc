@@ -98,6 +98,17 @@ constexpr Field kFields[] = {
     {"vma-content", "start", 0, 8},
     {"vma-content", "bytes", 8, 8},
     {"vma-content", "hash", 16, 8},
+    {"settings", "policy", 0, 4},
+    {"settings", "rt_priority", 4, 4},
+    {"settings", "reset_on_fork", 8, 4},
+    {"settings", "oom_score_adj", 12, 4},
+    {"settings", "timer_slack_ns", 16, 8},
+    {"settings", "thp_disable", 24, 4},
+    {"settings", "child_subreaper", 28, 4},
+    {"settings", "dumpable", 32, 4},
+    {"settings", "membarrier", 36, 4},
+    {"settings", "cpus_len", 40, 4},
+    {"settings", "reserved", 44, 4},
 };
 
 [[noreturn]] void die(const std::string& msg) {
