@@ -92,7 +92,6 @@ PROBES = [
     ("settings", "nodump_root", None),
     ("settings", "membarrier", None),
     ("settings", "sched_rr", None),
-    ("settings", "sched_idle", None),
 ]
 
 

@@ -50,19 +50,10 @@ static void rr_check(void) {
         fail("policy 0x%x priority %d", pol, p.sched_priority);
 }
 
-static void idle_setup(void) {
-    struct sched_param p = {0};
-    if (sched_setscheduler(0, SCHED_IDLE, &p) != 0) die("SCHED_IDLE");
-}
-static void idle_check(void) {
-    if (sched_getscheduler(0) != SCHED_IDLE) fail("policy %d", sched_getscheduler(0));
-}
-
 static const struct variant kVariants[] = {
     {"subreaper", subreaper_setup, subreaper_check, NULL},
     {"nodump_root", nodump_root_setup, nodump_root_check, NULL},
     {"membarrier", membarrier_setup, membarrier_check, NULL},
     {"sched_rr", rr_setup, rr_check, NULL},
-    {"sched_idle", idle_setup, idle_check, NULL},
 };
 PROBE_MAIN(kVariants)
