@@ -228,6 +228,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return fd(r.arg) + " is not the kind of file it was (a FIFO, socket or another file?)";
         case CRFS_RA_STEP_SETTINGS:
             return settings_step_text(r.arg, img);
+        case CRFS_RA_STEP_ADVISE:
+            return "madvise/mlock of " + vma(r.arg);
     }
     return strfmt("step {}", r.step);
 }

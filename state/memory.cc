@@ -22,17 +22,13 @@ namespace crfs::state {
 namespace {
 
 // smaps VmFlags the checkpoint and restore handle exactly: protection and
-// may-bits, shared, grows-down, accounting, noreserve, soft-dirty.
-//
-// Two exceptions, hints that do not change what the task computes, are let
-// through although the blob does not re-apply them yet (the image keeps the
-// bits in VmaRecord.vm_flags; docs/state.md, known gaps):
-//   nh  MADV_NOHUGEPAGE: since Linux 6.8 every MAP_STACK mapping has it (each
-//       glibc thread stack, cached after the thread exits);
-//   dd  MADV_DONTDUMP: every ASan/HWASan shadow, JVM and browser heaps.
-// Refusing them would refuse nearly every program.
-constexpr std::string_view kAllowed[] = {"rd", "wr", "ex", "sh", "mr", "mw", "me",
-                                         "ms", "gd", "ac", "nr", "sd", "nh", "dd"};
+// may-bits, shared, grows-down, accounting, noreserve, soft-dirty; and the
+// ones the blob applies again from VmaRecord.vm_flags (restorer/memory.cc
+// madvise_bits, blob advise_vmas): mlock (lo, lf), MADV_DONTFORK (dc),
+// MADV_WIPEONFORK (wf), MADV_HUGEPAGE (hg), MADV_NOHUGEPAGE (nh),
+// MADV_DONTDUMP (dd).
+constexpr std::string_view kAllowed[] = {"rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "ac",
+                                         "nr", "sd", "nh", "dd", "lo", "lf", "dc", "wf", "hg"};
 
 // What the others mean to a user (fs/proc/task_mmu.c show_smap_vma_flags).
 struct FlagName {
@@ -96,11 +92,6 @@ Result<bool> has_guard(int pagemap, const MapsEntry& m) {
 }  // namespace
 
 Status detect_memory(TaskView& t, Reasons& out) {
-    auto status = t.status();
-    if (!status) return std::unexpected(status.error());
-    if ((*status)->vm_lck_kb)
-        out.push_back("memory: " + std::to_string((*status)->vm_lck_kb) + " kB locked (mlock)" +
-                      std::string(kNotYet));
     auto maps = t.smaps();
     if (!maps) return std::unexpected(maps.error());
     UniqueFd pagemap;

@@ -53,6 +53,7 @@ enum {
     NR_gettid = 186,
     NR_exit_group = 231,
     NR_rt_tgsigqueueinfo = 297,
+    NR_mlock2 = 325, /* fidelity */
     NR_rseq = 334,
 };
 

@@ -38,10 +38,10 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 # (probe, variant, expected reason substring or None for supported[, argv prefix])
 PROBES = [
     ("memory", "plain", None),
-    ("memory", "mlock", "kB locked (mlock) not supported yet"),
-    ("memory", "dontfork", "is MADV_DONTFORK not supported yet"),
-    ("memory", "wipeonfork", "is MADV_WIPEONFORK not supported yet"),
-    ("memory", "hugepage", "is MADV_HUGEPAGE not supported yet"),
+    ("memory", "mlock", None),
+    ("memory", "dontfork", None),
+    ("memory", "wipeonfork", None),
+    ("memory", "hugepage", None),
     ("memory", "guard", "is guard regions (MADV_GUARD_INSTALL) not supported yet"),
     ("memory", "aio", "memory: AIO ring"),
     ("memory", "memfd_shared", "memory: memfd mapping"),
@@ -92,6 +92,7 @@ PROBES = [
     ("settings", "nodump_root", None),
     ("settings", "membarrier", None),
     ("settings", "sched_rr", None),
+    ("settings", "madvise", None),
 ]
 
 

@@ -123,9 +123,9 @@ TEST(Registry, EachKindNamesItsState) {
          [] {
              void* p =
                  mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-             madvise(p, 8192, MADV_DONTFORK);
+             madvise(p, 8192, MADV_SEQUENTIAL);
          },
-         "is MADV_DONTFORK not supported yet"},
+         "is MADV_SEQUENTIAL not supported yet"},
         {"guard",
          [] {
              char* p = static_cast<char*>(mmap(nullptr, 3 * 4096, PROT_READ | PROT_WRITE,
