@@ -153,5 +153,32 @@ TEST(RestoreFields, ContentFingerprintsInRange) {
     expect_einval(img, "vma-content of 1 bytes");
 }
 
+// fidelity: the settings record, each value one the restore's syscalls take
+// to mean what the image says.
+TEST(RestoreFields, SettingsInRange) {
+    auto with = [](auto edit) {
+        auto img = good();
+        image::SettingsRecord r{};
+        r.timer_slack_ns = 50000, r.dumpable = 1, r.cpus_len = 8;
+        img.settings = r;
+        img.cpu_mask = std::string("\x01\0\0\0\0\0\0\0", 8);
+        edit(*img.settings, img.cpu_mask);
+        return img;
+    };
+    EXPECT_TRUE(check_fields(with([](auto&, auto&) {})));
+    EXPECT_TRUE(check_fields(
+        with([](auto& r, auto&) { r.policy = 1, r.rt_priority = 99, r.timer_slack_ns = 0; })));
+    expect_einval(with([](auto& r, auto&) { r.policy = 6; }), "scheduling policy 6");
+    expect_einval(with([](auto& r, auto&) { r.policy = 1; }), "scheduling policy 1 priority 0");
+    expect_einval(with([](auto& r, auto&) { r.rt_priority = 3; }), "priority 3");
+    expect_einval(with([](auto& r, auto&) { r.timer_slack_ns = 0; }), "timer slack 0 ns");
+    expect_einval(with([](auto& r, auto&) { r.oom_score_adj = -1001; }), "oom_score_adj -1001");
+    expect_einval(with([](auto& r, auto&) { r.dumpable = 2; }), "dumpable 2");
+    expect_einval(with([](auto& r, auto&) { r.membarrier = 1u << 3; }),
+                  "membarrier registrations 0x8");
+    expect_einval(with([](auto&, auto& m) { m.assign(8, '\0'); }), "or no CPU");
+    expect_einval(with([](auto& r, auto&) { r.cpus_len = 12; }), "CPU affinity mask of 12 bytes");
+}
+
 }  // namespace
 }  // namespace crfs
