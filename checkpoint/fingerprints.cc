@@ -20,6 +20,10 @@ Result<UniqueFd> open_for_hash(const std::string& path) {
     return f;
 }
 
+image::FileIdentity identity(const struct stat& st) {
+    return {st.st_dev, st.st_ino, uint64_t(st.st_size), st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
+}
+
 }  // namespace
 
 Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector<MapsEntry>& maps) {
@@ -35,7 +39,7 @@ Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector
             st.st_mtim.tv_sec != r.mtime_sec || st.st_mtim.tv_nsec != r.mtime_nsec)
             continue;
         auto h = hash_file_range(f->get(), 0, r.size);
-        if (h) out.fds.push_back({r.fd, 0, r.size, *h});
+        if (h) out.fds.push_back({r.fd, 0, r.size, *h, identity(st)});
     }
     for (const MapsEntry& m : maps) {
         auto r = vma_record(m);
@@ -48,7 +52,7 @@ Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector
         uint64_t bytes = mapped_file_bytes(uint64_t(st.st_size), off, m.end - m.start);
         if (bytes > kMaxFingerprintBytes) continue;
         auto h = hash_file_range(f->get(), off, bytes);
-        if (h) out.vmas.push_back({m.start, bytes, *h});
+        if (h) out.vmas.push_back({m.start, bytes, *h, identity(st)});
     }
     return out;
 }

@@ -39,6 +39,7 @@ Status changed(const std::string& what, const std::string& path, const std::stri
 struct Opened {
     UniqueFd fd;
     uint64_t size;
+    struct stat st;
 };
 Result<Opened> open_regular(const std::string& what, const std::string& path, const char* not_reg) {
     struct stat pre;
@@ -49,7 +50,14 @@ Result<Opened> open_regular(const std::string& what, const std::string& path, co
     struct stat st;
     if (fstat(f->get(), &st) != 0) return errno_error(strfmt("{}: fstat {}", what, path));
     if (!S_ISREG(st.st_mode)) return make_error(ESTALE, strfmt("{}: {} {}", what, path, not_reg));
-    return Opened{std::move(*f), uint64_t(st.st_size)};
+    return Opened{std::move(*f), uint64_t(st.st_size), st};
+}
+
+// The file the fingerprint was taken of, not written since (image_format.h
+// FileIdentity): no need to read it.
+bool unchanged(const struct stat& st, const image::FileIdentity& id) {
+    return st.st_dev == id.dev && st.st_ino == id.ino && uint64_t(st.st_size) == id.size &&
+           st.st_ctim.tv_sec == id.ctime_sec && st.st_ctim.tv_nsec == id.ctime_nsec;
 }
 
 Status same_hash(const std::string& what, const std::string& path, int fd, uint64_t off,
@@ -68,6 +76,7 @@ Status check_fd(const FdEntry& f) {
         if (!o) return std::unexpected(o.error());
         if (o->size != f.content->size)
             return changed(what, f.path, strfmt("size {}, image has {}", o->size, f.content->size));
+        if (unchanged(o->st, f.content->id)) return {};
         return same_hash(what, f.path, o->fd.get(), 0, o->size, f.content->hash,
                          "its content differs");
     }
@@ -116,6 +125,7 @@ Status check_vma(const VmaEntry& v) {
             return changed(
                 what, v.path,
                 strfmt("{} bytes of it under the mapping, image has {}", bytes, v.content->bytes));
+        if (unchanged(o->st, v.content->id)) return {};
         return same_hash(what, v.path, o->fd.get(), off, bytes, v.content->hash,
                          "the mapped content differs (overwritten in place?)");
     }

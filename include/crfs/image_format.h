@@ -279,6 +279,15 @@ static_assert(sizeof(StatsRecord) == 64);
 // them instead of the inode, so the same bytes elsewhere restore and other bytes
 // under the same inode are refused. XXH3-64, seed 0.
 //
+// The file a fingerprint was taken of (fstat at checkpoint): a restore that
+// finds the same inode with the same size and ctime takes it as unchanged
+// without reading it (every write moves ctime, and no user can set it back).
+struct FileIdentity {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t ctime_sec = 0, ctime_nsec = 0;
+};
+static_assert(sizeof(FileIdentity) == 40);
+
 // fd-content: follows the fd record of a regular file the task opened read-only
 // (same_as -1): the whole file's size and hash.
 struct FdContentRecord {
@@ -286,8 +295,9 @@ struct FdContentRecord {
     uint32_t reserved;  // 0
     uint64_t size;
     uint64_t hash;
+    FileIdentity id{};
 };
-static_assert(sizeof(FdContentRecord) == 24);
+static_assert(sizeof(FdContentRecord) == 64);
 
 // vma-content: follows the vma record (kind file-private or file-shared, not
 // deleted) that starts at `start`: the hash of the `bytes` bytes of the file
@@ -297,8 +307,9 @@ struct VmaContentRecord {
     uint64_t start;
     uint64_t bytes;
     uint64_t hash;
+    FileIdentity id{};
 };
-static_assert(sizeof(VmaContentRecord) == 24);
+static_assert(sizeof(VmaContentRecord) == 64);
 
 // settings (fidelity): per-task settings a restore applies exactly (stage 1,
 // as the writer: the kernel decides, e.g. SCHED_FIFO needs CAP_SYS_NICE or

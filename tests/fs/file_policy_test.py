@@ -220,12 +220,18 @@ class HostileEdits(rt.Base):
         self.refused("Bad message", vmc + ".start=4096")
 
     def test_an_edited_hash_is_a_changed_file(self):
-        st = self.refused("Stale file handle", self.nth("fd-content") + ".hash=1")
+        # The identity moved off the file (ctime) makes the restore read it:
+        # then the edited hash is a change.
+        fdc = self.nth("fd-content")
+        st = self.refused("Stale file handle", fdc + ".hash=1", fdc + ".ctime_nsec=1")
         self.assertIn(f"fd 3: {self.d}/data changed since the checkpoint", st)
         mapme = self.vma_start("mapme")
-        st = self.refused("Stale file handle",
-                          self.nth("vma-content", lambda r: r["start"] == mapme) + ".hash=1")
+        vmc = self.nth("vma-content", lambda r: r["start"] == mapme)
+        st = self.refused("Stale file handle", vmc + ".hash=1", vmc + ".ctime_nsec=1")
         self.assertIn(f"{self.d}/mapme changed since the checkpoint", st)
+        # The identity alone edited: the bytes are read, found the same, restored.
+        ok, err, status = self.restore(fdc + ".ctime_nsec=1", vmc + ".ctime_nsec=1")
+        self.assertTrue(ok, err)
 
     def test_a_fingerprint_does_not_open_a_file_the_writer_cannot_read(self):
         # fd 3 retargeted to a root-only file with the same bytes (so the same

@@ -400,7 +400,7 @@ std::string bytes_of(const T& v) {
 // fd-content and vma-content (docs/files.md) attach to an earlier record of
 // their fd or mapping, once, and only to what the restore reopens from a file.
 TEST(ImageTest, ContentFingerprintsFollowTheirRecord) {
-    using namespace fidelity;
+    using namespace fidelity;  // (the FileIdentity of each record stays 0 here)
     Sample s;
     auto img = decode(with_records(
         s, {{RecordType::kVma, file_vma(0x20000)},
