@@ -9,12 +9,14 @@
 #include <thread>
 
 #include "checkpoint/files.h"
+#include "checkpoint/fingerprints.h"
 #include "checkpoint/freeze.h"
 #include "checkpoint/memory.h"
 #include "checkpoint/parasite.h"
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/regs.h"
 #include "checkpoint/remote_syscall.h"
+#include "checkpoint/settings.h"
 #include "checkpoint/signals.h"
 #include "checkpoint/task_attrs.h"
 #include "common/image_writer.h"
@@ -54,6 +56,8 @@ struct Capture {
     uint64_t brk = 0;
     std::vector<TaskFd> fds;
     MemoryDump memory;
+    Fingerprints prints;    // fidelity: content of the files a restore reopens
+    TaskSettings settings;  // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -142,6 +146,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         c.signals = std::move(*sig);
         std::memcpy(c.itimers.v, out->itimers, sizeof c.itimers.v);
         c.brk = uint64_t(out->brk);
+        auto settings = read_task_settings(pid, **rs);  // fidelity
+        if (!settings) return std::unexpected(settings.error());
+        c.settings = std::move(*settings);
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
@@ -156,6 +163,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     if (auto r = task.release(); !r) return std::unexpected(r.error());
     c.frozen_ns = task.frozen_ns();
     trace.mark("thaw");
+    // fidelity: hashed while the task runs again (docs/files.md).
+    c.prints = fingerprint_files(c.fds, c.memory.maps);
+    trace.mark("file fingerprints");
     return c;
 }
 
@@ -227,6 +237,7 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
 
     for (const MapsEntry& m : c.memory.maps)
         w.add(RecordType::kVma, Payload().add(vma_record(m)).add_string(m.path));
+    for (const auto& v : c.prints.vmas) w.add(RecordType::kVmaContent, Payload().add(v));
 
     w.add(RecordType::kRegs, Payload().add(c.regs.gp));
     w.add(RecordType::kXstate, c.regs.xstate);
@@ -235,8 +246,10 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     for (const auto& si : c.signals.pending) w.add(RecordType::kSiginfo, Payload().add(si));
     w.add(RecordType::kRlimits, Payload().add(a.rlimits));
     w.add(RecordType::kItimers, Payload().add(c.itimers));
+    w.add(RecordType::kSettings, Payload().add(c.settings.rec).add_string(c.settings.cpu_mask));
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
+    for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

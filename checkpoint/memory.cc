@@ -42,31 +42,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 }  // namespace
 
-VmaKind classify_vma(const MapsEntry& e) {
-    if (e.path == "[vdso]") return VmaKind::kVdso;
-    if (e.path == "[vvar]" || e.path == "[vvar_vclock]") return VmaKind::kVvar;
-    if (e.path == "[vsyscall]") return VmaKind::kVsyscall;
-    bool shared = e.perms[3] == 's';
-    if (shared) {
-        // Shared anonymous memory is a shmem file: "/dev/zero (deleted)", "/SYSV...",
-        // "[anon_shmem:name]"; a memfd or unlinked file cannot be re-mapped either.
-        if (e.ino == 0 || ends_with(e.path, " (deleted)") || e.path.starts_with("/SYSV") ||
-            e.path.starts_with("[anon_shmem:"))
-            return VmaKind::kAnonShared;
-        return VmaKind::kFileShared;
-    }
-    if (e.ino == 0) return VmaKind::kAnonPrivate;  // heap, stack, [anon:name], plain mmap
-    return VmaKind::kFilePrivate;
-}
-
-const char* map_files_use(const MapsEntry& e) {
-    VmaKind kind = classify_vma(e);
-    if (kind == VmaKind::kAnonShared) return "shared memory";
-    if (kind == VmaKind::kFilePrivate && ends_with(e.path, " (deleted)"))
-        return "private mapping of a deleted file";
-    return nullptr;
-}
-
 image::VmaRecord vma_record(const MapsEntry& e) {
     image::VmaRecord r{};
     r.start = e.start;

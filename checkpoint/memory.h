@@ -21,17 +21,12 @@
 #include "common/procfs.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
+#include "state/memory.h"
 
 namespace crfs {
 
-// MapsEntry and parse_maps: common/procfs.h.
-image::VmaKind classify_vma(const MapsEntry& e);
-
-// Whether dumping `e` reads /proc/<pid>/map_files (shared anonymous memory, a
-// private mapping of an unlinked file), which the kernel opens only for
-// CAP_CHECKPOINT_RESTORE. Returns what the mapping is ("shared memory"), or
-// nullptr when it does not.
-const char* map_files_use(const MapsEntry& e);
+// MapsEntry and parse_maps: common/procfs.h. classify_vma, map_files_use:
+// state/memory.h (the memory kind's detect needs them too).
 image::VmaRecord vma_record(const MapsEntry& e);
 
 // pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst).

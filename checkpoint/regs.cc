@@ -13,6 +13,26 @@ namespace crfs {
 
 static_assert(sizeof(user_regs_struct) == sizeof(image::RegsRecord));
 
+namespace {
+
+// fidelity: whether the CPU reports the SSE component in use (XSTATE_BV bit 1)
+// while every XMM register is zero depends on what ran last (measured: two
+// checkpoints of one stopped task differ in it under load), so the image of
+// an unchanged task would change. Zero XMM registers are recorded as the init
+// state (bit clear): XRSTOR gives the same registers either way, and MXCSR is
+// restored from the area whatever the bit says.
+void normalize_sse_in_use(std::string& xs) {
+    constexpr size_t kXmm = 160, kXmmLen = 256, kBv = 512;
+    if (xs.size() < kBv + 8) return;
+    uint64_t bv;
+    std::memcpy(&bv, xs.data() + kBv, 8);
+    if (!(bv & 2) || xs.find_first_not_of('\0', kXmm) < kXmm + kXmmLen) return;
+    bv &= ~uint64_t(2);
+    std::memcpy(xs.data() + kBv, &bv, 8);
+}
+
+}  // namespace
+
 Result<TaskRegs> read_regs(pid_t pid) {
     TaskRegs r;
     user_regs_struct u{};
@@ -27,6 +47,7 @@ Result<TaskRegs> read_regs(pid_t pid) {
     if (ptrace(PTRACE_GETREGSET, pid, NT_X86_XSTATE, &iov) != 0)
         return errno_error(strfmt("get xstate of task {}", pid));
     r.xstate.resize(iov.iov_len);
+    normalize_sse_in_use(r.xstate);
     return r;
 }
 

@@ -240,7 +240,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         if (++count > 1 && std::find(std::begin(kSingletons), std::end(kSingletons), r.type) !=
                                std::end(kSingletons))
             return inconsistent(r, "duplicate record");
-        if (r.type == RecordType::kStats && count > 1) return inconsistent(r, "duplicate record");
+        if ((r.type == RecordType::kStats || r.type == RecordType::kSettings) && count > 1)
+            return inconsistent(r, "duplicate record");
         const std::string& p = r.payload;
         switch (r.type) {
             case RecordType::kTask:
@@ -282,7 +283,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 break;
             }
             case RecordType::kVma: {
-                VmaEntry v{load<image::VmaRecord>(p), {}};
+                VmaEntry v{load<image::VmaRecord>(p), {}, {}};
                 if (auto t = expect_tail(r, sizeof v.rec, v.rec.path_len); !t)
                     return std::unexpected(t.error());
                 v.path = p.substr(sizeof v.rec);
@@ -355,7 +356,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (p.size() < fixed)
                     return inconsistent(
                         r, strfmt("{} bytes, an fd record has at least {}", p.size(), fixed));
-                FdEntry f{{}, {}, 0, {}, {}};
+                FdEntry f{{}, {}, 0, {}, {}, {}};
                 f.rec.same_as = -1;
                 std::memcpy(&f.rec, p.data(), fixed);
                 if (auto t = expect_tail(r, fixed, f.rec.path_len); !t)
@@ -392,6 +393,40 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kStats:
                 img.stats = load<image::StatsRecord>(p);
                 break;
+            case RecordType::kSettings: {
+                img.settings = load<image::SettingsRecord>(p);
+                if (auto t = expect_tail(r, sizeof(image::SettingsRecord), img.settings->cpus_len);
+                    !t)
+                    return std::unexpected(t.error());
+                img.cpu_mask = p.substr(sizeof(image::SettingsRecord));
+                break;
+            }
+            case RecordType::kFdContent: {
+                auto c = load<image::FdContentRecord>(p);
+                auto f = std::find_if(img.fds.begin(), img.fds.end(),
+                                      [&](const FdEntry& e) { return e.rec.fd == c.fd; });
+                if (f == img.fds.end() || f->rec.kind != uint32_t(image::FdKind::kRegular) ||
+                    f->rec.same_as >= 0 || f->content)
+                    return inconsistent(r, strfmt("content of fd {}, which is no earlier "
+                                                  "regular file of its own or has one already",
+                                                  c.fd));
+                f->content = c;
+                break;
+            }
+            case RecordType::kVmaContent: {
+                auto c = load<image::VmaContentRecord>(p);
+                auto v = std::find_if(img.vmas.begin(), img.vmas.end(),
+                                      [&](const VmaEntry& e) { return e.rec.start == c.start; });
+                if (v == img.vmas.end() ||
+                    (v->rec.kind != uint32_t(image::VmaKind::kFilePrivate) &&
+                     v->rec.kind != uint32_t(image::VmaKind::kFileShared)) ||
+                    (v->rec.flags & image::kVmaDeleted) || v->content)
+                    return inconsistent(r, strfmt("content of the mapping at {:x}, which is no "
+                                                  "earlier mapping of a file or has one already",
+                                                  c.start));
+                v->content = c;
+                break;
+            }
             case RecordType::kTrailer:
                 break;  // never returned by next()
         }

@@ -100,6 +100,7 @@ class ImageReader {
 struct VmaEntry {
     image::VmaRecord rec;
     std::string path;
+    std::optional<image::VmaContentRecord> content;  // vma-content record, if any
 };
 
 struct PageRun {
@@ -116,7 +117,8 @@ struct FdEntry {
     // Deleted files: {stream offset, bytes} of each fd-data payload, so a
     // restore can copy the content straight from a seekable image.
     std::vector<std::pair<uint64_t, uint64_t>> data_runs;
-    std::string data;  // only with DecodeOptions::keep_data
+    std::string data;                               // only with DecodeOptions::keep_data
+    std::optional<image::FdContentRecord> content;  // fd-content record, if any
 };
 
 struct DecodedImage {
@@ -140,6 +142,8 @@ struct DecodedImage {
     image::ItimersRecord itimers{};
     std::vector<FdEntry> fds;
     std::optional<image::StatsRecord> stats;
+    std::optional<image::SettingsRecord> settings;  // fidelity, version 3
+    std::string cpu_mask;                           // its affinity mask bytes
     uint64_t record_count = 0;
     uint64_t checksum = 0;
     uint64_t size = 0;

@@ -54,29 +54,6 @@ Status check_access(pid_t pid, uint64_t starttime) {
     return {};
 }
 
-// Memory the checkpoint reads through /proc/<pid>/map_files, which the kernel
-// opens only for CAP_CHECKPOINT_RESTORE: asked of the kernel, one line per
-// mapping it refuses to this caller.
-Result<std::string> map_files_reasons(pid_t pid) {
-    auto text = read_proc(pid, "maps");
-    if (!text) return std::unexpected(text.error());
-    auto maps = parse_maps(*text);
-    if (!maps) return std::unexpected(maps.error());
-    std::string out;
-    for (const MapsEntry& e : *maps) {
-        const char* what = map_files_use(e);
-        if (!what) continue;
-        std::string link = proc_path(pid, strfmt("map_files/{:x}-{:x}", e.start, e.end));
-        struct stat st;
-        if (::stat(link.c_str(), &st) == 0 || (errno != EPERM && errno != EACCES)) continue;
-        out += strfmt(
-            "vma {:x}-{:x}: {} is read through /proc/{}/map_files, which the kernel "
-            "opens only with CAP_CHECKPOINT_RESTORE\n",
-            e.start, e.end, what, pid);
-    }
-    return out;
-}
-
 // The reasons the checkpointer would refuse on, for this caller. A tracer
 // that is another worker of this daemon (a checkpoint in progress) is not one.
 Result<std::string> reasons(pid_t pid, pid_t daemon_tgid) {
@@ -89,9 +66,7 @@ Result<std::string> reasons(pid_t pid, pid_t daemon_tgid) {
     if (!lines) return std::unexpected(lines.error());
     std::string out;
     for (auto& l : *lines) out += l + "\n";
-    auto mapped = map_files_reasons(pid);
-    if (!mapped) return std::unexpected(mapped.error());
-    return out + *mapped;
+    return out;
 }
 
 // The finished image, streamed to kWorkerImageFd after the reply.

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <set>
 
+#include "common/file_hash.h"
 #include "common/strfmt.h"
 #include "restorer/validate.h"
 
@@ -62,6 +63,10 @@ Status check_vmas(const DecodedImage& img) {
         if ((k == image::VmaKind::kFilePrivate || k == image::VmaKind::kFileShared) &&
             !(r.flags & image::kVmaDeleted) && bad_path(v.path))
             return bad(at + ": file path not absolute or holds a NUL");
+        // fidelity: a content fingerprint only where the policy checks content,
+        // of at most the mapping's bytes.
+        if (v.content && (!vma_content_checked(r) || v.content->bytes > r.end - r.start))
+            return bad(strfmt("{}: vma-content of {} bytes", at, v.content->bytes));
     }
     return {};
 }
@@ -136,6 +141,11 @@ Status check_fds(const DecodedImage& img) {
             return bad(strfmt("fd {}: fd flags 0x{:x}", r.fd, r.fd_flags));
         if (r.pos > uint64_t(INT64_MAX)) return bad(strfmt("fd {}: offset {}", r.fd, r.pos));
         if (bad_path(f.path)) return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
+        // fidelity: a fingerprint of a read-only file, of the size its record says.
+        if (f.content &&
+            (!fd_content_checked(r) || f.content->size != r.size || f.content->reserved))
+            return bad(strfmt("fd {}: fd-content of {} bytes (reserved 0x{:x})", r.fd,
+                              f.content->size, f.content->reserved));
     }
     return {};
 }
@@ -157,6 +167,34 @@ Status check_signals(const DecodedImage& img) {
     }
     if (uint32_t(img.sigstate.altstack_flags) & ~kSsFlags)
         return bad(strfmt("alternate stack flags 0x{:x}", img.sigstate.altstack_flags));
+    return {};
+}
+
+// fidelity: the settings record, each value one the restore's syscalls take
+// to mean what the image says (docs/state.md).
+Status check_settings(const DecodedImage& img) {
+    if (!img.settings) return {};
+    const auto& r = *img.settings;
+    bool rt = r.policy == 1 || r.policy == 2;  // SCHED_FIFO, SCHED_RR
+    if (r.policy > 5 || r.policy == 4 ||
+        (rt ? r.rt_priority < 1 || r.rt_priority > 99 : r.rt_priority))
+        return bad(strfmt("settings: scheduling policy {} priority {}", r.policy, r.rt_priority));
+    if (r.reset_on_fork > 1 || r.thp_disable > 1 || r.child_subreaper > 1 || r.dumpable > 1 ||
+        r.reserved)
+        return bad(
+            strfmt("settings: a flag out of range (reset_on_fork {} thp_disable {} "
+                   "child_subreaper {} dumpable {} reserved {})",
+                   r.reset_on_fork, r.thp_disable, r.child_subreaper, r.dumpable, r.reserved));
+    if (r.oom_score_adj < -1000 || r.oom_score_adj > 1000)
+        return bad(strfmt("settings: oom_score_adj {}", r.oom_score_adj));
+    // Real-time tasks have no slack (0); 0 asks a normal task for the default.
+    if ((r.timer_slack_ns == 0 && !rt) || r.timer_slack_ns > uint64_t(INT64_MAX))
+        return bad(strfmt("settings: timer slack {} ns", r.timer_slack_ns));
+    if (r.membarrier & ~image::kMembarrierRegistrations)
+        return bad(strfmt("settings: membarrier registrations 0x{:x}", r.membarrier));
+    if (r.cpus_len < 8 || r.cpus_len % 8 || r.cpus_len > image::kMaxCpuMaskBytes ||
+        img.cpu_mask.find_first_not_of('\0') == std::string::npos)
+        return bad(strfmt("settings: CPU affinity mask of {} bytes, or no CPU", r.cpus_len));
     return {};
 }
 
@@ -183,7 +221,8 @@ Status check_task(const DecodedImage& img) {
 }  // namespace
 
 Status check_fields(const DecodedImage& img) {
-    for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals})
+    for (auto check :
+         {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings})
         if (auto s = check(img); !s) return s;
     return {};
 }

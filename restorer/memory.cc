@@ -27,6 +27,32 @@ bool overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1) {
     return a0 < b1 && b0 < a1;
 }
 
+// fidelity: the VmFlags the blob applies again (crfs_ra_vma.madv); the others
+// are the mapping's own (protection, shared, grows-down, noreserve) or refused
+// by state/memory.cc.
+constexpr uint64_t vm_flag(std::string_view name) {
+    for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i)
+        if (image::kVmFlagNames[i] == name) return 1ull << i;
+    return 0;
+}
+uint64_t madvise_bits(uint64_t vm_flags) {
+    struct Bit {
+        uint64_t flag;
+        uint32_t madv;
+    };
+    static constexpr Bit kBits[] = {{vm_flag("dc"), CRFS_RA_MADV_DONTFORK},
+                                    {vm_flag("wf"), CRFS_RA_MADV_WIPEONFORK},
+                                    {vm_flag("hg"), CRFS_RA_MADV_HUGEPAGE},
+                                    {vm_flag("nh"), CRFS_RA_MADV_NOHUGEPAGE},
+                                    {vm_flag("dd"), CRFS_RA_MADV_DONTDUMP}};
+    uint64_t out = 0;
+    for (const auto& b : kBits)
+        if (vm_flags & b.flag) out |= b.madv;
+    if (vm_flags & vm_flag("lo"))
+        out |= (vm_flags & vm_flag("lf")) ? CRFS_RA_MADV_LOCKONFAULT : CRFS_RA_MADV_LOCK;
+    return out;
+}
+
 }  // namespace
 
 Result<std::vector<SpecialMapping>> current_specials() {
@@ -224,6 +250,7 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
         // VM_NORESERVE ("nr", bit 17): huge sparse reservations (ASan's shadow)
         // only fit under the overcommit heuristic without accounting.
         if (v.rec.vm_flags & (1ull << 17)) r.mmap_flags |= MAP_NORESERVE;
+        r.madv = madvise_bits(v.rec.vm_flags);  // fidelity
         plan.vmas.push_back(r);
         plan.paths.push_back(std::move(path));
     }

@@ -41,6 +41,7 @@
 #include "restorer/files.h"
 #include "restorer/memory.h"
 #include "restorer/regs.h"
+#include "restorer/settings.h"
 #include "restorer/signals.h"
 #include "restorer/task_attrs.h"
 #include "restorer/validate.h"
@@ -101,6 +102,7 @@ struct ChildPlan {
     std::vector<int> keep;  // sorted: every fd stage 1 must not close
     const FdPlan* fds = nullptr;
     const AttrPlan* attrs = nullptr;
+    const SettingsPlan* settings = nullptr;  // fidelity
     const WriterPlan* writer = nullptr;
     bool fs_creds = false;  // root writer: open files as the task's fsuid/fsgid
     uint64_t entry = 0, args = 0, stack_top = 0;
@@ -122,6 +124,8 @@ void child_fault(const ChildPlan& c, int step) {
         from = k + 1;
     }
     syscall(SYS_close_range, from, ~0u, 0);
+    // fidelity: opened as root, written as the writer (restorer/settings.h).
+    int oom_fd = child_open_oom_score_adj(*c.settings, c.keep.back() + 1, c.status_fd);
     // From here on, for a writer that is not root, everything the image names
     // is opened and applied with the writer's credentials.
     child_writer_context(*c.writer, c.status_fd);
@@ -134,6 +138,7 @@ void child_fault(const ChildPlan& c, int step) {
     for (const auto& copy : c.fds->copies) ::close(copy.get());
     child_fault(c, CRFS_RA_STEP_RLIMIT);
     child_attrs(*c.attrs, c.status_fd);
+    child_settings(*c.settings, oom_fd, c.status_fd);  // fidelity: after rlimits (RLIMIT_RTPRIO)
     __asm__ volatile(
         "mov %0, %%rsp\n"
         "xor %%ebp, %%ebp\n"
@@ -222,6 +227,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("taking the writer's credentials (step {})", r.arg);
         case CRFS_RA_STEP_FD_TYPE:
             return fd(r.arg) + " is not the kind of file it was (a FIFO, socket or another file?)";
+        case CRFS_RA_STEP_SETTINGS:
+            return settings_step_text(r.arg, img);
+        case CRFS_RA_STEP_ADVISE:
+            return "madvise/mlock of " + vma(r.arg);
     }
     return strfmt("step {}", r.step);
 }
@@ -394,6 +403,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (!fds) return std::unexpected(fds.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
+    SettingsPlan settings = plan_settings(*img);
 
     // --- the blob's area: code, args, arrays, frame, stack --------------------
     size_t blob_len = size_t(crfs_restorer_blob_end - crfs_restorer_blob);
@@ -478,7 +488,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         a->drop_caps = 1;
         writer->keep_exe_cap = a->exe_path != 0;
     }
-    a->dumpable = 1;  // as for any task that did not ask otherwise (images have no field)
+    // fidelity: the task's own (0 or 1, check_fields); version 2 images: 1, as
+    // for any task that did not ask otherwise.
+    a->dumpable = img->settings ? img->settings->dumpable : 1;
     a->fs_base = img->regs.fs_base;
     a->gs_base = img->regs.gs_base;
     void* frame = arena.take(sigframe_size(*img), 64);
@@ -508,6 +520,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     std::sort(cp.keep.begin(), cp.keep.end());
     cp.fds = &*fds;
     cp.attrs = &attrs;
+    cp.settings = &settings;
     cp.writer = &*writer;
     cp.fs_creds = !writer->as_writer &&
                   (img->creds.uid[3] != 0 || img->creds.gid[3] != 0 || !img->groups.empty());

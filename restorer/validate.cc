@@ -76,59 +76,6 @@ Status check_cpu(const DecodedImage& img) {
     return {};
 }
 
-Status check_files(const DecodedImage& img) {
-    for (const auto& f : img.fds) {
-        auto kind = image::FdKind(f.rec.kind);
-        if (kind == image::FdKind::kDeleted) continue;
-        struct stat st;
-        if (::stat(f.path.c_str(), &st) != 0)
-            return errno_error(strfmt("fd {}: {}", f.rec.fd, f.path));
-        if (kind == image::FdKind::kCharDev) {
-            if (!S_ISCHR(st.st_mode) || st.st_rdev != f.rec.rdev)
-                return make_error(ESTALE,
-                                  strfmt("fd {}: {} is no longer the device it was "
-                                         "({}:{})",
-                                         f.rec.fd, f.path, major(f.rec.rdev), minor(f.rec.rdev)));
-            continue;
-        }
-        if (!S_ISREG(st.st_mode))
-            return make_error(ESTALE,
-                              strfmt("fd {}: {} is no longer a regular file", f.rec.fd, f.path));
-        std::string why;
-        if (st.st_ino != f.rec.ino || st.st_dev != f.rec.dev)
-            why = strfmt("inode {} on {:x}, image has {} on {:x}", st.st_ino, st.st_dev, f.rec.ino,
-                         f.rec.dev);
-        else if (uint64_t(st.st_size) != f.rec.size)
-            why = strfmt("size {}, image has {}", st.st_size, f.rec.size);
-        else if (st.st_mtim.tv_sec != f.rec.mtime_sec || st.st_mtim.tv_nsec != f.rec.mtime_nsec)
-            why = "modified since the checkpoint (mtime differs)";
-        if (!why.empty())
-            return make_error(ESTALE, strfmt("fd {}: {} changed since the checkpoint: {}", f.rec.fd,
-                                             f.path, why));
-    }
-    for (const auto& v : img.vmas) {
-        auto kind = image::VmaKind(v.rec.kind);
-        if (kind != image::VmaKind::kFilePrivate && kind != image::VmaKind::kFileShared) continue;
-        std::string range = strfmt("mapping {:x}-{:x}", v.rec.start, v.rec.end);
-        if (v.rec.flags & image::kVmaDeleted) {
-            // Private: the image holds every page up to the file's end.
-            if (kind == image::VmaKind::kFilePrivate) continue;
-            return make_error(ENOTSUP, strfmt("{}: shared mapping of deleted file {}: not "
-                                              "restorable yet",
-                                              range, v.path));
-        }
-        struct stat st;
-        if (::stat(v.path.c_str(), &st) != 0) return errno_error(strfmt("{}: {}", range, v.path));
-        if (!S_ISREG(st.st_mode))
-            return make_error(ESTALE, strfmt("{}: {} is not a regular file", range, v.path));
-        if (st.st_ino != v.rec.ino)
-            return make_error(ESTALE, strfmt("{}: {} was replaced since the checkpoint "
-                                             "(inode {}, image has {})",
-                                             range, v.path, st.st_ino, v.rec.ino));
-    }
-    return {};
-}
-
 Status check_supported(const DecodedImage& img) {
     if (img.root != "/")
         return make_error(ENOTSUP, strfmt("task root is {}: chrooted tasks are not restored "

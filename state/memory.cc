@@ -14,25 +14,52 @@
 
 #include "common/io.h"
 #include "common/pagemap_scan.h"
+#include "common/strfmt.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
 #include "state/kind.h"
+#include "state/memory.h"
+
+namespace crfs {
+
+image::VmaKind classify_vma(const MapsEntry& e) {
+    if (e.path == "[vdso]") return image::VmaKind::kVdso;
+    if (e.path == "[vvar]" || e.path == "[vvar_vclock]") return image::VmaKind::kVvar;
+    if (e.path == "[vsyscall]") return image::VmaKind::kVsyscall;
+    bool shared = e.perms[3] == 's';
+    if (shared) {
+        // Shared anonymous memory is a shmem file: "/dev/zero (deleted)", "/SYSV...",
+        // "[anon_shmem:name]"; a memfd or unlinked file cannot be re-mapped either.
+        if (e.ino == 0 || e.path.ends_with(" (deleted)") || e.path.starts_with("/SYSV") ||
+            e.path.starts_with("[anon_shmem:"))
+            return image::VmaKind::kAnonShared;
+        return image::VmaKind::kFileShared;
+    }
+    if (e.ino == 0) return image::VmaKind::kAnonPrivate;  // heap, stack, [anon:name], plain mmap
+    return image::VmaKind::kFilePrivate;
+}
+
+const char* map_files_use(const MapsEntry& e) {
+    image::VmaKind kind = classify_vma(e);
+    if (kind == image::VmaKind::kAnonShared) return "shared memory";
+    if (kind == image::VmaKind::kFilePrivate && e.path.ends_with(" (deleted)"))
+        return "private mapping of a deleted file";
+    return nullptr;
+}
+
+}  // namespace crfs
 
 namespace crfs::state {
 namespace {
 
 // smaps VmFlags the checkpoint and restore handle exactly: protection and
-// may-bits, shared, grows-down, accounting, noreserve, soft-dirty.
-//
-// Two exceptions, hints that do not change what the task computes, are let
-// through although the blob does not re-apply them yet (the image keeps the
-// bits in VmaRecord.vm_flags; docs/state.md, known gaps):
-//   nh  MADV_NOHUGEPAGE: since Linux 6.8 every MAP_STACK mapping has it (each
-//       glibc thread stack, cached after the thread exits);
-//   dd  MADV_DONTDUMP: every ASan/HWASan shadow, JVM and browser heaps.
-// Refusing them would refuse nearly every program.
-constexpr std::string_view kAllowed[] = {"rd", "wr", "ex", "sh", "mr", "mw", "me",
-                                         "ms", "gd", "ac", "nr", "sd", "nh", "dd"};
+// may-bits, shared, grows-down, accounting, noreserve, soft-dirty; and the
+// ones the blob applies again from VmaRecord.vm_flags (restorer/memory.cc
+// madvise_bits, blob advise_vmas): mlock (lo, lf), MADV_DONTFORK (dc),
+// MADV_WIPEONFORK (wf), MADV_HUGEPAGE (hg), MADV_NOHUGEPAGE (nh),
+// MADV_DONTDUMP (dd).
+constexpr std::string_view kAllowed[] = {"rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "ac",
+                                         "nr", "sd", "nh", "dd", "lo", "lf", "dc", "wf", "hg"};
 
 // What the others mean to a user (fs/proc/task_mmu.c show_smap_vma_flags).
 struct FlagName {
@@ -96,16 +123,22 @@ Result<bool> has_guard(int pagemap, const MapsEntry& m) {
 }  // namespace
 
 Status detect_memory(TaskView& t, Reasons& out) {
-    auto status = t.status();
-    if (!status) return std::unexpected(status.error());
-    if ((*status)->vm_lck_kb)
-        out.push_back("memory: " + std::to_string((*status)->vm_lck_kb) + " kB locked (mlock)" +
-                      std::string(kNotYet));
     auto maps = t.smaps();
     if (!maps) return std::unexpected(maps.error());
     UniqueFd pagemap;
     for (const MapsEntry& m : **maps) {
         if (special(m)) continue;
+        // Read through /proc/<pid>/map_files by the dump, which the kernel
+        // opens only with CAP_CHECKPOINT_RESTORE: asked of it, as the caller.
+        if (const char* what = map_files_use(m)) {
+            std::string link = t.path(strfmt("map_files/{:x}-{:x}", m.start, m.end));
+            struct stat st;
+            if (::stat(link.c_str(), &st) != 0 && (errno == EPERM || errno == EACCES))
+                out.push_back(
+                    strfmt("vma {:x}-{:x}: {} is read through /proc/{}/map_files, "
+                           "which the kernel opens only with CAP_CHECKPOINT_RESTORE",
+                           m.start, m.end, what, t.pid()));
+        }
         bool shared = m.perms[3] == 's';
         bool deleted = m.path.ends_with(" (deleted)");
         if (m.path.starts_with("/[aio]")) {

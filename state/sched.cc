@@ -1,11 +1,12 @@
-// Scheduling: nice is captured (checkpoint/checkpoint.cc TaskRecord.nice) and
-// restored (restorer/task_attrs.cc). Policy, CPU affinity and oom_score_adj
-// are not: a restored task gets SCHED_OTHER and the daemon's affinity and
-// oom_score_adj, so any other value is a reason.
-#include <unistd.h>
+// Scheduling: nice (TaskRecord.nice, restorer/task_attrs.cc), and the policy
+// with its real-time priority and reset-on-fork, CPU affinity and
+// oom_score_adj (the settings record: checkpoint/settings.cc, restored by
+// restorer/settings.cc as the writer). What the settings record cannot
+// carry is a reason: SCHED_DEADLINE (runtime, deadline, period) and
+// sched_ext or any policy newer than crfs.
+#include <sched.h>
 
 #include "state/kind.h"
-#include "state/self.h"
 
 namespace crfs::state {
 namespace {
@@ -17,26 +18,19 @@ std::string policy_name(unsigned p) {
     return p < std::size(kNames) ? kNames[p] : "policy " + std::to_string(p);
 }
 
+// What restorer/settings.cc sets with sched_setscheduler.
+bool restorable(unsigned p) {
+    return p == SCHED_OTHER || p == SCHED_FIFO || p == SCHED_RR || p == SCHED_BATCH ||
+           p == SCHED_IDLE;
+}
+
 }  // namespace
 
 Status detect_sched(TaskView& t, Reasons& out) {
     auto st = t.stat();
     if (!st) return std::unexpected(st.error());
-    if ((*st)->policy != 0)
+    if (!restorable((*st)->policy))
         out.push_back("sched: scheduling policy " + policy_name((*st)->policy) +
-                      std::string(kNotYet));
-    auto status = t.status();
-    if (!status) return std::unexpected(status.error());
-    auto self = read_status(getpid());
-    if (!self) return std::unexpected(self.error());
-    if ((*status)->cpus_allowed != self->cpus_allowed)
-        out.push_back("sched: CPU affinity " + (*status)->cpus_allowed + " (a restored task gets " +
-                      self->cpus_allowed + ")" + std::string(kNotYet));
-    auto oom = t.read("oom_score_adj");
-    if (!oom) return std::unexpected(oom.error());
-    while (!oom->empty() && oom->back() == '\n') oom->pop_back();
-    if (std::string ours = self_value("oom_score_adj"); *oom != ours)
-        out.push_back("sched: oom_score_adj " + *oom + " (a restored task gets " + ours + ")" +
                       std::string(kNotYet));
     return {};
 }

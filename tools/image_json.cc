@@ -105,6 +105,7 @@ Json vmas(const DecodedImage& img) {
         put_text(j, "path", v.path);
         j["growsdown"] = bool(r.flags & image::kVmaGrowsDown);
         j["pages_stored"] = pages_in(img, r);
+        if (v.content) j["content"] = {{"bytes", v.content->bytes}, {"xxh3", hex(v.content->hash)}};
         out.push_back(std::move(j));
     }
     return out;
@@ -196,6 +197,7 @@ Json fds(const DecodedImage& img) {
                       {"mtime_sec", r.mtime_sec},
                       {"mtime_nsec", r.mtime_nsec},
                       {"data_bytes", f.data_bytes}});
+        if (f.content) j["content"] = {{"size", f.content->size}, {"xxh3", hex(f.content->hash)}};
         out.push_back(std::move(j));
     }
     return out;

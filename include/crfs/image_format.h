@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 2;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 3;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -72,6 +72,11 @@ static_assert(sizeof(Trailer) == 24);
     X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                  \
     X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord) \
     X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
+    /* fidelity (56-63): content fingerprints of files, docs/files.md */                        \
+    X(kFdContent, 56, "fd-content", sizeof(FdContentRecord), sizeof(FdContentRecord))           \
+    X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))       \
+    X(kSettings, 58, "settings", sizeof(SettingsRecord),                                        \
+      sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -269,6 +274,65 @@ struct StatsRecord {
     uint64_t reserved;
 };
 static_assert(sizeof(StatsRecord) == 64);
+
+// Version 3, fidelity: content fingerprints (docs/files.md). A restore compares
+// them instead of the inode, so the same bytes elsewhere restore and other bytes
+// under the same inode are refused. XXH3-64, seed 0.
+//
+// The file a fingerprint was taken of (fstat at checkpoint): a restore that
+// finds the same inode with the same size and ctime takes it as unchanged
+// without reading it (every write moves ctime, and no user can set it back).
+struct FileIdentity {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t ctime_sec = 0, ctime_nsec = 0;
+};
+static_assert(sizeof(FileIdentity) == 40);
+
+// fd-content: follows the fd record of a regular file the task opened read-only
+// (same_as -1): the whole file's size and hash.
+struct FdContentRecord {
+    int32_t fd;
+    uint32_t reserved;  // 0
+    uint64_t size;
+    uint64_t hash;
+    FileIdentity id{};
+};
+static_assert(sizeof(FdContentRecord) == 64);
+
+// vma-content: follows the vma record (kind file-private or file-shared, not
+// deleted) that starts at `start`: the hash of the `bytes` bytes of the file
+// under the mapping (from pgoff, at most the mapping's length; fewer when the
+// file ends inside the mapping).
+struct VmaContentRecord {
+    uint64_t start;
+    uint64_t bytes;
+    uint64_t hash;
+    FileIdentity id{};
+};
+static_assert(sizeof(VmaContentRecord) == 64);
+
+// settings (fidelity): per-task settings a restore applies exactly (stage 1,
+// as the writer: the kernel decides, e.g. SCHED_FIFO needs CAP_SYS_NICE or
+// RLIMIT_RTPRIO). Followed by `cpus_len` bytes of the CPU affinity mask
+// (sched_getaffinity's bytes). At most one; an image without one (versions
+// 1, 2) restores the restorer's defaults, which version-2 checkpoints required.
+struct SettingsRecord {
+    uint32_t policy;       // sched_getscheduler without SCHED_RESET_ON_FORK: 0,1,2,3,5
+    uint32_t rt_priority;  // sched_param: 1..99 for FIFO/RR, 0 otherwise
+    uint32_t reset_on_fork;
+    int32_t oom_score_adj;     // -1000..1000
+    uint64_t timer_slack_ns;   // PR_GET_TIMERSLACK: >= 1, 0 for FIFO/RR
+    uint32_t thp_disable;      // PR_GET_THP_DISABLE: 0, 1
+    uint32_t child_subreaper;  // PR_GET_CHILD_SUBREAPER: 0, 1
+    uint32_t dumpable;         // PR_GET_DUMPABLE: 0, 1
+    uint32_t membarrier;       // MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* bits
+    uint32_t cpus_len;         // bytes of affinity mask after the struct, 8..kMaxCpuMaskBytes
+    uint32_t reserved;         // 0
+};
+static_assert(sizeof(SettingsRecord) == 48);
+inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
+// MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
+inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);
 
 enum class RecordType : uint32_t {
 #define CRFS_X_ENUM(name, num, str, min, max) name = num,

@@ -26,8 +26,19 @@ struct crfs_ra_vma {
     uint32_t prot;       /* final PROT_* */
     uint32_t mmap_flags; /* MAP_PRIVATE/MAP_SHARED/MAP_ANONYMOUS/MAP_GROWSDOWN (MAP_FIXED added) */
     uint32_t open_flags; /* O_RDONLY or O_RDWR */
-    uint64_t madv;       /* reserved: 0 */
+    uint64_t madv;       /* fidelity: CRFS_RA_MADV_* applied after the protections */
 };
+
+/* crfs_ra_vma.madv (fidelity): the VmFlags a restore applies again with
+ * madvise(2) / mlock2(2), in this order, after every mapping is filled and
+ * protected (restorer/blob/blob.c advise_vmas). */
+#define CRFS_RA_MADV_DONTFORK 0x1u     /* "dc" MADV_DONTFORK */
+#define CRFS_RA_MADV_WIPEONFORK 0x2u   /* "wf" MADV_WIPEONFORK */
+#define CRFS_RA_MADV_HUGEPAGE 0x4u     /* "hg" MADV_HUGEPAGE */
+#define CRFS_RA_MADV_NOHUGEPAGE 0x8u   /* "nh" MADV_NOHUGEPAGE */
+#define CRFS_RA_MADV_DONTDUMP 0x10u    /* "dd" MADV_DONTDUMP */
+#define CRFS_RA_MADV_LOCK 0x20u        /* "lo" mlock2(0) */
+#define CRFS_RA_MADV_LOCKONFAULT 0x40u /* "lo" + "lf" mlock2(MLOCK_ONFAULT) */
 
 /* Stored pages: nr_pages * 4096 bytes at image file offset file_off go to vaddr. */
 struct crfs_ra_pages {
@@ -111,6 +122,9 @@ enum crfs_ra_step {
     CRFS_RA_STEP_WRITER_CONTEXT, /* loginuid, cgroup, baselines (arg: which) */
     CRFS_RA_STEP_BECOME_WRITER,  /* the switch to the writer's credentials (arg: which) */
     CRFS_RA_STEP_FD_TYPE,        /* an fd's file is not of its recorded type (arg: fd) */
+    /* fidelity: the settings record (restorer/settings.h; arg: which setting) */
+    CRFS_RA_STEP_SETTINGS = 160,
+    CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */
 };
 
 struct crfs_restorer_args {

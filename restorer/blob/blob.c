@@ -213,6 +213,34 @@ static void fill_pages(const struct crfs_restorer_args* a) {
     }
 }
 
+/* fidelity: madvise/mlock flags of each mapping, after fill and protect (a
+ * locked or MADV_DONTFORK range must already hold its final pages). */
+static void advise_vmas(const struct crfs_restorer_args* a) {
+    static const struct {
+        uint32_t bit;
+        int advice;
+    } kAdvice[] = {{CRFS_RA_MADV_DONTFORK, 10},
+                   {CRFS_RA_MADV_WIPEONFORK, 18},
+                   {CRFS_RA_MADV_HUGEPAGE, 14},
+                   {CRFS_RA_MADV_NOHUGEPAGE, 15},
+                   {CRFS_RA_MADV_DONTDUMP, 16}};
+    const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
+    for (uint64_t i = 0; i < a->nr_vmas; ++i) {
+        uint64_t len = v[i].end - v[i].start;
+        long ret;
+        for (unsigned k = 0; k < sizeof kAdvice / sizeof kAdvice[0]; ++k) {
+            if (!(v[i].madv & kAdvice[k].bit)) continue;
+            ret = sys3(NR_madvise, v[i].start, len, kAdvice[k].advice);
+            if (is_err(ret)) die(a, CRFS_RA_STEP_ADVISE, ret, i);
+        }
+        if (v[i].madv & (CRFS_RA_MADV_LOCK | CRFS_RA_MADV_LOCKONFAULT)) {
+            ret = sys3(NR_mlock2, v[i].start, len,
+                       (v[i].madv & CRFS_RA_MADV_LOCKONFAULT) ? 1 /* MLOCK_ONFAULT */ : 0);
+            if (is_err(ret)) die(a, CRFS_RA_STEP_ADVISE, ret, i);
+        }
+    }
+}
+
 static void protect_vmas(const struct crfs_restorer_args* a) {
     const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
     for (uint64_t i = 0; i < a->nr_vmas; ++i) {
@@ -338,6 +366,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     fill_pages(a);
     fault(a, CRFS_RA_STEP_PROTECT);
     protect_vmas(a);
+    fault(a, CRFS_RA_STEP_ADVISE);
+    advise_vmas(a); /* fidelity */
     fault(a, CRFS_RA_STEP_MM_MAP);
 
     struct crfs_ra_mm_map mm = a->mm;

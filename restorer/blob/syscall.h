@@ -54,6 +54,7 @@ enum {
     NR_exit_group = 231,
     NR_preadv = 295,
     NR_rt_tgsigqueueinfo = 297,
+    NR_mlock2 = 325, /* fidelity */
     NR_rseq = 334,
 };
 

@@ -39,10 +39,10 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 PROBES = [
     ("memory", "plain", None),
     ("areas", "many", None),
-    ("memory", "mlock", "kB locked (mlock) not supported yet"),
-    ("memory", "dontfork", "is MADV_DONTFORK not supported yet"),
-    ("memory", "wipeonfork", "is MADV_WIPEONFORK not supported yet"),
-    ("memory", "hugepage", "is MADV_HUGEPAGE not supported yet"),
+    ("memory", "mlock", None),
+    ("memory", "dontfork", None),
+    ("memory", "wipeonfork", None),
+    ("memory", "hugepage", None),
     ("memory", "guard", "is guard regions (MADV_GUARD_INSTALL) not supported yet"),
     ("memory", "aio", "memory: AIO ring"),
     ("memory", "memfd_shared", "memory: memfd mapping"),
@@ -82,12 +82,18 @@ PROBES = [
     ("task", "child", "task: has child processes (pid "),
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "robust", "futex: holds robust mutexes"),
-    ("task", "thp", "prctl: transparent huge pages disabled"),
-    ("task", "timerslack", "prctl: timer slack 123456 ns"),
-    ("task", "oom", "sched: oom_score_adj 345"),
-    ("task", "sched_batch", "sched: scheduling policy SCHED_BATCH"),
-    ("task", "affinity", "sched: CPU affinity 0 "),
+    ("task", "thp", None),
+    ("task", "timerslack", None),
+    ("task", "oom", None),
+    ("task", "sched_batch", None),
+    ("task", "affinity", None),
     ("task", "nodump", "prctl: not dumpable", NOBODY),
+    # fidelity: the settings record (checkpoint/settings.cc, restorer/settings.cc)
+    ("settings", "subreaper", None),
+    ("settings", "nodump_root", None),
+    ("settings", "membarrier", None),
+    ("settings", "sched_rr", None),
+    ("settings", "madvise", None),
 ]
 
 

@@ -257,7 +257,7 @@ TEST(ImageTest, UnsupportedVersion) {
     std::memcpy(s.bytes.data() + 8, &v, 4);
     auto img = decode(s.bytes);
     ASSERT_FALSE(img);
-    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1..2)");
+    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1..3)");
     EXPECT_EQ(img.error().code, ENOTSUP);
 }
 
@@ -406,6 +406,96 @@ TEST(ImageTest, InnerLengthMismatch) {
     w.add(RecordType::kVma, Payload().add(v));
     EXPECT_EQ(error_of(stream_bytes(std::move(w).finish())),
               "record 0 (vma) at byte 104: 0 bytes after the fixed part, fields say 100");
+}
+
+namespace fidelity {
+
+// Sample's stream with `extra` records (type, payload) inserted before the
+// trailer, count and checksum fixed.
+std::string with_records(const Sample& s,
+                         const std::vector<std::pair<RecordType, std::string>>& extra) {
+    size_t tail = sizeof(image::RecordHeader) + sizeof(image::Trailer);
+    std::string b = s.bytes.substr(0, s.bytes.size() - tail);
+    std::string trailer = s.bytes.substr(s.bytes.size() - tail);
+    for (const auto& [type, payload] : extra) {
+        image::RecordHeader rh{uint32_t(type), 0, payload.size()};
+        b.append(reinterpret_cast<const char*>(&rh), sizeof rh);
+        b += payload;
+    }
+    b += trailer;
+    uint64_t count;
+    size_t at = b.size() - sizeof(image::Trailer) + offsetof(image::Trailer, record_count);
+    std::memcpy(&count, b.data() + at, 8);
+    count += extra.size();
+    std::memcpy(b.data() + at, &count, 8);
+    fix_checksum(b);
+    return b;
+}
+
+std::string file_vma(uint64_t start) {
+    image::VmaRecord v{};
+    v.start = start, v.end = start + 0x2000;
+    v.kind = uint32_t(image::VmaKind::kFilePrivate);
+    v.flags = image::kVmaRead;
+    v.path_len = 8;
+    return Payload().add(v).add_string("/bin/foo").bytes();
+}
+
+std::string read_only_fd(int fd) {
+    image::FdRecord f{};
+    f.fd = fd, f.kind = uint32_t(image::FdKind::kRegular), f.size = 10, f.path_len = 8;
+    return Payload().add(f).add_string("/bin/foo").bytes();
+}
+
+template <class T>
+std::string bytes_of(const T& v) {
+    return Payload().add(v).bytes();
+}
+
+}  // namespace fidelity
+
+// fd-content and vma-content (docs/files.md) attach to an earlier record of
+// their fd or mapping, once, and only to what the restore reopens from a file.
+TEST(ImageTest, ContentFingerprintsFollowTheirRecord) {
+    using namespace fidelity;  // (the FileIdentity of each record stays 0 here)
+    Sample s;
+    auto img = decode(with_records(
+        s, {{RecordType::kVma, file_vma(0x20000)},
+            {RecordType::kVmaContent, bytes_of(image::VmaContentRecord{0x20000, 8192, 7})},
+            {RecordType::kFd, read_only_fd(5)},
+            {RecordType::kFdContent, bytes_of(image::FdContentRecord{5, 0, 10, 9})}}));
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_TRUE(img->vmas[1].content);
+    EXPECT_EQ(img->vmas[1].content->hash, 7u);
+    ASSERT_TRUE(img->fds[1].content);
+    EXPECT_EQ(img->fds[1].content->hash, 9u);
+
+    auto refused = [&](std::vector<std::pair<RecordType, std::string>> extra, const char* what) {
+        auto bad = decode(with_records(s, extra));
+        ASSERT_FALSE(bad) << what;
+        EXPECT_NE(bad.error().what.find(what), std::string::npos) << bad.error().what;
+    };
+    // Before its VMA, on an anonymous VMA, twice.
+    refused({{RecordType::kVmaContent, bytes_of(image::VmaContentRecord{0x20000, 1, 1})},
+             {RecordType::kVma, file_vma(0x20000)}},
+            "content of the mapping at 20000, which is no earlier mapping of a file");
+    refused({{RecordType::kVmaContent, bytes_of(image::VmaContentRecord{0x10000, 1, 1})}},
+            "mapping at 10000");
+    refused({{RecordType::kVma, file_vma(0x20000)},
+             {RecordType::kVmaContent, bytes_of(image::VmaContentRecord{0x20000, 1, 1})},
+             {RecordType::kVmaContent, bytes_of(image::VmaContentRecord{0x20000, 1, 1})}},
+            "or has one already");
+    // On a deleted file's fd, on an unknown fd, twice.
+    refused({{RecordType::kFdContent, bytes_of(image::FdContentRecord{3, 0, 1, 1})}},
+            "content of fd 3, which is no earlier regular file");
+    refused({{RecordType::kFdContent, bytes_of(image::FdContentRecord{8, 0, 1, 1})}},
+            "content of fd 8");
+    refused({{RecordType::kFd, read_only_fd(5)},
+             {RecordType::kFdContent, bytes_of(image::FdContentRecord{5, 0, 10, 1})},
+             {RecordType::kFdContent, bytes_of(image::FdContentRecord{5, 0, 10, 1})}},
+            "content of fd 5");
+    // Wrong length: the table's bounds.
+    refused({{RecordType::kFdContent, std::string(23, '\0')}}, "below minimum");
 }
 
 }  // namespace

@@ -122,5 +122,63 @@ TEST(RestoreFields, SameAsNamesAnEarlierFdOfTheImage) {
     expect_einval(img, "fd 4: reserved");
 }
 
+// fidelity: content fingerprints (docs/files.md) only where the policy
+// checks content, of the size the record says, at most the mapping's bytes.
+TEST(RestoreFields, ContentFingerprintsInRange) {
+    auto img = good();
+    img.fds[0].rec.size = 10;
+    img.fds[0].content = image::FdContentRecord{3, 0, 10, 1};
+    EXPECT_TRUE(check_fields(img));
+    img.fds[0].content->size = 11;
+    expect_einval(img, "fd 3: fd-content of 11 bytes");
+    img.fds[0].content->size = 10, img.fds[0].content->reserved = 1;
+    expect_einval(img, "fd 3: fd-content");
+    img.fds[0].content->reserved = 0, img.fds[0].rec.open_flags |= O_WRONLY;
+    expect_einval(img, "fd 3: fd-content");  // a written file is not checked by content
+
+    img = good();
+    VmaEntry v{};
+    v.rec.start = 0x700000, v.rec.end = 0x702000,
+    v.rec.kind = uint32_t(image::VmaKind::kFilePrivate);
+    v.rec.flags = image::kVmaRead;
+    v.path = "/bin/foo";
+    v.content = image::VmaContentRecord{0x700000, 0x2000, 1};
+    img.vmas.push_back(v);
+    EXPECT_TRUE(check_fields(img));
+    img.vmas[2].content->bytes = 0x2001;
+    expect_einval(img, "VMA 700000-702000: vma-content of 8193 bytes");
+    img.vmas[2].content->bytes = 1;
+    img.vmas[2].rec.kind = uint32_t(image::VmaKind::kFileShared);
+    img.vmas[2].rec.flags |= image::kVmaShared | image::kVmaWrite;  // the task's own file
+    expect_einval(img, "vma-content of 1 bytes");
+}
+
+// fidelity: the settings record, each value one the restore's syscalls take
+// to mean what the image says.
+TEST(RestoreFields, SettingsInRange) {
+    auto with = [](auto edit) {
+        auto img = good();
+        image::SettingsRecord r{};
+        r.timer_slack_ns = 50000, r.dumpable = 1, r.cpus_len = 8;
+        img.settings = r;
+        img.cpu_mask = std::string("\x01\0\0\0\0\0\0\0", 8);
+        edit(*img.settings, img.cpu_mask);
+        return img;
+    };
+    EXPECT_TRUE(check_fields(with([](auto&, auto&) {})));
+    EXPECT_TRUE(check_fields(
+        with([](auto& r, auto&) { r.policy = 1, r.rt_priority = 99, r.timer_slack_ns = 0; })));
+    expect_einval(with([](auto& r, auto&) { r.policy = 6; }), "scheduling policy 6");
+    expect_einval(with([](auto& r, auto&) { r.policy = 1; }), "scheduling policy 1 priority 0");
+    expect_einval(with([](auto& r, auto&) { r.rt_priority = 3; }), "priority 3");
+    expect_einval(with([](auto& r, auto&) { r.timer_slack_ns = 0; }), "timer slack 0 ns");
+    expect_einval(with([](auto& r, auto&) { r.oom_score_adj = -1001; }), "oom_score_adj -1001");
+    expect_einval(with([](auto& r, auto&) { r.dumpable = 2; }), "dumpable 2");
+    expect_einval(with([](auto& r, auto&) { r.membarrier = 1u << 3; }),
+                  "membarrier registrations 0x8");
+    expect_einval(with([](auto&, auto& m) { m.assign(8, '\0'); }), "or no CPU");
+    expect_einval(with([](auto& r, auto&) { r.cpus_len = 12; }), "CPU affinity mask of 12 bytes");
+}
+
 }  // namespace
 }  // namespace crfs

@@ -91,6 +91,26 @@ constexpr Field kFields[] = {
     {"fd", "mtime_nsec", 72, 8},
     {"fd", "same_as", 80, 4},
     {"fd", "reserved", 84, 4},
+    {"fd-content", "fd", 0, 4},
+    {"fd-content", "reserved", 4, 4},
+    {"fd-content", "size", 8, 8},
+    {"fd-content", "hash", 16, 8},
+    {"fd-content", "ctime_nsec", 56, 8},
+    {"vma-content", "start", 0, 8},
+    {"vma-content", "bytes", 8, 8},
+    {"vma-content", "hash", 16, 8},
+    {"vma-content", "ctime_nsec", 56, 8},
+    {"settings", "policy", 0, 4},
+    {"settings", "rt_priority", 4, 4},
+    {"settings", "reset_on_fork", 8, 4},
+    {"settings", "oom_score_adj", 12, 4},
+    {"settings", "timer_slack_ns", 16, 8},
+    {"settings", "thp_disable", 24, 4},
+    {"settings", "child_subreaper", 28, 4},
+    {"settings", "dumpable", 32, 4},
+    {"settings", "membarrier", 36, 4},
+    {"settings", "cpus_len", 40, 4},
+    {"settings", "reserved", 44, 4},
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -193,6 +213,10 @@ void list(const Image& img) {
             auto f = get<FdRecord>(p, 0);
             extra = ",\"fd\":" + std::to_string(f.fd) + ",\"kind\":" + std::to_string(f.kind) +
                     ",\"path\":" + json_str(p.substr(sizeof f, f.path_len));
+        } else if (name == "vma-content") {
+            extra = ",\"start\":" + std::to_string(get<VmaContentRecord>(p, 0).start);
+        } else if (name == "fd-content") {
+            extra = ",\"fd\":" + std::to_string(get<FdContentRecord>(p, 0).fd);
         } else if (name == "creds") {
             extra = ",\"ngroups\":" + std::to_string(get<CredsRecord>(p, 0).ngroups);
         } else if (name == "regs") {

@@ -145,6 +145,11 @@ class SlotAttackCase(unittest.TestCase):
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.syscall(312, pid, pid, 0, a, b)  # SYS_kcmp, KCMP_FILE
 
+    def empty_content(self, fd):
+        """Edits making fd's fingerprint (docs/files.md) that of an empty file."""
+        rec = self.rec("fd-content", lambda r: r["fd"] == fd)
+        return [rec + ".size=0", rec + f".hash={0x2d06800538d394c2}"]  # XXH3-64 of no bytes
+
     def poke(self, pid):
         """Makes the restored victim report; returns its report."""
         os.kill(pid, signal.SIGUSR1)
@@ -189,7 +194,8 @@ class RestoreAttacks(SlotAttackCase):
         img = self.edited(self.fd(3) + ".path=/proc/kallsyms", self.fd(3) + f".ino={st.st_ino}",
                           self.fd(3) + f".dev={st.st_dev}", self.fd(3) + ".size=0",
                           self.fd(3) + f".mtime_sec={st.st_mtime_ns // 10**9}",
-                          self.fd(3) + f".mtime_nsec={st.st_mtime_ns % 10**9}")
+                          self.fd(3) + f".mtime_nsec={st.st_mtime_ns % 10**9}",
+                          *self.empty_content(3))
         ok, err, status, pid = self.restore(img)
         self.assertTrue(ok, err)  # the writer may open it: but sees what it would see by hand
         self.poke(pid)
@@ -204,7 +210,8 @@ class RestoreAttacks(SlotAttackCase):
         img = self.edited(self.fd(3) + ".path=" + path, self.fd(3) + f".ino={st.st_ino}",
                           self.fd(3) + f".dev={st.st_dev}", self.fd(3) + ".size=0",
                           self.fd(3) + f".mtime_sec={st.st_mtime_ns // 10**9}",
-                          self.fd(3) + f".mtime_nsec={st.st_mtime_ns % 10**9}")
+                          self.fd(3) + f".mtime_nsec={st.st_mtime_ns % 10**9}",
+                          *self.empty_content(3))
         self.assert_refused(img, "Permission denied")
 
     # --- 3: no lookups as root, nothing created as root ----------------------

@@ -1,0 +1,60 @@
+#include "checkpoint/fingerprints.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "checkpoint/memory.h"
+#include "common/file_hash.h"
+#include "common/io.h"
+
+namespace crfs {
+
+namespace {
+
+// Opened as the caller; O_NOATIME where the caller owns the file, so that a
+// checkpoint does not touch atimes it can avoid touching.
+Result<UniqueFd> open_for_hash(const std::string& path) {
+    constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    auto f = open_fd(path, kFlags | O_NOATIME);
+    if (!f && f.error().code == EPERM) f = open_fd(path, kFlags);
+    return f;
+}
+
+image::FileIdentity identity(const struct stat& st) {
+    return {st.st_dev, st.st_ino, uint64_t(st.st_size), st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
+}
+
+}  // namespace
+
+Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector<MapsEntry>& maps) {
+    Fingerprints out;
+    for (const TaskFd& t : fds) {
+        const auto& r = t.rec;
+        if (!fd_content_checked(r) || r.size > kMaxFingerprintBytes) continue;
+        auto f = open_for_hash(t.path);
+        struct stat st;
+        if (!f || fstat(f->get(), &st) != 0) continue;
+        // Still the file the task held, unchanged since the freeze.
+        if (st.st_dev != r.dev || st.st_ino != r.ino || uint64_t(st.st_size) != r.size ||
+            st.st_mtim.tv_sec != r.mtime_sec || st.st_mtim.tv_nsec != r.mtime_nsec)
+            continue;
+        auto h = hash_file_range(f->get(), 0, r.size);
+        if (h) out.fds.push_back({r.fd, 0, r.size, *h, identity(st)});
+    }
+    for (const MapsEntry& m : maps) {
+        auto r = vma_record(m);
+        if (!vma_content_checked(r)) continue;
+        auto f = open_for_hash(m.path);
+        struct stat st;
+        // maps gives the inode; its device numbers are not always st_dev (overlayfs, btrfs).
+        if (!f || fstat(f->get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != m.ino) continue;
+        uint64_t off = m.pgoff * image::kPageSize;
+        uint64_t bytes = mapped_file_bytes(uint64_t(st.st_size), off, m.end - m.start);
+        if (bytes > kMaxFingerprintBytes) continue;
+        auto h = hash_file_range(f->get(), off, bytes);
+        if (h) out.vmas.push_back({m.start, bytes, *h, identity(st)});
+    }
+    return out;
+}
+
+}  // namespace crfs

@@ -1,0 +1,50 @@
+// Stage 1 of a restore applies the image's `settings` record (fidelity:
+// scheduling policy and priority, CPU affinity, oom_score_adj, timer slack,
+// THP disable, child subreaper, membarrier registrations) with the writer's
+// credentials, so the kernel decides: SCHED_FIFO without CAP_SYS_NICE or
+// RLIMIT_RTPRIO, an oom_score_adj below the writer's minimum without
+// CAP_SYS_RESOURCE, an affinity with no CPU of this machine, all fail the
+// restore with an error naming the setting. Dumpable is the blob's (it must
+// follow the credential switch, which clears it). An image without the record
+// restores what the restorer gives (version 2 refused tasks whose settings
+// differed from that).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/image_reader.h"
+
+namespace crfs {
+
+struct SettingsPlan {
+    bool present = false;
+    image::SettingsRecord rec{};
+    std::string cpu_mask;
+};
+
+enum SettingsStep : uint64_t {
+    kSetAffinity = 1,
+    kSetScheduler,
+    kSetOomScoreAdj,
+    kSetTimerSlack,
+    kSetThpDisable,
+    kSetChildSubreaper,
+    kSetMembarrier,  // arg: kSetMembarrier | the registration bit << 8
+};
+
+SettingsPlan plan_settings(const DecodedImage& img);
+
+// Stage 1 (child), syscalls only; a failure is CRFS_RA_STEP_SETTINGS with the step.
+// /proc/self/oom_score_adj is opened before the switch to the writer's
+// credentials (which makes the task non-dumpable, so its /proc files root's)
+// at an fd number >= `min_fd` (above every fd the image names) and written
+// after it: the kernel checks the right to lower it (CAP_SYS_RESOURCE) at the
+// write, against the writer.
+int child_open_oom_score_adj(const SettingsPlan& p, int min_fd, int status_fd);
+void child_settings(const SettingsPlan& p, int oom_fd, int status_fd);
+
+// "setting scheduling policy SCHED_FIFO priority 10", for the status text.
+std::string settings_step_text(uint64_t arg, const DecodedImage& img);
+
+}  // namespace crfs

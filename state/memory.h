@@ -1,0 +1,19 @@
+// The memory kind (state/memory.cc): how a mapping is classified, shared by
+// its detect half and the checkpoint's dump half (checkpoint/memory.cc).
+#pragma once
+
+#include "common/procfs.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+// What the image records `e` as (VmaRecord.kind).
+image::VmaKind classify_vma(const MapsEntry& e);
+
+// Whether dumping `e` reads /proc/<pid>/map_files (shared anonymous memory, a
+// private mapping of an unlinked file), which the kernel opens only for
+// CAP_CHECKPOINT_RESTORE. Returns what the mapping is ("shared memory"), or
+// nullptr when it does not.
+const char* map_files_use(const MapsEntry& e);
+
+}  // namespace crfs
