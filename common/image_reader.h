@@ -107,6 +107,9 @@ struct FdEntry {
     // restore can copy the content straight from a seekable image.
     std::vector<std::pair<uint64_t, uint64_t>> data_runs;
     std::string data;         // only with DecodeOptions::keep_data
+    // Kernel-object records naming this fd (eventfd, timerfd, epoll-watch, ...:
+    // state/kobj.h reads and checks them), in stream order.
+    std::vector<std::pair<image::RecordType, std::string>> kobj;
 };
 
 struct DecodedImage {

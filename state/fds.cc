@@ -2,12 +2,14 @@
 //   regular file, character device (stateless ones), deleted file:
 //     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
 //     child_open_fds: reopened by path, at the recorded offset).
+//   O_PATH, directory, eventfd, timerfd, signalfd, epoll, pidfd: state/kobj.h.
 //   every other kind: refused here (not supported yet).
 // Fds that share one open file description (dup, fork, `>log 2>&1`) are
 // grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
 // by dup; sharing is no reason of its own: a description of a refused kind is
 // refused through its kind, for every fd that holds it.
 #include "state/fds.h"
+#include "state/kobj.h"
 
 #include <fcntl.h>
 #include <linux/kcmp.h>
@@ -42,17 +44,30 @@ std::optional<uint64_t> bracketed_inode(std::string_view target, std::string_vie
     return ino;
 }
 
+// inotify stays refused (docs/state.md): fdinfo names each watched inode by a
+// file handle, and turning that into a path needs open_by_handle_at, which
+// takes CAP_DAC_READ_SEARCH: a root lookup on the caller's behalf.
+constexpr std::string_view kInotify =
+    "inotify (its watches name inodes by file handle; their paths are not found without "
+    "CAP_DAC_READ_SEARCH, and queued events would be lost)";
+
 // Names of anon inodes as the kernel spells them in fd links.
 struct AnonName {
     std::string_view link, name;
 };
 constexpr AnonName kAnonNames[] = {
-    {"anon_inode:[eventfd]", "eventfd"},         {"anon_inode:[eventpoll]", "epoll"},
-    {"anon_inode:[timerfd]", "timerfd"},         {"anon_inode:[signalfd]", "signalfd"},
-    {"anon_inode:inotify", "inotify"},           {"anon_inode:[fanotify]", "fanotify"},
-    {"anon_inode:[io_uring]", "io_uring"},       {"anon_inode:[pidfd]", "pidfd"},
-    {"anon_inode:[userfaultfd]", "userfaultfd"}, {"anon_inode:bpf-map", "BPF map"},
-    {"anon_inode:bpf-prog", "BPF program"},      {"anon_inode:[perf_event]", "perf event"},
+    {"anon_inode:[eventfd]", "eventfd"},
+    {"anon_inode:[eventpoll]", "epoll"},
+    {"anon_inode:[timerfd]", "timerfd"},
+    {"anon_inode:[signalfd]", "signalfd"},
+    {"anon_inode:inotify", kInotify},
+    {"anon_inode:[fanotify]", "fanotify"},
+    {"anon_inode:[io_uring]", "io_uring"},
+    {"anon_inode:[pidfd]", "pidfd"},
+    {"anon_inode:[userfaultfd]", "userfaultfd"},
+    {"anon_inode:bpf-map", "BPF map"},
+    {"anon_inode:bpf-prog", "BPF program"},
+    {"anon_inode:[perf_event]", "perf event"},
 };
 
 // Character devices without state of their own: reopening the path gives an
@@ -63,9 +78,6 @@ struct Stateless {
 constexpr Stateless kStatelessChar[] = {
     {1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}};  // null zero full random urandom
 
-bool is_opath(const FdView& f) {
-    return f.info.flags & O_PATH;
-}
 bool is_socket(const FdView& f) {
     return f.link.starts_with("socket:[");
 }
@@ -97,8 +109,8 @@ bool is_chardev(const FdView& f) {
     return S_ISCHR(f.st.st_mode);
 }
 
-std::optional<std::string> opath_reason(TaskView&, const FdView& f, FdContext&) {
-    return not_yet("O_PATH descriptor of " + f.link);
+std::optional<std::string> kobj_fd_reason(TaskView& t, const FdView& f, FdContext&) {
+    return kobj_detect(t, f);
 }
 
 std::optional<std::string> socket_reason(TaskView&, const FdView& f, FdContext& ctx) {
@@ -182,7 +194,7 @@ std::optional<std::string> chardev_reason(TaskView&, const FdView& f, FdContext&
 }
 
 constexpr FdKind kFdKinds[] = {
-    {"O_PATH", is_opath, opath_reason},
+    {"kernel object", kobj_match, kobj_fd_reason},  // state/kobj.h: O_PATH, eventfd, ...
     {"socket", is_socket, socket_reason},
     {"pipe", is_pipe, pipe_reason},
     {"anon inode", is_anon, anon_reason},

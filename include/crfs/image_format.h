@@ -1,4 +1,4 @@
-// The crfs image format, version 2: the on-disk structs and the one table of
+// The crfs image format, version 3: the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 2;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 3;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -72,6 +72,10 @@ static_assert(sizeof(Trailer) == 24);
     X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                  \
     X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord) \
     X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
+    X(kEventfd, 24, "eventfd", sizeof(EventfdRecord), sizeof(EventfdRecord))                    \
+    X(kTimerfd, 25, "timerfd", sizeof(TimerfdRecord), sizeof(TimerfdRecord))                    \
+    X(kSignalfd, 26, "signalfd", sizeof(SignalfdRecord), sizeof(SignalfdRecord))                \
+    X(kEpollWatch, 27, "epoll-watch", sizeof(EpollWatchRecord), sizeof(EpollWatchRecord))       \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -220,6 +224,15 @@ enum class FdKind : uint32_t {
     kRegular = 1,  // path reopened at restore; fingerprint checked
     kDeleted = 2,  // unlinked regular file; content follows in fd-data records
     kCharDev = 3,  // reopened by path (/dev/null, ttys, ...)
+    // Kernel objects (state/kobj.h): made anew at restore from their records.
+    kEventfd = 4,    // one eventfd record follows
+    kTimerfd = 5,    // one timerfd record follows
+    kSignalfd = 6,   // one signalfd record follows
+    kEpoll = 7,      // one epoll-watch record per watch follows
+    kOpath = 8,      // O_PATH descriptor: reopened by path, dev/ino checked
+    kDirectory = 9,  // directory: reopened by path, dev/ino checked, seeked to pos
+    kPidfd = 10,     // pidfd of the task itself: pidfd_open(self)
+    // 11: reserved for inotify (refused today)
 };
 
 // FdRecord.fd_flags
@@ -256,6 +269,56 @@ struct FdDataRecord {
     uint64_t offset;
 };
 static_assert(sizeof(FdDataRecord) == 16);
+
+// Records a reader accepts for one fd (an epoll fd's watches).
+inline constexpr uint32_t kMaxKobjRecordsPerFd = 1u << 20;
+
+// Kernel-object records (version 3): each follows the fd record of the lowest
+// fd of its open file description and names it by `fd`.
+
+// An eventfd: its counter and EFD_SEMAPHORE (its O_NONBLOCK is in open_flags).
+struct EventfdRecord {
+    int32_t fd;
+    uint32_t flags;  // EFD_SEMAPHORE (1) or 0
+    uint64_t count;  // at most 0xfffffffffffffffe
+};
+static_assert(sizeof(EventfdRecord) == 16);
+
+// A timerfd, as its fdinfo showed it at `captured_ns` on its clock: expiries
+// not yet read (ticks), time to the next expiry (value_ns, 0: disarmed) and
+// the period. `boot_id` (/proc/sys/kernel/random/boot_id) tells whether a
+// monotonic or boot-time deadline still means the same instant at restore.
+struct TimerfdRecord {
+    int32_t fd;
+    int32_t clockid;  // CLOCK_REALTIME, _MONOTONIC, _BOOTTIME, _REALTIME_ALARM, _BOOTTIME_ALARM
+    uint32_t settime_flags;  // TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET
+    uint32_t reserved;
+    uint64_t ticks;
+    uint64_t value_ns;
+    uint64_t interval_ns;
+    uint64_t captured_ns;
+    uint8_t boot_id[16];
+};
+static_assert(sizeof(TimerfdRecord) == 64);
+
+// A signalfd: the signals it reads.
+struct SignalfdRecord {
+    int32_t fd;
+    uint32_t reserved;
+    uint64_t mask;  // bit n-1: signal n
+};
+static_assert(sizeof(SignalfdRecord) == 16);
+
+// One watch of an epoll fd: the fd number it watches, events and data as
+// epoll_ctl took them (fdinfo "tfd:" line).
+struct EpollWatchRecord {
+    int32_t fd;   // the epoll fd
+    int32_t tfd;  // the watched fd
+    uint32_t events;
+    uint32_t reserved;
+    uint64_t data;
+};
+static_assert(sizeof(EpollWatchRecord) == 24);
 
 // How the checkpoint went; informative only, restore ignores it.
 struct StatsRecord {

@@ -111,6 +111,10 @@ enum crfs_ra_step {
     CRFS_RA_STEP_WRITER_CONTEXT, /* loginuid, cgroup, baselines (arg: which) */
     CRFS_RA_STEP_BECOME_WRITER,  /* the switch to the writer's credentials (arg: which) */
     CRFS_RA_STEP_FD_TYPE,        /* an fd's file is not of its recorded type (arg: fd) */
+    /* Kernel objects (state/kobj.h), numbered clear of other steps. */
+    CRFS_RA_STEP_KOBJ = 140,  /* making an eventfd, timerfd, ... (arg: fd) */
+    CRFS_RA_STEP_TIMER,       /* setting a timerfd's ticks and time (arg: fd) */
+    CRFS_RA_STEP_EPOLL_WATCH, /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
 };
 
 struct crfs_restorer_args {

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,7 +97,9 @@ TEST(Registry, EachKindNamesItsState) {
         const char* expect;
     };
     Case cases[] = {
-        {"eventfd", [] { eventfd(0, 0); }, "fd 3: eventfd not supported yet"},
+        {"inotify", [] { inotify_init1(0); }, "fd 3: inotify "},
+        {"userfaultfd", [] { syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */); },
+         "fd 3: userfaultfd not supported yet"},
         {"pipe",
          [] {
              int p[2];
@@ -104,11 +108,12 @@ TEST(Registry, EachKindNamesItsState) {
          "fd 3: pipe not supported yet"},
         {"dup of a refused kind",  // refused through its kind, for each fd holding it
          [] {
-             eventfd(0, 0);
+             inotify_init1(0);
              dup(3);
          },
-         "fd 4: eventfd not supported yet"},
-        {"O_PATH", [] { open("/etc", O_PATH); }, "fd 3: O_PATH descriptor of /etc"},
+         "fd 4: inotify "},
+        {"O_PATH in /proc", [] { open("/proc/self/status", O_PATH); },
+         "fd 3: O_PATH descriptor of a file in /proc /proc/"},
         {"nsfs", [] { open("/proc/self/ns/net", O_RDONLY); }, "fd 3: file without a path net:["},
         {"tty", [] { open("/dev/ptmx", O_RDWR); }, "fd 3: character device /dev/ptmx"},
         {"flock", [] { flock(open("/etc/passwd", O_RDONLY), LOCK_SH); }, "fd 3: holds a file lock"},
@@ -190,13 +195,13 @@ TEST(Registry, ControlCharactersAreEscaped) {
     EXPECT_EQ(c.reasons().find("\nnocr:"), std::string::npos) << c.reasons();
 }
 
-// Reasons are recomputed on every call: close the eventfd and its reason is gone.
+// Reasons are recomputed on every call: close the inotify fd and its reason is gone.
 TEST(Registry, AReasonGoesAwayWithItsCause) {
     Child c([] {
-        eventfd(0, 0);  // fd 3
+        inotify_init1(0);  // fd 3
         signal(SIGUSR1, [](int) { close(3); });
     });
-    EXPECT_NE(c.reasons().find("fd 3: eventfd"), std::string::npos) << c.reasons();
+    EXPECT_NE(c.reasons().find("fd 3: inotify"), std::string::npos) << c.reasons();
     ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
     std::string now;
     for (int i = 0; i < 5000 && !(now = c.reasons()).empty(); ++i) usleep(1000);  // bounded
