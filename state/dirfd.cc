@@ -38,7 +38,7 @@ Status dump(pid_t, const FdView&, TaskFd&) {
 Status check(const FdEntry& f, const DecodedImage&) {
     if (!f.kobj.empty()) return kobj_bad(f, "records for a directory fd");
     if (f.rec.open_flags & ~kFlags)  // O_RDONLY: directories are not opened for writing
-        return kobj_bad(f, strfmt("directory open flags 0{:o}", f.rec.open_flags));
+        return kobj_bad(f, strfmt("directory open flags {}", kobj_oct(f.rec.open_flags)));
     return {};
 }
 

@@ -109,7 +109,7 @@ Status check(const FdEntry& f, const DecodedImage& img) {
     if (f.kobj.size() != kobj_records(f, image::RecordType::kEpollWatch).size())
         return kobj_bad(f, "an epoll fd with records of another kind");
     if (f.rec.open_flags & ~uint32_t(O_ACCMODE))
-        return kobj_bad(f, strfmt("epoll open flags 0{:o}", f.rec.open_flags));
+        return kobj_bad(f, strfmt("epoll open flags {}", kobj_oct(f.rec.open_flags)));
     std::map<int, int> seen;
     for (const auto& [type, payload] : f.kobj) {
         image::EpollWatchRecord w;

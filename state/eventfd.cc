@@ -50,7 +50,7 @@ Status check(const FdEntry& f, const DecodedImage&) {
         return kobj_bad(f, strfmt("eventfd flags 0x{:x}", r->flags));
     if (r->count > kMaxCount) return kobj_bad(f, strfmt("eventfd count 0x{:x}", r->count));
     if (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK))
-        return kobj_bad(f, strfmt("eventfd open flags 0{:o}", f.rec.open_flags));
+        return kobj_bad(f, strfmt("eventfd open flags {}", kobj_oct(f.rec.open_flags)));
     return {};
 }
 

@@ -115,6 +115,12 @@ std::vector<const std::string*> kobj_records(const FdEntry& f, image::RecordType
     return out;
 }
 
+std::string kobj_oct(uint64_t v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "0%llo", static_cast<unsigned long long>(v));
+    return buf;
+}
+
 std::unexpected<Error> kobj_bad(const FdEntry& f, std::string what) {
     return make_error(EINVAL, strfmt("image field out of range: fd {}: {}", f.rec.fd, what));
 }

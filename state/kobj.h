@@ -128,6 +128,9 @@ Result<T> kobj_one(const FdEntry& f, image::RecordType type, const char* name) {
     return v;
 }
 
+// "0755": flags in octal, as fdinfo shows them (strfmt has no octal).
+std::string kobj_oct(uint64_t v);
+
 // One record of a kind, as TaskFd::kobj holds it.
 template <class T>
 std::pair<image::RecordType, std::string> kobj_record(image::RecordType type, const T& rec) {

@@ -35,7 +35,7 @@ Status dump(pid_t, const FdView&, TaskFd&) {
 Status check(const FdEntry& f, const DecodedImage&) {
     if (!f.kobj.empty()) return kobj_bad(f, "records for an O_PATH fd");
     if (!(f.rec.open_flags & O_PATH) || (f.rec.open_flags & ~kFlags))
-        return kobj_bad(f, strfmt("O_PATH open flags 0{:o}", f.rec.open_flags));
+        return kobj_bad(f, strfmt("O_PATH open flags {}", kobj_oct(f.rec.open_flags)));
     return {};
 }
 

@@ -26,7 +26,7 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
     if (*pid != std::to_string(t.pid()))
         return "pidfd of pid " + std::string(*pid) + " (another process)" + std::string(kNotYet);
     if (f.info.flags & ~(kFlags | O_CLOEXEC))
-        return strfmt("pidfd with flags 0{:o}{}", f.info.flags, kNotYet);
+        return strfmt("pidfd with flags {}{}", kobj_oct(f.info.flags), kNotYet);
     return std::nullopt;
 }
 
@@ -37,7 +37,7 @@ Status dump(pid_t, const FdView&, TaskFd&) {
 Status check(const FdEntry& f, const DecodedImage&) {
     if (!f.kobj.empty()) return kobj_bad(f, "records for a pidfd");
     if (f.rec.open_flags & ~kFlags)
-        return kobj_bad(f, strfmt("pidfd open flags 0{:o}", f.rec.open_flags));
+        return kobj_bad(f, strfmt("pidfd open flags {}", kobj_oct(f.rec.open_flags)));
     return {};
 }
 

@@ -46,7 +46,7 @@ Status check(const FdEntry& f, const DecodedImage&) {
     if (r->reserved || (r->mask & kUnblockable))
         return kobj_bad(f, strfmt("signalfd mask 0x{:x} (SIGKILL or SIGSTOP)", r->mask));
     if (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK))
-        return kobj_bad(f, strfmt("signalfd open flags 0{:o}", f.rec.open_flags));
+        return kobj_bad(f, strfmt("signalfd open flags {}", kobj_oct(f.rec.open_flags)));
     return {};
 }
 

@@ -76,8 +76,8 @@ Result<image::TimerfdRecord> parse(int fd, std::string_view text) {
     if (!known_clock(int64_t(*clock)))
         return make_error(ENOTSUP, strfmt("timerfd on clock {}{}", *clock, kNotYet));
     if (*flags & ~uint64_t(kFlags) || *ticks >= kMaxNs)
-        return make_error(ENOTSUP, strfmt("timerfd with settime flags 0{:o} and {} ticks{}", *flags,
-                                          *ticks, kNotYet));
+        return make_error(ENOTSUP, strfmt("timerfd with settime flags {} and {} ticks{}",
+                                          kobj_oct(*flags), *ticks, kNotYet));
     r.clockid = int32_t(*clock);
     r.ticks = *ticks;
     r.settime_flags = uint32_t(*flags);
@@ -155,13 +155,13 @@ Status check(const FdEntry& f, const DecodedImage&) {
     if (!r) return std::unexpected(r.error());
     if (!known_clock(r->clockid)) return kobj_bad(f, strfmt("timerfd clock {}", r->clockid));
     if (r->settime_flags & ~kFlags || r->reserved)
-        return kobj_bad(f, strfmt("timerfd settime flags 0{:o}", r->settime_flags));
+        return kobj_bad(f, strfmt("timerfd settime flags {}", kobj_oct(r->settime_flags)));
     if (r->ticks >= kMaxNs || r->value_ns >= kMaxNs || r->interval_ns >= kMaxNs ||
         r->captured_ns >= kMaxNs)
         return kobj_bad(f, strfmt("timerfd ticks {}, time left {} ns, period {} ns, clock {} ns",
                                   r->ticks, r->value_ns, r->interval_ns, r->captured_ns));
     if (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK))
-        return kobj_bad(f, strfmt("timerfd open flags 0{:o}", f.rec.open_flags));
+        return kobj_bad(f, strfmt("timerfd open flags {}", kobj_oct(f.rec.open_flags)));
     return {};
 }
 
