@@ -348,7 +348,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 f.path = p.substr(fixed);
                 if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
                 if (f.rec.kind < uint32_t(image::FdKind::kRegular) ||
-                    f.rec.kind > uint32_t(image::FdKind::kPidfd))
+                    f.rec.kind > uint32_t(image::FdKind::kInotify))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
                 for (const auto& o : img.fds)
                     if (o.rec.fd == f.rec.fd)
@@ -377,7 +377,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kEventfd:
             case RecordType::kTimerfd:
             case RecordType::kSignalfd:
-            case RecordType::kEpollWatch: {
+            case RecordType::kEpollWatch:
+            case RecordType::kInotifyWatch: {
                 // Each starts with the fd it belongs to: an earlier fd record of its own
                 // description (its kind checks the rest: state/kobj.h).
                 int32_t fd = load<int32_t>(p);

@@ -2,7 +2,7 @@
 //   regular file, character device (stateless ones), deleted file:
 //     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
 //     child_open_fds: reopened by path, at the recorded offset).
-//   O_PATH, directory, eventfd, timerfd, signalfd, epoll, pidfd: state/kobj.h.
+//   O_PATH, directory, eventfd, timerfd, signalfd, epoll, pidfd, inotify: state/kobj.h.
 //   every other kind: refused here (not supported yet).
 // Fds that share one open file description (dup, fork, `>log 2>&1`) are
 // grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
@@ -44,30 +44,17 @@ std::optional<uint64_t> bracketed_inode(std::string_view target, std::string_vie
     return ino;
 }
 
-// inotify stays refused (docs/state.md): fdinfo names each watched inode by a
-// file handle, and turning that into a path needs open_by_handle_at, which
-// takes CAP_DAC_READ_SEARCH: a root lookup on the caller's behalf.
-constexpr std::string_view kInotify =
-    "inotify (its watches name inodes by file handle; their paths are not found without "
-    "CAP_DAC_READ_SEARCH, and queued events would be lost)";
-
 // Names of anon inodes as the kernel spells them in fd links.
 struct AnonName {
     std::string_view link, name;
 };
 constexpr AnonName kAnonNames[] = {
-    {"anon_inode:[eventfd]", "eventfd"},
-    {"anon_inode:[eventpoll]", "epoll"},
-    {"anon_inode:[timerfd]", "timerfd"},
-    {"anon_inode:[signalfd]", "signalfd"},
-    {"anon_inode:inotify", kInotify},
-    {"anon_inode:[fanotify]", "fanotify"},
-    {"anon_inode:[io_uring]", "io_uring"},
-    {"anon_inode:[pidfd]", "pidfd"},
-    {"anon_inode:[userfaultfd]", "userfaultfd"},
-    {"anon_inode:bpf-map", "BPF map"},
-    {"anon_inode:bpf-prog", "BPF program"},
-    {"anon_inode:[perf_event]", "perf event"},
+    {"anon_inode:[eventfd]", "eventfd"},         {"anon_inode:[eventpoll]", "epoll"},
+    {"anon_inode:[timerfd]", "timerfd"},         {"anon_inode:[signalfd]", "signalfd"},
+    {"anon_inode:inotify", "inotify"},           {"anon_inode:[fanotify]", "fanotify"},
+    {"anon_inode:[io_uring]", "io_uring"},       {"anon_inode:[pidfd]", "pidfd"},
+    {"anon_inode:[userfaultfd]", "userfaultfd"}, {"anon_inode:bpf-map", "BPF map"},
+    {"anon_inode:bpf-prog", "BPF program"},      {"anon_inode:[perf_event]", "perf event"},
 };
 
 // Character devices without state of their own: reopening the path gives an

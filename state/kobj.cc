@@ -10,8 +10,8 @@
 namespace crfs::state {
 namespace {
 
-constexpr const KobjKind* kKinds[] = {&kOpathKind, &kEventfdKind, &kTimerfdKind,  &kSignalfdKind,
-                                      &kEpollKind, &kPidfdKind,   &kDirectoryKind};
+constexpr const KobjKind* kKinds[] = {&kOpathKind, &kEventfdKind, &kTimerfdKind,   &kSignalfdKind,
+                                      &kEpollKind, &kPidfdKind,   &kDirectoryKind, &kInotifyKind};
 
 const KobjKind* by_view(const FdView& f) {
     for (const KobjKind* k : kKinds)

@@ -1,5 +1,5 @@
 // Kernel objects held by fds (issue 11, single task): eventfd, timerfd,
-// signalfd, epoll, O_PATH, directory and pidfd descriptors. Each kind is one
+// signalfd, epoll, inotify, O_PATH, directory and pidfd descriptors. Each kind is one
 // file under state/ holding its whole story behind one KobjKind:
 //
 //   detect   the reason this fd cannot be saved exactly (`reason`), or none
@@ -51,7 +51,8 @@ struct KobjPlan {
     bool same_boot = false;
     dev_t dev = 0;  // O_PATH, directory: the file it must be
     ino_t ino = 0;
-    std::vector<KobjWatch> watches;  // epoll
+    std::vector<KobjWatch> watches;  // epoll; inotify: {wd, mask}
+    std::vector<std::string> paths;  // inotify: each watch's path
 };
 
 // A failure in stage 1: which step (CRFS_RA_STEP_*) and errno.
@@ -85,6 +86,7 @@ extern const KobjKind kEpollKind;      // state/epoll.cc
 extern const KobjKind kOpathKind;      // state/opath.cc
 extern const KobjKind kDirectoryKind;  // state/dirfd.cc
 extern const KobjKind kPidfdKind;      // state/pidfd.cc
+extern const KobjKind kInotifyKind;    // state/inotify.cc
 
 // --- the dispatcher (kobj.cc) ------------------------------------------------
 

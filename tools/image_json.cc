@@ -216,6 +216,13 @@ Json kobj_records(const FdEntry& f) {
                                {"data", hex(r.data)}});
                 break;
             }
+            case image::RecordType::kInotifyWatch: {
+                auto r = get(image::InotifyWatchRecord{});
+                Json j = {{"record", "inotify-watch"}, {"wd", r.wd}, {"mask", hex(r.mask)}};
+                put_text(j, "path", p.substr(sizeof r));
+                out.push_back(std::move(j));
+                break;
+            }
             default:
                 out.push_back({{"record", image::record_type_info(uint32_t(type))->name}});
         }
@@ -308,6 +315,8 @@ const char* fd_kind_name(uint32_t k) {
             return "directory";
         case image::FdKind::kPidfd:
             return "pidfd";
+        case image::FdKind::kInotify:
+            return "inotify";
     }
     return "?";
 }

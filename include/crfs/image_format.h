@@ -76,6 +76,8 @@ static_assert(sizeof(Trailer) == 24);
     X(kTimerfd, 25, "timerfd", sizeof(TimerfdRecord), sizeof(TimerfdRecord))                    \
     X(kSignalfd, 26, "signalfd", sizeof(SignalfdRecord), sizeof(SignalfdRecord))                \
     X(kEpollWatch, 27, "epoll-watch", sizeof(EpollWatchRecord), sizeof(EpollWatchRecord))       \
+    X(kInotifyWatch, 28, "inotify-watch", sizeof(InotifyWatchRecord),                           \
+      sizeof(InotifyWatchRecord) + 4096)                                                        \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -232,7 +234,7 @@ enum class FdKind : uint32_t {
     kOpath = 8,      // O_PATH descriptor: reopened by path, dev/ino checked
     kDirectory = 9,  // directory: reopened by path, dev/ino checked, seeked to pos
     kPidfd = 10,     // pidfd of the task itself: pidfd_open(self)
-    // 11: reserved for inotify (refused today)
+    kInotify = 11,   // one inotify-watch record per watch follows
 };
 
 // FdRecord.fd_flags
@@ -319,6 +321,19 @@ struct EpollWatchRecord {
     uint64_t data;
 };
 static_assert(sizeof(EpollWatchRecord) == 24);
+
+// One watch of an inotify fd, in wd order: its watch descriptor, mask (with
+// IN_ONESHOT, IN_EXCL_UNLINK, ...) and the path it was found at (path_len
+// bytes follow, no NUL): a path the checkpointing user reaches that names the
+// watched inode.
+struct InotifyWatchRecord {
+    int32_t fd;
+    int32_t wd;
+    uint32_t mask;
+    uint32_t path_len;
+    uint64_t dev, ino;  // the watched inode (st_dev, st_ino)
+};
+static_assert(sizeof(InotifyWatchRecord) == 32);
 
 // How the checkpoint went; informative only, restore ignores it.
 struct StatsRecord {

@@ -115,6 +115,7 @@ enum crfs_ra_step {
     CRFS_RA_STEP_KOBJ = 140,  /* making an eventfd, timerfd, ... (arg: fd) */
     CRFS_RA_STEP_TIMER,       /* setting a timerfd's ticks and time (arg: fd) */
     CRFS_RA_STEP_EPOLL_WATCH, /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
+    CRFS_RA_STEP_INOTIFY_WATCH, /* adding an inotify watch (arg: its wd) */
 };
 
 struct crfs_restorer_args {

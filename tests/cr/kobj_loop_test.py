@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An epoll event loop (tests/workloads/event_loop.c: timerfd, eventfd,
+"""`tail -f` (inotify), and an epoll event loop (tests/workloads/event_loop.c: timerfd, eventfd,
 signalfd, epoll) through the mount: cp /crfs/PID/image, kill -9, restore into
 the same pid and under a fresh name; after each restore it takes a SIGUSR1
 through its signalfd, and on SIGTERM checks that no timer tick was lost or
@@ -52,6 +52,28 @@ class EventLoop(rt.Base):
         t.proc = None
         t.restore(img, "loop")
         self.usr1_then_verdict(t)
+
+
+class TailF(rt.Base):
+    """`tail -f` (an inotify watch on the file it follows) picks up a line
+    appended after it was checkpointed, killed and restored."""
+
+    def test_tail_f_follows_after_restore(self):
+        t = self.task(["sh", "-c", "echo first > log && exec tail -f log > out 2>err"], ready=None)
+        rt.wait_for(lambda: rt.read(t.path("out")) == "first\n" if os.path.exists(t.path("out"))
+                    else False, "tail to print the first line")
+        rt.wait_for(lambda: "inotify wd:1 " in rt.read(f"/proc/{t.pid}/fdinfo/4"),
+                    "tail to watch the file")
+        self.assertEqual(rt.read(f"{self.m}/{t.pid}/reason"), "")
+        pid = t.pid
+        img = t.checkpoint()
+        t.kill9()
+        t.restore(img, str(pid))
+        self.assertIn("inotify wd:1 ", rt.read(f"/proc/{pid}/fdinfo/4"))
+        with open(t.path("log"), "a") as f:
+            f.write("second\n")
+        rt.wait_for(lambda: rt.read(t.path("out")) == "first\nsecond\n",
+                    "the restored tail to print the appended line")
 
 
 if __name__ == "__main__":

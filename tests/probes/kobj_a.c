@@ -251,7 +251,7 @@ static void epoll_fired_setup(void) {
 }
 
 static void epoll_refused_setup(void) {
-    g_a = inotify_init1(0);
+    g_a = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
     g_d = epoll_create1(0);
     struct epoll_event ev = {EPOLLIN, {.u64 = 1}};
     if (g_a != 3 || epoll_ctl(g_d, EPOLL_CTL_ADD, g_a, &ev) < 0) die("epoll_refused");
@@ -367,9 +367,70 @@ static void pidfd_other_setup(void) {
     if (g_a != 3) die("pidfd_open 1");
 }
 
+/* As `tail -f`: a watch on the file it has open and one on its directory. */
+static char g_wd_lines[2][256];
+
 static void inotify_setup(void) {
+    if (mkdir(at("w"), 0700) < 0) die("mkdir w");
+    g_b = open(at("w/log"), O_CREAT | O_RDONLY | O_CLOEXEC, 0600);
+    g_a = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (g_a < 0 || g_b < 0 ||
+        inotify_add_watch(g_a, at("w/log"), IN_OPEN | IN_EXCL_UNLINK) != 1 ||
+        inotify_add_watch(g_a, at("w"), IN_CREATE | IN_DELETE) != 2)
+        die("inotify");
+    for (int i = 0; i < 2; ++i) {
+        char key[32];
+        snprintf(key, sizeof key, "inotify wd:%x ", i + 1);
+        snprintf(g_wd_lines[i], sizeof g_wd_lines[i], "%s", fdinfo(g_a, key));
+        char* f = strstr(g_wd_lines[i], " fhandle"); /* ino, sdev, mask: the rest may differ */
+        if (f) *f = 0;
+    }
+}
+
+static void inotify_check(void) {
+    for (int i = 0; i < 2; ++i) {
+        char key[32];
+        snprintf(key, sizeof key, "inotify wd:%x ", i + 1);
+        if (!strstr(fdinfo(g_a, key), g_wd_lines[i]))
+            fail("watch %d: %s, was %s", i + 1, fdinfo(g_a, key), g_wd_lines[i]);
+    }
+    expect_flags(g_a, O_NONBLOCK, "inotify");
+    char buf[4096];
+    if (read(g_a, buf, sizeof buf) != -1 || errno != EAGAIN) fail("events before any change");
+    /* Opened, not written: the held file's fingerprint stays for the next restore. */
+    close(open(at("w/log"), O_RDONLY | O_CLOEXEC));
+    close(open(at("w/new"), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    ssize_t n = read(g_a, buf, sizeof buf);
+    int modify = 0, create = 0;
+    for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+        struct inotify_event* e = (struct inotify_event*)(buf + off);
+        if (e->wd == 1 && (e->mask & IN_OPEN)) ++modify;
+        if (e->wd == 2 && (e->mask & IN_CREATE) && e->len && !strcmp(e->name, "new")) ++create;
+        off += (ssize_t)sizeof *e + e->len;
+    }
+    if (modify != 1 || create != 1)
+        fail("events: %d modify, %d create (read %zd bytes)", modify, create, n);
+    unlink(at("w/new"));
+}
+
+static void inotify_far_setup(void) {
     g_a = inotify_init1(0);
-    if (g_a != 3 || inotify_add_watch(g_a, "/tmp", IN_CREATE) < 0) die("inotify");
+    if (g_a != 3 || inotify_add_watch(g_a, "/usr/share", IN_CREATE) != 1) die("inotify far");
+}
+
+static void inotify_queued_setup(void) {
+    g_a = inotify_init1(0);
+    if (g_a != 3 || inotify_add_watch(g_a, g_dir, IN_CREATE) != 1) die("inotify queued");
+    close(open(at("x"), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+}
+
+static void inotify_gap_setup(void) {
+    g_a = inotify_init1(0);
+    if (g_a != 3 || inotify_add_watch(g_a, "/", IN_CREATE) != 1 ||
+        inotify_add_watch(g_a, g_dir, IN_CREATE) != 2 || inotify_rm_watch(g_a, 1) < 0)
+        die("inotify gap");
+    char buf[256];
+    if (read(g_a, buf, sizeof buf) <= 0) die("IN_IGNORED"); /* the removal's event */
 }
 
 static void userfaultfd_setup(void) {
@@ -390,7 +451,10 @@ static const struct variant kVariants[] = {
     {"dir", dir_setup, dir_check, NULL},
     {"pidfd", pidfd_setup, pidfd_check, NULL},
     {"pidfd_other", pidfd_other_setup, check_nothing, NULL},
-    {"inotify", inotify_setup, check_nothing, NULL},
+    {"inotify", inotify_setup, inotify_check, NULL},
+    {"inotify_far", inotify_far_setup, check_nothing, NULL},
+    {"inotify_queued", inotify_queued_setup, check_nothing, NULL},
+    {"inotify_gap", inotify_gap_setup, check_nothing, NULL},
     {"userfaultfd", userfaultfd_setup, check_nothing, NULL},
 };
 

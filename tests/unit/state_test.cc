@@ -97,7 +97,8 @@ TEST(Registry, EachKindNamesItsState) {
         const char* expect;
     };
     Case cases[] = {
-        {"inotify", [] { inotify_init1(0); }, "fd 3: inotify "},
+        {"inotify", [] { inotify_add_watch(inotify_init1(0), "/usr/share", IN_CREATE); },
+         "fd 3: inotify watch 1 on inode "},
         {"userfaultfd", [] { syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */); },
          "fd 3: userfaultfd not supported yet"},
         {"pipe",
@@ -108,10 +109,10 @@ TEST(Registry, EachKindNamesItsState) {
          "fd 3: pipe not supported yet"},
         {"dup of a refused kind",  // refused through its kind, for each fd holding it
          [] {
-             inotify_init1(0);
+             syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */);
              dup(3);
          },
-         "fd 4: inotify "},
+         "fd 4: userfaultfd not supported yet"},
         {"O_PATH in /proc", [] { open("/proc/self/status", O_PATH); },
          "fd 3: O_PATH descriptor of a file in /proc /proc/"},
         {"nsfs", [] { open("/proc/self/ns/net", O_RDONLY); }, "fd 3: file without a path net:["},
@@ -195,13 +196,13 @@ TEST(Registry, ControlCharactersAreEscaped) {
     EXPECT_EQ(c.reasons().find("\nnocr:"), std::string::npos) << c.reasons();
 }
 
-// Reasons are recomputed on every call: close the inotify fd and its reason is gone.
+// Reasons are recomputed on every call: close the userfaultfd and its reason is gone.
 TEST(Registry, AReasonGoesAwayWithItsCause) {
     Child c([] {
-        inotify_init1(0);  // fd 3
+        syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */);  // fd 3
         signal(SIGUSR1, [](int) { close(3); });
     });
-    EXPECT_NE(c.reasons().find("fd 3: inotify"), std::string::npos) << c.reasons();
+    EXPECT_NE(c.reasons().find("fd 3: userfaultfd"), std::string::npos) << c.reasons();
     ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
     std::string now;
     for (int i = 0; i < 5000 && !(now = c.reasons()).empty(); ++i) usleep(1000);  // bounded

@@ -55,9 +55,9 @@ class KobjAttacks(ra.SlotAttackCase):
     # --- an epoll watch names only an fd of the image --------------------------
     def test_epoll_watch_cannot_name_a_daemon_fd(self):
         # Stage 1 holds the slot's image and the status pipe above the image's
-        # fds (10 and up here): a watch on one would let the task see the
+        # fds (11 and up here): a watch on one would let the task see the
         # daemon's files become readable.
-        for n in list(range(10, 24)) + [4, -1, 1 << 20]:
+        for n in list(range(11, 26)) + [4, -1, 1 << 20]:
             st = self.assert_refused(self.edited(self.raw("epoll-watch", 4, 4, n)),
                                      "Invalid argument")
             self.assertIn(f"epoll watch of fd {n} (not another fd of the image", st)
@@ -84,6 +84,16 @@ class KobjAttacks(ra.SlotAttackCase):
         finally:
             os.unlink(secret)
 
+    def test_inotify_watch_is_added_as_the_writer(self):
+        # /etc/shadow: the writer may look it up (same dev/ino), but not watch it.
+        st = os.stat("/etc/shadow")
+        w = self.rec("inotify-watch")
+        img = self.edited(w + ".path=/etc/shadow", f"{w}@16:8={st.st_dev}", f"{w}@24:8={st.st_ino}")
+        status = self.assert_refused(img, "Permission denied")
+        self.assertIn("adding inotify watch 1", status)
+        img = self.edited(w + ".path=/root/.crfska-none")
+        self.assert_refused(img, "Permission denied")
+
     def test_alarm_clock_needs_the_writers_capability(self):
         # CLOCK_REALTIME_ALARM: timerfd_create as the writer, who lacks CAP_WAKE_ALARM.
         st = self.assert_refused(self.edited(self.raw("timerfd", 4, 4, 8)),
@@ -105,6 +115,9 @@ class KobjAttacks(ra.SlotAttackCase):
             (self.fd(6) + f".open_flags={0o102}", "directory open flags 0102"),  # O_RDWR|O_CREAT
             (self.fd(5) + ".open_flags=0", "O_PATH open flags 00"),
             (self.fd(9) + f".open_flags={0o1002}", "pidfd open flags 01002"),  # O_TRUNC
+            (self.raw("inotify-watch", 4, 4, 2), "inotify watch 2 (wants 1)"),
+            (self.raw("inotify-watch", 8, 4, 0x40000100), "with mask 0x40000100"),  # IN_MASK_ADD
+            (self.rec("inotify-watch") + ".path=tmp", "inotify watch 1: path not absolute"),
             (self.fd(3) + ".path=/etc/passwd", None),  # a path on an eventfd is never opened
         ]
         for edit, words in cases:
@@ -119,22 +132,22 @@ class KobjAttacks(ra.SlotAttackCase):
                 self.assertIn(words, st)
 
     def test_unknown_kind_is_a_bad_image(self):
-        st = self.assert_refused(self.edited(self.fd(3) + ".kind=11"), "Bad message")
-        self.assertIn("unknown fd kind 11", st)
+        st = self.assert_refused(self.edited(self.fd(3) + ".kind=1000"), "Bad message")
+        self.assertIn("unknown fd kind 1000", st)
 
     def test_random_edits_of_the_kernel_object_records(self):
         # 120 random edits (seeded) of the new records and of their fd records:
         # the daemon survives, no close() hangs and no task is left.
         rng = random.Random(11)
         recs = [r for r in self.records
-                if r["type"] in ("eventfd", "timerfd", "signalfd", "epoll-watch")
+                if r["type"] in ("eventfd", "timerfd", "signalfd", "epoll-watch", "inotify-watch")
                 or (r["type"] == "fd" and r.get("fd", 0) >= 3)]
         self.assertGreaterEqual(len(recs), 10, self.records)
         for i in range(120):
             r = rng.choice(recs)
             size = rng.choice([1, 2, 4, 8])
-            limit = 16 if r["type"] == "eventfd" or r["type"] == "signalfd" else (
-                24 if r["type"] == "epoll-watch" else (64 if r["type"] == "timerfd" else 88))
+            limit = {"eventfd": 16, "signalfd": 16, "epoll-watch": 24, "timerfd": 64,
+                     "inotify-watch": 32}.get(r["type"], 88)
             off = rng.randrange(0, limit - size + 1) & ~(size - 1)
             value = rng.choice([0, (1 << (8 * size)) - 1, rng.getrandbits(8 * size), 8, 11])
             img = self.edited(f"{r['type']}#{r['n']}@{off}:{size}={value}")
@@ -155,7 +168,8 @@ class KobjAttacks(ra.SlotAttackCase):
         self.assertIn("eventfd 5\n", rep)
         self.assertIn("timer armed\n", rep)
         self.assertIn("entry snap.img\n", rep)
-        self.assertEqual(os.readlink(f"/proc/{pid}/fd/5"), self.d)
+        self.assertIn("inotify poke\n", rep)  # a file it made in the watched directory
+        self.assertEqual(os.readlink(f"/proc/{pid}/fd/5"), self.d + "/w")
         self.assertIn(f"Pid:\t{pid}\n", rt.read(f"/proc/{pid}/fdinfo/9"))
         self.assertIn("sigmask:\t0000000000000800", rt.read(f"/proc/{pid}/fdinfo/8"))
         self.assertIn(f"Uid:\t{ra.UID}\t{ra.UID}\t{ra.UID}\t{ra.UID}",

@@ -4,9 +4,10 @@
  *   kobj_victim DIR
  *
  * fd 3: eventfd (count 5)            fd 4: epoll watching fd 3 (data 0x77)
- * fd 5: O_PATH of DIR                fd 6: directory DIR
+ * fd 5: O_PATH of DIR/w              fd 6: directory DIR
  * fd 7: timerfd (CLOCK_MONOTONIC, an hour ahead)
  * fd 8: signalfd (SIGUSR2)           fd 9: pidfd of itself
+ * fd 10: inotify watching DIR/w (IN_CREATE)
  * Writes DIR/ready, then idles. On SIGUSR1 it writes DIR/report: what each fd
  * gives ("eventfd 5", "epoll 1 0x77", the directory's entries, ...).
  * SIGTERM ends it. */
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -49,7 +51,10 @@ int main(int argc, char** argv) {
     at(4, epoll_create1(0));
     struct epoll_event ev = {EPOLLIN, {.u64 = 0x77}};
     if (epoll_ctl(4, EPOLL_CTL_ADD, 3, &ev) < 0) return 2;
-    at(5, open(dir, O_PATH));
+    char w[4096];
+    snprintf(w, sizeof w, "%s/w", dir);
+    if (mkdir(w, 0755) < 0) return 2;
+    at(5, open(w, O_PATH));
     at(6, open(dir, O_RDONLY | O_DIRECTORY));
     at(7, timerfd_create(CLOCK_MONOTONIC, 0));
     struct itimerspec t = {{0, 0}, {3600, 0}};
@@ -60,6 +65,8 @@ int main(int argc, char** argv) {
     sigprocmask(SIG_BLOCK, &m, NULL);
     at(8, signalfd(-1, &m, SFD_NONBLOCK));
     at(9, (int)syscall(SYS_pidfd_open, getpid(), 0));
+    at(10, inotify_init1(IN_NONBLOCK));
+    if (inotify_add_watch(10, w, IN_CREATE) != 1) return 2;
     signal(SIGUSR1, on_usr1);
     signal(SIGTERM, on_term);
     char path[4096];
@@ -83,6 +90,12 @@ int main(int argc, char** argv) {
         timerfd_gettime(7, &cur);
         k += (size_t)snprintf(rep + k, sizeof rep - k, "timer %s\n",
                               cur.it_value.tv_sec ? "armed" : "off");
+        snprintf(path, sizeof path, "%s/w/poke", dir);
+        close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        char ev[4096];
+        ssize_t got_ev = read(10, ev, sizeof ev);
+        k += (size_t)snprintf(rep + k, sizeof rep - k, "inotify %s\n",
+                              got_ev > 0 ? ((struct inotify_event*)ev)->name : "-");
         lseek(6, 0, SEEK_SET);
         DIR* d = fdopendir(dup(6));
         struct dirent* e;
