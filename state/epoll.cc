@@ -42,13 +42,7 @@ bool match(const FdView& f) {
 
 Result<std::vector<image::EpollWatchRecord>> parse(int fd, std::string_view text) {
     std::vector<image::EpollWatchRecord> out;
-    size_t at = 0;
-    while (at < text.size()) {
-        size_t eol = text.find('\n', at);
-        if (eol == std::string_view::npos) eol = text.size();
-        std::string line(text.substr(at, eol - at));
-        at = eol + 1;
-        if (!line.starts_with("tfd:")) continue;
+    for (const std::string& line : fdinfo_lines(text, "tfd:")) {
         int tfd = -1;
         unsigned events = 0;
         unsigned long long data = 0;
@@ -61,10 +55,14 @@ Result<std::vector<image::EpollWatchRecord>> parse(int fd, std::string_view text
     return out;
 }
 
-// Whether fd `tfd` of the task is the very file epoll `epfd` watches under it.
-bool same_file(pid_t pid, int epfd, int tfd) {
+// Whether fd `tfd` of the task is the very file epoll `epfd` watches under it:
+// 0 yes, 1 no (closed, or another file), -errno when kcmp cannot tell.
+int same_file(pid_t pid, int epfd, int tfd) {
     kcmp_epoll_slot slot{uint32_t(epfd), uint32_t(tfd), 0};
-    return syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, tfd, &slot) == 0;
+    long r = syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, tfd, &slot);
+    if (r == 0) return 0;
+    if (r > 0 || errno == EBADF || errno == ENOENT) return 1;
+    return -errno;
 }
 
 std::optional<std::string> detect(TaskView& t, const FdView& f) {
@@ -77,7 +75,13 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
         std::string which = strfmt("epoll watch of fd {}", w.tfd);
         if (seen[w.tfd]++)
             return which + " twice (one is a file the task has closed)" + std::string(kNotYet);
-        if (!same_file(t.pid(), f.fd, w.tfd))
+        int same = same_file(t.pid(), f.fd, w.tfd);
+        if (same < 0)
+            return strfmt(
+                "cannot tell whether epoll's watch of fd {} is that fd's file "
+                "(kcmp: {})",
+                w.tfd, std::strerror(-same));
+        if (same)
             return strfmt(
                 "epoll watches fd {}, which the task has closed or which now holds "
                 "another file (the kernel keeps the watch while the file lives){}",

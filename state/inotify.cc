@@ -50,13 +50,7 @@ bool match(const FdView& f) {
 
 Result<std::vector<Watch>> parse(std::string_view text) {
     std::vector<Watch> out;
-    size_t at = 0;
-    while (at < text.size()) {
-        size_t eol = text.find('\n', at);
-        if (eol == std::string_view::npos) eol = text.size();
-        std::string line(text.substr(at, eol - at));
-        at = eol + 1;
-        if (!line.starts_with("inotify ")) continue;
+    for (const std::string& line : fdinfo_lines(text, "inotify ")) {
         unsigned wd = 0, sdev = 0, mask = 0, ignored = 0;
         unsigned long ino = 0;
         if (std::sscanf(line.c_str(), "inotify wd:%x ino:%lx sdev:%x mask:%x ignored_mask:%x", &wd,

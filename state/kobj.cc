@@ -2,6 +2,9 @@
 // by every caller, so detect, dump and restore always agree on the kind.
 #include "state/kobj.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <charconv>
 
 #include "checkpoint/files.h"
@@ -82,21 +85,54 @@ bool kobj_finish(const KobjPlan& plan, int fd, KobjFail& fail) {
     return true;
 }
 
-std::optional<std::string_view> fdinfo_value(std::string_view text, std::string_view key) {
+// Calls fn(line) for each line of `text` starting with `prefix` until it returns true.
+template <class Fn>
+void each_line(std::string_view text, std::string_view prefix, Fn fn) {
     size_t at = 0;
     while (at < text.size()) {
         size_t eol = text.find('\n', at);
         if (eol == std::string_view::npos) eol = text.size();
         std::string_view line = text.substr(at, eol - at);
         at = eol + 1;
-        if (!line.starts_with(key)) continue;
+        if (line.starts_with(prefix) && fn(line)) return;
+    }
+}
+
+std::vector<std::string> fdinfo_lines(std::string_view text, std::string_view prefix) {
+    std::vector<std::string> out;
+    each_line(text, prefix, [&](std::string_view line) {
+        out.emplace_back(line);
+        return false;
+    });
+    return out;
+}
+
+std::optional<std::string_view> fdinfo_value(std::string_view text, std::string_view key) {
+    std::optional<std::string_view> out;
+    each_line(text, key, [&](std::string_view line) {
         line.remove_prefix(key.size());
         while (!line.empty() && (line.front() == ' ' || line.front() == '\t'))
             line.remove_prefix(1);
         while (!line.empty() && (line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
-        return line;
+        out = line;
+        return true;
+    });
+    return out;
+}
+
+int kobj_open_same(const char* path, int flags, dev_t dev, ino_t ino, KobjFail& fail) {
+    int fd = ::open(path, flags | O_CLOEXEC);
+    if (fd < 0) {
+        fail = {CRFS_RA_STEP_OPEN_FD, errno, 0};
+        return -1;
     }
-    return std::nullopt;
+    struct stat st {};
+    if (fstat(fd, &st) < 0 || st.st_dev != dev || st.st_ino != ino) {
+        fail = {CRFS_RA_STEP_FD_TYPE, ESTALE, 0};
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 std::optional<uint64_t> fdinfo_number(std::string_view text, std::string_view key, int base) {

@@ -109,6 +109,8 @@ bool kobj_finish(const KobjPlan& plan, int fd, KobjFail& fail);
 
 // --- shared by the kinds -----------------------------------------------------
 
+// The fdinfo lines that start with `prefix` ("tfd:", "inotify ").
+std::vector<std::string> fdinfo_lines(std::string_view fdinfo, std::string_view prefix);
 // The value after "key" on its fdinfo line ("eventfd-count:" -> "    5"), trimmed.
 std::optional<std::string_view> fdinfo_value(std::string_view fdinfo, std::string_view key);
 // A number of fdinfo, in `base`; nullopt when absent or malformed.
@@ -138,6 +140,23 @@ template <class T>
 std::pair<image::RecordType, std::string> kobj_record(image::RecordType type, const T& rec) {
     return {type, std::string(reinterpret_cast<const char*>(&rec), sizeof rec)};
 }
+
+// The detect and dump halves of a kind whose one record is read from fdinfo.
+template <class R>
+std::optional<std::string> kobj_reason(const Result<R>& parsed) {
+    return parsed ? std::nullopt : std::optional<std::string>(parsed.error().what);
+}
+template <class R>
+Status kobj_add(std::vector<std::pair<image::RecordType, std::string>>& out, image::RecordType type,
+                int fd, const Result<R>& parsed) {
+    if (!parsed) return std::unexpected(parsed.error().context("fd " + std::to_string(fd)));
+    out.push_back(kobj_record(type, *parsed));
+    return {};
+}
+
+// Stage 1: `path` opened with `flags` (O_CLOEXEC added), which must be the
+// inode dev/ino; -1 with `fail` set otherwise.
+int kobj_open_same(const char* path, int flags, dev_t dev, ino_t ino, KobjFail& fail);
 
 // O_PATH and directory fds: the path still names the file the fd holds.
 std::optional<std::string> path_still_names(const FdView& f, const char* what);

@@ -62,18 +62,7 @@ Status plan(const FdEntry& f, KobjPlan& p) {
 }
 
 int make(const KobjPlan& p, const char* path, KobjFail& fail) {
-    int fd = ::open(path, p.flags | O_CLOEXEC);
-    if (fd < 0) {
-        fail = {CRFS_RA_STEP_OPEN_FD, errno, 0};
-        return -1;
-    }
-    struct stat st {};
-    if (fstat(fd, &st) < 0 || st.st_dev != p.dev || st.st_ino != p.ino) {
-        fail = {CRFS_RA_STEP_FD_TYPE, ESTALE, 0};
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return kobj_open_same(path, p.flags, p.dev, p.ino, fail);
 }
 
 }  // namespace

@@ -29,15 +29,11 @@ Result<image::SignalfdRecord> parse(const FdView& f) {
 }
 
 std::optional<std::string> detect(TaskView&, const FdView& f) {
-    if (auto r = parse(f); !r) return r.error().what;
-    return std::nullopt;
+    return kobj_reason(parse(f));
 }
 
 Status dump(pid_t, const FdView& f, TaskFd& t) {
-    auto r = parse(f);
-    if (!r) return std::unexpected(r.error().context(strfmt("fd {}", f.fd)));
-    t.kobj.push_back(kobj_record(image::RecordType::kSignalfd, *r));
-    return {};
+    return kobj_add(t.kobj, image::RecordType::kSignalfd, f.fd, parse(f));
 }
 
 Status check(const FdEntry& f, const DecodedImage&) {
