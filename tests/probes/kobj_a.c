@@ -5,10 +5,14 @@
 #include "probe.h"
 
 #include <dirent.h>
+#include <linux/bpf.h>
+#include <linux/io_uring.h>
+#include <linux/perf_event.h>
 #include <linux/userfaultfd.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -374,8 +378,7 @@ static void inotify_setup(void) {
     if (mkdir(at("w"), 0700) < 0) die("mkdir w");
     g_b = open(at("w/log"), O_CREAT | O_RDONLY | O_CLOEXEC, 0600);
     g_a = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (g_a < 0 || g_b < 0 ||
-        inotify_add_watch(g_a, at("w/log"), IN_OPEN | IN_EXCL_UNLINK) != 1 ||
+    if (g_a < 0 || g_b < 0 || inotify_add_watch(g_a, at("w/log"), IN_OPEN | IN_EXCL_UNLINK) != 1 ||
         inotify_add_watch(g_a, at("w"), IN_CREATE | IN_DELETE) != 2)
         die("inotify");
     for (int i = 0; i < 2; ++i) {
@@ -438,6 +441,28 @@ static void userfaultfd_setup(void) {
     if (g_a != 3) die("userfaultfd");
 }
 
+/* Kinds that stay refused, each by its name (deny by default). */
+static void io_uring_setup_(void) {
+    struct io_uring_params pr;
+    memset(&pr, 0, sizeof pr);
+    if ((g_a = (int)syscall(SYS_io_uring_setup, 4, &pr)) != 3) die("io_uring_setup");
+}
+static void perf_setup(void) {
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof a);
+    a.type = PERF_TYPE_SOFTWARE, a.size = sizeof a, a.config = PERF_COUNT_SW_TASK_CLOCK;
+    if ((g_a = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0)) != 3) die("perf_event_open");
+}
+static void fanotify_setup(void) {
+    if ((g_a = fanotify_init(0, O_RDONLY)) != 3) die("fanotify_init");
+}
+static void bpf_map_setup(void) {
+    union bpf_attr b;
+    memset(&b, 0, sizeof b);
+    b.map_type = BPF_MAP_TYPE_ARRAY, b.key_size = 4, b.value_size = 4, b.max_entries = 1;
+    if ((g_a = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &b, sizeof b)) != 3) die("bpf map");
+}
+
 static const struct variant kVariants[] = {
     {"eventfd", eventfd_setup, eventfd_check, NULL},
     {"timerfd", timerfd_setup, timerfd_check, NULL},
@@ -456,6 +481,10 @@ static const struct variant kVariants[] = {
     {"inotify_queued", inotify_queued_setup, check_nothing, NULL},
     {"inotify_gap", inotify_gap_setup, check_nothing, NULL},
     {"userfaultfd", userfaultfd_setup, check_nothing, NULL},
+    {"io_uring", io_uring_setup_, check_nothing, NULL},
+    {"perf_event", perf_setup, check_nothing, NULL},
+    {"fanotify", fanotify_setup, check_nothing, NULL},
+    {"bpf_map", bpf_map_setup, check_nothing, NULL},
 };
 
 PROBE_MAIN(kVariants)

@@ -99,6 +99,10 @@ PROBES = [
     ("kobj_a", "inotify_queued", "bytes of queued events not supported yet"),
     ("kobj_a", "inotify_gap", "fd 3: inotify with watch descriptors that have gaps (wd 2"),
     ("kobj_a", "userfaultfd", "fd 3: userfaultfd not supported yet"),
+    ("kobj_a", "io_uring", "fd 3: io_uring not supported yet"),
+    ("kobj_a", "perf_event", "fd 3: perf event not supported yet"),
+    ("kobj_a", "fanotify", "fd 3: fanotify not supported yet"),
+    ("kobj_a", "bpf_map", "fd 3: BPF map not supported yet"),
 ]
 
 
