@@ -7,6 +7,7 @@ doubled and that all its queued work was done (issue 11).
 
 usage: kobj_loop_test.py BUILD_DIR  (any unittest args after)
 """
+import json
 import os
 import signal
 import sys
@@ -42,6 +43,14 @@ class EventLoop(rt.Base):
     def test_fresh_name_after_the_original_ran_on(self):
         t = self.loop()
         img = t.checkpoint()
+        # `crfs show --json` names each kernel object and its records.
+        r = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        fds = {f["fd"]: f for f in json.loads(r.stdout)["fds"]}
+        self.assertEqual([fds[n]["kind"] for n in (3, 4, 5, 6, 7)],
+                         ["signalfd", "timerfd", "eventfd", "timerfd", "epoll"])
+        self.assertEqual(sorted(w["tfd"] for w in fds[7]["kobj"]), [3, 4, 5, 6])
+        self.assertEqual(fds[6]["kobj"][0]["settime_flags"], 1)  # TFD_TIMER_ABSTIME
         # The original keeps running (a live snapshot): it must pass as well.
         os.kill(t.pid, signal.SIGUSR1)
         rt.wait_for(lambda: os.path.exists(t.path("usr1.1")), "the original to read SIGUSR1")
