@@ -131,9 +131,13 @@ class KobjAttacks(ra.SlotAttackCase):
                 st = self.assert_refused(self.edited(edit), "Invalid argument")
                 self.assertIn(words, st)
 
-    def test_unknown_kind_is_a_bad_image(self):
+    def test_unknown_kind_and_orphan_records_are_a_bad_image(self):
         st = self.assert_refused(self.edited(self.fd(3) + ".kind=1000"), "Bad message")
         self.assertIn("unknown fd kind 1000", st)
+        # A record names its fd: one recorded before it, as its own description.
+        for fd in (99, -1):
+            st = self.assert_refused(self.edited(self.raw("eventfd", 0, 4, fd)), "Bad message")
+            self.assertIn(f"for fd {fd}, which has no record of its own before it", st)
 
     def test_random_edits_of_the_kernel_object_records(self):
         # 120 random edits (seeded) of the new records and of their fd records:
