@@ -85,12 +85,21 @@ class KobjAttacks(ra.SlotAttackCase):
             os.unlink(secret)
 
     def test_inotify_watch_is_added_as_the_writer(self):
-        # /etc/shadow: the writer may look it up (same dev/ino), but not watch it.
-        st = os.stat("/etc/shadow")
-        w = self.rec("inotify-watch")
-        img = self.edited(w + ".path=/etc/shadow", f"{w}@16:8={st.st_dev}", f"{w}@24:8={st.st_ino}")
-        status = self.assert_refused(img, "Permission denied")
-        self.assertIn("adding inotify watch 1", status)
+        # A root-only file (as /etc/shadow, which tests adding users replace): the
+        # writer may look it up (same dev/ino), but not watch it.
+        secret = "/var/tmp/.crfska-secret"
+        with open(secret, "w") as f:
+            f.write("s")
+        os.chmod(secret, 0o600)
+        try:
+            st = os.stat(secret)
+            w = self.rec("inotify-watch")
+            img = self.edited(w + ".path=" + secret, f"{w}@16:8={st.st_dev}",
+                              f"{w}@24:8={st.st_ino}")
+            status = self.assert_refused(img, "Permission denied")
+            self.assertIn("adding inotify watch 1", status)
+        finally:
+            os.unlink(secret)
         img = self.edited(w + ".path=/root/.crfska-none")
         self.assert_refused(img, "Permission denied")
 
