@@ -13,6 +13,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/fds.h"
+#include "state/kobj.h"
 
 namespace crfs {
 
@@ -104,7 +105,11 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
         t.rec.mtime_sec = st.st_mtim.tv_sec;
         t.rec.mtime_nsec = st.st_mtim.tv_nsec;
 
-        if (S_ISCHR(st.st_mode)) {
+        bool kobj = false;  // O_PATH, directory, eventfd, epoll, ...: state/kobj.h
+        if (auto k = state::kobj_dump(pid, {fd, *link, st, *info_text, *info}, t, kobj); !k)
+            return std::unexpected(k.error());
+        if (kobj) {
+        } else if (S_ISCHR(st.st_mode)) {
             t.rec.kind = uint32_t(image::FdKind::kCharDev);
         } else if (S_ISREG(st.st_mode) && t.path.starts_with("/") && st.st_nlink > 0) {
             t.rec.kind = uint32_t(image::FdKind::kRegular);

@@ -23,6 +23,8 @@ struct TaskFd {
     image::FdRecord rec{};
     std::string path;
     std::string content;  // deleted files only
+    // Kernel objects (state/kobj.h): their records, written after the fd records.
+    std::vector<std::pair<image::RecordType, std::string>> kobj;
 };
 
 // FdInfo and parse_fdinfo: common/procfs.h.

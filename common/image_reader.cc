@@ -364,7 +364,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 f.path = p.substr(fixed);
                 if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
                 if (f.rec.kind < uint32_t(image::FdKind::kRegular) ||
-                    f.rec.kind > uint32_t(image::FdKind::kCharDev))
+                    f.rec.kind > uint32_t(image::FdKind::kInotify))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
                 for (const auto& o : img.fds)
                     if (o.rec.fd == f.rec.fd)
@@ -388,6 +388,26 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     {r.offset + sizeof(image::RecordHeader) + sizeof d, r.length - sizeof d});
                 f->data_bytes += r.length - sizeof d;
                 if (opts.keep_data) f->data.append(p, sizeof d);
+                break;
+            }
+            case RecordType::kEventfd:
+            case RecordType::kTimerfd:
+            case RecordType::kSignalfd:
+            case RecordType::kEpollWatch:
+            case RecordType::kInotifyWatch: {
+                // Each starts with the fd it belongs to: an earlier fd record of its own
+                // description (its kind checks the rest: state/kobj.h).
+                int32_t fd = load<int32_t>(p);
+                auto f = std::find_if(img.fds.begin(), img.fds.end(),
+                                      [&](const FdEntry& e) { return e.rec.fd == fd; });
+                if (f == img.fds.end() || f->rec.same_as >= 0)
+                    return inconsistent(r, strfmt("for fd {}, which has no record of its own "
+                                                  "before it",
+                                                  fd));
+                if (f->kobj.size() >= image::kMaxKobjRecordsPerFd)
+                    return inconsistent(r, strfmt("more than {} records for fd {}",
+                                                  image::kMaxKobjRecordsPerFd, fd));
+                f->kobj.emplace_back(r.type, p);
                 break;
             }
             case RecordType::kStats:

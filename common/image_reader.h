@@ -119,6 +119,9 @@ struct FdEntry {
     std::vector<std::pair<uint64_t, uint64_t>> data_runs;
     std::string data;                               // only with DecodeOptions::keep_data
     std::optional<image::FdContentRecord> content;  // fd-content record, if any
+    // Kernel-object records naming this fd (eventfd, timerfd, epoll-watch, ...:
+    // state/kobj.h reads and checks them), in stream order.
+    std::vector<std::pair<image::RecordType, std::string>> kobj;
 };
 
 struct DecodedImage {

@@ -14,6 +14,7 @@
 #include "common/file_hash.h"
 #include "common/strfmt.h"
 #include "restorer/validate.h"
+#include "state/kobj.h"
 
 namespace crfs {
 
@@ -134,13 +135,21 @@ Status check_fds(const DecodedImage& img) {
         if (r.reserved) return bad(strfmt("fd {}: reserved 0x{:x}", r.fd, r.reserved));
         if (r.same_as != -1)
             if (auto s = check_same_as(img, f); !s) return s;
-        if (r.kind < 1 || r.kind > 3) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
-        if ((r.open_flags & ~kFdOpenFlags) || (r.open_flags & O_ACCMODE) == O_ACCMODE)
+        // Kernel objects (state/kobj.h) check their own records and flags.
+        bool kobj = state::is_kobj(r.kind);
+        if ((r.kind < 1 || r.kind > 3) && !kobj) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
+        if (!kobj && !f.kobj.empty())
+            return bad(strfmt("fd {}: kernel-object records for a file", r.fd));
+        if (kobj)
+            if (auto s = state::kobj_check(f, img); !s) return s;
+        if ((r.open_flags & ~(kFdOpenFlags | (kobj ? uint32_t(O_EXCL) : 0))) ||
+            (r.open_flags & O_ACCMODE) == O_ACCMODE)
             return bad(strfmt("fd {}: open flags 0{:o}", r.fd, r.open_flags));
         if (r.fd_flags & ~image::kFdCloexec)
             return bad(strfmt("fd {}: fd flags 0x{:x}", r.fd, r.fd_flags));
         if (r.pos > uint64_t(INT64_MAX)) return bad(strfmt("fd {}: offset {}", r.fd, r.pos));
-        if (bad_path(f.path)) return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
+        if (bad_path(f.path) && !state::kobj_is_pathless(r.kind))
+            return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
         // fidelity: a fingerprint of a read-only file, of the size its record says.
         if (f.content &&
             (!fd_content_checked(r) || f.content->size != r.size || f.content->reserved))

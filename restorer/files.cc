@@ -52,6 +52,28 @@ Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage
     return out;
 }
 
+// Stage 1: a file opened by path, checked to be of its recorded type.
+int open_file(const FdAction& a, int status_fd) {
+    int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
+    struct stat st;
+    if (fstat(fd, &st) < 0) child_fail(status_fd, CRFS_RA_STEP_FD_TYPE, errno, uint64_t(a.target));
+    if ((st.st_mode & S_IFMT) != a.type || (a.type == S_IFCHR && st.st_rdev != a.rdev))
+        child_fail(status_fd, CRFS_RA_STEP_FD_TYPE, ESTALE, uint64_t(a.target));
+    if (!(a.open_flags & O_NONBLOCK) && fcntl(fd, F_SETFL, a.open_flags & ~O_NONBLOCK) < 0)
+        child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
+    return fd;
+}
+
+// Stage 1: a kernel object made by its kind (state/kobj.h).
+int make_kobj(const FdAction& a, int status_fd) {
+    state::KobjFail fail;
+    int fd = state::kobj_make(a.kobj, a.path.c_str(), fail);
+    if (fd < 0)
+        child_fail(status_fd, fail.step, fail.err, fail.arg ? fail.arg : uint64_t(a.target));
+    return fd;
+}
+
 }  // namespace
 
 Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown) {
@@ -74,6 +96,10 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
         a.path = f.path;
         a.type = kind == image::FdKind::kCharDev ? S_IFCHR : S_IFREG;
         a.rdev = dev_t(f.rec.rdev);
+        if (state::is_kobj(f.rec.kind)) {
+            a.seek = false;
+            if (auto k = state::kobj_plan(f, a.kobj); !k) return std::unexpected(k.error());
+        }
         if (kind == image::FdKind::kDeleted) {
             auto copy = deleted_copy(f, image_fd, img, chown);
             if (!copy) return std::unexpected(copy.error());
@@ -94,15 +120,7 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
             continue;
         }
-        int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-            child_fail(status_fd, CRFS_RA_STEP_FD_TYPE, errno, uint64_t(a.target));
-        if ((st.st_mode & S_IFMT) != a.type || (a.type == S_IFCHR && st.st_rdev != a.rdev))
-            child_fail(status_fd, CRFS_RA_STEP_FD_TYPE, ESTALE, uint64_t(a.target));
-        if (!(a.open_flags & O_NONBLOCK) && fcntl(fd, F_SETFL, a.open_flags & ~O_NONBLOCK) < 0)
-            child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
+        int fd = a.kobj.kind ? make_kobj(a, status_fd) : open_file(a, status_fd);
         if (fd != a.target) {
             if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
@@ -112,6 +130,12 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
         }
         if (a.seek && lseek(a.target, off_t(a.pos), SEEK_SET) < 0 && errno != ESPIPE)
             child_fail(status_fd, CRFS_RA_STEP_SEEK_FD, errno, uint64_t(a.target));
+    }
+    // Epoll watches, once every fd they may name is in place.
+    for (const auto& a : plan.actions) {
+        state::KobjFail fail;
+        if (a.kobj.kind && !state::kobj_finish(a.kobj, a.target, fail))
+            child_fail(status_fd, fail.step, fail.err, fail.arg ? fail.arg : uint64_t(a.target));
     }
 }
 

@@ -15,6 +15,7 @@
 #include "common/image_reader.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "state/kobj.h"
 
 namespace crfs {
 
@@ -25,9 +26,10 @@ struct FdAction {
     bool cloexec = false;
     bool seek = false;
     uint64_t pos = 0;
-    std::string path;  // a deleted file: "/proc/self/fd/N" of its prepared copy
-    mode_t type = 0;   // S_IFREG or S_IFCHR: what the opened file must be
-    dev_t rdev = 0;    // S_IFCHR: the device it must be
+    std::string path;      // a deleted file: "/proc/self/fd/N" of its prepared copy
+    mode_t type = 0;       // S_IFREG or S_IFCHR: what the opened file must be
+    dev_t rdev = 0;        // S_IFCHR: the device it must be
+    state::KobjPlan kobj;  // kind != 0: made by its kind (state/kobj.h), not opened here
 };
 
 struct FdPlan {

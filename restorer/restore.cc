@@ -225,6 +225,15 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
                                                                   : "rlimits and nice value");
         case CRFS_RA_STEP_BECOME_WRITER:
             return strfmt("taking the writer's credentials (step {})", r.arg);
+        case CRFS_RA_STEP_KOBJ:
+            return "making " + fd(r.arg);
+        case CRFS_RA_STEP_TIMER:
+            return "setting the ticks and time of timerfd " + fd(r.arg);
+        case CRFS_RA_STEP_EPOLL_WATCH:
+            return strfmt("adding the watch of fd {} to epoll fd {}", r.arg & 0xffffffffu,
+                          r.arg >> 32);
+        case CRFS_RA_STEP_INOTIFY_WATCH:
+            return strfmt("adding inotify watch {} (it must get the same watch descriptor)", r.arg);
         case CRFS_RA_STEP_FD_TYPE:
             return fd(r.arg) + " is not the kind of file it was (a FIFO, socket or another file?)";
         case CRFS_RA_STEP_SETTINGS:

@@ -10,6 +10,7 @@
 #include <cstring>
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "state/kobj.h"
 
 namespace crfs {
 

@@ -2,12 +2,14 @@
 //   regular file, character device (stateless ones), deleted file:
 //     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
 //     child_open_fds: reopened by path, at the recorded offset).
+//   O_PATH, directory, eventfd, timerfd, signalfd, epoll, pidfd, inotify: state/kobj.h.
 //   every other kind: refused here (not supported yet).
 // Fds that share one open file description (dup, fork, `>log 2>&1`) are
 // grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
 // by dup; sharing is no reason of its own: a description of a refused kind is
 // refused through its kind, for every fd that holds it.
 #include "state/fds.h"
+#include "state/kobj.h"
 
 #include <fcntl.h>
 #include <linux/kcmp.h>
@@ -63,9 +65,6 @@ struct Stateless {
 constexpr Stateless kStatelessChar[] = {
     {1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}};  // null zero full random urandom
 
-bool is_opath(const FdView& f) {
-    return f.info.flags & O_PATH;
-}
 bool is_socket(const FdView& f) {
     return f.link.starts_with("socket:[");
 }
@@ -97,8 +96,8 @@ bool is_chardev(const FdView& f) {
     return S_ISCHR(f.st.st_mode);
 }
 
-std::optional<std::string> opath_reason(TaskView&, const FdView& f, FdContext&) {
-    return not_yet("O_PATH descriptor of " + f.link);
+std::optional<std::string> kobj_fd_reason(TaskView& t, const FdView& f, FdContext&) {
+    return kobj_detect(t, f);
 }
 
 std::optional<std::string> socket_reason(TaskView&, const FdView& f, FdContext& ctx) {
@@ -182,7 +181,7 @@ std::optional<std::string> chardev_reason(TaskView&, const FdView& f, FdContext&
 }
 
 constexpr FdKind kFdKinds[] = {
-    {"O_PATH", is_opath, opath_reason},
+    {"kernel object", kobj_match, kobj_fd_reason},  // state/kobj.h: O_PATH, eventfd, ...
     {"socket", is_socket, socket_reason},
     {"pipe", is_pipe, pipe_reason},
     {"anon inode", is_anon, anon_reason},

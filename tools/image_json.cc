@@ -179,6 +179,58 @@ Json itimers(const DecodedImage& img) {
     return j;
 }
 
+// The kernel-object records of one fd (state/kobj.h), field by field.
+Json kobj_records(const FdEntry& f) {
+    Json out = Json::array();
+    for (const auto& [type, p] : f.kobj) {
+        auto get = [&]<class T>(T v) {
+            std::memcpy(&v, p.data(), sizeof v);
+            return v;
+        };
+        switch (type) {
+            case image::RecordType::kEventfd: {
+                auto r = get(image::EventfdRecord{});
+                out.push_back({{"record", "eventfd"}, {"count", r.count}, {"flags", r.flags}});
+                break;
+            }
+            case image::RecordType::kTimerfd: {
+                auto r = get(image::TimerfdRecord{});
+                out.push_back({{"record", "timerfd"},
+                               {"clockid", r.clockid},
+                               {"settime_flags", r.settime_flags},
+                               {"ticks", r.ticks},
+                               {"value_ns", r.value_ns},
+                               {"interval_ns", r.interval_ns},
+                               {"captured_ns", r.captured_ns}});
+                break;
+            }
+            case image::RecordType::kSignalfd: {
+                auto r = get(image::SignalfdRecord{});
+                out.push_back({{"record", "signalfd"}, {"mask", hex(r.mask)}});
+                break;
+            }
+            case image::RecordType::kEpollWatch: {
+                auto r = get(image::EpollWatchRecord{});
+                out.push_back({{"record", "epoll-watch"},
+                               {"tfd", r.tfd},
+                               {"events", hex(r.events)},
+                               {"data", hex(r.data)}});
+                break;
+            }
+            case image::RecordType::kInotifyWatch: {
+                auto r = get(image::InotifyWatchRecord{});
+                Json j = {{"record", "inotify-watch"}, {"wd", r.wd}, {"mask", hex(r.mask)}};
+                put_text(j, "path", p.substr(sizeof r));
+                out.push_back(std::move(j));
+                break;
+            }
+            default:
+                out.push_back({{"record", image::record_type_info(uint32_t(type))->name}});
+        }
+    }
+    return out;
+}
+
 Json fds(const DecodedImage& img) {
     Json out = Json::array();
     for (const auto& f : img.fds) {
@@ -198,6 +250,7 @@ Json fds(const DecodedImage& img) {
                       {"mtime_nsec", r.mtime_nsec},
                       {"data_bytes", f.data_bytes}});
         if (f.content) j["content"] = {{"size", f.content->size}, {"xxh3", hex(f.content->hash)}};
+        if (!f.kobj.empty()) j["kobj"] = kobj_records(f);
         out.push_back(std::move(j));
     }
     return out;
@@ -250,6 +303,22 @@ const char* fd_kind_name(uint32_t k) {
             return "deleted";
         case image::FdKind::kCharDev:
             return "chardev";
+        case image::FdKind::kEventfd:
+            return "eventfd";
+        case image::FdKind::kTimerfd:
+            return "timerfd";
+        case image::FdKind::kSignalfd:
+            return "signalfd";
+        case image::FdKind::kEpoll:
+            return "epoll";
+        case image::FdKind::kOpath:
+            return "O_PATH";
+        case image::FdKind::kDirectory:
+            return "directory";
+        case image::FdKind::kPidfd:
+            return "pidfd";
+        case image::FdKind::kInotify:
+            return "inotify";
     }
     return "?";
 }

@@ -1,4 +1,4 @@
-// The crfs image format, version 2: the on-disk structs and the one table of
+// The crfs image format, version 3: the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
@@ -72,6 +72,12 @@ static_assert(sizeof(Trailer) == 24);
     X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                  \
     X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord) \
     X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
+    X(kEventfd, 24, "eventfd", sizeof(EventfdRecord), sizeof(EventfdRecord))                    \
+    X(kTimerfd, 25, "timerfd", sizeof(TimerfdRecord), sizeof(TimerfdRecord))                    \
+    X(kSignalfd, 26, "signalfd", sizeof(SignalfdRecord), sizeof(SignalfdRecord))                \
+    X(kEpollWatch, 27, "epoll-watch", sizeof(EpollWatchRecord), sizeof(EpollWatchRecord))       \
+    X(kInotifyWatch, 28, "inotify-watch", sizeof(InotifyWatchRecord),                           \
+      sizeof(InotifyWatchRecord) + 4096)                                                        \
     /* fidelity (56-63): content fingerprints of files, docs/files.md */                        \
     X(kFdContent, 56, "fd-content", sizeof(FdContentRecord), sizeof(FdContentRecord))           \
     X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))       \
@@ -225,6 +231,15 @@ enum class FdKind : uint32_t {
     kRegular = 1,  // path reopened at restore; fingerprint checked
     kDeleted = 2,  // unlinked regular file; content follows in fd-data records
     kCharDev = 3,  // reopened by path (/dev/null, ttys, ...)
+    // Kernel objects (state/kobj.h): made anew at restore from their records.
+    kEventfd = 4,    // one eventfd record follows
+    kTimerfd = 5,    // one timerfd record follows
+    kSignalfd = 6,   // one signalfd record follows
+    kEpoll = 7,      // one epoll-watch record per watch follows
+    kOpath = 8,      // O_PATH descriptor: reopened by path, dev/ino checked
+    kDirectory = 9,  // directory: reopened by path, dev/ino checked, seeked to pos
+    kPidfd = 10,     // pidfd of the task itself: pidfd_open(self)
+    kInotify = 11,   // one inotify-watch record per watch follows
 };
 
 // FdRecord.fd_flags
@@ -261,6 +276,69 @@ struct FdDataRecord {
     uint64_t offset;
 };
 static_assert(sizeof(FdDataRecord) == 16);
+
+// Records a reader accepts for one fd (an epoll fd's watches).
+inline constexpr uint32_t kMaxKobjRecordsPerFd = 1u << 20;
+
+// Kernel-object records (version 3): each follows the fd record of the lowest
+// fd of its open file description and names it by `fd`.
+
+// An eventfd: its counter and EFD_SEMAPHORE (its O_NONBLOCK is in open_flags).
+struct EventfdRecord {
+    int32_t fd;
+    uint32_t flags;  // EFD_SEMAPHORE (1) or 0
+    uint64_t count;  // at most 0xfffffffffffffffe
+};
+static_assert(sizeof(EventfdRecord) == 16);
+
+// A timerfd, as its fdinfo showed it at `captured_ns` on its clock: expiries
+// not yet read (ticks), time to the next expiry (value_ns, 0: disarmed) and
+// the period. `boot_id` (/proc/sys/kernel/random/boot_id) tells whether a
+// monotonic or boot-time deadline still means the same instant at restore.
+struct TimerfdRecord {
+    int32_t fd;
+    int32_t clockid;  // CLOCK_REALTIME, _MONOTONIC, _BOOTTIME, _REALTIME_ALARM, _BOOTTIME_ALARM
+    uint32_t settime_flags;  // TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET
+    uint32_t reserved;
+    uint64_t ticks;
+    uint64_t value_ns;
+    uint64_t interval_ns;
+    uint64_t captured_ns;
+    uint8_t boot_id[16];
+};
+static_assert(sizeof(TimerfdRecord) == 64);
+
+// A signalfd: the signals it reads.
+struct SignalfdRecord {
+    int32_t fd;
+    uint32_t reserved;
+    uint64_t mask;  // bit n-1: signal n
+};
+static_assert(sizeof(SignalfdRecord) == 16);
+
+// One watch of an epoll fd: the fd number it watches, events and data as
+// epoll_ctl took them (fdinfo "tfd:" line).
+struct EpollWatchRecord {
+    int32_t fd;   // the epoll fd
+    int32_t tfd;  // the watched fd
+    uint32_t events;
+    uint32_t reserved;
+    uint64_t data;
+};
+static_assert(sizeof(EpollWatchRecord) == 24);
+
+// One watch of an inotify fd, in wd order: its watch descriptor, mask (with
+// IN_ONESHOT, IN_EXCL_UNLINK, ...) and the path it was found at (path_len
+// bytes follow, no NUL): a path the checkpointing user reaches that names the
+// watched inode.
+struct InotifyWatchRecord {
+    int32_t fd;
+    int32_t wd;
+    uint32_t mask;
+    uint32_t path_len;
+    uint64_t dev, ino;  // the watched inode (st_dev, st_ino)
+};
+static_assert(sizeof(InotifyWatchRecord) == 32);
 
 // How the checkpoint went; informative only, restore ignores it.
 struct StatsRecord {

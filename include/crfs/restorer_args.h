@@ -122,6 +122,11 @@ enum crfs_ra_step {
     CRFS_RA_STEP_WRITER_CONTEXT, /* loginuid, cgroup, baselines (arg: which) */
     CRFS_RA_STEP_BECOME_WRITER,  /* the switch to the writer's credentials (arg: which) */
     CRFS_RA_STEP_FD_TYPE,        /* an fd's file is not of its recorded type (arg: fd) */
+    /* Kernel objects (state/kobj.h), numbered clear of other steps. */
+    CRFS_RA_STEP_KOBJ = 140,  /* making an eventfd, timerfd, ... (arg: fd) */
+    CRFS_RA_STEP_TIMER,       /* setting a timerfd's ticks and time (arg: fd) */
+    CRFS_RA_STEP_EPOLL_WATCH, /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
+    CRFS_RA_STEP_INOTIFY_WATCH, /* adding an inotify watch (arg: its wd) */
     /* fidelity: the settings record (restorer/settings.h; arg: which setting) */
     CRFS_RA_STEP_SETTINGS = 160,
     CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */

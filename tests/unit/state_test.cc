@@ -5,9 +5,11 @@
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,7 +98,10 @@ TEST(Registry, EachKindNamesItsState) {
         const char* expect;
     };
     Case cases[] = {
-        {"eventfd", [] { eventfd(0, 0); }, "fd 3: eventfd not supported yet"},
+        {"inotify", [] { inotify_add_watch(inotify_init1(0), "/usr/share", IN_CREATE); },
+         "fd 3: inotify watch 1 on inode "},
+        {"userfaultfd", [] { syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */); },
+         "fd 3: userfaultfd not supported yet"},
         {"pipe",
          [] {
              int p[2];
@@ -105,11 +110,12 @@ TEST(Registry, EachKindNamesItsState) {
          "fd 3: pipe not supported yet"},
         {"dup of a refused kind",  // refused through its kind, for each fd holding it
          [] {
-             eventfd(0, 0);
+             syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */);
              dup(3);
          },
-         "fd 4: eventfd not supported yet"},
-        {"O_PATH", [] { open("/etc", O_PATH); }, "fd 3: O_PATH descriptor of /etc"},
+         "fd 4: userfaultfd not supported yet"},
+        {"O_PATH in /proc", [] { open("/proc/self/status", O_PATH); },
+         "fd 3: O_PATH descriptor of a file in /proc /proc/"},
         {"nsfs", [] { open("/proc/self/ns/net", O_RDONLY); }, "fd 3: file without a path net:["},
         {"tty", [] { open("/dev/ptmx", O_RDWR); }, "fd 3: character device /dev/ptmx"},
         {"flock", [] { flock(open("/etc/passwd", O_RDONLY), LOCK_SH); }, "fd 3: holds a file lock"},
@@ -201,13 +207,13 @@ TEST(Registry, ControlCharactersAreEscaped) {
     EXPECT_EQ(c.reasons().find("\nnocr:"), std::string::npos) << c.reasons();
 }
 
-// Reasons are recomputed on every call: close the eventfd and its reason is gone.
+// Reasons are recomputed on every call: close the userfaultfd and its reason is gone.
 TEST(Registry, AReasonGoesAwayWithItsCause) {
     Child c([] {
-        eventfd(0, 0);  // fd 3
+        syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */);  // fd 3
         signal(SIGUSR1, [](int) { close(3); });
     });
-    EXPECT_NE(c.reasons().find("fd 3: eventfd"), std::string::npos) << c.reasons();
+    EXPECT_NE(c.reasons().find("fd 3: userfaultfd"), std::string::npos) << c.reasons();
     ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
     std::string now;
     for (int i = 0; i < 5000 && !(now = c.reasons()).empty(); ++i) usleep(1000);  // bounded

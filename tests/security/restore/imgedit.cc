@@ -9,7 +9,7 @@
 //   REC[#N].FIELD=VALUE    a named field (table below) of the Nth REC record
 //   REC[#N]@OFF:SIZE=VALUE raw little-endian bytes (SIZE 1, 2, 4, 8) of the payload
 //   REC[#N]+=VALUE         append a little-endian u32 (e.g. a group to creds)
-//   REC[#N].path=TEXT      the record's string (vma, fd: path; mm: exe; fs: cwd);
+//   REC[#N].path=TEXT      the record's string (vma, fd, inotify-watch: path; mm: exe; fs: cwd);
 //                          \xHH escapes allowed; lengths are fixed up
 //   random=SEED            one random field edit (printed on stdout)
 // VALUE: decimal, 0x hex or negative decimal.
@@ -268,6 +268,9 @@ void set_string(Rec& r, const std::string& text) {
     } else if (name == "mm") {
         at = sizeof(MmRecord) + get<uint32_t>(p, offsetof(MmRecord, auxv_len));
         len_field = offsetof(MmRecord, exe_len);
+        old_len = get<uint32_t>(p, len_field);
+    } else if (name == "inotify-watch") {
+        at = sizeof(InotifyWatchRecord), len_field = offsetof(InotifyWatchRecord, path_len);
         old_len = get<uint32_t>(p, len_field);
     } else if (name == "fs") {
         at = sizeof(FsRecord), len_field = offsetof(FsRecord, cwd_len);

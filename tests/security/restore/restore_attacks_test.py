@@ -62,6 +62,7 @@ def tearDownModule():
 
 class SlotAttackCase(unittest.TestCase):
     """crfsd, the user's victim checkpointed to snap.img, and helpers."""
+    VICTIM = "restore_victim"
 
     @classmethod
     def setUpClass(cls):
@@ -70,7 +71,7 @@ class SlotAttackCase(unittest.TestCase):
             cls.d = tempfile.mkdtemp(prefix="crfsrs-")
             os.chmod(cls.d, 0o755)
             os.chown(cls.d, UID, GID)
-            cls.victim = os.path.join(BUILD, "tests/security/restore/restore_victim")
+            cls.victim = os.path.join(BUILD, "tests/security/restore", cls.VICTIM)
             cls.edit = os.path.join(BUILD, "tests/security/restore/crfs-imgedit")
             m, d = cls.crfs.mnt, cls.d
             r = run_as(f"cd {d} && {cls.victim} {d} </dev/null >/dev/null 2>&1 & p=$!; "

@@ -1,0 +1,228 @@
+// timerfd: clock, expiries not yet read (ticks), time to the next expiry and
+// period, TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET ("settime flags"),
+// from fdinfo; O_NONBLOCK is in the fd record's open flags.
+//
+// Time while the task was away (docs/state.md "timerfd"): a timer keeps its
+// deadline on its own clock, as it would for a stopped task. The checkpoint
+// records the deadline as (clock at the fdinfo read, time left); the restore
+// sets that deadline again, and expiries that fell due meanwhile become ticks
+// (one per period, the kernel's overrun rule): none lost, none doubled. A
+// CLOCK_MONOTONIC or CLOCK_BOOTTIME deadline means nothing on another boot
+// (boot_id differs): there the timer resumes with the time it had left.
+// Not restorable, because fdinfo does not show it: a pending ECANCELED (the
+// realtime clock was set while a CANCEL_ON_SET timer was armed and the task
+// has not read since).
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "checkpoint/files.h"
+#include "common/io.h"
+#include "common/procfs.h"
+#include "common/strfmt.h"
+#include "common/unique_fd.h"
+#include "state/kobj.h"
+
+#ifndef TFD_IOC_SET_TICKS
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
+#endif
+
+namespace crfs::state {
+namespace {
+
+constexpr uint64_t kMaxNs = 1ull << 62;  // ~146 years: every sum below stays in uint64
+constexpr uint64_t kSec = 1000000000ull;
+constexpr uint32_t kFlags = TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET;
+
+bool known_clock(int64_t c) {
+    return c == CLOCK_REALTIME || c == CLOCK_MONOTONIC || c == CLOCK_BOOTTIME ||
+           c == CLOCK_REALTIME_ALARM || c == CLOCK_BOOTTIME_ALARM;
+}
+
+bool realtime_clock(int32_t c) {
+    return c == CLOCK_REALTIME || c == CLOCK_REALTIME_ALARM;
+}
+
+bool match(const FdView& f) {
+    return f.link == "anon_inode:[timerfd]";
+}
+
+// "(sec, nsec)" in ns.
+std::optional<uint64_t> pair_ns(std::string_view text, std::string_view key) {
+    auto v = fdinfo_value(text, key);
+    unsigned long long s = 0, ns = 0;
+    if (!v || std::sscanf(std::string(*v).c_str(), "(%llu, %llu)", &s, &ns) != 2 ||
+        s >= kMaxNs / kSec || ns >= kSec)
+        return std::nullopt;
+    return s * kSec + ns;
+}
+
+Result<image::TimerfdRecord> parse(int fd, std::string_view text) {
+    image::TimerfdRecord r{};
+    r.fd = fd;
+    auto clock = fdinfo_number(text, "clockid:", 10);
+    auto ticks = fdinfo_number(text, "ticks:", 10);
+    auto flags = fdinfo_number(text, "settime flags:", 8);
+    auto value = pair_ns(text, "it_value:");
+    auto interval = pair_ns(text, "it_interval:");
+    if (!clock || !ticks || !flags || !value || !interval)
+        return make_error(ENOTSUP,
+                          "timerfd whose fdinfo this crfs cannot read" + std::string(kNotYet));
+    if (!known_clock(int64_t(*clock)))
+        return make_error(ENOTSUP, strfmt("timerfd on clock {}{}", *clock, kNotYet));
+    if (*flags & ~uint64_t(kFlags) || *ticks >= kMaxNs)
+        return make_error(ENOTSUP, strfmt("timerfd with settime flags {} and {} ticks{}",
+                                          kobj_oct(*flags), *ticks, kNotYet));
+    r.clockid = int32_t(*clock);
+    r.ticks = *ticks;
+    r.settime_flags = uint32_t(*flags);
+    r.value_ns = *value;
+    r.interval_ns = *interval;
+    return r;
+}
+
+uint64_t clock_ns(int32_t clock) {
+    timespec ts{};
+    clock_gettime(clock, &ts);
+    return uint64_t(ts.tv_sec) * kSec + uint64_t(ts.tv_nsec);
+}
+
+Result<std::string> boot_id() {
+    auto text = read_file("/proc/sys/kernel/random/boot_id");
+    if (!text) return std::unexpected(text.error());
+    std::string hex;
+    for (char c : *text)
+        if (std::isxdigit(static_cast<unsigned char>(c))) hex += c;
+    if (hex.size() != 32) return make_error(EIO, "/proc/sys/kernel/random/boot_id: not a UUID");
+    std::string out(16, '\0');
+    for (size_t i = 0; i < 16; ++i) out[i] = char(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+    return out;
+}
+
+std::optional<std::string> detect(TaskView&, const FdView& f) {
+    if (auto r = parse(f.fd, f.fdinfo); !r) return r.error().what;
+    return std::nullopt;
+}
+
+// A periodic timer that expired and was not read shows ticks 1 and no time
+// left until someone reads it or asks for its time: the kernel counts the
+// periods missed meanwhile then (hrtimer_forward) and re-arms. timerfd_gettime
+// on the task's own file (pidfd_getfd) does exactly that accounting, which
+// the task could not tell from its own next read.
+Status settle(pid_t pid, int fd) {
+    UniqueFd pidfd(int(syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return errno_error(strfmt("fd {}: pidfd_open {}", fd, pid));
+    UniqueFd own(int(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+    if (!own) return errno_error(strfmt("fd {}: pidfd_getfd of the timerfd", fd));
+    itimerspec cur{};
+    if (timerfd_gettime(own.get(), &cur) < 0)
+        return errno_error(strfmt("fd {}: timerfd_gettime", fd));
+    return {};
+}
+
+Status dump(pid_t pid, const FdView& f, TaskFd& t) {
+    // Read again, right before the clock: time left is relative to that read,
+    // and a deadline taken a little late fires late, never early. A timer that
+    // expires again between settle and the read is settled again.
+    Result<image::TimerfdRecord> r = make_error(EAGAIN, "");
+    for (int tries = 0; tries < 100; ++tries) {
+        if (auto s = settle(pid, f.fd); !s) return std::unexpected(s.error());
+        auto text = read_file(strfmt("/proc/{}/fdinfo/{}", pid, f.fd));
+        if (!text) return std::unexpected(text.error());
+        r = parse(f.fd, *text);
+        if (!r) return std::unexpected(r.error().context(strfmt("fd {}", f.fd)));
+        r->captured_ns = clock_ns(r->clockid);
+        if (!(r->ticks && r->interval_ns && !r->value_ns)) break;
+        r = make_error(EAGAIN, strfmt("fd {}: timerfd with a period of {} ns keeps expiring "
+                                      "before its time can be read",
+                                      f.fd, r->interval_ns));
+    }
+    if (!r) return std::unexpected(r.error());
+    auto id = boot_id();
+    if (!id) return std::unexpected(id.error());
+    std::memcpy(r->boot_id, id->data(), sizeof r->boot_id);
+    t.kobj.push_back(kobj_record(image::RecordType::kTimerfd, *r));
+    return {};
+}
+
+Status check(const FdEntry& f, const DecodedImage&) {
+    auto r = kobj_one<image::TimerfdRecord>(f, image::RecordType::kTimerfd, "timerfd");
+    if (!r) return std::unexpected(r.error());
+    if (!known_clock(r->clockid)) return kobj_bad(f, strfmt("timerfd clock {}", r->clockid));
+    if (r->settime_flags & ~kFlags || r->reserved)
+        return kobj_bad(f, strfmt("timerfd settime flags {}", kobj_oct(r->settime_flags)));
+    if (r->ticks >= kMaxNs || r->value_ns >= kMaxNs || r->interval_ns >= kMaxNs ||
+        r->captured_ns >= kMaxNs)
+        return kobj_bad(f, strfmt("timerfd ticks {}, time left {} ns, period {} ns, clock {} ns",
+                                  r->ticks, r->value_ns, r->interval_ns, r->captured_ns));
+    if (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK))
+        return kobj_bad(f, strfmt("timerfd open flags {}", kobj_oct(f.rec.open_flags)));
+    return {};
+}
+
+Status plan(const FdEntry& f, KobjPlan& p) {
+    auto r = kobj_one<image::TimerfdRecord>(f, image::RecordType::kTimerfd, "timerfd");
+    if (!r) return std::unexpected(r.error());
+    auto id = boot_id();
+    if (!id) return std::unexpected(id.error());
+    p.clockid = r->clockid;
+    p.flags = (f.rec.open_flags & O_NONBLOCK) ? TFD_NONBLOCK : 0;
+    p.same_boot = std::memcmp(id->data(), r->boot_id, sizeof r->boot_id) == 0;
+    p.n[0] = r->ticks;
+    p.n[1] = r->value_ns;
+    p.n[2] = r->interval_ns;
+    p.n[3] = r->captured_ns;
+    p.n[4] = r->settime_flags;
+    return {};
+}
+
+timespec to_ts(uint64_t ns) {
+    return timespec{time_t(ns / kSec), long(ns % kSec)};
+}
+
+int make(const KobjPlan& p, const char*, KobjFail& fail) {
+    int fd = timerfd_create(p.clockid, p.flags | TFD_CLOEXEC);
+    if (fd < 0) {
+        fail = {CRFS_RA_STEP_KOBJ, errno, 0};
+        return -1;
+    }
+    uint64_t ticks = p.n[0], left = p.n[1], period = p.n[2], captured = p.n[3];
+    auto flags = int(p.n[4]);
+    uint64_t now = clock_ns(p.clockid);
+    uint64_t deadline = 0;
+    if (left) {
+        deadline = (p.same_boot || realtime_clock(p.clockid) ? captured : now) + left;
+        if (deadline <= now) {  // fell due while away: the kernel's overrun count
+            uint64_t missed = period ? (now - deadline) / period + 1 : 1;
+            ticks += missed;
+            deadline = period ? deadline + missed * period : 0;
+        }
+    }
+    itimerspec its{to_ts(period), {0, 0}};
+    if (deadline) its.it_value = to_ts((flags & TFD_TIMER_ABSTIME) ? deadline : deadline - now);
+    // Disarmed with its flags kept: fdinfo shows "settime flags" of the last settime.
+    if (timerfd_settime(fd, flags, &its, nullptr) < 0) {
+        fail = {CRFS_RA_STEP_TIMER, errno, 0};
+        close(fd);
+        return -1;
+    }
+    // After settime, which clears them.
+    if (ticks && ioctl(fd, TFD_IOC_SET_TICKS, &ticks) < 0) {
+        fail = {CRFS_RA_STEP_TIMER, errno, 0};
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+}  // namespace
+
+const KobjKind kTimerfdKind = {
+    image::FdKind::kTimerfd, "timerfd", match, detect, dump, check, plan, make, nullptr};
+
+}  // namespace crfs::state

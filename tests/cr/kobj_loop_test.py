@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""`tail -f` (inotify), and an epoll event loop (tests/workloads/event_loop.c: timerfd, eventfd,
+signalfd, epoll) through the mount: cp /crfs/PID/image, kill -9, restore into
+the same pid and under a fresh name; after each restore it takes a SIGUSR1
+through its signalfd, and on SIGTERM checks that no timer tick was lost or
+doubled and that all its queued work was done (issue 11).
+
+usage: kobj_loop_test.py BUILD_DIR  (any unittest args after)
+"""
+import json
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
+import roundtrip_mount_test as rt  # noqa: E402
+
+
+class EventLoop(rt.Base):
+    def loop(self):
+        return self.task([os.path.join(rt.BUILD, "tests/workloads/event_loop"), "@DIR@"])
+
+    def usr1_then_verdict(self, t):
+        os.kill(t.pid, signal.SIGUSR1)
+        rt.wait_for(lambda: os.path.exists(t.path("usr1.1")), "the loop to read SIGUSR1")
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_runs_without_checkpoint(self):
+        self.usr1_then_verdict(self.loop())
+
+    def test_same_pid_through_a_pipe(self):
+        t = self.loop()
+        pid = t.pid
+        img = t.path("snap.img")
+        r = rt.sh(f"cat {self.m}/{pid}/image | cat > {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(rt.sh(f"cat {self.m}/{pid}/reason").stdout, "")
+        t.kill9()
+        t.restore(img, str(pid))
+        self.assertEqual(t.pid, pid)
+        self.usr1_then_verdict(t)
+
+    def test_fresh_name_after_the_original_ran_on(self):
+        t = self.loop()
+        img = t.checkpoint()
+        # `crfs show --json` names each kernel object and its records.
+        r = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        fds = {f["fd"]: f for f in json.loads(r.stdout)["fds"]}
+        self.assertEqual([fds[n]["kind"] for n in (3, 4, 5, 6, 7)],
+                         ["signalfd", "timerfd", "eventfd", "timerfd", "epoll"])
+        self.assertEqual(sorted(w["tfd"] for w in fds[7]["kobj"]), [3, 4, 5, 6])
+        self.assertEqual(fds[6]["kobj"][0]["settime_flags"], 1)  # TFD_TIMER_ABSTIME
+        # The original keeps running (a live snapshot): it must pass as well.
+        os.kill(t.pid, signal.SIGUSR1)
+        rt.wait_for(lambda: os.path.exists(t.path("usr1.1")), "the original to read SIGUSR1")
+        os.unlink(t.path("usr1.1"))
+        self.assertEqual(t.finish(), "PASS")
+        os.unlink(t.path("result"))
+        t.proc.wait(rt.TIMEOUT)
+        t.proc = None
+        t.restore(img, "loop")
+        self.usr1_then_verdict(t)
+
+
+class TailF(rt.Base):
+    """`tail -f` (an inotify watch on the file it follows) picks up a line
+    appended after it was checkpointed, killed and restored."""
+
+    def test_tail_f_follows_after_restore(self):
+        t = self.task(["sh", "-c", "echo first > log && exec tail -f log > out 2>err"], ready=None)
+        rt.wait_for(lambda: rt.read(t.path("out")) == "first\n" if os.path.exists(t.path("out"))
+                    else False, "tail to print the first line")
+        rt.wait_for(lambda: "inotify wd:1 " in rt.read(f"/proc/{t.pid}/fdinfo/4"),
+                    "tail to watch the file")
+        self.assertEqual(rt.read(f"{self.m}/{t.pid}/reason"), "")
+        pid = t.pid
+        img = t.checkpoint()
+        t.kill9()
+        t.restore(img, str(pid))
+        self.assertIn("inotify wd:1 ", rt.read(f"/proc/{pid}/fdinfo/4"))
+        with open(t.path("log"), "a") as f:
+            f.write("second\n")
+        rt.wait_for(lambda: rt.read(t.path("out")) == "first\nsecond\n",
+                    "the restored tail to print the appended line")
+
+
+if __name__ == "__main__":
+    rt.BUILD = os.path.abspath(sys.argv[1])
+    import unittest
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
