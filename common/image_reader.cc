@@ -356,7 +356,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (p.size() < fixed)
                     return inconsistent(
                         r, strfmt("{} bytes, an fd record has at least {}", p.size(), fixed));
-                FdEntry f{{}, {}, 0, {}, {}, {}};
+                FdEntry f{};
                 f.rec.same_as = -1;
                 std::memcpy(&f.rec, p.data(), fixed);
                 if (auto t = expect_tail(r, fixed, f.rec.path_len); !t)
