@@ -235,6 +235,8 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     w.add(RecordType::kItimers, Payload().add(c.itimers));
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
+    for (const TaskFd& f : c.fds)
+        for (const auto& [type, payload] : f.records) w.add(type, payload);
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

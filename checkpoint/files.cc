@@ -13,6 +13,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/fds.h"
+#include "state/pipe.h"
 
 namespace crfs {
 
@@ -63,6 +64,7 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
     if (!same_as) return std::unexpected(same_as.error());
 
     std::vector<TaskFd> out;
+    std::vector<ino_t> pipes_seen;
     for (size_t i = 0; i < fds.size(); ++i) {
         int fd = fds[i];
         std::string link_path = strfmt("{}/{}", dir, fd);
@@ -104,7 +106,16 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
         t.rec.mtime_sec = st.st_mtim.tv_sec;
         t.rec.mtime_nsec = st.st_mtim.tv_nsec;
 
-        if (S_ISCHR(st.st_mode)) {
+        if (t.path.starts_with("pipe:[")) {
+            t.rec.kind = uint32_t(image::FdKind::kPipe);
+            t.path.clear();
+            if (std::find(pipes_seen.begin(), pipes_seen.end(), st.st_ino) == pipes_seen.end()) {
+                pipes_seen.push_back(st.st_ino);
+                auto rec = state::dump_pipe(pid, fd, st.st_ino);
+                if (!rec) return std::unexpected(rec.error());
+                t.records.emplace_back(image::RecordType::kPipe, std::move(*rec));
+            }
+        } else if (S_ISCHR(st.st_mode)) {
             t.rec.kind = uint32_t(image::FdKind::kCharDev);
         } else if (S_ISREG(st.st_mode) && t.path.starts_with("/") && st.st_nlink > 0) {
             t.rec.kind = uint32_t(image::FdKind::kRegular);

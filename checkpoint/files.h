@@ -11,6 +11,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/procfs.h"
@@ -23,6 +24,9 @@ struct TaskFd {
     image::FdRecord rec{};
     std::string path;
     std::string content;  // deleted files only
+    // Records of the fd's kind written after every fd record ({type, payload}):
+    // a pipe's record with its first end.
+    std::vector<std::pair<image::RecordType, std::string>> records;
 };
 
 // FdInfo and parse_fdinfo: common/procfs.h.

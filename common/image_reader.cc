@@ -347,8 +347,9 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return std::unexpected(t.error());
                 f.path = p.substr(fixed);
                 if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
-                if (f.rec.kind < uint32_t(image::FdKind::kRegular) ||
-                    f.rec.kind > uint32_t(image::FdKind::kCharDev))
+                if ((f.rec.kind < uint32_t(image::FdKind::kRegular) ||
+                     f.rec.kind > uint32_t(image::FdKind::kCharDev)) &&
+                    f.rec.kind != uint32_t(image::FdKind::kPipe))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
                 for (const auto& o : img.fds)
                     if (o.rec.fd == f.rec.fd)
@@ -372,6 +373,26 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     {r.offset + sizeof(image::RecordHeader) + sizeof d, p.size() - sizeof d});
                 f->data_bytes += p.size() - sizeof d;
                 if (opts.keep_data) f->data.append(p, sizeof d);
+                break;
+            }
+            case RecordType::kPipe: {
+                PipeEntry e{load<image::PipeRecord>(p), {}, 0, {}};
+                if (e.rec.nsegs > image::kMaxPipeSegments || e.rec.data_len > image::kMaxPipeBytes)
+                    return inconsistent(
+                        r, strfmt("{} buffers of {} bytes", e.rec.nsegs, e.rec.data_len));
+                uint64_t segs_len = uint64_t(e.rec.nsegs) * 4;
+                if (auto t = expect_tail(r, sizeof e.rec, segs_len + e.rec.data_len); !t)
+                    return std::unexpected(t.error());
+                e.segs.resize(e.rec.nsegs);
+                if (segs_len) std::memcpy(e.segs.data(), p.data() + sizeof e.rec, segs_len);
+                uint64_t sum = 0;
+                for (uint32_t s : e.segs) sum += s;
+                if (sum != e.rec.data_len)
+                    return inconsistent(r,
+                                        strfmt("buffers of {} bytes hold {}", sum, e.rec.data_len));
+                e.data_offset = r.offset + sizeof(image::RecordHeader) + sizeof e.rec + segs_len;
+                if (opts.keep_data) e.data = p.substr(sizeof e.rec + segs_len);
+                img.pipes.push_back(std::move(e));
                 break;
             }
             case RecordType::kStats:

@@ -106,7 +106,16 @@ struct FdEntry {
     // Deleted files: {stream offset, bytes} of each fd-data payload, so a
     // restore can copy the content straight from a seekable image.
     std::vector<std::pair<uint64_t, uint64_t>> data_runs;
-    std::string data;         // only with DecodeOptions::keep_data
+    std::string data;  // only with DecodeOptions::keep_data
+};
+
+// A pipe record (version 3): its buffer lengths and where its bytes lie in
+// the stream (restore reads them from there).
+struct PipeEntry {
+    image::PipeRecord rec;
+    std::vector<uint32_t> segs;
+    uint64_t data_offset = 0;
+    std::string data;  // only with DecodeOptions::keep_data
 };
 
 struct DecodedImage {
@@ -129,6 +138,7 @@ struct DecodedImage {
     image::RlimitsRecord rlimits{};
     image::ItimersRecord itimers{};
     std::vector<FdEntry> fds;
+    std::vector<PipeEntry> pipes;
     std::optional<image::StatsRecord> stats;
     uint64_t record_count = 0;
     uint64_t checksum = 0;

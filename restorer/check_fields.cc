@@ -13,6 +13,7 @@
 
 #include "common/strfmt.h"
 #include "restorer/validate.h"
+#include "state/pipe.h"
 
 namespace crfs {
 
@@ -129,13 +130,15 @@ Status check_fds(const DecodedImage& img) {
         if (r.reserved) return bad(strfmt("fd {}: reserved 0x{:x}", r.fd, r.reserved));
         if (r.same_as != -1)
             if (auto s = check_same_as(img, f); !s) return s;
-        if (r.kind < 1 || r.kind > 3) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
+        bool pipe = r.kind == uint32_t(image::FdKind::kPipe);  // the rest: state/pipe.cc
+        if ((r.kind < 1 || r.kind > 3) && !pipe) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
         if ((r.open_flags & ~kFdOpenFlags) || (r.open_flags & O_ACCMODE) == O_ACCMODE)
             return bad(strfmt("fd {}: open flags 0{:o}", r.fd, r.open_flags));
         if (r.fd_flags & ~image::kFdCloexec)
             return bad(strfmt("fd {}: fd flags 0x{:x}", r.fd, r.fd_flags));
         if (r.pos > uint64_t(INT64_MAX)) return bad(strfmt("fd {}: offset {}", r.fd, r.pos));
-        if (bad_path(f.path)) return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
+        if (!pipe && bad_path(f.path))
+            return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
     }
     return {};
 }
@@ -183,7 +186,8 @@ Status check_task(const DecodedImage& img) {
 }  // namespace
 
 Status check_fields(const DecodedImage& img) {
-    for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals})
+    for (auto check :
+         {check_task, check_vmas, check_regs, check_fds, check_signals, state::check_pipes})
         if (auto s = check(img); !s) return s;
     return {};
 }

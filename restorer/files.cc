@@ -56,6 +56,10 @@ Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage
 
 Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown) {
     FdPlan plan;
+    plan.min_fd = min_fd;
+    auto pipes = state::plan_pipes(img, image_fd);
+    if (!pipes) return std::unexpected(pipes.error());
+    plan.pipes = std::move(*pipes);
     for (const auto& f : img.fds) {
         FdAction a;
         a.target = f.rec.fd;
@@ -69,6 +73,14 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
         a.open_flags =
             int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
         auto kind = image::FdKind(f.rec.kind);
+        if (kind == image::FdKind::kPipe) {  // check_pipes: its record exists
+            for (size_t i = 0; i < plan.pipes.size(); ++i)
+                if (plan.pipes[i].ino == f.rec.ino) a.pipe = int(i);
+            a.open_flags = int(f.rec.open_flags);
+            a.path = strfmt("pipe:[{}]", f.rec.ino);
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
         a.seek = kind != image::FdKind::kCharDev;
         a.pos = f.rec.pos;
         a.path = f.path;
@@ -94,6 +106,12 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
             continue;
         }
+        if (a.pipe >= 0) {
+            const auto& p = plan.pipes[size_t(a.pipe)];
+            if (int e = state::child_pipe_fd(p, a.target, a.open_flags, a.cloexec, plan.min_fd))
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, e, uint64_t(a.target));
+            continue;
+        }
         int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
         struct stat st;
@@ -113,6 +131,7 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
         if (a.seek && lseek(a.target, off_t(a.pos), SEEK_SET) < 0 && errno != ESPIPE)
             child_fail(status_fd, CRFS_RA_STEP_SEEK_FD, errno, uint64_t(a.target));
     }
+    state::child_close_pipes(plan.pipes);
 }
 
 }  // namespace crfs

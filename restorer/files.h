@@ -15,6 +15,7 @@
 #include "common/image_reader.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "state/pipe.h"
 
 namespace crfs {
 
@@ -28,12 +29,15 @@ struct FdAction {
     std::string path;  // a deleted file: "/proc/self/fd/N" of its prepared copy
     mode_t type = 0;   // S_IFREG or S_IFCHR: what the opened file must be
     dev_t rdev = 0;    // S_IFCHR: the device it must be
+    int pipe = -1;     // >= 0: an end of FdPlan::pipes[pipe] (state/pipe.h)
 };
 
 struct FdPlan {
     std::vector<FdAction> actions;
     std::vector<UniqueFd> copies;  // unlinked copies of deleted files (parent side)
+    std::vector<state::PipePlan> pipes;
     int max_target = -1;
+    int min_fd = -1;  // the lowest fd number no target uses
 };
 
 // `min_fd`: the copies are moved to numbers >= min_fd (clear of every target).

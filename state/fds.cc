@@ -2,6 +2,7 @@
 //   regular file, character device (stateless ones), deleted file:
 //     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
 //     child_open_fds: reopened by path, at the recorded offset).
+//   pipe: state/pipe.cc (detect, dump and restore halves).
 //   every other kind: refused here (not supported yet).
 // Fds that share one open file description (dup, fork, `>log 2>&1`) are
 // grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
@@ -23,6 +24,7 @@
 #include "checkpoint/files.h"  // kMaxDeletedFileBytes: the dump's limit
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/pipe.h"
 
 namespace crfs::state {
 namespace {
@@ -69,9 +71,6 @@ bool is_opath(const FdView& f) {
 bool is_socket(const FdView& f) {
     return f.link.starts_with("socket:[");
 }
-bool is_pipe(const FdView& f) {
-    return f.link.starts_with("pipe:[");
-}
 bool is_anon(const FdView& f) {
     return f.link.starts_with("anon_inode:");
 }
@@ -105,10 +104,6 @@ std::optional<std::string> socket_reason(TaskView&, const FdView& f, FdContext& 
     auto ino = bracketed_inode(f.link, "socket:[");
     auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;
     return not_yet(desc ? *desc : "socket (family unknown)");
-}
-
-std::optional<std::string> pipe_reason(TaskView&, const FdView&, FdContext&) {
-    return not_yet("pipe");
 }
 
 std::optional<std::string> anon_reason(TaskView&, const FdView& f, FdContext&) {

@@ -201,6 +201,17 @@ Json fds(const DecodedImage& img) {
     return out;
 }
 
+Json pipes(const DecodedImage& img) {
+    Json out = Json::array();
+    for (const auto& p : img.pipes)
+        out.push_back({{"ino", p.rec.ino},
+                       {"pipe_size", p.rec.pipe_size},
+                       {"packet", bool(p.rec.flags & image::kPipePacket)},
+                       {"buffers", p.segs},
+                       {"data_bytes", p.rec.data_len}});
+    return out;
+}
+
 Json stats(const DecodedImage& img) {
     uint64_t stored = 0;
     for (const auto& p : img.pages) stored += p.nr_pages;
@@ -248,6 +259,8 @@ const char* fd_kind_name(uint32_t k) {
             return "deleted";
         case image::FdKind::kCharDev:
             return "chardev";
+        case image::FdKind::kPipe:
+            return "pipe";
     }
     return "?";
 }
@@ -281,6 +294,7 @@ Json image_to_json(const DecodedImage& img) {
     j["rlimits"] = rlimits(img);
     j["itimers"] = itimers(img);
     j["fds"] = fds(img);
+    if (!img.pipes.empty()) j["pipes"] = pipes(img);
     j["stats"] = stats(img);
     j["image"] = {{"size", img.size},
                   {"records", img.record_count},

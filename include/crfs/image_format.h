@@ -1,4 +1,4 @@
-// The crfs image format, version 2: the on-disk structs and the one table of
+// The crfs image format, version 3: the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 2;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 3;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -72,10 +72,14 @@ static_assert(sizeof(Trailer) == 24);
     X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                  \
     X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord) \
     X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
+    X(kPipe, 32, "pipe", sizeof(PipeRecord),                                                    \
+      sizeof(PipeRecord) + kMaxPipeSegments * 4 + kMaxPipeBytes)                                \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
 inline constexpr uint32_t kMaxFdDataPerRecord = 16u << 20;  // 16 MiB of file data
+inline constexpr uint32_t kMaxPipeBytes = 16u << 20;        // the largest pipe size saved
+inline constexpr uint32_t kMaxPipeSegments = kMaxPipeBytes / kPageSize;  // one per pipe buffer
 
 // Task identity and scheduling. Strings are NUL-padded.
 struct TaskRecord {
@@ -220,6 +224,7 @@ enum class FdKind : uint32_t {
     kRegular = 1,  // path reopened at restore; fingerprint checked
     kDeleted = 2,  // unlinked regular file; content follows in fd-data records
     kCharDev = 3,  // reopened by path (/dev/null, ttys, ...)
+    kPipe = 12,    // version 3: an end of an anonymous pipe; a pipe record with ino follows
 };
 
 // FdRecord.fd_flags
@@ -256,6 +261,21 @@ struct FdDataRecord {
     uint64_t offset;
 };
 static_assert(sizeof(FdDataRecord) == 16);
+
+// An anonymous pipe whose ends are all fds of the task (version 3), after the
+// fd records of its ends (FdKind::kPipe, `ino` this pipe's). Followed by
+// `nsegs` uint32 lengths, one per pipe buffer in queue order (in packet mode,
+// O_DIRECT, each is one packet), then the `data_len` buffered bytes.
+inline constexpr uint32_t kPipePacket = 1u << 0;  // some end had O_DIRECT: keep the buffers apart
+struct PipeRecord {
+    uint64_t ino;        // the pipe's inode number (pipe:[ino]) at checkpoint
+    uint32_t pipe_size;  // F_GETPIPE_SZ
+    uint32_t flags;      // kPipe*
+    uint32_t nsegs;
+    uint32_t reserved;
+    uint64_t data_len;
+};
+static_assert(sizeof(PipeRecord) == 32);
 
 // How the checkpoint went; informative only, restore ignores it.
 struct StatsRecord {

@@ -55,7 +55,7 @@ PROBES = [
     ("files", "procfs", "fd 3: file in /proc /proc/"),
     ("files", "ptmx", "fd 3: character device /dev/ptmx"),
     ("files", "fuse", "fd 3: character device /dev/fuse"),
-    ("files", "pipe", "fd 3: pipe not supported yet"),
+    ("files", "pipe", None),
     ("files", "eventfd", "fd 3: eventfd not supported yet"),
     ("files", "memfd", "fd 3: memfd:probe"),
     ("files", "deleted_sparse", "sparse deleted file"),
@@ -87,6 +87,12 @@ PROBES = [
     ("task", "sched_batch", "sched: scheduling policy SCHED_BATCH"),
     ("task", "affinity", "sched: CPU affinity 0 "),
     ("task", "nodump", "prctl: not dumpable", NOBODY),
+    ("kobj_b", "pipe_data", None),
+    ("kobj_b", "pipe_packet", None),
+    ("kobj_b", "pipe_full", None),
+    ("kobj_b", "pipe_half", "(read end): its write end is not open in this task (closed"),
+    ("kobj_b", "pipe_shared", "is also open in pid "),
+    ("kobj_b", "pipe_async", "with open flags 02"),
 ]
 
 
