@@ -91,6 +91,12 @@ constexpr Field kFields[] = {
     {"fd", "mtime_nsec", 72, 8},
     {"fd", "same_as", 80, 4},
     {"fd", "reserved", 84, 4},
+    {"pipe", "ino", 0, 8},
+    {"pipe", "pipe_size", 8, 4},
+    {"pipe", "flags", 12, 4},
+    {"pipe", "nsegs", 16, 4},
+    {"pipe", "reserved", 20, 4},
+    {"pipe", "data_len", 24, 8},
 };
 
 [[noreturn]] void die(const std::string& msg) {
