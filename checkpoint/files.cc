@@ -14,6 +14,7 @@
 #include "common/strfmt.h"
 #include "state/fds.h"
 #include "state/pipe.h"
+#include "state/unix_socket.h"
 
 namespace crfs {
 
@@ -115,6 +116,12 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
                 if (!rec) return std::unexpected(rec.error());
                 t.records.emplace_back(image::RecordType::kPipe, std::move(*rec));
             }
+        } else if (S_ISSOCK(st.st_mode)) {  // detect let only unix socketpair ends through
+            t.rec.kind = uint32_t(image::FdKind::kUnixSocket);
+            t.path.clear();
+            auto rec = state::dump_unix_socket(pid, fd, st.st_ino);
+            if (!rec) return std::unexpected(rec.error());
+            t.records.emplace_back(image::RecordType::kUnixSocket, std::move(*rec));
         } else if (S_ISCHR(st.st_mode)) {
             t.rec.kind = uint32_t(image::FdKind::kCharDev);
         } else if (S_ISREG(st.st_mode) && t.path.starts_with("/") && st.st_nlink > 0) {

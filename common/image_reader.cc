@@ -349,7 +349,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
                 if ((f.rec.kind < uint32_t(image::FdKind::kRegular) ||
                      f.rec.kind > uint32_t(image::FdKind::kCharDev)) &&
-                    f.rec.kind != uint32_t(image::FdKind::kPipe))
+                    f.rec.kind != uint32_t(image::FdKind::kPipe) &&
+                    f.rec.kind != uint32_t(image::FdKind::kUnixSocket))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
                 for (const auto& o : img.fds)
                     if (o.rec.fd == f.rec.fd)
@@ -393,6 +394,27 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 e.data_offset = r.offset + sizeof(image::RecordHeader) + sizeof e.rec + segs_len;
                 if (opts.keep_data) e.data = p.substr(sizeof e.rec + segs_len);
                 img.pipes.push_back(std::move(e));
+                break;
+            }
+            case RecordType::kUnixSocket: {
+                UnixSocketEntry e{load<image::UnixSocketRecord>(p), {}, 0, {}};
+                if (e.rec.nmsgs > image::kMaxUnixMessages ||
+                    e.rec.data_len > image::kMaxUnixQueueBytes)
+                    return inconsistent(
+                        r, strfmt("{} messages of {} bytes", e.rec.nmsgs, e.rec.data_len));
+                uint64_t lens = uint64_t(e.rec.nmsgs) * 4;
+                if (auto t = expect_tail(r, sizeof e.rec, lens + e.rec.data_len); !t)
+                    return std::unexpected(t.error());
+                e.msgs.resize(e.rec.nmsgs);
+                if (lens) std::memcpy(e.msgs.data(), p.data() + sizeof e.rec, lens);
+                uint64_t sum = 0;
+                for (uint32_t m : e.msgs) sum += m;
+                if (sum != e.rec.data_len)
+                    return inconsistent(
+                        r, strfmt("messages of {} bytes hold {}", sum, e.rec.data_len));
+                e.data_offset = r.offset + sizeof(image::RecordHeader) + sizeof e.rec + lens;
+                if (opts.keep_data) e.data = p.substr(sizeof e.rec + lens);
+                img.unix_sockets.push_back(std::move(e));
                 break;
             }
             case RecordType::kStats:

@@ -118,6 +118,14 @@ struct PipeEntry {
     std::string data;  // only with DecodeOptions::keep_data
 };
 
+// A unix-socket record (version 3), like PipeEntry.
+struct UnixSocketEntry {
+    image::UnixSocketRecord rec;
+    std::vector<uint32_t> msgs;
+    uint64_t data_offset = 0;
+    std::string data;  // only with DecodeOptions::keep_data
+};
+
 struct DecodedImage {
     image::Header header{};
     image::TaskRecord task{};
@@ -139,6 +147,7 @@ struct DecodedImage {
     image::ItimersRecord itimers{};
     std::vector<FdEntry> fds;
     std::vector<PipeEntry> pipes;
+    std::vector<UnixSocketEntry> unix_sockets;
     std::optional<image::StatsRecord> stats;
     uint64_t record_count = 0;
     uint64_t checksum = 0;

@@ -14,6 +14,7 @@
 #include "common/strfmt.h"
 #include "restorer/validate.h"
 #include "state/pipe.h"
+#include "state/unix_socket.h"
 
 namespace crfs {
 
@@ -130,7 +131,9 @@ Status check_fds(const DecodedImage& img) {
         if (r.reserved) return bad(strfmt("fd {}: reserved 0x{:x}", r.fd, r.reserved));
         if (r.same_as != -1)
             if (auto s = check_same_as(img, f); !s) return s;
-        bool pipe = r.kind == uint32_t(image::FdKind::kPipe);  // the rest: state/pipe.cc
+        // The rest of these: state/pipe.cc, state/unix_socket.cc.
+        bool pipe = r.kind == uint32_t(image::FdKind::kPipe) ||
+                    r.kind == uint32_t(image::FdKind::kUnixSocket);
         if ((r.kind < 1 || r.kind > 3) && !pipe) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
         if ((r.open_flags & ~kFdOpenFlags) || (r.open_flags & O_ACCMODE) == O_ACCMODE)
             return bad(strfmt("fd {}: open flags 0{:o}", r.fd, r.open_flags));
@@ -186,8 +189,8 @@ Status check_task(const DecodedImage& img) {
 }  // namespace
 
 Status check_fields(const DecodedImage& img) {
-    for (auto check :
-         {check_task, check_vmas, check_regs, check_fds, check_signals, state::check_pipes})
+    for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals,
+                       state::check_pipes, state::check_unix_sockets})
         if (auto s = check(img); !s) return s;
     return {};
 }

@@ -60,6 +60,9 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
     auto pipes = state::plan_pipes(img, image_fd);
     if (!pipes) return std::unexpected(pipes.error());
     plan.pipes = std::move(*pipes);
+    auto socks = state::plan_unix_sockets(img, image_fd);
+    if (!socks) return std::unexpected(socks.error());
+    plan.unix_sockets = std::move(*socks);
     for (const auto& f : img.fds) {
         FdAction a;
         a.target = f.rec.fd;
@@ -78,6 +81,14 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
                 if (plan.pipes[i].ino == f.rec.ino) a.pipe = int(i);
             a.open_flags = int(f.rec.open_flags);
             a.path = strfmt("pipe:[{}]", f.rec.ino);
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
+        if (kind == image::FdKind::kUnixSocket) {  // check_unix_sockets: its record exists
+            for (size_t i = 0; i < plan.unix_sockets.size(); ++i)
+                if (plan.unix_sockets[i].rec.ino == f.rec.ino) a.unix_end = int(i);
+            a.open_flags = int(f.rec.open_flags);
+            a.path = strfmt("socket:[{}]", f.rec.ino);
             plan.actions.push_back(std::move(a));
             continue;
         }
@@ -112,6 +123,12 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
                 child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, e, uint64_t(a.target));
             continue;
         }
+        if (a.unix_end >= 0) {
+            if (int e = state::child_unix_fd(plan.unix_sockets, size_t(a.unix_end), a.target,
+                                             a.open_flags, a.cloexec, plan.min_fd))
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, e, uint64_t(a.target));
+            continue;
+        }
         int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
         struct stat st;
@@ -132,6 +149,7 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
             child_fail(status_fd, CRFS_RA_STEP_SEEK_FD, errno, uint64_t(a.target));
     }
     state::child_close_pipes(plan.pipes);
+    state::child_close_unix(plan.unix_sockets);
 }
 
 }  // namespace crfs

@@ -2,7 +2,8 @@
 //   regular file, character device (stateless ones), deleted file:
 //     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
 //     child_open_fds: reopened by path, at the recorded offset).
-//   pipe: state/pipe.cc (detect, dump and restore halves).
+//   pipe: state/pipe.cc, unix socketpair: state/unix_socket.cc (detect, dump
+//     and restore halves).
 //   every other kind: refused here (not supported yet).
 // Fds that share one open file description (dup, fork, `>log 2>&1`) are
 // grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
@@ -25,6 +26,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/pipe.h"
+#include "state/unix_socket.h"
 
 namespace crfs::state {
 namespace {
@@ -100,7 +102,8 @@ std::optional<std::string> opath_reason(TaskView&, const FdView& f, FdContext&) 
     return not_yet("O_PATH descriptor of " + f.link);
 }
 
-std::optional<std::string> socket_reason(TaskView&, const FdView& f, FdContext& ctx) {
+std::optional<std::string> socket_reason(TaskView& t, const FdView& f, FdContext& ctx) {
+    if (is_unix_socket(f, ctx)) return unix_socket_reason(t, f, ctx);  // state/unix_socket.cc
     auto ino = bracketed_inode(f.link, "socket:[");
     auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;
     return not_yet(desc ? *desc : "socket (family unknown)");

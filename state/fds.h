@@ -12,6 +12,7 @@
 #include "state/holders.h"
 #include "state/kind.h"
 #include "state/sockets.h"
+#include "state/unix_socket.h"
 
 namespace crfs::state {
 
@@ -20,6 +21,7 @@ struct FdContext {
     explicit FdContext(pid_t pid) : sockets(pid), holders(pid) {}
     SocketTable sockets;
     Holders holders;
+    UnixTable unix_sockets;
 };
 
 struct FdKind {

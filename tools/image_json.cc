@@ -212,6 +212,25 @@ Json pipes(const DecodedImage& img) {
     return out;
 }
 
+Json unix_sockets(const DecodedImage& img) {
+    Json out = Json::array();
+    for (const auto& u : img.unix_sockets) {
+        const auto& r = u.rec;
+        out.push_back({{"ino", r.ino},
+                       {"peer", r.peer},
+                       {"type", r.type},
+                       {"shutdown", r.shutdown},
+                       {"passcred", bool(r.passcred)},
+                       {"sndbuf", r.sndbuf},
+                       {"rcvbuf", r.rcvbuf},
+                       {"rcvtimeo_usec", r.rcvtimeo_usec},
+                       {"sndtimeo_usec", r.sndtimeo_usec},
+                       {"messages", u.msgs},
+                       {"data_bytes", r.data_len}});
+    }
+    return out;
+}
+
 Json stats(const DecodedImage& img) {
     uint64_t stored = 0;
     for (const auto& p : img.pages) stored += p.nr_pages;
@@ -261,6 +280,8 @@ const char* fd_kind_name(uint32_t k) {
             return "chardev";
         case image::FdKind::kPipe:
             return "pipe";
+        case image::FdKind::kUnixSocket:
+            return "unix-socket";
     }
     return "?";
 }
@@ -295,6 +316,7 @@ Json image_to_json(const DecodedImage& img) {
     j["itimers"] = itimers(img);
     j["fds"] = fds(img);
     if (!img.pipes.empty()) j["pipes"] = pipes(img);
+    if (!img.unix_sockets.empty()) j["unix_sockets"] = unix_sockets(img);
     j["stats"] = stats(img);
     j["image"] = {{"size", img.size},
                   {"records", img.record_count},

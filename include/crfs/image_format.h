@@ -74,12 +74,16 @@ static_assert(sizeof(Trailer) == 24);
     X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
     X(kPipe, 32, "pipe", sizeof(PipeRecord),                                                    \
       sizeof(PipeRecord) + kMaxPipeSegments * 4 + kMaxPipeBytes)                                \
+    X(kUnixSocket, 33, "unix-socket", sizeof(UnixSocketRecord),                                 \
+      sizeof(UnixSocketRecord) + kMaxUnixMessages * 4 + kMaxUnixQueueBytes)                     \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
 inline constexpr uint32_t kMaxFdDataPerRecord = 16u << 20;  // 16 MiB of file data
 inline constexpr uint32_t kMaxPipeBytes = 16u << 20;        // the largest pipe size saved
 inline constexpr uint32_t kMaxPipeSegments = kMaxPipeBytes / kPageSize;  // one per pipe buffer
+inline constexpr uint32_t kMaxUnixQueueBytes = 16u << 20;  // the largest receive queue saved
+inline constexpr uint32_t kMaxUnixMessages = 1u << 16;     // datagrams in one receive queue
 
 // Task identity and scheduling. Strings are NUL-padded.
 struct TaskRecord {
@@ -225,6 +229,8 @@ enum class FdKind : uint32_t {
     kDeleted = 2,  // unlinked regular file; content follows in fd-data records
     kCharDev = 3,  // reopened by path (/dev/null, ttys, ...)
     kPipe = 12,    // version 3: an end of an anonymous pipe; a pipe record with ino follows
+    kUnixSocket =
+        13,  // version 3: an end of a unix socketpair; a unix-socket record with ino follows
 };
 
 // FdRecord.fd_flags
@@ -276,6 +282,23 @@ struct PipeRecord {
     uint64_t data_len;
 };
 static_assert(sizeof(PipeRecord) == 32);
+
+// One end of a connected pair of unix sockets (socketpair) whose ends are
+// both fds of the task (version 3), after the fd records. `ino` is this end's
+// inode, `peer` the other end's (which has a record of its own). Followed by
+// `nmsgs` uint32 lengths (stream: one chunk; datagram and seqpacket: one per
+// message), then `data_len` bytes: this end's receive queue in order.
+struct UnixSocketRecord {
+    uint64_t ino, peer;
+    uint32_t type;            // SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
+    uint32_t shutdown;        // the kernel's sk_shutdown: 1 receive, 2 send
+    uint32_t passcred;        // SO_PASSCRED
+    uint32_t sndbuf, rcvbuf;  // SO_SNDBUF, SO_RCVBUF as getsockopt reads them
+    uint32_t nmsgs;
+    int64_t rcvtimeo_usec, sndtimeo_usec;  // SO_RCVTIMEO, SO_SNDTIMEO; 0: none
+    uint64_t data_len;
+};
+static_assert(sizeof(UnixSocketRecord) == 64);
 
 // How the checkpoint went; informative only, restore ignores it.
 struct StatsRecord {

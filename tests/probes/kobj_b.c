@@ -1,12 +1,18 @@
 /* Kernel-object probes of issue 11 (pipes): a pipe with bytes in flight, its
  * size and flags; a packet-mode pipe; a full pipe; a pipe reached through a
- * second description. Refused: half-open pipes, pipes shared with another
- * process, O_ASYNC ends. */
+ * second description. Unix socketpairs (stream, datagram, seqpacket) with
+ * queues in both directions, shutdown, SO_PASSCRED, buffer sizes and
+ * timeouts. Refused: half-open pipes, pipes shared with another process,
+ * O_ASYNC ends; fds in flight, bound, listening and half-closed sockets,
+ * SO_PEEK_OFF. */
 #include "probe.h" /* first: it defines _GNU_SOURCE */
 
 #include <linux/kcmp.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
 
 static int g_p[2] = {-1, -1};
 static int g_dup = -1, g_reopen = -1;
@@ -150,6 +156,152 @@ static void async_check(void) {
     if (!(fcntl(g_p[0], F_GETFL) & O_ASYNC)) fail("O_ASYNC is gone");
 }
 
+/* --- unix socketpairs ---------------------------------------------------- */
+static int g_sv[2] = {-1, -1};
+
+static void pair_or_die(int type) {
+    if (socketpair(AF_UNIX, type, 0, g_sv) != 0) die("socketpair");
+}
+static int get_opt(int fd, int opt) {
+    int v = -2;
+    socklen_t len = sizeof v;
+    getsockopt(fd, SOL_SOCKET, opt, &v, &len);
+    return v;
+}
+/* One recv, nonblocking: the message (or chunk) must be `want`. */
+static void expect_msg(int fd, const char* want, size_t n, const char* what) {
+    char buf[256] = {0};
+    ssize_t k = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (k != (ssize_t)n || memcmp(buf, want, n) != 0)
+        fail("%s: got %zd bytes '%.40s', want '%s'", what, k, buf, want);
+}
+static void expect_empty(int fd, const char* what) {
+    char c;
+    if (recv(fd, &c, 1, MSG_DONTWAIT) != -1 || errno != EAGAIN) fail("%s: not empty", what);
+}
+
+static int g_sndbuf;
+static void stream_setup(void) {
+    pair_or_die(SOCK_STREAM);
+    int one = 1, size = 65536;
+    struct timeval tv = {7, 500000};
+    setsockopt(g_sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+    setsockopt(g_sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(g_sv[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    g_sndbuf = get_opt(g_sv[1], SO_SNDBUF);
+    put(g_sv[1], "ping ");
+    put(g_sv[1], "ping");
+    put(g_sv[0], "pong");
+    shutdown(g_sv[0], SHUT_WR);
+}
+static void stream_check(void) {
+    if (get_opt(g_sv[0], SO_PASSCRED) != 1) fail("SO_PASSCRED lost");
+    if (get_opt(g_sv[1], SO_SNDBUF) != g_sndbuf)
+        fail("SO_SNDBUF %d, want %d", get_opt(g_sv[1], SO_SNDBUF), g_sndbuf);
+    struct timeval tv = {0, 0};
+    socklen_t len = sizeof tv;
+    getsockopt(g_sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, &len);
+    if (tv.tv_sec != 7 || tv.tv_usec != 500000)
+        fail("SO_RCVTIMEO %ld.%06ld", (long)tv.tv_sec, (long)tv.tv_usec);
+    char buf[64] = {0};
+    ssize_t k = recv(g_sv[0], buf, sizeof buf, MSG_DONTWAIT);
+    if (k != 9 || memcmp(buf, "ping ping", 9) != 0) fail("queue of end 0: '%s'", buf);
+    expect_msg(g_sv[1], "pong", 4, "queue of end 1");
+    char c;
+    if (recv(g_sv[1], &c, 1, MSG_DONTWAIT) != 0) fail("end 1 does not see end 0's shutdown");
+    if (send(g_sv[0], "x", 1, MSG_NOSIGNAL) != -1 || errno != EPIPE) fail("end 0 can send again");
+    put(g_sv[1], "after");
+    expect_msg(g_sv[0], "after", 5, "a send after restore");
+}
+
+static void dgram_setup(void) {
+    pair_or_die(SOCK_DGRAM);
+    put(g_sv[1], "one");
+    put(g_sv[1], "three");
+    put(g_sv[1], "four");
+    put(g_sv[0], "back");
+}
+static void dgram_check(void) {
+    expect_msg(g_sv[0], "one", 3, "datagram 1");
+    expect_msg(g_sv[0], "three", 5, "datagram 2");
+    expect_msg(g_sv[0], "four", 4, "datagram 4");
+    expect_empty(g_sv[0], "end 0 after three datagrams");
+    expect_msg(g_sv[1], "back", 4, "datagram to end 1");
+    expect_empty(g_sv[1], "end 1 after one datagram");
+}
+
+static void seqpacket_setup(void) {
+    pair_or_die(SOCK_SEQPACKET);
+    put(g_sv[0], "a1");
+    put(g_sv[0], "a22");
+    put(g_sv[1], "b333");
+    shutdown(g_sv[1], SHUT_RD);
+}
+static void seqpacket_check(void) {
+    expect_msg(g_sv[1], "a1", 2, "packet 1");
+    expect_msg(g_sv[1], "a22", 3, "packet 2");
+    expect_msg(g_sv[0], "b333", 4, "packet to end 0");
+    if (send(g_sv[0], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != -1 || errno != EPIPE)
+        fail("end 0 can send although end 1 shut its reading down");
+}
+
+static void rights_setup(void) {
+    pair_or_die(SOCK_STREAM);
+    int fd = 0;
+    char cbuf[CMSG_SPACE(sizeof fd)];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = {"r", 1};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof cbuf;
+    struct cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fd);
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    if (sendmsg(g_sv[1], &m, 0) != 1) die("sendmsg");
+}
+static void rights_check(void) {
+    char buf[8], cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof cbuf;
+    if (recvmsg(g_sv[0], &m, MSG_DONTWAIT) != 1 || !CMSG_FIRSTHDR(&m))
+        fail("the fd in flight is gone");
+}
+
+static void bound_setup(void) {
+    g_sv[0] = socket(AF_UNIX, SOCK_DGRAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "crfs-kobj-b-%d", (int)getpid());
+    if (bind(g_sv[0], (struct sockaddr*)&a, sizeof a) != 0) die("bind");
+}
+static void listen_setup(void) {
+    g_sv[0] = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", at("sock"));
+    if (bind(g_sv[0], (struct sockaddr*)&a, sizeof a) != 0 || listen(g_sv[0], 4) != 0)
+        die("bind/listen");
+}
+static void peer_closed_setup(void) {
+    pair_or_die(SOCK_STREAM);
+    put(g_sv[1], "bye");
+    close(g_sv[1]);
+}
+static void peek_off_setup(void) {
+    pair_or_die(SOCK_DGRAM);
+    int off = 0;
+    setsockopt(g_sv[0], SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
+}
+static void sock_open_check(void) {
+    if (fcntl(g_sv[0], F_GETFD) < 0) fail("socket closed");
+}
+
 static const struct variant kVariants[] = {
     {"pipe_data", data_setup, data_check, NULL},
     {"pipe_packet", packet_setup, packet_check, NULL},
@@ -157,5 +309,13 @@ static const struct variant kVariants[] = {
     {"pipe_half", half_setup, half_check, NULL},
     {"pipe_shared", shared_setup, shared_check, NULL},
     {"pipe_async", async_setup, async_check, NULL},
+    {"unix_stream", stream_setup, stream_check, NULL},
+    {"unix_dgram", dgram_setup, dgram_check, NULL},
+    {"unix_seqpacket", seqpacket_setup, seqpacket_check, NULL},
+    {"unix_rights", rights_setup, rights_check, NULL},
+    {"unix_bound", bound_setup, sock_open_check, NULL},
+    {"unix_listen", listen_setup, sock_open_check, NULL},
+    {"unix_peer_closed", peer_closed_setup, sock_open_check, NULL},
+    {"unix_peek_off", peek_off_setup, sock_open_check, NULL},
 };
 PROBE_MAIN(kVariants)

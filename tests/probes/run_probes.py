@@ -65,7 +65,7 @@ PROBES = [
     ("files", "flock", "holds a file lock (1: FLOCK ADVISORY WRITE"),
     ("files", "posix_lock", "holds a file lock (1: POSIX ADVISORY WRITE"),
     ("files", "deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid"),
-    ("files", "socketpair", "fd 3: unix stream socket (connected)"),
+    ("files", "socketpair", None),
     ("files", "timerfd", "fd 3: timerfd not supported yet"),
     ("files", "signalfd", "fd 3: signalfd not supported yet"),
     ("files", "epoll", "fd 3: epoll not supported yet"),
@@ -93,6 +93,14 @@ PROBES = [
     ("kobj_b", "pipe_half", "(read end): its write end is not open in this task (closed"),
     ("kobj_b", "pipe_shared", "is also open in pid "),
     ("kobj_b", "pipe_async", "with open flags 02"),
+    ("kobj_b", "unix_stream", None),
+    ("kobj_b", "unix_dgram", None),
+    ("kobj_b", "unix_seqpacket", None),
+    ("kobj_b", "unix_rights", "has fds in flight (SCM_RIGHTS)"),
+    ("kobj_b", "unix_bound", "bound to @crfs-kobj-b-"),
+    ("kobj_b", "unix_listen", "listening unix stream socket"),
+    ("kobj_b", "unix_peer_closed", "fd 3: unix stream socket socket:["),
+    ("kobj_b", "unix_peek_off", "with SO_PEEK_OFF set"),
 ]
 
 
