@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Hostile pipe records (issue 11, state/pipe.cc) written into restore slots
-by a real unprivileged user `crfskb1` (made in setup, removed after).
+"""Hostile pipe and unix-socket records (issue 11, state/pipe.cc,
+state/unix_socket.cc) written into restore slots by a real unprivileged user
+`crfskb1` (made in setup, removed after).
 
 The user's own task, tests/probes/kobj_b `pipe_data` (a pipe with bytes in
-flight, an 8 KiB size, a dup and a second description of its write end), is
-checkpointed through the mount; crfs-imgedit edits its fd and pipe records
-(checksum fixed). Each edit must fail at close() with EINVAL naming the
+flight, an 8 KiB size, a dup and a second description of its write end) or
+`unix_stream` (a socketpair with queues both ways, shutdown and options), is
+checkpointed through the mount; crfs-imgedit edits its fd, pipe and
+unix-socket records (checksum fixed). Each edit must fail at close() with EINVAL naming the
 field, and leave no task; the unedited image restores as the user and the
 probe checks itself (PASS).
 
@@ -35,9 +37,14 @@ def tearDownModule():
     rat.tearDownModule()
 
 
-class PipeAttacks(rat.SlotAttackCase):
+class ProbeVictim(rat.SlotAttackCase):
+    """The user's probe_kobj_b VARIANT checkpointed to snap.img."""
+    VARIANT = None
+
     @classmethod
     def setUpClass(cls):
+        if cls.VARIANT is None:
+            raise unittest.SkipTest("the base of the victims' test cases")
         cls.crfs = rt.Crfsd()
         try:
             cls.d = tempfile.mkdtemp(prefix="crfskb-")
@@ -46,7 +53,7 @@ class PipeAttacks(rat.SlotAttackCase):
             probe = os.path.join(rat.BUILD, "tests/probes/probe_kobj_b")
             cls.edit = os.path.join(rat.BUILD, "tests/security/restore/crfs-imgedit")
             m, d = cls.crfs.mnt, cls.d
-            r = rat.run_as(f"cd {d} && {probe} pipe_data {d} </dev/null >/dev/null 2>&1 & p=$!; "
+            r = rat.run_as(f"cd {d} && {probe} {cls.VARIANT} {d} </dev/null >/dev/null 2>&1 & p=$!; "
                            f"until [ -e {d}/ready ]; do sleep 0.01; done; "
                            f"cp {m}/$p/image {d}/snap.img && kill -9 $p && wait $p; "
                            f"rm {d}/ready; chmod 644 {d}/snap.img")
@@ -64,12 +71,6 @@ class PipeAttacks(rat.SlotAttackCase):
         cls.crfs.stop()
         shutil.rmtree(cls.d, ignore_errors=True)
 
-    # probe_kobj_b pipe_data: fd 3 read end (O_NONBLOCK), 4 write end, 5 its dup,
-    # 6 the write end reopened (O_NONBLOCK).
-    def pipe_fd(self, flags):
-        """The fd record of the pipe end with these open flags (own description)."""
-        return self.fd({0o4000: 3, 0o1: 4}[flags])
-
     def refused(self, *edits, why="image field out of range"):
         status = self.assert_refused(self.edited(*edits), "Invalid argument")
         self.assertIn(why, status)
@@ -81,6 +82,16 @@ class PipeAttacks(rat.SlotAttackCase):
         rt.wait_for(lambda: os.path.exists(f"{self.d}/result"), "the probe's verdict")
         self.assertEqual(rt.read(f"{self.d}/result").strip(), "PASS")
         os.unlink(f"{self.d}/result")
+
+
+class PipeAttacks(ProbeVictim):
+    VARIANT = "pipe_data"
+
+    # probe_kobj_b pipe_data: fd 3 read end (O_NONBLOCK), 4 write end, 5 its dup,
+    # 6 the write end reopened (O_NONBLOCK).
+    def pipe_fd(self, flags):
+        """The fd record of the pipe end with these open flags (own description)."""
+        return self.fd({0o4000: 3, 0o1: 4}[flags])
 
     def test_pipe_size_not_a_power_of_two(self):
         self.refused("pipe#0.pipe_size=12288", why="size 12288")
@@ -113,6 +124,50 @@ class PipeAttacks(rat.SlotAttackCase):
         # decoder refuses it before anything else.
         status = self.assert_refused(self.edited("pipe#0@32:4=13"), "Bad message")
         self.assertIn("buffers of 13 bytes hold 12", status)
+
+
+class UnixSocketAttacks(ProbeVictim):
+    # probe_kobj_b unix_stream: fds 3 and 4, a socketpair with queues both ways,
+    # end 3 shut down for writing, SO_PASSCRED on 3, SO_RCVTIMEO and SO_SNDBUF on 4.
+    VARIANT = "unix_stream"
+
+    def test_unknown_type(self):
+        self.refused("unix-socket#0.type=3", why="type 3")
+
+    def test_type_differs_from_the_peer(self):
+        self.refused("unix-socket#0.type=5", why="is not its pair")
+
+    def test_peer_that_is_not_its_pair(self):
+        self.refused("unix-socket#0.peer=77", why="is not its pair")
+        self.refused("unix-socket#0.peer=" + str(self.records_ino(0)), why="is not its pair")
+
+    def test_shutdown_and_passcred_out_of_range(self):
+        self.refused("unix-socket#0.shutdown=4", why="shutdown 4")
+        self.refused("unix-socket#0.passcred=2", why="passcred 2")
+
+    def test_negative_timeout_and_huge_buffers(self):
+        self.refused("unix-socket#1.rcvtimeo_usec=-5", why="timeouts -5")
+        self.refused(f"unix-socket#1.sndbuf={1 << 31}", why="buffers")
+
+    def test_socket_end_opened_read_only(self):
+        self.refused(self.fd(3) + ".open_flags=0", why="socket open flags 0")
+
+    def test_two_descriptions_of_one_end(self):
+        # fd 4 made a second, separate description of the end fd 3 holds.
+        ino = self.records_ino(0)
+        self.refused(self.fd(4) + f".ino={ino}", why="a second open file description")
+
+    def test_queue_lengths_that_do_not_add_up(self):
+        status = self.assert_refused(self.edited("unix-socket#0@64:4=10"), "Bad message")
+        self.assertIn("messages of 10 bytes hold", status)
+
+    def records_ino(self, n):
+        """The ino of unix-socket record n, from crfs show."""
+        out = rat.subprocess.run([os.path.join(rat.BUILD, "tools/crfs"), "show", "--json",
+                                  f"{self.d}/snap.img"], capture_output=True, text=True,
+                                 check=True).stdout
+        import json
+        return json.loads(out)["unix_sockets"][n]["ino"]
 
 
 if __name__ == "__main__":
