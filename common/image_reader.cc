@@ -198,6 +198,26 @@ std::unexpected<Error> inconsistent(const Record& r, std::string what) {
     return bad(strfmt("record {} ({}) at byte {}: {}", r.index, r.name, r.offset, what));
 }
 
+// The `n` u32 lengths after a record's fixed part and the `data_len` bytes
+// they divide: bounded, adding up, and where the bytes lie.
+Status lengths_and_bytes(const Record& r, size_t fixed, uint32_t n, uint64_t data_len,
+                         uint32_t max_n, uint64_t max_bytes, const char* unit, bool keep,
+                         LengthsAndBytes& out) {
+    if (n > max_n || data_len > max_bytes)
+        return inconsistent(r, strfmt("{} {} of {} bytes", n, unit, data_len));
+    uint64_t lens = uint64_t(n) * 4;
+    if (auto t = expect_tail(r, fixed, lens + data_len); !t) return t;
+    out.lens.resize(n);
+    if (lens) std::memcpy(out.lens.data(), r.payload.data() + fixed, lens);
+    uint64_t sum = 0;
+    for (uint32_t l : out.lens) sum += l;
+    if (sum != data_len)
+        return inconsistent(r, strfmt("{} of {} bytes hold {}", unit, sum, data_len));
+    out.data_offset = r.offset + sizeof(image::RecordHeader) + fixed + lens;
+    if (keep) out.data = r.payload.substr(fixed + lens);
+    return {};
+}
+
 }  // namespace
 
 Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
@@ -377,43 +397,24 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 break;
             }
             case RecordType::kPipe: {
-                PipeEntry e{load<image::PipeRecord>(p), {}, 0, {}};
-                if (e.rec.nsegs > image::kMaxPipeSegments || e.rec.data_len > image::kMaxPipeBytes)
-                    return inconsistent(
-                        r, strfmt("{} buffers of {} bytes", e.rec.nsegs, e.rec.data_len));
-                uint64_t segs_len = uint64_t(e.rec.nsegs) * 4;
-                if (auto t = expect_tail(r, sizeof e.rec, segs_len + e.rec.data_len); !t)
-                    return std::unexpected(t.error());
-                e.segs.resize(e.rec.nsegs);
-                if (segs_len) std::memcpy(e.segs.data(), p.data() + sizeof e.rec, segs_len);
-                uint64_t sum = 0;
-                for (uint32_t s : e.segs) sum += s;
-                if (sum != e.rec.data_len)
-                    return inconsistent(r,
-                                        strfmt("buffers of {} bytes hold {}", sum, e.rec.data_len));
-                e.data_offset = r.offset + sizeof(image::RecordHeader) + sizeof e.rec + segs_len;
-                if (opts.keep_data) e.data = p.substr(sizeof e.rec + segs_len);
+                PipeEntry e;
+                e.rec = load<image::PipeRecord>(p);
+                if (auto s = lengths_and_bytes(r, sizeof e.rec, e.rec.nsegs, e.rec.data_len,
+                                               image::kMaxPipeSegments, image::kMaxPipeBytes,
+                                               "buffers", opts.keep_data, e);
+                    !s)
+                    return std::unexpected(s.error());
                 img.pipes.push_back(std::move(e));
                 break;
             }
             case RecordType::kUnixSocket: {
-                UnixSocketEntry e{load<image::UnixSocketRecord>(p), {}, 0, {}};
-                if (e.rec.nmsgs > image::kMaxUnixMessages ||
-                    e.rec.data_len > image::kMaxUnixQueueBytes)
-                    return inconsistent(
-                        r, strfmt("{} messages of {} bytes", e.rec.nmsgs, e.rec.data_len));
-                uint64_t lens = uint64_t(e.rec.nmsgs) * 4;
-                if (auto t = expect_tail(r, sizeof e.rec, lens + e.rec.data_len); !t)
-                    return std::unexpected(t.error());
-                e.msgs.resize(e.rec.nmsgs);
-                if (lens) std::memcpy(e.msgs.data(), p.data() + sizeof e.rec, lens);
-                uint64_t sum = 0;
-                for (uint32_t m : e.msgs) sum += m;
-                if (sum != e.rec.data_len)
-                    return inconsistent(
-                        r, strfmt("messages of {} bytes hold {}", sum, e.rec.data_len));
-                e.data_offset = r.offset + sizeof(image::RecordHeader) + sizeof e.rec + lens;
-                if (opts.keep_data) e.data = p.substr(sizeof e.rec + lens);
+                UnixSocketEntry e;
+                e.rec = load<image::UnixSocketRecord>(p);
+                if (auto s = lengths_and_bytes(r, sizeof e.rec, e.rec.nmsgs, e.rec.data_len,
+                                               image::kMaxUnixMessages, image::kMaxUnixQueueBytes,
+                                               "messages", opts.keep_data, e);
+                    !s)
+                    return std::unexpected(s.error());
                 img.unix_sockets.push_back(std::move(e));
                 break;
             }

@@ -109,21 +109,21 @@ struct FdEntry {
     std::string data;  // only with DecodeOptions::keep_data
 };
 
-// A pipe record (version 3): its buffer lengths and where its bytes lie in
-// the stream (restore reads them from there).
-struct PipeEntry {
-    image::PipeRecord rec;
-    std::vector<uint32_t> segs;
+// A record whose bytes follow a list of u32 lengths that divide them (pipe
+// buffers, socket messages), and where the bytes lie in the stream (restore
+// reads them from there).
+struct LengthsAndBytes {
+    std::vector<uint32_t> lens;
     uint64_t data_offset = 0;
     std::string data;  // only with DecodeOptions::keep_data
 };
 
-// A unix-socket record (version 3), like PipeEntry.
-struct UnixSocketEntry {
-    image::UnixSocketRecord rec;
-    std::vector<uint32_t> msgs;
-    uint64_t data_offset = 0;
-    std::string data;  // only with DecodeOptions::keep_data
+struct PipeEntry : LengthsAndBytes {  // version 3
+    image::PipeRecord rec{};
+};
+
+struct UnixSocketEntry : LengthsAndBytes {  // version 3
+    image::UnixSocketRecord rec{};
 };
 
 struct DecodedImage {

@@ -65,12 +65,12 @@ int make_pipe(const PipePlan& p, int min_fd) {
     // gives a buffer that later writes do not merge into; the last one is
     // written plainly and takes merging writes as the saved one did.
     int tmp[2] = {-1, -1};
-    if (!p.packet && p.segs.size() > 1 && pipe2(tmp, O_CLOEXEC | O_NONBLOCK) < 0) return errno;
+    if (!p.packet && p.lens.size() > 1 && pipe2(tmp, O_CLOEXEC | O_NONBLOCK) < 0) return errno;
     int err = 0;
     char* d = p.data.data();
-    for (size_t i = 0; i < p.segs.size() && !err; ++i) {
-        ssize_t want = ssize_t(p.segs[i]), n;
-        if (p.packet || i + 1 == p.segs.size()) {
+    for (size_t i = 0; i < p.lens.size() && !err; ++i) {
+        ssize_t want = ssize_t(p.lens[i]), n;
+        if (p.packet || i + 1 == p.lens.size()) {
             n = ::write(p.end[1], d, size_t(want));
         } else {
             n = ::write(tmp[1], d, size_t(want));
@@ -203,7 +203,7 @@ Status check_pipes(const DecodedImage& img) {
             return bad(strfmt("{}: size {}", at, r.pipe_size));
         if (r.data_len > r.pipe_size || r.nsegs > r.pipe_size / image::kPageSize)
             return bad(strfmt("{}: {} bytes in {} buffers", at, r.data_len, r.nsegs));
-        for (uint32_t s : p.segs)
+        for (uint32_t s : p.lens)
             if (s == 0 || s > image::kPageSize) return bad(strfmt("{}: a buffer of {}", at, s));
     }
     for (const auto& f : img.fds) {
@@ -229,7 +229,7 @@ Result<std::vector<PipePlan>> plan_pipes(const DecodedImage& img, int image_fd) 
         pp.ino = p.rec.ino;
         pp.size = int(p.rec.pipe_size);
         pp.packet = p.rec.flags & image::kPipePacket;
-        pp.segs = p.segs;
+        pp.lens = p.lens;
         pp.data.resize(p.rec.data_len);
         if (!pp.data.empty() && pread(image_fd, pp.data.data(), pp.data.size(),
                                       off_t(p.data_offset)) != ssize_t(pp.data.size()))

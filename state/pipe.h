@@ -39,7 +39,7 @@ struct PipePlan {
     uint64_t ino = 0;
     int size = 0;
     bool packet = false;
-    std::vector<uint32_t> segs;
+    std::vector<uint32_t> lens;     // the buffers' lengths
     mutable std::string data;       // stage 1 drains its spare pipe into it (the same bytes)
     mutable int end[2] = {-1, -1};  // read, write: held at fds >= min_fd until every fd is in place
     mutable bool given[2] = {false, false};  // the end's own description is at a target already

@@ -358,7 +358,7 @@ Status check_unix_sockets(const DecodedImage& img) {
         if (r.type == SOCK_STREAM && r.nmsgs > 1)
             return bad(strfmt("{}: {} stream chunks", at, r.nmsgs));
         if (r.type != SOCK_STREAM)
-            for (uint32_t m : u.msgs)
+            for (uint32_t m : u.lens)
                 if (m > (1u << 20)) return bad(strfmt("{}: a datagram of {} bytes", at, m));
         auto peer = by_ino.find(r.peer);
         if (r.peer == r.ino || peer == by_ino.end() || peer->second->rec.peer != r.ino ||
@@ -387,7 +387,7 @@ Result<std::vector<UnixPlan>> plan_unix_sockets(const DecodedImage& img, int ima
     for (const auto& u : img.unix_sockets) {
         UnixPlan p;
         p.rec = u.rec;
-        p.msgs = u.msgs;
+        p.msgs = u.lens;
         p.data.resize(u.rec.data_len);
         if (!p.data.empty() && pread(image_fd, p.data.data(), p.data.size(),
                                      off_t(u.data_offset)) != ssize_t(p.data.size()))

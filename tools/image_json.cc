@@ -207,7 +207,7 @@ Json pipes(const DecodedImage& img) {
         out.push_back({{"ino", p.rec.ino},
                        {"pipe_size", p.rec.pipe_size},
                        {"packet", bool(p.rec.flags & image::kPipePacket)},
-                       {"buffers", p.segs},
+                       {"buffers", p.lens},
                        {"data_bytes", p.rec.data_len}});
     return out;
 }
@@ -225,7 +225,7 @@ Json unix_sockets(const DecodedImage& img) {
                        {"rcvbuf", r.rcvbuf},
                        {"rcvtimeo_usec", r.rcvtimeo_usec},
                        {"sndtimeo_usec", r.sndtimeo_usec},
-                       {"messages", u.msgs},
+                       {"messages", u.lens},
                        {"data_bytes", r.data_len}});
     }
     return out;

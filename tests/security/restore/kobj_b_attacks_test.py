@@ -13,11 +13,10 @@ probe checks itself (PASS).
 
 usage: kobj_b_attacks_test.py BUILD_DIR  (any unittest args after)
 """
+import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,31 +44,11 @@ class ProbeVictim(rat.SlotAttackCase):
     def setUpClass(cls):
         if cls.VARIANT is None:
             raise unittest.SkipTest("the base of the victims' test cases")
-        cls.crfs = rt.Crfsd()
-        try:
-            cls.d = tempfile.mkdtemp(prefix="crfskb-")
-            os.chmod(cls.d, 0o755)
-            os.chown(cls.d, rat.UID, rat.GID)
-            probe = os.path.join(rat.BUILD, "tests/probes/probe_kobj_b")
-            cls.edit = os.path.join(rat.BUILD, "tests/security/restore/crfs-imgedit")
-            m, d = cls.crfs.mnt, cls.d
-            r = rat.run_as(f"cd {d} && {probe} {cls.VARIANT} {d} </dev/null >/dev/null 2>&1 & p=$!; "
-                           f"until [ -e {d}/ready ]; do sleep 0.01; done; "
-                           f"cp {m}/$p/image {d}/snap.img && kill -9 $p && wait $p; "
-                           f"rm {d}/ready; chmod 644 {d}/snap.img")
-            assert os.path.exists(f"{d}/snap.img"), r.stderr
-            cls.records = [eval(line, {}, {}) for line in rat.subprocess.run(
-                [cls.edit, f"{d}/snap.img", "--list"], capture_output=True, text=True,
-                check=True).stdout.splitlines()]
-        except BaseException:
-            cls.crfs.stop()
-            raise
-        cls.n = 0
+        super().setUpClass()
 
     @classmethod
-    def tearDownClass(cls):
-        cls.crfs.stop()
-        shutil.rmtree(cls.d, ignore_errors=True)
+    def victim_command(cls, d):
+        return f"{os.path.join(rat.BUILD, 'tests/probes/probe_kobj_b')} {cls.VARIANT} {d}"
 
     def refused(self, *edits, why="image field out of range"):
         status = self.assert_refused(self.edited(*edits), "Invalid argument")
@@ -166,7 +145,6 @@ class UnixSocketAttacks(ProbeVictim):
         out = rat.subprocess.run([os.path.join(rat.BUILD, "tools/crfs"), "show", "--json",
                                   f"{self.d}/snap.img"], capture_output=True, text=True,
                                  check=True).stdout
-        import json
         return json.loads(out)["unix_sockets"][n]["ino"]
 
 
