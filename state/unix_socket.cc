@@ -254,6 +254,7 @@ void UnixTable::load() {
                 error_ = "unix_diag: error answer";
                 return;
             }
+            if (h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg))) continue;
             auto* m = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
             UnixDiag d;
             d.ino = m->udiag_ino;
