@@ -107,12 +107,14 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
         t.rec.mtime_sec = st.st_mtim.tv_sec;
         t.rec.mtime_nsec = st.st_mtim.tv_nsec;
 
-        if (t.path.starts_with("pipe:[")) {
-            t.rec.kind = uint32_t(image::FdKind::kPipe);
-            t.path.clear();
+        if (bool fifo = S_ISFIFO(st.st_mode) && t.path.starts_with("/");
+            fifo || t.path.starts_with("pipe:[")) {
+            t.rec.kind = uint32_t(fifo ? image::FdKind::kFifo : image::FdKind::kPipe);
+            std::string link = t.path;
+            if (!fifo) t.path.clear();
             if (std::find(pipes_seen.begin(), pipes_seen.end(), st.st_ino) == pipes_seen.end()) {
                 pipes_seen.push_back(st.st_ino);
-                auto rec = state::dump_pipe(pid, fd, st.st_ino);
+                auto rec = state::dump_pipe(pid, fd, st.st_ino, link);
                 if (!rec) return std::unexpected(rec.error());
                 t.records.emplace_back(image::RecordType::kPipe, std::move(*rec));
             }

@@ -370,7 +370,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if ((f.rec.kind < uint32_t(image::FdKind::kRegular) ||
                      f.rec.kind > uint32_t(image::FdKind::kCharDev)) &&
                     f.rec.kind != uint32_t(image::FdKind::kPipe) &&
-                    f.rec.kind != uint32_t(image::FdKind::kUnixSocket))
+                    f.rec.kind != uint32_t(image::FdKind::kUnixSocket) &&
+                    f.rec.kind != uint32_t(image::FdKind::kFifo))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
                 for (const auto& o : img.fds)
                     if (o.rec.fd == f.rec.fd)

@@ -133,7 +133,8 @@ Status check_fds(const DecodedImage& img) {
             if (auto s = check_same_as(img, f); !s) return s;
         // The rest of these: state/pipe.cc, state/unix_socket.cc.
         bool pipe = r.kind == uint32_t(image::FdKind::kPipe) ||
-                    r.kind == uint32_t(image::FdKind::kUnixSocket);
+                    r.kind == uint32_t(image::FdKind::kUnixSocket) ||
+                    r.kind == uint32_t(image::FdKind::kFifo);
         if ((r.kind < 1 || r.kind > 3) && !pipe) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
         if ((r.open_flags & ~kFdOpenFlags) || (r.open_flags & O_ACCMODE) == O_ACCMODE)
             return bad(strfmt("fd {}: open flags 0{:o}", r.fd, r.open_flags));

@@ -76,11 +76,11 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
         a.open_flags =
             int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
         auto kind = image::FdKind(f.rec.kind);
-        if (kind == image::FdKind::kPipe) {  // check_pipes: its record exists
+        if (kind == image::FdKind::kPipe || kind == image::FdKind::kFifo) {  // check_pipes
             for (size_t i = 0; i < plan.pipes.size(); ++i)
                 if (plan.pipes[i].ino == f.rec.ino) a.pipe = int(i);
             a.open_flags = int(f.rec.open_flags);
-            a.path = strfmt("pipe:[{}]", f.rec.ino);
+            a.path = kind == image::FdKind::kFifo ? f.path : strfmt("pipe:[{}]", f.rec.ino);
             plan.actions.push_back(std::move(a));
             continue;
         }

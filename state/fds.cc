@@ -183,6 +183,7 @@ constexpr FdKind kFdKinds[] = {
     {"O_PATH", is_opath, opath_reason},
     {"socket", is_socket, socket_reason},
     {"pipe", is_pipe, pipe_reason},
+    {"FIFO", is_fifo, fifo_reason},
     {"anon inode", is_anon, anon_reason},
     {"memfd", is_memfd, memfd_reason},
     {"procfs", is_procfs, procfs_reason},

@@ -32,11 +32,15 @@ bool kernel_object(std::string_view link) {
 
 }  // namespace
 
-const std::vector<pid_t>& Holders::of(const std::string& link) {
-    static const std::vector<pid_t> kNone;
+std::vector<pid_t> Holders::of(const std::string& link) {
+    if (!kernel_object(link)) {
+        Holders one(task_);
+        one.load(&link);
+        return one.by_link_[link];
+    }
     if (!loaded_) load();
     auto it = by_link_.find(link);
-    return it == by_link_.end() ? kNone : it->second;
+    return it == by_link_.end() ? std::vector<pid_t>{} : it->second;
 }
 
 int Holders::unseen() {
@@ -58,7 +62,7 @@ std::string Holders::names(const std::vector<pid_t>& pids) {
     return s;
 }
 
-void Holders::load() {
+void Holders::load(const std::string* path) {
     loaded_ = true;
     bool ok = false;
     pid_t self = getpid();
@@ -72,12 +76,12 @@ void Holders::load() {
             continue;
         }
         for (int fd : fds) {
-            char buf[64];
-            std::string path = dir + "/" + std::to_string(fd);
-            ssize_t n = readlink(path.c_str(), buf, sizeof buf);
+            char buf[4097];
+            std::string at = dir + "/" + std::to_string(fd);
+            ssize_t n = readlink(at.c_str(), buf, sizeof buf);
             if (n <= 0 || n == ssize_t(sizeof buf)) continue;
             std::string link(buf, size_t(n));
-            if (!kernel_object(link)) continue;
+            if (path ? link != *path : !kernel_object(link)) continue;
             auto& v = by_link_[link];
             if (v.empty() || v.back() != pid) v.push_back(pid);
         }

@@ -16,15 +16,17 @@ namespace crfs::state {
 class Holders {
   public:
     explicit Holders(pid_t task) : task_(task) {}
-    // Processes outside the task (and outside the daemon) holding `link`.
-    const std::vector<pid_t>& of(const std::string& link);
+    // Processes outside the task (and outside the daemon) holding `link`
+    // ("pipe:[N]", "socket:[N]" from one scan; a path, such as a FIFO's, from
+    // a scan of its own).
+    std::vector<pid_t> of(const std::string& link);
     // Processes whose fd table the caller could not read.
     int unseen();
     // "pid 12 (cat)" or "pids 12 (cat), 13 (sh)".
     static std::string names(const std::vector<pid_t>& pids);
 
   private:
-    void load();
+    void load(const std::string* path = nullptr);
     pid_t task_;
     bool loaded_ = false;
     int unseen_ = 0;

@@ -45,15 +45,47 @@ const char* self_fd_path(char (&buf)[32], int fd) {
     return buf;
 }
 
-// Makes the pipe of `p` above min_fd, sized, holding its buffers.
+// Moves `fd` above min_fd.
+int hold(int fd, int min_fd) {
+    int h = fcntl(fd, F_DUPFD_CLOEXEC, min_fd);
+    int err = errno;
+    ::close(fd);
+    return h < 0 ? -err : h;
+}
+
+// Opens the FIFO of `p` by its path, as the writer; it must be the FIFO the
+// image names (dev, inode).
+int open_fifo(const PipePlan& p, int flags) {
+    int fd = ::open(p.fifo.c_str(), flags | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_dev != p.dev || st.st_ino != p.ino) {
+        ::close(fd);
+        return -ESTALE;
+    }
+    return fd;
+}
+
+// Makes the pipe of `p` above min_fd, sized, holding its buffers. A FIFO is
+// opened O_RDWR through its path (both ends in one) and must be empty.
 int make_pipe(const PipePlan& p, int min_fd) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK | (p.packet ? O_DIRECT : 0)) < 0) return errno;
-    for (int i = 0; i < 2; ++i) {
-        p.end[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, min_fd);
-        int err = errno;
-        ::close(fds[i]);
-        if (p.end[i] < 0) return err;
+    if (!p.fifo.empty()) {
+        int fd = open_fifo(p, O_RDWR);
+        if (fd < 0) return -fd;
+        int queued = 0;
+        if (ioctl(fd, FIONREAD, &queued) < 0 || queued) {
+            ::close(fd);
+            return EBUSY;  // someone else's bytes
+        }
+        if (p.packet && fcntl(fd, F_SETFL, O_NONBLOCK | O_DIRECT) < 0) return errno;
+        p.end[0] = p.end[1] = hold(fd, min_fd);
+        if (p.end[0] < 0) return -p.end[0];
+    } else {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC | O_NONBLOCK | (p.packet ? O_DIRECT : 0)) < 0) return errno;
+        for (int i = 0; i < 2; ++i) p.end[i] = hold(fds[i], min_fd);
+        for (int e : p.end)
+            if (e < 0) return -e;
     }
     if (fcntl(p.end[1], F_GETPIPE_SZ) != p.size) {
         int got = fcntl(p.end[1], F_SETPIPE_SZ, p.size);
@@ -90,8 +122,22 @@ bool is_pipe(const FdView& f) {
     return f.link.starts_with("pipe:[");
 }
 
+bool is_fifo(const FdView& f) {
+    return S_ISFIFO(f.st.st_mode) && f.link.starts_with("/");
+}
+
+std::optional<std::string> fifo_reason(TaskView& t, const FdView& f, FdContext& ctx) {
+    // Restore reopens the path: it must still name this FIFO.
+    struct stat now {};
+    if (f.link.ends_with(" (deleted)") || ::stat(f.link.c_str(), &now) != 0 ||
+        now.st_dev != f.st.st_dev || now.st_ino != f.st.st_ino)
+        return "FIFO " + f.link + " is no longer the FIFO at that path; such a FIFO" +
+               std::string(kNotYet);
+    return pipe_reason(t, f, ctx);
+}
+
 std::optional<std::string> pipe_reason(TaskView& t, const FdView& f, FdContext& ctx) {
-    std::string what = end_name(f.link, f.info.flags);
+    std::string what = (is_fifo(f) ? "FIFO " : "") + end_name(f.link, f.info.flags);
     if (f.info.flags & ~(kPipeFlags | O_CLOEXEC))
         return what + strfmt(" with open flags 0{:o}", f.info.flags) + std::string(kNotYet);
     const auto& others = ctx.holders.of(f.link);
@@ -101,7 +147,7 @@ std::optional<std::string> pipe_reason(TaskView& t, const FdView& f, FdContext& 
     bool ends[2] = {false, false};
     if (auto fds = t.fds(); fds)
         for (const FdView& o : **fds)
-            if (o.link == f.link) {
+            if (o.st.st_dev == f.st.st_dev && o.st.st_ino == f.st.st_ino) {
                 uint32_t acc = o.info.flags & O_ACCMODE;
                 ends[0] |= acc != O_WRONLY;
                 ends[1] |= acc != O_RDONLY;
@@ -125,14 +171,13 @@ std::optional<std::string> pipe_reason(TaskView& t, const FdView& f, FdContext& 
     return std::nullopt;
 }
 
-Result<std::string> dump_pipe(pid_t pid, int fd, uint64_t ino) {
-    std::string link = strfmt("pipe:[{}]", ino);
+Result<std::string> dump_pipe(pid_t pid, int fd, uint64_t ino, const std::string& link) {
     std::string dir = strfmt("/proc/{}/fd", pid);
     // Packet mode when some end has O_DIRECT.
     bool packet = false;
     if (DIR* d = opendir(dir.c_str())) {
         while (dirent* e = readdir(d)) {
-            char buf[64];
+            char buf[4097];
             ssize_t n = readlinkat(dirfd(d), e->d_name, buf, sizeof buf);
             if (n <= 0 || std::string_view(buf, size_t(n)) != link) continue;
             auto text = read_file(strfmt("/proc/{}/fdinfo/{}", pid, e->d_name));
@@ -206,12 +251,20 @@ Status check_pipes(const DecodedImage& img) {
         for (uint32_t s : p.lens)
             if (s == 0 || s > image::kPageSize) return bad(strfmt("{}: a buffer of {}", at, s));
     }
+    std::map<uint64_t, const FdEntry*> fifo_of;  // ino: its first FIFO fd
     for (const auto& f : img.fds) {
-        if (f.rec.kind != uint32_t(image::FdKind::kPipe) || f.rec.same_as >= 0) continue;
+        bool fifo = f.rec.kind == uint32_t(image::FdKind::kFifo);
+        if ((f.rec.kind != uint32_t(image::FdKind::kPipe) && !fifo) || f.rec.same_as >= 0) continue;
         uint32_t acc = f.rec.open_flags & O_ACCMODE;
-        if ((f.rec.open_flags & ~kPipeFlags) || (acc != O_RDONLY && acc != O_WRONLY))
+        if ((f.rec.open_flags & ~kPipeFlags) || acc == O_ACCMODE || (!fifo && acc == O_RDWR))
             return bad(strfmt("fd {}: pipe open flags 0{:o}", f.rec.fd, f.rec.open_flags));
-        if (!f.path.empty()) return bad(strfmt("fd {}: a pipe with a path", f.rec.fd));
+        if (!fifo && !f.path.empty()) return bad(strfmt("fd {}: a pipe with a path", f.rec.fd));
+        if (fifo && (f.path.empty() || f.path[0] != '/' || f.path.find('\0') != std::string::npos))
+            return bad(strfmt("fd {}: FIFO path not absolute or holds a NUL", f.rec.fd));
+        auto [first, fresh] = fifo_of.emplace(f.rec.ino, fifo ? &f : nullptr);
+        if (!fresh && (!first->second != !fifo || (fifo && (first->second->path != f.path ||
+                                                            first->second->rec.dev != f.rec.dev))))
+            return bad(strfmt("fd {}: pipe {} named two ways", f.rec.fd, f.rec.ino));
         auto it = refs.find(f.rec.ino);
         if (it == refs.end())
             return bad(strfmt("fd {}: no record of pipe {}", f.rec.fd, f.rec.ino));
@@ -230,6 +283,10 @@ Result<std::vector<PipePlan>> plan_pipes(const DecodedImage& img, int image_fd) 
         pp.size = int(p.rec.pipe_size);
         pp.packet = p.rec.flags & image::kPipePacket;
         pp.lens = p.lens;
+        for (const auto& f : img.fds)  // check_pipes: FIFO or pipe fds, not both
+            if (f.rec.kind == uint32_t(image::FdKind::kFifo) && f.rec.ino == p.rec.ino &&
+                f.rec.same_as < 0)
+                pp.fifo = f.path, pp.dev = f.rec.dev;
         pp.data.resize(p.rec.data_len);
         if (!pp.data.empty() && pread(image_fd, pp.data.data(), pp.data.size(),
                                       off_t(p.data_offset)) != ssize_t(pp.data.size()))
@@ -243,7 +300,19 @@ int child_pipe_fd(const PipePlan& p, int target, int open_flags, bool cloexec, i
     if (p.end[0] < 0)
         if (int e = make_pipe(p, min_fd)) return e;
     int acc = open_flags & O_ACCMODE, which = acc == O_WRONLY ? 1 : 0;
-    if (!p.given[which]) {
+    if (!p.fifo.empty()) {
+        // Every description of a FIFO is opened by its path, with its own mode.
+        int fd = open_fifo(p, acc);
+        if (fd < 0) return -fd;
+        if (fd != target) {
+            int r = dup3(fd, target, cloexec ? O_CLOEXEC : 0);
+            int err = errno;
+            ::close(fd);
+            if (r < 0) return err;
+        } else if (!cloexec && fcntl(fd, F_SETFD, 0) < 0) {
+            return errno;
+        }
+    } else if (!p.given[which]) {
         // The end's own description goes to its first fd.
         if (dup3(p.end[which], target, cloexec ? O_CLOEXEC : 0) < 0) return errno;
         p.given[which] = true;
@@ -266,9 +335,11 @@ int child_pipe_fd(const PipePlan& p, int target, int open_flags, bool cloexec, i
 }
 
 void child_close_pipes(const std::vector<PipePlan>& pipes) {
-    for (const auto& p : pipes)
-        for (int& e : p.end)
-            if (e >= 0) ::close(e), e = -1;
+    for (const auto& p : pipes) {
+        if (p.end[0] >= 0) ::close(p.end[0]);
+        if (p.end[1] >= 0 && p.end[1] != p.end[0]) ::close(p.end[1]);
+        p.end[0] = p.end[1] = -1;
+    }
 }
 
 }  // namespace crfs::state

@@ -25,10 +25,14 @@ struct FdContext;
 
 bool is_pipe(const FdView& f);
 std::optional<std::string> pipe_reason(TaskView& t, const FdView& f, FdContext& ctx);
+// A FIFO with a path (reopened by it): a pipe whose path must still name it.
+bool is_fifo(const FdView& f);
+std::optional<std::string> fifo_reason(TaskView& t, const FdView& f, FdContext& ctx);
 
-// The pipe record payload of pipe `ino`, read through /proc/<pid>/fd/<fd>
-// (one of its ends) while the task is frozen; the pipe keeps its bytes.
-Result<std::string> dump_pipe(pid_t pid, int fd, uint64_t ino);
+// The pipe record payload of pipe or FIFO `ino` (`link`: the fd link of its
+// ends), read through /proc/<pid>/fd/<fd> (one of its ends) while the task is
+// frozen; the pipe keeps its bytes.
+Result<std::string> dump_pipe(pid_t pid, int fd, uint64_t ino, const std::string& link);
 
 // Restore: every pipe record in range and matched with the fds of its ends.
 Status check_pipes(const DecodedImage& img);
@@ -36,7 +40,8 @@ Status check_pipes(const DecodedImage& img);
 // One pipe to make in stage 1. The child writes the fds it makes into the
 // mutable fields: it runs in its own copy of the parent's memory.
 struct PipePlan {
-    uint64_t ino = 0;
+    uint64_t ino = 0, dev = 0;  // dev: a FIFO's
+    std::string fifo;           // a FIFO: its path, reopened as the writer
     int size = 0;
     bool packet = false;
     std::vector<uint32_t> lens;     // the buffers' lengths

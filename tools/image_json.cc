@@ -282,6 +282,8 @@ const char* fd_kind_name(uint32_t k) {
             return "pipe";
         case image::FdKind::kUnixSocket:
             return "unix-socket";
+        case image::FdKind::kFifo:
+            return "fifo";
     }
     return "?";
 }

@@ -228,9 +228,10 @@ enum class FdKind : uint32_t {
     kRegular = 1,  // path reopened at restore; fingerprint checked
     kDeleted = 2,  // unlinked regular file; content follows in fd-data records
     kCharDev = 3,  // reopened by path (/dev/null, ttys, ...)
-    kPipe = 12,    // version 3: an end of an anonymous pipe; a pipe record with ino follows
-    kUnixSocket =
-        13,  // version 3: an end of a unix socketpair; a unix-socket record with ino follows
+    // Version 3, each followed (after all fd records) by a record of `ino`:
+    kPipe = 12,        // an end of an anonymous pipe: a pipe record
+    kUnixSocket = 13,  // an end of a unix socketpair: a unix-socket record
+    kFifo = 14,        // a FIFO, reopened by its path: a pipe record
 };
 
 // FdRecord.fd_flags

@@ -1,4 +1,4 @@
-/* Kernel-object probes of issue 11 (pipes): a pipe with bytes in flight, its
+/* Kernel-object probes of issue 11 (pipes, FIFOs): a pipe with bytes in flight, its
  * size and flags; a packet-mode pipe; a full pipe; a pipe reached through a
  * second description. Unix socketpairs (stream, datagram, seqpacket) with
  * queues in both directions, shutdown, SO_PASSCRED, buffer sizes and
@@ -10,6 +10,7 @@
 #include <linux/kcmp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -154,6 +155,46 @@ static void async_setup(void) {
 }
 static void async_check(void) {
     if (!(fcntl(g_p[0], F_GETFL) & O_ASYNC)) fail("O_ASYNC is gone");
+}
+
+/* --- FIFOs: reopened by path -------------------------------------------- */
+static int g_rw = -1;
+static struct stat g_fifo_st;
+
+static void fifo_make(void) {
+    if (mkfifo(at("fifo"), 0600) != 0 || stat(at("fifo"), &g_fifo_st) != 0) die("mkfifo");
+    g_p[0] = open(at("fifo"), O_RDONLY | O_NONBLOCK);
+}
+static void fifo_setup(void) {
+    fifo_make();
+    g_p[1] = open(at("fifo"), O_WRONLY);
+    g_rw = open(at("fifo"), O_RDWR | O_CLOEXEC);
+    if (g_p[0] < 0 || g_p[1] < 0 || g_rw < 0) die("open fifo");
+    put(g_p[1], "through ");
+    put(g_rw, "the fifo");
+}
+static void fifo_check(void) {
+    struct stat st;
+    if (fstat(g_p[0], &st) != 0 || st.st_ino != g_fifo_st.st_ino || st.st_dev != g_fifo_st.st_dev)
+        fail("the read end is not the FIFO at its path");
+    check_flags(g_p[0], O_RDONLY | O_NONBLOCK, "read end");
+    check_flags(g_p[1], O_WRONLY, "write end");
+    check_flags(g_rw, O_RDWR, "read-write end");
+    if (!(fcntl(g_rw, F_GETFD) & FD_CLOEXEC)) fail("read-write end lost close-on-exec");
+    expect_bytes(g_p[0], "through the fifo", 16, "buffered bytes");
+    put(g_rw, "more");
+    expect_bytes(g_p[0], "more", 4, "a write after restore");
+}
+static void fifo_half_setup(void) {
+    fifo_make();
+    if (g_p[0] < 0) die("open fifo");
+}
+static void fifo_deleted_setup(void) {
+    fifo_setup();
+    if (unlink(at("fifo")) != 0) die("unlink");
+}
+static void fifo_open_check(void) {
+    if (fcntl(g_p[0], F_GETFD) < 0) fail("FIFO closed");
 }
 
 /* --- unix socketpairs ---------------------------------------------------- */
@@ -309,6 +350,9 @@ static const struct variant kVariants[] = {
     {"pipe_half", half_setup, half_check, NULL},
     {"pipe_shared", shared_setup, shared_check, NULL},
     {"pipe_async", async_setup, async_check, NULL},
+    {"fifo_data", fifo_setup, fifo_check, NULL},
+    {"fifo_half", fifo_half_setup, fifo_open_check, NULL},
+    {"fifo_deleted", fifo_deleted_setup, fifo_open_check, NULL},
     {"unix_stream", stream_setup, stream_check, NULL},
     {"unix_dgram", dgram_setup, dgram_check, NULL},
     {"unix_seqpacket", seqpacket_setup, seqpacket_check, NULL},

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -103,6 +104,50 @@ class PipeAttacks(ProbeVictim):
         # decoder refuses it before anything else.
         status = self.assert_refused(self.edited("pipe#0@32:4=13"), "Bad message")
         self.assertIn("buffers of 13 bytes hold 12", status)
+
+
+class FifoAttacks(ProbeVictim):
+    # probe_kobj_b fifo_data: DIR/fifo open at fd 3 (read, O_NONBLOCK), 4 (write) and
+    # 5 (read-write), bytes in it. Reopened by path, as the writer, at restore.
+    VARIANT = "fifo_data"
+
+    def test_root_only_fifo_is_opened_as_the_writer(self):
+        target = tempfile.mktemp(prefix="crfskb-fifo-", dir="/var/tmp")
+        os.mkfifo(target, 0o600)
+        try:
+            st = os.stat(target)
+            edits = []
+            for fd in (3, 4, 5):
+                edits += [self.fd(fd) + ".path=" + target, self.fd(fd) + f".ino={st.st_ino}",
+                          self.fd(fd) + f".dev={st.st_dev}"]
+            edits.append(f"pipe#0.ino={st.st_ino}")
+            self.assert_refused(self.edited(*edits), "Permission denied")
+        finally:
+            os.unlink(target)
+
+    def test_relative_fifo_path(self):
+        self.refused(self.fd(3) + ".path=fifo", why="FIFO path not absolute")
+
+    def test_one_fifo_named_two_ways(self):
+        self.refused(self.fd(4) + ".path=/tmp/x", why="named two ways")
+
+    def test_fifo_holding_someone_elses_bytes(self):
+        fd = os.open(f"{self.d}/fifo", os.O_RDWR | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"root's")
+            self.assert_refused(f"{self.d}/snap.img", "Device or resource busy")
+        finally:
+            os.close(fd)
+
+    def test_another_fifo_at_the_path(self):
+        os.rename(f"{self.d}/fifo", f"{self.d}/fifo.real")
+        os.mkfifo(f"{self.d}/fifo", 0o600)
+        os.chown(f"{self.d}/fifo", rat.UID, rat.GID)
+        try:
+            self.assert_refused(f"{self.d}/snap.img", "Stale file handle")
+        finally:
+            os.unlink(f"{self.d}/fifo")
+            os.rename(f"{self.d}/fifo.real", f"{self.d}/fifo")
 
 
 class UnixSocketAttacks(ProbeVictim):
