@@ -58,6 +58,11 @@ class ProbeVictim(rat.SlotAttackCase):
     def test_unedited_image_restores_as_the_user_and_checks_itself(self):
         ok, err, status, pid = self.restore(f"{self.d}/snap.img")
         self.assertTrue(ok, err + status)
+        # SIGTERM once it sleeps in pause() again: one that arrives as the restored
+        # task re-enters the restarted syscall runs the handler before pause()
+        # (a restart bug outside this test's subject: see the report of kobj-b).
+        rt.wait_for(lambda: rt.read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0] == "S",
+                    "the restored probe to sleep")
         os.kill(pid, signal.SIGTERM)
         rt.wait_for(lambda: os.path.exists(f"{self.d}/result"), "the probe's verdict")
         self.assertEqual(rt.read(f"{self.d}/result").strip(), "PASS")
