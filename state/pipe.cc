@@ -66,6 +66,16 @@ int open_fifo(const PipePlan& p, int flags) {
     return fd;
 }
 
+// Puts the freshly opened `fd` (or -errno) at `target`; 0 or an errno.
+int place(int fd, int target, bool cloexec) {
+    if (fd < 0) return -fd;
+    if (fd == target) return !cloexec && fcntl(fd, F_SETFD, 0) < 0 ? errno : 0;
+    int r = dup3(fd, target, cloexec ? O_CLOEXEC : 0);
+    int err = errno;
+    ::close(fd);
+    return r < 0 ? err : 0;
+}
+
 // Makes the pipe of `p` above min_fd, sized, holding its buffers. A FIFO is
 // opened O_RDWR through its path (both ends in one) and must be empty.
 int make_pipe(const PipePlan& p, int min_fd) {
@@ -288,9 +298,8 @@ Result<std::vector<PipePlan>> plan_pipes(const DecodedImage& img, int image_fd) 
                 f.rec.same_as < 0)
                 pp.fifo = f.path, pp.dev = f.rec.dev;
         pp.data.resize(p.rec.data_len);
-        if (!pp.data.empty() && pread(image_fd, pp.data.data(), pp.data.size(),
-                                      off_t(p.data_offset)) != ssize_t(pp.data.size()))
-            return errno_error(strfmt("reading the bytes of pipe {}", p.rec.ino));
+        if (auto s = pread_exact(image_fd, pp.data.data(), pp.data.size(), p.data_offset); !s)
+            return std::unexpected(s.error().context(strfmt("the bytes of pipe {}", p.rec.ino)));
         out.push_back(std::move(pp));
     }
     return out;
@@ -302,16 +311,7 @@ int child_pipe_fd(const PipePlan& p, int target, int open_flags, bool cloexec, i
     int acc = open_flags & O_ACCMODE, which = acc == O_WRONLY ? 1 : 0;
     if (!p.fifo.empty()) {
         // Every description of a FIFO is opened by its path, with its own mode.
-        int fd = open_fifo(p, acc);
-        if (fd < 0) return -fd;
-        if (fd != target) {
-            int r = dup3(fd, target, cloexec ? O_CLOEXEC : 0);
-            int err = errno;
-            ::close(fd);
-            if (r < 0) return err;
-        } else if (!cloexec && fcntl(fd, F_SETFD, 0) < 0) {
-            return errno;
-        }
+        if (int e = place(open_fifo(p, acc), target, cloexec)) return e;
     } else if (!p.given[which]) {
         // The end's own description goes to its first fd.
         if (dup3(p.end[which], target, cloexec ? O_CLOEXEC : 0) < 0) return errno;
@@ -320,15 +320,7 @@ int child_pipe_fd(const PipePlan& p, int target, int open_flags, bool cloexec, i
         // Another description of the same end: reopened, as the task once did.
         char path[32];
         int fd = ::open(self_fd_path(path, p.end[which]), acc | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0) return errno;
-        if (fd != target) {
-            int r = dup3(fd, target, cloexec ? O_CLOEXEC : 0);
-            int err = errno;
-            ::close(fd);
-            if (r < 0) return err;
-        } else if (!cloexec && fcntl(fd, F_SETFD, 0) < 0) {
-            return errno;
-        }
+        if (int e = place(fd < 0 ? -errno : fd, target, cloexec)) return e;
     }
     if (fcntl(target, F_SETFL, open_flags & (O_NONBLOCK | O_DIRECT)) < 0) return errno;
     return 0;

@@ -390,9 +390,9 @@ Result<std::vector<UnixPlan>> plan_unix_sockets(const DecodedImage& img, int ima
         p.rec = u.rec;
         p.msgs = u.lens;
         p.data.resize(u.rec.data_len);
-        if (!p.data.empty() && pread(image_fd, p.data.data(), p.data.size(),
-                                     off_t(u.data_offset)) != ssize_t(p.data.size()))
-            return errno_error(strfmt("reading the queue of unix socket {}", u.rec.ino));
+        if (auto s = pread_exact(image_fd, p.data.data(), p.data.size(), u.data_offset); !s)
+            return std::unexpected(
+                s.error().context(strfmt("the queue of unix socket {}", u.rec.ino)));
         out.push_back(std::move(p));
     }
     for (auto& p : out)  // check_unix_sockets: every peer is there
