@@ -334,6 +334,15 @@ static void peer_closed_setup(void) {
     put(g_sv[1], "bye");
     close(g_sv[1]);
 }
+static void sock_shared_setup(void) {
+    pair_or_die(SOCK_STREAM);
+    pid_t c = fork();
+    if (c < 0) die("fork");
+    if (c == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) pause();
+    }
+}
 static void peek_off_setup(void) {
     pair_or_die(SOCK_DGRAM);
     int off = 0;
@@ -361,5 +370,6 @@ static const struct variant kVariants[] = {
     {"unix_listen", listen_setup, sock_open_check, NULL},
     {"unix_peer_closed", peer_closed_setup, sock_open_check, NULL},
     {"unix_peek_off", peek_off_setup, sock_open_check, NULL},
+    {"unix_shared", sock_shared_setup, sock_open_check, NULL},
 };
 PROBE_MAIN(kVariants)

@@ -104,6 +104,7 @@ PROBES = [
     ("kobj_b", "unix_listen", "listening unix stream socket"),
     ("kobj_b", "unix_peer_closed", "fd 3: unix stream socket socket:["),
     ("kobj_b", "unix_peek_off", "with SO_PEEK_OFF set"),
+    ("kobj_b", "unix_shared", "; a socket shared with another process not supported yet"),
 ]
 
 
