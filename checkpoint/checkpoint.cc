@@ -251,7 +251,7 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));
     for (const TaskFd& f : c.fds)
-        for (const auto& [type, rec] : f.kobj) w.add(type, rec);
+        for (const auto& [type, payload] : f.records) w.add(type, payload);
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

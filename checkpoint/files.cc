@@ -14,6 +14,8 @@
 #include "common/strfmt.h"
 #include "state/fds.h"
 #include "state/kobj.h"
+#include "state/pipe.h"
+#include "state/unix_socket.h"
 
 namespace crfs {
 
@@ -64,6 +66,7 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
     if (!same_as) return std::unexpected(same_as.error());
 
     std::vector<TaskFd> out;
+    std::vector<ino_t> pipes_seen;
     for (size_t i = 0; i < fds.size(); ++i) {
         int fd = fds[i];
         std::string link_path = strfmt("{}/{}", dir, fd);
@@ -109,6 +112,23 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
         if (auto k = state::kobj_dump(pid, {fd, *link, st, *info_text, *info}, t, kobj); !k)
             return std::unexpected(k.error());
         if (kobj) {
+        } else if (bool fifo = S_ISFIFO(st.st_mode) && t.path.starts_with("/");
+                   fifo || t.path.starts_with("pipe:[")) {
+            t.rec.kind = uint32_t(fifo ? image::FdKind::kFifo : image::FdKind::kPipe);
+            std::string link = t.path;
+            if (!fifo) t.path.clear();
+            if (std::find(pipes_seen.begin(), pipes_seen.end(), st.st_ino) == pipes_seen.end()) {
+                pipes_seen.push_back(st.st_ino);
+                auto rec = state::dump_pipe(pid, fd, st.st_ino, link);
+                if (!rec) return std::unexpected(rec.error());
+                t.records.emplace_back(image::RecordType::kPipe, std::move(*rec));
+            }
+        } else if (S_ISSOCK(st.st_mode)) {  // detect let only unix socketpair ends through
+            t.rec.kind = uint32_t(image::FdKind::kUnixSocket);
+            t.path.clear();
+            auto rec = state::dump_unix_socket(pid, fd, st.st_ino);
+            if (!rec) return std::unexpected(rec.error());
+            t.records.emplace_back(image::RecordType::kUnixSocket, std::move(*rec));
         } else if (S_ISCHR(st.st_mode)) {
             t.rec.kind = uint32_t(image::FdKind::kCharDev);
         } else if (S_ISREG(st.st_mode) && t.path.starts_with("/") && st.st_nlink > 0) {

@@ -11,6 +11,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/procfs.h"
@@ -23,8 +24,9 @@ struct TaskFd {
     image::FdRecord rec{};
     std::string path;
     std::string content;  // deleted files only
-    // Kernel objects (state/kobj.h): their records, written after the fd records.
-    std::vector<std::pair<image::RecordType, std::string>> kobj;
+    // Records of the fd's kind written after every fd record ({type, payload}):
+    // a pipe's record with its first end, kernel objects' (state/kobj.h) with theirs.
+    std::vector<std::pair<image::RecordType, std::string>> records;
 };
 
 // FdInfo and parse_fdinfo: common/procfs.h.

@@ -209,6 +209,26 @@ std::unexpected<Error> inconsistent(const Record& r, std::string what) {
     return bad(strfmt("record {} ({}) at byte {}: {}", r.index, r.name, r.offset, what));
 }
 
+// The `n` u32 lengths after a record's fixed part and the `data_len` bytes
+// they divide: bounded, adding up, and where the bytes lie.
+Status lengths_and_bytes(const Record& r, size_t fixed, uint32_t n, uint64_t data_len,
+                         uint32_t max_n, uint64_t max_bytes, const char* unit, bool keep,
+                         LengthsAndBytes& out) {
+    if (n > max_n || data_len > max_bytes)
+        return inconsistent(r, strfmt("{} {} of {} bytes", n, unit, data_len));
+    uint64_t lens = uint64_t(n) * 4;
+    if (auto t = expect_tail(r, fixed, lens + data_len); !t) return t;
+    out.lens.resize(n);
+    if (lens) std::memcpy(out.lens.data(), r.payload.data() + fixed, lens);
+    uint64_t sum = 0;
+    for (uint32_t l : out.lens) sum += l;
+    if (sum != data_len)
+        return inconsistent(r, strfmt("{} of {} bytes hold {}", unit, sum, data_len));
+    out.data_offset = r.offset + sizeof(image::RecordHeader) + fixed + lens;
+    if (keep) out.data = r.payload.substr(fixed + lens);
+    return {};
+}
+
 }  // namespace
 
 Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
@@ -364,7 +384,9 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 f.path = p.substr(fixed);
                 if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
                 if (f.rec.kind < uint32_t(image::FdKind::kRegular) ||
-                    f.rec.kind > uint32_t(image::FdKind::kInotify))
+                    (f.rec.kind > uint32_t(image::FdKind::kInotify) &&
+                     f.rec.kind < uint32_t(image::FdKind::kPipe)) ||
+                    f.rec.kind > uint32_t(image::FdKind::kFifo))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
                 for (const auto& o : img.fds)
                     if (o.rec.fd == f.rec.fd)
@@ -408,6 +430,28 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("more than {} records for fd {}",
                                                   image::kMaxKobjRecordsPerFd, fd));
                 f->kobj.emplace_back(r.type, p);
+                break;
+            }
+            case RecordType::kPipe: {
+                PipeEntry e;
+                e.rec = load<image::PipeRecord>(p);
+                if (auto s = lengths_and_bytes(r, sizeof e.rec, e.rec.nsegs, e.rec.data_len,
+                                               image::kMaxPipeSegments, image::kMaxPipeBytes,
+                                               "buffers", opts.keep_data, e);
+                    !s)
+                    return std::unexpected(s.error());
+                img.pipes.push_back(std::move(e));
+                break;
+            }
+            case RecordType::kUnixSocket: {
+                UnixSocketEntry e;
+                e.rec = load<image::UnixSocketRecord>(p);
+                if (auto s = lengths_and_bytes(r, sizeof e.rec, e.rec.nmsgs, e.rec.data_len,
+                                               image::kMaxUnixMessages, image::kMaxUnixQueueBytes,
+                                               "messages", opts.keep_data, e);
+                    !s)
+                    return std::unexpected(s.error());
+                img.unix_sockets.push_back(std::move(e));
                 break;
             }
             case RecordType::kStats:

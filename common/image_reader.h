@@ -124,6 +124,23 @@ struct FdEntry {
     std::vector<std::pair<image::RecordType, std::string>> kobj;
 };
 
+// A record whose bytes follow a list of u32 lengths that divide them (pipe
+// buffers, socket messages), and where the bytes lie in the stream (restore
+// reads them from there).
+struct LengthsAndBytes {
+    std::vector<uint32_t> lens;
+    uint64_t data_offset = 0;
+    std::string data;  // only with DecodeOptions::keep_data
+};
+
+struct PipeEntry : LengthsAndBytes {  // version 3
+    image::PipeRecord rec{};
+};
+
+struct UnixSocketEntry : LengthsAndBytes {  // version 3
+    image::UnixSocketRecord rec{};
+};
+
 struct DecodedImage {
     image::Header header{};
     image::TaskRecord task{};
@@ -144,6 +161,8 @@ struct DecodedImage {
     image::RlimitsRecord rlimits{};
     image::ItimersRecord itimers{};
     std::vector<FdEntry> fds;
+    std::vector<PipeEntry> pipes;
+    std::vector<UnixSocketEntry> unix_sockets;
     std::optional<image::StatsRecord> stats;
     std::optional<image::SettingsRecord> settings;  // fidelity, version 3
     std::string cpu_mask;                           // its affinity mask bytes

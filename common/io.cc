@@ -32,6 +32,18 @@ Result<size_t> read_full(int fd, void* buf, size_t len) {
     return done;
 }
 
+Status pread_exact(int fd, void* buf, size_t len, uint64_t offset) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = ::pread(fd, static_cast<char*>(buf) + done, len - done, off_t(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return errno_error("pread");
+        if (n == 0) return sys_error(EIO, "pread: short file");
+        done += static_cast<size_t>(n);
+    }
+    return {};
+}
+
 Status write_full(int fd, const void* buf, size_t len) {
     size_t done = 0;
     while (done < len) {

@@ -18,6 +18,9 @@ Result<UniqueFd> open_fd(const std::string& path, int flags, mode_t mode = 0);
 // Reads until `len` bytes or end of file; returns the byte count (short only at EOF).
 Result<size_t> read_full(int fd, void* buf, size_t len);
 
+// Exactly `len` bytes at `offset` (a short file is EIO).
+Status pread_exact(int fd, void* buf, size_t len, uint64_t offset);
+
 // Writes all `len` bytes or fails.
 Status write_full(int fd, const void* buf, size_t len);
 

@@ -33,6 +33,8 @@ void fmt_arg(std::string& out, std::string_view spec, T v) {
             if (c >= '0' && c <= '9' && width < 32) width = width * 10 + (c - '0');
         width = width > 32 ? 32 : width;
         std::snprintf(buf, sizeof buf, "%0*llx", width, static_cast<unsigned long long>(v));
+    } else if (spec == ":o" || spec == "o") {
+        std::snprintf(buf, sizeof buf, "%llo", static_cast<unsigned long long>(v));
     } else if constexpr (std::is_signed_v<T>) {
         std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
     } else {

@@ -15,6 +15,8 @@
 #include "common/strfmt.h"
 #include "restorer/validate.h"
 #include "state/kobj.h"
+#include "state/pipe.h"
+#include "state/unix_socket.h"
 
 namespace crfs {
 
@@ -135,9 +137,14 @@ Status check_fds(const DecodedImage& img) {
         if (r.reserved) return bad(strfmt("fd {}: reserved 0x{:x}", r.fd, r.reserved));
         if (r.same_as != -1)
             if (auto s = check_same_as(img, f); !s) return s;
-        // Kernel objects (state/kobj.h) check their own records and flags.
+        // Kernel objects (state/kobj.h) check their own records and flags; so do
+        // pipes, FIFOs and unix sockets (state/pipe.cc, state/unix_socket.cc).
         bool kobj = state::is_kobj(r.kind);
-        if ((r.kind < 1 || r.kind > 3) && !kobj) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
+        bool pipe = r.kind == uint32_t(image::FdKind::kPipe) ||
+                    r.kind == uint32_t(image::FdKind::kUnixSocket) ||
+                    r.kind == uint32_t(image::FdKind::kFifo);
+        if ((r.kind < 1 || r.kind > 3) && !kobj && !pipe)
+            return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
         if (!kobj && !f.kobj.empty())
             return bad(strfmt("fd {}: kernel-object records for a file", r.fd));
         if (kobj)
@@ -148,7 +155,7 @@ Status check_fds(const DecodedImage& img) {
         if (r.fd_flags & ~image::kFdCloexec)
             return bad(strfmt("fd {}: fd flags 0x{:x}", r.fd, r.fd_flags));
         if (r.pos > uint64_t(INT64_MAX)) return bad(strfmt("fd {}: offset {}", r.fd, r.pos));
-        if (bad_path(f.path) && !state::kobj_is_pathless(r.kind))
+        if (!pipe && bad_path(f.path) && !state::kobj_is_pathless(r.kind))
             return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
         // fidelity: a fingerprint of a read-only file, of the size its record says.
         if (f.content &&
@@ -230,8 +237,8 @@ Status check_task(const DecodedImage& img) {
 }  // namespace
 
 Status check_fields(const DecodedImage& img) {
-    for (auto check :
-         {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings})
+    for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings,
+                       state::check_pipes, state::check_unix_sockets})
         if (auto s = check(img); !s) return s;
     return {};
 }

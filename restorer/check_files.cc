@@ -23,7 +23,6 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "restorer/validate.h"
-#include "state/kobj.h"
 
 namespace crfs {
 
@@ -146,7 +145,9 @@ Status check_vma(const VmaEntry& v) {
 
 Status check_files(const DecodedImage& img) {
     for (const auto& f : img.fds)
-        if (image::FdKind(f.rec.kind) != image::FdKind::kDeleted && !state::is_kobj(f.rec.kind))
+        // Only files reopened by path; the other kinds check their own records.
+        if (image::FdKind(f.rec.kind) == image::FdKind::kRegular ||
+            image::FdKind(f.rec.kind) == image::FdKind::kCharDev)
             if (auto s = check_fd(f); !s) return s;
     for (const auto& v : img.vmas)
         if (auto s = check_vma(v); !s) return s;

@@ -78,6 +78,13 @@ int make_kobj(const FdAction& a, int status_fd) {
 
 Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown) {
     FdPlan plan;
+    plan.min_fd = min_fd;
+    auto pipes = state::plan_pipes(img, image_fd);
+    if (!pipes) return std::unexpected(pipes.error());
+    plan.pipes = std::move(*pipes);
+    auto socks = state::plan_unix_sockets(img, image_fd);
+    if (!socks) return std::unexpected(socks.error());
+    plan.unix_sockets = std::move(*socks);
     for (const auto& f : img.fds) {
         FdAction a;
         a.target = f.rec.fd;
@@ -91,6 +98,22 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
         a.open_flags =
             int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
         auto kind = image::FdKind(f.rec.kind);
+        if (kind == image::FdKind::kPipe || kind == image::FdKind::kFifo) {  // check_pipes
+            for (size_t i = 0; i < plan.pipes.size(); ++i)
+                if (plan.pipes[i].ino == f.rec.ino) a.pipe = int(i);
+            a.open_flags = int(f.rec.open_flags);
+            a.path = kind == image::FdKind::kFifo ? f.path : strfmt("pipe:[{}]", f.rec.ino);
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
+        if (kind == image::FdKind::kUnixSocket) {  // check_unix_sockets: its record exists
+            for (size_t i = 0; i < plan.unix_sockets.size(); ++i)
+                if (plan.unix_sockets[i].rec.ino == f.rec.ino) a.unix_end = int(i);
+            a.open_flags = int(f.rec.open_flags);
+            a.path = strfmt("socket:[{}]", f.rec.ino);
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
         a.seek = kind != image::FdKind::kCharDev;
         a.pos = f.rec.pos;
         a.path = f.path;
@@ -120,6 +143,18 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
             continue;
         }
+        if (a.pipe >= 0) {
+            const auto& p = plan.pipes[size_t(a.pipe)];
+            if (int e = state::child_pipe_fd(p, a.target, a.open_flags, a.cloexec, plan.min_fd))
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, e, uint64_t(a.target));
+            continue;
+        }
+        if (a.unix_end >= 0) {
+            if (int e = state::child_unix_fd(plan.unix_sockets, size_t(a.unix_end), a.target,
+                                             a.open_flags, a.cloexec, plan.min_fd))
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, e, uint64_t(a.target));
+            continue;
+        }
         int fd = a.kobj.kind ? make_kobj(a, status_fd) : open_file(a, status_fd);
         if (fd != a.target) {
             if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
@@ -137,6 +172,8 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
         if (a.kobj.kind && !state::kobj_finish(a.kobj, a.target, fail))
             child_fail(status_fd, fail.step, fail.err, fail.arg ? fail.arg : uint64_t(a.target));
     }
+    state::child_close_pipes(plan.pipes);
+    state::child_close_unix(plan.unix_sockets);
 }
 
 }  // namespace crfs

@@ -16,6 +16,8 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "state/kobj.h"
+#include "state/pipe.h"
+#include "state/unix_socket.h"
 
 namespace crfs {
 
@@ -30,12 +32,17 @@ struct FdAction {
     mode_t type = 0;       // S_IFREG or S_IFCHR: what the opened file must be
     dev_t rdev = 0;        // S_IFCHR: the device it must be
     state::KobjPlan kobj;  // kind != 0: made by its kind (state/kobj.h), not opened here
+    int pipe = -1;         // >= 0: an end of FdPlan::pipes[pipe] (state/pipe.h)
+    int unix_end = -1;     // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
 };
 
 struct FdPlan {
     std::vector<FdAction> actions;
     std::vector<UniqueFd> copies;  // unlinked copies of deleted files (parent side)
+    std::vector<state::PipePlan> pipes;
+    std::vector<state::UnixPlan> unix_sockets;
     int max_target = -1;
+    int min_fd = -1;  // the lowest fd number no target uses
 };
 
 // `min_fd`: the copies are moved to numbers >= min_fd (clear of every target).

@@ -105,7 +105,7 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
 Status dump(pid_t, const FdView& f, TaskFd& t) {
     auto watches = parse(f.fd, f.fdinfo);
     if (!watches) return std::unexpected(watches.error().context(strfmt("fd {}", f.fd)));
-    for (const auto& w : *watches) t.kobj.push_back(kobj_record(image::RecordType::kEpollWatch, w));
+    for (const auto& w : *watches) t.records.push_back(kobj_record(image::RecordType::kEpollWatch, w));
     return {};
 }
 

@@ -3,6 +3,8 @@
 //     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
 //     child_open_fds: reopened by path, at the recorded offset).
 //   O_PATH, directory, eventfd, timerfd, signalfd, epoll, pidfd, inotify: state/kobj.h.
+//   pipe: state/pipe.cc, unix socketpair: state/unix_socket.cc (detect, dump
+//     and restore halves).
 //   every other kind: refused here (not supported yet).
 // Fds that share one open file description (dup, fork, `>log 2>&1`) are
 // grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
@@ -25,6 +27,8 @@
 #include "checkpoint/files.h"  // kMaxDeletedFileBytes: the dump's limit
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/pipe.h"
+#include "state/unix_socket.h"
 
 namespace crfs::state {
 namespace {
@@ -68,9 +72,6 @@ constexpr Stateless kStatelessChar[] = {
 bool is_socket(const FdView& f) {
     return f.link.starts_with("socket:[");
 }
-bool is_pipe(const FdView& f) {
-    return f.link.starts_with("pipe:[");
-}
 bool is_anon(const FdView& f) {
     return f.link.starts_with("anon_inode:");
 }
@@ -100,14 +101,11 @@ std::optional<std::string> kobj_fd_reason(TaskView& t, const FdView& f, FdContex
     return kobj_detect(t, f);
 }
 
-std::optional<std::string> socket_reason(TaskView&, const FdView& f, FdContext& ctx) {
+std::optional<std::string> socket_reason(TaskView& t, const FdView& f, FdContext& ctx) {
+    if (is_unix_socket(f, ctx)) return unix_socket_reason(t, f, ctx);  // state/unix_socket.cc
     auto ino = bracketed_inode(f.link, "socket:[");
     auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;
     return not_yet(desc ? *desc : "socket (family unknown)");
-}
-
-std::optional<std::string> pipe_reason(TaskView&, const FdView&, FdContext&) {
-    return not_yet("pipe");
 }
 
 std::optional<std::string> anon_reason(TaskView&, const FdView& f, FdContext&) {
@@ -184,6 +182,7 @@ constexpr FdKind kFdKinds[] = {
     {"kernel object", kobj_match, kobj_fd_reason},  // state/kobj.h: O_PATH, eventfd, ...
     {"socket", is_socket, socket_reason},
     {"pipe", is_pipe, pipe_reason},
+    {"FIFO", is_fifo, fifo_reason},
     {"anon inode", is_anon, anon_reason},
     {"memfd", is_memfd, memfd_reason},
     {"procfs", is_procfs, procfs_reason},

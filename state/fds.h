@@ -9,15 +9,19 @@
 #include <string_view>
 #include <vector>
 
+#include "state/holders.h"
 #include "state/kind.h"
 #include "state/sockets.h"
+#include "state/unix_socket.h"
 
 namespace crfs::state {
 
 // What the kinds of one task share (the socket tables, read once).
 struct FdContext {
-    explicit FdContext(pid_t pid) : sockets(pid) {}
+    explicit FdContext(pid_t pid) : sockets(pid), holders(pid) {}
     SocketTable sockets;
+    Holders holders;
+    UnixTable unix_sockets;
 };
 
 struct FdKind {

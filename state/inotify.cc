@@ -143,7 +143,7 @@ Status dump(pid_t pid, const FdView& f, TaskFd& t) {
             f.fd, w.wd, w.mask, uint32_t(w.path.size()), uint64_t(w.dev), uint64_t(w.ino)};
         auto rec = kobj_record(image::RecordType::kInotifyWatch, r);
         rec.second += w.path;
-        t.kobj.push_back(std::move(rec));
+        t.records.push_back(std::move(rec));
     }
     return {};
 }

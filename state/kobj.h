@@ -68,7 +68,7 @@ struct KobjKind {
     bool (*match)(const FdView&);
     // Why this fd cannot be saved and restored exactly, or nullopt.
     std::optional<std::string> (*detect)(TaskView&, const FdView&);
-    // Fills t.rec.kind (the common FdRecord fields are already set) and t.kobj.
+    // Fills t.rec.kind (the common FdRecord fields are already set) and t.records.
     Status (*dump)(pid_t, const FdView&, TaskFd& t);
     Status (*check)(const FdEntry&, const DecodedImage&);
     Status (*plan)(const FdEntry&, KobjPlan&);

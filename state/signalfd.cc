@@ -33,7 +33,7 @@ std::optional<std::string> detect(TaskView&, const FdView& f) {
 }
 
 Status dump(pid_t, const FdView& f, TaskFd& t) {
-    return kobj_add(t.kobj, image::RecordType::kSignalfd, f.fd, parse(f));
+    return kobj_add(t.records, image::RecordType::kSignalfd, f.fd, parse(f));
 }
 
 Status check(const FdEntry& f, const DecodedImage&) {

@@ -146,7 +146,7 @@ Status dump(pid_t pid, const FdView& f, TaskFd& t) {
     auto id = boot_id();
     if (!id) return std::unexpected(id.error());
     std::memcpy(r->boot_id, id->data(), sizeof r->boot_id);
-    t.kobj.push_back(kobj_record(image::RecordType::kTimerfd, *r));
+    t.records.push_back(kobj_record(image::RecordType::kTimerfd, *r));
     return {};
 }
 

@@ -256,6 +256,36 @@ Json fds(const DecodedImage& img) {
     return out;
 }
 
+Json pipes(const DecodedImage& img) {
+    Json out = Json::array();
+    for (const auto& p : img.pipes)
+        out.push_back({{"ino", p.rec.ino},
+                       {"pipe_size", p.rec.pipe_size},
+                       {"packet", bool(p.rec.flags & image::kPipePacket)},
+                       {"buffers", p.lens},
+                       {"data_bytes", p.rec.data_len}});
+    return out;
+}
+
+Json unix_sockets(const DecodedImage& img) {
+    Json out = Json::array();
+    for (const auto& u : img.unix_sockets) {
+        const auto& r = u.rec;
+        out.push_back({{"ino", r.ino},
+                       {"peer", r.peer},
+                       {"type", r.type},
+                       {"shutdown", r.shutdown},
+                       {"passcred", bool(r.passcred)},
+                       {"sndbuf", r.sndbuf},
+                       {"rcvbuf", r.rcvbuf},
+                       {"rcvtimeo_usec", r.rcvtimeo_usec},
+                       {"sndtimeo_usec", r.sndtimeo_usec},
+                       {"messages", u.lens},
+                       {"data_bytes", r.data_len}});
+    }
+    return out;
+}
+
 Json stats(const DecodedImage& img) {
     uint64_t stored = 0;
     for (const auto& p : img.pages) stored += p.nr_pages;
@@ -319,6 +349,12 @@ const char* fd_kind_name(uint32_t k) {
             return "pidfd";
         case image::FdKind::kInotify:
             return "inotify";
+        case image::FdKind::kPipe:
+            return "pipe";
+        case image::FdKind::kUnixSocket:
+            return "unix-socket";
+        case image::FdKind::kFifo:
+            return "fifo";
     }
     return "?";
 }
@@ -352,6 +388,8 @@ Json image_to_json(const DecodedImage& img) {
     j["rlimits"] = rlimits(img);
     j["itimers"] = itimers(img);
     j["fds"] = fds(img);
+    if (!img.pipes.empty()) j["pipes"] = pipes(img);
+    if (!img.unix_sockets.empty()) j["unix_sockets"] = unix_sockets(img);
     j["stats"] = stats(img);
     j["image"] = {{"size", img.size},
                   {"records", img.record_count},

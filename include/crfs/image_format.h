@@ -78,6 +78,10 @@ static_assert(sizeof(Trailer) == 24);
     X(kEpollWatch, 27, "epoll-watch", sizeof(EpollWatchRecord), sizeof(EpollWatchRecord))       \
     X(kInotifyWatch, 28, "inotify-watch", sizeof(InotifyWatchRecord),                           \
       sizeof(InotifyWatchRecord) + 4096)                                                        \
+    X(kPipe, 32, "pipe", sizeof(PipeRecord),                                                    \
+      sizeof(PipeRecord) + kMaxPipeSegments * 4 + kMaxPipeBytes)                                \
+    X(kUnixSocket, 33, "unix-socket", sizeof(UnixSocketRecord),                                 \
+      sizeof(UnixSocketRecord) + kMaxUnixMessages * 4 + kMaxUnixQueueBytes)                     \
     /* fidelity (56-63): content fingerprints of files, docs/files.md */                        \
     X(kFdContent, 56, "fd-content", sizeof(FdContentRecord), sizeof(FdContentRecord))           \
     X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))       \
@@ -87,6 +91,10 @@ static_assert(sizeof(Trailer) == 24);
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
 inline constexpr uint32_t kMaxFdDataPerRecord = 16u << 20;  // 16 MiB of file data
+inline constexpr uint32_t kMaxPipeBytes = 16u << 20;        // the largest pipe size saved
+inline constexpr uint32_t kMaxPipeSegments = kMaxPipeBytes / kPageSize;  // one per pipe buffer
+inline constexpr uint32_t kMaxUnixQueueBytes = 16u << 20;  // the largest receive queue saved
+inline constexpr uint32_t kMaxUnixMessages = 1u << 16;     // datagrams in one receive queue
 
 // Task identity and scheduling. Strings are NUL-padded.
 struct TaskRecord {
@@ -240,6 +248,10 @@ enum class FdKind : uint32_t {
     kDirectory = 9,  // directory: reopened by path, dev/ino checked, seeked to pos
     kPidfd = 10,     // pidfd of the task itself: pidfd_open(self)
     kInotify = 11,   // one inotify-watch record per watch follows
+    // Version 3, each followed (after all fd records) by a record of `ino`:
+    kPipe = 12,        // an end of an anonymous pipe: a pipe record
+    kUnixSocket = 13,  // an end of a unix socketpair: a unix-socket record
+    kFifo = 14,        // a FIFO, reopened by its path: a pipe record
 };
 
 // FdRecord.fd_flags
@@ -339,6 +351,37 @@ struct InotifyWatchRecord {
     uint64_t dev, ino;  // the watched inode (st_dev, st_ino)
 };
 static_assert(sizeof(InotifyWatchRecord) == 32);
+// An anonymous pipe whose ends are all fds of the task (version 3), after the
+// fd records of its ends (FdKind::kPipe, `ino` this pipe's). Followed by
+// `nsegs` uint32 lengths, one per pipe buffer in queue order (in packet mode,
+// O_DIRECT, each is one packet), then the `data_len` buffered bytes.
+inline constexpr uint32_t kPipePacket = 1u << 0;  // some end had O_DIRECT: keep the buffers apart
+struct PipeRecord {
+    uint64_t ino;        // the pipe's inode number (pipe:[ino]) at checkpoint
+    uint32_t pipe_size;  // F_GETPIPE_SZ
+    uint32_t flags;      // kPipe*
+    uint32_t nsegs;
+    uint32_t reserved;
+    uint64_t data_len;
+};
+static_assert(sizeof(PipeRecord) == 32);
+
+// One end of a connected pair of unix sockets (socketpair) whose ends are
+// both fds of the task (version 3), after the fd records. `ino` is this end's
+// inode, `peer` the other end's (which has a record of its own). Followed by
+// `nmsgs` uint32 lengths (stream: one chunk; datagram and seqpacket: one per
+// message), then `data_len` bytes: this end's receive queue in order.
+struct UnixSocketRecord {
+    uint64_t ino, peer;
+    uint32_t type;            // SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
+    uint32_t shutdown;        // the kernel's sk_shutdown: 1 receive, 2 send
+    uint32_t passcred;        // SO_PASSCRED
+    uint32_t sndbuf, rcvbuf;  // SO_SNDBUF, SO_RCVBUF as getsockopt reads them
+    uint32_t nmsgs;
+    int64_t rcvtimeo_usec, sndtimeo_usec;  // SO_RCVTIMEO, SO_SNDTIMEO; 0: none
+    uint64_t data_len;
+};
+static_assert(sizeof(UnixSocketRecord) == 64);
 
 // How the checkpoint went; informative only, restore ignores it.
 struct StatsRecord {

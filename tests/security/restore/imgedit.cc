@@ -111,6 +111,23 @@ constexpr Field kFields[] = {
     {"settings", "membarrier", 36, 4},
     {"settings", "cpus_len", 40, 4},
     {"settings", "reserved", 44, 4},
+    {"pipe", "ino", 0, 8},
+    {"pipe", "pipe_size", 8, 4},
+    {"pipe", "flags", 12, 4},
+    {"pipe", "nsegs", 16, 4},
+    {"pipe", "reserved", 20, 4},
+    {"pipe", "data_len", 24, 8},
+    {"unix-socket", "ino", 0, 8},
+    {"unix-socket", "peer", 8, 8},
+    {"unix-socket", "type", 16, 4},
+    {"unix-socket", "shutdown", 20, 4},
+    {"unix-socket", "passcred", 24, 4},
+    {"unix-socket", "sndbuf", 28, 4},
+    {"unix-socket", "rcvbuf", 32, 4},
+    {"unix-socket", "nmsgs", 36, 4},
+    {"unix-socket", "rcvtimeo_usec", 40, 8},
+    {"unix-socket", "sndtimeo_usec", 48, 8},
+    {"unix-socket", "data_len", 56, 8},
 };
 
 [[noreturn]] void die(const std::string& msg) {

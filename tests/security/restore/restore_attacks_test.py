@@ -74,7 +74,7 @@ class SlotAttackCase(unittest.TestCase):
             cls.victim = os.path.join(BUILD, "tests/security/restore", cls.VICTIM)
             cls.edit = os.path.join(BUILD, "tests/security/restore/crfs-imgedit")
             m, d = cls.crfs.mnt, cls.d
-            r = run_as(f"cd {d} && {cls.victim} {d} </dev/null >/dev/null 2>&1 & p=$!; "
+            r = run_as(f"cd {d} && {cls.victim_command(d)} </dev/null >/dev/null 2>&1 & p=$!; "
                        f"until [ -e {d}/ready ]; do sleep 0.01; done; "
                        f"cp {m}/$p/image {d}/snap.img && kill -9 $p && wait $p; "
                        f"rm {d}/ready; chmod 644 {d}/snap.img")
@@ -91,6 +91,11 @@ class SlotAttackCase(unittest.TestCase):
     def tearDownClass(cls):
         cls.crfs.stop()
         shutil.rmtree(cls.d, ignore_errors=True)
+
+    @classmethod
+    def victim_command(cls, d):
+        """The user's task to checkpoint: it writes d/ready once set up."""
+        return f"{cls.victim} {d}"
 
     def tearDown(self):
         for pid in self.crfs.children():

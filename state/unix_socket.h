@@ -1,0 +1,80 @@
+// Unix socketpairs whose two ends are both fds of the task: detect, dump and
+// restore halves of one kind (docs/state.md "unix socketpair").
+//   detect  peers, names, states and queue lengths come from the kernel's
+//           unix_diag (NETLINK_SOCK_DIAG); the queue itself and the options are
+//           read through a copy of the fd (pidfd_getfd). Bound, listening and
+//           unconnected sockets, a peer outside the task, fds in flight
+//           (SCM_RIGHTS), credentials of another process and options crfs does
+//           not restore are reasons;
+//   dump    each end's receive queue is peeked (SO_PEEK_OFF, MSG_PEEK) while the
+//           task is frozen: the socket keeps it;
+//   restore stage 1 makes the pair, sets the options, sends each end's queue
+//           from the other end, applies shutdown, and puts the ends at their fds.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+#include "state/kind.h"
+
+namespace crfs::state {
+
+struct FdContext;
+
+// One unix socket as unix_diag reports it.
+struct UnixDiag {
+    uint64_t ino = 0, peer = 0;
+    uint8_t type = 0, state = 0, shutdown = 0;
+    std::string name;  // bound name: a path, or "@..." for an abstract one
+    uint32_t rqueue = 0;
+};
+
+// The unix sockets of the daemon's network namespace, dumped once on first use.
+class UnixTable {
+  public:
+    const UnixDiag* find(uint64_t ino);
+    const std::string& error() { return load(), error_; }
+
+  private:
+    void load();
+    bool loaded_ = false;
+    std::string error_;
+    std::map<uint64_t, UnixDiag> by_ino_;
+};
+
+// A socket fd (link "socket:[N]") the unix table knows.
+bool is_unix_socket(const FdView& f, FdContext& ctx);
+std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdContext& ctx);
+
+// The unix-socket record payload of socket `ino` (the end at fd `fd`), read
+// while the task is frozen; the socket keeps its queue.
+Result<std::string> dump_unix_socket(pid_t pid, int fd, uint64_t ino);
+
+// Restore: every unix-socket record in range, paired, and matched with fds.
+Status check_unix_sockets(const DecodedImage& img);
+
+// One end to make in stage 1 (mutable fields: the child's own memory copy).
+struct UnixPlan {
+    image::UnixSocketRecord rec{};
+    size_t peer = 0;  // index of the other end in the plan
+    std::vector<uint32_t> msgs;
+    std::string data;
+    mutable int held = -1;  // fd >= min_fd until every fd is in place
+    mutable bool given = false;
+};
+
+Result<std::vector<UnixPlan>> plan_unix_sockets(const DecodedImage& img, int image_fd);
+
+// Stage 1, syscalls only: puts end `i` at `target` (making the pair first if
+// needed). Returns 0 or an errno.
+int child_unix_fd(const std::vector<UnixPlan>& all, size_t i, int target, int open_flags,
+                  bool cloexec, int min_fd);
+void child_close_unix(const std::vector<UnixPlan>& all);
+
+}  // namespace crfs::state
