@@ -121,6 +121,18 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     auto fds = read_fds(pid);
     if (!fds) return std::unexpected(fds.error());
     c.fds = std::move(*fds);
+    // Connections read in repair mode stay in it only if the image is made.
+    struct RepairGuard {
+        pid_t pid;
+        const std::vector<TaskFd>& fds;
+        bool armed = true;
+        ~RepairGuard() {
+            if (!armed) return;
+            for (const TaskFd& f : fds)
+                if (f.inet && f.inet->repair && f.rec.same_as < 0)
+                    state::tcp_end_repair(pid, f.rec.fd);
+        }
+    } repair_guard{pid, c.fds};
     trace.mark("attrs, regs, fds");
 
     {
@@ -153,6 +165,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
 
     if (auto r = task.release(); !r) return std::unexpected(r.error());
     c.frozen_ns = task.frozen_ns();
+    repair_guard.armed = false;
     trace.mark("thaw");
     return c;
 }
@@ -235,6 +248,8 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     w.add(RecordType::kItimers, Payload().add(c.itimers));
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
+    for (const TaskFd& f : c.fds)
+        if (f.inet && f.rec.same_as < 0) state::write_inet(w, *f.inet);
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

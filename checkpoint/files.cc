@@ -104,7 +104,13 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
         t.rec.mtime_sec = st.st_mtim.tv_sec;
         t.rec.mtime_nsec = st.st_mtim.tv_nsec;
 
-        if (S_ISCHR(st.st_mode)) {
+        if (S_ISSOCK(st.st_mode)) {
+            auto inet = state::dump_inet(pid, fd);
+            if (!inet) return std::unexpected(inet.error());
+            t.rec.kind = uint32_t(inet->kind);
+            t.path.clear();  // "socket:[N]" names nothing a restore could open
+            t.inet = std::move(*inet);
+        } else if (S_ISCHR(st.st_mode)) {
             t.rec.kind = uint32_t(image::FdKind::kCharDev);
         } else if (S_ISREG(st.st_mode) && t.path.starts_with("/") && st.st_nlink > 0) {
             t.rec.kind = uint32_t(image::FdKind::kRegular);

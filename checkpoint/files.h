@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "common/procfs.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
+#include "state/inet.h"
 
 namespace crfs {
 
@@ -23,6 +25,7 @@ struct TaskFd {
     image::FdRecord rec{};
     std::string path;
     std::string content;  // deleted files only
+    std::optional<state::InetDump> inet;  // TCP and UDP sockets (state/inet.h)
 };
 
 // FdInfo and parse_fdinfo: common/procfs.h.

@@ -109,6 +109,15 @@ struct FdEntry {
     std::string data;         // only with DecodeOptions::keep_data
 };
 
+// An inet socket (kinds kTcp, kUdp) with its options and, for an established
+// TCP connection, its repair state and queue bytes (always kept in memory).
+struct InetEntry {
+    image::InetSocketRecord rec{};
+    std::vector<image::InetOptionRecord> options;
+    std::optional<image::TcpRepairRecord> repair;
+    std::string recv_queue, send_queue;
+};
+
 struct DecodedImage {
     image::Header header{};
     image::TaskRecord task{};
@@ -129,6 +138,7 @@ struct DecodedImage {
     image::RlimitsRecord rlimits{};
     image::ItimersRecord itimers{};
     std::vector<FdEntry> fds;
+    std::vector<InetEntry> inet;  // one per fd of kind kTcp/kUdp that is its own description
     std::optional<image::StatsRecord> stats;
     uint64_t record_count = 0;
     uint64_t checksum = 0;

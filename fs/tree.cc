@@ -5,6 +5,7 @@
 #include "checkpoint/worker.h"
 #include "common/log.h"
 #include "fs/kernel_marks.h"
+#include "state/netlock.h"
 #include "state/registry.h"
 
 namespace crfs::fs {
@@ -107,7 +108,15 @@ Result<Content> read_image(Daemon& d, const TaskId& task, const Caller& caller) 
         return make_error(EBUSY, "checkpoint " + std::to_string(task.pid) +
                                      ": not checkpointable now (" + marks + "; see reason)");
     }
+    // A root caller's established TCP connections go under the network lock
+    // before the worker freezes the task (state/netlock.h, docs/network.md).
+    std::vector<state::LockedConn> locked;
+    if (caller.uid == 0) locked = state::established_connections(task.pid);
+    if (!locked.empty())
+        if (auto s = state::netlock_add(locked); !s)
+            return std::unexpected(s.error().context("checkpoint " + std::to_string(task.pid)));
     auto r = as_caller(WorkerMode::kImage, task, caller, d.self_tgid);
+    if (!r && !locked.empty()) state::netlock_remove(locked);
     if (!r) return std::unexpected(r.error().context("checkpoint " + std::to_string(task.pid)));
     log_info("checkpoint %d: %llu bytes", task.pid,
              static_cast<unsigned long long>(r->image->size()));

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/strfmt.h"
+#include "restorer/check_inet.h"
 #include "restorer/validate.h"
 
 namespace crfs {
@@ -129,6 +130,10 @@ Status check_fds(const DecodedImage& img) {
         if (r.reserved) return bad(strfmt("fd {}: reserved 0x{:x}", r.fd, r.reserved));
         if (r.same_as != -1)
             if (auto s = check_same_as(img, f); !s) return s;
+        if (is_socket_kind(r.kind)) {
+            if (auto s = check_socket_fd(f); !s) return s;
+            continue;
+        }
         if (r.kind < 1 || r.kind > 3) return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
         if ((r.open_flags & ~kFdOpenFlags) || (r.open_flags & O_ACCMODE) == O_ACCMODE)
             return bad(strfmt("fd {}: open flags 0{:o}", r.fd, r.open_flags));
@@ -183,7 +188,7 @@ Status check_task(const DecodedImage& img) {
 }  // namespace
 
 Status check_fields(const DecodedImage& img) {
-    for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals})
+    for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals, check_inet})
         if (auto s = check(img); !s) return s;
     return {};
 }

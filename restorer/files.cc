@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/strfmt.h"
 
 #include "restorer/child.h"
+#include "state/inet.h"
 
 namespace crfs {
 
@@ -52,6 +55,23 @@ Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage
     return out;
 }
 
+// A TCP or UDP socket made here as the image says (state/inet.h), moved to
+// >= min_fd for stage 1 to dup.
+Result<UniqueFd> plan_socket(const DecodedImage& img, const FdEntry& f, FdAction& a, int min_fd) {
+    auto e = std::find_if(img.inet.begin(), img.inet.end(),
+                          [&](const InetEntry& i) { return i.rec.fd == f.rec.fd; });
+    if (e == img.inet.end()) return make_error(EINVAL, strfmt("fd {}: no socket record", f.rec.fd));
+    auto sock = state::restore_inet(f, *e);
+    if (!sock) return std::unexpected(sock.error());
+    int hi = fcntl(sock->get(), F_DUPFD_CLOEXEC, min_fd);
+    if (hi < 0) return errno_error("dup of a restored socket");
+    a.prepared = hi;
+    a.type = S_IFSOCK;
+    a.tcp_live = e->repair.has_value();
+    a.path = e->repair ? "established TCP connection" : "socket";
+    return UniqueFd(hi);
+}
+
 }  // namespace
 
 Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown) {
@@ -69,6 +89,13 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
         a.open_flags =
             int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
         auto kind = image::FdKind(f.rec.kind);
+        if (kind == image::FdKind::kTcp || kind == image::FdKind::kUdp) {
+            auto sock = plan_socket(img, f, a, min_fd);
+            if (!sock) return std::unexpected(sock.error());
+            plan.copies.push_back(std::move(*sock));
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
         a.seek = kind != image::FdKind::kCharDev;
         a.pos = f.rec.pos;
         a.path = f.path;
@@ -92,6 +119,15 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
         if (a.same_as >= 0) {
             if (dup3(a.same_as, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+            continue;
+        }
+        if (a.prepared >= 0) {
+            if (dup3(a.prepared, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
+                child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+            if (fcntl(a.target, F_SETFL, a.open_flags) < 0)
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
+            if (int err = a.tcp_live ? state::tcp_go_live(a.target) : 0)
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, err, uint64_t(a.target));
             continue;
         }
         int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);

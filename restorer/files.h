@@ -28,11 +28,13 @@ struct FdAction {
     std::string path;  // a deleted file: "/proc/self/fd/N" of its prepared copy
     mode_t type = 0;   // S_IFREG or S_IFCHR: what the opened file must be
     dev_t rdev = 0;    // S_IFCHR: the device it must be
+    int prepared = -1;      // a socket the daemon made (state/inet.h): dup'd, not opened
+    bool tcp_live = false;  // an established connection: stage 1 ends its repair mode
 };
 
 struct FdPlan {
     std::vector<FdAction> actions;
-    std::vector<UniqueFd> copies;  // unlinked copies of deleted files (parent side)
+    std::vector<UniqueFd> copies;  // deleted files' copies, prepared sockets (parent side)
     int max_target = -1;
 };
 

@@ -79,7 +79,9 @@ Status check_cpu(const DecodedImage& img) {
 Status check_files(const DecodedImage& img) {
     for (const auto& f : img.fds) {
         auto kind = image::FdKind(f.rec.kind);
-        if (kind == image::FdKind::kDeleted) continue;
+        if (kind == image::FdKind::kDeleted || kind == image::FdKind::kTcp ||
+            kind == image::FdKind::kUdp)
+            continue;  // no file: made anew
         struct stat st;
         if (::stat(f.path.c_str(), &st) != 0)
             return errno_error(strfmt("fd {}: {}", f.rec.fd, f.path));

@@ -2,6 +2,7 @@
 //   regular file, character device (stateless ones), deleted file:
 //     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
 //     child_open_fds: reopened by path, at the recorded offset).
+//   TCP and UDP sockets: state/inet.h (tcp.cc, udp.cc).
 //   every other kind: refused here (not supported yet).
 // Fds that share one open file description (dup, fork, `>log 2>&1`) are
 // grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
@@ -23,6 +24,7 @@
 #include "checkpoint/files.h"  // kMaxDeletedFileBytes: the dump's limit
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/inet.h"
 
 namespace crfs::state {
 namespace {
@@ -101,7 +103,9 @@ std::optional<std::string> opath_reason(TaskView&, const FdView& f, FdContext&) 
     return not_yet("O_PATH descriptor of " + f.link);
 }
 
-std::optional<std::string> socket_reason(TaskView&, const FdView& f, FdContext& ctx) {
+std::optional<std::string> socket_reason(TaskView& t, const FdView& f, FdContext& ctx) {
+    bool is_inet = false;  // TCP and UDP: state/inet.h
+    if (auto why = inet_reason(t.pid(), f.fd, &is_inet); why || is_inet) return why;
     auto ino = bracketed_inode(f.link, "socket:[");
     auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;
     return not_yet(desc ? *desc : "socket (family unknown)");

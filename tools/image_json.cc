@@ -196,6 +196,8 @@ Json fds(const DecodedImage& img) {
                       {"mtime_sec", r.mtime_sec},
                       {"mtime_nsec", r.mtime_nsec},
                       {"data_bytes", f.data_bytes}});
+        for (const auto& e : img.inet)
+            if (e.rec.fd == r.fd) j["socket"] = inet_json(e);
         out.push_back(std::move(j));
     }
     return out;
@@ -248,6 +250,10 @@ const char* fd_kind_name(uint32_t k) {
             return "deleted";
         case image::FdKind::kCharDev:
             return "chardev";
+        case image::FdKind::kTcp:
+            return "tcp";
+        case image::FdKind::kUdp:
+            return "udp";
     }
     return "?";
 }
