@@ -104,25 +104,25 @@ class Holder {
         posix_spawn_file_actions_destroy(&fa);
         if (err) return sys_error(err, strfmt("network lock: starting {}", kNft));
         started_ = true;
-        std::string t = table_name(getpid());
+        table_ = "inet " + table_name(getpid());
+        const std::string& t = table_;
+        const std::string v4 = " ip saddr . tcp sport . ip daddr . tcp dport @c4 drop";
+        const std::string v6 = " ip6 saddr . tcp sport . ip6 daddr . tcp dport @c6 drop";
+        // The table and the set of sync marks first: both echo their commit.
         for (const std::string& c :
-             {strfmt("add table inet {} {{ flags owner; }}", t),
-              strfmt("add set inet {} c4 {{ type ipv4_addr . inet_service . ipv4_addr . "
-                     "inet_service; }}",
-                     t),
-              strfmt("add set inet {} c6 {{ type ipv6_addr . inet_service . ipv6_addr . "
-                     "inet_service; }}",
-                     t),
-              strfmt("add chain inet {} in {{ type filter hook input priority -400; }}", t),
-              strfmt("add chain inet {} out {{ type filter hook output priority -400; }}", t),
-              strfmt("add rule inet {} in ip saddr . tcp sport . ip daddr . tcp dport @c4 drop", t),
-              strfmt("add rule inet {} in ip6 saddr . tcp sport . ip6 daddr . tcp dport @c6 drop",
-                     t),
-              strfmt("add rule inet {} out ip saddr . tcp sport . ip daddr . tcp dport @c4 drop",
-                     t),
-              strfmt("add rule inet {} out ip6 saddr . tcp sport . ip6 daddr . tcp dport @c6 "
-                     "drop",
-                     t)})
+             {"add table " + t + " { flags owner; }",
+              "add set " + t + " sync { type inet_service; flags timeout; timeout 10s; }"})
+            if (auto s = command(c, false); !s) {
+                stop();
+                return s;
+            }
+        for (const std::string& c :
+             {"add set " + t + " c4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }",
+              "add set " + t + " c6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }",
+              "add chain " + t + " in { type filter hook input priority -400; }",
+              "add chain " + t + " out { type filter hook output priority -400; }",
+              "add rule " + t + " in" + v4, "add rule " + t + " in" + v6,
+              "add rule " + t + " out" + v4, "add rule " + t + " out" + v6})
             if (auto s = command(c); !s) {
                 stop();
                 return s;
@@ -137,24 +137,36 @@ class Holder {
         buf_.clear();
     }
 
-    // One command; returns once nft echoed its commit ("# new generation")
-    // or printed an error.
-    Status command(const std::string& cmd) {
+    // One command, then (`sync`) a new element of the sync set: nft echoes
+    // only commits, and not every command commits (a delete does not echo),
+    // so the sync element's echo and commit line end the command's output.
+    // Any "Error:" line before it is the command's.
+    Status command(const std::string& cmd, bool sync = true) {
+        std::string mark;
         std::string line = cmd + "\n";
+        if (sync) {
+            seq_ = seq_ % 65535 + 1;
+            mark = "add element " + table_ + " sync { " + std::to_string(seq_) + " ";
+            line += "add element " + table_ + " sync { " + std::to_string(seq_) + " }\n";
+        }
         if (auto w = write_full(in_.get(), line.data(), line.size()); !w) {
             stop();
             return std::unexpected(w.error().context("network lock: nft"));
         }
+        bool marked = !sync;
+        std::string error;
         for (;;) {
             size_t nl;
             while ((nl = buf_.find('\n')) != std::string::npos) {
                 std::string l = buf_.substr(0, nl);
                 buf_.erase(0, nl + 1);
-                if (l.starts_with("# new generation")) return {};
-                if (l.starts_with("Error:"))
-                    return make_error(EIO,
-                                      "network lock: nft: " + l.substr(7) + " (in: " + cmd + ")");
+                if (l.starts_with("Error:") && error.empty()) error = l.substr(7);
+                if (!sync && !error.empty()) break;
+                if (sync && l.starts_with(mark)) marked = true;
+                if (marked && l.starts_with("# new generation")) break;
+                continue;
             }
+            if (nl != std::string::npos) break;
             pollfd p{out_.get(), POLLIN, 0};
             int r = poll(&p, 1, kNftTimeoutMs);
             if (r < 0 && errno == EINTR) continue;
@@ -166,12 +178,17 @@ class Holder {
             }
             buf_.append(chunk, size_t(n));
         }
+        if (!error.empty())
+            return make_error(EIO, "network lock: nft: " + error + " (in: " + cmd + ")");
+        return {};
     }
 
     std::mutex mu_;  // one command at a time; guards everything below
     bool started_ = false;
     UniqueFd in_, out_;
     std::string buf_;
+    std::string table_;  // "inet crfs_<tgid>"
+    unsigned seq_ = 0;   // the last sync element
 };
 
 Holder& holder() {
@@ -233,8 +250,7 @@ Status netlock_add(const std::vector<LockedConn>& conns) {
     for (bool v6 : {false, true}) {
         std::string e = elements(conns, v6);
         if (e.empty()) continue;
-        if (auto s =
-                holder().run(strfmt("add element inet {} {} {{ {} }}", t, v6 ? "c6" : "c4", e));
+        if (auto s = holder().run("add element inet " + t + (v6 ? " c6 { " : " c4 { ") + e + " }");
             !s)
             return s;
     }
@@ -245,8 +261,8 @@ void netlock_remove(const std::vector<LockedConn>& conns) {
     std::string t = table_name(getpid());
     for (const auto& c : conns)
         for (const std::string& e : {c.out, c.in})
-            if (auto s = holder().run(
-                    strfmt("delete element inet {} {} {{ {} }}", t, c.v6 ? "c6" : "c4", e));
+            if (auto s = holder().run("delete element inet " + t + (c.v6 ? " c6 { " : " c4 { ") +
+                                      e + " }");
                 !s)
                 log_info("%s", s.error().what.c_str());
 }

@@ -227,15 +227,18 @@ Result<UniqueFd> restore_tcp(const InetEntry& e) {
     if ((r.options & image::kTcpOptTimestamps) &&
         setsockopt(s.get(), IPPROTO_TCP, TCP_TIMESTAMP, &r.timestamp, sizeof r.timestamp) != 0)
         return errno_error("TCP_TIMESTAMP of " + conn);
-    tcp_repair_window w{r.snd_wl1, r.snd_wnd, r.max_window, r.rcv_wnd, r.rcv_wup};
-    if (setsockopt(s.get(), IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof w) != 0)
-        return errno_error("TCP_REPAIR_WINDOW of " + conn);
     st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "queue"));
     if (st) st = step(send_all(s.get(), e.recv_queue.data(), e.recv_queue.size(), "receive"));
     if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "queue"));
     size_t sent = r.send_len - r.unsent_len;  // sent, not acknowledged: restored in repair
     if (st) st = step(send_all(s.get(), e.send_queue.data(), sent, "send"));
     if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "queue"));
+    if (!st) return std::unexpected(st.error());
+    // The window after the queues: the kernel checks it against rcv_nxt, which
+    // the receive queue's bytes advance (as CRIU's libsoccr orders it).
+    tcp_repair_window w{r.snd_wl1, r.snd_wnd, r.max_window, r.rcv_wnd, r.rcv_wup};
+    if (setsockopt(s.get(), IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof w) != 0)
+        return errno_error("TCP_REPAIR_WINDOW of " + conn);
     // Never sent: queued as any write is (the network lock keeps it from the
     // wire until the task runs), then repair again until stage 1 takes over.
     if (st && r.unsent_len) {
