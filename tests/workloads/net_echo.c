@@ -68,9 +68,12 @@ struct want {
 };
 
 static const struct want tcp_wants[] = {
-    {SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR"},  {SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
-    {IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY"},   {IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE"},
-    {IPPROTO_TCP, TCP_KEEPINTVL, 11, "TCP_KEEPINTVL"}, {IPPROTO_TCP, TCP_KEEPCNT, 5, "TCP_KEEPCNT"},
+    {SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR"},
+    {SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
+    {IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY"},
+    {IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE"},
+    {IPPROTO_TCP, TCP_KEEPINTVL, 11, "TCP_KEEPINTVL"},
+    {IPPROTO_TCP, TCP_KEEPCNT, 5, "TCP_KEEPCNT"},
     {IPPROTO_TCP, TCP_DEFER_ACCEPT, 3, "TCP_DEFER_ACCEPT"},
 };
 
@@ -112,6 +115,8 @@ int main(int argc, char** argv) {
     }
     if (bind(l, (struct sockaddr*)&ss, sl) != 0) return 2;
     if (!udp && listen(l, 7) != 0) return 2;
+    /* Binding a specific IPv6 address sets IPV6_V6ONLY: what bind left must stay. */
+    int v6only = v6 ? getint(l, IPPROTO_IPV6, IPV6_V6ONLY) : 0;
     struct sockaddr_storage bound;
     socklen_t bl = sizeof bound;
     getsockname(l, (struct sockaddr*)&bound, &bl);
@@ -187,8 +192,9 @@ int main(int argc, char** argv) {
         snprintf(why, sizeof why, "SO_RCVBUF is %d", getint(l, SOL_SOCKET, SO_RCVBUF));
     if (!udp && !why[0] && getint(l, SOL_SOCKET, SO_ACCEPTCONN) != 1)
         snprintf(why, sizeof why, "not listening");
-    if (v6 && !why[0] && getint(l, IPPROTO_IPV6, IPV6_V6ONLY) != 0)
-        snprintf(why, sizeof why, "IPV6_V6ONLY is set");
+    if (v6 && !why[0] && getint(l, IPPROTO_IPV6, IPV6_V6ONLY) != v6only)
+        snprintf(why, sizeof why, "IPV6_V6ONLY is %d, not %d", getint(l, IPPROTO_IPV6, IPV6_V6ONLY),
+                 v6only);
     if (why[0]) {
         char out[600];
         snprintf(out, sizeof out, "FAIL: %s\n", why);
