@@ -108,6 +108,7 @@ std::optional<std::string> socket_reason(TaskView& t, const FdView& f, FdContext
     if (auto why = inet_reason(t.pid(), f.fd, &is_inet); why || is_inet) return why;
     auto ino = bracketed_inode(f.link, "socket:[");
     auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;
+    if (!desc) desc = socket_family_text(t.pid(), f.fd);  // not in a table yet (unbound)
     return not_yet(desc ? *desc : "socket (family unknown)");
 }
 

@@ -98,10 +98,34 @@ std::optional<std::string> inet_reason(pid_t pid, int fd, bool* is_inet) {
     if (!sock) return std::nullopt;  // the caller's socket table names it
     auto v = inspect_inet(sock->get());
     if (!v) return std::nullopt;
-    *is_inet = true;
-    if (v->type == SOCK_STREAM && v->protocol == IPPROTO_TCP) return tcp_reason(sock->get(), *v);
-    if (v->type == SOCK_DGRAM && v->protocol == IPPROTO_UDP) return udp_reason(sock->get(), *v);
-    return v->what + std::string(kNotYet);  // raw, SCTP, UDP-Lite, ...
+    // Raw, SCTP, UDP-Lite ...: not ours; the socket table names them.
+    if (v->type == SOCK_STREAM && v->protocol == IPPROTO_TCP) {
+        *is_inet = true;
+        return tcp_reason(sock->get(), *v);
+    }
+    if (v->type == SOCK_DGRAM && v->protocol == IPPROTO_UDP) {
+        *is_inet = true;
+        return udp_reason(sock->get(), *v);
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> socket_family_text(pid_t pid, int fd) {
+    auto sock = grab_fd(pid, fd);
+    if (!sock) return std::nullopt;
+    switch (sockopt_int(sock->get(), SOL_SOCKET, SO_DOMAIN)) {
+        case AF_UNIX:
+            return "unix socket";
+        case AF_NETLINK:
+            return "netlink socket";
+        case AF_PACKET:
+            return "packet socket";
+        case AF_INET:
+        case AF_INET6:
+            return "inet socket";
+        default:
+            return std::nullopt;
+    }
 }
 
 void fill_addresses(const InetView& v, image::InetSocketRecord& rec) {

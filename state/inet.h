@@ -45,8 +45,12 @@ struct InetView {
 Result<InetView> inspect_inet(int sock);
 
 // The reason an inet socket (socket fd `fd` of the task) cannot be saved, or
-// nullopt; not an inet socket: nullopt as well (other kinds decide).
+// nullopt; not a TCP or UDP socket: nullopt and *is_inet false (other kinds decide).
 std::optional<std::string> inet_reason(pid_t pid, int fd, bool* is_inet);
+
+// "netlink socket", "packet socket", ... for a socket no /proc/net table lists
+// (an unbound netlink socket), from SO_DOMAIN; nullopt when unknown.
+std::optional<std::string> socket_family_text(pid_t pid, int fd);
 
 // What the image holds for one inet socket.
 struct InetDump {
