@@ -170,6 +170,29 @@ socklen_t sockaddr_of(const image::InetSocketRecord& rec, bool peer, sockaddr_st
     return sizeof a;
 }
 
+Result<UniqueFd> make_socket(const InetEntry& e, int type, int protocol) {
+    UniqueFd s(socket(int(e.rec.family), type | SOCK_CLOEXEC, protocol));
+    if (!s) return errno_error("socket");
+    if (auto o = apply_options(s.get(), e); !o) return std::unexpected(o.error());
+    return s;
+}
+
+Status bind_to(int sock, const image::InetSocketRecord& rec) {
+    sockaddr_storage local;
+    socklen_t len = sockaddr_of(rec, false, local);
+    if (bind(sock, reinterpret_cast<sockaddr*>(&local), len) != 0)
+        return errno_error("bind to " + addr_text(local));
+    return {};
+}
+
+Status connect_to(int sock, const image::InetSocketRecord& rec) {
+    sockaddr_storage peer;
+    socklen_t len = sockaddr_of(rec, true, peer);
+    if (connect(sock, reinterpret_cast<sockaddr*>(&peer), len) != 0)
+        return errno_error("connect to " + addr_text(peer));
+    return {};
+}
+
 Result<InetDump> dump_inet(pid_t pid, int fd) {
     auto sock = grab_fd(pid, fd);
     if (!sock) return std::unexpected(sock.error());

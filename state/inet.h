@@ -75,6 +75,11 @@ std::string addr_text(const sockaddr_storage& ss);
 // Fills the record's addresses and flags from the view.
 void fill_addresses(const InetView& v, image::InetSocketRecord& rec);
 socklen_t sockaddr_of(const image::InetSocketRecord& rec, bool peer, sockaddr_storage& out);
+// A new socket of the record's family and `type`, with its options applied.
+Result<UniqueFd> make_socket(const InetEntry& e, int type, int protocol);
+// bind() to the record's local address, connect() to its peer.
+Status bind_to(int sock, const image::InetSocketRecord& rec);
+Status connect_to(int sock, const image::InetSocketRecord& rec);
 
 // Options (state/inet_options.cc): the ones that differ from a new socket of
 // the same kind, and applying them; a range check for hostile images.

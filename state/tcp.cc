@@ -180,19 +180,19 @@ Status dump_tcp_repair(int sock, InetDump& d) {
 
 Result<UniqueFd> restore_tcp(const InetEntry& e) {
     const auto& rec = e.rec;
-    UniqueFd s(socket(int(rec.family), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
-    if (!s) return errno_error("socket");
-    if (auto o = apply_options(s.get(), e); !o) return std::unexpected(o.error());
-    sockaddr_storage local, peer;
-    socklen_t llen = sockaddr_of(rec, false, local), plen = sockaddr_of(rec, true, peer);
+    auto made = make_socket(e, SOCK_STREAM, IPPROTO_TCP);
+    if (!made) return std::unexpected(made.error());
+    UniqueFd s = std::move(*made);
     if (!e.repair) {
-        if ((rec.flags & image::kInetBound) &&
-            bind(s.get(), reinterpret_cast<sockaddr*>(&local), llen) != 0)
-            return errno_error("bind to " + addr_text(local));
+        if (rec.flags & image::kInetBound)
+            if (auto b = bind_to(s.get(), rec); !b) return std::unexpected(b.error());
         if ((rec.flags & image::kInetListening) && listen(s.get(), rec.backlog) != 0)
             return errno_error("listen");
         return s;
     }
+    sockaddr_storage local, peer;
+    sockaddr_of(rec, false, local);
+    sockaddr_of(rec, true, peer);
     const auto& r = *e.repair;
     std::string conn = addr_text(local) + " to " + addr_text(peer);
     if (setsockopt(s.get(), IPPROTO_TCP, TCP_REPAIR, &kRepairOn, sizeof kRepairOn) != 0)
@@ -211,10 +211,9 @@ Result<UniqueFd> restore_tcp(const InetEntry& e) {
         st = step(set_int(s.get(), IPPROTO_TCP, TCP_QUEUE_SEQ, int(r.rcv_seq - r.recv_len),
                           "TCP_QUEUE_SEQ of the receive queue"));
     if (!st) return std::unexpected(st.error());
-    if (bind(s.get(), reinterpret_cast<sockaddr*>(&local), llen) != 0)
-        return errno_error("bind to " + addr_text(local));
-    if (connect(s.get(), reinterpret_cast<sockaddr*>(&peer), plen) != 0)
-        return errno_error("connect (repair) of " + conn);
+    if (auto b = bind_to(s.get(), rec); !b) return std::unexpected(b.error());
+    if (auto c = connect_to(s.get(), rec); !c)
+        return std::unexpected(c.error().context("repair of " + conn));
     tcp_repair_opt opts[4];
     unsigned n = 0;
     opts[n++] = {TCPOPT_MAXSEG, r.mss};

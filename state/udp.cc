@@ -27,18 +27,12 @@ std::optional<std::string> udp_reason(int sock, const InetView& v) {
 }
 
 Result<UniqueFd> restore_udp(const InetEntry& e) {
-    const auto& rec = e.rec;
-    UniqueFd s(socket(int(rec.family), SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP));
-    if (!s) return errno_error("socket");
-    if (auto o = apply_options(s.get(), e); !o) return std::unexpected(o.error());
-    sockaddr_storage local, peer;
-    socklen_t llen = sockaddr_of(rec, false, local), plen = sockaddr_of(rec, true, peer);
-    if ((rec.flags & image::kInetBound) &&
-        bind(s.get(), reinterpret_cast<sockaddr*>(&local), llen) != 0)
-        return errno_error("bind to " + addr_text(local));
-    if ((rec.flags & image::kInetConnected) &&
-        connect(s.get(), reinterpret_cast<sockaddr*>(&peer), plen) != 0)
-        return errno_error("connect to " + addr_text(peer));
+    auto s = make_socket(e, SOCK_DGRAM, IPPROTO_UDP);
+    if (!s) return std::unexpected(s.error());
+    if (e.rec.flags & image::kInetBound)
+        if (auto b = bind_to(s->get(), e.rec); !b) return std::unexpected(b.error());
+    if (e.rec.flags & image::kInetConnected)
+        if (auto c = connect_to(s->get(), e.rec); !c) return std::unexpected(c.error());
     return s;
 }
 
