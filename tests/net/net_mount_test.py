@@ -15,6 +15,8 @@ A single-process echo server (tests/workloads/net_echo.c) is checkpointed with
   - a real unprivileged user (crfsnt1, made and removed here) gets a reason
     naming CAP_NET_ADMIN for an established connection and EBUSY from the
     image, and round-trips its listener once the connection is closed;
+  - the network lock (an nftables table owned by the daemon) is gone once the
+    daemon is killed with SIGKILL;
   - a connection in CLOSE_WAIT is refused with its reason;
   - hostile edits of the socket records are EINVAL at close, with no task left.
 Every wait is bounded and waits for a state; the daemon is always stopped.
@@ -166,6 +168,30 @@ class Established(Base):
         # The lock is gone: a new connection and the old one both work.
         self.echo_once(("127.0.0.1", port))
         self.assertEqual(t.finish(), "PASS")
+
+    def test_the_network_lock_goes_with_the_daemon(self):
+        t = echo_server(self, "tcp4")
+        port = int(rt.read(t.path("port")))
+        c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(c.close)
+        c.sendall(b"x")
+        self.assertEqual(c.recv(1), b"x")
+        t.checkpoint()
+        table = ["nft", "list", "table", "inet", f"crfs_{self.crfs.proc.pid}"]
+        listed = subprocess.run(table, capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertIn(f"127.0.0.1 . {port} . 127.0.0.1", listed.stdout)
+        self.crfs.proc.kill()  # SIGKILL: no cleanup of its own
+        self.crfs.proc.wait(TIMEOUT)
+        rt.wait_for(lambda: subprocess.run(table, capture_output=True,
+                                           timeout=TIMEOUT).returncode != 0,
+                    "the kernel to drop the table of a dead owner")
+        # A live daemon again for tearDown.
+        old = self.crfs
+        subprocess.run(["umount", "-l", old.mnt], capture_output=True, timeout=TIMEOUT)
+        old.log.close()
+        shutil.rmtree(old.dir, ignore_errors=True)
+        self.crfs = rt.Crfsd()
+        self.m = self.crfs.mnt
 
     def test_close_wait_is_refused_with_its_reason(self):
         py = ("import socket,os,time\n"
