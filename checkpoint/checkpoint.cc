@@ -131,6 +131,18 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     auto fds = read_fds(pid);
     if (!fds) return std::unexpected(fds.error());
     c.fds = std::move(*fds);
+    // Connections read in repair mode stay in it only if the image is made.
+    struct RepairGuard {
+        pid_t pid;
+        const std::vector<TaskFd>& fds;
+        bool armed = true;
+        ~RepairGuard() {
+            if (!armed) return;
+            for (const TaskFd& f : fds)
+                if (f.inet && f.inet->repair && f.rec.same_as < 0)
+                    state::tcp_end_repair(pid, f.rec.fd);
+        }
+    } repair_guard{pid, c.fds};
     trace.mark("attrs, regs, fds");
 
     {
@@ -162,6 +174,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
 
     if (auto r = task.release(); !r) return std::unexpected(r.error());
     c.frozen_ns = task.frozen_ns();
+    repair_guard.armed = false;
     trace.mark("thaw");
     // fidelity: hashed while the task runs again (docs/files.md).
     c.prints = fingerprint_files(c.fds, c.memory.maps);
@@ -252,6 +265,8 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));
     for (const TaskFd& f : c.fds)
         for (const auto& [type, payload] : f.records) w.add(type, payload);
+    for (const TaskFd& f : c.fds)
+        if (f.inet && f.rec.same_as < 0) state::write_inet(w, *f.inet);
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

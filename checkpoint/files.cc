@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/fds.h"
+#include "state/inet.h"
 #include "state/kobj.h"
 #include "state/pipe.h"
 #include "state/unix_socket.h"
@@ -38,6 +40,17 @@ const char* kind_name(mode_t m) {
         default:
             return "special file";
     }
+}
+
+// The address family of the task's socket fd (SO_DOMAIN on a copy of it).
+Result<int> socket_domain(pid_t pid, int fd) {
+    auto sock = state::grab_fd(pid, fd);
+    if (!sock) return std::unexpected(sock.error());
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    if (getsockopt(sock->get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+        return errno_error(strfmt("fd {}: SO_DOMAIN", fd));
+    return domain;
 }
 
 }  // namespace
@@ -123,12 +136,22 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
                 if (!rec) return std::unexpected(rec.error());
                 t.records.emplace_back(image::RecordType::kPipe, std::move(*rec));
             }
-        } else if (S_ISSOCK(st.st_mode)) {  // detect let only unix socketpair ends through
-            t.rec.kind = uint32_t(image::FdKind::kUnixSocket);
-            t.path.clear();
-            auto rec = state::dump_unix_socket(pid, fd, st.st_ino);
-            if (!rec) return std::unexpected(rec.error());
-            t.records.emplace_back(image::RecordType::kUnixSocket, std::move(*rec));
+        } else if (S_ISSOCK(st.st_mode)) {  // detect let only these through
+            auto domain = socket_domain(pid, fd);
+            if (!domain) return std::unexpected(domain.error());
+            if (*domain == AF_UNIX) {  // a unix socketpair end (state/unix_socket.cc)
+                t.rec.kind = uint32_t(image::FdKind::kUnixSocket);
+                t.path.clear();
+                auto rec = state::dump_unix_socket(pid, fd, st.st_ino);
+                if (!rec) return std::unexpected(rec.error());
+                t.records.emplace_back(image::RecordType::kUnixSocket, std::move(*rec));
+            } else {  // TCP or UDP (state/inet.h)
+                auto inet = state::dump_inet(pid, fd);
+                if (!inet) return std::unexpected(inet.error());
+                t.rec.kind = uint32_t(inet->kind);
+                t.path.clear();  // "socket:[N]" names nothing a restore could open
+                t.inet = std::move(*inet);
+            }
         } else if (S_ISCHR(st.st_mode)) {
             t.rec.kind = uint32_t(image::FdKind::kCharDev);
         } else if (S_ISREG(st.st_mode) && t.path.starts_with("/") && st.st_nlink > 0) {

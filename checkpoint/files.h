@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "common/procfs.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
+#include "state/inet.h"
 
 namespace crfs {
 
@@ -27,6 +29,7 @@ struct TaskFd {
     // Records of the fd's kind written after every fd record ({type, payload}):
     // a pipe's record with its first end, kernel objects' (state/kobj.h) with theirs.
     std::vector<std::pair<image::RecordType, std::string>> records;
+    std::optional<state::InetDump> inet;  // TCP and UDP sockets (state/inet.h)
 };
 
 // FdInfo and parse_fdinfo: common/procfs.h.

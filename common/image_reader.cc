@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include "common/image_inet.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -383,10 +384,13 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return std::unexpected(t.error());
                 f.path = p.substr(fixed);
                 if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
-                if (f.rec.kind < uint32_t(image::FdKind::kRegular) ||
-                    (f.rec.kind > uint32_t(image::FdKind::kInotify) &&
-                     f.rec.kind < uint32_t(image::FdKind::kPipe)) ||
-                    f.rec.kind > uint32_t(image::FdKind::kFifo))
+                auto known = [](uint32_t k) {
+                    using K = image::FdKind;
+                    return (k >= uint32_t(K::kRegular) && k <= uint32_t(K::kInotify)) ||
+                           (k >= uint32_t(K::kPipe) && k <= uint32_t(K::kFifo)) ||
+                           k == uint32_t(K::kTcp) || k == uint32_t(K::kUdp);
+                };
+                if (!known(f.rec.kind))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
                 for (const auto& o : img.fds)
                     if (o.rec.fd == f.rec.fd)
@@ -454,6 +458,12 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.unix_sockets.push_back(std::move(e));
                 break;
             }
+            case RecordType::kInetSocket:
+            case RecordType::kInetOption:
+            case RecordType::kTcpRepair:
+            case RecordType::kTcpQueue:
+                if (auto s = decode_inet(img, r); !s) return std::unexpected(s.error());
+                break;
             case RecordType::kStats:
                 img.stats = load<image::StatsRecord>(p);
                 break;
@@ -499,6 +509,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         if (seen_slot(t) == 0)
             for (const auto& info : image::kRecordTypes)
                 if (info.type == t) return bad(strfmt("incomplete image: no {} record", info.name));
+    if (auto s = check_inet_complete(img); !s) return std::unexpected(s.error());
     for (const auto& f : img.fds)
         if (f.rec.kind == uint32_t(image::FdKind::kDeleted) && f.rec.same_as < 0 &&
             f.data_bytes != f.rec.size)

@@ -141,6 +141,15 @@ struct UnixSocketEntry : LengthsAndBytes {  // version 3
     image::UnixSocketRecord rec{};
 };
 
+// An inet socket (kinds kTcp, kUdp) with its options and, for an established
+// TCP connection, its repair state and queue bytes (always kept in memory).
+struct InetEntry {
+    image::InetSocketRecord rec{};
+    std::vector<image::InetOptionRecord> options;
+    std::optional<image::TcpRepairRecord> repair;
+    std::string recv_queue, send_queue;
+};
+
 struct DecodedImage {
     image::Header header{};
     image::TaskRecord task{};
@@ -163,6 +172,7 @@ struct DecodedImage {
     std::vector<FdEntry> fds;
     std::vector<PipeEntry> pipes;
     std::vector<UnixSocketEntry> unix_sockets;
+    std::vector<InetEntry> inet;  // one per fd of kind kTcp/kUdp that is its own description
     std::optional<image::StatsRecord> stats;
     std::optional<image::SettingsRecord> settings;  // fidelity, version 3
     std::string cpu_mask;                           // its affinity mask bytes

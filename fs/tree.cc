@@ -5,6 +5,7 @@
 #include "checkpoint/worker.h"
 #include "common/log.h"
 #include "fs/kernel_marks.h"
+#include "state/netlock.h"
 #include "state/registry.h"
 
 namespace crfs::fs {
@@ -122,8 +123,16 @@ Result<Content> checkpoint_as(Daemon& d, const TaskId& task, const OpenerCreds& 
         return make_error(EBUSY, "checkpoint " + std::to_string(task.pid) +
                                      ": not checkpointable now (" + marks + "; see reason)");
     }
+    // A root caller's established TCP connections go under the network lock
+    // before the worker freezes the task (state/netlock.h, docs/network.md).
+    std::vector<state::LockedConn> locked;
+    if (who.creds.uid[3] == 0) locked = state::established_connections(task.pid);
+    if (!locked.empty())
+        if (auto s = state::netlock_add(locked); !s)
+            return std::unexpected(s.error().context("checkpoint " + std::to_string(task.pid)));
     auto r = run_worker(
         WorkerRequest{WorkerMode::kImage, task.pid, task.starttime, d.self_tgid, who.creds});
+    if (!r && !locked.empty()) state::netlock_remove(locked);
     if (!r) return std::unexpected(r.error().context("checkpoint " + std::to_string(task.pid)));
     log_info("checkpoint %d: %llu bytes", task.pid,
              static_cast<unsigned long long>(r->image->size()));

@@ -13,6 +13,7 @@
 
 #include "common/file_hash.h"
 #include "common/strfmt.h"
+#include "restorer/check_inet.h"
 #include "restorer/validate.h"
 #include "state/kobj.h"
 #include "state/pipe.h"
@@ -137,6 +138,10 @@ Status check_fds(const DecodedImage& img) {
         if (r.reserved) return bad(strfmt("fd {}: reserved 0x{:x}", r.fd, r.reserved));
         if (r.same_as != -1)
             if (auto s = check_same_as(img, f); !s) return s;
+        if (is_socket_kind(r.kind)) {
+            if (auto s = check_socket_fd(f); !s) return s;
+            continue;
+        }
         // Kernel objects (state/kobj.h) check their own records and flags; so do
         // pipes, FIFOs and unix sockets (state/pipe.cc, state/unix_socket.cc).
         bool kobj = state::is_kobj(r.kind);
@@ -238,7 +243,7 @@ Status check_task(const DecodedImage& img) {
 
 Status check_fields(const DecodedImage& img) {
     for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings,
-                       state::check_pipes, state::check_unix_sockets})
+                       state::check_pipes, state::check_unix_sockets, check_inet})
         if (auto s = check(img); !s) return s;
     return {};
 }

@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/strfmt.h"
 
 #include "restorer/child.h"
+#include "state/inet.h"
 
 namespace crfs {
 
@@ -74,6 +77,23 @@ int make_kobj(const FdAction& a, int status_fd) {
     return fd;
 }
 
+// A TCP or UDP socket made here as the image says (state/inet.h), moved to
+// >= min_fd for stage 1 to dup.
+Result<UniqueFd> plan_socket(const DecodedImage& img, const FdEntry& f, FdAction& a, int min_fd) {
+    auto e = std::find_if(img.inet.begin(), img.inet.end(),
+                          [&](const InetEntry& i) { return i.rec.fd == f.rec.fd; });
+    if (e == img.inet.end()) return make_error(EINVAL, strfmt("fd {}: no socket record", f.rec.fd));
+    auto sock = state::restore_inet(f, *e);
+    if (!sock) return std::unexpected(sock.error());
+    int hi = fcntl(sock->get(), F_DUPFD_CLOEXEC, min_fd);
+    if (hi < 0) return errno_error("dup of a restored socket");
+    a.prepared = hi;
+    a.type = S_IFSOCK;
+    a.tcp_live = e->repair.has_value();
+    a.path = e->repair ? "established TCP connection" : "socket";
+    return UniqueFd(hi);
+}
+
 }  // namespace
 
 Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown) {
@@ -111,6 +131,13 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
                 if (plan.unix_sockets[i].rec.ino == f.rec.ino) a.unix_end = int(i);
             a.open_flags = int(f.rec.open_flags);
             a.path = strfmt("socket:[{}]", f.rec.ino);
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
+        if (kind == image::FdKind::kTcp || kind == image::FdKind::kUdp) {
+            auto sock = plan_socket(img, f, a, min_fd);
+            if (!sock) return std::unexpected(sock.error());
+            plan.copies.push_back(std::move(*sock));
             plan.actions.push_back(std::move(a));
             continue;
         }
@@ -153,6 +180,15 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
             if (int e = state::child_unix_fd(plan.unix_sockets, size_t(a.unix_end), a.target,
                                              a.open_flags, a.cloexec, plan.min_fd))
                 child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, e, uint64_t(a.target));
+            continue;
+        }
+        if (a.prepared >= 0) {
+            if (dup3(a.prepared, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
+                child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+            if (fcntl(a.target, F_SETFL, a.open_flags) < 0)
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
+            if (int err = a.tcp_live ? state::tcp_go_live(a.target) : 0)
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, err, uint64_t(a.target));
             continue;
         }
         int fd = a.kobj.kind ? make_kobj(a, status_fd) : open_file(a, status_fd);

@@ -28,17 +28,19 @@ struct FdAction {
     bool cloexec = false;
     bool seek = false;
     uint64_t pos = 0;
-    std::string path;      // a deleted file: "/proc/self/fd/N" of its prepared copy
-    mode_t type = 0;       // S_IFREG or S_IFCHR: what the opened file must be
-    dev_t rdev = 0;        // S_IFCHR: the device it must be
-    state::KobjPlan kobj;  // kind != 0: made by its kind (state/kobj.h), not opened here
-    int pipe = -1;         // >= 0: an end of FdPlan::pipes[pipe] (state/pipe.h)
-    int unix_end = -1;     // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
+    std::string path;       // a deleted file: "/proc/self/fd/N" of its prepared copy
+    mode_t type = 0;        // S_IFREG or S_IFCHR: what the opened file must be
+    dev_t rdev = 0;         // S_IFCHR: the device it must be
+    state::KobjPlan kobj;   // kind != 0: made by its kind (state/kobj.h), not opened here
+    int pipe = -1;          // >= 0: an end of FdPlan::pipes[pipe] (state/pipe.h)
+    int unix_end = -1;      // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
+    int prepared = -1;      // a socket the daemon made (state/inet.h): dup'd, not opened
+    bool tcp_live = false;  // an established connection: stage 1 ends its repair mode
 };
 
 struct FdPlan {
     std::vector<FdAction> actions;
-    std::vector<UniqueFd> copies;  // unlinked copies of deleted files (parent side)
+    std::vector<UniqueFd> copies;  // deleted files' copies, prepared sockets (parent side)
     std::vector<state::PipePlan> pipes;
     std::vector<state::UnixPlan> unix_sockets;
     int max_target = -1;

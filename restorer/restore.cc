@@ -40,12 +40,14 @@
 #include "restorer/child.h"
 #include "restorer/files.h"
 #include "restorer/memory.h"
+#include "restorer/netns.h"
 #include "restorer/regs.h"
 #include "restorer/settings.h"
 #include "restorer/signals.h"
 #include "restorer/task_attrs.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
+#include "state/netlock.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];
@@ -104,6 +106,7 @@ struct ChildPlan {
     const AttrPlan* attrs = nullptr;
     const SettingsPlan* settings = nullptr;  // fidelity
     const WriterPlan* writer = nullptr;
+    int netns_fd = -1;      // the writer's network namespace, when not ours (restorer/netns.h)
     bool fs_creds = false;  // root writer: open files as the task's fsuid/fsgid
     uint64_t entry = 0, args = 0, stack_top = 0;
     int fault_step = 0;
@@ -128,6 +131,7 @@ void child_fault(const ChildPlan& c, int step) {
     int oom_fd = child_open_oom_score_adj(*c.settings, c.keep.back() + 1, c.status_fd);
     // From here on, for a writer that is not root, everything the image names
     // is opened and applied with the writer's credentials.
+    child_join_netns(c.netns_fd, c.status_fd);
     child_writer_context(*c.writer, c.status_fd);
     child_become_writer(*c.writer, c.status_fd);
     if (c.fs_creds) child_enter_fs_creds(*c.attrs, c.status_fd);
@@ -148,6 +152,14 @@ void child_fault(const ChildPlan& c, int step) {
         : "r"(c.stack_top), "r"(c.entry), "D"(c.args)
         : "memory");
     __builtin_unreachable();
+}
+
+// The restored connections belong to the task now: the peer may reach it.
+void release_network_lock(const DecodedImage& img) {
+    std::vector<state::LockedConn> conns;
+    for (const auto& e : img.inet)
+        if (e.repair) conns.push_back(state::locked_conn(e.rec));
+    if (!conns.empty()) state::netlock_remove(conns);
 }
 
 std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const MemoryPlan& mem,
@@ -222,6 +234,7 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("joining the writer's {}", r.arg == 1   ? "login uid"
                                                      : r.arg == 2 ? "cgroup"
                                                      : r.arg == 5 ? "capability bounding set"
+                                                     : r.arg == 6 ? "network namespace"
                                                                   : "rlimits and nice value");
         case CRFS_RA_STEP_BECOME_WRITER:
             return strfmt("taking the writer's credentials (step {})", r.arg);
@@ -372,6 +385,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         return make_error(EBUSY, strfmt("pid {} is in use", req.want_pid));
     auto writer = plan_writer(*img, req);
     if (!writer) return std::unexpected(writer.error());
+    auto netns = writer_netns(req.writer_pid);
+    if (!netns) return std::unexpected(netns.error());
     auto cur = current_specials();
     if (!cur) return std::unexpected(cur.error());
     auto sp = plan_specials(*img, *cur);
@@ -395,18 +410,21 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     bool self_known = ::stat("/proc/self/exe", &self_st) == 0;
     bool set_exe = false;
     Result<FdPlan> fds = FdPlan{};
-    if (auto s = as_writer(*writer,
-                           [&]() -> Status {
-                               if (auto c = check_files(*img); !c) return c;
-                               fix_restart_block(*img, req.image_fd);
-                               fds = plan_fds(*img, image_fd.get(), min_fd, !writer->as_writer);
-                               struct stat exe_st;
-                               set_exe = !img->exe.empty() &&
-                                         ::stat(img->exe.c_str(), &exe_st) == 0 &&
-                                         !(self_known && self_st.st_dev == exe_st.st_dev &&
-                                           self_st.st_ino == exe_st.st_ino);
-                               return {};
-                           });
+    // Sockets are made in the writer's network namespace (restorer/netns.h).
+    if (auto s = in_netns(*netns,
+                          [&] {
+                              return as_writer(*writer, [&]() -> Status {
+                                  if (auto c = check_files(*img); !c) return c;
+                                  fix_restart_block(*img, req.image_fd);
+                                  fds = plan_fds(*img, image_fd.get(), min_fd, !writer->as_writer);
+                                  struct stat exe_st;
+                                  set_exe = !img->exe.empty() &&
+                                            ::stat(img->exe.c_str(), &exe_st) == 0 &&
+                                            !(self_known && self_st.st_dev == exe_st.st_dev &&
+                                              self_st.st_ino == exe_st.st_ino);
+                                  return {};
+                              });
+                          });
         !s)
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
@@ -526,6 +544,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.status_fd = status_w.get();
     cp.keep = {image_fd.get(), status_w.get()};
     for (const auto& c : fds->copies) cp.keep.push_back(c.get());
+    if (*netns) {
+        cp.netns_fd = fcntl(netns->get(), F_DUPFD_CLOEXEC, min_fd);
+        if (cp.netns_fd < 0) return errno_error("dup of the network namespace fd");
+        netns->reset(cp.netns_fd);
+        cp.keep.push_back(cp.netns_fd);
+    }
     std::sort(cp.keep.begin(), cp.keep.end());
     cp.fds = &*fds;
     cp.attrs = &attrs;
@@ -596,6 +620,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         }
         trace.mark("rebuild");
         trace.print(pid_t(pid));
+        release_network_lock(*img);
         std::lock_guard lock(g_children_mu);
         g_children.push_back(pid_t(pid));
         return pid_t(pid);

@@ -10,6 +10,7 @@ packages=(
   libgtest-dev
   scdoc man-db bash-completion systemd
   util-linux procps zstd coreutils
+  nftables iproute2
 )
 
 missing=()

@@ -5,6 +5,7 @@
 //   O_PATH, directory, eventfd, timerfd, signalfd, epoll, pidfd, inotify: state/kobj.h.
 //   pipe: state/pipe.cc, unix socketpair: state/unix_socket.cc (detect, dump
 //     and restore halves).
+//   TCP and UDP sockets: state/inet.h (tcp.cc, udp.cc).
 //   every other kind: refused here (not supported yet).
 // Fds that share one open file description (dup, fork, `>log 2>&1`) are
 // grouped here (description_groups, kcmp KCMP_FILE), saved once and restored
@@ -29,6 +30,7 @@
 #include "common/strfmt.h"
 #include "state/pipe.h"
 #include "state/unix_socket.h"
+#include "state/inet.h"
 
 namespace crfs::state {
 namespace {
@@ -103,8 +105,11 @@ std::optional<std::string> kobj_fd_reason(TaskView& t, const FdView& f, FdContex
 
 std::optional<std::string> socket_reason(TaskView& t, const FdView& f, FdContext& ctx) {
     if (is_unix_socket(f, ctx)) return unix_socket_reason(t, f, ctx);  // state/unix_socket.cc
+    bool is_inet = false;  // TCP and UDP: state/inet.h
+    if (auto why = inet_reason(t.pid(), f.fd, &is_inet); why || is_inet) return why;
     auto ino = bracketed_inode(f.link, "socket:[");
     auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;
+    if (!desc) desc = socket_family_text(t.pid(), f.fd);  // not in a table yet (unbound)
     return not_yet(desc ? *desc : "socket (family unknown)");
 }
 

@@ -251,6 +251,8 @@ Json fds(const DecodedImage& img) {
                       {"data_bytes", f.data_bytes}});
         if (f.content) j["content"] = {{"size", f.content->size}, {"xxh3", hex(f.content->hash)}};
         if (!f.kobj.empty()) j["kobj"] = kobj_records(f);
+        for (const auto& e : img.inet)
+            if (e.rec.fd == r.fd) j["socket"] = inet_json(e);
         out.push_back(std::move(j));
     }
     return out;
@@ -355,6 +357,10 @@ const char* fd_kind_name(uint32_t k) {
             return "unix-socket";
         case image::FdKind::kFifo:
             return "fifo";
+        case image::FdKind::kTcp:
+            return "tcp";
+        case image::FdKind::kUdp:
+            return "udp";
     }
     return "?";
 }

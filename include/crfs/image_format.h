@@ -54,39 +54,43 @@ static_assert(sizeof(Trailer) == 24);
 
 // The one table of record types: number, name, smallest and largest payload.
 // The reader bounds every length against it before reading a byte of payload.
-#define CRFS_RECORD_TYPES(X)                                                                    \
-    X(kTask, 1, "task", sizeof(TaskRecord), 4096)                                               \
-    X(kCreds, 2, "creds", sizeof(CredsRecord), 65536 * 4 + sizeof(CredsRecord))                 \
-    X(kFs, 3, "fs", sizeof(FsRecord), 2 * 4096 + sizeof(FsRecord))                              \
-    X(kMm, 4, "mm", sizeof(MmRecord), sizeof(MmRecord) + 4096 + 4096)                           \
-    X(kVma, 5, "vma", sizeof(VmaRecord), sizeof(VmaRecord) + 4096)                              \
-    X(kPages, 6, "pages", sizeof(PagesRecord) + kPageSize,                                      \
-      sizeof(PagesRecord) + kMaxPagesPerRecord * kPageSize)                                     \
-    X(kRegs, 7, "regs", sizeof(RegsRecord), sizeof(RegsRecord))                                 \
-    X(kXstate, 8, "xstate", 512 + 64, 65536)                                                    \
-    X(kSigactions, 9, "sigactions", sizeof(SigactionsRecord), sizeof(SigactionsRecord))         \
-    X(kSigstate, 10, "sigstate", sizeof(SigstateRecord), sizeof(SigstateRecord))                \
-    X(kSiginfo, 11, "siginfo", sizeof(SiginfoRecord), sizeof(SiginfoRecord))                    \
-    X(kRlimits, 12, "rlimits", sizeof(RlimitsRecord), sizeof(RlimitsRecord))                    \
-    X(kItimers, 13, "itimers", sizeof(ItimersRecord), sizeof(ItimersRecord))                    \
-    X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                  \
-    X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord) \
-    X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
-    X(kEventfd, 24, "eventfd", sizeof(EventfdRecord), sizeof(EventfdRecord))                    \
-    X(kTimerfd, 25, "timerfd", sizeof(TimerfdRecord), sizeof(TimerfdRecord))                    \
-    X(kSignalfd, 26, "signalfd", sizeof(SignalfdRecord), sizeof(SignalfdRecord))                \
-    X(kEpollWatch, 27, "epoll-watch", sizeof(EpollWatchRecord), sizeof(EpollWatchRecord))       \
-    X(kInotifyWatch, 28, "inotify-watch", sizeof(InotifyWatchRecord),                           \
-      sizeof(InotifyWatchRecord) + 4096)                                                        \
-    X(kPipe, 32, "pipe", sizeof(PipeRecord),                                                    \
-      sizeof(PipeRecord) + kMaxPipeSegments * 4 + kMaxPipeBytes)                                \
-    X(kUnixSocket, 33, "unix-socket", sizeof(UnixSocketRecord),                                 \
-      sizeof(UnixSocketRecord) + kMaxUnixMessages * 4 + kMaxUnixQueueBytes)                     \
-    /* fidelity (56-63): content fingerprints of files, docs/files.md */                        \
-    X(kFdContent, 56, "fd-content", sizeof(FdContentRecord), sizeof(FdContentRecord))           \
-    X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))       \
-    X(kSettings, 58, "settings", sizeof(SettingsRecord),                                        \
-      sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                \
+#define CRFS_RECORD_TYPES(X)                                                                     \
+    X(kTask, 1, "task", sizeof(TaskRecord), 4096)                                                \
+    X(kCreds, 2, "creds", sizeof(CredsRecord), 65536 * 4 + sizeof(CredsRecord))                  \
+    X(kFs, 3, "fs", sizeof(FsRecord), 2 * 4096 + sizeof(FsRecord))                               \
+    X(kMm, 4, "mm", sizeof(MmRecord), sizeof(MmRecord) + 4096 + 4096)                            \
+    X(kVma, 5, "vma", sizeof(VmaRecord), sizeof(VmaRecord) + 4096)                               \
+    X(kPages, 6, "pages", sizeof(PagesRecord) + kPageSize,                                       \
+      sizeof(PagesRecord) + kMaxPagesPerRecord * kPageSize)                                      \
+    X(kRegs, 7, "regs", sizeof(RegsRecord), sizeof(RegsRecord))                                  \
+    X(kXstate, 8, "xstate", 512 + 64, 65536)                                                     \
+    X(kSigactions, 9, "sigactions", sizeof(SigactionsRecord), sizeof(SigactionsRecord))          \
+    X(kSigstate, 10, "sigstate", sizeof(SigstateRecord), sizeof(SigstateRecord))                 \
+    X(kSiginfo, 11, "siginfo", sizeof(SiginfoRecord), sizeof(SiginfoRecord))                     \
+    X(kRlimits, 12, "rlimits", sizeof(RlimitsRecord), sizeof(RlimitsRecord))                     \
+    X(kItimers, 13, "itimers", sizeof(ItimersRecord), sizeof(ItimersRecord))                     \
+    X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                   \
+    X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord)  \
+    X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                            \
+    X(kEventfd, 24, "eventfd", sizeof(EventfdRecord), sizeof(EventfdRecord))                     \
+    X(kTimerfd, 25, "timerfd", sizeof(TimerfdRecord), sizeof(TimerfdRecord))                     \
+    X(kSignalfd, 26, "signalfd", sizeof(SignalfdRecord), sizeof(SignalfdRecord))                 \
+    X(kEpollWatch, 27, "epoll-watch", sizeof(EpollWatchRecord), sizeof(EpollWatchRecord))        \
+    X(kInotifyWatch, 28, "inotify-watch", sizeof(InotifyWatchRecord),                            \
+      sizeof(InotifyWatchRecord) + 4096)                                                         \
+    X(kPipe, 32, "pipe", sizeof(PipeRecord),                                                     \
+      sizeof(PipeRecord) + kMaxPipeSegments * 4 + kMaxPipeBytes)                                 \
+    X(kUnixSocket, 33, "unix-socket", sizeof(UnixSocketRecord),                                  \
+      sizeof(UnixSocketRecord) + kMaxUnixMessages * 4 + kMaxUnixQueueBytes)                      \
+    X(kInetSocket, 40, "inet-socket", sizeof(InetSocketRecord), sizeof(InetSocketRecord))        \
+    X(kInetOption, 41, "inet-option", sizeof(InetOptionRecord), sizeof(InetOptionRecord))        \
+    X(kTcpRepair, 42, "tcp-repair", sizeof(TcpRepairRecord), sizeof(TcpRepairRecord))            \
+    X(kTcpQueue, 43, "tcp-queue", sizeof(TcpQueueRecord), sizeof(TcpQueueRecord) + kMaxTcpQueue) \
+    /* fidelity (56-63): content fingerprints of files, docs/files.md */                         \
+    X(kFdContent, 56, "fd-content", sizeof(FdContentRecord), sizeof(FdContentRecord))            \
+    X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))        \
+    X(kSettings, 58, "settings", sizeof(SettingsRecord),                                         \
+      sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                 \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -252,6 +256,9 @@ enum class FdKind : uint32_t {
     kPipe = 12,        // an end of an anonymous pipe: a pipe record
     kUnixSocket = 13,  // an end of a unix socketpair: a unix-socket record
     kFifo = 14,        // a FIFO, reopened by its path: a pipe record
+    // 20-27: inet sockets (docs/network.md); an inet-socket record follows.
+    kTcp = 20,  // TCP: unconnected, listening, or established (tcp-repair record)
+    kUdp = 21,  // UDP: unbound, bound or connected
 };
 
 // FdRecord.fd_flags
@@ -382,6 +389,66 @@ struct UnixSocketRecord {
     uint64_t data_len;
 };
 static_assert(sizeof(UnixSocketRecord) == 64);
+// --- inet sockets (format version 3; docs/network.md) -------------------------
+
+// An fd of kind kTcp or kUdp (its FdRecord has no path). Addresses are in
+// network byte order, an IPv4 address in the first 4 bytes; ports in host order.
+inline constexpr uint32_t kInetBound = 1u << 0;      // bind()ed to local_addr:local_port
+inline constexpr uint32_t kInetConnected = 1u << 1;  // peer_addr:peer_port is the peer
+inline constexpr uint32_t kInetListening = 1u << 2;  // TCP listen(backlog)
+inline constexpr uint32_t kInetRepair = 1u << 3;     // established TCP: tcp-repair record follows
+struct InetSocketRecord {
+    int32_t fd;
+    uint32_t family;  // AF_INET or AF_INET6
+    uint32_t type;    // SOCK_STREAM or SOCK_DGRAM
+    uint32_t flags;   // kInet*
+    uint8_t local_addr[16];
+    uint8_t peer_addr[16];
+    uint16_t local_port, peer_port;
+    int32_t backlog;  // kInetListening: listen()'s argument (sk_max_ack_backlog)
+};
+static_assert(sizeof(InetSocketRecord) == 56);
+
+// One socket option whose value differs from a new socket's, applied with
+// setsockopt(level, name, value, len). Only the options of the table in
+// state/inet_options.cc are written and accepted.
+struct InetOptionRecord {
+    int32_t fd;
+    uint32_t level;
+    uint32_t name;
+    uint32_t len;  // bytes of value used
+    uint8_t value[16];
+};
+static_assert(sizeof(InetOptionRecord) == 32);
+
+// TCP repair state of an established connection (TCP_REPAIR and friends).
+inline constexpr uint32_t kTcpOptSack = 1u << 0;
+inline constexpr uint32_t kTcpOptTimestamps = 1u << 1;
+inline constexpr uint32_t kTcpOptWscale = 1u << 2;
+struct TcpRepairRecord {
+    int32_t fd;
+    uint32_t options;  // kTcpOpt*
+    uint32_t snd_seq;  // TCP_QUEUE_SEQ of the send queue (write_seq)
+    uint32_t rcv_seq;  // TCP_QUEUE_SEQ of the receive queue (rcv_nxt)
+    uint32_t mss;      // TCP_MAXSEG
+    uint32_t snd_wscale, rcv_wscale;
+    uint32_t timestamp;                                       // TCP_TIMESTAMP
+    uint32_t snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup;  // struct tcp_repair_window
+    uint32_t send_len;    // bytes in the send queue (tcp-queue records, queue 2)
+    uint32_t unsent_len;  // of those, not yet sent (SIOCOUTQNSD)
+    uint32_t recv_len;    // bytes in the receive queue (tcp-queue records, queue 1)
+};
+static_assert(sizeof(TcpRepairRecord) == 64);
+
+// Queue bytes of an established connection: `length - sizeof(TcpQueueRecord)`
+// bytes at `offset` of queue `queue` (1 receive, 2 send: TCP_RECV_QUEUE, TCP_SEND_QUEUE).
+inline constexpr uint32_t kMaxTcpQueue = 16u << 20;
+struct TcpQueueRecord {
+    int32_t fd;
+    uint32_t queue;
+    uint64_t offset;
+};
+static_assert(sizeof(TcpQueueRecord) == 16);
 
 // How the checkpoint went; informative only, restore ignores it.
 struct StatsRecord {

@@ -175,11 +175,9 @@ TEST_F(Mounted, ReversibleDetectedReasonForTcpSocket) {
     ASSERT_TRUE(wait_until([&] { return read_file(state).value_or("") == "open\n"; }));
     auto r = run("cat " + dir(p) + "/reason");
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.out.find(": TCP socket in state LISTEN not supported yet\n"), std::string::npos)
-        << r.out;
-    EXPECT_NE(r.out.find(": TCP socket in state ESTABLISHED not supported yet\n"),
-              std::string::npos)
-        << r.out;
+    // Listening and established sockets are captured (docs/network.md); half-closed ones not.
+    EXPECT_NE(r.out.find(" in state FIN_WAIT"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(" in state CLOSE_WAIT not supported yet\n"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.substr(0, 5), "fd 3:") << r.out;
     ASSERT_EQ(::kill(p, SIGUSR1), 0);
     ASSERT_TRUE(wait_until([&] { return read_file(state).value_or("") == "closed\n"; }));

@@ -128,6 +128,19 @@ PROBES = [
     ("kobj_b", "unix_peer_closed", "fd 3: unix stream socket socket:["),
     ("kobj_b", "unix_peek_off", "with SO_PEEK_OFF set"),
     ("kobj_b", "unix_shared", "; a socket shared with another process not supported yet"),
+    ("net", "tcp_unbound", None),
+    ("net", "tcp_bound", None),
+    ("net", "tcp_listen", None),
+    ("net", "tcp6_listen", None),
+    ("net", "udp_bound", None),
+    ("net", "udp_connected", None),
+    ("net", "udp6", None),
+    ("net", "udp_queued", "with datagrams queued (1 bytes to read, 0 to send)"),
+    ("net", "close_wait", "in state CLOSE_WAIT not supported yet"),
+    ("net", "filter", "an attached socket filter (SO_ATTACH_FILTER) not supported yet"),
+    ("net", "raw", "fd 3: raw IP socket not supported yet"),
+    ("net", "packet", "fd 3: packet socket not supported yet"),
+    ("net", "netlink", "fd 3: netlink socket not supported yet"),
 ]
 
 

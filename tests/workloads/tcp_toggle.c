@@ -1,5 +1,7 @@
-/* Workload: holds a TCP connection over loopback (a listener, a client and
- * the accepted socket), then closes all three on SIGUSR1.
+/* Workload: holds a half-closed TCP connection over loopback (the client,
+ * fd 3, shut down for writing: FIN_WAIT2; a listener; the accepted socket,
+ * which read the EOF: CLOSE_WAIT), states crfs refuses (docs/network.md),
+ * then closes all three on SIGUSR1.
  *
  *   tcp_toggle STATE_FILE
  *
@@ -48,14 +50,15 @@ int main(int argc, char** argv) {
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int lis = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (lis < 0 || bind(lis, (struct sockaddr*)&addr, sizeof addr) < 0 || listen(lis, 1) < 0 ||
-        getsockname(lis, (struct sockaddr*)&addr, &len) < 0)
-        return 3;
     int cli = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (cli < 0 || connect(cli, (struct sockaddr*)&addr, sizeof addr) < 0) return 3;
+    int lis = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (cli < 0 || lis < 0 || bind(lis, (struct sockaddr*)&addr, sizeof addr) < 0 ||
+        listen(lis, 1) < 0 || getsockname(lis, (struct sockaddr*)&addr, &len) < 0)
+        return 3;
+    if (connect(cli, (struct sockaddr*)&addr, sizeof addr) < 0) return 3;
     int acc = accept(lis, NULL, NULL);
-    if (acc < 0) return 3;
+    char c;
+    if (acc < 0 || shutdown(cli, SHUT_WR) < 0 || read(acc, &c, 1) != 0) return 3;
     write_state(argv[1], "open\n");
 
     while (!got_usr1 && !got_term) pause();

@@ -1,0 +1,28 @@
+// The network namespace of a restore: the writer's (docs/network.md). A
+// writer in another network namespace than the daemon's (`ip netns exec B cp
+// img /crfs/x/image`) gets its task, and the task's sockets, in its own
+// namespace: the daemon makes the sockets on a thread that joined it, and
+// stage 1 joins it while still root. Joining is what the writer could do by
+// hand (it is in that namespace), so it needs no check of its own.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace crfs {
+
+// An fd of writer thread `tid`'s network namespace, or an empty UniqueFd when
+// it is this thread's own (or tid is 0).
+Result<UniqueFd> writer_netns(pid_t tid);
+
+// Runs fn on a thread in network namespace `netns` (this thread when empty).
+Status in_netns(const UniqueFd& netns, const std::function<Status()>& fn);
+
+// Stage 1, syscalls only: joins `netns_fd` (>= 0) and closes it.
+void child_join_netns(int netns_fd, int status_fd);
+
+}  // namespace crfs

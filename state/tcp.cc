@@ -1,0 +1,261 @@
+// TCP sockets (kind kTcp): unconnected, listening and established.
+//   detect  tcp_reason: a state other than CLOSE, LISTEN or ESTABLISHED is a
+//           reason; an established connection needs TCP repair (the kernel's
+//           CAP_NET_ADMIN check, asked with an invalid TCP_REPAIR value that
+//           changes nothing) in the daemon's network namespace.
+//   dump    dump_tcp_repair: with the connection under the network lock
+//           (state/netlock.h), TCP_REPAIR on, the sequence numbers, queues,
+//           negotiated options and window; repair stays on (the hand-over,
+//           docs/network.md).
+//   restore restore_tcp (daemon, as the writer), tcp_go_live (stage 1).
+// Connections a listening socket completed but the task did not accept yet
+// are not saved: their clients see a reset when the old task dies (a
+// documented loss, docs/network.md).
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/io.h"
+#include "common/strfmt.h"
+#include "state/inet.h"
+#include "state/kind.h"
+#include "state/netlock.h"
+
+namespace crfs::state {
+
+namespace {
+
+constexpr int kRepairOn = 1, kRepairOff = 0;
+constexpr int kRepairProbe = 42;  // no TCP_REPAIR value: EPERM before EINVAL
+
+const char* tcp_state_text(int st) {
+    static const char* const names[] = {
+        "?",     "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT",
+        "CLOSE", "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "NEW_SYN_RECV"};
+    return st >= 0 && st < int(std::size(names)) ? names[st] : "?";
+}
+
+Status set_int(int sock, int level, int name, int v, const char* what) {
+    if (setsockopt(sock, level, name, &v, sizeof v) != 0) return errno_error(what);
+    return {};
+}
+
+Result<uint32_t> get_u32(int sock, int level, int name, const char* what) {
+    uint32_t v = 0;
+    socklen_t len = sizeof v;
+    if (getsockopt(sock, level, name, &v, &len) != 0) return errno_error(what);
+    return v;
+}
+
+Result<std::string> peek_queue(int sock, int queue, uint32_t len, const char* what) {
+    if (auto s = set_int(sock, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE"); !s)
+        return std::unexpected(s.error());
+    std::string out(len, '\0');
+    if (len == 0) return out;
+    ssize_t n = recv(sock, out.data(), len, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0) return errno_error(strfmt("reading the {} queue", what));
+    if (uint32_t(n) != len)
+        return make_error(EIO, strfmt("{} queue: read {} of {} bytes", what, n, len));
+    return out;
+}
+
+Status send_all(int sock, const char* data, size_t len, const char* what) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = send(sock, data + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            return errno_error(strfmt("restoring the {} queue ({} of {} bytes)", what, done, len));
+        done += size_t(n);
+    }
+    return {};
+}
+
+std::optional<std::string> established_reason(int sock, const InetView& v) {
+    struct stat st {};
+    if (fstat(sock, &st) != 0 || !in_daemon_netns(uint64_t(st.st_ino), v.domain == AF_INET6))
+        return v.what + " (established) in another network namespace than the daemon's" +
+               std::string(kNotYet);
+    // The kernel's own check (tcp_can_repair_sock), made with our credentials:
+    // an invalid value fails with EPERM before EINVAL, and changes nothing.
+    int probe = kRepairProbe;
+    if (setsockopt(sock, IPPROTO_TCP, TCP_REPAIR, &probe, sizeof probe) != 0 && errno == EPERM)
+        return v.what +
+               " (established): saving a connection needs TCP repair, which the kernel "
+               "allows only with CAP_NET_ADMIN in the socket's network namespace";
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> tcp_reason(int sock, const InetView& v) {
+    if (auto o = unsaved_option_state(sock)) return v.what + ": " + *o;
+    switch (v.tcp_state) {
+        case TCP_CLOSE:
+            if (v.connected) break;
+            return std::nullopt;  // new, or bound and never connected
+        case TCP_LISTEN:
+            return std::nullopt;
+        case TCP_ESTABLISHED:
+            return established_reason(sock, v);
+        default:
+            break;
+    }
+    return v.what + " in state " + tcp_state_text(v.tcp_state) + std::string(kNotYet);
+}
+
+Status dump_tcp_repair(int sock, InetDump& d) {
+    if (auto s = netlock_covers(d.rec); !s) return s;
+    if (auto s = set_int(sock, IPPROTO_TCP, TCP_REPAIR, kRepairOn, "TCP_REPAIR on"); !s) return s;
+    // On any failure below the task gets its connection back as it was.
+    struct Undo {
+        int sock;
+        bool armed = true;
+        ~Undo() {
+            if (!armed) return;
+            int q = TCP_NO_QUEUE, off = kRepairOff;
+            setsockopt(sock, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof q);
+            setsockopt(sock, IPPROTO_TCP, TCP_REPAIR, &off, sizeof off);
+        }
+    } undo{sock};
+    image::TcpRepairRecord r{};
+    int inq = 0, outq = 0, unsent = 0;
+    if (ioctl(sock, SIOCINQ, &inq) != 0 || ioctl(sock, SIOCOUTQ, &outq) != 0 ||
+        ioctl(sock, SIOCOUTQNSD, &unsent) != 0)
+        return errno_error("queue lengths (SIOCINQ/SIOCOUTQ/SIOCOUTQNSD)");
+    r.recv_len = uint32_t(inq);
+    r.send_len = uint32_t(outq);
+    r.unsent_len = uint32_t(unsent);
+    auto recvq = peek_queue(sock, TCP_RECV_QUEUE, r.recv_len, "receive");
+    if (!recvq) return std::unexpected(recvq.error());
+    auto rseq = get_u32(sock, IPPROTO_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ of the receive queue");
+    if (!rseq) return std::unexpected(rseq.error());
+    auto sendq = peek_queue(sock, TCP_SEND_QUEUE, r.send_len, "send");
+    if (!sendq) return std::unexpected(sendq.error());
+    auto sseq = get_u32(sock, IPPROTO_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ of the send queue");
+    if (!sseq) return std::unexpected(sseq.error());
+    if (auto s = set_int(sock, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE"); !s)
+        return s;
+    r.rcv_seq = *rseq;
+    r.snd_seq = *sseq;
+
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    if (getsockopt(sock, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return errno_error("TCP_INFO");
+    if (ti.tcpi_options & TCPI_OPT_SACK) r.options |= image::kTcpOptSack;
+    if (ti.tcpi_options & TCPI_OPT_TIMESTAMPS) r.options |= image::kTcpOptTimestamps;
+    if (ti.tcpi_options & TCPI_OPT_WSCALE) {
+        r.options |= image::kTcpOptWscale;
+        r.snd_wscale = ti.tcpi_snd_wscale;
+        r.rcv_wscale = ti.tcpi_rcv_wscale;
+    }
+    auto mss = get_u32(sock, IPPROTO_TCP, TCP_MAXSEG, "TCP_MAXSEG");
+    if (!mss) return std::unexpected(mss.error());
+    r.mss = *mss;
+    if (r.options & image::kTcpOptTimestamps) {
+        auto ts = get_u32(sock, IPPROTO_TCP, TCP_TIMESTAMP, "TCP_TIMESTAMP");
+        if (!ts) return std::unexpected(ts.error());
+        r.timestamp = *ts;
+    }
+    tcp_repair_window w{};
+    len = sizeof w;
+    if (getsockopt(sock, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, &len) != 0)
+        return errno_error("TCP_REPAIR_WINDOW");
+    r.snd_wl1 = w.snd_wl1;
+    r.snd_wnd = w.snd_wnd;
+    r.max_window = w.max_window;
+    r.rcv_wnd = w.rcv_wnd;
+    r.rcv_wup = w.rcv_wup;
+    d.repair = r;
+    d.recv_queue = std::move(*recvq);
+    d.send_queue = std::move(*sendq);
+    undo.armed = false;  // the image owns the connection now
+    return {};
+}
+
+Result<UniqueFd> restore_tcp(const InetEntry& e) {
+    const auto& rec = e.rec;
+    auto made = make_socket(e, SOCK_STREAM, IPPROTO_TCP);
+    if (!made) return std::unexpected(made.error());
+    UniqueFd s = std::move(*made);
+    if (!e.repair) {
+        if (rec.flags & image::kInetBound)
+            if (auto b = bind_to(s.get(), rec); !b) return std::unexpected(b.error());
+        if ((rec.flags & image::kInetListening) && listen(s.get(), rec.backlog) != 0)
+            return errno_error("listen");
+        return s;
+    }
+    sockaddr_storage local, peer;
+    sockaddr_of(rec, false, local);
+    sockaddr_of(rec, true, peer);
+    const auto& r = *e.repair;
+    std::string conn = addr_text(local) + " to " + addr_text(peer);
+    if (setsockopt(s.get(), IPPROTO_TCP, TCP_REPAIR, &kRepairOn, sizeof kRepairOn) != 0)
+        return errno_error("TCP repair of the connection " + conn +
+                           " (restoring an established connection needs CAP_NET_ADMIN)");
+    auto step = [&](Status st) -> Status {
+        if (!st) return std::unexpected(st.error().context("connection " + conn));
+        return {};
+    };
+    Status st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "queue"));
+    if (st)
+        st = step(set_int(s.get(), IPPROTO_TCP, TCP_QUEUE_SEQ, int(r.snd_seq - r.send_len),
+                          "TCP_QUEUE_SEQ of the send queue"));
+    if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "queue"));
+    if (st)
+        st = step(set_int(s.get(), IPPROTO_TCP, TCP_QUEUE_SEQ, int(r.rcv_seq - r.recv_len),
+                          "TCP_QUEUE_SEQ of the receive queue"));
+    if (!st) return std::unexpected(st.error());
+    if (auto b = bind_to(s.get(), rec); !b) return std::unexpected(b.error());
+    if (auto c = connect_to(s.get(), rec); !c)
+        return std::unexpected(c.error().context("repair of " + conn));
+    tcp_repair_opt opts[4];
+    unsigned n = 0;
+    opts[n++] = {TCPOPT_MAXSEG, r.mss};
+    if (r.options & image::kTcpOptWscale)
+        opts[n++] = {TCPOPT_WINDOW, r.snd_wscale | (r.rcv_wscale << 16)};
+    if (r.options & image::kTcpOptSack) opts[n++] = {TCPOPT_SACK_PERMITTED, 0};
+    if (r.options & image::kTcpOptTimestamps) opts[n++] = {TCPOPT_TIMESTAMP, 0};
+    if (setsockopt(s.get(), IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, socklen_t(n * sizeof opts[0])))
+        return errno_error("TCP_REPAIR_OPTIONS of " + conn);
+    if ((r.options & image::kTcpOptTimestamps) &&
+        setsockopt(s.get(), IPPROTO_TCP, TCP_TIMESTAMP, &r.timestamp, sizeof r.timestamp) != 0)
+        return errno_error("TCP_TIMESTAMP of " + conn);
+    st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "queue"));
+    if (st) st = step(send_all(s.get(), e.recv_queue.data(), e.recv_queue.size(), "receive"));
+    if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "queue"));
+    size_t sent = r.send_len - r.unsent_len;  // sent, not acknowledged: restored in repair
+    if (st) st = step(send_all(s.get(), e.send_queue.data(), sent, "send"));
+    if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "queue"));
+    if (!st) return std::unexpected(st.error());
+    // The window after the queues: the kernel checks it against rcv_nxt, which
+    // the receive queue's bytes advance (as CRIU's libsoccr orders it).
+    tcp_repair_window w{r.snd_wl1, r.snd_wnd, r.max_window, r.rcv_wnd, r.rcv_wup};
+    if (setsockopt(s.get(), IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof w) != 0)
+        return errno_error("TCP_REPAIR_WINDOW of " + conn);
+    // Never sent: queued as any write is (the network lock keeps it from the
+    // wire until the task runs), then repair again until stage 1 takes over.
+    if (st && r.unsent_len) {
+        st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR, kRepairOff, "TCP_REPAIR off"));
+        if (st) st = step(send_all(s.get(), e.send_queue.data() + sent, r.unsent_len, "send"));
+        if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR, kRepairOn, "TCP_REPAIR on"));
+    }
+    if (!st) return std::unexpected(st.error());
+    return s;
+}
+
+void tcp_end_repair(pid_t pid, int fd) {
+    if (auto s = grab_fd(pid, fd)) tcp_go_live(s->get());
+}
+
+int tcp_go_live(int sock) {
+    int off = kRepairOff;
+    return setsockopt(sock, IPPROTO_TCP, TCP_REPAIR, &off, sizeof off) == 0 ? 0 : errno;
+}
+
+}  // namespace crfs::state
