@@ -106,7 +106,17 @@ struct FdEntry {
     // Deleted files: {stream offset, bytes} of each fd-data payload, so a
     // restore can copy the content straight from a seekable image.
     std::vector<std::pair<uint64_t, uint64_t>> data_runs;
-    std::string data;         // only with DecodeOptions::keep_data
+    std::string data;  // only with DecodeOptions::keep_data
+};
+
+// A thread other than the main one (version 3): its own registers, signal
+// mask, alternate stack and private pending signals.
+struct ThreadImage {
+    image::ThreadRecord rec{};
+    image::RegsRecord regs{};
+    std::string xstate;
+    image::SigstateRecord sigstate{};
+    std::vector<image::SiginfoRecord> pending;  // its private queue
 };
 
 struct DecodedImage {
@@ -129,6 +139,10 @@ struct DecodedImage {
     image::RlimitsRecord rlimits{};
     image::ItimersRecord itimers{};
     std::vector<FdEntry> fds;
+    // Version 3: the main thread's thread record (regs, xstate, sigstate and
+    // the pending signals above are its own) and every other thread.
+    std::optional<image::ThreadRecord> main_thread;
+    std::vector<ThreadImage> threads;
     std::optional<image::StatsRecord> stats;
     uint64_t record_count = 0;
     uint64_t checksum = 0;

@@ -1,4 +1,4 @@
-// The crfs image format, version 2: the on-disk structs and the one table of
+// The crfs image format, version 3: the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 2;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 3;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -72,6 +72,7 @@ static_assert(sizeof(Trailer) == 24);
     X(kFd, 14, "fd", kFdRecordV1Size, sizeof(FdRecord) + 4096)                                  \
     X(kFdData, 15, "fd-data", sizeof(FdDataRecord), sizeof(FdDataRecord) + kMaxFdDataPerRecord) \
     X(kStats, 16, "stats", sizeof(StatsRecord), 4096)                                           \
+    X(kThread, 17, "thread", sizeof(ThreadRecord), sizeof(ThreadRecord))                        \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -269,6 +270,27 @@ struct StatsRecord {
     uint64_t reserved;
 };
 static_assert(sizeof(StatsRecord) == 64);
+
+// Version 3: one per thread. The main thread's comes first, right before its
+// regs; every other thread's follows the process-wide records. The regs,
+// xstate and sigstate records after a thread record, and the siginfo records
+// of the private queue, belong to that thread (each of the three exactly
+// once). Version 1 and 2 images have none: their single thread is the task.
+struct ThreadRecord {
+    int32_t tid;  // in the task's pid namespace; the main thread's is TaskRecord.pid
+    uint32_t reserved;
+    uint64_t robust_head;  // get_robust_list: head address and length, 0/0: none
+    uint64_t robust_len;
+    uint64_t rseq_addr;  // PTRACE_GET_RSEQ_CONFIGURATION: area, 0: none
+    uint32_t rseq_len;
+    uint32_t rseq_sig;
+    uint64_t clear_child_tid;  // PR_GET_TID_ADDRESS: set_tid_address, 0: none
+    char comm[16];             // NUL-padded
+};
+static_assert(sizeof(ThreadRecord) == 64);
+
+// The most threads an image may hold (each one costs a clone and a stack at restore).
+inline constexpr uint32_t kMaxThreads = 1024;
 
 enum class RecordType : uint32_t {
 #define CRFS_X_ENUM(name, num, str, min, max) name = num,

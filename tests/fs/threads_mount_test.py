@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Multi-threaded processes through the mounted tree (issue 10):
+
+    cp /crfs/PID/image snap.img; kill -9 PID
+    mkdir /crfs/PID && cp snap.img /crfs/PID/image     # every thread, same tids
+
+The issue's 8-thread pthread program and a python3 ThreadPoolExecutor check
+themselves after the restore; threads come back only with their original
+tids, so a restore under a fresh name, and any restore by a normal user
+(who may not choose pids), is EPERM with the reason (docs/trees.md). Starts
+its own crfsd (always unmounted); users are created with the crfsth prefix
+and always removed.
+
+usage: threads_mount_test.py BUILD_DIR  (any unittest args after)
+"""
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import TIMEOUT, Base, alive, read, sh, wait_for  # noqa: E402
+
+USER = "crfsth1"
+
+POOL = r"""
+import concurrent.futures, os, signal, threading
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *a: stop.set())
+def squares(n):
+    return sum(i * i for i in range(n))
+def closed(n):
+    return (n - 1) * n * (2 * n - 1) // 6
+k, bad = 0, 0
+with concurrent.futures.ThreadPoolExecutor(4) as ex:
+    while not stop.is_set():
+        futs = [ex.submit(squares, 20000 + k + i) for i in range(8)]
+        bad += sum(f.result() != closed(20000 + k + i) for i, f in enumerate(futs))
+        k += 8
+        with open("progress.tmp", "w") as f:
+            f.write(f"{k} {threading.active_count()}")
+        os.rename("progress.tmp", "progress")
+with open("result.tmp", "w") as f:
+    f.write(f"PASS {k}" if bad == 0 else f"FAIL {bad} wrong results")
+os.rename("result.tmp", "result")
+"""
+
+
+def tids(pid):
+    return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+
+
+class Threads(Base):
+    def workload(self):
+        return self.task([os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/threads_workload"),
+                          "@DIR@"])
+
+    def test_eight_threads_come_back_with_their_tids_and_finish_together(self):
+        t = self.workload()
+        before = tids(t.pid)
+        self.assertEqual(len(before), 9)
+        self.assertEqual(read(f"{self.m}/{t.pid}/reason"), "")
+        img = t.checkpoint()
+        pid = t.pid
+        t.kill9()
+        t.restore(img, str(pid))
+        self.assertEqual(t.pid, pid)
+        self.assertEqual(tids(pid), before)
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_a_fresh_name_is_refused(self):
+        t = self.workload()
+        img = t.checkpoint()
+        r = sh(f"mkdir {self.m}/fresh && cp {img} {self.m}/fresh/image")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Operation not permitted", r.stderr)
+        status = read(f"{self.m}/fresh/status")
+        self.assertIn("threads come back only with their original tids", status)
+        self.assertIn(f"restore it into /crfs/{t.pid}", status)
+        self.assertEqual(self.crfs.children(), [])
+        self.assertEqual(t.finish(), "PASS")  # the original, untouched
+
+    def test_python_thread_pool_continues_its_verified_work(self):
+        t = self.task(["/usr/bin/python3", "-c", POOL], ready="progress")
+        wait_for(lambda: len(tids(t.pid)) == 5, "the pool's four threads")
+        img = t.checkpoint()
+        pid = t.pid
+        t.kill9()
+        done = int(read(t.path("progress")).split()[0])
+        t.restore(img, str(pid))
+        self.assertEqual(len(tids(pid)), 5)
+        wait_for(lambda: int(read(t.path("progress")).split()[0]) >= done + 64, "more work")
+        self.assertEqual(read(t.path("progress")).split()[1], "5")
+        self.assertEqual(t.finish().split()[0], "PASS")
+
+
+class NormalUser(Base):
+    """As a real unprivileged user: checkpoint works, restore is EPERM."""
+
+    @classmethod
+    def setUpClass(cls):
+        subprocess.run(["userdel", "-r", USER], capture_output=True)
+        subprocess.run(["useradd", "-M", "-N", "-s", "/bin/sh", USER], check=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run(["userdel", USER], capture_output=True)
+
+    def test_normal_user_cannot_restore_threads(self):
+        pw = pwd.getpwnam(USER)
+        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+        d = tempfile.mkdtemp(prefix="crfs-threads-user-")
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+        proc = subprocess.Popen(
+            as_user + [os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/threads_workload"), d],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, cwd=d)
+        try:
+            wait_for(lambda: os.path.exists(f"{d}/ready"), "the workload to be ready")
+            pid = proc.pid
+            run = lambda cmd: subprocess.run(as_user + ["sh", "-c", cmd], capture_output=True,
+                                             text=True, timeout=TIMEOUT)
+            r = run(f"cp {self.m}/{pid}/image {d}/snap.img")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = run(f"mkdir {self.m}/mine && cp {d}/snap.img {self.m}/mine/image")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("Operation not permitted", r.stderr)
+            self.assertIn("threads come back only with their original tids",
+                          read(f"{self.m}/mine/status"))
+            os.kill(pid, signal.SIGTERM)  # the original was left alone
+            wait_for(lambda: os.path.exists(f"{d}/result"), "the verdict")
+            self.assertEqual(read(f"{d}/result").strip(), "PASS")
+            proc.wait(TIMEOUT)
+            # Its own pid back: choosing pids is not a normal user's right.
+            r = run(f"mkdir {self.m}/{pid} && cp {d}/snap.img {self.m}/{pid}/image")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("Operation not permitted", r.stderr)
+            if os.path.exists(f"{self.m}/{pid}/status"):  # mkdir itself may be the EPERM
+                self.assertTrue(read(f"{self.m}/{pid}/status").startswith("error: "))
+            self.assertEqual(self.crfs.children(), [])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(TIMEOUT)
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
