@@ -448,7 +448,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (writer->as_writer) {
         a->set_creds = 0;
         a->drop_caps = 1;
-        writer->keep_exe_cap = a->exe_path != 0;
+        // ... and what choosing the threads' tids needs (clone3 set_tid in the blob).
+        writer->keep_exe_cap = a->exe_path != 0 || !img->threads.empty();
     }
     a->dumpable = 1;  // as for any task that did not ask otherwise (images have no field)
     a->fs_base = img->regs.fs_base;

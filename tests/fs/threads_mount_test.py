@@ -27,6 +27,7 @@ import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import TIMEOUT, Base, alive, read, sh, wait_for  # noqa: E402
 
 USER = "crfsth1"
+PID_USER, PID_GROUP = "crfsth2", "crfsthg"
 
 POOL = r"""
 import concurrent.futures, os, signal, threading
@@ -99,6 +100,60 @@ class Threads(Base):
         self.assertEqual(t.finish().split()[0], "PASS")
 
 
+class HostileThreadRecords(Base):
+    """Edited thread records (checksum fixed, crfs-imgedit) fail at close()
+    with the errno and words naming them, and leave nothing behind; the
+    checkpointed task, still running, is untouched."""
+
+    def edited(self, img, *edits):
+        out = img + f".{len(os.listdir(os.path.dirname(img)))}"
+        subprocess.run([os.path.join(roundtrip_mount_test.BUILD,
+                                     "tests/security/restore/crfs-imgedit"), img, out, *edits],
+                       check=True, capture_output=True)
+        return out
+
+    def refused(self, img, slot, errtext, status_text):
+        r = sh(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image")
+        self.assertNotEqual(r.returncode, 0, read(f"{self.m}/{slot}/status"))
+        self.assertIn(errtext, r.stderr)
+        self.assertIn(status_text, read(f"{self.m}/{slot}/status"))
+        self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
+
+    def free_pid(self):
+        p = subprocess.Popen(["true"])
+        p.wait()
+        return p.pid
+
+    def test_edited_thread_records(self):
+        t = self.task([os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/threads_workload"),
+                       "@DIR@"])
+        img = t.checkpoint()
+        victim = tids(t.pid)
+        # The main thread moved to a free pid, the others keep tids the
+        # running original holds: clone3 refuses the first one, nothing stays.
+        free = self.free_pid()
+        self.refused(self.edited(img, f"task.pid={free}", f"thread#0.tid={free}"), str(free),
+                     "File exists", f"creating thread {victim[1]}")
+        # A thread id out of range, a thread's rip outside code, a robust
+        # list head of another size, rseq misaligned, an odd tid address.
+        self.refused(self.edited(img, "thread#3.tid=-3"), "neg", "Invalid argument",
+                     "thread id -3")
+        self.refused(self.edited(img, "regs#2.rip=0x1000"), "rip", "Invalid argument",
+                     f"thread {victim[2]}: rip 0x1000")
+        self.refused(self.edited(img, "thread#1.robust_len=4096"), "robust", "Invalid argument",
+                     "robust list")
+        self.refused(self.edited(img, "thread#1.rseq_addr=0x1008"), "rseq", "Invalid argument",
+                     "rseq area 0x1008")
+        self.refused(self.edited(img, "thread#4.clear_child_tid=0x1001"), "cctid",
+                     "Invalid argument", "clear_child_tid 0x1001")
+        # Two threads with one tid, and a thread with the main thread's.
+        self.refused(self.edited(img, f"thread#2.tid={victim[1]}"), "twice", "Bad message",
+                     f"thread {victim[1]} twice")
+        self.refused(self.edited(img, f"thread#2.tid={t.pid}"), "main", "Bad message",
+                     f"thread {t.pid} twice")
+        self.assertEqual(t.finish(), "PASS")
+
+
 class NormalUser(Base):
     """As a real unprivileged user: checkpoint works, restore is EPERM."""
 
@@ -147,6 +202,72 @@ class NormalUser(Base):
             if proc.poll() is None:
                 proc.kill()
             proc.wait(TIMEOUT)
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class PidGroupUser(Base):
+    """A normal user in the group named by -o restore_pid_group may choose
+    pids, so its multi-threaded task comes back with its tids; every thread
+    ends with the user's credentials and no capability."""
+
+    @classmethod
+    def setUpClass(cls):
+        subprocess.run(["userdel", PID_USER], capture_output=True)
+        subprocess.run(["groupdel", PID_GROUP], capture_output=True)
+        subprocess.run(["groupadd", PID_GROUP], check=True)
+        try:
+            subprocess.run(["useradd", "-M", "-N", "-G", PID_GROUP, "-s", "/bin/sh", PID_USER],
+                           check=True)
+        except BaseException:
+            subprocess.run(["groupdel", PID_GROUP], capture_output=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run(["userdel", PID_USER], capture_output=True)
+        subprocess.run(["groupdel", PID_GROUP], capture_output=True)
+
+    def setUp(self):
+        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={PID_GROUP}"])
+        self.m = self.crfs.mnt
+        self.tasks = []
+
+    def test_pid_group_member_restores_its_threads(self):
+        pw = pwd.getpwnam(PID_USER)
+        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups"]
+        d = tempfile.mkdtemp(prefix="crfs-threads-pidgroup-")
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+        proc = subprocess.Popen(
+            as_user + [os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/threads_workload"), d],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, cwd=d)
+        pid = proc.pid
+        try:
+            wait_for(lambda: os.path.exists(f"{d}/ready"), "the workload to be ready")
+            before = tids(pid)
+            run = lambda cmd: subprocess.run(as_user + ["sh", "-c", cmd], capture_output=True,
+                                             text=True, timeout=TIMEOUT)
+            r = run(f"cp {self.m}/{pid}/image {d}/snap.img")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            proc.kill()
+            proc.wait(TIMEOUT)
+            r = run(f"mkdir {self.m}/{pid} && cp {d}/snap.img {self.m}/{pid}/image")
+            self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pid}/status"))
+            self.assertEqual(tids(pid), before)
+            for tid in before:
+                st = read(f"/proc/{pid}/task/{tid}/status")
+                self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}", st)
+                self.assertIn("CapEff:\t0000000000000000", st)
+                self.assertIn("CapPrm:\t0000000000000000", st)
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: os.path.exists(f"{d}/result"), "the verdict")
+            self.assertEqual(read(f"{d}/result").strip(), "PASS")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(TIMEOUT)
+            for c in self.crfs.children():
+                os.kill(c, signal.SIGKILL)
             shutil.rmtree(d, ignore_errors=True)
 
 

@@ -91,6 +91,12 @@ constexpr Field kFields[] = {
     {"fd", "mtime_nsec", 72, 8},
     {"fd", "same_as", 80, 4},
     {"fd", "reserved", 84, 4},
+    {"thread", "tid", 0, 4},
+    {"thread", "robust_head", 8, 8},
+    {"thread", "robust_len", 16, 8},
+    {"thread", "rseq_addr", 24, 8},
+    {"thread", "rseq_len", 32, 4},
+    {"thread", "clear_child_tid", 40, 8},
 };
 
 [[noreturn]] void die(const std::string& msg) {
