@@ -74,6 +74,23 @@ class Threads(Base):
         self.assertEqual(tids(pid), before)
         self.assertEqual(t.finish(), "PASS")
 
+    def test_stopped_threads_stay_stopped_and_run_on_after_sigcont(self):
+        t = self.workload()
+        os.kill(t.pid, signal.SIGSTOP)
+        thread_states = lambda pid: {roundtrip_mount_test.state_of(f"{pid}/task/{x}")
+                                     for x in tids(pid)}
+        wait_for(lambda: thread_states(t.pid) == {"T"}, "every thread stopped")
+        before = tids(t.pid)
+        img = t.checkpoint()
+        self.assertEqual(thread_states(t.pid), {"T"})  # left as it was
+        pid = t.pid
+        t.kill9()
+        t.restore(img, str(pid))
+        self.assertEqual(tids(pid), before)
+        wait_for(lambda: thread_states(pid) == {"T"}, "every restored thread stopped")
+        os.kill(pid, signal.SIGCONT)
+        self.assertEqual(t.finish(), "PASS")
+
     def test_a_fresh_name_is_refused(self):
         t = self.workload()
         img = t.checkpoint()

@@ -88,6 +88,7 @@ PROBES = [
     ("task", "affinity", "sched: CPU affinity 0 "),
     ("task", "nodump", "prctl: not dumpable", NOBODY),
     ("threads", "threads", None),
+    ("threads", "churn", None),
     ("threads", "thread_nice", "nice 5 (the main thread's is 0); per-thread settings not supported"),
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),

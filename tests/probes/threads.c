@@ -27,6 +27,7 @@ static void* thread_main(void* arg) {
     sigset_t m;
     sigemptyset(&m);
     sigaddset(&m, SIGRTMIN + i);
+    sigaddset(&m, SIGTERM); /* the main thread's */
     pthread_sigmask(SIG_SETMASK, &m, NULL);
     stack_t ss = {.ss_sp = malloc(1 << 16), .ss_size = 1 << 16};
     if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0) die("sigaltstack");
@@ -41,7 +42,24 @@ static void* thread_main(void* arg) {
     return NULL;
 }
 
+/* SIGTERM stays blocked but in sigsuspend: a restored task re-executes the
+ * syscall it was frozen in, and a SIGTERM handled just before a re-executed
+ * pause() would be lost (probe.h's wait_pause has that race). */
+static void block_term(void) {
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, NULL);
+}
+static void wait_term(void) {
+    sigset_t m;
+    pthread_sigmask(SIG_BLOCK, NULL, &m);
+    sigdelset(&m, SIGTERM);
+    while (!g_term) sigsuspend(&m);
+}
+
 static void threads_setup(void) {
+    block_term();
     for (int i = 0; i < NT; ++i)
         if (pthread_create(&g_t[i], NULL, thread_main, (void*)(intptr_t)i) != 0) die("thread");
     while (atomic_load(&g_up) < NT) usleep(1000);
@@ -52,6 +70,44 @@ static void threads_check(void) {
         pthread_join(g_t[i], NULL);
         if (!g_checked[i]) fail("thread %d: tid, TLS, altstack or mask differ", i);
     }
+}
+
+/* Threads created and joined all the time, also while the checkpoint freezes
+ * the task: the freeze lists the threads until no new one shows up. */
+static atomic_long g_churned, g_wrong;
+static void* short_lived(void* arg) {
+    long n = (long)(intptr_t)arg;
+    return (void*)(intptr_t)(n * 3 + 1);
+}
+static void* churner(void* arg) {
+    (void)arg;
+    for (long n = 0; !atomic_load(&g_stop); ++n) {
+        pthread_t t;
+        void* r;
+        if (pthread_create(&t, NULL, short_lived, (void*)(intptr_t)n) != 0) continue;
+        pthread_join(t, &r);
+        if ((long)(intptr_t)r != n * 3 + 1) atomic_fetch_add(&g_wrong, 1);
+        atomic_fetch_add(&g_churned, 1);
+    }
+    return NULL;
+}
+static pthread_t g_churner;
+static long g_churn_at_ready;
+static void churn_setup(void) {
+    block_term();
+    if (pthread_create(&g_churner, NULL, churner, NULL) != 0) die("churner");
+    while (atomic_load(&g_churned) < 100) usleep(1000);
+}
+static void churn_wait(void) {
+    wait_term();
+    g_churn_at_ready = atomic_load(&g_churned);
+    /* It goes on after the restore (bounded by the harness's timeout). */
+    while (atomic_load(&g_churned) < g_churn_at_ready + 100) usleep(1000);
+}
+static void churn_check(void) {
+    atomic_store(&g_stop, 1);
+    pthread_join(g_churner, NULL);
+    if (atomic_load(&g_wrong)) fail("%ld short-lived threads returned wrong values", g_wrong);
 }
 
 /* A thread of its own nice value: not saved per thread. */
@@ -77,9 +133,11 @@ static void share(int flags) {
     if (g_clone < 0) die("clone");
 }
 static void clone_vm_setup(void) {
+    block_term();
     share(CLONE_VM);
 }
 static void clone_files_setup(void) {
+    block_term();
     share(CLONE_FILES);
 }
 static void clone_check(void) {
@@ -88,9 +146,10 @@ static void clone_check(void) {
 }
 
 static const struct variant kVariants[] = {
-    {"threads", threads_setup, threads_check, NULL},
-    {"thread_nice", nice_setup, nice_check, NULL},
-    {"clone_vm", clone_vm_setup, clone_check, NULL},
-    {"clone_files", clone_files_setup, clone_check, NULL},
+    {"threads", threads_setup, threads_check, wait_term},
+    {"thread_nice", nice_setup, nice_check, wait_term},
+    {"churn", churn_setup, churn_check, churn_wait},
+    {"clone_vm", clone_vm_setup, clone_check, wait_term},
+    {"clone_files", clone_files_setup, clone_check, wait_term},
 };
 PROBE_MAIN(kVariants)

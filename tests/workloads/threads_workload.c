@@ -138,6 +138,7 @@ static void* worker(void* arg) {
     sigemptyset(&m);
     sigaddset(&m, sig_of(i));
     if (i == 4) sigaddset(&m, SIGUSR1);
+    sigaddset(&m, SIGTERM); /* the main thread's: it waits for it in sigsuspend */
     pthread_sigmask(SIG_SETMASK, &m, NULL);
     stack_t ss = {.ss_sp = malloc(65536 + 4096 * i), .ss_size = 65536 + 4096 * i, .ss_flags = 0};
     if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0) die("sigaltstack");
@@ -196,6 +197,10 @@ int main(int argc, char** argv) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, NULL);
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
     pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
@@ -212,7 +217,13 @@ int main(int argc, char** argv) {
     if (fd < 0) die("ready");
     close(fd);
 
-    while (!g_term) pause();
+    /* sigsuspend, not pause: a restored task re-executes the syscall it was
+     * frozen in, and a SIGTERM handled just before that would be lost to a
+     * `while (!g_term) pause()` (the mask makes sigsuspend atomic). */
+    sigset_t wait_mask;
+    pthread_sigmask(SIG_BLOCK, NULL, &wait_mask);
+    sigdelset(&wait_mask, SIGTERM);
+    while (!g_term) sigsuspend(&wait_mask);
 
     /* pthread_kill uses the tids glibc keeps: they must still be the threads'. */
     for (int i = 0; i < NW; ++i)
