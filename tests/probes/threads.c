@@ -29,8 +29,8 @@ static void* thread_main(void* arg) {
     sigaddset(&m, SIGRTMIN + i);
     sigaddset(&m, SIGTERM); /* the main thread's */
     pthread_sigmask(SIG_SETMASK, &m, NULL);
-    stack_t ss = {.ss_sp = malloc(1 << 16), .ss_size = 1 << 16};
-    if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0) die("sigaltstack");
+    stack_t ss = {.ss_sp = malloc(1 << 16), .ss_size = 1 << 16}, old;
+    if (!ss.ss_sp || sigaltstack(&ss, &old) != 0) die("sigaltstack");
     atomic_fetch_add(&g_up, 1);
     while (!atomic_load(&g_stop)) usleep(1000);
     stack_t now;
@@ -39,6 +39,7 @@ static void* thread_main(void* arg) {
     g_checked[i] = t_val == 100 + i && (pid_t)syscall(SYS_gettid) == g_tid[i] &&
                    now.ss_sp == ss.ss_sp && now.ss_size == ss.ss_size &&
                    sigismember(&m, SIGRTMIN + i) && !sigismember(&m, SIGRTMIN + (i + 1) % NT);
+    sigaltstack(&old, NULL); /* the one it had (ASan unmaps it at thread exit) */
     return NULL;
 }
 

@@ -141,7 +141,8 @@ static void* worker(void* arg) {
     sigaddset(&m, SIGTERM); /* the main thread's: it waits for it in sigsuspend */
     pthread_sigmask(SIG_SETMASK, &m, NULL);
     stack_t ss = {.ss_sp = malloc(65536 + 4096 * i), .ss_size = 65536 + 4096 * i, .ss_flags = 0};
-    if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0) die("sigaltstack");
+    stack_t old_ss;
+    if (!ss.ss_sp || sigaltstack(&ss, &old_ss) != 0) die("sigaltstack");
     if (i == 0 && pthread_mutex_lock(&g_robust) != 0) die("robust lock");
     if (i == 3 && pthread_mutex_lock(&g_robust_dead) != 0) die("robust lock 2");
     struct own before;
@@ -173,6 +174,7 @@ static void* worker(void* arg) {
     for (uint64_t k = i * (N / NW); k < (i + 1) * (N / NW); ++k) sum += k * k % 1000003;
     g_partial[i] = sum;
     if (i == 0 && pthread_mutex_unlock(&g_robust) != 0) fail("worker 0: robust unlock");
+    sigaltstack(&old_ss, NULL); /* the one it had (ASan unmaps it at thread exit) */
     return NULL; /* worker 3 dies holding g_robust_dead: owner-died for the next one */
 }
 
