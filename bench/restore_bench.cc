@@ -22,20 +22,16 @@
 #include <cstring>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "restorer/restore.h"
 
 using namespace crfs;
+using namespace crfs::bench;
 
 namespace {
-
-uint64_t now_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-}
 
 // A child holding `bytes` of non-zero memory, with only /dev/null open.
 pid_t spawn_holder(size_t bytes) {
@@ -68,33 +64,6 @@ pid_t spawn_holder(size_t bytes) {
     return pid;
 }
 
-// Best of three memcpy of `bytes`; `fresh`: into newly mapped memory each time.
-uint64_t memcpy_ns(size_t bytes, bool fresh) {
-    char* src = static_cast<char*>(
-        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    std::memset(src, 0x5a, bytes);
-    uint64_t best = ~0ull;
-    for (int i = 0; i < 3; ++i) {
-        char* dst = static_cast<char*>(
-            mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-        if (!fresh) std::memset(dst, 0, bytes);
-        uint64_t t = now_ns();
-        std::memcpy(dst, src, bytes);
-        best = std::min(best, now_ns() - t);
-        __asm__ volatile("" : : "r"(dst) : "memory");
-        munmap(dst, bytes);
-    }
-    munmap(src, bytes);
-    return best;
-}
-
-void reap(pid_t pid) {
-    kill(pid, SIGKILL);
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,13 +82,8 @@ int main(int argc, char** argv) {
             reap(pid);
             return 1;
         }
-        UniqueFd img(memfd_create("bench-image", MFD_CLOEXEC));
-        std::vector<char> buf(4 << 20);
-        for (uint64_t off = 0; off < (*snap)->size();) {
-            auto n = (*snap)->read(off, buf.data(), buf.size());
-            if (!n || !*n || !write_full(img.get(), buf.data(), *n)) return 1;
-            off += *n;
-        }
+        UniqueFd img = image_memfd(**snap);
+        if (!img) return 1;
         uint64_t image_bytes = (*snap)->size();
         snap->reset();
         reap(pid);

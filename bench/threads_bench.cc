@@ -17,20 +17,16 @@
 #include <cstring>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "restorer/restore.h"
 
 using namespace crfs;
+using namespace crfs::bench;
 
 namespace {
-
-uint64_t now_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-}
 
 size_t g_bytes;
 std::atomic<int> g_ready;
@@ -72,31 +68,6 @@ pid_t spawn_holder(int threads, size_t bytes) {
     return pid;
 }
 
-uint64_t memcpy_ns(size_t bytes) {
-    char* src = static_cast<char*>(
-        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    std::memset(src, 0x5a, bytes);
-    uint64_t best = ~0ull;
-    for (int i = 0; i < 3; ++i) {
-        char* dst = static_cast<char*>(
-            mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-        uint64_t t = now_ns();
-        std::memcpy(dst, src, bytes);
-        best = std::min(best, now_ns() - t);
-        __asm__ volatile("" : : "r"(dst) : "memory");
-        munmap(dst, bytes);
-    }
-    munmap(src, bytes);
-    return best;
-}
-
-void reap(pid_t pid) {
-    kill(pid, SIGKILL);
-    int st;
-    while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,13 +83,8 @@ int main(int argc, char** argv) {
         reap(pid);
         return 1;
     }
-    UniqueFd img(memfd_create("bench-image", MFD_CLOEXEC));
-    std::vector<char> buf(4 << 20);
-    for (uint64_t off = 0; off < (*snap)->size();) {
-        auto n = (*snap)->read(off, buf.data(), buf.size());
-        if (!n || !*n || !write_full(img.get(), buf.data(), *n)) return 1;
-        off += *n;
-    }
+    UniqueFd img = image_memfd(**snap);
+    if (!img) return 1;
     uint64_t checkpoint = now_ns() - t0;
     uint64_t image_bytes = (*snap)->size();
     snap->reset();
@@ -138,7 +104,7 @@ int main(int argc, char** argv) {
     }
     reap(*r);
     reap_restored_children();
-    uint64_t mc = memcpy_ns(image_bytes);
+    uint64_t mc = memcpy_ns(image_bytes, true);
     std::printf("%d threads x %zu MiB: image %.1f MiB, memcpy %.1f ms\n", threads, mib,
                 double(image_bytes) / (1 << 20), mc / 1e6);
     std::printf("checkpoint (incl. reading the image) %.1f ms = %.2f x memcpy\n", checkpoint / 1e6,

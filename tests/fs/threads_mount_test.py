@@ -24,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
-from roundtrip_mount_test import TIMEOUT, Base, alive, read, sh, wait_for  # noqa: E402
+from roundtrip_mount_test import TIMEOUT, Base, read, sh, wait_for  # noqa: E402
 
 USER = "crfsth1"
 PID_USER, PID_GROUP = "crfsth2", "crfsthg"
@@ -54,6 +54,20 @@ os.rename("result.tmp", "result")
 
 def tids(pid):
     return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+
+
+def workload_as(user, groups):
+    """threads_workload run as `user` in a directory of its own: (passwd
+    entry, setpriv prefix, directory, Popen)."""
+    pw = pwd.getpwnam(user)
+    as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", groups]
+    d = tempfile.mkdtemp(prefix=f"crfs-threads-{user}-")
+    os.chown(d, pw.pw_uid, pw.pw_gid)
+    proc = subprocess.Popen(
+        as_user + [os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/threads_workload"), d],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        close_fds=True, cwd=d)
+    return pw, as_user, d, proc
 
 
 class Threads(Base):
@@ -184,14 +198,7 @@ class NormalUser(Base):
         subprocess.run(["userdel", USER], capture_output=True)
 
     def test_normal_user_cannot_restore_threads(self):
-        pw = pwd.getpwnam(USER)
-        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
-        d = tempfile.mkdtemp(prefix="crfs-threads-user-")
-        os.chown(d, pw.pw_uid, pw.pw_gid)
-        proc = subprocess.Popen(
-            as_user + [os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/threads_workload"), d],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            close_fds=True, cwd=d)
+        pw, as_user, d, proc = workload_as(USER, "--clear-groups")
         try:
             wait_for(lambda: os.path.exists(f"{d}/ready"), "the workload to be ready")
             pid = proc.pid
@@ -250,14 +257,7 @@ class PidGroupUser(Base):
         self.tasks = []
 
     def test_pid_group_member_restores_its_threads(self):
-        pw = pwd.getpwnam(PID_USER)
-        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups"]
-        d = tempfile.mkdtemp(prefix="crfs-threads-pidgroup-")
-        os.chown(d, pw.pw_uid, pw.pw_gid)
-        proc = subprocess.Popen(
-            as_user + [os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/threads_workload"), d],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            close_fds=True, cwd=d)
+        pw, as_user, d, proc = workload_as(PID_USER, "--init-groups")
         pid = proc.pid
         try:
             wait_for(lambda: os.path.exists(f"{d}/ready"), "the workload to be ready")
