@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "common/io.h"
 #include "common/unique_fd.h"
+#include "restorer/restore.h"
 
 namespace crfs::bench {
 
@@ -63,6 +65,21 @@ inline UniqueFd image_memfd(const Snapshot& snap) {
         off += *n;
     }
     return img;
+}
+
+// restore_image timed from the call (the writer's close) to its return; the
+// restored task is killed and reaped. 0 when it failed (the error printed).
+inline uint64_t timed_restore(const RestoreRequest& req) {
+    uint64_t t0 = now_ns();
+    auto r = restore_image(req);
+    uint64_t ns = now_ns() - t0;
+    if (!r) {
+        std::fprintf(stderr, "restore: %s\n", r.error().what.c_str());
+        return 0;
+    }
+    reap(*r);
+    reap_restored_children();
+    return ns;
 }
 
 }  // namespace crfs::bench

@@ -91,15 +91,8 @@ int main(int argc, char** argv) {
         RestoreRequest req;
         req.image_fd = img.get();
         req.writer_is_root = true;
-        uint64_t t0 = now_ns();
-        auto r = restore_image(req);
-        uint64_t restore = now_ns() - t0;
-        if (!r) {
-            std::fprintf(stderr, "restore: %s\n", r.error().what.c_str());
-            return 1;
-        }
-        reap(*r);
-        reap_restored_children();
+        uint64_t restore = timed_restore(req);
+        if (!restore) return 1;
         uint64_t mc = memcpy_ns(image_bytes, false), fresh = memcpy_ns(image_bytes, true);
         bool ok = restore <= 2 * mc + 10000000;
         failed += !ok;

@@ -95,15 +95,8 @@ int main(int argc, char** argv) {
     req.writer_is_root = true;
     req.may_choose_pid = true;
     req.want_pid = pid;
-    t0 = now_ns();
-    auto r = restore_image(req);
-    uint64_t restore = now_ns() - t0;
-    if (!r) {
-        std::fprintf(stderr, "restore: %s\n", r.error().what.c_str());
-        return 1;
-    }
-    reap(*r);
-    reap_restored_children();
+    uint64_t restore = timed_restore(req);
+    if (!restore) return 1;
     uint64_t mc = memcpy_ns(image_bytes, true);
     std::printf("%d threads x %zu MiB: image %.1f MiB, memcpy %.1f ms\n", threads, mib,
                 double(image_bytes) / (1 << 20), mc / 1e6);
