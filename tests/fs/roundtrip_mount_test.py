@@ -87,7 +87,10 @@ class Crfsd:
 
     def stop(self):
         for pid in self.children():
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # exited and reaped since the listing
+                pass
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(10)
