@@ -1,5 +1,6 @@
 // Helpers shared by the benches: a clock, a child that holds memory, reaping,
-// and draining a snapshot into a memfd (as the FUSE side serves it).
+// draining a snapshot into a memfd (as the FUSE side serves it), memcpy as the
+// yardstick and a timed restore.
 #pragma once
 
 #include <fcntl.h>
@@ -9,9 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -19,6 +23,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "common/unique_fd.h"
+#include "restorer/restore.h"
 
 namespace crfs::bench {
 
@@ -76,7 +81,7 @@ inline pid_t spawn_holder(size_t bytes) {
 inline void reap(pid_t pid) {
     kill(pid, SIGKILL);
     int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {
     }
 }
 
@@ -90,6 +95,41 @@ inline UniqueFd drain_to_memfd(const Snapshot& snap) {
         off += *n;
     }
     return img;
+}
+
+// Best of three memcpy of `bytes`; `fresh`: into newly mapped memory each time.
+inline uint64_t memcpy_ns(size_t bytes, bool fresh) {
+    char* src = static_cast<char*>(
+        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    std::memset(src, 0x5a, bytes);
+    uint64_t best = ~0ull;
+    for (int i = 0; i < 3; ++i) {
+        char* dst = static_cast<char*>(
+            mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        if (!fresh) std::memset(dst, 0, bytes);
+        uint64_t t = now_ns();
+        std::memcpy(dst, src, bytes);
+        best = std::min(best, now_ns() - t);
+        __asm__ volatile("" : : "r"(dst) : "memory");
+        munmap(dst, bytes);
+    }
+    munmap(src, bytes);
+    return best;
+}
+
+// restore_image timed from the call (the writer's close) to its return; the
+// restored task is killed and reaped. 0 when it failed (the error printed).
+inline uint64_t timed_restore(const RestoreRequest& req) {
+    uint64_t t0 = now_ns();
+    auto r = restore_image(req);
+    uint64_t ns = now_ns() - t0;
+    if (!r) {
+        std::fprintf(stderr, "restore: %s\n", r.error().what.c_str());
+        return 0;
+    }
+    reap(*r);
+    reap_restored_children();
+    return ns;
 }
 
 }  // namespace crfs::bench

@@ -23,32 +23,15 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/task_attrs.h"
+#include "common/io.h"
 #include "restorer/restore.h"
 
 using namespace crfs;
 using namespace crfs::bench;
 
-namespace {
-
-// Best of three memcpy of `bytes`; `fresh`: into newly mapped memory each time.
-uint64_t memcpy_ns(size_t bytes, bool fresh) {
-    char* src = static_cast<char*>(
-        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    std::memset(src, 0x5a, bytes);
-    uint64_t best = ~0ull;
-    for (int i = 0; i < 3; ++i) {
-        char* dst = static_cast<char*>(
-            mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-        if (!fresh) std::memset(dst, 0, bytes);
-        uint64_t t = now_ns();
-        std::memcpy(dst, src, bytes);
-        best = std::min(best, now_ns() - t);
-        __asm__ volatile("" : : "r"(dst) : "memory");
-        munmap(dst, bytes);
-    }
-    munmap(src, bytes);
-    return best;
-}
+namespace {}
 
 }  // namespace
 
@@ -76,15 +59,8 @@ int main(int argc, char** argv) {
         RestoreRequest req;
         req.image_fd = img.get();
         req.writer_is_root = true;
-        uint64_t t0 = now_ns();
-        auto r = restore_image(req);
-        uint64_t restore = now_ns() - t0;
-        if (!r) {
-            std::fprintf(stderr, "restore: %s\n", r.error().what.c_str());
-            return 1;
-        }
-        reap(*r);
-        reap_restored_children();
+        uint64_t restore = timed_restore(req);
+        if (!restore) return 1;
         uint64_t mc = memcpy_ns(image_bytes, false), fresh = memcpy_ns(image_bytes, true);
         bool ok = restore <= 2 * mc + 10000000;
         failed += !ok;

@@ -19,6 +19,7 @@
 #include "checkpoint/settings.h"
 #include "checkpoint/signals.h"
 #include "checkpoint/task_attrs.h"
+#include "checkpoint/threads.h"
 #include "common/image_writer.h"
 #include "common/log.h"
 #include "common/strfmt.h"
@@ -52,6 +53,8 @@ struct Capture {
     TaskAttrs attrs;
     TaskRegs regs;
     TaskSignals signals;
+    image::ThreadRecord main_thread{};
+    std::vector<ThreadCapture> threads;  // every thread but the main one
     image::ItimersRecord itimers{};
     uint64_t brk = 0;
     std::vector<TaskFd> fds;
@@ -74,10 +77,6 @@ Status check_task(pid_t pid, uint64_t starttime, const TaskStat& st) {
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
     if (st.state == 'Z' || st.state == 'X')
         return make_error(ESRCH, strfmt("task {} is exiting", pid));
-    if (st.num_threads != 1)
-        return make_error(EBUSY, strfmt("task {}: {} threads; multi-threaded tasks not supported "
-                                        "yet",
-                                        pid, st.num_threads));
     return {};
 }
 
@@ -101,9 +100,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 
-    auto frozen = FrozenTask::freeze(pid, status->seccomp != 0);
+    auto frozen = FrozenThreads::freeze(pid, status->seccomp != 0);
     if (!frozen) return std::unexpected(frozen.error());
-    FrozenTask& task = **frozen;
+    FrozenTask& task = frozen->main();
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
     trace.mark("freeze");
@@ -127,6 +126,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     auto regs = read_regs(pid);
     if (!regs) return std::unexpected(regs.error());
     c.regs = std::move(*regs);
+    auto main_thread = read_thread_record(pid, pid);
+    if (!main_thread) return std::unexpected(main_thread.error());
+    c.main_thread = *main_thread;
 
     auto fds = read_fds(pid);
     if (!fds) return std::unexpected(fds.error());
@@ -145,8 +147,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     } repair_guard{pid, c.fds};
     trace.mark("attrs, regs, fds");
 
+    uint64_t vdso_start = 0, vdso_end = 0;
     {
-        uint64_t vdso_start = 0, vdso_end = 0;
         for (const auto& m : maps)
             if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
@@ -161,9 +163,17 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         auto settings = read_task_settings(pid, **rs);  // fidelity
         if (!settings) return std::unexpected(settings.error());
         c.settings = std::move(*settings);
+        auto cctid = read_tid_address(**rs);
+        if (!cctid) return std::unexpected(cctid.error());
+        c.main_thread.clear_child_tid = *cctid;
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
+    }
+    for (FrozenTask* t : frozen->others()) {
+        auto th = capture_thread(pid, *t, vdso_start, vdso_end);
+        if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
+        c.threads.push_back(std::move(*th));
     }
     trace.mark("remote syscalls");
 
@@ -172,8 +182,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     c.memory = std::move(*mem);
     trace.mark("memory");
 
-    if (auto r = task.release(); !r) return std::unexpected(r.error());
-    c.frozen_ns = task.frozen_ns();
+    if (auto r = frozen->release(); !r) return std::unexpected(r.error());
+    c.frozen_ns = frozen->frozen_ns();
     repair_guard.armed = false;
     trace.mark("thaw");
     // fidelity: hashed while the task runs again (docs/files.md).
@@ -252,6 +262,7 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
         w.add(RecordType::kVma, Payload().add(vma_record(m)).add_string(m.path));
     for (const auto& v : c.prints.vmas) w.add(RecordType::kVmaContent, Payload().add(v));
 
+    w.add(RecordType::kThread, Payload().add(c.main_thread));
     w.add(RecordType::kRegs, Payload().add(c.regs.gp));
     w.add(RecordType::kXstate, c.regs.xstate);
     w.add(RecordType::kSigactions, Payload().add(c.signals.actions));
@@ -274,6 +285,14 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
                            Payload().add(image::FdDataRecord{f.rec.fd, 0, off}).bytes(),
                            f.content.data() + off, n);
         }
+    }
+
+    for (const ThreadCapture& t : c.threads) {
+        w.add(RecordType::kThread, Payload().add(t.rec));
+        w.add(RecordType::kRegs, Payload().add(t.regs.gp));
+        w.add(RecordType::kXstate, t.regs.xstate);
+        w.add(RecordType::kSigstate, Payload().add(t.sigstate));
+        for (const auto& si : t.pending) w.add(RecordType::kSiginfo, Payload().add(si));
     }
 
     // Pages: runs of non-zero pages, found now that the task runs again.

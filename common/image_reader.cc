@@ -229,6 +229,72 @@ Status lengths_and_bytes(const Record& r, size_t fixed, uint32_t n, uint64_t dat
     if (keep) out.data = r.payload.substr(fixed + lens);
     return {};
 }
+// Which thread the per-thread records (regs, xstate, sigstate, private
+// siginfo) belong to: the main thread until the second thread record, then
+// the thread of the last thread record. Each thread has each of the three
+// exactly once; the main thread's record, if any, comes before its regs.
+class ThreadSections {
+  public:
+    enum Part : uint8_t { kRegs = 1, kXstate = 2, kSigstate = 4 };
+    explicit ThreadSections(DecodedImage& img) : img_(img) {}
+
+    Status start(const image::ThreadRecord& t) {
+        if (!img_.main_thread) {
+            if (main_parts_) return make_error(EBADMSG, "the main thread's record after its regs");
+            img_.main_thread = t;
+            return {};
+        }
+        if (auto s = complete(); !s) return s;
+        if (img_.threads.size() + 1 >= image::kMaxThreads)
+            return make_error(EBADMSG, strfmt("more than {} threads", image::kMaxThreads));
+        img_.threads.push_back(ThreadImage{t, {}, {}, {}, {}});
+        cur_parts_ = 0;
+        return {};
+    }
+    Status take(Part p) {
+        uint8_t& parts = img_.threads.empty() ? main_parts_ : cur_parts_;
+        if (parts & p)
+            return make_error(EBADMSG, img_.threads.empty()
+                                           ? std::string("duplicate record")
+                                           : strfmt("duplicate record for thread {}",
+                                                    img_.threads.back().rec.tid));
+        parts |= p;
+        return {};
+    }
+    image::RegsRecord& regs() { return cur() ? cur()->regs : img_.regs; }
+    std::string& xstate() { return cur() ? cur()->xstate : img_.xstate; }
+    image::SigstateRecord& sigstate() { return cur() ? cur()->sigstate : img_.sigstate; }
+    std::vector<image::SiginfoRecord>& pending() { return cur() ? cur()->pending : img_.pending; }
+
+    // At the end of the stream: every thread complete, tids distinct.
+    Status finish() {
+        if (auto s = complete(); !s) return s;
+        if (main_parts_ != 7)
+            return bad("incomplete image: no regs, xstate or sigstate record for the main thread");
+        if (img_.header.version >= 3 && !img_.main_thread)
+            return bad("incomplete image: no thread record for the main thread");
+        if (img_.main_thread && img_.main_thread->tid != img_.task.pid)
+            return bad(strfmt("the main thread's tid {} is not the task's pid {}",
+                              img_.main_thread->tid, img_.task.pid));
+        std::vector<int32_t> tids{img_.task.pid};
+        for (const auto& t : img_.threads) tids.push_back(t.rec.tid);
+        std::sort(tids.begin(), tids.end());
+        if (auto d = std::adjacent_find(tids.begin(), tids.end()); d != tids.end())
+            return bad(strfmt("thread {} twice", *d));
+        return {};
+    }
+
+  private:
+    ThreadImage* cur() { return img_.threads.empty() ? nullptr : &img_.threads.back(); }
+    Status complete() const {
+        if (!img_.threads.empty() && cur_parts_ != 7)
+            return make_error(EBADMSG, strfmt("thread {} has no regs, xstate or sigstate record",
+                                              img_.threads.back().rec.tid));
+        return {};
+    }
+    DecodedImage& img_;
+    uint8_t main_parts_ = 0, cur_parts_ = 0;
+};
 
 }  // namespace
 
@@ -242,10 +308,12 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
 
     // Records that must appear exactly once.
     constexpr RecordType kSingletons[] = {
-        RecordType::kTask,    RecordType::kCreds,  RecordType::kFs,         RecordType::kMm,
-        RecordType::kRegs,    RecordType::kXstate, RecordType::kSigactions, RecordType::kSigstate,
-        RecordType::kRlimits, RecordType::kItimers};
+        RecordType::kTask,       RecordType::kCreds,   RecordType::kFs,     RecordType::kMm,
+        RecordType::kSigactions, RecordType::kRlimits, RecordType::kItimers};
+    // Registers, xstate and sigstate: once per thread (ThreadSections).
+    ThreadSections threads(img);
     uint32_t seen[std::size(image::kRecordTypes)] = {};
+    uint64_t pending_total = 0;
     auto seen_slot = [&](RecordType t) -> uint32_t& {
         for (size_t i = 0; i < std::size(image::kRecordTypes); ++i)
             if (image::kRecordTypes[i].type == t) return seen[i];
@@ -344,24 +412,41 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.pages.push_back(std::move(run));
                 break;
             }
+            case RecordType::kThread: {
+                if (img.header.version < 3)
+                    return inconsistent(
+                        r, strfmt("thread record in a version {} image", img.header.version));
+                auto t = load<image::ThreadRecord>(p);
+                t.comm[sizeof t.comm - 1] = '\0';
+                if (auto s = threads.start(t); !s) return inconsistent(r, s.error().what);
+                break;
+            }
             case RecordType::kRegs:
-                img.regs = load<image::RegsRecord>(p);
+                if (auto s = threads.take(ThreadSections::kRegs); !s)
+                    return inconsistent(r, s.error().what);
+                threads.regs() = load<image::RegsRecord>(p);
                 break;
             case RecordType::kXstate:
-                img.xstate = p;
+                if (auto s = threads.take(ThreadSections::kXstate); !s)
+                    return inconsistent(r, s.error().what);
+                threads.xstate() = p;
                 break;
             case RecordType::kSigactions:
                 img.sigactions = load<image::SigactionsRecord>(p);
                 break;
             case RecordType::kSigstate:
-                img.sigstate = load<image::SigstateRecord>(p);
+                if (auto s = threads.take(ThreadSections::kSigstate); !s)
+                    return inconsistent(r, s.error().what);
+                threads.sigstate() = load<image::SigstateRecord>(p);
                 break;
             case RecordType::kSiginfo: {
                 auto si = load<image::SiginfoRecord>(p);
                 if (si.queue > image::kSigqueueShared)
                     return inconsistent(r, strfmt("unknown signal queue {}", si.queue));
-                if (img.pending.size() >= 1u << 20) return inconsistent(r, "too many signals");
-                img.pending.push_back(si);
+                if (++pending_total > 1u << 20) return inconsistent(r, "too many signals");
+                // A thread's private queue; the process queue is the task's.
+                (si.queue == image::kSigqueuePrivate ? threads.pending() : img.pending)
+                    .push_back(si);
                 break;
             }
             case RecordType::kRlimits:
@@ -510,6 +595,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             for (const auto& info : image::kRecordTypes)
                 if (info.type == t) return bad(strfmt("incomplete image: no {} record", info.name));
     if (auto s = check_inet_complete(img); !s) return std::unexpected(s.error());
+    if (auto s = threads.finish(); !s) return std::unexpected(s.error());
     for (const auto& f : img.fds)
         if (f.rec.kind == uint32_t(image::FdKind::kDeleted) && f.rec.same_as < 0 &&
             f.data_bytes != f.rec.size)

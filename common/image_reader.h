@@ -150,6 +150,16 @@ struct InetEntry {
     std::string recv_queue, send_queue;
 };
 
+// A thread other than the main one (version 3): its own registers, signal
+// mask, alternate stack and private pending signals.
+struct ThreadImage {
+    image::ThreadRecord rec{};
+    image::RegsRecord regs{};
+    std::string xstate;
+    image::SigstateRecord sigstate{};
+    std::vector<image::SiginfoRecord> pending;  // its private queue
+};
+
 struct DecodedImage {
     image::Header header{};
     image::TaskRecord task{};
@@ -173,6 +183,10 @@ struct DecodedImage {
     std::vector<PipeEntry> pipes;
     std::vector<UnixSocketEntry> unix_sockets;
     std::vector<InetEntry> inet;  // one per fd of kind kTcp/kUdp that is its own description
+    // Version 3: the main thread's thread record (regs, xstate, sigstate and
+    // the pending signals above are its own) and every other thread.
+    std::optional<image::ThreadRecord> main_thread;
+    std::vector<ThreadImage> threads;
     std::optional<image::StatsRecord> stats;
     std::optional<image::SettingsRecord> settings;  // fidelity, version 3
     std::string cpu_mask;                           // its affinity mask bytes

@@ -37,6 +37,8 @@ constexpr uint32_t kFdOpenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | 
 constexpr uint64_t kSaFlags = 0x1 | 0x2 | 0x4 | 0x400 | 0x800 | 0x04000000 | 0x08000000 |
                               0x10000000 | 0x40000000 | 0x80000000ull;
 constexpr uint32_t kSsFlags = 1u | 2u | (1u << 31);
+constexpr int32_t kMaxPid = 4 << 20;  // PID_MAX_LIMIT
+constexpr uint64_t kRobustHead = 24;  // sizeof(struct robust_list_head)
 
 Status bad(std::string what) {
     return make_error(EINVAL, "image field out of range: " + std::move(what));
@@ -82,16 +84,21 @@ const VmaEntry* vma_at(const DecodedImage& img, uint64_t addr, bool end_inclusiv
     return nullptr;
 }
 
-Status check_regs(const DecodedImage& img) {
-    const auto& r = img.regs;
+Status check_thread_regs(const DecodedImage& img, const image::RegsRecord& r,
+                         const std::string& who) {
     const VmaEntry* code = vma_at(img, r.rip, false);
     if (!code || !(code->rec.flags & image::kVmaExec))
-        return bad(strfmt("rip 0x{:x} is not in an executable mapping of the image", r.rip));
+        return bad(strfmt("{}rip 0x{:x} is not in an executable mapping of the image", who, r.rip));
     const VmaEntry* stack = vma_at(img, r.rsp, true);
     if (!stack || !(stack->rec.flags & image::kVmaWrite) ||
         image::VmaKind(stack->rec.kind) == image::VmaKind::kFileShared)
-        return bad(strfmt("rsp 0x{:x} is not in a writable private mapping of the image", r.rsp));
+        return bad(
+            strfmt("{}rsp 0x{:x} is not in a writable private mapping of the image", who, r.rsp));
     return {};
+}
+
+Status check_regs(const DecodedImage& img) {
+    return check_thread_regs(img, img.regs, "");
 }
 
 // A later fd of an open file description: restore dups `same_as` to it, so
@@ -171,6 +178,16 @@ Status check_fds(const DecodedImage& img) {
     return {};
 }
 
+Status check_pending(const image::SiginfoRecord& p, const std::string& who) {
+    int32_t signo;
+    std::memcpy(&signo, p.info, sizeof signo);
+    if (signo < 1 || signo > 64 || signo == 9 || signo == 19)
+        return bad(strfmt("{}pending signal number {}", who, signo));
+    if (p.queue > image::kSigqueueShared)
+        return bad(strfmt("{}pending signal queue {}", who, p.queue));
+    return {};
+}
+
 Status check_signals(const DecodedImage& img) {
     for (int i = 0; i < 64; ++i) {
         const auto& a = img.sigactions.action[i];
@@ -179,12 +196,7 @@ Status check_signals(const DecodedImage& img) {
             return bad(strfmt("signal {}: SIGKILL and SIGSTOP have no handler", i + 1));
     }
     for (const auto& p : img.pending) {
-        int32_t signo;
-        std::memcpy(&signo, p.info, sizeof signo);
-        if (signo < 1 || signo > 64 || signo == 9 || signo == 19)
-            return bad(strfmt("pending signal number {}", signo));
-        if (p.queue > image::kSigqueueShared)
-            return bad(strfmt("pending signal queue {}", p.queue));
+        if (auto s = check_pending(p, ""); !s) return s;
     }
     if (uint32_t(img.sigstate.altstack_flags) & ~kSsFlags)
         return bad(strfmt("alternate stack flags 0x{:x}", img.sigstate.altstack_flags));
@@ -219,6 +231,41 @@ Status check_settings(const DecodedImage& img) {
     return {};
 }
 
+// A thread record's registrations: the kernel's own sizes, user addresses.
+Status check_thread_record(const image::ThreadRecord& t) {
+    std::string who = strfmt("thread {}: ", t.tid);
+    if (t.tid <= 0 || t.tid > kMaxPid) return bad(strfmt("thread id {}", t.tid));
+    if (t.reserved) return bad(strfmt("{}reserved 0x{:x}", who, t.reserved));
+    if (t.robust_head && (t.robust_len != kRobustHead || t.robust_head >= kUserTop))
+        return bad(strfmt("{}robust list 0x{:x} of {} bytes", who, t.robust_head, t.robust_len));
+    if (!t.robust_head && t.robust_len) return bad(who + "robust list length without a head");
+    if (t.rseq_addr &&
+        (t.rseq_addr % 32 || t.rseq_len < 32 || t.rseq_len > 4096 || t.rseq_addr >= kUserTop))
+        return bad(strfmt("{}rseq area 0x{:x} of {} bytes", who, t.rseq_addr, t.rseq_len));
+    if (!t.rseq_addr && (t.rseq_len || t.rseq_sig)) return bad(who + "rseq fields without an area");
+    if (t.clear_child_tid % 4 || t.clear_child_tid >= kUserTop)
+        return bad(strfmt("{}clear_child_tid 0x{:x}", who, t.clear_child_tid));
+    return {};
+}
+
+Status check_threads(const DecodedImage& img) {
+    if (img.main_thread)
+        if (auto s = check_thread_record(*img.main_thread); !s) return s;
+    for (const auto& t : img.threads) {
+        std::string who = strfmt("thread {}: ", t.rec.tid);
+        if (auto s = check_thread_record(t.rec); !s) return s;
+        if (auto s = check_thread_regs(img, t.regs, who); !s) return s;
+        if (uint32_t(t.sigstate.altstack_flags) & ~kSsFlags)
+            return bad(strfmt("{}alternate stack flags 0x{:x}", who, t.sigstate.altstack_flags));
+        for (const auto& p : t.pending) {
+            if (p.queue != image::kSigqueuePrivate)
+                return bad(who + "a signal of the process queue among its own");
+            if (auto s = check_pending(p, who); !s) return s;
+        }
+    }
+    return {};
+}
+
 Status check_task(const DecodedImage& img) {
     if (img.task.nice < -20 || img.task.nice > 19) return bad(strfmt("nice {}", img.task.nice));
     if (img.fs.umask & ~0777u) return bad(strfmt("umask 0{:o}", img.fs.umask));
@@ -243,7 +290,7 @@ Status check_task(const DecodedImage& img) {
 
 Status check_fields(const DecodedImage& img) {
     for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings,
-                       state::check_pipes, state::check_unix_sockets, check_inet})
+                       state::check_pipes, state::check_unix_sockets, check_inet, check_threads})
         if (auto s = check(img); !s) return s;
     return {};
 }

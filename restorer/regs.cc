@@ -75,9 +75,9 @@ size_t xsave_size_for(uint64_t bv) {
     return size;
 }
 
-uint64_t xstate_bv(const DecodedImage& img) {
+uint64_t xstate_bv(const ThreadImage& t) {
     uint64_t bv;
-    std::memcpy(&bv, img.xstate.data() + 512, 8);
+    std::memcpy(&bv, t.xstate.data() + 512, 8);
     return bv;
 }
 
@@ -109,27 +109,55 @@ bool read_task_memory(const DecodedImage& img, int image_fd, uint64_t addr, void
 
 }  // namespace
 
-void fix_restart_block(DecodedImage& img, int image_fd) {
+namespace {
+
+void fix_restart_regs(const DecodedImage& img, int image_fd, image::RegsRecord& regs) {
     constexpr uint64_t kRestartSyscall = 219;
-    if (img.regs.rax != kRestartSyscall || img.regs.rip < 5) return;
+    if (regs.rax != kRestartSyscall || regs.rip < 5) return;
     uint8_t code[7];
-    if (!read_task_memory(img, image_fd, img.regs.rip - 5, code, sizeof code)) return;
+    if (!read_task_memory(img, image_fd, regs.rip - 5, code, sizeof code)) return;
     if (code[0] != 0xb8 || code[5] != 0x0f || code[6] != 0x05) return;
     uint32_t nr;
     std::memcpy(&nr, code + 1, 4);
     // poll, nanosleep, futex, clock_nanosleep, ppoll
     for (uint32_t ok : {7u, 35u, 202u, 230u, 271u})
-        if (nr == ok) img.regs.rax = nr;
+        if (nr == ok) regs.rax = nr;
+}
+
+}  // namespace
+
+void fix_restart_block(DecodedImage& img, int image_fd) {
+    fix_restart_regs(img, image_fd, img.regs);
+    for (auto& t : img.threads) fix_restart_regs(img, image_fd, t.regs);
+}
+
+ThreadImage main_thread_image(const DecodedImage& img) {
+    ThreadImage t;
+    if (img.main_thread) t.rec = *img.main_thread;
+    t.regs = img.regs;
+    t.xstate = img.xstate;
+    t.sigstate = img.sigstate;
+    return t;
 }
 
 size_t sigframe_size(const DecodedImage& img) {
-    return kFpOffset + xsave_size_for(xstate_bv(img)) + 64;
+    return sigframe_size(main_thread_image(img));
+}
+uint64_t sigframe_on_stack(const DecodedImage& img) {
+    return sigframe_on_stack(img, main_thread_image(img));
+}
+Status build_sigframe(const DecodedImage& img, void* mem, uint64_t at) {
+    return build_sigframe(main_thread_image(img), mem, at);
 }
 
-uint64_t sigframe_on_stack(const DecodedImage& img) {
-    uint64_t sp = img.regs.rsp;
-    if (sp < 4096 + 128 + sigframe_size(img)) return 0;
-    uint64_t at = (sp - 128 - sigframe_size(img)) & ~uint64_t(63);
+size_t sigframe_size(const ThreadImage& t) {
+    return kFpOffset + xsave_size_for(xstate_bv(t)) + 64;
+}
+
+uint64_t sigframe_on_stack(const DecodedImage& img, const ThreadImage& t) {
+    uint64_t sp = t.regs.rsp;
+    if (sp < 4096 + 128 + sigframe_size(t)) return 0;
+    uint64_t at = (sp - 128 - sigframe_size(t)) & ~uint64_t(63);
     for (const auto& v : img.vmas) {
         if (sp - 1 < v.rec.start || sp - 1 >= v.rec.end) continue;
         auto kind = image::VmaKind(v.rec.kind);
@@ -141,7 +169,7 @@ uint64_t sigframe_on_stack(const DecodedImage& img) {
     return 0;
 }
 
-Status build_sigframe(const DecodedImage& img, void* mem, uint64_t at) {
+Status build_sigframe(const ThreadImage& img, void* mem, uint64_t at) {
     auto* f = static_cast<KRtSigframe*>(mem);
     std::memset(f, 0, sizeof *f);
     const auto& r = img.regs;

@@ -18,8 +18,16 @@ namespace crfs {
 // before rip are `mov $NR, %eax; syscall` (glibc's wrappers) and NR is one of
 // those, rax becomes NR, so the call runs again with its original arguments
 // (a relative timeout starts over). Reads the code bytes from the image's
-// pages or the mapped file.
+// pages or the mapped file. Every thread's registers.
 void fix_restart_block(DecodedImage& img, int image_fd);
+
+// The main thread's registers, xstate and sigstate as a ThreadImage (copied).
+ThreadImage main_thread_image(const DecodedImage& img);
+
+// The same for one thread's frame (threads: restorer/threads.cc).
+size_t sigframe_size(const ThreadImage& t);
+Status build_sigframe(const ThreadImage& t, void* mem, uint64_t at);
+uint64_t sigframe_on_stack(const DecodedImage& img, const ThreadImage& t);
 
 // Bytes build_sigframe writes (frame, alignment, xsave area, end marker).
 size_t sigframe_size(const DecodedImage& img);

@@ -45,6 +45,7 @@
 #include "restorer/settings.h"
 #include "restorer/signals.h"
 #include "restorer/task_attrs.h"
+#include "restorer/threads.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
 #include "state/netlock.h"
@@ -228,6 +229,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("setting personality 0x{:x}", r.arg);
         case CRFS_RA_STEP_FILE_TYPE:
             return "the file of mapping " + vma(r.arg) + " is not a regular file";
+        case CRFS_RA_STEP_THREAD:
+            return strfmt("creating thread {}", r.arg);
+        case CRFS_RA_STEP_THREAD_STATE:
+            return strfmt("registering robust list, rseq or tid address of thread {}", r.arg);
         case CRFS_RA_STEP_DROP_CAPS:
             return strfmt("dropping the capability kept for the exe link (step {})", r.arg);
         case CRFS_RA_STEP_WRITER_CONTEXT:
@@ -442,7 +447,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     (sp->moves.size() + 8) * 3 * sizeof(crfs_ra_range) +
                     img->pages.size() * (sizeof(crfs_ra_pages) + 16) +
                     pending.size() * sizeof(crfs_ra_siginfo) + img->groups.size() * 4 +
-                    img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 + kBlobStack;
+                    img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
+                    kBlobStack + kPage + threads_area_bytes(*img);
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
@@ -456,6 +462,10 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     Arena arena(area->start, area->len - kBlobStack);
     std::memcpy(arena.take(blob_len, kPage), crfs_restorer_blob, blob_len);
     arena.take(0, kPage);
+    // Threads meet on a page that stays mapped with the code (restorer/threads.h).
+    uint64_t kept = page_up(blob_len);
+    auto* sync = img->threads.empty() ? nullptr : arena.take(kPage, kPage);
+    if (sync) kept += kPage;
     auto* a = static_cast<crfs_restorer_args*>(arena.take(sizeof(crfs_restorer_args), 64));
     std::memset(a, 0, sizeof *a);
     a->magic = CRFS_RA_MAGIC;
@@ -469,7 +479,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     }
     // The task's glibc registered rseq in its TLS at fs_base + __rseq_offset.
     // When it maps the very libc we run (same inode), that offset is ours.
-    if (__rseq_size > 0 && img->regs.fs_base && maps_our_libc(*img)) {
+    if (img->main_thread) {
+        a->task_rseq_area = img->main_thread->rseq_addr;
+        a->task_rseq_len = img->main_thread->rseq_len;
+        a->task_rseq_sig = img->main_thread->rseq_sig;
+        a->task_rseq_strict = 1;
+    } else if (__rseq_size > 0 && img->regs.fs_base && maps_our_libc(*img)) {
         a->task_rseq_area = img->regs.fs_base + uint64_t(__rseq_offset);
         a->task_rseq_len = a->rseq_len;
         a->task_rseq_sig = RSEQ_SIG;
@@ -513,27 +528,39 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (writer->as_writer) {
         a->set_creds = 0;
         a->drop_caps = 1;
-        writer->keep_exe_cap = a->exe_path != 0;
+        // ... and what choosing the threads' tids needs (clone3 set_tid in the blob).
+        writer->keep_exe_cap = a->exe_path != 0 || !img->threads.empty();
     }
     // fidelity: the task's own (0 or 1, check_fields); version 2 images: 1, as
     // for any task that did not ask otherwise.
     a->dumpable = img->settings ? img->settings->dumpable : 1;
     a->fs_base = img->regs.fs_base;
     a->gs_base = img->regs.gs_base;
+    if (auto s = fill_threads(
+            *img, [&](size_t bytes, size_t align) { return arena.take(bytes, align); }, *a);
+        !s)
+        return std::unexpected(s.error());
+    if (sync) {
+        std::memset(sync, 0, kPage);
+        a->sync = reinterpret_cast<uint64_t>(sync);
+    }
     void* frame = arena.take(sigframe_size(*img), 64);
     if (!frame || arena.used() > arena.cap())
         return make_error(ENOMEM, "restorer area too small (internal error)");
     // The frame goes onto the task's stack where there is room, so that all of
     // the area but its code pages can go before rt_sigreturn.
     uint64_t frame_at = sigframe_on_stack(*img);
+    // A thread whose frame stays in the area needs the area until it returns.
+    for (uint64_t i = 0; i < a->nr_threads; ++i)
+        if (!reinterpret_cast<const crfs_ra_thread*>(a->threads)[i].sigframe_dst) frame_at = 0;
     if (auto s = build_sigframe(*img, frame, frame_at ? frame_at : uint64_t(frame)); !s)
         return std::unexpected(s.error());
     a->sigframe = reinterpret_cast<uint64_t>(frame);
     if (frame_at) {
         a->sigframe_dst = frame_at;
         a->sigframe_len = sigframe_size(*img);
-        a->self_unmap = area->start + page_up(blob_len);
-        a->self_unmap_len = area->len - page_up(blob_len);
+        a->self_unmap = area->start + kept;
+        a->self_unmap_len = area->len - kept;
     }
     if (mprotect(reinterpret_cast<void*>(area->start), page_up(blob_len), PROT_READ | PROT_EXEC) <
         0)

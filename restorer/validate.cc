@@ -10,6 +10,7 @@
 #include <cstring>
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "restorer/threads.h"
 #include "state/kobj.h"
 
 namespace crfs {
@@ -62,12 +63,17 @@ Status check_cpu(const DecodedImage& img) {
                           strfmt("image needs CPU xsave features this CPU lacks: {} (image "
                                  "XCR0 0x{:x}, this CPU 0x{:x})",
                                  xsave_feature_names(missing), img.header.xsave_features, have));
-    if (img.xstate.size() < 576)
+    return check_cpu_state(img.xstate);
+}
+
+Status check_cpu_state(const std::string& xstate) {
+    uint64_t have = cpu_xcr0();
+    if (xstate.size() < 576)
         return make_error(EBADMSG, strfmt("xstate record of {} bytes is shorter than an "
                                           "xsave area (576)",
-                                          img.xstate.size()));
+                                          xstate.size()));
     uint64_t bv;
-    std::memcpy(&bv, img.xstate.data() + 512, 8);
+    std::memcpy(&bv, xstate.data() + 512, 8);
     if (bv & ~have)
         return make_error(ENOTSUP, strfmt("saved registers use xsave features this CPU "
                                           "lacks: {}",
@@ -143,6 +149,10 @@ Status validate_image(const DecodedImage& img, const RestoreRequest& req) {
     if (auto s = check_fields(img); !s) return s;
     if (auto s = check_creds(img, req); !s) return s;
     if (auto s = check_cpu(img); !s) return s;
+    for (const auto& t : img.threads)
+        if (auto s = check_cpu_state(t.xstate); !s)
+            return std::unexpected(s.error().context(strfmt("thread {}", t.rec.tid)));
+    if (auto s = check_thread_ids(img, req); !s) return s;
     if (auto s = check_supported(img); !s) return s;
     return {};
 }

@@ -20,6 +20,8 @@ uint64_t cpu_xcr0();
 std::string xsave_feature_names(uint64_t bits);
 
 Status check_cpu(const DecodedImage& img);
+// One xsave area (each thread's): long enough, no feature this CPU lacks.
+Status check_cpu_state(const std::string& xstate);
 // Every enum and flag field in range, registers inside the image's mappings
 // (rip in an executable one, rsp in a writable one): check_fields.cc.
 Status check_fields(const DecodedImage& img);

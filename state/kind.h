@@ -70,6 +70,7 @@ struct StateKind {
 
 // The kinds, one file each under state/ (their detect functions).
 Status detect_task(TaskView&, Reasons&);     // state/task.cc
+Status detect_threads(TaskView&, Reasons&);  // state/threads.cc
 Status detect_tree(TaskView&, Reasons&);     // state/tree.cc
 Status detect_seccomp(TaskView&, Reasons&);  // state/seccomp.cc
 Status detect_prctl(TaskView&, Reasons&);    // state/prctl.cc

@@ -9,7 +9,8 @@ namespace {
 // a probe in tests/probes/.
 // clang-format off
 constexpr StateKind kStateKinds[] = {
-    {"task", detect_task},        // zombie, kernel thread, tracer, threads
+    {"task", detect_task},        // zombie, kernel thread, tracer
+    {"threads", detect_threads},  // per-thread differences, clones that are not threads
     {"tree", detect_tree},        // child processes
     {"seccomp", detect_seccomp},  // seccomp mode and filters
     {"prctl", detect_prctl},      // THP disable, timer slack, dumpable

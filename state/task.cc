@@ -1,4 +1,4 @@
-// The task as a whole: kernel threads, zombies, tracers, threads.
+// The task as a whole: kernel threads, zombies, tracers (threads: state/threads.cc).
 // Dump: checkpoint/task_attrs.cc (identity, creds), checkpoint/freeze.cc;
 // restore: restorer/task_attrs.cc, restorer/restore.cc (clone3 with the pid).
 #include <string>
@@ -23,9 +23,6 @@ Status detect_task(TaskView& t, Reasons& out) {
         if (tgid != t.self_tgid())
             out.push_back("task: being traced by pid " + std::to_string(tgid));
     }
-    if ((*status)->threads > 1)
-        out.push_back("task: " + std::to_string((*status)->threads) +
-                      " threads; multi-threaded processes" + std::string(kNotYet));
     return {};
 }
 

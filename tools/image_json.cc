@@ -159,6 +159,42 @@ Json signals(const DecodedImage& img) {
             {"pending", std::move(pending)}};
 }
 
+// Version 3: the main thread's registrations, then every other thread.
+Json threads(const DecodedImage& img) {
+    auto thread = [](const image::ThreadRecord& t) {
+        Json j = {{"tid", t.tid},
+                  {"robust_head", hex(t.robust_head)},
+                  {"robust_len", t.robust_len},
+                  {"rseq", hex(t.rseq_addr)},
+                  {"rseq_len", t.rseq_len},
+                  {"rseq_sig", hex(t.rseq_sig)},
+                  {"clear_child_tid", hex(t.clear_child_tid)}};
+        put_text(j, "comm", t.comm);
+        return j;
+    };
+    Json out = Json::array();
+    if (img.main_thread) out.push_back(thread(*img.main_thread));
+    for (const auto& t : img.threads) {
+        Json j = thread(t.rec);
+        j["rip"] = hex(t.regs.rip);
+        j["rsp"] = hex(t.regs.rsp);
+        j["fs_base"] = hex(t.regs.fs_base);
+        j["blocked"] = hex(t.sigstate.blocked);
+        j["altstack"] = {{"sp", hex(t.sigstate.altstack_sp)},
+                         {"size", t.sigstate.altstack_size},
+                         {"flags", t.sigstate.altstack_flags}};
+        Json pending = Json::array();
+        for (const auto& p : t.pending) {
+            siginfo_t si;
+            std::memcpy(&si, p.info, sizeof si);
+            pending.push_back({{"signo", si.si_signo}, {"code", si.si_code}});
+        }
+        j["pending"] = std::move(pending);
+        out.push_back(std::move(j));
+    }
+    return out;
+}
+
 Json rlimits(const DecodedImage& img) {
     auto lim = [](uint64_t v) { return v == ~0ull ? Json("unlimited") : Json(v); };
     Json out = Json::array();
@@ -391,6 +427,7 @@ Json image_to_json(const DecodedImage& img) {
     j["vmas"] = vmas(img);
     j["regs"] = regs(img);
     j["signals"] = signals(img);
+    j["threads"] = threads(img);
     j["rlimits"] = rlimits(img);
     j["itimers"] = itimers(img);
     j["fds"] = fds(img);

@@ -64,6 +64,7 @@ void print_text(const DecodedImage& img) {
     }
     fmt::print("\nregisters: rip {} rsp {} fs_base {}, xstate {} bytes\n", hex(img.regs.rip),
                hex(img.regs.rsp), hex(img.regs.fs_base), img.xstate.size());
+    if (!img.threads.empty()) fmt::print("threads: {} besides the main one\n", img.threads.size());
     uint64_t stored = 0;
     for (const auto& p : img.pages) stored += p.nr_pages;
     fmt::print("pages: {} stored ({} KiB)", stored, stored * 4);

@@ -65,6 +65,34 @@ struct crfs_ra_siginfo {
     uint8_t info[128];
 };
 
+/* One thread other than the main one: created by the blob (clone3 with its
+ * tid), which sets what a thread holds on its own and rt_sigreturns through
+ * its own frame (registers, blocked mask, alternate stack, xstate). */
+struct crfs_ra_thread {
+    int32_t tid;
+    uint32_t rseq_len;
+    uint64_t stack_top;                  /* its blob stack, 16-byte aligned, in the area */
+    uint64_t sigframe;                   /* frame built by the driver, in the area */
+    uint64_t sigframe_dst, sigframe_len; /* copied onto its own stack; dst 0: used in place */
+    uint64_t fs_base, gs_base;
+    uint64_t robust_head, robust_len; /* 0: none */
+    uint64_t rseq_area;               /* 0: none */
+    uint32_t rseq_sig;
+    uint32_t reserved;
+    uint64_t clear_child_tid; /* 0: none */
+    uint64_t siginfo;         /* struct crfs_ra_siginfo*: its private queue, queued by the main */
+    uint64_t nr_siginfo;
+    char comm[16];
+};
+
+/* Where the threads and the main thread meet before returning to the task:
+ * a page that stays mapped (after the code pages) since threads read `go`
+ * after the rest of the area is gone. */
+struct crfs_ra_sync {
+    uint32_t ready; /* threads done with their own steps */
+    uint32_t go;    /* set by the main thread after 'K': every thread returns */
+};
+
 struct crfs_ra_sigaction {
     uint64_t handler, flags, restorer, mask;
 };
@@ -106,8 +134,10 @@ enum crfs_ra_step {
     CRFS_RA_STEP_TLS,
     CRFS_RA_STEP_SIGRETURN,
     CRFS_RA_STEP_BAD_ARGS,
-    CRFS_RA_STEP_FILE_TYPE, /* a VMA's file is not a regular file (arg: VMA index) */
-    CRFS_RA_STEP_DROP_CAPS, /* dropping CAP_CHECKPOINT_RESTORE after the exe link */
+    CRFS_RA_STEP_FILE_TYPE,    /* a VMA's file is not a regular file (arg: VMA index) */
+    CRFS_RA_STEP_DROP_CAPS,    /* dropping CAP_CHECKPOINT_RESTORE after the exe link */
+    CRFS_RA_STEP_THREAD,       /* creating a thread (arg: its tid) */
+    CRFS_RA_STEP_THREAD_STATE, /* a thread's own state: robust list, rseq, tid address (arg: tid) */
     /* Stage 1 (the driver's code in the new task, before the blob). */
     CRFS_RA_STEP_SESSION = 100,
     CRFS_RA_STEP_FSCREDS,
@@ -199,6 +229,16 @@ struct crfs_restorer_args {
     uint32_t drop_caps;
     /* PR_SET_DUMPABLE value set last (a credential change resets it). */
     uint32_t dumpable;
+    /* task_rseq_* come from the image (version 3), not from guessing: a
+     * failed registration is an error, not skipped. */
+    uint32_t task_rseq_strict;
+    /* The main thread's robust list and clear_child_tid (0: none); its rseq is task_rseq_*. */
+    uint64_t robust_head, robust_len;
+    uint64_t clear_child_tid;
+    /* The other threads (struct crfs_ra_thread*), and the page they meet in. */
+    uint64_t threads;
+    uint64_t nr_threads;
+    uint64_t sync; /* struct crfs_ra_sync* */
 };
 
 #endif

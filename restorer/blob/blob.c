@@ -317,6 +317,8 @@ static void drop_caps(const struct crfs_restorer_args* a) {
     }
 }
 
+#include "threads.h"
+
 __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry(
     struct crfs_restorer_args* a) {
     long ret;
@@ -381,7 +383,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     ret = sys5(NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &mm, sizeof mm, 0);
     if (is_err(ret)) die(a, CRFS_RA_STEP_MM_MAP, ret, 0);
     if (exe_fd >= 0) sys1(NR_close, exe_fd);
-    if (a->drop_caps) drop_caps(a);
+    /* With threads, the capability to choose their tids stays until they exist. */
+    if (a->drop_caps && !a->nr_threads) drop_caps(a);
 
     fault(a, CRFS_RA_STEP_SIGACTION);
     for (int i = 0; i < 64; ++i) {
@@ -403,6 +406,11 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
         if (is_err(ret)) die(a, CRFS_RA_STEP_SIGQUEUE, ret, (uint64_t)si[i].signo);
     }
 
+    fault(a, CRFS_RA_STEP_THREAD);
+    if (a->nr_threads) {
+        create_threads(a);
+        if (a->drop_caps) drop_caps(a);
+    }
     fault(a, CRFS_RA_STEP_CREDS);
     if (a->set_creds) restore_creds(a);
     fault(a, CRFS_RA_STEP_ITIMER);
@@ -416,8 +424,10 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     ret = sys2(NR_arch_prctl, ARCH_SET_GS, a->gs_base);
     if (is_err(ret)) die(a, CRFS_RA_STEP_TLS, ret, 1);
 
-    if (a->task_rseq_area) /* best effort: without it glibc reads a stale cpu */
-        sys4(NR_rseq, a->task_rseq_area, a->task_rseq_len, 0, a->task_rseq_sig);
+    /* Best effort for an old image's guessed rseq area (without it glibc reads a
+     * stale cpu); exact for version 3, whose thread record holds it. */
+    own_registrations(a, a->robust_head, a->robust_len, a->task_rseq_area, a->task_rseq_len,
+                      a->task_rseq_sig, a->task_rseq_strict, a->clear_child_tid, (uint64_t)pid);
     /* Last: every credential change above reset it. */
     ret = sys2(NR_prctl, PR_SET_DUMPABLE, a->dumpable);
     if (is_err(ret)) die(a, CRFS_RA_STEP_SIGRETURN, ret, 1);
@@ -430,6 +440,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     uint64_t unmap = a->self_unmap, unmap_len = a->self_unmap_len;
 
     uint64_t stop = a->stop_self != 0;
+    register uint64_t go_reg __asm__("r12") =
+        a->sync ? (uint64_t) & ((struct crfs_ra_sync*)a->sync)->go : 0;
 
     /* The point of no return: the driver reports success on this byte, once
      * the status pipe also reads EOF. So both descriptors are gone before
@@ -457,12 +469,21 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
         "mov $62, %%eax\n" /* kill(pid, SIGSTOP) */
         "syscall\n"
         "2:\n"
+        "test %%r12, %%r12\n"
+        "jz 3f\n"
+        "movl $1, (%%r12)\n" /* go = 1: the threads return to the task too */
+        "mov %%r12, %%rdi\n" /* futex(&go, FUTEX_WAKE_PRIVATE, INT_MAX) */
+        "mov $129, %%esi\n"
+        "mov $0x7fffffff, %%edx\n"
+        "mov $202, %%eax\n"
+        "syscall\n"
+        "3:\n"
         "mov %%rbx, %%rsp\n"
         "mov $15, %%eax\n" /* rt_sigreturn */
         "syscall\n"
         "ud2\n"
         :
-        : "b"(frame + 8), "D"(unmap), "S"(unmap_len), "d"(stop)
+        : "b"(frame + 8), "D"(unmap), "S"(unmap_len), "d"(stop), "r"(go_reg)
         : "memory", "rax", "rcx", "r11");
     __builtin_unreachable();
 }

@@ -56,6 +56,10 @@ enum {
     NR_rt_tgsigqueueinfo = 297,
     NR_mlock2 = 325, /* fidelity */
     NR_rseq = 334,
+    NR_futex = 202,
+    NR_set_tid_address = 218,
+    NR_set_robust_list = 273,
+    NR_clone3 = 435,
 };
 
 #endif

@@ -62,7 +62,7 @@ def sh(cmd, **kw):
 
 
 class Crfsd:
-    def __init__(self):
+    def __init__(self, options=()):
         self.dir = tempfile.mkdtemp(prefix="crfs-mnt-")
         os.chmod(self.dir, 0o755)
         self.mnt = os.path.join(self.dir, "mnt")
@@ -70,7 +70,8 @@ class Crfsd:
         libc = ctypes.CDLL(None, use_errno=True)
         self.log = open(os.path.join(self.dir, "crfsd.log"), "w")
         self.proc = subprocess.Popen(
-            [os.path.join(BUILD, "fs/crfsd"), "-f", "-o", f"state_dir={self.dir}/state", self.mnt],
+            [os.path.join(BUILD, "fs/crfsd"), "-f", "-o", f"state_dir={self.dir}/state",
+             *options, self.mnt],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True,
             preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))  # PR_SET_PDEATHSIG: unmount if we die
         wait_for(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None, "the mount")
@@ -86,7 +87,10 @@ class Crfsd:
 
     def stop(self):
         for pid in self.children():
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # exited and reaped since the listing
+                pass
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(10)

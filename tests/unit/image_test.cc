@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,12 @@ namespace crfs {
 namespace {
 
 using image::RecordType;
+
+image::ThreadRecord thread_rec(int32_t tid) {
+    image::ThreadRecord t{};
+    t.tid = tid;
+    return t;
+}
 
 std::string stream_bytes(const ImageStream& s) {
     std::string out(s.size(), '\0');
@@ -61,6 +68,7 @@ struct Sample {
         w.add(RecordType::kVma, Payload().add(v));
         image::PagesRecord pr{0x11000, 2, 0};
         w.add_external(RecordType::kPages, Payload().add(pr).bytes(), pages.data(), pages.size());
+        if (version >= 3) w.add(RecordType::kThread, Payload().add(thread_rec(42)));
         w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
         w.add(RecordType::kXstate, std::string(576, 'x'));
         w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
@@ -122,7 +130,7 @@ TEST(ImageTest, RoundTrip) {
     ASSERT_EQ(img->pending.size(), 1u);
     ASSERT_EQ(img->fds.size(), 1u);
     EXPECT_EQ(img->fds[0].data, s.file);
-    EXPECT_EQ(img->record_count, 15u);
+    EXPECT_EQ(img->record_count, 16u);  // with the main thread's thread record (version 3)
     EXPECT_EQ(img->size, s.bytes.size());
 }
 
@@ -303,7 +311,7 @@ TEST(ImageTest, TruncatedBetweenRecordsHasNoTrailer) {
     Sample s;
     size_t end = s.bytes.size() - sizeof(image::RecordHeader) - sizeof(image::Trailer);
     EXPECT_EQ(error_of(s.bytes.substr(0, end)),
-              "truncated image: no trailer (stream ends after 15 records at byte " +
+              "truncated image: no trailer (stream ends after 16 records at byte " +
                   std::to_string(end) + ")");
 }
 
@@ -496,6 +504,123 @@ TEST(ImageTest, ContentFingerprintsFollowTheirRecord) {
             "content of fd 5");
     // Wrong length: the table's bounds.
     refused({{RecordType::kFdContent, std::string(23, '\0')}}, "below minimum");
+}
+
+// Version 3 thread records: each thread's regs, xstate and sigstate follow
+// its thread record; counts, tids and completeness are checked.
+std::string threaded_image(int extra_threads,
+                           const std::function<void(ImageWriter&, int)>& edit = nullptr) {
+    ImageWriter w(make_header(0, 576));
+    image::TaskRecord t{};
+    t.pid = 42;
+    w.add(RecordType::kTask, Payload().add(t));
+    w.add(RecordType::kCreds, Payload().add(image::CredsRecord{}));
+    w.add(RecordType::kFs, Payload().add(image::FsRecord{022, 1, 1, 0}).add_string("//"));
+    w.add(RecordType::kMm, Payload().add(image::MmRecord{}));
+    w.add(RecordType::kThread, Payload().add(thread_rec(42)));
+    w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+    w.add(RecordType::kXstate, std::string(576, 'x'));
+    w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
+    w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
+    w.add(RecordType::kRlimits, Payload().add(image::RlimitsRecord{}));
+    w.add(RecordType::kItimers, Payload().add(image::ItimersRecord{}));
+    for (int i = 0; i < extra_threads; ++i) {
+        if (edit) {
+            edit(w, i);
+            continue;
+        }
+        w.add(RecordType::kThread, Payload().add(thread_rec(100 + i)));
+        w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+        w.add(RecordType::kXstate, std::string(576, 'y'));
+        image::SigstateRecord ss{};
+        ss.blocked = uint64_t(i);
+        w.add(RecordType::kSigstate, Payload().add(ss));
+        image::SiginfoRecord si{};
+        si.info[0] = 10;
+        w.add(RecordType::kSiginfo, Payload().add(si));
+    }
+    return stream_bytes(std::move(w).finish());
+}
+
+TEST(ImageThreads, EachThreadGetsItsOwnRecords) {
+    auto img = decode(threaded_image(3));
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_TRUE(img->main_thread);
+    EXPECT_EQ(img->main_thread->tid, 42);
+    ASSERT_EQ(img->threads.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(img->threads[i].rec.tid, 100 + i);
+        EXPECT_EQ(img->threads[i].sigstate.blocked, uint64_t(i));
+        EXPECT_EQ(img->threads[i].xstate, std::string(576, 'y'));
+        EXPECT_EQ(img->threads[i].pending.size(), 1u);
+    }
+    EXPECT_TRUE(img->pending.empty());
+    EXPECT_EQ(img->xstate, std::string(576, 'x'));
+}
+
+TEST(ImageThreads, ThreadCountBomb) {
+    auto bytes = threaded_image(int(image::kMaxThreads));
+    EXPECT_NE(error_of(bytes).find("more than 1024 threads"), std::string::npos) << error_of(bytes);
+}
+
+TEST(ImageThreads, DuplicateTidAndMainTidAreRefused) {
+    auto twice = threaded_image(2, [](ImageWriter& w, int) {
+        w.add(RecordType::kThread, Payload().add(thread_rec(7)));
+        w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+        w.add(RecordType::kXstate, std::string(576, 'y'));
+        w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
+    });
+    EXPECT_NE(error_of(twice).find("thread 7 twice"), std::string::npos) << error_of(twice);
+    auto main_again = threaded_image(1, [](ImageWriter& w, int) {
+        w.add(RecordType::kThread, Payload().add(thread_rec(42)));
+        w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+        w.add(RecordType::kXstate, std::string(576, 'y'));
+        w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
+    });
+    EXPECT_NE(error_of(main_again).find("thread 42 twice"), std::string::npos)
+        << error_of(main_again);
+}
+
+TEST(ImageThreads, MismatchedRecordsAreRefused) {
+    auto no_regs = threaded_image(1, [](ImageWriter& w, int) {
+        w.add(RecordType::kThread, Payload().add(thread_rec(100)));
+        w.add(RecordType::kXstate, std::string(576, 'y'));
+        w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
+    });
+    EXPECT_NE(error_of(no_regs).find("thread 100 has no regs, xstate or sigstate record"),
+              std::string::npos)
+        << error_of(no_regs);
+    auto two_regs = threaded_image(1, [](ImageWriter& w, int) {
+        w.add(RecordType::kThread, Payload().add(thread_rec(100)));
+        w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+        w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+    });
+    EXPECT_NE(error_of(two_regs).find("duplicate record for thread 100"), std::string::npos)
+        << error_of(two_regs);
+}
+
+TEST(ImageThreads, OldVersionsHaveNoThreadRecords) {
+    auto bytes = threaded_image(1);
+    uint32_t v = 2;
+    std::memcpy(bytes.data() + 8, &v, 4);
+    fix_checksum(bytes);
+    EXPECT_NE(error_of(bytes).find("thread record in a version 2 image"), std::string::npos)
+        << error_of(bytes);
+}
+
+TEST(ImageThreads, MainThreadRecordMustNameTheTask) {
+    auto bytes = threaded_image(0);
+    auto img = decode(bytes);
+    ASSERT_TRUE(img) << img.error().what;
+    // tid 42 -> 43 in the main thread's record (the first thread record).
+    size_t at = bytes.find(std::string("\x11\0\0\0", 4));
+    ASSERT_NE(at, std::string::npos);
+    int32_t tid = 43;
+    std::memcpy(bytes.data() + at + sizeof(image::RecordHeader), &tid, 4);
+    fix_checksum(bytes);
+    EXPECT_NE(error_of(bytes).find("the main thread's tid 43 is not the task's pid 42"),
+              std::string::npos)
+        << error_of(bytes);
 }
 
 }  // namespace

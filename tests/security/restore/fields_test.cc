@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include "restorer/threads.h"
 #include "restorer/validate.h"
 
 namespace crfs {
@@ -178,6 +179,69 @@ TEST(RestoreFields, SettingsInRange) {
                   "membarrier registrations 0x8");
     expect_einval(with([](auto&, auto& m) { m.assign(8, '\0'); }), "or no CPU");
     expect_einval(with([](auto& r, auto&) { r.cpus_len = 12; }), "CPU affinity mask of 12 bytes");
+}
+
+DecodedImage threaded() {
+    auto img = good();
+    img.task.pid = 42;
+    img.main_thread = image::ThreadRecord{};
+    img.main_thread->tid = 42;
+    ThreadImage t;
+    t.rec.tid = 43;
+    t.regs.rip = 0x400020;
+    t.regs.rsp = 0x600ff0;
+    img.threads.push_back(t);
+    return img;
+}
+
+TEST(RestoreFields, ThreadRecordsInRange) {
+    EXPECT_TRUE(check_fields(threaded()));
+    auto img = threaded();
+    img.threads[0].rec.tid = -5;
+    expect_einval(img, "thread id -5");
+    img = threaded();
+    img.threads[0].rec.tid = 1 << 30;
+    expect_einval(img, "thread id 1073741824");
+    img = threaded();
+    img.threads[0].regs.rip = 0x600010;
+    expect_einval(img, "thread 43: rip 0x600010");
+    img = threaded();
+    img.threads[0].regs.rsp = 0x1000;
+    expect_einval(img, "thread 43: rsp 0x1000");
+    img = threaded();
+    img.threads[0].rec.robust_head = 0x600100, img.threads[0].rec.robust_len = 4096;
+    expect_einval(img, "thread 43: robust list 0x600100 of 4096 bytes");
+    img = threaded();
+    img.main_thread->rseq_addr = 0x600010, img.main_thread->rseq_len = 32;
+    expect_einval(img, "thread 42: rseq area 0x600010");
+    img = threaded();
+    img.threads[0].rec.clear_child_tid = 0x600001;
+    expect_einval(img, "thread 43: clear_child_tid 0x600001");
+    img = threaded();
+    image::SiginfoRecord si{};
+    si.info[0] = 9;
+    img.threads[0].pending.push_back(si);
+    expect_einval(img, "thread 43: pending signal number 9");
+    img = threaded();
+    si.info[0] = 10;
+    si.queue = image::kSigqueueShared;
+    img.threads[0].pending.push_back(si);
+    expect_einval(img, "thread 43: a signal of the process queue");
+    img = threaded();
+    img.threads[0].sigstate.altstack_flags = 0x40;
+    expect_einval(img, "thread 43: alternate stack flags 0x40");
+}
+
+TEST(RestoreFields, ThreadsNeedTheirOriginalTids) {
+    auto img = threaded();
+    RestoreRequest req;
+    req.want_pid = 0;
+    auto s = check_thread_ids(img, req);
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, EPERM);
+    EXPECT_NE(s.error().what.find("restore it into /crfs/42"), std::string::npos);
+    req.want_pid = 42;
+    EXPECT_TRUE(check_thread_ids(img, req));
 }
 
 }  // namespace

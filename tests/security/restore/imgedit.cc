@@ -128,6 +128,12 @@ constexpr Field kFields[] = {
     {"unix-socket", "rcvtimeo_usec", 40, 8},
     {"unix-socket", "sndtimeo_usec", 48, 8},
     {"unix-socket", "data_len", 56, 8},
+    {"thread", "tid", 0, 4},
+    {"thread", "robust_head", 8, 8},
+    {"thread", "robust_len", 16, 8},
+    {"thread", "rseq_addr", 24, 8},
+    {"thread", "rseq_len", 32, 4},
+    {"thread", "clear_child_tid", 40, 8},
 };
 
 [[noreturn]] void die(const std::string& msg) {

@@ -1,0 +1,64 @@
+// Every thread of a task, frozen together, and the per-thread state the
+// image holds for each (docs/image-format.md, thread record).
+//
+// Freezing: the main thread first, then every tid of /proc/<pid>/task, listed
+// again until a listing finds no thread that is not frozen yet: a thread that
+// was being created by a thread we froze shows up in the next listing (clone
+// returns to user space, where the interrupt stops it, only after the new
+// thread is in the list), and frozen threads create none. A thread that exits
+// before it is seized is skipped.
+//
+// Per thread: the general registers (with fs/gs base) and xstate, the blocked
+// mask, the private pending signals, the alternate signal stack (sigaltstack,
+// run inside that thread), clear_child_tid (PR_GET_TID_ADDRESS, inside), the
+// robust list (get_robust_list), rseq (PTRACE_GET_RSEQ_CONFIGURATION) and comm.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <vector>
+
+#include "checkpoint/freeze.h"
+#include "checkpoint/regs.h"
+#include "checkpoint/remote_syscall.h"
+#include "common/result.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+class FrozenThreads {
+  public:
+    static Result<FrozenThreads> freeze(pid_t pid, bool suspend_seccomp);
+    FrozenTask& main() { return *all_.front(); }
+    // Every thread but the main one, in tid order of discovery.
+    std::vector<FrozenTask*> others() const;
+    // Releases every thread; the first failure is returned.
+    Status release();
+    // Longest frozen time of any thread.
+    uint64_t frozen_ns() const;
+
+  private:
+    std::vector<std::unique_ptr<FrozenTask>> all_;
+};
+
+// One thread other than the main one.
+struct ThreadCapture {
+    image::ThreadRecord rec{};
+    TaskRegs regs;
+    image::SigstateRecord sigstate{};
+    std::vector<image::SiginfoRecord> pending;  // its private queue
+};
+
+// The thread record's fields read from outside: robust list, rseq, comm
+// (clear_child_tid comes from read_tid_address).
+Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid);
+
+// clear_child_tid of the thread `rs` runs in (PR_GET_TID_ADDRESS).
+Result<uint64_t> read_tid_address(RemoteSyscall& rs);
+
+// Everything of one frozen thread that is not the main one.
+Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,
+                                     uint64_t vdso_end);
+
+}  // namespace crfs
