@@ -31,10 +31,6 @@
 using namespace crfs;
 using namespace crfs::bench;
 
-namespace {}
-
-}  // namespace
-
 int main(int argc, char** argv) {
     std::vector<size_t> sizes;
     for (int i = 1; i < argc; ++i) sizes.push_back(size_t(std::atoi(argv[i])));
