@@ -39,6 +39,13 @@ constexpr uint64_t kMaxNs = 1ull << 62;  // ~146 years: every sum below stays in
 constexpr uint64_t kSec = 1000000000ull;
 constexpr uint32_t kFlags = TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET;
 
+// A deadline is kept to within this much (docs/state.md, timerfd): the gap
+// between two readings of the clock around the fdinfo read at checkpoint and
+// around settime at restore, each made again (up to kTries times) when
+// preempted for longer.
+constexpr uint64_t kWindowNs = 50000;
+constexpr int kTries = 1000;
+
 bool known_clock(int64_t c) {
     return c == CLOCK_REALTIME || c == CLOCK_MONOTONIC || c == CLOCK_BOOTTIME ||
            c == CLOCK_REALTIME_ALARM || c == CLOCK_BOOTTIME_ALARM;
@@ -126,21 +133,27 @@ Status settle(pid_t pid, int fd) {
 }
 
 Status dump(pid_t pid, const FdView& f, TaskFd& t) {
-    // Read again, right before the clock: time left is relative to that read,
-    // and a deadline taken a little late fires late, never early. A timer that
-    // expires again between settle and the read is settled again.
+    // Read again, between two readings of the clock: time left is relative to
+    // that read, so the deadline is the later reading plus it, late by at most
+    // the gap between the readings (a read preempted for longer is made again)
+    // and never early. A timer that expires again between settle and the read
+    // is settled again.
     Result<image::TimerfdRecord> r = make_error(EAGAIN, "");
-    for (int tries = 0; tries < 100; ++tries) {
+    for (int tries = 0; tries < kTries; ++tries) {
         if (auto s = settle(pid, f.fd); !s) return std::unexpected(s.error());
+        uint64_t before = clock_ns(CLOCK_MONOTONIC);
         auto text = read_file(strfmt("/proc/{}/fdinfo/{}", pid, f.fd));
         if (!text) return std::unexpected(text.error());
         r = parse(f.fd, *text);
         if (!r) return std::unexpected(r.error().context(strfmt("fd {}", f.fd)));
         r->captured_ns = clock_ns(r->clockid);
-        if (!(r->ticks && r->interval_ns && !r->value_ns)) break;
-        r = make_error(EAGAIN, strfmt("fd {}: timerfd with a period of {} ns keeps expiring "
-                                      "before its time can be read",
-                                      f.fd, r->interval_ns));
+        if (r->ticks && r->interval_ns && !r->value_ns) {
+            r = make_error(EAGAIN, strfmt("fd {}: timerfd with a period of {} ns keeps expiring "
+                                          "before its time can be read",
+                                          f.fd, r->interval_ns));
+            continue;
+        }
+        if (clock_ns(CLOCK_MONOTONIC) - before <= kWindowNs) break;  // else read again
     }
     if (!r) return std::unexpected(r.error());
     auto id = boot_id();
@@ -191,25 +204,34 @@ int make(const KobjPlan& p, const char*, KobjFail& fail) {
         fail = {CRFS_RA_STEP_KOBJ, errno, 0};
         return -1;
     }
-    uint64_t ticks = p.n[0], left = p.n[1], period = p.n[2], captured = p.n[3];
+    uint64_t left = p.n[1], period = p.n[2], captured = p.n[3];
     auto flags = int(p.n[4]);
-    uint64_t now = clock_ns(p.clockid);
-    uint64_t deadline = 0;
-    if (left) {
-        deadline = (p.same_boot || realtime_clock(p.clockid) ? captured : now) + left;
-        if (deadline <= now) {  // fell due while away: the kernel's overrun count
-            uint64_t missed = period ? (now - deadline) / period + 1 : 1;
-            ticks += missed;
-            deadline = period ? deadline + missed * period : 0;
+    // A relative time counts from the kernel's reading of the clock inside
+    // settime, somewhere between `now` and `after`: the deadline is late by at
+    // most that gap, so a settime preempted for longer is made again.
+    uint64_t ticks = 0;
+    for (int tries = 0; tries < kTries; ++tries) {
+        ticks = p.n[0];
+        uint64_t now = clock_ns(p.clockid);
+        uint64_t deadline = 0;
+        if (left) {
+            deadline = (p.same_boot || realtime_clock(p.clockid) ? captured : now) + left;
+            if (deadline <= now) {  // fell due while away: the kernel's overrun count
+                uint64_t missed = period ? (now - deadline) / period + 1 : 1;
+                ticks += missed;
+                deadline = period ? deadline + missed * period : 0;
+            }
         }
-    }
-    itimerspec its{to_ts(period), {0, 0}};
-    if (deadline) its.it_value = to_ts((flags & TFD_TIMER_ABSTIME) ? deadline : deadline - now);
-    // Disarmed with its flags kept: fdinfo shows "settime flags" of the last settime.
-    if (timerfd_settime(fd, flags, &its, nullptr) < 0) {
-        fail = {CRFS_RA_STEP_TIMER, errno, 0};
-        close(fd);
-        return -1;
+        itimerspec its{to_ts(period), {0, 0}};
+        if (deadline) its.it_value = to_ts((flags & TFD_TIMER_ABSTIME) ? deadline : deadline - now);
+        // Disarmed with its flags kept: fdinfo shows "settime flags" of the last settime.
+        if (timerfd_settime(fd, flags, &its, nullptr) < 0) {
+            fail = {CRFS_RA_STEP_TIMER, errno, 0};
+            close(fd);
+            return -1;
+        }
+        if (!deadline || (flags & TFD_TIMER_ABSTIME) || clock_ns(p.clockid) - now <= kWindowNs)
+            break;
     }
     // After settime, which clears them.
     if (ticks && ioctl(fd, TFD_IOC_SET_TICKS, &ticks) < 0) {
