@@ -36,26 +36,6 @@ double gbps(uint64_t bytes, uint64_t ns) {
     return ns ? double(bytes) / double(ns) : 0;
 }
 
-// Best of three memcpy of `bytes` between pre-faulted buffers.
-uint64_t memcpy_ns(size_t bytes) {
-    char* src = static_cast<char*>(
-        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    char* dst = static_cast<char*>(
-        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    std::memset(src, 0x5a, bytes);
-    std::memset(dst, 0, bytes);
-    uint64_t best = ~0ull;
-    for (int i = 0; i < 3; ++i) {
-        uint64_t t = monotonic_ns();
-        std::memcpy(dst, src, bytes);
-        best = std::min(best, monotonic_ns() - t);
-        __asm__ volatile("" : : "r"(dst) : "memory");
-    }
-    munmap(src, bytes);
-    munmap(dst, bytes);
-    return best;
-}
-
 struct Run {
     uint64_t total_ns = 0;  // checkpoint_task + draining every byte
     uint64_t frozen_ns = 0;
@@ -125,7 +105,7 @@ int main(int argc, char** argv) {
             ++bad;
             continue;
         }
-        uint64_t mc = memcpy_ns(to_null.stored_bytes ? to_null.stored_bytes : bytes);
+        uint64_t mc = memcpy_ns(to_null.stored_bytes ? to_null.stored_bytes : bytes, false);
         double mc_bw = gbps(to_null.stored_bytes, mc);
         double thr = gbps(to_null.image_bytes, to_null.total_ns);
         std::printf(
