@@ -10,6 +10,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 echo 1 > /proc/sys/kernel/printk_ratelimit_burst 2>/dev/null
+# run.sh waits for this line to know the kernel booted (see its boot()).
+echo 'CRFS-INIT: up'
 
 pass=0
 fail=0
