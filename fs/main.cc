@@ -232,9 +232,8 @@ int main(int argc, char** argv) {
                 std::string name = std::to_string(pid);
                 fuse_lowlevel_notify_inval_entry(se, kRootIno, name.c_str(), name.size());
             };
-            Status started = daemon.marks.start_watcher();
-            if (started) started = daemon.tasks.start(forget);
-            if (started) started = daemon.reaper.start();
+            daemon.tasks.start(forget);
+            Status started = daemon.exits.start();
             if (!started) {
                 log_error("%s", started.error().what.c_str());
             } else if (cl.singlethread) {

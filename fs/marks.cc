@@ -1,7 +1,5 @@
 #include "fs/marks.h"
 
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -56,14 +54,16 @@ Result<NocrWrite> parse_nocr_write(std::string_view data) {
     return SetMark{std::string(data)};
 }
 
-MarkStore::MarkStore(std::string state_file) : state_file_(std::move(state_file)) {}
+MarkStore::MarkStore(ExitWatcher& exits, std::string state_file)
+    : exits_(exits), state_file_(std::move(state_file)) {}
 
 MarkStore::~MarkStore() {
-    if (watcher_.joinable()) {
-        uint64_t one = 1;
-        (void)!::write(stop_.get(), &one, sizeof one);
-        watcher_.join();
+    std::vector<ExitWatcher::Id> ids;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& [key, mark] : marks_) ids.push_back(mark.watch);
     }
+    for (auto id : ids) exits_.cancel(id);
 }
 
 std::string MarkStore::serialize(const std::map<Key, std::string>& marks) {
@@ -104,26 +104,16 @@ Result<std::map<MarkStore::Key, std::string>> MarkStore::parse(std::string_view 
 }
 
 Status MarkStore::load() {
-    int ep = ::epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) return errno_error("epoll_create1");
-    epoll_.reset(ep);
-    int ev = ::eventfd(0, EFD_CLOEXEC);
-    if (ev < 0) return errno_error("eventfd");
-    stop_.reset(ev);
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = stop_.get();
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_.get(), &e) < 0)
-        return errno_error("epoll_ctl");
-
     auto text = read_file(state_file_);
     std::lock_guard lock(mu_);
     if (text) {
         auto saved = parse(*text);
         if (!saved) return std::unexpected(saved.error().context(state_file_));
         for (auto& [key, reason] : *saved) {
-            Mark m{reason, {}};
-            if (watch_locked(TaskId{key.first, key.second}, m)) marks_.emplace(key, std::move(m));
+            Mark m{reason, 0};
+            auto alive = watch_locked(TaskId{key.first, key.second}, m);
+            if (!alive) return std::unexpected(alive.error());  // never drop a live task's mark
+            if (*alive) marks_.emplace(key, std::move(m));
         }
     } else if (text.error().code != ENOENT) {
         return std::unexpected(text.error());
@@ -131,46 +121,24 @@ Status MarkStore::load() {
     return persist_locked();
 }
 
-Status MarkStore::start_watcher() {
-    if (!epoll_) return make_error(EINVAL, "marks: start_watcher() before load()");
-    watcher_ = std::thread([this] { watcher_loop(); });
-    return {};
-}
-
-bool MarkStore::watch_locked(const TaskId& task, Mark& mark) {
-    int fd = pidfd_open(task.pid);
-    if (fd < 0) return false;
-    mark.pidfd.reset(fd);
+Result<bool> MarkStore::watch_locked(const TaskId& task, Mark& mark) {
+    UniqueFd pidfd(pidfd_open(task.pid));
+    if (!pidfd) return false;
     // The pidfd names whatever has the pid now: make sure it is our task.
     if (!task_alive(task)) return false;
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = fd;
-    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e) == 0;
+    Key key{task.pid, task.starttime};
+    auto id = exits_.watch(pidfd.get(), [this, key](ExitWatcher::Id id) { exited(key, id); });
+    if (!id) return std::unexpected(id.error().context("mark of task " + std::to_string(task.pid)));
+    mark.watch = *id;
+    return true;
 }
 
-void MarkStore::watcher_loop() {
-    for (;;) {
-        epoll_event evs[16];
-        int n = ::epoll_wait(epoll_.get(), evs, 16, -1);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return;
-        std::lock_guard lock(mu_);
-        bool changed = false;
-        for (int i = 0; i < n; ++i) {
-            if (evs[i].data.fd == stop_.get()) return;
-            for (auto it = marks_.begin(); it != marks_.end(); ++it) {
-                if (it->second.pidfd.get() == evs[i].data.fd) {
-                    marks_.erase(it);  // closing the pidfd removes it from the epoll set
-                    changed = true;
-                    break;
-                }
-            }
-        }
-        if (changed) {
-            if (auto p = persist_locked(); !p) log_error("%s", p.error().what.c_str());
-        }
-    }
+void MarkStore::exited(const Key& key, ExitWatcher::Id id) {
+    std::lock_guard lock(mu_);
+    auto it = marks_.find(key);
+    if (it == marks_.end() || it->second.watch != id) return;  // cleared, or set again
+    marks_.erase(it);
+    if (auto p = persist_locked(); !p) log_error("%s", p.error().what.c_str());
 }
 
 Status MarkStore::persist_locked() const {
@@ -187,35 +155,47 @@ std::optional<std::string> MarkStore::get(const TaskId& task) const {
 }
 
 Status MarkStore::set(const TaskId& task, std::string reason) {
-    std::lock_guard lock(mu_);
-    Key key{task.pid, task.starttime};
-    auto it = marks_.find(key);
-    if (it != marks_.end()) {
-        std::string old = std::exchange(it->second.reason, std::move(reason));
-        if (auto p = persist_locked(); !p) {
-            it->second.reason = std::move(old);
-            return p;
+    ExitWatcher::Id dropped = 0;
+    Status persisted;
+    {
+        std::lock_guard lock(mu_);
+        Key key{task.pid, task.starttime};
+        auto it = marks_.find(key);
+        if (it != marks_.end()) {
+            std::string old = std::exchange(it->second.reason, std::move(reason));
+            if (auto p = persist_locked(); !p) {
+                it->second.reason = std::move(old);
+                return p;
+            }
+            return {};
         }
-        return {};
-    }
-    Mark m{std::move(reason), {}};
-    if (!watch_locked(task, m)) return sys_error(ESRCH, "task " + std::to_string(task.pid));
-    it = marks_.emplace(key, std::move(m)).first;
-    if (auto p = persist_locked(); !p) {
+        Mark m{std::move(reason), 0};
+        auto alive = watch_locked(task, m);
+        if (!alive) return std::unexpected(alive.error());
+        if (!*alive) return sys_error(ESRCH, "task " + std::to_string(task.pid));
+        it = marks_.emplace(key, std::move(m)).first;
+        persisted = persist_locked();
+        if (persisted) return {};
+        dropped = it->second.watch;
         marks_.erase(it);
-        return p;
     }
-    return {};
+    exits_.cancel(dropped);  // outside mu_: its callback may be waiting for it
+    return persisted;
 }
 
 Status MarkStore::clear(const TaskId& task) {
-    std::lock_guard lock(mu_);
-    auto node = marks_.extract({task.pid, task.starttime});
-    if (node.empty()) return {};
-    if (auto p = persist_locked(); !p) {
-        marks_.insert(std::move(node));
-        return p;
+    ExitWatcher::Id watch = 0;
+    {
+        std::lock_guard lock(mu_);
+        auto node = marks_.extract({task.pid, task.starttime});
+        if (node.empty()) return {};
+        if (auto p = persist_locked(); !p) {
+            marks_.insert(std::move(node));
+            return p;
+        }
+        watch = node.mapped().watch;
     }
+    exits_.cancel(watch);
     return {};
 }
 

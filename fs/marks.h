@@ -4,7 +4,8 @@
 // inherits one. Every change is written through to a state file before it is
 // acknowledged: a mark silently lost on a daemon restart would let a task be
 // checkpointed in a state it said was unsafe. Marks of tasks that exit are
-// dropped by a watcher thread that polls a pidfd per marked task.
+// dropped by the daemon's exit watcher (fs/exit_watcher.h), one pidfd per
+// marked task.
 #pragma once
 
 #include <map>
@@ -12,11 +13,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <variant>
 
 #include "common/result.h"
-#include "common/unique_fd.h"
+#include "fs/exit_watcher.h"
 #include "fs/tasks.h"
 
 namespace crfs::fs {
@@ -38,18 +38,17 @@ Result<NocrWrite> parse_nocr_write(std::string_view data);
 
 class MarkStore {
   public:
-    // `state_file` holds the marks across daemon restarts.
-    explicit MarkStore(std::string state_file);
+    // `state_file` holds the marks across daemon restarts; `exits` drops the
+    // marks of exited tasks once it runs (it must outlive the store).
+    MarkStore(ExitWatcher& exits, std::string state_file);
     ~MarkStore();
     MarkStore(const MarkStore&) = delete;
     MarkStore& operator=(const MarkStore&) = delete;
 
     // Loads the state file (missing is fine), keeps the marks whose task
-    // still runs and rewrites the file.
+    // still runs and rewrites the file. The daemon forks after this: the
+    // watcher's registrations survive, its thread is started after.
     Status load();
-    // Starts the thread that drops the marks of exiting tasks. Separate from
-    // load() because the daemon forks in between (threads do not survive fork).
-    Status start_watcher();
 
     std::optional<std::string> get(const TaskId& task) const;
     Status set(const TaskId& task, std::string reason);
@@ -64,21 +63,21 @@ class MarkStore {
     using Key = std::pair<pid_t, uint64_t>;
     struct Mark {
         std::string reason;
-        UniqueFd pidfd;  // readable once the task exits
+        ExitWatcher::Id watch = 0;  // the task's exit registration
     };
 
     Status persist_locked() const;
-    // Watches the task for exit; false when it is already gone.
-    bool watch_locked(const TaskId& task, Mark& mark);
-    void watcher_loop();
+    // Watches the task for exit; false when it is already gone, an error
+    // when the watcher cannot take it (full).
+    Result<bool> watch_locked(const TaskId& task, Mark& mark);
+    void exited(const Key& key, ExitWatcher::Id id);
 
+    ExitWatcher& exits_;
     std::string state_file_;
-    // Guards marks_ and the state file; never held while calling out to FUSE.
+    // Guards marks_ and the state file; never held while calling out to FUSE
+    // or cancelling a watch (the exit callback takes it).
     mutable std::mutex mu_;
     std::map<Key, Mark> marks_;
-    UniqueFd epoll_;
-    UniqueFd stop_;  // eventfd: wakes the watcher to exit
-    std::thread watcher_;
 };
 
 }  // namespace crfs::fs

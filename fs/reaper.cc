@@ -1,7 +1,5 @@
 #include "fs/reaper.h"
 
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,29 +12,17 @@
 namespace crfs::fs {
 
 Reaper::~Reaper() {
-    if (thread_.joinable()) {
-        uint64_t one = 1;
-        (void)!::write(stop_.get(), &one, sizeof one);
-        thread_.join();
+    std::vector<ExitWatcher::Id> ids;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& [pid, w] : watched_) ids.push_back(w.watch);
     }
-}
-
-Status Reaper::start() {
-    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    stop_.reset(::eventfd(0, EFD_CLOEXEC));
-    if (!epoll_ || !stop_) return errno_error("reaper: epoll/eventfd");
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = -1;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_.get(), &e) < 0)
-        return errno_error("reaper: epoll_ctl");
-    thread_ = std::thread([this] { loop(); });
-    return {};
+    for (auto id : ids) exits_.cancel(id);
 }
 
 void Reaper::adopt(pid_t pid, OnExit on_exit) {
-    // A child that exited is a zombie until reaped, and only this thread
-    // reaps: the pidfd can always be had.
+    // A child that exited is a zombie until reaped, and only sweep() reaps:
+    // the pidfd can always be had.
     int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (fd < 0) {
         log_error("reaper: pidfd of restored pid %d: %s", pid, std::strerror(errno));
@@ -44,19 +30,22 @@ void Reaper::adopt(pid_t pid, OnExit on_exit) {
         return;
     }
     std::lock_guard lock(mu_);
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = pid;
     auto& w = watched_[pid];
     w.pidfd.reset(fd);
     w.on_exit = std::move(on_exit);
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e) < 0)
-        log_error("reaper: watch pid %d: %s", pid, std::strerror(errno));
+    // Any restored task's exit sweeps them all: one whose own registration
+    // failed is still reaped at the next.
+    auto id = exits_.watch(fd, [this](ExitWatcher::Id) { sweep(); });
+    if (!id)
+        log_error("reaper: watch pid %d: %s", pid, id.error().what.c_str());
+    else
+        w.watch = *id;
 }
 
 void Reaper::ended(pid_t pid) {
     OnExit on_exit;
     siginfo_t si{};
+    ExitWatcher::Id watch = 0;
     {
         std::lock_guard lock(mu_);
         auto it = watched_.find(pid);
@@ -66,41 +55,38 @@ void Reaper::ended(pid_t pid) {
             si.si_pid == 0)
             return;  // not ended yet
         on_exit = std::move(it->second.on_exit);
-        watched_.erase(it);  // closing the pidfd leaves the epoll set
+        watch = it->second.watch;
+        watched_.erase(it);
     }
+    exits_.cancel(watch);  // ended before its own event came (on the watcher thread: no wait)
     if (on_exit) on_exit(si.si_code, si.si_status);
 }
 
-void Reaper::loop() {
-    for (;;) {
-        epoll_event evs[32];
-        int n = ::epoll_wait(epoll_.get(), evs, 32, -1);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return;
-        for (int i = 0; i < n; ++i)
-            if (evs[i].data.fd == -1) return;
-        // Every watched task, not only those in evs: one that exits after
-        // epoll_wait returned is reaped below too, and must be told first.
-        std::vector<pid_t> pids;
+void Reaper::sweep() {
+    // Every watched task, not only the one whose exit woke us: one that exits
+    // meanwhile is reaped below too, and must be told first.
+    std::vector<pid_t> pids;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& [pid, w] : watched_) pids.push_back(pid);
+    }
+    for (pid_t pid : pids) ended(pid);
+    for (pid_t pid : reap_restored_children()) {
+        // One that exited between ended() and the reap: its status is
+        // gone with it; say so rather than nothing (code 0).
+        OnExit late;
+        ExitWatcher::Id watch = 0;
         {
             std::lock_guard lock(mu_);
-            for (auto& [pid, w] : watched_) pids.push_back(pid);
-        }
-        for (pid_t pid : pids) ended(pid);
-        for (pid_t pid : reap_restored_children()) {
-            // One that exited between ended() and the reap: its status is
-            // gone with it; say so rather than nothing (code 0).
-            OnExit late;
-            {
-                std::lock_guard lock(mu_);
-                if (auto it = watched_.find(pid); it != watched_.end()) {
-                    late = std::move(it->second.on_exit);
-                    watched_.erase(it);
-                }
+            if (auto it = watched_.find(pid); it != watched_.end()) {
+                late = std::move(it->second.on_exit);
+                watch = it->second.watch;
+                watched_.erase(it);
             }
-            if (late) late(0, 0);
-            log_debug("reaped restored pid %d", pid);
         }
+        exits_.cancel(watch);
+        if (late) late(0, 0);
+        log_debug("reaped restored pid %d", pid);
     }
 }
 

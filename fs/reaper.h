@@ -1,5 +1,6 @@
-// Reaps the tasks crfsd restored. They are its children; when one exits, a
-// watcher thread (one pidfd per task in an epoll set) reads how it ended
+// Reaps the tasks crfsd restored. They are its children; when one exits, the
+// daemon's exit watcher (fs/exit_watcher.h, one pidfd per task) calls sweep(),
+// which reads how it ended
 // (waitid WNOWAIT on the pidfd: the zombie stays, so its pid cannot be reused
 // before whoever adopted it knows), tells the adopter, then has the restorer
 // reap it (reap_restored_children()), so no zombie stays behind. Other
@@ -11,21 +12,21 @@
 #include <functional>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "fs/exit_watcher.h"
 
 namespace crfs::fs {
 
 class Reaper {
   public:
-    Reaper() = default;
+    // `exits` must outlive the reaper; nothing is reaped before it starts.
+    explicit Reaper(ExitWatcher& exits) : exits_(exits) {}
     ~Reaper();
     Reaper(const Reaper&) = delete;
     Reaper& operator=(const Reaper&) = delete;
 
-    Status start();
     // How a task ended: si_code (CLD_EXITED, CLD_KILLED, CLD_DUMPED) and
     // si_status (exit code or signal number), as waitid(2) reports them;
     // code 0 if the task was reaped before its status could be read.
@@ -37,16 +38,17 @@ class Reaper {
 
   private:
     struct Watched {
-        UniqueFd pidfd;
+        UniqueFd pidfd;  // waitid(P_PIDFD) reads the status through it
         OnExit on_exit;
+        ExitWatcher::Id watch = 0;
     };
-    void loop();
+    // Tells every ended task's adopter, then reaps.
+    void sweep();
     void ended(pid_t pid);
 
-    std::mutex mu_;
+    ExitWatcher& exits_;
+    std::mutex mu_;  // never held while calling out (adopters, cancel)
     std::map<pid_t, Watched> watched_;
-    UniqueFd epoll_, stop_;
-    std::thread thread_;
 };
 
 }  // namespace crfs::fs

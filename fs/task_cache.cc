@@ -1,8 +1,6 @@
 #include "fs/task_cache.h"
 
 #include <poll.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,28 +20,21 @@ bool exited(int pidfd) {
 
 }  // namespace
 
-TaskCache::TaskCache(size_t capacity) : capacity_(capacity) {}
+TaskCache::TaskCache(ExitWatcher& exits, size_t capacity) : exits_(exits), capacity_(capacity) {}
 
 TaskCache::~TaskCache() {
-    if (watcher_.joinable()) {
-        uint64_t one = 1;
-        (void)!::write(stop_.get(), &one, sizeof one);
-        watcher_.join();
+    std::vector<ExitWatcher::Id> ids;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& [pid, e] : tasks_) ids.push_back(e.watch);
     }
+    for (auto id : ids) exits_.cancel(id);
 }
 
-Status TaskCache::start(std::function<void(pid_t)> on_exit) {
+void TaskCache::start(std::function<void(pid_t)> on_exit) {
+    std::lock_guard lock(mu_);
     on_exit_ = std::move(on_exit);
-    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    stop_.reset(::eventfd(0, EFD_CLOEXEC));
-    if (!epoll_ || !stop_) return errno_error("task cache: epoll/eventfd");
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = -1;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_.get(), &e) < 0)
-        return errno_error("task cache: epoll_ctl");
-    watcher_ = std::thread([this] { watcher_loop(); });
-    return {};
+    started_ = true;
 }
 
 Result<Task> TaskCache::find(pid_t pid, bool* cached) {
@@ -62,25 +53,26 @@ Result<Task> TaskCache::find(pid_t pid, bool* cached) {
         }
     }
     auto t = find_task(pid);
-    if (!t || !epoll_) return t;
+    if (!t) return t;
     int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (fd < 0) return t;
     UniqueFd pidfd(fd);
     // The pidfd names whoever has the pid now: it must be the task we found,
     // alive (a zombie's pidfd is already readable: never cache zombies).
     if (!task_alive(t->id) || exited(fd)) return t;
-    std::lock_guard lock(mu_);
-    if (tasks_.size() >= capacity_ && !tasks_.count(pid)) return t;
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = pid;
-    auto& slot = tasks_[pid];
-    slot = Entry{t->id, std::move(pidfd)};  // replacing closes the old pidfd (leaves epoll)
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, slot.pidfd.get(), &e) < 0) {
-        tasks_.erase(pid);
-        return t;
+    ExitWatcher::Id replaced = 0;
+    {
+        std::lock_guard lock(mu_);
+        if (!started_ || (tasks_.size() >= capacity_ && !tasks_.count(pid))) return t;
+        auto id = exits_.watch(fd, [this, pid](ExitWatcher::Id id) { forget_exited(pid, id); });
+        if (!id) return t;
+        auto& slot = tasks_[pid];
+        replaced = slot.watch;
+        slot = Entry{t->id, std::move(pidfd), *id};
+        if (cached) *cached = true;
     }
-    if (cached) *cached = true;
+    // A stale callback would find another id; cancelling just saves its fd.
+    if (replaced) exits_.cancel(replaced);
     return t;
 }
 
@@ -105,28 +97,15 @@ size_t TaskCache::size() const {
     return tasks_.size();
 }
 
-void TaskCache::watcher_loop() {
-    for (;;) {
-        epoll_event evs[64];
-        int n = ::epoll_wait(epoll_.get(), evs, 64, -1);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return;
-        std::vector<pid_t> gone;
-        {
-            std::lock_guard lock(mu_);
-            for (int i = 0; i < n; ++i) {
-                if (evs[i].data.fd == -1) return;
-                pid_t pid = evs[i].data.fd;
-                auto it = tasks_.find(pid);
-                // Only if that pid's current pidfd fired (not a replaced one).
-                if (it != tasks_.end() && exited(it->second.pidfd.get())) {
-                    tasks_.erase(it);
-                    gone.push_back(pid);
-                }
-            }
-        }
-        for (pid_t pid : gone) on_exit_(pid);
+void TaskCache::forget_exited(pid_t pid, ExitWatcher::Id id) {
+    {
+        std::lock_guard lock(mu_);
+        auto it = tasks_.find(pid);
+        // Only if that pid's current registration fired (not a replaced one).
+        if (it == tasks_.end() || it->second.watch != id) return;
+        tasks_.erase(it);
     }
+    on_exit_(pid);
 }
 
 }  // namespace crfs::fs

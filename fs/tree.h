@@ -13,6 +13,7 @@
 #include "checkpoint/creds.h"
 #include "common/result.h"
 #include "fs/access.h"
+#include "fs/exit_watcher.h"
 #include "fs/limits.h"
 #include "fs/marks.h"
 #include "fs/reaper.h"
@@ -25,12 +26,15 @@ namespace crfs::fs {
 // State shared by every request.
 struct Daemon {
     explicit Daemon(std::string state_file, LimitConfig limits_config = LimitConfig::defaults())
-        : marks(std::move(state_file)), limits(std::move(limits_config)) {}
+        : marks(exits, std::move(state_file)), limits(std::move(limits_config)) {}
+    // Its callbacks use the members below: stopped before they go.
+    ~Daemon() { exits.stop(); }
+    ExitWatcher exits;  // first: outlives every member that watches
     MarkStore marks;
-    TaskCache tasks;
+    TaskCache tasks{exits};
     Limits limits;  // before slots: slots hold leases on it
     SlotTable slots{limits};
-    Reaper reaper;
+    Reaper reaper{exits};
     pid_t self_tgid = 0;
 };
 

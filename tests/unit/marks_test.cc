@@ -58,11 +58,12 @@ TEST(MarkStoreFormat, ParseErrorsNameTheLine) {
 class MarkStoreTest : public ::testing::Test {
   protected:
     test::TempDir dir;
+    ExitWatcher exits;  // declared before the stores: outlives them
     std::string file() const { return dir.path() + "/marks"; }
 };
 
 TEST_F(MarkStoreTest, SetGetClearPersist) {
-    MarkStore s(file());
+    MarkStore s(exits, file());
     ASSERT_TRUE(s.load());
     TaskId me = self_id();
     EXPECT_FALSE(s.get(me));
@@ -74,7 +75,7 @@ TEST_F(MarkStoreTest, SetGetClearPersist) {
     // Same pid, other start time: a different task.
     EXPECT_FALSE(s.get(TaskId{me.pid, me.starttime + 1}));
 
-    MarkStore again(file());
+    MarkStore again(exits, file());
     ASSERT_TRUE(again.load());
     EXPECT_EQ(again.get(me), "CR: two");
     ASSERT_TRUE(again.clear(me));
@@ -90,7 +91,7 @@ TEST_F(MarkStoreTest, LoadDropsMarksOfGoneTasks) {
                                       std::to_string(me.pid) + " " + std::to_string(me.starttime) +
                                       " CR: me\n",
                                   0600));
-    MarkStore s(file());
+    MarkStore s(exits, file());
     ASSERT_TRUE(s.load());
     EXPECT_EQ(s.size(), 1u);
     EXPECT_EQ(s.get(me), "CR: me");
@@ -98,7 +99,7 @@ TEST_F(MarkStoreTest, LoadDropsMarksOfGoneTasks) {
 
 TEST_F(MarkStoreTest, CorruptStateFileIsAnErrorNotSilence) {
     ASSERT_TRUE(write_file_atomic(file(), "junk\n", 0600));
-    MarkStore s(file());
+    MarkStore s(exits, file());
     auto r = s.load();
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, EINVAL);
@@ -106,7 +107,7 @@ TEST_F(MarkStoreTest, CorruptStateFileIsAnErrorNotSilence) {
 }
 
 TEST_F(MarkStoreTest, SettingAGoneTaskIsEsrch) {
-    MarkStore s(file());
+    MarkStore s(exits, file());
     ASSERT_TRUE(s.load());
     auto r = s.set(TaskId{self_id().pid, 1}, "CR: x");
     ASSERT_FALSE(r);
@@ -114,10 +115,30 @@ TEST_F(MarkStoreTest, SettingAGoneTaskIsEsrch) {
     EXPECT_EQ(s.size(), 0u);
 }
 
-TEST_F(MarkStoreTest, WatcherDropsMarkWhenTaskExits) {
-    MarkStore s(file());
+TEST_F(MarkStoreTest, FullWatcherRefusesTheMarkSayingWhy) {
+    ExitWatcher full(0);
+    MarkStore s(full, file());
     ASSERT_TRUE(s.load());
-    ASSERT_TRUE(s.start_watcher());
+    auto r = s.set(self_id(), "CR: x");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EMFILE);
+    EXPECT_NE(r.error().what.find("exit watcher"), std::string::npos);
+    EXPECT_EQ(s.size(), 0u);
+    // A saved mark of a live task is never dropped for it: load fails.
+    ASSERT_TRUE(write_file_atomic(file(),
+                                  "crfs-marks 1\n" + std::to_string(self_id().pid) + " " +
+                                      std::to_string(self_id().starttime) + " CR: me\n",
+                                  0600));
+    MarkStore again(full, file());
+    auto loaded = again.load();
+    ASSERT_FALSE(loaded);
+    EXPECT_EQ(loaded.error().code, EMFILE);
+}
+
+TEST_F(MarkStoreTest, WatcherDropsMarkWhenTaskExits) {
+    MarkStore s(exits, file());
+    ASSERT_TRUE(s.load());
+    ASSERT_TRUE(exits.start());
     pid_t child = test::spawn({"sleep", "100"});
     ASSERT_GT(child, 0);
     ASSERT_TRUE(test::wait_until([&] {
