@@ -29,6 +29,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/pipe.h"
+#include "state/shared_desc.h"
 #include "state/unix_socket.h"
 #include "state/inet.h"
 
@@ -213,6 +214,10 @@ std::span<const FdKind> fd_kinds() {
     return kFdKinds;
 }
 
+bool stateless_char_device(const FdView& f) {
+    return stateless_chardev(f);
+}
+
 std::optional<std::string> fd_reason(TaskView& t, const FdView& f, FdContext& ctx) {
     for (const FdKind& k : kFdKinds)
         if (k.match(f)) return k.detect(t, f, ctx);
@@ -254,6 +259,8 @@ Status detect_fds(TaskView& t, Reasons& out) {
     std::map<int, std::string> lines;
     for (const FdView& f : **fds)
         if (auto r = fd_reason(t, f, ctx)) lines[f.fd] = *r;
+    const pid_t inside[] = {t.pid()};  // the image: the task (state/shared_desc.h)
+    shared_description_reasons(t, **fds, inside, std::map(lines), ctx.holders, lines);
     for (auto& [fd, line] : lines) out.push_back("fd " + std::to_string(fd) + ": " + line);
     // Shared descriptions are captured (one record per group, restored by dup);
     // not knowing the groups is a reason, as it fails the checkpoint.

@@ -33,6 +33,9 @@ struct FdKind {
 
 std::span<const FdKind> fd_kinds();
 
+// /dev/null, zero, full, random, urandom: no state but the open flags.
+bool stateless_char_device(const FdView& f);
+
 // The reason for one fd (without the "fd N: " prefix), or nullopt.
 std::optional<std::string> fd_reason(TaskView& t, const FdView& f, FdContext& ctx);
 

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <string_view>
@@ -62,30 +63,54 @@ std::string Holders::names(const std::vector<pid_t>& pids) {
     return s;
 }
 
-void Holders::load(const std::string* path) {
-    loaded_ = true;
+int Holders::scan(const std::function<bool(const std::string&)>& want,
+                  const std::function<void(pid_t, int, std::string)>& found) {
     bool ok = false;
     pid_t self = getpid();
+    int unseen = 0;
     for (int pid : numeric_entries("/proc", &ok)) {
         if (pid == task_ || pid == self) continue;
         std::string dir = "/proc/" + std::to_string(pid) + "/fd";
         bool readable = false;
         auto fds = numeric_entries(dir, &readable);
         if (!readable) {
-            if (errno != ENOENT) ++unseen_;  // ENOENT: it exited meanwhile
+            if (errno != ENOENT) ++unseen;  // ENOENT: it exited meanwhile
             continue;
         }
+        std::sort(fds.begin(), fds.end());
         for (int fd : fds) {
             char buf[4097];
             std::string at = dir + "/" + std::to_string(fd);
             ssize_t n = readlink(at.c_str(), buf, sizeof buf);
             if (n <= 0 || n == ssize_t(sizeof buf)) continue;
             std::string link(buf, size_t(n));
-            if (path ? link != *path : !kernel_object(link)) continue;
-            auto& v = by_link_[link];
-            if (v.empty() || v.back() != pid) v.push_back(pid);
+            if (want(link)) found(pid, fd, std::move(link));
         }
     }
+    return unseen;
+}
+
+void Holders::load(const std::string* path) {
+    loaded_ = true;
+    unseen_ =
+        scan([&](const std::string& link) { return path ? link == *path : kernel_object(link); },
+             [&](pid_t pid, int, std::string link) {
+                 auto& v = by_link_[std::move(link)];
+                 if (v.empty() || v.back() != pid) v.push_back(pid);
+             });
+}
+
+std::map<std::string, std::vector<HeldFd>> Holders::fds_of(const std::set<std::string>& links,
+                                                           int* unseen) {
+    std::map<std::string, std::vector<HeldFd>> out;
+    int n = 0;
+    if (!links.empty())
+        n = scan([&](const std::string& link) { return links.count(link) != 0; },
+                 [&](pid_t pid, int fd, std::string link) {
+                     out[std::move(link)].push_back({pid, fd});
+                 });
+    if (unseen) *unseen = n;
+    return out;
 }
 
 }  // namespace crfs::state

@@ -7,11 +7,19 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace crfs::state {
+
+// One fd of another process.
+struct HeldFd {
+    pid_t pid;
+    int fd;
+};
 
 class Holders {
   public:
@@ -20,6 +28,12 @@ class Holders {
     // ("pipe:[N]", "socket:[N]" from one scan; a path, such as a FIFO's, from
     // a scan of its own).
     std::vector<pid_t> of(const std::string& link);
+    // Every fd of the processes outside the task whose link is one of
+    // `links` (any kind of file: the same open file description has the same
+    // link for one reader), from one scan of its own; by link, sorted by pid
+    // and fd. `unseen`: the processes whose fd table the caller could not read.
+    std::map<std::string, std::vector<HeldFd>> fds_of(const std::set<std::string>& links,
+                                                      int* unseen = nullptr);
     // Processes whose fd table the caller could not read.
     int unseen();
     // "pid 12 (cat)" or "pids 12 (cat), 13 (sh)".
@@ -27,6 +41,10 @@ class Holders {
 
   private:
     void load(const std::string* path = nullptr);
+    // Calls `found` for each fd of each process outside the task whose link
+    // `want`s; returns how many processes' fds it could not read.
+    int scan(const std::function<bool(const std::string&)>& want,
+             const std::function<void(pid_t, int, std::string)>& found);
     pid_t task_;
     bool loaded_ = false;
     int unseen_ = 0;

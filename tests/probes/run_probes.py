@@ -146,6 +146,12 @@ PROBES = [
     ("threads", "thread_nice", "nice 5 (the main thread's is 0); per-thread settings not supported"),
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),
+    # open file descriptions shared outside the image (state/shared_desc.h)
+    ("shared", "file_outside", "(outsider) fd 3, outside the image; its offset would no longer be shared"),
+    ("shared", "file_reopened", None),
+    ("shared", "devnull_outside", None),
+    ("shared", "udp_outside", "(outsider) fd 3, outside the image; restored, it would be another"),
+    ("shared", "scm_rights", "fd 4: the same open file description is held by pid "),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

@@ -1,0 +1,75 @@
+#include "state/shared_desc.h"
+
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "state/fds.h"
+
+namespace crfs::state {
+namespace {
+
+bool exempt(const FdView& f) {
+    return stateless_char_device(f) || (f.info.flags & O_PATH) != 0;
+}
+
+// The offset is what a regular file's or a directory's sharers see move.
+std::string consequence(const FdView& f) {
+    return S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode)
+               ? "its offset would no longer be shared"
+               : "restored, it would be another object, no longer shared";
+}
+
+std::string holder(const HeldFd& h) {
+    return Holders::names({h.pid}) + " fd " + std::to_string(h.fd);
+}
+
+}  // namespace
+
+void shared_description_reasons(TaskView& t, std::span<const FdView> fds,
+                                std::span<const pid_t> inside,
+                                const std::map<int, std::string>& refused, Holders& holders,
+                                std::map<int, std::string>& lines) {
+    std::set<std::string> links;
+    for (const FdView& f : fds)
+        if (!refused.count(f.fd) && !exempt(f)) links.insert(f.link);
+    if (links.empty()) return;
+    auto held = holders.fds_of(links);
+    auto outside = [&](pid_t pid) {
+        return pid != t.self_tgid() && std::find(inside.begin(), inside.end(), pid) == inside.end();
+    };
+    for (const FdView& f : fds) {
+        if (refused.count(f.fd) || exempt(f)) continue;
+        auto it = held.find(f.link);
+        if (it == held.end()) continue;
+        std::vector<HeldFd> same;
+        std::string unknown;
+        for (const HeldFd& h : it->second) {
+            if (!outside(h.pid)) continue;
+            long r = syscall(SYS_kcmp, t.pid(), h.pid, KCMP_FILE, f.fd, h.fd);
+            if (r == 0) {
+                same.push_back(h);
+            } else if (r < 0 && errno != ESRCH && errno != EBADF && unknown.empty()) {
+                // ESRCH, EBADF: that process or fd is gone meanwhile.
+                unknown = "cannot tell whether " + holder(h) +
+                          ", outside the image, holds the same open file description (kcmp: " +
+                          std::strerror(errno) + ")";
+            }
+        }
+        if (!same.empty()) {
+            std::string more;
+            if (same.size() > 1) more = " (and " + std::to_string(same.size() - 1) + " more)";
+            lines[f.fd] = "the same open file description is held by " + holder(same[0]) + more +
+                          ", outside the image; " + consequence(f);
+        } else if (!unknown.empty()) {
+            lines[f.fd] = unknown;
+        }
+    }
+}
+
+}  // namespace crfs::state
