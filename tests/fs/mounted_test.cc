@@ -246,8 +246,11 @@ TEST_F(Mounted, WriteAfterTaskExitIsEsrchNotAMarkOnItsSuccessor) {
 
 TEST_F(Mounted, CApiMarksItselfAndClears) {
     TempDir tmp;
-    auto r = run("CRFS_ROOT=$M " NOCR_API_TEST " </dev/null >" + tmp.path() + "/out 2>" +
-                 tmp.path() + "/err; rc=$?; cat " + tmp.path() + "/err; exit $rc");
+    // In a subshell that execs it: dash makes a simple command's redirections
+    // in the shell itself, which would then hold the test's stdout and stderr
+    // too, a reason (state/shared_desc.h).
+    auto r = run("(CRFS_ROOT=$M exec " NOCR_API_TEST " </dev/null >" + tmp.path() + "/out 2>" +
+                 tmp.path() + "/err); rc=$?; cat " + tmp.path() + "/err; exit $rc");
     EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
