@@ -1,5 +1,5 @@
 // Helpers shared by the benches: a clock, a child that holds memory, reaping,
-// draining a snapshot into a memfd (as the FUSE side serves it), memcpy as the
+// a checkpoint into a memfd (as the FUSE side serves it), memcpy as the
 // yardstick and a timed restore.
 #pragma once
 
@@ -24,6 +24,7 @@
 #include "common/io.h"
 #include "common/unique_fd.h"
 #include "restorer/restore.h"
+#include "tests/support/image_child.h"
 
 namespace crfs::bench {
 
@@ -37,40 +38,13 @@ inline double ms(uint64_t ns) {
     return double(ns) / 1e6;
 }
 
-// A child that runs `setup` (which builds the memory to checkpoint), puts
-// /dev/null on its stdio, closes everything else and pauses. Returns once it
-// sleeps.
-inline pid_t spawn_child(const std::function<void()>& setup) {
-    int ready[2];
-    if (pipe(ready) != 0) std::abort();
-    pid_t pid = fork();
-    if (pid == 0) {
-        setup();
-        int n = open("/dev/null", O_RDWR);
-        dup2(n, 0);
-        dup2(n, 1);
-        dup2(n, 2);
-        char x = 1;
-        if (write(ready[1], &x, 1) != 1) _exit(1);
-        for (int fd = 3; fd < 1024; ++fd) close(fd);
-        for (;;) pause();
-    }
-    close(ready[1]);
-    char x;
-    if (read(ready[0], &x, 1) != 1) std::abort();
-    close(ready[0]);
-    // Wait until the child closed its descriptors (it pauses right after).
-    for (int i = 0; i < 5000; ++i) {
-        auto st = read_task_stat(pid);
-        if (st && st->state == 'S') break;
-        usleep(1000);
-    }
-    return pid;
-}
+// A child that runs `setup` and pauses with only /dev/null open
+// (tests/support/image_child.h).
+using test::spawn_paused_child;
 
 // A child holding `bytes` of non-zero anonymous memory.
 inline pid_t spawn_holder(size_t bytes) {
-    return spawn_child([bytes] {
+    return spawn_paused_child([bytes] {
         char* p = static_cast<char*>(
             mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
         for (size_t i = 0; i < bytes; i += 8)
@@ -85,16 +59,34 @@ inline void reap(pid_t pid) {
     }
 }
 
-// Reads the whole snapshot, as FUSE reads do, into a new memfd.
-inline UniqueFd drain_to_memfd(const Snapshot& snap) {
-    UniqueFd img(memfd_create("bench-image", MFD_CLOEXEC));
-    std::vector<char> buf(1 << 20);
-    for (uint64_t off = 0; off < snap.size();) {
-        auto n = snap.read(off, buf.data(), buf.size());
-        if (!n || !*n || !write_full(img.get(), buf.data(), *n)) std::abort();
-        off += *n;
-    }
-    return img;
+// A checkpoint of `pid` read into a memfd (as the FUSE side serves it), then
+// the task killed and reaped. `image` is empty when the checkpoint failed
+// (the error printed); `ns` covers the checkpoint and the reads.
+struct Checkpointed {
+    UniqueFd image;
+    uint64_t bytes = 0;
+    uint64_t ns = 0;
+};
+inline Checkpointed checkpoint_and_reap(pid_t pid) {
+    Checkpointed out;
+    auto fail = [&](const Error& e) {
+        std::fprintf(stderr, "checkpoint of %d failed: %s\n", pid, e.what.c_str());
+        reap(pid);
+        return Checkpointed{};
+    };
+    auto st = read_task_stat(pid);
+    if (!st) return fail(st.error());
+    uint64_t t0 = now_ns();
+    auto snap = checkpoint_task(pid, st->starttime);
+    if (!snap) return fail(snap.error());
+    auto img = test::drain_to_memfd(**snap);
+    out.ns = now_ns() - t0;
+    if (!img) return fail(img.error());
+    out.image = std::move(*img);
+    out.bytes = (*snap)->size();
+    snap->reset();
+    reap(pid);
+    return out;
 }
 
 // Best of three memcpy of `bytes`; `fresh`: into newly mapped memory each time.

@@ -39,21 +39,12 @@ int main(int argc, char** argv) {
                 "memcpy ms", "fresh ms", "ratio", "fresh", "target (2x memcpy + 10 ms)");
     int failed = 0;
     for (size_t mib : sizes) {
-        pid_t pid = spawn_holder(mib << 20);
-        auto st = read_task_stat(pid);
-        auto snap = st ? checkpoint_task(pid, st->starttime) : decltype(checkpoint_task(0, 0)){};
-        if (!st || !snap) {
-            std::fprintf(stderr, "checkpoint of %d failed\n", pid);
-            reap(pid);
-            return 1;
-        }
-        UniqueFd img = drain_to_memfd(**snap);
-        uint64_t image_bytes = (*snap)->size();
-        snap->reset();
-        reap(pid);
+        auto ckpt = checkpoint_and_reap(spawn_holder(mib << 20));
+        if (!ckpt.image) return 1;
+        uint64_t image_bytes = ckpt.bytes;
 
         RestoreRequest req;
-        req.image_fd = img.get();
+        req.image_fd = ckpt.image.get();
         req.writer_is_root = true;
         uint64_t restore = timed_restore(req);
         if (!restore) return 1;

@@ -42,30 +42,14 @@ void* toucher(void*) {
 
 // A child with `threads` threads, each holding `bytes` of non-zero memory.
 pid_t spawn_holder(int threads, size_t bytes) {
-    int ready[2];
-    if (pipe(ready) != 0) std::abort();
-    pid_t pid = fork();
-    if (pid == 0) {
+    return spawn_paused_child([threads, bytes] {
         g_bytes = bytes;
-        int n = open("/dev/null", O_RDWR);
-        dup2(n, 0), dup2(n, 1), dup2(n, 2);
-        for (int fd = 3; fd < 1024; ++fd)
-            if (fd != ready[1]) close(fd);
         for (int i = 0; i < threads; ++i) {
             pthread_t t;
             if (pthread_create(&t, nullptr, toucher, nullptr) != 0) _exit(1);
         }
         while (g_ready < threads) usleep(1000);
-        char x = 1;
-        if (write(ready[1], &x, 1) != 1) _exit(1);
-        close(ready[1]);
-        for (;;) pause();
-    }
-    close(ready[1]);
-    char x;
-    if (read(ready[0], &x, 1) != 1) std::abort();
-    close(ready[0]);
-    return pid;
+    });
 }
 
 }  // namespace
@@ -74,24 +58,12 @@ int main(int argc, char** argv) {
     int threads = argc > 1 ? std::atoi(argv[1]) : 8;
     size_t mib = argc > 2 ? size_t(std::atoi(argv[2])) : 128;
     pid_t pid = spawn_holder(threads, mib << 20);
-    auto st = read_task_stat(pid);
-    uint64_t t0 = now_ns();
-    auto snap = st ? checkpoint_task(pid, st->starttime) : decltype(checkpoint_task(0, 0)){};
-    if (!st || !snap) {
-        std::fprintf(stderr, "checkpoint of %d failed: %s\n", pid,
-                     snap ? "" : snap.error().what.c_str());
-        reap(pid);
-        return 1;
-    }
-    UniqueFd img = drain_to_memfd(**snap);
-    if (!img) return 1;
-    uint64_t checkpoint = now_ns() - t0;
-    uint64_t image_bytes = (*snap)->size();
-    snap->reset();
-    reap(pid);
+    auto ckpt = checkpoint_and_reap(pid);
+    if (!ckpt.image) return 1;
+    uint64_t checkpoint = ckpt.ns, image_bytes = ckpt.bytes;
 
     RestoreRequest req;
-    req.image_fd = img.get();
+    req.image_fd = ckpt.image.get();
     req.writer_is_root = true;
     req.may_choose_pid = true;
     req.want_pid = pid;

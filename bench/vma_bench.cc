@@ -22,7 +22,7 @@ using namespace crfs::bench;
 namespace {
 
 pid_t spawn_areas(size_t n) {
-    return spawn_child([n] {
+    return spawn_paused_child([n] {
         constexpr size_t kPage = 4096;
         char* base = static_cast<char*>(
             mmap(nullptr, n * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -41,26 +41,15 @@ struct Times {
 };
 
 bool one_round(size_t n, Times& t) {
-    pid_t pid = spawn_areas(n);
-    auto st = read_task_stat(pid);
-    if (!st) return false;
-    uint64_t t0 = now_ns();
-    auto snap = checkpoint_task(pid, st->starttime);
-    if (!snap) {
-        std::fprintf(stderr, "checkpoint of %zu areas: %s\n", n, snap.error().what.c_str());
-        reap(pid);
-        return false;
-    }
-    UniqueFd img = drain_to_memfd(**snap);
-    uint64_t dump = now_ns() - t0;
-    t.image = (*snap)->size();
-    snap->reset();
-    reap(pid);
+    auto ckpt = checkpoint_and_reap(spawn_areas(n));
+    if (!ckpt.image) return false;
+    uint64_t dump = ckpt.ns;
+    t.image = ckpt.bytes;
 
     RestoreRequest req;
-    req.image_fd = img.get();
+    req.image_fd = ckpt.image.get();
     req.writer_is_root = true;
-    t0 = now_ns();
+    uint64_t t0 = now_ns();
     auto r = restore_image(req);
     uint64_t restore = now_ns() - t0;
     if (!r) {

@@ -18,6 +18,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "restorer/restore.h"
+#include "tests/support/image_child.h"
 
 using namespace crfs;
 
@@ -25,45 +26,16 @@ namespace {
 
 // A paused child with some memory and only /dev/null open.
 pid_t spawn_holder() {
-    int ready[2];
-    if (pipe(ready) != 0) std::abort();
-    pid_t pid = fork();
-    if (pid == 0) {
+    return test::spawn_paused_child([] {
         static char buf[1 << 20];
         std::memset(buf, 0x3c, sizeof buf);
-        int n = open("/dev/null", O_RDWR);
-        dup2(n, 0), dup2(n, 1), dup2(n, 2);
-        char x = 1;
-        if (write(ready[1], &x, 1) != 1) _exit(1);
-        for (int fd = 3; fd < 1024; ++fd) close(fd);
-        for (;;) pause();
-    }
-    close(ready[1]);
-    char x;
-    if (read(ready[0], &x, 1) != 1) std::abort();
-    close(ready[0]);
-    for (int i = 0; i < 5000; ++i) {
-        auto st = read_task_stat(pid);
-        if (st && st->state == 'S') break;
-        usleep(1000);
-    }
-    return pid;
+    });
 }
 
 UniqueFd image_of(pid_t pid) {
-    auto st = read_task_stat(pid);
-    EXPECT_TRUE(st);
-    auto snap = checkpoint_task(pid, st->starttime);
-    EXPECT_TRUE(snap) << (snap ? "" : snap.error().what);
-    UniqueFd fd(memfd_create("img", MFD_CLOEXEC));
-    std::vector<char> buf(1 << 20);
-    for (uint64_t off = 0; snap && off < (*snap)->size();) {
-        auto n = (*snap)->read(off, buf.data(), buf.size());
-        EXPECT_TRUE(n && *n);
-        EXPECT_TRUE(write_full(fd.get(), buf.data(), *n));
-        off += *n;
-    }
-    return fd;
+    auto img = test::checkpoint_to_memfd(pid);
+    EXPECT_TRUE(img) << (img ? "" : img.error().what);
+    return img ? std::move(*img) : UniqueFd();
 }
 
 }  // namespace

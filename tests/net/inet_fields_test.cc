@@ -9,19 +9,15 @@
 #include <sys/stat.h>
 
 #include "restorer/validate.h"
+#include "tests/support/check_fields.h"
 
 namespace crfs {
 namespace {
 
+using test::expect_einval;
+
 DecodedImage good(bool established) {
-    DecodedImage img;
-    img.cwd = "/tmp";
-    VmaEntry code{}, stack{};
-    code.rec = {0x400000, 0x401000, 0, 0, 0, 1, image::kVmaRead | image::kVmaExec, 0, 0, 0};
-    stack.rec = {0x600000, 0x602000, 0, 0, 0, 1, image::kVmaRead | image::kVmaWrite, 0, 0, 0};
-    img.vmas = {code, stack};
-    img.regs.rip = 0x400010;
-    img.regs.rsp = 0x601ff0;
+    DecodedImage img = test::minimal_image();
     FdEntry f{};
     f.rec.fd = 3;
     f.rec.kind = uint32_t(image::FdKind::kTcp);
@@ -53,13 +49,6 @@ DecodedImage good(bool established) {
     }
     img.inet.push_back(e);
     return img;
-}
-
-void expect_einval(const DecodedImage& img, const char* words) {
-    auto s = check_fields(img);
-    ASSERT_FALSE(s) << words;
-    EXPECT_EQ(s.error().code, EINVAL);
-    EXPECT_NE(s.error().what.find(words), std::string::npos) << s.error().what;
 }
 
 TEST(InetFields, GoodListenerAndConnectionPass) {

@@ -5,36 +5,21 @@
 
 #include "restorer/threads.h"
 #include "restorer/validate.h"
+#include "tests/support/check_fields.h"
 
 namespace crfs {
 namespace {
 
+using test::expect_einval;
+
 DecodedImage good() {
-    DecodedImage img;
-    img.cwd = "/tmp";
-    auto vma = [&](uint64_t s, uint64_t e, uint32_t flags) {
-        VmaEntry v{};
-        v.rec.start = s, v.rec.end = e, v.rec.kind = uint32_t(image::VmaKind::kAnonPrivate);
-        v.rec.flags = flags;
-        img.vmas.push_back(v);
-    };
-    vma(0x400000, 0x401000, image::kVmaRead | image::kVmaExec);
-    vma(0x600000, 0x602000, image::kVmaRead | image::kVmaWrite);
-    img.regs.rip = 0x400010;
-    img.regs.rsp = 0x601ff0;
+    DecodedImage img = test::minimal_image();
     FdEntry f{};
     f.rec.fd = 3, f.rec.kind = uint32_t(image::FdKind::kRegular);
     f.rec.open_flags = O_RDONLY | 0100000 /* the kernel's O_LARGEFILE */;
     f.path = "/tmp/x";
     img.fds.push_back(f);
     return img;
-}
-
-void expect_einval(const DecodedImage& img, const char* words) {
-    auto s = check_fields(img);
-    ASSERT_FALSE(s) << words;
-    EXPECT_EQ(s.error().code, EINVAL);
-    EXPECT_NE(s.error().what.find(words), std::string::npos) << s.error().what;
 }
 
 TEST(RestoreFields, GoodImagePasses) {

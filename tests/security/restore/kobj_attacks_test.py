@@ -15,21 +15,10 @@ import subprocess
 import sys
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "..", "fs"))
-import restore_attacks_test as ra  # noqa: E402  (SlotAttackCase, run_as)
-import roundtrip_mount_test as rt  # noqa: E402
+import restore_attacks_test as ra  # (SlotAttackCase, run_as; it finds roundtrip_mount_test)
 
-ra.USER = "crfska1"
-
-
-def setUpModule():
-    ra.setUpModule()
-
-
-def tearDownModule():
-    ra.tearDownModule()
+rt = ra.rt
+setUpModule, tearDownModule = ra.attacks_as("crfska1")
 
 
 class KobjAttacks(ra.SlotAttackCase):

@@ -20,21 +20,10 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "..", "fs"))
-import restore_attacks_test as rat  # noqa: E402  (SlotAttackCase, run_as, the user)
-import roundtrip_mount_test as rt  # noqa: E402
+import restore_attacks_test as rat  # (SlotAttackCase, run_as; it finds roundtrip_mount_test)
 
-rat.USER = "crfskb1"
-
-
-def setUpModule():
-    rat.setUpModule()
-
-
-def tearDownModule():
-    rat.tearDownModule()
+rt = rat.rt
+setUpModule, tearDownModule = rat.attacks_as("crfskb1")
 
 
 class ProbeVictim(rat.SlotAttackCase):

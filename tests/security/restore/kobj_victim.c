@@ -29,19 +29,41 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t g_usr1, g_term;
-static void on_usr1(int s) {
-    (void)s;
-    g_usr1 = 1;
-}
-static void on_term(int s) {
-    (void)s;
-    g_term = 1;
-}
+#include "tests/support/victim_loop.h"
 
 static void at(int want, int fd) {
     if (fd < 0 || dup2(fd, want) != want) exit(2);
     if (fd != want) close(fd);
+}
+
+static void report(const char* dir) {
+    char rep[8192];
+    size_t k = 0;
+    struct epoll_event got = {0, {0}};
+    int n = epoll_wait(4, &got, 1, 0);
+    k += (size_t)snprintf(rep + k, sizeof rep - k, "epoll %d 0x%llx\n", n,
+                          (unsigned long long)got.data.u64);
+    uint64_t v = 0;
+    if (read(3, &v, 8) != 8) v = 0;
+    k += (size_t)snprintf(rep + k, sizeof rep - k, "eventfd %llu\n", (unsigned long long)v);
+    struct itimerspec cur;
+    timerfd_gettime(7, &cur);
+    k += (size_t)snprintf(rep + k, sizeof rep - k, "timer %s\n",
+                          cur.it_value.tv_sec ? "armed" : "off");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/w/poke", dir);
+    close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    char ev[4096];
+    ssize_t got_ev = read(10, ev, sizeof ev);
+    k += (size_t)snprintf(rep + k, sizeof rep - k, "inotify %s\n",
+                          got_ev > 0 ? ((struct inotify_event*)ev)->name : "-");
+    lseek(6, 0, SEEK_SET);
+    DIR* d = fdopendir(dup(6));
+    struct dirent* e;
+    while (d && (e = readdir(d)) != NULL && k < sizeof rep - 300)
+        k += (size_t)snprintf(rep + k, sizeof rep - k, "entry %s\n", e->d_name);
+    if (d) closedir(d);
+    put_file(dir, "report", rep, k);
 }
 
 int main(int argc, char** argv) {
@@ -67,49 +89,5 @@ int main(int argc, char** argv) {
     at(9, (int)syscall(SYS_pidfd_open, getpid(), 0));
     at(10, inotify_init1(IN_NONBLOCK));
     if (inotify_add_watch(10, w, IN_CREATE) != 1) return 2;
-    signal(SIGUSR1, on_usr1);
-    signal(SIGTERM, on_term);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/ready", dir);
-    close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-    while (!g_term) {
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        if (!g_usr1) continue;
-        g_usr1 = 0;
-        char rep[8192];
-        size_t k = 0;
-        struct epoll_event got = {0, {0}};
-        int n = epoll_wait(4, &got, 1, 0);
-        k += (size_t)snprintf(rep + k, sizeof rep - k, "epoll %d 0x%llx\n", n,
-                              (unsigned long long)got.data.u64);
-        uint64_t v = 0;
-        if (read(3, &v, 8) != 8) v = 0;
-        k += (size_t)snprintf(rep + k, sizeof rep - k, "eventfd %llu\n", (unsigned long long)v);
-        struct itimerspec cur;
-        timerfd_gettime(7, &cur);
-        k += (size_t)snprintf(rep + k, sizeof rep - k, "timer %s\n",
-                              cur.it_value.tv_sec ? "armed" : "off");
-        snprintf(path, sizeof path, "%s/w/poke", dir);
-        close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-        char ev[4096];
-        ssize_t got_ev = read(10, ev, sizeof ev);
-        k += (size_t)snprintf(rep + k, sizeof rep - k, "inotify %s\n",
-                              got_ev > 0 ? ((struct inotify_event*)ev)->name : "-");
-        lseek(6, 0, SEEK_SET);
-        DIR* d = fdopendir(dup(6));
-        struct dirent* e;
-        while (d && (e = readdir(d)) != NULL && k < sizeof rep - 300)
-            k += (size_t)snprintf(rep + k, sizeof rep - k, "entry %s\n", e->d_name);
-        if (d) closedir(d);
-        snprintf(path, sizeof path, "%s/report.tmp", dir);
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd >= 0 && write(fd, rep, k) >= 0) {
-        }
-        close(fd);
-        char final[4096];
-        snprintf(final, sizeof final, "%s/report", dir);
-        rename(path, final);
-    }
-    return 0;
+    return victim_loop(dir, report);
 }

@@ -60,6 +60,14 @@ def tearDownModule():
     subprocess.run(["userdel", USER], capture_output=True)
 
 
+def attacks_as(user):
+    """The module fixtures of another attack file, whose user is `user`:
+    `setUpModule, tearDownModule = restore_attacks_test.attacks_as("crfska1")`."""
+    global USER
+    USER = user
+    return setUpModule, tearDownModule
+
+
 class SlotAttackCase(unittest.TestCase):
     """crfsd, the user's victim checkpointed to snap.img, and helpers."""
     VICTIM = "restore_victim"

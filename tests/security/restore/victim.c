@@ -22,15 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t g_usr1, g_term;
-static void on_usr1(int s) {
-    (void)s;
-    g_usr1 = 1;
-}
-static void on_term(int s) {
-    (void)s;
-    g_term = 1;
-}
+#include "tests/support/victim_loop.h"
 
 static void make(const char* dir, const char* name, char fill, char* path, size_t cap) {
     snprintf(path, cap, "%s/%s", dir, name);
@@ -41,16 +33,22 @@ static void make(const char* dir, const char* name, char fill, char* path, size_
     close(fd);
 }
 
-static void put_file(const char* dir, const char* name, const void* buf, size_t len) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return;
-    if (write(fd, buf, len) < 0) {
-    }
-    close(fd);
-    rename(tmp, path);
+static char *g_priv, *g_shared;
+
+static void report(const char* dir) {
+    static char buf[1 << 20];
+    ssize_t n = pread(3, buf, sizeof buf, 0);
+    put_file(dir, "fd3.out", buf, n > 0 ? (size_t)n : 0);
+    put_file(dir, "map.out", g_priv, 4096);
+    memcpy(g_shared, "PWNED", 5);
+    msync(g_shared, 4096, MS_SYNC);
+    long key = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0);
+    char desc[256] = "";
+    syscall(SYS_keyctl, 6 /* KEYCTL_DESCRIBE */, key, desc, sizeof desc - 1);
+    char rep[1024];
+    int len = snprintf(rep, sizeof rep, "uid %d\nkeyring %ld %s\ndumpable %d\n", (int)getuid(), key,
+                       desc, prctl(PR_GET_DUMPABLE));
+    put_file(dir, "report", rep, (size_t)len);
 }
 
 int main(int argc, char** argv) {
@@ -72,27 +70,6 @@ int main(int argc, char** argv) {
     char* shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (priv == MAP_FAILED || shared == MAP_FAILED) return 2;
-    signal(SIGUSR1, on_usr1);
-    signal(SIGTERM, on_term);
-    put_file(dir, "ready", "ready\n", 6);
-    while (!g_term) {
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        if (!g_usr1) continue;
-        g_usr1 = 0;
-        static char buf[1 << 20];
-        ssize_t n = pread(3, buf, sizeof buf, 0);
-        put_file(dir, "fd3.out", buf, n > 0 ? (size_t)n : 0);
-        put_file(dir, "map.out", priv, 4096);
-        memcpy(shared, "PWNED", 5);
-        msync(shared, 4096, MS_SYNC);
-        long key = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0);
-        char desc[256] = "";
-        syscall(SYS_keyctl, 6 /* KEYCTL_DESCRIBE */, key, desc, sizeof desc - 1);
-        char rep[1024];
-        int len = snprintf(rep, sizeof rep, "uid %d\nkeyring %ld %s\ndumpable %d\n", (int)getuid(),
-                           key, desc, prctl(PR_GET_DUMPABLE));
-        put_file(dir, "report", rep, (size_t)len);
-    }
-    return 0;
+    g_priv = priv, g_shared = shared;
+    return victim_loop(dir, report);
 }
