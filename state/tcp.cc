@@ -31,7 +31,8 @@ namespace crfs::state {
 namespace {
 
 constexpr int kRepairOn = 1, kRepairOff = 0;
-constexpr int kRepairProbe = 42;  // no TCP_REPAIR value: EPERM before EINVAL
+constexpr int kRepairProbe = 42;       // no TCP_REPAIR value: EPERM before EINVAL
+constexpr int kRepairOffNoProbe = -1;  // TCP_REPAIR_OFF_NO_WP
 
 const char* tcp_state_text(int st) {
     static const char* const names[] = {
@@ -78,8 +79,9 @@ Status send_all(int sock, const char* data, size_t len, const char* what) {
 
 std::optional<std::string> established_reason(int sock, const InetView& v) {
     struct stat st {};
-    if (fstat(sock, &st) != 0 || !in_daemon_netns(uint64_t(st.st_ino), v.domain == AF_INET6))
-        return v.what + " (established) in another network namespace than the daemon's" +
+    // The lock is made in the task's namespace (/proc/<pid>/ns/net).
+    if (fstat(sock, &st) != 0 || !in_task_netns(v.pid, uint64_t(st.st_ino), v.domain == AF_INET6))
+        return v.what + " (established) in another network namespace than its task's" +
                std::string(kNotYet);
     // The kernel's own check (tcp_can_repair_sock), made with our credentials:
     // an invalid value fails with EPERM before EINVAL, and changes nothing.
@@ -89,6 +91,45 @@ std::optional<std::string> established_reason(int sock, const InetView& v) {
                " (established): saving a connection needs TCP repair, which the kernel "
                "allows only with CAP_NET_ADMIN in the socket's network namespace";
     return std::nullopt;
+}
+
+// A connection moved to another host is bound and connected before that host
+// owns its address (the address moves after the restore: docs/network.md,
+// "Migration"): IP_TRANSPARENT (IPV6_TRANSPARENT), for the bind and the
+// connect (its route lookup from a source that is not local) only, then the
+// image's value again. The kernel allows it with CAP_NET_ADMIN, which the
+// repair needs already.
+Status bind_connect_freely(int sock, const InetEntry& e, const std::string& conn) {
+    bool v6 = e.rec.family == AF_INET6;
+    int level = v6 ? IPPROTO_IPV6 : IPPROTO_IP, name = v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT;
+    int was = 0;
+    socklen_t len = sizeof was;
+    if (getsockopt(sock, level, name, &was, &len) != 0) return errno_error("IP_TRANSPARENT");
+    if (auto s = set_int(sock, level, name, 1, "IP_TRANSPARENT"); !s) return s;
+    if (auto b = bind_to(sock, e.rec); !b) return b;
+    if (auto c = connect_to(sock, e.rec); !c)
+        return std::unexpected(c.error().context("repair of " + conn));
+    return set_int(sock, level, name, was, "IP_TRANSPARENT");
+}
+
+// The slot's `tcp` file says close: the repaired connection is aborted the way
+// the kernel aborts one, before the task runs. Out of repair mode (no window
+// probe), connect(AF_UNSPEC) is tcp_disconnect: a reset to the peer (which
+// the network lock drops while it holds: the peer then gets one from the
+// kernel at its next segment, the 4-tuple having no socket any more) and
+// ECONNRESET for the task's next read or write; shutdown marks both
+// directions done, so that reads after it return 0 and writes fail with
+// EPIPE, as after a reset from the peer.
+Status abort_connection(int sock, const std::string& conn) {
+    if (auto s = set_int(sock, IPPROTO_TCP, TCP_REPAIR, kRepairOffNoProbe, "TCP_REPAIR off"); !s)
+        return std::unexpected(s.error().context("connection " + conn));
+    sockaddr unspec{};
+    unspec.sa_family = AF_UNSPEC;
+    if (connect(sock, &unspec, sizeof unspec) != 0)
+        return errno_error("closing the connection " + conn + " (connect AF_UNSPEC)");
+    if (shutdown(sock, SHUT_RDWR) != 0 && errno != ENOTCONN)
+        return errno_error("closing the connection " + conn + " (shutdown)");
+    return {};
 }
 
 }  // namespace
@@ -110,7 +151,7 @@ std::optional<std::string> tcp_reason(int sock, const InetView& v) {
 }
 
 Status dump_tcp_repair(int sock, InetDump& d) {
-    if (auto s = netlock_covers(d.rec); !s) return s;
+    if (auto s = netlock_covers(sock, d.rec); !s) return s;
     if (auto s = set_int(sock, IPPROTO_TCP, TCP_REPAIR, kRepairOn, "TCP_REPAIR on"); !s) return s;
     // On any failure below the task gets its connection back as it was.
     struct Undo {
@@ -211,9 +252,7 @@ Result<UniqueFd> restore_tcp(const InetEntry& e) {
         st = step(set_int(s.get(), IPPROTO_TCP, TCP_QUEUE_SEQ, int(r.rcv_seq - r.recv_len),
                           "TCP_QUEUE_SEQ of the receive queue"));
     if (!st) return std::unexpected(st.error());
-    if (auto b = bind_to(s.get(), rec); !b) return std::unexpected(b.error());
-    if (auto c = connect_to(s.get(), rec); !c)
-        return std::unexpected(c.error().context("repair of " + conn));
+    if (auto b = bind_connect_freely(s.get(), e, conn); !b) return std::unexpected(b.error());
     tcp_repair_opt opts[4];
     unsigned n = 0;
     opts[n++] = {TCPOPT_MAXSEG, r.mss};
@@ -246,6 +285,8 @@ Result<UniqueFd> restore_tcp(const InetEntry& e) {
         if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR, kRepairOn, "TCP_REPAIR on"));
     }
     if (!st) return std::unexpected(st.error());
+    if (e.close)
+        if (auto a = abort_connection(s.get(), conn); !a) return std::unexpected(a.error());
     return s;
 }
 

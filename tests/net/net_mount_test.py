@@ -207,6 +207,41 @@ class Established(Base):
         self.assertIn("Device or resource busy", r.stderr)
 
 
+class TcpClose(Base):
+    def test_slot_tcp_close_gives_the_task_a_reset_connection(self):
+        t = echo_server(self, "tcp4")
+        port = int(rt.read(t.path("port")))
+        c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(c.close)
+        c.sendall(b"before")
+        self.assertEqual(c.recv(16), b"before")
+        img = t.checkpoint()
+        t.kill9()
+        slot = f"{self.m}/{t.pid}"
+        os.mkdir(slot)
+        self.assertEqual(rt.read(f"{slot}/tcp"), "keep\n")
+        fd = os.open(f"{slot}/tcp", os.O_WRONLY)
+        with self.assertRaises(OSError) as bad:
+            os.write(fd, b"maybe\n")
+        os.close(fd)
+        self.assertEqual(bad.exception.errno, errno.EINVAL)
+        r = rt.sh(f"echo close > {slot}/tcp && cp {img} {slot}/image")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(rt.read(f"{slot}/tcp"), "close\n")
+        # The task's next read of the connection fails with ECONNRESET, as
+        # after a reset from the peer.
+        rt.wait_for(lambda: os.path.exists(t.path("conn_error")), "the task to see the reset")
+        self.assertEqual(int(rt.read(t.path("conn_error"))), errno.ECONNRESET)
+        # The peer: its next segment reaches no socket and is answered with a reset.
+        with self.assertRaises((ConnectionResetError, BrokenPipeError)):
+            c.sendall(b"after")
+            c.recv(16)
+        self.echo_once(("127.0.0.1", port))  # the listener is kept
+        self.assertEqual(subprocess.run(["nft", "list", "tables"], capture_output=True,
+                                        text=True, timeout=TIMEOUT).stdout.count("crfs_"), 0)
+        self.assertEqual(t.finish(), "PASS")
+
+
 def run_as(cmd):
     return subprocess.run(["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
                            "--inh-caps=-all", "sh", "-c", cmd], capture_output=True, text=True,
