@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "common/io.h"
 #include "common/strfmt.h"
@@ -31,8 +32,9 @@ namespace crfs::state {
 namespace {
 
 constexpr int kRepairOn = 1, kRepairOff = 0;
-constexpr int kRepairProbe = 42;       // no TCP_REPAIR value: EPERM before EINVAL
-constexpr int kRepairOffNoProbe = -1;  // TCP_REPAIR_OFF_NO_WP
+constexpr int kRepairProbe = 42;                 // no TCP_REPAIR value: EPERM before EINVAL
+constexpr int kRepairOffNoProbe = -1;            // TCP_REPAIR_OFF_NO_WP
+constexpr int kSndbufLock = 1, kRcvbufLock = 2;  // SO_BUF_LOCK bits (SOCK_SNDBUF_LOCK ...)
 
 const char* tcp_state_text(int st) {
     static const char* const names[] = {
@@ -110,6 +112,46 @@ Status bind_connect_freely(int sock, const InetEntry& e, const std::string& conn
     if (auto c = connect_to(sock, e.rec); !c)
         return std::unexpected(c.error().context("repair of " + conn));
     return set_int(sock, level, name, was, "IP_TRANSPARENT");
+}
+
+// The queues are written in repair mode, where nothing drains them: each
+// buffer must hold its whole queue at once, and a socket made now has the
+// default sizes while the task's grew with the kernel's tuning (a server
+// writing a large file holds megabytes). The sizes are forced for the queues
+// (SO_SNDBUFFORCE/SO_RCVBUFFORCE, CAP_NET_ADMIN, which the repair needs
+// already; CRIU restores them the same way), and afterwards the image's own
+// settings come back: its sizes where the task set them, and otherwise no
+// lock, so that the kernel goes on tuning from the forced size.
+constexpr int kBufSlack = 128 << 10;  // per-skb overhead of a queue's bytes, and more
+
+Status room_for_queues(int sock, const InetEntry& e) {
+    for (auto [name, force, len] : {std::tuple{SO_SNDBUF, SO_SNDBUFFORCE, e.send_queue.size()},
+                                    std::tuple{SO_RCVBUF, SO_RCVBUFFORCE, e.recv_queue.size()}}) {
+        if (len == 0) continue;
+        auto cur = get_u32(sock, SOL_SOCKET, name, "buffer size");
+        if (!cur) return std::unexpected(cur.error());
+        int need = int(std::min<size_t>(len * 2 + kBufSlack, INT32_MAX / 4));
+        if (*cur < uint32_t(need) * 2)
+            if (auto s = set_int(sock, SOL_SOCKET, force, need, "a buffer size for the queues"); !s)
+                return s;
+    }
+    return {};
+}
+
+Status image_buffer_sizes(int sock, const InetEntry& e) {
+    if (e.send_queue.empty() && e.recv_queue.empty()) return {};
+    int lock = 0;
+    for (const auto& o : e.options)
+        if (o.level == SOL_SOCKET && (o.name == SO_SNDBUF || o.name == SO_RCVBUF))
+            lock |= o.name == SO_SNDBUF ? kSndbufLock : kRcvbufLock;
+    if (auto s = set_int(sock, SOL_SOCKET, SO_BUF_LOCK, lock, "SO_BUF_LOCK"); !s) return s;
+    for (const auto& o : e.options)
+        if (o.level == SOL_SOCKET && (o.name == SO_SNDBUF || o.name == SO_RCVBUF)) {
+            int v = 0;
+            std::memcpy(&v, o.value, sizeof v);
+            if (auto s = set_int(sock, SOL_SOCKET, int(o.name), v, "a buffer size"); !s) return s;
+        }
+    return {};
 }
 
 // The slot's `tcp` file says close: the repaired connection is aborted the way
@@ -265,7 +307,8 @@ Result<UniqueFd> restore_tcp(const InetEntry& e) {
     if ((r.options & image::kTcpOptTimestamps) &&
         setsockopt(s.get(), IPPROTO_TCP, TCP_TIMESTAMP, &r.timestamp, sizeof r.timestamp) != 0)
         return errno_error("TCP_TIMESTAMP of " + conn);
-    st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "queue"));
+    st = step(room_for_queues(s.get(), e));
+    if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "queue"));
     if (st) st = step(send_all(s.get(), e.recv_queue.data(), e.recv_queue.size(), "receive"));
     if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "queue"));
     size_t sent = r.send_len - r.unsent_len;  // sent, not acknowledged: restored in repair
@@ -284,6 +327,7 @@ Result<UniqueFd> restore_tcp(const InetEntry& e) {
         if (st) st = step(send_all(s.get(), e.send_queue.data() + sent, r.unsent_len, "send"));
         if (st) st = step(set_int(s.get(), IPPROTO_TCP, TCP_REPAIR, kRepairOn, "TCP_REPAIR on"));
     }
+    if (st) st = step(image_buffer_sizes(s.get(), e));
     if (!st) return std::unexpected(st.error());
     if (e.close)
         if (auto a = abort_connection(s.get(), conn); !a) return std::unexpected(a.error());

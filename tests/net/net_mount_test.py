@@ -69,6 +69,15 @@ def tcp_queues(pid, port):
     return 0, 0
 
 
+def listening(port):
+    """Is something listening on 127.0.0.1:`port` (this namespace)?"""
+    for row in rt.read("/proc/net/tcp").splitlines()[1:]:
+        f = row.split()
+        if f[1] == f"0100007F:{port:04X}" and f[3] == "0A":
+            return True
+    return False
+
+
 def restore_in_place(test, t, img):
     t.kill9()
     return t.restore(img, str(t.pid))
