@@ -74,6 +74,57 @@ class HttpServer(rt.Base):
         self.assertEqual(hashlib.sha256(body).hexdigest(), want)
 
 
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+class Redis(rt.Base):
+    def command(self, c, *args):
+        """One command on connection c; its reply line (bulk strings: the value)."""
+        c.sendall(resp(*args))
+        buf = b""
+        while not buf.endswith(b"\r\n") or (buf.startswith(b"$") and buf.count(b"\r\n") < 2
+                                               and not buf.startswith(b"$-1")):
+            chunk = c.recv(65536)  # a reset raises here
+            self.assertTrue(chunk, "the connection was closed")
+            buf += chunk
+        if buf.startswith(b"$") and not buf.startswith(b"$-1"):
+            return buf.split(b"\r\n")[1]
+        return buf.strip()
+
+    def test_client_goes_on_on_the_same_connection_and_the_data_survives(self):
+        port = free_port()
+        t = self.task(["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--daemonize", "no"], ready=None)
+        rt.wait_for(lambda: nm.listening(port), "redis to listen")
+        c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(c.close)
+        for i in range(1000):
+            c.sendall(resp("SET", f"key:{i}", f"value-{i * i}"))
+        replies = b""
+        while replies.count(b"+OK\r\n") < 1000:
+            chunk = c.recv(65536)
+            self.assertTrue(chunk)
+            replies += chunk
+        self.assertEqual(self.command(c, "INCR", "counter"), b":1")
+        reason = rt.read(f"{self.m}/{t.pid}/reason")
+        self.assertEqual(reason, "", reason)
+        img = t.checkpoint()
+        t.kill9()
+        t.restore(img, str(t.pid))
+        self.assertEqual(self.command(c, "PING"), b"+PONG")
+        self.assertEqual(self.command(c, "INCR", "counter"), b":2")
+        self.assertEqual(self.command(c, "DBSIZE"), b":1001")
+        for i in (0, 17, 999):
+            self.assertEqual(self.command(c, "GET", f"key:{i}"), f"value-{i * i}".encode())
+        self.assertEqual(self.command(c, "SET", "after", "restore"), b"+OK")
+        self.assertEqual(self.command(c, "GET", "after"), b"restore")
+
+
 if __name__ == "__main__":
     BUILD = rt.BUILD = nm.BUILD = os.path.abspath(sys.argv[1])
     unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
