@@ -14,10 +14,12 @@
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <tuple>
 
@@ -77,6 +79,27 @@ Status send_all(int sock, const char* data, size_t len, const char* what) {
         done += size_t(n);
     }
     return {};
+}
+
+// A socket in state CLOSE that had a connection differs from a new one, which
+// is all restore could make of it: a connection ended by TIME_WAIT (the kernel
+// moves the 4-tuple off the socket), by a reset or by an abort. (A connect
+// that failed is not seen: the kernel disconnects the socket, which resets
+// it, counters included; docs/network.md, "Not done".) Its reads return 0 or its error is pending
+// (poll: POLLIN, POLLRDHUP, POLLERR), or it has sent or received segments (TCP_INFO's
+// tcpi_segs_out/in; glibc's struct stops before them).
+bool had_connection(int sock) {
+    struct {
+        tcp_info base;
+        uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+        uint32_t segs_out, segs_in;
+    } ti{};
+    socklen_t len = sizeof ti;
+    if (getsockopt(sock, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        len >= offsetof(decltype(ti), segs_in) + sizeof ti.segs_in && (ti.segs_out || ti.segs_in))
+        return true;
+    pollfd p{sock, POLLIN | POLLRDHUP, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLRDHUP | POLLERR));
 }
 
 std::optional<std::string> established_reason(int sock, const InetView& v) {
@@ -181,6 +204,9 @@ std::optional<std::string> tcp_reason(int sock, const InetView& v) {
     switch (v.tcp_state) {
         case TCP_CLOSE:
             if (v.connected) break;
+            if (had_connection(sock))
+                return v.what + " in state CLOSE after its connection ended (or was reset)" +
+                       std::string(kNotYet);
             return std::nullopt;  // new, or bound and never connected
         case TCP_LISTEN:
             return std::nullopt;
