@@ -244,7 +244,8 @@ struct Netns {
 };
 
 // Every lock; one command at a time. Guards everything reachable from it.
-std::mutex g_mu;
+// Never destroyed: detached watcher threads may outlive static destructors.
+std::mutex& g_mu = *new std::mutex;
 std::map<NsId, std::shared_ptr<Netns>>& locks() {
     static auto* m = new std::map<NsId, std::shared_ptr<Netns>>;  // lives as long as the daemon
     return *m;

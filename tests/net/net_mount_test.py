@@ -297,6 +297,14 @@ class Unprivileged(Base):
         os.kill(pid, signal.SIGKILL)
         rt.wait_for(lambda: not self.crfs.children(), "crfsd to reap it")
 
+    def test_another_users_slot_tcp_file_is_not_theirs(self):
+        os.mkdir(f"{self.m}/roots")
+        r = run_as(f"echo close > {self.m}/roots/tcp")
+        self.assertIn("Permission denied", r.stderr)
+        r = run_as(f"cat {self.m}/roots/tcp")
+        self.assertIn("Permission denied", r.stderr)
+        self.assertEqual(rt.read(f"{self.m}/roots/tcp"), "keep\n")
+
     def test_hostile_socket_records_are_refused_at_close(self):
         d = tempfile.mkdtemp(prefix="crfsnt-")
         self.addCleanup(shutil.rmtree, d, True)
