@@ -146,6 +146,19 @@ class Migrate(rt.Base):
                   f"'mkdir {m}/{slot} && cat > {m}/{slot}/image && cat {m}/{slot}/pid'")
         return r
 
+    def client(self, port, n):
+        """A client in C connected to the service, with n requests answered."""
+        c = Client(self)
+        self.assertEqual(c.do(f"connect {SERVICE} {port}"), "ok")
+        self.assertEqual(c.do(f"run {n}"), "ok")
+        return c
+
+    def new_connections_answered_and_no_lock_left(self, t, port):
+        """The plain case: the listener answers new connections in B."""
+        self.client(port, 20)
+        self.assertEqual(t.finish(), "PASS")
+        self.assertTrue(self.no_tables_anywhere())
+
     def move_address(self):
         for s in (f"-n {A} addr del {SERVICE}/24 dev a0", f"-n {B} addr add {SERVICE}/24 dev b0",
                   f"-n {C} neigh flush dev br0"):
@@ -157,9 +170,7 @@ class Migrate(rt.Base):
 
     def test_established_connection_goes_on_in_the_other_host(self):
         t, port = self.server()
-        client = Client(self)
-        self.assertEqual(client.do(f"connect {SERVICE} {port}"), "ok")
-        self.assertEqual(client.do("run 50"), "ok")
+        client = self.client(port, 50)
         r = self.move_to_b(t, "moved")
         if r.returncode != 0:
             r.stderr += rt.read(f"{self.m}/moved/status") if os.path.exists(
@@ -181,19 +192,11 @@ class Migrate(rt.Base):
         rt.wait_for(lambda: not crfs_tables(A), "A's lock to go with A's address")
         self.assertEqual(client.do("recv"), "ok")
         self.assertEqual(client.do("run 200"), "ok")
-        # The plain case: the listener answers new connections in B.
-        fresh = Client(self)
-        self.assertEqual(fresh.do(f"connect {SERVICE} {port}"), "ok")
-        self.assertEqual(fresh.do("run 20"), "ok")
-        self.assertEqual(t.finish(), "PASS")
-        self.assertTrue(self.no_tables_anywhere())
+        self.new_connections_answered_and_no_lock_left(t, port)
 
     def test_listener_moved_with_its_address_answers_in_b(self):
         t, port = self.server()
-        client = Client(self)
-        self.assertEqual(client.do(f"connect {SERVICE} {port}"), "ok")
-        self.assertEqual(client.do("run 5"), "ok")
-        client.close()  # no connection: nothing to lock
+        self.client(port, 5).close()  # no connection: nothing to lock
         rt.wait_for(lambda: not rt.sh(f"ip netns exec {A} ss -tnH state established "
                                       f"state close-wait").stdout.strip(),
                     "the server to close its end")
@@ -202,17 +205,11 @@ class Migrate(rt.Base):
         t.kill9()
         t.pid = int(r.stdout)
         self.move_address()
-        fresh = Client(self)
-        self.assertEqual(fresh.do(f"connect {SERVICE} {port}"), "ok")
-        self.assertEqual(fresh.do("run 20"), "ok")
-        self.assertEqual(t.finish(), "PASS")
-        self.assertTrue(self.no_tables_anywhere())
+        self.new_connections_answered_and_no_lock_left(t, port)
 
     def test_a_failed_restore_leaves_no_lock_anywhere(self):
         t, port = self.server()
-        client = Client(self)
-        self.assertEqual(client.do(f"connect {SERVICE} {port}"), "ok")
-        self.assertEqual(client.do("run 5"), "ok")
+        self.client(port, 5)
         # B's port is taken: the restored listener's bind fails there.
         blocker = subprocess.Popen(
             ["ip", "netns", "exec", B, "/usr/bin/python3", "-c",

@@ -84,6 +84,16 @@ def restore_in_place(test, t, img):
 
 
 class Base(rt.Base):
+    def connected_echo(self):
+        """An IPv4 echo server, its port, and a client connection that has echoed once."""
+        t = echo_server(self, "tcp4")
+        port = int(rt.read(t.path("port")))
+        c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(c.close)
+        c.sendall(b"x")
+        self.assertEqual(c.recv(1), b"x")
+        return t, port, c
+
     def echo_once(self, addr, family=socket.AF_INET):
         with socket.socket(family, socket.SOCK_STREAM) as c:
             c.settimeout(TIMEOUT)
@@ -179,12 +189,7 @@ class Established(Base):
         self.assertEqual(t.finish(), "PASS")
 
     def test_the_network_lock_goes_with_the_daemon(self):
-        t = echo_server(self, "tcp4")
-        port = int(rt.read(t.path("port")))
-        c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.addCleanup(c.close)
-        c.sendall(b"x")
-        self.assertEqual(c.recv(1), b"x")
+        t, port, _ = self.connected_echo()
         t.checkpoint()
         table = ["nft", "list", "table", "inet", f"crfs_{self.crfs.proc.pid}"]
         listed = subprocess.run(table, capture_output=True, text=True, timeout=TIMEOUT)
@@ -218,12 +223,7 @@ class Established(Base):
 
 class TcpClose(Base):
     def test_slot_tcp_close_gives_the_task_a_reset_connection(self):
-        t = echo_server(self, "tcp4")
-        port = int(rt.read(t.path("port")))
-        c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.addCleanup(c.close)
-        c.sendall(b"before")
-        self.assertEqual(c.recv(16), b"before")
+        t, port, c = self.connected_echo()
         img = t.checkpoint()
         t.kill9()
         slot = f"{self.m}/{t.pid}"

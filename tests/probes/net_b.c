@@ -104,12 +104,7 @@ static void fin_wait2_setup(void) {
 /* TIME_WAIT: both FINs done, ours first: the kernel moves the 4-tuple to a
  * time-wait entry and the task's socket is left in CLOSE. */
 static void time_wait_setup(void) {
-    int l = listener(AF_INET, 1);
-    g_s = connect_v4(0);
-    g_t = accept(l, NULL, NULL);
-    close(l);
-    if (shutdown(g_s, SHUT_WR) != 0) die("shutdown");
-    wait_state(g_s, TCP_FIN_WAIT2);
+    fin_wait2_setup();
     close(g_t);
     wait_state(g_s, TCP_CLOSE);
 }
