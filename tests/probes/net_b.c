@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "inet_addr.h"
 #include "probe.h"
 
 static int g_s, g_t, g_u;
@@ -34,21 +35,10 @@ static int tcp_state(int s) {
 static int listener(int family, int backlog) {
     int l = socket(family, SOCK_STREAM, 0);
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len;
-    if (family == AF_INET6) {
-        struct sockaddr_in6* a = (struct sockaddr_in6*)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_any;
-        int off = 0;
-        if (setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) die("V6ONLY");
-        len = sizeof *a;
-    } else {
-        struct sockaddr_in* a = (struct sockaddr_in*)&ss;
-        a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        len = sizeof *a;
-    }
+    socklen_t len = probe_addr(family, 1, &ss);
+    int off = 0;
+    if (family == AF_INET6 && setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0)
+        die("V6ONLY");
     /* A second copy restored under a fresh name listens too (net.c does the same). */
     int one = 1;
     if (setsockopt(l, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) die("SO_REUSEPORT");
