@@ -188,6 +188,7 @@ class Migrate(rt.Base):
         # would get a reset now that A's copy is gone); B's is gone.
         self.assertEqual(crfs_tables(A), [f"crfs_{self.crfs.proc.pid}"])
         self.assertEqual(crfs_tables(B), [])
+        self.assertEqual(crfs_tables(), [])  # the daemon's namespace holds none of it
         self.move_address()
         rt.wait_for(lambda: not crfs_tables(A), "A's lock to go with A's address")
         self.assertEqual(client.do("recv"), "ok")
