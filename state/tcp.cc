@@ -84,8 +84,8 @@ Status send_all(int sock, const char* data, size_t len, const char* what) {
 // A socket in state CLOSE that had a connection differs from a new one, which
 // is all restore could make of it: a connection ended by TIME_WAIT (the kernel
 // moves the 4-tuple off the socket), by a reset or by an abort. (A connect
-// that failed is not seen: the kernel disconnects the socket, which resets
-// it, counters included; docs/network.md, "Not done".) Its reads return 0 or its error is pending
+// that failed is not seen here: the kernel disconnects the socket, which
+// resets it, counters included; port_held sees it.) Its reads return 0 or its error is pending
 // (poll: POLLIN, POLLRDHUP, POLLERR), or it has sent or received segments (TCP_INFO's
 // tcpi_segs_out/in; glibc's struct stops before them).
 bool had_connection(int sock) {
@@ -100,6 +100,24 @@ bool had_connection(int sock) {
         return true;
     pollfd p{sock, POLLIN | POLLRDHUP, 0};
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLRDHUP | POLLERR));
+}
+
+// A socket whose connect failed: the kernel disconnected it and gave its
+// port back, but getsockname still shows the port, so it would be restored
+// bound to it. Asked by binding a new socket to the same address and port
+// (no SO_REUSEADDR/PORT on it): it succeeds only if no socket holds them. Only where the task's
+// namespace is this thread's (a new socket is made here); elsewhere it is taken as held.
+bool port_held(const InetView& v) {
+    struct stat a {
+    }, b{};
+    if (stat(strfmt("/proc/{}/ns/net", v.pid).c_str(), &a) != 0 ||
+        stat("/proc/thread-self/ns/net", &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+        return true;
+    UniqueFd t(socket(v.domain, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!t) return true;
+    socklen_t len = v.domain == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    // Held unless the bind succeeds (EACCES for a port below 1024 says nothing).
+    return bind(t.get(), reinterpret_cast<const sockaddr*>(&v.local), len) != 0;
 }
 
 std::optional<std::string> established_reason(int sock, const InetView& v) {
@@ -206,6 +224,9 @@ std::optional<std::string> tcp_reason(int sock, const InetView& v) {
             if (v.connected) break;
             if (had_connection(sock))
                 return v.what + " in state CLOSE after its connection ended (or was reset)" +
+                       std::string(kNotYet);
+            if (v.bound && !port_held(v))
+                return v.what + " after a failed connect (it shows a port it no longer holds)" +
                        std::string(kNotYet);
             return std::nullopt;  // new, or bound and never connected
         case TCP_LISTEN:

@@ -61,7 +61,9 @@ static int connect_v4(int flags) {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons((uint16_t)port_of(&g_addr));
-    if (connect(c, (struct sockaddr*)&a, sizeof a) != 0 && errno != EINPROGRESS) die("connect");
+    if (connect(c, (struct sockaddr*)&a, sizeof a) != 0 && errno != EINPROGRESS &&
+        errno != ECONNREFUSED)
+        die("connect");
     return c;
 }
 
@@ -97,6 +99,14 @@ static void time_wait_setup(void) {
     fin_wait2_setup();
     close(g_t);
     wait_state(g_s, TCP_CLOSE);
+}
+
+/* A connect refused (nothing listens on the port): the kernel disconnects the
+ * socket and gives its port back, but getsockname still shows the port. */
+static void refused_setup(void) {
+    close(listener(AF_INET, 1));
+    g_s = connect_v4(0); /* blocking: refused at once on the loopback */
+    if (tcp_state(g_s) != TCP_CLOSE) die("the connect was not refused");
 }
 
 static void still_open(void) {
@@ -137,6 +147,7 @@ static const struct variant kVariants[] = {
     {"syn_sent", syn_sent_setup, still_open, NULL},
     {"fin_wait2", fin_wait2_setup, still_open, NULL},
     {"time_wait", time_wait_setup, still_open, NULL},
+    {"refused", refused_setup, still_open, NULL},
     {"unaccepted", unaccepted_setup, listener_check, NULL},
     {"dual_stack", dual_stack_setup, dual_stack_check, NULL},
 };

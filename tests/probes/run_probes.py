@@ -144,6 +144,7 @@ PROBES = [
     ("net_b", "syn_sent", "in state SYN_SENT not supported yet"),
     ("net_b", "fin_wait2", "in state FIN_WAIT2 not supported yet"),
     ("net_b", "time_wait", "in state CLOSE after its connection ended (or was reset) not supported yet"),
+    ("net_b", "refused", "after a failed connect (it shows a port it no longer holds) not supported yet"),
     ("net_b", "unaccepted", None),
     ("net_b", "dual_stack", None),
     ("threads", "threads", None),
