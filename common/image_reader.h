@@ -148,6 +148,7 @@ struct InetEntry {
     std::vector<image::InetOptionRecord> options;
     std::optional<image::TcpRepairRecord> repair;
     std::string recv_queue, send_queue;
+    bool close = false;  // restore: aborted, not repaired (the slot's `tcp` file)
 };
 
 // A thread other than the main one (version 3): its own registers, signal

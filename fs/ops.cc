@@ -290,6 +290,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
         if (to_set != FUSE_SET_ATTR_SIZE || attr->st_size != 0)
             return reply_err(req, Error{EPERM, "setattr: not supported"}, "setattr");
         unsigned entry = split_ino(ino).entry;
+        if (is_slot_ino(ino) && entry == kSlotTcp) return (void)fuse_reply_attr(req, &*st, 0);
         if (is_slot_ino(ino) && entry == kSlotImage) {
             auto slot = slot_of(req, ino);
             if (!slot) return reply_err(req, slot.error(), "setattr");
@@ -413,6 +414,7 @@ struct FileHandle {
     std::shared_ptr<Slot> slot;  // slot files
     Caller writer;               // who opened a slot image for writing
     bool slot_writer = false;
+    bool slot_tcp = false;            // the slot's `tcp` file, open for writing
     std::atomic<bool> wrote = false;  // a slot writer: any bytes through this handle
     Lease image_handle;               // readers of `image`: a share of user_image_handles
     // Readers of `image`: who opened it, kept for the checkpoint at the first
@@ -517,10 +519,15 @@ Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t in
             return std::unexpected(ok.error());
         return h;
     }
+    if (entry == kSlotTcp && acc != O_RDONLY) {
+        h->slot_tcp = true;
+        return h;
+    }
     if (acc != O_RDONLY)
         return make_error(EACCES, std::string(kSlotEntries[entry - 1].name) + " is read-only");
     std::lock_guard lock(s.mu);
     h->content = text_content(entry == kSlotStatus ? s.status_text()
+                              : entry == kSlotTcp  ? (s.tcp_close ? "close\n" : "keep\n")
                               : s.restored         ? std::to_string(s.restored) + "\n"
                                                    : "");
     h->settled = true;
@@ -590,6 +597,11 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
         if (h->slot) {
             if (auto ok = may_use_slot(caller_of(req), *h->slot); !ok)
                 return reply_err(req, ok.error(), "write");
+            if (h->slot_tcp) {
+                if (auto ok = slot_set_tcp(*h->slot, std::string_view(buf, size)); !ok)
+                    return reply_err(req, ok.error(), "write");
+                return (void)fuse_reply_write(req, size);
+            }
             auto n = slot_write(daemon_of(req).limits, *h->slot, buf, size, off);
             if (!n) return reply_err(req, n.error(), "write");
             h->wrote = true;

@@ -245,6 +245,7 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
     req.writer_is_root = caller.uid == 0 && has_cap(caller.tid, kCapSetuid) &&
                          has_cap(caller.tid, kCapSetgid) && has_cap(caller.tid, kCapSysAdmin);
     req.writer_pid = caller.tid;
+    req.tcp_close = slot.tcp_close;
     // The kernel reserves choosing pids to CAP_CHECKPOINT_RESTORE: re-checked
     // for this writer (root or restore_pid_group), not only at mkdir.
     req.may_choose_pid = slot.want_pid > 0 && may_name_pid(caller, limits.config(), slot.name);
@@ -272,6 +273,15 @@ void slot_task_ended(Slot& slot, pid_t pid, int code, int status) {
                      (name ? "SIG" + std::string(name) : "signal " + std::to_string(status));
     }
     log_info("slot %s: restored pid %d %s", slot.name.c_str(), pid, slot.ended.c_str());
+}
+
+Status slot_set_tcp(Slot& slot, std::string_view text) {
+    if (text.ends_with('\n')) text.remove_suffix(1);
+    if (text != "keep" && text != "close")
+        return make_error(EINVAL, "slot " + slot.name + ": tcp is \"keep\" or \"close\"");
+    std::lock_guard lock(slot.mu);
+    slot.tcp_close = text == "close";
+    return {};
 }
 
 }  // namespace crfs::fs

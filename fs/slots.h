@@ -7,6 +7,8 @@
 //   /crfs/NAME/pid      r   the restored task's pid, once restored
 //   /crfs/NAME/status   r   "empty" | "restored <pid>" | "error: <why>" |
 //                           "exited <code>" | "killed by SIG<NAME>" (the task ended)
+//   /crfs/NAME/tcp      rw  "keep" (default) | "close": the image's established TCP
+//                           connections come back repaired, or aborted (docs/network.md)
 //   nocr, reason        the restored task's, once restored (the slot is a view of it)
 //
 // A numeric NAME restores with that pid; only root or a member of the
@@ -49,8 +51,10 @@ inline constexpr SlotEntry kSlotEntries[] = {
     {"image", S_IFREG | 0600},
     {"pid", S_IFREG | 0444},
     {"status", S_IFREG | 0444},
+    {"tcp", S_IFREG | 0600},
 };
-inline constexpr unsigned kSlotImage = 1, kSlotPid = 2, kSlotStatus = 3;  // entry numbers
+inline constexpr unsigned kSlotImage = 1, kSlotPid = 2, kSlotStatus = 3,
+                          kSlotTcp = 4;  // entry numbers
 
 std::optional<unsigned> find_slot_entry(std::string_view name);
 
@@ -78,6 +82,8 @@ struct Slot {
     pid_t restored = 0;
     std::string ended;  // "exited 0", "killed by SIGKILL": the restored task is gone
     std::string error;  // the last failed restore or empty close, "" if none
+    // The `tcp` file: restore established connections closed.
+    bool tcp_close = false;
 
     std::string status_text() const;  // caller holds mu
     void drop_spool();                // caller holds mu: closes the memfd, gives back bytes
@@ -120,6 +126,9 @@ Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t le
 // into an empty slot is ENODATA. Every attempt gives the spool back; the
 // error, if any, is kept in the slot's status too. EAGAIN past user_restores.
 Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, bool wrote);
+
+// The `tcp` file: "keep" or "close" (one trailing newline allowed), else EINVAL.
+Status slot_set_tcp(Slot& slot, std::string_view text);
 
 // The reaper saw the slot's restored task `pid` end with `info` (waitid).
 void slot_task_ended(Slot& slot, pid_t pid, int code, int status);

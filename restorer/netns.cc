@@ -52,4 +52,33 @@ void child_join_netns(int netns_fd, int status_fd) {
     ::close(netns_fd);
 }
 
+Result<RestoreNetlock> RestoreNetlock::take(const DecodedImage& img, const UniqueFd& netns,
+                                            bool root) {
+    RestoreNetlock l;
+    if (!root) return l;
+    if (netns) {
+        UniqueFd dup(fcntl(netns.get(), F_DUPFD_CLOEXEC, 0));
+        if (!dup) return errno_error("dup of the writer's network namespace");
+        l.netns_ = std::make_shared<const UniqueFd>(std::move(dup));
+    }
+    for (const auto& e : img.inet)
+        if (e.repair) l.conns_.push_back(state::locked_conn(e.rec, l.netns_));
+    if (!l.conns_.empty())
+        if (auto s = state::netlock_add(l.conns_); !s) {
+            l.done_ = true;
+            state::netlock_release(l.conns_, l.netns_, false);
+            return std::unexpected(s.error().context("restore"));
+        }
+    return l;
+}
+
+void RestoreNetlock::restored() {
+    if (!conns_.empty()) state::netlock_release(conns_, netns_, true);
+    done_ = true;
+}
+
+RestoreNetlock::~RestoreNetlock() {
+    if (!done_ && !conns_.empty()) state::netlock_release(conns_, netns_, false);
+}
+
 }  // namespace crfs

@@ -9,9 +9,13 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <memory>
+#include <vector>
 
+#include "common/image_reader.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "state/netlock.h"
 
 namespace crfs {
 
@@ -24,5 +28,28 @@ Status in_netns(const UniqueFd& netns, const std::function<Status()>& fn);
 
 // Stage 1, syscalls only: joins `netns_fd` (>= 0) and closes it.
 void child_join_netns(int netns_fd, int status_fd);
+
+// The network lock of a restore (state/netlock.h): the image's established
+// connections are dropped in the writer's namespace while their sockets are
+// built, so that a peer's packet that reaches a half-built socket, or none,
+// gets no answer. A root writer's only: the lock is root's, and a user's
+// image must not name what root's lock drops or lets through.
+class RestoreNetlock {
+  public:
+    // Takes the lock for `img`'s connections in `netns` (empty: the daemon's).
+    static Result<RestoreNetlock> take(const DecodedImage& img, const UniqueFd& netns, bool root);
+    RestoreNetlock(RestoreNetlock&&) = default;
+    // The task runs with its connections: they leave the lock (the checkpoint's
+    // namespace keeps them while it owns their address).
+    void restored();
+    // Not restored: they leave every lock.
+    ~RestoreNetlock();
+
+  private:
+    RestoreNetlock() = default;
+    std::vector<state::LockedConn> conns_;
+    std::shared_ptr<const UniqueFd> netns_;
+    bool done_ = false;
+};
 
 }  // namespace crfs

@@ -48,7 +48,6 @@
 #include "restorer/threads.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
-#include "state/netlock.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];
@@ -153,14 +152,6 @@ void child_fault(const ChildPlan& c, int step) {
         : "r"(c.stack_top), "r"(c.entry), "D"(c.args)
         : "memory");
     __builtin_unreachable();
-}
-
-// The restored connections belong to the task now: the peer may reach it.
-void release_network_lock(const DecodedImage& img) {
-    std::vector<state::LockedConn> conns;
-    for (const auto& e : img.inet)
-        if (e.repair) conns.push_back(state::locked_conn(e.rec));
-    if (!conns.empty()) state::netlock_remove(conns);
 }
 
 std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const MemoryPlan& mem,
@@ -386,12 +377,15 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     trace.mark("decode");
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
     if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
+    for (auto& e : img->inet) e.close = req.tcp_close;
+    auto netns = writer_netns(req.writer_pid);
+    if (!netns) return std::unexpected(netns.error());
+    auto netlock = RestoreNetlock::take(*img, *netns, req.writer_is_root);
+    if (!netlock) return std::unexpected(netlock.error());
     if (req.want_pid > 0 && (::kill(req.want_pid, 0) == 0 || errno == EPERM))
         return make_error(EBUSY, strfmt("pid {} is in use", req.want_pid));
     auto writer = plan_writer(*img, req);
     if (!writer) return std::unexpected(writer.error());
-    auto netns = writer_netns(req.writer_pid);
-    if (!netns) return std::unexpected(netns.error());
     auto cur = current_specials();
     if (!cur) return std::unexpected(cur.error());
     auto sp = plan_specials(*img, *cur);
@@ -647,7 +641,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         }
         trace.mark("rebuild");
         trace.print(pid_t(pid));
-        release_network_lock(*img);
+        netlock->restored();
         std::lock_guard lock(g_children_mu);
         g_children.push_back(pid_t(pid));
         return pid_t(pid);

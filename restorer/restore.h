@@ -31,6 +31,9 @@ struct RestoreRequest {
     // Whether the writer may choose the pid (the kernel reserves clone3
     // set_tid to CAP_CHECKPOINT_RESTORE): want_pid > 0 without it is EPERM.
     bool may_choose_pid = false;
+    // The slot's `tcp` file says "close": established connections come back
+    // aborted instead of repaired (docs/network.md).
+    bool tcp_close = false;
 };
 
 // Validates the whole image first (nothing is created on failure), then

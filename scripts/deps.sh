@@ -11,6 +11,7 @@ packages=(
   scdoc man-db bash-completion systemd
   util-linux procps zstd coreutils
   nftables iproute2
+  redis-server redis-tools
 )
 
 missing=()

@@ -32,8 +32,8 @@ bool any_port(const sockaddr_storage& ss) {
 
 }  // namespace
 
-bool in_daemon_netns(uint64_t ino, bool v6) {
-    auto text = read_file(v6 ? "/proc/self/net/tcp6" : "/proc/self/net/tcp");
+bool in_task_netns(pid_t pid, uint64_t ino, bool v6) {
+    auto text = read_file(strfmt("/proc/{}/net/{}", pid, v6 ? "tcp6" : "tcp"));
     if (!text) return false;
     for (const auto& s : parse_net_inet(*text, "", true))
         if (s.inode == ino) return true;
@@ -98,6 +98,7 @@ std::optional<std::string> inet_reason(pid_t pid, int fd, bool* is_inet) {
     if (!sock) return std::nullopt;  // the caller's socket table names it
     auto v = inspect_inet(sock->get());
     if (!v) return std::nullopt;
+    v->pid = pid;
     // Raw, SCTP, UDP-Lite ...: not ours; the socket table names them.
     if (v->type == SOCK_STREAM && v->protocol == IPPROTO_TCP) {
         *is_inet = true;

@@ -32,6 +32,7 @@ Result<UniqueFd> grab_fd(pid_t pid, int fd);
 
 // One inet socket as this process sees it through a duplicate.
 struct InetView {
+    pid_t pid = 0;  // the task holding it (0: unknown)
     int domain = 0, type = 0, protocol = 0;
     int tcp_state = 0;  // TCP_INFO tcpi_state (TCP only)
     sockaddr_storage local{}, peer{};
@@ -108,7 +109,7 @@ int tcp_go_live(int sock);
 // its connection back (repair off).
 void tcp_end_repair(pid_t pid, int fd);
 
-// Is socket inode `ino` in this process's network namespace (/proc/self/net)?
-bool in_daemon_netns(uint64_t ino, bool v6);
+// Is socket inode `ino` in task `pid`'s network namespace (/proc/<pid>/net)?
+bool in_task_netns(pid_t pid, uint64_t ino, bool v6);
 
 }  // namespace crfs::state

@@ -308,7 +308,7 @@ class Slots(Base):
         self.assertIn("File exists", r.stderr)
         self.assertEqual(sh(f"mkdir {self.m}/ok.name-1_x").returncode, 0)
         self.assertIn("File exists", sh(f"mkdir {self.m}/ok.name-1_x").stderr)
-        self.assertEqual(sorted(os.listdir(f"{self.m}/ok.name-1_x")), ["image", "pid", "status"])
+        self.assertEqual(sorted(os.listdir(f"{self.m}/ok.name-1_x")), ["image", "pid", "status", "tcp"])
         self.assertEqual(read(f"{self.m}/ok.name-1_x/status"), "empty\n")
         self.assertEqual(read(f"{self.m}/ok.name-1_x/pid"), "")
         self.assertIn("Operation not permitted", sh(f"rmdir {self.m}/1").stderr)

@@ -69,12 +69,31 @@ def tcp_queues(pid, port):
     return 0, 0
 
 
+def listening(port):
+    """Is something listening on 127.0.0.1:`port` (this namespace)?"""
+    for row in rt.read("/proc/net/tcp").splitlines()[1:]:
+        f = row.split()
+        if f[1] == f"0100007F:{port:04X}" and f[3] == "0A":
+            return True
+    return False
+
+
 def restore_in_place(test, t, img):
     t.kill9()
     return t.restore(img, str(t.pid))
 
 
 class Base(rt.Base):
+    def connected_echo(self):
+        """An IPv4 echo server, its port, and a client connection that has echoed once."""
+        t = echo_server(self, "tcp4")
+        port = int(rt.read(t.path("port")))
+        c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.addCleanup(c.close)
+        c.sendall(b"x")
+        self.assertEqual(c.recv(1), b"x")
+        return t, port, c
+
     def echo_once(self, addr, family=socket.AF_INET):
         with socket.socket(family, socket.SOCK_STREAM) as c:
             c.settimeout(TIMEOUT)
@@ -170,12 +189,7 @@ class Established(Base):
         self.assertEqual(t.finish(), "PASS")
 
     def test_the_network_lock_goes_with_the_daemon(self):
-        t = echo_server(self, "tcp4")
-        port = int(rt.read(t.path("port")))
-        c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.addCleanup(c.close)
-        c.sendall(b"x")
-        self.assertEqual(c.recv(1), b"x")
+        t, port, _ = self.connected_echo()
         t.checkpoint()
         table = ["nft", "list", "table", "inet", f"crfs_{self.crfs.proc.pid}"]
         listed = subprocess.run(table, capture_output=True, text=True, timeout=TIMEOUT)
@@ -205,6 +219,36 @@ class Established(Base):
                       rt.read(f"{self.m}/{t.pid}/reason"))
         r = rt.sh(f"cat {self.m}/{t.pid}/image > /dev/null")
         self.assertIn("Device or resource busy", r.stderr)
+
+
+class TcpClose(Base):
+    def test_slot_tcp_close_gives_the_task_a_reset_connection(self):
+        t, port, c = self.connected_echo()
+        img = t.checkpoint()
+        t.kill9()
+        slot = f"{self.m}/{t.pid}"
+        os.mkdir(slot)
+        self.assertEqual(rt.read(f"{slot}/tcp"), "keep\n")
+        fd = os.open(f"{slot}/tcp", os.O_WRONLY)
+        with self.assertRaises(OSError) as bad:
+            os.write(fd, b"maybe\n")
+        os.close(fd)
+        self.assertEqual(bad.exception.errno, errno.EINVAL)
+        r = rt.sh(f"echo close > {slot}/tcp && cp {img} {slot}/image")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(rt.read(f"{slot}/tcp"), "close\n")
+        # The task's next read of the connection fails with ECONNRESET, as
+        # after a reset from the peer.
+        rt.wait_for(lambda: os.path.exists(t.path("conn_error")), "the task to see the reset")
+        self.assertEqual(int(rt.read(t.path("conn_error"))), errno.ECONNRESET)
+        # The peer: its next segment reaches no socket and is answered with a reset.
+        with self.assertRaises((ConnectionResetError, BrokenPipeError)):
+            c.sendall(b"after")
+            c.recv(16)
+        self.echo_once(("127.0.0.1", port))  # the listener is kept
+        self.assertEqual(subprocess.run(["nft", "list", "tables"], capture_output=True,
+                                        text=True, timeout=TIMEOUT).stdout.count("crfs_"), 0)
+        self.assertEqual(t.finish(), "PASS")
 
 
 def run_as(cmd):
@@ -252,6 +296,14 @@ class Unprivileged(Base):
         self.echo_once(("127.0.0.1", int(rt.read(f"{d}/port"))))
         os.kill(pid, signal.SIGKILL)
         rt.wait_for(lambda: not self.crfs.children(), "crfsd to reap it")
+
+    def test_another_users_slot_tcp_file_is_not_theirs(self):
+        os.mkdir(f"{self.m}/roots")
+        r = run_as(f"echo close > {self.m}/roots/tcp")
+        self.assertIn("Permission denied", r.stderr)
+        r = run_as(f"cat {self.m}/roots/tcp")
+        self.assertIn("Permission denied", r.stderr)
+        self.assertEqual(rt.read(f"{self.m}/roots/tcp"), "keep\n")
 
     def test_hostile_socket_records_are_refused_at_close(self):
         d = tempfile.mkdtemp(prefix="crfsnt-")

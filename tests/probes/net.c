@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "inet_addr.h"
 #include "probe.h"
 
 static int g_s, g_t;
@@ -28,19 +29,7 @@ static void setint(int s, int level, int name, int v) {
 
 static void bind_loopback(int s, int family) {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len;
-    if (family == AF_INET6) {
-        struct sockaddr_in6* a = (struct sockaddr_in6*)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
-        len = sizeof *a;
-    } else {
-        struct sockaddr_in* a = (struct sockaddr_in*)&ss;
-        a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        len = sizeof *a;
-    }
+    socklen_t len = probe_addr(family, 0, &ss);
     if (bind(s, (struct sockaddr*)&ss, len) != 0) die("bind");
 }
 

@@ -1,15 +1,16 @@
 /* Workload: a single-process echo server for the network tests.
  *
- *   net_echo DIR MODE      MODE: tcp4 | tcp6 | dual | udp4
+ *   net_echo DIR MODE      MODE: tcp4 | any4 | tcp6 | dual | udp4
  *
- * tcp*: listens on 127.0.0.1 (tcp4), ::1 (tcp6) or :: with IPV6_V6ONLY 0
- * (dual), port chosen by the kernel, with options the restore must keep
+ * tcp*: listens on 127.0.0.1 (tcp4), 0.0.0.0 (any4), ::1 (tcp6) or :: with
+ * IPV6_V6ONLY 0 (dual), port chosen by the kernel, with options the restore must keep
  * (SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, TCP_KEEPIDLE 77, TCP_KEEPINTVL 11,
  * TCP_KEEPCNT 5, TCP_DEFER_ACCEPT 3, SO_RCVBUF and SO_SNDBUF 32 KiB, backlog 7);
  * echoes every byte of every connection back, in one poll loop, never
  * blocking: a client that does not read fills the queues both ways.
  * udp4: a UDP socket on 127.0.0.1 that answers each datagram with the same.
  *
+ * A connection that fails (read or write) writes its errno to DIR/conn_error.
  * Writes DIR/port, then DIR/ready. On SIGTERM it checks that the listening
  * socket still has its address and options and writes "PASS" or "FAIL: why"
  * to DIR/result. */
@@ -102,7 +103,7 @@ int main(int argc, char** argv) {
     } else {
         struct sockaddr_in* a = (struct sockaddr_in*)&ss;
         a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a->sin_addr.s_addr = htonl(strcmp(mode, "any4") ? INADDR_LOOPBACK : INADDR_ANY);
         sl = sizeof *a;
     }
     int nwant = 0;
@@ -168,6 +169,11 @@ int main(int argc, char** argv) {
                 if (r > 0) plen[i] = (size_t)r, poff[i] = 0;
             }
             if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                if (r < 0) {
+                    char e[16];
+                    snprintf(e, sizeof e, "%d\n", errno);
+                    put("conn_error", e);
+                }
                 close(conn[i]);
                 conn[i] = conn[n - 1];
                 memcpy(pend[i], pend[n - 1], plen[n - 1]);
