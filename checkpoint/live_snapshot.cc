@@ -31,9 +31,8 @@ constexpr uint64_t kFaultPages = 16;
 // Pages streamed per step: one read of the task's memory, one un-protect.
 constexpr uint64_t kChunkPages = 256;
 
-constexpr uint64_t kFeatures =
-    UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
-    UFFD_FEATURE_EVENT_REMAP;
+constexpr uint64_t kFeatures = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE |
+                               UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP;
 
 Status wp_ioctl(int uffd, uint64_t start, uint64_t end, bool protect) {
     uffdio_writeprotect wp{};
@@ -50,8 +49,7 @@ bool register_wp(int uffd, uint64_t start, uint64_t end) {
     reg.range.start = start;
     reg.range.len = end - start;
     reg.mode = UFFDIO_REGISTER_MODE_WP;
-    return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0 &&
-           (reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT));
+    return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0 && (reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT));
 }
 
 // pread of the task's memory; the error says whether the task is gone.
@@ -183,8 +181,8 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     d.pages_copied = now.pages;
     d.buffer = std::move(buffer);
     if (!live.empty())
-        d.live = std::make_shared<LiveMemory>(pid, std::move(uffd), std::move(*mem),
-                                              std::move(live));
+        d.live =
+            std::make_shared<LiveMemory>(pid, std::move(uffd), std::move(*mem), std::move(live));
     return d;
 }
 
@@ -330,7 +328,8 @@ Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
 
 void LiveMemory::serve_faults() {
     uffd_msg msgs[64];
-    std::vector<std::pair<uint64_t, uint64_t>> retry;  // un-protects refused while an event was pending
+    std::vector<std::pair<uint64_t, uint64_t>>
+        retry;  // un-protects refused while an event was pending
     for (;;) {
         pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
         int n = poll(p, 2, retry.empty() ? -1 : 1);
@@ -357,7 +356,8 @@ void LiveMemory::serve_faults() {
                     auto it = std::upper_bound(
                         runs_.begin(), runs_.end(), addr,
                         [](uint64_t a, const CopiedRun& r) { return a < r.vaddr; });
-                    if (it != runs_.begin() && addr < (it - 1)->vaddr + (it - 1)->nr_pages * kPage) {
+                    if (it != runs_.begin() &&
+                        addr < (it - 1)->vaddr + (it - 1)->nr_pages * kPage) {
                         --it;
                         uint64_t g = kFaultPages * kPage;
                         lo = std::max(it->vaddr, addr & ~(g - 1));

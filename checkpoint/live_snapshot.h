@@ -107,7 +107,7 @@ class LiveMemory {
     void check_gone(uint64_t start, uint64_t end, const char* what);
     Status unprotect(uint64_t start, uint64_t end);
     Result<bool> take(uint64_t va, uint64_t end, char* buf);  // mu_ held
-    void save(uint64_t start, uint64_t end);  // mu_ held
+    void save(uint64_t start, uint64_t end);                  // mu_ held
 
     pid_t pid_;
     UniqueFd uffd_, mem_, stop_;
