@@ -381,7 +381,6 @@ class LiveImage : public ImageSource {
     uint64_t records_ = 0;
 };
 
-
 // capture() on a thread of its own, checkpoints of one pid one at a time.
 Result<Capture> capture_task(pid_t pid, uint64_t starttime, bool live) {
     Result<Capture> cap = make_error(EIO, "checkpoint thread did not run");
