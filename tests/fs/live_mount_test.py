@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The live snapshot through the mount (checkpoint/live_snapshot.h), on a task
+that rewrites all of its memory all the time (tests/workloads/gen_writer.c):
+
+  - the image read while the task writes on, restored, is one cut of its
+    memory: the restored task finds every page as it left it;
+  - crfsd or its checkpoint worker killed in the middle of a read: the task
+    runs on, untraced, its memory intact (the worker holds the only copy of
+    the task's userfaultfd; its death lets the task go).
+
+Runs as root (the task may then have a userfaultfd that handles kernel
+faults). usage: live_mount_test.py BUILD_DIR
+"""
+import os
+import signal
+import struct
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test as rt  # noqa: E402  (Crfsd, Task, Base, wait_for)
+
+MIB = 64
+
+
+def peek(pid, addr, words=3):
+    """Words at addr of pid's memory, or None if it cannot be read now."""
+    try:
+        with open(f"/proc/{pid}/mem", "rb") as f:
+            f.seek(addr)
+            data = f.read(8 * words)
+    except OSError:
+        return None
+    return struct.unpack(f"<{words}Q", data) if len(data) == 8 * words else None
+
+
+def tracer(pid):
+    for line in rt.read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("TracerPid:"):
+            return int(line.split()[1])
+    return None
+
+
+class Live(rt.Base):
+    def writer(self):
+        t = self.task([os.path.join(rt.BUILD, "tests/workloads/gen_writer"), "@DIR@", str(MIB)])
+        t.addr = int(rt.read(t.path("ready")), 16)
+        return t
+
+    def gen(self, t, pid=None):
+        m = peek(pid or t.pid, t.addr)
+        return m[0] if m else -1
+
+    def runs_on_intact(self, t, pid=None):
+        """Two more generations written, every page found as left, not traced."""
+        pid = pid or t.pid
+        g0 = self.gen(t, pid)
+        rt.wait_for(lambda: self.gen(t, pid) >= g0 + 2, f"task {pid} to write on")
+        self.assertEqual(peek(pid, t.addr)[2], 0, "the task found its memory changed")
+        self.assertEqual(tracer(pid), 0)
+
+    def open_streaming(self, t):
+        """An image handle whose first bytes were read: the task is thawed and
+        write-protected, the stream stalled on the reader."""
+        f = open(f"{self.m}/{t.pid}/image", "rb", buffering=0)
+        head = f.read(1 << 16)
+        self.assertEqual(head[:7], b"CRFSIMG")
+        return f, head
+
+    def worker(self):
+        for pid in self.crfs.children():
+            if rt.read(f"/proc/{pid}/comm").strip() == "crfs-ckpt":
+                return pid
+        return None
+
+    def test_image_read_while_the_task_writes_restores_one_cut(self):
+        t = self.writer()
+        rt.wait_for(lambda: self.gen(t) >= 2, "the first generations")
+        f, head = self.open_streaming(t)
+        # Every page not yet sent is rewritten twice before the rest is read.
+        g0 = self.gen(t)
+        rt.wait_for(lambda: self.gen(t) >= g0 + 2, "the task to write during the read")
+        img = t.path("snap.img")
+        with open(img, "wb") as out:
+            out.write(head)
+            while chunk := f.read(1 << 20):
+                out.write(chunk)
+        f.close()
+        r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        t.kill9()
+        pid = t.restore(img, "cut")
+        self.runs_on_intact(t, pid)
+
+    def test_daemon_killed_mid_read_lets_the_task_run_on(self):
+        t = self.writer()
+        rt.wait_for(lambda: self.gen(t) >= 2, "the first generations")
+        f, _ = self.open_streaming(t)
+        self.crfs.proc.send_signal(signal.SIGKILL)
+        self.crfs.proc.wait(rt.TIMEOUT)
+        self.crfs.children = lambda: []  # tearDown unmounts what is left
+        self.runs_on_intact(t)
+        try:
+            f.close()
+        except OSError:  # the mount is gone
+            pass
+
+    def test_worker_killed_mid_read_lets_the_task_run_on(self):
+        t = self.writer()
+        rt.wait_for(lambda: self.gen(t) >= 2, "the first generations")
+        f, _ = self.open_streaming(t)
+        w = self.worker()
+        self.assertIsNotNone(w, "no crfs-ckpt streaming")
+        os.kill(w, signal.SIGKILL)
+        with self.assertRaises(OSError):
+            while f.read(1 << 20):
+                pass
+        f.close()
+        self.runs_on_intact(t)
+        # The daemon serves on: a new image of the task.
+        r = rt.sh(f"cat {self.m}/{t.pid}/image > {t.path('again.img')} && "
+                  f"{rt.BUILD}/tools/crfs verify {t.path('again.img')}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+if __name__ == "__main__":
+    rt.BUILD = os.path.abspath(sys.argv.pop(1))
+    if os.geteuid() != 0:
+        print("needs root: skipped")
+        sys.exit(0)
+    unittest.main()
