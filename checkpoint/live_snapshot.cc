@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "checkpoint/freeze.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
@@ -108,6 +109,14 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     MemoryDump d;
     d.maps = std::move(maps);
     const auto& areas = d.maps;
+    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
+    uint64_t t0 = monotonic_ns();
+    auto mark = [&](const char* what) {
+        if (!trace) return;
+        uint64_t now = monotonic_ns();
+        log_info("checkpoint:   memory %s: %llu us", what, (unsigned long long)((now - t0) / 1000));
+        t0 = now;
+    };
     auto plan = plan_pages(pid, areas);
     if (!plan) return std::unexpected(plan.error());
     d.pages_scanned = plan->pages_scanned;
@@ -153,6 +162,7 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
         }
         i = j + 1;
     }
+    mark("pagemap scan");
     bool protected_all = true;
     for (auto [s, e] : spans)
         if (auto r = wp_ioctl(uffd.get(), s, e, true); !r) {
@@ -160,6 +170,7 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
             protected_all = false;
             break;
         }
+    mark("register, write-protect");
     auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
     if (!mem) return std::unexpected(mem.error());
 
@@ -177,6 +188,7 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     }
     if (!protected_all) uffd.reset();  // drops every registration
     if (auto r = copy_pages(pid, now, buffer); !r) return std::unexpected(r.error());
+    mark("copy what is not protected");
     d.runs = std::move(now.runs);
     d.pages_copied = now.pages;
     d.buffer = std::move(buffer);
