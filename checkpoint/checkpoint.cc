@@ -96,10 +96,11 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
                           strfmt("task {} is being traced by pid {}", pid, status->tracer_pid));
 
     // Size the page buffer before freezing, so the frozen copy does not fault it in.
-    // (A live snapshot, likely where the task may handle kernel faults, copies little.)
+    // A live snapshot copies little; it is likely where the task has
+    // CAP_SYS_PTRACE (only a guess for the size: the kernel decides below).
     PageBuffer buffer;
-    live = live && (status->cap_eff >> 19 & 1);  // CAP_SYS_PTRACE: the kernel decides below
-    if (auto r = buffer.reserve(live ? 1 << 20 : status->rss_bytes + (1 << 20)); !r)
+    bool small = live && (status->cap_eff >> 19 & 1);
+    if (auto r = buffer.reserve(small ? 1 << 20 : status->rss_bytes + (1 << 20)); !r)
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 

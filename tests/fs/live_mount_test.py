@@ -11,6 +11,7 @@ that rewrites all of its memory all the time (tests/workloads/gen_writer.c):
 Runs as root (the task may then have a userfaultfd that handles kernel
 faults). usage: live_mount_test.py BUILD_DIR
 """
+import json
 import os
 import signal
 import struct
@@ -42,8 +43,11 @@ def tracer(pid):
 
 
 class Live(rt.Base):
-    def writer(self):
-        t = self.task([os.path.join(rt.BUILD, "tests/workloads/gen_writer"), "@DIR@", str(MIB)])
+    def writer(self, *args, user=()):
+        argv = [os.path.join(rt.BUILD, "tests/workloads/gen_writer"), "@DIR@", str(MIB), *args]
+        if user:  # its directory is made (0700) as the task starts: open it first
+            argv = ["sh", "-c", 'chmod 777 "$1" && shift && exec "$@"', "sh", "@DIR@", *user, *argv]
+        t = self.task(argv)
         t.addr = int(rt.read(t.path("ready")), 16)
         return t
 
@@ -73,10 +77,16 @@ class Live(rt.Base):
                 return pid
         return None
 
-    def test_image_read_while_the_task_writes_restores_one_cut(self):
-        t = self.writer()
+    def image_while_writing(self, t, user=()):
+        """The image of t read while t rewrites every page twice; its path."""
         rt.wait_for(lambda: self.gen(t) >= 2, "the first generations")
-        f, head = self.open_streaming(t)
+        f, head = self.open_streaming(t) if not user else (None, b"")
+        if user:  # the reader is the task's owner: a pipe through `cat` as that user
+            p = rt.subprocess.Popen([*user, "cat", f"{self.m}/{t.pid}/image"],
+                                    stdout=rt.subprocess.PIPE, stdin=rt.subprocess.DEVNULL)
+            f = p.stdout
+            head = f.read(1 << 16)
+            self.assertEqual(head[:7], b"CRFSIMG")
         # Every page not yet sent is rewritten twice before the rest is read.
         g0 = self.gen(t)
         rt.wait_for(lambda: self.gen(t) >= g0 + 2, "the task to write during the read")
@@ -86,11 +96,46 @@ class Live(rt.Base):
             while chunk := f.read(1 << 20):
                 out.write(chunk)
         f.close()
+        if user:
+            self.assertEqual(p.wait(rt.TIMEOUT), 0)
         r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(peek(t.pid, t.addr)[2], 0, "the task found its memory changed")
+        return img
+
+    def copied_while_frozen(self, img):
+        r = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)["stats"]["pages_copied"]
+
+    def test_image_read_while_the_task_writes_restores_one_cut(self):
+        t = self.writer()
+        img = self.image_while_writing(t)
+        self.assertLess(self.copied_while_frozen(img), MIB * 256 // 2, "not a live snapshot")
         t.kill9()
         pid = t.restore(img, "cut")
         self.runs_on_intact(t, pid)
+
+    def test_kernel_writes_into_protected_pages_wait_for_the_copy(self):
+        # read(2) into a write-protected page: a kernel-mode fault, which the
+        # task's userfaultfd (made with its CAP_SYS_PTRACE) reports to the
+        # worker instead of failing the read with EFAULT.
+        t = self.writer("read")
+        img = self.image_while_writing(t)
+        self.assertLess(self.copied_while_frozen(img), MIB * 256 // 2, "not a live snapshot")
+        t.kill9()
+        pid = t.restore(img, "kcut")
+        self.runs_on_intact(t, pid)
+
+    def test_unprivileged_task_is_copied_while_frozen_and_never_sees_efault(self):
+        # A task without CAP_SYS_PTRACE only gets a user-mode userfaultfd,
+        # where read(2) into a protected page fails with EFAULT: its memory is
+        # copied while frozen instead (the stats say how much).
+        t = self.writer("read", user=rt.NOBODY)
+        img = self.image_while_writing(t, user=rt.NOBODY)
+        self.assertGreaterEqual(self.copied_while_frozen(img), MIB * 256,
+                                "memory was not copied while frozen")
+        self.runs_on_intact(t)
 
     def test_daemon_killed_mid_read_lets_the_task_run_on(self):
         t = self.writer()
