@@ -24,45 +24,17 @@ of the smallest. Frozen time is printed best / median of the N reads.
 """
 import argparse
 import os
-import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 
-MiB = 1 << 20
-PY = "/usr/bin/python3"  # `python3` on PATH may be a root-only shim
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mount_checkpoint_bench import HOLDER, MiB, PY, mount, rss_kib, unmount, wait_for  # noqa: E402,E501
+
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 TARGET_MS = 20.0
-
-HOLDER = r"""
-import os, signal, sys
-buf = bytearray(b'\x5a') * (int(sys.argv[1]) << 20)
-for i in range(0, len(buf), 4096): buf[i] = (i >> 12) & 0xff or 1
-open(sys.argv[2] + '.tmp', 'w').write('ready')
-os.rename(sys.argv[2] + '.tmp', sys.argv[2])
-signal.pause()
-"""
-
-
-def wait_for(pred, what, timeout=300):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise SystemExit("timed out waiting for " + what)
-        time.sleep(0.01)
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
 
 
 def children(pid):
@@ -112,7 +84,7 @@ def measure(a, mnt, daemon, size, as_nobody, tmp):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               close_fds=True, cwd=tmp)
     try:
-        wait_for(lambda: os.path.exists(ready), "the memory holder")
+        wait_for(lambda: os.path.exists(ready), "the memory holder", 300)
         image = f"{mnt}/{holder.pid}/image"
         read_image(image)  # warm-up
         runs = [read_image(image) for _ in range(a.rounds)]
@@ -147,10 +119,8 @@ def main():
     mnt = os.path.join(tmp, "mnt")
     os.mkdir(mnt)
     log = open(os.path.join(tmp, "crfsd.log"), "w")
-    daemon = subprocess.Popen([os.path.join(a.build, "fs", "crfsd"), "-f", "-o",
-                               "state_dir=" + tmp + "/state", mnt],
-                              stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    wait_for(lambda: os.path.ismount(mnt) or daemon.poll() is not None, "the mount")
+    daemon = mount([os.path.join(a.build, "fs", "crfsd"), "-f", "-o",
+                    "state_dir=" + tmp + "/state", mnt], mnt, log)
     live_frozen = {}
     try:
         print(f"{'MiB':>5} {'image':>7} | {'live frozen':>15} {'/target':>7} {'copied':>7}"
@@ -170,13 +140,7 @@ def main():
             print(f"live frozen {hi} MiB / {lo} MiB: "
                   f"{live_frozen[hi] / live_frozen[lo]:.2f}x (target <= 2x)")
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+        unmount(daemon, mnt)
         log.close()
         subprocess.run(["rm", "-rf", tmp])
 

@@ -77,10 +77,13 @@ def best_of(rounds, fn):
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:  # exited meanwhile
+        pass
     return 0
 
 
@@ -226,4 +229,5 @@ def main():
         subprocess.run(["rm", "-rf", tmp])
 
 
-main()
+if __name__ == "__main__":
+    main()

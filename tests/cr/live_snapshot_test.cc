@@ -15,6 +15,7 @@
 
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -120,6 +121,30 @@ std::string read_some(int fd, size_t want) {
     return s;
 }
 
+// A live image written into a pipe by a thread; `out` is the reading end.
+struct Streaming {
+    std::unique_ptr<ImageSource> img;
+    int out = -1;
+    Status wrote;
+    std::thread writer;
+    explicit Streaming(std::unique_ptr<ImageSource> i) : img(std::move(i)) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) abort();
+        out = p[0];
+        writer = std::thread([this, in = p[1]] {
+            wrote = img->write_to(in);
+            close(in);
+        });
+    }
+    // The rest of the stream, after `head`; the writer is done then.
+    std::string finish(std::string head = {}) {
+        head = drain(out, std::move(head));
+        writer.join();
+        close(out);
+        return head;
+    }
+};
+
 TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     Task t([](char* r) { workload(r); });
@@ -127,23 +152,15 @@ TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     auto img = checkpoint_task_live(t.pid, t.starttime());
     ASSERT_TRUE(img) << img.error().what;
     ASSERT_TRUE((*img)->live()) << "memory was copied while frozen";
-    int p[2];
-    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-    Status wrote;
-    std::thread writer([&] {
-        wrote = (*img)->write_to(p[1]);
-        close(p[1]);
-    });
+    Streaming s(std::move(*img));
     // The stream stalls on the pipe after its first bytes; meanwhile the task
     // rewrites every page twice, so every page not yet sent is written over.
-    std::string bytes = read_some(p[0], 1 << 16);
+    std::string bytes = read_some(s.out, 1 << 16);
     uint64_t g0 = t.gen();
     bool ran = wait_for([&] { return t.gen() >= g0 + 2 && t.gen() != ~0ull; });
-    bytes = drain(p[0], std::move(bytes));
-    writer.join();
-    close(p[0]);
+    bytes = s.finish(std::move(bytes));
     ASSERT_TRUE(ran) << "the task did not run during the stream";
-    ASSERT_TRUE(wrote) << wrote.error().what;
+    ASSERT_TRUE(s.wrote) << s.wrote.error().what;
     EXPECT_EQ(t.error_flag(), 0u) << "the task saw its memory change under it";
 
     MemorySource src(bytes.data(), bytes.size());
@@ -201,19 +218,12 @@ TEST(LiveSnapshot, UnmappingMemoryNotYetSentIsEagainAndTheTaskRunsOn) {
     auto img = checkpoint_task_live(t.pid, t.starttime());
     ASSERT_TRUE(img) << img.error().what;
     ASSERT_TRUE((*img)->live());
-    int p[2];
-    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-    Status wrote;
-    std::thread writer([&] {
-        wrote = (*img)->write_to(p[1]);
-        close(p[1]);
-    });
-    read_some(p[0], 1 << 16);
+    Streaming s(std::move(*img));
+    read_some(s.out, 1 << 16);
     kill(t.pid, SIGUSR1);
     bool unmapped = wait_for([&] { return peek(t.pid, (const char*)&g_unmapped) == 1; });
-    drain(p[0]);
-    writer.join();
-    close(p[0]);
+    s.finish();
+    const Status& wrote = s.wrote;
     ASSERT_TRUE(unmapped) << "the task did not get through its munmap";
     ASSERT_FALSE(wrote) << "an image of memory the task unmapped before it was sent";
     EXPECT_EQ(wrote.error().code, EAGAIN) << wrote.error().what;
