@@ -31,18 +31,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mount_checkpoint_bench import HOLDER, MiB, PY, mount, rss_kib, unmount, wait_for  # noqa: E402,E501
+from mount_checkpoint_bench import (HOLDER, PY, MiB, children_rss_kib, mount,  # noqa: E402
+                                    rss_kib, unmount, wait_for)
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 TARGET_MS = 20.0
-
-
-def children(pid):
-    out = []
-    for t in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{t}/children") as f:
-            out += [int(c) for c in f.read().split()]
-    return out
 
 
 def mem_available_mib():
@@ -96,7 +89,7 @@ def measure(a, mnt, daemon, size, as_nobody, tmp):
         try:
             os.read(fd, MiB)
             per_handle = (rss_kib(daemon.pid) - base) / 1024
-            per_worker = sum(rss_kib(c) for c in children(daemon.pid)) / 1024
+            per_worker = children_rss_kib(daemon.pid) / 1024
         finally:
             os.close(fd)
         return frozen[0], frozen[len(frozen) // 2], img_mib, copied_mib, per_handle, per_worker
