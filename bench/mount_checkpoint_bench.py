@@ -17,10 +17,10 @@ and in the same run the limits:
             (the same libfuse setup as crfsd: 1 MiB requests, direct_io)
   FUSE wr   cp of FILE into fuse_limit, which copies it into fresh memory
             (the restore's bound: FUSE write plus one copy into new pages)
-  daemon/h  the daemon's memory per open image handle that has read its first
-            MiB, over 4 handles: its VmRSS plus the machine's Shmem (a memfd it
-            holds is not in its RSS), so other load on the machine shows too
-  worker/h  the RSS of the checkpoint workers still alive for those handles
+  daemon/h  the daemon's memory for an open image handle that has read its
+            first MiB: its VmRSS plus the machine's Shmem (a memfd it holds is
+            not in its RSS), so other load on the machine shows too
+  worker/h  the RSS of the checkpoint worker still alive for that handle
 Ratios: dump to /dev/null as a share of the FUSE read limit; restore over the
 FUSE write limit; both over memcpy. FILE lives in the same directory as the
 mount (/tmp here).
@@ -77,10 +77,13 @@ def best_of(rounds, fn):
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:  # exited meanwhile
+        pass
     return 0
 
 
@@ -164,16 +167,16 @@ def main():
                                                   capture_output=True).stdout)["stats"]
                 img = os.path.getsize(out)
 
-                # Memory per open handle, each having read its first MiB: the
-                # daemon's (its RSS and the memfds it holds) and the workers'.
+                # Memory of an open handle that has read its first MiB: the
+                # daemon's (its RSS and the memfds it holds) and the worker's.
+                # One handle: a second one of the same task waits while a live
+                # snapshot's stream is open (docs/performance.md).
                 base = rss_kib(daemon.pid) + shmem_kib()
-                fds = [os.open(image, os.O_RDONLY) for _ in range(4)]
-                for fd in fds:
-                    os.read(fd, MiB)
-                per_handle = (rss_kib(daemon.pid) + shmem_kib() - base) / 4 / 1024
-                per_worker = children_rss_kib(daemon.pid) / 4 / 1024
-                for fd in fds:
-                    os.close(fd)
+                fd = os.open(image, os.O_RDONLY)
+                os.read(fd, MiB)
+                per_handle = (rss_kib(daemon.pid) + shmem_kib() - base) / 1024
+                per_worker = children_rss_kib(daemon.pid) / 1024
+                os.close(fd)
             finally:
                 holder.kill()
                 holder.wait()
@@ -226,4 +229,5 @@ def main():
         subprocess.run(["rm", "-rf", tmp])
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,7 @@
 #include "checkpoint/files.h"
 #include "checkpoint/fingerprints.h"
 #include "checkpoint/freeze.h"
+#include "checkpoint/live_snapshot.h"
 #include "checkpoint/memory.h"
 #include "checkpoint/parasite.h"
 #include "checkpoint/pid_lock.h"
@@ -82,7 +83,7 @@ Status check_task(pid_t pid, uint64_t starttime, const TaskStat& st) {
 
 // Runs on a thread of its own: ptrace is per thread, and should anything leave
 // the task attached, the thread's exit detaches it.
-Result<Capture> capture(pid_t pid, uint64_t starttime) {
+Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
     Capture c;
     PhaseTrace trace;
     auto st = read_task_stat(pid);
@@ -95,8 +96,11 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
                           strfmt("task {} is being traced by pid {}", pid, status->tracer_pid));
 
     // Size the page buffer before freezing, so the frozen copy does not fault it in.
+    // A live snapshot copies little; it is likely where the task has
+    // CAP_SYS_PTRACE (only a guess for the size: the kernel decides below).
     PageBuffer buffer;
-    if (auto r = buffer.reserve(status->rss_bytes + (1 << 20)); !r)
+    bool small = live && (status->cap_eff >> 19 & 1);
+    if (auto r = buffer.reserve(small ? 1 << 20 : status->rss_bytes + (1 << 20)); !r)
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 
@@ -148,6 +152,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     trace.mark("attrs, regs, fds");
 
     uint64_t vdso_start = 0, vdso_end = 0;
+    UniqueFd uffd;  // live snapshot
     {
         for (const auto& m : maps)
             if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
@@ -166,6 +171,11 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         auto cctid = read_tid_address(**rs);
         if (!cctid) return std::unexpected(cctid.error());
         c.main_thread.clear_child_tid = *cctid;
+        if (live) {
+            auto fd = take_task_uffd(pid, **rs);
+            if (!fd) return std::unexpected(fd.error());
+            uffd = std::move(*fd);
+        }
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
@@ -177,7 +187,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     }
     trace.mark("remote syscalls");
 
-    auto mem = dump_memory(pid, std::move(maps), std::move(buffer));
+    auto mem = uffd ? protect_memory(pid, std::move(maps), std::move(buffer), std::move(uffd))
+                    : dump_memory(pid, std::move(maps), std::move(buffer));
     if (!mem) return std::unexpected(mem.error());
     c.memory = std::move(*mem);
     trace.mark("memory");
@@ -208,7 +219,8 @@ void copy_str(char* dst, size_t n, const std::string& s) {
     std::memcpy(dst, s.data(), std::min(n - 1, s.size()));
 }
 
-ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::StatsRecord& stats) {
+// Every record but the stats (which follow the pages a live snapshot streams).
+ImageWriter build_records(Capture& c, pid_t pid, image::StatsRecord& stats) {
     const TaskAttrs& a = c.attrs;
     uint32_t flags = c.was_stopped ? image::kHeaderTaskWasStopped : 0;
     ImageWriter w(make_header(flags, uint32_t(c.regs.xstate.size())));
@@ -324,19 +336,58 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     stats.pages_scanned = c.memory.pages_scanned;
     stats.pages_copied = c.memory.pages_copied;
     stats.captured_at_ns = c.captured_at_ns;
+    return w;
+}
+
+ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::StatsRecord& stats) {
+    ImageWriter w = build_records(c, pid, stats);
     stats.total_ns = monotonic_ns() - started_ns;
     w.add(RecordType::kStats, Payload().add(stats));
     return std::move(w).finish();
 }
 
-}  // namespace
+// The image of a live snapshot: the records built after the thaw, then the
+// pages still in the task, streamed, then the stats and the trailer.
+class LiveImage : public ImageSource {
+  public:
+    LiveImage(Capture c, pid_t pid, uint64_t started) : capture_(std::move(c)), started_(started) {
+        ImageWriter w = build_records(capture_, pid, stats_);
+        records_ = w.record_count();
+        head_ = std::move(w).finish();
+    }
+    bool live() const override { return capture_.memory.live != nullptr; }
+    Status write_to(int fd) override {
+        ImageSink sink(fd);
+        // The finished head without its trailer: header and records.
+        uint64_t head = head_.size() - sizeof(image::RecordHeader) - sizeof(image::Trailer);
+        std::vector<char> buf(1 << 20);
+        for (uint64_t off = 0; off < head;) {
+            size_t n = head_.read(off, buf.data(), std::min<uint64_t>(buf.size(), head - off));
+            if (auto r = sink.raw(buf.data(), n, off + n == head ? records_ : 0); !r) return r;
+            off += n;
+        }
+        if (capture_.memory.live)
+            if (auto r = capture_.memory.live->stream(sink, stats_); !r) return r;
+        capture_.memory.live.reset();  // the task runs unprotected from here
+        stats_.total_ns = monotonic_ns() - started_;
+        if (auto r = sink.record(RecordType::kStats, Payload().add(stats_).bytes()); !r) return r;
+        return sink.finish();
+    }
 
-Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime) {
-    uint64_t started = monotonic_ns();
+  private:
+    Capture capture_;  // owns what the head points into
+    uint64_t started_;
+    image::StatsRecord stats_{};
+    ImageStream head_;
+    uint64_t records_ = 0;
+};
+
+// capture() on a thread of its own, checkpoints of one pid one at a time.
+Result<Capture> capture_task(pid_t pid, uint64_t starttime, bool live) {
     Result<Capture> cap = make_error(EIO, "checkpoint thread did not run");
     {
         PidLock lock(pid);
-        std::thread worker([&] { cap = capture(pid, starttime); });
+        std::thread worker([&] { cap = capture(pid, starttime, live); });
         worker.join();
     }
     if (!cap) {
@@ -344,6 +395,15 @@ Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime)
         log_info("%s", e.what.c_str());
         return std::unexpected(e);
     }
+    return cap;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime) {
+    uint64_t started = monotonic_ns();
+    auto cap = capture_task(pid, starttime, false);
+    if (!cap) return std::unexpected(cap.error());
     PhaseTrace trace;
     auto snap = std::make_unique<ImageSnapshot>();
     snap->capture = std::move(*cap);
@@ -351,6 +411,13 @@ Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime)
     snap->stream_ = build_image(snap->capture, pid, started, stats);
     trace.mark("build image (zero scan, checksum)");
     return std::unique_ptr<Snapshot>(std::move(snap));
+}
+
+Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t starttime) {
+    uint64_t started = monotonic_ns();
+    auto cap = capture_task(pid, starttime, true);
+    if (!cap) return std::unexpected(cap.error());
+    return std::make_unique<LiveImage>(std::move(*cap), pid, started);
 }
 
 }  // namespace crfs

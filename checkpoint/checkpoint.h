@@ -32,4 +32,21 @@ class Snapshot {
 // The caller must have checked the ptrace right of whoever asks, and `reason`.
 Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime);
 
+// An image written once, front to back, into an fd (a pipe: the worker's stream).
+class ImageSource {
+  public:
+    virtual ~ImageSource() = default;
+    // Fails with EAGAIN when the task unmapped or discarded memory that was
+    // not yet sent (the reader may try again), ESRCH when it exited meanwhile.
+    virtual Status write_to(int fd) = 0;
+    // Whether memory is streamed from the task (live) or was copied while frozen.
+    virtual bool live() const = 0;
+};
+
+// As checkpoint_task, but a live snapshot (checkpoint/live_snapshot.h) where
+// the kernel gives the task a userfaultfd that handles every fault: frozen only
+// while metadata is collected, pages streamed after the thaw, the image as of
+// the freeze. Where it does not, memory is copied while frozen.
+Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t starttime);
+
 }  // namespace crfs

@@ -136,33 +136,23 @@ Result<size_t> PageBuffer::grow(size_t bytes) {
 
 // --- dump_memory ---------------------------------------------------------------
 
+void PagePlan::add(uint64_t vaddr, uint64_t n, PageSource src) {
+    if (!new_vma && !runs.empty() && sources.back().fd < 0 && src.fd < 0 &&
+        sources.back().readable == src.readable && sources.back().ptes == src.ptes &&
+        runs.back().vaddr + runs.back().nr_pages * kPage == vaddr) {
+        runs.back().nr_pages += n;
+    } else {
+        runs.push_back({vaddr, n, 0});
+        sources.push_back(src);
+    }
+    new_vma = false;
+    pages += n;
+}
+
 namespace {
 
-// Where a run's bytes come from.
-struct Source {
-    int fd = -1;  // -1: the task's memory at run.vaddr; else pread(fd, file_off)
-    uint64_t file_off = 0;
-    bool readable = true;  // process_vm_readv can read it (else /proc/<pid>/mem)
-};
-
-struct Plan {
-    std::vector<CopiedRun> runs;
-    std::vector<Source> sources;
-    uint64_t pages = 0;
-    bool new_vma = true;  // runs never span two VMAs: a pages record lies in one VMA
-    void add(uint64_t vaddr, uint64_t n, Source src) {
-        if (!new_vma && !runs.empty() && sources.back().fd < 0 && src.fd < 0 &&
-            sources.back().readable == src.readable &&
-            runs.back().vaddr + runs.back().nr_pages * kPage == vaddr) {
-            runs.back().nr_pages += n;
-        } else {
-            runs.push_back({vaddr, n, 0});
-            sources.push_back(src);
-        }
-        new_vma = false;
-        pages += n;
-    }
-};
+using Source = PageSource;
+using Plan = PagePlan;
 
 // PAGEMAP_SCAN (Linux 6.7): the kernel walks the page tables and returns only
 // populated ranges, so a huge sparse VMA (a JVM heap reservation, ASan's
@@ -215,7 +205,7 @@ Result<bool> scan_span_ioctl(pid_t pid, int pagemap, const std::vector<MapsEntry
                 uint64_t to = std::min(vec[i].end, maps[v].end);
                 if (page_needed(classify_vma(maps[v]), pme)) {
                     plan.new_vma = v != last;
-                    plan.add(at, (to - at) / kPage, Source{-1, 0, maps[v].perms[0] == 'r'});
+                    plan.add(at, (to - at) / kPage, Source{-1, 0, maps[v].perms[0] == 'r', true});
                     last = v;
                 }
                 at = to;
@@ -231,7 +221,7 @@ Result<bool> scan_span_ioctl(pid_t pid, int pagemap, const std::vector<MapsEntry
 // Without PAGEMAP_SCAN (before Linux 6.7): 8 bytes of pagemap per page.
 Status scan_pagemap(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind, Plan& plan,
                     uint64_t& scanned, std::vector<uint64_t>& pm) {
-    Source src{-1, 0, e.perms[0] == 'r'};
+    Source src{-1, 0, e.perms[0] == 'r', true};
     for (uint64_t addr = e.start; addr < e.end;) {
         size_t n = std::min<uint64_t>(kPagemapBatch, (e.end - addr) / kPage);
         ssize_t got = pread(pagemap, pm.data(), n * 8, off_t(addr / kPage * 8));
@@ -422,6 +412,59 @@ Status copy_runs(pid_t pid, int mem, const Plan& plan, char* base) {
 
 }  // namespace
 
+Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& areas) {
+    auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
+    if (!pagemap) return std::unexpected(pagemap.error());
+    Plan plan;
+    std::vector<uint64_t> pm;  // the pread fallback's buffer, for every VMA
+    static std::atomic<bool> no_scan_ioctl{false};
+    for (size_t i = 0; i < areas.size();) {
+        const MapsEntry& e = areas[i];
+        VmaKind kind = classify_vma(e);
+        plan.new_vma = true;
+        Status s;
+        size_t next = i + 1;
+        if (scanned_by_pagemap(e, kind)) {
+            while (next < areas.size() &&
+                   scanned_by_pagemap(areas[next], classify_vma(areas[next])))
+                ++next;
+            auto done = no_scan_ioctl ? Result<bool>(false)
+                                      : scan_span_ioctl(pid, pagemap->get(), areas, i, next, plan,
+                                                        plan.pages_scanned);
+            if (!done) return std::unexpected(done.error());
+            if (!*done) {
+                no_scan_ioctl = true;
+                pm.resize(kPagemapBatch);
+                for (size_t k = i; k < next && s; ++k) {
+                    plan.new_vma = true;
+                    s = scan_pagemap(pid, pagemap->get(), areas[k], classify_vma(areas[k]), plan,
+                                     plan.pages_scanned, pm);
+                }
+            }
+        } else if (kind == VmaKind::kFilePrivate) {
+            s = scan_deleted_private(pid, e, plan, plan.pages_scanned);
+        } else if (kind == VmaKind::kAnonShared) {
+            s = scan_shared(pid, e, plan, plan.fds);
+        }
+        if (!s) return std::unexpected(s.error());
+        i = next;
+    }
+    return plan;
+}
+
+Status copy_pages(pid_t pid, PagePlan& plan, PageBuffer& buffer) {
+    auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
+    if (!mem) return std::unexpected(mem.error());
+    auto off = buffer.grow(plan.pages * kPage);
+    if (!off) return std::unexpected(off.error());
+    size_t pos = *off;
+    for (CopiedRun& r : plan.runs) {
+        r.buf_off = pos;
+        pos += r.nr_pages * kPage;
+    }
+    return copy_runs(pid, mem->get(), plan, buffer.data());
+}
+
 Result<MemoryDump> dump_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer) {
     MemoryDump d;
     bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
@@ -436,62 +479,14 @@ Result<MemoryDump> dump_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffe
     };
     mark("");
     d.maps = std::move(maps);
-
-    auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
-    if (!pagemap) return std::unexpected(pagemap.error());
-    auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
-    if (!mem) return std::unexpected(mem.error());
-
-    Plan plan;
-    std::vector<UniqueFd> shared_fds;
-    std::vector<uint64_t> pm;  // the pread fallback's buffer, for every VMA
-    static std::atomic<bool> no_scan_ioctl{false};
-    const std::vector<MapsEntry>& areas = d.maps;
-    for (size_t i = 0; i < areas.size();) {
-        const MapsEntry& e = areas[i];
-        VmaKind kind = classify_vma(e);
-        plan.new_vma = true;
-        Status s;
-        size_t next = i + 1;
-        if (scanned_by_pagemap(e, kind)) {
-            while (next < areas.size() &&
-                   scanned_by_pagemap(areas[next], classify_vma(areas[next])))
-                ++next;
-            auto done = no_scan_ioctl ? Result<bool>(false)
-                                      : scan_span_ioctl(pid, pagemap->get(), areas, i, next, plan,
-                                                        d.pages_scanned);
-            if (!done) return std::unexpected(done.error());
-            if (!*done) {
-                no_scan_ioctl = true;
-                pm.resize(kPagemapBatch);
-                for (size_t k = i; k < next && s; ++k) {
-                    plan.new_vma = true;
-                    s = scan_pagemap(pid, pagemap->get(), areas[k], classify_vma(areas[k]), plan,
-                                     d.pages_scanned, pm);
-                }
-            }
-        } else if (kind == VmaKind::kFilePrivate) {
-            s = scan_deleted_private(pid, e, plan, d.pages_scanned);
-        } else if (kind == VmaKind::kAnonShared) {
-            s = scan_shared(pid, e, plan, shared_fds);
-        }
-        if (!s) return std::unexpected(s.error());
-        i = next;
-    }
-
+    auto plan = plan_pages(pid, d.maps);
+    if (!plan) return std::unexpected(plan.error());
     mark("pagemap scan");
-    auto off = buffer.grow(plan.pages * kPage);
-    if (!off) return std::unexpected(off.error());
-    size_t pos = *off;
-    for (CopiedRun& r : plan.runs) {
-        r.buf_off = pos;
-        pos += r.nr_pages * kPage;
-    }
-    if (auto r = copy_runs(pid, mem->get(), plan, buffer.data()); !r)
-        return std::unexpected(r.error());
+    if (auto r = copy_pages(pid, *plan, buffer); !r) return std::unexpected(r.error());
     mark("copy");
-    d.runs = std::move(plan.runs);
-    d.pages_copied = plan.pages;
+    d.pages_scanned = plan->pages_scanned;
+    d.pages_copied = plan->pages;
+    d.runs = std::move(plan->runs);
     d.buffer = std::move(buffer);
     return d;
 }

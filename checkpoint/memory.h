@@ -14,12 +14,14 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/procfs.h"
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "crfs/image_format.h"
 #include "state/memory.h"
 
@@ -65,13 +67,46 @@ struct CopiedRun {
     size_t buf_off;
 };
 
+class LiveMemory;  // checkpoint/live_snapshot.h
+
 struct MemoryDump {
     std::vector<MapsEntry> maps;
-    std::vector<CopiedRun> runs;
+    std::vector<CopiedRun> runs;  // copied into `buffer` while frozen
     PageBuffer buffer;
     uint64_t pages_scanned = 0;
     uint64_t pages_copied = 0;
+    // Live snapshot: the pages still in the task, write-protected, streamed
+    // after the thaw (null: every page is in `runs`).
+    std::shared_ptr<LiveMemory> live;
 };
+
+// Where a run's bytes come from.
+struct PageSource {
+    int fd = -1;  // -1: the task's memory at run.vaddr; else pread(fd, file_off)
+    uint64_t file_off = 0;
+    bool readable = true;  // process_vm_readv can read it (else /proc/<pid>/mem)
+    // The pages were present or swapped in the task's page tables at the
+    // freeze (PAGEMAP_SCAN): what userfaultfd write-protect can cover.
+    bool ptes = false;
+};
+
+// Which pages a frozen task's image needs: runs[i] (buf_off unset) read from
+// sources[i]. `fds` keeps the shared-memory files the sources read open.
+struct PagePlan {
+    std::vector<CopiedRun> runs;
+    std::vector<PageSource> sources;
+    uint64_t pages = 0;
+    uint64_t pages_scanned = 0;
+    std::vector<UniqueFd> fds;
+    bool new_vma = true;  // runs never span two VMAs: a pages record lies in one VMA
+    void add(uint64_t vaddr, uint64_t n, PageSource src);
+};
+
+// The first half of dump_memory: finds the pages to store (while frozen).
+Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& maps);
+
+// The second half: copies every run of `plan` into `buffer` (setting buf_off).
+Status copy_pages(pid_t pid, PagePlan& plan, PageBuffer& buffer);
 
 // Copies out every page of a frozen task that must be stored. `maps`: its
 // VMAs as /proc/<pid>/smaps showed them while frozen. `buffer` should come

@@ -1,10 +1,13 @@
 // One checkpoint per pid at a time in this process; others wait (not fail).
-// Held from before the freeze until after the thaw only.
+// Held from before the freeze until after the thaw, and for a live snapshot
+// (checkpoint/live_snapshot.h) until its stream ends: the task's memory is
+// under that snapshot's write protection meanwhile.
 #pragma once
 
 #include <sys/types.h>
 
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <set>
 
@@ -17,6 +20,14 @@ class PidLock {
         cv_.wait(l, [&] { return !busy_.contains(pid_); });
         busy_.insert(pid_);
     }
+    // Waits at most `limit`; null if the pid stayed busy that long.
+    template <class Duration>
+    static std::unique_ptr<PidLock> try_for(pid_t pid, Duration limit) {
+        std::unique_lock l(mu_);
+        if (!cv_.wait_for(l, limit, [&] { return !busy_.contains(pid); })) return nullptr;
+        busy_.insert(pid);
+        return std::unique_ptr<PidLock>(new PidLock(pid, Taken{}));
+    }
     ~PidLock() {
         {
             std::lock_guard l(mu_);
@@ -28,6 +39,8 @@ class PidLock {
     PidLock& operator=(const PidLock&) = delete;
 
   private:
+    struct Taken {};
+    PidLock(pid_t pid, Taken) : pid_(pid) {}
     pid_t pid_;
     static inline std::mutex mu_;
     static inline std::condition_variable cv_;

@@ -5,27 +5,60 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "common/strfmt.h"
 
 namespace crfs {
 
-PipedImage::PipedImage(UniqueFd pipe, pid_t worker, uint64_t size)
-    : size_(size), worker_(worker), pipe_(std::move(pipe)) {}
+PipedImage::PipedImage(UniqueFd pipe, pid_t worker, uint64_t size, UniqueFd status,
+                       std::shared_ptr<void> hold)
+    : worker_(worker),
+      size_(size),
+      status_(std::move(status)),
+      failed_(),
+      hold_(std::move(hold)),
+      pipe_(std::move(pipe)) {}
 
 PipedImage::~PipedImage() {
     pipe_.reset();  // a worker still writing gets EPIPE and exits
     int st;
     while (worker_ > 0 && ::waitpid(worker_, &st, 0) < 0 && errno == EINTR) {
     }
+    hold_.reset();  // only now: the worker let the task go
+}
+
+Error PipedImage::ended(int err) const {
+    // The worker writes its status before it closes the image pipe, so it is
+    // there by now (or never: the worker died).
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; status_ && (n = ::read(status_.get(), buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || text.size() > 65536) break;
+        text.append(buf, size_t(n));
+    }
+    status_.reset();
+    size_t nl = text.find('\n');
+    int code = -1;
+    if (nl != std::string::npos) code = std::atoi(text.substr(0, nl).c_str());
+    if (code == 0 && nl != std::string::npos && size_ == 0) {
+        size_ = taken_;  // the end of the image
+        return Error{0, ""};
+    }
+    if (code > 0 && code < 4096) return Error{code, text.substr(nl + 1)};
+    return Error{EIO, strfmt("image stream from the checkpoint worker ended at byte {}{}{}{}",
+                             taken_, size_ ? strfmt(" of {}", size_) : "",
+                             err ? ": " : " (worker gone)", err ? std::strerror(err) : "")};
 }
 
 Status PipedImage::fill_to(uint64_t keep_from, uint64_t end) const {
     if (!window_) window_ = std::make_unique<char[]>(kWindow);
-    while (taken_ < end) {
-        if (!pipe_)
-            return make_error(EIO, strfmt("image stream broken at byte {} of {}", taken_, size_));
+    while (taken_ < end && (size_ == 0 || taken_ < size_)) {
+        if (failed_) return std::unexpected(*failed_);
+        if (!pipe_) return make_error(EIO, strfmt("image stream broken at byte {}", taken_));
         // Up to the ring's end and `end` (so the window keeps the most it
         // can before it), never over the bytes from `keep_from` on.
         size_t at = size_t(taken_ % kWindow);
@@ -36,21 +69,26 @@ Status PipedImage::fill_to(uint64_t keep_from, uint64_t end) const {
         if (n <= 0) {
             int err = n < 0 ? errno : 0;
             pipe_.reset();
-            return make_error(EIO, strfmt("image stream from the checkpoint worker ended at "
-                                          "byte {} of {}{}{}",
-                                          taken_, size_, err ? ": " : " (worker gone)",
-                                          err ? std::strerror(err) : ""));
+            hold_.reset();  // the worker is done with the task
+            if (Error e = ended(err); e.code != 0) {
+                failed_ = e;
+                return std::unexpected(e);
+            }
+            return {};  // the end, now known
         }
         taken_ += uint64_t(n);
     }
-    if (taken_ == size_) pipe_.reset();
+    if (size_ != 0 && taken_ == size_) {
+        pipe_.reset();
+        hold_.reset();
+    }
     return {};
 }
 
 Result<size_t> PipedImage::read(uint64_t offset, void* buf, size_t len) const {
-    if (offset >= size_) return size_t{0};
-    len = size_t(std::min<uint64_t>({len, size_ - offset, kWindow}));
     std::lock_guard lock(mu_);
+    if (size_ != 0 && offset >= size_) return size_t{0};
+    len = size_t(std::min<uint64_t>(len, kWindow));
     uint64_t oldest = taken_ > kWindow ? taken_ - kWindow : 0;
     if (offset < oldest)
         return make_error(ESPIPE, strfmt("image is a stream: byte {} was served {} bytes ago "
@@ -58,6 +96,7 @@ Result<size_t> PipedImage::read(uint64_t offset, void* buf, size_t len) const {
                                          "image",
                                          offset, taken_ - offset));
     if (auto r = fill_to(offset, offset + len); !r) return std::unexpected(r.error());
+    if (size_ != 0) len = size_t(std::min<uint64_t>(len, size_ > offset ? size_ - offset : 0));
     // Copy out of the ring, in at most two pieces.
     char* out = static_cast<char*>(buf);
     for (size_t done = 0; done < len;) {

@@ -8,6 +8,12 @@
 // what it skips; a read that starts before the window is ESPIPE: the bytes
 // are gone, and a new open makes a new image. Every byte served is the
 // worker's one image, so every reader of one handle sees the same bytes.
+//
+// The size may be unknown until the end (a live snapshot drops all-zero
+// pages as it streams them): the stream then ends where the pipe does, and
+// the worker's status pipe says whether that is the image's end ("0\n") or
+// why the image could not be finished ("<errno>\n<text>", e.g. EAGAIN when
+// the task unmapped memory not yet sent); nothing there: the worker died.
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "checkpoint/checkpoint.h"
 #include "common/unique_fd.h"
@@ -27,13 +34,20 @@ class PipedImage : public Snapshot {
 
     // `pipe`: the read end; `worker`: the writer, reaped on destruction
     // (closing the pipe first makes it stop with EPIPE); `size`: the image's
-    // size, as the worker reported it.
-    PipedImage(UniqueFd pipe, pid_t worker, uint64_t size);
+    // size, as the worker reported it, or 0 if not known before the end, which
+    // `status` (the read end of the worker's status pipe) then confirms.
+    // `hold`: kept until the stream ends (a live snapshot's PidLock).
+    PipedImage(UniqueFd pipe, pid_t worker, uint64_t size, UniqueFd status = {},
+               std::shared_ptr<void> hold = {});
     ~PipedImage() override;
     PipedImage(const PipedImage&) = delete;
     PipedImage& operator=(const PipedImage&) = delete;
 
-    uint64_t size() const override { return size_; }
+    // 0 while not known.
+    uint64_t size() const override {
+        std::lock_guard lock(mu_);
+        return size_;
+    }
     Result<size_t> read(uint64_t offset, void* buf, size_t len) const override;
 
   private:
@@ -41,9 +55,16 @@ class PipedImage : public Snapshot {
     // byte from `keep_from` on (mu_ held).
     Status fill_to(uint64_t keep_from, uint64_t end) const;
 
-    const uint64_t size_;
+    // The pipe ended before the known end of the image, or (size unknown) at
+    // all: the worker's word on why, as the error (mu_ held).
+    Error ended(int err) const;
+
     pid_t worker_;
-    mutable std::mutex mu_;                   // guards everything below
+    mutable std::mutex mu_;  // guards everything below
+    mutable uint64_t size_;  // 0: not known yet
+    mutable UniqueFd status_;
+    mutable std::optional<Error> failed_;  // why the stream ended early
+    mutable std::shared_ptr<void> hold_;
     mutable UniqueFd pipe_;                   // closed at the end of the image or on an error
     mutable std::unique_ptr<char[]> window_;  // ring: stream byte b at window_[b % kWindow]
     mutable uint64_t taken_ = 0;              // stream bytes taken from the pipe so far

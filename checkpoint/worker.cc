@@ -61,10 +61,13 @@ int reap(pid_t pid) {
     return st;
 }
 
-Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
+Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<PidLock> lock = {}) {
     int p[2];
-    UniqueFd image_rd, image_wr;
+    UniqueFd image_rd, image_wr, status_rd, status_wr;
     if (req.mode == WorkerMode::kImage) {
+        if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the image's status");
+        status_rd.reset(p[0]);
+        status_wr.reset(p[1]);
         if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the image");
         image_rd.reset(p[0]);
         image_wr.reset(p[1]);
@@ -74,9 +77,9 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
     if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
     UniqueFd rd(p[0]), wr(p[1]);
     // Sources above the target numbers, so that no dup2 below overwrites one.
-    for (UniqueFd* fd : {&image_wr, &wr}) {
-        if (!*fd || fd->get() > kWorkerReplyFd) continue;
-        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerReplyFd + 1));
+    for (UniqueFd* fd : {&image_wr, &wr, &status_wr}) {
+        if (!*fd || fd->get() > kWorkerStatusFd) continue;
+        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerStatusFd + 1));
         if (!*fd) return errno_error("move a descriptor for the worker");
     }
 
@@ -84,6 +87,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
     posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
     if (image_wr) posix_spawn_file_actions_adddup2(&sa.actions, image_wr.get(), kWorkerImageFd);
     posix_spawn_file_actions_adddup2(&sa.actions, wr.get(), kWorkerReplyFd);
+    if (status_wr) posix_spawn_file_actions_adddup2(&sa.actions, status_wr.get(), kWorkerStatusFd);
     // A process group of its own: no terminal signal (Ctrl-C goes to the
     // foreground group), nothing sent to the daemon's group reaches it. Not a
     // session of its own: with autogroup scheduling that would put the tracer
@@ -110,6 +114,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
         return sys_error(err, "start the checkpoint worker " + worker_exe());
     wr.reset();
     image_wr.reset();
+    status_wr.reset();
 
     std::string reply;
     char buf[4096];
@@ -131,9 +136,14 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req) {
     if (image_rd && code == 0) {
         uint64_t size = 0;
         auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), size);
-        if (ec == std::errc() && ptr == text.data() + text.size() && size > 0) {
+        std::string_view rest(ptr, size_t(text.data() + text.size() - ptr));
+        if (ec == std::errc() && (rest.empty() || rest == " live")) {
+            // A live snapshot keeps the task write-protected until its stream
+            // ends: the next checkpoint of the task waits for that.
+            if (rest.empty()) lock.reset();
             WorkerReply out;
-            out.image = std::make_unique<PipedImage>(std::move(image_rd), child, size);
+            out.image = std::make_unique<PipedImage>(std::move(image_rd), child, size,
+                                                     std::move(status_rd), std::move(lock));
             return out;
         }
         code = EIO;
@@ -168,8 +178,14 @@ std::optional<WorkerMode> parse_worker_mode(std::string_view name) {
 
 Result<WorkerReply> run_worker(const WorkerRequest& req) {
     if (req.mode != WorkerMode::kImage) return spawn_and_wait(req);
-    PidLock lock(req.pid);
-    return spawn_and_wait(req);
+    // Bounded: a reader that holds a live snapshot's stream open without
+    // reading does not block the task's other checkpoints forever.
+    std::shared_ptr<PidLock> lock = PidLock::try_for(req.pid, std::chrono::seconds(60));
+    if (!lock)
+        return make_error(EBUSY, strfmt("checkpoint {}: another image of the task is being read "
+                                        "(its memory is still streamed); try again",
+                                        req.pid));
+    return spawn_and_wait(req, std::move(lock));
 }
 
 void send_worker_reply(const Result<std::string>& result) {

@@ -13,11 +13,16 @@
 //
 // Protocol: argv = crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS; fd 4 a
 // pipe that receives the reply, "<errno>\n<text>" (errno 0: success; text:
-// the reasons, the image's size in bytes, or the error), then is closed; fd 3
-// (image mode) a pipe the worker then streams the image into, front to back,
-// once the task runs again (checkpoint/piped_image.h serves it). Nothing of
-// the image is copied into the daemon but a window of a few MiB per handle;
-// the worker holds the snapshot until the stream ends or the reader closes.
+// the reasons, the image's size in bytes (0: known only at its end), or the
+// error), then is closed; fd 3 (image mode) a pipe the worker then streams
+// the image into, front to back, once the task runs again
+// (checkpoint/piped_image.h serves it); fd 5 (image mode) a pipe that gets
+// "0\n" after the whole image, or "<errno>\n<text>" if it could not be
+// finished, before fd 3 is closed. Nothing of the image is copied into the
+// daemon but a window of a few MiB per handle; the worker holds what the
+// stream still needs (a live snapshot: the task's userfaultfd and the pages
+// the task wrote before they were sent) until the stream ends or the reader
+// closes.
 #pragma once
 
 #include <sys/types.h>
@@ -56,6 +61,7 @@ struct WorkerReply {
 inline constexpr int kWorkerImageFd = 3;
 inline constexpr int kImagePipeBytes = 1 << 20;
 inline constexpr int kWorkerReplyFd = 4;
+inline constexpr int kWorkerStatusFd = 5;
 
 // Runs the worker and waits for it. Checkpoints of one pid are serialized.
 Result<WorkerReply> run_worker(const WorkerRequest& req);

@@ -69,8 +69,9 @@ Result<std::string> reasons(pid_t pid, pid_t daemon_tgid) {
     return out;
 }
 
-// The finished image, streamed to kWorkerImageFd after the reply.
-std::unique_ptr<Snapshot> g_image;
+// The image, streamed to kWorkerImageFd after the reply: a live snapshot
+// whose pages are still in the task (checkpoint/live_snapshot.h).
+std::unique_ptr<ImageSource> g_image;
 
 Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
     auto why = reasons(pid, daemon_tgid);
@@ -79,22 +80,22 @@ Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
         return make_error(EBUSY, "checkpoint " + std::to_string(pid) +
                                      ": not checkpointable now (" +
                                      why->substr(0, why->find('\n')) + "; see reason)");
-    auto snap = checkpoint_task(pid, starttime);
-    if (!snap) return std::unexpected(snap.error());
-    g_image = std::move(*snap);
-    return std::to_string(g_image->size());
+    auto img = checkpoint_task_live(pid, starttime);
+    if (!img) return std::unexpected(img.error());
+    g_image = std::move(*img);
+    // The size: known at the end (zero pages are dropped as they go).
+    return std::string(g_image->live() ? "0 live" : "0");
 }
 
-// Writes the image into the pipe, front to back, in 1 MiB pieces. A reader
-// that goes away (the handle closed, the daemon killed) ends it with EPIPE.
-void stream_image(const Snapshot& snap) {
-    std::vector<char> buf(kImagePipeBytes);
-    for (uint64_t off = 0; off < snap.size();) {
-        auto n = snap.read(off, buf.data(), buf.size());
-        if (!n || *n == 0) return;
-        if (!write_full(kWorkerImageFd, buf.data(), *n)) return;
-        off += *n;
-    }
+// Writes the image into the pipe, then its status (worker.h). A reader that
+// goes away (the handle closed, the daemon killed) ends it with EPIPE; the
+// task is let go when this process exits, whatever ends it.
+void stream_image(ImageSource& img) {
+    auto r = img.write_to(kWorkerImageFd);
+    if (!r && r.error().code == EPIPE) return;
+    if (!r) log_info("%s", r.error().what.c_str());
+    std::string msg = r ? "0\n" : std::to_string(r.error().code) + "\n" + r.error().what;
+    (void)write_full(kWorkerStatusFd, msg.data(), msg.size());
 }
 
 Result<std::string> serve(int argc, char** argv) {
@@ -105,7 +106,10 @@ Result<std::string> serve(int argc, char** argv) {
         return make_error(EINVAL, "usage: crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS");
     auto creds = decode_creds(argv[5]);
     if (!creds) return std::unexpected(creds.error());
-    if (*mode != WorkerMode::kImage) ::close(kWorkerImageFd);
+    if (*mode != WorkerMode::kImage) {
+        ::close(kWorkerImageFd);
+        ::close(kWorkerStatusFd);
+    }
     if (auto ok = assume_creds(*creds); !ok) return std::unexpected(ok.error());
     if (auto ok = check_access(req.pid, req.starttime); !ok) return std::unexpected(ok.error());
     switch (*mode) {
@@ -123,8 +127,8 @@ Result<std::string> serve(int argc, char** argv) {
 }  // namespace crfs
 
 int main(int argc, char** argv) {
-    // Nothing of the daemon's but the image memfd and the reply pipe.
-    ::close_range(crfs::kWorkerReplyFd + 1, ~0u, 0);
+    // Nothing of the daemon's but the image, reply and status pipes.
+    ::close_range(crfs::kWorkerStatusFd + 1, ~0u, 0);
     // The daemon may die at any moment: a closed reply pipe must not kill us
     // mid-checkpoint (the task would keep injected registers).
     // Polite signals (a terminal, a service manager stopping everything) wait

@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <string>
+#include <tuple>
 #include <vector>
 
 namespace crfs {
@@ -80,6 +82,54 @@ TEST(PipedImage, AWriterThatDiesEarlyIsAnErrorNamingTheByte) {
     EXPECT_EQ(r.error().code, EIO);
     EXPECT_NE(r.error().what.find("ended at byte 5000 of 1048576"), std::string::npos)
         << r.error().what;
+}
+
+// A stream of unknown size: `size` bytes, then the worker's status line.
+std::tuple<UniqueFd, UniqueFd, pid_t> writer_with_status(uint64_t size, std::string status) {
+    int s[2];
+    EXPECT_EQ(pipe2(s, O_CLOEXEC), 0);
+    int p[2];
+    EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ::close(p[0]);
+        ::close(s[0]);
+        std::vector<char> buf(size);
+        for (uint64_t i = 0; i < size; ++i) buf[i] = byte_at(i);
+        if (::write(p[1], buf.data(), size) != ssize_t(size)) ::_exit(4);
+        if (::write(s[1], status.data(), status.size()) != ssize_t(status.size())) ::_exit(5);
+        ::_exit(0);
+    }
+    ::close(p[1]);
+    ::close(s[1]);
+    return {UniqueFd(p[0]), UniqueFd(s[0]), pid};
+}
+
+TEST(PipedImage, AnUnknownSizeIsTheEndTheWorkerConfirms) {
+    auto [fd, status, pid] = writer_with_status(5000, "0\n");
+    PipedImage img(std::move(fd), pid, 0, std::move(status));
+    EXPECT_EQ(img.size(), 0u);
+    std::vector<char> buf(4096);
+    ASSERT_EQ(img.read(0, buf.data(), buf.size()).value(), 4096u);
+    ASSERT_EQ(img.read(4096, buf.data(), buf.size()).value(), 904u);
+    for (size_t i = 0; i < 904; ++i) ASSERT_EQ(buf[i], byte_at(4096 + i));
+    EXPECT_EQ(img.size(), 5000u);
+    EXPECT_EQ(img.read(5000, buf.data(), buf.size()).value(), 0u);
+}
+
+TEST(PipedImage, AWorkerThatCannotFinishSaysWhyWithItsErrno) {
+    auto [fd, status, pid] = writer_with_status(3000,
+                                                "11\ntask 7 unmapped memory at 1000 that "
+                                                "was not yet in the image");
+    PipedImage img(std::move(fd), pid, 0, std::move(status));
+    std::vector<char> buf(4096);
+    auto r = img.read(0, buf.data(), buf.size());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EAGAIN);
+    EXPECT_NE(r.error().what.find("unmapped memory"), std::string::npos) << r.error().what;
+    auto again = img.read(3000, buf.data(), buf.size());  // the same answer, not EOF
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, EAGAIN);
 }
 
 TEST(PipedImage, ClosingBeforeTheEndStopsAndReapsTheWriter) {

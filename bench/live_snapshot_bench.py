@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Frozen time and memory per open image handle of the live snapshot (issue 13),
+through the mount, against the frozen copy it replaces, in the same run.
+
+    bench/live_snapshot_bench.py [--build DIR] [--rounds N] [--writing] [MiB ...]
+    (default: build, 5 rounds, 16 256 1024 4096; sizes that do not fit in half
+    of MemAvailable are skipped, said so)
+
+Mounts DIR/fs/crfsd on a temporary directory (run as root). For each size it
+starts a process holding that much non-zero memory (`--writing`: one that
+rewrites all of it all the time, tests/workloads/gen_writer), then, after one
+warm-up read, reads /crfs/PID/image to its end N times and takes the frozen
+time each image records (its stats record: PTRACE_INTERRUPT .. detach):
+  live     the holder runs as root: its userfaultfd handles kernel faults, so
+           the memory is write-protected and streamed after the thaw
+  copy     the same holder as nobody (a task without CAP_SYS_PTRACE only gets
+           a user-mode userfaultfd, unusable): memory copied while frozen
+Then the memory of one open handle that has read its first MiB (a second
+handle of the same task waits until the first one's stream ends: a live
+snapshot write-protects the task's memory until then):
+  daemon/h the daemon's VmRSS growth; worker/h the checkpoint worker's RSS.
+Target (issue 13): frozen <= 20 ms at any size, and the largest size within 2x
+of the smallest. Frozen time is printed best / median of the N reads.
+"""
+import argparse
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mount_checkpoint_bench import (HOLDER, PY, MiB, children_rss_kib, mount,  # noqa: E402
+                                    rss_kib, unmount, wait_for)
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+TARGET_MS = 20.0
+
+
+def mem_available_mib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def read_image(path):
+    """Reads the image to its end; returns (bytes, frozen ms, pages copied while frozen)."""
+    fd = os.open(path, os.O_RDONLY)
+    total, tail = 0, b""
+    try:
+        while chunk := os.read(fd, MiB):
+            total += len(chunk)
+            tail = (tail + chunk)[-256:]
+    finally:
+        os.close(fd)
+    # ... stats record (16-byte header, 64-byte payload), trailer (16 + 24).
+    rtype, _, length = struct.unpack("<IIQ", tail[-40 - 64 - 16:-40 - 64])
+    if rtype != 16 or length != 64:
+        raise SystemExit(f"{path}: no stats record before the trailer")
+    frozen_ns, _, _, copied = struct.unpack("<4Q", tail[-40 - 64:-40 - 64 + 32])
+    return total, frozen_ns / 1e6, copied
+
+
+def measure(a, mnt, daemon, size, as_nobody, tmp):
+    ready = os.path.join(tmp, f"ready{size}{'n' if as_nobody else ''}")
+    if a.writing:
+        argv = [os.path.join(a.build, "tests/workloads/gen_writer"), tmp, str(size)]
+        ready = os.path.join(tmp, "ready")
+        if os.path.exists(ready):
+            os.unlink(ready)
+    else:
+        argv = [PY, "-c", HOLDER, str(size), ready]
+    holder = subprocess.Popen((NOBODY if as_nobody else []) + argv, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              close_fds=True, cwd=tmp)
+    try:
+        wait_for(lambda: os.path.exists(ready), "the memory holder", 300)
+        image = f"{mnt}/{holder.pid}/image"
+        read_image(image)  # warm-up
+        runs = [read_image(image) for _ in range(a.rounds)]
+        frozen = sorted(r[1] for r in runs)
+        img_mib = runs[-1][0] / MiB
+        copied_mib = runs[-1][2] * 4096 / MiB
+        base = rss_kib(daemon.pid)
+        fd = os.open(image, os.O_RDONLY)
+        try:
+            os.read(fd, MiB)
+            per_handle = (rss_kib(daemon.pid) - base) / 1024
+            per_worker = children_rss_kib(daemon.pid) / 1024
+        finally:
+            os.close(fd)
+        return frozen[0], frozen[len(frozen) // 2], img_mib, copied_mib, per_handle, per_worker
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--writing", action="store_true")
+    ap.add_argument("sizes", nargs="*", type=int, default=[16, 256, 1024, 4096])
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (the daemon mounts with allow_other)")
+    tmp = tempfile.mkdtemp(prefix="crfs-live-bench-")
+    os.chmod(tmp, 0o777)
+    mnt = os.path.join(tmp, "mnt")
+    os.mkdir(mnt)
+    log = open(os.path.join(tmp, "crfsd.log"), "w")
+    daemon = mount([os.path.join(a.build, "fs", "crfsd"), "-f", "-o",
+                    "state_dir=" + tmp + "/state", mnt], mnt, log)
+    live_frozen = {}
+    try:
+        print(f"{'MiB':>5} {'image':>7} | {'live frozen':>15} {'/target':>7} {'copied':>7}"
+              f" {'daemon/h':>8} {'worker/h':>8} | {'copy frozen':>15} {'worker/h':>8}")
+        for size in a.sizes:
+            if size * 2 > mem_available_mib():
+                print(f"{size:>5} skipped: {mem_available_mib()} MiB available", flush=True)
+                continue
+            lb, lm, img, copied, dh, wh = measure(a, mnt, daemon, size, False, tmp)
+            cb, cm, _, _, _, cwh = measure(a, mnt, daemon, size, True, tmp)
+            live_frozen[size] = lb
+            print(f"{size:>5} {img:>6.0f}M | {lb:>6.1f}/{lm:>6.1f}ms {lb / TARGET_MS:>6.2f}x"
+                  f" {copied:>6.1f}M {dh:>7.1f}M {wh:>7.1f}M | {cb:>6.1f}/{cm:>6.1f}ms"
+                  f" {cwh:>7.1f}M", flush=True)
+        if len(live_frozen) > 1:
+            lo, hi = min(live_frozen), max(live_frozen)
+            print(f"live frozen {hi} MiB / {lo} MiB: "
+                  f"{live_frozen[hi] / live_frozen[lo]:.2f}x (target <= 2x)")
+    finally:
+        unmount(daemon, mnt)
+        log.close()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+main()

@@ -1,0 +1,491 @@
+#include "checkpoint/live_snapshot.h"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "checkpoint/freeze.h"
+#include "checkpoint/remote_syscall.h"
+#include "checkpoint/task_attrs.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "common/procfs.h"
+#include "common/strfmt.h"
+
+namespace crfs {
+
+namespace {
+
+constexpr uint64_t kPage = image::kPageSize;
+// Pages a write fault copies and un-protects at once (aligned, inside its
+// run): a task writing a buffer front to back faults once per 64 KiB, not per page.
+constexpr uint64_t kFaultPages = 16;
+// Pages streamed per step: one read of the task's memory, one un-protect.
+constexpr uint64_t kChunkPages = 256;
+
+constexpr uint64_t kFeatures = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE |
+                               UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP;
+
+Status wp_ioctl(int uffd, uint64_t start, uint64_t end, bool protect) {
+    uffdio_writeprotect wp{};
+    wp.range.start = start;
+    wp.range.len = end - start;
+    wp.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+    if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) != 0)
+        return errno_error(strfmt("{}write-protect {:x}-{:x}", protect ? "" : "un-", start, end));
+    return {};
+}
+
+bool register_wp(int uffd, uint64_t start, uint64_t end) {
+    uffdio_register reg{};
+    reg.range.start = start;
+    reg.range.len = end - start;
+    reg.mode = UFFDIO_REGISTER_MODE_WP;
+    return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0 && (reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT));
+}
+
+// pread of the task's memory; the error says whether the task is gone.
+Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(mem, dst + done, len - done, off_t(vaddr + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            bool gone = kill(pid, 0) != 0 && errno == ESRCH;
+            return make_error(gone ? ESRCH : EAGAIN,
+                              strfmt("task {} {} memory at {:x} that was not yet in the image; "
+                                     "open the image again for a new one",
+                                     pid, gone ? "exited, taking" : "unmapped", vaddr + done));
+        }
+        done += size_t(n);
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs) {
+    auto fd = rs.call(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (!fd) return std::unexpected(fd.error());
+    if (*fd < 0) {
+        log_info("checkpoint %d: memory copied while frozen: userfaultfd in the task: %s", pid,
+                 std::strerror(int(-*fd)));
+        return UniqueFd();
+    }
+    UniqueFd pidfd(int(syscall(SYS_pidfd_open, pid, 0)));
+    UniqueFd ours(pidfd ? int(syscall(SYS_pidfd_getfd, pidfd.get(), int(*fd), 0)) : -1);
+    int err = errno;
+    auto closed = rs.call(SYS_close, uint64_t(*fd));
+    if (!closed || *closed != 0)
+        return closed ? sys_error(int(-*closed), strfmt("close the userfaultfd of task {}", pid))
+                      : std::unexpected(closed.error());
+    if (!ours) {
+        log_info("checkpoint %d: memory copied while frozen: pidfd_getfd: %s", pid,
+                 std::strerror(err));
+        return UniqueFd();
+    }
+    uffdio_api api{};
+    api.api = UFFD_API;
+    api.features = kFeatures;
+    if (ioctl(ours.get(), UFFDIO_API, &api) != 0) {
+        log_info("checkpoint %d: memory copied while frozen: UFFDIO_API: %s", pid,
+                 std::strerror(errno));
+        return UniqueFd();
+    }
+    return ours;
+}
+
+Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
+                                  UniqueFd uffd) {
+    MemoryDump d;
+    d.maps = std::move(maps);
+    const auto& areas = d.maps;
+    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
+    uint64_t t0 = monotonic_ns();
+    auto mark = [&](const char* what) {
+        if (!trace) return;
+        uint64_t now = monotonic_ns();
+        log_info("checkpoint:   memory %s: %llu us", what, (unsigned long long)((now - t0) / 1000));
+        t0 = now;
+    };
+    auto plan = plan_pages(pid, areas);
+    if (!plan) return std::unexpected(plan.error());
+    d.pages_scanned = plan->pages_scanned;
+
+    // The VMAs holding pages that were in the page tables: register them, a
+    // span of neighbours at once where the kernel takes it, else one by one.
+    std::vector<size_t> vma_of(plan->runs.size(), SIZE_MAX);
+    std::vector<size_t> candidates;
+    for (size_t r = 0, v = 0; r < plan->runs.size(); ++r) {
+        const PageSource& src = plan->sources[r];
+        if (src.fd >= 0 || !src.ptes) continue;
+        while (v < areas.size() && areas[v].end <= plan->runs[r].vaddr) ++v;
+        if (v == areas.size()) break;
+        vma_of[r] = v;
+        if (candidates.empty() || candidates.back() != v) candidates.push_back(v);
+    }
+    std::vector<char> registered(areas.size(), 0);
+    std::vector<std::pair<uint64_t, uint64_t>> spans;  // registered, contiguous
+    auto add_span = [&](uint64_t s, uint64_t e) {
+        if (!spans.empty() && spans.back().second == s)
+            spans.back().second = e;
+        else
+            spans.emplace_back(s, e);
+    };
+    for (size_t i = 0; i < candidates.size();) {
+        size_t j = i;
+        while (j + 1 < candidates.size() && candidates[j + 1] == candidates[j] + 1 &&
+               areas[candidates[j]].end == areas[candidates[j + 1]].start)
+            ++j;
+        if (register_wp(uffd.get(), areas[candidates[i]].start, areas[candidates[j]].end)) {
+            for (size_t k = i; k <= j; ++k) registered[candidates[k]] = 1;
+            add_span(areas[candidates[i]].start, areas[candidates[j]].end);
+        } else {
+            // One by one: a kind the kernel cannot protect (a private mapping
+            // of a regular file, hugetlb) is copied now.
+            for (size_t k = i; k <= j; ++k) {
+                const MapsEntry& e = areas[candidates[k]];
+                if (register_wp(uffd.get(), e.start, e.end)) {
+                    registered[candidates[k]] = 1;
+                    add_span(e.start, e.end);
+                }
+            }
+        }
+        i = j + 1;
+    }
+    mark("pagemap scan");
+    bool protected_all = true;
+    for (auto [s, e] : spans)
+        if (auto r = wp_ioctl(uffd.get(), s, e, true); !r) {
+            log_info("checkpoint %d: memory copied while frozen: %s", pid, r.error().what.c_str());
+            protected_all = false;
+            break;
+        }
+    mark("register, write-protect");
+    auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
+    if (!mem) return std::unexpected(mem.error());
+
+    PagePlan now;
+    now.fds = std::move(plan->fds);
+    std::vector<CopiedRun> live;
+    for (size_t r = 0; r < plan->runs.size(); ++r) {
+        if (protected_all && vma_of[r] != SIZE_MAX && registered[vma_of[r]]) {
+            live.push_back(plan->runs[r]);
+            continue;
+        }
+        now.runs.push_back(plan->runs[r]);
+        now.sources.push_back(plan->sources[r]);
+        now.pages += plan->runs[r].nr_pages;
+    }
+    if (!protected_all) uffd.reset();  // drops every registration
+    if (auto r = copy_pages(pid, now, buffer); !r) return std::unexpected(r.error());
+    mark("copy what is not protected");
+    d.runs = std::move(now.runs);
+    d.pages_copied = now.pages;
+    d.buffer = std::move(buffer);
+    if (!live.empty())
+        d.live =
+            std::make_shared<LiveMemory>(pid, std::move(uffd), std::move(*mem), std::move(live));
+    return d;
+}
+
+// --- ImageSink -----------------------------------------------------------------
+
+ImageSink::ImageSink(int fd) : fd_(fd), xxh_(XXH3_createState()) {
+    XXH3_64bits_reset(static_cast<XXH3_state_t*>(xxh_));
+    buf_.reserve(1 << 20);
+}
+
+ImageSink::~ImageSink() {
+    XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
+}
+
+Status ImageSink::flush() {
+    if (buf_.empty()) return {};
+    auto r = write_full(fd_, buf_.data(), buf_.size());
+    buf_.clear();
+    return r;
+}
+
+Status ImageSink::put(const void* data, size_t len) {
+    XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), data, len);
+    bytes_ += len;
+    if (buf_.size() + len <= buf_.capacity()) {
+        buf_.insert(buf_.end(), static_cast<const char*>(data),
+                    static_cast<const char*>(data) + len);
+        return {};
+    }
+    if (auto r = flush(); !r) return r;
+    return write_full(fd_, data, len);
+}
+
+Status ImageSink::raw(const void* data, size_t len, uint64_t records) {
+    records_ += records;
+    return put(data, len);
+}
+
+Status ImageSink::record(image::RecordType type, std::string_view prefix, const void* data,
+                         size_t len) {
+    image::RecordHeader rh{static_cast<uint32_t>(type), 0, prefix.size() + len};
+    ++records_;
+    if (auto r = put(&rh, sizeof rh); !r) return r;
+    if (auto r = put(prefix.data(), prefix.size()); !r) return r;
+    return len ? put(data, len) : Status{};
+}
+
+Status ImageSink::finish() {
+    image::Trailer t{records_, XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_)), {}};
+    std::memcpy(t.magic, image::kTrailerMagic, sizeof t.magic);
+    image::RecordHeader th{static_cast<uint32_t>(image::RecordType::kTrailer), 0, sizeof t};
+    buf_.insert(buf_.end(), reinterpret_cast<const char*>(&th),
+                reinterpret_cast<const char*>(&th) + sizeof th);
+    buf_.insert(buf_.end(), reinterpret_cast<const char*>(&t),
+                reinterpret_cast<const char*>(&t) + sizeof t);
+    bytes_ += sizeof th + sizeof t;
+    return flush();
+}
+
+// --- LiveMemory ------------------------------------------------------------------
+
+LiveMemory::LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, std::vector<CopiedRun> runs)
+    : pid_(pid),
+      uffd_(std::move(uffd)),
+      mem_(std::move(mem)),
+      stop_(eventfd(0, EFD_CLOEXEC)),
+      runs_(std::move(runs)) {
+    for (const CopiedRun& r : runs_) pages_ += r.nr_pages;
+    // Faults are answered from now on, the task thawed or not.
+    thread_ = std::thread([this] { serve_faults(); });
+}
+
+LiveMemory::~LiveMemory() {
+    uint64_t one = 1;
+    if (stop_) (void)!write(stop_.get(), &one, sizeof one);
+    if (thread_.joinable()) thread_.join();
+    uffd_.reset();  // the kernel drops the registrations and wakes any waiter
+}
+
+size_t LiveMemory::saved_pages() const {
+    std::lock_guard l(mu_);
+    return saved_.size();
+}
+
+bool LiveMemory::in_runs(uint64_t page) const {
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), page,
+                               [](uint64_t p, const CopiedRun& r) { return p < r.vaddr; });
+    if (it == runs_.begin()) return false;
+    --it;
+    return page < it->vaddr + it->nr_pages * kPage;
+}
+
+bool LiveMemory::unsent(uint64_t page) const {
+    return page >= frontier_ && in_runs(page) && !saved_.contains(page);
+}
+
+// Copies the unsent pages of [start, end) (one run) before the task writes them.
+void LiveMemory::save(uint64_t start, uint64_t end) {
+    char tmp[kFaultPages * kPage];
+    bool read = false;
+    for (uint64_t p = start; p < end; p += kPage) {
+        if (!unsent(p)) continue;
+        if (!read) {
+            if (auto r = read_task(mem_.get(), pid_, start, tmp, end - start); !r) {
+                if (!abort_) abort_ = r.error();
+                return;
+            }
+            read = true;
+        }
+        auto page = std::make_unique<char[]>(kPage);
+        std::memcpy(page.get(), tmp + (p - start), kPage);
+        saved_.emplace(p, std::move(page));
+    }
+}
+
+// An event that took pages away (munmap, mremap's source, MADV_DONTNEED):
+// fine if every one of them was sent or saved; else the image cannot be made.
+void LiveMemory::check_gone(uint64_t start, uint64_t end, const char* what) {
+    if (abort_) return;
+    start &= ~(kPage - 1);
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), start,
+                               [](uint64_t p, const CopiedRun& r) { return p < r.vaddr; });
+    if (it != runs_.begin()) --it;
+    for (; it != runs_.end() && it->vaddr < end; ++it) {
+        uint64_t lo = std::max({start, it->vaddr, frontier_});
+        uint64_t hi = std::min(end, it->vaddr + it->nr_pages * kPage);
+        for (uint64_t p = lo; p < hi; p += kPage)
+            if (!saved_.contains(p)) {
+                abort_ = Error{EAGAIN, strfmt("task {} {} memory at {:x} that was not yet in the "
+                                              "image; open the image again for a new one",
+                                              pid_, what, p)};
+                return;
+            }
+    }
+}
+
+Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
+    auto r = wp_ioctl(uffd_.get(), start, end, false);
+    // ENOENT: unmapped meanwhile (check_gone said whether that matters).
+    if (!r && r.error().code == ENOENT) return {};
+    return r;
+}
+
+void LiveMemory::serve_faults() {
+    uffd_msg msgs[64];
+    std::vector<std::pair<uint64_t, uint64_t>>
+        retry;  // un-protects refused while an event was pending
+    for (;;) {
+        pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+        int n = poll(p, 2, retry.empty() ? -1 : 1);
+        if (n < 0 && errno != EINTR) {
+            log_error("checkpoint %d: poll userfaultfd: %s", pid_, std::strerror(errno));
+            return;
+        }
+        if (p[1].revents) return;
+        // Reading an event lets the task go on with its munmap/madvise; under
+        // mu_, so the stream never reads a page between that and check_gone.
+        std::lock_guard l(mu_);
+        ssize_t got = read(uffd_.get(), msgs, sizeof msgs);
+        if (got < 0 && errno != EAGAIN && errno != EINTR) {
+            log_error("checkpoint %d: read userfaultfd: %s", pid_, std::strerror(errno));
+            return;
+        }
+        for (ssize_t i = 0; got > 0 && i < got / ssize_t(sizeof(uffd_msg)); ++i) {
+            const uffd_msg& m = msgs[i];
+            switch (m.event) {
+                case UFFD_EVENT_PAGEFAULT: {
+                    ++faults_;
+                    uint64_t addr = m.arg.pagefault.address & ~(kPage - 1);
+                    uint64_t lo = addr, hi = addr + kPage;
+                    auto it = std::upper_bound(
+                        runs_.begin(), runs_.end(), addr,
+                        [](uint64_t a, const CopiedRun& r) { return a < r.vaddr; });
+                    if (it != runs_.begin() &&
+                        addr < (it - 1)->vaddr + (it - 1)->nr_pages * kPage) {
+                        --it;
+                        uint64_t g = kFaultPages * kPage;
+                        lo = std::max(it->vaddr, addr & ~(g - 1));
+                        hi = std::min(it->vaddr + it->nr_pages * kPage, (addr & ~(g - 1)) + g);
+                        save(lo, hi);
+                    }
+                    // Even when the copy failed (the stream then fails): the
+                    // task must not wait for us.
+                    if (auto r = unprotect(lo, hi); !r) {
+                        if (r.error().code == EAGAIN)
+                            retry.emplace_back(lo, hi);
+                        else
+                            log_error("checkpoint %d: %s", pid_, r.error().what.c_str());
+                    }
+                    break;
+                }
+                case UFFD_EVENT_REMOVE:
+                case UFFD_EVENT_UNMAP:
+                    check_gone(m.arg.remove.start, m.arg.remove.end,
+                               m.event == UFFD_EVENT_UNMAP ? "unmapped" : "discarded");
+                    break;
+                case UFFD_EVENT_REMAP:
+                    check_gone(m.arg.remap.from, m.arg.remap.from + m.arg.remap.len, "moved");
+                    break;
+                default:
+                    break;
+            }
+        }
+        for (size_t i = 0; i < retry.size();) {
+            auto r = unprotect(retry[i].first, retry[i].second);
+            if (!r && r.error().code == EAGAIN) {
+                ++i;
+                continue;
+            }
+            retry.erase(retry.begin() + ptrdiff_t(i));
+        }
+    }
+}
+
+// Reads pages [va, end) of one run into `buf` as of the freeze and marks them
+// sent (mu_ held). They count as sent only once un-protecting them succeeded
+// with no mapping change pending: every munmap/mremap/madvise that happened
+// before was then seen by check_gone while they were still unsent.
+// Returns false when an event is pending: try again once it was read.
+Result<bool> LiveMemory::take(uint64_t va, uint64_t end, char* buf) {
+    if (abort_) return std::unexpected(*abort_);
+    uint64_t n = (end - va) / kPage;
+    // Pages saved before a write come from the copy; the rest are still
+    // protected, so the task's memory holds them as at the freeze.
+    for (uint64_t i = 0; i < n;) {
+        auto it = saved_.find(va + i * kPage);
+        if (it != saved_.end()) {
+            std::memcpy(buf + i * kPage, it->second.get(), kPage);
+            ++i;
+            continue;
+        }
+        uint64_t j = i + 1;
+        while (j < n && !saved_.contains(va + j * kPage)) ++j;
+        if (auto r = read_task(mem_.get(), pid_, va + i * kPage, buf + i * kPage, (j - i) * kPage);
+            !r) {
+            abort_ = r.error();
+            return std::unexpected(r.error());
+        }
+        i = j;
+    }
+    if (auto r = unprotect(va, end); !r) {
+        if (r.error().code == EAGAIN) return false;
+        abort_ = r.error();
+        return std::unexpected(r.error());
+    }
+    for (uint64_t p = va; p < end; p += kPage) saved_.erase(p);
+    frontier_ = end;
+    return true;
+}
+
+Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
+    std::vector<char> buf(kChunkPages * kPage);
+    for (const CopiedRun& run : runs_) {
+        for (uint64_t first = 0; first < run.nr_pages; first += kChunkPages) {
+            uint64_t n = std::min(kChunkPages, run.nr_pages - first);
+            uint64_t va = run.vaddr + first * kPage, end = va + n * kPage;
+            for (int tries = 0;; ++tries) {
+                std::unique_lock l(mu_);
+                auto took = take(va, end, buf.data());
+                if (!took) return std::unexpected(took.error());
+                if (*took) break;
+                l.unlock();
+                // The fault thread reads the pending event within microseconds;
+                // bounded all the same.
+                if (tries == 100000)
+                    return make_error(EAGAIN, strfmt("task {} kept changing its mappings during "
+                                                     "the read; open the image again",
+                                                     pid_));
+                usleep(50);
+            }
+            // Runs of non-zero pages become records.
+            for (uint64_t i = 0; i < n;) {
+                if (is_zero_page(buf.data() + i * kPage)) {
+                    ++stats.pages_zero;
+                    ++i;
+                    continue;
+                }
+                uint64_t j = i + 1;
+                while (j < n && !is_zero_page(buf.data() + j * kPage)) ++j;
+                image::PagesRecord pr{va + i * kPage, uint32_t(j - i), 0};
+                if (auto r = sink.record(image::RecordType::kPages,
+                                         {reinterpret_cast<const char*>(&pr), sizeof pr},
+                                         buf.data() + i * kPage, (j - i) * kPage);
+                    !r)
+                    return r;
+                stats.pages_stored += j - i;
+                i = j;
+            }
+        }
+    }
+    return {};
+}
+
+}  // namespace crfs

@@ -1,0 +1,124 @@
+// The live snapshot (issue 13; docs/performance.md "Live snapshot"): the task
+// is frozen only while its metadata is collected; its private memory is
+// write-protected with userfaultfd and streamed after the thaw, and a page the
+// task is about to write before the stream reached it is copied first
+// (copy-before-write). The image is the task as of the freeze instant.
+//
+// While frozen:
+//   take_task_uffd   a userfaultfd made inside the task (remote syscall, with
+//                    the task's own rights: the kernel decides), taken over
+//                    with pidfd_getfd, the task's copy closed. Only this
+//                    process holds it: when it exits, however it exits, the
+//                    kernel drops every protection and wakes the task.
+//   protect_memory   registers the VMAs holding the pages to store, write-
+//                    protects them, copies what uffd cannot protect (shared
+//                    memory, mappings the kernel refuses) right away.
+// After the thaw:
+//   LiveMemory       a thread answers write faults (copy the page if it was
+//                    not sent yet, then un-protect it, which wakes the task);
+//                    stream() sends the pages in address order, each one
+//                    un-protected once sent, so the task runs freely behind
+//                    the stream. munmap/mremap/madvise(DONTNEED) of a page not
+//                    yet sent makes the stream fail with EAGAIN (its content
+//                    as of the freeze is gone); the reader may open again.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "checkpoint/memory.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+class RemoteSyscall;
+
+// Creates the task's userfaultfd and takes it over (see above). An invalid fd
+// when the kernel refuses one that handles kernel-mode faults too (a task
+// without CAP_SYS_PTRACE gets only UFFD_USER_MODE_ONLY, where a read(2) into
+// a protected page fails with EFAULT instead of waiting: unusable), logged;
+// the caller then copies memory while frozen. An error only if the task's
+// copy could not be closed.
+Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs);
+
+// The frozen half (see above). Pages that stay in the task are in the
+// result's `live`; the rest in its runs/buffer as dump_memory puts them. If
+// write-protecting fails, everything is copied now and `live` is null.
+Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
+                                  UniqueFd uffd);
+
+// Writes an image front to back into an fd, hashing as it goes, and ends it
+// with the trailer (docs/image-format.md).
+class ImageSink {
+  public:
+    explicit ImageSink(int fd);
+    ~ImageSink();
+    ImageSink(const ImageSink&) = delete;
+    ImageSink& operator=(const ImageSink&) = delete;
+    // Bytes that already hold `records` whole records (a header and records).
+    Status raw(const void* data, size_t len, uint64_t records);
+    Status record(image::RecordType type, std::string_view prefix, const void* data = nullptr,
+                  size_t len = 0);
+    Status finish();  // the trailer, then everything is written
+    uint64_t bytes() const { return bytes_; }
+
+  private:
+    Status put(const void* data, size_t len);
+    Status flush();
+    int fd_;
+    void* xxh_;
+    std::vector<char> buf_;
+    uint64_t records_ = 0, bytes_ = 0;
+};
+
+class LiveMemory {
+  public:
+    // `runs`: write-protected, in address order, each inside one registered VMA.
+    LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, std::vector<CopiedRun> runs);
+    ~LiveMemory();  // stops answering faults, closes the uffd: the task runs unprotected
+    LiveMemory(const LiveMemory&) = delete;
+    LiveMemory& operator=(const LiveMemory&) = delete;
+
+    // Sends every protected page as pages records into `sink`, in address
+    // order (all-zero pages dropped, counted in stats.pages_zero). Once.
+    Status stream(ImageSink& sink, image::StatsRecord& stats);
+
+    uint64_t pages() const { return pages_; }
+    // Pages copied before the task wrote them and not streamed yet.
+    size_t saved_pages() const;
+    // Faults answered so far (for tests and the bench).
+    uint64_t faults() const { return faults_; }
+
+  private:
+    void serve_faults();
+    bool in_runs(uint64_t page) const;
+    bool unsent(uint64_t page) const;  // mu_ held
+    void check_gone(uint64_t start, uint64_t end, const char* what);
+    Status unprotect(uint64_t start, uint64_t end);
+    Result<bool> take(uint64_t va, uint64_t end, char* buf);  // mu_ held
+    void save(uint64_t start, uint64_t end);                  // mu_ held
+
+    pid_t pid_;
+    UniqueFd uffd_, mem_, stop_;
+    std::vector<CopiedRun> runs_;
+    uint64_t pages_ = 0;
+    mutable std::mutex mu_;  // guards the fields below
+    uint64_t frontier_ = 0;  // every protected page below was sent
+    std::unordered_map<uint64_t, std::unique_ptr<char[]>> saved_;
+    std::optional<Error> abort_;  // the stream cannot be completed
+    std::atomic<uint64_t> faults_{0};
+    std::thread thread_;
+};
+
+}  // namespace crfs

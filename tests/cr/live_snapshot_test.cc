@@ -1,0 +1,267 @@
+// The live snapshot (checkpoint/live_snapshot.h) on a task that writes its
+// memory all the time: the image is one cut as of the freeze, the task runs
+// during the stream, munmap of memory not yet sent fails the image with
+// EAGAIN, and a checkpointer killed mid-stream leaves the task running with
+// its memory intact. Needs root (a task with CAP_SYS_PTRACE gets a
+// userfaultfd that handles kernel-mode faults too).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/task_attrs.h"
+#include "common/image_reader.h"
+
+namespace crfs {
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kPages = 16384;  // 64 MiB
+constexpr uint64_t kMix = 0x9e3779b97f4a7c15ull;
+
+// The workload: page 0 holds {generation being written, index being
+// written, error flag}; pages 1.. hold {generation, generation ^ index * kMix}.
+// It rewrites every page with the next generation, in order, forever, and
+// checks on the way that each page still held the previous one.
+[[noreturn]] void workload(char* region) {
+    auto* meta = reinterpret_cast<volatile uint64_t*>(region);
+    auto page = [&](size_t i) { return reinterpret_cast<volatile uint64_t*>(region + i * kPage); };
+    for (size_t i = 1; i < kPages; ++i) {
+        page(i)[0] = 0;
+        page(i)[1] = i * kMix;
+    }
+    meta[2] = 0;
+    for (uint64_t g = 1;; ++g) {
+        meta[0] = g;
+        for (size_t i = 1; i < kPages; ++i) {
+            meta[1] = i;
+            if (page(i)[0] != g - 1 || page(i)[1] != ((g - 1) ^ (i * kMix))) meta[2] = 1;
+            page(i)[0] = g;
+            page(i)[1] = g ^ (i * kMix);
+        }
+    }
+}
+
+uint64_t peek(pid_t pid, const char* addr) {
+    uint64_t v = ~0ull;
+    iovec local{&v, sizeof v}, remote{const_cast<char*>(addr), sizeof v};
+    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != sizeof v) return ~0ull;
+    return v;
+}
+
+// Waits (bounded) until `pred` holds.
+template <class F>
+bool wait_for(F pred) {
+    for (int i = 0; i < 30000; ++i) {
+        if (pred()) return true;
+        usleep(1000);
+    }
+    return false;
+}
+
+// A forked workload with /dev/null on 0-2 and `keep` open; killed and reaped
+// at the end.
+struct Task {
+    char* region = nullptr;
+    pid_t pid = -1;
+    template <class F>
+    explicit Task(F body, std::initializer_list<int> keep = {}) {
+        region = static_cast<char*>(mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        pid = fork();
+        if (pid == 0) {
+            int n = open("/dev/null", O_RDWR);
+            dup2(n, 0), dup2(n, 1), dup2(n, 2);
+            for (int fd = 3; fd < 1024; ++fd)
+                if (std::find(keep.begin(), keep.end(), fd) == keep.end()) close(fd);
+            body(region);
+            _exit(0);
+        }
+        munmap(region, kPages * kPage);  // ours; the child has its own at the same address
+    }
+    ~Task() {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+    }
+    uint64_t gen() const { return peek(pid, region); }
+    uint64_t error_flag() const { return peek(pid, region + 16); }
+    uint64_t starttime() const { return read_task_stat(pid).value().starttime; }
+};
+
+// Reads all of fd into a string (the stream's other end).
+std::string drain(int fd, std::string s = {}) {
+    char buf[1 << 16];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        s.append(buf, size_t(n));
+    }
+    return s;
+}
+
+std::string read_some(int fd, size_t want) {
+    std::string s;
+    char buf[1 << 16];
+    while (s.size() < want) {
+        ssize_t n = read(fd, buf, std::min(sizeof buf, want - s.size()));
+        if (n <= 0) break;
+        s.append(buf, size_t(n));
+    }
+    return s;
+}
+
+// A live image written into a pipe by a thread; `out` is the reading end.
+struct Streaming {
+    std::unique_ptr<ImageSource> img;
+    int out = -1;
+    Status wrote;
+    std::thread writer;
+    explicit Streaming(std::unique_ptr<ImageSource> i) : img(std::move(i)) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) abort();
+        out = p[0];
+        writer = std::thread([this, in = p[1]] {
+            wrote = img->write_to(in);
+            close(in);
+        });
+    }
+    // The rest of the stream, after `head`; the writer is done then.
+    std::string finish(std::string head = {}) {
+        head = drain(out, std::move(head));
+        writer.join();
+        close(out);
+        return head;
+    }
+};
+
+TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    Task t([](char* r) { workload(r); });
+    ASSERT_TRUE(wait_for([&] { return t.gen() >= 2 && t.gen() != ~0ull; }));
+    auto img = checkpoint_task_live(t.pid, t.starttime());
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_TRUE((*img)->live()) << "memory was copied while frozen";
+    Streaming s(std::move(*img));
+    // The stream stalls on the pipe after its first bytes; meanwhile the task
+    // rewrites every page twice, so every page not yet sent is written over.
+    std::string bytes = read_some(s.out, 1 << 16);
+    uint64_t g0 = t.gen();
+    bool ran = wait_for([&] { return t.gen() >= g0 + 2 && t.gen() != ~0ull; });
+    bytes = s.finish(std::move(bytes));
+    ASSERT_TRUE(ran) << "the task did not run during the stream";
+    ASSERT_TRUE(s.wrote) << s.wrote.error().what;
+    EXPECT_EQ(t.error_flag(), 0u) << "the task saw its memory change under it";
+
+    MemorySource src(bytes.data(), bytes.size());
+    auto dec = decode_image(src, {.keep_data = true});
+    ASSERT_TRUE(dec) << dec.error().what;
+    uint64_t base = reinterpret_cast<uint64_t>(t.region);
+    std::map<uint64_t, const char*> pages;  // index -> page bytes
+    for (const auto& run : dec->pages)
+        for (uint32_t k = 0; k < run.nr_pages; ++k) {
+            uint64_t va = run.vaddr + k * kPage;
+            if (va >= base && va < base + kPages * kPage)
+                pages[(va - base) / kPage] = run.data.data() + k * kPage;
+        }
+    ASSERT_EQ(pages.size(), kPages);
+    auto word = [&](size_t i, int w) {
+        uint64_t v;
+        std::memcpy(&v, pages[i] + 8 * w, 8);
+        return v;
+    };
+    uint64_t g = word(0, 0), at = word(0, 1);
+    EXPECT_EQ(word(0, 2), 0u);
+    ASSERT_GE(g, 2u);
+    ASSERT_LT(g, g0 + 2) << "the image is not of the freeze";
+    // One cut: generation g below the index being written, g - 1 above it.
+    for (size_t i = 1; i < kPages; ++i) {
+        uint64_t v = word(i, 0);
+        uint64_t want = i < at ? g : g - 1;
+        if (i == at) {
+            ASSERT_TRUE(v == g || v == g - 1) << v;
+            continue;
+        }
+        ASSERT_EQ(v, want) << "page " << i << ", the task was writing page " << at;
+        ASSERT_EQ(word(i, 1), v ^ (i * kMix)) << "page " << i;
+    }
+}
+
+volatile sig_atomic_t g_go;
+volatile uint64_t g_unmapped;  // set by the task once its munmap returned
+
+TEST(LiveSnapshot, UnmappingMemoryNotYetSentIsEagainAndTheTaskRunsOn) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    Task t([](char* r) {
+        signal(SIGUSR1, [](int) { g_go = 1; });
+        memset(r, 7, kPages * kPage);
+        while (!g_go) pause();
+        munmap(r, kPages * kPage);
+        g_unmapped = 1;
+        for (;;) pause();
+    });
+    ASSERT_TRUE(wait_for([&] {
+        auto st = read_task_stat(t.pid);
+        uint64_t last = peek(t.pid, t.region + kPages * kPage - 8);
+        return st && st->state == 'S' && last != ~0ull && last != 0;
+    }));
+    auto img = checkpoint_task_live(t.pid, t.starttime());
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_TRUE((*img)->live());
+    Streaming s(std::move(*img));
+    read_some(s.out, 1 << 16);
+    kill(t.pid, SIGUSR1);
+    bool unmapped = wait_for([&] { return peek(t.pid, (const char*)&g_unmapped) == 1; });
+    s.finish();
+    const Status& wrote = s.wrote;
+    ASSERT_TRUE(unmapped) << "the task did not get through its munmap";
+    ASSERT_FALSE(wrote) << "an image of memory the task unmapped before it was sent";
+    EXPECT_EQ(wrote.error().code, EAGAIN) << wrote.error().what;
+    EXPECT_NE(wrote.error().what.find("open the image again"), std::string::npos);
+    EXPECT_EQ(kill(t.pid, 0), 0);
+}
+
+// The checkpointer holds the only copy of the task's userfaultfd: killed in
+// the middle of the stream, the kernel lets the task go.
+TEST(LiveSnapshot, CheckpointerKilledMidStreamLeavesTheTaskRunningAndIntact) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    Task t([](char* r) { workload(r); });
+    ASSERT_TRUE(wait_for([&] { return t.gen() >= 2 && t.gen() != ~0ull; }));
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    pid_t ckpt = fork();
+    if (ckpt == 0) {
+        close(p[0]);
+        auto img = checkpoint_task_live(t.pid, t.starttime());
+        if (!img || !(*img)->live()) _exit(2);
+        (void)(*img)->write_to(p[1]);
+        _exit(0);
+    }
+    close(p[1]);
+    // Its first bytes: the task is thawed and write-protected, the stream stalled.
+    std::string head = read_some(p[0], 1 << 16);
+    ASSERT_EQ(head.substr(0, 7), "CRFSIMG");
+    kill(ckpt, SIGKILL);
+    int st = 0;
+    waitpid(ckpt, &st, 0);
+    close(p[0]);
+    ASSERT_TRUE(WIFSIGNALED(st));
+    uint64_t g0 = t.gen();
+    EXPECT_TRUE(wait_for([&] { return t.gen() >= g0 + 2 && t.gen() != ~0ull; }))
+        << "the task does not run on";
+    EXPECT_EQ(t.error_flag(), 0u) << "its memory changed under it";
+    EXPECT_EQ(read_tracer_pid(t.pid).value(), 0);
+}
+
+}  // namespace
+}  // namespace crfs

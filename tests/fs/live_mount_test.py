@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""The live snapshot through the mount (checkpoint/live_snapshot.h), on a task
+that rewrites all of its memory all the time (tests/workloads/gen_writer.c):
+
+  - the image read while the task writes on, restored, is one cut of its
+    memory: the restored task finds every page as it left it;
+  - crfsd or its checkpoint worker killed in the middle of a read: the task
+    runs on, untraced, its memory intact (the worker holds the only copy of
+    the task's userfaultfd; its death lets the task go).
+
+Runs as root (the task may then have a userfaultfd that handles kernel
+faults). usage: live_mount_test.py BUILD_DIR
+"""
+import json
+import os
+import signal
+import struct
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test as rt  # noqa: E402  (Crfsd, Task, Base, wait_for)
+
+MIB = 64
+
+
+def peek(pid, addr, words=3):
+    """Words at addr of pid's memory, or None if it cannot be read now."""
+    try:
+        with open(f"/proc/{pid}/mem", "rb") as f:
+            f.seek(addr)
+            data = f.read(8 * words)
+    except OSError:
+        return None
+    return struct.unpack(f"<{words}Q", data) if len(data) == 8 * words else None
+
+
+def tracer(pid):
+    for line in rt.read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("TracerPid:"):
+            return int(line.split()[1])
+    return None
+
+
+class Live(rt.Base):
+    def writer(self, *args, user=()):
+        argv = [os.path.join(rt.BUILD, "tests/workloads/gen_writer"), "@DIR@", str(MIB), *args]
+        if user:  # its directory is made (0700) as the task starts: open it first
+            argv = ["sh", "-c", 'chmod 777 "$1" && shift && exec "$@"', "sh", "@DIR@", *user, *argv]
+        t = self.task(argv)
+        t.addr = int(rt.read(t.path("ready")), 16)
+        return t
+
+    def gen(self, t, pid=None):
+        m = peek(pid or t.pid, t.addr)
+        return m[0] if m else -1
+
+    def runs_on_intact(self, t, pid=None):
+        """Two more generations written, every page found as left, not traced."""
+        pid = pid or t.pid
+        g0 = self.gen(t, pid)
+        rt.wait_for(lambda: self.gen(t, pid) >= g0 + 2, f"task {pid} to write on")
+        self.assertEqual(peek(pid, t.addr)[2], 0, "the task found its memory changed")
+        self.assertEqual(tracer(pid), 0)
+
+    def open_streaming(self, t):
+        """An image handle whose first bytes were read: the task is thawed and
+        write-protected, the stream stalled on the reader."""
+        f = open(f"{self.m}/{t.pid}/image", "rb", buffering=0)
+        head = f.read(1 << 16)
+        self.assertEqual(head[:7], b"CRFSIMG")
+        return f, head
+
+    def worker(self):
+        for pid in self.crfs.children():
+            if rt.read(f"/proc/{pid}/comm").strip() == "crfs-ckpt":
+                return pid
+        return None
+
+    def image_while_writing(self, t, user=()):
+        """The image of t read while t rewrites every page twice; its path."""
+        rt.wait_for(lambda: self.gen(t) >= 2, "the first generations")
+        f, head = self.open_streaming(t) if not user else (None, b"")
+        if user:  # the reader is the task's owner: a pipe through `cat` as that user
+            p = rt.subprocess.Popen([*user, "cat", f"{self.m}/{t.pid}/image"],
+                                    stdout=rt.subprocess.PIPE, stdin=rt.subprocess.DEVNULL)
+            f = p.stdout
+            head = f.read(1 << 16)
+            self.assertEqual(head[:7], b"CRFSIMG")
+        # Every page not yet sent is rewritten twice before the rest is read.
+        g0 = self.gen(t)
+        rt.wait_for(lambda: self.gen(t) >= g0 + 2, "the task to write during the read")
+        img = t.path("snap.img")
+        with open(img, "wb") as out:
+            out.write(head)
+            while chunk := f.read(1 << 20):
+                out.write(chunk)
+        f.close()
+        if user:
+            self.assertEqual(p.wait(rt.TIMEOUT), 0)
+        r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(peek(t.pid, t.addr)[2], 0, "the task found its memory changed")
+        return img
+
+    def copied_while_frozen(self, img):
+        r = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)["stats"]["pages_copied"]
+
+    def test_image_read_while_the_task_writes_restores_one_cut(self):
+        t = self.writer()
+        img = self.image_while_writing(t)
+        self.assertLess(self.copied_while_frozen(img), MIB * 256 // 2, "not a live snapshot")
+        t.kill9()
+        pid = t.restore(img, "cut")
+        self.runs_on_intact(t, pid)
+
+    def test_kernel_writes_into_protected_pages_wait_for_the_copy(self):
+        # read(2) into a write-protected page: a kernel-mode fault, which the
+        # task's userfaultfd (made with its CAP_SYS_PTRACE) reports to the
+        # worker instead of failing the read with EFAULT.
+        t = self.writer("read")
+        img = self.image_while_writing(t)
+        self.assertLess(self.copied_while_frozen(img), MIB * 256 // 2, "not a live snapshot")
+        t.kill9()
+        pid = t.restore(img, "kcut")
+        self.runs_on_intact(t, pid)
+
+    def test_unprivileged_task_is_copied_while_frozen_and_never_sees_efault(self):
+        # A task without CAP_SYS_PTRACE only gets a user-mode userfaultfd,
+        # where read(2) into a protected page fails with EFAULT: its memory is
+        # copied while frozen instead (the stats say how much).
+        t = self.writer("read", user=rt.NOBODY)
+        img = self.image_while_writing(t, user=rt.NOBODY)
+        self.assertGreaterEqual(self.copied_while_frozen(img), MIB * 256,
+                                "memory was not copied while frozen")
+        self.runs_on_intact(t)
+
+    def test_daemon_killed_mid_read_lets_the_task_run_on(self):
+        t = self.writer()
+        rt.wait_for(lambda: self.gen(t) >= 2, "the first generations")
+        f, _ = self.open_streaming(t)
+        self.crfs.proc.send_signal(signal.SIGKILL)
+        self.crfs.proc.wait(rt.TIMEOUT)
+        # The dead daemon's mount answers ENOTCONN (os.path.ismount says no): detach it here.
+        self.crfs.children = lambda: []
+        rt.subprocess.run(["umount", "-l", self.m], check=True)
+        self.runs_on_intact(t)
+        try:
+            f.close()
+        except OSError:  # the mount is gone
+            pass
+
+    def test_worker_killed_mid_read_lets_the_task_run_on(self):
+        t = self.writer()
+        rt.wait_for(lambda: self.gen(t) >= 2, "the first generations")
+        f, _ = self.open_streaming(t)
+        w = self.worker()
+        self.assertIsNotNone(w, "no crfs-ckpt streaming")
+        os.kill(w, signal.SIGKILL)
+        with self.assertRaises(OSError):
+            while f.read(1 << 20):
+                pass
+        f.close()
+        self.runs_on_intact(t)
+        # The daemon serves on: a new image of the task.
+        r = rt.sh(f"cat {self.m}/{t.pid}/image > {t.path('again.img')} && "
+                  f"{rt.BUILD}/tools/crfs verify {t.path('again.img')}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+if __name__ == "__main__":
+    rt.BUILD = os.path.abspath(sys.argv.pop(1))
+    if os.geteuid() != 0:
+        print("needs root: skipped")
+        sys.exit(0)
+    unittest.main()
