@@ -34,6 +34,10 @@ namespace crfs::state {
 // "/memfd:NAME (deleted)": the link or maps path of a memfd.
 bool is_memfd_path(std::string_view path);
 
+// Detect (state/shmem.cc): shared anonymous memory whose pages show at two
+// addresses of the task.
+void shmem_alias_reasons(const std::vector<MapsEntry>& maps, Reasons& out);
+
 // Detect: why memfd mapping `m` cannot be saved exactly, or nullopt.
 std::optional<std::string> memfd_vma_reason(TaskView& t, const MapsEntry& m);
 

@@ -129,6 +129,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
     auto maps = t.smaps();
     if (!maps) return std::unexpected(maps.error());
     UniqueFd pagemap;
+    shmem_alias_reasons(**maps, out);  // state/shmem.cc
     for (const MapsEntry& m : **maps) {
         if (special(m)) continue;
         // Read through /proc/<pid>/map_files by the dump, which the kernel

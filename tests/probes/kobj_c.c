@@ -96,7 +96,8 @@ static void memfd_check(void) {
     if (pread(g_reopen, buf, 10, 0) != 10 || memcmp(buf, "FIRST page", 10) != 0)
         fail("content '%.10s'", buf);
     if (memcmp(g_private + PAGE, "private!", 8) != 0) fail("private page lost");
-    if (memcmp(g_shared + PAGE, "page two", 8) != 0) fail("shared page two '%.8s'", g_shared + PAGE);
+    if (memcmp(g_shared + PAGE, "page two", 8) != 0)
+        fail("shared page two '%.8s'", g_shared + PAGE);
     /* One object: a write through the fd shows in both shared mappings and
      * in the private mapping's page it never wrote; not in its own copy. */
     if (pwrite(g_dup, "again", 5, 0) != 5) fail("pwrite: %s", strerror(errno));
@@ -210,6 +211,35 @@ static void check_fd(void) {
     if (fstat(g_fd, &st) != 0) fail("fd gone");
 }
 
+/* Shared anonymous memory split by mprotect (one object, disjoint pages):
+ * restored exactly. */
+static void shared_split_setup(void) {
+    g_shared = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_shared == MAP_FAILED) die("mmap");
+    strcpy(g_shared, "one");
+    strcpy(g_shared + 2 * PAGE, "three");
+    if (mprotect(g_shared + PAGE, PAGE, PROT_READ) != 0) die("mprotect");
+}
+static void shared_split_check(void) {
+    if (strcmp(g_shared, "one") || strcmp(g_shared + 2 * PAGE, "three") || g_shared[PAGE])
+        fail("content differs");
+    if (mprotect(g_shared + PAGE, PAGE, PROT_READ | PROT_WRITE) != 0) fail("mprotect");
+    strcpy(g_shared + PAGE, "two");
+}
+
+/* Refused: one shared anonymous object at two addresses (mremap, old size 0). */
+static void shared_alias_setup(void) {
+    g_shared = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_shared == MAP_FAILED) die("mmap");
+    g_shared2 = mremap(g_shared, 0, 2 * PAGE, MREMAP_MAYMOVE);
+    if (g_shared2 == MAP_FAILED) die("mremap");
+    g_shared[PAGE] = 'x';
+}
+static void shared_alias_check(void) {
+    g_shared[0] = 'y';
+    if (g_shared2[0] != 'y' || g_shared2[PAGE] != 'x') fail("the alias is a copy");
+}
+
 /* System V IPC and POSIX message queues: reasons naming them. */
 static int g_id = -1;
 static void sysv_sem_setup(void) {
@@ -258,6 +288,8 @@ static const struct variant kVariants[] = {
     {"memfd_mapped", memfd_mapped_setup, memfd_mapped_check, NULL},
     {"memfd_other", memfd_other_setup, memfd_other_check, NULL},
     {"memfd_hugetlb", memfd_hugetlb_setup, check_fd, NULL},
+    {"shared_anon_split", shared_split_setup, shared_split_check, NULL},
+    {"shared_anon_alias", shared_alias_setup, shared_alias_check, NULL},
     {"sysv_sem", sysv_sem_setup, sysv_sem_check, NULL},
     {"sysv_msg", sysv_msg_setup, sysv_msg_check, NULL},
     {"posix_mq", posix_mq_setup, posix_mq_check, NULL},

@@ -154,6 +154,8 @@ PROBES = [
     ("kobj_c", "memfd_mapped", None),
     ("kobj_c", "memfd_other", "fd 3: memfd:other is also held or mapped by pid "),
     ("kobj_c", "memfd_hugetlb", "fd 3: memfd:huge on hugetlbfs (MFD_HUGETLB) not supported yet"),
+    ("kobj_c", "shared_anon_split", None),
+    ("kobj_c", "shared_anon_alias", "(one object mapped twice in the task); such aliases not"),
     ("kobj_c", "sysv_sem", "was last operated on by the task; System V semaphores not supported"),
     ("kobj_c", "sysv_msg", "(key 0, 1 messages) was last used by the task; System V message"),
     ("kobj_c", "posix_mq", "fd 3: POSIX message queue "),
