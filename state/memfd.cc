@@ -2,7 +2,6 @@
 // its KobjKind for the fds (state/kobj.h).
 #include "state/memfd.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -14,12 +13,14 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "checkpoint/files.h"
 #include "common/escape.h"
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/holders.h"
 #include "state/kobj.h"
 
 namespace crfs::state {
@@ -41,8 +42,14 @@ std::string name_of(std::string_view path) {
     return std::string(path);
 }
 
+// "memfd:NAME" (reasons are escaped as a whole by state/registry.cc; errors here).
 std::string shown(std::string_view path) {
-    return "memfd:" + escape_nonprintable(name_of(path));
+    return "memfd:" + name_of(path);
+}
+
+// "who: " before a reason of a mapping; fd reasons get "fd N: " from state/fds.cc.
+std::string lead(const std::string& who) {
+    return who.empty() ? "" : who + ": ";
 }
 
 std::optional<std::string> link_of(const std::string& path) {
@@ -52,16 +59,16 @@ std::optional<std::string> link_of(const std::string& path) {
     return std::string(buf, size_t(n));
 }
 
+// The numeric entries of `dir` (pids in /proc, fds in /proc/<pid>/fd).
 std::vector<int> numbers_in(const std::string& dir) {
     std::vector<int> out;
-    DIR* d = opendir(dir.c_str());
-    if (!d) return out;
-    while (dirent* e = readdir(d)) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        std::string name = e.path().filename().string();
         int n = 0;
-        auto [p, ec] = std::from_chars(e->d_name, e->d_name + std::strlen(e->d_name), n);
-        if (ec == std::errc() && *p == '\0') out.push_back(n);
+        auto [p, err] = std::from_chars(name.data(), name.data() + name.size(), n);
+        if (err == std::errc() && p == name.data() + name.size()) out.push_back(n);
     }
-    closedir(d);
     return out;
 }
 
@@ -107,38 +114,24 @@ std::vector<pid_t> other_users(pid_t task, dev_t dev, uint64_t ino, const std::s
     return out;
 }
 
-std::string pids_text(const std::vector<pid_t>& pids) {
-    std::string s = pids.size() == 1 ? "pid " : "pids ";
-    for (size_t i = 0; i < pids.size(); ++i) {
-        if (i) s += ", ";
-        s += std::to_string(pids[i]);
-        auto comm = read_file(strfmt("/proc/{}/comm", pids[i]), 64);
-        if (comm && !comm->empty()) {
-            if (comm->back() == '\n') comm->pop_back();
-            s += " (" + escape_nonprintable(*comm) + ")";
-        }
-    }
-    return s;
-}
-
 // Why memfd `link` (read through `src`, as the caller) cannot be saved.
 std::optional<std::string> object_reason(pid_t task, const std::string& who, const std::string& src,
                                          const std::string& link) {
     struct stat st;
     struct statfs sf;
     if (::stat(src.c_str(), &st) != 0 || ::statfs(src.c_str(), &sf) != 0)
-        return strfmt("{}: {}: cannot stat it: {}", who, shown(link), std::strerror(errno));
+        return strfmt("{}{}: cannot stat it: {}", lead(who), shown(link), std::strerror(errno));
     if (sf.f_type == kHugetlbfsMagic)
-        return strfmt("{}: {} on hugetlbfs (MFD_HUGETLB){}", who, shown(link), kNotYet);
+        return strfmt("{}{} on hugetlbfs (MFD_HUGETLB){}", lead(who), shown(link), kNotYet);
     if (uint64_t(st.st_size) > image::kMaxMemfdBytes)
-        return strfmt("{}: {} of {} bytes is larger than {}; larger memfds{}", who, shown(link),
+        return strfmt("{}{} of {} bytes is larger than {}; larger memfds{}", lead(who), shown(link),
                       st.st_size, image::kMaxMemfdBytes, kNotYet);
     auto others = other_users(task, st.st_dev, st.st_ino, link);
     if (!others.empty())
         return strfmt(
-            "{}: {} is also held or mapped by {}; a memfd shared with another "
+            "{}{} is also held or mapped by {}; a memfd shared with another "
             "process{}",
-            who, shown(link), pids_text(others), kNotYet);
+            lead(who), shown(link), Holders::names(others), kNotYet);
     return std::nullopt;
 }
 
@@ -149,7 +142,7 @@ bool match(const FdView& f) {
 }
 
 std::optional<std::string> detect(TaskView& t, const FdView& f) {
-    return object_reason(t.pid(), strfmt("fd {}", f.fd), t.path(strfmt("fd/{}", f.fd)), f.link);
+    return object_reason(t.pid(), "", t.path(strfmt("fd/{}", f.fd)), f.link);
 }
 
 Status dump(pid_t, const FdView& f, TaskFd& t) {
@@ -204,33 +197,34 @@ int make(const KobjPlan& p, const char* path, KobjFail& fail) {
 Status read_object(const std::string& src, const std::string& link, std::set<uint64_t>& seen,
                    MemfdDump& d) {
     auto fd = open_fd(src, O_RDONLY | O_CLOEXEC);
-    if (!fd) return std::unexpected(fd.error().context(shown(link)));
+    if (!fd) return std::unexpected(fd.error().context(escape_nonprintable(shown(link))));
     struct stat st;
     if (fstat(fd->get(), &st) != 0) return errno_error("fstat " + src);
     if (!seen.insert(st.st_ino).second) return {};
     if (uint64_t(st.st_size) > image::kMaxMemfdBytes)
-        return make_error(EFBIG, strfmt("{} of {} bytes is too large", shown(link), st.st_size));
+        return make_error(EFBIG, strfmt("{} of {} bytes is too large",
+                                        escape_nonprintable(shown(link)), st.st_size));
     int seals = fcntl(fd->get(), F_GET_SEALS);
-    if (seals < 0) return errno_error("F_GET_SEALS of " + shown(link));
+    if (seals < 0) return errno_error("F_GET_SEALS of " + escape_nonprintable(shown(link)));
     MemfdDump::Object o;
     o.name = name_of(link);
     if (o.name.size() > image::kMaxMemfdName)
-        return make_error(ENAMETOOLONG, shown(link) + ": name too long");
+        return make_error(ENAMETOOLONG, escape_nonprintable(shown(link)) + ": name too long");
     o.rec = {uint64_t(st.st_ino), uint64_t(st.st_size),    uint32_t(seals),
              st.st_mode & 07777u, uint32_t(o.name.size()), 0};
     off_t pos = 0;
     while (pos < st.st_size) {
         off_t data = lseek(fd->get(), pos, SEEK_DATA);
         if (data < 0 && errno == ENXIO) break;
-        if (data < 0) return errno_error("SEEK_DATA of " + shown(link));
+        if (data < 0) return errno_error("SEEK_DATA of " + escape_nonprintable(shown(link)));
         off_t hole = lseek(fd->get(), data, SEEK_HOLE);
-        if (hole < 0) return errno_error("SEEK_HOLE of " + shown(link));
+        if (hole < 0) return errno_error("SEEK_HOLE of " + escape_nonprintable(shown(link)));
         hole = std::min<off_t>(hole, st.st_size);
         for (off_t at = data; at < hole;) {
             size_t n = size_t(std::min<off_t>(hole - at, image::kMaxFdDataPerRecord));
             std::string buf(n, '\0');
             if (auto r = pread_exact(fd->get(), buf.data(), n, uint64_t(at)); !r)
-                return std::unexpected(r.error().context(shown(link)));
+                return std::unexpected(r.error().context(escape_nonprintable(shown(link))));
             o.extents.emplace_back(uint64_t(at), std::move(buf));
             at += off_t(n);
         }
@@ -334,7 +328,8 @@ Status check_memfds(const DecodedImage& img) {
     }
     for (const auto& p : img.pages) {
         uint64_t end = p.vaddr + uint64_t(p.nr_pages) * image::kPageSize;
-        auto it = std::upper_bound(shared.begin(), shared.end(), std::make_pair(p.vaddr, ~uint64_t(0)));
+        auto it =
+            std::upper_bound(shared.begin(), shared.end(), std::make_pair(p.vaddr, ~uint64_t(0)));
         if (it != shared.begin() && std::prev(it)->second > p.vaddr)
             return bad(strfmt("pages {:x}-{:x} in a shared memfd mapping", p.vaddr, end));
         if (it != shared.end() && it->first < end)

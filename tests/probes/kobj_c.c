@@ -281,7 +281,7 @@ static void posix_mq_check(void) {
 }
 
 static const struct variant kVariants[] = {
-    {"memfd", memfd_setup, memfd_check, NULL},
+    {"memfd_one", memfd_setup, memfd_check, NULL},
     {"memfd_sealed", memfd_sealed_setup, memfd_sealed_check, NULL},
     {"memfd_future_write", memfd_future_setup, memfd_future_check, NULL},
     {"memfd_noexec", memfd_noexec_setup, memfd_noexec_check, NULL},

@@ -147,7 +147,7 @@ PROBES = [
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),
     # issue 11, part c: memfd (tests/probes/kobj_c.c, state/memfd.cc)
-    ("kobj_c", "memfd", None),
+    ("kobj_c", "memfd_one", None),
     ("kobj_c", "memfd_sealed", None),
     ("kobj_c", "memfd_future_write", None),
     ("kobj_c", "memfd_noexec", None),

@@ -11,6 +11,7 @@
  *                    SIGUSR1 ("ok" or what differed), DIR/result "PASS" or
  *                    "FAIL: ..." on SIGTERM */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,20 +23,15 @@
 static const char* g_dir;
 static char g_fail[1024];
 
+/* DIR/name holding `text`, whole or not at all (written aside, renamed). */
 static void put(const char* name, const char* text) {
     char path[1024], tmp[1100];
     snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
-
-static void die(const char* what) {
-    perror(what);
-    exit(2);
+    snprintf(tmp, sizeof tmp, "%s.part", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    size_t n = strlen(text);
+    if (fd < 0 || write(fd, text, n) != (ssize_t)n || close(fd) != 0 || rename(tmp, path) != 0)
+        _exit(2);
 }
 
 int main(int argc, char** argv) {
@@ -47,20 +43,20 @@ int main(int argc, char** argv) {
     sigaddset(&m, SIGTERM);
     sigprocmask(SIG_BLOCK, &m, &old);
     int fd = memfd_create("shared-mem", MFD_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, 2 * PAGE) != 0) die("memfd");
+    if (fd < 0 || ftruncate(fd, 2 * PAGE) != 0) return 2;
     char* shared = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     char* priv = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     unsigned* anon = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (shared == MAP_FAILED || priv == MAP_FAILED || anon == (void*)MAP_FAILED) die("mmap");
+    if (shared == MAP_FAILED || priv == MAP_FAILED || anon == (void*)MAP_FAILED) return 2;
     strcpy(priv + PAGE, "mine");
     put("ready", "ready\n");
     for (unsigned round = 1;; ++round) {
         int sig = 0;
-        if (sigwait(&m, &sig) != 0) die("sigwait");
+        if (sigwait(&m, &sig) != 0) return 2;
         if (sig == SIGTERM) break;
         char want[32], got[32] = {0}, fail[256] = "";
         snprintf(want, sizeof want, "fd-%u", round);
-        if (pwrite(fd, want, strlen(want) + 1, 0) < 0) die("pwrite");
+        if (pwrite(fd, want, strlen(want) + 1, 0) < 0) return 2;
         if (strcmp(shared, want) || strcmp(priv, want))
             snprintf(fail, sizeof fail, "fd write '%s' seen as '%s' / '%s'", want, shared, priv);
         snprintf(want, sizeof want, "map-%u", round);

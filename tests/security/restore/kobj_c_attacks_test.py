@@ -2,7 +2,7 @@
 """Hostile memfd records (issue 11, state/memfd.cc) written into restore slots
 by a real unprivileged user `crfsko1` (made in setup, removed after).
 
-The user's own task, tests/probes/kobj_c `memfd` (one memfd with a hole,
+The user's own task, tests/probes/kobj_c `memfd_one` (one memfd with a hole,
 seals, a dup, a second description, two shared mappings and a private one
 with a page of its own), is checkpointed through the mount; crfs-imgedit
 edits its memfd, memfd-data, fd and vma records (checksum fixed). Each edit
@@ -33,10 +33,10 @@ def tearDownModule():
 
 
 class MemfdAttacks(kb.ProbeVictim):
-    # probe_kobj_c memfd: fd 3 the memfd (offset 5), 4 its dup, 5 a second
+    # probe_kobj_c memfd_one: fd 3 the memfd (offset 5), 4 its dup, 5 a second
     # description (O_RDONLY, offset 7); a shared writable mapping, a shared
     # read-only one and a private one, all of its first two pages.
-    VARIANT = "memfd"
+    VARIANT = "memfd_one"
 
     @classmethod
     def victim_command(cls, d):
