@@ -90,6 +90,28 @@ class MemfdAttacks(kb.ProbeVictim):
         self.assertIn("sealing memfd 0", status)
 
 
+    def test_mapped_only_memfd_is_a_reason_for_the_user_and_saved_for_root(self):
+        # probe_kobj_c memfd_mapped: a memfd only mapped (its fd closed) is read
+        # through /proc/PID/map_files, which needs CAP_CHECKPOINT_RESTORE.
+        d = f"{self.d}/mapped"
+        rat.run_as(f"mkdir {d}", check=True)
+        probe = os.path.join(rat.BUILD, "tests/probes/probe_kobj_c")
+        r = rat.run_as(f"{probe} memfd_mapped {d} </dev/null >/dev/null 2>&1 & echo $!; "
+                       f"until [ -e {d}/ready ]; do sleep 0.01; done")
+        pid = int(r.stdout.split()[0])
+        try:
+            m = self.crfs.mnt
+            why = rat.run_as(f"cat {m}/{pid}/reason").stdout
+            self.assertIn("memfd:mapped (mapped, no fd) is read through /proc/%d/map_files" % pid,
+                          why)
+            self.assertIn("CAP_CHECKPOINT_RESTORE", why)
+            cp = rat.run_as(f"cp {m}/{pid}/image {d}/snap.img")
+            self.assertIn("Device or resource busy", cp.stderr)
+            self.assertEqual(kb.rt.read(f"{m}/{pid}/reason"), "")  # root may
+        finally:
+            os.kill(pid, 9)
+
+
 if __name__ == "__main__":
     rat.BUILD = kb.rt.BUILD = os.path.abspath(sys.argv[1])
     unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
