@@ -63,8 +63,9 @@ std::optional<std::string> link_of(const std::string& path) {
 std::vector<int> numbers_in(const std::string& dir) {
     std::vector<int> out;
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-        std::string name = e.path().filename().string();
+    // increment(ec), not ++: a process that exits meanwhile must not throw.
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::string name = it->path().filename().string();
         int n = 0;
         auto [p, err] = std::from_chars(name.data(), name.data() + name.size(), n);
         if (err == std::errc() && p == name.data() + name.size()) out.push_back(n);
