@@ -24,6 +24,7 @@
 #include "common/image_writer.h"
 #include "common/log.h"
 #include "common/strfmt.h"
+#include "state/memfd.h"
 #include "state/registry.h"
 
 namespace crfs {
@@ -60,8 +61,9 @@ struct Capture {
     uint64_t brk = 0;
     std::vector<TaskFd> fds;
     MemoryDump memory;
-    Fingerprints prints;    // fidelity: content of the files a restore reopens
-    TaskSettings settings;  // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
+    Fingerprints prints;      // fidelity: content of the files a restore reopens
+    TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
+    state::MemfdDump memfds;  // kobj: every memfd the task holds or maps (state/memfd.h)
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -192,6 +194,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
     if (!mem) return std::unexpected(mem.error());
     c.memory = std::move(*mem);
     trace.mark("memory");
+    auto memfds = state::dump_memfds(pid, c.memory.maps);  // kobj, while frozen
+    if (!memfds) return std::unexpected(memfds.error());
+    c.memfds = std::move(*memfds);
 
     if (auto r = frozen->release(); !r) return std::unexpected(r.error());
     c.frozen_ns = frozen->frozen_ns();
@@ -290,6 +295,7 @@ ImageWriter build_records(Capture& c, pid_t pid, image::StatsRecord& stats) {
         for (const auto& [type, payload] : f.records) w.add(type, payload);
     for (const TaskFd& f : c.fds)
         if (f.inet && f.rec.same_as < 0) state::write_inet(w, *f.inet);
+    state::write_memfds(w, c.memfds);  // kobj
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

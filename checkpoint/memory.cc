@@ -66,6 +66,7 @@ bool page_needed(VmaKind kind, uint64_t pme) {
         case VmaKind::kAnonPrivate:
             return pme & (kPmPresent | kPmSwapped);
         case VmaKind::kFilePrivate:
+        case VmaKind::kMemfdPrivate:  // state/memfd.cc: the memfd itself is its own record
             // A present page that is not a page-cache page is a private copy: dirty.
             return (pme & kPmSwapped) || ((pme & kPmPresent) && !(pme & kPmFileOrSharedAnon));
         default:
@@ -162,7 +163,9 @@ using Plan = PagePlan;
 // Whether VMA `e` of `kind` is scanned through pagemap (private memory whose
 // pages are stored only where populated).
 bool scanned_by_pagemap(const MapsEntry& e, VmaKind kind) {
-    return (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate) && !map_files_use(e);
+    return (kind == VmaKind::kAnonPrivate || kind == VmaKind::kFilePrivate ||
+            kind == VmaKind::kMemfdPrivate) &&
+           !map_files_use(e);
 }
 
 // One PAGEMAP_SCAN walk over neighbouring pagemap-scanned VMAs maps[b, e):

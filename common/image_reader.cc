@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include "common/image_inet.h"
+#include "common/image_memfd.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -149,6 +150,7 @@ Result<std::optional<Record>> ImageReader::next() {
     uint64_t keep = rh.length;
     if (skip_bulk_ && info->type == RecordType::kPages) keep = sizeof(image::PagesRecord);
     if (skip_bulk_ && info->type == RecordType::kFdData) keep = sizeof(image::FdDataRecord);
+    if (skip_bulk_ && info->type == RecordType::kMemfdData) keep = sizeof(image::MemfdDataRecord);
     rec.payload.resize(keep);
     std::string where =
         trailer ? std::string("trailer") : strfmt("record {} ({})", records_, info->name);
@@ -382,7 +384,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (!img.vmas.empty() && v.rec.start < img.vmas.back().rec.end)
                     return inconsistent(r, "VMAs overlap or are out of order");
                 if (v.rec.kind < uint32_t(image::VmaKind::kAnonPrivate) ||
-                    v.rec.kind > uint32_t(image::VmaKind::kVsyscall))
+                    v.rec.kind > uint32_t(image::VmaKind::kMemfdPrivate))
                     return inconsistent(r, strfmt("unknown VMA kind {}", v.rec.kind));
                 img.vmas.push_back(std::move(v));
                 break;
@@ -473,7 +475,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     using K = image::FdKind;
                     return (k >= uint32_t(K::kRegular) && k <= uint32_t(K::kInotify)) ||
                            (k >= uint32_t(K::kPipe) && k <= uint32_t(K::kFifo)) ||
-                           k == uint32_t(K::kTcp) || k == uint32_t(K::kUdp);
+                           k == uint32_t(K::kTcp) || k == uint32_t(K::kUdp) ||
+                           k == uint32_t(K::kMemfd);
                 };
                 if (!known(f.rec.kind))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
@@ -543,6 +546,10 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.unix_sockets.push_back(std::move(e));
                 break;
             }
+            case RecordType::kMemfd:
+            case RecordType::kMemfdData:
+                if (auto s = decode_memfd(img, r, p); !s) return std::unexpected(s.error());
+                break;
             case RecordType::kInetSocket:
             case RecordType::kInetOption:
             case RecordType::kTcpRepair:

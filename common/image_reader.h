@@ -141,6 +141,19 @@ struct UnixSocketEntry : LengthsAndBytes {  // version 3
     image::UnixSocketRecord rec{};
 };
 
+// A memfd (version 4): its record, name, and where each memfd-data payload
+// lies in the stream (a restore copies it straight from a seekable image).
+struct MemfdEntry {
+    image::MemfdRecord rec{};
+    std::string name;
+    struct Run {
+        uint64_t offset;         // in the memfd
+        uint64_t stream_offset;  // of the bytes in the image
+        uint64_t len;
+    };
+    std::vector<Run> runs;
+};
+
 // An inet socket (kinds kTcp, kUdp) with its options and, for an established
 // TCP connection, its repair state and queue bytes (always kept in memory).
 struct InetEntry {
@@ -183,7 +196,8 @@ struct DecodedImage {
     std::vector<FdEntry> fds;
     std::vector<PipeEntry> pipes;
     std::vector<UnixSocketEntry> unix_sockets;
-    std::vector<InetEntry> inet;  // one per fd of kind kTcp/kUdp that is its own description
+    std::vector<MemfdEntry> memfds;  // version 4 (kobj): state/memfd.cc checks them
+    std::vector<InetEntry> inet;     // one per fd of kind kTcp/kUdp that is its own description
     // Version 3: the main thread's thread record (regs, xstate, sigstate and
     // the pending signals above are its own) and every other thread.
     std::optional<image::ThreadRecord> main_thread;

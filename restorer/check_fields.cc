@@ -16,6 +16,7 @@
 #include "restorer/check_inet.h"
 #include "restorer/validate.h"
 #include "state/kobj.h"
+#include "state/memfd.h"
 #include "state/pipe.h"
 #include "state/unix_socket.h"
 
@@ -53,7 +54,7 @@ Status check_vmas(const DecodedImage& img) {
     for (const auto& v : img.vmas) {
         const auto& r = v.rec;
         std::string at = strfmt("VMA {:x}-{:x}", r.start, r.end);
-        if (r.kind < 1 || r.kind > 7) return bad(strfmt("{}: kind {}", at, r.kind));
+        if (r.kind < 1 || r.kind > 9) return bad(strfmt("{}: kind {}", at, r.kind));
         if (r.flags & ~kVmaFlags) return bad(strfmt("{}: flags 0x{:x}", at, r.flags));
         if (r.vm_flags >> std::size(image::kVmFlagNames))
             return bad(strfmt("{}: VmFlags 0x{:x}", at, r.vm_flags));
@@ -91,7 +92,8 @@ Status check_thread_regs(const DecodedImage& img, const image::RegsRecord& r,
         return bad(strfmt("{}rip 0x{:x} is not in an executable mapping of the image", who, r.rip));
     const VmaEntry* stack = vma_at(img, r.rsp, true);
     if (!stack || !(stack->rec.flags & image::kVmaWrite) ||
-        image::VmaKind(stack->rec.kind) == image::VmaKind::kFileShared)
+        image::VmaKind(stack->rec.kind) == image::VmaKind::kFileShared ||
+        image::VmaKind(stack->rec.kind) == image::VmaKind::kMemfdShared)
         return bad(
             strfmt("{}rsp 0x{:x} is not in a writable private mapping of the image", who, r.rsp));
     return {};
@@ -290,7 +292,8 @@ Status check_task(const DecodedImage& img) {
 
 Status check_fields(const DecodedImage& img) {
     for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings,
-                       state::check_pipes, state::check_unix_sockets, check_inet, check_threads})
+                       state::check_pipes, state::check_unix_sockets, check_inet, check_threads,
+                       state::check_memfds})
         if (auto s = check(img); !s) return s;
     return {};
 }

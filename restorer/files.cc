@@ -105,6 +105,9 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
     auto socks = state::plan_unix_sockets(img, image_fd);
     if (!socks) return std::unexpected(socks.error());
     plan.unix_sockets = std::move(*socks);
+    auto memfds = state::plan_memfds(img, image_fd, min_fd, chown);  // kobj
+    if (!memfds) return std::unexpected(memfds.error());
+    plan.memfds = std::move(*memfds);
     for (const auto& f : img.fds) {
         FdAction a;
         a.target = f.rec.fd;
@@ -149,6 +152,8 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
         if (state::is_kobj(f.rec.kind)) {
             a.seek = false;
             if (auto k = state::kobj_plan(f, a.kobj); !k) return std::unexpected(k.error());
+            if (kind == image::FdKind::kMemfd)
+                a.path = state::memfd_self_path(plan.memfds, f.rec.ino);
         }
         if (kind == image::FdKind::kDeleted) {
             auto copy = deleted_copy(f, image_fd, img, chown);

@@ -16,6 +16,7 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "state/kobj.h"
+#include "state/memfd.h"
 #include "state/pipe.h"
 #include "state/unix_socket.h"
 
@@ -43,6 +44,7 @@ struct FdPlan {
     std::vector<UniqueFd> copies;  // deleted files' copies, prepared sockets (parent side)
     std::vector<state::PipePlan> pipes;
     std::vector<state::UnixPlan> unix_sockets;
+    std::vector<state::MemfdHeld> memfds;  // kobj: held until the blob seals them (state/memfd.h)
     int max_target = -1;
     int min_fd = -1;  // the lowest fd number no target uses
 };

@@ -189,7 +189,8 @@ Result<BlobArea> map_blob_area(const DecodedImage& img, const std::vector<Specia
 }
 
 MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
-                       const std::vector<SpecialMapping>& cur, const SpecialsPlan& sp) {
+                       const std::vector<SpecialMapping>& cur, const SpecialsPlan& sp,
+                       const std::vector<state::MemfdHeld>& memfds) {
     MemoryPlan plan;
     std::vector<crfs_ra_range> keep{{area.start, area.start + area.len}};
     for (const auto& m : sp.moves) keep.push_back({m.cur, m.cur + m.len});
@@ -243,6 +244,18 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
                                    : O_RDONLY;
                 r.file_off = v.rec.pgoff * kPage;
                 path = v.path;
+                break;
+            case image::VmaKind::kMemfdShared:  // kobj: the memfd made by state/memfd.cc
+            case image::VmaKind::kMemfdPrivate:
+                r.kind = CRFS_RA_FILE;
+                r.mmap_flags = kind == image::VmaKind::kMemfdShared ? MAP_SHARED : MAP_PRIVATE;
+                r.open_flags =
+                    kind == image::VmaKind::kMemfdShared &&
+                            ((v.rec.flags & image::kVmaWrite) || (v.rec.vm_flags & (1u << 5)))
+                        ? O_RDWR
+                        : O_RDONLY;
+                r.file_off = v.rec.pgoff * kPage;
+                path = state::memfd_self_path(memfds, v.rec.ino);
                 break;
             default:
                 continue;  // vdso/vvar are moved, vsyscall is fixed

@@ -11,6 +11,7 @@
 #include "common/image_reader.h"
 #include "common/result.h"
 #include "crfs/restorer_args.h"
+#include "state/memfd.h"
 
 namespace crfs {
 
@@ -52,6 +53,7 @@ struct MemoryPlan {
     std::vector<crfs_ra_pages> pages;
 };
 MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
-                       const std::vector<SpecialMapping>& cur, const SpecialsPlan& sp);
+                       const std::vector<SpecialMapping>& cur, const SpecialsPlan& sp,
+                       const std::vector<state::MemfdHeld>& memfds);
 
 }  // namespace crfs

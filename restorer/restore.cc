@@ -249,6 +249,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return settings_step_text(r.arg, img);
         case CRFS_RA_STEP_ADVISE:
             return "madvise/mlock of " + vma(r.arg);
+        case CRFS_RA_STEP_MEMFD_SEAL:
+            return strfmt("sealing memfd {} of the image (F_ADD_SEALS)", r.arg);
     }
     return strfmt("step {}", r.step);
 }
@@ -442,7 +444,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     img->pages.size() * (sizeof(crfs_ra_pages) + 16) +
                     pending.size() * sizeof(crfs_ra_siginfo) + img->groups.size() * 4 +
                     img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
-                    kBlobStack + kPage + threads_area_bytes(*img);
+                    kBlobStack + kPage + threads_area_bytes(*img) +
+                    fds->memfds.size() * sizeof(crfs_ra_memfd);
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
@@ -451,7 +454,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         ~AreaGuard() { munmap(reinterpret_cast<void*>(a.start), a.len); }
     } area_guard{*area};
     for (auto& m : sp->moves) m.tmp += area->tmp;
-    MemoryPlan mem = plan_memory(*img, *area, *cur, *sp);
+    MemoryPlan mem = plan_memory(*img, *area, *cur, *sp, fds->memfds);
 
     Arena arena(area->start, area->len - kBlobStack);
     std::memcpy(arena.take(blob_len, kPage), crfs_restorer_blob, blob_len);
@@ -493,6 +496,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     a->nr_vmas = mem.vmas.size();
     a->pages = arena.copy(mem.pages);
     a->nr_pages = mem.pages.size();
+    auto memfds = state::memfd_blob_list(fds->memfds);  // kobj: sealed and closed by the blob
+    a->memfds = arena.copy(memfds);
+    a->nr_memfds = memfds.size();
     const auto& m = img->mm;
     a->mm = {m.start_code,
              m.end_code,
@@ -565,6 +571,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.status_fd = status_w.get();
     cp.keep = {image_fd.get(), status_w.get()};
     for (const auto& c : fds->copies) cp.keep.push_back(c.get());
+    for (const auto& m : fds->memfds) cp.keep.push_back(m.fd.get());  // kobj: the blob closes them
     if (*netns) {
         cp.netns_fd = fcntl(netns->get(), F_DUPFD_CLOEXEC, min_fd);
         if (cp.netns_fd < 0) return errno_error("dup of the network namespace fd");

@@ -78,9 +78,6 @@ bool is_socket(const FdView& f) {
 bool is_anon(const FdView& f) {
     return f.link.starts_with("anon_inode:");
 }
-bool is_memfd(const FdView& f) {
-    return f.link.starts_with("/memfd:");
-}
 bool is_procfs(const FdView& f) {
     return f.link.starts_with("/proc/");
 }
@@ -118,12 +115,6 @@ std::optional<std::string> anon_reason(TaskView&, const FdView& f, FdContext&) {
     for (const auto& k : kAnonNames)
         if (f.link == k.link) return not_yet(std::string(k.name));
     return not_yet("anonymous inode " + f.link.substr(11));
-}
-
-std::optional<std::string> memfd_reason(TaskView&, const FdView& f, FdContext&) {
-    std::string name = f.link.substr(1);
-    if (name.ends_with(kDeleted)) name.resize(name.size() - kDeleted.size());
-    return not_yet(name + " (its name, seals and sharing would be lost)");
 }
 
 std::optional<std::string> procfs_reason(TaskView&, const FdView& f, FdContext&) {
@@ -185,12 +176,11 @@ std::optional<std::string> chardev_reason(TaskView&, const FdView& f, FdContext&
 }
 
 constexpr FdKind kFdKinds[] = {
-    {"kernel object", kobj_match, kobj_fd_reason},  // state/kobj.h: O_PATH, eventfd, ...
+    {"kernel object", kobj_match, kobj_fd_reason},  // state/kobj.h: O_PATH, eventfd, memfd, ...
     {"socket", is_socket, socket_reason},
     {"pipe", is_pipe, pipe_reason},
     {"FIFO", is_fifo, fifo_reason},
     {"anon inode", is_anon, anon_reason},
-    {"memfd", is_memfd, memfd_reason},
     {"procfs", is_procfs, procfs_reason},
     {"pathless", is_pathless, pathless_reason},  // nsfs "net:[...]", ...
     {"deleted", is_deleted, deleted_reason},

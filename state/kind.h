@@ -82,5 +82,6 @@ Status detect_futex(TaskView&, Reasons&);    // state/futex.cc (robust list, rse
 Status detect_memory(TaskView&, Reasons&);   // state/memory.cc
 Status detect_fds(TaskView&, Reasons&);      // state/fds.cc
 Status detect_locks(TaskView&, Reasons&);    // state/locks.cc
+Status detect_ipc(TaskView&, Reasons&);      // state/ipc.cc
 
 }  // namespace crfs::state

@@ -87,6 +87,7 @@ extern const KobjKind kOpathKind;      // state/opath.cc
 extern const KobjKind kDirectoryKind;  // state/dirfd.cc
 extern const KobjKind kPidfdKind;      // state/pidfd.cc
 extern const KobjKind kInotifyKind;    // state/inotify.cc
+extern const KobjKind kMemfdKind;      // state/memfd.cc (the memfd object: state/memfd.h)
 
 // --- the dispatcher (kobj.cc) ------------------------------------------------
 

@@ -18,6 +18,7 @@
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
 #include "state/kind.h"
+#include "state/memfd.h"
 #include "state/memory.h"
 
 namespace crfs {
@@ -27,6 +28,8 @@ image::VmaKind classify_vma(const MapsEntry& e) {
     if (e.path == "[vvar]" || e.path == "[vvar_vclock]") return image::VmaKind::kVvar;
     if (e.path == "[vsyscall]") return image::VmaKind::kVsyscall;
     bool shared = e.perms[3] == 's';
+    if (state::is_memfd_path(e.path))  // state/memfd.cc
+        return shared ? image::VmaKind::kMemfdShared : image::VmaKind::kMemfdPrivate;
     if (shared) {
         // Shared anonymous memory is a shmem file: "/dev/zero (deleted)", "/SYSV...",
         // "[anon_shmem:name]"; a memfd or unlinked file cannot be re-mapped either.
@@ -126,6 +129,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
     auto maps = t.smaps();
     if (!maps) return std::unexpected(maps.error());
     UniqueFd pagemap;
+    shmem_alias_reasons(**maps, out);  // state/shmem.cc
     for (const MapsEntry& m : **maps) {
         if (special(m)) continue;
         // Read through /proc/<pid>/map_files by the dump, which the kernel
@@ -145,17 +149,15 @@ Status detect_memory(TaskView& t, Reasons& out) {
             out.push_back("memory: AIO ring " + range(m) + " (io_setup)" + std::string(kNotYet));
             continue;
         }
-        if (m.path.starts_with("/memfd:")) {
-            out.push_back("memory: memfd mapping " + range(m) + std::string(kNotYet));
-            continue;
-        }
         if (m.path.starts_with("/SYSV")) {
             out.push_back("memory: System V shared memory " + range(m) + std::string(kNotYet));
             continue;
         }
         bool shmem =
             m.ino == 0 || m.path.starts_with("/dev/zero") || m.path.starts_with("[anon_shmem:");
-        if (shared && shmem && m.shared_kb) {
+        if (is_memfd_path(m.path)) {  // state/memfd.cc; its VmFlags are checked below
+            if (auto why = memfd_vma_reason(t, m)) out.push_back(*why);
+        } else if (shared && shmem && m.shared_kb) {
             out.push_back("memory: shared anonymous memory " + range(m) +
                           " is mapped by another process too; sharing" + std::string(kNotYet));
         } else if (shared && !shmem && deleted) {

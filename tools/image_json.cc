@@ -359,6 +359,10 @@ const char* vma_kind_name(uint32_t k) {
             return "vvar";
         case image::VmaKind::kVsyscall:
             return "vsyscall";
+        case image::VmaKind::kMemfdShared:
+            return "memfd-shared";
+        case image::VmaKind::kMemfdPrivate:
+            return "memfd-private";
     }
     return "?";
 }
@@ -397,6 +401,8 @@ const char* fd_kind_name(uint32_t k) {
             return "tcp";
         case image::FdKind::kUdp:
             return "udp";
+        case image::FdKind::kMemfd:
+            return "memfd";
     }
     return "?";
 }

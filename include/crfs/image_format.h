@@ -1,4 +1,4 @@
-// The crfs image format, version 3: the on-disk structs and the one table of
+// The crfs image format, version 4: the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 3;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 4;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -92,6 +92,10 @@ static_assert(sizeof(Trailer) == 24);
     X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))        \
     X(kSettings, 58, "settings", sizeof(SettingsRecord),                                         \
       sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                 \
+    /* kobj (72-79): memfd objects, docs/image-format.md */                                      \
+    X(kMemfd, 72, "memfd", sizeof(MemfdRecord), sizeof(MemfdRecord) + kMaxMemfdName)             \
+    X(kMemfdData, 73, "memfd-data", sizeof(MemfdDataRecord),                                     \
+      sizeof(MemfdDataRecord) + kMaxFdDataPerRecord)                                             \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -151,6 +155,9 @@ enum class VmaKind : uint32_t {
     kVdso = 5,         // [vdso]: address only
     kVvar = 6,         // [vvar], [vvar_vclock]: address only
     kVsyscall = 7,     // [vsyscall]: address only
+    // Version 4 (kobj): a mapping of a memfd whose memfd record has `ino`.
+    kMemfdShared = 8,   // MAP_SHARED: mapped from the restored memfd, no pages
+    kMemfdPrivate = 9,  // MAP_PRIVATE: mapped from it, pages differing from it stored
 };
 
 // VmaRecord.flags
@@ -260,6 +267,8 @@ enum class FdKind : uint32_t {
     // 20-27: inet sockets (docs/network.md); an inet-socket record follows.
     kTcp = 20,  // TCP: unconnected, listening, or established (tcp-repair record)
     kUdp = 21,  // UDP: unbound, bound or connected
+    // Version 4 (kobj, 36-43).
+    kMemfd = 36,  // a memfd: reopened from the memfd record of `ino`, seeked to pos
 };
 
 // FdRecord.fd_flags
@@ -390,6 +399,31 @@ struct UnixSocketRecord {
     uint64_t data_len;
 };
 static_assert(sizeof(UnixSocketRecord) == 64);
+// A memfd (version 4, kobj) the task holds by an fd (FdKind::kMemfd) or maps
+// (VmaKind::kMemfdShared/kMemfdPrivate), each of which names it by `ino`: made
+// once at restore, its contents written once. Followed by its name
+// (memfd_create's, name_len bytes, no NUL); its allocated extents follow in
+// memfd-data records (holes are not stored).
+inline constexpr uint32_t kMaxMemfdName = 249;          // memfd_create's limit
+inline constexpr uint64_t kMaxMemfdBytes = 1ull << 30;  // the largest memfd saved
+struct MemfdRecord {
+    uint64_t ino;    // st_ino at checkpoint: the fds and mappings of this memfd name it
+    uint64_t size;   // st_size
+    uint32_t seals;  // F_GET_SEALS (F_SEAL_SEAL alone: made without MFD_ALLOW_SEALING)
+    uint32_t mode;   // st_mode & 07777
+    uint32_t name_len;
+    uint32_t reserved;  // 0
+};
+static_assert(sizeof(MemfdRecord) == 32);
+
+// Bytes of memfd `ino` at `offset` (length - sizeof(MemfdDataRecord) of them),
+// after its memfd record, in increasing offset order, not overlapping.
+struct MemfdDataRecord {
+    uint64_t ino;
+    uint64_t offset;
+};
+static_assert(sizeof(MemfdDataRecord) == 16);
+
 // --- inet sockets (format version 3; docs/network.md) -------------------------
 
 // An fd of kind kTcp or kUdp (its FdRecord has no path). Addresses are in

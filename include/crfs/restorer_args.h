@@ -93,6 +93,13 @@ struct crfs_ra_sync {
     uint32_t go;    /* set by the main thread after 'K': every thread returns */
 };
 
+/* kobj: a memfd the restore made (state/memfd.h), held at `fd` until every
+ * mapping is made and filled; then F_ADD_SEALS `seals` (0: none) and closed. */
+struct crfs_ra_memfd {
+    int32_t fd;
+    uint32_t seals;
+};
+
 struct crfs_ra_sigaction {
     uint64_t handler, flags, restorer, mask;
 };
@@ -157,6 +164,7 @@ enum crfs_ra_step {
     CRFS_RA_STEP_TIMER,       /* setting a timerfd's ticks and time (arg: fd) */
     CRFS_RA_STEP_EPOLL_WATCH, /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
     CRFS_RA_STEP_INOTIFY_WATCH, /* adding an inotify watch (arg: its wd) */
+    CRFS_RA_STEP_MEMFD_SEAL,    /* kobj: F_ADD_SEALS of a memfd (arg: its memfd list index) */
     /* fidelity: the settings record (restorer/settings.h; arg: which setting) */
     CRFS_RA_STEP_SETTINGS = 160,
     CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */
@@ -239,6 +247,9 @@ struct crfs_restorer_args {
     uint64_t threads;
     uint64_t nr_threads;
     uint64_t sync; /* struct crfs_ra_sync* */
+    /* kobj: the memfds to seal and close after advise_vmas (struct crfs_ra_memfd*). */
+    uint64_t memfds;
+    uint64_t nr_memfds;
 };
 
 #endif

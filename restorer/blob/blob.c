@@ -241,6 +241,19 @@ static void advise_vmas(const struct crfs_restorer_args* a) {
     }
 }
 
+/* kobj: each memfd's seals once every mapping of it is made (F_SEAL_WRITE
+ * and F_SEAL_FUTURE_WRITE decide which mappings may exist), then its fd goes. */
+static void seal_memfds(const struct crfs_restorer_args* a) {
+    const struct crfs_ra_memfd* m = (const struct crfs_ra_memfd*)a->memfds;
+    for (uint64_t i = 0; i < a->nr_memfds; ++i) {
+        if (m[i].seals) {
+            long ret = sys3(NR_fcntl, m[i].fd, 1033 /* F_ADD_SEALS */, m[i].seals);
+            if (is_err(ret)) die(a, CRFS_RA_STEP_MEMFD_SEAL, ret, i);
+        }
+        sys1(NR_close, m[i].fd);
+    }
+}
+
 static void protect_vmas(const struct crfs_restorer_args* a) {
     const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
     for (uint64_t i = 0; i < a->nr_vmas; ++i) {
@@ -370,6 +383,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     protect_vmas(a);
     fault(a, CRFS_RA_STEP_ADVISE);
     advise_vmas(a); /* fidelity */
+    seal_memfds(a); /* kobj */
     fault(a, CRFS_RA_STEP_MM_MAP);
 
     struct crfs_ra_mm_map mm = a->mm;

@@ -45,7 +45,7 @@ PROBES = [
     ("memory", "hugepage", None),
     ("memory", "guard", "is guard regions (MADV_GUARD_INSTALL) not supported yet"),
     ("memory", "aio", "memory: AIO ring"),
-    ("memory", "memfd_shared", "memory: memfd mapping"),
+    ("memory", "memfd_shared", None),
     ("memory", "sysv", "memory: System V shared memory"),
     ("memory", "shared_anon", "is mapped by another process too"),
     ("memory", "shared_deleted", "memory: shared mapping of a deleted file"),
@@ -56,7 +56,7 @@ PROBES = [
     ("files", "ptmx", "fd 3: character device /dev/ptmx"),
     ("files", "fuse", "fd 3: character device /dev/fuse"),
     ("files", "pipe", None),
-    ("files", "memfd", "fd 3: memfd:probe"),
+    ("files", "memfd", None),
     ("files", "deleted_sparse", "sparse deleted file"),
     ("files", "deleted_linked", "an unlinked name of a file with 1 other link(s)"),
     ("files", "deleted_huge", "is larger than 1073741824"),
@@ -158,6 +158,19 @@ PROBES = [
     ("shared", "devnull_outside", None),
     ("shared", "udp_outside", "(outsider) fd 3, outside the image; restored, it would be another"),
     ("shared", "scm_rights", "fd 4: the same open file description is held by pid "),
+    # issue 11, part c: memfd (tests/probes/kobj_c.c, state/memfd.cc)
+    ("kobj_c", "memfd_one", None),
+    ("kobj_c", "memfd_sealed", None),
+    ("kobj_c", "memfd_future_write", None),
+    ("kobj_c", "memfd_noexec", None),
+    ("kobj_c", "memfd_mapped", None),
+    ("kobj_c", "memfd_other", "fd 3: memfd:other is also held or mapped by pid "),
+    ("kobj_c", "memfd_hugetlb", "fd 3: memfd:huge on hugetlbfs (MFD_HUGETLB) not supported yet"),
+    ("kobj_c", "shared_anon_split", None),
+    ("kobj_c", "shared_anon_alias", "(one object mapped twice in the task); such aliases not"),
+    ("kobj_c", "sysv_sem", "was last operated on by the task; System V semaphores not supported"),
+    ("kobj_c", "sysv_msg", "(key 0, 1 messages) was last used by the task; System V message"),
+    ("kobj_c", "posix_mq", "fd 3: POSIX message queue "),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

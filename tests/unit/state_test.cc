@@ -149,7 +149,8 @@ TEST(Registry, EachKindNamesItsState) {
              }
          },
          "task: has child processes (pid "},
-        {"memfd", [] { memfd_create("probe", 0); }, "fd 3: memfd:probe"},
+        {"memfd", [] { memfd_create("probe", MFD_HUGETLB); },
+         "fd 3: memfd:probe on hugetlbfs (MFD_HUGETLB)"},
     };
     for (auto& k : cases) {
         Child c(k.setup);
@@ -203,7 +204,7 @@ TEST(Registry, DescriptionGroupsNameTheLowestFd) {
 
 // A name the task chose cannot forge a second reason line.
 TEST(Registry, ControlCharactersAreEscaped) {
-    Child c([] { memfd_create("a\nnocr: forged", 0); });
+    Child c([] { memfd_create("a\nnocr: forged", MFD_HUGETLB); });
     EXPECT_NE(c.reasons().find("fd 3: memfd:a\\nnocr: forged"), std::string::npos) << c.reasons();
     EXPECT_EQ(c.reasons().find("\nnocr:"), std::string::npos) << c.reasons();
 }

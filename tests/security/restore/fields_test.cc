@@ -40,8 +40,8 @@ TEST(RestoreFields, RegistersMustPointIntoTheImage) {
 
 TEST(RestoreFields, EnumsAndFlagsInRange) {
     auto img = good();
-    img.vmas[0].rec.kind = 9;
-    expect_einval(img, "kind 9");
+    img.vmas[0].rec.kind = 10;
+    expect_einval(img, "kind 10");
     img = good();
     img.vmas[1].rec.start = 0x400800;  // overlaps
     expect_einval(img, "VMA 400800-602000");

@@ -1,0 +1,95 @@
+// System V IPC and POSIX message queues (issue 11): reasons, each naming the
+// object. Neither is saved: a message queue's messages and a semaphore's
+// value live outside the task (on the host, by key or name), so a restore
+// cannot bring them back as they were, nor know whether someone else changed
+// them meanwhile. Shared memory segments are the memory kind's (`/SYSV`
+// mappings, state/memory.cc).
+//   POSIX mq   an fd on the mqueue filesystem (statfs of /proc/PID/fd/N);
+//   msg        a queue whose last msgsnd or msgrcv was the task's (lspid, lrpid
+//              of /proc/sysvipc/msg);
+//   sem        a set whose last semop on some semaphore was the task's
+//              (semctl GETPID, as the caller: sets it cannot read are not seen).
+// Both tables are the daemon's IPC namespace's: a task in another one is a
+// reason of its own (what it uses cannot be seen).
+#include <sys/sem.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "common/escape.h"
+#include "common/io.h"
+#include "common/strfmt.h"
+#include "state/kind.h"
+
+namespace crfs::state {
+namespace {
+
+constexpr long kMqueueMagic = 0x19800202;
+
+// The rows of /proc/sysvipc/<name> after its header, split on blanks.
+std::vector<std::vector<long long>> table(const char* name) {
+    std::vector<std::vector<long long>> out;
+    auto text = read_file(strfmt("/proc/sysvipc/{}", name), 16 << 20);
+    if (!text) return out;
+    std::istringstream in(*text);
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+        std::istringstream l(line);
+        std::vector<long long> row;
+        long long v;
+        while (l >> v) row.push_back(v);
+        if (!row.empty()) out.push_back(std::move(row));
+    }
+    return out;
+}
+
+}  // namespace
+
+Status detect_ipc(TaskView& t, Reasons& out) {
+    auto fds = t.fds();
+    if (!fds) return std::unexpected(fds.error());
+    for (const FdView& f : **fds) {
+        struct statfs sf;
+        if (S_ISREG(f.st.st_mode) && ::statfs(t.path(strfmt("fd/{}", f.fd)).c_str(), &sf) == 0 &&
+            sf.f_type == kMqueueMagic)
+            out.push_back(strfmt("fd {}: POSIX message queue {}{}", f.fd,
+                                 escape_nonprintable(f.link), kNotYet));
+    }
+    struct stat mine, theirs;
+    if (::stat("/proc/self/ns/ipc", &mine) != 0) return {};  // no namespaces: one table
+    if (::stat(t.path("ns/ipc").c_str(), &theirs) != 0) return {};
+    if (mine.st_ino != theirs.st_ino) {
+        out.push_back(
+            "sysvipc: the task is in another IPC namespace, whose System V objects "
+            "crfs cannot see;" +
+            std::string(kNotYet));
+        return {};
+    }
+    long long pid = t.pid();
+    // msg: key msqid perms cbytes qnum lspid lrpid ...
+    for (const auto& r : table("msg"))
+        if (r.size() >= 7 && (r[5] == pid || r[6] == pid))
+            out.push_back(
+                strfmt("sysvipc: message queue {} (key {:#x}, {} messages) was last "
+                       "used by the task; System V message queues{}",
+                       r[1], r[0], r[4], kNotYet));
+    // sem: key semid perms nsems ...
+    for (const auto& r : table("sem")) {
+        if (r.size() < 4) continue;
+        for (long long i = 0; i < r[3] && i < 65536; ++i)
+            if (semctl(int(r[1]), int(i), GETPID) == pid) {
+                out.push_back(
+                    strfmt("sysvipc: semaphore set {} (key {:#x}) was last operated "
+                           "on by the task; System V semaphores{}",
+                           r[1], r[0], kNotYet));
+                break;
+            }
+    }
+    return {};
+}
+
+}  // namespace crfs::state
