@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "checkpoint/files.h"
@@ -20,10 +21,12 @@
 #include "checkpoint/signals.h"
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/threads.h"
+#include "checkpoint/tree.h"
 #include "common/image_writer.h"
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/registry.h"
+#include "state/tree.h"
 
 namespace crfs {
 
@@ -81,8 +84,9 @@ Status check_task(pid_t pid, uint64_t starttime, const TaskStat& st) {
 }
 
 // Runs on a thread of its own: ptrace is per thread, and should anything leave
-// the task attached, the thread's exit detaches it.
-Result<Capture> capture(pid_t pid, uint64_t starttime) {
+// the task attached, the thread's exit detaches it. `held`: the task is one
+// of a tree frozen and released by the caller (checkpoint/tree.h).
+Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads* held = nullptr) {
     Capture c;
     PhaseTrace trace;
     auto st = read_task_stat(pid);
@@ -90,7 +94,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
     auto status = read_task_status(pid);
     if (!status) return std::unexpected(status.error());
-    if (status->tracer_pid != 0)
+    if (status->tracer_pid != 0 && !held)
         return make_error(EBUSY,
                           strfmt("task {} is being traced by pid {}", pid, status->tracer_pid));
 
@@ -100,8 +104,13 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 
-    auto frozen = FrozenThreads::freeze(pid, status->seccomp != 0);
-    if (!frozen) return std::unexpected(frozen.error());
+    std::optional<FrozenThreads> own;
+    FrozenThreads* frozen = held;
+    if (!held) {
+        auto f = FrozenThreads::freeze(pid, status->seccomp != 0);
+        if (!f) return std::unexpected(f.error());
+        frozen = &own.emplace(std::move(*f));
+    }
     FrozenTask& task = frozen->main();
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
@@ -182,6 +191,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     c.memory = std::move(*mem);
     trace.mark("memory");
 
+    if (held) {
+        repair_guard.armed = false;
+        return c;  // released, and its files fingerprinted, by capture_tree
+    }
     if (auto r = frozen->release(); !r) return std::unexpected(r.error());
     c.frozen_ns = frozen->frozen_ns();
     repair_guard.armed = false;
@@ -192,6 +205,37 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     return c;
 }
 
+// The task and its descendants (checkpoint/tree.h), parents first; a task
+// without children is captured as before.
+Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime) {
+    std::vector<Capture> out;
+    {
+        auto kids = state::list_children(pid);
+        if (kids && kids->empty()) {
+            auto c = capture(pid, starttime);
+            if (!c) return std::unexpected(c.error());
+            out.push_back(std::move(*c));
+            return out;
+        }
+    }
+    auto tree = FrozenTree::freeze(pid);
+    if (!tree) return std::unexpected(tree.error());
+    if (tree->members().front().starttime != starttime)
+        return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
+    for (auto& m : tree->members()) {
+        auto c = capture(m.pid, m.starttime, &m.threads);
+        if (!c && m.pid != pid) return std::unexpected(c.error().context(strfmt("pid {}", m.pid)));
+        if (!c) return std::unexpected(c.error());
+        out.push_back(std::move(*c));
+    }
+    if (auto r = tree->release(); !r) return std::unexpected(r.error());
+    for (size_t i = 0; i < out.size(); ++i) {
+        out[i].frozen_ns = tree->members()[i].threads.frozen_ns();
+        out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps);
+    }
+    return out;
+}
+
 class ImageSnapshot : public Snapshot {
   public:
     uint64_t size() const override { return stream_.size(); }
@@ -199,7 +243,7 @@ class ImageSnapshot : public Snapshot {
         return stream_.read(offset, buf, len);
     }
 
-    Capture capture;  // owns the page buffer and file contents the stream points into
+    std::vector<Capture> captures;  // own the page buffers and file contents the stream points into
     ImageStream stream_;
 };
 
@@ -208,10 +252,11 @@ void copy_str(char* dst, size_t n, const std::string& s) {
     std::memcpy(dst, s.data(), std::min(n - 1, s.size()));
 }
 
-ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::StatsRecord& stats) {
+// One process's records (after its process record, in a tree).
+void build_image(ImageWriter& w, Capture& c, pid_t pid, uint64_t started_ns,
+                 image::StatsRecord& stats) {
     const TaskAttrs& a = c.attrs;
     uint32_t flags = c.was_stopped ? image::kHeaderTaskWasStopped : 0;
-    ImageWriter w(make_header(flags, uint32_t(c.regs.xstate.size())));
 
     image::TaskRecord t{};
     t.pid = pid;
@@ -326,17 +371,16 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     stats.captured_at_ns = c.captured_at_ns;
     stats.total_ns = monotonic_ns() - started_ns;
     w.add(RecordType::kStats, Payload().add(stats));
-    return std::move(w).finish();
 }
 
 }  // namespace
 
 Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime) {
     uint64_t started = monotonic_ns();
-    Result<Capture> cap = make_error(EIO, "checkpoint thread did not run");
+    Result<std::vector<Capture>> cap = make_error(EIO, "checkpoint thread did not run");
     {
         PidLock lock(pid);
-        std::thread worker([&] { cap = capture(pid, starttime); });
+        std::thread worker([&] { cap = capture_tree(pid, starttime); });
         worker.join();
     }
     if (!cap) {
@@ -346,9 +390,17 @@ Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime)
     }
     PhaseTrace trace;
     auto snap = std::make_unique<ImageSnapshot>();
-    snap->capture = std::move(*cap);
-    image::StatsRecord stats{};
-    snap->stream_ = build_image(snap->capture, pid, started, stats);
+    snap->captures = std::move(*cap);
+    Capture& root = snap->captures.front();
+    ImageWriter w(make_header(root.was_stopped ? image::kHeaderTaskWasStopped : 0,
+                              uint32_t(root.regs.xstate.size())));
+    for (Capture& c : snap->captures) {
+        pid_t member = pid_t(c.attrs.stat.pid);
+        if (snap->captures.size() > 1) add_process_record(w, c.attrs.stat, c.was_stopped);
+        image::StatsRecord stats{};
+        build_image(w, c, member, started, stats);
+    }
+    snap->stream_ = std::move(w).finish();
     trace.mark("build image (zero scan, checksum)");
     return std::unique_ptr<Snapshot>(std::move(snap));
 }

@@ -384,6 +384,10 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     auto img = decode_spool(req.image_fd);
     if (!img) return std::unexpected(img.error().context("bad image"));
     trace.mark("decode");
+    if (!img->processes.empty())  // trees: docs/trees.md
+        return make_error(EOPNOTSUPP, strfmt("image holds a process tree ({} processes): "
+                                             "restoring a tree not supported yet",
+                                             img->processes.size()));
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
     if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
     if (req.want_pid > 0 && (::kill(req.want_pid, 0) == 0 || errno == EPERM))

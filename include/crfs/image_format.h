@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 3;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 4;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -92,6 +92,8 @@ static_assert(sizeof(Trailer) == 24);
     X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))        \
     X(kSettings, 58, "settings", sizeof(SettingsRecord),                                         \
       sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                 \
+    /* trees (64-71): one process of a tree, docs/trees.md */                                    \
+    X(kProcess, 64, "process", sizeof(ProcessRecord), sizeof(ProcessRecord))                     \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -542,6 +544,18 @@ static_assert(sizeof(ThreadRecord) == 64);
 
 // The most threads an image may hold (each one costs a clone and a stack at restore).
 inline constexpr uint32_t kMaxThreads = 1024;
+
+// trees (version 4): a process tree's image is a process record before each
+// process's own records (the root first, every parent before its children);
+// an image without one is one process, as before version 4.
+struct ProcessRecord {
+    int32_t pid, ppid, pgid, sid;  // as /proc/<pid>/stat showed them, frozen
+    uint32_t flags;                // kProcess* flags
+    uint32_t reserved;
+};
+static_assert(sizeof(ProcessRecord) == 24);
+inline constexpr uint32_t kProcessWasStopped = 1u << 0;  // in group-stop when frozen
+inline constexpr uint32_t kMaxProcesses = 1024;          // processes in one image
 
 enum class RecordType : uint32_t {
 #define CRFS_X_ENUM(name, num, str, min, max) name = num,
