@@ -31,6 +31,10 @@ struct RestoreRequest {
     // Whether the writer may choose the pid (the kernel reserves clone3
     // set_tid to CAP_CHECKPOINT_RESTORE): want_pid > 0 without it is EPERM.
     bool may_choose_pid = false;
+    // trees (restorer/tree.h): set by restore_tree for each process of a
+    // tree's image; `tree_index` is the process's place in the image.
+    struct TreeRestore* tree = nullptr;
+    uint32_t tree_index = 0;
 };
 
 // Validates the whole image first (nothing is created on failure), then
