@@ -189,7 +189,11 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
         next.tree_index = i + 1;
         next.want_pid = tree.members[i + 1].pid;
         auto r = restore_image(next);
-        if (!r) return std::unexpected(r.error().context(strfmt("process {}", next.want_pid)));
+        if (!r && tree.failure_named) return std::unexpected(r.error());
+        if (!r) {
+            tree.failure_named = true;  // by the run that failed: the levels above pass it on
+            return std::unexpected(r.error().context(strfmt("process {}", next.want_pid)));
+        }
         return tree.members[i].pid;
     }
     clone_args ca{};

@@ -51,6 +51,7 @@ struct TreeRestore {
     RestoreRequest root_req;
     int go_r = -1, go_w = -1;
     void (*run)(const void* plan) = nullptr;  // restore.cc's stage 1 of a process
+    bool failure_named = false;               // an error already names its process
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).
