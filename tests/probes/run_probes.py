@@ -73,7 +73,7 @@ PROBES = [
     ("task", "rlimits", None),
     ("task", "cwd_umask", None),
     ("task", "deleted_cwd", "fs: cwd "),
-    ("task", "child", "task: has child processes (pid "),
+    ("task", "child", ": share one open file description ("),
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "robust", None),
     ("task", "thp", None),
@@ -146,6 +146,10 @@ PROBES = [
     ("threads", "thread_nice", "nice 5 (the main thread's is 0); per-thread settings not supported"),
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),
+    ("tree", "shared_file", ": share one open file description ("),
+    ("tree", "pipe", "(fd 3): pipe:["),
+    ("tree", "grandchild", " (fd 3): memfd:treeprobe"),
+    ("tree", "zombie", " (task): zombie (exited, not yet reaped by its parent)"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
