@@ -26,7 +26,6 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/registry.h"
-#include "state/tree.h"
 
 namespace crfs {
 
@@ -81,6 +80,12 @@ Status check_task(pid_t pid, uint64_t starttime, const TaskStat& st) {
     if (st.state == 'Z' || st.state == 'X')
         return make_error(ESRCH, strfmt("task {} is exiting", pid));
     return {};
+}
+
+// Takes the task's connections read in repair mode out of it again.
+void end_repair(pid_t pid, const std::vector<TaskFd>& fds) {
+    for (const TaskFd& f : fds)
+        if (f.inet && f.inet->repair && f.rec.same_as < 0) state::tcp_end_repair(pid, f.rec.fd);
 }
 
 // Runs on a thread of its own: ptrace is per thread, and should anything leave
@@ -148,10 +153,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads* held = nul
         const std::vector<TaskFd>& fds;
         bool armed = true;
         ~RepairGuard() {
-            if (!armed) return;
-            for (const TaskFd& f : fds)
-                if (f.inet && f.inet->repair && f.rec.same_as < 0)
-                    state::tcp_end_repair(pid, f.rec.fd);
+            if (armed) end_repair(pid, fds);
         }
     } repair_guard{pid, c.fds};
     trace.mark("attrs, regs, fds");
@@ -206,26 +208,21 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads* held = nul
 }
 
 // The task and its descendants (checkpoint/tree.h), parents first; a task
-// without children is captured as before.
+// without children is one capture, as before. (Its children are listed only
+// once it is frozen: a child forked just before is in the image.)
 Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime) {
     std::vector<Capture> out;
-    {
-        auto kids = state::list_children(pid);
-        if (kids && kids->empty()) {
-            auto c = capture(pid, starttime);
-            if (!c) return std::unexpected(c.error());
-            out.push_back(std::move(*c));
-            return out;
-        }
-    }
     auto tree = FrozenTree::freeze(pid);
     if (!tree) return std::unexpected(tree.error());
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
     for (auto& m : tree->members()) {
         auto c = capture(m.pid, m.starttime, &m.threads);
-        if (!c && m.pid != pid) return std::unexpected(c.error().context(strfmt("pid {}", m.pid)));
-        if (!c) return std::unexpected(c.error());
+        if (!c) {  // no image: the members captured so far leave repair mode
+            for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
+            if (m.pid == pid) return std::unexpected(c.error());
+            return std::unexpected(c.error().context(strfmt("pid {}", m.pid)));
+        }
         out.push_back(std::move(*c));
     }
     if (auto r = tree->release(); !r) return std::unexpected(r.error());

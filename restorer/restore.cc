@@ -586,7 +586,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         netns->reset(cp.netns_fd);
         cp.keep.push_back(cp.netns_fd);
     }
-    if (req.tree) cp.keep.push_back(req.tree->go_r);
+    if (req.tree) cp.keep.push_back(tree_go_fd(req, min_fd));
     cp.tree = req.tree;
     cp.tree_index = req.tree_index;
     std::sort(cp.keep.begin(), cp.keep.end());

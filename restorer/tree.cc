@@ -65,19 +65,12 @@ Status plan_members(const std::vector<image::ProcessRecord>& procs, TreeRestore&
     return {};
 }
 
-// Decodes process `i` (records only; the pages stay in the image).
-Result<DecodedImage> decode_member(int fd, uint32_t i) {
-    if (lseek(fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
-    FdSource src(fd);
-    return decode_image(src, {.process = i});
-}
-
-// Whether `pid` is a process of this restore: every one holds the go pipe's
-// read end at go_r until its blob is past the gate.
-bool ours(pid_t pid, int go_r) {
+// Whether `pid` is a process of this restore: each holds its copy of the go
+// pipe's read end at `go` until its blob is past the gate.
+bool ours(pid_t pid, int go) {
     char mine[64], theirs[64];
-    ssize_t a = readlink(strfmt("/proc/self/fd/{}", go_r).c_str(), mine, sizeof mine);
-    ssize_t b = readlink(strfmt("/proc/{}/fd/{}", pid, go_r).c_str(), theirs, sizeof theirs);
+    ssize_t a = readlink(strfmt("/proc/self/fd/{}", go).c_str(), mine, sizeof mine);
+    ssize_t b = readlink(strfmt("/proc/{}/fd/{}", pid, go).c_str(), theirs, sizeof theirs);
     return a > 0 && a == b && std::equal(mine, mine + a, theirs);
 }
 
@@ -85,7 +78,8 @@ bool ours(pid_t pid, int go_r) {
 // parent lives, they are still known by it), and reaps the root.
 void kill_tree(const TreeRestore& tree) {
     for (size_t i = tree.members.size(); i-- > 0;)
-        if (ours(tree.members[i].pid, tree.go_r)) ::kill(tree.members[i].pid, SIGKILL);
+        if (tree.members[i].go >= 0 && ours(tree.members[i].pid, tree.members[i].go))
+            ::kill(tree.members[i].pid, SIGKILL);
     int st;
     while (waitpid(tree.members[0].pid, &st, __WALL) < 0 && errno == EINTR) {
     }
@@ -117,21 +111,10 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
                                              procs.size(), kMaxTreeRestore));
     TreeRestore tree;
     if (auto s = plan_members(procs, tree); !s) return std::unexpected(s.error());
-    // The go pipe's read end is kept by every process through its stage 1:
-    // above every fd any of them restores.
-    int max_fd = 2;
-    for (const auto& f : root.fds) max_fd = std::max(max_fd, f.rec.fd);
-    for (uint32_t i = 1; i < procs.size(); ++i) {
-        auto img = decode_member(req.image_fd, i);
-        if (!img) return std::unexpected(img.error().context(strfmt("process {}", i)));
-        for (const auto& f : img->fds) max_fd = std::max(max_fd, f.rec.fd);
-    }
+    // Each process keeps a copy of the go pipe's read end (tree_go_fd).
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) return errno_error("restore: go pipe");
-    UniqueFd go_w(p[1]);
-    UniqueFd go_r(fcntl(p[0], F_DUPFD_CLOEXEC, max_fd + 1));
-    ::close(p[0]);
-    if (!go_r) return errno_error("restore: dup of the go pipe");
+    UniqueFd go_r(p[0]), go_w(p[1]);
     tree.go_r = go_r.get();
     tree.go_w = go_w.get();
     tree.root_req = req;
@@ -170,9 +153,18 @@ Status check_tree_member(const DecodedImage& img, const RestoreRequest& req) {
     return {};
 }
 
+int tree_go_fd(const RestoreRequest& req, int min_fd) {
+    TreeRestore& tree = *req.tree;
+    UniqueFd copy(fcntl(tree.go_r, F_DUPFD_CLOEXEC, min_fd));
+    tree.members[req.tree_index].go = copy.get();
+    if (!copy && !tree.go_errno) tree.go_errno = errno;  // tree_spawn fails before any clone
+    if (copy) tree.go_copies.push_back(std::move(copy));
+    return tree.members[req.tree_index].go;
+}
+
 bool tree_gate(const RestoreRequest& req, crfs_restorer_args& a) {
     a.stop_self = req.tree->members[req.tree_index].stopped;
-    a.go_fd = req.tree->go_r;
+    a.go_fd = req.tree->members[req.tree_index].go;
     a.has_go = 1;
     return false;
 }
@@ -181,6 +173,7 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
                          void (*run)(const void* plan)) {
     TreeRestore& tree = *req.tree;
     uint32_t i = req.tree_index;
+    if (tree.go_errno) return sys_error(tree.go_errno, "restore: copy of the go pipe");
     tree.members[i].plan = plan;
     tree.run = run;
     if (i + 1 < tree.members.size()) {

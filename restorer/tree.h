@@ -31,6 +31,7 @@
 
 #include "common/image_reader.h"
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "crfs/restorer_args.h"
 #include "restorer/restore.h"
 
@@ -46,10 +47,13 @@ struct TreeRestore {
         int parent = -1;  // index; -1: the root
         bool stopped = false;
         const void* plan = nullptr;  // restore.cc's child plan, once prepared
+        int go = -1;                 // its copy of the go pipe's read end (in go_copies)
     };
     std::vector<Member> members;  // image order: parents first
     RestoreRequest root_req;
     int go_r = -1, go_w = -1;
+    std::vector<UniqueFd> go_copies;          // each process's, above its own fds
+    int go_errno = 0;                         // a copy failed
     void (*run)(const void* plan) = nullptr;  // restore.cc's stage 1 of a process
     bool failure_named = false;               // an error already names its process
 };
@@ -59,6 +63,11 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root);
 
 // Process req.tree_index's records agree with its process record.
 Status check_tree_member(const DecodedImage& img, const RestoreRequest& req);
+
+// The process's copy of the go pipe's read end, above every fd it restores
+// (>= min_fd): it keeps it through stage 1 and the blob. On failure -1, and
+// tree_spawn fails before anything is created.
+int tree_go_fd(const RestoreRequest& req, int min_fd);
 
 // Sets the blob's stop and go gate for the process; returns false (the stop
 // is waited for by restore_tree, after the go).

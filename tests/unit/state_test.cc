@@ -148,7 +148,7 @@ TEST(Registry, EachKindNamesItsState) {
                  for (;;) pause();
              }
          },
-         "task: has child processes (pid "},
+         ": share one open file description ("},  // trees: its inherited fds
         {"memfd", [] { memfd_create("probe", 0); }, "fd 3: memfd:probe"},
     };
     for (auto& k : cases) {
