@@ -150,6 +150,7 @@ PROBES = [
     ("tree", "pipe", "(fd 3): pipe:["),
     ("tree", "grandchild", " (fd 3): memfd:treeprobe"),
     ("tree", "zombie", " (task): zombie (exited, not yet reaped by its parent)"),
+    ("tree", "outside", "(fd 3): shares one open file description ("),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

@@ -10,13 +10,26 @@
 
 static pid_t g_kids[2];
 
+/* A child that runs `body` and pauses; returns once body is done (or the
+ * child exited), so the tree is complete when the probe says ready. */
 static pid_t spawn(void (*body)(void)) {
+    int done[2];
+    if (pipe2(done, O_CLOEXEC) != 0) die("pipe");
     pid_t pid = fork();
     if (pid < 0) die("fork");
     if (pid == 0) {
+        close(100); /* a parent's own `done` (nested spawns), not ours to hold */
+        int w = fcntl(done[1], F_DUPFD_CLOEXEC, 100);
+        close(done[0]);
+        close(done[1]);
         body();
+        close(w);
         for (;;) pause();
     }
+    close(done[1]);
+    char x;
+    (void)!read(done[0], &x, 1); /* end of file: body done */
+    close(done[0]);
     return pid;
 }
 
@@ -77,11 +90,45 @@ static void zombie_setup(void) {
     if (waitid(P_PID, (id_t)g_kids[0], &si, WEXITED | WNOWAIT) != 0) die("waitid");
 }
 
+static void own_stdio_no_log(void) {
+    own_stdio();
+    close(3); /* the log stays the parent's alone in the tree */
+}
+
+/* The log's description is also held by a process that left the tree (its
+ * parent exited: it is reparented away), and the tree has a child. */
+static pid_t g_outside;
+static void outside_setup(void) {
+    int fd = open(at("log"), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int p[2];
+    if (fd != 3 || pipe(p) != 0) die("open log");
+    pid_t mid = fork();
+    if (mid < 0) die("fork");
+    if (mid == 0) {
+        pid_t away = fork();
+        if (away == 0) {
+            close(p[0]);
+            close(p[1]);
+            for (;;) pause();
+        }
+        (void)!write(p[1], &away, sizeof away);
+        _exit(0);
+    }
+    if (read(p[0], &g_outside, sizeof g_outside) != sizeof g_outside) die("read");
+    waitpid(mid, NULL, 0);
+    close(p[0]);
+    close(p[1]);
+    g_kids[0] = spawn(own_stdio_no_log);
+}
+static void outside_check(void) {
+    kill(g_outside, SIGKILL);
+    kids_gone();
+}
+
 static const struct variant kVariants[] = {
-    {"shared_file", shared_file_setup, kids_gone, NULL},
-    {"pipe", pipe_setup, kids_gone, NULL},
-    {"grandchild", grandchild_setup, kids_gone, NULL},
-    {"zombie", zombie_setup, kids_gone, NULL},
+    {"shared_file", shared_file_setup, kids_gone, NULL}, {"pipe", pipe_setup, kids_gone, NULL},
+    {"grandchild", grandchild_setup, kids_gone, NULL},   {"zombie", zombie_setup, kids_gone, NULL},
+    {"outside", outside_setup, outside_check, NULL},
 };
 
 PROBE_MAIN(kVariants)
