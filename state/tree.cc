@@ -65,8 +65,9 @@ Status shared_descriptions(std::vector<TaskView*>& members, Reasons& out) {
     std::vector<Held> all;
     for (size_t i = 0; i < members.size(); ++i) {
         auto fds = members[i]->fds();
-        if (!fds) {
-            if (fds.error().code == ESRCH) continue;
+        if (!fds) {  // gone, or not the caller's to read: its own reasons say so
+            int e = fds.error().code;
+            if (e == ESRCH || e == EACCES || e == EPERM) continue;
             return std::unexpected(fds.error());
         }
         for (const FdView& f : **fds)

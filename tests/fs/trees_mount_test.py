@@ -31,6 +31,7 @@ import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import Base, alive, read, sh, wait_for  # noqa: E402
 
 USER = "crfstr1"
+PID_USER, PID_GROUP = "crfstr2", "crfstrg"
 
 
 def reap():
@@ -279,6 +280,112 @@ class Unprivileged(Tree):
                 self.assertIn("choosing pids needs root", read(f"{self.m}/{slot}/status"), slot)
         for p in pids:
             self.assertTrue(gone(p), f"pid {p}")
+
+    test_bash_wait_gets_the_exit_status_of_its_restored_sleep = None
+    test_three_levels_a_process_group_and_a_stopped_child = None
+    test_fresh_name_is_eperm = None
+    test_edited_process_records_are_refused_and_leave_nothing = None
+
+
+class SetuidChild(Unprivileged):
+    def test_a_setuid_descendant_is_a_reason_and_nothing_is_frozen(self):
+        # The user's shell runs su (setuid root, waiting for a password on a
+        # pipe we hold): the caller may not inspect it, so the tree is refused
+        # with that reason and nothing of su is read or frozen.
+        pw = pwd.getpwnam(USER)
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+        proc = subprocess.Popen(as_user + ["bash", "-c", "/usr/bin/su root -c true; echo done"],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, close_fds=True, cwd=self.dir)
+        self.pids.append(proc.pid)
+        self.procs.append(proc)
+        wait_for(lambda: len(children(proc.pid)) == 1 and stat(children(proc.pid)[0])[0] == "S",
+                 "su to wait for a password")
+        su = children(proc.pid)[0]
+        self.pids.append(su)
+        run = lambda cmd: subprocess.run(as_user + ["sh", "-c", cmd], capture_output=True,
+                                         text=True, timeout=60)
+        r = run(f"cat {self.m}/{proc.pid}/reason")
+        self.assertIn(f"pid {su} (task): cannot be inspected with the caller's rights", r.stdout,
+                      r.stderr)
+        r = run(f"cp {self.m}/{proc.pid}/image {self.dir}/x.img")
+        self.assertIn("Device or resource busy", r.stderr)
+        self.assertEqual(stat(su)[0], "S")
+        self.assertNotIn("TracerPid:\t" + str(proc.pid), read(f"/proc/{su}/status"))
+        self.assertIn("TracerPid:\t0", read(f"/proc/{su}/status"))
+        proc.stdin.close()
+
+    test_normal_users_tree_restore_is_eperm = None
+
+
+class PidGroupUser(Tree):
+    """A normal user in the group named by -o restore_pid_group may choose
+    pids: its tree comes back, every process with the user's credentials; a
+    member edited to root is refused and nothing is made."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        subprocess.run(["userdel", PID_USER], capture_output=True)
+        subprocess.run(["groupdel", PID_GROUP], capture_output=True)
+        subprocess.run(["groupadd", PID_GROUP], check=True)
+        try:
+            subprocess.run(["useradd", "-M", "-N", "-G", PID_GROUP, "-s", "/bin/sh", PID_USER],
+                           check=True)
+        except BaseException:
+            subprocess.run(["groupdel", PID_GROUP], capture_output=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run(["userdel", PID_USER], capture_output=True)
+        subprocess.run(["groupdel", PID_GROUP], capture_output=True)
+
+    def setUp(self):
+        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={PID_GROUP}"])
+        self.m = self.crfs.mnt
+        self.tasks = []
+        self.dir = tempfile.mkdtemp(prefix="crfs-tree-")
+        os.chmod(self.dir, 0o755)
+        self.pids, self.procs = [], []
+
+    def test_pid_group_member_restores_its_tree_and_not_a_root_member(self):
+        pw = pwd.getpwnam(PID_USER)
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups"]
+        proc = self.start("sleep 1000 </dev/null >/dev/null 2>&1 & wait $!; echo $? > out", 2,
+                          user_prefix=as_user)
+        pids = tree_of(proc.pid)
+        run = lambda cmd: subprocess.run(as_user + ["sh", "-c", cmd], capture_output=True,
+                                         text=True, timeout=60)
+        img = os.path.join(self.dir, "tree.img")
+        r = run(f"cp {self.m}/{proc.pid}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.kill_all(proc, pids)
+        # A member edited to root: refused as the writer, nothing made.
+        bad = os.path.join(self.dir, "bad.img")
+        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
+        r = subprocess.run([edit, img, bad] + [f"creds#1.uid{i}=0" for i in range(4)],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        os.chmod(bad, 0o644)
+        r = run(f"mkdir {self.m}/{proc.pid} && cp {bad} {self.m}/{proc.pid}/image")
+        self.assertIn("Operation not permitted", r.stderr)
+        self.assertIn(f"process {pids[1]}: image credentials", read(f"{self.m}/{proc.pid}/status"))
+        for p in pids:
+            self.assertFalse(os.path.exists(f"/proc/{p}"))
+        self.assertEqual(run(f"rmdir {self.m}/{proc.pid}").returncode, 0)
+        # The image itself: both come back, as the user, without capabilities.
+        r = run(f"mkdir {self.m}/{proc.pid} && cp {img} {self.m}/{proc.pid}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{proc.pid}/status"))
+        for p in pids:
+            st = read(f"/proc/{p}/status")
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}", st)
+            self.assertIn("CapEff:\t0000000000000000", st)
+        self.assertEqual(stat(pids[1])[1], pids[0])
+        os.kill(pids[1], signal.SIGTERM)
+        wait_for(lambda: self.out() == "143\n" and gone(pids[0]), "bash's wait to return")
 
     test_bash_wait_gets_the_exit_status_of_its_restored_sleep = None
     test_three_levels_a_process_group_and_a_stopped_child = None
