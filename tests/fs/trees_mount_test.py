@@ -28,6 +28,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
+import threads_mount_test  # noqa: E402
 from roundtrip_mount_test import Base, alive, read, sh, wait_for  # noqa: E402
 
 USER = "crfstr1"
@@ -132,6 +133,14 @@ class Tree(Base):
     def restore(self, img, slot):
         return sh(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image && "
                   f"cat {self.m}/{slot}/pid")
+
+    def as_user(self, name, groups="--clear-groups"):
+        """(passwd entry, setpriv prefix, run(cmd) as that user); self.dir becomes theirs."""
+        pw = pwd.getpwnam(name)
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        prefix = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", groups]
+        return pw, prefix, lambda cmd: subprocess.run(prefix + ["sh", "-c", cmd],
+                                                      capture_output=True, text=True, timeout=60)
 
     def out(self):
         p = os.path.join(self.dir, "out")
@@ -260,21 +269,16 @@ class Unprivileged(Tree):
         subprocess.run(["userdel", USER], capture_output=True)
 
     def test_normal_users_tree_restore_is_eperm(self):
-        pw = pwd.getpwnam(USER)
-        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+        _, as_user, run = self.as_user(USER)
         proc = self.start("sleep 1000 </dev/null >/dev/null 2>&1 & wait $!", 2,
                           user_prefix=as_user)
         pids = tree_of(proc.pid)
         img = os.path.join(self.dir, "tree.img")
-        r = subprocess.run(as_user + ["sh", "-c", f"cp {self.m}/{proc.pid}/image {img}"],
-                           capture_output=True, text=True, timeout=60)
+        r = run(f"cp {self.m}/{proc.pid}/image {img}")
         self.assertEqual(r.returncode, 0, r.stderr)  # a user checkpoints their own tree
         self.kill_all(proc, pids)
         for slot in (str(proc.pid), "fresh"):
-            r = subprocess.run(as_user + ["sh", "-c", f"mkdir {self.m}/{slot} && "
-                                          f"cp {img} {self.m}/{slot}/image"],
-                               capture_output=True, text=True, timeout=60)
+            r = run(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image")
             self.assertIn("Operation not permitted", r.stderr, slot)
             if os.path.exists(f"{self.m}/{slot}/status"):  # a numeric slot may be refused at mkdir
                 self.assertIn("choosing pids needs root", read(f"{self.m}/{slot}/status"), slot)
@@ -292,9 +296,7 @@ class SetuidChild(Unprivileged):
         # The user's shell runs su (setuid root, waiting for a password on a
         # pipe we hold): the caller may not inspect it, so the tree is refused
         # with that reason and nothing of su is read or frozen.
-        pw = pwd.getpwnam(USER)
-        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+        _, as_user, run = self.as_user(USER)
         proc = subprocess.Popen(as_user + ["bash", "-c", "/usr/bin/su root -c true; echo done"],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, close_fds=True, cwd=self.dir)
@@ -304,8 +306,6 @@ class SetuidChild(Unprivileged):
                  "su to wait for a password")
         su = children(proc.pid)[0]
         self.pids.append(su)
-        run = lambda cmd: subprocess.run(as_user + ["sh", "-c", cmd], capture_output=True,
-                                         text=True, timeout=60)
         r = run(f"cat {self.m}/{proc.pid}/reason")
         self.assertIn(f"pid {su} (task): cannot be inspected with the caller's rights", r.stdout,
                       r.stderr)
@@ -327,20 +327,11 @@ class PidGroupUser(Tree):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        subprocess.run(["userdel", PID_USER], capture_output=True)
-        subprocess.run(["groupdel", PID_GROUP], capture_output=True)
-        subprocess.run(["groupadd", PID_GROUP], check=True)
-        try:
-            subprocess.run(["useradd", "-M", "-N", "-G", PID_GROUP, "-s", "/bin/sh", PID_USER],
-                           check=True)
-        except BaseException:
-            subprocess.run(["groupdel", PID_GROUP], capture_output=True)
-            raise
+        threads_mount_test.add_user_in_group(PID_USER, PID_GROUP)
 
     @classmethod
     def tearDownClass(cls):
-        subprocess.run(["userdel", PID_USER], capture_output=True)
-        subprocess.run(["groupdel", PID_GROUP], capture_output=True)
+        threads_mount_test.remove_user_and_group(PID_USER, PID_GROUP)
 
     def setUp(self):
         self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={PID_GROUP}"])
@@ -351,14 +342,10 @@ class PidGroupUser(Tree):
         self.pids, self.procs = [], []
 
     def test_pid_group_member_restores_its_tree_and_not_a_root_member(self):
-        pw = pwd.getpwnam(PID_USER)
-        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups"]
+        pw, as_user, run = self.as_user(PID_USER, "--init-groups")
         proc = self.start("sleep 1000 </dev/null >/dev/null 2>&1 & wait $!; echo $? > out", 2,
                           user_prefix=as_user)
         pids = tree_of(proc.pid)
-        run = lambda cmd: subprocess.run(as_user + ["sh", "-c", cmd], capture_output=True,
-                                         text=True, timeout=60)
         img = os.path.join(self.dir, "tree.img")
         r = run(f"cp {self.m}/{proc.pid}/image {img}")
         self.assertEqual(r.returncode, 0, r.stderr)
