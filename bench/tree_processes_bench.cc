@@ -47,38 +47,12 @@ int main(int argc, char** argv) {
     size_t bytes = (argc > 2 ? size_t(std::atoi(argv[2])) : 16) << 20;
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     // The root forks procs-1 children, each with its own /dev/null stdio (a
-    // shared description would be a reason) and its own memory.
+    // shared description would be a reason) and its own memory; each sleeps
+    // before its spawn_child returns.
     pid_t root = spawn_child([&] {
-        int ready[2];
-        if (pipe(ready) != 0) _exit(1);
-        for (int i = 1; i < procs; ++i) {
-            if (fork() != 0) continue;
-            touch(bytes);
-            int n = open("/dev/null", O_RDWR);
-            dup2(n, 0), dup2(n, 1), dup2(n, 2);
-            char x = 1;
-            if (write(ready[1], &x, 1) != 1) _exit(1);
-            for (int fd = 3; fd < 1024; ++fd) close(fd);
-            for (;;) pause();
-        }
-        for (int i = 1; i < procs; ++i) {
-            char x;
-            if (read(ready[0], &x, 1) != 1) _exit(1);
-        }
-        close(ready[0]), close(ready[1]);
+        for (int i = 1; i < procs; ++i) spawn_child([&] { touch(bytes); });
         touch(bytes);
     });
-    // Every child sleeps (its descriptors closed) before the checkpoint.
-    for (int i = 0; i < 5000; ++i) {
-        auto kids = state::list_children(root);
-        bool asleep = kids && int(kids->size()) == procs - 1;
-        for (pid_t k : kids ? *kids : std::vector<pid_t>{}) {
-            auto st = read_task_stat(k);
-            asleep = asleep && st && st->state == 'S';
-        }
-        if (asleep) break;
-        usleep(1000);
-    }
     auto st = read_task_stat(root);
     uint64_t t0 = now_ns();
     auto snap = st ? checkpoint_task(root, st->starttime) : decltype(checkpoint_task(0, 0)){};
