@@ -6,7 +6,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <optional>
 #include <thread>
 
 #include "checkpoint/files.h"
@@ -89,9 +88,9 @@ void end_repair(pid_t pid, const std::vector<TaskFd>& fds) {
 }
 
 // Runs on a thread of its own: ptrace is per thread, and should anything leave
-// the task attached, the thread's exit detaches it. `held`: the task is one
-// of a tree frozen and released by the caller (checkpoint/tree.h).
-Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads* held = nullptr) {
+// the task attached, the thread's exit detaches it. The task is one of a tree
+// frozen, and released, by capture_tree (checkpoint/tree.h).
+Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen) {
     Capture c;
     PhaseTrace trace;
     auto st = read_task_stat(pid);
@@ -99,24 +98,14 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads* held = nul
     if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
     auto status = read_task_status(pid);
     if (!status) return std::unexpected(status.error());
-    if (status->tracer_pid != 0 && !held)
-        return make_error(EBUSY,
-                          strfmt("task {} is being traced by pid {}", pid, status->tracer_pid));
 
-    // Size the page buffer before freezing, so the frozen copy does not fault it in.
+    // Size the page buffer before the copy, so the copy does not fault it in.
     PageBuffer buffer;
     if (auto r = buffer.reserve(status->rss_bytes + (1 << 20)); !r)
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 
-    std::optional<FrozenThreads> own;
-    FrozenThreads* frozen = held;
-    if (!held) {
-        auto f = FrozenThreads::freeze(pid, status->seccomp != 0);
-        if (!f) return std::unexpected(f.error());
-        frozen = &own.emplace(std::move(*f));
-    }
-    FrozenTask& task = frozen->main();
+    FrozenTask& task = frozen.main();
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
     trace.mark("freeze");
@@ -181,7 +170,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads* held = nul
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
     }
-    for (FrozenTask* t : frozen->others()) {
+    for (FrozenTask* t : frozen.others()) {
         auto th = capture_thread(pid, *t, vdso_start, vdso_end);
         if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
         c.threads.push_back(std::move(*th));
@@ -193,18 +182,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads* held = nul
     c.memory = std::move(*mem);
     trace.mark("memory");
 
-    if (held) {
-        repair_guard.armed = false;
-        return c;  // released, and its files fingerprinted, by capture_tree
-    }
-    if (auto r = frozen->release(); !r) return std::unexpected(r.error());
-    c.frozen_ns = frozen->frozen_ns();
-    repair_guard.armed = false;
-    trace.mark("thaw");
-    // fidelity: hashed while the task runs again (docs/files.md).
-    c.prints = fingerprint_files(c.fds, c.memory.maps);
-    trace.mark("file fingerprints");
-    return c;
+    repair_guard.armed = false;  // capture_tree ends repair if another process fails
+    return c;                    // released, and its files fingerprinted, by capture_tree
 }
 
 // The task and its descendants (checkpoint/tree.h), parents first; a task
@@ -217,7 +196,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime) {
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
     for (auto& m : tree->members()) {
-        auto c = capture(m.pid, m.starttime, &m.threads);
+        auto c = capture(m.pid, m.starttime, m.threads);
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             if (m.pid == pid) return std::unexpected(c.error());
@@ -225,11 +204,15 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime) {
         }
         out.push_back(std::move(*c));
     }
+    PhaseTrace trace;
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
+    trace.mark("thaw");
     for (size_t i = 0; i < out.size(); ++i) {
         out[i].frozen_ns = tree->members()[i].threads.frozen_ns();
+        // fidelity: hashed while the tasks run again (docs/files.md).
         out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps);
     }
+    trace.mark("file fingerprints");
     return out;
 }
 
