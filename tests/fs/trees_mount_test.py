@@ -195,6 +195,33 @@ class Tree(Base):
         wait_for(lambda: "top" in self.out() and gone(top), "the tree to finish")
         self.assertEqual(self.out(), "mid 143\ntop 0\n")
 
+    def test_a_multi_threaded_child_comes_back_with_its_threads(self):
+        # Each thread's blob waits for the go with the rest of the tree.
+        prog = ("import os, signal, threading, time\n"
+                "stop = threading.Event()\n"
+                "signal.signal(signal.SIGTERM, lambda *a: stop.set())\n"
+                "ts = [threading.Thread(target=stop.wait) for _ in range(3)]\n"
+                "[t.start() for t in ts]\n"
+                "while not stop.wait(0.05): pass\n"
+                "[t.join() for t in ts]\n"
+                "os._exit(7)\n")
+        with open(os.path.join(self.dir, "prog.py"), "w") as f:
+            f.write(prog)
+        proc = self.start("/usr/bin/python3 prog.py </dev/null >/dev/null 2>&1 & "
+                          "wait $!; echo $? > out", 2)
+        wait_for(lambda: len(os.listdir(f"/proc/{tree_of(proc.pid)[1]}/task")) == 4,
+                 "the threads")
+        pids = tree_of(proc.pid)
+        tids = sorted(os.listdir(f"/proc/{pids[1]}/task"))
+        img = self.checkpoint(proc.pid)
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(proc.pid))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(os.listdir(f"/proc/{pids[1]}/task")), tids)
+        self.assertEqual(stat(pids[1])[1], pids[0])
+        os.kill(pids[1], signal.SIGTERM)
+        wait_for(lambda: self.out() == "7\n" and gone(pids[0]), "bash's wait to return")
+
     def test_fresh_name_is_eperm(self):
         proc = self.start("sleep 1000 </dev/null >/dev/null 2>&1 & wait $!", 2)
         img = self.checkpoint(proc.pid)
@@ -289,6 +316,7 @@ class Unprivileged(Tree):
     test_three_levels_a_process_group_and_a_stopped_child = None
     test_fresh_name_is_eperm = None
     test_edited_process_records_are_refused_and_leave_nothing = None
+    test_a_multi_threaded_child_comes_back_with_its_threads = None
 
 
 class SetuidChild(Unprivileged):
@@ -378,6 +406,7 @@ class PidGroupUser(Tree):
     test_three_levels_a_process_group_and_a_stopped_child = None
     test_fresh_name_is_eperm = None
     test_edited_process_records_are_refused_and_leave_nothing = None
+    test_a_multi_threaded_child_comes_back_with_its_threads = None
 
 
 if __name__ == "__main__":
