@@ -21,6 +21,7 @@
 #include "checkpoint/signals.h"
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/threads.h"
+#include "checkpoint/tree.h"
 #include "common/image_writer.h"
 #include "common/log.h"
 #include "common/strfmt.h"
@@ -83,9 +84,17 @@ Status check_task(pid_t pid, uint64_t starttime, const TaskStat& st) {
     return {};
 }
 
+// Takes the task's connections read in repair mode out of it again.
+void end_repair(pid_t pid, const std::vector<TaskFd>& fds) {
+    for (const TaskFd& f : fds)
+        if (f.inet && f.inet->repair && f.rec.same_as < 0) state::tcp_end_repair(pid, f.rec.fd);
+}
+
 // Runs on a thread of its own: ptrace is per thread, and should anything leave
-// the task attached, the thread's exit detaches it.
-Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
+// the task attached, the thread's exit detaches it. The task is one of a tree
+// frozen, and released, by capture_tree (checkpoint/tree.h); `live`: its
+// memory is write-protected for a live snapshot instead of copied.
+Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live) {
     Capture c;
     PhaseTrace trace;
     auto st = read_task_stat(pid);
@@ -93,9 +102,6 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
     if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
     auto status = read_task_status(pid);
     if (!status) return std::unexpected(status.error());
-    if (status->tracer_pid != 0)
-        return make_error(EBUSY,
-                          strfmt("task {} is being traced by pid {}", pid, status->tracer_pid));
 
     // Size the page buffer before freezing, so the frozen copy does not fault it in.
     // A live snapshot copies little; it is likely where the task has
@@ -106,9 +112,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 
-    auto frozen = FrozenThreads::freeze(pid, status->seccomp != 0);
-    if (!frozen) return std::unexpected(frozen.error());
-    FrozenTask& task = frozen->main();
+    FrozenTask& task = frozen.main();
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
     trace.mark("freeze");
@@ -145,10 +149,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
         const std::vector<TaskFd>& fds;
         bool armed = true;
         ~RepairGuard() {
-            if (!armed) return;
-            for (const TaskFd& f : fds)
-                if (f.inet && f.inet->repair && f.rec.same_as < 0)
-                    state::tcp_end_repair(pid, f.rec.fd);
+            if (armed) end_repair(pid, fds);
         }
     } repair_guard{pid, c.fds};
     trace.mark("attrs, regs, fds");
@@ -182,7 +183,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
     }
-    for (FrozenTask* t : frozen->others()) {
+    for (FrozenTask* t : frozen.others()) {
         auto th = capture_thread(pid, *t, vdso_start, vdso_end);
         if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
         c.threads.push_back(std::move(*th));
@@ -198,14 +199,39 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, bool live) {
     if (!memfds) return std::unexpected(memfds.error());
     c.memfds = std::move(*memfds);
 
-    if (auto r = frozen->release(); !r) return std::unexpected(r.error());
-    c.frozen_ns = frozen->frozen_ns();
-    repair_guard.armed = false;
+    repair_guard.armed = false;  // capture_tree ends repair if another process fails
+    return c;                    // released, and its files fingerprinted, by capture_tree
+}
+
+// The task and its descendants (checkpoint/tree.h), parents first; a task
+// without children is one capture, as before. (Its children are listed only
+// once it is frozen: a child forked just before is in the image.)
+// A live snapshot is taken of a single process; a tree is copied while frozen.
+Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live) {
+    std::vector<Capture> out;
+    auto tree = FrozenTree::freeze(pid);
+    if (!tree) return std::unexpected(tree.error());
+    if (tree->members().front().starttime != starttime)
+        return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
+    for (auto& m : tree->members()) {
+        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1);
+        if (!c) {  // no image: the members captured so far leave repair mode
+            for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
+            if (m.pid == pid) return std::unexpected(c.error());
+            return std::unexpected(c.error().context(strfmt("pid {}", m.pid)));
+        }
+        out.push_back(std::move(*c));
+    }
+    PhaseTrace trace;
+    if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
-    // fidelity: hashed while the task runs again (docs/files.md).
-    c.prints = fingerprint_files(c.fds, c.memory.maps);
+    for (size_t i = 0; i < out.size(); ++i) {
+        out[i].frozen_ns = tree->members()[i].threads.frozen_ns();
+        // fidelity: hashed while the tasks run again (docs/files.md).
+        out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps);
+    }
     trace.mark("file fingerprints");
-    return c;
+    return out;
 }
 
 class ImageSnapshot : public Snapshot {
@@ -215,7 +241,7 @@ class ImageSnapshot : public Snapshot {
         return stream_.read(offset, buf, len);
     }
 
-    Capture capture;  // owns the page buffer and file contents the stream points into
+    std::vector<Capture> captures;  // own the page buffers and file contents the stream points into
     ImageStream stream_;
 };
 
@@ -224,11 +250,11 @@ void copy_str(char* dst, size_t n, const std::string& s) {
     std::memcpy(dst, s.data(), std::min(n - 1, s.size()));
 }
 
-// Every record but the stats (which follow the pages a live snapshot streams).
-ImageWriter build_records(Capture& c, pid_t pid, image::StatsRecord& stats) {
+// One process's records but its stats (which follow the pages a live snapshot
+// streams); after its process record, in a tree.
+void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& stats) {
     const TaskAttrs& a = c.attrs;
     uint32_t flags = c.was_stopped ? image::kHeaderTaskWasStopped : 0;
-    ImageWriter w(make_header(flags, uint32_t(c.regs.xstate.size())));
 
     image::TaskRecord t{};
     t.pid = pid;
@@ -342,14 +368,36 @@ ImageWriter build_records(Capture& c, pid_t pid, image::StatsRecord& stats) {
     stats.pages_scanned = c.memory.pages_scanned;
     stats.pages_copied = c.memory.pages_copied;
     stats.captured_at_ns = c.captured_at_ns;
-    return w;
 }
 
-ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::StatsRecord& stats) {
-    ImageWriter w = build_records(c, pid, stats);
+// One process's records and its stats.
+void build_image(ImageWriter& w, Capture& c, pid_t pid, uint64_t started_ns,
+                 image::StatsRecord& stats) {
+    build_records(w, c, pid, stats);
     stats.total_ns = monotonic_ns() - started_ns;
     w.add(RecordType::kStats, Payload().add(stats));
-    return std::move(w).finish();
+}
+
+image::Header root_header(const Capture& root) {
+    return make_header(root.was_stopped ? image::kHeaderTaskWasStopped : 0,
+                       uint32_t(root.regs.xstate.size()));
+}
+
+// The whole image of captured processes, parents first (a process record
+// before each when there are several).
+std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uint64_t started) {
+    PhaseTrace trace;
+    auto snap = std::make_unique<ImageSnapshot>();
+    snap->captures = std::move(captures);
+    ImageWriter w(root_header(snap->captures.front()));
+    for (Capture& c : snap->captures) {
+        if (snap->captures.size() > 1) add_process_record(w, c.attrs.stat, c.was_stopped);
+        image::StatsRecord stats{};
+        build_image(w, c, pid_t(c.attrs.stat.pid), started, stats);
+    }
+    snap->stream_ = std::move(w).finish();
+    trace.mark("build image (zero scan, checksum)");
+    return snap;
 }
 
 // The image of a live snapshot: the records built after the thaw, then the
@@ -357,7 +405,8 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
 class LiveImage : public ImageSource {
   public:
     LiveImage(Capture c, pid_t pid, uint64_t started) : capture_(std::move(c)), started_(started) {
-        ImageWriter w = build_records(capture_, pid, stats_);
+        ImageWriter w(root_header(capture_));
+        build_records(w, capture_, pid, stats_);
         records_ = w.record_count();
         head_ = std::move(w).finish();
     }
@@ -388,12 +437,32 @@ class LiveImage : public ImageSource {
     uint64_t records_ = 0;
 };
 
-// capture() on a thread of its own, checkpoints of one pid one at a time.
-Result<Capture> capture_task(pid_t pid, uint64_t starttime, bool live) {
-    Result<Capture> cap = make_error(EIO, "checkpoint thread did not run");
+// An image of a tree, copied while frozen, written out front to back.
+class SnapshotSource : public ImageSource {
+  public:
+    explicit SnapshotSource(std::unique_ptr<ImageSnapshot> snap) : snap_(std::move(snap)) {}
+    bool live() const override { return false; }
+    Status write_to(int fd) override {
+        std::vector<char> buf(1 << 20);
+        for (uint64_t off = 0; off < snap_->size();) {
+            auto n = snap_->read(off, buf.data(), buf.size());
+            if (!n) return std::unexpected(n.error());
+            if (auto r = write_full(fd, buf.data(), *n); !r) return r;
+            off += *n;
+        }
+        return {};
+    }
+
+  private:
+    std::unique_ptr<ImageSnapshot> snap_;
+};
+
+// capture_tree() on a thread of its own, checkpoints of one pid one at a time.
+Result<std::vector<Capture>> capture_task(pid_t pid, uint64_t starttime, bool live) {
+    Result<std::vector<Capture>> cap = make_error(EIO, "checkpoint thread did not run");
     {
         PidLock lock(pid);
-        std::thread worker([&] { cap = capture(pid, starttime, live); });
+        std::thread worker([&] { cap = capture_tree(pid, starttime, live); });
         worker.join();
     }
     if (!cap) {
@@ -410,20 +479,15 @@ Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime)
     uint64_t started = monotonic_ns();
     auto cap = capture_task(pid, starttime, false);
     if (!cap) return std::unexpected(cap.error());
-    PhaseTrace trace;
-    auto snap = std::make_unique<ImageSnapshot>();
-    snap->capture = std::move(*cap);
-    image::StatsRecord stats{};
-    snap->stream_ = build_image(snap->capture, pid, started, stats);
-    trace.mark("build image (zero scan, checksum)");
-    return std::unique_ptr<Snapshot>(std::move(snap));
+    return std::unique_ptr<Snapshot>(build_snapshot(std::move(*cap), started));
 }
 
 Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t starttime) {
     uint64_t started = monotonic_ns();
     auto cap = capture_task(pid, starttime, true);
     if (!cap) return std::unexpected(cap.error());
-    return std::make_unique<LiveImage>(std::move(*cap), pid, started);
+    if (cap->size() == 1) return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
+    return std::make_unique<SnapshotSource>(build_snapshot(std::move(*cap), started));
 }
 
 }  // namespace crfs

@@ -27,7 +27,8 @@ struct RseqConfiguration {
     uint32_t pad;
 };
 
-// The tids of /proc/<pid>/task; the task being gone is ESRCH.
+}  // namespace
+
 Result<std::vector<pid_t>> list_tids(pid_t pid) {
     std::string path = strfmt("/proc/{}/task", pid);
     std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), ::closedir);
@@ -37,8 +38,6 @@ Result<std::vector<pid_t>> list_tids(pid_t pid) {
         if (de->d_name[0] != '.') out.push_back(pid_t(std::stol(de->d_name)));
     return out;
 }
-
-}  // namespace
 
 Result<FrozenThreads> FrozenThreads::freeze(pid_t pid, bool suspend_seccomp) {
     FrozenThreads ft;

@@ -27,6 +27,9 @@
 
 namespace crfs {
 
+// The tids of /proc/<pid>/task; the task being gone is ESRCH.
+Result<std::vector<pid_t>> list_tids(pid_t pid);
+
 class FrozenThreads {
   public:
     static Result<FrozenThreads> freeze(pid_t pid, bool suspend_seccomp);

@@ -327,6 +327,16 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         if (!next) return std::unexpected(next.error());
         if (!*next) break;
         Record& r = **next;
+        // trees: a process record starts the next process's records; only
+        // those of process opts.process are decoded (docs/trees.md).
+        if (r.type == RecordType::kProcess) {
+            if (img.header.version < 4 || (img.processes.empty() && r.index != 0) ||
+                img.processes.size() >= image::kMaxProcesses)
+                return inconsistent(r, "process record out of place");
+            img.processes.push_back(load<image::ProcessRecord>(r.payload));
+            continue;
+        }
+        if (!img.processes.empty() && img.processes.size() - 1 != opts.process) continue;
         uint32_t& count = seen_slot(r.type);
         if (++count > 1 && std::find(std::begin(kSingletons), std::end(kSingletons), r.type) !=
                                std::end(kSingletons))
@@ -593,6 +603,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 v->content = c;
                 break;
             }
+            case RecordType::kProcess:  // taken above
             case RecordType::kTrailer:
                 break;  // never returned by next()
         }

@@ -205,6 +205,8 @@ struct DecodedImage {
     std::optional<image::StatsRecord> stats;
     std::optional<image::SettingsRecord> settings;  // fidelity, version 3
     std::string cpu_mask;                           // its affinity mask bytes
+    // trees, version 4: every process's record, in image order (empty: one process).
+    std::vector<image::ProcessRecord> processes;
     uint64_t record_count = 0;
     uint64_t checksum = 0;
     uint64_t size = 0;
@@ -212,6 +214,7 @@ struct DecodedImage {
 
 struct DecodeOptions {
     bool keep_data = false;  // keep page and file content in memory (restore does)
+    uint32_t process = 0;    // trees: which process's records (index into processes)
 };
 
 // Reads and checks a whole image: framing, checksum, and that the records make

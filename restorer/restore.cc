@@ -46,6 +46,7 @@
 #include "restorer/signals.h"
 #include "restorer/task_attrs.h"
 #include "restorer/threads.h"
+#include "restorer/tree.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
 
@@ -110,6 +111,8 @@ struct ChildPlan {
     bool fs_creds = false;  // root writer: open files as the task's fsuid/fsgid
     uint64_t entry = 0, args = 0, stack_top = 0;
     int fault_step = 0;
+    const TreeRestore* tree = nullptr;  // trees: this process's children are made in stage 1
+    uint32_t tree_index = 0;
 };
 
 void child_fault(const ChildPlan& c, int step) {
@@ -119,6 +122,7 @@ void child_fault(const ChildPlan& c, int step) {
 [[noreturn]] void child_main(const ChildPlan& c) {
     child_fault(c, CRFS_RA_STEP_SESSION);
     child_session(*c.attrs, c.status_fd);
+    if (c.tree) tree_spawn_children(*c.tree, c.tree_index, c.status_fd);
     child_fault(c, CRFS_RA_STEP_CLOSE_FDS);
     int from = 0;
     for (int k : c.keep) {
@@ -251,6 +255,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return "madvise/mlock of " + vma(r.arg);
         case CRFS_RA_STEP_MEMFD_SEAL:
             return strfmt("sealing memfd {} of the image (F_ADD_SEALS)", r.arg);
+        case CRFS_RA_STEP_CHILD:  // trees
+            return strfmt("creating child process {}", r.arg);
     }
     return strfmt("step {}", r.step);
 }
@@ -348,17 +354,17 @@ class ImageMapping {
 // fewer than read() into a buffer. The spool does not change while it is
 // restored (the slot's lock); anything unmappable is read. The mapping ends
 // here, before the task is cloned.
-Result<DecodedImage> decode_spool(int fd) {
+Result<DecodedImage> decode_spool(int fd, uint32_t process) {
     struct stat st {};
     ImageMapping mapped;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
         mapped = ImageMapping(fd, size_t(st.st_size));
     if (!mapped.data()) {
         FdSource src(fd);
-        return decode_image(src);
+        return decode_image(src, {.process = process});
     }
     MemorySource src(mapped.data(), mapped.size());
-    return decode_image(src);
+    return decode_image(src, {.process = process});
 }
 
 }  // namespace
@@ -374,9 +380,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     PhaseTrace trace;
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
-    auto img = decode_spool(req.image_fd);
+    auto img = decode_spool(req.image_fd, req.tree_index);
     if (!img) return std::unexpected(img.error().context("bad image"));
     trace.mark("decode");
+    if (!img->processes.empty() && !req.tree) return restore_tree(req, *img);  // trees
+    if (req.tree)
+        if (auto s = check_tree_member(*img, req); !s) return std::unexpected(s.error());
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
     if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
     for (auto& e : img->inet) e.close = req.tcp_close;
@@ -578,6 +587,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         netns->reset(cp.netns_fd);
         cp.keep.push_back(cp.netns_fd);
     }
+    if (req.tree) cp.keep.push_back(tree_go_fd(req, min_fd));
+    cp.tree = req.tree;
+    cp.tree_index = req.tree_index;
     std::sort(cp.keep.begin(), cp.keep.end());
     cp.fds = &*fds;
     cp.attrs = &attrs;
@@ -592,6 +604,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (const char* f = getenv("CRFS_RESTORE_FAULT")) cp.fault_step = a->fault_step = atoi(f);
     bool stopped = img->header.flags & image::kHeaderTaskWasStopped;
     a->stop_self = stopped;
+    if (req.tree) stopped = tree_gate(req, *a);  // trees: stops come after the go
 
     // --- create the task --------------------------------------------------------
     clone_args ca{};
@@ -604,10 +617,17 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    long pid = syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid == 0) child_main(cp);
+    long pid = req.tree ? 0 : syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid == 0 && !req.tree) child_main(cp);
     int clone_err = errno;
+    // trees: the next process's restore, and after the last the clone of the whole tree.
+    Result<pid_t> member =
+        req.tree ? tree_spawn(req, &cp,
+                              [](const void* p) { child_main(*static_cast<const ChildPlan*>(p)); })
+                 : pid_t(pid);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (!member) return std::unexpected(member.error());
+    pid = *member;
     if (pid < 0) {
         if (clone_err == EEXIST) return make_error(EBUSY, strfmt("pid {} is in use", want));
         return sys_error(clone_err, "clone3");
@@ -650,7 +670,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         trace.print(pid_t(pid));
         netlock->restored();
         std::lock_guard lock(g_children_mu);
-        g_children.push_back(pid_t(pid));
+        if (req.tree_index == 0) g_children.push_back(pid_t(pid));  // a tree's others are its
         return pid_t(pid);
     }
     crfs_ra_report rep{};

@@ -34,6 +34,10 @@ struct RestoreRequest {
     // The slot's `tcp` file says "close": established connections come back
     // aborted instead of repaired (docs/network.md).
     bool tcp_close = false;
+    // trees (restorer/tree.h): set by restore_tree for each process of a
+    // tree's image; `tree_index` is the process's place in the image.
+    struct TreeRestore* tree = nullptr;
+    uint32_t tree_index = 0;
 };
 
 // Validates the whole image first (nothing is created on failure), then

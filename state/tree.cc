@@ -1,34 +1,205 @@
-// The process tree. Children are not checkpointed yet: a restored parent
-// would find them gone (`wait` returns at once), so any child is a reason.
-// Dump/restore: none yet (the process-tree issue).
-#include <dirent.h>
+// The process tree: `reason` of a task covers every descendant (each kind's
+// detect runs on each descendant; its lines are named `pid N (source): ...`),
+// and what members share that is not restored yet is a reason naming both
+// pids: an open file description held by two members (kcmp KCMP_FILE). Pipes
+// and sockets with ends in two members, and clones sharing memory, files, fs
+// or signal handlers, are the pipe, socket and threads kinds' reasons, there
+// named with the other pid. Dump: checkpoint/tree.cc (freeze of the whole
+// tree), checkpoint/checkpoint.cc (one section per process).
+#include "state/tree.h"
 
+#include <dirent.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <map>
 #include <memory>
 
+#include "crfs/image_format.h"
+#include "state/holders.h"
 #include "state/kind.h"
+#include "state/registry.h"
 
 namespace crfs::state {
+namespace {
 
-Status detect_tree(TaskView& t, Reasons& out) {
-    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(t.path("task").c_str()), ::closedir);
-    if (!dir)
-        return errno == ENOENT ? sys_error(ESRCH, t.path("task")) : errno_error(t.path("task"));
-    std::string pids;
-    while (dirent* de = ::readdir(dir.get())) {
-        if (de->d_name[0] == '.') continue;
-        auto text = t.read("task/" + std::string(de->d_name) + "/children");
-        if (!text) continue;  // the thread exited meanwhile
-        for (size_t i = 0; i < text->size();) {
-            size_t j = text->find(' ', i);
-            if (j == std::string::npos) j = text->size();
-            std::string pid = text->substr(i, j - i);
-            if (!pid.empty() && pid != "\n") pids += (pids.empty() ? "" : ", ") + pid;
-            i = j + 1;
+// "fd 3: text" of a descendant becomes "pid 4312 (fd 3): text".
+std::string name_line(pid_t pid, const std::string& line) {
+    size_t colon = line.find(": ");
+    if (colon == std::string::npos) return "pid " + std::to_string(pid) + ": " + line;
+    return "pid " + std::to_string(pid) + " (" + line.substr(0, colon) + ")" + line.substr(colon);
+}
+
+// Every kind but this one on a descendant (its own descendants are ours to
+// list); a zombie or kernel thread has nothing more to look at (as in
+// registry.cc). Lines are escaped once, by the root's detect_reasons.
+Status detect_member(TaskView& v, Reasons& out) {
+    for (const StateKind& k : state_kinds()) {
+        if (k.detect == detect_tree) continue;
+        if (auto r = k.detect(v, out); !r) return r;
+        if (k.detect == detect_task && !out.empty()) {
+            auto st = v.stat();
+            if (!st) return std::unexpected(st.error());
+            if (((*st)->flags & kPfKthread) || (*st)->state == 'Z' || (*st)->state == 'X')
+                return {};
         }
     }
-    if (!pids.empty())
-        out.push_back("task: has child processes (pid " + pids + "); process trees" +
-                      std::string(kNotYet));
+    return {};
+}
+
+bool kernel_object(const std::string& link) {
+    return link.starts_with("pipe:[") || link.starts_with("socket:[");
+}
+
+// Open file descriptions held by two members (regular files, devices,
+// kernel objects other than pipes and sockets, whose kinds say it already).
+Status shared_descriptions(std::vector<TaskView*>& members, Reasons& out) {
+    struct Held {
+        size_t member;
+        const FdView* fd;
+    };
+    std::vector<Held> all;
+    for (size_t i = 0; i < members.size(); ++i) {
+        auto fds = members[i]->fds();
+        if (!fds) {  // gone, or not the caller's to read: its own reasons say so
+            int e = fds.error().code;
+            if (e == ESRCH || e == EACCES || e == EPERM) continue;
+            return std::unexpected(fds.error());
+        }
+        for (const FdView& f : **fds)
+            if (!kernel_object(f.link)) all.push_back({i, &f});
+    }
+    std::sort(all.begin(), all.end(), [](const Held& a, const Held& b) {
+        return std::tie(a.fd->st.st_dev, a.fd->st.st_ino) <
+               std::tie(b.fd->st.st_dev, b.fd->st.st_ino);
+    });
+    for (size_t i = 0; i < all.size(); ++i) {
+        for (size_t j = i + 1; j < all.size(); ++j) {
+            const Held &a = all[i], &b = all[j];
+            if (a.fd->st.st_dev != b.fd->st.st_dev || a.fd->st.st_ino != b.fd->st.st_ino) break;
+            if (a.member == b.member) continue;
+            pid_t pa = members[a.member]->pid(), pb = members[b.member]->pid();
+            long same = syscall(SYS_kcmp, pa, pb, KCMP_FILE, a.fd->fd, b.fd->fd);
+            std::string both = "pid " + std::to_string(pa) + " (fd " + std::to_string(a.fd->fd) +
+                               ") and pid " + std::to_string(pb) + " (fd " +
+                               std::to_string(b.fd->fd) + ")";
+            if (same < 0)
+                out.push_back(both +
+                              ": cannot tell whether they share one open file description "
+                              "(kcmp): " +
+                              std::strerror(errno));
+            else if (same == 0)
+                out.push_back(both + ": share one open file description (" + a.fd->link +
+                              "); a description shared between processes" + std::string(kNotYet));
+        }
+    }
+    return {};
+}
+
+// Open file descriptions a member shares with a process outside the tree
+// (a parent that kept the log it redirected a job to). Candidates are the
+// processes whose fd tables the caller can read holding the same link
+// (state/holders.cc); kcmp tells whether it is the same description.
+void shared_outside(std::vector<TaskView*>& members, Reasons& out) {
+    std::vector<pid_t> tree;
+    for (TaskView* m : members) tree.push_back(m->pid());
+    Holders holders(members.front()->pid());
+    std::map<std::string, std::vector<pid_t>> by_link;
+    for (TaskView* m : members) {
+        auto fds = m->fds();
+        if (!fds) continue;  // gone meanwhile; its own detect said so
+        for (const FdView& f : **fds) {
+            if (kernel_object(f.link)) continue;
+            auto it = by_link.find(f.link);
+            if (it == by_link.end()) {
+                std::vector<pid_t> outside;
+                for (pid_t p : holders.of(f.link))
+                    if (std::find(tree.begin(), tree.end(), p) == tree.end()) outside.push_back(p);
+                it = by_link.emplace(f.link, std::move(outside)).first;
+            }
+            for (pid_t p : it->second) {
+                std::string dir = "/proc/" + std::to_string(p) + "/fd";
+                std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+                bool same = false;
+                while (d && !same) {
+                    dirent* de = ::readdir(d.get());
+                    if (!de) break;
+                    int ofd = 0;
+                    auto [end, ec] =
+                        std::from_chars(de->d_name, de->d_name + std::strlen(de->d_name), ofd);
+                    if (ec != std::errc() || *end) continue;
+                    same = syscall(SYS_kcmp, m->pid(), p, KCMP_FILE, f.fd, ofd) == 0;
+                }
+                if (same)
+                    out.push_back("pid " + std::to_string(m->pid()) + " (fd " +
+                                  std::to_string(f.fd) + "): shares one open file description (" +
+                                  f.link + ") with " + Holders::names({p}) +
+                                  ", outside the tree; a description shared with another process" +
+                                  std::string(kNotYet));
+            }
+        }
+    }
+}
+
+}  // namespace
+
+Result<std::vector<pid_t>> list_children(pid_t pid) {
+    std::string dir_path = "/proc/" + std::to_string(pid) + "/task";
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(dir_path.c_str()), ::closedir);
+    if (!dir) return errno == ENOENT ? sys_error(ESRCH, dir_path) : errno_error(dir_path);
+    TaskView view(pid, 0);
+    std::vector<pid_t> out;
+    while (dirent* de = ::readdir(dir.get())) {
+        if (de->d_name[0] == '.') continue;
+        auto text = view.read("task/" + std::string(de->d_name) + "/children");
+        if (!text) continue;  // the thread exited meanwhile
+        for (const char* p = text->data(); p < text->data() + text->size();) {
+            pid_t child = 0;
+            auto [end, ec] = std::from_chars(p, text->data() + text->size(), child);
+            if (ec == std::errc() && child > 0) out.push_back(child);
+            p = ec == std::errc() ? end + 1 : p + 1;
+        }
+    }
+    return out;
+}
+
+Status detect_tree(TaskView& t, Reasons& out) {
+    // Every descendant, parents first.
+    std::vector<std::unique_ptr<TaskView>> views;
+    std::vector<TaskView*> members{&t};
+    for (size_t i = 0; i < members.size(); ++i) {
+        auto kids = list_children(members[i]->pid());
+        if (!kids) {
+            if (kids.error().code == ESRCH) continue;  // exited meanwhile
+            return std::unexpected(kids.error());
+        }
+        for (pid_t k : *kids) {
+            if (members.size() > image::kMaxProcesses) {
+                out.push_back("task: more than " + std::to_string(image::kMaxProcesses) +
+                              " processes in the tree");
+                return {};
+            }
+            views.push_back(std::make_unique<TaskView>(k, t.self_tgid()));
+            members.push_back(views.back().get());
+        }
+    }
+    for (auto& v : views) {
+        Reasons lines;
+        if (auto r = detect_member(*v, lines); !r) {
+            if (r.error().code == ESRCH) continue;  // exited and reaped meanwhile
+            if (r.error().code != EACCES && r.error().code != EPERM) return r;
+            lines.push_back("task: cannot be inspected with the caller's rights (" +
+                            r.error().what + ")");
+        }
+        for (const auto& l : lines) out.push_back(name_line(v->pid(), l));
+    }
+    if (auto s = shared_descriptions(members, out); !s) return s;
+    // A task without children keeps the single-process behaviour (docs/state.md, known gaps).
+    if (members.size() > 1) shared_outside(members, out);
     return {};
 }
 

@@ -440,6 +440,9 @@ Json image_to_json(const DecodedImage& img) {
     if (!img.pipes.empty()) j["pipes"] = pipes(img);
     if (!img.unix_sockets.empty()) j["unix_sockets"] = unix_sockets(img);
     j["stats"] = stats(img);
+    for (const auto& p : img.processes)  // trees
+        j["processes"].push_back(
+            {{"pid", p.pid}, {"ppid", p.ppid}, {"pgid", p.pgid}, {"sid", p.sid}, {"flags", p.flags}});
     j["image"] = {{"size", img.size},
                   {"records", img.record_count},
                   {"checksum", fmt::format("{:016x}", img.checksum)}};

@@ -92,6 +92,8 @@ static_assert(sizeof(Trailer) == 24);
     X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))        \
     X(kSettings, 58, "settings", sizeof(SettingsRecord),                                         \
       sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                 \
+    /* trees (64-71): one process of a tree, docs/trees.md */                                    \
+    X(kProcess, 64, "process", sizeof(ProcessRecord), sizeof(ProcessRecord))                     \
     /* kobj (72-79): memfd objects, docs/image-format.md */                                      \
     X(kMemfd, 72, "memfd", sizeof(MemfdRecord), sizeof(MemfdRecord) + kMaxMemfdName)             \
     X(kMemfdData, 73, "memfd-data", sizeof(MemfdDataRecord),                                     \
@@ -576,6 +578,18 @@ static_assert(sizeof(ThreadRecord) == 64);
 
 // The most threads an image may hold (each one costs a clone and a stack at restore).
 inline constexpr uint32_t kMaxThreads = 1024;
+
+// trees (version 4): a process tree's image is a process record before each
+// process's own records (the root first, every parent before its children);
+// an image without one is one process, as before version 4.
+struct ProcessRecord {
+    int32_t pid, ppid, pgid, sid;  // as /proc/<pid>/stat showed them, frozen
+    uint32_t flags;                // kProcess* flags
+    uint32_t reserved;
+};
+static_assert(sizeof(ProcessRecord) == 24);
+inline constexpr uint32_t kProcessWasStopped = 1u << 0;  // in group-stop when frozen
+inline constexpr uint32_t kMaxProcesses = 1024;          // processes in one image
 
 enum class RecordType : uint32_t {
 #define CRFS_X_ENUM(name, num, str, min, max) name = num,

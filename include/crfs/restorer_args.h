@@ -168,6 +168,8 @@ enum crfs_ra_step {
     /* fidelity: the settings record (restorer/settings.h; arg: which setting) */
     CRFS_RA_STEP_SETTINGS = 160,
     CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */
+    /* trees: a process creating a child of the tree (arg: the child's pid) */
+    CRFS_RA_STEP_CHILD = 170,
 };
 
 struct crfs_restorer_args {
@@ -250,6 +252,11 @@ struct crfs_restorer_args {
     /* kobj: the memfds to seal and close after advise_vmas (struct crfs_ra_memfd*). */
     uint64_t memfds;
     uint64_t nr_memfds;
+    /* trees: after 'K' the blob reads one byte from go_fd (the driver writes
+     * one per process once every process of the tree is built) and closes
+     * it; end of file (the driver gave up) ends the task. has_go 0: none. */
+    int32_t go_fd;
+    int32_t has_go;
 };
 
 #endif

@@ -464,6 +464,11 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     char ok = 'K';
     sys3(NR_write, a->status_fd, &ok, 1);
     sys1(NR_close, a->status_fd);
+    if (a->has_go) { /* trees: every process resumes only once all are built */
+        char go = 0;
+        if (sys3(NR_read, a->go_fd, &go, 1) != 1) sys1(NR_exit_group, 1);
+        sys1(NR_close, a->go_fd);
+    }
     /* From here on only registers: the munmap may take this very stack (and
      * `a`) away; only the code pages stay. A task that was stopped stops here,
      * before rt_sigreturn, with SIGSTOP from itself (getpid: its pid in its

@@ -24,6 +24,7 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f) 
 
 /* x86-64 syscall numbers used by the blob. */
 enum {
+    NR_read = 0, /* trees */
     NR_write = 1,
     NR_open = 2,
     NR_close = 3,

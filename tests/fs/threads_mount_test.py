@@ -52,6 +52,22 @@ os.rename("result.tmp", "result")
 """
 
 
+def add_user_in_group(user, group):
+    """A fresh `user` (no home) in a fresh `group`; nothing left on failure."""
+    remove_user_and_group(user, group)
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        subprocess.run(["useradd", "-M", "-N", "-G", group, "-s", "/bin/sh", user], check=True)
+    except BaseException:
+        subprocess.run(["groupdel", group], capture_output=True)
+        raise
+
+
+def remove_user_and_group(user, group):
+    subprocess.run(["userdel", user], capture_output=True)
+    subprocess.run(["groupdel", group], capture_output=True)
+
+
 def tids(pid):
     return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
 
@@ -236,20 +252,11 @@ class PidGroupUser(Base):
 
     @classmethod
     def setUpClass(cls):
-        subprocess.run(["userdel", PID_USER], capture_output=True)
-        subprocess.run(["groupdel", PID_GROUP], capture_output=True)
-        subprocess.run(["groupadd", PID_GROUP], check=True)
-        try:
-            subprocess.run(["useradd", "-M", "-N", "-G", PID_GROUP, "-s", "/bin/sh", PID_USER],
-                           check=True)
-        except BaseException:
-            subprocess.run(["groupdel", PID_GROUP], capture_output=True)
-            raise
+        add_user_in_group(PID_USER, PID_GROUP)
 
     @classmethod
     def tearDownClass(cls):
-        subprocess.run(["userdel", PID_USER], capture_output=True)
-        subprocess.run(["groupdel", PID_GROUP], capture_output=True)
+        remove_user_and_group(PID_USER, PID_GROUP)
 
     def setUp(self):
         self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={PID_GROUP}"])

@@ -73,7 +73,7 @@ PROBES = [
     ("task", "rlimits", None),
     ("task", "cwd_umask", None),
     ("task", "deleted_cwd", "fs: cwd "),
-    ("task", "child", "task: has child processes (pid "),
+    ("task", "child", ": share one open file description ("),
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "robust", None),
     ("task", "thp", None),
@@ -171,6 +171,11 @@ PROBES = [
     ("kobj_c", "sysv_sem", "was last operated on by the task; System V semaphores not supported"),
     ("kobj_c", "sysv_msg", "(key 0, 1 messages) was last used by the task; System V message"),
     ("kobj_c", "posix_mq", "fd 3: POSIX message queue "),
+    ("tree", "shared_file", ": share one open file description ("),
+    ("tree", "pipe", "(fd 3): pipe:["),
+    ("tree", "grandchild", " (fd 3): memfd:treeprobe"),
+    ("tree", "zombie", " (task): zombie (exited, not yet reaped by its parent)"),
+    ("tree", "outside", "(fd 3): shares one open file description ("),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

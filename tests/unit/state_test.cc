@@ -148,7 +148,7 @@ TEST(Registry, EachKindNamesItsState) {
                  for (;;) pause();
              }
          },
-         "task: has child processes (pid "},
+         ": share one open file description ("},  // trees: its inherited fds
         {"memfd", [] { memfd_create("probe", MFD_HUGETLB); },
          "fd 3: memfd:probe on hugetlbfs (MFD_HUGETLB)"},
     };

@@ -45,6 +45,7 @@ struct Field {
 // Named fields of the fixed part of each record (offsets from image_format.h).
 constexpr Field kFields[] = {
     {"task", "pid", 0, 4},
+    {"task", "ppid", 4, 4},
     {"task", "pgid", 8, 4},
     {"task", "sid", 12, 4},
     {"task", "personality", 24, 4},
@@ -96,6 +97,11 @@ constexpr Field kFields[] = {
     {"fd-content", "size", 8, 8},
     {"fd-content", "hash", 16, 8},
     {"fd-content", "ctime_nsec", 56, 8},
+    {"process", "pid", 0, 4},  // trees
+    {"process", "ppid", 4, 4},
+    {"process", "pgid", 8, 4},
+    {"process", "sid", 12, 4},
+    {"process", "flags", 16, 4},
     {"vma-content", "start", 0, 8},
     {"vma-content", "bytes", 8, 8},
     {"vma-content", "hash", 16, 8},

@@ -1,0 +1,226 @@
+#include "restorer/tree.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+
+#include "common/io.h"
+#include "common/procfs.h"
+#include "common/strfmt.h"
+#include "common/unique_fd.h"
+#include "restorer/child.h"
+
+namespace crfs {
+namespace {
+
+constexpr int kStopWaitMs = 30 * 1000;
+
+Status bad(const std::string& what) {
+    return make_error(EINVAL, "bad image: " + what);
+}
+
+// The process records make a tree we can build: distinct pids, each parent an
+// earlier process, sessions and groups that a parent's setsid/setpgid and
+// inheritance give (a group or session led from outside the tree, or by a
+// process other than the member or its parent, is not supported yet).
+Status plan_members(const std::vector<image::ProcessRecord>& procs, TreeRestore& tree) {
+    for (size_t i = 0; i < procs.size(); ++i) {
+        const auto& p = procs[i];
+        TreeRestore::Member m;
+        m.pid = p.pid;
+        m.stopped = p.flags & image::kProcessWasStopped;
+        if (p.pid <= 0 || (p.flags & ~image::kProcessWasStopped) != 0)
+            return bad(strfmt("process record {}: pid {}, flags 0x{:x}", i, p.pid, p.flags));
+        for (size_t j = 0; j < i; ++j) {
+            if (procs[j].pid == p.pid) return bad(strfmt("process {} twice", p.pid));
+            if (i > 0 && procs[j].pid == p.ppid) m.parent = int(j);
+        }
+        if (i > 0) {
+            if (m.parent < 0)
+                return bad(
+                    strfmt("process {} has parent {}, which is no earlier process of the "
+                           "tree",
+                           p.pid, p.ppid));
+            const auto& parent = procs[size_t(m.parent)];
+            bool leads_session = p.sid == p.pid;
+            if (!leads_session && p.sid != parent.sid)
+                return make_error(EOPNOTSUPP,
+                                  strfmt("process {}: session {} is neither its own nor its "
+                                         "parent's ({}); not supported yet",
+                                         p.pid, p.sid, parent.sid));
+            if (leads_session ? p.pgid != p.pid : (p.pgid != p.pid && p.pgid != parent.pgid))
+                return make_error(EOPNOTSUPP,
+                                  strfmt("process {}: process group {} is neither its own nor its "
+                                         "parent's ({}); not supported yet",
+                                         p.pid, p.pgid, parent.pgid));
+        }
+        tree.members.push_back(m);
+    }
+    return {};
+}
+
+// Whether `pid` is a process of this restore: each holds its copy of the go
+// pipe's read end at `go` until its blob is past the gate.
+bool ours(pid_t pid, int go) {
+    char mine[64], theirs[64];
+    ssize_t a = readlink(strfmt("/proc/self/fd/{}", go).c_str(), mine, sizeof mine);
+    ssize_t b = readlink(strfmt("/proc/{}/fd/{}", pid, go).c_str(), theirs, sizeof theirs);
+    return a > 0 && a == b && std::equal(mine, mine + a, theirs);
+}
+
+// Kills every process of the tree that is ours, children first (while their
+// parent lives, they are still known by it), and reaps the root.
+void kill_tree(const TreeRestore& tree) {
+    for (size_t i = tree.members.size(); i-- > 0;)
+        if (tree.members[i].go >= 0 && ours(tree.members[i].pid, tree.members[i].go))
+            ::kill(tree.members[i].pid, SIGKILL);
+    int st;
+    while (waitpid(tree.members[0].pid, &st, __WALL) < 0 && errno == EINTR) {
+    }
+}
+
+// A stopped process stops itself after the go; whoever looks next sees it stopped.
+void wait_stopped(pid_t pid) {
+    for (int waited = 0; waited < kStopWaitMs; waited += 1) {
+        auto st = read_stat(pid);
+        if (!st || st->state == 'T') return;
+        usleep(1000);
+    }
+}
+
+}  // namespace
+
+Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) {
+    const auto& procs = root.processes;
+    if (req.want_pid != root.task.pid || !req.may_choose_pid)
+        return make_error(EPERM,
+                          strfmt("image holds a tree of {} processes: a tree comes back only "
+                                 "with its original pids (its processes name each other by pid: "
+                                 "wait, kill, process groups), so restore it into /crfs/{} "
+                                 "(choosing pids needs root or the group the administrator named)",
+                                 procs.size(), procs.front().pid));
+    if (procs.size() > kMaxTreeRestore)
+        return make_error(EOPNOTSUPP, strfmt("image holds a tree of {} processes; more than {} "
+                                             "not supported yet",
+                                             procs.size(), kMaxTreeRestore));
+    TreeRestore tree;
+    if (auto s = plan_members(procs, tree); !s) return std::unexpected(s.error());
+    // Each process keeps a copy of the go pipe's read end (tree_go_fd).
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return errno_error("restore: go pipe");
+    UniqueFd go_r(p[0]), go_w(p[1]);
+    tree.go_r = go_r.get();
+    tree.go_w = go_w.get();
+    tree.root_req = req;
+
+    RestoreRequest first = req;
+    first.tree = &tree;
+    first.tree_index = 0;
+    auto pid = restore_image(first);
+    if (!pid) {
+        go_w.reset();  // a blob at its gate reads end of file and ends
+        kill_tree(tree);
+        return std::unexpected(pid.error());
+    }
+    std::string go(tree.members.size(), 'G');
+    if (auto w = write_full(go_w.get(), go.data(), go.size()); !w) {
+        go_w.reset();
+        kill_tree(tree);
+        return std::unexpected(w.error().context("restore: go pipe"));
+    }
+    for (const auto& m : tree.members)
+        if (m.stopped) wait_stopped(m.pid);
+    return *pid;
+}
+
+Status check_tree_member(const DecodedImage& img, const RestoreRequest& req) {
+    const auto& procs = img.processes;
+    uint32_t i = req.tree_index;
+    if (i >= procs.size()) return bad(strfmt("no process {}", i));
+    const auto& p = procs[i];
+    const auto& t = img.task;
+    if (t.pid != p.pid || t.ppid != p.ppid || t.pgid != p.pgid || t.sid != p.sid)
+        return bad(
+            strfmt("process {}: its task record (pid {}, ppid {}, pgid {}, sid {}) is not "
+                   "its process record (pid {}, ppid {}, pgid {}, sid {})",
+                   i, t.pid, t.ppid, t.pgid, t.sid, p.pid, p.ppid, p.pgid, p.sid));
+    return {};
+}
+
+int tree_go_fd(const RestoreRequest& req, int min_fd) {
+    TreeRestore& tree = *req.tree;
+    UniqueFd copy(fcntl(tree.go_r, F_DUPFD_CLOEXEC, min_fd));
+    tree.members[req.tree_index].go = copy.get();
+    if (!copy && !tree.go_errno) tree.go_errno = errno;  // tree_spawn fails before any clone
+    if (copy) tree.go_copies.push_back(std::move(copy));
+    return tree.members[req.tree_index].go;
+}
+
+bool tree_gate(const RestoreRequest& req, crfs_restorer_args& a) {
+    a.stop_self = req.tree->members[req.tree_index].stopped;
+    a.go_fd = req.tree->members[req.tree_index].go;
+    a.has_go = 1;
+    return false;
+}
+
+Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
+                         void (*run)(const void* plan)) {
+    TreeRestore& tree = *req.tree;
+    uint32_t i = req.tree_index;
+    if (tree.go_errno) return sys_error(tree.go_errno, "restore: copy of the go pipe");
+    tree.members[i].plan = plan;
+    tree.run = run;
+    if (i + 1 < tree.members.size()) {
+        RestoreRequest next = tree.root_req;
+        next.tree = &tree;
+        next.tree_index = i + 1;
+        next.want_pid = tree.members[i + 1].pid;
+        auto r = restore_image(next);
+        if (!r && tree.failure_named) return std::unexpected(r.error());
+        if (!r) {
+            tree.failure_named = true;  // by the run that failed: the levels above pass it on
+            return std::unexpected(r.error().context(strfmt("process {}", next.want_pid)));
+        }
+        return tree.members[i].pid;
+    }
+    clone_args ca{};
+    ca.exit_signal = SIGCHLD;
+    pid_t want = tree.members[0].pid;
+    ca.set_tid = reinterpret_cast<uint64_t>(&want);
+    ca.set_tid_size = 1;
+    long pid = syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid == 0) {
+        tree.run(tree.members[0].plan);
+        syscall(SYS_exit_group, 127);
+    }
+    if (pid < 0) {
+        if (errno == EEXIST) return make_error(EBUSY, strfmt("pid {} is in use", want));
+        return errno_error("clone3");
+    }
+    return tree.members[i].pid;
+}
+
+void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {
+    for (size_t j = 0; j < tree.members.size(); ++j) {
+        if (tree.members[j].parent != int(index)) continue;
+        clone_args ca{};
+        ca.exit_signal = SIGCHLD;
+        pid_t want = tree.members[j].pid;
+        ca.set_tid = reinterpret_cast<uint64_t>(&want);
+        ca.set_tid_size = 1;
+        long pid = syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0) {
+            tree.run(tree.members[j].plan);
+            syscall(SYS_exit_group, 127);
+        }
+        if (pid < 0) child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(want));
+    }
+}
+
+}  // namespace crfs

@@ -1,0 +1,86 @@
+// Restoring a process tree (docs/trees.md): an image with a process record
+// before each process's records comes back as the same tree, every process
+// with its original pid (clone3 set_tid, as threads: only a writer who may
+// choose pids), every parent the parent it was.
+//
+// restore_image runs once per process, nested: the run for process i
+// prepares it exactly as a single process (validation, plans, blob area,
+// arguments) and, where it would clone, calls tree_spawn, which runs the
+// restore of process i+1 inside it; the run for the last process clones the
+// root. So every process's preparation is alive in the daemon when the root
+// is cloned, and each process is a copy of it: in stage 1, right after its
+// session and group, a process clones its own children with their pids
+// (tree_spawn_children), each then goes on with its own plan. Back out of the
+// nesting each run waits for its process's 'K' as for a single process.
+//
+//   restore_tree: checks, go pipe ---> restore_image(0) ---> ... restore_image(n-1)
+//                                                               clone3(root)
+//        root: session, clone3(children) ... each child: session, clone3(its children) ...
+//   'K' of n-1 ... 'K' of 0  <----------------------------------------------
+//   write one byte per process on the go pipe: every blob rt_sigreturns
+//
+// Nothing of any process runs before every process has said 'K': each blob
+// waits on the go pipe after it (restorer_args.h, go_fd). A failure anywhere
+// kills every process of the tree that is ours (its parent the one we made).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "crfs/restorer_args.h"
+#include "restorer/restore.h"
+
+namespace crfs {
+
+// The most processes restored in one tree (each nests a restore_image call
+// on the daemon thread's stack).
+inline constexpr uint32_t kMaxTreeRestore = 128;
+
+struct TreeRestore {
+    struct Member {
+        pid_t pid = 0;
+        int parent = -1;  // index; -1: the root
+        bool stopped = false;
+        const void* plan = nullptr;  // restore.cc's child plan, once prepared
+        int go = -1;                 // its copy of the go pipe's read end (in go_copies)
+    };
+    std::vector<Member> members;  // image order: parents first
+    RestoreRequest root_req;
+    int go_r = -1, go_w = -1;
+    std::vector<UniqueFd> go_copies;          // each process's, above its own fds
+    int go_errno = 0;                         // a copy failed
+    void (*run)(const void* plan) = nullptr;  // restore.cc's stage 1 of a process
+    bool failure_named = false;               // an error already names its process
+};
+
+// The whole tree of `root` (process 0 of the image, decoded).
+Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root);
+
+// Process req.tree_index's records agree with its process record.
+Status check_tree_member(const DecodedImage& img, const RestoreRequest& req);
+
+// The process's copy of the go pipe's read end, above every fd it restores
+// (>= min_fd): it keeps it through stage 1 and the blob. On failure -1, and
+// tree_spawn fails before anything is created.
+int tree_go_fd(const RestoreRequest& req, int min_fd);
+
+// Sets the blob's stop and go gate for the process; returns false (the stop
+// is waited for by restore_tree, after the go).
+bool tree_gate(const RestoreRequest& req, crfs_restorer_args& a);
+
+// Where restore_image would clone: restores the next process, or clones the
+// root after the last. Returns the pid of process req.tree_index.
+Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
+                         void (*run)(const void* plan));
+
+// Stage 1 of process `index` (no allocation: it is a clone of the daemon):
+// clones each of its children with its pid; a failure is reported on
+// status_fd (CRFS_RA_STEP_CHILD) and ends the process.
+void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd);
+
+}  // namespace crfs

@@ -1,0 +1,134 @@
+/* Process trees (docs/trees.md): what members share that is not restored yet,
+ * and descendants holding something unsupported, are reasons of the root
+ * naming the descendant (and the other member). Each variant forks children
+ * that live until the probe's check, which kills and reaps them. */
+#include "probe.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+static pid_t g_kids[2];
+
+/* A child that runs `body` and pauses; returns once body is done (or the
+ * child exited), so the tree is complete when the probe says ready. */
+static pid_t spawn(void (*body)(void)) {
+    int done[2];
+    if (pipe2(done, O_CLOEXEC) != 0) die("pipe");
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        close(100); /* a parent's own `done` (nested spawns), not ours to hold */
+        int w = fcntl(done[1], F_DUPFD_CLOEXEC, 100);
+        close(done[0]);
+        close(done[1]);
+        body();
+        close(w);
+        for (;;) pause();
+    }
+    close(done[1]);
+    char x;
+    (void)!read(done[0], &x, 1); /* end of file: body done */
+    close(done[0]);
+    return pid;
+}
+
+/* Each child gets fresh standard fds, so the parent's (inherited from the
+ * harness) are not shared with it. */
+static void own_stdio(void) {
+    int fd = open("/dev/null", O_RDWR);
+    if (fd < 0) die("open /dev/null");
+    for (int i = 0; i < 3; ++i)
+        if (dup2(fd, i) < 0) die("dup2");
+    if (fd > 2) close(fd);
+}
+
+static void kids_gone(void) {
+    for (int i = 0; i < 2; ++i) {
+        if (g_kids[i] <= 0) continue;
+        kill(g_kids[i], SIGKILL);
+        if (waitpid(g_kids[i], NULL, 0) != g_kids[i]) fail("child %d is not ours", g_kids[i]);
+    }
+}
+
+/* The parent's log file, inherited by the child: one description, two members. */
+static void shared_file_setup(void) {
+    int fd = open(at("log"), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd != 3) die("open log");
+    g_kids[0] = spawn(own_stdio);
+}
+
+/* A pipe whose read end is in the child, write end in the parent. */
+static void pipe_setup(void) {
+    int p[2];
+    if (pipe(p) != 0 || p[0] != 3) die("pipe");
+    g_kids[0] = spawn(own_stdio);
+    close(p[0]);
+}
+
+/* A grandchild holding a memfd: the root's reason names the grandchild. */
+static void memfd_body(void) {
+    own_stdio();
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* goes with its parent (killed by the check) */
+    if (memfd_create("treeprobe", 0) < 0) die("memfd_create");
+}
+static void grandchild_body(void) {
+    own_stdio();
+    g_kids[1] = spawn(memfd_body);
+}
+static void grandchild_setup(void) {
+    g_kids[0] = spawn(grandchild_body);
+}
+
+/* A child that exited and was not reaped. */
+static void zombie_body(void) {
+    _exit(3);
+}
+static void zombie_setup(void) {
+    g_kids[0] = spawn(zombie_body);
+    siginfo_t si;
+    if (waitid(P_PID, (id_t)g_kids[0], &si, WEXITED | WNOWAIT) != 0) die("waitid");
+}
+
+static void own_stdio_no_log(void) {
+    own_stdio();
+    close(3); /* the log stays the parent's alone in the tree */
+}
+
+/* The log's description is also held by a process that left the tree (its
+ * parent exited: it is reparented away), and the tree has a child. */
+static pid_t g_outside;
+static void outside_setup(void) {
+    int fd = open(at("log"), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int p[2];
+    if (fd != 3 || pipe(p) != 0) die("open log");
+    pid_t mid = fork();
+    if (mid < 0) die("fork");
+    if (mid == 0) {
+        pid_t away = fork();
+        if (away == 0) {
+            close(p[0]);
+            close(p[1]);
+            for (;;) pause();
+        }
+        (void)!write(p[1], &away, sizeof away);
+        _exit(0);
+    }
+    if (read(p[0], &g_outside, sizeof g_outside) != sizeof g_outside) die("read");
+    waitpid(mid, NULL, 0);
+    close(p[0]);
+    close(p[1]);
+    g_kids[0] = spawn(own_stdio_no_log);
+}
+static void outside_check(void) {
+    kill(g_outside, SIGKILL);
+    kids_gone();
+}
+
+static const struct variant kVariants[] = {
+    {"shared_file", shared_file_setup, kids_gone, NULL}, {"pipe", pipe_setup, kids_gone, NULL},
+    {"grandchild", grandchild_setup, kids_gone, NULL},   {"zombie", zombie_setup, kids_gone, NULL},
+    {"outside", outside_setup, outside_check, NULL},
+};
+
+PROBE_MAIN(kVariants)

@@ -1,0 +1,102 @@
+// trees: an image of several processes (a process record before each one's
+// records) decodes one process at a time; misplaced process records are refused.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/image_reader.h"
+#include "common/image_writer.h"
+
+namespace crfs {
+namespace {
+
+using image::RecordType;
+
+// The records of one minimal process.
+void add_process(ImageWriter& w, int32_t pid) {
+    image::TaskRecord t{};
+    t.pid = pid;
+    w.add(RecordType::kTask, Payload().add(t));
+    w.add(RecordType::kCreds, Payload().add(image::CredsRecord{}));
+    w.add(RecordType::kFs, Payload().add(image::FsRecord{022, 0, 0, 0}));
+    w.add(RecordType::kMm, Payload().add(image::MmRecord{}));
+    image::ThreadRecord th{};
+    th.tid = pid;
+    w.add(RecordType::kThread, Payload().add(th));
+    w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+    w.add(RecordType::kXstate, std::string(576, 'x'));
+    w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
+    w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
+    w.add(RecordType::kRlimits, Payload().add(image::RlimitsRecord{}));
+    w.add(RecordType::kItimers, Payload().add(image::ItimersRecord{}));
+}
+
+void add_process_record(ImageWriter& w, int32_t pid, int32_t ppid) {
+    w.add(RecordType::kProcess, Payload().add(image::ProcessRecord{pid, ppid, 1, 1, 0, 0}));
+}
+
+std::string bytes(ImageWriter&& w) {
+    ImageStream s = std::move(w).finish();
+    std::string out(s.size(), '\0');
+    EXPECT_EQ(s.read(0, out.data(), out.size()), out.size());
+    return out;
+}
+
+Result<DecodedImage> decode(const std::string& b, uint32_t process) {
+    MemorySource src(b.data(), b.size());
+    return decode_image(src, {.process = process});
+}
+
+std::string two_processes(uint32_t version = image::kFormatVersion) {
+    image::Header h = make_header(0, 576);
+    h.version = version;
+    ImageWriter w(h);
+    add_process_record(w, 42, 1);
+    add_process(w, 42);
+    add_process_record(w, 43, 42);
+    add_process(w, 43);
+    return bytes(std::move(w));
+}
+
+TEST(ImageTree, EachProcessDecodesOnItsOwn) {
+    std::string b = two_processes();
+    for (uint32_t i = 0; i < 2; ++i) {
+        auto img = decode(b, i);
+        ASSERT_TRUE(img) << img.error().what;
+        EXPECT_EQ(img->task.pid, int32_t(42 + i));
+        ASSERT_EQ(img->processes.size(), 2u);
+        EXPECT_EQ(img->processes[1].ppid, 42);
+    }
+    auto none = decode(b, 2);
+    ASSERT_FALSE(none);
+    EXPECT_EQ(none.error().what, "incomplete image: no task record");
+}
+
+TEST(ImageTree, ProcessRecordBeforeVersion4IsRefused) {
+    auto img = decode(two_processes(3), 0);
+    ASSERT_FALSE(img);
+    EXPECT_NE(img.error().what.find("process record out of place"), std::string::npos)
+        << img.error().what;
+}
+
+TEST(ImageTree, ProcessRecordAfterAProcessWithoutOneIsRefused) {
+    ImageWriter w(make_header(0, 576));
+    add_process(w, 42);
+    add_process_record(w, 43, 42);
+    add_process(w, 43);
+    auto img = decode(bytes(std::move(w)), 0);
+    ASSERT_FALSE(img);
+    EXPECT_NE(img.error().what.find("process record out of place"), std::string::npos)
+        << img.error().what;
+}
+
+TEST(ImageTree, OneProcessHasNoProcessRecords) {
+    ImageWriter w(make_header(0, 576));
+    add_process(w, 42);
+    auto img = decode(bytes(std::move(w)), 0);
+    ASSERT_TRUE(img) << img.error().what;
+    EXPECT_TRUE(img->processes.empty());
+}
+
+}  // namespace
+}  // namespace crfs
