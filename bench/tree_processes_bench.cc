@@ -48,9 +48,9 @@ int main(int argc, char** argv) {
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     // The root forks procs-1 children, each with its own /dev/null stdio (a
     // shared description would be a reason) and its own memory; each sleeps
-    // before its spawn_child returns.
-    pid_t root = spawn_child([&] {
-        for (int i = 1; i < procs; ++i) spawn_child([&] { touch(bytes); });
+    // before its spawn_paused_child returns.
+    pid_t root = spawn_paused_child([&] {
+        for (int i = 1; i < procs; ++i) spawn_paused_child([&] { touch(bytes); });
         touch(bytes);
     });
     auto st = read_task_stat(root);
@@ -62,7 +62,13 @@ int main(int argc, char** argv) {
         kill_tree(root);
         return 1;
     }
-    UniqueFd img = drain_to_memfd(**snap);
+    auto drained = test::drain_to_memfd(**snap);
+    if (!drained) {
+        std::fprintf(stderr, "reading the image: %s\n", drained.error().what.c_str());
+        kill_tree(root);
+        return 1;
+    }
+    UniqueFd img = std::move(*drained);
     uint64_t checkpoint = now_ns() - t0;
     uint64_t image_bytes = (*snap)->size();
     snap->reset();

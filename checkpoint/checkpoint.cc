@@ -23,6 +23,7 @@
 #include "checkpoint/threads.h"
 #include "checkpoint/tree.h"
 #include "common/image_writer.h"
+#include "common/io.h"
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/memfd.h"
