@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/registry.h"
+#include "state/seccomp.h"
 
 namespace crfs {
 
@@ -61,6 +62,7 @@ struct Capture {
     MemoryDump memory;
     Fingerprints prints;    // fidelity: content of the files a restore reopens
     TaskSettings settings;  // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
+    std::vector<SeccompFilterEntry> seccomp;  // fid-exact: state/seccomp.cc
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -116,6 +118,11 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
     auto smaps = view.smaps();
     if (!smaps) return std::unexpected(smaps.error());
     std::vector<MapsEntry> maps = **smaps;
+    if (auto s = view.status(); s && (*s)->seccomp == 2) {  // fid-exact
+        auto filters = state::dump_seccomp(pid, (*s)->seccomp_filters);
+        if (!filters) return std::unexpected(filters.error());
+        c.seccomp = std::move(*filters);
+    }
 
     auto attrs = read_task_attrs(pid);
     if (!attrs) return std::unexpected(attrs.error());
@@ -271,6 +278,9 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     w.add(RecordType::kRlimits, Payload().add(a.rlimits));
     w.add(RecordType::kItimers, Payload().add(c.itimers));
     w.add(RecordType::kSettings, Payload().add(c.settings.rec).add_string(c.settings.cpu_mask));
+    for (const auto& f : c.seccomp)  // fid-exact
+        w.add(RecordType::kSeccompFilter,
+              Payload().add(f.rec).add_bytes(f.prog.data(), f.prog.size()));
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));

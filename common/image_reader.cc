@@ -560,6 +560,20 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.cpu_mask = p.substr(sizeof(image::SettingsRecord));
                 break;
             }
+            case RecordType::kSeccompFilter: {  // fid-exact (state/seccomp.cc)
+                SeccompFilterEntry e{load<image::SeccompFilterRecord>(p), {}};
+                if (img.header.version < 4)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (e.rec.index != img.seccomp.size())
+                    return inconsistent(r, strfmt("filter {} out of order", e.rec.index));
+                if (e.rec.len == 0 || e.rec.len > image::kMaxSeccompInsns)
+                    return inconsistent(r, strfmt("bad BPF length {}", e.rec.len));
+                if (auto t = expect_tail(r, sizeof e.rec, uint64_t(e.rec.len) * 8); !t)
+                    return std::unexpected(t.error());
+                e.prog = p.substr(sizeof e.rec);
+                img.seccomp.push_back(std::move(e));
+                break;
+            }
             case RecordType::kFdContent: {
                 auto c = load<image::FdContentRecord>(p);
                 auto f = std::find_if(img.fds.begin(), img.fds.end(),

@@ -160,6 +160,12 @@ struct ThreadImage {
     std::vector<image::SiginfoRecord> pending;  // its private queue
 };
 
+// Version 4: one seccomp filter (state/seccomp.cc), its BPF program as bytes.
+struct SeccompFilterEntry {
+    image::SeccompFilterRecord rec{};
+    std::string prog;  // rec.len struct sock_filter
+};
+
 struct DecodedImage {
     image::Header header{};
     image::TaskRecord task{};
@@ -190,6 +196,7 @@ struct DecodedImage {
     std::optional<image::StatsRecord> stats;
     std::optional<image::SettingsRecord> settings;  // fidelity, version 3
     std::string cpu_mask;                           // its affinity mask bytes
+    std::vector<SeccompFilterEntry> seccomp;        // version 4, oldest first
     uint64_t record_count = 0;
     uint64_t checksum = 0;
     uint64_t size = 0;

@@ -49,6 +49,7 @@
 #include "restorer/validate.h"
 #include "restorer/writer.h"
 #include "state/netlock.h"
+#include "state/seccomp.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];
@@ -258,6 +259,11 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return settings_step_text(r.arg, img);
         case CRFS_RA_STEP_ADVISE:
             return "madvise/mlock of " + vma(r.arg);
+        case CRFS_RA_STEP_SECCOMP:
+            return strfmt(
+                "installing seccomp filter {} of {} (oldest first; the kernel wants "
+                "no_new_privs or CAP_SYS_ADMIN)",
+                r.arg, img.seccomp.size());
     }
     return strfmt("step {}", r.step);
 }
@@ -448,7 +454,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     img->pages.size() * (sizeof(crfs_ra_pages) + 16) +
                     pending.size() * sizeof(crfs_ra_siginfo) + img->groups.size() * 4 +
                     img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
-                    kBlobStack + kPage + threads_area_bytes(*img);
+                    kBlobStack + kPage + threads_area_bytes(*img) + state::seccomp_area_bytes(*img);
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
@@ -591,6 +597,11 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (const char* f = getenv("CRFS_RESTORE_FAULT")) cp.fault_step = a->fault_step = atoi(f);
     bool stopped = img->header.flags & image::kHeaderTaskWasStopped;
     a->stop_self = stopped;
+    // fid-exact: last, once every field the blob's final syscalls use is set.
+    if (auto s = state::plan_seccomp(
+            *img, req.want_pid, [&](size_t b, size_t al) { return arena.take(b, al); }, *a);
+        !s)
+        return std::unexpected(s.error());
 
     // --- create the task --------------------------------------------------------
     clone_args ca{};

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 3;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 4;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -92,6 +92,9 @@ static_assert(sizeof(Trailer) == 24);
     X(kVmaContent, 57, "vma-content", sizeof(VmaContentRecord), sizeof(VmaContentRecord))        \
     X(kSettings, 58, "settings", sizeof(SettingsRecord),                                         \
       sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                 \
+    /* fid-exact (96-103), version 4: state restored exactly (docs/state.md) */                  \
+    X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
+      sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -519,6 +522,20 @@ struct SettingsRecord {
     uint32_t reserved;         // 0
 };
 static_assert(sizeof(SettingsRecord) == 48);
+
+// Version 4 (state/seccomp.cc): one seccomp filter of the task, oldest first
+// (`index` 0 is the filter installed first, as PTRACE_SECCOMP_GET_FILTER
+// numbers them). Followed by `len` classic BPF instructions (struct
+// sock_filter, 8 bytes each), as the kernel returned them.
+struct SeccompFilterRecord {
+    uint32_t index;
+    uint32_t flags;  // SECCOMP_FILTER_FLAG_LOG (2), from PTRACE_SECCOMP_GET_METADATA
+    uint32_t len;    // 1..kMaxSeccompInsns
+    uint32_t reserved;
+};
+static_assert(sizeof(SeccompFilterRecord) == 16);
+inline constexpr uint32_t kMaxSeccompInsns = 4096;       // BPF_MAXINSNS
+inline constexpr uint32_t kMaxSeccompPathInsns = 32768;  // MAX_INSNS_PER_PATH (+4 per filter)
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

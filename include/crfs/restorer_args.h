@@ -93,6 +93,14 @@ struct crfs_ra_sync {
     uint32_t go;    /* set by the main thread after 'K': every thread returns */
 };
 
+/* fid-exact: one seccomp filter, installed by the blob's last step
+ * (restorer/blob/seccomp.h) with seccomp(SECCOMP_SET_MODE_FILTER, flags). */
+struct crfs_ra_seccomp {
+    uint64_t insns; /* struct sock_filter*, in the area */
+    uint32_t len;   /* instructions */
+    uint32_t flags; /* SECCOMP_FILTER_FLAG_LOG or 0 */
+};
+
 struct crfs_ra_sigaction {
     uint64_t handler, flags, restorer, mask;
 };
@@ -153,13 +161,15 @@ enum crfs_ra_step {
     CRFS_RA_STEP_BECOME_WRITER,  /* the switch to the writer's credentials (arg: which) */
     CRFS_RA_STEP_FD_TYPE,        /* an fd's file is not of its recorded type (arg: fd) */
     /* Kernel objects (state/kobj.h), numbered clear of other steps. */
-    CRFS_RA_STEP_KOBJ = 140,  /* making an eventfd, timerfd, ... (arg: fd) */
-    CRFS_RA_STEP_TIMER,       /* setting a timerfd's ticks and time (arg: fd) */
-    CRFS_RA_STEP_EPOLL_WATCH, /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
+    CRFS_RA_STEP_KOBJ = 140,    /* making an eventfd, timerfd, ... (arg: fd) */
+    CRFS_RA_STEP_TIMER,         /* setting a timerfd's ticks and time (arg: fd) */
+    CRFS_RA_STEP_EPOLL_WATCH,   /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
     CRFS_RA_STEP_INOTIFY_WATCH, /* adding an inotify watch (arg: its wd) */
     /* fidelity: the settings record (restorer/settings.h; arg: which setting) */
     CRFS_RA_STEP_SETTINGS = 160,
     CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */
+    /* fid-exact (190-199) */
+    CRFS_RA_STEP_SECCOMP = 190, /* installing seccomp filter (arg: its index, oldest first) */
 };
 
 struct crfs_restorer_args {
@@ -239,6 +249,10 @@ struct crfs_restorer_args {
     uint64_t threads;
     uint64_t nr_threads;
     uint64_t sync; /* struct crfs_ra_sync* */
+    /* fid-exact: the task's seccomp filters (struct crfs_ra_seccomp*), oldest
+     * first, installed right before the 'K' report and rt_sigreturn. */
+    uint64_t seccomp;
+    uint64_t nr_seccomp;
 };
 
 #endif

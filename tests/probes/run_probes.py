@@ -74,7 +74,7 @@ PROBES = [
     ("task", "cwd_umask", None),
     ("task", "deleted_cwd", "fs: cwd "),
     ("task", "child", "task: has child processes (pid "),
-    ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
+    ("task", "seccomp", None),
     ("task", "robust", None),
     ("task", "thp", None),
     ("task", "timerslack", None),
@@ -146,6 +146,9 @@ PROBES = [
     ("threads", "thread_nice", "nice 5 (the main thread's is 0); per-thread settings not supported"),
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),
+    # fid-exact: restored exactly where it used to be refused (tests/probes/exact.c)
+    ("exact", "seccomp_getpid", None),
+    ("exact", "seccomp_stacked", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
