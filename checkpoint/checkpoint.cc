@@ -25,6 +25,7 @@
 #include "common/strfmt.h"
 #include "state/registry.h"
 #include "state/seccomp.h"
+#include "state/timers.h"
 
 namespace crfs {
 
@@ -63,6 +64,7 @@ struct Capture {
     Fingerprints prints;    // fidelity: content of the files a restore reopens
     TaskSettings settings;  // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
     std::vector<SeccompFilterEntry> seccomp;  // fid-exact: state/seccomp.cc
+    std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -170,6 +172,20 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         auto settings = read_task_settings(pid, **rs);  // fidelity
         if (!settings) return std::unexpected(settings.error());
         c.settings = std::move(*settings);
+        {  // fid-exact: POSIX timers, asked in the task
+            RemoteSyscall& r = **rs;
+            state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return r.call(nr, a1, a2); },
+                             [&](void* out, size_t n) { return r.read_scratch(out, n); },
+                             r.scratch()};
+            auto timers = state::dump_posix_timers(pid, in, [&]() -> Status {
+                auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
+                if (!again) return std::unexpected(again.error());
+                c.signals = std::move(*again);
+                return {};
+            });
+            if (!timers) return std::unexpected(timers.error());
+            c.timers = std::move(*timers);
+        }
         auto cctid = read_tid_address(**rs);
         if (!cctid) return std::unexpected(cctid.error());
         c.main_thread.clear_child_tid = *cctid;
@@ -281,6 +297,7 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
     for (const auto& f : c.seccomp)  // fid-exact
         w.add(RecordType::kSeccompFilter,
               Payload().add(f.rec).add_bytes(f.prog.data(), f.prog.size()));
+    for (const auto& t : c.timers) w.add(RecordType::kPosixTimer, Payload().add(t));
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));

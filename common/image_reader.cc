@@ -574,6 +574,17 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.seccomp.push_back(std::move(e));
                 break;
             }
+            case RecordType::kPosixTimer: {  // fid-exact (state/timers.cc)
+                auto t = load<image::PosixTimerRecord>(p);
+                if (img.header.version < 4)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (!img.posix_timers.empty() && t.id <= img.posix_timers.back().id)
+                    return inconsistent(r, strfmt("timer {} out of order", t.id));
+                if (img.posix_timers.size() >= image::kMaxPosixTimers)
+                    return inconsistent(r, "too many timers");
+                img.posix_timers.push_back(t);
+                break;
+            }
             case RecordType::kFdContent: {
                 auto c = load<image::FdContentRecord>(p);
                 auto f = std::find_if(img.fds.begin(), img.fds.end(),

@@ -50,6 +50,7 @@
 #include "restorer/writer.h"
 #include "state/netlock.h"
 #include "state/seccomp.h"
+#include "state/timers.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];
@@ -107,6 +108,7 @@ struct ChildPlan {
     const FdPlan* fds = nullptr;
     const AttrPlan* attrs = nullptr;
     const SettingsPlan* settings = nullptr;  // fidelity
+    const state::TimersPlan* timers = nullptr;  // fid-exact
     const WriterPlan* writer = nullptr;
     int netns_fd = -1;      // the writer's network namespace, when not ours (restorer/netns.h)
     bool fs_creds = false;  // root writer: open files as the task's fsuid/fsgid
@@ -145,6 +147,8 @@ void child_fault(const ChildPlan& c, int step) {
     child_fault(c, CRFS_RA_STEP_RLIMIT);
     child_attrs(*c.attrs, c.status_fd);
     child_settings(*c.settings, oom_fd, c.status_fd);  // fidelity: after rlimits (RLIMIT_RTPRIO)
+    if (auto f = state::child_posix_timers(*c.timers); f.err)  // fid-exact
+        child_fail(c.status_fd, CRFS_RA_STEP_POSIX_TIMER, f.err, uint64_t(f.id));
     __asm__ volatile(
         "mov %0, %%rsp\n"
         "xor %%ebp, %%ebp\n"
@@ -259,6 +263,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return settings_step_text(r.arg, img);
         case CRFS_RA_STEP_ADVISE:
             return "madvise/mlock of " + vma(r.arg);
+        case CRFS_RA_STEP_POSIX_TIMER:
+            return strfmt("making POSIX timer {} with its id and time", r.arg);
         case CRFS_RA_STEP_SECCOMP:
             return strfmt(
                 "installing seccomp filter {} of {} (oldest first; the kernel wants "
@@ -442,6 +448,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
     SettingsPlan settings = plan_settings(*img);
+    auto timers = state::plan_posix_timers(*img);  // fid-exact
+    if (!timers) return std::unexpected(timers.error());
 
     // --- the blob's area: code, args, arrays, frame, stack --------------------
     size_t blob_len = size_t(crfs_restorer_blob_end - crfs_restorer_blob);
@@ -587,6 +595,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.fds = &*fds;
     cp.attrs = &attrs;
     cp.settings = &settings;
+    cp.timers = &*timers;
     cp.writer = &*writer;
     cp.fs_creds = !writer->as_writer &&
                   (img->creds.uid[3] != 0 || img->creds.gid[3] != 0 || !img->groups.empty());

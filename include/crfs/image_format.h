@@ -95,6 +95,7 @@ static_assert(sizeof(Trailer) == 24);
     /* fid-exact (96-103), version 4: state restored exactly (docs/state.md) */                  \
     X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
+    X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -536,6 +537,23 @@ struct SeccompFilterRecord {
 static_assert(sizeof(SeccompFilterRecord) == 16);
 inline constexpr uint32_t kMaxSeccompInsns = 4096;       // BPF_MAXINSNS
 inline constexpr uint32_t kMaxSeccompPathInsns = 32768;  // MAX_INSNS_PER_PATH (+4 per filter)
+
+// Version 4 (state/timers.cc): one POSIX timer (timer_create), in id order,
+// from /proc/<pid>/timers and timer_gettime run in the frozen task. Time as
+// for a timerfd: time left (value_ns, 0: disarmed) and period at
+// `captured_ns` on its clock, `boot_id` telling whether a monotonic deadline
+// still means the same instant.
+struct PosixTimerRecord {
+    int32_t id;       // the timer id timer_create returned
+    int32_t clockid;  // REALTIME, MONOTONIC, BOOTTIME, *_ALARM, PROCESS/THREAD_CPUTIME_ID
+    int32_t notify;   // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (to the main thread)
+    int32_t signo;    // 1..64, 0 for SIGEV_NONE
+    uint64_t sigval;  // sigev_value
+    uint64_t value_ns, interval_ns, captured_ns;
+    uint8_t boot_id[16];
+};
+static_assert(sizeof(PosixTimerRecord) == 64);
+inline constexpr uint32_t kMaxPosixTimers = 1u << 16;
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

@@ -170,6 +170,7 @@ enum crfs_ra_step {
     CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */
     /* fid-exact (190-199) */
     CRFS_RA_STEP_SECCOMP = 190, /* installing seccomp filter (arg: its index, oldest first) */
+    CRFS_RA_STEP_POSIX_TIMER,   /* stage 1: making POSIX timer (arg: its id) */
 };
 
 struct crfs_restorer_args {

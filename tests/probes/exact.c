@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "probe.h"
 
@@ -65,8 +66,100 @@ static void stacked_check(void) {
     if (status_field("Seccomp") != 2) fail("seccomp mode %u", status_field("Seccomp"));
 }
 
+/* POSIX timers by raw syscall (kernel ids): 0 periodic on CLOCK_MONOTONIC
+ * signalling SIGUSR1 with a value, 1 deleted (a gap), 2 one-shot in 1000 s on
+ * CLOCK_REALTIME with SIGEV_NONE, 3 periodic on the process CPU clock to the
+ * main thread (SIGEV_THREAD_ID), disarmed with its period kept. After the
+ * restore each is there with its id, clock, period and notification, and 0
+ * keeps firing with its value. */
+static volatile sig_atomic_t g_ticks, g_bad_value, g_bad_id;
+static void on_usr1(int sig, siginfo_t* si, void* uc) {
+    (void)sig, (void)uc;
+    if (si->si_code != SI_TIMER) return;
+    if (si->si_value.sival_int != 0x1234) g_bad_value = 1;
+    if (si->si_timerid != 0) g_bad_id = 1;
+    ++g_ticks;
+}
+static int make_timer(int clock, int notify, int signo, int value) {
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = notify;
+    ev.sigev_signo = signo;
+    ev.sigev_value.sival_int = value;
+    if (notify == SIGEV_THREAD_ID) ev._sigev_un._tid = (int)syscall(SYS_gettid);
+    int id = -1;
+    if (syscall(SYS_timer_create, clock, &ev, &id) != 0) die("timer_create");
+    return id;
+}
+static void arm(int id, long value_ns, long interval_ns, int flags) {
+    struct itimerspec t = {{interval_ns / 1000000000, interval_ns % 1000000000},
+                           {value_ns / 1000000000, value_ns % 1000000000}};
+    if (syscall(SYS_timer_settime, id, flags, &t, NULL) != 0) die("timer_settime");
+}
+static void timers_setup(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_usr1;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    if (make_timer(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGUSR1, 0x1234) != 0) die("timer 0");
+    if (make_timer(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGUSR2, 0) != 1) die("timer 1");
+    if (make_timer(CLOCK_REALTIME, SIGEV_NONE, 0, 0) != 2) die("timer 2");
+    if (make_timer(CLOCK_PROCESS_CPUTIME_ID, SIGEV_THREAD_ID, SIGUSR2, 7) != 3) die("timer 3");
+    if (syscall(SYS_timer_delete, 1) != 0) die("timer_delete");
+    arm(0, 20000000, 20000000, 0);
+    arm(2, 1000000000000L, 0, 0);
+    arm(3, 0, 5000000, 0);
+}
+static void timers_wait(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    while (!g_term) sigsuspend(&none);
+    /* Three more expiries of timer 0 (each a wake-up of sigsuspend). */
+    for (int seen = g_ticks; g_ticks < seen + 3;) sigsuspend(&none);
+}
+static void timers_check(void) {
+    struct itimerspec t;
+    if (syscall(SYS_timer_gettime, 0, &t) != 0)
+        fail("timer 0 is gone: %s", strerror(errno));
+    else if (t.it_interval.tv_sec != 0 || t.it_interval.tv_nsec != 20000000)
+        fail("timer 0 period %ld.%09ld", (long)t.it_interval.tv_sec, t.it_interval.tv_nsec);
+    if (g_bad_value) fail("timer 0 signalled another value");
+    if (g_bad_id) fail("a SIGUSR1 from another timer id");
+    errno = 0;
+    if (syscall(SYS_timer_gettime, 1, &t) == 0 || errno != EINVAL) fail("timer 1 exists again");
+    if (syscall(SYS_timer_gettime, 2, &t) != 0)
+        fail("timer 2 is gone: %s", strerror(errno));
+    else if (t.it_value.tv_sec < 900 || t.it_value.tv_sec > 1000 || t.it_interval.tv_sec)
+        fail("timer 2 has %ld s left, period %ld", (long)t.it_value.tv_sec,
+             (long)t.it_interval.tv_sec);
+    if (syscall(SYS_timer_gettime, 3, &t) != 0)
+        fail("timer 3 is gone: %s", strerror(errno));
+    else if (t.it_value.tv_sec || t.it_value.tv_nsec)
+        fail("timer 3 is armed");
+    /* The clock and notification of each, as the kernel shows them. */
+    char buf[4096] = {0}, want[512];
+    FILE* f = fopen("/proc/self/timers", "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    int pid = getpid();
+    snprintf(want, sizeof want,
+             "ID: 0\nsignal: %d/0000000000001234\nnotify: signal/pid.%d\nClockID: 1\n", SIGUSR1,
+             pid);
+    if (!strstr(buf, want)) fail("/proc/self/timers has no \"%s\": %s", want, buf);
+    snprintf(want, sizeof want,
+             "ID: 2\nsignal: 0/0000000000000000\nnotify: none/pid.%d\nClockID: 0\n", pid);
+    if (!strstr(buf, want)) fail("/proc/self/timers has no \"%s\"", want);
+    snprintf(want, sizeof want,
+             "ID: 3\nsignal: %d/0000000000000007\nnotify: signal/tid.%d\nClockID: -6\n", SIGUSR2,
+             pid);
+    if (!strstr(buf, want)) fail("/proc/self/timers has no \"%s\"", want);
+}
+
 static const struct variant kVariants[] = {
     {"seccomp_getpid", getpid_setup, getpid_check, NULL},
     {"seccomp_stacked", stacked_setup, stacked_check, NULL},
+    {"posix_timers", timers_setup, timers_check, timers_wait},
 };
 PROBE_MAIN(kVariants)

@@ -69,7 +69,7 @@ PROBES = [
     ("signals", "sigsuspend", None),
     ("signals", "ppoll", None),
     ("timers", "itimer", None),
-    ("timers", "posix", "timers: 1 POSIX timer(s)"),
+    ("timers", "posix", None),
     ("task", "rlimits", None),
     ("task", "cwd_umask", None),
     ("task", "deleted_cwd", "fs: cwd "),
@@ -149,6 +149,7 @@ PROBES = [
     # fid-exact: restored exactly where it used to be refused (tests/probes/exact.c)
     ("exact", "seccomp_getpid", None),
     ("exact", "seccomp_stacked", None),
+    ("exact", "posix_timers", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

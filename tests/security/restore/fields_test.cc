@@ -10,6 +10,14 @@
 #include "restorer/threads.h"
 #include "restorer/validate.h"
 #include "state/seccomp.h"
+#include "state/timers.h"
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 
 namespace crfs {
 namespace {
@@ -281,6 +289,72 @@ TEST(RestoreFields, SeccompFiltersMustLetTheRestorerFinish) {
         img.seccomp[0] = filter(bad);
         EXPECT_FALSE(state::check_seccomp_allows(img, std::array{k}));
     }
+}
+
+// fid-exact: posix-timer records (state/timers.cc).
+TEST(RestoreFields, PosixTimersInRange) {
+    auto with = [](auto edit) {
+        auto img = good();
+        image::PosixTimerRecord t{};
+        t.id = 3, t.clockid = CLOCK_MONOTONIC, t.notify = SIGEV_SIGNAL, t.signo = SIGUSR1;
+        t.value_ns = 1000, t.interval_ns = 1000;
+        img.posix_timers.push_back(t);
+        edit(img.posix_timers.back());
+        return img;
+    };
+    EXPECT_TRUE(check_fields(with([](auto&) {})));
+    EXPECT_TRUE(check_fields(with([](auto& t) { t.notify = SIGEV_NONE, t.signo = 0; })));
+    expect_einval(with([](auto& t) { t.clockid = -6; }), "POSIX timer 3: clock -6");
+    expect_einval(with([](auto& t) { t.clockid = 4; }), "clock 4");  // CLOCK_MONOTONIC_RAW
+    expect_einval(with([](auto& t) { t.notify = 2; }), "notify 2");  // SIGEV_THREAD
+    expect_einval(with([](auto& t) { t.signo = SIGKILL; }), "signal 9");
+    expect_einval(with([](auto& t) { t.signo = 65; }), "signal 65");
+    expect_einval(with([](auto& t) { t.signo = 0; }), "signal 0");
+    expect_einval(with([](auto& t) { t.id = -1; }), "POSIX timer -1: id");
+    expect_einval(with([](auto& t) { t.id = 1 << 20; }), "POSIX timer id 1048576");
+    expect_einval(with([](auto& t) { t.value_ns = 1ull << 63; }), "time left 9223372036854775808");
+}
+
+// Without PR_TIMER_CREATE_RESTORE_IDS (a kernel before 6.17: here a seccomp
+// filter answers it EINVAL) the ids are handed out in order and the gaps
+// freed again.
+TEST(RestoreFields, PosixTimersKeepTheirIdsWithoutThePrctl) {
+    state::TimersPlan p;
+    for (int id : {0, 2, 5}) {
+        image::PosixTimerRecord t{};
+        t.id = id, t.clockid = CLOCK_MONOTONIC, t.notify = SIGEV_NONE;
+        t.value_ns = id == 5 ? 0 : 500'000'000'000ull;
+        p.timers.push_back(t);
+    }
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prctl, 0, 3),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0])),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 77 /* PR_TIMER_CREATE_RESTORE_IDS */, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+        sock_fprog prog{static_cast<unsigned short>(std::size(f)), f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, 2, &prog)) _exit(10);
+        if (prctl(77, 1, 0, 0, 0) == 0) _exit(11);
+        if (state::child_posix_timers(p).err) _exit(12);
+        std::ifstream in("/proc/self/timers");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        std::string text = ss.str(), ids;
+        for (size_t pos = 0; (pos = text.find("ID: ", pos)) != std::string::npos; pos += 4)
+            if (pos == 0 || text[pos - 1] == '\n') ids += text.substr(pos + 4, 1);
+        if (ids != "520") _exit(13);  // newest first
+        itimerspec its{};
+        if (syscall(SYS_timer_gettime, 2, &its) || its.it_value.tv_sec < 400) _exit(14);
+        _exit(0);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(child, &st, 0), child);
+    EXPECT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
 DecodedImage threaded() {
