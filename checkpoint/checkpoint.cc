@@ -63,7 +63,7 @@ struct Capture {
     MemoryDump memory;
     Fingerprints prints;    // fidelity: content of the files a restore reopens
     TaskSettings settings;  // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
-    std::vector<SeccompFilterEntry> seccomp;  // fid-exact: state/seccomp.cc
+    std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
     std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
     bool was_stopped = false;
     uint64_t frozen_ns = 0;

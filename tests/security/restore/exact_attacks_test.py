@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Seccomp filters in images (state/seccomp.cc), as a real unprivileged user.
+"""Seccomp filters and POSIX timers in images (state/seccomp.cc, state/timers.cc),
+as a real unprivileged user.
 
 A user `crfsfx1` (made in setup, removed after) runs a probe that holds a
 seccomp filter (getpid answers EACCES, with no_new_privs). Reading its
@@ -8,7 +9,9 @@ filters takes CAP_SYS_ADMIN: the user's `reason` says so and its `cp` of
 edits it with crfs-imgedit (checksum fixed) and writes it into restore
 slots. The filter must come back with the user's own rights (the kernel's
 no_new_privs rule decides), never be dropped or changed silently, and never
-stop the restorer after it reported success.
+stop the restorer after it reported success. The user's own probe with POSIX
+timers checkpoints and restores as the user; edited timer records are refused
+or meet the kernel's own rule (CLOCK_REALTIME_ALARM needs CAP_WAKE_ALARM).
 
 usage: seccomp_attacks_test.py BUILD_DIR  (any unittest args after)
 """
@@ -80,6 +83,8 @@ class SeccompImages(ra.SlotAttackCase):
         cls.crfs.stop()
         shutil.rmtree(cls.d, ignore_errors=True)
 
+    VARIANT = "seccomp_getpid"
+
     @classmethod
     def start_probe(cls):
         for f in ("ready", "result"):
@@ -87,7 +92,7 @@ class SeccompImages(ra.SlotAttackCase):
                 os.unlink(f"{cls.d}/{f}")
         p = subprocess.Popen(
             ["setpriv", f"--reuid={ra.UID}", f"--regid={ra.GID}", "--clear-groups",
-             "--inh-caps=-all", cls.probe, "seccomp_getpid", cls.d],
+             "--inh-caps=-all", cls.probe, cls.VARIANT, cls.d],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cls.procs.append(p)
         rt.wait_for(lambda: os.path.exists(f"{cls.d}/ready") or p.poll() is not None,
@@ -155,6 +160,77 @@ class SeccompImages(ra.SlotAttackCase):
         ok, err, status, pid = self.restore(img)
         self.assertFalse(ok)
         self.assertIn("bad image", status)
+
+
+class TimerImages(SeccompImages):
+    """The user's own task with POSIX timers (tests/probes/exact.c
+    posix_timers: timers 0, 2, 3), checkpointed by the user."""
+    VARIANT = "posix_timers"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.crfs = rt.Crfsd()
+        cls.procs = []
+        try:
+            cls.d = tempfile.mkdtemp(prefix="crfsfx-")
+            os.chmod(cls.d, 0o777)
+            cls.edit = os.path.join(ra.BUILD, "tests/security/restore/crfs-imgedit")
+            cls.probe = os.path.join(ra.BUILD, "tests/probes/probe_exact")
+            p = cls.start_probe()
+            r = ra.run_as(f"cp {cls.crfs.mnt}/{p.pid}/image {cls.d}/snap.img")
+            assert r.returncode == 0, r.stderr
+            p.kill()
+            p.wait(ra.TIMEOUT)
+            cls.records = [eval(line, {}, {}) for line in subprocess.run(
+                [cls.edit, f"{cls.d}/snap.img", "--list"], capture_output=True, text=True,
+                check=True).stdout.splitlines()]
+        except BaseException:
+            cls.tearDownClass()
+            raise
+        cls.n = 0
+
+    def timer(self, n):
+        return f"{self.rec('posix-timer')[:-1]}{n}" if n else self.rec("posix-timer")
+
+    # Not this class's: the seccomp tests.
+    test_user_cannot_read_the_filters_and_is_told_why = None
+    test_user_restores_the_filter_with_its_own_rights = None
+    test_filter_without_no_new_privs_is_the_kernels_eacces = None
+    test_tsync_and_listener_flags_are_refused = None
+    test_filter_refusing_the_restorers_close_is_refused_before_anything_runs = None
+    test_filter_killing_on_rt_sigreturn_is_refused = None
+    test_bad_program_is_refused = None
+
+    def test_user_restores_the_timers(self):
+        ok, err, status, pid = self.restore(f"{self.d}/snap.img")
+        self.assertTrue(ok, f"{err} {status}")
+        self.assertEqual(self.verdict(pid), "PASS")
+
+    def test_signal_out_of_range_is_refused(self):
+        for signo in (9, 19, 65, 0):
+            status = self.assert_refused(self.edited(self.timer(0) + f"@12:4={signo}"),
+                                         "Invalid argument")
+            self.assertIn(f"POSIX timer 0: signal {signo}", status)
+
+    def test_unknown_clock_and_notification_are_refused(self):
+        status = self.assert_refused(self.edited(self.timer(0) + "@4:4=-14"), "Invalid argument")
+        self.assertIn("POSIX timer 0: clock -14", status)
+        status = self.assert_refused(self.edited(self.timer(0) + "@8:4=2"), "Invalid argument")
+        self.assertIn("POSIX timer 0: notify 2", status)
+
+    def test_alarm_clock_is_the_kernels_to_refuse(self):
+        # CLOCK_REALTIME_ALARM: timer_create asks for CAP_WAKE_ALARM (EPERM), or
+        # the machine has no alarm-capable RTC (EOPNOTSUPP): the kernel's answer.
+        ok, err, status, pid = self.restore(self.edited(self.timer(0) + "@4:4=8"))
+        self.assertFalse(ok, status)
+        self.assertRegex(err, "Operation not (permitted|supported)")
+        self.assertIn("making POSIX timer 0 with its id and time", status)
+        self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
+
+    def test_ids_out_of_order_are_a_bad_image(self):
+        ok, err, status, pid = self.restore(self.edited(self.timer(0) + "@0:4=7"))
+        self.assertFalse(ok)
+        self.assertIn("out of order", status)
 
 
 if __name__ == "__main__":
