@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/registry.h"
+#include "state/locks.h"
 #include "state/seccomp.h"
 #include "state/timers.h"
 
@@ -65,6 +66,7 @@ struct Capture {
     TaskSettings settings;  // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
     std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
     std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
+    std::vector<image::FileLockRecord> locks;     // fid-exact: state/locks.cc
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -125,6 +127,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
         if (!filters) return std::unexpected(filters.error());
         c.seccomp = std::move(*filters);
     }
+    auto locks = state::dump_locks(view);  // fid-exact
+    if (!locks) return std::unexpected(locks.error());
+    c.locks = std::move(*locks);
 
     auto attrs = read_task_attrs(pid);
     if (!attrs) return std::unexpected(attrs.error());
@@ -305,6 +310,7 @@ ImageStream build_image(Capture& c, pid_t pid, uint64_t started_ns, image::Stats
         for (const auto& [type, payload] : f.records) w.add(type, payload);
     for (const TaskFd& f : c.fds)
         if (f.inet && f.rec.same_as < 0) state::write_inet(w, *f.inet);
+    for (const auto& l : c.locks) w.add(RecordType::kFileLock, Payload().add(l));  // fid-exact
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

@@ -585,6 +585,21 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.posix_timers.push_back(t);
                 break;
             }
+            case RecordType::kFileLock: {  // fid-exact (state/locks.cc)
+                auto l = load<image::FileLockRecord>(p);
+                if (img.header.version < 4)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (img.file_locks.size() >= image::kMaxFileLocks)
+                    return inconsistent(r, "too many locks");
+                auto f = std::find_if(img.fds.begin(), img.fds.end(),
+                                      [&](const FdEntry& e) { return e.rec.fd == l.fd; });
+                if (f == img.fds.end() || f->rec.same_as >= 0)
+                    return inconsistent(r, strfmt("lock on fd {}, which is no earlier fd of a "
+                                                  "description of its own",
+                                                  l.fd));
+                img.file_locks.push_back(l);
+                break;
+            }
             case RecordType::kFdContent: {
                 auto c = load<image::FdContentRecord>(p);
                 auto f = std::find_if(img.fds.begin(), img.fds.end(),

@@ -198,6 +198,7 @@ struct DecodedImage {
     std::string cpu_mask;                           // its affinity mask bytes
     std::vector<SeccompFilterEntry> seccomp;        // version 4, oldest first
     std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
+    std::vector<image::FileLockRecord> file_locks;      // version 4
     uint64_t record_count = 0;
     uint64_t checksum = 0;
     uint64_t size = 0;

@@ -49,6 +49,7 @@
 #include "restorer/validate.h"
 #include "restorer/writer.h"
 #include "state/netlock.h"
+#include "state/locks.h"
 #include "state/seccomp.h"
 #include "state/timers.h"
 
@@ -109,6 +110,7 @@ struct ChildPlan {
     const AttrPlan* attrs = nullptr;
     const SettingsPlan* settings = nullptr;  // fidelity
     const state::TimersPlan* timers = nullptr;  // fid-exact
+    const std::vector<image::FileLockRecord>* locks = nullptr;  // fid-exact
     const WriterPlan* writer = nullptr;
     int netns_fd = -1;      // the writer's network namespace, when not ours (restorer/netns.h)
     bool fs_creds = false;  // root writer: open files as the task's fsuid/fsgid
@@ -142,6 +144,8 @@ void child_fault(const ChildPlan& c, int step) {
     if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
     child_fault(c, CRFS_RA_STEP_OPEN_FD);
     child_open_fds(*c.fds, c.status_fd);
+    if (auto f = state::child_locks(*c.locks); f.err)  // fid-exact: the descriptions are in place
+        child_fail(c.status_fd, CRFS_RA_STEP_FILE_LOCK, f.err, f.index);
     if (c.fs_creds) child_leave_fs_creds(c.status_fd);
     for (const auto& copy : c.fds->copies) ::close(copy.get());
     child_fault(c, CRFS_RA_STEP_RLIMIT);
@@ -263,6 +267,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return settings_step_text(r.arg, img);
         case CRFS_RA_STEP_ADVISE:
             return "madvise/mlock of " + vma(r.arg);
+        case CRFS_RA_STEP_FILE_LOCK:
+            return state::lock_text(img, uint32_t(r.arg));
         case CRFS_RA_STEP_POSIX_TIMER:
             return strfmt("making POSIX timer {} with its id and time", r.arg);
         case CRFS_RA_STEP_SECCOMP:
@@ -596,6 +602,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.attrs = &attrs;
     cp.settings = &settings;
     cp.timers = &*timers;
+    cp.locks = &img->file_locks;
     cp.writer = &*writer;
     cp.fs_creds = !writer->as_writer &&
                   (img->creds.uid[3] != 0 || img->creds.gid[3] != 0 || !img->groups.empty());

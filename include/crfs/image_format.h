@@ -96,6 +96,7 @@ static_assert(sizeof(Trailer) == 24);
     X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
     X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
+    X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -554,6 +555,22 @@ struct PosixTimerRecord {
 };
 static_assert(sizeof(PosixTimerRecord) == 64);
 inline constexpr uint32_t kMaxPosixTimers = 1u << 16;
+
+// Version 4 (state/locks.cc): one file lock the task holds, after every fd
+// record, re-acquired at restore without waiting. `fd` is the lowest fd of the
+// open file description it is held through (flock, OFD) or of the file (POSIX:
+// the process holds it).
+enum class FileLockKind : uint32_t { kFlock = 1, kPosix = 2, kOfd = 3 };
+struct FileLockRecord {
+    int32_t fd;
+    uint32_t kind;  // FileLockKind
+    uint32_t type;  // F_RDLCK 0, F_WRLCK 1
+    uint32_t reserved;
+    int64_t start;  // bytes; flock: 0
+    int64_t len;    // bytes, 0: to the end of the file (fdinfo "EOF"); flock: 0
+};
+static_assert(sizeof(FileLockRecord) == 32);
+inline constexpr uint32_t kMaxFileLocks = 1u << 16;
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

@@ -171,6 +171,7 @@ enum crfs_ra_step {
     /* fid-exact (190-199) */
     CRFS_RA_STEP_SECCOMP = 190, /* installing seccomp filter (arg: its index, oldest first) */
     CRFS_RA_STEP_POSIX_TIMER,   /* stage 1: making POSIX timer (arg: its id) */
+    CRFS_RA_STEP_FILE_LOCK,     /* stage 1: taking a file lock again (arg: its index) */
 };
 
 struct crfs_restorer_args {

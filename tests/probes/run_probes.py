@@ -61,8 +61,8 @@ PROBES = [
     ("files", "deleted_linked", "an unlinked name of a file with 1 other link(s)"),
     ("files", "deleted_huge", "is larger than 1073741824"),
     ("files", "deleted", None),
-    ("files", "flock", "holds a file lock (1: FLOCK ADVISORY WRITE"),
-    ("files", "posix_lock", "holds a file lock (1: POSIX ADVISORY WRITE"),
+    ("files", "flock", None),
+    ("files", "posix_lock", None),
     ("files", "deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid"),
     ("files", "socketpair", None),
     ("signals", "handlers", None),
@@ -150,6 +150,7 @@ PROBES = [
     ("exact", "seccomp_getpid", None),
     ("exact", "seccomp_stacked", None),
     ("exact", "posix_timers", None),
+    ("exact", "locks", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

@@ -233,6 +233,48 @@ class TimerImages(SeccompImages):
         self.assertIn("out of order", status)
 
 
+class LockImages(TimerImages):
+    """The user's own task holding locks (tests/probes/exact.c locks: a shared
+    flock, an OFD write lock on 10-19, a POSIX read lock from 100 on)."""
+    VARIANT = "locks"
+    test_user_restores_the_timers = None
+    test_signal_out_of_range_is_refused = None
+    test_unknown_clock_and_notification_are_refused = None
+    test_alarm_clock_is_the_kernels_to_refuse = None
+    test_ids_out_of_order_are_a_bad_image = None
+
+    def lock(self, n):
+        recs = [r for r in self.records if r["type"] == "file-lock"]
+        return f"file-lock#{recs[n]['n']}"
+
+    def test_user_restores_the_locks(self):
+        ok, err, status, pid = self.restore(f"{self.d}/snap.img")
+        self.assertTrue(ok, f"{err} {status}")
+        self.assertEqual(self.verdict(pid), "PASS")
+
+    def test_a_lock_held_by_someone_else_now_is_a_clear_error(self):
+        import fcntl
+        import struct
+        with open(f"{self.d}/locked", "r+") as f:
+            # An OFD write lock on byte 15 (F_OFD_SETLK = 37), as root.
+            fcntl.fcntl(f, 37, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 15, 1, 0))
+            ok, err, status, pid = self.restore(f"{self.d}/snap.img")
+        self.assertFalse(ok, status)
+        self.assertIn("Resource temporarily unavailable", err)
+        self.assertIn(f"taking the OFD WRITE lock on bytes 10-19 of fd 4 ({self.d}/locked) again",
+                      status)
+        self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
+
+    def test_kind_type_and_range_out_of_range_are_refused(self):
+        for edit, words in (("@4:4=4", "kind 4"), ("@8:4=2", "type 2"), ("@12:4=1", "reserved 1"),
+                            ("@16:8=-1", "range -1 + ")):
+            status = self.assert_refused(self.edited(self.lock(1) + edit), "Invalid argument")
+            self.assertIn(words, status)
+        # A flock with a range: flock has none.
+        status = self.assert_refused(self.edited(self.lock(0) + "@24:8=5"), "Invalid argument")
+        self.assertIn("range 0 + 5", status)
+
+
 if __name__ == "__main__":
     ra.BUILD = os.path.abspath(sys.argv[1])
     rt.BUILD = ra.BUILD
