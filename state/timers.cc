@@ -152,6 +152,8 @@ timespec to_ts(uint64_t ns) {
     return timespec{time_t(ns / kSec), long(ns % kSec)};
 }
 
+}  // namespace
+
 Result<std::string> boot_id() {
     auto text = read_file("/proc/sys/kernel/random/boot_id");
     if (!text) return std::unexpected(text.error());
@@ -163,8 +165,6 @@ Result<std::string> boot_id() {
     for (size_t i = 0; i < 16; ++i) out[i] = char(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
     return out;
 }
-
-}  // namespace
 
 Status detect_timers(TaskView& t, Reasons& out) {
     auto text = t.read("timers");

@@ -6,12 +6,17 @@
 
 #include <functional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/image_reader.h"
 #include "common/result.h"
 
 namespace crfs::state {
+
+// The 16 bytes of /proc/sys/kernel/random/boot_id: whether a monotonic
+// deadline of an image still means the same instant (timers, timerfd).
+Result<std::string> boot_id();
 
 // A syscall run inside the frozen task (checkpoint/remote_syscall.h), and the
 // task's scratch bytes it may write to.

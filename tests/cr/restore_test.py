@@ -495,7 +495,7 @@ class BadInput(unittest.TestCase):
         self.expect(corrupt(self.image, 2), errno.EBADMSG, "bad magic")
 
     def test_header_version(self):
-        self.expect(corrupt(self.image, 8, 0x07), errno.ENOTSUP, "unsupported format version")
+        self.expect(corrupt(self.image, 8, 0x40), errno.ENOTSUP, "unsupported format version")
 
     def test_other_architecture(self):
         b = bytearray(self.image)

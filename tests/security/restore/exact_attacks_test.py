@@ -55,24 +55,29 @@ class SeccompImages(ra.SlotAttackCase):
             cls.edit = os.path.join(ra.BUILD, "tests/security/restore/crfs-imgedit")
             cls.probe = os.path.join(ra.BUILD, "tests/probes/probe_exact")
             p = cls.start_probe()
-            m, d = cls.crfs.mnt, cls.d
-            # The user may not read the filters: a reason, and EBUSY.
-            r = ra.run_as(f"cat {m}/{p.pid}/reason")
-            cls.user_reason = r.stdout
-            r = ra.run_as(f"cp {m}/{p.pid}/image {d}/user.img")
-            cls.user_cp = (r.returncode, r.stderr)
-            # Root may: the image goes to the user.
-            subprocess.run(["cp", f"{m}/{p.pid}/image", f"{d}/snap.img"], check=True)
-            os.chmod(f"{d}/snap.img", 0o644)
+            cls.take_image(p)
             p.kill()
             p.wait(ra.TIMEOUT)
             cls.records = [eval(line, {}, {}) for line in subprocess.run(
-                [cls.edit, f"{d}/snap.img", "--list"], capture_output=True, text=True,
+                [cls.edit, f"{cls.d}/snap.img", "--list"], capture_output=True, text=True,
                 check=True).stdout.splitlines()]
         except BaseException:
             cls.tearDownClass()
             raise
         cls.n = 0
+
+    @classmethod
+    def take_image(cls, p):
+        """Makes d/snap.img of probe p, readable by the user."""
+        m, d = cls.crfs.mnt, cls.d
+        # The user may not read the filters: a reason, and EBUSY.
+        r = ra.run_as(f"cat {m}/{p.pid}/reason")
+        cls.user_reason = r.stdout
+        r = ra.run_as(f"cp {m}/{p.pid}/image {d}/user.img")
+        cls.user_cp = (r.returncode, r.stderr)
+        # Root may: the image goes to the user.
+        subprocess.run(["cp", f"{m}/{p.pid}/image", f"{d}/snap.img"], check=True)
+        os.chmod(f"{d}/snap.img", 0o644)
 
     @classmethod
     def tearDownClass(cls):
@@ -168,26 +173,10 @@ class TimerImages(SeccompImages):
     VARIANT = "posix_timers"
 
     @classmethod
-    def setUpClass(cls):
-        cls.crfs = rt.Crfsd()
-        cls.procs = []
-        try:
-            cls.d = tempfile.mkdtemp(prefix="crfsfx-")
-            os.chmod(cls.d, 0o777)
-            cls.edit = os.path.join(ra.BUILD, "tests/security/restore/crfs-imgedit")
-            cls.probe = os.path.join(ra.BUILD, "tests/probes/probe_exact")
-            p = cls.start_probe()
-            r = ra.run_as(f"cp {cls.crfs.mnt}/{p.pid}/image {cls.d}/snap.img")
-            assert r.returncode == 0, r.stderr
-            p.kill()
-            p.wait(ra.TIMEOUT)
-            cls.records = [eval(line, {}, {}) for line in subprocess.run(
-                [cls.edit, f"{cls.d}/snap.img", "--list"], capture_output=True, text=True,
-                check=True).stdout.splitlines()]
-        except BaseException:
-            cls.tearDownClass()
-            raise
-        cls.n = 0
+    def take_image(cls, p):
+        """The user's own task: the user checkpoints it."""
+        r = ra.run_as(f"cp {cls.crfs.mnt}/{p.pid}/image {cls.d}/snap.img")
+        assert r.returncode == 0, r.stderr
 
     def timer(self, n):
         return f"{self.rec('posix-timer')[:-1]}{n}" if n else self.rec("posix-timer")
@@ -273,6 +262,42 @@ class LockImages(TimerImages):
         # A flock with a range: flock has none.
         status = self.assert_refused(self.edited(self.lock(0) + "@24:8=5"), "Invalid argument")
         self.assertIn("range 0 + 5", status)
+
+
+class Pdeathsig(unittest.TestCase):
+    """A parent-death signal (not in /proc) is asked in the frozen task and
+    refused with EBUSY naming it (state/pdeathsig.cc)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.crfs = rt.Crfsd()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.crfs.stop()
+
+    def test_pdeathsig_is_refused_at_checkpoint_and_the_task_runs_on(self):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        d = tempfile.mkdtemp(prefix="crfsfx-")
+        p = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             preexec_fn=lambda: libc.prctl(1, signal.SIGTERM, 0, 0, 0))
+        try:
+            rt.wait_for(lambda: rt.read(f"/proc/{p.pid}/stat").split(") ")[1][0] == "S",
+                        "sleep to sleep")
+            r = subprocess.run(["cp", f"{self.crfs.mnt}/{p.pid}/image", f"{d}/x.img"],
+                               capture_output=True, text=True)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("Device or resource busy", r.stderr)
+            self.assertIn("parent-death signal 15 SIGTERM (PR_SET_PDEATHSIG)",
+                          rt.read(self.crfs.log.name))
+            self.assertIsNone(p.poll(), "the task was harmed")
+            self.assertIn("\nTracerPid:\t0\n", rt.read(f"/proc/{p.pid}/status"))
+        finally:
+            p.kill()
+            p.wait(ra.TIMEOUT)
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
