@@ -25,7 +25,6 @@
 #include "common/strfmt.h"
 #include "state/registry.h"
 #include "state/locks.h"
-#include "state/pdeathsig.h"
 #include "state/seccomp.h"
 #include "state/timers.h"
 
@@ -183,7 +182,6 @@ Result<Capture> capture(pid_t pid, uint64_t starttime) {
             state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return r.call(nr, a1, a2); },
                              [&](void* out, size_t n) { return r.read_scratch(out, n); },
                              r.scratch()};
-            if (auto p = state::check_pdeathsig(pid, in); !p) return std::unexpected(p.error());
             auto timers = state::dump_posix_timers(pid, in, [&]() -> Status {
                 auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
                 if (!again) return std::unexpected(again.error());

@@ -264,42 +264,6 @@ class LockImages(TimerImages):
         self.assertIn("range 0 + 5", status)
 
 
-class Pdeathsig(unittest.TestCase):
-    """A parent-death signal (not in /proc) is asked in the frozen task and
-    refused with EBUSY naming it (state/pdeathsig.cc)."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.crfs = rt.Crfsd()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.crfs.stop()
-
-    def test_pdeathsig_is_refused_at_checkpoint_and_the_task_runs_on(self):
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        d = tempfile.mkdtemp(prefix="crfsfx-")
-        p = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             preexec_fn=lambda: libc.prctl(1, signal.SIGTERM, 0, 0, 0))
-        try:
-            rt.wait_for(lambda: rt.read(f"/proc/{p.pid}/stat").split(") ")[1][0] == "S",
-                        "sleep to sleep")
-            r = subprocess.run(["cp", f"{self.crfs.mnt}/{p.pid}/image", f"{d}/x.img"],
-                               capture_output=True, text=True)
-            self.assertNotEqual(r.returncode, 0)
-            self.assertIn("Device or resource busy", r.stderr)
-            self.assertIn("parent-death signal 15 SIGTERM (PR_SET_PDEATHSIG)",
-                          rt.read(self.crfs.log.name))
-            self.assertIsNone(p.poll(), "the task was harmed")
-            self.assertIn("\nTracerPid:\t0\n", rt.read(f"/proc/{p.pid}/status"))
-        finally:
-            p.kill()
-            p.wait(ra.TIMEOUT)
-            shutil.rmtree(d, ignore_errors=True)
-
-
 if __name__ == "__main__":
     ra.BUILD = os.path.abspath(sys.argv[1])
     rt.BUILD = ra.BUILD
