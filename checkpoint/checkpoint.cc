@@ -28,6 +28,9 @@
 #include "common/strfmt.h"
 #include "state/memfd.h"
 #include "state/registry.h"
+#include "state/locks.h"
+#include "state/seccomp.h"
+#include "state/timers.h"
 
 namespace crfs {
 
@@ -66,6 +69,9 @@ struct Capture {
     Fingerprints prints;      // fidelity: content of the files a restore reopens
     TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
     state::MemfdDump memfds;  // kobj: every memfd the task holds or maps (state/memfd.h)
+    std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
+    std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
+    std::vector<image::FileLockRecord> locks;     // fid-exact: state/locks.cc
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -127,6 +133,14 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto smaps = view.smaps();
     if (!smaps) return std::unexpected(smaps.error());
     std::vector<MapsEntry> maps = **smaps;
+    if (auto s = view.status(); s && (*s)->seccomp == 2) {  // fid-exact
+        auto filters = state::dump_seccomp(pid, (*s)->seccomp_filters);
+        if (!filters) return std::unexpected(filters.error());
+        c.seccomp = std::move(*filters);
+    }
+    auto locks = state::dump_locks(view);  // fid-exact
+    if (!locks) return std::unexpected(locks.error());
+    c.locks = std::move(*locks);
 
     auto attrs = read_task_attrs(pid);
     if (!attrs) return std::unexpected(attrs.error());
@@ -172,6 +186,20 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto settings = read_task_settings(pid, **rs);  // fidelity
         if (!settings) return std::unexpected(settings.error());
         c.settings = std::move(*settings);
+        {  // fid-exact: POSIX timers, asked in the task
+            RemoteSyscall& r = **rs;
+            state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return r.call(nr, a1, a2); },
+                             [&](void* out, size_t n) { return r.read_scratch(out, n); },
+                             r.scratch()};
+            auto timers = state::dump_posix_timers(pid, in, [&]() -> Status {
+                auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
+                if (!again) return std::unexpected(again.error());
+                c.signals = std::move(*again);
+                return {};
+            });
+            if (!timers) return std::unexpected(timers.error());
+            c.timers = std::move(*timers);
+        }
         auto cctid = read_tid_address(**rs);
         if (!cctid) return std::unexpected(cctid.error());
         c.main_thread.clear_child_tid = *cctid;
@@ -315,6 +343,10 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     w.add(RecordType::kRlimits, Payload().add(a.rlimits));
     w.add(RecordType::kItimers, Payload().add(c.itimers));
     w.add(RecordType::kSettings, Payload().add(c.settings.rec).add_string(c.settings.cpu_mask));
+    for (const auto& f : c.seccomp)  // fid-exact
+        w.add(RecordType::kSeccompFilter,
+              Payload().add(f.rec).add_bytes(f.prog.data(), f.prog.size()));
+    for (const auto& t : c.timers) w.add(RecordType::kPosixTimer, Payload().add(t));
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));
@@ -323,6 +355,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     for (const TaskFd& f : c.fds)
         if (f.inet && f.rec.same_as < 0) state::write_inet(w, *f.inet);
     state::write_memfds(w, c.memfds);  // kobj
+    for (const auto& l : c.locks) w.add(RecordType::kFileLock, Payload().add(l));  // fid-exact
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {
             size_t n = std::min<uint64_t>(image::kMaxFdDataPerRecord, f.content.size() - off);

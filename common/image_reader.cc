@@ -577,6 +577,46 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.cpu_mask = p.substr(sizeof(image::SettingsRecord));
                 break;
             }
+            case RecordType::kSeccompFilter: {  // fid-exact (state/seccomp.cc)
+                SeccompFilterEntry e{load<image::SeccompFilterRecord>(p), {}};
+                if (img.header.version < 4)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (e.rec.index != img.seccomp.size())
+                    return inconsistent(r, strfmt("filter {} out of order", e.rec.index));
+                if (e.rec.len == 0 || e.rec.len > image::kMaxSeccompInsns)
+                    return inconsistent(r, strfmt("bad BPF length {}", e.rec.len));
+                if (auto t = expect_tail(r, sizeof e.rec, uint64_t(e.rec.len) * 8); !t)
+                    return std::unexpected(t.error());
+                e.prog = p.substr(sizeof e.rec);
+                img.seccomp.push_back(std::move(e));
+                break;
+            }
+            case RecordType::kPosixTimer: {  // fid-exact (state/timers.cc)
+                auto t = load<image::PosixTimerRecord>(p);
+                if (img.header.version < 4)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (!img.posix_timers.empty() && t.id <= img.posix_timers.back().id)
+                    return inconsistent(r, strfmt("timer {} out of order", t.id));
+                if (img.posix_timers.size() >= image::kMaxPosixTimers)
+                    return inconsistent(r, "too many timers");
+                img.posix_timers.push_back(t);
+                break;
+            }
+            case RecordType::kFileLock: {  // fid-exact (state/locks.cc)
+                auto l = load<image::FileLockRecord>(p);
+                if (img.header.version < 4)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (img.file_locks.size() >= image::kMaxFileLocks)
+                    return inconsistent(r, "too many locks");
+                auto f = std::find_if(img.fds.begin(), img.fds.end(),
+                                      [&](const FdEntry& e) { return e.rec.fd == l.fd; });
+                if (f == img.fds.end() || f->rec.same_as >= 0)
+                    return inconsistent(r, strfmt("lock on fd {}, which is no earlier fd of a "
+                                                  "description of its own",
+                                                  l.fd));
+                img.file_locks.push_back(l);
+                break;
+            }
             case RecordType::kFdContent: {
                 auto c = load<image::FdContentRecord>(p);
                 auto f = std::find_if(img.fds.begin(), img.fds.end(),

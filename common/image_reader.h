@@ -174,6 +174,12 @@ struct ThreadImage {
     std::vector<image::SiginfoRecord> pending;  // its private queue
 };
 
+// Version 4: one seccomp filter (state/seccomp.cc), its BPF program as bytes.
+struct SeccompFilterEntry {
+    image::SeccompFilterRecord rec{};
+    std::string prog;  // rec.len struct sock_filter
+};
+
 struct DecodedImage {
     image::Header header{};
     image::TaskRecord task{};
@@ -207,6 +213,9 @@ struct DecodedImage {
     std::string cpu_mask;                           // its affinity mask bytes
     // trees, version 4: every process's record, in image order (empty: one process).
     std::vector<image::ProcessRecord> processes;
+    std::vector<SeccompFilterEntry> seccomp;        // version 4, oldest first
+    std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
+    std::vector<image::FileLockRecord> file_locks;      // version 4
     uint64_t record_count = 0;
     uint64_t checksum = 0;
     uint64_t size = 0;

@@ -18,6 +18,9 @@
 #include "state/kobj.h"
 #include "state/memfd.h"
 #include "state/pipe.h"
+#include "state/locks.h"
+#include "state/seccomp.h"
+#include "state/timers.h"
 #include "state/unix_socket.h"
 
 namespace crfs {
@@ -293,7 +296,10 @@ Status check_task(const DecodedImage& img) {
 Status check_fields(const DecodedImage& img) {
     for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings,
                        state::check_pipes, state::check_unix_sockets, check_inet, check_threads,
-                       state::check_memfds})
+                       state::check_memfds,
+
+                       state::check_seccomp, state::check_posix_timers,
+                       state::check_locks})
         if (auto s = check(img); !s) return s;
     return {};
 }

@@ -49,6 +49,9 @@
 #include "restorer/tree.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
+#include "state/locks.h"
+#include "state/seccomp.h"
+#include "state/timers.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];
@@ -106,6 +109,8 @@ struct ChildPlan {
     const FdPlan* fds = nullptr;
     const AttrPlan* attrs = nullptr;
     const SettingsPlan* settings = nullptr;  // fidelity
+    const state::TimersPlan* timers = nullptr;  // fid-exact
+    const std::vector<image::FileLockRecord>* locks = nullptr;  // fid-exact
     const WriterPlan* writer = nullptr;
     int netns_fd = -1;      // the writer's network namespace, when not ours (restorer/netns.h)
     bool fs_creds = false;  // root writer: open files as the task's fsuid/fsgid
@@ -142,11 +147,15 @@ void child_fault(const ChildPlan& c, int step) {
     if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
     child_fault(c, CRFS_RA_STEP_OPEN_FD);
     child_open_fds(*c.fds, c.status_fd);
+    if (auto f = state::child_locks(*c.locks); f.err)  // fid-exact: the descriptions are in place
+        child_fail(c.status_fd, CRFS_RA_STEP_FILE_LOCK, f.err, f.index);
     if (c.fs_creds) child_leave_fs_creds(c.status_fd);
     for (const auto& copy : c.fds->copies) ::close(copy.get());
     child_fault(c, CRFS_RA_STEP_RLIMIT);
     child_attrs(*c.attrs, c.status_fd);
     child_settings(*c.settings, oom_fd, c.status_fd);  // fidelity: after rlimits (RLIMIT_RTPRIO)
+    if (auto f = state::child_posix_timers(*c.timers); f.err)  // fid-exact
+        child_fail(c.status_fd, CRFS_RA_STEP_POSIX_TIMER, f.err, uint64_t(f.id));
     __asm__ volatile(
         "mov %0, %%rsp\n"
         "xor %%ebp, %%ebp\n"
@@ -257,6 +266,15 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("sealing memfd {} of the image (F_ADD_SEALS)", r.arg);
         case CRFS_RA_STEP_CHILD:  // trees
             return strfmt("creating child process {}", r.arg);
+        case CRFS_RA_STEP_FILE_LOCK:
+            return state::lock_text(img, uint32_t(r.arg));
+        case CRFS_RA_STEP_POSIX_TIMER:
+            return strfmt("making POSIX timer {} with its id and time", r.arg);
+        case CRFS_RA_STEP_SECCOMP:
+            return strfmt(
+                "installing seccomp filter {} of {} (oldest first; the kernel wants "
+                "no_new_privs or CAP_SYS_ADMIN)",
+                r.arg, img.seccomp.size());
     }
     return strfmt("step {}", r.step);
 }
@@ -441,6 +459,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
     SettingsPlan settings = plan_settings(*img);
+    auto timers = state::plan_posix_timers(*img);  // fid-exact
+    if (!timers) return std::unexpected(timers.error());
 
     // --- the blob's area: code, args, arrays, frame, stack --------------------
     size_t blob_len = size_t(crfs_restorer_blob_end - crfs_restorer_blob);
@@ -454,7 +474,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     pending.size() * sizeof(crfs_ra_siginfo) + img->groups.size() * 4 +
                     img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
                     kBlobStack + kPage + threads_area_bytes(*img) +
-                    fds->memfds.size() * sizeof(crfs_ra_memfd);
+                    fds->memfds.size() * sizeof(crfs_ra_memfd) +
+                    state::seccomp_area_bytes(*img);
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
@@ -594,6 +615,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.fds = &*fds;
     cp.attrs = &attrs;
     cp.settings = &settings;
+    cp.timers = &*timers;
+    cp.locks = &img->file_locks;
     cp.writer = &*writer;
     cp.fs_creds = !writer->as_writer &&
                   (img->creds.uid[3] != 0 || img->creds.gid[3] != 0 || !img->groups.empty());
@@ -605,6 +628,11 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     bool stopped = img->header.flags & image::kHeaderTaskWasStopped;
     a->stop_self = stopped;
     if (req.tree) stopped = tree_gate(req, *a);  // trees: stops come after the go
+    // fid-exact: last, once every field the blob's final syscalls use is set.
+    if (auto s = state::plan_seccomp(
+            *img, req.want_pid, [&](size_t b, size_t al) { return arena.take(b, al); }, *a);
+        !s)
+        return std::unexpected(s.error());
 
     // --- create the task --------------------------------------------------------
     clone_args ca{};

@@ -27,6 +27,7 @@
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
 #include "state/kobj.h"
+#include "state/timers.h"  // boot_id
 
 #ifndef TFD_IOC_SET_TICKS
 #define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
@@ -97,18 +98,6 @@ uint64_t clock_ns(int32_t clock) {
     timespec ts{};
     clock_gettime(clock, &ts);
     return uint64_t(ts.tv_sec) * kSec + uint64_t(ts.tv_nsec);
-}
-
-Result<std::string> boot_id() {
-    auto text = read_file("/proc/sys/kernel/random/boot_id");
-    if (!text) return std::unexpected(text.error());
-    std::string hex;
-    for (char c : *text)
-        if (std::isxdigit(static_cast<unsigned char>(c))) hex += c;
-    if (hex.size() != 32) return make_error(EIO, "/proc/sys/kernel/random/boot_id: not a UUID");
-    std::string out(16, '\0');
-    for (size_t i = 0; i < 16; ++i) out[i] = char(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
-    return out;
 }
 
 std::optional<std::string> detect(TaskView&, const FdView& f) {

@@ -98,6 +98,11 @@ static_assert(sizeof(Trailer) == 24);
     X(kMemfd, 72, "memfd", sizeof(MemfdRecord), sizeof(MemfdRecord) + kMaxMemfdName)             \
     X(kMemfdData, 73, "memfd-data", sizeof(MemfdDataRecord),                                     \
       sizeof(MemfdDataRecord) + kMaxFdDataPerRecord)                                             \
+    /* fid-exact (96-103), version 4: state restored exactly (docs/state.md) */                  \
+    X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
+      sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
+    X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
+    X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -555,6 +560,53 @@ struct SettingsRecord {
     uint32_t reserved;         // 0
 };
 static_assert(sizeof(SettingsRecord) == 48);
+
+// Version 4 (state/seccomp.cc): one seccomp filter of the task, oldest first
+// (`index` 0 is the filter installed first, as PTRACE_SECCOMP_GET_FILTER
+// numbers them). Followed by `len` classic BPF instructions (struct
+// sock_filter, 8 bytes each), as the kernel returned them.
+struct SeccompFilterRecord {
+    uint32_t index;
+    uint32_t flags;  // SECCOMP_FILTER_FLAG_LOG (2), from PTRACE_SECCOMP_GET_METADATA
+    uint32_t len;    // 1..kMaxSeccompInsns
+    uint32_t reserved;
+};
+static_assert(sizeof(SeccompFilterRecord) == 16);
+inline constexpr uint32_t kMaxSeccompInsns = 4096;       // BPF_MAXINSNS
+inline constexpr uint32_t kMaxSeccompPathInsns = 32768;  // MAX_INSNS_PER_PATH (+4 per filter)
+
+// Version 4 (state/timers.cc): one POSIX timer (timer_create), in id order,
+// from /proc/<pid>/timers and timer_gettime run in the frozen task. Time as
+// for a timerfd: time left (value_ns, 0: disarmed) and period at
+// `captured_ns` on its clock, `boot_id` telling whether a monotonic deadline
+// still means the same instant.
+struct PosixTimerRecord {
+    int32_t id;       // the timer id timer_create returned
+    int32_t clockid;  // REALTIME, MONOTONIC, BOOTTIME, *_ALARM, PROCESS/THREAD_CPUTIME_ID
+    int32_t notify;   // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (to the main thread)
+    int32_t signo;    // 1..64, 0 for SIGEV_NONE
+    uint64_t sigval;  // sigev_value
+    uint64_t value_ns, interval_ns, captured_ns;
+    uint8_t boot_id[16];
+};
+static_assert(sizeof(PosixTimerRecord) == 64);
+inline constexpr uint32_t kMaxPosixTimers = 1u << 16;
+
+// Version 4 (state/locks.cc): one file lock the task holds, after every fd
+// record, re-acquired at restore without waiting. `fd` is the lowest fd of the
+// open file description it is held through (flock, OFD) or of the file (POSIX:
+// the process holds it).
+enum class FileLockKind : uint32_t { kFlock = 1, kPosix = 2, kOfd = 3 };
+struct FileLockRecord {
+    int32_t fd;
+    uint32_t kind;  // FileLockKind
+    uint32_t type;  // F_RDLCK 0, F_WRLCK 1
+    uint32_t reserved;
+    int64_t start;  // bytes; flock: 0
+    int64_t len;    // bytes, 0: to the end of the file (fdinfo "EOF"); flock: 0
+};
+static_assert(sizeof(FileLockRecord) == 32);
+inline constexpr uint32_t kMaxFileLocks = 1u << 16;
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

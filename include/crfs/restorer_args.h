@@ -100,6 +100,14 @@ struct crfs_ra_memfd {
     uint32_t seals;
 };
 
+/* fid-exact: one seccomp filter, installed by the blob's last step
+ * (restorer/blob/seccomp.h) with seccomp(SECCOMP_SET_MODE_FILTER, flags). */
+struct crfs_ra_seccomp {
+    uint64_t insns; /* struct sock_filter*, in the area */
+    uint32_t len;   /* instructions */
+    uint32_t flags; /* SECCOMP_FILTER_FLAG_LOG or 0 */
+};
+
 struct crfs_ra_sigaction {
     uint64_t handler, flags, restorer, mask;
 };
@@ -160,9 +168,9 @@ enum crfs_ra_step {
     CRFS_RA_STEP_BECOME_WRITER,  /* the switch to the writer's credentials (arg: which) */
     CRFS_RA_STEP_FD_TYPE,        /* an fd's file is not of its recorded type (arg: fd) */
     /* Kernel objects (state/kobj.h), numbered clear of other steps. */
-    CRFS_RA_STEP_KOBJ = 140,  /* making an eventfd, timerfd, ... (arg: fd) */
-    CRFS_RA_STEP_TIMER,       /* setting a timerfd's ticks and time (arg: fd) */
-    CRFS_RA_STEP_EPOLL_WATCH, /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
+    CRFS_RA_STEP_KOBJ = 140,    /* making an eventfd, timerfd, ... (arg: fd) */
+    CRFS_RA_STEP_TIMER,         /* setting a timerfd's ticks and time (arg: fd) */
+    CRFS_RA_STEP_EPOLL_WATCH,   /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
     CRFS_RA_STEP_INOTIFY_WATCH, /* adding an inotify watch (arg: its wd) */
     CRFS_RA_STEP_MEMFD_SEAL,    /* kobj: F_ADD_SEALS of a memfd (arg: its memfd list index) */
     /* fidelity: the settings record (restorer/settings.h; arg: which setting) */
@@ -170,6 +178,10 @@ enum crfs_ra_step {
     CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */
     /* trees: a process creating a child of the tree (arg: the child's pid) */
     CRFS_RA_STEP_CHILD = 170,
+    /* fid-exact (190-199) */
+    CRFS_RA_STEP_SECCOMP = 190, /* installing seccomp filter (arg: its index, oldest first) */
+    CRFS_RA_STEP_POSIX_TIMER,   /* stage 1: making POSIX timer (arg: its id) */
+    CRFS_RA_STEP_FILE_LOCK,     /* stage 1: taking a file lock again (arg: its index) */
 };
 
 struct crfs_restorer_args {
@@ -257,6 +269,10 @@ struct crfs_restorer_args {
      * it; end of file (the driver gave up) ends the task. has_go 0: none. */
     int32_t go_fd;
     int32_t has_go;
+    /* fid-exact: the task's seccomp filters (struct crfs_ra_seccomp*), oldest
+     * first, installed right before the 'K' report and rt_sigreturn. */
+    uint64_t seccomp;
+    uint64_t nr_seccomp;
 };
 
 #endif

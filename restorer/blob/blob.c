@@ -9,6 +9,7 @@
  *   mmap every image VMA, pread its stored pages from the image, mprotect
  *   PR_SET_MM_MAP (mm layout, auxv, exe link)
  *   sigactions, re-queue pending signals, credentials, itimers, fs/gs base
+ *   seccomp filters (last: they may forbid what came before)
  *   report 'K' to the driver (the point of no return), rt_sigreturn
  *
  * Any failure before 'K' writes a crfs_ra_report to status_fd and exits the
@@ -330,6 +331,7 @@ static void drop_caps(const struct crfs_restorer_args* a) {
     }
 }
 
+#include "seccomp.h"
 #include "threads.h"
 
 __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry(
@@ -451,6 +453,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
         memcpy((void*)a->sigframe_dst, (const void*)a->sigframe, a->sigframe_len);
         frame = a->sigframe_dst;
     }
+    fault(a, CRFS_RA_STEP_SECCOMP);
+    install_seccomp(a); /* fid-exact: last, see seccomp.h */
     uint64_t unmap = a->self_unmap, unmap_len = a->self_unmap_len;
 
     uint64_t stop = a->stop_self != 0;

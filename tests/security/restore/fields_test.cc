@@ -3,9 +3,22 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/syscall.h>
+
 #include "restorer/threads.h"
 #include "restorer/validate.h"
 #include "tests/support/check_fields.h"
+#include "state/seccomp.h"
+#include "state/timers.h"
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 
 namespace crfs {
 namespace {
@@ -164,6 +177,169 @@ TEST(RestoreFields, SettingsInRange) {
                   "membarrier registrations 0x8");
     expect_einval(with([](auto&, auto& m) { m.assign(8, '\0'); }), "or no CPU");
     expect_einval(with([](auto& r, auto&) { r.cpus_len = 12; }), "CPU affinity mask of 12 bytes");
+}
+
+// fid-exact: seccomp-filter records (state/seccomp.cc).
+SeccompFilterEntry filter(std::vector<sock_filter> insns, uint32_t flags = 0) {
+    SeccompFilterEntry f;
+    f.rec.len = uint32_t(insns.size()), f.rec.flags = flags;
+    f.prog.assign(reinterpret_cast<const char*>(insns.data()), insns.size() * sizeof(sock_filter));
+    return f;
+}
+
+// Returns `action` for syscall `nr`, allows the rest.
+SeccompFilterEntry deny(int nr, uint32_t action) {
+    return filter({BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),
+                   BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, uint32_t(nr), 0, 1),
+                   BPF_STMT(BPF_RET | BPF_K, action),
+                   BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)});
+}
+
+TEST(RestoreFields, SeccompFiltersInRange) {
+    auto img = good();
+    img.seccomp.push_back(deny(SYS_getpid, SECCOMP_RET_ERRNO | 13));
+    img.seccomp.push_back(deny(SYS_getuid, SECCOMP_RET_KILL_PROCESS));
+    img.seccomp[1].rec.index = 1;
+    EXPECT_TRUE(check_fields(img));
+    img.seccomp[1].rec.flags = SECCOMP_FILTER_FLAG_LOG;
+    EXPECT_TRUE(check_fields(img));
+    img.seccomp[1].rec.flags = SECCOMP_FILTER_FLAG_TSYNC;
+    expect_einval(img, "seccomp filter 1: flags 0x1");
+    img.seccomp[1].rec.flags = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    expect_einval(img, "flags 0x8");
+    img.seccomp[1].rec.flags = 0;
+    img.seccomp[1].rec.reserved = 1;
+    expect_einval(img, "reserved 0x1");
+    img.seccomp[1].rec.reserved = 0;
+    img.seccomp[1].rec.len = 5;  // the program holds 4
+    expect_einval(img, "seccomp filter 1: 5 instructions");
+    // The kernel's limit along one path: 32768 instructions, 4 more per filter.
+    img = good();
+    for (uint32_t i = 0; i < 8; ++i) {
+        img.seccomp.push_back(
+            filter(std::vector<sock_filter>(4096, BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW))));
+        img.seccomp.back().rec.index = i;
+    }
+    expect_einval(img, "more than 32768 instructions in all");
+}
+
+// The blob's calls after installing the filters, evaluated on each filter.
+TEST(RestoreFields, SeccompFiltersMustLetTheRestorerFinish) {
+    auto img = good();
+    img.seccomp.push_back(deny(SYS_getpid, SECCOMP_RET_ERRNO | 13));
+    state::BlobCall k{"write", SYS_write, {5, std::nullopt, 1, 0, 0, 0}, 1};
+    state::BlobCall pid{"getpid", SYS_getpid, {}, 1};
+    EXPECT_TRUE(state::check_seccomp_allows(img, std::array{k}));
+    auto s = state::check_seccomp_allows(img, std::array{k, pid});
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code, EPERM);
+    EXPECT_NE(s.error().what.find("seccomp filter 0 (of 1, oldest first) answers "
+                                  "SECCOMP_RET_ERRNO 13 to the restorer's getpid(2)"),
+              std::string::npos)
+        << s.error().what;
+    // Not yet installed when the call runs: no matter.
+    pid.filters = 0;
+    EXPECT_TRUE(state::check_seccomp_allows(img, std::array{pid}));
+    // A filter looking at an argument the restorer cannot tell in advance.
+    img.seccomp[0] = filter({BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1])),
+                             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)});
+    s = state::check_seccomp_allows(img, std::array{k});
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().what.find("looks at argument 1 of the restorer's write(2)"),
+              std::string::npos)
+        << s.error().what;
+    // ... or at a known one: fd 5, high half 0.
+    img.seccomp[0] =
+        filter({BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0])),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 5, 1, 0),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_THREAD),
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0]) + 4),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_THREAD),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_LOG)});
+    EXPECT_TRUE(state::check_seccomp_allows(img, std::array{k}));
+    k.args[0] = 6;
+    s = state::check_seccomp_allows(img, std::array{k});
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().what.find("SECCOMP_RET_KILL_THREAD"), std::string::npos) << s.error().what;
+    // Hostile programs: a jump past the end, a read of an unwritten scratch
+    // word, division by X = 0 (the kernel's filter then answers 0: kill).
+    for (auto bad : std::vector<std::vector<sock_filter>>{
+             {BPF_JUMP(BPF_JMP | BPF_JA, 7, 0, 0), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)},
+             {BPF_STMT(BPF_LD | BPF_MEM, 3), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)},
+             {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 64), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)},
+             {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0)},
+             {BPF_STMT(BPF_LDX | BPF_IMM, 0), BPF_STMT(BPF_ALU | BPF_DIV | BPF_X, 0),
+              BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)}}) {
+        img.seccomp[0] = filter(bad);
+        EXPECT_FALSE(state::check_seccomp_allows(img, std::array{k}));
+    }
+}
+
+// fid-exact: posix-timer records (state/timers.cc).
+TEST(RestoreFields, PosixTimersInRange) {
+    auto with = [](auto edit) {
+        auto img = good();
+        image::PosixTimerRecord t{};
+        t.id = 3, t.clockid = CLOCK_MONOTONIC, t.notify = SIGEV_SIGNAL, t.signo = SIGUSR1;
+        t.value_ns = 1000, t.interval_ns = 1000;
+        img.posix_timers.push_back(t);
+        edit(img.posix_timers.back());
+        return img;
+    };
+    EXPECT_TRUE(check_fields(with([](auto&) {})));
+    EXPECT_TRUE(check_fields(with([](auto& t) { t.notify = SIGEV_NONE, t.signo = 0; })));
+    expect_einval(with([](auto& t) { t.clockid = -6; }), "POSIX timer 3: clock -6");
+    expect_einval(with([](auto& t) { t.clockid = 4; }), "clock 4");  // CLOCK_MONOTONIC_RAW
+    expect_einval(with([](auto& t) { t.notify = 2; }), "notify 2");  // SIGEV_THREAD
+    expect_einval(with([](auto& t) { t.signo = SIGKILL; }), "signal 9");
+    expect_einval(with([](auto& t) { t.signo = 65; }), "signal 65");
+    expect_einval(with([](auto& t) { t.signo = 0; }), "signal 0");
+    expect_einval(with([](auto& t) { t.id = -1; }), "POSIX timer -1: id");
+    expect_einval(with([](auto& t) { t.id = 1 << 20; }), "POSIX timer id 1048576");
+    expect_einval(with([](auto& t) { t.value_ns = 1ull << 63; }), "time left 9223372036854775808");
+}
+
+// Without PR_TIMER_CREATE_RESTORE_IDS (a kernel before 6.17: here a seccomp
+// filter answers it EINVAL) the ids are handed out in order and the gaps
+// freed again.
+TEST(RestoreFields, PosixTimersKeepTheirIdsWithoutThePrctl) {
+    state::TimersPlan p;
+    for (int id : {0, 2, 5}) {
+        image::PosixTimerRecord t{};
+        t.id = id, t.clockid = CLOCK_MONOTONIC, t.notify = SIGEV_NONE;
+        t.value_ns = id == 5 ? 0 : 500'000'000'000ull;
+        p.timers.push_back(t);
+    }
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prctl, 0, 3),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0])),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 77 /* PR_TIMER_CREATE_RESTORE_IDS */, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+        sock_fprog prog{static_cast<unsigned short>(std::size(f)), f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, 2, &prog)) _exit(10);
+        if (prctl(77, 1, 0, 0, 0) == 0) _exit(11);
+        if (state::child_posix_timers(p).err) _exit(12);
+        std::ifstream in("/proc/self/timers");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        std::string text = ss.str(), ids;
+        for (size_t pos = 0; (pos = text.find("ID: ", pos)) != std::string::npos; pos += 4)
+            if (pos == 0 || text[pos - 1] == '\n') ids += text.substr(pos + 4, 1);
+        if (ids != "520") _exit(13);  // newest first
+        itimerspec its{};
+        if (syscall(SYS_timer_gettime, 2, &its) || its.it_value.tv_sec < 400) _exit(14);
+        _exit(0);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(child, &st, 0), child);
+    EXPECT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
 DecodedImage threaded() {

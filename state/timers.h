@@ -1,0 +1,53 @@
+// POSIX timers (state/timers.cc): read in the frozen task, range-checked in
+// a hostile image, made again in stage 1 of a restore with their ids.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+
+namespace crfs::state {
+
+// The 16 bytes of /proc/sys/kernel/random/boot_id: whether a monotonic
+// deadline of an image still means the same instant (timers, timerfd).
+Result<std::string> boot_id();
+
+// A syscall run inside the frozen task (checkpoint/remote_syscall.h), and the
+// task's scratch bytes it may write to.
+struct InTask {
+    std::function<Result<int64_t>(long nr, uint64_t a1, uint64_t a2)> call;
+    std::function<Status(void* out, size_t len)> read_scratch;
+    uint64_t scratch = 0;
+};
+
+// Checkpoint: every timer of /proc/<pid>/timers with its time (timer_gettime
+// in the task), read on both sides of `reread_pending` (which reads the
+// task's pending signals again) until no timer expired in between.
+Result<std::vector<image::PosixTimerRecord>> dump_posix_timers(
+    pid_t pid, const InTask& in, const std::function<Status()>& reread_pending);
+
+// Restore: the records in range.
+Status check_posix_timers(const DecodedImage& img);
+
+// Stage 1, in the new task (as the writer): each timer made with its id
+// (PR_TIMER_CREATE_RESTORE_IDS, else ids handed out in order, gaps filled and
+// freed again) and armed. On failure: the errno and the timer id, for
+// child_fail(CRFS_RA_STEP_POSIX_TIMER). No allocation: it runs in the clone.
+struct TimersPlan {
+    std::vector<image::PosixTimerRecord> timers;
+    bool same_boot = false;
+};
+Result<TimersPlan> plan_posix_timers(const DecodedImage& img);
+struct TimerFail {
+    int err = 0;
+    int32_t id = 0;
+};
+TimerFail child_posix_timers(const TimersPlan& p);
+
+}  // namespace crfs::state
