@@ -28,10 +28,11 @@
 #include "checkpoint/files.h"  // kMaxDeletedFileBytes: the dump's limit
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/inet.h"
 #include "state/pipe.h"
 #include "state/shared_desc.h"
+#include "state/tree.h"
 #include "state/unix_socket.h"
-#include "state/inet.h"
 
 namespace crfs::state {
 namespace {
@@ -103,7 +104,7 @@ std::optional<std::string> kobj_fd_reason(TaskView& t, const FdView& f, FdContex
 
 std::optional<std::string> socket_reason(TaskView& t, const FdView& f, FdContext& ctx) {
     if (is_unix_socket(f, ctx)) return unix_socket_reason(t, f, ctx);  // state/unix_socket.cc
-    bool is_inet = false;  // TCP and UDP: state/inet.h
+    bool is_inet = false;                                              // TCP and UDP: state/inet.h
     if (auto why = inet_reason(t.pid(), f.fd, &is_inet); why || is_inet) return why;
     auto ino = bracketed_inode(f.link, "socket:[");
     auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;
@@ -249,7 +250,9 @@ Status detect_fds(TaskView& t, Reasons& out) {
     std::map<int, std::string> lines;
     for (const FdView& f : **fds)
         if (auto r = fd_reason(t, f, ctx)) lines[f.fd] = *r;
-    const pid_t inside[] = {t.pid()};  // the image: the task (state/shared_desc.h)
+    // The image: a tree's members, or the task and its descendants (state/tree.h).
+    std::vector<pid_t> inside = t.image_pids();
+    if (inside.empty()) inside = tree_pids(t.pid());
     shared_description_reasons(t, **fds, inside, std::map(lines), ctx.holders, lines);
     for (auto& [fd, line] : lines) out.push_back("fd " + std::to_string(fd) + ": " + line);
     // Shared descriptions are captured (one record per group, restored by dup);

@@ -54,12 +54,18 @@ class TaskView {
     Result<const std::vector<MapsEntry>*> smaps();
     Result<const std::vector<FdView>*> fds();  // sorted by fd; fds closed meanwhile skipped
 
+    // The processes of the image the task is checkpointed in (state/tree.cc
+    // sets it on a tree's members); empty: the task and its descendants.
+    void set_image_pids(std::vector<pid_t> pids) { image_pids_ = std::move(pids); }
+    const std::vector<pid_t>& image_pids() const { return image_pids_; }
+
   private:
     pid_t pid_, self_tgid_;
     std::optional<ProcStat> stat_;
     std::optional<ProcStatus> status_;
     std::optional<std::vector<MapsEntry>> smaps_;
     std::optional<std::vector<FdView>> fds_;
+    std::vector<pid_t> image_pids_;
 };
 
 // One kind of state.

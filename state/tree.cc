@@ -100,51 +100,6 @@ Status shared_descriptions(std::vector<TaskView*>& members, Reasons& out) {
     return {};
 }
 
-// Open file descriptions a member shares with a process outside the tree
-// (a parent that kept the log it redirected a job to). Candidates are the
-// processes whose fd tables the caller can read holding the same link
-// (state/holders.cc); kcmp tells whether it is the same description.
-void shared_outside(std::vector<TaskView*>& members, Reasons& out) {
-    std::vector<pid_t> tree;
-    for (TaskView* m : members) tree.push_back(m->pid());
-    Holders holders(members.front()->pid());
-    std::map<std::string, std::vector<pid_t>> by_link;
-    for (TaskView* m : members) {
-        auto fds = m->fds();
-        if (!fds) continue;  // gone meanwhile; its own detect said so
-        for (const FdView& f : **fds) {
-            if (kernel_object(f.link)) continue;
-            auto it = by_link.find(f.link);
-            if (it == by_link.end()) {
-                std::vector<pid_t> outside;
-                for (pid_t p : holders.of(f.link))
-                    if (std::find(tree.begin(), tree.end(), p) == tree.end()) outside.push_back(p);
-                it = by_link.emplace(f.link, std::move(outside)).first;
-            }
-            for (pid_t p : it->second) {
-                std::string dir = "/proc/" + std::to_string(p) + "/fd";
-                std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-                bool same = false;
-                while (d && !same) {
-                    dirent* de = ::readdir(d.get());
-                    if (!de) break;
-                    int ofd = 0;
-                    auto [end, ec] =
-                        std::from_chars(de->d_name, de->d_name + std::strlen(de->d_name), ofd);
-                    if (ec != std::errc() || *end) continue;
-                    same = syscall(SYS_kcmp, m->pid(), p, KCMP_FILE, f.fd, ofd) == 0;
-                }
-                if (same)
-                    out.push_back("pid " + std::to_string(m->pid()) + " (fd " +
-                                  std::to_string(f.fd) + "): shares one open file description (" +
-                                  f.link + ") with " + Holders::names({p}) +
-                                  ", outside the tree; a description shared with another process" +
-                                  std::string(kNotYet));
-            }
-        }
-    }
-}
-
 }  // namespace
 
 Result<std::vector<pid_t>> list_children(pid_t pid) {
@@ -164,6 +119,13 @@ Result<std::vector<pid_t>> list_children(pid_t pid) {
             p = ec == std::errc() ? end + 1 : p + 1;
         }
     }
+    return out;
+}
+
+std::vector<pid_t> tree_pids(pid_t pid) {
+    std::vector<pid_t> out{pid};
+    for (size_t i = 0; i < out.size() && out.size() <= image::kMaxProcesses; ++i)
+        if (auto kids = list_children(out[i])) out.insert(out.end(), kids->begin(), kids->end());
     return out;
 }
 
@@ -187,6 +149,11 @@ Status detect_tree(TaskView& t, Reasons& out) {
             members.push_back(views.back().get());
         }
     }
+    // Descriptions shared with a process outside the image (the fds kind,
+    // state/shared_desc.h) count every member as inside.
+    std::vector<pid_t> image_pids;
+    for (TaskView* m : members) image_pids.push_back(m->pid());
+    for (auto& v : views) v->set_image_pids(image_pids);
     for (auto& v : views) {
         Reasons lines;
         if (auto r = detect_member(*v, lines); !r) {
@@ -197,10 +164,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
         }
         for (const auto& l : lines) out.push_back(name_line(v->pid(), l));
     }
-    if (auto s = shared_descriptions(members, out); !s) return s;
-    // A task without children keeps the single-process behaviour (docs/state.md, known gaps).
-    if (members.size() > 1) shared_outside(members, out);
-    return {};
+    return shared_descriptions(members, out);
 }
 
 }  // namespace crfs::state

@@ -15,4 +15,8 @@ namespace crfs::state {
 // task is frozen (a running task may fork or reap meanwhile).
 Result<std::vector<pid_t>> list_children(pid_t pid);
 
+// `pid` and its descendants, parents first (processes that exit meanwhile are
+// left out; a listing the caller may not read ends that branch).
+std::vector<pid_t> tree_pids(pid_t pid);
+
 }  // namespace crfs::state

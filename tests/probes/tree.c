@@ -4,6 +4,7 @@
  * that live until the probe's check, which kills and reaps them. */
 #include "probe.h"
 
+#include <mqueue.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -66,15 +67,20 @@ static void pipe_setup(void) {
     close(p[0]);
 }
 
-/* A grandchild holding a memfd: the root's reason names the grandchild. */
-static void memfd_body(void) {
+/* A grandchild holding a POSIX message queue (a reason): the root's reason
+ * names the grandchild. */
+static void mq_body(void) {
     own_stdio();
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* goes with its parent (killed by the check) */
-    if (memfd_create("treeprobe", 0) < 0) die("memfd_create");
+    char name[64];
+    snprintf(name, sizeof name, "/crfs-treeprobe-%d", (int)getpid());
+    struct mq_attr attr = {.mq_maxmsg = 1, .mq_msgsize = 8};
+    if (mq_open(name, O_RDWR | O_CREAT | O_EXCL, 0600, &attr) != 3) die("mq_open");
+    mq_unlink(name);
 }
 static void grandchild_body(void) {
     own_stdio();
-    g_kids[1] = spawn(memfd_body);
+    g_kids[1] = spawn(mq_body);
 }
 static void grandchild_setup(void) {
     g_kids[0] = spawn(grandchild_body);
