@@ -18,6 +18,8 @@ A single-process echo server (tests/workloads/net_echo.c) is checkpointed with
   - the network lock (an nftables table owned by the daemon) is gone once the
     daemon is killed with SIGKILL;
   - a connection in CLOSE_WAIT is refused with its reason;
+  - a server and its client in one process tree (tests/workloads/tcp_tree.c),
+    bytes queued both ways, come back together and finish their exchange;
   - hostile edits of the socket records are EINVAL at close, with no task left.
 Every wait is bounded and waits for a state; the daemon is always stopped.
 
@@ -56,6 +58,12 @@ def show(img):
     out = subprocess.run([os.path.join(BUILD, "tools/crfs"), "show", "--json", img],
                          capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
     return [f for f in json.loads(out)["fds"] if "socket" in f]
+
+
+def processes_of(img):
+    out = subprocess.run([os.path.join(BUILD, "tools/crfs"), "show", "--json", img],
+                         capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
+    return json.loads(out).get("processes", [])
 
 
 def tcp_queues(pid, port):
@@ -219,6 +227,45 @@ class Established(Base):
                       rt.read(f"{self.m}/{t.pid}/reason"))
         r = rt.sh(f"cat {self.m}/{t.pid}/image > /dev/null")
         self.assertIn("Device or resource busy", r.stderr)
+
+
+def reap_orphans():
+    """Reaps what we inherited as a child subreaper (a killed tree's orphans)."""
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+
+
+class SameTree(Base):
+    """A TCP echo server and its client in one tree (tests/workloads/tcp_tree.c)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import ctypes
+        ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: the killed client is ours
+
+    def test_server_and_client_in_one_tree_keep_their_connection(self):
+        t = self.task([os.path.join(BUILD, "tests/workloads/tcp_tree"), "@DIR@"])
+        child = int(rt.read(t.path("child")))
+        self.addCleanup(lambda: rt.alive(child) and os.kill(child, signal.SIGKILL))
+        # Bytes in flight both ways: the server's end holds queued bytes to
+        # send and to read (it sleeps in write(), the client does not read).
+        port = int(rt.read(t.path("port")))
+        rt.wait_for(lambda: all(tcp_queues(t.pid, port)), "queues full both ways")
+        img = t.checkpoint()
+        self.assertEqual(len(processes_of(img)), 2)
+        os.kill(child, signal.SIGKILL)
+        t.kill9()
+        rt.wait_for(lambda: (reap_orphans(), rt.pid_free(child))[1], f"pid {child} to go")
+        t.restore(img, str(t.pid))
+        self.assertTrue(rt.alive(child), "the client did not come back with its pid")
+        os.kill(child, signal.SIGTERM)
+        rt.wait_for(lambda: os.path.exists(t.path("result")), "the client's verdict")
+        self.assertEqual(rt.read(t.path("result")), "PASS")
+        rt.wait_for(lambda: not rt.alive(t.pid), "the server to see the end and exit")
 
 
 class TcpClose(Base):
