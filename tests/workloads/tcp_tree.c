@@ -4,10 +4,10 @@
  *
  * The parent listens on 127.0.0.1 (port chosen by the kernel), forks the
  * client, accepts its connection and echoes every byte back with blocking
- * reads and writes (its port in DIR/port). The client (its own /dev/null stdio, no fd of its parent)
- * connects, sends a known pattern without reading until it cannot send more:
- * then the queues are full both ways and the server sleeps in write(). It
- * writes its pid to DIR/child, then DIR/ready, and waits for SIGTERM.
+ * reads and writes (its port in DIR/port). The client (its own /dev/null stdio, no fd of its
+ * parent) connects, sends a known pattern without reading until it cannot send more: then the
+ * queues are full both ways and the server sleeps in write(). It writes its pid to DIR/child, then
+ * DIR/ready, and waits for SIGTERM.
  *
  * On SIGTERM the client sends the rest of the pattern and reads every echoed
  * byte, checking each against the pattern: DIR/result gets "PASS" when all
