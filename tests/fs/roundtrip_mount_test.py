@@ -45,6 +45,22 @@ def pid_free(pid):
     return not os.path.exists(f"/proc/{pid}")
 
 
+def descendants(pid):
+    """pid's descendants, from /proc/PID/task/*/children (those that exit meanwhile left out)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+                out += kids
+                todo += kids
+        except OSError:
+            pass
+    return out
+
+
 def same_description(pid, a, b):
     """kcmp KCMP_FILE: 0 when fds a and b of pid are one open file description."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -149,10 +165,11 @@ class Task:
         return read(self.path(result)).strip()
 
     def cleanup(self):
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for pid in [*descendants(self.pid), self.pid]:  # a failed test leaves no child behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.proc:
             self.proc.wait(TIMEOUT)
         shutil.rmtree(self.dir, ignore_errors=True)
