@@ -61,6 +61,24 @@ Result<size_t> MemorySource::read(void* buf, size_t len) {
     return k;
 }
 
+Result<uint64_t> ByteSource::skip(uint64_t len) {
+    char buf[64 << 10];
+    uint64_t done = 0;
+    while (done < len) {
+        auto n = read(buf, size_t(std::min<uint64_t>(len - done, sizeof buf)));
+        if (!n) return std::unexpected(n.error());
+        done += *n;
+        if (*n == 0) break;
+    }
+    return done;
+}
+
+Result<uint64_t> MemorySource::skip(uint64_t len) {
+    uint64_t k = std::min<uint64_t>(len, size_ - pos_);
+    pos_ += size_t(k);
+    return k;
+}
+
 ImageReader::~ImageReader() {
     if (xxh_) XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
 }
@@ -68,11 +86,32 @@ ImageReader::~ImageReader() {
 Status ImageReader::read_exact(void* buf, size_t len, const std::string& where, bool hash) {
     auto n = src_.read(buf, len);
     if (!n) return std::unexpected(n.error());
-    if (hash) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), buf, *n);
+    if (hash && !hashed_) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), buf, *n);
     offset_ += *n;
     if (*n < len)
         return bad(
             strfmt("truncated image: unexpected end of file in {} at byte {}", where, offset_));
+    return {};
+}
+
+// Bulk data the caller does not keep: hashed through the scratch buffer, or,
+// when the stream was hashed as it was written, passed over unread.
+Status ImageReader::pass_bulk(uint64_t len, const std::string& where) {
+    if (hashed_) {
+        auto n = src_.skip(len);
+        if (!n) return std::unexpected(n.error());
+        offset_ += *n;
+        if (*n < len)
+            return bad(
+                strfmt("truncated image: unexpected end of file in {} at byte {}", where, offset_));
+        return {};
+    }
+    if (len && scratch_.empty()) scratch_.resize(1 << 20);
+    for (uint64_t left = len; left;) {
+        size_t n = size_t(std::min<uint64_t>(left, scratch_.size()));
+        if (auto r = read_exact(scratch_.data(), n, where, true); !r) return r;
+        left -= n;
+    }
     return {};
 }
 
@@ -83,7 +122,7 @@ Result<image::Header> ImageReader::read_header() {
     // Magic first, alone, so that a short non-image file says "bad magic", not "truncated".
     auto n = src_.read(h.magic, sizeof h.magic);
     if (!n) return std::unexpected(n.error());
-    XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), h.magic, *n);
+    if (!hashed_) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), h.magic, *n);
     offset_ += *n;
     if (*n < sizeof h.magic || std::memcmp(h.magic, image::kMagic, sizeof h.magic) != 0)
         return bad(strfmt("bad magic: not a crfs image (starts with {})",
@@ -143,7 +182,7 @@ Result<std::optional<Record>> ImageReader::next() {
         return bad(strfmt("record length {} below minimum {} for record {} ({}) at byte {}",
                           rh.length, info->min_length, records_, info->name, start));
     bool trailer = info->type == RecordType::kTrailer;
-    if (!trailer) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), &rh, sizeof rh);
+    if (!trailer && !hashed_) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), &rh, sizeof rh);
 
     Record rec{info->type, info->name, records_, start, {}, rh.length};
     // The fixed part of a bulk record, when its data is skipped.
@@ -156,13 +195,7 @@ Result<std::optional<Record>> ImageReader::next() {
         trailer ? std::string("trailer") : strfmt("record {} ({})", records_, info->name);
     if (auto r = read_exact(rec.payload.data(), keep, where, !trailer); !r)
         return std::unexpected(r.error());
-    if (keep < rh.length && scratch_.empty()) scratch_.resize(1 << 20);
-    for (uint64_t left = rh.length - keep; left;) {
-        size_t n = size_t(std::min<uint64_t>(left, scratch_.size()));
-        if (auto r = read_exact(scratch_.data(), n, where, true); !r)
-            return std::unexpected(r.error());
-        left -= n;
-    }
+    if (auto r = pass_bulk(rh.length - keep, where); !r) return std::unexpected(r.error());
     if (!trailer) {
         ++records_;
         return std::optional<Record>(std::move(rec));
@@ -172,7 +205,10 @@ Result<std::optional<Record>> ImageReader::next() {
     std::memcpy(&t, rec.payload.data(), sizeof t);
     if (std::memcmp(t.magic, image::kTrailerMagic, sizeof t.magic) != 0)
         return bad(strfmt("bad trailer magic at byte {}", start));
-    checksum_ = XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_));
+    if (hashed_ && hashed_->bytes != start)
+        return bad(strfmt("the trailer at byte {} is not where the stream was hashed up to ({})",
+                          start, hashed_->bytes));
+    checksum_ = hashed_ ? hashed_->checksum : XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_));
     if (t.checksum != checksum_)
         return bad(strfmt("checksum mismatch: trailer says {:016x}, stream hashes to {:016x}",
                           t.checksum, checksum_));
@@ -304,6 +340,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     DecodedImage img;
     ImageReader reader(src);
     reader.skip_bulk_data(!opts.keep_data);
+    if (opts.hashed) reader.use_stream_hash(*opts.hashed);
     auto h = reader.read_header();
     if (!h) return std::unexpected(h.error());
     img.header = *h;

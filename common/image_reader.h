@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/image_prehash.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
 
@@ -23,6 +24,8 @@ class ByteSource {
   public:
     virtual ~ByteSource() = default;
     virtual Result<size_t> read(void* buf, size_t len) = 0;
+    // Passes over up to `len` bytes unread; fewer only at end of stream.
+    virtual Result<uint64_t> skip(uint64_t len);
 };
 
 // Buffered reader of a file descriptor (file, pipe, socket); does not own the fd.
@@ -43,6 +46,7 @@ class MemorySource : public ByteSource {
     MemorySource(const void* data, size_t size)
         : data_(static_cast<const char*>(data)), size_(size) {}
     Result<size_t> read(void* buf, size_t len) override;
+    Result<uint64_t> skip(uint64_t len) override;
 
   private:
     const char* data_;
@@ -78,13 +82,20 @@ class ImageReader {
     // through one reused buffer instead of a fresh allocation per record (a
     // 1 GiB image is 64 records of 16 MiB).
     void skip_bulk_data(bool on) { skip_bulk_ = on; }
+    // The stream was hashed as it was written (common/image_prehash.h):
+    // nothing is hashed again, skipped bulk data is not even read, and only a
+    // trailer starting at byte `h.bytes` is accepted (else an error: the
+    // caller decodes the usual way).
+    void use_stream_hash(StreamHash h) { hashed_ = h; }
 
     uint64_t offset() const { return offset_; }
     uint64_t checksum() const { return checksum_; }
 
   private:
     Status read_exact(void* buf, size_t len, const std::string& where, bool hash);
+    Status pass_bulk(uint64_t len, const std::string& where);
     ByteSource& src_;
+    std::optional<StreamHash> hashed_;
     void* xxh_ = nullptr;  // XXH3_state_t
     uint64_t offset_ = 0;
     uint64_t records_ = 0;
@@ -224,6 +235,8 @@ struct DecodedImage {
 struct DecodeOptions {
     bool keep_data = false;  // keep page and file content in memory (restore does)
     uint32_t process = 0;    // trees: which process's records (index into processes)
+    // The checksum computed as the bytes arrived (ImageReader::use_stream_hash).
+    const StreamHash* hashed = nullptr;
 };
 
 // Reads and checks a whole image: framing, checksum, and that the records make

@@ -55,6 +55,7 @@ void Slot::drop_spool() {
     spool.reset();
     spool_bytes.reset();
     written = 0;
+    hash.reset();
     pending = false;
 }
 
@@ -181,6 +182,7 @@ Status spool_append(Limits& limits, Slot& slot, const char* buf, size_t len) {
         if (n < 0) return errno_error("spool image of slot " + slot.name);
         done += static_cast<size_t>(n);
     }
+    slot.hash.update(buf, len);
     slot.written += len;
     return {};
 }
@@ -246,6 +248,7 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
                          has_cap(caller.tid, kCapSetgid) && has_cap(caller.tid, kCapSysAdmin);
     req.writer_pid = caller.tid;
     req.tcp_close = slot.tcp_close;
+    req.image_hash = slot.hash.result();
     // The kernel reserves choosing pids to CAP_CHECKPOINT_RESTORE: re-checked
     // for this writer (root or restore_pid_group), not only at mkdir.
     req.may_choose_pid = slot.want_pid > 0 && may_name_pid(caller, limits.config(), slot.name);

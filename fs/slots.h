@@ -33,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/image_prehash.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "fs/access.h"
@@ -76,6 +77,8 @@ struct Slot {
     UniqueFd spool;     // memfd with the bytes written so far; made at the first write
     Lease spool_bytes;  // the owner's share of user_spool: `written`
     uint64_t written = 0;
+    // Of `written` bytes, as they arrived: the restore reads no page twice.
+    ImagePrehash hash;
     bool pending = false;          // bytes written since the last restore attempt
     bool removed = false;          // rmdir'ed while a handle was open: takes no more bytes
     std::optional<Error> refused;  // a write of this image failed (ENOSPC): close says so

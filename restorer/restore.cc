@@ -346,8 +346,9 @@ void kill_and_reap(pid_t pid) {
 class ImageMapping {
   public:
     ImageMapping() = default;
-    ImageMapping(int fd, size_t len) {
-        void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    ImageMapping(int fd, size_t len, bool populate = true) {
+        void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd,
+                         0);
         if (p != MAP_FAILED) data_ = static_cast<const char*>(p), len_ = len;
     }
     ImageMapping(ImageMapping&& o) noexcept
@@ -372,8 +373,23 @@ class ImageMapping {
 // fewer than read() into a buffer. The spool does not change while it is
 // restored (the slot's lock); anything unmappable is read. The mapping ends
 // here, before the task is cloned.
-Result<DecodedImage> decode_spool(int fd, uint32_t process) {
+Result<DecodedImage> decode_spool(int fd, uint32_t process,
+                                  const std::optional<StreamHash>& hashed, bool* used_hash) {
     struct stat st {};
+    // Hashed as it was written: only the records' fixed parts are read,
+    // through an unpopulated mapping (faults bring in what is touched). Any
+    // error: decoded again the usual way, which gives the usual message.
+    // CRFS_RESTORE_FULL_DECODE=1 (benches: the old path) always decodes in full.
+    if (hashed && !getenv("CRFS_RESTORE_FULL_DECODE") && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        ImageMapping lazy(fd, size_t(st.st_size), false);
+        if (lazy.data()) {
+            MemorySource src(lazy.data(), lazy.size());
+            auto img = decode_image(src, {.process = process, .hashed = &*hashed});
+            if ((*used_hash = img.has_value())) return img;
+            log_debug("image hashed as written: %s; decoding it again",
+                      img.error().what.c_str());
+        }
+    }
     ImageMapping mapped;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
         mapped = ImageMapping(fd, size_t(st.st_size));
@@ -398,9 +414,10 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     PhaseTrace trace;
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
-    auto img = decode_spool(req.image_fd, req.tree_index);
+    bool used_hash = false;
+    auto img = decode_spool(req.image_fd, req.tree_index, req.image_hash, &used_hash);
     if (!img) return std::unexpected(img.error().context("bad image"));
-    trace.mark("decode");
+    trace.mark(used_hash ? "decode-hashed" : "decode");
     if (!img->processes.empty() && !req.tree) return restore_tree(req, *img);  // trees
     if (req.tree)
         if (auto s = check_tree_member(*img, req); !s) return std::unexpected(s.error());

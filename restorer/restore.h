@@ -6,8 +6,10 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <vector>
 
+#include "common/image_prehash.h"
 #include "common/result.h"
 
 namespace crfs {
@@ -34,6 +36,11 @@ struct RestoreRequest {
     // The slot's `tcp` file says "close": established connections come back
     // aborted instead of repaired (docs/network.md).
     bool tcp_close = false;
+    // The checksum of the image's bytes before its trailer, computed as they
+    // were written (a slot hashes each write): the decode then reads only
+    // the records' fixed parts, not the page data. Ignored (a full decode)
+    // unless the image's trailer starts exactly where the hash ends.
+    std::optional<StreamHash> image_hash;
     // trees (restorer/tree.h): set by restore_tree for each process of a
     // tree's image; `tree_index` is the process's place in the image.
     struct TreeRestore* tree = nullptr;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/image_prehash.h"
 #include "common/image_reader.h"
 #include "common/image_writer.h"
 #include "common/strfmt.h"
@@ -329,6 +330,96 @@ void fix_checksum(std::string& b) {
     uint64_t sum = XXH3_64bits(b.data(), hashed);
     std::memcpy(b.data() + b.size() - sizeof(image::Trailer) + offsetof(image::Trailer, checksum),
                 &sum, 8);
+}
+
+// --- the stream hash: a slot hashes each write, the decode reads no page twice ---
+
+// The hash of `bytes` fed in pieces of odd sizes, as FUSE writes arrive.
+std::optional<StreamHash> hash_in_pieces(const std::string& bytes) {
+    ImagePrehash h;
+    size_t sizes[] = {1, 7, 40, 3, 1000, 39, 4096, 41};
+    for (size_t off = 0, i = 0; off < bytes.size(); ++i) {
+        size_t n = std::min(sizes[i % std::size(sizes)], bytes.size() - off);
+        h.update(bytes.data() + off, n);
+        off += n;
+    }
+    return h.result();
+}
+
+Result<DecodedImage> decode_hashed(const std::string& bytes, bool keep = false) {
+    auto h = hash_in_pieces(bytes);
+    if (!h) return make_error(EBADMSG, "fewer bytes than a trailer");
+    return decode(bytes, {.keep_data = keep, .hashed = &*h});
+}
+
+TEST(ImageStreamHash, EqualsTheTrailersAndDecodesTheSame) {
+    Sample s;
+    auto h = hash_in_pieces(s.bytes);
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->bytes, s.bytes.size() - kTrailerRecordBytes);
+    auto full = decode(s.bytes);
+    ASSERT_TRUE(full) << full.error().what;
+    EXPECT_EQ(h->checksum, full->checksum);
+    for (bool keep : {false, true}) {
+        auto img = decode_hashed(s.bytes, keep);
+        ASSERT_TRUE(img) << img.error().what;
+        EXPECT_EQ(img->checksum, full->checksum);
+        EXPECT_EQ(img->size, full->size);
+        EXPECT_EQ(img->record_count, full->record_count);
+        ASSERT_EQ(img->pages.size(), 1u);
+        EXPECT_EQ(img->pages[0].stream_offset, full->pages[0].stream_offset);
+        ASSERT_EQ(img->fds.size(), 1u);
+        EXPECT_EQ(img->fds[0].data_runs, full->fds[0].data_runs);
+        if (keep) {
+            EXPECT_EQ(img->pages[0].data, std::string(s.pages.data(), s.pages.size()));
+        }
+    }
+    ImagePrehash few;
+    few.update(s.bytes.data(), kTrailerRecordBytes - 1);
+    EXPECT_FALSE(few.result());
+}
+
+// Every edit the full decode refuses, the hashed decode refuses too (the
+// restore then decodes in full for the message).
+TEST(ImageStreamHash, RefusesWhatTheFullDecodeRefuses) {
+    Sample s;
+    auto full = decode(s.bytes);
+    ASSERT_TRUE(full) << full.error().what;
+    uint64_t pages_hdr =
+        full->pages[0].stream_offset - sizeof(image::PagesRecord) - sizeof(image::RecordHeader);
+    std::vector<std::pair<const char*, std::string>> cases;
+    std::string b = s.bytes;  // a page byte changed: only the checksum can tell
+    b[full->pages[0].stream_offset + 100] ^= 1;
+    cases.emplace_back("checksum mismatch", b);
+    b = s.bytes;  // the trailer's checksum changed
+    b[b.size() - 16] ^= 1;
+    cases.emplace_back("checksum mismatch", b);
+    // cut in the middle of the page data
+    cases.emplace_back("truncated image", s.bytes.substr(0, full->pages[0].stream_offset + 5000));
+    b = s.bytes;  // the pages record's length spans past the end (checksum fixed)
+    uint64_t len = sizeof(image::PagesRecord) + 3 * image::kPageSize;
+    std::memcpy(b.data() + pages_hdr + 8, &len, 8);
+    fix_checksum(b);
+    cases.emplace_back("", b);
+    b = s.bytes;  // a second trailer whose checksum covers the whole first image
+    image::RecordHeader rh{uint32_t(RecordType::kTrailer), 0, sizeof(image::Trailer)};
+    image::Trailer t{full->record_count, XXH3_64bits(s.bytes.data(), s.bytes.size()), {}};
+    std::memcpy(t.magic, image::kTrailerMagic, sizeof t.magic);
+    b.append(reinterpret_cast<const char*>(&rh), sizeof rh);
+    b.append(reinterpret_cast<const char*>(&t), sizeof t);
+    cases.emplace_back("trailing data after the trailer", b);
+    for (auto& [want, bytes] : cases) {
+        auto img = decode_hashed(bytes);
+        EXPECT_FALSE(img) << want;
+        auto whole = decode(bytes);
+        ASSERT_FALSE(whole) << want;
+        EXPECT_NE(whole.error().what.find(want), std::string::npos) << whole.error().what;
+    }
+    // The second trailer, hashed: refused for where it is, not for its checksum.
+    auto img = decode_hashed(b);
+    ASSERT_FALSE(img);
+    EXPECT_NE(img.error().what.find("not where the stream was hashed"), std::string::npos)
+        << img.error().what;
 }
 
 TEST(ImageTest, UnknownRecordType) {
