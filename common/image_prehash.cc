@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 namespace crfs {
 
 ImagePrehash::ImagePrehash() : xxh_(XXH3_createState()) {
+    if (!xxh_) throw std::bad_alloc();
     reset();
 }
 
