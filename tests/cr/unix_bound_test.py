@@ -61,7 +61,7 @@ class UnixServer(rt.Base):
         self.assertNotEqual(r.returncode, 0)
         status = rt.read(f"{self.m}/busy/status")
         self.assertIn("srv.sock: taken by another file or a live socket", status)
-        self.assertIn("Address already in use", status)
+        self.assertIn("Address already in use", r.stderr)
         t.kill9()
         t.restore(img, "fresh")
         self.serve_then_verdict(t)

@@ -89,7 +89,9 @@ static void expect_dgram(int d, const char* want, const struct sockaddr_un* from
                        .msg_controllen = sizeof cbuf};
     ssize_t n = recvmsg(d, &m, MSG_DONTWAIT);
     if (n != (ssize_t)strlen(want) || memcmp(buf, want, (size_t)n)) return fail(what);
-    if (m.msg_namelen != from_len || memcmp(&got, from, from_len)) return fail(what);
+    if (from_len <= sizeof(sa_family_t) ? m.msg_namelen > sizeof(sa_family_t)
+                                        : m.msg_namelen != from_len || memcmp(&got, from, from_len))
+        return fail(what);
     struct cmsghdr* c = CMSG_FIRSTHDR(&m);
     struct ucred u;
     if (!c || c->cmsg_type != SCM_CREDENTIALS) return fail(what);
