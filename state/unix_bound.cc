@@ -163,7 +163,8 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     if (!name.empty() && name[0])
         if (auto s = check_path(pid, d, name, r); !s) return std::unexpected(s.error());
 
-    auto q = read_unix_socket(pid, fd, d, d.state != kListen);
+    // A listening or unconnected stream socket has no queue to peek at.
+    auto q = read_unix_socket(pid, fd, d, !stream || d.state == kEstablished);
     if (!q) return std::unexpected(q.error());
     a.q = std::move(*q);
     r.sock = a.q.rec;

@@ -183,6 +183,7 @@ static void foreign_waiting_setup(void) {
     if (c < 0) die("fork");
     if (c == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(g_s[0]);
         connect_or_die(sock(SOCK_STREAM), 0);
         write_file(at("child"), "");
         for (;;) pause();
