@@ -92,11 +92,15 @@ class ListenAttacks(ProbeVictim):
     # 5 the accepted end, 6 and 7 waiting clients.
     VARIANT = "listen"
 
+    def renamed(self, path, st=None):
+        """The listener (record 0) and its accepted end (record 2) named `path`."""
+        return self.edited(*self.name_edits(0, path, st), *self.name_edits(2, path, st))
+
     def test_root_dead_socket_in_sticky_tmp_is_not_unlinked(self):
         path = tempfile.mktemp(prefix="s4ux-", suffix=".sock", dir="/tmp")
         st = dead_socket(path, 0o777)  # connect() reaches it: nothing listens there
         try:
-            status = self.assert_refused(self.edited(*self.name_edits(0, path, st)),
+            status = self.assert_refused(self.renamed(path, st),
                                          "Operation not permitted")
             self.assertIn("fd 3", status)
             self.assertEqual(os.lstat(path).st_ino, st.st_ino)
@@ -108,12 +112,12 @@ class ListenAttacks(ProbeVictim):
         os.chmod(d, 0o755)
         try:
             # Nothing there: bind itself is the writer's, and fails.
-            self.assert_refused(self.edited(*self.name_edits(0, f"{d}/new.sock")),
+            self.assert_refused(self.renamed(f"{d}/new.sock"),
                                 "Permission denied")
             self.assertEqual(os.listdir(d), [])
             # Root's dead socket there, recorded as the task's own: not unlinked.
             st = dead_socket(f"{d}/old.sock", 0o777)
-            self.assert_refused(self.edited(*self.name_edits(0, f"{d}/old.sock", st)),
+            self.assert_refused(self.renamed(f"{d}/old.sock", st),
                                 "Permission denied")
             self.assertEqual(os.lstat(f"{d}/old.sock").st_ino, st.st_ino)
         finally:
@@ -125,7 +129,7 @@ class ListenAttacks(ProbeVictim):
             f.write("root's\n")
         st = os.lstat(path)
         try:
-            status = self.assert_refused(self.edited(*self.name_edits(0, path, st)),
+            status = self.assert_refused(self.renamed(path, st),
                                          "Address already in use")
             self.assertIn("taken by another file or a live socket", status)
             self.assertEqual(rt.read(path), "root's\n")
