@@ -559,10 +559,10 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kUnixBound: {  // state/unix_bound.cc checks the fields
                 UnixBoundEntry e;
                 e.rec = load<image::UnixBoundRecord>(p);
-                if (auto s = lengths_and_bytes(r, sizeof e.rec, e.rec.sock.nmsgs,
-                                               e.rec.sock.data_len, image::kMaxUnixMessages,
-                                               image::kMaxUnixQueueBytes, "messages",
-                                               opts.keep_data, e);
+                if (auto s =
+                        lengths_and_bytes(r, sizeof e.rec, e.rec.sock.nmsgs, e.rec.sock.data_len,
+                                          image::kMaxUnixMessages, image::kMaxUnixQueueBytes,
+                                          "messages", opts.keep_data, e);
                     !s)
                     return std::unexpected(s.error());
                 img.unix_bound.push_back(std::move(e));

@@ -297,8 +297,8 @@ Status check_task(const DecodedImage& img) {
 
 Status check_fields(const DecodedImage& img) {
     for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings,
-                       state::check_pipes, state::check_unix_sockets, state::check_unix_bound, check_inet, check_threads,
-                       state::check_memfds,
+                       state::check_pipes, state::check_unix_sockets, check_inet, check_threads,
+                       state::check_memfds, state::check_unix_bound,
 
                        state::check_seccomp, state::check_posix_timers,
                        state::check_locks})

@@ -98,7 +98,7 @@ static_assert(sizeof(Trailer) == 24);
     X(kMemfd, 72, "memfd", sizeof(MemfdRecord), sizeof(MemfdRecord) + kMaxMemfdName)             \
     X(kMemfdData, 73, "memfd-data", sizeof(MemfdDataRecord),                                     \
       sizeof(MemfdDataRecord) + kMaxFdDataPerRecord)                                             \
-    /* unix (74-79), version 5: named and listening unix sockets, state/unix_bound.cc */          \
+    /* unix (74-79), version 5: named and listening unix sockets, state/unix_bound.cc */         \
     X(kUnixBound, 74, "unix-bound", sizeof(UnixBoundRecord),                                     \
       sizeof(UnixBoundRecord) + kMaxUnixMessages * 4 + kMaxUnixQueueBytes)                       \
     X(kUnixSender, 75, "unix-sender", sizeof(UnixSenderRecord), sizeof(UnixSenderRecord))        \
@@ -418,11 +418,11 @@ static_assert(sizeof(UnixSocketRecord) == 64);
 // socketpair end (peer 0: none), then what makes it. Followed by `sock.nmsgs`
 // uint32 lengths and `sock.data_len` bytes: its receive queue, as unix-socket.
 enum class UnixRole : uint32_t {
-    kPlain = 0,     // bound or not, not listening; a datagram one may be connected to `sock.peer`
+    kPlain = 0,     // bound or not, not listening; a datagram one may be connected to sock.peer
     kListen = 1,    // listening with `backlog`
-    kAccepted = 2,  // the server end of a connection accepted from `listener`; `sock.peer` the client
+    kAccepted = 2,  // the server end of a connection accepted from `listener`; peer: the client
     kWaiting = 3,   // a client whose connection waits in `listener`'s queue at `order`
-    kClient = 4,    // a client connected to `sock.peer`, the accepted end
+    kClient = 4,    // a client connected to sock.peer, the accepted end
 };
 inline constexpr uint32_t kMaxUnixName = 108;  // sizeof sockaddr_un::sun_path
 struct UnixBoundRecord {
