@@ -3,7 +3,8 @@
 //   detect  peers, names, states and queue lengths come from the kernel's
 //           unix_diag (NETLINK_SOCK_DIAG); the queue itself and the options are
 //           read through a copy of the fd (pidfd_getfd). Bound, listening and
-//           unconnected sockets, a peer outside the task, fds in flight
+//           unconnected sockets are state/unix_bound.cc's; a peer outside the
+//           task, fds in flight
 //           (SCM_RIGHTS), credentials of another process and options crfs does
 //           not restore are reasons;
 //   dump    each end's receive queue is peeked (SO_PEEK_OFF, MSG_PEEK) while the
