@@ -369,7 +369,7 @@ namespace {
 // killed). Anything else is EADDRINUSE. The caller holds the writer's rights.
 int stale_path(const UnixBoundPlan& p) {
     struct stat st {};
-    if (lstat(p.addr.sun_path, &st) < 0) return errno == ENOENT ? 0 : errno;
+    if (lstat(p.path, &st) < 0) return errno == ENOENT ? 0 : errno;
     if (!S_ISSOCK(st.st_mode) || st.st_ino != p.rec.path_ino || st.st_dev != p.rec.path_dev)
         return EADDRINUSE;
     int probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -393,8 +393,10 @@ Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd) {
             return std::unexpected(
                 s.error().context(strfmt("the queue of unix socket {}", u.rec.sock.ino)));
         p.addr.sun_family = AF_UNIX;
-        std::memcpy(p.addr.sun_path, u.rec.name, u.rec.name_len);
-        p.addr_len = socklen_t(offsetof(sockaddr_un, sun_path) + u.rec.name_len);
+        size_t len = std::min<size_t>(u.rec.name_len, sizeof p.addr.sun_path);  // checked: <= 108
+        std::memcpy(p.addr.sun_path, u.rec.name, len);
+        p.addr_len = socklen_t(offsetof(sockaddr_un, sun_path) + len);
+        if (len && u.rec.name[0]) std::memcpy(p.path, u.rec.name, len);
         p.senders.assign(p.msgs.size(), -1);
         set.socks.push_back(std::move(p));
     }
@@ -414,7 +416,7 @@ Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd) {
         if (path && stale_path(p) > 0)
             return make_error(EADDRINUSE,
                               strfmt("unix socket path {}: taken by another file or a live socket",
-                                     shown(std::string(p.rec.name, p.rec.name_len))));
+                                     shown(p.path)));
     }
     for (const auto& s : img.unix_senders) {
         auto& p = set.socks[size_t(index(s.ino))];
@@ -441,7 +443,7 @@ int bind_name(const UnixBoundPlan& p) {
     if (bind(p.held, sa, p.addr_len) == 0) return 0;
     if (errno != EADDRINUSE || !p.addr.sun_path[0]) return errno;
     if (int e = stale_path(p); e >= 0) return e ? e : EADDRINUSE;
-    if (unlink(p.addr.sun_path) < 0 && errno != ENOENT) return errno;
+    if (unlink(p.path) < 0 && errno != ENOENT) return errno;
     return bind(p.held, sa, p.addr_len) < 0 ? errno : 0;
 }
 

@@ -59,6 +59,7 @@ struct UnixBoundPlan {
     int peer = -1, listener = -1;
     sockaddr_un addr{};
     socklen_t addr_len = 0;
+    char path[sizeof addr.sun_path + 1] = {};  // a path name, NUL-terminated
     mutable int held = -1;
     mutable bool given = false;
 };

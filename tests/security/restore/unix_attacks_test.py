@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import tempfile
+import unittest
 
 import kobj_b_attacks_test as kb  # ProbeVictim: checkpoints a probe, restores it unedited
 import restore_attacks_test as rat  # (SlotAttackCase, run_as; it finds roundtrip_mount_test)
