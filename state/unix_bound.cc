@@ -151,6 +151,9 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
         }
     } else if (!(d.state == kClose || (!stream && d.state == kEstablished))) {
         return refuse(strfmt("{} in state {}", what, d.state));
+    } else if (!d.peer && d.state == kEstablished && d.raw_name.empty()) {
+        // Only a connection makes an unnamed datagram socket ESTABLISHED: its peer died.
+        return refuse(what + ": its peer is closed; a connection whose peer is gone");
     } else if (d.peer) {  // a datagram socket connected to another
         if (!peer || !held.contains(d.peer)) return outside(d.peer, "peer");
         if (peer->raw_name.empty())
