@@ -238,6 +238,14 @@ std::optional<std::string> unix_bound_reason(TaskView& t, const FdView& f, FdCon
                    "; a socket shared with another process" + std::string(kNotYet);
     }
     auto held = held_sockets(t, ctx.unix_sockets);
+    for (uint64_t c : d->icons) {  // name who holds a waiting client outside the task
+        std::string link = strfmt("socket:[{}]", c);
+        if (const auto& others = ctx.holders.of(link); c && !held.contains(c) && !others.empty())
+            return strfmt(
+                "listening {} at {}: the client of a waiting connection, {}, is held by "
+                "{}; a waiting client outside the process{}",
+                what, shown(canonical(d->raw_name)), link, Holders::names(others), kNotYet);
+    }
     auto a = analyze(t.pid(), f.fd, *d, ctx.unix_sockets, held);
     if (!a) return a.error().code == EBUSY ? a.error().what : what + ": " + a.error().what;
     return std::nullopt;

@@ -188,7 +188,7 @@ PROBES = [
     ("unix_bound", "autobind", None),
     ("unix_bound", "dgram_queue", None),
     ("unix_bound", "listen", None),
-    ("unix_bound", "foreign_waiting", "waiting client socket:["),
+    ("unix_bound", "foreign_waiting", "the client of a waiting connection, socket:["),
     ("unix_bound", "waiting_bytes", "holds bytes the server has not read"),
     ("unix_bound", "gone_sender", "queues a datagram from @crfs-ux-gone-"),
     ("unix_bound", "moved", "a name that no longer leads to it"),
