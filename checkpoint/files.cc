@@ -17,6 +17,7 @@
 #include "state/inet.h"
 #include "state/kobj.h"
 #include "state/pipe.h"
+#include "state/unix_bound.h"
 #include "state/unix_socket.h"
 
 namespace crfs {
@@ -139,7 +140,14 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
         } else if (S_ISSOCK(st.st_mode)) {  // detect let only these through
             auto domain = socket_domain(pid, fd);
             if (!domain) return std::unexpected(domain.error());
-            if (*domain == AF_UNIX) {  // a unix socketpair end (state/unix_socket.cc)
+            auto named = *domain == AF_UNIX  // state/unix_bound.cc
+                             ? state::dump_unix_bound(pid, fd, st.st_ino, t.records)
+                             : Result<bool>(false);
+            if (!named) return std::unexpected(named.error());
+            if (*named) {
+                t.rec.kind = uint32_t(image::FdKind::kUnixBound);
+                t.path.clear();
+            } else if (*domain == AF_UNIX) {  // a unix socketpair end (state/unix_socket.cc)
                 t.rec.kind = uint32_t(image::FdKind::kUnixSocket);
                 t.path.clear();
                 auto rec = state::dump_unix_socket(pid, fd, st.st_ino);

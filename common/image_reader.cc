@@ -523,7 +523,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return (k >= uint32_t(K::kRegular) && k <= uint32_t(K::kInotify)) ||
                            (k >= uint32_t(K::kPipe) && k <= uint32_t(K::kFifo)) ||
                            k == uint32_t(K::kTcp) || k == uint32_t(K::kUdp) ||
-                           k == uint32_t(K::kMemfd);
+                           k == uint32_t(K::kMemfd) || k == uint32_t(K::kUnixBound);
                 };
                 if (!known(f.rec.kind))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
@@ -593,6 +593,21 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.unix_sockets.push_back(std::move(e));
                 break;
             }
+            case RecordType::kUnixBound: {  // state/unix_bound.cc checks the fields
+                UnixBoundEntry e;
+                e.rec = load<image::UnixBoundRecord>(p);
+                if (auto s =
+                        lengths_and_bytes(r, sizeof e.rec, e.rec.sock.nmsgs, e.rec.sock.data_len,
+                                          image::kMaxUnixMessages, image::kMaxUnixQueueBytes,
+                                          "messages", opts.keep_data, e);
+                    !s)
+                    return std::unexpected(s.error());
+                img.unix_bound.push_back(std::move(e));
+                break;
+            }
+            case RecordType::kUnixSender:
+                img.unix_senders.push_back(load<image::UnixSenderRecord>(p));
+                break;
             case RecordType::kMemfd:
             case RecordType::kMemfdData:
                 if (auto s = decode_memfd(img, r, p); !s) return std::unexpected(s.error());

@@ -152,6 +152,10 @@ struct UnixSocketEntry : LengthsAndBytes {  // version 3
     image::UnixSocketRecord rec{};
 };
 
+struct UnixBoundEntry : LengthsAndBytes {  // version 5
+    image::UnixBoundRecord rec{};
+};
+
 // A memfd (version 4): its record, name, and where each memfd-data payload
 // lies in the stream (a restore copies it straight from a seekable image).
 struct MemfdEntry {
@@ -213,6 +217,8 @@ struct DecodedImage {
     std::vector<FdEntry> fds;
     std::vector<PipeEntry> pipes;
     std::vector<UnixSocketEntry> unix_sockets;
+    std::vector<UnixBoundEntry> unix_bound;             // version 5
+    std::vector<image::UnixSenderRecord> unix_senders;  // version 5
     std::vector<MemfdEntry> memfds;  // version 4 (kobj): state/memfd.cc checks them
     std::vector<InetEntry> inet;     // one per fd of kind kTcp/kUdp that is its own description
     // Version 3: the main thread's thread record (regs, xstate, sigstate and

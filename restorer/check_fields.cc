@@ -21,6 +21,7 @@
 #include "state/locks.h"
 #include "state/seccomp.h"
 #include "state/timers.h"
+#include "state/unix_bound.h"
 #include "state/unix_socket.h"
 
 namespace crfs {
@@ -159,6 +160,7 @@ Status check_fds(const DecodedImage& img) {
         bool kobj = state::is_kobj(r.kind);
         bool pipe = r.kind == uint32_t(image::FdKind::kPipe) ||
                     r.kind == uint32_t(image::FdKind::kUnixSocket) ||
+                    r.kind == uint32_t(image::FdKind::kUnixBound) ||
                     r.kind == uint32_t(image::FdKind::kFifo);
         if ((r.kind < 1 || r.kind > 3) && !kobj && !pipe)
             return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
@@ -296,7 +298,7 @@ Status check_task(const DecodedImage& img) {
 Status check_fields(const DecodedImage& img) {
     for (auto check : {check_task, check_vmas, check_regs, check_fds, check_signals, check_settings,
                        state::check_pipes, state::check_unix_sockets, check_inet, check_threads,
-                       state::check_memfds,
+                       state::check_memfds, state::check_unix_bound,
 
                        state::check_seccomp, state::check_posix_timers,
                        state::check_locks})

@@ -105,6 +105,9 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
     auto socks = state::plan_unix_sockets(img, image_fd);
     if (!socks) return std::unexpected(socks.error());
     plan.unix_sockets = std::move(*socks);
+    auto bound = state::plan_unix_bound(img, image_fd);
+    if (!bound) return std::unexpected(bound.error());
+    plan.unix_bound = std::move(*bound);
     auto memfds = state::plan_memfds(img, image_fd, min_fd, chown);  // kobj
     if (!memfds) return std::unexpected(memfds.error());
     plan.memfds = std::move(*memfds);
@@ -129,9 +132,12 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             plan.actions.push_back(std::move(a));
             continue;
         }
-        if (kind == image::FdKind::kUnixSocket) {  // check_unix_sockets: its record exists
+        if (kind == image::FdKind::kUnixSocket || kind == image::FdKind::kUnixBound) {
+            // check_unix_sockets, check_unix_bound: its record exists
             for (size_t i = 0; i < plan.unix_sockets.size(); ++i)
                 if (plan.unix_sockets[i].rec.ino == f.rec.ino) a.unix_end = int(i);
+            for (size_t i = 0; i < plan.unix_bound.socks.size(); ++i)
+                if (plan.unix_bound.socks[i].rec.sock.ino == f.rec.ino) a.unix_bound = int(i);
             a.open_flags = int(f.rec.open_flags);
             a.path = strfmt("socket:[{}]", f.rec.ino);
             plan.actions.push_back(std::move(a));
@@ -187,6 +193,12 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
                 child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, e, uint64_t(a.target));
             continue;
         }
+        if (a.unix_bound >= 0) {
+            if (int e = state::child_unix_bound_fd(plan.unix_bound, size_t(a.unix_bound), a.target,
+                                                   a.open_flags, a.cloexec, plan.min_fd))
+                child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, e, uint64_t(a.target));
+            continue;
+        }
         if (a.prepared >= 0) {
             if (dup3(a.prepared, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
@@ -215,6 +227,7 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
     }
     state::child_close_pipes(plan.pipes);
     state::child_close_unix(plan.unix_sockets);
+    state::child_close_unix_bound(plan.unix_bound);
 }
 
 }  // namespace crfs

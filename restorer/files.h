@@ -18,6 +18,7 @@
 #include "state/kobj.h"
 #include "state/memfd.h"
 #include "state/pipe.h"
+#include "state/unix_bound.h"
 #include "state/unix_socket.h"
 
 namespace crfs {
@@ -35,6 +36,7 @@ struct FdAction {
     state::KobjPlan kobj;   // kind != 0: made by its kind (state/kobj.h), not opened here
     int pipe = -1;          // >= 0: an end of FdPlan::pipes[pipe] (state/pipe.h)
     int unix_end = -1;      // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
+    int unix_bound = -1;    // >= 0: FdPlan::unix_bound.socks[unix_bound] (state/unix_bound.h)
     int prepared = -1;      // a socket the daemon made (state/inet.h): dup'd, not opened
     bool tcp_live = false;  // an established connection: stage 1 ends its repair mode
 };
@@ -44,6 +46,7 @@ struct FdPlan {
     std::vector<UniqueFd> copies;  // deleted files' copies, prepared sockets (parent side)
     std::vector<state::PipePlan> pipes;
     std::vector<state::UnixPlan> unix_sockets;
+    state::UnixBoundSet unix_bound;
     std::vector<state::MemfdHeld> memfds;  // kobj: held until the blob seals them (state/memfd.h)
     int max_target = -1;
     int min_fd = -1;  // the lowest fd number no target uses

@@ -32,6 +32,7 @@
 #include "state/pipe.h"
 #include "state/shared_desc.h"
 #include "state/tree.h"
+#include "state/unix_bound.h"
 #include "state/unix_socket.h"
 
 namespace crfs::state {
@@ -103,8 +104,9 @@ std::optional<std::string> kobj_fd_reason(TaskView& t, const FdView& f, FdContex
 }
 
 std::optional<std::string> socket_reason(TaskView& t, const FdView& f, FdContext& ctx) {
-    if (is_unix_socket(f, ctx)) return unix_socket_reason(t, f, ctx);  // state/unix_socket.cc
-    bool is_inet = false;                                              // TCP and UDP: state/inet.h
+    if (is_unix_socket(f, ctx))  // state/unix_bound.cc, state/unix_socket.cc
+        return is_unix_bound(f, ctx) ? unix_bound_reason(t, f, ctx) : unix_socket_reason(t, f, ctx);
+    bool is_inet = false;  // TCP and UDP: state/inet.h
     if (auto why = inet_reason(t.pid(), f.fd, &is_inet); why || is_inet) return why;
     auto ino = bracketed_inode(f.link, "socket:[");
     auto desc = ino ? ctx.sockets.find(*ino) : std::nullopt;

@@ -39,10 +39,6 @@ const char* type_name(uint32_t t) {
                                  : "raw";
 }
 
-std::string describe(const UnixDiag& d) {
-    return strfmt("unix {} socket socket:[{}]", type_name(d.type), d.ino);
-}
-
 Status bad(std::string what) {
     return make_error(EINVAL, "image field out of range: " + std::move(what));
 }
@@ -97,21 +93,19 @@ struct PeekOffGuard {
     }
 };
 
-struct Queue {
-    image::UnixSocketRecord rec{};
-    std::vector<uint32_t> msgs;
-    std::string data;
-};
+}  // namespace
 
-// The options and receive queue of the socket at `fd` of `pid`, taken
-// through a copy of the fd (pidfd_getfd: the caller's ptrace right) without
-// consuming anything. What cannot be saved is an EBUSY error in words.
-Result<Queue> read_socket(pid_t pid, int fd, const UnixDiag& d) {
+std::string describe_unix(const UnixDiag& d) {
+    return strfmt("unix {} socket socket:[{}]", type_name(d.type), d.ino);
+}
+
+// The copy of the fd: pidfd_getfd, the caller's ptrace right.
+Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue) {
     UniqueFd pidfd(int(syscall(SYS_pidfd_open, pid, 0)));
     if (!pidfd) return errno == ESRCH ? sys_error(ESRCH, "pidfd_open") : errno_error("pidfd_open");
     UniqueFd s(int(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
     if (!s) return errno_error(strfmt("fd {}: pidfd_getfd", fd));
-    std::string what = describe(d);
+    std::string what = describe_unix(d);
     for (const auto& o : kDefaults)
         if (get_int(s.get(), o.opt, o.def) != o.def)
             return refuse(what + " with " + o.name + " set");
@@ -123,7 +117,7 @@ Result<Queue> read_socket(pid_t pid, int fd, const UnixDiag& d) {
     if (getsockopt(s.get(), SOL_SOCKET, SO_GET_FILTER, nullptr, &len) == 0 && len)
         return refuse(what + " with a socket filter attached");
 
-    Queue q;
+    UnixQueue q;
     auto& r = q.rec;
     r.ino = d.ino;
     r.peer = d.peer;
@@ -135,6 +129,7 @@ Result<Queue> read_socket(pid_t pid, int fd, const UnixDiag& d) {
     r.rcvtimeo_usec = timeo_usec(s.get(), SO_RCVTIMEO);
     r.sndtimeo_usec = timeo_usec(s.get(), SO_SNDTIMEO);
     if (r.rcvtimeo_usec < 0 || r.sndtimeo_usec < 0) return errno_error(what + ": timeouts");
+    if (!queue) return q;
 
     auto status = read_status(pid);
     if (!status) return std::unexpected(status.error());
@@ -146,7 +141,10 @@ Result<Queue> read_socket(pid_t pid, int fd, const UnixDiag& d) {
     for (;;) {
         alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(253 * sizeof(int))];
         iovec iov{buf.data(), buf.size()};
+        sockaddr_un from{};
         msghdr m{};
+        m.msg_name = &from;
+        m.msg_namelen = sizeof from;
         m.msg_iov = &iov;
         m.msg_iovlen = 1;
         m.msg_control = cbuf;
@@ -184,6 +182,13 @@ Result<Queue> read_socket(pid_t pid, int fd, const UnixDiag& d) {
             return refuse(what + strfmt(" queues more than {} bytes or {} messages; such a queue",
                                         image::kMaxUnixQueueBytes, image::kMaxUnixMessages));
         q.data.append(buf.data(), size_t(n));
+        size_t from_len =
+            m.msg_namelen > offsetof(sockaddr_un, sun_path)
+                ? std::min<size_t>(m.msg_namelen, sizeof from) - offsetof(sockaddr_un, sun_path)
+                : 0;
+        // A path comes NUL-terminated (and its length with it): cut there.
+        if (from_len && from.sun_path[0]) from_len = strnlen(from.sun_path, from_len);
+        if (d.type != SOCK_STREAM) q.senders.emplace_back(from.sun_path, from_len);
         if (d.type == SOCK_STREAM) {
             if (q.msgs.empty()) q.msgs.push_back(0);
             q.msgs[0] += uint32_t(n);
@@ -209,8 +214,6 @@ uint64_t socket_ino(const FdView& f) {
     return std::strtoull(f.link.c_str() + 8, nullptr, 10);
 }
 
-}  // namespace
-
 const UnixDiag* UnixTable::find(uint64_t ino) {
     load();
     auto it = by_ino_.find(ino);
@@ -234,7 +237,8 @@ void UnixTable::load() {
     req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     req.r.sdiag_family = AF_UNIX;
     req.r.udiag_states = ~0u;
-    req.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN;
+    req.r.udiag_show =
+        UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_VFS | UDIAG_SHOW_ICONS;
     if (send(nl.get(), &req, sizeof req, 0) != ssize_t(sizeof req)) {
         error_ = strfmt("unix_diag request: {}", std::strerror(errno));
         return;
@@ -266,6 +270,7 @@ void UnixTable::load() {
                 const char* p = static_cast<const char*>(RTA_DATA(a));
                 size_t len = RTA_PAYLOAD(a);
                 if (a->rta_type == UNIX_DIAG_NAME && len) {
+                    d.raw_name.assign(p, len);
                     d.name =
                         p[0] ? std::string(p, strnlen(p, len)) : "@" + std::string(p + 1, len - 1);
                 } else if (a->rta_type == UNIX_DIAG_PEER && len >= 4) {
@@ -276,6 +281,18 @@ void UnixTable::load() {
                     unix_diag_rqlen q;
                     std::memcpy(&q, p, sizeof q);
                     d.rqueue = q.udiag_rqueue;
+                    d.wqueue = q.udiag_wqueue;
+                } else if (a->rta_type == UNIX_DIAG_VFS && len >= sizeof(unix_diag_vfs)) {
+                    unix_diag_vfs v;
+                    std::memcpy(&v, p, sizeof v);
+                    d.vfs_dev = v.udiag_vfs_dev;
+                    d.vfs_ino = v.udiag_vfs_ino;
+                } else if (a->rta_type == UNIX_DIAG_ICONS) {
+                    for (size_t i = 0; i + 4 <= len; i += 4) {
+                        uint32_t v;
+                        std::memcpy(&v, p + i, 4);
+                        d.icons.push_back(v);
+                    }
                 } else if (a->rta_type == UNIX_DIAG_SHUTDOWN && len >= 1) {
                     d.shutdown = uint8_t(p[0]);
                 }
@@ -292,7 +309,7 @@ bool is_unix_socket(const FdView& f, FdContext& ctx) {
 
 std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdContext& ctx) {
     const UnixDiag* d = ctx.unix_sockets.find(socket_ino(f));
-    std::string what = describe(*d), nyet(kNotYet);
+    std::string what = describe_unix(*d), nyet(kNotYet);
     if (f.info.flags & ~(kSockFlags | O_CLOEXEC))
         return what + strfmt(" with open flags 0{:o}", f.info.flags) + nyet;
     if (d->state == kListen) return "listening " + what + " at " + d->name + nyet;
@@ -320,7 +337,7 @@ std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdCo
                        : std::string("closed")) +
                "); a socket with a peer outside the task" + nyet;
     }
-    auto q = read_socket(t.pid(), f.fd, *d);
+    auto q = read_unix_socket(t.pid(), f.fd, *d);
     if (!q) return q.error().code == EBUSY ? q.error().what : what + ": " + q.error().what;
     return std::nullopt;
 }
@@ -331,7 +348,7 @@ Result<std::string> dump_unix_socket(pid_t pid, int fd, uint64_t ino) {
     if (!d)
         return make_error(EBUSY, strfmt("fd {}: socket:[{}] is no unix socket unix_diag knows ({})",
                                         fd, ino, table.error()));
-    auto q = read_socket(pid, fd, *d);
+    auto q = read_unix_socket(pid, fd, *d);
     if (!q) return std::unexpected(q.error().context(strfmt("fd {}", fd)));
     std::string out(reinterpret_cast<const char*>(&q->rec), sizeof q->rec);
     out.append(reinterpret_cast<const char*>(q->msgs.data()), q->msgs.size() * sizeof(uint32_t));
@@ -411,9 +428,9 @@ int set_buf(int s, int opt, int force, uint32_t want) {
     return uint32_t(get_int(s, opt, 0)) == want ? 0 : ERANGE;
 }
 
-int set_options(const UnixPlan& p) {
-    int s = p.held;
-    const auto& r = p.rec;
+}  // namespace
+
+int set_unix_options(int s, const image::UnixSocketRecord& r) {
     if (int e = set_buf(s, SO_SNDBUF, SO_SNDBUFFORCE, r.sndbuf)) return e;
     if (int e = set_buf(s, SO_RCVBUF, SO_RCVBUFFORCE, r.rcvbuf)) return e;
     int one = 1;
@@ -427,20 +444,26 @@ int set_options(const UnixPlan& p) {
     return 0;
 }
 
-// Sends the queue of `p` from its peer's end `from`.
-int fill_queue(const UnixPlan& p, int from) {
-    const char* d = p.data.data();
-    for (uint32_t len : p.msgs) {
-        size_t left = len;
+int send_unix_queue(int from, const uint32_t* lens, size_t count, const char* d, uint32_t type,
+                    const sockaddr* to, socklen_t to_len) {
+    for (size_t i = 0; i < count; ++i) {
+        size_t left = lens[i];
         do {
-            ssize_t n = send(from, d, left, MSG_DONTWAIT | MSG_NOSIGNAL);
+            ssize_t n = sendto(from, d, left, MSG_DONTWAIT | MSG_NOSIGNAL, to, to_len);
             if (n < 0) return errno;
-            if (p.rec.type != SOCK_STREAM && size_t(n) != left) return EMSGSIZE;
+            if (type != SOCK_STREAM && size_t(n) != left) return EMSGSIZE;
             d += n;
             left -= size_t(n);
         } while (left);
     }
     return 0;
+}
+
+namespace {
+
+// Sends the queue of `p` from its peer's end `from`.
+int fill_queue(const UnixPlan& p, int from) {
+    return send_unix_queue(from, p.msgs.data(), p.msgs.size(), p.data.data(), p.rec.type);
 }
 
 int make_pair(const UnixPlan& a, const UnixPlan& b, int min_fd) {
@@ -455,7 +478,7 @@ int make_pair(const UnixPlan& a, const UnixPlan& b, int min_fd) {
         if (ends[i]->held < 0) return err;
     }
     for (const UnixPlan* e : ends)
-        if (int err = set_options(*e)) return err;
+        if (int err = set_unix_options(e->held, e->rec)) return err;
     if (int err = fill_queue(a, b.held)) return err;
     if (int err = fill_queue(b, a.held)) return err;
     for (const UnixPlan* e : ends)  // sk_shutdown 1/2/3 is SHUT_RD/WR/RDWR plus one

@@ -3,7 +3,8 @@
 //   detect  peers, names, states and queue lengths come from the kernel's
 //           unix_diag (NETLINK_SOCK_DIAG); the queue itself and the options are
 //           read through a copy of the fd (pidfd_getfd). Bound, listening and
-//           unconnected sockets, a peer outside the task, fds in flight
+//           unconnected sockets are state/unix_bound.cc's; a peer outside the
+//           task, fds in flight
 //           (SCM_RIGHTS), credentials of another process and options crfs does
 //           not restore are reasons;
 //   dump    each end's receive queue is peeked (SO_PEEK_OFF, MSG_PEEK) while the
@@ -12,6 +13,7 @@
 //           from the other end, applies shutdown, and puts the ends at their fds.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <map>
@@ -31,14 +33,19 @@ struct FdContext;
 struct UnixDiag {
     uint64_t ino = 0, peer = 0;
     uint8_t type = 0, state = 0, shutdown = 0;
-    std::string name;  // bound name: a path, or "@..." for an abstract one
+    std::string name;      // bound name: a path, or "@..." for an abstract one
+    std::string raw_name;  // sun_path as bound (an abstract one starts with a NUL)
     uint32_t rqueue = 0;
+    uint32_t wqueue = 0;                // listening: the backlog; else bytes sent and not yet read
+    uint64_t vfs_dev = 0, vfs_ino = 0;  // a path name: its socket file
+    std::vector<uint64_t> icons;        // listening: the clients waiting, first first
 };
 
 // The unix sockets of the daemon's network namespace, dumped once on first use.
 class UnixTable {
   public:
     const UnixDiag* find(uint64_t ino);
+    const std::map<uint64_t, UnixDiag>& all() { return load(), by_ino_; }
     const std::string& error() { return load(), error_; }
 
   private:
@@ -55,6 +62,26 @@ std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdCo
 // The unix-socket record payload of socket `ino` (the end at fd `fd`), read
 // while the task is frozen; the socket keeps its queue.
 Result<std::string> dump_unix_socket(pid_t pid, int fd, uint64_t ino);
+
+// Shared with the named sockets (state/unix_bound.cc).
+std::string describe_unix(const UnixDiag& d);
+uint64_t socket_ino(const FdView& f);
+bool task_holds(TaskView& t, uint64_t ino);
+struct UnixQueue {
+    image::UnixSocketRecord rec{};
+    std::vector<uint32_t> msgs;
+    std::string data;
+    std::vector<std::string> senders;  // per message: the sender's sun_path ("" unnamed)
+};
+// The options and (unless `queue` is false: a listening socket) receive queue
+// of the socket at `fd` of `pid`, through a copy of the fd, consuming nothing.
+// What cannot be saved is an EBUSY error in words.
+Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue = true);
+// Stage 1: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, timeouts of `rec` on `s`; 0 or an errno.
+int set_unix_options(int s, const image::UnixSocketRecord& rec);
+// Stage 1: sends `msgs` lengths of `data` from `from` (to `to` when not null).
+int send_unix_queue(int from, const uint32_t* lens, size_t n, const char* data, uint32_t type,
+                    const sockaddr* to = nullptr, socklen_t to_len = 0);
 
 // Restore: every unix-socket record in range, paired, and matched with fds.
 Status check_unix_sockets(const DecodedImage& img);

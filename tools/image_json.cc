@@ -324,6 +324,34 @@ Json unix_sockets(const DecodedImage& img) {
     return out;
 }
 
+Json unix_bound(const DecodedImage& img) {  // unix: state/unix_bound.cc
+    Json out = Json::array();
+    for (const auto& u : img.unix_bound) {
+        const auto& r = u.rec;
+        std::string name(r.name, std::min<size_t>(r.name_len, sizeof r.name));
+        if (!name.empty() && name[0] == '\0') name[0] = '@';
+        Json senders = Json::array();
+        for (const auto& s : img.unix_senders)
+            if (s.ino == r.sock.ino)
+                senders.push_back({{"first", s.first}, {"count", s.count}, {"sender", s.sender}});
+        Json j = {{"ino", r.sock.ino},
+                  {"peer", r.sock.peer},
+                  {"type", r.sock.type},
+                  {"role", r.role},
+                  {"backlog", r.backlog},
+                  {"listener", r.listener},
+                  {"order", r.order},
+                  {"shutdown", r.sock.shutdown},
+                  {"passcred", bool(r.sock.passcred)},
+                  {"messages", u.lens},
+                  {"senders", senders},
+                  {"data_bytes", r.sock.data_len}};
+        put_text(j, "name", name);
+        out.push_back(std::move(j));
+    }
+    return out;
+}
+
 Json stats(const DecodedImage& img) {
     uint64_t stored = 0;
     for (const auto& p : img.pages) stored += p.nr_pages;
@@ -395,6 +423,8 @@ const char* fd_kind_name(uint32_t k) {
             return "pipe";
         case image::FdKind::kUnixSocket:
             return "unix-socket";
+        case image::FdKind::kUnixBound:
+            return "unix-bound";
         case image::FdKind::kFifo:
             return "fifo";
         case image::FdKind::kTcp:
@@ -439,10 +469,14 @@ Json image_to_json(const DecodedImage& img) {
     j["fds"] = fds(img);
     if (!img.pipes.empty()) j["pipes"] = pipes(img);
     if (!img.unix_sockets.empty()) j["unix_sockets"] = unix_sockets(img);
+    if (!img.unix_bound.empty()) j["unix_bound"] = unix_bound(img);
     j["stats"] = stats(img);
     for (const auto& p : img.processes)  // trees
-        j["processes"].push_back(
-            {{"pid", p.pid}, {"ppid", p.ppid}, {"pgid", p.pgid}, {"sid", p.sid}, {"flags", p.flags}});
+        j["processes"].push_back({{"pid", p.pid},
+                                  {"ppid", p.ppid},
+                                  {"pgid", p.pgid},
+                                  {"sid", p.sid},
+                                  {"flags", p.flags}});
     j["image"] = {{"size", img.size},
                   {"records", img.record_count},
                   {"checksum", fmt::format("{:016x}", img.checksum)}};

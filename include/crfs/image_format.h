@@ -1,4 +1,4 @@
-// The crfs image format, version 4: the on-disk structs and the one table of
+// The crfs image format, version 5: the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 4;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 5;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -98,6 +98,10 @@ static_assert(sizeof(Trailer) == 24);
     X(kMemfd, 72, "memfd", sizeof(MemfdRecord), sizeof(MemfdRecord) + kMaxMemfdName)             \
     X(kMemfdData, 73, "memfd-data", sizeof(MemfdDataRecord),                                     \
       sizeof(MemfdDataRecord) + kMaxFdDataPerRecord)                                             \
+    /* unix (74-79), version 5: named and listening unix sockets, state/unix_bound.cc */         \
+    X(kUnixBound, 74, "unix-bound", sizeof(UnixBoundRecord),                                     \
+      sizeof(UnixBoundRecord) + kMaxUnixMessages * 4 + kMaxUnixQueueBytes)                       \
+    X(kUnixSender, 75, "unix-sender", sizeof(UnixSenderRecord), sizeof(UnixSenderRecord))        \
     /* fid-exact (96-103), version 4: state restored exactly (docs/state.md) */                  \
     X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
@@ -276,6 +280,8 @@ enum class FdKind : uint32_t {
     kUdp = 21,  // UDP: unbound, bound or connected
     // Version 4 (kobj, 36-43).
     kMemfd = 36,  // a memfd: reopened from the memfd record of `ino`, seeked to pos
+    // Version 5 (unix, 37-39).
+    kUnixBound = 37,  // a unix socket with a name, listening, or connected by a name: unix-bound
 };
 
 // FdRecord.fd_flags
@@ -406,6 +412,41 @@ struct UnixSocketRecord {
     uint64_t data_len;
 };
 static_assert(sizeof(UnixSocketRecord) == 64);
+
+// A unix socket that has a name, listens, or is connected through a name
+// (version 5, state/unix_bound.cc), after the fd records: `sock` as for a
+// socketpair end (peer 0: none), then what makes it. Followed by `sock.nmsgs`
+// uint32 lengths and `sock.data_len` bytes: its receive queue, as unix-socket.
+enum class UnixRole : uint32_t {
+    kPlain = 0,     // bound or not, not listening; a datagram one may be connected to sock.peer
+    kListen = 1,    // listening with `backlog`
+    kAccepted = 2,  // the server end of a connection accepted from `listener`; peer: the client
+    kWaiting = 3,   // a client whose connection waits in `listener`'s queue at `order`
+    kClient = 4,    // a client connected to sock.peer, the accepted end
+};
+inline constexpr uint32_t kMaxUnixName = 108;  // sizeof sockaddr_un::sun_path
+struct UnixBoundRecord {
+    UnixSocketRecord sock;
+    uint32_t role;      // UnixRole
+    uint32_t backlog;   // kListen: the kernel's sk_max_ack_backlog
+    uint64_t listener;  // kAccepted, kWaiting: the listening socket's ino
+    uint32_t order;     // kWaiting: place in the listener's queue, 0 first
+    uint32_t name_len;  // bytes of `name` (0: unnamed); an abstract name starts with a NUL
+    uint64_t path_dev, path_ino;  // a path name: its socket file (st_dev, st_ino) at checkpoint
+    char name[kMaxUnixName];      // sun_path as bound (for kAccepted: the listener's)
+    uint32_t reserved;            // 0
+};
+static_assert(sizeof(UnixBoundRecord) == 216);
+
+// Who sent messages `first`..`first + count - 1` of the datagram queue of the
+// unix-bound socket `ino` (version 5): the unix-bound socket `sender`, or an
+// unnamed socket when 0. Messages no record covers came from unnamed sockets.
+struct UnixSenderRecord {
+    uint64_t ino;
+    uint32_t first, count;
+    uint64_t sender;
+};
+static_assert(sizeof(UnixSenderRecord) == 24);
 // A memfd (version 4, kobj) the task holds by an fd (FdKind::kMemfd) or maps
 // (VmaKind::kMemfdShared/kMemfdPrivate), each of which names it by `ino`: made
 // once at restore, its contents written once. Followed by its name

@@ -350,6 +350,7 @@ static void peek_off_setup(void) {
 }
 static void sock_open_check(void) {
     if (fcntl(g_sv[0], F_GETFD) < 0) fail("socket closed");
+    unlink(at("sock"));  /* as a server does when it stops: a restore binds it again */
 }
 
 static const struct variant kVariants[] = {

@@ -124,8 +124,8 @@ PROBES = [
     ("kobj_b", "unix_dgram", None),
     ("kobj_b", "unix_seqpacket", None),
     ("kobj_b", "unix_rights", "has fds in flight (SCM_RIGHTS)"),
-    ("kobj_b", "unix_bound", "bound to @crfs-kobj-b-"),
-    ("kobj_b", "unix_listen", "listening unix stream socket"),
+    ("kobj_b", "unix_bound", None),  # unix: state/unix_bound.cc
+    ("kobj_b", "unix_listen", None),
     ("kobj_b", "unix_peer_closed", "fd 3: unix stream socket socket:["),
     ("kobj_b", "unix_peek_off", "with SO_PEEK_OFF set"),
     ("kobj_b", "unix_shared", "; a socket shared with another process not supported yet"),
@@ -182,6 +182,16 @@ PROBES = [
     ("exact", "seccomp_stacked", None),
     ("exact", "posix_timers", None),
     ("exact", "locks", None),
+    # unix (issue 11): named, listening and accepted unix sockets, state/unix_bound.cc
+    ("unix_bound", "path_stream", None),
+    ("unix_bound", "abstract_seqpacket", None),
+    ("unix_bound", "autobind", None),
+    ("unix_bound", "dgram_queue", None),
+    ("unix_bound", "listen", None),
+    ("unix_bound", "foreign_waiting", "the client of a waiting connection, socket:["),
+    ("unix_bound", "waiting_bytes", "holds bytes the server has not read"),
+    ("unix_bound", "gone_sender", "queues a datagram from @crfs-ux-gone-"),
+    ("unix_bound", "moved", "a name that no longer leads to it"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

@@ -1,0 +1,82 @@
+// Named, listening and accepted unix sockets of one process: detect, dump and
+// restore halves of one kind (docs/state.md "Pipes and unix sockets").
+//   detect  every unix socket that is not an unnamed socketpair end: bound
+//           (a path or an abstract name, autobound too), listening (with the
+//           clients waiting in its queue), accepted and client ends, datagram
+//           sockets connected by a name. unix_diag gives names, peers, the
+//           listener's queue (UDIAG_SHOW_ICONS), queue lengths and the socket
+//           file (UDIAG_SHOW_VFS); options and queues are read as for a
+//           socketpair (state/unix_socket.h). A peer, a waiting client or a
+//           datagram's sender outside the task, a name that no longer leads
+//           to the socket, a waiting connection with bytes queued, ... are
+//           reasons;
+//   dump    one unix-bound record per socket, unix-sender records naming who
+//           sent each queued datagram;
+//   restore stage 1 makes every socket, binds the names as the writer (a
+//           path left behind by the checkpointed socket itself is unlinked
+//           first: same inode and no socket behind it), refills datagram
+//           queues from their senders, listens, connects and accepts the
+//           accepted pairs, connects the waiting clients in queue order, then
+//           connects datagram sockets and applies shutdown.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+#include "state/kind.h"
+
+namespace crfs::state {
+
+struct FdContext;
+
+// A unix socket fd this kind claims: anything but an unnamed socketpair end.
+bool is_unix_bound(const FdView& f, FdContext& ctx);
+std::optional<std::string> unix_bound_reason(TaskView& t, const FdView& f, FdContext& ctx);
+
+// The records of the unix socket `ino` at `fd` of the frozen `pid`, appended
+// to `out`; false (nothing appended) when it is a socketpair end.
+Result<bool> dump_unix_bound(pid_t pid, int fd, uint64_t ino,
+                             std::vector<std::pair<image::RecordType, std::string>>& out);
+
+// Restore: every unix-bound and unix-sender record in range and consistent,
+// each socket held by exactly one fd.
+Status check_unix_bound(const DecodedImage& img);
+
+// One socket to make in stage 1 (mutable fields: the child's own memory copy).
+struct UnixBoundPlan {
+    image::UnixBoundRecord rec{};
+    std::vector<uint32_t> msgs;
+    std::string data;
+    std::vector<int> senders;  // per message: the index of its sender, -1 an unnamed one
+    int peer = -1, listener = -1;
+    sockaddr_un addr{};
+    socklen_t addr_len = 0;
+    char path[sizeof addr.sun_path + 1] = {};  // a path name, NUL-terminated
+    mutable int held = -1;
+    mutable bool given = false;
+};
+struct UnixBoundSet {
+    std::vector<UnixBoundPlan> socks;
+    std::vector<size_t> waiting;  // clients to connect, in their listeners' queue order
+    mutable bool made = false;
+};
+
+// As the writer (plan_fds): reads the queues, checks that every path name is
+// free or left behind by the socket itself.
+Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd);
+
+// Stage 1, syscalls only: makes every socket on the first call, then puts
+// socket `i` at `target`. Returns 0 or an errno.
+int child_unix_bound_fd(const UnixBoundSet& set, size_t i, int target, int open_flags, bool cloexec,
+                        int min_fd);
+void child_close_unix_bound(const UnixBoundSet& set);
+
+}  // namespace crfs::state
