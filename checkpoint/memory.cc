@@ -56,7 +56,10 @@ image::VmaRecord vma_record(const MapsEntry& e) {
         (e.path == "[heap]" ? image::kVmaHeap : 0) | (e.path == "[stack]" ? image::kVmaStack : 0) |
         (ends_with(e.path, " (deleted)") ? image::kVmaDeleted : 0) |
         (e.vm_flags & (1ull << 8) ? image::kVmaGrowsDown : 0);  // kVmFlagNames[8] == "gd"
-    r.vm_flags = e.vm_flags;
+    // Not "uw": the only write-protect registration a checkpointed task may
+    // have is asynchronous (state/memory.cc), the delta tracking's, which is
+    // not the task's state (docs/incremental.md).
+    r.vm_flags = e.vm_flags & ~(1ull << 30);  // kVmFlagNames[30] == "uw"
     r.path_len = uint32_t(e.path.size());
     return r;
 }

@@ -400,6 +400,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
     auto img = decode_spool(req.image_fd, req.tree_index);
     if (!img) return std::unexpected(img.error().context("bad image"));
+    if (img->chain && img->chain->base_id)  // incr: restorer/image_chain.h composes deltas
+        return make_error(EINVAL, "bad image: a delta, restored only after its base");
     trace.mark("decode");
     if (!img->processes.empty() && !req.tree) return restore_tree(req, *img);  // trees
     if (req.tree)
