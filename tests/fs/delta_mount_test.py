@@ -10,6 +10,7 @@ usage: delta_mount_test.py BUILD_DIR
 """
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -29,13 +30,42 @@ def show(img):
     return json.loads(r.stdout)
 
 
+def as_user(cmd):
+    """A shell command as USER: full credentials of an unprivileged user, no capability."""
+    return subprocess.run(["setpriv", f"--reuid={UID}", f"--regid={GID}", "--init-groups",
+                           "--inh-caps=-all", "sh", "-c", cmd],
+                          capture_output=True, text=True, timeout=rt.TIMEOUT,
+                          stdin=subprocess.DEVNULL)
+
+
+def setUpModule():
+    global UID, GID
+    subprocess.run(["userdel", USER], capture_output=True)
+    subprocess.run(["useradd", "-M", "-N", "-g", "nogroup", "-s", "/bin/sh", USER], check=True)
+    UID, GID = pwd.getpwnam(USER).pw_uid, pwd.getpwnam(USER).pw_gid
+
+
+def tearDownModule():
+    subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
+    subprocess.run(["userdel", USER], capture_output=True)
+
+
 class Delta(rt.Base):
-    def writer(self):
-        return self.task([os.path.join(rt.BUILD, "tests/workloads/delta_writer"), "@DIR@", str(MIB)])
+    def writer(self, user=False):
+        argv = [os.path.join(rt.BUILD, "tests/workloads/delta_writer"), "@DIR@", str(MIB)]
+        if user:  # its directory (0700, root's) opened to the user first
+            argv = ["sh", "-c", 'chmod 777 "$1" && shift && exec "$@"', "sh", "@DIR@", "setpriv",
+                    f"--reuid={UID}", f"--regid={GID}", "--init-groups", "--inh-caps=-all", *argv]
+        t = self.task(argv)
+        t.user = user
+        return t
+
+    def sh_as(self, t, cmd):
+        return as_user(cmd) if t.user else rt.sh(cmd)
 
     def delta(self, t, name):
         img = t.path(name)
-        r = rt.sh(f"cat {self.m}/{t.pid}/delta > {img}")
+        r = self.sh_as(t, f"cat {self.m}/{t.pid}/delta > {img}")
         if r.returncode != 0:
             r.stderr += rt.sh(f"cat {self.m}/{t.pid}/reason").stdout
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -45,15 +75,8 @@ class Delta(rt.Base):
         os.kill(t.pid, signal.SIGUSR1)
         rt.wait_for(lambda: os.path.exists(t.path(f"round{k}")), f"round {k}")
 
-    def restore_fails(self, slot, *parts, want):
-        r = rt.sh(f"mkdir {self.m}/{slot} && cat {' '.join(parts)} > {self.m}/{slot}/image")
-        self.assertNotEqual(r.returncode, 0, f"{slot} restored")
-        status = rt.read(f"{self.m}/{slot}/status")
-        self.assertIn(want, status)
-        self.assertEqual(rt.sh(f"cat {self.m}/{slot}/pid").stdout, "")
-
-    def test_chain_restores_the_last_state_and_hostile_chains_are_refused(self):
-        t = self.writer()
+    def chain(self, t):
+        """base, an idle delta, then a delta after each of rounds 1-3; sizes bounded."""
         base = self.delta(t, "base.img")
         full = os.path.getsize(base)
         self.assertGreater(full, PAGES * 4096)
@@ -73,24 +96,47 @@ class Delta(rt.Base):
         b, d1 = show(base), show(parts[2])
         self.assertEqual(b["chain"]["base_id"], 0)
         self.assertEqual(d1["chain"]["base_id"], show(idle)["chain"]["id"])
-        t.kill9()
+        self.assertGreater(d1["chain"]["pages_kept"], PAGES // 2)
+        return parts
 
-        # Hostile chains, as an unprivileged user: nothing restored, each refused.
-        for p in parts:
-            os.chmod(p, 0o644)
-        os.chmod(t.dir, 0o755)
-        self.restore_fails("alone", parts[2], want="delta")
-        self.restore_fails("skipped", base, parts[2], want="part 2")
-        self.restore_fails("swapped", base, idle, parts[3], parts[2], want="part 3")
-        self.restore_fails("first", idle, base, want="part 1")
+    def restore_fails(self, t, slot, *parts, want):
+        r = self.sh_as(t, f"mkdir {self.m}/{slot} && cat {' '.join(parts)} > {self.m}/{slot}/image")
+        self.assertNotEqual(r.returncode, 0, f"{slot} restored")
+        self.assertIn(want, rt.read(f"{self.m}/{slot}/status"))
+        self.assertEqual(rt.sh(f"cat {self.m}/{slot}/pid").stdout, "")
 
-        # The chain, through a pipe: the last state, every page checked by the task.
-        r = rt.sh(f"mkdir {self.m}/chain && cat {' '.join(parts)} | tee /dev/null > {self.m}/chain/image "
-                  f"&& cat {self.m}/chain/pid")
+    def restore_chain(self, t, parts):
+        """The chain through a pipe: the last state, every page checked by the task."""
+        r = self.sh_as(t, f"mkdir {self.m}/chain && cat {' '.join(parts)} | tee /dev/null > "
+                        f"{self.m}/chain/image && cat {self.m}/chain/pid")
         self.assertEqual(r.returncode, 0, r.stderr)
         t.pid = int(r.stdout)
         self.assertEqual(t.finish(), "PASS")
 
+    def test_chain_restores_the_last_state(self):
+        t = self.writer()
+        parts = self.chain(t)
+        t.kill9()
+        self.restore_chain(t, parts)
+
+    def test_user_chain_and_hostile_chains(self):
+        t = self.writer(user=True)
+        parts = self.chain(t)
+        base, idle = parts[0], parts[1]
+        t.kill9()
+        # Hostile chains, each written by the user: refused, nothing restored.
+        self.restore_fails(t, "alone", parts[2], want="delta")
+        self.restore_fails(t, "skipped", base, parts[2], want="part 2")
+        self.restore_fails(t, "swapped", base, idle, parts[3], parts[2], want="part 3")
+        self.restore_fails(t, "first", idle, base, want="part 1")
+        self.restore_fails(t, "twice", base, idle, idle, want="part 3")
+        # A delta's keep record edited to claim pages outside its areas (checksum fixed).
+        edit = os.path.join(rt.BUILD, "tests/security/restore/crfs-imgedit")
+        out = t.path("edited.img")
+        r = self.sh_as(t, f"{edit} {parts[2]} {out} 'keep#0@0:8=0x10000'")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.restore_fails(t, "outside", base, idle, out, want="outside every VMA")
+        self.restore_chain(t, parts)
 
 if __name__ == "__main__":
     rt.BUILD = os.path.abspath(sys.argv.pop(1))
