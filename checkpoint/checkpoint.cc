@@ -120,7 +120,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     PageBuffer buffer;
     bool small = live && (status->cap_eff >> 19 & 1);
     // incr: a delta copies what was written since the last one; the buffer grows if needed.
-    uint64_t want = track && track->delta ? status->rss_bytes / 32 : status->rss_bytes;
+    uint64_t want = track && track->delta ? 0 : status->rss_bytes;
     if (auto r = buffer.reserve(small ? 1 << 20 : want + (1 << 20)); !r)
         return std::unexpected(r.error());
     trace.mark("reserve buffer");

@@ -5,9 +5,12 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <optional>
 
+#include "checkpoint/freeze.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "common/log.h"
 #include "common/pagemap_scan.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
@@ -52,61 +55,94 @@ Status scan(int pagemap, pid_t pid, uint64_t lo, uint64_t hi, PmScanArg a, F&& f
     return {};
 }
 
-// Step 1: the plan's pages in tracked areas that were not written since the
-// tracking was armed move out of the plan into keep records.
-Status leave_unwritten(pid_t pid, int pagemap, PagePlan& plan, Tracking& t) {
-    if (plan.runs.empty()) return {};
-    uint64_t lo = plan.runs.front().vaddr;
-    uint64_t hi = plan.runs.back().vaddr + plan.runs.back().nr_pages * kPage;
-    std::vector<std::pair<uint64_t, uint64_t>> clean;  // sorted, disjoint
-    PmScanArg a{};
-    a.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
-    a.return_mask = kPageIsWritten | kPageIsWpAllowed;
-    auto s = scan(pagemap, pid, lo, hi, a, [&](const PmPageRegion& r) {
-        if (!(r.categories & kPageIsWpAllowed) || (r.categories & kPageIsWritten)) return;
-        if (!clean.empty() && clean.back().second == r.start)
-            clean.back().second = r.end;
-        else
-            clean.emplace_back(r.start, r.end);
-    });
-    if (!s) return s;
+// Areas the previous checkpoint armed: registered for write-protect ("uw";
+// only an asynchronous registration passes the memory kind's detect, and only
+// the tracking makes one), so every page written since shows PAGE_IS_WRITTEN.
+bool tracked(const MapsEntry& e) {
+    return trackable(e) && (e.vm_flags >> 30 & 1);  // kVmFlagNames[30] == "uw"
+}
 
-    PagePlan out;
-    out.fds = std::move(plan.fds);
-    out.pages_scanned = plan.pages_scanned;
-    auto copy = [&](uint64_t a, uint64_t b, const PageSource& src) {
-        out.runs.push_back({a, (b - a) / kPage, 0});
-        out.sources.push_back(src);
-        out.pages += (b - a) / kPage;
-    };
-    size_t c = 0;
-    for (size_t r = 0; r < plan.runs.size(); ++r) {
-        const PageSource& src = plan.sources[r];
-        uint64_t at = plan.runs[r].vaddr, end = at + plan.runs[r].nr_pages * kPage;
-        // Shared memory and unlinked files' pages are not in the page tables
-        // tracking covers: always copied.
-        if (src.fd >= 0 || !src.ptes) {
-            copy(at, end, src);
+// Step 1 for the tracked areas, in one walk of their page tables that also
+// protects every populated page again (PM_SCAN_WP_MATCHING reports a page's
+// categories from before): written pages into `plan`, the others into keep
+// records.
+Status scan_tracked(pid_t pid, int pagemap, const std::vector<MapsEntry>& maps, PagePlan& plan,
+                    Tracking& t) {
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (const MapsEntry& e : maps)
+        if (tracked(e)) lo = std::min(lo, e.start), hi = std::max(hi, e.end);
+    if (lo >= hi) return {};
+    PmScanArg a{};
+    a.flags = kPmScanWpMatching;
+    a.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
+    a.return_mask = kPageIsWritten;
+    size_t v = 0;
+    return scan(pagemap, pid, lo, hi, a, [&](const PmPageRegion& r) {
+        // Cut at the areas' ends; what lies in no tracked area is not ours
+        // (an area registered just now: plan_pages has it whole).
+        for (uint64_t at = r.start; at < r.end;) {
+            while (v < maps.size() && maps[v].end <= at) ++v;
+            if (v == maps.size()) return;
+            uint64_t from = std::max(at, maps[v].start), to = std::min(r.end, maps[v].end);
+            if (from < to && tracked(maps[v])) {
+                uint64_t n = (to - from) / kPage;
+                if (r.categories & kPageIsWritten) {
+                    plan.new_vma = plan.runs.empty() || plan.runs.back().vaddr < maps[v].start;
+                    plan.add(from, n, PageSource{-1, 0, maps[v].perms[0] == 'r', true});
+                } else {
+                    t.keeps.push_back({from, n});
+                    t.pages_kept += n;
+                }
+            }
+            at = std::max(to, at + kPage);
+        }
+    });
+}
+
+// The plan of a delta: plan_pages for the areas not tracked, scan_tracked for
+// the others, in address order.
+Result<PagePlan> plan_delta(pid_t pid, int pagemap, const std::vector<MapsEntry>& maps,
+                            Tracking& t) {
+    // plan_pages per run of neighbouring untracked areas (it scans from the
+    // first one's start to the last one's end).
+    auto plan = std::optional<PagePlan>(PagePlan{});
+    for (size_t i = 0; i < maps.size();) {
+        if (tracked(maps[i])) {
+            ++i;
             continue;
         }
-        while (c < clean.size() && clean[c].second <= at) ++c;
-        for (size_t k = c; at < end;) {
-            if (k == clean.size() || clean[k].first >= end) {
-                copy(at, end, src);
-                break;
-            }
-            uint64_t a0 = std::max(at, clean[k].first), b0 = std::min(end, clean[k].second);
-            if (a0 > at) copy(at, a0, src);
-            if (b0 > a0) {
-                t.keeps.push_back({a0, (b0 - a0) / kPage});
-                t.pages_kept += (b0 - a0) / kPage;
-            }
-            at = std::max(at, b0);
-            ++k;
+        size_t j = i;
+        while (j < maps.size() && !tracked(maps[j])) ++j;
+        auto part = plan_pages(pid, {maps.begin() + ptrdiff_t(i), maps.begin() + ptrdiff_t(j)});
+        if (!part) return std::unexpected(part.error());
+        for (size_t k = 0; k < part->runs.size(); ++k) {
+            plan->runs.push_back(part->runs[k]);
+            plan->sources.push_back(part->sources[k]);
         }
+        for (auto& fd : part->fds) plan->fds.push_back(std::move(fd));
+        plan->pages += part->pages;
+        plan->pages_scanned += part->pages_scanned;
+        i = j;
     }
-    plan = std::move(out);
-    return {};
+    PagePlan written;
+    if (auto s = scan_tracked(pid, pagemap, maps, written, t); !s)
+        return std::unexpected(s.error());
+    PagePlan out;
+    out.fds = std::move(plan->fds);
+    out.pages = plan->pages + written.pages;
+    out.pages_scanned = plan->pages_scanned;
+    for (const MapsEntry& e : maps)
+        if (tracked(e)) out.pages_scanned += (e.end - e.start) / kPage;
+    for (size_t i = 0, j = 0; i < plan->runs.size() || j < written.runs.size();) {
+        bool mine = j < written.runs.size() &&
+                    (i == plan->runs.size() || written.runs[j].vaddr < plan->runs[i].vaddr);
+        PagePlan& from = mine ? written : *plan;
+        size_t& k = mine ? j : i;
+        out.runs.push_back(from.runs[k]);
+        out.sources.push_back(from.sources[k]);
+        ++k;
+    }
+    return out;
 }
 
 // Step 2: every trackable area registered, every page in it protected (the
@@ -148,16 +184,24 @@ Result<MemoryDump> dump_memory_tracked(pid_t pid, std::vector<MapsEntry> maps, P
                                        Tracking& t) {
     MemoryDump d;
     d.maps = std::move(maps);
+    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
+    uint64_t t0 = monotonic_ns();
+    auto mark = [&](const char* what) {
+        if (!trace) return;
+        uint64_t now = monotonic_ns();
+        log_info("checkpoint:   memory %s: %llu us", what, (unsigned long long)((now - t0) / 1000));
+        t0 = now;
+    };
     auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
     if (!pagemap) return std::unexpected(pagemap.error());
-    auto plan = plan_pages(pid, d.maps);
+    auto plan = t.delta ? plan_delta(pid, pagemap->get(), d.maps, t) : plan_pages(pid, d.maps);
     if (!plan) return std::unexpected(plan.error());
-    if (t.delta)
-        if (auto s = leave_unwritten(pid, pagemap->get(), *plan, t); !s)
-            return std::unexpected(s.error());
+    mark("pagemap scan");
     if (auto r = copy_pages(pid, *plan, buffer); !r) return std::unexpected(r.error());
+    mark("copy");
     if (auto s = arm_tracking(pid, pagemap->get(), t.uffd.get(), d.maps); !s)
         return std::unexpected(s.error());
+    mark("write-protect again");
     d.pages_scanned = plan->pages_scanned;
     d.pages_copied = plan->pages;
     d.runs = std::move(plan->runs);

@@ -33,7 +33,7 @@ inline constexpr uint64_t kTrackUffdFeatures = (1u << 15) | (1u << 13);
 
 // What a checkpoint of a chain carries in and out.
 struct Tracking {
-    UniqueFd uffd;  // in: the previous checkpoint's (may be stale); out: the armed one
+    UniqueFd uffd;       // in: the previous checkpoint's (may be stale); out: the armed one
     bool delta = false;  // a base exists: leave unwritten pages to it
     std::vector<image::KeepRecord> keeps;  // out
     uint64_t pages_kept = 0;               // out

@@ -38,7 +38,7 @@ class DeltaTrackers {
     void release(const TaskId& task);
 
   private:
-    std::mutex mu_;  // guards the fields below
+    std::mutex mu_;                                  // guards the fields below
     std::vector<std::pair<TaskId, Entry>> entries_;  // oldest first
     std::vector<TaskId> busy_;
 };

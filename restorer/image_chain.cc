@@ -40,8 +40,8 @@ std::optional<uint64_t> walk(const char* d, uint64_t begin, uint64_t end, F&& f)
     if (end - begin < sizeof(image::Header)) return std::nullopt;
     image::Header h;
     std::memcpy(&h, d + begin, sizeof h);
-    if (std::memcmp(h.magic, image::kMagic, sizeof h.magic) != 0 ||
-        h.header_size < sizeof h || h.header_size > end - begin)
+    if (std::memcmp(h.magic, image::kMagic, sizeof h.magic) != 0 || h.header_size < sizeof h ||
+        h.header_size > end - begin)
         return std::nullopt;
     for (uint64_t pos = begin + h.header_size;;) {
         image::RecordHeader rh;
@@ -99,8 +99,7 @@ Result<std::vector<Run>> apply(const std::vector<Run>& before, const DecodedImag
         while (i < before.size() && before[i].end() <= lo) ++i;
         for (size_t j = i; j < before.size() && before[j].vaddr < hi; ++j) {
             uint64_t a = std::max(lo, before[j].vaddr), b = std::min(hi, before[j].end());
-            if (a < b)
-                out.push_back({a, (b - a) / kPage, before[j].data + (a - before[j].vaddr)});
+            if (a < b) out.push_back({a, (b - a) / kPage, before[j].data + (a - before[j].vaddr)});
         }
     }
     for (const PageRun& r : img.pages) out.push_back({r.vaddr, r.nr_pages, part + r.stream_offset});
