@@ -219,8 +219,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
             auto fd = take_task_uffd(pid, **rs, kTrackUffdFeatures, UFFD_USER_MODE_ONLY);
             if (!fd) return std::unexpected(fd.error());
             if (!*fd)
-                return make_error(EOPNOTSUPP, "no asynchronous write-protect userfaultfd for the "
-                                              "task (Linux 6.7 or later), so no delta tracking");
+                return make_error(EOPNOTSUPP,
+                                  "no asynchronous write-protect userfaultfd for the "
+                                  "task (Linux 6.7 or later), so no delta tracking");
             track->uffd = std::move(*fd);
         }
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
@@ -265,8 +266,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                                              "read image instead",
                                              pid));
     for (auto& m : tree->members()) {
-        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1,
-                         track);
+        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1, track);
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             if (m.pid == pid) return std::unexpected(c.error());

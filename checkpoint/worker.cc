@@ -156,8 +156,8 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         Result<TrackMessage> track = TrackMessage{};
         if (track_rd) track = recv_track(track_rd.get());
         if (track_rd && track && !track->uffd)
-            track = make_error(EIO, strfmt("checkpoint worker for task {} sent no delta tracking",
-                                           req.pid));
+            track = make_error(
+                EIO, strfmt("checkpoint worker for task {} sent no delta tracking", req.pid));
         if (ec == std::errc() && (rest.empty() || rest == " live") && track) {
             // A live snapshot keeps the task write-protected until its stream
             // ends: the next checkpoint of the task waits for that.

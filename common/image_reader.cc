@@ -661,8 +661,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (k.vaddr % image::kPageSize || k.nr_pages == 0 ||
                     k.nr_pages > (uint64_t(1) << 52) / image::kPageSize || end <= k.vaddr ||
                     vma == img.vmas.begin() || end > std::prev(vma)->rec.end)
-                    return inconsistent(r, strfmt("kept pages {:x}+{} outside every VMA", k.vaddr,
-                                                  k.nr_pages));
+                    return inconsistent(
+                        r, strfmt("kept pages {:x}+{} outside every VMA", k.vaddr, k.nr_pages));
                 if (!img.keeps.empty() &&
                     k.vaddr < img.keeps.back().vaddr + img.keeps.back().nr_pages * image::kPageSize)
                     return inconsistent(r, "keep records overlap or are out of order");

@@ -139,7 +139,8 @@ Result<std::string> serve(int argc, char** argv) {
     if (mode && (*mode == WorkerMode::kDelta) != (argc == 7)) mode.reset();
     if (!mode || !parse_num(argv[2], req.pid) || !parse_num(argv[3], req.starttime) ||
         !parse_num(argv[4], req.daemon_tgid) || (argc == 7 && !parse_num(argv[6], req.base_id)))
-        return make_error(EINVAL, "usage: crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS [BASE_ID]");
+        return make_error(EINVAL,
+                          "usage: crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS [BASE_ID]");
     auto creds = decode_creds(argv[5]);
     if (!creds) return std::unexpected(creds.error());
     if (*mode != WorkerMode::kImage && *mode != WorkerMode::kDelta) {
