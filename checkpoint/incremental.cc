@@ -7,10 +7,8 @@
 #include <algorithm>
 #include <optional>
 
-#include "checkpoint/freeze.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
-#include "common/log.h"
 #include "common/pagemap_scan.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
@@ -182,31 +180,18 @@ void check_tracking_uffd(const std::vector<MapsEntry>& maps, Tracking& t) {
 
 Result<MemoryDump> dump_memory_tracked(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
                                        Tracking& t) {
-    MemoryDump d;
-    d.maps = std::move(maps);
-    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
-    uint64_t t0 = monotonic_ns();
-    auto mark = [&](const char* what) {
-        if (!trace) return;
-        uint64_t now = monotonic_ns();
-        log_info("checkpoint:   memory %s: %llu us", what, (unsigned long long)((now - t0) / 1000));
-        t0 = now;
-    };
+    MemoryTrace trace;
     auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
     if (!pagemap) return std::unexpected(pagemap.error());
-    auto plan = t.delta ? plan_delta(pid, pagemap->get(), d.maps, t) : plan_pages(pid, d.maps);
+    auto plan = t.delta ? plan_delta(pid, pagemap->get(), maps, t) : plan_pages(pid, maps);
     if (!plan) return std::unexpected(plan.error());
-    mark("pagemap scan");
+    trace.mark("pagemap scan");
     if (auto r = copy_pages(pid, *plan, buffer); !r) return std::unexpected(r.error());
-    mark("copy");
-    if (auto s = arm_tracking(pid, pagemap->get(), t.uffd.get(), d.maps); !s)
+    trace.mark("copy");
+    if (auto s = arm_tracking(pid, pagemap->get(), t.uffd.get(), maps); !s)
         return std::unexpected(s.error());
-    mark("write-protect again");
-    d.pages_scanned = plan->pages_scanned;
-    d.pages_copied = plan->pages;
-    d.runs = std::move(plan->runs);
-    d.buffer = std::move(buffer);
-    return d;
+    trace.mark("write-protect again");
+    return copied_dump(std::move(maps), *plan, std::move(buffer));
 }
 
 }  // namespace crfs

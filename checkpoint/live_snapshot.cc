@@ -109,14 +109,8 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     MemoryDump d;
     d.maps = std::move(maps);
     const auto& areas = d.maps;
-    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
-    uint64_t t0 = monotonic_ns();
-    auto mark = [&](const char* what) {
-        if (!trace) return;
-        uint64_t now = monotonic_ns();
-        log_info("checkpoint:   memory %s: %llu us", what, (unsigned long long)((now - t0) / 1000));
-        t0 = now;
-    };
+    MemoryTrace trace;
+    auto mark = [&](const char* what) { trace.mark(what); };
     auto plan = plan_pages(pid, areas);
     if (!plan) return std::unexpected(plan.error());
     d.pages_scanned = plan->pages_scanned;

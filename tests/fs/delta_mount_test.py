@@ -116,6 +116,11 @@ class Delta(rt.Base):
     def test_chain_restores_the_last_state(self):
         t = self.writer()
         parts = self.chain(t)
+        # An `image` read of a tracked task: complete, and the chain goes on.
+        full = t.checkpoint("full.img")
+        self.assertNotIn("chain", show(full))
+        self.round(t, 4)
+        parts.append(self.delta(t, "d4.img"))
         t.kill9()
         self.restore_chain(t, parts)
 
