@@ -1,5 +1,6 @@
 #include "checkpoint/checkpoint.h"
 
+#include <linux/userfaultfd.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include "checkpoint/files.h"
 #include "checkpoint/fingerprints.h"
 #include "checkpoint/freeze.h"
+#include "checkpoint/incremental.h"
 #include "checkpoint/live_snapshot.h"
 #include "checkpoint/memory.h"
 #include "checkpoint/parasite.h"
@@ -72,6 +74,7 @@ struct Capture {
     std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
     std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
     std::vector<image::FileLockRecord> locks;     // fid-exact: state/locks.cc
+    std::vector<image::KeepRecord> keeps;         // incr: pages left to the base
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -101,7 +104,8 @@ void end_repair(pid_t pid, const std::vector<TaskFd>& fds) {
 // the task attached, the thread's exit detaches it. The task is one of a tree
 // frozen, and released, by capture_tree (checkpoint/tree.h); `live`: its
 // memory is write-protected for a live snapshot instead of copied.
-Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live) {
+Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
+                        Tracking* track) {
     Capture c;
     PhaseTrace trace;
     auto st = read_task_stat(pid);
@@ -115,7 +119,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // CAP_SYS_PTRACE (only a guess for the size: the kernel decides below).
     PageBuffer buffer;
     bool small = live && (status->cap_eff >> 19 & 1);
-    if (auto r = buffer.reserve(small ? 1 << 20 : status->rss_bytes + (1 << 20)); !r)
+    // incr: a delta copies what was written since the last one; the buffer grows if needed.
+    uint64_t want = track && track->delta ? 0 : status->rss_bytes;
+    if (auto r = buffer.reserve(small ? 1 << 20 : want + (1 << 20)); !r)
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 
@@ -171,6 +177,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
 
     uint64_t vdso_start = 0, vdso_end = 0;
     UniqueFd uffd;  // live snapshot
+    if (track) check_tracking_uffd(maps, *track);  // incr
     {
         for (const auto& m : maps)
             if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
@@ -208,6 +215,15 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
             if (!fd) return std::unexpected(fd.error());
             uffd = std::move(*fd);
         }
+        if (track && !track->uffd) {  // incr: asynchronous, so user-mode faults suffice
+            auto fd = take_task_uffd(pid, **rs, kTrackUffdFeatures, UFFD_USER_MODE_ONLY);
+            if (!fd) return std::unexpected(fd.error());
+            if (!*fd)
+                return make_error(EOPNOTSUPP,
+                                  "no asynchronous write-protect userfaultfd for the "
+                                  "task (Linux 6.7 or later), so no delta tracking");
+            track->uffd = std::move(*fd);
+        }
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
@@ -219,10 +235,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     }
     trace.mark("remote syscalls");
 
-    auto mem = uffd ? protect_memory(pid, std::move(maps), std::move(buffer), std::move(uffd))
-                    : dump_memory(pid, std::move(maps), std::move(buffer));
+    auto mem = track  ? dump_memory_tracked(pid, std::move(maps), std::move(buffer), *track)
+               : uffd ? protect_memory(pid, std::move(maps), std::move(buffer), std::move(uffd))
+                      : dump_memory(pid, std::move(maps), std::move(buffer));
     if (!mem) return std::unexpected(mem.error());
     c.memory = std::move(*mem);
+    if (track) c.keeps = std::move(track->keeps);
     trace.mark("memory");
     auto memfds = state::dump_memfds(pid, c.memory.maps);  // kobj, while frozen
     if (!memfds) return std::unexpected(memfds.error());
@@ -236,14 +254,19 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
 // without children is one capture, as before. (Its children are listed only
 // once it is frozen: a child forked just before is in the image.)
 // A live snapshot is taken of a single process; a tree is copied while frozen.
-Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live) {
+Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live,
+                                          Tracking* track) {
     std::vector<Capture> out;
     auto tree = FrozenTree::freeze(pid);
     if (!tree) return std::unexpected(tree.error());
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
+    if (track && tree->members().size() > 1)  // incr
+        return make_error(EOPNOTSUPP, strfmt("task {} has children: a delta is of one process; "
+                                             "read image instead",
+                                             pid));
     for (auto& m : tree->members()) {
-        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1);
+        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1, track);
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             if (m.pid == pid) return std::unexpected(c.error());
@@ -365,6 +388,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
         }
     }
 
+    for (const auto& k : c.keeps) w.add(RecordType::kKeep, Payload().add(k));  // incr
     for (const ThreadCapture& t : c.threads) {
         w.add(RecordType::kThread, Payload().add(t.rec));
         w.add(RecordType::kRegs, Payload().add(t.regs.gp));
@@ -419,11 +443,13 @@ image::Header root_header(const Capture& root) {
 
 // The whole image of captured processes, parents first (a process record
 // before each when there are several).
-std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uint64_t started) {
+std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uint64_t started,
+                                              const image::ChainRecord* chain = nullptr) {
     PhaseTrace trace;
     auto snap = std::make_unique<ImageSnapshot>();
     snap->captures = std::move(captures);
     ImageWriter w(root_header(snap->captures.front()));
+    if (chain) w.add(RecordType::kChain, Payload().add(*chain));  // incr: record 0
     for (Capture& c : snap->captures) {
         if (snap->captures.size() > 1) add_process_record(w, c.attrs.stat, c.was_stopped);
         image::StatsRecord stats{};
@@ -492,11 +518,12 @@ class SnapshotSource : public ImageSource {
 };
 
 // capture_tree() on a thread of its own, checkpoints of one pid one at a time.
-Result<std::vector<Capture>> capture_task(pid_t pid, uint64_t starttime, bool live) {
+Result<std::vector<Capture>> capture_task(pid_t pid, uint64_t starttime, bool live,
+                                          Tracking* track = nullptr) {
     Result<std::vector<Capture>> cap = make_error(EIO, "checkpoint thread did not run");
     {
         PidLock lock(pid);
-        std::thread worker([&] { cap = capture_tree(pid, starttime, live); });
+        std::thread worker([&] { cap = capture_tree(pid, starttime, live, track); });
         worker.join();
     }
     if (!cap) {
@@ -522,6 +549,15 @@ Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t st
     if (!cap) return std::unexpected(cap.error());
     if (cap->size() == 1) return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
     return std::make_unique<SnapshotSource>(build_snapshot(std::move(*cap), started));
+}
+
+Result<std::unique_ptr<ImageSource>> checkpoint_task_tracked(pid_t pid, uint64_t starttime,
+                                                             Tracking& track,
+                                                             const image::ChainRecord& chain) {
+    uint64_t started = monotonic_ns();
+    auto cap = capture_task(pid, starttime, false, &track);
+    if (!cap) return std::unexpected(cap.error());
+    return std::make_unique<SnapshotSource>(build_snapshot(std::move(*cap), started, &chain));
 }
 
 }  // namespace crfs

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "common/result.h"
+#include "crfs/image_format.h"
 
 namespace crfs {
 
@@ -48,5 +49,14 @@ class ImageSource {
 // while metadata is collected, pages streamed after the thaw, the image as of
 // the freeze. Where it does not, memory is copied while frozen.
 Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t starttime);
+
+// incr (checkpoint/incremental.h, docs/incremental.md): an image of a chain,
+// `chain` its record 0. Memory is copied while frozen, and only what changed
+// since the previous image where `track.delta`; the tracking is armed again
+// for the next one. One process only (EOPNOTSUPP for a task with children).
+struct Tracking;
+Result<std::unique_ptr<ImageSource>> checkpoint_task_tracked(pid_t pid, uint64_t starttime,
+                                                             Tracking& track,
+                                                             const image::ChainRecord& chain);
 
 }  // namespace crfs

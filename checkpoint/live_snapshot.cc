@@ -32,8 +32,8 @@ constexpr uint64_t kFaultPages = 16;
 // Pages streamed per step: one read of the task's memory, one un-protect.
 constexpr uint64_t kChunkPages = 256;
 
-constexpr uint64_t kFeatures = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE |
-                               UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP;
+static_assert(kLiveUffdFeatures == (UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE |
+                                    UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP));
 
 Status wp_ioctl(int uffd, uint64_t start, uint64_t end, bool protect) {
     uffdio_writeprotect wp{};
@@ -73,8 +73,8 @@ Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len) {
 
 }  // namespace
 
-Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs) {
-    auto fd = rs.call(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features, int flags) {
+    auto fd = rs.call(SYS_userfaultfd, uint64_t(O_CLOEXEC | O_NONBLOCK | flags));
     if (!fd) return std::unexpected(fd.error());
     if (*fd < 0) {
         log_info("checkpoint %d: memory copied while frozen: userfaultfd in the task: %s", pid,
@@ -95,7 +95,7 @@ Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs) {
     }
     uffdio_api api{};
     api.api = UFFD_API;
-    api.features = kFeatures;
+    api.features = features;
     if (ioctl(ours.get(), UFFDIO_API, &api) != 0) {
         log_info("checkpoint %d: memory copied while frozen: UFFDIO_API: %s", pid,
                  std::strerror(errno));
@@ -109,14 +109,8 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     MemoryDump d;
     d.maps = std::move(maps);
     const auto& areas = d.maps;
-    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
-    uint64_t t0 = monotonic_ns();
-    auto mark = [&](const char* what) {
-        if (!trace) return;
-        uint64_t now = monotonic_ns();
-        log_info("checkpoint:   memory %s: %llu us", what, (unsigned long long)((now - t0) / 1000));
-        t0 = now;
-    };
+    MemoryTrace trace;
+    auto mark = [&](const char* what) { trace.mark(what); };
     auto plan = plan_pages(pid, areas);
     if (!plan) return std::unexpected(plan.error());
     d.pages_scanned = plan->pages_scanned;

@@ -44,13 +44,19 @@ namespace crfs {
 
 class RemoteSyscall;
 
+// The live snapshot's userfaultfd: write faults delivered, mapping changes told.
+inline constexpr uint64_t kLiveUffdFeatures = (1u << 0) | (1u << 2) | (1u << 3) | (1u << 6);
+
 // Creates the task's userfaultfd and takes it over (see above). An invalid fd
 // when the kernel refuses one that handles kernel-mode faults too (a task
 // without CAP_SYS_PTRACE gets only UFFD_USER_MODE_ONLY, where a read(2) into
 // a protected page fails with EFAULT instead of waiting: unusable), logged;
 // the caller then copies memory while frozen. An error only if the task's
 // copy could not be closed.
-Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs);
+// `features`, `flags`: what UFFDIO_API and userfaultfd(2) get (the delta
+// tracking, checkpoint/incremental.h, asks for asynchronous write-protect).
+Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features = kLiveUffdFeatures,
+                                int flags = 0);
 
 // The frozen half (see above). Pages that stay in the task are in the
 // result's `live`; the rest in its runs/buffer as dump_memory puts them. If

@@ -56,7 +56,10 @@ image::VmaRecord vma_record(const MapsEntry& e) {
         (e.path == "[heap]" ? image::kVmaHeap : 0) | (e.path == "[stack]" ? image::kVmaStack : 0) |
         (ends_with(e.path, " (deleted)") ? image::kVmaDeleted : 0) |
         (e.vm_flags & (1ull << 8) ? image::kVmaGrowsDown : 0);  // kVmFlagNames[8] == "gd"
-    r.vm_flags = e.vm_flags;
+    // Not "uw": the only write-protect registration a checkpointed task may
+    // have is asynchronous (state/memory.cc), the delta tracking's, which is
+    // not the task's state (docs/incremental.md).
+    r.vm_flags = e.vm_flags & ~(1ull << 30);  // kVmFlagNames[30] == "uw"
     r.path_len = uint32_t(e.path.size());
     return r;
 }
@@ -468,30 +471,39 @@ Status copy_pages(pid_t pid, PagePlan& plan, PageBuffer& buffer) {
     return copy_runs(pid, mem->get(), plan, buffer.data());
 }
 
-Result<MemoryDump> dump_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer) {
+MemoryTrace::MemoryTrace() : on_(getenv("CRFS_CHECKPOINT_TRACE") != nullptr) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t0_ = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+void MemoryTrace::mark(const char* what) {
+    if (!on_) return;
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+    log_info("checkpoint:   memory %s: %llu us", what, (unsigned long long)((now - t0_) / 1000));
+    t0_ = now;
+}
+
+MemoryDump copied_dump(std::vector<MapsEntry> maps, PagePlan& plan, PageBuffer buffer) {
     MemoryDump d;
-    bool trace = getenv("CRFS_CHECKPOINT_TRACE") != nullptr;
-    uint64_t t0 = 0;
-    auto mark = [&](const char* what) {
-        if (!trace) return;
-        timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-        if (t0) log_info("checkpoint:   memory %s: %lu us", what, (now - t0) / 1000);
-        t0 = now;
-    };
-    mark("");
     d.maps = std::move(maps);
-    auto plan = plan_pages(pid, d.maps);
-    if (!plan) return std::unexpected(plan.error());
-    mark("pagemap scan");
-    if (auto r = copy_pages(pid, *plan, buffer); !r) return std::unexpected(r.error());
-    mark("copy");
-    d.pages_scanned = plan->pages_scanned;
-    d.pages_copied = plan->pages;
-    d.runs = std::move(plan->runs);
+    d.pages_scanned = plan.pages_scanned;
+    d.pages_copied = plan.pages;
+    d.runs = std::move(plan.runs);
     d.buffer = std::move(buffer);
     return d;
+}
+
+Result<MemoryDump> dump_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer) {
+    MemoryTrace trace;
+    auto plan = plan_pages(pid, maps);
+    if (!plan) return std::unexpected(plan.error());
+    trace.mark("pagemap scan");
+    if (auto r = copy_pages(pid, *plan, buffer); !r) return std::unexpected(r.error());
+    trace.mark("copy");
+    return copied_dump(std::move(maps), *plan, std::move(buffer));
 }
 
 }  // namespace crfs

@@ -108,6 +108,20 @@ Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& maps);
 // The second half: copies every run of `plan` into `buffer` (setting buf_off).
 Status copy_pages(pid_t pid, PagePlan& plan, PageBuffer& buffer);
 
+// CRFS_CHECKPOINT_TRACE=1 logs how long each step of a memory dump took.
+class MemoryTrace {
+  public:
+    MemoryTrace();
+    void mark(const char* what);
+
+  private:
+    bool on_;
+    uint64_t t0_;
+};
+
+// The dump of `maps` once `plan` was copied into `buffer`.
+MemoryDump copied_dump(std::vector<MapsEntry> maps, PagePlan& plan, PageBuffer buffer);
+
 // Copies out every page of a frozen task that must be stored. `maps`: its
 // VMAs as /proc/<pid>/smaps showed them while frozen. `buffer` should come
 // reserved (PageBuffer::reserve) from before the freeze.

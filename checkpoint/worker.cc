@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/piped_image.h"
+#include "checkpoint/track_channel.h"
 #include "common/io.h"
 #include "common/strfmt.h"
 
@@ -23,7 +25,7 @@ namespace crfs {
 
 namespace {
 
-constexpr std::string_view kModeNames[] = {"access", "reasons", "image"};
+constexpr std::string_view kModeNames[] = {"access", "reasons", "image", "delta"};
 constexpr size_t kMaxReply = 1 << 20;
 
 // crfs-ckpt lives next to the daemon's executable. Set once at startup (or
@@ -63,8 +65,17 @@ int reap(pid_t pid) {
 
 Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<PidLock> lock = {}) {
     int p[2];
-    UniqueFd image_rd, image_wr, status_rd, status_wr;
-    if (req.mode == WorkerMode::kImage) {
+    UniqueFd image_rd, image_wr, status_rd, status_wr, track_rd, track_wr;
+    if (req.mode == WorkerMode::kDelta) {  // incr
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) != 0)
+            return errno_error("socketpair for the delta tracking");
+        track_rd.reset(p[0]);
+        track_wr.reset(p[1]);
+        if (req.track_fd >= 0)
+            if (auto s = send_track(track_rd.get(), req.track_fd, req.base_id); !s)
+                return std::unexpected(s.error());
+    }
+    if (req.mode == WorkerMode::kImage || req.mode == WorkerMode::kDelta) {
         if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the image's status");
         status_rd.reset(p[0]);
         status_wr.reset(p[1]);
@@ -77,9 +88,9 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
     UniqueFd rd(p[0]), wr(p[1]);
     // Sources above the target numbers, so that no dup2 below overwrites one.
-    for (UniqueFd* fd : {&image_wr, &wr, &status_wr}) {
-        if (!*fd || fd->get() > kWorkerStatusFd) continue;
-        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerStatusFd + 1));
+    for (UniqueFd* fd : {&image_wr, &wr, &status_wr, &track_wr}) {
+        if (!*fd || fd->get() > kWorkerTrackFd) continue;
+        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerTrackFd + 1));
         if (!*fd) return errno_error("move a descriptor for the worker");
     }
 
@@ -88,6 +99,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     if (image_wr) posix_spawn_file_actions_adddup2(&sa.actions, image_wr.get(), kWorkerImageFd);
     posix_spawn_file_actions_adddup2(&sa.actions, wr.get(), kWorkerReplyFd);
     if (status_wr) posix_spawn_file_actions_adddup2(&sa.actions, status_wr.get(), kWorkerStatusFd);
+    if (track_wr) posix_spawn_file_actions_adddup2(&sa.actions, track_wr.get(), kWorkerTrackFd);
     // A process group of its own: no terminal signal (Ctrl-C goes to the
     // foreground group), nothing sent to the daemon's group reaches it. Not a
     // session of its own: with autogroup scheduling that would put the tracer
@@ -106,15 +118,18 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
                           std::to_string(req.pid),
                           std::to_string(req.starttime),
                           std::to_string(req.daemon_tgid),
-                          encode_creds(req.creds)};
+                          encode_creds(req.creds),
+                          std::to_string(req.base_id)};
     char* argv[std::size(args) + 1] = {};
-    for (size_t i = 0; i < std::size(args); ++i) argv[i] = args[i].data();
+    size_t nargs = std::size(args) - (req.mode == WorkerMode::kDelta ? 0 : 1);
+    for (size_t i = 0; i < nargs; ++i) argv[i] = args[i].data();
     pid_t child = 0;
     if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv, environ); err != 0)
         return sys_error(err, "start the checkpoint worker " + worker_exe());
     wr.reset();
     image_wr.reset();
     status_wr.reset();
+    track_wr.reset();
 
     std::string reply;
     char buf[4096];
@@ -137,17 +152,30 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         uint64_t size = 0;
         auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), size);
         std::string_view rest(ptr, size_t(text.data() + text.size() - ptr));
-        if (ec == std::errc() && (rest.empty() || rest == " live")) {
+        // incr: the tracking was sent before the reply, so it is queued by now.
+        Result<TrackMessage> track = TrackMessage{};
+        if (track_rd) track = recv_track(track_rd.get());
+        if (track_rd && track && !track->uffd)
+            track = make_error(
+                EIO, strfmt("checkpoint worker for task {} sent no delta tracking", req.pid));
+        if (ec == std::errc() && (rest.empty() || rest == " live") && track) {
             // A live snapshot keeps the task write-protected until its stream
             // ends: the next checkpoint of the task waits for that.
             if (rest.empty()) lock.reset();
             WorkerReply out;
+            out.track = std::move(track->uffd);
+            out.track_id = track->id;
             out.image = std::make_unique<PipedImage>(std::move(image_rd), child, size,
                                                      std::move(status_rd), std::move(lock));
             return out;
         }
-        code = EIO;
-        text = strfmt("checkpoint worker for task {} replied no image size", req.pid);
+        if (!track) {
+            code = track.error().code;
+            text = track.error().what;
+        } else {
+            code = EIO;
+            text = strfmt("checkpoint worker for task {} replied no image size", req.pid);
+        }
     }
     image_rd.reset();  // a worker that still writes gets EPIPE
     int st = reap(child);
@@ -177,7 +205,8 @@ std::optional<WorkerMode> parse_worker_mode(std::string_view name) {
 }
 
 Result<WorkerReply> run_worker(const WorkerRequest& req) {
-    if (req.mode != WorkerMode::kImage) return spawn_and_wait(req);
+    if (req.mode != WorkerMode::kImage && req.mode != WorkerMode::kDelta)
+        return spawn_and_wait(req);
     // Bounded: a reader that holds a live snapshot's stream open without
     // reading does not block the task's other checkpoints forever.
     std::shared_ptr<PidLock> lock = PidLock::try_for(req.pid, std::chrono::seconds(60));

@@ -36,6 +36,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/creds.h"
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace crfs {
 
@@ -43,6 +44,11 @@ enum class WorkerMode {
     kAccess,   // may the caller ptrace the task (PTRACE_MODE_ATTACH_FSCREDS)
     kReasons,  // access, then the detected reasons, one per line
     kImage,    // access, reasons (EBUSY if any), then the checkpoint
+    // incr: kImage for a chain (docs/incremental.md): argv gets a 7th
+    // argument, the base image's id (0: none), and fd 6 a socket
+    // (checkpoint/track_channel.h) that brings the tracking userfaultfd of the
+    // base and takes back the new one with the new image's id.
+    kDelta,
 };
 
 struct WorkerRequest {
@@ -51,17 +57,22 @@ struct WorkerRequest {
     uint64_t starttime = 0;
     pid_t daemon_tgid = 0;  // a task traced by one of our workers has no reason for it
     Creds creds;
+    int track_fd = -1;     // kDelta: the base's tracking userfaultfd (borrowed), or -1
+    uint64_t base_id = 0;  // kDelta: the base image's id, 0 with track_fd -1
 };
 
 struct WorkerReply {
     std::string text;                 // kReasons: the reasons
-    std::unique_ptr<Snapshot> image;  // kImage
+    std::unique_ptr<Snapshot> image;  // kImage, kDelta
+    UniqueFd track;                   // kDelta: the tracking armed for the next delta
+    uint64_t track_id = 0;            // kDelta: the id of `image`
 };
 
 inline constexpr int kWorkerImageFd = 3;
 inline constexpr int kImagePipeBytes = 1 << 20;
 inline constexpr int kWorkerReplyFd = 4;
 inline constexpr int kWorkerStatusFd = 5;
+inline constexpr int kWorkerTrackFd = 6;  // kDelta
 
 // Runs the worker and waits for it. Checkpoints of one pid are serialized.
 Result<WorkerReply> run_worker(const WorkerRequest& req);

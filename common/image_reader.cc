@@ -699,6 +699,32 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 v->content = c;
                 break;
             }
+            case RecordType::kChain: {  // incr
+                auto c = load<image::ChainRecord>(p);
+                if (img.header.version < 5 || r.index != 0 || c.id == 0 || c.id == c.base_id)
+                    return inconsistent(r, "chain record out of place or naming itself");
+                img.chain = c;
+                break;
+            }
+            case RecordType::kKeep: {  // incr: inside one VMA, sorted, disjoint
+                auto k = load<image::KeepRecord>(p);
+                if (!img.chain || img.chain->base_id == 0)
+                    return inconsistent(r, "keep record in an image that is no delta");
+                uint64_t end = k.vaddr + k.nr_pages * image::kPageSize;
+                auto vma =
+                    std::upper_bound(img.vmas.begin(), img.vmas.end(), k.vaddr,
+                                     [](uint64_t a, const VmaEntry& v) { return a < v.rec.start; });
+                if (k.vaddr % image::kPageSize || k.nr_pages == 0 ||
+                    k.nr_pages > (uint64_t(1) << 52) / image::kPageSize || end <= k.vaddr ||
+                    vma == img.vmas.begin() || end > std::prev(vma)->rec.end)
+                    return inconsistent(
+                        r, strfmt("kept pages {:x}+{} outside every VMA", k.vaddr, k.nr_pages));
+                if (!img.keeps.empty() &&
+                    k.vaddr < img.keeps.back().vaddr + img.keeps.back().nr_pages * image::kPageSize)
+                    return inconsistent(r, "keep records overlap or are out of order");
+                img.keeps.push_back(k);
+                break;
+            }
             case RecordType::kProcess:  // taken above
             case RecordType::kTrailer:
                 break;  // never returned by next()

@@ -233,6 +233,10 @@ struct DecodedImage {
     std::vector<SeccompFilterEntry> seccomp;        // version 4, oldest first
     std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
     std::vector<image::FileLockRecord> file_locks;      // version 4
+    // incr, version 5 (docs/incremental.md): the image's place in a chain, and
+    // a delta's pages left to its base (restorer/image_chain.h composes them).
+    std::optional<image::ChainRecord> chain;
+    std::vector<image::KeepRecord> keeps;
     uint64_t record_count = 0;
     uint64_t checksum = 0;
     uint64_t size = 0;

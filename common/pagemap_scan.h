@@ -20,5 +20,7 @@ inline constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
 inline constexpr uint64_t kPageIsFile = 1u << 2, kPageIsPresent = 1u << 3,
                           kPageIsSwapped = 1u << 4;
 inline constexpr uint64_t kPageIsGuard = 1u << 8;  // Linux 6.14
+inline constexpr uint64_t kPageIsWpAllowed = 1u << 0, kPageIsWritten = 1u << 1;
+inline constexpr uint64_t kPmScanWpMatching = 1u << 0;  // PM_SCAN_WP_MATCHING
 
 }  // namespace crfs

@@ -3,6 +3,7 @@
 // then on every check is the kernel's, made against the caller's credentials.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,8 +15,10 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/creds.h"
+#include "checkpoint/incremental.h"
 #include "checkpoint/memory.h"
 #include "checkpoint/task_attrs.h"
+#include "checkpoint/track_channel.h"
 #include "checkpoint/worker.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -69,22 +72,54 @@ Result<std::string> reasons(pid_t pid, pid_t daemon_tgid) {
     return out;
 }
 
-// The image, streamed to kWorkerImageFd after the reply: a live snapshot
-// whose pages are still in the task (checkpoint/live_snapshot.h).
-std::unique_ptr<ImageSource> g_image;
-
-Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
+// EBUSY while the task has any reason.
+Status checkpointable(pid_t pid, pid_t daemon_tgid) {
     auto why = reasons(pid, daemon_tgid);
     if (!why) return std::unexpected(why.error());
     if (!why->empty())
         return make_error(EBUSY, "checkpoint " + std::to_string(pid) +
                                      ": not checkpointable now (" +
                                      why->substr(0, why->find('\n')) + "; see reason)");
+    return {};
+}
+
+// The image, streamed to kWorkerImageFd after the reply: a live snapshot
+// whose pages are still in the task (checkpoint/live_snapshot.h).
+std::unique_ptr<ImageSource> g_image;
+
+Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
+    if (auto ok = checkpointable(pid, daemon_tgid); !ok) return std::unexpected(ok.error());
     auto img = checkpoint_task_live(pid, starttime);
     if (!img) return std::unexpected(img.error());
     g_image = std::move(*img);
     // The size: known at the end (zero pages are dropped as they go).
     return std::string(g_image->live() ? "0 live" : "0");
+}
+
+// incr: an image of a chain (worker.h kDelta, docs/incremental.md): the base's
+// tracking comes in on kWorkerTrackFd, the new one goes back there with the
+// new image's id, before the reply.
+Result<std::string> delta(pid_t pid, uint64_t starttime, pid_t daemon_tgid, uint64_t base_id) {
+    if (auto ok = checkpointable(pid, daemon_tgid); !ok) return std::unexpected(ok.error());
+    Tracking track;
+    if (base_id) {
+        auto in = recv_track(kWorkerTrackFd);
+        if (!in) return std::unexpected(in.error());
+        if (!in->uffd || in->id != base_id)
+            return make_error(EIO, "delta: the base's tracking did not come with the request");
+        track.uffd = std::move(in->uffd);
+        track.delta = true;
+    }
+    image::ChainRecord chain{0, base_id};
+    while (chain.id == 0 || chain.id == base_id)
+        if (getrandom(&chain.id, sizeof chain.id, 0) != sizeof chain.id)
+            return errno_error("getrandom for the image id");
+    auto img = checkpoint_task_tracked(pid, starttime, track, chain);
+    if (!img) return std::unexpected(img.error());
+    if (auto s = send_track(kWorkerTrackFd, track.uffd.get(), chain.id); !s)
+        return std::unexpected(s.error());
+    g_image = std::move(*img);
+    return std::string("0");
 }
 
 // Writes the image into the pipe, then its status (worker.h). A reader that
@@ -100,16 +135,19 @@ void stream_image(ImageSource& img) {
 
 Result<std::string> serve(int argc, char** argv) {
     WorkerRequest req;
-    auto mode = argc == 6 ? parse_worker_mode(argv[1]) : std::nullopt;
+    auto mode = argc == 6 || argc == 7 ? parse_worker_mode(argv[1]) : std::nullopt;
+    if (mode && (*mode == WorkerMode::kDelta) != (argc == 7)) mode.reset();
     if (!mode || !parse_num(argv[2], req.pid) || !parse_num(argv[3], req.starttime) ||
-        !parse_num(argv[4], req.daemon_tgid))
-        return make_error(EINVAL, "usage: crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS");
+        !parse_num(argv[4], req.daemon_tgid) || (argc == 7 && !parse_num(argv[6], req.base_id)))
+        return make_error(EINVAL,
+                          "usage: crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS [BASE_ID]");
     auto creds = decode_creds(argv[5]);
     if (!creds) return std::unexpected(creds.error());
-    if (*mode != WorkerMode::kImage) {
+    if (*mode != WorkerMode::kImage && *mode != WorkerMode::kDelta) {
         ::close(kWorkerImageFd);
         ::close(kWorkerStatusFd);
     }
+    if (*mode != WorkerMode::kDelta) ::close(kWorkerTrackFd);
     if (auto ok = assume_creds(*creds); !ok) return std::unexpected(ok.error());
     if (auto ok = check_access(req.pid, req.starttime); !ok) return std::unexpected(ok.error());
     switch (*mode) {
@@ -119,6 +157,8 @@ Result<std::string> serve(int argc, char** argv) {
             return reasons(req.pid, req.daemon_tgid);
         case WorkerMode::kImage:
             return image(req.pid, req.starttime, req.daemon_tgid);
+        case WorkerMode::kDelta:
+            return delta(req.pid, req.starttime, req.daemon_tgid, req.base_id);
     }
     return make_error(EINVAL, "unknown mode");
 }
@@ -128,7 +168,7 @@ Result<std::string> serve(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     // Nothing of the daemon's but the image, reply and status pipes.
-    ::close_range(crfs::kWorkerStatusFd + 1, ~0u, 0);
+    ::close_range(crfs::kWorkerTrackFd + 1, ~0u, 0);
     // The daemon may die at any moment: a closed reply pipe must not kill us
     // mid-checkpoint (the task would keep injected registers).
     // Polite signals (a terminal, a service manager stopping everything) wait

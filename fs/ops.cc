@@ -430,7 +430,7 @@ struct FileHandle {
 };
 
 bool is_image_entry(const PidEntry& e) {
-    return e.name == "image";
+    return e.name == "image" || e.name == "delta";
 }
 
 // Makes the content of entry `e` of `task` for a reader, into h.content: the
@@ -474,7 +474,7 @@ Result<const Snapshot*> content_of(Daemon& d, FileHandle& h) {
         if (!h.opener) return make_error(EBADF, "not open for reading");
         auto running = d.limits.take(h.opener_uid, Resource::kCheckpoints);
         if (!running) return std::unexpected(running.error());
-        auto content = checkpoint_as(d, h.task, *h.opener);
+        auto content = checkpoint_as(d, h.task, *h.opener, h.entry->name == "delta");
         if (content) {
             h.content = std::move(*content);
         } else {

@@ -13,6 +13,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/procfs.h"
+#include "restorer/image_chain.h"
 #include "restorer/restore.h"
 
 namespace crfs::fs {
@@ -237,8 +238,15 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
         log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
         return std::unexpected(running.error());
     }
+    // incr: base and deltas concatenated become one image (restorer/image_chain.h).
+    auto composed = compose_chain(slot.spool.get());
+    if (!composed) {
+        slot.error = composed.error().what;
+        log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
+        return std::unexpected(composed.error());
+    }
     RestoreRequest req;
-    req.image_fd = slot.spool.get();
+    req.image_fd = *composed ? composed->get() : slot.spool.get();
     req.want_pid = slot.want_pid;
     req.writer_uid = caller.uid;
     req.writer_gid = caller.gid;

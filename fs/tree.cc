@@ -107,7 +107,7 @@ Result<OpenerCreds> OpenerCreds::of(const Caller& caller, const TaskId& task) {
     return OpenerCreds{std::move(*creds), trusted_for(caller, task)};
 }
 
-Result<Content> checkpoint_as(Daemon& d, const TaskId& task, const OpenerCreds& who) {
+Result<Content> checkpoint_as(Daemon& d, const TaskId& task, const OpenerCreds& who, bool delta) {
     // The checkpointer and `reason` agree: any reason, and there is no image.
     // The marks are the daemon's; the detected reasons the worker finds itself.
     std::string marks;
@@ -130,8 +130,21 @@ Result<Content> checkpoint_as(Daemon& d, const TaskId& task, const OpenerCreds& 
     if (!locked.empty())
         if (auto s = state::netlock_add(locked); !s)
             return std::unexpected(s.error().context("checkpoint " + std::to_string(task.pid)));
-    auto r = run_worker(
-        WorkerRequest{WorkerMode::kImage, task.pid, task.starttime, d.self_tgid, who.creds});
+    WorkerRequest req{WorkerMode::kImage, task.pid, task.starttime, d.self_tgid, who.creds};
+    DeltaTrackers::Entry track;  // incr: the chain's tracking, lent to the worker
+    if (delta) {
+        auto taken = d.trackers.take(task);
+        if (!taken) return std::unexpected(taken.error());
+        track = std::move(*taken);
+        req.mode = WorkerMode::kDelta;
+        req.track_fd = track.uffd ? track.uffd.get() : -1;
+        req.base_id = track.uffd ? track.id : 0;
+    }
+    auto r = run_worker(req);
+    if (delta && r)
+        d.trackers.put(task, {std::move(r->track), r->track_id, who.creds.uid[0]});
+    else if (delta)
+        d.trackers.release(task);  // the chain ends: the next read starts a new one
     if (!r && !locked.empty()) state::netlock_remove(locked);
     if (!r) return std::unexpected(r.error().context("checkpoint " + std::to_string(task.pid)));
     log_info("checkpoint %d: %llu bytes", task.pid,

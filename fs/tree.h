@@ -20,6 +20,7 @@
 #include "fs/slots.h"
 #include "fs/task_cache.h"
 #include "fs/tasks.h"
+#include "fs/trackers.h"
 
 namespace crfs::fs {
 
@@ -35,6 +36,7 @@ struct Daemon {
     Limits limits;  // before slots: slots hold leases on it
     SlotTable slots{limits};
     Reaper reaper{exits};
+    DeltaTrackers trackers;  // incr: each chain's tracking between reads of `delta`
     pid_t self_tgid = 0;
 };
 
@@ -78,7 +80,8 @@ struct OpenerCreds {
     bool trusted = false;  // the task itself, or CAP_SYS_PTRACE (trusted_for)
     static Result<OpenerCreds> of(const Caller& caller, const TaskId& task);
 };
-Result<Content> checkpoint_as(Daemon&, const TaskId&, const OpenerCreds& who);
+// `delta` (incr, docs/incremental.md): the next image of the task's chain.
+Result<Content> checkpoint_as(Daemon&, const TaskId&, const OpenerCreds& who, bool delta = false);
 
 inline constexpr PidEntry kPidEntries[] = {
     {"nocr", S_IFREG | 0644, Right::kAnyone, read_nocr, Right::kPtrace, write_nocr},
@@ -86,6 +89,9 @@ inline constexpr PidEntry kPidEntries[] = {
     // 0600, though writes are refused: `cp` gives a new copy the source's
     // mode, and its owner must be able to write over an earlier snapshot.
     {"image", S_IFREG | 0600, Right::kPtraceInHandler, read_image, Right::kPtrace, nullptr},
+    // incr: an image of what changed since the previous read of `delta`
+    // (the first: a complete image that starts the chain); as `image`.
+    {"delta", S_IFREG | 0600, Right::kPtraceInHandler, read_image, Right::kPtrace, nullptr},
 };
 
 // Text content of a generated file.

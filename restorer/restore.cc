@@ -417,6 +417,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     bool used_hash = false;
     auto img = decode_spool(req.image_fd, req.tree_index, req.image_hash, &used_hash);
     if (!img) return std::unexpected(img.error().context("bad image"));
+    if (img->chain && img->chain->base_id)  // incr: restorer/image_chain.h composes deltas
+        return make_error(EINVAL, "bad image: a delta, restored only after its base");
     trace.mark(used_hash ? "decode-hashed" : "decode");
     if (!img->processes.empty() && !req.tree) return restore_tree(req, *img);  // trees
     if (req.tree)

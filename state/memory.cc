@@ -108,19 +108,43 @@ std::string range(const MapsEntry& m) {
 // Whether [start, end) holds a guard region. "gu" only says it may have held
 // one; the page tables say whether it does now. A kernel that cannot tell is
 // taken at its word ("maybe" counts).
-Result<bool> has_guard(int pagemap, const MapsEntry& m) {
-    PmPageRegion vec[1];
+// The first range of [m.start, m.end) in `category` (PAGEMAP_SCAN): how many
+// (0 or 1) into `out`; -1 if the kernel cannot tell.
+Result<int> first_of(int pagemap, const MapsEntry& m, uint64_t category, PmPageRegion& out) {
     PmScanArg a{};
     a.size = sizeof a;
     a.start = m.start;
     a.end = m.end;
-    a.vec = reinterpret_cast<uint64_t>(vec);
+    a.vec = reinterpret_cast<uint64_t>(&out);
     a.vec_len = 1;
-    a.category_anyof_mask = kPageIsGuard;
-    a.return_mask = kPageIsGuard;
+    a.category_anyof_mask = category;
+    a.return_mask = category;
     int n = ioctl(pagemap, kPagemapScan, &a);
-    if (n < 0) return errno == ESRCH ? sys_error(ESRCH, "PAGEMAP_SCAN") : Result<bool>(true);
-    return n > 0;
+    if (n < 0 && errno == ESRCH) return sys_error(ESRCH, "PAGEMAP_SCAN");
+    return n < 0 ? -1 : n;
+}
+
+Result<bool> has_guard(int pagemap, const MapsEntry& m) {
+    PmPageRegion r;
+    auto n = first_of(pagemap, m, kPageIsGuard, r);
+    if (!n) return std::unexpected(n.error());
+    return *n != 0;  // -1: "maybe" counts
+}
+
+// incr (docs/incremental.md): a write-protect registration that is
+// asynchronous (UFFD_FEATURE_WP_ASYNC, seen as PAGE_IS_WPALLOWED) never makes
+// the task wait: the kernel resolves each write itself. The task behaves as
+// without it, so it is no reason (the delta tracking registers so). A kernel
+// that cannot tell makes it one.
+Result<bool> async_wp(int pagemap, const MapsEntry& m) {
+    // A category of the whole area: its first page tells (a walk of one page
+    // table entry, not of the whole area).
+    MapsEntry first = m;
+    first.end = m.start + 4096;
+    PmPageRegion r;
+    auto n = first_of(pagemap, first, kPageIsWpAllowed, r);
+    if (!n) return std::unexpected(n.error());
+    return *n == 1 && r.start == m.start;
 }
 
 }  // namespace
@@ -172,15 +196,21 @@ Status detect_memory(TaskView& t, Reasons& out) {
             std::string_view f = image::kVmFlagNames[i];
             if (std::find(std::begin(kAllowed), std::end(kAllowed), f) != std::end(kAllowed))
                 continue;
-            if (f == "gu") {
+            if (f == "gu" || f == "uw") {
                 if (!pagemap) {
                     auto fd = open_fd(t.path("pagemap"), O_RDONLY);
                     if (!fd) return std::unexpected(fd.error());
                     pagemap = std::move(*fd);
                 }
-                auto g = has_guard(pagemap.get(), m);
-                if (!g) return std::unexpected(g.error());
-                if (!*g) continue;
+                if (f == "gu") {
+                    auto g = has_guard(pagemap.get(), m);
+                    if (!g) return std::unexpected(g.error());
+                    if (!*g) continue;
+                } else {
+                    auto a = async_wp(pagemap.get(), m);
+                    if (!a) return std::unexpected(a.error());
+                    if (*a) continue;
+                }
             }
             std::string what = "flag " + std::string(f);
             for (const auto& n : kFlagNames)

@@ -472,11 +472,16 @@ Json image_to_json(const DecodedImage& img) {
     if (!img.unix_bound.empty()) j["unix_bound"] = unix_bound(img);
     j["stats"] = stats(img);
     for (const auto& p : img.processes)  // trees
-        j["processes"].push_back({{"pid", p.pid},
-                                  {"ppid", p.ppid},
-                                  {"pgid", p.pgid},
-                                  {"sid", p.sid},
-                                  {"flags", p.flags}});
+        j["processes"].push_back(
+            {{"pid", p.pid}, {"ppid", p.ppid}, {"pgid", p.pgid}, {"sid", p.sid}, {"flags", p.flags}});
+    if (img.chain) {  // incr: docs/incremental.md
+        uint64_t kept = 0;
+        for (const auto& k : img.keeps) kept += k.nr_pages;
+        j["chain"] = {{"id", img.chain->id},
+                      {"base_id", img.chain->base_id},
+                      {"keeps", img.keeps.size()},
+                      {"pages_kept", kept}};
+    }
     j["image"] = {{"size", img.size},
                   {"records", img.record_count},
                   {"checksum", fmt::format("{:016x}", img.checksum)}};

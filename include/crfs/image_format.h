@@ -107,6 +107,9 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
     X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
+    /* incr (120-127), version 5: chains of images, docs/incremental.md */                       \
+    X(kChain, 120, "chain", sizeof(ChainRecord), sizeof(ChainRecord))                            \
+    X(kKeep, 121, "keep", sizeof(KeepRecord), sizeof(KeepRecord))                                \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -683,6 +686,28 @@ struct ProcessRecord {
 static_assert(sizeof(ProcessRecord) == 24);
 inline constexpr uint32_t kProcessWasStopped = 1u << 0;  // in group-stop when frozen
 inline constexpr uint32_t kMaxProcesses = 1024;          // processes in one image
+
+// incr (version 5, docs/incremental.md): an image read from /crfs/<pid>/delta
+// is one link of a chain. Its chain record comes first (record 0): `id` names
+// this image, `base_id` the image it was taken relative to (0: none, this is
+// the chain's first image, complete in itself). Restore takes a chain as the
+// images concatenated in order, each delta naming the one before it.
+struct ChainRecord {
+    uint64_t id;       // random, never 0
+    uint64_t base_id;  // 0: a complete image
+};
+static_assert(sizeof(ChainRecord) == 16);
+
+// A delta's pages that did not change since its base: their content is the
+// base's (after the chain before it was applied). Inside a preceding VMA,
+// sorted, disjoint, never overlapping a pages record of the same image. A
+// page of a delta's VMA in neither a pages nor a keep record is unpopulated
+// (zero, or the file's for a file mapping), as in a complete image.
+struct KeepRecord {
+    uint64_t vaddr;
+    uint64_t nr_pages;  // 1..(the VMA's pages)
+};
+static_assert(sizeof(KeepRecord) == 16);
 
 enum class RecordType : uint32_t {
 #define CRFS_X_ENUM(name, num, str, min, max) name = num,

@@ -179,7 +179,7 @@ class SlotNames(Base):
         self.assertEqual(lines[0], str(uid(USERS[1])), r.stdout)
         self.assertGreater(int(lines[1]), 0, r.stderr)
         self.assertEqual(lines[2:], ["0", "1"], r.stdout)
-        self.assertEqual(sorted(os.listdir(f"{self.m}/{pid}")), ["image", "nocr", "reason"])
+        self.assertEqual(sorted(os.listdir(f"{self.m}/{pid}")), ["delta", "image", "nocr", "reason"])
         self.assertEqual(os.listdir(self.m).count(str(pid)), 1)
         st = os.stat(f"{self.m}/{pid}")
         self.assertEqual(st.st_uid, uid(USERS[1]))

@@ -1,0 +1,228 @@
+#include "restorer/image_chain.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "common/image_reader.h"
+#include "common/image_writer.h"
+#include "common/strfmt.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+namespace {
+
+using image::RecordType;
+constexpr uint64_t kPage = image::kPageSize;
+
+struct Part {
+    uint64_t begin, end;  // in the spool
+};
+
+// One record of a part, as framed.
+struct Frame {
+    uint32_t type;
+    const char* payload;
+    uint64_t len;
+};
+
+// Calls f(frame) for every record of [begin, end) up to, not including, the
+// trailer; returns where the part ends (after its trailer), or nullopt if the
+// bytes are not framed as an image (the decoder then says precisely why).
+template <class F>
+std::optional<uint64_t> walk(const char* d, uint64_t begin, uint64_t end, F&& f) {
+    if (end - begin < sizeof(image::Header)) return std::nullopt;
+    image::Header h;
+    std::memcpy(&h, d + begin, sizeof h);
+    if (std::memcmp(h.magic, image::kMagic, sizeof h.magic) != 0 || h.header_size < sizeof h ||
+        h.header_size > end - begin)
+        return std::nullopt;
+    for (uint64_t pos = begin + h.header_size;;) {
+        image::RecordHeader rh;
+        if (end - pos < sizeof rh) return std::nullopt;
+        std::memcpy(&rh, d + pos, sizeof rh);
+        pos += sizeof rh;
+        if (rh.length > end - pos) return std::nullopt;
+        if (rh.type == uint32_t(RecordType::kTrailer)) return pos + rh.length;
+        f(Frame{rh.type, d + pos, rh.length});
+        pos += rh.length;
+    }
+}
+
+// Parts by their framing; nullopt if the bytes are not whole images one after another.
+std::optional<std::vector<Part>> split_parts(const char* d, uint64_t size) {
+    std::vector<Part> parts;
+    for (uint64_t pos = 0; pos < size;) {
+        if (parts.size() == kMaxChainParts) return std::nullopt;
+        auto end = walk(d, pos, size, [](const Frame&) {});
+        if (!end) return std::nullopt;
+        parts.push_back({pos, *end});
+        pos = *end;
+    }
+    return parts;
+}
+
+// The chain record of a part, if its first record is one.
+std::optional<image::ChainRecord> first_chain(const char* d, const Part& p) {
+    std::optional<image::ChainRecord> out;
+    bool first = true;
+    walk(d, p.begin, p.end, [&](const Frame& f) {
+        if (first && f.type == uint32_t(RecordType::kChain) && f.len == sizeof(image::ChainRecord))
+            out.emplace(), std::memcpy(&*out, f.payload, sizeof *out);
+        first = false;
+    });
+    return out;
+}
+
+// Pages of the state composed so far: sorted, disjoint runs, each pointing at
+// its bytes in the spool.
+struct Run {
+    uint64_t vaddr, pages;
+    const char* data;
+    uint64_t end() const { return vaddr + pages * kPage; }
+};
+
+// The state after part `img`: its own pages, and from `before` the pages its
+// keep records name.
+Result<std::vector<Run>> apply(const std::vector<Run>& before, const DecodedImage& img,
+                               const char* part, uint32_t index) {
+    std::vector<Run> out;
+    size_t i = 0;
+    for (const image::KeepRecord& k : img.keeps) {
+        uint64_t lo = k.vaddr, hi = k.vaddr + k.nr_pages * kPage;
+        while (i < before.size() && before[i].end() <= lo) ++i;
+        for (size_t j = i; j < before.size() && before[j].vaddr < hi; ++j) {
+            uint64_t a = std::max(lo, before[j].vaddr), b = std::min(hi, before[j].end());
+            if (a < b) out.push_back({a, (b - a) / kPage, before[j].data + (a - before[j].vaddr)});
+        }
+    }
+    for (const PageRun& r : img.pages) out.push_back({r.vaddr, r.nr_pages, part + r.stream_offset});
+    std::sort(out.begin(), out.end(), [](const Run& a, const Run& b) { return a.vaddr < b.vaddr; });
+    // A page stored twice, or both stored and kept, is no image crfs writes.
+    for (size_t j = 1; j < out.size(); ++j)
+        if (out[j].vaddr < out[j - 1].end())
+            return make_error(EINVAL, strfmt("image part {}: page {:x} is stored twice or both "
+                                             "stored and kept",
+                                             index, out[j].vaddr));
+    return out;
+}
+
+// Writes the image of the last part with the composed pages into a memfd.
+Result<UniqueFd> build(const char* d, const Part& last, const DecodedImage& img,
+                       const std::vector<Run>& pages) {
+    image::Header h = img.header;
+    h.header_size = sizeof h;  // what the writer writes; a longer header's extra bytes are not kept
+    ImageWriter w(h);
+    bool pages_done = false;
+    auto emit_pages = [&] {
+        pages_done = true;
+        size_t v = 0;
+        for (const Run& r : pages) {
+            // Cut at the VMAs' ends (a pages record lies in one VMA) and the record limit.
+            for (uint64_t at = r.vaddr; at < r.end();) {
+                while (v < img.vmas.size() && img.vmas[v].rec.end <= at) ++v;
+                uint64_t to = std::min(r.end(), v < img.vmas.size() ? img.vmas[v].rec.end : at);
+                to = std::min(to, at + uint64_t(image::kMaxPagesPerRecord) * kPage);
+                if (to <= at) return;  // decode checked every run lies in a VMA
+                image::PagesRecord pr{at, uint32_t((to - at) / kPage), 0};
+                w.add_external(RecordType::kPages, Payload().add(pr).bytes(),
+                               r.data + (at - r.vaddr), to - at);
+                at = to;
+            }
+        }
+    };
+    walk(d, last.begin, last.end, [&](const Frame& f) {
+        auto t = RecordType(f.type);
+        if (t == RecordType::kPages || t == RecordType::kKeep) {
+            if (!pages_done) emit_pages();
+            return;
+        }
+        if (t == RecordType::kChain) return;
+        if (t == RecordType::kStats && !pages_done) emit_pages();
+        w.add_external(t, {}, f.payload, f.len);
+    });
+    if (!pages_done) emit_pages();
+    ImageStream s = std::move(w).finish();
+    UniqueFd out(::memfd_create("crfs-chain", MFD_CLOEXEC));
+    if (!out) return errno_error("memfd for the composed image");
+    if (auto r = s.write_to(out.get()); !r) return std::unexpected(r.error());
+    if (::lseek(out.get(), 0, SEEK_SET) != 0) return errno_error("seek the composed image");
+    return out;
+}
+
+struct Mapping {
+    void* p = MAP_FAILED;
+    size_t len = 0;
+    ~Mapping() {
+        if (p != MAP_FAILED) ::munmap(p, len);
+    }
+};
+
+}  // namespace
+
+Result<UniqueFd> compose_chain(int fd) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return errno_error("stat the image");
+    if (st.st_size <= 0) return UniqueFd();
+    Mapping m;
+    m.len = size_t(st.st_size);
+    m.p = ::mmap(nullptr, m.len, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m.p == MAP_FAILED) return errno_error("map the image");
+    const char* d = static_cast<const char*>(m.p);
+    auto parts = split_parts(d, m.len);
+    if (!parts || parts->size() == 1) {
+        // One image (or bytes the decoder will name the fault of): a delta
+        // without what it was taken relative to is refused.
+        auto c = first_chain(d, parts ? parts->front() : Part{0, m.len});
+        if (c && c->base_id != 0)
+            return make_error(EINVAL, strfmt("image is a delta of image {:016x}: restore it after "
+                                             "its base (cat base.img delta.img > image)",
+                                             c->base_id));
+        return UniqueFd();
+    }
+    // Every part decoded and verified (framing, checksum, consistency) first.
+    std::vector<DecodedImage> imgs;
+    for (size_t i = 0; i < parts->size(); ++i) {
+        const Part& p = (*parts)[i];
+        MemorySource src(d + p.begin, p.end - p.begin);
+        auto img = decode_image(src);
+        if (!img) return std::unexpected(img.error().context(strfmt("image part {}", i + 1)));
+        if (!img->processes.empty())
+            return make_error(EINVAL, strfmt("image part {}: a process tree cannot be part of a "
+                                             "chain",
+                                             i + 1));
+        imgs.push_back(std::move(*img));
+    }
+    for (size_t i = 0; i < imgs.size(); ++i) {
+        const auto& c = imgs[i].chain;
+        if (!c)
+            return make_error(EINVAL, strfmt("image part {} is no image of a chain (read from "
+                                             "/crfs/<pid>/delta)",
+                                             i + 1));
+        if (i == 0 && c->base_id != 0)
+            return make_error(EINVAL, strfmt("image part 1 is a delta of image {:016x}: the chain "
+                                             "must start with that image",
+                                             c->base_id));
+        if (i > 0 && c->base_id != imgs[i - 1].chain->id)
+            return make_error(EINVAL,
+                              strfmt("image part {} is {} of image {:016x}, not of part {} "
+                                     "(image {:016x}): parts missing, swapped or of another task",
+                                     i + 1, c->base_id ? "a delta" : "no delta", c->base_id, i,
+                                     imgs[i - 1].chain->id));
+    }
+    std::vector<Run> state;
+    for (size_t i = 0; i < imgs.size(); ++i) {
+        auto next = apply(state, imgs[i], d + (*parts)[i].begin, uint32_t(i + 1));
+        if (!next) return std::unexpected(next.error());
+        state = std::move(*next);
+    }
+    return build(d, parts->back(), imgs.back(), state);
+}
+
+}  // namespace crfs
