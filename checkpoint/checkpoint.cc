@@ -210,7 +210,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         }
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
-        std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
+        const user_regs_struct resumed = restart_fixup((*rs)->saved_regs());
+        std::memcpy(&c.regs.gp, &resumed, sizeof c.regs.gp);
+        c.regs.restart = syscall_restart((*rs)->saved_regs());
     }
     for (FrozenTask* t : frozen.others()) {
         auto th = capture_thread(pid, *t, vdso_start, vdso_end);
@@ -336,6 +338,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
 
     w.add(RecordType::kThread, Payload().add(c.main_thread));
     w.add(RecordType::kRegs, Payload().add(c.regs.gp));
+    if (c.regs.restart) w.add(RecordType::kSyscallRestart, Payload().add(*c.regs.restart));
     w.add(RecordType::kXstate, c.regs.xstate);
     w.add(RecordType::kSigactions, Payload().add(c.signals.actions));
     w.add(RecordType::kSigstate, Payload().add(c.signals.state));

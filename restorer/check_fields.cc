@@ -14,6 +14,7 @@
 #include "common/file_hash.h"
 #include "common/strfmt.h"
 #include "restorer/check_inet.h"
+#include "restorer/restart.h"
 #include "restorer/validate.h"
 #include "state/kobj.h"
 #include "state/memfd.h"
@@ -299,7 +300,7 @@ Status check_fields(const DecodedImage& img) {
                        state::check_memfds,
 
                        state::check_seccomp, state::check_posix_timers,
-                       state::check_locks})
+                       state::check_locks, check_restart})
         if (auto s = check(img); !s) return s;
     return {};
 }

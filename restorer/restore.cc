@@ -42,6 +42,7 @@
 #include "restorer/memory.h"
 #include "restorer/netns.h"
 #include "restorer/regs.h"
+#include "restorer/restart.h"
 #include "restorer/settings.h"
 #include "restorer/signals.h"
 #include "restorer/task_attrs.h"
@@ -609,6 +610,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         cp.keep.push_back(cp.netns_fd);
     }
     if (req.tree) cp.keep.push_back(tree_go_fd(req, min_fd));
+    auto handoff = RestartHandoff::plan(*img, req.tree != nullptr, min_fd, *a);  // fid
+    if (!handoff) return std::unexpected(handoff.error());
+    if (handoff->active()) cp.keep.push_back(handoff->task_fd());
     cp.tree = req.tree;
     cp.tree_index = req.tree_index;
     std::sort(cp.keep.begin(), cp.keep.end());
@@ -628,6 +632,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     bool stopped = img->header.flags & image::kHeaderTaskWasStopped;
     a->stop_self = stopped;
     if (req.tree) stopped = tree_gate(req, *a);  // trees: stops come after the go
+    if (handoff->active()) a->stop_self = 0;     // fid: the hand-off stops it
     // fid-exact: last, once every field the blob's final syscalls use is set.
     if (auto s = state::plan_seccomp(
             *img, req.want_pid, [&](size_t b, size_t al) { return arena.take(b, al); }, *a);
@@ -662,6 +667,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     }
     status_w.reset();
     image_fd.reset();
+    handoff->close_task_fd();
     fds->copies.clear();
     trace.mark("clone");
 
@@ -688,6 +694,11 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
             kill_and_reap(pid_t(pid));
             return std::unexpected(done.error());
         }
+        if (handoff->active())
+            if (auto h = handoff->run(pid_t(pid), stopped); !h) {
+                kill_and_reap(pid_t(pid));
+                return std::unexpected(h.error());
+            }
         if (stopped) {
             siginfo_t si{};
             while (waitid(P_PID, id_t(pid), &si, WSTOPPED | WEXITED | WNOWAIT) < 0 &&

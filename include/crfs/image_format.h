@@ -1,4 +1,4 @@
-// The crfs image format, version 4: the on-disk structs and the one table of
+// The crfs image format, version 5: the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 4;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 5;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -103,6 +103,9 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
     X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
+    /* fid (128-131), version 5 */                                                               \
+    X(kSyscallRestart, 128, "syscall-restart", sizeof(SyscallRestartRecord),                     \
+      sizeof(SyscallRestartRecord))                                                              \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -607,6 +610,19 @@ struct FileLockRecord {
 };
 static_assert(sizeof(FileLockRecord) == 32);
 inline constexpr uint32_t kMaxFileLocks = 1u << 16;
+
+// Version 5 (fid, restorer/restart.cc): the main thread was inside a syscall
+// the kernel restarts. Its regs record holds the restart already applied (rip
+// on the `syscall` instruction, rax the number to run again); this record
+// keeps what the kernel knew: the syscall (orig_rax) and the restart code it
+// returned (-ERESTARTSYS -512, -ERESTARTNOINTR -513, -ERESTARTNOHAND -514,
+// -ERESTART_RESTARTBLOCK -516), so that a signal handled before the task is
+// back inside still ends the syscall with EINTR where the kernel would.
+struct SyscallRestartRecord {
+    int64_t nr;
+    int64_t code;
+};
+static_assert(sizeof(SyscallRestartRecord) == 16);
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

@@ -182,6 +182,11 @@ PROBES = [
     ("exact", "seccomp_stacked", None),
     ("exact", "posix_timers", None),
     ("exact", "locks", None),
+    # fid: a syscall the kernel restarts, ended by a handled signal (tests/probes/restart.c)
+    ("restart", "pause_eintr", None),
+    ("restart", "sigsuspend_eintr", None),
+    ("restart", "nanosleep_eintr", None),
+    ("restart", "sched_idle", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
