@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/memfd.h"
+#include "state/mlockall.h"
 #include "state/registry.h"
 #include "state/locks.h"
 #include "state/seccomp.h"
@@ -72,6 +73,7 @@ struct Capture {
     std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
     std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
     std::vector<image::FileLockRecord> locks;     // fid-exact: state/locks.cc
+    uint32_t mlockall_flags = 0;                  // fid: state/mlockall.h
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -186,6 +188,11 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto settings = read_task_settings(pid, **rs);  // fidelity
         if (!settings) return std::unexpected(settings.error());
         c.settings = std::move(*settings);
+        auto locked = state::dump_mlockall(pid, [&](long nr, const std::array<uint64_t, 6>& v) {
+            return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
+        });  // fid
+        if (!locked) return std::unexpected(locked.error());
+        c.mlockall_flags = *locked;
         {  // fid-exact: POSIX timers, asked in the task
             RemoteSyscall& r = **rs;
             state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return r.call(nr, a1, a2); },
@@ -339,6 +346,8 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     w.add(RecordType::kThread, Payload().add(c.main_thread));
     w.add(RecordType::kRegs, Payload().add(c.regs.gp));
     if (c.regs.restart) w.add(RecordType::kSyscallRestart, Payload().add(*c.regs.restart));
+    if (c.mlockall_flags)
+        w.add(RecordType::kMlockall, Payload().add(image::MlockallRecord{c.mlockall_flags, 0}));
     w.add(RecordType::kXstate, c.regs.xstate);
     w.add(RecordType::kSigactions, Payload().add(c.signals.actions));
     w.add(RecordType::kSigstate, Payload().add(c.signals.state));

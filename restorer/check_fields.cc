@@ -18,6 +18,7 @@
 #include "restorer/validate.h"
 #include "state/kobj.h"
 #include "state/memfd.h"
+#include "state/mlockall.h"
 #include "state/pipe.h"
 #include "state/locks.h"
 #include "state/seccomp.h"
@@ -300,7 +301,7 @@ Status check_fields(const DecodedImage& img) {
                        state::check_memfds,
 
                        state::check_seccomp, state::check_posix_timers,
-                       state::check_locks, check_restart})
+                       state::check_locks, check_restart, state::check_mlockall})
         if (auto s = check(img); !s) return s;
     return {};
 }

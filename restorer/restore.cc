@@ -271,6 +271,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return state::lock_text(img, uint32_t(r.arg));
         case CRFS_RA_STEP_POSIX_TIMER:
             return strfmt("making POSIX timer {} with its id and time", r.arg);
+        case CRFS_RA_STEP_MLOCKALL:  // fid
+            return strfmt("mlockall(0x{:x}) for the task's later mappings (RLIMIT_MEMLOCK 0 "
+                          "without CAP_IPC_LOCK?)",
+                          r.arg);
         case CRFS_RA_STEP_SECCOMP:
             return strfmt(
                 "installing seccomp filter {} of {} (oldest first; the kernel wants "
@@ -565,6 +569,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     // fidelity: the task's own (0 or 1, check_fields); version 2 images: 1, as
     // for any task that did not ask otherwise.
     a->dumpable = img->settings ? img->settings->dumpable : 1;
+    a->mlockall_flags = img->mlockall.flags;  // fid: state/mlockall.h
     a->fs_base = img->regs.fs_base;
     a->gs_base = img->regs.gs_base;
     if (auto s = fill_threads(

@@ -129,6 +129,7 @@ Json regs(const DecodedImage& img) {
     }
     if (img.restart)  // fid: the syscall the task was in and its restart code
         j["syscall_restart"] = {{"nr", img.restart->nr}, {"code", img.restart->code}};
+    if (img.mlockall.flags) j["mlockall_flags"] = img.mlockall.flags;  // fid
     return j;
 }
 

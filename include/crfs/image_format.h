@@ -106,6 +106,7 @@ static_assert(sizeof(Trailer) == 24);
     /* fid (128-131), version 5 */                                                               \
     X(kSyscallRestart, 128, "syscall-restart", sizeof(SyscallRestartRecord),                     \
       sizeof(SyscallRestartRecord))                                                              \
+    X(kMlockall, 129, "mlockall", sizeof(MlockallRecord), sizeof(MlockallRecord))                \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -623,6 +624,14 @@ struct SyscallRestartRecord {
     int64_t code;
 };
 static_assert(sizeof(SyscallRestartRecord) == 16);
+
+// Version 5 (fid, state/mlockall.cc): mlockall(MCL_FUTURE), with MCL_ONFAULT
+// (2, 4 as in <sys/mman.h>): the flags of the task's later mappings. None: no record.
+struct MlockallRecord {
+    uint32_t flags;
+    uint32_t reserved;
+};
+static_assert(sizeof(MlockallRecord) == 8);
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

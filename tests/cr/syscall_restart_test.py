@@ -92,6 +92,36 @@ class SyscallRestart(rt.Base):
         self.run_variant("nanosleep_eintr")
 
 
+
+class Mlockall(rt.Base):
+    """mlockall(MCL_FUTURE) comes back from its record (state/mlockall.h): the
+    image with the flags zeroed restores a task whose new mappings are not
+    locked (the probe FAILs), the image as taken one whose are (PASS), and
+    flags out of range are refused."""
+
+    def test_the_record_is_what_locks_later_mappings(self):
+        t = self.task([os.path.join(rt.BUILD, "tests/probes/probe_mlockall"), "future", "@DIR@"])
+        img = t.checkpoint()
+        self.assertIn('"mlockall_flags":2', rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}").stdout)
+        t.kill9()
+        edit = os.path.join(rt.BUILD, "tests/security/restore/crfs-imgedit")
+        for n, (change, words) in enumerate((("@0:4=1", "mlockall flags 0x1"),
+                                             ("@0:4=4", "mlockall flags 0x4"),
+                                             ("@4:4=1", "(reserved 1)"))):
+            bad = t.path(f"bad{n}.img")
+            self.assertEqual(rt.sh(f"{edit} {img} {bad} mlockall{change}").returncode, 0)
+            r = rt.sh(f"mkdir {self.m}/bad{n} && cp {bad} {self.m}/bad{n}/image")
+            self.assertIn("Invalid argument", r.stderr)
+            self.assertIn(words, rt.read(f"{self.m}/bad{n}/status"))
+        zero = t.path("zero.img")
+        self.assertEqual(rt.sh(f"{edit} {img} {zero} mlockall@0:4=0").returncode, 0)
+        t.restore(zero, "zeroed")
+        self.assertIn("a new mapping has lo 0", t.finish())
+        os.unlink(t.path("result"))
+        t.restore(img, "as-taken")
+        self.assertEqual(t.finish(), "PASS")
+
+
 if __name__ == "__main__":
     rt.BUILD = os.path.abspath(sys.argv[1])
     import unittest

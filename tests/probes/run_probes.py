@@ -187,6 +187,9 @@ PROBES = [
     ("restart", "sigsuspend_eintr", None),
     ("restart", "nanosleep_eintr", None),
     ("restart", "sched_idle", None),
+    # fid: mlockall(MCL_FUTURE) asked in the frozen task (tests/probes/mlockall.c)
+    ("mlockall", "future", None),
+    ("mlockall", "future_onfault", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
