@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/memfd.h"
+#include "state/mlockall.h"
 #include "state/registry.h"
 #include "state/locks.h"
 #include "state/seccomp.h"
@@ -75,6 +76,7 @@ struct Capture {
     std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
     std::vector<image::FileLockRecord> locks;     // fid-exact: state/locks.cc
     std::vector<image::KeepRecord> keeps;         // incr: pages left to the base
+    uint32_t mlockall_flags = 0;                  // fid: state/mlockall.h
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -193,6 +195,11 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto settings = read_task_settings(pid, **rs);  // fidelity
         if (!settings) return std::unexpected(settings.error());
         c.settings = std::move(*settings);
+        auto locked = state::dump_mlockall(pid, [&](long nr, const std::array<uint64_t, 6>& v) {
+            return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
+        });  // fid
+        if (!locked) return std::unexpected(locked.error());
+        c.mlockall_flags = *locked;
         {  // fid-exact: POSIX timers, asked in the task
             RemoteSyscall& r = **rs;
             state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return r.call(nr, a1, a2); },
@@ -226,7 +233,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         }
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
-        std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
+        const user_regs_struct resumed = restart_fixup((*rs)->saved_regs());
+        std::memcpy(&c.regs.gp, &resumed, sizeof c.regs.gp);
+        c.regs.restart = syscall_restart((*rs)->saved_regs());
     }
     for (FrozenTask* t : frozen.others()) {
         auto th = capture_thread(pid, *t, vdso_start, vdso_end);
@@ -359,6 +368,9 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
 
     w.add(RecordType::kThread, Payload().add(c.main_thread));
     w.add(RecordType::kRegs, Payload().add(c.regs.gp));
+    if (c.regs.restart) w.add(RecordType::kSyscallRestart, Payload().add(*c.regs.restart));
+    if (c.mlockall_flags)
+        w.add(RecordType::kMlockall, Payload().add(image::MlockallRecord{c.mlockall_flags, 0}));
     w.add(RecordType::kXstate, c.regs.xstate);
     w.add(RecordType::kSigactions, Payload().add(c.signals.actions));
     w.add(RecordType::kSigstate, Payload().add(c.signals.state));

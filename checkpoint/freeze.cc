@@ -11,6 +11,7 @@
 #include <string>
 
 #include "checkpoint/task_attrs.h"
+#include "common/ptrace_wait.h"
 #include "common/log.h"
 #include "common/strfmt.h"
 
@@ -32,48 +33,12 @@ bool is_stop_signal(int sig) {
 
 }  // namespace
 
-uint64_t monotonic_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
-}
-
 Result<int> FrozenTask::wait_stop() {
-    uint64_t deadline = monotonic_ns() + kStopTimeoutNs;
-    unsigned sleep_us = 0;
-    int yields = 0;
-    for (;;) {
-        int st = 0;
-        pid_t r = waitpid(pid_, &st, __WALL | WNOHANG);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            if (errno == ECHILD) {
-                attached_ = false;
-                return sys_error(ESRCH, strfmt("task {} is gone", pid_));
-            }
-            return errno_error(strfmt("waitpid {}", pid_));
-        }
-        if (r == pid_) {
-            if (WIFEXITED(st) || WIFSIGNALED(st)) {
-                attached_ = false;
-                return make_error(ESRCH, strfmt("task {} exited during the checkpoint", pid_));
-            }
-            return st;
-        }
-        if (monotonic_ns() > deadline)
-            return make_error(
-                ETIMEDOUT, strfmt("task {} did not stop within {} s (uninterruptible sleep?)", pid_,
-                                  kStopTimeoutNs / 1'000'000'000ull));
-        // The stop usually comes within microseconds (remote syscalls wait for one
-        // per step): yield the CPU to the tracee first, then back off to sleeping.
-        if (yields < 5000) {
-            ++yields;
-            sched_yield();
-            continue;
-        }
-        usleep(sleep_us);
-        sleep_us = std::min(sleep_us * 2 + 1, 1000u);
-    }
+    bool gone = false;
+    auto st = wait_ptrace_stop(pid_, kStopTimeoutNs, &gone);
+    if (gone) attached_ = false;
+    if (!st && gone) return make_error(ESRCH, strfmt("task {} exited during the checkpoint", pid_));
+    return st;
 }
 
 Result<std::unique_ptr<FrozenTask>> FrozenTask::freeze(pid_t pid, bool suspend_seccomp) {

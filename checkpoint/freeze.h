@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "common/ptrace_wait.h"  // monotonic_ns
 #include "common/result.h"
 
 namespace crfs {
@@ -64,7 +65,5 @@ class FrozenTask {
     uint64_t frozen_at_ns_ = 0;
     uint64_t released_at_ns_ = 0;
 };
-
-uint64_t monotonic_ns();
 
 }  // namespace crfs

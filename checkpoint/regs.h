@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 
 #include "common/result.h"
@@ -14,6 +15,9 @@ namespace crfs {
 struct TaskRegs {
     image::RegsRecord gp{};
     std::string xstate;  // raw xsave area as the kernel reports it
+    // fid: the syscall the task was inside and its restart code; `gp` holds
+    // the restart applied (checkpoint/remote_syscall.h).
+    std::optional<image::SyscallRestartRecord> restart;
 };
 
 Result<TaskRegs> read_regs(pid_t pid);

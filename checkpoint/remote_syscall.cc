@@ -49,6 +49,11 @@ user_regs_struct restart_fixup(const user_regs_struct& in) {
     return r;
 }
 
+std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struct& regs) {
+    if (restart_fixup(regs).orig_rax == regs.orig_rax) return std::nullopt;
+    return image::SyscallRestartRecord{int64_t(regs.orig_rax), int64_t(regs.rax)};
+}
+
 Status RemoteSyscall::mem_io(uint64_t addr, void* buf, size_t len, bool write) const {
     // /proc/<pid>/mem rather than process_vm_*: it works on any page the
     // tracer may access, whatever its protection.
@@ -216,12 +221,44 @@ Status RemoteSyscall::finish() {
     keep_first(mem_io(scratch_, saved_scratch_, kScratchSize, true));
     if (patched_ && ptrace(PTRACE_POKETEXT, pid, syscall_addr_, saved_text_) != 0)
         keep_first(errno_error(strfmt("restore text of task {}", pid)));
+    // Back in a stop inside the kernel's signal path, the registers as they
+    // were let the kernel itself restart the syscall, or end it with EINTR for
+    // a handler that runs first; failing that, the restart is done here.
+    user_regs_struct regs = saved_regs_;
+    if (calls_ > 0 && restart_fixup(regs).orig_rax != regs.orig_rax) {
+        auto back = back_to_signal_stop();
+        if (!back) {
+            log_error("checkpoint: %s; the syscall is restarted by hand",
+                      back.error().what.c_str());
+            regs = restart_fixup(regs);
+        }
+    }
     if (ptrace(PTRACE_SETSIGMASK, pid, sizeof saved_mask_, &saved_mask_) != 0)
         keep_first(errno_error(strfmt("restore signal mask of task {}", pid)));
-    if (calls_ > 0) saved_regs_ = restart_fixup(saved_regs_);
-    if (ptrace(PTRACE_SETREGS, pid, nullptr, &saved_regs_) != 0)
+    if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0)
         keep_first(errno_error(strfmt("restore registers of task {}", pid)));
     return result;
+}
+
+Status RemoteSyscall::back_to_signal_stop() {
+    // From the exit stop of the last injected syscall: an interrupt makes the
+    // way back to user space pass through get_signal, which traps there.
+    pid_t pid = task_.pid();
+    if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0)
+        return errno_error(strfmt("interrupt task {}", pid));
+    for (int foreign = 0; foreign < kMaxForeignStops; ++foreign) {
+        if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0)
+            return errno_error(strfmt("resume task {} into its signal path", pid));
+        auto st = task_.wait_stop();
+        if (!st) return std::unexpected(st.error());
+        if ((*st >> 16) == PTRACE_EVENT_STOP) return {};
+        if ((*st >> 16) == 0 && WSTOPSIG(*st) == SIGSTOP) {
+            task_.note_swallowed_stop();
+            continue;
+        }
+        return make_error(EIO, strfmt("task {}: unexpected ptrace stop {:x}", pid, *st));
+    }
+    return make_error(EIO, strfmt("task {}: no interrupt stop", pid));
 }
 
 RemoteSyscall::~RemoteSyscall() {

@@ -10,12 +10,18 @@
 // PTRACE_SYSCALL; read rax. finish() puts back the mask, the scratch bytes,
 // any patched text and the registers.
 //
-// Syscall restart: a task interrupted in nanosleep/read sits in the kernel with
-// rax = -ERESTART*; the kernel turns that into a restart only on its way out of
-// the signal-handling path. After our injections the task leaves from a
-// syscall-exit stop instead, which does not look at rax again, so finish()
-// performs the restart itself (restart_fixup: rip back onto the `syscall`,
-// rax = the syscall number or restart_syscall, orig_rax = -1), as compel does.
+// Syscall restart: a task interrupted in pause/nanosleep/read sits in the
+// kernel with rax = -ERESTART*; the kernel turns that into a restart (or, for a
+// signal with a handler, into EINTR) on its way out of get_signal. After our
+// injections the task is in a syscall-exit stop instead, which does not look
+// at rax again, so finish() takes it back into a stop inside get_signal
+// (PTRACE_INTERRUPT + PTRACE_CONT) and puts the registers back there: the
+// kernel decides, as if there had been no injection. (compel instead moves
+// rip back onto the `syscall` itself, which turns a handled signal arriving
+// before the task is back inside into a re-entered syscall.) The image holds
+// restart_fixup of the registers (rip on the `syscall`, rax = the syscall
+// number or restart_syscall, orig_rax = -1) and, apart, what the kernel knew
+// (image::SyscallRestartRecord, restorer/restart.h).
 //
 // Output buffers live in a scratch area below the red zone of the task's
 // stack; its bytes are saved first and written back in finish().
@@ -25,10 +31,12 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "checkpoint/freeze.h"
 #include "common/result.h"
+#include "crfs/image_format.h"
 
 namespace crfs {
 
@@ -74,6 +82,7 @@ class RemoteSyscall {
   private:
     explicit RemoteSyscall(FrozenTask& t) : task_(t) {}
     Status mem_io(uint64_t addr, void* buf, size_t len, bool write) const;
+    Status back_to_signal_stop();
     FrozenTask& task_;
     user_regs_struct saved_regs_{};
     uint64_t saved_mask_ = 0;
@@ -89,5 +98,9 @@ class RemoteSyscall {
 // The registers of a task stopped in a syscall that the kernel would restart,
 // rewritten so that returning to user space re-executes it (see above).
 user_regs_struct restart_fixup(const user_regs_struct& regs);
+
+// What the image keeps besides the fixed-up registers: the syscall and its
+// restart code, if `regs` (as saved before any injection) are inside one.
+std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struct& regs);
 
 }  // namespace crfs

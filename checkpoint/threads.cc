@@ -153,7 +153,9 @@ Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_sta
     c.sigstate.blocked = (*rs)->saved_sigmask();
     if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
     // The saved registers, with a syscall restart applied, are what the thread resumes with.
-    std::memcpy(&c.regs.gp, &(*rs)->saved_regs(), sizeof c.regs.gp);
+    const user_regs_struct resumed = restart_fixup((*rs)->saved_regs());
+    std::memcpy(&c.regs.gp, &resumed, sizeof c.regs.gp);
+    c.regs.restart = syscall_restart((*rs)->saved_regs());
     auto pending = peek_pending(tid, false);
     if (!pending) return std::unexpected(pending.error());
     c.pending = std::move(*pending);

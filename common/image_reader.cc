@@ -669,6 +669,20 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.file_locks.push_back(l);
                 break;
             }
+            case RecordType::kSyscallRestart: {  // fid (restorer/restart.cc)
+                if (img.header.version < 5)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (!img.threads.empty() || img.restart)
+                    return inconsistent(r, "not the main thread's first one");
+                img.restart = load<image::SyscallRestartRecord>(p);
+                break;
+            }
+            case RecordType::kMlockall:  // fid (state/mlockall.cc)
+                if (img.header.version < 5)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (seen_slot(RecordType::kMlockall) > 1) return inconsistent(r, "a second one");
+                img.mlockall = load<image::MlockallRecord>(p);
+                break;
             case RecordType::kFdContent: {
                 auto c = load<image::FdContentRecord>(p);
                 auto f = std::find_if(img.fds.begin(), img.fds.end(),

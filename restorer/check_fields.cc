@@ -14,9 +14,11 @@
 #include "common/file_hash.h"
 #include "common/strfmt.h"
 #include "restorer/check_inet.h"
+#include "restorer/restart.h"
 #include "restorer/validate.h"
 #include "state/kobj.h"
 #include "state/memfd.h"
+#include "state/mlockall.h"
 #include "state/pipe.h"
 #include "state/locks.h"
 #include "state/seccomp.h"
@@ -301,7 +303,7 @@ Status check_fields(const DecodedImage& img) {
                        state::check_memfds, state::check_unix_bound,
 
                        state::check_seccomp, state::check_posix_timers,
-                       state::check_locks})
+                       state::check_locks, check_restart, state::check_mlockall})
         if (auto s = check(img); !s) return s;
     return {};
 }

@@ -42,6 +42,7 @@
 #include "restorer/memory.h"
 #include "restorer/netns.h"
 #include "restorer/regs.h"
+#include "restorer/restart.h"
 #include "restorer/settings.h"
 #include "restorer/signals.h"
 #include "restorer/task_attrs.h"
@@ -270,6 +271,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return state::lock_text(img, uint32_t(r.arg));
         case CRFS_RA_STEP_POSIX_TIMER:
             return strfmt("making POSIX timer {} with its id and time", r.arg);
+        case CRFS_RA_STEP_MLOCKALL:  // fid
+            return strfmt("mlockall(0x{:x}) for the task's later mappings (RLIMIT_MEMLOCK 0 "
+                          "without CAP_IPC_LOCK?)",
+                          r.arg);
         case CRFS_RA_STEP_SECCOMP:
             return strfmt(
                 "installing seccomp filter {} of {} (oldest first; the kernel wants "
@@ -583,6 +588,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     // fidelity: the task's own (0 or 1, check_fields); version 2 images: 1, as
     // for any task that did not ask otherwise.
     a->dumpable = img->settings ? img->settings->dumpable : 1;
+    a->mlockall_flags = img->mlockall.flags;  // fid: state/mlockall.h
     a->fs_base = img->regs.fs_base;
     a->gs_base = img->regs.gs_base;
     if (auto s = fill_threads(
@@ -628,6 +634,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         cp.keep.push_back(cp.netns_fd);
     }
     if (req.tree) cp.keep.push_back(tree_go_fd(req, min_fd));
+    auto handoff = RestartHandoff::plan(*img, req.tree != nullptr, min_fd, *a);  // fid
+    if (!handoff) return std::unexpected(handoff.error());
+    if (handoff->active()) cp.keep.push_back(handoff->task_fd());
     cp.tree = req.tree;
     cp.tree_index = req.tree_index;
     std::sort(cp.keep.begin(), cp.keep.end());
@@ -647,6 +656,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     bool stopped = img->header.flags & image::kHeaderTaskWasStopped;
     a->stop_self = stopped;
     if (req.tree) stopped = tree_gate(req, *a);  // trees: stops come after the go
+    if (handoff->active()) a->stop_self = 0;     // fid: the hand-off stops it
     // fid-exact: last, once every field the blob's final syscalls use is set.
     if (auto s = state::plan_seccomp(
             *img, req.want_pid, [&](size_t b, size_t al) { return arena.take(b, al); }, *a);
@@ -681,6 +691,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     }
     status_w.reset();
     image_fd.reset();
+    handoff->close_task_fd();
     fds->copies.clear();
     trace.mark("clone");
 
@@ -707,6 +718,11 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
             kill_and_reap(pid_t(pid));
             return std::unexpected(done.error());
         }
+        if (handoff->active())
+            if (auto h = handoff->run(pid_t(pid), stopped); !h) {
+                kill_and_reap(pid_t(pid));
+                return std::unexpected(h.error());
+            }
         if (stopped) {
             siginfo_t si{};
             while (waitid(P_PID, id_t(pid), &si, WSTOPPED | WEXITED | WNOWAIT) < 0 &&

@@ -127,6 +127,9 @@ Json regs(const DecodedImage& img) {
         std::memcpy(&bv, img.xstate.data() + 512, 8);
         j["xstate_bv"] = hex(bv);
     }
+    if (img.restart)  // fid: the syscall the task was in and its restart code
+        j["syscall_restart"] = {{"nr", img.restart->nr}, {"code", img.restart->code}};
+    if (img.mlockall.flags) j["mlockall_flags"] = img.mlockall.flags;  // fid
     return j;
 }
 

@@ -110,6 +110,10 @@ static_assert(sizeof(Trailer) == 24);
     /* incr (120-127), version 5: chains of images, docs/incremental.md */                       \
     X(kChain, 120, "chain", sizeof(ChainRecord), sizeof(ChainRecord))                            \
     X(kKeep, 121, "keep", sizeof(KeepRecord), sizeof(KeepRecord))                                \
+    /* fid (128-131), version 5 */                                                               \
+    X(kSyscallRestart, 128, "syscall-restart", sizeof(SyscallRestartRecord),                     \
+      sizeof(SyscallRestartRecord))                                                              \
+    X(kMlockall, 129, "mlockall", sizeof(MlockallRecord), sizeof(MlockallRecord))                \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -651,6 +655,27 @@ struct FileLockRecord {
 };
 static_assert(sizeof(FileLockRecord) == 32);
 inline constexpr uint32_t kMaxFileLocks = 1u << 16;
+
+// Version 5 (fid, restorer/restart.cc): the main thread was inside a syscall
+// the kernel restarts. Its regs record holds the restart already applied (rip
+// on the `syscall` instruction, rax the number to run again); this record
+// keeps what the kernel knew: the syscall (orig_rax) and the restart code it
+// returned (-ERESTARTSYS -512, -ERESTARTNOINTR -513, -ERESTARTNOHAND -514,
+// -ERESTART_RESTARTBLOCK -516), so that a signal handled before the task is
+// back inside still ends the syscall with EINTR where the kernel would.
+struct SyscallRestartRecord {
+    int64_t nr;
+    int64_t code;
+};
+static_assert(sizeof(SyscallRestartRecord) == 16);
+
+// Version 5 (fid, state/mlockall.cc): mlockall(MCL_FUTURE), with MCL_ONFAULT
+// (2, 4 as in <sys/mman.h>): the flags of the task's later mappings. None: no record.
+struct MlockallRecord {
+    uint32_t flags;
+    uint32_t reserved;
+};
+static_assert(sizeof(MlockallRecord) == 8);
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

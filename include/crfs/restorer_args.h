@@ -182,6 +182,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_SECCOMP = 190, /* installing seccomp filter (arg: its index, oldest first) */
     CRFS_RA_STEP_POSIX_TIMER,   /* stage 1: making POSIX timer (arg: its id) */
     CRFS_RA_STEP_FILE_LOCK,     /* stage 1: taking a file lock again (arg: its index) */
+    /* fid (200-209) */
+    CRFS_RA_STEP_MLOCKALL = 200, /* mlockall(MCL_FUTURE...) (arg: the flags) */
 };
 
 struct crfs_restorer_args {
@@ -273,6 +275,9 @@ struct crfs_restorer_args {
      * first, installed right before the 'K' report and rt_sigreturn. */
     uint64_t seccomp;
     uint64_t nr_seccomp;
+    /* fid: mlockall flags (MCL_FUTURE, MCL_ONFAULT) once every mapping is
+     * made (state/mlockall.h); 0: none. */
+    uint64_t mlockall_flags;
 };
 
 #endif

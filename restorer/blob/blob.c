@@ -453,6 +453,11 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
         memcpy((void*)a->sigframe_dst, (const void*)a->sigframe, a->sigframe_len);
         frame = a->sigframe_dst;
     }
+    /* fid: after every mapping of the image, so only the task's later ones lock. */
+    if (a->mlockall_flags) {
+        ret = sys1(NR_mlockall, a->mlockall_flags);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_MLOCKALL, ret, a->mlockall_flags);
+    }
     fault(a, CRFS_RA_STEP_SECCOMP);
     install_seccomp(a); /* fid-exact: last, see seccomp.h */
     uint64_t unmap = a->self_unmap, unmap_len = a->self_unmap_len;

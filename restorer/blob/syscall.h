@@ -56,6 +56,7 @@ enum {
     NR_preadv = 295,
     NR_rt_tgsigqueueinfo = 297,
     NR_mlock2 = 325, /* fidelity */
+    NR_mlockall = 151, /* fid */
     NR_rseq = 334,
     NR_futex = 202,
     NR_set_tid_address = 218,

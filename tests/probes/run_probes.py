@@ -192,6 +192,14 @@ PROBES = [
     ("unix_bound", "waiting_bytes", "holds bytes the server has not read"),
     ("unix_bound", "gone_sender", "queues a datagram from @crfs-ux-gone-"),
     ("unix_bound", "moved", "a name that no longer leads to it"),
+    # fid: a syscall the kernel restarts, ended by a handled signal (tests/probes/restart.c)
+    ("restart", "pause_eintr", None),
+    ("restart", "sigsuspend_eintr", None),
+    ("restart", "nanosleep_eintr", None),
+    ("restart", "sched_idle", None),
+    # fid: mlockall(MCL_FUTURE) asked in the frozen task (tests/probes/mlockall.c)
+    ("mlockall", "future", None),
+    ("mlockall", "future_onfault", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

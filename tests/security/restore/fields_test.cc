@@ -407,3 +407,32 @@ TEST(RestoreFields, ThreadsNeedTheirOriginalTids) {
 
 }  // namespace
 }  // namespace crfs
+
+namespace crfs {
+namespace {
+
+// fid: the syscall-restart record (restorer/restart.cc) must describe the
+// registers it comes with: a restart code, a syscall number, rax the
+// syscall run again (restart_syscall for -ERESTART_RESTARTBLOCK), orig_rax -1.
+TEST(RestoreFields, SyscallRestartMatchesTheRegisters) {
+    auto img = test::minimal_image();
+    img.regs.orig_rax = ~0ull;
+    img.regs.rax = 34;  // pause
+    img.restart = image::SyscallRestartRecord{34, -514};
+    EXPECT_TRUE(check_fields(img));
+    img.restart->code = -4;  // EINTR: no restart
+    test::expect_einval(img, "code -4 is no restart code");
+    img.restart = image::SyscallRestartRecord{4096, -514};
+    test::expect_einval(img, "syscall restart: syscall 4096");
+    img.restart = image::SyscallRestartRecord{35, -514};  // rax says 34
+    test::expect_einval(img, "are not syscall 35 restarted");
+    img.restart = image::SyscallRestartRecord{35, -516};  // restart_syscall expected
+    test::expect_einval(img, "are not syscall 35 restarted");
+    img.regs.rax = 219;
+    EXPECT_TRUE(check_fields(img));
+    img.regs.orig_rax = 35;
+    test::expect_einval(img, "orig_rax 0x23");
+}
+
+}  // namespace
+}  // namespace crfs

@@ -1,0 +1,21 @@
+// Waiting for a tracee's next ptrace stop, bounded: the checkpointer's frozen
+// tasks (checkpoint/freeze.cc) and the restore's hand-off of a restarted
+// syscall (restorer/restart.cc) share it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "common/result.h"
+
+namespace crfs {
+
+// The wait status of `pid`'s next stop (waitpid __WALL). The task exiting (or
+// no longer being our child or tracee) is ESRCH with `gone` set; no stop within
+// `timeout_ns` is ETIMEDOUT.
+Result<int> wait_ptrace_stop(pid_t pid, uint64_t timeout_ns, bool* gone = nullptr);
+
+uint64_t monotonic_ns();
+
+}  // namespace crfs

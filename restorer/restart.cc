@@ -1,0 +1,148 @@
+#include "restorer/restart.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/ptrace_wait.h"
+#include "common/strfmt.h"
+
+namespace crfs {
+
+namespace {
+
+// Kernel-internal restart codes (include/linux/errno.h).
+constexpr int64_t kErestartSys = -512, kErestartNoIntr = -513, kErestartNoHand = -514,
+                  kErestartRestartBlock = -516;
+constexpr uint64_t kNrRtSigreturn = 15, kNrRestartSyscall = 219, kNrLimit = 1024;
+// The blob's last syscalls after the gate: read, close, munmap, futex wake,
+// rt_sigreturn (two stops each); anything beyond is not the blob.
+constexpr int kMaxStops = 64;
+constexpr uint64_t kStopTimeoutNs = 10'000'000'000ull;
+
+Status bad(const std::string& what) {
+    return make_error(EINVAL, "image: syscall restart: " + what);
+}
+
+}  // namespace
+
+Status check_restart(const DecodedImage& img) {
+    if (!img.restart) return {};
+    const auto& r = *img.restart;
+    if (r.code != kErestartSys && r.code != kErestartNoIntr && r.code != kErestartNoHand &&
+        r.code != kErestartRestartBlock)
+        return bad(strfmt("code {} is no restart code", r.code));
+    if (r.nr < 0 || uint64_t(r.nr) >= kNrLimit) return bad(strfmt("syscall {}", r.nr));
+    // The registers hold the restart applied (checkpoint/remote_syscall.cc restart_fixup).
+    uint64_t again = r.code == kErestartRestartBlock ? kNrRestartSyscall : uint64_t(r.nr);
+    if (img.regs.orig_rax != ~uint64_t(0) || img.regs.rax != again || img.regs.rip < 2)
+        return bad(strfmt("registers (rax 0x{:x}, orig_rax 0x{:x}) are not syscall {} restarted",
+                          img.regs.rax, img.regs.orig_rax, r.nr));
+    return {};
+}
+
+Result<RestartHandoff> RestartHandoff::plan(const DecodedImage& img, bool tree_member, int min_fd,
+                                            crfs_restorer_args& a) {
+    RestartHandoff h;
+    if (!img.restart || tree_member) return h;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return errno_error("restore: the syscall restart's gate");
+    UniqueFd r(p[0]);
+    h.go_w_.reset(p[1]);
+    h.go_r_.reset(fcntl(r.get(), F_DUPFD_CLOEXEC, min_fd));
+    if (!h.go_r_) return errno_error("restore: dup of the syscall restart's gate");
+    a.go_fd = h.go_r_.get();
+    a.has_go = 1;
+    h.rip_ = img.regs.rip;
+    h.code_ = img.restart->code == kErestartRestartBlock ? kErestartNoHand : img.restart->code;
+    return h;
+}
+
+Status RestartHandoff::run(pid_t pid, bool stopped) {
+    bool stop_after = stopped;
+    auto fail = [&](const std::string& what) {
+        return errno_error(strfmt("restore: handing back the syscall of task {}: {}", pid, what));
+    };
+    auto next_stop = [&]() -> Result<int> {
+        auto st = wait_ptrace_stop(pid, kStopTimeoutNs);
+        if (!st) return std::unexpected(st.error().context("restore: syscall hand-off"));
+        return st;
+    };
+    auto is_event_stop = [](int st) { return (st >> 16) == PTRACE_EVENT_STOP; };
+    auto delivered = [](int st) { return (st >> 16) == 0 ? WSTOPSIG(st) : 0; };
+
+    if (ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACESYSGOOD) != 0) return fail("seize");
+    if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return fail("interrupt");
+    // The blob waits at the gate with every signal blocked: only SIGSTOP
+    // gets through, and it is the task's to keep.
+    for (int n = 0;; ++n) {
+        auto st = next_stop();
+        if (!st) return std::unexpected(st.error());
+        if (is_event_stop(*st)) break;
+        if (delivered(*st) != SIGSTOP || n >= kMaxStops)
+            return make_error(
+                EIO, strfmt("restore: task {}: unexpected stop {:x} at the gate", pid, *st));
+        stop_after = true;
+        if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return fail("resume");
+    }
+    char go = 'g';
+    if (::write(go_w_.get(), &go, 1) != 1) return fail("open the gate");
+    go_w_.reset();
+
+    // To the exit stop of rt_sigreturn: the frame's registers are in place.
+    bool in_sigreturn = false;
+    int deliver = 0;
+    for (int n = 0;; ++n) {
+        if (n >= kMaxStops)
+            return make_error(EIO, strfmt("restore: task {} did not reach rt_sigreturn", pid));
+        if (ptrace(PTRACE_SYSCALL, pid, nullptr, reinterpret_cast<void*>(uintptr_t(deliver))) != 0)
+            return fail("resume");
+        deliver = 0;
+        auto st = next_stop();
+        if (!st) return std::unexpected(st.error());
+        if (WSTOPSIG(*st) == (SIGTRAP | 0x80)) {
+            __ptrace_syscall_info info{};
+            if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0)
+                return fail("syscall info");
+            if (info.op == PTRACE_SYSCALL_INFO_ENTRY)
+                in_sigreturn = info.entry.nr == kNrRtSigreturn;
+            if (info.op == PTRACE_SYSCALL_INFO_EXIT && in_sigreturn) break;
+            continue;
+        }
+        if (is_event_stop(*st)) continue;
+        if (delivered(*st) == SIGSTOP)
+            stop_after = true;  // kept for the end, where it stops the task in the right place
+        else
+            deliver = delivered(*st);  // a fault of the blob: the task's to die of
+    }
+    user_regs_struct regs{};
+    if (ptrace(PTRACE_GETREGS, pid, nullptr, &regs) != 0) return fail("get registers");
+    if (regs.rip != rip_)
+        return make_error(EIO, strfmt("restore: task {} left rt_sigreturn at 0x{:x}, not at its "
+                                      "frame's 0x{:x}",
+                                      pid, regs.rip, rip_));
+
+    // Into get_signal: a signal that arrived since is still pending, and is
+    // handled there with the registers below.
+    if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return fail("interrupt");
+    if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return fail("resume");
+    auto st = next_stop();
+    if (!st) return std::unexpected(st.error());
+    int sig = delivered(*st);  // a signal-delivery-stop is inside get_signal too
+    if (!is_event_stop(*st) && sig == 0)
+        return make_error(EIO, strfmt("restore: task {}: unexpected stop {:x}", pid, *st));
+    if (ptrace(PTRACE_GETREGS, pid, nullptr, &regs) != 0) return fail("get registers");
+    regs.orig_rax = regs.rax;  // the syscall the frame runs again
+    regs.rax = uint64_t(code_);
+    regs.rip += 2;
+    if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0) return fail("set registers");
+    if (stop_after && sig != SIGSTOP) ::kill(pid, SIGSTOP);
+    if (ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(uintptr_t(sig))) != 0)
+        return fail("detach");
+    return {};
+}
+
+}  // namespace crfs

@@ -1,0 +1,64 @@
+// A task checkpointed inside a syscall the kernel restarts (pause, sigsuspend,
+// read, nanosleep, ...): its frame re-executes the syscall, and right after
+// the blob's rt_sigreturn the driver puts the task back where the kernel had
+// it, so that a signal with a handler arriving before the task is inside again
+// ends the syscall as the kernel would (EINTR for pause, sigsuspend, a
+// nanosleep; a restart for -ERESTARTSYS under SA_RESTART) instead of running
+// the handler and re-entering the syscall.
+//
+//   driver                                  task (blob, after 'K')
+//   read 'K', EOF of the status pipe        read(go_fd) ... waits
+//   PTRACE_SEIZE, PTRACE_INTERRUPT  ------> stop
+//   write go, PTRACE_SYSCALL ...            close, munmap, rt_sigreturn
+//   exit stop of rt_sigreturn: the frame's registers (rip on the `syscall`)
+//   PTRACE_INTERRUPT, PTRACE_CONT   ------> stop inside get_signal
+//   rip += 2, orig_rax = nr, rax = -ERESTART*; (SIGSTOP if it was stopped)
+//   PTRACE_DETACH                   ------> get_signal goes on: a pending signal
+//                                           is handled with the kernel's restart
+//                                           rules, none restarts the syscall
+//
+// A -ERESTART_RESTARTBLOCK syscall (nanosleep) is handed back as -ERESTARTNOHAND
+// of the syscall the frame re-executes: EINTR with a handler, as the kernel
+// does, and a restart of the same call without (its restart block is not kept).
+//
+// A daemon killed during the hand-off detaches the task: it resumes with its
+// frame's registers (the syscall re-executed), as before this hand-off existed.
+// Not covered: a member of a process tree (its gate is the tree's) and the
+// threads other than the main one (their frames re-execute the syscall).
+#pragma once
+
+#include <sys/types.h>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "crfs/restorer_args.h"
+
+namespace crfs {
+
+// The image's restart record against its registers (hostile images).
+Status check_restart(const DecodedImage& img);
+
+class RestartHandoff {
+  public:
+    // Whether the restored task takes the hand-off; if so, opens the gate (its
+    // read end as an fd >= min_fd, to keep in stage 1) and makes the blob wait
+    // on it. Not for a tree member. The blob must then not stop itself.
+    static Result<RestartHandoff> plan(const DecodedImage& img, bool tree_member, int min_fd,
+                                       crfs_restorer_args& a);
+    bool active() const { return bool(go_w_); }
+    int task_fd() const { return go_r_.get(); }
+    // In the driver, once the blob reported 'K': the steps above; `stopped`:
+    // the task was in group-stop and goes back into it. The caller kills the
+    // task on an error.
+    Status run(pid_t pid, bool stopped);
+    // The driver's copy of the task's end, once the task holds it.
+    void close_task_fd() { go_r_.reset(); }
+
+  private:
+    UniqueFd go_r_, go_w_;
+    uint64_t rip_ = 0;
+    int64_t code_ = 0;
+};
+
+}  // namespace crfs

@@ -1,0 +1,30 @@
+// mlockall(MCL_FUTURE) (and MCL_ONFAULT): mm->def_flags, the flags every
+// mapping made later gets. No /proc file shows it, so it is asked in the
+// frozen task: a one-page PROT_NONE shared anonymous mapping made there (it
+// merges with nothing and populates nothing) shows def_flags in its smaps
+// VmFlags (`lo` VM_LOCKED, `lf` VM_LOCKONFAULT), and is unmapped again. The
+// blob calls mlockall(flags) after every mapping of the image is made, so
+// only the task's own later mappings are locked (record 129, version 5).
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+
+namespace crfs::state {
+
+// A syscall run in the frozen task: its raw result (negative errno).
+using RemoteCall6 = std::function<Result<int64_t>(long nr, const std::array<uint64_t, 6>& args)>;
+
+// Checkpoint: MCL_FUTURE | MCL_ONFAULT as the task set them, 0 for none.
+Result<uint32_t> dump_mlockall(pid_t pid, const RemoteCall6& call);
+
+// Restore: the record in range.
+Status check_mlockall(const DecodedImage& img);
+
+}  // namespace crfs::state

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""A task checkpointed inside pause(), sigsuspend() or nanosleep() while
+stopped (SIGSTOP), then sent a signal it handles while still stopped, and
+SIGCONT: the kernel runs the handler and ends that one call with EINTR. The
+same must hold for the task left running after its checkpoint and for its
+restored copies (restorer/restart.h, checkpoint/remote_syscall.h); before,
+both ran the handler and went back into the call, asleep for good.
+
+The probe (tests/probes/restart.c) waits in ONE call and writes its verdict
+after it. Every wait is for a state: the task inside its syscall
+(/proc/PID/syscall), in T, the verdict file.
+
+usage: syscall_restart_test.py BUILD_DIR  (any unittest args after)
+"""
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
+import roundtrip_mount_test as rt  # noqa: E402
+
+# The syscall each variant waits in (x86-64): glibc's nanosleep is clock_nanosleep.
+SYSCALLS = {"pause_eintr": 34, "sigsuspend_eintr": 130, "nanosleep_eintr": 230}
+
+
+def in_syscall(pid, nr):
+    try:
+        return rt.read(f"/proc/{pid}/syscall").split()[0] == str(nr)
+    except (OSError, IndexError):
+        return False
+
+
+class SyscallRestart(rt.Base):
+    def stopped_then_signalled(self, t, what):
+        """SIGUSR1 while stopped, then SIGCONT: the verdict of that one call."""
+        rt.wait_for(lambda: rt.state_of(t.pid) == "T", f"{what}: the task to be stopped")
+        os.kill(t.pid, signal.SIGUSR1)
+        os.kill(t.pid, signal.SIGCONT)
+        rt.wait_for(lambda: os.path.exists(t.path("result")) and not rt.alive(t.pid),
+                    f"{what}: the verdict")
+        if t.proc:
+            t.proc.wait(rt.TIMEOUT)
+            t.proc = None
+        out = rt.read(t.path("result")).strip()
+        os.unlink(t.path("result"))
+        return out
+
+    def run_variant(self, variant):
+        probe = os.path.join(rt.BUILD, "tests/probes/probe_restart")
+        t = self.task([probe, variant, "@DIR@"])
+        rt.wait_for(lambda: in_syscall(t.pid, SYSCALLS[variant]) and rt.state_of(t.pid) == "S",
+                    "the probe to sleep in its syscall")
+        os.kill(t.pid, signal.SIGSTOP)
+        rt.wait_for(lambda: rt.state_of(t.pid) == "T", "the probe to stop")
+        pid = t.pid
+        img = t.checkpoint()
+        self.assertEqual(self.stopped_then_signalled(t, "after its checkpoint"), "PASS")
+        rt.wait_for(lambda: rt.pid_free(pid), f"pid {pid} to be reaped")
+        t.restore(img, str(pid))
+        self.assertEqual(t.pid, pid)
+        self.assertEqual(self.stopped_then_signalled(t, "restored"), "PASS")
+        t.restore(img, f"fresh-{variant}")
+        self.assertEqual(self.stopped_then_signalled(t, "restored under a fresh name"), "PASS")
+        shown = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}").stdout
+        self.assertIn('"syscall_restart"', shown)
+
+    def test_edited_restart_record_is_refused(self):
+        # Images are hostile: the record must describe the registers it comes with.
+        t = self.task([os.path.join(rt.BUILD, "tests/probes/probe_restart"), "pause_eintr", "@DIR@"])
+        rt.wait_for(lambda: in_syscall(t.pid, 34), "the probe to sleep in pause")
+        img = t.checkpoint()
+        edit = os.path.join(rt.BUILD, "tests/security/restore/crfs-imgedit")
+        for n, (change, words) in enumerate((("@8:8=-4", "code -4 is no restart code"),
+                                             ("@0:8=35", "are not syscall 35 restarted"),
+                                             ("@0:8=5000", "syscall 5000"))):
+            bad = t.path(f"bad{n}.img")
+            r = rt.sh(f"{edit} {img} {bad} syscall-restart{change}")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = rt.sh(f"mkdir {self.m}/bad{n} && cp {bad} {self.m}/bad{n}/image")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("Invalid argument", r.stderr)
+            self.assertIn(words, rt.read(f"{self.m}/bad{n}/status"))
+        self.assertEqual(self.crfs.children(), [], "a task was left after a refused restore")
+
+    def test_pause(self):
+        self.run_variant("pause_eintr")
+
+    def test_sigsuspend(self):
+        self.run_variant("sigsuspend_eintr")
+
+    def test_nanosleep(self):
+        self.run_variant("nanosleep_eintr")
+
+
+
+class Mlockall(rt.Base):
+    """mlockall(MCL_FUTURE) comes back from its record (state/mlockall.h): the
+    image with the flags zeroed restores a task whose new mappings are not
+    locked (the probe FAILs), the image as taken one whose are (PASS), and
+    flags out of range are refused."""
+
+    def test_the_record_is_what_locks_later_mappings(self):
+        t = self.task([os.path.join(rt.BUILD, "tests/probes/probe_mlockall"), "future", "@DIR@"])
+        img = t.checkpoint()
+        self.assertIn('"mlockall_flags":2', rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}").stdout)
+        t.kill9()
+        edit = os.path.join(rt.BUILD, "tests/security/restore/crfs-imgedit")
+        for n, (change, words) in enumerate((("@0:4=1", "mlockall flags 0x1"),
+                                             ("@0:4=4", "mlockall flags 0x4"),
+                                             ("@4:4=1", "(reserved 1)"))):
+            bad = t.path(f"bad{n}.img")
+            self.assertEqual(rt.sh(f"{edit} {img} {bad} mlockall{change}").returncode, 0)
+            r = rt.sh(f"mkdir {self.m}/bad{n} && cp {bad} {self.m}/bad{n}/image")
+            self.assertIn("Invalid argument", r.stderr)
+            self.assertIn(words, rt.read(f"{self.m}/bad{n}/status"))
+        zero = t.path("zero.img")
+        self.assertEqual(rt.sh(f"{edit} {img} {zero} mlockall@0:4=0").returncode, 0)
+        t.restore(zero, "zeroed")
+        self.assertIn("a new mapping has lo 0", t.finish())
+        os.unlink(t.path("result"))
+        t.restore(img, "as-taken")
+        self.assertEqual(t.finish(), "PASS")
+
+
+if __name__ == "__main__":
+    rt.BUILD = os.path.abspath(sys.argv[1])
+    import unittest
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
