@@ -10,6 +10,7 @@
 #include "common/strfmt.h"
 
 #include "restorer/child.h"
+#include "restorer/tree_share.h"
 #include "state/inet.h"
 
 namespace crfs {
@@ -137,6 +138,12 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             plan.actions.push_back(std::move(a));
             continue;
         }
+        if (kind == image::FdKind::kShared) {  // restorer/tree_share.cc plans its channel
+            a.shared = true;
+            a.open_flags = int(f.rec.open_flags);
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
         if (kind == image::FdKind::kTcp || kind == image::FdKind::kUdp) {
             auto sock = plan_socket(img, f, a, min_fd);
             if (!sock) return std::unexpected(sock.error());
@@ -173,6 +180,10 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
         if (a.same_as >= 0) {
             if (dup3(a.same_as, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+            continue;
+        }
+        if (a.shared) {
+            child_share_recv(a, status_fd);
             continue;
         }
         if (a.pipe >= 0) {
@@ -213,6 +224,7 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
         if (a.kobj.kind && !state::kobj_finish(a.kobj, a.target, fail))
             child_fail(status_fd, fail.step, fail.err, fail.arg ? fail.arg : uint64_t(a.target));
     }
+    if (plan.sends) child_share_send(plan, status_fd);  // before the pipes' spare ends go
     state::child_close_pipes(plan.pipes);
     state::child_close_unix(plan.unix_sockets);
 }

@@ -22,6 +22,14 @@
 
 namespace crfs {
 
+// share: a description this process restores and hands to a later process of
+// its tree (restorer/tree_share.h), on `channel` (a socketpair end it keeps).
+struct ShareSend {
+    int channel = -1;
+    int owner_fd = -1;  // this process's fd of the description, or an end of the pipe to give
+    uint32_t end = 0;   // image::kShare*
+};
+
 struct FdAction {
     int target = -1;
     int same_as = -1;  // >= 0: dup of that earlier target (one open file description)
@@ -37,6 +45,9 @@ struct FdAction {
     int unix_end = -1;      // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
     int prepared = -1;      // a socket the daemon made (state/inet.h): dup'd, not opened
     bool tcp_live = false;  // an established connection: stage 1 ends its repair mode
+    bool shared = false;    // kShared: received from an earlier process of the tree
+    int share_from = -1;    // ... on this channel (restorer/tree_share.h)
+    uint32_t share_end = 0;  // image::kShare*
 };
 
 struct FdPlan {
@@ -47,6 +58,7 @@ struct FdPlan {
     std::vector<state::MemfdHeld> memfds;  // kobj: held until the blob seals them (state/memfd.h)
     int max_target = -1;
     int min_fd = -1;  // the lowest fd number no target uses
+    const std::vector<ShareSend>* sends = nullptr;  // trees: given once every fd is in place
 };
 
 // `min_fd`: the copies are moved to numbers >= min_fd (clear of every target).

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 4;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 5;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -103,6 +103,8 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
     X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
+    /* share (108-111), version 5: what a tree's processes share, docs/trees.md */               \
+    X(kShareFd, 108, "share-fd", sizeof(ShareFdRecord), sizeof(ShareFdRecord))                   \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -276,6 +278,8 @@ enum class FdKind : uint32_t {
     kUdp = 21,  // UDP: unbound, bound or connected
     // Version 4 (kobj, 36-43).
     kMemfd = 36,  // a memfd: reopened from the memfd record of `ino`, seeked to pos
+    // Version 5 (share, 52-55).
+    kShared = 52,  // given by an earlier process of the tree: a share-fd record follows
 };
 
 // FdRecord.fd_flags
@@ -304,6 +308,24 @@ static_assert(sizeof(FdRecord) == 88);
 // Version 1 had no same_as: its FdRecord is the first 80 bytes (read as same_as -1).
 inline constexpr uint32_t kFdRecordV1Size = offsetof(FdRecord, same_as);
 static_assert(kFdRecordV1Size == 80);
+
+// share, version 5 (docs/trees.md "Sharing between members"): the open file
+// description of fd `fd` (an fd record of kind kShared, its own description)
+// is restored by process `owner` of the tree (an earlier one, by image order)
+// and handed over: `end` kShareSame, the very description of the owner's fd
+// `owner_fd` (any kind; not itself kShared); kShareReadEnd/kShareWriteEnd, an
+// end of the pipe (kPipe) the owner's fd `owner_fd` is an end of, which the
+// owner holds no description of.
+inline constexpr uint32_t kShareSame = 0;
+inline constexpr uint32_t kShareReadEnd = 1;
+inline constexpr uint32_t kShareWriteEnd = 2;
+struct ShareFdRecord {
+    int32_t fd;
+    uint32_t owner;  // process index in the image
+    int32_t owner_fd;
+    uint32_t end;  // kShare*
+};
+static_assert(sizeof(ShareFdRecord) == 16);
 
 // Content of a deleted file: `length - sizeof(FdDataRecord)` bytes at `offset`.
 struct FdDataRecord {

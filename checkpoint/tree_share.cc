@@ -1,0 +1,53 @@
+#include "checkpoint/tree_share.h"
+
+#include <unistd.h>
+
+#include "common/strfmt.h"
+#include "state/tree_share.h"
+
+namespace crfs {
+
+Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds) {
+    std::vector<std::vector<state::MemberFd>> seen;
+    for (pid_t p : pids) {
+        state::TaskView v(p, getpid());
+        auto f = state::member_fds(v);
+        if (!f) return std::unexpected(f.error().context(strfmt("pid {}", p)));
+        seen.push_back(std::move(*f));
+    }
+    std::vector<state::ShareRef> refs;
+    state::Reasons why;
+    state::classify_sharing(pids, seen, refs, why);
+    if (!why.empty()) return make_error(EBUSY, why.front());
+    for (const state::ShareRef& r : refs) {
+        auto& mine = *fds[r.member];
+        TaskFd* lead = nullptr;
+        for (TaskFd& t : mine)
+            if (t.rec.fd == r.fd && t.rec.same_as < 0) lead = &t;
+        if (!lead)
+            return make_error(EIO, strfmt("pid {} fd {}: not captured", pids[r.member], r.fd));
+        lead->rec.kind = uint32_t(image::FdKind::kShared);
+        lead->rec.pos = lead->rec.size = lead->rec.mode = lead->rec.rdev = 0;
+        lead->rec.mtime_sec = lead->rec.mtime_nsec = 0;
+        lead->rec.path_len = 0;
+        lead->path.clear();
+        lead->content.clear();
+        lead->inet.reset();
+        lead->records.clear();
+        image::ShareFdRecord s{r.fd, uint32_t(r.owner), r.owner_fd, r.end};
+        lead->records.emplace_back(image::RecordType::kShareFd,
+                                   std::string(reinterpret_cast<const char*>(&s), sizeof s));
+        for (TaskFd& t : mine) {
+            if (t.rec.same_as != r.fd) continue;
+            image::FdRecord rec = lead->rec;
+            rec.fd = t.rec.fd;
+            rec.fd_flags = t.rec.fd_flags;
+            rec.same_as = r.fd;
+            t.rec = rec;
+            t.path.clear();
+        }
+    }
+    return {};
+}
+
+}  // namespace crfs
