@@ -17,6 +17,7 @@ verdict). crfsd is always unmounted and killed.
 
 usage: run_probes.py BUILD_DIR [unittest args]
 """
+import ctypes
 import os
 import signal
 import subprocess
@@ -29,6 +30,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
 import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
+from roundtrip_mount_test import pid_free  # noqa: E402
+from trees_mount_test import reap, tree_of  # noqa: E402
 
 BUILD = None
 
@@ -172,8 +175,7 @@ PROBES = [
     ("kobj_c", "sysv_sem", "was last operated on by the task; System V semaphores not supported"),
     ("kobj_c", "sysv_msg", "(key 0, 1 messages) was last used by the task; System V message"),
     ("kobj_c", "posix_mq", "fd 3: POSIX message queue "),
-    ("tree", "shared_file", ": share one open file description ("),
-    ("tree", "pipe", "(fd 3): pipe:["),
+    # tree/shared_file and tree/pipe are restored now: tree_share/* below.
     ("tree", "grandchild", " (fd 3): POSIX message queue "),
     ("tree", "zombie", " (task): zombie (exited, not yet reaped by its parent)"),
     ("tree", "outside", "fd 3: the same open file description is held by pid "),
@@ -182,11 +184,19 @@ PROBES = [
     ("exact", "seccomp_stacked", None),
     ("exact", "posix_timers", None),
     ("exact", "locks", None),
+    # share: what a tree's processes share (tests/probes/tree_share.c, state/tree_share.h)
+    ("tree_share", "shared_desc", None),
+    ("tree_share", "pipe", None),
+    ("tree_share", "socketpair", "is also open in pid "),
+    ("tree_share", "outside", ", outside the image; a pipe shared with another process"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
-SAME_PID_ONLY = {"threads"}
+SAME_PID_ONLY = {"threads", "tree_share"}
+# Probes whose children are restored with them: kill -9 takes the whole tree,
+# reaped here (a child subreaper), so that every pid is free for the restore.
+TREES = {"tree_share"}
 
 
 class Probe(roundtrip_mount_test.Task):
@@ -237,6 +247,15 @@ class Contract(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.crfs = Crfsd()
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: TREES
+
+    def kill_tree(self, p):
+        pids = tree_of(p.pid)
+        for q in pids:
+            os.kill(q, signal.SIGKILL)
+        p.proc.wait(TIMEOUT)
+        p.proc = None
+        wait_for(lambda: reap() or all(pid_free(q) for q in pids), "the tree to be reaped")
 
     @classmethod
     def tearDownClass(cls):
@@ -260,7 +279,7 @@ class Contract(unittest.TestCase):
             p = Probe(self, probe, variant, prefix)
             img = p.checkpoint()
             pid = p.pid
-            p.kill9()
+            self.kill_tree(p) if probe in TREES else p.kill9()
             p.restore(img, str(pid))
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")
