@@ -123,7 +123,10 @@ Status detect_tree(TaskView& t, Reasons& out) {
     // state/shared_desc.h) count every member as inside.
     std::vector<pid_t> image_pids;
     for (TaskView* m : members) image_pids.push_back(m->pid());
-    for (auto& v : views) v->set_image_pids(image_pids);
+    for (auto& v : views) {
+        v->set_image_pids(image_pids);
+        v->set_holder_scan(t.holder_scan());  // one walk of /proc/*/fd for the whole tree
+    }
     for (auto& v : views) {
         Reasons lines;
         if (auto r = detect_member(*v, lines); !r) {

@@ -118,7 +118,7 @@ PROBES = [
     ("kobj_b", "pipe_packet", None),
     ("kobj_b", "pipe_full", None),
     ("kobj_b", "pipe_half", "(read end): its write end is not open in this task (closed"),
-    ("kobj_b", "pipe_shared", "is also open in pid "),
+    # kobj_b/pipe_shared (a pipe shared with a child) is a tree restored now: tree_share/cross_pipe.
     ("kobj_b", "pipe_async", "with open flags 02"),
     ("kobj_b", "fifo_data", None),
     ("kobj_b", "fifo_half", "(read end): its write end is not open in this task"),
@@ -186,9 +186,9 @@ PROBES = [
     ("exact", "locks", None),
     # share: what a tree's processes share (tests/probes/tree_share.c, state/tree_share.h)
     ("tree_share", "shared_desc", None),
-    ("tree_share", "pipe", None),
-    ("tree_share", "socketpair", "is also open in pid "),
-    ("tree_share", "outside", ", outside the image; a pipe shared with another process"),
+    ("tree_share", "cross_pipe", None),
+    ("tree_share", "cross_socketpair", "is also open in pid "),
+    ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

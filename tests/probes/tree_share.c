@@ -152,9 +152,9 @@ static void outside_check(void) {
 
 static const struct variant kVariants[] = {
     {"shared_desc", shared_desc_setup, shared_desc_check, NULL},
-    {"pipe", pipe_setup, kids_check, NULL},
-    {"socketpair", socketpair_setup, kids_check, NULL},
-    {"outside", outside_setup, outside_check, NULL},
+    {"cross_pipe", pipe_setup, kids_check, NULL},
+    {"cross_socketpair", socketpair_setup, kids_check, NULL},
+    {"outside_pipe", outside_setup, outside_check, NULL},
 };
 
 PROBE_MAIN(kVariants)
