@@ -76,7 +76,7 @@ PROBES = [
     ("task", "rlimits", None),
     ("task", "cwd_umask", None),
     ("task", "deleted_cwd", "fs: cwd "),
-    ("task", "child", ": share one open file description ("),
+    ("task", "child", "opened separately by two processes of the tree"),
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "seccomp", None),
     ("task", "robust", None),
