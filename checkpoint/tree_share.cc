@@ -7,6 +7,23 @@
 
 namespace crfs {
 
+namespace {
+
+// The unix-socket record of `from` goes after the records of the giver's fd `owner_fd`.
+Status move_socket_record(TaskFd& from, std::vector<TaskFd>& giver, int owner_fd) {
+    for (auto& rec : from.records) {
+        if (rec.first != image::RecordType::kUnixSocket) continue;
+        for (TaskFd& g : giver)
+            if (g.rec.fd == owner_fd && g.rec.same_as < 0) {
+                g.records.push_back(std::move(rec));
+                return {};
+            }
+    }
+    return make_error(EIO, strfmt("fd {}: no unix-socket record to give its peer", from.rec.fd));
+}
+
+}  // namespace
+
 Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds) {
     std::vector<std::vector<state::MemberFd>> seen;
     for (pid_t p : pids) {
@@ -33,6 +50,9 @@ Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<
         lead->path.clear();
         lead->content.clear();
         lead->inet.reset();
+        if (r.end == image::kSharePeer)  // its socket's record goes to the giver's, with the peer's
+            if (auto moved = move_socket_record(*lead, *fds[r.owner], r.owner_fd); !moved)
+                return std::unexpected(moved.error().context(strfmt("pid {}", pids[r.member])));
         lead->records.clear();
         image::ShareFdRecord s{r.fd, uint32_t(r.owner), r.owner_fd, r.end};
         lead->records.emplace_back(image::RecordType::kShareFd,

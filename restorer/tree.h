@@ -27,7 +27,6 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <tuple>
 #include <vector>
 
 #include "common/image_reader.h"
@@ -67,7 +66,6 @@ struct TreeRestore {
     // share: the daemon's copies of the channels' sending ends, closed once the
     // root is cloned (a receiver whose giver died then reads end of file).
     std::vector<UniqueFd> share_fds;
-    std::vector<std::tuple<uint32_t, uint64_t, uint32_t>> ends_given;  // owner, pipe, end
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

@@ -43,6 +43,27 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
                    "own there (none, a dup, or one given to it in turn)",
                    at, r.owner_fd, giver.pid));
     if (r.end == image::kShareSame) return {};
+    if (r.end == image::kSharePeer) {  // check_unix_sockets: the giver holds the pair's records
+        bool peer_recorded = false, peer_held = false;
+        for (const auto& u : giver.img->unix_sockets)
+            if (u.rec.ino == g->rec.ino)
+                for (const auto& p : giver.img->unix_sockets)
+                    peer_recorded |= p.rec.ino == u.rec.peer;
+        for (const auto& u : giver.img->unix_sockets)
+            if (u.rec.ino == g->rec.ino)
+                for (const auto& o : giver.img->fds)
+                    peer_held |= o.rec.kind == uint32_t(image::FdKind::kUnixSocket) &&
+                                 o.rec.ino == u.rec.peer;
+        if (g->rec.kind != uint32_t(image::FdKind::kUnixSocket) || !peer_recorded || peer_held ||
+            (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK)) ||
+            (f.rec.open_flags & O_ACCMODE) != O_RDWR)
+            return bad(
+                strfmt("{}: the peer of the socket at fd {} of process {}, which is no "
+                       "socketpair end whose peer it records and does not hold, or open "
+                       "flags 0{:o}",
+                       at, r.owner_fd, giver.pid, f.rec.open_flags));
+        return {};
+    }
     if (r.end != image::kShareReadEnd && r.end != image::kShareWriteEnd)
         return bad(strfmt("{}: share end {}", at, r.end));
     uint32_t acc = r.end == image::kShareReadEnd ? O_RDONLY : O_WRONLY;
@@ -88,16 +109,6 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
         std::memcpy(&r, f->kobj[0].second.data(), sizeof r);
         if (auto s = check_giver(tree, i, *f, r); !s) return s;
         auto& giver = tree.members[r.owner];
-        if (r.end != image::kShareSame) {
-            auto key = std::tuple(r.owner, fd_of(*giver.img, r.owner_fd)->rec.ino, r.end);
-            if (std::find(tree.ends_given.begin(), tree.ends_given.end(), key) !=
-                tree.ends_given.end())
-                return bad(
-                    strfmt("fd {}: an end of the pipe at fd {} of process {} is given "
-                           "twice (two descriptions of one end)",
-                           a.target, r.owner_fd, giver.pid));
-            tree.ends_given.push_back(key);
-        }
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
             return errno_error(strfmt("fd {}: channel from process {}", a.target, giver.pid));
@@ -159,9 +170,13 @@ void child_share_send(const FdPlan& plan, int status_fd) {
         int fd = s.owner_fd;
         if (s.end != image::kShareSame) {
             fd = -1;
-            for (const auto& a : plan.actions)
-                if (a.target == s.owner_fd && a.pipe >= 0)
+            for (const auto& a : plan.actions) {
+                if (a.target != s.owner_fd) continue;
+                if (s.end == image::kSharePeer && a.unix_end >= 0)
+                    fd = plan.unix_sockets[plan.unix_sockets[size_t(a.unix_end)].peer].held;
+                else if (s.end != image::kSharePeer && a.pipe >= 0)
                     fd = plan.pipes[size_t(a.pipe)].end[s.end == image::kShareReadEnd ? 0 : 1];
+            }
         }
         if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, EBADF, uint64_t(s.owner_fd));
         char byte = 'F';

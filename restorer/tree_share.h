@@ -35,9 +35,9 @@ struct RestoreRequest;
 
 // After plan_fds of process req.tree_index: checks every kShared fd of `img`
 // against its giver's records (an earlier process, a description of its own
-// that is itself not given, a pipe end it does not hold, each end given
-// once), makes its channel, and registers the process for later takers. An
-// image that is not a tree must hold no kShared fd.
+// that is itself not given, a pipe end or socketpair peer it does not hold;
+// several takers of one end share its one description), makes its channel, and registers the
+// process for later takers. An image that is not a tree must hold no kShared fd.
 Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPlan& fds, int min_fd);
 
 // The channels process `index` sends on (sorted), kept through stage 1's close.

@@ -12,6 +12,7 @@
 #include "crfs/image_format.h"
 #include "state/fds.h"
 #include "state/pipe.h"
+#include "state/unix_socket.h"
 
 namespace crfs::state {
 namespace {
@@ -38,7 +39,18 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
         for (const MemberFd& f : fds[m]) {
             auto it = by_inode.find({f.dev, f.ino});
             if (it == by_inode.end()) {
-                mine.push_back({m, &f, m, f.fd, image::kShareSame});
+                // A socketpair end whose peer an earlier member holds as its own.
+                const Held* peer = nullptr;
+                if (f.peer)
+                    if (auto p = by_inode.find({f.dev, ino_t(f.peer)}); p != by_inode.end())
+                        for (const Held& h : p->second)
+                            if (h.end == image::kShareSame) peer = &h;
+                if (peer) {
+                    refs.push_back({m, f.fd, peer->owner, peer->owner_fd, image::kSharePeer});
+                    mine.push_back({m, &f, peer->owner, peer->owner_fd, image::kSharePeer});
+                } else {
+                    mine.push_back({m, &f, m, f.fd, image::kShareSame});
+                }
                 continue;
             }
             const Held* same = nullptr;
@@ -104,6 +116,7 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
     auto lead = description_groups(v.pid(), ids);
     if (!lead) return std::unexpected(lead.error());
     std::vector<MemberFd> out;
+    UnixTable unix_sockets;  // read on the first socket
     for (size_t i = 0; i < (*fds)->size(); ++i) {
         if ((*lead)[i] >= 0) continue;
         const FdView& f = (**fds)[i];
@@ -113,8 +126,11 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
                           (f.link.starts_with("/") && !f.link.ends_with(" (deleted)") &&
                            (S_ISDIR(f.st.st_mode) || S_ISCHR(f.st.st_mode) ||
                             (S_ISREG(f.st.st_mode) && f.st.st_nlink > 0)));
+        uint64_t peer = 0;
+        if (f.link.starts_with("socket:["))
+            if (const UnixDiag* d = unix_sockets.find(uint64_t(f.st.st_ino))) peer = d->peer;
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f),
-                       is_fifo(f), reopenable});
+                       is_fifo(f), reopenable, peer});
     }
     return out;
 }

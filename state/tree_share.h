@@ -13,6 +13,8 @@
 //     its own, is given by the first member holding the pipe as that end
 //     (kShareReadEnd/kShareWriteEnd), if no earlier member holds that end:
 //     two descriptions of one end in two members are a reason;
+//   - a unix socketpair end whose peer an earlier member holds (its own
+//     description) is given by that member as the peer (kSharePeer);
 //   - a FIFO opened separately by two members is a reason (its bytes would be
 //     restored twice);
 //   - a file, directory or character device with a path each member opened
@@ -43,6 +45,7 @@ struct MemberFd {
     bool pipe = false;        // an anonymous pipe ("pipe:[N]")
     bool fifo = false;        // a FIFO with a path
     bool reopenable = false;  // a file, directory or device with a path: descriptions independent
+    uint64_t peer = 0;        // a unix socketpair end: its peer's inode
 };
 
 // An fd given by an earlier member.

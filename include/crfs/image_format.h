@@ -315,10 +315,13 @@ static_assert(kFdRecordV1Size == 80);
 // and handed over: `end` kShareSame, the very description of the owner's fd
 // `owner_fd` (any kind; not itself kShared); kShareReadEnd/kShareWriteEnd, an
 // end of the pipe (kPipe) the owner's fd `owner_fd` is an end of, which the
-// owner holds no description of.
+// owner holds no description of; kSharePeer, the peer of the unix socketpair
+// end (kUnixSocket) at the owner's `owner_fd`, whose unix-socket record the
+// owner's records hold and which no fd of the owner holds.
 inline constexpr uint32_t kShareSame = 0;
 inline constexpr uint32_t kShareReadEnd = 1;
 inline constexpr uint32_t kShareWriteEnd = 2;
+inline constexpr uint32_t kSharePeer = 3;  // the other end of the socketpair (kind 13) at owner_fd
 struct ShareFdRecord {
     int32_t fd;
     uint32_t owner;  // process index in the image

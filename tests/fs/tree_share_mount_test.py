@@ -12,7 +12,8 @@ and a parent and its child writing one log through ONE open file description
 overwrite each other's lines) are one description again after the restore
 (kcmp KCMP_FILE) and keep writing at the shared offset. Edited share-fd
 records (a giver that is not earlier, out of range, an fd it does not have, a
-chain, a bad end) are refused with nothing made.
+chain, a bad end, a pipe end or socketpair peer of a file) are refused with
+nothing made.
 
 usage: tree_share_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -193,6 +194,7 @@ class Share(trees_mount_test.Tree):
             (["share-fd#0.owner_fd=99"], "which has no description of its own there"),
             (["share-fd#0.end=5"], "share end 5"),
             (["share-fd#0.end=1"], "which is no pipe"),
+            (["share-fd#0.end=3"], "which is no socketpair end"),
             (["share-fd#0.fd=0"], "kernel-object records for a file"),
             # process 0's fd 1 given in turn: a chain (and a cycle with the child's).
             (["fd#1.kind=52", "fd#1.path="], "a shared fd needs one share-fd record"),
