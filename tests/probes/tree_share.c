@@ -2,10 +2,10 @@
  * restored once and held by every member again, or refused when a process
  * outside the tree holds it too. The children live until the check, which
  * has them verify what they hold (SIGUSR1: exit 0 when right) and reaps them. */
+#include "outsider.h"
 #include "probe.h"
 
 #include <linux/kcmp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -121,27 +121,7 @@ static void socketpair_setup(void) {
 static pid_t g_outside;
 static void outside_setup(void) {
     if (pipe(g_pipe) != 0) die("pipe");
-    int p[2];
-    if (pipe(p) != 0) die("pipe");
-    pid_t mid = fork();
-    if (mid < 0) die("fork");
-    if (mid == 0) {
-        pid_t root = getppid();
-        pid_t away = fork();
-        if (away == 0) {
-            /* Outside the tree, it goes when the probe goes. */
-            int pfd = (int)syscall(SYS_pidfd_open, root, 0);
-            struct pollfd w = {.fd = pfd, .events = POLLIN};
-            if (pfd >= 0) (void)poll(&w, 1, -1);
-            _exit(0);
-        }
-        (void)!write(p[1], &away, sizeof away);
-        _exit(0);
-    }
-    if (read(p[0], &g_outside, sizeof g_outside) != sizeof g_outside) die("read");
-    waitpid(mid, NULL, 0);
-    close(p[0]);
-    close(p[1]);
+    g_outside = spawn_outsider();
     g_kids[0] = spawn(reader_body, NULL);
     close(g_pipe[0]);
 }
