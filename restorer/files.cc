@@ -175,6 +175,16 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
     return plan;
 }
 
+void child_place_fd(int fd, const FdAction& a, int status_fd) {
+    if (fd != a.target) {
+        if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
+            child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+        ::close(fd);
+    } else if (!a.cloexec && fcntl(fd, F_SETFD, 0) < 0) {
+        child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+    }
+}
+
 void child_open_fds(const FdPlan& plan, int status_fd) {
     for (const auto& a : plan.actions) {
         if (a.same_as >= 0) {
@@ -207,14 +217,8 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
                 child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, err, uint64_t(a.target));
             continue;
         }
-        int fd = a.kobj.kind ? make_kobj(a, status_fd) : open_file(a, status_fd);
-        if (fd != a.target) {
-            if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
-                child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
-            ::close(fd);
-        } else if (!a.cloexec && fcntl(fd, F_SETFD, 0) < 0) {
-            child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
-        }
+        child_place_fd(a.kobj.kind ? make_kobj(a, status_fd) : open_file(a, status_fd), a,
+                       status_fd);
         if (a.seek && lseek(a.target, off_t(a.pos), SEEK_SET) < 0 && errno != ESPIPE)
             child_fail(status_fd, CRFS_RA_STEP_SEEK_FD, errno, uint64_t(a.target));
     }

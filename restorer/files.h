@@ -72,5 +72,7 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
 // socket where a file was recorded fails at once instead of blocking), checks
 // its type, then clears O_NONBLOCK unless the record had it. Syscalls only.
 void child_open_fds(const FdPlan& plan, int status_fd);
+// Stage 1: moves the freshly made `fd` to a.target with its close-on-exec flag.
+void child_place_fd(int fd, const FdAction& a, int status_fd);
 
 }  // namespace crfs

@@ -152,13 +152,7 @@ void child_share_recv(const FdAction& a, int status_fd) {
         child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, n < 0 ? errno : EPIPE, uint64_t(a.target));
     int fd;
     std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-    if (fd != a.target) {
-        if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
-            child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
-        ::close(fd);
-    } else if (!a.cloexec && fcntl(fd, F_SETFD, 0) < 0) {
-        child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
-    }
+    child_place_fd(fd, a, status_fd);
     // A pipe end no one held yet takes its flags here; a shared description has its own.
     if (a.share_end != image::kShareSame &&
         fcntl(a.target, F_SETFL, a.open_flags & (O_NONBLOCK | O_DIRECT)) < 0)

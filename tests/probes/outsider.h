@@ -5,6 +5,8 @@
 #ifndef CRFS_PROBE_OUTSIDER_H
 #define CRFS_PROBE_OUTSIDER_H
 
+#include "probe.h" /* first: it defines _GNU_SOURCE */
+
 #include <poll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
