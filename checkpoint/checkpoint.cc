@@ -24,14 +24,15 @@
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/threads.h"
 #include "checkpoint/tree.h"
+#include "checkpoint/tree_share.h"
 #include "common/image_writer.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/strfmt.h"
+#include "state/locks.h"
 #include "state/memfd.h"
 #include "state/mlockall.h"
 #include "state/registry.h"
-#include "state/locks.h"
 #include "state/seccomp.h"
 #include "state/timers.h"
 
@@ -107,7 +108,7 @@ void end_repair(pid_t pid, const std::vector<TaskFd>& fds) {
 // frozen, and released, by capture_tree (checkpoint/tree.h); `live`: its
 // memory is write-protected for a live snapshot instead of copied.
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
-                        Tracking* track) {
+                        Tracking* track, std::vector<pid_t> image_pids) {
     Capture c;
     PhaseTrace trace;
     auto st = read_task_stat(pid);
@@ -135,6 +136,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // change. Its parse of smaps is the memory dump's too: one read, not two
     // (the costliest /proc file: ~10 us per area).
     state::TaskView view(pid, getpid());
+    view.set_image_pids(std::move(image_pids));  // a tree's: what members share is restored
     if (auto why = state::detect_reasons(view); !why || !why->empty())
         return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
                    : std::unexpected(why.error());
@@ -274,14 +276,25 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         return make_error(EOPNOTSUPP, strfmt("task {} has children: a delta is of one process; "
                                              "read image instead",
                                              pid));
+    std::vector<pid_t> pids;
+    for (auto& m : tree->members()) pids.push_back(m.pid);
     for (auto& m : tree->members()) {
-        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1, track);
+        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1, track,
+                         pids.size() > 1 ? pids : std::vector<pid_t>{});
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             if (m.pid == pid) return std::unexpected(c.error());
             return std::unexpected(c.error().context(strfmt("pid {}", m.pid)));
         }
         out.push_back(std::move(*c));
+    }
+    if (out.size() > 1) {  // share: while frozen (checkpoint/tree_share.h)
+        std::vector<std::vector<TaskFd>*> fds;
+        for (Capture& c : out) fds.push_back(&c.fds);
+        if (auto s = share_between_members(pids, fds); !s) {
+            for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
+            return std::unexpected(s.error());
+        }
     }
     PhaseTrace trace;
     if (auto r = tree->release(); !r) return std::unexpected(r.error());

@@ -518,12 +518,13 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return std::unexpected(t.error());
                 f.path = p.substr(fixed);
                 if (f.rec.fd < 0) return inconsistent(r, strfmt("bad fd {}", f.rec.fd));
-                auto known = [](uint32_t k) {
+                auto known = [&img](uint32_t k) {
                     using K = image::FdKind;
                     return (k >= uint32_t(K::kRegular) && k <= uint32_t(K::kInotify)) ||
                            (k >= uint32_t(K::kPipe) && k <= uint32_t(K::kFifo)) ||
                            k == uint32_t(K::kTcp) || k == uint32_t(K::kUdp) ||
-                           k == uint32_t(K::kMemfd) || k == uint32_t(K::kUnixBound);
+                           k == uint32_t(K::kMemfd) || k == uint32_t(K::kUnixBound) ||
+                           (k == uint32_t(K::kShared) && img.header.version >= 5);
                 };
                 if (!known(f.rec.kind))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
@@ -555,7 +556,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kTimerfd:
             case RecordType::kSignalfd:
             case RecordType::kEpollWatch:
-            case RecordType::kInotifyWatch: {
+            case RecordType::kInotifyWatch:
+            case RecordType::kShareFd: {  // share: its fd's kind checks it (restorer/tree_share.cc)
                 // Each starts with the fd it belongs to: an earlier fd record of its own
                 // description (its kind checks the rest: state/kobj.h).
                 int32_t fd = load<int32_t>(p);

@@ -144,6 +144,21 @@ Status check_same_as(const DecodedImage& img, const FdEntry& f) {
     return {};
 }
 
+// share: a description an earlier process of the tree gives (restorer/tree_share.h
+// checks the owner's side): one share-fd record, no path, flags as any fd's.
+Status check_shared_fd(const FdEntry& f) {
+    const auto& r = f.rec;
+    bool lead = r.same_as < 0;
+    if (f.kobj.size() != (lead ? 1u : 0u) ||
+        (lead && f.kobj[0].first != image::RecordType::kShareFd) || !f.path.empty() ||
+        (r.open_flags & ~kFdOpenFlags) || (r.fd_flags & ~image::kFdCloexec) || f.content)
+        return bad(
+            strfmt("fd {}: a shared fd needs one share-fd record, no path, "
+                   "known flags",
+                   r.fd));
+    return {};
+}
+
 Status check_fds(const DecodedImage& img) {
     std::set<int> seen;
     for (const auto& f : img.fds) {
@@ -155,6 +170,10 @@ Status check_fds(const DecodedImage& img) {
             if (auto s = check_same_as(img, f); !s) return s;
         if (is_socket_kind(r.kind)) {
             if (auto s = check_socket_fd(f); !s) return s;
+            continue;
+        }
+        if (r.kind == uint32_t(image::FdKind::kShared)) {  // restorer/tree_share.cc checks it
+            if (auto s = check_shared_fd(f); !s) return s;
             continue;
         }
         // Kernel objects (state/kobj.h) check their own records and flags; so do

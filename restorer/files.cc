@@ -10,6 +10,7 @@
 #include "common/strfmt.h"
 
 #include "restorer/child.h"
+#include "restorer/tree_share.h"
 #include "state/inet.h"
 
 namespace crfs {
@@ -143,6 +144,12 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             plan.actions.push_back(std::move(a));
             continue;
         }
+        if (kind == image::FdKind::kShared) {  // restorer/tree_share.cc plans its channel
+            a.shared = true;
+            a.open_flags = int(f.rec.open_flags);
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
         if (kind == image::FdKind::kTcp || kind == image::FdKind::kUdp) {
             auto sock = plan_socket(img, f, a, min_fd);
             if (!sock) return std::unexpected(sock.error());
@@ -174,11 +181,25 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
     return plan;
 }
 
+void child_place_fd(int fd, const FdAction& a, int status_fd) {
+    if (fd != a.target) {
+        if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
+            child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+        ::close(fd);
+    } else if (!a.cloexec && fcntl(fd, F_SETFD, 0) < 0) {
+        child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+    }
+}
+
 void child_open_fds(const FdPlan& plan, int status_fd) {
     for (const auto& a : plan.actions) {
         if (a.same_as >= 0) {
             if (dup3(a.same_as, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
                 child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
+            continue;
+        }
+        if (a.shared) {
+            child_share_recv(a, status_fd);
             continue;
         }
         if (a.pipe >= 0) {
@@ -208,14 +229,8 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
                 child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, err, uint64_t(a.target));
             continue;
         }
-        int fd = a.kobj.kind ? make_kobj(a, status_fd) : open_file(a, status_fd);
-        if (fd != a.target) {
-            if (dup3(fd, a.target, a.cloexec ? O_CLOEXEC : 0) < 0)
-                child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
-            ::close(fd);
-        } else if (!a.cloexec && fcntl(fd, F_SETFD, 0) < 0) {
-            child_fail(status_fd, CRFS_RA_STEP_DUP_FD, errno, uint64_t(a.target));
-        }
+        child_place_fd(a.kobj.kind ? make_kobj(a, status_fd) : open_file(a, status_fd), a,
+                       status_fd);
         if (a.seek && lseek(a.target, off_t(a.pos), SEEK_SET) < 0 && errno != ESPIPE)
             child_fail(status_fd, CRFS_RA_STEP_SEEK_FD, errno, uint64_t(a.target));
     }
@@ -225,6 +240,7 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
         if (a.kobj.kind && !state::kobj_finish(a.kobj, a.target, fail))
             child_fail(status_fd, fail.step, fail.err, fail.arg ? fail.arg : uint64_t(a.target));
     }
+    if (plan.sends) child_share_send(plan, status_fd);  // before the pipes' spare ends go
     state::child_close_pipes(plan.pipes);
     state::child_close_unix(plan.unix_sockets);
     state::child_close_unix_bound(plan.unix_bound);

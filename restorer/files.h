@@ -23,6 +23,14 @@
 
 namespace crfs {
 
+// share: a description this process restores and hands to a later process of
+// its tree (restorer/tree_share.h), on `channel` (a socketpair end it keeps).
+struct ShareSend {
+    int channel = -1;
+    int owner_fd = -1;  // this process's fd of the description, or an end of the pipe to give
+    uint32_t end = 0;   // image::kShare*
+};
+
 struct FdAction {
     int target = -1;
     int same_as = -1;  // >= 0: dup of that earlier target (one open file description)
@@ -39,6 +47,9 @@ struct FdAction {
     int unix_bound = -1;    // >= 0: FdPlan::unix_bound.socks[unix_bound] (state/unix_bound.h)
     int prepared = -1;      // a socket the daemon made (state/inet.h): dup'd, not opened
     bool tcp_live = false;  // an established connection: stage 1 ends its repair mode
+    bool shared = false;    // kShared: received from an earlier process of the tree
+    int share_from = -1;    // ... on this channel (restorer/tree_share.h)
+    uint32_t share_end = 0;  // image::kShare*
 };
 
 struct FdPlan {
@@ -50,6 +61,7 @@ struct FdPlan {
     std::vector<state::MemfdHeld> memfds;  // kobj: held until the blob seals them (state/memfd.h)
     int max_target = -1;
     int min_fd = -1;  // the lowest fd number no target uses
+    const std::vector<ShareSend>* sends = nullptr;  // trees: given once every fd is in place
 };
 
 // `min_fd`: the copies are moved to numbers >= min_fd (clear of every target).
@@ -63,5 +75,7 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
 // socket where a file was recorded fails at once instead of blocking), checks
 // its type, then clears O_NONBLOCK unless the record had it. Syscalls only.
 void child_open_fds(const FdPlan& plan, int status_fd);
+// Stage 1: moves the freshly made `fd` to a.target with its close-on-exec flag.
+void child_place_fd(int fd, const FdAction& a, int status_fd);
 
 }  // namespace crfs

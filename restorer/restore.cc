@@ -48,6 +48,7 @@
 #include "restorer/task_attrs.h"
 #include "restorer/threads.h"
 #include "restorer/tree.h"
+#include "restorer/tree_share.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
 #include "state/locks.h"
@@ -130,13 +131,7 @@ void child_fault(const ChildPlan& c, int step) {
     child_session(*c.attrs, c.status_fd);
     if (c.tree) tree_spawn_children(*c.tree, c.tree_index, c.status_fd);
     child_fault(c, CRFS_RA_STEP_CLOSE_FDS);
-    int from = 0;
-    for (int k : c.keep) {
-        if (k > from && syscall(SYS_close_range, from, k - 1, 0) < 0)
-            child_fail(c.status_fd, CRFS_RA_STEP_CLOSE_FDS, errno, uint64_t(from));
-        from = k + 1;
-    }
-    syscall(SYS_close_range, from, ~0u, 0);
+    child_close_all_but(c.keep, tree_share_keep(c.tree, c.tree_index), c.status_fd);
     // fidelity: opened as root, written as the writer (restorer/settings.h).
     int oom_fd = child_open_oom_score_adj(*c.settings, c.keep.back() + 1, c.status_fd);
     // From here on, for a writer that is not root, everything the image names
@@ -267,6 +262,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("sealing memfd {} of the image (F_ADD_SEALS)", r.arg);
         case CRFS_RA_STEP_CHILD:  // trees
             return strfmt("creating child process {}", r.arg);
+        case CRFS_RA_STEP_SHARE_FD:  // share (restorer/tree_share.h)
+            return "handing over " + fd(r.arg) + " shared with another process of the tree";
         case CRFS_RA_STEP_FILE_LOCK:
             return state::lock_text(img, uint32_t(r.arg));
         case CRFS_RA_STEP_POSIX_TIMER:
@@ -480,6 +477,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         !s)
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
+    if (auto s = tree_share_plan(req, *img, *fds, min_fd); !s) return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
     SettingsPlan settings = plan_settings(*img);

@@ -199,9 +199,11 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
         tree.run(tree.members[0].plan);
         syscall(SYS_exit_group, 127);
     }
+    int clone_err = errno;
+    tree.share_fds.clear();  // every process has its copies now (restorer/tree_share.h)
     if (pid < 0) {
-        if (errno == EEXIST) return make_error(EBUSY, strfmt("pid {} is in use", want));
-        return errno_error("clone3");
+        if (clone_err == EEXIST) return make_error(EBUSY, strfmt("pid {} is in use", want));
+        return sys_error(clone_err, "clone3");
     }
     return tree.members[i].pid;
 }

@@ -33,6 +33,7 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "crfs/restorer_args.h"
+#include "restorer/files.h"
 #include "restorer/restore.h"
 
 namespace crfs {
@@ -48,6 +49,12 @@ struct TreeRestore {
         bool stopped = false;
         const void* plan = nullptr;  // restore.cc's child plan, once prepared
         int go = -1;                 // its copy of the go pipe's read end (in go_copies)
+        // share (restorer/tree_share.h): set by its own restore_image run.
+        const DecodedImage* img = nullptr;
+        const FdPlan* fds = nullptr;
+        int min_fd = -1;
+        std::vector<ShareSend> sends;  // what it gives later processes
+        std::vector<int> share_keep;   // sorted: the channels it sends on, kept in stage 1
     };
     std::vector<Member> members;  // image order: parents first
     RestoreRequest root_req;
@@ -56,6 +63,9 @@ struct TreeRestore {
     int go_errno = 0;                         // a copy failed
     void (*run)(const void* plan) = nullptr;  // restore.cc's stage 1 of a process
     bool failure_named = false;               // an error already names its process
+    // share: the daemon's copies of the channels' sending ends, closed once the
+    // root is cloned (a receiver whose giver died then reads end of file).
+    std::vector<UniqueFd> share_fds;
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

@@ -94,7 +94,7 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
         if (!fds) continue;  // the task is gone: the fds kind says so
         for (const FdView& v : **fds) {
             if (v.fd != w.tfd) continue;
-            if (!ctx) ctx.emplace(t.pid());
+            if (!ctx) ctx.emplace(t);
             if (auto why = fd_reason(t, v, *ctx))
                 return strfmt("epoll watches fd {}, which cannot be restored ({})", w.tfd, *why);
         }

@@ -248,7 +248,7 @@ Result<std::vector<int>> description_groups(pid_t pid, std::span<const FdIdentit
 Status detect_fds(TaskView& t, Reasons& out) {
     auto fds = t.fds();
     if (!fds) return std::unexpected(fds.error());
-    FdContext ctx(t.pid());
+    FdContext ctx(t);
     std::map<int, std::string> lines;
     for (const FdView& f : **fds)
         if (auto r = fd_reason(t, f, ctx)) lines[f.fd] = *r;

@@ -18,7 +18,7 @@ namespace crfs::state {
 
 // What the kinds of one task share (the socket tables, read once).
 struct FdContext {
-    explicit FdContext(pid_t pid) : sockets(pid), holders(pid) {}
+    explicit FdContext(TaskView& t) : sockets(t.pid()), holders(t.pid(), t.holder_scan()) {}
     SocketTable sockets;
     Holders holders;
     UnixTable unix_sockets;

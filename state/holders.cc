@@ -27,26 +27,48 @@ std::vector<int> numeric_entries(const std::string& dir, bool* ok) {
     return out;
 }
 
-bool kernel_object(std::string_view link) {
-    return link.starts_with("pipe:[") || link.starts_with("socket:[");
-}
-
 }  // namespace
 
-std::vector<pid_t> Holders::of(const std::string& link) {
-    if (!kernel_object(link)) {
-        Holders one(task_);
-        one.load(&link);
-        return one.by_link_[link];
+void HolderScan::load() {
+    loaded = true;
+    bool ok = false;
+    pid_t self = getpid();
+    for (int pid : numeric_entries("/proc", &ok)) {
+        if (pid == self) continue;
+        std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+        bool readable = false;
+        auto fds = numeric_entries(dir, &readable);
+        if (!readable) {
+            if (errno != ENOENT) ++unseen;  // ENOENT: it exited meanwhile
+            continue;
+        }
+        std::sort(fds.begin(), fds.end());
+        for (int fd : fds) {
+            char buf[4097];
+            std::string at = dir + "/" + std::to_string(fd);
+            ssize_t n = readlink(at.c_str(), buf, sizeof buf);
+            if (n <= 0 || n == ssize_t(sizeof buf)) continue;
+            by_link[std::string(buf, size_t(n))].push_back({pid, fd});
+        }
     }
-    if (!loaded_) load();
-    auto it = by_link_.find(link);
-    return it == by_link_.end() ? std::vector<pid_t>{} : it->second;
+}
+
+const HolderScan& Holders::scan() {
+    if (!scan_->loaded) scan_->load();
+    return *scan_;
+}
+
+std::vector<pid_t> Holders::of(const std::string& link) {
+    std::vector<pid_t> out;
+    auto it = scan().by_link.find(link);
+    if (it != scan().by_link.end())
+        for (const HeldFd& h : it->second)
+            if (h.pid != task_ && (out.empty() || out.back() != h.pid)) out.push_back(h.pid);
+    return out;
 }
 
 int Holders::unseen() {
-    if (!loaded_) load();
-    return unseen_;
+    return scan().unseen;
 }
 
 std::string Holders::names(const std::vector<pid_t>& pids) {
@@ -63,53 +85,16 @@ std::string Holders::names(const std::vector<pid_t>& pids) {
     return s;
 }
 
-int Holders::scan(const std::function<bool(const std::string&)>& want,
-                  const std::function<void(pid_t, int, std::string)>& found) {
-    bool ok = false;
-    pid_t self = getpid();
-    int unseen = 0;
-    for (int pid : numeric_entries("/proc", &ok)) {
-        if (pid == task_ || pid == self) continue;
-        std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-        bool readable = false;
-        auto fds = numeric_entries(dir, &readable);
-        if (!readable) {
-            if (errno != ENOENT) ++unseen;  // ENOENT: it exited meanwhile
-            continue;
-        }
-        std::sort(fds.begin(), fds.end());
-        for (int fd : fds) {
-            char buf[4097];
-            std::string at = dir + "/" + std::to_string(fd);
-            ssize_t n = readlink(at.c_str(), buf, sizeof buf);
-            if (n <= 0 || n == ssize_t(sizeof buf)) continue;
-            std::string link(buf, size_t(n));
-            if (want(link)) found(pid, fd, std::move(link));
-        }
-    }
-    return unseen;
-}
-
-void Holders::load(const std::string* path) {
-    loaded_ = true;
-    unseen_ =
-        scan([&](const std::string& link) { return path ? link == *path : kernel_object(link); },
-             [&](pid_t pid, int, std::string link) {
-                 auto& v = by_link_[std::move(link)];
-                 if (v.empty() || v.back() != pid) v.push_back(pid);
-             });
-}
-
 std::map<std::string, std::vector<HeldFd>> Holders::fds_of(const std::set<std::string>& links,
                                                            int* unseen) {
     std::map<std::string, std::vector<HeldFd>> out;
-    int n = 0;
-    if (!links.empty())
-        n = scan([&](const std::string& link) { return links.count(link) != 0; },
-                 [&](pid_t pid, int fd, std::string link) {
-                     out[std::move(link)].push_back({pid, fd});
-                 });
-    if (unseen) *unseen = n;
+    for (const std::string& link : links) {
+        auto it = scan().by_link.find(link);
+        if (it == scan().by_link.end()) continue;
+        for (const HeldFd& h : it->second)
+            if (h.pid != task_) out[link].push_back(h);
+    }
+    if (unseen) *unseen = scan().unseen;
     return out;
 }
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +21,8 @@
 #include "common/result.h"
 
 namespace crfs::state {
+
+struct HolderScan;  // state/holders.h
 
 // Reason lines, each "source: text" ("fd 5: eventfd not supported yet").
 using Reasons = std::vector<std::string>;
@@ -58,6 +61,10 @@ class TaskView {
     // sets it on a tree's members); empty: the task and its descendants.
     void set_image_pids(std::vector<pid_t> pids) { image_pids_ = std::move(pids); }
     const std::vector<pid_t>& image_pids() const { return image_pids_; }
+    // The one walk of /proc/*/fd of this `reason` read (state/holders.h),
+    // made on first use; a tree's members share the root's.
+    std::shared_ptr<HolderScan> holder_scan();
+    void set_holder_scan(std::shared_ptr<HolderScan> s) { holder_scan_ = std::move(s); }
 
   private:
     pid_t pid_, self_tgid_;
@@ -66,6 +73,7 @@ class TaskView {
     std::optional<std::vector<MapsEntry>> smaps_;
     std::optional<std::vector<FdView>> fds_;
     std::vector<pid_t> image_pids_;
+    std::shared_ptr<HolderScan> holder_scan_;
 };
 
 // One kind of state.

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <map>
@@ -18,6 +19,7 @@
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
 #include "state/fds.h"
+#include "state/tree.h"
 
 namespace crfs::state {
 namespace {
@@ -150,18 +152,32 @@ std::optional<std::string> pipe_reason(TaskView& t, const FdView& f, FdContext& 
     std::string what = (is_fifo(f) ? "FIFO " : "") + end_name(f.link, f.info.flags);
     if (f.info.flags & ~(kPipeFlags | O_CLOEXEC))
         return what + strfmt(" with open flags 0{:o}", f.info.flags) + std::string(kNotYet);
-    const auto& others = ctx.holders.of(f.link);
-    if (!others.empty())
-        return what + " is also open in " + Holders::names(others) +
-               "; a pipe shared with another process" + std::string(kNotYet);
+    // Ends held by other processes of the image are restored with it
+    // (state/tree_share.h); any other holder is a reason.
+    std::vector<pid_t> inside = t.image_pids();
+    if (inside.empty()) inside = tree_pids(t.pid());
+    std::vector<pid_t> outside, members;
+    for (pid_t p : ctx.holders.of(f.link))
+        (std::find(inside.begin(), inside.end(), p) != inside.end() ? members : outside)
+            .push_back(p);
+    if (!outside.empty())
+        return what + " is also open in " + Holders::names(outside) +
+               ", outside the image; a pipe shared with another process" + std::string(kNotYet);
     bool ends[2] = {false, false};
-    if (auto fds = t.fds(); fds)
-        for (const FdView& o : **fds)
-            if (o.st.st_dev == f.st.st_dev && o.st.st_ino == f.st.st_ino) {
-                uint32_t acc = o.info.flags & O_ACCMODE;
-                ends[0] |= acc != O_WRONLY;
-                ends[1] |= acc != O_RDONLY;
-            }
+    auto add_ends = [&](TaskView& v) {
+        if (auto fds = v.fds(); fds)
+            for (const FdView& o : **fds)
+                if (o.st.st_dev == f.st.st_dev && o.st.st_ino == f.st.st_ino) {
+                    uint32_t acc = o.info.flags & O_ACCMODE;
+                    ends[0] |= acc != O_WRONLY;
+                    ends[1] |= acc != O_RDONLY;
+                }
+    };
+    add_ends(t);
+    for (pid_t p : members) {
+        TaskView v(p, t.self_tgid());
+        add_ends(v);
+    }
     if (!ends[0] || !ends[1]) {
         int unseen = ctx.holders.unseen();
         std::string where =

@@ -10,6 +10,8 @@
 #include "common/unique_fd.h"
 #include "state/kind.h"
 
+#include "state/holders.h"
+
 namespace crfs::state {
 
 std::string TaskView::path(std::string_view name) const {
@@ -87,6 +89,11 @@ Result<const std::vector<FdView>*> TaskView::fds() {
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.fd < b.fd; });
     fds_ = std::move(out);
     return &*fds_;
+}
+
+std::shared_ptr<HolderScan> TaskView::holder_scan() {
+    if (!holder_scan_) holder_scan_ = std::make_shared<HolderScan>();
+    return holder_scan_;
 }
 
 }  // namespace crfs::state

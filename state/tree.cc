@@ -1,10 +1,10 @@
 // The process tree: `reason` of a task covers every descendant (each kind's
 // detect runs on each descendant; its lines are named `pid N (source): ...`),
-// and what members share that is not restored yet is a reason naming both
-// pids: an open file description held by two members (kcmp KCMP_FILE). Pipes
-// and sockets with ends in two members, and clones sharing memory, files, fs
-// or signal handlers, are the pipe, socket and threads kinds' reasons, there
-// named with the other pid. Dump: checkpoint/tree.cc (freeze of the whole
+// and what members share that cannot be restored is a reason naming both
+// pids (state/tree_share.h decides: descriptions and pipes shared between
+// members are restored). Sockets with ends in two members, and clones sharing
+// memory, files, fs or signal handlers, are the socket and threads kinds'
+// reasons, there named with the other pid. Dump: checkpoint/tree.cc (freeze of the whole
 // tree), checkpoint/checkpoint.cc (one section per process).
 #include "state/tree.h"
 
@@ -23,6 +23,7 @@
 #include "state/holders.h"
 #include "state/kind.h"
 #include "state/registry.h"
+#include "state/tree_share.h"
 
 namespace crfs::state {
 namespace {
@@ -51,52 +52,21 @@ Status detect_member(TaskView& v, Reasons& out) {
     return {};
 }
 
-bool kernel_object(const std::string& link) {
-    return link.starts_with("pipe:[") || link.starts_with("socket:[");
-}
-
-// Open file descriptions held by two members (regular files, devices,
-// kernel objects other than pipes and sockets, whose kinds say it already).
-Status shared_descriptions(std::vector<TaskView*>& members, Reasons& out) {
-    struct Held {
-        size_t member;
-        const FdView* fd;
-    };
-    std::vector<Held> all;
-    for (size_t i = 0; i < members.size(); ++i) {
-        auto fds = members[i]->fds();
-        if (!fds) {  // gone, or not the caller's to read: its own reasons say so
-            int e = fds.error().code;
-            if (e == ESRCH || e == EACCES || e == EPERM) continue;
-            return std::unexpected(fds.error());
+// What members share (state/tree_share.h): restored, or a reason naming both.
+Status shared_between_members(std::vector<TaskView*>& members, Reasons& out) {
+    std::vector<pid_t> pids;
+    std::vector<std::vector<MemberFd>> fds;
+    for (TaskView* m : members) {
+        auto f = member_fds(*m);
+        if (!f) {  // gone, or not the caller's to read: its own reasons say so
+            int e = f.error().code;
+            if (e != ESRCH && e != EACCES && e != EPERM) return std::unexpected(f.error());
         }
-        for (const FdView& f : **fds)
-            if (!kernel_object(f.link)) all.push_back({i, &f});
+        pids.push_back(m->pid());
+        fds.push_back(f ? std::move(*f) : std::vector<MemberFd>{});
     }
-    std::sort(all.begin(), all.end(), [](const Held& a, const Held& b) {
-        return std::tie(a.fd->st.st_dev, a.fd->st.st_ino) <
-               std::tie(b.fd->st.st_dev, b.fd->st.st_ino);
-    });
-    for (size_t i = 0; i < all.size(); ++i) {
-        for (size_t j = i + 1; j < all.size(); ++j) {
-            const Held &a = all[i], &b = all[j];
-            if (a.fd->st.st_dev != b.fd->st.st_dev || a.fd->st.st_ino != b.fd->st.st_ino) break;
-            if (a.member == b.member) continue;
-            pid_t pa = members[a.member]->pid(), pb = members[b.member]->pid();
-            long same = syscall(SYS_kcmp, pa, pb, KCMP_FILE, a.fd->fd, b.fd->fd);
-            std::string both = "pid " + std::to_string(pa) + " (fd " + std::to_string(a.fd->fd) +
-                               ") and pid " + std::to_string(pb) + " (fd " +
-                               std::to_string(b.fd->fd) + ")";
-            if (same < 0)
-                out.push_back(both +
-                              ": cannot tell whether they share one open file description "
-                              "(kcmp): " +
-                              std::strerror(errno));
-            else if (same == 0)
-                out.push_back(both + ": share one open file description (" + a.fd->link +
-                              "); a description shared between processes" + std::string(kNotYet));
-        }
-    }
+    std::vector<ShareRef> refs;
+    classify_sharing(pids, fds, refs, out);
     return {};
 }
 
@@ -153,7 +123,10 @@ Status detect_tree(TaskView& t, Reasons& out) {
     // state/shared_desc.h) count every member as inside.
     std::vector<pid_t> image_pids;
     for (TaskView* m : members) image_pids.push_back(m->pid());
-    for (auto& v : views) v->set_image_pids(image_pids);
+    for (auto& v : views) {
+        v->set_image_pids(image_pids);
+        v->set_holder_scan(t.holder_scan());  // one walk of /proc/*/fd for the whole tree
+    }
     for (auto& v : views) {
         Reasons lines;
         if (auto r = detect_member(*v, lines); !r) {
@@ -164,7 +137,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
         }
         for (const auto& l : lines) out.push_back(name_line(v->pid(), l));
     }
-    return shared_descriptions(members, out);
+    return shared_between_members(members, out);
 }
 
 }  // namespace crfs::state

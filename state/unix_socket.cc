@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/io.h"
@@ -20,6 +21,7 @@
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
 #include "state/fds.h"
+#include "state/tree.h"
 
 #ifndef SO_PASSPIDFD
 #define SO_PASSPIDFD 76
@@ -322,13 +324,23 @@ std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdCo
     if (!peer || peer->peer != d->ino || !peer->name.empty())
         return what + " connected to " + (peer && !peer->name.empty() ? peer->name : peer_link) +
                ", which is not its socketpair peer; such a connection" + nyet;
+    // Ends held by other processes of the image are restored with it
+    // (state/tree_share.h); any other holder is a reason.
+    std::vector<pid_t> inside = t.image_pids();
+    if (inside.empty()) inside = tree_pids(t.pid());
+    bool peer_inside = false;
     for (const std::string& link : {f.link, peer_link}) {
-        const auto& others = ctx.holders.of(link);
+        std::vector<pid_t> others;
+        for (pid_t p : ctx.holders.of(link))
+            if (std::find(inside.begin(), inside.end(), p) == inside.end())
+                others.push_back(p);
+            else if (link == peer_link)
+                peer_inside = true;
         if (!others.empty())
             return what + ": " + link + " is also open in " + Holders::names(others) +
                    "; a socket shared with another process" + nyet;
     }
-    if (!task_holds(t, d->peer)) {
+    if (!peer_inside && !task_holds(t, d->peer)) {
         int unseen = ctx.holders.unseen();
         return what + ": its peer " + peer_link + " is not open in this task (" +
                (unseen ? strfmt("closed, or held by one of the {} processes whose fds you "
@@ -395,8 +407,11 @@ Status check_unix_sockets(const DecodedImage& img) {
             return bad(strfmt("fd {}: a second open file description of unix socket {}", f.rec.fd,
                               f.rec.ino));
     }
+    // share: an end no fd holds is the peer of one that is held, given to
+    // another process of the tree (restorer/tree_share.h).
     for (const auto& [ino, n] : refs)
-        if (!n) return bad(strfmt("unix socket {}: no fd holds it", ino));
+        if (!n && !refs[by_ino[ino]->rec.peer])
+            return bad(strfmt("unix socket {}: no fd holds it or its peer", ino));
     return {};
 }
 

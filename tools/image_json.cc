@@ -402,6 +402,8 @@ const char* fd_kind_name(uint32_t k) {
     switch (image::FdKind(k)) {
         case image::FdKind::kRegular:
             return "regular";
+        case image::FdKind::kShared:  // share: given by an earlier process of the tree
+            return "shared";
         case image::FdKind::kDeleted:
             return "deleted";
         case image::FdKind::kCharDev:

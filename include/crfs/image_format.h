@@ -107,6 +107,8 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
     X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
+    /* share (108-111), version 5: what a tree's processes share, docs/trees.md */               \
+    X(kShareFd, 108, "share-fd", sizeof(ShareFdRecord), sizeof(ShareFdRecord))                   \
     /* incr (120-127), version 5: chains of images, docs/incremental.md */                       \
     X(kChain, 120, "chain", sizeof(ChainRecord), sizeof(ChainRecord))                            \
     X(kKeep, 121, "keep", sizeof(KeepRecord), sizeof(KeepRecord))                                \
@@ -289,6 +291,8 @@ enum class FdKind : uint32_t {
     kMemfd = 36,  // a memfd: reopened from the memfd record of `ino`, seeked to pos
     // Version 5 (unix, 37-39).
     kUnixBound = 37,  // a unix socket with a name, listening, or connected by a name: unix-bound
+    // Version 5 (share, 52-55).
+    kShared = 52,  // given by an earlier process of the tree: a share-fd record follows
 };
 
 // FdRecord.fd_flags
@@ -317,6 +321,27 @@ static_assert(sizeof(FdRecord) == 88);
 // Version 1 had no same_as: its FdRecord is the first 80 bytes (read as same_as -1).
 inline constexpr uint32_t kFdRecordV1Size = offsetof(FdRecord, same_as);
 static_assert(kFdRecordV1Size == 80);
+
+// share, version 5 (docs/trees.md "Sharing between members"): the open file
+// description of fd `fd` (an fd record of kind kShared, its own description)
+// is restored by process `owner` of the tree (an earlier one, by image order)
+// and handed over: `end` kShareSame, the very description of the owner's fd
+// `owner_fd` (any kind; not itself kShared); kShareReadEnd/kShareWriteEnd, an
+// end of the pipe (kPipe) the owner's fd `owner_fd` is an end of, which the
+// owner holds no description of; kSharePeer, the peer of the unix socketpair
+// end (kUnixSocket) at the owner's `owner_fd`, whose unix-socket record the
+// owner's records hold and which no fd of the owner holds.
+inline constexpr uint32_t kShareSame = 0;
+inline constexpr uint32_t kShareReadEnd = 1;
+inline constexpr uint32_t kShareWriteEnd = 2;
+inline constexpr uint32_t kSharePeer = 3;  // the other end of the socketpair (kind 13) at owner_fd
+struct ShareFdRecord {
+    int32_t fd;
+    uint32_t owner;  // process index in the image
+    int32_t owner_fd;
+    uint32_t end;  // kShare*
+};
+static_assert(sizeof(ShareFdRecord) == 16);
 
 // Content of a deleted file: `length - sizeof(FdDataRecord)` bytes at `offset`.
 struct FdDataRecord {

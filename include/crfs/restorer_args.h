@@ -178,6 +178,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */
     /* trees: a process creating a child of the tree (arg: the child's pid) */
     CRFS_RA_STEP_CHILD = 170,
+    /* share: giving or taking a description shared in a tree (arg: the fd) */
+    CRFS_RA_STEP_SHARE_FD = 176,
     /* fid-exact (190-199) */
     CRFS_RA_STEP_SECCOMP = 190, /* installing seccomp filter (arg: its index, oldest first) */
     CRFS_RA_STEP_POSIX_TIMER,   /* stage 1: making POSIX timer (arg: its id) */

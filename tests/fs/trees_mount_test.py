@@ -47,8 +47,9 @@ def reap():
 
 
 def gone(pid):
+    """Exited and reaped: a zombie still holds its pid (a restore into it is EBUSY)."""
     reap()
-    return not alive(pid)
+    return not os.path.exists(f"/proc/{pid}")
 
 
 def stat(pid):

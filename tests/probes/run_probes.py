@@ -17,6 +17,7 @@ verdict). crfsd is always unmounted and killed.
 
 usage: run_probes.py BUILD_DIR [unittest args]
 """
+import ctypes
 import os
 import signal
 import subprocess
@@ -29,6 +30,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
 import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
+from roundtrip_mount_test import pid_free  # noqa: E402
+from trees_mount_test import reap, tree_of  # noqa: E402
 
 BUILD = None
 
@@ -73,7 +76,7 @@ PROBES = [
     ("task", "rlimits", None),
     ("task", "cwd_umask", None),
     ("task", "deleted_cwd", "fs: cwd "),
-    ("task", "child", ": share one open file description ("),
+    ("task", "child", "opened separately by two processes of the tree"),
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "seccomp", None),
     ("task", "robust", None),
@@ -115,7 +118,7 @@ PROBES = [
     ("kobj_b", "pipe_packet", None),
     ("kobj_b", "pipe_full", None),
     ("kobj_b", "pipe_half", "(read end): its write end is not open in this task (closed"),
-    ("kobj_b", "pipe_shared", "is also open in pid "),
+    # kobj_b/pipe_shared (a pipe shared with a child) is a tree restored now: tree_share/cross_pipe.
     ("kobj_b", "pipe_async", "with open flags 02"),
     ("kobj_b", "fifo_data", None),
     ("kobj_b", "fifo_half", "(read end): its write end is not open in this task"),
@@ -128,7 +131,8 @@ PROBES = [
     ("kobj_b", "unix_listen", None),
     ("kobj_b", "unix_peer_closed", "fd 3: unix stream socket socket:["),
     ("kobj_b", "unix_peek_off", "with SO_PEEK_OFF set"),
-    ("kobj_b", "unix_shared", "; a socket shared with another process not supported yet"),
+    # kobj_b/unix_shared (a socketpair shared with a child) is a tree restored now:
+    # tree_share/cross_socketpair, tree_share/shared_desc.
     ("net", "tcp_unbound", None),
     ("net", "tcp_bound", None),
     ("net", "tcp_listen", None),
@@ -172,8 +176,7 @@ PROBES = [
     ("kobj_c", "sysv_sem", "was last operated on by the task; System V semaphores not supported"),
     ("kobj_c", "sysv_msg", "(key 0, 1 messages) was last used by the task; System V message"),
     ("kobj_c", "posix_mq", "fd 3: POSIX message queue "),
-    ("tree", "shared_file", ": share one open file description ("),
-    ("tree", "pipe", "(fd 3): pipe:["),
+    # tree/shared_file and tree/pipe are restored now: tree_share/* below.
     ("tree", "grandchild", " (fd 3): POSIX message queue "),
     ("tree", "zombie", " (task): zombie (exited, not yet reaped by its parent)"),
     ("tree", "outside", "fd 3: the same open file description is held by pid "),
@@ -200,11 +203,19 @@ PROBES = [
     # fid: mlockall(MCL_FUTURE) asked in the frozen task (tests/probes/mlockall.c)
     ("mlockall", "future", None),
     ("mlockall", "future_onfault", None),
+    # share: what a tree's processes share (tests/probes/tree_share.c, state/tree_share.h)
+    ("tree_share", "shared_desc", None),
+    ("tree_share", "cross_pipe", None),
+    ("tree_share", "cross_socketpair", None),
+    ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
-SAME_PID_ONLY = {"threads"}
+SAME_PID_ONLY = {"threads", "tree_share"}
+# Probes whose children are restored with them: kill -9 takes the whole tree,
+# reaped here (a child subreaper), so that every pid is free for the restore.
+TREES = {"tree_share"}
 
 
 class Probe(roundtrip_mount_test.Task):
@@ -255,6 +266,15 @@ class Contract(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.crfs = Crfsd()
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: TREES
+
+    def kill_tree(self, p):
+        pids = tree_of(p.pid)
+        for q in pids:
+            os.kill(q, signal.SIGKILL)
+        p.proc.wait(TIMEOUT)
+        p.proc = None
+        wait_for(lambda: reap() or all(pid_free(q) for q in pids), "the tree to be reaped")
 
     @classmethod
     def tearDownClass(cls):
@@ -278,7 +298,7 @@ class Contract(unittest.TestCase):
             p = Probe(self, probe, variant, prefix)
             img = p.checkpoint()
             pid = p.pid
-            p.kill9()
+            self.kill_tree(p) if probe in TREES else p.kill9()
             p.restore(img, str(pid))
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")

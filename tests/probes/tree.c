@@ -2,6 +2,7 @@
  * and descendants holding something unsupported, are reasons of the root
  * naming the descendant (and the other member). Each variant forks children
  * that live until the probe's check, which kills and reaps them. */
+#include "outsider.h"
 #include "probe.h"
 
 #include <mqueue.h>
@@ -108,30 +109,8 @@ static void own_stdio_no_log(void) {
 static pid_t g_outside;
 static void outside_setup(void) {
     int fd = open(at("log"), O_RDWR | O_CREAT | O_TRUNC, 0600);
-    int p[2];
-    if (fd != 3 || pipe(p) != 0) die("open log");
-    pid_t mid = fork();
-    if (mid < 0) die("fork");
-    if (mid == 0) {
-        pid_t root = getppid();
-        pid_t away = fork();
-        if (away == 0) {
-            close(p[0]);
-            close(p[1]);
-            /* Outside the tree, it goes when the probe goes, also when the
-             * test fails before its check kills it. */
-            int pfd = (int)syscall(SYS_pidfd_open, root, 0);
-            struct pollfd w = {.fd = pfd, .events = POLLIN};
-            if (pfd >= 0) (void)poll(&w, 1, -1);
-            _exit(0);
-        }
-        (void)!write(p[1], &away, sizeof away);
-        _exit(0);
-    }
-    if (read(p[0], &g_outside, sizeof g_outside) != sizeof g_outside) die("read");
-    waitpid(mid, NULL, 0);
-    close(p[0]);
-    close(p[1]);
+    if (fd != 3) die("open log");
+    g_outside = spawn_outsider();
     g_kids[0] = spawn(own_stdio_no_log);
 }
 static void outside_check(void) {

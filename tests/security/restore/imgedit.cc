@@ -102,6 +102,10 @@ constexpr Field kFields[] = {
     {"process", "pgid", 8, 4},
     {"process", "sid", 12, 4},
     {"process", "flags", 16, 4},
+    {"share-fd", "fd", 0, 4},  // share
+    {"share-fd", "owner", 4, 4},
+    {"share-fd", "owner_fd", 8, 4},
+    {"share-fd", "end", 12, 4},
     {"vma-content", "start", 0, 8},
     {"vma-content", "bytes", 8, 8},
     {"vma-content", "hash", 16, 8},

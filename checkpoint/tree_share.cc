@@ -1,0 +1,73 @@
+#include "checkpoint/tree_share.h"
+
+#include <unistd.h>
+
+#include "common/strfmt.h"
+#include "state/tree_share.h"
+
+namespace crfs {
+
+namespace {
+
+// The unix-socket record of `from` goes after the records of the giver's fd `owner_fd`.
+Status move_socket_record(TaskFd& from, std::vector<TaskFd>& giver, int owner_fd) {
+    for (auto& rec : from.records) {
+        if (rec.first != image::RecordType::kUnixSocket) continue;
+        for (TaskFd& g : giver)
+            if (g.rec.fd == owner_fd && g.rec.same_as < 0) {
+                g.records.push_back(std::move(rec));
+                return {};
+            }
+    }
+    return make_error(EIO, strfmt("fd {}: no unix-socket record to give its peer", from.rec.fd));
+}
+
+}  // namespace
+
+Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds) {
+    std::vector<std::vector<state::MemberFd>> seen;
+    for (pid_t p : pids) {
+        state::TaskView v(p, getpid());
+        auto f = state::member_fds(v);
+        if (!f) return std::unexpected(f.error().context(strfmt("pid {}", p)));
+        seen.push_back(std::move(*f));
+    }
+    std::vector<state::ShareRef> refs;
+    state::Reasons why;
+    state::classify_sharing(pids, seen, refs, why);
+    if (!why.empty()) return make_error(EBUSY, why.front());
+    for (const state::ShareRef& r : refs) {
+        auto& mine = *fds[r.member];
+        TaskFd* lead = nullptr;
+        for (TaskFd& t : mine)
+            if (t.rec.fd == r.fd && t.rec.same_as < 0) lead = &t;
+        if (!lead)
+            return make_error(EIO, strfmt("pid {} fd {}: not captured", pids[r.member], r.fd));
+        lead->rec.kind = uint32_t(image::FdKind::kShared);
+        lead->rec.pos = lead->rec.size = lead->rec.mode = lead->rec.rdev = 0;
+        lead->rec.mtime_sec = lead->rec.mtime_nsec = 0;
+        lead->rec.path_len = 0;
+        lead->path.clear();
+        lead->content.clear();
+        lead->inet.reset();
+        if (r.end == image::kSharePeer)  // its socket's record goes to the giver's, with the peer's
+            if (auto moved = move_socket_record(*lead, *fds[r.owner], r.owner_fd); !moved)
+                return std::unexpected(moved.error().context(strfmt("pid {}", pids[r.member])));
+        lead->records.clear();
+        image::ShareFdRecord s{r.fd, uint32_t(r.owner), r.owner_fd, r.end};
+        lead->records.emplace_back(image::RecordType::kShareFd,
+                                   std::string(reinterpret_cast<const char*>(&s), sizeof s));
+        for (TaskFd& t : mine) {
+            if (t.rec.same_as != r.fd) continue;
+            image::FdRecord rec = lead->rec;
+            rec.fd = t.rec.fd;
+            rec.fd_flags = t.rec.fd_flags;
+            rec.same_as = r.fd;
+            t.rec = rec;
+            t.path.clear();
+        }
+    }
+    return {};
+}
+
+}  // namespace crfs

@@ -1,0 +1,22 @@
+// The dump half of what a tree's processes share (state/tree_share.h decides;
+// restorer/tree_share.h restores): while the tree is frozen, each fd that an
+// earlier process gives becomes a kShared fd record with a share-fd record
+// naming the giver, and loses its kind's records (the giver's carry the
+// description, or the pipe and its bytes).
+#pragma once
+
+#include <sys/types.h>
+
+#include <span>
+#include <vector>
+
+#include "checkpoint/files.h"
+#include "common/result.h"
+
+namespace crfs {
+
+// `fds[i]`: the captured fds of process `pids[i]` (image order). Sharing that
+// cannot be restored fails with EBUSY and its reason (`reason` says it first).
+Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds);
+
+}  // namespace crfs

@@ -1,0 +1,211 @@
+#include "restorer/tree_share.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/strfmt.h"
+#include "restorer/child.h"
+#include "restorer/tree.h"
+
+namespace crfs {
+namespace {
+
+constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
+constexpr uint32_t kPipeEndFlags = O_ACCMODE | O_NONBLOCK | O_DIRECT | kOLargefile;
+
+Status bad(const std::string& what) {
+    return make_error(EINVAL, "bad image: " + what);
+}
+
+const FdEntry* fd_of(const DecodedImage& img, int fd) {
+    for (const auto& f : img.fds)
+        if (f.rec.fd == fd) return &f;
+    return nullptr;
+}
+
+// The giver's side of one kShared fd of process `i`.
+Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
+                   const image::ShareFdRecord& r) {
+    std::string at = strfmt("fd {}", f.rec.fd);
+    if (r.owner >= i)
+        return bad(strfmt("{}: given by process {}, which is not an earlier process of the tree",
+                          at, r.owner));
+    const auto& giver = tree.members[r.owner];
+    const FdEntry* g = giver.img ? fd_of(*giver.img, r.owner_fd) : nullptr;
+    if (!g || g->rec.same_as >= 0 || g->rec.kind == uint32_t(image::FdKind::kShared))
+        return bad(
+            strfmt("{}: given by fd {} of process {}, which has no description of its "
+                   "own there (none, a dup, or one given to it in turn)",
+                   at, r.owner_fd, giver.pid));
+    if (r.end == image::kShareSame) return {};
+    if (r.end == image::kSharePeer) {  // check_unix_sockets: the giver holds the pair's records
+        bool peer_recorded = false, peer_held = false;
+        for (const auto& u : giver.img->unix_sockets)
+            if (u.rec.ino == g->rec.ino)
+                for (const auto& p : giver.img->unix_sockets)
+                    peer_recorded |= p.rec.ino == u.rec.peer;
+        for (const auto& u : giver.img->unix_sockets)
+            if (u.rec.ino == g->rec.ino)
+                for (const auto& o : giver.img->fds)
+                    peer_held |= o.rec.kind == uint32_t(image::FdKind::kUnixSocket) &&
+                                 o.rec.ino == u.rec.peer;
+        if (g->rec.kind != uint32_t(image::FdKind::kUnixSocket) || !peer_recorded || peer_held ||
+            (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK)) ||
+            (f.rec.open_flags & O_ACCMODE) != O_RDWR)
+            return bad(
+                strfmt("{}: the peer of the socket at fd {} of process {}, which is no "
+                       "socketpair end whose peer it records and does not hold, or open "
+                       "flags 0{:o}",
+                       at, r.owner_fd, giver.pid, f.rec.open_flags));
+        return {};
+    }
+    if (r.end != image::kShareReadEnd && r.end != image::kShareWriteEnd)
+        return bad(strfmt("{}: share end {}", at, r.end));
+    uint32_t acc = r.end == image::kShareReadEnd ? O_RDONLY : O_WRONLY;
+    if (g->rec.kind != uint32_t(image::FdKind::kPipe) || (f.rec.open_flags & ~kPipeEndFlags) ||
+        (f.rec.open_flags & O_ACCMODE) != acc)
+        return bad(
+            strfmt("{}: an end of the pipe at fd {} of process {}, which is no pipe, or "
+                   "open flags 0{:o}",
+                   at, r.owner_fd, giver.pid, f.rec.open_flags));
+    for (const auto& o : giver.img->fds)
+        if (o.rec.kind == uint32_t(image::FdKind::kPipe) && o.rec.ino == g->rec.ino &&
+            (o.rec.open_flags & O_ACCMODE) == acc)
+            return bad(strfmt("{}: an end of pipe {} that process {} holds itself (fd {})", at,
+                              g->rec.ino, giver.pid, o.rec.fd));
+    return {};
+}
+
+}  // namespace
+
+Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPlan& fds,
+                       int min_fd) {
+    if (!req.tree) {
+        for (const auto& f : img.fds)
+            if (f.rec.kind == uint32_t(image::FdKind::kShared))
+                return make_error(EINVAL, strfmt("bad image: fd {} is given by another process "
+                                                 "of a tree, but the image holds one process",
+                                                 f.rec.fd));
+        return {};
+    }
+    TreeRestore& tree = *req.tree;
+    uint32_t i = req.tree_index;
+    auto& me = tree.members[i];
+    me.img = &img;
+    me.fds = &fds;
+    me.min_fd = min_fd;
+    fds.sends = &me.sends;
+    for (auto& a : fds.actions) {
+        if (!a.shared || a.same_as >= 0) continue;
+        const FdEntry* f = fd_of(img, a.target);
+        if (!f || f->kobj.size() != 1)  // check_fields: one share-fd record
+            return bad(strfmt("fd {}: no share-fd record", a.target));
+        image::ShareFdRecord r;
+        std::memcpy(&r, f->kobj[0].second.data(), sizeof r);
+        if (auto s = check_giver(tree, i, *f, r); !s) return s;
+        auto& giver = tree.members[r.owner];
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+            return errno_error(strfmt("fd {}: channel from process {}", a.target, giver.pid));
+        UniqueFd take_end(sv[0]), give_end(sv[1]);
+        UniqueFd take(fcntl(take_end.get(), F_DUPFD_CLOEXEC, min_fd));
+        UniqueFd give(fcntl(give_end.get(), F_DUPFD_CLOEXEC, giver.min_fd));
+        if (!take || !give) return errno_error(strfmt("fd {}: dup of its channel", a.target));
+        a.share_from = take.get();
+        a.share_end = r.end;
+        fds.copies.push_back(std::move(take));  // kept through stage 1, closed after the fds
+        giver.sends.push_back({give.get(), r.owner_fd, r.end});
+        giver.share_keep.insert(
+            std::upper_bound(giver.share_keep.begin(), giver.share_keep.end(), give.get()),
+            give.get());
+        tree.share_fds.push_back(std::move(give));
+    }
+    return {};
+}
+
+std::span<const int> tree_share_keep(const TreeRestore* tree, uint32_t index) {
+    if (!tree) return {};
+    return tree->members[index].share_keep;
+}
+
+void child_share_recv(const FdAction& a, int status_fd) {
+    if (a.share_from < 0) child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, EINVAL, uint64_t(a.target));
+    char byte;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl;
+    m.msg_controllen = sizeof ctl;
+    ssize_t n;
+    do n = recvmsg(a.share_from, &m, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&m) : nullptr;
+    // End of file: the giver died before it gave (its own failure is reported too).
+    if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+        child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, n < 0 ? errno : EPIPE, uint64_t(a.target));
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    child_place_fd(fd, a, status_fd);
+    // A pipe end no one held yet takes its flags here; a shared description has its own.
+    if (a.share_end != image::kShareSame &&
+        fcntl(a.target, F_SETFL, a.open_flags & (O_NONBLOCK | O_DIRECT)) < 0)
+        child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, errno, uint64_t(a.target));
+}
+
+void child_share_send(const FdPlan& plan, int status_fd) {
+    for (const ShareSend& s : *plan.sends) {
+        int fd = s.owner_fd;
+        if (s.end != image::kShareSame) {
+            fd = -1;
+            for (const auto& a : plan.actions) {
+                if (a.target != s.owner_fd) continue;
+                if (s.end == image::kSharePeer && a.unix_end >= 0)
+                    fd = plan.unix_sockets[plan.unix_sockets[size_t(a.unix_end)].peer].held;
+                else if (s.end != image::kSharePeer && a.pipe >= 0)
+                    fd = plan.pipes[size_t(a.pipe)].end[s.end == image::kShareReadEnd ? 0 : 1];
+            }
+        }
+        if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, EBADF, uint64_t(s.owner_fd));
+        char byte = 'F';
+        iovec iov{&byte, 1};
+        alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+        msghdr m{};
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = ctl;
+        m.msg_controllen = sizeof ctl;
+        cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        ssize_t n;
+        do n = sendmsg(s.channel, &m, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n != 1)
+            child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, n < 0 ? errno : EIO, uint64_t(s.owner_fd));
+        ::close(s.channel);
+    }
+}
+
+void child_close_all_but(std::span<const int> keep, std::span<const int> extra, int status_fd) {
+    int from = 0;
+    size_t i = 0, j = 0;
+    while (i < keep.size() || j < extra.size()) {
+        int k =
+            j >= extra.size() || (i < keep.size() && keep[i] <= extra[j]) ? keep[i++] : extra[j++];
+        if (k > from && syscall(SYS_close_range, from, k - 1, 0) < 0)
+            child_fail(status_fd, CRFS_RA_STEP_CLOSE_FDS, errno, uint64_t(from));
+        if (k + 1 > from) from = k + 1;
+    }
+    syscall(SYS_close_range, from, ~0u, 0);
+}
+
+}  // namespace crfs

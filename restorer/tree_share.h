@@ -1,0 +1,52 @@
+// What the processes of a restored tree share (docs/trees.md, "Sharing
+// between members"): an open file description held by several processes, or
+// a pipe whose ends are in different processes, is restored ONCE, by the
+// first process of the image (parents first) that holds it, with the
+// single-process code (restorer/files.cc, state/pipe.cc ...), and handed to
+// every later process that held it over a unix socketpair (SCM_RIGHTS).
+//
+// Why SCM_RIGHTS on channels the daemon makes: every process of the tree is a
+// copy of the daemon (restorer/tree.h), so a socketpair made while the plans
+// are made is inherited by all; the giver is an earlier process, never an
+// ancestor of the taker's giver chain (givers are earlier, records may not
+// point at records that are themselves given), so nothing waits in a cycle.
+// The description is made by its giver in stage 1 as any fd is (the writer's
+// credentials, the task's file-system credentials for a root writer): the
+// daemon opens nothing. Inheritance through fork order cannot do it (a
+// description opened in stage 1 exists only after the processes are made,
+// and siblings share no copy), and pidfd_getfd needs ptrace rights over the
+// giver that a non-root writer's processes lose with setuid.
+//
+//   plan of process i (daemon)         stage 1 of giver g      stage 1 of taker i
+//   socketpair: taker end >= min_fd_i  fds in place            ... recvmsg (blocks)
+//               giver end >= min_fd_g  sendmsg(fd) ----------> dup3 to its fd
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+#include "restorer/files.h"
+
+namespace crfs {
+
+struct RestoreRequest;
+
+// After plan_fds of process req.tree_index: checks every kShared fd of `img`
+// against its giver's records (an earlier process, a description of its own
+// that is itself not given, a pipe end or socketpair peer it does not hold;
+// several takers of one end share its one description), makes its channel, and registers the
+// process for later takers. An image that is not a tree must hold no kShared fd.
+Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPlan& fds, int min_fd);
+
+// The channels process `index` sends on (sorted), kept through stage 1's close.
+std::span<const int> tree_share_keep(const struct TreeRestore* tree, uint32_t index);
+
+// Stage 1, syscalls only.
+void child_share_recv(const FdAction& a, int status_fd);
+void child_share_send(const FdPlan& plan, int status_fd);
+// Closes every fd but `keep` and `extra` (each sorted).
+void child_close_all_but(std::span<const int> keep, std::span<const int> extra, int status_fd);
+
+}  // namespace crfs

@@ -1,0 +1,138 @@
+#include "state/tree_share.h"
+
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+
+#include "common/strfmt.h"
+#include "crfs/image_format.h"
+#include "state/fds.h"
+#include "state/pipe.h"
+#include "state/unix_socket.h"
+
+namespace crfs::state {
+namespace {
+
+struct Held {
+    size_t member;
+    const MemberFd* f;
+    size_t owner;  // who restores it: the member itself, or its giver
+    int owner_fd;
+    uint32_t end;
+};
+
+std::string both(pid_t a, int fa, pid_t b, int fb) {
+    return strfmt("pid {} (fd {}) and pid {} (fd {})", a, fa, b, fb);
+}
+
+}  // namespace
+
+void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<MemberFd>> fds,
+                      std::vector<ShareRef>& refs, Reasons& out) {
+    std::map<std::pair<dev_t, ino_t>, std::vector<Held>> by_inode;
+    for (size_t m = 0; m < fds.size(); ++m) {
+        std::vector<Held> mine;  // added after the member: its own fds never compare
+        for (const MemberFd& f : fds[m]) {
+            auto it = by_inode.find({f.dev, f.ino});
+            if (it == by_inode.end()) {
+                // A socketpair end whose peer an earlier member holds as its own.
+                const Held* peer = nullptr;
+                if (f.peer)
+                    if (auto p = by_inode.find({f.dev, ino_t(f.peer)}); p != by_inode.end())
+                        for (const Held& h : p->second)
+                            if (h.end == image::kShareSame) peer = &h;
+                if (peer) {
+                    refs.push_back({m, f.fd, peer->owner, peer->owner_fd, image::kSharePeer});
+                    mine.push_back({m, &f, peer->owner, peer->owner_fd, image::kSharePeer});
+                } else {
+                    mine.push_back({m, &f, m, f.fd, image::kShareSame});
+                }
+                continue;
+            }
+            const Held* same = nullptr;
+            bool refused = false;
+            for (const Held& h : it->second) {
+                long r = syscall(SYS_kcmp, pids[h.member], pids[m], KCMP_FILE, h.f->fd, f.fd);
+                if (r == 0) {
+                    same = &h;
+                    break;
+                }
+                if (r < 0 && errno != ESRCH && errno != EBADF) {
+                    out.push_back(both(pids[h.member], h.f->fd, pids[m], f.fd) +
+                                  ": cannot tell whether they share one open file description "
+                                  "(kcmp): " +
+                                  std::strerror(errno));
+                    refused = true;
+                    break;
+                }
+            }
+            if (refused) continue;
+            const Held& first = it->second.front();
+            if (same) {
+                refs.push_back({m, f.fd, same->owner, same->owner_fd, same->end});
+                mine.push_back({m, &f, same->owner, same->owner_fd, same->end});
+            } else if (f.fifo) {
+                out.push_back(both(pids[first.member], first.f->fd, pids[m], f.fd) +
+                              ": FIFO opened separately by two processes of the tree (its bytes "
+                              "would be restored twice); such a FIFO" +
+                              std::string(kNotYet));
+            } else if (f.pipe) {
+                const Held* same_end = nullptr;
+                for (const Held& h : it->second)
+                    if (h.f->acc == f.acc) same_end = &h;
+                uint32_t end = f.acc == O_WRONLY ? image::kShareWriteEnd : image::kShareReadEnd;
+                if (same_end || f.acc == O_RDWR || first.owner != first.member) {
+                    const Held& o = same_end ? *same_end : first;
+                    out.push_back(both(pids[o.member], o.f->fd, pids[m], f.fd) +
+                                  ": two open file descriptions of one end of a pipe in two "
+                                  "processes of the tree" +
+                                  std::string(kNotYet));
+                    continue;
+                }
+                refs.push_back({m, f.fd, first.member, first.f->fd, end});
+                mine.push_back({m, &f, first.member, first.f->fd, end});
+            } else if (f.reopenable && first.f->reopenable) {  // each opened it itself
+                mine.push_back({m, &f, m, f.fd, image::kShareSame});
+            } else {
+                out.push_back(both(pids[first.member], first.f->fd, pids[m], f.fd) +
+                              ": one object, opened separately by two processes of the tree "
+                              "(restored, they would be two); such an object" +
+                              std::string(kNotYet));
+            }
+        }
+        for (const Held& h : mine) by_inode[{h.f->dev, h.f->ino}].push_back(h);
+    }
+}
+
+Result<std::vector<MemberFd>> member_fds(TaskView& v) {
+    auto fds = v.fds();
+    if (!fds) return std::unexpected(fds.error());
+    std::vector<FdIdentity> ids;
+    for (const FdView& f : **fds) ids.push_back({f.fd, f.st.st_dev, f.st.st_ino});
+    auto lead = description_groups(v.pid(), ids);
+    if (!lead) return std::unexpected(lead.error());
+    std::vector<MemberFd> out;
+    UnixTable unix_sockets;  // read on the first socket
+    for (size_t i = 0; i < (*fds)->size(); ++i) {
+        if ((*lead)[i] >= 0) continue;
+        const FdView& f = (**fds)[i];
+        // An anonymous inode is one inode for every eventfd, epoll, ...: each
+        // description is its own object.
+        bool reopenable = f.link.starts_with("anon_inode:") ||
+                          (f.link.starts_with("/") && !f.link.ends_with(" (deleted)") &&
+                           (S_ISDIR(f.st.st_mode) || S_ISCHR(f.st.st_mode) ||
+                            (S_ISREG(f.st.st_mode) && f.st.st_nlink > 0)));
+        uint64_t peer = 0;
+        if (f.link.starts_with("socket:["))
+            if (const UnixDiag* d = unix_sockets.find(uint64_t(f.st.st_ino))) peer = d->peer;
+        out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f),
+                       is_fifo(f), reopenable, peer});
+    }
+    return out;
+}
+
+}  // namespace crfs::state

@@ -1,0 +1,69 @@
+// What the processes of one image share (docs/trees.md, "Sharing between
+// members"): the one place that decides, for every fd of every member, whether
+// its open file description (or, for a pipe, the pipe) is the member's own, is
+// given by an earlier member (restored once and handed over:
+// restorer/tree_share.h), or cannot be restored exactly (a reason). `reason`
+// (state/tree.cc) and the checkpoint (checkpoint/tree_share.cc) both call it,
+// so they cannot disagree.
+//
+// Rules, members in image order (parents first), each member's fds in order:
+//   - a description held by an earlier member (kcmp KCMP_FILE) is given by the
+//     first member that holds it (kShareSame), whatever its kind;
+//   - an end of a pipe an earlier member holds an end of, with a description of
+//     its own, is given by the first member holding the pipe as that end
+//     (kShareReadEnd/kShareWriteEnd), if no earlier member holds that end:
+//     two descriptions of one end in two members are a reason;
+//   - a unix socketpair end whose peer an earlier member holds (its own
+//     description) is given by that member as the peer (kSharePeer);
+//   - a FIFO opened separately by two members is a reason (its bytes would be
+//     restored twice);
+//   - a file, directory or character device with a path each member opened
+//     itself is each one's own; any other object (a deleted file, a memfd, a
+//     kernel object) opened separately by two members is a reason.
+// Sharing with a process outside the image stays a reason (state/shared_desc.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "state/kind.h"
+
+namespace crfs::state {
+
+// One fd of a member: only the lowest fd of each of the member's own
+// descriptions (the others are dups of it).
+struct MemberFd {
+    int fd = -1;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    uint32_t acc = 0;         // O_ACCMODE of its open flags
+    bool pipe = false;        // an anonymous pipe ("pipe:[N]")
+    bool fifo = false;        // a FIFO with a path
+    bool reopenable = false;  // a file, directory or device with a path: descriptions independent
+    uint64_t peer = 0;        // a unix socketpair end: its peer's inode
+};
+
+// An fd given by an earlier member.
+struct ShareRef {
+    size_t member = 0;  // index in the image
+    int fd = -1;
+    size_t owner = 0;
+    int owner_fd = -1;
+    uint32_t end = 0;  // image::kShare*
+};
+
+// `pids[i]`'s fds in `fds[i]`; refs for every fd an earlier member gives, a
+// reason line in `out` (naming both pids) for every sharing that cannot be
+// restored. A kcmp that fails but with ESRCH/EBADF (gone meanwhile) is a reason.
+void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<MemberFd>> fds,
+                      std::vector<ShareRef>& refs, Reasons& out);
+
+// The MemberFds of a TaskView's fds (lowest fd of each description only).
+Result<std::vector<MemberFd>> member_fds(TaskView& v);
+
+}  // namespace crfs::state

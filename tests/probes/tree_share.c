@@ -1,0 +1,140 @@
+/* What a tree's processes share (docs/trees.md "Sharing between members"):
+ * restored once and held by every member again, or refused when a process
+ * outside the tree holds it too. The children live until the check, which
+ * has them verify what they hold (SIGUSR1: exit 0 when right) and reaps them. */
+#include "outsider.h"
+#include "probe.h"
+
+#include <linux/kcmp.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+static pid_t g_kids[2];
+static const char kBytes[] = "bytes in flight between two children";
+
+/* A child that runs `body` (with SIGUSR1 blocked), says so on a pipe, waits
+ * for SIGUSR1 and exits with `verify`'s answer. */
+static pid_t spawn(void (*body)(void), int (*verify)(void)) {
+    int done[2];
+    if (pipe2(done, O_CLOEXEC) != 0) die("pipe");
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        sigset_t s;
+        sigemptyset(&s);
+        sigaddset(&s, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &s, NULL);
+        close(done[0]);
+        if (body) body();
+        close(done[1]);
+        int sig = 0;
+        while (sigwait(&s, &sig) != 0) {
+        }
+        _exit(verify ? verify() : 0);
+    }
+    close(done[1]);
+    char x;
+    (void)!read(done[0], &x, 1); /* end of file: body done */
+    close(done[0]);
+    return pid;
+}
+
+/* Each child verifies itself; then it is reaped. */
+static void kids_check(void) {
+    for (int i = 0; i < 2; ++i) {
+        if (g_kids[i] <= 0) continue;
+        kill(g_kids[i], SIGUSR1);
+        int st = 0;
+        if (waitpid(g_kids[i], &st, 0) != g_kids[i])
+            fail("child %d is not ours", g_kids[i]);
+        else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            fail("child %d: what it holds is not what it was (status 0x%x)", g_kids[i], st);
+    }
+}
+
+/* One log description held by the parent (fd 3) and its child (fd 3): after
+ * the parent writes, the child's offset moved too. */
+static int log_verify(void) {
+    return lseek(3, 0, SEEK_CUR) == 6 ? 0 : 1;
+}
+static void shared_desc_setup(void) {
+    int fd = open(at("log"), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd != 3 || write(fd, "abc", 3) != 3) die("open log");
+    g_kids[0] = spawn(NULL, log_verify);
+}
+static void shared_desc_check(void) {
+    long same = syscall(SYS_kcmp, getpid(), g_kids[0], KCMP_FILE, 3, 3);
+    if (same != 0) fail("kcmp of the log's fds: %ld", same);
+    if (write(3, "def", 3) != 3) fail("write log: %s", strerror(errno));
+    kids_check();
+}
+
+/* A pipe whose write end is in one child, read end in another, bytes in it;
+ * the parent holds neither. */
+static int g_pipe[2];
+static void writer_body(void) {
+    close(g_pipe[0]);
+    if (write(g_pipe[1], kBytes, sizeof kBytes) != sizeof kBytes) _exit(3);
+}
+static void reader_body(void) {
+    close(g_pipe[1]);
+}
+static int reader_verify(void) {
+    char buf[sizeof kBytes + 1];
+    fcntl(g_pipe[0], F_SETFL, O_NONBLOCK);
+    ssize_t n = read(g_pipe[0], buf, sizeof buf);
+    return n == sizeof kBytes && memcmp(buf, kBytes, sizeof kBytes) == 0 ? 0 : 1;
+}
+static void pipe_setup(void) {
+    if (pipe(g_pipe) != 0) die("pipe");
+    g_kids[0] = spawn(writer_body, NULL);
+    g_kids[1] = spawn(reader_body, reader_verify);
+    close(g_pipe[0]);
+    close(g_pipe[1]);
+}
+
+/* A unix socketpair, one end in each child, a message queued to the reader. */
+static int g_sp[2];
+static void sp_writer_body(void) {
+    close(g_sp[0]);
+    if (send(g_sp[1], kBytes, sizeof kBytes, 0) != sizeof kBytes) _exit(3);
+}
+static void sp_reader_body(void) {
+    close(g_sp[1]);
+}
+static int sp_reader_verify(void) {
+    char buf[sizeof kBytes + 1];
+    ssize_t n = recv(g_sp[0], buf, sizeof buf, MSG_DONTWAIT);
+    return n == sizeof kBytes && memcmp(buf, kBytes, sizeof kBytes) == 0 ? 0 : 1;
+}
+static void socketpair_setup(void) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, g_sp) != 0) die("socketpair");
+    g_kids[0] = spawn(sp_writer_body, NULL);
+    g_kids[1] = spawn(sp_reader_body, sp_reader_verify);
+    close(g_sp[0]);
+    close(g_sp[1]);
+}
+
+/* The read end is also held by a process outside the tree (reparented away):
+ * a reason, the checkpoint EBUSY. */
+static pid_t g_outside;
+static void outside_setup(void) {
+    if (pipe(g_pipe) != 0) die("pipe");
+    g_outside = spawn_outsider();
+    g_kids[0] = spawn(reader_body, NULL);
+    close(g_pipe[0]);
+}
+static void outside_check(void) {
+    kill(g_outside, SIGKILL);
+    kids_check();
+}
+
+static const struct variant kVariants[] = {
+    {"shared_desc", shared_desc_setup, shared_desc_check, NULL},
+    {"cross_pipe", pipe_setup, kids_check, NULL},
+    {"cross_socketpair", socketpair_setup, kids_check, NULL},
+    {"outside_pipe", outside_setup, outside_check, NULL},
+};
+
+PROBE_MAIN(kVariants)
