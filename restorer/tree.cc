@@ -26,9 +26,7 @@ Status bad(const std::string& what) {
 }
 
 // The process records make a tree we can build: distinct pids, each parent an
-// earlier process, sessions and groups that a parent's setsid/setpgid and
-// inheritance give (a group or session led from outside the tree, or by a
-// process other than the member or its parent, is not supported yet).
+// earlier process, sessions and groups the restore can rebuild (TreeGroups).
 Status plan_members(const std::vector<image::ProcessRecord>& procs, TreeRestore& tree) {
     for (size_t i = 0; i < procs.size(); ++i) {
         const auto& p = procs[i];
@@ -41,28 +39,12 @@ Status plan_members(const std::vector<image::ProcessRecord>& procs, TreeRestore&
             if (procs[j].pid == p.pid) return bad(strfmt("process {} twice", p.pid));
             if (i > 0 && procs[j].pid == p.ppid) m.parent = int(j);
         }
-        if (i > 0) {
-            if (m.parent < 0)
-                return bad(
-                    strfmt("process {} has parent {}, which is no earlier process of the "
-                           "tree",
-                           p.pid, p.ppid));
-            const auto& parent = procs[size_t(m.parent)];
-            bool leads_session = p.sid == p.pid;
-            if (!leads_session && p.sid != parent.sid)
-                return make_error(EOPNOTSUPP,
-                                  strfmt("process {}: session {} is neither its own nor its "
-                                         "parent's ({}); not supported yet",
-                                         p.pid, p.sid, parent.sid));
-            if (leads_session ? p.pgid != p.pid : (p.pgid != p.pid && p.pgid != parent.pgid))
-                return make_error(EOPNOTSUPP,
-                                  strfmt("process {}: process group {} is neither its own nor its "
-                                         "parent's ({}); not supported yet",
-                                         p.pid, p.pgid, parent.pgid));
-        }
+        if (i > 0 && m.parent < 0)
+            return bad(strfmt("process {} has parent {}, which is no earlier process of the tree",
+                              p.pid, p.ppid));
         tree.members.push_back(m);
     }
-    return {};
+    return tree.groups.plan(procs);  // sessions and groups (restorer/tree_leaders.h)
 }
 
 // Whether `pid` is a process of this restore: each holds its copy of the go
@@ -111,6 +93,7 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
                                              procs.size(), kMaxTreeRestore));
     TreeRestore tree;
     if (auto s = plan_members(procs, tree); !s) return std::unexpected(s.error());
+    if (auto s = tree.groups.check_free(); !s) return std::unexpected(s.error());
     // Each process keeps a copy of the go pipe's read end (tree_go_fd).
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) return errno_error("restore: go pipe");
@@ -207,6 +190,8 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
 }
 
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {
+    tree.groups.made(index);
+    tree.groups.spawn_placeholders(index, status_fd);
     for (size_t j = 0; j < tree.members.size(); ++j) {
         if (tree.members[j].parent != int(index)) continue;
         clone_args ca{};
@@ -221,6 +206,8 @@ void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd)
         }
         if (pid < 0) child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(want));
     }
+    tree.groups.join(index, status_fd);
+    tree.groups.reap_placeholders(index, status_fd);
 }
 
 }  // namespace crfs

@@ -34,6 +34,7 @@
 #include "common/unique_fd.h"
 #include "crfs/restorer_args.h"
 #include "restorer/restore.h"
+#include "restorer/tree_leaders.h"
 
 namespace crfs {
 
@@ -56,6 +57,7 @@ struct TreeRestore {
     int go_errno = 0;                         // a copy failed
     void (*run)(const void* plan) = nullptr;  // restore.cc's stage 1 of a process
     bool failure_named = false;               // an error already names its process
+    TreeGroups groups;                        // groups led by members or placeholders
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

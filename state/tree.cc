@@ -23,6 +23,7 @@
 #include "state/holders.h"
 #include "state/kind.h"
 #include "state/registry.h"
+#include "state/tree_groups.h"
 
 namespace crfs::state {
 namespace {
@@ -164,6 +165,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
         }
         for (const auto& l : lines) out.push_back(name_line(v->pid(), l));
     }
+    if (auto r = detect_tree_groups(members, out); !r) return r;  // state/tree_groups.cc
     return shared_descriptions(members, out);
 }
 

@@ -245,7 +245,7 @@ class Tree(Base):
             (["process#2.ppid=1"], "which is no earlier process of the tree"),
             (["process#1.pid=%d" % top], f"process {top} twice"),
             (["task#2.pgid=1"], "is not its process record"),
-            (["process#2.pgid=1", "task#2.pgid=1"], "process group 1 is neither its own"),
+            (["process#2.pgid=1", "task#2.pgid=1"], "pid 1 is in use (it would be the placeholder"),
             (["process#1.sid=%d" % mid, "task#1.sid=%d" % mid],
              f"session {sid} is neither its own nor its parent's"),
             (["process#0.flags=2"], "bad image: process record 0"),

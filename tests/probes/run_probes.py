@@ -28,7 +28,7 @@ import unittest
 # always unmounted; bounded waits for a state).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
 import roundtrip_mount_test  # noqa: E402
-from roundtrip_mount_test import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
+from roundtrip_mount_test import TIMEOUT, Crfsd, alive, descendants, pid_free, read, sh, wait_for  # noqa: E402,E501
 
 BUILD = None
 
@@ -182,11 +182,17 @@ PROBES = [
     ("exact", "seccomp_stacked", None),
     ("exact", "posix_timers", None),
     ("exact", "locks", None),
+    # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
+    ("tree_life", "sibling_group", None),
+    ("tree_life", "orphan_group", None),
+    ("tree_life", "outside_leader", "outside the tree: a restored tree cannot join it"),
+    ("tree_life", "leaderless_outside", "(its leader gone) also holds pid "),
+    ("tree_life", "session_left", " (task): session "),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
-SAME_PID_ONLY = {"threads"}
+SAME_PID_ONLY = {"threads", "tree_life"}
 
 
 class Probe(roundtrip_mount_test.Task):
@@ -260,7 +266,10 @@ class Contract(unittest.TestCase):
             p = Probe(self, probe, variant, prefix)
             img = p.checkpoint()
             pid = p.pid
+            kids = descendants(pid)  # a tree's children die with it (the pids restored)
             p.kill9()
+            for k in kids:
+                wait_for(lambda: pid_free(k), f"pid {k} to be reaped")
             p.restore(img, str(pid))
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")

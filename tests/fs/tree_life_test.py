@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""The life cycle of a process tree through the mounted tree (issue 10,
+docs/trees.md "Sessions and groups"):
+
+    set -m; sleep | sleep &        # a group led by a sibling
+    kill the first sleep           # the group's leader is gone: an orphaned group
+    cp /crfs/PID/image snap.img; kill -9 every process
+    mkdir /crfs/PID && cp snap.img /crfs/PID/image   # same pids, sids and pgids
+
+A group led by a sibling comes back by ordering (its leader first), a group
+whose leader exited through a placeholder leader that makes it and leaves;
+every process keeps /proc/PID/stat's ppid, pgid and sid, and the shell's
+`wait` still gets its job's status. A python3 ThreadPoolExecutor child,
+checkpointed mid-work, finishes with the right answer. Edited images (a
+placeholder pid that is taken, a group led by a member of another session)
+are refused with nothing made. Starts its own crfsd (always unmounted); this
+process is a child subreaper and reaps.
+
+usage: tree_life_test.py BUILD_DIR  (any unittest args after)
+"""
+import os
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test  # noqa: E402
+import trees_mount_test  # noqa: E402
+from roundtrip_mount_test import read, sh, wait_for  # noqa: E402
+from trees_mount_test import gone, stat, tree_of  # noqa: E402
+
+QUIET = "</dev/null >/dev/null 2>&1"
+
+POOL = r"""
+import concurrent.futures, os
+def squares(n):
+    return sum(i * i for i in range(n))
+k, total = 0, 0
+with concurrent.futures.ThreadPoolExecutor(4) as ex:
+    while not os.path.exists("enough"):
+        futs = [ex.submit(squares, 20000 + k + i) for i in range(8)]
+        total += sum(f.result() for f in futs)
+        k += 8
+        with open("progress.tmp", "w") as f:
+            f.write(str(k))
+        os.rename("progress.tmp", "progress")
+with open("answer.tmp", "w") as f:
+    f.write(f"{k} {total}")
+os.rename("answer.tmp", "answer")
+os._exit(5)
+"""
+
+
+def closed(n):
+    return (n - 1) * n * (2 * n - 1) // 6
+
+
+class Life(trees_mount_test.Tree):
+    def kill_all(self, proc, pids):
+        """Kills and reaps them all: every pid is free again (a zombie holds it)."""
+        for p in pids:  # parents first: a parent must not see its child die
+            os.kill(p, signal.SIGKILL)
+        if proc:
+            proc.wait(60)
+        for p in pids:
+            wait_for(lambda: (trees_mount_test.reap(), not os.path.exists(f"/proc/{p}"))[1],
+                     f"pid {p} to be free")
+
+    def fields(self, pids):
+        """ppid, pgid, sid of each (stat fields 4-6)."""
+        return {p: stat(p)[1:] for p in pids}
+
+    def test_a_sibling_led_group_then_an_orphaned_group(self):
+        # set -m: the pipeline is a job, its first sleep leads the group and
+        # the second joins it (a group led by a sibling).
+        proc = self.start(f"set -m; sleep 1000 {QUIET} | sleep 1000 {QUIET} & "
+                          "wait $!; echo $? > out", 3)
+        top, first, second = tree_of(proc.pid)
+        self.assertEqual(stat(second)[2], first, "the second sleep is in the first's group")
+        self.assertEqual(read(f"{self.m}/{top}/reason"), "")
+        before = self.fields([first, second])
+        img = self.checkpoint(top)
+        self.kill_all(proc, [top, first, second])
+        r = self.restore(img, str(top))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(self.fields([first, second]), before)
+        # The leader exits and bash reaps it: the group has no leader now.
+        os.kill(first, signal.SIGTERM)
+        wait_for(lambda: tree_of(top) == [top, second], "bash to reap the group's leader")
+        self.assertFalse(os.path.exists(f"/proc/{first}"))
+        self.assertEqual(stat(second)[2], first, "the group outlives its leader")
+        self.assertEqual(read(f"{self.m}/{top}/reason"), "")
+        before = self.fields([top, second])
+        img = self.checkpoint(top)
+        self.kill_all(None, [top, second])
+        self.assertEqual(sh(f"rmdir {self.m}/{top}").returncode, 0)
+        r = self.restore(img, str(top))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        # Same parent, group and session; the placeholder leader is gone and
+        # bash has only its job as a child.
+        self.assertEqual(self.fields([top, second]), before)
+        self.assertFalse(os.path.exists(f"/proc/{first}"), "the placeholder left")
+        self.assertEqual(tree_of(top), [top, second])
+        self.assertEqual(self.out(), "")
+        os.kill(second, signal.SIGTERM)
+        wait_for(lambda: self.out() == "143\n" and gone(top), "bash's wait to return")
+
+    def test_python_thread_pool_checkpointed_mid_work_finishes_right(self):
+        with open(os.path.join(self.dir, "pool.py"), "w") as f:
+            f.write(POOL)
+        proc = self.start(f"/usr/bin/python3 pool.py {QUIET} & wait $!; echo $? > out", 2)
+        top, py = tree_of(proc.pid)
+        progress = os.path.join(self.dir, "progress")
+        wait_for(lambda: os.path.exists(progress) and
+                 len(os.listdir(f"/proc/{py}/task")) == 5, "the pool to work")
+        img = self.checkpoint(top)
+        at = int(read(progress))
+        self.kill_all(proc, [top, py])
+        r = self.restore(img, str(top))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        wait_for(lambda: int(read(progress)) > at + 16, "the restored pool to go on")
+        open(os.path.join(self.dir, "enough"), "w").close()
+        wait_for(lambda: self.out() == "5\n" and gone(top), "the pool to finish")
+        k, total = map(int, read(os.path.join(self.dir, "answer")).split())
+        self.assertGreater(k, at)
+        self.assertEqual(total, sum(closed(20000 + i) for i in range(k)))
+
+    def test_edited_groups_are_refused_and_leave_nothing(self):
+        proc = self.start(f"set -m; sleep 1000 {QUIET} | sleep 1000 {QUIET} & wait $!", 3)
+        top, first, second = tree_of(proc.pid)
+        img = self.checkpoint(top)
+        self.kill_all(proc, [top, first, second])
+        outside = os.getpid()  # a live pid outside the tree
+        cases = [
+            # The second sleep's group, its leader gone, numbered as a live process.
+            ([f"process#2.pgid={outside}", f"task#2.pgid={outside}"],
+             f"pid {outside} is in use (it would be the placeholder leader"),
+            # Its group led by a member that is in another session.
+            ([f"process#1.sid={first}", f"task#1.sid={first}"],
+             f"process {second}: process group {first} is not led by pid {first} of the tree "
+             "in its session"),
+            # A member leading a session but not its group.
+            ([f"process#1.sid={first}", f"task#1.sid={first}", f"process#2.sid={first}",
+              f"task#2.sid={first}", f"process#1.pgid={second}", f"task#1.pgid={second}"],
+             f"process {first}: leads session {first} but not its group"),
+        ]
+        for edits, expect in cases:
+            self.refused(img, top, edits, expect)
+            for p in (top, first, second):
+                self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+
+    test_bash_wait_gets_the_exit_status_of_its_restored_sleep = None
+    test_three_levels_a_process_group_and_a_stopped_child = None
+    test_fresh_name_is_eperm = None
+    test_edited_process_records_are_refused_and_leave_nothing = None
+    test_a_multi_threaded_child_comes_back_with_its_threads = None
+
+
+if __name__ == "__main__":
+    roundtrip_mount_test.BUILD = trees_mount_test.roundtrip_mount_test.BUILD = \
+        os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
