@@ -75,6 +75,7 @@ struct Capture {
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
+    std::vector<state::ZombieDump> zombies;  // life: the root's holds the tree's (state/zombie.h)
 };
 
 uint64_t realtime_ns() {
@@ -243,7 +244,8 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
     for (auto& m : tree->members()) {
-        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1);
+        auto c = capture(m.pid, m.starttime, m.threads,
+                         live && tree->members().size() == 1 && tree->zombies().empty());
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             if (m.pid == pid) return std::unexpected(c.error());
@@ -251,6 +253,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         }
         out.push_back(std::move(*c));
     }
+    out.front().zombies = tree->zombies();  // life
     PhaseTrace trace;
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
@@ -424,11 +427,13 @@ std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uin
     auto snap = std::make_unique<ImageSnapshot>();
     snap->captures = std::move(captures);
     ImageWriter w(root_header(snap->captures.front()));
+    bool tree = snap->captures.size() > 1 || !snap->captures.front().zombies.empty();
     for (Capture& c : snap->captures) {
-        if (snap->captures.size() > 1) add_process_record(w, c.attrs.stat, c.was_stopped);
+        if (tree) add_process_record(w, c.attrs.stat, c.was_stopped);
         image::StatsRecord stats{};
         build_image(w, c, pid_t(c.attrs.stat.pid), started, stats);
     }
+    for (const auto& z : snap->captures.front().zombies) add_zombie_records(w, z);  // life
     snap->stream_ = std::move(w).finish();
     trace.mark("build image (zero scan, checksum)");
     return snap;
@@ -520,7 +525,8 @@ Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t st
     uint64_t started = monotonic_ns();
     auto cap = capture_task(pid, starttime, true);
     if (!cap) return std::unexpected(cap.error());
-    if (cap->size() == 1) return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
+    if (cap->size() == 1 && cap->front().zombies.empty())  // life: a tree of one and its zombies
+        return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
     return std::make_unique<SnapshotSource>(build_snapshot(std::move(*cap), started));
 }
 

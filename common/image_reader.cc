@@ -336,6 +336,15 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             img.processes.push_back(load<image::ProcessRecord>(r.payload));
             continue;
         }
+        if (r.type == RecordType::kZombie) {  // life: every process's (restorer/tree.cc)
+            uint32_t at = uint32_t(img.processes.size()) - 1;
+            if (img.header.version < 5 || img.processes.empty() ||
+                !(img.processes.back().flags & image::kProcessZombie) ||
+                (!img.zombies.empty() && img.zombies.back().first == at))
+                return inconsistent(r, "zombie record out of place");
+            img.zombies.emplace_back(at, load<image::ZombieRecord>(r.payload));
+            continue;
+        }
         if (!img.processes.empty() && img.processes.size() - 1 != opts.process) continue;
         uint32_t& count = seen_slot(r.type);
         if (++count > 1 && std::find(std::begin(kSingletons), std::end(kSingletons), r.type) !=
@@ -644,6 +653,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 break;
             }
             case RecordType::kProcess:  // taken above
+            case RecordType::kZombie:
             case RecordType::kTrailer:
                 break;  // never returned by next()
         }

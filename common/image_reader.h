@@ -213,7 +213,9 @@ struct DecodedImage {
     std::string cpu_mask;                           // its affinity mask bytes
     // trees, version 4: every process's record, in image order (empty: one process).
     std::vector<image::ProcessRecord> processes;
-    std::vector<SeccompFilterEntry> seccomp;        // version 4, oldest first
+    // life: every zombie of a tree, with its index in `processes`.
+    std::vector<std::pair<uint32_t, image::ZombieRecord>> zombies;
+    std::vector<SeccompFilterEntry> seccomp;            // version 4, oldest first
     std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
     std::vector<image::FileLockRecord> file_locks;      // version 4
     uint64_t record_count = 0;

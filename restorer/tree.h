@@ -46,7 +46,10 @@ struct TreeRestore {
     struct Member {
         pid_t pid = 0;
         int parent = -1;  // index; -1: the root
+        pid_t pgid = 0, sid = 0;
         bool stopped = false;
+        bool zombie = false;  // life: cloned, takes its session and group, ends (state/zombie.h)
+        image::ZombieRecord zombie_rec{};
         const void* plan = nullptr;  // restore.cc's child plan, once prepared
         int go = -1;                 // its copy of the go pipe's read end (in go_copies)
     };

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 4;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 5;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -103,6 +103,8 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
     X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
+    /* life (112-115), version 5: a tree's zombies, docs/trees.md */                             \
+    X(kZombie, 112, "zombie", sizeof(ZombieRecord), sizeof(ZombieRecord))                        \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -641,6 +643,18 @@ struct ProcessRecord {
 };
 static_assert(sizeof(ProcessRecord) == 24);
 inline constexpr uint32_t kProcessWasStopped = 1u << 0;  // in group-stop when frozen
+inline constexpr uint32_t kProcessZombie = 1u << 1;  // life (version 5): a zombie record follows
+
+// life (version 5): a zombie of a tree, the one record after its process
+// record: how it ended (wait status, as /proc/<pid>/stat field 52 shows it),
+// its real uid and gid (waitid's si_uid) and its name.
+struct ZombieRecord {
+    int32_t exit_code;
+    uint32_t uid, gid;
+    uint32_t reserved;
+    char comm[16];  // NUL-padded
+};
+static_assert(sizeof(ZombieRecord) == 32);
 inline constexpr uint32_t kMaxProcesses = 1024;          // processes in one image
 
 enum class RecordType : uint32_t {

@@ -18,6 +18,7 @@ process is a child subreaper and reaps.
 
 usage: tree_life_test.py BUILD_DIR  (any unittest args after)
 """
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,82 @@ with open("answer.tmp", "w") as f:
     f.write(f"{k} {total}")
 os.rename("answer.tmp", "answer")
 os._exit(5)
+"""
+
+
+# The middle of a three-level tree: two zombie children (exit 7, SIGUSR1), a
+# child alone in a group whose leader it reaped (an orphaned group); once
+# `go` exists it waits for each and writes the statuses it got.
+MID = r"""
+import json, os, signal, time
+def quiet():
+    fd = os.open("/dev/null", os.O_RDWR)
+    for i in range(3):
+        os.dup2(fd, i)
+z1 = os.fork()
+if z1 == 0:
+    os._exit(7)
+z2 = os.fork()
+if z2 == 0:
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    os._exit(99)
+r, w = os.pipe()
+a = os.fork()
+if a == 0:
+    os.setpgid(0, 0)
+    os.write(w, b"a")
+    time.sleep(1000)
+os.read(r, 1)
+b = os.fork()
+if b == 0:
+    os.setpgid(0, a)
+    quiet()
+    os.write(w, b"b")
+    os.close(r)
+    os.close(w)
+    while True:
+        time.sleep(1000)
+os.read(r, 1)
+os.close(r)
+os.close(w)
+os.kill(a, signal.SIGKILL)
+os.waitpid(a, 0)
+for z in (z1, z2):
+    os.waitid(os.P_PID, z, os.WEXITED | os.WNOWAIT)
+with open("ready.tmp", "w") as f:
+    json.dump({"mid": os.getpid(), "z1": z1, "z2": z2, "a": a, "b": b}, f)
+os.rename("ready.tmp", "ready")
+while not os.path.exists("go"):
+    time.sleep(0.01)
+s1 = os.waitpid(z1, 0)[1]
+s2 = os.waitpid(z2, 0)[1]
+os.kill(b, signal.SIGTERM)
+s3 = os.waitpid(b, 0)[1]
+with open("result.tmp", "w") as f:
+    f.write(f"{s1} {s2} {s3}")
+os.rename("result.tmp", "result")
+"""
+
+
+# A root with a zombie child (exit 3) and a sleeping one.
+ZROOT = r"""
+import os, time
+z = os.fork()
+if z == 0:
+    os._exit(3)
+s = os.fork()
+if s == 0:
+    fd = os.open("/dev/null", os.O_RDWR)
+    for i in range(3):
+        os.dup2(fd, i)
+    os.close(fd)
+    time.sleep(1000)
+os.waitid(os.P_PID, z, os.WEXITED | os.WNOWAIT)
+with open("ready.tmp", "w") as f:
+    f.write(f"{s} {z}")
+os.rename("ready.tmp", "ready")
+time.sleep(1000)
 """
 
 
@@ -105,6 +182,83 @@ class Life(trees_mount_test.Tree):
         self.assertEqual(self.out(), "")
         os.kill(second, signal.SIGTERM)
         wait_for(lambda: self.out() == "143\n" and gone(top), "bash's wait to return")
+
+    def test_three_levels_with_zombies_and_an_orphaned_group(self):
+        with open(os.path.join(self.dir, "mid.py"), "w") as f:
+            f.write(MID)
+        # set -m: the python3 job leads a group of its own.
+        proc = subprocess.Popen(["bash", "-c", f"set -m; /usr/bin/python3 mid.py {QUIET} & "
+                                 "wait $!; echo top $? > out"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, close_fds=True, cwd=self.dir)
+        self.procs.append(proc)
+        self.pids.append(proc.pid)
+        ready = os.path.join(self.dir, "ready")
+        wait_for(lambda: os.path.exists(ready) or proc.poll() is not None, "the tree")
+        ids = json.loads(read(ready))
+        top, mid, z1, z2, b = proc.pid, ids["mid"], ids["z1"], ids["z2"], ids["b"]
+        self.pids += [mid, b]
+        pids = [top, mid, z1, z2, b]
+        self.assertEqual(sorted(tree_of(top)), sorted(pids))
+        before = {p: stat(p) for p in pids}
+        self.assertEqual([before[z][0] for z in (z1, z2)], ["Z", "Z"])
+        self.assertEqual(before[b][2], ids["a"], "b's group is the one its reaped leader made")
+        self.assertFalse(os.path.exists(f"/proc/{ids['a']}"))
+        self.assertEqual(read(f"{self.m}/{top}/reason"), "")
+        img = self.checkpoint(top)
+        self.assertEqual([p["flags"] for p in trees_mount_test.processes(self.crfs_build(), img)],
+                         [0, 0, 0, 2, 2])
+        self.kill_all(proc, [top, mid, b, z1, z2])
+        r = self.restore(img, str(top))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        # Every field of stat 3-6 (state, ppid, pgid, sid) as it was, the root's group and session.
+        for p in pids[1:]:  # running or sleeping, the others; zombies zombies
+            self.assertEqual(stat(p)[1:], before[p][1:], f"pid {p}")
+        self.assertEqual([stat(z)[0] for z in (z1, z2)], ["Z", "Z"])
+        self.assertEqual(stat(top)[2:], before[top][2:])
+        self.assertFalse(os.path.exists(f"/proc/{ids['a']}"), "the placeholder left")
+        open(os.path.join(self.dir, "go"), "w").close()
+        result = os.path.join(self.dir, "result")
+        wait_for(lambda: os.path.exists(result) and self.out() == "top 0\n" and gone(top),
+                 "the tree to finish")
+        # The middle process's waitpid got exactly each status.
+        self.assertEqual(read(result), f"{7 << 8} {signal.SIGUSR1} {signal.SIGTERM}")
+
+    def test_edited_zombies_are_refused_and_leave_nothing(self):
+        with open(os.path.join(self.dir, "zroot.py"), "w") as f:
+            f.write(ZROOT)
+        proc = subprocess.Popen(["/usr/bin/python3", "zroot.py"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                close_fds=True, cwd=self.dir)
+        self.procs.append(proc)
+        self.pids.append(proc.pid)
+        ready = os.path.join(self.dir, "ready")
+        wait_for(lambda: os.path.exists(ready) or proc.poll() is not None, "the tree")
+        top = proc.pid
+        s, z = map(int, read(ready).split())
+        self.pids.append(s)
+        img = self.checkpoint(top)
+        self.kill_all(proc, [top, s, z])
+        outside = os.getpid()
+        bad_status = "is not one a process ends with (exited, or killed by a signal that ends it"
+        cases = [
+            (["zombie#0.exit_code=134"], f"process {z}: zombie exit status 0x86 {bad_status}"),
+            (["zombie#0.exit_code=17"], f"process {z}: zombie exit status 0x11 {bad_status}"),
+            (["zombie#0.exit_code=65536"], f"zombie exit status 0x10000 {bad_status}"),
+            ([f"process#1.ppid={z}", f"task#1.ppid={z}"],
+             f"process {s} has parent {z}, which is no earlier process"),
+            (["process#2.flags=3"], "bad image: process record 2"),
+            (["process#2.flags=0"], "zombie record out of place"),
+            (["process#1.flags=2"], f"process {s}: no zombie record"),
+            ([f"process#2.pid={outside}"], f"pid {outside} is in use (it would be a zombie"),
+        ]
+        for edits, expect in cases:
+            self.refused(img, top, edits, expect)
+            for p in (top, s, z):
+                self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+        r = self.restore(img, str(top))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(stat(z)[:2], ("Z", top))
 
     def test_python_thread_pool_checkpointed_mid_work_finishes_right(self):
         with open(os.path.join(self.dir, "pool.py"), "w") as f:

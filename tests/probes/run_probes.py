@@ -175,7 +175,6 @@ PROBES = [
     ("tree", "shared_file", ": share one open file description ("),
     ("tree", "pipe", "(fd 3): pipe:["),
     ("tree", "grandchild", " (fd 3): POSIX message queue "),
-    ("tree", "zombie", " (task): zombie (exited, not yet reaped by its parent)"),
     ("tree", "outside", "fd 3: the same open file description is held by pid "),
     # fid-exact: restored exactly where it used to be refused (tests/probes/exact.c)
     ("exact", "seccomp_getpid", None),
@@ -188,6 +187,8 @@ PROBES = [
     ("tree_life", "outside_leader", "outside the tree: a restored tree cannot join it"),
     ("tree_life", "leaderless_outside", "(its leader gone) also holds pid "),
     ("tree_life", "session_left", " (task): session "),
+    ("tree_life", "zombies", None),
+    ("tree_life", "zombie_leader", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

@@ -14,6 +14,7 @@
 enum { kKids = 3 };
 static pid_t g_kids[kKids];
 static pid_t g_pgid[kKids], g_sid[kKids]; /* as set up */
+static int g_want[kKids];                 /* a zombie's wait status; 0: a live child */
 static pid_t g_outside, g_gone;
 
 /* A child that runs `body` with its own standard fds and pauses; returns once
@@ -62,8 +63,21 @@ static void kids_check(void) {
             fail("child %d: process group %d, not %d", g_kids[i], getpgid(g_kids[i]), g_pgid[i]);
         if (getsid(g_kids[i]) != g_sid[i])
             fail("child %d: session %d, not %d", g_kids[i], getsid(g_kids[i]), g_sid[i]);
-        kill(g_kids[i], SIGKILL);
-        if (waitpid(g_kids[i], NULL, 0) != g_kids[i]) fail("child %d is not ours", g_kids[i]);
+        if (g_want[i]) {
+            char path[64], text[512] = "";
+            snprintf(path, sizeof path, "/proc/%d/stat", (int)g_kids[i]);
+            int fd = open(path, O_RDONLY);
+            if (fd >= 0) (void)!read(fd, text, sizeof text - 1), close(fd);
+            char* end = strrchr(text, ')');
+            if (!end || end[2] != 'Z') fail("child %d is not a zombie: %s", g_kids[i], text);
+        } else {
+            kill(g_kids[i], SIGKILL);
+        }
+        int st = 0;
+        if (waitpid(g_kids[i], &st, 0) != g_kids[i])
+            fail("child %d is not ours", g_kids[i]);
+        else if (g_want[i] && st != g_want[i])
+            fail("zombie %d: wait status 0x%x, not 0x%x", g_kids[i], st, g_want[i]);
     }
     if (waitpid(-1, NULL, WNOHANG | __WALL) != -1 || errno != ECHILD)
         fail("a child that is none of the probe's");
@@ -153,6 +167,43 @@ static void leaderless_outside_setup(void) {
     remember();
 }
 
+/* Zombies: a child that exited with 3, one killed by SIGUSR1, neither reaped;
+ * the parent's waitpid after the restore gets exactly their status. */
+static void exit3(void) {
+    _exit(3);
+}
+static void usr1(void) {
+    signal(SIGUSR1, SIG_DFL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    sigprocmask(SIG_UNBLOCK, &s, NULL);
+    raise(SIGUSR1);
+}
+static void zombie_of(int i, void (*body)(void), int want) {
+    g_kids[i] = spawn(body);
+    g_want[i] = want;
+    siginfo_t si;
+    if (waitid(P_PID, (id_t)g_kids[i], &si, WEXITED | WNOWAIT) != 0) die("waitid");
+}
+static void zombies_setup(void) {
+    zombie_of(0, exit3, 3 << 8);
+    zombie_of(1, usr1, SIGUSR1);
+    remember();
+}
+
+/* A zombie leads a group a live sibling is in. */
+static void zombie_leader_setup(void) {
+    g_kids[0] = spawn(own_group);
+    g_join = g_kids[0];
+    g_kids[1] = spawn(join_group);
+    kill(g_kids[0], SIGKILL);
+    g_want[0] = SIGKILL;
+    siginfo_t si;
+    if (waitid(P_PID, (id_t)g_kids[0], &si, WEXITED | WNOWAIT) != 0) die("waitid");
+    remember();
+}
+
 /* The root leaves its session after the fork: the child's session is
  * neither its own nor its parent's. */
 static void session_left_setup(void) {
@@ -167,6 +218,8 @@ static const struct variant kVariants[] = {
     {"outside_leader", outside_leader_setup, kids_check, NULL},
     {"leaderless_outside", leaderless_outside_setup, kids_check, NULL},
     {"session_left", session_left_setup, kids_check, NULL},
+    {"zombies", zombies_setup, kids_check, NULL},
+    {"zombie_leader", zombie_leader_setup, kids_check, NULL},
 };
 
 PROBE_MAIN(kVariants)

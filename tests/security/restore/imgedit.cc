@@ -102,6 +102,9 @@ constexpr Field kFields[] = {
     {"process", "pgid", 8, 4},
     {"process", "sid", 12, 4},
     {"process", "flags", 16, 4},
+    {"zombie", "exit_code", 0, 4},  // life
+    {"zombie", "uid", 4, 4},
+    {"zombie", "gid", 8, 4},
     {"vma-content", "start", 0, 8},
     {"vma-content", "bytes", 8, 8},
     {"vma-content", "hash", 16, 8},
