@@ -156,10 +156,18 @@ Result<std::optional<Record>> ImageReader::next() {
         trailer ? std::string("trailer") : strfmt("record {} ({})", records_, info->name);
     if (auto r = read_exact(rec.payload.data(), keep, where, !trailer); !r)
         return std::unexpected(r.error());
+    if (verified_ && keep < rh.length)
+        if (auto n = src_.skip(size_t(rh.length - keep))) {
+            offset_ += *n;
+            if (*n < rh.length - keep)
+                return bad(strfmt("truncated image: unexpected end of file in {} at byte {}", where,
+                                  offset_));
+            keep = rh.length;
+        }
     if (keep < rh.length && scratch_.empty()) scratch_.resize(1 << 20);
     for (uint64_t left = rh.length - keep; left;) {
         size_t n = size_t(std::min<uint64_t>(left, scratch_.size()));
-        if (auto r = read_exact(scratch_.data(), n, where, true); !r)
+        if (auto r = read_exact(scratch_.data(), n, where, !verified_); !r)
             return std::unexpected(r.error());
         left -= n;
     }
@@ -173,7 +181,7 @@ Result<std::optional<Record>> ImageReader::next() {
     if (std::memcmp(t.magic, image::kTrailerMagic, sizeof t.magic) != 0)
         return bad(strfmt("bad trailer magic at byte {}", start));
     checksum_ = XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_));
-    if (t.checksum != checksum_)
+    if (!verified_ && t.checksum != checksum_)
         return bad(strfmt("checksum mismatch: trailer says {:016x}, stream hashes to {:016x}",
                           t.checksum, checksum_));
     if (t.record_count != records_)
@@ -304,6 +312,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     DecodedImage img;
     ImageReader reader(src);
     reader.skip_bulk_data(!opts.keep_data);
+    reader.checksum_verified(opts.checksum_verified);
     auto h = reader.read_header();
     if (!h) return std::unexpected(h.error());
     img.header = *h;

@@ -23,6 +23,9 @@ class ByteSource {
   public:
     virtual ~ByteSource() = default;
     virtual Result<size_t> read(void* buf, size_t len) = 0;
+    // Moves past `len` bytes without reading them, where that is cheap;
+    // nullopt: it is not (the caller reads them).
+    virtual std::optional<size_t> skip(size_t) { return std::nullopt; }
 };
 
 // Buffered reader of a file descriptor (file, pipe, socket); does not own the fd.
@@ -43,6 +46,11 @@ class MemorySource : public ByteSource {
     MemorySource(const void* data, size_t size)
         : data_(static_cast<const char*>(data)), size_(size) {}
     Result<size_t> read(void* buf, size_t len) override;
+    std::optional<size_t> skip(size_t len) override {
+        size_t k = std::min(len, size_ - pos_);
+        pos_ += k;
+        return k;
+    }
 
   private:
     const char* data_;
@@ -78,6 +86,10 @@ class ImageReader {
     // through one reused buffer instead of a fresh allocation per record (a
     // 1 GiB image is 64 records of 16 MiB).
     void skip_bulk_data(bool on) { skip_bulk_ = on; }
+    // These very bytes were checked against the trailer's checksum already
+    // (a tree's restore decodes its unchanging spool once per process):
+    // skipped bulk data is neither read nor hashed, the checksum not compared.
+    void checksum_verified(bool on) { verified_ = on; }
 
     uint64_t offset() const { return offset_; }
     uint64_t checksum() const { return checksum_; }
@@ -92,6 +104,7 @@ class ImageReader {
     bool header_read_ = false;
     bool done_ = false;
     bool skip_bulk_ = false;
+    bool verified_ = false;
     std::vector<char> scratch_;  // skipped bulk data passes through here
 };
 
@@ -224,8 +237,9 @@ struct DecodedImage {
 };
 
 struct DecodeOptions {
-    bool keep_data = false;  // keep page and file content in memory (restore does)
-    uint32_t process = 0;    // trees: which process's records (index into processes)
+    bool keep_data = false;          // keep page and file content in memory (restore does)
+    uint32_t process = 0;            // trees: which process's records (index into processes)
+    bool checksum_verified = false;  // trees: ImageReader::checksum_verified
 };
 
 // Reads and checks a whole image: framing, checksum, and that the records make

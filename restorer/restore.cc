@@ -108,8 +108,8 @@ struct ChildPlan {
     std::vector<int> keep;  // sorted: every fd stage 1 must not close
     const FdPlan* fds = nullptr;
     const AttrPlan* attrs = nullptr;
-    const SettingsPlan* settings = nullptr;  // fidelity
-    const state::TimersPlan* timers = nullptr;  // fid-exact
+    const SettingsPlan* settings = nullptr;                     // fidelity
+    const state::TimersPlan* timers = nullptr;                  // fid-exact
     const std::vector<image::FileLockRecord>* locks = nullptr;  // fid-exact
     const WriterPlan* writer = nullptr;
     int netns_fd = -1;      // the writer's network namespace, when not ours (restorer/netns.h)
@@ -379,10 +379,11 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process) {
         mapped = ImageMapping(fd, size_t(st.st_size));
     if (!mapped.data()) {
         FdSource src(fd);
-        return decode_image(src, {.process = process});
+        return decode_image(src, {.process = process, .checksum_verified = process > 0});
     }
     MemorySource src(mapped.data(), mapped.size());
-    return decode_image(src, {.process = process});
+    // trees: process 0's decode checked these bytes, which do not change (life).
+    return decode_image(src, {.process = process, .checksum_verified = process > 0});
 }
 
 }  // namespace
@@ -474,8 +475,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     pending.size() * sizeof(crfs_ra_siginfo) + img->groups.size() * 4 +
                     img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
                     kBlobStack + kPage + threads_area_bytes(*img) +
-                    fds->memfds.size() * sizeof(crfs_ra_memfd) +
-                    state::seccomp_area_bytes(*img);
+                    fds->memfds.size() * sizeof(crfs_ra_memfd) + state::seccomp_area_bytes(*img);
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());

@@ -134,16 +134,6 @@ def closed(n):
 
 
 class Life(trees_mount_test.Tree):
-    def kill_all(self, proc, pids):
-        """Kills and reaps them all: every pid is free again (a zombie holds it)."""
-        for p in pids:  # parents first: a parent must not see its child die
-            os.kill(p, signal.SIGKILL)
-        if proc:
-            proc.wait(60)
-        for p in pids:
-            wait_for(lambda: (trees_mount_test.reap(), not os.path.exists(f"/proc/{p}"))[1],
-                     f"pid {p} to be free")
-
     def fields(self, pids):
         """ppid, pgid, sid of each (stat fields 4-6)."""
         return {p: stat(p)[1:] for p in pids}

@@ -124,11 +124,14 @@ class Tree(Base):
         return img
 
     def kill_all(self, proc, pids):
+        """Kills and reaps them all: every pid is free again (a zombie still holds its pid,
+        and a multi-threaded one is a zombie a while before it can be reaped)."""
         for p in pids:  # parents first: a parent must not see its child die
             os.kill(p, signal.SIGKILL)
-        proc.wait(60)
+        if proc:
+            proc.wait(60)
         for p in pids:
-            wait_for(lambda: gone(p), f"pid {p} to be reaped")
+            wait_for(lambda: (reap(), not os.path.exists(f"/proc/{p}"))[1], f"pid {p} to be free")
 
     def restore(self, img, slot):
         return sh(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image && "
