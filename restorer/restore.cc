@@ -108,8 +108,8 @@ struct ChildPlan {
     std::vector<int> keep;  // sorted: every fd stage 1 must not close
     const FdPlan* fds = nullptr;
     const AttrPlan* attrs = nullptr;
-    const SettingsPlan* settings = nullptr;                     // fidelity
-    const state::TimersPlan* timers = nullptr;                  // fid-exact
+    const SettingsPlan* settings = nullptr;  // fidelity
+    const state::TimersPlan* timers = nullptr;  // fid-exact
     const std::vector<image::FileLockRecord>* locks = nullptr;  // fid-exact
     const WriterPlan* writer = nullptr;
     int netns_fd = -1;      // the writer's network namespace, when not ours (restorer/netns.h)
@@ -475,7 +475,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     pending.size() * sizeof(crfs_ra_siginfo) + img->groups.size() * 4 +
                     img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
                     kBlobStack + kPage + threads_area_bytes(*img) +
-                    fds->memfds.size() * sizeof(crfs_ra_memfd) + state::seccomp_area_bytes(*img);
+                    fds->memfds.size() * sizeof(crfs_ra_memfd) +
+                    state::seccomp_area_bytes(*img);
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
