@@ -118,6 +118,10 @@ static pid_t outside(void (*body)(void), pid_t root) {
         if (away == 0) {
             body();
             (void)!write(p[1], "x", 1);
+            syscall(SYS_close_range, 3, ~0u, 0);
+            int fd = open("/dev/null", O_RDWR); /* nothing of the tree's */
+            for (int i = 0; i < 3; ++i) dup2(fd, i);
+            if (fd > 2) close(fd);
             int pfd = (int)syscall(SYS_pidfd_open, root, 0);
             struct pollfd w = {.fd = pfd, .events = POLLIN};
             if (pfd >= 0) (void)poll(&w, 1, -1);
@@ -162,6 +166,8 @@ static void leaderless_outside_setup(void) {
     }
     if (read(p[0], &g_outside, sizeof g_outside) != sizeof g_outside) die("read");
     waitpid(l, NULL, 0);
+    close(p[0]);
+    close(p[1]);
     g_join = l;
     g_kids[0] = spawn(join_group);
     remember();
