@@ -3,6 +3,7 @@
  * naming the descendant (and the other member). Each variant forks children
  * that live until the probe's check, which kills and reaps them. */
 #include "probe.h"
+#include "tree_spawn.h"
 
 #include <mqueue.h>
 #include <poll.h>
@@ -13,27 +14,8 @@
 
 static pid_t g_kids[2];
 
-/* A child that runs `body` and pauses; returns once body is done (or the
- * child exited), so the tree is complete when the probe says ready. */
 static pid_t spawn(void (*body)(void)) {
-    int done[2];
-    if (pipe2(done, O_CLOEXEC) != 0) die("pipe");
-    pid_t pid = fork();
-    if (pid < 0) die("fork");
-    if (pid == 0) {
-        close(100); /* a parent's own `done` (nested spawns), not ours to hold */
-        int w = fcntl(done[1], F_DUPFD_CLOEXEC, 100);
-        close(done[0]);
-        close(done[1]);
-        body();
-        close(w);
-        for (;;) pause();
-    }
-    close(done[1]);
-    char x;
-    (void)!read(done[0], &x, 1); /* end of file: body done */
-    close(done[0]);
-    return pid;
+    return spawn_child(NULL, body);
 }
 
 /* Each child gets fresh standard fds, so the parent's (inherited from the

@@ -5,6 +5,7 @@
  * left after the fork) is a reason. Children die with the probe
  * (PR_SET_PDEATHSIG) and are killed and reaped by its check. */
 #include "probe.h"
+#include "tree_spawn.h"
 
 #include <poll.h>
 #include <sys/prctl.h>
@@ -17,28 +18,15 @@ static pid_t g_pgid[kKids], g_sid[kKids]; /* as set up */
 static int g_want[kKids];                 /* a zombie's wait status; 0: a live child */
 static pid_t g_outside, g_gone;
 
-/* A child that runs `body` with its own standard fds and pauses; returns once
- * body is done, so the tree is complete when the probe says ready. */
+/* Each child has its own standard fds and dies with the probe. */
+static void child_first(void) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int fd = open("/dev/null", O_RDWR);
+    for (int i = 0; i < 3; ++i) dup2(fd, i);
+    if (fd > 2) close(fd);
+}
 static pid_t spawn(void (*body)(void)) {
-    int done[2];
-    if (pipe2(done, O_CLOEXEC) != 0) die("pipe");
-    pid_t pid = fork();
-    if (pid < 0) die("fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open("/dev/null", O_RDWR);
-        for (int i = 0; i < 3; ++i) dup2(fd, i);
-        if (fd > 2) close(fd);
-        close(done[0]);
-        body();
-        close(done[1]);
-        for (;;) pause();
-    }
-    close(done[1]);
-    char x;
-    (void)!read(done[0], &x, 1);
-    close(done[0]);
-    return pid;
+    return spawn_child(child_first, body);
 }
 
 static void remember(void) {
