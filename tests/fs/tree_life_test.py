@@ -133,7 +133,7 @@ def closed(n):
     return (n - 1) * n * (2 * n - 1) // 6
 
 
-class Life(trees_mount_test.Tree):
+class Life(trees_mount_test.TreeBase):
     def fields(self, pids):
         """ppid, pgid, sid of each (stat fields 4-6)."""
         return {p: stat(p)[1:] for p in pids}
@@ -293,12 +293,6 @@ class Life(trees_mount_test.Tree):
             self.refused(img, top, edits, expect)
             for p in (top, first, second):
                 self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
-
-    test_bash_wait_gets_the_exit_status_of_its_restored_sleep = None
-    test_three_levels_a_process_group_and_a_stopped_child = None
-    test_fresh_name_is_eperm = None
-    test_edited_process_records_are_refused_and_leave_nothing = None
-    test_a_multi_threaded_child_comes_back_with_its_threads = None
 
 
 if __name__ == "__main__":

@@ -79,7 +79,9 @@ def processes(build, img):
     return json.loads(r.stdout).get("processes", [])
 
 
-class Tree(Base):
+class TreeBase(Base):
+    """A tree's helpers: started, checkpointed, killed, restored."""
+
     @classmethod
     def setUpClass(cls):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -149,6 +151,21 @@ class Tree(Base):
         p = os.path.join(self.dir, "out")
         return read(p) if os.path.exists(p) else ""
 
+    def crfs_build(self):
+        return roundtrip_mount_test.BUILD
+
+    def refused(self, img, top, edits, expect):
+        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
+        bad = os.path.join(self.dir, "bad.img")
+        r = subprocess.run([edit, img, bad] + edits, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.restore(bad, str(top))
+        self.assertNotEqual(r.returncode, 0, edits)
+        self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
+        self.assertEqual(sh(f"rmdir {self.m}/{top}").returncode, 0)
+
+
+class Tree(TreeBase):
     def test_bash_wait_gets_the_exit_status_of_its_restored_sleep(self):
         proc = self.start("sleep 1000 </dev/null >/dev/null 2>&1 & wait $!; echo $? > out", 2)
         pids = tree_of(proc.pid)
@@ -233,9 +250,6 @@ class Tree(Base):
         self.assertIn("a tree comes back only with its original pids",
                       read(f"{self.m}/fresh/status"))
 
-    def crfs_build(self):
-        return roundtrip_mount_test.BUILD
-
     def test_edited_process_records_are_refused_and_leave_nothing(self):
         proc = self.start("set -m; (exec </dev/null >/dev/null 2>&1; "
                           "sleep 1000 </dev/null >/dev/null 2>&1 & wait $!) & wait $!", 3)
@@ -276,18 +290,8 @@ class Tree(Base):
         for p in pids:
             wait_for(lambda: not alive(p), f"pid {p} to be gone")
 
-    def refused(self, img, top, edits, expect):
-        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
-        bad = os.path.join(self.dir, "bad.img")
-        r = subprocess.run([edit, img, bad] + edits, capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        r = self.restore(bad, str(top))
-        self.assertNotEqual(r.returncode, 0, edits)
-        self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
-        self.assertEqual(sh(f"rmdir {self.m}/{top}").returncode, 0)
 
-
-class Unprivileged(Tree):
+class Unprivileged(TreeBase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -314,12 +318,6 @@ class Unprivileged(Tree):
                 self.assertIn("choosing pids needs root", read(f"{self.m}/{slot}/status"), slot)
         for p in pids:
             self.assertTrue(gone(p), f"pid {p}")
-
-    test_bash_wait_gets_the_exit_status_of_its_restored_sleep = None
-    test_three_levels_a_process_group_and_a_stopped_child = None
-    test_fresh_name_is_eperm = None
-    test_edited_process_records_are_refused_and_leave_nothing = None
-    test_a_multi_threaded_child_comes_back_with_its_threads = None
 
 
 class SetuidChild(Unprivileged):
@@ -350,7 +348,7 @@ class SetuidChild(Unprivileged):
     test_normal_users_tree_restore_is_eperm = None
 
 
-class PidGroupUser(Tree):
+class PidGroupUser(TreeBase):
     """A normal user in the group named by -o restore_pid_group may choose
     pids: its tree comes back, every process with the user's credentials; a
     member edited to root is refused and nothing is made."""
@@ -404,12 +402,6 @@ class PidGroupUser(Tree):
         self.assertEqual(stat(pids[1])[1], pids[0])
         os.kill(pids[1], signal.SIGTERM)
         wait_for(lambda: self.out() == "143\n" and gone(pids[0]), "bash's wait to return")
-
-    test_bash_wait_gets_the_exit_status_of_its_restored_sleep = None
-    test_three_levels_a_process_group_and_a_stopped_child = None
-    test_fresh_name_is_eperm = None
-    test_edited_process_records_are_refused_and_leave_nothing = None
-    test_a_multi_threaded_child_comes_back_with_its_threads = None
 
 
 if __name__ == "__main__":
