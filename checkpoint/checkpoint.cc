@@ -81,6 +81,7 @@ struct Capture {
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
+    std::vector<state::ZombieDump> zombies;  // life: the root's holds the tree's (state/zombie.h)
 };
 
 uint64_t realtime_ns() {
@@ -279,7 +280,8 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     std::vector<pid_t> pids;
     for (auto& m : tree->members()) pids.push_back(m.pid);
     for (auto& m : tree->members()) {
-        auto c = capture(m.pid, m.starttime, m.threads, live && tree->members().size() == 1, track,
+        auto c = capture(m.pid, m.starttime, m.threads,
+                         live && tree->members().size() == 1 && tree->zombies().empty(), track,
                          pids.size() > 1 ? pids : std::vector<pid_t>{});
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
@@ -296,6 +298,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
             return std::unexpected(s.error());
         }
     }
+    out.front().zombies = tree->zombies();  // life
     PhaseTrace trace;
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
@@ -475,11 +478,13 @@ std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uin
     snap->captures = std::move(captures);
     ImageWriter w(root_header(snap->captures.front()));
     if (chain) w.add(RecordType::kChain, Payload().add(*chain));  // incr: record 0
+    bool tree = snap->captures.size() > 1 || !snap->captures.front().zombies.empty();
     for (Capture& c : snap->captures) {
-        if (snap->captures.size() > 1) add_process_record(w, c.attrs.stat, c.was_stopped);
+        if (tree) add_process_record(w, c.attrs.stat, c.was_stopped);
         image::StatsRecord stats{};
         build_image(w, c, pid_t(c.attrs.stat.pid), started, stats);
     }
+    for (const auto& z : snap->captures.front().zombies) add_zombie_records(w, z);  // life
     snap->stream_ = std::move(w).finish();
     trace.mark("build image (zero scan, checksum)");
     return snap;
@@ -572,7 +577,8 @@ Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t st
     uint64_t started = monotonic_ns();
     auto cap = capture_task(pid, starttime, true);
     if (!cap) return std::unexpected(cap.error());
-    if (cap->size() == 1) return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
+    if (cap->size() == 1 && cap->front().zombies.empty())  // life: a tree of one and its zombies
+        return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
     return std::make_unique<SnapshotSource>(build_snapshot(std::move(*cap), started));
 }
 

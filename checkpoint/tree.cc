@@ -42,8 +42,21 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root) {
                 auto st = read_stat(k);
                 if (!st && st.error().code == ESRCH) continue;  // reaped meanwhile
                 if (!st) return std::unexpected(st.error());
-                if (st->state == 'Z' || st->state == 'X') continue;  // `reason` names it
-                if (tree.members_.size() >= image::kMaxProcesses)
+                if (st->state == 'Z' || st->state == 'X') {  // life: state/zombie.h
+                    bool seen = std::any_of(tree.zombies_.begin(), tree.zombies_.end(),
+                                            [&](const auto& z) { return z.stat.pid == k; });
+                    if (seen || st->state == 'X') continue;
+                    if (tree.members_.size() + tree.zombies_.size() >= image::kMaxProcesses)
+                        return make_error(
+                            EBUSY, strfmt("task {}: more than {} processes in the tree", root,
+                                          image::kMaxProcesses));
+                    auto z = state::dump_zombie(k);
+                    if (!z && z.error().code == ESRCH) continue;
+                    if (!z) return std::unexpected(z.error().context(strfmt("pid {}", k)));
+                    tree.zombies_.push_back(std::move(*z));
+                    continue;
+                }
+                if (tree.members_.size() + tree.zombies_.size() >= image::kMaxProcesses)
                     return make_error(EBUSY, strfmt("task {}: more than {} processes in the tree",
                                                     root, image::kMaxProcesses));
                 auto m = freeze_process(k);
@@ -65,6 +78,17 @@ void add_process_record(ImageWriter& w, const ProcStat& st, bool was_stopped) {
     r.sid = st.session;
     r.flags = was_stopped ? image::kProcessWasStopped : 0;
     w.add(image::RecordType::kProcess, Payload().add(r));
+}
+
+void add_zombie_records(ImageWriter& w, const state::ZombieDump& z) {
+    image::ProcessRecord r{};
+    r.pid = z.stat.pid;
+    r.ppid = z.stat.ppid;
+    r.pgid = z.stat.pgrp;
+    r.sid = z.stat.session;
+    r.flags = image::kProcessZombie;
+    w.add(image::RecordType::kProcess, Payload().add(r));
+    w.add(image::RecordType::kZombie, Payload().add(z.rec));
 }
 
 Status FrozenTree::release() {

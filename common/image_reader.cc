@@ -86,7 +86,7 @@ ImageReader::~ImageReader() {
 Status ImageReader::read_exact(void* buf, size_t len, const std::string& where, bool hash) {
     auto n = src_.read(buf, len);
     if (!n) return std::unexpected(n.error());
-    if (hash && !hashed_) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), buf, *n);
+    if (hash && !hashed_ && !verified_) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), buf, *n);
     offset_ += *n;
     if (*n < len)
         return bad(
@@ -97,7 +97,7 @@ Status ImageReader::read_exact(void* buf, size_t len, const std::string& where, 
 // Bulk data the caller does not keep: hashed through the scratch buffer, or,
 // when the stream was hashed as it was written, passed over unread.
 Status ImageReader::pass_bulk(uint64_t len, const std::string& where) {
-    if (hashed_) {
+    if (hashed_ || verified_) {
         auto n = src_.skip(len);
         if (!n) return std::unexpected(n.error());
         offset_ += *n;
@@ -209,7 +209,7 @@ Result<std::optional<Record>> ImageReader::next() {
         return bad(strfmt("the trailer at byte {} is not where the stream was hashed up to ({})",
                           start, hashed_->bytes));
     checksum_ = hashed_ ? hashed_->checksum : XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_));
-    if (t.checksum != checksum_)
+    if (!verified_ && t.checksum != checksum_)
         return bad(strfmt("checksum mismatch: trailer says {:016x}, stream hashes to {:016x}",
                           t.checksum, checksum_));
     if (t.record_count != records_)
@@ -341,6 +341,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     ImageReader reader(src);
     reader.skip_bulk_data(!opts.keep_data);
     if (opts.hashed) reader.use_stream_hash(*opts.hashed);
+    reader.checksum_verified(opts.checksum_verified);
     auto h = reader.read_header();
     if (!h) return std::unexpected(h.error());
     img.header = *h;
@@ -371,6 +372,15 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.processes.size() >= image::kMaxProcesses)
                 return inconsistent(r, "process record out of place");
             img.processes.push_back(load<image::ProcessRecord>(r.payload));
+            continue;
+        }
+        if (r.type == RecordType::kZombie) {  // life: every process's (restorer/tree.cc)
+            uint32_t at = uint32_t(img.processes.size()) - 1;
+            if (img.header.version < 5 || img.processes.empty() ||
+                !(img.processes.back().flags & image::kProcessZombie) ||
+                (!img.zombies.empty() && img.zombies.back().first == at))
+                return inconsistent(r, "zombie record out of place");
+            img.zombies.emplace_back(at, load<image::ZombieRecord>(r.payload));
             continue;
         }
         if (!img.processes.empty() && img.processes.size() - 1 != opts.process) continue;
@@ -742,6 +752,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 break;
             }
             case RecordType::kProcess:  // taken above
+            case RecordType::kZombie:
             case RecordType::kTrailer:
                 break;  // never returned by next()
         }

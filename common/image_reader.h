@@ -87,6 +87,10 @@ class ImageReader {
     // trailer starting at byte `h.bytes` is accepted (else an error: the
     // caller decodes the usual way).
     void use_stream_hash(StreamHash h) { hashed_ = h; }
+    // These very bytes were checked against the trailer's checksum already
+    // (a tree's restore decodes its unchanging spool once per process):
+    // skipped bulk data is neither read nor hashed, the checksum not compared.
+    void checksum_verified(bool on) { verified_ = on; }
 
     uint64_t offset() const { return offset_; }
     uint64_t checksum() const { return checksum_; }
@@ -103,6 +107,7 @@ class ImageReader {
     bool header_read_ = false;
     bool done_ = false;
     bool skip_bulk_ = false;
+    bool verified_ = false;
     std::vector<char> scratch_;  // skipped bulk data passes through here
 };
 
@@ -233,7 +238,9 @@ struct DecodedImage {
     std::string cpu_mask;                           // its affinity mask bytes
     // trees, version 4: every process's record, in image order (empty: one process).
     std::vector<image::ProcessRecord> processes;
-    std::vector<SeccompFilterEntry> seccomp;        // version 4, oldest first
+    // life: every zombie of a tree, with its index in `processes`.
+    std::vector<std::pair<uint32_t, image::ZombieRecord>> zombies;
+    std::vector<SeccompFilterEntry> seccomp;            // version 4, oldest first
     std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
     std::vector<image::FileLockRecord> file_locks;      // version 4
     // incr, version 5 (docs/incremental.md): the image's place in a chain, and
@@ -250,6 +257,9 @@ struct DecodeOptions {
     uint32_t process = 0;    // trees: which process's records (index into processes)
     // The checksum computed as the bytes arrived (ImageReader::use_stream_hash).
     const StreamHash* hashed = nullptr;
+    bool keep_data = false;          // keep page and file content in memory (restore does)
+    uint32_t process = 0;            // trees: which process's records (index into processes)
+    bool checksum_verified = false;  // trees: ImageReader::checksum_verified
 };
 
 // Reads and checks a whole image: framing, checksum, and that the records make

@@ -62,7 +62,8 @@ Result<T> task_gone_as_esrch(Result<T> r) {
 }  // namespace
 
 Result<ProcStat> parse_stat(std::string_view text) {
-    // "pid (comm) state ppid pgrp session ...": comm may hold spaces and ')'.
+    // "pid (comm) state ppid pgrp session ...\n": comm may hold spaces and ')'.
+    while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
     size_t open = text.find('(');
     size_t close = text.rfind(')');
     if (open == std::string_view::npos || close == std::string_view::npos || close < open)
@@ -89,10 +90,13 @@ Result<ProcStat> parse_stat(std::string_view text) {
     const Later later[] = {{26, &st.start_code}, {27, &st.end_code}, {28, &st.start_stack},
                            {45, &st.start_data}, {46, &st.end_data}, {47, &st.start_brk},
                            {48, &st.arg_start},  {49, &st.arg_end},  {50, &st.env_start},
-                           {51, &st.env_end}};
+                           {51, &st.env_end},    {52, &st.exit_code}};
     for (const Later& l : later)
         if (f.size() > l.field - 3 && !to_num(f[l.field - 3], *l.out))
             return make_error(EIO, "parse stat: bad field " + std::to_string(l.field));
+    constexpr size_t kExitSignal = 38 - 3;  // -1 for a thread
+    if (f.size() > kExitSignal && !to_num(f[kExitSignal], st.exit_signal))
+        return make_error(EIO, "parse stat: bad exit signal");
     constexpr size_t kPolicy = 41 - 3;
     if (f.size() > kPolicy && !to_num(f[kPolicy], st.policy))
         return make_error(EIO, "parse stat: bad policy");

@@ -30,6 +30,8 @@ struct ProcStat {
     unsigned policy = 0;  // 41: SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5, DEADLINE 6
     uint64_t start_data = 0, end_data = 0, start_brk = 0;             // 45 46 47
     uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;  // 48..51
+    int exit_signal = 0;     // 38: sent to the parent at exit, -1 for a thread (life)
+    uint64_t exit_code = 0;  // 52: the wait status of a zombie (life)
 };
 
 // The fields of /proc/<pid>/status that crfs uses.

@@ -397,10 +397,11 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process,
         mapped = ImageMapping(fd, size_t(st.st_size));
     if (!mapped.data()) {
         FdSource src(fd);
-        return decode_image(src, {.process = process});
+        return decode_image(src, {.process = process, .checksum_verified = process > 0});
     }
     MemorySource src(mapped.data(), mapped.size());
-    return decode_image(src, {.process = process});
+    // trees: process 0's decode checked these bytes, which do not change (life).
+    return decode_image(src, {.process = process, .checksum_verified = process > 0});
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
 #include "restorer/child.h"
+#include "state/zombie.h"
 
 namespace crfs {
 namespace {
@@ -26,43 +27,75 @@ Status bad(const std::string& what) {
 }
 
 // The process records make a tree we can build: distinct pids, each parent an
-// earlier process, sessions and groups that a parent's setsid/setpgid and
-// inheritance give (a group or session led from outside the tree, or by a
-// process other than the member or its parent, is not supported yet).
-Status plan_members(const std::vector<image::ProcessRecord>& procs, TreeRestore& tree) {
+// earlier process that is no zombie, sessions and groups the restore can
+// rebuild (TreeGroups), zombies that can end as they did (state/zombie.h).
+Status plan_members(const DecodedImage& root, const RestoreRequest& req, TreeRestore& tree) {
+    const auto& procs = root.processes;
+    uint32_t known =
+        image::kProcessWasStopped | (root.header.version >= 5 ? image::kProcessZombie : 0);
     for (size_t i = 0; i < procs.size(); ++i) {
         const auto& p = procs[i];
         TreeRestore::Member m;
         m.pid = p.pid;
+        m.pgid = p.pgid;
+        m.sid = p.sid;
         m.stopped = p.flags & image::kProcessWasStopped;
-        if (p.pid <= 0 || (p.flags & ~image::kProcessWasStopped) != 0)
+        m.zombie = p.flags & image::kProcessZombie;
+        if (p.pid <= 0 || (p.flags & ~known) != 0 || (m.zombie && (m.stopped || i == 0)))
             return bad(strfmt("process record {}: pid {}, flags 0x{:x}", i, p.pid, p.flags));
         for (size_t j = 0; j < i; ++j) {
             if (procs[j].pid == p.pid) return bad(strfmt("process {} twice", p.pid));
             if (i > 0 && procs[j].pid == p.ppid) m.parent = int(j);
         }
-        if (i > 0) {
-            if (m.parent < 0)
-                return bad(
-                    strfmt("process {} has parent {}, which is no earlier process of the "
-                           "tree",
-                           p.pid, p.ppid));
-            const auto& parent = procs[size_t(m.parent)];
-            bool leads_session = p.sid == p.pid;
-            if (!leads_session && p.sid != parent.sid)
-                return make_error(EOPNOTSUPP,
-                                  strfmt("process {}: session {} is neither its own nor its "
-                                         "parent's ({}); not supported yet",
-                                         p.pid, p.sid, parent.sid));
-            if (leads_session ? p.pgid != p.pid : (p.pgid != p.pid && p.pgid != parent.pgid))
-                return make_error(EOPNOTSUPP,
-                                  strfmt("process {}: process group {} is neither its own nor its "
-                                         "parent's ({}); not supported yet",
-                                         p.pid, p.pgid, parent.pgid));
+        if (i > 0 && m.parent < 0)
+            return bad(strfmt("process {} has parent {}, which is no earlier process of the tree",
+                              p.pid, p.ppid));
+        if (i > 0 && tree.members[size_t(m.parent)].zombie)
+            return bad(strfmt("process {} has parent {}, a zombie", p.pid, p.ppid));
+        if (m.zombie) {
+            auto z = std::find_if(root.zombies.begin(), root.zombies.end(),
+                                  [&](const auto& e) { return e.first == i; });
+            if (z == root.zombies.end()) return bad(strfmt("process {}: no zombie record", p.pid));
+            if (auto s = state::check_zombie(z->second, p.pid); !s) return s;
+            if (!req.writer_is_root &&
+                (z->second.uid != req.writer_uid || z->second.gid != req.writer_gid))
+                return make_error(EPERM, strfmt("process {}: a zombie of uid {}, gid {}: only root "
+                                                "restores another user's zombie",
+                                                p.pid, z->second.uid, z->second.gid));
+            m.zombie_rec = z->second;
         }
         tree.members.push_back(m);
     }
-    return {};
+    return tree.groups.plan(procs);  // sessions and groups (restorer/tree_leaders.h)
+}
+
+// A zombie's stage 1: its session and group as any member's, then it ends as
+// the record says; its parent does not reap it (tree_spawn_children).
+[[noreturn]] void zombie_main(const TreeRestore& tree, uint32_t index, int status_fd) {
+    const auto& m = tree.members[index];
+    bool failed = m.sid == m.pid ? setsid() < 0 : (m.pgid == m.pid && setpgid(0, 0) < 0);
+    if (failed) child_fail(status_fd, CRFS_RA_STEP_SESSION, errno, uint64_t(m.pid));
+    tree.groups.made(index);
+    tree.groups.join(index, status_fd);
+    state::child_zombie_exit(m.zombie_rec);
+}
+
+// The zombie children of `index` have ended; the SIGCHLD their ending queued
+// (all signals are blocked in stage 1) is not the task's: its blob re-queues
+// the image's pending signals.
+void wait_zombies(const TreeRestore& tree, uint32_t index, int status_fd) {
+    bool any = false;
+    for (const auto& m : tree.members) {
+        if (!m.zombie || m.parent != int(index)) continue;
+        siginfo_t si{};
+        while (syscall(SYS_waitid, P_PID, m.pid, &si, WEXITED | WNOWAIT, nullptr) < 0)
+            if (errno != EINTR) child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(m.pid));
+        any = true;
+    }
+    uint64_t chld = 1ull << (SIGCHLD - 1);
+    timespec zero{};
+    while (any && syscall(SYS_rt_sigtimedwait, &chld, nullptr, &zero, 8) == SIGCHLD) {
+    }
 }
 
 // Whether `pid` is a process of this restore: each holds its copy of the go
@@ -110,7 +143,12 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
                                              "not supported yet",
                                              procs.size(), kMaxTreeRestore));
     TreeRestore tree;
-    if (auto s = plan_members(procs, tree); !s) return std::unexpected(s.error());
+    if (auto s = plan_members(root, req, tree); !s) return std::unexpected(s.error());
+    if (auto s = tree.groups.check_free(); !s) return std::unexpected(s.error());
+    for (const auto& m : tree.members)  // the others are checked by their restore_image
+        if (m.zombie && (::kill(m.pid, 0) == 0 || errno == EPERM))
+            return make_error(EBUSY,
+                              strfmt("pid {} is in use (it would be a zombie of the tree)", m.pid));
     // Each process keeps a copy of the go pipe's read end (tree_go_fd).
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) return errno_error("restore: go pipe");
@@ -128,7 +166,9 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
         kill_tree(tree);
         return std::unexpected(pid.error());
     }
-    std::string go(tree.members.size(), 'G');
+    size_t live = std::count_if(tree.members.begin(), tree.members.end(),
+                                [](const auto& m) { return !m.zombie; });
+    std::string go(live, 'G');
     if (auto w = write_full(go_w.get(), go.data(), go.size()); !w) {
         go_w.reset();
         kill_tree(tree);
@@ -176,11 +216,13 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
     if (tree.go_errno) return sys_error(tree.go_errno, "restore: copy of the go pipe");
     tree.members[i].plan = plan;
     tree.run = run;
-    if (i + 1 < tree.members.size()) {
+    uint32_t after = i + 1;  // the next process to prepare: zombies need no preparation
+    while (after < tree.members.size() && tree.members[after].zombie) ++after;
+    if (after < tree.members.size()) {
         RestoreRequest next = tree.root_req;
         next.tree = &tree;
-        next.tree_index = i + 1;
-        next.want_pid = tree.members[i + 1].pid;
+        next.tree_index = after;
+        next.want_pid = tree.members[after].pid;
         auto r = restore_image(next);
         if (!r && tree.failure_named) return std::unexpected(r.error());
         if (!r) {
@@ -209,6 +251,8 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
 }
 
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {
+    tree.groups.made(index);
+    tree.groups.spawn_placeholders(index, status_fd);
     for (size_t j = 0; j < tree.members.size(); ++j) {
         if (tree.members[j].parent != int(index)) continue;
         clone_args ca{};
@@ -217,12 +261,16 @@ void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd)
         ca.set_tid = reinterpret_cast<uint64_t>(&want);
         ca.set_tid_size = 1;
         long pid = syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0 && tree.members[j].zombie) zombie_main(tree, uint32_t(j), status_fd);
         if (pid == 0) {
             tree.run(tree.members[j].plan);
             syscall(SYS_exit_group, 127);
         }
         if (pid < 0) child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(want));
     }
+    tree.groups.join(index, status_fd);
+    tree.groups.reap_placeholders(index, status_fd);
+    wait_zombies(tree, index, status_fd);
 }
 
 }  // namespace crfs

@@ -35,6 +35,7 @@
 #include "crfs/restorer_args.h"
 #include "restorer/files.h"
 #include "restorer/restore.h"
+#include "restorer/tree_leaders.h"
 
 namespace crfs {
 
@@ -46,7 +47,10 @@ struct TreeRestore {
     struct Member {
         pid_t pid = 0;
         int parent = -1;  // index; -1: the root
+        pid_t pgid = 0, sid = 0;
         bool stopped = false;
+        bool zombie = false;  // life: cloned, takes its session and group, ends (state/zombie.h)
+        image::ZombieRecord zombie_rec{};
         const void* plan = nullptr;  // restore.cc's child plan, once prepared
         int go = -1;                 // its copy of the go pipe's read end (in go_copies)
         // share (restorer/tree_share.h): set by its own restore_image run.
@@ -66,6 +70,7 @@ struct TreeRestore {
     // share: the daemon's copies of the channels' sending ends, closed once the
     // root is cloned (a receiver whose giver died then reads end of file).
     std::vector<UniqueFd> share_fds;
+    TreeGroups groups;                        // groups led by members or placeholders
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

@@ -24,6 +24,8 @@
 #include "state/kind.h"
 #include "state/registry.h"
 #include "state/tree_share.h"
+#include "state/tree_groups.h"
+#include "state/zombie.h"
 
 namespace crfs::state {
 namespace {
@@ -39,6 +41,7 @@ std::string name_line(pid_t pid, const std::string& line) {
 // list); a zombie or kernel thread has nothing more to look at (as in
 // registry.cc). Lines are escaped once, by the root's detect_reasons.
 Status detect_member(TaskView& v, Reasons& out) {
+    if (auto st = v.stat(); st && (*st)->state == 'Z') return detect_zombie(v, out);  // life
     for (const StateKind& k : state_kinds()) {
         if (k.detect == detect_tree) continue;
         if (auto r = k.detect(v, out); !r) return r;
@@ -137,6 +140,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
         }
         for (const auto& l : lines) out.push_back(name_line(v->pid(), l));
     }
+    if (auto r = detect_tree_groups(members, out); !r) return r;  // state/tree_groups.cc
     return shared_between_members(members, out);
 }
 

@@ -109,6 +109,8 @@ static_assert(sizeof(Trailer) == 24);
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
     /* share (108-111), version 5: what a tree's processes share, docs/trees.md */               \
     X(kShareFd, 108, "share-fd", sizeof(ShareFdRecord), sizeof(ShareFdRecord))                   \
+    /* life (112-115), version 5: a tree's zombies, docs/trees.md */                             \
+    X(kZombie, 112, "zombie", sizeof(ZombieRecord), sizeof(ZombieRecord))                        \
     /* incr (120-127), version 5: chains of images, docs/incremental.md */                       \
     X(kChain, 120, "chain", sizeof(ChainRecord), sizeof(ChainRecord))                            \
     X(kKeep, 121, "keep", sizeof(KeepRecord), sizeof(KeepRecord))                                \
@@ -735,6 +737,18 @@ struct ProcessRecord {
 };
 static_assert(sizeof(ProcessRecord) == 24);
 inline constexpr uint32_t kProcessWasStopped = 1u << 0;  // in group-stop when frozen
+inline constexpr uint32_t kProcessZombie = 1u << 1;  // life (version 5): a zombie record follows
+
+// life (version 5): a zombie of a tree, the one record after its process
+// record: how it ended (wait status, as /proc/<pid>/stat field 52 shows it),
+// its real uid and gid (waitid's si_uid) and its name.
+struct ZombieRecord {
+    int32_t exit_code;
+    uint32_t uid, gid;
+    uint32_t reserved;
+    char comm[16];  // NUL-padded
+};
+static_assert(sizeof(ZombieRecord) == 32);
 inline constexpr uint32_t kMaxProcesses = 1024;          // processes in one image
 
 // incr (version 5, docs/incremental.md): an image read from /crfs/<pid>/delta

@@ -32,6 +32,7 @@ import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import TIMEOUT, Crfsd, alive, read, sh, wait_for  # noqa: E402
 from roundtrip_mount_test import pid_free  # noqa: E402
 from trees_mount_test import reap, tree_of  # noqa: E402
+from roundtrip_mount_test import TIMEOUT, Crfsd, alive, descendants, pid_free, read, sh, wait_for  # noqa: E402,E501
 
 BUILD = None
 
@@ -178,7 +179,6 @@ PROBES = [
     ("kobj_c", "posix_mq", "fd 3: POSIX message queue "),
     # tree/shared_file and tree/pipe are restored now: tree_share/* below.
     ("tree", "grandchild", " (fd 3): POSIX message queue "),
-    ("tree", "zombie", " (task): zombie (exited, not yet reaped by its parent)"),
     ("tree", "outside", "fd 3: the same open file description is held by pid "),
     # fid-exact: restored exactly where it used to be refused (tests/probes/exact.c)
     ("exact", "seccomp_getpid", None),
@@ -208,6 +208,14 @@ PROBES = [
     ("tree_share", "cross_pipe", None),
     ("tree_share", "cross_socketpair", None),
     ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
+    # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
+    ("tree_life", "sibling_group", None),
+    ("tree_life", "orphan_group", None),
+    ("tree_life", "outside_leader", "outside the tree: a restored tree cannot join it"),
+    ("tree_life", "leaderless_outside", "(its leader gone) also holds pid "),
+    ("tree_life", "session_left", " (task): session "),
+    ("tree_life", "zombies", None),
+    ("tree_life", "zombie_leader", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
@@ -216,6 +224,7 @@ SAME_PID_ONLY = {"threads", "tree_share"}
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
 TREES = {"tree_share"}
+SAME_PID_ONLY = {"threads", "tree_life"}
 
 
 class Probe(roundtrip_mount_test.Task):
@@ -299,6 +308,10 @@ class Contract(unittest.TestCase):
             img = p.checkpoint()
             pid = p.pid
             self.kill_tree(p) if probe in TREES else p.kill9()
+            kids = descendants(pid)  # a tree's children die with it (the pids restored)
+            p.kill9()
+            for k in kids:
+                wait_for(lambda: pid_free(k), f"pid {k} to be reaped")
             p.restore(img, str(pid))
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")

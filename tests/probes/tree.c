@@ -4,6 +4,7 @@
  * that live until the probe's check, which kills and reaps them. */
 #include "outsider.h"
 #include "probe.h"
+#include "tree_spawn.h"
 
 #include <mqueue.h>
 #include <poll.h>
@@ -14,27 +15,8 @@
 
 static pid_t g_kids[2];
 
-/* A child that runs `body` and pauses; returns once body is done (or the
- * child exited), so the tree is complete when the probe says ready. */
 static pid_t spawn(void (*body)(void)) {
-    int done[2];
-    if (pipe2(done, O_CLOEXEC) != 0) die("pipe");
-    pid_t pid = fork();
-    if (pid < 0) die("fork");
-    if (pid == 0) {
-        close(100); /* a parent's own `done` (nested spawns), not ours to hold */
-        int w = fcntl(done[1], F_DUPFD_CLOEXEC, 100);
-        close(done[0]);
-        close(done[1]);
-        body();
-        close(w);
-        for (;;) pause();
-    }
-    close(done[1]);
-    char x;
-    (void)!read(done[0], &x, 1); /* end of file: body done */
-    close(done[0]);
-    return pid;
+    return spawn_child(NULL, body);
 }
 
 /* Each child gets fresh standard fds, so the parent's (inherited from the
@@ -89,16 +71,6 @@ static void grandchild_setup(void) {
     g_kids[0] = spawn(grandchild_body);
 }
 
-/* A child that exited and was not reaped. */
-static void zombie_body(void) {
-    _exit(3);
-}
-static void zombie_setup(void) {
-    g_kids[0] = spawn(zombie_body);
-    siginfo_t si;
-    if (waitid(P_PID, (id_t)g_kids[0], &si, WEXITED | WNOWAIT) != 0) die("waitid");
-}
-
 static void own_stdio_no_log(void) {
     own_stdio();
     close(3); /* the log stays the parent's alone in the tree */
@@ -119,8 +91,9 @@ static void outside_check(void) {
 }
 
 static const struct variant kVariants[] = {
-    {"shared_file", shared_file_setup, kids_gone, NULL}, {"pipe", pipe_setup, kids_gone, NULL},
-    {"grandchild", grandchild_setup, kids_gone, NULL},   {"zombie", zombie_setup, kids_gone, NULL},
+    {"shared_file", shared_file_setup, kids_gone, NULL},
+    {"pipe", pipe_setup, kids_gone, NULL},
+    {"grandchild", grandchild_setup, kids_gone, NULL},
     {"outside", outside_setup, outside_check, NULL},
 };
 

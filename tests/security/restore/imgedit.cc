@@ -106,6 +106,9 @@ constexpr Field kFields[] = {
     {"share-fd", "owner", 4, 4},
     {"share-fd", "owner_fd", 8, 4},
     {"share-fd", "end", 12, 4},
+    {"zombie", "exit_code", 0, 4},  // life
+    {"zombie", "uid", 4, 4},
+    {"zombie", "gid", 8, 4},
     {"vma-content", "start", 0, 8},
     {"vma-content", "bytes", 8, 8},
     {"vma-content", "hash", 16, 8},
