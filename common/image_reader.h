@@ -257,8 +257,6 @@ struct DecodeOptions {
     uint32_t process = 0;    // trees: which process's records (index into processes)
     // The checksum computed as the bytes arrived (ImageReader::use_stream_hash).
     const StreamHash* hashed = nullptr;
-    bool keep_data = false;          // keep page and file content in memory (restore does)
-    uint32_t process = 0;            // trees: which process's records (index into processes)
     bool checksum_verified = false;  // trees: ImageReader::checksum_verified
 };
 
