@@ -220,11 +220,10 @@ PROBES = [
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
-SAME_PID_ONLY = {"threads", "tree_share"}
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share"}
-SAME_PID_ONLY = {"threads", "tree_life"}
+TREES = {"tree_share", "tree_life"}
+SAME_PID_ONLY = {"threads", "tree_share", "tree_life"}
 
 
 class Probe(roundtrip_mount_test.Task):
@@ -307,11 +306,13 @@ class Contract(unittest.TestCase):
             p = Probe(self, probe, variant, prefix)
             img = p.checkpoint()
             pid = p.pid
-            self.kill_tree(p) if probe in TREES else p.kill9()
-            kids = descendants(pid)  # a tree's children die with it (the pids restored)
-            p.kill9()
-            for k in kids:
-                wait_for(lambda: pid_free(k), f"pid {k} to be reaped")
+            if probe in TREES:
+                self.kill_tree(p)
+            else:
+                kids = descendants(pid)  # a tree's children die with it (the pids restored)
+                p.kill9()
+                for k in kids:
+                    wait_for(lambda: pid_free(k), f"pid {k} to be reaped")
             p.restore(img, str(pid))
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")

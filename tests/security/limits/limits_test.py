@@ -294,11 +294,19 @@ try:
     while not os.path.exists(f"{sync}/go") and time.monotonic() < end:
         time.sleep(0.01)
     os.close(held.pop())
-    try:
-        os.close(os.open(img, os.O_RDONLY))
-        print("after close ok")
-    except OSError as e:
-        print("after close", errno.errorcode[e.errno])
+    # close() returns before FUSE's release of the handle reaches the daemon
+    # (the kernel sends it in the background): wait for the release, bounded.
+    end = time.monotonic() + 60
+    while True:
+        try:
+            os.close(os.open(img, os.O_RDONLY))
+            print("after close ok")
+            break
+        except OSError as e:
+            if e.errno != errno.EMFILE or time.monotonic() > end:
+                print("after close", errno.errorcode[e.errno])
+                break
+            time.sleep(0.01)
 finally:
     p.kill()
     p.wait()
