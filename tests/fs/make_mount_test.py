@@ -8,13 +8,14 @@
     -> make exits 0 and its `prog` equals (cmp) a clean build's
 
 The tree is bash, make and make's two jobs; make's jobserver pipe is live (its
-one token taken by the second job) and make, its jobs and bash write one log
-through one description.
+one token taken by the second job) and make and its jobs write one log
+through one description (bash opened it for make).
 
 usage: make_mount_test.py BUILD_DIR  (any unittest args after)
 """
 import filecmp
 import os
+import select
 import subprocess
 import sys
 import unittest
@@ -68,6 +69,17 @@ def cmdline(pid):
         return []
 
 
+def pipe_hangs_up(path):
+    """True when the pipe of read end `path` has no writer (POLLHUP)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return any(ev & select.POLLHUP for _, ev in p.poll(0))
+    finally:
+        os.close(fd)
+
+
 class Make(trees_mount_test.TreeBase):
     def project(self, sub):
         d = os.path.join(self.dir, sub)
@@ -94,19 +106,33 @@ class Make(trees_mount_test.TreeBase):
                  "both jobs to wait")
         self.assertEqual(sorted(cmdline(job1)[2:3] + cmdline(job2)[2:3]), [b"a", b"b"])
         self.assertEqual(cmdline(make)[:2], [b"make", b"-j2"])
-        # make, its jobs and bash write the log through one description.
-        for p in (make, job1, job2):
-            self.assertEqual(kcmp_file(bash, 1, p, 1), 0, p)
+        # make and its jobs write the log through one description.
+        for p in (job1, job2):
+            self.assertEqual(kcmp_file(make, 1, p, 1), 0, p)
         self.assertEqual(read(f"{self.m}/{bash}/reason"), "")
         img = self.checkpoint(bash)
         self.kill_all(proc, pids)
         r = self.restore(img, str(bash))
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{bash}/status"))
         self.assertEqual(tree_of(bash), pids)
+        # make's stdin for its jobs: a pipe whose write end is closed, one description
+        # of make and a job again, still without a writer.
+        piped = [j for j in (job1, job2) if os.readlink(f"/proc/{j}/fd/0").startswith("pipe:")]
+        self.assertEqual(len(piped), 1, "the second job's stdin is make's closed pipe")
+        stdin = [(p, fd) for p in pids[1:] for fd in os.listdir(f"/proc/{p}/fd")
+                 if os.readlink(f"/proc/{p}/fd/{fd}").startswith("pipe:") and
+                 os.readlink(f"/proc/{p}/fd/{fd}") == os.readlink(f"/proc/{piped[0]}/fd/0")]
+        self.assertEqual([p for p, _ in stdin].count(make), 1, stdin)
+        self.assertEqual(kcmp_file(make, int(dict(stdin)[make]), piped[0], 0), 0)
+        self.assertTrue(pipe_hangs_up(f"/proc/{piped[0]}/fd/0"))
         open(os.path.join(d, "go"), "w").close()
         wait_for(lambda: self.out() != "" and gone(bash), "make to finish")
         log = read(os.path.join(d, "log"))
         self.assertEqual(self.out(), "0\n", log)
+        # Written through the one description: every line once, none overwritten.
+        self.assertEqual(sorted(log.splitlines()), sorted(
+            [f"{PY} wait.py a", f"{PY} wait.py b", "gcc -o prog a.o b.o main.o"] +
+            [f"gcc -O2 -g0 -c -o {n}.o {n}.c" for n in ("a", "b", "main")]))
         self.assertTrue(filecmp.cmp(clean, os.path.join(d, "prog"), shallow=False), log)
         self.assertEqual(subprocess.run([os.path.join(d, "prog")], capture_output=True,
                                         text=True).stdout, "29\n")
