@@ -5,7 +5,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -128,6 +130,18 @@ int make_pipe(const PipePlan& p, int min_fd) {
     return err;
 }
 
+// True when the kernel says no process holds a write end of the anonymous
+// pipe whose read end is `f` (POLLHUP on a read end: no writers, ever again:
+// a pipe is reopened only through a /proc fd of an end).
+bool write_end_closed(TaskView& t, const FdView& f) {
+    auto fd = open_fd(t.path("fd/" + std::to_string(f.fd)), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (!fd) return false;
+    struct stat st;
+    pollfd p{fd->get(), POLLIN, 0};
+    return fstat(fd->get(), &st) == 0 && st.st_dev == f.st.st_dev && st.st_ino == f.st.st_ino &&
+           ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
 }  // namespace
 
 bool is_pipe(const FdView& f) {
@@ -178,6 +192,10 @@ std::optional<std::string> pipe_reason(TaskView& t, const FdView& f, FdContext& 
         TaskView v(p, t.self_tgid());
         add_ends(v);
     }
+    // A read end whose write end every process has closed (make's stdin for
+    // its jobs): the kernel says so (POLLHUP: no writer), and the restore
+    // makes the pipe and closes the write end it does not give out.
+    if (ends[0] && !ends[1] && is_pipe(f) && write_end_closed(t, f)) ends[1] = true;
     if (!ends[0] || !ends[1]) {
         int unseen = ctx.holders.unseen();
         std::string where =

@@ -121,7 +121,8 @@ static void full_check(void) {
     expect_bytes(g_p[0], g_full, g_full_len, "full pipe");
 }
 
-/* Refused: only the read end. */
+/* Only the read end, the write end closed by every process (make's stdin for
+ * its jobs): the byte, then EOF. */
 static void half_setup(void) {
     pipe_or_die(0);
     put(g_p[1], "x");
@@ -130,6 +131,7 @@ static void half_setup(void) {
 static void half_check(void) {
     char c;
     if (read(g_p[0], &c, 1) != 1 || c != 'x') fail("the byte is gone");
+    if (read(g_p[0], &c, 1) != 0) fail("no EOF: the pipe has a writer");
 }
 
 /* Refused: a child holds both ends too. */

@@ -102,13 +102,13 @@ TEST(Registry, EachKindNamesItsState) {
          "fd 3: inotify watch 1 on inode "},
         {"userfaultfd", [] { syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */); },
          "fd 3: userfaultfd not supported yet"},
-        {"pipe",
+        {"pipe",  // a read end alone is restored (its write end closed everywhere)
          [] {
              int p[2];
              (void)!pipe(p);
-             close(p[1]);
+             close(p[0]);
          },
-         "(read end): its write end is not open in this task"},
+         "(write end): its read end is not open in this task"},
         {"dup of a refused kind",  // refused through its kind, for each fd holding it
          [] {
              syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */);
