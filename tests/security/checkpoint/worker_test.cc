@@ -3,9 +3,12 @@
 // and the kernel's answer is what the caller gets.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -44,6 +47,14 @@ struct Sleeper {
             for (int fd = 0; fd < 3; ++fd) dup2(null, fd);
             close_range(3, ~0u, 0);
             for (;;) pause();
+        }
+        // Wait (bounded) until the child sits in pause(): before that it may
+        // still hold the test's inherited fds, which a checkpoint refuses.
+        for (int i = 0; i < 10000; ++i) {
+            std::ifstream f("/proc/" + std::to_string(pid) + "/syscall");
+            std::string nr;
+            if (f >> nr && nr == std::to_string(SYS_pause)) break;
+            usleep(1000);
         }
     }
     ~Sleeper() {
