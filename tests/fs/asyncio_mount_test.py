@@ -178,6 +178,21 @@ class Asyncio(trees_mount_test.TreeBase):
         self.assertEqual(self.threads(proc.pid), 2)
         self.finish(pids)
 
+    def test_restored_program_checkpoints_and_restores_again(self):
+        """What a restore made (epoll, socketpairs, pipe, thread) is itself checkpointable."""
+        proc, pids = self.program()
+        for _ in range(2):
+            self.assertEqual(read(f"{self.m}/{pids[0]}/reason"), "")
+            img = self.checkpoint(pids[0])
+            self.kill_all(proc, pids)
+            proc = None
+            if os.path.isdir(f"{self.m}/{pids[0]}"):
+                self.assertEqual(roundtrip_mount_test.sh(f"rmdir {self.m}/{pids[0]}").returncode, 0)
+            r = self.restore(img, str(pids[0]))
+            self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+            self.assertEqual(tree_of(pids[0]), pids)
+        self.finish(pids)
+
 
 if __name__ == "__main__":
     roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
