@@ -181,15 +181,18 @@ class Asyncio(trees_mount_test.TreeBase):
     def test_restored_program_checkpoints_and_restores_again(self):
         """What a restore made (epoll, socketpairs, pipe, thread) is itself checkpointable."""
         proc, pids = self.program()
-        for _ in range(2):
-            self.assertEqual(read(f"{self.m}/{pids[0]}/reason"), "")
+        slot = f"{self.m}/{pids[0]}"
+        for again in (False, True):
+            self.assertEqual(read(f"{slot}/reason"), "")
             img = self.checkpoint(pids[0])
             self.kill_all(proc, pids)
             proc = None
-            if os.path.isdir(f"{self.m}/{pids[0]}"):
-                self.assertEqual(roundtrip_mount_test.sh(f"rmdir {self.m}/{pids[0]}").returncode, 0)
+            if again:  # the slot of the first restore: its task's end recorded, then removed
+                wait_for(lambda: "killed by SIGKILL" in read(f"{slot}/status"), "the slot's end")
+                r = roundtrip_mount_test.sh(f"rmdir {slot}")
+                self.assertEqual(r.returncode, 0, r.stderr)
             r = self.restore(img, str(pids[0]))
-            self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+            self.assertEqual(r.returncode, 0, r.stderr + read(f"{slot}/status"))
             self.assertEqual(tree_of(pids[0]), pids)
         self.finish(pids)
 
