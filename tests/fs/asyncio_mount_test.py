@@ -24,23 +24,11 @@ import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import read, wait_for  # noqa: E402
 import trees_mount_test  # noqa: E402
 from trees_mount_test import gone, tree_of  # noqa: E402
+from tree_share_mount_test import PRODUCER, TOTAL  # noqa: E402  (TOTAL bytes to stdout)
 
-TOTAL = 1 << 20   # bytes the subprocess streams
 EARLY = 100_000   # bytes read from it before the pause
 MSGS = 400        # socketpair messages, MSGS // 2 of them sent before the pause
 TICKS = 300       # call_later ticks, TICKS // 2 of them before the pause
-
-PRODUCER = f"""
-import os
-buf = bytes((i * 7 + 3) & 0xff for i in range(4096))
-left = {TOTAL}
-while left:
-    chunk = buf[:min(left, 4096)]
-    done = 0
-    while done < len(chunk):
-        done += os.write(1, chunk[done:])
-    left -= len(chunk)
-"""
 
 PROGRAM = f"""
 import asyncio, os, socket, sys, zlib
@@ -169,31 +157,25 @@ class Asyncio(trees_mount_test.TreeBase):
 
     def test_asyncio_program_checkpointed_mid_work_finishes_with_pass(self):
         proc, pids = self.program()
-        self.assertEqual(read(f"{self.m}/{proc.pid}/reason"), "")
-        img = self.checkpoint(proc.pid)
-        self.kill_all(proc, pids)
-        r = self.restore(img, str(proc.pid))
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{proc.pid}/status"))
-        self.assertEqual(tree_of(proc.pid), pids)
+        self.round_trip(proc, pids)
         self.assertEqual(self.threads(proc.pid), 2)
         self.finish(pids)
 
     def test_restored_program_checkpoints_and_restores_again(self):
         """What a restore made (epoll, socketpairs, pipe, thread) is itself checkpointable."""
         proc, pids = self.program()
+        self.round_trip(proc, pids)
         slot = f"{self.m}/{pids[0]}"
-        for again in (False, True):
-            self.assertEqual(read(f"{slot}/reason"), "")
-            img = self.checkpoint(pids[0])
-            self.kill_all(proc, pids)
-            proc = None
-            if again:  # the slot of the first restore: its task's end recorded, then removed
-                wait_for(lambda: "killed by SIGKILL" in read(f"{slot}/status"), "the slot's end")
-                r = roundtrip_mount_test.sh(f"rmdir {slot}")
-                self.assertEqual(r.returncode, 0, r.stderr)
-            r = self.restore(img, str(pids[0]))
-            self.assertEqual(r.returncode, 0, r.stderr + read(f"{slot}/status"))
-            self.assertEqual(tree_of(pids[0]), pids)
+        self.assertEqual(read(f"{slot}/reason"), "")
+        img = self.checkpoint(pids[0])  # the restored slot's image: a new checkpoint
+        self.kill_all(None, pids)
+        # The first restore's slot: its task's end recorded, then removed.
+        wait_for(lambda: "killed by SIGKILL" in read(f"{slot}/status"), "the slot's end")
+        r = roundtrip_mount_test.sh(f"rmdir {slot}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{slot}/status"))
+        self.assertEqual(tree_of(pids[0]), pids)
         self.finish(pids)
 
 
