@@ -132,12 +132,7 @@ class Share(trees_mount_test.Tree):
 
     def test_pipeline_with_bytes_in_flight_comes_back_exact(self):
         proc, pids = self.pipeline()
-        self.assertEqual(read(f"{self.m}/{proc.pid}/reason"), "")
-        img = self.checkpoint(proc.pid)
-        self.kill_all(proc, pids)
-        r = self.restore(img, str(proc.pid))
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{proc.pid}/status"))
-        self.assertEqual(tree_of(proc.pid), pids)
+        self.round_trip(proc, pids)
         # The producer's write end and the filter's read end are one pipe again.
         prod, filt, cons = pids[1:]
         self.assertEqual(os.stat(f"/proc/{prod}/fd/1").st_ino, os.stat(f"/proc/{filt}/fd/0").st_ino)

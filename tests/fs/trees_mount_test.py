@@ -136,6 +136,15 @@ class TreeBase(Base):
         for p in pids:
             wait_for(lambda: (reap(), not os.path.exists(f"/proc/{p}"))[1], f"pid {p} to be free")
 
+    def round_trip(self, proc, pids):
+        """reason empty, checkpoint, kill -9 all, restore into the same pids."""
+        self.assertEqual(read(f"{self.m}/{pids[0]}/reason"), "")
+        img = self.checkpoint(pids[0])
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+        self.assertEqual(tree_of(pids[0]), pids)
+
     def restore(self, img, slot):
         return sh(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image && "
                   f"cat {self.m}/{slot}/pid")
