@@ -38,14 +38,19 @@ def squares(n):
 def closed(n):
     return (n - 1) * n * (2 * n - 1) // 6
 k, bad = 0, 0
+# progress: one file kept open and rewritten in place with a fixed width (a
+# temporary file renamed over it could be open at the checkpoint and gone by
+# the restore, which then rightly refuses the image).
+with open("progress.new", "w") as f:
+    f.write(f"{0:12d} {threading.active_count():3d}\n")
+os.rename("progress.new", "progress")
+progress = os.open("progress", os.O_WRONLY)
 with concurrent.futures.ThreadPoolExecutor(4) as ex:
     while not stop.is_set():
         futs = [ex.submit(squares, 20000 + k + i) for i in range(8)]
         bad += sum(f.result() != closed(20000 + k + i) for i, f in enumerate(futs))
         k += 8
-        with open("progress.tmp", "w") as f:
-            f.write(f"{k} {threading.active_count()}")
-        os.rename("progress.tmp", "progress")
+        os.pwrite(progress, f"{k:12d} {threading.active_count():3d}\n".encode(), 0)
 with open("result.tmp", "w") as f:
     f.write(f"PASS {k}" if bad == 0 else f"FAIL {bad} wrong results")
 os.rename("result.tmp", "result")

@@ -38,14 +38,18 @@ import concurrent.futures, os
 def squares(n):
     return sum(i * i for i in range(n))
 k, total = 0, 0
+# progress: one file kept open, rewritten in place with a fixed width (a
+# renamed temporary file could be open at the checkpoint and gone at restore).
+with open("progress.new", "w") as f:
+    f.write(f"{0:12d}\n")
+os.rename("progress.new", "progress")
+progress = os.open("progress", os.O_WRONLY)
 with concurrent.futures.ThreadPoolExecutor(4) as ex:
     while not os.path.exists("enough"):
         futs = [ex.submit(squares, 20000 + k + i) for i in range(8)]
         total += sum(f.result() for f in futs)
         k += 8
-        with open("progress.tmp", "w") as f:
-            f.write(str(k))
-        os.rename("progress.tmp", "progress")
+        os.pwrite(progress, f"{k:12d}\n".encode(), 0)
 with open("answer.tmp", "w") as f:
     f.write(f"{k} {total}")
 os.rename("answer.tmp", "answer")
