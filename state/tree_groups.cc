@@ -75,9 +75,14 @@ std::vector<std::pair<pid_t, std::string>> tree_group_problems(const std::vector
     for (size_t i = 1; i < m.size(); ++i) {
         const TreeIds& p = m[i];
         int parent = index_of(m, p.ppid);
-        pid_t parent_sid = parent >= 0 ? m[size_t(parent)].sid : 0;
-        if (p.pgid <= 0 || p.sid <= 0) {
-            out.emplace_back(p.pid, "process group " + num(p.pgid) + ", session " + num(p.sid));
+        pid_t parent_sid = parent >= 0 ? m[size_t(parent)].sid : -1;
+        // 0 is a session or group led from outside this pid namespace (a
+        // container's, a CI runner's): only the root's can be such, and a
+        // session 0 is then inherited like any other (checked below).
+        if (p.pgid < 0 || p.sid < 0 || (p.pgid == 0 && m[0].pgid != 0)) {
+            out.emplace_back(p.pid, "process group " + num(p.pgid) + ", session " + num(p.sid) +
+                                        " (0: led from outside this pid namespace, and not the "
+                                        "root's)");
             continue;
         }
         if (p.sid == p.pid) {

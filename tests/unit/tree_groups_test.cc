@@ -57,12 +57,26 @@ TEST(TreeGroups, HostileIdsAreProblems) {
     m[2].pgid = 0;
     p = tree_group_problems(m);
     ASSERT_FALSE(p.empty());
-    EXPECT_EQ(p[0].second, "process group 0, session 1");
+    EXPECT_EQ(p[0].second.rfind("process group 0, session 1 (0: led from outside", 0), 0u);
     m = pipeline();
     m[0].pgid = 12;  // the root's group led by its descendant
     p = tree_group_problems(m);
     ASSERT_FALSE(p.empty());
     EXPECT_EQ(p[0].first, 10);
+}
+
+// Under a container's or CI runner's pid namespace the root's session (and
+// maybe its group) is led from outside: /proc shows 0, and members inherit it.
+TEST(TreeGroups, SessionAndGroupLedOutsideThePidNamespaceAreTheRoots) {
+    Ids m = {{10, 1, 0, 0}, {11, 10, 11, 0}, {12, 10, 0, 0}, {13, 11, 11, 0}};
+    EXPECT_EQ(group_source(m, 2), GroupSource::kRoot);
+    EXPECT_TRUE(tree_group_problems(m).empty());
+    m = {{10, 1, 10, 0}, {11, 10, 10, 0}};
+    EXPECT_TRUE(tree_group_problems(m).empty());
+    m = {{10, 1, 10, 10}, {11, 10, 10, 0}};  // the root leads a session: 0 is not its
+    EXPECT_EQ(tree_group_problems(m).size(), 1u);
+    m = {{10, 1, 10, 0}, {11, 10, 0, 0}};  // a group 0 that is not the root's
+    EXPECT_EQ(tree_group_problems(m).size(), 1u);
 }
 
 TEST(TreeGroups, PlaceholderGroupSpanningTwoSessionsIsAProblem) {
