@@ -7,8 +7,10 @@
 // as a slot's close does, with the checksum computed as the bytes were
 // written (not timed here: the writes carry it). Best of
 // `rounds` (default 3) after a warm-up round. Prints time per VMA too: a
-// linear cost keeps that column flat. Needs root; N near 65530
-// (vm.max_map_count) fails.
+// linear cost keeps that column flat; and the ratio to CRIU's figures in
+// issue 13 (CRIU 4.2, another run) where the issue has that N. Needs root;
+// N near 65530 (vm.max_map_count) fails. Through the mount:
+// bench/mount_vma_bench.py.
 //
 //   vma_bench [--rounds R] [N ...]
 #include <cstdio>
@@ -37,6 +39,12 @@ pid_t spawn_areas(size_t n) {
         }
     });
 }
+
+// Issue 13's CRIU 4.2 figures: areas, dump ms, restore ms.
+constexpr struct {
+    size_t n;
+    double dump, restore;
+} kCriu[] = {{1000, 111, 62}, {8000, 248, 132}, {30000, 760, 245}};
 
 struct Times {
     uint64_t dump = ~0ull, full = ~0ull, restore = ~0ull, image = 0;
@@ -77,8 +85,8 @@ int main(int argc, char** argv) {
             counts.push_back(size_t(std::atol(argv[i])));
     }
     if (counts.empty()) counts = {1000, 10000, 30000, 60000};
-    std::printf("%8s %10s %10s %12s %10s %12s %12s\n", "VMAs", "image MiB", "dump ms",
-                "dump us/VMA", "full ms", "streamed ms", "rest us/VMA");
+    std::printf("%8s %10s %10s %12s %10s %12s %12s %10s %10s\n", "VMAs", "image MiB", "dump ms",
+                "dump us/VMA", "full ms", "streamed ms", "rest us/VMA", "dump/CRIU", "rest/CRIU");
     Times warm;
     one_round(counts.front(), warm);
     int failed = 0;
@@ -90,9 +98,17 @@ int main(int argc, char** argv) {
             ++failed;
             continue;
         }
-        std::printf("%8zu %10.1f %10.1f %12.2f %10.1f %12.1f %12.2f\n", n,
+        std::printf("%8zu %10.1f %10.1f %12.2f %10.1f %12.1f %12.2f", n,
                     double(t.image) / (1 << 20), ms(t.dump), double(t.dump) / 1e3 / double(n),
                     ms(t.full), ms(t.restore), double(t.restore) / 1e3 / double(n));
+        bool criu = false;
+        for (const auto& c : kCriu)
+            if (c.n == n) {
+                std::printf(" %9.2fx %9.2fx", ms(t.dump) / c.dump, ms(t.restore) / c.restore);
+                criu = true;
+            }
+        if (!criu) std::printf(" %10s %10s", "-", "-");
+        std::printf("\n");
     }
     return failed ? 2 : 0;
 }

@@ -83,13 +83,24 @@ Status checkpointable(pid_t pid, pid_t daemon_tgid) {
     return {};
 }
 
+// A checkpoint that failed: when the task has reasons now, they are the
+// error, as `reason` shows them. The checkpointer runs the same detection
+// once the task is frozen (state/registry.h), so no pass before the freeze:
+// it read smaps, the costliest /proc file (~5 us per area), a second time.
+template <class T>
+Result<T> or_reasons(Result<T> r, pid_t pid, pid_t daemon_tgid) {
+    if (r) return r;
+    if (auto ok = checkpointable(pid, daemon_tgid); !ok && ok.error().code == EBUSY)
+        return std::unexpected(ok.error());
+    return r;
+}
+
 // The image, streamed to kWorkerImageFd after the reply: a live snapshot
 // whose pages are still in the task (checkpoint/live_snapshot.h).
 std::unique_ptr<ImageSource> g_image;
 
 Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
-    if (auto ok = checkpointable(pid, daemon_tgid); !ok) return std::unexpected(ok.error());
-    auto img = checkpoint_task_live(pid, starttime);
+    auto img = or_reasons(checkpoint_task_live(pid, starttime), pid, daemon_tgid);
     if (!img) return std::unexpected(img.error());
     g_image = std::move(*img);
     // The size: known at the end (zero pages are dropped as they go).
@@ -100,7 +111,6 @@ Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
 // tracking comes in on kWorkerTrackFd, the new one goes back there with the
 // new image's id, before the reply.
 Result<std::string> delta(pid_t pid, uint64_t starttime, pid_t daemon_tgid, uint64_t base_id) {
-    if (auto ok = checkpointable(pid, daemon_tgid); !ok) return std::unexpected(ok.error());
     Tracking track;
     if (base_id) {
         auto in = recv_track(kWorkerTrackFd);
@@ -114,7 +124,7 @@ Result<std::string> delta(pid_t pid, uint64_t starttime, pid_t daemon_tgid, uint
     while (chain.id == 0 || chain.id == base_id)
         if (getrandom(&chain.id, sizeof chain.id, 0) != sizeof chain.id)
             return errno_error("getrandom for the image id");
-    auto img = checkpoint_task_tracked(pid, starttime, track, chain);
+    auto img = or_reasons(checkpoint_task_tracked(pid, starttime, track, chain), pid, daemon_tgid);
     if (!img) return std::unexpected(img.error());
     if (auto s = send_track(kWorkerTrackFd, track.uffd.get(), chain.id); !s)
         return std::unexpected(s.error());

@@ -35,6 +35,7 @@ struct Frame {
 // Calls f(frame) for every record of [begin, end) up to, not including, the
 // trailer; returns where the part ends (after its trailer), or nullopt if the
 // bytes are not framed as an image (the decoder then says precisely why).
+// `f` returns whether to go on; a walk it stops returns nullopt.
 template <class F>
 std::optional<uint64_t> walk(const char* d, uint64_t begin, uint64_t end, F&& f) {
     if (end - begin < sizeof(image::Header)) return std::nullopt;
@@ -50,7 +51,7 @@ std::optional<uint64_t> walk(const char* d, uint64_t begin, uint64_t end, F&& f)
         pos += sizeof rh;
         if (rh.length > end - pos) return std::nullopt;
         if (rh.type == uint32_t(RecordType::kTrailer)) return pos + rh.length;
-        f(Frame{rh.type, d + pos, rh.length});
+        if (!f(Frame{rh.type, d + pos, rh.length})) return std::nullopt;
         pos += rh.length;
     }
 }
@@ -60,7 +61,7 @@ std::optional<std::vector<Part>> split_parts(const char* d, uint64_t size) {
     std::vector<Part> parts;
     for (uint64_t pos = 0; pos < size;) {
         if (parts.size() == kMaxChainParts) return std::nullopt;
-        auto end = walk(d, pos, size, [](const Frame&) {});
+        auto end = walk(d, pos, size, [](const Frame&) { return true; });
         if (!end) return std::nullopt;
         parts.push_back({pos, *end});
         pos = *end;
@@ -68,14 +69,14 @@ std::optional<std::vector<Part>> split_parts(const char* d, uint64_t size) {
     return parts;
 }
 
-// The chain record of a part, if its first record is one.
+// The chain record of a part, if its first record is one. The walk stops
+// there (a 30,000-area image has a record on every page of its spool).
 std::optional<image::ChainRecord> first_chain(const char* d, const Part& p) {
     std::optional<image::ChainRecord> out;
-    bool first = true;
     walk(d, p.begin, p.end, [&](const Frame& f) {
-        if (first && f.type == uint32_t(RecordType::kChain) && f.len == sizeof(image::ChainRecord))
+        if (f.type == uint32_t(RecordType::kChain) && f.len == sizeof(image::ChainRecord))
             out.emplace(), std::memcpy(&*out, f.payload, sizeof *out);
-        first = false;
+        return false;
     });
     return out;
 }
@@ -141,11 +142,12 @@ Result<UniqueFd> build(const char* d, const Part& last, const DecodedImage& img,
         auto t = RecordType(f.type);
         if (t == RecordType::kPages || t == RecordType::kKeep) {
             if (!pages_done) emit_pages();
-            return;
+            return true;
         }
-        if (t == RecordType::kChain) return;
+        if (t == RecordType::kChain) return true;
         if (t == RecordType::kStats && !pages_done) emit_pages();
         w.add_external(t, {}, f.payload, f.len);
+        return true;
     });
     if (!pages_done) emit_pages();
     ImageStream s = std::move(w).finish();

@@ -1,7 +1,11 @@
 #include "state/mlockall.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 #include "common/io.h"
 #include "common/procfs.h"
@@ -17,10 +21,46 @@ uint64_t vm_flag(const char* name) {
     return 0;
 }
 
+// The smaps text from its start through the VmFlags line of the area at
+// `page`, read in pieces and no further: the kernel generates smaps as it is
+// read (~5 us per area), and the probe page lies low (below), so this is a
+// few areas, not all 30,000. The whole file if the page is not found.
+Result<std::string> smaps_through(pid_t pid, uint64_t page) {
+    std::string path = strfmt("/proc/{}/smaps", pid);
+    auto fd = open_fd(path, O_RDONLY);
+    if (!fd) return std::unexpected(fd.error());
+    std::string text, head = strfmt("{:08x}-", page);  // as the kernel prints it
+    size_t from = 0;  // where the page's entry may start
+    for (size_t chunk = 16 << 10;;) {
+        size_t had = text.size();
+        text.resize(had + chunk);
+        ssize_t n = ::read(fd->get(), text.data() + had, chunk);
+        if (n < 0 && errno == EINTR) {
+            text.resize(had);
+            continue;
+        }
+        if (n < 0) return errno_error("read " + path);
+        text.resize(had + size_t(n));
+        if (n == 0 || text.size() > (256u << 20)) return text;
+        size_t at = text.compare(0, head.size(), head) == 0 ? 0 : text.find("\n" + head, from);
+        if (at != std::string::npos) {
+            size_t flags = text.find("\nVmFlags:", at);
+            size_t eol = flags == std::string::npos ? flags : text.find('\n', flags + 1);
+            if (eol != std::string::npos) return text.substr(0, eol + 1);
+        } else {
+            from = text.size() > head.size() + 1 ? text.size() - head.size() - 1 : 0;
+        }
+        chunk = std::min<size_t>(chunk * 2, 1 << 20);
+    }
+}
+
 }  // namespace
 
 Result<uint32_t> dump_mlockall(pid_t pid, const RemoteCall6& call) {
-    auto at = call(SYS_mmap, {0, 4096, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS, ~uint64_t(0), 0});
+    // A hint of one page: the kernel raises it to vm.mmap_min_addr and takes
+    // it if free (below every area of nearly any task: first in smaps),
+    // else places the page as usual.
+    auto at = call(SYS_mmap, {4096, 4096, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS, ~uint64_t(0), 0});
     if (!at) return std::unexpected(at.error());
     // A locked mapping past RLIMIT_MEMLOCK is EAGAIN: def_flags has VM_LOCKED,
     // but whether with VM_LOCKONFAULT cannot be seen.
@@ -31,7 +71,7 @@ Result<uint32_t> dump_mlockall(pid_t pid, const RemoteCall6& call) {
     if (*at < 0 && *at > -4096)
         return sys_error(int(-*at), strfmt("mmap of a probe page in task {}", pid));
     uint64_t page = uint64_t(*at);
-    auto smaps = read_file(strfmt("/proc/{}/smaps", pid), 256u << 20);
+    auto smaps = smaps_through(pid, page);
     auto gone = call(SYS_munmap, {page, 4096, 0, 0, 0, 0});
     if (!smaps) return std::unexpected(smaps.error());
     if (!gone) return std::unexpected(gone.error());

@@ -43,6 +43,7 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 PROBES = [
     ("memory", "plain", None),
     ("areas", "many", None),
+    ("areas", "twenty_thousand", None),
     ("memory", "mlock", None),
     ("memory", "dontfork", None),
     ("memory", "wipeonfork", None),

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Dump and restore of a task with many memory areas, through the mount
+(issue 13: 30,000 areas in <= 250 ms each, linear in the number of areas).
+
+    bench/mount_vma_bench.py [--build DIR] [--rounds N] [--trace] [N_VMAS ...]
+    (default: build, 3 rounds, 1000 10000 30000 60000)
+
+Mounts DIR/fs/crfsd on a temporary directory. For each N a holder maps N
+adjacent one-page private anonymous areas with alternating protections
+(read-write, read-only: the kernel cannot merge them), each holding 64
+non-zero bytes, then, after one warm-up round, takes the best of R rounds of:
+  dump      cp /crfs/PID/image FILE
+  restore   mkdir /crfs/SLOT && cp FILE /crfs/SLOT/image   (close() returns
+            once the task runs)
+The columns per VMA stay flat when the cost is linear. References:
+  smaps     one read of the holder's /proc/PID/smaps (what the kernel spends
+            describing the areas: no dump that records VmFlags reads less)
+  build     the holder's own setup (bench/vma_holder.c): one mmap, N first
+            touches, N/2 mprotect (the kernel building the areas: a restore's floor)
+both measured in the same run, and CRIU's figures from issue 13 (CRIU 4.2,
+same machine class, ANOTHER run) where the issue has that N. Needs root;
+N near vm.max_map_count (65530) fails.
+"""
+import argparse
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mount_checkpoint_bench import best_of, mount, unmount, wait_for  # noqa: E402
+
+# Issue 13's CRIU 4.2 figures (dump ms, restore ms) by number of areas.
+CRIU = {1000: (111, 62), 8000: (248, 132), 30000: (760, 245)}
+
+
+
+def smaps_seconds(pid):
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        with open(f"/proc/{pid}/smaps", "rb") as f:
+            while f.read(1 << 20):
+                pass
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def state_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--trace", action="store_true",
+                    help="print crfsd's phase times (CRFS_CHECKPOINT_TRACE, CRFS_RESTORE_TRACE)")
+    ap.add_argument("counts", nargs="*", type=int, default=[1000, 10000, 30000, 60000])
+    a = ap.parse_args()
+    crfsd = os.path.join(a.build, "fs", "crfsd")
+    holder_exe = os.path.join(a.build, "bench", "vma_holder")
+    tmp = tempfile.mkdtemp(prefix="crfs-vma-bench-")
+    os.chmod(tmp, 0o755)
+    mnt = os.path.join(tmp, "mnt")
+    os.mkdir(mnt)
+    log = open(os.path.join(tmp, "crfsd.log"), "w")
+    if a.trace:
+        os.environ["CRFS_CHECKPOINT_TRACE"] = os.environ["CRFS_RESTORE_TRACE"] = "1"
+    daemon = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state", mnt], mnt, log)
+    restored = []
+    serial = itertools.count()
+
+    def kill_restored():
+        for pid in restored:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in restored:
+            wait_for(lambda: state_of(pid) in ("Z", "gone"), "the restored task to die")
+        restored.clear()
+
+    try:
+        print(f"{'VMAs':>6} {'image':>7} | {'dump':>8} {'us/VMA':>6} {'restore':>8} {'us/VMA':>6} |"
+              f" {'smaps':>7} {'build':>7} | {'dump/smaps':>10} {'rest/build':>10} |"
+              f" {'dump/CRIU':>9} {'rest/CRIU':>9}", flush=True)
+        for n in a.counts:
+            ready = os.path.join(tmp, f"ready{n}")
+            holder = subprocess.Popen([holder_exe, str(n), ready],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, close_fds=True)
+            out = os.path.join(tmp, "snap.img")
+            try:
+                wait_for(lambda: os.path.exists(ready) or holder.poll() is not None,
+                         "the area holder", 300)
+                if holder.poll() is not None:
+                    raise SystemExit(f"the holder of {n} areas failed")
+                with open(ready) as f:
+                    t_build = int(f.read()) / 1e9
+                t_smaps = smaps_seconds(holder.pid)
+                image = f"{mnt}/{holder.pid}/image"
+                t_dump = best_of(a.rounds, lambda: subprocess.run(["cp", image, out], check=True))
+            finally:
+                holder.kill()
+                holder.wait()
+            def restore():  # seconds from mkdir to cp's exit; the task is killed after
+                t = time.perf_counter()
+                slot = f"{mnt}/v{n}-{next(serial)}"
+                os.mkdir(slot)
+                subprocess.run(["cp", out, slot + "/image"], check=True)
+                took = time.perf_counter() - t
+                with open(slot + "/pid") as f:
+                    restored.append(int(f.read()))
+                kill_restored()  # one at a time: 60,000 areas twice may pass max_map_count
+                return took
+
+            restore()  # warm-up
+            t_restore = min(restore() for _ in range(a.rounds))
+            img = os.path.getsize(out)
+            os.unlink(out)
+            crit = CRIU.get(n)
+            ratio = (lambda t, c: f"{t * 1e3 / c:>8.2f}x") if crit else (lambda t, c: f"{'-':>9}")
+            ms = lambda s: f"{s * 1e3:6.1f}ms"
+            us = lambda s: f"{s * 1e6 / n:6.1f}"
+            print(f"{n:>6} {img / (1 << 20):>6.1f}M | {ms(t_dump)} {us(t_dump)} {ms(t_restore):>8}"
+                  f" {us(t_restore)} | {ms(t_smaps):>7} {ms(t_build):>7} |"
+                  f" {t_dump / t_smaps:>9.1f}x {t_restore / t_build:>9.1f}x |"
+                  f" {ratio(t_dump, crit[0] if crit else 0)} {ratio(t_restore, crit[1] if crit else 0)}",
+                  flush=True)
+    finally:
+        kill_restored()
+        unmount(daemon, mnt)
+        log.close()
+        if a.trace:
+            with open(os.path.join(tmp, "crfsd.log")) as f:
+                sys.stdout.write("".join(l for l in f if "phase" in l or "restore " in l))
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
