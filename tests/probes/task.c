@@ -52,8 +52,9 @@ static pid_t g_child;
 /* A child: its inherited descriptions are restored shared (docs/trees.md);
  * one memfd opened by each of the two separately is not. */
 static void child_setup(void) {
-    int fd = memfd_create("child", 0);
+    int fd = memfd_create("child", 0), ready[2];
     if (fd < 0) die("memfd_create");
+    if (pipe(ready) != 0) die("pipe");
     g_child = fork();
     if (g_child == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -61,8 +62,16 @@ static void child_setup(void) {
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
         if (open(path, O_RDWR) < 0) _exit(2);
         close(fd);
+        close(ready[0]);
+        close(ready[1]);  /* the parent's read ends: the reopen is done */
         for (;;) pause();
     }
+    /* Ready only once the child holds its own description and not the
+     * inherited one (else `reason` depends on when it is read). */
+    close(ready[1]);
+    char c;
+    if (read(ready[0], &c, 1) != 0) die("waiting for the child");
+    close(ready[0]);
 }
 static void child_check(void) {
     kill(g_child, SIGKILL);
