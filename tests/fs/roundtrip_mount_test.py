@@ -362,6 +362,32 @@ class Slots(Base):
         self.assertIn("Invalid argument", r.stderr)
         self.assertEqual(t.finish(), "PASS")
 
+    def test_cp_writes_max_write_requests_and_odd_pieces_restore_exact(self):
+        # perf: cp sizes its writes by st_blksize; 1 MiB (max_write) makes one
+        # FUSE request per write instead of eight 128 KiB ones.
+        self.assertEqual(sh(f"mkdir {self.m}/odd").returncode, 0)
+        self.assertEqual(os.stat(f"{self.m}/odd/image").st_blksize, 1 << 20)
+        t = self.task([os.path.join(BUILD, "tests/cr/restore_workload"), "@DIR@", "16", "odd"],
+                      env=dict(os.environ, CRFS_WL_ENV="odd pieces"))
+        img = read(t.checkpoint(), "rb")
+        t.kill9()
+        # Pieces that split records, page runs and the trailer anywhere, some
+        # larger than max_write (the kernel splits those into several requests).
+        sizes, pos = [1, 4093, 40, 1 << 20, (3 << 20) + 7, 65537, 39, 4096 * 257 + 1], 0
+        fd = os.open(f"{self.m}/odd/image", os.O_WRONLY)
+        try:
+            for i in range(len(img)):
+                if pos >= len(img):
+                    break
+                n = os.write(fd, img[pos:pos + sizes[i % len(sizes)]])
+                self.assertGreater(n, 0)
+                pos += n
+        finally:
+            os.close(fd)
+        t.pid = int(read(f"{self.m}/odd/pid"))
+        self.assertEqual(read(f"{self.m}/odd/status"), f"restored {t.pid}\n")
+        self.assertEqual(t.finish(), "PASS")
+
     def test_slots_belong_to_their_creator(self):
         _, img = self.image()
         os.chmod(img, 0o644)
