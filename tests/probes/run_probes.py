@@ -219,6 +219,8 @@ PROBES = [
     # fid: each thread's timer slack, I/O priority, pdeathsig (tests/probes/thread_attrs.c)
     ("thread_attrs", "per_thread", None),
     ("thread_attrs", "child", None),
+    ("thread_attrs", "reset_thread", ": a reset-on-fork scheduling flag of its own"),
+    ("thread_attrs", "reset_nice", "task: SCHED_RESET_ON_FORK with nice -3 and threads"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

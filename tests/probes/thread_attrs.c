@@ -13,7 +13,9 @@
 #include "probe.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -167,8 +169,55 @@ static void child_check(void) {
     unlink(at("child_result"));
 }
 
+/* Refused: a thread with SCHED_RESET_ON_FORK of its own (a new thread never
+ * has it), and a main thread with it and a negative nice whose threads share
+ * that nice (created again, they would get nice 0). */
+static void* reset_thread(void* arg) {
+    (void)arg;
+    struct sched_param sp = {0};
+    if (sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &sp) != 0)
+        die("sched_setscheduler");
+    pthread_barrier_wait(&g_ready);
+    pthread_barrier_wait(&g_ask);
+    return NULL;
+}
+static void* nice_thread(void* arg) {
+    (void)arg;
+    if (setpriority(PRIO_PROCESS, 0, -3) != 0) die("setpriority");
+    pthread_barrier_wait(&g_ready);
+    pthread_barrier_wait(&g_ask);
+    return NULL;
+}
+static void start_one(void* (*body)(void*)) {
+    pthread_barrier_init(&g_ready, NULL, 2);
+    pthread_barrier_init(&g_ask, NULL, 2);
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, &old);
+    if (pthread_create(&g_threads[0], NULL, body, NULL) != 0) die("pthread_create");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_barrier_wait(&g_ready);
+}
+static void end_one(void) {
+    pthread_barrier_wait(&g_ask);
+    pthread_join(g_threads[0], NULL);
+}
+static void reset_thread_setup(void) {
+    start_one(reset_thread);
+}
+static void reset_nice_setup(void) {
+    start_one(nice_thread);
+    struct sched_param sp = {0};
+    if (setpriority(PRIO_PROCESS, 0, -3) != 0 ||
+        sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &sp) != 0)
+        die("nice -3 with reset-on-fork");
+}
+
 static const struct variant kVariants[] = {
     {"per_thread", threads_setup, threads_check, NULL},
     {"child", child_setup, child_check, NULL},
+    {"reset_thread", reset_thread_setup, end_one, NULL},
+    {"reset_nice", reset_nice_setup, end_one, NULL},
 };
 PROBE_MAIN(kVariants)
