@@ -62,6 +62,16 @@ static struct got g_got[kMaxThreads];
 static pthread_t g_threads[kMaxThreads];
 static int g_nthreads;
 
+/* A thread with SIGTERM blocked: it is for the main thread's pause. */
+static void create(pthread_t* t, void* (*body)(void*), void* arg) {
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, &old);
+    if (pthread_create(t, NULL, body, arg) != 0) die("pthread_create");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static void* thread_main(void* arg) {
     long i = (long)arg;
     set_own(&g_want[i]);
@@ -77,15 +87,10 @@ static void start_threads(const struct want* w, int n) {
     pthread_barrier_init(&g_ready, NULL, (unsigned)n + 1);
     pthread_barrier_init(&g_ask, NULL, (unsigned)n + 1);
     pthread_barrier_init(&g_told, NULL, (unsigned)n + 1);
-    sigset_t term, old;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM); /* for the main thread's pause */
-    pthread_sigmask(SIG_BLOCK, &term, &old);
     for (long i = 0; i < n; ++i) {
         g_want[i] = w[i];
-        if (pthread_create(&g_threads[i], NULL, thread_main, (void*)i) != 0) die("pthread_create");
+        create(&g_threads[i], thread_main, (void*)i);
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_barrier_wait(&g_ready);
 }
 
@@ -191,12 +196,7 @@ static void* nice_thread(void* arg) {
 static void start_one(void* (*body)(void*)) {
     pthread_barrier_init(&g_ready, NULL, 2);
     pthread_barrier_init(&g_ask, NULL, 2);
-    sigset_t term, old;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &term, &old);
-    if (pthread_create(&g_threads[0], NULL, body, NULL) != 0) die("pthread_create");
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    create(&g_threads[0], body, NULL);
     pthread_barrier_wait(&g_ready);
 }
 static void end_one(void) {
