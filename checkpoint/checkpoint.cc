@@ -65,6 +65,7 @@ struct Capture {
     TaskRegs regs;
     TaskSignals signals;
     image::ThreadRecord main_thread{};
+    image::ThreadAttrsRecord main_attrs{};  // fid: state/thread_attrs.h
     std::vector<ThreadCapture> threads;  // every thread but the main one
     image::ItimersRecord itimers{};
     uint64_t brk = 0;
@@ -220,6 +221,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto cctid = read_tid_address(**rs);
         if (!cctid) return std::unexpected(cctid.error());
         c.main_thread.clear_child_tid = *cctid;
+        auto attrs = read_thread_attrs(**rs);  // fid
+        if (!attrs) return std::unexpected(attrs.error());
+        c.main_attrs = *attrs;
         if (live) {
             auto fd = take_task_uffd(pid, **rs);
             if (!fd) return std::unexpected(fd.error());
@@ -383,6 +387,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     for (const auto& v : c.prints.vmas) w.add(RecordType::kVmaContent, Payload().add(v));
 
     w.add(RecordType::kThread, Payload().add(c.main_thread));
+    w.add(RecordType::kThreadAttrs, Payload().add(c.main_attrs));  // fid
     w.add(RecordType::kRegs, Payload().add(c.regs.gp));
     if (c.regs.restart) w.add(RecordType::kSyscallRestart, Payload().add(*c.regs.restart));
     if (c.mlockall_flags)
@@ -419,6 +424,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     for (const auto& k : c.keeps) w.add(RecordType::kKeep, Payload().add(k));  // incr
     for (const ThreadCapture& t : c.threads) {
         w.add(RecordType::kThread, Payload().add(t.rec));
+        w.add(RecordType::kThreadAttrs, Payload().add(t.attrs));  // fid
         w.add(RecordType::kRegs, Payload().add(t.regs.gp));
         w.add(RecordType::kXstate, t.regs.xstate);
         w.add(RecordType::kSigstate, Payload().add(t.sigstate));

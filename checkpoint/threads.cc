@@ -123,6 +123,12 @@ Result<uint64_t> read_tid_address(RemoteSyscall& rs) {
     return addr;
 }
 
+Result<image::ThreadAttrsRecord> read_thread_attrs(RemoteSyscall& rs) {
+    state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return rs.call(nr, a1, a2); },
+                     [&](void* out, size_t n) { return rs.read_scratch(out, n); }, rs.scratch()};
+    return state::dump_thread_attrs(rs.pid(), in);
+}
+
 Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,
                                      uint64_t vdso_end) {
     ThreadCapture c;
@@ -138,6 +144,9 @@ Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_sta
     auto cctid = read_tid_address(**rs);
     if (!cctid) return std::unexpected(cctid.error());
     c.rec.clear_child_tid = *cctid;
+    auto attrs = read_thread_attrs(**rs);
+    if (!attrs) return std::unexpected(attrs.error());
+    c.attrs = *attrs;
     auto ss = (*rs)->call(SYS_sigaltstack, 0, (*rs)->scratch());
     if (!ss) return std::unexpected(ss.error());
     if (*ss != 0) return make_error(EIO, strfmt("sigaltstack in thread {} returned {}", tid, *ss));

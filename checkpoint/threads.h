@@ -10,7 +10,8 @@
 //
 // Per thread: the general registers (with fs/gs base) and xstate, the blocked
 // mask, the private pending signals, the alternate signal stack (sigaltstack,
-// run inside that thread), clear_child_tid (PR_GET_TID_ADDRESS, inside), the
+// run inside that thread), clear_child_tid (PR_GET_TID_ADDRESS, inside),
+// timer slack, I/O priority and pdeathsig (state/thread_attrs.h, inside), the
 // robust list (get_robust_list), rseq (PTRACE_GET_RSEQ_CONFIGURATION) and comm.
 #pragma once
 
@@ -24,6 +25,7 @@
 #include "checkpoint/remote_syscall.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
+#include "state/thread_attrs.h"
 
 namespace crfs {
 
@@ -51,11 +53,15 @@ struct ThreadCapture {
     TaskRegs regs;
     image::SigstateRecord sigstate{};
     std::vector<image::SiginfoRecord> pending;  // its private queue
+    image::ThreadAttrsRecord attrs{};           // fid: state/thread_attrs.h
 };
 
 // The thread record's fields read from outside: robust list, rseq, comm
 // (clear_child_tid comes from read_tid_address).
 Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid);
+
+// fid: slack, I/O priority and pdeathsig of the thread `rs` runs in.
+Result<image::ThreadAttrsRecord> read_thread_attrs(RemoteSyscall& rs);
 
 // clear_child_tid of the thread `rs` runs in (PR_GET_TID_ADDRESS).
 Result<uint64_t> read_tid_address(RemoteSyscall& rs);

@@ -285,7 +285,7 @@ class ThreadSections {
         if (auto s = complete(); !s) return s;
         if (img_.threads.size() + 1 >= image::kMaxThreads)
             return make_error(EBADMSG, strfmt("more than {} threads", image::kMaxThreads));
-        img_.threads.push_back(ThreadImage{t, {}, {}, {}, {}});
+        img_.threads.push_back(ThreadImage{t, {}, {}, {}, {}, {}});
         cur_parts_ = 0;
         return {};
     }
@@ -297,6 +297,16 @@ class ThreadSections {
                                            : strfmt("duplicate record for thread {}",
                                                     img_.threads.back().rec.tid));
         parts |= p;
+        return {};
+    }
+    // fid, version 6: the attributes of the thread whose record came last.
+    Status attrs(const image::ThreadAttrsRecord& a) {
+        const image::ThreadRecord* t = cur() ? &cur()->rec : nullptr;
+        if (!cur() && img_.main_thread) t = &*img_.main_thread;
+        auto& slot = cur() ? cur()->attrs : img_.main_attrs;
+        if (!t || t->tid != a.tid || slot)
+            return make_error(EBADMSG, strfmt("thread {}: not after its thread record", a.tid));
+        slot = a;
         return {};
     }
     image::RegsRecord& regs() { return cur() ? cur()->regs : img_.regs; }
@@ -689,6 +699,12 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.restart = load<image::SyscallRestartRecord>(p);
                 break;
             }
+            case RecordType::kThreadAttrs:  // fid (state/thread_attrs.cc)
+                if (img.header.version < 6)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (auto s = threads.attrs(load<image::ThreadAttrsRecord>(p)); !s)
+                    return inconsistent(r, s.error().what);
+                break;
             case RecordType::kMlockall:  // fid (state/mlockall.cc)
                 if (img.header.version < 5)
                     return inconsistent(r, strfmt("in a version {} image", img.header.version));

@@ -192,6 +192,7 @@ struct ThreadImage {
     std::string xstate;
     image::SigstateRecord sigstate{};
     std::vector<image::SiginfoRecord> pending;  // its private queue
+    std::optional<image::ThreadAttrsRecord> attrs;  // fid, version 6
 };
 
 // Version 4: one seccomp filter (state/seccomp.cc), its BPF program as bytes.
@@ -230,6 +231,7 @@ struct DecodedImage {
     // the pending signals above are its own) and every other thread.
     std::optional<image::ThreadRecord> main_thread;
     std::vector<ThreadImage> threads;
+    std::optional<image::ThreadAttrsRecord> main_attrs;  // fid, version 6 (state/thread_attrs.h)
     std::optional<image::StatsRecord> stats;
     // fid, version 5: the main thread was inside a restarted syscall.
     std::optional<image::SyscallRestartRecord> restart;

@@ -22,6 +22,7 @@
 #include "state/mlockall.h"
 #include "state/pipe.h"
 #include "state/seccomp.h"
+#include "state/thread_attrs.h"
 #include "state/timers.h"
 #include "state/unix_bound.h"
 #include "state/unix_socket.h"
@@ -322,8 +323,9 @@ Status check_fields(const DecodedImage& img) {
                        state::check_pipes, state::check_unix_sockets, check_inet, check_threads,
                        state::check_memfds, state::check_unix_bound,
 
-                       state::check_seccomp, state::check_posix_timers, state::check_locks,
-                       check_restart, state::check_mlockall})
+                       state::check_seccomp, state::check_posix_timers,
+                       state::check_locks, check_restart, state::check_mlockall,
+                       state::check_thread_attrs})
         if (auto s = check(img); !s) return s;
     return {};
 }

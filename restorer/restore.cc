@@ -53,6 +53,7 @@
 #include "restorer/writer.h"
 #include "state/locks.h"
 #include "state/seccomp.h"
+#include "state/thread_attrs.h"
 #include "state/timers.h"
 
 extern "C" const char crfs_restorer_blob[];
@@ -272,6 +273,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("mlockall(0x{:x}) for the task's later mappings (RLIMIT_MEMLOCK 0 "
                           "without CAP_IPC_LOCK?)",
                           r.arg);
+        case CRFS_RA_STEP_THREAD_ATTRS:  // fid
+            return state::thread_attrs_step_text(r.arg, img);
         case CRFS_RA_STEP_SECCOMP:
             return strfmt(
                 "installing seccomp filter {} of {} (oldest first; the kernel wants "
@@ -594,6 +597,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
             *img, [&](size_t bytes, size_t align) { return arena.take(bytes, align); }, *a);
         !s)
         return std::unexpected(s.error());
+    // fid: a tree's root, like a single process, is a crfsd thread's child.
+    state::plan_thread_attrs(*img, req.tree && req.tree_index > 0, *a);
     if (sync) {
         std::memset(sync, 0, kPage);
         a->sync = reinterpret_cast<uint64_t>(sync);

@@ -4,7 +4,7 @@
 // dumpable); no_new_privs with the credentials. What stays a reason:
 //   dumpable 0         of a non-root task (/proc/<pid>/status owned by root):
 //                      its user could not checkpoint it by hand either
-// Not captured and not visible from outside (docs/state.md, known gaps): pdeathsig.
+// pdeathsig, and each thread's own slack and I/O priority: state/thread_attrs.h.
 #include <sys/prctl.h>
 #include <sys/stat.h>
 

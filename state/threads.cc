@@ -3,12 +3,14 @@
 // Per thread the image holds registers, xstate, blocked mask, private pending
 // signals, alternate stack, robust list, rseq, clear_child_tid and comm.
 // Everything else a thread could hold apart from the main thread (its own
-// credentials, seccomp filter, nice value, scheduling policy, affinity, a
-// tracer of its own) is not saved per thread, so a difference is a reason.
+// credentials, seccomp filter, nice value, scheduling policy or reset-on-fork
+// flag, affinity, a tracer of its own) is not saved per thread, so a
+// difference is a reason (slack, I/O priority, pdeathsig: state/thread_attrs.h).
 // Tasks sharing memory, files, fs or signal handlers with their parent
 // without being one thread group (clone without CLONE_THREAD) are refused.
 #include <dirent.h>
 #include <linux/kcmp.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -97,6 +99,13 @@ Status detect_threads(TaskView& t, Reasons& out) {
                               std::string(kNotYet));
 
     if ((*ms)->threads <= 1) return {};
+    // The blob creates the threads after the main thread took its policy:
+    // with reset-on-fork, a negative nice would come back as 0 in each.
+    if (int pol = sched_getscheduler(t.pid());
+        pol > 0 && (pol & SCHED_RESET_ON_FORK) && (*mst)->nice < 0)
+        out.push_back("task: SCHED_RESET_ON_FORK with nice " + std::to_string((*mst)->nice) +
+                      " and threads (created again, they would get nice 0)" +
+                      std::string(kNotYet));
     if (uint32_t((*ms)->threads) > image::kMaxThreads) {
         out.push_back("task: " + std::to_string((*ms)->threads) + " threads; more than " +
                       std::to_string(image::kMaxThreads) + std::string(kNotYet));
@@ -123,6 +132,11 @@ Status detect_threads(TaskView& t, Reasons& out) {
             if ((tr ? tr->tgid : s->tracer_pid) != t.self_tgid())
                 why = "traced by pid " + std::to_string(tr ? tr->tgid : s->tracer_pid);
         }
+        // A new thread never has SCHED_RESET_ON_FORK (sched_fork clears it):
+        // the blob's threads would come back without it.
+        int pol = why.empty() ? sched_getscheduler(pid_t(std::atol(de->d_name))) : 0;
+        if (pol > 0 && (pol & SCHED_RESET_ON_FORK))
+            why = "a reset-on-fork scheduling flag of its own (SCHED_RESET_ON_FORK)";
         if (!why.empty())
             out.push_back("thread " + std::string(de->d_name) + ": " + why +
                           "; per-thread settings" + std::string(kNotYet));

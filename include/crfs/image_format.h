@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 5;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 6;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -118,6 +118,8 @@ static_assert(sizeof(Trailer) == 24);
     X(kSyscallRestart, 128, "syscall-restart", sizeof(SyscallRestartRecord),                     \
       sizeof(SyscallRestartRecord))                                                              \
     X(kMlockall, 129, "mlockall", sizeof(MlockallRecord), sizeof(MlockallRecord))                \
+    /* fid (130-133), version 6 */                                                               \
+    X(kThreadAttrs, 130, "thread-attrs", sizeof(ThreadAttrsRecord), sizeof(ThreadAttrsRecord))   \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -703,6 +705,20 @@ struct MlockallRecord {
     uint32_t reserved;
 };
 static_assert(sizeof(MlockallRecord) == 8);
+
+// Version 6 (fid, state/thread_attrs.cc): what each thread holds of its own
+// and a new thread does not take from its creator (pdeathsig) or takes from
+// it (timer slack, I/O priority). One right after each thread record (the
+// main thread's too); an image without them (versions 1-5) restores every
+// thread with the main thread's slack and I/O priority and no pdeathsig.
+struct ThreadAttrsRecord {
+    int32_t tid;              // the thread record's
+    int32_t pdeathsig;        // PR_GET_PDEATHSIG: 0 none, 1..64
+    uint64_t timer_slack_ns;  // PR_GET_TIMERSLACK: >= 1, 0 for FIFO/RR
+    uint32_t ioprio;          // ioprio_get(IOPRIO_WHO_PROCESS): class << 13 | hint << 3 | level
+    uint32_t reserved;        // 0
+};
+static_assert(sizeof(ThreadAttrsRecord) == 24);
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

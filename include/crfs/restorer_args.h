@@ -68,6 +68,16 @@ struct crfs_ra_siginfo {
 /* One thread other than the main one: created by the blob (clone3 with its
  * tid), which sets what a thread holds on its own and rt_sigreturns through
  * its own frame (registers, blocked mask, alternate stack, xstate). */
+/* fid: a thread's own attributes (state/thread_attrs.h), set by the thread
+ * itself after its credentials; present 0: what it inherited stays. */
+struct crfs_ra_thread_attrs {
+    uint64_t timer_slack_ns; /* 0: left (a real-time thread has none) */
+    int32_t ioprio;
+    int32_t pdeathsig; /* 0: none (the image's root: docs/state.md) */
+    int32_t present;
+    int32_t tid;
+};
+
 struct crfs_ra_thread {
     int32_t tid;
     uint32_t rseq_len;
@@ -83,6 +93,7 @@ struct crfs_ra_thread {
     uint64_t siginfo;         /* struct crfs_ra_siginfo*: its private queue, queued by the main */
     uint64_t nr_siginfo;
     char comm[16];
+    struct crfs_ra_thread_attrs attrs; /* fid */
 };
 
 /* Where the threads and the main thread meet before returning to the task:
@@ -186,6 +197,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_FILE_LOCK,     /* stage 1: taking a file lock again (arg: its index) */
     /* fid (200-209) */
     CRFS_RA_STEP_MLOCKALL = 200, /* mlockall(MCL_FUTURE...) (arg: the flags) */
+    /* fid (210-219) */
+    CRFS_RA_STEP_THREAD_ATTRS = 210, /* slack, ioprio, pdeathsig (arg: tid << 8 | which) */
 };
 
 struct crfs_restorer_args {
@@ -280,6 +293,8 @@ struct crfs_restorer_args {
     /* fid: mlockall flags (MCL_FUTURE, MCL_ONFAULT) once every mapping is
      * made (state/mlockall.h); 0: none. */
     uint64_t mlockall_flags;
+    /* fid: the main thread's own attributes (state/thread_attrs.h). */
+    struct crfs_ra_thread_attrs main_attrs;
 };
 
 #endif

@@ -444,6 +444,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
      * stale cpu); exact for version 3, whose thread record holds it. */
     own_registrations(a, a->robust_head, a->robust_len, a->task_rseq_area, a->task_rseq_len,
                       a->task_rseq_sig, a->task_rseq_strict, a->clear_child_tid, (uint64_t)pid);
+    own_attrs(a, &a->main_attrs); /* fid: after the credentials */
     /* Last: every credential change above reset it. */
     ret = sys2(NR_prctl, PR_SET_DUMPABLE, a->dumpable);
     if (is_err(ret)) die(a, CRFS_RA_STEP_SIGRETURN, ret, 1);

@@ -63,6 +63,7 @@ enum {
     NR_set_robust_list = 273,
     NR_clone3 = 435,
     NR_fcntl = 72, /* kobj: F_ADD_SEALS of memfds */
+    NR_ioprio_set = 251,
 };
 
 #endif

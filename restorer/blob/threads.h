@@ -7,7 +7,8 @@
  *   main thread                         thread (its blob stack)
  *   clone3(set_tid) ------------------> fs/gs base, robust list, rseq,
  *   wait until ready == nr_threads      tid address, comm, its private
- *                                       signals, credentials, frame
+ *                                       signals, credentials, slack,
+ *                                       ioprio, pdeathsig, frame
  *                                       onto its own stack
  *   ...                       <-------- ready++ (only registers from here)
  *   'K', munmap the area                wait for go (on the sync page)
@@ -49,6 +50,26 @@ static void own_registrations(const struct crfs_restorer_args* a, uint64_t robus
     sys1(NR_set_tid_address, cctid);
 }
 
+/* fid: what a thread holds of its own (state/thread_attrs.h), set after its
+ * credentials (a credential change clears pdeathsig). */
+#define PR_SET_PDEATHSIG 1
+#define PR_SET_TIMERSLACK 29
+static void own_attrs(const struct crfs_restorer_args* a, const struct crfs_ra_thread_attrs* t) {
+    if (!t->present) return;
+    uint64_t tag = (uint64_t)(uint32_t)t->tid << 8;
+    long ret;
+    if (t->timer_slack_ns) { /* 0: real-time, which has none */
+        ret = sys2(NR_prctl, PR_SET_TIMERSLACK, t->timer_slack_ns);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, tag | 1);
+    }
+    ret = sys3(NR_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, t->ioprio);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, tag | 2);
+    if (t->pdeathsig) {
+        ret = sys2(NR_prctl, PR_SET_PDEATHSIG, t->pdeathsig);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, tag | 3);
+    }
+}
+
 static __attribute__((noreturn, used)) void thread_main(const struct crfs_restorer_args* a,
                                                         const struct crfs_ra_thread* t) {
     long ret = sys2(NR_arch_prctl, ARCH_SET_FS, t->fs_base);
@@ -70,6 +91,7 @@ static __attribute__((noreturn, used)) void thread_main(const struct crfs_restor
      * capability a non-root writer's task kept to create it). */
     if (a->set_creds) restore_creds(a);
     if (a->drop_caps) drop_caps(a);
+    own_attrs(a, &t->attrs);
     uint64_t frame = t->sigframe;
     if (t->sigframe_dst) {
         memcpy((void*)t->sigframe_dst, (const void*)t->sigframe, t->sigframe_len);

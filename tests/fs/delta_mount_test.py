@@ -10,7 +10,6 @@ usage: delta_mount_test.py BUILD_DIR
 """
 import json
 import os
-import pwd
 import signal
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test as rt  # noqa: E402  (Crfsd, Task, Base, wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from users import unprivileged_user  # noqa: E402
 
 MIB = 64
 PAGES = MIB * 256
@@ -40,14 +41,12 @@ def as_user(cmd):
 
 def setUpModule():
     global UID, GID
-    subprocess.run(["userdel", USER], capture_output=True)
-    subprocess.run(["useradd", "-M", "-N", "-g", "nogroup", "-s", "/bin/sh", USER], check=True)
-    UID, GID = pwd.getpwnam(USER).pw_uid, pwd.getpwnam(USER).pw_gid
+    pw = unittest.enterModuleContext(unprivileged_user(USER, "-N", "-g", "nogroup"))
+    UID, GID = pw.pw_uid, pw.pw_gid
 
 
 def tearDownModule():
-    subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
-    subprocess.run(["userdel", USER], capture_output=True)
+    """The user goes with the module's cleanups (unprivileged_user)."""
 
 
 class Delta(rt.Base):

@@ -13,7 +13,6 @@
 usage: file_policy_test.py BUILD_DIR  (any unittest args after)
 """
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test as rt  # noqa: E402  (Crfsd, Task, wait_for, read, sh)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from users import unprivileged_user  # noqa: E402
 
 USER = "crfsfd1"
 
@@ -140,12 +141,7 @@ class HostileEdits(rt.Base):
             raise
 
     def make_image(self):
-        subprocess.run(["userdel", USER], capture_output=True)
-        subprocess.run(["useradd", "-M", "-N", "-g", "nogroup", "-s", "/bin/sh", USER],
-                       check=True)
-        self.addCleanup(subprocess.run, ["userdel", USER], capture_output=True)
-        self.addCleanup(subprocess.run, ["pkill", "-KILL", "-u", USER], capture_output=True)
-        pw = pwd.getpwnam(USER)
+        pw = self.enterContext(unprivileged_user(USER, "-N", "-g", "nogroup"))
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         self.d = tempfile.mkdtemp(prefix="crfsfd-")
         self.addCleanup(shutil.rmtree, self.d, True)

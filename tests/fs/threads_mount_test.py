@@ -24,6 +24,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from users import unprivileged_user  # noqa: E402
 from roundtrip_mount_test import TIMEOUT, Base, read, sh, wait_for  # noqa: E402
 
 USER = "crfsth1"
@@ -184,12 +186,13 @@ class HostileThreadRecords(Base):
         # The main thread moved to a free pid, the others keep tids the
         # running original holds: clone3 refuses the first one, nothing stays.
         free = self.free_pid()
-        self.refused(self.edited(img, f"task.pid={free}", f"thread#0.tid={free}"), str(free),
+        self.refused(self.edited(img, f"task.pid={free}", f"thread#0.tid={free}",
+                                 f"thread-attrs#0.tid={free}"), str(free),
                      "File exists", f"creating thread {victim[1]}")
         # A thread id out of range, a thread's rip outside code, a robust
         # list head of another size, rseq misaligned, an odd tid address.
-        self.refused(self.edited(img, "thread#3.tid=-3"), "neg", "Invalid argument",
-                     "thread id -3")
+        self.refused(self.edited(img, "thread#3.tid=-3", "thread-attrs#3.tid=-3"), "neg",
+                     "Invalid argument", "thread id -3")
         self.refused(self.edited(img, "regs#2.rip=0x1000"), "rip", "Invalid argument",
                      f"thread {victim[2]}: rip 0x1000")
         self.refused(self.edited(img, "thread#1.robust_len=4096"), "robust", "Invalid argument",
@@ -199,10 +202,11 @@ class HostileThreadRecords(Base):
         self.refused(self.edited(img, "thread#4.clear_child_tid=0x1001"), "cctid",
                      "Invalid argument", "clear_child_tid 0x1001")
         # Two threads with one tid, and a thread with the main thread's.
-        self.refused(self.edited(img, f"thread#2.tid={victim[1]}"), "twice", "Bad message",
+        self.refused(self.edited(img, f"thread#2.tid={victim[1]}",
+                                 f"thread-attrs#2.tid={victim[1]}"), "twice", "Bad message",
                      f"thread {victim[1]} twice")
-        self.refused(self.edited(img, f"thread#2.tid={t.pid}"), "main", "Bad message",
-                     f"thread {t.pid} twice")
+        self.refused(self.edited(img, f"thread#2.tid={t.pid}", f"thread-attrs#2.tid={t.pid}"),
+                     "main", "Bad message", f"thread {t.pid} twice")
         self.assertEqual(t.finish(), "PASS")
 
 
@@ -211,12 +215,7 @@ class NormalUser(Base):
 
     @classmethod
     def setUpClass(cls):
-        subprocess.run(["userdel", "-r", USER], capture_output=True)
-        subprocess.run(["useradd", "-M", "-N", "-s", "/bin/sh", USER], check=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        subprocess.run(["userdel", USER], capture_output=True)
+        cls.enterClassContext(unprivileged_user(USER, "-N"))
 
     def test_normal_user_cannot_restore_threads(self):
         pw, as_user, d, proc = workload_as(USER, "--clear-groups")

@@ -28,6 +28,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from users import unprivileged_user  # noqa: E402
 import threads_mount_test  # noqa: E402
 from roundtrip_mount_test import Base, alive, read, sh, wait_for  # noqa: E402
 
@@ -305,12 +307,7 @@ class Unprivileged(TreeBase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        subprocess.run(["userdel", USER], capture_output=True)
-        subprocess.run(["useradd", "-M", "-N", "-s", "/bin/sh", USER], check=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        subprocess.run(["userdel", USER], capture_output=True)
+        cls.enterClassContext(unprivileged_user(USER, "-N"))
 
     def test_normal_users_tree_restore_is_eperm(self):
         _, as_user, run = self.as_user(USER)

@@ -217,14 +217,19 @@ PROBES = [
     ("tree_life", "session_left", " (task): session "),
     ("tree_life", "zombies", None),
     ("tree_life", "zombie_leader", None),
+    # fid: each thread's timer slack, I/O priority, pdeathsig (tests/probes/thread_attrs.c)
+    ("thread_attrs", "per_thread", None),
+    ("thread_attrs", "child", None),
+    ("thread_attrs", "reset_thread", ": a reset-on-fork scheduling flag of its own"),
+    ("thread_attrs", "reset_nice", "task: SCHED_RESET_ON_FORK with nice -3 and threads"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life"}
-SAME_PID_ONLY = {"threads", "tree_share", "tree_life"}
+TREES = {"tree_share", "tree_life", "thread_attrs"}
+SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs"}
 
 
 class Probe(roundtrip_mount_test.Task):

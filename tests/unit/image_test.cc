@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,8 +42,9 @@ struct Sample {
 
     // `version` 1: the fd record without same_as. `shared`: fd 4 shares fd 3's
     // description (then `fd4_data`: content for fd 4 too, which is wrong).
+    // `attrs_tid`: a thread-attrs record (fid, version 6) after the main thread's.
     explicit Sample(uint32_t version = image::kFormatVersion, bool shared = false,
-                    bool fd4_data = false) {
+                    bool fd4_data = false, std::optional<int32_t> attrs_tid = {}) {
         for (size_t i = 0; i < pages.size(); ++i) pages[i] = char(i * 7 + 1);
         image::Header h = make_header(0, 576);
         h.version = version;
@@ -70,6 +72,9 @@ struct Sample {
         image::PagesRecord pr{0x11000, 2, 0};
         w.add_external(RecordType::kPages, Payload().add(pr).bytes(), pages.data(), pages.size());
         if (version >= 3) w.add(RecordType::kThread, Payload().add(thread_rec(42)));
+        if (attrs_tid)
+            w.add(RecordType::kThreadAttrs,
+                  Payload().add(image::ThreadAttrsRecord{*attrs_tid, 10, 50000, 0x4004, 0}));
         w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
         w.add(RecordType::kXstate, std::string(576, 'x'));
         w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
@@ -260,13 +265,29 @@ TEST(ImageTest, BadMagic) {
         << error_of(s.bytes);
 }
 
+TEST(ImageTest, ThreadAttrsBelongToTheThreadRecordBeforeThem) {
+    auto img = decode(Sample(6, false, false, 42).bytes);
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_TRUE(img->main_attrs);
+    EXPECT_EQ(img->main_attrs->pdeathsig, 10);
+    EXPECT_EQ(img->main_attrs->ioprio, 0x4004u);
+    auto other = decode(Sample(6, false, false, 43).bytes);
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error().code, EBADMSG);
+    EXPECT_NE(other.error().what.find("thread 43: not after its thread record"), std::string::npos)
+        << other.error().what;
+    auto old = decode(Sample(5, false, false, 42).bytes);
+    ASSERT_FALSE(old);
+    EXPECT_NE(old.error().what.find("in a version 5 image"), std::string::npos) << old.error().what;
+}
+
 TEST(ImageTest, UnsupportedVersion) {
     Sample s;
     uint32_t v = 7;
     std::memcpy(s.bytes.data() + 8, &v, 4);
     auto img = decode(s.bytes);
     ASSERT_FALSE(img);
-    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1..5)");
+    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1..6)");
     EXPECT_EQ(img.error().code, ENOTSUP);
 }
 

@@ -16,7 +16,6 @@ or meet the kernel's own rule (CLOCK_REALTIME_ALARM needs CAP_WAKE_ALARM).
 usage: seccomp_attacks_test.py BUILD_DIR  (any unittest args after)
 """
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -29,19 +28,15 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "fs"))
 import restore_attacks_test as ra  # noqa: E402  (run_as, SlotAttackCase)
 import roundtrip_mount_test as rt  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "..", "support"))
+from users import unprivileged_user  # noqa: E402
 
 USER = "crfsfx1"
 
 
 def setUpModule():
-    subprocess.run(["userdel", USER], capture_output=True)
-    subprocess.run(["useradd", "-M", "-N", "-g", "nogroup", "-s", "/bin/sh", USER], check=True)
-    ra.UID, ra.GID = pwd.getpwnam(USER).pw_uid, pwd.getpwnam(USER).pw_gid
-
-
-def tearDownModule():
-    subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
-    subprocess.run(["userdel", USER], capture_output=True)
+    pw = unittest.enterModuleContext(unprivileged_user(USER, "-N", "-g", "nogroup"))
+    ra.UID, ra.GID = pw.pw_uid, pw.pw_gid
 
 
 class SeccompImages(ra.SlotAttackCase):

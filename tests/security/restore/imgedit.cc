@@ -174,6 +174,11 @@ constexpr Field kFields[] = {
     {"thread", "rseq_addr", 24, 8},
     {"thread", "rseq_len", 32, 4},
     {"thread", "clear_child_tid", 40, 8},
+    {"thread-attrs", "tid", 0, 4},  // fid
+    {"thread-attrs", "pdeathsig", 4, 4},
+    {"thread-attrs", "timer_slack_ns", 8, 8},
+    {"thread-attrs", "ioprio", 16, 4},
+    {"thread-attrs", "reserved", 20, 4},
 };
 
 [[noreturn]] void die(const std::string& msg) {

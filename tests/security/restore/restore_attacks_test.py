@@ -12,7 +12,6 @@ usage: restore_attacks_test.py BUILD_DIR  (any unittest args after)
 import ctypes
 import os
 import grp
-import pwd
 import re
 import shutil
 import signal
@@ -25,6 +24,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "fs"))
 import roundtrip_mount_test as rt  # noqa: E402  (Crfsd, wait_for, alive, read)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "support"))
+from users import unprivileged_user  # noqa: E402
 
 BUILD = None
 USER = "crfsrs1"
@@ -50,14 +51,12 @@ def session_keyring():
 
 def setUpModule():
     global UID, GID
-    subprocess.run(["userdel", USER], capture_output=True)
-    subprocess.run(["useradd", "-M", "-N", "-g", "nogroup", "-s", "/bin/sh", USER], check=True)
-    UID, GID = pwd.getpwnam(USER).pw_uid, pwd.getpwnam(USER).pw_gid
+    pw = unittest.enterModuleContext(unprivileged_user(USER, "-N", "-g", "nogroup"))
+    UID, GID = pw.pw_uid, pw.pw_gid
 
 
 def tearDownModule():
-    subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
-    subprocess.run(["userdel", USER], capture_output=True)
+    """The user goes with the module's cleanups (unprivileged_user)."""
 
 
 def attacks_as(user):
