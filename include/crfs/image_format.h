@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 5;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 6;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -180,6 +180,10 @@ enum class VmaKind : uint32_t {
     // Version 4 (kobj): a mapping of a memfd whose memfd record has `ino`.
     kMemfdShared = 8,   // MAP_SHARED: mapped from the restored memfd, no pages
     kMemfdPrivate = 9,  // MAP_PRIVATE: mapped from it, pages differing from it stored
+    // Version 6 (shm, trees): shared anonymous memory mapped by several
+    // processes of the image, one object named by `ino` (docs/trees.md).
+    kAnonSharedOwner = 14,  // in its first holder: content stored as its pages
+    kAnonSharedTaken = 15,  // in a later process: mapped from the owner's object, no pages
 };
 
 // VmaRecord.flags

@@ -51,7 +51,7 @@ PROBES = [
     ("memory", "aio", "memory: AIO ring"),
     ("memory", "memfd_shared", None),
     ("memory", "sysv", "memory: System V shared memory"),
-    ("memory", "shared_anon", "is mapped by another process too"),
+    # memory/shared_anon (shared with a child) is a tree restored now: tree_shmem/parent_kids.
     ("memory", "shared_deleted", "memory: shared mapping of a deleted file"),
     ("files", "regular", None),
     ("files", "shared", None),
@@ -216,14 +216,20 @@ PROBES = [
     ("tree_life", "session_left", " (task): session "),
     ("tree_life", "zombies", None),
     ("tree_life", "zombie_leader", None),
+    # shm: shared anonymous memory between members (tests/probes/tree_shmem.c, state/tree_shmem.h)
+    ("tree_shmem", "parent_kids", None),
+    ("tree_shmem", "split", None),
+    ("tree_shmem", "siblings", None),
+    ("tree_shmem", "outside", ", outside the image; shared memory with a process outside the image"),
+    ("tree_shmem", "uncovered", "(its first holder in the image) does not map; such sharing"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life"}
-SAME_PID_ONLY = {"threads", "tree_share", "tree_life"}
+TREES = {"tree_share", "tree_life", "tree_shmem"}
+SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "tree_shmem"}
 
 
 class Probe(roundtrip_mount_test.Task):

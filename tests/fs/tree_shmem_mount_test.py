@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Shared anonymous memory between the processes of a tree comes back shared
+(issues 10 and 11, docs/trees.md "Shared memory between members"), through
+the mounted tree:
+
+    python3: m = mmap.mmap(-1, 4096)    # MAP_SHARED|MAP_ANONYMOUS
+             fork two workers; each counts to TOTAL in its slot of m,
+             stopping half-way until a file `go` exists
+    cp /crfs/PARENT/image snap.img; kill -9 the tree
+    mkdir /crfs/PARENT && cp snap.img /crfs/PARENT/image; touch go
+    -> the workers continue from HALF; the parent sees both counts reach TOTAL
+       (their writes land in its memory) and they see the parent's flag
+
+One object again: every process's maps line of it has the same inode, shown
+as "/dev/zero (deleted)" as before. Edited images (a taker claiming an object
+no earlier process owns, pages its owner does not map, two owners, a taker's
+mapping made private) are refused with nothing made.
+
+usage: tree_shmem_mount_test.py BUILD_DIR  (any unittest args after)
+"""
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import read, wait_for  # noqa: E402
+import trees_mount_test  # noqa: E402
+from trees_mount_test import gone, tree_of  # noqa: E402
+
+TOTAL, HALF = 300_000, 100_000
+
+# Slots of the shared page (8-byte counters): 0, 1 the workers', 2 the
+# parent's flag (set once `go` exists), 3 a count of workers that saw it.
+PROGRAM = f"""
+import mmap, os, struct, time
+m = mmap.mmap(-1, 4096)  # MAP_SHARED | MAP_ANONYMOUS
+def get(i):
+    return struct.unpack_from("q", m, 8 * i)[0]
+def put(i, v):
+    struct.pack_into("q", m, 8 * i, v)
+def worker(i):
+    n = get(i)
+    while n < {TOTAL}:
+        n += 1
+        put(i, n)
+        if n == {HALF}:
+            open(f"w{{i}}.half", "w").close()
+            while not os.path.exists("go"):  # a state: the test's file
+                time.sleep(0.01)
+    while get(2) != 1:  # the parent's write, seen here
+        time.sleep(0.01)
+    put(3 + i, 1)
+    os._exit(0)
+kids = []
+for i in range(2):
+    pid = os.fork()
+    if pid == 0:
+        worker(i)
+    kids.append(pid)
+while not os.path.exists("go"):
+    time.sleep(0.01)
+put(2, 1)
+status = [os.waitpid(k, 0)[1] for k in kids]
+open("result", "w").write(f"{{get(0)}} {{get(1)}} {{get(3)}} {{get(4)}} {{status}}")
+"""
+
+
+def shmem_lines(pid):
+    return [line for line in read(f"/proc/{pid}/maps").splitlines()
+            if line.endswith("/dev/zero (deleted)")]
+
+
+class SharedMemory(trees_mount_test.TreeBase):
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def counters(self):
+        with open(self.path("prog.py"), "w") as f:
+            f.write(PROGRAM)
+        proc = self.start(None, 3, argv=["/usr/bin/python3", "prog.py"])
+        pids = tree_of(proc.pid)
+        wait_for(lambda: os.path.exists(self.path("w0.half")) and
+                 os.path.exists(self.path("w1.half")), "both workers half-way")
+        wait_for(lambda: all(trees_mount_test.stat(p)[0] == "S" for p in pids), "the tree asleep")
+        return proc, pids
+
+    def test_workers_counters_continue_shared_after_restore(self):
+        proc, pids = self.counters()
+        inode = {p: shmem_lines(p)[0].split()[4] for p in pids}
+        self.assertEqual(len(set(inode.values())), 1, "one object before")
+        self.round_trip(proc, pids)
+        lines = {p: shmem_lines(p) for p in pids}
+        for p in pids:
+            self.assertEqual(len(lines[p]), 1, f"pid {p}: {lines[p]}")
+        self.assertEqual(len({lines[p][0].split()[4] for p in pids}), 1, "one object after")
+        with open(self.path("go"), "w"):
+            pass
+        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
+        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+
+    def vmas(self, img):
+        """(index among vma records, record) of every vma record of the image."""
+        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
+        r = subprocess.run([edit, img, "--list"], capture_output=True, text=True, check=True)
+        out = [json.loads(line) for line in r.stdout.splitlines()]
+        return [rec for rec in out if rec.get("type") == "vma"]
+
+    def test_edited_shared_memory_records_are_refused_and_leave_nothing(self):
+        proc, pids = self.counters()
+        img = self.checkpoint(pids[0])
+        self.kill_all(proc, pids)
+        vmas = self.vmas(img)
+        owner = [i for i, v in enumerate(vmas) if v.get("kind") == 14]
+        taken = [i for i, v in enumerate(vmas) if v.get("kind") == 15]
+        self.assertEqual((len(owner), len(taken)), (1, 2), vmas)
+        o, t = owner[0], taken[0]
+        cases = [
+            ([f"vma#{t}.ino=12345"], "that no earlier process of the tree owns"),
+            ([f"vma#{o}.kind=15"], "in a mapping of shared memory another process owns"),
+            ([f"vma#{t}.pgoff=1"], "which its owner (process"),
+            ([f"vma#{t}.kind=14"], f"is owned by process {pids[0]} and"),
+            ([f"vma#{t}.flags=3"], "shared memory in a private mapping"),
+        ]
+        for edits, expect in cases:
+            self.refused(img, pids[0], edits, expect)
+            for p in pids:
+                self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(self.path("go"), "w"):
+            pass
+        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
+        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+
+
+if __name__ == "__main__":
+    roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
