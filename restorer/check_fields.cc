@@ -60,7 +60,8 @@ Status check_vmas(const DecodedImage& img) {
     for (const auto& v : img.vmas) {
         const auto& r = v.rec;
         std::string at = strfmt("VMA {:x}-{:x}", r.start, r.end);
-        if ((r.kind < 1 || r.kind > 9) && r.kind != 14 && r.kind != 15) return bad(strfmt("{}: kind {}", at, r.kind));
+        if ((r.kind < 1 || r.kind > 9) && r.kind != 14 && r.kind != 15)
+            return bad(strfmt("{}: kind {}", at, r.kind));
         if (r.flags & ~kVmaFlags) return bad(strfmt("{}: flags 0x{:x}", at, r.flags));
         if (r.vm_flags >> std::size(image::kVmFlagNames))
             return bad(strfmt("{}: VmFlags 0x{:x}", at, r.vm_flags));
