@@ -27,10 +27,12 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import read, wait_for  # noqa: E402
+import threads_mount_test  # noqa: E402
 import trees_mount_test  # noqa: E402
 from trees_mount_test import gone, tree_of  # noqa: E402
 
 TOTAL, HALF = 300_000, 100_000
+GROUP_USER, GROUP = "s6sh1", "s6shg"  # test users: the s6sh prefix
 
 # Slots of the shared page (8-byte counters): 0, 1 the workers', 2 the
 # parent's flag (set once `go` exists), 3 a count of workers that saw it.
@@ -134,6 +136,54 @@ class SharedMemory(trees_mount_test.TreeBase):
             pass
         wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
         self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+
+
+class GroupWriter(SharedMemory):
+    """A normal user in the group named by -o restore_pid_group restores its
+    own workers (checkpointed by root: reading shared memory through
+    map_files needs CAP_CHECKPOINT_RESTORE): the object is made by the daemon,
+    mapped by the user's processes, which hold the user's credentials."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        threads_mount_test.add_user_in_group(GROUP_USER, GROUP)
+
+    @classmethod
+    def tearDownClass(cls):
+        threads_mount_test.remove_user_and_group(GROUP_USER, GROUP)
+
+    def setUp(self):
+        super().setUp()
+        self.crfs.stop()
+        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={GROUP}"])
+        self.m = self.crfs.mnt
+
+    def test_group_member_restores_its_shared_counters_as_itself(self):
+        pw, as_user, run = self.as_user(GROUP_USER, "--init-groups")
+        with open(self.path("prog.py"), "w") as f:
+            f.write(PROGRAM)
+        os.chmod(self.path("prog.py"), 0o644)
+        proc = self.start(None, 3, argv=["/usr/bin/python3", "prog.py"], user_prefix=as_user)
+        pids = tree_of(proc.pid)
+        wait_for(lambda: os.path.exists(self.path("w0.half")) and
+                 os.path.exists(self.path("w1.half")), "both workers half-way")
+        img = self.checkpoint(pids[0])
+        os.chmod(img, 0o644)
+        self.kill_all(proc, pids)
+        r = run(f"mkdir {self.m}/{pids[0]} && cp {img} {self.m}/{pids[0]}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}",
+                          read(f"/proc/{p}/status"))
+            self.assertIn("CapEff:\t0000000000000000", read(f"/proc/{p}/status"))
+        self.assertEqual(len({shmem_lines(p)[0].split()[4] for p in pids}), 1, "one object")
+        run(f"touch {self.path('go')}")
+        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
+        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+
+    test_workers_counters_continue_shared_after_restore = None
+    test_edited_shared_memory_records_are_refused_and_leave_nothing = None
 
 
 if __name__ == "__main__":
