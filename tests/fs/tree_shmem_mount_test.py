@@ -70,6 +70,17 @@ open("result", "w").write(f"{{get(0)}} {{get(1)}} {{get(3)}} {{get(4)}} {{status
 """
 
 
+def shmem_flags(pid):
+    """The VmFlags of each shared anonymous mapping of `pid`."""
+    out, cur = [], None
+    for line in read(f"/proc/{pid}/smaps").splitlines():
+        if line[:1] in "0123456789abcdef" and "-" in line.split()[0]:
+            cur = line.endswith("/dev/zero (deleted)")
+        elif cur and line.startswith("VmFlags:"):
+            out.append(line)
+    return out
+
+
 def shmem_lines(pid):
     return [line for line in read(f"/proc/{pid}/maps").splitlines()
             if line.endswith("/dev/zero (deleted)")]
@@ -93,7 +104,13 @@ class SharedMemory(trees_mount_test.TreeBase):
         proc, pids = self.counters()
         inode = {p: shmem_lines(p)[0].split()[4] for p in pids}
         self.assertEqual(len(set(inode.values())), 1, "one object before")
+        before = {p: ([line.split(None, 5)[:4] for line in shmem_lines(p)], shmem_flags(p))
+                  for p in pids}
         self.round_trip(proc, pids)
+        for p in pids:  # address, perms, offset, device; VmFlags: as a fresh mapping's
+            after = ([line.split(None, 5)[:4] for line in shmem_lines(p)], shmem_flags(p))
+            self.assertEqual(after, before[p], f"pid {p}")
+            self.assertEqual(len(after[1]), 1, after)
         lines = {p: shmem_lines(p) for p in pids}
         for p in pids:
             self.assertEqual(len(lines[p]), 1, f"pid {p}: {lines[p]}")
