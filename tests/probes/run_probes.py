@@ -222,6 +222,7 @@ PROBES = [
     ("tree_shmem", "siblings", None),
     ("tree_shmem", "outside", ", outside the image; shared memory with a process outside the image"),
     ("tree_shmem", "uncovered", "(its first holder in the image) does not map; such sharing"),
+    ("tree_shmem", "memfd_kids", "(fd 3): memfd:tree is also held or mapped by pid "),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
