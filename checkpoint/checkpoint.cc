@@ -298,6 +298,9 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         for (Capture& c : out) mems.push_back(&c.memory);
         auto s = share_between_members(pids, fds);
         if (s) s = share_shmem_between_members(pids, mems);
+        std::vector<state::MemfdDump*> memfds;
+        for (Capture& c : out) memfds.push_back(&c.memfds);
+        if (s) share_memfds_between_members(memfds);
         if (!s) {
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             return std::unexpected(s.error());

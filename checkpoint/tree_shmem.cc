@@ -1,6 +1,7 @@
 #include "checkpoint/tree_shmem.h"
 
 #include <algorithm>
+#include <set>
 
 #include "state/tree_shmem.h"
 
@@ -29,6 +30,16 @@ Status share_shmem_between_members(std::span<const pid_t> pids, std::span<Memory
         for (size_t t : s.takers) mark(t, image::VmaKind::kAnonSharedTaken);
     }
     return {};
+}
+
+void share_memfds_between_members(std::span<state::MemfdDump* const> memfds) {
+    std::set<uint64_t> recorded;
+    for (state::MemfdDump* d : memfds) {
+        std::erase_if(d->objects, [&](const state::MemfdDump::Object& o) {
+            return recorded.count(o.rec.ino) != 0;
+        });
+        for (const auto& o : d->objects) recorded.insert(o.rec.ino);
+    }
 }
 
 image::VmaRecord tree_vma_record(const MemoryDump& mem, const MapsEntry& m) {

@@ -121,10 +121,48 @@ Status make_owned(TreeRestore& tree, uint32_t i, DecodedImage& img, int image_fd
     return {};
 }
 
+// A memfd this process maps whose record is an earlier process's (a memfd
+// held or mapped by several members: made once by its first holder,
+// state/memfd.cc): a dup of that process's memfd above our fds.
+Status take_memfds(const TreeRestore& tree, uint32_t i, const DecodedImage& img, FdPlan& fds,
+                   int min_fd) {
+    std::vector<uint64_t> taken;
+    for (const auto& v : img.vmas) {
+        auto k = image::VmaKind(v.rec.kind);
+        if (k != image::VmaKind::kMemfdShared && k != image::VmaKind::kMemfdPrivate) continue;
+        uint64_t ino = v.rec.ino;
+        bool own = std::any_of(img.memfds.begin(), img.memfds.end(),
+                               [&](const MemfdEntry& m) { return m.rec.ino == ino; });
+        if (own || std::find(taken.begin(), taken.end(), ino) != taken.end()) continue;
+        std::string at = strfmt("VMA {:x}-{:x}", v.rec.start, v.rec.end);
+        const MemfdEntry* rec = nullptr;
+        const state::MemfdHeld* held = nullptr;
+        for (uint32_t o = 0; o < i && !rec; ++o) {
+            const auto& m = tree.members[o];
+            if (!m.img || !m.fds) continue;
+            for (const auto& e : m.img->memfds)
+                if (e.rec.ino == ino) rec = &e;
+            for (const auto& h : m.fds->memfds)
+                if (rec && h.ino == ino) held = &h;
+        }
+        if (!rec || !held)
+            return bad(strfmt("{}: memfd {} that no earlier process of the tree records", at, ino));
+        if (rec->rec.seals & (0x8 | 0x10))  // state/memfd.cc: a reason at checkpoint
+            return bad(strfmt("{}: memfd {} of another process, sealed against writes", at, ino));
+        int hi = fcntl(held->fd.get(), F_DUPFD_CLOEXEC, min_fd);
+        if (hi < 0) return errno_error(at + ": dup of its memfd");
+        fds.memfds.push_back({ino, UniqueFd(hi), 0});
+        taken.push_back(ino);
+    }
+    return {};
+}
+
 }  // namespace
 
 Status tree_shmem_plan(const RestoreRequest& req, DecodedImage& img, int image_fd, FdPlan& fds,
                        int min_fd) {
+    if (req.tree)
+        if (auto s = take_memfds(*req.tree, req.tree_index, img, fds, min_fd); !s) return s;
     bool any = std::any_of(img.vmas.begin(), img.vmas.end(),
                            [](const VmaEntry& v) { return is_owner(v) || is_taken(v); });
     if (!any) return {};

@@ -9,7 +9,9 @@ the mounted tree:
     cp /crfs/PARENT/image snap.img; kill -9 the tree
     mkdir /crfs/PARENT && cp snap.img /crfs/PARENT/image; touch go
     -> the workers continue from HALF; the parent sees both counts reach TOTAL
-       (their writes land in its memory) and they see the parent's flag
+       (their writes land in its memory) and they see the parent's flag;
+the same with the page a memfd's (`os.memfd_create`, fd 3 inherited):
+one memfd again, one description (kcmp), its mapping its inode
 
 One object again: every process's maps line of it has the same inode, shown
 as "/dev/zero (deleted)" as before. Edited images (a taker claiming an object
@@ -29,6 +31,7 @@ import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import read, wait_for  # noqa: E402
 import threads_mount_test  # noqa: E402
 import trees_mount_test  # noqa: E402
+import tree_share_mount_test  # noqa: E402
 from trees_mount_test import gone, tree_of  # noqa: E402
 
 TOTAL, HALF = 300_000, 100_000
@@ -36,9 +39,14 @@ GROUP_USER, GROUP = "s6sh1", "s6shg"  # test users: the s6sh prefix
 
 # Slots of the shared page (8-byte counters): 0, 1 the workers', 2 the
 # parent's flag (set once `go` exists), 3 a count of workers that saw it.
+ANON = "m = mmap.mmap(-1, 4096)  # MAP_SHARED | MAP_ANONYMOUS"
+MEMFD = """fd = os.memfd_create("counters")  # fd 3, inherited by the workers
+os.ftruncate(fd, 4096)
+m = mmap.mmap(fd, 4096)  # MAP_SHARED"""
+
 PROGRAM = f"""
 import mmap, os, struct, time
-m = mmap.mmap(-1, 4096)  # MAP_SHARED | MAP_ANONYMOUS
+MAPPING
 def get(i):
     return struct.unpack_from("q", m, 8 * i)[0]
 def put(i, v):
@@ -90,9 +98,9 @@ class SharedMemory(trees_mount_test.TreeBase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def counters(self):
+    def counters(self, mapping=ANON):
         with open(self.path("prog.py"), "w") as f:
-            f.write(PROGRAM)
+            f.write(PROGRAM.replace("MAPPING", mapping))
         proc = self.start(None, 3, argv=["/usr/bin/python3", "prog.py"])
         pids = tree_of(proc.pid)
         wait_for(lambda: os.path.exists(self.path("w0.half")) and
@@ -115,6 +123,39 @@ class SharedMemory(trees_mount_test.TreeBase):
         for p in pids:
             self.assertEqual(len(lines[p]), 1, f"pid {p}: {lines[p]}")
         self.assertEqual(len({lines[p][0].split()[4] for p in pids}), 1, "one object after")
+        with open(self.path("go"), "w"):
+            pass
+        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
+        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+
+    def test_workers_counters_in_a_memfd_continue_shared_after_restore(self):
+        proc, pids = self.counters(MEMFD)
+        self.round_trip(proc, pids)
+        for p in pids:
+            self.assertEqual(os.readlink(f"/proc/{p}/fd/3"), "/memfd:counters (deleted)")
+            self.assertEqual(tree_share_mount_test.kcmp_file(pids[0], 3, p, 3), 0, "one fd")
+            maps = [line for line in read(f"/proc/{p}/maps").splitlines()
+                    if line.endswith("/memfd:counters (deleted)")]
+            self.assertEqual(len(maps), 1, maps)
+            self.assertEqual(maps[0].split()[4], str(os.stat(f"/proc/{p}/fd/3").st_ino))
+        with open(self.path("go"), "w"):
+            pass
+        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
+        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+
+    def test_edited_memfd_mapping_is_refused_and_leaves_nothing(self):
+        proc, pids = self.counters(MEMFD)
+        img = self.checkpoint(pids[0])
+        self.kill_all(proc, pids)
+        vmas = self.vmas(img)
+        mapped = [i for i, v in enumerate(vmas) if v.get("kind") == 8]
+        self.assertEqual(len(mapped), 3, vmas)
+        self.refused(img, pids[0], [f"vma#{mapped[1]}.ino=12345"],
+                     "memfd 12345 that no earlier process of the tree records")
+        for p in pids:
+            self.assertFalse(os.path.exists(f"/proc/{p}"))
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr)
         with open(self.path("go"), "w"):
             pass
         wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
@@ -179,7 +220,7 @@ class GroupWriter(SharedMemory):
     def test_group_member_restores_its_shared_counters_as_itself(self):
         pw, as_user, run = self.as_user(GROUP_USER, "--init-groups")
         with open(self.path("prog.py"), "w") as f:
-            f.write(PROGRAM)
+            f.write(PROGRAM.replace("MAPPING", ANON))
         os.chmod(self.path("prog.py"), 0o644)
         proc = self.start(None, 3, argv=["/usr/bin/python3", "prog.py"], user_prefix=as_user)
         pids = tree_of(proc.pid)
@@ -201,6 +242,8 @@ class GroupWriter(SharedMemory):
 
     test_workers_counters_continue_shared_after_restore = None
     test_edited_shared_memory_records_are_refused_and_leave_nothing = None
+    test_workers_counters_in_a_memfd_continue_shared_after_restore = None
+    test_edited_memfd_mapping_is_refused_and_leaves_nothing = None
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ PROBES = [
     ("kobj_c", "memfd_future_write", None),
     ("kobj_c", "memfd_noexec", None),
     ("kobj_c", "memfd_mapped", None),
-    ("kobj_c", "memfd_other", "fd 3: memfd:other is also held or mapped by pid "),
+    # kobj_c/memfd_other (a memfd a child holds too) is a tree restored now: tree_shmem/memfd_kids.
     ("kobj_c", "memfd_hugetlb", "fd 3: memfd:huge on hugetlbfs (MFD_HUGETLB) not supported yet"),
     ("kobj_c", "shared_anon_split", None),
     ("kobj_c", "shared_anon_alias", "(one object mapped twice in the task); such aliases not"),
@@ -222,7 +222,9 @@ PROBES = [
     ("tree_shmem", "siblings", None),
     ("tree_shmem", "outside", ", outside the image; shared memory with a process outside the image"),
     ("tree_shmem", "uncovered", "(its first holder in the image) does not map; such sharing"),
-    ("tree_shmem", "memfd_kids", "(fd 3): memfd:tree is also held or mapped by pid "),
+    ("tree_shmem", "memfd_kids", None),
+    ("tree_shmem", "memfd_outside", "fd 3: memfd:tree is also held or mapped by pid "),
+    ("tree_shmem", "memfd_sealed", "of the tree and sealed against writes (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

@@ -145,20 +145,51 @@ static void uncovered_check(void) {
     ask_kids();
 }
 
-/* Still refused: a memfd held and mapped by a parent and its child (the
- * memfd kind's reason, naming the other pid; docs/trees.md). */
-static void memfd_kids_setup(void) {
-    int fd = memfd_create("tree", MFD_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, PAGE) != 0) die("memfd");
-    g_mem = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+/* A memfd held (fd 3) and mapped by a parent, inherited by two workers:
+ * one memfd again, its record in the parent's image. */
+static int g_memfd = -1;
+static void memfd_setup(unsigned flags) {
+    g_memfd = memfd_create("tree", MFD_CLOEXEC | flags);
+    if (g_memfd != 3 || ftruncate(g_memfd, SLOTS * PAGE) != 0) die("memfd");
+    g_mem = mmap(NULL, SLOTS * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g_memfd, 0);
     if (g_mem == MAP_FAILED) die("mmap memfd");
-    strcpy(g_mem, "memfd");
+    strcpy(slot(1), "before");
+}
+static void memfd_kids_setup(void) {
+    memfd_setup(0);
     worker(0, answer_parent);
+    worker(1, answer_parent);
 }
 static void memfd_kids_check(void) {
-    if (strcmp(g_mem, "memfd") != 0) fail("the memfd holds '%s'", g_mem);
-    kill(g_kids[0], SIGKILL);
-    waitpid(g_kids[0], NULL, 0);
+    char link[64] = "";
+    (void)!readlink("/proc/self/fd/3", link, sizeof link - 1);
+    if (strcmp(link, "/memfd:tree (deleted)") != 0) fail("fd 3 is '%s'", link);
+    parent_kids_check();
+    char got[16] = "";
+    if (pread(g_memfd, got, sizeof got - 1, 2 * PAGE) < 0 || strcmp(got, "child 1") != 0)
+        fail("the memfd through its fd holds '%s'", got);
+}
+
+/* Still refused: sealed against writes (F_SEAL_FUTURE_WRITE), shared with a
+ * child: the seal would come before the child's mapping. */
+static void memfd_sealed_setup(void) {
+    memfd_setup(MFD_ALLOW_SEALING);
+    if (fcntl(g_memfd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0) die("F_ADD_SEALS");
+    worker(0, answer_parent);
+}
+static void memfd_sealed_check(void) {
+    strcpy(slot(0), "parent");
+    ask_kids();
+}
+
+/* Still refused: a memfd a process outside the tree holds and maps too. */
+static void memfd_outside_setup(void) {
+    memfd_setup(0);
+    g_outside = spawn_outsider();
+}
+static void memfd_outside_check(void) {
+    kill(g_outside, SIGKILL);
+    if (strcmp(slot(1), "before") != 0) fail("the memfd holds '%s'", slot(1));
 }
 
 static const struct variant kVariants[] = {
@@ -168,6 +199,8 @@ static const struct variant kVariants[] = {
     {"outside", outside_setup, outside_check, NULL},
     {"uncovered", uncovered_setup, uncovered_check, NULL},
     {"memfd_kids", memfd_kids_setup, memfd_kids_check, NULL},
+    {"memfd_sealed", memfd_sealed_setup, memfd_sealed_check, NULL},
+    {"memfd_outside", memfd_outside_setup, memfd_outside_check, NULL},
 };
 
 PROBE_MAIN(kVariants)
