@@ -93,6 +93,9 @@ Status make_owned(TreeRestore& tree, uint32_t i, DecodedImage& img, int image_fd
             return bad(strfmt("shared memory object {} of {} pages", ino, end));
         auto fd = make_object(end * kPage);
         if (!fd) return std::unexpected(fd.error());
+        // Owned as the owner made it: by its fsuid and fsgid (the daemon made it).
+        if (fchown(fd->get(), img.creds.uid[3], img.creds.gid[3]) != 0)
+            return errno_error(strfmt("chown of shared memory object {}", ino));
         obj.fd = std::move(*fd);
         tree.shm.push_back(std::move(obj));
     }

@@ -236,6 +236,9 @@ class GroupWriter(SharedMemory):
                           read(f"/proc/{p}/status"))
             self.assertIn("CapEff:\t0000000000000000", read(f"/proc/{p}/status"))
         self.assertEqual(len({shmem_lines(p)[0].split()[4] for p in pids}), 1, "one object")
+        for p in pids:  # owned by the user, as the user's mmap made it
+            st = os.stat(f"/proc/{p}/map_files/{shmem_lines(p)[0].split()[0]}")
+            self.assertEqual((st.st_uid, st.st_gid), (pw.pw_uid, pw.pw_gid))
         run(f"touch {self.path('go')}")
         wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
         self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
