@@ -108,6 +108,23 @@ class SharedMemory(trees_mount_test.TreeBase):
         wait_for(lambda: all(trees_mount_test.stat(p)[0] == "S" for p in pids), "the tree asleep")
         return proc, pids
 
+    def finish(self, pids, go=None):
+        """`go`, then the parent's verdict: both counts exact, both flags seen."""
+        (go or (lambda: open(self.path("go"), "w").close()))()
+        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
+        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+
+    def edited(self, mapping, kind, count):
+        """The workers checkpointed and killed: (image, pids, indexes of the vma
+        records of `kind`, of which there must be `count`)."""
+        proc, pids = self.counters(mapping)
+        img = self.checkpoint(pids[0])
+        self.kill_all(proc, pids)
+        vmas = self.vmas(img)
+        found = [i for i, v in enumerate(vmas) if v.get("kind") == kind]
+        self.assertEqual(len(found), count, vmas)
+        return img, pids, found
+
     def test_workers_counters_continue_shared_after_restore(self):
         proc, pids = self.counters()
         inode = {p: shmem_lines(p)[0].split()[4] for p in pids}
@@ -123,10 +140,7 @@ class SharedMemory(trees_mount_test.TreeBase):
         for p in pids:
             self.assertEqual(len(lines[p]), 1, f"pid {p}: {lines[p]}")
         self.assertEqual(len({lines[p][0].split()[4] for p in pids}), 1, "one object after")
-        with open(self.path("go"), "w"):
-            pass
-        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
-        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+        self.finish(pids)
 
     def test_workers_counters_in_a_memfd_continue_shared_after_restore(self):
         proc, pids = self.counters(MEMFD)
@@ -138,28 +152,17 @@ class SharedMemory(trees_mount_test.TreeBase):
                     if line.endswith("/memfd:counters (deleted)")]
             self.assertEqual(len(maps), 1, maps)
             self.assertEqual(maps[0].split()[4], str(os.stat(f"/proc/{p}/fd/3").st_ino))
-        with open(self.path("go"), "w"):
-            pass
-        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
-        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+        self.finish(pids)
 
     def test_edited_memfd_mapping_is_refused_and_leaves_nothing(self):
-        proc, pids = self.counters(MEMFD)
-        img = self.checkpoint(pids[0])
-        self.kill_all(proc, pids)
-        vmas = self.vmas(img)
-        mapped = [i for i, v in enumerate(vmas) if v.get("kind") == 8]
-        self.assertEqual(len(mapped), 3, vmas)
+        img, pids, mapped = self.edited(MEMFD, 8, 3)
         self.refused(img, pids[0], [f"vma#{mapped[1]}.ino=12345"],
                      "memfd 12345 that no earlier process of the tree records")
         for p in pids:
             self.assertFalse(os.path.exists(f"/proc/{p}"))
         r = self.restore(img, str(pids[0]))
         self.assertEqual(r.returncode, 0, r.stderr)
-        with open(self.path("go"), "w"):
-            pass
-        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
-        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+        self.finish(pids)
 
     def vmas(self, img):
         """(index among vma records, record) of every vma record of the image."""
@@ -169,13 +172,9 @@ class SharedMemory(trees_mount_test.TreeBase):
         return [rec for rec in out if rec.get("type") == "vma"]
 
     def test_edited_shared_memory_records_are_refused_and_leave_nothing(self):
-        proc, pids = self.counters()
-        img = self.checkpoint(pids[0])
-        self.kill_all(proc, pids)
-        vmas = self.vmas(img)
-        owner = [i for i, v in enumerate(vmas) if v.get("kind") == 14]
-        taken = [i for i, v in enumerate(vmas) if v.get("kind") == 15]
-        self.assertEqual((len(owner), len(taken)), (1, 2), vmas)
+        img, pids, owner = self.edited(ANON, 14, 1)
+        taken = [i for i, v in enumerate(self.vmas(img)) if v.get("kind") == 15]
+        self.assertEqual(len(taken), 2)
         o, t = owner[0], taken[0]
         cases = [
             ([f"vma#{t}.ino=12345"], "that no earlier process of the tree owns"),
@@ -190,10 +189,7 @@ class SharedMemory(trees_mount_test.TreeBase):
                 self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
         r = self.restore(img, str(pids[0]))
         self.assertEqual(r.returncode, 0, r.stderr)
-        with open(self.path("go"), "w"):
-            pass
-        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
-        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+        self.finish(pids)
 
 
 class GroupWriter(SharedMemory):
@@ -239,9 +235,7 @@ class GroupWriter(SharedMemory):
         for p in pids:  # owned by the user, as the user's mmap made it
             st = os.stat(f"/proc/{p}/map_files/{shmem_lines(p)[0].split()[0]}")
             self.assertEqual((st.st_uid, st.st_gid), (pw.pw_uid, pw.pw_gid))
-        run(f"touch {self.path('go')}")
-        wait_for(lambda: os.path.exists(self.path("result")) and gone(pids[0]), "the parent")
-        self.assertEqual(read(self.path("result")), f"{TOTAL} {TOTAL} 1 1 [0, 0]")
+        self.finish(pids, lambda: run(f"touch {self.path('go')}"))
 
     test_workers_counters_continue_shared_after_restore = None
     test_edited_shared_memory_records_are_refused_and_leave_nothing = None
