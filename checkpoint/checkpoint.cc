@@ -25,6 +25,7 @@
 #include "checkpoint/threads.h"
 #include "checkpoint/tree.h"
 #include "checkpoint/tree_share.h"
+#include "checkpoint/tree_shmem.h"
 #include "common/image_writer.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -297,7 +298,14 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     if (out.size() > 1) {  // share: while frozen (checkpoint/tree_share.h)
         std::vector<std::vector<TaskFd>*> fds;
         for (Capture& c : out) fds.push_back(&c.fds);
-        if (auto s = share_between_members(pids, fds); !s) {
+        std::vector<MemoryDump*> mems;  // shm: checkpoint/tree_shmem.h
+        for (Capture& c : out) mems.push_back(&c.memory);
+        auto s = share_between_members(pids, fds);
+        if (s) s = share_shmem_between_members(pids, mems);
+        std::vector<state::MemfdDump*> memfds;
+        for (Capture& c : out) memfds.push_back(&c.memfds);
+        if (s) share_memfds_between_members(memfds);
+        if (!s) {
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             return std::unexpected(s.error());
         }
@@ -383,7 +391,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
           Payload().add(mm).add_bytes(a.auxv.data(), a.auxv.size() * 8).add_string(a.exe));
 
     for (const MapsEntry& m : c.memory.maps)
-        w.add(RecordType::kVma, Payload().add(vma_record(m)).add_string(m.path));
+        w.add(RecordType::kVma, Payload().add(tree_vma_record(c.memory, m)).add_string(m.path));
     for (const auto& v : c.prints.vmas) w.add(RecordType::kVmaContent, Payload().add(v));
 
     w.add(RecordType::kThread, Payload().add(c.main_thread));

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -78,6 +79,8 @@ struct MemoryDump {
     // Live snapshot: the pages still in the task, write-protected, streamed
     // after the thaw (null: every page is in `runs`).
     std::shared_ptr<LiveMemory> live;
+    // shm: VMAs (by start) a tree's sharing recorded as another kind (checkpoint/tree_shmem.h).
+    std::map<uint64_t, image::VmaKind> tree_kinds;
 };
 
 // Where a run's bytes come from.

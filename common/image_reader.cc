@@ -450,8 +450,11 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("bad range {:x}-{:x}", v.rec.start, v.rec.end));
                 if (!img.vmas.empty() && v.rec.start < img.vmas.back().rec.end)
                     return inconsistent(r, "VMAs overlap or are out of order");
-                if (v.rec.kind < uint32_t(image::VmaKind::kAnonPrivate) ||
-                    v.rec.kind > uint32_t(image::VmaKind::kMemfdPrivate))
+                bool shm = img.header.version >= 6 &&  // shm: restorer/tree_shmem.h
+                           (v.rec.kind == uint32_t(image::VmaKind::kAnonSharedOwner) ||
+                            v.rec.kind == uint32_t(image::VmaKind::kAnonSharedTaken));
+                if (!shm && (v.rec.kind < uint32_t(image::VmaKind::kAnonPrivate) ||
+                             v.rec.kind > uint32_t(image::VmaKind::kMemfdPrivate)))
                     return inconsistent(r, strfmt("unknown VMA kind {}", v.rec.kind));
                 img.vmas.push_back(std::move(v));
                 break;

@@ -62,7 +62,8 @@ Status check_vmas(const DecodedImage& img) {
         const auto& r = v.rec;
         // Formatted only for an error: 30,000 areas are 30,000 strings otherwise.
         auto at = [&r] { return strfmt("VMA {:x}-{:x}", r.start, r.end); };
-        if (r.kind < 1 || r.kind > 9) return bad(strfmt("{}: kind {}", at(), r.kind));
+        if ((r.kind < 1 || r.kind > 9) && r.kind != 14 && r.kind != 15)
+            return bad(strfmt("{}: kind {}", at(), r.kind));
         if (r.flags & ~kVmaFlags) return bad(strfmt("{}: flags 0x{:x}", at(), r.flags));
         if (r.vm_flags >> std::size(image::kVmFlagNames))
             return bad(strfmt("{}: VmFlags 0x{:x}", at(), r.vm_flags));

@@ -257,6 +257,14 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
                 r.file_off = v.rec.pgoff * kPage;
                 path = state::memfd_self_path(memfds, v.rec.ino);
                 break;
+            case image::VmaKind::kAnonSharedOwner:  // shm: restorer/tree_shmem.h
+            case image::VmaKind::kAnonSharedTaken:
+                r.kind = CRFS_RA_FILE;
+                r.mmap_flags = MAP_SHARED;
+                r.open_flags = O_RDWR;  // as MAP_SHARED|MAP_ANONYMOUS: may-write, always
+                r.file_off = v.rec.pgoff * kPage;
+                path = state::memfd_self_path(memfds, v.rec.ino);
+                break;
             default:
                 continue;  // vdso/vvar are moved, vsyscall is fixed
         }

@@ -482,6 +482,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
     if (auto s = tree_share_plan(req, *img, *fds, min_fd); !s) return std::unexpected(s.error());
+    if (auto s = tree_shmem_plan(req, *img, image_fd.get(), *fds, min_fd); !s)  // shm
+        return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
     SettingsPlan settings = plan_settings(*img);

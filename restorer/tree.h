@@ -36,6 +36,7 @@
 #include "restorer/files.h"
 #include "restorer/restore.h"
 #include "restorer/tree_leaders.h"
+#include "restorer/tree_shmem.h"
 
 namespace crfs {
 
@@ -71,6 +72,7 @@ struct TreeRestore {
     // root is cloned (a receiver whose giver died then reads end of file).
     std::vector<UniqueFd> share_fds;
     TreeGroups groups;                        // groups led by members or placeholders
+    std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (restorer/tree_shmem.h)
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

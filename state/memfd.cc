@@ -22,6 +22,7 @@
 #include "common/strfmt.h"
 #include "state/holders.h"
 #include "state/kobj.h"
+#include "state/tree.h"
 
 namespace crfs::state {
 namespace {
@@ -32,6 +33,7 @@ constexpr long kHugetlbfsMagic = 0x958458f6;
 // The seals F_GET_SEALS reports (F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC).
 constexpr uint32_t kSeals = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20;
 constexpr uint32_t kSealExec = 0x20;
+constexpr uint32_t kWriteSeals = 0x8 | 0x10;               // F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
 constexpr unsigned kMfdNoexecSeal = 0x8, kMfdExec = 0x10;  // linux/memfd.h (6.3)
 constexpr uint32_t kOLargefile = 0100000;                  // the kernel's (glibc's is 0)
 
@@ -94,10 +96,13 @@ bool maps_inode(int p, uint64_t ino) {
 
 // The processes other than the task and the daemon that hold memfd (dev, ino)
 // by an fd (whose link reads `link`) or a mapping, as far as the caller sees.
-std::vector<pid_t> other_users(pid_t task, dev_t dev, uint64_t ino, const std::string& link) {
+// shm: processes of the image (`inside`) go into `members` instead.
+std::vector<pid_t> other_users(pid_t task, dev_t dev, uint64_t ino, const std::string& link,
+                               const std::vector<pid_t>& inside, std::vector<pid_t>& members) {
     std::vector<pid_t> out;
     for (int p : numbers_in("/proc")) {
         if (p == task || p == getpid()) continue;
+        bool member = std::find(inside.begin(), inside.end(), p) != inside.end();
         bool found = false;
         std::string dir = strfmt("/proc/{}/fd", p);
         for (int fd : numbers_in(dir)) {
@@ -110,14 +115,14 @@ std::vector<pid_t> other_users(pid_t task, dev_t dev, uint64_t ino, const std::s
                 break;
             }
         }
-        if (found || maps_inode(p, ino)) out.push_back(p);
+        if (found || maps_inode(p, ino)) (member ? members : out).push_back(p);
     }
     return out;
 }
 
 // Why memfd `link` (read through `src`, as the caller) cannot be saved.
-std::optional<std::string> object_reason(pid_t task, const std::string& who, const std::string& src,
-                                         const std::string& link) {
+std::optional<std::string> object_reason(TaskView& t, const std::string& who,
+                                         const std::string& src, const std::string& link) {
     struct stat st;
     struct statfs sf;
     if (::stat(src.c_str(), &st) != 0 || ::statfs(src.c_str(), &sf) != 0)
@@ -127,12 +132,26 @@ std::optional<std::string> object_reason(pid_t task, const std::string& who, con
     if (uint64_t(st.st_size) > image::kMaxMemfdBytes)
         return strfmt("{}{} of {} bytes is larger than {}; larger memfds{}", lead(who), shown(link),
                       st.st_size, image::kMaxMemfdBytes, kNotYet);
-    auto others = other_users(task, st.st_dev, st.st_ino, link);
+    // shm: held or mapped by other processes of the image: restored once,
+    // its record in the first holder's image (docs/trees.md), unless sealed
+    // against writes (the seals would come before the others' mappings).
+    std::vector<pid_t> inside = t.image_pids(), members;
+    if (inside.empty()) inside = tree_pids(t.pid());
+    auto others = other_users(t.pid(), st.st_dev, st.st_ino, link, inside, members);
     if (!others.empty())
         return strfmt(
             "{}{} is also held or mapped by {}; a memfd shared with another "
             "process{}",
             lead(who), shown(link), Holders::names(others), kNotYet);
+    if (!members.empty()) {
+        auto fd = open_fd(src, O_RDONLY | O_CLOEXEC);
+        int seals = fd ? fcntl(fd->get(), F_GET_SEALS) : -1;
+        if (seals < 0 || (seals & kWriteSeals))
+            return strfmt(
+                "{}{} is also held or mapped by {} of the tree and sealed against writes "
+                "(F_SEAL_WRITE or F_SEAL_FUTURE_WRITE); such a shared memfd{}",
+                lead(who), shown(link), Holders::names(members), kNotYet);
+    }
     return std::nullopt;
 }
 
@@ -143,7 +162,7 @@ bool match(const FdView& f) {
 }
 
 std::optional<std::string> detect(TaskView& t, const FdView& f) {
-    return object_reason(t.pid(), "", t.path(strfmt("fd/{}", f.fd)), f.link);
+    return object_reason(t, "", t.path(strfmt("fd/{}", f.fd)), f.link);
 }
 
 Status dump(pid_t, const FdView& f, TaskFd& t) {
@@ -275,7 +294,7 @@ std::optional<std::string> memfd_vma_reason(TaskView& t, const MapsEntry& m) {
             "{}: {} (mapped, no fd) is read through /proc/{}/map_files, which the "
             "kernel opens only with CAP_CHECKPOINT_RESTORE",
             who, shown(m.path), t.pid());
-    return object_reason(t.pid(), who, src, m.path);
+    return object_reason(t, who, src, m.path);
 }
 
 Result<MemfdDump> dump_memfds(pid_t pid, const std::vector<MapsEntry>& maps) {
@@ -321,7 +340,8 @@ Status check_memfds(const DecodedImage& img) {
     for (const auto& v : img.vmas) {
         auto k = image::VmaKind(v.rec.kind);
         if (k != image::VmaKind::kMemfdShared && k != image::VmaKind::kMemfdPrivate) continue;
-        if (!entry_of(img, v.rec.ino))
+        // shm: in a tree, an earlier process's record (restorer/tree_shmem.cc checks).
+        if (!entry_of(img, v.rec.ino) && img.processes.empty())
             return bad(strfmt("VMA {:x}-{:x}: memfd {} has no memfd record", v.rec.start, v.rec.end,
                               v.rec.ino));
         used.insert(v.rec.ino);

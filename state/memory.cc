@@ -20,6 +20,7 @@
 #include "state/kind.h"
 #include "state/memfd.h"
 #include "state/memory.h"
+#include "state/tree_shmem.h"
 
 namespace crfs {
 
@@ -154,6 +155,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
     if (!maps) return std::unexpected(maps.error());
     UniqueFd pagemap;
     shmem_alias_reasons(**maps, out);  // state/shmem.cc
+    shmem_share_reasons(t, out);       // state/tree_shmem.cc
     for (const MapsEntry& m : **maps) {
         if (special(m)) continue;
         // Read through /proc/<pid>/map_files by the dump, which the kernel
@@ -181,9 +183,8 @@ Status detect_memory(TaskView& t, Reasons& out) {
             m.ino == 0 || m.path.starts_with("/dev/zero") || m.path.starts_with("[anon_shmem:");
         if (is_memfd_path(m.path)) {  // state/memfd.cc; its VmFlags are checked below
             if (auto why = memfd_vma_reason(t, m)) out.push_back(*why);
-        } else if (shared && shmem && m.shared_kb) {
-            out.push_back("memory: shared anonymous memory " + range(m) +
-                          " is mapped by another process too; sharing" + std::string(kNotYet));
+        } else if (shared && shmem) {
+            // Mapped by other processes: state/tree_shmem.cc (shmem_share_reasons).
         } else if (shared && !shmem && deleted) {
             out.push_back("memory: shared mapping of a deleted file " + range(m) +
                           std::string(kNotYet));

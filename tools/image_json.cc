@@ -394,6 +394,10 @@ const char* vma_kind_name(uint32_t k) {
             return "memfd-shared";
         case image::VmaKind::kMemfdPrivate:
             return "memfd-private";
+        case image::VmaKind::kAnonSharedOwner:
+            return "anon-shared-owner";
+        case image::VmaKind::kAnonSharedTaken:
+            return "anon-shared-taken";
     }
     return "?";
 }

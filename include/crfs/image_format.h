@@ -182,6 +182,10 @@ enum class VmaKind : uint32_t {
     // Version 4 (kobj): a mapping of a memfd whose memfd record has `ino`.
     kMemfdShared = 8,   // MAP_SHARED: mapped from the restored memfd, no pages
     kMemfdPrivate = 9,  // MAP_PRIVATE: mapped from it, pages differing from it stored
+    // Version 6 (shm, trees): shared anonymous memory mapped by several
+    // processes of the image, one object named by `ino` (docs/trees.md).
+    kAnonSharedOwner = 14,  // in its first holder: content stored as its pages
+    kAnonSharedTaken = 15,  // in a later process: mapped from the owner's object, no pages
 };
 
 // VmaRecord.flags

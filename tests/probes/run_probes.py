@@ -52,7 +52,7 @@ PROBES = [
     ("memory", "aio", "memory: AIO ring"),
     ("memory", "memfd_shared", None),
     ("memory", "sysv", "memory: System V shared memory"),
-    ("memory", "shared_anon", "is mapped by another process too"),
+    # memory/shared_anon (shared with a child) is a tree restored now: tree_shmem/parent_kids.
     ("memory", "shared_deleted", "memory: shared mapping of a deleted file"),
     ("files", "regular", None),
     ("files", "shared", None),
@@ -171,7 +171,7 @@ PROBES = [
     ("kobj_c", "memfd_future_write", None),
     ("kobj_c", "memfd_noexec", None),
     ("kobj_c", "memfd_mapped", None),
-    ("kobj_c", "memfd_other", "fd 3: memfd:other is also held or mapped by pid "),
+    # kobj_c/memfd_other (a memfd a child holds too) is a tree restored now: tree_shmem/memfd_kids.
     ("kobj_c", "memfd_hugetlb", "fd 3: memfd:huge on hugetlbfs (MFD_HUGETLB) not supported yet"),
     ("kobj_c", "shared_anon_split", None),
     ("kobj_c", "shared_anon_alias", "(one object mapped twice in the task); such aliases not"),
@@ -222,14 +222,23 @@ PROBES = [
     ("thread_attrs", "child", None),
     ("thread_attrs", "reset_thread", ": a reset-on-fork scheduling flag of its own"),
     ("thread_attrs", "reset_nice", "task: SCHED_RESET_ON_FORK with nice -3 and threads"),
+    # shm: shared anonymous memory between members (tests/probes/tree_shmem.c, state/tree_shmem.h)
+    ("tree_shmem", "parent_kids", None),
+    ("tree_shmem", "split", None),
+    ("tree_shmem", "siblings", None),
+    ("tree_shmem", "outside", ", outside the image; shared memory with a process outside the image"),
+    ("tree_shmem", "uncovered", "(its first holder in the image) does not map; such sharing"),
+    ("tree_shmem", "memfd_kids", None),
+    ("tree_shmem", "memfd_outside", "fd 3: memfd:tree is also held or mapped by pid "),
+    ("tree_shmem", "memfd_sealed", "of the tree and sealed against writes (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life", "thread_attrs"}
-SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs"}
+TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem"}
+SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem"}
 
 
 class Probe(roundtrip_mount_test.Task):
