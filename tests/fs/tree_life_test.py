@@ -233,7 +233,7 @@ class Life(trees_mount_test.TreeBase):
         self.pids.append(s)
         img = self.checkpoint(top)
         self.kill_all(proc, [top, s, z])
-        outside = os.getpid()
+        outside = self.outsider()
         bad_status = "is not one a process ends with (exited, or killed by a signal that ends it"
         cases = [
             (["zombie#0.exit_code=134"], f"process {z}: zombie exit status 0x86 {bad_status}"),
@@ -279,7 +279,7 @@ class Life(trees_mount_test.TreeBase):
         top, first, second = tree_of(proc.pid)
         img = self.checkpoint(top)
         self.kill_all(proc, [top, first, second])
-        outside = os.getpid()  # a live pid outside the tree
+        outside = self.outsider()
         cases = [
             # The second sleep's group, its leader gone, numbered as a live process.
             ([f"process#2.pgid={outside}", f"task#2.pgid={outside}"],

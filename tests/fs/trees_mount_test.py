@@ -110,6 +110,16 @@ class TreeBase(Base):
         shutil.rmtree(self.dir, ignore_errors=True)
         super().tearDown()
 
+    def outsider(self):
+        """A live pid outside the tree that leads none of its groups or sessions
+        (the test's own pid can be the tree's group: in a pid namespace of its
+        own the test runs as pid 2, leading its group)."""
+        proc = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pids.append(proc.pid)
+        self.procs.append(proc)
+        return proc.pid
+
     def start(self, script, size, argv=None, user_prefix=()):
         """Runs `bash -c script` in self.dir; waits until its tree has `size` processes."""
         proc = subprocess.Popen(list(user_prefix) + (argv or ["bash", "-c", script]),
