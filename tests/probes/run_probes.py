@@ -216,14 +216,20 @@ PROBES = [
     ("tree_life", "session_left", " (task): session "),
     ("tree_life", "zombies", None),
     ("tree_life", "zombie_leader", None),
+    # unix: connections between a tree's processes (tests/probes/unix_tree.c, state/unix_tree.h)
+    ("unix_tree", "stream_path", None),
+    ("unix_tree", "seqpacket_abstract", None),
+    ("unix_tree", "outside_client", " is also open in pid "),
+    ("unix_tree", "client_first", "a client before its server"),
+    ("unix_tree", "dgram_between", "a datagram connection between processes"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life"}
-SAME_PID_ONLY = {"threads", "tree_share", "tree_life"}
+TREES = {"tree_share", "tree_life", "unix_tree"}
+SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "unix_tree"}
 
 
 class Probe(roundtrip_mount_test.Task):

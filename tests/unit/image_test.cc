@@ -266,7 +266,7 @@ TEST(ImageTest, UnsupportedVersion) {
     std::memcpy(s.bytes.data() + 8, &v, 4);
     auto img = decode(s.bytes);
     ASSERT_FALSE(img);
-    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1..5)");
+    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1..6)");
     EXPECT_EQ(img.error().code, ENOTSUP);
 }
 
