@@ -17,6 +17,7 @@ usage: unix_tree_mount_test.py BUILD_DIR  (any unittest args after)
 """
 import os
 import socket
+import struct
 from stat import S_ISSOCK
 import subprocess
 import sys
@@ -26,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import read, wait_for  # noqa: E402
 import trees_mount_test  # noqa: E402
-from trees_mount_test import gone, processes, stat, tree_of  # noqa: E402
+from trees_mount_test import gone, stat, tree_of  # noqa: E402
 
 KEYS = 500  # redis keys set before the checkpoint
 
@@ -124,53 +125,69 @@ class UnixTree(trees_mount_test.TreeBase):
         self.go(pids)
 
     def image_facts(self, img):
-        """(fd record index by (process, fd), share-fd index by (process, fd),
-        unix-bound index by ino, the unix-bound records, the processes)."""
-        procs = processes(roundtrip_mount_test.BUILD, img)
-        fd_at, share_at, bound_at, bound = {}, {}, {}, {}
-        for i, p in enumerate(procs):
-            for f in p.get("fds", []):
-                fd_at[(i, f["fd"])] = len(fd_at)
-                if f["kind"] == "shared" and f["same_as"] < 0:
-                    share_at[(i, f["fd"])] = len(share_at)
-            for u in p.get("unix_bound", []):
-                bound_at[u["ino"]] = len(bound_at)
-                bound[u["ino"]] = (i, u)
-        return fd_at, share_at, bound_at, bound, procs
+        """Walks the image's records (docs/image-format.md: header, then
+        {u32 type, u32 reserved, u64 length} frames): per process, its fds
+        {fd: (fd record index, kind, ino, share-fd index or None)} and the
+        unix-bound records {ino: (index, role, peer, type, listener)}."""
+        with open(img, "rb") as f:
+            data = f.read()
+        off = struct.unpack_from("<I", data, 12)[0]
+        procs, nth = [], {}
+        while off < len(data):
+            kind, _, length = struct.unpack_from("<IIQ", data, off)
+            body = data[off + 16:off + 16 + length]
+            off += 16 + length
+            n = nth.get(kind, 0)
+            nth[kind] = n + 1
+            if kind == 0xffffffff:
+                break
+            if kind == 64 or not procs:  # process: a tree's member starts
+                procs.append({"fds": {}, "bound": {}})
+            if kind == 14:  # fd
+                fd, fkind = struct.unpack_from("<iI", body, 0)
+                ino = struct.unpack_from("<Q", body, 40)[0]
+                procs[-1]["fds"][fd] = [n, fkind, ino, None]
+            elif kind == 108:  # share-fd
+                procs[-1]["fds"][struct.unpack_from("<i", body, 0)[0]][3] = n
+            elif kind == 74:  # unix-bound
+                ino, peer, typ = struct.unpack_from("<QQI", body, 0)
+                role, _, listener = struct.unpack_from("<IIQ", body, 64)
+                procs[-1]["bound"][ino] = (n, role, peer, typ, listener)
+        return procs
 
     def test_edited_unix_tree_records_are_refused_and_leave_nothing(self):
         proc, pids = self.server()
         img = self.checkpoint(pids[0])
         self.kill_all(proc, pids)
-        fd_at, share_at, bound_at, bound, procs = self.image_facts(img)
+        procs = self.image_facts(img)
         # Every client's record is the server's (process 0); each client's
         # socket fd is a shared fd given by it.
-        roles = sorted(u["role"] for i, u in bound.values())
-        self.assertEqual(roles, [1, 1, 2, 2, 3, 4, 4], bound)
-        self.assertEqual({i for i, u in bound.values()}, {0})
-        client = {u["role"]: ino for ino, (i, u) in bound.items()}  # one of each role
-        server_fds = {f["ino"]: f["fd"] for f in procs[0]["fds"]}
-        listener = next(u["ino"] for i, u in bound.values() if u["role"] == 1 and
-                        u["type"] == socket.SOCK_STREAM)
-        taker = next((i, f["fd"]) for i in (1, 2, 3) for f in procs[i]["fds"]
-                     if f["kind"] == "shared" and f["ino"] == client[4])
-        waiter = next((i, f["fd"]) for i in (1, 2, 3) for f in procs[i]["fds"]
-                      if f["kind"] == "shared" and f["ino"] == client[3])
-        s, w = share_at[taker], share_at[waiter]
+        bound = procs[0]["bound"]
+        self.assertEqual(sorted(b[1] for b in bound.values()), [1, 1, 2, 2, 3, 4, 4], bound)
+        self.assertEqual([p["bound"] for p in procs[1:]], [{}, {}, {}])
+        by_role = {b[1]: ino for ino, b in bound.items()}  # one of each role
+        server_fds = {f[2]: fd for fd, f in procs[0]["fds"].items()}
+        listener = next(ino for ino, b in bound.items() if b[1] == 1 and b[3] == socket.SOCK_STREAM)
+        # children: client 1 (accepted, stream), client 2 (seqpacket), client 3 (waiting)
+        c1 = next(f for f in procs[1]["fds"].values() if f[2] in bound)
+        c3 = next(f for f in procs[3]["fds"].values() if f[2] in bound)
+        self.assertEqual((bound[c1[2]][1], bound[c3[2]][1], c1[1], c3[1]), (4, 3, 52, 52))
+        accepted = bound[c1[2]][2]
+        s, w, client = c1[3], c3[3], c1[2]
         given = "which is no accepted connection or listening socket that socket is the client of"
         cases = [
             # the client of an accepted socket asked of the listener, and the reverse
             ([f"share-fd#{s}.owner_fd={server_fds[listener]}"], given),
-            ([f"share-fd#{w}.owner_fd={server_fds[bound[client[4]][1]['peer']]}"], given),
+            ([f"share-fd#{w}.owner_fd={server_fds[accepted]}"], given),
             # another socket than its own: the waiting client, a socket the server holds
-            ([f"fd#{fd_at[taker]}.ino={client[3]}"], given),
-            ([f"fd#{fd_at[taker]}.ino={listener}"], given),
+            ([f"fd#{c1[0]}.ino={c3[2]}"], given),
+            ([f"fd#{c1[0]}.ino={listener}"], given),
             # open flags of a socket it is given
-            ([f"fd#{fd_at[taker]}.open_flags=0"], given),
+            ([f"fd#{c1[0]}.open_flags=0"], given),
             # the records moved to the server: a client made plain, a waiting place out of range
-            ([f"unix-bound#{bound_at[client[4]]}.role=0"], "an unconnected socket with a peer"),
-            ([f"unix-bound#{bound_at[client[3]]}.order=3"], "waiting places"),
-            ([f"unix-bound#{bound_at[client[3]]}.listener={client[4]}"], "waiting in"),
+            ([f"unix-bound#{bound[client][0]}.role=0"], "image field out of range: unix-bound"),
+            ([f"unix-bound#{bound[c3[2]][0]}.order=3"], "waiting places"),
+            ([f"unix-bound#{bound[c3[2]][0]}.listener={client}"], "waiting in"),
         ]
         for edits, expect in cases:
             self.refused(img, pids[0], edits, expect)
