@@ -208,10 +208,12 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
         if (auto s = check_path(pid, d, name, r); !s) return std::unexpected(s.error());
 
     // A listening or unconnected stream socket has no queue to peek at.
-    auto q = read_unix_socket(pid, fd, d, !stream || d.state == kEstablished);
+    bool keepalive = false;
+    auto q = read_unix_socket(pid, fd, d, !stream || d.state == kEstablished, &keepalive);
     if (!q) return std::unexpected(q.error());
     a.q = std::move(*q);
     r.sock = a.q.rec;
+    r.options = keepalive ? image::kUnixKeepalive : 0;
     if (r.role == uint32_t(UnixRole::kWaiting)) r.sock.peer = 0;  // the embryo: made by connect
     if (r.role == uint32_t(UnixRole::kPlain) && stream) r.sock.peer = 0;
     if (a.q.msgs.empty()) return a;
@@ -344,7 +346,8 @@ Status check_unix_bound(const DecodedImage& img) {
         if (s.type != SOCK_STREAM)
             for (uint32_t m : u.lens)
                 if (m > (1u << 20)) return bad(strfmt("{}: a datagram of {} bytes", at, m));
-        if (r.reserved || r.role > uint32_t(UnixRole::kClient) || r.name_len > image::kMaxUnixName)
+        if ((r.options & ~image::kUnixKeepalive) || r.role > uint32_t(UnixRole::kClient) ||
+            r.name_len > image::kMaxUnixName)
             return bad(strfmt("{}: role {} name length {}", at, r.role, r.name_len));
         std::string name(r.name, r.name_len);
         if (name.size() > 1 && name[0] && name.find('\0') != std::string::npos)
@@ -509,6 +512,16 @@ int bind_name(const UnixBoundPlan& p) {
     return bind(p.held, sa, p.addr_len) < 0 ? errno : 0;
 }
 
+// The socketpair's options, and SO_KEEPALIVE.
+int set_options(const UnixBoundPlan& p) {
+    if (int e = set_unix_options(p.held, p.rec.sock)) return e;
+    int on = 1;
+    if ((p.rec.options & image::kUnixKeepalive) &&
+        setsockopt(p.held, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0)
+        return errno;
+    return 0;
+}
+
 int connect_to(const UnixBoundPlan& from, const UnixBoundPlan& to) {
     int r = connect(from.held, reinterpret_cast<const sockaddr*>(&to.addr), to.addr_len);
     return r < 0 ? errno : 0;
@@ -522,7 +535,7 @@ int make_all(const UnixBoundSet& set, int min_fd) {
         int s = socket(AF_UNIX, int(p.rec.sock.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (s < 0) return errno;
         if ((p.held = hold(s, min_fd)) < 0) return -p.held;
-        if (int e = set_unix_options(p.held, p.rec.sock)) return e;
+        if (int e = set_options(p)) return e;
         if (p.rec.name_len)
             if (int e = bind_name(p)) return e;
     }
@@ -552,7 +565,7 @@ int make_all(const UnixBoundSet& set, int min_fd) {
         int s = accept4(l.held, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (s < 0) return errno;
         if ((a.held = hold(s, min_fd)) < 0) return -a.held;
-        if (int e = set_unix_options(a.held, a.rec.sock)) return e;
+        if (int e = set_options(a)) return e;
         for (auto [to, from] : {std::pair{&a, &c}, std::pair{&c, &a}})
             if (int e = send_unix_queue(from->held, to->msgs.data(), to->msgs.size(),
                                         to->data.data(), to->rec.sock.type))

@@ -468,8 +468,9 @@ struct UnixBoundRecord {
     uint32_t name_len;  // bytes of `name` (0: unnamed); an abstract name starts with a NUL
     uint64_t path_dev, path_ino;  // a path name: its socket file (st_dev, st_ino) at checkpoint
     char name[kMaxUnixName];      // sun_path as bound (for kAccepted: the listener's)
-    uint32_t reserved;            // 0
+    uint32_t options;             // version 6: kUnixKeepalive; other bits 0 (before: reserved, 0)
 };
+inline constexpr uint32_t kUnixKeepalive = 1;  // SO_KEEPALIVE set (redis sets it on every connection)
 static_assert(sizeof(UnixBoundRecord) == 216);
 
 // Who sent messages `first`..`first + count - 1` of the datagram queue of the

@@ -188,6 +188,8 @@ class UnixTree(trees_mount_test.TreeBase):
             ([f"unix-bound#{bound[client][0]}.role=0"], "image field out of range: unix-bound"),
             ([f"unix-bound#{bound[c3[2]][0]}.order=3"], "waiting places"),
             ([f"unix-bound#{bound[c3[2]][0]}.listener={client}"], "waiting in"),
+            # an option bit crfs does not know
+            ([f"unix-bound#{bound[listener][0]}.options=2"], "image field out of range: unix-bound"),
         ]
         for edits, expect in cases:
             self.refused(img, pids[0], edits, expect)

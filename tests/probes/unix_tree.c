@@ -134,6 +134,8 @@ static void server_setup(void) {
     g_accepted = accept4(g_listener, NULL, NULL, SOCK_CLOEXEC);
     if (g_accepted < 0) die("accept");
     if (send(g_accepted, kDown, sizeof kDown, 0) != sizeof kDown) die("send");
+    int on = 1; /* as redis sets it on every connection */
+    if (setsockopt(g_accepted, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) die("keepalive");
     if (g_type == SOCK_STREAM) g_kids[1] = spawn(waiting_body, waiting_verify);
 }
 static void server_check(void) {
@@ -142,6 +144,10 @@ static void server_check(void) {
     if (n != sizeof kUp || memcmp(buf, kUp, sizeof kUp) != 0) fail("the client's bytes: %zd", n);
     if (!name_is_server(g_accepted) || !name_is_server(g_listener))
         fail("getsockname of the accepted or listening socket");
+    int on = 0;
+    socklen_t len = sizeof on;
+    if (getsockopt(g_accepted, SOL_SOCKET, SO_KEEPALIVE, &on, &len) != 0 || !on)
+        fail("SO_KEEPALIVE of the accepted socket is lost");
     if (g_type == SOCK_SEQPACKET && recv(g_accepted, buf, sizeof buf, MSG_DONTWAIT) != 0)
         fail("the client's shutdown is lost");
     kids_check();
