@@ -21,11 +21,13 @@ import struct
 from stat import S_ISSOCK
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import read, wait_for  # noqa: E402
+import threads_mount_test  # noqa: E402
 import trees_mount_test  # noqa: E402
 from trees_mount_test import gone, stat, tree_of  # noqa: E402
 
@@ -198,6 +200,74 @@ class UnixTree(trees_mount_test.TreeBase):
         r = self.restore(img, str(pids[0]))
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
         self.go(pids)
+
+
+USER, GROUP = "s6uxu1", "s6uxg1"
+
+
+class GroupUser(UnixTree):
+    """A normal user in the group named by -o restore_pid_group: its server
+    tree comes back with the user's credentials (srv.sock bound by the user),
+    and the user's edited image (a client handed another client's socket:
+    before check_unix_given, the restore gave the waiting client's socket to
+    both clients) is refused with nothing made."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        threads_mount_test.add_user_in_group(USER, GROUP)
+
+    @classmethod
+    def tearDownClass(cls):
+        threads_mount_test.remove_user_and_group(USER, GROUP)
+
+    def setUp(self):
+        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={GROUP}"])
+        self.m = self.crfs.mnt
+        self.tasks = []
+        self.dir = tempfile.mkdtemp(prefix="crfs-s6ux-")
+        os.chmod(self.dir, 0o755)
+        self.pids, self.procs = [], []
+
+    def test_group_member_restores_its_server_tree_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(USER, "--init-groups")
+        exe = os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/unix_tree")
+        proc = self.start(None, 4, argv=[exe, self.dir], user_prefix=as_user)
+        wait_for(lambda: os.path.exists(self.path("ready")), "the tree to be set up")
+        pids = tree_of(proc.pid)
+        img = self.path("tree.img")
+        r = run(f"cp {self.m}/{pids[0]}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/reason"))
+        self.kill_all(proc, pids)
+        procs = self.image_facts(img)
+        bound = procs[0]["bound"]
+        c1 = next(f for f in procs[1]["fds"].values() if f[2] in bound)
+        c3 = next(f for f in procs[3]["fds"].values() if f[2] in bound)
+        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
+        bad = self.path("bad.img")
+        r = subprocess.run(as_user + [edit, img, bad, f"fd#{c1[0]}.ino={c3[2]}"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        top = pids[0]
+        r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("which is no accepted connection or listening socket",
+                      read(f"{self.m}/{top}/status"))
+        for p in pids:
+            self.assertFalse(os.path.exists(f"/proc/{p}"))
+        self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
+        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(tree_of(top), pids)
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}",
+                          read(f"/proc/{p}/status"))
+        self.assertEqual(os.lstat(self.path("srv.sock")).st_uid, pw.pw_uid)
+        self.go(pids)
+
+    test_unrestored_tree_passes = None
+    test_server_clients_and_backlog_come_back_in_the_same_pids = None
+    test_edited_unix_tree_records_are_refused_and_leave_nothing = None
 
 
 class Redis(trees_mount_test.TreeBase):
