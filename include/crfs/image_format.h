@@ -332,7 +332,11 @@ static_assert(kFdRecordV1Size == 80);
 // end of the pipe (kPipe) the owner's fd `owner_fd` is an end of, which the
 // owner holds no description of; kSharePeer, the peer of the unix socketpair
 // end (kUnixSocket) at the owner's `owner_fd`, whose unix-socket record the
-// owner's records hold and which no fd of the owner holds.
+// owner's records hold and which no fd of the owner holds; version 6 (unix),
+// when `owner_fd` is a named unix socket (kUnixBound): the client socket with
+// the taker fd record's `ino`, whose unix-bound record the owner holds and no
+// fd of the owner holds, connected to the accepted socket at `owner_fd` or
+// waiting in the listener there (state/unix_tree.h).
 inline constexpr uint32_t kShareSame = 0;
 inline constexpr uint32_t kShareReadEnd = 1;
 inline constexpr uint32_t kShareWriteEnd = 2;
