@@ -168,7 +168,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     if (!main_thread) return std::unexpected(main_thread.error());
     c.main_thread = *main_thread;
 
-    auto fds = read_fds(pid);
+    auto fds = read_fds(pid, view.image_pids());
     if (!fds) return std::unexpected(fds.error());
     c.fds = std::move(*fds);
     // Connections read in repair mode stay in it only if the image is made.

@@ -56,7 +56,7 @@ Result<int> socket_domain(pid_t pid, int fd) {
 
 }  // namespace
 
-Result<std::vector<TaskFd>> read_fds(pid_t pid) {
+Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pids) {
     std::string dir = proc_path(pid, "fd");
     DIR* d = opendir(dir.c_str());
     if (!d) return errno == ENOENT ? sys_error(ESRCH, "open " + dir) : errno_error("open " + dir);
@@ -141,7 +141,7 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid) {
             auto domain = socket_domain(pid, fd);
             if (!domain) return std::unexpected(domain.error());
             auto named = *domain == AF_UNIX  // state/unix_bound.cc
-                             ? state::dump_unix_bound(pid, fd, st.st_ino, t.records)
+                             ? state::dump_unix_bound(pid, fd, st.st_ino, t.records, image_pids)
                              : Result<bool>(false);
             if (!named) return std::unexpected(named.error());
             if (*named) {

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,6 +38,7 @@ struct TaskFd {
 // Upper bound on the content of one deleted file copied into an image.
 inline constexpr uint64_t kMaxDeletedFileBytes = 1ull << 30;
 
-Result<std::vector<TaskFd>> read_fds(pid_t pid);
+// `image_pids`: the processes of the image (unix connections between them).
+Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pids = {});
 
 }  // namespace crfs

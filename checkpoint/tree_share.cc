@@ -12,7 +12,9 @@ namespace {
 // The unix-socket record of `from` goes after the records of the giver's fd `owner_fd`.
 Status move_socket_record(TaskFd& from, std::vector<TaskFd>& giver, int owner_fd) {
     for (auto& rec : from.records) {
-        if (rec.first != image::RecordType::kUnixSocket) continue;
+        if (rec.first != image::RecordType::kUnixSocket &&
+            rec.first != image::RecordType::kUnixBound)  // state/unix_tree.h
+            continue;
         for (TaskFd& g : giver)
             if (g.rec.fd == owner_fd && g.rec.same_as < 0) {
                 g.records.push_back(std::move(rec));

@@ -29,6 +29,7 @@ struct ShareSend {
     int channel = -1;
     int owner_fd = -1;  // this process's fd of the description, or an end of the pipe to give
     uint32_t end = 0;   // image::kShare*
+    uint64_t ino = 0;   // the taker's socket (kSharePeer of a unix-bound fd: state/unix_tree.h)
 };
 
 struct FdAction {
@@ -38,17 +39,17 @@ struct FdAction {
     bool cloexec = false;
     bool seek = false;
     uint64_t pos = 0;
-    std::string path;       // a deleted file: "/proc/self/fd/N" of its prepared copy
-    mode_t type = 0;        // S_IFREG or S_IFCHR: what the opened file must be
-    dev_t rdev = 0;         // S_IFCHR: the device it must be
-    state::KobjPlan kobj;   // kind != 0: made by its kind (state/kobj.h), not opened here
-    int pipe = -1;          // >= 0: an end of FdPlan::pipes[pipe] (state/pipe.h)
-    int unix_end = -1;      // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
-    int unix_bound = -1;    // >= 0: FdPlan::unix_bound.socks[unix_bound] (state/unix_bound.h)
-    int prepared = -1;      // a socket the daemon made (state/inet.h): dup'd, not opened
-    bool tcp_live = false;  // an established connection: stage 1 ends its repair mode
-    bool shared = false;    // kShared: received from an earlier process of the tree
-    int share_from = -1;    // ... on this channel (restorer/tree_share.h)
+    std::string path;        // a deleted file: "/proc/self/fd/N" of its prepared copy
+    mode_t type = 0;         // S_IFREG or S_IFCHR: what the opened file must be
+    dev_t rdev = 0;          // S_IFCHR: the device it must be
+    state::KobjPlan kobj;    // kind != 0: made by its kind (state/kobj.h), not opened here
+    int pipe = -1;           // >= 0: an end of FdPlan::pipes[pipe] (state/pipe.h)
+    int unix_end = -1;       // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
+    int unix_bound = -1;     // >= 0: FdPlan::unix_bound.socks[unix_bound] (state/unix_bound.h)
+    int prepared = -1;       // a socket the daemon made (state/inet.h): dup'd, not opened
+    bool tcp_live = false;   // an established connection: stage 1 ends its repair mode
+    bool shared = false;     // kShared: received from an earlier process of the tree
+    int share_from = -1;     // ... on this channel (restorer/tree_share.h)
     uint32_t share_end = 0;  // image::kShare*
 };
 
@@ -60,7 +61,7 @@ struct FdPlan {
     state::UnixBoundSet unix_bound;
     std::vector<state::MemfdHeld> memfds;  // kobj: held until the blob seals them (state/memfd.h)
     int max_target = -1;
-    int min_fd = -1;  // the lowest fd number no target uses
+    int min_fd = -1;                                // the lowest fd number no target uses
     const std::vector<ShareSend>* sends = nullptr;  // trees: given once every fd is in place
 };
 

@@ -11,6 +11,7 @@
 #include "common/strfmt.h"
 #include "restorer/child.h"
 #include "restorer/tree.h"
+#include "state/unix_tree.h"
 
 namespace crfs {
 namespace {
@@ -43,6 +44,8 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
                    "own there (none, a dup, or one given to it in turn)",
                    at, r.owner_fd, giver.pid));
     if (r.end == image::kShareSame) return {};
+    if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))
+        return state::check_unix_given(*giver.img, *g, f);  // a client of a server
     if (r.end == image::kSharePeer) {  // check_unix_sockets: the giver holds the pair's records
         bool peer_recorded = false, peer_held = false;
         for (const auto& u : giver.img->unix_sockets)
@@ -119,7 +122,7 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
         a.share_from = take.get();
         a.share_end = r.end;
         fds.copies.push_back(std::move(take));  // kept through stage 1, closed after the fds
-        giver.sends.push_back({give.get(), r.owner_fd, r.end});
+        giver.sends.push_back({give.get(), r.owner_fd, r.end, f->rec.ino});
         giver.share_keep.insert(
             std::upper_bound(giver.share_keep.begin(), giver.share_keep.end(), give.get()),
             give.get());
@@ -166,7 +169,9 @@ void child_share_send(const FdPlan& plan, int status_fd) {
             fd = -1;
             for (const auto& a : plan.actions) {
                 if (a.target != s.owner_fd) continue;
-                if (s.end == image::kSharePeer && a.unix_end >= 0)
+                if (s.end == image::kSharePeer && a.unix_bound >= 0)
+                    fd = state::unix_bound_given(plan.unix_bound, s.ino);
+                else if (s.end == image::kSharePeer && a.unix_end >= 0)
                     fd = plan.unix_sockets[plan.unix_sockets[size_t(a.unix_end)].peer].held;
                 else if (s.end != image::kSharePeer && a.pipe >= 0)
                     fd = plan.pipes[size_t(a.pipe)].end[s.end == image::kShareReadEnd ? 0 : 1];

@@ -13,6 +13,7 @@
 #include "state/fds.h"
 #include "state/pipe.h"
 #include "state/unix_socket.h"
+#include "state/unix_tree.h"
 
 namespace crfs::state {
 namespace {
@@ -128,7 +129,7 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
                             (S_ISREG(f.st.st_mode) && f.st.st_nlink > 0)));
         uint64_t peer = 0;
         if (f.link.starts_with("socket:["))
-            if (const UnixDiag* d = unix_sockets.find(uint64_t(f.st.st_ino))) peer = d->peer;
+            peer = unix_made_with(unix_sockets, uint64_t(f.st.st_ino));  // state/unix_tree.h
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f),
                        is_fifo(f), reopenable, peer});
     }

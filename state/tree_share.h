@@ -45,7 +45,7 @@ struct MemberFd {
     bool pipe = false;        // an anonymous pipe ("pipe:[N]")
     bool fifo = false;        // a FIFO with a path
     bool reopenable = false;  // a file, directory or device with a path: descriptions independent
-    uint64_t peer = 0;        // a unix socketpair end: its peer's inode
+    uint64_t peer = 0;  // a unix socket: its peer's inode, a waiting client's listener's
 };
 
 // An fd given by an earlier member.

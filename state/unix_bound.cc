@@ -17,6 +17,7 @@
 #include "crfs/image_format.h"
 #include "state/fds.h"
 #include "state/unix_socket.h"
+#include "state/unix_tree.h"
 
 namespace crfs::state {
 namespace {
@@ -97,18 +98,36 @@ Status check_path(pid_t pid, const UnixDiag& d, const std::string& name,
 }
 
 // What makes the unix socket `d` at `fd` of `pid`; EBUSY: why it cannot be
-// saved. `held`: the unix socket inodes the task holds by an fd.
+// saved. `mem`: the unix sockets each process of the image holds; the socket
+// is judged as its maker (the first member holding it) makes it
+// (state/unix_tree.h: a server makes its listener's connections).
 Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
-                         const std::set<uint64_t>& held) {
+                         const UnixMembers& mem) {
     Analysis a;
     auto& r = a.rec;
     std::string what = describe_unix(d);
     if (d.type != SOCK_STREAM && d.type != SOCK_DGRAM && d.type != SOCK_SEQPACKET)
         return refuse(what);
     bool stream = d.type != SOCK_DGRAM;
+    size_t me = mem.first(d.ino) == UnixMembers::kNone ? mem.self() : mem.first(d.ino);
+    const std::set<uint64_t>& held = mem.held(me);
     auto outside = [&](uint64_t ino, const std::string& as) {
-        return refuse(strfmt("{}: {} socket:[{}] is not open in this process; a {} outside it",
-                             what, as, ino, as));
+        return refuse(strfmt("{}: {} socket:[{}] is not open in this process{}; a {} outside it",
+                             what, as, ino, mem.size() > 1 ? " or its tree" : "", as));
+    };
+    // A server and its clients: the server comes first in the tree (parents first).
+    auto server_later = [&](uint64_t ino, const std::string& as, size_t m) {
+        return refuse(
+            strfmt("{}: its {} socket:[{}] is held by pid {}, and pid {} holding a "
+                   "client of it comes before it in the tree; a client before its "
+                   "server",
+                   what, as, ino, mem.pid(m), mem.pid(me)));
+    };
+    auto client_earlier = [&](uint64_t ino, const std::string& as, size_t m) {
+        return refuse(
+            strfmt("{}: its {} socket:[{}] is held by pid {}, which comes before "
+                   "pid {}, its server, in the tree; a client before its server",
+                   what, as, ino, mem.pid(m), mem.pid(me)));
     };
     const UnixDiag* peer = d.peer ? table.find(d.peer) : nullptr;
     if (d.state == kListen) {
@@ -117,14 +136,21 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
         r.backlog = d.wqueue;
         for (uint64_t c : d.icons) {
             if (!c) return refuse(what + " has a waiting connection whose client is closed; it");
-            if (!held.contains(c)) return outside(c, "waiting client");
+            if (size_t m = mem.first(c); m == UnixMembers::kNone)
+                return outside(c, "waiting client");
+            else if (m < me)
+                return client_earlier(c, "waiting client", m);
         }
     } else if (stream && d.state == kEstablished) {
         const UnixDiag* l = nullptr;
         for (const auto& [ino, o] : table.all())
             if (o.state == kListen && std::ranges::count(o.icons, d.ino)) l = &o;
+        size_t pm = d.peer ? mem.first(d.peer) : UnixMembers::kNone;
         if (l) {
-            if (!held.contains(l->ino)) return outside(l->ino, "listening socket");
+            if (size_t m = mem.first(l->ino); m == UnixMembers::kNone)
+                return outside(l->ino, "listening socket");
+            else if (m > me)
+                return server_later(l->ino, "listening socket", m);
             if (d.wqueue)
                 return refuse(
                     strfmt("{}: a connection waiting in socket:[{}] holds bytes the "
@@ -136,16 +162,26 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
             r.order = uint32_t(std::ranges::find(l->icons, d.ino) - l->icons.begin());
         } else if (!d.peer) {
             return refuse(what + ": its peer is closed; a connection whose peer is gone");
-        } else if (!peer || !held.contains(d.peer)) {
+        } else if (!peer || pm == UnixMembers::kNone) {
             return outside(d.peer, "peer");
         } else if ((l = listener_named(d, table, held))) {
+            if (pm < me) return client_earlier(d.peer, "peer", pm);
+            if (size_t m = mem.first(l->ino); m != me)
+                return refuse(
+                    strfmt("{} accepted from socket:[{}], which pid {} holds first; "
+                           "a connection accepted by another process than its "
+                           "listener's first holder",
+                           what, l->ino, mem.pid(m)));
             r.role = uint32_t(UnixRole::kAccepted);
             r.listener = l->ino;
-        } else if (listener_named(*peer, table, held)) {
+        } else if (pm > me && listener_named(*peer, table, mem.held(pm))) {
+            return server_later(d.peer, "peer", pm);
+        } else if ((l = listener_named(*peer, table, mem.held(pm))) &&
+                   (pm == me || mem.first(l->ino) == pm)) {
             r.role = uint32_t(UnixRole::kClient);
         } else {
             return refuse(
-                strfmt("{} connected to socket:[{}] by a listening socket this process "
+                strfmt("{} connected to socket:[{}] by a listening socket its process "
                        "no longer holds; such a connection",
                        what, d.peer));
         }
@@ -155,6 +191,11 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
         // Only a connection makes an unnamed datagram socket ESTABLISHED: its peer died.
         return refuse(what + ": its peer is closed; a connection whose peer is gone");
     } else if (d.peer) {  // a datagram socket connected to another
+        if (size_t m = mem.first(d.peer); m != me && m != UnixMembers::kNone)
+            return refuse(
+                strfmt("{} connected to socket:[{}] of pid {}, another process of "
+                       "the tree; a datagram connection between processes",
+                       what, d.peer, mem.pid(m)));
         if (!peer || !held.contains(d.peer)) return outside(d.peer, "peer");
         if (peer->raw_name.empty())
             return refuse(what + strfmt(" connected to the unnamed socket:[{}];", d.peer));
@@ -167,10 +208,12 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
         if (auto s = check_path(pid, d, name, r); !s) return std::unexpected(s.error());
 
     // A listening or unconnected stream socket has no queue to peek at.
-    auto q = read_unix_socket(pid, fd, d, !stream || d.state == kEstablished);
+    bool keepalive = false;
+    auto q = read_unix_socket(pid, fd, d, !stream || d.state == kEstablished, &keepalive);
     if (!q) return std::unexpected(q.error());
     a.q = std::move(*q);
     r.sock = a.q.rec;
+    r.options = keepalive ? image::kUnixKeepalive : 0;
     if (r.role == uint32_t(UnixRole::kWaiting)) r.sock.peer = 0;  // the embryo: made by connect
     if (r.role == uint32_t(UnixRole::kPlain) && stream) r.sock.peer = 0;
     if (a.q.msgs.empty()) return a;
@@ -201,14 +244,6 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     return a;
 }
 
-std::set<uint64_t> held_sockets(TaskView& t, UnixTable& table) {
-    std::set<uint64_t> out;
-    if (auto fds = t.fds(); fds)
-        for (const FdView& f : **fds)
-            if (uint64_t ino = socket_ino(f); ino && table.find(ino)) out.insert(ino);
-    return out;
-}
-
 bool claims(uint64_t ino, UnixTable& table) {
     const UnixDiag* d = table.find(ino);
     if (!d) return false;
@@ -229,37 +264,46 @@ std::optional<std::string> unix_bound_reason(TaskView& t, const FdView& f, FdCon
     std::string what = describe_unix(*d);
     if (f.info.flags & ~(kSockFlags | O_CLOEXEC))
         return what + strfmt(" with open flags 0{:o}", f.info.flags) + std::string(kNotYet);
+    // Processes of the image hold their sockets as its members (state/unix_tree.h).
+    UnixMembers mem(t.pid(), t.image_pids(), t.self_tgid(), ctx.unix_sockets);
+    auto outsiders = [&](const std::string& link) {
+        std::vector<pid_t> out;
+        for (pid_t p : ctx.holders.of(link))
+            if (!mem.member(p)) out.push_back(p);
+        return out;
+    };
     std::vector<uint64_t> related{d->ino};
     if (d->peer) related.push_back(d->peer);
     for (uint64_t ino : related) {
         std::string link = strfmt("socket:[{}]", ino);
-        if (const auto& others = ctx.holders.of(link); !others.empty())
+        if (const auto& others = outsiders(link); !others.empty())
             return what + ": " + link + " is also open in " + Holders::names(others) +
                    "; a socket shared with another process" + std::string(kNotYet);
     }
-    auto held = held_sockets(t, ctx.unix_sockets);
-    for (uint64_t c : d->icons) {  // name who holds a waiting client outside the task
+    for (uint64_t c : d->icons) {  // name who holds a waiting client outside the image
         std::string link = strfmt("socket:[{}]", c);
-        if (const auto& others = ctx.holders.of(link); c && !held.contains(c) && !others.empty())
+        if (const auto& others = outsiders(link);
+            c && mem.first(c) == UnixMembers::kNone && !others.empty())
             return strfmt(
                 "listening {} at {}: the client of a waiting connection, {}, is held by "
                 "{}; a waiting client outside the process{}",
                 what, shown(canonical(d->raw_name)), link, Holders::names(others), kNotYet);
     }
-    auto a = analyze(t.pid(), f.fd, *d, ctx.unix_sockets, held);
+    auto a = analyze(t.pid(), f.fd, *d, ctx.unix_sockets, mem);
     if (!a) return a.error().code == EBUSY ? a.error().what : what + ": " + a.error().what;
     return std::nullopt;
 }
 
 Result<bool> dump_unix_bound(pid_t pid, int fd, uint64_t ino,
-                             std::vector<std::pair<image::RecordType, std::string>>& out) {
+                             std::vector<std::pair<image::RecordType, std::string>>& out,
+                             std::span<const pid_t> image_pids) {
     UnixTable table;
-    TaskView t(pid, getpid());
     if (!table.find(ino))
         return make_error(EBUSY, strfmt("fd {}: socket:[{}] is no unix socket unix_diag knows ({})",
                                         fd, ino, table.error()));
     if (!claims(ino, table)) return false;
-    auto a = analyze(pid, fd, *table.find(ino), table, held_sockets(t, table));
+    UnixMembers mem(pid, image_pids, getpid(), table);
+    auto a = analyze(pid, fd, *table.find(ino), table, mem);
     if (!a) return std::unexpected(a.error().context(strfmt("fd {}", fd)));
     std::string rec(reinterpret_cast<const char*>(&a->rec), sizeof a->rec);
     rec.append(reinterpret_cast<const char*>(a->q.msgs.data()), a->q.msgs.size() * 4);
@@ -297,11 +341,13 @@ Status check_unix_bound(const DecodedImage& img) {
             s.rcvtimeo_usec < 0 || s.sndtimeo_usec < 0)
             return bad(strfmt("{}: options", at));
         bool stream = s.type != SOCK_DGRAM;
-        if (stream && s.nmsgs > 1) return bad(strfmt("{}: {} stream chunks", at, s.nmsgs));
-        if (!stream)
+        if (s.type == SOCK_STREAM && s.nmsgs > 1)  // seqpacket: one per message
+            return bad(strfmt("{}: {} stream chunks", at, s.nmsgs));
+        if (s.type != SOCK_STREAM)
             for (uint32_t m : u.lens)
                 if (m > (1u << 20)) return bad(strfmt("{}: a datagram of {} bytes", at, m));
-        if (r.reserved || r.role > uint32_t(UnixRole::kClient) || r.name_len > image::kMaxUnixName)
+        if ((r.options & ~image::kUnixKeepalive) || r.role > uint32_t(UnixRole::kClient) ||
+            r.name_len > image::kMaxUnixName)
             return bad(strfmt("{}: role {} name length {}", at, r.role, r.name_len));
         std::string name(r.name, r.name_len);
         if (name.size() > 1 && name[0] && name.find('\0') != std::string::npos)
@@ -368,8 +414,16 @@ Status check_unix_bound(const DecodedImage& img) {
         if (++it->second > 1)
             return bad(strfmt("fd {}: a second open file description of {}", f.rec.fd, f.rec.ino));
     }
-    for (const auto& [ino, n] : refs)
-        if (!n) return bad(strfmt("{}: no fd holds it", ino));
+    // A client no fd holds, of an accepted end or a listener an fd holds, is
+    // given to a later process of the tree (state/unix_tree.h).
+    for (const auto& [ino, n] : refs) {
+        const auto* r = find(ino);
+        uint64_t by = r->role == uint32_t(UnixRole::kClient)    ? r->sock.peer
+                      : r->role == uint32_t(UnixRole::kWaiting) ? r->listener
+                                                                : 0;
+        if (!n && !(refs.contains(by) && refs.at(by)))
+            return bad(strfmt("{}: no fd holds it", ino));
+    }
     return {};
 }
 
@@ -458,6 +512,16 @@ int bind_name(const UnixBoundPlan& p) {
     return bind(p.held, sa, p.addr_len) < 0 ? errno : 0;
 }
 
+// The socketpair's options, and SO_KEEPALIVE.
+int set_options(const UnixBoundPlan& p) {
+    if (int e = set_unix_options(p.held, p.rec.sock)) return e;
+    int on = 1;
+    if ((p.rec.options & image::kUnixKeepalive) &&
+        setsockopt(p.held, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0)
+        return errno;
+    return 0;
+}
+
 int connect_to(const UnixBoundPlan& from, const UnixBoundPlan& to) {
     int r = connect(from.held, reinterpret_cast<const sockaddr*>(&to.addr), to.addr_len);
     return r < 0 ? errno : 0;
@@ -471,7 +535,7 @@ int make_all(const UnixBoundSet& set, int min_fd) {
         int s = socket(AF_UNIX, int(p.rec.sock.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (s < 0) return errno;
         if ((p.held = hold(s, min_fd)) < 0) return -p.held;
-        if (int e = set_unix_options(p.held, p.rec.sock)) return e;
+        if (int e = set_options(p)) return e;
         if (p.rec.name_len)
             if (int e = bind_name(p)) return e;
     }
@@ -501,7 +565,7 @@ int make_all(const UnixBoundSet& set, int min_fd) {
         int s = accept4(l.held, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (s < 0) return errno;
         if ((a.held = hold(s, min_fd)) < 0) return -a.held;
-        if (int e = set_unix_options(a.held, a.rec.sock)) return e;
+        if (int e = set_options(a)) return e;
         for (auto [to, from] : {std::pair{&a, &c}, std::pair{&c, &a}})
             if (int e = send_unix_queue(from->held, to->msgs.data(), to->msgs.size(),
                                         to->data.data(), to->rec.sock.type))

@@ -25,6 +25,7 @@
 #include <sys/un.h>
 
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,9 +43,11 @@ bool is_unix_bound(const FdView& f, FdContext& ctx);
 std::optional<std::string> unix_bound_reason(TaskView& t, const FdView& f, FdContext& ctx);
 
 // The records of the unix socket `ino` at `fd` of the frozen `pid`, appended
-// to `out`; false (nothing appended) when it is a socketpair end.
+// to `out`; false (nothing appended) when it is a socketpair end. `image_pids`:
+// the processes of the image (empty: `pid` and its descendants).
 Result<bool> dump_unix_bound(pid_t pid, int fd, uint64_t ino,
-                             std::vector<std::pair<image::RecordType, std::string>>& out);
+                             std::vector<std::pair<image::RecordType, std::string>>& out,
+                             std::span<const pid_t> image_pids = {});
 
 // Restore: every unix-bound and unix-sender record in range and consistent,
 // each socket held by exactly one fd.

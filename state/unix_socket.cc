@@ -102,14 +102,16 @@ std::string describe_unix(const UnixDiag& d) {
 }
 
 // The copy of the fd: pidfd_getfd, the caller's ptrace right.
-Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue) {
+Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue,
+                                   bool* keepalive) {
     UniqueFd pidfd(int(syscall(SYS_pidfd_open, pid, 0)));
     if (!pidfd) return errno == ESRCH ? sys_error(ESRCH, "pidfd_open") : errno_error("pidfd_open");
     UniqueFd s(int(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
     if (!s) return errno_error(strfmt("fd {}: pidfd_getfd", fd));
     std::string what = describe_unix(d);
+    if (keepalive) *keepalive = get_int(s.get(), SO_KEEPALIVE, 0) != 0;
     for (const auto& o : kDefaults)
-        if (get_int(s.get(), o.opt, o.def) != o.def)
+        if (!(keepalive && o.opt == SO_KEEPALIVE) && get_int(s.get(), o.opt, o.def) != o.def)
             return refuse(what + " with " + o.name + " set");
     linger lg{};
     socklen_t len = sizeof lg;

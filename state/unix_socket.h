@@ -75,8 +75,10 @@ struct UnixQueue {
 };
 // The options and (unless `queue` is false: a listening socket) receive queue
 // of the socket at `fd` of `pid`, through a copy of the fd, consuming nothing.
-// What cannot be saved is an EBUSY error in words.
-Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue = true);
+// What cannot be saved is an EBUSY error in words. `keepalive`: where
+// SO_KEEPALIVE goes (null: set is a reason, a socketpair has no room for it).
+Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue = true,
+                                   bool* keepalive = nullptr);
 // Stage 1: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, timeouts of `rec` on `s`; 0 or an errno.
 int set_unix_options(int s, const image::UnixSocketRecord& rec);
 // Stage 1: sends `msgs` lengths of `data` from `from` (to `to` when not null).

@@ -338,7 +338,11 @@ static_assert(kFdRecordV1Size == 80);
 // end of the pipe (kPipe) the owner's fd `owner_fd` is an end of, which the
 // owner holds no description of; kSharePeer, the peer of the unix socketpair
 // end (kUnixSocket) at the owner's `owner_fd`, whose unix-socket record the
-// owner's records hold and which no fd of the owner holds.
+// owner's records hold and which no fd of the owner holds; version 6 (unix),
+// when `owner_fd` is a named unix socket (kUnixBound): the client socket with
+// the taker fd record's `ino`, whose unix-bound record the owner holds and no
+// fd of the owner holds, connected to the accepted socket at `owner_fd` or
+// waiting in the listener there (state/unix_tree.h).
 inline constexpr uint32_t kShareSame = 0;
 inline constexpr uint32_t kShareReadEnd = 1;
 inline constexpr uint32_t kShareWriteEnd = 2;
@@ -474,8 +478,9 @@ struct UnixBoundRecord {
     uint32_t name_len;  // bytes of `name` (0: unnamed); an abstract name starts with a NUL
     uint64_t path_dev, path_ino;  // a path name: its socket file (st_dev, st_ino) at checkpoint
     char name[kMaxUnixName];      // sun_path as bound (for kAccepted: the listener's)
-    uint32_t reserved;            // 0
+    uint32_t options;             // version 6: kUnixKeepalive; other bits 0 (before: reserved, 0)
 };
+inline constexpr uint32_t kUnixKeepalive = 1;  // SO_KEEPALIVE set (redis sets it on every connection)
 static_assert(sizeof(UnixBoundRecord) == 216);
 
 // Who sent messages `first`..`first + count - 1` of the datagram queue of the

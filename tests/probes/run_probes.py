@@ -231,14 +231,20 @@ PROBES = [
     ("tree_shmem", "memfd_kids", None),
     ("tree_shmem", "memfd_outside", "fd 3: memfd:tree is also held or mapped by pid "),
     ("tree_shmem", "memfd_sealed", "of the tree and sealed against writes (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)"),
+    # unix: connections between a tree's processes (tests/probes/unix_tree.c, state/unix_tree.h)
+    ("unix_tree", "stream_path", None),
+    ("unix_tree", "seqpacket_abstract", None),
+    ("unix_tree", "outside_client", " is also open in pid "),
+    ("unix_tree", "client_first", "a client before its server"),
+    ("unix_tree", "dgram_between", "a datagram connection between processes"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem"}
-SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem"}
+TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
+SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
 
 
 class Probe(roundtrip_mount_test.Task):

@@ -155,7 +155,7 @@ constexpr Field kFields[] = {
     {"unix-bound", "name_len", 84, 4},
     {"unix-bound", "path_dev", 88, 8},
     {"unix-bound", "path_ino", 96, 8},
-    {"unix-bound", "reserved", 212, 4},
+    {"unix-bound", "options", 212, 4},
     {"unix-sender", "ino", 0, 8},
     {"unix-sender", "first", 8, 4},
     {"unix-sender", "count", 12, 4},

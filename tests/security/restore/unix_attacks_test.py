@@ -116,9 +116,9 @@ class ListenAttacks(ProbeVictim):
         finally:
             os.unlink(path)
 
-    def test_role_and_reserved(self):
+    def test_role_and_options(self):
         self.refused(f"{self.bound(0)}.role=9", why="role 9")
-        self.refused(f"{self.bound(0)}.reserved=1", why="role 1")
+        self.refused(f"{self.bound(0)}.options=2", why="role 1")  # bit 0: SO_KEEPALIVE
 
     def test_name_too_long_or_empty(self):
         self.refused(f"{self.bound(0)}.name_len=109", why="name length 109")

@@ -1,0 +1,81 @@
+// Unix connections between the processes of one image (state/unix_tree.h).
+#include "state/unix_tree.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+
+#include "common/strfmt.h"
+#include "crfs/image_format.h"
+#include "state/tree.h"
+#include "state/unix_bound.h"
+#include "state/unix_socket.h"
+
+namespace crfs::state {
+
+UnixMembers::UnixMembers(pid_t pid, std::span<const pid_t> image_pids, pid_t self_tgid,
+                         UnixTable& table) {
+    pids_.assign(image_pids.begin(), image_pids.end());
+    if (pids_.empty()) pids_ = tree_pids(pid);
+    auto me = std::ranges::find(pids_, pid);
+    if (me == pids_.end()) pids_.insert(pids_.begin(), pid), me = pids_.begin();
+    self_ = size_t(me - pids_.begin());
+    held_.resize(pids_.size());
+    for (size_t m = 0; m < pids_.size(); ++m) {
+        TaskView v(pids_[m], self_tgid);
+        if (auto fds = v.fds(); fds)
+            for (const FdView& f : **fds)
+                if (uint64_t ino = socket_ino(f); ino && table.find(ino)) {
+                    held_[m].insert(ino);
+                    first_.emplace(ino, m);  // members in order: the first one stays
+                }
+    }
+}
+
+size_t UnixMembers::first(uint64_t ino) const {
+    auto it = first_.find(ino);
+    return it == first_.end() ? kNone : it->second;
+}
+
+uint64_t unix_made_with(UnixTable& table, uint64_t ino) {
+    const UnixDiag* d = table.find(ino);
+    if (!d || d->peer) return d ? d->peer : 0;
+    for (const auto& [l, o] : table.all())
+        if (std::ranges::count(o.icons, ino)) return l;
+    return 0;
+}
+
+Status check_unix_given(const DecodedImage& giver, const FdEntry& giver_fd, const FdEntry& taker) {
+    using image::UnixRole;
+    const image::UnixBoundRecord *given = nullptr, *at = nullptr;
+    for (const auto& u : giver.unix_bound) {
+        if (u.rec.sock.ino == taker.rec.ino) given = &u.rec;
+        if (u.rec.sock.ino == giver_fd.rec.ino) at = &u.rec;
+    }
+    bool held = false;
+    for (const auto& o : giver.fds)
+        held |= o.rec.kind == uint32_t(image::FdKind::kUnixBound) && o.rec.ino == taker.rec.ino;
+    bool related =
+        given && at &&
+        ((given->role == uint32_t(UnixRole::kClient) && at->role == uint32_t(UnixRole::kAccepted) &&
+          at->sock.peer == given->sock.ino) ||
+         (given->role == uint32_t(UnixRole::kWaiting) && at->role == uint32_t(UnixRole::kListen) &&
+          given->listener == at->sock.ino));
+    uint32_t flags = taker.rec.open_flags;
+    if (giver_fd.rec.kind != uint32_t(image::FdKind::kUnixBound) || !related || held ||
+        (flags & ~uint32_t(O_ACCMODE | O_NONBLOCK)) || (flags & O_ACCMODE) != O_RDWR)
+        return make_error(
+            EINVAL, strfmt("bad image: fd {}: unix socket {} given by fd {}, which is no accepted "
+                           "connection or listening socket that socket is the client of, or a "
+                           "socket an fd of the giver holds, or open flags 0{:o}",
+                           taker.rec.fd, taker.rec.ino, giver_fd.rec.fd, flags));
+    return {};
+}
+
+int unix_bound_given(const UnixBoundSet& set, uint64_t ino) {
+    for (const auto& p : set.socks)
+        if (p.rec.sock.ino == ino && !p.given) return p.held;
+    return -1;
+}
+
+}  // namespace crfs::state

@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Unix connections between the processes of one tree through the mount
+(issue 11, docs/trees.md "Unix connections between members"): cp
+/crfs/PID/image, kill -9 the whole tree, restore into the same pids.
+
+  - tests/workloads/unix_tree.c: a server listening at a path (stream) and at
+    an abstract name (seqpacket), two accepted clients in child processes with
+    bytes queued both ways (one shut down for sending), a third client waiting
+    in the backlog. Every process compares what getsockname/getpeername say
+    after the restore with what they said before, and the totals are exact.
+  - redis-server (--port 0 --unixsocket PATH) and a /usr/bin/python3 client
+    in the same tree, one connection open with a reply not yet read: the data
+    set and the connection survive.
+  - hostile edits of the new records are refused and leave nothing behind.
+
+usage: unix_tree_mount_test.py BUILD_DIR  (any unittest args after)
+"""
+import os
+import socket
+import struct
+from stat import S_ISSOCK
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import read, wait_for  # noqa: E402
+import threads_mount_test  # noqa: E402
+import trees_mount_test  # noqa: E402
+from trees_mount_test import gone, stat, tree_of  # noqa: E402
+
+KEYS = 500  # redis keys set before the checkpoint
+
+# The client: keeps one connection to redis open across the checkpoint, with
+# the reply to a GET unread in its socket; after SIGUSR1 reads it, checks every
+# key, adds one, and shuts redis down. Writes PASS or FAIL to its stdout.
+CLIENT = f"""
+import os, signal, socket, sys
+KEYS = {KEYS}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("redis.sock")
+buf = b""
+def reply():
+    global buf
+    while b"\\r\\n" not in buf:
+        d = s.recv(65536)
+        if not d:
+            raise SystemExit("FAIL connection closed")
+        buf += d
+    line, rest = buf.split(b"\\r\\n", 1)
+    if line[:1] == b"$" and int(line[1:]) >= 0:
+        n = int(line[1:])
+        while len(rest) < n + 2:
+            rest += s.recv(65536)
+        buf = rest[n + 2:]
+        return rest[:n]
+    buf = rest
+    return line
+def cmd(*args):
+    out = b"*%d\\r\\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\\r\\n%s\\r\\n" % (len(a), a)
+    s.sendall(out)
+for i in range(KEYS):
+    cmd("SET", f"k{{i}}", f"value-{{i}}-" + "x" * (i % 50))
+for i in range(KEYS):
+    if reply() != b"+OK":
+        raise SystemExit("FAIL set")
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+peer = s.getpeername()
+cmd("GET", "k7")  # its reply waits in the socket across the checkpoint
+open("paused", "w").close()
+signal.sigwait({{signal.SIGUSR1}})
+bad = []
+if reply() != b"value-7-" + b"x" * 7:
+    bad.append("pending reply")
+if s.getpeername() != peer:
+    bad.append(f"peer name {{s.getpeername()!r}}")
+for i in range(KEYS):
+    cmd("GET", f"k{{i}}")
+    if reply() != f"value-{{i}}-".encode() + b"x" * (i % 50):
+        bad.append(f"k{{i}}")
+        break
+cmd("SET", "after", "restore")
+cmd("DBSIZE")
+ok, size = reply(), reply()
+if ok != b"+OK" or size != b":%d" % (KEYS + 1):
+    bad.append(f"dbsize {{size!r}}")
+print("FAIL " + "; ".join(bad) if bad else f"PASS {{KEYS + 1}}", flush=True)
+cmd("SHUTDOWN", "NOSAVE")
+"""
+
+
+class UnixTree(trees_mount_test.TreeBase):
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def server(self):
+        """The server and its three clients, set up and waiting."""
+        exe = os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/unix_tree")
+        proc = self.start(None, 4, argv=[exe, self.dir])
+        wait_for(lambda: os.path.exists(self.path("ready")), "the tree to be set up")
+        return proc, tree_of(proc.pid)
+
+    def go(self, pids):
+        for p in pids:
+            os.kill(p, 10)
+        wait_for(lambda: os.path.exists(self.path("result")) and all(gone(p) for p in pids),
+                 "the tree to finish")
+        # client 1: 5000 + 7000 bytes, client 2: 8 messages of 100, client 3: 7000
+        self.assertEqual(read(self.path("result")), "PASS 12000 800 7000\n")
+
+    def test_unrestored_tree_passes(self):
+        """The workload's own check, without crfs: it can fail, and does not."""
+        proc, pids = self.server()
+        self.go(pids)
+
+    def test_server_clients_and_backlog_come_back_in_the_same_pids(self):
+        proc, pids = self.server()
+        self.round_trip(proc, pids)
+        self.assertTrue(S_ISSOCK(os.lstat(self.path("srv.sock")).st_mode), "srv.sock bound again")
+        for p in pids:
+            self.assertEqual(stat(p)[0], "S")
+        self.go(pids)
+
+    def image_facts(self, img):
+        """Walks the image's records (docs/image-format.md: header, then
+        {u32 type, u32 reserved, u64 length} frames): per process, its fds
+        {fd: (fd record index, kind, ino, share-fd index or None)} and the
+        unix-bound records {ino: (index, role, peer, type, listener)}."""
+        with open(img, "rb") as f:
+            data = f.read()
+        off = struct.unpack_from("<I", data, 12)[0]
+        procs, nth = [], {}
+        while off < len(data):
+            kind, _, length = struct.unpack_from("<IIQ", data, off)
+            body = data[off + 16:off + 16 + length]
+            off += 16 + length
+            n = nth.get(kind, 0)
+            nth[kind] = n + 1
+            if kind == 0xffffffff:
+                break
+            if kind == 64 or not procs:  # process: a tree's member starts
+                procs.append({"fds": {}, "bound": {}})
+            if kind == 14:  # fd
+                fd, fkind = struct.unpack_from("<iI", body, 0)
+                ino = struct.unpack_from("<Q", body, 40)[0]
+                procs[-1]["fds"][fd] = [n, fkind, ino, None]
+            elif kind == 108:  # share-fd
+                procs[-1]["fds"][struct.unpack_from("<i", body, 0)[0]][3] = n
+            elif kind == 74:  # unix-bound
+                ino, peer, typ = struct.unpack_from("<QQI", body, 0)
+                role, _, listener = struct.unpack_from("<IIQ", body, 64)
+                procs[-1]["bound"][ino] = (n, role, peer, typ, listener)
+        return procs
+
+    def test_edited_unix_tree_records_are_refused_and_leave_nothing(self):
+        proc, pids = self.server()
+        img = self.checkpoint(pids[0])
+        self.kill_all(proc, pids)
+        procs = self.image_facts(img)
+        # Every client's record is the server's (process 0); each client's
+        # socket fd is a shared fd given by it.
+        bound = procs[0]["bound"]
+        self.assertEqual(sorted(b[1] for b in bound.values()), [1, 1, 2, 2, 3, 4, 4], bound)
+        self.assertEqual([p["bound"] for p in procs[1:]], [{}, {}, {}])
+        by_role = {b[1]: ino for ino, b in bound.items()}  # one of each role
+        server_fds = {f[2]: fd for fd, f in procs[0]["fds"].items()}
+        listener = next(ino for ino, b in bound.items() if b[1] == 1 and b[3] == socket.SOCK_STREAM)
+        # children: client 1 (accepted, stream), client 2 (seqpacket), client 3 (waiting)
+        c1 = next(f for f in procs[1]["fds"].values() if f[2] in bound)
+        c3 = next(f for f in procs[3]["fds"].values() if f[2] in bound)
+        self.assertEqual((bound[c1[2]][1], bound[c3[2]][1], c1[1], c3[1]), (4, 3, 52, 52))
+        accepted = bound[c1[2]][2]
+        s, w, client = c1[3], c3[3], c1[2]
+        given = "which is no accepted connection or listening socket that socket is the client of"
+        cases = [
+            # the client of an accepted socket asked of the listener, and the reverse
+            ([f"share-fd#{s}.owner_fd={server_fds[listener]}"], given),
+            ([f"share-fd#{w}.owner_fd={server_fds[accepted]}"], given),
+            # another socket than its own: the waiting client, a socket the server holds
+            ([f"fd#{c1[0]}.ino={c3[2]}"], given),
+            ([f"fd#{c1[0]}.ino={listener}"], given),
+            # open flags of a socket it is given
+            ([f"fd#{c1[0]}.open_flags=0"], given),
+            # the records moved to the server: a client made plain, a waiting place out of range
+            ([f"unix-bound#{bound[client][0]}.role=0"], "image field out of range: unix-bound"),
+            ([f"unix-bound#{bound[c3[2]][0]}.order=3"], "waiting places"),
+            ([f"unix-bound#{bound[c3[2]][0]}.listener={client}"], "waiting in"),
+            # an option bit crfs does not know
+            ([f"unix-bound#{bound[listener][0]}.options=2"], "image field out of range: unix-bound"),
+        ]
+        for edits, expect in cases:
+            self.refused(img, pids[0], edits, expect)
+            for p in pids:
+                self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+        self.go(pids)
+
+
+USER, GROUP = "s6uxu1", "s6uxg1"
+
+
+class GroupUser(UnixTree):
+    """A normal user in the group named by -o restore_pid_group: its server
+    tree comes back with the user's credentials (srv.sock bound by the user),
+    and the user's edited image (a client handed another client's socket:
+    before check_unix_given, the restore gave the waiting client's socket to
+    both clients) is refused with nothing made."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        threads_mount_test.add_user_in_group(USER, GROUP)
+
+    @classmethod
+    def tearDownClass(cls):
+        threads_mount_test.remove_user_and_group(USER, GROUP)
+
+    def setUp(self):
+        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={GROUP}"])
+        self.m = self.crfs.mnt
+        self.tasks = []
+        self.dir = tempfile.mkdtemp(prefix="crfs-s6ux-")
+        os.chmod(self.dir, 0o755)
+        self.pids, self.procs = [], []
+
+    def test_group_member_restores_its_server_tree_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(USER, "--init-groups")
+        exe = os.path.join(roundtrip_mount_test.BUILD, "tests/workloads/unix_tree")
+        proc = self.start(None, 4, argv=[exe, self.dir], user_prefix=as_user)
+        wait_for(lambda: os.path.exists(self.path("ready")), "the tree to be set up")
+        pids = tree_of(proc.pid)
+        img = self.path("tree.img")
+        r = run(f"cp {self.m}/{pids[0]}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/reason"))
+        self.kill_all(proc, pids)
+        procs = self.image_facts(img)
+        bound = procs[0]["bound"]
+        c1 = next(f for f in procs[1]["fds"].values() if f[2] in bound)
+        c3 = next(f for f in procs[3]["fds"].values() if f[2] in bound)
+        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
+        bad = self.path("bad.img")
+        r = subprocess.run(as_user + [edit, img, bad, f"fd#{c1[0]}.ino={c3[2]}"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        top = pids[0]
+        r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("which is no accepted connection or listening socket",
+                      read(f"{self.m}/{top}/status"))
+        for p in pids:
+            self.assertFalse(os.path.exists(f"/proc/{p}"))
+        self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
+        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(tree_of(top), pids)
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}\t{pw.pw_uid}",
+                          read(f"/proc/{p}/status"))
+        self.assertEqual(os.lstat(self.path("srv.sock")).st_uid, pw.pw_uid)
+        self.go(pids)
+
+    test_unrestored_tree_passes = None
+    test_server_clients_and_backlog_come_back_in_the_same_pids = None
+    test_edited_unix_tree_records_are_refused_and_leave_nothing = None
+
+
+class Redis(trees_mount_test.TreeBase):
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def redis_tree(self):
+        with open(self.path("client.py"), "w") as f:
+            f.write(CLIENT)
+        script = ("redis-server --port 0 --unixsocket redis.sock --save '' --appendonly no "
+                  "--daemonize no --logfile redis.log & "
+                  "for i in $(seq 2000); do [ -S redis.sock ] && break; sleep 0.01; done; "
+                  "/usr/bin/python3 client.py > out 2> err; wait")
+        proc = self.start(script, 3)
+        wait_for(lambda: os.path.exists(self.path("paused")), "the client's pause")
+        pids = tree_of(proc.pid)
+        self.assertEqual(len(pids), 3, pids)
+        self.assertIn("redis-server", read(f"/proc/{pids[1]}/cmdline"))
+        return proc, pids
+
+    def ask(self, *args):
+        """One command from outside the tree (redis-cli), its output."""
+        r = subprocess.run(["redis-cli", "-s", self.path("redis.sock")] + list(args),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    def finish(self, pids):
+        os.kill(pids[2], 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        self.assertEqual(self.out(), f"PASS {KEYS + 1}\n", read(self.path("err")))
+
+    def test_unrestored_redis_tree_passes(self):
+        proc, pids = self.redis_tree()
+        self.finish(pids)
+
+    def test_redis_and_its_client_come_back_with_the_data_set_and_connection(self):
+        proc, pids = self.redis_tree()
+        self.round_trip(proc, pids)
+        self.assertEqual(self.ask("DBSIZE"), str(KEYS), "a new connection sees the data set")
+        self.assertEqual(self.ask("GET", "k499"), "value-499-" + "x" * 49)
+        self.finish(pids)
+
+
+if __name__ == "__main__":
+    roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
