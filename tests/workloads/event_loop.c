@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wl_files.h"
+
 enum { kTick = 1, kWork = 2, kSignal = 3, kDeadline = 4 };
 static const uint64_t kPeriod = 5000000; /* 5 ms */
 static const char* g_dir;
@@ -37,19 +39,11 @@ static uint64_t now_ns(clockid_t c) {
 }
 
 static void put(const char* name, const char* text) {
-    char path[1024], tmp[1100];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
+    wl_put(g_dir, name, text);
 }
 
 static void die(const char* what) {
-    perror(what);
-    exit(2);
+    wl_die(what);
 }
 
 int main(int argc, char** argv) {

@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "wl_files.h"
+
 #define MAXC 16
 
 static volatile sig_atomic_t got_term;
@@ -40,13 +42,7 @@ static void on_term(int sig) {
 }
 
 static void put(const char* name, const char* text) {
-    char tmp[4096], path[4096];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) exit(2);
-    close(fd);
-    if (rename(tmp, path) != 0) exit(2);
+    wl_put(dir, name, text);
 }
 
 static void setint(int s, int level, int name, int v) {

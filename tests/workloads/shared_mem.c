@@ -19,19 +19,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "wl_files.h"
+
 #define PAGE 4096
 static const char* g_dir;
 static char g_fail[1024];
 
 /* DIR/name holding `text`, whole or not at all (written aside, renamed). */
 static void put(const char* name, const char* text) {
-    char path[1024], tmp[1100];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    snprintf(tmp, sizeof tmp, "%s.part", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    size_t n = strlen(text);
-    if (fd < 0 || write(fd, text, n) != (ssize_t)n || close(fd) != 0 || rename(tmp, path) != 0)
-        _exit(2);
+    wl_put(g_dir, name, text);
 }
 
 int main(int argc, char** argv) {

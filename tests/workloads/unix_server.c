@@ -26,23 +26,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "wl_files.h"
+
 static const char* g_dir;
 static char g_fail[512];
 
 static void put(const char* name, const char* text) {
-    char path[1024], tmp[1100];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
+    wl_put(g_dir, name, text);
 }
 
 static void die(const char* what) {
-    perror(what);
-    exit(2);
+    wl_die(what);
 }
 
 static void fail(const char* what) {

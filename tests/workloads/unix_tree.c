@@ -33,6 +33,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "wl_files.h"
+
 /* Below the kernel's max_dgram_qlen (10): a seqpacket queue holds no more. */
 enum { PHASE = 5000, REST = 7000, MSG = 100, MSGS = 8, MSGS_REST = 30 };
 
@@ -44,19 +46,11 @@ static void fail(const char* what) {
 }
 
 static void die(const char* what) {
-    perror(what);
-    exit(2);
+    wl_die(what);
 }
 
 static void put(const char* name, const char* text) {
-    char path[1024], tmp[1100];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
+    wl_put(g_dir, name, text);
 }
 
 /* Byte k of the stream `who` sends. */
