@@ -84,6 +84,7 @@ static int is_err(long ret) {
 }
 
 #define ECANCELED 125
+#define EEXIST 17
 /* Fault injection: the tests prove every step's failure leaves nothing behind. */
 static void fault(const struct crfs_restorer_args* a, int step) {
     if (a->fault_step == step) die(a, step, -ECANCELED, 0);

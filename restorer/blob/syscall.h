@@ -55,7 +55,7 @@ enum {
     NR_exit_group = 231,
     NR_preadv = 295,
     NR_rt_tgsigqueueinfo = 297,
-    NR_mlock2 = 325, /* fidelity */
+    NR_mlock2 = 325,   /* fidelity */
     NR_mlockall = 151, /* fid */
     NR_rseq = 334,
     NR_futex = 202,
@@ -64,6 +64,7 @@ enum {
     NR_clone3 = 435,
     NR_fcntl = 72, /* kobj: F_ADD_SEALS of memfds */
     NR_ioprio_set = 251,
+    NR_nanosleep = 35, /* a thread's tid still being freed */
 };
 
 #endif

@@ -167,7 +167,22 @@ static void create_threads(const struct crfs_restorer_args* a) {
         ca.stack_size = 4096;
         ca.set_tid = (uint64_t)&tid;
         ca.set_tid_size = 1;
-        long ret = spawn_thread(&ca, a, &t[i]);
+        /* The last thread of a killed process gives its tid back to the
+         * pid allocator only after the exit was reported to the parent
+         * (free_pids() runs after the tasklist lock: kernels 6.15+), so a
+         * restore right after the reap can find the number still taken for
+         * an instant. EEXIST is retried a bounded while (at most 200 x
+         * 0.5 ms, nothing made meanwhile); a tid a live task holds still
+         * fails, as before. */
+        long ret;
+        for (int tries = 0;; ++tries) {
+            ret = spawn_thread(&ca, a, &t[i]);
+            if (ret != -EEXIST || tries == 200) break;
+            struct {
+                long sec, nsec;
+            } pause = {0, 500000};
+            sys2(NR_nanosleep, &pause, 0);
+        }
         if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD, ret, (uint64_t)tid);
     }
     for (;;) {

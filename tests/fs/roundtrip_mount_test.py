@@ -154,6 +154,8 @@ class Task:
 
     def restore(self, img, slot):
         r = sh(f"mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image && cat {self.m}/{slot}/pid")
+        if r.returncode != 0 and os.path.exists(f"{self.m}/{slot}/status"):
+            r.stderr += "status: " + read(f"{self.m}/{slot}/status")  # what failed, in words
         self.test.assertEqual(r.returncode, 0, r.stderr)
         self.pid = int(r.stdout)
         self.test.assertEqual(read(f"{self.m}/{slot}/status"), f"restored {self.pid}\n")
