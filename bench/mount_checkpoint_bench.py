@@ -136,6 +136,8 @@ def unmount(proc, mnt):
 
 def start_holder(size, tmp):
     ready = os.path.join(tmp, f"ready{size}")
+    if os.path.exists(ready):  # an earlier holder's of this size
+        os.unlink(ready)
     holder = subprocess.Popen([PY, "-c", HOLDER, str(size), ready],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, close_fds=True)
@@ -158,6 +160,22 @@ def kill_restored(restored):
     restored.clear()
 
 
+def restorer(mnt, prefix, image, restored):
+    """One restore per call: mkdir a new slot, cp `image` into it (close()
+    returns once the task runs); the slot and its pid go into `restored`."""
+    n = [0]
+
+    def restore():
+        n[0] += 1
+        slot = f"{mnt}/{prefix}-{n[0]}"
+        os.mkdir(slot)
+        subprocess.run(["cp", image, slot + "/image"], check=True)
+        with open(slot + "/pid") as f:
+            restored.append((slot, int(f.read())))
+
+    return restore
+
+
 def small_line(size, tmp, mnt, restored, rounds):
     """Issue 13's small-task target: dump and restore each <= 10 ms."""
     holder = start_holder(size, tmp)
@@ -168,18 +186,8 @@ def small_line(size, tmp, mnt, restored, rounds):
     finally:
         holder.kill()
         holder.wait()
-    n = [0]
-
-    def restore():
-        n[0] += 1
-        slot = f"{mnt}/s{size}-{n[0]}"
-        os.mkdir(slot)
-        subprocess.run(["cp", out, slot + "/image"], check=True)
-        with open(slot + "/pid") as f:
-            restored.append((slot, int(f.read())))
-
     try:
-        t_restore = best_of(rounds, restore)
+        t_restore = best_of(rounds, restorer(mnt, f"s{size}", out, restored))
     finally:
         kill_restored(restored)
     img = os.path.getsize(out)
@@ -246,18 +254,7 @@ def main():
                 holder.kill()
                 holder.wait()
 
-            n = [0]
-
-            def restore():
-                n[0] += 1
-                slot = f"{mnt}/r{size}-{n[0]}"
-                os.mkdir(slot)
-                subprocess.run(["cp", out, slot + "/image"], check=True)
-                with open(slot + "/pid") as f:
-                    pid = int(f.read())
-                restored.append((slot, pid))
-
-            t_restore = best_of(a.rounds, restore)
+            t_restore = best_of(a.rounds, restorer(mnt, f"r{size}", out, restored))
             kill_restored(restored)
 
             limd = mount([limit, lim, str(img)], lim, log)
