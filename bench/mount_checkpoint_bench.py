@@ -24,6 +24,12 @@ and in the same run the limits:
 Ratios: dump to /dev/null as a share of the FUSE read limit; restore over the
 FUSE write limit; both over memcpy. FILE lives in the same directory as the
 mount (/tmp here).
+
+Then the small-task lines (issue 13: dump and restore of 16 MiB <= 10 ms each),
+for --small sizes (default 1 16): best of N `cp /crfs/PID/image FILE` and
+`mkdir` + `cp FILE /crfs/SLOT/image`, each over the 10 ms target and over a
+memcpy of the image's bytes. `--small-only` prints only these; `--crfsd PATH`
+benches another build's daemon (its crfs-ckpt next to it), e.g. before/after.
 """
 import argparse
 import json
@@ -128,14 +134,84 @@ def unmount(proc, mnt):
     subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
+def start_holder(size, tmp):
+    ready = os.path.join(tmp, f"ready{size}")
+    if os.path.exists(ready):  # an earlier holder's of this size
+        os.unlink(ready)
+    holder = subprocess.Popen([PY, "-c", HOLDER, str(size), ready],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, close_fds=True)
+    try:
+        wait_for(lambda: os.path.exists(ready), "the memory holder", 300)
+    except BaseException:
+        holder.kill()
+        holder.wait()
+        raise
+    return holder
+
+
+def kill_restored(restored):
+    for slot, pid in restored:
+        os.kill(pid, signal.SIGKILL)
+    for slot, pid in restored:
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                 open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+                 "the restored task to die")
+    restored.clear()
+
+
+def restorer(mnt, prefix, image, restored):
+    """One restore per call: mkdir a new slot, cp `image` into it (close()
+    returns once the task runs); the slot and its pid go into `restored`."""
+    n = [0]
+
+    def restore():
+        n[0] += 1
+        slot = f"{mnt}/{prefix}-{n[0]}"
+        os.mkdir(slot)
+        subprocess.run(["cp", image, slot + "/image"], check=True)
+        with open(slot + "/pid") as f:
+            restored.append((slot, int(f.read())))
+
+    return restore
+
+
+def small_line(size, tmp, mnt, restored, rounds):
+    """Issue 13's small-task target: dump and restore each <= 10 ms."""
+    holder = start_holder(size, tmp)
+    out = os.path.join(tmp, f"small{size}.img")
+    try:
+        t_dump = best_of(rounds, lambda: subprocess.run(
+            ["cp", f"{mnt}/{holder.pid}/image", out], check=True))
+    finally:
+        holder.kill()
+        holder.wait()
+    try:
+        t_restore = best_of(rounds, restorer(mnt, f"s{size}", out, restored))
+    finally:
+        kill_restored(restored)
+    img = os.path.getsize(out)
+    os.unlink(out)
+    mc = memcpy_seconds(img)
+    ms = lambda s: f"{s * 1e3:6.1f}ms"
+    print(f"small | {size:>3} {img / MiB:>6.1f}M | {ms(t_dump)} {t_dump / 0.010:>4.1f}x"
+          f" {t_dump / mc:>6.1f}x | {ms(t_restore)} {t_restore / 0.010:>4.1f}x"
+          f" {t_restore / mc:>6.1f}x | {ms(mc)}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--limit", default=None)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--small", type=int, nargs="*", default=[1, 16])
+    ap.add_argument("--small-only", action="store_true")
+    ap.add_argument("--crfsd", default=None)
     ap.add_argument("sizes", nargs="*", type=int, default=[16, 256, 1024])
     a = ap.parse_args()
-    crfsd = os.path.join(a.build, "fs", "crfsd")
+    if a.small_only:
+        a.sizes = []
+    crfsd = a.crfsd or os.path.join(a.build, "fs", "crfsd")
     crfs = os.path.join(a.build, "tools", "crfs")
     limit = a.limit or os.path.join(a.build, "bench", "fuse_limit")
     tmp = tempfile.mkdtemp(prefix="crfs-bench-")
@@ -147,17 +223,14 @@ def main():
     daemon = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state", mnt], mnt, log)
     restored = []
     try:
-        print(f"{'MiB':>5} {'image':>7} | {'dump null':>9} {'dump file':>9} {'frozen':>7} |"
-              f" {'restore':>8} | {'memcpy':>7} {'FUSE rd':>8} {'FUSE wr':>8} |"
-              f" {'null/rd':>7} {'rest/wr':>7} {'dump/mc':>7} {'rest/mc':>7} |"
-              f" {'daemon/h':>8} {'worker/h':>8}")
+        if a.sizes:
+            print(f"{'MiB':>5} {'image':>7} | {'dump null':>9} {'dump file':>9} {'frozen':>7} |"
+                  f" {'restore':>8} | {'memcpy':>7} {'FUSE rd':>8} {'FUSE wr':>8} |"
+                  f" {'null/rd':>7} {'rest/wr':>7} {'dump/mc':>7} {'rest/mc':>7} |"
+                  f" {'daemon/h':>8} {'worker/h':>8}")
         for size in a.sizes:
-            ready = os.path.join(tmp, f"ready{size}")
-            holder = subprocess.Popen([PY, "-c", HOLDER, str(size), ready],
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, close_fds=True)
+            holder = start_holder(size, tmp)
             try:
-                wait_for(lambda: os.path.exists(ready), "the memory holder", 300)
                 image = f"{mnt}/{holder.pid}/image"
                 out = os.path.join(tmp, "snap.img")
                 t_null = best_of(a.rounds, lambda: subprocess.run(["cp", image, "/dev/null"],
@@ -181,25 +254,8 @@ def main():
                 holder.kill()
                 holder.wait()
 
-            n = [0]
-
-            def restore():
-                n[0] += 1
-                slot = f"{mnt}/r{size}-{n[0]}"
-                os.mkdir(slot)
-                subprocess.run(["cp", out, slot + "/image"], check=True)
-                with open(slot + "/pid") as f:
-                    pid = int(f.read())
-                restored.append((slot, pid))
-
-            t_restore = best_of(a.rounds, restore)
-            for slot, pid in restored:
-                os.kill(pid, signal.SIGKILL)
-            for slot, pid in restored:
-                wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                         open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
-                         "the restored task to die")
-            restored.clear()
+            t_restore = best_of(a.rounds, restorer(mnt, f"r{size}", out, restored))
+            kill_restored(restored)
 
             limd = mount([limit, lim, str(img)], lim, log)
             try:
@@ -218,6 +274,11 @@ def main():
                   f" {ms(mc):>7} {ms(t_rd):>8} {ms(t_wr):>8} |"
                   f" {t_rd / t_null:>6.0%} {t_restore / t_wr:>6.2f}x {t_null / mc:>6.1f}x"
                   f" {t_restore / mc:>6.1f}x | {per_handle:>7.1f}M {per_worker:>7.1f}M", flush=True)
+        if a.small:
+            print(f"small | {'MiB':>3} {'image':>7} | {'dump':>7} {'/10ms':>5} {'/memcpy':>7} |"
+                  f" {'restore':>7} {'/10ms':>5} {'/memcpy':>7} | {'memcpy':>7}")
+        for size in a.small:
+            small_line(size, tmp, mnt, restored, a.rounds)
     finally:
         for slot, pid in restored:
             try:

@@ -88,6 +88,10 @@ struct stat self_attr(fuse_req_t req) {
     return st;
 }
 
+// The largest FUSE request: libfuse derives max_pages from it, so reads
+// come in requests of up to this size too.
+constexpr unsigned kMaxWrite = 1u << 20;
+
 struct stat task_attr(const Task& t, unsigned entry) {
     struct stat st {};
     st.st_ino = make_ino(t.id.pid, t.id.starttime, entry);
@@ -101,6 +105,8 @@ struct stat task_attr(const Task& t, unsigned entry) {
         st.st_mode = kPidEntries[entry - 1].mode;
         st.st_nlink = 1;
         st.st_size = 0;  // generated: size unknown until read (STYLE.md 6)
+        // perf: cp reads an image in 1 MiB requests then, not 128 KiB (slot_attr).
+        if (kPidEntries[entry - 1].read == read_image) st.st_blksize = kMaxWrite;
     }
     return st;
 }
@@ -129,10 +135,6 @@ Result<std::shared_ptr<Slot>> slot_of(fuse_req_t req, uint64_t ino) {
         return make_error(ENOENT, "slot inode " + std::to_string(ino) + " is gone");
     return slot;
 }
-
-// The largest FUSE request: libfuse derives max_pages from it, so reads
-// come in requests of up to this size too.
-constexpr unsigned kMaxWrite = 1u << 20;
 
 struct stat slot_attr(const Slot& slot, unsigned entry) {
     struct stat st {};

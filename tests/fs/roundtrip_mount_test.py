@@ -371,6 +371,9 @@ class Slots(Base):
         self.assertEqual(os.stat(f"{self.m}/odd/image").st_blksize, 1 << 20)
         t = self.task([os.path.join(BUILD, "tests/cr/restore_workload"), "@DIR@", "16", "odd"],
                       env=dict(os.environ, CRFS_WL_ENV="odd pieces"))
+        # The same for reads: cp reads /crfs/PID/image and delta in 1 MiB requests.
+        for entry in ("image", "delta"):
+            self.assertEqual(os.stat(f"{self.m}/{t.pid}/{entry}").st_blksize, 1 << 20)
         img = read(t.checkpoint(), "rb")
         t.kill9()
         # Pieces that split records, page runs and the trailer anywhere, some
