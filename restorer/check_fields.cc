@@ -25,8 +25,8 @@
 #include "state/thread_attrs.h"
 #include "state/timers.h"
 #include "state/unix_bound.h"
-#include "state/vma_names.h"
 #include "state/unix_socket.h"
+#include "state/vma_names.h"
 
 namespace crfs {
 
