@@ -230,8 +230,8 @@ PROBES = [
     ("tree_shmem", "uncovered", "(its first holder in the image) does not map; such sharing"),
     ("tree_shmem", "memfd_kids", None),
     ("tree_shmem", "memfd_outside", "fd 3: memfd:tree is also held or mapped by pid "),
-    ("tree_shmem", "memfd_sealed", None),
-    ("tree_shmem", "memfd_write_sealed", None),
+    ("tree_shmem", "sealed_kids", None),
+    ("tree_shmem", "write_sealed_kids", None),
     # unix: connections between a tree's processes (tests/probes/unix_tree.c, state/unix_tree.h)
     ("unix_tree", "stream_path", None),
     ("unix_tree", "seqpacket_abstract", None),
@@ -239,11 +239,11 @@ PROBES = [
     ("unix_tree", "client_first", "a client before its server"),
     ("unix_tree", "dgram_between", "a datagram connection between processes"),
     # names: PR_SET_VMA_ANON_NAME of anonymous memory (tests/probes/vma_names.c)
-    ("vma_names", "private", None),
-    ("vma_names", "shared", None),
-    ("vma_names", "longest", None),
-    ("vma_names", "memfd_shared", "is a named shared mapping of /memfd:names (deleted)"),
-    ("vma_names", "memfd_private", "is a named private mapping of a shmem file (a memfd)"),
+    ("vma_names", "named_private", None),
+    ("vma_names", "named_shared", None),
+    ("vma_names", "named_longest", None),
+    ("vma_names", "named_memfd_shared", "is a named shared mapping of /memfd:names (deleted)"),
+    ("vma_names", "named_memfd_private", "is a named private mapping of a shmem file (a memfd)"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

@@ -235,8 +235,8 @@ static const struct variant kVariants[] = {
     {"outside", outside_setup, outside_check, NULL},
     {"uncovered", uncovered_setup, uncovered_check, NULL},
     {"memfd_kids", memfd_kids_setup, memfd_kids_check, NULL},
-    {"memfd_sealed", memfd_sealed_setup, memfd_sealed_check, NULL},
-    {"memfd_write_sealed", memfd_write_sealed_setup, memfd_write_sealed_check, NULL},
+    {"sealed_kids", memfd_sealed_setup, memfd_sealed_check, NULL},
+    {"write_sealed_kids", memfd_write_sealed_setup, memfd_write_sealed_check, NULL},
     {"memfd_outside", memfd_outside_setup, memfd_outside_check, NULL},
 };
 

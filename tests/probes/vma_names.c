@@ -139,10 +139,10 @@ static void memfd_check(void) {
 }
 
 static const struct variant kVariants[] = {
-    {"private", private_setup, private_check, NULL},
-    {"shared", shared_setup, shared_check, NULL},
-    {"longest", long_setup, long_check, NULL},
-    {"memfd_shared", memfd_shared_setup, memfd_check, NULL},
-    {"memfd_private", memfd_private_setup, memfd_check, NULL},
+    {"named_private", private_setup, private_check, NULL},
+    {"named_shared", shared_setup, shared_check, NULL},
+    {"named_longest", long_setup, long_check, NULL},
+    {"named_memfd_shared", memfd_shared_setup, memfd_check, NULL},
+    {"named_memfd_private", memfd_private_setup, memfd_check, NULL},
 };
 PROBE_MAIN(kVariants)
