@@ -73,36 +73,36 @@ static void contents(unsigned long pages) {
         }
 }
 
-/* Private: two names side by side, then an unnamed page between guards. */
-static void private_setup(void) {
-    map(5, MAP_PRIVATE);
-    if (mprotect(g_mem, PAGE, PROT_NONE) || mprotect(g_mem + 4 * PAGE, PAGE, PROT_NONE))
-        die("mprotect");
-    name(PAGE, 1 * PAGE, "crfs-a");
-    name(2 * PAGE, PAGE, "crfs b:x");  // a space and a colon are names too
+/* Five pages: a guard page (other protection) at each end, two names side
+ * by side, then an unnamed page. */
+static void five_pages(int flags, int guard, const char* a, const char* b) {
+    map(5, flags);
+    if (mprotect(g_mem, PAGE, guard) || mprotect(g_mem + 4 * PAGE, PAGE, guard)) die("mprotect");
+    name(PAGE, PAGE, a);
+    name(2 * PAGE, PAGE, b);
 }
-static void private_check(void) {
-    expect(PAGE, PAGE, "[anon:crfs-a]");
-    expect(2 * PAGE, PAGE, "[anon:crfs b:x]");
-    expect(3 * PAGE, PAGE, "");
+static void five_check(const char* a, const char* b, const char* unnamed) {
+    expect(PAGE, PAGE, a);
+    expect(2 * PAGE, PAGE, b);
+    expect(3 * PAGE, PAGE, unnamed);
     mprotect(g_mem, 5 * PAGE, PROT_READ | PROT_WRITE);
     contents(5);
 }
 
+/* Private anonymous memory; a space and a colon are names too. */
+static void private_setup(void) {
+    five_pages(MAP_PRIVATE, PROT_NONE, "crfs-a", "crfs b:x");
+}
+static void private_check(void) {
+    five_check("[anon:crfs-a]", "[anon:crfs b:x]", "");
+}
+
 /* Shared anonymous memory: one object, two names and an unnamed page. */
 static void shared_setup(void) {
-    map(5, MAP_SHARED);
-    if (mprotect(g_mem, PAGE, PROT_READ) || mprotect(g_mem + 4 * PAGE, PAGE, PROT_READ))
-        die("mprotect");
-    name(PAGE, PAGE, "crfs-s1");
-    name(2 * PAGE, PAGE, "crfs-s2");
+    five_pages(MAP_SHARED, PROT_READ, "crfs-s1", "crfs-s2");
 }
 static void shared_check(void) {
-    expect(PAGE, PAGE, "[anon_shmem:crfs-s1]");
-    expect(2 * PAGE, PAGE, "[anon_shmem:crfs-s2]");
-    expect(3 * PAGE, PAGE, "/dev/zero (deleted)");
-    mprotect(g_mem, 5 * PAGE, PROT_READ | PROT_WRITE);
-    contents(5);
+    five_check("[anon_shmem:crfs-s1]", "[anon_shmem:crfs-s2]", "/dev/zero (deleted)");
 }
 
 /* The longest name the kernel takes (79 bytes). */
