@@ -26,6 +26,7 @@
 #include "state/timers.h"
 #include "state/unix_bound.h"
 #include "state/unix_socket.h"
+#include "state/vma_names.h"
 
 namespace crfs {
 
@@ -79,6 +80,8 @@ Status check_vmas(const DecodedImage& img) {
         if ((k == image::VmaKind::kFilePrivate || k == image::VmaKind::kFileShared) &&
             !(r.flags & image::kVmaDeleted) && bad_path(v.path))
             return bad(at() + ": file path not absolute or holds a NUL");
+        if (auto why = state::anon_vma_name_problem(k, v.path))  // names
+            return bad(at() + ": " + *why);
         // fidelity: a content fingerprint only where the policy checks content,
         // of at most the mapping's bytes.
         if (v.content && (!vma_content_checked(r) || v.content->bytes > r.end - r.start))

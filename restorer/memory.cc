@@ -9,6 +9,7 @@
 #include "common/strfmt.h"
 
 #include "common/io.h"
+#include "state/vma_names.h"
 
 namespace crfs {
 
@@ -274,6 +275,7 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
         r.madv = madvise_bits(v.rec.vm_flags);  // fidelity
         plan.vmas.push_back(r);
         plan.paths.push_back(std::move(path));
+        plan.names.emplace_back(state::anon_vma_name(kind, v.path));  // names
     }
     for (const auto& p : img.pages) plan.pages.push_back({p.vaddr, p.nr_pages, p.stream_offset});
     return plan;

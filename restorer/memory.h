@@ -50,6 +50,7 @@ struct MemoryPlan {
     std::vector<crfs_ra_range> unmap;
     std::vector<crfs_ra_vma> vmas;   // path fields: index into paths until placed
     std::vector<std::string> paths;  // per VMA ("" for anonymous)
+    std::vector<std::string> names;  // names: per VMA, PR_SET_VMA_ANON_NAME ("" for none)
     std::vector<crfs_ra_pages> pages;
 };
 MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,

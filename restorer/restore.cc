@@ -259,6 +259,9 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return settings_step_text(r.arg, img);
         case CRFS_RA_STEP_ADVISE:
             return "madvise/mlock of " + vma(r.arg);
+        case CRFS_RA_STEP_VMA_NAME:
+            return strfmt("naming {} \"{}\" (PR_SET_VMA_ANON_NAME)", vma(r.arg),
+                          r.arg < mem.names.size() ? mem.names[r.arg] : "");
         case CRFS_RA_STEP_MEMFD_SEAL:
             return strfmt("sealing memfd {} of the image (F_ADD_SEALS)", r.arg);
         case CRFS_RA_STEP_CHILD:  // trees
@@ -548,8 +551,10 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     a->nr_unmap = mem.unmap.size();
     a->moves = arena.copy(sp->moves);
     a->nr_moves = sp->moves.size();
-    for (size_t i = 0; i < mem.vmas.size(); ++i)
+    for (size_t i = 0; i < mem.vmas.size(); ++i) {
         if (mem.vmas[i].kind == CRFS_RA_FILE) mem.vmas[i].path = arena.str(mem.paths[i]);
+        if (!mem.names[i].empty()) mem.vmas[i].name = arena.str(mem.names[i]);  // names
+    }
     a->vmas = arena.copy(mem.vmas);
     a->nr_vmas = mem.vmas.size();
     a->pages = arena.copy(mem.pages);

@@ -168,6 +168,11 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
     }
     size_t live = std::count_if(tree.members.begin(), tree.members.end(),
                                 [](const auto& m) { return !m.zombie; });
+    if (auto s = tree_seal_memfds(tree); !s) {  // every member mapped its memfds
+        go_w.reset();
+        kill_tree(tree);
+        return std::unexpected(s.error());
+    }
     std::string go(live, 'G');
     if (auto w = write_full(go_w.get(), go.data(), go.size()); !w) {
         go_w.reset();

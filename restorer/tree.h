@@ -73,6 +73,7 @@ struct TreeRestore {
     std::vector<UniqueFd> share_fds;
     TreeGroups groups;                        // groups led by members or placeholders
     std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (restorer/tree_shmem.h)
+    std::vector<state::MemfdHeld> late_seals;  // names: sealed at the go (tree_seal_memfds)
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

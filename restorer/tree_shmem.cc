@@ -150,8 +150,6 @@ Status take_memfds(const TreeRestore& tree, uint32_t i, const DecodedImage& img,
         }
         if (!rec || !held)
             return bad(strfmt("{}: memfd {} that no earlier process of the tree records", at, ino));
-        if (rec->rec.seals & (0x8 | 0x10))  // state/memfd.cc: a reason at checkpoint
-            return bad(strfmt("{}: memfd {} of another process, sealed against writes", at, ino));
         int hi = fcntl(held->fd.get(), F_DUPFD_CLOEXEC, min_fd);
         if (hi < 0) return errno_error(at + ": dup of its memfd");
         fds.memfds.push_back({ino, UniqueFd(hi), 0});
@@ -160,12 +158,36 @@ Status take_memfds(const TreeRestore& tree, uint32_t i, const DecodedImage& img,
     return {};
 }
 
+// The seals of this process's own memfds that are sealed against writes:
+// the daemon's, at the go (tree_seal_memfds).
+Status defer_write_seals(TreeRestore& tree, FdPlan& fds, int min_fd) {
+    for (auto& h : fds.memfds) {
+        if (!(h.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) continue;
+        int d = fcntl(h.fd.get(), F_DUPFD_CLOEXEC, min_fd);
+        if (d < 0) return errno_error(strfmt("dup of memfd {} to seal it", h.ino));
+        tree.late_seals.push_back({h.ino, UniqueFd(d), h.seals});
+        h.seals = 0;  // not the blob's
+    }
+    return {};
+}
+
 }  // namespace
+
+Status tree_seal_memfds(TreeRestore& tree) {
+    for (auto& h : tree.late_seals)
+        if (fcntl(h.fd.get(), F_ADD_SEALS, int(h.seals)) != 0)
+            return errno_error(
+                strfmt("sealing memfd {} of the tree (F_ADD_SEALS 0x{:x})", h.ino, h.seals));
+    tree.late_seals.clear();
+    return {};
+}
 
 Status tree_shmem_plan(const RestoreRequest& req, DecodedImage& img, int image_fd, FdPlan& fds,
                        int min_fd) {
-    if (req.tree)
+    if (req.tree) {
+        if (auto s = defer_write_seals(*req.tree, fds, min_fd); !s) return s;
         if (auto s = take_memfds(*req.tree, req.tree_index, img, fds, min_fd); !s) return s;
+    }
     bool any = std::any_of(img.vmas.begin(), img.vmas.end(),
                            [](const VmaEntry& v) { return is_owner(v) || is_taken(v); });
     if (!any) return {};

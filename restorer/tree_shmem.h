@@ -53,4 +53,13 @@ struct TreeShmObject {
 Status tree_shmem_plan(const RestoreRequest& req, DecodedImage& img, int image_fd, FdPlan& fds,
                        int min_fd);
 
+// A memfd of a tree sealed against writes (F_SEAL_WRITE, F_SEAL_FUTURE_WRITE)
+// is sealed by the daemon, not by its first holder's blob, whose seals would
+// come before a later member maps it: tree_shmem_plan moves its seals from
+// the blob's list (fds.memfds) into tree.late_seals with a dup of the memfd,
+// and this adds them once every process has said 'K' (each mapped all it
+// maps) and before the go (no code of any process has run).
+struct TreeRestore;
+Status tree_seal_memfds(TreeRestore& tree);
+
 }  // namespace crfs

@@ -33,7 +33,6 @@ constexpr long kHugetlbfsMagic = 0x958458f6;
 // The seals F_GET_SEALS reports (F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC).
 constexpr uint32_t kSeals = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20;
 constexpr uint32_t kSealExec = 0x20;
-constexpr uint32_t kWriteSeals = 0x8 | 0x10;               // F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
 constexpr unsigned kMfdNoexecSeal = 0x8, kMfdExec = 0x10;  // linux/memfd.h (6.3)
 constexpr uint32_t kOLargefile = 0100000;                  // the kernel's (glibc's is 0)
 
@@ -133,8 +132,8 @@ std::optional<std::string> object_reason(TaskView& t, const std::string& who,
         return strfmt("{}{} of {} bytes is larger than {}; larger memfds{}", lead(who), shown(link),
                       st.st_size, image::kMaxMemfdBytes, kNotYet);
     // shm: held or mapped by other processes of the image: restored once,
-    // its record in the first holder's image (docs/trees.md), unless sealed
-    // against writes (the seals would come before the others' mappings).
+    // its record in the first holder's image (docs/trees.md); sealed against
+    // writes, it is sealed at the tree's go (restorer/tree_shmem.h).
     std::vector<pid_t> inside = t.image_pids(), members;
     if (inside.empty()) inside = tree_pids(t.pid());
     auto others = other_users(t.pid(), st.st_dev, st.st_ino, link, inside, members);
@@ -143,15 +142,6 @@ std::optional<std::string> object_reason(TaskView& t, const std::string& who,
             "{}{} is also held or mapped by {}; a memfd shared with another "
             "process{}",
             lead(who), shown(link), Holders::names(others), kNotYet);
-    if (!members.empty()) {
-        auto fd = open_fd(src, O_RDONLY | O_CLOEXEC);
-        int seals = fd ? fcntl(fd->get(), F_GET_SEALS) : -1;
-        if (seals < 0 || (seals & kWriteSeals))
-            return strfmt(
-                "{}{} is also held or mapped by {} of the tree and sealed against writes "
-                "(F_SEAL_WRITE or F_SEAL_FUTURE_WRITE); such a shared memfd{}",
-                lead(who), shown(link), Holders::names(members), kNotYet);
-    }
     return std::nullopt;
 }
 

@@ -21,6 +21,7 @@
 #include "state/memfd.h"
 #include "state/memory.h"
 #include "state/tree_shmem.h"
+#include "state/vma_names.h"
 
 namespace crfs {
 
@@ -169,6 +170,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
                            "which the kernel opens only with CAP_CHECKPOINT_RESTORE",
                            m.start, m.end, what, t.pid()));
         }
+        vma_name_reasons(t, m, out);  // names: state/vma_names.cc
         bool shared = m.perms[3] == 's';
         bool deleted = m.path.ends_with(" (deleted)");
         if (m.path.starts_with("/[aio]")) {

@@ -27,6 +27,7 @@ struct crfs_ra_vma {
     uint32_t mmap_flags; /* MAP_PRIVATE/MAP_SHARED/MAP_ANONYMOUS/MAP_GROWSDOWN (MAP_FIXED added) */
     uint32_t open_flags; /* O_RDONLY or O_RDWR */
     uint64_t madv;       /* fidelity: CRFS_RA_MADV_* applied after the protections */
+    uint64_t name;       /* names: const char*, PR_SET_VMA_ANON_NAME set last, or 0 */
 };
 
 /* crfs_ra_vma.madv (fidelity): the VmFlags a restore applies again with
@@ -199,6 +200,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_MLOCKALL = 200, /* mlockall(MCL_FUTURE...) (arg: the flags) */
     /* fid (210-219) */
     CRFS_RA_STEP_THREAD_ATTRS = 210, /* slack, ioprio, pdeathsig (arg: tid << 8 | which) */
+    /* names (240-241) */
+    CRFS_RA_STEP_VMA_NAME = 240, /* PR_SET_VMA_ANON_NAME of a mapping (arg: VMA index) */
 };
 
 struct crfs_restorer_args {

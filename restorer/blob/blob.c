@@ -243,6 +243,18 @@ static void advise_vmas(const struct crfs_restorer_args* a) {
     }
 }
 
+/* names: each anonymous area's PR_SET_VMA_ANON_NAME, last: a name is per
+ * VMA, so naming splits an area the mappings above merged with a neighbour. */
+static void name_vmas(const struct crfs_restorer_args* a) {
+    const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
+    for (uint64_t i = 0; i < a->nr_vmas; ++i) {
+        if (!v[i].name) continue;
+        long ret = sys5(NR_prctl, 0x53564d41 /* PR_SET_VMA */, 0 /* PR_SET_VMA_ANON_NAME */,
+                        v[i].start, v[i].end - v[i].start, v[i].name);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_VMA_NAME, ret, i);
+    }
+}
+
 /* kobj: each memfd's seals once every mapping of it is made (F_SEAL_WRITE
  * and F_SEAL_FUTURE_WRITE decide which mappings may exist), then its fd goes. */
 static void seal_memfds(const struct crfs_restorer_args* a) {
@@ -386,6 +398,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     protect_vmas(a);
     fault(a, CRFS_RA_STEP_ADVISE);
     advise_vmas(a); /* fidelity */
+    name_vmas(a);   /* names */
     seal_memfds(a); /* kobj */
     fault(a, CRFS_RA_STEP_MM_MAP);
 

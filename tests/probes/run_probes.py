@@ -230,13 +230,20 @@ PROBES = [
     ("tree_shmem", "uncovered", "(its first holder in the image) does not map; such sharing"),
     ("tree_shmem", "memfd_kids", None),
     ("tree_shmem", "memfd_outside", "fd 3: memfd:tree is also held or mapped by pid "),
-    ("tree_shmem", "memfd_sealed", "of the tree and sealed against writes (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)"),
+    ("tree_shmem", "sealed_kids", None),
+    ("tree_shmem", "write_sealed_kids", None),
     # unix: connections between a tree's processes (tests/probes/unix_tree.c, state/unix_tree.h)
     ("unix_tree", "stream_path", None),
     ("unix_tree", "seqpacket_abstract", None),
     ("unix_tree", "outside_client", " is also open in pid "),
     ("unix_tree", "client_first", "a client before its server"),
     ("unix_tree", "dgram_between", "a datagram connection between processes"),
+    # names: PR_SET_VMA_ANON_NAME of anonymous memory (tests/probes/vma_names.c)
+    ("vma_names", "named_private", None),
+    ("vma_names", "named_shared", None),
+    ("vma_names", "named_longest", None),
+    ("vma_names", "named_memfd_shared", "is a named shared mapping of /memfd:names (deleted)"),
+    ("vma_names", "named_memfd_private", "is a named private mapping of a shmem file (a memfd)"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
@@ -245,6 +252,24 @@ PROBES = [
 # reaped here (a child subreaper), so that every pid is free for the restore.
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
+
+
+def kernel_names_vmas():
+    """Whether this kernel names anonymous memory (CONFIG_ANON_VMA_NAME):
+    PR_SET_VMA_ANON_NAME on a page of this process."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    addr = libc.mmap(None, 4096, 3, 0x22, -1, 0)  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+    ok = libc.prctl(0x53564D41, 0, ctypes.c_ulong(addr), ctypes.c_ulong(4096),
+                    ctypes.c_char_p(b"crfs")) == 0
+    libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(4096))
+    return ok
+
+
+# Probes of state some kernels cannot make: skipped there, with the reason.
+NEEDS = {"vma_names": (kernel_names_vmas, "the kernel has no CONFIG_ANON_VMA_NAME")}
 
 
 class Probe(roundtrip_mount_test.Task):
@@ -310,6 +335,8 @@ class Contract(unittest.TestCase):
         cls.crfs.stop()
 
     def run_probe(self, probe, variant, expect, prefix=()):
+        if probe in NEEDS and not NEEDS[probe][0]():
+            self.skipTest(NEEDS[probe][1])
         m = self.crfs.mnt
         p = Probe(self, probe, variant, prefix)
         try:

@@ -170,15 +170,51 @@ static void memfd_kids_check(void) {
         fail("the memfd through its fd holds '%s'", got);
 }
 
-/* Still refused: sealed against writes (F_SEAL_FUTURE_WRITE), shared with a
- * child: the seal would come before the child's mapping. */
+/* Sealed against writes (F_SEAL_FUTURE_WRITE) and shared with a child: the
+ * seal comes back after the child's mapping is made (restorer/tree_shmem.h
+ * tree_seal_memfds); the writable mappings made before it stay writable, a
+ * new one is refused. */
+static int answer_sealed(int i) {
+    if (answer_parent(i) != 0) return 1;
+    if (fcntl(3, F_GET_SEALS) != F_SEAL_FUTURE_WRITE) return 2;
+    void* p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0);
+    return p == MAP_FAILED && errno == EPERM ? 0 : 3;
+}
 static void memfd_sealed_setup(void) {
     memfd_setup(MFD_ALLOW_SEALING);
     if (fcntl(g_memfd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0) die("F_ADD_SEALS");
-    worker(0, answer_parent);
+    worker(0, answer_sealed);
 }
 static void memfd_sealed_check(void) {
+    int seals = fcntl(g_memfd, F_GET_SEALS);
+    if (seals != F_SEAL_FUTURE_WRITE) fail("the memfd's seals are 0x%x", seals);
     strcpy(slot(0), "parent");
+    ask_kids();
+    if (strcmp(slot(1), "child 0") != 0) fail("slot 1 holds '%s', not the child's", slot(1));
+}
+
+/* Sealed with F_SEAL_WRITE (and F_SEAL_SEAL), mapped read-only by a parent
+ * and its child: the content comes back and the seals after both mappings
+ * (a mapping that may write would make F_SEAL_WRITE fail). */
+static int answer_write_sealed(int i) {
+    (void)i;
+    if (strcmp(slot(1), "before") != 0) return 1;
+    return fcntl(3, F_GET_SEALS) == (F_SEAL_WRITE | F_SEAL_SEAL) ? 0 : 2;
+}
+static void memfd_write_sealed_setup(void) {
+    g_memfd = memfd_create("tree", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (g_memfd != 3 || ftruncate(g_memfd, SLOTS * PAGE) != 0) die("memfd");
+    if (pwrite(g_memfd, "before", 7, PAGE) != 7) die("pwrite");
+    if (fcntl(g_memfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SEAL) != 0) die("F_ADD_SEALS");
+    g_mem = mmap(NULL, SLOTS * PAGE, PROT_READ, MAP_SHARED, g_memfd, 0);
+    if (g_mem == MAP_FAILED) die("mmap memfd");
+    worker(0, answer_write_sealed);
+}
+static void memfd_write_sealed_check(void) {
+    int seals = fcntl(g_memfd, F_GET_SEALS);
+    if (seals != (F_SEAL_WRITE | F_SEAL_SEAL)) fail("the memfd's seals are 0x%x", seals);
+    if (strcmp(slot(1), "before") != 0) fail("slot 1 holds '%s'", slot(1));
+    if (pwrite(g_memfd, "x", 1, 0) != -1 || errno != EPERM) fail("a write to the memfd was let in");
     ask_kids();
 }
 
@@ -199,7 +235,8 @@ static const struct variant kVariants[] = {
     {"outside", outside_setup, outside_check, NULL},
     {"uncovered", uncovered_setup, uncovered_check, NULL},
     {"memfd_kids", memfd_kids_setup, memfd_kids_check, NULL},
-    {"memfd_sealed", memfd_sealed_setup, memfd_sealed_check, NULL},
+    {"sealed_kids", memfd_sealed_setup, memfd_sealed_check, NULL},
+    {"write_sealed_kids", memfd_write_sealed_setup, memfd_write_sealed_check, NULL},
     {"memfd_outside", memfd_outside_setup, memfd_outside_check, NULL},
 };
 

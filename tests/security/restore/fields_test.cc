@@ -12,6 +12,7 @@
 #include "tests/support/check_fields.h"
 #include "state/seccomp.h"
 #include "state/timers.h"
+#include "state/vma_names.h"
 
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -37,6 +38,33 @@ DecodedImage good() {
 
 TEST(RestoreFields, GoodImagePasses) {
     EXPECT_TRUE(check_fields(good()));
+}
+
+// names: a name of anonymous memory is its VMA's path; the kernel takes at
+// most 79 bytes and a NUL would cut it short.
+TEST(RestoreFields, AnonymousMemoryNamesInRange) {
+    auto img = good();
+    img.vmas[1].path = "[anon:" + std::string(79, 'n') + "]";
+    EXPECT_TRUE(check_fields(img));
+    img.vmas[1].path = "[anon:" + std::string(80, 'n') + "]";
+    expect_einval(img, "an anonymous memory name of 80 bytes (the kernel takes at most 79)");
+    img.vmas[1].path = std::string("[anon:a\0b]", 10);
+    expect_einval(img, "an anonymous memory name holding a NUL byte");
+    img.vmas[1].path = "[anon:]";
+    expect_einval(img, "an empty or unterminated anonymous memory name");
+    img.vmas[1].path = "[heap]";  // no name
+    EXPECT_TRUE(check_fields(img));
+}
+
+TEST(RestoreFields, AnonymousMemoryNamesOnlyOfTheirKind) {
+    using K = image::VmaKind;
+    EXPECT_EQ(state::anon_vma_name(K::kAnonPrivate, "[anon:a b]"), "a b");
+    EXPECT_EQ(state::anon_vma_name(K::kAnonShared, "[anon_shmem:x]"), "x");
+    EXPECT_EQ(state::anon_vma_name(K::kAnonSharedTaken, "[anon_shmem:x]"), "x");
+    EXPECT_EQ(state::anon_vma_name(K::kAnonPrivate, "[anon_shmem:x]"), "");
+    EXPECT_EQ(state::anon_vma_name(K::kAnonShared, "[anon:x]"), "");
+    EXPECT_EQ(state::anon_vma_name(K::kFilePrivate, "[anon:x]"), "");
+    EXPECT_EQ(state::anon_vma_name(K::kAnonPrivate, "[stack]"), "");
 }
 
 TEST(RestoreFields, RegistersMustPointIntoTheImage) {
