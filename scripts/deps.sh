@@ -9,7 +9,7 @@ packages=(
   nlohmann-json3-dev libfmt-dev libcli11-dev
   libgtest-dev
   scdoc man-db bash-completion systemd
-  util-linux procps zstd coreutils
+  util-linux procps zstd coreutils python3
   nftables iproute2
   redis-server redis-tools
 )
