@@ -61,9 +61,14 @@ def stat(pid):
 
 
 def children(pid):
+    """pid's children now; none when pid (or a thread of it) is gone meanwhile
+    (a short-lived process of a starting tree: the caller waits for a state)."""
     out = []
-    for t in os.listdir(f"/proc/{pid}/task"):
-        out += [int(p) for p in read(f"/proc/{pid}/task/{t}/children").split()]
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            out += [int(p) for p in read(f"/proc/{pid}/task/{t}/children").split()]
+    except (FileNotFoundError, ProcessLookupError):
+        pass
     return out
 
 
