@@ -254,6 +254,10 @@ bool is_pty_slave(dev_t rdev) {
     return major(rdev) >= 136 && major(rdev) <= 143;
 }
 
+bool on_shell_terminal(const FdView& f) {
+    return S_ISCHR(f.st.st_mode) && (is_pty_slave(f.st.st_rdev) || f.st.st_rdev == kDevTty);
+}
+
 dev_t ctty_device(int tty_nr) {
     if (tty_nr == 0) return 0;
     auto v = unsigned(tty_nr);  // new_encode_dev

@@ -45,6 +45,9 @@ namespace crfs::state {
 
 // A UNIX 98 pseudo-terminal slave (/dev/pts/N: majors 136-143).
 bool is_pty_slave(dev_t rdev);
+// An fd on a pty slave or /dev/tty: restored on a new terminal (never shared
+// with the shell that keeps the old one).
+bool on_shell_terminal(const FdView& f);
 // The controlling terminal of /proc/<pid>/stat's tty_nr (0: none).
 dev_t ctty_device(int tty_nr);
 
