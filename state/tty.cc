@@ -352,7 +352,8 @@ std::optional<KobjFail> child_tty(const TtyPlan& p) {
     if (p.terminal < 0) return std::nullopt;
     const auto& r = p.rec;
     if (p.take) {
-        if (ioctl(p.terminal, TIOCSCTTY, 0) < 0) return KobjFail{CRFS_RA_STEP_TTY_CTTY, errno, 0};
+        // Settings first: a new size once the terminal has a foreground group
+        // would queue a SIGWINCH the task never had.
         Termios2 tio{r.iflag, r.oflag, r.cflag, r.lflag, r.line, {}, r.ispeed, r.ospeed};
         std::memcpy(tio.cc, r.cc, sizeof tio.cc);
         if (ioctl(p.terminal, kTcsets2, &tio) < 0)
@@ -360,6 +361,7 @@ std::optional<KobjFail> child_tty(const TtyPlan& p) {
         winsize ws{r.rows, r.cols, r.xpixel, r.ypixel};
         if (ioctl(p.terminal, TIOCSWINSZ, &ws) < 0)
             return KobjFail{CRFS_RA_STEP_TTY_WINSIZE, errno, 0};
+        if (ioctl(p.terminal, TIOCSCTTY, 0) < 0) return KobjFail{CRFS_RA_STEP_TTY_CTTY, errno, 0};
     }
     if (p.set_fg) {
         pid_t g = pid_t(syscall(SYS_getpgid, 0));

@@ -46,15 +46,17 @@ class TtyImages(ra.SlotAttackCase):
 
     def test_edited_tty_records_are_einval_and_nothing_is_made(self):
         tty = self.rec("tty")
-        for edit, words in [(f"{tty}@{FLAGS}:4=1", "tty: flags 0x1"),
+        for edits, words in [(f"{tty}@{FLAGS}:4=1", "tty: flags 0x1"),
                             (f"{tty}@{RESERVED}:4=7", "reserved 0x7"),
                             (f"{tty}@{LINE}:1=2", "tty: line discipline 2"),
                             (f"{tty}@{IFLAG}:4=0x10000", "tty: termios flags 0200000"),
                             (f"{tty}@{ISPEED}:4=0xffffffff", "tty: speeds 4294967295"),
                             (f"{tty}@{FG}:4=1", "foreground process group 1, which the tree"),
-                            (f"{self.rec('task')}.pgid=1", "leads neither its session nor")]:
-            with self.subTest(edit=edit):
-                st = self.assert_refused(self.edited(edit), "Invalid argument")
+                            ((f"{self.rec('task')}.pgid=1", f"{self.rec('task')}.sid=1"),
+                             "leads neither its session nor")]:
+            edits = (edits,) if isinstance(edits, str) else edits
+            with self.subTest(edits=edits):
+                st = self.assert_refused(self.edited(*edits), "Invalid argument")
                 self.assertIn("image field out of range: tty: ", st)
                 self.assertIn(words, st)
 
