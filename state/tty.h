@@ -18,7 +18,7 @@
 //            root's records;
 //   restore  restorer/tty.h takes the writer's terminal (its standard input,
 //            pidfd_getfd as the writer) and plans; stage 1 of the root:
-//            setsid, TIOCSCTTY (never forced), termios, window size, before
+//            setsid, termios, window size, TIOCSCTTY (never forced), before
 //            it clones its children; the process leading the foreground
 //            group sets it (TIOCSPGRP); each fd reopens the new terminal
 //            (through /proc/self/fd of the daemon's copy) or /dev/tty.
