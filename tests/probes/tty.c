@@ -25,7 +25,7 @@ static struct termios g_tio;
 static const char* g_input; /* "input": typed on the terminal, never read */
 
 /* The terminal: holds the master, appends its output to DIR/screen, ends at EIO. */
-static void terminal(int master, int keep) {
+static void terminal(int master) {
     pid_t c = fork();
     if (c < 0) die("fork");
     if (c > 0) {
@@ -35,7 +35,7 @@ static void terminal(int master, int keep) {
     if (fork() != 0) _exit(0); /* the grandchild: reparented, outside the tree */
     setsid();
     for (int fd = 0; fd < 1024; ++fd)
-        if (fd != master && fd != keep && fd != 2) close(fd);
+        if (fd != master && fd != 2) close(fd);
     char pid[32];
     snprintf(pid, sizeof pid, "%d\n", getpid());
     write_file(at("term.pid"), pid);
@@ -57,7 +57,7 @@ static void session_on_pty(void) {
     if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0) die("posix_openpt");
     int s = open(ptsname(m), O_RDWR); /* the session's controlling terminal */
     if (s < 0) die("open the slave");
-    terminal(m, -1);
+    terminal(m);
     close(m);
     if (dup2(s, 0) < 0 || dup2(s, 1) < 0) die("dup2");
     close(s);
@@ -93,15 +93,13 @@ static void job_of_shell(int foreground) {
     if (j < 0) die("fork");
     if (j == 0) {
         if (setpgid(0, 0) < 0) die("setpgid");
-        if (foreground) {
-            sigset_t ttou, old;
-            sigemptyset(&ttou);
-            sigaddset(&ttou, SIGTTOU);
-            sigprocmask(SIG_BLOCK, &ttou, &old);
-            if (tcsetpgrp(0, getpgrp()) < 0) die("tcsetpgrp");
-            sigprocmask(SIG_SETMASK, &old, NULL);
-        }
+        sigset_t ttou, old; /* a background job's tcsetattr would stop it */
+        sigemptyset(&ttou);
+        sigaddset(&ttou, SIGTTOU);
+        sigprocmask(SIG_BLOCK, &ttou, &old);
+        if (foreground && tcsetpgrp(0, getpgrp()) < 0) die("tcsetpgrp");
         settings();
+        sigprocmask(SIG_SETMASK, &old, NULL);
         return;
     }
     signal(SIGTERM, SIG_IGN);
@@ -128,7 +126,7 @@ static void not_ctty_setup(void) {
     if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0) die("posix_openpt");
     int s = open(ptsname(m), O_RDWR | O_NOCTTY);
     if (s < 0 || dup2(s, 4) != 4) die("open the other slave");
-    terminal(m, 4);
+    terminal(m);
     close(m);
     settings();
 }
