@@ -358,6 +358,8 @@ class TtyProbe(Probe):
         status = f"{self.m}/{slot}/status"
         wait_for(lambda: self.cli.poll() is not None or
                  (os.path.exists(status) and read(status) != "empty\n"), "the shell job restore")
+        if not os.path.exists(status):
+            self.test.fail("crfs restore --shell-job: " + read(self.out.name))
         self.test.assertTrue(read(status).startswith("restored "),
                              read(status) + read(self.out.name))
         self.pid = int(read(f"{self.m}/{slot}/pid"))
