@@ -35,7 +35,7 @@ static void terminal(int master) {
     if (fork() != 0) _exit(0); /* the grandchild: reparented, outside the tree */
     setsid();
     for (int fd = 0; fd < 1024; ++fd)
-        if (fd != master && fd != 2) close(fd);
+        if (fd != master) close(fd); /* the probe's stderr too: it is the probe's own */
     char pid[32];
     snprintf(pid, sizeof pid, "%d\n", getpid());
     write_file(at("term.pid"), pid);
@@ -93,6 +93,10 @@ static void job_of_shell(int foreground) {
     if (j < 0) die("fork");
     if (j == 0) {
         if (setpgid(0, 0) < 0) die("setpgid");
+        /* its own stderr, as a job's redirection would be (not the shell's description) */
+        int err = open(at("stderr.job"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (err < 0 || dup2(err, 2) != 2) die("stderr.job");
+        close(err);
         sigset_t ttou, old; /* a background job's tcsetattr would stop it */
         sigemptyset(&ttou);
         sigaddset(&ttou, SIGTTOU);
