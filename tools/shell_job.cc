@@ -33,10 +33,10 @@ class RawTerminal {
         if (!isatty(0) || tcgetattr(0, &saved_) < 0) return;
         termios raw = saved_;
         cfmakeraw(&raw);
-        on_ = tcsetattr(0, TCSAFLUSH, &raw) == 0;
+        on_ = tcsetattr(0, TCSANOW, &raw) == 0;  // keys typed ahead are the job's
     }
     ~RawTerminal() {
-        if (on_) tcsetattr(0, TCSAFLUSH, &saved_);
+        if (on_) tcsetattr(0, TCSADRAIN, &saved_);
     }
 
   private:

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""A shell job in tmux (issue 10, docs/trees.md "Shell jobs"): vim edits a
-file in pane 1; text typed; vim checkpointed through the mount, killed with
-kill -9; in pane 2 `crfs restore --shell-job snap.img` brings it back on a
-new terminal relayed to that pane; more text typed there, `:wq`; the file
-holds both lines and the restore command exits with vim's status 0.
+"""Shell jobs in tmux (issue 10, docs/trees.md "Shell jobs"): a program on
+its terminal in pane 1 (vim editing a file, an interactive bash, less), text typed, the
+program checkpointed through the mount, killed with kill -9, a plain `cp`
+from pane 1's shell refused (that shell's terminal); in pane 2 `crfs
+restore --shell-job snap.img` brings it back on a new terminal relayed to
+that pane; more keys there; the file holds both lines and the restore
+command exits with the program's status 0.
 
 Every wait is for a state (the pane showing a text, a file, a pid gone),
 bounded by TIMEOUT. tmux runs on a private socket and its server is killed
@@ -57,46 +59,129 @@ class TmuxVim(Base):
             raise AssertionError(f"pane {pane} never showed {text!r}:\n{self.screen(pane)}\n"
                                  f"crfsd: {read(self.crfs.log.name)[-2000:]}") from None
 
-    def test_vim_restored_in_another_pane(self):
-        path = os.path.join(self.dir, "notes.txt")
+    def start(self):
+        """Two panes running bash: pane 1 larger than pane 2 (a job restored in
+        pane 2 sees its window shrink: SIGWINCH)."""
         bash = ["bash", "--norc", "--noprofile"]
         self.tmux("new-session", "-d", "-x", "100", "-y", "41", "-s", "t", *bash)
         self.started = True
         one = self.tmux("display-message", "-p", "-t", "t", "#{pane_id}").strip()
         two = self.tmux("split-window", "-v", "-P", "-F", "#{pane_id}", "-t", one, *bash).strip()
-        self.tmux("resize-pane", "-t", one, "-y", "25")  # vim redraws at pane 2's size (SIGWINCH)
-        shell = int(self.tmux("display-message", "-p", "-t", one, "#{pane_pid}"))
+        self.tmux("resize-pane", "-t", one, "-y", "25")
+        return one, two
 
+    def job_in(self, pane, comm):
+        """The pid of the job `comm` the pane's shell runs."""
+        shell = int(self.tmux("display-message", "-p", "-t", pane, "#{pane_pid}"))
+
+        def find():
+            for p in roundtrip_mount_test.descendants(shell):
+                try:
+                    if read(f"/proc/{p}/comm").strip() == comm:
+                        return p
+                except OSError:
+                    pass
+            return None
+        wait_for(find, f"{comm} to start")
+        return find()
+
+    def checkpoint_and_kill(self, one, pid):
+        """Checkpoints the job through the mount, kills it, and shows that a
+        plain cp from pane 1's shell cannot take that shell's terminal."""
+        img = os.path.join(self.dir, "snap.img")
+        r = sh(f"cp {self.m}/{pid}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pid}/reason"))
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: pid_free(pid), "the job to be gone")
+        self.tmux("send-keys", "-t", one, f"mkdir {self.m}/plain && cp {img} {self.m}/plain/image",
+                  "Enter")
+        self.wait_screen(one, "Device or resource busy")
+        self.assertIn("is the controlling terminal of the writer's own session",
+                      read(f"{self.m}/plain/status"))
+        self.assertIn("crfs restore --shell-job", read(f"{self.m}/plain/status"))
+        return img
+
+    def restore_in(self, two, img, slot):
+        self.tmux("send-keys", "-t", two, f"crfs restore --shell-job {img} {slot}; echo rc=$?",
+                  "Enter")
+        status = f"{self.m}/{slot}/status"
+        wait_for(lambda: os.path.exists(status) and read(status) != "empty\n", "the restore")
+        # Keys sent from now on wait in pane 2's terminal until the relay reads them.
+        self.assertTrue(read(status).startswith("restored "), read(status))
+
+    def test_vim_restored_in_another_pane(self):
+        path = os.path.join(self.dir, "notes.txt")
+        one, two = self.start()
         self.tmux("send-keys", "-t", one, f"vim -u NONE -N -n -i NONE {path}", "Enter")
-        wait_for(lambda: any(read(f"/proc/{p}/comm").strip() == "vim"
-                             for p in roundtrip_mount_test.descendants(shell)), "vim to start")
-        vim = [p for p in roundtrip_mount_test.descendants(shell)
-               if read(f"/proc/{p}/comm").strip() == "vim"][0]
+        vim = self.job_in(one, "vim")
         self.wait_screen(one, "notes.txt")
         self.tmux("send-keys", "-t", one, "i", "written before the checkpoint", "Escape")
         self.wait_screen(one, "written before the checkpoint")
         wait_for(lambda: "-- INSERT --" not in self.screen(one), "vim to leave insert mode")
-
-        self.assertEqual(read(f"{self.m}/{vim}/reason"), "")
-        img = os.path.join(self.dir, "snap.img")
-        r = sh(f"cp {self.m}/{vim}/image {img}")
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{vim}/reason"))
-        os.kill(vim, signal.SIGKILL)
-        wait_for(lambda: pid_free(vim), "vim to be gone")
-
-        # A plain cp from pane 1's shell: the terminal is that shell's.
-        self.tmux("send-keys", "-t", one, f"mkdir {self.m}/plain && cp {img} {self.m}/plain/image",
-                  "Enter")
-        self.wait_screen(one, "Device or resource busy")
-        self.assertIn("crfs restore --shell-job", read(f"{self.m}/plain/status"))
-
-        self.tmux("send-keys", "-t", two, f"crfs restore --shell-job {img} vimslot; echo rc=$?",
-                  "Enter")
-        self.wait_screen(two, "written before the checkpoint")
-        self.tmux("send-keys", "-t", two, "o", "typed after the restore", "Escape", ":wq", "Enter")
+        reason = read(f"{self.m}/{vim}/reason")
+        # Debian's vim 9.0 times its redraws with a SIGEV_THREAD timer (glibc's
+        # helper thread): the timers kind refuses it (docs/state.md). Nothing
+        # here is of the terminal's; the test runs whole once that is restored.
+        if reason.startswith("timers: POSIX timer ") and "SIGEV_THREAD_ID to a thread other " \
+                "than the main one" in reason and reason.count("\n") == 1:
+            self.skipTest("vim: " + reason.strip())
+        self.assertEqual(reason, "")
+        img = self.checkpoint_and_kill(one, vim)
+        self.restore_in(two, img, str(vim))  # threads come back with their tids: its pid
+        self.wait_screen(two, "written before the checkpoint")  # redrawn: SIGWINCH
+        self.tmux("send-keys", "-t", two, "o", "typed after the restore", "Escape")
+        wait_for(lambda: "-- INSERT --" not in self.screen(two), "vim to leave insert mode")
+        self.tmux("send-keys", "-t", two, ":wq", "Enter")
         self.wait_screen(two, "rc=0")
         self.assertEqual(read(path), "written before the checkpoint\ntyped after the restore\n")
-        self.assertEqual(read(f"{self.m}/vimslot/status"), "exited 0\n")
+        self.assertEqual(read(f"{self.m}/{vim}/status"), "exited 0\n")
+
+    def test_bash_restored_in_another_pane(self):
+        """An interactive bash started from pane 1's shell (job control: its
+        own group, the terminal's foreground; readline in raw mode; fd 255 on
+        the terminal): a line typed, checkpointed at its prompt, and in pane 2
+        it runs the next line and exits with status 0."""
+        path = os.path.join(self.dir, "notes.txt")
+        one, two = self.start()
+        self.tmux("send-keys", "-t", one, "PS1='inner$ ' bash --norc --noprofile -i", "Enter")
+        self.wait_screen(one, "inner$ ")
+        inner = [p for p in roundtrip_mount_test.descendants(
+            int(self.tmux("display-message", "-p", "-t", one, "#{pane_pid}")))][0]
+        self.tmux("send-keys", "-t", one, f"echo written before the checkpoint > {path}", "Enter")
+        wait_for(lambda: os.path.exists(path) and read(path).endswith("\n"), "the first line")
+        self.wait_screen(one, "inner$ ")
+        self.assertEqual(read(f"{self.m}/{inner}/reason"), "")
+        img = self.checkpoint_and_kill(one, inner)
+        self.restore_in(two, img, "bashslot")
+        self.tmux("send-keys", "-t", two, f"echo typed after the restore >> {path}; exit", "Enter")
+        self.wait_screen(two, "rc=0")
+        self.assertIn("typed after the restore", self.screen(two))  # readline echoed it
+        self.assertEqual(read(path), "written before the checkpoint\ntyped after the restore\n")
+        self.assertEqual(read(f"{self.m}/bashslot/status"), "exited 0\n")
+
+    def test_less_redraws_in_another_pane(self):
+        """less, full screen, its keys read from its own fd on the terminal:
+        restored in the smaller pane 2 it redraws (SIGWINCH), moves on with
+        `G`, ends with `q`."""
+        path = os.path.join(self.dir, "lines.txt")
+        with open(path, "w") as f:
+            f.writelines(f"line {i}\n" for i in range(1, 301))
+        one, two = self.start()
+        self.tmux("send-keys", "-t", one, f"less {path}", "Enter")
+        less = self.job_in(one, "less")
+        self.wait_screen(one, "line 20")
+        self.tmux("send-keys", "-t", one, "Space")  # a page on: line 25 at the top
+        self.wait_screen(one, "line 40")
+        self.assertEqual(read(f"{self.m}/{less}/reason"), "")
+        img = self.checkpoint_and_kill(one, less)
+        self.restore_in(two, img, "lessslot")
+        self.wait_screen(two, "line 30")  # redrawn at pane 2's size, where it was
+        self.assertNotIn("line 3\n", self.screen(two))
+        self.tmux("send-keys", "-t", two, "G")
+        self.wait_screen(two, "line 300")
+        self.tmux("send-keys", "-t", two, "q")
+        self.wait_screen(two, "rc=0")
+        self.assertEqual(read(f"{self.m}/lessslot/status"), "exited 0\n")
 
 
 if __name__ == "__main__":
