@@ -485,9 +485,9 @@ Json image_to_json(const DecodedImage& img) {
     if (!img.unix_bound.empty()) j["unix_bound"] = unix_bound(img);
     j["stats"] = stats(img);
     if (const auto& t = img.tty) {  // tty: the shell job's terminal (state/tty.h)
-        j["tty"] = {{"index", t->index},   {"sid", t->sid},     {"fg_pgid", t->fg_pgid},
-                    {"iflag", t->iflag},   {"oflag", t->oflag}, {"cflag", t->cflag},
-                    {"lflag", t->lflag},   {"rows", t->rows},   {"cols", t->cols},
+        j["tty"] = {{"index", t->index},   {"sid", t->sid},      {"fg_pgid", t->fg_pgid},
+                    {"iflag", t->iflag},   {"oflag", t->oflag},  {"cflag", t->cflag},
+                    {"lflag", t->lflag},   {"rows", t->rows},    {"cols", t->cols},
                     {"ispeed", t->ispeed}, {"ospeed", t->ospeed}};
     }
     for (const auto& p : img.processes)  // trees

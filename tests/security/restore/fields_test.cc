@@ -495,7 +495,8 @@ TEST(RestoreFields, TtyRecordInRange) {
     edit([](auto& t) { t.lflag = 01000000; }, "termios flags");
     edit([](auto& t) { t.ospeed = 200000000; }, "speeds 38400 200000000");
     edit([](auto& t) { t.index = 1u << 20; }, "index 1048576");
-    edit([](auto& t) { t.fg_pgid = 1; }, "foreground process group 1, which the tree does not lead");
+    edit([](auto& t) { t.fg_pgid = 1; },
+         "foreground process group 1, which the tree does not lead");
     edit([](auto& t) { t.fg_pgid = -5; }, "foreground process group -5");
     auto follower = img;
     follower.task.pgid = 99;
