@@ -342,13 +342,6 @@ class TtyProbe(Probe):
             self.proc = None  # the shell stays; its job is the probe
         self.cli = None
 
-    def kill9(self):
-        os.kill(self.pid, signal.SIGKILL)
-        if self.proc:
-            self.proc.wait(TIMEOUT)
-            self.proc = None
-        wait_for(lambda: pid_free(self.pid), f"pid {self.pid} to be reaped")
-
     def restore(self, img, slot):
         env = dict(os.environ, CRFS_ROOT=self.m)
         self.out = open(self.path(f"cli-{slot}.out"), "w+")
