@@ -448,7 +448,7 @@ TEST(ImageStreamHash, RefusesWhatTheFullDecodeRefuses) {
 TEST(ImageTest, UnknownRecordType) {
     Sample s;
     size_t at = sizeof(image::Header);  // first record
-    uint32_t t = 200;  // no helper's number (99 is tty's since version 7)
+    uint32_t t = 200;                   // no helper's number (99 is tty's since version 7)
     std::memcpy(s.bytes.data() + at, &t, 4);
     fix_checksum(s.bytes);
     EXPECT_EQ(error_of(s.bytes), "unknown record type 200 at byte 104");
