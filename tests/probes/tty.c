@@ -32,10 +32,12 @@ static void terminal(int master) {
         waitpid(c, NULL, 0);
         return;
     }
+    /* The probe's fds, its stderr too, are its own: closed before the probe
+     * goes on (it waits for this middle process). */
+    for (int fd = 0; fd < 1024; ++fd)
+        if (fd != master) close(fd);
     if (fork() != 0) _exit(0); /* the grandchild: reparented, outside the tree */
     setsid();
-    for (int fd = 0; fd < 1024; ++fd)
-        if (fd != master) close(fd); /* the probe's stderr too: it is the probe's own */
     char pid[32];
     snprintf(pid, sizeof pid, "%d\n", getpid());
     write_file(at("term.pid"), pid);
