@@ -13,12 +13,15 @@ at the end; crfsd is always unmounted.
 
 usage: tty_mount_test.py BUILD_DIR
 """
+import fcntl
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import unittest
 
 import roundtrip_mount_test
@@ -85,6 +88,15 @@ class TmuxVim(Base):
         wait_for(find, f"{comm} to start")
         return find()
 
+    @staticmethod
+    def job_rows(pid):
+        """The rows of the window size of the terminal at the job's fd 0."""
+        fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            return struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))[0]
+        finally:
+            os.close(fd)
+
     def checkpoint_and_kill(self, one, pid):
         """Checkpoints the job through the mount, kills it, and shows that a
         plain cp from pane 1's shell cannot take that shell's terminal."""
@@ -108,6 +120,7 @@ class TmuxVim(Base):
         wait_for(lambda: os.path.exists(status) and read(status) != "empty\n", "the restore")
         # Keys sent from now on wait in pane 2's terminal until the relay reads them.
         self.assertTrue(read(status).startswith("restored "), read(status))
+        return int(read(f"{self.m}/{slot}/pid"))
 
     def test_vim_restored_in_another_pane(self):
         path = os.path.join(self.dir, "notes.txt")
@@ -174,11 +187,15 @@ class TmuxVim(Base):
         self.wait_screen(one, "line 40")
         self.assertEqual(read(f"{self.m}/{less}/reason"), "")
         img = self.checkpoint_and_kill(one, less)
-        self.restore_in(two, img, "lessslot")
+        less = self.restore_in(two, img, "lessslot")
         self.wait_screen(two, "line 30")  # redrawn at pane 2's size, where it was
         self.assertNotIn("line 3\n", self.screen(two))
         self.tmux("send-keys", "-t", two, "G")
         self.wait_screen(two, "line 300")
+        # Pane 2 resized while relaying: the job's terminal follows (SIGWINCH -> TIOCSWINSZ).
+        self.tmux("resize-pane", "-t", two, "-y", "9")
+        rows = int(self.tmux("display-message", "-p", "-t", two, "#{pane_height}"))
+        wait_for(lambda: self.job_rows(less) == rows, "the job's terminal to take pane 2's size")
         self.tmux("send-keys", "-t", two, "q")
         self.wait_screen(two, "rc=0")
         self.assertEqual(read(f"{self.m}/lessslot/status"), "exited 0\n")
