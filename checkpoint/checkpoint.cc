@@ -36,6 +36,7 @@
 #include "state/registry.h"
 #include "state/seccomp.h"
 #include "state/timers.h"
+#include "state/tty.h"
 
 namespace crfs {
 
@@ -84,6 +85,7 @@ struct Capture {
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
     std::vector<state::ZombieDump> zombies;  // life: the root's holds the tree's (state/zombie.h)
+    std::optional<image::TtyRecord> tty;     // tty: its terminal; written in the root's records
 };
 
 uint64_t realtime_ns() {
@@ -171,6 +173,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto fds = read_fds(pid, view.image_pids());
     if (!fds) return std::unexpected(fds.error());
     c.fds = std::move(*fds);
+    auto tty = state::dump_tty(pid, c.attrs.stat, c.fds);  // tty: state/tty.h
+    if (!tty) return std::unexpected(tty.error());
+    c.tty = *tty;
     // Connections read in repair mode stay in it only if the image is made.
     struct RepairGuard {
         pid_t pid;
@@ -414,6 +419,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));
+    if (c.tty) w.add(RecordType::kTty, Payload().add(*c.tty));  // tty: the root's only
     for (const TaskFd& f : c.fds)
         for (const auto& [type, payload] : f.records) w.add(type, payload);
     for (const TaskFd& f : c.fds)
@@ -493,6 +499,9 @@ std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uin
     ImageWriter w(root_header(snap->captures.front()));
     if (chain) w.add(RecordType::kChain, Payload().add(*chain));  // incr: record 0
     bool tree = snap->captures.size() > 1 || !snap->captures.front().zombies.empty();
+    for (Capture& c : snap->captures)  // tty: the session's terminal, in the root's records
+        if (auto t = std::exchange(c.tty, std::nullopt); t && !snap->captures.front().tty)
+            snap->captures.front().tty = t;
     for (Capture& c : snap->captures) {
         if (tree) add_process_record(w, c.attrs.stat, c.was_stopped);
         image::StatsRecord stats{};

@@ -547,7 +547,9 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                            (k >= uint32_t(K::kPipe) && k <= uint32_t(K::kFifo)) ||
                            k == uint32_t(K::kTcp) || k == uint32_t(K::kUdp) ||
                            k == uint32_t(K::kMemfd) || k == uint32_t(K::kUnixBound) ||
-                           (k == uint32_t(K::kShared) && img.header.version >= 5);
+                           (k == uint32_t(K::kShared) && img.header.version >= 5) ||
+                           ((k == uint32_t(K::kTty) || k == uint32_t(K::kDevTty)) &&
+                            img.header.version >= 7);  // tty: state/tty.cc
                 };
                 if (!known(f.rec.kind))
                     return inconsistent(r, strfmt("unknown fd kind {}", f.rec.kind));
@@ -707,6 +709,12 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("in a version {} image", img.header.version));
                 if (auto s = threads.attrs(load<image::ThreadAttrsRecord>(p)); !s)
                     return inconsistent(r, s.error().what);
+                break;
+            case RecordType::kTty:  // tty (state/tty.cc checks its fields)
+                if (img.header.version < 7)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (seen_slot(RecordType::kTty) > 1) return inconsistent(r, "a second one");
+                img.tty = load<image::TtyRecord>(p);
                 break;
             case RecordType::kMlockall:  // fid (state/mlockall.cc)
                 if (img.header.version < 5)

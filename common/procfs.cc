@@ -80,6 +80,7 @@ Result<ProcStat> parse_stat(std::string_view text) {
     if (f[0].size() != 1) return make_error(EIO, "parse stat: bad state");
     st.state = f[0][0];
     if (!to_num(f[4 - 3], st.ppid) || !to_num(f[5 - 3], st.pgrp) || !to_num(f[6 - 3], st.session) ||
+        !to_num(f[7 - 3], st.tty_nr) || !to_num(f[8 - 3], st.tpgid) ||
         !to_num(f[9 - 3], st.flags) || !to_num(f[19 - 3], st.nice) ||
         !to_num(f[20 - 3], st.num_threads) || !to_num(f[kStartTime], st.starttime))
         return make_error(EIO, "parse stat: bad number");

@@ -22,6 +22,8 @@ struct ProcStat {
     pid_t ppid = 0;
     pid_t pgrp = 0;
     pid_t session = 0;
+    int tty_nr = 0;      // 7: the controlling terminal, new_encode_dev(); 0: none
+    pid_t tpgid = -1;    // 8: its foreground process group; -1: no terminal
     unsigned flags = 0;  // PF_* flags
     long num_threads = 0;
     int nice = 0;            // 19

@@ -31,7 +31,7 @@ _crfs() {
     done
     case $sub in
         dump) opts+=" --quiet" ;;
-        restore) opts+=" --quiet" ;;
+        restore) opts+=" --quiet --shell-job" ;;
         ps | show) opts+=" --json" ;;
         restore-direct)
             opts+=" --pid --writer"

@@ -49,6 +49,7 @@
 #include "restorer/threads.h"
 #include "restorer/tree.h"
 #include "restorer/tree_share.h"
+#include "restorer/tty.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
 #include "state/locks.h"
@@ -121,6 +122,7 @@ struct ChildPlan {
     int fault_step = 0;
     const TreeRestore* tree = nullptr;  // trees: this process's children are made in stage 1
     uint32_t tree_index = 0;
+    const state::TtyPlan* tty = nullptr;  // tty: restorer/tty.h
 };
 
 void child_fault(const ChildPlan& c, int step) {
@@ -130,6 +132,8 @@ void child_fault(const ChildPlan& c, int step) {
 [[noreturn]] void child_main(const ChildPlan& c) {
     child_fault(c, CRFS_RA_STEP_SESSION);
     child_session(*c.attrs, c.status_fd);
+    if (auto f = state::child_tty(*c.tty))  // tty: before the children, who inherit it
+        child_fail(c.status_fd, f->step, f->err, f->arg);
     if (c.tree) tree_spawn_children(*c.tree, c.tree_index, c.status_fd);
     child_fault(c, CRFS_RA_STEP_CLOSE_FDS);
     child_close_all_but(c.keep, tree_share_keep(c.tree, c.tree_index), c.status_fd);
@@ -259,6 +263,11 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return settings_step_text(r.arg, img);
         case CRFS_RA_STEP_ADVISE:
             return "madvise/mlock of " + vma(r.arg);
+        case CRFS_RA_STEP_TTY_CTTY:  // tty
+        case CRFS_RA_STEP_TTY_TERMIOS:
+        case CRFS_RA_STEP_TTY_WINSIZE:
+        case CRFS_RA_STEP_TTY_FG:
+            return state::tty_step_text(r.step, r.arg);
         case CRFS_RA_STEP_VMA_NAME:
             return strfmt("naming {} \"{}\" (PR_SET_VMA_ANON_NAME)", vma(r.arg),
                           r.arg < mem.names.size() ? mem.names[r.arg] : "");
@@ -429,7 +438,10 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (img->chain && img->chain->base_id)  // incr: restorer/image_chain.h composes deltas
         return make_error(EINVAL, "bad image: a delta, restored only after its base");
     trace.mark(used_hash ? "decode-hashed" : "decode");
-    if (!img->processes.empty() && !req.tree) return restore_tree(req, *img);  // trees
+    UniqueFd terminal;  // tty: the writer's, for a shell job (restorer/tty.h)
+    auto with_tty = tty_request(req, *img, terminal);
+    if (!with_tty) return std::unexpected(with_tty.error());
+    if (!img->processes.empty() && !req.tree) return restore_tree(*with_tty, *img);  // trees
     if (req.tree)
         if (auto s = check_tree_member(*img, req); !s) return std::unexpected(s.error());
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
@@ -489,6 +501,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
+    auto tty = plan_tty(*with_tty, *img, *fds, min_fd);
+    if (!tty) return std::unexpected(tty.error());
+    if (tty->take) attrs.image_sid = attrs.image_pid;  // a shell job leads its session
     SettingsPlan settings = plan_settings(*img);
     auto timers = state::plan_posix_timers(*img);  // fid-exact
     if (!timers) return std::unexpected(timers.error());
@@ -650,6 +665,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (handoff->active()) cp.keep.push_back(handoff->task_fd());
     cp.tree = req.tree;
     cp.tree_index = req.tree_index;
+    cp.tty = &*tty;
     std::sort(cp.keep.begin(), cp.keep.end());
     cp.fds = &*fds;
     cp.attrs = &attrs;

@@ -45,6 +45,10 @@ struct RestoreRequest {
     // tree's image; `tree_index` is the process's place in the image.
     struct TreeRestore* tree = nullptr;
     uint32_t tree_index = 0;
+    // tty (restorer/tty.h): the writer's terminal, taken for an image of a
+    // shell job (every process of its tree has it), and the foreground group.
+    int terminal_fd = -1;
+    pid_t terminal_fg = 0;
 };
 
 // Validates the whole image first (nothing is created on failure), then

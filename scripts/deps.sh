@@ -12,6 +12,7 @@ packages=(
   util-linux procps zstd coreutils python3
   nftables iproute2
   redis-server redis-tools
+  tmux vim
 )
 
 missing=()

@@ -97,5 +97,6 @@ Status detect_memory(TaskView&, Reasons&);   // state/memory.cc
 Status detect_fds(TaskView&, Reasons&);      // state/fds.cc
 Status detect_locks(TaskView&, Reasons&);    // state/locks.cc
 Status detect_ipc(TaskView&, Reasons&);      // state/ipc.cc
+Status detect_tty(TaskView&, Reasons&);      // state/tty.cc (a shell job's terminal)
 
 }  // namespace crfs::state

@@ -13,9 +13,9 @@
 namespace crfs::state {
 namespace {
 
-constexpr const KobjKind* kKinds[] = {&kOpathKind,     &kEventfdKind, &kTimerfdKind,
-                                      &kSignalfdKind,  &kEpollKind,   &kPidfdKind,
-                                      &kDirectoryKind, &kInotifyKind, &kMemfdKind};
+constexpr const KobjKind* kKinds[] = {&kOpathKind, &kEventfdKind, &kTimerfdKind,   &kSignalfdKind,
+                                      &kEpollKind, &kPidfdKind,   &kDirectoryKind, &kInotifyKind,
+                                      &kMemfdKind, &kTtyKind,     &kDevTtyKind};
 
 const KobjKind* by_view(const FdView& f) {
     for (const KobjKind* k : kKinds)

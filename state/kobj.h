@@ -88,6 +88,8 @@ extern const KobjKind kDirectoryKind;  // state/dirfd.cc
 extern const KobjKind kPidfdKind;      // state/pidfd.cc
 extern const KobjKind kInotifyKind;    // state/inotify.cc
 extern const KobjKind kMemfdKind;      // state/memfd.cc (the memfd object: state/memfd.h)
+extern const KobjKind kTtyKind;        // state/tty.cc: the session's terminal, other terminals
+extern const KobjKind kDevTtyKind;     // state/tty.cc: /dev/tty
 
 // --- the dispatcher (kobj.cc) ------------------------------------------------
 

@@ -23,6 +23,7 @@ constexpr StateKind kStateKinds[] = {
     {"fds", detect_fds},          // one FdKind per kind of file
     {"locks", detect_locks},      // flock, POSIX and OFD locks, leases
     {"ipc", detect_ipc},          // System V queues and semaphores, POSIX mqueues
+    {"tty", detect_tty},          // a shell job's session on its terminal
 };
 // clang-format on
 

@@ -10,12 +10,15 @@
 #include <set>
 
 #include "state/fds.h"
+#include "state/tty.h"
 
 namespace crfs::state {
 namespace {
 
 bool exempt(const FdView& f) {
-    return stateless_char_device(f) || (f.info.flags & O_PATH) != 0;
+    // tty: a shell job's terminal fds come back on a new terminal, by design
+    // no longer the shell's (state/tty.h).
+    return stateless_char_device(f) || (f.info.flags & O_PATH) != 0 || on_shell_terminal(f);
 }
 
 // The offset is what a regular file's or a directory's sharers see move.

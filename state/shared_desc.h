@@ -16,7 +16,9 @@
 //
 // Exempt (no state a restore would split): the stateless character devices
 // (/dev/null, zero, full, random, urandom: no offset, flags without effect)
-// and O_PATH descriptors (no offset, no I/O). An fd that its own kind already
+// and O_PATH descriptors (no offset, no I/O), and a shell job's terminal (a
+// pty slave or /dev/tty: restored on a new terminal, on purpose no longer the
+// shell's, docs/trees.md "Shell jobs"). An fd that its own kind already
 // refuses (a terminal, a pipe or socket held outside, ...) is not looked at
 // again.
 #pragma once

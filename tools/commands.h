@@ -25,6 +25,7 @@ struct RestoreOptions {
     std::string file;    // or "-"
     std::string target;  // slot name or pid; empty: a fresh name
     bool quiet = false;
+    bool shell_job = false;  // on a new terminal, relayed (tools/shell_job.h)
 };
 int cmd_restore(const RestoreOptions& o);
 

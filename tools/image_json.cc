@@ -442,6 +442,10 @@ const char* fd_kind_name(uint32_t k) {
             return "udp";
         case image::FdKind::kMemfd:
             return "memfd";
+        case image::FdKind::kTty:  // tty: state/tty.h
+            return "tty";
+        case image::FdKind::kDevTty:
+            return "/dev/tty";
     }
     return "?";
 }
@@ -480,6 +484,12 @@ Json image_to_json(const DecodedImage& img) {
     if (!img.unix_sockets.empty()) j["unix_sockets"] = unix_sockets(img);
     if (!img.unix_bound.empty()) j["unix_bound"] = unix_bound(img);
     j["stats"] = stats(img);
+    if (const auto& t = img.tty) {  // tty: the shell job's terminal (state/tty.h)
+        j["tty"] = {{"index", t->index},   {"sid", t->sid},      {"fg_pgid", t->fg_pgid},
+                    {"iflag", t->iflag},   {"oflag", t->oflag},  {"cflag", t->cflag},
+                    {"lflag", t->lflag},   {"rows", t->rows},    {"cols", t->cols},
+                    {"ispeed", t->ispeed}, {"ospeed", t->ospeed}};
+    }
     for (const auto& p : img.processes)  // trees
         j["processes"].push_back(
             {{"pid", p.pid}, {"ppid", p.ppid}, {"pgid", p.pgid}, {"sid", p.sid}, {"flags", p.flags}});

@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
                           "the slot NAME, or a PID to restore with that pid "
                           "(default: a fresh name crfs-<pid>)");
     c_restore->add_flag("-q,--quiet", restore.quiet, "no progress line");
+    c_restore->add_flag("--shell-job", restore.shell_job,
+                        "a job of an interactive shell: restore it on a new terminal and relay "
+                        "ours to it until it ends (exits with its status)");
 
     PsOptions ps;
     auto* c_ps = app.add_subcommand("ps", "list processes and whether they can be checkpointed");

@@ -1,12 +1,14 @@
 // crfs restore FILE [NAME|PID]: makes the slot ROOT/NAME, writes the image
 // into it (closing it restores), prints the restored pid. On failure prints
-// the slot's status words and removes the slot.
+// the slot's status words and removes the slot. --shell-job: on a new
+// terminal, relayed until the job ends (tools/shell_job.h).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <fmt/core.h>
@@ -16,6 +18,7 @@
 #include "common/io.h"
 #include "tools/commands.h"
 #include "tools/copy.h"
+#include "tools/shell_job.h"
 #include "tools/tree.h"
 
 namespace crfs::tool {
@@ -63,6 +66,16 @@ Status write_image(int in, const std::string& in_name, const std::string& slot,
     return {};
 }
 
+// A failed restore: the slot's words, the slot removed.
+int fail_restore(const std::string& slot, const Error& err, Progress& progress) {
+    progress.abort();
+    report_failure(slot, err);
+    boost::system::error_code ec;
+    bfs::remove(mount_root() / slot, ec);
+    if (ec) fmt::print(stderr, "crfs restore: rmdir {}: {}\n", slot, ec.message());
+    return 1;
+}
+
 }  // namespace
 
 int cmd_restore(const RestoreOptions& o) {
@@ -77,6 +90,11 @@ int cmd_restore(const RestoreOptions& o) {
         }
         in_owned = std::move(*f);
         in = in_owned.get();
+    } else if (o.shell_job) {
+        fmt::print(stderr,
+                   "crfs restore: --shell-job reads the image from a FILE (its standard "
+                   "input becomes the job's terminal)\n");
+        return 2;
     } else if (::isatty(0)) {
         fmt::print(stderr, "crfs restore: stdin is a terminal; give a FILE or redirect stdin\n");
         return 2;
@@ -90,20 +108,34 @@ int cmd_restore(const RestoreOptions& o) {
         return 1;
     }
     Progress progress(progress_wanted(o.quiet), size, false);
-    auto ok = write_image(in, o.file == "-" ? "stdin" : o.file, *slot, progress);
-    if (!ok) {
-        progress.abort();
-        report_failure(*slot, ok.error());
-        boost::system::error_code ec;
-        bfs::remove(mount_root() / *slot, ec);
-        if (ec) fmt::print(stderr, "crfs restore: rmdir {}: {}\n", *slot, ec.message());
+    auto write = [&] {
+        auto ok = write_image(in, o.file == "-" ? "stdin" : o.file, *slot, progress);
+        if (!ok) return fail_restore(*slot, ok.error(), progress);
+        progress.done();
+        return 0;
+    };
+    std::optional<ShellPty> pty;
+    if (o.shell_job) {
+        auto p = open_shell_pty();
+        if (!p) return fail_restore(*slot, p.error(), progress);
+        pty = std::move(*p);
+        auto code = write_as_terminal(*pty, write);  // the daemon takes its stdin: the new slave
+        if (!code) return fail_restore(*slot, code.error(), progress);
+        if (*code) return 1;
+    } else if (write()) {
         return 1;
     }
-    progress.done();
     auto pid = read_file(tree_path(*slot, "pid").string());
     if (!pid) {
         fmt::print(stderr, "crfs restore: {}\n", pid.error().what);
         return 1;
+    }
+    if (pty) {
+        if (!o.quiet)
+            fmt::print(stderr, "crfs restore: job {} on {} (restored into {})\r\n",
+                       lines_of(*pid).empty() ? "?" : lines_of(*pid).front(), pty->name,
+                       (mount_root() / *slot).string());
+        return relay_shell_job(*pty, *slot);
     }
     if (progress_wanted(o.quiet))
         fmt::print(stderr, "restored into {}\n", (mount_root() / *slot).string());

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 6;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 7;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -107,6 +107,8 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
     X(kPosixTimer, 97, "posix-timer", sizeof(PosixTimerRecord), sizeof(PosixTimerRecord))        \
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
+    /* tty (99-103), version 7: a shell job's terminal, state/tty.cc */                          \
+    X(kTty, 99, "tty", sizeof(TtyRecord), sizeof(TtyRecord))                                     \
     /* share (108-111), version 5: what a tree's processes share, docs/trees.md */               \
     X(kShareFd, 108, "share-fd", sizeof(ShareFdRecord), sizeof(ShareFdRecord))                   \
     /* life (112-115), version 5: a tree's zombies, docs/trees.md */                             \
@@ -301,6 +303,9 @@ enum class FdKind : uint32_t {
     kUnixBound = 37,  // a unix socket with a name, listening, or connected by a name: unix-bound
     // Version 5 (share, 52-55).
     kShared = 52,  // given by an earlier process of the tree: a share-fd record follows
+    // Version 7 (tty, 41-43): the controlling terminal of a shell job (state/tty.cc).
+    kTty = 41,     // the session's terminal (a pty slave): the restore's new terminal, reopened
+    kDevTty = 42,  // /dev/tty of the session's terminal: /dev/tty reopened
 };
 
 // FdRecord.fd_flags
@@ -775,6 +780,26 @@ struct ZombieRecord {
 };
 static_assert(sizeof(ZombieRecord) == 32);
 inline constexpr uint32_t kMaxProcesses = 1024;          // processes in one image
+
+// tty (version 7, docs/trees.md "Shell jobs"): the controlling terminal (a
+// pseudo-terminal slave) of the image's session, in the root process's
+// records after its fd records, when a process of the image holds an fd of
+// kind kTty or kDevTty. The restore makes the writer's new terminal the
+// controlling terminal of the root's session with these settings.
+struct TtyRecord {
+    uint32_t flags;   // 0
+    int32_t fg_pgid;  // the terminal's foreground process group (/proc stat tpgid)
+    int32_t sid;      // its session as /proc showed it (0: led from outside the pid namespace)
+    uint32_t index;   // /dev/pts/<index> at the checkpoint (shown, not restored)
+    // struct termios2 (TCGETS2): flags, line discipline, control characters, speeds.
+    uint32_t iflag, oflag, cflag, lflag;
+    uint8_t line;
+    uint8_t cc[19];
+    uint32_t ispeed, ospeed;
+    uint16_t rows, cols, xpixel, ypixel;  // TIOCGWINSZ
+    uint32_t reserved;
+};
+static_assert(sizeof(TtyRecord) == 72);
 
 // incr (version 5, docs/incremental.md): an image read from /crfs/<pid>/delta
 // is one link of a chain. Its chain record comes first (record 0): `id` names

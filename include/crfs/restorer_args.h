@@ -200,6 +200,11 @@ enum crfs_ra_step {
     CRFS_RA_STEP_MLOCKALL = 200, /* mlockall(MCL_FUTURE...) (arg: the flags) */
     /* fid (210-219) */
     CRFS_RA_STEP_THREAD_ATTRS = 210, /* slack, ioprio, pdeathsig (arg: tid << 8 | which) */
+    /* tty (220-229): the shell job's terminal, stage 1 (state/tty.h) */
+    CRFS_RA_STEP_TTY_CTTY = 220, /* TIOCSCTTY of the writer's terminal */
+    CRFS_RA_STEP_TTY_TERMIOS,    /* TCSETS2 */
+    CRFS_RA_STEP_TTY_WINSIZE,    /* TIOCSWINSZ */
+    CRFS_RA_STEP_TTY_FG,         /* TIOCSPGRP (arg: the group) */
     /* names (240-241) */
     CRFS_RA_STEP_VMA_NAME = 240, /* PR_SET_VMA_ANON_NAME of a mapping (arg: VMA index) */
 };

@@ -58,7 +58,7 @@ PROBES = [
     ("files", "shared", None),
     ("files", "nsfs", "fd 3: file without a path net:["),
     ("files", "procfs", "fd 3: file in /proc /proc/"),
-    ("files", "ptmx", "fd 3: character device /dev/ptmx"),
+    ("files", "ptmx", "fd 3: terminal /dev/ptmx (5:2: a pseudo-terminal master) not supported yet"),
     ("files", "fuse", "fd 3: character device /dev/fuse"),
     ("files", "pipe", None),
     ("files", "memfd", None),
@@ -244,6 +244,13 @@ PROBES = [
     ("vma_names", "named_longest", None),
     ("vma_names", "named_memfd_shared", "is a named shared mapping of /memfd:names (deleted)"),
     ("vma_names", "named_memfd_private", "is a named private mapping of a shmem file (a memfd)"),
+    # tty: a shell job on its terminal (tests/probes/tty.c, state/tty.h), restored by
+    # `crfs restore --shell-job` on a new terminal
+    ("tty", "leader", None),
+    ("tty", "job", None),
+    ("tty", "background", "tty: the terminal's foreground process group ("),
+    ("tty", "not_ctty", "that is not the controlling terminal of the task's session (that is 136:"),
+    ("tty", "input", "tty: the terminal holds 3 bytes of input the task has not read"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
@@ -266,6 +273,11 @@ def kernel_names_vmas():
                     ctypes.c_char_p(b"crfs")) == 0
     libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(4096))
     return ok
+
+
+# Probes that make a terminal of their own and are restored on a new one by
+# `crfs restore --shell-job` (TtyProbe); a plain `cp` into a slot is refused.
+SHELL_JOBS = {"tty"}
 
 
 # Probes of state some kernels cannot make: skipped there, with the reason.
@@ -316,6 +328,58 @@ class Probe(roundtrip_mount_test.Task):
         return out
 
 
+class TtyProbe(Probe):
+    """A probe on a terminal of its own (tests/probes/tty.c): the process
+    started leads the terminal's session; the probe is it or its child
+    (DIR/pid). Restored by `crfs restore --shell-job`, whose relay ends with
+    the probe and says the line it wrote on its new terminal."""
+
+    def __init__(self, test, probe, variant, prefix=()):
+        super().__init__(test, probe, variant, prefix)
+        self.shell = self.proc.pid
+        self.pid = int(read(self.path("pid")))
+        if self.pid != self.shell:
+            self.proc = None  # the shell stays; its job is the probe
+        self.cli = None
+
+    def restore(self, img, slot):
+        env = dict(os.environ, CRFS_ROOT=self.m)
+        self.out = open(self.path(f"cli-{slot}.out"), "w+")
+        self.cli = subprocess.Popen([os.path.join(BUILD, "tools/crfs"), "restore", "--shell-job",
+                                     img, slot], stdin=subprocess.DEVNULL, stdout=self.out,
+                                    stderr=subprocess.STDOUT, env=env)
+        status = f"{self.m}/{slot}/status"
+        wait_for(lambda: self.cli.poll() is not None or
+                 (os.path.exists(status) and read(status) != "empty\n"), "the shell job restore")
+        if not os.path.exists(status):
+            self.test.fail("crfs restore --shell-job: " + read(self.out.name))
+        self.test.assertTrue(read(status).startswith("restored "),
+                             read(status) + read(self.out.name))
+        self.pid = int(read(f"{self.m}/{slot}/pid"))
+        return self.pid
+
+    def verdict(self):
+        out = super().verdict()
+        if self.cli:  # the relay ends with the job, with its status
+            self.test.assertEqual(self.cli.wait(TIMEOUT), 0, read(self.out.name))
+            self.test.assertIn("tty probe done", read(self.out.name))
+            self.cli = None
+        return out
+
+    def cleanup(self):
+        term = self.path("term.pid")
+        for who in [self.shell] + ([int(read(term))] if os.path.exists(term) else []):
+            try:
+                os.kill(who, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.cli:
+            self.cli.kill()
+            self.cli.wait(TIMEOUT)
+        super().cleanup()
+        reap()
+
+
 class Contract(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -338,7 +402,8 @@ class Contract(unittest.TestCase):
         if probe in NEEDS and not NEEDS[probe][0]():
             self.skipTest(NEEDS[probe][1])
         m = self.crfs.mnt
-        p = Probe(self, probe, variant, prefix)
+        kind = TtyProbe if probe in SHELL_JOBS else Probe
+        p = kind(self, probe, variant, prefix)
         try:
             reason = p.reason()
             if expect is not None:
@@ -351,7 +416,7 @@ class Contract(unittest.TestCase):
             self.assertEqual(reason, "")
             self.assertEqual(p.verdict(), "PASS")  # without a checkpoint
             p.cleanup()
-            p = Probe(self, probe, variant, prefix)
+            p = kind(self, probe, variant, prefix)
             img = p.checkpoint()
             pid = p.pid
             if probe in TREES:
@@ -361,6 +426,11 @@ class Contract(unittest.TestCase):
                 p.kill9()
                 for k in kids:
                     wait_for(lambda: pid_free(k), f"pid {k} to be reaped")
+            if probe in SHELL_JOBS:  # cp's stdin is no terminal: the job has none to go on
+                r = sh(f"mkdir {m}/plain-{variant} && cp {img} {m}/plain-{variant}/image")
+                self.assertIn("Inappropriate ioctl for device", r.stderr)
+                self.assertIn("crfs restore --shell-job", read(f"{m}/plain-{variant}/status"))
+                os.rmdir(f"{m}/plain-{variant}")
             p.restore(img, str(pid))
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")

@@ -118,7 +118,8 @@ TEST(Registry, EachKindNamesItsState) {
         {"O_PATH in /proc", [] { open("/proc/self/status", O_PATH); },
          "fd 3: O_PATH descriptor of a file in /proc /proc/"},
         {"nsfs", [] { open("/proc/self/ns/net", O_RDONLY); }, "fd 3: file without a path net:["},
-        {"tty", [] { open("/dev/ptmx", O_RDWR); }, "fd 3: character device /dev/ptmx"},
+        {"tty", [] { open("/dev/ptmx", O_RDWR); },
+         "fd 3: terminal /dev/ptmx (5:2: a pseudo-terminal master) not supported yet"},
         // fid-exact: locks on regular files and timers signalling the task are
         // captured (state/locks.cc, timers.cc); these variants are not.
         {"flock on a directory", [] { flock(open("/usr/share", O_RDONLY), LOCK_SH); },

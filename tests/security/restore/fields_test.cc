@@ -12,6 +12,7 @@
 #include "tests/support/check_fields.h"
 #include "state/seccomp.h"
 #include "state/timers.h"
+#include "state/tty.h"
 #include "state/vma_names.h"
 
 #include <sys/prctl.h>
@@ -460,6 +461,54 @@ TEST(RestoreFields, SyscallRestartMatchesTheRegisters) {
     EXPECT_TRUE(check_fields(img));
     img.regs.orig_rax = 35;
     test::expect_einval(img, "orig_rax 0x23");
+}
+
+// tty: the shell job's terminal record (state/tty.cc check_tty): every field
+// in range, only in the root's records, a foreground group the tree makes.
+void expect_tty_einval(const DecodedImage& img, uint32_t index, const char* words) {
+    auto s = state::check_tty(img, index);
+    ASSERT_FALSE(s) << words;
+    EXPECT_EQ(s.error().code, EINVAL);
+    EXPECT_NE(s.error().what.find(words), std::string::npos) << s.error().what;
+}
+
+TEST(RestoreFields, TtyRecordInRange) {
+    auto img = good();
+    img.task.pid = img.task.pgid = 100, img.task.sid = 7;
+    img.fds[0].rec.kind = uint32_t(image::FdKind::kTty);
+    expect_tty_einval(img, 0, "fds on a terminal in an image without its tty record");
+    image::TtyRecord r{};
+    r.fg_pgid = 100, r.iflag = 0500, r.oflag = 05, r.cflag = 0277, r.lflag = 0105073;
+    r.ispeed = r.ospeed = 38400, r.rows = 24, r.cols = 80;
+    img.tty = r;
+    EXPECT_TRUE(state::check_tty(img, 0));
+    expect_tty_einval(img, 1, "a tty record in process 1's records");
+    auto edit = [&](auto change, const char* words) {
+        auto bad = img;
+        change(*bad.tty);
+        expect_tty_einval(bad, 0, words);
+    };
+    edit([](auto& t) { t.flags = 1; }, "flags 0x1");
+    edit([](auto& t) { t.reserved = 2; }, "reserved 0x2");
+    edit([](auto& t) { t.line = 2; }, "line discipline 2");
+    edit([](auto& t) { t.iflag = 0100000; }, "termios flags 0100000");
+    edit([](auto& t) { t.lflag = 01000000; }, "termios flags");
+    edit([](auto& t) { t.ospeed = 200000000; }, "speeds 38400 200000000");
+    edit([](auto& t) { t.index = 1u << 20; }, "index 1048576");
+    edit([](auto& t) { t.fg_pgid = 1; },
+         "foreground process group 1, which the tree does not lead");
+    edit([](auto& t) { t.fg_pgid = -5; }, "foreground process group -5");
+    auto follower = img;
+    follower.task.pgid = 99;
+    follower.tty->fg_pgid = 99;
+    expect_tty_einval(follower, 0, "its root (pid 100) leads neither its session nor its group");
+    // A tree: a group a live member leads may be in the foreground; a zombie's may not.
+    auto tree = img;
+    tree.processes = {{100, 1, 100, 7, 0, 0}, {101, 100, 101, 7, 0, 0}};
+    tree.tty->fg_pgid = 101;
+    EXPECT_TRUE(state::check_tty(tree, 0));
+    tree.processes[1].flags = image::kProcessZombie;
+    expect_tty_einval(tree, 0, "foreground process group 101, which the tree does not lead");
 }
 
 }  // namespace
