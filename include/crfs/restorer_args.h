@@ -200,6 +200,9 @@ enum crfs_ra_step {
     CRFS_RA_STEP_MLOCKALL = 200, /* mlockall(MCL_FUTURE...) (arg: the flags) */
     /* fid (210-219) */
     CRFS_RA_STEP_THREAD_ATTRS = 210, /* slack, ioprio, pdeathsig (arg: tid << 8 | which) */
+    /* unix (230-239): a client process connecting to its server, another process of the tree
+       (arg: the client's fd) */
+    CRFS_RA_STEP_UNIX_CONNECT = 230,
     /* names (240-241) */
     CRFS_RA_STEP_VMA_NAME = 240, /* PR_SET_VMA_ANON_NAME of a mapping (arg: VMA index) */
 };

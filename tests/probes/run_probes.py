@@ -238,6 +238,7 @@ PROBES = [
     ("unix_tree", "outside_client", " is also open in pid "),
     ("unix_tree", "client_first", "a client before its server"),
     ("unix_tree", "dgram_between", "a datagram connection between processes"),
+    ("unix_tree", "connected_by_server", "a socket whose peer credentials name another process"),
     # names: PR_SET_VMA_ANON_NAME of anonymous memory (tests/probes/vma_names.c)
     ("vma_names", "named_private", None),
     ("vma_names", "named_shared", None),

@@ -48,6 +48,22 @@ static int connect_there(void) {
     return s;
 }
 
+/* SO_PEERCRED: the kernel's record of who called listen() (the client's
+ * end) or connect() (the accepted end); the restore must make each again by
+ * the same process (state/unix_tree.h). Each end is checked, after the
+ * restore, against what its holder saw before. */
+static struct ucred g_acc_cred, g_cli_cred;
+static struct ucred peer_cred(int s) {
+    struct ucred u = {0};
+    socklen_t len = sizeof u;
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &u, &len) != 0) u.pid = -1;
+    return u;
+}
+static int cred_is(int s, const struct ucred* want) {
+    struct ucred u = peer_cred(s);
+    return u.pid == want->pid && u.uid == want->uid && u.gid == want->gid;
+}
+
 /* The peer name of `s` is the server's. */
 static int peer_is_server(int s) {
     struct sockaddr_un a;
@@ -67,6 +83,8 @@ static int name_is_server(int s) {
 static void accepted_body(void) {
     close(g_listener);
     g_client = connect_there();
+    g_cli_cred = peer_cred(g_client); /* the server listened */
+    if (g_cli_cred.pid != getppid() || g_cli_cred.uid != getuid()) _exit(4);
     if (send(g_client, kUp, sizeof kUp, 0) != sizeof kUp) _exit(3);
     if (g_type == SOCK_SEQPACKET && shutdown(g_client, SHUT_WR) != 0) _exit(3);
 }
@@ -74,6 +92,7 @@ static int accepted_verify(void) {
     char buf[64];
     ssize_t n = recv(g_client, buf, sizeof buf, MSG_DONTWAIT);
     if (n != sizeof kDown || memcmp(buf, kDown, sizeof kDown) != 0) return 1;
+    if (!cred_is(g_client, &g_cli_cred)) return 4;
     return peer_is_server(g_client) ? 0 : 2;
 }
 /* The waiting client: connected, not accepted, nothing sent. */
@@ -81,11 +100,13 @@ static void waiting_body(void) {
     close(g_listener);
     close(g_accepted);
     g_client = connect_there();
+    g_cli_cred = peer_cred(g_client);
 }
 static int waiting_verify(void) {
     char c;
     if (recv(g_client, &c, 1, MSG_DONTWAIT) != -1 || errno != EAGAIN) return 1;
     if (!peer_is_server(g_client)) return 2;
+    if (!cred_is(g_client, &g_cli_cred) || g_cli_cred.pid != getppid()) return 4;
     return send(g_client, "w", 1, 0) == 1 ? 0 : 3; /* the server reads it */
 }
 
@@ -94,6 +115,8 @@ static void server_setup(void) {
     g_kids[0] = spawn(accepted_body, accepted_verify);
     g_accepted = accept4(g_listener, NULL, NULL, SOCK_CLOEXEC);
     if (g_accepted < 0) die("accept");
+    g_acc_cred = peer_cred(g_accepted); /* the child connected */
+    if (g_acc_cred.pid != g_kids[0]) die("SO_PEERCRED of the accepted socket");
     if (send(g_accepted, kDown, sizeof kDown, 0) != sizeof kDown) die("send");
     int on = 1; /* as redis sets it on every connection */
     if (setsockopt(g_accepted, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) die("keepalive");
@@ -111,11 +134,22 @@ static void server_check(void) {
         fail("SO_KEEPALIVE of the accepted socket is lost");
     if (g_type == SOCK_SEQPACKET && recv(g_accepted, buf, sizeof buf, MSG_DONTWAIT) != 0)
         fail("the client's shutdown is lost");
+    struct ucred u = peer_cred(g_accepted);
+    if (!cred_is(g_accepted, &g_acc_cred))
+        fail("SO_PEERCRED of the accepted socket: pid %d uid %d gid %d, was %d %d %d", u.pid, u.uid,
+             u.gid, g_acc_cred.pid, g_acc_cred.uid, g_acc_cred.gid);
+    pid_t waiting = g_kids[1];
     kids_check();
     if (g_type == SOCK_STREAM) { /* the waiting client, accepted now, sent a byte */
         int w = accept4(g_listener, NULL, NULL, SOCK_CLOEXEC);
         if (w < 0 || recv(w, buf, 1, 0) != 1 || buf[0] != 'w')
             fail("the waiting client's connection: %s", strerror(errno));
+        /* it connected itself: its pid, and the credentials it runs with */
+        struct ucred want = {waiting, getuid(), getgid()};
+        u = peer_cred(w);
+        if (!cred_is(w, &want))
+            fail("SO_PEERCRED of the waiting connection: pid %d uid %d gid %d, want pid %d", u.pid,
+                 u.uid, u.gid, waiting);
     }
 }
 static void stream_path_setup(void) {
@@ -140,6 +174,23 @@ static void outside_setup(void) {
 }
 static void outside_check(void) {
     kill(g_outside, SIGKILL);
+}
+
+/* The probe connected the client itself, then gave it to a child: the
+ * accepted end's SO_PEERCRED names the probe, but the child would connect it
+ * again at restore: a reason. */
+static void holder_body(void) {
+    close(g_listener);
+    close(g_accepted);
+}
+static void connected_by_server_setup(void) {
+    path_name(SOCK_STREAM);
+    g_listener = listen_here();
+    g_client = connect_there();
+    g_accepted = accept4(g_listener, NULL, NULL, SOCK_CLOEXEC);
+    if (g_accepted < 0) die("accept");
+    g_kids[0] = spawn(holder_body, NULL);
+    close(g_client);
 }
 
 /* The client (the probe) comes before its server (a child) in the tree. */
@@ -169,6 +220,7 @@ static const struct variant kVariants[] = {
     {"seqpacket_abstract", seqpacket_abstract_setup, server_check, NULL},
     {"outside_client", outside_setup, outside_check, NULL},
     {"client_first", client_first_setup, kids_check, NULL},
+    {"connected_by_server", connected_by_server_setup, kids_check, NULL},
     {"dgram_between", dgram_setup, kids_check, NULL},
 };
 
