@@ -239,6 +239,7 @@ PROBES = [
     ("unix_tree", "client_first", "a client before its server"),
     ("unix_tree", "dgram_between", "a datagram connection between processes"),
     ("unix_tree", "connected_by_server", "a socket whose peer credentials name another process"),
+    ("unix_tree", "listener_by_child", "the process that called listen(), not pid"),
     # names: PR_SET_VMA_ANON_NAME of anonymous memory (tests/probes/vma_names.c)
     ("vma_names", "named_private", None),
     ("vma_names", "named_shared", None),

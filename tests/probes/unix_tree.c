@@ -193,6 +193,51 @@ static void connected_by_server_setup(void) {
     close(g_client);
 }
 
+/* A child listened and passed the listener to the probe (SCM_RIGHTS): its
+ * SO_PEERCRED names the child, but the probe would listen again: a reason. */
+static int g_pass[2];
+static void pass_listener_body(void) {
+    int s = listen_here();
+    char byte = 'L';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
+    struct cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &s, sizeof s);
+    if (sendmsg(g_pass[1], &m, 0) != 1) _exit(3);
+    close(s);
+    close(g_pass[0]);
+    close(g_pass[1]);
+}
+static void listener_by_child_setup(void) {
+    path_name(SOCK_STREAM);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g_pass) != 0) die("socketpair");
+    g_kids[0] = spawn(pass_listener_body, NULL);
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
+    struct cmsghdr* c;
+    if (recvmsg(g_pass[0], &m, MSG_CMSG_CLOEXEC) != 1 || !(c = CMSG_FIRSTHDR(&m)) ||
+        c->cmsg_type != SCM_RIGHTS)
+        die("receiving the listener");
+    memcpy(&g_listener, CMSG_DATA(c), sizeof g_listener);
+    close(g_pass[0]);
+    close(g_pass[1]);
+}
+
 /* The client (the probe) comes before its server (a child) in the tree. */
 static void child_server_body(void) {
     g_listener = listen_here();
@@ -221,6 +266,7 @@ static const struct variant kVariants[] = {
     {"outside_client", outside_setup, outside_check, NULL},
     {"client_first", client_first_setup, kids_check, NULL},
     {"connected_by_server", connected_by_server_setup, kids_check, NULL},
+    {"listener_by_child", listener_by_child_setup, kids_check, NULL},
     {"dgram_between", dgram_setup, kids_check, NULL},
 };
 
