@@ -132,9 +132,8 @@ Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool qu
     r.rcvbuf = uint32_t(get_int(s.get(), SO_RCVBUF, 0));
     r.rcvtimeo_usec = timeo_usec(s.get(), SO_RCVTIMEO);
     r.sndtimeo_usec = timeo_usec(s.get(), SO_SNDTIMEO);
-    ucred peer{};
-    len = sizeof peer;
-    if (getsockopt(s.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0) q.peer_pid = peer.pid;
+    len = sizeof q.peer;
+    if (getsockopt(s.get(), SOL_SOCKET, SO_PEERCRED, &q.peer, &len) < 0) q.peer = {};
     if (r.rcvtimeo_usec < 0 || r.sndtimeo_usec < 0) return errno_error(what + ": timeouts");
     if (!queue) return q;
 

@@ -72,7 +72,7 @@ struct UnixQueue {
     std::vector<uint32_t> msgs;
     std::string data;
     std::vector<std::string> senders;  // per message: the sender's sun_path ("" unnamed)
-    pid_t peer_pid = 0;  // SO_PEERCRED: who connected it (listen() for a listener), not saved
+    ucred peer{};  // SO_PEERCRED: who connected it (listen() for a listener), not saved
 };
 // The options and (unless `queue` is false: a listening socket) receive queue
 // of the socket at `fd` of `pid`, through a copy of the fd, consuming nothing.

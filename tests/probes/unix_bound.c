@@ -234,9 +234,21 @@ static void moved_setup(void) {
 static void open_check(void) {
     if (fcntl(g_s[0], F_GETFD) < 0) fail("socket closed");
 }
+/* Listened with effective ids 65534 (a server that drops privileges around
+ * it), back to its own now: its SO_PEERCRED names ids the restore, which
+ * listens with the task's, would not give. */
+static void listen_as_other_setup(void) {
+    abstract_name(0, "crfs-ux-other");
+    g_s[0] = sock(SOCK_STREAM);
+    if (setresgid(-1, 65534, -1) != 0 || setresuid(-1, 65534, -1) != 0) die("dropping ids");
+    bind_or_die(g_s[0], 0);
+    if (listen(g_s[0], 2) != 0) die("listen");
+    if (setresuid(-1, 0, -1) != 0 || setresgid(-1, 0, -1) != 0) die("taking ids back");
+}
 
 static const struct variant kVariants[] = {
     {"path_stream", path_stream_setup, path_stream_check, NULL},
+    {"listen_as_other", listen_as_other_setup, open_check, NULL},
     {"abstract_seqpacket", abstract_seqpacket_setup, abstract_seqpacket_check, NULL},
     {"autobind", autobind_setup, autobind_check, NULL},
     {"dgram_queue", dgram_queue_setup, dgram_queue_check, NULL},
