@@ -105,7 +105,8 @@ Status plan_connect(TreeRestore& tree, uint32_t i, const FdEntry& f, uint32_t ow
     UniqueFd mine(fcntl(client_end.get(), F_DUPFD_CLOEXEC, me.min_fd));
     UniqueFd theirs(fcntl(server_end.get(), F_DUPFD_CLOEXEC, giver.min_fd));
     if (!mine || !theirs) return errno_error(strfmt("fd {}: dup of its connect channel", f.rec.fd));
-    me.connects.push_back({f.rec.fd, mine.get(), *c, l.addr, l.addr_len});
+    me.connects.push_back(
+        {f.rec.fd, mine.get(), *c, l.addr, l.addr_len, me.img->creds.uid[1], me.img->creds.gid[1]});
     me.connect_polls.resize(me.connects.size());
     c->connector = theirs.get();
     fds.copies.push_back(std::move(mine));  // kept through stage 1 as the take channels

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -521,6 +522,8 @@ Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd) {
         auto& p = set.socks[size_t(index(s.ino))];
         for (uint32_t i = 0; i < s.count; ++i) p.senders[s.first + i] = index(s.sender);
     }
+    set.euid = img.creds.uid[1];
+    set.egid = img.creds.gid[1];
     std::ranges::sort(set.waiting, [&](size_t a, size_t b) {
         const auto &x = set.socks[a].rec, &y = set.socks[b].rec;
         return std::pair(x.listener, x.order) < std::pair(y.listener, y.order);
@@ -529,6 +532,43 @@ Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd) {
 }
 
 namespace {
+
+// listen() and connect() record the caller's effective ids (SO_PEERCRED); a
+// root writer's stage 1 is root (with the task's file-system ids), so around
+// them it takes the task's effective ids. Raw syscalls: glibc's wrappers
+// signal threads this clone of the daemon does not have.
+class TaskIds {
+  public:
+    TaskIds(uid_t euid, gid_t egid) {
+        if (syscall(SYS_geteuid) != 0 || (euid == 0 && egid == 0)) return;
+        fsuid_ = uid_t(syscall(SYS_setfsuid, -1));
+        fsgid_ = gid_t(syscall(SYS_setfsgid, -1));
+        on_ = true;
+        if (syscall(SYS_setresgid, -1, egid, -1) < 0 || syscall(SYS_setresuid, -1, euid, -1) < 0)
+            err_ = errno;
+    }
+    TaskIds(const TaskIds&) = delete;
+    TaskIds& operator=(const TaskIds&) = delete;
+    ~TaskIds() { leave(); }
+    int error() const { return err_; }
+    // Root again, with the file-system ids it had: 0, or the first errno.
+    int leave() {
+        if (!on_) return err_;
+        on_ = false;
+        if (syscall(SYS_setresuid, -1, 0, -1) < 0 || syscall(SYS_setresgid, -1, 0, -1) < 0)
+            return err_ ? err_ : errno;
+        syscall(SYS_setfsgid, fsgid_);
+        syscall(SYS_setfsuid, fsuid_);
+        if (syscall(SYS_setfsuid, -1) != long(fsuid_) && !err_) err_ = EPERM;
+        return err_;
+    }
+
+  private:
+    bool on_ = false;
+    int err_ = 0;
+    uid_t fsuid_ = 0;
+    gid_t fsgid_ = 0;
+};
 
 int hold(int s, int min_fd) {
     int hi = fcntl(s, F_DUPFD_CLOEXEC, min_fd);
@@ -643,7 +683,10 @@ int child_unix_bound_fd(const UnixBoundSet& set, size_t i, int target, int open_
                         int min_fd) {
     if (!set.made) {
         set.made = true;
-        if (int e = make_all(set, min_fd)) return e;
+        TaskIds ids(set.euid, set.egid);
+        int e = ids.error() ? ids.error() : make_all(set, min_fd);
+        if (int left = ids.leave(); left && !e) e = left;
+        if (e) return e;
     }
     const UnixBoundPlan& p = set.socks[i];
     if (p.given || p.held < 0) return EINVAL;  // check_unix_bound: one description each
@@ -660,7 +703,10 @@ void child_close_unix_bound(const UnixBoundSet& set) {
     }
 }
 
-int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t to_len, int dir) {
+int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t to_len, int dir,
+                      uid_t euid, gid_t egid) {
+    TaskIds ids(euid, egid);
+    if (int e = ids.error()) return -e;
     int s = socket(AF_UNIX, int(c.rec.sock.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0) return -errno;
     c.held = s;
@@ -674,6 +720,7 @@ int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t t
     if (here >= 0 && fchdir(here) < 0 && !e) e = errno;
     if (here >= 0) ::close(here);
     c.held = -1;
+    if (int left = ids.leave(); left && !e) e = left;
     if (e) ::close(s);
     return e ? -e : s;
 }

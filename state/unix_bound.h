@@ -73,6 +73,8 @@ struct UnixBoundSet {
     std::vector<UnixBoundPlan> socks;
     std::vector<size_t> waiting;  // clients to connect, in their listeners' queue order
     mutable bool made = false;
+    uid_t euid = 0;  // the task's effective ids: listen() and connect() record them
+    gid_t egid = 0;
 };
 
 // As the writer (plan_fds): reads the queues, checks that every path name is
@@ -87,6 +89,8 @@ void child_close_unix_bound(const UnixBoundSet& set);
 // Stage 1 of a later process of a tree: makes client `c` (its options, its
 // name) and connects it to `to` (a relative path from the directory `dir`).
 // Returns the socket, or -errno.
-int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t to_len, int dir);
+// `euid`, `egid`: the process's effective ids in the image.
+int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t to_len, int dir,
+                      uid_t euid, gid_t egid);
 
 }  // namespace crfs::state

@@ -136,7 +136,7 @@ int child_unix_connect(std::span<const UnixConnectPlan> plans, pollfd* polls, si
             *failed = i;
             int dir = -1;  // a relative name: the server's directory
             if (int e = recv_one_fd(p.channel, &dir)) return e;
-            int s = child_make_client(p.client, p.to, p.to_len, dir);
+            int s = child_make_client(p.client, p.to, p.to_len, dir, p.euid, p.egid);
             if (dir >= 0) ::close(dir);
             if (s < 0) return -s;
             int e = send_one_fd(p.channel, s);

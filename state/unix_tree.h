@@ -62,6 +62,8 @@ struct UnixConnectPlan {
     UnixBoundPlan client;  // its type, options and name
     sockaddr_un to{};      // the listener's name
     socklen_t to_len = 0;
+    uid_t euid = 0;  // the client process's effective ids in the image
+    gid_t egid = 0;
 };
 
 // The unix sockets each process of the image holds by an fd.

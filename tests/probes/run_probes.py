@@ -236,6 +236,7 @@ PROBES = [
     # unix: connections between a tree's processes (tests/probes/unix_tree.c, state/unix_tree.h)
     ("unix_tree", "stream_path", None),
     ("unix_tree", "seqpacket_abstract", None),
+    ("unix_tree", "stream_path_user", None, NOBODY),
     ("unix_tree", "outside_client", " is also open in pid "),
     ("unix_tree", "client_first", "a client before its server"),
     ("unix_tree", "dgram_between", "a datagram connection between processes"),
@@ -286,6 +287,8 @@ class Probe(roundtrip_mount_test.Task):
             os.chmod(self.dir, 0o777)
         # stderr: a regular file (a pipe would be a reason of its own).
         with open(self.path("stderr"), "w") as err:
+            if prefix:  # the restored task opens it again with its own rights
+                os.fchmod(err.fileno(), 0o666)
             self.proc = subprocess.Popen(
                 [*prefix, os.path.join(BUILD, "tests/probes", "probe_" + probe), variant, self.dir],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,

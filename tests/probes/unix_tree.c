@@ -263,6 +263,8 @@ static void dgram_setup(void) {
 static const struct variant kVariants[] = {
     {"stream_path", stream_path_setup, server_check, NULL},
     {"seqpacket_abstract", seqpacket_abstract_setup, server_check, NULL},
+    /* run as another user, restored by root: the ids its ends name are its own */
+    {"stream_path_user", stream_path_setup, server_check, NULL},
     {"outside_client", outside_setup, outside_check, NULL},
     {"client_first", client_first_setup, kids_check, NULL},
     {"connected_by_server", connected_by_server_setup, kids_check, NULL},
