@@ -163,12 +163,16 @@ static void seqpacket_abstract_setup(void) {
 
 /* The client is held by a process outside the tree: a reason naming it. */
 static pid_t g_outside;
-static void outside_setup(void) {
+/* The probe listens at a path, connects a client and accepts it. */
+static void connect_here(void) {
     path_name(SOCK_STREAM);
     g_listener = listen_here();
     g_client = connect_there();
     g_accepted = accept4(g_listener, NULL, NULL, SOCK_CLOEXEC);
     if (g_accepted < 0) die("accept");
+}
+static void outside_setup(void) {
+    connect_here();
     g_outside = spawn_outsider();
     close(g_client);
 }
@@ -184,11 +188,7 @@ static void holder_body(void) {
     close(g_accepted);
 }
 static void connected_by_server_setup(void) {
-    path_name(SOCK_STREAM);
-    g_listener = listen_here();
-    g_client = connect_there();
-    g_accepted = accept4(g_listener, NULL, NULL, SOCK_CLOEXEC);
-    if (g_accepted < 0) die("accept");
+    connect_here();
     g_kids[0] = spawn(holder_body, NULL);
     close(g_client);
 }
