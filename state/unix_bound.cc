@@ -535,8 +535,9 @@ namespace {
 
 // listen() and connect() record the caller's effective ids (SO_PEERCRED); a
 // root writer's stage 1 is root (with the task's file-system ids), so around
-// them it takes the task's effective ids. Raw syscalls: glibc's wrappers
-// signal threads this clone of the daemon does not have.
+// those two calls only it takes the task's effective ids (the file-system ids
+// then follow the effective ones; sockets are made and named as before). Raw syscalls: glibc's
+// wrappers signal threads this clone of the daemon does not have.
 class TaskIds {
   public:
     TaskIds(uid_t euid, gid_t egid) {
@@ -569,6 +570,15 @@ class TaskIds {
     uid_t fsuid_ = 0;
     gid_t fsgid_ = 0;
 };
+
+// `call` (0 or an errno) with the task's effective ids.
+template <class F>
+int as_task(uid_t euid, gid_t egid, F&& call) {
+    TaskIds ids(euid, egid);
+    int e = ids.error() ? ids.error() : call();
+    int left = ids.leave();
+    return e ? e : left;
+}
 
 int hold(int s, int min_fd) {
     int hi = fcntl(s, F_DUPFD_CLOEXEC, min_fd);
@@ -609,8 +619,9 @@ bool relative(const sockaddr_un& a) {
 // the tree that holds it (its SO_PEERCRED and the accepted end's are then the
 // kernel's own), which gets its turn here and sends the socket back
 // (state/unix_tree.h child_unix_connect), so connections queue in order.
-int connect_client(const UnixBoundPlan& c, const UnixBoundPlan& l, int min_fd) {
-    if (c.connector < 0) return connect_to(c, l);
+int connect_client(const UnixBoundSet& set, const UnixBoundPlan& c, const UnixBoundPlan& l,
+                   int min_fd) {
+    if (c.connector < 0) return as_task(set.euid, set.egid, [&] { return connect_to(c, l); });
     int dir = -1;  // a relative name is this process's: the client looks it up from here
     if (relative(l.addr) && (dir = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) return errno;
     int e = send_one_fd(c.connector, dir);
@@ -651,12 +662,15 @@ int make_all(const UnixBoundSet& set, int min_fd) {
     }
     if (anon >= 0) ::close(anon);
     for (const auto& p : all)
-        if (role(p) == UnixRole::kListen && listen(p.held, int(p.rec.backlog)) < 0) return errno;
+        if (role(p) == UnixRole::kListen)
+            if (int e = as_task(set.euid, set.egid,
+                                [&] { return listen(p.held, int(p.rec.backlog)) < 0 ? errno : 0; }))
+                return e;
     for (const auto& a : all) {  // accepted pairs, then their queues both ways
         if (role(a) != UnixRole::kAccepted) continue;
         const auto& c = all[size_t(a.peer)];
         const auto& l = all[size_t(a.listener)];
-        if (int e = connect_client(c, l, min_fd)) return e;
+        if (int e = connect_client(set, c, l, min_fd)) return e;
         int s = accept4(l.held, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (s < 0) return errno;
         if ((a.held = hold(s, min_fd)) < 0) return -a.held;
@@ -667,7 +681,7 @@ int make_all(const UnixBoundSet& set, int min_fd) {
                 return e;
     }
     for (size_t i : set.waiting)
-        if (int e = connect_client(all[i], all[size_t(all[i].listener)], min_fd)) return e;
+        if (int e = connect_client(set, all[i], all[size_t(all[i].listener)], min_fd)) return e;
     for (const auto& p : all) {
         if (p.rec.sock.type == SOCK_DGRAM && p.peer >= 0)
             if (int e = connect_to(p, all[size_t(p.peer)])) return e;
@@ -683,10 +697,7 @@ int child_unix_bound_fd(const UnixBoundSet& set, size_t i, int target, int open_
                         int min_fd) {
     if (!set.made) {
         set.made = true;
-        TaskIds ids(set.euid, set.egid);
-        int e = ids.error() ? ids.error() : make_all(set, min_fd);
-        if (int left = ids.leave(); left && !e) e = left;
-        if (e) return e;
+        if (int e = make_all(set, min_fd)) return e;
     }
     const UnixBoundPlan& p = set.socks[i];
     if (p.given || p.held < 0) return EINVAL;  // check_unix_bound: one description each
@@ -705,8 +716,6 @@ void child_close_unix_bound(const UnixBoundSet& set) {
 
 int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t to_len, int dir,
                       uid_t euid, gid_t egid) {
-    TaskIds ids(euid, egid);
-    if (int e = ids.error()) return -e;
     int s = socket(AF_UNIX, int(c.rec.sock.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0) return -errno;
     c.held = s;
@@ -716,11 +725,13 @@ int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t t
     if (!e && dir >= 0 &&
         ((here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fchdir(dir) < 0))
         e = errno;
-    if (!e && connect(s, reinterpret_cast<const sockaddr*>(&to), to_len) < 0) e = errno;
+    if (!e)
+        e = as_task(euid, egid, [&] {
+            return connect(s, reinterpret_cast<const sockaddr*>(&to), to_len) < 0 ? errno : 0;
+        });
     if (here >= 0 && fchdir(here) < 0 && !e) e = errno;
     if (here >= 0) ::close(here);
     c.held = -1;
-    if (int left = ids.leave(); left && !e) e = left;
     if (e) ::close(s);
     return e ? -e : s;
 }
