@@ -533,53 +533,6 @@ Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd) {
 
 namespace {
 
-// listen() and connect() record the caller's effective ids (SO_PEERCRED); a
-// root writer's stage 1 is root (with the task's file-system ids), so around
-// those two calls only it takes the task's effective ids (the file-system ids
-// then follow the effective ones; sockets are made and named as before). Raw syscalls: glibc's
-// wrappers signal threads this clone of the daemon does not have.
-class TaskIds {
-  public:
-    TaskIds(uid_t euid, gid_t egid) {
-        if (syscall(SYS_geteuid) != 0 || (euid == 0 && egid == 0)) return;
-        fsuid_ = uid_t(syscall(SYS_setfsuid, -1));
-        fsgid_ = gid_t(syscall(SYS_setfsgid, -1));
-        on_ = true;
-        if (syscall(SYS_setresgid, -1, egid, -1) < 0 || syscall(SYS_setresuid, -1, euid, -1) < 0)
-            err_ = errno;
-    }
-    TaskIds(const TaskIds&) = delete;
-    TaskIds& operator=(const TaskIds&) = delete;
-    ~TaskIds() { leave(); }
-    int error() const { return err_; }
-    // Root again, with the file-system ids it had: 0, or the first errno.
-    int leave() {
-        if (!on_) return err_;
-        on_ = false;
-        if (syscall(SYS_setresuid, -1, 0, -1) < 0 || syscall(SYS_setresgid, -1, 0, -1) < 0)
-            return err_ ? err_ : errno;
-        syscall(SYS_setfsgid, fsgid_);
-        syscall(SYS_setfsuid, fsuid_);
-        if (syscall(SYS_setfsuid, -1) != long(fsuid_) && !err_) err_ = EPERM;
-        return err_;
-    }
-
-  private:
-    bool on_ = false;
-    int err_ = 0;
-    uid_t fsuid_ = 0;
-    gid_t fsgid_ = 0;
-};
-
-// `call` (0 or an errno) with the task's effective ids.
-template <class F>
-int as_task(uid_t euid, gid_t egid, F&& call) {
-    TaskIds ids(euid, egid);
-    int e = ids.error() ? ids.error() : call();
-    int left = ids.leave();
-    return e ? e : left;
-}
-
 int hold(int s, int min_fd) {
     int hi = fcntl(s, F_DUPFD_CLOEXEC, min_fd);
     int err = errno;

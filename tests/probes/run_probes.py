@@ -197,6 +197,7 @@ PROBES = [
     ("unix_bound", "gone_sender", "queues a datagram from @crfs-ux-gone-"),
     ("unix_bound", "moved", "a name that no longer leads to it"),
     ("unix_bound", "listen_as_other", "a socket whose peer credentials name other ids"),
+    ("unix_bound", "pair_ids", None, NOBODY),  # restored by root: the pair names 65534
     # fid: a syscall the kernel restarts, ended by a handled signal (tests/probes/restart.c)
     ("restart", "pause_eintr", None),
     ("restart", "sigsuspend_eintr", None),

@@ -234,6 +234,16 @@ static void moved_setup(void) {
 static void open_check(void) {
     if (fcntl(g_s[0], F_GETFD) < 0) fail("socket closed");
 }
+/* A socketpair of a process run as another user (restored by root): both
+ * ends name it, with its ids. */
+static void pair_ids_setup(void) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, g_s) != 0) die("socketpair");
+}
+static void pair_ids_check(void) {
+    expect_cred_self(g_s[0], "an end of the pair");
+    expect_cred_self(g_s[1], "the other end of the pair");
+}
+
 /* Listened with effective ids 65534 (a server that drops privileges around
  * it), back to its own now: its SO_PEERCRED names ids the restore, which
  * listens with the task's, would not give. */
@@ -249,6 +259,7 @@ static void listen_as_other_setup(void) {
 static const struct variant kVariants[] = {
     {"path_stream", path_stream_setup, path_stream_check, NULL},
     {"listen_as_other", listen_as_other_setup, open_check, NULL},
+    {"pair_ids", pair_ids_setup, pair_ids_check, NULL},
     {"abstract_seqpacket", abstract_seqpacket_setup, abstract_seqpacket_check, NULL},
     {"autobind", autobind_setup, autobind_check, NULL},
     {"dgram_queue", dgram_queue_setup, dgram_queue_check, NULL},
