@@ -146,6 +146,7 @@ void child_fault(const ChildPlan& c, int step) {
     child_become_writer(*c.writer, c.status_fd);
     if (c.fs_creds) child_enter_fs_creds(*c.attrs, c.status_fd);
     if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
+    child_share_connect(c.tree, c.tree_index, c.status_fd);  // unix: before the fds
     child_fault(c, CRFS_RA_STEP_OPEN_FD);
     child_open_fds(*c.fds, c.status_fd);
     if (auto f = state::child_locks(*c.locks); f.err)  // fid-exact: the descriptions are in place
@@ -277,6 +278,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("creating child process {}", r.arg);
         case CRFS_RA_STEP_SHARE_FD:  // share (restorer/tree_share.h)
             return "handing over " + fd(r.arg) + " shared with another process of the tree";
+        case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
+            return "connecting " + fd(r.arg) + " to its server, another process of the tree";
         case CRFS_RA_STEP_FILE_LOCK:
             return state::lock_text(img, uint32_t(r.arg));
         case CRFS_RA_STEP_POSIX_TIMER:

@@ -37,6 +37,7 @@
 #include "restorer/restore.h"
 #include "restorer/tree_leaders.h"
 #include "restorer/tree_shmem.h"
+#include "state/unix_tree.h"
 
 namespace crfs {
 
@@ -56,10 +57,13 @@ struct TreeRestore {
         int go = -1;                 // its copy of the go pipe's read end (in go_copies)
         // share (restorer/tree_share.h): set by its own restore_image run.
         const DecodedImage* img = nullptr;
-        const FdPlan* fds = nullptr;
+        FdPlan* fds = nullptr;
         int min_fd = -1;
         std::vector<ShareSend> sends;  // what it gives later processes
         std::vector<int> share_keep;   // sorted: the channels it sends on, kept in stage 1
+        // unix: clients of earlier servers it connects itself (state/unix_tree.h)
+        std::vector<state::UnixConnectPlan> connects;
+        mutable std::vector<pollfd> connect_polls;  // stage 1's poll of their channels
     };
     std::vector<Member> members;  // image order: parents first
     RestoreRequest root_req;

@@ -84,6 +84,39 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
     return {};
 }
 
+// A client of a server given to process `i`: process `i` makes and connects
+// it itself, at the server's turn (state/unix_tree.h), on a channel of its own.
+Status plan_connect(TreeRestore& tree, uint32_t i, const FdEntry& f, uint32_t owner, FdPlan& fds) {
+    auto& me = tree.members[i];
+    auto& giver = tree.members[owner];
+    auto& socks = giver.fds->unix_bound.socks;
+    state::UnixBoundPlan* c = nullptr;
+    for (auto& p : socks)
+        if (p.rec.sock.ino == f.rec.ino) c = &p;
+    // check_unix_given: a client of an accepted end, or waiting in a listener
+    if (!c || c->connector >= 0)
+        return bad(strfmt("fd {}: unix socket {} given to two processes", f.rec.fd, f.rec.ino));
+    bool waiting = c->rec.role == uint32_t(image::UnixRole::kWaiting);
+    const auto& l = socks[size_t(waiting ? c->listener : socks[size_t(c->peer)].listener)];
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return errno_error(strfmt("fd {}: connect channel to process {}", f.rec.fd, giver.pid));
+    UniqueFd client_end(sv[0]), server_end(sv[1]);
+    UniqueFd mine(fcntl(client_end.get(), F_DUPFD_CLOEXEC, me.min_fd));
+    UniqueFd theirs(fcntl(server_end.get(), F_DUPFD_CLOEXEC, giver.min_fd));
+    if (!mine || !theirs) return errno_error(strfmt("fd {}: dup of its connect channel", f.rec.fd));
+    me.connects.push_back(
+        {f.rec.fd, mine.get(), *c, l.addr, l.addr_len, me.img->creds.uid[1], me.img->creds.gid[1]});
+    me.connect_polls.resize(me.connects.size());
+    c->connector = theirs.get();
+    fds.copies.push_back(std::move(mine));  // kept through stage 1 as the take channels
+    giver.share_keep.insert(
+        std::upper_bound(giver.share_keep.begin(), giver.share_keep.end(), theirs.get()),
+        theirs.get());
+    tree.share_fds.push_back(std::move(theirs));
+    return {};
+}
+
 }  // namespace
 
 Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPlan& fds,
@@ -112,6 +145,9 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
         std::memcpy(&r, f->kobj[0].second.data(), sizeof r);
         if (auto s = check_giver(tree, i, *f, r); !s) return s;
         auto& giver = tree.members[r.owner];
+        const FdEntry* g = fd_of(*giver.img, r.owner_fd);  // check_giver: there
+        if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))
+            if (auto s = plan_connect(tree, i, *f, r.owner, fds); !s) return s;
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
             return errno_error(strfmt("fd {}: channel from process {}", a.target, giver.pid));
@@ -131,6 +167,14 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
     return {};
 }
 
+void child_share_connect(const TreeRestore* tree, uint32_t index, int status_fd) {
+    if (!tree || tree->members[index].connects.empty()) return;
+    const auto& m = tree->members[index];
+    size_t failed = 0;
+    if (int e = state::child_unix_connect(m.connects, m.connect_polls.data(), &failed))
+        child_fail(status_fd, CRFS_RA_STEP_UNIX_CONNECT, e, uint64_t(m.connects[failed].fd));
+}
+
 std::span<const int> tree_share_keep(const TreeRestore* tree, uint32_t index) {
     if (!tree) return {};
     return tree->members[index].share_keep;
@@ -138,23 +182,10 @@ std::span<const int> tree_share_keep(const TreeRestore* tree, uint32_t index) {
 
 void child_share_recv(const FdAction& a, int status_fd) {
     if (a.share_from < 0) child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, EINVAL, uint64_t(a.target));
-    char byte;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctl;
-    m.msg_controllen = sizeof ctl;
-    ssize_t n;
-    do n = recvmsg(a.share_from, &m, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&m) : nullptr;
     // End of file: the giver died before it gave (its own failure is reported too).
-    if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
-        child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, n < 0 ? errno : EPIPE, uint64_t(a.target));
     int fd;
-    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    if (int e = state::recv_one_fd(a.share_from, &fd); e || fd < 0)
+        child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, e ? e : EPIPE, uint64_t(a.target));
     child_place_fd(fd, a, status_fd);
     // A pipe end no one held yet takes its flags here; a shared description has its own.
     if (a.share_end != image::kShareSame &&
@@ -178,24 +209,8 @@ void child_share_send(const FdPlan& plan, int status_fd) {
             }
         }
         if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, EBADF, uint64_t(s.owner_fd));
-        char byte = 'F';
-        iovec iov{&byte, 1};
-        alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-        msghdr m{};
-        m.msg_iov = &iov;
-        m.msg_iovlen = 1;
-        m.msg_control = ctl;
-        m.msg_controllen = sizeof ctl;
-        cmsghdr* c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-        ssize_t n;
-        do n = sendmsg(s.channel, &m, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        if (n != 1)
-            child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, n < 0 ? errno : EIO, uint64_t(s.owner_fd));
+        if (int e = state::send_one_fd(s.channel, fd))
+            child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, e, uint64_t(s.owner_fd));
         ::close(s.channel);
     }
 }

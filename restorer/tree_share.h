@@ -44,6 +44,9 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
 std::span<const int> tree_share_keep(const struct TreeRestore* tree, uint32_t index);
 
 // Stage 1, syscalls only.
+// Before the fds: connects the clients of servers of earlier processes that
+// this process holds (state/unix_tree.h), at each server's turn.
+void child_share_connect(const struct TreeRestore* tree, uint32_t index, int status_fd);
 void child_share_recv(const FdAction& a, int status_fd);
 void child_share_send(const FdPlan& plan, int status_fd);
 // Closes every fd but `keep` and `extra` (each sorted).

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <set>
 
 #include "common/io.h"
+#include "common/procfs.h"
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
 #include "state/fds.h"
@@ -97,6 +99,29 @@ Status check_path(pid_t pid, const UnixDiag& d, const std::string& name,
     return {};
 }
 
+// SO_PEERCRED of a socket whose listen() or connect() (an accepted end) the
+// process `by` makes again at restore: that process's pid, and the effective
+// ids it has (the restore calls them with the writer's, which a writer
+// restoring its own task has); another is a reason (state/unix_tree.h).
+Status check_peer_cred(const std::string& what, const ucred& peer, uint32_t role, pid_t by) {
+    const char* call = role == uint32_t(UnixRole::kAccepted) ? "connect" : "listen";
+    if (peer.pid != by)
+        return refuse(
+            strfmt("{}: its SO_PEERCRED names pid {}, the process that called {}(), not "
+                   "pid {}, which calls it again at restore; a socket whose peer "
+                   "credentials name another process",
+                   what, peer.pid, call, by));
+    auto st = read_status(by);
+    if (!st) return std::unexpected(st.error());
+    if (peer.uid != st->uid[1] || peer.gid != st->gid[1])
+        return refuse(
+            strfmt("{}: its SO_PEERCRED names uid {} gid {}, which pid {} had when it "
+                   "called {}(), not its effective uid {} gid {} now; a socket whose "
+                   "peer credentials name other ids",
+                   what, peer.uid, peer.gid, by, call, st->uid[1], st->gid[1]));
+    return {};
+}
+
 // What makes the unix socket `d` at `fd` of `pid`; EBUSY: why it cannot be
 // saved. `mem`: the unix sockets each process of the image holds; the socket
 // is judged as its maker (the first member holding it) makes it
@@ -130,10 +155,14 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
                    what, as, ino, mem.pid(m), mem.pid(me)));
     };
     const UnixDiag* peer = d.peer ? table.find(d.peer) : nullptr;
+    // SO_PEERCRED names who called listen() (a listener, its clients) or
+    // connect() (an accepted end): the member that does it again at restore.
+    size_t cred_by = UnixMembers::kNone;
     if (d.state == kListen) {
         if (!stream) return refuse(what + " listening");
         r.role = uint32_t(UnixRole::kListen);
         r.backlog = d.wqueue;
+        cred_by = me;
         for (uint64_t c : d.icons) {
             if (!c) return refuse(what + " has a waiting connection whose client is closed; it");
             if (size_t m = mem.first(c); m == UnixMembers::kNone)
@@ -159,6 +188,7 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
                            what, l->ino));
             r.role = uint32_t(UnixRole::kWaiting);
             r.listener = l->ino;
+            cred_by = mem.first(l->ino);
             r.order = uint32_t(std::ranges::find(l->icons, d.ino) - l->icons.begin());
         } else if (!d.peer) {
             return refuse(what + ": its peer is closed; a connection whose peer is gone");
@@ -174,11 +204,13 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
                            what, l->ino, mem.pid(m)));
             r.role = uint32_t(UnixRole::kAccepted);
             r.listener = l->ino;
+            cred_by = pm;  // the client's maker connects it (state/unix_tree.h)
         } else if (pm > me && listener_named(*peer, table, mem.held(pm))) {
             return server_later(d.peer, "peer", pm);
         } else if ((l = listener_named(*peer, table, mem.held(pm))) &&
                    (pm == me || mem.first(l->ino) == pm)) {
             r.role = uint32_t(UnixRole::kClient);
+            cred_by = pm;
         } else {
             return refuse(
                 strfmt("{} connected to socket:[{}] by a listening socket its process "
@@ -212,6 +244,9 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     auto q = read_unix_socket(pid, fd, d, !stream || d.state == kEstablished, &keepalive);
     if (!q) return std::unexpected(q.error());
     a.q = std::move(*q);
+    if (cred_by != UnixMembers::kNone)
+        if (auto s = check_peer_cred(what, a.q.peer, r.role, mem.pid(cred_by)); !s)
+            return std::unexpected(s.error());
     r.sock = a.q.rec;
     r.options = keepalive ? image::kUnixKeepalive : 0;
     if (r.role == uint32_t(UnixRole::kWaiting)) r.sock.peer = 0;  // the embryo: made by connect
@@ -487,6 +522,8 @@ Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd) {
         auto& p = set.socks[size_t(index(s.ino))];
         for (uint32_t i = 0; i < s.count; ++i) p.senders[s.first + i] = index(s.sender);
     }
+    set.euid = img.creds.uid[1];
+    set.egid = img.creds.gid[1];
     std::ranges::sort(set.waiting, [&](size_t a, size_t b) {
         const auto &x = set.socks[a].rec, &y = set.socks[b].rec;
         return std::pair(x.listener, x.order) < std::pair(y.listener, y.order);
@@ -527,11 +564,33 @@ int connect_to(const UnixBoundPlan& from, const UnixBoundPlan& to) {
     return r < 0 ? errno : 0;
 }
 
+bool relative(const sockaddr_un& a) {
+    return a.sun_path[0] && a.sun_path[0] != '/';
+}
+
+// Client `c` connected to `l`: by this process, or by the later process of
+// the tree that holds it (its SO_PEERCRED and the accepted end's are then the
+// kernel's own), which gets its turn here and sends the socket back
+// (state/unix_tree.h child_unix_connect), so connections queue in order.
+int connect_client(const UnixBoundSet& set, const UnixBoundPlan& c, const UnixBoundPlan& l,
+                   int min_fd) {
+    if (c.connector < 0) return as_task(set.euid, set.egid, [&] { return connect_to(c, l); });
+    int dir = -1;  // a relative name is this process's: the client looks it up from here
+    if (relative(l.addr) && (dir = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) return errno;
+    int e = send_one_fd(c.connector, dir);
+    if (dir >= 0) ::close(dir);
+    int s = -1;
+    if (e || (e = recv_one_fd(c.connector, &s))) return e;
+    if (s < 0) return EPIPE;
+    c.held = hold(s, min_fd);
+    return c.held < 0 ? -c.held : 0;
+}
+
 int make_all(const UnixBoundSet& set, int min_fd) {
     const auto& all = set.socks;
     auto role = [](const UnixBoundPlan& p) { return UnixRole(p.rec.role); };
     for (const auto& p : all) {  // every socket but the accepted ones, with its name
-        if (role(p) == UnixRole::kAccepted) continue;
+        if (role(p) == UnixRole::kAccepted || p.connector >= 0) continue;
         int s = socket(AF_UNIX, int(p.rec.sock.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (s < 0) return errno;
         if ((p.held = hold(s, min_fd)) < 0) return -p.held;
@@ -556,12 +615,15 @@ int make_all(const UnixBoundSet& set, int min_fd) {
     }
     if (anon >= 0) ::close(anon);
     for (const auto& p : all)
-        if (role(p) == UnixRole::kListen && listen(p.held, int(p.rec.backlog)) < 0) return errno;
+        if (role(p) == UnixRole::kListen)
+            if (int e = as_task(set.euid, set.egid,
+                                [&] { return listen(p.held, int(p.rec.backlog)) < 0 ? errno : 0; }))
+                return e;
     for (const auto& a : all) {  // accepted pairs, then their queues both ways
         if (role(a) != UnixRole::kAccepted) continue;
         const auto& c = all[size_t(a.peer)];
         const auto& l = all[size_t(a.listener)];
-        if (int e = connect_to(c, l)) return e;
+        if (int e = connect_client(set, c, l, min_fd)) return e;
         int s = accept4(l.held, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (s < 0) return errno;
         if ((a.held = hold(s, min_fd)) < 0) return -a.held;
@@ -572,7 +634,7 @@ int make_all(const UnixBoundSet& set, int min_fd) {
                 return e;
     }
     for (size_t i : set.waiting)
-        if (int e = connect_to(all[i], all[size_t(all[i].listener)])) return e;
+        if (int e = connect_client(set, all[i], all[size_t(all[i].listener)], min_fd)) return e;
     for (const auto& p : all) {
         if (p.rec.sock.type == SOCK_DGRAM && p.peer >= 0)
             if (int e = connect_to(p, all[size_t(p.peer)])) return e;
@@ -599,8 +661,32 @@ int child_unix_bound_fd(const UnixBoundSet& set, size_t i, int target, int open_
 }
 
 void child_close_unix_bound(const UnixBoundSet& set) {
-    for (const auto& p : set.socks)
+    for (const auto& p : set.socks) {
         if (p.held >= 0) ::close(p.held), p.held = -1;
+        if (p.connector >= 0) ::close(p.connector);  // the clients answered: not the task's
+    }
+}
+
+int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t to_len, int dir,
+                      uid_t euid, gid_t egid) {
+    int s = socket(AF_UNIX, int(c.rec.sock.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s < 0) return -errno;
+    c.held = s;
+    int e = set_options(c);
+    if (!e && c.rec.name_len) e = bind_name(c);
+    int here = -1;
+    if (!e && dir >= 0 &&
+        ((here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fchdir(dir) < 0))
+        e = errno;
+    if (!e)
+        e = as_task(euid, egid, [&] {
+            return connect(s, reinterpret_cast<const sockaddr*>(&to), to_len) < 0 ? errno : 0;
+        });
+    if (here >= 0 && fchdir(here) < 0 && !e) e = errno;
+    if (here >= 0) ::close(here);
+    c.held = -1;
+    if (e) ::close(s);
+    return e ? -e : s;
 }
 
 }  // namespace crfs::state

@@ -65,11 +65,16 @@ struct UnixBoundPlan {
     char path[sizeof addr.sun_path + 1] = {};  // a path name, NUL-terminated
     mutable int held = -1;
     mutable bool given = false;
+    // trees: a client that a later process makes and connects itself, on this
+    // channel to it (state/unix_tree.h child_unix_connect); -1: made here.
+    int connector = -1;
 };
 struct UnixBoundSet {
     std::vector<UnixBoundPlan> socks;
     std::vector<size_t> waiting;  // clients to connect, in their listeners' queue order
     mutable bool made = false;
+    uid_t euid = 0;  // the task's effective ids: listen() and connect() record them
+    gid_t egid = 0;
 };
 
 // As the writer (plan_fds): reads the queues, checks that every path name is
@@ -81,5 +86,11 @@ Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd);
 int child_unix_bound_fd(const UnixBoundSet& set, size_t i, int target, int open_flags, bool cloexec,
                         int min_fd);
 void child_close_unix_bound(const UnixBoundSet& set);
+// Stage 1 of a later process of a tree: makes client `c` (its options, its
+// name) and connects it to `to` (a relative path from the directory `dir`).
+// Returns the socket, or -errno.
+// `euid`, `egid`: the process's effective ids in the image.
+int child_make_client(const UnixBoundPlan& c, const sockaddr_un& to, socklen_t to_len, int dir,
+                      uid_t euid, gid_t egid);
 
 }  // namespace crfs::state

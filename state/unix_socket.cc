@@ -132,6 +132,8 @@ Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool qu
     r.rcvbuf = uint32_t(get_int(s.get(), SO_RCVBUF, 0));
     r.rcvtimeo_usec = timeo_usec(s.get(), SO_RCVTIMEO);
     r.sndtimeo_usec = timeo_usec(s.get(), SO_SNDTIMEO);
+    len = sizeof q.peer;
+    if (getsockopt(s.get(), SOL_SOCKET, SO_PEERCRED, &q.peer, &len) < 0) q.peer = {};
     if (r.rcvtimeo_usec < 0 || r.sndtimeo_usec < 0) return errno_error(what + ": timeouts");
     if (!queue) return q;
 
@@ -422,6 +424,8 @@ Result<std::vector<UnixPlan>> plan_unix_sockets(const DecodedImage& img, int ima
     for (const auto& u : img.unix_sockets) {
         UnixPlan p;
         p.rec = u.rec;
+        p.euid = img.creds.uid[1];
+        p.egid = img.creds.gid[1];
         p.msgs = u.lens;
         p.data.resize(u.rec.data_len);
         if (auto s = pread_exact(image_fd, p.data.data(), p.data.size(), u.data_offset); !s)
@@ -476,6 +480,26 @@ int send_unix_queue(int from, const uint32_t* lens, size_t count, const char* d,
     return 0;
 }
 
+TaskIds::TaskIds(uid_t euid, gid_t egid) {
+    if (syscall(SYS_geteuid) != 0 || (euid == 0 && egid == 0)) return;
+    fsuid_ = uid_t(syscall(SYS_setfsuid, -1));
+    fsgid_ = gid_t(syscall(SYS_setfsgid, -1));
+    on_ = true;
+    if (syscall(SYS_setresgid, -1, egid, -1) < 0 || syscall(SYS_setresuid, -1, euid, -1) < 0)
+        err_ = errno;
+}
+
+int TaskIds::leave() {
+    if (!on_) return err_;
+    on_ = false;
+    if (syscall(SYS_setresuid, -1, 0, -1) < 0 || syscall(SYS_setresgid, -1, 0, -1) < 0)
+        return err_ ? err_ : errno;
+    syscall(SYS_setfsgid, fsgid_);
+    syscall(SYS_setfsuid, fsuid_);
+    if (syscall(SYS_setfsuid, -1) != long(fsuid_) && !err_) err_ = EPERM;
+    return err_;
+}
+
 namespace {
 
 // Sends the queue of `p` from its peer's end `from`.
@@ -485,8 +509,12 @@ int fill_queue(const UnixPlan& p, int from) {
 
 int make_pair(const UnixPlan& a, const UnixPlan& b, int min_fd) {
     int sv[2];
-    if (socketpair(AF_UNIX, int(a.rec.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
-        return errno;
+    if (int e = as_task(a.euid, a.egid, [&] {
+            return socketpair(AF_UNIX, int(a.rec.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0
+                       ? errno
+                       : 0;
+        }))
+        return e;
     const UnixPlan* ends[2] = {&a, &b};
     for (int i = 0; i < 2; ++i) {
         ends[i]->held = fcntl(sv[i], F_DUPFD_CLOEXEC, min_fd);

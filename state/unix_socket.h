@@ -72,6 +72,7 @@ struct UnixQueue {
     std::vector<uint32_t> msgs;
     std::string data;
     std::vector<std::string> senders;  // per message: the sender's sun_path ("" unnamed)
+    ucred peer{};  // SO_PEERCRED: who connected it (listen() for a listener), not saved
 };
 // The options and (unless `queue` is false: a listening socket) receive queue
 // of the socket at `fd` of `pid`, through a copy of the fd, consuming nothing.
@@ -88,9 +89,41 @@ int send_unix_queue(int from, const uint32_t* lens, size_t n, const char* data, 
 // Restore: every unix-socket record in range, paired, and matched with fds.
 Status check_unix_sockets(const DecodedImage& img);
 
+// socketpair(), listen() and connect() record the caller's effective ids
+// (SO_PEERCRED); a root writer's stage 1 is root (with the task's file-system
+// ids), so around those calls only it takes the task's effective ids (the
+// file-system ids follow them meanwhile; sockets are named as before). Raw
+// syscalls: glibc's wrappers signal threads this clone of the daemon lacks.
+class TaskIds {
+  public:
+    TaskIds(uid_t euid, gid_t egid);  // nothing to do unless root and the task is not
+    TaskIds(const TaskIds&) = delete;
+    TaskIds& operator=(const TaskIds&) = delete;
+    ~TaskIds() { leave(); }
+    int error() const { return err_; }
+    int leave();  // root again, with the file-system ids it had: 0, or the first errno
+
+  private:
+    bool on_ = false;
+    int err_ = 0;
+    uid_t fsuid_ = 0;
+    gid_t fsgid_ = 0;
+};
+
+// `call` (0 or an errno) with the task's effective ids.
+template <class F>
+int as_task(uid_t euid, gid_t egid, F&& call) {
+    TaskIds ids(euid, egid);
+    int e = ids.error() ? ids.error() : call();
+    int left = ids.leave();
+    return e ? e : left;
+}
+
 // One end to make in stage 1 (mutable fields: the child's own memory copy).
 struct UnixPlan {
     image::UnixSocketRecord rec{};
+    uid_t euid = 0;  // the task's effective ids (TaskIds)
+    gid_t egid = 0;
     size_t peer = 0;  // index of the other end in the plan
     std::vector<uint32_t> msgs;
     std::string data;

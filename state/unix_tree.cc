@@ -2,8 +2,11 @@
 #include "state/unix_tree.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
@@ -76,6 +79,74 @@ int unix_bound_given(const UnixBoundSet& set, uint64_t ino) {
     for (const auto& p : set.socks)
         if (p.rec.sock.ino == ino && !p.given) return p.held;
     return -1;
+}
+
+int send_one_fd(int channel, int fd) {
+    char byte = 'F';
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    if (fd >= 0) {
+        m.msg_control = ctl;
+        m.msg_controllen = sizeof ctl;
+        cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    ssize_t n;
+    do n = sendmsg(channel, &m, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : n < 0 ? errno : EIO;
+}
+
+int recv_one_fd(int channel, int* fd) {
+    *fd = -1;
+    char byte;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl;
+    m.msg_controllen = sizeof ctl;
+    ssize_t n;
+    do n = recvmsg(channel, &m, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) return n < 0 ? errno : EPIPE;  // end of file: the other side died
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+        std::memcpy(fd, CMSG_DATA(c), sizeof *fd);
+    return 0;
+}
+
+int child_unix_connect(std::span<const UnixConnectPlan> plans, pollfd* polls, size_t* failed) {
+    for (size_t i = 0; i < plans.size(); ++i) polls[i] = {plans[i].channel, POLLIN, 0};
+    for (size_t left = plans.size(); left;) {
+        int n = poll(polls, plans.size(), -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return *failed = 0, errno;
+        for (size_t i = 0; i < plans.size(); ++i) {
+            if (polls[i].fd < 0 || !polls[i].revents) continue;
+            const UnixConnectPlan& p = plans[i];
+            *failed = i;
+            int dir = -1;  // a relative name: the server's directory
+            if (int e = recv_one_fd(p.channel, &dir)) return e;
+            int s = child_make_client(p.client, p.to, p.to_len, dir, p.euid, p.egid);
+            if (dir >= 0) ::close(dir);
+            if (s < 0) return -s;
+            int e = send_one_fd(p.channel, s);
+            ::close(s);
+            if (e) return e;
+            polls[i].fd = -1;  // answered: poll skips it
+            --left;
+        }
+    }
+    return 0;
 }
 
 }  // namespace crfs::state

@@ -17,9 +17,27 @@
 //            unix socket first (/proc/<pid>/fd of each member, the caller's rights);
 //   restore  check_unix_given checks a kSharePeer fd given by a unix-bound fd;
 //            unix_bound_given finds the socket to hand over in stage 1.
+//
+// SO_PEERCRED: the kernel fills it in at listen() (a listener, and every
+// client that connects to it) and connect() (the accepted end: the
+// connecting process), and nothing sets it later. So a client held by a later
+// process is made and connected by that process itself, at the server's turn:
+//
+//   server (stage 1, its fds)                  client process (stage 1, before its fds)
+//   bind, listen
+//   for each client of another process, in queue order:
+//     "your turn" (+ its cwd for a relative name) --> socket, options, name, connect
+//     accept (an accepted one), fill queues      <-- the connected socket (SCM_RIGHTS)
+//   ... its fds in place: hands the client back (restorer/tree_share.h), as before
+//
+// A client process answers its servers in whatever order they ask (poll):
+// a server waits only for its clients' answers, and a client answers as soon
+// as it is asked, so nothing waits in a cycle.
 #pragma once
 
+#include <poll.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -31,11 +49,22 @@
 #include "common/image_reader.h"
 #include "common/result.h"
 #include "state/kind.h"
+#include "state/unix_bound.h"
 
 namespace crfs::state {
 
 class UnixTable;
-struct UnixBoundSet;
+
+// A client socket a later process of the tree connects itself (above).
+struct UnixConnectPlan {
+    int fd = -1;           // the taker's fd (for errors)
+    int channel = -1;      // to the server (its end: UnixBoundPlan::connector)
+    UnixBoundPlan client;  // its type, options and name
+    sockaddr_un to{};      // the listener's name
+    socklen_t to_len = 0;
+    uid_t euid = 0;  // the client process's effective ids in the image
+    gid_t egid = 0;
+};
 
 // The unix sockets each process of the image holds by an fd.
 class UnixMembers {
@@ -73,5 +102,16 @@ Status check_unix_given(const DecodedImage& giver, const FdEntry& giver_fd, cons
 
 // Stage 1, after the giver's fds are in place: the socket to hand over, or -1.
 int unix_bound_given(const UnixBoundSet& set, uint64_t ino);
+
+// Stage 1 of a client process, before its fds: answers every server's turn
+// (`polls`: room for one per plan). Returns 0, or an errno with *failed the
+// plan that failed.
+int child_unix_connect(std::span<const UnixConnectPlan> plans, pollfd* polls, size_t* failed);
+
+// One byte with at most one fd (SCM_RIGHTS; fd < 0: none) on a unix socket.
+// Syscalls only (stage 1). Return 0 or an errno; recv_one_fd's *fd is -1 when
+// no fd came, and end of file is EPIPE.
+int send_one_fd(int channel, int fd);
+int recv_one_fd(int channel, int* fd);
 
 }  // namespace crfs::state

@@ -205,6 +205,9 @@ enum crfs_ra_step {
     CRFS_RA_STEP_TTY_TERMIOS,    /* TCSETS2 */
     CRFS_RA_STEP_TTY_WINSIZE,    /* TIOCSWINSZ */
     CRFS_RA_STEP_TTY_FG,         /* TIOCSPGRP (arg: the group) */
+    /* unix (230-239): a client process connecting to its server, another process of the tree
+       (arg: the client's fd) */
+    CRFS_RA_STEP_UNIX_CONNECT = 230,
     /* names (240-241) */
     CRFS_RA_STEP_VMA_NAME = 240, /* PR_SET_VMA_ANON_NAME of a mapping (arg: VMA index) */
 };

@@ -192,6 +192,9 @@ class UnixTree(trees_mount_test.TreeBase):
             ([f"unix-bound#{bound[c3[2]][0]}.listener={client}"], "waiting in"),
             # an option bit crfs does not know
             ([f"unix-bound#{bound[listener][0]}.options=2"], "image field out of range: unix-bound"),
+            # one client given to two processes: each would connect it (state/unix_tree.h)
+            ([f"fd#{c3[0]}.ino={client}", f"share-fd#{w}.owner_fd={server_fds[accepted]}"],
+             f"unix socket {client} given to two processes"),
         ]
         for edits, expect in cases:
             self.refused(img, pids[0], edits, expect)

@@ -196,6 +196,8 @@ PROBES = [
     ("unix_bound", "waiting_bytes", "holds bytes the server has not read"),
     ("unix_bound", "gone_sender", "queues a datagram from @crfs-ux-gone-"),
     ("unix_bound", "moved", "a name that no longer leads to it"),
+    ("unix_bound", "listen_as_other", "a socket whose peer credentials name other ids"),
+    ("unix_bound", "pair_ids", None, NOBODY),  # restored by root: the pair names 65534
     # fid: a syscall the kernel restarts, ended by a handled signal (tests/probes/restart.c)
     ("restart", "pause_eintr", None),
     ("restart", "sigsuspend_eintr", None),
@@ -235,9 +237,12 @@ PROBES = [
     # unix: connections between a tree's processes (tests/probes/unix_tree.c, state/unix_tree.h)
     ("unix_tree", "stream_path", None),
     ("unix_tree", "seqpacket_abstract", None),
+    ("unix_tree", "stream_path_user", None, NOBODY),
     ("unix_tree", "outside_client", " is also open in pid "),
     ("unix_tree", "client_first", "a client before its server"),
     ("unix_tree", "dgram_between", "a datagram connection between processes"),
+    ("unix_tree", "connected_by_server", "a socket whose peer credentials name another process"),
+    ("unix_tree", "listener_by_child", "the process that called listen(), not pid"),
     # names: PR_SET_VMA_ANON_NAME of anonymous memory (tests/probes/vma_names.c)
     ("vma_names", "named_private", None),
     ("vma_names", "named_shared", None),
@@ -295,6 +300,8 @@ class Probe(roundtrip_mount_test.Task):
             os.chmod(self.dir, 0o777)
         # stderr: a regular file (a pipe would be a reason of its own).
         with open(self.path("stderr"), "w") as err:
+            if prefix:  # the restored task opens it again with its own rights
+                os.fchmod(err.fileno(), 0o666)
             self.proc = subprocess.Popen(
                 [*prefix, os.path.join(BUILD, "tests/probes", "probe_" + probe), variant, self.dir],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,

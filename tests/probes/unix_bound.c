@@ -3,13 +3,14 @@
  * senders, the listener's waiting connections and backlog after a restore,
  * and unlink their socket files at the end, as a server does when it stops
  * (a killed one leaves them: the restore takes back only those). */
+#include "probe.h" /* first: it defines _GNU_SOURCE (struct ucred) */
+
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include "outsider.h"
-#include "probe.h"
 
 static int g_s[8];
 static struct sockaddr_un g_a[4];
@@ -136,6 +137,17 @@ static void dgram_queue_check(void) {
     unlink_paths();
 }
 
+/* SO_PEERCRED: this process listened and connected, so every end names it
+ * (under a fresh pid, its new pid: the restore listens and connects again). */
+static void expect_cred_self(int s, const char* what) {
+    struct ucred u = {0};
+    socklen_t len = sizeof u;
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &u, &len) != 0 || u.pid != getpid() ||
+        u.uid != getuid() || u.gid != getgid())
+        fail("SO_PEERCRED of %s: pid %d uid %d gid %d, not this process's (pid %d)", what, u.pid,
+             u.uid, u.gid, getpid());
+}
+
 /* A listener (backlog 3) at a path with an accepted connection (bytes both
  * ways, the client shut its writing down) and two connections waiting. */
 static void listen_setup(void) {
@@ -155,6 +167,10 @@ static void listen_check(void) {
     if (recv(g_s[2], &c, 1, MSG_DONTWAIT) != 0) fail("the client's shutdown is gone");
     expect_bytes(g_s[1], "s2c!", "the client's queue");
     expect_name(g_s[2], 0, "the accepted end");
+    expect_cred_self(g_s[0], "the listener");
+    expect_cred_self(g_s[1], "the client");
+    expect_cred_self(g_s[2], "the accepted end");
+    expect_cred_self(g_s[3], "a waiting client");
     /* Backlog 3 holds four; two wait already. */
     int more[3];
     for (int i = 0; i < 3; ++i) {
@@ -169,6 +185,7 @@ static void listen_check(void) {
             continue;
         }
         expect_bytes(a, "w", "a waiting connection in its place");
+        expect_cred_self(a, "a waiting connection, accepted");
         close(a);
     }
     unlink_paths();
@@ -217,9 +234,32 @@ static void moved_setup(void) {
 static void open_check(void) {
     if (fcntl(g_s[0], F_GETFD) < 0) fail("socket closed");
 }
+/* A socketpair of a process run as another user (restored by root): both
+ * ends name it, with its ids. */
+static void pair_ids_setup(void) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, g_s) != 0) die("socketpair");
+}
+static void pair_ids_check(void) {
+    expect_cred_self(g_s[0], "an end of the pair");
+    expect_cred_self(g_s[1], "the other end of the pair");
+}
+
+/* Listened with effective ids 65534 (a server that drops privileges around
+ * it), back to its own now: its SO_PEERCRED names ids the restore, which
+ * listens with the task's, would not give. */
+static void listen_as_other_setup(void) {
+    abstract_name(0, "crfs-ux-other");
+    g_s[0] = sock(SOCK_STREAM);
+    if (setresgid(-1, 65534, -1) != 0 || setresuid(-1, 65534, -1) != 0) die("dropping ids");
+    bind_or_die(g_s[0], 0);
+    if (listen(g_s[0], 2) != 0) die("listen");
+    if (setresuid(-1, 0, -1) != 0 || setresgid(-1, 0, -1) != 0) die("taking ids back");
+}
 
 static const struct variant kVariants[] = {
     {"path_stream", path_stream_setup, path_stream_check, NULL},
+    {"listen_as_other", listen_as_other_setup, open_check, NULL},
+    {"pair_ids", pair_ids_setup, pair_ids_check, NULL},
     {"abstract_seqpacket", abstract_seqpacket_setup, abstract_seqpacket_check, NULL},
     {"autobind", autobind_setup, autobind_check, NULL},
     {"dgram_queue", dgram_queue_setup, dgram_queue_check, NULL},
