@@ -83,12 +83,12 @@ struct StateKind {
 };
 
 // The kinds, one file each under state/ (their detect functions).
-Status detect_task(TaskView&, Reasons&);     // state/task.cc
+Status detect_task(TaskView&, Reasons&);     // state/task_attrs.cc
 Status detect_threads(TaskView&, Reasons&);  // state/threads.cc
 Status detect_tree(TaskView&, Reasons&);     // state/tree.cc
 Status detect_seccomp(TaskView&, Reasons&);  // state/seccomp.cc
-Status detect_prctl(TaskView&, Reasons&);    // state/prctl.cc
-Status detect_sched(TaskView&, Reasons&);    // state/sched.cc
+Status detect_prctl(TaskView&, Reasons&);    // state/settings.cc
+Status detect_sched(TaskView&, Reasons&);    // state/settings.cc
 Status detect_fs(TaskView&, Reasons&);       // state/fs.cc
 Status detect_signals(TaskView&, Reasons&);  // state/signals.cc
 Status detect_timers(TaskView&, Reasons&);   // state/timers.cc
