@@ -1,3 +1,4 @@
+// Registers: the signal frame of a restore, then the dump (state/regs.h).
 #include "state/regs.h"
 
 #include <cpuid.h>
@@ -15,6 +16,8 @@
 #include "common/strfmt.h"
 
 namespace crfs {
+
+// --- restore -----------------------------------------------------------------
 
 namespace {
 
@@ -215,7 +218,7 @@ Status build_sigframe(const ThreadImage& img, void* mem, uint64_t at) {
     return {};
 }
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 static_assert(sizeof(user_regs_struct) == sizeof(image::RegsRecord));
 

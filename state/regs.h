@@ -52,7 +52,7 @@ Status build_sigframe(const DecodedImage& img, void* mem, uint64_t at);
 // the red zone), or 0 when the stack mapping has no room for it.
 uint64_t sigframe_on_stack(const DecodedImage& img);
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 struct TaskRegs {
     image::RegsRecord gp{};

@@ -28,7 +28,7 @@
 
 namespace crfs::state {
 
-// --- detect ----------------------------------------------------------------------
+// --- detect ------------------------------------------------------------------
 
 Status detect_prctl(TaskView& t, Reasons& out) {
     auto st = t.status();
@@ -74,7 +74,7 @@ Status detect_sched(TaskView& t, Reasons& out) {
 
 namespace crfs {
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 namespace {
 
@@ -140,7 +140,7 @@ Result<TaskSettings> read_task_settings(pid_t pid, RemoteSyscall& rs) {
 
 namespace crfs {
 
-// --- restore -------------------------------------------------------------------
+// --- restore -----------------------------------------------------------------
 
 namespace {
 

@@ -33,7 +33,7 @@
 
 namespace crfs {
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 struct TaskSettings {
     image::SettingsRecord rec{};
@@ -42,7 +42,7 @@ struct TaskSettings {
 
 Result<TaskSettings> read_task_settings(pid_t pid, RemoteSyscall& rs);
 
-// --- restore -------------------------------------------------------------------
+// --- restore -----------------------------------------------------------------
 
 struct SettingsPlan {
     bool present = false;

@@ -27,7 +27,7 @@ Status detect_signals(TaskView&, Reasons&) {
 
 namespace crfs {
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 Result<std::vector<image::SiginfoRecord>> peek_pending(pid_t pid, bool shared) {
     std::vector<image::SiginfoRecord> out;
@@ -73,7 +73,7 @@ Result<TaskSignals> read_signals(pid_t pid, const ParasiteOutput& p, uint64_t bl
 
 namespace crfs {
 
-// --- restore -------------------------------------------------------------------
+// --- restore -----------------------------------------------------------------
 
 void fill_sigactions(const DecodedImage& img, crfs_restorer_args& a) {
     for (int i = 0; i < 64; ++i) {

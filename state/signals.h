@@ -26,7 +26,7 @@
 
 namespace crfs {
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 struct TaskSignals {
     image::SigactionsRecord actions{};
@@ -41,7 +41,7 @@ Result<TaskSignals> read_signals(pid_t pid, const ParasiteOutput& p, uint64_t bl
 // Pending signals of one queue (private: the thread's; shared: the process's).
 Result<std::vector<image::SiginfoRecord>> peek_pending(pid_t pid, bool shared);
 
-// --- restore -------------------------------------------------------------------
+// --- restore -----------------------------------------------------------------
 
 void fill_sigactions(const DecodedImage& img, crfs_restorer_args& a);
 std::vector<crfs_ra_siginfo> pending_signals(const DecodedImage& img);

@@ -19,7 +19,7 @@
 #include "restorer/child.h"
 #include "state/kind.h"
 
-// --- detect ----------------------------------------------------------------------
+// --- detect ------------------------------------------------------------------
 
 namespace crfs::state {
 
@@ -46,7 +46,7 @@ Status detect_task(TaskView& t, Reasons& out) {
 
 namespace crfs {
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 namespace {
 
@@ -134,7 +134,7 @@ Result<Limits> parse_limits(std::string_view text) {
     return l;
 }
 
-// --- restore -------------------------------------------------------------------
+// --- restore -----------------------------------------------------------------
 
 AttrPlan plan_attrs(const DecodedImage& img) {
     AttrPlan p;

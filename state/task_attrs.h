@@ -32,7 +32,7 @@
 
 namespace crfs {
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 // Everything of this file that goes into the image.
 struct TaskAttrs {
@@ -54,7 +54,7 @@ struct Limits {
 };
 Result<Limits> parse_limits(std::string_view text);
 
-// --- restore -------------------------------------------------------------------
+// --- restore -----------------------------------------------------------------
 
 struct AttrPlan {
     pid_t image_pid = 0, image_sid = 0, image_pgid = 0;

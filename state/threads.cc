@@ -156,7 +156,7 @@ Status detect_threads(TaskView& t, Reasons& out) {
 
 namespace crfs {
 
-// --- dump (checkpoint) ------------------------------------------------------
+// --- dump (checkpoint) -------------------------------------------------------
 
 namespace {
 
@@ -317,7 +317,7 @@ Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_sta
 
 namespace crfs {
 
-// --- restore -------------------------------------------------------------------
+// --- restore -----------------------------------------------------------------
 
 namespace {
 

@@ -78,7 +78,7 @@ Result<uint64_t> read_tid_address(RemoteSyscall& rs);
 Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,
                                      uint64_t vdso_end);
 
-// --- restore -------------------------------------------------------------------
+// --- restore -----------------------------------------------------------------
 
 // Restore: threads at restore (docs/trees.md): the blob creates every thread but the
 // main one with clone3 and its original tid, each with a stack of its own in
