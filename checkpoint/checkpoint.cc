@@ -17,12 +17,8 @@
 #include "checkpoint/memory.h"
 #include "checkpoint/parasite.h"
 #include "checkpoint/pid_lock.h"
-#include "checkpoint/regs.h"
 #include "checkpoint/remote_syscall.h"
-#include "checkpoint/settings.h"
-#include "checkpoint/signals.h"
 #include "checkpoint/task_attrs.h"
-#include "checkpoint/threads.h"
 #include "checkpoint/tree.h"
 #include "checkpoint/tree_share.h"
 #include "checkpoint/tree_shmem.h"
@@ -34,7 +30,12 @@
 #include "state/memfd.h"
 #include "state/mlockall.h"
 #include "state/registry.h"
+#include "state/regs.h"
 #include "state/seccomp.h"
+#include "state/settings.h"
+#include "state/signals.h"
+#include "state/task_attrs.h"
+#include "state/threads.h"
 #include "state/timers.h"
 #include "state/tty.h"
 
@@ -74,7 +75,7 @@ struct Capture {
     std::vector<TaskFd> fds;
     MemoryDump memory;
     Fingerprints prints;      // fidelity: content of the files a restore reopens
-    TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
+    TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (state/settings.h)
     state::MemfdDump memfds;  // kobj: every memfd the task holds or maps (state/memfd.h)
     std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
     std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc

@@ -1,7 +1,7 @@
-// Process attributes that /proc and plain syscalls give without entering the
-// task: identity, credentials, fs context, rlimits, personality, mm layout.
-// Parsers are split from readers so they are unit-tested on fixed text; stat
-// and status are parsed by common/procfs.h, for everyone.
+// /proc helpers of the checkpointer: a file or link of /proc/<pid>, the
+// task being gone as ESRCH. stat and status are parsed by common/procfs.h, for
+// everyone. The task kind's attributes (identity, credentials, fs context,
+// rlimits, personality, mm layout) are read in state/task_attrs.cc.
 #pragma once
 
 #include <sys/types.h>
@@ -30,26 +30,6 @@ inline Result<TaskStatus> read_task_status(pid_t pid) {
 
 // TracerPid of /proc/<pid>/status (0: not traced).
 Result<int32_t> read_tracer_pid(pid_t pid);
-
-// Everything of this file that goes into the image.
-struct TaskAttrs {
-    TaskStat stat;
-    TaskStatus status;
-    uint32_t personality = 0;
-    std::string cwd, root, exe;
-    std::vector<uint64_t> auxv;
-    image::RlimitsRecord rlimits{};
-};
-// Reads them for a frozen task.
-Result<TaskAttrs> read_task_attrs(pid_t pid);
-
-// The 16 soft and hard limits of /proc/<pid>/limits, in the kernel's RLIMIT_*
-// order. Read there, not with prlimit(2): prlimit on another user's task needs
-// CAP_SYS_RESOURCE, which root lacks on some machines.
-struct Limits {
-    uint64_t cur[16], max[16];
-};
-Result<Limits> parse_limits(std::string_view text);
 
 // "/proc/<pid>/<name>" and readlink of it; the task being gone is ESRCH.
 std::string proc_path(pid_t pid, std::string_view name);

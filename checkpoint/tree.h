@@ -17,10 +17,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "checkpoint/threads.h"
 #include "common/image_writer.h"
 #include "common/procfs.h"
 #include "common/result.h"
+#include "state/threads.h"
 #include "state/zombie.h"
 
 namespace crfs {

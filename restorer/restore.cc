@@ -41,20 +41,20 @@
 #include "restorer/files.h"
 #include "restorer/memory.h"
 #include "restorer/netns.h"
-#include "restorer/regs.h"
 #include "restorer/restart.h"
-#include "restorer/settings.h"
-#include "restorer/signals.h"
-#include "restorer/task_attrs.h"
-#include "restorer/threads.h"
 #include "restorer/tree.h"
 #include "restorer/tree_share.h"
 #include "restorer/tty.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
 #include "state/locks.h"
+#include "state/regs.h"
 #include "state/seccomp.h"
+#include "state/settings.h"
+#include "state/signals.h"
+#include "state/task_attrs.h"
 #include "state/thread_attrs.h"
+#include "state/threads.h"
 #include "state/timers.h"
 
 extern "C" const char crfs_restorer_blob[];
@@ -137,7 +137,7 @@ void child_fault(const ChildPlan& c, int step) {
     if (c.tree) tree_spawn_children(*c.tree, c.tree_index, c.status_fd);
     child_fault(c, CRFS_RA_STEP_CLOSE_FDS);
     child_close_all_but(c.keep, tree_share_keep(c.tree, c.tree_index), c.status_fd);
-    // fidelity: opened as root, written as the writer (restorer/settings.h).
+    // fidelity: opened as root, written as the writer (state/settings.h).
     int oom_fd = child_open_oom_score_adj(*c.settings, c.keep.back() + 1, c.status_fd);
     // From here on, for a writer that is not root, everything the image names
     // is opened and applied with the writer's credentials.
@@ -538,7 +538,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     Arena arena(area->start, area->len - kBlobStack);
     std::memcpy(arena.take(blob_len, kPage), crfs_restorer_blob, blob_len);
     arena.take(0, kPage);
-    // Threads meet on a page that stays mapped with the code (restorer/threads.h).
+    // Threads meet on a page that stays mapped with the code (state/threads.h).
     uint64_t kept = page_up(blob_len);
     auto* sync = img->threads.empty() ? nullptr : arena.take(kPage, kPage);
     if (sync) kept += kPage;

@@ -10,8 +10,8 @@
 #include <cstring>
 #include "common/procfs.h"
 #include "common/strfmt.h"
-#include "restorer/threads.h"
 #include "state/kobj.h"
+#include "state/threads.h"
 
 namespace crfs {
 

@@ -1,5 +1,5 @@
-// The task's fs context: cwd and umask are captured (checkpoint/task_attrs.cc)
-// and restored in stage 1 (restorer/task_attrs.cc). A deleted cwd cannot be
+// The task's fs context: cwd and umask are captured (state/task_attrs.cc)
+// and restored in stage 1 (state/task_attrs.cc). A deleted cwd cannot be
 // reopened by path, and a chrooted task is refused by the restorer
 // (restorer/validate.cc): both are reasons here.
 #include "common/io.h"

@@ -1,6 +1,6 @@
 // Futex-related registrations of each thread with the kernel: the robust list
 // (set_robust_list) and rseq. Both are captured per thread (get_robust_list,
-// PTRACE_GET_RSEQ_CONFIGURATION: checkpoint/threads.cc, thread record) and
+// PTRACE_GET_RSEQ_CONFIGURATION: state/threads.cc, thread record) and
 // registered again by the restorer blob in every thread; the lists and the
 // rseq area themselves are ordinary memory. What is left to refuse is a
 // registration the kernel would not take back: a robust list head of another

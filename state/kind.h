@@ -4,8 +4,9 @@
 // kinds"): `detect` says, as reason lines, which variants of it the task holds
 // that crfs cannot save and restore exactly. Deny by default: a kind that sees
 // something it does not know (a VMA flag, an fd type, a non-default setting)
-// reports it. The dump and restore halves still live in checkpoint/ and
-// restorer/; each kind's file names where, so they can move in next.
+// reports it. The kind's file holds its dump and restore halves too; the
+// kinds that still have halves in checkpoint/ and restorer/ (memory, regular
+// and device files, the tree) are listed, with why, in docs/state.md.
 #pragma once
 
 #include <sys/stat.h>
@@ -83,12 +84,12 @@ struct StateKind {
 };
 
 // The kinds, one file each under state/ (their detect functions).
-Status detect_task(TaskView&, Reasons&);     // state/task.cc
+Status detect_task(TaskView&, Reasons&);     // state/task_attrs.cc
 Status detect_threads(TaskView&, Reasons&);  // state/threads.cc
 Status detect_tree(TaskView&, Reasons&);     // state/tree.cc
 Status detect_seccomp(TaskView&, Reasons&);  // state/seccomp.cc
-Status detect_prctl(TaskView&, Reasons&);    // state/prctl.cc
-Status detect_sched(TaskView&, Reasons&);    // state/sched.cc
+Status detect_prctl(TaskView&, Reasons&);    // state/settings.cc
+Status detect_sched(TaskView&, Reasons&);    // state/settings.cc
 Status detect_fs(TaskView&, Reasons&);       // state/fs.cc
 Status detect_signals(TaskView&, Reasons&);  // state/signals.cc
 Status detect_timers(TaskView&, Reasons&);   // state/timers.cc

@@ -1,5 +1,6 @@
 // Threads: every thread of the task is frozen, saved and recreated with its
-// tid (checkpoint/threads.cc, restorer/threads.cc, the blob's thread step).
+// tid: detect here, dump and restore below (state/threads.h), the blob's
+// thread step (restorer/blob/threads.h).
 // Per thread the image holds registers, xstate, blocked mask, private pending
 // signals, alternate stack, robust list, rseq, clear_child_tid and comm.
 // Everything else a thread could hold apart from the main thread (its own
@@ -8,18 +9,26 @@
 // difference is a reason (slack, I/O priority, pdeathsig: state/thread_attrs.h).
 // Tasks sharing memory, files, fs or signal handlers with their parent
 // without being one thread group (clone without CLONE_THREAD) are refused.
+#include "state/threads.h"
+
 #include <dirent.h>
 #include <linux/kcmp.h>
 #include <sched.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
+#include <string>
 
 #include "common/io.h"
+#include "common/strfmt.h"
 #include "crfs/image_format.h"
 #include "state/kind.h"
+#include "state/signals.h"
 
 namespace crfs::state {
 namespace {
@@ -104,8 +113,7 @@ Status detect_threads(TaskView& t, Reasons& out) {
     if (int pol = sched_getscheduler(t.pid());
         pol > 0 && (pol & SCHED_RESET_ON_FORK) && (*mst)->nice < 0)
         out.push_back("task: SCHED_RESET_ON_FORK with nice " + std::to_string((*mst)->nice) +
-                      " and threads (created again, they would get nice 0)" +
-                      std::string(kNotYet));
+                      " and threads (created again, they would get nice 0)" + std::string(kNotYet));
     if (uint32_t((*ms)->threads) > image::kMaxThreads) {
         out.push_back("task: " + std::to_string((*ms)->threads) + " threads; more than " +
                       std::to_string(image::kMaxThreads) + std::string(kNotYet));
@@ -145,3 +153,247 @@ Status detect_threads(TaskView& t, Reasons& out) {
 }
 
 }  // namespace crfs::state
+
+namespace crfs {
+
+// --- dump (checkpoint) -------------------------------------------------------
+
+namespace {
+
+// linux/ptrace.h's, which cannot be included with sys/ptrace.h.
+struct RseqConfiguration {
+    uint64_t rseq_abi_pointer;
+    uint32_t rseq_abi_size;
+    uint32_t signature;
+    uint32_t flags;
+    uint32_t pad;
+};
+
+}  // namespace
+
+Result<std::vector<pid_t>> list_tids(pid_t pid) {
+    std::string path = strfmt("/proc/{}/task", pid);
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), ::closedir);
+    if (!dir) return errno == ENOENT ? sys_error(ESRCH, path) : errno_error(path);
+    std::vector<pid_t> out;
+    while (dirent* de = ::readdir(dir.get()))
+        if (de->d_name[0] != '.') out.push_back(pid_t(std::stol(de->d_name)));
+    return out;
+}
+
+Result<FrozenThreads> FrozenThreads::freeze(pid_t pid, bool suspend_seccomp) {
+    FrozenThreads ft;
+    auto main = FrozenTask::freeze(pid, suspend_seccomp);
+    if (!main) return std::unexpected(main.error());
+    ft.all_.push_back(std::move(*main));
+    // Bounded: each round freezes at least one new thread, and a task has at
+    // most kMaxThreads of them that we save.
+    for (uint32_t round = 0; round <= image::kMaxThreads + 1; ++round) {
+        auto tids = list_tids(pid);
+        if (!tids) return std::unexpected(tids.error());
+        bool added = false;
+        for (pid_t tid : *tids) {
+            bool known = std::any_of(ft.all_.begin(), ft.all_.end(),
+                                     [&](const auto& t) { return t->pid() == tid; });
+            if (known) continue;
+            auto t = FrozenTask::freeze(tid, suspend_seccomp);
+            if (!t && t.error().code == ESRCH) continue;  // exited before we got it
+            if (!t) return std::unexpected(t.error().context(strfmt("thread {}", tid)));
+            ft.all_.push_back(std::move(*t));
+            added = true;
+        }
+        if (!added) return ft;
+        if (ft.all_.size() > image::kMaxThreads)
+            return make_error(EBUSY,
+                              strfmt("task {} has more than {} threads", pid, image::kMaxThreads));
+    }
+    return make_error(EBUSY, strfmt("task {} keeps creating threads", pid));
+}
+
+std::vector<FrozenTask*> FrozenThreads::others() const {
+    std::vector<FrozenTask*> out;
+    for (size_t i = 1; i < all_.size(); ++i) out.push_back(all_[i].get());
+    return out;
+}
+
+Status FrozenThreads::release() {
+    Status first;
+    // The others first: the main thread's release may re-stop the group.
+    for (size_t i = all_.size(); i-- > 0;)
+        if (auto r = all_[i]->release(); !r && first) first = r;
+    return first;
+}
+
+uint64_t FrozenThreads::frozen_ns() const {
+    uint64_t ns = 0;
+    for (const auto& t : all_) ns = std::max(ns, t->frozen_ns());
+    return ns;
+}
+
+Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid) {
+    image::ThreadRecord r{};
+    r.tid = tid;
+    void* head = nullptr;
+    size_t len = 0;
+    if (syscall(SYS_get_robust_list, tid, &head, &len) != 0)
+        return errno_error(strfmt("get_robust_list of thread {}", tid));
+    r.robust_head = head ? uint64_t(head) : 0;
+    r.robust_len = head ? len : 0;
+    RseqConfiguration rc{};
+    long n = ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof rc, &rc);
+    if (n < 0) return errno_error(strfmt("rseq configuration of thread {}", tid));
+    if (rc.flags != 0)
+        return make_error(EBUSY,
+                          strfmt("thread {}: rseq flags 0x{:x} not supported yet", tid, rc.flags));
+    r.rseq_addr = rc.rseq_abi_pointer;
+    r.rseq_len = rc.rseq_abi_pointer ? rc.rseq_abi_size : 0;
+    r.rseq_sig = rc.rseq_abi_pointer ? rc.signature : 0;
+    auto comm = read_file(strfmt("/proc/{}/task/{}/comm", pid, tid));
+    if (!comm) return std::unexpected(comm.error());
+    while (!comm->empty() && comm->back() == '\n') comm->pop_back();
+    std::memcpy(r.comm, comm->data(), std::min(comm->size(), sizeof r.comm - 1));
+    return r;
+}
+
+Result<uint64_t> read_tid_address(RemoteSyscall& rs) {
+    auto r = rs.call(SYS_prctl, PR_GET_TID_ADDRESS, rs.scratch());
+    if (!r) return std::unexpected(r.error());
+    if (*r != 0)
+        return make_error(EIO, strfmt("PR_GET_TID_ADDRESS in thread {} returned {}", rs.pid(), *r));
+    uint64_t addr = 0;
+    if (auto rd = rs.read_scratch(&addr, sizeof addr); !rd) return std::unexpected(rd.error());
+    return addr;
+}
+
+Result<image::ThreadAttrsRecord> read_thread_attrs(RemoteSyscall& rs) {
+    state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return rs.call(nr, a1, a2); },
+                     [&](void* out, size_t n) { return rs.read_scratch(out, n); }, rs.scratch()};
+    return state::dump_thread_attrs(rs.pid(), in);
+}
+
+Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,
+                                     uint64_t vdso_end) {
+    ThreadCapture c;
+    pid_t tid = t.pid();
+    auto rec = read_thread_record(pid, tid);
+    if (!rec) return std::unexpected(rec.error());
+    c.rec = *rec;
+    auto regs = read_regs(tid);
+    if (!regs) return std::unexpected(regs.error());
+    c.regs = std::move(*regs);
+    auto rs = RemoteSyscall::prepare(t, vdso_start, vdso_end);
+    if (!rs) return std::unexpected(rs.error());
+    auto cctid = read_tid_address(**rs);
+    if (!cctid) return std::unexpected(cctid.error());
+    c.rec.clear_child_tid = *cctid;
+    auto attrs = read_thread_attrs(**rs);
+    if (!attrs) return std::unexpected(attrs.error());
+    c.attrs = *attrs;
+    auto ss = (*rs)->call(SYS_sigaltstack, 0, (*rs)->scratch());
+    if (!ss) return std::unexpected(ss.error());
+    if (*ss != 0) return make_error(EIO, strfmt("sigaltstack in thread {} returned {}", tid, *ss));
+    struct {
+        uint64_t sp;
+        int32_t flags, pad;
+        uint64_t size;
+    } alt{};
+    if (auto rd = (*rs)->read_scratch(&alt, sizeof alt); !rd) return std::unexpected(rd.error());
+    c.sigstate.altstack_sp = alt.sp;
+    c.sigstate.altstack_flags = alt.flags;
+    c.sigstate.altstack_size = alt.size;
+    c.sigstate.blocked = (*rs)->saved_sigmask();
+    if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
+    // The saved registers, with a syscall restart applied, are what the thread resumes with.
+    const user_regs_struct resumed = restart_fixup((*rs)->saved_regs());
+    std::memcpy(&c.regs.gp, &resumed, sizeof c.regs.gp);
+    c.regs.restart = syscall_restart((*rs)->saved_regs());
+    auto pending = peek_pending(tid, false);
+    if (!pending) return std::unexpected(pending.error());
+    c.pending = std::move(*pending);
+    return c;
+}
+
+}  // namespace crfs
+
+namespace crfs {
+
+// --- restore -----------------------------------------------------------------
+
+namespace {
+
+constexpr size_t kThreadStack = 16 << 10;  // the blob's thread steps need a few hundred bytes
+
+}  // namespace
+
+Status check_thread_ids(const DecodedImage& img, const RestoreRequest& req) {
+    if (img.threads.empty() || req.want_pid == img.task.pid) return {};
+    return make_error(EPERM, strfmt("image has {} threads: threads come back only with their "
+                                    "original tids (glibc keeps them in the task's memory), so "
+                                    "restore it into /crfs/{} (choosing pids needs root or the "
+                                    "group the administrator named)",
+                                    img.threads.size() + 1, img.task.pid));
+}
+
+uint64_t threads_area_bytes(const DecodedImage& img) {
+    uint64_t n = sizeof(crfs_ra_thread) * img.threads.size() + 64;
+    for (const auto& t : img.threads)
+        n +=
+            kThreadStack + sigframe_size(t) + 128 + t.pending.size() * sizeof(crfs_ra_siginfo) + 16;
+    return n;
+}
+
+Status fill_threads(const DecodedImage& img, const AreaAlloc& take, crfs_restorer_args& a) {
+    if (img.main_thread) {
+        a.robust_head = img.main_thread->robust_head;
+        a.robust_len = img.main_thread->robust_len;
+        a.clear_child_tid = img.main_thread->clear_child_tid;
+    }
+    if (img.threads.empty()) return {};
+    auto* ts = static_cast<crfs_ra_thread*>(take(sizeof(crfs_ra_thread) * img.threads.size(), 16));
+    if (!ts) return make_error(ENOMEM, "restorer area too small for the threads (internal error)");
+    for (size_t i = 0; i < img.threads.size(); ++i) {
+        const ThreadImage& t = img.threads[i];
+        crfs_ra_thread& r = ts[i];
+        std::memset(&r, 0, sizeof r);
+        r.tid = t.rec.tid;
+        auto* stack = static_cast<char*>(take(kThreadStack, 16));
+        void* frame = take(sigframe_size(t), 64);
+        if (!stack || !frame)
+            return make_error(ENOMEM, "restorer area too small for the threads (internal error)");
+        r.stack_top = reinterpret_cast<uint64_t>(stack) + kThreadStack;
+        uint64_t at = sigframe_on_stack(img, t);
+        if (auto s = build_sigframe(t, frame, at ? at : uint64_t(frame)); !s)
+            return std::unexpected(s.error().context(strfmt("thread {}", t.rec.tid)));
+        r.sigframe = reinterpret_cast<uint64_t>(frame);
+        if (at) r.sigframe_dst = at, r.sigframe_len = sigframe_size(t);
+        r.fs_base = t.regs.fs_base;
+        r.gs_base = t.regs.gs_base;
+        r.robust_head = t.rec.robust_head;
+        r.robust_len = t.rec.robust_len;
+        r.rseq_area = t.rec.rseq_addr;
+        r.rseq_len = t.rec.rseq_len;
+        r.rseq_sig = t.rec.rseq_sig;
+        r.clear_child_tid = t.rec.clear_child_tid;
+        std::memcpy(r.comm, t.rec.comm, sizeof r.comm);
+        r.comm[sizeof r.comm - 1] = '\0';
+        if (!t.pending.empty()) {
+            auto* si =
+                static_cast<crfs_ra_siginfo*>(take(t.pending.size() * sizeof(crfs_ra_siginfo), 16));
+            if (!si)
+                return make_error(ENOMEM,
+                                  "restorer area too small for the threads (internal error)");
+            for (size_t k = 0; k < t.pending.size(); ++k) {
+                std::memset(&si[k], 0, sizeof si[k]);
+                std::memcpy(&si[k].signo, t.pending[k].info, 4);
+                std::memcpy(si[k].info, t.pending[k].info, sizeof si[k].info);
+            }
+            r.siginfo = reinterpret_cast<uint64_t>(si);
+            r.nr_siginfo = t.pending.size();
+        }
+    }
+    a.threads = reinterpret_cast<uint64_t>(ts);
+    a.nr_threads = img.threads.size();
+    return {};
+}
+
+}  // namespace crfs

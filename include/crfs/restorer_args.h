@@ -185,7 +185,7 @@ enum crfs_ra_step {
     CRFS_RA_STEP_EPOLL_WATCH,   /* adding an epoll watch (arg: epoll fd << 32 | watched fd) */
     CRFS_RA_STEP_INOTIFY_WATCH, /* adding an inotify watch (arg: its wd) */
     CRFS_RA_STEP_MEMFD_SEAL,    /* kobj: F_ADD_SEALS of a memfd (arg: its memfd list index) */
-    /* fidelity: the settings record (restorer/settings.h; arg: which setting) */
+    /* fidelity: the settings record (state/settings.h; arg: which setting) */
     CRFS_RA_STEP_SETTINGS = 160,
     CRFS_RA_STEP_ADVISE = 161, /* madvise/mlock of a mapping (arg: VMA index) */
     /* trees: a process creating a child of the tree (arg: the child's pid) */

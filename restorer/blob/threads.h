@@ -1,4 +1,4 @@
-/* The blob's thread step (included by blob.c; restorer/threads.h has the
+/* The blob's thread step (included by blob.c; state/threads.h has the
  * driver's half). The main thread creates every other thread with clone3 and
  * its original tid and waits until each thread did its own steps (every
  * signal is blocked in the new thread: it inherits the main thread's mask,

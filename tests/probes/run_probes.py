@@ -88,7 +88,7 @@ PROBES = [
     ("task", "sched_batch", None),
     ("task", "affinity", None),
     ("task", "nodump", "prctl: not dumpable", NOBODY),
-    # fidelity: the settings record (checkpoint/settings.cc, restorer/settings.cc)
+    # fidelity: the settings record (state/settings.cc)
     ("settings", "subreaper", None),
     ("settings", "nodump_root", None),
     ("settings", "membarrier", None),

@@ -1,5 +1,5 @@
 /* fidelity: per-task settings restored exactly through the settings record
- * (checkpoint/settings.cc, restorer/settings.cc). The single settings of
+ * (state/settings.cc). The single settings of
  * task.c (thp, timerslack, oom, sched_batch, affinity) are supported rows
  * too; these are the ones only the task can see, and real-time scheduling. */
 #include "probe.h" /* first: it defines _GNU_SOURCE */

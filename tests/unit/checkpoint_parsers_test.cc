@@ -12,6 +12,7 @@
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "state/task_attrs.h"
 
 namespace crfs {
 namespace {

@@ -6,9 +6,9 @@
 #include <cstring>
 
 #include "restorer/memory.h"
-#include "restorer/regs.h"
-#include "restorer/signals.h"
 #include "restorer/validate.h"
+#include "state/regs.h"
+#include "state/signals.h"
 
 using namespace crfs;
 

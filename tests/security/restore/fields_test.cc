@@ -7,13 +7,13 @@
 #include <linux/seccomp.h>
 #include <sys/syscall.h>
 
-#include "restorer/threads.h"
 #include "restorer/validate.h"
-#include "tests/support/check_fields.h"
 #include "state/seccomp.h"
+#include "state/threads.h"
 #include "state/timers.h"
 #include "state/tty.h"
 #include "state/vma_names.h"
+#include "tests/support/check_fields.h"
 
 #include <sys/prctl.h>
 #include <sys/wait.h>

@@ -1,6 +1,17 @@
-// Stage 1 of a restore applies the image's `settings` record (fidelity:
-// scheduling policy and priority, CPU affinity, oom_score_adj, timer slack,
-// THP disable, child subreaper, membarrier registrations) with the writer's
+// Per-task settings, image record `settings` (docs/state.md rows "sched" and
+// "prctl"): detect, dump and restore of both kinds live in state/settings.cc.
+//
+// Detect (state/kind.h): detect_prctl (a task that is not dumpable),
+// detect_sched (a policy the record cannot carry: SCHED_DEADLINE, sched_ext).
+//
+// Dump: scheduling policy, real-time priority and reset-on-fork, CPU affinity,
+// oom_score_adj, timer slack, THP disable, child subreaper, dumpable and the
+// membarrier registrations. The ones only the task itself can read (timer
+// slack without CAP_SYS_NICE, subreaper, dumpable, membarrier, THP disable)
+// are asked by remote syscalls while it is frozen; the others come from
+// sched_get*(pid) and /proc.
+//
+// Restore: stage 1 applies the record with the writer's
 // credentials, so the kernel decides: SCHED_FIFO without CAP_SYS_NICE or
 // RLIMIT_RTPRIO, an oom_score_adj below the writer's minimum without
 // CAP_SYS_RESOURCE, an affinity with no CPU of this machine, all fail the
@@ -10,12 +21,28 @@
 // differed from that).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 
+#include "checkpoint/remote_syscall.h"
 #include "common/image_reader.h"
+#include "common/result.h"
+#include "crfs/image_format.h"
 
 namespace crfs {
+
+// --- dump (checkpoint) -------------------------------------------------------
+
+struct TaskSettings {
+    image::SettingsRecord rec{};
+    std::string cpu_mask;  // sched_getaffinity bytes
+};
+
+Result<TaskSettings> read_task_settings(pid_t pid, RemoteSyscall& rs);
+
+// --- restore -----------------------------------------------------------------
 
 struct SettingsPlan {
     bool present = false;
