@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,10 +31,20 @@ struct variant {
 static char g_dir[1024];
 static char g_fail[4096];
 static volatile sig_atomic_t g_term;
+static sigjmp_buf g_wait_jmp;
+static volatile sig_atomic_t g_wait_armed; /* the thread in wait_pause, 0: none */
 
+/* SIGTERM ends wait_pause by jumping out of its pause(): a SIGTERM that came
+   between the test of g_term and pause() would otherwise be lost, and the
+   probe would wait for ever (seen once under load). The jump restores the
+   signal mask saved by sigsetjmp, so the probe's checks see its own mask. */
 static void on_term(int sig) {
     (void)sig;
     g_term = 1;
+    if (g_wait_armed && g_wait_armed == gettid()) {
+        g_wait_armed = 0;
+        siglongjmp(g_wait_jmp, 1);
+    }
 }
 
 static void fail(const char* fmt, ...) {
@@ -70,7 +81,11 @@ static void write_file(const char* path, const char* text) {
 }
 
 static void wait_pause(void) {
-    while (!g_term) pause();
+    if (sigsetjmp(g_wait_jmp, 1) == 0) {
+        g_wait_armed = gettid();
+        while (!g_term) pause();
+    }
+    g_wait_armed = 0;
 }
 
 static int probe_main(const struct variant* v, size_t n, int argc, char** argv) {

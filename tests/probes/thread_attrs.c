@@ -129,7 +129,7 @@ static void child_main(int ready) {
     set_own(&kChildMain);
     start_threads(kChildThread, 1);
     close(ready);
-    while (!g_term) pause();
+    wait_pause();
     struct got g;
     get_own(&g);
     compare("child main thread", &kChildMain, &g, fail);

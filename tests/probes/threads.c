@@ -45,7 +45,7 @@ static void* thread_main(void* arg) {
 
 /* SIGTERM stays blocked but in sigsuspend: a restored task re-executes the
  * syscall it was frozen in, and a SIGTERM handled just before a re-executed
- * pause() would be lost (probe.h's wait_pause has that race). */
+ * pause() would be lost (probe.h's wait_pause jumps out of its handler for that). */
 static void block_term(void) {
     sigset_t term;
     sigemptyset(&term);
