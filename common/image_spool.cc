@@ -1,5 +1,7 @@
 #include "common/image_spool.h"
 
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -149,6 +151,9 @@ Status ImageSpool::materialize() {
                                      "spool: putting page data back");
                 !ok)
                 return ok;
+            // Given back as it goes: the daemon never holds the page data twice.
+            (void)::fallocate(pages_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              off_t(r.stored + done), n);
             done += uint64_t(n);
         }
     }
