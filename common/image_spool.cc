@@ -123,7 +123,7 @@ Status ImageSpool::append(const char* buf, size_t len) {
                     left_ = r.bytes;
                 } else {
                     state_ = state_ == State::kBody && trailer_body_ ? State::kAfterTrailer
-                                                                     : State::kRecordHeader;
+                                                                      : State::kRecordHeader;
                 }
                 continue;
             }
@@ -143,8 +143,7 @@ Status ImageSpool::materialize() {
     std::vector<char> buf(1 << 20);
     for (const Run& r : runs_) {
         for (uint64_t done = 0; done < r.bytes && r.stored + done < stored_;) {
-            size_t want =
-                size_t(std::min<uint64_t>({buf.size(), r.bytes - done, stored_ - r.stored - done}));
+            size_t want = size_t(std::min<uint64_t>({buf.size(), r.bytes - done, stored_ - r.stored - done}));
             ssize_t n = ::pread(pages_.get(), buf.data(), want, off_t(r.stored + done));
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) return errno_error("spool: reading page data back");
@@ -172,8 +171,7 @@ Result<int> ImageSpool::place(DecodedImage& img) {
         uint64_t len = uint64_t(p.nr_pages) * kPage;
         auto it = std::upper_bound(runs_.begin(), runs_.end(), p.stream_offset,
                                    [](uint64_t off, const Run& r) { return off < r.logical; });
-        if (it == runs_.begin() ||
-            p.stream_offset + len > std::prev(it)->logical + std::prev(it)->bytes ||
+        if (it == runs_.begin() || p.stream_offset + len > std::prev(it)->logical + std::prev(it)->bytes ||
             std::prev(it)->stored + (p.stream_offset - std::prev(it)->logical) + len > stored_) {
             // Not where the framing walk put page data: read it all from the image.
             if (auto ok = materialize(); !ok) return std::unexpected(ok.error());

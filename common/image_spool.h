@@ -57,15 +57,7 @@ class ImageSpool {
     const std::vector<Run>& runs() const { return runs_; }
 
   private:
-    enum class State {
-        kHeader,
-        kRecordHeader,
-        kPagesFixed,
-        kPageData,
-        kBody,
-        kAfterTrailer,
-        kPlain
-    };
+    enum class State { kHeader, kRecordHeader, kPagesFixed, kPageData, kBody, kAfterTrailer, kPlain };
     Status write_image(const char* buf, size_t len);
     Status write_pages(const char* buf, size_t len);
     // The record header in hold_ is complete: what follows it.
@@ -78,8 +70,8 @@ class ImageSpool {
     State state_ = State::kHeader;
     unsigned char hold_[16] = {};  // the header's first 16 bytes, or a record header
     size_t held_ = 0;
-    uint64_t left_ = 16;         // bytes left in the current piece of the framing
-    bool trailer_body_ = false;  // kBody is the trailer's
+    uint64_t left_ = 16;           // bytes left in the current piece of the framing
+    bool trailer_body_ = false;    // kBody is the trailer's
 };
 
 }  // namespace crfs

@@ -10,10 +10,7 @@
  * when vm.unprivileged_userfaultfd is 0), registered on one run at a time
  * and unregistered before anything else touches it. Anything it cannot do
  * (no userfaultfd, a page already present, a window that does not map)
- * leaves the run, or its rest, to pread: the same bytes either way. Each
- * run's data is read by this task only (a tree's shared memory was copied
- * by the driver before any clone), so once copied it is punched out of the
- * store. */
+ * leaves the run, or its rest, to pread: the same bytes either way. */
 
 #define UFFD_USER_MODE_ONLY 1
 #define UFFDIO_API_ 0xc018aa3fUL
@@ -23,14 +20,12 @@
 #define UFFDIO_REGISTER_MODE_MISSING 1
 #define MAP_POPULATE 0x8000
 #define EAGAIN 11
-#define FALLOC_FL_KEEP_SIZE 1
-#define FALLOC_FL_PUNCH_HOLE 2
-#define UFFD_MIN_PAGES 16               /* smaller runs: the batched preadv */
-#define UFFD_WINDOW_ALIGN (16ull << 20) /* the largest pages record */
+#define UFFD_MIN_PAGES 16                  /* smaller runs: the batched preadv */
+#define UFFD_WINDOW_ALIGN (16ull << 20)    /* the largest pages record */
 
 struct uffd_fill {
-    long fd;       /* -1: pread only */
-    uint64_t base; /* page store offset mapped at a->window, or ~0: none */
+    long fd;              /* -1: pread only */
+    uint64_t base;        /* page store offset mapped at a->window, or ~0: none */
 };
 
 struct uffd_range_ {
@@ -117,8 +112,5 @@ static int uffd_fill_run(const struct crfs_restorer_args* a, struct uffd_fill* u
     long r = sys3(NR_ioctl, uf->fd, UFFDIO_UNREGISTER_, &range);
     if (is_err(r)) die(a, CRFS_RA_STEP_FILL_PAGES, r, p->vaddr);
     if (done < len) fill_part(a, p->vaddr + done, len - done, p->file_off + done);
-    /* Read once: the store's pages go back now (the next runs' fresh pages
-     * reuse them, and the spool and the task do not both hold the memory). */
-    sys4(NR_fallocate, a->pages_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, p->file_off, len);
     return 1;
 }

@@ -38,7 +38,6 @@ enum {
     NR_pread64 = 17,
     NR_ioctl = 16,        /* restore: userfaultfd */
     NR_userfaultfd = 323, /* restore */
-    NR_fallocate = 285,   /* restore: the page store's pages given back */
     NR_mremap = 25,
     NR_madvise = 28,
     NR_setitimer = 38,
