@@ -174,6 +174,15 @@ def kill_restored(restored):
     restored.clear()
 
 
+def kill_left(restored):
+    """On the way out: whatever restored task is left, killed."""
+    for slot, pid in restored:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def restorer(mnt, prefix, image, restored):
     """One restore per call: mkdir a new slot, cp `image` into it (close()
     returns once the task runs); the slot and its pid go into `restored`."""
@@ -265,11 +274,7 @@ def restore_ab(a, crfsd, limit, tmp, mnt, lim, log):
                   f" ({mb / mw:.2f}x FUSE wr)  after {ms(ma)} ms ({ma / mw:.2f}x)"
                   f"  FUSE wr {ms(mw)} ms  after/before {ma / mb:.2f}", flush=True)
     finally:
-        for slot, pid in restored:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_left(restored)
         unmount(proc, mnt_b)
 
 
@@ -359,11 +364,7 @@ def main():
         for size in a.small:
             small_line(size, tmp, mnt, restored, a.rounds)
     finally:
-        for slot, pid in restored:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_left(restored)
         unmount(daemon, mnt)
         log.close()
         subprocess.run(["rm", "-rf", tmp])
