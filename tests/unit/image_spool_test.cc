@@ -92,9 +92,9 @@ ImageSpool spool_in_pieces(const std::string& bytes, size_t step) {
     return std::move(*s);
 }
 
-Result<DecodedImage> decode_fd(int fd) {
+Result<DecodedImage> decode_fd(int fd, bool verified = true) {
     FdSource src(fd);
-    return decode_image(src, {.checksum_verified = true});
+    return decode_image(src, {.checksum_verified = verified});
 }
 
 TEST(ImageSpool, PageDataAlignedApartAndPlacedWhereTheDecoderFindsIt) {
@@ -173,6 +173,47 @@ TEST(ImageSpool, ARunTheFramingWalkDidNotStorePutsThePageDataBack) {
     std::string cut = bytes.substr(0, bytes.size() / 2);
     ImageSpool t = spool_in_pieces(cut, 4096);
     EXPECT_EQ(read_all(t.image_fd()).size(), cut.size());
+}
+
+// Hostile framings (lengths past the limit, not a page multiple, spanning
+// past the end, a trailer of any length, bytes after it): whatever the walk
+// made of them, the image memfd holds every byte again once the page data
+// is put back, so the full decode gives the very message it gives the bytes.
+TEST(ImageSpool, HostileFramingsGiveTheBytesBackExactly) {
+    std::string bytes = sample_image();
+    MemorySource src(bytes.data(), bytes.size());
+    auto full = decode_image(src);
+    ASSERT_TRUE(full) << full.error().what;
+    uint64_t hdr =
+        full->pages[1].stream_offset - sizeof(image::PagesRecord) - sizeof(image::RecordHeader);
+    auto with_length = [&](uint64_t len) {
+        std::string b = bytes;
+        std::memcpy(b.data() + hdr + 8, &len, 8);
+        return b;
+    };
+    std::vector<std::string> cases = {with_length(1ull << 63),
+                                      with_length(sizeof(image::PagesRecord) + 17 * kPage + 1),
+                                      with_length(sizeof(image::PagesRecord) + 4097 * kPage),
+                                      with_length(sizeof(image::PagesRecord) + 4096 * kPage),
+                                      bytes + "x",
+                                      bytes.substr(0, full->pages[1].stream_offset + 5000)};
+    std::string t = bytes;  // the trailer claims to be long
+    uint64_t big = 1ull << 40;
+    std::memcpy(t.data() + bytes.size() - 40 + 8, &big, 8);
+    cases.push_back(t);
+    for (size_t i = 0; i < cases.size(); ++i) {
+        SCOPED_TRACE(i);
+        ImageSpool s = spool_in_pieces(cases[i], 4096);
+        for (const auto& r : s.runs()) EXPECT_EQ(r.stored % kPage, 0u);
+        ASSERT_TRUE(s.materialize());
+        EXPECT_EQ(read_all(s.image_fd()), cases[i]);
+        MemorySource a(cases[i].data(), cases[i].size());
+        auto want = decode_image(a);
+        auto got = decode_fd(s.image_fd(), false);
+        ASSERT_FALSE(want);
+        ASSERT_FALSE(got);
+        EXPECT_EQ(got.error().what, want.error().what);
+    }
 }
 
 }  // namespace
