@@ -30,7 +30,16 @@ for --small sizes (default 1 16): best of N `cp /crfs/PID/image FILE` and
 `mkdir` + `cp FILE /crfs/SLOT/image`, each over the 10 ms target and over a
 memcpy of the image's bytes. `--small-only` prints only these; `--crfsd PATH`
 benches another build's daemon (its crfs-ckpt next to it), e.g. before/after.
+
+`--restore-ab` (restore only, before/after interleaved in one run): two
+daemons are mounted, "after" (this build's, or --crfsd) and "before"
+(--before-crfsd PATH, or the same binary with CRFS_RESTORE_PLAIN_SPOOL=1:
+the spool without page data set apart); for each size one image is taken,
+then each of --rounds rounds restores it through before, after, and writes
+it into fuse_limit (FUSE wr), in that order; every round's three figures,
+the medians and the ratios to FUSE wr are printed with the load average.
 """
+import statistics
 import argparse
 import json
 import os
@@ -153,11 +162,25 @@ def start_holder(size, tmp):
 def kill_restored(restored):
     for slot, pid in restored:
         os.kill(pid, signal.SIGKILL)
+    def gone(pid):
+        try:  # reaped between the two looks: gone too
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
     for slot, pid in restored:
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                 open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
-                 "the restored task to die")
+        wait_for(lambda: gone(pid), "the restored task to die")
     restored.clear()
+
+
+def kill_left(restored):
+    """On the way out: whatever restored task is left, killed."""
+    for slot, pid in restored:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def restorer(mnt, prefix, image, restored):
@@ -199,6 +222,62 @@ def small_line(size, tmp, mnt, restored, rounds):
           f" {t_restore / mc:>6.1f}x | {ms(mc)}", flush=True)
 
 
+def restore_ab(a, crfsd, limit, tmp, mnt, lim, log):
+    """Restore before/after interleaved, with the FUSE write limit (see --restore-ab)."""
+    mnt_b = os.path.join(tmp, "mnt-before")
+    os.mkdir(mnt_b)
+    env = dict(os.environ)
+    before = a.before_crfsd or crfsd
+    if not a.before_crfsd:
+        env["CRFS_RESTORE_PLAIN_SPOOL"] = "1"
+    proc = subprocess.Popen([before, "-f", "-o", "state_dir=" + tmp + "/state-b", mnt_b],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+    wait_for(lambda: os.path.ismount(mnt_b) or proc.poll() is not None, "the mount " + mnt_b)
+    restored = []
+    ms = lambda s: f"{s * 1e3:7.1f}"
+    try:
+        print(f"before: {before}{'' if a.before_crfsd else ' with CRFS_RESTORE_PLAIN_SPOOL=1'};"
+              f" after: {crfsd}", flush=True)
+        for size in a.sizes:
+            holder = start_holder(size, tmp)
+            out = os.path.join(tmp, "snap.img")
+            try:
+                subprocess.run(["cp", f"{mnt}/{holder.pid}/image", out], check=True)
+            finally:
+                holder.kill()
+                holder.wait()
+            img = os.path.getsize(out)
+            limd = mount([limit, lim, str(img)], lim, log)
+            rb, ra, rw = [], [], []
+            wr = lambda: subprocess.run(["dd", "if=" + out, "of=" + lim + "/data", "bs=1M",
+                                         "status=none", "conv=notrunc"], check=True)
+            try:
+                steps = [(restorer(mnt_b, f"b{size}", out, restored), rb),
+                         (restorer(mnt, f"a{size}", out, restored), ra), (wr, rw)]
+                for fn, _ in steps:  # warm-up
+                    fn()
+                    kill_restored(restored)
+                for r in range(a.rounds):
+                    for fn, times in steps:
+                        t = time.perf_counter()
+                        fn()
+                        times.append(time.perf_counter() - t)
+                        kill_restored(restored)
+                    print(f"{size:>5} MiB round {r + 1}: before {ms(rb[-1])} ms  after"
+                          f" {ms(ra[-1])} ms  FUSE wr {ms(rw[-1])} ms  load"
+                          f" {os.getloadavg()[0]:.1f}", flush=True)
+            finally:
+                unmount(limd, lim)
+                os.unlink(out)
+            mb, ma, mw = (statistics.median(x) for x in (rb, ra, rw))
+            print(f"{size:>5} MiB ({img / MiB:.0f}M image) median: before {ms(mb)} ms"
+                  f" ({mb / mw:.2f}x FUSE wr)  after {ms(ma)} ms ({ma / mw:.2f}x)"
+                  f"  FUSE wr {ms(mw)} ms  after/before {ma / mb:.2f}", flush=True)
+    finally:
+        kill_left(restored)
+        unmount(proc, mnt_b)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -207,6 +286,8 @@ def main():
     ap.add_argument("--small", type=int, nargs="*", default=[1, 16])
     ap.add_argument("--small-only", action="store_true")
     ap.add_argument("--crfsd", default=None)
+    ap.add_argument("--restore-ab", action="store_true")
+    ap.add_argument("--before-crfsd", default=None)
     ap.add_argument("sizes", nargs="*", type=int, default=[16, 256, 1024])
     a = ap.parse_args()
     if a.small_only:
@@ -223,6 +304,9 @@ def main():
     daemon = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state", mnt], mnt, log)
     restored = []
     try:
+        if a.restore_ab:
+            restore_ab(a, crfsd, limit, tmp, mnt, lim, log)
+            a.sizes, a.small = [], []
         if a.sizes:
             print(f"{'MiB':>5} {'image':>7} | {'dump null':>9} {'dump file':>9} {'frozen':>7} |"
                   f" {'restore':>8} | {'memcpy':>7} {'FUSE rd':>8} {'FUSE wr':>8} |"
@@ -280,11 +364,7 @@ def main():
         for size in a.small:
             small_line(size, tmp, mnt, restored, a.rounds)
     finally:
-        for slot, pid in restored:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_left(restored)
         unmount(daemon, mnt)
         log.close()
         subprocess.run(["rm", "-rf", tmp])

@@ -168,21 +168,18 @@ Status spool_append(Limits& limits, Slot& slot, const char* buf, size_t len) {
     if (!slot.spool) {
         auto bytes = limits.take(slot.owner_uid, Resource::kSpoolBytes, 0);
         if (!bytes) return std::unexpected(bytes.error());
-        int fd = ::memfd_create(("crfs-slot-" + slot.name).c_str(), MFD_CLOEXEC);
-        if (fd < 0) return errno_error("spool for slot " + slot.name + ": memfd_create");
-        slot.spool.reset(fd);
+        // CRFS_RESTORE_PLAIN_SPOOL=1 in crfsd's environment: the spool of
+        // before, page data in place (benches: the "before" of the same build).
+        static const bool plain = getenv("CRFS_RESTORE_PLAIN_SPOOL") != nullptr;
+        auto spool = ImageSpool::create(slot.name, !plain);
+        if (!spool) return std::unexpected(spool.error());
+        slot.spool.emplace(std::move(*spool));
         slot.spool_bytes = std::move(*bytes);
     }
     if (auto ok = slot.spool_bytes.grow(len); !ok)
         return std::unexpected(ok.error().context("slot " + slot.name));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = ::pwrite(slot.spool.get(), buf + done, len - done,
-                             static_cast<off_t>(slot.written + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return errno_error("spool image of slot " + slot.name);
-        done += static_cast<size_t>(n);
-    }
+    if (auto ok = slot.spool->append(buf, len); !ok)
+        return std::unexpected(ok.error().context("slot " + slot.name));
     slot.hash.update(buf, len);
     slot.written += len;
     return {};
@@ -239,14 +236,15 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
         return std::unexpected(running.error());
     }
     // incr: base and deltas concatenated become one image (restorer/image_chain.h).
-    auto composed = compose_chain(slot.spool.get());
+    auto composed = compose_chain(slot.spool->image_fd());
     if (!composed) {
         slot.error = composed.error().what;
         log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
         return std::unexpected(composed.error());
     }
     RestoreRequest req;
-    req.image_fd = *composed ? composed->get() : slot.spool.get();
+    req.image_fd = *composed ? composed->get() : slot.spool->image_fd();
+    if (!*composed) req.spool = &*slot.spool;  // page data page-aligned
     req.want_pid = slot.want_pid;
     req.writer_uid = caller.uid;
     req.writer_gid = caller.gid;

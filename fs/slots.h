@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "common/image_prehash.h"
+#include "common/image_spool.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "fs/access.h"
@@ -74,7 +75,9 @@ struct Slot {
 
     // Guards the fields below; held across a restore of this slot.
     std::mutex mu;
-    UniqueFd spool;     // memfd with the bytes written so far; made at the first write
+    // The bytes written so far, page data page-aligned (common/image_spool.h);
+    // made at the first write.
+    std::optional<ImageSpool> spool;
     Lease spool_bytes;  // the owner's share of user_spool: `written`
     uint64_t written = 0;
     // Of `written` bytes, as they arrived: the restore reads no page twice.

@@ -36,6 +36,7 @@
 #include "common/strfmt.h"
 
 #include "common/image_reader.h"
+#include "common/image_spool.h"
 #include "common/io.h"
 #include "restorer/child.h"
 #include "restorer/files.h"
@@ -66,6 +67,10 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr size_t kBlobStack = 64 << 10;
+// restore: address space (no memory) of the blob area onto which the blob
+// maps the page store, 16 MiB-aligned pieces of it (a pages record holds at
+// most 16 MiB, so one window holds any run that starts in its first half).
+constexpr size_t kFillWindow = 32 << 20;
 constexpr int kReportTimeoutMs = 300 * 1000;
 
 std::mutex g_children_mu;  // guards g_children
@@ -394,7 +399,8 @@ class ImageMapping {
 // restored (the slot's lock); anything unmappable is read. The mapping ends
 // here, before the task is cloned.
 Result<DecodedImage> decode_spool(int fd, uint32_t process,
-                                  const std::optional<StreamHash>& hashed, bool* used_hash) {
+                                  const std::optional<StreamHash>& hashed, ImageSpool* spool,
+                                  bool* used_hash) {
     struct stat st {};
     // Hashed as it was written: only the records' fixed parts are read,
     // through an unpopulated mapping (faults bring in what is touched). Any
@@ -410,6 +416,9 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process,
                       img.error().what.c_str());
         }
     }
+    // The full decode reads the page data too: put it back where it was written.
+    if (spool)
+        if (auto ok = spool->materialize(); !ok) return std::unexpected(ok.error());
     ImageMapping mapped;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
         mapped = ImageMapping(fd, size_t(st.st_size));
@@ -436,8 +445,11 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
     bool used_hash = false;
-    auto img = decode_spool(req.image_fd, req.tree_index, req.image_hash, &used_hash);
+    auto img = decode_spool(req.image_fd, req.tree_index, req.image_hash, req.spool, &used_hash);
     if (!img) return std::unexpected(img.error().context("bad image"));
+    // Page data: from the spool's page store where the slot put it aligned.
+    auto pages_fd = req.spool ? req.spool->place(*img) : Result<int>(req.image_fd);
+    if (!pages_fd) return std::unexpected(pages_fd.error());
     if (img->chain && img->chain->base_id)  // incr: restorer/image_chain.h composes deltas
         return make_error(EINVAL, "bad image: a delta, restored only after its base");
     trace.mark(used_hash ? "decode-hashed" : "decode");
@@ -469,6 +481,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     int min_fd = max_fd + 1;
     UniqueFd image_fd(fcntl(req.image_fd, F_DUPFD_CLOEXEC, min_fd));
     if (!image_fd) return errno_error("dup of the image fd");
+    UniqueFd page_store;  // the spool's page store, when page data is there
+    if (*pages_fd != req.image_fd) {
+        page_store.reset(fcntl(*pages_fd, F_DUPFD_CLOEXEC, min_fd));
+        if (!page_store) return errno_error("dup of the page store fd");
+    }
+    int task_pages_fd = page_store ? page_store.get() : image_fd.get();
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) < 0) return errno_error("status pipe");
     UniqueFd status_r(pfd[0]);
@@ -486,7 +504,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                           [&] {
                               return as_writer(*writer, [&]() -> Status {
                                   if (auto c = check_files(*img); !c) return c;
-                                  fix_restart_block(*img, req.image_fd);
+                                  fix_restart_block(*img, *pages_fd);
                                   fds = plan_fds(*img, image_fd.get(), min_fd, !writer->as_writer);
                                   struct stat exe_st;
                                   set_exe = !img->exe.empty() &&
@@ -500,7 +518,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
     if (auto s = tree_share_plan(req, *img, *fds, min_fd); !s) return std::unexpected(s.error());
-    if (auto s = tree_shmem_plan(req, *img, image_fd.get(), *fds, min_fd); !s)  // shm
+    if (auto s = tree_shmem_plan(req, *img, task_pages_fd, *fds, min_fd); !s)  // shm
         return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
@@ -524,7 +542,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
                     kBlobStack + kPage + threads_area_bytes(*img) +
                     fds->memfds.size() * sizeof(crfs_ra_memfd) +
-                    state::seccomp_area_bytes(*img);
+                    state::seccomp_area_bytes(*img) + (page_store ? kFillWindow + kPage : 0);
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
@@ -547,6 +565,11 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     a->magic = CRFS_RA_MAGIC;
     a->size = sizeof *a;
     a->image_fd = image_fd.get();
+    a->pages_fd = task_pages_fd;
+    if (page_store) {  // aligned: the blob copies from a window onto it
+        a->window_len = kFillWindow;
+        a->window = reinterpret_cast<uint64_t>(arena.take(kFillWindow, kPage));
+    }
     a->status_fd = status_w.get();
     if (__rseq_size > 0) {
         a->rseq_area = reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + __rseq_offset;
@@ -654,6 +677,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     ChildPlan cp;
     cp.status_fd = status_w.get();
     cp.keep = {image_fd.get(), status_w.get()};
+    if (page_store) cp.keep.push_back(page_store.get());
     for (const auto& c : fds->copies) cp.keep.push_back(c.get());
     for (const auto& m : fds->memfds) cp.keep.push_back(m.fd.get());  // kobj: the blob closes them
     if (*netns) {
@@ -721,6 +745,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     }
     status_w.reset();
     image_fd.reset();
+    page_store.reset();
     handoff->close_task_fd();
     fds->copies.clear();
     trace.mark("clone");

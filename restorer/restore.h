@@ -14,6 +14,8 @@
 
 namespace crfs {
 
+class ImageSpool;
+
 struct RestoreRequest {
     int image_fd = -1;   // memfd/file holding the whole image (seekable; read from offset 0)
     pid_t want_pid = 0;  // 0: any pid; >0: exactly this pid (EBUSY if taken)
@@ -41,6 +43,9 @@ struct RestoreRequest {
     // the records' fixed parts, not the page data. Ignored (a full decode)
     // unless the image's trailer starts exactly where the hash ends.
     std::optional<StreamHash> image_hash;
+    // A slot's spool holding image_fd's page data page-aligned apart
+    // (common/image_spool.h): page runs are read from there. Null: from image_fd.
+    ImageSpool* spool = nullptr;
     // trees (restorer/tree.h): set by restore_tree for each process of a
     // tree's image; `tree_index` is the process's place in the image.
     struct TreeRestore* tree = nullptr;

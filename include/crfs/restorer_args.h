@@ -306,6 +306,15 @@ struct crfs_restorer_args {
     uint64_t mlockall_flags;
     /* fid: the main thread's own attributes (state/thread_attrs.h). */
     struct crfs_ra_thread_attrs main_attrs;
+    /* restore: page data comes from pages_fd at crfs_ra_pages.file_off (a
+     * slot's page store, page-aligned, or image_fd itself). Anonymous private
+     * memory is filled with UFFDIO_COPY from a read-only mapping of it made
+     * at `window` (window_len bytes of the blob area, unmapped again after);
+     * window_len 0: pread only. */
+    int32_t pages_fd;
+    int32_t reserved_pages;
+    uint64_t window;
+    uint64_t window_len;
 };
 
 #endif

@@ -161,7 +161,11 @@ struct iovec {
  * after another, their record headers (a few bytes each) read into `scratch`:
  * thousands of one-page runs are then a few calls. Returns the bytes the
  * batch covers in the image; *next is the first run it does not hold. */
-static uint64_t batch_runs(const struct crfs_ra_pages* p, uint64_t i, uint64_t n, char* scratch,
+struct uffd_fill;
+static int uffd_fill_takes(const struct crfs_restorer_args* a, const struct uffd_fill* uf,
+                           const struct crfs_ra_pages* p);
+static uint64_t batch_runs(const struct crfs_restorer_args* a, const struct uffd_fill* uf,
+                           const struct crfs_ra_pages* p, uint64_t i, uint64_t n, char* scratch,
                            struct iovec* iov, int* iovcnt, uint64_t* next) {
     uint64_t pos = p[i].file_off + p[i].nr_pages * 4096;
     int k = 0;
@@ -170,6 +174,7 @@ static uint64_t batch_runs(const struct crfs_ra_pages* p, uint64_t i, uint64_t n
     uint64_t j = i + 1;
     for (; j < n && k + 2 <= FILL_IOV; ++j) {
         if (p[j].file_off < pos || p[j].file_off - pos > FILL_GAP) break;
+        if (uffd_fill_takes(a, uf, &p[j])) break;
         if (p[j].file_off > pos) {
             iov[k].base = scratch;
             iov[k++].len = p[j].file_off - pos;
@@ -183,36 +188,47 @@ static uint64_t batch_runs(const struct crfs_ra_pages* p, uint64_t i, uint64_t n
     return pos - p[i].file_off;
 }
 
-static void fill_run(const struct crfs_restorer_args* a, const struct crfs_ra_pages* p) {
-    char* dst = (char*)p->vaddr;
-    uint64_t left = p->nr_pages * 4096, off = p->file_off;
-    while (left) {
-        long n = sys4(NR_pread64, a->image_fd, dst, left, off);
+/* pread of [vaddr, vaddr + len) from the page data at `off`. */
+static void fill_part(const struct crfs_restorer_args* a, uint64_t vaddr, uint64_t len,
+                      uint64_t off) {
+    char* dst = (char*)vaddr;
+    while (len) {
+        long n = sys4(NR_pread64, a->pages_fd, dst, len, off);
         if (n == -4 /* EINTR */) continue;
-        if (is_err(n)) die(a, CRFS_RA_STEP_FILL_PAGES, n, p->vaddr);
-        if (n == 0) die(a, CRFS_RA_STEP_FILL_PAGES, -5 /* EIO: image shorter */, p->vaddr);
-        dst += n, off += (uint64_t)n, left -= (uint64_t)n;
+        if (is_err(n)) die(a, CRFS_RA_STEP_FILL_PAGES, n, vaddr);
+        if (n == 0) die(a, CRFS_RA_STEP_FILL_PAGES, -5 /* EIO: image shorter */, vaddr);
+        dst += n, off += (uint64_t)n, len -= (uint64_t)n;
     }
 }
+
+#include "fill_uffd.h" /* restore: UFFDIO_COPY from the aligned page store */
 
 static void fill_pages(const struct crfs_restorer_args* a) {
     const struct crfs_ra_pages* p = (const struct crfs_ra_pages*)a->pages;
     struct iovec iov[FILL_IOV]; /* 8 KiB of the blob's 64 KiB stack */
     char scratch[FILL_GAP];
+    struct uffd_fill uf;
+    uffd_fill_open(a, &uf);
     for (uint64_t i = 0; i < a->nr_pages;) {
+        if (uffd_fill_run(a, &uf, &p[i])) {
+            ++i;
+            continue;
+        }
         int iovcnt;
         uint64_t next;
-        uint64_t bytes = batch_runs(p, i, a->nr_pages, scratch, iov, &iovcnt, &next);
+        uint64_t bytes = batch_runs(a, &uf, p, i, a->nr_pages, scratch, iov, &iovcnt, &next);
         /* Populate larger runs in one call instead of one fault per page
          * inside the read (best effort: older kernels lack it). */
         for (uint64_t j = i; j < next; ++j)
             if (p[j].nr_pages >= POPULATE_MIN_PAGES)
                 sys3(NR_madvise, p[j].vaddr, p[j].nr_pages * 4096, 23 /* MADV_POPULATE_WRITE */);
-        long n = iovcnt > 1 ? sys5(NR_preadv, a->image_fd, iov, iovcnt, p[i].file_off, 0) : -1;
+        long n = iovcnt > 1 ? sys5(NR_preadv, a->pages_fd, iov, iovcnt, p[i].file_off, 0) : -1;
         if (n < 0 || (uint64_t)n != bytes) /* one run, or a short read: run by run */
-            for (uint64_t j = i; j < next; ++j) fill_run(a, &p[j]);
+            for (uint64_t j = i; j < next; ++j)
+                fill_part(a, p[j].vaddr, p[j].nr_pages * 4096, p[j].file_off);
         i = next;
     }
+    uffd_fill_close(a, &uf);
 }
 
 /* fidelity: madvise/mlock flags of each mapping, after fill and protect (a
@@ -485,6 +501,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
      * the status pipe also reads EOF. So both descriptors are gone before
      * anyone (a checkpoint right after the restore) can look at the task. */
     sys1(NR_close, a->image_fd);
+    if (a->pages_fd != a->image_fd) sys1(NR_close, a->pages_fd);
     char ok = 'K';
     sys3(NR_write, a->status_fd, &ok, 1);
     sys1(NR_close, a->status_fd);

@@ -36,6 +36,8 @@ enum {
     NR_rt_sigprocmask = 14,
     NR_rt_sigreturn = 15,
     NR_pread64 = 17,
+    NR_ioctl = 16,        /* restore: userfaultfd */
+    NR_userfaultfd = 323, /* restore */
     NR_mremap = 25,
     NR_madvise = 28,
     NR_setitimer = 38,

@@ -1,0 +1,220 @@
+// A slot's spool (common/image_spool.h): page data page-aligned in the page
+// store, everything else at its own offset in the image memfd, whatever the
+// pieces the bytes arrive in; what the framing walk does not understand
+// (a chain, a broken header) ends up as the plain image.
+#include "common/image_spool.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/image_writer.h"
+
+namespace crfs {
+namespace {
+
+using image::RecordType;
+constexpr uint64_t kPage = image::kPageSize;
+
+// A complete image with three page runs (2, 17 and 1 pages) in two VMAs.
+std::string sample_image() {
+    ImageWriter w(make_header(0, 576));
+    image::TaskRecord t{};
+    t.pid = 42;
+    std::strcpy(t.comm, "spool");
+    w.add(RecordType::kTask, Payload().add(t));
+    w.add(RecordType::kCreds, Payload().add(image::CredsRecord{}));
+    w.add(RecordType::kFs, Payload().add(image::FsRecord{022, 4, 1, 0}).add_string("/tmp/"));
+    image::MmRecord mm{};
+    mm.auxv_len = 16;
+    mm.exe_len = 8;
+    w.add(RecordType::kMm,
+          Payload().add(mm).add(uint64_t(6)).add(uint64_t(4096)).add_string("/bin/foo"));
+    for (uint64_t start : {0x10000ull, 0x100000ull}) {
+        image::VmaRecord v{};
+        v.start = start;
+        v.end = start + 0x20000;
+        v.kind = uint32_t(image::VmaKind::kAnonPrivate);
+        v.flags = image::kVmaRead | image::kVmaWrite;
+        w.add(RecordType::kVma, Payload().add(v));
+    }
+    static std::vector<std::vector<char>> data;
+    data.clear();
+    const std::pair<uint64_t, uint32_t> runs[] = {{0x11000, 2}, {0x100000, 17}, {0x11f000, 1}};
+    for (auto [vaddr, n] : runs) {
+        data.emplace_back(n * kPage);
+        for (size_t i = 0; i < data.back().size(); ++i)
+            data.back()[i] = char(i * 13 + vaddr / kPage + 1);
+        image::PagesRecord pr{vaddr, n, 0};
+        w.add_external(RecordType::kPages, Payload().add(pr).bytes(), data.back().data(),
+                       data.back().size());
+    }
+    image::ThreadRecord th{};
+    th.tid = 42;
+    w.add(RecordType::kThread, Payload().add(th));
+    w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+    w.add(RecordType::kXstate, std::string(576, 'x'));
+    w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
+    w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
+    w.add(RecordType::kRlimits, Payload().add(image::RlimitsRecord{}));
+    w.add(RecordType::kItimers, Payload().add(image::ItimersRecord{}));
+    auto s = std::move(w).finish();
+    std::string out(s.size(), '\0');
+    EXPECT_EQ(s.read(0, out.data(), out.size()), out.size());
+    return out;
+}
+
+std::string read_all(int fd) {
+    std::string out;
+    char buf[65536];
+    for (off_t off = 0;;) {
+        ssize_t n = ::pread(fd, buf, sizeof buf, off);
+        if (n <= 0) break;
+        out.append(buf, size_t(n));
+        off += n;
+    }
+    return out;
+}
+
+ImageSpool spool_in_pieces(const std::string& bytes, size_t step) {
+    auto s = ImageSpool::create("test");
+    EXPECT_TRUE(s);
+    size_t sizes[] = {1, step, 40, 3, 4093, 39, 4096 * 3 + 7, 41};
+    for (size_t off = 0, i = 0; off < bytes.size(); ++i) {
+        size_t n = std::min(sizes[i % std::size(sizes)], bytes.size() - off);
+        auto ok = s->append(bytes.data() + off, n);
+        EXPECT_TRUE(ok) << ok.error().what;
+        off += n;
+    }
+    return std::move(*s);
+}
+
+Result<DecodedImage> decode_fd(int fd, bool verified = true) {
+    FdSource src(fd);
+    return decode_image(src, {.checksum_verified = verified});
+}
+
+TEST(ImageSpool, PageDataAlignedApartAndPlacedWhereTheDecoderFindsIt) {
+    std::string bytes = sample_image();
+    MemorySource src(bytes.data(), bytes.size());
+    auto full = decode_image(src, {.keep_data = true});
+    ASSERT_TRUE(full) << full.error().what;
+    ASSERT_EQ(full->pages.size(), 3u);
+    for (size_t step : {1ul, 16ul, 4096ul, 65537ul, 1ul << 20}) {
+        SCOPED_TRACE(step);
+        ImageSpool s = spool_in_pieces(bytes, step);
+        EXPECT_EQ(s.size(), bytes.size());
+        // The image memfd: every byte but the page data, which reads as zeros.
+        std::string expect = bytes;
+        for (const auto& p : full->pages)
+            std::memset(expect.data() + p.stream_offset, 0, p.nr_pages * kPage);
+        EXPECT_EQ(read_all(s.image_fd()), expect);
+        ASSERT_EQ(s.runs().size(), 3u);
+        for (const auto& r : s.runs()) EXPECT_EQ(r.stored % kPage, 0u);
+        // The decode of the spool finds the page runs; place() moves them.
+        auto img = decode_fd(s.image_fd());
+        ASSERT_TRUE(img) << img.error().what;
+        auto fd = s.place(*img);
+        ASSERT_TRUE(fd);
+        EXPECT_NE(*fd, s.image_fd());
+        for (size_t i = 0; i < img->pages.size(); ++i) {
+            const auto& p = img->pages[i];
+            EXPECT_EQ(p.stream_offset % kPage, 0u);
+            std::string got(p.nr_pages * kPage, '\0');
+            ASSERT_EQ(::pread(*fd, got.data(), got.size(), off_t(p.stream_offset)),
+                      ssize_t(got.size()));
+            EXPECT_EQ(got, full->pages[i].data) << "run " << i;
+        }
+        // Put back: the image memfd is the image again.
+        ASSERT_TRUE(s.materialize());
+        EXPECT_EQ(read_all(s.image_fd()), bytes);
+    }
+}
+
+TEST(ImageSpool, AChainOrABrokenHeaderIsSpooledPlainly) {
+    std::string one = sample_image();
+    for (size_t step : {1ul, 4096ul, 1ul << 20}) {
+        SCOPED_TRACE(step);
+        // Two images one after the other (cat base delta): all bytes in place.
+        std::string two = one + one;
+        ImageSpool s = spool_in_pieces(two, step);
+        EXPECT_EQ(read_all(s.image_fd()), two);
+        EXPECT_TRUE(s.runs().empty());
+        MemorySource src(one.data(), one.size());  // the first image's runs
+        auto img = decode_image(src);
+        ASSERT_TRUE(img) << img.error().what;
+        auto fd = s.place(*img);
+        ASSERT_TRUE(fd);
+        EXPECT_EQ(*fd, s.image_fd());
+        // A header size out of range: nothing is taken apart.
+        std::string bad = one;
+        uint32_t hs = 5000;
+        std::memcpy(bad.data() + 12, &hs, 4);
+        ImageSpool b = spool_in_pieces(bad, step);
+        EXPECT_EQ(read_all(b.image_fd()), bad);
+        EXPECT_TRUE(b.runs().empty());
+    }
+}
+
+TEST(ImageSpool, ARunTheFramingWalkDidNotStorePutsThePageDataBack) {
+    std::string bytes = sample_image();
+    ImageSpool s = spool_in_pieces(bytes, 4096);
+    auto img = decode_fd(s.image_fd());
+    ASSERT_TRUE(img) << img.error().what;
+    img->pages[1].stream_offset += 8;  // not a stored run's data
+    auto fd = s.place(*img);
+    ASSERT_TRUE(fd);
+    EXPECT_EQ(*fd, s.image_fd());
+    EXPECT_EQ(read_all(s.image_fd()), bytes);
+    // Truncated in the page data: the image memfd is as long as what came.
+    std::string cut = bytes.substr(0, bytes.size() / 2);
+    ImageSpool t = spool_in_pieces(cut, 4096);
+    EXPECT_EQ(read_all(t.image_fd()).size(), cut.size());
+}
+
+// Hostile framings (lengths past the limit, not a page multiple, spanning
+// past the end, a trailer of any length, bytes after it): whatever the walk
+// made of them, the image memfd holds every byte again once the page data
+// is put back, so the full decode gives the very message it gives the bytes.
+TEST(ImageSpool, HostileFramingsGiveTheBytesBackExactly) {
+    std::string bytes = sample_image();
+    MemorySource src(bytes.data(), bytes.size());
+    auto full = decode_image(src);
+    ASSERT_TRUE(full) << full.error().what;
+    uint64_t hdr =
+        full->pages[1].stream_offset - sizeof(image::PagesRecord) - sizeof(image::RecordHeader);
+    auto with_length = [&](uint64_t len) {
+        std::string b = bytes;
+        std::memcpy(b.data() + hdr + 8, &len, 8);
+        return b;
+    };
+    std::vector<std::string> cases = {with_length(1ull << 63),
+                                      with_length(sizeof(image::PagesRecord) + 17 * kPage + 1),
+                                      with_length(sizeof(image::PagesRecord) + 4097 * kPage),
+                                      with_length(sizeof(image::PagesRecord) + 4096 * kPage),
+                                      bytes + "x",
+                                      bytes.substr(0, full->pages[1].stream_offset + 5000)};
+    std::string t = bytes;  // the trailer claims to be long
+    uint64_t big = 1ull << 40;
+    std::memcpy(t.data() + bytes.size() - 40 + 8, &big, 8);
+    cases.push_back(t);
+    for (size_t i = 0; i < cases.size(); ++i) {
+        SCOPED_TRACE(i);
+        ImageSpool s = spool_in_pieces(cases[i], 4096);
+        for (const auto& r : s.runs()) EXPECT_EQ(r.stored % kPage, 0u);
+        ASSERT_TRUE(s.materialize());
+        EXPECT_EQ(read_all(s.image_fd()), cases[i]);
+        MemorySource a(cases[i].data(), cases[i].size());
+        auto want = decode_image(a);
+        auto got = decode_fd(s.image_fd(), false);
+        ASSERT_FALSE(want);
+        ASSERT_FALSE(got);
+        EXPECT_EQ(got.error().what, want.error().what);
+    }
+}
+
+}  // namespace
+}  // namespace crfs
