@@ -229,6 +229,16 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
         Slot& s;
         ~DropSpool() { s.drop_spool(); }
     } drop{slot};
+    // The new task takes the writer's limits, cgroups and terminal from
+    // /proc/<writer>: a writer whose pid crfsd cannot see (a pid namespace
+    // that is not below crfsd's: FUSE reports pid 0) would get crfsd's own.
+    if (caller.tid <= 0) {
+        slot.error = "slot " + slot.name +
+                     ": the writer's process is not visible to crfsd (FUSE gave no pid: a pid "
+                     "namespace crfsd cannot see); write the image from one it can";
+        log_info("%s", slot.error.c_str());
+        return make_error(EPERM, slot.error);
+    }
     auto running = limits.take(caller.uid, Resource::kRestores);
     if (!running) {
         slot.error = running.error().what;
