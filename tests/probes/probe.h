@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct variant {
@@ -41,7 +42,7 @@ static volatile sig_atomic_t g_wait_armed; /* the thread in wait_pause, 0: none 
 static void on_term(int sig) {
     (void)sig;
     g_term = 1;
-    if (g_wait_armed && g_wait_armed == gettid()) {
+    if (g_wait_armed && g_wait_armed == (pid_t)syscall(SYS_gettid)) {
         g_wait_armed = 0;
         siglongjmp(g_wait_jmp, 1);
     }
@@ -82,7 +83,7 @@ static void write_file(const char* path, const char* text) {
 
 static void wait_pause(void) {
     if (sigsetjmp(g_wait_jmp, 1) == 0) {
-        g_wait_armed = gettid();
+        g_wait_armed = (pid_t)syscall(SYS_gettid);
         while (!g_term) pause();
     }
     g_wait_armed = 0;
