@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -53,19 +54,41 @@ bool register_wp(int uffd, uint64_t start, uint64_t end) {
     return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0 && (reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT));
 }
 
-// pread of the task's memory; the error says whether the task is gone.
+Error lost_memory(pid_t pid, uint64_t vaddr) {
+    bool gone = kill(pid, 0) != 0 && errno == ESRCH;
+    return Error{gone ? ESRCH : EAGAIN,
+                 strfmt("task {} {} memory at {:x} that was not yet in the image; "
+                        "open the image again for a new one",
+                        pid, gone ? "exited, taking" : "unmapped", vaddr)};
+}
+
+// The task's memory, as it is now; the error says whether the task is gone.
+// process_vm_readv: one copy, pages pinned in batches (perf: a pread of
+// /proc/PID/mem goes page by page through a bounce page, two copies, and was
+// a third of the stream's CPU time). It names the task by pid, not by mm as
+// the `mem` fd does: a task that ran a new program (exec) or exited meanwhile
+// is caught by the un-protect that follows every read (the uffd's mm is gone:
+// ESRCH, see unprotect). Where it stops (an area without PROT_READ, which
+// the `mem` fd reads with FOLL_FORCE; the task changed its credentials since
+// the freeze: EPERM), the rest comes from the `mem` fd opened while frozen.
 Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len) {
     size_t done = 0;
+    bool by_pid = true;
     while (done < len) {
-        ssize_t n = pread(mem, dst + done, len - done, off_t(vaddr + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            bool gone = kill(pid, 0) != 0 && errno == ESRCH;
-            return make_error(gone ? ESRCH : EAGAIN,
-                              strfmt("task {} {} memory at {:x} that was not yet in the image; "
-                                     "open the image again for a new one",
-                                     pid, gone ? "exited, taking" : "unmapped", vaddr + done));
+        ssize_t n;
+        if (by_pid) {
+            iovec local{dst + done, len - done};
+            iovec remote{reinterpret_cast<void*>(vaddr + done), len - done};
+            n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+            if (n < 0 && errno != EINTR) {
+                by_pid = false;  // the rest as the mem fd reads it (also: FOLL_FORCE)
+                continue;
+            }
+        } else {
+            n = pread(mem, dst + done, len - done, off_t(vaddr + done));
         }
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return std::unexpected(lost_memory(pid, vaddr + done));
         done += size_t(n);
     }
     return {};
@@ -329,6 +352,12 @@ Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
     auto r = wp_ioctl(uffd_.get(), start, end, false);
     // ENOENT: unmapped meanwhile (check_gone said whether that matters).
     if (!r && r.error().code == ENOENT) return {};
+    // ESRCH: the memory the uffd protects is gone (the task exited or ran a
+    // new program): whatever was read by pid since may be another program's.
+    if (!r && r.error().code == ESRCH)
+        return make_error(ESRCH, strfmt("task {} exited or ran a new program (exec) while its "
+                                        "image was read; open the image again for a new one",
+                                        pid_));
     return r;
 }
 
@@ -375,6 +404,8 @@ void LiveMemory::serve_faults() {
                     if (auto r = unprotect(lo, hi); !r) {
                         if (r.error().code == EAGAIN)
                             retry.emplace_back(lo, hi);
+                        else if (r.error().code == ESRCH && !abort_)
+                            abort_ = r.error();  // what save() read may be another mm's
                         else
                             log_error("checkpoint %d: %s", pid_, r.error().what.c_str());
                     }
