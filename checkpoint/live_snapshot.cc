@@ -9,7 +9,6 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
@@ -215,62 +214,6 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     return d;
 }
 
-// --- ImageSink -----------------------------------------------------------------
-
-ImageSink::ImageSink(int fd) : fd_(fd), xxh_(XXH3_createState()) {
-    XXH3_64bits_reset(static_cast<XXH3_state_t*>(xxh_));
-    buf_.reserve(1 << 20);
-}
-
-ImageSink::~ImageSink() {
-    XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
-}
-
-Status ImageSink::flush() {
-    if (buf_.empty()) return {};
-    auto r = write_full(fd_, buf_.data(), buf_.size());
-    buf_.clear();
-    return r;
-}
-
-Status ImageSink::put(const void* data, size_t len) {
-    XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), data, len);
-    bytes_ += len;
-    if (buf_.size() + len <= buf_.capacity()) {
-        buf_.insert(buf_.end(), static_cast<const char*>(data),
-                    static_cast<const char*>(data) + len);
-        return {};
-    }
-    if (auto r = flush(); !r) return r;
-    return write_full(fd_, data, len);
-}
-
-Status ImageSink::raw(const void* data, size_t len, uint64_t records) {
-    records_ += records;
-    return put(data, len);
-}
-
-Status ImageSink::record(image::RecordType type, std::string_view prefix, const void* data,
-                         size_t len) {
-    image::RecordHeader rh{static_cast<uint32_t>(type), 0, prefix.size() + len};
-    ++records_;
-    if (auto r = put(&rh, sizeof rh); !r) return r;
-    if (auto r = put(prefix.data(), prefix.size()); !r) return r;
-    return len ? put(data, len) : Status{};
-}
-
-Status ImageSink::finish() {
-    image::Trailer t{records_, XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_)), {}};
-    std::memcpy(t.magic, image::kTrailerMagic, sizeof t.magic);
-    image::RecordHeader th{static_cast<uint32_t>(image::RecordType::kTrailer), 0, sizeof t};
-    buf_.insert(buf_.end(), reinterpret_cast<const char*>(&th),
-                reinterpret_cast<const char*>(&th) + sizeof th);
-    buf_.insert(buf_.end(), reinterpret_cast<const char*>(&t),
-                reinterpret_cast<const char*>(&t) + sizeof t);
-    bytes_ += sizeof th + sizeof t;
-    return flush();
-}
-
 // --- LiveMemory ------------------------------------------------------------------
 
 LiveMemory::LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, std::vector<CopiedRun> runs)
@@ -471,7 +414,7 @@ Result<bool> LiveMemory::take(uint64_t va, uint64_t end, char* buf) {
 }
 
 Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
-    std::vector<char> buf(kChunkPages * kPage);
+    static_assert(kChunkPages * kPage <= ImageSink::kChunk);
     // Pieces of one run each (at most kChunkPages); pieces side by side (the
     // runs of neighbouring areas) are read and un-protected together, up to
     // kChunkPages: 30,000 one-page areas are ~120 reads and ioctls, not
@@ -484,9 +427,11 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
     auto flush = [&]() -> Status {
         if (span.empty()) return {};
         uint64_t va = span.front().va, end = span.back().va + span.back().n * kPage;
+        // The sink's: it may hand these pages to the pipe without a copy.
+        char* buf = sink.chunk_buffer();
         for (int tries = 0;; ++tries) {
             std::unique_lock l(mu_);
-            auto took = take(va, end, buf.data());
+            auto took = take(va, end, buf);
             if (!took) return std::unexpected(took.error());
             if (*took) break;
             l.unlock();
@@ -499,7 +444,7 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
             usleep(50);
         }
         for (const Piece& piece : span) {
-            const char* data = buf.data() + (piece.va - va);
+            const char* data = buf + (piece.va - va);
             // Runs of non-zero pages become records.
             for (uint64_t i = 0; i < piece.n;) {
                 if (is_zero_page(data + i * kPage)) {
