@@ -153,10 +153,15 @@ def start_holder(size, tmp):
 def kill_restored(restored):
     for slot, pid in restored:
         os.kill(pid, signal.SIGKILL)
+    def dead(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except (FileNotFoundError, ProcessLookupError):  # reaped meanwhile
+            return True
+
     for slot, pid in restored:
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                 open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
-                 "the restored task to die")
+        wait_for(lambda: dead(pid), "the restored task to die")
     restored.clear()
 
 
