@@ -199,6 +199,27 @@ TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     }
 }
 
+// Once the task filled its region and sleeps: a live image of it, streaming,
+// stalled after its first bytes (the task thawed, its memory not yet sent).
+std::unique_ptr<Streaming> stalled_stream(const Task& t) {
+    if (!wait_for([&] {
+            auto st = read_task_stat(t.pid);
+            uint64_t last = peek(t.pid, t.region + kPages * kPage - 8);
+            return st && st->state == 'S' && last != ~0ull && last != 0;
+        })) {
+        ADD_FAILURE() << "the task did not fill its memory";
+        return nullptr;
+    }
+    auto img = checkpoint_task_live(t.pid, t.starttime());
+    if (!img || !(*img)->live()) {
+        ADD_FAILURE() << (img ? "memory copied while frozen" : img.error().what);
+        return nullptr;
+    }
+    auto s = std::make_unique<Streaming>(std::move(*img));
+    read_some(s->out, 1 << 16);
+    return s;
+}
+
 volatile sig_atomic_t g_go;
 volatile uint64_t g_unmapped;  // set by the task once its munmap returned
 
@@ -212,16 +233,9 @@ TEST(LiveSnapshot, UnmappingMemoryNotYetSentIsEagainAndTheTaskRunsOn) {
         g_unmapped = 1;
         for (;;) pause();
     });
-    ASSERT_TRUE(wait_for([&] {
-        auto st = read_task_stat(t.pid);
-        uint64_t last = peek(t.pid, t.region + kPages * kPage - 8);
-        return st && st->state == 'S' && last != ~0ull && last != 0;
-    }));
-    auto img = checkpoint_task_live(t.pid, t.starttime());
-    ASSERT_TRUE(img) << img.error().what;
-    ASSERT_TRUE((*img)->live());
-    Streaming s(std::move(*img));
-    read_some(s.out, 1 << 16);
+    auto stream = stalled_stream(t);
+    ASSERT_TRUE(stream);
+    Streaming& s = *stream;
     kill(t.pid, SIGUSR1);
     bool unmapped = wait_for([&] { return peek(t.pid, (const char*)&g_unmapped) == 1; });
     s.finish();
@@ -252,16 +266,9 @@ TEST(LiveSnapshot, ExecMidStreamFailsTheImage) {
         execl("/bin/sleep", "sleep", "600", nullptr);
         _exit(127);
     });
-    ASSERT_TRUE(wait_for([&] {
-        auto st = read_task_stat(t.pid);
-        uint64_t last = peek(t.pid, t.region + kPages * kPage - 8);
-        return st && st->state == 'S' && last != ~0ull && last != 0;
-    }));
-    auto img = checkpoint_task_live(t.pid, t.starttime());
-    ASSERT_TRUE(img) << img.error().what;
-    ASSERT_TRUE((*img)->live());
-    Streaming s(std::move(*img));
-    read_some(s.out, 1 << 16);
+    auto stream = stalled_stream(t);
+    ASSERT_TRUE(stream);
+    Streaming& s = *stream;
     close(open(go.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
     bool execd = wait_for([&] {
         auto exe = read_file(strfmt("/proc/{}/comm", t.pid));
