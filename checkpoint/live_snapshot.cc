@@ -7,8 +7,8 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
@@ -53,19 +53,41 @@ bool register_wp(int uffd, uint64_t start, uint64_t end) {
     return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0 && (reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT));
 }
 
-// pread of the task's memory; the error says whether the task is gone.
+Error lost_memory(pid_t pid, uint64_t vaddr) {
+    bool gone = kill(pid, 0) != 0 && errno == ESRCH;
+    return Error{gone ? ESRCH : EAGAIN,
+                 strfmt("task {} {} memory at {:x} that was not yet in the image; "
+                        "open the image again for a new one",
+                        pid, gone ? "exited, taking" : "unmapped", vaddr)};
+}
+
+// The task's memory, as it is now; the error says whether the task is gone.
+// process_vm_readv: one copy, pages pinned in batches (perf: a pread of
+// /proc/PID/mem goes page by page through a bounce page, two copies, and was
+// a third of the stream's CPU time). It names the task by pid, not by mm as
+// the `mem` fd does: a task that ran a new program (exec) or exited meanwhile
+// is caught by the un-protect that follows every read (the uffd's mm is gone:
+// ESRCH, see unprotect). Where it stops (an area without PROT_READ, which
+// the `mem` fd reads with FOLL_FORCE; the task changed its credentials since
+// the freeze: EPERM), the rest comes from the `mem` fd opened while frozen.
 Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len) {
     size_t done = 0;
+    bool by_pid = true;
     while (done < len) {
-        ssize_t n = pread(mem, dst + done, len - done, off_t(vaddr + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            bool gone = kill(pid, 0) != 0 && errno == ESRCH;
-            return make_error(gone ? ESRCH : EAGAIN,
-                              strfmt("task {} {} memory at {:x} that was not yet in the image; "
-                                     "open the image again for a new one",
-                                     pid, gone ? "exited, taking" : "unmapped", vaddr + done));
+        ssize_t n;
+        if (by_pid) {
+            iovec local{dst + done, len - done};
+            iovec remote{reinterpret_cast<void*>(vaddr + done), len - done};
+            n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+            if (n < 0 && errno != EINTR) {
+                by_pid = false;  // the rest as the mem fd reads it (also: FOLL_FORCE)
+                continue;
+            }
+        } else {
+            n = pread(mem, dst + done, len - done, off_t(vaddr + done));
         }
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return std::unexpected(lost_memory(pid, vaddr + done));
         done += size_t(n);
     }
     return {};
@@ -192,62 +214,6 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     return d;
 }
 
-// --- ImageSink -----------------------------------------------------------------
-
-ImageSink::ImageSink(int fd) : fd_(fd), xxh_(XXH3_createState()) {
-    XXH3_64bits_reset(static_cast<XXH3_state_t*>(xxh_));
-    buf_.reserve(1 << 20);
-}
-
-ImageSink::~ImageSink() {
-    XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
-}
-
-Status ImageSink::flush() {
-    if (buf_.empty()) return {};
-    auto r = write_full(fd_, buf_.data(), buf_.size());
-    buf_.clear();
-    return r;
-}
-
-Status ImageSink::put(const void* data, size_t len) {
-    XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), data, len);
-    bytes_ += len;
-    if (buf_.size() + len <= buf_.capacity()) {
-        buf_.insert(buf_.end(), static_cast<const char*>(data),
-                    static_cast<const char*>(data) + len);
-        return {};
-    }
-    if (auto r = flush(); !r) return r;
-    return write_full(fd_, data, len);
-}
-
-Status ImageSink::raw(const void* data, size_t len, uint64_t records) {
-    records_ += records;
-    return put(data, len);
-}
-
-Status ImageSink::record(image::RecordType type, std::string_view prefix, const void* data,
-                         size_t len) {
-    image::RecordHeader rh{static_cast<uint32_t>(type), 0, prefix.size() + len};
-    ++records_;
-    if (auto r = put(&rh, sizeof rh); !r) return r;
-    if (auto r = put(prefix.data(), prefix.size()); !r) return r;
-    return len ? put(data, len) : Status{};
-}
-
-Status ImageSink::finish() {
-    image::Trailer t{records_, XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_)), {}};
-    std::memcpy(t.magic, image::kTrailerMagic, sizeof t.magic);
-    image::RecordHeader th{static_cast<uint32_t>(image::RecordType::kTrailer), 0, sizeof t};
-    buf_.insert(buf_.end(), reinterpret_cast<const char*>(&th),
-                reinterpret_cast<const char*>(&th) + sizeof th);
-    buf_.insert(buf_.end(), reinterpret_cast<const char*>(&t),
-                reinterpret_cast<const char*>(&t) + sizeof t);
-    bytes_ += sizeof th + sizeof t;
-    return flush();
-}
-
 // --- LiveMemory ------------------------------------------------------------------
 
 LiveMemory::LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, std::vector<CopiedRun> runs)
@@ -329,6 +295,12 @@ Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
     auto r = wp_ioctl(uffd_.get(), start, end, false);
     // ENOENT: unmapped meanwhile (check_gone said whether that matters).
     if (!r && r.error().code == ENOENT) return {};
+    // ESRCH: the memory the uffd protects is gone (the task exited or ran a
+    // new program): whatever was read by pid since may be another program's.
+    if (!r && r.error().code == ESRCH)
+        return make_error(ESRCH, strfmt("task {} exited or ran a new program (exec) while its "
+                                        "image was read; open the image again for a new one",
+                                        pid_));
     return r;
 }
 
@@ -375,6 +347,8 @@ void LiveMemory::serve_faults() {
                     if (auto r = unprotect(lo, hi); !r) {
                         if (r.error().code == EAGAIN)
                             retry.emplace_back(lo, hi);
+                        else if (r.error().code == ESRCH && !abort_)
+                            abort_ = r.error();  // what save() read may be another mm's
                         else
                             log_error("checkpoint %d: %s", pid_, r.error().what.c_str());
                     }
@@ -440,7 +414,7 @@ Result<bool> LiveMemory::take(uint64_t va, uint64_t end, char* buf) {
 }
 
 Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
-    std::vector<char> buf(kChunkPages * kPage);
+    static_assert(kChunkPages * kPage <= ImageSink::kChunk);
     // Pieces of one run each (at most kChunkPages); pieces side by side (the
     // runs of neighbouring areas) are read and un-protected together, up to
     // kChunkPages: 30,000 one-page areas are ~120 reads and ioctls, not
@@ -453,9 +427,11 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
     auto flush = [&]() -> Status {
         if (span.empty()) return {};
         uint64_t va = span.front().va, end = span.back().va + span.back().n * kPage;
+        // The sink's: it may hand these pages to the pipe without a copy.
+        char* buf = sink.chunk_buffer();
         for (int tries = 0;; ++tries) {
             std::unique_lock l(mu_);
-            auto took = take(va, end, buf.data());
+            auto took = take(va, end, buf);
             if (!took) return std::unexpected(took.error());
             if (*took) break;
             l.unlock();
@@ -468,7 +444,7 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
             usleep(50);
         }
         for (const Piece& piece : span) {
-            const char* data = buf.data() + (piece.va - va);
+            const char* data = buf + (piece.va - va);
             // Runs of non-zero pages become records.
             for (uint64_t i = 0; i < piece.n;) {
                 if (is_zero_page(data + i * kPage)) {

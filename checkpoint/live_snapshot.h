@@ -35,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "checkpoint/image_sink.h"
 #include "checkpoint/memory.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -63,30 +64,6 @@ Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features 
 // write-protecting fails, everything is copied now and `live` is null.
 Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
                                   UniqueFd uffd);
-
-// Writes an image front to back into an fd, hashing as it goes, and ends it
-// with the trailer (docs/image-format.md).
-class ImageSink {
-  public:
-    explicit ImageSink(int fd);
-    ~ImageSink();
-    ImageSink(const ImageSink&) = delete;
-    ImageSink& operator=(const ImageSink&) = delete;
-    // Bytes that already hold `records` whole records (a header and records).
-    Status raw(const void* data, size_t len, uint64_t records);
-    Status record(image::RecordType type, std::string_view prefix, const void* data = nullptr,
-                  size_t len = 0);
-    Status finish();  // the trailer, then everything is written
-    uint64_t bytes() const { return bytes_; }
-
-  private:
-    Status put(const void* data, size_t len);
-    Status flush();
-    int fd_;
-    void* xxh_;
-    std::vector<char> buf_;
-    uint64_t records_ = 0, bytes_ = 0;
-};
 
 class LiveMemory {
   public:

@@ -87,9 +87,12 @@ Status PipedImage::fill_to(uint64_t keep_from, uint64_t end) const {
     return {};
 }
 
-Result<size_t> PipedImage::read(uint64_t offset, void* buf, size_t len) const {
+Result<size_t> PipedImage::serve(uint64_t offset, size_t len, const Reply& reply) const {
     std::lock_guard lock(mu_);
-    if (size_ != 0 && offset >= size_) return size_t{0};
+    if (size_ != 0 && offset >= size_) {
+        reply(nullptr, 0);
+        return size_t{0};
+    }
     len = size_t(std::min<uint64_t>(len, kWindow));
     uint64_t oldest = taken_ > kWindow ? taken_ - kWindow : 0;
     if (offset < oldest)
@@ -99,15 +102,27 @@ Result<size_t> PipedImage::read(uint64_t offset, void* buf, size_t len) const {
                                          offset, taken_ - offset));
     if (auto r = fill_to(offset, offset + len); !r) return std::unexpected(r.error());
     if (size_ != 0) len = size_t(std::min<uint64_t>(len, size_ > offset ? size_ - offset : 0));
-    // Copy out of the ring, in at most two pieces.
-    char* out = static_cast<char*>(buf);
-    for (size_t done = 0; done < len;) {
+    // The ring's bytes, in at most two pieces.
+    iovec pieces[2];
+    int count = 0;
+    for (size_t done = 0; done < len; ++count) {
         size_t at = size_t((offset + done) % kWindow);
         size_t n = std::min(len - done, kWindow - at);
-        std::memcpy(out + done, window_.get() + at, n);
+        pieces[count] = {window_.get() + at, n};
         done += n;
     }
+    reply(pieces, count);
     return len;
+}
+
+Result<size_t> PipedImage::read(uint64_t offset, void* buf, size_t len) const {
+    char* out = static_cast<char*>(buf);
+    return serve(offset, len, [&](const iovec* pieces, int count) {
+        for (int i = 0; i < count; ++i) {
+            std::memcpy(out, pieces[i].iov_base, pieces[i].iov_len);
+            out += pieces[i].iov_len;
+        }
+    });
 }
 
 }  // namespace crfs

@@ -18,7 +18,10 @@
 
 #include <sys/types.h>
 
+#include <sys/uio.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,6 +52,14 @@ class PipedImage : public Snapshot {
         return size_;
     }
     Result<size_t> read(uint64_t offset, void* buf, size_t len) const override;
+
+    // As read, without the copy: `reply` gets the bytes where the window
+    // holds them (at most two pieces of the ring) and must be done with them
+    // when it returns; it runs with the lock held, so no other read of the
+    // handle moves the window meanwhile. The daemon replies to FUSE from
+    // there (one copy fewer per byte served). Returns the bytes given.
+    using Reply = std::function<void(const iovec* pieces, int count)>;
+    Result<size_t> serve(uint64_t offset, size_t len, const Reply& reply) const;
 
   private:
     // Takes bytes from the pipe into the window until `end`, keeping every

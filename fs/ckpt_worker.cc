@@ -24,7 +24,6 @@
 #include "common/log.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
-#include "fs/tasks.h"
 #include "state/registry.h"
 
 namespace crfs {
@@ -62,7 +61,8 @@ Status check_access(pid_t pid, uint64_t starttime) {
 Result<std::string> reasons(pid_t pid, pid_t daemon_tgid) {
     pid_t ours = daemon_tgid;
     if (auto status = read_status(pid); status && status->tracer_pid != 0) {
-        auto tracer = read_stat(fs::tgid_of(status->tracer_pid).value_or(status->tracer_pid));
+        auto leader = read_status(status->tracer_pid);
+        auto tracer = read_stat(leader ? leader->tgid : status->tracer_pid);
         if (tracer && tracer->ppid == daemon_tgid) ours = tracer->pid;
     }
     auto lines = state::detect_reasons(pid, ours);

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/piped_image.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "fs/inode.h"
@@ -436,7 +437,9 @@ struct FileHandle {
     std::mutex content_mu;
     std::atomic<bool> settled = false;  // content or content_error is final
     std::optional<Error> content_error;
-    Content content;  // null for write-only opens, and for `image` until read
+    // Null for write-only opens, and for `image` until read. Shared: a read
+    // keeps it alive while it replies from it (see op_read).
+    std::shared_ptr<const Snapshot> content;
 };
 
 bool is_image_entry(const PidEntry& e) {
@@ -474,10 +477,10 @@ Status read_content(Daemon& d, const Caller& caller, const TaskId& task, const P
 // first read, holding a share of user_checkpoints while it runs. Its image,
 // or its error, is what every later read of the handle gets; only the
 // user_checkpoints bound (EAGAIN: try again) is not kept.
-Result<const Snapshot*> content_of(Daemon& d, FileHandle& h) {
+Result<std::shared_ptr<const Snapshot>> content_of(Daemon& d, FileHandle& h) {
     if (h.settled) {
         if (h.content_error) return std::unexpected(*h.content_error);
-        return h.content.get();
+        return h.content;
     }
     std::lock_guard lock(h.content_mu);
     if (!h.settled) {
@@ -495,7 +498,7 @@ Result<const Snapshot*> content_of(Daemon& d, FileHandle& h) {
         h.settled = true;
     }
     if (h.content_error) return std::unexpected(*h.content_error);
-    return h.content.get();
+    return h.content;
 }
 
 Result<std::unique_ptr<FileHandle>> open_slot_file(fuse_req_t req, fuse_ino_t ino, int flags) {
@@ -585,16 +588,26 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, "read", [&] {
         auto* h = reinterpret_cast<FileHandle*>(fi->fh);
-        auto content = content_of(daemon_of(req), *h);
-        if (!content) return reply_err(req, content.error(), "read");
-        if (!*content) return reply_err(req, Error{EBADF, "not open for reading"}, "read");
-        // Reply from a per-thread buffer, not from the content: once the
-        // reader has its bytes it may close the file, and the RELEASE that
-        // frees `h` can run on another thread before fuse_reply_buf() returns.
+        auto got = content_of(daemon_of(req), *h);
+        if (!got) return reply_err(req, got.error(), "read");
+        if (!*got) return reply_err(req, Error{EBADF, "not open for reading"}, "read");
+        if (off < 0) return (void)fuse_reply_buf(req, nullptr, 0);
+        // Once the reader has its bytes it may close the file, and the
+        // RELEASE that frees `h` can run on another thread before the reply
+        // call returns: the reply comes from `content`, which this call
+        // keeps alive, never from `h`.
+        std::shared_ptr<const Snapshot> content = std::move(*got);
+        // An image: straight from the stream's window, one copy fewer.
+        if (auto* piped = dynamic_cast<const PipedImage*>(content.get())) {
+            auto n = piped->serve(uint64_t(off), size, [&](const iovec* pieces, int count) {
+                fuse_reply_iov(req, pieces, count);
+            });
+            if (!n) reply_err(req, n.error(), "read");
+            return;
+        }
         thread_local std::vector<char> buf;
         if (buf.size() < size) buf.resize(size);
-        auto n = off < 0 ? Result<size_t>(0)
-                         : (*content)->read(static_cast<uint64_t>(off), buf.data(), size);
+        auto n = content->read(static_cast<uint64_t>(off), buf.data(), size);
         if (!n) return reply_err(req, n.error(), "read");
         fuse_reply_buf(req, buf.data(), *n);
     });

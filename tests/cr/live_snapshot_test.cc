@@ -22,6 +22,8 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/task_attrs.h"
 #include "common/image_reader.h"
+#include "common/io.h"
+#include "common/strfmt.h"
 
 namespace crfs {
 namespace {
@@ -197,6 +199,27 @@ TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     }
 }
 
+// Once the task filled its region and sleeps: a live image of it, streaming,
+// stalled after its first bytes (the task thawed, its memory not yet sent).
+std::unique_ptr<Streaming> stalled_stream(const Task& t) {
+    if (!wait_for([&] {
+            auto st = read_task_stat(t.pid);
+            uint64_t last = peek(t.pid, t.region + kPages * kPage - 8);
+            return st && st->state == 'S' && last != ~0ull && last != 0;
+        })) {
+        ADD_FAILURE() << "the task did not fill its memory";
+        return nullptr;
+    }
+    auto img = checkpoint_task_live(t.pid, t.starttime());
+    if (!img || !(*img)->live()) {
+        ADD_FAILURE() << (img ? "memory copied while frozen" : img.error().what);
+        return nullptr;
+    }
+    auto s = std::make_unique<Streaming>(std::move(*img));
+    read_some(s->out, 1 << 16);
+    return s;
+}
+
 volatile sig_atomic_t g_go;
 volatile uint64_t g_unmapped;  // set by the task once its munmap returned
 
@@ -210,16 +233,9 @@ TEST(LiveSnapshot, UnmappingMemoryNotYetSentIsEagainAndTheTaskRunsOn) {
         g_unmapped = 1;
         for (;;) pause();
     });
-    ASSERT_TRUE(wait_for([&] {
-        auto st = read_task_stat(t.pid);
-        uint64_t last = peek(t.pid, t.region + kPages * kPage - 8);
-        return st && st->state == 'S' && last != ~0ull && last != 0;
-    }));
-    auto img = checkpoint_task_live(t.pid, t.starttime());
-    ASSERT_TRUE(img) << img.error().what;
-    ASSERT_TRUE((*img)->live());
-    Streaming s(std::move(*img));
-    read_some(s.out, 1 << 16);
+    auto stream = stalled_stream(t);
+    ASSERT_TRUE(stream);
+    Streaming& s = *stream;
     kill(t.pid, SIGUSR1);
     bool unmapped = wait_for([&] { return peek(t.pid, (const char*)&g_unmapped) == 1; });
     s.finish();
@@ -229,6 +245,42 @@ TEST(LiveSnapshot, UnmappingMemoryNotYetSentIsEagainAndTheTaskRunsOn) {
     EXPECT_EQ(wrote.error().code, EAGAIN) << wrote.error().what;
     EXPECT_NE(wrote.error().what.find("open the image again"), std::string::npos);
     EXPECT_EQ(kill(t.pid, 0), 0);
+}
+
+// The stream reads the task's memory by pid (process_vm_readv): a task that
+// runs a new program mid-stream must fail the image, never fill it with the
+// new program's memory.
+TEST(LiveSnapshot, ExecMidStreamFailsTheImage) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    // The go signal: a file appearing (no fd or signal shared with us).
+    struct GoFile {
+        char dir[32] = "/tmp/crfs-exec.XXXXXX";
+        std::string path = std::string(mkdtemp(dir)) + "/go";
+        ~GoFile() { unlink(path.c_str()), rmdir(dir); }
+    } gofile;
+    const std::string& go = gofile.path;
+    Task t([&](char* r) {
+        memset(r, 7, kPages * kPage);
+        while (access(go.c_str(), F_OK) != 0) usleep(1000);
+        // A program whose memory is none of the region's pages.
+        execl("/bin/sleep", "sleep", "600", nullptr);
+        _exit(127);
+    });
+    auto stream = stalled_stream(t);
+    ASSERT_TRUE(stream);
+    Streaming& s = *stream;
+    close(open(go.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    bool execd = wait_for([&] {
+        auto exe = read_file(strfmt("/proc/{}/comm", t.pid));
+        return exe && *exe == "sleep\n";
+    });
+    s.finish();
+    ASSERT_TRUE(execd) << "the task did not exec";
+    ASSERT_FALSE(s.wrote) << "an image of a task that ran a new program during the read";
+    EXPECT_TRUE(s.wrote.error().code == ESRCH || s.wrote.error().code == EAGAIN)
+        << s.wrote.error().what;
+    EXPECT_NE(s.wrote.error().what.find("open the image again"), std::string::npos)
+        << s.wrote.error().what;
 }
 
 // The checkpointer holds the only copy of the task's userfaultfd: killed in

@@ -1,0 +1,132 @@
+#include "checkpoint/image_sink.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/io.h"
+
+namespace crfs {
+
+ImageSink::ImageSink(int fd) : fd_(fd), xxh_(XXH3_createState()) {
+    XXH3_64bits_reset(static_cast<XXH3_state_t*>(xxh_));
+    buf_.reserve(1 << 20);
+}
+
+ImageSink::~ImageSink() {
+    XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
+    // The pipe may still hold references to these pages: unmapping only
+    // drops ours, the pages live on until the reader took them.
+    for (Lent& l : ring_)
+        if (l.mem) munmap(l.mem, kChunk);
+    if (bounce_) munmap(bounce_, kChunk);
+}
+
+Status ImageSink::flush() {
+    if (buf_.empty()) return {};
+    auto r = write_full(fd_, buf_.data(), buf_.size());
+    written_ += buf_.size();
+    buf_.clear();
+    return r;
+}
+
+// Every byte written up to `upto` has left the pipe.
+bool ImageSink::taken_by_reader(uint64_t upto) const {
+    int in_pipe = 0;
+    if (ioctl(fd_, FIONREAD, &in_pipe) != 0 || in_pipe < 0) return false;
+    return written_ - uint64_t(in_pipe) >= upto;
+}
+
+char* ImageSink::chunk_buffer() {
+    auto map = [&]() -> char* {
+        void* p = mmap(nullptr, kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+    };
+    lent_ = nullptr;
+    if (splice_) {
+        Lent& l = ring_[next_];
+        if (!l.mem) l.mem = map();
+        if (l.mem && (l.spliced_to == 0 || taken_by_reader(l.spliced_to))) {
+            next_ = (next_ + 1) % std::size(ring_);
+            lent_ = &l;
+            return l.mem;
+        }
+        ++bounced_;
+    }
+    if (!bounce_) bounce_ = map();
+    if (!bounce_) {  // no memory for a chunk: a vector, as before
+        static thread_local std::vector<char> v;
+        v.resize(kChunk);
+        return v.data();
+    }
+    return bounce_;
+}
+
+Status ImageSink::splice_out(const char* data, size_t len) {
+    if (auto r = flush(); !r) return r;
+    while (len) {
+        iovec iov{const_cast<char*>(data), len};
+        ssize_t n = vmsplice(fd_, &iov, 1, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EBADF || errno == EINVAL)) {
+            splice_ = false;  // not a pipe: plain writes from now on
+            auto r = write_full(fd_, data, len);
+            written_ += len;
+            return r;
+        }
+        if (n < 0) return errno_error("write the image (vmsplice)");
+        data += n;
+        len -= size_t(n);
+        written_ += uint64_t(n);
+    }
+    lent_->spliced_to = written_;
+    return {};
+}
+
+Status ImageSink::put(const void* data, size_t len) {
+    XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), data, len);
+    bytes_ += len;
+    auto* p = static_cast<const char*>(data);
+    if (splice_ && lent_ && len >= 4096 && p >= lent_->mem && p + len <= lent_->mem + kChunk)
+        return splice_out(p, len);
+    if (buf_.size() + len <= buf_.capacity()) {
+        buf_.insert(buf_.end(), p, p + len);
+        return {};
+    }
+    if (auto r = flush(); !r) return r;
+    written_ += len;
+    return write_full(fd_, data, len);
+}
+
+Status ImageSink::raw(const void* data, size_t len, uint64_t records) {
+    records_ += records;
+    return put(data, len);
+}
+
+Status ImageSink::record(image::RecordType type, std::string_view prefix, const void* data,
+                         size_t len) {
+    image::RecordHeader rh{static_cast<uint32_t>(type), 0, prefix.size() + len};
+    ++records_;
+    if (auto r = put(&rh, sizeof rh); !r) return r;
+    if (auto r = put(prefix.data(), prefix.size()); !r) return r;
+    return len ? put(data, len) : Status{};
+}
+
+Status ImageSink::finish() {
+    image::Trailer t{records_, XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_)), {}};
+    std::memcpy(t.magic, image::kTrailerMagic, sizeof t.magic);
+    image::RecordHeader th{static_cast<uint32_t>(image::RecordType::kTrailer), 0, sizeof t};
+    buf_.insert(buf_.end(), reinterpret_cast<const char*>(&th),
+                reinterpret_cast<const char*>(&th) + sizeof th);
+    buf_.insert(buf_.end(), reinterpret_cast<const char*>(&t),
+                reinterpret_cast<const char*>(&t) + sizeof t);
+    bytes_ += sizeof th + sizeof t;
+    return flush();
+}
+
+}  // namespace crfs

@@ -1,0 +1,67 @@
+// Writes an image front to back into an fd, hashing as it goes, and ends it
+// with the trailer (docs/image-format.md).
+//
+// Page data (perf, docs/performance.md "Dump through the mount"): the live
+// stream reads each chunk of the task's memory into a buffer the sink lends
+// (chunk_buffer) and, where the fd is a pipe, the sink hands those pages to
+// the pipe with vmsplice instead of copying them into it: the daemon's read
+// of the pipe is then the only copy between the task and its window. The
+// pipe holds references to the buffer's pages, not a copy, so a buffer is
+// lent again only once the reader has taken every byte spliced from it
+// (FIONREAD: bytes still in the pipe); otherwise the chunk goes through a
+// bounce buffer and a plain write.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+class ImageSink {
+  public:
+    static constexpr size_t kChunk = 1 << 20;  // the size of chunk_buffer()
+    explicit ImageSink(int fd);
+    ~ImageSink();
+    ImageSink(const ImageSink&) = delete;
+    ImageSink& operator=(const ImageSink&) = delete;
+    // Bytes that already hold `records` whole records (a header and records).
+    Status raw(const void* data, size_t len, uint64_t records);
+    Status record(image::RecordType type, std::string_view prefix, const void* data = nullptr,
+                  size_t len = 0);
+    Status finish();  // the trailer, then everything is written
+    uint64_t bytes() const { return bytes_; }
+
+    // A buffer of kChunk bytes, page-aligned, to fill and pass (pieces of
+    // it) as record data before the next call; its contents are not kept.
+    char* chunk_buffer();
+    // Chunks that went through the bounce buffer (for tests).
+    uint64_t bounced() const { return bounced_; }
+
+  private:
+    struct Lent {
+        char* mem = nullptr;
+        uint64_t spliced_to = 0;  // stream bytes written when its last splice ended
+    };
+    Status put(const void* data, size_t len);
+    Status flush();
+    Status splice_out(const char* data, size_t len);
+    bool taken_by_reader(uint64_t upto) const;
+    int fd_;
+    void* xxh_;
+    std::vector<char> buf_;
+    uint64_t records_ = 0, bytes_ = 0;
+    uint64_t written_ = 0;  // bytes gone into fd_ (bytes_ minus what buf_ holds)
+    bool splice_ = true;    // fd_ takes vmsplice (a pipe)
+    Lent ring_[3];
+    char* bounce_ = nullptr;
+    Lent* lent_ = nullptr;  // the buffer lent last (null: the bounce buffer)
+    size_t next_ = 0;
+    uint64_t bounced_ = 0;
+};
+
+}  // namespace crfs
