@@ -60,12 +60,13 @@ apt_fetch() {
 		grep -v '^W: Download is performed unsandboxed' >&2) || die "apt-get download $* failed"
 }
 
-# add_crfsd SRC IR: crfsd into the initramfs IR, dynamically linked
-# (libproc2 has no static libsystemd to go with it): the binary, the shared
-# libraries ldd names, and the loader. CRFS_CRFSD names the binary; without
+# add_crfsd SRC IR: crfsd and its checkpoint worker crfs-ckpt (which crfsd
+# runs from its own directory) into the initramfs IR's /bin, dynamically
+# linked (libproc2 has no static libsystemd to go with it): the binaries, the
+# shared libraries ldd names, and the loader. CRFS_CRFSD names crfsd; without
 # it, crfsd is built with CMake in $work/build.
 add_crfsd() {
-	local src=$1 ir=$2 crfsd=${CRFS_CRFSD:-} lib
+	local src=$1 ir=$2 crfsd=${CRFS_CRFSD:-} lib bin
 	if [ -z "$crfsd" ]; then
 		log "building crfsd"
 		cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$work/cmake.log" 2>&1 ||
@@ -75,11 +76,14 @@ add_crfsd() {
 		crfsd=$work/build/fs/crfsd
 	fi
 	[ -x "$crfsd" ] || die "no crfsd at $crfsd"
+	[ -x "$(dirname "$crfsd")/crfs-ckpt" ] || die "no crfs-ckpt next to $crfsd"
 	mkdir -p "$ir/bin"
-	cp "$crfsd" "$ir/bin/crfsd"
-	for lib in $(ldd "$crfsd" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
-		mkdir -p "$ir$(dirname "$lib")"
-		cp -L "$lib" "$ir$lib"
+	for bin in "$crfsd" "$(dirname "$crfsd")/crfs-ckpt"; do
+		cp "$bin" "$ir/bin/"
+		for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+			mkdir -p "$ir$(dirname "$lib")"
+			cp -L "$lib" "$ir$lib"
+		done
 	done
 }
 

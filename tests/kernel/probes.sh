@@ -13,6 +13,9 @@
 #   CRFS_PROBES_SOURCE   the source package (default linux-source-6.12)
 #   CRFS_BOOT_TIMEOUT    seconds the guest may run (default 600)
 #   CRFS_CRFSD           the crfsd binary to run in the guest (default: build it)
+#   CRFS_PROBES_KERNEL_TREE  a folder to build the kernel in, kept (default: a
+#                        temporary one): a changed probes.config then rebuilds
+#                        incrementally
 #
 # The kernel is built once per source version and config (a few minutes on
 # two cores) and kept in the cache as probes_VERSION/bzImage-HASH.
@@ -43,13 +46,15 @@ config=$src/tests/kernel/probes.config
 vmlinuz=$cache/probes_$version/bzImage-$(sha256sum "$config" | cut -c1-16)
 if [ ! -f "$vmlinuz" ]; then
 	log "building a kernel from $src_pkg $version with $config"
-	linux=$work/linux
-	mkdir -p "$linux"
-	apt_fetch "$work" "$src_pkg=$version"
-	dpkg-deb --fsys-tarfile "$work"/"$src_pkg"_*.deb |
-		tar -xO --wildcards './usr/src/linux-source-*.tar.xz' |
-		tar -xJ -C "$linux" --strip-components=1
-	rm -f "$work"/*.deb
+	linux=${CRFS_PROBES_KERNEL_TREE:-$work/linux}
+	if [ ! -f "$linux/Makefile" ]; then
+		mkdir -p "$linux"
+		apt_fetch "$work" "$src_pkg=$version"
+		dpkg-deb --fsys-tarfile "$work"/"$src_pkg"_*.deb |
+			tar -xO --wildcards './usr/src/linux-source-*.tar.xz' |
+			tar -xJ -C "$linux" --strip-components=1
+		rm -f "$work"/*.deb
+	fi
 	klog=$work/kernel-build.log
 	{ make -C "$linux" tinyconfig &&
 		(cd "$linux" && scripts/kconfig/merge_config.sh -m .config "$config") &&
@@ -69,7 +74,7 @@ if [ ! -f "$vmlinuz" ]; then
 	mkdir -p "$(dirname "$vmlinuz")"
 	cp "$linux/arch/x86/boot/bzImage" "$vmlinuz.tmp"
 	mv "$vmlinuz.tmp" "$vmlinuz"
-	rm -rf "$linux"
+	[ -n "${CRFS_PROBES_KERNEL_TREE:-}" ] || rm -rf "$linux"
 fi
 
 # --- initramfs: busybox, crfsd, the static probes, the driver ------------------
