@@ -91,6 +91,7 @@ cp "$src/tests/probes/guest_probes.sh" "$ir/guest_probes.sh"
 echo 'root:x:0:0:root:/:/bin/sh' >"$ir/etc/passwd"
 cp "$src/tests/kernel/probes_init.sh" "$ir/init"
 chmod +x "$ir/init"
+cp "$src/tests/kernel/guest_setup.sh" "$ir/guest_setup.sh"
 initrd=$work/initrd.gz
 (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd"
 

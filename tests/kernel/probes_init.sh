@@ -4,14 +4,7 @@
 # driver /guest_probes.sh and its rows /rows. The driver's last line,
 # "CRFS-PROBES: N passed, M failed", is what probes.sh checks. Every wait
 # here is bounded.
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-# probes.sh waits for this line to know the kernel booted (lib.sh boot()).
-echo 'CRFS-INIT: up'
+. /guest_setup.sh
 echo "guest kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpus"
 
 mkdir -p /crfs /tmp/crfsd

@@ -127,6 +127,7 @@ add_crfsd "$src" "$ir"
 echo 'root:x:0:0:root:/:/bin/sh' >"$ir/etc/passwd"
 cp "$src/tests/kernel/init.sh" "$ir/init"
 chmod +x "$ir/init"
+cp "$src/tests/kernel/guest_setup.sh" "$ir/guest_setup.sh"
 (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 expected=$(grep -c '^run ' "$src/tests/kernel/init.sh")
 
