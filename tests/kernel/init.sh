@@ -3,15 +3,7 @@
 # initramfs with busybox, crfs.ko, fuse.ko and the static test programs.
 # Every test is one `run` line (run.sh counts them); the last line printed is
 # the summary that run.sh checks. Every wait here is bounded.
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-echo 1 > /proc/sys/kernel/printk_ratelimit_burst 2>/dev/null
-# run.sh waits for this line to know the kernel booted (see its boot()).
-echo 'CRFS-INIT: up'
+. /guest_setup.sh
 
 pass=0
 fail=0
