@@ -76,7 +76,7 @@ struct Capture {
     TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (checkpoint/settings.h)
     state::MemfdDump memfds;  // kobj: every memfd the task holds or maps (state/memfd.h)
     std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
-    std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
+    state::PosixTimers timers;                    // fid-exact: state/timers.cc
     std::vector<image::FileLockRecord> locks;     // fid-exact: state/locks.cc
     std::vector<image::KeepRecord> keeps;         // incr: pages left to the base
     uint32_t mlockall_flags = 0;                  // fid: state/mlockall.h
@@ -410,7 +410,11 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     for (const auto& f : c.seccomp)  // fid-exact
         w.add(RecordType::kSeccompFilter,
               Payload().add(f.rec).add_bytes(f.prog.data(), f.prog.size()));
-    for (const auto& t : c.timers) w.add(RecordType::kPosixTimer, Payload().add(t));
+    for (const auto& t : c.timers.timers) {
+        w.add(RecordType::kPosixTimer, Payload().add(t));
+        for (const auto& th : c.timers.threads)  // timer: right after its timer
+            if (th.id == t.id) w.add(RecordType::kPosixTimerThread, Payload().add(th));
+    }
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));

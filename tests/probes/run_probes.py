@@ -244,6 +244,9 @@ PROBES = [
     ("vma_names", "named_longest", None),
     ("vma_names", "named_memfd_shared", "is a named shared mapping of /memfd:names (deleted)"),
     ("vma_names", "named_memfd_private", "is a named private mapping of a shmem file (a memfd)"),
+    # timer: POSIX timers signalling another thread (tests/probes/timer_thread.c)
+    ("timer_thread", "thread_target", None),
+    ("timer_thread", "sigev_thread", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
@@ -251,7 +254,8 @@ PROBES = [
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
-SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
+SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
+                 "timer_thread"}
 
 
 def kernel_names_vmas():
