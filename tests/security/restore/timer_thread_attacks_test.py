@@ -22,15 +22,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "fs"))
 import exact_attacks_test as ex  # noqa: E402  (the probe-as-victim fixture)
 import restore_attacks_test as ra  # noqa: E402
 import roundtrip_mount_test as rt  # noqa: E402
-sys.path.insert(0, os.path.join(HERE, "..", "..", "support"))
-from users import unprivileged_user  # noqa: E402
 
-USER = "s8tm1"
-
-
-def setUpModule():
-    pw = unittest.enterModuleContext(unprivileged_user(USER, "-N", "-g", "nogroup"))
-    ra.UID, ra.GID = pw.pw_uid, pw.pw_gid
+setUpModule, tearDownModule = ra.attacks_as("s8tm1")
 
 
 class ThreadTimerImages(ex.TimerImages):
