@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <thread>
 
 #include "checkpoint/files.h"
@@ -114,6 +115,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
                         Tracking* track, std::vector<pid_t> image_pids) {
     Capture c;
     PhaseTrace trace;
+    // timer: the other threads' queues, read with the POSIX timers.
+    std::map<pid_t, std::vector<image::SiginfoRecord>> thread_queues;
     auto st = read_task_stat(pid);
     if (!st) return std::unexpected(st.error());
     if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
@@ -214,6 +217,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
                 auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
                 if (!again) return std::unexpected(again.error());
                 c.signals = std::move(*again);
+                // timer: a timer may signal another thread: its queue too, at this instant.
+                for (FrozenTask* t : frozen.others()) {
+                    auto q = peek_pending(t->pid(), false);
+                    if (!q) return std::unexpected(q.error());
+                    thread_queues[t->pid()] = std::move(*q);
+                }
                 return {};
             });
             if (!timers) return std::unexpected(timers.error());
@@ -248,6 +257,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     for (FrozenTask* t : frozen.others()) {
         auto th = capture_thread(pid, *t, vdso_start, vdso_end);
         if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
+        // timer: the queue read together with the timers (one instant for both).
+        if (auto q = thread_queues.find(t->pid()); q != thread_queues.end())
+            th->pending = std::move(q->second);
         c.threads.push_back(std::move(*th));
     }
     trace.mark("remote syscalls");

@@ -283,11 +283,11 @@ TEST(ImageTest, ThreadAttrsBelongToTheThreadRecordBeforeThem) {
 
 TEST(ImageTest, UnsupportedVersion) {
     Sample s;
-    uint32_t v = 7;
+    uint32_t v = 8;
     std::memcpy(s.bytes.data() + 8, &v, 4);
     auto img = decode(s.bytes);
     ASSERT_FALSE(img);
-    EXPECT_EQ(img.error().what, "unsupported format version 7 (this crfs reads 1..6)");
+    EXPECT_EQ(img.error().what, "unsupported format version 8 (this crfs reads 1..7)");
     EXPECT_EQ(img.error().code, ENOTSUP);
 }
 
