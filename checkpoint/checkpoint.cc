@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <thread>
 
 #include "checkpoint/files.h"
@@ -78,7 +79,7 @@ struct Capture {
     TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (state/settings.h)
     state::MemfdDump memfds;  // kobj: every memfd the task holds or maps (state/memfd.h)
     std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
-    std::vector<image::PosixTimerRecord> timers;  // fid-exact: state/timers.cc
+    state::PosixTimers timers;                    // fid-exact: state/timers.cc
     std::vector<image::FileLockRecord> locks;     // fid-exact: state/locks.cc
     std::vector<image::KeepRecord> keeps;         // incr: pages left to the base
     uint32_t mlockall_flags = 0;                  // fid: state/mlockall.h
@@ -117,6 +118,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
                         Tracking* track, std::vector<pid_t> image_pids) {
     Capture c;
     PhaseTrace trace;
+    // timer: the other threads' queues, read with the POSIX timers.
+    std::map<pid_t, std::vector<image::SiginfoRecord>> thread_queues;
     auto st = read_task_stat(pid);
     if (!st) return std::unexpected(st.error());
     if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
@@ -220,6 +223,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
                 auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
                 if (!again) return std::unexpected(again.error());
                 c.signals = std::move(*again);
+                // timer: a timer may signal another thread: its queue too, at this instant.
+                for (FrozenTask* t : frozen.others()) {
+                    auto q = peek_pending(t->pid(), false);
+                    if (!q) return std::unexpected(q.error());
+                    thread_queues[t->pid()] = std::move(*q);
+                }
                 return {};
             });
             if (!timers) return std::unexpected(timers.error());
@@ -254,6 +263,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     for (FrozenTask* t : frozen.others()) {
         auto th = capture_thread(pid, *t, vdso_start, vdso_end);
         if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
+        // timer: the queue read together with the timers (one instant for both).
+        if (auto q = thread_queues.find(t->pid()); q != thread_queues.end())
+            th->pending = std::move(q->second);
         c.threads.push_back(std::move(*th));
     }
     trace.mark("remote syscalls");
@@ -416,7 +428,11 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     for (const auto& f : c.seccomp)  // fid-exact
         w.add(RecordType::kSeccompFilter,
               Payload().add(f.rec).add_bytes(f.prog.data(), f.prog.size()));
-    for (const auto& t : c.timers) w.add(RecordType::kPosixTimer, Payload().add(t));
+    for (const auto& t : c.timers.timers) {
+        w.add(RecordType::kPosixTimer, Payload().add(t));
+        for (const auto& th : c.timers.threads)  // timer: right after its timer
+            if (th.id == t.id) w.add(RecordType::kPosixTimerThread, Payload().add(th));
+    }
 
     for (const TaskFd& f : c.fds) w.add(RecordType::kFd, Payload().add(f.rec).add_string(f.path));
     for (const auto& f : c.prints.fds) w.add(RecordType::kFdContent, Payload().add(f));

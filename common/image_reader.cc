@@ -681,6 +681,16 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.posix_timers.push_back(t);
                 break;
             }
+            case RecordType::kPosixTimerThread: {  // timer (state/timers.cc)
+                auto t = load<image::PosixTimerThreadRecord>(p);
+                if (img.header.version < 7)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (img.posix_timers.empty() || img.posix_timers.back().id != t.id ||
+                    (!img.posix_timer_threads.empty() && img.posix_timer_threads.back().id == t.id))
+                    return inconsistent(r, strfmt("not right after the posix-timer {}", t.id));
+                img.posix_timer_threads.push_back(t);
+                break;
+            }
             case RecordType::kFileLock: {  // fid-exact (state/locks.cc)
                 auto l = load<image::FileLockRecord>(p);
                 if (img.header.version < 4)

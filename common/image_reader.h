@@ -245,6 +245,8 @@ struct DecodedImage {
     std::vector<std::pair<uint32_t, image::ZombieRecord>> zombies;
     std::vector<SeccompFilterEntry> seccomp;            // version 4, oldest first
     std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
+    // timer, version 7, in id order: the targets of timers signalling another thread
+    std::vector<image::PosixTimerThreadRecord> posix_timer_threads;
     std::vector<image::FileLockRecord> file_locks;      // version 4
     // incr, version 5 (docs/incremental.md): the image's place in a chain, and
     // a delta's pages left to its base (restorer/image_chain.h composes them).

@@ -289,6 +289,9 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return state::lock_text(img, uint32_t(r.arg));
         case CRFS_RA_STEP_POSIX_TIMER:
             return strfmt("making POSIX timer {} with its id and time", r.arg);
+        case CRFS_RA_STEP_THREAD_TIMER:  // timer
+            return strfmt("making POSIX timer {} (signalling a thread) with its id and time",
+                          r.arg);
         case CRFS_RA_STEP_MLOCKALL:  // fid
             return strfmt("mlockall(0x{:x}) for the task's later mappings (RLIMIT_MEMLOCK 0 "
                           "without CAP_IPC_LOCK?)",
@@ -542,7 +545,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     img->auxv.size() * 8 + img->exe.size() + sigframe_size(*img) + 256 +
                     kBlobStack + kPage + threads_area_bytes(*img) +
                     fds->memfds.size() * sizeof(crfs_ra_memfd) +
-                    state::seccomp_area_bytes(*img) + (page_store ? kFillWindow + kPage : 0);
+                    state::seccomp_area_bytes(*img) + (page_store ? kFillWindow + kPage : 0) +
+                    timers->blob.size() * sizeof(crfs_ra_posix_timer);  // timer
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
@@ -639,6 +643,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     // for any task that did not ask otherwise.
     a->dumpable = img->settings ? img->settings->dumpable : 1;
     a->mlockall_flags = img->mlockall.flags;  // fid: state/mlockall.h
+    a->thread_timers = arena.copy(timers->blob);  // timer: made after the threads
+    a->nr_thread_timers = timers->blob.size();
     a->fs_base = img->regs.fs_base;
     a->gs_base = img->regs.gs_base;
     if (auto s = fill_threads(

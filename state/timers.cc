@@ -3,8 +3,8 @@
 // (timer_create), the whole story here (docs/state.md, "timers"):
 //
 //   detect    /proc/<pid>/timers: a notification or clock a restore cannot
-//             make again is a reason (a signal to another thread, a CPU clock
-//             of another process, SIGEV_THREAD's helper thread)
+//             make again is a reason (a signal to a thread that has exited,
+//             a CPU clock of another process)
 //   dump      timer_gettime run in the frozen task (id, clock, sigevent from
 //             /proc; time left and period from the task), twice around a
 //             read of the pending signals (a timer signal pending then is
@@ -14,7 +14,10 @@
 //             (PR_TIMER_CREATE_RESTORE_IDS, unprivileged on 6.18; on a kernel
 //             without it ids are handed out in order from 0 in the new
 //             process, so gaps are filled with timers deleted again), then
-//             armed.
+//             armed. A timer signalling a thread other than the main one
+//             (glibc's SIGEV_THREAD: its helper thread) is made by the blob
+//             once the threads exist (restorer/blob/thread_timers.h), with
+//             the prctl: the kernel takes only a target of its own group.
 //
 // Time while the task was away: as for a timerfd (state/timerfd.cc). A timer
 // on a wall clock keeps its deadline (an absolute settime at the instant it
@@ -122,6 +125,11 @@ bool cpu_clock(int32_t c) {
     return c == CLOCK_PROCESS_CPUTIME_ID || c == CLOCK_THREAD_CPUTIME_ID;
 }
 
+// Whether `tid` is a thread of process `pid` (as /proc shows both).
+bool thread_of(pid_t pid, int32_t tid) {
+    return tid > 0 && access(strfmt("/proc/{}/task/{}", pid, tid).c_str(), F_OK) == 0;
+}
+
 // What of a timer a restore cannot make again; empty if it can.
 std::string unsupported(const ProcTimer& t, pid_t pid, int threads) {
     if (!wall_clock(t.clockid) && !cpu_clock(t.clockid))
@@ -131,8 +139,8 @@ std::string unsupported(const ProcTimer& t, pid_t pid, int threads) {
                "not shown)";
     if (t.notify != "signal" && t.notify != "none")
         return "with notification " + t.notify + " (SIGEV_THREAD: a helper thread)";
-    if (t.to_thread && t.target != pid)
-        return strfmt("signalling thread {} (SIGEV_THREAD_ID to a thread other than the main one)",
+    if (t.to_thread && t.target != pid && !thread_of(pid, t.target))
+        return strfmt("signalling thread {} (SIGEV_THREAD_ID to a thread that has exited)",
                       t.target);
     if (!t.to_thread && t.target != pid) return strfmt("signalling process {}", t.target);
     return {};
@@ -185,10 +193,10 @@ Status detect_timers(TaskView& t, Reasons& out) {
 namespace {
 
 // Each timer's time, asked in the task (timer_gettime).
-Result<std::vector<image::PosixTimerRecord>> read_times(const std::vector<ProcTimer>& timers,
-                                                        const InTask& in, pid_t pid,
-                                                        const std::string& boot) {
-    std::vector<image::PosixTimerRecord> out;
+Result<PosixTimers> read_times(const std::vector<ProcTimer>& timers, const InTask& in, pid_t pid,
+                               const std::string& boot) {
+    PosixTimers all;
+    auto& out = all.timers;
     for (const ProcTimer& p : timers) {
         if (auto why = unsupported(p, pid, 1); !why.empty())
             return make_error(EBUSY, strfmt("timers: POSIX timer {} {}", p.id, why));
@@ -209,10 +217,13 @@ Result<std::vector<image::PosixTimerRecord>> read_times(const std::vector<ProcTi
         t.captured_ns = captured;
         std::memcpy(t.boot_id, boot.data(), sizeof t.boot_id);
         out.push_back(t);
+        if (p.to_thread && p.target != pid) all.threads.push_back({p.id, p.target});
     }
     // /proc lists the newest first; the image holds them in id order.
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
-    return out;
+    std::sort(all.threads.begin(), all.threads.end(),
+              [](const auto& a, const auto& b) { return a.id < b.id; });
+    return all;
 }
 
 // Whether a timer expired between two readings (its time left went up, or
@@ -226,13 +237,13 @@ bool expired_between(const std::vector<image::PosixTimerRecord>& a,
 
 }  // namespace
 
-Result<std::vector<image::PosixTimerRecord>> dump_posix_timers(
-    pid_t pid, const InTask& in, const std::function<Status()>& reread_pending) {
+Result<PosixTimers> dump_posix_timers(pid_t pid, const InTask& in,
+                                      const std::function<Status()>& reread_pending) {
     auto text = read_file(strfmt("/proc/{}/timers", pid));
     if (!text) return std::unexpected(text.error());
     auto timers = parse_timers(*text);
     if (!timers) return std::unexpected(timers.error());
-    if (timers->empty()) return std::vector<image::PosixTimerRecord>{};
+    if (timers->empty()) return PosixTimers{};
     auto boot = boot_id();
     if (!boot) return std::unexpected(boot.error());
     // The timers run on while the task is frozen, and an expiry queues a
@@ -245,7 +256,7 @@ Result<std::vector<image::PosixTimerRecord>> dump_posix_timers(
         if (auto s = reread_pending(); !s) return std::unexpected(s.error());
         auto after = read_times(*timers, in, pid, *boot);
         if (!after) return std::unexpected(after.error());
-        if (!expired_between(*before, *after)) return after;
+        if (!expired_between(before->timers, after->timers)) return after;
     }
     return make_error(EBUSY,
                       "timers: a POSIX timer keeps expiring while its time is read; "
@@ -273,29 +284,87 @@ Status check_posix_timers(const DecodedImage& img) {
             return bad(strfmt("time left {} ns, period {} ns, clock {} ns", t.value_ns,
                               t.interval_ns, t.captured_ns));
     }
+    for (const auto& th : img.posix_timer_threads) {  // timer
+        auto t = std::find_if(img.posix_timers.begin(), img.posix_timers.end(),
+                              [&](const auto& x) { return x.id == th.id; });
+        if (t == img.posix_timers.end() || t->notify != SIGEV_THREAD_ID)
+            return make_error(EINVAL, strfmt("image field out of range: POSIX timer {}: a target "
+                                             "thread for a timer that signals no thread",
+                                             th.id));
+        bool known = std::any_of(img.threads.begin(), img.threads.end(),
+                                 [&](const auto& x) { return x.rec.tid == th.tid; });
+        if (!known || th.tid == img.task.pid)
+            return make_error(EINVAL, strfmt("image field out of range: POSIX timer {}: target "
+                                             "thread {} is not one of the other threads",
+                                             th.id, th.tid));
+    }
     if (!img.posix_timers.empty() && img.posix_timers.back().id >= int32_t(image::kMaxPosixTimers))
         return make_error(EINVAL, strfmt("image field out of range: POSIX timer id {}",
                                          img.posix_timers.back().id));
     return {};
 }
 
+namespace {
+
+// The timer_settime of a restored timer. A wall-clock deadline stays where
+// it was; one already past fires at once, its missed periods the kernel's
+// overrun.
+struct Arming {
+    itimerspec its;
+    int flags = 0;
+};
+Arming arming(const image::PosixTimerRecord& t, bool same_boot) {
+    Arming a{{to_ts(t.interval_ns), to_ts(t.value_ns)}};
+    if (wall_clock(t.clockid) &&
+        (same_boot || t.clockid == CLOCK_REALTIME || t.clockid == CLOCK_REALTIME_ALARM)) {
+        a.its.it_value = to_ts(t.captured_ns + t.value_ns);
+        a.flags = TIMER_ABSTIME;
+    }
+    return a;
+}
+
+}  // namespace
+
 Result<TimersPlan> plan_posix_timers(const DecodedImage& img) {
     TimersPlan p;
-    p.timers = img.posix_timers;
-    if (p.timers.empty()) return p;
+    if (img.posix_timers.empty()) return p;
     auto id = boot_id();
     if (!id) return std::unexpected(id.error());
-    p.same_boot = std::memcmp(id->data(), p.timers[0].boot_id, sizeof p.timers[0].boot_id) == 0;
-    for (const auto& t : p.timers)
-        if (std::memcmp(t.boot_id, p.timers[0].boot_id, sizeof t.boot_id) != 0)
+    const auto& first = img.posix_timers[0];
+    p.same_boot = std::memcmp(id->data(), first.boot_id, sizeof first.boot_id) == 0;
+    for (const auto& t : img.posix_timers) {
+        if (std::memcmp(t.boot_id, first.boot_id, sizeof t.boot_id) != 0)
             return make_error(EINVAL, "image field out of range: POSIX timers of two boots");
+        auto th = std::find_if(img.posix_timer_threads.begin(), img.posix_timer_threads.end(),
+                               [&](const auto& x) { return x.id == t.id; });
+        if (th == img.posix_timer_threads.end()) {
+            p.timers.push_back(t);
+            continue;
+        }
+        crfs_ra_posix_timer b{};  // timer: made by the blob once its thread exists
+        b.id = t.id;
+        b.clockid = t.clockid;
+        b.signo = t.signo;
+        b.tid = th->tid;
+        b.sigval = t.sigval;
+        if (t.value_ns) {  // else disarmed: all zero
+            Arming a = arming(t, p.same_boot);
+            b.its[0] = a.its.it_interval.tv_sec, b.its[1] = a.its.it_interval.tv_nsec;
+            b.its[2] = a.its.it_value.tv_sec, b.its[3] = a.its.it_value.tv_nsec;
+            b.settime_flags = a.flags;
+        }
+        p.blob.push_back(b);
+    }
     return p;
 }
 
 TimerFail child_posix_timers(const TimersPlan& p) {
-    if (p.timers.empty()) return {};
+    if (p.timers.empty() && p.blob.empty()) return {};
     // With the prctl, timer_create takes the id it finds at its third argument.
     bool chosen = prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0) == 0;
+    // The blob makes the timers signalling another thread with the prctl:
+    // without it their ids cannot be chosen after the fillers are gone.
+    if (!chosen && !p.blob.empty()) return {EOPNOTSUPP, p.blob[0].id};
     int32_t next = 0;  // without: the id the kernel hands out next in this new process
     for (const auto& t : p.timers) {
         sigevent sev{};
@@ -330,16 +399,8 @@ TimerFail child_posix_timers(const TimersPlan& p) {
     }
     for (const auto& t : p.timers) {
         if (!t.value_ns) continue;  // disarmed
-        itimerspec its{to_ts(t.interval_ns), to_ts(t.value_ns)};
-        int flags = 0;
-        // A wall-clock deadline stays where it was; one already past fires at
-        // once, its missed periods the kernel's overrun.
-        if (wall_clock(t.clockid) &&
-            (p.same_boot || t.clockid == CLOCK_REALTIME || t.clockid == CLOCK_REALTIME_ALARM)) {
-            its.it_value = to_ts(t.captured_ns + t.value_ns);
-            flags = TIMER_ABSTIME;
-        }
-        if (syscall(SYS_timer_settime, t.id, flags, &its, nullptr) != 0) return {errno, t.id};
+        Arming a = arming(t, p.same_boot);
+        if (syscall(SYS_timer_settime, t.id, a.flags, &a.its, nullptr) != 0) return {errno, t.id};
     }
     return {};
 }

@@ -11,6 +11,7 @@
 
 #include "common/image_reader.h"
 #include "common/result.h"
+#include "crfs/restorer_args.h"
 
 namespace crfs::state {
 
@@ -28,9 +29,14 @@ struct InTask {
 
 // Checkpoint: every timer of /proc/<pid>/timers with its time (timer_gettime
 // in the task), read on both sides of `reread_pending` (which reads the
-// task's pending signals again) until no timer expired in between.
-Result<std::vector<image::PosixTimerRecord>> dump_posix_timers(
-    pid_t pid, const InTask& in, const std::function<Status()>& reread_pending);
+// task's pending signals again) until no timer expired in between; `threads`:
+// the target of each timer signalling a thread other than the main one.
+struct PosixTimers {
+    std::vector<image::PosixTimerRecord> timers;
+    std::vector<image::PosixTimerThreadRecord> threads;  // id order
+};
+Result<PosixTimers> dump_posix_timers(pid_t pid, const InTask& in,
+                                      const std::function<Status()>& reread_pending);
 
 // Restore: the records in range.
 Status check_posix_timers(const DecodedImage& img);
@@ -39,8 +45,11 @@ Status check_posix_timers(const DecodedImage& img);
 // (PR_TIMER_CREATE_RESTORE_IDS, else ids handed out in order, gaps filled and
 // freed again) and armed. On failure: the errno and the timer id, for
 // child_fail(CRFS_RA_STEP_POSIX_TIMER). No allocation: it runs in the clone.
+// The timers signalling another thread are left to the blob (`blob`: made
+// once the threads exist, restorer/blob/thread_timers.h).
 struct TimersPlan {
     std::vector<image::PosixTimerRecord> timers;
+    std::vector<crfs_ra_posix_timer> blob;
     bool same_boot = false;
 };
 Result<TimersPlan> plan_posix_timers(const DecodedImage& img);

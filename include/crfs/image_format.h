@@ -109,6 +109,9 @@ static_assert(sizeof(Trailer) == 24);
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
     /* tty (99-103), version 7: a shell job's terminal, state/tty.cc */                          \
     X(kTty, 99, "tty", sizeof(TtyRecord), sizeof(TtyRecord))                                     \
+    /* timer (104-106), version 7: a POSIX timer signalling another thread, state/timers.cc */   \
+    X(kPosixTimerThread, 104, "posix-timer-thread", sizeof(PosixTimerThreadRecord),              \
+      sizeof(PosixTimerThreadRecord))                                                            \
     /* share (108-111), version 5: what a tree's processes share, docs/trees.md */               \
     X(kShareFd, 108, "share-fd", sizeof(ShareFdRecord), sizeof(ShareFdRecord))                   \
     /* life (112-115), version 5: a tree's zombies, docs/trees.md */                             \
@@ -674,7 +677,7 @@ inline constexpr uint32_t kMaxSeccompPathInsns = 32768;  // MAX_INSNS_PER_PATH (
 struct PosixTimerRecord {
     int32_t id;       // the timer id timer_create returned
     int32_t clockid;  // REALTIME, MONOTONIC, BOOTTIME, *_ALARM, PROCESS/THREAD_CPUTIME_ID
-    int32_t notify;   // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (to the main thread)
+    int32_t notify;   // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (main thread; 104: another)
     int32_t signo;    // 1..64, 0 for SIGEV_NONE
     uint64_t sigval;  // sigev_value
     uint64_t value_ns, interval_ns, captured_ns;
@@ -682,6 +685,16 @@ struct PosixTimerRecord {
 };
 static_assert(sizeof(PosixTimerRecord) == 64);
 inline constexpr uint32_t kMaxPosixTimers = 1u << 16;
+
+// Version 7 (state/timers.cc): right after the posix-timer record of a timer
+// whose SIGEV_THREAD_ID names a thread other than the main one (glibc's
+// SIGEV_THREAD helper thread, say): that thread's tid, one of the image's
+// thread records. Without it a SIGEV_THREAD_ID timer signals the main thread.
+struct PosixTimerThreadRecord {
+    int32_t id;   // the posix-timer record's id
+    int32_t tid;  // the thread its signal goes to
+};
+static_assert(sizeof(PosixTimerThreadRecord) == 8);
 
 // Version 4 (state/locks.cc): one file lock the task holds, after every fd
 // record, re-acquired at restore without waiting. `fd` is the lowest fd of the

@@ -120,6 +120,19 @@ struct crfs_ra_seccomp {
     uint32_t flags; /* SECCOMP_FILTER_FLAG_LOG or 0 */
 };
 
+/* timer: a POSIX timer whose signal goes to a thread other than the main one
+ * (SIGEV_THREAD_ID; glibc's SIGEV_THREAD helper), made by the blob's main
+ * thread once that thread exists (the kernel wants the target in the thread
+ * group) with its id (PR_TIMER_CREATE_RESTORE_IDS), then armed with
+ * timer_settime(settime_flags, its). */
+struct crfs_ra_posix_timer {
+    int32_t id, clockid, signo, tid;
+    uint64_t sigval;
+    int64_t its[4]; /* struct itimerspec: interval sec/nsec, value sec/nsec */
+    int32_t settime_flags;
+    int32_t reserved;
+};
+
 struct crfs_ra_sigaction {
     uint64_t handler, flags, restorer, mask;
 };
@@ -210,6 +223,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_UNIX_CONNECT = 230,
     /* names (240-241) */
     CRFS_RA_STEP_VMA_NAME = 240, /* PR_SET_VMA_ANON_NAME of a mapping (arg: VMA index) */
+    /* timer (260-269) */
+    CRFS_RA_STEP_THREAD_TIMER = 260, /* making POSIX timer signalling a thread (arg: its id) */
 };
 
 struct crfs_restorer_args {
@@ -315,6 +330,10 @@ struct crfs_restorer_args {
     int32_t reserved_pages;
     uint64_t window;
     uint64_t window_len;
+    /* timer: the POSIX timers signalling another thread (struct crfs_ra_posix_timer*),
+     * made after the threads (restorer/blob/thread_timers.h). */
+    uint64_t thread_timers;
+    uint64_t nr_thread_timers;
 };
 
 #endif

@@ -361,6 +361,7 @@ static void drop_caps(const struct crfs_restorer_args* a) {
 }
 
 #include "seccomp.h"
+#include "thread_timers.h" /* timer */
 #include "threads.h"
 
 __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry(
@@ -457,6 +458,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
         create_threads(a);
         if (a->drop_caps) drop_caps(a);
     }
+    fault(a, CRFS_RA_STEP_THREAD_TIMER);
+    make_thread_timers(a); /* timer: once their threads exist */
     fault(a, CRFS_RA_STEP_CREDS);
     if (a->set_creds) restore_creds(a);
     fault(a, CRFS_RA_STEP_ITIMER);

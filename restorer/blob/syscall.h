@@ -67,6 +67,9 @@ enum {
     NR_fcntl = 72, /* kobj: F_ADD_SEALS of memfds */
     NR_ioprio_set = 251,
     NR_nanosleep = 35, /* a thread's tid still being freed */
+    /* timer */
+    NR_timer_create = 222,
+    NR_timer_settime = 223,
 };
 
 #endif

@@ -414,7 +414,8 @@ class FaultInjection(Base):
     STEPS = {1: "unmapping", 2: "moving vdso", 4: "mapping", 5: "reading pages",
              6: "mprotect", 8: "PR_SET_MM_MAP", 9: "sigaction", 10: "re-queueing",
              12: "credentials", 11: "setitimer", 14: "before rt_sigreturn",
-             100: "session", 102: "closing", 103: "opening", 107: "rlimit"}
+             100: "session", 102: "closing", 103: "opening", 107: "rlimit",
+             260: "(signalling a thread)"}
 
     def test_every_step(self):
         t = self.workload("ckpt_workload", "busy")

@@ -256,6 +256,9 @@ PROBES = [
     ("tty", "background", "tty: the terminal's foreground process group ("),
     ("tty", "not_ctty", "that is not the controlling terminal of the task's session (that is 136:"),
     ("tty", "input", "tty: the terminal holds 3 bytes of input the task has not read"),
+    # timer: POSIX timers signalling another thread (tests/probes/timer_thread.c)
+    ("timer_thread", "thread_target", None),
+    ("timer_thread", "sigev_thread", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
@@ -263,7 +266,8 @@ PROBES = [
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
-SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
+SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
+                 "timer_thread"}
 
 
 def kernel_names_vmas():

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <thread>
 
 #include "state/fds.h"
 #include "state/registry.h"
@@ -124,13 +125,16 @@ TEST(Registry, EachKindNamesItsState) {
         // captured (state/locks.cc, timers.cc); these variants are not.
         {"flock on a directory", [] { flock(open("/usr/share", O_RDONLY), LOCK_SH); },
          "fd 3: holds a file lock on a file that is not a regular file"},
-        {"SIGEV_THREAD timer",
+        {"timer to an exited thread",  // timer: one to a live thread is restored
          [] {
-             timer_t t;
-             sigevent ev{};
-             ev.sigev_notify = SIGEV_THREAD;
-             ev.sigev_notify_function = [](sigval) {};
-             timer_create(CLOCK_MONOTONIC, &ev, &t);
+             std::thread([] {
+                 timer_t t;
+                 sigevent ev{};
+                 ev.sigev_notify = SIGEV_THREAD_ID;
+                 ev.sigev_signo = SIGUSR1;
+                 ev._sigev_un._tid = int(syscall(SYS_gettid));
+                 timer_create(CLOCK_MONOTONIC, &ev, &t);
+             }).join();
          },
          "timers: POSIX timer 0 signalling thread "},
         {"madvise",

@@ -48,7 +48,7 @@ class SeccompImages(ra.SlotAttackCase):
             cls.d = tempfile.mkdtemp(prefix="crfsfx-")
             os.chmod(cls.d, 0o777)
             cls.edit = os.path.join(ra.BUILD, "tests/security/restore/crfs-imgedit")
-            cls.probe = os.path.join(ra.BUILD, "tests/probes/probe_exact")
+            cls.probe = os.path.join(ra.BUILD, "tests/probes", cls.PROBE)
             p = cls.start_probe()
             cls.take_image(p)
             p.kill()
@@ -84,6 +84,7 @@ class SeccompImages(ra.SlotAttackCase):
         shutil.rmtree(cls.d, ignore_errors=True)
 
     VARIANT = "seccomp_getpid"
+    PROBE = "probe_exact"
 
     @classmethod
     def start_probe(cls):

@@ -329,6 +329,37 @@ TEST(RestoreFields, PosixTimersInRange) {
     expect_einval(with([](auto& t) { t.value_ns = 1ull << 63; }), "time left 9223372036854775808");
 }
 
+// timer: a posix-timer-thread record names one of the other threads of a
+// SIGEV_THREAD_ID timer.
+TEST(RestoreFields, PosixTimerThreadInRange) {
+    auto with = [](int32_t notify, int32_t tid) {
+        auto img = good();
+        img.task.pid = 100;
+        ThreadImage th;
+        th.rec.tid = 101;
+        img.threads.push_back(th);
+        image::PosixTimerRecord t{};
+        t.id = 2, t.clockid = CLOCK_MONOTONIC, t.notify = notify, t.signo = SIGRTMIN;
+        img.posix_timers.push_back(t);
+        img.posix_timer_threads.push_back({2, tid});
+        return img;
+    };
+    EXPECT_TRUE(state::check_posix_timers(with(SIGEV_THREAD_ID, 101)));
+    auto einval = [](const DecodedImage& img, std::string_view words) {
+        auto s = state::check_posix_timers(img);
+        ASSERT_FALSE(s);
+        EXPECT_EQ(s.error().code, EINVAL);
+        EXPECT_NE(s.error().what.find(words), std::string::npos) << s.error().what;
+    };
+    einval(with(SIGEV_THREAD_ID, 100), "target thread 100 is not one of the other threads");
+    einval(with(SIGEV_THREAD_ID, 102), "target thread 102 is not one of the other threads");
+    einval(with(SIGEV_SIGNAL, 101), "a target thread for a timer that signals no thread");
+    einval(with(SIGEV_NONE, 101), "a target thread for a timer that signals no thread");
+    auto other = with(SIGEV_THREAD_ID, 101);
+    other.posix_timer_threads[0].id = 3;  // no timer 3
+    einval(other, "POSIX timer 3: a target thread for a timer that signals no thread");
+}
+
 // Without PR_TIMER_CREATE_RESTORE_IDS (a kernel before 6.17: here a seccomp
 // filter answers it EINVAL) the ids are handed out in order and the gaps
 // freed again.
