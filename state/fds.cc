@@ -131,6 +131,10 @@ std::optional<std::string> pathless_reason(TaskView&, const FdView& f, FdContext
 std::optional<std::string> deleted_reason(TaskView& t, const FdView& f, FdContext&) {
     std::string name = f.link;
     if (name.ends_with(kDeleted)) name.resize(name.size() - kDeleted.size());
+    // O_TMPFILE stays in the description's flags (F_GETFL shows it); the
+    // restore's copy is reopened without it, so its flags would differ.
+    if (f.info.flags & (O_TMPFILE & ~O_DIRECTORY))
+        return not_yet("deleted file " + name + " opened with O_TMPFILE (never linked)");
     uint64_t size = uint64_t(f.st.st_size);
     if (size > kMaxDeletedFileBytes)
         return "deleted file " + name + " of " + std::to_string(size) + " bytes is larger than " +

@@ -178,6 +178,13 @@ static void deleted_linked_check(void) {
     if (stat(at("name2"), &st) != 0 || st.st_ino != g_st.st_ino) fail("fd is not name2's file");
 }
 
+/* A file made by O_TMPFILE (ed, many editors and mkstemp-like helpers):
+ * never linked, and O_TMPFILE stays in its flags: refused. */
+static void tmpfile_setup(void) {
+    g_fd = open(g_dir, O_TMPFILE | O_RDWR, 0600);
+    if (g_fd < 0 || write(g_fd, "tmp\n", 4) != 4) die("O_TMPFILE");
+}
+
 static void deleted_huge_setup(void) {
     g_fd = open_or_die(at("huge"), O_RDWR | O_CREAT);
     if (ftruncate(g_fd, (1ll << 30) + 4096) != 0) die("ftruncate");
@@ -269,6 +276,7 @@ static const struct variant kVariants[] = {
     {"deleted_sparse", deleted_sparse_setup, deleted_sparse_check, NULL},
     {"deleted_linked", deleted_linked_setup, deleted_linked_check, NULL},
     {"deleted_huge", deleted_huge_setup, check_open, NULL},
+    {"tmpfile", tmpfile_setup, check_open, NULL},
     {"deleted", deleted_setup, deleted_check, NULL},
     {"flock", flock_setup, flock_check, NULL},
     {"posix_lock", posix_lock_setup, posix_lock_check, NULL},

@@ -65,6 +65,7 @@ PROBES = [
     ("files", "deleted_sparse", "sparse deleted file"),
     ("files", "deleted_linked", "an unlinked name of a file with 1 other link(s)"),
     ("files", "deleted_huge", "is larger than 1073741824"),
+    ("files", "tmpfile", "opened with O_TMPFILE (never linked)"),
     ("files", "deleted", None),
     ("files", "flock", None),
     ("files", "posix_lock", None),
