@@ -5,6 +5,7 @@
 
 #include "checkpoint/memory.h"
 #include "common/file_hash.h"
+#include "common/hash_cache.h"
 #include "common/io.h"
 
 namespace crfs {
@@ -38,7 +39,7 @@ Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector
         if (st.st_dev != r.dev || st.st_ino != r.ino || uint64_t(st.st_size) != r.size ||
             st.st_mtim.tv_sec != r.mtime_sec || st.st_mtim.tv_nsec != r.mtime_nsec)
             continue;
-        auto h = hash_file_range(f->get(), 0, r.size);
+        auto h = hash_file_cached(f->get(), st, 0, r.size);  // perf: cached by identity
         if (h) out.fds.push_back({r.fd, 0, r.size, *h, identity(st)});
     }
     for (const MapsEntry& m : maps) {
@@ -51,7 +52,7 @@ Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector
         uint64_t off = m.pgoff * image::kPageSize;
         uint64_t bytes = mapped_file_bytes(uint64_t(st.st_size), off, m.end - m.start);
         if (bytes > kMaxFingerprintBytes) continue;
-        auto h = hash_file_range(f->get(), off, bytes);
+        auto h = hash_file_cached(f->get(), st, off, bytes);
         if (h) out.vmas.push_back({m.start, bytes, *h, identity(st)});
     }
     return out;

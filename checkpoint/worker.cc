@@ -16,6 +16,7 @@
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/piped_image.h"
 #include "checkpoint/track_channel.h"
+#include "common/hash_cache.h"
 #include "common/io.h"
 #include "common/strfmt.h"
 
@@ -65,7 +66,8 @@ int reap(pid_t pid) {
 
 Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<PidLock> lock = {}) {
     int p[2];
-    UniqueFd image_rd, image_wr, status_rd, status_wr, track_rd, track_wr;
+    UniqueFd image_rd, image_wr, status_rd, status_wr, track_rd, track_wr, prints, prints_rd,
+        prints_wr;
     if (req.mode == WorkerMode::kDelta) {  // incr
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) != 0)
             return errno_error("socketpair for the delta tracking");
@@ -84,13 +86,19 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         image_wr.reset(p[1]);
         // 1 MiB, a FUSE read's worth (best effort: the default is 64 KiB).
         fcntl(image_wr.get(), F_SETPIPE_SZ, kImagePipeBytes);
+        // perf: the fingerprint cache; without it (no memfd: /dev/null on fd 7)
+        // the worker hashes everything.
+        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return errno_error("pipe for the fingerprints");
+        prints_rd.reset(p[0]);
+        prints_wr.reset(p[1]);
+        if (auto c = hash_cache_export(); c) prints = std::move(*c);
     }
     if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
     UniqueFd rd(p[0]), wr(p[1]);
     // Sources above the target numbers, so that no dup2 below overwrites one.
-    for (UniqueFd* fd : {&image_wr, &wr, &status_wr, &track_wr}) {
-        if (!*fd || fd->get() > kWorkerTrackFd) continue;
-        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerTrackFd + 1));
+    for (UniqueFd* fd : {&image_wr, &wr, &status_wr, &track_wr, &prints, &prints_wr}) {
+        if (!*fd || fd->get() > kWorkerLastFd) continue;
+        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerLastFd + 1));
         if (!*fd) return errno_error("move a descriptor for the worker");
     }
 
@@ -100,6 +108,12 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     posix_spawn_file_actions_adddup2(&sa.actions, wr.get(), kWorkerReplyFd);
     if (status_wr) posix_spawn_file_actions_adddup2(&sa.actions, status_wr.get(), kWorkerStatusFd);
     if (track_wr) posix_spawn_file_actions_adddup2(&sa.actions, track_wr.get(), kWorkerTrackFd);
+    if (prints)
+        posix_spawn_file_actions_adddup2(&sa.actions, prints.get(), kWorkerPrintsFd);
+    else if (prints_wr)
+        posix_spawn_file_actions_addopen(&sa.actions, kWorkerPrintsFd, "/dev/null", O_RDONLY, 0);
+    if (prints_wr)
+        posix_spawn_file_actions_adddup2(&sa.actions, prints_wr.get(), kWorkerNewPrintsFd);
     // A process group of its own: no terminal signal (Ctrl-C goes to the
     // foreground group), nothing sent to the daemon's group reaches it. Not a
     // session of its own: with autogroup scheduling that would put the tracer
@@ -130,6 +144,8 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     image_wr.reset();
     status_wr.reset();
     track_wr.reset();
+    prints.reset();
+    prints_wr.reset();
 
     std::string reply;
     char buf[4096];
@@ -141,6 +157,8 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     }
     // The reply pipe ends when the worker closes it: at its exit, or (image
     // mode, success) right before it streams the image.
+    // perf: the hashes it computed were written before the reply.
+    if (prints_rd) hash_cache_merge(prints_rd.get());
     size_t nl = reply.find('\n');
     int code = -1;
     if (nl != std::string::npos) {

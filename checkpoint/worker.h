@@ -73,6 +73,12 @@ inline constexpr int kImagePipeBytes = 1 << 20;
 inline constexpr int kWorkerReplyFd = 4;
 inline constexpr int kWorkerStatusFd = 5;
 inline constexpr int kWorkerTrackFd = 6;  // kDelta
+// kImage, kDelta (perf): the daemon's fingerprint cache, a sealed memfd
+// (common/hash_cache.h), and a non-blocking pipe that takes back the hashes
+// the worker computed, written before its reply.
+inline constexpr int kWorkerPrintsFd = 7;
+inline constexpr int kWorkerNewPrintsFd = 8;
+inline constexpr int kWorkerLastFd = kWorkerNewPrintsFd;
 
 // Runs the worker and waits for it. Checkpoints of one pid are serialized.
 Result<WorkerReply> run_worker(const WorkerRequest& req);

@@ -20,6 +20,7 @@
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/track_channel.h"
 #include "checkpoint/worker.h"
+#include "common/hash_cache.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/procfs.h"
@@ -143,8 +144,22 @@ void stream_image(ImageSource& img) {
     (void)write_full(kWorkerStatusFd, msg.data(), msg.size());
 }
 
+// perf: the hashes this checkpoint computed, to the daemon's cache before the
+// reply (so they are in the pipe when the daemon reads the reply's end).
+Result<std::string> sent_prints(Result<std::string> r, UniqueFd& to) {
+    if (getenv("CRFS_CHECKPOINT_TRACE")) {
+        auto st = hash_cache_stats();
+        log_info("checkpoint: fingerprint cache: %llu hits, %llu hashed",
+                 (unsigned long long)st.hits, (unsigned long long)st.misses);
+    }
+    if (to) hash_cache_send_new(to.get());
+    to.reset();
+    return r;
+}
+
 Result<std::string> serve(int argc, char** argv) {
     WorkerRequest req;
+    UniqueFd new_prints;  // perf: kWorkerNewPrintsFd, the hashes computed here go back
     auto mode = argc == 6 || argc == 7 ? parse_worker_mode(argv[1]) : std::nullopt;
     if (mode && (*mode == WorkerMode::kDelta) != (argc == 7)) mode.reset();
     if (!mode || !parse_num(argv[2], req.pid) || !parse_num(argv[3], req.starttime) ||
@@ -156,6 +171,19 @@ Result<std::string> serve(int argc, char** argv) {
     if (*mode != WorkerMode::kImage && *mode != WorkerMode::kDelta) {
         ::close(kWorkerImageFd);
         ::close(kWorkerStatusFd);
+        ::close(kWorkerPrintsFd);
+        ::close(kWorkerNewPrintsFd);
+    } else {
+        // perf: the daemon's fingerprint cache (common/hash_cache.h), if fd 7
+        // is its sealed memfd and fd 8 a pipe; else an empty cache, nothing sent.
+        if (int seals = fcntl(kWorkerPrintsFd, F_GET_SEALS); seals >= 0 && (seals & F_SEAL_WRITE))
+            hash_cache_import(kWorkerPrintsFd);
+        ::close(kWorkerPrintsFd);
+        struct stat st;
+        if (fstat(kWorkerNewPrintsFd, &st) == 0 && S_ISFIFO(st.st_mode))
+            new_prints.reset(kWorkerNewPrintsFd);
+        else
+            ::close(kWorkerNewPrintsFd);
     }
     if (*mode != WorkerMode::kDelta) ::close(kWorkerTrackFd);
     if (auto ok = assume_creds(*creds); !ok) return std::unexpected(ok.error());
@@ -166,9 +194,10 @@ Result<std::string> serve(int argc, char** argv) {
         case WorkerMode::kReasons:
             return reasons(req.pid, req.daemon_tgid);
         case WorkerMode::kImage:
-            return image(req.pid, req.starttime, req.daemon_tgid);
+            return sent_prints(image(req.pid, req.starttime, req.daemon_tgid), new_prints);
         case WorkerMode::kDelta:
-            return delta(req.pid, req.starttime, req.daemon_tgid, req.base_id);
+            return sent_prints(delta(req.pid, req.starttime, req.daemon_tgid, req.base_id),
+                               new_prints);
     }
     return make_error(EINVAL, "unknown mode");
 }
@@ -178,7 +207,7 @@ Result<std::string> serve(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     // Nothing of the daemon's but the image, reply and status pipes.
-    ::close_range(crfs::kWorkerTrackFd + 1, ~0u, 0);
+    ::close_range(crfs::kWorkerLastFd + 1, ~0u, 0);
     // The daemon may die at any moment: a closed reply pipe must not kill us
     // mid-checkpoint (the task would keep injected registers).
     // Polite signals (a terminal, a service manager stopping everything) wait
