@@ -91,7 +91,9 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return errno_error("pipe for the fingerprints");
         prints_rd.reset(p[0]);
         prints_wr.reset(p[1]);
-        if (auto c = hash_cache_export(); c) prints = std::move(*c);
+        // CRFS_HASH_CACHE_OFF in crfsd's environment: none (bench/ A/B with one binary).
+        if (!getenv("CRFS_HASH_CACHE_OFF"))
+            if (auto c = hash_cache_export(); c) prints = std::move(*c);
     }
     if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
     UniqueFd rd(p[0]), wr(p[1]);
