@@ -15,7 +15,7 @@
 #include "checkpoint/freeze.h"
 #include "checkpoint/incremental.h"
 #include "checkpoint/live_snapshot.h"
-#include "checkpoint/memory.h"
+#include "state/memory_dump.h"
 #include "checkpoint/parasite.h"
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/remote_syscall.h"

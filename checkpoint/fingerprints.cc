@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "checkpoint/memory.h"
+#include "state/memory_dump.h"
 #include "common/file_hash.h"
 #include "common/io.h"
 

@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "checkpoint/image_sink.h"
-#include "checkpoint/memory.h"
+#include "state/memory_dump.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"

@@ -9,7 +9,7 @@
 
 #include <span>
 
-#include "checkpoint/memory.h"
+#include "state/memory_dump.h"
 #include "common/result.h"
 #include "state/memfd.h"
 

@@ -16,7 +16,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/creds.h"
 #include "checkpoint/incremental.h"
-#include "checkpoint/memory.h"
+#include "state/memory_dump.h"
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/track_channel.h"
 #include "checkpoint/worker.h"

@@ -40,7 +40,7 @@
 #include "common/io.h"
 #include "restorer/child.h"
 #include "restorer/files.h"
-#include "restorer/memory.h"
+#include "state/memory_restore.h"
 #include "restorer/netns.h"
 #include "restorer/restart.h"
 #include "restorer/tree.h"

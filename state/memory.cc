@@ -1,9 +1,9 @@
 // Memory: every VMA with its protection, private anonymous and dirty private
 // file pages, shared anonymous content, deleted private file mappings
-// (checkpoint/memory.cc), mapped again by the blob (restorer/memory.cc,
-// restorer/blob/blob.c). Deny by default: a VMA flag outside kAllowed, a kind
-// of mapping the restore cannot rebuild exactly, locked memory and guard
-// regions are reasons.
+// (dumped by state/memory_dump.cc), mapped again by the blob
+// (state/memory_restore.cc, restorer/blob/blob.c). Deny by default: a VMA
+// flag outside kAllowed, a kind of mapping the restore cannot rebuild
+// exactly, locked memory and guard regions are reasons.
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -59,7 +59,7 @@ namespace {
 
 // smaps VmFlags the checkpoint and restore handle exactly: protection and
 // may-bits, shared, grows-down, accounting, noreserve, soft-dirty; and the
-// ones the blob applies again from VmaRecord.vm_flags (restorer/memory.cc
+// ones the blob applies again from VmaRecord.vm_flags (state/memory_restore.cc
 // madvise_bits, blob advise_vmas): mlock (lo, lf), MADV_DONTFORK (dc),
 // MADV_WIPEONFORK (wf), MADV_HUGEPAGE (hg), MADV_NOHUGEPAGE (nh),
 // MADV_DONTDUMP (dd).

@@ -25,7 +25,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/freeze.h"
-#include "checkpoint/memory.h"
+#include "state/memory_dump.h"
 #include "checkpoint/parasite.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"

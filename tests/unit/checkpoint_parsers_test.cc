@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "checkpoint/files.h"
-#include "checkpoint/memory.h"
+#include "state/memory_dump.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "restorer/memory.h"
+#include "state/memory_restore.h"
 #include "restorer/validate.h"
 #include "state/regs.h"
 #include "state/signals.h"
