@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "state/memory_dump.h"
 #include "common/file_hash.h"
 #include "common/io.h"
+#include "state/memory_dump.h"
 
 namespace crfs {
 

@@ -20,10 +20,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "state/memory_dump.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
+#include "state/memory_dump.h"
 
 namespace crfs {
 

@@ -16,7 +16,6 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/creds.h"
 #include "checkpoint/incremental.h"
-#include "state/memory_dump.h"
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/track_channel.h"
 #include "checkpoint/worker.h"
@@ -24,6 +23,7 @@
 #include "common/log.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "state/memory_dump.h"
 #include "state/registry.h"
 
 namespace crfs {

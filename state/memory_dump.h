@@ -82,7 +82,7 @@ struct MemoryDump {
     // Live snapshot: the pages still in the task, write-protected, streamed
     // after the thaw (null: every page is in `runs`).
     std::shared_ptr<LiveMemory> live;
-    // shm: VMAs (by start) a tree's sharing recorded as another kind (checkpoint/tree_shmem.h).
+    // shm: VMAs (by start) a tree's sharing recorded as another kind (state/tree_shmem_dump.h).
     std::map<uint64_t, image::VmaKind> tree_kinds;
 };
 

@@ -262,7 +262,7 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
                 r.file_off = v.rec.pgoff * kPage;
                 path = state::memfd_self_path(memfds, v.rec.ino);
                 break;
-            case image::VmaKind::kAnonSharedOwner:  // shm: restorer/tree_shmem.h
+            case image::VmaKind::kAnonSharedOwner:  // shm: state/tree_shmem_restore.h
             case image::VmaKind::kAnonSharedTaken:
                 r.kind = CRFS_RA_FILE;
                 r.mmap_flags = MAP_SHARED;
