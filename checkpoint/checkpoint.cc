@@ -15,20 +15,19 @@
 #include "checkpoint/freeze.h"
 #include "checkpoint/incremental.h"
 #include "checkpoint/live_snapshot.h"
-#include "checkpoint/memory.h"
 #include "checkpoint/parasite.h"
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/tree.h"
 #include "checkpoint/tree_share.h"
-#include "checkpoint/tree_shmem.h"
 #include "common/image_writer.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/locks.h"
 #include "state/memfd.h"
+#include "state/memory_dump.h"
 #include "state/mlockall.h"
 #include "state/registry.h"
 #include "state/regs.h"
@@ -38,6 +37,7 @@
 #include "state/task_attrs.h"
 #include "state/threads.h"
 #include "state/timers.h"
+#include "state/tree_shmem_dump.h"
 #include "state/tty.h"
 
 namespace crfs {
@@ -316,7 +316,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     if (out.size() > 1) {  // share: while frozen (checkpoint/tree_share.h)
         std::vector<std::vector<TaskFd>*> fds;
         for (Capture& c : out) fds.push_back(&c.fds);
-        std::vector<MemoryDump*> mems;  // shm: checkpoint/tree_shmem.h
+        std::vector<MemoryDump*> mems;  // shm: state/tree_shmem_dump.h
         for (Capture& c : out) mems.push_back(&c.memory);
         auto s = share_between_members(pids, fds);
         if (s) s = share_shmem_between_members(pids, mems);

@@ -3,10 +3,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "checkpoint/memory.h"
 #include "common/file_hash.h"
 #include "common/hash_cache.h"
 #include "common/io.h"
+#include "state/memory_dump.h"
 
 namespace crfs {
 

@@ -20,10 +20,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "checkpoint/memory.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
+#include "state/memory_dump.h"
 
 namespace crfs {
 
@@ -43,7 +43,7 @@ struct Tracking {
 // makes a new one): it must register the task's areas. Before the freeze ends.
 void check_tracking_uffd(const std::vector<MapsEntry>& maps, Tracking& t);
 
-// dump_memory (checkpoint/memory.h) for a chain: steps 1 and 2 above.
+// dump_memory (state/memory_dump.h) for a chain: steps 1 and 2 above.
 Result<MemoryDump> dump_memory_tracked(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
                                        Tracking& t);
 

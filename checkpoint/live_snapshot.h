@@ -36,10 +36,10 @@
 #include <vector>
 
 #include "checkpoint/image_sink.h"
-#include "checkpoint/memory.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
+#include "state/memory_dump.h"
 
 namespace crfs {
 

@@ -450,7 +450,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("bad range {:x}-{:x}", v.rec.start, v.rec.end));
                 if (!img.vmas.empty() && v.rec.start < img.vmas.back().rec.end)
                     return inconsistent(r, "VMAs overlap or are out of order");
-                bool shm = img.header.version >= 6 &&  // shm: restorer/tree_shmem.h
+                bool shm = img.header.version >= 6 &&  // shm: state/tree_shmem_restore.h
                            (v.rec.kind == uint32_t(image::VmaKind::kAnonSharedOwner) ||
                             v.rec.kind == uint32_t(image::VmaKind::kAnonSharedTaken));
                 if (!shm && (v.rec.kind < uint32_t(image::VmaKind::kAnonPrivate) ||

@@ -16,7 +16,6 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/creds.h"
 #include "checkpoint/incremental.h"
-#include "checkpoint/memory.h"
 #include "checkpoint/task_attrs.h"
 #include "checkpoint/track_channel.h"
 #include "checkpoint/worker.h"
@@ -25,6 +24,7 @@
 #include "common/log.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "state/memory_dump.h"
 #include "state/registry.h"
 
 namespace crfs {

@@ -19,6 +19,7 @@
 #include "state/kobj.h"
 #include "state/locks.h"
 #include "state/memfd.h"
+#include "state/memory_restore.h"  // check_vmas, vma_at
 #include "state/mlockall.h"
 #include "state/pipe.h"
 #include "state/seccomp.h"
@@ -26,18 +27,14 @@
 #include "state/timers.h"
 #include "state/unix_bound.h"
 #include "state/unix_socket.h"
-#include "state/vma_names.h"
 
 namespace crfs {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t kUserTop = 0x7ffffffff000ull;
-constexpr uint64_t kVsyscall = 0xffffffffff600000ull;
-constexpr uint32_t kVmaFlags = (1u << 8) - 1;  // kVmaRead .. kVmaGrowsDown
-constexpr int kMaxFd = 1 << 20;                // the kernel's NR_OPEN
-constexpr uint32_t kOLargefile = 0100000;      // the kernel's (glibc defines it 0 here)
+constexpr int kMaxFd = 1 << 20;            // the kernel's NR_OPEN
+constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
 // What fdinfo can show for a regular file or a device (the kernel clears
 // O_CREAT, O_EXCL, O_NOCTTY and O_TRUNC after open).
 constexpr uint32_t kFdOpenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | FASYNC | O_DIRECT |
@@ -55,46 +52,6 @@ Status bad(std::string what) {
 
 bool bad_path(const std::string& p) {
     return p.empty() || p[0] != '/' || p.find('\0') != std::string::npos;
-}
-
-Status check_vmas(const DecodedImage& img) {
-    uint64_t prev_end = 0;
-    for (const auto& v : img.vmas) {
-        const auto& r = v.rec;
-        // Formatted only for an error: 30,000 areas are 30,000 strings otherwise.
-        auto at = [&r] { return strfmt("VMA {:x}-{:x}", r.start, r.end); };
-        if ((r.kind < 1 || r.kind > 9) && r.kind != 14 && r.kind != 15)
-            return bad(strfmt("{}: kind {}", at(), r.kind));
-        if (r.flags & ~kVmaFlags) return bad(strfmt("{}: flags 0x{:x}", at(), r.flags));
-        if (r.vm_flags >> std::size(image::kVmFlagNames))
-            return bad(strfmt("{}: VmFlags 0x{:x}", at(), r.vm_flags));
-        bool vsyscall = image::VmaKind(r.kind) == image::VmaKind::kVsyscall;
-        if (r.start >= r.end || (r.start | r.end) % kPage ||
-            (vsyscall ? r.start != kVsyscall : r.end > kUserTop))
-            return bad(at() + ": not a page-aligned user address range");
-        if (r.start < prev_end) return bad(at() + ": overlaps the VMA before it");
-        prev_end = r.end;
-        if (r.pgoff > (~0ull >> 12) - (r.end - r.start) / kPage)
-            return bad(strfmt("{}: file offset {} pages", at(), r.pgoff));
-        auto k = image::VmaKind(r.kind);
-        if ((k == image::VmaKind::kFilePrivate || k == image::VmaKind::kFileShared) &&
-            !(r.flags & image::kVmaDeleted) && bad_path(v.path))
-            return bad(at() + ": file path not absolute or holds a NUL");
-        if (auto why = state::anon_vma_name_problem(k, v.path))  // names
-            return bad(at() + ": " + *why);
-        // fidelity: a content fingerprint only where the policy checks content,
-        // of at most the mapping's bytes.
-        if (v.content && (!vma_content_checked(r) || v.content->bytes > r.end - r.start))
-            return bad(strfmt("{}: vma-content of {} bytes", at(), v.content->bytes));
-    }
-    return {};
-}
-
-const VmaEntry* vma_at(const DecodedImage& img, uint64_t addr, bool end_inclusive) {
-    for (const auto& v : img.vmas)
-        if (addr >= v.rec.start && (addr < v.rec.end || (end_inclusive && addr == v.rec.end)))
-            return &v;
-    return nullptr;
 }
 
 Status check_thread_regs(const DecodedImage& img, const image::RegsRecord& r,

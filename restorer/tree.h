@@ -36,7 +36,7 @@
 #include "restorer/files.h"
 #include "restorer/restore.h"
 #include "restorer/tree_leaders.h"
-#include "restorer/tree_shmem.h"
+#include "state/tree_shmem_restore.h"
 #include "state/unix_tree.h"
 
 namespace crfs {
@@ -76,7 +76,7 @@ struct TreeRestore {
     // root is cloned (a receiver whose giver died then reads end of file).
     std::vector<UniqueFd> share_fds;
     TreeGroups groups;                        // groups led by members or placeholders
-    std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (restorer/tree_shmem.h)
+    std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (state/tree_shmem_restore.h)
     std::vector<state::MemfdHeld> late_seals;  // names: sealed at the go (tree_seal_memfds)
 };
 

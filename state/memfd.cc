@@ -133,7 +133,7 @@ std::optional<std::string> object_reason(TaskView& t, const std::string& who,
                       st.st_size, image::kMaxMemfdBytes, kNotYet);
     // shm: held or mapped by other processes of the image: restored once,
     // its record in the first holder's image (docs/trees.md); sealed against
-    // writes, it is sealed at the tree's go (restorer/tree_shmem.h).
+    // writes, it is sealed at the tree's go (state/tree_shmem_restore.h).
     std::vector<pid_t> inside = t.image_pids(), members;
     if (inside.empty()) inside = tree_pids(t.pid());
     auto others = other_users(t.pid(), st.st_dev, st.st_ino, link, inside, members);
@@ -330,7 +330,7 @@ Status check_memfds(const DecodedImage& img) {
     for (const auto& v : img.vmas) {
         auto k = image::VmaKind(v.rec.kind);
         if (k != image::VmaKind::kMemfdShared && k != image::VmaKind::kMemfdPrivate) continue;
-        // shm: in a tree, an earlier process's record (restorer/tree_shmem.cc checks).
+        // shm: in a tree, an earlier process's record (state/tree_shmem_restore.cc checks).
         if (!entry_of(img, v.rec.ino) && img.processes.empty())
             return bad(strfmt("VMA {:x}-{:x}: memfd {} has no memfd record", v.rec.start, v.rec.end,
                               v.rec.ino));

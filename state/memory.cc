@@ -1,11 +1,13 @@
 // Memory: every VMA with its protection, private anonymous and dirty private
 // file pages, shared anonymous content, deleted private file mappings
-// (checkpoint/memory.cc), mapped again by the blob (restorer/memory.cc,
-// restorer/blob/blob.c). Deny by default: a VMA flag outside kAllowed, a kind
-// of mapping the restore cannot rebuild exactly, locked memory and guard
-// regions are reasons.
+// (dumped by state/memory_dump.cc), mapped again by the blob
+// (state/memory_restore.cc, restorer/blob/blob.c). Deny by default: a VMA
+// flag outside kAllowed, a kind of mapping the restore cannot rebuild
+// exactly, locked memory and guard regions are reasons.
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,7 +61,7 @@ namespace {
 
 // smaps VmFlags the checkpoint and restore handle exactly: protection and
 // may-bits, shared, grows-down, accounting, noreserve, soft-dirty; and the
-// ones the blob applies again from VmaRecord.vm_flags (restorer/memory.cc
+// ones the blob applies again from VmaRecord.vm_flags (state/memory_restore.cc
 // madvise_bits, blob advise_vmas): mlock (lo, lf), MADV_DONTFORK (dc),
 // MADV_WIPEONFORK (wf), MADV_HUGEPAGE (hg), MADV_NOHUGEPAGE (nh),
 // MADV_DONTDUMP (dd).
@@ -149,6 +151,22 @@ Result<bool> async_wp(int pagemap, const MapsEntry& m) {
     return *n == 1 && r.start == m.start;
 }
 
+// What the file `m` maps is, when it is not a regular file: the restore maps
+// regular files only (restorer/check_files.cc, the blob's open_regular). A
+// private mapping of /dev/zero is one: anonymous memory that maps still
+// names "/dev/zero". Asked as the caller, at the path maps shows, of the
+// mapped inode only (another file there now is the file policy's, at
+// restore); nullptr otherwise.
+const char* not_regular(const MapsEntry& m) {
+    struct stat st;
+    if (::stat(m.path.c_str(), &st) != 0 || st.st_ino != m.ino ||
+        st.st_dev != makedev(m.dev_major, m.dev_minor) || S_ISREG(st.st_mode))
+        return nullptr;
+    if (S_ISCHR(st.st_mode)) return "character device";
+    if (S_ISBLK(st.st_mode)) return "block device";
+    return "file that is not a regular file";
+}
+
 }  // namespace
 
 Status detect_memory(TaskView& t, Reasons& out) {
@@ -190,6 +208,11 @@ Status detect_memory(TaskView& t, Reasons& out) {
         } else if (shared && !shmem && deleted) {
             out.push_back("memory: shared mapping of a deleted file " + range(m) +
                           std::string(kNotYet));
+        } else if (auto kind = classify_vma(m); !deleted && (kind == image::VmaKind::kFilePrivate ||
+                                                             kind == image::VmaKind::kFileShared)) {
+            if (const char* type = not_regular(m))
+                out.push_back(strfmt("memory: {} mapping of a {} {}{}",
+                                     shared ? "shared" : "private", type, range(m), kNotYet));
         }
         if (!m.unknown_flags.empty())
             out.push_back("memory: " + range(m) +

@@ -1,5 +1,7 @@
-// The memory kind (state/memory.cc): how a mapping is classified, shared by
-// its detect half and the checkpoint's dump half (checkpoint/memory.cc).
+// The memory kind's detect half (state/memory.cc): how a mapping is
+// classified, shared by detect and the dump half (state/memory_dump.h); the
+// restore half and the check of a hostile image's VMAs are
+// state/memory_restore.h.
 #pragma once
 
 #include "common/procfs.h"

@@ -5,14 +5,14 @@
 // and inode in /proc/<pid>/maps), never by addresses.
 //
 // One rule, used by `reason` (the memory kind's detect, per member) and by
-// the checkpoint (checkpoint/tree_shmem.h), so they cannot disagree:
+// the checkpoint (state/tree_shmem_dump.h), so they cannot disagree:
 //   - its first holder in image order (parents first) is its owner: its
 //     mappings of the object carry the content (VmaKind::kAnonSharedOwner);
 //   - every later member that maps it takes it (kAnonSharedTaken, no pages),
 //     if every page it maps is one the owner maps too (else a reason naming
 //     both pids: those pages would have no content);
 //   - a process outside the image that maps it is a reason naming it.
-// Restore: restorer/tree_shmem.h.
+// Restore: state/tree_shmem_restore.h.
 #pragma once
 
 #include <sys/types.h>

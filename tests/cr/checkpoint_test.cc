@@ -25,12 +25,12 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/freeze.h"
-#include "checkpoint/memory.h"
 #include "checkpoint/parasite.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/image_reader.h"
 #include "common/io.h"
+#include "state/memory_dump.h"
 
 namespace crfs {
 namespace {

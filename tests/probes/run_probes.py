@@ -260,6 +260,9 @@ PROBES = [
     # timer: POSIX timers signalling another thread (tests/probes/timer_thread.c)
     ("timer_thread", "thread_target", None),
     ("timer_thread", "sigev_thread", None),
+    # mem: mappings of /dev/zero (tests/probes/memory_dev.c, state/memory.cc)
+    ("memory_dev", "devzero_shared", None),
+    ("memory_dev", "devzero_private", "memory: private mapping of a character device "),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

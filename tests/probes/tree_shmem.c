@@ -171,7 +171,7 @@ static void memfd_kids_check(void) {
 }
 
 /* Sealed against writes (F_SEAL_FUTURE_WRITE) and shared with a child: the
- * seal comes back after the child's mapping is made (restorer/tree_shmem.h
+ * seal comes back after the child's mapping is made (state/tree_shmem_restore.h
  * tree_seal_memfds); the writable mappings made before it stay writable, a
  * new one is refused. */
 static int answer_sealed(int i) {

@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include "checkpoint/files.h"
-#include "checkpoint/memory.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "state/memory_dump.h"
 #include "state/task_attrs.h"
 
 namespace crfs {

@@ -5,8 +5,8 @@
 
 #include <cstring>
 
-#include "restorer/memory.h"
 #include "restorer/validate.h"
+#include "state/memory_restore.h"
 #include "state/regs.h"
 #include "state/signals.h"
 

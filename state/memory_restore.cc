@@ -1,4 +1,5 @@
-#include "restorer/memory.h"
+// The memory kind's restore half (state/memory_restore.h).
+#include "state/memory_restore.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -6,9 +7,10 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
-#include "common/strfmt.h"
 
+#include "common/file_hash.h"
 #include "common/io.h"
+#include "common/strfmt.h"
 #include "state/vma_names.h"
 
 namespace crfs {
@@ -55,6 +57,8 @@ uint64_t madvise_bits(uint64_t vm_flags) {
 }
 
 }  // namespace
+
+// --- plan (restore) ----------------------------------------------------------
 
 Result<std::vector<SpecialMapping>> current_specials() {
     auto text = read_file("/proc/self/maps");
@@ -258,7 +262,7 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
                 r.file_off = v.rec.pgoff * kPage;
                 path = state::memfd_self_path(memfds, v.rec.ino);
                 break;
-            case image::VmaKind::kAnonSharedOwner:  // shm: restorer/tree_shmem.h
+            case image::VmaKind::kAnonSharedOwner:  // shm: state/tree_shmem_restore.h
             case image::VmaKind::kAnonSharedTaken:
                 r.kind = CRFS_RA_FILE;
                 r.mmap_flags = MAP_SHARED;
@@ -279,6 +283,63 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
     }
     for (const auto& p : img.pages) plan.pages.push_back({p.vaddr, p.nr_pages, p.stream_offset});
     return plan;
+}
+
+// --- check (a hostile image) -------------------------------------------------
+
+namespace {
+
+constexpr uint64_t kVsyscall = 0xffffffffff600000ull;
+constexpr uint32_t kVmaFlags = (1u << 8) - 1;  // kVmaRead .. kVmaGrowsDown
+
+Status bad(std::string what) {
+    return make_error(EINVAL, "image field out of range: " + std::move(what));
+}
+
+bool bad_path(const std::string& p) {
+    return p.empty() || p[0] != '/' || p.find('\0') != std::string::npos;
+}
+
+}  // namespace
+
+Status check_vmas(const DecodedImage& img) {
+    uint64_t prev_end = 0;
+    for (const auto& v : img.vmas) {
+        const auto& r = v.rec;
+        // Formatted only for an error: 30,000 areas are 30,000 strings otherwise.
+        auto at = [&r] { return strfmt("VMA {:x}-{:x}", r.start, r.end); };
+        if ((r.kind < 1 || r.kind > 9) && r.kind != 14 && r.kind != 15)
+            return bad(strfmt("{}: kind {}", at(), r.kind));
+        if (r.flags & ~kVmaFlags) return bad(strfmt("{}: flags 0x{:x}", at(), r.flags));
+        if (r.vm_flags >> std::size(image::kVmFlagNames))
+            return bad(strfmt("{}: VmFlags 0x{:x}", at(), r.vm_flags));
+        bool vsyscall = image::VmaKind(r.kind) == image::VmaKind::kVsyscall;
+        if (r.start >= r.end || (r.start | r.end) % kPage ||
+            (vsyscall ? r.start != kVsyscall : r.end > kUserTop))
+            return bad(at() + ": not a page-aligned user address range");
+        if (r.start < prev_end) return bad(at() + ": overlaps the VMA before it");
+        prev_end = r.end;
+        if (r.pgoff > (~0ull >> 12) - (r.end - r.start) / kPage)
+            return bad(strfmt("{}: file offset {} pages", at(), r.pgoff));
+        auto k = image::VmaKind(r.kind);
+        if ((k == image::VmaKind::kFilePrivate || k == image::VmaKind::kFileShared) &&
+            !(r.flags & image::kVmaDeleted) && bad_path(v.path))
+            return bad(at() + ": file path not absolute or holds a NUL");
+        if (auto why = state::anon_vma_name_problem(k, v.path))  // names
+            return bad(at() + ": " + *why);
+        // fidelity: a content fingerprint only where the policy checks content,
+        // of at most the mapping's bytes.
+        if (v.content && (!vma_content_checked(r) || v.content->bytes > r.end - r.start))
+            return bad(strfmt("{}: vma-content of {} bytes", at(), v.content->bytes));
+    }
+    return {};
+}
+
+const VmaEntry* vma_at(const DecodedImage& img, uint64_t addr, bool end_inclusive) {
+    for (const auto& v : img.vmas)
+        if (addr >= v.rec.start && (addr < v.rec.end || (end_inclusive && addr == v.rec.end)))
+            return &v;
+    return nullptr;
 }
 
 }  // namespace crfs

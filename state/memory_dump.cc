@@ -1,4 +1,5 @@
-#include "checkpoint/memory.h"
+// The memory kind's dump half (state/memory_dump.h).
+#include "state/memory_dump.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>

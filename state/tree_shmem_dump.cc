@@ -1,4 +1,4 @@
-#include "checkpoint/tree_shmem.h"
+#include "state/tree_shmem_dump.h"
 
 #include <algorithm>
 #include <set>

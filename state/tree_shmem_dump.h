@@ -1,5 +1,5 @@
 // The dump half of shared anonymous memory between a tree's processes
-// (state/tree_shmem.h decides; restorer/tree_shmem.h restores): while the
+// (state/tree_shmem.h decides; state/tree_shmem_restore.h restores): while the
 // tree is frozen, each object mapped by several members has its owner's
 // mappings recorded as VmaKind::kAnonSharedOwner (their pages are its
 // content) and every later member's as kAnonSharedTaken, without pages.
@@ -9,9 +9,9 @@
 
 #include <span>
 
-#include "checkpoint/memory.h"
 #include "common/result.h"
 #include "state/memfd.h"
+#include "state/memory_dump.h"
 
 namespace crfs {
 
@@ -21,7 +21,7 @@ Status share_shmem_between_members(std::span<const pid_t> pids, std::span<Memory
 
 // shm: a memfd held or mapped by several members is recorded once, in the
 // first one's image (`memfds[i]`, image order); the others' fds and mappings
-// name it by inode (restorer/tree_shmem.h).
+// name it by inode (state/tree_shmem_restore.h).
 void share_memfds_between_members(std::span<state::MemfdDump* const> memfds);
 
 // The record of `m`, a VMA of `mem`, with the kind the tree's sharing gave it.

@@ -1,7 +1,11 @@
-// Memory of the task to restore, in the form the blob takes: which ranges to
-// unmap, where this kernel's vdso/vvar go, every VMA to map and every stored
-// page run (by file offset in the image, read with pread by the blob), and
-// where the blob's own area lies (a hole of the image layout).
+// The memory kind's restore half (state/memory.cc detects, state/memory_dump.h
+// dumps): memory of the task to restore in the form the blob takes: which
+// ranges to unmap, where this kernel's vdso/vvar go, every VMA to map and
+// every stored page run (by file offset in the image, read with pread by the
+// blob), and where the blob's own area lies (a hole of the image layout). The
+// blob (restorer/blob/blob.c) maps, fills and protects them (`map_vmas`,
+// `fill_pages`, `protect_vmas`), then advises (`advise_vmas`) and names
+// (`name_vmas`) them. And the check of a hostile image's VMA records.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +18,8 @@
 #include "state/memfd.h"
 
 namespace crfs {
+
+// --- plan (restore) ----------------------------------------------------------
 
 // A kernel-provided mapping of this process: [vdso], [vvar], [vvar_vclock].
 struct SpecialMapping {
@@ -56,5 +62,15 @@ struct MemoryPlan {
 MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
                        const std::vector<SpecialMapping>& cur, const SpecialsPlan& sp,
                        const std::vector<state::MemfdHeld>& memfds);
+
+// --- check (a hostile image, before anything is created) ---------------------
+
+// Every VMA record in range (restorer/check_fields.cc `check_fields` calls
+// it): kind, flags, page-aligned user addresses in order and disjoint, file
+// offset, path, anonymous name, content fingerprint. EINVAL naming the VMA.
+Status check_vmas(const DecodedImage& img);
+
+// The image VMA holding `addr` (or ending at it, if `end_inclusive`), or null.
+const VmaEntry* vma_at(const DecodedImage& img, uint64_t addr, bool end_inclusive);
 
 }  // namespace crfs

@@ -1,4 +1,4 @@
-#include "restorer/tree_shmem.h"
+#include "state/tree_shmem_restore.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -197,7 +197,7 @@ Status tree_shmem_plan(const RestoreRequest& req, DecodedImage& img, int image_f
             "image holds one process");
     TreeRestore& tree = *req.tree;
     uint32_t i = req.tree_index;
-    for (const auto& m : img.memfds)  // "/proc/self/fd/N" is found by ino (restorer/memory.cc)
+    for (const auto& m : img.memfds)  // "/proc/self/fd/N" is found by ino (state/memory_restore.cc)
         for (const auto& v : img.vmas)
             if ((is_owner(v) || is_taken(v)) && v.rec.ino == m.rec.ino)
                 return bad(strfmt("shared memory object {} is also a memfd", m.rec.ino));

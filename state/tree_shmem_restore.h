@@ -9,7 +9,7 @@
 // process that maps it (the owner and each taker) then holds a dup of that fd
 // above its own fds, and its blob maps it MAP_SHARED at each of its addresses
 // with its own protection and offset, then closes it, as for a memfd
-// (restorer/memory.cc: "/proc/self/fd/N"). A mapping of the reopened file is
+// (state/memory_restore.cc: "/proc/self/fd/N"). A mapping of the reopened file is
 // the same object and shows in /proc/<pid>/maps exactly as a fresh
 // MAP_SHARED|MAP_ANONYMOUS mapping does ("/dev/zero (deleted)", one inode for
 // every process), unlike a memfd ("/memfd:NAME (deleted)").

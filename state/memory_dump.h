@@ -1,5 +1,8 @@
-// Memory of a frozen task: VMAs from /proc/<pid>/smaps, which pages to store
-// (from /proc/<pid>/pagemap), and copying them out in large batches.
+// The memory kind's dump half (state/memory.h detects, state/memory_restore.h
+// restores): memory of a frozen task: VMAs from /proc/<pid>/smaps, which pages
+// to store (from /proc/<pid>/pagemap), and copying them out in large batches.
+// The stream machinery that sends them is the checkpointer's
+// (checkpoint/live_snapshot.h: `LiveMemory`, image_sink.h, worker.h).
 //
 // Which pages are stored, by VMA kind (see docs/image-format.md):
 //   private anonymous   present or swapped pages
@@ -79,7 +82,7 @@ struct MemoryDump {
     // Live snapshot: the pages still in the task, write-protected, streamed
     // after the thaw (null: every page is in `runs`).
     std::shared_ptr<LiveMemory> live;
-    // shm: VMAs (by start) a tree's sharing recorded as another kind (checkpoint/tree_shmem.h).
+    // shm: VMAs (by start) a tree's sharing recorded as another kind (state/tree_shmem_dump.h).
     std::map<uint64_t, image::VmaKind> tree_kinds;
 };
 
