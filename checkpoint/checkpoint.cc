@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "checkpoint/files.h"
-#include "checkpoint/fingerprints.h"
+#include "state/file_policy.h"
 #include "checkpoint/freeze.h"
 #include "checkpoint/incremental.h"
 #include "checkpoint/live_snapshot.h"

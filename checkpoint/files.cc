@@ -14,6 +14,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/fds.h"
+#include "state/file_kind.h"
 #include "state/inet.h"
 #include "state/kobj.h"
 #include "state/pipe.h"
@@ -23,8 +24,6 @@
 namespace crfs {
 
 namespace {
-
-constexpr std::string_view kDeleted = " (deleted)";
 
 const char* kind_name(mode_t m) {
     switch (m & S_IFMT) {
@@ -122,10 +121,14 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pid
         t.rec.mtime_sec = st.st_mtim.tv_sec;
         t.rec.mtime_nsec = st.st_mtim.tv_nsec;
 
+        state::FdView view{fd, *link, st, *info_text, *info};
         bool kobj = false;  // O_PATH, directory, eventfd, epoll, ...: state/kobj.h
-        if (auto k = state::kobj_dump(pid, {fd, *link, st, *info_text, *info}, t, kobj); !k)
-            return std::unexpected(k.error());
-        if (kobj) {
+        if (auto k = state::kobj_dump(pid, view, t, kobj); !k) return std::unexpected(k.error());
+        bool file = false;  // regular, deleted, device: state/file_kind.h
+        if (!kobj)
+            if (auto k = state::file_dump(pid, view, t, file); !k)
+                return std::unexpected(k.error());
+        if (kobj || file) {
         } else if (bool fifo = S_ISFIFO(st.st_mode) && t.path.starts_with("/");
                    fifo || t.path.starts_with("pipe:[")) {
             t.rec.kind = uint32_t(fifo ? image::FdKind::kFifo : image::FdKind::kPipe);
@@ -160,23 +163,6 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pid
                 t.path.clear();  // "socket:[N]" names nothing a restore could open
                 t.inet = std::move(*inet);
             }
-        } else if (S_ISCHR(st.st_mode)) {
-            t.rec.kind = uint32_t(image::FdKind::kCharDev);
-        } else if (S_ISREG(st.st_mode) && t.path.starts_with("/") && st.st_nlink > 0) {
-            t.rec.kind = uint32_t(image::FdKind::kRegular);
-        } else if (S_ISREG(st.st_mode) && st.st_nlink == 0) {
-            // Unlinked (or a memfd): the path cannot bring it back, so its content goes in.
-            t.rec.kind = uint32_t(image::FdKind::kDeleted);
-            if (t.path.ends_with(kDeleted)) t.path.resize(t.path.size() - kDeleted.size());
-            if (uint64_t(st.st_size) > kMaxDeletedFileBytes)
-                return make_error(
-                    EFBIG, strfmt("fd {}: deleted file of {} bytes is too large", fd, st.st_size));
-            auto f = open_fd(link_path, O_RDONLY);
-            if (!f) return std::unexpected(f.error());
-            t.content.resize(size_t(st.st_size));
-            ssize_t n = pread(f->get(), t.content.data(), t.content.size(), 0);
-            if (n != st.st_size)
-                return make_error(EIO, strfmt("fd {}: read deleted file {}", fd, t.path));
         } else {
             return make_error(EBUSY, strfmt("fd {}: {} ({}) not supported yet", fd,
                                             kind_name(st.st_mode), t.path));

@@ -1,6 +1,8 @@
-// Open file descriptors of a frozen task: regular files (path, flags, offset,
-// mode, and a dev/inode/size/mtime fingerprint), unlinked files (content
-// copied), character devices (by path), close-on-exec. Fds that share one open
+// Open file descriptors of a frozen task: the fd table's dispatcher. Each fd
+// gets the common record (path, flags, offset, mode, dev/inode/size/mtime,
+// close-on-exec) and its kind's dump: files (regular, deleted, device:
+// state/file_kind.h), kernel objects (state/kobj.h), pipes, unix and inet
+// sockets (state/pipe.h, unix_*.h, inet.h). Fds that share one open
 // file description are grouped (state/fds.h description_groups): a later fd of
 // a group repeats the lowest fd's record with same_as naming it, and no content.
 // Any other kind is an EBUSY error naming the fd: `reason` reports it before a

@@ -9,14 +9,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <set>
 
 #include "common/file_hash.h"
 #include "common/strfmt.h"
 #include "restorer/check_inet.h"
 #include "restorer/restart.h"
 #include "restorer/validate.h"
-#include "state/kobj.h"
+#include "state/file_kind.h"
 #include "state/locks.h"
 #include "state/memfd.h"
 #include "state/memory_restore.h"  // check_vmas, vma_at
@@ -30,16 +29,11 @@
 
 namespace crfs {
 
+using state::check_fds;  // the fd table's check (state/fd_check.cc)
+
 namespace {
 
 constexpr uint64_t kUserTop = 0x7ffffffff000ull;
-constexpr int kMaxFd = 1 << 20;            // the kernel's NR_OPEN
-constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
-// What fdinfo can show for a regular file or a device (the kernel clears
-// O_CREAT, O_EXCL, O_NOCTTY and O_TRUNC after open).
-constexpr uint32_t kFdOpenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | FASYNC | O_DIRECT |
-                                  kOLargefile | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_SYNC |
-                                  O_PATH;
 constexpr uint64_t kSaFlags = 0x1 | 0x2 | 0x4 | 0x400 | 0x800 | 0x04000000 | 0x08000000 |
                               0x10000000 | 0x40000000 | 0x80000000ull;
 constexpr uint32_t kSsFlags = 1u | 2u | (1u << 31);
@@ -70,103 +64,6 @@ Status check_thread_regs(const DecodedImage& img, const image::RegsRecord& r,
 
 Status check_regs(const DecodedImage& img) {
     return check_thread_regs(img, img.regs, "");
-}
-
-// A later fd of an open file description: restore dups `same_as` to it, so
-// that must be an earlier record of the image that is its own description, and
-// the fields restore does not read (it uses the first fd's) must say the same.
-Status check_same_as(const DecodedImage& img, const FdEntry& f) {
-    const auto& r = f.rec;
-    auto lead = std::find_if(img.fds.begin(), img.fds.end(),
-                             [&](const FdEntry& e) { return e.rec.fd == r.same_as; });
-    if (lead == img.fds.end() || lead >= img.fds.begin() + (&f - img.fds.data()) ||
-        lead->rec.same_as != -1 || r.same_as >= r.fd)
-        return bad(
-            strfmt("fd {}: same_as {} is not a lower fd recorded before it that has no "
-                   "same_as of its own",
-                   r.fd, r.same_as));
-    const auto& l = lead->rec;
-    struct Field {
-        const char* name;
-        bool differs;
-    };
-    const Field fields[] = {{"kind", r.kind != l.kind},
-                            {"path", f.path != lead->path},
-                            {"open_flags", r.open_flags != l.open_flags},
-                            {"pos", r.pos != l.pos},
-                            {"mode", r.mode != l.mode},
-                            {"dev", r.dev != l.dev},
-                            {"ino", r.ino != l.ino},
-                            {"size", r.size != l.size},
-                            {"rdev", r.rdev != l.rdev},
-                            {"mtime", r.mtime_sec != l.mtime_sec || r.mtime_nsec != l.mtime_nsec}};
-    for (const auto& field : fields)
-        if (field.differs)
-            return bad(strfmt("fd {}: same_as {} but its {} differs from fd {}'s", r.fd, r.same_as,
-                              field.name, r.same_as));
-    return {};
-}
-
-// share: a description an earlier process of the tree gives (restorer/tree_share.h
-// checks the owner's side): one share-fd record, no path, flags as any fd's.
-Status check_shared_fd(const FdEntry& f) {
-    const auto& r = f.rec;
-    bool lead = r.same_as < 0;
-    if (f.kobj.size() != (lead ? 1u : 0u) ||
-        (lead && f.kobj[0].first != image::RecordType::kShareFd) || !f.path.empty() ||
-        (r.open_flags & ~kFdOpenFlags) || (r.fd_flags & ~image::kFdCloexec) || f.content)
-        return bad(
-            strfmt("fd {}: a shared fd needs one share-fd record, no path, "
-                   "known flags",
-                   r.fd));
-    return {};
-}
-
-Status check_fds(const DecodedImage& img) {
-    std::set<int> seen;
-    for (const auto& f : img.fds) {
-        const auto& r = f.rec;
-        if (r.fd < 0 || r.fd >= kMaxFd || !seen.insert(r.fd).second)
-            return bad(strfmt("fd number {} (negative, too large or twice)", r.fd));
-        if (r.reserved) return bad(strfmt("fd {}: reserved 0x{:x}", r.fd, r.reserved));
-        if (r.same_as != -1)
-            if (auto s = check_same_as(img, f); !s) return s;
-        if (is_socket_kind(r.kind)) {
-            if (auto s = check_socket_fd(f); !s) return s;
-            continue;
-        }
-        if (r.kind == uint32_t(image::FdKind::kShared)) {  // restorer/tree_share.cc checks it
-            if (auto s = check_shared_fd(f); !s) return s;
-            continue;
-        }
-        // Kernel objects (state/kobj.h) check their own records and flags; so do
-        // pipes, FIFOs and unix sockets (state/pipe.cc, state/unix_socket.cc).
-        bool kobj = state::is_kobj(r.kind);
-        bool pipe = r.kind == uint32_t(image::FdKind::kPipe) ||
-                    r.kind == uint32_t(image::FdKind::kUnixSocket) ||
-                    r.kind == uint32_t(image::FdKind::kUnixBound) ||
-                    r.kind == uint32_t(image::FdKind::kFifo);
-        if ((r.kind < 1 || r.kind > 3) && !kobj && !pipe)
-            return bad(strfmt("fd {}: kind {}", r.fd, r.kind));
-        if (!kobj && !f.kobj.empty())
-            return bad(strfmt("fd {}: kernel-object records for a file", r.fd));
-        if (kobj)
-            if (auto s = state::kobj_check(f, img); !s) return s;
-        if ((r.open_flags & ~(kFdOpenFlags | (kobj ? uint32_t(O_EXCL) : 0))) ||
-            (r.open_flags & O_ACCMODE) == O_ACCMODE)
-            return bad(strfmt("fd {}: open flags 0{:o}", r.fd, r.open_flags));
-        if (r.fd_flags & ~image::kFdCloexec)
-            return bad(strfmt("fd {}: fd flags 0x{:x}", r.fd, r.fd_flags));
-        if (r.pos > uint64_t(INT64_MAX)) return bad(strfmt("fd {}: offset {}", r.fd, r.pos));
-        if (!pipe && bad_path(f.path) && !state::kobj_is_pathless(r.kind))
-            return bad(strfmt("fd {}: path not absolute or holds a NUL", r.fd));
-        // fidelity: a fingerprint of a read-only file, of the size its record says.
-        if (f.content &&
-            (!fd_content_checked(r) || f.content->size != r.size || f.content->reserved))
-            return bad(strfmt("fd {}: fd-content of {} bytes (reserved 0x{:x})", r.fd,
-                              f.content->size, f.content->reserved));
-    }
-    return {};
 }
 
 Status check_pending(const image::SiginfoRecord& p, const std::string& who) {

@@ -1,7 +1,6 @@
 #include "restorer/files.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,63 +10,12 @@
 
 #include "restorer/child.h"
 #include "restorer/tree_share.h"
+#include "state/file_kind.h"
 #include "state/inet.h"
 
 namespace crfs {
 
 namespace {
-
-// An unlinked file holding the content of deleted fd `f`: O_TMPFILE next to
-// where it lived, else in /tmp, else a memfd.
-Result<UniqueFd> deleted_copy(const FdEntry& f, int image_fd, const DecodedImage& img, bool chown) {
-    std::string dir = f.path.substr(0, f.path.rfind('/') + 1);
-    int fd = -1;
-    for (const std::string& d : {dir.empty() ? std::string("/tmp") : dir, std::string("/tmp")}) {
-        fd = ::open(d.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd >= 0) break;
-    }
-    if (fd < 0) fd = ::memfd_create("crfs-deleted", MFD_CLOEXEC);
-    if (fd < 0) return errno_error(strfmt("fd {}: copy of deleted {}", f.rec.fd, f.path));
-    UniqueFd out(fd);
-    for (const auto& [off, len] : f.data_runs) {
-        loff_t in = loff_t(off);
-        uint64_t left = len;
-        while (left) {
-            ssize_t n = copy_file_range(image_fd, &in, fd, nullptr, left, 0);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                // Fall back to pread/write (copy_file_range across filesystems may refuse).
-                char buf[65536];
-                ssize_t r = pread(image_fd, buf, std::min<uint64_t>(left, sizeof buf), in);
-                if (r <= 0)
-                    return errno_error(strfmt("fd {}: reading deleted file content", f.rec.fd));
-                if (write(fd, buf, size_t(r)) != r)
-                    return errno_error(strfmt("fd {}: writing deleted file copy", f.rec.fd));
-                n = r;
-                in += r;
-            }
-            left -= uint64_t(n);
-        }
-    }
-    // Owned like the task that had it open (a root writer's copy is root's).
-    if ((chown && fchown(fd, img.creds.uid[3], img.creds.gid[3]) != 0) ||
-        fchmod(fd, f.rec.mode & 07777) != 0)
-        return errno_error(strfmt("fd {}: chown/chmod of deleted file copy", f.rec.fd));
-    return out;
-}
-
-// Stage 1: a file opened by path, checked to be of its recorded type.
-int open_file(const FdAction& a, int status_fd) {
-    int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
-    struct stat st;
-    if (fstat(fd, &st) < 0) child_fail(status_fd, CRFS_RA_STEP_FD_TYPE, errno, uint64_t(a.target));
-    if ((st.st_mode & S_IFMT) != a.type || (a.type == S_IFCHR && st.st_rdev != a.rdev))
-        child_fail(status_fd, CRFS_RA_STEP_FD_TYPE, ESTALE, uint64_t(a.target));
-    if (!(a.open_flags & O_NONBLOCK) && fcntl(fd, F_SETFL, a.open_flags & ~O_NONBLOCK) < 0)
-        child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
-    return fd;
-}
 
 // Stage 1: a kernel object made by its kind (state/kobj.h).
 int make_kobj(const FdAction& a, int status_fd) {
@@ -157,24 +105,15 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             plan.actions.push_back(std::move(a));
             continue;
         }
-        a.seek = kind != image::FdKind::kCharDev;
         a.pos = f.rec.pos;
         a.path = f.path;
-        a.type = kind == image::FdKind::kCharDev ? S_IFCHR : S_IFREG;
-        a.rdev = dev_t(f.rec.rdev);
         if (state::is_kobj(f.rec.kind)) {
-            a.seek = false;
             if (auto k = state::kobj_plan(f, a.kobj); !k) return std::unexpected(k.error());
             if (kind == image::FdKind::kMemfd)
                 a.path = state::memfd_self_path(plan.memfds, f.rec.ino);
-        }
-        if (kind == image::FdKind::kDeleted) {
-            auto copy = deleted_copy(f, image_fd, img, chown);
-            if (!copy) return std::unexpected(copy.error());
-            int hi = fcntl(copy->get(), F_DUPFD_CLOEXEC, min_fd);
-            if (hi < 0) return errno_error("dup of deleted file copy");
-            plan.copies.emplace_back(hi);
-            a.path = strfmt("/proc/self/fd/{}", hi);
+        } else {  // regular, deleted, device: state/file_kind.h
+            state::FilePlanIn in{img, image_fd, min_fd, chown, plan.copies};
+            if (auto k = state::file_plan(f, in, a); !k) return std::unexpected(k.error());
         }
         plan.actions.push_back(std::move(a));
     }
@@ -229,7 +168,7 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
                 child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, err, uint64_t(a.target));
             continue;
         }
-        child_place_fd(a.kobj.kind ? make_kobj(a, status_fd) : open_file(a, status_fd), a,
+        child_place_fd(a.kobj.kind ? make_kobj(a, status_fd) : state::file_open(a, status_fd), a,
                        status_fd);
         if (a.seek && lseek(a.target, off_t(a.pos), SEEK_SET) < 0 && errno != ESPIPE)
             child_fail(status_fd, CRFS_RA_STEP_SEEK_FD, errno, uint64_t(a.target));

@@ -1,10 +1,10 @@
-// File descriptors of the task to restore. The parent checks and prepares
-// (paths, flags, and for deleted files an unlinked copy filled from the
-// image); stage 1 in the new task opens each open file description once with
-// the image's flags and the task's file-system credentials, puts it at its
-// lowest fd number with its close-on-exec flag, seeks it to its offset, and
-// dups it to the other fds of its group (same_as), each with its own
-// close-on-exec flag.
+// File descriptors of the task to restore: the fd table's dispatcher. The
+// parent prepares each fd through its kind (files: state/file_kind.h, kernel
+// objects: state/kobj.h, pipes, sockets); stage 1 in the new task opens each
+// open file description once with the image's flags and the task's
+// file-system credentials, puts it at its lowest fd number with its
+// close-on-exec flag, seeks it to its offset, and dups it to the other fds of
+// its group (same_as), each with its own close-on-exec flag.
 #pragma once
 
 #include <sys/types.h>
@@ -46,7 +46,7 @@ struct FdAction {
     int pipe = -1;           // >= 0: an end of FdPlan::pipes[pipe] (state/pipe.h)
     int unix_end = -1;       // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
     int unix_bound = -1;     // >= 0: FdPlan::unix_bound.socks[unix_bound] (state/unix_bound.h)
-    int prepared = -1;       // a socket the daemon made (state/inet.h): dup'd, not opened
+    int prepared = -1;       // made by the daemon (inet socket, O_TMPFILE file): dup'd, not opened
     bool tcp_live = false;   // an established connection: stage 1 ends its repair mode
     bool shared = false;     // kShared: received from an earlier process of the tree
     int share_from = -1;     // ... on this channel (restorer/tree_share.h)
@@ -67,8 +67,7 @@ struct FdPlan {
 
 // `min_fd`: the copies are moved to numbers >= min_fd (clear of every target).
 // Runs with the writer's credentials (restorer/writer.h as_writer): a deleted
-// file's copy is created by the writer, where the writer may create files
-// (O_TMPFILE next to where it lived, else in /tmp, else a memfd); `chown`
+// file's copy is created by the writer (state/file_deleted.cc); `chown`
 // (root writers only) gives it the task's owner.
 Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown);
 

@@ -47,6 +47,7 @@
 #include "restorer/tty.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
+#include "state/file_policy.h"
 #include "state/locks.h"
 #include "state/memory_restore.h"
 #include "state/regs.h"

@@ -25,15 +25,11 @@ Status check_cpu_state(const std::string& xstate);
 // Every enum and flag field in range, registers inside the image's mappings
 // (rip in an executable one, rsp in a writable one): check_fields.cc.
 Status check_fields(const DecodedImage& img);
-// Looks up every file the image names: call it with the writer's credentials
-// (restorer/writer.h as_writer), so that it sees, and its errors tell, only
-// what the writer could see.
-Status check_files(const DecodedImage& img);
 Status check_supported(const DecodedImage& img);
 Status check_creds(const DecodedImage& img, const RestoreRequest& req);
 
 // The pid rule, check_fields, check_creds, check_cpu, check_supported: all
-// that needs no file look-up (check_files runs as the writer, in restore.cc).
+// that needs no file look-up (check_files, state/file_policy.h, runs as the writer, in restore.cc).
 Status validate_image(const DecodedImage& img, const RestoreRequest& req);
 
 }  // namespace crfs

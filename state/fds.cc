@@ -1,7 +1,6 @@
 // File descriptors, one FdKind per kind of file.
-//   regular file, character device (stateless ones), deleted file:
-//     dump checkpoint/files.cc (read_fds), restore restorer/files.cc (plan_fds,
-//     child_open_fds: reopened by path, at the recorded offset).
+//   regular file, deleted file, character device (stateless ones):
+//     state/file_kind.h (file_regular.cc, file_deleted.cc, file_chardev.cc).
 //   O_PATH, directory, eventfd, timerfd, signalfd, epoll, pidfd, inotify: state/kobj.h.
 //   pipe: state/pipe.cc, unix socketpair: state/unix_socket.cc (detect, dump
 //     and restore halves).
@@ -12,6 +11,7 @@
 // by dup; sharing is no reason of its own: a description of a refused kind is
 // refused through its kind, for every fd that holds it.
 #include "state/fds.h"
+#include "state/file_kind.h"
 #include "state/kobj.h"
 
 #include <fcntl.h>
@@ -25,7 +25,6 @@
 #include <charconv>
 #include <map>
 
-#include "checkpoint/files.h"  // kMaxDeletedFileBytes: the dump's limit
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/inet.h"
@@ -37,8 +36,6 @@
 
 namespace crfs::state {
 namespace {
-
-constexpr std::string_view kDeleted = " (deleted)";
 
 std::string not_yet(std::string what) {
     return what + std::string(kNotYet);
@@ -66,14 +63,6 @@ constexpr AnonName kAnonNames[] = {
     {"anon_inode:bpf-prog", "BPF program"},      {"anon_inode:[perf_event]", "perf event"},
 };
 
-// Character devices without state of their own: reopening the path gives an
-// equivalent file.
-struct Stateless {
-    unsigned major, minor;
-};
-constexpr Stateless kStatelessChar[] = {
-    {1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}};  // null zero full random urandom
-
 bool is_socket(const FdView& f) {
     return f.link.starts_with("socket:[");
 }
@@ -86,19 +75,6 @@ bool is_procfs(const FdView& f) {
 bool is_pathless(const FdView& f) {
     return !f.link.starts_with("/");
 }
-bool is_deleted(const FdView& f) {
-    return S_ISREG(f.st.st_mode) && f.st.st_nlink == 0;
-}
-bool is_unlinked_name(const FdView& f) {
-    return S_ISREG(f.st.st_mode) && f.link.ends_with(kDeleted);
-}
-bool is_regular(const FdView& f) {
-    return S_ISREG(f.st.st_mode);
-}
-bool is_chardev(const FdView& f) {
-    return S_ISCHR(f.st.st_mode);
-}
-
 std::optional<std::string> kobj_fd_reason(TaskView& t, const FdView& f, FdContext&) {
     return kobj_detect(t, f);
 }
@@ -128,58 +104,8 @@ std::optional<std::string> pathless_reason(TaskView&, const FdView& f, FdContext
     return not_yet("file without a path " + f.link);
 }
 
-std::optional<std::string> deleted_reason(TaskView& t, const FdView& f, FdContext&) {
-    std::string name = f.link;
-    if (name.ends_with(kDeleted)) name.resize(name.size() - kDeleted.size());
-    // O_TMPFILE stays in the description's flags (F_GETFL shows it); the
-    // restore's copy is reopened without it, so its flags would differ.
-    if (f.info.flags & (O_TMPFILE & ~O_DIRECTORY))
-        return not_yet("deleted file " + name + " opened with O_TMPFILE (never linked)");
-    uint64_t size = uint64_t(f.st.st_size);
-    if (size > kMaxDeletedFileBytes)
-        return "deleted file " + name + " of " + std::to_string(size) + " bytes is larger than " +
-               std::to_string(kMaxDeletedFileBytes) + "; larger deleted files" +
-               std::string(kNotYet);
-    // The copy is written dense and owned by the task's fsuid/fsgid (restorer/files.cc).
-    if (auto fd = open_fd(t.path("fd/" + std::to_string(f.fd)), O_RDONLY); fd && size) {
-        off_t hole = ::lseek(fd->get(), 0, SEEK_HOLE);
-        if (hole >= 0 && uint64_t(hole) < size)
-            return not_yet("sparse deleted file " + name + " (its holes would be filled)");
-    }
-    auto status = t.status();
-    if (status && (f.st.st_uid != (*status)->uid[3] || f.st.st_gid != (*status)->gid[3]))
-        return not_yet("deleted file " + name + " owned by " + std::to_string(f.st.st_uid) + ":" +
-                       std::to_string(f.st.st_gid) + ", not by the task's fsuid:fsgid");
-    return std::nullopt;
-}
-
-std::optional<std::string> unlinked_name_reason(TaskView&, const FdView& f, FdContext&) {
-    return not_yet(f.link + ": an unlinked name of a file with " + std::to_string(f.st.st_nlink) +
-                   " other link(s)");
-}
-
-std::optional<std::string> regular_reason(TaskView&, const FdView& f, FdContext&) {
-    // Restore reopens the path: it must still name this file.
-    struct stat now {};
-    if (::stat(f.link.c_str(), &now) != 0 || now.st_dev != f.st.st_dev || now.st_ino != f.st.st_ino)
-        return not_yet(f.link + " is no longer the file at that path; such a file");
-    return std::nullopt;
-}
-
-// /dev/null and friends have no state but their open flags: reopening the
-// path gives an equivalent file.
-bool stateless_chardev(const FdView& f) {
-    if (!S_ISCHR(f.st.st_mode)) return false;
-    for (const auto& s : kStatelessChar)
-        if (s.major == major(f.st.st_rdev) && s.minor == minor(f.st.st_rdev)) return true;
-    return false;
-}
-
-std::optional<std::string> chardev_reason(TaskView&, const FdView& f, FdContext&) {
-    if (stateless_chardev(f)) return std::nullopt;
-    unsigned ma = major(f.st.st_rdev), mi = minor(f.st.st_rdev);
-    return not_yet("character device " + f.link + " (" + std::to_string(ma) + ":" +
-                   std::to_string(mi) + ", reopening it would give a new device state)");
+std::optional<std::string> file_fd_reason(TaskView& t, const FdView& f, FdContext&) {
+    return file_detect(t, f);
 }
 
 constexpr FdKind kFdKinds[] = {
@@ -190,10 +116,7 @@ constexpr FdKind kFdKinds[] = {
     {"anon inode", is_anon, anon_reason},
     {"procfs", is_procfs, procfs_reason},
     {"pathless", is_pathless, pathless_reason},  // nsfs "net:[...]", ...
-    {"deleted", is_deleted, deleted_reason},
-    {"unlinked name", is_unlinked_name, unlinked_name_reason},
-    {"regular", is_regular, regular_reason},
-    {"chardev", is_chardev, chardev_reason},
+    {"file", file_match, file_fd_reason},        // state/file_kind.h: regular, deleted, device
 };
 
 std::string type_name(mode_t m) {
@@ -209,10 +132,6 @@ std::string type_name(mode_t m) {
 
 std::span<const FdKind> fd_kinds() {
     return kFdKinds;
-}
-
-bool stateless_char_device(const FdView& f) {
-    return stateless_chardev(f);
 }
 
 std::optional<std::string> fd_reason(TaskView& t, const FdView& f, FdContext& ctx) {

@@ -4,7 +4,7 @@
 //
 //   detect   the reason this fd cannot be saved exactly (`reason`), or none
 //   dump     the FdRecord kind and its records (checkpoint/files.cc, frozen)
-//   check    every field of a hostile image in range (restorer/check_fields.cc)
+//   check    every field of a hostile image in range (state/fd_check.cc calls it)
 //   plan     the parent's preparation, as the writer (restorer/files.cc)
 //   make     stage 1 in the new task: the new fd (restorer/files.cc)
 //   finish   stage 1 once every fd is in place (epoll: its watches)

@@ -179,10 +179,42 @@ static void deleted_linked_check(void) {
 }
 
 /* A file made by O_TMPFILE (ed, many editors and mkstemp-like helpers):
- * never linked, and O_TMPFILE stays in its flags: refused. */
+ * never linked, and O_TMPFILE stays in its flags. Restored by making it again
+ * with O_TMPFILE in the same directory: its flags, content, offset and mode
+ * are the same, and it can still be linked into place (its main use). */
+static struct stat g_dir_st;
+
 static void tmpfile_setup(void) {
     g_fd = open(g_dir, O_TMPFILE | O_RDWR, 0600);
-    if (g_fd < 0 || write(g_fd, "tmp\n", 4) != 4) die("O_TMPFILE");
+    if (g_fd < 0 || write(g_fd, "tmp\n", 4) != 4 || fchmod(g_fd, 0640) != 0) die("O_TMPFILE");
+    if (stat(g_dir, &g_dir_st) != 0) die("stat dir");
+}
+static void tmpfile_check(void) {
+    int fl = fcntl(g_fd, F_GETFL);
+    if (fl < 0 || (fl & O_TMPFILE) != O_TMPFILE || (fl & O_ACCMODE) != O_RDWR)
+        fail("flags 0%o, want O_TMPFILE|O_RDWR", fl);
+    struct stat st;
+    if (fstat(g_fd, &st) != 0 || st.st_nlink != 0 || (st.st_mode & 07777) != 0640 ||
+        st.st_dev != g_dir_st.st_dev)
+        fail("nlink %lu mode %o dev %lx, want 0, 640, the directory's %lx",
+             (unsigned long)st.st_nlink, st.st_mode & 07777, (unsigned long)st.st_dev,
+             (unsigned long)g_dir_st.st_dev);
+    off_t pos = lseek(g_fd, 0, SEEK_CUR);
+    if (pos != 4) fail("offset %ld, want 4", (long)pos);
+    char buf[8] = {0}, self[64];
+    if (pread(g_fd, buf, 4, 0) != 4 || memcmp(buf, "tmp\n", 4) != 0) fail("content '%s'", buf);
+    snprintf(self, sizeof self, "/proc/self/fd/%d", g_fd);
+    unlink(at("linked"));
+    if (linkat(AT_FDCWD, self, AT_FDCWD, at("linked"), AT_SYMLINK_FOLLOW) != 0)
+        fail("linkat of the O_TMPFILE file: %s", strerror(errno));
+    unlink(at("linked"));
+}
+
+/* ... whose directory is gone: nowhere to make it again. Refused. */
+static void tmpfile_gone_setup(void) {
+    if (mkdir(at("sub"), 0700) != 0) die("mkdir");
+    g_fd = open(at("sub"), O_TMPFILE | O_RDWR, 0600);
+    if (g_fd < 0 || rmdir(at("sub")) != 0) die("O_TMPFILE in sub");
 }
 
 static void deleted_huge_setup(void) {
@@ -276,7 +308,8 @@ static const struct variant kVariants[] = {
     {"deleted_sparse", deleted_sparse_setup, deleted_sparse_check, NULL},
     {"deleted_linked", deleted_linked_setup, deleted_linked_check, NULL},
     {"deleted_huge", deleted_huge_setup, check_open, NULL},
-    {"tmpfile", tmpfile_setup, check_open, NULL},
+    {"tmpfile", tmpfile_setup, tmpfile_check, NULL},
+    {"tmpfile_gone", tmpfile_gone_setup, check_open, NULL},
     {"deleted", deleted_setup, deleted_check, NULL},
     {"flock", flock_setup, flock_check, NULL},
     {"posix_lock", posix_lock_setup, posix_lock_check, NULL},

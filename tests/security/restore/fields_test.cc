@@ -57,6 +57,27 @@ TEST(RestoreFields, AnonymousMemoryNamesInRange) {
     EXPECT_TRUE(check_fields(img));
 }
 
+// A file made with O_TMPFILE (state/file_deleted.cc): a deleted fd with both
+// bits of O_TMPFILE and write access; on no other kind, never read-only.
+TEST(RestoreFields, TmpfileFlagsOnlyOnAWritableDeletedFile) {
+    constexpr uint32_t kTmpfileBit = O_TMPFILE & ~O_DIRECTORY;
+    auto img = good();
+    img.fds[0].rec.kind = uint32_t(image::FdKind::kDeleted);
+    img.fds[0].rec.open_flags = O_TMPFILE | O_RDWR | 0100000;
+    EXPECT_TRUE(check_fields(img));
+    img.fds[0].rec.open_flags = O_TMPFILE | O_WRONLY | O_APPEND;
+    EXPECT_TRUE(check_fields(img));
+    img.fds[0].rec.open_flags = O_TMPFILE | 0100000;  // read-only
+    expect_einval(img, "O_TMPFILE with open flags");
+    img.fds[0].rec.open_flags = kTmpfileBit | O_RDWR;  // without O_DIRECTORY
+    expect_einval(img, "O_TMPFILE with open flags");
+    img.fds[0].rec.open_flags = O_TMPFILE | O_RDWR;
+    img.fds[0].rec.kind = uint32_t(image::FdKind::kRegular);
+    expect_einval(img, "open flags 020200002");
+    img.fds[0].rec.kind = uint32_t(image::FdKind::kCharDev);
+    expect_einval(img, "open flags 020200002");
+}
+
 TEST(RestoreFields, AnonymousMemoryNamesOnlyOfTheirKind) {
     using K = image::VmaKind;
     EXPECT_EQ(state::anon_vma_name(K::kAnonPrivate, "[anon:a b]"), "a b");

@@ -1,6 +1,7 @@
-// The file policy at restore (docs/files.md): every file the image takes from
-// the file system is looked up as the writer (restore.cc runs this inside
-// as_writer) and checked by the rule common/file_hash.h states for both sides:
+// The file policy at restore (docs/files.md, state/file_policy.h): every
+// file the image takes from the file system is looked up as the writer
+// (restore.cc runs this inside as_writer) and checked by the rule
+// common/file_hash.h states for both sides:
 //
 //   regular fd open for writing or appending   a regular file at the path: it
 //                                              may have grown or shrunk; the fd
@@ -22,7 +23,7 @@
 #include "common/file_hash.h"
 #include "common/io.h"
 #include "common/strfmt.h"
-#include "restorer/validate.h"
+#include "state/file_policy.h"
 
 namespace crfs {
 

@@ -1,4 +1,4 @@
-#include "checkpoint/fingerprints.h"
+#include "state/file_policy.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

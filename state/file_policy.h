@@ -1,0 +1,43 @@
+// The file policy (docs/files.md): what a file a restore takes from the file
+// system must match, one kind with its two halves next to each other:
+//   dump   state/file_policy_dump.cc: fingerprint_files, after the thaw
+//   check  state/file_policy_check.cc: check_files, as the writer, before
+//          anything is created (restorer/restore.cc calls it)
+// The rule both sides apply is common/file_hash.h's.
+//
+// Content fingerprints of the files a restore takes from the file system:
+// the whole content of each regular file the task opened read-only, and the
+// bytes of the file under each file mapping except writable shared ones (the
+// task's own writes change those, like a log it appends to). Made after the
+// thaw, as the caller (the crfs-ckpt worker), from the paths; a file the
+// caller cannot read, that is no longer the inode the task held, that changed
+// since the freeze, or that is larger than kMaxFingerprintBytes gets none,
+// and the restore then checks identity (inode, size, mtime) instead:
+// stricter, never laxer.
+#pragma once
+
+#include <vector>
+
+#include "checkpoint/files.h"
+#include "common/image_reader.h"
+#include "common/procfs.h"
+#include "common/result.h"
+#include "crfs/image_format.h"
+
+namespace crfs {
+
+struct Fingerprints {
+    std::vector<image::FdContentRecord> fds;
+    std::vector<image::VmaContentRecord> vmas;
+};
+
+// For the fds and mappings that common/file_hash.h's rules say are checked
+// by content.
+Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector<MapsEntry>& maps);
+
+// Looks up every file the image names: call it with the writer's credentials
+// (restorer/writer.h as_writer), so that it sees, and its errors tell, only
+// what the writer could see.
+Status check_files(const DecodedImage& img);
+
+}  // namespace crfs
