@@ -30,7 +30,6 @@ Status check_fields(const DecodedImage& img);
 // what the writer could see.
 Status check_files(const DecodedImage& img);
 Status check_supported(const DecodedImage& img);
-Status check_creds(const DecodedImage& img, const RestoreRequest& req);
 
 // The pid rule, check_fields, check_creds, check_cpu, check_supported: all
 // that needs no file look-up (check_files runs as the writer, in restore.cc).

@@ -7,8 +7,10 @@
 
 #include "restorer/memory.h"
 #include "restorer/validate.h"
+#include "state/itimers.h"
 #include "state/regs.h"
 #include "state/signals.h"
+#include "state/task_attrs.h"
 
 using namespace crfs;
 
