@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "common/image_reader.h"
@@ -35,8 +36,8 @@
 #include "crfs/restorer_args.h"
 #include "restorer/files.h"
 #include "restorer/restore.h"
-#include "restorer/tree_leaders.h"
 #include "restorer/tree_shmem.h"
+#include "state/tree_leaders.h"
 #include "state/unix_tree.h"
 
 namespace crfs {
@@ -55,7 +56,7 @@ struct TreeRestore {
         image::ZombieRecord zombie_rec{};
         const void* plan = nullptr;  // restore.cc's child plan, once prepared
         int go = -1;                 // its copy of the go pipe's read end (in go_copies)
-        // share (restorer/tree_share.h): set by its own restore_image run.
+        // share (state/tree_share_restore.h): set by its own restore_image run.
         const DecodedImage* img = nullptr;
         FdPlan* fds = nullptr;
         int min_fd = -1;
@@ -72,10 +73,11 @@ struct TreeRestore {
     int go_errno = 0;                         // a copy failed
     void (*run)(const void* plan) = nullptr;  // restore.cc's stage 1 of a process
     bool failure_named = false;               // an error already names its process
+    bool cloned = false;                      // the root was cloned: members may be running
     // share: the daemon's copies of the channels' sending ends, closed once the
     // root is cloned (a receiver whose giver died then reads end of file).
     std::vector<UniqueFd> share_fds;
-    TreeGroups groups;                        // groups led by members or placeholders
+    TreeGroups groups;               // groups led by members or placeholders
     std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (restorer/tree_shmem.h)
     std::vector<state::MemfdHeld> late_seals;  // names: sealed at the go (tree_seal_memfds)
 };
@@ -99,6 +101,14 @@ bool tree_gate(const RestoreRequest& req, crfs_restorer_args& a);
 // root after the last. Returns the pid of process req.tree_index.
 Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
                          void (*run)(const void* plan));
+
+// First cause (docs/trees.md "When a member fails"): tree_spawn failed for a
+// later member after the root was cloned. Process req.tree_index's own outcome
+// decides what the user reads: its own report (`own`, it failed too) comes
+// first, parents before children, named as tree_spawn names members; its 'K',
+// or its death without a report (killed by another's failure), leaves the
+// later member's error.
+Error tree_first_failure(const RestoreRequest& req, Error later, std::optional<Error> own);
 
 // Stage 1 of process `index` (no allocation: it is a clone of the daemon):
 // clones each of its children with its pid; a failure is reported on
