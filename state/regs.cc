@@ -268,7 +268,6 @@ Result<TaskRegs> read_regs(pid_t pid) {
 namespace crfs {
 
 using check::bad;
-using check::bad_path;
 
 Status check_thread_regs(const DecodedImage& img, const image::RegsRecord& r,
                          const std::string& who) {

@@ -255,7 +255,6 @@ std::string settings_step_text(uint64_t arg, const DecodedImage& img) {
 namespace crfs {
 
 using check::bad;
-using check::bad_path;
 
 // fidelity: the settings record, each value one the restore's syscalls take
 // to mean what the image says (docs/state.md).

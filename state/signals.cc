@@ -102,7 +102,6 @@ std::vector<crfs_ra_siginfo> pending_signals(const DecodedImage& img) {
 namespace crfs {
 
 using check::bad;
-using check::bad_path;
 using check::kSsFlags;
 
 namespace {

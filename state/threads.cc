@@ -404,7 +404,6 @@ Status fill_threads(const DecodedImage& img, const AreaAlloc& take, crfs_restore
 namespace crfs {
 
 using check::bad;
-using check::bad_path;
 using check::kMaxPid;
 using check::kSsFlags;
 using check::kUserTop;
