@@ -818,7 +818,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if ((n != 1 || rep.tag != CRFS_RA_REPORT_TAG) && later) return std::unexpected(*later);
     if (later)
         return std::unexpected(tree_first_failure(
-            req, *later,
+            req, *later, rep,
             sys_error(rep.err, "restore: " + step_text(rep, *img, mem, *fds)).error()));
     if (n != 1 || rep.tag != CRFS_RA_REPORT_TAG)
         return make_error(EIO, strfmt("restore: the new task died before it was restored "

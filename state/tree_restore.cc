@@ -256,10 +256,16 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
     return tree.members[i].pid;
 }
 
-Error tree_first_failure(const RestoreRequest& req, Error later, std::optional<Error> own) {
-    if (!own) return later;
-    if (req.tree_index == 0) return *own;  // the root's, unnamed as a single process's
-    return own->context(strfmt("process {}", req.tree->members[req.tree_index].pid));
+Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_report& own,
+                         Error own_error) {
+    // Steps that wait on another member: a group's leader or its joiners
+    // (ETIMEDOUT after kLeaderWaitNs), a handover, a unix connection: what
+    // fails there may be the other member's failure seen from here.
+    bool waits = (own.step == CRFS_RA_STEP_SESSION && own.err == ETIMEDOUT) ||
+                 own.step == CRFS_RA_STEP_SHARE_FD || own.step == CRFS_RA_STEP_UNIX_CONNECT;
+    if (waits) return later;
+    if (req.tree_index == 0) return own_error;  // the root's, unnamed as a single process's
+    return own_error.context(strfmt("process {}", req.tree->members[req.tree_index].pid));
 }
 
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {

@@ -27,7 +27,6 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <optional>
 #include <vector>
 
 #include "common/image_reader.h"
@@ -103,12 +102,14 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
                          void (*run)(const void* plan));
 
 // First cause (docs/trees.md "When a member fails"): tree_spawn failed for a
-// later member after the root was cloned. Process req.tree_index's own outcome
-// decides what the user reads: its own report (`own`, it failed too) comes
-// first, parents before children, named as tree_spawn names members; its 'K',
-// or its death without a report (killed by another's failure), leaves the
-// later member's error.
-Error tree_first_failure(const RestoreRequest& req, Error later, std::optional<Error> own);
+// later member after the root was cloned, and process req.tree_index reported
+// a failure too (`own`, in words `own_error`). Its own failure comes first,
+// parents before children, named as tree_spawn names members, unless it
+// failed waiting on another member (a group, a handover, a unix connection),
+// which may be the later one's failure seen from here. Its 'K', or its death
+// without a report (killed by another's failure), leaves `later` (restore.cc).
+Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_report& own,
+                         Error own_error);
 
 // Stage 1 of process `index` (no allocation: it is a clone of the daemon):
 // clones each of its children with its pid; a failure is reported on
