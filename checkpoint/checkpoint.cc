@@ -19,12 +19,11 @@
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
-#include "checkpoint/tree.h"
-#include "checkpoint/tree_share.h"
 #include "common/image_writer.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/strfmt.h"
+#include "state/itimers.h"
 #include "state/locks.h"
 #include "state/memfd.h"
 #include "state/memory_dump.h"
@@ -37,6 +36,8 @@
 #include "state/task_attrs.h"
 #include "state/threads.h"
 #include "state/timers.h"
+#include "state/tree_dump.h"
+#include "state/tree_share_dump.h"
 #include "state/tree_shmem_dump.h"
 #include "state/tty.h"
 
@@ -112,7 +113,7 @@ void end_repair(pid_t pid, const std::vector<TaskFd>& fds) {
 
 // Runs on a thread of its own: ptrace is per thread, and should anything leave
 // the task attached, the thread's exit detaches it. The task is one of a tree
-// frozen, and released, by capture_tree (checkpoint/tree.h); `live`: its
+// frozen, and released, by capture_tree (state/tree_dump.h); `live`: its
 // memory is write-protected for a live snapshot instead of copied.
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids) {
@@ -204,7 +205,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
         if (!sig) return std::unexpected(sig.error());
         c.signals = std::move(*sig);
-        std::memcpy(c.itimers.v, out->itimers, sizeof c.itimers.v);
+        c.itimers = dump_itimers(*out);  // state/itimers.h
         c.brk = uint64_t(out->brk);
         auto settings = read_task_settings(pid, **rs);  // fidelity
         if (!settings) return std::unexpected(settings.error());
@@ -285,7 +286,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     return c;                    // released, and its files fingerprinted, by capture_tree
 }
 
-// The task and its descendants (checkpoint/tree.h), parents first; a task
+// The task and its descendants (state/tree_dump.h), parents first; a task
 // without children is one capture, as before. (Its children are listed only
 // once it is frozen: a child forked just before is in the image.)
 // A live snapshot is taken of a single process; a tree is copied while frozen.
@@ -313,7 +314,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         }
         out.push_back(std::move(*c));
     }
-    if (out.size() > 1) {  // share: while frozen (checkpoint/tree_share.h)
+    if (out.size() > 1) {  // share: while frozen (state/tree_share_dump.h)
         std::vector<std::vector<TaskFd>*> fds;
         for (Capture& c : out) fds.push_back(&c.fds);
         std::vector<MemoryDump*> mems;  // shm: state/tree_shmem_dump.h

@@ -21,38 +21,7 @@ namespace {
 // Bound on stops that are not ours (job-control traps) per injected syscall.
 constexpr int kMaxForeignStops = 64;
 
-// Kernel-internal restart codes (include/linux/errno.h).
-constexpr int64_t kErestartSys = -512, kErestartNoIntr = -513, kErestartNoHand = -514,
-                  kErestartRestartBlock = -516;
-constexpr uint64_t kNrRestartSyscall = 219;
-
 }  // namespace
-
-user_regs_struct restart_fixup(const user_regs_struct& in) {
-    user_regs_struct r = in;
-    if (int64_t(r.orig_rax) < 0) return r;
-    switch (int64_t(r.rax)) {
-        case kErestartSys:
-        case kErestartNoIntr:
-        case kErestartNoHand:
-            r.rax = r.orig_rax;
-            r.rip -= 2;  // back onto the `syscall` instruction
-            break;
-        case kErestartRestartBlock:
-            r.rax = kNrRestartSyscall;
-            r.rip -= 2;
-            break;
-        default:
-            return r;
-    }
-    r.orig_rax = ~uint64_t(0);
-    return r;
-}
-
-std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struct& regs) {
-    if (restart_fixup(regs).orig_rax == regs.orig_rax) return std::nullopt;
-    return image::SyscallRestartRecord{int64_t(regs.orig_rax), int64_t(regs.rax)};
-}
 
 Status RemoteSyscall::mem_io(uint64_t addr, void* buf, size_t len, bool write) const {
     // /proc/<pid>/mem rather than process_vm_*: it works on any page the

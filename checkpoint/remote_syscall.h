@@ -21,7 +21,7 @@
 // before the task is back inside into a re-entered syscall.) The image holds
 // restart_fixup of the registers (rip on the `syscall`, rax = the syscall
 // number or restart_syscall, orig_rax = -1) and, apart, what the kernel knew
-// (image::SyscallRestartRecord, restorer/restart.h).
+// (image::SyscallRestartRecord): both are the syscall-restart kind's, state/restart.h.
 //
 // Output buffers live in a scratch area below the red zone of the task's
 // stack; its bytes are saved first and written back in finish().
@@ -37,6 +37,7 @@
 #include "checkpoint/freeze.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
+#include "state/restart.h"  // restart_fixup
 
 namespace crfs {
 
@@ -94,13 +95,5 @@ class RemoteSyscall {
     bool active_ = false;
     int calls_ = 0;
 };
-
-// The registers of a task stopped in a syscall that the kernel would restart,
-// rewritten so that returning to user space re-executes it (see above).
-user_regs_struct restart_fixup(const user_regs_struct& regs);
-
-// What the image keeps besides the fixed-up registers: the syscall and its
-// restart code, if `regs` (as saved before any injection) are inside one.
-std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struct& regs);
 
 }  // namespace crfs

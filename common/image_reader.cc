@@ -384,7 +384,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             img.processes.push_back(load<image::ProcessRecord>(r.payload));
             continue;
         }
-        if (r.type == RecordType::kZombie) {  // life: every process's (restorer/tree.cc)
+        if (r.type == RecordType::kZombie) {  // life: every process's (state/tree_restore.cc)
             uint32_t at = uint32_t(img.processes.size()) - 1;
             if (img.header.version < 5 || img.processes.empty() ||
                 !(img.processes.back().flags & image::kProcessZombie) ||
@@ -582,7 +582,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kSignalfd:
             case RecordType::kEpollWatch:
             case RecordType::kInotifyWatch:
-            case RecordType::kShareFd: {  // share: its fd's kind checks it (restorer/tree_share.cc)
+            case RecordType::kShareFd: {  // share: state/tree_share_restore.cc checks it
                 // Each starts with the fd it belongs to: an earlier fd record of its own
                 // description (its kind checks the rest: state/kobj.h).
                 int32_t fd = load<int32_t>(p);
@@ -706,7 +706,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 img.file_locks.push_back(l);
                 break;
             }
-            case RecordType::kSyscallRestart: {  // fid (restorer/restart.cc)
+            case RecordType::kSyscallRestart: {  // fid (state/restart.cc)
                 if (img.header.version < 5)
                     return inconsistent(r, strfmt("in a version {} image", img.header.version));
                 if (!img.threads.empty() || img.restart)

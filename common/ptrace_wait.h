@@ -1,6 +1,6 @@
 // Waiting for a tracee's next ptrace stop, bounded: the checkpointer's frozen
 // tasks (checkpoint/freeze.cc) and the restore's hand-off of a restarted
-// syscall (restorer/restart.cc) share it.
+// syscall (state/restart.cc) share it.
 #pragma once
 
 #include <sys/types.h>

@@ -9,9 +9,9 @@
 #include "common/strfmt.h"
 
 #include "restorer/child.h"
-#include "restorer/tree_share.h"
 #include "state/file_kind.h"
 #include "state/inet.h"
+#include "state/tree_share_restore.h"
 
 namespace crfs {
 
@@ -92,7 +92,7 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             plan.actions.push_back(std::move(a));
             continue;
         }
-        if (kind == image::FdKind::kShared) {  // restorer/tree_share.cc plans its channel
+        if (kind == image::FdKind::kShared) {  // state/tree_share_restore.cc plans its channel
             a.shared = true;
             a.open_flags = int(f.rec.open_flags);
             plan.actions.push_back(std::move(a));

@@ -24,7 +24,7 @@
 namespace crfs {
 
 // share: a description this process restores and hands to a later process of
-// its tree (restorer/tree_share.h), on `channel` (a socketpair end it keeps).
+// its tree (state/tree_share_restore.h), on `channel` (a socketpair end it keeps).
 struct ShareSend {
     int channel = -1;
     int owner_fd = -1;  // this process's fd of the description, or an end of the pipe to give
@@ -49,7 +49,7 @@ struct FdAction {
     int prepared = -1;       // made by the daemon (inet socket, O_TMPFILE file): dup'd, not opened
     bool tcp_live = false;   // an established connection: stage 1 ends its repair mode
     bool shared = false;     // kShared: received from an earlier process of the tree
-    int share_from = -1;     // ... on this channel (restorer/tree_share.h)
+    int share_from = -1;     // ... on this channel (state/tree_share_restore.h)
     uint32_t share_end = 0;  // image::kShare*
 };
 

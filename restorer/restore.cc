@@ -41,16 +41,15 @@
 #include "restorer/child.h"
 #include "restorer/files.h"
 #include "restorer/netns.h"
-#include "restorer/restart.h"
-#include "restorer/tree.h"
-#include "restorer/tree_share.h"
 #include "restorer/tty.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
 #include "state/file_policy.h"
+#include "state/itimers.h"
 #include "state/locks.h"
 #include "state/memory_restore.h"
 #include "state/regs.h"
+#include "state/restart.h"
 #include "state/seccomp.h"
 #include "state/settings.h"
 #include "state/signals.h"
@@ -58,6 +57,8 @@
 #include "state/thread_attrs.h"
 #include "state/threads.h"
 #include "state/timers.h"
+#include "state/tree_restore.h"
+#include "state/tree_share_restore.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];
@@ -282,7 +283,7 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("sealing memfd {} of the image (F_ADD_SEALS)", r.arg);
         case CRFS_RA_STEP_CHILD:  // trees
             return strfmt("creating child process {}", r.arg);
-        case CRFS_RA_STEP_SHARE_FD:  // share (restorer/tree_share.h)
+        case CRFS_RA_STEP_SHARE_FD:  // share (state/tree_share_restore.h)
             return "handing over " + fd(r.arg) + " shared with another process of the tree";
         case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
             return "connecting " + fd(r.arg) + " to its server, another process of the tree";
@@ -744,6 +745,11 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                               [](const void* p) { child_main(*static_cast<const ChildPlan*>(p)); })
                  : pid_t(pid);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    // trees: a later member failed once the tree ran; this one's own outcome
+    // may be the first cause (tree_first_failure).
+    std::optional<Error> later;
+    if (!member && req.tree && req.tree->cloned)
+        later = member.error(), member = req.tree->members[req.tree_index].pid;
     if (!member) return std::unexpected(member.error());
     pid = *member;
     if (pid < 0) {
@@ -766,12 +772,14 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         if (pr < 0 && errno == EINTR) continue;
         if (pr == 0) {
             kill_and_reap(pid_t(pid));
+            if (later) return std::unexpected(*later);
             return make_error(ETIMEDOUT, "restore: the new task did not finish in time");
         }
         n = ::read(status_r.get(), &first, 1);
         if (n < 0 && errno == EINTR) continue;
         break;
     }
+    if (n == 1 && first == 'K' && later) return std::unexpected(*later);
     if (n == 1 && first == 'K') {
         // The blob closes its last descriptors around 'K': wait for them to
         // be gone (EOF), and for a task that was stopped to be stopped again,
@@ -808,6 +816,11 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     ::kill(pid_t(pid), SIGKILL);
     while (waitpid(pid_t(pid), &st, __WALL) < 0 && errno == EINTR) {
     }
+    if ((n != 1 || rep.tag != CRFS_RA_REPORT_TAG) && later) return std::unexpected(*later);
+    if (later)
+        return std::unexpected(tree_first_failure(
+            req, *later, rep,
+            sys_error(rep.err, "restore: " + step_text(rep, *img, mem, *fds)).error()));
     if (n != 1 || rep.tag != CRFS_RA_REPORT_TAG)
         return make_error(EIO, strfmt("restore: the new task died before it was restored "
                                       "({})",

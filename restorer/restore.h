@@ -46,7 +46,7 @@ struct RestoreRequest {
     // A slot's spool holding image_fd's page data page-aligned apart
     // (common/image_spool.h): page runs are read from there. Null: from image_fd.
     ImageSpool* spool = nullptr;
-    // trees (restorer/tree.h): set by restore_tree for each process of a
+    // trees (state/tree_restore.h): set by restore_tree for each process of a
     // tree's image; `tree_index` is the process's place in the image.
     struct TreeRestore* tree = nullptr;
     uint32_t tree_index = 0;

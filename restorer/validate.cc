@@ -1,7 +1,5 @@
 #include "restorer/validate.h"
 
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -11,6 +9,7 @@
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "state/kobj.h"
+#include "state/task_attrs.h"
 #include "state/threads.h"
 
 namespace crfs {
@@ -90,53 +89,6 @@ Status check_supported(const DecodedImage& img) {
                                           img.root));
     // A task checkpointed in group-stop is restored and then stopped again
     // (restore.cc), so the flag needs no check here.
-    return {};
-}
-
-Status check_creds(const DecodedImage& img, const RestoreRequest& req) {
-    if (req.writer_is_root) return {};
-    const auto& c = img.creds;
-    auto deny = [&](std::string why) {
-        return make_error(EPERM, strfmt("image credentials not the writer's ({}): only "
-                                        "root may restore them",
-                                        why));
-    };
-    for (int i = 0; i < 4; ++i) {
-        if (c.uid[i] != req.writer_uid)
-            return deny(strfmt("image uid {}, writer uid {}", c.uid[i], req.writer_uid));
-        if (c.gid[i] != req.writer_gid)
-            return deny(strfmt("image gid {}, writer gid {}", c.gid[i], req.writer_gid));
-    }
-    if (c.cap_prm || c.cap_eff || c.cap_amb || c.cap_inh)
-        return deny(strfmt("image holds capabilities 0x{:x}",
-                           c.cap_prm | c.cap_eff | c.cap_amb | c.cap_inh));
-    if (!img.groups.empty() && req.writer_pid > 0) {
-        // The writer's groups as the kernel holds them, not as passwd lists
-        // them (a writer that dropped a group must not get it back).
-        auto st = read_status(req.writer_pid);
-        if (!st) return deny("cannot read the writer's groups: " + st.error().what);
-        for (uint32_t g : img.groups)
-            if (std::find(st->groups.begin(), st->groups.end(), g) == st->groups.end())
-                return deny(strfmt("image group {} is not one of the writer's groups", g));
-    } else if (!img.groups.empty()) {
-        std::vector<gid_t> mine(256);
-        int n = int(mine.size());
-        struct passwd pw, *pwp = nullptr;
-        char buf[4096];
-        if (getpwuid_r(req.writer_uid, &pw, buf, sizeof buf, &pwp) != 0 || !pwp)
-            return deny(strfmt("image has supplementary groups, uid {} has no passwd entry",
-                               req.writer_uid));
-        if (getgrouplist(pw.pw_name, req.writer_gid, mine.data(), &n) < 0) {
-            mine.resize(size_t(n));
-            if (getgrouplist(pw.pw_name, req.writer_gid, mine.data(), &n) < 0)
-                return deny("cannot list the writer's groups");
-        }
-        mine.resize(size_t(n));
-        for (uint32_t g : img.groups)
-            if (std::find(mine.begin(), mine.end(), g) == mine.end())
-                return deny(
-                    strfmt("image group {} is not one of uid {}'s groups", g, req.writer_uid));
-    }
     return {};
 }
 

@@ -26,7 +26,6 @@ Status check_cpu_state(const std::string& xstate);
 // (rip in an executable one, rsp in a writable one): check_fields.cc.
 Status check_fields(const DecodedImage& img);
 Status check_supported(const DecodedImage& img);
-Status check_creds(const DecodedImage& img, const RestoreRequest& req);
 
 // The pid rule, check_fields, check_creds, check_cpu, check_supported: all
 // that needs no file look-up (check_files, state/file_policy.h, runs as the writer, in restore.cc).

@@ -14,6 +14,7 @@
 
 #include <cstring>
 #include "common/strfmt.h"
+#include "state/check.h"
 
 namespace crfs {
 
@@ -258,6 +259,32 @@ Result<TaskRegs> read_regs(pid_t pid) {
     r.xstate.resize(iov.iov_len);
     normalize_sse_in_use(r.xstate);
     return r;
+}
+
+}  // namespace crfs
+
+// --- check (hostile images, restorer/check_fields.cc runs it) ----------------
+
+namespace crfs {
+
+using check::bad;
+
+Status check_thread_regs(const DecodedImage& img, const image::RegsRecord& r,
+                         const std::string& who) {
+    const VmaEntry* code = vma_at(img, r.rip, false);
+    if (!code || !(code->rec.flags & image::kVmaExec))
+        return bad(strfmt("{}rip 0x{:x} is not in an executable mapping of the image", who, r.rip));
+    const VmaEntry* stack = vma_at(img, r.rsp, true);
+    if (!stack || !(stack->rec.flags & image::kVmaWrite) ||
+        image::VmaKind(stack->rec.kind) == image::VmaKind::kFileShared ||
+        image::VmaKind(stack->rec.kind) == image::VmaKind::kMemfdShared)
+        return bad(
+            strfmt("{}rsp 0x{:x} is not in a writable private mapping of the image", who, r.rsp));
+    return {};
+}
+
+Status check_regs(const DecodedImage& img) {
+    return check_thread_regs(img, img.regs, "");
 }
 
 }  // namespace crfs

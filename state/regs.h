@@ -64,4 +64,13 @@ struct TaskRegs {
 
 Result<TaskRegs> read_regs(pid_t pid);
 
+// --- check (hostile images) --------------------------------------------------
+
+// The main thread's registers: rip in an executable mapping of the image, rsp
+// in a writable private one; check_thread_regs for any thread (`who` prefixes
+// the error).
+Status check_regs(const DecodedImage& img);
+Status check_thread_regs(const DecodedImage& img, const image::RegsRecord& r,
+                         const std::string& who);
+
 }  // namespace crfs

@@ -367,7 +367,7 @@ Status plan_seccomp(const DecodedImage& img, pid_t want_pid,
     calls.push_back({"write", SYS_write, {uint64_t(a.status_fd), none, 1, none, none, none}, all});
     calls.push_back(
         {"close", SYS_close, {uint64_t(a.status_fd), none, none, none, none, none}, all});
-    if (a.has_go) {  // trees: the go gate (restorer/tree.cc)
+    if (a.has_go) {  // trees: the go gate (state/tree_restore.cc)
         calls.push_back({"read", SYS_read, {uint64_t(a.go_fd), none, 1, none, none, none}, all});
         calls.push_back({"exit_group", SYS_exit_group, {1, none, none, none, none, none}, all});
         calls.push_back(

@@ -24,6 +24,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/strfmt.h"
 #include "restorer/child.h"
+#include "state/check.h"
 #include "state/kind.h"
 
 namespace crfs::state {
@@ -245,6 +246,42 @@ std::string settings_step_text(uint64_t arg, const DecodedImage& img) {
             return strfmt("registering membarrier command 0x{:x}", arg >> 8);
     }
     return strfmt("setting {}", arg);
+}
+
+}  // namespace crfs
+
+// --- check (hostile images, restorer/check_fields.cc runs it) ----------------
+
+namespace crfs {
+
+using check::bad;
+
+// fidelity: the settings record, each value one the restore's syscalls take
+// to mean what the image says (docs/state.md).
+Status check_settings(const DecodedImage& img) {
+    if (!img.settings) return {};
+    const auto& r = *img.settings;
+    bool rt = r.policy == 1 || r.policy == 2;  // SCHED_FIFO, SCHED_RR
+    if (r.policy > 5 || r.policy == 4 ||
+        (rt ? r.rt_priority < 1 || r.rt_priority > 99 : r.rt_priority))
+        return bad(strfmt("settings: scheduling policy {} priority {}", r.policy, r.rt_priority));
+    if (r.reset_on_fork > 1 || r.thp_disable > 1 || r.child_subreaper > 1 || r.dumpable > 1 ||
+        r.reserved)
+        return bad(
+            strfmt("settings: a flag out of range (reset_on_fork {} thp_disable {} "
+                   "child_subreaper {} dumpable {} reserved {})",
+                   r.reset_on_fork, r.thp_disable, r.child_subreaper, r.dumpable, r.reserved));
+    if (r.oom_score_adj < -1000 || r.oom_score_adj > 1000)
+        return bad(strfmt("settings: oom_score_adj {}", r.oom_score_adj));
+    // Real-time tasks have no slack (0); 0 asks a normal task for the default.
+    if ((r.timer_slack_ns == 0 && !rt) || r.timer_slack_ns > uint64_t(INT64_MAX))
+        return bad(strfmt("settings: timer slack {} ns", r.timer_slack_ns));
+    if (r.membarrier & ~image::kMembarrierRegistrations)
+        return bad(strfmt("settings: membarrier registrations 0x{:x}", r.membarrier));
+    if (r.cpus_len < 8 || r.cpus_len % 8 || r.cpus_len > image::kMaxCpuMaskBytes ||
+        img.cpu_mask.find_first_not_of('\0') == std::string::npos)
+        return bad(strfmt("settings: CPU affinity mask of {} bytes, or no CPU", r.cpus_len));
+    return {};
 }
 
 }  // namespace crfs

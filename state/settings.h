@@ -74,4 +74,9 @@ void child_settings(const SettingsPlan& p, int oom_fd, int status_fd);
 // "setting scheduling policy SCHED_FIFO priority 10", for the status text.
 std::string settings_step_text(uint64_t arg, const DecodedImage& img);
 
+// --- check (hostile images) --------------------------------------------------
+
+// Each value one the restore's syscalls take to mean what the image says.
+Status check_settings(const DecodedImage& img);
+
 }  // namespace crfs

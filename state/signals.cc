@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "common/strfmt.h"
+#include "state/check.h"
 #include "state/kind.h"
 
 namespace crfs::state {
@@ -94,14 +95,43 @@ std::vector<crfs_ra_siginfo> pending_signals(const DecodedImage& img) {
     return out;
 }
 
-void fill_itimers(const DecodedImage& img, crfs_restorer_args& a) {
-    std::memcpy(a.itimers, img.itimers.v, sizeof a.itimers);
-    // An ITIMER_REAL that expired while the task was frozen reads 0 with its
-    // interval set: the kernel re-arms it only when the SIGALRM is dequeued,
-    // and setitimer with a zero value would disarm it for good. Re-arm it one
-    // interval out (the pending SIGALRM, if any, is re-queued separately).
-    for (auto& t : a.itimers)
-        if (t[2] == 0 && t[3] == 0 && (t[0] != 0 || t[1] != 0)) t[2] = t[0], t[3] = t[1];
+}  // namespace crfs
+
+// --- check (hostile images, restorer/check_fields.cc runs it) ----------------
+
+namespace crfs {
+
+using check::bad;
+using check::kSsFlags;
+
+namespace {
+constexpr uint64_t kSaFlags = 0x1 | 0x2 | 0x4 | 0x400 | 0x800 | 0x04000000 | 0x08000000 |
+                              0x10000000 | 0x40000000 | 0x80000000ull;
+}  // namespace
+
+Status check_pending(const image::SiginfoRecord& p, const std::string& who) {
+    int32_t signo;
+    std::memcpy(&signo, p.info, sizeof signo);
+    if (signo < 1 || signo > 64 || signo == 9 || signo == 19)
+        return bad(strfmt("{}pending signal number {}", who, signo));
+    if (p.queue > image::kSigqueueShared)
+        return bad(strfmt("{}pending signal queue {}", who, p.queue));
+    return {};
+}
+
+Status check_signals(const DecodedImage& img) {
+    for (int i = 0; i < 64; ++i) {
+        const auto& a = img.sigactions.action[i];
+        if (a.flags & ~kSaFlags) return bad(strfmt("signal {}: sa_flags 0x{:x}", i + 1, a.flags));
+        if ((i + 1 == 9 || i + 1 == 19) && (a.handler || a.flags || a.mask))
+            return bad(strfmt("signal {}: SIGKILL and SIGSTOP have no handler", i + 1));
+    }
+    for (const auto& p : img.pending) {
+        if (auto s = check_pending(p, ""); !s) return s;
+    }
+    if (uint32_t(img.sigstate.altstack_flags) & ~kSsFlags)
+        return bad(strfmt("alternate stack flags 0x{:x}", img.sigstate.altstack_flags));
+    return {};
 }
 
 }  // namespace crfs

@@ -8,8 +8,9 @@
 //
 // Restore: the signal state for the blob (restorer/blob/blob.c): the 64
 // dispositions, the pending signals of both queues (re-queued to the task
-// itself while everything is blocked, so they stay pending in order), and the
-// three interval timers (saved by the parasite with the dispositions). The
+// itself while everything is blocked, so they stay pending in order). The
+// interval timers, saved by the parasite with the dispositions, are
+// state/itimers.h's. The
 // blocked mask and the alternate stack travel in the signal frame
 // (state/regs.h).
 #pragma once
@@ -45,6 +46,12 @@ Result<std::vector<image::SiginfoRecord>> peek_pending(pid_t pid, bool shared);
 
 void fill_sigactions(const DecodedImage& img, crfs_restorer_args& a);
 std::vector<crfs_ra_siginfo> pending_signals(const DecodedImage& img);
-void fill_itimers(const DecodedImage& img, crfs_restorer_args& a);
+
+// --- check (hostile images) --------------------------------------------------
+
+// Dispositions (known sa_flags, none for SIGKILL and SIGSTOP), pending signals
+// (a number and queue the kernel has) and the alternate stack's flags.
+Status check_signals(const DecodedImage& img);
+Status check_pending(const image::SiginfoRecord& p, const std::string& who);
 
 }  // namespace crfs

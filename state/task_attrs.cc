@@ -1,6 +1,8 @@
 // The task as a whole (state/task_attrs.h): detect, dump, restore.
 #include "state/task_attrs.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -8,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <fstream>
@@ -17,6 +20,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "restorer/child.h"
+#include "state/check.h"
 #include "state/kind.h"
 
 // --- detect ------------------------------------------------------------------
@@ -208,6 +212,78 @@ void child_attrs(const AttrPlan& p, int status_fd) {
     for (int i = 0; i < 16; ++i)
         if (syscall(SYS_prlimit64, 0, i, &p.rlimits[i], nullptr) < 0)
             child_fail(status_fd, CRFS_RA_STEP_RLIMIT, errno, uint64_t(i));
+}
+
+}  // namespace crfs
+
+// --- check (hostile images, restorer/check_fields.cc runs it) ----------------
+
+namespace crfs {
+
+using check::bad;
+using check::bad_path;
+
+Status check_task(const DecodedImage& img) {
+    if (img.task.nice < -20 || img.task.nice > 19) return bad(strfmt("nice {}", img.task.nice));
+    if (img.fs.umask & ~0777u) return bad(strfmt("umask 0{:o}", img.fs.umask));
+    if (bad_path(img.cwd)) return bad("cwd not absolute or holds a NUL");
+    if (!img.exe.empty() && bad_path(img.exe)) return bad("exe not absolute or holds a NUL");
+    if (img.header.flags & ~image::kHeaderTaskWasStopped)
+        return bad(strfmt("header flags 0x{:x}", img.header.flags));
+    for (int i = 0; i < 16; ++i)
+        if (img.rlimits.cur[i] > img.rlimits.max[i])
+            return bad(strfmt("rlimit {}: soft {} above hard {}", i, img.rlimits.cur[i],
+                              img.rlimits.max[i]));
+    return {};
+}
+
+// The writer's right to the image's credentials: all of the image's ids the
+// writer's, no capability, every supplementary group one the writer holds.
+Status check_creds(const DecodedImage& img, const RestoreRequest& req) {
+    if (req.writer_is_root) return {};
+    const auto& c = img.creds;
+    auto deny = [&](std::string why) {
+        return make_error(EPERM, strfmt("image credentials not the writer's ({}): only "
+                                        "root may restore them",
+                                        why));
+    };
+    for (int i = 0; i < 4; ++i) {
+        if (c.uid[i] != req.writer_uid)
+            return deny(strfmt("image uid {}, writer uid {}", c.uid[i], req.writer_uid));
+        if (c.gid[i] != req.writer_gid)
+            return deny(strfmt("image gid {}, writer gid {}", c.gid[i], req.writer_gid));
+    }
+    if (c.cap_prm || c.cap_eff || c.cap_amb || c.cap_inh)
+        return deny(strfmt("image holds capabilities 0x{:x}",
+                           c.cap_prm | c.cap_eff | c.cap_amb | c.cap_inh));
+    if (!img.groups.empty() && req.writer_pid > 0) {
+        // The writer's groups as the kernel holds them, not as passwd lists
+        // them (a writer that dropped a group must not get it back).
+        auto st = read_status(req.writer_pid);
+        if (!st) return deny("cannot read the writer's groups: " + st.error().what);
+        for (uint32_t g : img.groups)
+            if (std::find(st->groups.begin(), st->groups.end(), g) == st->groups.end())
+                return deny(strfmt("image group {} is not one of the writer's groups", g));
+    } else if (!img.groups.empty()) {
+        std::vector<gid_t> mine(256);
+        int n = int(mine.size());
+        struct passwd pw, *pwp = nullptr;
+        char buf[4096];
+        if (getpwuid_r(req.writer_uid, &pw, buf, sizeof buf, &pwp) != 0 || !pwp)
+            return deny(strfmt("image has supplementary groups, uid {} has no passwd entry",
+                               req.writer_uid));
+        if (getgrouplist(pw.pw_name, req.writer_gid, mine.data(), &n) < 0) {
+            mine.resize(size_t(n));
+            if (getgrouplist(pw.pw_name, req.writer_gid, mine.data(), &n) < 0)
+                return deny("cannot list the writer's groups");
+        }
+        mine.resize(size_t(n));
+        for (uint32_t g : img.groups)
+            if (std::find(mine.begin(), mine.end(), g) == mine.end())
+                return deny(
+                    strfmt("image group {} is not one of uid {}'s groups", g, req.writer_uid));
+    }
+    return {};
 }
 
 }  // namespace crfs

@@ -13,7 +13,7 @@
 // credentials stage 1 uses to open the task's files (so a restore never opens
 // a file the task could not). Credentials proper are set by the blob, last,
 // because PR_SET_MM_MAP still needs the daemon's capabilities; whether the
-// writer may have them is restorer/validate.cc `check_creds`.
+// writer may have them is `check_creds`, here.
 #pragma once
 
 #include <sys/resource.h>
@@ -29,6 +29,7 @@
 #include "common/result.h"
 #include "crfs/image_format.h"
 #include "crfs/restorer_args.h"
+#include "restorer/restore.h"
 
 namespace crfs {
 
@@ -80,5 +81,14 @@ void child_session(const AttrPlan& p, int status_fd);
 void child_enter_fs_creds(const AttrPlan& p, int status_fd);  // fsuid/fsgid/groups of the task
 void child_leave_fs_creds(int status_fd);                     // back to root's fsuid/fsgid
 void child_attrs(const AttrPlan& p, int status_fd);           // cwd, umask, nice, rlimits, ...
+
+// --- check (hostile images) --------------------------------------------------
+
+// nice, umask, cwd and exe paths, header flags, rlimits (soft under hard).
+Status check_task(const DecodedImage& img);
+
+// Whether the writer may have the image's credentials (EPERM naming the id or
+// capability that is not the writer's); root may have any.
+Status check_creds(const DecodedImage& img, const RestoreRequest& req);
 
 }  // namespace crfs

@@ -27,6 +27,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
+#include "state/check.h"
 #include "state/kind.h"
 #include "state/signals.h"
 
@@ -393,6 +394,56 @@ Status fill_threads(const DecodedImage& img, const AreaAlloc& take, crfs_restore
     }
     a.threads = reinterpret_cast<uint64_t>(ts);
     a.nr_threads = img.threads.size();
+    return {};
+}
+
+}  // namespace crfs
+
+// --- check (hostile images, restorer/check_fields.cc runs it) ----------------
+
+namespace crfs {
+
+using check::bad;
+using check::kMaxPid;
+using check::kSsFlags;
+using check::kUserTop;
+
+namespace {
+constexpr uint64_t kRobustHead = 24;  // sizeof(struct robust_list_head)
+}  // namespace
+
+// A thread record's registrations: the kernel's own sizes, user addresses.
+Status check_thread_record(const image::ThreadRecord& t) {
+    std::string who = strfmt("thread {}: ", t.tid);
+    if (t.tid <= 0 || t.tid > kMaxPid) return bad(strfmt("thread id {}", t.tid));
+    if (t.reserved) return bad(strfmt("{}reserved 0x{:x}", who, t.reserved));
+    if (t.robust_head && (t.robust_len != kRobustHead || t.robust_head >= kUserTop))
+        return bad(strfmt("{}robust list 0x{:x} of {} bytes", who, t.robust_head, t.robust_len));
+    if (!t.robust_head && t.robust_len) return bad(who + "robust list length without a head");
+    if (t.rseq_addr &&
+        (t.rseq_addr % 32 || t.rseq_len < 32 || t.rseq_len > 4096 || t.rseq_addr >= kUserTop))
+        return bad(strfmt("{}rseq area 0x{:x} of {} bytes", who, t.rseq_addr, t.rseq_len));
+    if (!t.rseq_addr && (t.rseq_len || t.rseq_sig)) return bad(who + "rseq fields without an area");
+    if (t.clear_child_tid % 4 || t.clear_child_tid >= kUserTop)
+        return bad(strfmt("{}clear_child_tid 0x{:x}", who, t.clear_child_tid));
+    return {};
+}
+
+Status check_threads(const DecodedImage& img) {
+    if (img.main_thread)
+        if (auto s = check_thread_record(*img.main_thread); !s) return s;
+    for (const auto& t : img.threads) {
+        std::string who = strfmt("thread {}: ", t.rec.tid);
+        if (auto s = check_thread_record(t.rec); !s) return s;
+        if (auto s = check_thread_regs(img, t.regs, who); !s) return s;
+        if (uint32_t(t.sigstate.altstack_flags) & ~kSsFlags)
+            return bad(strfmt("{}alternate stack flags 0x{:x}", who, t.sigstate.altstack_flags));
+        for (const auto& p : t.pending) {
+            if (p.queue != image::kSigqueuePrivate)
+                return bad(who + "a signal of the process queue among its own");
+            if (auto s = check_pending(p, who); !s) return s;
+        }
+    }
     return {};
 }
 

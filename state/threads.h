@@ -100,4 +100,11 @@ uint64_t threads_area_bytes(const DecodedImage& img);
 using AreaAlloc = std::function<void*(size_t bytes, size_t align)>;
 Status fill_threads(const DecodedImage& img, const AreaAlloc& take, crfs_restorer_args& a);
 
+// --- check (hostile images) --------------------------------------------------
+
+// Every thread record: tid, robust list, rseq, clear_child_tid within the
+// kernel's sizes and user addresses; registers, alternate stack and private
+// pending signals as the main thread's.
+Status check_threads(const DecodedImage& img);
+
 }  // namespace crfs

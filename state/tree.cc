@@ -4,7 +4,7 @@
 // pids (state/tree_share.h decides: descriptions and pipes shared between
 // members are restored). Sockets with ends in two members, and clones sharing
 // memory, files, fs or signal handlers, are the socket and threads kinds'
-// reasons, there named with the other pid. Dump: checkpoint/tree.cc (freeze of the whole
+// reasons, there named with the other pid. Dump: state/tree_dump.cc (freeze of the whole
 // tree), checkpoint/checkpoint.cc (one section per process).
 #include "state/tree.h"
 

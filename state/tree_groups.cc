@@ -1,5 +1,5 @@
 // Sessions and process groups of a tree: the classification both `reason`
-// and the restore (restorer/tree_leaders.cc) use. A process other than the
+// and the restore (state/tree_leaders.cc) use. A process other than the
 // root either leads its session (setsid) or is in its parent's (a session
 // cannot be joined, only inherited); its group is its own, one a member
 // leads, the root's (led from outside the tree, restored as the root's is),

@@ -2,8 +2,8 @@
 // members"): the one place that decides, for every fd of every member, whether
 // its open file description (or, for a pipe, the pipe) is the member's own, is
 // given by an earlier member (restored once and handed over:
-// restorer/tree_share.h), or cannot be restored exactly (a reason). `reason`
-// (state/tree.cc) and the checkpoint (checkpoint/tree_share.cc) both call it,
+// state/tree_share_restore.h), or cannot be restored exactly (a reason). `reason`
+// (state/tree.cc) and the checkpoint (state/tree_share_dump.cc) both call it,
 // so they cannot disagree.
 //
 // Rules, members in image order (parents first), each member's fds in order:

@@ -9,7 +9,7 @@
 
 #include "common/io.h"
 #include "common/strfmt.h"
-#include "restorer/tree.h"
+#include "state/tree_restore.h"
 
 namespace crfs {
 namespace {

@@ -14,7 +14,7 @@
 // MAP_SHARED|MAP_ANONYMOUS mapping does ("/dev/zero (deleted)", one inode for
 // every process), unlike a memfd ("/memfd:NAME (deleted)").
 //
-// Why the daemon: every process of the tree is a copy of it (restorer/tree.h),
+// Why the daemon: every process of the tree is a copy of it (state/tree_restore.h),
 // so an fd it holds when the root is cloned is inherited by every process,
 // siblings included, with no handover; and opening map_files needs
 // CAP_CHECKPOINT_RESTORE, which a non-root writer's processes do not have.

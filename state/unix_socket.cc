@@ -412,7 +412,7 @@ Status check_unix_sockets(const DecodedImage& img) {
                               f.rec.ino));
     }
     // share: an end no fd holds is the peer of one that is held, given to
-    // another process of the tree (restorer/tree_share.h).
+    // another process of the tree (state/tree_share_restore.h).
     for (const auto& [ino, n] : refs)
         if (!n && !refs[by_ino[ino]->rec.peer])
             return bad(strfmt("unix socket {}: no fd holds it or its peer", ino));

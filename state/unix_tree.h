@@ -8,8 +8,8 @@
 // listener, its accepted ends, their clients, its waiting clients) is made by
 // the listener's maker, the server, with the single-process code
 // (state/unix_bound.h), and a client end held by a later process is handed to
-// it (image::kSharePeer, restorer/tree_share.h), its unix-bound record moved to
-// the server's records (checkpoint/tree_share.cc). A client in an earlier
+// it (image::kSharePeer, state/tree_share_restore.h), its unix-bound record moved to
+// the server's records (state/tree_share_dump.cc). A client in an earlier
 // process than its server, an accepted end whose maker is not its listener's,
 // a datagram socket connected across processes are reasons.
 //
@@ -28,7 +28,7 @@
 //   for each client of another process, in queue order:
 //     "your turn" (+ its cwd for a relative name) --> socket, options, name, connect
 //     accept (an accepted one), fill queues      <-- the connected socket (SCM_RIGHTS)
-//   ... its fds in place: hands the client back (restorer/tree_share.h), as before
+//   ... its fds in place: hands the client back (state/tree_share_restore.h), as before
 //
 // A client process answers its servers in whatever order they ask (poll):
 // a server waits only for its clients' answers, and a client answers as soon

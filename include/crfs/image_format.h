@@ -712,7 +712,7 @@ struct FileLockRecord {
 static_assert(sizeof(FileLockRecord) == 32);
 inline constexpr uint32_t kMaxFileLocks = 1u << 16;
 
-// Version 5 (fid, restorer/restart.cc): the main thread was inside a syscall
+// Version 5 (fid, state/restart.cc): the main thread was inside a syscall
 // the kernel restarts. Its regs record holds the restart already applied (rip
 // on the `syscall` instruction, rax the number to run again); this record
 // keeps what the kernel knew: the syscall (orig_rax) and the restart code it

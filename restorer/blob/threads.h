@@ -63,7 +63,9 @@ static void own_attrs(const struct crfs_restorer_args* a, const struct crfs_ra_t
         if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, tag | 1);
     }
     ret = sys3(NR_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, t->ioprio);
-    if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, tag | 2);
+    /* No CONFIG_BLOCK: no I/O priorities, and none (0) is what every task has. */
+    if (is_err(ret) && !(ret == -38 /* ENOSYS */ && t->ioprio == 0))
+        die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, tag | 2);
     if (t->pdeathsig) {
         ret = sys2(NR_prctl, PR_SET_PDEATHSIG, t->pdeathsig);
         if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, tag | 3);

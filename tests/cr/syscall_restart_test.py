@@ -3,7 +3,7 @@
 stopped (SIGSTOP), then sent a signal it handles while still stopped, and
 SIGCONT: the kernel runs the handler and ends that one call with EINTR. The
 same must hold for the task left running after its checkpoint and for its
-restored copies (restorer/restart.h, checkpoint/remote_syscall.h); before,
+restored copies (state/restart.h, checkpoint/remote_syscall.h); before,
 both ran the handler and went back into the call, asleep for good.
 
 The probe (tests/probes/restart.c) waits in ONE call and writes its verdict

@@ -318,6 +318,26 @@ class Tree(TreeBase):
             wait_for(lambda: not alive(p), f"pid {p} to be gone")
 
 
+    def test_the_first_failing_member_is_the_one_reported(self):
+        """Two members fail in stage 1 (a hostile image: both cwds are gone): the
+        user reads the root's words, the first cause, not the last member's."""
+        proc = self.start("set -m; (exec </dev/null >/dev/null 2>&1; "
+                          "sleep 1000 </dev/null >/dev/null 2>&1 & wait $!) & wait $!", 3)
+        pids = tree_of(proc.pid)
+        top, mid, _ = pids
+        img = self.checkpoint(proc.pid)
+        self.kill_all(proc, pids)
+        edits = ["fs#0.path=/nonexistent-s9ck-root", "fs#1.path=/nonexistent-s9ck-mid"]
+        self.refused(img, top, edits, "restore: chdir to /nonexistent-s9ck-root")
+        for p in pids:
+            wait_for(lambda: gone(p), f"pid {p} to be free")
+        # The middle one alone fails: its words, naming it, as before.
+        self.refused(img, top, ["fs#1.path=/nonexistent-s9ck-mid"],
+                     f"process {mid}: restore: chdir to /nonexistent-s9ck-mid")
+        for p in pids:
+            wait_for(lambda: gone(p), f"pid {p} to be free")
+
+
 class Unprivileged(TreeBase):
     @classmethod
     def setUpClass(cls):

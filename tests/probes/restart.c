@@ -1,6 +1,6 @@
 /* fid: a task checkpointed inside a syscall the kernel restarts comes back
  * inside it, and a handled signal ends that one call with EINTR, as it would
- * have without the checkpoint (restorer/restart.h). Each variant waits in ONE
+ * have without the checkpoint (state/restart.h). Each variant waits in ONE
  * call (no loop around it): a restored task that ran the handler and went back
  * into the call never writes its result.
  *

@@ -6,9 +6,11 @@
 #include <cstring>
 
 #include "restorer/validate.h"
+#include "state/itimers.h"
 #include "state/memory_restore.h"
 #include "state/regs.h"
 #include "state/signals.h"
+#include "state/task_attrs.h"
 
 using namespace crfs;
 

@@ -14,11 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <functional>
 #include <thread>
 
 #include "state/fds.h"
 #include "state/registry.h"
+#include "state/thread_attrs.h"
 
 namespace crfs::state {
 namespace {
@@ -246,6 +248,33 @@ TEST(Registry, GoneTaskIsEsrch) {
     auto r = detect_reasons(pid, getpid());
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, ESRCH);
+}
+
+// A kernel without CONFIG_BLOCK has no I/O priorities: ioprio_get is ENOSYS
+// there, and the task has none (0), the only value; any other failure is still
+// an error naming the syscall and the thread.
+TEST(ThreadAttrs, IoprioGetEnosysIsNoneOtherErrorsFail) {
+    int ioprio_errno = ENOSYS;
+    InTask in;
+    in.call = [&](long nr, uint64_t a1, uint64_t) -> Result<int64_t> {
+        if (nr == SYS_ioprio_get) return -ioprio_errno;
+        if (nr == SYS_prctl && a1 == PR_GET_TIMERSLACK) return 50000;
+        return 0;
+    };
+    in.read_scratch = [](void* out, size_t len) -> Status {
+        std::memset(out, 0, len);
+        return {};
+    };
+    auto r = dump_thread_attrs(4242, in);
+    ASSERT_TRUE(r) << r.error().what;
+    EXPECT_EQ(r->ioprio, 0u);
+    EXPECT_EQ(r->timer_slack_ns, 50000u);
+    ioprio_errno = EPERM;
+    r = dump_thread_attrs(4242, in);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EPERM);
+    EXPECT_NE(r.error().what.find("ioprio_get in thread 4242"), std::string::npos)
+        << r.error().what;
 }
 
 }  // namespace

@@ -492,7 +492,7 @@ TEST(RestoreFields, ThreadsNeedTheirOriginalTids) {
 namespace crfs {
 namespace {
 
-// fid: the syscall-restart record (restorer/restart.cc) must describe the
+// fid: the syscall-restart record (state/restart.cc) must describe the
 // registers it comes with: a restart code, a syscall number, rax the
 // syscall run again (restart_syscall for -ERESTART_RESTARTBLOCK), orig_rax -1.
 TEST(RestoreFields, SyscallRestartMatchesTheRegisters) {

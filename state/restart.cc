@@ -1,4 +1,4 @@
-#include "restorer/restart.h"
+#include "state/restart.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -28,6 +28,36 @@ Status bad(const std::string& what) {
 }
 
 }  // namespace
+
+// --- dump (checkpoint) -------------------------------------------------------
+
+user_regs_struct restart_fixup(const user_regs_struct& in) {
+    user_regs_struct r = in;
+    if (int64_t(r.orig_rax) < 0) return r;
+    switch (int64_t(r.rax)) {
+        case kErestartSys:
+        case kErestartNoIntr:
+        case kErestartNoHand:
+            r.rax = r.orig_rax;
+            r.rip -= 2;  // back onto the `syscall` instruction
+            break;
+        case kErestartRestartBlock:
+            r.rax = kNrRestartSyscall;
+            r.rip -= 2;
+            break;
+        default:
+            return r;
+    }
+    r.orig_rax = ~uint64_t(0);
+    return r;
+}
+
+std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struct& regs) {
+    if (restart_fixup(regs).orig_rax == regs.orig_rax) return std::nullopt;
+    return image::SyscallRestartRecord{int64_t(regs.orig_rax), int64_t(regs.rax)};
+}
+
+// --- check and restore ---------------------------------------------------------
 
 Status check_restart(const DecodedImage& img) {
     if (!img.restart) return {};

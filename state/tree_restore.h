@@ -35,7 +35,7 @@
 #include "crfs/restorer_args.h"
 #include "restorer/files.h"
 #include "restorer/restore.h"
-#include "restorer/tree_leaders.h"
+#include "state/tree_leaders.h"
 #include "state/tree_shmem_restore.h"
 #include "state/unix_tree.h"
 
@@ -55,7 +55,7 @@ struct TreeRestore {
         image::ZombieRecord zombie_rec{};
         const void* plan = nullptr;  // restore.cc's child plan, once prepared
         int go = -1;                 // its copy of the go pipe's read end (in go_copies)
-        // share (restorer/tree_share.h): set by its own restore_image run.
+        // share (state/tree_share_restore.h): set by its own restore_image run.
         const DecodedImage* img = nullptr;
         FdPlan* fds = nullptr;
         int min_fd = -1;
@@ -72,10 +72,11 @@ struct TreeRestore {
     int go_errno = 0;                         // a copy failed
     void (*run)(const void* plan) = nullptr;  // restore.cc's stage 1 of a process
     bool failure_named = false;               // an error already names its process
+    bool cloned = false;                      // the root was cloned: members may be running
     // share: the daemon's copies of the channels' sending ends, closed once the
     // root is cloned (a receiver whose giver died then reads end of file).
     std::vector<UniqueFd> share_fds;
-    TreeGroups groups;                        // groups led by members or placeholders
+    TreeGroups groups;               // groups led by members or placeholders
     std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (state/tree_shmem_restore.h)
     std::vector<state::MemfdHeld> late_seals;  // names: sealed at the go (tree_seal_memfds)
 };
@@ -99,6 +100,16 @@ bool tree_gate(const RestoreRequest& req, crfs_restorer_args& a);
 // root after the last. Returns the pid of process req.tree_index.
 Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
                          void (*run)(const void* plan));
+
+// First cause (docs/trees.md "When a member fails"): tree_spawn failed for a
+// later member after the root was cloned, and process req.tree_index reported
+// a failure too (`own`, in words `own_error`). Its own failure comes first,
+// parents before children, named as tree_spawn names members, unless it
+// failed waiting on another member (a group, a handover, a unix connection),
+// which may be the later one's failure seen from here. Its 'K', or its death
+// without a report (killed by another's failure), leaves `later` (restore.cc).
+Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_report& own,
+                         Error own_error);
 
 // Stage 1 of process `index` (no allocation: it is a clone of the daemon):
 // clones each of its children with its pid; a failure is reported on

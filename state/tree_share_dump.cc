@@ -1,4 +1,4 @@
-#include "checkpoint/tree_share.h"
+#include "state/tree_share_dump.h"
 
 #include <unistd.h>
 

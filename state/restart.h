@@ -1,4 +1,13 @@
-// A task checkpointed inside a syscall the kernel restarts (pause, sigsuspend,
+// Syscall restart (docs/state.md "syscall restart"; detect: nothing is
+// refused), its dump, check and restore halves; the mechanisms they ride on
+// stay where they are: the injection of syscalls into the frozen task
+// (checkpoint/remote_syscall.h, which hands the task back in get_signal) and
+// the blob's rt_sigreturn.
+//
+// Dump: restart_fixup and syscall_restart below: the registers as the image
+// keeps them and the `syscall-restart` record.
+//
+// Restore: a task checkpointed inside a syscall the kernel restarts (pause, sigsuspend,
 // read, nanosleep, ...): its frame re-executes the syscall, and right after
 // the blob's rt_sigreturn the driver puts the task back where the kernel had
 // it, so that a signal with a handler arriving before the task is inside again
@@ -28,6 +37,9 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/user.h>
+
+#include <optional>
 
 #include "common/image_reader.h"
 #include "common/result.h"
@@ -35,6 +47,19 @@
 #include "crfs/restorer_args.h"
 
 namespace crfs {
+
+// --- dump (checkpoint) -------------------------------------------------------
+
+// The registers of a task stopped in a syscall that the kernel would restart,
+// rewritten so that returning to user space re-executes it
+// (checkpoint/remote_syscall.h).
+user_regs_struct restart_fixup(const user_regs_struct& regs);
+
+// What the image keeps besides the fixed-up registers: the syscall and its
+// restart code, if `regs` (as saved before any injection) are inside one.
+std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struct& regs);
+
+// --- check and restore -------------------------------------------------------
 
 // The image's restart record against its registers (hostile images).
 Status check_restart(const DecodedImage& img);

@@ -1,5 +1,5 @@
 // The dump half of what a tree's processes share (state/tree_share.h decides;
-// restorer/tree_share.h restores): while the tree is frozen, each fd that an
+// state/tree_share_restore.h restores): while the tree is frozen, each fd that an
 // earlier process gives becomes a kShared fd record with a share-fd record
 // naming the giver, and loses its kind's records (the giver's carry the
 // description, or the pipe and its bytes).

@@ -1,4 +1,4 @@
-#include "checkpoint/tree.h"
+#include "state/tree_dump.h"
 
 #include <algorithm>
 

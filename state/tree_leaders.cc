@@ -1,4 +1,4 @@
-#include "restorer/tree_leaders.h"
+#include "state/tree_leaders.h"
 
 #include <linux/futex.h>
 #include <linux/sched.h>

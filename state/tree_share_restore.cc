@@ -1,4 +1,4 @@
-#include "restorer/tree_share.h"
+#include "state/tree_share_restore.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -10,7 +10,7 @@
 
 #include "common/strfmt.h"
 #include "restorer/child.h"
-#include "restorer/tree.h"
+#include "state/tree_restore.h"
 #include "state/unix_tree.h"
 
 namespace crfs {

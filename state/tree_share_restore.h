@@ -6,7 +6,7 @@
 // every later process that held it over a unix socketpair (SCM_RIGHTS).
 //
 // Why SCM_RIGHTS on channels the daemon makes: every process of the tree is a
-// copy of the daemon (restorer/tree.h), so a socketpair made while the plans
+// copy of the daemon (state/tree_restore.h), so a socketpair made while the plans
 // are made is inherited by all; the giver is an earlier process, never an
 // ancestor of the taker's giver chain (givers are earlier, records may not
 // point at records that are themselves given), so nothing waits in a cycle.

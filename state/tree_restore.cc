@@ -1,4 +1,4 @@
-#include "restorer/tree.h"
+#include "state/tree_restore.h"
 
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -66,7 +66,7 @@ Status plan_members(const DecodedImage& root, const RestoreRequest& req, TreeRes
         }
         tree.members.push_back(m);
     }
-    return tree.groups.plan(procs);  // sessions and groups (restorer/tree_leaders.h)
+    return tree.groups.plan(procs);  // sessions and groups (state/tree_leaders.h)
 }
 
 // A zombie's stage 1: its session and group as any member's, then it ends as
@@ -247,12 +247,25 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
         syscall(SYS_exit_group, 127);
     }
     int clone_err = errno;
-    tree.share_fds.clear();  // every process has its copies now (restorer/tree_share.h)
+    tree.cloned = pid > 0;
+    tree.share_fds.clear();  // every process has its copies now (state/tree_share_restore.h)
     if (pid < 0) {
         if (clone_err == EEXIST) return make_error(EBUSY, strfmt("pid {} is in use", want));
         return sys_error(clone_err, "clone3");
     }
     return tree.members[i].pid;
+}
+
+Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_report& own,
+                         Error own_error) {
+    // Steps that wait on another member: a group's leader or its joiners
+    // (ETIMEDOUT after kLeaderWaitNs), a handover, a unix connection: what
+    // fails there may be the other member's failure seen from here.
+    bool waits = (own.step == CRFS_RA_STEP_SESSION && own.err == ETIMEDOUT) ||
+                 own.step == CRFS_RA_STEP_SHARE_FD || own.step == CRFS_RA_STEP_UNIX_CONNECT;
+    if (waits) return later;
+    if (req.tree_index == 0) return own_error;  // the root's, unnamed as a single process's
+    return own_error.context(strfmt("process {}", req.tree->members[req.tree_index].pid));
 }
 
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {
