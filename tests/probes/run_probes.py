@@ -356,10 +356,11 @@ class TtyProbe(Probe):
 
     def restore(self, img, slot):
         env = dict(os.environ, CRFS_ROOT=self.m)
-        self.out = open(self.path(f"cli-{slot}.out"), "w+")
-        self.cli = subprocess.Popen([os.path.join(BUILD, "tools/crfs"), "restore", "--shell-job",
-                                     img, slot], stdin=subprocess.DEVNULL, stdout=self.out,
-                                    stderr=subprocess.STDOUT, env=env)
+        # The relay writes its output there; read back by name (self.out.name).
+        with open(self.path(f"cli-{slot}.out"), "w+") as self.out:
+            self.cli = subprocess.Popen([os.path.join(BUILD, "tools/crfs"), "restore",
+                                         "--shell-job", img, slot], stdin=subprocess.DEVNULL,
+                                        stdout=self.out, stderr=subprocess.STDOUT, env=env)
         status = f"{self.m}/{slot}/status"
         wait_for(lambda: self.cli.poll() is not None or
                  (os.path.exists(status) and read(status) != "empty\n"), "the shell job restore")
