@@ -138,6 +138,16 @@ class SpliceReaders(rt.Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.verify(self.t.path("bb.img"))
 
+    def test_cp_from_crfs_into_crfs_sends_the_bytes(self):
+        # copy_file_range within crfs is bounded by the size too (0 bytes, no
+        # error); coreutils cp then copies with read(2), so the slot gets the
+        # reason's bytes, which are no image: the restore at close fails.
+        self.mark()
+        os.mkdir(f"{self.m}/junk")
+        r = rt.sh(f"cp {self.dir}/reason {self.m}/junk/image")
+        self.assertNotEqual(r.returncode, 0, "a reason restored as an image")
+        self.assertNotEqual(rt.read(f"{self.m}/junk/status"), "empty\n")
+
     def test_restore_from_shutil_copyfile_into_a_slot(self):
         # The restore direction: sendfile INTO a slot's image is a splice
         # write, which FUSE turns into ordinary write requests.
