@@ -349,9 +349,10 @@ class TtyProbe(Probe):
     def __init__(self, test, probe, variant, prefix=()):
         super().__init__(test, probe, variant, prefix)
         self.shell = self.proc.pid
+        self.shell_proc = None
         self.pid = int(read(self.path("pid")))
-        if self.pid != self.shell:
-            self.proc = None  # the shell stays; its job is the probe
+        if self.pid != self.shell:  # the shell stays (waited for at cleanup); its job is the probe
+            self.shell_proc, self.proc = self.proc, None
         self.cli = None
 
     def restore(self, img, slot):
@@ -386,6 +387,8 @@ class TtyProbe(Probe):
                 os.kill(who, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.shell_proc:
+            self.shell_proc.wait(TIMEOUT)
         if self.cli:
             self.cli.kill()
             self.cli.wait(TIMEOUT)
