@@ -579,7 +579,11 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         auto h = open_file(req, ino, fi->flags);
         if (!h) return reply_err(req, h.error(), "open");
         fi->direct_io = 1;  // generated content: no page cache, size 0 (STYLE.md 6)
-        fi->nonseekable = 0;
+        // A reader's open is non-seekable: the kernel's splice read of a FUSE
+        // file stops at the inode size (0) even for direct_io, so sendfile and
+        // splice would copy 0 bytes; without FMODE_LSEEK/FMODE_PREAD they fail
+        // at once and python/busybox copy with read(2) (docs/decisions.md).
+        fi->nonseekable = (fi->flags & O_ACCMODE) != O_WRONLY;
         fi->fh = reinterpret_cast<uint64_t>(h->release());
         if (fuse_reply_open(req, fi) == -ENOENT) delete reinterpret_cast<FileHandle*>(fi->fh);
     });

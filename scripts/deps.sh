@@ -10,6 +10,7 @@ packages=(
   libgtest-dev
   scdoc man-db bash-completion systemd
   util-linux procps zstd coreutils python3
+  busybox-static
   nftables iproute2
   redis-server redis-tools
   tmux vim

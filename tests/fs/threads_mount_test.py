@@ -25,6 +25,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import users  # noqa: E402
 from users import unprivileged_user  # noqa: E402
 from roundtrip_mount_test import TIMEOUT, Base, read, sh, wait_for  # noqa: E402
 
@@ -61,18 +62,11 @@ os.rename("result.tmp", "result")
 
 def add_user_in_group(user, group):
     """A fresh `user` (no home) in a fresh `group`; nothing left on failure."""
-    remove_user_and_group(user, group)
-    subprocess.run(["groupadd", group], check=True)
-    try:
-        subprocess.run(["useradd", "-M", "-N", "-G", group, "-s", "/bin/sh", user], check=True)
-    except BaseException:
-        subprocess.run(["groupdel", group], capture_output=True)
-        raise
+    users.create([user], "-N", "-G", group, groups=[group])
 
 
 def remove_user_and_group(user, group):
-    subprocess.run(["userdel", user], capture_output=True)
-    subprocess.run(["groupdel", group], capture_output=True)
+    users.remove([user], [group])
 
 
 def tids(pid):

@@ -42,6 +42,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fs"))
 import roundtrip_mount_test as rt  # noqa: E402  (Crfsd, Task, wait_for, read, sh)
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from users import unprivileged_user  # noqa: E402
 
 BUILD = None
 USER = "crfsnt1"
@@ -306,10 +308,7 @@ def run_as(cmd):
 
 class Unprivileged(Base):
     def setUp(self):
-        subprocess.run(["userdel", "-f", USER], capture_output=True)
-        subprocess.run(["useradd", "-M", "-U", "-s", "/bin/sh", USER], check=True)
-        self.addCleanup(subprocess.run, ["userdel", "-f", USER], capture_output=True)
-        self.addCleanup(subprocess.run, ["pkill", "-KILL", "-u", USER], capture_output=True)
+        self.enterContext(unprivileged_user(USER, "-U"))
         super().setUp()
 
     def test_established_needs_cap_net_admin_listener_round_trips(self):

@@ -353,17 +353,19 @@ class TtyProbe(Probe):
     def __init__(self, test, probe, variant, prefix=()):
         super().__init__(test, probe, variant, prefix)
         self.shell = self.proc.pid
+        self.shell_proc = None
         self.pid = int(read(self.path("pid")))
-        if self.pid != self.shell:
-            self.proc = None  # the shell stays; its job is the probe
+        if self.pid != self.shell:  # the shell stays (waited for at cleanup); its job is the probe
+            self.shell_proc, self.proc = self.proc, None
         self.cli = None
 
     def restore(self, img, slot):
         env = dict(os.environ, CRFS_ROOT=self.m)
-        self.out = open(self.path(f"cli-{slot}.out"), "w+")
-        self.cli = subprocess.Popen([os.path.join(BUILD, "tools/crfs"), "restore", "--shell-job",
-                                     img, slot], stdin=subprocess.DEVNULL, stdout=self.out,
-                                    stderr=subprocess.STDOUT, env=env)
+        # The relay writes its output there; read back by name (self.out.name).
+        with open(self.path(f"cli-{slot}.out"), "w+") as self.out:
+            self.cli = subprocess.Popen([os.path.join(BUILD, "tools/crfs"), "restore",
+                                         "--shell-job", img, slot], stdin=subprocess.DEVNULL,
+                                        stdout=self.out, stderr=subprocess.STDOUT, env=env)
         status = f"{self.m}/{slot}/status"
         wait_for(lambda: self.cli.poll() is not None or
                  (os.path.exists(status) and read(status) != "empty\n"), "the shell job restore")
@@ -389,6 +391,8 @@ class TtyProbe(Probe):
                 os.kill(who, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.shell_proc:
+            self.shell_proc.wait(TIMEOUT)
         if self.cli:
             self.cli.kill()
             self.cli.wait(TIMEOUT)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/image_writer.h"
+#include "tests/support/sample_image.h"
 
 namespace crfs {
 namespace {
@@ -52,19 +53,8 @@ std::string sample_image() {
         w.add_external(RecordType::kPages, Payload().add(pr).bytes(), data.back().data(),
                        data.back().size());
     }
-    image::ThreadRecord th{};
-    th.tid = 42;
-    w.add(RecordType::kThread, Payload().add(th));
-    w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
-    w.add(RecordType::kXstate, std::string(576, 'x'));
-    w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
-    w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
-    w.add(RecordType::kRlimits, Payload().add(image::RlimitsRecord{}));
-    w.add(RecordType::kItimers, Payload().add(image::ItimersRecord{}));
-    auto s = std::move(w).finish();
-    std::string out(s.size(), '\0');
-    EXPECT_EQ(s.read(0, out.data(), out.size()), out.size());
-    return out;
+    test::add_main_thread(w, 42);
+    return test::stream_bytes(std::move(w).finish());
 }
 
 std::string read_all(int fd) {

@@ -15,6 +15,7 @@
 #include "common/image_reader.h"
 #include "common/image_writer.h"
 #include "common/strfmt.h"
+#include "tests/support/sample_image.h"
 
 namespace crfs {
 namespace {
@@ -27,11 +28,7 @@ image::ThreadRecord thread_rec(int32_t tid) {
     return t;
 }
 
-std::string stream_bytes(const ImageStream& s) {
-    std::string out(s.size(), '\0');
-    EXPECT_EQ(s.read(0, out.data(), out.size()), out.size());
-    return out;
-}
+using test::stream_bytes;
 
 // A small but complete image: every singleton record, one VMA with two pages,
 // a deleted-file fd with content, and a pending signal.
@@ -631,13 +628,7 @@ std::string threaded_image(int extra_threads,
     w.add(RecordType::kCreds, Payload().add(image::CredsRecord{}));
     w.add(RecordType::kFs, Payload().add(image::FsRecord{022, 1, 1, 0}).add_string("//"));
     w.add(RecordType::kMm, Payload().add(image::MmRecord{}));
-    w.add(RecordType::kThread, Payload().add(thread_rec(42)));
-    w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
-    w.add(RecordType::kXstate, std::string(576, 'x'));
-    w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
-    w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
-    w.add(RecordType::kRlimits, Payload().add(image::RlimitsRecord{}));
-    w.add(RecordType::kItimers, Payload().add(image::ItimersRecord{}));
+    test::add_main_thread(w, 42);
     for (int i = 0; i < extra_threads; ++i) {
         if (edit) {
             edit(w, i);

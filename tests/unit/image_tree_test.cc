@@ -6,6 +6,7 @@
 
 #include "common/image_reader.h"
 #include "common/image_writer.h"
+#include "tests/support/sample_image.h"
 
 namespace crfs {
 namespace {
@@ -20,15 +21,7 @@ void add_process(ImageWriter& w, int32_t pid) {
     w.add(RecordType::kCreds, Payload().add(image::CredsRecord{}));
     w.add(RecordType::kFs, Payload().add(image::FsRecord{022, 0, 0, 0}));
     w.add(RecordType::kMm, Payload().add(image::MmRecord{}));
-    image::ThreadRecord th{};
-    th.tid = pid;
-    w.add(RecordType::kThread, Payload().add(th));
-    w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
-    w.add(RecordType::kXstate, std::string(576, 'x'));
-    w.add(RecordType::kSigactions, Payload().add(image::SigactionsRecord{}));
-    w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
-    w.add(RecordType::kRlimits, Payload().add(image::RlimitsRecord{}));
-    w.add(RecordType::kItimers, Payload().add(image::ItimersRecord{}));
+    test::add_main_thread(w, pid);
 }
 
 void add_process_record(ImageWriter& w, int32_t pid, int32_t ppid) {
@@ -36,10 +29,7 @@ void add_process_record(ImageWriter& w, int32_t pid, int32_t ppid) {
 }
 
 std::string bytes(ImageWriter&& w) {
-    ImageStream s = std::move(w).finish();
-    std::string out(s.size(), '\0');
-    EXPECT_EQ(s.read(0, out.data(), out.size()), out.size());
-    return out;
+    return test::stream_bytes(std::move(w).finish());
 }
 
 Result<DecodedImage> decode(const std::string& b, uint32_t process) {

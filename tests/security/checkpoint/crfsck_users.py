@@ -1,7 +1,12 @@
 """Real unprivileged users for the checkpoint attack tests: made for one test
 module, removed after it (also when a test fails, and left-overs of a killed
 run first), with their processes."""
+import os
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+import users  # noqa: E402
 
 TIMEOUT = 60
 
@@ -11,21 +16,13 @@ def run(cmd, check=True):
                           stdin=subprocess.DEVNULL)
 
 
-def remove(users):
-    for u in users:
-        if run(["id", u], check=False).returncode == 0:
-            run(["pkill", "-KILL", "-U", u], check=False)
-            run(["userdel", "-f", u], check=False)
+def remove(names):
+    users.remove(names)
 
 
-def create(users):
-    remove(users)  # left over from a run that was killed
-    try:
-        for u in users:
-            run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", u])
-    except BaseException:
-        remove(users)
-        raise
+def create(names):
+    """Each with a group of its own and no login shell (tests/support/users.py)."""
+    users.create(names, "-U", shell="/usr/sbin/nologin")
 
 
 def as_user(user, cmd):

@@ -4,7 +4,7 @@ items 9 (slots), 13, 14, 15, 16, 18; issue 14's slot items; crfsd's command line
 
 Users crfslm1, crfslm2 and crfslm3 (crfslm3 in group crfslmg, the group the
 mount names with restore_pid_group) are made in setUpModule and removed in
-tearDownModule. Every test mounts its own crfsd with small limits and always
+its module cleanup. Every test mounts its own crfsd with small limits and always
 unmounts it; every wait is bounded and waits for a state.
 
 usage: limits_test.py BUILD_DIR VERSION  (any unittest args after)
@@ -23,6 +23,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../fs"))
 import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import alive, pid_free, read, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../support"))
+import users  # noqa: E402
 
 BUILD = None
 VERSION = None
@@ -32,22 +34,10 @@ GROUP = "crfslmg"  # restore_pid_group of the mounts; crfslm3 is a member
 PY = "/usr/bin/python3"  # `python3` on PATH may be a root-only shim
 
 
-def remove_users():
-    for u in USERS:
-        subprocess.run(["userdel", "-f", u], capture_output=True)
-    subprocess.run(["groupdel", GROUP], capture_output=True)
-
-
 def setUpModule():
-    remove_users()
-    subprocess.run(["groupadd", GROUP], check=True)
-    for u in USERS:
-        subprocess.run(["useradd", "-M", "-U", "-s", "/bin/sh", u], check=True)
+    users.create(USERS, "-U", groups=[GROUP])
+    unittest.addModuleCleanup(users.remove, USERS, [GROUP])
     subprocess.run(["usermod", "-aG", GROUP, USERS[2]], check=True)
-
-
-def tearDownModule():
-    remove_users()
 
 
 def uid(user):
