@@ -4,7 +4,7 @@
 //
 // Key: the file's identity as fstat gives it right before the hash (device,
 // inode, size, mtime, ctime) and the hashed range. That is the identity the
-// restore itself takes as "not written since" (restorer/check_files.cc
+// restore itself takes as "not written since" (state/file_policy_check.cc
 // `unchanged`: same device, inode, size and ctime, then no read): a hit is
 // given exactly where the restore would skip the hash, so the cache is as
 // strict as recomputing under the project's own rule. A write changes ctime

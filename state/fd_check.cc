@@ -2,7 +2,7 @@
 // aggregator calls check_fds): every fd record's number, description group
 // (same_as), flags, offset and path in range, then its kind's own check:
 // files (state/file_kind.h), kernel objects (state/kobj.h), sockets
-// (restorer/check_inet.h), shared descriptions (restorer/tree_share.cc checks
+// (restorer/check_inet.h), shared descriptions (state/tree_share_restore.cc checks
 // the giver's side). Pipes, FIFOs and unix sockets check their records in
 // their own files (state/pipe.cc, unix_socket.cc, unix_bound.cc).
 #include <fcntl.h>
@@ -66,7 +66,7 @@ Status check_same_as(const DecodedImage& img, const FdEntry& f) {
     return {};
 }
 
-// share: a description an earlier process of the tree gives (restorer/tree_share.h
+// share: a description an earlier process of the tree gives (state/tree_share_restore.h
 // checks the owner's side): one share-fd record, no path, flags as any fd's.
 Status check_shared_fd(const FdEntry& f) {
     const auto& r = f.rec;
@@ -101,7 +101,7 @@ Status check_fds(const DecodedImage& img) {
             if (auto s = check_socket_fd(f); !s) return s;
             continue;
         }
-        if (r.kind == uint32_t(image::FdKind::kShared)) {  // restorer/tree_share.cc checks it
+        if (r.kind == uint32_t(image::FdKind::kShared)) {  // state/tree_share_restore.cc checks it
             if (auto s = check_shared_fd(f); !s) return s;
             continue;
         }

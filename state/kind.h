@@ -4,9 +4,9 @@
 // kinds"): `detect` says, as reason lines, which variants of it the task holds
 // that crfs cannot save and restore exactly. Deny by default: a kind that sees
 // something it does not know (a VMA flag, an fd type, a non-default setting)
-// reports it. The kind's file holds its dump and restore halves too; the
-// kinds that still have halves in checkpoint/ and restorer/ (memory, regular
-// and device files, the tree) are listed, with why, in docs/state.md.
+// reports it. The kind's file (or, for memory, files and the tree, its family
+// of files under state/, docs/state.md) holds its dump, check and restore
+// halves too.
 #pragma once
 
 #include <sys/stat.h>

@@ -152,7 +152,7 @@ Result<bool> async_wp(int pagemap, const MapsEntry& m) {
 }
 
 // What the file `m` maps is, when it is not a regular file: the restore maps
-// regular files only (restorer/check_files.cc, the blob's open_regular). A
+// regular files only (state/file_policy_check.cc, the blob's open_regular). A
 // private mapping of /dev/zero is one: anonymous memory that maps still
 // names "/dev/zero". Asked as the caller, at the path maps shows, of the
 // mapped inode only (another file there now is the file policy's, at
