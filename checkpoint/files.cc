@@ -123,7 +123,7 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pid
         t.rec.mtime_nsec = st.st_mtim.tv_nsec;
 
         bool kobj = false;  // O_PATH, directory, eventfd, epoll, ...: state/kobj.h
-        if (auto k = state::kobj_dump(pid, {fd, *link, st, *info_text, *info}, t, kobj); !k)
+        if (auto k = state::kobj_dump(pid, {fd, *link, st, *info_text, *info, pid}, t, kobj); !k)
             return std::unexpected(k.error());
         if (kobj) {
         } else if (bool fifo = S_ISFIFO(st.st_mode) && t.path.starts_with("/");
