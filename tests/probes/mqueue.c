@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 static mqd_t g_q = (mqd_t)-1;
-static char g_name[64];
+static char g_name[128];
 
 struct msg {
     const char* text;
@@ -19,9 +19,16 @@ static const struct msg kSent[] = {{"one", 2}, {"two", 5}, {"three", 2}, {"", 0}
 static const struct msg kOrder[] = {{"five", 9}, {"two", 5}, {"one", 2}, {"three", 2}, {"", 0}};
 #define NMSG (sizeof kSent / sizeof kSent[0])
 
+/* "/crfs-probe-mq-PID-DIR": unique on the host (queues are not per pid namespace). */
+static void set_name(void) {
+    const char* base = strrchr(g_dir, '/');
+    snprintf(g_name, sizeof g_name, "/crfs-probe-mq-%d-%.40s", (int)getpid(),
+             base ? base + 1 : g_dir);
+}
+
 /* The queue with kSent in it, reopened with `flags` unless they are -1. */
 static mqd_t make(int flags, long maxmsg, long msgsize) {
-    snprintf(g_name, sizeof g_name, "/crfs-probe-mq-%d", (int)getpid());
+    set_name();
     struct mq_attr a;
     memset(&a, 0, sizeof a);
     a.mq_maxmsg = maxmsg;
@@ -41,7 +48,7 @@ static mqd_t make(int flags, long maxmsg, long msgsize) {
 }
 
 static void check_link(mqd_t q, int deleted) {
-    char path[64], link[128], want[128];
+    char path[64], link[192], want[192];
     snprintf(path, sizeof path, "/proc/self/fd/%d", (int)q);
     ssize_t n = readlink(path, link, sizeof link - 1);
     link[n < 0 ? 0 : n] = 0;
@@ -128,7 +135,7 @@ static void unlinked_check(void) {
 /* mq_empty_dup: an empty queue, dup'd (one description). */
 static mqd_t g_dup = (mqd_t)-1;
 static void empty_setup(void) {
-    snprintf(g_name, sizeof g_name, "/crfs-probe-mq-%d", (int)getpid());
+    set_name();
     mq_unlink(g_name);
     g_q = mq_open(g_name, O_RDWR | O_CREAT | O_EXCL | O_NONBLOCK, 0640, NULL);
     if (g_q == (mqd_t)-1) die("mq_open");
