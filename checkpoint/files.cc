@@ -121,7 +121,7 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pid
         t.rec.mtime_sec = st.st_mtim.tv_sec;
         t.rec.mtime_nsec = st.st_mtim.tv_nsec;
 
-        state::FdView view{fd, *link, st, *info_text, *info};
+        state::FdView view{fd, *link, st, *info_text, *info, pid};
         bool kobj = false;  // O_PATH, directory, eventfd, epoll, ...: state/kobj.h
         if (auto k = state::kobj_dump(pid, view, t, kobj); !k) return std::unexpected(k.error());
         bool file = false;  // regular, deleted, device: state/file_kind.h

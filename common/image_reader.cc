@@ -547,6 +547,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                            (k >= uint32_t(K::kPipe) && k <= uint32_t(K::kFifo)) ||
                            k == uint32_t(K::kTcp) || k == uint32_t(K::kUdp) ||
                            k == uint32_t(K::kMemfd) || k == uint32_t(K::kUnixBound) ||
+                           (k == uint32_t(K::kMqueue) && img.header.version >= 8) ||
                            (k == uint32_t(K::kShared) && img.header.version >= 5) ||
                            ((k == uint32_t(K::kTty) || k == uint32_t(K::kDevTty)) &&
                             img.header.version >= 7);  // tty: state/tty.cc
@@ -582,6 +583,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kSignalfd:
             case RecordType::kEpollWatch:
             case RecordType::kInotifyWatch:
+            case RecordType::kMqueue:     // unix: state/mqueue.cc
             case RecordType::kShareFd: {  // share: state/tree_share_restore.cc checks it
                 // Each starts with the fd it belongs to: an earlier fd record of its own
                 // description (its kind checks the rest: state/kobj.h).

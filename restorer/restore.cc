@@ -48,6 +48,7 @@
 #include "state/itimers.h"
 #include "state/locks.h"
 #include "state/memory_restore.h"
+#include "state/mqueue.h"
 #include "state/regs.h"
 #include "state/restart.h"
 #include "state/seccomp.h"
@@ -287,6 +288,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return "handing over " + fd(r.arg) + " shared with another process of the tree";
         case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
             return "connecting " + fd(r.arg) + " to its server, another process of the tree";
+        case CRFS_RA_STEP_MQ_OPEN:  // unix (state/mqueue.h)
+        case CRFS_RA_STEP_MQ_OTHER:
+        case CRFS_RA_STEP_MQ_FILL:
+            return *state::mqueue_step_text(img, int(r.step), int(r.arg));
         case CRFS_RA_STEP_FILE_LOCK:
             return state::lock_text(img, uint32_t(r.arg));
         case CRFS_RA_STEP_POSIX_TIMER:

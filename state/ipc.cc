@@ -1,10 +1,9 @@
-// System V IPC and POSIX message queues (issue 11): reasons, each naming the
-// object. Neither is saved: a message queue's messages and a semaphore's
-// value live outside the task (on the host, by key or name), so a restore
-// cannot bring them back as they were, nor know whether someone else changed
-// them meanwhile. Shared memory segments are the memory kind's (`/SYSV`
-// mappings, state/memory.cc).
-//   POSIX mq   an fd on the mqueue filesystem (statfs of /proc/PID/fd/N);
+// System V IPC (issue 11): reasons, each naming the object. Neither is
+// saved: a message queue's messages and a semaphore's value live outside the
+// task (on the host, by key), so a restore cannot bring them back as they
+// were, nor know whether someone else changed them meanwhile. Shared memory
+// segments are the memory kind's (`/SYSV` mappings, state/memory.cc); POSIX
+// message queues are fds of their own kind (state/mqueue.cc).
 //   msg        a queue whose last msgsnd or msgrcv was the task's (lspid, lrpid
 //              of /proc/sysvipc/msg);
 //   sem        a set whose last semop on some semaphore was the task's
@@ -13,21 +12,17 @@
 // reason of its own (what it uses cannot be seen).
 #include <sys/sem.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <sstream>
 
-#include "common/escape.h"
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/kind.h"
 
 namespace crfs::state {
 namespace {
-
-constexpr long kMqueueMagic = 0x19800202;
 
 // The rows of /proc/sysvipc/<name> after its header, split on blanks.
 std::vector<std::vector<long long>> table(const char* name) {
@@ -50,15 +45,6 @@ std::vector<std::vector<long long>> table(const char* name) {
 }  // namespace
 
 Status detect_ipc(TaskView& t, Reasons& out) {
-    auto fds = t.fds();
-    if (!fds) return std::unexpected(fds.error());
-    for (const FdView& f : **fds) {
-        struct statfs sf;
-        if (S_ISREG(f.st.st_mode) && ::statfs(t.path(strfmt("fd/{}", f.fd)).c_str(), &sf) == 0 &&
-            sf.f_type == kMqueueMagic)
-            out.push_back(strfmt("fd {}: POSIX message queue {}{}", f.fd,
-                                 escape_nonprintable(f.link), kNotYet));
-    }
     struct stat mine, theirs;
     if (::stat("/proc/self/ns/ipc", &mine) != 0) return {};  // no namespaces: one table
     if (::stat(t.path("ns/ipc").c_str(), &theirs) != 0) return {};

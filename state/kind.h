@@ -37,6 +37,7 @@ struct FdView {
     struct stat st {};  // stat through the link: the open file
     std::string fdinfo;
     FdInfo info;
+    pid_t pid = 0;  // the task (mqueue: statfs of /proc/<pid>/fd/<fd>); 0: unknown
 };
 
 // What detectors read about a task, each /proc file read once and kept.

@@ -15,7 +15,7 @@ namespace {
 
 constexpr const KobjKind* kKinds[] = {&kOpathKind, &kEventfdKind, &kTimerfdKind,   &kSignalfdKind,
                                       &kEpollKind, &kPidfdKind,   &kDirectoryKind, &kInotifyKind,
-                                      &kMemfdKind, &kTtyKind,     &kDevTtyKind};
+                                      &kMemfdKind, &kTtyKind,     &kDevTtyKind,    &kMqueueKind};
 
 const KobjKind* by_view(const FdView& f) {
     for (const KobjKind* k : kKinds)

@@ -90,6 +90,7 @@ extern const KobjKind kInotifyKind;    // state/inotify.cc
 extern const KobjKind kMemfdKind;      // state/memfd.cc (the memfd object: state/memfd.h)
 extern const KobjKind kTtyKind;        // state/tty.cc: the session's terminal, other terminals
 extern const KobjKind kDevTtyKind;     // state/tty.cc: /dev/tty
+extern const KobjKind kMqueueKind;     // state/mqueue.cc: POSIX message queues
 
 // --- the dispatcher (kobj.cc) ------------------------------------------------
 

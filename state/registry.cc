@@ -22,7 +22,7 @@ constexpr StateKind kStateKinds[] = {
     {"memory", detect_memory},    // VMAs: flags, kinds, mlock, guard regions
     {"fds", detect_fds},          // one FdKind per kind of file
     {"locks", detect_locks},      // flock, POSIX and OFD locks, leases
-    {"ipc", detect_ipc},          // System V queues and semaphores, POSIX mqueues
+    {"ipc", detect_ipc},          // System V queues and semaphores
     {"tty", detect_tty},          // a shell job's session on its terminal
 };
 // clang-format on

@@ -84,6 +84,7 @@ Result<const std::vector<FdView>*> TaskView::fds() {
         auto parsed = parse_fdinfo(v.fdinfo);
         if (!parsed) return std::unexpected(parsed.error().context(path("fdinfo/") + name.data()));
         v.info = *parsed;
+        v.pid = pid_;
         out.push_back(std::move(v));
     }
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.fd < b.fd; });

@@ -434,6 +434,8 @@ const char* fd_kind_name(uint32_t k) {
             return "unix-socket";
         case image::FdKind::kUnixBound:
             return "unix-bound";
+        case image::FdKind::kMqueue:  // unix: state/mqueue.cc
+            return "mqueue";
         case image::FdKind::kFifo:
             return "fifo";
         case image::FdKind::kTcp:

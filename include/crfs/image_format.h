@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 7;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 8;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -102,6 +102,9 @@ static_assert(sizeof(Trailer) == 24);
     X(kUnixBound, 74, "unix-bound", sizeof(UnixBoundRecord),                                     \
       sizeof(UnixBoundRecord) + kMaxUnixMessages * 4 + kMaxUnixQueueBytes)                       \
     X(kUnixSender, 75, "unix-sender", sizeof(UnixSenderRecord), sizeof(UnixSenderRecord))        \
+    /* unix (76-79), version 8: a POSIX message queue, state/mqueue.cc */                         \
+    X(kMqueue, 76, "mqueue", sizeof(MqueueRecord),                                               \
+      sizeof(MqueueRecord) + kMaxMqName + kMaxMqMessages * 8 + kMaxMqBytes)                      \
     /* fid-exact (96-103), version 4: state restored exactly (docs/state.md) */                  \
     X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
@@ -304,6 +307,8 @@ enum class FdKind : uint32_t {
     kMemfd = 36,  // a memfd: reopened from the memfd record of `ino`, seeked to pos
     // Version 5 (unix, 37-39).
     kUnixBound = 37,  // a unix socket with a name, listening, or connected by a name: unix-bound
+    // Version 8 (unix, 38-40).
+    kMqueue = 38,  // a POSIX message queue: an mqueue record follows
     // Version 5 (share, 52-55).
     kShared = 52,  // given by an earlier process of the tree: a share-fd record follows
     // Version 7 (tty, 41-43): the controlling terminal of a shell job (state/tty.cc).
@@ -500,6 +505,28 @@ struct UnixSenderRecord {
     uint64_t sender;
 };
 static_assert(sizeof(UnixSenderRecord) == 24);
+// A POSIX message queue (version 8, unix; state/mqueue.cc), after the fd
+// record of the lowest fd of its description: its name, attributes, owner and
+// queued messages. Followed by the name (name_len bytes, the leading '/'
+// included, no NUL), then nmsgs {priority, length} pairs (uint32 each) in the
+// order mq_receive gives them, then their bytes (data_len, the sum of the
+// lengths), concatenated.
+inline constexpr uint32_t kMaxMqName = 256;                // '/' and NAME_MAX bytes
+inline constexpr uint32_t kMaxMqMessages = 1u << 16;       // the kernel's HARD_MSGMAX
+inline constexpr uint32_t kMaxMqBytes = 16u << 20;         // mq_maxmsg * mq_msgsize saved
+struct MqueueRecord {
+    int32_t fd;
+    uint32_t mode;  // st_mode & 07777
+    uint32_t uid, gid;
+    uint64_t maxmsg, msgsize;  // mq_getattr
+    uint32_t nmsgs;
+    uint32_t name_len;
+    uint32_t deleted;  // 1: unlinked (its name is free again; restore unlinks it)
+    uint32_t reserved;  // 0
+    uint64_t data_len;
+};
+static_assert(sizeof(MqueueRecord) == 56);
+
 // A memfd (version 4, kobj) the task holds by an fd (FdKind::kMemfd) or maps
 // (VmaKind::kMemfdShared/kMemfdPrivate), each of which names it by `ino`: made
 // once at restore, its contents written once. Followed by its name

@@ -221,6 +221,10 @@ enum crfs_ra_step {
     /* unix (230-239): a client process connecting to its server, another process of the tree
        (arg: the client's fd) */
     CRFS_RA_STEP_UNIX_CONNECT = 230,
+    /* unix (231-233): a POSIX message queue, stage 1 (state/mqueue.cc; arg: its fd) */
+    CRFS_RA_STEP_MQ_OPEN = 231, /* creating or opening the queue by its name */
+    CRFS_RA_STEP_MQ_OTHER,      /* the queue exists with other attributes, owner or messages */
+    CRFS_RA_STEP_MQ_FILL,       /* giving a queue made anew its mode and messages */
     /* names (240-241) */
     CRFS_RA_STEP_VMA_NAME = 240, /* PR_SET_VMA_ANON_NAME of a mapping (arg: VMA index) */
     /* timer (260-269) */

@@ -12,6 +12,9 @@
     in the same tree, one connection open with a reply not yet read: the data
     set and the connection survive.
   - hostile edits of the new records are refused and leave nothing behind.
+  - a producer and its consumer child sharing a POSIX message queue,
+    checkpointed mid-work with the queue full, restored with the queue made
+    again from the image: the consumer's count and sum are exact.
 
 usage: unix_tree_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -312,6 +315,122 @@ class Redis(trees_mount_test.TreeBase):
         self.round_trip(proc, pids)
         self.assertEqual(self.ask("DBSIZE"), str(KEYS), "a new connection sees the data set")
         self.assertEqual(self.ask("GET", "k499"), "value-499-" + "x" * 49)
+        self.finish(pids)
+
+
+# unix: a producer and its consumer child sharing one POSIX message queue
+# (state/mqueue.cc). The producer sends N numbered messages of priorities
+# i % 3 (blocking when the queue of 4 is full); the consumer takes 5, writes
+# `half` and waits for SIGUSR1, then takes the rest: per priority they must
+# come in increasing order (FIFO), and the count and sum are exact.
+MQ_N = 40
+MQ_TREE = f"""
+import ctypes, os, signal, sys
+N = {MQ_N}
+libc = ctypes.CDLL(None, use_errno=True)
+class Attr(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_long), ("maxmsg", ctypes.c_long),
+                ("msgsize", ctypes.c_long), ("curmsgs", ctypes.c_long), ("pad", ctypes.c_long * 4)]
+name = sys.argv[1].encode()
+libc.mq_unlink(name)
+q = libc.mq_open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600, ctypes.byref(Attr(0, 4, 32, 0)))
+if q < 0:
+    raise SystemExit("mq_open: " + os.strerror(ctypes.get_errno()))
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+kid = os.fork()
+if kid == 0:
+    buf = ctypes.create_string_buffer(32)
+    prio = ctypes.c_uint()
+    last, got, total, bad = {{}}, 0, 0, []
+    while True:
+        if got == 5:
+            open("half", "w").close()
+            signal.sigwait({{signal.SIGUSR1}})
+        n = libc.mq_receive(q, buf, 32, ctypes.byref(prio))
+        if n < 0:
+            bad.append("mq_receive: " + os.strerror(ctypes.get_errno()))
+            break
+        i = int(buf.raw[:n])
+        if i < 0:
+            break
+        if prio.value != i % 3 or last.get(prio.value, -1) >= i:
+            bad.append(f"{{i}} at priority {{prio.value}} after {{last.get(prio.value)}}")
+        last[prio.value] = i
+        got += 1
+        total += i
+    with open("out", "w") as f:
+        f.write("FAIL " + "; ".join(bad) + "\\n" if bad else f"PASS {{got}} {{total}}\\n")
+    os._exit(0)
+for i in range(N):
+    b = str(i).encode()
+    if libc.mq_send(q, b, len(b), i % 3) != 0:
+        raise SystemExit("mq_send: " + os.strerror(ctypes.get_errno()))
+if libc.mq_send(q, b"-1", 2, 0) != 0:
+    raise SystemExit("mq_send end")
+os.waitpid(kid, 0)
+libc.mq_unlink(name)
+"""
+
+
+class MqueueTree(trees_mount_test.TreeBase):
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def mq_tree(self):
+        self.name = "/s9un-mqtree-" + os.path.basename(self.dir)  # unique on the host
+        with open(self.path("mq.py"), "w") as f:
+            f.write(MQ_TREE)
+        proc = self.start(None, 2, argv=["/usr/bin/python3", "mq.py", self.name])
+        wait_for(lambda: os.path.exists(self.path("half")), "the consumer's pause")
+        pids = tree_of(proc.pid)
+        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
+        return proc, pids
+
+    def finish(self, pids):
+        os.kill(pids[1], 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        self.assertEqual(self.out(), f"PASS {MQ_N} {MQ_N * (MQ_N - 1) // 2}\n")
+
+    def tearDown(self):
+        import ctypes
+        ctypes.CDLL(None).mq_unlink(getattr(self, "name", "/").encode())
+        super().tearDown()
+
+    @staticmethod
+    def mqueue_records(img):
+        """[(name, nmsgs)] of the image's mqueue records (type 76: MqueueRecord,
+        nmsgs at 32, name_len at 36, the name after its 56 bytes)."""
+        with open(img, "rb") as f:
+            data = f.read()
+        off, out = struct.unpack_from("<I", data, 12)[0], []
+        while off < len(data):
+            kind, _, length = struct.unpack_from("<IIQ", data, off)
+            if kind == 0xffffffff:
+                break
+            if kind == 76:
+                nmsgs, name_len = struct.unpack_from("<II", data, off + 16 + 32)
+                out.append((data[off + 16 + 56:off + 16 + 56 + name_len], nmsgs))
+            off += 16 + length
+        return out
+
+    def test_unrestored_mqueue_tree_passes(self):
+        proc, pids = self.mq_tree()
+        self.finish(pids)
+
+    def test_mqueue_workers_come_back_with_the_queued_messages(self):
+        """Checkpointed mid-work with the queue full and the producer blocked in
+        mq_send; the queue is removed after the kill, so the restore makes it
+        again from the image."""
+        import ctypes
+        proc, pids = self.mq_tree()
+        self.assertEqual(read(f"{self.m}/{pids[0]}/reason"), "")
+        img = self.checkpoint(pids[0])
+        self.assertEqual(self.mqueue_records(img), [(self.name.encode(), 4)])
+        self.kill_all(proc, pids)
+        self.assertEqual(ctypes.CDLL(None).mq_unlink(self.name.encode()), 0)
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+        self.assertEqual(tree_of(pids[0]), pids)
         self.finish(pids)
 
 

@@ -52,8 +52,8 @@ static void pipe_setup(void) {
     close(p[0]);
 }
 
-/* A grandchild holding a POSIX message queue (a reason): the root's reason
- * names the grandchild. */
+/* A grandchild holding a POSIX message queue with an mq_notify registration
+ * (a reason): the root's reason names the grandchild. */
 static void mq_body(void) {
     own_stdio();
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* goes with its parent (killed by the check) */
@@ -62,6 +62,8 @@ static void mq_body(void) {
     struct mq_attr attr = {.mq_maxmsg = 1, .mq_msgsize = 8};
     if (mq_open(name, O_RDWR | O_CREAT | O_EXCL, 0600, &attr) != 3) die("mq_open");
     mq_unlink(name);
+    struct sigevent ev = {.sigev_notify = SIGEV_NONE};
+    if (mq_notify(3, &ev) != 0) die("mq_notify");
 }
 static void grandchild_body(void) {
     own_stdio();
