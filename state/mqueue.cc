@@ -28,15 +28,17 @@
 //            name is taken again is an error too.
 // Not restored: an mq_notify registration (a reason), the queue's times.
 // A named queue that two descriptions hold is one queue (the second finds
-// the first's); an unlinked one held by two descriptions of the tree that
-// are not one shared description would be two queues: see docs/state.md.
+// the first's); an unlinked one held by a second description, or by another
+// process, would be two queues: a reason (unlinked_elsewhere).
 #include "state/mqueue.h"
 
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <mqueue.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <climits>
@@ -48,6 +50,7 @@
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
+#include "state/holders.h"
 #include "state/kobj.h"
 #include "state/unix_socket.h"
 
@@ -126,9 +129,38 @@ Result<Queue> inspect(const FdView& f) {
     return q;
 }
 
-std::optional<std::string> detect(TaskView&, const FdView& f) {
+// An unlinked queue comes back from its one record as a new queue: another
+// open file description of it (a second mq_open before the unlink) in the
+// task would come back as a second queue, and a process outside the task (a
+// member of its tree too: descriptions are not grouped across processes for
+// queues yet) holding its name would no longer share it. Both are reasons.
+// Another process is found by its fd link ("/name (deleted)", which an other
+// unlinked queue of that name also shows: refused then too, never merged).
+std::optional<std::string> unlinked_elsewhere(TaskView& t, const FdView& f,
+                                              const std::string& shown) {
+    auto fds = t.fds();
+    if (!fds) return fds.error().what;
+    for (const FdView& o : **fds) {
+        if (o.fd == f.fd || o.st.st_ino != f.st.st_ino || o.st.st_dev != f.st.st_dev) continue;
+        // 0: one description (a dup); anything else, an error too, refuses.
+        if (::syscall(SYS_kcmp, t.pid(), t.pid(), KCMP_FILE, f.fd, o.fd) != 0)
+            return strfmt(
+                "POSIX message queue {} (unlinked) held by another open file "
+                "description too (fd {}); such a queue{}",
+                shown, o.fd, kNotYet);
+    }
+    Holders holders(t.pid(), t.holder_scan());
+    if (auto others = holders.of(f.link); !others.empty())
+        return strfmt("POSIX message queue {} (unlinked) also held by {}; such a queue{}", shown,
+                      Holders::names(others), kNotYet);
+    return std::nullopt;
+}
+
+std::optional<std::string> detect(TaskView& t, const FdView& f) {
     auto q = inspect(f);
-    return q ? std::nullopt : std::optional<std::string>(q.error().what);
+    if (!q) return q.error().what;
+    if (q->deleted) return unlinked_elsewhere(t, f, escape_nonprintable(q->name));
+    return std::nullopt;
 }
 
 // Every message of q, received in order (the task is frozen).

@@ -150,6 +150,19 @@ static void empty_check(void) {
     mq_unlink(g_name);
 }
 
+/* mq_unlinked_two: an unlinked queue held by two descriptions (two mq_opens
+ * before the unlink): one record each would make two queues (a reason). */
+static mqd_t g_two = (mqd_t)-1;
+static void unlinked_two_setup(void) {
+    g_q = make(O_RDONLY, 8, 32);
+    g_two = mq_open(g_name, O_WRONLY);
+    if (g_two == (mqd_t)-1) die("mq_open again");
+    mq_unlink(g_name);
+}
+static void unlinked_two_check(void) {
+    if (mq_send(g_two, "x", 1, 0) != 0) fail("mq_send: %s", strerror(errno));
+}
+
 /* mq_notify: a registration crfs does not restore (a reason). */
 static void notify_setup(void) {
     g_q = make(-1, 8, 16);
@@ -175,5 +188,6 @@ static const struct variant kVariants[] = {
     {"mq_unlinked", unlinked_setup, unlinked_check, NULL},
     {"mq_empty_dup", empty_setup, empty_check, NULL},
     {"mq_notify", notify_setup, notify_check, NULL},
+    {"mq_unlinked_two", unlinked_two_setup, unlinked_two_check, NULL},
 };
 PROBE_MAIN(kVariants)

@@ -270,6 +270,7 @@ PROBES = [
     ("mqueue", "mq_unlinked", None),
     ("mqueue", "mq_empty_dup", None),
     ("mqueue", "mq_notify", "an mq_notify registration (pid "),
+    ("mqueue", "mq_unlinked_two", "held by another open file description too (fd "),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
