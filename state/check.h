@@ -26,11 +26,3 @@ inline bool bad_path(const std::string& p) {
 }
 
 }  // namespace crfs::check
-
-namespace crfs {
-
-// The image's area holding `addr` (`end_inclusive`: addr may be its end), or
-// null (restorer/check_fields.cc, the memory kind's).
-const VmaEntry* vma_at(const DecodedImage& img, uint64_t addr, bool end_inclusive);
-
-}  // namespace crfs

@@ -13,6 +13,7 @@
 #include "common/file_hash.h"
 #include "common/strfmt.h"
 #include "restorer/check_inet.h"
+#include "state/check.h"
 #include "state/file_kind.h"
 #include "state/kobj.h"
 
@@ -27,9 +28,7 @@ constexpr uint32_t kFdOpenFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | 
                                   kOLargefile | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_SYNC |
                                   O_PATH;
 
-Status bad(std::string what) {
-    return make_error(EINVAL, "image field out of range: " + std::move(what));
-}
+using check::bad;
 
 // A later fd of an open file description: restore dups `same_as` to it, so
 // that must be an earlier record of the image that is its own description, and

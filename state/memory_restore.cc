@@ -11,6 +11,7 @@
 #include "common/file_hash.h"
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/check.h"
 #include "state/vma_names.h"
 
 namespace crfs {
@@ -18,8 +19,8 @@ namespace crfs {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-constexpr uint64_t kUserTop = 0x7ffffffff000ull;  // TASK_SIZE of 4-level paging
-constexpr uint64_t kLowest = 0x10000ull;          // above any mmap_min_addr
+using check::kUserTop;
+constexpr uint64_t kLowest = 0x10000ull;  // above any mmap_min_addr
 
 bool is_special(const VmaEntry& v) {
     auto k = image::VmaKind(v.rec.kind);
@@ -292,13 +293,8 @@ namespace {
 constexpr uint64_t kVsyscall = 0xffffffffff600000ull;
 constexpr uint32_t kVmaFlags = (1u << 8) - 1;  // kVmaRead .. kVmaGrowsDown
 
-Status bad(std::string what) {
-    return make_error(EINVAL, "image field out of range: " + std::move(what));
-}
-
-bool bad_path(const std::string& p) {
-    return p.empty() || p[0] != '/' || p.find('\0') != std::string::npos;
-}
+using check::bad;
+using check::bad_path;
 
 }  // namespace
 

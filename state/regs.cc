@@ -15,6 +15,7 @@
 #include <cstring>
 #include "common/strfmt.h"
 #include "state/check.h"
+#include "state/memory_restore.h"  // vma_at
 
 namespace crfs {
 

@@ -152,6 +152,28 @@ class SlotAttackCase(unittest.TestCase):
         self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
         return status
 
+    def refused(self, *edits, why="image field out of range"):
+        """The image edited by `edits` is refused with EINVAL, `why` in its status."""
+        status = self.assert_refused(self.edited(*edits), "Invalid argument")
+        self.assertIn(why, status)
+
+    def restore_sleeping(self, img):
+        """Restores `img` (a probe's image); its pid once it sleeps in pause() again
+        (a SIGTERM that arrives as the restored task re-enters the restarted
+        syscall would run the handler before pause())."""
+        ok, err, status, pid = self.restore(img)
+        self.assertTrue(ok, err + status)
+        rt.wait_for(lambda: rt.read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0] == "S",
+                    "the restored probe to sleep")
+        return pid
+
+    def assert_probe_passes(self, pid):
+        """SIGTERM to the restored probe `pid`: it checks its state and writes PASS."""
+        os.kill(pid, signal.SIGTERM)
+        rt.wait_for(lambda: os.path.exists(f"{self.d}/result"), "the probe's verdict")
+        self.assertEqual(rt.read(f"{self.d}/result").strip(), "PASS")
+        os.unlink(f"{self.d}/result")
+
     @staticmethod
     def same_description(pid, a, b):
         """kcmp KCMP_FILE: 0 when fds a and b of pid are one open file description."""
