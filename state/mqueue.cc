@@ -28,8 +28,10 @@
 //            name is taken again is an error too.
 // Not restored: an mq_notify registration (a reason), the queue's times.
 // A named queue that two descriptions hold is one queue (the second finds
-// the first's); an unlinked one held by a second description, or by another
-// process, would be two queues: a reason (unlinked_elsewhere).
+// the first's); an unlinked one held by a second description, or by a
+// process outside the image, would be two queues: a reason
+// (unlinked_elsewhere). One description held by several members of a tree
+// is made once, by the first, and handed to the others (state/tree_share.h).
 #include "state/mqueue.h"
 
 #include <fcntl.h>
@@ -41,6 +43,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -52,6 +55,7 @@
 #include "common/unique_fd.h"
 #include "state/holders.h"
 #include "state/kobj.h"
+#include "state/tree.h"
 #include "state/unix_socket.h"
 
 namespace crfs::state {
@@ -131,11 +135,13 @@ Result<Queue> inspect(const FdView& f) {
 
 // An unlinked queue comes back from its one record as a new queue: another
 // open file description of it (a second mq_open before the unlink) in the
-// task would come back as a second queue, and a process outside the task (a
-// member of its tree too: descriptions are not grouped across processes for
-// queues yet) holding its name would no longer share it. Both are reasons.
-// Another process is found by its fd link ("/name (deleted)", which an other
-// unlinked queue of that name also shows: refused then too, never merged).
+// task would come back as a second queue, and so would a process outside the
+// image holding it: both are reasons. Another process is found by its fd link
+// ("/name (deleted)"). A member of the image holding one description with
+// the task (a child that inherited it) is given it at restore, and one with
+// a description of its own is refused, by the tree's rules
+// (state/tree_share.h); a member holding another unlinked queue of that name
+// (another inode) is refused here, never merged.
 std::optional<std::string> unlinked_elsewhere(TaskView& t, const FdView& f,
                                               const std::string& shown) {
     auto fds = t.fds();
@@ -149,10 +155,30 @@ std::optional<std::string> unlinked_elsewhere(TaskView& t, const FdView& f,
                 "description too (fd {}); such a queue{}",
                 shown, o.fd, kNotYet);
     }
+    std::vector<pid_t> inside = t.image_pids();
+    if (inside.empty()) inside = tree_pids(t.pid());
+    std::vector<pid_t> outside;
     Holders holders(t.pid(), t.holder_scan());
-    if (auto others = holders.of(f.link); !others.empty())
-        return strfmt("POSIX message queue {} (unlinked) also held by {}; such a queue{}", shown,
-                      Holders::names(others), kNotYet);
+    for (const auto& [link, held] : holders.fds_of({f.link}))
+        for (const HeldFd& h : held) {
+            if (std::find(inside.begin(), inside.end(), h.pid) == inside.end()) {
+                if (outside.empty() || outside.back() != h.pid) outside.push_back(h.pid);
+                continue;
+            }
+            struct stat st {};
+            if (::stat(strfmt("/proc/{}/fd/{}", h.pid, h.fd).c_str(), &st) == 0 &&
+                st.st_ino == f.st.st_ino && st.st_dev == f.st.st_dev)
+                continue;  // the same queue: the tree's rules
+            return strfmt(
+                "POSIX message queue {} (unlinked) while pid {} of the image holds another "
+                "unlinked queue of that name (fd {}); such queues{}",
+                shown, h.pid, h.fd, kNotYet);
+        }
+    if (!outside.empty())
+        return strfmt(
+            "POSIX message queue {} (unlinked) also held by {}, outside the image; such "
+            "a queue{}",
+            shown, Holders::names(outside), kNotYet);
     return std::nullopt;
 }
 

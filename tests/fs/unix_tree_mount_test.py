@@ -361,6 +361,9 @@ if kid == 0:
     with open("out", "w") as f:
         f.write("FAIL " + "; ".join(bad) + "\\n" if bad else f"PASS {{got}} {{total}}\\n")
     os._exit(0)
+if sys.argv[2:] == ["unlinked"]:  # the one description both hold is all that names it
+    if libc.mq_unlink(name) != 0:
+        raise SystemExit("mq_unlink: " + os.strerror(ctypes.get_errno()))
 for i in range(N):
     b = str(i).encode()
     if libc.mq_send(q, b, len(b), i % 3) != 0:
@@ -376,11 +379,11 @@ class MqueueTree(trees_mount_test.TreeBase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def mq_tree(self):
+    def mq_tree(self, *mode):
         self.name = "/s9un-mqtree-" + os.path.basename(self.dir)  # unique on the host
         with open(self.path("mq.py"), "w") as f:
             f.write(MQ_TREE)
-        proc = self.start(None, 2, argv=["/usr/bin/python3", "mq.py", self.name])
+        proc = self.start(None, 2, argv=["/usr/bin/python3", "mq.py", self.name, *mode])
         wait_for(lambda: os.path.exists(self.path("half")), "the consumer's pause")
         pids = tree_of(proc.pid)
         wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
@@ -431,6 +434,24 @@ class MqueueTree(trees_mount_test.TreeBase):
         r = self.restore(img, str(pids[0]))
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
         self.assertEqual(tree_of(pids[0]), pids)
+        self.finish(pids)
+
+    def test_unlinked_mqueue_workers_come_back_sharing_one_queue(self):
+        """The producer unlinks the queue right after the fork: the one
+        description both hold (inherited) is all that names it. Made once at
+        restore (one record, its 4 messages once) and handed to the consumer:
+        two queues would leave the consumer waiting for messages sent to the
+        other."""
+        import ctypes
+        proc, pids = self.mq_tree("unlinked")
+        self.assertEqual(read(f"{self.m}/{pids[0]}/reason"), "")
+        img = self.checkpoint(pids[0])
+        self.assertEqual(self.mqueue_records(img), [(self.name.encode(), 4)])
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+        self.assertEqual(tree_of(pids[0]), pids)
+        self.assertLess(ctypes.CDLL(None).mq_unlink(self.name.encode()), 0, "unlinked again")
         self.finish(pids)
 
 
