@@ -17,6 +17,7 @@
 #include "state/inet.h"  // grab_fd
 #include "state/kobj.h"
 #include "state/tree.h"
+#include "state/unix_socket.h"  // as_task
 
 namespace crfs::state {
 namespace {
@@ -124,6 +125,35 @@ std::optional<std::string> detect_dev_tty(TaskView& t, const FdView& f) {
     return std::nullopt;
 }
 
+// The controlling terminal of a task that holds no fd on it, a pty slave:
+// /proc/PID/root/dev/pts/N (the task's view of devpts) opened with the task's
+// effective ids (the kernel decides), checked to be that device.
+Result<UniqueFd> open_ctty(pid_t pid, dev_t ctty) {
+    unsigned index = (major(ctty) - 136) << 20 | minor(ctty);
+    std::string what = strfmt(
+        "controlling terminal /dev/pts/{} ({}), which no fd of the image "
+        "holds,",
+        index, dev_text(ctty));
+    auto status = read_status(pid);
+    if (!status) return std::unexpected(status.error());
+    std::string path = strfmt("/proc/{}/root/dev/pts/{}", pid, index);
+    int fd = -1;
+    int e = as_task(status->uid[1], status->gid[1], [&] {
+        fd = ::open(path.c_str(), O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        return fd < 0 ? errno : 0;
+    });
+    UniqueFd term(fd);
+    if (e)
+        return make_error(e, strfmt("{} cannot be opened by its path with the task's ids ({}), "
+                                    "which crfs reads its settings through; such a terminal{}",
+                                    what, std::strerror(e), kNotYet));
+    struct stat st {};
+    if (fstat(term.get(), &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != ctty)
+        return make_error(
+            ESTALE, strfmt("{} is another device at its path; such a terminal{}", what, kNotYet));
+    return term;
+}
+
 // --- restore (stage 1 of the fds) -------------------------------------------
 
 Status check_fd(const FdEntry& f, const DecodedImage&) {
@@ -164,11 +194,22 @@ Status dump_fd(pid_t, const FdView&, TaskFd&) {
 
 // --- the task level ---------------------------------------------------------
 
-// Whether fds of the task are on its controlling terminal (a pty slave).
+// Whether fds of the task are on its controlling terminal (or /dev/tty).
 bool holds_terminal(const std::vector<FdView>& fds, dev_t ctty) {
-    return is_pty_slave(ctty) && std::any_of(fds.begin(), fds.end(), [&](const FdView& f) {
-               return S_ISCHR(f.st.st_mode) && (f.st.st_rdev == ctty || f.st.st_rdev == kDevTty);
-           });
+    return std::any_of(fds.begin(), fds.end(), [&](const FdView& f) {
+        return S_ISCHR(f.st.st_mode) && (f.st.st_rdev == ctty || f.st.st_rdev == kDevTty);
+    });
+}
+
+// Whether a process of the image other than the task holds `ctty` (an fd
+// on it): that process's own detect speaks for the terminal then.
+bool image_holds(TaskView& t, const std::vector<pid_t>& pids, dev_t ctty) {
+    for (pid_t p : pids) {
+        if (p == t.pid()) continue;
+        TaskView v(p, t.self_tgid());
+        if (auto fds = v.fds(); fds && holds_terminal(**fds, ctty)) return true;
+    }
+    return false;
 }
 
 // Session and groups: what a new terminal gives back.
@@ -270,7 +311,33 @@ Status detect_tty(TaskView& t, Reasons& out) {
     auto fds = t.fds();
     if (!fds) return std::unexpected(fds.error());
     dev_t ctty = ctty_device((*st)->tty_nr);
-    if (!holds_terminal(**fds, ctty)) return {};
+    if (!ctty) return {};
+    if (!holds_terminal(**fds, ctty)) {
+        // A controlling terminal and no fd on it (`prog </dev/null >/dev/null
+        // &`): on a new terminal too when the image holds none, else a reason.
+        std::vector<pid_t> pids = t.image_pids();
+        if (pids.empty()) pids = tree_pids(t.pid());
+        if (image_holds(t, pids, ctty)) return {};
+        if (pids.front() != t.pid())
+            if (auto root = read_stat(pids.front()); root && root->tty_nr == (*st)->tty_nr)
+                return {};  // the root has it too: its detect speaks for the session
+        if (!is_pty_slave(ctty)) {
+            out.push_back(strfmt(
+                "tty: controlling terminal {} ({}) that no fd of the image "
+                "holds; restored, the task would have none; such a terminal{}",
+                dev_text(ctty), terminal_what(ctty) ? terminal_what(ctty) : "unknown", kNotYet));
+            return {};
+        }
+        auto term = open_ctty(t.pid(), ctty);
+        if (!term) {
+            out.push_back("tty: " + term.error().what);
+            return {};
+        }
+        session_reasons(t, **st, out);
+        terminal_reasons(term->get(), out);
+        return {};
+    }
+    if (!is_pty_slave(ctty)) return {};  // its fds' kind refuses them
     session_reasons(t, **st, out);
     for (const FdView& f : **fds) {
         if (!S_ISCHR(f.st.st_mode) || (f.st.st_rdev != ctty && f.st.st_rdev != kDevTty)) continue;
@@ -289,19 +356,20 @@ Result<std::optional<image::TtyRecord>> dump_tty(pid_t pid, const ProcStat& st,
         if (f.rec.kind == uint32_t(image::FdKind::kTty) ||
             (!on && f.rec.kind == uint32_t(image::FdKind::kDevTty)))
             on = &f;
-    if (!on) return std::nullopt;
-    auto copy = grab_fd(pid, on->rec.fd);
+    dev_t ctty = ctty_device(st.tty_nr);
+    if (!on && !is_pty_slave(ctty)) return std::nullopt;  // detect_tty: no terminal or a reason
+    auto copy = on ? grab_fd(pid, on->rec.fd) : open_ctty(pid, ctty);
     if (!copy) return std::unexpected(copy.error());
+    std::string at = on ? strfmt("fd {}", on->rec.fd) : std::string("no fd");
     Termios2 tio{};
     winsize ws{};
     if (ioctl(copy->get(), kTcgets2, &tio) < 0)
-        return errno_error(strfmt("fd {}: TCGETS2 of the terminal", on->rec.fd));
+        return errno_error(at + ": TCGETS2 of the terminal");
     if (ioctl(copy->get(), TIOCGWINSZ, &ws) < 0)
-        return errno_error(strfmt("fd {}: TIOCGWINSZ of the terminal", on->rec.fd));
+        return errno_error(at + ": TIOCGWINSZ of the terminal");
     image::TtyRecord r{};
     r.fg_pgid = st.tpgid;
     r.sid = st.session;
-    dev_t ctty = ctty_device(st.tty_nr);
     r.index = (major(ctty) - 136) << 20 | minor(ctty);
     r.iflag = tio.iflag, r.oflag = tio.oflag, r.cflag = tio.cflag, r.lflag = tio.lflag;
     r.line = tio.line;

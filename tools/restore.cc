@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -135,7 +136,8 @@ int cmd_restore(const RestoreOptions& o) {
             fmt::print(stderr, "crfs restore: job {} on {} (restored into {})\r\n",
                        lines_of(*pid).empty() ? "?" : lines_of(*pid).front(), pty->name,
                        (mount_root() / *slot).string());
-        return relay_shell_job(*pty, *slot);
+        return relay_shell_job(
+            *pty, *slot, lines_of(*pid).empty() ? 0 : std::atoi(lines_of(*pid).front().c_str()));
     }
     if (progress_wanted(o.quiet))
         fmt::print(stderr, "restored into {}\n", (mount_root() / *slot).string());

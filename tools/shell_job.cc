@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -95,8 +96,11 @@ Result<int> write_as_terminal(const ShellPty& pty, const std::function<int()>& w
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-int relay_shell_job(ShellPty& pty, const std::string& slot) {
-    pty.slave.reset();  // the job's now: its closing is the end
+int relay_shell_job(ShellPty& pty, const std::string& slot, pid_t job) {
+    // Ours while the job's root lives (it may hold no fd on it), then the
+    // job's: its closing is the end.
+    UniqueFd alive(job > 0 ? int(syscall(SYS_pidfd_open, job, 0)) : -1);
+    if (!alive) pty.slave.reset();
     int master = pty.master.get();
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -110,10 +114,17 @@ int relay_shell_job(ShellPty& pty, const std::string& slot) {
         bool in_open = true;
         char buf[65536];
         while (code < 0) {
-            pollfd p[3] = {{master, POLLIN, 0}, {sfd.get(), POLLIN, 0}, {0, POLLIN, 0}};
-            if (poll(p, in_open ? 3 : 2, -1) < 0) {
+            pollfd p[4] = {{master, POLLIN, 0},
+                           {sfd.get(), POLLIN, 0},
+                           {alive.get(), POLLIN, 0},
+                           {0, POLLIN, 0}};
+            if (poll(p, in_open ? 4 : 3, -1) < 0) {
                 if (errno == EINTR) continue;
                 break;
+            }
+            if (p[2].revents) {  // the root ended: the terminal is its fds' now
+                alive.reset();
+                pty.slave.reset();
             }
             if (p[0].revents) {
                 ssize_t n = ::read(master, buf, sizeof buf);
@@ -130,7 +141,7 @@ int relay_shell_job(ShellPty& pty, const std::string& slot) {
                         code = 128 + int(si.ssi_signo);  // our end closes: the job is hung up
                 }
             }
-            if (in_open && p[2].revents) {
+            if (in_open && p[3].revents) {
                 ssize_t n = ::read(0, buf, sizeof buf);
                 if (n < 0 && errno == EINTR) continue;
                 if (n <= 0)

@@ -30,8 +30,10 @@ Result<int> write_as_terminal(const ShellPty& pty, const std::function<int()>& w
 
 // Relays our stdin/stdout and the pty's master until the job's side closes
 // (EIO), with our terminal raw meanwhile, then waits (bounded) for the slot's
-// status to say how the job ended. Returns crfs's exit code: the job's exit
-// status, 128 + its signal, or 0 when the job closed the terminal and runs on.
-int relay_shell_job(ShellPty& pty, const std::string& slot);
+// status to say how the job ended. Our slave stays open while the job's root
+// `job` lives (a job with no fd on its controlling terminal still has it:
+// /dev/tty), then is closed. Returns crfs's exit code: the job's exit status,
+// 128 + its signal, or 0 when the job closed the terminal and runs on.
+int relay_shell_job(ShellPty& pty, const std::string& slot, pid_t job);
 
 }  // namespace crfs::tool

@@ -22,6 +22,29 @@ import unittest
 
 BUILD = None
 TIMEOUT = 60  # only a guard against hangs, never a pass criterion
+
+
+def drop_terminal():
+    """Gives up the controlling terminal of a suite run from an interactive
+    shell (TIOCNOTTY: this process only), so the tasks it starts have none: a
+    task with a terminal and no fd on it is a shell job (docs/trees.md)."""
+    if os.getsid(0) == os.getpid():
+        return  # a session leader's TIOCNOTTY would hang up its session
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return  # none
+    try:
+        import fcntl
+        import termios
+        fcntl.ioctl(fd, termios.TIOCNOTTY)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+drop_terminal()
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 

@@ -258,6 +258,10 @@ PROBES = [
     ("tty", "background", "tty: the terminal's foreground process group ("),
     ("tty", "not_ctty", "that is not the controlling terminal of the task's session (that is 136:"),
     ("tty", "input", "tty: the terminal holds 3 bytes of input the task has not read"),
+    # a controlling terminal with no fd on it (tests/probes/tty_nofd.c)
+    ("tty_nofd", "leader_nofd", None),
+    ("tty_nofd", "job_nofd", None),
+    ("tty_nofd", "background_nofd", "tty: the terminal's foreground process group ("),
     # timer: POSIX timers signalling another thread (tests/probes/timer_thread.c)
     ("timer_thread", "thread_target", None),
     ("timer_thread", "sigev_thread", None),
@@ -271,15 +275,20 @@ PROBES = [
     ("mqueue", "mq_empty_dup", None),
     ("mqueue", "mq_notify", "an mq_notify registration (pid "),
     ("mqueue", "mq_unlinked_two", "held by another open file description too (fd "),
+    # mq: queues shared between members of a tree (tests/probes/mqueue_tree.c)
+    ("mqueue_tree", "inherited", None),
+    ("mqueue_tree", "inherited_unlinked", None),
+    ("mqueue_tree", "unlinked_two_members", "one object, opened separately by two processes"),
+    ("mqueue_tree", "unlinked_outside", "(unlinked) also held by pid "),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
+TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree"}
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
-                 "timer_thread"}
+                 "timer_thread", "mqueue_tree"}
 
 
 def kernel_names_vmas():
@@ -298,7 +307,7 @@ def kernel_names_vmas():
 
 # Probes that make a terminal of their own and are restored on a new one by
 # `crfs restore --shell-job` (TtyProbe); a plain `cp` into a slot is refused.
-SHELL_JOBS = {"tty"}
+SHELL_JOBS = {"tty", "tty_nofd"}
 
 
 # Probes of state some kernels cannot make: skipped there, with the reason.

@@ -12,6 +12,7 @@
  * O_NONBLOCK, its session the terminal's, its group in the foreground; then
  * it writes a line on the terminal. */
 #include "probe.h"
+#include "tty_term.h"
 
 #include <stdint.h>
 #include <sys/ioctl.h>
@@ -22,54 +23,6 @@
 #include <termios.h>
 
 static struct termios g_tio;
-static const char* g_input; /* "input": typed on the terminal, never read */
-
-/* The terminal: holds the master, appends its output to DIR/screen, ends at EIO. */
-static void terminal(int master) {
-    pid_t c = fork();
-    if (c < 0) die("fork");
-    if (c > 0) {
-        waitpid(c, NULL, 0);
-        return;
-    }
-    /* The probe's fds, its stderr too, are its own: closed before the probe
-     * goes on (it waits for this middle process). */
-    for (int fd = 0; fd < 1024; ++fd)
-        if (fd != master) close(fd);
-    if (fork() != 0) _exit(0); /* the grandchild: reparented, outside the tree */
-    setsid();
-    char pid[32];
-    snprintf(pid, sizeof pid, "%d\n", getpid());
-    write_file(at("term.pid"), pid);
-    if (g_input && write(master, g_input, strlen(g_input)) < 0) _exit(1);
-    int out = open(at("screen"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    char buf[4096];
-    for (;;) {
-        ssize_t n = read(master, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) _exit(0);
-        if (write(out, buf, (size_t)n) < 0) _exit(1);
-    }
-}
-
-/* A new session on a new terminal, as its fds 0 and 1. */
-static void session_on_pty(void) {
-    if (setsid() < 0) die("setsid");
-    int m = posix_openpt(O_RDWR | O_NOCTTY);
-    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0) die("posix_openpt");
-    int s = open(ptsname(m), O_RDWR); /* the session's controlling terminal */
-    if (s < 0) die("open the slave");
-    terminal(m);
-    close(m);
-    if (dup2(s, 0) < 0 || dup2(s, 1) < 0) die("dup2");
-    close(s);
-}
-
-static void write_pid(void) {
-    char pid[32];
-    snprintf(pid, sizeof pid, "%d\n", getpid());
-    write_file(at("pid"), pid);
-}
 
 /* The job's own terminal settings, a window size and /dev/tty at fd 3. */
 static void settings(void) {
@@ -87,42 +40,15 @@ static void settings(void) {
     write_pid();
 }
 
-/* The shell: a child in a group of its own is the probe; the shell waits
- * for it (killed, it is restored elsewhere) and then for its own end. */
-static void job_of_shell(int foreground) {
-    session_on_pty();
-    pid_t j = fork();
-    if (j < 0) die("fork");
-    if (j == 0) {
-        if (setpgid(0, 0) < 0) die("setpgid");
-        /* its own stderr, as a job's redirection would be (not the shell's description) */
-        int err = open(at("stderr.job"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (err < 0 || dup2(err, 2) != 2) die("stderr.job");
-        close(err);
-        sigset_t ttou, old; /* a background job's tcsetattr would stop it */
-        sigemptyset(&ttou);
-        sigaddset(&ttou, SIGTTOU);
-        sigprocmask(SIG_BLOCK, &ttou, &old);
-        if (foreground && tcsetpgrp(0, getpgrp()) < 0) die("tcsetpgrp");
-        settings();
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        return;
-    }
-    signal(SIGTERM, SIG_IGN);
-    while (waitpid(j, NULL, 0) < 0 && errno == EINTR) {
-    }
-    for (;;) pause();
-}
-
 static void leader_setup(void) {
     session_on_pty();
     settings();
 }
 static void job_setup(void) {
-    job_of_shell(1);
+    job_of_shell(1, settings);
 }
 static void background_setup(void) {
-    job_of_shell(0);
+    job_of_shell(0, settings);
 }
 
 /* Another pty's slave at fd 4 (its master the terminal's): not the session's. */
