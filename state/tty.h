@@ -15,7 +15,8 @@
 //            discipline, exclusive mode or locked termios;
 //   dump     the fd kinds (flags in the fd record) and one tty record of the
 //            terminal (termios2, window size, foreground group) in the
-//            root's records;
+//            root's records; a job with no fd on its controlling pty reads
+//            it through /proc/PID/root/dev/pts/N opened with its ids;
 //   restore  restorer/tty.h takes the writer's terminal (its standard input,
 //            pidfd_getfd as the writer) and plans; stage 1 of the root:
 //            setsid, termios, window size, TIOCSCTTY (never forced), before
@@ -52,8 +53,9 @@ bool on_shell_terminal(const FdView& f);
 dev_t ctty_device(int tty_nr);
 
 // The terminal record of a process whose fds `fds` (checkpoint/files.cc) hold
-// its terminal, read through one of them while it is frozen; nullopt when
-// none does.
+// its terminal, read through one of them while it is frozen, or through its
+// controlling pty opened by its path when none does; nullopt when it has no
+// controlling pty and no fd on a terminal.
 Result<std::optional<image::TtyRecord>> dump_tty(pid_t pid, const ProcStat& st,
                                                  const std::vector<TaskFd>& fds);
 
