@@ -20,7 +20,8 @@ The columns per VMA stay flat when the cost is linear. References:
 `--fill-ab` (restore only, before/after interleaved): a second daemon of the
 same build runs with CRFS_RESTORE_FILL_BY_RUN=1 (the blob copies one page run
 at a time, as before runs were grouped); each round restores the image
-through before, then after; every round and the medians are printed.
+through both, before first in odd rounds, after first in even ones; every
+round and the medians are printed.
 Otherwise both are measured in the same run, and CRIU's figures from issue 13 (CRIU 4.2,
 same machine class, ANOTHER run) where the issue has that N. Needs root;
 N near vm.max_map_count (65530) fails.
@@ -86,8 +87,9 @@ def main():
         os.mkdir(mnt_b)
         os.environ["CRFS_RESTORE_FILL_BY_RUN"] = "1"
         try:
+            log_b = open(os.path.join(tmp, "crfsd-before.log"), "w")
             daemon_b = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state-b", mnt_b], mnt_b,
-                             log)
+                             log_b)
         finally:
             del os.environ["CRFS_RESTORE_FILL_BY_RUN"]
     restored = []
@@ -141,9 +143,13 @@ def main():
             if a.fill_ab:
                 restore(mnt_b), restore()  # warm-up
                 tb, ta = [], []
-                for r in range(a.rounds):
-                    tb.append(restore(mnt_b))
-                    ta.append(restore())
+                for r in range(a.rounds):  # the order alternates: neither always goes first
+                    if r % 2:
+                        ta.append(restore())
+                        tb.append(restore(mnt_b))
+                    else:
+                        tb.append(restore(mnt_b))
+                        ta.append(restore())
                     print(f"{n:>6} round {r + 1}: before {tb[-1] * 1e3:7.1f} ms  after"
                           f" {ta[-1] * 1e3:7.1f} ms  load {os.getloadavg()[0]:.1f}", flush=True)
                 mb, ma = statistics.median(tb), statistics.median(ta)
@@ -169,11 +175,14 @@ def main():
         kill_restored()
         if daemon_b:
             unmount(daemon_b, mnt_b)
+            log_b.close()
         unmount(daemon, mnt)
         log.close()
         if a.trace:
-            with open(os.path.join(tmp, "crfsd.log")) as f:
-                sys.stdout.write("".join(l for l in f if "phase" in l or "restore " in l))
+            for name in ("crfsd-before.log", "crfsd.log") if a.fill_ab else ("crfsd.log",):
+                with open(os.path.join(tmp, name)) as f:
+                    sys.stdout.write(name + ":\n" + "".join(
+                        l for l in f if ("phase" in l and not a.fill_ab) or "restore " in l))
         subprocess.run(["rm", "-rf", tmp])
 
 
