@@ -2,7 +2,7 @@
 """Dump and restore of a task with many memory areas, through the mount
 (issue 13: 30,000 areas in <= 250 ms each, linear in the number of areas).
 
-    bench/mount_vma_bench.py [--build DIR] [--rounds N] [--trace] [N_VMAS ...]
+    bench/mount_vma_bench.py [--build DIR] [--rounds N] [--trace] [--fill-ab] [N_VMAS ...]
     (default: build, 3 rounds, 1000 10000 30000 60000)
 
 Mounts DIR/fs/crfsd on a temporary directory. For each N a holder maps N
@@ -17,7 +17,12 @@ The columns per VMA stay flat when the cost is linear. References:
             describing the areas: no dump that records VmFlags reads less)
   build     the holder's own setup (bench/vma_holder.c): one mmap, N first
             touches, N/2 mprotect (the kernel building the areas: a restore's floor)
-both measured in the same run, and CRIU's figures from issue 13 (CRIU 4.2,
+`--fill-ab` (restore only, before/after interleaved): a second daemon of the
+same build runs with CRFS_RESTORE_FILL_BY_RUN=1 (the blob copies one page run
+at a time, as before runs were grouped); each round restores the image
+through both, before first in odd rounds, after first in even ones; every
+round and the medians are printed.
+Otherwise both are measured in the same run, and CRIU's figures from issue 13 (CRIU 4.2,
 same machine class, ANOTHER run) where the issue has that N. Needs root;
 N near vm.max_map_count (65530) fails.
 """
@@ -25,6 +30,7 @@ import argparse
 import itertools
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +69,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--trace", action="store_true",
                     help="print crfsd's phase times (CRFS_CHECKPOINT_TRACE, CRFS_RESTORE_TRACE)")
+    ap.add_argument("--fill-ab", action="store_true")
     ap.add_argument("counts", nargs="*", type=int, default=[1000, 10000, 30000, 60000])
     a = ap.parse_args()
     crfsd = os.path.join(a.build, "fs", "crfsd")
@@ -75,6 +82,16 @@ def main():
     if a.trace:
         os.environ["CRFS_CHECKPOINT_TRACE"] = os.environ["CRFS_RESTORE_TRACE"] = "1"
     daemon = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state", mnt], mnt, log)
+    mnt_b, daemon_b = os.path.join(tmp, "mnt-before"), None
+    if a.fill_ab:
+        os.mkdir(mnt_b)
+        os.environ["CRFS_RESTORE_FILL_BY_RUN"] = "1"
+        try:
+            log_b = open(os.path.join(tmp, "crfsd-before.log"), "w")
+            daemon_b = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state-b", mnt_b], mnt_b,
+                             log_b)
+        finally:
+            del os.environ["CRFS_RESTORE_FILL_BY_RUN"]
     restored = []
     serial = itertools.count()
 
@@ -89,9 +106,10 @@ def main():
         restored.clear()
 
     try:
-        print(f"{'VMAs':>6} {'image':>7} | {'dump':>8} {'us/VMA':>6} {'restore':>8} {'us/VMA':>6} |"
-              f" {'smaps':>7} {'build':>7} | {'dump/smaps':>10} {'rest/build':>10} |"
-              f" {'dump/CRIU':>9} {'rest/CRIU':>9}", flush=True)
+        if not a.fill_ab:
+            print(f"{'VMAs':>6} {'image':>7} | {'dump':>8} {'us/VMA':>6} {'restore':>8}"
+                  f" {'us/VMA':>6} | {'smaps':>7} {'build':>7} | {'dump/smaps':>10}"
+                  f" {'rest/build':>10} | {'dump/CRIU':>9} {'rest/CRIU':>9}", flush=True)
         for n in a.counts:
             ready = os.path.join(tmp, f"ready{n}")
             holder = subprocess.Popen([holder_exe, str(n), ready],
@@ -111,9 +129,9 @@ def main():
             finally:
                 holder.kill()
                 holder.wait()
-            def restore():  # seconds from mkdir to cp's exit; the task is killed after
+            def restore(where=mnt):  # seconds from mkdir to cp's exit; the task is killed after
                 t = time.perf_counter()
-                slot = f"{mnt}/v{n}-{next(serial)}"
+                slot = f"{where}/v{n}-{next(serial)}"
                 os.mkdir(slot)
                 subprocess.run(["cp", out, slot + "/image"], check=True)
                 took = time.perf_counter() - t
@@ -122,6 +140,24 @@ def main():
                 kill_restored()  # one at a time: 60,000 areas twice may pass max_map_count
                 return took
 
+            if a.fill_ab:
+                restore(mnt_b), restore()  # warm-up
+                tb, ta = [], []
+                for r in range(a.rounds):  # the order alternates: neither always goes first
+                    if r % 2:
+                        ta.append(restore())
+                        tb.append(restore(mnt_b))
+                    else:
+                        tb.append(restore(mnt_b))
+                        ta.append(restore())
+                    print(f"{n:>6} round {r + 1}: before {tb[-1] * 1e3:7.1f} ms  after"
+                          f" {ta[-1] * 1e3:7.1f} ms  load {os.getloadavg()[0]:.1f}", flush=True)
+                mb, ma = statistics.median(tb), statistics.median(ta)
+                print(f"{n:>6} best before {min(tb) * 1e3:.1f} ms after {min(ta) * 1e3:.1f} ms;"
+                      f" median before {mb * 1e3:.1f} ms after {ma * 1e3:.1f} ms"
+                      f" (after/before {ma / mb:.2f})", flush=True)
+                os.unlink(out)
+                continue
             restore()  # warm-up
             t_restore = min(restore() for _ in range(a.rounds))
             img = os.path.getsize(out)
@@ -137,11 +173,16 @@ def main():
                   flush=True)
     finally:
         kill_restored()
+        if daemon_b:
+            unmount(daemon_b, mnt_b)
+            log_b.close()
         unmount(daemon, mnt)
         log.close()
         if a.trace:
-            with open(os.path.join(tmp, "crfsd.log")) as f:
-                sys.stdout.write("".join(l for l in f if "phase" in l or "restore " in l))
+            for name in ("crfsd-before.log", "crfsd.log") if a.fill_ab else ("crfsd.log",):
+                with open(os.path.join(tmp, name)) as f:
+                    sys.stdout.write(name + ":\n" + "".join(
+                        l for l in f if ("phase" in l and not a.fill_ab) or "restore " in l))
         subprocess.run(["rm", "-rf", tmp])
 
 

@@ -580,6 +580,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (page_store) {  // aligned: the blob copies from a window onto it
         a->window_len = kFillWindow;
         a->window = reinterpret_cast<uint64_t>(arena.take(kFillWindow, kPage));
+        a->fill_by_run = getenv("CRFS_RESTORE_FILL_BY_RUN") != nullptr;
     }
     a->status_fd = status_w.get();
     if (__rseq_size > 0) {

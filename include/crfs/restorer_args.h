@@ -329,9 +329,12 @@ struct crfs_restorer_args {
      * slot's page store, page-aligned, or image_fd itself). Anonymous private
      * memory is filled with UFFDIO_COPY from a read-only mapping of it made
      * at `window` (window_len bytes of the blob area, unmapped again after);
-     * window_len 0: pread only. */
+     * window_len 0: pread only. Runs that follow one another in the task
+     * and in the store are copied as one (restorer/blob/fill_uffd.h);
+     * fill_by_run 1: one run at a time, as before (CRFS_RESTORE_FILL_BY_RUN=1
+     * in crfsd's environment: the "before" of docs/performance.md). */
     int32_t pages_fd;
-    int32_t reserved_pages;
+    int32_t fill_by_run;
     uint64_t window;
     uint64_t window_len;
     /* timer: the POSIX timers signalling another thread (struct crfs_ra_posix_timer*),

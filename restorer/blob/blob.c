@@ -163,7 +163,7 @@ struct iovec {
  * batch covers in the image; *next is the first run it does not hold. */
 struct uffd_fill;
 static int uffd_fill_takes(const struct crfs_restorer_args* a, const struct uffd_fill* uf,
-                           const struct crfs_ra_pages* p);
+                           const struct crfs_ra_pages* p, uint64_t i, uint64_t n);
 static uint64_t batch_runs(const struct crfs_restorer_args* a, const struct uffd_fill* uf,
                            const struct crfs_ra_pages* p, uint64_t i, uint64_t n, char* scratch,
                            struct iovec* iov, int* iovcnt, uint64_t* next) {
@@ -174,7 +174,7 @@ static uint64_t batch_runs(const struct crfs_restorer_args* a, const struct uffd
     uint64_t j = i + 1;
     for (; j < n && k + 2 <= FILL_IOV; ++j) {
         if (p[j].file_off < pos || p[j].file_off - pos > FILL_GAP) break;
-        if (uffd_fill_takes(a, uf, &p[j])) break;
+        if (uffd_fill_takes(a, uf, p, j, n)) break;
         if (p[j].file_off > pos) {
             iov[k].base = scratch;
             iov[k++].len = p[j].file_off - pos;
@@ -210,8 +210,9 @@ static void fill_pages(const struct crfs_restorer_args* a) {
     struct uffd_fill uf;
     uffd_fill_open(a, &uf);
     for (uint64_t i = 0; i < a->nr_pages;) {
-        if (uffd_fill_run(a, &uf, &p[i])) {
-            ++i;
+        uint64_t filled = uffd_fill_run(a, &uf, p, i, a->nr_pages);
+        if (filled > i) {
+            i = filled;
             continue;
         }
         int iovcnt;

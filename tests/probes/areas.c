@@ -11,6 +11,7 @@
 #define BIG_PAGES 40
 
 static size_t g_areas; /* set by the variant */
+static int g_dense;    /* every area touched, none zero, the big run right after */
 static unsigned char* g_base;
 static unsigned char* g_big;
 
@@ -29,15 +30,17 @@ static unsigned char byte_at(size_t area, size_t off) {
 /* Every fifth area stays untouched (no page stored), every seventh holds
  * only zeros (stored pages dropped as zero): runs come with gaps. */
 static int touched(size_t i) {
-    return i % 5 != 0;
+    return g_dense || i % 5 != 0;
 }
 static int zeros(size_t i) {
-    return i % 7 == 0;
+    return !g_dense && i % 7 == 0;
 }
 
 static void areas_setup(size_t n) {
     g_areas = n;
-    g_base = mmap(NULL, g_areas * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Room for the big run right after the areas (dense). */
+    g_base = mmap(NULL, (g_areas + (g_dense ? BIG_PAGES : 0)) * PAGE, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (g_base == MAP_FAILED) die("mmap areas");
     for (size_t i = 0; i < g_areas; ++i) {
         unsigned char* p = g_base + i * PAGE;
@@ -47,8 +50,8 @@ static void areas_setup(size_t n) {
     }
     /* A run long enough to be populated in one call, between two areas of
      * its own protection but another flag (MAP_NORESERVE): not merged. */
-    g_big = mmap(NULL, BIG_PAGES * PAGE, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    g_big = mmap(g_dense ? g_base + g_areas * PAGE : NULL, BIG_PAGES * PAGE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (g_dense ? MAP_FIXED : 0), -1, 0);
     if (g_big == MAP_FAILED) die("mmap big");
     for (size_t k = 0; k < BIG_PAGES * PAGE; k += 8) g_big[k] = byte_at(g_areas, k);
 }
@@ -61,6 +64,16 @@ static void many_setup(void) {
  * every area must still come back alone, with its protection and bytes. */
 static void twenty_thousand_setup(void) {
     areas_setup(20000);
+}
+
+/* Every area holds a page and so do its neighbours: the image's page runs
+ * follow one another in the task and in the slot's page store, 35 MiB of
+ * them, past the restorer's 32 MiB window, then straight into the big run
+ * (another VMA: MAP_NORESERVE). The restorer copies such runs together
+ * (restorer/blob/fill_uffd.h) before it splits them by protection. */
+static void dense_setup(void) {
+    g_dense = 1;
+    areas_setup(9000);
 }
 
 static void check_maps(void) {
@@ -113,5 +126,6 @@ static void many_check(void) {
 static const struct variant kVariants[] = {
     {"many", many_setup, many_check, NULL},
     {"twenty_thousand", twenty_thousand_setup, many_check, NULL},
+    {"dense", dense_setup, many_check, NULL},
 };
 PROBE_MAIN(kVariants)

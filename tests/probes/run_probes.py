@@ -44,6 +44,7 @@ PROBES = [
     ("memory", "plain", None),
     ("areas", "many", None),
     ("areas", "twenty_thousand", None),
+    ("areas", "dense", None),
     ("memory", "mlock", None),
     ("memory", "dontfork", None),
     ("memory", "wipeonfork", None),
