@@ -46,6 +46,17 @@ void kill_tree(pid_t root) {
     }
 }
 
+// Grows the main thread's stack now: a restore maps its blob area, in the
+// daemon, where the image has room, and the tree's processes are forks of
+// this one, so that room can be just below our own stack, which then cannot
+// grow (a guard gap only keeps mmap(NULL) away). Each process of a tree
+// nests a restore_image call (state/tree_restore.h): 64 need more than the
+// few pages the stack had. crfsd restores on a thread of a fixed stack.
+__attribute__((noinline)) void grow_stack() {
+    volatile char pad[4 << 20];
+    for (size_t i = 0; i < sizeof pad; i += 4096) pad[i] = 0;
+}
+
 struct Round {
     uint64_t checkpoint = 0, restore = 0, image_bytes = 0;
 };
@@ -120,6 +131,7 @@ int main(int argc, char** argv) {
     size_t bytes = (argc > 2 ? size_t(std::atoi(argv[2])) : 16) << 20;
     int rounds = argc > 3 ? std::max(1, std::atoi(argv[3])) : 3;
     prctl(PR_SET_CHILD_SUBREAPER, 1);
+    grow_stack();
     std::vector<uint64_t> checkpoint, restore;
     uint64_t image_bytes = 0;
     for (int i = 0; i < rounds; ++i) {
