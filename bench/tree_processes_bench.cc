@@ -52,9 +52,14 @@ void kill_tree(pid_t root) {
 // grow (a guard gap only keeps mmap(NULL) away). Each process of a tree
 // nests a restore_image call (state/tree_restore.h): 64 need more than the
 // few pages the stack had. crfsd restores on a thread of a fixed stack.
+// The pages are given back (the area stays): the tree's processes, forks of
+// this one, would otherwise each hold them, and be checkpointed with them.
 __attribute__((noinline)) void grow_stack() {
     volatile char pad[4 << 20];
     for (size_t i = 0; i < sizeof pad; i += 4096) pad[i] = 0;
+    uintptr_t lo = (reinterpret_cast<uintptr_t>(pad) + 4095) & ~uintptr_t(4095);
+    uintptr_t hi = (reinterpret_cast<uintptr_t>(pad) + sizeof pad) & ~uintptr_t(4095);
+    madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
 }
 
 struct Round {
