@@ -111,12 +111,23 @@ void end_repair(pid_t pid, const std::vector<TaskFd>& fds) {
         if (f.inet && f.inet->repair && f.rec.same_as < 0) state::tcp_end_repair(pid, f.rec.fd);
 }
 
+// The view of `pid` the root's detect made (a tree's member), or a new one
+// that keeps those it makes (the root's: state/tree.cc fills `views`).
+state::TaskView& member_view(pid_t pid, state::MemberViews& views) {
+    auto& v = views[pid];
+    if (!v) {
+        v = std::make_shared<state::TaskView>(pid, getpid());
+        v->set_member_views(&views);
+    }
+    return *v;
+}
+
 // Runs on a thread of its own: ptrace is per thread, and should anything leave
 // the task attached, the thread's exit detaches it. The task is one of a tree
 // frozen, and released, by capture_tree (state/tree_dump.h); `live`: its
 // memory is write-protected for a live snapshot instead of copied.
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
-                        Tracking* track, std::vector<pid_t> image_pids) {
+                        Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -145,7 +156,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // The same detection as `reason` (state/registry.h), now that nothing can
     // change. Its parse of smaps is the memory dump's too: one read, not two
     // (the costliest /proc file: ~10 us per area).
-    state::TaskView view(pid, getpid());
+    state::TaskView& view = member_view(pid, views);  // a tree's: read once (state/kind.h)
     view.set_image_pids(std::move(image_pids));  // a tree's: what members share is restored
     if (auto why = state::detect_reasons(view); !why || !why->empty())
         return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
@@ -303,10 +314,11 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                                              pid));
     std::vector<pid_t> pids;
     for (auto& m : tree->members()) pids.push_back(m.pid);
+    state::MemberViews views;  // read while frozen: each member's once, one holder scan
     for (auto& m : tree->members()) {
         auto c = capture(m.pid, m.starttime, m.threads,
                          live && tree->members().size() == 1 && tree->zombies().empty(), track,
-                         pids.size() > 1 ? pids : std::vector<pid_t>{});
+                         pids.size() > 1 ? pids : std::vector<pid_t>{}, views);
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             if (m.pid == pid) return std::unexpected(c.error());

@@ -79,6 +79,16 @@ Result<uint64_t> MemorySource::skip(uint64_t len) {
     return k;
 }
 
+Status ImageReader::resume_at(uint64_t offset, uint64_t index) {
+    if (!header_read_ || offset < offset_) return make_error(EINVAL, "image reader: resume_at");
+    auto n = src_.skip(offset - offset_);
+    if (!n) return std::unexpected(n.error());
+    offset_ += *n;
+    if (offset_ != offset) return bad(strfmt("truncated image: no byte {}", offset));
+    records_ = index;
+    return {};
+}
+
 ImageReader::~ImageReader() {
     if (xxh_) XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
 }
@@ -355,6 +365,18 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     auto h = reader.read_header();
     if (!h) return std::unexpected(h.error());
     img.header = *h;
+    if (opts.tree) {  // treeperf: only this process's records, from its process record on
+        const DecodedImage& t = *opts.tree;
+        if (opts.process >= t.process_starts.size() ||
+            t.processes.size() != t.process_starts.size())
+            return bad(strfmt("no process {} in the tree", opts.process));
+        reader.checksum_verified(true);
+        if (auto s = reader.resume_at(t.process_starts[opts.process].first,
+                                      t.process_starts[opts.process].second);
+            !s)
+            return std::unexpected(s.error());
+        img.processes.assign(t.processes.begin(), t.processes.begin() + opts.process);
+    }
 
     // Records that must appear exactly once.
     constexpr RecordType kSingletons[] = {
@@ -378,10 +400,12 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         // trees: a process record starts the next process's records; only
         // those of process opts.process are decoded (docs/trees.md).
         if (r.type == RecordType::kProcess) {
+            if (opts.tree && img.processes.size() > opts.process) break;  // treeperf: the next
             if (img.header.version < 4 || (img.processes.empty() && r.index != 0) ||
                 img.processes.size() >= image::kMaxProcesses)
                 return inconsistent(r, "process record out of place");
             img.processes.push_back(load<image::ProcessRecord>(r.payload));
+            img.process_starts.emplace_back(r.offset, r.index);
             continue;
         }
         if (r.type == RecordType::kZombie) {  // life: every process's (state/tree_restore.cc)
@@ -811,6 +835,13 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     for (uint32_t c : seen) img.record_count += c;
     img.checksum = reader.checksum();
     img.size = reader.offset();
+    if (opts.tree) {  // treeperf: what the whole walk gave
+        img.processes = opts.tree->processes;
+        img.process_starts = opts.tree->process_starts;
+        img.zombies = opts.tree->zombies;
+        img.checksum = opts.tree->checksum;
+        img.size = opts.tree->size;
+    }
     return img;
 }
 

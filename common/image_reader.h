@@ -91,6 +91,9 @@ class ImageReader {
     // (a tree's restore decodes its unchanging spool once per process):
     // skipped bulk data is neither read nor hashed, the checksum not compared.
     void checksum_verified(bool on) { verified_ = on; }
+    // trees: goes on at byte `offset`, the start of record `index`, a record
+    // boundary an earlier decode of these very bytes found (DecodeOptions::tree).
+    Status resume_at(uint64_t offset, uint64_t index);
 
     uint64_t offset() const { return offset_; }
     uint64_t checksum() const { return checksum_; }
@@ -243,6 +246,8 @@ struct DecodedImage {
     std::vector<image::ProcessRecord> processes;
     // life: every zombie of a tree, with its index in `processes`.
     std::vector<std::pair<uint32_t, image::ZombieRecord>> zombies;
+    // treeperf: where each process record is (its offset, its record index).
+    std::vector<std::pair<uint64_t, uint64_t>> process_starts;
     std::vector<SeccompFilterEntry> seccomp;            // version 4, oldest first
     std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
     // timer, version 7, in id order: the targets of timers signalling another thread
@@ -263,6 +268,11 @@ struct DecodeOptions {
     // The checksum computed as the bytes arrived (ImageReader::use_stream_hash).
     const StreamHash* hashed = nullptr;
     bool checksum_verified = false;  // trees: ImageReader::checksum_verified
+    // treeperf: process 0's decode of these very bytes, which checked the
+    // whole stream (framing, checksum, trailer) and do not change: only the
+    // records of `process` are read, from its process record to the next
+    // (one walk of the framing per tree, not one per process).
+    const DecodedImage* tree = nullptr;
 };
 
 // Reads and checks a whole image: framing, checksum, and that the records make

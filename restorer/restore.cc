@@ -408,9 +408,8 @@ class ImageMapping {
 // fewer than read() into a buffer. The spool does not change while it is
 // restored (the slot's lock); anything unmappable is read. The mapping ends
 // here, before the task is cloned.
-Result<DecodedImage> decode_spool(int fd, uint32_t process,
-                                  const std::optional<StreamHash>& hashed, ImageSpool* spool,
-                                  bool* used_hash) {
+Result<DecodedImage> decode_spool(int fd, uint32_t process, const std::optional<StreamHash>& hashed,
+                                  ImageSpool* spool, bool* used_hash, const DecodedImage* tree) {
     struct stat st {};
     // Hashed as it was written: only the records' fixed parts are read,
     // through an unpopulated mapping (faults bring in what is touched). Any
@@ -420,7 +419,7 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process,
         ImageMapping lazy(fd, size_t(st.st_size), false);
         if (lazy.data()) {
             MemorySource src(lazy.data(), lazy.size());
-            auto img = decode_image(src, {.process = process, .hashed = &*hashed});
+            auto img = decode_image(src, {.process = process, .hashed = &*hashed, .tree = tree});
             if ((*used_hash = img.has_value())) return img;
             log_debug("image hashed as written: %s; decoding it again",
                       img.error().what.c_str());
@@ -431,14 +430,15 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process,
         if (auto ok = spool->materialize(); !ok) return std::unexpected(ok.error());
     ImageMapping mapped;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-        mapped = ImageMapping(fd, size_t(st.st_size));
+        mapped = ImageMapping(fd, size_t(st.st_size), !tree);  // treeperf: a member's framing
     if (!mapped.data()) {
         FdSource src(fd);
-        return decode_image(src, {.process = process, .checksum_verified = process > 0});
+        return decode_image(src,
+                            {.process = process, .checksum_verified = process > 0, .tree = tree});
     }
     MemorySource src(mapped.data(), mapped.size());
     // trees: process 0's decode checked these bytes, which do not change (life).
-    return decode_image(src, {.process = process, .checksum_verified = process > 0});
+    return decode_image(src, {.process = process, .checksum_verified = process > 0, .tree = tree});
 }
 
 }  // namespace
@@ -455,7 +455,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
     bool used_hash = false;
-    auto img = decode_spool(req.image_fd, req.tree_index, req.image_hash, req.spool, &used_hash);
+    auto img = decode_spool(req.image_fd, req.tree_index, req.image_hash, req.spool, &used_hash,
+                            req.tree ? req.tree->root_img : nullptr);  // treeperf
     if (!img) return std::unexpected(img.error().context("bad image"));
     // Page data: from the spool's page store where the slot put it aligned.
     auto pages_fd = req.spool ? req.spool->place(*img) : Result<int>(req.image_fd);

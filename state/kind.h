@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,11 @@
 namespace crfs::state {
 
 struct HolderScan;  // state/holders.h
+class TaskView;
+// A tree checkpoint's views of its members, by pid: the root's `reason`
+// (state/tree.cc) reads each member's /proc files once, and each member's own
+// detect and dump reuse its view (checkpoint/checkpoint.cc, while frozen).
+using MemberViews = std::map<pid_t, std::shared_ptr<TaskView>>;
 
 // Reason lines, each "source: text" ("fd 5: eventfd not supported yet").
 using Reasons = std::vector<std::string>;
@@ -67,6 +73,11 @@ class TaskView {
     // made on first use; a tree's members share the root's.
     std::shared_ptr<HolderScan> holder_scan();
     void set_holder_scan(std::shared_ptr<HolderScan> s) { holder_scan_ = std::move(s); }
+    // A tree checkpoint's (MemberViews, owned by the checkpoint, which outlives
+    // its views' use): detect_tree keeps the views it makes there and takes
+    // those already there; null for a `reason` read.
+    void set_member_views(MemberViews* v) { member_views_ = v; }
+    MemberViews* member_views() const { return member_views_; }
 
   private:
     pid_t pid_, self_tgid_;
@@ -76,6 +87,7 @@ class TaskView {
     std::optional<std::vector<FdView>> fds_;
     std::vector<pid_t> image_pids_;
     std::shared_ptr<HolderScan> holder_scan_;
+    MemberViews* member_views_ = nullptr;
 };
 
 // One kind of state.

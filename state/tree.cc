@@ -73,6 +73,16 @@ Status shared_between_members(std::vector<TaskView*>& members, Reasons& out) {
     return {};
 }
 
+// A view of descendant `k`: in a tree checkpoint, the one already made for
+// it (t.member_views(), filled here), so its /proc files are read once.
+std::shared_ptr<TaskView> member_view(TaskView& t, pid_t k) {
+    if (!t.member_views()) return std::make_shared<TaskView>(k, t.self_tgid());
+    auto& v = (*t.member_views())[k];
+    if (!v) v = std::make_shared<TaskView>(k, t.self_tgid());
+    v->set_member_views(t.member_views());
+    return v;
+}
+
 }  // namespace
 
 Result<std::vector<pid_t>> list_children(pid_t pid) {
@@ -104,7 +114,7 @@ std::vector<pid_t> tree_pids(pid_t pid) {
 
 Status detect_tree(TaskView& t, Reasons& out) {
     // Every descendant, parents first.
-    std::vector<std::unique_ptr<TaskView>> views;
+    std::vector<std::shared_ptr<TaskView>> views;
     std::vector<TaskView*> members{&t};
     for (size_t i = 0; i < members.size(); ++i) {
         auto kids = list_children(members[i]->pid());
@@ -118,7 +128,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
                               " processes in the tree");
                 return {};
             }
-            views.push_back(std::make_unique<TaskView>(k, t.self_tgid()));
+            views.push_back(member_view(t, k));
             members.push_back(views.back().get());
         }
     }

@@ -156,6 +156,7 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
     tree.go_r = go_r.get();
     tree.go_w = go_w.get();
     tree.root_req = req;
+    tree.root_img = &root;
 
     RestoreRequest first = req;
     first.tree = &tree;

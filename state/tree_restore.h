@@ -66,6 +66,9 @@ struct TreeRestore {
         mutable std::vector<pollfd> connect_polls;  // stage 1's poll of their channels
     };
     std::vector<Member> members;  // image order: parents first
+    // treeperf: process 0's decode, which walked and checked the whole image:
+    // each process's restore_image decodes only its own records (DecodeOptions::tree).
+    const DecodedImage* root_img = nullptr;
     RestoreRequest root_req;
     int go_r = -1, go_w = -1;
     std::vector<UniqueFd> go_copies;          // each process's, above its own fds

@@ -62,6 +62,37 @@ TEST(ImageTree, EachProcessDecodesOnItsOwn) {
     EXPECT_EQ(none.error().what, "incomplete image: no task record");
 }
 
+// treeperf: a member decoded from process 0's decode (DecodeOptions::tree)
+// reads only its own records, and gets what a whole walk gives it.
+TEST(ImageTree, MemberDecodedFromTheRootsDecodeIsTheWholeWalks) {
+    image::Header h = make_header(0, 576);
+    ImageWriter w(h);
+    for (int32_t i = 0; i < 3; ++i) {
+        add_process_record(w, 42 + i, i ? 42 : 1);
+        add_process(w, 42 + i);
+    }
+    std::string b = bytes(std::move(w));
+    auto root = decode(b, 0);
+    ASSERT_TRUE(root) << root.error().what;
+    ASSERT_EQ(root->process_starts.size(), 3u);
+    for (uint32_t i = 0; i < 3; ++i) {
+        auto whole = decode(b, i);
+        ASSERT_TRUE(whole) << whole.error().what;
+        MemorySource src(b.data(), b.size());
+        auto own = decode_image(src, {.process = i, .tree = &*root});
+        ASSERT_TRUE(own) << own.error().what;
+        EXPECT_EQ(own->task.pid, whole->task.pid);
+        EXPECT_EQ(own->record_count, whole->record_count);
+        EXPECT_EQ(own->processes.size(), 3u);
+        EXPECT_EQ(own->size, whole->size);
+        EXPECT_EQ(own->main_thread.has_value(), whole->main_thread.has_value());
+    }
+    MemorySource src(b.data(), b.size());
+    auto none = decode_image(src, {.process = 3, .tree = &*root});
+    ASSERT_FALSE(none);
+    EXPECT_EQ(none.error().what, "no process 3 in the tree");
+}
+
 TEST(ImageTree, ProcessRecordBeforeVersion4IsRefused) {
     auto img = decode(two_processes(3), 0);
     ASSERT_FALSE(img);
