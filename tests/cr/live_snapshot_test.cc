@@ -148,6 +148,19 @@ struct Streaming {
     }
 };
 
+// The pages of a task's region in a decoded image: index -> page bytes.
+std::map<uint64_t, const char*> region_pages(const DecodedImage& dec, const char* region) {
+    uint64_t base = reinterpret_cast<uint64_t>(region);
+    std::map<uint64_t, const char*> pages;
+    for (const auto& run : dec.pages)
+        for (uint32_t k = 0; k < run.nr_pages; ++k) {
+            uint64_t va = run.vaddr + k * kPage;
+            if (va >= base && va < base + kPages * kPage)
+                pages[(va - base) / kPage] = run.data.data() + k * kPage;
+        }
+    return pages;
+}
+
 TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     Task t([](char* r) { workload(r); });
@@ -169,14 +182,7 @@ TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     MemorySource src(bytes.data(), bytes.size());
     auto dec = decode_image(src, {.keep_data = true});
     ASSERT_TRUE(dec) << dec.error().what;
-    uint64_t base = reinterpret_cast<uint64_t>(t.region);
-    std::map<uint64_t, const char*> pages;  // index -> page bytes
-    for (const auto& run : dec->pages)
-        for (uint32_t k = 0; k < run.nr_pages; ++k) {
-            uint64_t va = run.vaddr + k * kPage;
-            if (va >= base && va < base + kPages * kPage)
-                pages[(va - base) / kPage] = run.data.data() + k * kPage;
-        }
+    auto pages = region_pages(*dec, t.region);
     ASSERT_EQ(pages.size(), kPages);
     auto word = [&](size_t i, int w) {
         uint64_t v;
@@ -296,14 +302,7 @@ TEST(LiveSnapshot, PagesFirstTouchedAfterTheFreezeAreZeroInTheImage) {
     MemorySource src(bytes.data(), bytes.size());
     auto dec = decode_image(src, {.keep_data = true});
     ASSERT_TRUE(dec) << dec.error().what;
-    uint64_t base = reinterpret_cast<uint64_t>(t.region);
-    std::map<uint64_t, const char*> pages;  // index -> page bytes
-    for (const auto& run : dec->pages)
-        for (uint32_t k = 0; k < run.nr_pages; ++k) {
-            uint64_t va = run.vaddr + k * kPage;
-            if (va >= base && va < base + kPages * kPage)
-                pages[(va - base) / kPage] = run.data.data() + k * kPage;
-        }
+    auto pages = region_pages(*dec, t.region);
     for (size_t i = 0; i < kPages; ++i) {
         auto it = pages.find(i);
         if (i % 2) {
