@@ -164,8 +164,16 @@ Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features,
 // its content as of the freeze; one that is neither was not in the page tables
 // at the freeze (anonymous memory populated later is not write-protected) and
 // so was zero then. Other kinds are planned while frozen, as before.
+// Only areas holding at least kWholeKb (smaps Rss + Swap): a part of such an
+// area unmapped or discarded before it was sent fails the stream even where
+// it held nothing at the freeze (the fault thread cannot tell any more), and
+// small areas are where tasks do that (a thread's stack freed as it exits),
+// while their scan costs next to nothing.
+constexpr uint64_t kWholeKb = 2048;
+
 bool protected_whole(const MapsEntry& e) {
-    return classify_vma(e) == image::VmaKind::kAnonPrivate && !map_files_use(e);
+    return classify_vma(e) == image::VmaKind::kAnonPrivate && !map_files_use(e) &&
+           e.resident_kb >= kWholeKb;
 }
 
 Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
