@@ -3,8 +3,14 @@
 through the mount, against the frozen copy it replaces, in the same run.
 
     bench/live_snapshot_bench.py [--build DIR] [--rounds N] [--writing] [MiB ...]
+    bench/live_snapshot_bench.py --before OLD_BUILD [--trace] [--rounds N] [MiB ...]
     (default: build, 5 rounds, 16 256 1024 4096; sizes that do not fit in half
     of MemAvailable are skipped, said so)
+
+--before: the live frozen time of this build's daemon against OLD_BUILD's,
+mounted side by side, on the same holder, reads alternating (old, new, old,
+...): before/after in one run under the same load. --trace: the daemons run
+with CRFS_CHECKPOINT_TRACE=1 and their logs (the frozen phases) are kept.
 
 Mounts DIR/fs/crfsd on a temporary directory (run as root). For each size it
 starts a process holding that much non-zero memory (`--writing`: one that
@@ -98,17 +104,72 @@ def measure(a, mnt, daemon, size, as_nobody, tmp):
         holder.wait()
 
 
+def compare(a, tmp, sizes):
+    """--before: old and new daemon, same holder, reads interleaved."""
+    daemons = []
+    for name, build in (("before", a.before), ("after", a.build)):
+        mnt = os.path.join(tmp, "mnt-" + name)
+        os.mkdir(mnt)
+        log = open(os.path.join(tmp, f"crfsd-{name}.log"), "w")
+        daemons.append((name, mnt, log, mount([os.path.join(build, "fs", "crfsd"), "-f", "-o",
+                                               f"state_dir={tmp}/state-{name}", mnt], mnt, log)))
+    try:
+        print(f"{'MiB':>5} | " + " | ".join(f"{n + ' frozen best/median':>26}" for n, *_ in daemons))
+        for size in sizes:
+            if size * 2 > mem_available_mib():
+                print(f"{size:>5} skipped: {mem_available_mib()} MiB available", flush=True)
+                continue
+            ready = os.path.join(tmp, f"ready{size}")
+            holder = subprocess.Popen([PY, "-c", HOLDER, str(size), ready],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, close_fds=True, cwd=tmp)
+            try:
+                wait_for(lambda: os.path.exists(ready), "the memory holder", 300)
+                frozen = {n: [] for n, *_ in daemons}
+                for n, mnt, *_ in daemons:
+                    read_image(f"{mnt}/{holder.pid}/image")  # warm-up
+                for _ in range(a.rounds):
+                    for n, mnt, *_ in daemons:
+                        frozen[n].append(read_image(f"{mnt}/{holder.pid}/image")[1])
+            finally:
+                holder.kill()
+                holder.wait()
+            cols = []
+            for n, *_ in daemons:
+                f = sorted(frozen[n])
+                cols.append(f"{f[0]:>8.1f} / {f[len(f) // 2]:>8.1f} ms ({len(f)})")
+            print(f"{size:>5} | " + " | ".join(f"{c:>26}" for c in cols), flush=True)
+    finally:
+        for _, mnt, log, daemon in daemons:
+            unmount(daemon, mnt)
+            log.close()
+        if a.trace:
+            for name, *_ in daemons:
+                print(f"trace ({name}): {tmp}/crfsd-{name}.log")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--writing", action="store_true")
+    ap.add_argument("--before", help="another build dir: its daemon against this one's")
+    ap.add_argument("--trace", action="store_true")
     ap.add_argument("sizes", nargs="*", type=int, default=[16, 256, 1024, 4096])
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (the daemon mounts with allow_other)")
     tmp = tempfile.mkdtemp(prefix="crfs-live-bench-")
     os.chmod(tmp, 0o777)
+    if a.trace:
+        os.environ["CRFS_CHECKPOINT_TRACE"] = "1"
+    if a.before:
+        try:
+            compare(a, tmp, a.sizes)
+        finally:
+            if not a.trace:
+                subprocess.run(["rm", "-rf", tmp])
+        return
     mnt = os.path.join(tmp, "mnt")
     os.mkdir(mnt)
     log = open(os.path.join(tmp, "crfsd.log"), "w")

@@ -18,6 +18,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/pagemap_scan.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
 
@@ -93,6 +94,37 @@ Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len) {
     return {};
 }
 
+// The scan that finds pages holding their content as of the freeze: present
+// or swapped and still write-protected (not PAGE_IS_WRITTEN). Fills `vec`
+// with such ranges of [start, end); returns how many, and in `walk_end` where
+// the kernel stopped (it stops when `vec` is full).
+Result<size_t> protected_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t end,
+                                PmPageRegion* vec, size_t vec_len, uint64_t& walk_end) {
+    PmScanArg a{};
+    a.size = sizeof a;
+    a.start = start;
+    a.end = end;
+    a.vec = reinterpret_cast<uint64_t>(vec);
+    a.vec_len = vec_len;
+    a.category_inverted = kPageIsWritten;
+    a.category_mask = kPageIsWritten;
+    a.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
+    a.return_mask = kPageIsPresent | kPageIsSwapped;
+    int n = ioctl(pagemap, kPagemapScan, &a);
+    if (n < 0) return errno_error(strfmt("PAGEMAP_SCAN (write-protected pages) of task {}", pid));
+    if (a.walk_end <= start) return make_error(EIO, "PAGEMAP_SCAN made no progress");
+    walk_end = a.walk_end;
+    return size_t(n);
+}
+
+// Whether this kernel has PAGEMAP_SCAN (Linux 6.7): without it, every page
+// is planned while frozen, as before.
+bool pagemap_scan_works(int pagemap) {
+    PmPageRegion vec[1];
+    uint64_t walk_end = 0;
+    return bool(protected_ranges(pagemap, 0, 0, kPage, vec, 1, walk_end));
+}
+
 }  // namespace
 
 Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features, int flags) {
@@ -126,6 +158,24 @@ Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features,
     return ours;
 }
 
+// Private anonymous areas are protected whole, without asking which of their
+// pages exist (that walk of every page table entry happens after the thaw):
+// a page that is still write-protected, or that the fault thread saved, holds
+// its content as of the freeze; one that is neither was not in the page tables
+// at the freeze (anonymous memory populated later is not write-protected) and
+// so was zero then. Other kinds are planned while frozen, as before.
+// Only areas holding at least kWholeKb (smaps Rss + Swap): a part of such an
+// area unmapped or discarded before it was sent fails the stream even where
+// it held nothing at the freeze (the fault thread cannot tell any more), and
+// small areas are where tasks do that (a thread's stack freed as it exits),
+// while their scan costs next to nothing.
+constexpr uint64_t kWholeKb = 2048;
+
+bool protected_whole(const MapsEntry& e) {
+    return classify_vma(e) == image::VmaKind::kAnonPrivate && !map_files_use(e) &&
+           e.resident_kb >= kWholeKb;
+}
+
 Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
                                   UniqueFd uffd) {
     MemoryDump d;
@@ -133,12 +183,51 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     const auto& areas = d.maps;
     MemoryTrace trace;
     auto mark = [&](const char* what) { trace.mark(what); };
-    auto plan = plan_pages(pid, areas);
+    auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
+    if (!pagemap) return std::unexpected(pagemap.error());
+
+    // Registers areas[c] for c in `candidates` (ascending), a span of
+    // neighbours per ioctl where the kernel takes it, else one by one (a kind
+    // the kernel cannot protect, such as a private mapping of a regular file,
+    // stays unregistered).
+    std::vector<char> registered(areas.size(), 0);
+    std::vector<std::pair<uint64_t, uint64_t>> spans;  // registered
+    auto register_areas = [&](const std::vector<size_t>& candidates) {
+        for (size_t i = 0; i < candidates.size();) {
+            size_t j = i;
+            while (j + 1 < candidates.size() && candidates[j + 1] == candidates[j] + 1 &&
+                   areas[candidates[j]].end == areas[candidates[j + 1]].start)
+                ++j;
+            if (register_wp(uffd.get(), areas[candidates[i]].start, areas[candidates[j]].end)) {
+                for (size_t k = i; k <= j; ++k) registered[candidates[k]] = 1;
+                spans.emplace_back(areas[candidates[i]].start, areas[candidates[j]].end);
+            } else {
+                for (size_t k = i; k <= j; ++k) {
+                    const MapsEntry& e = areas[candidates[k]];
+                    if (register_wp(uffd.get(), e.start, e.end)) {
+                        registered[candidates[k]] = 1;
+                        spans.emplace_back(e.start, e.end);
+                    }
+                }
+            }
+            i = j + 1;
+        }
+    };
+    if (!pagemap_scan_works(pagemap->get())) {
+        log_info("checkpoint %d: memory copied while frozen: no PAGEMAP_SCAN (Linux 6.7)", pid);
+        return dump_memory(pid, std::move(d.maps), std::move(buffer));
+    }
+    std::vector<size_t> whole;
+    for (size_t i = 0; i < areas.size(); ++i)
+        if (protected_whole(areas[i])) whole.push_back(i);
+    register_areas(whole);
+    mark("register private anonymous areas");
+    std::vector<char> skip = registered;  // their pages are asked after the thaw
+
+    auto plan = plan_pages(pid, areas, &skip);
     if (!plan) return std::unexpected(plan.error());
     d.pages_scanned = plan->pages_scanned;
-
-    // The VMAs holding pages that were in the page tables: register them, a
-    // span of neighbours at once where the kernel takes it, else one by one.
+    // The other areas holding pages that were in the page tables.
     std::vector<size_t> vma_of(plan->runs.size(), SIZE_MAX);
     std::vector<size_t> candidates;
     for (size_t r = 0, v = 0; r < plan->runs.size(); ++r) {
@@ -149,52 +238,42 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
         vma_of[r] = v;
         if (candidates.empty() || candidates.back() != v) candidates.push_back(v);
     }
-    std::vector<char> registered(areas.size(), 0);
-    std::vector<std::pair<uint64_t, uint64_t>> spans;  // registered, contiguous
-    auto add_span = [&](uint64_t s, uint64_t e) {
-        if (!spans.empty() && spans.back().second == s)
-            spans.back().second = e;
-        else
-            spans.emplace_back(s, e);
-    };
-    for (size_t i = 0; i < candidates.size();) {
-        size_t j = i;
-        while (j + 1 < candidates.size() && candidates[j + 1] == candidates[j] + 1 &&
-               areas[candidates[j]].end == areas[candidates[j + 1]].start)
-            ++j;
-        if (register_wp(uffd.get(), areas[candidates[i]].start, areas[candidates[j]].end)) {
-            for (size_t k = i; k <= j; ++k) registered[candidates[k]] = 1;
-            add_span(areas[candidates[i]].start, areas[candidates[j]].end);
-        } else {
-            // One by one: a kind the kernel cannot protect (a private mapping
-            // of a regular file, hugetlb) is copied now.
-            for (size_t k = i; k <= j; ++k) {
-                const MapsEntry& e = areas[candidates[k]];
-                if (register_wp(uffd.get(), e.start, e.end)) {
-                    registered[candidates[k]] = 1;
-                    add_span(e.start, e.end);
-                }
-            }
-        }
-        i = j + 1;
-    }
-    mark("pagemap scan");
+    register_areas(candidates);
+    mark("pagemap scan of the other areas, register");
+    std::sort(spans.begin(), spans.end());
     bool protected_all = true;
-    for (auto [s, e] : spans)
-        if (auto r = wp_ioctl(uffd.get(), s, e, true); !r) {
+    for (size_t i = 0; i < spans.size();) {
+        size_t j = i;  // one ioctl per run of touching spans
+        while (j + 1 < spans.size() && spans[j + 1].first == spans[j].second) ++j;
+        if (auto r = wp_ioctl(uffd.get(), spans[i].first, spans[j].second, true); !r) {
             log_info("checkpoint %d: memory copied while frozen: %s", pid, r.error().what.c_str());
             protected_all = false;
             break;
         }
-    mark("register, write-protect");
+        i = j + 1;
+    }
+    mark("write-protect");
     auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
     if (!mem) return std::unexpected(mem.error());
+    if (!protected_all) {
+        uffd.reset();  // drops every registration; plan the skipped areas now
+        auto rest = plan_pages(pid, areas);
+        if (!rest) return std::unexpected(rest.error());
+        if (auto r = copy_pages(pid, *rest, buffer); !r) return std::unexpected(r.error());
+        mark("copy what is not protected");
+        return copied_dump(std::move(d.maps), *rest, std::move(buffer));
+    }
 
     PagePlan now;
     now.fds = std::move(plan->fds);
     std::vector<CopiedRun> live;
+    for (size_t i = 0; i < areas.size(); ++i)
+        if (skip[i]) {
+            live.push_back({areas[i].start, (areas[i].end - areas[i].start) / kPage, 0});
+            d.pages_scanned += live.back().nr_pages;
+        }
     for (size_t r = 0; r < plan->runs.size(); ++r) {
-        if (protected_all && vma_of[r] != SIZE_MAX && registered[vma_of[r]]) {
+        if (vma_of[r] != SIZE_MAX && registered[vma_of[r]]) {
             live.push_back(plan->runs[r]);
             continue;
         }
@@ -202,24 +281,27 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
         now.sources.push_back(plan->sources[r]);
         now.pages += plan->runs[r].nr_pages;
     }
-    if (!protected_all) uffd.reset();  // drops every registration
+    std::sort(live.begin(), live.end(),
+              [](const CopiedRun& a, const CopiedRun& b) { return a.vaddr < b.vaddr; });
     if (auto r = copy_pages(pid, now, buffer); !r) return std::unexpected(r.error());
     mark("copy what is not protected");
     d.runs = std::move(now.runs);
     d.pages_copied = now.pages;
     d.buffer = std::move(buffer);
     if (!live.empty())
-        d.live =
-            std::make_shared<LiveMemory>(pid, std::move(uffd), std::move(*mem), std::move(live));
+        d.live = std::make_shared<LiveMemory>(pid, std::move(uffd), std::move(*mem),
+                                              std::move(*pagemap), std::move(live));
     return d;
 }
 
 // --- LiveMemory ------------------------------------------------------------------
 
-LiveMemory::LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, std::vector<CopiedRun> runs)
+LiveMemory::LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, UniqueFd pagemap,
+                       std::vector<CopiedRun> runs)
     : pid_(pid),
       uffd_(std::move(uffd)),
       mem_(std::move(mem)),
+      pagemap_(std::move(pagemap)),
       stop_(eventfd(0, EFD_CLOEXEC)),
       runs_(std::move(runs)) {
     for (const CopiedRun& r : runs_) pages_ += r.nr_pages;
@@ -251,22 +333,39 @@ bool LiveMemory::unsent(uint64_t page) const {
     return page >= frontier_ && in_runs(page) && !saved_.contains(page);
 }
 
-// Copies the unsent pages of [start, end) (one run) before the task writes them.
+// Copies the unsent pages of [start, end) (one run, at most kFaultPages)
+// that still hold their freeze-instant content (write-protected) before the
+// task writes them. A page of the run that is not write-protected was not in
+// the page tables at the freeze, or was sent or saved already.
 void LiveMemory::save(uint64_t start, uint64_t end) {
+    PmPageRegion vec[kFaultPages];
+    uint64_t walk_end = 0;
+    auto n = protected_ranges(pagemap_.get(), pid_, start, end, vec, std::size(vec), walk_end);
+    if (!n) {
+        if (!abort_) abort_ = n.error();
+        return;
+    }
     char tmp[kFaultPages * kPage];
-    bool read = false;
-    for (uint64_t p = start; p < end; p += kPage) {
-        if (!unsent(p)) continue;
-        if (!read) {
-            if (auto r = read_task(mem_.get(), pid_, start, tmp, end - start); !r) {
-                if (!abort_) abort_ = r.error();
-                return;
+    for (size_t i = 0; i < *n; ++i) {
+        // The unsent pages of this range, read at once (no hole in between:
+        // reading one would map the zero page into the task).
+        uint64_t lo = vec[i].end, hi = vec[i].start;
+        for (uint64_t p = vec[i].start; p < vec[i].end; p += kPage)
+            if (unsent(p)) {
+                lo = std::min(lo, p);
+                hi = p + kPage;
             }
-            read = true;
+        if (lo >= hi) continue;
+        if (auto r = read_task(mem_.get(), pid_, lo, tmp, hi - lo); !r) {
+            if (!abort_) abort_ = r.error();
+            return;
         }
-        auto page = std::make_unique<char[]>(kPage);
-        std::memcpy(page.get(), tmp + (p - start), kPage);
-        saved_.emplace(p, std::move(page));
+        for (uint64_t p = lo; p < hi; p += kPage) {
+            if (!unsent(p)) continue;
+            auto page = std::make_unique<char[]>(kPage);
+            std::memcpy(page.get(), tmp + (p - lo), kPage);
+            saved_.emplace(p, std::move(page));
+        }
     }
 }
 
@@ -378,10 +477,12 @@ void LiveMemory::serve_faults() {
 }
 
 // Reads pages [va, end) of one run into `buf` as of the freeze and marks them
-// sent (mu_ held). They count as sent only once un-protecting them succeeded
-// with no mapping change pending: every munmap/mremap/madvise that happened
-// before was then seen by check_gone while they were still unsent.
-// Returns false when an event is pending: try again once it was read.
+// sent (mu_ held). Each of them was write-protected when stream() looked, or
+// saved: one not saved since is still protected (the fault thread saves what
+// it un-protects), so the task's memory holds it as at the freeze. They count as sent only once
+// un-protecting them succeeded with no mapping change pending: every munmap/mremap/madvise that
+// happened before was then seen by check_gone while they were still unsent. Returns false when an
+// event is pending: try again once it was read.
 Result<bool> LiveMemory::take(uint64_t va, uint64_t end, char* buf) {
     if (abort_) return std::unexpected(*abort_);
     uint64_t n = (end - va) / kPage;
@@ -468,17 +569,56 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
         span_pages = 0;
         return {};
     };
-    for (const CopiedRun& run : runs_) {
-        for (uint64_t first = 0; first < run.nr_pages; first += kChunkPages) {
-            uint64_t n = std::min(kChunkPages, run.nr_pages - first);
-            uint64_t va = run.vaddr + first * kPage;
-            bool joins = !span.empty() && span.back().va + span.back().n * kPage == va &&
-                         span_pages + n <= kChunkPages;
-            if (!joins)
-                if (auto r = flush(); !r) return r;
-            span.push_back({va, n});
-            span_pages += n;
+    auto add = [&](uint64_t va, uint64_t n) -> Status {
+        bool joins = !span.empty() && span.back().va + span.back().n * kPage == va &&
+                     span_pages + n <= kChunkPages;
+        if (!joins)
+            if (auto r = flush(); !r) return r;
+        span.push_back({va, n});
+        span_pages += n;
+        return {};
+    };
+    // The pages to send: those of the runs that are write-protected now, or
+    // saved. That is a superset of what the image needs when their turn
+    // comes: a page gains no protection after the freeze, and one saved
+    // later was protected until then. A page of a run that is neither was
+    // not in the page tables at the freeze (zero) or is gone (its event
+    // fails the stream). take() reads them as of the freeze.
+    if (runs_.empty()) return flush();
+    const uint64_t hi = runs_.back().vaddr + runs_.back().nr_pages * kPage;
+    PmPageRegion vec[512];
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    size_t run = 0;
+    for (uint64_t at = runs_.front().vaddr; at < hi;) {
+        uint64_t walk_end = 0;
+        auto n = protected_ranges(pagemap_.get(), pid_, at, hi, vec, std::size(vec), walk_end);
+        if (!n) return std::unexpected(n.error());
+        ranges.clear();
+        for (size_t k = 0; k < *n; ++k) ranges.emplace_back(vec[k].start, vec[k].end);
+        {
+            std::lock_guard l(mu_);  // after the scan: a page saved before it is here
+            for (auto it = saved_.lower_bound(at); it != saved_.end() && it->first < walk_end; ++it)
+                ranges.emplace_back(it->first, it->first + kPage);
         }
+        std::sort(ranges.begin(), ranges.end());
+        for (size_t k = 0; k < ranges.size();) {
+            auto [lo, end] = ranges[k];
+            for (++k; k < ranges.size() && ranges[k].first <= end; ++k)
+                end = std::max(end, ranges[k].second);
+            // [lo, end) cut at the runs (a record lies in one area), kChunkPages at most.
+            while (lo < end) {
+                while (run < runs_.size() && runs_[run].vaddr + runs_[run].nr_pages * kPage <= lo)
+                    ++run;
+                if (run == runs_.size()) break;
+                uint64_t run_end = runs_[run].vaddr + runs_[run].nr_pages * kPage;
+                lo = std::max(lo, runs_[run].vaddr);
+                if (lo >= end) break;
+                uint64_t to = std::min({end, run_end, lo + kChunkPages * kPage});
+                if (auto r = add(lo, (to - lo) / kPage); !r) return r;
+                lo = to;
+            }
+        }
+        at = walk_end;
     }
     return flush();
 }

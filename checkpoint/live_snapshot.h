@@ -12,7 +12,12 @@
 //                    kernel drops every protection and wakes the task.
 //   protect_memory   registers the VMAs holding the pages to store, write-
 //                    protects them, copies what uffd cannot protect (shared
-//                    memory, mappings the kernel refuses) right away.
+//                    memory, mappings the kernel refuses) right away. Private
+//                    anonymous VMAs are protected whole, unscanned: which of
+//                    their pages existed at the freeze is asked after the
+//                    thaw (still write-protected, or saved by the fault
+//                    thread), so no walk of their pages but the write-protect
+//                    itself happens while frozen.
 // After the thaw:
 //   LiveMemory       a thread answers write faults (copy the page if it was
 //                    not sent yet, then un-protect it, which wakes the task);
@@ -27,12 +32,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "checkpoint/image_sink.h"
@@ -68,7 +73,11 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
 class LiveMemory {
   public:
     // `runs`: write-protected, in address order, each inside one registered VMA.
-    LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, std::vector<CopiedRun> runs);
+    // `runs` may hold pages that were not in the page tables at the freeze
+    // (whole private anonymous areas): what is still write-protected, or was
+    // saved, is what the image holds (the rest was zero at the freeze).
+    LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, UniqueFd pagemap,
+               std::vector<CopiedRun> runs);
     ~LiveMemory();  // stops answering faults, closes the uffd: the task runs unprotected
     LiveMemory(const LiveMemory&) = delete;
     LiveMemory& operator=(const LiveMemory&) = delete;
@@ -93,13 +102,13 @@ class LiveMemory {
     void save(uint64_t start, uint64_t end);                  // mu_ held
 
     pid_t pid_;
-    UniqueFd uffd_, mem_, stop_;
+    UniqueFd uffd_, mem_, pagemap_, stop_;
     std::vector<CopiedRun> runs_;
     uint64_t pages_ = 0;
-    mutable std::mutex mu_;  // guards the fields below
-    uint64_t frontier_ = 0;  // every protected page below was sent
-    std::unordered_map<uint64_t, std::unique_ptr<char[]>> saved_;
-    std::optional<Error> abort_;  // the stream cannot be completed
+    mutable std::mutex mu_;                              // guards the fields below
+    uint64_t frontier_ = 0;                              // every protected page below was sent
+    std::map<uint64_t, std::unique_ptr<char[]>> saved_;  // by address
+    std::optional<Error> abort_;                         // the stream cannot be completed
     std::atomic<uint64_t> faults_{0};
     std::thread thread_;
 };

@@ -223,16 +223,16 @@ Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
         ++lineno;
         if (line.empty() || !err) return;
         // An smaps detail line ("Rss:   4 kB") has a key ending in ':' before
-        // the first space; a maps line has an address range there. Only three
-        // keys matter: skip the other ~20 per area without splitting them
+        // the first space; a maps line has an address range there. Only five
+        // keys matter: skip the other ~18 per area without splitting them
         // (tens of thousands of areas make this the checkpoint's hot loop).
         // (A plain loop: find_first_of calls memchr per character.)
         size_t sp = 0;
         while (sp < line.size() && line[sp] != ' ' && line[sp] != '\t') ++sp;
         std::string_view key = line.substr(0, sp);
         if (!key.empty() && key.back() == ':') {
-            if (out.empty() ||
-                (key != "VmFlags:" && key != "Shared_Clean:" && key != "Shared_Dirty:"))
+            if (out.empty() || (key != "VmFlags:" && key != "Shared_Clean:" &&
+                                key != "Shared_Dirty:" && key != "Rss:" && key != "Swap:"))
                 return;
         }
         auto f = fields(line);
@@ -250,6 +250,8 @@ Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
             } else if ((f[0] == "Shared_Clean:" || f[0] == "Shared_Dirty:") && f.size() >= 2 &&
                        to_num(f[1], kb)) {
                 e.shared_kb += kb;
+            } else if ((f[0] == "Rss:" || f[0] == "Swap:") && f.size() >= 2 && to_num(f[1], kb)) {
+                e.resident_kb += kb;
             }
             return;
         }

@@ -75,6 +75,7 @@ struct MapsEntry {
     uint64_t vm_flags = 0;      // smaps VmFlags: bit i = image::kVmFlagNames[i]
     std::string unknown_flags;  // VmFlags names not in kVmFlagNames, space-separated
     uint64_t shared_kb = 0;     // smaps Shared_Clean + Shared_Dirty: pages others map too
+    uint64_t resident_kb = 0;   // smaps Rss + Swap: pages in the page tables
 };
 
 // Parses maps or smaps text (of smaps, VmFlags and Shared_* are kept).

@@ -419,20 +419,24 @@ Status copy_runs(pid_t pid, int mem, const Plan& plan, char* base) {
 
 }  // namespace
 
-Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& areas) {
+Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& areas,
+                            const std::vector<char>* skip) {
     auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
     if (!pagemap) return std::unexpected(pagemap.error());
     Plan plan;
     std::vector<uint64_t> pm;  // the pread fallback's buffer, for every VMA
     static std::atomic<bool> no_scan_ioctl{false};
+    auto skipped = [&](size_t k) { return skip && (*skip)[k]; };
     for (size_t i = 0; i < areas.size();) {
         const MapsEntry& e = areas[i];
         VmaKind kind = classify_vma(e);
         plan.new_vma = true;
         Status s;
         size_t next = i + 1;
-        if (scanned_by_pagemap(e, kind)) {
-            while (next < areas.size() &&
+        if (skipped(i)) {
+            // the caller's
+        } else if (scanned_by_pagemap(e, kind)) {
+            while (next < areas.size() && !skipped(next) &&
                    scanned_by_pagemap(areas[next], classify_vma(areas[next])))
                 ++next;
             auto done = no_scan_ioctl ? Result<bool>(false)

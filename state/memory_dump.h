@@ -109,7 +109,10 @@ struct PagePlan {
 };
 
 // The first half of dump_memory: finds the pages to store (while frozen).
-Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& maps);
+// Areas i with (*skip)[i] set are left out (the live snapshot asks for their
+// pages after the thaw: checkpoint/live_snapshot.h).
+Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& maps,
+                            const std::vector<char>* skip = nullptr);
 
 // The second half: copies every run of `plan` into `buffer` (setting buf_off).
 Status copy_pages(pid_t pid, PagePlan& plan, PageBuffer& buffer);

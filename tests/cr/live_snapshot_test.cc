@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -147,6 +148,19 @@ struct Streaming {
     }
 };
 
+// The pages of a task's region in a decoded image: index -> page bytes.
+std::map<uint64_t, const char*> region_pages(const DecodedImage& dec, const char* region) {
+    uint64_t base = reinterpret_cast<uint64_t>(region);
+    std::map<uint64_t, const char*> pages;
+    for (const auto& run : dec.pages)
+        for (uint32_t k = 0; k < run.nr_pages; ++k) {
+            uint64_t va = run.vaddr + k * kPage;
+            if (va >= base && va < base + kPages * kPage)
+                pages[(va - base) / kPage] = run.data.data() + k * kPage;
+        }
+    return pages;
+}
+
 TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     Task t([](char* r) { workload(r); });
@@ -168,14 +182,7 @@ TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     MemorySource src(bytes.data(), bytes.size());
     auto dec = decode_image(src, {.keep_data = true});
     ASSERT_TRUE(dec) << dec.error().what;
-    uint64_t base = reinterpret_cast<uint64_t>(t.region);
-    std::map<uint64_t, const char*> pages;  // index -> page bytes
-    for (const auto& run : dec->pages)
-        for (uint32_t k = 0; k < run.nr_pages; ++k) {
-            uint64_t va = run.vaddr + k * kPage;
-            if (va >= base && va < base + kPages * kPage)
-                pages[(va - base) / kPage] = run.data.data() + k * kPage;
-        }
+    auto pages = region_pages(*dec, t.region);
     ASSERT_EQ(pages.size(), kPages);
     auto word = [&](size_t i, int w) {
         uint64_t v;
@@ -236,8 +243,12 @@ TEST(LiveSnapshot, UnmappingMemoryNotYetSentIsEagainAndTheTaskRunsOn) {
     auto stream = stalled_stream(t);
     ASSERT_TRUE(stream);
     Streaming& s = *stream;
-    kill(t.pid, SIGUSR1);
-    bool unmapped = wait_for([&] { return peek(t.pid, (const char*)&g_unmapped) == 1; });
+    // Again until it acts: a signal that lands between the thaw and the task
+    // re-entering its interrupted pause() runs the handler, then the pause.
+    bool unmapped = wait_for([&] {
+        kill(t.pid, SIGUSR1);
+        return peek(t.pid, (const char*)&g_unmapped) == 1;
+    });
     s.finish();
     const Status& wrote = s.wrote;
     ASSERT_TRUE(unmapped) << "the task did not get through its munmap";
@@ -245,6 +256,66 @@ TEST(LiveSnapshot, UnmappingMemoryNotYetSentIsEagainAndTheTaskRunsOn) {
     EXPECT_EQ(wrote.error().code, EAGAIN) << wrote.error().what;
     EXPECT_NE(wrote.error().what.find("open the image again"), std::string::npos);
     EXPECT_EQ(kill(t.pid, 0), 0);
+}
+
+volatile uint64_t g_filled, g_rewritten;  // set by the task
+
+// Private anonymous memory is write-protected whole and which pages existed
+// is asked after the thaw (docs/performance.md "Frozen time"): a page the task
+// touches first after the freeze was not there at the freeze, so the image
+// holds it as zero, never what the task wrote later; the pages that existed
+// hold their freeze-instant content although the task rewrote them all.
+TEST(LiveSnapshot, PagesFirstTouchedAfterTheFreezeAreZeroInTheImage) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    Task t([](char* r) {
+        madvise(r, kPages * kPage, MADV_NOHUGEPAGE);  // one page per fault, not 2 MiB
+        signal(SIGUSR1, [](int) { g_go = 1; });
+        for (size_t i = 0; i < kPages; i += 2)
+            reinterpret_cast<uint64_t*>(r + i * kPage)[0] = i + 1;
+        g_filled = 1;
+        while (!g_go) pause();
+        // The new pages first, then the old ones: the fault on an old page
+        // finds its new neighbours already written.
+        for (size_t k = 1; k <= 2; ++k)
+            for (size_t i = k % 2; i < kPages; i += 2)
+                reinterpret_cast<volatile uint64_t*>(r + i * kPage)[0] = (1ull << 32) | i;
+        g_rewritten = 1;
+        for (;;) pause();
+    });
+    ASSERT_TRUE(wait_for([&] {
+        auto st = read_task_stat(t.pid);
+        return st && st->state == 'S' && peek(t.pid, (const char*)&g_filled) == 1;
+    }));
+    auto img = checkpoint_task_live(t.pid, t.starttime());
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_TRUE((*img)->live()) << "memory was copied while frozen";
+    Streaming s(std::move(*img));
+    std::string bytes = read_some(s.out, 1 << 16);  // the task thawed, its pages not yet sent
+    bool rewrote = wait_for([&] {
+        kill(t.pid, SIGUSR1);  // again until it acts (see above)
+        return peek(t.pid, (const char*)&g_rewritten) == 1;
+    });
+    bytes = s.finish(std::move(bytes));
+    ASSERT_TRUE(rewrote) << "the task did not write its memory during the read";
+    ASSERT_TRUE(s.wrote) << s.wrote.error().what;
+
+    MemorySource src(bytes.data(), bytes.size());
+    auto dec = decode_image(src, {.keep_data = true});
+    ASSERT_TRUE(dec) << dec.error().what;
+    auto pages = region_pages(*dec, t.region);
+    for (size_t i = 0; i < kPages; ++i) {
+        auto it = pages.find(i);
+        if (i % 2) {
+            ASSERT_TRUE(it == pages.end() ||
+                        std::all_of(it->second, it->second + kPage, [](char c) { return c == 0; }))
+                << "page " << i << " was first touched after the freeze";
+            continue;
+        }
+        ASSERT_NE(it, pages.end()) << "page " << i << " existed at the freeze";
+        uint64_t v;
+        std::memcpy(&v, it->second, 8);
+        ASSERT_EQ(v, i + 1) << "page " << i << " is not as of the freeze";
+    }
 }
 
 // The stream reads the task's memory by pid (process_vm_readv): a task that

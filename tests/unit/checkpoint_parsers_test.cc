@@ -80,14 +80,16 @@ TEST(MapsTest, ParsesMapsAndSmaps) {
     EXPECT_EQ(vma_record((*m)[0]).dev, makedev(0xfe, 0));
 }
 
-// Detail lines other than VmFlags and Shared_* are skipped unsplit; those
-// two are still read, whatever comes between them.
+// Detail lines other than VmFlags, Shared_*, Rss and Swap are skipped
+// unsplit; those are still read, whatever comes between them.
 TEST(MapsTest, ReadsSharedBytesAmongSkippedDetails) {
     auto m = parse_maps(
         "1000-3000 rw-s 00000000 00:01 7   /dev/zero (deleted)\n"
         "Size:                  8 kB\n"
+        "Rss:                  12 kB\n"
         "Shared_Clean:          4 kB\n"
         "Private_Dirty:       100 kB\n"
+        "Swap:                  3 kB\n"
         "Shared_Dirty:          8 kB\n"
         "THPeligible:    0\n"
         "VmFlags: rd wr sh mr mw me ms sd \n"
@@ -96,8 +98,10 @@ TEST(MapsTest, ReadsSharedBytesAmongSkippedDetails) {
     ASSERT_TRUE(m) << m.error().what;
     ASSERT_EQ(m->size(), 2u);
     EXPECT_EQ((*m)[0].shared_kb, 12u);
-    EXPECT_TRUE((*m)[0].vm_flags & 1);  // rd
+    EXPECT_EQ((*m)[0].resident_kb, 15u);  // Rss + Swap
+    EXPECT_TRUE((*m)[0].vm_flags & 1);    // rd
     EXPECT_EQ((*m)[1].shared_kb, 0u);
+    EXPECT_EQ((*m)[1].resident_kb, 0u);
     EXPECT_EQ((*m)[1].vm_flags, 0u);
 }
 
