@@ -242,7 +242,7 @@ PROBES = [
     ("unix_tree", "stream_path_user", None, NOBODY),
     ("unix_tree", "outside_client", " is also open in pid "),
     ("unix_tree", "client_first", "a client before its server"),
-    ("unix_tree", "dgram_between", "a datagram connection between processes"),
+    ("unix_tree", "dgram_between", None),  # restored since issue 11's datagrams (unix_dgram)
     ("unix_tree", "connected_by_server", "a socket whose peer credentials name another process"),
     ("unix_tree", "listener_by_child", "the process that called listen(), not pid"),
     # names: PR_SET_VMA_ANON_NAME of anonymous memory (tests/probes/vma_names.c)
@@ -271,14 +271,22 @@ PROBES = [
     ("mqueue", "mq_empty_dup", None),
     ("mqueue", "mq_notify", "an mq_notify registration (pid "),
     ("mqueue", "mq_unlinked_two", "held by another open file description too (fd "),
+    # unix: datagrams between a tree's processes (tests/probes/unix_dgram.c, state/unix_tree.h)
+    ("unix_dgram", "pair_between", None),
+    ("unix_dgram", "connected_path", None),
+    ("unix_dgram", "connected_abstract", None),
+    ("unix_dgram", "unconnected_sender", "(an unconnected sender in another process of the tree)"),
+    ("unix_dgram", "sender_outside", "/c.sock, a socket not open in this process"),
+    ("unix_dgram", "pair_by_child", None),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
+TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "unix_dgram"}
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
+                 "unix_dgram",
                  "timer_thread"}
 
 
