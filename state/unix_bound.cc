@@ -100,29 +100,6 @@ Status check_path(pid_t pid, const UnixDiag& d, const std::string& name,
     return {};
 }
 
-// SO_PEERCRED of a socket whose listen() or connect() (an accepted end) the
-// process `by` makes again at restore: that process's pid, and the effective
-// ids it has (the restore calls them with the writer's, which a writer
-// restoring its own task has); another is a reason (state/unix_tree.h).
-Status check_peer_cred(const std::string& what, const ucred& peer, uint32_t role, pid_t by) {
-    const char* call = role == uint32_t(UnixRole::kAccepted) ? "connect" : "listen";
-    if (peer.pid != by)
-        return refuse(
-            strfmt("{}: its SO_PEERCRED names pid {}, the process that called {}(), not "
-                   "pid {}, which calls it again at restore; a socket whose peer "
-                   "credentials name another process",
-                   what, peer.pid, call, by));
-    auto st = read_status(by);
-    if (!st) return std::unexpected(st.error());
-    if (peer.uid != st->uid[1] || peer.gid != st->gid[1])
-        return refuse(
-            strfmt("{}: its SO_PEERCRED names uid {} gid {}, which pid {} had when it "
-                   "called {}(), not its effective uid {} gid {} now; a socket whose "
-                   "peer credentials name other ids",
-                   what, peer.uid, peer.gid, by, call, st->uid[1], st->gid[1]));
-    return {};
-}
-
 // What makes the unix socket `d` at `fd` of `pid`; EBUSY: why it cannot be
 // saved. `mem`: the unix sockets each process of the image holds; the socket
 // is judged as its maker (the first member holding it) makes it
@@ -247,7 +224,10 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     if (!q) return std::unexpected(q.error());
     a.q = std::move(*q);
     if (cred_by != UnixMembers::kNone)
-        if (auto s = check_peer_cred(what, a.q.peer, r.role, mem.pid(cred_by)); !s)
+        if (auto s = check_peer_cred(what, a.q.peer,
+                                     r.role == uint32_t(UnixRole::kAccepted) ? "connect" : "listen",
+                                     mem.pid(cred_by));
+            !s)
             return std::unexpected(s.error());
     r.sock = a.q.rec;
     r.options = keepalive ? image::kUnixKeepalive : 0;

@@ -211,7 +211,8 @@ PROBES = [
     # share: what a tree's processes share (tests/probes/tree_share.c, state/tree_share.h)
     ("tree_share", "shared_desc", None),
     ("tree_share", "cross_pipe", None),
-    ("tree_share", "cross_socketpair", None),
+    # the pair was made by the probe, which holds neither end: SO_PEERCRED would name the child
+    ("tree_share", "cross_socketpair", "the process that called socketpair(), not pid"),
     ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
@@ -277,7 +278,7 @@ PROBES = [
     ("unix_dgram", "connected_abstract", None),
     ("unix_dgram", "unconnected_sender", "(an unconnected sender in another process of the tree)"),
     ("unix_dgram", "sender_outside", "/c.sock, a socket not open in this process"),
-    ("unix_dgram", "pair_by_child", None),
+    ("unix_dgram", "pair_by_child", "the process that called socketpair(), not pid"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
