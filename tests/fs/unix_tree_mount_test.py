@@ -434,6 +434,109 @@ class MqueueTree(trees_mount_test.TreeBase):
         self.finish(pids)
 
 
+DG_N = 16  # datagrams each way on each socket, half queued across the checkpoint (max_dgram_qlen: 10)
+
+# A parent and its child exchange datagrams over a SOCK_DGRAM socketpair and
+# over a bound socket (r.sock, the parent's) that the child's named socket
+# (c.sock) is connected to. Each side sends half (the child first), writes its
+# marker and waits for SIGUSR1 (the parent's passes it on) with the other's
+# datagrams unread, then sends the other half and reads all it is owed:
+# in order, each from its sender's address, with a CRC over the payloads.
+DGRAM_TREE = f"""
+import os, signal, socket, zlib
+N = {DG_N}
+def payload(who, sock, i):
+    return f"{{who}}{{sock}}{{i}}:".encode() + bytes((i * 7 + j) % 251 for j in range(i * 13 % 200))
+def read_all(s, who, sock, want_from, bad):
+    crc = 0
+    for i in range(N):
+        d, a = s.recvfrom(4096)
+        if d != payload(who, sock, i):
+            bad.append(f"{{sock}} datagram {{i}} from {{who}}: {{d[:12]!r}}")
+        if a != want_from:
+            bad.append(f"{{sock}} datagram {{i}} from {{a!r}}, not {{want_from!r}}")
+        crc = zlib.crc32(d, crc)
+    return crc
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+pa, pb = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+r.bind("r.sock")
+kid = os.fork()
+if kid == 0:
+    pa.close()
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    c.bind("c.sock")
+    c.connect("r.sock")
+    for i in range(N // 2):
+        pb.send(payload("k", "p", i))
+        c.send(payload("k", "c", i))
+    open("kid-half", "w").close()
+    signal.sigwait({{signal.SIGUSR1}})
+    for i in range(N // 2, N):
+        pb.send(payload("k", "p", i))
+        c.send(payload("k", "c", i))
+    bad = []
+    crc = read_all(pb, "p", "p", None, bad) ^ read_all(c, "p", "c", "r.sock", bad)
+    ok = not bad and c.getpeername() == "r.sock" and c.getsockname() == "c.sock"
+    with open("kid-out", "w") as f:
+        f.write(f"{{crc}}\\n" if ok else "FAIL " + "; ".join(bad) + "\\n")
+    os._exit(0)
+pb.close()
+while not os.path.exists("kid-half"):  # c.sock is bound
+    signal.sigtimedwait({{signal.SIGUSR1}}, 0.01)
+for i in range(N // 2):
+    pa.send(payload("p", "p", i))
+    r.sendto(payload("p", "c", i), "c.sock")
+open("half", "w").close()
+signal.sigwait({{signal.SIGUSR1}})
+os.kill(kid, signal.SIGUSR1)
+for i in range(N // 2, N):
+    pa.send(payload("p", "p", i))
+    r.sendto(payload("p", "c", i), "c.sock")
+bad = []
+crc = read_all(pa, "k", "p", None, bad) ^ read_all(r, "k", "c", "c.sock", bad)
+os.waitpid(kid, 0)
+with open("kid-out") as f:
+    theirs = f.read().strip()
+with open("out", "w") as f:
+    f.write("FAIL " + "; ".join(bad) + " " + theirs + "\\n" if bad or not theirs.isdigit()
+            else f"PASS {{4 * N}} {{crc}} {{theirs}}\\n")
+"""
+
+
+class DgramTree(trees_mount_test.TreeBase):
+    """Datagrams between a parent and its child (docs/trees.md "Datagrams
+    between members"), checkpointed with datagrams queued both ways."""
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def dgram_tree(self):
+        with open(self.path("dg.py"), "w") as f:
+            f.write(DGRAM_TREE)
+        proc = self.start(None, 2, argv=["/usr/bin/python3", "dg.py"])
+        wait_for(lambda: os.path.exists(self.path("half")), "both to pause")
+        pids = tree_of(proc.pid)
+        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
+        return proc, pids
+
+    def finish(self, pids):
+        os.kill(pids[0], 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        self.assertTrue(self.out().startswith(f"PASS {4 * DG_N} "), self.out())
+        return self.out()
+
+    def test_dgram_tree_comes_back_with_its_queued_datagrams(self):
+        proc, pids = self.dgram_tree()
+        self.round_trip(proc, pids)
+        self.assertTrue(S_ISSOCK(os.lstat(self.path("c.sock")).st_mode), "c.sock bound again")
+        restored = self.finish(pids)
+        for f in ("r.sock", "c.sock", "half", "kid-half", "kid-out", "out"):
+            os.unlink(self.path(f))
+        proc, pids = self.dgram_tree()  # the same run without crfs: the same checksums
+        self.assertEqual(self.finish(pids), restored)
+
+
 if __name__ == "__main__":
     roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
     unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
