@@ -540,6 +540,84 @@ class DgramTree(trees_mount_test.TreeBase):
         self.assertEqual(self.finish(pids), restored)
 
 
+DG_USER, DG_GROUP = "s10dgu1", "s10dgg1"
+
+
+class DgramUser(DgramTree):
+    """A normal user in the restore_pid_group group restores its own datagram
+    tree as itself (c.sock bound again by the user), and its edits of the
+    handed-over datagram socket are refused with nothing made: the child's fd
+    naming the parent's receiver (a socket the giver holds itself), the given
+    socket's record connected to itself instead of the receiver (then no fd
+    holds it or its peer), a sender that is no unix-bound socket of the image."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        threads_mount_test.add_user_in_group(DG_USER, DG_GROUP)
+
+    @classmethod
+    def tearDownClass(cls):
+        threads_mount_test.remove_user_and_group(DG_USER, DG_GROUP)
+
+    def setUp(self):
+        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={DG_GROUP}"])
+        self.m = self.crfs.mnt
+        self.tasks = []
+        self.dir = tempfile.mkdtemp(prefix="crfs-s10dg-")
+        os.chmod(self.dir, 0o777)
+        self.pids, self.procs = [], []
+
+    def test_group_member_restores_its_dgram_tree_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(DG_USER, "--init-groups")
+        with open(self.path("dg.py"), "w") as f:
+            f.write(DGRAM_TREE)
+        proc = self.start(None, 2, argv=["/usr/bin/python3", "dg.py"], user_prefix=as_user)
+        wait_for(lambda: os.path.exists(self.path("half")), "both to pause")
+        pids = tree_of(proc.pid)
+        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
+        img = self.path("tree.img")
+        r = run(f"cp {self.m}/{pids[0]}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/reason"))
+        self.kill_all(proc, pids)
+        procs = UnixTree.image_facts(self, img)
+        bound = procs[0]["bound"]
+        # the child's socket: its record moved to the parent's, connected to the receiver
+        c = next(f for f in procs[1]["fds"].values() if f[2] in bound and bound[f[2]][2])
+        rcv = bound[c[2]][2]
+        self.assertEqual((c[1], bound[c[2]][1], bound[c[2]][3], bound[rcv][2]),
+                         (52, 0, socket.SOCK_DGRAM, 0), bound)
+        self.assertEqual(procs[1]["bound"], {})
+        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
+        given = "no datagram socket it is connected to"
+        top = pids[0]
+        for edits, expect in [
+            ([f"fd#{c[0]}.ino={rcv}"], given),
+            ([f"unix-bound#{bound[c[2]][0]}.peer={c[2]}"], f"unix-bound {c[2]}: no fd holds it"),
+            (["unix-sender#0.sender=1"], "sender record for"),
+        ]:
+            bad = self.path("bad.img")
+            r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
+            self.assertNotEqual(r.returncode, 0, edits)
+            self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
+            for p in pids:
+                self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+            self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
+        os.unlink(self.path("c.sock"))  # the user binds it again
+        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(tree_of(top), pids)
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
+        self.assertEqual(os.lstat(self.path("c.sock")).st_uid, pw.pw_uid)
+        self.finish(pids)
+
+    test_dgram_tree_comes_back_with_its_queued_datagrams = None
+
+
 if __name__ == "__main__":
     roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
     unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
