@@ -7,6 +7,7 @@
  * outside the tree, a socketpair made by another process than its first
  * holder). The children verify what they hold at the check (tree_kids.h). */
 #include "outsider.h"
+#include "pass_fd.h"
 #include "probe.h"
 #include "tree_kids.h"
 
@@ -200,21 +201,7 @@ static int g_pass[2];
 static void maker_body(void) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) _exit(3);
-    char byte = 'P';
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
-    struct cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &sv[0], sizeof sv[0]);
-    if (sendmsg(g_pass[1], &m, 0) != 1) _exit(3);
+    if (pass_fd(g_pass[1], sv[0]) != 0) _exit(3);
     close(sv[0]);
     close(g_pass[0]);
     close(g_pass[1]);
@@ -223,19 +210,7 @@ static void maker_body(void) {
 static void pair_by_child_setup(void) {
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g_pass) != 0) die("socketpair");
     g_kids[0] = spawn(maker_body, NULL);
-    char byte;
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
-    struct cmsghdr* c;
-    if (recvmsg(g_pass[0], &m, MSG_CMSG_CLOEXEC) != 1 || !(c = CMSG_FIRSTHDR(&m)) ||
-        c->cmsg_type != SCM_RIGHTS)
-        die("receiving the socketpair end");
-    memcpy(&g_mine, CMSG_DATA(c), sizeof g_mine);
+    if ((g_mine = take_fd(g_pass[0])) < 0) die("receiving the socketpair end");
     close(g_pass[0]);
     close(g_pass[1]);
     g_cred = peer_cred(g_mine);
