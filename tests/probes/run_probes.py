@@ -276,6 +276,7 @@ PROBES = [
     ("unix_dgram", "pair_between", None),
     ("unix_dgram", "connected_path", None),
     ("unix_dgram", "connected_abstract", None),
+    ("unix_dgram", "connected_unnamed", None),
     ("unix_dgram", "unconnected_sender", "(an unconnected sender in another process of the tree)"),
     ("unix_dgram", "sender_outside", "/c.sock, a socket not open in this process"),
     ("unix_dgram", "pair_by_child", "the process that called socketpair(), not pid"),

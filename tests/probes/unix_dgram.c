@@ -159,6 +159,37 @@ static void abstract_setup(void) {
     connected_setup();
 }
 
+/* An unnamed socket of the child connected to the probe's: its datagrams
+ * come with no address (the maker sends them from an unnamed socket). */
+static void unnamed_body(void) {
+    close(g_mine);
+    g_theirs = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (g_theirs < 0 || connect(g_theirs, (struct sockaddr*)&g_r, g_rlen) != 0) _exit(3);
+    for (int i = 0; i < 3; ++i)
+        if (send(g_theirs, kUp[i], strlen(kUp[i]), 0) < 0) _exit(3);
+}
+static int unnamed_verify(void) {
+    struct sockaddr_un a;
+    socklen_t len = sizeof a;
+    if (getpeername(g_theirs, (struct sockaddr*)&a, &len) != 0 || len != g_rlen ||
+        memcmp(&a, &g_r, len) != 0)
+        return 5;
+    return send(g_theirs, "after", 5, 0) == 5 ? 0 : 3;
+}
+static void unnamed_setup(void) {
+    name_abstract(&g_r, &g_rlen, "r");
+    g_mine = bound(&g_r, g_rlen);
+    if (g_mine < 0) die("bind");
+    g_kids[0] = spawn(unnamed_body, unnamed_verify);
+}
+static void unnamed_check(void) {
+    for (int i = 0; i < 3; ++i)
+        if (!next_is(g_mine, kUp[i], NULL, 0)) fail("datagram %d from the unnamed socket", i);
+    if (!empty(g_mine)) fail("more datagrams than the child sent");
+    kids_check();
+    if (!next_is(g_mine, "after", NULL, 0)) fail("the child's datagram after the restore");
+}
+
 /* --- refused ------------------------------------------------------------- */
 /* A child's named socket, not connected, sent datagrams to the probe's. */
 static void sender_body(void) {
@@ -227,6 +258,7 @@ static const struct variant kVariants[] = {
     {"pair_between", pair_setup, pair_check, NULL},
     {"connected_path", path_setup, connected_check, NULL},
     {"connected_abstract", abstract_setup, connected_check, NULL},
+    {"connected_unnamed", unnamed_setup, unnamed_check, NULL},
     {"unconnected_sender", unconnected_setup, kids_check, NULL},
     {"sender_outside", outside_setup, outside_check, NULL},
     {"pair_by_child", pair_by_child_setup, pair_by_child_check, NULL},
