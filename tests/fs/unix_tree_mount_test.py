@@ -211,29 +211,36 @@ class UnixTree(trees_mount_test.TreeBase):
 USER, GROUP = "s6uxu1", "s6uxg1"
 
 
-class GroupUser(UnixTree):
+class InGroup:
+    """A user in the group named by -o restore_pid_group, made for the class
+    and removed after it; each test has a crfsd of its own with that option."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        threads_mount_test.add_user_in_group(cls.user, cls.group)
+
+    @classmethod
+    def tearDownClass(cls):
+        threads_mount_test.remove_user_and_group(cls.user, cls.group)
+
+    def setUp(self):
+        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={self.group}"])
+        self.m = self.crfs.mnt
+        self.tasks = []
+        self.dir = tempfile.mkdtemp(prefix=self.prefix)
+        os.chmod(self.dir, self.mode)
+        self.pids, self.procs = [], []
+
+
+class GroupUser(InGroup, UnixTree):
     """A normal user in the group named by -o restore_pid_group: its server
     tree comes back with the user's credentials (srv.sock bound by the user),
     and the user's edited image (a client handed another client's socket:
     before check_unix_given, the restore gave the waiting client's socket to
     both clients) is refused with nothing made."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        threads_mount_test.add_user_in_group(USER, GROUP)
-
-    @classmethod
-    def tearDownClass(cls):
-        threads_mount_test.remove_user_and_group(USER, GROUP)
-
-    def setUp(self):
-        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={GROUP}"])
-        self.m = self.crfs.mnt
-        self.tasks = []
-        self.dir = tempfile.mkdtemp(prefix="crfs-s6ux-")
-        os.chmod(self.dir, 0o755)
-        self.pids, self.procs = [], []
+    user, group, prefix, mode = USER, GROUP, "crfs-s6ux-", 0o755
 
     def test_group_member_restores_its_server_tree_and_its_edits_are_refused(self):
         pw, as_user, run = self.as_user(USER, "--init-groups")
@@ -543,7 +550,7 @@ class DgramTree(trees_mount_test.TreeBase):
 DG_USER, DG_GROUP = "s10dgu1", "s10dgg1"
 
 
-class DgramUser(DgramTree):
+class DgramUser(InGroup, DgramTree):
     """A normal user in the restore_pid_group group restores its own datagram
     tree as itself (c.sock bound again by the user), and its edits of the
     handed-over datagram socket are refused with nothing made: the child's fd
@@ -551,25 +558,10 @@ class DgramUser(DgramTree):
     socket's record connected to itself instead of the receiver (then no fd
     holds it or its peer), a sender that is no unix-bound socket of the image."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        threads_mount_test.add_user_in_group(DG_USER, DG_GROUP)
-
-    @classmethod
-    def tearDownClass(cls):
-        threads_mount_test.remove_user_and_group(DG_USER, DG_GROUP)
-
-    def setUp(self):
-        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={DG_GROUP}"])
-        self.m = self.crfs.mnt
-        self.tasks = []
-        self.dir = tempfile.mkdtemp(prefix="crfs-s10dg-")
-        os.chmod(self.dir, 0o777)
-        self.pids, self.procs = [], []
+    user, group, prefix, mode = DG_USER, DG_GROUP, "crfs-s10dg-", 0o777
 
     def test_group_member_restores_its_dgram_tree_and_its_edits_are_refused(self):
-        pw, as_user, run = self.as_user(DG_USER, "--init-groups")
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
         with open(self.path("dg.py"), "w") as f:
             f.write(DGRAM_TREE)
         proc = self.start(None, 2, argv=["/usr/bin/python3", "dg.py"], user_prefix=as_user)
