@@ -238,16 +238,18 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
         return refuse(what + (stream ? " (unconnected) with bytes queued;"
                                      : " (unnamed) with datagrams queued;"));
     if (stream) return a;
+    std::map<std::string, std::pair<uint64_t, size_t>> named;  // name -> socket, its maker
+    for (size_t m = 0; m < mem.size(); ++m)
+        for (uint64_t h : mem.held(m))
+            if (const UnixDiag* s = table.find(h);
+                s && s->type == SOCK_DGRAM && !s->raw_name.empty())
+                named[canonical(s->raw_name)] = {h, mem.maker(h, table)};
     for (uint32_t i = 0; i < a.q.senders.size(); ++i) {
         const std::string& from = a.q.senders[i];
         uint64_t ino = 0;
         if (!from.empty()) {  // sent again by its sender: one the maker makes
             size_t by = UnixMembers::kNone;
-            for (size_t m = 0; m < mem.size(); ++m)
-                for (uint64_t h : mem.held(m))
-                    if (const UnixDiag* s = table.find(h);
-                        s && s->type == SOCK_DGRAM && canonical(s->raw_name) == from)
-                        std::tie(ino, by) = std::pair(h, mem.maker(h, table));
+            if (auto it = named.find(from); it != named.end()) std::tie(ino, by) = it->second;
             if (ino && by != me)
                 return refuse(strfmt(
                     "{} queues a datagram from {} (socket:[{}]), which pid {} makes, not pid "
