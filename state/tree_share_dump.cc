@@ -9,18 +9,21 @@ namespace crfs {
 
 namespace {
 
-// The unix-socket record of `from` goes after the records of the giver's fd `owner_fd`.
+// The unix-socket record of `from` goes after the records of the giver's fd
+// `owner_fd`, with the senders of its datagrams (state/unix_tree.h).
 Status move_socket_record(TaskFd& from, std::vector<TaskFd>& giver, int owner_fd) {
+    TaskFd* to = nullptr;
+    for (TaskFd& g : giver)
+        if (g.rec.fd == owner_fd && g.rec.same_as < 0) to = &g;
+    bool moved = false;
     for (auto& rec : from.records) {
-        if (rec.first != image::RecordType::kUnixSocket &&
-            rec.first != image::RecordType::kUnixBound)  // state/unix_tree.h
-            continue;
-        for (TaskFd& g : giver)
-            if (g.rec.fd == owner_fd && g.rec.same_as < 0) {
-                g.records.push_back(std::move(rec));
-                return {};
-            }
+        bool sock = rec.first == image::RecordType::kUnixSocket ||
+                    rec.first == image::RecordType::kUnixBound;
+        if (!to || (!sock && rec.first != image::RecordType::kUnixSender)) continue;
+        moved |= sock;
+        to->records.push_back(std::move(rec));
     }
+    if (moved) return {};
     return make_error(EIO, strfmt("fd {}: no unix-socket record to give its peer", from.rec.fd));
 }
 

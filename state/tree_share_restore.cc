@@ -96,6 +96,7 @@ Status plan_connect(TreeRestore& tree, uint32_t i, const FdEntry& f, uint32_t ow
     // check_unix_given: a client of an accepted end, or waiting in a listener
     if (!c || c->connector >= 0)
         return bad(strfmt("fd {}: unix socket {} given to two processes", f.rec.fd, f.rec.ino));
+    if (state::unix_dgram_given(c->rec)) return {};  // made and connected by the giver
     bool waiting = c->rec.role == uint32_t(image::UnixRole::kWaiting);
     const auto& l = socks[size_t(waiting ? c->listener : socks[size_t(c->peer)].listener)];
     int sv[2];

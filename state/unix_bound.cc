@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "common/io.h"
 #include "common/procfs.h"
@@ -99,29 +100,6 @@ Status check_path(pid_t pid, const UnixDiag& d, const std::string& name,
     return {};
 }
 
-// SO_PEERCRED of a socket whose listen() or connect() (an accepted end) the
-// process `by` makes again at restore: that process's pid, and the effective
-// ids it has (the restore calls them with the writer's, which a writer
-// restoring its own task has); another is a reason (state/unix_tree.h).
-Status check_peer_cred(const std::string& what, const ucred& peer, uint32_t role, pid_t by) {
-    const char* call = role == uint32_t(UnixRole::kAccepted) ? "connect" : "listen";
-    if (peer.pid != by)
-        return refuse(
-            strfmt("{}: its SO_PEERCRED names pid {}, the process that called {}(), not "
-                   "pid {}, which calls it again at restore; a socket whose peer "
-                   "credentials name another process",
-                   what, peer.pid, call, by));
-    auto st = read_status(by);
-    if (!st) return std::unexpected(st.error());
-    if (peer.uid != st->uid[1] || peer.gid != st->gid[1])
-        return refuse(
-            strfmt("{}: its SO_PEERCRED names uid {} gid {}, which pid {} had when it "
-                   "called {}(), not its effective uid {} gid {} now; a socket whose "
-                   "peer credentials name other ids",
-                   what, peer.uid, peer.gid, by, call, st->uid[1], st->gid[1]));
-    return {};
-}
-
 // What makes the unix socket `d` at `fd` of `pid`; EBUSY: why it cannot be
 // saved. `mem`: the unix sockets each process of the image holds; the socket
 // is judged as its maker (the first member holding it) makes it
@@ -134,7 +112,7 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     if (d.type != SOCK_STREAM && d.type != SOCK_DGRAM && d.type != SOCK_SEQPACKET)
         return refuse(what);
     bool stream = d.type != SOCK_DGRAM;
-    size_t me = mem.first(d.ino) == UnixMembers::kNone ? mem.self() : mem.first(d.ino);
+    size_t me = mem.first(d.ino) == UnixMembers::kNone ? mem.self() : mem.maker(d.ino, table);
     const std::set<uint64_t>& held = mem.held(me);
     auto outside = [&](uint64_t ino, const std::string& as) {
         return refuse(strfmt("{}: {} socket:[{}] is not open in this process{}; a {} outside it",
@@ -222,13 +200,14 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     } else if (!d.peer && d.state == kEstablished && d.raw_name.empty()) {
         // Only a connection makes an unnamed datagram socket ESTABLISHED: its peer died.
         return refuse(what + ": its peer is closed; a connection whose peer is gone");
-    } else if (d.peer) {  // a datagram socket connected to another
-        if (size_t m = mem.first(d.peer); m != me && m != UnixMembers::kNone)
+    } else if (d.peer) {  // a datagram socket connected to another: one maker makes both
+        if (size_t m = mem.maker(d.peer, table); m != me && m != UnixMembers::kNone)
             return refuse(
-                strfmt("{} connected to socket:[{}] of pid {}, another process of "
-                       "the tree; a datagram connection between processes",
-                       what, d.peer, mem.pid(m)));
-        if (!peer || !held.contains(d.peer)) return outside(d.peer, "peer");
+                strfmt("{} connected to socket:[{}] of pid {}, a later process of the "
+                       "tree than pid {}, which makes it; a datagram connection to a later "
+                       "process",
+                       what, d.peer, mem.pid(m), mem.pid(me)));
+        if (!peer || mem.first(d.peer) == UnixMembers::kNone) return outside(d.peer, "peer");
         if (peer->raw_name.empty())
             return refuse(what + strfmt(" connected to the unnamed socket:[{}];", d.peer));
     }
@@ -236,8 +215,8 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     if (name.size() > image::kMaxUnixName) return refuse(what + " with a name above 108 bytes");
     r.name_len = uint32_t(name.size());
     std::memcpy(r.name, name.data(), name.size());
-    if (!name.empty() && name[0])
-        if (auto s = check_path(pid, d, name, r); !s) return std::unexpected(s.error());
+    if (!name.empty() && name[0])  // the maker binds it: a relative name from its cwd
+        if (auto s = check_path(mem.pid(me), d, name, r); !s) return std::unexpected(s.error());
 
     // A listening or unconnected stream socket has no queue to peek at.
     bool keepalive = false;
@@ -245,7 +224,10 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     if (!q) return std::unexpected(q.error());
     a.q = std::move(*q);
     if (cred_by != UnixMembers::kNone)
-        if (auto s = check_peer_cred(what, a.q.peer, r.role, mem.pid(cred_by)); !s)
+        if (auto s = check_peer_cred(what, a.q.peer,
+                                     r.role == uint32_t(UnixRole::kAccepted) ? "connect" : "listen",
+                                     mem.pid(cred_by));
+            !s)
             return std::unexpected(s.error());
     r.sock = a.q.rec;
     r.options = keepalive ? image::kUnixKeepalive : 0;
@@ -256,19 +238,29 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
         return refuse(what + (stream ? " (unconnected) with bytes queued;"
                                      : " (unnamed) with datagrams queued;"));
     if (stream) return a;
+    std::map<std::string, std::pair<uint64_t, size_t>> named;  // name -> socket, its maker
+    for (size_t m = 0; m < mem.size(); ++m)
+        for (uint64_t h : mem.held(m))
+            if (const UnixDiag* s = table.find(h);
+                s && s->type == SOCK_DGRAM && !s->raw_name.empty())
+                named[canonical(s->raw_name)] = {h, mem.maker(h, table)};
     for (uint32_t i = 0; i < a.q.senders.size(); ++i) {
         const std::string& from = a.q.senders[i];
         uint64_t ino = 0;
-        if (!from.empty()) {
-            for (uint64_t h : held)
-                if (const UnixDiag* s = table.find(h);
-                    s && s->type == SOCK_DGRAM && canonical(s->raw_name) == from)
-                    ino = h;
+        if (!from.empty()) {  // sent again by its sender: one the maker makes
+            size_t by = UnixMembers::kNone;
+            if (auto it = named.find(from); it != named.end()) std::tie(ino, by) = it->second;
+            if (ino && by != me)
+                return refuse(strfmt(
+                    "{} queues a datagram from {} (socket:[{}]), which pid {} makes, not pid "
+                    "{}, the receiver's maker (an unconnected sender in another process of "
+                    "the tree); such a datagram",
+                    what, shown(from), ino, mem.pid(by), mem.pid(me)));
             if (!ino)
                 return refuse(
                     strfmt("{} queues a datagram from {}, a socket not open in this "
-                           "process; such a datagram",
-                           what, shown(from)));
+                           "process{}; such a datagram",
+                           what, shown(from), mem.size() > 1 ? " or its tree" : ""));
         }
         if (!a.senders.empty() && a.senders.back().sender == ino &&
             a.senders.back().first + a.senders.back().count == i)
@@ -455,6 +447,7 @@ Status check_unix_bound(const DecodedImage& img) {
         const auto* r = find(ino);
         uint64_t by = r->role == uint32_t(UnixRole::kClient)    ? r->sock.peer
                       : r->role == uint32_t(UnixRole::kWaiting) ? r->listener
+                      : r->sock.type == SOCK_DGRAM              ? r->sock.peer  // kPlain
                                                                 : 0;
         if (!n && !(refs.contains(by) && refs.at(by)))
             return bad(strfmt("{}: no fd holds it", ino));

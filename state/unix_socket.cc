@@ -101,6 +101,24 @@ std::string describe_unix(const UnixDiag& d) {
     return strfmt("unix {} socket socket:[{}]", type_name(d.type), d.ino);
 }
 
+Status check_peer_cred(const std::string& what, const ucred& peer, const char* call, pid_t by) {
+    if (peer.pid != by)
+        return refuse(
+            strfmt("{}: its SO_PEERCRED names pid {}, the process that called {}(), not "
+                   "pid {}, which calls it again at restore; a socket whose peer "
+                   "credentials name another process",
+                   what, peer.pid, call, by));
+    auto st = read_status(by);
+    if (!st) return std::unexpected(st.error());
+    if (peer.uid != st->uid[1] || peer.gid != st->gid[1])
+        return refuse(
+            strfmt("{}: its SO_PEERCRED names uid {} gid {}, which pid {} had when it "
+                   "called {}(), not its effective uid {} gid {} now; a socket whose "
+                   "peer credentials name other ids",
+                   what, peer.uid, peer.gid, by, call, st->uid[1], st->gid[1]));
+    return {};
+}
+
 // The copy of the fd: pidfd_getfd, the caller's ptrace right.
 Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue,
                                    bool* keepalive) {
@@ -355,6 +373,18 @@ std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdCo
     }
     auto q = read_unix_socket(t.pid(), f.fd, *d);
     if (!q) return q.error().code == EBUSY ? q.error().what : what + ": " + q.error().what;
+    // socketpair() named its caller in both ends; the restore's caller is the
+    // first process of the image holding an end (state/tree_share.h; the
+    // holders are the others).
+    pid_t maker = t.pid();
+    for (pid_t p : inside)
+        if (p == t.pid() || std::ranges::count(ctx.holders.of(f.link), p) ||
+            std::ranges::count(ctx.holders.of(peer_link), p)) {
+            maker = p;
+            break;
+        }
+    if (auto s = check_peer_cred(what, q->peer, "socketpair", maker); !s)
+        return s.error().code == EBUSY ? s.error().what : what + ": " + s.error().what;
     return std::nullopt;
 }
 

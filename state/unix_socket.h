@@ -65,6 +65,12 @@ Result<std::string> dump_unix_socket(pid_t pid, int fd, uint64_t ino);
 
 // Shared with the named sockets (state/unix_bound.cc).
 std::string describe_unix(const UnixDiag& d);
+
+// SO_PEERCRED of a socket whose `call` (listen, connect, socketpair) the
+// process `by` makes again at restore: that process's pid, and the effective
+// ids it has (the restore calls it with the writer's, which a writer
+// restoring its own task has); another is a reason (EBUSY, state/unix_tree.h).
+Status check_peer_cred(const std::string& what, const ucred& peer, const char* call, pid_t by);
 uint64_t socket_ino(const FdView& f);
 bool task_holds(TaskView& t, uint64_t ino);
 struct UnixQueue {

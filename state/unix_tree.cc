@@ -40,6 +40,17 @@ size_t UnixMembers::first(uint64_t ino) const {
     return it == first_.end() ? kNone : it->second;
 }
 
+size_t UnixMembers::maker(uint64_t ino, UnixTable& table) const {
+    size_t f = first(ino);
+    const UnixDiag* d = table.find(ino);
+    if (f == kNone || !d || d->type != SOCK_DGRAM || !d->peer) return f;
+    // classify_sharing: given by the peer's first holder when it holds the
+    // peer as its own (first() strictly decreases: no cycle)
+    size_t pf = first(d->peer);
+    if (pf == kNone || pf >= f || maker(d->peer, table) != pf) return f;
+    return pf;
+}
+
 uint64_t unix_made_with(UnixTable& table, uint64_t ino) {
     const UnixDiag* d = table.find(ino);
     if (!d || d->peer) return d ? d->peer : 0;
@@ -63,16 +74,23 @@ Status check_unix_given(const DecodedImage& giver, const FdEntry& giver_fd, cons
         ((given->role == uint32_t(UnixRole::kClient) && at->role == uint32_t(UnixRole::kAccepted) &&
           at->sock.peer == given->sock.ino) ||
          (given->role == uint32_t(UnixRole::kWaiting) && at->role == uint32_t(UnixRole::kListen) &&
-          given->listener == at->sock.ino));
+          given->listener == at->sock.ino) ||
+         (unix_dgram_given(*given) && at->sock.type == SOCK_DGRAM &&
+          given->sock.peer == at->sock.ino));
     uint32_t flags = taker.rec.open_flags;
     if (giver_fd.rec.kind != uint32_t(image::FdKind::kUnixBound) || !related || held ||
         (flags & ~uint32_t(O_ACCMODE | O_NONBLOCK)) || (flags & O_ACCMODE) != O_RDWR)
         return make_error(
             EINVAL, strfmt("bad image: fd {}: unix socket {} given by fd {}, which is no accepted "
-                           "connection or listening socket that socket is the client of, or a "
+                           "connection or listening socket that socket is the client of, no "
+                           "datagram socket it is connected to, or a "
                            "socket an fd of the giver holds, or open flags 0{:o}",
                            taker.rec.fd, taker.rec.ino, giver_fd.rec.fd, flags));
     return {};
+}
+
+bool unix_dgram_given(const image::UnixBoundRecord& r) {
+    return r.role == uint32_t(image::UnixRole::kPlain) && r.sock.type == SOCK_DGRAM && r.sock.peer;
 }
 
 int unix_bound_given(const UnixBoundSet& set, uint64_t ino) {

@@ -10,8 +10,16 @@
 // (state/unix_bound.h), and a client end held by a later process is handed to
 // it (image::kSharePeer, state/tree_share_restore.h), its unix-bound record moved to
 // the server's records (state/tree_share_dump.cc). A client in an earlier
-// process than its server, an accepted end whose maker is not its listener's,
-// a datagram socket connected across processes are reasons.
+// process than its server, an accepted end whose maker is not its listener's
+// are reasons.
+//
+// Datagrams (docs/trees.md "Datagrams between members"): a datagram socket
+// connected to a named one of an earlier member is made by that member too
+// (its peer: classify_sharing gives it as kSharePeer), which binds it, sends
+// every queued datagram from its real sender (bound to its name) and
+// connects it; its records (unix-bound, unix-sender) move to the maker's. An
+// unconnected sender held by another member than its receiver's maker, and a
+// socket connected to one a later member makes, are reasons.
 //
 //   detect   UnixMembers tells, for the socket kinds, which member holds which
 //            unix socket first (/proc/<pid>/fd of each member, the caller's rights);
@@ -81,6 +89,10 @@ class UnixMembers {
     const std::set<uint64_t>& held(size_t m) const { return held_[m]; }
     // The first member holding socket `ino` (its maker), or kNone: outside.
     size_t first(uint64_t ino) const;
+    // The member that makes socket `ino` at restore: its first holder, but
+    // for a datagram socket connected to a socket an earlier member makes
+    // itself, that member (which hands it over, like a client; kNone: outside).
+    size_t maker(uint64_t ino, UnixTable& table) const;
 
   private:
     size_t self_ = 0;
@@ -96,9 +108,13 @@ uint64_t unix_made_with(UnixTable& table, uint64_t ino);
 // Restore: fd `taker` of a later process is given (kSharePeer) by the unix-bound
 // fd `giver_fd` of `giver`: the unix-bound record with the taker's inode is in
 // the giver's records, no fd of the giver holds it, and it is the client
-// connected to the accepted socket at `giver_fd`, or a client waiting in the
-// listener at `giver_fd`.
+// connected to the accepted socket at `giver_fd`, a client waiting in the
+// listener at `giver_fd`, or a datagram socket connected to the one at `giver_fd`.
 Status check_unix_given(const DecodedImage& giver, const FdEntry& giver_fd, const FdEntry& taker);
+
+// A socket given as a datagram socket's peer (made by its maker, no connect
+// by the taker: plan_connect skips it).
+bool unix_dgram_given(const image::UnixBoundRecord& r);
 
 // Stage 1, after the giver's fds are in place: the socket to hand over, or -1.
 int unix_bound_given(const UnixBoundSet& set, uint64_t ino);

@@ -212,7 +212,8 @@ PROBES = [
     # share: what a tree's processes share (tests/probes/tree_share.c, state/tree_share.h)
     ("tree_share", "shared_desc", None),
     ("tree_share", "cross_pipe", None),
-    ("tree_share", "cross_socketpair", None),
+    # the pair was made by the probe, which holds neither end: SO_PEERCRED would name the child
+    ("tree_share", "cross_socketpair", "the process that called socketpair(), not pid"),
     ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
@@ -243,7 +244,7 @@ PROBES = [
     ("unix_tree", "stream_path_user", None, NOBODY),
     ("unix_tree", "outside_client", " is also open in pid "),
     ("unix_tree", "client_first", "a client before its server"),
-    ("unix_tree", "dgram_between", "a datagram connection between processes"),
+    ("unix_tree", "dgram_between", None),  # restored since issue 11's datagrams (unix_dgram)
     ("unix_tree", "connected_by_server", "a socket whose peer credentials name another process"),
     ("unix_tree", "listener_by_child", "the process that called listen(), not pid"),
     # names: PR_SET_VMA_ANON_NAME of anonymous memory (tests/probes/vma_names.c)
@@ -281,15 +282,24 @@ PROBES = [
     ("mqueue_tree", "inherited_unlinked", None),
     ("mqueue_tree", "unlinked_two_members", "one object, opened separately by two processes"),
     ("mqueue_tree", "unlinked_outside", "(unlinked) also held by pid "),
+    # unix: datagrams between a tree's processes (tests/probes/unix_dgram.c, state/unix_tree.h)
+    ("unix_dgram", "pair_between", None),
+    ("unix_dgram", "connected_path", None),
+    ("unix_dgram", "connected_abstract", None),
+    ("unix_dgram", "connected_unnamed", None),
+    ("unix_dgram", "unconnected_sender", "(an unconnected sender in another process of the tree)"),
+    ("unix_dgram", "sender_outside", "/c.sock, a socket not open in this process"),
+    ("unix_dgram", "pair_by_child", "the process that called socketpair(), not pid"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree"}
+TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree",
+         "unix_dgram"}
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
-                 "timer_thread", "mqueue_tree"}
+                 "timer_thread", "mqueue_tree", "unix_dgram"}
 
 
 def kernel_names_vmas():

@@ -4,6 +4,7 @@
  * what cannot. The children live until the check, which has them verify what
  * they hold (SIGUSR1: exit 0 when right) and reaps them. */
 #include "outsider.h"
+#include "pass_fd.h"
 #include "probe.h"
 #include "tree_kids.h"
 
@@ -198,21 +199,7 @@ static void connected_by_server_setup(void) {
 static int g_pass[2];
 static void pass_listener_body(void) {
     int s = listen_here();
-    char byte = 'L';
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
-    struct cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &s, sizeof s);
-    if (sendmsg(g_pass[1], &m, 0) != 1) _exit(3);
+    if (pass_fd(g_pass[1], s) != 0) _exit(3);
     close(s);
     close(g_pass[0]);
     close(g_pass[1]);
@@ -221,19 +208,7 @@ static void listener_by_child_setup(void) {
     path_name(SOCK_STREAM);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g_pass) != 0) die("socketpair");
     g_kids[0] = spawn(pass_listener_body, NULL);
-    char byte;
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
-    struct cmsghdr* c;
-    if (recvmsg(g_pass[0], &m, MSG_CMSG_CLOEXEC) != 1 || !(c = CMSG_FIRSTHDR(&m)) ||
-        c->cmsg_type != SCM_RIGHTS)
-        die("receiving the listener");
-    memcpy(&g_listener, CMSG_DATA(c), sizeof g_listener);
+    if ((g_listener = take_fd(g_pass[0])) < 0) die("receiving the listener");
     close(g_pass[0]);
     close(g_pass[1]);
 }
