@@ -24,6 +24,7 @@
 #include "state/kind.h"
 #include "state/registry.h"
 #include "state/tree_share.h"
+#include "state/tree_share_task.h"
 #include "state/tree_groups.h"
 #include "state/zombie.h"
 
@@ -141,6 +142,12 @@ Status detect_tree(TaskView& t, Reasons& out) {
         for (const auto& l : lines) out.push_back(name_line(v->pid(), l));
     }
     if (auto r = detect_tree_groups(members, out); !r) return r;  // state/tree_groups.cc
+    std::vector<pid_t> live, ppids;  // share: fd tables and fs (state/tree_share_task.h)
+    for (TaskView* m : members)
+        if (auto st = m->stat(); st && (*st)->state != 'Z' && (*st)->state != 'X')
+            live.push_back(m->pid()), ppids.push_back((*st)->ppid);
+    std::vector<image::ShareTaskRecord> recs;
+    classify_task_sharing(live, ppids, recs, out);
     return shared_between_members(members, out);
 }
 

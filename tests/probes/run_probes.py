@@ -271,15 +271,23 @@ PROBES = [
     ("mqueue", "mq_empty_dup", None),
     ("mqueue", "mq_notify", "an mq_notify registration (pid "),
     ("mqueue", "mq_unlinked_two", "held by another open file description too (fd "),
+    # share: clones sharing their fd table or fs (tests/probes/tree_clone.c, state/tree_share_task.h)
+    ("tree_clone", "files_fs", None),
+    ("tree_clone", "fs_only", None),
+    ("tree_clone", "grandchild", None),
+    ("tree_clone", "siblings", None),
+    ("tree_clone", "vm", "(task): shares memory (CLONE_VM) with pid "),
+    ("tree_clone", "sighand", "(task): shares signal handlers (CLONE_SIGHAND) with pid "),
+    ("tree_clone", "unshared_middle", "but neither its parent nor an earlier sibling shares it"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
 # tids, docs/trees.md): a fresh name is EPERM.
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
-TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree"}
+TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "tree_clone"}
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
-                 "timer_thread"}
+                 "timer_thread", "tree_clone"}
 
 
 def kernel_names_vmas():
