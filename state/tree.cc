@@ -125,8 +125,11 @@ Status detect_tree(TaskView& t, Reasons& out) {
     }
     // Descriptions shared with a process outside the image (the fds kind,
     // state/shared_desc.h) count every member as inside.
-    std::vector<pid_t> image_pids;
-    for (TaskView* m : members) image_pids.push_back(m->pid());
+    // A member's own check at the checkpoint (its view names the whole image):
+    // the whole image is inside, not only its subtree.
+    std::vector<pid_t> image_pids = t.image_pids();
+    if (image_pids.empty())
+        for (TaskView* m : members) image_pids.push_back(m->pid());
     for (auto& v : views) {
         v->set_image_pids(image_pids);
         v->set_holder_scan(t.holder_scan());  // one walk of /proc/*/fd for the whole tree

@@ -286,7 +286,8 @@ void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd)
 void tree_clone_member(const TreeRestore& tree, size_t j, uint64_t flags, int status_fd) {
     clone_args ca{};
     ca.flags = flags;
-    ca.exit_signal = SIGCHLD;  // with CLONE_PARENT the kernel takes the maker's (SIGCHLD too)
+    // With CLONE_PARENT clone3 wants none: the child gets the maker's (SIGCHLD).
+    ca.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
     pid_t want = tree.members[j].pid;
     ca.set_tid = reinterpret_cast<uint64_t>(&want);
     ca.set_tid_size = 1;

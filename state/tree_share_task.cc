@@ -79,9 +79,10 @@ void classify_task_sharing(std::span<const pid_t> pids, std::span<const pid_t> p
                 (!std::equal(std::begin(a->uid), std::end(a->uid), std::begin(b->uid)) ||
                  !std::equal(std::begin(a->gid), std::end(a->gid), std::begin(b->gid)) ||
                  a->groups != b->groups))
-                why.push_back(strfmt("pid {}: shares its fd table or cwd with pid {}, which has "
-                                     "other credentials;{}",
-                                     pids[i], with, kNotYet));
+                why.push_back(
+                    strfmt("pid {}: shares its fd table or cwd with pid {}, which has "
+                           "other credentials;{}",
+                           pids[i], with, kNotYet));
         }
         // Its maker: its parent, or an earlier sibling, sharing all it shares.
         auto makes = [&](size_t m) {

@@ -19,10 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char* g_dir;
@@ -73,7 +73,8 @@ static void child(void) {
         await(path("parent_did.%d", n));
         char why[256] = "";
         if (!same_file(70 + n, path("parent.%d", n)))
-            snprintf(why, sizeof why, "fd %d the parent opened is not in the child's table", 70 + n);
+            snprintf(why, sizeof why, "fd %d the parent opened is not in the child's table",
+                     70 + n);
         mode_t m = umask(0);
         umask(m);
         if (m != (mode_t)(007 | (n % 8) << 3))
@@ -88,7 +89,8 @@ static void parent(pid_t kid) {
         await(path("child_did.%d", n));
         char why[256] = "";
         if (!same_file(50 + n, path("child.%d", n)))
-            snprintf(why, sizeof why, "fd %d the child opened is not in the parent's table", 50 + n);
+            snprintf(why, sizeof why, "fd %d the child opened is not in the parent's table",
+                     50 + n);
         else if (write(50 + n, "from the parent\n", 16) != 16)
             snprintf(why, sizeof why, "write to the child's fd: %s", strerror(errno));
         if (!cwd_is(path("c.%d", n)))
