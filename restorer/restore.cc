@@ -139,6 +139,7 @@ void child_fault(const ChildPlan& c, int step) {
 }
 
 [[noreturn]] void child_main(const ChildPlan& c) {
+    tree_wait_gate(c.tree, c.tree_index, c.status_fd);  // share: its maker's fds in place
     child_fault(c, CRFS_RA_STEP_SESSION);
     child_session(*c.attrs, c.status_fd);
     if (auto f = state::child_tty(*c.tty))  // tty: before the children, who inherit it
@@ -164,7 +165,7 @@ void child_fault(const ChildPlan& c, int step) {
         child_fail(c.status_fd, CRFS_RA_STEP_FILE_LOCK, f.err, f.index);
     if (c.fs_creds) child_leave_fs_creds(c.status_fd);
     for (const auto& copy : c.fds->copies) ::close(copy.get());
-    tree_spawn_takers(c.tree, c.tree_index, c.status_fd);  // share: its fds are in place
+    tree_open_gates(c.tree, c.tree_index, c.status_fd);  // share: its fds are in place
     child_fault(c, CRFS_RA_STEP_RLIMIT);
     child_attrs(*c.attrs, c.status_fd);
     child_settings(*c.settings, oom_fd, c.status_fd);  // fidelity: after rlimits (RLIMIT_RTPRIO)

@@ -275,8 +275,8 @@ void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd)
     tree.groups.spawn_placeholders(index, status_fd);
     for (size_t j = 0; j < tree.members.size(); ++j) {  // share: state/tree_share_task.h
         const auto& m = tree.members[j];
-        if ((m.maker >= 0 ? m.maker : m.parent) == int(index) && !(m.clone_flags & CLONE_FILES))
-            tree_clone_member(tree, j, m.clone_flags, status_fd);  // fd-table sharers come later
+        if ((m.maker >= 0 ? m.maker : m.parent) == int(index))
+            tree_clone_member(tree, j, m.clone_flags, status_fd);
     }
     tree.groups.join(index, status_fd);
     tree.groups.reap_placeholders(index, status_fd);

@@ -69,6 +69,7 @@ struct TreeRestore {
         int maker = -1;                     // who clones it once its fds are in place
         uint64_t clone_flags = 0;           // CLONE_FILES, CLONE_FS, CLONE_PARENT: a taker
         int max_fd = 2;                     // the highest fd its table holds then
+        int gate_r = -1, gate_w = -1;       // a table taker waits for its maker's fds on it
     };
     std::vector<Member> members;  // image order: parents first
     RestoreRequest root_req;

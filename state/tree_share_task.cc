@@ -2,6 +2,7 @@
 // state/tree_share_task.h (the design), docs/trees.md (the rules).
 #include "state/tree_share_task.h"
 
+#include <fcntl.h>
 #include <linux/kcmp.h>
 #include <linux/sched.h>
 #include <sys/syscall.h>
@@ -13,6 +14,8 @@
 
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "common/unique_fd.h"
+#include "restorer/child.h"
 #include "restorer/restore.h"
 #include "state/tree_restore.h"
 
@@ -235,6 +238,19 @@ Status tree_task_share_check(const RestoreRequest& req, const DecodedImage& img,
     // Its stage-1 fds go above every fd its group's first restores.
     if (me.files_with >= 0) max_fd = std::max(max_fd, tree.members[size_t(me.files_with)].max_fd);
     me.max_fd = max_fd;
+    if (me.files_with < 0) return {};
+    // Its gate: made with the table while its maker is still root, it waits
+    // until the maker's fds are in place (tree_open_gates).
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return errno_error("restore: gate pipe");
+    UniqueFd r(p[0]), w(p[1]);
+    UniqueFd gr(fcntl(r.get(), F_DUPFD_CLOEXEC, max_fd + 1));
+    UniqueFd gw(fcntl(w.get(), F_DUPFD_CLOEXEC, max_fd + 1));
+    if (!gr || !gw) return errno_error("restore: gate pipe");
+    me.gate_r = gr.get();
+    me.gate_w = gw.get();
+    tree.share_fds.push_back(std::move(gr));  // closed in the daemon once the root is cloned
+    tree.share_fds.push_back(std::move(gw));
     return {};
 }
 
@@ -243,8 +259,10 @@ void tree_task_share_keep(const RestoreRequest& req, std::span<const int> keep) 
     TreeRestore& tree = *req.tree;
     int with = tree.members[req.tree_index].files_with;
     if (with < 0) return;
-    auto& owner = tree.members[size_t(with)].share_keep;  // closes all but these, then makes it
+    auto& owner = tree.members[size_t(with)].share_keep;  // closes all but these
     owner.insert(owner.end(), keep.begin(), keep.end());
+    owner.push_back(tree.members[req.tree_index].gate_r);
+    owner.push_back(tree.members[req.tree_index].gate_w);
     std::sort(owner.begin(), owner.end());
     owner.erase(std::unique(owner.begin(), owner.end()), owner.end());
 }
@@ -253,11 +271,24 @@ bool tree_files_taker(const TreeRestore* tree, uint32_t index) {
     return tree && tree->members[index].files_with >= 0;
 }
 
-void tree_spawn_takers(const TreeRestore* tree, uint32_t index, int status_fd) {
+void tree_open_gates(const TreeRestore* tree, uint32_t index, int status_fd) {
     if (!tree) return;
-    for (size_t j = 0; j < tree->members.size(); ++j)
-        if ((tree->members[j].clone_flags & CLONE_FILES) && tree->members[j].maker == int(index))
-            tree_clone_member(*tree, j, tree->members[j].clone_flags, status_fd);
+    for (const auto& m : tree->members)
+        if ((m.clone_flags & CLONE_FILES) && m.maker == int(index))
+            if (syscall(SYS_write, m.gate_w, "g", 1) != 1)
+                child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(m.pid));
+}
+
+void tree_wait_gate(const TreeRestore* tree, uint32_t index, int status_fd) {
+    if (!tree || tree->members[index].gate_r < 0) return;
+    const auto& m = tree->members[index];
+    char g;
+    long n;
+    while ((n = syscall(SYS_read, m.gate_r, &g, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) child_fail(status_fd, CRFS_RA_STEP_CHILD, n < 0 ? errno : EPIPE, uint64_t(m.pid));
+    syscall(SYS_close, m.gate_r);
+    syscall(SYS_close, m.gate_w);
 }
 
 }  // namespace crfs

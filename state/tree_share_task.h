@@ -64,8 +64,11 @@ Status tree_task_share_check(const RestoreRequest& req, const DecodedImage& img,
 void tree_task_share_keep(const RestoreRequest& req, std::span<const int> keep);
 
 // Stage 1: whether process `index` shares its maker's fd table (it closes and
-// opens no fd), and the clone of its takers once its fds are in place.
+// opens no fd). A table taker is cloned with its maker's children (while the
+// maker is still root) and waits on its gate first thing; its maker opens the
+// gates of its takers once its fds are in place.
 bool tree_files_taker(const TreeRestore* tree, uint32_t index);
-void tree_spawn_takers(const TreeRestore* tree, uint32_t index, int status_fd);
+void tree_open_gates(const TreeRestore* tree, uint32_t index, int status_fd);
+void tree_wait_gate(const TreeRestore* tree, uint32_t index, int status_fd);
 
 }  // namespace crfs
