@@ -14,11 +14,14 @@
 //               (files_pid / fs_pid: the group's first); a files taker's fds
 //               are not written (they are its group's first's)
 //   restore:    plan_share_tasks (restore_tree): pids -> members, maker, flags
-//               tree_task_share_check (each member's run): its own records agree
-//               stage 1 of the maker, once its fds are in place (the table is
-//               complete, every stage-1 fd of the takers kept):
-//               clone3(CLONE_FILES|CLONE_FS[|CLONE_PARENT], set_tid)
-//               a files taker neither closes nor opens fds: they are in place.
+//               tree_task_share_check (each member's run): its own records agree;
+//               a table taker's stage-1 fds and gate pipe go above its group's
+//               fds and into the first's keep list
+//               stage 1 of the maker, where it clones its children (still root):
+//               clone3(its flags: CLONE_FILES|CLONE_FS[|CLONE_PARENT], set_tid)
+//               a table taker waits on its gate first thing; its maker opens
+//               the gate once its fds are in place (tree_open_gates). The taker
+//               then neither closes nor opens fds: they are in place.
 #pragma once
 
 #include <sys/types.h>
