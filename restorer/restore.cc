@@ -59,8 +59,8 @@
 #include "state/threads.h"
 #include "state/timers.h"
 #include "state/tree_restore.h"
-#include "state/tree_share_task.h"
 #include "state/tree_share_restore.h"
+#include "state/tree_share_task.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];

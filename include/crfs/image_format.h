@@ -112,7 +112,7 @@ static_assert(sizeof(Trailer) == 24);
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
     /* tty (99-103), version 7: a shell job's terminal, state/tty.cc */                          \
     X(kTty, 99, "tty", sizeof(TtyRecord), sizeof(TtyRecord))                                     \
-    /* share (102-103, 105), version 9: fd table / fs shared by clones, docs/trees.md */        \
+    /* share (102-103, 105), version 9: fd table / fs shared by clones, docs/trees.md */         \
     X(kShareTask, 102, "share-task", sizeof(ShareTaskRecord), sizeof(ShareTaskRecord))           \
     /* timer (104-106), version 7: a POSIX timer signalling another thread, state/timers.cc */   \
     X(kPosixTimerThread, 104, "posix-timer-thread", sizeof(PosixTimerThreadRecord),              \
