@@ -275,7 +275,7 @@ PROBES = [
     ("tree_clone", "files_fs", None),
     ("tree_clone", "fs_only", None),
     ("tree_clone", "grandchild", None),
-    ("tree_clone", "siblings", None),
+    ("tree_clone", "sibling_pair", None),
     ("tree_clone", "vm", "(task): shares memory (CLONE_VM) with pid "),
     ("tree_clone", "sighand", "(task): shares signal handlers (CLONE_SIGHAND) with pid "),
     ("tree_clone", "unshared_middle", "but neither its parent nor an earlier sibling shares it"),

@@ -71,6 +71,17 @@ static void expect_shared(pid_t a, pid_t b, int type, const char* what, int shar
         fail("kcmp %s of %d and %d: %ld (want %s)", what, a, b, r, shared ? "same" : "other");
 }
 
+/* What the parent does after the restore, for its sharers to see: an fd at
+   kParentFd and (`fs`) a chdir to sub and umask 027. */
+static void parent_acts(int fs) {
+    int fd = open(at("from_parent"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || dup2(fd, kParentFd) != kParentFd) fail("open from_parent: %s", strerror(errno));
+    close(fd);
+    if (!fs) return;
+    if (chdir(at("sub")) != 0) fail("chdir sub: %s", strerror(errno));
+    umask(027);
+}
+
 /* --- files_fs: a child sharing both with its parent ----------------------- */
 static struct stat g_sub;
 static int both_verify(void) {
@@ -93,11 +104,7 @@ static void files_fs_setup(void) {
 static void files_fs_check(void) {
     expect_shared(getpid(), g_kid[0], KCMP_FILES, "files", 1);
     expect_shared(getpid(), g_kid[0], KCMP_FS, "fs", 1);
-    int fd = open(at("from_parent"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || dup2(fd, kParentFd) != kParentFd) fail("open from_parent: %s", strerror(errno));
-    close(fd);
-    if (chdir(at("sub")) != 0) fail("chdir sub: %s", strerror(errno));
-    umask(027);
+    parent_acts(1);
     reap_kids();
     struct stat a, b;
     if (fstat(kChildFd, &a) != 0 || stat(at("from_child"), &b) != 0 || a.st_ino != b.st_ino)
@@ -118,11 +125,7 @@ static void fs_only_setup(void) {
 static void fs_only_check(void) {
     expect_shared(getpid(), g_kid[0], KCMP_FILES, "files", 0);
     expect_shared(getpid(), g_kid[0], KCMP_FS, "fs", 1);
-    int fd = open(at("from_parent"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || dup2(fd, kParentFd) != kParentFd) fail("open from_parent: %s", strerror(errno));
-    close(fd);
-    if (chdir(at("sub")) != 0) fail("chdir sub: %s", strerror(errno));
-    umask(027);
+    parent_acts(1);
     reap_kids();
 }
 
@@ -164,9 +167,7 @@ static void grandchild_check(void) {
     expect_shared(getpid(), g_kid[0], KCMP_FILES, "files", 1);
     expect_shared(getpid(), g_grand, KCMP_FILES, "files", 1);
     expect_shared(getpid(), g_kid[0], KCMP_FS, "fs", 0);
-    int fd = open(at("from_parent"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || dup2(fd, kParentFd) != kParentFd) fail("open from_parent: %s", strerror(errno));
-    close(fd);
+    parent_acts(0);
     reap_kids();
 }
 /* --- siblings: two children share, their parent unshared since ----------- */
@@ -253,7 +254,7 @@ static const struct variant kVariants[] = {
     {"files_fs", files_fs_setup, files_fs_check, NULL},
     {"fs_only", fs_only_setup, fs_only_check, NULL},
     {"grandchild", grandchild_setup, grandchild_check, NULL},
-    {"siblings", siblings_setup, siblings_check, NULL},
+    {"sibling_pair", siblings_setup, siblings_check, NULL},
     {"vm", vm_setup, kill_kids, NULL},
     {"sighand", sighand_setup, kill_kids, NULL},
     {"unshared_middle", unshared_middle_setup, unshared_middle_check, NULL},
