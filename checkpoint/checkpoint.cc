@@ -38,6 +38,7 @@
 #include "state/timers.h"
 #include "state/tree_dump.h"
 #include "state/tree_share_dump.h"
+#include "state/tree_share_task.h"
 #include "state/tree_shmem_dump.h"
 #include "state/tty.h"
 
@@ -89,6 +90,7 @@ struct Capture {
     uint64_t captured_at_ns = 0;
     std::vector<state::ZombieDump> zombies;  // life: the root's holds the tree's (state/zombie.h)
     std::optional<image::TtyRecord> tty;     // tty: its terminal; written in the root's records
+    std::optional<image::ShareTaskRecord> share_task;  // share: state/tree_share_task.h
 };
 
 uint64_t realtime_ns() {
@@ -297,6 +299,28 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     return c;                    // released, and its files fingerprinted, by capture_tree
 }
 
+// share (state/tree_share_task.h): a member sharing an earlier one's fd table
+// or fs gets a share-task record; its fds are its group's first's, not written.
+Status share_tasks_between_members(std::span<const pid_t> pids, std::vector<Capture>& out) {
+    std::vector<pid_t> ppids;
+    for (const Capture& c : out) ppids.push_back(pid_t(c.attrs.stat.ppid));
+    std::vector<image::ShareTaskRecord> recs;
+    state::Reasons why;
+    state::classify_task_sharing(pids, ppids, recs, why);
+    if (!why.empty()) return make_error(EBUSY, why.front());
+    for (size_t i = 0; i < out.size(); ++i) {
+        if (!recs[i].files_pid && !recs[i].fs_pid) continue;
+        out[i].share_task = recs[i];
+        if (!recs[i].files_pid) continue;
+        if (!out[i].locks.empty())
+            return make_error(EBUSY, strfmt("pid {}: shares the fd table of pid {} and holds file "
+                                            "locks;{}",
+                                            pids[i], recs[i].files_pid, state::kNotYet));
+        out[i].fds.clear();
+    }
+    return {};
+}
+
 // The task and its descendants (state/tree_dump.h), parents first; a task
 // without children is one capture, as before. (Its children are listed only
 // once it is frozen: a child forked just before is in the image.)
@@ -336,6 +360,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         std::vector<state::MemfdDump*> memfds;
         for (Capture& c : out) memfds.push_back(&c.memfds);
         if (s) share_memfds_between_members(memfds);
+        if (s) s = share_tasks_between_members(pids, out);  // share: fd tables, fs
         if (!s) {
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             return std::unexpected(s.error());
@@ -534,6 +559,7 @@ std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uin
             snap->captures.front().tty = t;
     for (Capture& c : snap->captures) {
         if (tree) add_process_record(w, c.attrs.stat, c.was_stopped);
+        if (c.share_task) w.add(RecordType::kShareTask, Payload().add(*c.share_task));  // share
         image::StatsRecord stats{};
         build_image(w, c, pid_t(c.attrs.stat.pid), started, stats);
     }

@@ -417,6 +417,15 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             img.zombies.emplace_back(at, load<image::ZombieRecord>(r.payload));
             continue;
         }
+        if (r.type == RecordType::kShareTask) {  // share: every process's (state/tree_share_task.h)
+            uint32_t at = uint32_t(img.processes.size()) - 1;
+            if (img.header.version < 9 || img.processes.empty() ||
+                (img.processes.back().flags & image::kProcessZombie) ||
+                (!img.share_tasks.empty() && img.share_tasks.back().first == at))
+                return inconsistent(r, "share-task record out of place");
+            img.share_tasks.emplace_back(at, load<image::ShareTaskRecord>(r.payload));
+            continue;
+        }
         if (!img.processes.empty() && img.processes.size() - 1 != opts.process) continue;
         uint32_t& count = seen_slot(r.type);
         if (++count > 1 && std::find(std::begin(kSingletons), std::end(kSingletons), r.type) !=
@@ -816,6 +825,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             }
             case RecordType::kProcess:  // taken above
             case RecordType::kZombie:
+            case RecordType::kShareTask:
             case RecordType::kTrailer:
                 break;  // never returned by next()
         }

@@ -248,6 +248,8 @@ struct DecodedImage {
     std::vector<std::pair<uint32_t, image::ZombieRecord>> zombies;
     // treeperf: where each process record is (its offset, its record index).
     std::vector<std::pair<uint64_t, uint64_t>> process_starts;
+    // share: each process's fd table / fs sharing (state/tree_share_task.h), every process's.
+    std::vector<std::pair<uint32_t, image::ShareTaskRecord>> share_tasks;
     std::vector<SeccompFilterEntry> seccomp;            // version 4, oldest first
     std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
     // timer, version 7, in id order: the targets of timers signalling another thread

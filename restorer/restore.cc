@@ -60,6 +60,7 @@
 #include "state/timers.h"
 #include "state/tree_restore.h"
 #include "state/tree_share_restore.h"
+#include "state/tree_share_task.h"
 
 extern "C" const char crfs_restorer_blob[];
 extern "C" const char crfs_restorer_blob_end[];
@@ -138,13 +139,16 @@ void child_fault(const ChildPlan& c, int step) {
 }
 
 [[noreturn]] void child_main(const ChildPlan& c) {
+    tree_wait_gate(c.tree, c.tree_index, c.status_fd);  // share: its maker's fds in place
     child_fault(c, CRFS_RA_STEP_SESSION);
     child_session(*c.attrs, c.status_fd);
     if (auto f = state::child_tty(*c.tty))  // tty: before the children, who inherit it
         child_fail(c.status_fd, f->step, f->err, f->arg);
     if (c.tree) tree_spawn_children(*c.tree, c.tree_index, c.status_fd);
     child_fault(c, CRFS_RA_STEP_CLOSE_FDS);
-    child_close_all_but(c.keep, tree_share_keep(c.tree, c.tree_index), c.status_fd);
+    bool fds_in_place = tree_files_taker(c.tree, c.tree_index);  // share: its maker's table
+    if (!fds_in_place)
+        child_close_all_but(c.keep, tree_share_keep(c.tree, c.tree_index), c.status_fd);
     // fidelity: opened as root, written as the writer (state/settings.h).
     int oom_fd = child_open_oom_score_adj(*c.settings, c.keep.back() + 1, c.status_fd);
     // From here on, for a writer that is not root, everything the image names
@@ -156,11 +160,12 @@ void child_fault(const ChildPlan& c, int step) {
     if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
     child_share_connect(c.tree, c.tree_index, c.status_fd);  // unix: before the fds
     child_fault(c, CRFS_RA_STEP_OPEN_FD);
-    child_open_fds(*c.fds, c.status_fd);
+    if (!fds_in_place) child_open_fds(*c.fds, c.status_fd);
     if (auto f = state::child_locks(*c.locks); f.err)  // fid-exact: the descriptions are in place
         child_fail(c.status_fd, CRFS_RA_STEP_FILE_LOCK, f.err, f.index);
     if (c.fs_creds) child_leave_fs_creds(c.status_fd);
     for (const auto& copy : c.fds->copies) ::close(copy.get());
+    tree_open_gates(c.tree, c.tree_index, c.status_fd);  // share: its fds are in place
     child_fault(c, CRFS_RA_STEP_RLIMIT);
     child_attrs(*c.attrs, c.status_fd);
     child_settings(*c.settings, oom_fd, c.status_fd);  // fidelity: after rlimits (RLIMIT_RTPRIO)
@@ -489,6 +494,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     // --- descriptors the new task keeps until the blob is done ----------------
     int max_fd = 2;
     for (const auto& f : img->fds) max_fd = std::max(max_fd, f.rec.fd);
+    if (auto s = tree_task_share_check(req, *img, max_fd); !s)  // share: tree_share_task.h
+        return std::unexpected(s.error());
     int min_fd = max_fd + 1;
     UniqueFd image_fd(fcntl(req.image_fd, F_DUPFD_CLOEXEC, min_fd));
     if (!image_fd) return errno_error("dup of the image fd");
@@ -709,6 +716,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.tree_index = req.tree_index;
     cp.tty = &*tty;
     std::sort(cp.keep.begin(), cp.keep.end());
+    tree_task_share_keep(req, cp.keep);  // share: kept by the tables it is made from
     cp.fds = &*fds;
     cp.attrs = &attrs;
     cp.settings = &settings;

@@ -101,12 +101,17 @@ Status detect_threads(TaskView& t, Reasons& out) {
         for (pid_t c : children_of(ppid))
             if (c != t.pid()) others.push_back(c);
     }
+    const auto& image = t.image_pids();
     for (pid_t o : others)
-        for (const auto& sh : kShared)
+        for (const auto& sh : kShared) {
+            bool inside = std::find(image.begin(), image.end(), o) != image.end();
+            if (inside && (sh.type == KCMP_FILES || sh.type == KCMP_FS))
+                continue;  // share: tree.cc
             if (syscall(SYS_kcmp, t.pid(), o, sh.type, 0, 0) == 0)
                 out.push_back("task: shares " + std::string(sh.what) + " with pid " +
                               std::to_string(o) + " (a clone that is not a thread)" +
                               std::string(kNotYet));
+        }
 
     if ((*ms)->threads <= 1) return {};
     // The blob creates the threads after the main thread took its policy:

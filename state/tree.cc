@@ -24,6 +24,7 @@
 #include "state/kind.h"
 #include "state/registry.h"
 #include "state/tree_share.h"
+#include "state/tree_share_task.h"
 #include "state/tree_groups.h"
 #include "state/zombie.h"
 
@@ -134,8 +135,11 @@ Status detect_tree(TaskView& t, Reasons& out) {
     }
     // Descriptions shared with a process outside the image (the fds kind,
     // state/shared_desc.h) count every member as inside.
-    std::vector<pid_t> image_pids;
-    for (TaskView* m : members) image_pids.push_back(m->pid());
+    // A member's own check at the checkpoint (its view names the whole image):
+    // the whole image is inside, not only its subtree.
+    std::vector<pid_t> image_pids = t.image_pids();
+    if (image_pids.empty())
+        for (TaskView* m : members) image_pids.push_back(m->pid());
     for (auto& v : views) {
         v->set_image_pids(image_pids);
         v->set_holder_scan(t.holder_scan());  // one walk of /proc/*/fd for the whole tree
@@ -151,6 +155,12 @@ Status detect_tree(TaskView& t, Reasons& out) {
         for (const auto& l : lines) out.push_back(name_line(v->pid(), l));
     }
     if (auto r = detect_tree_groups(members, out); !r) return r;  // state/tree_groups.cc
+    std::vector<pid_t> live, ppids;  // share: fd tables and fs (state/tree_share_task.h)
+    for (TaskView* m : members)
+        if (auto st = m->stat(); st && (*st)->state != 'Z' && (*st)->state != 'X')
+            live.push_back(m->pid()), ppids.push_back((*st)->ppid);
+    std::vector<image::ShareTaskRecord> recs;
+    classify_task_sharing(live, ppids, recs, out);
     return shared_between_members(members, out);
 }
 

@@ -15,6 +15,7 @@
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
 #include "restorer/child.h"
+#include "state/tree_share_task.h"
 #include "state/zombie.h"
 
 namespace crfs {
@@ -66,6 +67,7 @@ Status plan_members(const DecodedImage& root, const RestoreRequest& req, TreeRes
         }
         tree.members.push_back(m);
     }
+    if (auto s = plan_share_tasks(root, tree); !s) return s;  // share: state/tree_share_task.h
     return tree.groups.plan(procs);  // sessions and groups (state/tree_leaders.h)
 }
 
@@ -272,24 +274,31 @@ Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_r
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {
     tree.groups.made(index);
     tree.groups.spawn_placeholders(index, status_fd);
-    for (size_t j = 0; j < tree.members.size(); ++j) {
-        if (tree.members[j].parent != int(index)) continue;
-        clone_args ca{};
-        ca.exit_signal = SIGCHLD;
-        pid_t want = tree.members[j].pid;
-        ca.set_tid = reinterpret_cast<uint64_t>(&want);
-        ca.set_tid_size = 1;
-        long pid = syscall(SYS_clone3, &ca, sizeof ca);
-        if (pid == 0 && tree.members[j].zombie) zombie_main(tree, uint32_t(j), status_fd);
-        if (pid == 0) {
-            tree.run(tree.members[j].plan);
-            syscall(SYS_exit_group, 127);
-        }
-        if (pid < 0) child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(want));
+    for (size_t j = 0; j < tree.members.size(); ++j) {  // share: state/tree_share_task.h
+        const auto& m = tree.members[j];
+        if ((m.maker >= 0 ? m.maker : m.parent) == int(index))
+            tree_clone_member(tree, j, m.clone_flags, status_fd);
     }
     tree.groups.join(index, status_fd);
     tree.groups.reap_placeholders(index, status_fd);
     wait_zombies(tree, index, status_fd);
+}
+
+void tree_clone_member(const TreeRestore& tree, size_t j, uint64_t flags, int status_fd) {
+    clone_args ca{};
+    ca.flags = flags;
+    // With CLONE_PARENT clone3 wants none: the child gets the maker's (SIGCHLD).
+    ca.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
+    pid_t want = tree.members[j].pid;
+    ca.set_tid = reinterpret_cast<uint64_t>(&want);
+    ca.set_tid_size = 1;
+    long pid = syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid == 0 && tree.members[j].zombie) zombie_main(tree, uint32_t(j), status_fd);
+    if (pid == 0) {
+        tree.run(tree.members[j].plan);
+        syscall(SYS_exit_group, 127);
+    }
+    if (pid < 0) child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(want));
 }
 
 }  // namespace crfs

@@ -64,6 +64,12 @@ struct TreeRestore {
         // unix: clients of earlier servers it connects itself (state/unix_tree.h)
         std::vector<state::UnixConnectPlan> connects;
         mutable std::vector<pollfd> connect_polls;  // stage 1's poll of their channels
+        // share (state/tree_share_task.h): an fd table / fs shared with an earlier member
+        int files_with = -1, fs_with = -1;  // the first member of its group
+        int maker = -1;                     // who clones it once its fds are in place
+        uint64_t clone_flags = 0;           // CLONE_FILES, CLONE_FS, CLONE_PARENT: a taker
+        int max_fd = 2;                     // the highest fd its table holds then
+        int gate_r = -1, gate_w = -1;       // a table taker waits for its maker's fds on it
     };
     std::vector<Member> members;  // image order: parents first
     // treeperf: process 0's decode, which walked and checked the whole image:
@@ -118,5 +124,9 @@ Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_r
 // clones each of its children with its pid; a failure is reported on
 // status_fd (CRFS_RA_STEP_CHILD) and ends the process.
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd);
+
+// Stage 1: clones member `j` with its pid and `flags` (clone3); its child runs
+// its stage 1. A failure is reported on status_fd and ends the caller.
+void tree_clone_member(const TreeRestore& tree, size_t j, uint64_t flags, int status_fd);
 
 }  // namespace crfs

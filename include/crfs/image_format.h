@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 8;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 9;       // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -112,6 +112,8 @@ static_assert(sizeof(Trailer) == 24);
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
     /* tty (99-103), version 7: a shell job's terminal, state/tty.cc */                          \
     X(kTty, 99, "tty", sizeof(TtyRecord), sizeof(TtyRecord))                                     \
+    /* share (102-103, 105), version 9: fd table / fs shared by clones, docs/trees.md */         \
+    X(kShareTask, 102, "share-task", sizeof(ShareTaskRecord), sizeof(ShareTaskRecord))           \
     /* timer (104-106), version 7: a POSIX timer signalling another thread, state/timers.cc */   \
     X(kPosixTimerThread, 104, "posix-timer-thread", sizeof(PosixTimerThreadRecord),              \
       sizeof(PosixTimerThreadRecord))                                                            \
@@ -820,6 +822,20 @@ struct ZombieRecord {
 };
 static_assert(sizeof(ZombieRecord) == 32);
 inline constexpr uint32_t kMaxProcesses = 1024;          // processes in one image
+
+// share (version 9, docs/trees.md "Clones sharing their fd table or fs"): a
+// process of a tree that shares its fd table (CLONE_FILES) or its cwd, root
+// and umask (CLONE_FS) with an earlier process of the image: the one record
+// after its process record. files_pid / fs_pid name the FIRST process of the
+// image sharing it (0: not shared). A process sharing its fd table has no fd
+// records of its own: they are that process's.
+struct ShareTaskRecord {
+    int32_t files_pid;
+    int32_t fs_pid;
+    uint32_t flags;  // 0
+    uint32_t reserved;
+};
+static_assert(sizeof(ShareTaskRecord) == 16);
 
 // tty (version 7, docs/trees.md "Shell jobs"): the controlling terminal (a
 // pseudo-terminal slave) of the image's session, in the root process's

@@ -290,6 +290,14 @@ PROBES = [
     ("unix_dgram", "unconnected_sender", "(an unconnected sender in another process of the tree)"),
     ("unix_dgram", "sender_outside", "/c.sock, a socket not open in this process"),
     ("unix_dgram", "pair_by_child", "the process that called socketpair(), not pid"),
+    # share: clones sharing their fd table or fs (tests/probes/tree_clone.c, state/tree_share_task.h)
+    ("tree_clone", "files_fs", None),
+    ("tree_clone", "fs_only", None),
+    ("tree_clone", "grandchild", None),
+    ("tree_clone", "sibling_pair", None),
+    ("tree_clone", "vm", "(task): shares memory (CLONE_VM) with pid "),
+    ("tree_clone", "sighand", "(task): shares signal handlers (CLONE_SIGHAND) with pid "),
+    ("tree_clone", "unshared_middle", "but neither its parent nor an earlier sibling shares it"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their
@@ -297,9 +305,9 @@ PROBES = [
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree",
-         "unix_dgram"}
+         "unix_dgram", "tree_clone"}
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
-                 "timer_thread", "mqueue_tree", "unix_dgram"}
+                 "timer_thread", "mqueue_tree", "unix_dgram", "tree_clone"}
 
 
 def kernel_names_vmas():
