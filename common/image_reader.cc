@@ -849,6 +849,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         img.processes = opts.tree->processes;
         img.process_starts = opts.tree->process_starts;
         img.zombies = opts.tree->zombies;
+        img.share_tasks = opts.tree->share_tasks;
         img.checksum = opts.tree->checksum;
         img.size = opts.tree->size;
     }
