@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "checkpoint/files.h"
-#include "state/file_policy.h"
 #include "checkpoint/freeze.h"
 #include "checkpoint/incremental.h"
 #include "checkpoint/live_snapshot.h"
@@ -23,6 +22,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/strfmt.h"
+#include "state/file_policy.h"
 #include "state/itimers.h"
 #include "state/locks.h"
 #include "state/memfd.h"
@@ -72,7 +72,7 @@ struct Capture {
     TaskSignals signals;
     image::ThreadRecord main_thread{};
     image::ThreadAttrsRecord main_attrs{};  // fid: state/thread_attrs.h
-    std::vector<ThreadCapture> threads;  // every thread but the main one
+    std::vector<ThreadCapture> threads;     // every thread but the main one
     image::ItimersRecord itimers{};
     uint64_t brk = 0;
     std::vector<TaskFd> fds;
@@ -80,11 +80,11 @@ struct Capture {
     Fingerprints prints;      // fidelity: content of the files a restore reopens
     TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (state/settings.h)
     state::MemfdDump memfds;  // kobj: every memfd the task holds or maps (state/memfd.h)
-    std::vector<SeccompFilterEntry> seccomp;      // fid-exact: state/seccomp.cc
-    state::PosixTimers timers;                    // fid-exact: state/timers.cc
-    std::vector<image::FileLockRecord> locks;     // fid-exact: state/locks.cc
-    std::vector<image::KeepRecord> keeps;         // incr: pages left to the base
-    uint32_t mlockall_flags = 0;                  // fid: state/mlockall.h
+    std::vector<SeccompFilterEntry> seccomp;   // fid-exact: state/seccomp.cc
+    state::PosixTimers timers;                 // fid-exact: state/timers.cc
+    std::vector<image::FileLockRecord> locks;  // fid-exact: state/locks.cc
+    std::vector<image::KeepRecord> keeps;      // incr: pages left to the base
+    uint32_t mlockall_flags = 0;               // fid: state/mlockall.h
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -159,7 +159,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // change. Its parse of smaps is the memory dump's too: one read, not two
     // (the costliest /proc file: ~10 us per area).
     state::TaskView& view = member_view(pid, views);  // a tree's: read once (state/kind.h)
-    view.set_image_pids(std::move(image_pids));  // a tree's: what members share is restored
+    view.set_image_pids(std::move(image_pids));       // a tree's: what members share is restored
     if (auto why = state::detect_reasons(view); !why || !why->empty())
         return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
                    : std::unexpected(why.error());
@@ -206,7 +206,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     trace.mark("attrs, regs, fds");
 
     uint64_t vdso_start = 0, vdso_end = 0;
-    UniqueFd uffd;  // live snapshot
+    UniqueFd uffd;                                 // live snapshot
     if (track) check_tracking_uffd(maps, *track);  // incr
     {
         for (const auto& m : maps)
@@ -313,9 +313,7 @@ Status share_tasks_between_members(std::span<const pid_t> pids, std::vector<Capt
         out[i].share_task = recs[i];
         if (!recs[i].files_pid) continue;
         if (!out[i].locks.empty())
-            return make_error(EBUSY, strfmt("pid {}: shares the fd table of pid {} and holds file "
-                                            "locks;{}",
-                                            pids[i], recs[i].files_pid, state::kNotYet));
+            return make_error(EBUSY, state::share_lock_reason(pids[i], recs[i].files_pid));
         out[i].fds.clear();
     }
     return {};
@@ -479,7 +477,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
         for (const auto& [type, payload] : f.records) w.add(type, payload);
     for (const TaskFd& f : c.fds)
         if (f.inet && f.rec.same_as < 0) state::write_inet(w, *f.inet);
-    state::write_memfds(w, c.memfds);  // kobj
+    state::write_memfds(w, c.memfds);                                              // kobj
     for (const auto& l : c.locks) w.add(RecordType::kFileLock, Payload().add(l));  // fid-exact
     for (const TaskFd& f : c.fds) {
         for (uint64_t off = 0; off < f.content.size(); off += image::kMaxFdDataPerRecord) {

@@ -22,10 +22,11 @@
 #include "crfs/image_format.h"
 #include "state/holders.h"
 #include "state/kind.h"
+#include "state/locks.h"
 #include "state/registry.h"
+#include "state/tree_groups.h"
 #include "state/tree_share.h"
 #include "state/tree_share_task.h"
-#include "state/tree_groups.h"
 #include "state/zombie.h"
 
 namespace crfs::state {
@@ -156,11 +157,16 @@ Status detect_tree(TaskView& t, Reasons& out) {
     }
     if (auto r = detect_tree_groups(members, out); !r) return r;  // state/tree_groups.cc
     std::vector<pid_t> live, ppids;  // share: fd tables and fs (state/tree_share_task.h)
+    std::vector<TaskView*> live_views;
     for (TaskView* m : members)
         if (auto st = m->stat(); st && (*st)->state != 'Z' && (*st)->state != 'X')
-            live.push_back(m->pid()), ppids.push_back((*st)->ppid);
+            live.push_back(m->pid()), ppids.push_back((*st)->ppid), live_views.push_back(m);
     std::vector<image::ShareTaskRecord> recs;
     classify_task_sharing(live, ppids, recs, out);
+    for (size_t i = 0; i < recs.size(); ++i)  // the checkpoint refuses these (checkpoint.cc)
+        if (recs[i].files_pid)
+            if (auto locks = dump_locks(*live_views[i]); locks && !locks->empty())
+                out.push_back(share_lock_reason(live[i], recs[i].files_pid));
     return shared_between_members(members, out);
 }
 

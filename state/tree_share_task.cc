@@ -108,6 +108,11 @@ void classify_task_sharing(std::span<const pid_t> pids, std::span<const pid_t> p
     }
 }
 
+std::string share_lock_reason(pid_t pid, pid_t files_pid) {
+    return strfmt("pid {}: shares the fd table of pid {} and holds file locks;{}", pid, files_pid,
+                  kNotYet);
+}
+
 }  // namespace crfs::state
 
 namespace crfs {

@@ -48,6 +48,10 @@ namespace crfs::state {
 void classify_task_sharing(std::span<const pid_t> pids, std::span<const pid_t> ppids,
                            std::vector<image::ShareTaskRecord>& recs, Reasons& why);
 
+// A files taker holding file locks (their owner is the shared table: not
+// restored yet): the reason, the same words for `reason` and the checkpoint.
+std::string share_lock_reason(pid_t pid, pid_t files_pid);
+
 }  // namespace crfs::state
 
 namespace crfs {

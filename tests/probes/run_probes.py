@@ -298,6 +298,7 @@ PROBES = [
     ("tree_clone", "vm", "(task): shares memory (CLONE_VM) with pid "),
     ("tree_clone", "sighand", "(task): shares signal handlers (CLONE_SIGHAND) with pid "),
     ("tree_clone", "unshared_middle", "but neither its parent nor an earlier sibling shares it"),
+    ("tree_clone", "files_lock", "and holds file locks"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

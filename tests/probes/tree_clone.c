@@ -250,6 +250,17 @@ static void unshared_middle_check(void) {
     kill_kids();
 }
 
+/* A sharer holding a POSIX lock (its owner is the shared table): refused,
+   and `reason` says so before the checkpoint does. */
+static void lock_body(void) {
+    int fd = open(at("locked"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    if (fd < 0 || fcntl(fd, F_SETLK, &l) != 0) _exit(7);
+}
+static void files_lock_setup(void) {
+    g_kid[g_nkids++] = make(CLONE_FILES, lock_body, NULL);
+}
+
 static const struct variant kVariants[] = {
     {"files_fs", files_fs_setup, files_fs_check, NULL},
     {"fs_only", fs_only_setup, fs_only_check, NULL},
@@ -258,6 +269,7 @@ static const struct variant kVariants[] = {
     {"vm", vm_setup, kill_kids, NULL},
     {"sighand", sighand_setup, kill_kids, NULL},
     {"unshared_middle", unshared_middle_setup, unshared_middle_check, NULL},
+    {"files_lock", files_lock_setup, kill_kids, NULL},
 };
 
 PROBE_MAIN(kVariants)
