@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "common/strfmt.h"
+#include "state/check.h"
 #include "state/inet.h"
 
 namespace crfs {
@@ -18,9 +19,7 @@ constexpr uint32_t kInetFlags =
 constexpr uint32_t kTcpOpts = image::kTcpOptSack | image::kTcpOptTimestamps | image::kTcpOptWscale;
 constexpr uint32_t kMaxWscale = 14;  // RFC 7323
 
-Status bad(std::string what) {
-    return make_error(EINVAL, "image field out of range: " + std::move(what));
-}
+using check::bad;
 
 bool all_zero(const uint8_t* p, size_t n) {
     return std::all_of(p, p + n, [](uint8_t b) { return b == 0; });

@@ -20,6 +20,11 @@ inline Status bad(std::string what) {
     return make_error(EINVAL, "image field out of range: " + std::move(what));
 }
 
+// The tree's records that contradict each other (members, sharing, groups).
+inline std::unexpected<Error> bad_image(const std::string& what) {
+    return make_error(EINVAL, "bad image: " + what);
+}
+
 // A path the restore opens: absolute, no NUL.
 inline bool bad_path(const std::string& p) {
     return p.empty() || p[0] != '/' || p.find('\0') != std::string::npos;

@@ -20,6 +20,7 @@
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
+#include "state/check.h"
 #include "state/fds.h"
 #include "state/tree.h"
 
@@ -37,9 +38,7 @@ std::string end_name(const std::string& link, uint32_t flags) {
     return link + (acc == O_RDONLY ? " (read end)" : acc == O_WRONLY ? " (write end)" : "");
 }
 
-Status bad(std::string what) {
-    return make_error(EINVAL, "image field out of range: " + std::move(what));
-}
+using check::bad;
 
 // "/proc/self/fd/<fd>" into `buf` without allocating (stage 1).
 const char* self_fd_path(char (&buf)[32], int fd) {

@@ -15,6 +15,7 @@
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
 #include "restorer/child.h"
+#include "state/check.h"
 #include "state/tree_share_task.h"
 #include "state/zombie.h"
 
@@ -22,10 +23,6 @@ namespace crfs {
 namespace {
 
 constexpr int kStopWaitMs = 30 * 1000;
-
-Status bad(const std::string& what) {
-    return make_error(EINVAL, "bad image: " + what);
-}
 
 // The process records make a tree we can build: distinct pids, each parent an
 // earlier process that is no zombie, sessions and groups the restore can
@@ -43,20 +40,23 @@ Status plan_members(const DecodedImage& root, const RestoreRequest& req, TreeRes
         m.stopped = p.flags & image::kProcessWasStopped;
         m.zombie = p.flags & image::kProcessZombie;
         if (p.pid <= 0 || (p.flags & ~known) != 0 || (m.zombie && (m.stopped || i == 0)))
-            return bad(strfmt("process record {}: pid {}, flags 0x{:x}", i, p.pid, p.flags));
+            return check::bad_image(
+                strfmt("process record {}: pid {}, flags 0x{:x}", i, p.pid, p.flags));
         for (size_t j = 0; j < i; ++j) {
-            if (procs[j].pid == p.pid) return bad(strfmt("process {} twice", p.pid));
+            if (procs[j].pid == p.pid) return check::bad_image(strfmt("process {} twice", p.pid));
             if (i > 0 && procs[j].pid == p.ppid) m.parent = int(j);
         }
         if (i > 0 && m.parent < 0)
-            return bad(strfmt("process {} has parent {}, which is no earlier process of the tree",
-                              p.pid, p.ppid));
+            return check::bad_image(
+                strfmt("process {} has parent {}, which is no earlier process of the tree", p.pid,
+                       p.ppid));
         if (i > 0 && tree.members[size_t(m.parent)].zombie)
-            return bad(strfmt("process {} has parent {}, a zombie", p.pid, p.ppid));
+            return check::bad_image(strfmt("process {} has parent {}, a zombie", p.pid, p.ppid));
         if (m.zombie) {
             auto z = std::find_if(root.zombies.begin(), root.zombies.end(),
                                   [&](const auto& e) { return e.first == i; });
-            if (z == root.zombies.end()) return bad(strfmt("process {}: no zombie record", p.pid));
+            if (z == root.zombies.end())
+                return check::bad_image(strfmt("process {}: no zombie record", p.pid));
             if (auto s = state::check_zombie(z->second, p.pid); !s) return s;
             if (!req.writer_is_root &&
                 (z->second.uid != req.writer_uid || z->second.gid != req.writer_gid))
@@ -190,11 +190,11 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
 Status check_tree_member(const DecodedImage& img, const RestoreRequest& req) {
     const auto& procs = img.processes;
     uint32_t i = req.tree_index;
-    if (i >= procs.size()) return bad(strfmt("no process {}", i));
+    if (i >= procs.size()) return check::bad_image(strfmt("no process {}", i));
     const auto& p = procs[i];
     const auto& t = img.task;
     if (t.pid != p.pid || t.ppid != p.ppid || t.pgid != p.pgid || t.sid != p.sid)
-        return bad(
+        return check::bad_image(
             strfmt("process {}: its task record (pid {}, ppid {}, pgid {}, sid {}) is not "
                    "its process record (pid {}, ppid {}, pgid {}, sid {})",
                    i, t.pid, t.ppid, t.pgid, t.sid, p.pid, p.ppid, p.pgid, p.sid));

@@ -10,6 +10,7 @@
 
 #include "common/strfmt.h"
 #include "restorer/child.h"
+#include "state/check.h"
 #include "state/tree_restore.h"
 #include "state/unix_tree.h"
 
@@ -18,10 +19,6 @@ namespace {
 
 constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
 constexpr uint32_t kPipeEndFlags = O_ACCMODE | O_NONBLOCK | O_DIRECT | kOLargefile;
-
-Status bad(const std::string& what) {
-    return make_error(EINVAL, "bad image: " + what);
-}
 
 const FdEntry* fd_of(const DecodedImage& img, int fd) {
     for (const auto& f : img.fds)
@@ -34,12 +31,12 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
                    const image::ShareFdRecord& r) {
     std::string at = strfmt("fd {}", f.rec.fd);
     if (r.owner >= i)
-        return bad(strfmt("{}: given by process {}, which is not an earlier process of the tree",
-                          at, r.owner));
+        return check::bad_image(strfmt(
+            "{}: given by process {}, which is not an earlier process of the tree", at, r.owner));
     const auto& giver = tree.members[r.owner];
     const FdEntry* g = giver.img ? fd_of(*giver.img, r.owner_fd) : nullptr;
     if (!g || g->rec.same_as >= 0 || g->rec.kind == uint32_t(image::FdKind::kShared))
-        return bad(
+        return check::bad_image(
             strfmt("{}: given by fd {} of process {}, which has no description of its "
                    "own there (none, a dup, or one given to it in turn)",
                    at, r.owner_fd, giver.pid));
@@ -60,7 +57,7 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
         if (g->rec.kind != uint32_t(image::FdKind::kUnixSocket) || !peer_recorded || peer_held ||
             (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK)) ||
             (f.rec.open_flags & O_ACCMODE) != O_RDWR)
-            return bad(
+            return check::bad_image(
                 strfmt("{}: the peer of the socket at fd {} of process {}, which is no "
                        "socketpair end whose peer it records and does not hold, or open "
                        "flags 0{:o}",
@@ -68,19 +65,20 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
         return {};
     }
     if (r.end != image::kShareReadEnd && r.end != image::kShareWriteEnd)
-        return bad(strfmt("{}: share end {}", at, r.end));
+        return check::bad_image(strfmt("{}: share end {}", at, r.end));
     uint32_t acc = r.end == image::kShareReadEnd ? O_RDONLY : O_WRONLY;
     if (g->rec.kind != uint32_t(image::FdKind::kPipe) || (f.rec.open_flags & ~kPipeEndFlags) ||
         (f.rec.open_flags & O_ACCMODE) != acc)
-        return bad(
+        return check::bad_image(
             strfmt("{}: an end of the pipe at fd {} of process {}, which is no pipe, or "
                    "open flags 0{:o}",
                    at, r.owner_fd, giver.pid, f.rec.open_flags));
     for (const auto& o : giver.img->fds)
         if (o.rec.kind == uint32_t(image::FdKind::kPipe) && o.rec.ino == g->rec.ino &&
             (o.rec.open_flags & O_ACCMODE) == acc)
-            return bad(strfmt("{}: an end of pipe {} that process {} holds itself (fd {})", at,
-                              g->rec.ino, giver.pid, o.rec.fd));
+            return check::bad_image(
+                strfmt("{}: an end of pipe {} that process {} holds itself (fd {})", at, g->rec.ino,
+                       giver.pid, o.rec.fd));
     return {};
 }
 
@@ -95,7 +93,8 @@ Status plan_connect(TreeRestore& tree, uint32_t i, const FdEntry& f, uint32_t ow
         if (p.rec.sock.ino == f.rec.ino) c = &p;
     // check_unix_given: a client of an accepted end, or waiting in a listener
     if (!c || c->connector >= 0)
-        return bad(strfmt("fd {}: unix socket {} given to two processes", f.rec.fd, f.rec.ino));
+        return check::bad_image(
+            strfmt("fd {}: unix socket {} given to two processes", f.rec.fd, f.rec.ino));
     if (state::unix_dgram_given(c->rec)) return {};  // made and connected by the giver
     bool waiting = c->rec.role == uint32_t(image::UnixRole::kWaiting);
     const auto& l = socks[size_t(waiting ? c->listener : socks[size_t(c->peer)].listener)];
@@ -141,7 +140,7 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
         if (!a.shared || a.same_as >= 0) continue;
         const FdEntry* f = fd_of(img, a.target);
         if (!f || f->kobj.size() != 1)  // check_fields: one share-fd record
-            return bad(strfmt("fd {}: no share-fd record", a.target));
+            return check::bad_image(strfmt("fd {}: no share-fd record", a.target));
         image::ShareFdRecord r;
         std::memcpy(&r, f->kobj[0].second.data(), sizeof r);
         if (auto s = check_giver(tree, i, *f, r); !s) return s;

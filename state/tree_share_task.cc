@@ -17,6 +17,7 @@
 #include "common/unique_fd.h"
 #include "restorer/child.h"
 #include "restorer/restore.h"
+#include "state/check.h"
 #include "state/tree_restore.h"
 
 namespace crfs::state {
@@ -118,29 +119,25 @@ std::string share_lock_reason(pid_t pid, pid_t files_pid) {
 namespace crfs {
 namespace {
 
-std::unexpected<Error> bad(const std::string& what) {
-    return make_error(EINVAL, "bad image: " + what);
-}
-
 // The member of pid `pid` that `i` shares with: earlier, live, first of its group.
 Result<int> group_first(const TreeRestore& tree, size_t i, int32_t pid,
                         int TreeRestore::Member::*with, const char* what) {
     for (size_t j = 0; j < tree.members.size(); ++j) {
         if (tree.members[j].pid != pid) continue;
         if (j >= i)
-            return bad(
+            return check::bad_image(
                 strfmt("process {} shares {} with process {}, which is not an earlier "
                        "process of the tree",
                        tree.members[i].pid, what, pid));
         if (tree.members[j].zombie || tree.members[j].*with >= 0)
-            return bad(
+            return check::bad_image(
                 strfmt("process {} shares {} with process {}, which is a zombie or "
                        "itself shares another's",
                        tree.members[i].pid, what, pid));
         return int(j);
     }
-    return bad(strfmt("process {} shares {} with pid {}, not in the image", tree.members[i].pid,
-                      what, pid));
+    return check::bad_image(strfmt("process {} shares {} with pid {}, not in the image",
+                                   tree.members[i].pid, what, pid));
 }
 
 bool in_group(const TreeRestore& tree, size_t m, int first, int TreeRestore::Member::*with) {
@@ -152,11 +149,12 @@ bool in_group(const TreeRestore& tree, size_t m, int first, int TreeRestore::Mem
 Status plan_share_tasks(const DecodedImage& root, TreeRestore& tree) {
     for (const auto& [at, r] : root.share_tasks) {
         if (at == 0 || at >= tree.members.size())
-            return bad(strfmt("share-task record of process index {}", at));
+            return check::bad_image(strfmt("share-task record of process index {}", at));
         auto& m = tree.members[at];
         if (r.flags != 0 || r.reserved != 0 || (r.files_pid == 0 && r.fs_pid == 0))
-            return bad(strfmt("process {}: share-task record (flags 0x{:x}, files {}, fs {})",
-                              m.pid, r.flags, r.files_pid, r.fs_pid));
+            return check::bad_image(
+                strfmt("process {}: share-task record (flags 0x{:x}, files {}, fs {})", m.pid,
+                       r.flags, r.files_pid, r.fs_pid));
         if (r.files_pid) {
             auto j = group_first(tree, at, r.files_pid, &TreeRestore::Member::files_with,
                                  "its fd table");
@@ -185,7 +183,7 @@ Status plan_share_tasks(const DecodedImage& root, TreeRestore& tree) {
             for (size_t k = 0; k < i && m.maker < 0; ++k)
                 if (k > 0 && tree.members[k].parent == m.parent && fits(k)) m.maker = int(k);
             if (m.maker < 0)
-                return bad(
+                return check::bad_image(
                     strfmt("process {} shares its fd table or cwd with process {}, but "
                            "neither its parent nor an earlier sibling does: it cannot be "
                            "made",
@@ -200,7 +198,7 @@ Status plan_share_tasks(const DecodedImage& root, TreeRestore& tree) {
         int maker = m.maker >= 0 ? m.maker : m.parent;
         if (maker >= 0 && tree.members[size_t(maker)].files_with >= 0 &&
             tree.members[size_t(maker)].files_with != m.files_with)
-            return bad(
+            return check::bad_image(
                 strfmt("process {} is made by process {}, which shares another's fd "
                        "table, but has a table of its own",
                        m.pid, tree.members[size_t(maker)].pid));
@@ -222,20 +220,20 @@ Status tree_task_share_check(const RestoreRequest& req, const DecodedImage& img,
         const DecodedImage* o = tree.members[size_t(with)].img;
         if (!o) return make_error(EIO, strfmt("process {}: its group's image", me.pid));
         if (!same_creds(*o))
-            return bad(
+            return check::bad_image(
                 strfmt("process {} shares its fd table or cwd with process {}, which has "
                        "other credentials",
                        me.pid, tree.members[size_t(with)].pid));
     }
     if (me.files_with >= 0 && (!img.fds.empty() || !img.file_locks.empty()))
-        return bad(
+        return check::bad_image(
             strfmt("process {} shares the fd table of process {} but has fd records of "
                    "its own",
                    me.pid, tree.members[size_t(me.files_with)].pid));
     if (me.fs_with >= 0) {
         const DecodedImage& o = *tree.members[size_t(me.fs_with)].img;
         if (o.cwd != img.cwd || o.fs.umask != img.fs.umask)
-            return bad(
+            return check::bad_image(
                 strfmt("process {} shares cwd and umask with process {}, but its cwd or "
                        "umask differs",
                        me.pid, tree.members[size_t(me.fs_with)].pid));

@@ -9,6 +9,7 @@
 
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/check.h"
 #include "state/tree_restore.h"
 
 namespace crfs {
@@ -16,10 +17,6 @@ namespace {
 
 constexpr uint64_t kPage = image::kPageSize;
 constexpr uint64_t kUserTop = 0x7ffffffff000ull;  // no object is larger than an address space
-
-Status bad(const std::string& what) {
-    return make_error(EINVAL, "bad image: " + what);
-}
 
 bool is_owner(const VmaEntry& v) {
     return v.rec.kind == uint32_t(image::VmaKind::kAnonSharedOwner);
@@ -77,8 +74,9 @@ Status make_owned(TreeRestore& tree, uint32_t i, DecodedImage& img, int image_fd
     for (auto& [ino, vmas] : by_ino) {
         for (const auto& o : tree.shm)
             if (o.ino == ino)
-                return bad(strfmt("shared memory object {} is owned by process {} and {}", ino,
-                                  tree.members[o.owner].pid, tree.members[i].pid));
+                return check::bad_image(
+                    strfmt("shared memory object {} is owned by process {} and {}", ino,
+                           tree.members[o.owner].pid, tree.members[i].pid));
         TreeShmObject obj{i, ino, {}, {}};
         uint64_t end = 0;
         for (const VmaEntry* v : vmas) {
@@ -88,9 +86,10 @@ Status make_owned(TreeRestore& tree, uint32_t i, DecodedImage& img, int image_fd
         std::sort(obj.pages.begin(), obj.pages.end());
         for (size_t k = 1; k < obj.pages.size(); ++k)  // one object mapped twice: state/shmem.cc
             if (obj.pages[k].first < obj.pages[k - 1].second)
-                return bad(strfmt("shared memory object {} mapped twice over one range", ino));
+                return check::bad_image(
+                    strfmt("shared memory object {} mapped twice over one range", ino));
         if (end > kUserTop / kPage)
-            return bad(strfmt("shared memory object {} of {} pages", ino, end));
+            return check::bad_image(strfmt("shared memory object {} of {} pages", ino, end));
         auto fd = make_object(end * kPage);
         if (!fd) return std::unexpected(fd.error());
         // Owned as the owner made it: by its fsuid and fsgid (the daemon made it).
@@ -107,8 +106,8 @@ Status make_owned(TreeRestore& tree, uint32_t i, DecodedImage& img, int image_fd
                                    [](uint64_t a, const VmaEntry& e) { return a < e.rec.start; });
         const VmaEntry* v = it == img.vmas.begin() ? nullptr : &*std::prev(it);
         if (v && is_taken(*v))
-            return bad(strfmt("pages at {:x} in a mapping of shared memory another process owns",
-                              run.vaddr));
+            return check::bad_image(strfmt(
+                "pages at {:x} in a mapping of shared memory another process owns", run.vaddr));
         if (!v || !is_owner(*v)) {
             rest.push_back(std::move(run));
             continue;
@@ -149,7 +148,8 @@ Status take_memfds(const TreeRestore& tree, uint32_t i, const DecodedImage& img,
                 if (rec && h.ino == ino) held = &h;
         }
         if (!rec || !held)
-            return bad(strfmt("{}: memfd {} that no earlier process of the tree records", at, ino));
+            return check::bad_image(
+                strfmt("{}: memfd {} that no earlier process of the tree records", at, ino));
         int hi = fcntl(held->fd.get(), F_DUPFD_CLOEXEC, min_fd);
         if (hi < 0) return errno_error(at + ": dup of its memfd");
         fds.memfds.push_back({ino, UniqueFd(hi), 0});
@@ -192,7 +192,7 @@ Status tree_shmem_plan(const RestoreRequest& req, DecodedImage& img, int image_f
                            [](const VmaEntry& v) { return is_owner(v) || is_taken(v); });
     if (!any) return {};
     if (!req.tree)
-        return bad(
+        return check::bad_image(
             "a mapping of shared memory shared with another process of a tree, but the "
             "image holds one process");
     TreeRestore& tree = *req.tree;
@@ -200,24 +200,25 @@ Status tree_shmem_plan(const RestoreRequest& req, DecodedImage& img, int image_f
     for (const auto& m : img.memfds)  // "/proc/self/fd/N" is found by ino (state/memory_restore.cc)
         for (const auto& v : img.vmas)
             if ((is_owner(v) || is_taken(v)) && v.rec.ino == m.rec.ino)
-                return bad(strfmt("shared memory object {} is also a memfd", m.rec.ino));
+                return check::bad_image(
+                    strfmt("shared memory object {} is also a memfd", m.rec.ino));
     if (auto s = make_owned(tree, i, img, image_fd); !s) return s;
     std::vector<uint64_t> held;
     for (const auto& v : img.vmas) {
         if (!is_owner(v) && !is_taken(v)) continue;
         std::string at = strfmt("VMA {:x}-{:x}", v.rec.start, v.rec.end);
         if (!(v.rec.flags & image::kVmaShared))
-            return bad(at + ": shared memory in a private mapping");
+            return check::bad_image(at + ": shared memory in a private mapping");
         const TreeShmObject* obj = nullptr;
         for (const auto& o : tree.shm)
             if (o.ino == v.rec.ino) obj = &o;
         if (!obj || (is_taken(v) && obj->owner >= i))
-            return bad(
+            return check::bad_image(
                 strfmt("{}: shared memory object {} that no earlier process of the tree "
                        "owns",
                        at, v.rec.ino));
         if (is_taken(v) && !covered(obj->pages, pages_of(v)))
-            return bad(
+            return check::bad_image(
                 strfmt("{}: pages {}-{} of shared memory object {}, which its owner "
                        "(process {}) does not map",
                        at, pages_of(v).first, pages_of(v).second, v.rec.ino,

@@ -18,6 +18,7 @@
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
+#include "state/check.h"
 #include "state/fds.h"
 #include "state/unix_socket.h"
 #include "state/unix_tree.h"
@@ -34,8 +35,8 @@ constexpr uint32_t kMaxBacklog = 1u << 20;
 std::unexpected<Error> refuse(std::string what) {
     return make_error(EBUSY, what + std::string(kNotYet));
 }
-Status bad(std::string what) {
-    return make_error(EINVAL, "image field out of range: unix-bound " + std::move(what));
+Status bad(const std::string& what) {
+    return check::bad("unix-bound " + what);
 }
 
 // sun_path as bind took it: an abstract name whole, a path up to its NUL.

@@ -20,6 +20,7 @@
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
+#include "state/check.h"
 #include "state/fds.h"
 #include "state/tree.h"
 
@@ -41,9 +42,7 @@ const char* type_name(uint32_t t) {
                                  : "raw";
 }
 
-Status bad(std::string what) {
-    return make_error(EINVAL, "image field out of range: " + std::move(what));
-}
+using check::bad;
 
 // A refusal: what the reason line says (EBUSY), told apart from failures.
 std::unexpected<Error> refuse(std::string what) {

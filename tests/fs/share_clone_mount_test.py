@@ -114,18 +114,11 @@ class ShareClone(trees_mount_test.TreeBase):
         self.assertEqual(kcmp(pids[0], pids[1], 2), 0)
 
 
-class GroupWriter(ShareClone):
+class GroupWriter(threads_mount_test.UserInGroup, ShareClone):
     """A normal user in the group named by -o restore_pid_group: its own
     sharing tree comes back shared; its edited images are refused."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        threads_mount_test.add_user_in_group(GROUP_USER, GROUP)
-
-    @classmethod
-    def tearDownClass(cls):
-        threads_mount_test.remove_user_and_group(GROUP_USER, GROUP)
+    user, group = GROUP_USER, GROUP
 
     def setUp(self):
         super().setUp()

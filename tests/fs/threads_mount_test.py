@@ -69,6 +69,21 @@ def remove_user_and_group(user, group):
     users.remove([user], [group])
 
 
+class UserInGroup:
+    """A test class's fresh user (cls.user) in a fresh group (cls.group), made
+    before its tests and removed after them; put it first among the bases."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        add_user_in_group(cls.user, cls.group)
+
+    @classmethod
+    def tearDownClass(cls):
+        remove_user_and_group(cls.user, cls.group)
+        super().tearDownClass()
+
+
 def tids(pid):
     return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
 

@@ -207,19 +207,12 @@ class Share(trees_mount_test.Tree):
 
 
 
-class GroupWriter(Share):
+class GroupWriter(threads_mount_test.UserInGroup, Share):
     """A normal user in the group named by -o restore_pid_group restores its
     own tree with a shared log: every description is opened by the user's
     processes with the user's credentials, and comes back as one."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        threads_mount_test.add_user_in_group(GROUP_USER, GROUP)
-
-    @classmethod
-    def tearDownClass(cls):
-        threads_mount_test.remove_user_and_group(GROUP_USER, GROUP)
+    user, group = GROUP_USER, GROUP
 
     def setUp(self):
         self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={GROUP}"])

@@ -192,20 +192,13 @@ class SharedMemory(trees_mount_test.TreeBase):
         self.finish(pids)
 
 
-class GroupWriter(SharedMemory):
+class GroupWriter(threads_mount_test.UserInGroup, SharedMemory):
     """A normal user in the group named by -o restore_pid_group restores its
     own workers (checkpointed by root: reading shared memory through
     map_files needs CAP_CHECKPOINT_RESTORE): the object is made by the daemon,
     mapped by the user's processes, which hold the user's credentials."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        threads_mount_test.add_user_in_group(GROUP_USER, GROUP)
-
-    @classmethod
-    def tearDownClass(cls):
-        threads_mount_test.remove_user_and_group(GROUP_USER, GROUP)
+    user, group = GROUP_USER, GROUP
 
     def setUp(self):
         super().setUp()

@@ -390,19 +390,12 @@ class SetuidChild(Unprivileged):
     test_normal_users_tree_restore_is_eperm = None
 
 
-class PidGroupUser(TreeBase):
+class PidGroupUser(threads_mount_test.UserInGroup, TreeBase):
     """A normal user in the group named by -o restore_pid_group may choose
     pids: its tree comes back, every process with the user's credentials; a
     member edited to root is refused and nothing is made."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        threads_mount_test.add_user_in_group(PID_USER, PID_GROUP)
-
-    @classmethod
-    def tearDownClass(cls):
-        threads_mount_test.remove_user_and_group(PID_USER, PID_GROUP)
+    user, group = PID_USER, PID_GROUP
 
     def setUp(self):
         self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={PID_GROUP}"])

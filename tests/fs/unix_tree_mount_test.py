@@ -211,18 +211,9 @@ class UnixTree(trees_mount_test.TreeBase):
 USER, GROUP = "s6uxu1", "s6uxg1"
 
 
-class InGroup:
+class InGroup(threads_mount_test.UserInGroup):
     """A user in the group named by -o restore_pid_group, made for the class
     and removed after it; each test has a crfsd of its own with that option."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        threads_mount_test.add_user_in_group(cls.user, cls.group)
-
-    @classmethod
-    def tearDownClass(cls):
-        threads_mount_test.remove_user_and_group(cls.user, cls.group)
 
     def setUp(self):
         self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={self.group}"])
