@@ -54,6 +54,15 @@ bool register_wp(int uffd, uint64_t start, uint64_t end) {
     return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0 && (reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT));
 }
 
+// The memory the uffd and the pagemap fd stand for is gone (ESRCH: the task
+// exited or ran a new program): whatever was read by pid since may be another
+// program's.
+std::unexpected<Error> task_gone(pid_t pid) {
+    return make_error(ESRCH, strfmt("task {} exited or ran a new program (exec) while its "
+                                    "image was read; open the image again for a new one",
+                                    pid));
+}
+
 Error lost_memory(pid_t pid, uint64_t vaddr) {
     bool gone = kill(pid, 0) != 0 && errno == ESRCH;
     return Error{gone ? ESRCH : EAGAIN,
@@ -111,6 +120,7 @@ Result<size_t> protected_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t
     a.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
     a.return_mask = kPageIsPresent | kPageIsSwapped;
     int n = ioctl(pagemap, kPagemapScan, &a);
+    if (n < 0 && errno == ESRCH) return task_gone(pid);
     if (n < 0) return errno_error(strfmt("PAGEMAP_SCAN (write-protected pages) of task {}", pid));
     if (a.walk_end <= start) return make_error(EIO, "PAGEMAP_SCAN made no progress");
     walk_end = a.walk_end;
@@ -394,12 +404,7 @@ Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
     auto r = wp_ioctl(uffd_.get(), start, end, false);
     // ENOENT: unmapped meanwhile (check_gone said whether that matters).
     if (!r && r.error().code == ENOENT) return {};
-    // ESRCH: the memory the uffd protects is gone (the task exited or ran a
-    // new program): whatever was read by pid since may be another program's.
-    if (!r && r.error().code == ESRCH)
-        return make_error(ESRCH, strfmt("task {} exited or ran a new program (exec) while its "
-                                        "image was read; open the image again for a new one",
-                                        pid_));
+    if (!r && r.error().code == ESRCH) return task_gone(pid_);  // exited or exec'd
     return r;
 }
 
