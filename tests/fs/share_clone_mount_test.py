@@ -123,8 +123,7 @@ class GroupWriter(threads_mount_test.UserInGroup, ShareClone):
     def setUp(self):
         super().setUp()
         self.crfs.stop()
-        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={GROUP}"])
-        self.m = self.crfs.mnt
+        self.crfsd_for_group()
 
     def test_parent_and_clone_keep_one_fd_table_and_one_fs(self):
         pw, as_user, run = self.as_user(GROUP_USER, "--init-groups")

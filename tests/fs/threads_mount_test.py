@@ -83,6 +83,11 @@ class UserInGroup:
         remove_user_and_group(cls.user, cls.group)
         super().tearDownClass()
 
+    def crfsd_for_group(self):
+        """This test's crfsd, mounted with -o restore_pid_group=<the group>."""
+        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={self.group}"])
+        self.m = self.crfs.mnt
+
 
 def tids(pid):
     return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))

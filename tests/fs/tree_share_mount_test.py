@@ -215,8 +215,7 @@ class GroupWriter(threads_mount_test.UserInGroup, Share):
     user, group = GROUP_USER, GROUP
 
     def setUp(self):
-        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={GROUP}"])
-        self.m = self.crfs.mnt
+        self.crfsd_for_group()
         self.tasks = []
         self.dir = tempfile.mkdtemp(prefix="crfs-share-")
         os.chmod(self.dir, 0o755)

@@ -203,8 +203,7 @@ class GroupWriter(threads_mount_test.UserInGroup, SharedMemory):
     def setUp(self):
         super().setUp()
         self.crfs.stop()
-        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={GROUP}"])
-        self.m = self.crfs.mnt
+        self.crfsd_for_group()
 
     def test_group_member_restores_its_shared_counters_as_itself(self):
         pw, as_user, run = self.as_user(GROUP_USER, "--init-groups")

@@ -398,8 +398,7 @@ class PidGroupUser(threads_mount_test.UserInGroup, TreeBase):
     user, group = PID_USER, PID_GROUP
 
     def setUp(self):
-        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={PID_GROUP}"])
-        self.m = self.crfs.mnt
+        self.crfsd_for_group()
         self.tasks = []
         self.dir = tempfile.mkdtemp(prefix="crfs-tree-")
         os.chmod(self.dir, 0o755)

@@ -211,13 +211,24 @@ class UnixTree(trees_mount_test.TreeBase):
 USER, GROUP = "s6uxu1", "s6uxg1"
 
 
+def python_tree(test, name, source, *args):
+    """Runs `source` as /usr/bin/python3 NAME ARGS (two processes) in test's
+    directory until it writes `half` and both processes wait: (proc, pids)."""
+    with open(test.path(name), "w") as f:
+        f.write(source)
+    proc = test.start(None, 2, argv=["/usr/bin/python3", name, *args])
+    wait_for(lambda: os.path.exists(test.path("half")), "the tree's pause")
+    pids = tree_of(proc.pid)
+    wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
+    return proc, pids
+
+
 class InGroup(threads_mount_test.UserInGroup):
     """A user in the group named by -o restore_pid_group, made for the class
     and removed after it; each test has a crfsd of its own with that option."""
 
     def setUp(self):
-        self.crfs = roundtrip_mount_test.Crfsd(["-o", f"restore_pid_group={self.group}"])
-        self.m = self.crfs.mnt
+        self.crfsd_for_group()
         self.tasks = []
         self.dir = tempfile.mkdtemp(prefix=self.prefix)
         os.chmod(self.dir, self.mode)
@@ -379,13 +390,7 @@ class MqueueTree(trees_mount_test.TreeBase):
 
     def mq_tree(self, *mode):
         self.name = "/s9un-mqtree-" + os.path.basename(self.dir)  # unique on the host
-        with open(self.path("mq.py"), "w") as f:
-            f.write(MQ_TREE)
-        proc = self.start(None, 2, argv=["/usr/bin/python3", "mq.py", self.name, *mode])
-        wait_for(lambda: os.path.exists(self.path("half")), "the consumer's pause")
-        pids = tree_of(proc.pid)
-        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
-        return proc, pids
+        return python_tree(self, "mq.py", MQ_TREE, self.name, *mode)
 
     def finish(self, pids):
         os.kill(pids[1], 10)
@@ -534,13 +539,7 @@ class DgramTree(trees_mount_test.TreeBase):
         return os.path.join(self.dir, name)
 
     def dgram_tree(self):
-        with open(self.path("dg.py"), "w") as f:
-            f.write(DGRAM_TREE)
-        proc = self.start(None, 2, argv=["/usr/bin/python3", "dg.py"])
-        wait_for(lambda: os.path.exists(self.path("half")), "both to pause")
-        pids = tree_of(proc.pid)
-        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
-        return proc, pids
+        return python_tree(self, "dg.py", DGRAM_TREE)
 
     def finish(self, pids):
         os.kill(pids[0], 10)
