@@ -33,6 +33,7 @@
 #include "fs/kernel_marks.h"
 #include "fs/limits.h"
 #include "fs/ops.h"
+#include "fs/single_loop.h"
 
 namespace {
 
@@ -237,7 +238,7 @@ int main(int argc, char** argv) {
             if (!started) {
                 log_error("%s", started.error().what.c_str());
             } else if (cl.singlethread) {
-                rc = fuse_session_loop(se);
+                rc = session_loop_on_fixed_stack(se);  // not on the main stack (fs/single_loop.h)
             } else {
                 fuse_loop_config* cfg = fuse_loop_cfg_create();
                 fuse_loop_cfg_set_clone_fd(cfg, static_cast<unsigned>(cl.clone_fd));
