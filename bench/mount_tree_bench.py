@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""A process tree through the mount (issue 10's aim: a tree costs its
+processes' memory plus 1 ms per process), as a user runs it, with cp:
+
+    bench/mount_tree_bench.py [--build DIR] [--rounds N] [--before-crfsd PATH] [PxM ...]
+    (default: build, 5 rounds, 16x16 64x1: P processes of M MiB each)
+
+Mounts DIR/fs/crfsd on a temporary directory (root: a tree comes back with
+its pids). Each round starts a fresh tree (bench/tree_holder.c: a root and
+P-1 children, each holding M MiB of its own, stdio on /dev/null), then times
+  checkpoint  cp /crfs/ROOT/image FILE
+  restore     (every process killed and reaped) mkdir /crfs/ROOT &&
+              cp FILE /crfs/ROOT/image   (close() returns once the tree runs)
+and, in the same run, a memcpy of the image's bytes. After one warm-up round,
+prints the best and the median of the rounds: time, time / memcpy, and
+(time - memcpy) / P in ms, the cost per process beyond memory (the aim: <= 1).
+
+`--before-crfsd PATH` mounts a second daemon (another build's crfsd, its
+crfs-ckpt next to it) and runs every round through "before" then "after"
+(this build's), each on a fresh tree of its own: before/after interleaved,
+back to back. The load average is printed with each round.
+"""
+import argparse
+import ctypes
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mount_checkpoint_bench import MiB, memcpy_seconds, mount, unmount, wait_for  # noqa: E402
+
+
+def reap():
+    """Reaps whatever exited among our children (we are a subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def children(pid):
+    out = []
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(p) for p in f.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
+
+
+def tree_of(pid):
+    out = [pid]
+    for p in out:
+        out += children(p)
+    return out
+
+
+def kill_all(pids):
+    """Kills them all and waits until every pid is free (reaped: a zombie holds its pid)."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for p in pids:
+        wait_for(lambda: (reap(), not os.path.exists(f"/proc/{p}"))[1], f"pid {p} to be free")
+
+
+class Tree:
+    """One fresh tree of `procs` processes of `mib` MiB, ready (every member touched)."""
+
+    def __init__(self, holder, procs, mib, tmp):
+        self.dir = tempfile.mkdtemp(dir=tmp)
+        self.proc = subprocess.Popen([holder, str(procs), str(mib), self.dir],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, close_fds=True)
+        self.pids = [self.proc.pid]
+        wait_for(lambda: len(os.listdir(self.dir)) >= procs and
+                 not any(n.endswith(".tmp") for n in os.listdir(self.dir)) or
+                 self.proc.poll() is not None, "the tree to be ready", 300)
+        if self.proc.poll() is not None:
+            raise SystemExit(f"tree_holder exited with {self.proc.returncode}")
+        self.pids = tree_of(self.proc.pid)
+        if len(self.pids) != procs:
+            raise SystemExit(f"the tree has {len(self.pids)} processes, not {procs}")
+
+    def kill(self):
+        kill_all(self.pids)
+        subprocess.run(["rm", "-rf", self.dir])
+
+
+def one_round(mnt, holder, procs, mib, tmp, img):
+    """(checkpoint s, restore s, image bytes) of one fresh tree through `mnt`."""
+    tree = Tree(holder, procs, mib, tmp)
+    root = tree.pids[0]
+    restored = []
+    try:
+        t = time.perf_counter()
+        subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
+        t_ckpt = time.perf_counter() - t
+        tree.kill()
+        slot = f"{mnt}/{root}"
+        t = time.perf_counter()
+        os.mkdir(slot)
+        subprocess.run(["cp", img, slot + "/image"], check=True)
+        t_rest = time.perf_counter() - t
+        restored = tree_of(root)
+        if len(restored) != procs:
+            raise SystemExit(f"restored {len(restored)} processes, not {procs}")
+        return t_ckpt, t_rest, os.path.getsize(img)
+    finally:
+        tree.kill()
+        kill_all(restored)
+        try:
+            os.rmdir(f"{mnt}/{root}")
+        except OSError:
+            pass
+
+
+def report(name, procs, times, mc):
+    best, med = min(times), statistics.median(times)
+    per = lambda s: (s - mc) / procs * 1e3
+    return (f"{name} best {best * 1e3:8.1f} ms ({best / mc:5.1f}x memcpy, {per(best):+7.2f} ms/proc)"
+            f"  median {med * 1e3:8.1f} ms ({med / mc:5.1f}x, {per(med):+7.2f} ms/proc)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--before-crfsd", default=None)
+    ap.add_argument("trees", nargs="*", default=["16x16", "64x1"])
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: a tree comes back with its pids")
+    ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of killed roots reap here
+    holder = os.path.join(a.build, "bench", "tree_holder")
+    daemons = [("after", os.path.join(a.build, "fs", "crfsd"))]
+    if a.before_crfsd:
+        daemons.insert(0, ("before", a.before_crfsd))
+    tmp = tempfile.mkdtemp(prefix="crfs-tree-bench-")
+    os.chmod(tmp, 0o755)
+    log = open(os.path.join(tmp, "crfsd.log"), "w")
+    mounted = []
+    try:
+        for name, crfsd in daemons:
+            mnt = os.path.join(tmp, "mnt-" + name)
+            os.mkdir(mnt)
+            mounted.append((name, mount([crfsd, "-f", "-o", f"state_dir={tmp}/state-{name}", mnt],
+                                        mnt, log), mnt))
+        img = os.path.join(tmp, "tree.img")
+        for spec in a.trees:
+            procs, mib = (int(x) for x in spec.split("x"))
+            times = {name: ([], []) for name, _, _ in mounted}
+            size = 0
+            for r in range(a.rounds + 1):  # round 0: warm-up
+                line = []
+                for name, _, mnt in mounted:
+                    c, t, size = one_round(mnt, holder, procs, mib, tmp, img)
+                    line.append(f"{name} checkpoint {c * 1e3:8.1f} restore {t * 1e3:8.1f} ms")
+                    if r:
+                        times[name][0].append(c)
+                        times[name][1].append(t)
+                print(f"{spec} round {r or 'warm-up'}: " + "; ".join(line) +
+                      f"; load {os.getloadavg()[0]:.1f}", flush=True)
+            mc = memcpy_seconds(size)
+            print(f"{spec}: {procs} processes x {mib} MiB, image {size / MiB:.1f} MiB,"
+                  f" memcpy {mc * 1e3:.1f} ms, {a.rounds} rounds", flush=True)
+            for name, _, _ in mounted:
+                print("  " + report(f"{name:>6} checkpoint", procs, times[name][0], mc))
+                print("  " + report(f"{name:>6} restore   ", procs, times[name][1], mc), flush=True)
+    finally:
+        for _, proc, mnt in mounted:
+            unmount(proc, mnt)
+        log.close()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
