@@ -140,14 +140,17 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto status = read_task_status(pid);
     if (!status) return std::unexpected(status.error());
 
-    // Size the page buffer before freezing, so the frozen copy does not fault it in.
+    // Size the page buffer before the copy, so the copy does not fault it in.
+    // The task is frozen: its RSS is what the copy takes, give or take the
+    // kernel's per-CPU counter slack; the buffer grows if it is more. (It was
+    // RSS + 1 MiB, pre-faulted: at 1 MiB per process, twice the memory.)
     // A live snapshot copies little; it is likely where the task has
     // CAP_SYS_PTRACE (only a guess for the size: the kernel decides below).
     PageBuffer buffer;
     bool small = live && (status->cap_eff >> 19 & 1);
     // incr: a delta copies what was written since the last one; the buffer grows if needed.
     uint64_t want = track && track->delta ? 0 : status->rss_bytes;
-    if (auto r = buffer.reserve(small ? 1 << 20 : want + (1 << 20)); !r)
+    if (auto r = buffer.reserve(small ? 1 << 20 : want + (128 << 10)); !r)
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 

@@ -11,6 +11,7 @@
 
 #include <sys/stat.h>
 #include <algorithm>
+#include <atomic>
 
 #include <cstring>
 #include "common/strfmt.h"
@@ -72,15 +73,27 @@ constexpr uint32_t kFpXstateMagic2 = 0x46505845;
 constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
 constexpr size_t kFpOffset = 448;  // sizeof(KRtSigframe) rounded up to 64
 
+// The end (offset + size) of xsave component i in the standard format, 0 if
+// the CPU has none: CPUID leaf 0xd, asked once per component. A CPUID in a
+// virtual machine is an exit to the hypervisor (42 us here): a restore asked
+// several per process (docs/trees.md, "Bench").
+static uint32_t xsave_component_end(unsigned i) {
+    static std::atomic<uint32_t> asked[64];  // end + 1; 0: not asked yet
+    uint32_t end = asked[i].load(std::memory_order_relaxed);
+    if (end == 0) {  // two threads may both ask: the same answer
+        unsigned eax, ebx, ecx, edx;
+        __cpuid_count(0xd, i, eax, ebx, ecx, edx);
+        end = (eax ? ebx + eax : 0) + 1;
+        asked[i].store(end, std::memory_order_relaxed);
+    }
+    return end - 1;
+}
+
 // Bytes of a standard-format xsave area holding the components in `bv`.
 size_t xsave_size_for(uint64_t bv) {
     size_t size = 576;
-    for (unsigned i = 2; i < 63; ++i) {
-        if (!(bv & (1ull << i))) continue;
-        unsigned eax, ebx, ecx, edx;
-        __cpuid_count(0xd, i, eax, ebx, ecx, edx);
-        if (eax && ebx + eax > size) size = ebx + eax;
-    }
+    for (unsigned i = 2; i < 63; ++i)
+        if (bv & (1ull << i)) size = std::max<size_t>(size, xsave_component_end(i));
     return size;
 }
 
