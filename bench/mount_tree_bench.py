@@ -32,35 +32,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mount_checkpoint_bench import MiB, memcpy_seconds, mount, unmount, wait_for  # noqa: E402
-
-
-def reap():
-    """Reaps whatever exited among our children (we are a subreaper)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def children(pid):
-    out = []
-    try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{t}/children") as f:
-                out += [int(p) for p in f.read().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return out
-
-
-def tree_of(pid):
-    out = [pid]
-    for p in out:
-        out += children(p)
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fs"))
+from trees_mount_test import reap, tree_of  # noqa: E402  (we are a subreaper)
 
 
 def kill_all(pids):
