@@ -24,6 +24,7 @@ survives, and the user's plain image restores after it.
 usage: stack_attacks_test.py BUILD_DIR  (any unittest args after)
 """
 import os
+import signal
 import tempfile
 import subprocess
 import sys
@@ -125,6 +126,14 @@ class SingleThreadedStack(UserInGroup, TreeBase):
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
         self.assertEqual(sorted(tree_of(pids[0])), sorted(pids))
         self.kill_all(None, pids)
+
+    def test_sigterm_ends_the_single_threaded_daemon(self):
+        """The loop's thread sleeps in its read of /dev/fuse; the main thread
+        gets the signal and passes it on (fs/single_loop.cc)."""
+        self.assertIn(str(os.getpid()), os.listdir(self.m))  # it serves
+        self.crfs.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.crfs.proc.wait(30), 0, read(self.crfs.log.name))
+        self.assertFalse(os.path.ismount(self.m))
 
 
 if __name__ == "__main__":
