@@ -75,34 +75,43 @@ class SingleThreadedStack(UserInGroup, TreeBase):
         return ([s for s, e, n in m if n == "[stack]"][0],
                 sum(e - s for s, e, n in m if n in SPECIALS))
 
-    def tree_above(self, floor, as_user, run):
-        """The user's tree checkpointed, one whose root's stack starts above
-        `floor` (ASLR: about half of them; bounded tries): (image, its
-        [stack] record, the tree's pids)."""
+    def user_tree(self, as_user, run):
+        """The user's tree checkpointed: (image, its root's [stack] record and
+        that area's start, the tree's pids)."""
         img = os.path.join(self.dir, "tree.img")
         script = f"for i in $(seq {SLEEPS}); do sleep 1000 </dev/null >/dev/null 2>&1 & done; wait"
-        for _ in range(20):
-            proc = self.start(script, SLEEPS + 1, user_prefix=as_user)
-            pids = tree_of(proc.pid)
-            r = run(f"cp {self.m}/{proc.pid}/image {img}")
-            self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{proc.pid}/reason"))
-            self.kill_all(proc, pids)
-            recs = [eval(line, {}, {}) for line in subprocess.run(
-                [self.edit, img, "--list"], capture_output=True, text=True,
-                check=True).stdout.splitlines()]
-            stack = [r for r in recs if r["type"] == "vma" and r["path"] == "[stack]"][0]  # bash's
-            if stack["start"] > floor:
-                return img, f"vma#{stack['n']}", pids
-        self.fail("no tree whose root's stack is above the daemon's in 20 tries")
+        proc = self.start(script, SLEEPS + 1, user_prefix=as_user)
+        pids = tree_of(proc.pid)
+        r = run(f"cp {self.m}/{proc.pid}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{proc.pid}/reason"))
+        self.kill_all(proc, pids)
+        recs = [eval(line, {}, {}) for line in subprocess.run(
+            [self.edit, img, "--list"], capture_output=True, text=True,
+            check=True).stdout.splitlines()]
+        stack = [r for r in recs if r["type"] == "vma" and r["path"] == "[stack]"][0]  # bash's
+        return img, f"vma#{stack['n']}", stack["start"], pids
+
+    def gap_top_below(self, start):
+        """Where the gap below the stretched stack must end so that bash's blob
+        area ends 256 KiB below the daemon's main stack, inside the kernel's
+        1 MiB stack guard gap (the area ends a page and the specials' room
+        below the gap's end). A daemon whose stack is so low that this is
+        above `start` (the stretched area must still hold bash's pages) is
+        started again: its stack is elsewhere (ASLR; bounded tries)."""
+        for _ in range(30):
+            bottom, specials = self.daemon_stack()
+            top = bottom - (256 << 10) + PAGE + specials
+            if top <= start:
+                return bottom, top
+            self.crfs.stop()
+            self.crfs = rt.Crfsd(["-s", "-o", f"restore_pid_group={self.group}"])
+            self.m = self.crfs.mnt
+        self.fail(f"no crfsd whose stack is below {start:#x} in 30 starts")
 
     def test_blob_area_below_the_main_stack_does_not_kill_the_daemon(self):
         pw, as_user, run = self.as_user(self.user, "--init-groups")
-        bottom, specials = self.daemon_stack()
-        img, stack, pids = self.tree_above(bottom + (16 << 20), as_user, run)
-        # The gap below the stretched stack ends at `top`; bash's blob area
-        # ends a page and the specials' room below that: 256 KiB below the
-        # daemon's stack, inside the kernel's 1 MiB stack guard gap.
-        top = bottom - (256 << 10) + PAGE + specials
+        img, stack, start, pids = self.user_tree(as_user, run)
+        bottom, top = self.gap_top_below(start)
         bad = os.path.join(self.dir, "bad.img")
         r = subprocess.run([self.edit, img, bad, f"{stack}.start={top}", f"{stack}.end={USER_TOP}"],
                            capture_output=True, text=True)
