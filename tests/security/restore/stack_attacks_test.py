@@ -65,8 +65,9 @@ class SingleThreadedStack(UserInGroup, TreeBase):
         self.edit = os.path.join(rt.BUILD, "tests/security/restore/crfs-imgedit")
 
     def tearDown(self):
-        if self.crfs.proc.poll() is not None:  # died: nothing of it to list
+        if self.crfs.proc.poll() is not None:  # died: nothing of it to list, its mount detached
             self.crfs.children = lambda: []
+            subprocess.run(["umount", "-l", self.m], capture_output=True, timeout=60)
         super().tearDown()
 
     def daemon_stack(self):
