@@ -24,7 +24,9 @@ Status move_socket_record(TaskFd& from, std::vector<TaskFd>& giver, int owner_fd
     for (auto& rec : from.records) {
         bool sock = rec.first == image::RecordType::kUnixSocket ||
                     rec.first == image::RecordType::kUnixBound;
-        if (!to || (!sock && rec.first != image::RecordType::kUnixSender)) continue;
+        if (!to || (!sock && rec.first != image::RecordType::kUnixSender &&
+                    rec.first != image::RecordType::kUnixOptions))
+            continue;
         moved |= sock;
         to->records.push_back(std::move(rec));
     }

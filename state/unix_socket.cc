@@ -394,7 +394,8 @@ std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdCo
                        : std::string("closed")) +
                "); a socket with a peer outside the task" + nyet;
     }
-    auto q = read_unix_socket(t.pid(), f.fd, *d);
+    bool keepalive = false;  // kept (unix-options record)
+    auto q = read_unix_socket(t.pid(), f.fd, *d, true, &keepalive);
     if (!q) return q.error().code == EBUSY ? q.error().what : what + ": " + q.error().what;
     // socketpair() named its caller in both ends; the restore's caller is the
     // first process of the image holding an end (state/tree_share.h; the
@@ -411,18 +412,26 @@ std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdCo
     return std::nullopt;
 }
 
-Result<std::string> dump_unix_socket(pid_t pid, int fd, uint64_t ino) {
+Status dump_unix_socket(pid_t pid, int fd, uint64_t ino,
+                        std::vector<std::pair<image::RecordType, std::string>>& out) {
     UnixTable table;
     const UnixDiag* d = table.find(ino);
     if (!d)
         return make_error(EBUSY, strfmt("fd {}: socket:[{}] is no unix socket unix_diag knows ({})",
                                         fd, ino, table.error()));
-    auto q = read_unix_socket(pid, fd, *d);
+    bool keepalive = false;
+    auto q = read_unix_socket(pid, fd, *d, true, &keepalive);
     if (!q) return std::unexpected(q.error().context(strfmt("fd {}", fd)));
-    std::string out(reinterpret_cast<const char*>(&q->rec), sizeof q->rec);
-    out.append(reinterpret_cast<const char*>(q->msgs.data()), q->msgs.size() * sizeof(uint32_t));
-    out += q->data;
-    return out;
+    std::string rec(reinterpret_cast<const char*>(&q->rec), sizeof q->rec);
+    rec.append(reinterpret_cast<const char*>(q->msgs.data()), q->msgs.size() * sizeof(uint32_t));
+    rec += q->data;
+    out.emplace_back(image::RecordType::kUnixSocket, std::move(rec));
+    if (keepalive) {
+        image::UnixOptionsRecord o{ino, image::kUnixKeepalive, 0};
+        out.emplace_back(image::RecordType::kUnixOptions,
+                         std::string(reinterpret_cast<const char*>(&o), sizeof o));
+    }
+    return {};
 }
 
 Status check_unix_sockets(const DecodedImage& img) {
@@ -474,6 +483,14 @@ Status check_unix_sockets(const DecodedImage& img) {
         if (!made.insert(m.ino).second || made.count(it->second->rec.peer))
             return bad(strfmt("unix socket {}: made by two processes", m.ino));
     }
+    std::set<uint64_t> optioned;
+    for (const auto& o : img.unix_options)
+        if (!by_ino.count(o.ino) || (o.options & ~image::kUnixKeepalive) || o.reserved ||
+            !optioned.insert(o.ino).second)
+            return bad(
+                strfmt("unix-options record for unix socket {}: no such socket, options "
+                       "{}, or a second one",
+                       o.ino, o.options));
     // share: an end no fd holds is the peer of one that is held, given to
     // another process of the tree (state/tree_share_restore.h).
     for (const auto& [ino, n] : refs)
@@ -490,6 +507,8 @@ Result<std::vector<UnixPlan>> plan_unix_sockets(const DecodedImage& img, int ima
         p.euid = img.creds.uid[1];
         p.egid = img.creds.gid[1];
         p.msgs = u.lens;
+        for (const auto& o : img.unix_options)  // check_unix_sockets: one each
+            if (o.ino == u.rec.ino) p.options = o.options;
         p.data.resize(u.rec.data_len);
         if (auto s = pread_exact(image_fd, p.data.data(), p.data.size(), u.data_offset); !s)
             return std::unexpected(
@@ -603,8 +622,13 @@ int make_pair(const UnixPlan& a, const UnixPlan& b, int min_fd) {
         ::close(sv[i]);
         if (ends[i]->held < 0) return err;
     }
-    for (const UnixPlan* e : ends)
+    int one = 1;
+    for (const UnixPlan* e : ends) {
         if (int err = set_unix_options(e->held, e->rec)) return err;
+        if ((e->options & image::kUnixKeepalive) &&
+            setsockopt(e->held, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) < 0)
+            return errno;
+    }
     if (int err = fill_queue(a, b.held)) return err;
     if (int err = fill_queue(b, a.held)) return err;
     for (const UnixPlan* e : ends)  // sk_shutdown 1/2/3 is SHUT_RD/WR/RDWR plus one

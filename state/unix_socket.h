@@ -60,9 +60,11 @@ class UnixTable {
 bool is_unix_socket(const FdView& f, FdContext& ctx);
 std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdContext& ctx);
 
-// The unix-socket record payload of socket `ino` (the end at fd `fd`), read
-// while the task is frozen; the socket keeps its queue.
-Result<std::string> dump_unix_socket(pid_t pid, int fd, uint64_t ino);
+// The unix-socket record of socket `ino` (the end at fd `fd`), read while the
+// task is frozen (the socket keeps its queue), and its unix-options record
+// when SO_KEEPALIVE is set, appended to `out`.
+Status dump_unix_socket(pid_t pid, int fd, uint64_t ino,
+                        std::vector<std::pair<image::RecordType, std::string>>& out);
 
 // Shared with the named sockets (state/unix_bound.cc).
 std::string describe_unix(const UnixDiag& d);
@@ -93,7 +95,7 @@ struct UnixQueue {
 // The options and (unless `queue` is false: a listening socket) receive queue
 // of the socket at `fd` of `pid`, through a copy of the fd, consuming nothing.
 // What cannot be saved is an EBUSY error in words. `keepalive`: where
-// SO_KEEPALIVE goes (null: set is a reason, a socketpair has no room for it).
+// SO_KEEPALIVE goes (null: set is a reason).
 Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue = true,
                                    bool* keepalive = nullptr);
 // Stage 1: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, timeouts of `rec` on `s`; 0 or an errno.
@@ -145,6 +147,7 @@ struct UnixPlan {
     std::string data;
     mutable int held = -1;  // fd >= min_fd until every fd is in place
     int pair_from = -1;     // sock: the channel its pair's maker sends both ends on (or -1)
+    uint32_t options = 0;   // sock: image::kUnixKeepalive (its unix-options record)
     mutable bool given = false;
 };
 

@@ -114,6 +114,7 @@ static_assert(sizeof(Trailer) == 24);
     X(kTty, 99, "tty", sizeof(TtyRecord), sizeof(TtyRecord))                                     \
     /* sock (101, 103), version 10: a socketpair another member made, state/unix_socket.cc */    \
     X(kUnixMaker, 101, "unix-maker", sizeof(UnixMakerRecord), sizeof(UnixMakerRecord))           \
+    X(kUnixOptions, 103, "unix-options", sizeof(UnixOptionsRecord), sizeof(UnixOptionsRecord))   \
     /* share (102-103, 105), version 9: fd table / fs shared by clones, docs/trees.md */         \
     X(kShareTask, 102, "share-task", sizeof(ShareTaskRecord), sizeof(ShareTaskRecord))           \
     /* timer (104-106), version 7: a POSIX timer signalling another thread, state/timers.cc */   \
@@ -519,6 +520,15 @@ struct UnixMakerRecord {
     uint32_t reserved;
 };
 static_assert(sizeof(UnixMakerRecord) == 16);
+// sock, version 10: the options of socketpair end `ino` (a unix-socket record
+// of this image) that its unix-socket record has no room for: kUnixKeepalive
+// (SO_KEEPALIVE set); other bits 0. At most one per end.
+struct UnixOptionsRecord {
+    uint64_t ino;
+    uint32_t options;
+    uint32_t reserved;
+};
+static_assert(sizeof(UnixOptionsRecord) == 16);
 // A POSIX message queue (version 8, unix; state/mqueue.cc), after the fd
 // record of the lowest fd of its description: its name, attributes, owner and
 // queued messages. Followed by the name (name_len bytes, the leading '/'

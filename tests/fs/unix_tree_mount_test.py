@@ -626,6 +626,7 @@ class DgramUser(InGroup, DgramTree):
 # bytes to the other, writes its marker and waits for SIGUSR1 (the parent
 # waits for both); then checks SO_PEERCRED (the parent's pid and the ids),
 # reads what was queued, sends and reads a second round: "ok" or "FAIL ...".
+# B's end has SO_KEEPALIVE set (a unix-options record, moved to A's records).
 PAIR_N = 3000  # bytes each way, queued across the checkpoint
 PAIR_TREE = f"""
 import os, signal, socket, struct
@@ -634,6 +635,8 @@ signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 def kid(mine, other, name):
     other.close()
+    if name == "B":
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     mine.sendall(name.encode() * N)
     open(name + "-half", "w").close()
     signal.sigwait({{signal.SIGUSR1}})
@@ -641,6 +644,8 @@ def kid(mine, other, name):
     pid, uid, gid = struct.unpack("3i", mine.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     if (pid, uid, gid) != (os.getppid(), os.geteuid(), os.getegid()):
         bad.append(f"SO_PEERCRED {{pid}} {{uid}} {{gid}}")
+    if mine.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != (name == "B"):
+        bad.append("SO_KEEPALIVE")
     them = "B" if name == "A" else "A"
     for rnd in (0, 1):
         got = b""
@@ -697,19 +702,20 @@ class PairTree(trees_mount_test.TreeBase):
         wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
         self.assertEqual(self.out(), "PASS\n")
 
-    def makers(self, img):
-        """The unix-maker records (type 101) per process: [(ino, maker)]."""
+    def makers(self, img, kind=101):
+        """The unix-maker records (type 101; 103: unix-options) per process:
+        [(ino, maker or options)]."""
         with open(img, "rb") as f:
             data = f.read()
         off = struct.unpack_from("<I", data, 12)[0]
         procs = []
         while off < len(data):
-            kind, _, length = struct.unpack_from("<IIQ", data, off)
-            if kind == 0xffffffff:
+            typ, _, length = struct.unpack_from("<IIQ", data, off)
+            if typ == 0xffffffff:
                 break
-            if kind == 64 or not procs:
+            if typ == 64 or not procs:
                 procs.append([])
-            if kind == 101:
+            if typ == kind:
                 procs[-1].append(struct.unpack_from("<QI", data, off + 16))
             off += 16 + length
         return procs
@@ -726,6 +732,8 @@ class PairTree(trees_mount_test.TreeBase):
         makers = self.makers(img)
         self.assertEqual([len(m) for m in makers], [0, 1, 0], makers)
         self.assertEqual(makers[1][0][1], 0, makers)
+        options = self.makers(img, 103)  # B's end, its record moved to A's
+        self.assertEqual([[o[1] for o in p] for p in options], [[], [1], []], options)
         self.kill_all(proc, pids)
         r = self.restore(img, str(pids[0]))
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
@@ -741,7 +749,9 @@ class PairUser(InGroup, PairTree):
     as itself (SO_PEERCRED names its uid), and its edits of the unix-maker
     record are refused with nothing made: a maker that is not an earlier
     process (the taker itself, a later one, none), a socket the image does not
-    record, a reserved field set. Child A alone is refused at checkpoint (its
+    record, a reserved field set; and of the unix-options record of B's end
+    (an unknown option bit, reserved set, a socket the image does not
+    record). Child A alone is refused at checkpoint (its
     sibling holds the other end)."""
 
     user, group, prefix, mode = PAIR_USER, PAIR_GROUP, "crfs-s11sk-", 0o755
@@ -765,6 +775,9 @@ class PairUser(InGroup, PairTree):
             (["unix-maker#0.maker=4294967295"], "which is not an earlier process of the tree"),
             ([f"unix-maker#0.ino={ino + 1000000}"], "no such socket"),
             (["unix-maker#0.reserved=1"], "no such socket"),
+            (["unix-options#0.options=2"], "unix-options record for unix socket"),
+            (["unix-options#0.reserved=1"], "unix-options record for unix socket"),
+            ([f"unix-options#0.ino={ino + 1000000}"], "unix-options record for unix socket"),
         ]:
             bad = self.path("bad.img")
             r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True,

@@ -118,6 +118,43 @@ static void socketpair_one_setup(void) {
     close(g_sp[1]);
 }
 
+/* SO_KEEPALIVE on a socketpair end: the parent's pair, its own end plain,
+ * the child's end (given at restore, its records the parent's) with it set;
+ * and a pair whose ends the parent holds both, one with it set. */
+static int keepalive(int s) {
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &on, &len) == 0 ? on : -1;
+}
+static void ka_child_body(void) {
+    int on = 1;
+    close(g_sp[0]);
+    if (setsockopt(g_sp[1], SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) _exit(3);
+}
+static int ka_child_verify(void) {
+    return keepalive(g_sp[1]) > 0 ? 0 : 1;
+}
+static void keepalive_setup(void) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, g_sp) != 0) die("socketpair");
+    g_kids[0] = spawn(ka_child_body, ka_child_verify);
+    close(g_sp[1]);
+}
+static void keepalive_check(void) {
+    if (keepalive(g_sp[0]) != 0) fail("SO_KEEPALIVE of the parent's end: %d", keepalive(g_sp[0]));
+    kids_check();
+}
+static void keepalive_own_setup(void) {
+    int on = 1;
+    g_kids[0] = spawn(NULL, NULL); /* a tree, as the others (restored into its pids) */
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, g_sp) != 0) die("socketpair");
+    if (setsockopt(g_sp[1], SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) die("keepalive");
+}
+static void keepalive_own_check(void) {
+    if (keepalive(g_sp[0]) != 0 || keepalive(g_sp[1]) != 1)
+        fail("SO_KEEPALIVE of the ends: %d %d, not 0 1", keepalive(g_sp[0]), keepalive(g_sp[1]));
+    kids_check();
+}
+
 /* The read end is also held by a process outside the tree (reparented away):
  * a reason, the checkpoint EBUSY. */
 static pid_t g_outside;
@@ -137,6 +174,8 @@ static const struct variant kVariants[] = {
     {"cross_pipe", pipe_setup, kids_check, NULL},
     {"cross_socketpair", socketpair_setup, kids_check, NULL},
     {"made_socketpair", socketpair_one_setup, kids_check, NULL},
+    {"keepalive_given", keepalive_setup, keepalive_check, NULL},
+    {"keepalive_own", keepalive_own_setup, keepalive_own_check, NULL},
     {"outside_pipe", outside_setup, outside_check, NULL},
 };
 
