@@ -234,6 +234,21 @@ class InGroup(threads_mount_test.UserInGroup):
         os.chmod(self.dir, self.mode)
         self.pids, self.procs = [], []
 
+    def refused_as_user(self, as_user, run, img, pids, edits, expect):
+        """The user edits `img` (crfs-imgedit EDITS) and restores it into
+        pids[0]: refused with `expect` in the status, none of `pids` made."""
+        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
+        bad, top = self.path("bad.img"), pids[0]
+        r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
+        self.assertNotEqual(r.returncode, 0, edits)
+        self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
+        for p in pids:
+            self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+        self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
+
 
 class GroupUser(InGroup, UnixTree):
     """A normal user in the group named by -o restore_pid_group: its server
@@ -591,7 +606,6 @@ class DgramUser(InGroup, DgramTree):
         self.assertEqual((c[1], bound[c[2]][1], bound[c[2]][3], bound[rcv][2]),
                          (52, 0, socket.SOCK_DGRAM, 0), bound)
         self.assertEqual(procs[1]["bound"], {})
-        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
         given = "no datagram socket it is connected to"
         top = pids[0]
         for edits, expect in [
@@ -599,16 +613,7 @@ class DgramUser(InGroup, DgramTree):
             ([f"unix-bound#{bound[c[2]][0]}.peer={c[2]}"], f"unix-bound {c[2]}: no fd holds it"),
             (["unix-sender#0.sender=1"], "sender record for"),
         ]:
-            bad = self.path("bad.img")
-            r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True,
-                               text=True, timeout=60)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
-            self.assertNotEqual(r.returncode, 0, edits)
-            self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
-            for p in pids:
-                self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
-            self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
         os.unlink(self.path("c.sock"))  # the user binds it again
         r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
@@ -767,7 +772,6 @@ class PairUser(InGroup, PairTree):
         self.assertIn("a socket shared with another process", read(f"{self.m}/{pids[1]}/reason"))
         self.kill_all(proc, pids)
         ino = self.makers(img)[1][0][0]
-        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
         top = pids[0]
         for edits, expect in [
             (["unix-maker#0.maker=1"], "which is not an earlier process of the tree"),
@@ -779,16 +783,7 @@ class PairUser(InGroup, PairTree):
             (["unix-options#0.reserved=1"], "unix-options record for unix socket"),
             ([f"unix-options#0.ino={ino + 1000000}"], "unix-options record for unix socket"),
         ]:
-            bad = self.path("bad.img")
-            r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True,
-                               text=True, timeout=60)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
-            self.assertNotEqual(r.returncode, 0, edits)
-            self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
-            for p in pids:
-                self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
-            self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
         r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
         self.assertEqual(tree_of(top), pids)
