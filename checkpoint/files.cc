@@ -153,9 +153,8 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pid
             } else if (*domain == AF_UNIX) {  // a unix socketpair end (state/unix_socket.cc)
                 t.rec.kind = uint32_t(image::FdKind::kUnixSocket);
                 t.path.clear();
-                auto rec = state::dump_unix_socket(pid, fd, st.st_ino);
-                if (!rec) return std::unexpected(rec.error());
-                t.records.emplace_back(image::RecordType::kUnixSocket, std::move(*rec));
+                if (auto s = state::dump_unix_socket(pid, fd, st.st_ino, t.records); !s)
+                    return std::unexpected(s.error());
             } else {  // TCP or UDP (state/inet.h)
                 auto inet = state::dump_inet(pid, fd);
                 if (!inet) return std::unexpected(inet.error());

@@ -670,6 +670,16 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kUnixSender:
                 img.unix_senders.push_back(load<image::UnixSenderRecord>(p));
                 break;
+            case RecordType::kUnixMaker:  // sock: state/unix_socket.cc checks it
+                if (img.header.version < 10)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                img.unix_makers.push_back(load<image::UnixMakerRecord>(p));
+                break;
+            case RecordType::kUnixOptions:  // sock: state/unix_socket.cc checks it
+                if (img.header.version < 10)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                img.unix_options.push_back(load<image::UnixOptionsRecord>(p));
+                break;
             case RecordType::kMemfd:
             case RecordType::kMemfdData:
                 if (auto s = decode_memfd(img, r, p); !s) return std::unexpected(s.error());

@@ -228,6 +228,8 @@ struct DecodedImage {
     std::vector<UnixSocketEntry> unix_sockets;
     std::vector<UnixBoundEntry> unix_bound;             // version 5
     std::vector<image::UnixSenderRecord> unix_senders;  // version 5
+    std::vector<image::UnixMakerRecord> unix_makers;    // sock, version 10
+    std::vector<image::UnixOptionsRecord> unix_options;  // sock, version 10
     std::vector<MemfdEntry> memfds;  // version 4 (kobj): state/memfd.cc checks them
     std::vector<InetEntry> inet;     // one per fd of kind kTcp/kUdp that is its own description
     // Version 3: the main thread's thread record (regs, xstate, sigstate and

@@ -30,6 +30,8 @@ struct ShareSend {
     int owner_fd = -1;  // this process's fd of the description, or an end of the pipe to give
     uint32_t end = 0;   // image::kShare*
     uint64_t ino = 0;   // the taker's socket (kSharePeer of a unix-bound fd: state/unix_tree.h)
+    // sock, kSharePairMade (state/tree_share_restore.h): the pair's type, the maker's ids.
+    uint32_t type = 0, euid = 0, egid = 0;
 };
 
 struct FdAction {

@@ -2,8 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+#include <set>
+
 #include "common/strfmt.h"
 #include "state/tree_share.h"
+#include "state/unix_socket.h"
 
 namespace crfs {
 
@@ -19,12 +24,44 @@ Status move_socket_record(TaskFd& from, std::vector<TaskFd>& giver, int owner_fd
     for (auto& rec : from.records) {
         bool sock = rec.first == image::RecordType::kUnixSocket ||
                     rec.first == image::RecordType::kUnixBound;
-        if (!to || (!sock && rec.first != image::RecordType::kUnixSender)) continue;
+        if (!to || (!sock && rec.first != image::RecordType::kUnixSender &&
+                    rec.first != image::RecordType::kUnixOptions))
+            continue;
         moved |= sock;
         to->records.push_back(std::move(rec));
     }
     if (moved) return {};
     return make_error(EIO, strfmt("fd {}: no unix-socket record to give its peer", from.rec.fd));
+}
+
+// sock: a socketpair end of member `m`'s own whose pair an earlier member
+// made (SO_PEERCRED names it, state/unix_socket.h) gets a unix-maker record,
+// once per pair.
+Status record_pair_makers(std::span<const pid_t> pids, size_t m, std::vector<TaskFd>& fds) {
+    std::set<uint64_t> done;
+    for (TaskFd& t : fds) {
+        if (t.rec.kind != uint32_t(image::FdKind::kUnixSocket) || t.rec.same_as >= 0) continue;
+        uint64_t peer = 0;
+        for (const auto& [type, payload] : t.records) {
+            image::UnixSocketRecord u;
+            if (type != image::RecordType::kUnixSocket || payload.size() < sizeof u) continue;
+            std::memcpy(&u, payload.data(), sizeof u);
+            if (u.ino == t.rec.ino) peer = u.peer;
+        }
+        if (done.count(peer)) continue;
+        auto cred = state::unix_peer_cred(pids[m], t.rec.fd);
+        if (!cred) return std::unexpected(cred.error());
+        auto by =
+            state::socketpair_maker(strfmt("fd {}", t.rec.fd), pids.first(m + 1), pids[m], *cred);
+        if (!by) return std::unexpected(by.error());
+        done.insert(t.rec.ino);
+        if (*by == pids[m]) continue;
+        image::UnixMakerRecord r{t.rec.ino, uint32_t(std::ranges::find(pids, *by) - pids.begin()),
+                                 0};
+        t.records.emplace_back(image::RecordType::kUnixMaker,
+                               std::string(reinterpret_cast<const char*>(&r), sizeof r));
+    }
+    return {};
 }
 
 }  // namespace
@@ -72,6 +109,9 @@ Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<
             t.path.clear();
         }
     }
+    for (size_t m = 0; m < pids.size(); ++m)
+        if (auto s = record_pair_makers(pids, m, *fds[m]); !s)
+            return std::unexpected(s.error().context(strfmt("pid {}", pids[m])));
     return {};
 }
 

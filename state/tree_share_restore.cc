@@ -12,6 +12,7 @@
 #include "restorer/child.h"
 #include "state/check.h"
 #include "state/tree_restore.h"
+#include "state/unix_socket.h"
 #include "state/unix_tree.h"
 
 namespace crfs {
@@ -117,6 +118,63 @@ Status plan_connect(TreeRestore& tree, uint32_t i, const FdEntry& f, uint32_t ow
     return {};
 }
 
+// A channel from earlier process `owner` to process `i`: the taker's end in
+// `fds` (kept through stage 1), the giver's registered as a send.
+Result<int> share_channel(TreeRestore& tree, uint32_t i, FdPlan& fds, uint32_t owner,
+                          ShareSend send, int at) {
+    auto& giver = tree.members[owner];
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return errno_error(strfmt("fd {}: channel from process {}", at, giver.pid));
+    UniqueFd take_end(sv[0]), give_end(sv[1]);
+    UniqueFd take(fcntl(take_end.get(), F_DUPFD_CLOEXEC, tree.members[i].min_fd));
+    UniqueFd give(fcntl(give_end.get(), F_DUPFD_CLOEXEC, giver.min_fd));
+    if (!take || !give) return errno_error(strfmt("fd {}: dup of its channel", at));
+    int t = take.get();
+    fds.copies.push_back(std::move(take));  // kept through stage 1, closed after the fds
+    send.channel = give.get();
+    giver.sends.push_back(send);
+    giver.share_keep.insert(
+        std::upper_bound(giver.share_keep.begin(), giver.share_keep.end(), give.get()), give.get());
+    tree.share_fds.push_back(std::move(give));
+    return t;
+}
+
+// sock: the pairs of process `i` an earlier process makes (unix-maker records,
+// checked against the image by check_unix_sockets).
+Status plan_pair_makers(TreeRestore& tree, uint32_t i, const DecodedImage& img, FdPlan& fds) {
+    for (const auto& m : img.unix_makers) {
+        std::string at = strfmt("unix socket {}", m.ino);
+        if (m.maker >= i)
+            return check::bad_image(
+                strfmt("{}: made by process {}, which is not an earlier process of the tree", at,
+                       m.maker));
+        state::UnixPlan* p = nullptr;
+        for (auto& u : fds.unix_sockets)
+            if (u.rec.ino == m.ino) p = &u;
+        const auto& maker = tree.members[m.maker];
+        if (!p || !maker.img) return check::bad_image(strfmt("{}: not in the image", at));
+        const int fd_for = [&] {
+            for (const auto& f : img.fds)
+                if (f.rec.kind == uint32_t(image::FdKind::kUnixSocket) &&
+                    (f.rec.ino == m.ino || f.rec.ino == p->rec.peer))
+                    return f.rec.fd;
+            return -1;
+        }();
+        ShareSend send{-1,
+                       fd_for,
+                       kSharePairMade,
+                       m.ino,
+                       p->rec.type,
+                       maker.img->creds.uid[1],
+                       maker.img->creds.gid[1]};
+        auto ch = share_channel(tree, i, fds, m.maker, send, fd_for);
+        if (!ch) return std::unexpected(ch.error());
+        p->pair_from = *ch;
+    }
+    return {};
+}
+
 }  // namespace
 
 Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPlan& fds,
@@ -127,6 +185,11 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
                 return make_error(EINVAL, strfmt("bad image: fd {} is given by another process "
                                                  "of a tree, but the image holds one process",
                                                  f.rec.fd));
+        if (!img.unix_makers.empty())
+            return check::bad_image(
+                strfmt("unix socket {} is made by another process of a "
+                       "tree, but the image holds one process",
+                       img.unix_makers[0].ino));
         return {};
     }
     TreeRestore& tree = *req.tree;
@@ -148,23 +211,13 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
         const FdEntry* g = fd_of(*giver.img, r.owner_fd);  // check_giver: there
         if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))
             if (auto s = plan_connect(tree, i, *f, r.owner, fds); !s) return s;
-        int sv[2];
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-            return errno_error(strfmt("fd {}: channel from process {}", a.target, giver.pid));
-        UniqueFd take_end(sv[0]), give_end(sv[1]);
-        UniqueFd take(fcntl(take_end.get(), F_DUPFD_CLOEXEC, min_fd));
-        UniqueFd give(fcntl(give_end.get(), F_DUPFD_CLOEXEC, giver.min_fd));
-        if (!take || !give) return errno_error(strfmt("fd {}: dup of its channel", a.target));
-        a.share_from = take.get();
+        auto ch =
+            share_channel(tree, i, fds, r.owner, {-1, r.owner_fd, r.end, f->rec.ino}, a.target);
+        if (!ch) return std::unexpected(ch.error());
+        a.share_from = *ch;
         a.share_end = r.end;
-        fds.copies.push_back(std::move(take));  // kept through stage 1, closed after the fds
-        giver.sends.push_back({give.get(), r.owner_fd, r.end, f->rec.ino});
-        giver.share_keep.insert(
-            std::upper_bound(giver.share_keep.begin(), giver.share_keep.end(), give.get()),
-            give.get());
-        tree.share_fds.push_back(std::move(give));
     }
-    return {};
+    return plan_pair_makers(tree, i, img, fds);
 }
 
 void child_share_connect(const TreeRestore* tree, uint32_t index, int status_fd) {
@@ -193,8 +246,29 @@ void child_share_recv(const FdAction& a, int status_fd) {
         child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, errno, uint64_t(a.target));
 }
 
+namespace {
+
+// sock: the pair a later process holds, made here with this process's ids.
+int send_pair(const ShareSend& s) {
+    int sv[2];
+    if (int e = state::make_socketpair(s.type, s.euid, s.egid, sv)) return e;
+    int e = state::send_one_fd(s.channel, sv[0]);
+    if (!e) e = state::send_one_fd(s.channel, sv[1]);
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return e;
+}
+
+}  // namespace
+
 void child_share_send(const FdPlan& plan, int status_fd) {
     for (const ShareSend& s : *plan.sends) {
+        if (s.end == kSharePairMade) {
+            if (int e = send_pair(s))
+                child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, e, uint64_t(s.owner_fd));
+            ::close(s.channel);
+            continue;
+        }
         int fd = s.owner_fd;
         if (s.end != image::kShareSame) {
             fd = -1;

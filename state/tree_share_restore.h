@@ -20,6 +20,16 @@
 //   plan of process i (daemon)         stage 1 of giver g      stage 1 of taker i
 //   socketpair: taker end >= min_fd_i  fds in place            ... recvmsg (blocks)
 //               giver end >= min_fd_g  sendmsg(fd) ----------> dup3 to its fd
+//
+// A socketpair whose SO_PEERCRED names an earlier process that holds neither
+// end (a parent that made it, gave the ends to its children and closed its
+// copies; unix-maker record, state/unix_socket.h) is made again by that
+// process in stage 1, with its ids, and both ends go on one channel to the
+// first process holding an end, which restores them as its own pair:
+//
+//   maker m (after its fds)                   first holder i (placing an end)
+//   socketpair --------- sendmsg(end 0), sendmsg(end 1) ---------> recvmsg x2
+//   close both                                 options, queues, shutdown
 #pragma once
 
 #include <cstdint>
@@ -32,6 +42,9 @@
 namespace crfs {
 
 struct RestoreRequest;
+
+// A ShareSend's end that is no image value: make a socketpair and send both ends.
+inline constexpr uint32_t kSharePairMade = 0x100;
 
 // After plan_fds of process req.tree_index: checks every kShared fd of `img`
 // against its giver's records (an earlier process, a description of its own

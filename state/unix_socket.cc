@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "common/io.h"
 #include "common/procfs.h"
@@ -23,6 +24,7 @@
 #include "state/check.h"
 #include "state/fds.h"
 #include "state/tree.h"
+#include "state/unix_tree.h"
 
 #ifndef SO_PASSPIDFD
 #define SO_PASSPIDFD 76
@@ -116,6 +118,28 @@ Status check_peer_cred(const std::string& what, const ucred& peer, const char* c
                    "peer credentials name other ids",
                    what, peer.uid, peer.gid, by, call, st->uid[1], st->gid[1]));
     return {};
+}
+
+Result<pid_t> socketpair_maker(const std::string& what, std::span<const pid_t> inside, pid_t holder,
+                               const ucred& peer) {
+    pid_t by = holder;
+    auto made = std::ranges::find(inside, peer.pid), held = std::ranges::find(inside, holder);
+    if (made < held) by = peer.pid;  // an earlier member, holding neither end
+    if (auto s = check_peer_cred(what, peer, "socketpair", by); !s)
+        return std::unexpected(s.error());
+    return by;
+}
+
+Result<ucred> unix_peer_cred(pid_t pid, int fd) {
+    UniqueFd pidfd(int(syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return errno_error("pidfd_open");
+    UniqueFd s(int(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+    if (!s) return errno_error(strfmt("fd {}: pidfd_getfd", fd));
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (getsockopt(s.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0)
+        return errno_error(strfmt("fd {}: SO_PEERCRED", fd));
+    return peer;
 }
 
 // The copy of the fd: pidfd_getfd, the caller's ptrace right.
@@ -370,35 +394,44 @@ std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdCo
                        : std::string("closed")) +
                "); a socket with a peer outside the task" + nyet;
     }
-    auto q = read_unix_socket(t.pid(), f.fd, *d);
+    bool keepalive = false;  // kept (unix-options record)
+    auto q = read_unix_socket(t.pid(), f.fd, *d, true, &keepalive);
     if (!q) return q.error().code == EBUSY ? q.error().what : what + ": " + q.error().what;
     // socketpair() named its caller in both ends; the restore's caller is the
     // first process of the image holding an end (state/tree_share.h; the
-    // holders are the others).
-    pid_t maker = t.pid();
+    // holders are the others), or an earlier one SO_PEERCRED names.
+    pid_t holder = t.pid();
     for (pid_t p : inside)
         if (p == t.pid() || std::ranges::count(ctx.holders.of(f.link), p) ||
             std::ranges::count(ctx.holders.of(peer_link), p)) {
-            maker = p;
+            holder = p;
             break;
         }
-    if (auto s = check_peer_cred(what, q->peer, "socketpair", maker); !s)
+    if (auto s = socketpair_maker(what, inside, holder, q->peer); !s)
         return s.error().code == EBUSY ? s.error().what : what + ": " + s.error().what;
     return std::nullopt;
 }
 
-Result<std::string> dump_unix_socket(pid_t pid, int fd, uint64_t ino) {
+Status dump_unix_socket(pid_t pid, int fd, uint64_t ino,
+                        std::vector<std::pair<image::RecordType, std::string>>& out) {
     UnixTable table;
     const UnixDiag* d = table.find(ino);
     if (!d)
         return make_error(EBUSY, strfmt("fd {}: socket:[{}] is no unix socket unix_diag knows ({})",
                                         fd, ino, table.error()));
-    auto q = read_unix_socket(pid, fd, *d);
+    bool keepalive = false;
+    auto q = read_unix_socket(pid, fd, *d, true, &keepalive);
     if (!q) return std::unexpected(q.error().context(strfmt("fd {}", fd)));
-    std::string out(reinterpret_cast<const char*>(&q->rec), sizeof q->rec);
-    out.append(reinterpret_cast<const char*>(q->msgs.data()), q->msgs.size() * sizeof(uint32_t));
-    out += q->data;
-    return out;
+    std::string rec(reinterpret_cast<const char*>(&q->rec), sizeof q->rec);
+    rec.append(reinterpret_cast<const char*>(q->msgs.data()), q->msgs.size() * sizeof(uint32_t));
+    rec += q->data;
+    out.emplace_back(image::RecordType::kUnixSocket, std::move(rec));
+    if (keepalive) {
+        image::UnixOptionsRecord o{ino, image::kUnixKeepalive, 0};
+        out.emplace_back(image::RecordType::kUnixOptions,
+                         std::string(reinterpret_cast<const char*>(&o), sizeof o));
+    }
+    return {};
 }
 
 Status check_unix_sockets(const DecodedImage& img) {
@@ -440,6 +473,24 @@ Status check_unix_sockets(const DecodedImage& img) {
             return bad(strfmt("fd {}: a second open file description of unix socket {}", f.rec.fd,
                               f.rec.ino));
     }
+    // sock: a pair another member made names an end of this image, once per pair
+    // (its maker's index: state/tree_share_restore.cc).
+    std::set<uint64_t> made;
+    for (const auto& m : img.unix_makers) {
+        auto it = by_ino.find(m.ino);
+        if (it == by_ino.end() || m.reserved)
+            return bad(strfmt("unix-maker record for unix socket {}: no such socket", m.ino));
+        if (!made.insert(m.ino).second || made.count(it->second->rec.peer))
+            return bad(strfmt("unix socket {}: made by two processes", m.ino));
+    }
+    std::set<uint64_t> optioned;
+    for (const auto& o : img.unix_options)
+        if (!by_ino.count(o.ino) || (o.options & ~image::kUnixKeepalive) || o.reserved ||
+            !optioned.insert(o.ino).second)
+            return bad(
+                strfmt("unix-options record for unix socket {}: no such socket, options "
+                       "{}, or a second one",
+                       o.ino, o.options));
     // share: an end no fd holds is the peer of one that is held, given to
     // another process of the tree (state/tree_share_restore.h).
     for (const auto& [ino, n] : refs)
@@ -456,6 +507,8 @@ Result<std::vector<UnixPlan>> plan_unix_sockets(const DecodedImage& img, int ima
         p.euid = img.creds.uid[1];
         p.egid = img.creds.gid[1];
         p.msgs = u.lens;
+        for (const auto& o : img.unix_options)  // check_unix_sockets: one each
+            if (o.ino == u.rec.ino) p.options = o.options;
         p.data.resize(u.rec.data_len);
         if (auto s = pread_exact(image_fd, p.data.data(), p.data.size(), u.data_offset); !s)
             return std::unexpected(
@@ -529,6 +582,12 @@ int TaskIds::leave() {
     return err_;
 }
 
+int make_socketpair(uint32_t type, uid_t euid, gid_t egid, int sv[2]) {
+    return as_task(euid, egid, [&] {
+        return socketpair(AF_UNIX, int(type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0 ? errno : 0;
+    });
+}
+
 namespace {
 
 // Sends the queue of `p` from its peer's end `from`.
@@ -536,14 +595,26 @@ int fill_queue(const UnixPlan& p, int from) {
     return send_unix_queue(from, p.msgs.data(), p.msgs.size(), p.data.data(), p.rec.type);
 }
 
+// The pair another process of the tree made (state/tree_share_restore.h): both
+// ends, one message each.
+int recv_pair(int channel, int sv[2]) {
+    sv[0] = sv[1] = -1;
+    for (int i = 0; i < 2; ++i)
+        if (int e = recv_one_fd(channel, &sv[i]); e || sv[i] < 0) {
+            for (int k = 0; k < i; ++k) ::close(sv[k]);
+            return e ? e : EPROTO;
+        }
+    return 0;
+}
+
 int make_pair(const UnixPlan& a, const UnixPlan& b, int min_fd) {
     int sv[2];
-    if (int e = as_task(a.euid, a.egid, [&] {
-            return socketpair(AF_UNIX, int(a.rec.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0
-                       ? errno
-                       : 0;
-        }))
+    int from = a.pair_from >= 0 ? a.pair_from : b.pair_from;
+    if (from >= 0) {
+        if (int e = recv_pair(from, sv)) return e;
+    } else if (int e = make_socketpair(a.rec.type, a.euid, a.egid, sv)) {
         return e;
+    }
     const UnixPlan* ends[2] = {&a, &b};
     for (int i = 0; i < 2; ++i) {
         ends[i]->held = fcntl(sv[i], F_DUPFD_CLOEXEC, min_fd);
@@ -551,8 +622,13 @@ int make_pair(const UnixPlan& a, const UnixPlan& b, int min_fd) {
         ::close(sv[i]);
         if (ends[i]->held < 0) return err;
     }
-    for (const UnixPlan* e : ends)
+    int one = 1;
+    for (const UnixPlan* e : ends) {
         if (int err = set_unix_options(e->held, e->rec)) return err;
+        if ((e->options & image::kUnixKeepalive) &&
+            setsockopt(e->held, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) < 0)
+            return errno;
+    }
     if (int err = fill_queue(a, b.held)) return err;
     if (int err = fill_queue(b, a.held)) return err;
     for (const UnixPlan* e : ends)  // sk_shutdown 1/2/3 is SHUT_RD/WR/RDWR plus one

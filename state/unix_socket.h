@@ -18,6 +18,7 @@
 
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -59,9 +60,11 @@ class UnixTable {
 bool is_unix_socket(const FdView& f, FdContext& ctx);
 std::optional<std::string> unix_socket_reason(TaskView& t, const FdView& f, FdContext& ctx);
 
-// The unix-socket record payload of socket `ino` (the end at fd `fd`), read
-// while the task is frozen; the socket keeps its queue.
-Result<std::string> dump_unix_socket(pid_t pid, int fd, uint64_t ino);
+// The unix-socket record of socket `ino` (the end at fd `fd`), read while the
+// task is frozen (the socket keeps its queue), and its unix-options record
+// when SO_KEEPALIVE is set, appended to `out`.
+Status dump_unix_socket(pid_t pid, int fd, uint64_t ino,
+                        std::vector<std::pair<image::RecordType, std::string>>& out);
 
 // Shared with the named sockets (state/unix_bound.cc).
 std::string describe_unix(const UnixDiag& d);
@@ -71,6 +74,15 @@ std::string describe_unix(const UnixDiag& d);
 // ids it has (the restore calls it with the writer's, which a writer
 // restoring its own task has); another is a reason (EBUSY, state/unix_tree.h).
 Status check_peer_cred(const std::string& what, const ucred& peer, const char* call, pid_t by);
+// The process that calls socketpair() again at restore for a pair whose
+// first holder in `inside` (image order) is `holder`: an earlier process that
+// SO_PEERCRED (`peer`) names, holding neither end (it makes the pair and
+// hands both ends over: state/tree_share_restore.h), or else `holder`
+// itself; check_peer_cred's reason when the ids do not match.
+Result<pid_t> socketpair_maker(const std::string& what, std::span<const pid_t> inside, pid_t holder,
+                               const ucred& peer);
+// SO_PEERCRED of the socket at `fd` of `pid` (through pidfd_getfd).
+Result<ucred> unix_peer_cred(pid_t pid, int fd);
 uint64_t socket_ino(const FdView& f);
 bool task_holds(TaskView& t, uint64_t ino);
 struct UnixQueue {
@@ -83,7 +95,7 @@ struct UnixQueue {
 // The options and (unless `queue` is false: a listening socket) receive queue
 // of the socket at `fd` of `pid`, through a copy of the fd, consuming nothing.
 // What cannot be saved is an EBUSY error in words. `keepalive`: where
-// SO_KEEPALIVE goes (null: set is a reason, a socketpair has no room for it).
+// SO_KEEPALIVE goes (null: set is a reason).
 Result<UnixQueue> read_unix_socket(pid_t pid, int fd, const UnixDiag& d, bool queue = true,
                                    bool* keepalive = nullptr);
 // Stage 1: SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, timeouts of `rec` on `s`; 0 or an errno.
@@ -134,6 +146,8 @@ struct UnixPlan {
     std::vector<uint32_t> msgs;
     std::string data;
     mutable int held = -1;  // fd >= min_fd until every fd is in place
+    int pair_from = -1;     // sock: the channel its pair's maker sends both ends on (or -1)
+    uint32_t options = 0;   // sock: image::kUnixKeepalive (its unix-options record)
     mutable bool given = false;
 };
 
@@ -144,5 +158,8 @@ Result<std::vector<UnixPlan>> plan_unix_sockets(const DecodedImage& img, int ima
 int child_unix_fd(const std::vector<UnixPlan>& all, size_t i, int target, int open_flags,
                   bool cloexec, int min_fd);
 void child_close_unix(const std::vector<UnixPlan>& all);
+// Stage 1: socketpair() of `type` with the task's effective ids (TaskIds),
+// non-blocking and close-on-exec. Returns 0 or an errno.
+int make_socketpair(uint32_t type, uid_t euid, gid_t egid, int sv[2]);
 
 }  // namespace crfs::state

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 9;       // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 10;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -112,6 +112,9 @@ static_assert(sizeof(Trailer) == 24);
     X(kFileLock, 98, "file-lock", sizeof(FileLockRecord), sizeof(FileLockRecord))                \
     /* tty (99-103), version 7: a shell job's terminal, state/tty.cc */                          \
     X(kTty, 99, "tty", sizeof(TtyRecord), sizeof(TtyRecord))                                     \
+    /* sock (101, 103), version 10: a socketpair another member made, state/unix_socket.cc */    \
+    X(kUnixMaker, 101, "unix-maker", sizeof(UnixMakerRecord), sizeof(UnixMakerRecord))           \
+    X(kUnixOptions, 103, "unix-options", sizeof(UnixOptionsRecord), sizeof(UnixOptionsRecord))   \
     /* share (102-103, 105), version 9: fd table / fs shared by clones, docs/trees.md */         \
     X(kShareTask, 102, "share-task", sizeof(ShareTaskRecord), sizeof(ShareTaskRecord))           \
     /* timer (104-106), version 7: a POSIX timer signalling another thread, state/timers.cc */   \
@@ -507,6 +510,25 @@ struct UnixSenderRecord {
     uint64_t sender;
 };
 static_assert(sizeof(UnixSenderRecord) == 24);
+// sock, version 10 (docs/trees.md "Sharing between members"): the socketpair
+// whose end `ino` has a unix-socket record in this image was made by process
+// `maker` of the tree (an earlier one, holding neither end: its SO_PEERCRED
+// names it), which makes it again at restore and hands both ends over.
+struct UnixMakerRecord {
+    uint64_t ino;
+    uint32_t maker;  // process index in the image
+    uint32_t reserved;
+};
+static_assert(sizeof(UnixMakerRecord) == 16);
+// sock, version 10: the options of socketpair end `ino` (a unix-socket record
+// of this image) that its unix-socket record has no room for: kUnixKeepalive
+// (SO_KEEPALIVE set); other bits 0. At most one per end.
+struct UnixOptionsRecord {
+    uint64_t ino;
+    uint32_t options;
+    uint32_t reserved;
+};
+static_assert(sizeof(UnixOptionsRecord) == 16);
 // A POSIX message queue (version 8, unix; state/mqueue.cc), after the fd
 // record of the lowest fd of its description: its name, attributes, owner and
 // queued messages. Followed by the name (name_len bytes, the leading '/'

@@ -234,6 +234,21 @@ class InGroup(threads_mount_test.UserInGroup):
         os.chmod(self.dir, self.mode)
         self.pids, self.procs = [], []
 
+    def refused_as_user(self, as_user, run, img, pids, edits, expect):
+        """The user edits `img` (crfs-imgedit EDITS) and restores it into
+        pids[0]: refused with `expect` in the status, none of `pids` made."""
+        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
+        bad, top = self.path("bad.img"), pids[0]
+        r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
+        self.assertNotEqual(r.returncode, 0, edits)
+        self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
+        for p in pids:
+            self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+        self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
+
 
 class GroupUser(InGroup, UnixTree):
     """A normal user in the group named by -o restore_pid_group: its server
@@ -591,7 +606,6 @@ class DgramUser(InGroup, DgramTree):
         self.assertEqual((c[1], bound[c[2]][1], bound[c[2]][3], bound[rcv][2]),
                          (52, 0, socket.SOCK_DGRAM, 0), bound)
         self.assertEqual(procs[1]["bound"], {})
-        edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
         given = "no datagram socket it is connected to"
         top = pids[0]
         for edits, expect in [
@@ -599,16 +613,7 @@ class DgramUser(InGroup, DgramTree):
             ([f"unix-bound#{bound[c[2]][0]}.peer={c[2]}"], f"unix-bound {c[2]}: no fd holds it"),
             (["unix-sender#0.sender=1"], "sender record for"),
         ]:
-            bad = self.path("bad.img")
-            r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True,
-                               text=True, timeout=60)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
-            self.assertNotEqual(r.returncode, 0, edits)
-            self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
-            for p in pids:
-                self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
-            self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
         os.unlink(self.path("c.sock"))  # the user binds it again
         r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
@@ -619,6 +624,175 @@ class DgramUser(InGroup, DgramTree):
         self.finish(pids)
 
     test_dgram_tree_comes_back_with_its_queued_datagrams = None
+
+
+# A parent makes a socketpair, gives one end to each of two children and
+# closes both: SO_PEERCRED of each end names the parent. Each child queues
+# bytes to the other, writes its marker and waits for SIGUSR1 (the parent
+# waits for both); then checks SO_PEERCRED (the parent's pid and the ids),
+# reads what was queued, sends and reads a second round: "ok" or "FAIL ...".
+# B's end has SO_KEEPALIVE set (a unix-options record, moved to A's records).
+PAIR_N = 3000  # bytes each way, queued across the checkpoint
+PAIR_TREE = f"""
+import os, signal, socket, struct
+N = {PAIR_N}
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+def kid(mine, other, name):
+    other.close()
+    if name == "B":
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    mine.sendall(name.encode() * N)
+    open(name + "-half", "w").close()
+    signal.sigwait({{signal.SIGUSR1}})
+    bad = []
+    pid, uid, gid = struct.unpack("3i", mine.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if (pid, uid, gid) != (os.getppid(), os.geteuid(), os.getegid()):
+        bad.append(f"SO_PEERCRED {{pid}} {{uid}} {{gid}}")
+    if mine.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != (name == "B"):
+        bad.append("SO_KEEPALIVE")
+    them = "B" if name == "A" else "A"
+    for rnd in (0, 1):
+        got = b""
+        while len(got) < N:
+            d = mine.recv(N - len(got))
+            if not d:
+                break
+            got += d
+        if got != them.encode() * N:
+            bad.append(f"round {{rnd}}: {{len(got)}} bytes")
+        if rnd == 0:
+            mine.sendall(name.encode() * N)
+    with open(name + "-out", "w") as f:
+        f.write("FAIL " + "; ".join(bad) if bad else "ok")
+    os._exit(0)
+kids = []
+for mine, other, name in ((a, b, "A"), (b, a, "B")):
+    k = os.fork()
+    if k == 0:
+        kid(mine, other, name)
+    kids.append(k)
+a.close()
+b.close()
+while not (os.path.exists("A-half") and os.path.exists("B-half")):
+    signal.sigtimedwait({{signal.SIGUSR1}}, 0.01)
+open("half", "w").close()
+for k in kids:
+    os.waitpid(k, 0)
+outs = [open(n + "-out").read() for n in ("A", "B")]
+with open("out", "w") as f:
+    f.write("PASS\\n" if outs == ["ok", "ok"] else "FAIL " + " ".join(outs) + "\\n")
+"""
+
+
+class PairTree(trees_mount_test.TreeBase):
+    """A socketpair made by the parent, held by its two children (docs/trees.md
+    "Sharing between members"): the parent makes it again at restore."""
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def pair_tree(self, user_prefix=()):
+        with open(self.path("pair.py"), "w") as f:
+            f.write(PAIR_TREE)
+        proc = self.start(None, 3, argv=["/usr/bin/python3", "pair.py"], user_prefix=user_prefix)
+        wait_for(lambda: os.path.exists(self.path("half")), "the tree's pause")
+        pids = tree_of(proc.pid)
+        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "all three to wait")
+        return proc, pids
+
+    def finish(self, pids):
+        for p in pids[1:]:
+            os.kill(p, 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        self.assertEqual(self.out(), "PASS\n")
+
+    def makers(self, img, kind=101):
+        """The unix-maker records (type 101; 103: unix-options) per process:
+        [(ino, maker or options)]."""
+        with open(img, "rb") as f:
+            data = f.read()
+        off = struct.unpack_from("<I", data, 12)[0]
+        procs = []
+        while off < len(data):
+            typ, _, length = struct.unpack_from("<IIQ", data, off)
+            if typ == 0xffffffff:
+                break
+            if typ == 64 or not procs:
+                procs.append([])
+            if typ == kind:
+                procs[-1].append(struct.unpack_from("<QI", data, off + 16))
+            off += 16 + length
+        return procs
+
+    def test_unrestored_pair_tree_passes(self):
+        """The workload's own check, without crfs: it can fail, and does not."""
+        proc, pids = self.pair_tree()
+        self.finish(pids)
+
+    def test_parent_makes_its_childrens_socketpair_again(self):
+        proc, pids = self.pair_tree()
+        self.assertEqual(read(f"{self.m}/{pids[0]}/reason"), "")
+        img = self.checkpoint(pids[0])
+        makers = self.makers(img)
+        self.assertEqual([len(m) for m in makers], [0, 1, 0], makers)
+        self.assertEqual(makers[1][0][1], 0, makers)
+        options = self.makers(img, 103)  # B's end, its record moved to A's
+        self.assertEqual([[o[1] for o in p] for p in options], [[], [1], []], options)
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+        self.assertEqual(tree_of(pids[0]), pids)
+        self.finish(pids)
+
+
+PAIR_USER, PAIR_GROUP = "s11sku1", "s11skg1"
+
+
+class PairUser(InGroup, PairTree):
+    """A normal user in the restore_pid_group group restores its own pair tree
+    as itself (SO_PEERCRED names its uid), and its edits of the unix-maker
+    record are refused with nothing made: a maker that is not an earlier
+    process (the taker itself, a later one, none), a socket the image does not
+    record, a reserved field set; and of the unix-options record of B's end
+    (an unknown option bit, reserved set, a socket the image does not
+    record). Child A alone is refused at checkpoint (its
+    sibling holds the other end)."""
+
+    user, group, prefix, mode = PAIR_USER, PAIR_GROUP, "crfs-s11sk-", 0o755
+
+    def test_group_member_restores_its_pair_tree_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids = self.pair_tree(as_user)
+        img = self.path("tree.img")
+        r = run(f"cp {self.m}/{pids[0]}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/reason"))
+        r = run(f"cp {self.m}/{pids[1]}/image {self.path('one.img')}")  # child A alone
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("a socket shared with another process", read(f"{self.m}/{pids[1]}/reason"))
+        self.kill_all(proc, pids)
+        ino = self.makers(img)[1][0][0]
+        top = pids[0]
+        for edits, expect in [
+            (["unix-maker#0.maker=1"], "which is not an earlier process of the tree"),
+            (["unix-maker#0.maker=2"], "which is not an earlier process of the tree"),
+            (["unix-maker#0.maker=4294967295"], "which is not an earlier process of the tree"),
+            ([f"unix-maker#0.ino={ino + 1000000}"], "no such socket"),
+            (["unix-maker#0.reserved=1"], "no such socket"),
+            (["unix-options#0.options=2"], "unix-options record for unix socket"),
+            (["unix-options#0.reserved=1"], "unix-options record for unix socket"),
+            ([f"unix-options#0.ino={ino + 1000000}"], "unix-options record for unix socket"),
+        ]:
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
+        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(tree_of(top), pids)
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
+        self.finish(pids)
+
+    test_unrestored_pair_tree_passes = None
+    test_parent_makes_its_childrens_socketpair_again = None
 
 
 if __name__ == "__main__":

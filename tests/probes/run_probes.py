@@ -212,8 +212,12 @@ PROBES = [
     # share: what a tree's processes share (tests/probes/tree_share.c, state/tree_share.h)
     ("tree_share", "shared_desc", None),
     ("tree_share", "cross_pipe", None),
-    # the pair was made by the probe, which holds neither end: SO_PEERCRED would name the child
-    ("tree_share", "cross_socketpair", "the process that called socketpair(), not pid"),
+    # the pair was made by the probe, which holds neither end: it makes it again (unix-maker)
+    ("tree_share", "cross_socketpair", None),
+    ("tree_share", "made_socketpair", None),
+    # SO_KEEPALIVE on a socketpair end (unix-options record), the end given or the task's own
+    ("tree_share", "keepalive_given", None),
+    ("tree_share", "keepalive_own", None),
     ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),

@@ -54,11 +54,22 @@ static void pipe_setup(void) {
     close(g_pipe[1]);
 }
 
-/* A unix socketpair, one end in each child, a message queued to the reader. */
+/* A unix socketpair the parent made, one end in each child, a message queued
+ * to the reader; the parent closed both. SO_PEERCRED of each end names the
+ * parent (who makes the pair again at restore). */
 static int g_sp[2];
+static int made_by_parent(int s) {
+    struct ucred c;
+    socklen_t len = sizeof c;
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0) return 0;
+    return c.pid == getppid() && c.uid == geteuid() && c.gid == getegid();
+}
 static void sp_writer_body(void) {
     close(g_sp[0]);
     if (send(g_sp[1], kBytes, sizeof kBytes, 0) != sizeof kBytes) _exit(3);
+}
+static int sp_writer_verify(void) {
+    return made_by_parent(g_sp[1]) ? 0 : 1;
 }
 static void sp_reader_body(void) {
     close(g_sp[1]);
@@ -66,14 +77,82 @@ static void sp_reader_body(void) {
 static int sp_reader_verify(void) {
     char buf[sizeof kBytes + 1];
     ssize_t n = recv(g_sp[0], buf, sizeof buf, MSG_DONTWAIT);
+    if (!made_by_parent(g_sp[0])) return 2;
     return n == sizeof kBytes && memcmp(buf, kBytes, sizeof kBytes) == 0 ? 0 : 1;
 }
 static void socketpair_setup(void) {
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, g_sp) != 0) die("socketpair");
-    g_kids[0] = spawn(sp_writer_body, NULL);
+    g_kids[0] = spawn(sp_writer_body, sp_writer_verify);
     g_kids[1] = spawn(sp_reader_body, sp_reader_verify);
     close(g_sp[0]);
     close(g_sp[1]);
+}
+
+/* Both ends of a seqpacket pair the parent made in one child, a message
+ * queued each way, the second end with a receive buffer of its own. */
+static int g_rcvbuf;
+static void sp_both_body(void) {
+    int size = 20000;
+    socklen_t len = sizeof g_rcvbuf;
+    if (setsockopt(g_sp[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0 ||
+        getsockopt(g_sp[1], SOL_SOCKET, SO_RCVBUF, &g_rcvbuf, &len) != 0)
+        _exit(3);
+    if (send(g_sp[0], kBytes, sizeof kBytes, 0) != sizeof kBytes) _exit(3);
+    if (send(g_sp[1], "back", 4, 0) != 4) _exit(3);
+}
+static int sp_both_verify(void) {
+    char a[sizeof kBytes + 1], b[8];
+    int rcvbuf = 0;
+    socklen_t len = sizeof rcvbuf;
+    if (!made_by_parent(g_sp[0]) || !made_by_parent(g_sp[1])) return 2;
+    if (getsockopt(g_sp[1], SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) != 0 || rcvbuf != g_rcvbuf)
+        return 3;
+    ssize_t n = recv(g_sp[1], a, sizeof a, MSG_DONTWAIT),
+            m = recv(g_sp[0], b, sizeof b, MSG_DONTWAIT);
+    return n == sizeof kBytes && m == 4 && memcmp(b, "back", 4) == 0 ? 0 : 1;
+}
+static void socketpair_one_setup(void) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, g_sp) != 0) die("socketpair");
+    g_kids[0] = spawn(sp_both_body, sp_both_verify);
+    close(g_sp[0]);
+    close(g_sp[1]);
+}
+
+/* SO_KEEPALIVE on a socketpair end: the parent's pair, its own end plain,
+ * the child's end (given at restore, its records the parent's) with it set;
+ * and a pair whose ends the parent holds both, one with it set. */
+static int keepalive(int s) {
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &on, &len) == 0 ? on : -1;
+}
+static void ka_child_body(void) {
+    int on = 1;
+    close(g_sp[0]);
+    if (setsockopt(g_sp[1], SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) _exit(3);
+}
+static int ka_child_verify(void) {
+    return keepalive(g_sp[1]) > 0 ? 0 : 1;
+}
+static void keepalive_setup(void) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, g_sp) != 0) die("socketpair");
+    g_kids[0] = spawn(ka_child_body, ka_child_verify);
+    close(g_sp[1]);
+}
+static void keepalive_check(void) {
+    if (keepalive(g_sp[0]) != 0) fail("SO_KEEPALIVE of the parent's end: %d", keepalive(g_sp[0]));
+    kids_check();
+}
+static void keepalive_own_setup(void) {
+    int on = 1;
+    g_kids[0] = spawn(NULL, NULL); /* a tree, as the others (restored into its pids) */
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, g_sp) != 0) die("socketpair");
+    if (setsockopt(g_sp[1], SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) die("keepalive");
+}
+static void keepalive_own_check(void) {
+    if (keepalive(g_sp[0]) != 0 || keepalive(g_sp[1]) != 1)
+        fail("SO_KEEPALIVE of the ends: %d %d, not 0 1", keepalive(g_sp[0]), keepalive(g_sp[1]));
+    kids_check();
 }
 
 /* The read end is also held by a process outside the tree (reparented away):
@@ -94,6 +173,9 @@ static const struct variant kVariants[] = {
     {"shared_desc", shared_desc_setup, shared_desc_check, NULL},
     {"cross_pipe", pipe_setup, kids_check, NULL},
     {"cross_socketpair", socketpair_setup, kids_check, NULL},
+    {"made_socketpair", socketpair_one_setup, kids_check, NULL},
+    {"keepalive_given", keepalive_setup, keepalive_check, NULL},
+    {"keepalive_own", keepalive_own_setup, keepalive_own_check, NULL},
     {"outside_pipe", outside_setup, outside_check, NULL},
 };
 
