@@ -102,7 +102,7 @@ void sysv_shm_reasons(TaskView& t, const std::vector<MapsEntry>& maps, Reasons& 
         const ShmRow& s = rows[id];
         if (s.nattch > n)
             out.push_back(strfmt(
-                "memory: System V shared memory segment {} (key {:#x}) is attached {} times, {} "
+                "memory: System V shared memory segment {} (key 0x{:x}) is attached {} times, {} "
                 "by the task: another process attaches it too, and would not share the segment "
                 "a restore makes",
                 id, uint32_t(s.key), s.nattch, n));
@@ -157,7 +157,7 @@ Status check_sysv_shm(const DecodedImage& img) {
         for (size_t k = 0; k < i; ++k) {
             if (img.sysv_shm[k].shmid == r.shmid) return bad(at + ": a second record");
             if (r.key != 0 && img.sysv_shm[k].key == r.key)
-                return bad(strfmt("{}: key {:#x} of segment {} too", at, uint32_t(r.key),
+                return bad(strfmt("{}: key 0x{:x} of segment {} too", at, uint32_t(r.key),
                                   img.sysv_shm[k].shmid));
         }
         bool attached = std::any_of(img.vmas.begin(), img.vmas.end(), [&](const VmaEntry& v) {
@@ -205,8 +205,12 @@ Result<bool> ask_next_id(int id) {
     return true;
 }
 
+// shm_next_id cannot be unset (-1 is out of its range): a creation that
+// failed before taking it leaves it to the next one, which is made here and
+// removed, so that no other creator on the host gets the id.
 void forget_next_id() {
-    if (auto fd = open_fd(kNextId, O_WRONLY | O_CLOEXEC)) (void)!::write(fd->get(), "-1", 2);
+    int id = shmget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+    if (id >= 0) shmctl(id, IPC_RMID, nullptr);
 }
 
 // The pages of the attaches of `r` in img.pages, written into the segment
@@ -242,7 +246,7 @@ Status fill(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, char
 Status make_segment(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, bool chosen,
                     SysvShmMade& made) {
     std::string what =
-        strfmt("System V shared memory segment {} (key {:#x})", r.shmid, uint32_t(r.key));
+        strfmt("System V shared memory segment {} (key 0x{:x})", r.shmid, uint32_t(r.key));
     int id = shmget(r.key, r.size, IPC_CREAT | IPC_EXCL | int((r.mode & 0777) | 0600));
     if (id < 0) {
         int err = errno;

@@ -7,8 +7,9 @@
     ipcrm -m ID; restore again                       # the same id, key, content
 
 A key in use is refused and the segment that holds it is left alone. As a
-real user (s11sv prefix): root restores the user's image (the segment is the
-user's again); the user's own restore cannot choose the id (shm_next_id is
+real user (s11sv prefix): the user's own checkpoint is a reason (map_files
+needs CAP_CHECKPOINT_RESTORE), root's image of the user's task is restored by
+root (the segment is the user's again); the user's own restore cannot choose the id (shm_next_id is
 root's) and is refused with words saying so, leaving nothing; images edited to
 name another user's key or id, another size or mode are refused, the other
 user's segment untouched.
@@ -18,6 +19,7 @@ usage: sysv_mount_test.py BUILD_DIR  (any unittest args after)
 import ctypes
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,6 +107,7 @@ class Sysv(SysvBase):
         self.assertGreaterEqual(other, 0)
         self.refused_restore(img, pid, "the key is in use")
         self.assertEqual(with_key(self.key), [other])
+        # The id asked of the kernel was taken and freed again: no other creator gets it.
         self.assertEqual(read("/proc/sys/kernel/shm_next_id").strip(), "-1")
 
 
@@ -124,12 +127,19 @@ class SysvUser(SysvBase):
         d = tempfile.mkdtemp(prefix="crfs-sysv-wl-")
         os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
         t = self.task(self.prog(self.as_user, d), ready=None)
+        os.chmod(t.dir, 0o755)  # its cwd, which a restore as the user enters again
+        self.addCleanup(shutil.rmtree, t.dir, True)
         t.dir = d  # the user's: its ready and result files
         wait_for(lambda: os.path.exists(t.path("ready")), "the user's program")
         sid = int(read(t.path("ready")))
         self.assertEqual(segments()[sid][4], self.pw.pw_uid)
+        # The user cannot checkpoint it: its content is read through
+        # map_files, which the kernel opens only with CAP_CHECKPOINT_RESTORE
+        # (as for shared anonymous memory). Root can; the image is the user's.
+        self.assertIn("System V shared memory is read through /proc/",
+                      sh(" ".join(self.as_user) + f" cat {self.m}/{t.pid}/reason").stdout)
         img = os.path.join(self.udir, "snap.img")
-        r = sh(" ".join(self.as_user) + f" cp {self.m}/{t.pid}/image {img}")
+        r = sh(f"cp {self.m}/{t.pid}/image {img} && chmod 644 {img}")
         self.assertEqual(r.returncode, 0, r.stderr)
         t.kill9()
         libc.shmctl(sid, IPC_RMID, None)
@@ -169,7 +179,6 @@ class SysvUser(SysvBase):
         before = segments()[theirs]
         cases = [
             (["sysv-shm@0:4=" + str(self.other_key)], "the key is in use"),
-            (["sysv-shm@4:4=" + str(theirs)], f"id {theirs} is in use"),
             (["sysv-shm@8:8=4096"], "not a whole attach of System V segment"),
             (["sysv-shm@8:8=0"], "sysv-shm"),
             (["sysv-shm@16:4=" + str(0o4777)], "mode 4777"),
@@ -179,6 +188,20 @@ class SysvUser(SysvBase):
             self.refused_restore(self.edited(img, *edits), "sysv-bad", expect, self.as_user)
             self.assertEqual(segments()[theirs], before, edits)
             self.assertEqual(with_key(self.key), [], edits)
+        libc.shmctl(theirs, IPC_RMID, None)
+
+    def test_an_id_another_user_holds_is_refused_and_left_alone(self):
+        t, sid, img = self.user_task()
+        # root's segment takes the image's id (root may choose it)
+        with open("/proc/sys/kernel/shm_next_id", "w") as f:
+            f.write(str(sid))
+        theirs = libc.shmget(self.other_key, 4096, IPC_CREAT | IPC_EXCL | 0o600)
+        self.assertEqual(theirs, sid)
+        before = segments()[sid]
+        for who in (self.as_user, ()):  # the user's restore, and root's
+            self.refused_restore(img, "sysv-bad", f"id {sid} is in use", who)
+            self.assertEqual(segments()[sid], before)
+            self.assertEqual(with_key(self.key), [])
         libc.shmctl(theirs, IPC_RMID, None)
 
 
