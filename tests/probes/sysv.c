@@ -21,23 +21,9 @@ static size_t g_size;
 static pid_t g_child;
 
 static int has_flag(void* addr, const char* flag) {
-    FILE* f = fopen("/proc/self/smaps", "r");
-    if (!f) return -1;
     char line[1024];
-    int in = 0, found = -1;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long s, e;
-        if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-            in = (unsigned long)addr >= s && (unsigned long)addr < e;
-            continue;
-        }
-        if (in && strncmp(line, "VmFlags:", 8) == 0) {
-            found = strstr(line, flag) != NULL;
-            break;
-        }
-    }
-    fclose(f);
-    return found;
+    if (vm_flags_of(addr, line, sizeof line) != 0) return -1;
+    return strstr(line, flag) != NULL;
 }
 
 /* A segment of `size` bytes (key: IPC_PRIVATE or a key of this probe's pid),
@@ -74,8 +60,7 @@ static void check_segment(int mode, int writable, unsigned long nattch) {
     if (!(ds.shm_perm.mode & SHM_DEST)) fail("the segment is no longer marked removed");
     if (ds.shm_perm.uid != getuid() || ds.shm_perm.cuid != getuid())
         fail("owner %u creator %u, not %u", ds.shm_perm.uid, ds.shm_perm.cuid, getuid());
-    if (ds.shm_nattch != nattch)
-        fail("nattch %lu, not %lu", (unsigned long)ds.shm_nattch, nattch);
+    if (ds.shm_nattch != nattch) fail("nattch %lu, not %lu", (unsigned long)ds.shm_nattch, nattch);
     if (has_flag(g_at, " mw") != writable)
         fail("may-write (mw) is %d, not %d", has_flag(g_at, " mw"), writable);
     if (writable) {
