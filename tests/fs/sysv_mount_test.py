@@ -96,6 +96,22 @@ class Sysv(SysvBase):
         self.assertEqual(with_key(self.key), [sid])
         self.assertEqual(t.finish(), "PASS")
 
+    def test_a_delta_chain_brings_the_segment_back(self):
+        t = self.task(self.prog())
+        sid = int(read(t.path("ready")))
+        parts = [t.path("base.img"), t.path("d1.img")]
+        for p in parts:  # the first read of delta is a base (docs/incremental.md)
+            r = sh(f"cat {self.m}/{t.pid}/delta > {p}")
+            self.assertEqual(r.returncode, 0, r.stderr)
+        pid = t.pid
+        t.kill9()
+        self.assertEqual(libc.shmctl(sid, IPC_RMID, None), 0)
+        r = sh(f"mkdir {self.m}/{pid} && cat {' '.join(parts)} > {self.m}/{pid}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pid}/status"))
+        self.assertEqual(read(f"{self.m}/{pid}/status"), f"restored {pid}\n")
+        self.assertEqual(with_key(self.key), [sid])
+        self.assertEqual(t.finish(), "PASS")
+
     def test_a_key_in_use_is_refused_and_its_segment_left_alone(self):
         t = self.task(self.prog())
         sid = int(read(t.path("ready")))
