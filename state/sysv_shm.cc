@@ -13,6 +13,7 @@
 #include "common/strfmt.h"
 #include "restorer/writer.h"
 #include "state/check.h"
+#include "state/tree.h"
 
 namespace crfs::state {
 namespace {
@@ -70,7 +71,9 @@ void sysv_shm_reasons(TaskView& t, const std::vector<MapsEntry>& maps, Reasons& 
         if (is_sysv(m)) any = true;
     if (!any) return;
     auto rows = shm_rows();
-    if (t.image_pids().size() > 1)
+    std::vector<pid_t> inside = t.image_pids();
+    if (inside.empty()) inside = tree_pids(t.pid());  // as state/tree_shmem.cc
+    if (inside.size() > 1)
         out.push_back("memory: System V shared memory in an image of several processes;" +
                       std::string(kNotYet));
     for (const MapsEntry& m : maps) {

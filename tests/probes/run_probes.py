@@ -304,6 +304,7 @@ PROBES = [
     ("sysv", "shm_key", None),
     ("sysv", "shm_rdonly", None, NOBODY),
     ("sysv", "shm_other", "is attached 2 times, 1 by the task: another process attaches it too"),
+    ("sysv", "shm_tree", "System V shared memory in an image of several processes; not supported"),
     ("sysv", "shm_split", "split or partly unmapped; not supported yet"),
     ("sysv", "shm_locked", "is locked in memory (SHM_LOCK); not supported yet"),
 ]

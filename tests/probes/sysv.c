@@ -3,8 +3,8 @@
  * exact variant removes its segment while attached (IPC_RMID), so that the
  * segment is gone with the killed task and a restore may make it again; a
  * segment that outlives the task is tests/fs/sysv_mount_test.py's. The
- * refused variants: an attach shared with another process, a split attach,
- * a segment locked in memory. */
+ * refused variants: an attach shared with another process, a tree image, a
+ * split attach, a segment locked in memory. */
 #include "probe.h"
 
 #include <sys/ipc.h>
@@ -103,6 +103,21 @@ static void other_check(void) {
     waitpid(g_child, NULL, 0);
 }
 
+/* Refused: a child (which does not attach it): a tree image. */
+static void tree_setup(void) {
+    g_child = fork();
+    if (g_child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) pause();
+    }
+    make(IPC_PRIVATE, PAGE, 0600, 0);
+}
+static void tree_check(void) {
+    check_segment(0600, 1, 1);
+    kill(g_child, SIGKILL);
+    waitpid(g_child, NULL, 0);
+}
+
 /* Refused: one page of a two-page attach made read-only (two VMAs). */
 static void split_setup(void) {
     make(IPC_PRIVATE, 2 * PAGE, 0600, 0);
@@ -126,6 +141,7 @@ static const struct variant kVariants[] = {
     {"shm_key", key_setup, key_check, NULL},
     {"shm_rdonly", rdonly_setup, rdonly_check, NULL},
     {"shm_other", other_setup, other_check, NULL},
+    {"shm_tree", tree_setup, tree_check, NULL},
     {"shm_split", split_setup, split_check, NULL},
     {"shm_locked", locked_setup, locked_check, NULL},
 };
