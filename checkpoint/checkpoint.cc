@@ -33,6 +33,7 @@
 #include "state/seccomp.h"
 #include "state/settings.h"
 #include "state/signals.h"
+#include "state/sysv_shm.h"
 #include "state/task_attrs.h"
 #include "state/threads.h"
 #include "state/timers.h"
@@ -91,6 +92,7 @@ struct Capture {
     std::vector<state::ZombieDump> zombies;  // life: the root's holds the tree's (state/zombie.h)
     std::optional<image::TtyRecord> tty;     // tty: its terminal; written in the root's records
     std::optional<image::ShareTaskRecord> share_task;  // share: state/tree_share_task.h
+    std::vector<image::SysvShmRecord> sysv_shm;        // sysv: state/sysv_shm.h
 };
 
 uint64_t realtime_ns() {
@@ -297,6 +299,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto memfds = state::dump_memfds(pid, c.memory.maps);  // kobj, while frozen
     if (!memfds) return std::unexpected(memfds.error());
     c.memfds = std::move(*memfds);
+    auto sysv_shm = state::dump_sysv_shm(c.memory.maps);  // sysv, while frozen
+    if (!sysv_shm) return std::unexpected(sysv_shm.error());
+    c.sysv_shm = std::move(*sysv_shm);
 
     repair_guard.armed = false;  // capture_tree ends repair if another process fails
     return c;                    // released, and its files fingerprinted, by capture_tree
@@ -450,6 +455,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     for (const MapsEntry& m : c.memory.maps)
         w.add(RecordType::kVma, Payload().add(tree_vma_record(c.memory, m)).add_string(m.path));
     for (const auto& v : c.prints.vmas) w.add(RecordType::kVmaContent, Payload().add(v));
+    for (const auto& s : c.sysv_shm) w.add(RecordType::kSysvShm, Payload().add(s));  // sysv
 
     w.add(RecordType::kThread, Payload().add(c.main_thread));
     w.add(RecordType::kThreadAttrs, Payload().add(c.main_attrs));  // fid

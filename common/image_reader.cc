@@ -486,6 +486,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 bool shm = img.header.version >= 6 &&  // shm: state/tree_shmem_restore.h
                            (v.rec.kind == uint32_t(image::VmaKind::kAnonSharedOwner) ||
                             v.rec.kind == uint32_t(image::VmaKind::kAnonSharedTaken));
+                shm = shm || (img.header.version >= 10 &&  // sysv: state/sysv_shm.cc
+                              v.rec.kind == uint32_t(image::VmaKind::kSysvShm));
                 if (!shm && (v.rec.kind < uint32_t(image::VmaKind::kAnonPrivate) ||
                              v.rec.kind > uint32_t(image::VmaKind::kMemfdPrivate)))
                     return inconsistent(r, strfmt("unknown VMA kind {}", v.rec.kind));
@@ -770,6 +772,12 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("in a version {} image", img.header.version));
                 if (seen_slot(RecordType::kTty) > 1) return inconsistent(r, "a second one");
                 img.tty = load<image::TtyRecord>(p);
+                break;
+            case RecordType::kSysvShm:  // sysv (state/sysv_shm.cc checks its fields)
+                if (img.header.version < 10)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (img.sysv_shm.size() >= image::kMaxSysvShm) return inconsistent(r, "too many");
+                img.sysv_shm.push_back(load<image::SysvShmRecord>(p));
                 break;
             case RecordType::kMlockall:  // fid (state/mlockall.cc)
                 if (img.header.version < 5)

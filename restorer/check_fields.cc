@@ -27,6 +27,7 @@
 #include "state/seccomp.h"
 #include "state/settings.h"
 #include "state/signals.h"
+#include "state/sysv_shm.h"
 #include "state/task_attrs.h"
 #include "state/thread_attrs.h"
 #include "state/threads.h"
@@ -45,6 +46,7 @@ Status check_fields(const DecodedImage& img) {
                        state::check_seccomp, state::check_posix_timers, state::check_locks,
                        check_restart, state::check_mlockall, state::check_thread_attrs})
         if (auto s = check(img); !s) return s;
+    if (auto s = state::check_sysv_shm(img); !s) return s;  // sysv
     return {};
 }
 

@@ -54,6 +54,7 @@
 #include "state/seccomp.h"
 #include "state/settings.h"
 #include "state/signals.h"
+#include "state/sysv_shm.h"
 #include "state/task_attrs.h"
 #include "state/thread_attrs.h"
 #include "state/threads.h"
@@ -285,6 +286,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         case CRFS_RA_STEP_VMA_NAME:
             return strfmt("naming {} \"{}\" (PR_SET_VMA_ANON_NAME)", vma(r.arg),
                           r.arg < mem.names.size() ? mem.names[r.arg] : "");
+        case CRFS_RA_STEP_SYSV_ATTACH:  // sysv: state/sysv_shm.h
+            return "attaching System V shared memory at " + vma(r.arg);
+        case CRFS_RA_STEP_SYSV_RMID:
+            return "removing (IPC_RMID) the System V shared memory attached at " + vma(r.arg);
         case CRFS_RA_STEP_MEMFD_SEAL:
             return strfmt("sealing memfd {} of the image (F_ADD_SEALS)", r.arg);
         case CRFS_RA_STEP_CHILD:  // trees
@@ -537,6 +542,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (!fds) return std::unexpected(fds.error());
     if (auto s = tree_share_plan(req, *img, *fds, min_fd); !s) return std::unexpected(s.error());
     if (auto s = tree_shmem_plan(req, *img, task_pages_fd, *fds, min_fd); !s)  // shm
+        return std::unexpected(s.error());
+    state::SysvShmMade sysv_made;  // sysv: removed again unless the task runs
+    if (auto s = state::sysv_shm_restore(*img, task_pages_fd, *writer, req.tree, sysv_made); !s)
         return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
@@ -817,6 +825,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         trace.mark("rebuild");
         trace.print(pid_t(pid));
         netlock->restored();
+        sysv_made.keep();  // sysv
         std::lock_guard lock(g_children_mu);
         if (req.tree_index == 0) g_children.push_back(pid_t(pid));  // a tree's others are its
         return pid_t(pid);

@@ -20,12 +20,12 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/kind.h"
+#include "state/sysv_shm.h"
 
 namespace crfs::state {
-namespace {
 
 // The rows of /proc/sysvipc/<name> after its header, split on blanks.
-std::vector<std::vector<long long>> table(const char* name) {
+std::vector<std::vector<long long>> sysvipc_table(const char* name) {
     std::vector<std::vector<long long>> out;
     auto text = read_file(strfmt("/proc/sysvipc/{}", name), 16 << 20);
     if (!text) return out;
@@ -42,8 +42,6 @@ std::vector<std::vector<long long>> table(const char* name) {
     return out;
 }
 
-}  // namespace
-
 Status detect_ipc(TaskView& t, Reasons& out) {
     struct stat mine, theirs;
     if (::stat("/proc/self/ns/ipc", &mine) != 0) return {};  // no namespaces: one table
@@ -57,14 +55,14 @@ Status detect_ipc(TaskView& t, Reasons& out) {
     }
     long long pid = t.pid();
     // msg: key msqid perms cbytes qnum lspid lrpid ...
-    for (const auto& r : table("msg"))
+    for (const auto& r : sysvipc_table("msg"))
         if (r.size() >= 7 && (r[5] == pid || r[6] == pid))
             out.push_back(
                 strfmt("sysvipc: message queue {} (key {:#x}, {} messages) was last "
                        "used by the task; System V message queues{}",
                        r[1], r[0], r[4], kNotYet));
     // sem: key semid perms nsems ...
-    for (const auto& r : table("sem")) {
+    for (const auto& r : sysvipc_table("sem")) {
         if (r.size() < 4) continue;
         for (long long i = 0; i < r[3] && i < 65536; ++i)
             if (semctl(int(r[1]), int(i), GETPID) == pid) {

@@ -22,6 +22,7 @@
 #include "state/kind.h"
 #include "state/memfd.h"
 #include "state/memory.h"
+#include "state/sysv_shm.h"
 #include "state/tree_shmem.h"
 #include "state/vma_names.h"
 
@@ -34,11 +35,12 @@ image::VmaKind classify_vma(const MapsEntry& e) {
     bool shared = e.perms[3] == 's';
     if (state::is_memfd_path(e.path))  // state/memfd.cc
         return shared ? image::VmaKind::kMemfdShared : image::VmaKind::kMemfdPrivate;
+    if (shared && e.path.starts_with("/SYSV"))  // state/sysv_shm.cc
+        return image::VmaKind::kSysvShm;
     if (shared) {
-        // Shared anonymous memory is a shmem file: "/dev/zero (deleted)", "/SYSV...",
+        // Shared anonymous memory is a shmem file: "/dev/zero (deleted)",
         // "[anon_shmem:name]"; a memfd or unlinked file cannot be re-mapped either.
-        if (e.ino == 0 || e.path.ends_with(" (deleted)") || e.path.starts_with("/SYSV") ||
-            e.path.starts_with("[anon_shmem:"))
+        if (e.ino == 0 || e.path.ends_with(" (deleted)") || e.path.starts_with("[anon_shmem:"))
             return image::VmaKind::kAnonShared;
         return image::VmaKind::kFileShared;
     }
@@ -49,6 +51,7 @@ image::VmaKind classify_vma(const MapsEntry& e) {
 const char* map_files_use(const MapsEntry& e) {
     image::VmaKind kind = classify_vma(e);
     if (kind == image::VmaKind::kAnonShared) return "shared memory";
+    if (kind == image::VmaKind::kSysvShm) return "System V shared memory";
     if (kind == image::VmaKind::kFilePrivate && e.path.ends_with(" (deleted)"))
         return "private mapping of a deleted file";
     return nullptr;
@@ -175,6 +178,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
     UniqueFd pagemap;
     shmem_alias_reasons(**maps, out);  // state/shmem.cc
     shmem_share_reasons(t, out);       // state/tree_shmem.cc
+    sysv_shm_reasons(t, **maps, out);  // state/sysv_shm.cc
     for (const MapsEntry& m : **maps) {
         if (special(m)) continue;
         // Read through /proc/<pid>/map_files by the dump, which the kernel
@@ -195,10 +199,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
             out.push_back("memory: AIO ring " + range(m) + " (io_setup)" + std::string(kNotYet));
             continue;
         }
-        if (m.path.starts_with("/SYSV")) {
-            out.push_back("memory: System V shared memory " + range(m) + std::string(kNotYet));
-            continue;
-        }
+        if (classify_vma(m) == image::VmaKind::kSysvShm) continue;  // state/sysv_shm.cc
         bool shmem =
             m.ino == 0 || m.path.starts_with("/dev/zero") || m.path.starts_with("[anon_shmem:");
         if (is_memfd_path(m.path)) {  // state/memfd.cc; its VmFlags are checked below

@@ -268,7 +268,11 @@ Status scan_deleted_private(pid_t pid, const MapsEntry& e, Plan& plan, uint64_t&
 }
 
 // Shared anonymous memory: the allocated extents of the shmem file behind it.
+// sysv: a System V segment's are read from the task's memory (/proc/<pid>/mem,
+// any protection): its file ends at the segment's size, inside the last page
+// the task can write whole.
 Status scan_shared(pid_t pid, const MapsEntry& e, Plan& plan, std::vector<UniqueFd>& fds) {
+    bool sysv = classify_vma(e) == VmaKind::kSysvShm;
     std::string path = proc_path(pid, strfmt("map_files/{:x}-{:x}", e.start, e.end));
     auto fd = open_fd(path, O_RDONLY);
     if (!fd) return std::unexpected(fd.error());
@@ -286,7 +290,8 @@ Status scan_shared(pid_t pid, const MapsEntry& e, Plan& plan, std::vector<Unique
         data &= ~off_t(kPage - 1);
         uint64_t n = (uint64_t(hole - data) + kPage - 1) / kPage;
         n = std::min<uint64_t>(n, (uint64_t(hi) - uint64_t(data)) / kPage);
-        plan.add(e.start + uint64_t(data - lo), n, Source{fd->get(), uint64_t(data), true});
+        plan.add(e.start + uint64_t(data - lo), n,
+                 sysv ? Source{-1, 0, false} : Source{fd->get(), uint64_t(data), true});
         pos = data + off_t(n * kPage);
     }
     fds.push_back(std::move(*fd));
@@ -454,7 +459,7 @@ Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& areas,
             }
         } else if (kind == VmaKind::kFilePrivate) {
             s = scan_deleted_private(pid, e, plan, plan.pages_scanned);
-        } else if (kind == VmaKind::kAnonShared) {
+        } else if (kind == VmaKind::kAnonShared || kind == VmaKind::kSysvShm) {  // sysv
             s = scan_shared(pid, e, plan, plan.fds);
         }
         if (!s) return std::unexpected(s.error());

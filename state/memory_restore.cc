@@ -12,6 +12,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/check.h"
+#include "state/sysv_shm.h"
 #include "state/vma_names.h"
 
 namespace crfs {
@@ -263,6 +264,13 @@ MemoryPlan plan_memory(const DecodedImage& img, const BlobArea& area,
                 r.file_off = v.rec.pgoff * kPage;
                 path = state::memfd_self_path(memfds, v.rec.ino);
                 break;
+            case image::VmaKind::kSysvShm:  // sysv: attached, filled already
+                state::sysv_shm_blob_vma(img, v, r);
+                path = v.path;
+                plan.vmas.push_back(r);
+                plan.paths.push_back(std::move(path));
+                plan.names.emplace_back();
+                continue;
             case image::VmaKind::kAnonSharedOwner:  // shm: state/tree_shmem_restore.h
             case image::VmaKind::kAnonSharedTaken:
                 r.kind = CRFS_RA_FILE;
@@ -304,7 +312,7 @@ Status check_vmas(const DecodedImage& img) {
         const auto& r = v.rec;
         // Formatted only for an error: 30,000 areas are 30,000 strings otherwise.
         auto at = [&r] { return strfmt("VMA {:x}-{:x}", r.start, r.end); };
-        if ((r.kind < 1 || r.kind > 9) && r.kind != 14 && r.kind != 15)
+        if ((r.kind < 1 || r.kind > 9) && r.kind != 14 && r.kind != 15 && r.kind != 16)
             return bad(strfmt("{}: kind {}", at(), r.kind));
         if (r.flags & ~kVmaFlags) return bad(strfmt("{}: flags 0x{:x}", at(), r.flags));
         if (r.vm_flags >> std::size(image::kVmFlagNames))

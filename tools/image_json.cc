@@ -396,6 +396,8 @@ const char* vma_kind_name(uint32_t k) {
             return "memfd-private";
         case image::VmaKind::kAnonSharedOwner:
             return "anon-shared-owner";
+        case image::VmaKind::kSysvShm:
+            return "sysv-shm";
         case image::VmaKind::kAnonSharedTaken:
             return "anon-shared-taken";
     }

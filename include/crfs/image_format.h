@@ -105,6 +105,8 @@ static_assert(sizeof(Trailer) == 24);
     /* unix (76-79), version 8: a POSIX message queue, state/mqueue.cc */                         \
     X(kMqueue, 76, "mqueue", sizeof(MqueueRecord),                                               \
       sizeof(MqueueRecord) + kMaxMqName + kMaxMqMessages * 8 + kMaxMqBytes)                      \
+    /* sysv (77-79, 100), version 10: System V IPC, state/sysv_shm.cc */                         \
+    X(kSysvShm, 77, "sysv-shm", sizeof(SysvShmRecord), sizeof(SysvShmRecord))                    \
     /* fid-exact (96-103), version 4: state restored exactly (docs/state.md) */                  \
     X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
@@ -199,6 +201,9 @@ enum class VmaKind : uint32_t {
     // processes of the image, one object named by `ino` (docs/trees.md).
     kAnonSharedOwner = 14,  // in its first holder: content stored as its pages
     kAnonSharedTaken = 15,  // in a later process: mapped from the owner's object, no pages
+    // Version 10 (sysv): an attach (shmat) of the System V segment whose
+    // sysv-shm record has shmid `ino`; content stored as its pages.
+    kSysvShm = 16,
 };
 
 // VmaRecord.flags
@@ -538,6 +543,22 @@ static_assert(sizeof(UnixOptionsRecord) == 16);
 inline constexpr uint32_t kMaxMqName = 256;                // '/' and NAME_MAX bytes
 inline constexpr uint32_t kMaxMqMessages = 1u << 16;       // the kernel's HARD_MSGMAX
 inline constexpr uint32_t kMaxMqBytes = 16u << 20;         // mq_maxmsg * mq_msgsize saved
+// A System V shared memory segment (version 10, sysv) the task attaches
+// (VmaKind::kSysvShm, whose `ino` is shmid): made once at restore with the
+// same key and id, as /proc/sysvipc/shm showed it while the task was frozen.
+// Its content is the pages of its attaches.
+inline constexpr uint32_t kMaxSysvShm = 4096;     // the kernel's SHMMNI default
+inline constexpr uint32_t kSysvShmDest = 01000;  // SHM_DEST: removed (IPC_RMID) while attached
+struct SysvShmRecord {
+    int32_t key;    // 0: IPC_PRIVATE (also what IPC_RMID leaves)
+    int32_t shmid;
+    uint64_t size;  // shm_segsz, bytes
+    uint32_t mode;  // shm_perm.mode & 0777, | kSysvShmDest
+    uint32_t uid, gid, cuid, cgid;
+    uint32_t reserved;  // 0
+};
+static_assert(sizeof(SysvShmRecord) == 40);
+
 struct MqueueRecord {
     int32_t fd;
     uint32_t mode;  // st_mode & 07777

@@ -16,6 +16,10 @@
 enum crfs_ra_map_kind {
     CRFS_RA_ANON = 1, /* anonymous, private or shared (mmap_flags say) */
     CRFS_RA_FILE = 2, /* file mapping: open path with open_flags, map at pgoff */
+    /* sysv: shmat(file_off = shmid, start, open_flags = SHM_RDONLY/SHM_EXEC),
+     * then shmctl(IPC_RMID) when mmap_flags holds CRFS_RA_SYSV_RMID
+     * (state/sysv_shm.h) */
+    CRFS_RA_SYSV = 3,
 };
 
 struct crfs_ra_vma {
@@ -29,6 +33,8 @@ struct crfs_ra_vma {
     uint64_t madv;       /* fidelity: CRFS_RA_MADV_* applied after the protections */
     uint64_t name;       /* names: const char*, PR_SET_VMA_ANON_NAME set last, or 0 */
 };
+
+#define CRFS_RA_SYSV_RMID 0x1u /* sysv: the segment was removed (IPC_RMID) while attached */
 
 /* crfs_ra_vma.madv (fidelity): the VmFlags a restore applies again with
  * madvise(2) / mlock2(2), in this order, after every mapping is filled and
@@ -227,6 +233,9 @@ enum crfs_ra_step {
     CRFS_RA_STEP_MQ_FILL,       /* giving a queue made anew its mode and messages */
     /* names (240-241) */
     CRFS_RA_STEP_VMA_NAME = 240, /* PR_SET_VMA_ANON_NAME of a mapping (arg: VMA index) */
+    /* sysv (250-254) */
+    CRFS_RA_STEP_SYSV_ATTACH = 250, /* shmat of a System V segment (arg: VMA index) */
+    CRFS_RA_STEP_SYSV_RMID = 251,   /* IPC_RMID of a segment removed while attached (arg: VMA) */
     /* timer (260-269) */
     CRFS_RA_STEP_THREAD_TIMER = 260, /* making POSIX timer signalling a thread (arg: its id) */
 };

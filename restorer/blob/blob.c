@@ -114,6 +114,21 @@ static int joins_neighbours(const struct crfs_ra_vma* v) {
     return v->kind == CRFS_RA_ANON && !(v->mmap_flags & (MAP_SHARED | MAP_GROWSDOWN));
 }
 
+/* sysv: attaches the System V segment of VMA i at its address, as the task
+ * did (SHM_RDONLY, SHM_EXEC: open_flags), and removes it again when the task
+ * had (state/sysv_shm.h). Its content is already in the segment. */
+static uint64_t attach_sysv(const struct crfs_restorer_args* a, const struct crfs_ra_vma* v,
+                            uint64_t i) {
+    long ret = sys3(NR_shmat, (long)v[i].file_off, (long)v[i].start, (long)v[i].open_flags);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_SYSV_ATTACH, ret, i);
+    if ((uint64_t)ret != v[i].start) die(a, CRFS_RA_STEP_SYSV_ATTACH, -EINVAL, i);
+    if (v[i].mmap_flags & CRFS_RA_SYSV_RMID) {
+        ret = sys3(NR_shmctl, (long)v[i].file_off, 0 /* IPC_RMID */, 0);
+        if (is_err(ret)) die(a, CRFS_RA_STEP_SYSV_RMID, ret, i);
+    }
+    return v[i].end;
+}
+
 /* Maps VMA i, or the run of neighbours it starts (joins_neighbours), and
  * returns the end of what it mapped. */
 static uint64_t map_from(const struct crfs_restorer_args* a, const struct crfs_ra_vma* v,
@@ -127,6 +142,7 @@ static uint64_t map_from(const struct crfs_restorer_args* a, const struct crfs_r
     int shared_file = v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED);
     /* Private and anonymous mappings are filled first, protected after. */
     long prot = shared_file ? v[i].prot : (v[i].prot | PROT_READ | PROT_WRITE);
+    if (v[i].kind == CRFS_RA_SYSV) return attach_sysv(a, v, i); /* sysv */
     long fd = -1;
     if (v[i].kind == CRFS_RA_FILE) {
         fd = open_regular(a, v[i].path, v[i].open_flags, CRFS_RA_STEP_FILE_TYPE, i);

@@ -40,6 +40,8 @@ enum {
     NR_userfaultfd = 323, /* restore */
     NR_mremap = 25,
     NR_madvise = 28,
+    NR_shmat = 30,  /* sysv */
+    NR_shmctl = 31, /* sysv */
     NR_setitimer = 38,
     NR_getpid = 39,
     NR_exit = 60,

@@ -8,25 +8,11 @@
 static void* g_before;
 
 static int flags_of(void* addr, int* lo, int* lf) {
-    FILE* f = fopen("/proc/self/smaps", "r");
-    if (!f) return -1;
     char line[1024];
-    int in = 0, found = -1;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long s, e;
-        if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-            in = (unsigned long)addr >= s && (unsigned long)addr < e;
-            continue;
-        }
-        if (in && strncmp(line, "VmFlags:", 8) == 0) {
-            *lo = strstr(line, " lo") != NULL;
-            *lf = strstr(line, " lf") != NULL;
-            found = 0;
-            break;
-        }
-    }
-    fclose(f);
-    return found;
+    if (vm_flags_of(addr, line, sizeof line) != 0) return -1;
+    *lo = strstr(line, " lo") != NULL;
+    *lf = strstr(line, " lf") != NULL;
+    return 0;
 }
 
 static void* map_page(void) {

@@ -81,6 +81,27 @@ static void write_file(const char* path, const char* text) {
         die(path);
 }
 
+/* The smaps VmFlags line of the mapping holding `addr` into line[n]: 0, or
+ * -1 if no mapping holds it. */
+static inline int vm_flags_of(void* addr, char* line, size_t n) {
+    FILE* f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    int in = 0, found = -1;
+    while (fgets(line, (int)n, f)) {
+        unsigned long s, e;
+        if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (unsigned long)addr >= s && (unsigned long)addr < e;
+            continue;
+        }
+        if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            found = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
 static void wait_pause(void) {
     if (sigsetjmp(g_wait_jmp, 1) == 0) {
         g_wait_armed = (pid_t)syscall(SYS_gettid);

@@ -52,7 +52,7 @@ PROBES = [
     ("memory", "guard", "is guard regions (MADV_GUARD_INSTALL) not supported yet"),
     ("memory", "aio", "memory: AIO ring"),
     ("memory", "memfd_shared", None),
-    ("memory", "sysv", "memory: System V shared memory"),
+    ("memory", "sysv", None),  # sysv: restored exactly now (state/sysv_shm.h)
     # memory/shared_anon (shared with a child) is a tree restored now: tree_shmem/parent_kids.
     ("memory", "shared_deleted", "memory: shared mapping of a deleted file"),
     ("files", "regular", None),
@@ -303,6 +303,14 @@ PROBES = [
     ("tree_clone", "sighand", "(task): shares signal handlers (CLONE_SIGHAND) with pid "),
     ("tree_clone", "unshared_middle", "but neither its parent nor an earlier sibling shares it"),
     ("tree_clone", "files_lock", "and holds file locks"),
+    # sysv (issue 11): System V shared memory the task attaches, state/sysv_shm.cc
+    ("sysv", "shm_private", None),
+    ("sysv", "shm_key", None),
+    ("sysv", "shm_rdonly", None, NOBODY),
+    ("sysv", "shm_other", "is attached 2 times, 1 by the task: another process attaches it too"),
+    ("sysv", "shm_tree", "System V shared memory in an image of several processes; not supported"),
+    ("sysv", "shm_split", "split or partly unmapped; not supported yet"),
+    ("sysv", "shm_locked", "is locked in memory (SHM_LOCK); not supported yet"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

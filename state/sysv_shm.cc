@@ -1,0 +1,340 @@
+// System V shared memory attached by the task (state/sysv_shm.h).
+#include "state/sysv_shm.h"
+
+#include <fcntl.h>
+#include <sys/shm.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+
+#include "common/io.h"
+#include "common/strfmt.h"
+#include "restorer/writer.h"
+#include "state/check.h"
+#include "state/tree.h"
+
+namespace crfs::state {
+namespace {
+
+constexpr uint64_t kPage = image::kPageSize;
+constexpr uint32_t kShmLocked = 02000;  // SHM_LOCKED in shm_perm.mode
+constexpr const char* kNextId = "/proc/sys/kernel/shm_next_id";
+
+bool is_sysv(const MapsEntry& m) {
+    return m.path.starts_with("/SYSV") && m.perms[3] == 's';
+}
+
+uint64_t page_up(uint64_t n) {
+    return (n + kPage - 1) & ~(kPage - 1);
+}
+
+// One row of /proc/sysvipc/shm: key shmid perms size cpid lpid nattch uid gid
+// cuid cgid ... (perms in octal, read here as its digits).
+struct ShmRow {
+    long long key = 0, shmid = -1, size = 0, nattch = 0;
+    uint32_t mode = 0, uid = 0, gid = 0, cuid = 0, cgid = 0;
+};
+
+std::map<long long, ShmRow> shm_rows() {
+    std::map<long long, ShmRow> out;
+    for (const auto& r : sysvipc_table("shm")) {
+        if (r.size() < 11) continue;
+        ShmRow s;
+        s.key = r[0];
+        s.shmid = r[1];
+        s.mode = uint32_t(std::stoul(std::to_string(r[2]), nullptr, 8));
+        s.size = r[3];
+        s.nattch = r[6];
+        s.uid = uint32_t(r[7]);
+        s.gid = uint32_t(r[8]);
+        s.cuid = uint32_t(r[9]);
+        s.cgid = uint32_t(r[10]);
+        out[s.shmid] = s;
+    }
+    return out;
+}
+
+std::string range(const MapsEntry& m) {
+    return strfmt("{:x}-{:x} ({})", m.start, m.end, m.path);
+}
+
+}  // namespace
+
+// --- detect ------------------------------------------------------------------
+
+void sysv_shm_reasons(TaskView& t, const std::vector<MapsEntry>& maps, Reasons& out) {
+    std::map<long long, int> attaches;  // shmid -> whole attaches of it in the task
+    bool any = false;
+    for (const MapsEntry& m : maps)
+        if (is_sysv(m)) any = true;
+    if (!any) return;
+    auto rows = shm_rows();
+    std::vector<pid_t> inside = t.image_pids();
+    if (inside.empty()) inside = tree_pids(t.pid());  // as state/tree_shmem.cc
+    if (inside.size() > 1)
+        out.push_back("memory: System V shared memory in an image of several processes;" +
+                      std::string(kNotYet));
+    for (const MapsEntry& m : maps) {
+        if (!is_sysv(m)) continue;
+        auto it = rows.find((long long)m.ino);
+        if (it == rows.end()) {
+            out.push_back(
+                strfmt("memory: System V shared memory {}: segment {} is not in "
+                       "/proc/sysvipc/shm (another IPC namespace's)",
+                       range(m), m.ino));
+            continue;
+        }
+        const ShmRow& s = it->second;
+        if (m.pgoff != 0 || m.end - m.start != page_up(uint64_t(s.size))) {
+            out.push_back(
+                strfmt("memory: System V shared memory {}: part of an attach of "
+                       "segment {} ({} bytes), split or partly unmapped;{}",
+                       range(m), s.shmid, s.size, kNotYet));
+            continue;
+        }
+        if (s.mode & kShmLocked)
+            out.push_back(
+                strfmt("memory: System V shared memory segment {} is locked in memory "
+                       "(SHM_LOCK);{}",
+                       s.shmid, kNotYet));
+        ++attaches[s.shmid];
+    }
+    for (const auto& [id, n] : attaches) {
+        const ShmRow& s = rows[id];
+        if (s.nattch > n)
+            out.push_back(strfmt(
+                "memory: System V shared memory segment {} (key 0x{:x}) is attached {} times, {} "
+                "by the task: another process attaches it too, and would not share the segment "
+                "a restore makes",
+                id, uint32_t(s.key), s.nattch, n));
+    }
+}
+
+// --- dump --------------------------------------------------------------------
+
+Result<std::vector<image::SysvShmRecord>> dump_sysv_shm(const std::vector<MapsEntry>& maps) {
+    std::vector<image::SysvShmRecord> out;
+    std::map<long long, ShmRow> rows;
+    for (const MapsEntry& m : maps) {
+        if (!is_sysv(m)) continue;
+        if (rows.empty()) rows = shm_rows();
+        if (std::any_of(out.begin(), out.end(),
+                        [&](const image::SysvShmRecord& r) { return uint64_t(r.shmid) == m.ino; }))
+            continue;
+        auto it = rows.find((long long)m.ino);
+        if (it == rows.end())
+            return make_error(ENOENT, strfmt("System V shared memory segment {} ({:x}-{:x}) is "
+                                             "not in /proc/sysvipc/shm",
+                                             m.ino, m.start, m.end));
+        const ShmRow& s = it->second;
+        image::SysvShmRecord r{};
+        r.key = int32_t(s.key);
+        r.shmid = int32_t(s.shmid);
+        r.size = uint64_t(s.size);
+        r.mode = s.mode & (0777 | image::kSysvShmDest);
+        r.uid = s.uid;
+        r.gid = s.gid;
+        r.cuid = s.cuid;
+        r.cgid = s.cgid;
+        out.push_back(r);
+    }
+    return out;
+}
+
+// --- check (a hostile image) ---------------------------------------------------
+
+Status check_sysv_shm(const DecodedImage& img) {
+    using check::bad;
+    for (size_t i = 0; i < img.sysv_shm.size(); ++i) {
+        const auto& r = img.sysv_shm[i];
+        std::string at = strfmt("sysv-shm {}", r.shmid);
+        if (r.shmid < 0) return bad(at + ": negative id");
+        if (r.size == 0 || r.size > check::kUserTop) return bad(strfmt("{}: size {}", at, r.size));
+        if (r.mode & ~(0777u | image::kSysvShmDest))
+            return bad(strfmt("{}: mode {:o}", at, r.mode));
+        if (r.reserved) return bad(at + ": reserved field");
+        if (r.key != 0 && (r.mode & image::kSysvShmDest))
+            return bad(at + ": a removed segment (SHM_DEST) with a key");
+        for (size_t k = 0; k < i; ++k) {
+            if (img.sysv_shm[k].shmid == r.shmid) return bad(at + ": a second record");
+            if (r.key != 0 && img.sysv_shm[k].key == r.key)
+                return bad(strfmt("{}: key 0x{:x} of segment {} too", at, uint32_t(r.key),
+                                  img.sysv_shm[k].shmid));
+        }
+        bool attached = std::any_of(img.vmas.begin(), img.vmas.end(), [&](const VmaEntry& v) {
+            return v.rec.kind == uint32_t(image::VmaKind::kSysvShm) &&
+                   v.rec.ino == uint64_t(r.shmid);
+        });
+        if (!attached) return bad(at + ": not attached by any VMA");
+    }
+    for (const auto& v : img.vmas) {
+        if (v.rec.kind != uint32_t(image::VmaKind::kSysvShm)) continue;
+        std::string at = strfmt("VMA {:x}-{:x}", v.rec.start, v.rec.end);
+        auto r = std::find_if(
+            img.sysv_shm.begin(), img.sysv_shm.end(),
+            [&](const image::SysvShmRecord& s) { return uint64_t(s.shmid) == v.rec.ino; });
+        if (r == img.sysv_shm.end())
+            return bad(strfmt("{}: System V segment {} without its record", at, v.rec.ino));
+        if (v.rec.pgoff != 0 || v.rec.end - v.rec.start != page_up(r->size) ||
+            !(v.rec.flags & image::kVmaShared))
+            return bad(strfmt("{}: not a whole attach of System V segment {} ({} bytes)", at,
+                              r->shmid, r->size));
+    }
+    return {};
+}
+
+// --- restore -------------------------------------------------------------------
+
+SysvShmMade::~SysvShmMade() {
+    for (int id : ids_) shmctl(id, IPC_RMID, nullptr);
+}
+
+namespace {
+
+// Asks the kernel for `id` as the next one: false when the writer may not.
+Result<bool> ask_next_id(int id) {
+    auto fd = open_fd(kNextId, O_WRONLY | O_CLOEXEC);
+    if (!fd) {
+        if (fd.error().code == EACCES || fd.error().code == EPERM) return false;
+        return std::unexpected(fd.error());
+    }
+    std::string text = std::to_string(id);
+    if (::write(fd->get(), text.data(), text.size()) != ssize_t(text.size())) {
+        if (errno == EACCES || errno == EPERM) return false;
+        return errno_error(strfmt("writing {} to {}", id, kNextId));
+    }
+    return true;
+}
+
+// shm_next_id cannot be unset (-1 is out of its range): a creation that
+// failed before taking it leaves it to the next one, which is made here and
+// removed, so that no other creator on the host gets the id.
+void forget_next_id() {
+    int id = shmget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+    if (id >= 0) shmctl(id, IPC_RMID, nullptr);
+}
+
+// The pages of the attaches of `r` in img.pages, written into the segment
+// (attached at `base` in this process); they leave img.pages.
+Status fill(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, char* base) {
+    std::vector<PageRun> rest;
+    Status out;
+    for (auto& run : img.pages) {
+        // VMAs are sorted and disjoint, each run in one (common/image_reader.cc).
+        auto it = std::upper_bound(img.vmas.begin(), img.vmas.end(), run.vaddr,
+                                   [](uint64_t a, const VmaEntry& e) { return a < e.rec.start; });
+        const VmaEntry* v = it == img.vmas.begin() ? nullptr : &*std::prev(it);
+        if (!v || v->rec.kind != uint32_t(image::VmaKind::kSysvShm) ||
+            v->rec.ino != uint64_t(r.shmid)) {
+            rest.push_back(std::move(run));
+            continue;
+        }
+        uint64_t off = run.vaddr - v->rec.start;
+        if (off + run.nr_pages * kPage > v->rec.end - v->rec.start)
+            return check::bad_image(
+                strfmt("pages at {:x} past System V segment {}", run.vaddr, r.shmid));
+        if (out)
+            if (auto s = pread_exact(pages_fd, base + off, run.nr_pages * kPage, run.stream_offset);
+                !s)
+                out = std::unexpected(
+                    s.error().context(strfmt("reading System V segment {}", r.shmid)));
+    }
+    img.pages = std::move(rest);
+    return out;
+}
+
+// Segment `r`, made by the current (per-thread) credentials: its creator's.
+Status make_segment(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, bool chosen,
+                    SysvShmMade& made) {
+    std::string what =
+        strfmt("System V shared memory segment {} (key 0x{:x})", r.shmid, uint32_t(r.key));
+    int id = shmget(r.key, r.size, IPC_CREAT | IPC_EXCL | int((r.mode & 0777) | 0600));
+    if (id < 0) {
+        int err = errno;
+        if (chosen) forget_next_id();
+        if (err == EEXIST)
+            return make_error(EEXIST, strfmt("{}: the key is in use (the original segment "
+                                             "still exists?)",
+                                             what));
+        return sys_error(err, "creating " + what);
+    }
+    made.add(id);
+    if (id != r.shmid)
+        return make_error(EBUSY, strfmt("{}: the kernel gave id {}{}", what, id,
+                                        chosen ? " (another creator raced)"
+                                               : "; only root of the IPC namespace's user "
+                                                 "namespace may choose it (shm_next_id)"));
+    struct shmid_ds ds {};
+    if (shmctl(id, IPC_STAT, &ds) != 0) return errno_error("IPC_STAT of " + what);
+    if (ds.shm_perm.cuid != r.cuid || ds.shm_perm.cgid != r.cgid)
+        return make_error(EPERM, strfmt("{}: created by uid {} gid {}; the writer creates it as "
+                                        "uid {} gid {}",
+                                        what, r.cuid, r.cgid, ds.shm_perm.cuid, ds.shm_perm.cgid));
+    void* base = shmat(id, nullptr, 0);
+    if (base == reinterpret_cast<void*>(-1)) return errno_error("attaching " + what);
+    auto s = fill(img, pages_fd, r, static_cast<char*>(base));
+    shmdt(base);
+    if (!s) return s;
+    ds.shm_perm.uid = r.uid;
+    ds.shm_perm.gid = r.gid;
+    ds.shm_perm.mode = r.mode & 0777;
+    if (shmctl(id, IPC_SET, &ds) != 0)
+        return errno_error(
+            strfmt("giving {} owner {}:{} and mode {:o}", what, r.uid, r.gid, r.mode & 0777));
+    return {};
+}
+
+}  // namespace
+
+Status sysv_shm_restore(DecodedImage& img, int pages_fd, const WriterPlan& writer, bool tree,
+                        SysvShmMade& made) {
+    if (img.sysv_shm.empty()) return {};
+    if (tree)
+        return make_error(EINVAL,
+                          "System V shared memory in an image of several processes: not "
+                          "supported yet");
+    for (const auto& r : img.sysv_shm) {
+        bool chosen = false;
+        auto s = as_writer(writer, [&]() -> Status {
+            struct shmid_ds ds {};
+            if (shmctl(r.shmid, IPC_STAT, &ds) == 0 || errno == EACCES)
+                return make_error(EBUSY, strfmt("System V shared memory id {} is in use (the "
+                                                "original segment still exists?)",
+                                                r.shmid));
+            auto c = ask_next_id(r.shmid);
+            if (!c) return std::unexpected(c.error());
+            chosen = *c;
+            return {};
+        });
+        if (!s) return s;
+        // Created as its creator: the writer itself, or for a root writer the
+        // image's cuid/cgid (the kernel then judges IPC_SET as theirs).
+        WriterPlan creator = writer;
+        if (!writer.as_writer && (r.cuid != 0 || r.cgid != 0)) {
+            creator.as_writer = true;
+            creator.uid = r.cuid;
+            creator.gid = r.cgid;
+            creator.groups.clear();
+        }
+        if (auto m =
+                as_writer(creator, [&] { return make_segment(img, pages_fd, r, chosen, made); });
+            !m)
+            return m;
+    }
+    return {};
+}
+
+void sysv_shm_blob_vma(const DecodedImage& img, const VmaEntry& v, crfs_ra_vma& r) {
+    r.kind = CRFS_RA_SYSV;
+    r.file_off = v.rec.ino;
+    // VM_MAYWRITE ("mw", bit 5) is what SHM_RDONLY takes away.
+    r.open_flags = ((v.rec.vm_flags & (1u << 5)) ? 0 : SHM_RDONLY) |
+                   ((v.rec.flags & image::kVmaExec) ? SHM_EXEC : 0);
+    for (const auto& s : img.sysv_shm)
+        if (uint64_t(s.shmid) == v.rec.ino && (s.mode & image::kSysvShmDest))
+            r.mmap_flags = CRFS_RA_SYSV_RMID;
+}
+
+}  // namespace crfs::state
