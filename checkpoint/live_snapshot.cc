@@ -275,6 +275,21 @@ Status protect_all(int uffd, const Spans& part) {
     return {};
 }
 
+// As protect_all, from the top down, kDownStep at a time: the smaps read
+// running meanwhile walks the same page tables from the bottom up, so the two
+// walks cross once instead of contending for the same tables all along.
+constexpr uint64_t kDownStep = 64ull << 20;
+
+Status protect_all_down(int uffd, const Spans& part) {
+    for (auto s = part.rbegin(); s != part.rend(); ++s)
+        for (uint64_t end = s->second; end > s->first;) {
+            uint64_t start = end - std::min(end - s->first, kDownStep);
+            if (auto r = wp_ioctl(uffd, start, end, true); !r) return r;
+            end = start;
+        }
+    return {};
+}
+
 }  // namespace
 
 // --- EarlyProtect -----------------------------------------------------------------
@@ -299,7 +314,7 @@ Result<std::unique_ptr<EarlyProtect>> EarlyProtect::start(pid_t pid, UniqueFd uf
     for (size_t i = 0; i < parts.size(); ++i)
         p->threads_.emplace_back([p = p.get(), i, part = std::move(parts[i])] {
             MemoryTrace t;
-            p->results_[i] = protect_all(p->uffd_.get(), part);
+            p->results_[i] = protect_all_down(p->uffd_.get(), part);
             t.mark(i == 0 ? "write-protect (thread 0)" : "write-protect (thread 1+)");
         });
     return p;
