@@ -155,59 +155,45 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
     trace.mark("freeze");
-    // A live snapshot write-protects the task's private anonymous memory while
-    // the rest is read (EarlyProtect, checkpoint/live_snapshot.h): the remote
-    // syscalls, the last writes to the task's memory before the thaw, come
-    // first; the smaps read then runs while the write-protect walks.
-    bool early = live && !track;
-    state::TaskView& view = member_view(pid, views);  // a tree's: read once (state/kind.h)
-    view.set_image_pids(std::move(image_pids));       // a tree's: what members share is restored
-    std::vector<MapsEntry> maps;
-    std::unique_ptr<EarlyProtect> protect;  // live snapshot
     // The same detection as `reason` (state/registry.h), now that nothing can
     // change. Its parse of smaps is the memory dump's too: one read, not two
     // (the costliest /proc file: ~10 us per area).
-    auto detect = [&]() -> Status {
-        if (protect) {  // smaps as the task has it: without our registration's flags
-            auto text = view.read("smaps");
-            if (!text) return std::unexpected(text.error());
-            auto m = parse_maps(*text);
-            if (!m) return std::unexpected(m.error().context(view.path("smaps")));
-            if (auto r = protect->mask_own(*m); !r) return r;
-            view.set_smaps(std::move(*m));
-        }
-        if (auto why = state::detect_reasons(view); !why || !why->empty())
-            return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
-                       : std::unexpected(why.error());
-        auto smaps = view.smaps();
-        if (!smaps) return std::unexpected(smaps.error());
-        maps = **smaps;
-        if (auto s = view.status(); s && (*s)->seccomp == 2) {  // fid-exact
-            auto filters = state::dump_seccomp(pid, (*s)->seccomp_filters);
-            if (!filters) return std::unexpected(filters.error());
-            c.seccomp = std::move(*filters);
-        }
-        auto locks = state::dump_locks(view);  // fid-exact
-        if (!locks) return std::unexpected(locks.error());
-        c.locks = std::move(*locks);
-        return {};
-    };
-    auto attrs_regs = [&]() -> Status {
-        auto attrs = read_task_attrs(pid);
-        if (!attrs) return std::unexpected(attrs.error());
-        c.attrs = std::move(*attrs);
-        // The pid might have been reused between the first look and the seize.
-        if (auto ok = check_task(pid, starttime, c.attrs.stat); !ok)
-            return std::unexpected(ok.error());
+    state::TaskView& view = member_view(pid, views);  // a tree's: read once (state/kind.h)
+    view.set_image_pids(std::move(image_pids));       // a tree's: what members share is restored
+    if (auto why = state::detect_reasons(view); !why || !why->empty())
+        return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
+                   : std::unexpected(why.error());
+    auto smaps = view.smaps();
+    if (!smaps) return std::unexpected(smaps.error());
+    std::vector<MapsEntry> maps = **smaps;
+    if (auto s = view.status(); s && (*s)->seccomp == 2) {  // fid-exact
+        auto filters = state::dump_seccomp(pid, (*s)->seccomp_filters);
+        if (!filters) return std::unexpected(filters.error());
+        c.seccomp = std::move(*filters);
+    }
+    auto locks = state::dump_locks(view);  // fid-exact
+    if (!locks) return std::unexpected(locks.error());
+    c.locks = std::move(*locks);
 
-        auto regs = read_regs(pid);
-        if (!regs) return std::unexpected(regs.error());
-        c.regs = std::move(*regs);
-        auto main_thread = read_thread_record(pid, pid);
-        if (!main_thread) return std::unexpected(main_thread.error());
-        c.main_thread = *main_thread;
-        return {};
-    };
+    auto attrs = read_task_attrs(pid);
+    if (!attrs) return std::unexpected(attrs.error());
+    c.attrs = std::move(*attrs);
+    // The pid might have been reused between the first look and the seize.
+    if (auto ok = check_task(pid, starttime, c.attrs.stat); !ok) return std::unexpected(ok.error());
+
+    auto regs = read_regs(pid);
+    if (!regs) return std::unexpected(regs.error());
+    c.regs = std::move(*regs);
+    auto main_thread = read_thread_record(pid, pid);
+    if (!main_thread) return std::unexpected(main_thread.error());
+    c.main_thread = *main_thread;
+
+    auto fds = read_fds(pid, view.image_pids());
+    if (!fds) return std::unexpected(fds.error());
+    c.fds = std::move(*fds);
+    auto tty = state::dump_tty(pid, c.attrs.stat, c.fds);  // tty: state/tty.h
+    if (!tty) return std::unexpected(tty.error());
+    c.tty = *tty;
     // Connections read in repair mode stay in it only if the image is made.
     struct RepairGuard {
         pid_t pid;
@@ -217,132 +203,91 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
             if (armed) end_repair(pid, fds);
         }
     } repair_guard{pid, c.fds};
-    auto fds_tty = [&]() -> Status {
-        auto fds = read_fds(pid, view.image_pids());
-        if (!fds) return std::unexpected(fds.error());
-        c.fds = std::move(*fds);
-        auto tty = state::dump_tty(pid, c.attrs.stat, c.fds);  // tty: state/tty.h
-        if (!tty) return std::unexpected(tty.error());
-        c.tty = *tty;
-        return {};
-    };
+    trace.mark("attrs, regs, fds");
 
     uint64_t vdso_start = 0, vdso_end = 0;
-    UniqueFd uffd;  // live snapshot
-    auto remote = [&]() -> Status {
-        std::vector<MapsEntry> early_maps;  // the vdso, before smaps is read
-        if (early) {
-            auto text = read_file(proc_path(pid, "maps"));
-            if (!text) return std::unexpected(text.error());
-            auto m = parse_maps(*text);
-            if (!m) return std::unexpected(m.error().context(proc_path(pid, "maps")));
-            early_maps = std::move(*m);
+    UniqueFd uffd;                                 // live snapshot
+    if (track) check_tracking_uffd(maps, *track);  // incr
+    {
+        for (const auto& m : maps)
+            if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
+        auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
+        if (!rs) return std::unexpected(rs.error());
+        auto out = run_parasite(**rs);
+        if (!out) return std::unexpected(out.error());
+        auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
+        if (!sig) return std::unexpected(sig.error());
+        c.signals = std::move(*sig);
+        c.itimers = dump_itimers(*out);  // state/itimers.h
+        c.brk = uint64_t(out->brk);
+        auto settings = read_task_settings(pid, **rs);  // fidelity
+        if (!settings) return std::unexpected(settings.error());
+        c.settings = std::move(*settings);
+        auto locked = state::dump_mlockall(pid, [&](long nr, const std::array<uint64_t, 6>& v) {
+            return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
+        });  // fid
+        if (!locked) return std::unexpected(locked.error());
+        c.mlockall_flags = *locked;
+        {  // fid-exact: POSIX timers, asked in the task
+            RemoteSyscall& r = **rs;
+            state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return r.call(nr, a1, a2); },
+                             [&](void* out, size_t n) { return r.read_scratch(out, n); },
+                             r.scratch()};
+            auto timers = state::dump_posix_timers(pid, in, [&]() -> Status {
+                auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
+                if (!again) return std::unexpected(again.error());
+                c.signals = std::move(*again);
+                // timer: a timer may signal another thread: its queue too, at this instant.
+                for (FrozenTask* t : frozen.others()) {
+                    auto q = peek_pending(t->pid(), false);
+                    if (!q) return std::unexpected(q.error());
+                    thread_queues[t->pid()] = std::move(*q);
+                }
+                return {};
+            });
+            if (!timers) return std::unexpected(timers.error());
+            c.timers = std::move(*timers);
         }
-        if (track) check_tracking_uffd(maps, *track);  // incr
-        {
-            for (const auto& m : early ? early_maps : maps)
-                if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
-            auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
-            if (!rs) return std::unexpected(rs.error());
-            auto out = run_parasite(**rs);
-            if (!out) return std::unexpected(out.error());
-            auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
-            if (!sig) return std::unexpected(sig.error());
-            c.signals = std::move(*sig);
-            c.itimers = dump_itimers(*out);  // state/itimers.h
-            c.brk = uint64_t(out->brk);
-            auto settings = read_task_settings(pid, **rs);  // fidelity
-            if (!settings) return std::unexpected(settings.error());
-            c.settings = std::move(*settings);
-            auto locked = state::dump_mlockall(pid, [&](long nr, const std::array<uint64_t, 6>& v) {
-                return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
-            });  // fid
-            if (!locked) return std::unexpected(locked.error());
-            c.mlockall_flags = *locked;
-            {  // fid-exact: POSIX timers, asked in the task
-                RemoteSyscall& r = **rs;
-                state::InTask in{
-                    [&](long nr, uint64_t a1, uint64_t a2) { return r.call(nr, a1, a2); },
-                    [&](void* out, size_t n) { return r.read_scratch(out, n); }, r.scratch()};
-                auto timers = state::dump_posix_timers(pid, in, [&]() -> Status {
-                    auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
-                    if (!again) return std::unexpected(again.error());
-                    c.signals = std::move(*again);
-                    // timer: a timer may signal another thread: its queue too, at this instant.
-                    for (FrozenTask* t : frozen.others()) {
-                        auto q = peek_pending(t->pid(), false);
-                        if (!q) return std::unexpected(q.error());
-                        thread_queues[t->pid()] = std::move(*q);
-                    }
-                    return {};
-                });
-                if (!timers) return std::unexpected(timers.error());
-                c.timers = std::move(*timers);
-            }
-            auto cctid = read_tid_address(**rs);
-            if (!cctid) return std::unexpected(cctid.error());
-            c.main_thread.clear_child_tid = *cctid;
-            auto attrs = read_thread_attrs(**rs);  // fid
-            if (!attrs) return std::unexpected(attrs.error());
-            c.main_attrs = *attrs;
-            if (live) {
-                auto fd = take_task_uffd(pid, **rs);
-                if (!fd) return std::unexpected(fd.error());
-                uffd = std::move(*fd);
-            }
-            if (track && !track->uffd) {  // incr: asynchronous, so user-mode faults suffice
-                auto fd = take_task_uffd(pid, **rs, kTrackUffdFeatures, UFFD_USER_MODE_ONLY);
-                if (!fd) return std::unexpected(fd.error());
-                if (!*fd)
-                    return make_error(EOPNOTSUPP,
-                                      "no asynchronous write-protect userfaultfd for the "
-                                      "task (Linux 6.7 or later), so no delta tracking");
-                track->uffd = std::move(*fd);
-            }
-            if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
-            // The saved registers, with a syscall restart applied, are what the task resumes with.
-            const user_regs_struct resumed = restart_fixup((*rs)->saved_regs());
-            std::memcpy(&c.regs.gp, &resumed, sizeof c.regs.gp);
-            c.regs.restart = syscall_restart((*rs)->saved_regs());
+        auto cctid = read_tid_address(**rs);
+        if (!cctid) return std::unexpected(cctid.error());
+        c.main_thread.clear_child_tid = *cctid;
+        auto attrs = read_thread_attrs(**rs);  // fid
+        if (!attrs) return std::unexpected(attrs.error());
+        c.main_attrs = *attrs;
+        if (live) {
+            auto fd = take_task_uffd(pid, **rs);
+            if (!fd) return std::unexpected(fd.error());
+            uffd = std::move(*fd);
         }
-        for (FrozenTask* t : frozen.others()) {
-            auto th = capture_thread(pid, *t, vdso_start, vdso_end);
-            if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
-            // timer: the queue read together with the timers (one instant for both).
-            if (auto q = thread_queues.find(t->pid()); q != thread_queues.end())
-                th->pending = std::move(q->second);
-            c.threads.push_back(std::move(*th));
+        if (track && !track->uffd) {  // incr: asynchronous, so user-mode faults suffice
+            auto fd = take_task_uffd(pid, **rs, kTrackUffdFeatures, UFFD_USER_MODE_ONLY);
+            if (!fd) return std::unexpected(fd.error());
+            if (!*fd)
+                return make_error(EOPNOTSUPP,
+                                  "no asynchronous write-protect userfaultfd for the "
+                                  "task (Linux 6.7 or later), so no delta tracking");
+            track->uffd = std::move(*fd);
         }
-        return {};
-    };
-
-    if (early) {
-        if (auto r = attrs_regs(); !r) return std::unexpected(r.error());
-        trace.mark("attrs, regs");
-        if (auto r = remote(); !r) return std::unexpected(r.error());
-        trace.mark("remote syscalls");
-        if (uffd) {
-            auto p = EarlyProtect::start(pid, std::move(uffd));
-            if (!p) return std::unexpected(p.error());
-            protect = std::move(*p);
-        }
-        trace.mark("register (write-protect started)");
-        if (auto r = detect(); !r) return std::unexpected(r.error());
-        if (auto r = fds_tty(); !r) return std::unexpected(r.error());
-        trace.mark("detect, fds (smaps)");
-    } else {
-        if (auto r = detect(); !r) return std::unexpected(r.error());
-        if (auto r = attrs_regs(); !r) return std::unexpected(r.error());
-        if (auto r = fds_tty(); !r) return std::unexpected(r.error());
-        trace.mark("attrs, regs, fds");
-        if (auto r = remote(); !r) return std::unexpected(r.error());
-        trace.mark("remote syscalls");
+        if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
+        // The saved registers, with a syscall restart applied, are what the task resumes with.
+        const user_regs_struct resumed = restart_fixup((*rs)->saved_regs());
+        std::memcpy(&c.regs.gp, &resumed, sizeof c.regs.gp);
+        c.regs.restart = syscall_restart((*rs)->saved_regs());
     }
+    for (FrozenTask* t : frozen.others()) {
+        auto th = capture_thread(pid, *t, vdso_start, vdso_end);
+        if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
+        // timer: the queue read together with the timers (one instant for both).
+        if (auto q = thread_queues.find(t->pid()); q != thread_queues.end())
+            th->pending = std::move(q->second);
+        c.threads.push_back(std::move(*th));
+    }
+    trace.mark("remote syscalls");
 
-    auto mem = track ? dump_memory_tracked(pid, std::move(maps), std::move(buffer), *track)
-               : protect
-                   ? protect_memory(pid, std::move(maps), std::move(buffer), std::move(protect))
-                   : dump_memory(pid, std::move(maps), std::move(buffer));
+    auto mem = track  ? dump_memory_tracked(pid, std::move(maps), std::move(buffer), *track)
+               : uffd ? protect_memory(pid, std::move(maps), std::move(buffer), std::move(uffd))
+                      : dump_memory(pid, std::move(maps), std::move(buffer));
+    if (!mem) return std::unexpected(mem.error());
     c.memory = std::move(*mem);
     if (track) c.keeps = std::move(track->keeps);
     trace.mark("memory");

@@ -168,8 +168,6 @@ Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features,
     return ours;
 }
 
-namespace {
-
 // Private anonymous areas are protected whole, without asking which of their
 // pages exist (that walk of every page table entry happens after the thaw):
 // a page that is still write-protected, or that the fault thread saved, holds
@@ -188,204 +186,53 @@ bool protected_whole(const MapsEntry& e) {
            e.resident_kb >= kWholeKb;
 }
 
-// What EarlyProtect registers: private anonymous areas (a PROT_NONE one, such
-// as a guard, is left to protect_memory, which registers it only if it holds
-// pages).
-bool protected_early(const MapsEntry& e) {
-    return classify_vma(e) == image::VmaKind::kAnonPrivate && !map_files_use(e) &&
-           std::string_view(e.perms, 3) != "---";
-}
-
-constexpr uint64_t kVmFlagUw = 1ull << 30;  // image::kVmFlagNames[30] == "uw"
-
-using Spans = std::vector<std::pair<uint64_t, uint64_t>>;
-
-// Registers areas[c] for c in `candidates` (ascending), a span of neighbours
-// per ioctl where the kernel takes it, else one by one (a kind the kernel
-// cannot protect, such as a private mapping of a regular file, stays
-// unregistered). Marks `registered`, adds to `spans`.
-void register_areas(int uffd, const std::vector<MapsEntry>& areas,
-                    const std::vector<size_t>& candidates, std::vector<char>& registered,
-                    Spans& spans) {
-    for (size_t i = 0; i < candidates.size();) {
-        size_t j = i;
-        while (j + 1 < candidates.size() && candidates[j + 1] == candidates[j] + 1 &&
-               areas[candidates[j]].end == areas[candidates[j + 1]].start)
-            ++j;
-        if (register_wp(uffd, areas[candidates[i]].start, areas[candidates[j]].end)) {
-            for (size_t k = i; k <= j; ++k) {
-                registered[candidates[k]] = 1;
-                spans.emplace_back(areas[candidates[k]].start, areas[candidates[k]].end);
-            }
-        } else {
-            for (size_t k = i; k <= j; ++k) {
-                const MapsEntry& e = areas[candidates[k]];
-                if (register_wp(uffd, e.start, e.end)) {
-                    registered[candidates[k]] = 1;
-                    spans.emplace_back(e.start, e.end);
-                }
-            }
-        }
-        i = j + 1;
-    }
-}
-
-// How many threads write-protect (CRFS_LIVE_WP_THREADS, 1-4, for the bench;
-// default 2): UFFDIO_WRITEPROTECT takes the mmap lock for reading, so walks of
-// different ranges run at once.
-size_t protect_threads() {
-    static const size_t n = [] {
-        const char* v = getenv("CRFS_LIVE_WP_THREADS");
-        int k = v ? atoi(v) : 2;
-        return size_t(std::clamp(k, 1, 4));
-    }();
-    return n;
-}
-
-// `spans` (sorted) as `parts` lists of ranges holding about as many pages
-// each, touching spans joined (one ioctl each).
-std::vector<Spans> split_spans(const Spans& spans, size_t parts) {
-    Spans joined;
-    uint64_t total = 0;
-    for (const auto& s : spans) {
-        if (!joined.empty() && joined.back().second == s.first)
-            joined.back().second = s.second;
-        else
-            joined.push_back(s);
-        total += s.second - s.first;
-    }
-    std::vector<Spans> out(parts);
-    uint64_t share = (total / kPage + parts - 1) / parts * kPage, taken = 0;
-    size_t p = 0;
-    for (auto [start, end] : joined) {
-        while (start < end) {
-            if (p + 1 < parts && taken >= share) p++, taken = 0;
-            uint64_t n = p + 1 < parts ? std::min(end - start, share - taken) : end - start;
-            out[p].emplace_back(start, start + n);
-            start += n;
-            taken += n;
-        }
-    }
-    return out;
-}
-
-Status protect_all(int uffd, const Spans& part) {
-    for (auto [start, end] : part)
-        if (auto r = wp_ioctl(uffd, start, end, true); !r) return r;
-    return {};
-}
-
-// As protect_all, from the top down, kDownStep at a time: the smaps read
-// running meanwhile walks the same page tables from the bottom up, so the two
-// walks cross once instead of contending for the same tables all along.
-constexpr uint64_t kDownStep = 64ull << 20;
-
-Status protect_all_down(int uffd, const Spans& part) {
-    for (auto s = part.rbegin(); s != part.rend(); ++s)
-        for (uint64_t end = s->second; end > s->first;) {
-            uint64_t start = end - std::min(end - s->first, kDownStep);
-            if (auto r = wp_ioctl(uffd, start, end, true); !r) return r;
-            end = start;
-        }
-    return {};
-}
-
-}  // namespace
-
-// --- EarlyProtect -----------------------------------------------------------------
-
-Result<std::unique_ptr<EarlyProtect>> EarlyProtect::start(pid_t pid, UniqueFd uffd) {
-    MemoryTrace trace;
-    auto text = read_file(proc_path(pid, "maps"));
-    if (!text) return std::unexpected(text.error());
-    auto maps = parse_maps(*text);
-    if (!maps) return std::unexpected(maps.error().context(proc_path(pid, "maps")));
-    std::unique_ptr<EarlyProtect> p(new EarlyProtect);
-    p->pid_ = pid;
-    p->uffd_ = std::move(uffd);
-    std::vector<size_t> candidates;
-    for (size_t i = 0; i < maps->size(); ++i)
-        if (protected_early((*maps)[i])) candidates.push_back(i);
-    std::vector<char> registered(maps->size(), 0);
-    register_areas(p->uffd_.get(), *maps, candidates, registered, p->areas_);
-    trace.mark("register private anonymous areas");
-    auto parts = split_spans(p->areas_, protect_threads());
-    p->results_.resize(parts.size());
-    for (size_t i = 0; i < parts.size(); ++i)
-        p->threads_.emplace_back([p = p.get(), i, part = std::move(parts[i])] {
-            MemoryTrace t;
-            p->results_[i] = protect_all_down(p->uffd_.get(), part);
-            t.mark(i == 0 ? "write-protect (thread 0)" : "write-protect (thread 1+)");
-        });
-    return p;
-}
-
-EarlyProtect::~EarlyProtect() {
-    join();
-}
-
-void EarlyProtect::join() {
-    for (auto& t : threads_)
-        if (t.joinable()) t.join();
-}
-
-Status EarlyProtect::mask_own(std::vector<MapsEntry>& smaps) const {
-    for (auto [start, end] : areas_) {
-        auto it = std::lower_bound(smaps.begin(), smaps.end(), start,
-                                   [](const MapsEntry& e, uint64_t a) { return e.start < a; });
-        if (it == smaps.end() || it->start != start || it->end != end)
-            return make_error(EAGAIN, strfmt("the memory areas of task {} changed while it was "
-                                             "frozen ({:x}-{:x}); try again",
-                                             pid_, start, end));
-        it->vm_flags &= ~kVmFlagUw;
-    }
-    return {};
-}
-
-EarlyProtect::Done EarlyProtect::finish() {
-    join();
-    Done d{std::move(uffd_), std::move(areas_), {}};
-    for (auto& r : results_)
-        if (!r && d.protect) d.protect = r;
-    return d;
-}
-
 Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
-                                  std::unique_ptr<EarlyProtect> early) {
-    MemoryTrace trace;
-    auto mark = [&](const char* what) { trace.mark(what); };
-    EarlyProtect::Done done = early->finish();
-    early.reset();
-    mark("wait for the write-protect threads");
-    UniqueFd& uffd = done.uffd;
+                                  UniqueFd uffd) {
     MemoryDump d;
     d.maps = std::move(maps);
     const auto& areas = d.maps;
+    MemoryTrace trace;
+    auto mark = [&](const char* what) { trace.mark(what); };
     auto pagemap = open_fd(proc_path(pid, "pagemap"), O_RDONLY);
     if (!pagemap) return std::unexpected(pagemap.error());
+
+    // Registers areas[c] for c in `candidates` (ascending), a span of
+    // neighbours per ioctl where the kernel takes it, else one by one (a kind
+    // the kernel cannot protect, such as a private mapping of a regular file,
+    // stays unregistered).
+    std::vector<char> registered(areas.size(), 0);
+    std::vector<std::pair<uint64_t, uint64_t>> spans;  // registered
+    auto register_areas = [&](const std::vector<size_t>& candidates) {
+        for (size_t i = 0; i < candidates.size();) {
+            size_t j = i;
+            while (j + 1 < candidates.size() && candidates[j + 1] == candidates[j] + 1 &&
+                   areas[candidates[j]].end == areas[candidates[j + 1]].start)
+                ++j;
+            if (register_wp(uffd.get(), areas[candidates[i]].start, areas[candidates[j]].end)) {
+                for (size_t k = i; k <= j; ++k) registered[candidates[k]] = 1;
+                spans.emplace_back(areas[candidates[i]].start, areas[candidates[j]].end);
+            } else {
+                for (size_t k = i; k <= j; ++k) {
+                    const MapsEntry& e = areas[candidates[k]];
+                    if (register_wp(uffd.get(), e.start, e.end)) {
+                        registered[candidates[k]] = 1;
+                        spans.emplace_back(e.start, e.end);
+                    }
+                }
+            }
+            i = j + 1;
+        }
+    };
     if (!pagemap_scan_works(pagemap->get())) {
         log_info("checkpoint %d: memory copied while frozen: no PAGEMAP_SCAN (Linux 6.7)", pid);
         return dump_memory(pid, std::move(d.maps), std::move(buffer));
     }
-
-    // The areas registered early (mask_own checked they are areas of `maps`);
-    // the large ones are protected whole, their pages asked after the thaw.
-    std::vector<char> registered(areas.size(), 0), skip(areas.size(), 0);
-    for (auto [start, end] : done.areas) {
-        auto it = std::lower_bound(areas.begin(), areas.end(), start,
-                                   [](const MapsEntry& e, uint64_t a) { return e.start < a; });
-        if (it == areas.end() || it->start != start || it->end != end)
-            return make_error(EIO, strfmt("area {:x}-{:x} of task {} registered but not in its "
-                                          "smaps",
-                                          start, end, pid));
-        size_t i = size_t(it - areas.begin());
-        registered[i] = 1;
-        skip[i] = protected_whole(areas[i]);
-    }
-    bool protected_all = bool(done.protect);
-    if (!protected_all)
-        log_info("checkpoint %d: memory copied while frozen: %s", pid,
-                 done.protect.error().what.c_str());
+    std::vector<size_t> whole;
+    for (size_t i = 0; i < areas.size(); ++i)
+        if (protected_whole(areas[i])) whole.push_back(i);
+    register_areas(whole);
+    mark("register private anonymous areas");
+    std::vector<char> skip = registered;  // their pages are asked after the thaw
 
     auto plan = plan_pages(pid, areas, &skip);
     if (!plan) return std::unexpected(plan.error());
@@ -399,19 +246,23 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
         while (v < areas.size() && areas[v].end <= plan->runs[r].vaddr) ++v;
         if (v == areas.size()) break;
         vma_of[r] = v;
-        if (!registered[v] && (candidates.empty() || candidates.back() != v))
-            candidates.push_back(v);
+        if (candidates.empty() || candidates.back() != v) candidates.push_back(v);
     }
-    Spans spans;  // registered now
-    if (protected_all) register_areas(uffd.get(), areas, candidates, registered, spans);
+    register_areas(candidates);
     mark("pagemap scan of the other areas, register");
     std::sort(spans.begin(), spans.end());
-    if (protected_all)
-        if (auto r = protect_all(uffd.get(), split_spans(spans, 1).front()); !r) {
+    bool protected_all = true;
+    for (size_t i = 0; i < spans.size();) {
+        size_t j = i;  // one ioctl per run of touching spans
+        while (j + 1 < spans.size() && spans[j + 1].first == spans[j].second) ++j;
+        if (auto r = wp_ioctl(uffd.get(), spans[i].first, spans[j].second, true); !r) {
             log_info("checkpoint %d: memory copied while frozen: %s", pid, r.error().what.c_str());
             protected_all = false;
+            break;
         }
-    mark("write-protect the other areas");
+        i = j + 1;
+    }
+    mark("write-protect");
     auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
     if (!mem) return std::unexpected(mem.error());
     if (!protected_all) {

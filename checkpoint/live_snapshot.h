@@ -10,9 +10,7 @@
 //                    with pidfd_getfd, the task's copy closed. Only this
 //                    process holds it: when it exits, however it exits, the
 //                    kernel drops every protection and wakes the task.
-//   EarlyProtect     registers the private anonymous VMAs and write-protects
-//                    them on threads of its own while smaps is read.
-//   protect_memory   registers the other VMAs holding the pages to store, write-
+//   protect_memory   registers the VMAs holding the pages to store, write-
 //                    protects them, copies what uffd cannot protect (shared
 //                    memory, mappings the kernel refuses) right away. Private
 //                    anonymous VMAs are protected whole, unscanned: which of
@@ -40,7 +38,6 @@
 #include <optional>
 #include <string_view>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "checkpoint/image_sink.h"
@@ -67,55 +64,11 @@ inline constexpr uint64_t kLiveUffdFeatures = (1u << 0) | (1u << 2) | (1u << 3) 
 Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features = kLiveUffdFeatures,
                                 int flags = 0);
 
-// The write-protect of the private anonymous areas, started early so that its
-// walk of the page tables overlaps the smaps read and the rest of the frozen
-// work (docs/performance.md "Frozen time: the two walks overlap"). start()
-// reads /proc/PID/maps (no page walk: while the task is frozen, the layout
-// smaps shows), registers every private anonymous area on the calling thread
-// (no page walk either) and write-protects them on threads of its own. From
-// start() until the thaw nothing may write the task's memory (no remote
-// syscall: the task would wait on a fault that nobody answers yet).
-class EarlyProtect {
-  public:
-    static Result<std::unique_ptr<EarlyProtect>> start(pid_t pid, UniqueFd uffd);
-    ~EarlyProtect();  // joins the threads
-    EarlyProtect(const EarlyProtect&) = delete;
-    EarlyProtect& operator=(const EarlyProtect&) = delete;
-
-    // Clears the "uw" that the registration here set on its areas in `smaps`
-    // (read after start()): the kernel registers an area with one userfaultfd
-    // at most, so such an area had none before and its flags without ours are
-    // the task's. EAGAIN if an area registered is not one area of `smaps`
-    // (the layout changed while frozen: not exact).
-    Status mask_own(std::vector<MapsEntry>& smaps) const;
-
-    // Joins the threads; the areas registered (exact bounds, by address) and
-    // whether all of them are write-protected.
-    struct Done {
-        UniqueFd uffd;
-        std::vector<std::pair<uint64_t, uint64_t>> areas;
-        Status protect;
-    };
-    Done finish();
-
-  private:
-    EarlyProtect() = default;
-    void join();
-
-    pid_t pid_ = 0;
-    UniqueFd uffd_;
-    std::vector<std::pair<uint64_t, uint64_t>> areas_;
-    std::vector<std::thread> threads_;
-    std::vector<Status> results_;  // one per thread, written by it
-};
-
-// The frozen half (see above), after EarlyProtect::start: the large private
-// anonymous areas stay protected whole; the other areas are planned and
-// registered, or copied now. Pages that stay in the task are in the result's
-// `live`; the rest in its runs/buffer as dump_memory puts them. If
+// The frozen half (see above). Pages that stay in the task are in the
+// result's `live`; the rest in its runs/buffer as dump_memory puts them. If
 // write-protecting fails, everything is copied now and `live` is null.
 Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
-                                  std::unique_ptr<EarlyProtect> early);
+                                  UniqueFd uffd);
 
 class LiveMemory {
   public:

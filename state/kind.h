@@ -63,9 +63,6 @@ class TaskView {
     Result<const ProcStat*> stat();
     Result<const ProcStatus*> status();
     Result<const std::vector<MapsEntry>*> smaps();
-    // smaps read by the caller (a live snapshot's, without the flags its own
-    // userfaultfd registration set: checkpoint/live_snapshot.h), kept as if read here.
-    void set_smaps(std::vector<MapsEntry> m) { smaps_ = std::move(m); }
     Result<const std::vector<FdView>*> fds();  // sorted by fd; fds closed meanwhile skipped
 
     // The processes of the image the task is checkpointed in (state/tree.cc
