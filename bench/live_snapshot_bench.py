@@ -10,7 +10,10 @@ through the mount, against the frozen copy it replaces, in the same run.
 --before: the live frozen time of this build's daemon against OLD_BUILD's,
 mounted side by side, on the same holder, reads alternating (old, new, old,
 ...): before/after in one run under the same load. --trace: the daemons run
-with CRFS_CHECKPOINT_TRACE=1 and their logs (the frozen phases) are kept.
+with CRFS_CHECKPOINT_TRACE=1, their logs are kept, and each phase's range
+(min-max over the reads of each size, warm-up included) is printed per daemon.
+--env-before/--env-after K=V: an environment variable for one daemon only
+(e.g. the same build twice, CRFS_LIVE_WP_THREADS=1 against =2).
 
 Mounts DIR/fs/crfsd on a temporary directory (run as root). For each size it
 starts a process holding that much non-zero memory (`--writing`: one that
@@ -30,6 +33,7 @@ of the smallest. Frozen time is printed best / median of the N reads.
 """
 import argparse
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -104,15 +108,54 @@ def measure(a, mnt, daemon, size, as_nobody, tmp):
         holder.wait()
 
 
+PHASE = re.compile(r"checkpoint: (?:phase |  memory )(.+): (\d+) us")
+
+
+def phases(path, start, end):
+    """The trace lines of a daemon's log between two offsets: phase -> [ms]."""
+    out = {}
+    with open(path, errors="replace") as f:
+        f.seek(start)
+        for line in f.read(end - start).splitlines():
+            if m := PHASE.search(line):
+                out.setdefault(m.group(1), []).append(int(m.group(2)) / 1000)
+    return out
+
+
+def print_phases(ranges):
+    for name, per_size in ranges.items():
+        names = []
+        for p in per_size.values():
+            names += [n for n in p if n not in names]
+        print(f"phases ({name}), min-max ms: " + " | ".join(f"{s} MiB" for s in per_size))
+        for n in names:
+            cells = [f"{min(p[n]):.1f}-{max(p[n]):.1f}" if n in p else "-"
+                     for p in per_size.values()]
+            print(f"  {n}: " + " | ".join(cells))
+
+
+def start_daemon(build, mnt, log, state, env):
+    saved = dict(os.environ)
+    os.environ.update(kv.split("=", 1) for kv in env or [])
+    try:
+        return mount([os.path.join(build, "fs", "crfsd"), "-f", "-o", f"state_dir={state}", mnt],
+                     mnt, log)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def compare(a, tmp, sizes):
     """--before: old and new daemon, same holder, reads interleaved."""
     daemons = []
-    for name, build in (("before", a.before), ("after", a.build)):
+    ranges = {}
+    for name, build, env in (("before", a.before, a.env_before), ("after", a.build, a.env_after)):
         mnt = os.path.join(tmp, "mnt-" + name)
         os.mkdir(mnt)
         log = open(os.path.join(tmp, f"crfsd-{name}.log"), "w")
-        daemons.append((name, mnt, log, mount([os.path.join(build, "fs", "crfsd"), "-f", "-o",
-                                               f"state_dir={tmp}/state-{name}", mnt], mnt, log)))
+        daemons.append((name, mnt, log,
+                        start_daemon(build, mnt, log, f"{tmp}/state-{name}", env)))
+        ranges[name] = {}
     try:
         print(f"{'MiB':>5} | " + " | ".join(f"{n + ' frozen best/median':>26}" for n, *_ in daemons))
         for size in sizes:
@@ -126,6 +169,7 @@ def compare(a, tmp, sizes):
             try:
                 wait_for(lambda: os.path.exists(ready), "the memory holder", 300)
                 frozen = {n: [] for n, *_ in daemons}
+                marks = {n: os.path.getsize(log.name) for n, _, log, _ in daemons}
                 for n, mnt, *_ in daemons:
                     read_image(f"{mnt}/{holder.pid}/image")  # warm-up
                 for _ in range(a.rounds):
@@ -134,6 +178,8 @@ def compare(a, tmp, sizes):
             finally:
                 holder.kill()
                 holder.wait()
+            for n, _, log, _ in daemons:
+                ranges[n][size] = phases(log.name, marks[n], os.path.getsize(log.name))
             cols = []
             for n, *_ in daemons:
                 f = sorted(frozen[n])
@@ -144,6 +190,7 @@ def compare(a, tmp, sizes):
             unmount(daemon, mnt)
             log.close()
         if a.trace:
+            print_phases(ranges)
             for name, *_ in daemons:
                 print(f"trace ({name}): {tmp}/crfsd-{name}.log")
 
@@ -155,6 +202,8 @@ def main():
     ap.add_argument("--writing", action="store_true")
     ap.add_argument("--before", help="another build dir: its daemon against this one's")
     ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--env-before", action="append", metavar="K=V")
+    ap.add_argument("--env-after", action="append", metavar="K=V")
     ap.add_argument("sizes", nargs="*", type=int, default=[16, 256, 1024, 4096])
     a = ap.parse_args()
     if os.geteuid() != 0:

@@ -135,6 +135,53 @@ bool pagemap_scan_works(int pagemap) {
     return bool(protected_ranges(pagemap, 0, 0, kPage, vec, 1, walk_end));
 }
 
+using Spans = std::vector<std::pair<uint64_t, uint64_t>>;
+
+// How many threads write-protect (CRFS_LIVE_WP_THREADS, 1-4, for the bench;
+// default 2): UFFDIO_WRITEPROTECT takes the mmap lock for reading, so walks of
+// different ranges run at once.
+size_t protect_threads() {
+    static const size_t n = [] {
+        const char* v = getenv("CRFS_LIVE_WP_THREADS");
+        int k = v ? atoi(v) : 2;
+        return size_t(std::clamp(k, 1, 4));
+    }();
+    return n;
+}
+
+// `spans` (sorted) as `parts` lists of ranges holding about as many pages
+// each, touching spans joined (one ioctl each).
+std::vector<Spans> split_spans(const Spans& spans, size_t parts) {
+    Spans joined;
+    uint64_t total = 0;
+    for (const auto& s : spans) {
+        if (!joined.empty() && joined.back().second == s.first)
+            joined.back().second = s.second;
+        else
+            joined.push_back(s);
+        total += s.second - s.first;
+    }
+    std::vector<Spans> out(parts);
+    uint64_t share = (total / kPage + parts - 1) / parts * kPage, taken = 0;
+    size_t p = 0;
+    for (auto [start, end] : joined) {
+        while (start < end) {
+            if (p + 1 < parts && taken >= share) p++, taken = 0;
+            uint64_t n = p + 1 < parts ? std::min(end - start, share - taken) : end - start;
+            out[p].emplace_back(start, start + n);
+            start += n;
+            taken += n;
+        }
+    }
+    return out;
+}
+
+Status protect_all(int uffd, const Spans& part) {
+    for (auto [start, end] : part)
+        if (auto r = wp_ioctl(uffd, start, end, true); !r) return r;
+    return {};
+}
+
 }  // namespace
 
 Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features, int flags) {
@@ -201,7 +248,7 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     // the kernel cannot protect, such as a private mapping of a regular file,
     // stays unregistered).
     std::vector<char> registered(areas.size(), 0);
-    std::vector<std::pair<uint64_t, uint64_t>> spans;  // registered
+    Spans spans;  // registered
     auto register_areas = [&](const std::vector<size_t>& candidates) {
         for (size_t i = 0; i < candidates.size();) {
             size_t j = i;
@@ -251,17 +298,21 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     register_areas(candidates);
     mark("pagemap scan of the other areas, register");
     std::sort(spans.begin(), spans.end());
+    // UFFDIO_WRITEPROTECT takes the mmap lock for reading: the halves at once.
+    auto parts = split_spans(spans, protect_threads());
+    std::vector<Status> results(parts.size());
+    {
+        std::vector<std::jthread> others;
+        for (size_t i = 1; i < parts.size(); ++i)
+            others.emplace_back([&, i] { results[i] = protect_all(uffd.get(), parts[i]); });
+        results[0] = protect_all(uffd.get(), parts[0]);
+    }
     bool protected_all = true;
-    for (size_t i = 0; i < spans.size();) {
-        size_t j = i;  // one ioctl per run of touching spans
-        while (j + 1 < spans.size() && spans[j + 1].first == spans[j].second) ++j;
-        if (auto r = wp_ioctl(uffd.get(), spans[i].first, spans[j].second, true); !r) {
+    for (const Status& r : results)
+        if (!r && protected_all) {
             log_info("checkpoint %d: memory copied while frozen: %s", pid, r.error().what.c_str());
             protected_all = false;
-            break;
         }
-        i = j + 1;
-    }
     mark("write-protect");
     auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
     if (!mem) return std::unexpected(mem.error());

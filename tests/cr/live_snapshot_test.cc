@@ -6,9 +6,12 @@
 // userfaultfd that handles kernel-mode faults too).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +27,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/image_reader.h"
 #include "common/io.h"
+#include "common/procfs.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -37,17 +41,18 @@ constexpr uint64_t kMix = 0x9e3779b97f4a7c15ull;
 // written, error flag}; pages 1.. hold {generation, generation ^ index * kMix}.
 // It rewrites every page with the next generation, in order, forever, and
 // checks on the way that each page still held the previous one.
-[[noreturn]] void workload(char* region) {
+// `pages`: how many of the region's it uses.
+[[noreturn]] void workload(char* region, size_t pages = kPages) {
     auto* meta = reinterpret_cast<volatile uint64_t*>(region);
     auto page = [&](size_t i) { return reinterpret_cast<volatile uint64_t*>(region + i * kPage); };
-    for (size_t i = 1; i < kPages; ++i) {
+    for (size_t i = 1; i < pages; ++i) {
         page(i)[0] = 0;
         page(i)[1] = i * kMix;
     }
     meta[2] = 0;
     for (uint64_t g = 1;; ++g) {
         meta[0] = g;
-        for (size_t i = 1; i < kPages; ++i) {
+        for (size_t i = 1; i < pages; ++i) {
             meta[1] = i;
             if (page(i)[0] != g - 1 || page(i)[1] != ((g - 1) ^ (i * kMix))) meta[2] = 1;
             page(i)[0] = g;
@@ -149,21 +154,22 @@ struct Streaming {
 };
 
 // The pages of a task's region in a decoded image: index -> page bytes.
-std::map<uint64_t, const char*> region_pages(const DecodedImage& dec, const char* region) {
+std::map<uint64_t, const char*> region_pages(const DecodedImage& dec, const char* region,
+                                             size_t region_pages = kPages) {
     uint64_t base = reinterpret_cast<uint64_t>(region);
     std::map<uint64_t, const char*> pages;
     for (const auto& run : dec.pages)
         for (uint32_t k = 0; k < run.nr_pages; ++k) {
             uint64_t va = run.vaddr + k * kPage;
-            if (va >= base && va < base + kPages * kPage)
+            if (va >= base && va < base + region_pages * kPage)
                 pages[(va - base) / kPage] = run.data.data() + k * kPage;
         }
     return pages;
 }
 
-TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root";
-    Task t([](char* r) { workload(r); });
+// A live image of `t` (running workload(region, pages)) read while the task
+// rewrites every page not yet sent twice: one cut as of the freeze.
+void expect_one_cut(const Task& t, size_t npages) {
     ASSERT_TRUE(wait_for([&] { return t.gen() >= 2 && t.gen() != ~0ull; }));
     auto img = checkpoint_task_live(t.pid, t.starttime());
     ASSERT_TRUE(img) << img.error().what;
@@ -182,8 +188,8 @@ TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     MemorySource src(bytes.data(), bytes.size());
     auto dec = decode_image(src, {.keep_data = true});
     ASSERT_TRUE(dec) << dec.error().what;
-    auto pages = region_pages(*dec, t.region);
-    ASSERT_EQ(pages.size(), kPages);
+    auto pages = region_pages(*dec, t.region, npages);
+    ASSERT_EQ(pages.size(), npages);
     auto word = [&](size_t i, int w) {
         uint64_t v;
         std::memcpy(&v, pages[i] + 8 * w, 8);
@@ -194,7 +200,7 @@ TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     ASSERT_GE(g, 2u);
     ASSERT_LT(g, g0 + 2) << "the image is not of the freeze";
     // One cut: generation g below the index being written, g - 1 above it.
-    for (size_t i = 1; i < kPages; ++i) {
+    for (size_t i = 1; i < npages; ++i) {
         uint64_t v = word(i, 0);
         uint64_t want = i < at ? g : g - 1;
         if (i == at) {
@@ -204,6 +210,69 @@ TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
         ASSERT_EQ(v, want) << "page " << i << ", the task was writing page " << at;
         ASSERT_EQ(word(i, 1), v ^ (i * kMix)) << "page " << i;
     }
+}
+
+TEST(LiveSnapshot, ImageIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    Task t([](char* r) { workload(r); });
+    expect_one_cut(t, kPages);
+}
+
+// An area holding less than 2 MiB is registered and write-protected before
+// smaps is read, then scanned (checkpoint/live_snapshot.cc, EarlyProtect and
+// protect_memory): the same one cut.
+TEST(LiveSnapshot, SmallAreaIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    constexpr size_t kSmall = 128;  // 512 KiB
+    Task t([](char* r) {
+        munmap(r + kSmall * kPage, (kPages - kSmall) * kPage);
+        workload(r, kSmall);
+    });
+    ASSERT_TRUE(wait_for([&] { return t.gen() >= 1 && t.gen() != ~0ull; }));
+    auto maps = parse_maps(read_file(strfmt("/proc/{}/maps", t.pid)).value()).value();
+    auto area = std::find_if(maps.begin(), maps.end(), [&](const MapsEntry& m) {
+        return m.start <= uint64_t(t.region) && uint64_t(t.region) < m.end;
+    });
+    ASSERT_NE(area, maps.end());
+    ASSERT_LT(area->end - area->start, 2u << 20) << "the small area merged with a neighbour";
+    expect_one_cut(t, kSmall);
+}
+
+// The live snapshot clears its own registration's "uw" from the smaps the
+// detection reads; a task's own write-protect registration is still a reason.
+TEST(LiveSnapshot, TasksOwnWriteProtectRegistrationIsStillRefused) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    Task t(
+        [w = ready[1]](char* r) {
+            for (size_t i = 0; i < kPages; ++i) r[i * kPage] = 1;
+            int u = int(syscall(SYS_userfaultfd, O_CLOEXEC));
+            uffdio_api api{};
+            api.api = UFFD_API;
+            api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+            uffdio_register reg{};
+            reg.range.start = reinterpret_cast<uint64_t>(r);
+            reg.range.len = kPages * kPage;
+            reg.mode = UFFDIO_REGISTER_MODE_WP;
+            char ok =
+                u >= 0 && ioctl(u, UFFDIO_API, &api) == 0 && ioctl(u, UFFDIO_REGISTER, &reg) == 0
+                    ? 'y'
+                    : 'n';
+            (void)!write(w, &ok, 1);
+            for (;;) pause();
+        },
+        {ready[1]});
+    close(ready[1]);
+    char ok = 0;
+    ASSERT_EQ(read(ready[0], &ok, 1), 1);
+    close(ready[0]);
+    ASSERT_EQ(ok, 'y') << "the task could not register its own userfaultfd";
+    auto img = checkpoint_task_live(t.pid, t.starttime());
+    ASSERT_FALSE(img) << "a task with its own write-protect registration was checkpointed";
+    EXPECT_EQ(img.error().code, EBUSY) << img.error().what;
+    EXPECT_NE(img.error().what.find("userfaultfd (write-protect)"), std::string::npos)
+        << img.error().what;
 }
 
 // Once the task filled its region and sleeps: a live image of it, streaming,
