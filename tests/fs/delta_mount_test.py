@@ -285,7 +285,8 @@ class TreeDelta(tm.TreeBase):
         for slot, chain, want in (("alone", [parts[1]], "restore it after its base"),
                                   ("skipped", [parts[0], parts[2]], "part 2"),
                                   ("swapped", [parts[0], parts[2], parts[1]], "part 2"),
-                                  ("stranger", [parts[0], stranger, parts[2]], "processes")):
+                                  ("stranger", [parts[0], stranger, parts[2]],
+                                   "a delta is of the very processes")):
             self.refused(slot, *chain, want=want)
         self.assertEqual([p for p in pids if os.path.exists(f"/proc/{p}")], [])
 
