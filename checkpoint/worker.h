@@ -47,8 +47,9 @@ enum class WorkerMode {
     kImage,    // access, reasons (EBUSY if any), then the checkpoint
     // incr: kImage for a chain (docs/incremental.md): argv gets a 7th
     // argument, the base image's id (0: none), and fd 6 a socket
-    // (checkpoint/track_channel.h) that brings the tracking userfaultfd of the
-    // base and takes back the new one with the new image's id.
+    // (checkpoint/track_channel.h) that brings the base's tracking (a
+    // userfaultfd per process of the tree) and takes back the new one with
+    // the new image's id.
     kDelta,
 };
 
