@@ -22,6 +22,7 @@ Result<UniqueFd> open_input(const std::string& path) {
         if (n == 0) break;
         if (auto r = write_full(out.get(), buf, size_t(n)); !r) return std::unexpected(r.error());
     }
+    if (::lseek(out.get(), 0, SEEK_SET) != 0) return errno_error("seek the copy of stdin");
     return out;
 }
 
