@@ -5,10 +5,14 @@
 // (checkpoint_task_tracked, as /crfs/<pid>/delta does), each drained into
 // /dev/null as FUSE reads would; and a memcpy of the 1% of bytes.
 // Targets at 1024 MiB: a delta <= 50 ms, its size ~1% of the complete image.
+// --tree: the child forks two children after filling its memory (so three
+// processes of N MiB each, copy-on-write, every one writing its 1%), and the
+// deltas are of the tree (docs/incremental.md "Trees").
 //
-//   delta_bench [MiB ...]   (default 1024)
+//   delta_bench [--tree] [MiB ...]   (default 1024)
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/uio.h>
 
 #include <cstdio>
@@ -41,6 +45,29 @@ uint64_t child_round(pid_t pid) {
     return process_vm_readv(pid, &local, 1, &remote, 1, 0) == sizeof v ? v : 0;
 }
 
+// The child and, with --tree, its children (which die with it).
+std::vector<pid_t> tree_of(pid_t pid) {
+    std::vector<pid_t> out{pid};
+    FILE* f = std::fopen(
+        ("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children").c_str(),
+        "r");
+    for (int c; f && std::fscanf(f, "%d", &c) == 1;) out.push_back(c);
+    if (f) std::fclose(f);
+    return out;
+}
+
+// Each process of the tree writes its 1% for round `round`; true once all did.
+bool next_round(pid_t pid, uint64_t round, size_t members) {
+    auto all = tree_of(pid);
+    if (all.size() != members) return false;
+    for (pid_t p : all) kill(p, SIGUSR1);
+    for (pid_t p : all)
+        for (int i = 0; i < 100000 && child_round(p) < round; ++i) usleep(100);
+    for (pid_t p : all)
+        if (child_round(p) < round) return false;
+    return true;
+}
+
 // Drains an image into /dev/null; its size, or 0 on failure.
 uint64_t drain(ImageSource& img) {
     UniqueFd p[2];
@@ -63,7 +90,14 @@ uint64_t drain(ImageSource& img) {
 
 int main(int argc, char** argv) {
     std::vector<size_t> sizes;
-    for (int i = 1; i < argc; ++i) sizes.push_back(std::strtoul(argv[i], nullptr, 10));
+    static bool tree = false;
+    for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == "--tree")
+            tree = true;
+        else
+            sizes.push_back(std::strtoul(argv[i], nullptr, 10));
+    size_t members = tree ? 3 : 1;
+    if (tree) std::printf("a tree of 3 processes, each of:\n");
     if (sizes.empty()) sizes = {1024};
     std::printf("%6s | %9s %9s | %9s %9s %7s | %9s %8s\n", "MiB", "full ms", "full MB", "delta ms",
                 "delta MB", "size%", "memcpy1%", "d/mcp");
@@ -76,7 +110,16 @@ int main(int argc, char** argv) {
             for (size_t i = 0; i < g_bytes; i += 8)
                 *reinterpret_cast<uint64_t*>(g_mem + i) = i * 2654435761u + 1;
             signal(SIGUSR1, write_one_percent);
+            for (int i = 0; tree && i < 2; ++i)
+                if (fork() == 0) {
+                    prctl(PR_SET_PDEATHSIG, SIGKILL);
+                    int n = open("/dev/null", O_RDWR);
+                    for (int fd = 0; fd < 3; ++fd) dup2(n, fd);
+                    for (int fd = 3; fd < 1024; ++fd) close(fd);
+                    for (;;) pause();
+                }
         });
+        for (int i = 0; i < 100000 && tree_of(pid).size() < members; ++i) usleep(100);
         uint64_t start = read_task_stat(pid).value().starttime;
 
         uint64_t t0 = now_ns();
@@ -85,14 +128,17 @@ int main(int argc, char** argv) {
         uint64_t full_ns = now_ns() - t0;
         full = decltype(full)(nullptr);
 
-        Tracking track;
+        ChainTracking track;
         image::ChainRecord chain{1, 0};
         auto base = checkpoint_task_tracked(pid, start, track, chain);
         bool ok = full_bytes && base && drain(**base);
         uint64_t best_ns = UINT64_MAX, delta_bytes = 0;
         for (uint64_t round = 1; ok && round <= 3; ++round) {
-            kill(pid, SIGUSR1);
-            for (int i = 0; i < 100000 && child_round(pid) < round; ++i) usleep(100);
+            if (!next_round(pid, round, members)) {
+                std::fprintf(stderr, "the tree did not write its round %lu\n", round);
+                ok = false;
+                break;
+            }
             track.delta = true;
             chain = {round + 1, round};
             uint64_t t = now_ns();

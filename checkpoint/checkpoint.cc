@@ -332,23 +332,32 @@ Status share_tasks_between_members(std::span<const pid_t> pids, std::vector<Capt
 // once it is frozen: a child forked just before is in the image.)
 // A live snapshot is taken of a single process; a tree is copied while frozen.
 Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live,
-                                          Tracking* track) {
+                                          ChainTracking* track) {
     std::vector<Capture> out;
     auto tree = FrozenTree::freeze(pid);
     if (!tree) return std::unexpected(tree.error());
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
-    if (track && tree->members().size() > 1)  // incr
-        return make_error(EOPNOTSUPP, strfmt("task {} has children: a delta is of one process; "
-                                             "read image instead",
-                                             pid));
     std::vector<pid_t> pids;
     for (auto& m : tree->members()) pids.push_back(m.pid);
+    std::vector<TrackedMember> tracked;  // incr: each member's tracking (incremental.h)
+    if (track) {
+        std::vector<std::pair<pid_t, uint64_t>> now;
+        for (auto& m : tree->members()) now.emplace_back(m.pid, m.starttime);
+        track->delta = track->delta && same_members(track->members, now);
+        tracked = std::exchange(track->members, {});
+    }
     state::MemberViews views;  // read while frozen: each member's once, one holder scan
     for (auto& m : tree->members()) {
+        Tracking t;  // incr: this member's, reused if it was tracked
+        t.delta = track && track->delta;
+        for (TrackedMember& was : tracked)
+            if (was.pid == m.pid && was.starttime == m.starttime) t.uffd = std::move(was.uffd);
         auto c = capture(m.pid, m.starttime, m.threads,
-                         live && tree->members().size() == 1 && tree->zombies().empty(), track,
-                         pids.size() > 1 ? pids : std::vector<pid_t>{}, views);
+                         live && tree->members().size() == 1 && tree->zombies().empty(),
+                         track ? &t : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{},
+                         views);
+        if (c && track) track->members.push_back({m.pid, m.starttime, std::move(t.uffd)});
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             if (m.pid == pid) return std::unexpected(c.error());
@@ -635,7 +644,7 @@ class SnapshotSource : public ImageSource {
 
 // capture_tree() on a thread of its own, checkpoints of one pid one at a time.
 Result<std::vector<Capture>> capture_task(pid_t pid, uint64_t starttime, bool live,
-                                          Tracking* track = nullptr) {
+                                          ChainTracking* track = nullptr) {
     Result<std::vector<Capture>> cap = make_error(EIO, "checkpoint thread did not run");
     {
         PidLock lock(pid);
@@ -669,11 +678,12 @@ Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t st
 }
 
 Result<std::unique_ptr<ImageSource>> checkpoint_task_tracked(pid_t pid, uint64_t starttime,
-                                                             Tracking& track,
-                                                             const image::ChainRecord& chain) {
+                                                             ChainTracking& track,
+                                                             image::ChainRecord& chain) {
     uint64_t started = monotonic_ns();
     auto cap = capture_task(pid, starttime, false, &track);
     if (!cap) return std::unexpected(cap.error());
+    if (!track.delta) chain.base_id = 0;  // incr: the tree changed, a new chain starts
     return std::make_unique<SnapshotSource>(build_snapshot(std::move(*cap), started, &chain));
 }
 

@@ -53,10 +53,12 @@ Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t st
 // incr (checkpoint/incremental.h, docs/incremental.md): an image of a chain,
 // `chain` its record 0. Memory is copied while frozen, and only what changed
 // since the previous image where `track.delta`; the tracking is armed again
-// for the next one. One process only (EOPNOTSUPP for a task with children).
-struct Tracking;
+// for the next one. A tree: every process, each with its own tracking; one
+// whose processes changed gives a complete image (`track.delta` and
+// `chain.base_id` cleared).
+struct ChainTracking;
 Result<std::unique_ptr<ImageSource>> checkpoint_task_tracked(pid_t pid, uint64_t starttime,
-                                                             Tracking& track,
-                                                             const image::ChainRecord& chain);
+                                                             ChainTracking& track,
+                                                             image::ChainRecord& chain);
 
 }  // namespace crfs

@@ -167,6 +167,17 @@ Status arm_tracking(pid_t pid, int pagemap, int uffd, const std::vector<MapsEntr
 
 }  // namespace
 
+bool same_members(const std::vector<TrackedMember>& tracked,
+                  const std::vector<std::pair<pid_t, uint64_t>>& members) {
+    if (tracked.size() != members.size()) return false;
+    for (const auto& [pid, starttime] : members)
+        if (std::none_of(tracked.begin(), tracked.end(), [&](const TrackedMember& m) {
+                return m.pid == pid && m.starttime == starttime;
+            }))
+            return false;
+    return true;
+}
+
 void check_tracking_uffd(const std::vector<MapsEntry>& maps, Tracking& t) {
     if (!t.uffd) return;
     for (const MapsEntry& e : maps)

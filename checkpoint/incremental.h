@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "checkpoint/track_channel.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
@@ -38,6 +39,20 @@ struct Tracking {
     std::vector<image::KeepRecord> keeps;  // out
     uint64_t pages_kept = 0;               // out
 };
+
+// The tracking of a tree (docs/incremental.md "Trees"): one userfaultfd per
+// process. A delta is taken only if the tree has the very processes (pid and
+// start time) the previous image had; otherwise the image is complete and
+// starts a new chain (`delta` is cleared), the trackings of the processes
+// still there reused.
+struct ChainTracking {
+    std::vector<TrackedMember> members;  // in: the previous image's; out: armed for the next
+    bool delta = false;                  // in: a base exists; out: this image is a delta
+};
+
+// Whether `members` (pid, start time) are exactly those tracked, in any order.
+bool same_members(const std::vector<TrackedMember>& tracked,
+                  const std::vector<std::pair<pid_t, uint64_t>>& members);
 
 // Keeps `t.uffd` only if it still belongs to the task's memory (an exec
 // makes a new one): it must register the task's areas. Before the freeze ends.

@@ -73,8 +73,8 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
             return errno_error("socketpair for the delta tracking");
         track_rd.reset(p[0]);
         track_wr.reset(p[1]);
-        if (req.track_fd >= 0)
-            if (auto s = send_track(track_rd.get(), req.track_fd, req.base_id); !s)
+        if (req.track)
+            if (auto s = send_track(track_rd.get(), *req.track); !s)
                 return std::unexpected(s.error());
     }
     if (req.mode == WorkerMode::kImage || req.mode == WorkerMode::kDelta) {
@@ -135,7 +135,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
                           std::to_string(req.starttime),
                           std::to_string(req.daemon_tgid),
                           encode_creds(req.creds),
-                          std::to_string(req.base_id)};
+                          std::to_string(req.track ? req.track->id : 0)};
     char* argv[std::size(args) + 1] = {};
     size_t nargs = std::size(args) - (req.mode == WorkerMode::kDelta ? 0 : 1);
     for (size_t i = 0; i < nargs; ++i) argv[i] = args[i].data();
@@ -175,7 +175,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         // incr: the tracking was sent before the reply, so it is queued by now.
         Result<TrackMessage> track = TrackMessage{};
         if (track_rd) track = recv_track(track_rd.get());
-        if (track_rd && track && !track->uffd)
+        if (track_rd && track && track->members.empty())
             track = make_error(
                 EIO, strfmt("checkpoint worker for task {} sent no delta tracking", req.pid));
         if (ec == std::errc() && (rest.empty() || rest == " live") && track) {
@@ -183,8 +183,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
             // ends: the next checkpoint of the task waits for that.
             if (rest.empty()) lock.reset();
             WorkerReply out;
-            out.track = std::move(track->uffd);
-            out.track_id = track->id;
+            out.track = std::move(*track);
             out.image = std::make_unique<PipedImage>(std::move(image_rd), child, size,
                                                      std::move(status_rd), std::move(lock));
             return out;

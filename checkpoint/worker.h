@@ -35,6 +35,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/creds.h"
+#include "checkpoint/track_channel.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 
@@ -46,8 +47,9 @@ enum class WorkerMode {
     kImage,    // access, reasons (EBUSY if any), then the checkpoint
     // incr: kImage for a chain (docs/incremental.md): argv gets a 7th
     // argument, the base image's id (0: none), and fd 6 a socket
-    // (checkpoint/track_channel.h) that brings the tracking userfaultfd of the
-    // base and takes back the new one with the new image's id.
+    // (checkpoint/track_channel.h) that brings the base's tracking (a
+    // userfaultfd per process of the tree) and takes back the new one with
+    // the new image's id.
     kDelta,
 };
 
@@ -57,15 +59,15 @@ struct WorkerRequest {
     uint64_t starttime = 0;
     pid_t daemon_tgid = 0;  // a task traced by one of our workers has no reason for it
     Creds creds;
-    int track_fd = -1;     // kDelta: the base's tracking userfaultfd (borrowed), or -1
-    uint64_t base_id = 0;  // kDelta: the base image's id, 0 with track_fd -1
+    // kDelta: the base's tracking (borrowed; checkpoint/track_channel.h), or
+    // null; its id is the base image's.
+    const TrackMessage* track = nullptr;
 };
 
 struct WorkerReply {
     std::string text;                 // kReasons: the reasons
     std::unique_ptr<Snapshot> image;  // kImage, kDelta
-    UniqueFd track;                   // kDelta: the tracking armed for the next delta
-    uint64_t track_id = 0;            // kDelta: the id of `image`
+    TrackMessage track;               // kDelta: the tracking armed for the next delta, `image`'s id
 };
 
 inline constexpr int kWorkerImageFd = 3;

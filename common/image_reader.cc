@@ -376,6 +376,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             !s)
             return std::unexpected(s.error());
         img.processes.assign(t.processes.begin(), t.processes.begin() + opts.process);
+        img.chain = t.chain;  // incr: record 0, before the first process
     }
 
     // Records that must appear exactly once.
@@ -401,7 +402,9 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         // those of process opts.process are decoded (docs/trees.md).
         if (r.type == RecordType::kProcess) {
             if (opts.tree && img.processes.size() > opts.process) break;  // treeperf: the next
-            if (img.header.version < 4 || (img.processes.empty() && r.index != 0) ||
+            // incr (version 10): a tree's image of a chain has its chain record first.
+            uint32_t first = img.chain && img.header.version >= 10 ? 1 : 0;
+            if (img.header.version < 4 || (img.processes.empty() && r.index != first) ||
                 img.processes.size() >= image::kMaxProcesses)
                 return inconsistent(r, "process record out of place");
             img.processes.push_back(load<image::ProcessRecord>(r.payload));

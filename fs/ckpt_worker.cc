@@ -112,13 +112,13 @@ Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
 // tracking comes in on kWorkerTrackFd, the new one goes back there with the
 // new image's id, before the reply.
 Result<std::string> delta(pid_t pid, uint64_t starttime, pid_t daemon_tgid, uint64_t base_id) {
-    Tracking track;
+    ChainTracking track;
     if (base_id) {
         auto in = recv_track(kWorkerTrackFd);
         if (!in) return std::unexpected(in.error());
-        if (!in->uffd || in->id != base_id)
+        if (in->members.empty() || in->id != base_id)
             return make_error(EIO, "delta: the base's tracking did not come with the request");
-        track.uffd = std::move(in->uffd);
+        track.members = std::move(in->members);
         track.delta = true;
     }
     image::ChainRecord chain{0, base_id};
@@ -127,7 +127,7 @@ Result<std::string> delta(pid_t pid, uint64_t starttime, pid_t daemon_tgid, uint
             return errno_error("getrandom for the image id");
     auto img = or_reasons(checkpoint_task_tracked(pid, starttime, track, chain), pid, daemon_tgid);
     if (!img) return std::unexpected(img.error());
-    if (auto s = send_track(kWorkerTrackFd, track.uffd.get(), chain.id); !s)
+    if (auto s = send_track(kWorkerTrackFd, {chain.id, std::move(track.members)}); !s)
         return std::unexpected(s.error());
     g_image = std::move(*img);
     return std::string("0");
@@ -159,11 +159,12 @@ Result<std::string> sent_prints(Result<std::string> r, UniqueFd& to) {
 
 Result<std::string> serve(int argc, char** argv) {
     WorkerRequest req;
-    UniqueFd new_prints;  // perf: kWorkerNewPrintsFd, the hashes computed here go back
+    uint64_t base_id = 0;  // kDelta
+    UniqueFd new_prints;   // perf: kWorkerNewPrintsFd, the hashes computed here go back
     auto mode = argc == 6 || argc == 7 ? parse_worker_mode(argv[1]) : std::nullopt;
     if (mode && (*mode == WorkerMode::kDelta) != (argc == 7)) mode.reset();
     if (!mode || !parse_num(argv[2], req.pid) || !parse_num(argv[3], req.starttime) ||
-        !parse_num(argv[4], req.daemon_tgid) || (argc == 7 && !parse_num(argv[6], req.base_id)))
+        !parse_num(argv[4], req.daemon_tgid) || (argc == 7 && !parse_num(argv[6], base_id)))
         return make_error(EINVAL,
                           "usage: crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS [BASE_ID]");
     auto creds = decode_creds(argv[5]);
@@ -196,8 +197,7 @@ Result<std::string> serve(int argc, char** argv) {
         case WorkerMode::kImage:
             return sent_prints(image(req.pid, req.starttime, req.daemon_tgid), new_prints);
         case WorkerMode::kDelta:
-            return sent_prints(delta(req.pid, req.starttime, req.daemon_tgid, req.base_id),
-                               new_prints);
+            return sent_prints(delta(req.pid, req.starttime, req.daemon_tgid, base_id), new_prints);
     }
     return make_error(EINVAL, "unknown mode");
 }

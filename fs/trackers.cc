@@ -30,11 +30,14 @@ void DeltaTrackers::put(const TaskId& task, Entry e) {
     std::lock_guard l(mu_);
     std::erase(busy_, task);
     std::erase_if(entries_, [](const auto& x) { return !task_alive(x.first); });
-    size_t mine = 0;
-    for (const auto& x : entries_) mine += x.second.uid == e.uid;
-    if (mine >= kMaxTrackedPerUser) {
+    for (;;) {
+        size_t mine = 0, processes = e.chain.members.size();
+        for (const auto& x : entries_)
+            if (x.second.uid == e.uid) ++mine, processes += x.second.chain.members.size();
+        if (mine < kMaxTrackedPerUser && processes <= kMaxTrackedProcessesPerUser) break;
         auto oldest = std::find_if(entries_.begin(), entries_.end(),
                                    [&](const auto& x) { return x.second.uid == e.uid; });
+        if (oldest == entries_.end()) break;  // this one alone (at most kMaxProcesses)
         entries_.erase(oldest);
     }
     entries_.emplace_back(task, std::move(e));

@@ -1,7 +1,7 @@
 // incr (docs/incremental.md): the delta tracking of each task whose
 // /crfs/<pid>/delta was read, kept by the daemon until the next read: the
-// tracking userfaultfd (checkpoint/incremental.h) and the id of the last
-// image of the chain. Dropping one closes its userfaultfd, and the kernel
+// tracking userfaultfd of each process of its tree (checkpoint/incremental.h)
+// and the id of the last image of the chain. Dropping one closes its userfaultfd, and the kernel
 // ends the tracking: the task runs as before. Nothing survives the daemon:
 // after a restart the next delta read starts a new chain.
 #pragma once
@@ -12,21 +12,23 @@
 #include <mutex>
 #include <vector>
 
+#include "checkpoint/track_channel.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "fs/tasks.h"
 
 namespace crfs::fs {
 
-// Trackings one user keeps at most; past it the oldest of theirs is dropped
-// (that chain's next read starts a new one).
+// Trackings one user keeps at most, and their processes (userfaultfds held
+// by the daemon); past either the oldest of theirs is dropped (that chain's
+// next read starts a new one).
 inline constexpr size_t kMaxTrackedPerUser = 64;
+inline constexpr size_t kMaxTrackedProcessesPerUser = 1024;
 
 class DeltaTrackers {
   public:
     struct Entry {
-        UniqueFd uffd;  // invalid: no chain yet
-        uint64_t id = 0;
+        TrackMessage chain;  // no members: no chain yet
         uid_t uid = 0;
     };
     // The task's tracking, taken out until put() or release(); EBUSY while

@@ -137,12 +137,11 @@ Result<Content> checkpoint_as(Daemon& d, const TaskId& task, const OpenerCreds& 
         if (!taken) return std::unexpected(taken.error());
         track = std::move(*taken);
         req.mode = WorkerMode::kDelta;
-        req.track_fd = track.uffd ? track.uffd.get() : -1;
-        req.base_id = track.uffd ? track.id : 0;
+        if (!track.chain.members.empty()) req.track = &track.chain;
     }
     auto r = run_worker(req);
     if (delta && r)
-        d.trackers.put(task, {std::move(r->track), r->track_id, who.creds.uid[0]});
+        d.trackers.put(task, {std::move(r->track), who.creds.uid[0]});
     else if (delta)
         d.trackers.release(task);  // the chain ends: the next read starts a new one
     if (!r && !locked.empty()) state::netlock_remove(locked);

@@ -114,48 +114,128 @@ Result<std::vector<Run>> apply(const std::vector<Run>& before, const DecodedImag
     return out;
 }
 
-// Writes the image of the last part with the composed pages into a memfd.
-Result<UniqueFd> build(const char* d, const Part& last, const DecodedImage& img,
-                       const std::vector<Run>& pages) {
-    image::Header h = img.header;
+// One part decoded: each live process's records (one, the task, for an
+// image of one process), keyed by pid (0 for one process).
+struct PartImage {
+    bool tree = false;
+    std::optional<image::ChainRecord> chain;
+    std::vector<std::pair<int32_t, DecodedImage>> members;  // image order, zombies left out
+    const DecodedImage* of(int32_t pid) const {
+        for (const auto& [p, img] : members)
+            if (p == pid) return &img;
+        return nullptr;
+    }
+};
+
+// The pids of a part's processes, for an error message.
+std::string pid_list(const PartImage& p) {
+    std::string out;
+    for (const auto& m : p.members) out += (out.empty() ? "" : ",") + std::to_string(m.first);
+    return out;
+}
+
+// Writes the image of the last part with the composed pages into a memfd:
+// its records, each live process's pages (`pages[i]` for its members[i]) in
+// place of its pages and keep records.
+Result<UniqueFd> build(const char* d, const Part& last, const PartImage& img,
+                       const std::vector<std::vector<Run>>& pages) {
+    image::Header h = img.members.front().second.header;
     h.header_size = sizeof h;  // what the writer writes; a longer header's extra bytes are not kept
     ImageWriter w(h);
-    bool pages_done = false;
+    // The process whose records are being copied: its index in img.members,
+    // and whether its pages are written yet (a zombie has none).
+    size_t at = 0;
+    bool pages_done = false, zombie = false;
+    uint32_t process = 0;
     auto emit_pages = [&] {
+        if (pages_done || zombie) return;
         pages_done = true;
+        const DecodedImage& m = img.members[at].second;
         size_t v = 0;
-        for (const Run& r : pages) {
+        for (const Run& r : pages[at]) {
             // Cut at the VMAs' ends (a pages record lies in one VMA) and the record limit.
-            for (uint64_t at = r.vaddr; at < r.end();) {
-                while (v < img.vmas.size() && img.vmas[v].rec.end <= at) ++v;
-                uint64_t to = std::min(r.end(), v < img.vmas.size() ? img.vmas[v].rec.end : at);
-                to = std::min(to, at + uint64_t(image::kMaxPagesPerRecord) * kPage);
-                if (to <= at) return;  // decode checked every run lies in a VMA
-                image::PagesRecord pr{at, uint32_t((to - at) / kPage), 0};
+            for (uint64_t a = r.vaddr; a < r.end();) {
+                while (v < m.vmas.size() && m.vmas[v].rec.end <= a) ++v;
+                uint64_t to = std::min(r.end(), v < m.vmas.size() ? m.vmas[v].rec.end : a);
+                to = std::min(to, a + uint64_t(image::kMaxPagesPerRecord) * kPage);
+                if (to <= a) return;  // decode checked every run lies in a VMA
+                image::PagesRecord pr{a, uint32_t((to - a) / kPage), 0};
                 w.add_external(RecordType::kPages, Payload().add(pr).bytes(),
-                               r.data + (at - r.vaddr), to - at);
-                at = to;
+                               r.data + (a - r.vaddr), to - a);
+                a = to;
             }
         }
     };
+    const auto& procs = img.members.front().second.processes;
     walk(d, last.begin, last.end, [&](const Frame& f) {
         auto t = RecordType(f.type);
-        if (t == RecordType::kPages || t == RecordType::kKeep) {
-            if (!pages_done) emit_pages();
+        if (t == RecordType::kProcess) {  // the next process's section
+            if (process > 0) emit_pages();
+            if (process > 0 && !zombie) ++at;
+            zombie = procs[process].flags & image::kProcessZombie;
+            pages_done = false;
+            ++process;
+        } else if (t == RecordType::kPages || t == RecordType::kKeep) {
+            emit_pages();
             return true;
+        } else if (t == RecordType::kChain) {
+            return true;
+        } else if (t == RecordType::kStats) {
+            emit_pages();
         }
-        if (t == RecordType::kChain) return true;
-        if (t == RecordType::kStats && !pages_done) emit_pages();
         w.add_external(t, {}, f.payload, f.len);
         return true;
     });
-    if (!pages_done) emit_pages();
+    emit_pages();
     ImageStream s = std::move(w).finish();
     UniqueFd out(::memfd_create("crfs-chain", MFD_CLOEXEC));
     if (!out) return errno_error("memfd for the composed image");
     if (auto r = s.write_to(out.get()); !r) return std::unexpected(r.error());
     if (::lseek(out.get(), 0, SEEK_SET) != 0) return errno_error("seek the composed image");
     return out;
+}
+
+// Decodes and verifies part `index` (1-based): framing, checksum, each live
+// process's records.
+Result<PartImage> decode_part(const char* d, const Part& p, size_t index) {
+    PartImage out;
+    MemorySource src(d + p.begin, p.end - p.begin);
+    auto first = decode_image(src);
+    if (!first) return std::unexpected(first.error().context(strfmt("image part {}", index)));
+    out.tree = !first->processes.empty();
+    out.chain = first->chain;
+    std::vector<image::ProcessRecord> procs = first->processes;
+    if (!out.tree) {
+        out.members.emplace_back(0, std::move(*first));
+        return out;
+    }
+    out.members.emplace_back(procs[0].pid, std::move(*first));
+    for (uint32_t i = 1; i < procs.size(); ++i) {
+        if (procs[i].flags & image::kProcessZombie) continue;
+        MemorySource again(d + p.begin, p.end - p.begin);
+        DecodeOptions opts;
+        opts.process = i;
+        opts.tree = &out.members.front().second;
+        auto img = decode_image(again, opts);
+        if (!img)
+            return std::unexpected(
+                img.error().context(strfmt("image part {}, process {}", index, procs[i].pid)));
+        if (out.of(procs[i].pid))
+            return make_error(EINVAL,
+                              strfmt("image part {}: process {} twice", index, procs[i].pid));
+        out.members.emplace_back(procs[i].pid, std::move(*img));
+    }
+    return out;
+}
+
+// A delta is of the very processes of its base (docs/incremental.md "Trees").
+Status same_processes(const PartImage& base, const PartImage& delta, size_t index) {
+    bool same = base.tree == delta.tree && base.members.size() == delta.members.size();
+    for (const auto& m : delta.members) same = same && base.of(m.first);
+    if (same) return {};
+    return make_error(EINVAL, strfmt("image part {} holds processes [{}], its base (part {}) "
+                                     "[{}]: a delta is of the very processes of its base",
+                                     index, pid_list(delta), index - 1, pid_list(base)));
 }
 
 struct Mapping {
@@ -168,7 +248,7 @@ struct Mapping {
 
 }  // namespace
 
-Result<UniqueFd> compose_chain(int fd) {
+Result<UniqueFd> compose_chain(int fd, std::vector<ChainPart>* info) {
     struct stat st;
     if (::fstat(fd, &st) != 0) return errno_error("stat the image");
     if (st.st_size <= 0) return UniqueFd();
@@ -189,16 +269,10 @@ Result<UniqueFd> compose_chain(int fd) {
         return UniqueFd();
     }
     // Every part decoded and verified (framing, checksum, consistency) first.
-    std::vector<DecodedImage> imgs;
+    std::vector<PartImage> imgs;
     for (size_t i = 0; i < parts->size(); ++i) {
-        const Part& p = (*parts)[i];
-        MemorySource src(d + p.begin, p.end - p.begin);
-        auto img = decode_image(src);
-        if (!img) return std::unexpected(img.error().context(strfmt("image part {}", i + 1)));
-        if (!img->processes.empty())
-            return make_error(EINVAL, strfmt("image part {}: a process tree cannot be part of a "
-                                             "chain",
-                                             i + 1));
+        auto img = decode_part(d, (*parts)[i], i + 1);
+        if (!img) return std::unexpected(img.error());
         imgs.push_back(std::move(*img));
     }
     for (size_t i = 0; i < imgs.size(); ++i) {
@@ -217,12 +291,34 @@ Result<UniqueFd> compose_chain(int fd) {
                                      "(image {:016x}): parts missing, swapped or of another task",
                                      i + 1, c->base_id ? "a delta" : "no delta", c->base_id, i,
                                      imgs[i - 1].chain->id));
+        if (i > 0)
+            if (auto s = same_processes(imgs[i - 1], imgs[i], i + 1); !s)
+                return std::unexpected(s.error());
     }
-    std::vector<Run> state;
+    for (size_t i = 0; info && i < imgs.size(); ++i) {
+        ChainPart p{*imgs[i].chain, 0, 0, 0, (*parts)[i].end - (*parts)[i].begin};
+        if (imgs[i].tree) p.processes = uint32_t(imgs[i].members.front().second.processes.size());
+        for (const auto& [pid, img] : imgs[i].members) {
+            for (const PageRun& r : img.pages) p.pages_stored += r.nr_pages;
+            for (const image::KeepRecord& k : img.keeps) p.pages_kept += k.nr_pages;
+        }
+        info->push_back(p);
+    }
+    // Each process's pages, part by part (matched by pid).
+    std::vector<std::vector<Run>> state(imgs.front().members.size());
     for (size_t i = 0; i < imgs.size(); ++i) {
-        auto next = apply(state, imgs[i], d + (*parts)[i].begin, uint32_t(i + 1));
-        if (!next) return std::unexpected(next.error());
-        state = std::move(*next);
+        std::vector<std::vector<Run>> next;
+        for (const auto& [pid, img] : imgs[i].members) {
+            static const std::vector<Run> none;
+            const std::vector<Run>* before = &none;
+            if (i > 0)
+                for (size_t k = 0; k < imgs[i - 1].members.size(); ++k)
+                    if (imgs[i - 1].members[k].first == pid) before = &state[k];
+            auto runs = apply(*before, img, d + (*parts)[i].begin, uint32_t(i + 1));
+            if (!runs) return std::unexpected(runs.error());
+            next.push_back(std::move(*runs));
+        }
+        state = std::move(next);
     }
     return build(d, parts->back(), imgs.back(), state);
 }

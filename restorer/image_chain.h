@@ -7,9 +7,11 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "crfs/image_format.h"
 
 namespace crfs {
 
@@ -18,7 +20,14 @@ namespace crfs {
 // is. Several parts: a new memfd holding the image they compose. Errors
 // (EINVAL, EBADMSG, ...) name the part: a delta alone or over the wrong base,
 // parts out of order, a part that does not decode.
-Result<UniqueFd> compose_chain(int fd);
+// `info`: each part's place in the chain and size, for crfs show/verify
+// (filled for several parts).
+struct ChainPart {
+    image::ChainRecord chain{};
+    uint32_t processes = 0;  // 0: one process
+    uint64_t pages_stored = 0, pages_kept = 0, size = 0;
+};
+Result<UniqueFd> compose_chain(int fd, std::vector<ChainPart>* info = nullptr);
 
 // The most parts one restore takes.
 inline constexpr uint32_t kMaxChainParts = 4096;

@@ -13,6 +13,7 @@
 #include "common/io.h"
 #include "tools/commands.h"
 #include "tools/image_json.h"
+#include "tools/show_chain.h"
 
 namespace crfs::tool {
 namespace {
@@ -74,46 +75,71 @@ void print_text(const DecodedImage& img) {
                    img.stats->total_ns / 1e6);
     fmt::print("\nimage: {} bytes, {} records, checksum {:016x}\n", img.size, img.record_count,
                img.checksum);
+    if (img.chain)  // incr: docs/incremental.md
+        fmt::print("chain: image {:016x}, {}\n", img.chain->id,
+                   img.chain->base_id ? fmt::format("a delta of image {:016x}", img.chain->base_id)
+                                      : std::string("complete (starts a chain)"));
+    if (!img.processes.empty())  // trees: the records above are the first process's
+        fmt::print("tree of {} processes (shown: the first)\n", img.processes.size());
 }
 
-Result<DecodedImage> decode_path(const std::string& path) {
-    UniqueFd owned;
-    int fd = 0;
-    if (path != "-") {
-        auto f = open_fd(path, O_RDONLY);
-        if (!f) return std::unexpected(f.error());
-        owned = std::move(*f);
-        fd = owned.get();
-    }
-    FdSource src(fd);
+// FILE as one image, or a chain (tools/show_chain.h).
+struct Input {
+    DecodedImage img;
+    std::optional<ChainView> chain;
+};
+
+Result<Input> read_input(const std::string& path) {
+    std::string name = path == "-" ? "stdin" : path;
+    auto fd = open_input(path);
+    if (!fd) return std::unexpected(fd.error().context(name));
+    FdSource src(fd->get());
     auto img = decode_image(src);
-    if (!img) return std::unexpected(img.error().context(path == "-" ? "stdin" : path));
-    return img;
+    if (img) return Input{std::move(*img), std::nullopt};
+    // Not one image: maybe several, a chain (its errors name the part).
+    auto chain = read_chain(fd->get());
+    if (!chain) return std::unexpected(chain.error().context(name));
+    if (!*chain) return std::unexpected(img.error().context(name));
+    DecodedImage composed = std::move((*chain)->composed);
+    return Input{std::move(composed), std::move(*chain)};
 }
 
 }  // namespace
 
 int cmd_show(const ShowOptions& o) {
-    auto img = decode_path(o.file);
-    if (!img) {
-        fmt::print(stderr, "crfs show: {}\n", img.error().what);
+    auto in = read_input(o.file);
+    if (!in) {
+        fmt::print(stderr, "crfs show: {}\n", in.error().what);
         return 1;
     }
-    if (o.json)
-        fmt::print("{}\n", dump_json(image_to_json(*img)));
-    else
-        print_text(*img);
+    if (o.json) {
+        auto j = image_to_json(in->img);
+        if (in->chain) j["chain_parts"] = chain_json(in->chain->parts);  // incr
+        fmt::print("{}\n", dump_json(j));
+        return 0;
+    }
+    if (in->chain) print_chain_text(in->chain->parts);
+    print_text(in->img);
     return 0;
 }
 
 int cmd_verify(const std::string& file) {
-    auto img = decode_path(file);
-    if (!img) {
-        fmt::print(stderr, "crfs verify: {}\n", img.error().what);
+    auto in = read_input(file);
+    if (!in) {
+        fmt::print(stderr, "crfs verify: {}\n", in.error().what);
         return 1;
     }
-    fmt::print("ok: {} records, {} bytes, checksum {:016x}\n", img->record_count, img->size,
-               img->checksum);
+    const DecodedImage& img = in->img;
+    if (in->chain)  // incr: every part, the chain and the composition checked
+        fmt::print("ok: a chain of {} images, composing {} records, {} bytes\n",
+                   in->chain->parts.size(), img.record_count, img.size);
+    else
+        fmt::print("ok: {} records, {} bytes, checksum {:016x}{}\n", img.record_count, img.size,
+                   img.checksum,
+                   img.chain && img.chain->base_id
+                       ? fmt::format(" (a delta of image {:016x}: restore it after its base)",
+                                     img.chain->base_id)
+                       : std::string());
     return 0;
 }
 
