@@ -17,8 +17,10 @@ namespace crfs {
 // (no chain, or a chain's first part alone): an invalid fd, restore it as it
 // is. Several parts: a new memfd holding the image they compose. Errors
 // (EINVAL, EBADMSG, ...) name the part: a delta alone or over the wrong base,
-// parts out of order, a part that does not decode.
-Result<UniqueFd> compose_chain(int fd);
+// parts out of order, a part that does not decode. `one_image`: the slot's
+// framing walk saw no second image (common/image_spool.h: its pages records
+// are apart, so the framing is not walked here, only the first record read).
+Result<UniqueFd> compose_chain(int fd, bool one_image = false);
 
 // The most parts one restore takes.
 inline constexpr uint32_t kMaxChainParts = 4096;
