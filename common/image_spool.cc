@@ -20,7 +20,7 @@ namespace {
 
 constexpr uint64_t kPage = image::kPageSize;
 constexpr uint64_t kMaxPageData = uint64_t(image::kMaxPagesPerRecord) * kPage;
-constexpr size_t kStageMax = 1 << 20;  // image bytes kept before a write, at most
+constexpr size_t kStageMax = 256 << 10;  // image bytes kept before a write, at most
 static_assert(ImageSpool::kRunHeadBytes ==
               sizeof(image::RecordHeader) + sizeof(image::PagesRecord));
 
