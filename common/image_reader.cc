@@ -107,9 +107,8 @@ Status ImageReader::read_exact(void* buf, size_t len, Where where, bool hash) {
     if (hash && !hashed_ && !verified_) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), buf, *n);
     offset_ += *n;
     if (*n < len)
-        return bad(
-            strfmt("truncated image: unexpected end of file in {} at byte {}",
-                   describe(where.name, where.record), offset_));
+        return bad(strfmt("truncated image: unexpected end of file in {} at byte {}",
+                          describe(where.name, where.record), offset_));
     return {};
 }
 
@@ -121,9 +120,8 @@ Status ImageReader::pass_bulk(uint64_t len, Where where) {
         if (!n) return std::unexpected(n.error());
         offset_ += *n;
         if (*n < len)
-            return bad(
-                strfmt("truncated image: unexpected end of file in {} at byte {}",
-                   describe(where.name, where.record), offset_));
+            return bad(strfmt("truncated image: unexpected end of file in {} at byte {}",
+                              describe(where.name, where.record), offset_));
         return {};
     }
     if (len && scratch_.empty()) scratch_.resize(1 << 20);
@@ -395,6 +393,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     ThreadSections threads(img);
     uint32_t seen[std::size(image::kRecordTypes)] = {};
     uint64_t pending_total = 0;
+    size_t vma_hint = 0;  // the VMA of the last pages record
     auto seen_slot = [&](RecordType t) -> uint32_t& {
         for (size_t i = 0; i < std::size(image::kRecordTypes); ++i)
             if (image::kRecordTypes[i].type == t) return seen[i];
@@ -512,11 +511,20 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("unaligned address {:x}", pr.vaddr));
                 uint64_t end = pr.vaddr + uint64_t(pr.nr_pages) * image::kPageSize;
                 // VMAs are sorted and disjoint (checked above): the last one
-                // starting at or below vaddr is the only candidate. A search per
-                // record keeps decoding linear in VMAs and page records.
-                auto vma =
-                    std::upper_bound(img.vmas.begin(), img.vmas.end(), pr.vaddr,
-                                     [](uint64_t a, const VmaEntry& v) { return a < v.rec.start; });
+                // starting at or below vaddr is the only candidate. Runs come in
+                // address order: it is the last run's or a few after it (a
+                // search otherwise, which at 60,000 VMAs of 168 bytes missed
+                // the cache on every step: a third of the decode).
+                size_t nv = img.vmas.size(), i = std::min(vma_hint, nv), lim = std::min(nv, i + 8);
+                while (i < lim && img.vmas[i].rec.start <= pr.vaddr) ++i;
+                if ((i < nv && img.vmas[i].rec.start <= pr.vaddr) ||
+                    (i > 0 && img.vmas[i - 1].rec.start > pr.vaddr))
+                    i = size_t(std::upper_bound(
+                                   img.vmas.begin(), img.vmas.end(), pr.vaddr,
+                                   [](uint64_t a, const VmaEntry& v) { return a < v.rec.start; }) -
+                               img.vmas.begin());
+                auto vma = img.vmas.begin() + ptrdiff_t(i);  // the first VMA starting above vaddr
+                vma_hint = i ? i - 1 : 0;
                 if (vma == img.vmas.begin() || end <= pr.vaddr || end > std::prev(vma)->rec.end)
                     return inconsistent(r,
                                         strfmt("pages {:x}-{:x} outside every VMA", pr.vaddr, end));

@@ -101,7 +101,7 @@ class ImageReader {
   private:
     // What a read is of, put in words only for the message of a short one.
     struct Where {
-        const char* name;  // "header", "trailer", or a record type's
+        const char* name;                // "header", "trailer", or a record type's
         uint64_t record = ~uint64_t(0);  // a record's index (none: `name` alone)
     };
     Status read_exact(void* buf, size_t len, Where where, bool hash);
