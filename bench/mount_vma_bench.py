@@ -2,7 +2,8 @@
 """Dump and restore of a task with many memory areas, through the mount
 (issue 13: 30,000 areas in <= 250 ms each, linear in the number of areas).
 
-    bench/mount_vma_bench.py [--build DIR] [--rounds N] [--trace] [--fill-ab] [N_VMAS ...]
+    bench/mount_vma_bench.py [--build DIR] [--rounds N] [--trace] [--fill-ab | --before DIR]
+                             [N_VMAS ...]
     (default: build, 3 rounds, 1000 10000 30000 60000)
 
 Mounts DIR/fs/crfsd on a temporary directory. For each N a holder maps N
@@ -21,7 +22,10 @@ The columns per VMA stay flat when the cost is linear. References:
 same build runs with CRFS_RESTORE_FILL_BY_RUN=1 (the blob copies one page run
 at a time, as before runs were grouped); each round restores the image
 through both, before first in odd rounds, after first in even ones; every
-round and the medians are printed.
+round and the medians are printed. `--before DIR` does the same with DIR's
+crfsd (another build, e.g. main's) as "before". Both A/B modes print, per
+restore, the wall time, crfsd's CPU time (utime + stime over the restore)
+and the restored task's own CPU time (its blob's fill) before it is killed.
 Otherwise both are measured in the same run, and CRIU's figures from issue 13 (CRIU 4.2,
 same machine class, ANOTHER run) where the issue has that N. Needs root;
 N near vm.max_map_count (65530) fails.
@@ -63,6 +67,16 @@ def state_of(pid):
         return "gone"
 
 
+def cpu_ms(pid):
+    """utime + stime of a process so far, in ms (clock ticks: 10 ms steps)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -70,6 +84,7 @@ def main():
     ap.add_argument("--trace", action="store_true",
                     help="print crfsd's phase times (CRFS_CHECKPOINT_TRACE, CRFS_RESTORE_TRACE)")
     ap.add_argument("--fill-ab", action="store_true")
+    ap.add_argument("--before", help="another build dir: its crfsd is the 'before' of an A/B run")
     ap.add_argument("counts", nargs="*", type=int, default=[1000, 10000, 30000, 60000])
     a = ap.parse_args()
     crfsd = os.path.join(a.build, "fs", "crfsd")
@@ -83,15 +98,19 @@ def main():
         os.environ["CRFS_CHECKPOINT_TRACE"] = os.environ["CRFS_RESTORE_TRACE"] = "1"
     daemon = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state", mnt], mnt, log)
     mnt_b, daemon_b = os.path.join(tmp, "mnt-before"), None
-    if a.fill_ab:
+    ab = a.fill_ab or a.before
+    if ab:
         os.mkdir(mnt_b)
-        os.environ["CRFS_RESTORE_FILL_BY_RUN"] = "1"
+        if a.fill_ab:
+            os.environ["CRFS_RESTORE_FILL_BY_RUN"] = "1"
+        crfsd_b = os.path.join(a.before, "fs", "crfsd") if a.before else crfsd
         try:
             log_b = open(os.path.join(tmp, "crfsd-before.log"), "w")
-            daemon_b = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state-b", mnt_b], mnt_b,
+            daemon_b = mount([crfsd_b, "-f", "-o", "state_dir=" + tmp + "/state-b", mnt_b], mnt_b,
                              log_b)
         finally:
-            del os.environ["CRFS_RESTORE_FILL_BY_RUN"]
+            os.environ.pop("CRFS_RESTORE_FILL_BY_RUN", None)
+    daemons = {mnt: daemon, mnt_b: daemon_b}
     restored = []
     serial = itertools.count()
 
@@ -106,7 +125,7 @@ def main():
         restored.clear()
 
     try:
-        if not a.fill_ab:
+        if not ab:
             print(f"{'VMAs':>6} {'image':>7} | {'dump':>8} {'us/VMA':>6} {'restore':>8}"
                   f" {'us/VMA':>6} | {'smaps':>7} {'build':>7} | {'dump/smaps':>10}"
                   f" {'rest/build':>10} | {'dump/CRIU':>9} {'rest/CRIU':>9}", flush=True)
@@ -129,33 +148,41 @@ def main():
             finally:
                 holder.kill()
                 holder.wait()
+            cpu = {}  # the last restore's (crfsd CPU ms, restored task CPU ms)
+
             def restore(where=mnt):  # seconds from mkdir to cp's exit; the task is killed after
+                d0 = cpu_ms(daemons[where].pid)
                 t = time.perf_counter()
                 slot = f"{where}/v{n}-{next(serial)}"
                 os.mkdir(slot)
                 subprocess.run(["cp", out, slot + "/image"], check=True)
                 took = time.perf_counter() - t
+                d1 = cpu_ms(daemons[where].pid)
                 with open(slot + "/pid") as f:
                     restored.append(int(f.read()))
+                cpu[where] = (d1 - d0, cpu_ms(restored[-1]))
                 kill_restored()  # one at a time: 60,000 areas twice may pass max_map_count
                 return took
 
-            if a.fill_ab:
+            if ab:
                 restore(mnt_b), restore()  # warm-up
-                tb, ta = [], []
+                tb, ta, cb, ca = [], [], [], []
                 for r in range(a.rounds):  # the order alternates: neither always goes first
-                    if r % 2:
-                        ta.append(restore())
-                        tb.append(restore(mnt_b))
-                    else:
-                        tb.append(restore(mnt_b))
-                        ta.append(restore())
-                    print(f"{n:>6} round {r + 1}: before {tb[-1] * 1e3:7.1f} ms  after"
-                          f" {ta[-1] * 1e3:7.1f} ms  load {os.getloadavg()[0]:.1f}", flush=True)
+                    for where in ((mnt, mnt_b) if r % 2 else (mnt_b, mnt)):
+                        (ta if where == mnt else tb).append(restore(where))
+                        (ca if where == mnt else cb).append(cpu[where])
+                    print(f"{n:>6} round {r + 1}: before {tb[-1] * 1e3:7.1f} ms (cpu crfsd"
+                          f" {cb[-1][0]:.0f} task {cb[-1][1]:.0f})  after {ta[-1] * 1e3:7.1f} ms"
+                          f" (cpu crfsd {ca[-1][0]:.0f} task {ca[-1][1]:.0f})"
+                          f"  load {os.getloadavg()[0]:.1f}", flush=True)
                 mb, ma = statistics.median(tb), statistics.median(ta)
+                med = lambda c, i: statistics.median(x[i] for x in c)
                 print(f"{n:>6} best before {min(tb) * 1e3:.1f} ms after {min(ta) * 1e3:.1f} ms;"
-                      f" median before {mb * 1e3:.1f} ms after {ma * 1e3:.1f} ms"
-                      f" (after/before {ma / mb:.2f})", flush=True)
+                      f" median before {mb * 1e3:.1f} ms ({mb * 1e6 / n:.1f} us/area)"
+                      f" after {ma * 1e3:.1f} ms ({ma * 1e6 / n:.1f} us/area)"
+                      f" (after/before {ma / mb:.2f}); median CPU ms crfsd before"
+                      f" {med(cb, 0):.0f} after {med(ca, 0):.0f}, task before {med(cb, 1):.0f}"
+                      f" after {med(ca, 1):.0f}", flush=True)
                 os.unlink(out)
                 continue
             restore()  # warm-up
@@ -179,10 +206,10 @@ def main():
         unmount(daemon, mnt)
         log.close()
         if a.trace:
-            for name in ("crfsd-before.log", "crfsd.log") if a.fill_ab else ("crfsd.log",):
+            for name in ("crfsd-before.log", "crfsd.log") if ab else ("crfsd.log",):
                 with open(os.path.join(tmp, name)) as f:
                     sys.stdout.write(name + ":\n" + "".join(
-                        l for l in f if ("phase" in l and not a.fill_ab) or "restore " in l))
+                        l for l in f if ("phase" in l and not ab) or "restore " in l))
         subprocess.run(["rm", "-rf", tmp])
 
 

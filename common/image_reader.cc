@@ -93,27 +93,35 @@ ImageReader::~ImageReader() {
     if (xxh_) XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
 }
 
-Status ImageReader::read_exact(void* buf, size_t len, const std::string& where, bool hash) {
+namespace {
+
+std::string describe(const char* name, uint64_t record) {
+    return record == ~uint64_t(0) ? std::string(name) : strfmt("record {} ({})", record, name);
+}
+
+}  // namespace
+
+Status ImageReader::read_exact(void* buf, size_t len, Where where, bool hash) {
     auto n = src_.read(buf, len);
     if (!n) return std::unexpected(n.error());
     if (hash && !hashed_ && !verified_) XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), buf, *n);
     offset_ += *n;
     if (*n < len)
-        return bad(
-            strfmt("truncated image: unexpected end of file in {} at byte {}", where, offset_));
+        return bad(strfmt("truncated image: unexpected end of file in {} at byte {}",
+                          describe(where.name, where.record), offset_));
     return {};
 }
 
 // Bulk data the caller does not keep: hashed through the scratch buffer, or,
 // when the stream was hashed as it was written, passed over unread.
-Status ImageReader::pass_bulk(uint64_t len, const std::string& where) {
+Status ImageReader::pass_bulk(uint64_t len, Where where) {
     if (hashed_ || verified_) {
         auto n = src_.skip(len);
         if (!n) return std::unexpected(n.error());
         offset_ += *n;
         if (*n < len)
-            return bad(
-                strfmt("truncated image: unexpected end of file in {} at byte {}", where, offset_));
+            return bad(strfmt("truncated image: unexpected end of file in {} at byte {}",
+                              describe(where.name, where.record), offset_));
         return {};
     }
     if (len && scratch_.empty()) scratch_.resize(1 << 20);
@@ -138,7 +146,7 @@ Result<image::Header> ImageReader::read_header() {
         return bad(strfmt("bad magic: not a crfs image (starts with {})",
                           *n ? hex_prefix(h.magic, *n) : "nothing, empty file"));
     // version and header_size, then the rest of the header as the writer sized it.
-    if (auto r = read_exact(&h.version, 8, "header", true); !r) return std::unexpected(r.error());
+    if (auto r = read_exact(&h.version, 8, {"header"}, true); !r) return std::unexpected(r.error());
     if (h.version < image::kMinReadableVersion || h.version > image::kFormatVersion)
         return make_error(ENOTSUP, strfmt("unsupported format version {} (this crfs reads {}"
                                           "{})",
@@ -148,10 +156,10 @@ Result<image::Header> ImageReader::read_header() {
                                               : strfmt("..{}", image::kFormatVersion)));
     if (h.header_size < sizeof h || h.header_size > 4096)
         return bad(strfmt("bad header size {} (expected {}..4096)", h.header_size, sizeof h));
-    if (auto r = read_exact(reinterpret_cast<char*>(&h) + 16, sizeof h - 16, "header", true); !r)
+    if (auto r = read_exact(reinterpret_cast<char*>(&h) + 16, sizeof h - 16, {"header"}, true); !r)
         return std::unexpected(r.error());
     char skip[4096];
-    if (auto r = read_exact(skip, h.header_size - sizeof h, "header", true); !r)
+    if (auto r = read_exact(skip, h.header_size - sizeof h, {"header"}, true); !r)
         return std::unexpected(r.error());
     if (h.arch != image::kArchX86_64)
         return make_error(ENOTSUP, strfmt("unsupported architecture {} (this crfs reads "
@@ -201,8 +209,7 @@ Result<std::optional<Record>> ImageReader::next() {
     if (skip_bulk_ && info->type == RecordType::kFdData) keep = sizeof(image::FdDataRecord);
     if (skip_bulk_ && info->type == RecordType::kMemfdData) keep = sizeof(image::MemfdDataRecord);
     rec.payload.resize(keep);
-    std::string where =
-        trailer ? std::string("trailer") : strfmt("record {} ({})", records_, info->name);
+    Where where = trailer ? Where{"trailer"} : Where{info->name, records_};
     if (auto r = read_exact(rec.payload.data(), keep, where, !trailer); !r)
         return std::unexpected(r.error());
     if (auto r = pass_bulk(rh.length - keep, where); !r) return std::unexpected(r.error());
@@ -387,6 +394,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     ThreadSections threads(img);
     uint32_t seen[std::size(image::kRecordTypes)] = {};
     uint64_t pending_total = 0;
+    size_t vma_hint = 0;  // the VMA of the last pages record
     auto seen_slot = [&](RecordType t) -> uint32_t& {
         for (size_t i = 0; i < std::size(image::kRecordTypes); ++i)
             if (image::kRecordTypes[i].type == t) return seen[i];
@@ -508,11 +516,20 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("unaligned address {:x}", pr.vaddr));
                 uint64_t end = pr.vaddr + uint64_t(pr.nr_pages) * image::kPageSize;
                 // VMAs are sorted and disjoint (checked above): the last one
-                // starting at or below vaddr is the only candidate. A search per
-                // record keeps decoding linear in VMAs and page records.
-                auto vma =
-                    std::upper_bound(img.vmas.begin(), img.vmas.end(), pr.vaddr,
-                                     [](uint64_t a, const VmaEntry& v) { return a < v.rec.start; });
+                // starting at or below vaddr is the only candidate. Runs come in
+                // address order: it is the last run's or a few after it (a
+                // search otherwise, which at 60,000 VMAs of 168 bytes missed
+                // the cache on every step: a third of the decode).
+                size_t nv = img.vmas.size(), i = std::min(vma_hint, nv), lim = std::min(nv, i + 8);
+                while (i < lim && img.vmas[i].rec.start <= pr.vaddr) ++i;
+                if ((i < nv && img.vmas[i].rec.start <= pr.vaddr) ||
+                    (i > 0 && img.vmas[i - 1].rec.start > pr.vaddr))
+                    i = size_t(std::upper_bound(
+                                   img.vmas.begin(), img.vmas.end(), pr.vaddr,
+                                   [](uint64_t a, const VmaEntry& v) { return a < v.rec.start; }) -
+                               img.vmas.begin());
+                auto vma = img.vmas.begin() + ptrdiff_t(i);  // the first VMA starting above vaddr
+                vma_hint = i ? i - 1 : 0;
                 if (vma == img.vmas.begin() || end <= pr.vaddr || end > std::prev(vma)->rec.end)
                     return inconsistent(r,
                                         strfmt("pages {:x}-{:x} outside every VMA", pr.vaddr, end));

@@ -99,8 +99,13 @@ class ImageReader {
     uint64_t checksum() const { return checksum_; }
 
   private:
-    Status read_exact(void* buf, size_t len, const std::string& where, bool hash);
-    Status pass_bulk(uint64_t len, const std::string& where);
+    // What a read is of, put in words only for the message of a short one.
+    struct Where {
+        const char* name;                // "header", "trailer", or a record type's
+        uint64_t record = ~uint64_t(0);  // a record's index (none: `name` alone)
+    };
+    Status read_exact(void* buf, size_t len, Where where, bool hash);
+    Status pass_bulk(uint64_t len, Where where);
     ByteSource& src_;
     std::optional<StreamHash> hashed_;
     void* xxh_ = nullptr;  // XXH3_state_t

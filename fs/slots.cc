@@ -246,7 +246,7 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
         return std::unexpected(running.error());
     }
     // incr: base and deltas concatenated become one image (restorer/image_chain.h).
-    auto composed = compose_chain(slot.spool->image_fd());
+    auto composed = compose_chain(slot.spool->image_fd(), slot.spool->split());
     if (!composed) {
         slot.error = composed.error().what;
         log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());

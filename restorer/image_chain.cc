@@ -248,7 +248,7 @@ struct Mapping {
 
 }  // namespace
 
-Result<UniqueFd> compose_chain(int fd, std::vector<ChainPart>* info) {
+Result<UniqueFd> compose_chain(int fd, bool one_image, std::vector<ChainPart>* info) {
     struct stat st;
     if (::fstat(fd, &st) != 0) return errno_error("stat the image");
     if (st.st_size <= 0) return UniqueFd();
@@ -257,7 +257,7 @@ Result<UniqueFd> compose_chain(int fd, std::vector<ChainPart>* info) {
     m.p = ::mmap(nullptr, m.len, PROT_READ, MAP_PRIVATE, fd, 0);
     if (m.p == MAP_FAILED) return errno_error("map the image");
     const char* d = static_cast<const char*>(m.p);
-    auto parts = split_parts(d, m.len);
+    auto parts = one_image ? std::optional<std::vector<Part>>() : split_parts(d, m.len);
     if (!parts || parts->size() == 1) {
         // One image (or bytes the decoder will name the fault of): a delta
         // without what it was taken relative to is refused.

@@ -19,7 +19,9 @@ namespace crfs {
 // (no chain, or a chain's first part alone): an invalid fd, restore it as it
 // is. Several parts: a new memfd holding the image they compose. Errors
 // (EINVAL, EBADMSG, ...) name the part: a delta alone or over the wrong base,
-// parts out of order, a part that does not decode.
+// parts out of order, a part that does not decode. `one_image`: the slot's
+// framing walk saw no second image (common/image_spool.h: its pages records
+// are apart, so the framing is not walked here, only the first record read).
 // `info`: each part's place in the chain and size, for crfs show/verify
 // (filled for several parts).
 struct ChainPart {
@@ -27,7 +29,8 @@ struct ChainPart {
     uint32_t processes = 0;  // 0: one process
     uint64_t pages_stored = 0, pages_kept = 0, size = 0;
 };
-Result<UniqueFd> compose_chain(int fd, std::vector<ChainPart>* info = nullptr);
+Result<UniqueFd> compose_chain(int fd, bool one_image = false,
+                               std::vector<ChainPart>* info = nullptr);
 
 // The most parts one restore takes.
 inline constexpr uint32_t kMaxChainParts = 4096;

@@ -428,7 +428,12 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process, const std::optional<
     if (hashed && !getenv("CRFS_RESTORE_FULL_DECODE") && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
         ImageMapping lazy(fd, size_t(st.st_size), false);
         if (lazy.data()) {
-            MemorySource src(lazy.data(), lazy.size());
+            // A split spool: pages records apart (common/image_spool.h).
+            std::optional<ImageSpool::Source> split;
+            MemorySource plain(lazy.data(), lazy.size());
+            ByteSource& src = spool && spool->split()
+                                  ? static_cast<ByteSource&>(split.emplace(*spool, lazy.data(), lazy.size()))
+                                  : plain;
             auto img = decode_image(src, {.process = process, .hashed = &*hashed, .tree = tree});
             if ((*used_hash = img.has_value())) return img;
             log_debug("image hashed as written: %s; decoding it again",

@@ -28,7 +28,7 @@ Result<UniqueFd> open_input(const std::string& path) {
 
 Result<std::optional<ChainView>> read_chain(int fd) {
     ChainView v;
-    auto composed = compose_chain(fd, &v.parts);
+    auto composed = compose_chain(fd, false, &v.parts);
     if (!composed) return std::unexpected(composed.error());
     if (!*composed) return std::nullopt;
     FdSource src(composed->get());

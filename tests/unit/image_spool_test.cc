@@ -1,10 +1,14 @@
 // A slot's spool (common/image_spool.h): page data page-aligned in the page
-// store, everything else at its own offset in the image memfd, whatever the
-// pieces the bytes arrive in; what the framing walk does not understand
-// (a chain, a broken header) ends up as the plain image.
+// store, pages records' headers in the compact store, everything else at its
+// own offset in the image memfd, whatever the pieces the bytes arrive in, and
+// read back through ImageSpool::Source exactly as written; what the framing
+// walk does not understand (a chain, a broken header) ends up as the plain
+// image.
 #include "common/image_spool.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -20,8 +24,9 @@ namespace {
 using image::RecordType;
 constexpr uint64_t kPage = image::kPageSize;
 
-// A complete image with three page runs (2, 17 and 1 pages) in two VMAs.
-std::string sample_image() {
+// A complete image with three page runs (2, 17 and 1 pages) in two VMAs,
+// or with `singles` one-page runs, each in its own one-page VMA.
+std::string sample_image(uint32_t singles = 0) {
     ImageWriter w(make_header(0, 576));
     image::TaskRecord t{};
     t.pid = 42;
@@ -34,17 +39,23 @@ std::string sample_image() {
     mm.exe_len = 8;
     w.add(RecordType::kMm,
           Payload().add(mm).add(uint64_t(6)).add(uint64_t(4096)).add_string("/bin/foo"));
-    for (uint64_t start : {0x10000ull, 0x100000ull}) {
+    std::vector<std::pair<uint64_t, uint32_t>> runs = {{0x11000, 2}, {0x100000, 17}, {0x11f000, 1}};
+    std::vector<std::pair<uint64_t, uint64_t>> vmas = {{0x10000, 0x30000}, {0x100000, 0x120000}};
+    if (singles) runs.clear(), vmas.clear();
+    for (uint32_t i = 0; i < singles; ++i) {
+        vmas.emplace_back(0x10000000 + i * 2 * kPage, 0x10000000 + i * 2 * kPage + kPage);
+        runs.emplace_back(vmas.back().first, 1);
+    }
+    for (auto [start, end] : vmas) {
         image::VmaRecord v{};
         v.start = start;
-        v.end = start + 0x20000;
+        v.end = end;
         v.kind = uint32_t(image::VmaKind::kAnonPrivate);
         v.flags = image::kVmaRead | image::kVmaWrite;
         w.add(RecordType::kVma, Payload().add(v));
     }
     static std::vector<std::vector<char>> data;
     data.clear();
-    const std::pair<uint64_t, uint32_t> runs[] = {{0x11000, 2}, {0x100000, 17}, {0x11f000, 1}};
     for (auto [vaddr, n] : runs) {
         data.emplace_back(n * kPage);
         for (size_t i = 0; i < data.back().size(); ++i)
@@ -87,6 +98,46 @@ Result<DecodedImage> decode_fd(int fd, bool verified = true) {
     return decode_image(src, {.checksum_verified = verified});
 }
 
+// The image memfd mapped, as the restore maps it.
+struct Mapped {
+    explicit Mapped(const ImageSpool& s) : len(s.size()) {
+        if (len) p = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, s.image_fd(), 0);
+        EXPECT_NE(p, MAP_FAILED);
+    }
+    ~Mapped() {
+        if (len && p != MAP_FAILED) ::munmap(p, len);
+    }
+    const char* data() const { return static_cast<const char*>(p); }
+    void* p = MAP_FAILED;
+    size_t len;
+};
+
+// The image as the spool gives it back, read in pieces of `step`.
+std::string spooled(const ImageSpool& s, size_t step = 7) {
+    Mapped m(s);
+    ImageSpool::Source src(s, m.data(), m.len);
+    std::string out;
+    for (;;) {
+        std::string piece(step, '\0');
+        auto n = src.read(piece.data(), piece.size());
+        EXPECT_TRUE(n);
+        if (!n || *n == 0) break;
+        out.append(piece.data(), *n);
+    }
+    return out;
+}
+
+// The decode of the restore (the checksum taken as the bytes came, page data skipped).
+Result<DecodedImage> decode_spool(const ImageSpool& s, const std::string& bytes) {
+    ImagePrehash h;
+    h.update(bytes.data(), bytes.size());
+    auto hashed = h.result();
+    if (!hashed) return make_error(EINVAL, "no hash");
+    Mapped m(s);
+    ImageSpool::Source src(s, m.data(), m.len);
+    return decode_image(src, {.hashed = &*hashed});
+}
+
 TEST(ImageSpool, PageDataAlignedApartAndPlacedWhereTheDecoderFindsIt) {
     std::string bytes = sample_image();
     MemorySource src(bytes.data(), bytes.size());
@@ -97,15 +148,20 @@ TEST(ImageSpool, PageDataAlignedApartAndPlacedWhereTheDecoderFindsIt) {
         SCOPED_TRACE(step);
         ImageSpool s = spool_in_pieces(bytes, step);
         EXPECT_EQ(s.size(), bytes.size());
-        // The image memfd: every byte but the page data, which reads as zeros.
+        // The image memfd: every byte but the pages records, which read as zeros.
         std::string expect = bytes;
         for (const auto& p : full->pages)
-            std::memset(expect.data() + p.stream_offset, 0, p.nr_pages * kPage);
+            std::memset(expect.data() + p.stream_offset - ImageSpool::kRunHeadBytes, 0,
+                        p.nr_pages * kPage + ImageSpool::kRunHeadBytes);
         EXPECT_EQ(read_all(s.image_fd()), expect);
         ASSERT_EQ(s.runs().size(), 3u);
         for (const auto& r : s.runs()) EXPECT_EQ(r.stored % kPage, 0u);
+        // Read through the spool: the image as written, in any pieces.
+        EXPECT_EQ(spooled(s), bytes);
+        EXPECT_EQ(spooled(s, 4096), bytes);
+        EXPECT_EQ(spooled(s, 1), bytes);
         // The decode of the spool finds the page runs; place() moves them.
-        auto img = decode_fd(s.image_fd());
+        auto img = decode_spool(s, bytes);
         ASSERT_TRUE(img) << img.error().what;
         auto fd = s.place(*img);
         ASSERT_TRUE(fd);
@@ -152,7 +208,7 @@ TEST(ImageSpool, AChainOrABrokenHeaderIsSpooledPlainly) {
 TEST(ImageSpool, ARunTheFramingWalkDidNotStorePutsThePageDataBack) {
     std::string bytes = sample_image();
     ImageSpool s = spool_in_pieces(bytes, 4096);
-    auto img = decode_fd(s.image_fd());
+    auto img = decode_spool(s, bytes);
     ASSERT_TRUE(img) << img.error().what;
     img->pages[1].stream_offset += 8;  // not a stored run's data
     auto fd = s.place(*img);
@@ -195,6 +251,7 @@ TEST(ImageSpool, HostileFramingsGiveTheBytesBackExactly) {
         SCOPED_TRACE(i);
         ImageSpool s = spool_in_pieces(cases[i], 4096);
         for (const auto& r : s.runs()) EXPECT_EQ(r.stored % kPage, 0u);
+        EXPECT_EQ(spooled(s), cases[i]);  // read as written, whatever the walk made of it
         ASSERT_TRUE(s.materialize());
         EXPECT_EQ(read_all(s.image_fd()), cases[i]);
         MemorySource a(cases[i].data(), cases[i].size());
@@ -203,6 +260,56 @@ TEST(ImageSpool, HostileFramingsGiveTheBytesBackExactly) {
         ASSERT_FALSE(want);
         ASSERT_FALSE(got);
         EXPECT_EQ(got.error().what, want.error().what);
+    }
+}
+
+// A one-page run costs one page of fresh memory: its headers go to the
+// compact store, not one into nearly every page of the image memfd.
+TEST(ImageSpool, OnePageRunsLeaveTheImageMemfdCompact) {
+    constexpr uint32_t kRuns = 512;
+    std::string bytes = sample_image(kRuns);
+    for (size_t step : {4096ul, 128ul << 10, 1ul << 20}) {
+        SCOPED_TRACE(step);
+        ImageSpool s = spool_in_pieces(bytes, step);
+        ASSERT_EQ(s.runs().size(), kRuns);
+        struct stat mem {
+        }, pages{};
+        ASSERT_EQ(::fstat(s.image_fd(), &mem), 0);
+        auto img = decode_spool(s, bytes);
+        ASSERT_TRUE(img) << img.error().what;
+        auto fd = s.place(*img);
+        ASSERT_TRUE(fd);
+        ASSERT_EQ(::fstat(*fd, &pages), 0);
+        EXPECT_EQ(uint64_t(mem.st_size), bytes.size());
+        EXPECT_EQ(uint64_t(pages.st_blocks) * 512, kRuns * kPage);
+        // The VMA records and the rest: ~12 pages, plus one page per write()
+        // that ends inside a pages record's header (a few). Before: a page per run.
+        EXPECT_LT(uint64_t(mem.st_blocks) * 512, 32 * kPage)
+            << "image memfd blocks " << mem.st_blocks;
+        EXPECT_EQ(spooled(s), bytes);
+    }
+}
+
+// Cut anywhere around a pages record (its record header, its PagesRecord,
+// its data) in any pieces: the spool reads back exactly what came, the
+// restore's decode refuses it, and materialize gives the bytes back.
+TEST(ImageSpool, AnImageCutAroundAPagesRecordReadsBackExactly) {
+    std::string bytes = sample_image();
+    MemorySource src(bytes.data(), bytes.size());
+    auto full = decode_image(src);
+    ASSERT_TRUE(full) << full.error().what;
+    uint64_t hdr = full->pages[2].stream_offset - ImageSpool::kRunHeadBytes;
+    for (uint64_t cut = hdr - 2; cut <= hdr + ImageSpool::kRunHeadBytes + 2; ++cut) {
+        for (size_t step : {1ul, 4096ul}) {
+            SCOPED_TRACE(testing::Message() << "cut " << cut - hdr << " step " << step);
+            std::string b = bytes.substr(0, cut);
+            ImageSpool s = spool_in_pieces(b, step);
+            EXPECT_EQ(s.size(), b.size());
+            EXPECT_EQ(spooled(s), b);
+            EXPECT_FALSE(decode_spool(s, b));
+            ASSERT_TRUE(s.materialize());
+            EXPECT_EQ(read_all(s.image_fd()), b);
+        }
     }
 }
 

@@ -515,6 +515,44 @@ TEST(ImageTest, PagesFindTheirVmaAmongMany) {
         EXPECT_NE(decode(vaddr, n).find(outside(vaddr, n)), std::string::npos) << std::hex << vaddr;
 }
 
+// The decoder starts from the last run's VMA (runs come in address order),
+// a few steps forward, else searches: any order finds the same VMAs, and a
+// run in a gap right after the last one's is still refused.
+TEST(ImageTest, PagesFindTheirVmaInAnyOrder) {
+    auto area = [](uint64_t i) { return 0x10000 + (i / 2) * 0x3000 + (i % 2) * 0x1000; };
+    auto decode = [&](const std::vector<uint64_t>& vaddrs) {
+        ImageWriter w(make_header(0, 0));
+        for (uint64_t i = 0; i < 100; ++i) {
+            image::VmaRecord v{};
+            v.start = area(i);  // as in PagesFindTheirVmaAmongMany
+            v.end = v.start + 0x1000;
+            v.kind = uint32_t(image::VmaKind::kAnonPrivate);
+            w.add(RecordType::kVma, Payload().add(v));
+        }
+        std::vector<char> page(image::kPageSize);
+        for (uint64_t vaddr : vaddrs) {
+            image::PagesRecord pr{vaddr, 1, 0};
+            w.add_external(RecordType::kPages, Payload().add(pr).bytes(), page.data(), page.size());
+        }
+        return error_of(stream_bytes(std::move(w).finish()));
+    };
+    std::vector<uint64_t> up, down, jumps;
+    for (uint64_t i = 0; i < 100; ++i) up.push_back(area(i)), down.push_back(area(99 - i));
+    for (uint64_t i : {0, 99, 1, 50, 3, 4, 5, 40, 12, 13, 98, 2}) jumps.push_back(area(i));
+    for (const auto* order : {&up, &down, &jumps}) {
+        EXPECT_EQ(decode(*order), "incomplete image: no task record");
+        for (uint64_t gap :
+             {0x12000ull, 0xf000ull, 0x10000ull + 50 * 0x3000, 0x10000ull + 20 * 0x3000 + 0x2000}) {
+            auto with = *order;
+            with.push_back(gap);
+            EXPECT_NE(decode(with).find(
+                          strfmt("pages {:x}-{:x} outside every VMA", gap, gap + image::kPageSize)),
+                      std::string::npos)
+                << std::hex << gap;
+        }
+    }
+}
+
 TEST(ImageTest, InnerLengthMismatch) {
     ImageWriter w(make_header(0, 0));
     image::VmaRecord v{};
