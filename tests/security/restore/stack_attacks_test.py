@@ -140,6 +140,20 @@ class SingleThreadedStack(UserInGroup, TreeBase):
     def test_sigterm_ends_the_single_threaded_daemon(self):
         """The loop's thread sleeps in its read of /dev/fuse; the main thread
         gets the signal and passes it on (fs/single_loop.cc)."""
+        # An ASan build's leak check at exit would change the code (the
+        # listing's directory handle may still be open: its release is
+        # asynchronous); the exit code is the point here.
+        self.crfs.stop()
+        asan = os.environ.get("ASAN_OPTIONS")
+        os.environ["ASAN_OPTIONS"] = (asan or "") + ":detect_leaks=0"
+        try:
+            self.crfs = rt.Crfsd(["-s"])
+        finally:
+            if asan is None:
+                del os.environ["ASAN_OPTIONS"]
+            else:
+                os.environ["ASAN_OPTIONS"] = asan
+        self.m = self.crfs.mnt
         self.assertIn(str(os.getpid()), os.listdir(self.m))  # it serves
         self.crfs.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.crfs.proc.wait(30), 0, read(self.crfs.log.name))
