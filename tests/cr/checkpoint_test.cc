@@ -424,6 +424,15 @@ TEST(CheckpointTest, ConcurrentCheckpointsOfOneTaskBothSucceed) {
     expect_untouched(c.pid(), 'S');
 }
 
+// RemoteSyscall::prepare in frozen `t`, with its task's vdso.
+Result<std::unique_ptr<RemoteSyscall>> prepare_remote(FrozenTask& t) {
+    auto maps = parse_maps(read_proc(t.pid(), "maps").value()).value();
+    uint64_t vs = 0, ve = 0;
+    for (auto& m : maps)
+        if (m.path == "[vdso]") vs = m.start, ve = m.end;
+    return RemoteSyscall::prepare(t, vs, ve);
+}
+
 // Remote syscalls into a task blocked in read() on a pipe: afterwards the read
 // must restart and return the data written later, not -EINTR or -ERESTARTSYS.
 TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
@@ -445,11 +454,7 @@ TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
         std::thread([&] {
             auto t = FrozenTask::freeze(c.pid());
             ASSERT_TRUE(t) << t.error().what;
-            auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
-            uint64_t vs = 0, ve = 0;
-            for (auto& m : maps)
-                if (m.path == "[vdso]") vs = m.start, ve = m.end;
-            auto rs = RemoteSyscall::prepare(**t, vs, ve);
+            auto rs = prepare_remote(**t);
             ASSERT_TRUE(rs) << rs.error().what;
             EXPECT_EQ((*rs)->call(SYS_getpid).value(), c.pid());
             EXPECT_EQ((*rs)->call(SYS_rt_sigaction, SIGTERM, 0, (*rs)->scratch(), 8).value(), 0);
@@ -494,11 +499,7 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
     std::thread([&] {
         auto t = FrozenTask::freeze(c.pid());
         ASSERT_TRUE(t) << t.error().what;
-        auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
-        uint64_t vs = 0, ve = 0;
-        for (auto& m : maps)
-            if (m.path == "[vdso]") vs = m.start, ve = m.end;
-        auto rs = RemoteSyscall::prepare(**t, vs, ve);
+        auto rs = prepare_remote(**t);
         ASSERT_TRUE(rs) << rs.error().what;
         auto a = run_parasite(**rs);
         ASSERT_TRUE(a) << a.error().what;
@@ -545,11 +546,7 @@ TEST(RemoteSyscallTest, ParasiteBatchAnswersAsLiveCalls) {
     std::thread([&] {
         auto t = FrozenTask::freeze(c.pid());
         ASSERT_TRUE(t) << t.error().what;
-        auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
-        uint64_t vs = 0, ve = 0;
-        for (auto& m : maps)
-            if (m.path == "[vdso]") vs = m.start, ve = m.end;
-        auto rs = RemoteSyscall::prepare(**t, vs, ve);
+        auto rs = prepare_remote(**t);
         ASSERT_TRUE(rs) << rs.error().what;
         auto o = run_parasite(**rs);
         ASSERT_TRUE(o) << o.error().what;
