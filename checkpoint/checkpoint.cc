@@ -225,7 +225,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         c.signals = std::move(*sig);
         c.itimers = dump_itimers(*out);  // state/itimers.h
         c.brk = uint64_t(out->brk);
-        auto settings = read_task_settings(pid, **rs);  // fidelity
+        ParasiteAnswers asked(**rs, *out);  // the batch's answers (checkpoint/parasite.h)
+        auto settings = read_task_settings(pid, asked.in());  // fidelity
         if (!settings) return std::unexpected(settings.error());
         c.settings = std::move(*settings);
         auto locked = state::dump_mlockall(pid, [&](long nr, const std::array<uint64_t, 6>& v) {
@@ -234,11 +235,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         if (!locked) return std::unexpected(locked.error());
         c.mlockall_flags = *locked;
         {  // fid-exact: POSIX timers, asked in the task
-            RemoteSyscall& r = **rs;
-            state::InTask in{[&](long nr, uint64_t a1, uint64_t a2) { return r.call(nr, a1, a2); },
-                             [&](void* out, size_t n) { return r.read_scratch(out, n); },
-                             r.scratch()};
-            auto timers = state::dump_posix_timers(pid, in, [&]() -> Status {
+            auto timers = state::dump_posix_timers(pid, asked.in(), [&]() -> Status {
                 auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
                 if (!again) return std::unexpected(again.error());
                 c.signals = std::move(*again);
@@ -253,10 +250,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
             if (!timers) return std::unexpected(timers.error());
             c.timers = std::move(*timers);
         }
-        auto cctid = read_tid_address(**rs);
+        auto cctid = read_tid_address(pid, asked.in());
         if (!cctid) return std::unexpected(cctid.error());
         c.main_thread.clear_child_tid = *cctid;
-        auto attrs = read_thread_attrs(**rs);  // fid
+        auto attrs = state::dump_thread_attrs(pid, asked.in());  // fid
         if (!attrs) return std::unexpected(attrs.error());
         c.main_attrs = *attrs;
         if (live) {

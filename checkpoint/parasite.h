@@ -4,6 +4,16 @@
 // Injecting them one by one costs two ptrace stops each (~136 stops); the
 // parasite costs five (mmap, run, munmap).
 //
+// After those it runs a batch: the read-only questions the state kinds ask
+// the task (timer slack, THP disable, dumpable, child subreaper, membarrier
+// registrations, clear_child_tid, I/O priority, pdeathsig: state/settings.cc,
+// state/threads.cc, state/thread_attrs.cc), each a syscall of the table crfs
+// writes into the output page. ParasiteAnswers hands their results to those
+// kinds through their state::InTask: a call the batch made is answered from
+// it, once, with the raw result the task got; any other call is injected as
+// before, so what the kinds read does not depend on the batch, only how many
+// stops it costs (docs/trees.md "Bench").
+//
 // It is mapped into the task with a remote mmap (an 8 KiB anonymous RWX area:
 // code page, then output page), written through /proc/<pid>/mem, run with
 // PTRACE_CONT, read back and unmapped; the VMA layout is as before. The code
@@ -12,10 +22,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "checkpoint/remote_syscall.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
+#include "state/timers.h"  // state::InTask
 
 namespace crfs {
 
@@ -31,15 +43,57 @@ struct ParasiteOutput {
     int64_t itimers[3][4];  // 2592: struct itimerval x3
     int64_t itimer_ret[3];  // 2688
     int64_t brk;            // 2712: brk(0)
+    // The batch: batch_count calls of `batch`, written by crfs, each one's
+    // result in its `ret`; a pointer argument points into `batch_out`.
+    static constexpr size_t kMaxBatch = 16;
+    struct Call {
+        int64_t nr;
+        uint64_t args[6];
+        int64_t ret;
+    };
+    int64_t batch_count;  // 2720
+    int64_t batch_pad[3];
+    Call batch[kMaxBatch];          // 2752
+    uint64_t batch_out[kMaxBatch];  // 3776
 };
-static_assert(sizeof(ParasiteOutput) == 2720);
+static_assert(sizeof(ParasiteOutput) == 3904);
 
 // Runs the parasite. Falls back to one remote syscall at a time where the task
-// may not map executable memory.
+// may not map executable memory (no batch then: batch_count 0).
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs);
 
+// The parasite, or nothing where the task may not map executable memory.
+Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs);
+
 // The same results gathered with single remote syscalls (the fallback; also
-// what the parasite is tested against).
+// what the parasite is tested against). Runs no batch.
 Result<ParasiteOutput> run_single_syscalls(RemoteSyscall& rs);
+
+// A state::InTask running each call in the task, one remote syscall each.
+state::InTask live_in_task(RemoteSyscall& rs);
+
+// The parasite's batch as a state::InTask of the task `rs` runs in: a call
+// (nr, a1, a2) the batch made is answered from `o` (once; a2 == in().scratch
+// stands for its pointer argument, whose 8 bytes read_scratch then gives);
+// any other call runs in the task.
+class ParasiteAnswers {
+  public:
+    ParasiteAnswers(RemoteSyscall& rs, const ParasiteOutput& o);
+    ParasiteAnswers(const ParasiteAnswers&) = delete;
+    ParasiteAnswers& operator=(const ParasiteAnswers&) = delete;
+    const state::InTask& in() const { return in_; }
+    // How many calls were answered from the batch (tests, traces).
+    int answered() const { return answered_; }
+
+  private:
+    Result<int64_t> call(long nr, uint64_t a1, uint64_t a2);
+    Status read_scratch(void* out, size_t len) const;
+    RemoteSyscall& rs_;
+    ParasiteOutput o_;
+    bool used_[ParasiteOutput::kMaxBatch] = {};
+    std::optional<uint64_t> out_;  // the pointer output of the last answered call
+    int answered_ = 0;
+    state::InTask in_;
+};
 
 }  // namespace crfs

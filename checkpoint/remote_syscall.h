@@ -69,6 +69,8 @@ class RemoteSyscall {
         return mem_io(addr, const_cast<void*>(buf), len, true);
     }
     pid_t pid() const { return task_.pid(); }
+    // How many syscalls and code runs were injected so far (tests, traces).
+    int calls() const { return calls_; }
 
     // Address in the task of kScratchSize bytes usable as syscall output.
     uint64_t scratch() const { return scratch_; }

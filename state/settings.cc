@@ -82,17 +82,17 @@ namespace {
 constexpr uint64_t kMembarrierGetRegistrations = 1 << 9;  // Linux 6.3; not in Debian 12's headers
 
 // prctl / membarrier inside the task; a negative result is an error naming it.
-Result<uint64_t> remote(RemoteSyscall& rs, const char* what, long nr, uint64_t a1,
+Result<uint64_t> remote(const state::InTask& in, pid_t pid, const char* what, long nr, uint64_t a1,
                         uint64_t a2 = 0) {
-    auto r = rs.call(nr, a1, a2);
+    auto r = in.call(nr, a1, a2);
     if (!r) return std::unexpected(r.error());
-    if (*r < 0 && *r > -4096) return sys_error(int(-*r), strfmt("{} in task {}", what, rs.pid()));
+    if (*r < 0 && *r > -4096) return sys_error(int(-*r), strfmt("{} in task {}", what, pid));
     return uint64_t(*r);
 }
 
 }  // namespace
 
-Result<TaskSettings> read_task_settings(pid_t pid, RemoteSyscall& rs) {
+Result<TaskSettings> read_task_settings(pid_t pid, const state::InTask& in) {
     TaskSettings s;
     auto& r = s.rec;
     int policy = sched_getscheduler(pid);
@@ -114,23 +114,23 @@ Result<TaskSettings> read_task_settings(pid_t pid, RemoteSyscall& rs) {
     auto [p, ec] = std::from_chars(oom->data(), oom->data() + oom->size(), r.oom_score_adj);
     if (ec != std::errc()) return make_error(EIO, strfmt("task {}: oom_score_adj {}", pid, *oom));
 
-    auto slack = remote(rs, "PR_GET_TIMERSLACK", SYS_prctl, PR_GET_TIMERSLACK);
+    auto slack = remote(in, pid, "PR_GET_TIMERSLACK", SYS_prctl, PR_GET_TIMERSLACK);
     if (!slack) return std::unexpected(slack.error());
     r.timer_slack_ns = *slack;
-    auto thp = remote(rs, "PR_GET_THP_DISABLE", SYS_prctl, PR_GET_THP_DISABLE);
+    auto thp = remote(in, pid, "PR_GET_THP_DISABLE", SYS_prctl, PR_GET_THP_DISABLE);
     if (!thp) return std::unexpected(thp.error());
     r.thp_disable = uint32_t(*thp);
-    auto dump = remote(rs, "PR_GET_DUMPABLE", SYS_prctl, PR_GET_DUMPABLE);
+    auto dump = remote(in, pid, "PR_GET_DUMPABLE", SYS_prctl, PR_GET_DUMPABLE);
     if (!dump) return std::unexpected(dump.error());
     r.dumpable = uint32_t(*dump);
     auto reaper =
-        remote(rs, "PR_GET_CHILD_SUBREAPER", SYS_prctl, PR_GET_CHILD_SUBREAPER, rs.scratch());
+        remote(in, pid, "PR_GET_CHILD_SUBREAPER", SYS_prctl, PR_GET_CHILD_SUBREAPER, in.scratch);
     if (!reaper) return std::unexpected(reaper.error());
     int32_t is_reaper = 0;
-    if (auto rd = rs.read_scratch(&is_reaper, sizeof is_reaper); !rd)
+    if (auto rd = in.read_scratch(&is_reaper, sizeof is_reaper); !rd)
         return std::unexpected(rd.error());
     r.child_subreaper = is_reaper ? 1 : 0;
-    auto mb = remote(rs, "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)", SYS_membarrier,
+    auto mb = remote(in, pid, "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)", SYS_membarrier,
                      kMembarrierGetRegistrations);
     if (!mb) return std::unexpected(mb.error());
     r.membarrier = uint32_t(*mb);

@@ -30,6 +30,7 @@
 #include "common/image_reader.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
+#include "state/timers.h"  // state::InTask
 
 namespace crfs {
 
@@ -40,7 +41,9 @@ struct TaskSettings {
     std::string cpu_mask;  // sched_getaffinity bytes
 };
 
-Result<TaskSettings> read_task_settings(pid_t pid, RemoteSyscall& rs);
+// The prctl / membarrier values are asked in the task through `in` (the
+// parasite's batch answers them: checkpoint/parasite.h).
+Result<TaskSettings> read_task_settings(pid_t pid, const state::InTask& in);
 
 // --- restore -----------------------------------------------------------------
 

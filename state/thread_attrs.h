@@ -4,8 +4,9 @@
 //                from outside, so asked in the frozen thread
 //   timer slack  PR_SET_TIMERSLACK: a new thread takes its creator's
 //   I/O priority ioprio_set(IOPRIO_WHO_PROCESS): likewise (copy_io)
-// Each is read by a syscall injected into each frozen thread (the main one
-// too) and set again by that thread in the blob, after its credentials (a
+// Each is asked in each frozen thread (the main one too): answered by the
+// parasite's batch run in that thread (checkpoint/parasite.h), else by a
+// syscall injected there; set again by that thread in the blob, after its credentials (a
 // credential change clears pdeathsig), with the image's rights: the kernel
 // decides (an RT I/O class without CAP_SYS_NICE is EPERM in `status`).
 // pdeathsig fires when the parent dies, so it comes back only for a process

@@ -16,6 +16,9 @@
 // run inside that thread), clear_child_tid (PR_GET_TID_ADDRESS, inside),
 // timer slack, I/O priority and pdeathsig (state/thread_attrs.h, inside), the
 // robust list (get_robust_list), rseq (PTRACE_GET_RSEQ_CONFIGURATION) and comm.
+// What is asked inside is asked in one run of the parasite in that thread
+// (checkpoint/parasite.h: its altstack and batch), one syscall at a time only
+// where the task may not map executable memory.
 #pragma once
 
 #include <sys/types.h>
@@ -68,11 +71,10 @@ struct ThreadCapture {
 // (clear_child_tid comes from read_tid_address).
 Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid);
 
-// fid: slack, I/O priority and pdeathsig of the thread `rs` runs in.
-Result<image::ThreadAttrsRecord> read_thread_attrs(RemoteSyscall& rs);
-
-// clear_child_tid of the thread `rs` runs in (PR_GET_TID_ADDRESS).
-Result<uint64_t> read_tid_address(RemoteSyscall& rs);
+// clear_child_tid of thread `tid`, which `in` runs syscalls in
+// (PR_GET_TID_ADDRESS). Its slack, I/O priority and pdeathsig:
+// state::dump_thread_attrs.
+Result<uint64_t> read_tid_address(pid_t tid, const state::InTask& in);
 
 // Everything of one frozen thread that is not the main one.
 Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,

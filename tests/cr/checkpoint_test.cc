@@ -31,6 +31,9 @@
 #include "common/image_reader.h"
 #include "common/io.h"
 #include "state/memory_dump.h"
+#include "state/settings.h"
+#include "state/thread_attrs.h"
+#include "state/threads.h"
 
 namespace crfs {
 namespace {
@@ -421,6 +424,15 @@ TEST(CheckpointTest, ConcurrentCheckpointsOfOneTaskBothSucceed) {
     expect_untouched(c.pid(), 'S');
 }
 
+// RemoteSyscall::prepare in frozen `t`, with its task's vdso.
+Result<std::unique_ptr<RemoteSyscall>> prepare_remote(FrozenTask& t) {
+    auto maps = parse_maps(read_proc(t.pid(), "maps").value()).value();
+    uint64_t vs = 0, ve = 0;
+    for (auto& m : maps)
+        if (m.path == "[vdso]") vs = m.start, ve = m.end;
+    return RemoteSyscall::prepare(t, vs, ve);
+}
+
 // Remote syscalls into a task blocked in read() on a pipe: afterwards the read
 // must restart and return the data written later, not -EINTR or -ERESTARTSYS.
 TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
@@ -442,11 +454,7 @@ TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
         std::thread([&] {
             auto t = FrozenTask::freeze(c.pid());
             ASSERT_TRUE(t) << t.error().what;
-            auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
-            uint64_t vs = 0, ve = 0;
-            for (auto& m : maps)
-                if (m.path == "[vdso]") vs = m.start, ve = m.end;
-            auto rs = RemoteSyscall::prepare(**t, vs, ve);
+            auto rs = prepare_remote(**t);
             ASSERT_TRUE(rs) << rs.error().what;
             EXPECT_EQ((*rs)->call(SYS_getpid).value(), c.pid());
             EXPECT_EQ((*rs)->call(SYS_rt_sigaction, SIGTERM, 0, (*rs)->scratch(), 8).value(), 0);
@@ -491,11 +499,7 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
     std::thread([&] {
         auto t = FrozenTask::freeze(c.pid());
         ASSERT_TRUE(t) << t.error().what;
-        auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
-        uint64_t vs = 0, ve = 0;
-        for (auto& m : maps)
-            if (m.path == "[vdso]") vs = m.start, ve = m.end;
-        auto rs = RemoteSyscall::prepare(**t, vs, ve);
+        auto rs = prepare_remote(**t);
         ASSERT_TRUE(rs) << rs.error().what;
         auto a = run_parasite(**rs);
         ASSERT_TRUE(a) << a.error().what;
@@ -515,6 +519,80 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
     }).join();
     expect_untouched(c.pid(), 'S');
     EXPECT_EQ(read_proc(c.pid(), "maps").value(), maps_before);
+}
+
+// The parasite's batch answers the kinds' questions (settings, clear_child_tid,
+// thread attributes) with what single injected syscalls read, and with no
+// injection of its own; without a batch every question is injected.
+TEST(RemoteSyscallTest, ParasiteBatchAnswersAsLiveCalls) {
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    Child c(
+        [&] {
+            signal(SIGUSR2, SIG_IGN);
+            if (prctl(PR_SET_TIMERSLACK, 123457, 0, 0, 0) != 0 ||
+                prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 ||
+                prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 ||
+                prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0) != 0 || write(ready[1], "x", 1) != 1)
+                _exit(1);
+            for (;;) pause();
+        },
+        {ready[1]});
+    close(ready[1]);
+    char x = 0;
+    ASSERT_EQ(read(ready[0], &x, 1), 1);  // EOF if the child died
+    close(ready[0]);
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    std::thread([&] {
+        auto t = FrozenTask::freeze(c.pid());
+        ASSERT_TRUE(t) << t.error().what;
+        auto rs = prepare_remote(**t);
+        ASSERT_TRUE(rs) << rs.error().what;
+        auto o = run_parasite(**rs);
+        ASSERT_TRUE(o) << o.error().what;
+        ASSERT_GT(o->batch_count, 0);
+        const pid_t pid = c.pid();
+        struct Read {
+            TaskSettings s;
+            uint64_t cctid;
+            image::ThreadAttrsRecord attrs;
+        };
+        auto read_all = [&](const state::InTask& in) -> Read {
+            auto s = read_task_settings(pid, in);
+            auto cc = read_tid_address(pid, in);
+            auto a = state::dump_thread_attrs(pid, in);
+            EXPECT_TRUE(s && cc && a);
+            if (!s || !cc || !a) return {};
+            return {*s, *cc, *a};
+        };
+        int injected = (*rs)->calls();
+        ParasiteAnswers asked(**rs, *o);
+        Read batch = read_all(asked.in());
+        EXPECT_EQ((*rs)->calls(), injected) << "a question was injected, not answered";
+        EXPECT_EQ(asked.answered(), o->batch_count);
+        Read live = read_all(live_in_task(**rs));
+        EXPECT_GT((*rs)->calls(), injected);
+        ParasiteOutput none{};
+        ParasiteAnswers unanswered(**rs, none);
+        Read fallback = read_all(unanswered.in());
+        EXPECT_EQ(unanswered.answered(), 0);
+        for (const Read* r : {&batch, &fallback}) {
+            EXPECT_EQ(r->s.rec.timer_slack_ns, 123457u);
+            EXPECT_EQ(r->s.rec.thp_disable, 1u);
+            EXPECT_EQ(r->s.rec.child_subreaper, 1u);
+            EXPECT_EQ(r->s.rec.dumpable, live.s.rec.dumpable);
+            EXPECT_EQ(r->s.rec.membarrier, live.s.rec.membarrier);
+            EXPECT_EQ(std::memcmp(&r->s.rec, &live.s.rec, sizeof live.s.rec), 0);
+            EXPECT_EQ(r->cctid, live.cctid);
+            EXPECT_EQ(r->attrs.timer_slack_ns, 123457u);
+            EXPECT_EQ(r->attrs.pdeathsig, SIGUSR2);
+            EXPECT_EQ(std::memcmp(&r->attrs, &live.attrs, sizeof live.attrs), 0);
+        }
+        EXPECT_NE(live.cctid, 0u);  // glibc's set_tid_address
+        ASSERT_TRUE((*rs)->finish());
+        ASSERT_TRUE((*t)->release());
+    }).join();
+    expect_untouched(c.pid(), 'S');
 }
 
 TEST(RemoteSyscallTest, NanosleepRestartsAndEnds) {
