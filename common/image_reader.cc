@@ -603,6 +603,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                            k == uint32_t(K::kTcp) || k == uint32_t(K::kUdp) ||
                            k == uint32_t(K::kMemfd) || k == uint32_t(K::kUnixBound) ||
                            (k == uint32_t(K::kMqueue) && img.header.version >= 8) ||
+                           (k == uint32_t(K::kMqueueSecond) && img.header.version >= 11) ||
                            (k == uint32_t(K::kShared) && img.header.version >= 5) ||
                            ((k == uint32_t(K::kTty) || k == uint32_t(K::kDevTty)) &&
                             img.header.version >= 7);  // tty: state/tty.cc
@@ -638,8 +639,9 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kSignalfd:
             case RecordType::kEpollWatch:
             case RecordType::kInotifyWatch:
-            case RecordType::kMqueue:     // unix: state/mqueue.cc
-            case RecordType::kShareFd: {  // share: state/tree_share_restore.cc checks it
+            case RecordType::kMqueue:        // unix: state/mqueue.cc
+            case RecordType::kMqueueSecond:  // mq2: state/mqueue_second.cc
+            case RecordType::kShareFd: {     // share: state/tree_share_restore.cc checks it
                 // Each starts with the fd it belongs to: an earlier fd record of its own
                 // description (its kind checks the rest: state/kobj.h).
                 int32_t fd = load<int32_t>(p);

@@ -301,6 +301,7 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         case CRFS_RA_STEP_MQ_OPEN:  // unix (state/mqueue.h)
         case CRFS_RA_STEP_MQ_OTHER:
         case CRFS_RA_STEP_MQ_FILL:
+        case CRFS_RA_STEP_MQ_SECOND:  // mq2 (state/mqueue_second.cc)
             return *state::mqueue_step_text(img, int(r.step), int(r.arg));
         case CRFS_RA_STEP_FILE_LOCK:
             return state::lock_text(img, uint32_t(r.arg));

@@ -15,7 +15,8 @@ namespace {
 
 constexpr const KobjKind* kKinds[] = {&kOpathKind, &kEventfdKind, &kTimerfdKind,   &kSignalfdKind,
                                       &kEpollKind, &kPidfdKind,   &kDirectoryKind, &kInotifyKind,
-                                      &kMemfdKind, &kTtyKind,     &kDevTtyKind,    &kMqueueKind};
+                                      &kMemfdKind, &kTtyKind,     &kDevTtyKind,    &kMqueueKind,
+                                      &kMqueueSecondKind};
 
 const KobjKind* by_view(const FdView& f) {
     for (const KobjKind* k : kKinds)

@@ -91,6 +91,7 @@ extern const KobjKind kMemfdKind;      // state/memfd.cc (the memfd object: stat
 extern const KobjKind kTtyKind;        // state/tty.cc: the session's terminal, other terminals
 extern const KobjKind kDevTtyKind;     // state/tty.cc: /dev/tty
 extern const KobjKind kMqueueKind;     // state/mqueue.cc: POSIX message queues
+extern const KobjKind kMqueueSecondKind;  // state/mqueue_second.cc: another description of one
 
 // --- the dispatcher (kobj.cc) ------------------------------------------------
 

@@ -28,19 +28,19 @@
 //            name is taken again is an error too.
 // Not restored: an mq_notify registration (a reason), the queue's times.
 // A named queue that two descriptions hold is one queue (the second finds
-// the first's); an unlinked one held by a second description, or by a
-// process outside the image, would be two queues: a reason
-// (unlinked_elsewhere). One description held by several members of a tree
-// is made once, by the first, and handed to the others (state/tree_share.h).
+// the first's); an unlinked one held by a second description of the task is
+// recorded once, by its lowest fd, and the other descriptions name it
+// (state/mqueue_second.cc); one held by a process outside the image would be
+// two queues: a reason (unlinked_elsewhere). One description held by several
+// members of a tree is made once, by the first, and handed to the others
+// (state/tree_share.h).
 #include "state/mqueue.h"
 
 #include <fcntl.h>
-#include <linux/kcmp.h>
 #include <mqueue.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -133,28 +133,16 @@ Result<Queue> inspect(const FdView& f) {
     return q;
 }
 
-// An unlinked queue comes back from its one record as a new queue: another
-// open file description of it (a second mq_open before the unlink) in the
-// task would come back as a second queue, and so would a process outside the
-// image holding it: both are reasons. Another process is found by its fd link
-// ("/name (deleted)"). A member of the image holding one description with
-// the task (a child that inherited it) is given it at restore, and one with
-// a description of its own is refused, by the tree's rules
-// (state/tree_share.h); a member holding another unlinked queue of that name
-// (another inode) is refused here, never merged.
+// An unlinked queue comes back from its one record as a new queue: a process
+// outside the image holding it would keep another queue, a reason (another
+// open file description of it in the task is state/mqueue_second.cc's).
+// Another process is found by its fd link ("/name (deleted)"). A member of
+// the image holding one description with the task (a child that inherited
+// it) is given it at restore, and one with a description of its own is
+// refused, by the tree's rules (state/tree_share.h); a member holding another
+// unlinked queue of that name (another inode) is refused here, never merged.
 std::optional<std::string> unlinked_elsewhere(TaskView& t, const FdView& f,
                                               const std::string& shown) {
-    auto fds = t.fds();
-    if (!fds) return fds.error().what;
-    for (const FdView& o : **fds) {
-        if (o.fd == f.fd || o.st.st_ino != f.st.st_ino || o.st.st_dev != f.st.st_dev) continue;
-        // 0: one description (a dup); anything else, an error too, refuses.
-        if (::syscall(SYS_kcmp, t.pid(), t.pid(), KCMP_FILE, f.fd, o.fd) != 0)
-            return strfmt(
-                "POSIX message queue {} (unlinked) held by another open file "
-                "description too (fd {}); such a queue{}",
-                shown, o.fd, kNotYet);
-    }
     std::vector<pid_t> inside = t.image_pids();
     if (inside.empty()) inside = tree_pids(t.pid());
     std::vector<pid_t> outside;
@@ -206,7 +194,13 @@ Result<std::vector<Msg>> drain(Queue& q, const std::string& shown) {
     }
 }
 
-Status dump(pid_t, const FdView& f, TaskFd& t) {
+Status dump(pid_t pid, const FdView& f, TaskFd& t) {
+    // A later description of an unlinked queue: the first's record holds it.
+    if (f.st.st_nlink == 0)
+        if (auto first = mqueue_first_fd(pid, f)) {
+            mqueue_second_dump(f, *first, t);
+            return {};
+        }
     auto q = inspect(f);
     if (!q) return std::unexpected(q.error().context(strfmt("fd {}", f.fd)));
     std::string shown = escape_nonprintable(q->name);
@@ -305,11 +299,24 @@ Result<Parsed> parse(const FdEntry& f) {
 Status check(const FdEntry& f, const DecodedImage&) {
     auto p = parse(f);
     if (!p) return std::unexpected(p.error());
+    return mqueue_check_flags(f);
+}
+
+}  // namespace
+
+bool mqueue_unlinked(const FdEntry& f) {
+    auto p = parse(f);
+    return p && p->r.deleted;
+}
+
+Status mqueue_check_flags(const FdEntry& f) {
     if (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK))
         return kobj_bad(f, strfmt("mqueue open flags {}", kobj_oct(f.rec.open_flags)));
     if ((f.rec.open_flags & O_ACCMODE) == O_ACCMODE) return kobj_bad(f, "mqueue access mode 3");
     return {};
 }
+
+namespace {
 
 Status plan(const FdEntry& f, KobjPlan& k) {
     auto p = parse(f);
@@ -449,6 +456,10 @@ std::optional<std::string> mqueue_step_text(const DecodedImage& img, int step, i
                    "messages than the image's (remove it with mq_unlink to restore)";
         case CRFS_RA_STEP_MQ_FILL:
             return "giving its mode, owner and messages to " + what;
+        case CRFS_RA_STEP_MQ_SECOND:  // mq2: state/mqueue_second.cc
+            return "opening " + what +
+                   " again through /proc/self/fd of an earlier fd, as another open file "
+                   "description of its unlinked POSIX message queue";
     }
     return std::nullopt;
 }

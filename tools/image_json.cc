@@ -438,6 +438,8 @@ const char* fd_kind_name(uint32_t k) {
             return "unix-bound";
         case image::FdKind::kMqueue:  // unix: state/mqueue.cc
             return "mqueue";
+        case image::FdKind::kMqueueSecond:  // mq2: state/mqueue_second.cc
+            return "mqueue-second";
         case image::FdKind::kFifo:
             return "fifo";
         case image::FdKind::kTcp:

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 10;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 11;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -122,6 +122,9 @@ static_assert(sizeof(Trailer) == 24);
     /* timer (104-106), version 7: a POSIX timer signalling another thread, state/timers.cc */   \
     X(kPosixTimerThread, 104, "posix-timer-thread", sizeof(PosixTimerThreadRecord),              \
       sizeof(PosixTimerThreadRecord))                                                            \
+    /* mq2 (105-106), version 11: another description of a queue, state/mqueue_second.cc */     \
+    X(kMqueueSecond, 105, "mqueue-second", sizeof(MqueueSecondRecord),                           \
+      sizeof(MqueueSecondRecord))                                                                \
     /* share (108-111), version 5: what a tree's processes share, docs/trees.md */               \
     X(kShareFd, 108, "share-fd", sizeof(ShareFdRecord), sizeof(ShareFdRecord))                   \
     /* life (112-115), version 5: a tree's zombies, docs/trees.md */                             \
@@ -324,6 +327,8 @@ enum class FdKind : uint32_t {
     // Version 7 (tty, 41-43): the controlling terminal of a shell job (state/tty.cc).
     kTty = 41,     // the session's terminal (a pty slave): the restore's new terminal, reopened
     kDevTty = 42,  // /dev/tty of the session's terminal: /dev/tty reopened
+    // Version 11 (mq2, 45-46): another description of an unlinked queue (state/mqueue_second.cc).
+    kMqueueSecond = 45,  // of an earlier fd's unlinked POSIX message queue: mqueue-second
 };
 
 // FdRecord.fd_flags
@@ -571,6 +576,18 @@ struct MqueueRecord {
     uint64_t data_len;
 };
 static_assert(sizeof(MqueueRecord) == 56);
+
+// Another open file description (version 11, mq2) of the unlinked queue of an
+// earlier fd of the task (FdKind::kMqueueSecond; two mq_opens of one name
+// before its mq_unlink): `first` is the lowest fd holding the queue, of kind
+// kMqueue (unlinked), which holds its attributes and messages. Restore opens
+// the queue again through /proc/self/fd/FIRST with this fd's own open flags.
+struct MqueueSecondRecord {
+    int32_t fd;
+    int32_t first;
+    uint32_t reserved[2];  // 0
+};
+static_assert(sizeof(MqueueSecondRecord) == 16);
 
 // A memfd (version 4, kobj) the task holds by an fd (FdKind::kMemfd) or maps
 // (VmaKind::kMemfdShared/kMemfdPrivate), each of which names it by `ino`: made

@@ -238,6 +238,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_SYSV_RMID = 251,   /* IPC_RMID of a segment removed while attached (arg: VMA) */
     /* timer (260-269) */
     CRFS_RA_STEP_THREAD_TIMER = 260, /* making POSIX timer signalling a thread (arg: its id) */
+    /* mq2 (270-274): another description of an unlinked queue (state/mqueue_second.cc) */
+    CRFS_RA_STEP_MQ_SECOND = 270, /* reopening it through /proc/self/fd of the first (arg: fd) */
 };
 
 struct crfs_restorer_args {

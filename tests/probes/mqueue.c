@@ -1,11 +1,14 @@
 /* POSIX message queue probes of issue 11 (state/mqueue.cc): a queue held by an
  * fd, by its name or unlinked, with its attributes (mq_maxmsg, mq_msgsize,
  * O_NONBLOCK), owner and mode, and its queued messages with their priorities
- * in order. Refused: a queue with an mq_notify registration. */
+ * in order, and an unlinked queue held by two open file descriptions (one
+ * queue, its messages once). Refused: a queue with an mq_notify registration. */
 #include "probe.h" /* first: it defines _GNU_SOURCE */
 
+#include <linux/kcmp.h>
 #include <mqueue.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 static mqd_t g_q = (mqd_t)-1;
 static char g_name[128];
@@ -151,16 +154,46 @@ static void empty_check(void) {
 }
 
 /* mq_unlinked_two: an unlinked queue held by two descriptions (two mq_opens
- * before the unlink): one record each would make two queues (a reason). */
-static mqd_t g_two = (mqd_t)-1;
+ * before the unlink, each with its own flags) and a dup of the second: one
+ * queue (one inode, its messages once), two descriptions (kcmp), a message
+ * sent through one received through the other (state/mqueue_second.cc). */
+static mqd_t g_two = (mqd_t)-1, g_two_dup = (mqd_t)-1;
 static void unlinked_two_setup(void) {
     g_q = make(O_RDONLY, 8, 32);
-    g_two = mq_open(g_name, O_WRONLY);
-    if (g_two == (mqd_t)-1) die("mq_open again");
+    mqd_t two = mq_open(g_name, O_WRONLY | O_NONBLOCK);
+    if (two == (mqd_t)-1) die("mq_open again");
+    /* Above the first (fd 10, its dup 11): the image's first is g_q. */
+    g_two = fcntl(two, F_DUPFD, 10);
+    g_two_dup = fcntl(two, F_DUPFD, 11);
+    if (g_two != 10 || g_two_dup != 11) die("dup");
+    close(two);
     mq_unlink(g_name);
 }
+static long kcmp_file(int a, int b) {
+    return syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b);
+}
 static void unlinked_two_check(void) {
-    if (mq_send(g_two, "x", 1, 0) != 0) fail("mq_send: %s", strerror(errno));
+    check_link(g_q, 1);
+    check_link(g_two, 1);
+    check_flags(g_q, O_RDONLY);
+    check_flags(g_two, O_WRONLY | O_NONBLOCK);
+    check_flags(g_two_dup, O_WRONLY | O_NONBLOCK);
+    struct stat a, b;
+    if (fstat(g_q, &a) != 0 || fstat(g_two, &b) != 0 || a.st_ino != b.st_ino ||
+        a.st_dev != b.st_dev)
+        fail("the two descriptions are of two queues");
+    long k = kcmp_file(g_q, g_two);
+    if (k <= 0) fail("kcmp of the two descriptions: %ld (%s), want two", k, strerror(errno));
+    if (kcmp_file(g_two, g_two_dup) != 0) fail("the dup is another description");
+    check_messages(g_q, 8, 32); /* the messages once */
+    char buf[64];
+    unsigned prio = 0;
+    if (mq_send(g_two_dup, "x", 1, 3) != 0) fail("mq_send: %s", strerror(errno));
+    struct timespec now = {0, 0};
+    ssize_t n = mq_timedreceive(g_q, buf, sizeof buf, &prio, &now);
+    if (n != 1 || buf[0] != 'x' || prio != 3)
+        fail("received %zd bytes priority %u through the first, want 'x' 3", n, prio);
+    if (mq_open(g_name, O_RDONLY) != (mqd_t)-1) fail("the unlinked queue has its name again");
 }
 
 /* mq_notify: a registration crfs does not restore (a reason). */
