@@ -27,6 +27,7 @@
 #include "state/seccomp.h"
 #include "state/settings.h"
 #include "state/signals.h"
+#include "state/sysv_msg.h"
 #include "state/sysv_shm.h"
 #include "state/task_attrs.h"
 #include "state/thread_attrs.h"
@@ -47,6 +48,7 @@ Status check_fields(const DecodedImage& img) {
                        check_restart, state::check_mlockall, state::check_thread_attrs})
         if (auto s = check(img); !s) return s;
     if (auto s = state::check_sysv_shm(img); !s) return s;  // sysv
+    if (auto s = state::check_sysv_msg(img); !s) return s;  // sem
     return {};
 }
 

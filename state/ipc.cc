@@ -1,11 +1,12 @@
-// System V IPC (issue 11): reasons, each naming the object. Neither is
-// saved: a message queue's messages and a semaphore's value live outside the
-// task (on the host, by key), so a restore cannot bring them back as they
-// were, nor know whether someone else changed them meanwhile. Shared memory
-// segments are the memory kind's (`/SYSV` mappings, state/memory.cc); POSIX
-// message queues are fds of their own kind (state/mqueue.cc).
+// System V IPC (issue 11): the detect of semaphore sets and message queues.
+// A message queue the task used last is saved and restored (state/sysv_msg.cc,
+// whose reasons are called from here). A semaphore set is a reason still: its
+// values live outside the task (on the host, by key), and its SEM_UNDO
+// adjustments are not shown by any /proc file. Shared memory segments are the
+// memory kind's (`/SYSV` mappings, state/sysv_shm.cc); POSIX message queues
+// are fds of their own kind (state/mqueue.cc).
 //   msg        a queue whose last msgsnd or msgrcv was the task's (lspid, lrpid
-//              of /proc/sysvipc/msg);
+//              of /proc/sysvipc/msg): state/sysv_msg.cc;
 //   sem        a set whose last semop on some semaphore was the task's
 //              (semctl GETPID, as the caller: sets it cannot read are not seen).
 // Both tables are the daemon's IPC namespace's: a task in another one is a
@@ -20,6 +21,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/kind.h"
+#include "state/sysv_msg.h"
 #include "state/sysv_shm.h"
 
 namespace crfs::state {
@@ -54,13 +56,7 @@ Status detect_ipc(TaskView& t, Reasons& out) {
         return {};
     }
     long long pid = t.pid();
-    // msg: key msqid perms cbytes qnum lspid lrpid ...
-    for (const auto& r : sysvipc_table("msg"))
-        if (r.size() >= 7 && (r[5] == pid || r[6] == pid))
-            out.push_back(
-                strfmt("sysvipc: message queue {} (key {:#x}, {} messages) was last "
-                       "used by the task; System V message queues{}",
-                       r[1], r[0], r[4], kNotYet));
+    sysv_msg_reasons(t, out);  // sem: state/sysv_msg.cc
     // sem: key semid perms nsems ...
     for (const auto& r : sysvipc_table("sem")) {
         if (r.size() < 4) continue;

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 10;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 11;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -107,6 +107,9 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(MqueueRecord) + kMaxMqName + kMaxMqMessages * 8 + kMaxMqBytes)                      \
     /* sysv (77-79, 100), version 10: System V IPC, state/sysv_shm.cc */                         \
     X(kSysvShm, 77, "sysv-shm", sizeof(SysvShmRecord), sizeof(SysvShmRecord))                    \
+    /* sem (78-79, 100), version 11: a System V message queue, state/sysv_msg.cc */           \
+    X(kSysvMsg, 78, "sysv-msg", sizeof(SysvMsgRecord),                                           \
+      sizeof(SysvMsgRecord) + kMaxSysvMsgMessages * 16 + kMaxSysvMsgBytes)                       \
     /* fid-exact (96-103), version 4: state restored exactly (docs/state.md) */                  \
     X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
@@ -558,6 +561,23 @@ struct SysvShmRecord {
     uint32_t reserved;  // 0
 };
 static_assert(sizeof(SysvShmRecord) == 40);
+
+// A System V message queue the task used last (sem, version 11): its last
+// msgsnd or msgrcv was the task's. Followed by nmsgs {int64 mtype, uint64
+// length} pairs in queue order, then their texts (cbytes bytes in all).
+inline constexpr uint32_t kMaxSysvMsg = 32000;             // queues: IPCMNI's ceiling
+inline constexpr uint32_t kMaxSysvMsgMessages = 65536;     // messages in one queue
+inline constexpr uint64_t kMaxSysvMsgBytes = 16ull << 20;  // texts of one queue
+struct SysvMsgRecord {
+    int32_t key;  // 0: IPC_PRIVATE
+    int32_t msqid;
+    uint32_t mode;  // msg_perm.mode & 0777
+    uint32_t uid, gid, cuid, cgid;
+    uint32_t nmsgs;   // msg_qnum
+    uint64_t qbytes;  // msg_qbytes
+    uint64_t cbytes;  // the texts' bytes
+};
+static_assert(sizeof(SysvMsgRecord) == 48);
 
 struct MqueueRecord {
     int32_t fd;

@@ -253,20 +253,7 @@ static void sysv_sem_check(void) {
     if (semctl(g_id, 0, GETVAL) != 1) fail("semaphore value differs");
     semctl(g_id, 0, IPC_RMID);
 }
-static void sysv_msg_setup(void) {
-    g_id = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
-    if (g_id < 0) die("msgget");
-    struct {
-        long type;
-        char text[8];
-    } m = {1, "queued"};
-    if (msgsnd(g_id, &m, sizeof m.text, 0) != 0) die("msgsnd");
-}
-static void sysv_msg_check(void) {
-    struct msqid_ds ds;
-    if (msgctl(g_id, IPC_STAT, &ds) != 0 || ds.msg_qnum != 1) fail("queue differs");
-    msgctl(g_id, IPC_RMID, NULL);
-}
+/* A System V message queue is restored now: tests/fs/sysv_msg_mount_test.py. */
 static mqd_t g_mq = (mqd_t)-1;
 static void posix_mq_setup(void) {
     char name[64];
@@ -292,7 +279,6 @@ static const struct variant kVariants[] = {
     {"shared_anon_split", shared_split_setup, shared_split_check, NULL},
     {"shared_anon_alias", shared_alias_setup, shared_alias_check, NULL},
     {"sysv_sem", sysv_sem_setup, sysv_sem_check, NULL},
-    {"sysv_msg", sysv_msg_setup, sysv_msg_check, NULL},
     {"posix_mq", posix_mq_setup, posix_mq_check, NULL},
 };
 PROBE_MAIN(kVariants)

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""System V message queues through the mounted tree (issue 11, state/sysv_msg.h):
+
+    sysv_msg_prog DIR KEY        # a queue of KEY holding 4 messages, left on the host
+    cp /crfs/PID/image snap.img; kill -9 PID
+    mkdir /crfs/PID && cp snap.img /crfs/PID/image   # refused: the queue lives on
+    ipcrm -q ID; restore again                       # same id, key, qbytes, messages
+
+A key in use is refused and the queue that holds it is left alone. As a real
+user (s11sm prefix): the user checkpoints its own task (the queue is read as
+the user: msgrcv MSG_COPY), root restores the user's image (the queue is the
+user's again); the user's own restore cannot choose the id (msg_next_id is
+root's) and is refused with words saying so, leaving nothing; a task that sent
+to a queue the user cannot read is a reason; images edited to name another
+user's key or id, or out of range, are refused and the other queue untouched.
+
+usage: sysv_msg_mount_test.py BUILD_DIR  (any unittest args after)
+"""
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import Base, read, sh, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from users import unprivileged_user  # noqa: E402
+
+USER = "s11sm1"  # test users: the s11sm prefix
+libc = ctypes.CDLL(None, use_errno=True)
+IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
+
+
+def queues():
+    """/proc/sysvipc/msg as {msqid: (key, perms, cbytes, qnum, uid, cuid)}."""
+    out = {}
+    with open("/proc/sysvipc/msg") as f:
+        next(f)
+        for line in f:
+            c = line.split()
+            out[int(c[1])] = (int(c[0]), int(c[2], 8), int(c[3]), int(c[4]), int(c[7]), int(c[9]))
+    return out
+
+
+def with_key(key):
+    return [i for i, q in queues().items() if q[0] == key]
+
+
+def remove_key(key):
+    for i in with_key(key):
+        libc.msgctl(i, IPC_RMID, None)
+
+
+class MsgBase(Base):
+    def setUp(self):
+        super().setUp()
+        self.key = 0x51180000 + os.getpid() % 0x8000
+        self.other_key = self.key + 0x8000
+        for k in (self.key, self.other_key):
+            remove_key(k)
+            self.addCleanup(remove_key, k)
+
+    def prog(self, prefix=(), d="@DIR@", *extra):
+        return [*prefix, os.path.join(roundtrip_mount_test.BUILD, "tests/fs/sysv_msg_prog"), d,
+                hex(self.key), *extra]
+
+    def refused_restore(self, img, slot, expect, as_user=()):
+        r = sh(" ".join(as_user) + f" sh -c 'mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image'")
+        self.assertNotEqual(r.returncode, 0)
+        status = read(f"{self.m}/{slot}/status")
+        self.assertIn(expect, status)
+        self.assertEqual(sh(f"rmdir {self.m}/{slot}").returncode, 0)
+        return status
+
+
+class Msg(MsgBase):
+    def test_queue_comes_back_with_its_id_and_messages_once_the_original_is_gone(self):
+        t = self.task(self.prog())
+        qid = int(read(t.path("ready")))
+        self.assertEqual(read(f"{self.m}/{t.pid}/reason"), "")
+        img = t.checkpoint()
+        pid = t.pid
+        t.kill9()
+        # read without consuming: the queue still holds its 4 messages (30 bytes)
+        before = queues()[qid]
+        self.assertEqual(before[2:4], (30, 4))
+        self.refused_restore(img, pid, f"System V message queue id {qid} is in use")
+        self.assertEqual(queues()[qid], before)
+        self.assertEqual(libc.msgctl(qid, IPC_RMID, None), 0)
+        t.restore(img, str(pid))
+        self.assertEqual(with_key(self.key), [qid])
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_a_key_in_use_is_refused_and_its_queue_left_alone(self):
+        t = self.task(self.prog())
+        qid = int(read(t.path("ready")))
+        img = t.checkpoint()
+        pid = t.pid
+        t.kill9()
+        libc.msgctl(qid, IPC_RMID, None)
+        other = libc.msgget(self.key, IPC_CREAT | IPC_EXCL | 0o600)
+        self.assertGreaterEqual(other, 0)
+        self.refused_restore(img, pid, "the key is in use")
+        self.assertEqual(with_key(self.key), [other])
+        # The id asked of the kernel was taken and freed again: no other creator gets it.
+        self.assertEqual(read("/proc/sys/kernel/msg_next_id").strip(), "-1")
+
+
+class MsgUser(MsgBase):
+    """The queue of a real user; hostile edits of its image."""
+
+    def setUp(self):
+        super().setUp()
+        self.pw = self.enterContext(unprivileged_user(USER, "-N", "-g", "nogroup"))
+        self.as_user = ["setpriv", f"--reuid={self.pw.pw_uid}", f"--regid={self.pw.pw_gid}",
+                        "--clear-groups"]
+        self.udir = tempfile.mkdtemp(prefix="crfs-sysvmsg-")
+        os.chown(self.udir, self.pw.pw_uid, self.pw.pw_gid)
+        self.addCleanup(sh, f"rm -rf {self.udir}")
+
+    def user_task(self, *extra):
+        d = tempfile.mkdtemp(prefix="crfs-sysvmsg-wl-")
+        os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
+        t = self.task(self.prog(self.as_user, d, *extra), ready=None)
+        os.chmod(t.dir, 0o755)  # its cwd, which a restore as the user enters again
+        self.addCleanup(shutil.rmtree, t.dir, True)
+        t.dir = d  # the user's: its ready and result files
+        wait_for(lambda: os.path.exists(t.path("ready")), "the user's program")
+        return t, int(read(t.path("ready")))
+
+    def user_image(self):
+        t, qid = self.user_task()
+        self.assertEqual(queues()[qid][4:], (self.pw.pw_uid, self.pw.pw_uid))
+        # The user checkpoints its own task: the queue is read as the user.
+        self.assertEqual(sh(" ".join(self.as_user) + f" cat {self.m}/{t.pid}/reason").stdout, "")
+        img = os.path.join(self.udir, "snap.img")
+        r = sh(" ".join(self.as_user) + f" cp {self.m}/{t.pid}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        os.chmod(img, 0o644)
+        t.kill9()
+        libc.msgctl(qid, IPC_RMID, None)
+        return t, qid, img
+
+    def edited(self, img, *edits):
+        out = os.path.join(self.udir, "bad.img")
+        r = subprocess.run([os.path.join(roundtrip_mount_test.BUILD,
+                                         "tests/security/restore/crfs-imgedit"), img, out, *edits],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        os.chmod(out, 0o644)
+        return out
+
+    def test_root_restores_a_users_queue_as_the_users(self):
+        t, qid, img = self.user_image()
+        t.restore(img, "sysvmsg-root")
+        self.assertEqual(queues()[qid][4:], (self.pw.pw_uid, self.pw.pw_uid))
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_the_users_own_restore_cannot_choose_the_id_and_leaves_nothing(self):
+        t, qid, img = self.user_image()
+        r = sh(" ".join(self.as_user) + f" sh -c 'mkdir {self.m}/sysvmsg-u && cp {img} {self.m}/sysvmsg-u/image'")
+        if r.returncode == 0:  # the kernel happened to give the same id: then it is exact
+            t.pid = int(read(f"{self.m}/sysvmsg-u/pid"))
+            self.assertEqual(t.finish(), "PASS")
+            return
+        self.assertIn("only root of the IPC namespace's user namespace may choose it (msg_next_id)",
+                      read(f"{self.m}/sysvmsg-u/status"))
+        self.assertEqual(with_key(self.key), [])
+
+    def test_a_queue_the_user_cannot_read_is_a_reason(self):
+        # root's queue the user may write to but not read; the user's task sends to it
+        theirs = libc.msgget(self.other_key, IPC_CREAT | IPC_EXCL | 0o622)
+        self.assertGreaterEqual(theirs, 0)
+        t, qid = self.user_task(str(theirs))
+        self.assertEqual(qid, theirs)
+        reason = sh(" ".join(self.as_user) + f" cat {self.m}/{t.pid}/reason").stdout
+        self.assertIn(f"message queue {theirs} (key {self.other_key:#x}) was last used by the "
+                      "task: the caller cannot read it (IPC_STAT: Permission denied)", reason)
+        r = sh(" ".join(self.as_user) + f" cp {self.m}/{t.pid}/image {self.udir}/x.img")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(queues()[theirs][3], 1)  # its message still there
+        self.assertEqual(t.finish(), "PASS")
+
+    def test_edited_images_are_refused_and_another_users_queue_left_alone(self):
+        t, qid, img = self.user_image()
+        # root's queue of another key (and its id), which the user's image is edited to name
+        theirs = libc.msgget(self.other_key, IPC_CREAT | IPC_EXCL | 0o600)
+        self.assertGreaterEqual(theirs, 0)
+        before = queues()[theirs]
+        # sysv-msg: key@0 msqid@4 mode@8 uid@12 gid@16 cuid@20 cgid@24 nmsgs@28 qbytes@32
+        # cbytes@40, then {type, length} pairs from 48
+        cases = [
+            (["sysv-msg@0:4=" + str(self.other_key)], "the key is in use"),
+            (["sysv-msg@4:4=" + str(theirs)], f"id {theirs} is in use"),
+            (["sysv-msg@4:4=" + str(2**32 - 5)], "negative id"),
+            (["sysv-msg@8:4=" + str(0o4777)], "mode 4777"),
+            (["sysv-msg@28:4=5"], "5 messages of 30 bytes"),
+            (["sysv-msg@28:4=" + str(2**32 - 1)], "messages of 30 bytes"),
+            (["sysv-msg@40:8=" + str(2**63)], "messages of"),
+            (["sysv-msg@32:8=0"], "qbytes 0"),
+            (["sysv-msg@32:8=" + str(2**40)], "qbytes"),
+            (["sysv-msg@48:8=0"], "message 0: type 0"),
+            (["sysv-msg@56:8=31"], "message 0: type 5, 31 bytes"),
+            (["sysv-msg@56:8=" + str(2**64 - 1)], "message 0: type 5, -1 bytes"),
+            (["sysv-msg@56:8=9"], "messages of 29 bytes, texts of 30"),
+        ]
+        for edits, expect in cases:
+            self.refused_restore(self.edited(img, *edits), "sysvmsg-bad", expect, self.as_user)
+            self.assertEqual(queues()[theirs], before, edits)
+            self.assertEqual(with_key(self.key), [], edits)
+        libc.msgctl(theirs, IPC_RMID, None)
+
+
+if __name__ == "__main__":
+    roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
