@@ -55,6 +55,7 @@
 #include "state/settings.h"
 #include "state/signals.h"
 #include "state/sysv_msg.h"
+#include "state/sysv_sem.h"
 #include "state/sysv_shm.h"
 #include "state/task_attrs.h"
 #include "state/thread_attrs.h"
@@ -553,6 +554,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (auto s = state::sysv_shm_restore(*img, task_pages_fd, *writer, req.tree, sysv_made); !s)
         return std::unexpected(s.error());
     if (auto s = state::sysv_msg_restore(*img, *writer, req.tree, sysv_made); !s)  // sem
+        return std::unexpected(s.error());
+    if (auto s = state::sysv_sem_restore(*img, *writer, req.tree, sysv_made); !s)  // sem
         return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);

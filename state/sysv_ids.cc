@@ -7,6 +7,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "restorer/writer.h"
+#include "state/check.h"
 
 namespace crfs::state {
 
@@ -92,6 +93,19 @@ Status sysv_created(const SysvKind& k, const std::string& what, int got, int wan
                                                : strfmt("; only root of the IPC namespace's user "
                                                         "namespace may choose it ({})",
                                                         k.next_id)));
+    return {};
+}
+
+Status sysv_check_unique(const char* rec, const std::vector<std::pair<int32_t, int32_t>>& id_keys) {
+    for (size_t i = 0; i < id_keys.size(); ++i)
+        for (size_t k = 0; k < i; ++k) {
+            auto [id, key] = id_keys[i];
+            if (id_keys[k].first == id)
+                return check::bad(strfmt("{} {}: a second record", rec, id));
+            if (key != 0 && id_keys[k].second == key)
+                return check::bad(
+                    strfmt("{} {}: key {:#x} of {} too", rec, id, uint32_t(key), id_keys[k].first));
+        }
     return {};
 }
 

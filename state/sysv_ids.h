@@ -59,6 +59,10 @@ Status sysv_make(const SysvKind& k, const WriterPlan& writer, int id, uint32_t c
 Status sysv_created(const SysvKind& k, const std::string& what, int got, int want, bool chosen,
                     SysvMade& made);
 
+// A hostile image: no two records `rec` ("sysv-msg") of one id, nor of one
+// non-zero key; `id_keys`: each record's {id, key}.
+Status sysv_check_unique(const char* rec, const std::vector<std::pair<int32_t, int32_t>>& id_keys);
+
 // The creator the kernel recorded must be the image's.
 Status sysv_same_creator(const std::string& what, uint32_t cuid, uint32_t cgid, uint32_t want_cuid,
                          uint32_t want_cgid);

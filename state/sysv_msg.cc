@@ -164,20 +164,13 @@ Result<std::vector<std::string>> dump_sysv_msg(pid_t pid) {
 // --- check (a hostile image) ---------------------------------------------------
 
 Status check_sysv_msg(const DecodedImage& img) {
-    std::vector<SysvMsgRecord> seen;
+    std::vector<std::pair<int32_t, int32_t>> id_keys;
     for (const auto& p : img.sysv_msg) {
         auto q = parse(p);
         if (!q) return std::unexpected(q.error());
-        for (const auto& o : seen) {
-            if (o.msqid == q->r.msqid)
-                return check::bad(strfmt("sysv-msg {}: a second record", o.msqid));
-            if (q->r.key != 0 && o.key == q->r.key)
-                return check::bad(strfmt("sysv-msg {}: key {:#x} of queue {} too", q->r.msqid,
-                                         uint32_t(q->r.key), o.msqid));
-        }
-        seen.push_back(q->r);
+        id_keys.emplace_back(q->r.msqid, q->r.key);
     }
-    return {};
+    return sysv_check_unique("sysv-msg", id_keys);
 }
 
 // --- restore -------------------------------------------------------------------

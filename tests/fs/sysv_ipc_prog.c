@@ -1,12 +1,15 @@
-/* sysv_msg_mount_test.py's program: a System V message queue of `key` (left
- * on the host, not removed) holding messages it sent and one it took.
- *   sysv_msg_prog DIR KEY [QUEUE_ID]
- * Without QUEUE_ID: makes the queue (mode 0640, qbytes 8000), sends four
- * messages (types 5, 2, 7, 3; one empty), receives the first again (so the
- * task is lspid and lrpid), writes DIR/ready with the queue's id. With
+/* sysv_ipc_mount_test.py's program: a System V message queue and semaphore
+ * set of `key` (left on the host, not removed): messages it sent and one it
+ * took, values it set and changed.
+ *   sysv_ipc_prog DIR KEY [QUEUE_ID]
+ * Without QUEUE_ID: makes the queue (mode 0640, qbytes 8000), sends five
+ * messages (types 1, 5, 2, 7, 3; one empty), receives the first again (so the
+ * task is lspid and lrpid); makes the set (3 semaphores, mode 0640), SETALL
+ * 4 0 9, semop +7 on the second; writes DIR/ready with "MSQID SEMID". With
  * QUEUE_ID: only sends one message of type 9 to that queue (someone else's)
  * and writes DIR/ready with its id. Waits for SIGTERM; then checks the queue
  * (key, mode, creator, qbytes, the messages in order, taken without loss) and
+ * the set (key, mode, creator, nsems, values 4 7 9, a semop that works) and
  * writes DIR/result: "PASS" or "FAIL: what differs". */
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/sem.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_term;
@@ -78,7 +82,16 @@ int main(int argc, char** argv) {
         if (msgsnd(id, &m, kLens[i], IPC_NOWAIT) != 0) return 1;
     }
     if (msgrcv(id, &m, sizeof m.text, 1, IPC_NOWAIT) != 5) return 1;
-    snprintf(text, sizeof text, "%d\n", id);
+    int sid = semget(key, 3, IPC_CREAT | IPC_EXCL | 0640);
+    if (sid < 0) {
+        perror("semget");
+        return 1;
+    }
+    unsigned short vals[3] = {4, 0, 9};
+    if (semctl(sid, 0, SETALL, vals) != 0) return 1;
+    struct sembuf op = {1, 7, 0};
+    if (semop(sid, &op, 1) != 0) return 1;
+    snprintf(text, sizeof text, "%d %d\n", id, sid);
     put(argv[1], "ready", text);
     while (!g_term) pause();
     if (msgctl(id, IPC_STAT, &ds) != 0)
@@ -97,6 +110,23 @@ int main(int argc, char** argv) {
     }
     if (!why[0] && msgrcv(id, &m, sizeof m.text, 0, IPC_NOWAIT) >= 0)
         snprintf(why, sizeof why, "a message too many");
+    struct semid_ds sds;
+    unsigned short got[3] = {0, 0, 0};
+    struct sembuf take = {0, -4, IPC_NOWAIT};
+    if (why[0]) {
+    } else if (semctl(sid, 0, IPC_STAT, &sds) != 0) {
+        snprintf(why, sizeof why, "set %d: IPC_STAT failed", sid);
+    } else if (sds.sem_perm.__key != key || (sds.sem_perm.mode & 0777) != 0640 ||
+               sds.sem_perm.cuid != getuid() || sds.sem_perm.uid != getuid() ||
+               sds.sem_nsems != 3) {
+        snprintf(why, sizeof why, "set: key %#x mode %o cuid %u uid %u nsems %lu",
+                 sds.sem_perm.__key, sds.sem_perm.mode, sds.sem_perm.cuid, sds.sem_perm.uid,
+                 (unsigned long)sds.sem_nsems);
+    } else if (semctl(sid, 0, GETALL, got) != 0 || got[0] != 4 || got[1] != 7 || got[2] != 9) {
+        snprintf(why, sizeof why, "values %u %u %u", got[0], got[1], got[2]);
+    } else if (semop(sid, &take, 1) != 0 || semctl(sid, 0, GETVAL) != 0) {
+        snprintf(why, sizeof why, "semop -4 on 4 failed");
+    }
     char out[600];
     snprintf(out, sizeof out, "%s%s\n", why[0] ? "FAIL: " : "PASS", why);
     put(argv[1], "result", out);
