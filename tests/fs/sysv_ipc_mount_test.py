@@ -21,17 +21,13 @@ usage: sysv_ipc_mount_test.py BUILD_DIR  (any unittest args after)
 """
 import ctypes
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
-from roundtrip_mount_test import Base, read, sh, wait_for  # noqa: E402
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from users import unprivileged_user  # noqa: E402
+from roundtrip_mount_test import read, sh  # noqa: E402
+from sysv_mount_test import SysvBase, SysvUserBase  # noqa: E402
 
 USER = "s11sm1"  # test users: the s11sm prefix
 libc = ctypes.CDLL(None, use_errno=True)
@@ -75,26 +71,14 @@ def remove_key(key):
         libc.semctl(i, 0, IPC_RMID)
 
 
-class MsgBase(Base):
+class MsgBase(SysvBase):
+    PROG = "tests/fs/sysv_ipc_prog"
+
     def setUp(self):
-        super().setUp()
-        self.key = 0x51180000 + os.getpid() % 0x8000
-        self.other_key = self.key + 0x8000
+        super().setUp()  # self.key, self.other_key: also this test's queues' and sets'
         for k in (self.key, self.other_key):
             remove_key(k)
             self.addCleanup(remove_key, k)
-
-    def prog(self, prefix=(), d="@DIR@", *extra):
-        return [*prefix, os.path.join(roundtrip_mount_test.BUILD, "tests/fs/sysv_ipc_prog"), d,
-                hex(self.key), *extra]
-
-    def refused_restore(self, img, slot, expect, as_user=()):
-        r = sh(" ".join(as_user) + f" sh -c 'mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image'")
-        self.assertNotEqual(r.returncode, 0)
-        status = read(f"{self.m}/{slot}/status")
-        self.assertIn(expect, status)
-        self.assertEqual(sh(f"rmdir {self.m}/{slot}").returncode, 0)
-        return status
 
 
 class Msg(MsgBase):
@@ -137,26 +121,12 @@ class Msg(MsgBase):
         self.assertEqual(read("/proc/sys/kernel/msg_next_id").strip(), "-1")
 
 
-class MsgUser(MsgBase):
-    """The queue of a real user; hostile edits of its image."""
-
-    def setUp(self):
-        super().setUp()
-        self.pw = self.enterContext(unprivileged_user(USER, "-N", "-g", "nogroup"))
-        self.as_user = ["setpriv", f"--reuid={self.pw.pw_uid}", f"--regid={self.pw.pw_gid}",
-                        "--clear-groups"]
-        self.udir = tempfile.mkdtemp(prefix="crfs-sysvipc-")
-        os.chown(self.udir, self.pw.pw_uid, self.pw.pw_gid)
-        self.addCleanup(sh, f"rm -rf {self.udir}")
+class MsgUser(MsgBase, SysvUserBase):
+    """The queue and set of a real user; hostile edits of its image."""
+    USER = USER
 
     def user_task(self, *extra):
-        d = tempfile.mkdtemp(prefix="crfs-sysvipc-wl-")
-        os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
-        t = self.task(self.prog(self.as_user, d, *extra), ready=None)
-        os.chmod(t.dir, 0o755)  # its cwd, which a restore as the user enters again
-        self.addCleanup(shutil.rmtree, t.dir, True)
-        t.dir = d  # the user's: its ready and result files
-        wait_for(lambda: os.path.exists(t.path("ready")), "the user's program")
+        t = self.start_user_task(*extra)
         return t, [int(i) for i in read(t.path("ready")).split()]
 
     def user_image(self):
@@ -173,15 +143,6 @@ class MsgUser(MsgBase):
         libc.msgctl(qid, IPC_RMID, None)
         libc.semctl(sid, 0, IPC_RMID)
         return t, (qid, sid), img
-
-    def edited(self, img, *edits):
-        out = os.path.join(self.udir, "bad.img")
-        r = subprocess.run([os.path.join(roundtrip_mount_test.BUILD,
-                                         "tests/security/restore/crfs-imgedit"), img, out, *edits],
-                           capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        os.chmod(out, 0o644)
-        return out
 
     def test_root_restores_a_users_queue_and_set_as_the_users(self):
         t, (qid, sid), img = self.user_image()
