@@ -103,8 +103,8 @@ Status sysv_check_unique(const char* rec, const std::vector<std::pair<int32_t, i
             if (id_keys[k].first == id)
                 return check::bad(strfmt("{} {}: a second record", rec, id));
             if (key != 0 && id_keys[k].second == key)
-                return check::bad(
-                    strfmt("{} {}: key {:#x} of {} too", rec, id, uint32_t(key), id_keys[k].first));
+                return check::bad(strfmt("{} {}: key 0x{:x} of {} too", rec, id, uint32_t(key),
+                                         id_keys[k].first));
         }
     return {};
 }

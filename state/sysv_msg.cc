@@ -27,7 +27,7 @@ std::vector<std::vector<long long>> used_by(pid_t pid) {
 }
 
 std::string queue(long long id, long long key) {
-    return strfmt("sysvipc: message queue {} (key {:#x})", id, uint32_t(key));
+    return strfmt("sysvipc: message queue {} (key 0x{:x})", id, uint32_t(key));
 }
 
 // A sysv-msg payload parsed: its record, {mtype, length} pairs and texts.
@@ -180,7 +180,7 @@ namespace {
 // Queue `q`, made by the current (per-thread) credentials: its creator's.
 Status make_queue(const Parsed& q, bool chosen, SysvMade& made) {
     const SysvMsgRecord& r = q.r;
-    std::string what = strfmt("System V message queue {} (key {:#x})", r.msqid, uint32_t(r.key));
+    std::string what = strfmt("System V message queue {} (key 0x{:x})", r.msqid, uint32_t(r.key));
     int id = msgget(r.key, IPC_CREAT | IPC_EXCL | int(r.mode | 0600));
     if (auto s = sysv_created(kMsg, what, id, r.msqid, chosen, made); !s) return s;
     struct msqid_ds ds {};

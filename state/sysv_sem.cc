@@ -90,7 +90,7 @@ void sysv_sem_reasons(TaskView& t, Reasons& out) {
     if (inside.size() <= 1) return;
     for (const auto& r : rows)
         out.push_back(
-            strfmt("sysvipc: semaphore set {} (key {:#x}) was last operated on by the "
+            strfmt("sysvipc: semaphore set {} (key 0x{:x}) was last operated on by the "
                    "task, in an image of several processes;{}",
                    r[1], uint32_t(r[0]), kNotYet));
 }
@@ -101,7 +101,7 @@ Result<std::vector<std::string>> dump_sysv_sem(pid_t pid) {
     std::vector<std::string> out;
     for (const auto& row : used_by(pid)) {
         int id = int(row[1]);
-        std::string set = strfmt("System V semaphore set {} (key {:#x})", id, uint32_t(row[0]));
+        std::string set = strfmt("System V semaphore set {} (key 0x{:x})", id, uint32_t(row[0]));
         struct semid_ds ds {};
         Semun arg{.buf = &ds};
         if (semctl(id, 0, IPC_STAT, arg) != 0) return errno_error("IPC_STAT of " + set);
@@ -145,7 +145,7 @@ namespace {
 // Set `q`, made by the current (per-thread) credentials: its creator's.
 Status make_set(Parsed& q, bool chosen, SysvMade& made) {
     const SysvSemRecord& r = q.r;
-    std::string what = strfmt("System V semaphore set {} (key {:#x})", r.semid, uint32_t(r.key));
+    std::string what = strfmt("System V semaphore set {} (key 0x{:x})", r.semid, uint32_t(r.key));
     int id = semget(r.key, int(r.nsems), IPC_CREAT | IPC_EXCL | int(r.mode | 0600));
     if (auto s = sysv_created(kSem, what, id, r.semid, chosen, made); !s) return s;
     struct semid_ds ds {};
