@@ -73,12 +73,10 @@ def remove_key(key):
 
 class MsgBase(SysvBase):
     PROG = "tests/fs/sysv_ipc_prog"
+    KEY_BASE = 0x51180000
 
-    def setUp(self):
-        super().setUp()  # self.key, self.other_key: also this test's queues' and sets'
-        for k in (self.key, self.other_key):
-            remove_key(k)
-            self.addCleanup(remove_key, k)
+    def remove_key(self, key):
+        remove_key(key)
 
 
 class Msg(MsgBase):

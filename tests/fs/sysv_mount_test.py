@@ -57,16 +57,21 @@ def remove_key(key):
 
 
 class SysvBase(Base):
-    """Keys of this test's own (shm, and tests/fs/sysv_ipc_mount_test.py's queues and sets)."""
+    """Keys of this test's own: segments here, queues and sets in
+    tests/fs/sysv_ipc_mount_test.py (KEY_BASE apart: ctest runs both at once)."""
     PROG = "tests/fs/sysv_prog"
+    KEY_BASE = 0x51170000
+
+    def remove_key(self, key):
+        remove_key(key)
 
     def setUp(self):
         super().setUp()
-        self.key = 0x51170000 + os.getpid() % 0x8000
+        self.key = self.KEY_BASE + os.getpid() % 0x8000
         self.other_key = self.key + 0x8000
         for k in (self.key, self.other_key):
-            remove_key(k)
-            self.addCleanup(remove_key, k)
+            self.remove_key(k)
+            self.addCleanup(self.remove_key, k)
 
     def prog(self, prefix=(), d="@DIR@", *extra):
         return [*prefix, os.path.join(roundtrip_mount_test.BUILD, self.PROG), d, hex(self.key),
