@@ -33,6 +33,8 @@
 #include "state/seccomp.h"
 #include "state/settings.h"
 #include "state/signals.h"
+#include "state/sysv_msg.h"
+#include "state/sysv_sem.h"
 #include "state/sysv_shm.h"
 #include "state/task_attrs.h"
 #include "state/threads.h"
@@ -93,6 +95,8 @@ struct Capture {
     std::optional<image::TtyRecord> tty;     // tty: its terminal; written in the root's records
     std::optional<image::ShareTaskRecord> share_task;  // share: state/tree_share_task.h
     std::vector<image::SysvShmRecord> sysv_shm;        // sysv: state/sysv_shm.h
+    std::vector<std::string> sysv_msg;                 // sem: state/sysv_msg.h
+    std::vector<std::string> sysv_sem;                 // sem: state/sysv_sem.h
 };
 
 uint64_t realtime_ns() {
@@ -299,6 +303,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto sysv_shm = state::dump_sysv_shm(c.memory.maps);  // sysv, while frozen
     if (!sysv_shm) return std::unexpected(sysv_shm.error());
     c.sysv_shm = std::move(*sysv_shm);
+    auto sysv_msg = state::dump_sysv_msg(pid);  // sem, while frozen
+    if (!sysv_msg) return std::unexpected(sysv_msg.error());
+    c.sysv_msg = std::move(*sysv_msg);
+    auto sysv_sem = state::dump_sysv_sem(pid);  // sem, while frozen
+    if (!sysv_sem) return std::unexpected(sysv_sem.error());
+    c.sysv_sem = std::move(*sysv_sem);
 
     repair_guard.armed = false;  // capture_tree ends repair if another process fails
     return c;                    // released, and its files fingerprinted, by capture_tree
@@ -462,6 +472,8 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
         w.add(RecordType::kVma, Payload().add(tree_vma_record(c.memory, m)).add_string(m.path));
     for (const auto& v : c.prints.vmas) w.add(RecordType::kVmaContent, Payload().add(v));
     for (const auto& s : c.sysv_shm) w.add(RecordType::kSysvShm, Payload().add(s));  // sysv
+    for (const auto& s : c.sysv_msg) w.add(RecordType::kSysvMsg, s);                 // sem
+    for (const auto& s : c.sysv_sem) w.add(RecordType::kSysvSem, s);                 // sem
 
     w.add(RecordType::kThread, Payload().add(c.main_thread));
     w.add(RecordType::kThreadAttrs, Payload().add(c.main_attrs));  // fid

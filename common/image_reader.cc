@@ -801,6 +801,18 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (img.sysv_shm.size() >= image::kMaxSysvShm) return inconsistent(r, "too many");
                 img.sysv_shm.push_back(load<image::SysvShmRecord>(p));
                 break;
+            case RecordType::kSysvMsg:  // sem (state/sysv_msg.cc checks it)
+                if (img.header.version < 11)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (img.sysv_msg.size() >= image::kMaxSysvMsg) return inconsistent(r, "too many");
+                img.sysv_msg.push_back(p);
+                break;
+            case RecordType::kSysvSem:  // sem (state/sysv_sem.cc checks it)
+                if (img.header.version < 11)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (img.sysv_sem.size() >= image::kMaxSysvSem) return inconsistent(r, "too many");
+                img.sysv_sem.push_back(p);
+                break;
             case RecordType::kMlockall:  // fid (state/mlockall.cc)
                 if (img.header.version < 5)
                     return inconsistent(r, strfmt("in a version {} image", img.header.version));

@@ -247,6 +247,8 @@ struct DecodedImage {
     std::optional<image::SyscallRestartRecord> restart;
     image::MlockallRecord mlockall{};  // fid, version 5: flags 0 without the record
     std::vector<image::SysvShmRecord> sysv_shm;  // sysv, version 10 (state/sysv_shm.h)
+    std::vector<std::string> sysv_msg;  // sem, version 11: payloads (state/sysv_msg.h)
+    std::vector<std::string> sysv_sem;  // sem, version 11: payloads (state/sysv_sem.h)
     std::optional<image::TtyRecord> tty;  // tty, version 7: the session's terminal (state/tty.cc)
     std::optional<image::SettingsRecord> settings;  // fidelity, version 3
     std::string cpu_mask;                           // its affinity mask bytes

@@ -27,6 +27,8 @@
 #include "state/seccomp.h"
 #include "state/settings.h"
 #include "state/signals.h"
+#include "state/sysv_msg.h"
+#include "state/sysv_sem.h"
 #include "state/sysv_shm.h"
 #include "state/task_attrs.h"
 #include "state/thread_attrs.h"
@@ -47,6 +49,8 @@ Status check_fields(const DecodedImage& img) {
                        check_restart, state::check_mlockall, state::check_thread_attrs})
         if (auto s = check(img); !s) return s;
     if (auto s = state::check_sysv_shm(img); !s) return s;  // sysv
+    if (auto s = state::check_sysv_msg(img); !s) return s;  // sem
+    if (auto s = state::check_sysv_sem(img); !s) return s;  // sem
     return {};
 }
 

@@ -54,6 +54,8 @@
 #include "state/seccomp.h"
 #include "state/settings.h"
 #include "state/signals.h"
+#include "state/sysv_msg.h"
+#include "state/sysv_sem.h"
 #include "state/sysv_shm.h"
 #include "state/task_attrs.h"
 #include "state/thread_attrs.h"
@@ -549,8 +551,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (auto s = tree_share_plan(req, *img, *fds, min_fd); !s) return std::unexpected(s.error());
     if (auto s = tree_shmem_plan(req, *img, task_pages_fd, *fds, min_fd); !s)  // shm
         return std::unexpected(s.error());
-    state::SysvShmMade sysv_made;  // sysv: removed again unless the task runs
+    state::SysvMade sysv_made;  // sysv: removed again unless the task runs
     if (auto s = state::sysv_shm_restore(*img, task_pages_fd, *writer, req.tree, sysv_made); !s)
+        return std::unexpected(s.error());
+    if (auto s = state::sysv_msg_restore(*img, *writer, req.tree, sysv_made); !s)  // sem
+        return std::unexpected(s.error());
+    if (auto s = state::sysv_sem_restore(*img, *writer, req.tree, sysv_made); !s)  // sem
         return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);

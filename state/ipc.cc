@@ -1,16 +1,14 @@
-// System V IPC (issue 11): reasons, each naming the object. Neither is
-// saved: a message queue's messages and a semaphore's value live outside the
-// task (on the host, by key), so a restore cannot bring them back as they
-// were, nor know whether someone else changed them meanwhile. Shared memory
-// segments are the memory kind's (`/SYSV` mappings, state/memory.cc); POSIX
-// message queues are fds of their own kind (state/mqueue.cc).
+// System V IPC (issue 11): the detect of semaphore sets and message queues
+// the task used, which are saved and restored (state/sysv_msg.cc,
+// state/sysv_sem.cc: their reasons are called from here), and the table
+// reader they and shared memory (state/sysv_shm.cc) share. POSIX message
+// queues are fds of their own kind (state/mqueue.cc).
 //   msg        a queue whose last msgsnd or msgrcv was the task's (lspid, lrpid
 //              of /proc/sysvipc/msg);
 //   sem        a set whose last semop on some semaphore was the task's
 //              (semctl GETPID, as the caller: sets it cannot read are not seen).
 // Both tables are the daemon's IPC namespace's: a task in another one is a
 // reason of its own (what it uses cannot be seen).
-#include <sys/sem.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +18,8 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/kind.h"
+#include "state/sysv_msg.h"
+#include "state/sysv_sem.h"
 #include "state/sysv_shm.h"
 
 namespace crfs::state {
@@ -53,26 +53,8 @@ Status detect_ipc(TaskView& t, Reasons& out) {
             std::string(kNotYet));
         return {};
     }
-    long long pid = t.pid();
-    // msg: key msqid perms cbytes qnum lspid lrpid ...
-    for (const auto& r : sysvipc_table("msg"))
-        if (r.size() >= 7 && (r[5] == pid || r[6] == pid))
-            out.push_back(
-                strfmt("sysvipc: message queue {} (key {:#x}, {} messages) was last "
-                       "used by the task; System V message queues{}",
-                       r[1], r[0], r[4], kNotYet));
-    // sem: key semid perms nsems ...
-    for (const auto& r : sysvipc_table("sem")) {
-        if (r.size() < 4) continue;
-        for (long long i = 0; i < r[3] && i < 65536; ++i)
-            if (semctl(int(r[1]), int(i), GETPID) == pid) {
-                out.push_back(
-                    strfmt("sysvipc: semaphore set {} (key {:#x}) was last operated "
-                           "on by the task; System V semaphores{}",
-                           r[1], r[0], kNotYet));
-                break;
-            }
-    }
+    sysv_msg_reasons(t, out);  // sem: state/sysv_msg.cc
+    sysv_sem_reasons(t, out);  // sem: state/sysv_sem.cc
     return {};
 }
 

@@ -13,6 +13,7 @@
 #include "common/strfmt.h"
 #include "restorer/writer.h"
 #include "state/check.h"
+#include "state/sysv_ids.h"
 #include "state/tree.h"
 
 namespace crfs::state {
@@ -20,7 +21,6 @@ namespace {
 
 constexpr uint64_t kPage = image::kPageSize;
 constexpr uint32_t kShmLocked = 02000;  // SHM_LOCKED in shm_perm.mode
-constexpr const char* kNextId = "/proc/sys/kernel/shm_next_id";
 
 bool is_sysv(const MapsEntry& m) {
     return m.path.starts_with("/SYSV") && m.perms[3] == 's';
@@ -187,34 +187,18 @@ Status check_sysv_shm(const DecodedImage& img) {
 
 // --- restore -------------------------------------------------------------------
 
-SysvShmMade::~SysvShmMade() {
-    for (int id : ids_) shmctl(id, IPC_RMID, nullptr);
-}
-
 namespace {
 
-// Asks the kernel for `id` as the next one: false when the writer may not.
-Result<bool> ask_next_id(int id) {
-    auto fd = open_fd(kNextId, O_WRONLY | O_CLOEXEC);
-    if (!fd) {
-        if (fd.error().code == EACCES || fd.error().code == EPERM) return false;
-        return std::unexpected(fd.error());
-    }
-    std::string text = std::to_string(id);
-    if (::write(fd->get(), text.data(), text.size()) != ssize_t(text.size())) {
-        if (errno == EACCES || errno == EPERM) return false;
-        return errno_error(strfmt("writing {} to {}", id, kNextId));
-    }
-    return true;
-}
-
-// shm_next_id cannot be unset (-1 is out of its range): a creation that
-// failed before taking it leaves it to the next one, which is made here and
-// removed, so that no other creator on the host gets the id.
-void forget_next_id() {
-    int id = shmget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
-    if (id >= 0) shmctl(id, IPC_RMID, nullptr);
-}
+const SysvKind kShm = {
+    "System V shared memory",
+    "shm_next_id",
+    [](int id) {
+        struct shmid_ds ds {};
+        return shmctl(id, IPC_STAT, &ds) == 0 || errno == EACCES;
+    },
+    [] { return shmget(IPC_PRIVATE, 1, IPC_CREAT | 0600); },
+    [](int id) { shmctl(id, IPC_RMID, nullptr); },
+};
 
 // The pages of the attaches of `r` in img.pages, written into the segment
 // (attached at `base` in this process); they leave img.pages.
@@ -247,31 +231,15 @@ Status fill(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, char
 
 // Segment `r`, made by the current (per-thread) credentials: its creator's.
 Status make_segment(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, bool chosen,
-                    SysvShmMade& made) {
+                    SysvMade& made) {
     std::string what =
         strfmt("System V shared memory segment {} (key 0x{:x})", r.shmid, uint32_t(r.key));
     int id = shmget(r.key, r.size, IPC_CREAT | IPC_EXCL | int((r.mode & 0777) | 0600));
-    if (id < 0) {
-        int err = errno;
-        if (chosen) forget_next_id();
-        if (err == EEXIST)
-            return make_error(EEXIST, strfmt("{}: the key is in use (the original segment "
-                                             "still exists?)",
-                                             what));
-        return sys_error(err, "creating " + what);
-    }
-    made.add(id);
-    if (id != r.shmid)
-        return make_error(EBUSY, strfmt("{}: the kernel gave id {}{}", what, id,
-                                        chosen ? " (another creator raced)"
-                                               : "; only root of the IPC namespace's user "
-                                                 "namespace may choose it (shm_next_id)"));
+    if (auto s = sysv_created(kShm, what, id, r.shmid, chosen, made); !s) return s;
     struct shmid_ds ds {};
     if (shmctl(id, IPC_STAT, &ds) != 0) return errno_error("IPC_STAT of " + what);
-    if (ds.shm_perm.cuid != r.cuid || ds.shm_perm.cgid != r.cgid)
-        return make_error(EPERM, strfmt("{}: created by uid {} gid {}; the writer creates it as "
-                                        "uid {} gid {}",
-                                        what, r.cuid, r.cgid, ds.shm_perm.cuid, ds.shm_perm.cgid));
+    if (auto s = sysv_same_creator(what, ds.shm_perm.cuid, ds.shm_perm.cgid, r.cuid, r.cgid); !s)
+        return s;
     void* base = shmat(id, nullptr, 0);
     if (base == reinterpret_cast<void*>(-1)) return errno_error("attaching " + what);
     auto s = fill(img, pages_fd, r, static_cast<char*>(base));
@@ -289,37 +257,16 @@ Status make_segment(DecodedImage& img, int pages_fd, const image::SysvShmRecord&
 }  // namespace
 
 Status sysv_shm_restore(DecodedImage& img, int pages_fd, const WriterPlan& writer, bool tree,
-                        SysvShmMade& made) {
+                        SysvMade& made) {
     if (img.sysv_shm.empty()) return {};
     if (tree)
         return make_error(EINVAL,
                           "System V shared memory in an image of several processes: not "
                           "supported yet");
     for (const auto& r : img.sysv_shm) {
-        bool chosen = false;
-        auto s = as_writer(writer, [&]() -> Status {
-            struct shmid_ds ds {};
-            if (shmctl(r.shmid, IPC_STAT, &ds) == 0 || errno == EACCES)
-                return make_error(EBUSY, strfmt("System V shared memory id {} is in use (the "
-                                                "original segment still exists?)",
-                                                r.shmid));
-            auto c = ask_next_id(r.shmid);
-            if (!c) return std::unexpected(c.error());
-            chosen = *c;
-            return {};
-        });
-        if (!s) return s;
-        // Created as its creator: the writer itself, or for a root writer the
-        // image's cuid/cgid (the kernel then judges IPC_SET as theirs).
-        WriterPlan creator = writer;
-        if (!writer.as_writer && (r.cuid != 0 || r.cgid != 0)) {
-            creator.as_writer = true;
-            creator.uid = r.cuid;
-            creator.gid = r.cgid;
-            creator.groups.clear();
-        }
-        if (auto m =
-                as_writer(creator, [&] { return make_segment(img, pages_fd, r, chosen, made); });
+        if (auto m = sysv_make(
+                kShm, writer, r.shmid, r.cuid, r.cgid,
+                [&](bool chosen) { return make_segment(img, pages_fd, r, chosen, made); });
             !m)
             return m;
     }

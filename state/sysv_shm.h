@@ -35,6 +35,7 @@
 #include "common/result.h"
 #include "crfs/restorer_args.h"
 #include "state/kind.h"
+#include "state/sysv_ids.h"
 
 namespace crfs {
 struct WriterPlan;
@@ -54,25 +55,11 @@ Result<std::vector<image::SysvShmRecord>> dump_sysv_shm(const std::vector<MapsEn
 // Restore: the records and the kSysvShm VMAs in range and consistent.
 Status check_sysv_shm(const DecodedImage& img);
 
-// The segments a restore made: removed again unless keep() (the task runs).
-class SysvShmMade {
-  public:
-    SysvShmMade() = default;
-    SysvShmMade(const SysvShmMade&) = delete;
-    SysvShmMade& operator=(const SysvShmMade&) = delete;
-    ~SysvShmMade();
-    void add(int shmid) { ids_.push_back(shmid); }
-    void keep() { ids_.clear(); }
-
-  private:
-    std::vector<int> ids_;
-};
-
 // Restore, before the task is made: every segment of `img` created and filled
 // (the pages of its attaches leave img.pages). `tree`: a member of a tree
 // image, whose segments are refused.
 Status sysv_shm_restore(DecodedImage& img, int pages_fd, const WriterPlan& writer, bool tree,
-                        SysvShmMade& made);
+                        SysvMade& made);
 
 // The blob's attach of kSysvShm VMA `v` (plan_memory).
 void sysv_shm_blob_vma(const DecodedImage& img, const VmaEntry& v, crfs_ra_vma& r);

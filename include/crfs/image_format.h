@@ -107,6 +107,12 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(MqueueRecord) + kMaxMqName + kMaxMqMessages * 8 + kMaxMqBytes)                      \
     /* sysv (77-79, 100), version 10: System V IPC, state/sysv_shm.cc */                         \
     X(kSysvShm, 77, "sysv-shm", sizeof(SysvShmRecord), sizeof(SysvShmRecord))                    \
+    /* sem (78-79, 100), version 11: a System V message queue, state/sysv_msg.cc */           \
+    X(kSysvMsg, 78, "sysv-msg", sizeof(SysvMsgRecord),                                           \
+      sizeof(SysvMsgRecord) + kMaxSysvMsgMessages * 16 + kMaxSysvMsgBytes)                       \
+    /* sem (79), version 11: a System V semaphore set, state/sysv_sem.cc */                     \
+    X(kSysvSem, 79, "sysv-sem", sizeof(SysvSemRecord) + 2,                                       \
+      sizeof(SysvSemRecord) + kMaxSysvSemNsems * 2)                                              \
     /* fid-exact (96-103), version 4: state restored exactly (docs/state.md) */                  \
     X(kSeccompFilter, 96, "seccomp-filter", sizeof(SeccompFilterRecord) + 8,                     \
       sizeof(SeccompFilterRecord) + kMaxSeccompInsns * 8)                                        \
@@ -563,6 +569,38 @@ struct SysvShmRecord {
     uint32_t reserved;  // 0
 };
 static_assert(sizeof(SysvShmRecord) == 40);
+
+// A System V message queue the task used last (sem, version 11): its last
+// msgsnd or msgrcv was the task's. Followed by nmsgs {int64 mtype, uint64
+// length} pairs in queue order, then their texts (cbytes bytes in all).
+inline constexpr uint32_t kMaxSysvMsg = 32000;             // queues: IPCMNI's ceiling
+inline constexpr uint32_t kMaxSysvMsgMessages = 65536;     // messages in one queue
+inline constexpr uint64_t kMaxSysvMsgBytes = 16ull << 20;  // texts of one queue
+struct SysvMsgRecord {
+    int32_t key;  // 0: IPC_PRIVATE
+    int32_t msqid;
+    uint32_t mode;  // msg_perm.mode & 0777
+    uint32_t uid, gid, cuid, cgid;
+    uint32_t nmsgs;   // msg_qnum
+    uint64_t qbytes;  // msg_qbytes
+    uint64_t cbytes;  // the texts' bytes
+};
+static_assert(sizeof(SysvMsgRecord) == 48);
+
+// A System V semaphore set the task operated on last (sem, version 11): some
+// semaphore's sempid (semctl GETPID) was the task's. Followed by nsems u16
+// values (GETALL). Its SEM_UNDO adjustments are not seen (docs/state.md).
+inline constexpr uint32_t kMaxSysvSem = 32000;       // sets: IPCMNI's ceiling
+inline constexpr uint32_t kMaxSysvSemNsems = 32000;  // SEMMSL's ceiling
+inline constexpr uint32_t kMaxSysvSemValue = 32767;  // SEMVMX
+struct SysvSemRecord {
+    int32_t key;  // 0: IPC_PRIVATE
+    int32_t semid;
+    uint32_t mode;  // sem_perm.mode & 0777
+    uint32_t uid, gid, cuid, cgid;
+    uint32_t nsems;
+};
+static_assert(sizeof(SysvSemRecord) == 32);
 
 struct MqueueRecord {
     int32_t fd;

@@ -57,17 +57,25 @@ def remove_key(key):
 
 
 class SysvBase(Base):
+    """Keys of this test's own: segments here, queues and sets in
+    tests/fs/sysv_ipc_mount_test.py (KEY_BASE apart: ctest runs both at once)."""
+    PROG = "tests/fs/sysv_prog"
+    KEY_BASE = 0x51170000
+
+    def remove_key(self, key):
+        remove_key(key)
+
     def setUp(self):
         super().setUp()
-        self.key = 0x51170000 + os.getpid() % 0x8000
+        self.key = self.KEY_BASE + os.getpid() % 0x8000
         self.other_key = self.key + 0x8000
         for k in (self.key, self.other_key):
-            remove_key(k)
-            self.addCleanup(remove_key, k)
+            self.remove_key(k)
+            self.addCleanup(self.remove_key, k)
 
-    def prog(self, prefix=(), d="@DIR@"):
-        return [*prefix, os.path.join(roundtrip_mount_test.BUILD, "tests/fs/sysv_prog"), d,
-                hex(self.key)]
+    def prog(self, prefix=(), d="@DIR@", *extra):
+        return [*prefix, os.path.join(roundtrip_mount_test.BUILD, self.PROG), d, hex(self.key),
+                *extra]
 
     def refused_restore(self, img, slot, expect, as_user=()):
         r = sh(" ".join(as_user) + f" sh -c 'mkdir {self.m}/{slot} && cp {img} {self.m}/{slot}/image'")
@@ -127,26 +135,45 @@ class Sysv(SysvBase):
         self.assertEqual(read("/proc/sys/kernel/shm_next_id").strip(), "-1")
 
 
-class SysvUser(SysvBase):
-    """The segment of a real user; hostile edits of its image."""
+class SysvUserBase(SysvBase):
+    """A real user's program; hostile edits of its image."""
+    USER = USER
 
     def setUp(self):
         super().setUp()
-        self.pw = self.enterContext(unprivileged_user(USER, "-N", "-g", "nogroup"))
+        self.pw = self.enterContext(unprivileged_user(self.USER, "-N", "-g", "nogroup"))
         self.as_user = ["setpriv", f"--reuid={self.pw.pw_uid}", f"--regid={self.pw.pw_gid}",
                         "--clear-groups"]
         self.udir = tempfile.mkdtemp(prefix="crfs-sysv-")
         os.chown(self.udir, self.pw.pw_uid, self.pw.pw_gid)
         self.addCleanup(sh, f"rm -rf {self.udir}")
 
-    def user_task(self):
+    def start_user_task(self, *extra):
+        """The program as the user, its ready file there."""
         d = tempfile.mkdtemp(prefix="crfs-sysv-wl-")
         os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
-        t = self.task(self.prog(self.as_user, d), ready=None)
+        t = self.task(self.prog(self.as_user, d, *extra), ready=None)
         os.chmod(t.dir, 0o755)  # its cwd, which a restore as the user enters again
         self.addCleanup(shutil.rmtree, t.dir, True)
         t.dir = d  # the user's: its ready and result files
         wait_for(lambda: os.path.exists(t.path("ready")), "the user's program")
+        return t
+
+    def edited(self, img, *edits):
+        out = os.path.join(self.udir, "bad.img")
+        r = subprocess.run([os.path.join(roundtrip_mount_test.BUILD,
+                                         "tests/security/restore/crfs-imgedit"), img, out, *edits],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        os.chmod(out, 0o644)
+        return out
+
+
+class SysvUser(SysvUserBase):
+    """The segment of a real user; hostile edits of its image."""
+
+    def user_task(self):
+        t = self.start_user_task()
         sid = int(read(t.path("ready")))
         self.assertEqual(segments()[sid][4], self.pw.pw_uid)
         # The user cannot checkpoint it: its content is read through
@@ -160,15 +187,6 @@ class SysvUser(SysvBase):
         t.kill9()
         libc.shmctl(sid, IPC_RMID, None)
         return t, sid, img
-
-    def edited(self, img, *edits):
-        out = os.path.join(self.udir, "bad.img")
-        r = subprocess.run([os.path.join(roundtrip_mount_test.BUILD,
-                                         "tests/security/restore/crfs-imgedit"), img, out, *edits],
-                           capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        os.chmod(out, 0o644)
-        return out
 
     def test_root_restores_a_users_segment_as_the_users(self):
         t, sid, img = self.user_task()

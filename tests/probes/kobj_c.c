@@ -1,9 +1,9 @@
 /* Kernel-object probes of issue 11, part c (memfd, state/memfd.cc): one memfd
  * object behind several fds and mappings, its name, size, holes, seals, mode;
  * a write through one fd or mapping is seen through the others. Refused: a
- * memfd another process holds, a hugetlbfs memfd; System V shm, semaphores and message
- * queues. POSIX message queues are restored now (tests/probes/mqueue.c); posix_mq stays
- * as a variant without a row. */
+ * memfd another process holds, a hugetlbfs memfd; System V shm. (System V
+ * semaphores and message queues: tests/probes/sysv_ipc.c.) POSIX message queues are restored now
+ * (tests/probes/mqueue.c); posix_mq stays as a variant without a row. */
 #include "probe.h" /* first: it defines _GNU_SOURCE */
 
 #include <linux/kcmp.h>
@@ -241,32 +241,9 @@ static void shared_alias_check(void) {
     if (g_shared2[0] != 'y' || g_shared2[PAGE] != 'x') fail("the alias is a copy");
 }
 
-/* System V IPC and POSIX message queues: reasons naming them. */
-static int g_id = -1;
-static void sysv_sem_setup(void) {
-    g_id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
-    if (g_id < 0) die("semget");
-    struct sembuf op = {0, 1, SEM_UNDO};
-    if (semop(g_id, &op, 1) != 0) die("semop");
-}
-static void sysv_sem_check(void) {
-    if (semctl(g_id, 0, GETVAL) != 1) fail("semaphore value differs");
-    semctl(g_id, 0, IPC_RMID);
-}
-static void sysv_msg_setup(void) {
-    g_id = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
-    if (g_id < 0) die("msgget");
-    struct {
-        long type;
-        char text[8];
-    } m = {1, "queued"};
-    if (msgsnd(g_id, &m, sizeof m.text, 0) != 0) die("msgsnd");
-}
-static void sysv_msg_check(void) {
-    struct msqid_ds ds;
-    if (msgctl(g_id, IPC_STAT, &ds) != 0 || ds.msg_qnum != 1) fail("queue differs");
-    msgctl(g_id, IPC_RMID, NULL);
-}
+/* A POSIX message queue (restored now: the mqueue probes). System V
+ * message queues and semaphore sets are restored now too:
+ * tests/fs/sysv_ipc_mount_test.py, refused ones tests/probes/sysv_ipc.c. */
 static mqd_t g_mq = (mqd_t)-1;
 static void posix_mq_setup(void) {
     char name[64];
@@ -291,8 +268,6 @@ static const struct variant kVariants[] = {
     {"memfd_hugetlb", memfd_hugetlb_setup, check_fd, NULL},
     {"shared_anon_split", shared_split_setup, shared_split_check, NULL},
     {"shared_anon_alias", shared_alias_setup, shared_alias_check, NULL},
-    {"sysv_sem", sysv_sem_setup, sysv_sem_check, NULL},
-    {"sysv_msg", sysv_msg_setup, sysv_msg_check, NULL},
     {"posix_mq", posix_mq_setup, posix_mq_check, NULL},
 };
 PROBE_MAIN(kVariants)

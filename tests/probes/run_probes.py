@@ -178,8 +178,8 @@ PROBES = [
     ("kobj_c", "memfd_hugetlb", "fd 3: memfd:huge on hugetlbfs (MFD_HUGETLB) not supported yet"),
     ("kobj_c", "shared_anon_split", None),
     ("kobj_c", "shared_anon_alias", "(one object mapped twice in the task); such aliases not"),
-    ("kobj_c", "sysv_sem", "was last operated on by the task; System V semaphores not supported"),
-    ("kobj_c", "sysv_msg", "(key 0, 1 messages) was last used by the task; System V message"),
+    # kobj_c/sysv_sem and sysv_msg (a set, a queue with a message) are restored now:
+    # tests/fs/sysv_ipc_mount_test.py.
     # kobj_c/posix_mq (an unlinked queue with a message) is restored now: mqueue/* below.
     # tree/shared_file and tree/pipe are restored now: tree_share/* below.
     ("tree", "grandchild", " (fd 3): POSIX message queue /crfs-treeprobe-"),
@@ -311,6 +311,10 @@ PROBES = [
     ("sysv", "shm_tree", "System V shared memory in an image of several processes; not supported"),
     ("sysv", "shm_split", "split or partly unmapped; not supported yet"),
     ("sysv", "shm_locked", "is locked in memory (SHM_LOCK); not supported yet"),
+    # sem (issue 11): System V message queues and semaphore sets the task used,
+    # state/sysv_msg.cc, state/sysv_sem.cc
+    ("sysv_ipc", "msg_tree", "was last used by the task, in an image of several processes; not"),
+    ("sysv_ipc", "sem_tree", "was last operated on by the task, in an image of several processes;"),
 ]
 
 # Probes whose images restore only into their own pid (threads keep their

@@ -1,0 +1,70 @@
+// The id and creation rule of System V objects a restore makes again (issue
+// 11; docs/state.md "System V shared memory: decisions"): shared memory
+// (state/sysv_shm.cc) and message queues (state/sysv_msg.cc).
+//
+// The task holds an object's id in memory, so the id is state. Before the
+// object is made, as the writer: an id in use (the original still exists) is
+// refused (EBUSY), never reused; then the id is asked of the kernel through
+// /proc/sys/kernel/<kind>_next_id (root of the IPC namespace's user namespace
+// only). The object is created IPC_CREAT|IPC_EXCL as its creator (a root
+// writer: as the image's cuid/cgid; any other writer: as itself), and an id
+// that came out differently, or another creator, is refused. What a restore
+// made is removed again unless it keeps it (the task runs).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+
+namespace crfs {
+struct WriterPlan;
+}
+
+namespace crfs::state {
+
+struct SysvKind {
+    const char* what;     // "System V shared memory"
+    const char* next_id;  // "shm_next_id" (under /proc/sys/kernel/)
+    bool (*in_use)(int id);
+    int (*create_private)();  // a throw-away object (IPC_PRIVATE), its id
+    void (*remove)(int id);   // IPC_RMID
+};
+
+// The objects a restore made: removed again unless keep().
+class SysvMade {
+  public:
+    SysvMade() = default;
+    SysvMade(const SysvMade&) = delete;
+    SysvMade& operator=(const SysvMade&) = delete;
+    ~SysvMade();
+    void add(const SysvKind& k, int id) { made_.emplace_back(&k, id); }
+    void keep() { made_.clear(); }
+
+  private:
+    std::vector<std::pair<const SysvKind*, int>> made_;
+};
+
+// Object `id` of creator cuid/cgid: as the writer, the id refused when in
+// use, then asked of the kernel; then make(chosen: the kernel was asked) as
+// its creator (a root writer as cuid/cgid, any other writer as itself).
+Status sysv_make(const SysvKind& k, const WriterPlan& writer, int id, uint32_t cuid, uint32_t cgid,
+                 const std::function<Status(bool chosen)>& make);
+
+// After the creation (as the creator) that returned `got` (< 0: errno says
+// why): an error unless it is `want`; what it made goes into `made`.
+Status sysv_created(const SysvKind& k, const std::string& what, int got, int want, bool chosen,
+                    SysvMade& made);
+
+// A hostile image: no two records `rec` ("sysv-msg") of one id, nor of one
+// non-zero key; `id_keys`: each record's {id, key}.
+Status sysv_check_unique(const char* rec, const std::vector<std::pair<int32_t, int32_t>>& id_keys);
+
+// The creator the kernel recorded must be the image's.
+Status sysv_same_creator(const std::string& what, uint32_t cuid, uint32_t cgid, uint32_t want_cuid,
+                         uint32_t want_cgid);
+
+}  // namespace crfs::state

@@ -1,0 +1,47 @@
+// System V message queues the task used (issue 11, sem; docs/state.md,
+// docs/image-format.md "sysv-msg").
+//
+// Detect and checkpoint: a queue whose last msgsnd or msgrcv was the task's
+// (lspid/lrpid of /proc/sysvipc/msg) is the task's. Its key, id, mode, owner,
+// creator, qbytes and every queued message (type and text, in queue order)
+// are read while the task is frozen, as the caller (msgctl IPC_STAT and
+// msgrcv MSG_COPY, which copies without consuming: the kernel decides whether
+// the caller may read the queue). Reasons: an image of several processes, a
+// queue the caller cannot read, one larger than an image holds.
+//
+// Restore, before the task exists, as the writer, by the id rule of
+// state/sysv_ids.h (msg_next_id): created with the same key as its creator,
+// given the image's qbytes, refilled (msgsnd, in order), then given the
+// image's owner and mode (IPC_SET as the creator: the kernel decides). A
+// restore that fails removes what it made.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/image_reader.h"
+#include "common/result.h"
+#include "state/kind.h"
+#include "state/sysv_ids.h"
+
+namespace crfs {
+struct WriterPlan;
+}
+
+namespace crfs::state {
+
+// Detect: the reasons of the queues the task used last.
+void sysv_msg_reasons(TaskView& t, Reasons& out);
+
+// Checkpoint (the task frozen): one sysv-msg payload per queue it used last.
+Result<std::vector<std::string>> dump_sysv_msg(pid_t pid);
+
+// Restore: the records in range and consistent.
+Status check_sysv_msg(const DecodedImage& img);
+
+// Restore, before the task is made: every queue of `img` made and refilled.
+// `tree`: a member of a tree image, whose queues are refused.
+Status sysv_msg_restore(const DecodedImage& img, const WriterPlan& writer, bool tree,
+                        SysvMade& made);
+
+}  // namespace crfs::state
