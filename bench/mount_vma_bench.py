@@ -25,7 +25,9 @@ through both, before first in odd rounds, after first in even ones; every
 round and the medians are printed. `--before DIR` does the same with DIR's
 crfsd (another build, e.g. main's) as "before". Both A/B modes print, per
 restore, the wall time, crfsd's CPU time (utime + stime over the restore)
-and the restored task's own CPU time (its blob's fill) before it is killed.
+and the restored task's own CPU time (its blob's fill) before it is killed, and
+the time it spent runnable waiting for a CPU (all from /proc/PID/task/*/schedstat,
+in ns).
 Otherwise both are measured in the same run, and CRIU's figures from issue 13 (CRIU 4.2,
 same machine class, ANOTHER run) where the issue has that N. Needs root;
 N near vm.max_map_count (65530) fails.
@@ -67,14 +69,27 @@ def state_of(pid):
         return "gone"
 
 
-def cpu_ms(pid):
-    """utime + stime of a process so far, in ms (clock ticks: 10 ms steps)."""
+def sched_ms(pid):
+    """(CPU, waiting for a CPU) of all of a process's threads so far, in ms:
+    the first two fields of /proc/PID/task/TID/schedstat (ns; utime and
+    stime in /proc/PID/stat count 10 ms ticks)."""
+    run = wait = 0
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        tids = os.listdir(f"/proc/{pid}/task")
     except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run / 1e6, wait / 1e6
+
+
+def cpu_ms(pid):
+    return sched_ms(pid)[0]
 
 
 def main():
@@ -160,7 +175,7 @@ def main():
                 d1 = cpu_ms(daemons[where].pid)
                 with open(slot + "/pid") as f:
                     restored.append(int(f.read()))
-                cpu[where] = (d1 - d0, cpu_ms(restored[-1]))
+                cpu[where] = (d1 - d0, *sched_ms(restored[-1]))
                 kill_restored()  # one at a time: 60,000 areas twice may pass max_map_count
                 return took
 
@@ -172,8 +187,9 @@ def main():
                         (ta if where == mnt else tb).append(restore(where))
                         (ca if where == mnt else cb).append(cpu[where])
                     print(f"{n:>6} round {r + 1}: before {tb[-1] * 1e3:7.1f} ms (cpu crfsd"
-                          f" {cb[-1][0]:.0f} task {cb[-1][1]:.0f})  after {ta[-1] * 1e3:7.1f} ms"
-                          f" (cpu crfsd {ca[-1][0]:.0f} task {ca[-1][1]:.0f})"
+                          f" {cb[-1][0]:.1f} task {cb[-1][1]:.1f}, waited {cb[-1][2]:.1f})"
+                          f"  after {ta[-1] * 1e3:7.1f} ms (cpu crfsd {ca[-1][0]:.1f}"
+                          f" task {ca[-1][1]:.1f}, waited {ca[-1][2]:.1f})"
                           f"  load {os.getloadavg()[0]:.1f}", flush=True)
                 mb, ma = statistics.median(tb), statistics.median(ta)
                 med = lambda c, i: statistics.median(x[i] for x in c)
@@ -181,8 +197,9 @@ def main():
                       f" median before {mb * 1e3:.1f} ms ({mb * 1e6 / n:.1f} us/area)"
                       f" after {ma * 1e3:.1f} ms ({ma * 1e6 / n:.1f} us/area)"
                       f" (after/before {ma / mb:.2f}); median CPU ms crfsd before"
-                      f" {med(cb, 0):.0f} after {med(ca, 0):.0f}, task before {med(cb, 1):.0f}"
-                      f" after {med(ca, 1):.0f}", flush=True)
+                      f" {med(cb, 0):.1f} after {med(ca, 0):.1f}, task before {med(cb, 1):.1f}"
+                      f" after {med(ca, 1):.1f} (waited for a CPU before {med(cb, 2):.1f}"
+                      f" after {med(ca, 2):.1f})", flush=True)
                 os.unlink(out)
                 continue
             restore()  # warm-up
