@@ -12,6 +12,8 @@
  *   a  one mmap rw, one UFFDIO_COPY of everything, N/2 splitting mprotects
  *      (the blob: restorer/blob/blob.c, fill_uffd.h)
  *   b  the same, mprotects from the top down
+ *   h  as a, the store's window mapped without MAP_POPULATE (the copy
+ *      faults its pages in, a fault-around of 16 at a time)
  *   g  as a, in chunks of 256 areas: copy a chunk, split it, then the next
  *   c  one mmap rw, N/2 mprotects first (no pages yet), one UFFDIO_COPY per
  *      area (a copy may not cross a VMA: ENOENT)
@@ -79,9 +81,12 @@ static void split_part(long from, long to, int down) {
 static void split(int down) {
     split_part(0, n, down);
 }
-static void window(void) {
-    if (mmap(kWin, n * PG, PROT_READ, MAP_SHARED | MAP_FIXED | MAP_POPULATE, store, 0) != kWin)
+static void window_with(int flags) {
+    if (mmap(kWin, n * PG, PROT_READ, MAP_SHARED | MAP_FIXED | flags, store, 0) != kWin)
         fail("window");
+}
+static void window(void) {
+    window_with(MAP_POPULATE);
 }
 static int uffd(void) {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /* UFFD_USER_MODE_ONLY */);
@@ -130,6 +135,9 @@ static void run(char v) {
         case 'a':
         case 'b':
             map_one(), window(), copy(n), split(v == 'b');
+            break;
+        case 'h':
+            map_one(), window_with(0), copy(n), split(0);
             break;
         case 'g':
             map_one(), window(), copy_split(256, 1);
@@ -192,14 +200,16 @@ static int cmp(const void* a, const void* b) {
 int main(int argc, char** argv) {
     if (argc > 1) n = atol(argv[1]);
     int rounds = argc > 2 ? atoi(argv[2]) : 5;
-    const char* vs = argc > 3 ? argv[3] : "abgcdefstmu";
+    const char* vs = argc > 3 ? argv[3] : "abhgcdefstmu";
     if (n < 2 || n > 60000 || rounds < 1 || rounds > 50) return 2;
     store = memfd_create("store", 0);
     if (store < 0 || ftruncate(store, n * PG)) fail("memfd");
-    uint32_t* w = mmap(0, n * PG, PROT_READ | PROT_WRITE, MAP_SHARED, store, 0);
-    if (w == MAP_FAILED) fail("mmap of the store");
-    for (long i = 0; i < n; ++i) w[i * PG / 4] = (uint32_t)i + 1;
-    munmap(w, n * PG);
+    /* Written as crfsd's spool writes it: pwrite, never mapped. */
+    static char page[PG];
+    for (long i = 0; i < n; ++i) {
+        *(uint32_t*)page = (uint32_t)i + 1;
+        if (pwrite(store, page, PG, i * PG) != PG) fail("pwrite of the store");
+    }
     size_t nv = strlen(vs);
     double* ms = calloc(nv * (size_t)rounds, sizeof *ms);
     for (int r = 0; r < rounds; ++r)
