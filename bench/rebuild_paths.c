@@ -14,6 +14,8 @@
  *   b  the same, mprotects from the top down
  *   h  as a, the store's window mapped without MAP_POPULATE (the copy
  *      faults its pages in, a fault-around of 16 at a time)
+ *   p  as a, the copy split between two threads (one UFFDIO_COPY each into
+ *      the one mapping); also prints the fill's wall time, on stderr
  *   g  as a, in chunks of 256 areas: copy a chunk, split it, then the next
  *   c  one mmap rw, N/2 mprotects first (no pages yet), one UFFDIO_COPY per
  *      area (a copy may not cross a VMA: ENOENT)
@@ -29,6 +31,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +97,41 @@ static int uffd(void) {
     if (fd < 0 || ioctl(fd, UFFDIO_API, &api)) fail("userfaultfd");
     return fd;
 }
+struct half {
+    int fd;
+    long from, to;
+};
+static void* copy_half(void* arg) {
+    const struct half* h = arg;
+    struct uffdio_copy c = {.dst = (uint64_t)(kBase + h->from * PG),
+                            .src = (uint64_t)(kWin + h->from * PG),
+                            .len = (uint64_t)(h->to - h->from) * PG};
+    if (ioctl(h->fd, UFFDIO_COPY, &c)) fail("UFFDIO_COPY");
+    return NULL;
+}
+static double wall_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+/* Copies everything with two threads at once, each half of it. */
+static void copy_two(void) {
+    int fd = uffd();
+    struct uffdio_register r = {.range = {(uint64_t)kBase, n * PG},
+                                .mode = UFFDIO_REGISTER_MODE_MISSING};
+    if (ioctl(fd, UFFDIO_REGISTER, &r)) fail("UFFDIO_REGISTER");
+    struct half h[2] = {{fd, 0, n / 2}, {fd, n / 2, n}};
+    double t0 = wall_ms();
+    pthread_t t;
+    if (pthread_create(&t, NULL, copy_half, &h[1])) fail("pthread_create");
+    copy_half(&h[0]);
+    pthread_join(t, NULL);
+    fprintf(stderr, "p: the fill took %.1f ms of wall\n", wall_ms() - t0);
+    struct uffdio_range u = {(uint64_t)kBase, n * PG};
+    if (ioctl(fd, UFFDIO_UNREGISTER, &u)) fail("UFFDIO_UNREGISTER");
+    close(fd);
+}
+
 /* Copies [kWin, kWin + n pages) to kBase, `per` pages a call; with `chunk`,
  * splits each chunk of areas once it is copied. */
 static void copy_split(long per, long chunk) {
@@ -136,6 +174,9 @@ static void run(char v) {
         case 'b':
             map_one(), window(), copy(n), split(v == 'b');
             break;
+        case 'p':
+            map_one(), window(), copy_two(), split(0);
+            break;
         case 'h':
             map_one(), window_with(0), copy(n), split(0);
             break;
@@ -168,9 +209,14 @@ static void run(char v) {
         case 'm':
             map_each(), filled = 0;
             break;
-        case 'u':
-            map_one(), window(), copy(n), filled = 0;
+        case 'u': {
+            map_one(), window();
+            double w0 = wall_ms();
+            copy(n);
+            fprintf(stderr, "u: the fill took %.1f ms of wall\n", wall_ms() - w0);
+            filled = 0;
             break;
+        }
         default:
             fprintf(stderr, "no variant %c\n", v);
             _exit(2);
@@ -183,8 +229,10 @@ static void run(char v) {
                 _exit(3);
             }
         /* The window (one more line when it exists) and n areas instead of none. */
-        if (maps_lines() != before + 1 + n && v != 'f') {
-            fprintf(stderr, "%c: %ld mappings, want %ld\n", v, maps_lines(), before + 1 + n);
+        /* p: and the second thread's stack and guard, kept by glibc. */
+        long want = before + 1 + n + (v == 'p' ? 2 : 0);
+        if (maps_lines() != want && v != 'f') {
+            fprintf(stderr, "%c: %ld mappings, want %ld\n", v, maps_lines(), want);
             _exit(3);
         }
     }
