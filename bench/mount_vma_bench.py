@@ -24,10 +24,10 @@ at a time, as before runs were grouped); each round restores the image
 through both, before first in odd rounds, after first in even ones; every
 round and the medians are printed. `--before DIR` does the same with DIR's
 crfsd (another build, e.g. main's) as "before". Both A/B modes print, per
-restore, the wall time, crfsd's CPU time (utime + stime over the restore)
-and the restored task's own CPU time (its blob's fill) before it is killed, and
-the time it spent runnable waiting for a CPU (all from /proc/PID/task/*/schedstat,
-in ns).
+restore, the wall time, crfsd's CPU time (utime + stime over the restore,
+10 ms ticks) and the restored task's own CPU time (its blob's fill) before it
+is killed, and the time it spent runnable waiting for a CPU (both from
+/proc/PID/task/*/schedstat, in ns).
 Otherwise both are measured in the same run, and CRIU's figures from issue 13 (CRIU 4.2,
 same machine class, ANOTHER run) where the issue has that N. Needs root;
 N near vm.max_map_count (65530) fails.
@@ -70,9 +70,10 @@ def state_of(pid):
 
 
 def sched_ms(pid):
-    """(CPU, waiting for a CPU) of all of a process's threads so far, in ms:
+    """(CPU, waiting for a CPU) of a process's live threads so far, in ms:
     the first two fields of /proc/PID/task/TID/schedstat (ns; utime and
-    stime in /proc/PID/stat count 10 ms ticks)."""
+    stime in /proc/PID/stat count 10 ms ticks). Threads that have exited
+    are not counted: for the restored task, alive when it is read."""
     run = wait = 0
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -89,7 +90,14 @@ def sched_ms(pid):
 
 
 def cpu_ms(pid):
-    return sched_ms(pid)[0]
+    """utime + stime of a process so far, in ms (clock ticks: 10 ms steps),
+    its exited threads included: crfsd's FUSE workers come and go."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
 
 
 def main():
