@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "checkpoint/files.h"
@@ -222,7 +223,14 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
             if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
         if (!rs) return std::unexpected(rs.error());
-        auto out = run_parasite(**rs);
+        // fid: mlockall's flags from the parasite's own area (state/mlockall.h).
+        std::optional<uint32_t> locked_flags;
+        auto out = run_parasite(**rs, [&](uint64_t area) -> Status {
+            auto f = state::mlockall_of_area(pid, area);
+            if (!f) return std::unexpected(f.error());
+            locked_flags = *f;
+            return {};
+        });
         if (!out) return std::unexpected(out.error());
         auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
         if (!sig) return std::unexpected(sig.error());
@@ -233,9 +241,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto settings = read_task_settings(pid, asked.in());  // fidelity
         if (!settings) return std::unexpected(settings.error());
         c.settings = std::move(*settings);
-        auto locked = state::dump_mlockall(pid, [&](long nr, const std::array<uint64_t, 6>& v) {
-            return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
-        });  // fid
+        auto locked =
+            locked_flags
+                ? Result<uint32_t>(*locked_flags)
+                : state::dump_mlockall(pid, [&](long nr, const std::array<uint64_t, 6>& v) {
+                      return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
+                  });  // fid
         if (!locked) return std::unexpected(locked.error());
         c.mlockall_flags = *locked;
         {  // fid-exact: POSIX timers, asked in the task

@@ -98,6 +98,7 @@ namespace {
 
 constexpr size_t kCodePage = 4096;
 constexpr size_t kArea = 2 * kCodePage;
+constexpr uint64_t kLowHint = 4096;
 
 constexpr uint64_t kMembarrierGetRegistrations = 1 << 9;  // Linux 6.3; not in Debian 12's headers
 constexpr uint64_t kIoprioWhoProcess = 1;                 // linux/ioprio.h
@@ -178,16 +179,20 @@ Result<ParasiteOutput> run_single_syscalls(RemoteSyscall& rs) {
     return o;
 }
 
-Result<ParasiteOutput> run_parasite(RemoteSyscall& rs) {
-    auto o = try_parasite(rs);
+Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped) {
+    auto o = try_parasite(rs, while_mapped);
     if (!o) return std::unexpected(o.error());
     if (!*o) return run_single_syscalls(rs);
     return **o;
 }
 
-Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs) {
+Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
+                                                   const WhileMapped& while_mapped) {
     size_t code_len = size_t(crfs_parasite_end - crfs_parasite_start);
-    auto addr = rs.call(SYS_mmap, 0, kArea, PROT_READ | PROT_WRITE | PROT_EXEC,
+    // The hint, raised to the lowest address mmap may give (vm.mmap_min_addr
+    // or the LSM's floor), is free in nearly every task: the area comes first
+    // in smaps, where while_mapped may read it.
+    auto addr = rs.call(SYS_mmap, kLowHint, kArea, PROT_READ | PROT_WRITE | PROT_EXEC,
                         MAP_PRIVATE | MAP_ANONYMOUS, ~uint64_t(0), 0);
     if (!addr) return std::unexpected(addr.error());
     if (*addr < 0 && *addr > -4096) return std::nullopt;  // e.g. no execmem allowed
@@ -206,6 +211,7 @@ Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs) {
         if (!stop) s = std::unexpected(stop.error());
     }
     if (s) s = rs.read_memory(base + kCodePage, &o, sizeof o);
+    if (s && while_mapped) s = while_mapped(base);
     // Unmap whatever happened, unless the task is gone.
     auto un = rs.call(SYS_munmap, base, kArea);
     if (!s) return std::unexpected(s.error());

@@ -15,13 +15,15 @@
 // stops it costs (docs/trees.md "Bench").
 //
 // It is mapped into the task with a remote mmap (an 8 KiB anonymous RWX area:
-// code page, then output page), written through /proc/<pid>/mem, run with
+// code page, then output page; hinted low, as state/mlockall.cc's probe page,
+// so that its smaps entry comes early), written through /proc/<pid>/mem, run with
 // PTRACE_CONT, read back and unmapped; the VMA layout is as before. The code
 // lives in .rodata of crfs, is never executed in crfs itself, uses only
 // relative jumps and no stack.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 #include "checkpoint/remote_syscall.h"
@@ -58,12 +60,19 @@ struct ParasiteOutput {
 };
 static_assert(sizeof(ParasiteOutput) == 3904);
 
+// Runs once the parasite ran, while its area is still mapped in the task (at
+// `area`; a mapping the task made just now, so with its mm->def_flags:
+// state/mlockall.h reads them there instead of mapping a probe page).
+using WhileMapped = std::function<Status(uint64_t area)>;
+
 // Runs the parasite. Falls back to one remote syscall at a time where the task
-// may not map executable memory (no batch then: batch_count 0).
-Result<ParasiteOutput> run_parasite(RemoteSyscall& rs);
+// may not map executable memory (no batch then: batch_count 0, and
+// `while_mapped` is not run).
+Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped = {});
 
 // The parasite, or nothing where the task may not map executable memory.
-Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs);
+Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
+                                                   const WhileMapped& while_mapped = {});
 
 // The same results gathered with single remote syscalls (the fallback; also
 // what the parasite is tested against). Runs no batch.

@@ -71,23 +71,28 @@ Result<uint32_t> dump_mlockall(pid_t pid, const RemoteCall6& call) {
     if (*at < 0 && *at > -4096)
         return sys_error(int(-*at), strfmt("mmap of a probe page in task {}", pid));
     uint64_t page = uint64_t(*at);
-    auto smaps = smaps_through(pid, page);
+    auto flags = mlockall_of_area(pid, page);
     auto gone = call(SYS_munmap, {page, 4096, 0, 0, 0, 0});
-    if (!smaps) return std::unexpected(smaps.error());
+    if (!flags) return std::unexpected(flags.error());
     if (!gone) return std::unexpected(gone.error());
     if (*gone != 0)
         return sys_error(int(-*gone), strfmt("munmap of the probe page in task {}", pid));
+    return *flags;
+}
+
+Result<uint32_t> mlockall_of_area(pid_t pid, uint64_t addr) {
+    auto smaps = smaps_through(pid, addr);
+    if (!smaps) return std::unexpected(smaps.error());
     auto maps = parse_maps(*smaps);
     if (!maps) return std::unexpected(maps.error());
     for (const auto& m : *maps) {
-        if (m.start != page) continue;
+        if (addr < m.start || addr >= m.end) continue;  // merged: the same flags
         uint32_t flags = 0;
         if (m.vm_flags & vm_flag("lo")) flags |= MCL_FUTURE;
         if (m.vm_flags & vm_flag("lf")) flags |= MCL_FUTURE | MCL_ONFAULT;
         return flags;
     }
-    return make_error(EIO,
-                      strfmt("task {}: the probe page at {:x} is not in its smaps", pid, page));
+    return make_error(EIO, strfmt("task {}: the area at {:x} is not in its smaps", pid, addr));
 }
 
 Status check_mlockall(const DecodedImage& img) {

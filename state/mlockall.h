@@ -5,6 +5,9 @@
 // VmFlags (`lo` VM_LOCKED, `lf` VM_LOCKONFAULT), and is unmapped again. The
 // blob calls mlockall(flags) after every mapping of the image is made, so
 // only the task's own later mappings are locked (record 129, version 5).
+// Where the parasite runs, its own area, mapped in the task just before, shows
+// def_flags as well and no probe page is made (checkpoint/parasite.h: two
+// remote syscalls, four tracee stops fewer per process).
 #pragma once
 
 #include <sys/types.h>
@@ -23,6 +26,11 @@ using RemoteCall6 = std::function<Result<int64_t>(long nr, const std::array<uint
 
 // Checkpoint: MCL_FUTURE | MCL_ONFAULT as the task set them, 0 for none.
 Result<uint32_t> dump_mlockall(pid_t pid, const RemoteCall6& call);
+
+// Checkpoint: the same, read from the smaps VmFlags of the area holding
+// `addr`, which the frozen task mapped (so it got def_flags) and still holds.
+// An area that merged with a neighbour has the neighbour's flags, the same.
+Result<uint32_t> mlockall_of_area(pid_t pid, uint64_t addr);
 
 // Restore: the record in range.
 Status check_mlockall(const DecodedImage& img);

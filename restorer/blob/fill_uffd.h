@@ -20,7 +20,6 @@
 #define UFFDIO_UNREGISTER_ 0x8010aa01UL
 #define UFFDIO_COPY_ 0xc028aa03UL
 #define UFFDIO_REGISTER_MODE_MISSING 1
-#define MAP_POPULATE 0x8000
 #define EAGAIN 11
 #define UFFD_MIN_PAGES 16               /* smaller runs: the batched preadv */
 #define UFFD_WINDOW_ALIGN (16ull << 20) /* the largest pages record */
@@ -28,6 +27,9 @@
 struct uffd_fill {
     long fd;       /* -1: pread only */
     uint64_t base; /* page store offset mapped at a->window, or ~0: none */
+    /* treecost: [lo, hi) of the store holds this task's runs; a tree's
+     * members share one store, so a window holds other members' pages too. */
+    uint64_t lo, hi;
 };
 
 struct uffd_range_ {
@@ -95,7 +97,15 @@ static int uffd_fill_takes(const struct crfs_restorer_args* a, const struct uffd
 static void uffd_fill_open(const struct crfs_restorer_args* a, struct uffd_fill* uf) {
     uf->fd = -1;
     uf->base = ~0ull;
+    uf->lo = ~0ull;
+    uf->hi = 0;
     if (!a->window_len || !a->window) return;
+    const struct crfs_ra_pages* p = (const struct crfs_ra_pages*)a->pages;
+    for (uint64_t i = 0; i < a->nr_pages; ++i) {
+        if (p[i].file_off < uf->lo) uf->lo = p[i].file_off;
+        if (p[i].file_off + p[i].nr_pages * 4096 > uf->hi)
+            uf->hi = p[i].file_off + p[i].nr_pages * 4096;
+    }
     long fd = sys1(NR_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (is_err(fd)) return;
     struct {
@@ -129,13 +139,22 @@ static uint64_t uffd_fill_run(const struct crfs_restorer_args* a, struct uffd_fi
         uint64_t base = p->file_off & ~(UFFD_WINDOW_ALIGN - 1);
         if (p->file_off + len > base + a->window_len) return i;
         long r = sys6(NR_mmap, (long)a->window, (long)a->window_len, PROT_READ,
-                      MAP_SHARED | MAP_FIXED | MAP_POPULATE, a->pages_fd, (long)base);
+                      MAP_SHARED | MAP_FIXED, a->pages_fd, (long)base);
         if (is_err(r)) {
             /* The window's range may now be unmapped: nothing is there to keep. */
             uf->base = ~0ull;
             return i;
         }
         uf->base = base;
+        /* Populated in one call, not one fault per page inside the copy; only
+         * this task's part of the window (treecost: a 1 MiB member of a tree
+         * populated, and unmapped again, the whole 32 MiB window of others'
+         * pages). Best effort: without MADV_POPULATE_READ the copy faults. */
+        uint64_t from = uf->lo > base ? uf->lo : base;
+        uint64_t to = uf->hi < base + a->window_len ? uf->hi : base + a->window_len;
+        if (from < to)
+            sys3(NR_madvise, (long)(a->window + (from - base)), (long)(to - from),
+                 22 /* MADV_POPULATE_READ */);
     }
     struct {
         struct uffd_range_ range;

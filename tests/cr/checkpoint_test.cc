@@ -15,10 +15,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +33,7 @@
 #include "common/image_reader.h"
 #include "common/io.h"
 #include "state/memory_dump.h"
+#include "state/mlockall.h"
 #include "state/settings.h"
 #include "state/thread_attrs.h"
 #include "state/threads.h"
@@ -593,6 +596,74 @@ TEST(RemoteSyscallTest, ParasiteBatchAnswersAsLiveCalls) {
         ASSERT_TRUE((*t)->release());
     }).join();
     expect_untouched(c.pid(), 'S');
+}
+
+// mlockall's flags read from the parasite's own area (checkpoint.cc) are the
+// ones the probe page of state/mlockall.cc reads, for each setting, whether
+// the area lies at its low hint or (that spot taken) where the kernel puts
+// it; and reading them there injects nothing beyond the parasite's three.
+TEST(RemoteSyscallTest, MlockallFromParasiteAreaAsProbe) {
+    for (bool taken : {false, true})
+        for (int flags : {0, MCL_FUTURE, MCL_FUTURE | MCL_ONFAULT}) {
+            SCOPED_TRACE(testing::Message() << "flags " << flags << " hint taken " << taken);
+            int ready[2];
+            ASSERT_EQ(pipe(ready), 0);
+            Child c(
+                [&] {
+                    // The spot the parasite's hint would get (vm.mmap_min_addr, or the
+                    // LSM's higher floor), taken.
+                    void* low = taken ? mmap(reinterpret_cast<void*>(4096), 4096, PROT_READ,
+                                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                                      : nullptr;
+                    if (low == MAP_FAILED || (flags && mlockall(flags) != 0) ||
+                        write(ready[1], &low, sizeof low) != sizeof low)
+                        _exit(1);
+                    for (;;) pause();
+                },
+                {ready[1]});
+            close(ready[1]);
+            uint64_t low = 0;
+            ASSERT_EQ(read(ready[0], &low, sizeof low), ssize_t(sizeof low));  // 0: child died
+            close(ready[0]);
+            ASSERT_TRUE(wait_state(c.pid(), 'S'));
+            std::string maps_before = read_proc(c.pid(), "maps").value();
+            auto maps = parse_maps(maps_before).value();
+            ASSERT_FALSE(maps.empty());
+            std::thread([&] {
+                auto t = FrozenTask::freeze(c.pid());
+                ASSERT_TRUE(t) << t.error().what;
+                auto rs = prepare_remote(**t);
+                ASSERT_TRUE(rs) << rs.error().what;
+                std::optional<uint32_t> from_area;
+                uint64_t at = 0;
+                auto o = run_parasite(**rs, [&](uint64_t area) -> Status {
+                    at = area;
+                    auto f = state::mlockall_of_area(c.pid(), area);
+                    if (!f) return std::unexpected(f.error());
+                    from_area = *f;
+                    return {};
+                });
+                ASSERT_TRUE(o) << o.error().what;
+                EXPECT_EQ((*rs)->calls(), 3) << "mmap, run, munmap";
+                // Not taken: below every area of the task (first in smaps).
+                EXPECT_EQ(at < maps.front().start, !taken);
+                if (taken) {
+                    EXPECT_NE(at, low);
+                }
+                auto probe =
+                    state::dump_mlockall(c.pid(), [&](long nr, const std::array<uint64_t, 6>& v) {
+                        return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
+                    });
+                ASSERT_TRUE(probe) << probe.error().what;
+                ASSERT_TRUE(from_area.has_value());
+                EXPECT_EQ(*from_area, uint32_t(flags));
+                EXPECT_EQ(*from_area, *probe);
+                ASSERT_TRUE((*rs)->finish());
+                ASSERT_TRUE((*t)->release());
+            }).join();
+            expect_untouched(c.pid(), 'S');
+            EXPECT_EQ(read_proc(c.pid(), "maps").value(), maps_before);
+        }
 }
 
 TEST(RemoteSyscallTest, NanosleepRestartsAndEnds) {
