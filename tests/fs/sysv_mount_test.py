@@ -33,8 +33,10 @@ from roundtrip_mount_test import Base, alive, pid_free, read, sh, wait_for  # no
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from users import unprivileged_user  # noqa: E402
 from trees_mount_test import reap  # noqa: E402
+import threads_mount_test  # noqa: E402
 
 USER = "s11sv1"  # test users: the s11sv prefix
+TREE_USER, TREE_GROUP = "s12st1", "s12stg"  # sysvtree: the s12st prefix
 libc = ctypes.CDLL(None, use_errno=True)
 IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
 
@@ -374,6 +376,74 @@ class SysvTree(SysvBase):
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         return out
+
+
+class SysvTreeUser(threads_mount_test.UserInGroup, SysvTree):
+    """sysvtree as a real user who may choose pids (-o restore_pid_group):
+    root checkpoints the user's tree (map_files is root's); the user's own
+    restore of it, edited or not, is refused (the user cannot choose a
+    System V id: shm_next_id is root's) and leaves no segment, no process,
+    and root's segment untouched."""
+    user, group = TREE_USER, TREE_GROUP
+
+    def setUp(self):
+        super().setUp()
+        self.crfs.stop()
+        self.crfsd_for_group()
+        self.pw = pwd.getpwnam(self.user)
+        self.as_user = ["setpriv", f"--reuid={self.pw.pw_uid}", f"--regid={self.pw.pw_gid}",
+                        "--init-groups"]
+
+    def tree(self):
+        d = tempfile.mkdtemp(prefix="crfs-sysvtree-")
+        os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
+        self.addCleanup(shutil.rmtree, d, True)
+        t = self.task(self.prog(self.as_user, d), ready=None)
+        os.chmod(t.dir, 0o755)  # its cwd, which a restore as the user enters again
+        self.addCleanup(shutil.rmtree, t.dir, True)
+        t.dir = d
+        wait_for(lambda: os.path.exists(t.path("ready")), "the user's tree")
+        sid, *pids = (int(w) for w in read(t.path("ready")).split())
+        self.assertEqual(segments()[sid][4], self.pw.pw_uid)
+        return t, sid, pids
+
+    def test_the_users_edited_trees_are_refused_and_leave_nothing(self):
+        t, sid, pids = self.tree()
+        img = t.checkpoint()  # by root
+        os.chmod(img, 0o644)
+        kill_members(t, pids)
+        sh(f"ipcrm -m {sid}")
+        theirs = libc.shmget(self.other_key, 4096, IPC_CREAT | IPC_EXCL | 0o600)
+        self.assertGreaterEqual(theirs, 0)
+        before = segments()[theirs]
+        vmas = [rec["n"] for rec in records(img) if rec["type"] == "vma" and
+                rec["path"].startswith("/SYSV")]
+        cases = [
+            [],
+            ["sysv-shm#1@16:4=" + str(0o600)],
+            [f"sysv-shm#1@4:4={theirs}", f"vma#{vmas[1]}.ino={theirs}"],
+            [f"sysv-shm@4:4={theirs}", f"vma#{vmas[0]}.ino={theirs}"],
+            ["sysv-shm#2@0:4=" + str(self.other_key)],
+        ]
+        for edits in cases:
+            bad = self.edited(img, *edits) if edits else img
+            os.chmod(bad, 0o644)
+            self.refused_restore(bad, pids[0], "System V shared memory", self.as_user)
+            self.assertEqual(segments()[theirs], before, edits)
+            self.left_nothing(pids)
+        libc.shmctl(theirs, IPC_RMID, None)
+
+    def test_one_segment_of_three_members_comes_back_as_one(self):
+        pass  # root's restore: SysvTree
+
+    def test_the_content_is_in_the_image_once(self):
+        pass  # SysvTree
+
+    def test_an_attach_outside_the_tree_is_a_reason(self):
+        pass  # SysvTree
+
+    def test_edited_members_are_refused_and_leave_nothing(self):
+        pass  # as root: SysvTree; as the user: above
 
 
 def records(img):

@@ -20,15 +20,8 @@ int main(int argc, char** argv) {
     if (argc != 3) return 2;
     key_t key = (key_t)strtol(argv[2], NULL, 0);
     signal(SIGTERM, on_term);
-    int id = shmget(key, SIZE, IPC_CREAT | IPC_EXCL | 0640);
-    if (id < 0) {
-        perror("shmget");
-        return 1;
-    }
-    volatile char* p = shmat(id, NULL, 0);
-    if (p == (void*)-1) return 1;
-    strcpy((char*)p, "sysv segment");
-    p[SIZE - 1] = 'z';
+    int id;
+    volatile char* p = new_segment(key, SIZE, "sysv segment", &id);
     volatile unsigned long* count = (volatile unsigned long*)(p + 3 * 4096);
     char text[64];
     snprintf(text, sizeof text, "%d\n", id);

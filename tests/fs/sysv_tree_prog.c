@@ -93,16 +93,9 @@ int main(int argc, char** argv) {
     if (argc != 3) return 2;
     key_t key = (key_t)strtol(argv[2], NULL, 0);
     signal(SIGTERM, on_term);
-    int id = shmget(key, SIZE, IPC_CREAT | IPC_EXCL | 0640);
-    if (id < 0) {
-        perror("shmget");
-        return 1;
-    }
-    volatile char* p = shmat(id, NULL, 0);
-    if (p == (void*)-1) return 1;
+    int id;
+    volatile char* p = new_segment(key, SIZE, "sysv tree", &id);
     struct shared* s = (struct shared*)p;
-    strcpy(s->header, "sysv tree");
-    p[SIZE - 1] = 'z';
     atomic_store(&s->pid[0], getpid());
     pid_t kids[MEMBERS - 1];
     for (int i = 1; i < MEMBERS; ++i) {
