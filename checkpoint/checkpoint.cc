@@ -314,10 +314,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto sysv_shm = state::dump_sysv_shm(c.memory.maps);  // sysv, while frozen
     if (!sysv_shm) return std::unexpected(sysv_shm.error());
     c.sysv_shm = std::move(*sysv_shm);
-    auto sysv_msg = state::dump_sysv_msg(pid);  // sem, while frozen
+    auto sysv_msg = state::dump_sysv_msg(pid, view.image_pids());  // sem, while frozen
     if (!sysv_msg) return std::unexpected(sysv_msg.error());
     c.sysv_msg = std::move(*sysv_msg);
-    auto sysv_sem = state::dump_sysv_sem(pid);  // sem, while frozen
+    auto sysv_sem = state::dump_sysv_sem(pid, view.image_pids());  // sem, while frozen
     if (!sysv_sem) return std::unexpected(sysv_sem.error());
     c.sysv_sem = std::move(*sysv_sem);
 
@@ -393,6 +393,9 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         std::vector<state::MemfdDump*> memfds;
         for (Capture& c : out) memfds.push_back(&c.memfds);
         if (s) share_memfds_between_members(memfds);
+        std::vector<std::vector<image::SysvShmRecord>*> shms;  // sysvtree: state/sysv_shm.h
+        for (Capture& c : out) shms.push_back(&c.sysv_shm);
+        if (s) s = state::share_sysv_shm_between_members(pids, mems, shms);
         if (s) s = share_tasks_between_members(pids, out);  // share: fd tables, fs
         if (!s) {
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);

@@ -552,11 +552,14 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (auto s = tree_shmem_plan(req, *img, task_pages_fd, *fds, min_fd); !s)  // shm
         return std::unexpected(s.error());
     state::SysvMade sysv_made;  // sysv: removed again unless the task runs
-    if (auto s = state::sysv_shm_restore(*img, task_pages_fd, *writer, req.tree, sysv_made); !s)
+    // sysvtree: a tree's are its own, kept by restore_tree (state/sysv_ids.h).
+    state::SysvTree* sysv_tree = req.tree ? &req.tree->sysv : nullptr;
+    state::SysvMade& made = sysv_tree ? sysv_tree->made : sysv_made;
+    if (auto s = state::sysv_shm_restore(*img, task_pages_fd, *writer, sysv_tree, made); !s)
         return std::unexpected(s.error());
-    if (auto s = state::sysv_msg_restore(*img, *writer, req.tree, sysv_made); !s)  // sem
+    if (auto s = state::sysv_msg_restore(*img, *writer, sysv_tree, made); !s)  // sem
         return std::unexpected(s.error());
-    if (auto s = state::sysv_sem_restore(*img, *writer, req.tree, sysv_made); !s)  // sem
+    if (auto s = state::sysv_sem_restore(*img, *writer, sysv_tree, made); !s)  // sem
         return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);

@@ -53,8 +53,7 @@ Status detect_ipc(TaskView& t, Reasons& out) {
             std::string(kNotYet));
         return {};
     }
-    sysv_msg_reasons(t, out);  // sem: state/sysv_msg.cc
-    sysv_sem_reasons(t, out);  // sem: state/sysv_sem.cc
+    sysv_msg_reasons(t, out);  // sem: state/sysv_msg.cc (semaphore sets have none: sysv_sem.h)
     return {};
 }
 

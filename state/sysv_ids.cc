@@ -2,6 +2,7 @@
 #include "state/sysv_ids.h"
 
 #include <fcntl.h>
+#include <sys/shm.h>
 #include <unistd.h>
 
 #include "common/io.h"
@@ -13,6 +14,16 @@ namespace crfs::state {
 
 SysvMade::~SysvMade() {
     for (const auto& [k, id] : made_) k->remove(id);
+}
+
+SysvTree::~SysvTree() {
+    for (void* p : pins_) shmdt(p);
+}
+
+const SysvTree::Object* SysvTree::find(const SysvKind& k, int id) const {
+    for (const auto& o : objects_)
+        if (o.kind == &k && o.id == id) return &o;
+    return nullptr;
 }
 
 namespace {
@@ -94,6 +105,22 @@ Status sysv_created(const SysvKind& k, const std::string& what, int got, int wan
                                                         "namespace may choose it ({})",
                                                         k.next_id)));
     return {};
+}
+
+bool sysv_first_user(pid_t pid, const std::vector<pid_t>& inside,
+                     const std::function<bool(pid_t)>& user) {
+    for (pid_t p : inside) {
+        if (p == pid) return true;
+        if (user(p)) return false;
+    }
+    return true;
+}
+
+Status sysv_tree_once(const SysvKind& k, const SysvTree* tree, int id, const char* rec, pid_t pid) {
+    const SysvTree::Object* o = tree ? tree->find(k, id) : nullptr;
+    if (!o) return {};
+    return check::bad_image(
+        strfmt("{} {} of process {}: process {} has its record already", rec, id, pid, o->maker));
 }
 
 Status sysv_check_unique(const char* rec, const std::vector<std::pair<int32_t, int32_t>>& id_keys) {

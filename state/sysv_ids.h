@@ -10,7 +10,18 @@
 // writer: as the image's cuid/cgid; any other writer: as itself), and an id
 // that came out differently, or another creator, is refused. What a restore
 // made is removed again unless it keeps it (the task runs).
+//
+// In a tree (sysvtree; docs/trees.md "System V objects between members") an
+// object is made once, by the first member in image order whose records name
+// it; a later member's record of the same id must be that same record
+// (SysvTree): a segment is attached again, a queue or set is refused (the
+// checkpoint records those once). The tree keeps what it made until every
+// member runs, and the daemon keeps an attach of each segment it made till
+// then: the segment cannot be destroyed meanwhile, so its id names it, and no
+// segment another creator made, when each member's blob attaches it.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <functional>
@@ -47,6 +58,44 @@ class SysvMade {
   private:
     std::vector<std::pair<const SysvKind*, int>> made_;
 };
+
+// A tree restore's System V objects (restorer/restore.cc, state/tree_restore.h):
+// what its members made, removed again unless restore_tree keeps them.
+class SysvTree {
+  public:
+    struct Object {
+        const SysvKind* kind;
+        int id;
+        std::string rec;  // its record as the maker's image holds it
+        pid_t maker;
+    };
+    SysvTree() = default;
+    SysvTree(const SysvTree&) = delete;
+    SysvTree& operator=(const SysvTree&) = delete;
+    ~SysvTree();
+    // Made by an earlier member, or null.
+    const Object* find(const SysvKind& k, int id) const;
+    void add(const SysvKind& k, int id, std::string rec, pid_t maker) {
+        objects_.push_back({&k, id, std::move(rec), maker});
+    }
+    // A segment's attach in the daemon, detached when the tree's restore ends.
+    void pin(void* attach) { pins_.push_back(attach); }
+    SysvMade made;
+
+  private:
+    std::vector<Object> objects_;
+    std::vector<void*> pins_;
+};
+
+// sysvtree: whether `pid` is the first process of `inside` (image order)
+// that `user` names (a queue's or set's last users); true when `inside`
+// holds no earlier one (a single process: empty).
+bool sysv_first_user(pid_t pid, const std::vector<pid_t>& inside,
+                     const std::function<bool(pid_t)>& user);
+
+// sysvtree: a queue or set (record `rec` of process `pid`) an earlier member
+// made already is refused: the checkpoint records each once.
+Status sysv_tree_once(const SysvKind& k, const SysvTree* tree, int id, const char* rec, pid_t pid);
 
 // Object `id` of creator cuid/cgid: as the writer, the id refused when in
 // use, then asked of the kernel; then make(chosen: the kernel was asked) as

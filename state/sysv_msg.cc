@@ -18,11 +18,16 @@ namespace {
 using image::SysvMsgRecord;
 
 // The queues whose last msgsnd or msgrcv was `pid`'s: /proc/sysvipc/msg rows
-// (key msqid perms cbytes qnum lspid lrpid ...).
-std::vector<std::vector<long long>> used_by(pid_t pid) {
+// (key msqid perms cbytes qnum lspid lrpid ...). sysvtree: in an image of
+// several processes (`inside`, image order) a queue two of them used is the
+// first one's.
+std::vector<std::vector<long long>> used_by(pid_t pid, const std::vector<pid_t>& inside) {
     std::vector<std::vector<long long>> out;
-    for (auto& r : sysvipc_table("msg"))
-        if (r.size() >= 7 && (r[5] == pid || r[6] == pid)) out.push_back(std::move(r));
+    for (auto& r : sysvipc_table("msg")) {
+        if (r.size() < 7) continue;
+        auto user = [&](pid_t p) { return r[5] == p || r[6] == p; };
+        if (user(pid) && sysv_first_user(pid, inside, user)) out.push_back(std::move(r));
+    }
     return out;
 }
 
@@ -86,19 +91,10 @@ const SysvKind kMsg = {
 // --- detect ------------------------------------------------------------------
 
 void sysv_msg_reasons(TaskView& t, Reasons& out) {
-    auto rows = used_by(t.pid());
-    if (rows.empty()) return;
     std::vector<pid_t> inside = t.image_pids();
     if (inside.empty()) inside = tree_pids(t.pid());  // as state/sysv_shm.cc
-    for (const auto& r : rows) {
+    for (const auto& r : used_by(t.pid(), inside)) {
         std::string q = queue(r[1], r[0]);
-        if (inside.size() > 1) {
-            out.push_back(
-                strfmt("{} was last used by the task, in an image of several "
-                       "processes;{}",
-                       q, kNotYet));
-            continue;
-        }
         struct msqid_ds ds {};
         if (msgctl(int(r[1]), IPC_STAT, &ds) != 0) {
             out.push_back(
@@ -118,9 +114,9 @@ void sysv_msg_reasons(TaskView& t, Reasons& out) {
 
 // --- dump --------------------------------------------------------------------
 
-Result<std::vector<std::string>> dump_sysv_msg(pid_t pid) {
+Result<std::vector<std::string>> dump_sysv_msg(pid_t pid, const std::vector<pid_t>& image_pids) {
     std::vector<std::string> out;
-    for (const auto& row : used_by(pid)) {
+    for (const auto& row : used_by(pid, image_pids)) {
         int id = int(row[1]);
         std::string q = queue(row[1], row[0]);
         struct msqid_ds ds {};
@@ -214,20 +210,17 @@ Status make_queue(const Parsed& q, bool chosen, SysvMade& made) {
 
 }  // namespace
 
-Status sysv_msg_restore(const DecodedImage& img, const WriterPlan& writer, bool tree,
+Status sysv_msg_restore(const DecodedImage& img, const WriterPlan& writer, SysvTree* tree,
                         SysvMade& made) {
-    if (img.sysv_msg.empty()) return {};
-    if (tree)
-        return make_error(EINVAL,
-                          "System V message queues in an image of several processes: not "
-                          "supported yet");
     for (const auto& p : img.sysv_msg) {
         auto q = parse(p);
         if (!q) return std::unexpected(q.error());
+        if (auto s = sysv_tree_once(kMsg, tree, q->r.msqid, "sysv-msg", img.task.pid); !s) return s;
         if (auto m = sysv_make(kMsg, writer, q->r.msqid, q->r.cuid, q->r.cgid,
                                [&](bool chosen) { return make_queue(*q, chosen, made); });
             !m)
             return m;
+        if (tree) tree->add(kMsg, q->r.msqid, p, img.task.pid);
     }
     return {};
 }

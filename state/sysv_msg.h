@@ -6,8 +6,10 @@
 // creator, qbytes and every queued message (type and text, in queue order)
 // are read while the task is frozen, as the caller (msgctl IPC_STAT and
 // msgrcv MSG_COPY, which copies without consuming: the kernel decides whether
-// the caller may read the queue). Reasons: an image of several processes, a
-// queue the caller cannot read, one larger than an image holds.
+// the caller may read the queue). Reasons: a queue the caller cannot read,
+// one larger than an image holds. In a tree (sysvtree, state/sysv_ids.h) a
+// queue is the tree's when its lspid or lrpid is a member's, recorded by the
+// first such member in image order, and made once.
 //
 // Restore, before the task exists, as the writer, by the id rule of
 // state/sysv_ids.h (msg_next_id): created with the same key as its creator,
@@ -34,14 +36,15 @@ namespace crfs::state {
 void sysv_msg_reasons(TaskView& t, Reasons& out);
 
 // Checkpoint (the task frozen): one sysv-msg payload per queue it used last.
-Result<std::vector<std::string>> dump_sysv_msg(pid_t pid);
+// `image_pids`: a tree's members, image order (empty: the task alone).
+Result<std::vector<std::string>> dump_sysv_msg(pid_t pid, const std::vector<pid_t>& image_pids);
 
 // Restore: the records in range and consistent.
 Status check_sysv_msg(const DecodedImage& img);
 
 // Restore, before the task is made: every queue of `img` made and refilled.
-// `tree`: a member of a tree image, whose queues are refused.
-Status sysv_msg_restore(const DecodedImage& img, const WriterPlan& writer, bool tree,
+// `tree`: a member of a tree image (null: a single process).
+Status sysv_msg_restore(const DecodedImage& img, const WriterPlan& writer, SysvTree* tree,
                         SysvMade& made);
 
 }  // namespace crfs::state

@@ -3,6 +3,7 @@
 
 #include <sys/sem.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/strfmt.h"
@@ -23,16 +24,18 @@ union Semun {
 };
 
 // The sets some semaphore of which `pid` operated on last: /proc/sysvipc/sem
-// rows (key semid perms nsems ...), GETPID as the caller.
-std::vector<std::vector<long long>> used_by(pid_t pid) {
+// rows (key semid perms nsems ...), GETPID as the caller. sysvtree: in an
+// image of several processes (`inside`, image order) a set two of them
+// operated on is the first one's.
+std::vector<std::vector<long long>> used_by(pid_t pid, const std::vector<pid_t>& inside) {
     std::vector<std::vector<long long>> out;
     for (auto& r : sysvipc_table("sem")) {
         if (r.size() < 4) continue;
+        std::vector<pid_t> last;  // each semaphore's sempid
         for (long long i = 0; i < r[3] && i < image::kMaxSysvSemNsems; ++i)
-            if (semctl(int(r[1]), int(i), GETPID) == pid) {
-                out.push_back(std::move(r));
-                break;
-            }
+            last.push_back(pid_t(semctl(int(r[1]), int(i), GETPID)));
+        auto user = [&](pid_t p) { return std::find(last.begin(), last.end(), p) != last.end(); };
+        if (user(pid) && sysv_first_user(pid, inside, user)) out.push_back(std::move(r));
     }
     return out;
 }
@@ -80,26 +83,11 @@ const SysvKind kSem = {
 
 }  // namespace
 
-// --- detect ------------------------------------------------------------------
-
-void sysv_sem_reasons(TaskView& t, Reasons& out) {
-    auto rows = used_by(t.pid());
-    if (rows.empty()) return;
-    std::vector<pid_t> inside = t.image_pids();
-    if (inside.empty()) inside = tree_pids(t.pid());  // as state/sysv_shm.cc
-    if (inside.size() <= 1) return;
-    for (const auto& r : rows)
-        out.push_back(
-            strfmt("sysvipc: semaphore set {} (key 0x{:x}) was last operated on by the "
-                   "task, in an image of several processes;{}",
-                   r[1], uint32_t(r[0]), kNotYet));
-}
-
 // --- dump --------------------------------------------------------------------
 
-Result<std::vector<std::string>> dump_sysv_sem(pid_t pid) {
+Result<std::vector<std::string>> dump_sysv_sem(pid_t pid, const std::vector<pid_t>& image_pids) {
     std::vector<std::string> out;
-    for (const auto& row : used_by(pid)) {
+    for (const auto& row : used_by(pid, image_pids)) {
         int id = int(row[1]);
         std::string set = strfmt("System V semaphore set {} (key 0x{:x})", id, uint32_t(row[0]));
         struct semid_ds ds {};
@@ -166,20 +154,17 @@ Status make_set(Parsed& q, bool chosen, SysvMade& made) {
 
 }  // namespace
 
-Status sysv_sem_restore(const DecodedImage& img, const WriterPlan& writer, bool tree,
+Status sysv_sem_restore(const DecodedImage& img, const WriterPlan& writer, SysvTree* tree,
                         SysvMade& made) {
-    if (img.sysv_sem.empty()) return {};
-    if (tree)
-        return make_error(EINVAL,
-                          "System V semaphore sets in an image of several processes: not "
-                          "supported yet");
     for (const auto& p : img.sysv_sem) {
         auto q = parse(p);
         if (!q) return std::unexpected(q.error());
+        if (auto s = sysv_tree_once(kSem, tree, q->r.semid, "sysv-sem", img.task.pid); !s) return s;
         if (auto m = sysv_make(kSem, writer, q->r.semid, q->r.cuid, q->r.cgid,
                                [&](bool chosen) { return make_set(*q, chosen, made); });
             !m)
             return m;
+        if (tree) tree->add(kSem, q->r.semid, p, img.task.pid);
     }
     return {};
 }

@@ -6,7 +6,9 @@
 // seen) is the task's. Its key, id, mode, owner, creator, nsems and values
 // (GETALL) are read while the task is frozen, as the caller. The task's
 // SEM_UNDO adjustments are not seen (no /proc file shows them): a known gap.
-// Reasons: an image of several processes.
+// No reasons. In a tree (sysvtree, state/sysv_ids.h) a set is the tree's when
+// a semaphore's sempid is a member's, recorded by the first such member in
+// image order, and made once.
 //
 // Restore, before the task exists, as the writer, by the id rule of
 // state/sysv_ids.h (sem_next_id): created with the same key and nsems as its
@@ -29,18 +31,16 @@ struct WriterPlan;
 
 namespace crfs::state {
 
-// Detect: the reasons of the sets the task operated on last.
-void sysv_sem_reasons(TaskView& t, Reasons& out);
-
-// Checkpoint (the task frozen): one sysv-sem payload per set it operated on last.
-Result<std::vector<std::string>> dump_sysv_sem(pid_t pid);
+// Checkpoint (the task frozen): one sysv-sem payload per set it operated on
+// last; `image_pids`: a tree's members, image order (empty: the task alone).
+Result<std::vector<std::string>> dump_sysv_sem(pid_t pid, const std::vector<pid_t>& image_pids);
 
 // Restore: the records in range and consistent.
 Status check_sysv_sem(const DecodedImage& img);
 
 // Restore, before the task is made: every set of `img` made with its values.
-// `tree`: a member of a tree image, whose sets are refused.
-Status sysv_sem_restore(const DecodedImage& img, const WriterPlan& writer, bool tree,
+// `tree`: a member of a tree image (null: a single process).
+Status sysv_sem_restore(const DecodedImage& img, const WriterPlan& writer, SysvTree* tree,
                         SysvMade& made);
 
 }  // namespace crfs::state

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include "state/check.h"
 #include "state/sysv_ids.h"
 #include "state/tree.h"
+#include "state/tree_shmem.h"
 
 namespace crfs::state {
 namespace {
@@ -60,6 +62,20 @@ std::string range(const MapsEntry& m) {
     return strfmt("{:x}-{:x} ({})", m.start, m.end, m.path);
 }
 
+// Whether `m` is a whole attach of segment `s`.
+bool whole(const MapsEntry& m, const ShmRow& s) {
+    return m.pgoff == 0 && m.end - m.start == page_up(uint64_t(s.size));
+}
+
+// Segment `s` is attached by a process outside the image: `n` attaches are
+// the task's (`tree`: the image's processes', all of them).
+std::string outside_reason(const ShmRow& s, long long n, bool tree) {
+    return strfmt(
+        "memory: System V shared memory segment {} (key 0x{:x}) is attached {} times, {} by the "
+        "{}: another process attaches it too, and would not share the segment a restore makes",
+        s.shmid, uint32_t(s.key), s.nattch, n, tree ? "image's processes" : "task");
+}
+
 }  // namespace
 
 // --- detect ------------------------------------------------------------------
@@ -71,11 +87,6 @@ void sysv_shm_reasons(TaskView& t, const std::vector<MapsEntry>& maps, Reasons& 
         if (is_sysv(m)) any = true;
     if (!any) return;
     auto rows = shm_rows();
-    std::vector<pid_t> inside = t.image_pids();
-    if (inside.empty()) inside = tree_pids(t.pid());  // as state/tree_shmem.cc
-    if (inside.size() > 1)
-        out.push_back("memory: System V shared memory in an image of several processes;" +
-                      std::string(kNotYet));
     for (const MapsEntry& m : maps) {
         if (!is_sysv(m)) continue;
         auto it = rows.find((long long)m.ino);
@@ -87,7 +98,7 @@ void sysv_shm_reasons(TaskView& t, const std::vector<MapsEntry>& maps, Reasons& 
             continue;
         }
         const ShmRow& s = it->second;
-        if (m.pgoff != 0 || m.end - m.start != page_up(uint64_t(s.size))) {
+        if (!whole(m, s)) {
             out.push_back(
                 strfmt("memory: System V shared memory {}: part of an attach of "
                        "segment {} ({} bytes), split or partly unmapped;{}",
@@ -101,14 +112,22 @@ void sysv_shm_reasons(TaskView& t, const std::vector<MapsEntry>& maps, Reasons& 
                        s.shmid, kNotYet));
         ++attaches[s.shmid];
     }
+    if (attaches.empty()) return;
+    // sysvtree: the other processes of the image attach the same segments
+    // (state/sysv_ids.h); only an attach outside the image is a reason.
+    std::vector<pid_t> inside = t.image_pids();
+    if (inside.empty()) inside = tree_pids(t.pid());  // as state/tree_shmem.cc
+    std::map<long long, int> others;
+    for (pid_t p : inside) {
+        if (p == t.pid()) continue;
+        for (const MapsEntry& m : maps_of(p))
+            if (is_sysv(m) && attaches.count((long long)m.ino) && whole(m, rows[(long long)m.ino]))
+                ++others[(long long)m.ino];
+    }
     for (const auto& [id, n] : attaches) {
         const ShmRow& s = rows[id];
-        if (s.nattch > n)
-            out.push_back(strfmt(
-                "memory: System V shared memory segment {} (key 0x{:x}) is attached {} times, {} "
-                "by the task: another process attaches it too, and would not share the segment "
-                "a restore makes",
-                id, uint32_t(s.key), s.nattch, n));
+        if (s.nattch > n + others[id])
+            out.push_back(outside_reason(s, n + others[id], inside.size() > 1));
     }
 }
 
@@ -141,6 +160,41 @@ Result<std::vector<image::SysvShmRecord>> dump_sysv_shm(const std::vector<MapsEn
         out.push_back(r);
     }
     return out;
+}
+
+Status share_sysv_shm_between_members(std::span<const pid_t> pids,
+                                      std::span<MemoryDump* const> mems,
+                                      std::span<std::vector<image::SysvShmRecord>* const> recs) {
+    std::map<int32_t, size_t> first;  // shmid -> its first holder (image order)
+    for (size_t i = 0; i < recs.size(); ++i)
+        for (const auto& r : *recs[i]) {
+            auto [at, fresh] = first.try_emplace(r.shmid, i);
+            if (fresh) continue;
+            const auto& was =
+                *std::find_if(recs[at->second]->begin(), recs[at->second]->end(),
+                              [&](const image::SysvShmRecord& o) { return o.shmid == r.shmid; });
+            if (std::memcmp(&was, &r, sizeof r) != 0)
+                return make_error(EAGAIN, strfmt("System V shared memory segment {}: changed "
+                                                 "between pid {} and pid {}",
+                                                 r.shmid, pids[at->second], pids[i]));
+        }
+    if (first.empty()) return {};
+    std::map<long long, long long> attaches;  // shmid -> whole attaches by the members
+    for (size_t i = 0; i < mems.size(); ++i)
+        for (const MapsEntry& m : mems[i]->maps) {
+            if (!is_sysv(m)) continue;
+            ++attaches[(long long)m.ino];
+            auto f = first.find(int32_t(m.ino));
+            if (f != first.end() && f->second != i)  // the first holder's carry the content
+                std::erase_if(mems[i]->runs, [&](const CopiedRun& r) {
+                    return r.vaddr >= m.start && r.vaddr < m.end;
+                });
+        }
+    auto rows = shm_rows();  // as sysv_shm_reasons: an attach outside the image
+    for (const auto& [id, n] : attaches)
+        if (auto it = rows.find(id); it != rows.end() && it->second.nattch > n)
+            return make_error(EBUSY, outside_reason(it->second, n, true));
+    return {};
 }
 
 // --- check (a hostile image) ---------------------------------------------------
@@ -200,18 +254,26 @@ const SysvKind kShm = {
     [](int id) { shmctl(id, IPC_RMID, nullptr); },
 };
 
+// The attach of segment `r` that run `run` lies in, or null.
+const VmaEntry* attach_of(const DecodedImage& img, const PageRun& run,
+                          const image::SysvShmRecord& r) {
+    // VMAs are sorted and disjoint, each run in one (common/image_reader.cc).
+    auto it = std::upper_bound(img.vmas.begin(), img.vmas.end(), run.vaddr,
+                               [](uint64_t a, const VmaEntry& e) { return a < e.rec.start; });
+    const VmaEntry* v = it == img.vmas.begin() ? nullptr : &*std::prev(it);
+    if (!v || v->rec.kind != uint32_t(image::VmaKind::kSysvShm) || v->rec.ino != uint64_t(r.shmid))
+        return nullptr;
+    return v;
+}
+
 // The pages of the attaches of `r` in img.pages, written into the segment
 // (attached at `base` in this process); they leave img.pages.
 Status fill(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, char* base) {
     std::vector<PageRun> rest;
     Status out;
     for (auto& run : img.pages) {
-        // VMAs are sorted and disjoint, each run in one (common/image_reader.cc).
-        auto it = std::upper_bound(img.vmas.begin(), img.vmas.end(), run.vaddr,
-                                   [](uint64_t a, const VmaEntry& e) { return a < e.rec.start; });
-        const VmaEntry* v = it == img.vmas.begin() ? nullptr : &*std::prev(it);
-        if (!v || v->rec.kind != uint32_t(image::VmaKind::kSysvShm) ||
-            v->rec.ino != uint64_t(r.shmid)) {
+        const VmaEntry* v = attach_of(img, run, r);
+        if (!v) {
             rest.push_back(std::move(run));
             continue;
         }
@@ -230,8 +292,9 @@ Status fill(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, char
 }
 
 // Segment `r`, made by the current (per-thread) credentials: its creator's.
+// `tree`: it keeps the daemon's attach (state/sysv_ids.h).
 Status make_segment(DecodedImage& img, int pages_fd, const image::SysvShmRecord& r, bool chosen,
-                    SysvMade& made) {
+                    SysvMade& made, SysvTree* tree) {
     std::string what =
         strfmt("System V shared memory segment {} (key 0x{:x})", r.shmid, uint32_t(r.key));
     int id = shmget(r.key, r.size, IPC_CREAT | IPC_EXCL | int((r.mode & 0777) | 0600));
@@ -243,7 +306,10 @@ Status make_segment(DecodedImage& img, int pages_fd, const image::SysvShmRecord&
     void* base = shmat(id, nullptr, 0);
     if (base == reinterpret_cast<void*>(-1)) return errno_error("attaching " + what);
     auto s = fill(img, pages_fd, r, static_cast<char*>(base));
-    shmdt(base);
+    if (tree)
+        tree->pin(base);
+    else
+        shmdt(base);
     if (!s) return s;
     ds.shm_perm.uid = r.uid;
     ds.shm_perm.gid = r.gid;
@@ -254,21 +320,41 @@ Status make_segment(DecodedImage& img, int pages_fd, const image::SysvShmRecord&
     return {};
 }
 
+// sysvtree: segment `r` of a later member, which process `o.maker` of the
+// tree made: the same record, and its attaches without pages of their own.
+Status take_segment(const DecodedImage& img, const image::SysvShmRecord& r,
+                    const SysvTree::Object& o) {
+    std::string at = strfmt("sysv-shm {} of process {}", r.shmid, img.task.pid);
+    if (o.rec.size() != sizeof r || std::memcmp(o.rec.data(), &r, sizeof r) != 0)
+        return check::bad_image(
+            strfmt("{}: not the segment process {} made of that id (its key, size, mode or owner "
+                   "differ)",
+                   at, o.maker));
+    for (const auto& run : img.pages)
+        if (attach_of(img, run, r))
+            return check::bad_image(
+                strfmt("{}: pages at {:x}, in an attach of a segment process {} made and filled",
+                       at, run.vaddr, o.maker));
+    return {};
+}
+
 }  // namespace
 
-Status sysv_shm_restore(DecodedImage& img, int pages_fd, const WriterPlan& writer, bool tree,
+Status sysv_shm_restore(DecodedImage& img, int pages_fd, const WriterPlan& writer, SysvTree* tree,
                         SysvMade& made) {
-    if (img.sysv_shm.empty()) return {};
-    if (tree)
-        return make_error(EINVAL,
-                          "System V shared memory in an image of several processes: not "
-                          "supported yet");
     for (const auto& r : img.sysv_shm) {
+        if (const auto* o = tree ? tree->find(kShm, r.shmid) : nullptr) {
+            if (auto s = take_segment(img, r, *o); !s) return s;
+            continue;
+        }
         if (auto m = sysv_make(
                 kShm, writer, r.shmid, r.cuid, r.cgid,
-                [&](bool chosen) { return make_segment(img, pages_fd, r, chosen, made); });
+                [&](bool chosen) { return make_segment(img, pages_fd, r, chosen, made, tree); });
             !m)
             return m;
+        if (tree)
+            tree->add(kShm, r.shmid, std::string(reinterpret_cast<const char*>(&r), sizeof r),
+                      img.task.pid);
     }
     return {};
 }

@@ -7,9 +7,11 @@
 // is frozen); each attach is a VmaKind::kSysvShm VMA whose pages (the
 // segment's allocated extents, read through map_files) are its content.
 // Reasons: an attach that is not whole (split, partly unmapped), a segment
-// locked in memory (SHM_LOCK), one attached by anyone else too (nattch larger
-// than the task's attaches: they would not share the segment the restore
-// makes), an image of several processes.
+// locked in memory (SHM_LOCK), one attached outside the image too (nattch
+// larger than the attaches of the image's processes: they would not share the
+// segment the restore makes). In a tree (sysvtree, state/sysv_ids.h) each
+// process that attaches a segment records it; its content is in the first's
+// attaches only (image order), and the restore makes it once.
 //
 // Restore, before the task exists, as the writer (restorer/writer.h): the id
 // must come back too (the task holds it in memory). The writer asks the kernel
@@ -28,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/image_reader.h"
@@ -35,6 +38,7 @@
 #include "common/result.h"
 #include "crfs/restorer_args.h"
 #include "state/kind.h"
+#include "state/memory_dump.h"
 #include "state/sysv_ids.h"
 
 namespace crfs {
@@ -52,13 +56,22 @@ void sysv_shm_reasons(TaskView& t, const std::vector<MapsEntry>& maps, Reasons& 
 // Checkpoint (the task frozen): one record per segment the task attaches.
 Result<std::vector<image::SysvShmRecord>> dump_sysv_shm(const std::vector<MapsEntry>& maps);
 
+// sysvtree, checkpoint of a tree (frozen): `mems[i]` and `recs[i]` are the
+// memory and segments of `pids[i]` (image order). A segment's pages stay in
+// its first holder's attaches only; an attach outside the tree fails (EBUSY,
+// the reason `reason` gives).
+Status share_sysv_shm_between_members(std::span<const pid_t> pids,
+                                      std::span<MemoryDump* const> mems,
+                                      std::span<std::vector<image::SysvShmRecord>* const> recs);
+
 // Restore: the records and the kSysvShm VMAs in range and consistent.
 Status check_sysv_shm(const DecodedImage& img);
 
 // Restore, before the task is made: every segment of `img` created and filled
 // (the pages of its attaches leave img.pages). `tree`: a member of a tree
-// image, whose segments are refused.
-Status sysv_shm_restore(DecodedImage& img, int pages_fd, const WriterPlan& writer, bool tree,
+// image (null: a single process); a segment an earlier member made is
+// attached again (state/sysv_ids.h).
+Status sysv_shm_restore(DecodedImage& img, int pages_fd, const WriterPlan& writer, SysvTree* tree,
                         SysvMade& made);
 
 // The blob's attach of kSysvShm VMA `v` (plan_memory).

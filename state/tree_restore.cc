@@ -182,6 +182,7 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
         kill_tree(tree);
         return std::unexpected(w.error().context("restore: go pipe"));
     }
+    tree.sysv.made.keep();  // sysvtree: every member runs; the daemon's attaches go
     for (const auto& m : tree.members)
         if (m.stopped) wait_stopped(m.pid);
     return *pid;

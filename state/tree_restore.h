@@ -35,6 +35,7 @@
 #include "crfs/restorer_args.h"
 #include "restorer/files.h"
 #include "restorer/restore.h"
+#include "state/sysv_ids.h"
 #include "state/tree_leaders.h"
 #include "state/tree_shmem_restore.h"
 #include "state/unix_tree.h"
@@ -88,6 +89,7 @@ struct TreeRestore {
     TreeGroups groups;               // groups led by members or placeholders
     std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (state/tree_shmem_restore.h)
     std::vector<state::MemfdHeld> late_seals;  // names: sealed at the go (tree_seal_memfds)
+    state::SysvTree sysv;  // sysvtree: System V objects made once (state/sysv_ids.h)
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

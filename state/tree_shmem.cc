@@ -22,15 +22,6 @@ std::string shown(const MapsEntry& m) {
     return strfmt("{:x}-{:x} ({})", m.start, m.end, m.path);
 }
 
-// The mappings of `pid` (maps, not smaps: only the identities are needed);
-// empty if it is gone or not the caller's to read.
-std::vector<MapsEntry> maps_of(pid_t pid) {
-    auto text = read_file(strfmt("/proc/{}/maps", pid), 64 << 20);
-    if (!text) return {};
-    auto maps = parse_maps(*text);
-    return maps ? std::move(*maps) : std::vector<MapsEntry>{};
-}
-
 // Every process the caller can see, but `skip`.
 std::vector<pid_t> all_pids() {
     std::vector<pid_t> out;
@@ -47,6 +38,13 @@ std::vector<pid_t> all_pids() {
 }
 
 }  // namespace
+
+std::vector<MapsEntry> maps_of(pid_t pid) {
+    auto text = read_file(strfmt("/proc/{}/maps", pid), 64 << 20);
+    if (!text) return {};
+    auto maps = parse_maps(*text);
+    return maps ? std::move(*maps) : std::vector<MapsEntry>{};
+}
 
 bool tree_shmem_key(const MapsEntry& m, ShmemKey& key) {
     // What MAP_SHARED|MAP_ANONYMOUS makes (also a shared mapping of /dev/zero),

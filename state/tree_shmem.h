@@ -33,6 +33,10 @@ struct ShmemKey {
     auto operator<=>(const ShmemKey&) const = default;
 };
 
+// The mappings of `pid` (maps, not smaps: only the identities are needed);
+// empty if it is gone or not the caller's to read. (Also state/sysv_shm.cc.)
+std::vector<MapsEntry> maps_of(pid_t pid);
+
 // Whether `m` maps shared anonymous memory that a tree may share (not System
 // V, which is the memory kind's own reason); its object in `key`.
 bool tree_shmem_key(const MapsEntry& m, ShmemKey& key);

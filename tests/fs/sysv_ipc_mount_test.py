@@ -21,13 +21,14 @@ usage: sysv_ipc_mount_test.py BUILD_DIR  (any unittest args after)
 """
 import ctypes
 import os
+import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
-from roundtrip_mount_test import read, sh  # noqa: E402
-from sysv_mount_test import SysvBase, SysvUserBase  # noqa: E402
+from roundtrip_mount_test import pid_free, read, sh  # noqa: E402
+from sysv_mount_test import SysvBase, SysvUserBase, kill_members, records, verdicts  # noqa: E402
 
 USER = "s11sm1"  # test users: the s11sm prefix
 libc = ctypes.CDLL(None, use_errno=True)
@@ -222,6 +223,54 @@ class MsgUser(MsgBase, SysvUserBase):
             self.assertEqual(sets_with_key(self.key), [], edits)
         libc.msgctl(theirs, IPC_RMID, None)
         libc.semctl(their_set, 0, IPC_RMID)
+
+
+class MsgTree(MsgBase):
+    """sysvtree: a parent's queue and set, used by it and its child (the
+    child sends and raises, the parent takes and raises): recorded once, by
+    the parent, and made once (tests/fs/sysv_ipc_tree_prog.c)."""
+    PROG = "tests/fs/sysv_ipc_tree_prog"
+
+    def setUp(self):
+        super().setUp()
+        libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: the killed child is reaped here
+
+    def test_a_queue_and_a_set_of_two_members_come_back_once(self):
+        t = self.task(self.prog())
+        qid, sid, *pids = map(int, read(t.path("ready")).split())
+        self.assertEqual(read(f"{self.m}/{t.pid}/reason"), "")
+        img = t.checkpoint()
+        kinds = [rec["type"] for rec in records(img)]
+        self.assertEqual((kinds.count("sysv-msg"), kinds.count("sysv-sem")), (1, 1))
+        kill_members(t, pids)
+        self.refused_restore(img, pids[0], f"System V message queue id {qid} is in use")
+        self.assertEqual(sh(f"ipcrm -q {qid} -s {sid}").returncode, 0)
+        t.restore(img, str(pids[0]))
+        self.assertEqual(with_key(self.key), [qid])
+        self.assertEqual(sets_with_key(self.key), [sid])
+        self.assertEqual(queues()[qid][3], 2)  # qnum: the child's messages 2 and 3
+        self.assertEqual(verdicts(t, pids), ["PASS", "PASS"])
+
+    def test_a_member_that_fails_takes_the_queue_and_set_with_it(self):
+        t = self.task(self.prog())
+        qid, sid, *pids = map(int, read(t.path("ready")).split())
+        img = t.checkpoint()
+        kill_members(t, pids)
+        sh(f"ipcrm -q {qid} -s {sid}")
+        # The parent makes both; the child's registers are edited (no
+        # executable mapping at its rip): the tree is refused and what the
+        # parent made is removed again.
+        bad = img + ".bad"
+        r = subprocess.run([os.path.join(roundtrip_mount_test.BUILD,
+                                         "tests/security/restore/crfs-imgedit"), img, bad,
+                            "regs#1.rip=0x10000"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.refused_restore(bad, pids[0], f"process {pids[1]}")
+        self.assertEqual(with_key(self.key), [])
+        self.assertEqual(sets_with_key(self.key), [])
+        self.assertTrue(all(pid_free(p) for p in pids))
+        t.restore(img, str(pids[0]))  # the image itself comes back
+        self.assertEqual(verdicts(t, pids), ["PASS", "PASS"])
 
 
 if __name__ == "__main__":

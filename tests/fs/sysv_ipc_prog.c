@@ -20,22 +20,7 @@
 #include <sys/sem.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t g_term;
-static void on_term(int sig) {
-    (void)sig;
-    g_term = 1;
-}
-
-static void put(const char* dir, const char* name, const char* text) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
+#include "sysv_prog.h"
 
 struct msg {
     long type;

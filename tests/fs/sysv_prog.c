@@ -12,38 +12,16 @@
 #include <sys/shm.h>
 #include <unistd.h>
 
+#include "sysv_prog.h"
+
 #define SIZE (5 * 4096 + 123)
-
-static volatile sig_atomic_t g_term;
-static void on_term(int sig) {
-    (void)sig;
-    g_term = 1;
-}
-
-static void put(const char* dir, const char* name, const char* text) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
 
 int main(int argc, char** argv) {
     if (argc != 3) return 2;
     key_t key = (key_t)strtol(argv[2], NULL, 0);
     signal(SIGTERM, on_term);
-    int id = shmget(key, SIZE, IPC_CREAT | IPC_EXCL | 0640);
-    if (id < 0) {
-        perror("shmget");
-        return 1;
-    }
-    volatile char* p = shmat(id, NULL, 0);
-    if (p == (void*)-1) return 1;
-    strcpy((char*)p, "sysv segment");
-    p[SIZE - 1] = 'z';
+    int id;
+    volatile char* p = new_segment(key, SIZE, "sysv segment", &id);
     volatile unsigned long* count = (volatile unsigned long*)(p + 3 * 4096);
     char text[64];
     snprintf(text, sizeof text, "%d\n", id);

@@ -2,9 +2,11 @@
  * its id, key, size, mode, content and attach flags (state/sysv_shm.h). Each
  * exact variant removes its segment while attached (IPC_RMID), so that the
  * segment is gone with the killed task and a restore may make it again; a
- * segment that outlives the task is tests/fs/sysv_mount_test.py's. The
- * refused variants: an attach shared with another process, a tree image, a
- * split attach, a segment locked in memory. */
+ * segment that outlives the task is tests/fs/sysv_mount_test.py's. Exact
+ * too: a tree whose child inherits the attach (sysvtree). The refused
+ * variants: an attach shared with a process outside the image, a split
+ * attach, a segment locked in memory. */
+#include "outsider.h"
 #include "probe.h"
 
 #include <sys/ipc.h>
@@ -88,32 +90,29 @@ static void rdonly_check(void) {
     check_segment(0644, 0, 1);
 }
 
-/* Refused: a child attaches the segment too. */
+/* Refused: a process outside the probe's tree attaches the segment too (it
+ * inherits the attach: outsider.h). */
 static void other_setup(void) {
     make(IPC_PRIVATE, PAGE, 0600, 0);
-    g_child = fork();
-    if (g_child == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        for (;;) pause();
-    }
+    g_child = spawn_outsider();
 }
 static void other_check(void) {
     check_segment(0600, 1, 2);
     kill(g_child, SIGKILL);
-    waitpid(g_child, NULL, 0);
 }
 
-/* Refused: a child (which does not attach it): a tree image. */
+/* sysvtree: a child inherits the attach: one segment of the tree, attached
+ * twice, comes back attached twice (state/sysv_ids.h). */
 static void tree_setup(void) {
+    make(IPC_PRIVATE, PAGE, 0600, 0);
     g_child = fork();
     if (g_child == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (;;) pause();
     }
-    make(IPC_PRIVATE, PAGE, 0600, 0);
 }
 static void tree_check(void) {
-    check_segment(0600, 1, 1);
+    check_segment(0600, 1, 2);
     kill(g_child, SIGKILL);
     waitpid(g_child, NULL, 0);
 }

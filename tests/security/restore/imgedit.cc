@@ -289,6 +289,10 @@ void list(const Image& img) {
             auto f = get<FdRecord>(p, 0);
             extra = ",\"fd\":" + std::to_string(f.fd) + ",\"kind\":" + std::to_string(f.kind) +
                     ",\"path\":" + json_str(p.substr(sizeof f, f.path_len));
+        } else if (name == "pages") {  // sysvtree: whose memory the pages are
+            auto g = get<PagesRecord>(p, 0);
+            extra = ",\"vaddr\":" + std::to_string(g.vaddr) +
+                    ",\"nr_pages\":" + std::to_string(g.nr_pages);
         } else if (name == "vma-content") {
             extra = ",\"start\":" + std::to_string(get<VmaContentRecord>(p, 0).start);
         } else if (name == "fd-content") {
