@@ -98,6 +98,12 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
                 mine.push_back({m, &f, first.member, first.f->fd, end});
             } else if (f.reopenable && first.f->reopenable) {  // each opened it itself
                 mine.push_back({m, &f, m, f.fd, image::kShareSame});
+            } else if (f.by_fd && first.f->by_fd && first.owner == first.member &&
+                       first.end == image::kShareSame) {
+                // Opened again by the first holder: a description of this member's own,
+                // which it gives on to whoever holds it after it.
+                refs.push_back({m, f.fd, first.member, first.f->fd, image::kShareReopen});
+                mine.push_back({m, &f, m, f.fd, image::kShareSame});
             } else {
                 out.push_back(both(pids[first.member], first.f->fd, pids[m], f.fd) +
                               ": one object, opened separately by two processes of the tree "
@@ -130,8 +136,9 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
         uint64_t peer = 0;
         if (f.link.starts_with("socket:["))
             peer = unix_made_with(unix_sockets, uint64_t(f.st.st_ino));  // state/unix_tree.h
+        bool by_fd = S_ISREG(f.st.st_mode) && f.st.st_nlink == 0;
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f),
-                       is_fifo(f), reopenable, peer});
+                       is_fifo(f), reopenable, by_fd, peer});
     }
     return out;
 }
