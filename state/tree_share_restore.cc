@@ -15,6 +15,7 @@
 #include "state/check.h"
 #include "state/mqueue.h"
 #include "state/tree_restore.h"
+#include "state/tree_share.h"
 #include "state/unix_socket.h"
 #include "state/unix_tree.h"
 
@@ -47,10 +48,7 @@ Status check_reopen(const TreeRestore& tree, const image::ShareFdRecord& r, cons
                     const FdEntry& f) {
     using K = image::FdKind;
     const auto& giver = tree.members[r.owner];
-    uint32_t flags = O_ACCMODE | O_NONBLOCK | kOLargefile;  // a queue's (mqueue_check_flags)
-    if (g.rec.kind == uint32_t(K::kMemfd)) flags |= O_APPEND | O_NOATIME;
-    if (g.rec.kind == uint32_t(K::kDeleted))
-        flags |= O_APPEND | O_DSYNC | O_DIRECT | O_NOATIME | O_SYNC;
+    uint32_t flags = state::reopen_flags(g.rec.kind);
     bool kind = (g.rec.kind == uint32_t(K::kMqueue) && state::mqueue_unlinked(g)) ||
                 g.rec.kind == uint32_t(K::kMemfd) || g.rec.kind == uint32_t(K::kDeleted);
     if (giver.img->header.version < 12 || !kind || g.rec.ino != f.rec.ino ||
