@@ -221,6 +221,7 @@ PROBES = [
     ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
     ("tree_share", "deleted_two_members", None),  # mqtree: reopened (share-fd end 4)
     ("tree_share", "memfd_two_members", None),
+    ("tree_share", "deleted_given_on", None),  # the reopened description given on (kind 52 giver)
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
     ("tree_life", "orphan_group", None),

@@ -195,16 +195,41 @@ static int own_desc_verify(void) {
     if (pread(3, buf, 2, 10) != 2 || memcmp(buf, "XY", 2) != 0) return 2; /* the parent's */
     return read(3, buf, 2) == 2 && memcmp(buf, "45", 2) == 0 ? 0 : 3;
 }
-static void own_desc_setup(int fd, void (*body)(void)) {
+static void own_desc_setup(int fd, void (*body)(void), int (*verify)(void)) {
     if (fd != 3 || write(3, kTen, 10) != 10) die("the object at fd 3");
-    g_kids[0] = spawn(body, own_desc_verify);
+    g_kids[0] = spawn(body, verify);
 }
 static void deleted_two_setup(void) {
-    own_desc_setup(open(at("scratch"), O_RDWR | O_CREAT | O_TRUNC, 0600), deleted_body);
+    own_desc_setup(open(at("scratch"), O_RDWR | O_CREAT | O_TRUNC, 0600), deleted_body,
+                   own_desc_verify);
     if (unlink(at("scratch")) != 0) die("unlink");
 }
 static void memfd_two_setup(void) {
-    own_desc_setup(memfd_create("two", 0), memfd_body);
+    own_desc_setup(memfd_create("two", 0), memfd_body, own_desc_verify);
+}
+/* The child's own description held by its child too (inherited): the child
+ * gives on the description made for it (kShareSame of a reopened fd). */
+static pid_t g_grandkid;
+static void given_on_body(void) {
+    deleted_body();
+    g_grandkid = fork();
+    if (g_grandkid == 0) {
+        syscall(SYS_close_range, 4, ~0U, 0); /* spawn's pipe: its parent is done */
+        for (;;) pause();
+    }
+    if (g_grandkid < 0) _exit(4);
+}
+static int given_on_verify(void) {
+    int r = own_desc_verify();
+    long same = syscall(SYS_kcmp, getpid(), g_grandkid, KCMP_FILE, 3, 3);
+    kill(g_grandkid, SIGKILL);
+    waitpid(g_grandkid, NULL, 0);
+    return r ? r : same == 0 ? 0 : 5;
+}
+static void given_on_setup(void) {
+    own_desc_setup(open(at("scratch"), O_RDWR | O_CREAT | O_TRUNC, 0600), given_on_body,
+                   given_on_verify);
+    if (unlink(at("scratch")) != 0) die("unlink");
 }
 static void own_desc_check(void) {
     char path[64];
@@ -231,6 +256,7 @@ static const struct variant kVariants[] = {
     {"outside_pipe", outside_setup, outside_check, NULL},
     {"deleted_two_members", deleted_two_setup, own_desc_check, NULL},
     {"memfd_two_members", memfd_two_setup, own_desc_check, NULL},
+    {"deleted_given_on", given_on_setup, own_desc_check, NULL},
 };
 
 PROBE_MAIN(kVariants)
