@@ -32,6 +32,9 @@ struct ShareSend {
     uint64_t ino = 0;   // the taker's socket (kSharePeer of a unix-bound fd: state/unix_tree.h)
     // sock, kSharePairMade (state/tree_share_restore.h): the pair's type, the maker's ids.
     uint32_t type = 0, euid = 0, egid = 0;
+    // kShareReopen: the taker's open flags and offset (state/tree_share_restore.h).
+    int flags = 0;
+    uint64_t pos = 0;
 };
 
 struct FdAction {

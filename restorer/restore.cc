@@ -298,6 +298,9 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("creating child process {}", r.arg);
         case CRFS_RA_STEP_SHARE_FD:  // share (state/tree_share_restore.h)
             return "handing over " + fd(r.arg) + " shared with another process of the tree";
+        case CRFS_RA_STEP_SHARE_REOPEN:  // mqtree (state/tree_share_restore.h)
+            return "opening " + fd(r.arg) +
+                   " again (/proc/self/fd) for another process of the tree that opened it itself";
         case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
             return "connecting " + fd(r.arg) + " to its server, another process of the tree";
         case CRFS_RA_STEP_MQ_OPEN:  // unix (state/mqueue.h)

@@ -310,7 +310,10 @@ bool mqueue_unlinked(const FdEntry& f) {
 }
 
 Status mqueue_check_flags(const FdEntry& f) {
-    if (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK))
+    // O_LARGEFILE: open(2) sets it on a description made through /proc/self/fd
+    // (mqueue-second, a tree's reopen); a queue ignores it, mq_open keeps it.
+    constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
+    if (f.rec.open_flags & ~uint32_t(O_ACCMODE | O_NONBLOCK | kOLargefile))
         return kobj_bad(f, strfmt("mqueue open flags {}", kobj_oct(f.rec.open_flags)));
     if ((f.rec.open_flags & O_ACCMODE) == O_ACCMODE) return kobj_bad(f, "mqueue access mode 3");
     return {};

@@ -11,6 +11,7 @@
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
 #include "state/fds.h"
+#include "state/memfd.h"
 #include "state/pipe.h"
 #include "state/unix_socket.h"
 #include "state/unix_tree.h"
@@ -98,6 +99,12 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
                 mine.push_back({m, &f, first.member, first.f->fd, end});
             } else if (f.reopenable && first.f->reopenable) {  // each opened it itself
                 mine.push_back({m, &f, m, f.fd, image::kShareSame});
+            } else if (f.by_fd && first.f->by_fd && first.owner == first.member &&
+                       first.end == image::kShareSame) {
+                // Opened again by the first holder: a description of this member's own,
+                // which it gives on to whoever holds it after it.
+                refs.push_back({m, f.fd, first.member, first.f->fd, image::kShareReopen});
+                mine.push_back({m, &f, m, f.fd, image::kShareSame});
             } else {
                 out.push_back(both(pids[first.member], first.f->fd, pids[m], f.fd) +
                               ": one object, opened separately by two processes of the tree "
@@ -107,6 +114,17 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
         }
         for (const Held& h : mine) by_inode[{h.f->dev, h.f->ino}].push_back(h);
     }
+}
+
+uint32_t reopen_flags(uint32_t kind) {
+    using K = image::FdKind;
+    constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
+    uint32_t queue = O_ACCMODE | O_NONBLOCK | kOLargefile;  // mqueue_check_flags
+    if (kind == uint32_t(K::kMqueue)) return queue;
+    if (kind == uint32_t(K::kMemfd)) return queue | O_APPEND | O_NOATIME;  // the memfd kind's
+    if (kind == uint32_t(K::kDeleted))
+        return queue | O_APPEND | O_DSYNC | O_DIRECT | O_NOATIME | O_SYNC;
+    return 0;
 }
 
 Result<std::vector<MemberFd>> member_fds(TaskView& v) {
@@ -130,8 +148,13 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
         uint64_t peer = 0;
         if (f.link.starts_with("socket:["))
             peer = unix_made_with(unix_sockets, uint64_t(f.st.st_ino));  // state/unix_tree.h
+        // A queue is told apart at restore only: its flags are a subset of a file's.
+        auto k = is_memfd_path(f.link) ? image::FdKind::kMemfd : image::FdKind::kDeleted;
+        uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
+        bool by_fd = S_ISREG(f.st.st_mode) && f.st.st_nlink == 0 &&
+                     !(flags & ~reopen_flags(uint32_t(k))) && (flags & O_ACCMODE) != O_ACCMODE;
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f),
-                       is_fifo(f), reopenable, peer});
+                       is_fifo(f), reopenable, by_fd, peer});
     }
     return out;
 }

@@ -18,8 +18,14 @@
 //   - a FIFO opened separately by two members is a reason (its bytes would be
 //     restored twice);
 //   - a file, directory or character device with a path each member opened
-//     itself is each one's own; any other object (a deleted file, a memfd, a
-//     kernel object) opened separately by two members is a reason.
+//     itself is each one's own;
+//   - an object with no name to open it by (an unlinked POSIX message queue, a
+//     deleted file, a memfd) that a later member opened separately is opened
+//     again by the first member that holds it, through /proc/self/fd, with the
+//     later member's flags and offset, and given to it (kShareReopen); a
+//     description so made held by a third member is given by the second;
+//   - any other object (a kernel object) opened separately by two members is a
+//     reason.
 // Sharing with a process outside the image stays a reason (state/shared_desc.h).
 #pragma once
 
@@ -45,7 +51,9 @@ struct MemberFd {
     bool pipe = false;        // an anonymous pipe ("pipe:[N]")
     bool fifo = false;        // a FIFO with a path
     bool reopenable = false;  // a file, directory or device with a path: descriptions independent
-    uint64_t peer = 0;  // a unix socket: its peer's inode, a waiting client's listener's
+    bool by_fd = false;       // no name (nlink 0: unlinked queue, deleted file, memfd): reopened
+                              // through /proc/self/fd of another description
+    uint64_t peer = 0;        // a unix socket: its peer's inode, a waiting client's listener's
 };
 
 // An fd given by an earlier member.
@@ -65,5 +73,11 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
 
 // The MemberFds of a TaskView's fds (lowest fd of each description only).
 Result<std::vector<MemberFd>> member_fds(TaskView& v);
+
+// mqtree: the open flags a description opened again through /proc/self/fd of
+// an fd of `kind` (image::FdKind: an unlinked queue, a memfd, a deleted file)
+// may have: its kind's own restore takes them (0: no such kind). The
+// checkpoint (MemberFd::by_fd) and the restore (kShareReopen) both ask it.
+uint32_t reopen_flags(uint32_t kind);
 
 }  // namespace crfs::state

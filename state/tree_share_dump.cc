@@ -86,7 +86,8 @@ Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<
         if (!lead)
             return make_error(EIO, strfmt("pid {} fd {}: not captured", pids[r.member], r.fd));
         lead->rec.kind = uint32_t(image::FdKind::kShared);
-        lead->rec.pos = lead->rec.size = lead->rec.mode = lead->rec.rdev = 0;
+        if (r.end != image::kShareReopen) lead->rec.pos = 0;  // reopened: its own offset
+        lead->rec.size = lead->rec.mode = lead->rec.rdev = 0;
         lead->rec.mtime_sec = lead->rec.mtime_nsec = 0;
         lead->rec.path_len = 0;
         lead->path.clear();

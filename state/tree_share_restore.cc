@@ -2,16 +2,20 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include "common/strfmt.h"
 #include "restorer/child.h"
 #include "state/check.h"
+#include "state/mqueue.h"
 #include "state/tree_restore.h"
+#include "state/tree_share.h"
 #include "state/unix_socket.h"
 #include "state/unix_tree.h"
 
@@ -27,6 +31,36 @@ const FdEntry* fd_of(const DecodedImage& img, int fd) {
     return nullptr;
 }
 
+// The end of the share-fd record of a kShared fd (none: -1).
+int64_t share_end_of(const FdEntry& g) {
+    image::ShareFdRecord r;
+    if (g.rec.kind != uint32_t(image::FdKind::kShared) || g.kobj.size() != 1 ||
+        g.kobj[0].second.size() != sizeof r)
+        return -1;
+    std::memcpy(&r, g.kobj[0].second.data(), sizeof r);
+    return r.end;
+}
+
+// mqtree: a description of the object at the giver's fd `g` opened again for
+// `f` (kShareReopen): an unlinked queue, a deleted file or a memfd, the same
+// inode, flags that its kind's own restore accepts and a file's offset.
+Status check_reopen(const TreeRestore& tree, const image::ShareFdRecord& r, const FdEntry& g,
+                    const FdEntry& f) {
+    using K = image::FdKind;
+    const auto& giver = tree.members[r.owner];
+    uint32_t flags = state::reopen_flags(g.rec.kind);
+    bool kind = (g.rec.kind == uint32_t(K::kMqueue) && state::mqueue_unlinked(g)) ||
+                g.rec.kind == uint32_t(K::kMemfd) || g.rec.kind == uint32_t(K::kDeleted);
+    if (giver.img->header.version < 12 || !kind || g.rec.ino != f.rec.ino ||
+        (f.rec.open_flags & ~flags) || (f.rec.open_flags & O_ACCMODE) == O_ACCMODE ||
+        f.rec.pos > uint64_t(INT64_MAX) || (g.rec.kind == uint32_t(K::kMqueue) && f.rec.pos))
+        return check::bad_image(
+            strfmt("fd {}: opened again from fd {} of process {}, which is no unlinked queue, "
+                   "deleted file or memfd of its inode, or open flags 0{:o}, offset {}",
+                   f.rec.fd, r.owner_fd, giver.pid, f.rec.open_flags, f.rec.pos));
+    return {};
+}
+
 // The giver's side of one kShared fd of process `i`.
 Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
                    const image::ShareFdRecord& r) {
@@ -36,12 +70,17 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
             "{}: given by process {}, which is not an earlier process of the tree", at, r.owner));
     const auto& giver = tree.members[r.owner];
     const FdEntry* g = giver.img ? fd_of(*giver.img, r.owner_fd) : nullptr;
-    if (!g || g->rec.same_as >= 0 || g->rec.kind == uint32_t(image::FdKind::kShared))
+    // A description opened again for the giver (mqtree) is its own: it may give it on.
+    bool own = g && g->rec.same_as < 0 &&
+               (g->rec.kind != uint32_t(image::FdKind::kShared) ||
+                (r.end == image::kShareSame && share_end_of(*g) == image::kShareReopen));
+    if (!own)
         return check::bad_image(
             strfmt("{}: given by fd {} of process {}, which has no description of its "
                    "own there (none, a dup, or one given to it in turn)",
                    at, r.owner_fd, giver.pid));
     if (r.end == image::kShareSame) return {};
+    if (r.end == image::kShareReopen) return check_reopen(tree, r, *g, f);
     if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))
         return state::check_unix_given(*giver.img, *g, f);  // a client of a server
     if (r.end == image::kSharePeer) {  // check_unix_sockets: the giver holds the pair's records
@@ -211,8 +250,12 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
         const FdEntry* g = fd_of(*giver.img, r.owner_fd);  // check_giver: there
         if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))
             if (auto s = plan_connect(tree, i, *f, r.owner, fds); !s) return s;
-        auto ch =
-            share_channel(tree, i, fds, r.owner, {-1, r.owner_fd, r.end, f->rec.ino}, a.target);
+        ShareSend send{-1, r.owner_fd, r.end, f->rec.ino};
+        if (r.end == image::kShareReopen) {  // check_reopen: flags and offset checked
+            send.flags = int(f->rec.open_flags);
+            send.pos = f->rec.pos;
+        }
+        auto ch = share_channel(tree, i, fds, r.owner, send, a.target);
         if (!ch) return std::unexpected(ch.error());
         a.share_from = *ch;
         a.share_end = r.end;
@@ -240,13 +283,39 @@ void child_share_recv(const FdAction& a, int status_fd) {
     if (int e = state::recv_one_fd(a.share_from, &fd); e || fd < 0)
         child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, e ? e : EPIPE, uint64_t(a.target));
     child_place_fd(fd, a, status_fd);
-    // A pipe end no one held yet takes its flags here; a shared description has its own.
-    if (a.share_end != image::kShareSame &&
+    // A pipe end no one held yet takes its flags here; a shared description has its
+    // own, and one opened again for this process was opened with them.
+    if (a.share_end != image::kShareSame && a.share_end != image::kShareReopen &&
         fcntl(a.target, F_SETFL, a.open_flags & (O_NONBLOCK | O_DIRECT)) < 0)
         child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, errno, uint64_t(a.target));
 }
 
 namespace {
+
+// mqtree: the object at s.owner_fd opened again through /proc/self/fd with the
+// taker's flags (the kernel checks them against this process's ids, as for
+// the taker's own open), checked to be that inode, at the taker's offset.
+// Returns the new fd, or -errno.
+int reopen_for(const ShareSend& s) {
+    char path[32] = "/proc/self/fd/";
+    auto [end, ec] = std::to_chars(path + 14, path + sizeof path - 1, s.owner_fd);
+    *end = '\0';
+    struct stat want {
+    }, got{};
+    if (::fstat(s.owner_fd, &want) != 0) return -errno;
+    int fd = ::open(path, s.flags | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int e = 0;
+    if (::fstat(fd, &got) != 0)
+        e = errno;
+    else if (got.st_ino != want.st_ino || got.st_dev != want.st_dev)
+        e = ESTALE;
+    else if (s.pos && ::lseek(fd, off_t(s.pos), SEEK_SET) != off_t(s.pos))
+        e = errno ? errno : EIO;
+    if (!e) return fd;
+    ::close(fd);
+    return -e;
+}
 
 // sock: the pair a later process holds, made here with this process's ids.
 int send_pair(const ShareSend& s) {
@@ -266,6 +335,15 @@ void child_share_send(const FdPlan& plan, int status_fd) {
         if (s.end == kSharePairMade) {
             if (int e = send_pair(s))
                 child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, e, uint64_t(s.owner_fd));
+            ::close(s.channel);
+            continue;
+        }
+        if (s.end == image::kShareReopen) {
+            int fd = reopen_for(s);
+            if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_SHARE_REOPEN, -fd, uint64_t(s.owner_fd));
+            if (int e = state::send_one_fd(s.channel, fd))
+                child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, e, uint64_t(s.owner_fd));
+            ::close(fd);
             ::close(s.channel);
             continue;
         }

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 11;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 12;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -381,6 +381,12 @@ inline constexpr uint32_t kShareSame = 0;
 inline constexpr uint32_t kShareReadEnd = 1;
 inline constexpr uint32_t kShareWriteEnd = 2;
 inline constexpr uint32_t kSharePeer = 3;  // the other end of the socketpair (kind 13) at owner_fd
+// mqtree, version 12: a description of its own of the object at owner_fd (an
+// unlinked queue, kind 38; a deleted file, kind 2; a memfd, kind 36) that the
+// owner opens again through /proc/self/fd/owner_fd with this fd record's
+// open_flags and seeks to its pos (two members that each opened one object
+// that has no name). A taker's description made so may be given on (kShareSame).
+inline constexpr uint32_t kShareReopen = 4;
 struct ShareFdRecord {
     int32_t fd;
     uint32_t owner;  // process index in the image

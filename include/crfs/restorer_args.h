@@ -240,6 +240,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_THREAD_TIMER = 260, /* making POSIX timer signalling a thread (arg: its id) */
     /* mq2 (270-274): another description of an unlinked queue (state/mqueue_second.cc) */
     CRFS_RA_STEP_MQ_SECOND = 270, /* reopening it through /proc/self/fd of the first (arg: fd) */
+    /* mqtree (285-288): a description made for another process of the tree */
+    CRFS_RA_STEP_SHARE_REOPEN = 285, /* reopening it through /proc/self/fd (arg: the giver's fd) */
 };
 
 struct crfs_restorer_args {

@@ -32,7 +32,8 @@ import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import read, wait_for  # noqa: E402
 import threads_mount_test  # noqa: E402
 import trees_mount_test  # noqa: E402
-from trees_mount_test import gone, stat, tree_of  # noqa: E402
+from trees_mount_test import gone, reap, stat, tree_of  # noqa: E402
+from tree_share_mount_test import kcmp_file  # noqa: E402
 
 KEYS = 500  # redis keys set before the checkpoint
 
@@ -211,12 +212,12 @@ class UnixTree(trees_mount_test.TreeBase):
 USER, GROUP = "s6uxu1", "s6uxg1"
 
 
-def python_tree(test, name, source, *args):
+def python_tree(test, name, source, *args, user_prefix=()):
     """Runs `source` as /usr/bin/python3 NAME ARGS (two processes) in test's
     directory until it writes `half` and both processes wait: (proc, pids)."""
     with open(test.path(name), "w") as f:
         f.write(source)
-    proc = test.start(None, 2, argv=["/usr/bin/python3", name, *args])
+    proc = test.start(None, 2, argv=["/usr/bin/python3", name, *args], user_prefix=user_prefix)
     wait_for(lambda: os.path.exists(test.path("half")), "the tree's pause")
     pids = tree_of(proc.pid)
     wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
@@ -234,9 +235,23 @@ class InGroup(threads_mount_test.UserInGroup):
         os.chmod(self.dir, self.mode)
         self.pids, self.procs = [], []
 
-    def refused_as_user(self, as_user, run, img, pids, edits, expect):
+    def user_round(self, as_user, run, name, source):
+        """Runs `source` as /usr/bin/python3 NAME (two processes) as the user until
+        it writes `half` and both wait, checkpoints it as the user and kills it:
+        (pids, image, UnixTree.image_facts of the image)."""
+        proc, pids = python_tree(self, name, source, user_prefix=as_user)
+        img = self.path("tree.img")
+        r = run(f"cp {self.m}/{pids[0]}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/reason"))
+        self.kill_all(proc, pids)
+        return pids, img, UnixTree.image_facts(self, img)
+
+    def refused_as_user(self, as_user, run, img, pids, edits, expect, made=False):
         """The user edits `img` (crfs-imgedit EDITS) and restores it into
-        pids[0]: refused with `expect` in the status, none of `pids` made."""
+        pids[0]: refused with `expect` in the status, none of `pids` made (or,
+        `made`: refused in stage 1 of a member, the tree killed: the root is
+        reaped by the restore; the others, killed, are zombies of this test,
+        the tree's init: reaped here)."""
         edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
         bad, top = self.path("bad.img"), pids[0]
         r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True, text=True,
@@ -246,6 +261,8 @@ class InGroup(threads_mount_test.UserInGroup):
         self.assertNotEqual(r.returncode, 0, edits)
         self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
         for p in pids:
+            if made:
+                wait_for(lambda: (reap(), not os.path.exists(f"/proc/{p}"))[1], f"pid {p} gone")
             self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
         self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
 
@@ -363,6 +380,12 @@ if q < 0:
 signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
 kid = os.fork()
 if kid == 0:
+    if sys.argv[2:] == ["separately"]:  # a description of its own, for reading only
+        mine = libc.mq_open(name, os.O_RDONLY)
+        if mine < 0 or libc.mq_close(q) != 0:
+            raise SystemExit("mq_open in the child: " + os.strerror(ctypes.get_errno()))
+        q = mine
+        open("opened", "w").close()
     buf = ctypes.create_string_buffer(32)
     prio = ctypes.c_uint()
     last, got, total, bad = {{}}, 0, 0, []
@@ -385,7 +408,10 @@ if kid == 0:
     with open("out", "w") as f:
         f.write("FAIL " + "; ".join(bad) + "\\n" if bad else f"PASS {{got}} {{total}}\\n")
     os._exit(0)
-if sys.argv[2:] == ["unlinked"]:  # the one description both hold is all that names it
+if sys.argv[2:] == ["separately"]:  # the consumer's own description (mqtree), then unlinked
+    while not os.path.exists("opened"):
+        signal.sigtimedwait({{signal.SIGUSR2}}, 0.01)
+if sys.argv[2:] in (["unlinked"], ["separately"]):  # its descriptions are all that name it
     if libc.mq_unlink(name) != 0:
         raise SystemExit("mq_unlink: " + os.strerror(ctypes.get_errno()))
 for i in range(N):
@@ -454,14 +480,13 @@ class MqueueTree(trees_mount_test.TreeBase):
         self.assertEqual(tree_of(pids[0]), pids)
         self.finish(pids)
 
-    def test_unlinked_mqueue_workers_come_back_sharing_one_queue(self):
-        """The producer unlinks the queue right after the fork: the one
-        description both hold (inherited) is all that names it. Made once at
-        restore (one record, its 4 messages once) and handed to the consumer:
-        two queues would leave the consumer waiting for messages sent to the
-        other."""
+    def unlinked_round(self, mode):
+        """The tree in `mode` with its queue unlinked: checkpointed (one queue
+        record, its 4 messages), killed, restored into its pids (the name still
+        free): (pids, its fds on the queue before, after: fds_on)."""
         import ctypes
-        proc, pids = self.mq_tree("unlinked")
+        proc, pids = self.mq_tree(mode)
+        before = fds_on(pids, self.name + " (deleted)")
         self.assertEqual(read(f"{self.m}/{pids[0]}/reason"), "")
         img = self.checkpoint(pids[0])
         self.assertEqual(self.mqueue_records(img), [(self.name.encode(), 4)])
@@ -470,7 +495,228 @@ class MqueueTree(trees_mount_test.TreeBase):
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
         self.assertEqual(tree_of(pids[0]), pids)
         self.assertLess(ctypes.CDLL(None).mq_unlink(self.name.encode()), 0, "unlinked again")
+        return pids, before, fds_on(pids, self.name + " (deleted)")
+
+    def test_unlinked_mqueue_workers_come_back_sharing_one_queue(self):
+        """The producer unlinks the queue right after the fork: the one
+        description both hold (inherited) is all that names it. Made once at
+        restore (one record, its 4 messages once) and handed to the consumer:
+        two queues would leave the consumer waiting for messages sent to the
+        other."""
+        pids, _, _ = self.unlinked_round("unlinked")
         self.finish(pids)
+
+    def test_queue_opened_by_each_before_the_unlink_comes_back_as_two_descriptions(self):
+        """mqtree: the consumer opened the queue itself (O_RDONLY) before the
+        producer unlinked it: two descriptions of one queue that no name
+        reaches. The producer's record makes it (its 4 messages once); the
+        producer opens it again through /proc/self/fd with the consumer's flags
+        and hands that over: still two descriptions (kcmp), one queue (the
+        consumer gets all 40), the consumer's read-only."""
+        pids, before, after = self.unlinked_round("separately")
+        self.assertEqual([(p, f & 3) for p, _, f, _ in before], [(pids[0], 2), (pids[1], 0)])
+        # O_LARGEFILE aside: open(2) through /proc/self/fd sets it (a queue ignores
+        # it; docs/trees.md "Objects with no name opened by two members").
+        self.assertEqual([(p, fd, f & ~0o100000) for p, fd, f, _ in after],
+                         [(p, fd, f & ~0o100000) for p, fd, f, _ in before])
+        self.assertEqual(read(f"{self.m}/{pids[0]}/reason"), "", "it checkpoints again")
+        (pa, fa, _, _), (pb, fb, _, _) = after
+        self.assertEqual(os.stat(f"/proc/{pa}/fd/{fa}").st_ino, os.stat(f"/proc/{pb}/fd/{fb}").st_ino)
+        self.assertIn(kcmp_file(pa, fa, pb, fb), (1, 2), "two open file descriptions")
+        self.finish(pids)
+
+# mqtree: a deleted log that two processes opened separately before the
+# unlink: the parent appends numbered lines (O_WRONLY | O_APPEND), the child
+# reads them through its own read-only description. The child reads the first
+# DL_READ lines, writes `half` and waits for SIGUSR1 (the parent waits too,
+# with DL_N // 2 lines written); then the parent appends the rest and "-1",
+# and the child reads on from its offset: every line once, in order, the
+# count and sum exact, its offset what it was.
+DL_N, DL_READ = 40, 7
+DELETED_TREE = f"""
+import os, signal
+N, K = {DL_N}, {DL_READ}
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+log = os.open("log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+kid = os.fork()
+if kid == 0:
+    os.close(log)
+    r = os.open("log", os.O_RDONLY)  # a description of its own
+    open("opened", "w").close()
+    while not os.path.exists("appended"):
+        signal.sigtimedwait({{signal.SIGUSR2}}, 0.01)
+    want = sum(len(f"{{i}}\\n") for i in range(K))
+    first = os.read(r, want).decode().split()
+    at = os.lseek(r, 0, os.SEEK_CUR)
+    open("half", "w").close()
+    signal.sigwait({{signal.SIGUSR1}})
+    bad = [] if at == os.lseek(r, 0, os.SEEK_CUR) else ["offset moved"]
+    if os.get_blocking(r) is not True or os.fstat(r).st_nlink != 0:
+        bad.append("flags or link count")
+    rest = b""
+    while not rest.endswith(b"-1\\n"):
+        b = os.read(r, 4096)
+        rest += b
+        if not b:
+            signal.sigtimedwait({{signal.SIGUSR2}}, 0.01)
+    nums = [int(x) for x in first + rest.decode().split()[:-1]]
+    if nums != list(range(N)):
+        bad.append(f"lines {{nums[:3]}}... ({{len(nums)}})")
+    with open("kid-out", "w") as f:
+        f.write("FAIL " + "; ".join(bad) + "\\n" if bad else f"PASS {{len(nums)}} {{sum(nums)}} {{at}}\\n")
+    os._exit(0)
+while not os.path.exists("opened"):
+    signal.sigtimedwait({{signal.SIGUSR2}}, 0.01)
+os.unlink("log")
+for i in range(N // 2):
+    os.write(log, f"{{i}}\\n".encode())
+open("appended", "w").close()
+signal.sigwait({{signal.SIGUSR1}})
+end = os.lseek(log, 0, os.SEEK_CUR)
+for i in range(N // 2, N):
+    os.write(log, f"{{i}}\\n".encode())
+os.write(log, b"-1\\n")
+os.waitpid(kid, 0)
+with open("kid-out") as f:
+    theirs = f.read()
+ok = end == os.fstat(log).st_size - sum(len(f"{{i}}\\n") for i in range(N // 2, N)) - 3
+with open("out", "w") as f:
+    f.write(theirs if ok else "FAIL parent offset " + str(end) + "\\n")
+"""
+
+
+def fds_on(pids, link):
+    """[(pid, fd, flags, pos)] of every fd of pids whose link is `link`, or
+    (`link` None) ends with " (deleted)": a restored deleted file is a copy
+    with a name of its own (state/file_deleted.cc)."""
+    out = []
+    for p in pids:
+        for fd in sorted(int(n) for n in os.listdir(f"/proc/{p}/fd")):
+            try:
+                at = os.readlink(f"/proc/{p}/fd/{fd}")
+                if at != link and (link or not at.endswith(" (deleted)")):
+                    continue
+            except OSError:
+                continue
+            with open(f"/proc/{p}/fdinfo/{fd}") as f:
+                info = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+            out.append((p, fd, int(info["flags"], 8) & ~0o2000000, int(info["pos"])))  # no O_CLOEXEC
+    return out
+
+
+class DeletedTree(trees_mount_test.TreeBase):
+    """mqtree: a deleted log two python processes opened separately (an
+    appender and a reader, each its own offset), checkpointed mid-read,
+    killed and restored into its pids: the parent's record makes the file,
+    the parent opens it again through /proc/self/fd with the reader's flags
+    and offset and hands that over."""
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def deleted_tree(self):
+        return python_tree(self, "dl.py", DELETED_TREE)
+
+    def finish(self, pids):
+        for p in pids:
+            os.kill(p, 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        at = sum(len(f"{i}\n") for i in range(DL_READ))
+        self.assertEqual(self.out(), f"PASS {DL_N} {DL_N * (DL_N - 1) // 2} {at}\n")
+
+    def test_unrestored_deleted_tree_passes(self):
+        proc, pids = self.deleted_tree()
+        self.finish(pids)
+
+    def test_deleted_log_opened_by_each_comes_back_as_two_descriptions(self):
+        proc, pids = self.deleted_tree()
+        before = fds_on(pids, None)
+        self.assertEqual([os.readlink(f"/proc/{p}/fd/{fd}") for p, fd, _, _ in before],
+                         [self.path("log") + " (deleted)"] * 2)
+        self.assertEqual([(p, f & 0o3) for p, _, f, _ in before], [(pids[0], 1), (pids[1], 0)])
+        self.round_trip(proc, pids)
+        after = fds_on(pids, None)
+        self.assertEqual(after, before)  # flags (O_APPEND, access) and offsets
+        (pa, fa, _, _), (pb, fb, _, _) = after
+        self.assertEqual(os.stat(f"/proc/{pa}/fd/{fa}").st_ino, os.stat(f"/proc/{pb}/fd/{fb}").st_ino)
+        self.assertIn(kcmp_file(pa, fa, pb, fb), (1, 2), "two open file descriptions")
+        self.finish(pids)
+
+
+# mqtree: a read-only deleted file (mode 0444) that a normal user's parent and
+# child each opened read-only before the unlink; the child's offset is 5.
+RO_TREE = """
+import os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+w = os.open("ro", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+os.write(w, b"read only\\n")
+os.close(w)
+r = os.open("ro", os.O_RDONLY)
+kid = os.fork()
+if kid == 0:
+    os.close(r)
+    mine = os.open("ro", os.O_RDONLY)
+    os.lseek(mine, 5, os.SEEK_SET)
+    open("opened", "w").close()
+    signal.sigwait({signal.SIGUSR1})
+    ok = os.lseek(mine, 0, os.SEEK_CUR) == 5 and os.read(mine, 9) == b"only\\n"
+    with open("out", "w") as f:
+        f.write("PASS\\n" if ok and os.fstat(mine).st_nlink == 0 else "FAIL\\n")
+    os._exit(0)
+while not os.path.exists("opened"):
+    signal.sigtimedwait({signal.SIGUSR2}, 0.01)
+os.unlink("ro")
+open("half", "w").close()
+signal.sigwait({signal.SIGUSR1})
+os.waitpid(kid, 0)
+"""
+REOPEN_USER, REOPEN_GROUP = "s12mqu1", "s12mqg1"
+
+
+class ReopenUser(InGroup, DeletedTree):
+    """mqtree: a normal user in the restore_pid_group group restores its own
+    tree of two descriptions of a deleted read-only file as itself, and its
+    edits of the child's description are refused with nothing made: write
+    access the file's mode does not give (the kernel refuses the reopen),
+    another fd of the parent (no object without a name), a giver that is not
+    earlier, another inode, flags or an offset out of range."""
+
+    user, group, prefix, mode = REOPEN_USER, REOPEN_GROUP, "crfs-s12mq-", 0o755
+
+    def test_group_member_restores_its_reopened_file_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        pids, img, procs = self.user_round(as_user, run, "ro.py", RO_TREE)
+        # the child's own description of "ro" (fds 0-2: the parent's, given as they are)
+        (fd, (n, kind, ino, share)), = [(k, v) for k, v in procs[1]["fds"].items()
+                                        if v[1] == 52 and k > 2]
+        self.assertIsNotNone(share)
+        for flags in (1, 2):  # write access: the kernel refuses the parent's reopen
+            self.refused_as_user(as_user, run, img, pids, [f"fd#{n}.open_flags={flags}"],
+                                 "again (/proc/self/fd) for another process of the tree that "
+                                 "opened it itself: Permission denied", made=True)
+        for edits, expect in [
+            ([f"share-fd#{share}.owner_fd=0"], "which is no unlinked queue, deleted file or memfd"),
+            ([f"share-fd#{share}.owner=1"], "which is not an earlier process of the tree"),
+            ([f"fd#{n}.ino={ino + 1}"], "which is no unlinked queue, deleted file or memfd"),
+            ([f"fd#{n}.open_flags={0o10000000}"], "which is no unlinked queue, deleted file"),
+            ([f"fd#{n}.pos=-1"], "which is no unlinked queue, deleted file or memfd"),
+            ([f"share-fd#{share}.end=5"], "share end 5"),
+        ]:
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
+        top = pids[0]
+        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(tree_of(top), pids)
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
+        self.assertIn(kcmp_file(pids[0], 3, pids[1], fd), (1, 2), "two open file descriptions")
+        for p in pids:
+            os.kill(p, 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        self.assertEqual(self.out(), "PASS\n")
+
+    test_unrestored_deleted_tree_passes = None
+    test_deleted_log_opened_by_each_comes_back_as_two_descriptions = None
 
 
 DG_N = 16  # datagrams each way on each socket, half queued across the checkpoint (max_dgram_qlen: 10)

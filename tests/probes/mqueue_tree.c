@@ -2,14 +2,16 @@
  * state/mqueue.cc, docs/trees.md "POSIX message queues between members"):
  * one description that a child inherited from mq_open before its fork, the
  * queue named or unlinked, is made once and held by both again; an unlinked
- * queue opened separately by two members, or held by a process outside the
- * tree, is a reason. The child verifies on SIGUSR1 (tree_kids.h). */
+ * queue opened separately by two members comes back as two descriptions of
+ * one queue (mqtree); one held by a process outside the tree is a reason.
+ * The child verifies on SIGUSR1 (tree_kids.h). */
 #include "outsider.h"
 #include "probe.h"
 #include "tree_kids.h"
 
 #include <linux/kcmp.h>
 #include <mqueue.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 static mqd_t g_q = (mqd_t)-1;
@@ -79,17 +81,35 @@ static void inherited_check(void) {
     if (!g_unlinked) mq_unlink(g_name);
 }
 
-/* An unlinked queue the child opened itself before the unlink: two
- * descriptions in two members (a reason). */
+/* An unlinked queue the child opened itself (read-only) before the unlink:
+ * two descriptions in two members (mqtree: the parent opens it again through
+ * /proc/self/fd with the child's flags and hands that over). */
 static void reopen_body(void) {
     mq_close(g_q);
-    g_q = mq_open(g_name, O_RDWR);
+    g_q = mq_open(g_name, O_RDONLY | O_NONBLOCK); /* the lowest free fd: the parent's number */
     if (g_q == (mqd_t)-1) _exit(3);
 }
+static int two_verify(void) {
+    if ((fcntl(g_q, F_GETFL) & (O_ACCMODE | O_NONBLOCK)) != (O_RDONLY | O_NONBLOCK)) return 9;
+    return child_verify();
+}
 static void two_setup(void) {
+    g_unlinked = 1;
     make_queue();
-    g_kids[0] = spawn(reopen_body, NULL);
+    g_kids[0] = spawn(reopen_body, two_verify);
     if (mq_unlink(g_name) != 0) die("mq_unlink");
+}
+/* Two descriptions (kcmp), one queue: what the parent sends, the child receives. */
+static void two_check(void) {
+    char path[64];
+    struct stat mine, theirs;
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)g_kids[0], (int)g_q);
+    if (fstat(g_q, &mine) != 0 || stat(path, &theirs) != 0 || mine.st_ino != theirs.st_ino)
+        fail("the child's fd %d is not the parent's queue", (int)g_q);
+    long same = syscall(SYS_kcmp, getpid(), g_kids[0], KCMP_FILE, g_q, g_q);
+    if (same <= 0) fail("kcmp of the queue's fds: %ld (one description, or unknown)", same);
+    if (mq_send(g_q, "last", 4, 20) != 0) fail("mq_send: %s", strerror(errno));
+    kids_check();
 }
 
 /* An unlinked queue a process outside the tree holds too (a reason). */
@@ -106,7 +126,7 @@ static void outside_check(void) {
 static const struct variant kVariants[] = {
     {"inherited", inherited_setup, inherited_check, NULL},
     {"inherited_unlinked", inherited_unlinked_setup, inherited_check, NULL},
-    {"unlinked_two_members", two_setup, kids_check, NULL},
+    {"unlinked_two_members", two_setup, two_check, NULL},
     {"unlinked_outside", outside_setup, outside_check, NULL},
 };
 

@@ -219,6 +219,9 @@ PROBES = [
     ("tree_share", "keepalive_given", None),
     ("tree_share", "keepalive_own", None),
     ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
+    ("tree_share", "deleted_two_members", None),  # mqtree: reopened (share-fd end 4)
+    ("tree_share", "memfd_two_members", None),
+    ("tree_share", "deleted_given_on", None),  # the reopened description given on (kind 52 giver)
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
     ("tree_life", "orphan_group", None),
@@ -284,7 +287,7 @@ PROBES = [
     # mq: queues shared between members of a tree (tests/probes/mqueue_tree.c)
     ("mqueue_tree", "inherited", None),
     ("mqueue_tree", "inherited_unlinked", None),
-    ("mqueue_tree", "unlinked_two_members", "one object, opened separately by two processes"),
+    ("mqueue_tree", "unlinked_two_members", None),  # mqtree: share-fd end 4 (reopened)
     ("mqueue_tree", "unlinked_outside", "(unlinked) also held by pid "),
     # unix: datagrams between a tree's processes (tests/probes/unix_dgram.c, state/unix_tree.h)
     ("unix_dgram", "pair_between", None),

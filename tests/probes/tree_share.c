@@ -7,7 +7,9 @@
 #include "tree_kids.h"
 
 #include <linux/kcmp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -169,6 +171,81 @@ static void outside_check(void) {
     kids_check();
 }
 
+/* mqtree: one object with no name, a description of it opened by the parent
+ * (fd 3, read-write, offset 10) and another by the child itself (fd 3,
+ * read-only, offset 4): a deleted file both opened before the unlink, or a
+ * memfd the child opened again through /proc/PID/fd. Restored, the parent
+ * opens it again through /proc/self/fd with the child's flags and offset:
+ * two descriptions (kcmp), one inode (the parent's write after the restore
+ * is read by the child). */
+static const char kTen[] = "0123456789";
+static void own_desc_body(int again) {
+    if (again < 0 || dup2(again, 3) != 3 || close(again) != 0 || lseek(3, 4, SEEK_SET) != 4)
+        _exit(3);
+}
+static void deleted_body(void) {
+    own_desc_body(open(at("scratch"), O_RDONLY));
+}
+static void memfd_body(void) {
+    own_desc_body(open("/proc/self/fd/3", O_RDONLY));
+}
+static int own_desc_verify(void) {
+    char buf[3] = "";
+    if ((fcntl(3, F_GETFL) & O_ACCMODE) != O_RDONLY || lseek(3, 0, SEEK_CUR) != 4) return 1;
+    if (pread(3, buf, 2, 10) != 2 || memcmp(buf, "XY", 2) != 0) return 2; /* the parent's */
+    return read(3, buf, 2) == 2 && memcmp(buf, "45", 2) == 0 ? 0 : 3;
+}
+static void own_desc_setup(int fd, void (*body)(void), int (*verify)(void)) {
+    if (fd != 3 || write(3, kTen, 10) != 10) die("the object at fd 3");
+    g_kids[0] = spawn(body, verify);
+}
+static void deleted_two_setup(void) {
+    own_desc_setup(open(at("scratch"), O_RDWR | O_CREAT | O_TRUNC, 0600), deleted_body,
+                   own_desc_verify);
+    if (unlink(at("scratch")) != 0) die("unlink");
+}
+static void memfd_two_setup(void) {
+    own_desc_setup(memfd_create("two", 0), memfd_body, own_desc_verify);
+}
+/* The child's own description held by its child too (inherited): the child
+ * gives on the description made for it (kShareSame of a reopened fd). */
+static pid_t g_grandkid;
+static void given_on_body(void) {
+    deleted_body();
+    g_grandkid = fork();
+    if (g_grandkid == 0) {
+        syscall(SYS_close_range, 4, ~0U, 0); /* spawn's pipe: its parent is done */
+        for (;;) pause();
+    }
+    if (g_grandkid < 0) _exit(4);
+}
+static int given_on_verify(void) {
+    int r = own_desc_verify();
+    long same = syscall(SYS_kcmp, getpid(), g_grandkid, KCMP_FILE, 3, 3);
+    kill(g_grandkid, SIGKILL);
+    waitpid(g_grandkid, NULL, 0);
+    return r ? r : same == 0 ? 0 : 5;
+}
+static void given_on_setup(void) {
+    own_desc_setup(open(at("scratch"), O_RDWR | O_CREAT | O_TRUNC, 0600), given_on_body,
+                   given_on_verify);
+    if (unlink(at("scratch")) != 0) die("unlink");
+}
+static void own_desc_check(void) {
+    char path[64];
+    struct stat mine, theirs;
+    snprintf(path, sizeof path, "/proc/%d/fd/3", (int)g_kids[0]);
+    if (fstat(3, &mine) != 0 || stat(path, &theirs) != 0 || mine.st_ino != theirs.st_ino)
+        fail("the child's fd 3 is not the parent's object");
+    long same = syscall(SYS_kcmp, getpid(), g_kids[0], KCMP_FILE, 3, 3);
+    if (same <= 0) fail("kcmp of the fds: %ld (one description, or unknown)", same);
+    if ((fcntl(3, F_GETFL) & O_ACCMODE) != O_RDWR || lseek(3, 0, SEEK_CUR) != 10)
+        fail("the parent's description: flags 0%o, offset %ld", fcntl(3, F_GETFL),
+             (long)lseek(3, 0, SEEK_CUR));
+    if (write(3, "XY", 2) != 2) fail("write: %s", strerror(errno));
+    kids_check();
+}
+
 static const struct variant kVariants[] = {
     {"shared_desc", shared_desc_setup, shared_desc_check, NULL},
     {"cross_pipe", pipe_setup, kids_check, NULL},
@@ -177,6 +254,9 @@ static const struct variant kVariants[] = {
     {"keepalive_given", keepalive_setup, keepalive_check, NULL},
     {"keepalive_own", keepalive_own_setup, keepalive_own_check, NULL},
     {"outside_pipe", outside_setup, outside_check, NULL},
+    {"deleted_two_members", deleted_two_setup, own_desc_check, NULL},
+    {"memfd_two_members", memfd_two_setup, own_desc_check, NULL},
+    {"deleted_given_on", given_on_setup, own_desc_check, NULL},
 };
 
 PROBE_MAIN(kVariants)

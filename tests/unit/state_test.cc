@@ -156,16 +156,28 @@ TEST(Registry, EachKindNamesItsState) {
         {"child",
          [] {
              // trees: inherited descriptions are restored shared (state/tree_share.h);
-             // one memfd opened twice, once by each process, is not.
-             int fd = memfd_create("share", 0);
+             // one deleted directory opened by each process separately is not (a
+             // memfd so opened is: mqtree).
+             char dir[] = "/tmp/crfs-s12mq-XXXXXX";
+             if (!mkdtemp(dir)) return;
+             int fd = open(dir, O_RDONLY | O_DIRECTORY);
+             int done[2];
+             if (pipe(done) != 0) return;
              if (fork() == 0) {
                  prctl(PR_SET_PDEATHSIG, SIGKILL);
                  close(kReadyFd);
-                 int again = open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDWR);
+                 int again = open(dir, O_RDONLY | O_DIRECTORY);
                  close(fd);
+                 close(done[0]);
+                 close(done[1]);
                  for (;;) pause();
                  (void)again;
              }
+             close(done[1]);
+             char c;
+             (void)!read(done[0], &c, 1);  // end of file: the child opened it
+             close(done[0]);
+             rmdir(dir);
          },
          "opened separately by two processes of the tree"},
         {"memfd", [] { memfd_create("probe", MFD_HUGETLB); },
