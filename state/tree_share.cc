@@ -131,7 +131,7 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
         if (f.link.starts_with("socket:["))
             peer = unix_made_with(unix_sockets, uint64_t(f.st.st_ino));  // state/unix_tree.h
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f),
-                       is_fifo(f), reopenable, peer});
+                       is_fifo(f), reopenable, peer, f.link.starts_with("socket:[")});
     }
     return out;
 }

@@ -45,7 +45,9 @@ struct MemberFd {
     bool pipe = false;        // an anonymous pipe ("pipe:[N]")
     bool fifo = false;        // a FIFO with a path
     bool reopenable = false;  // a file, directory or device with a path: descriptions independent
-    uint64_t peer = 0;  // a unix socket: its peer's inode, a waiting client's listener's
+    uint64_t peer = 0;        // a unix socket: its peer's inode, a waiting client's listener's,
+                              // a datagram socket's group anchor (state/unix_tree.h)
+    bool socket = false;      // "socket:[N]"
 };
 
 // An fd given by an earlier member.
