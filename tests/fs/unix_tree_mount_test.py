@@ -236,6 +236,13 @@ class InGroup(threads_mount_test.UserInGroup):
         os.chmod(self.dir, self.mode)
         self.pids, self.procs = [], []
 
+    def checkpoint_as(self, run, top):
+        """The user (`run`) checkpoints the tree of `top` into tree.img."""
+        img = self.path("tree.img")
+        r = run(f"cp {self.m}/{top}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/reason"))
+        return img
+
     def refused_as_user(self, as_user, run, img, pids, edits, expect, made=False):
         """The user edits `img` (crfs-imgedit EDITS) and restores it into
         pids[0]: refused with `expect` in the status, none of `pids` made
@@ -578,6 +585,20 @@ class DgramBase(trees_mount_test.TreeBase):
         proc, pids = self.tree()
         self.assertEqual(self.finish(pids), restored)
 
+    def restored_as_user(self, run, pw, img, pids, sock):
+        """The user (`run`, passwd entry `pw`) restores `img` into the same
+        pids: every process has the user's ids, `sock` is bound again by the
+        user, and the tree ends with PASS."""
+        os.unlink(self.path(sock))  # the user binds it again
+        top = pids[0]
+        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(tree_of(top), pids)
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
+        self.assertEqual(os.lstat(self.path(sock)).st_uid, pw.pw_uid)
+        self.finish(pids)
+
 
 class DgramTree(DgramBase):
     """Datagrams between a parent and its child (docs/trees.md "Datagrams
@@ -629,21 +650,13 @@ class DgramUser(InGroup, DgramTree):
                          (52, 0, socket.SOCK_DGRAM, 0), bound)
         self.assertEqual(procs[1]["bound"], {})
         given = "no datagram socket of its group"
-        top = pids[0]
         for edits, expect in [
             ([f"fd#{c[0]}.ino={rcv}"], given),
             ([f"unix-bound#{bound[c[2]][0]}.peer=12345"], f"unix-bound {c[2]}: peer 12345"),
             (["unix-sender#0.sender=1"], "sender record for"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
-        os.unlink(self.path("c.sock"))  # the user binds it again
-        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
-        self.assertEqual(tree_of(top), pids)
-        for p in pids:
-            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
-        self.assertEqual(os.lstat(self.path("c.sock")).st_uid, pw.pw_uid)
-        self.finish(pids)
+        self.restored_as_user(run, pw, img, pids, "c.sock")
 
     test_dgram_tree_comes_back_with_its_queued_datagrams = None
 
@@ -790,9 +803,7 @@ class DgramUnconnectedUser(InGroup, DgramUnconnected):
     def test_group_member_restores_its_senders_and_its_edits_are_refused(self):
         pw, as_user, run = self.as_user(self.user, "--init-groups")
         proc, pids = self.tree(as_user)
-        img = self.path("tree.img")
-        r = run(f"cp {self.m}/{pids[0]}/image {img}")
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/reason"))
+        img = self.checkpoint_as(run, pids[0])
         self.kill_all(proc, pids)
         procs = UnixTree.image_facts(self, img)
         bound = procs[0]["bound"]
@@ -830,15 +841,7 @@ class DgramUnconnectedUser(InGroup, DgramUnconnected):
             os.unlink(os.path.join(other, "live.sock"))
             os.unlink(stale_path)
             os.rmdir(other)
-        os.unlink(self.path("a.sock"))  # the user binds it again
-        top = pids[0]
-        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
-        self.assertEqual(tree_of(top), pids)
-        for p in pids:
-            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
-        self.assertEqual(os.lstat(self.path("a.sock")).st_uid, pw.pw_uid)
-        self.finish(pids)
+        self.restored_as_user(run, pw, img, pids, "a.sock")
 
     test_unconnected_senders_come_back_with_their_queued_datagrams = None
 
