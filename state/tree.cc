@@ -27,6 +27,7 @@
 #include "state/tree_groups.h"
 #include "state/tree_share.h"
 #include "state/tree_share_task.h"
+#include "state/unix_tree.h"
 #include "state/zombie.h"
 
 namespace crfs::state {
@@ -70,6 +71,7 @@ Status shared_between_members(std::vector<TaskView*>& members, Reasons& out) {
         pids.push_back(m->pid());
         fds.push_back(f ? std::move(*f) : std::vector<MemberFd>{});
     }
+    if (!members.empty()) unix_dgram_anchors(pids, members.front()->self_tgid(), fds);
     std::vector<ShareRef> refs;
     classify_sharing(pids, fds, refs, out);
     return {};

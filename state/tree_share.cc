@@ -154,7 +154,7 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
         bool by_fd = S_ISREG(f.st.st_mode) && f.st.st_nlink == 0 &&
                      !(flags & ~reopen_flags(uint32_t(k))) && (flags & O_ACCMODE) != O_ACCMODE;
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f),
-                       is_fifo(f), reopenable, by_fd, peer});
+                       is_fifo(f), reopenable, by_fd, peer, f.link.starts_with("socket:[")});
     }
     return out;
 }

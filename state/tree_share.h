@@ -53,7 +53,9 @@ struct MemberFd {
     bool reopenable = false;  // a file, directory or device with a path: descriptions independent
     bool by_fd = false;       // no name (nlink 0: unlinked queue, deleted file, memfd): reopened
                               // through /proc/self/fd of another description
-    uint64_t peer = 0;        // a unix socket: its peer's inode, a waiting client's listener's
+    uint64_t peer = 0;        // a unix socket: its peer's inode, a waiting client's listener's,
+                              // a datagram socket's group anchor (state/unix_tree.h)
+    bool socket = false;      // "socket:[N]"
 };
 
 // An fd given by an earlier member.

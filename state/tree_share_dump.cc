@@ -9,6 +9,7 @@
 #include "common/strfmt.h"
 #include "state/tree_share.h"
 #include "state/unix_socket.h"
+#include "state/unix_tree.h"
 
 namespace crfs {
 
@@ -74,6 +75,7 @@ Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<
         if (!f) return std::unexpected(f.error().context(strfmt("pid {}", p)));
         seen.push_back(std::move(*f));
     }
+    state::unix_dgram_anchors(pids, getpid(), seen);
     std::vector<state::ShareRef> refs;
     state::Reasons why;
     state::classify_sharing(pids, seen, refs, why);

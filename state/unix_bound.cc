@@ -24,6 +24,12 @@
 #include "state/unix_tree.h"
 
 namespace crfs::state {
+
+std::string unix_bound_name(const std::string& raw) {
+    if (raw.empty() || raw[0] == '\0') return raw;
+    return raw.substr(0, strnlen(raw.data(), raw.size()));
+}
+
 namespace {
 
 using image::UnixRole;
@@ -39,12 +45,6 @@ Status bad(const std::string& what) {
     return check::bad("unix-bound " + what);
 }
 
-// sun_path as bind took it: an abstract name whole, a path up to its NUL.
-std::string canonical(const std::string& raw) {
-    if (raw.empty() || raw[0] == '\0') return raw;
-    return raw.substr(0, strnlen(raw.data(), raw.size()));
-}
-
 // Readable: "@name" for an abstract one, escaped (names are any bytes).
 std::string shown(const std::string& name) {
     std::string out = name.empty() || name[0] ? "" : "@";
@@ -54,7 +54,7 @@ std::string shown(const std::string& name) {
 }
 
 bool same_name(const UnixDiag& a, const UnixDiag& b) {
-    return !a.raw_name.empty() && canonical(a.raw_name) == canonical(b.raw_name) &&
+    return !a.raw_name.empty() && unix_bound_name(a.raw_name) == unix_bound_name(b.raw_name) &&
            a.vfs_ino == b.vfs_ino && a.vfs_dev == b.vfs_dev && a.type == b.type;
 }
 
@@ -201,23 +201,26 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
     } else if (!d.peer && d.state == kEstablished && d.raw_name.empty()) {
         // Only a connection makes an unnamed datagram socket ESTABLISHED: its peer died.
         return refuse(what + ": its peer is closed; a connection whose peer is gone");
-    } else if (d.peer) {  // a datagram socket connected to another: one maker makes both
-        if (size_t m = mem.maker(d.peer, table); m != me && m != UnixMembers::kNone)
-            return refuse(
-                strfmt("{} connected to socket:[{}] of pid {}, a later process of the "
-                       "tree than pid {}, which makes it; a datagram connection to a later "
-                       "process",
-                       what, d.peer, mem.pid(m), mem.pid(me)));
+    } else if (d.peer) {  // a datagram socket connected to another: its group's maker makes both
         if (!peer || mem.first(d.peer) == UnixMembers::kNone) return outside(d.peer, "peer");
         if (peer->raw_name.empty())
             return refuse(what + strfmt(" connected to the unnamed socket:[{}];", d.peer));
     }
-    std::string name = canonical(d.raw_name);
+    std::string name = unix_bound_name(d.raw_name);
     if (name.size() > image::kMaxUnixName) return refuse(what + " with a name above 108 bytes");
     r.name_len = uint32_t(name.size());
     std::memcpy(r.name, name.data(), name.size());
     if (!name.empty() && name[0])  // the maker binds it: a relative name from its cwd
-        if (auto s = check_path(mem.pid(me), d, name, r); !s) return std::unexpected(s.error());
+        if (auto s = check_path(mem.pid(me), d, name, r); !s) {
+            image::UnixBoundRecord mine{};
+            if (name[0] != '/' && mem.pid(me) != pid && check_path(pid, d, name, mine))
+                return refuse(strfmt(
+                    "{} bound to the relative name {} from the directory of pid {}, which is "
+                    "not that of pid {}, the maker of its datagram group (it binds the name "
+                    "at restore); such a socket",
+                    what, shown(name), pid, mem.pid(me)));
+            return std::unexpected(s.error());
+        }
 
     // A listening or unconnected stream socket has no queue to peek at.
     bool keepalive = false;
@@ -244,18 +247,18 @@ Result<Analysis> analyze(pid_t pid, int fd, const UnixDiag& d, UnixTable& table,
         for (uint64_t h : mem.held(m))
             if (const UnixDiag* s = table.find(h);
                 s && s->type == SOCK_DGRAM && !s->raw_name.empty())
-                named[canonical(s->raw_name)] = {h, mem.maker(h, table)};
+                named[unix_bound_name(s->raw_name)] = {h, mem.maker(h, table)};
     for (uint32_t i = 0; i < a.q.senders.size(); ++i) {
         const std::string& from = a.q.senders[i];
         uint64_t ino = 0;
         if (!from.empty()) {  // sent again by its sender: one the maker makes
             size_t by = UnixMembers::kNone;
             if (auto it = named.find(from); it != named.end()) std::tie(ino, by) = it->second;
-            if (ino && by != me)
+            if (ino && by != me)  // only when it was sent while the groups were read
                 return refuse(strfmt(
                     "{} queues a datagram from {} (socket:[{}]), which pid {} makes, not pid "
-                    "{}, the receiver's maker (an unconnected sender in another process of "
-                    "the tree); such a datagram",
+                    "{}, the receiver's maker (sent while crfs read its queue); such a "
+                    "datagram",
                     what, shown(from), ino, mem.pid(by), mem.pid(me)));
             if (!ino)
                 return refuse(
@@ -315,7 +318,7 @@ std::optional<std::string> unix_bound_reason(TaskView& t, const FdView& f, FdCon
             return strfmt(
                 "listening {} at {}: the client of a waiting connection, {}, is held by "
                 "{}; a waiting client outside the process{}",
-                what, shown(canonical(d->raw_name)), link, Holders::names(others), kNotYet);
+                what, shown(unix_bound_name(d->raw_name)), link, Holders::names(others), kNotYet);
     }
     auto a = analyze(t.pid(), f.fd, *d, ctx.unix_sockets, mem);
     if (!a) return a.error().code == EBUSY ? a.error().what : what + ": " + a.error().what;
@@ -443,14 +446,20 @@ Status check_unix_bound(const DecodedImage& img) {
             return bad(strfmt("fd {}: a second open file description of {}", f.rec.fd, f.rec.ino));
     }
     // A client no fd holds, of an accepted end or a listener an fd holds, is
-    // given to a later process of the tree (state/unix_tree.h).
+    // given to a later process of the tree, and so is a datagram socket of a
+    // group an fd holds a socket of (state/unix_tree.h).
+    auto groups = unix_dgram_groups(img);
+    std::set<uint64_t> held_groups;
+    for (const auto& [ino, n] : refs)
+        if (n && groups.contains(ino)) held_groups.insert(groups.at(ino));
     for (const auto& [ino, n] : refs) {
         const auto* r = find(ino);
         uint64_t by = r->role == uint32_t(UnixRole::kClient)    ? r->sock.peer
                       : r->role == uint32_t(UnixRole::kWaiting) ? r->listener
-                      : r->sock.type == SOCK_DGRAM              ? r->sock.peer  // kPlain
                                                                 : 0;
-        if (!n && !(refs.contains(by) && refs.at(by)))
+        bool dgram = r->role == uint32_t(UnixRole::kPlain) && r->sock.type == SOCK_DGRAM;
+        if (!n && !(refs.contains(by) && refs.at(by)) &&
+            !(dgram && held_groups.contains(groups.at(ino))))
             return bad(strfmt("{}: no fd holds it", ino));
     }
     return {};

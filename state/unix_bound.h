@@ -38,6 +38,10 @@ namespace crfs::state {
 
 struct FdContext;
 
+// sun_path as bind took it: an abstract name whole, a path up to its NUL
+// (as a datagram's sender address reads).
+std::string unix_bound_name(const std::string& raw);
+
 // A unix socket fd this kind claims: anything but an unnamed socketpair end.
 bool is_unix_bound(const FdView& f, FdContext& ctx);
 std::optional<std::string> unix_bound_reason(TaskView& t, const FdView& f, FdContext& ctx);

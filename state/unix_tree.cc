@@ -11,6 +11,7 @@
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
 #include "state/tree.h"
+#include "state/tree_share.h"
 #include "state/unix_bound.h"
 #include "state/unix_socket.h"
 
@@ -30,25 +31,99 @@ UnixMembers::UnixMembers(pid_t pid, std::span<const pid_t> image_pids, pid_t sel
             for (const FdView& f : **fds)
                 if (uint64_t ino = socket_ino(f); ino && table.find(ino)) {
                     held_[m].insert(ino);
-                    first_.emplace(ino, m);  // members in order: the first one stays
+                    first_.emplace(ino, std::pair{m, f.fd});  // members in order: the first stays
                 }
     }
 }
 
 size_t UnixMembers::first(uint64_t ino) const {
     auto it = first_.find(ino);
-    return it == first_.end() ? kNone : it->second;
+    return it == first_.end() ? kNone : it->second.first;
+}
+
+const UnixMembers::Group* UnixMembers::group(uint64_t ino, UnixTable& table) const {
+    auto root = [&](uint64_t x) {
+        while (root_[x] != x) x = root_[x] = root_[root_[x]];
+        return x;
+    };
+    if (!grouped_) {
+        grouped_ = true;
+        std::map<std::string, uint64_t> named;  // a datagram's sender address -> its socket
+        std::set<size_t> holders;
+        for (const auto& [s, at] : first_)
+            if (const UnixDiag* d = table.find(s); d && d->type == SOCK_DGRAM) {
+                root_[s] = s;
+                if (!d->raw_name.empty()) named[unix_bound_name(d->raw_name)] = s;
+                holders.insert(at.first);
+            }
+        auto join = [&](uint64_t a, uint64_t b) { root_[root(a)] = root(b); };
+        for (const auto& [s, at] : first_) {
+            const UnixDiag* d = table.find(s);
+            if (!root_.contains(s)) continue;
+            if (root_.contains(d->peer)) join(s, d->peer);
+            // Only a named socket receives from others than its peer; its queue
+            // says from whom (read only when a group may span two members).
+            if (holders.size() < 2 || d->raw_name.empty()) continue;
+            auto q = read_unix_socket(pids_[at.first], at.second, *d);
+            if (!q) continue;  // its own reason says why (unix_bound_reason)
+            for (const std::string& from : q->senders)
+                if (auto it = named.find(from); !from.empty() && it != named.end())
+                    join(s, it->second);
+        }
+        for (auto& [s, r] : root_) {  // ino order: the maker's first socket is the anchor
+            r = root(s);
+            Group& g = groups_[r];
+            if (size_t m = first(s); m < g.maker) g = {m, s};
+        }
+    }
+    auto it = root_.find(ino);
+    return it == root_.end() ? nullptr : &groups_.at(it->second);
 }
 
 size_t UnixMembers::maker(uint64_t ino, UnixTable& table) const {
     size_t f = first(ino);
     const UnixDiag* d = table.find(ino);
-    if (f == kNone || !d || d->type != SOCK_DGRAM || !d->peer) return f;
-    // classify_sharing: given by the peer's first holder when it holds the
-    // peer as its own (first() strictly decreases: no cycle)
-    size_t pf = first(d->peer);
-    if (pf == kNone || pf >= f || maker(d->peer, table) != pf) return f;
-    return pf;
+    if (f == kNone || !d || d->type != SOCK_DGRAM) return f;
+    const Group* g = group(ino, table);
+    return g ? g->maker : f;
+}
+
+uint64_t UnixMembers::made_with(uint64_t ino, UnixTable& table) const {
+    const UnixDiag* d = table.find(ino);
+    const Group* g = d && d->type == SOCK_DGRAM ? group(ino, table) : nullptr;
+    if (!g) return unix_made_with(table, ino);
+    return g->anchor == ino ? 0 : g->anchor;
+}
+
+void unix_dgram_anchors(std::span<const pid_t> pids, pid_t self_tgid,
+                        std::span<std::vector<MemberFd>> fds) {
+    if (pids.empty()) return;
+    UnixTable table;
+    UnixMembers mem(pids.front(), pids, self_tgid, table);
+    for (auto& member : fds)
+        for (MemberFd& f : member)
+            if (const UnixDiag* d = f.socket ? table.find(f.ino) : nullptr;
+                d && d->type == SOCK_DGRAM)
+                f.peer = mem.made_with(f.ino, table);
+}
+
+std::map<uint64_t, uint64_t> unix_dgram_groups(const DecodedImage& img) {
+    std::map<uint64_t, uint64_t> root;
+    for (const auto& u : img.unix_bound)
+        if (u.rec.sock.type == SOCK_DGRAM) root[u.rec.sock.ino] = u.rec.sock.ino;
+    auto find = [&](uint64_t x) {
+        while (root[x] != x) x = root[x] = root[root[x]];
+        return x;
+    };
+    auto join = [&](uint64_t a, uint64_t b) {  // the smaller root stays: no cycle
+        if (!root.contains(a) || !root.contains(b)) return;
+        a = find(a), b = find(b);
+        root[std::max(a, b)] = std::min(a, b);
+    };
+    for (const auto& u : img.unix_bound) join(u.rec.sock.ino, u.rec.sock.peer);
+    for (const auto& s : img.unix_senders) join(s.ino, s.sender);
+    for (auto& [s, r] : root) r = find(s);
+    return root;
 }
 
 uint64_t unix_made_with(UnixTable& table, uint64_t ino) {
@@ -66,6 +141,10 @@ Status check_unix_given(const DecodedImage& giver, const FdEntry& giver_fd, cons
         if (u.rec.sock.ino == taker.rec.ino) given = &u.rec;
         if (u.rec.sock.ino == giver_fd.rec.ino) at = &u.rec;
     }
+    auto same_group = [&](const DecodedImage& img) {
+        auto g = unix_dgram_groups(img);
+        return g.at(given->sock.ino) == g.at(at->sock.ino);  // both datagram sockets there
+    };
     bool held = false;
     for (const auto& o : giver.fds)
         held |= o.rec.kind == uint32_t(image::FdKind::kUnixBound) && o.rec.ino == taker.rec.ino;
@@ -75,22 +154,21 @@ Status check_unix_given(const DecodedImage& giver, const FdEntry& giver_fd, cons
           at->sock.peer == given->sock.ino) ||
          (given->role == uint32_t(UnixRole::kWaiting) && at->role == uint32_t(UnixRole::kListen) &&
           given->listener == at->sock.ino) ||
-         (unix_dgram_given(*given) && at->sock.type == SOCK_DGRAM &&
-          given->sock.peer == at->sock.ino));
+         (unix_dgram_given(*given) && at->sock.type == SOCK_DGRAM && same_group(giver)));
     uint32_t flags = taker.rec.open_flags;
     if (giver_fd.rec.kind != uint32_t(image::FdKind::kUnixBound) || !related || held ||
         (flags & ~uint32_t(O_ACCMODE | O_NONBLOCK)) || (flags & O_ACCMODE) != O_RDWR)
         return make_error(
             EINVAL, strfmt("bad image: fd {}: unix socket {} given by fd {}, which is no accepted "
                            "connection or listening socket that socket is the client of, no "
-                           "datagram socket it is connected to, or a "
-                           "socket an fd of the giver holds, or open flags 0{:o}",
+                           "datagram socket of its group (connected, or sending to or from "
+                           "it), or a socket an fd of the giver holds, or open flags 0{:o}",
                            taker.rec.fd, taker.rec.ino, giver_fd.rec.fd, flags));
     return {};
 }
 
 bool unix_dgram_given(const image::UnixBoundRecord& r) {
-    return r.role == uint32_t(image::UnixRole::kPlain) && r.sock.type == SOCK_DGRAM && r.sock.peer;
+    return r.role == uint32_t(image::UnixRole::kPlain) && r.sock.type == SOCK_DGRAM;
 }
 
 int unix_bound_given(const UnixBoundSet& set, uint64_t ino) {

@@ -13,13 +13,16 @@
 // process than its server, an accepted end whose maker is not its listener's
 // are reasons.
 //
-// Datagrams (docs/trees.md "Datagrams between members"): a datagram socket
-// connected to a named one of an earlier member is made by that member too
-// (its peer: classify_sharing gives it as kSharePeer), which binds it, sends
-// every queued datagram from its real sender (bound to its name) and
-// connects it; its records (unix-bound, unix-sender) move to the maker's. An
-// unconnected sender held by another member than its receiver's maker, and a
-// socket connected to one a later member makes, are reasons.
+// Datagrams (docs/trees.md "Datagrams between members"): the datagram sockets
+// of the tree fall into groups, joined by a connection (one connected to the
+// other) or by a datagram queued at one from the other's name (an unconnected
+// sender: nothing but the receiver's queue tells whom a socket sent to). The
+// first member holding a socket of a group makes every socket of it (binds
+// each, sends every queued datagram from its real sender, bound to its name,
+// connects), and hands each one a later member holds to it (kSharePeer with
+// the group's anchor: classify_sharing), whose records (unix-bound,
+// unix-sender) move to the maker's. A relative name whose holder's directory
+// is not its maker's is a reason.
 //
 //   detect   UnixMembers tells, for the socket kinds, which member holds which
 //            unix socket first (/proc/<pid>/fd of each member, the caller's rights);
@@ -52,11 +55,14 @@
 #include <map>
 #include <set>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "common/image_reader.h"
 #include "common/result.h"
 #include "state/kind.h"
+#include "state/tree_share.h"
 #include "state/unix_bound.h"
 
 namespace crfs::state {
@@ -90,16 +96,40 @@ class UnixMembers {
     // The first member holding socket `ino` (its maker), or kNone: outside.
     size_t first(uint64_t ino) const;
     // The member that makes socket `ino` at restore: its first holder, but
-    // for a datagram socket connected to a socket an earlier member makes
-    // itself, that member (which hands it over, like a client; kNone: outside).
+    // for a datagram socket the first member holding a socket of its group
+    // (above), which hands it over like a client (kNone: outside).
     size_t maker(uint64_t ino, UnixTable& table) const;
+    // The socket classify_sharing gives `ino` with (MemberFd::peer): for a
+    // datagram socket its group's anchor, the one its maker holds first (0:
+    // `ino` is the anchor); else unix_made_with.
+    uint64_t made_with(uint64_t ino, UnixTable& table) const;
 
   private:
+    struct Group {
+        size_t maker = kNone;
+        uint64_t anchor = 0;
+    };
+    // ino -> its datagram group (made on the first question about one).
+    const Group* group(uint64_t ino, UnixTable& table) const;
+
     size_t self_ = 0;
     std::vector<pid_t> pids_;
     std::vector<std::set<uint64_t>> held_;
-    std::map<uint64_t, size_t> first_;
+    std::map<uint64_t, std::pair<size_t, int>> first_;  // ino -> first holder, its fd
+    mutable bool grouped_ = false;
+    mutable std::map<uint64_t, uint64_t> root_;  // datagram socket -> its group's root
+    mutable std::map<uint64_t, Group> groups_;   // root -> group
 };
+
+// The MemberFds of the image `pids` (parents first): a datagram socket's
+// `peer` becomes its group's anchor (UnixMembers::made_with), so
+// classify_sharing gives it by its maker.
+void unix_dgram_anchors(std::span<const pid_t> pids, pid_t self_tgid,
+                        std::span<std::vector<MemberFd>> fds);
+
+// Restore: the datagram groups of one image's unix-bound records (joined by
+// sock.peer and unix-sender records): ino -> the smallest ino of its group.
+std::map<uint64_t, uint64_t> unix_dgram_groups(const DecodedImage& img);
 
 // The socket whose maker makes unix socket `ino` too: its peer, or the
 // listener a waiting client waits in; 0: none (classify_sharing's MemberFd::peer).
@@ -109,11 +139,12 @@ uint64_t unix_made_with(UnixTable& table, uint64_t ino);
 // fd `giver_fd` of `giver`: the unix-bound record with the taker's inode is in
 // the giver's records, no fd of the giver holds it, and it is the client
 // connected to the accepted socket at `giver_fd`, a client waiting in the
-// listener at `giver_fd`, or a datagram socket connected to the one at `giver_fd`.
+// listener at `giver_fd`, or a plain datagram socket of the group of the one
+// at `giver_fd`.
 Status check_unix_given(const DecodedImage& giver, const FdEntry& giver_fd, const FdEntry& taker);
 
-// A socket given as a datagram socket's peer (made by its maker, no connect
-// by the taker: plan_connect skips it).
+// A plain datagram socket given by its group's maker (made and connected
+// there, no connect by the taker: plan_connect skips it).
 bool unix_dgram_given(const image::UnixBoundRecord& r);
 
 // Stage 1, after the giver's fds are in place: the socket to hand over, or -1.

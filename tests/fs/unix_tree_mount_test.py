@@ -134,7 +134,7 @@ class UnixTree(trees_mount_test.TreeBase):
         """Walks the image's records (docs/image-format.md: header, then
         {u32 type, u32 reserved, u64 length} frames): per process, its fds
         {fd: (fd record index, kind, ino, share-fd index or None)} and the
-        unix-bound records {ino: (index, role, peer, type, listener)}."""
+        unix-bound records {ino: (index, role, peer, type, listener, name)}."""
         with open(img, "rb") as f:
             data = f.read()
         off = struct.unpack_from("<I", data, 12)[0]
@@ -158,7 +158,9 @@ class UnixTree(trees_mount_test.TreeBase):
             elif kind == 74:  # unix-bound
                 ino, peer, typ = struct.unpack_from("<QQI", body, 0)
                 role, _, listener = struct.unpack_from("<IIQ", body, 64)
-                procs[-1]["bound"][ino] = (n, role, peer, typ, listener)
+                name_len = struct.unpack_from("<I", body, 84)[0]
+                procs[-1]["bound"][ino] = (n, role, peer, typ, listener,
+                                           body[104:104 + min(name_len, 108)])
         return procs
 
     def test_edited_unix_tree_records_are_refused_and_leave_nothing(self):
@@ -212,15 +214,15 @@ class UnixTree(trees_mount_test.TreeBase):
 USER, GROUP = "s6uxu1", "s6uxg1"
 
 
-def python_tree(test, name, source, *args, user_prefix=()):
-    """Runs `source` as /usr/bin/python3 NAME ARGS (two processes) in test's
-    directory until it writes `half` and both processes wait: (proc, pids)."""
+def python_tree(test, name, source, *args, size=2, user_prefix=()):
+    """Runs `source` as /usr/bin/python3 NAME ARGS (`size` processes) in test's
+    directory until it writes `half` and every process waits: (proc, pids)."""
     with open(test.path(name), "w") as f:
         f.write(source)
-    proc = test.start(None, 2, argv=["/usr/bin/python3", name, *args], user_prefix=user_prefix)
+    proc = test.start(None, size, argv=["/usr/bin/python3", name, *args], user_prefix=user_prefix)
     wait_for(lambda: os.path.exists(test.path("half")), "the tree's pause")
     pids = tree_of(proc.pid)
-    wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "both to wait")
+    wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "all to wait")
     return proc, pids
 
 
@@ -240,18 +242,22 @@ class InGroup(threads_mount_test.UserInGroup):
         it writes `half` and both wait, checkpoints it as the user and kills it:
         (pids, image, UnixTree.image_facts of the image)."""
         proc, pids = python_tree(self, name, source, user_prefix=as_user)
-        img = self.path("tree.img")
-        r = run(f"cp {self.m}/{pids[0]}/image {img}")
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/reason"))
+        img = self.checkpoint_as(run, pids[0])
         self.kill_all(proc, pids)
         return pids, img, UnixTree.image_facts(self, img)
 
+    def checkpoint_as(self, run, top):
+        """The user (`run`) checkpoints the tree of `top` into tree.img."""
+        img = self.path("tree.img")
+        r = run(f"cp {self.m}/{top}/image {img}")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/reason"))
+        return img
+
     def refused_as_user(self, as_user, run, img, pids, edits, expect, made=False):
         """The user edits `img` (crfs-imgedit EDITS) and restores it into
-        pids[0]: refused with `expect` in the status, none of `pids` made (or,
-        `made`: refused in stage 1 of a member, the tree killed: the root is
-        reaped by the restore; the others, killed, are zombies of this test,
-        the tree's init: reaped here)."""
+        pids[0]: refused with `expect` in the status, none of `pids` made
+        (`made`: refused in a member's stage 1, the members were made and are
+        killed: the daemon reaps the top one, the others' new parent them)."""
         edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
         bad, top = self.path("bad.img"), pids[0]
         r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True, text=True,
@@ -262,7 +268,8 @@ class InGroup(threads_mount_test.UserInGroup):
         self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
         for p in pids:
             if made:
-                wait_for(lambda: (reap(), not os.path.exists(f"/proc/{p}"))[1], f"pid {p} gone")
+                wait_for(lambda: (trees_mount_test.reap(), not os.path.exists(f"/proc/{p}"))[1],
+                         f"pid {p} to be gone")
             self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
         self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
 
@@ -792,31 +799,58 @@ with open("out", "w") as f:
 """
 
 
-class DgramTree(trees_mount_test.TreeBase):
-    """Datagrams between a parent and its child (docs/trees.md "Datagrams
-    between members"), checkpointed with datagrams queued both ways."""
+class DgramBase(trees_mount_test.TreeBase):
+    """A python3 datagram tree (`tree()`) that ends writing `PASS {passes} ...`
+    to out when its top gets SIGUSR1."""
 
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def dgram_tree(self):
-        return python_tree(self, "dg.py", DGRAM_TREE)
-
     def finish(self, pids):
         os.kill(pids[0], 10)
         wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
-        self.assertTrue(self.out().startswith(f"PASS {4 * DG_N} "), self.out())
+        self.assertTrue(self.out().startswith(f"PASS {self.passes} "), self.out())
         return self.out()
 
-    def test_dgram_tree_comes_back_with_its_queued_datagrams(self):
-        proc, pids = self.dgram_tree()
+    def restored_as_without_crfs(self, sock, files):
+        """Checkpoint, kill, restore into the same pids (`sock` bound again),
+        then the same run without crfs (`files` removed first) says the same."""
+        proc, pids = self.tree()
         self.round_trip(proc, pids)
-        self.assertTrue(S_ISSOCK(os.lstat(self.path("c.sock")).st_mode), "c.sock bound again")
+        self.assertTrue(S_ISSOCK(os.lstat(self.path(sock)).st_mode), f"{sock} bound again")
         restored = self.finish(pids)
-        for f in ("r.sock", "c.sock", "half", "kid-half", "kid-out", "out"):
+        for f in files:
             os.unlink(self.path(f))
-        proc, pids = self.dgram_tree()  # the same run without crfs: the same checksums
+        proc, pids = self.tree()
         self.assertEqual(self.finish(pids), restored)
+
+    def restored_as_user(self, run, pw, img, pids, sock):
+        """The user (`run`, passwd entry `pw`) restores `img` into the same
+        pids: every process has the user's ids, `sock` is bound again by the
+        user, and the tree ends with PASS."""
+        os.unlink(self.path(sock))  # the user binds it again
+        top = pids[0]
+        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(tree_of(top), pids)
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
+        self.assertEqual(os.lstat(self.path(sock)).st_uid, pw.pw_uid)
+        self.finish(pids)
+
+
+class DgramTree(DgramBase):
+    """Datagrams between a parent and its child (docs/trees.md "Datagrams
+    between members"), checkpointed with datagrams queued both ways."""
+
+    passes = 4 * DG_N
+
+    def tree(self):
+        return python_tree(self, "dg.py", DGRAM_TREE)
+
+    def test_dgram_tree_comes_back_with_its_queued_datagrams(self):
+        self.restored_as_without_crfs(
+            "c.sock", ("r.sock", "c.sock", "half", "kid-half", "kid-out", "out"))
 
 
 DG_USER, DG_GROUP = "s10dgu1", "s10dgg1"
@@ -827,8 +861,10 @@ class DgramUser(InGroup, DgramTree):
     tree as itself (c.sock bound again by the user), and its edits of the
     handed-over datagram socket are refused with nothing made: the child's fd
     naming the parent's receiver (a socket the giver holds itself), the given
-    socket's record connected to itself instead of the receiver (then no fd
-    holds it or its peer), a sender that is no unix-bound socket of the image."""
+    socket's record connected to an unknown socket instead of the receiver
+    (connected to itself, it would still be in the receiver's group through
+    the datagrams the receiver queued at it: s12), a sender that is no
+    unix-bound socket of the image."""
 
     user, group, prefix, mode = DG_USER, DG_GROUP, "crfs-s10dg-", 0o777
 
@@ -852,24 +888,201 @@ class DgramUser(InGroup, DgramTree):
         self.assertEqual((c[1], bound[c[2]][1], bound[c[2]][3], bound[rcv][2]),
                          (52, 0, socket.SOCK_DGRAM, 0), bound)
         self.assertEqual(procs[1]["bound"], {})
-        given = "no datagram socket it is connected to"
-        top = pids[0]
+        given = "no datagram socket of its group"
         for edits, expect in [
             ([f"fd#{c[0]}.ino={rcv}"], given),
-            ([f"unix-bound#{bound[c[2]][0]}.peer={c[2]}"], f"unix-bound {c[2]}: no fd holds it"),
+            ([f"unix-bound#{bound[c[2]][0]}.peer=12345"], f"unix-bound {c[2]}: peer 12345"),
             (["unix-sender#0.sender=1"], "sender record for"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
-        os.unlink(self.path("c.sock"))  # the user binds it again
-        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
-        self.assertEqual(tree_of(top), pids)
-        for p in pids:
-            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
-        self.assertEqual(os.lstat(self.path("c.sock")).st_uid, pw.pw_uid)
-        self.finish(pids)
+        self.restored_as_user(run, pw, img, pids, "c.sock")
 
     test_dgram_tree_comes_back_with_its_queued_datagrams = None
+
+
+# Unconnected senders (a syslog-like service): the parent binds srv.sock, its
+# children bind a.sock and an abstract name and sendto() it without
+# connecting, ABAB... one at a time (each queued before the next), and the
+# parent answers each with sendto() to its address. Checkpointed with DGU_N/2
+# queued at srv.sock and DGU_N/4 at each child's; then each side reads what
+# was queued (in order, from the right address), sends the second half and
+# reads it: a CRC over every payload, in the order read (the second half per
+# sender, their interleaving being the kernel's).
+DGU_N = 8  # datagrams each way per child; srv.sock holds DGU_N (max_dgram_qlen: 10)
+DGU_TREE = f"""
+import os, signal, socket, zlib
+N = {DGU_N}
+NAMES = {{"a": "a.sock", "b": b"\\0crfs-dgu-%d" % os.getpid()}}
+def payload(who, i):
+    return f"{{who}}{{i}}:".encode() + bytes((i * 7 + j) % 251 for j in range(i * 13 % 200))
+def check(d, a, who, i, want_from, bad):
+    if d != payload(who, i):
+        bad.append(f"datagram {{i}} of {{who}}: {{d[:12]!r}}")
+    if a != want_from:
+        bad.append(f"datagram {{i}} of {{who}} from {{a!r}}, not {{want_from!r}}")
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+srv.bind("srv.sock")
+kids, chans = {{}}, {{}}
+for who in "ab":
+    mine, theirs = socket.socketpair()
+    kid = os.fork()
+    if kid == 0:
+        for ch in list(chans.values()) + [mine, srv]:
+            ch.close()
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        c.bind(NAMES[who])
+        i = 0
+        while theirs.recv(1):  # one datagram each time the parent asks
+            c.sendto(payload(who, i), "srv.sock")
+            i += 1
+            theirs.send(b"y")
+        theirs.close()
+        signal.sigwait({{signal.SIGUSR1}})
+        bad, crc = [], 0
+        for part in (0, 1):
+            for i in range(part * N // 2, (part + 1) * N // 2):
+                d, a = c.recvfrom(4096)
+                check(d, a, "s" + who, i, "srv.sock", bad)
+                crc = zlib.crc32(d, crc)
+            for i in range(N // 2, N) if part == 0 else ():
+                c.sendto(payload(who, i), "srv.sock")
+        if c.getsockname() != NAMES[who]:
+            bad.append(f"getsockname {{c.getsockname()!r}}")
+        with open(f"kid-{{who}}-out", "w") as f:
+            f.write(f"{{crc}}\\n" if not bad else "FAIL " + "; ".join(bad) + "\\n")
+        os._exit(0)
+    theirs.close()
+    kids[who], chans[who] = kid, mine
+for i in range(N):  # a, b, a, b, ...: each queued before the next
+    chans["ab"[i % 2]].send(b"x")
+    chans["ab"[i % 2]].recv(1)
+for ch in chans.values():
+    ch.close()
+for i in range(N // 2):
+    for who in "ab":
+        srv.sendto(payload("s" + who, i), NAMES[who])
+open("half", "w").close()
+signal.sigwait({{signal.SIGUSR1}})
+for k in kids.values():
+    os.kill(k, signal.SIGUSR1)
+bad, crc, addr = [], 0, {{}}
+for i in range(N // 2):  # queued across the checkpoint: a, b, a, b, ...
+    for who in "ab":
+        d, a = srv.recvfrom(4096)
+        check(d, a, who, i, NAMES[who], bad)
+        addr[who] = a
+        crc = zlib.crc32(d, crc)
+for i in range(N // 2, N):
+    for who in "ab":
+        srv.sendto(payload("s" + who, i), addr.get(who, NAMES[who]))  # its address, as received
+got = {{"a": [], "b": []}}
+for _ in range(N):
+    d, a = srv.recvfrom(4096)
+    got["a" if a == NAMES["a"] else "b"].append((d, a))
+for who in "ab":
+    for i, (d, a) in zip(range(N // 2, N), got[who]):
+        check(d, a, who, i, NAMES[who], bad)
+        crc = zlib.crc32(d, crc)
+theirs = []
+for who in "ab":
+    os.waitpid(kids[who], 0)
+    with open(f"kid-{{who}}-out") as f:
+        theirs.append(f.read().strip())
+with open("out", "w") as f:
+    f.write("FAIL " + "; ".join(bad) + " " + " ".join(theirs) + "\\n"
+            if bad or not all(t.isdigit() for t in theirs)
+            else f"PASS {{4 * N}} {{crc}} {{' '.join(theirs)}}\\n")
+"""
+
+
+class DgramUnconnected(DgramBase):
+    """Unconnected senders in children (docs/trees.md "Datagrams between
+    members"): the parent makes the children's sockets at restore (their
+    datagram group's maker), sends each queued datagram from its sender and
+    hands the sockets over."""
+
+    passes = 4 * DGU_N
+
+    def tree(self, user_prefix=()):
+        return python_tree(self, "dgu.py", DGU_TREE, size=3, user_prefix=user_prefix)
+
+    def test_unconnected_senders_come_back_with_their_queued_datagrams(self):
+        self.restored_as_without_crfs(
+            "a.sock", ("srv.sock", "a.sock", "half", "kid-a-out", "kid-b-out", "out"))
+
+
+DGU_USER, DGU_GROUP = "s12dgu1", "s12dgg1"
+
+
+def name_edits(n, name, dev=None, ino=None):
+    """crfs-imgedit edits that bind unix-bound record `n` to `name` (bytes)
+    instead (and record the socket file dev/ino a stale path must have)."""
+    edits = [f"unix-bound#{n}.name_len={len(name)}"]
+    padded = name + b"\0" * (-len(name) % 8)
+    for k in range(0, len(padded), 8):
+        edits.append(f"unix-bound#{n}@{104 + k}:8=0x{int.from_bytes(padded[k:k + 8], 'little'):x}")
+    if dev is not None:
+        edits += [f"unix-bound#{n}.path_dev={dev}", f"unix-bound#{n}.path_ino={ino}"]
+    return edits
+
+
+class DgramUnconnectedUser(InGroup, DgramUnconnected):
+    """A normal user in the restore_pid_group group restores its own tree of
+    unconnected senders as itself (a.sock bound again by the user, made by
+    the parent), and its edits of a handed-over sender are refused with
+    nothing made: the sender's name made another user's live socket path, or
+    a stale socket file of root's in a directory the user cannot write (the
+    unlink is the kernel's to refuse, and the file stays), or another
+    member's name (srv.sock, the other child's abstract name); a datagram's
+    sender or the taker's socket an unknown socket."""
+
+    user, group, prefix, mode = DGU_USER, DGU_GROUP, "crfs-s12dgu-", 0o777
+
+    def test_group_member_restores_its_senders_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids = self.tree(as_user)
+        img = self.checkpoint_as(run, pids[0])
+        self.kill_all(proc, pids)
+        procs = UnixTree.image_facts(self, img)
+        bound = procs[0]["bound"]
+        # both children's sockets: records moved to the parent's, given (share-fd)
+        given = {b[5]: (f, b) for p in procs[1:] for f in p["fds"].values()
+                 if f[2] in bound and f[1] == 52 for b in [bound[f[2]]]}
+        self.assertEqual(sorted(given), [b"\0crfs-dgu-%d" % pids[0], b"a.sock"], bound)
+        self.assertEqual([p["bound"] for p in procs[1:]], [{}, {}])
+        a_fd, a = given[b"a.sock"]
+        other = tempfile.mkdtemp(prefix="crfs-s12dgu-root-")  # root's, 0700 -> 0755
+        os.chmod(other, 0o755)
+        live = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        live.bind(os.path.join(other, "live.sock"))
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        stale_path = os.path.join(other, "stale.sock")
+        stale.bind(stale_path)
+        stale.close()  # its file stays: a stale socket file of root's
+        os.chmod(stale_path, 0o777)  # connect() says ECONNREFUSED: only the unlink is refused
+        st = os.lstat(stale_path)
+        try:
+            for edits, expect, made in [
+                (name_edits(a[0], os.path.join(other, "live.sock").encode()),
+                 "taken by another file or a live socket", False),
+                (name_edits(a[0], stale_path.encode(), st.st_dev, st.st_ino), "Permission denied",
+                 True),
+                (name_edits(a[0], b"srv.sock"), "Address already in use", True),
+                (name_edits(a[0], b"\0crfs-dgu-%d" % pids[0]), "Address already in use", True),
+                (["unix-sender#0.sender=12345"], "sender record for", False),
+                ([f"fd#{a_fd[0]}.ino=12345"], "no datagram socket of its group", False),
+            ]:
+                self.refused_as_user(as_user, run, img, pids, edits, expect, made)
+                self.assertTrue(S_ISSOCK(os.lstat(stale_path).st_mode), "root's file stays")
+        finally:
+            live.close()
+            os.unlink(os.path.join(other, "live.sock"))
+            os.unlink(stale_path)
+            os.rmdir(other)
+        self.restored_as_user(run, pw, img, pids, "a.sock")
+
+    test_unconnected_senders_come_back_with_their_queued_datagrams = None
 
 
 # A parent makes a socketpair, gives one end to each of two children and

@@ -294,7 +294,10 @@ PROBES = [
     ("unix_dgram", "connected_path", None),
     ("unix_dgram", "connected_abstract", None),
     ("unix_dgram", "connected_unnamed", None),
-    ("unix_dgram", "unconnected_sender", "(an unconnected sender in another process of the tree)"),
+    ("unix_dgram", "unconnected_sender", None),  # restored since s12 (a reason before)
+    ("unix_dgram", "unconnected_two", None),
+    ("unix_dgram", "relative_elsewhere", "the maker of its datagram group (it binds the name at restore)"),
+    ("unix_dgram", "unconnected_passcred", "queues credentials (SCM_CREDENTIALS) of another process"),
     ("unix_dgram", "sender_outside", "/c.sock, a socket not open in this process"),
     ("unix_dgram", "pair_by_child", "the process that called socketpair(), not pid"),
     # share: clones sharing their fd table or fs (tests/probes/tree_clone.c, state/tree_share_task.h)

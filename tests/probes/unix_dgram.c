@@ -1,11 +1,13 @@
 /* Datagram unix sockets between the processes of a tree (docs/trees.md
  * "Datagrams between members", state/unix_tree.h): a datagram socketpair
  * whose ends are in the probe and its child, and a bound datagram socket of
- * the probe that a named socket of a child is connected to, with datagrams
- * queued both ways; each comes back in order with its sender's address. Or a
- * reason names what cannot (an unconnected sender in a child, a sender
- * outside the tree, a socketpair made by another process than its first
- * holder). The children verify what they hold at the check (tree_kids.h). */
+ * the probe that a named socket of a child is connected to, or that named
+ * sockets of children sendto() without connecting, with datagrams queued both
+ * ways; each comes back in order with its sender's address. Or a reason names
+ * what cannot (a relative name bound in another directory than the maker's,
+ * SO_PASSCRED on a receiver of another process's datagrams, a sender outside
+ * the tree, a socketpair made by another process than its first holder). The
+ * children verify what they hold at the check (tree_kids.h). */
 #include "outsider.h"
 #include "pass_fd.h"
 #include "probe.h"
@@ -13,6 +15,7 @@
 
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 static int g_mine = -1, g_theirs = -1;
@@ -131,13 +134,18 @@ static int connected_verify(void) {
     if (!names_right(g_theirs, &g_c, g_clen, &g_r, g_rlen)) return 5;
     return send(g_theirs, "after", 5, 0) == 5 ? 0 : 3;
 }
-static void connected_setup(void) {
+/* The probe's socket bound to r, a child running `body`, 2 datagrams queued
+ * from r to the child's c. */
+static void serve(void (*body)(void), int (*verify)(void)) {
     g_mine = bound(&g_r, g_rlen);
     if (g_mine < 0) die("bind");
-    g_kids[0] = spawn(connected_body, connected_verify);
+    g_kids[0] = spawn(body, verify);
     for (int i = 0; i < 2; ++i)
         if (sendto(g_mine, kDown[i], strlen(kDown[i]), 0, (struct sockaddr*)&g_c, g_clen) < 0)
             die("sendto");
+}
+static void connected_setup(void) {
+    serve(connected_body, connected_verify);
 }
 static void connected_check(void) {
     for (int i = 0; i < 3; ++i)
@@ -190,20 +198,137 @@ static void unnamed_check(void) {
     if (!next_is(g_mine, "after", NULL, 0)) fail("the child's datagram after the restore");
 }
 
-/* --- refused ------------------------------------------------------------- */
-/* A child's named socket, not connected, sent datagrams to the probe's. */
+/* --- unconnected senders: the probe's bound socket, a child's (or two
+ * children's) bound sockets, sendto() both ways without connecting. The probe
+ * makes the children's sockets at restore (its datagram group's maker) and
+ * hands them over: each reads every datagram from the right address. ----- */
+static struct sockaddr_un g_c2; /* the second child's name */
+static socklen_t g_c2len;
+static void sendto_all(int s, const char* const* what, int n, const struct sockaddr_un* to,
+                       socklen_t to_len) {
+    for (int i = 0; i < n; ++i)
+        if (sendto(s, what[i], strlen(what[i]), 0, (const struct sockaddr*)to, to_len) < 0)
+            _exit(3);
+}
 static void sender_body(void) {
     close(g_mine);
     g_theirs = bound(&g_c, g_clen);
-    if (g_theirs < 0 ||
-        sendto(g_theirs, kUp[0], strlen(kUp[0]), 0, (struct sockaddr*)&g_r, g_rlen) < 0)
-        _exit(3);
+    if (g_theirs < 0) _exit(3);
+    sendto_all(g_theirs, kUp, 3, &g_r, g_rlen);
+}
+/* The child's socket: the probe's datagrams from r's address, its own name,
+ * no peer; a datagram it sends after the restore arrives. */
+static int sender_check_own(const struct sockaddr_un* me, socklen_t me_len) {
+    for (int i = 0; i < 2; ++i)
+        if (!next_is(g_theirs, kDown[i], &g_r, g_rlen)) return 1;
+    if (!empty(g_theirs)) return 2;
+    if (!names_right(g_theirs, me, me_len, NULL, 0)) return 5;
+    return sendto(g_theirs, "after", 5, 0, (struct sockaddr*)&g_r, g_rlen) == 5 ? 0 : 3;
+}
+static int sender_verify(void) {
+    return sender_check_own(&g_c, g_clen);
 }
 static void unconnected_setup(void) {
     name_path(&g_r, &g_rlen, "r.sock");
     name_path(&g_c, &g_clen, "c.sock");
+    serve(sender_body, sender_verify); /* checked as connected_check does */
+}
+/* Two children, one bound to a path, one to an abstract name, their datagrams
+ * interleaved in the probe's queue (c, c2, c, c2, c): each sends one when the
+ * probe asks on its channel, and answers once it is queued. */
+static void two_kid(int k, int channel) {
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &ss, NULL);
+    close(g_mine);
+    const struct sockaddr_un* me = k ? &g_c2 : &g_c;
+    socklen_t me_len = k ? g_c2len : g_clen;
+    g_theirs = bound(me, me_len);
+    if (g_theirs < 0) _exit(3);
+    char c;
+    for (int i = 0; read(channel, &c, 1) == 1; ++i) {
+        sendto_all(g_theirs, &kUp[i], 1, &g_r, g_rlen);
+        if (write(channel, "y", 1) != 1) _exit(3);
+    }
+    close(channel);
+    int sig = 0;
+    while (sigwait(&ss, &sig) != 0) {
+    }
+    _exit(sender_check_own(me, me_len));
+}
+static void two_setup(void) {
+    name_path(&g_r, &g_rlen, "r.sock");
+    name_path(&g_c, &g_clen, "c.sock");
+    name_abstract(&g_c2, &g_c2len, "c2");
     g_mine = bound(&g_r, g_rlen);
     if (g_mine < 0) die("bind");
+    int ch[2][2];
+    for (int k = 0; k < 2; ++k) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch[k]) != 0) die("socketpair");
+        g_kids[k] = fork();
+        if (g_kids[k] < 0) die("fork");
+        if (g_kids[k] == 0) {
+            close(ch[k][0]);
+            if (k) close(ch[0][0]);
+            two_kid(k, ch[k][1]);
+        }
+        close(ch[k][1]);
+    }
+    for (int i = 0; i < 5; ++i) {
+        char c;
+        if (write(ch[i % 2][0], "x", 1) != 1 || read(ch[i % 2][0], &c, 1) != 1) die("a child");
+    }
+    close(ch[0][0]);
+    close(ch[1][0]);
+    for (int i = 0; i < 2; ++i)
+        if (sendto(g_mine, kDown[i], strlen(kDown[i]), 0, (struct sockaddr*)&g_c, g_clen) < 0 ||
+            sendto(g_mine, kDown[i], strlen(kDown[i]), 0, (struct sockaddr*)&g_c2, g_c2len) < 0)
+            die("sendto");
+}
+static void two_check(void) {
+    for (int i = 0; i < 5; ++i) {
+        int k = i % 2;
+        if (!next_is(g_mine, kUp[i / 2], k ? &g_c2 : &g_c, k ? g_c2len : g_clen))
+            fail("datagram %d (from child %d, or its sender's address)", i, k);
+    }
+    if (!empty(g_mine)) fail("more datagrams than the children sent");
+    if (!names_right(g_mine, &g_r, g_rlen, NULL, 0)) fail("getsockname of the bound socket");
+    kids_check();
+    if (!next_is(g_mine, "after", &g_c, g_clen) || !next_is(g_mine, "after", &g_c2, g_c2len))
+        fail("the children's datagrams after the restore");
+}
+
+/* --- refused ------------------------------------------------------------- */
+
+/* A child bound "c.sock" relative to a directory of its own and sent to the
+ * probe's socket: the probe, its group's maker, would bind the name in its own. */
+static void elsewhere_body(void) {
+    close(g_mine);
+    if (mkdir(at("sub"), 0700) != 0 || chdir(at("sub")) != 0) _exit(3);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    strcpy(a.sun_path, "c.sock");
+    g_theirs = bound(&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 7));
+    if (g_theirs < 0) _exit(3);
+    sendto_all(g_theirs, kUp, 1, &g_r, g_rlen);
+}
+static void elsewhere_setup(void) {
+    name_path(&g_r, &g_rlen, "r.sock");
+    g_mine = bound(&g_r, g_rlen);
+    if (g_mine < 0) die("bind");
+    g_kids[0] = spawn(elsewhere_body, NULL);
+}
+
+/* SO_PASSCRED on the probe's socket: the child's datagram carries the child's
+ * credentials, which a datagram the probe sends again at restore would not. */
+static void passcred_setup(void) {
+    name_path(&g_r, &g_rlen, "r.sock");
+    name_path(&g_c, &g_clen, "c.sock");
+    g_mine = bound(&g_r, g_rlen);
+    int on = 1;
+    if (g_mine < 0 || setsockopt(g_mine, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) die("bind");
     g_kids[0] = spawn(sender_body, NULL);
 }
 
@@ -259,7 +384,10 @@ static const struct variant kVariants[] = {
     {"connected_path", path_setup, connected_check, NULL},
     {"connected_abstract", abstract_setup, connected_check, NULL},
     {"connected_unnamed", unnamed_setup, unnamed_check, NULL},
-    {"unconnected_sender", unconnected_setup, kids_check, NULL},
+    {"unconnected_sender", unconnected_setup, connected_check, NULL},
+    {"unconnected_two", two_setup, two_check, NULL},
+    {"relative_elsewhere", elsewhere_setup, kids_check, NULL},
+    {"unconnected_passcred", passcred_setup, kids_check, NULL},
     {"sender_outside", outside_setup, outside_check, NULL},
     {"pair_by_child", pair_by_child_setup, pair_by_child_check, NULL},
 };
