@@ -298,6 +298,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return strfmt("creating child process {}", r.arg);
         case CRFS_RA_STEP_SHARE_FD:  // share (state/tree_share_restore.h)
             return "handing over " + fd(r.arg) + " shared with another process of the tree";
+        case CRFS_RA_STEP_FIFO_JOIN:  // fifo (state/tree_share_restore.h)
+            return "opening " + fd(r.arg) +
+                   ", a FIFO another process of the tree restores, by its path (is it still "
+                   "that FIFO?)";
         case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
             return "connecting " + fd(r.arg) + " to its server, another process of the tree";
         case CRFS_RA_STEP_MQ_OPEN:  // unix (state/mqueue.h)

@@ -15,8 +15,10 @@
 //     two descriptions of one end in two members are a reason;
 //   - a unix socketpair end whose peer an earlier member holds (its own
 //     description) is given by that member as the peer (kSharePeer);
-//   - a FIFO opened separately by two members is a reason (its bytes would be
-//     restored twice);
+//   - a FIFO opened separately by several members is each one's own description,
+//     reopened by its path (kShareFifoJoin); its bytes are restored once, by
+//     the first member holding it as a FIFO, which gives the others an end to
+//     hold while they open theirs (docs/trees.md "FIFOs between members");
 //   - a file, directory or character device with a path each member opened
 //     itself is each one's own; any other object (a deleted file, a memfd, a
 //     kernel object) opened separately by two members is a reason.
@@ -45,8 +47,13 @@ struct MemberFd {
     bool pipe = false;        // an anonymous pipe ("pipe:[N]")
     bool fifo = false;        // a FIFO with a path
     bool reopenable = false;  // a file, directory or device with a path: descriptions independent
-    uint64_t peer = 0;  // a unix socket: its peer's inode, a waiting client's listener's
+    uint64_t peer = 0;        // a unix socket: its peer's inode, a waiting client's listener's
 };
+
+// A ShareRef's end that is no share-fd value: `fd` is a FIFO of the member's
+// own (fd kind kFifoJoin, no share-fd record) whose bytes `owner` restores at
+// its fd `owner_fd`.
+inline constexpr uint32_t kShareFifoJoin = 0x200;
 
 // An fd given by an earlier member.
 struct ShareRef {

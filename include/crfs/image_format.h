@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 11;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 12;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -335,6 +335,9 @@ enum class FdKind : uint32_t {
     kDevTty = 42,  // /dev/tty of the session's terminal: /dev/tty reopened
     // Version 11 (mq2, 45-46): another description of an unlinked queue (state/mqueue_second.cc).
     kMqueueSecond = 45,  // of an earlier fd's unlinked POSIX message queue: mqueue-second
+    // Version 12 (fifo, 46): a FIFO an earlier process of the tree also opened (its
+    // first holder's pipe record has the bytes): reopened by its path, no record.
+    kFifoJoin = 46,
 };
 
 // FdRecord.fd_flags

@@ -240,6 +240,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_THREAD_TIMER = 260, /* making POSIX timer signalling a thread (arg: its id) */
     /* mq2 (270-274): another description of an unlinked queue (state/mqueue_second.cc) */
     CRFS_RA_STEP_MQ_SECOND = 270, /* reopening it through /proc/self/fd of the first (arg: fd) */
+    /* fifo (271-274): a FIFO an earlier process of the tree restores (docs/trees.md) */
+    CRFS_RA_STEP_FIFO_JOIN = 271, /* opening it by its path, as the writer (arg: fd) */
 };
 
 struct crfs_restorer_args {

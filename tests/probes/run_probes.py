@@ -219,6 +219,10 @@ PROBES = [
     ("tree_share", "keepalive_given", None),
     ("tree_share", "keepalive_own", None),
     ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
+    # fifo: a FIFO opened separately by two children (state/tree_share.h kShareFifoJoin)
+    ("tree_share", "fifo_reader_first", None),
+    ("tree_share", "fifo_writer_first", None),
+    ("tree_share", "fifo_outside", ", outside the image; a pipe shared with another process"),
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
     ("tree_life", "orphan_group", None),
