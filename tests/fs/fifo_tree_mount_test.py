@@ -138,14 +138,20 @@ class UserFifo(unix_tree_mount_test.InGroup, FifoTree):
         os.chown(self.path("plain"), pw.pw_uid, pw.pw_gid)
         step = "a FIFO another process of the tree restores, by its path (is it still that FIFO?)"
         edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
-        for path, error in ((secret, "Permission denied"), (self.path("plain"), "Stale file")):
+        for edit_one, expect in (
+                (f"fd#{join}.path={secret}", f"{step}: Permission denied"),
+                (f"fd#{join}.path={self.path('plain')}", f"{step}: Stale file handle"),
+                (f"fd#{join}.path=p", "FIFO path not absolute"),
+                (f"fd#{join}.open_flags=1025", "FIFO open flags 02001"),  # O_APPEND
+                (f"fd#{join}.open_flags=3", "fd 1: open flags 03"),
+                (f"fd#{join}.dev=1", "whose bytes no earlier process of the tree holds")):
             bad = self.path("bad.img")
-            r = subprocess.run(as_user + [edit, img, bad, f"fd#{join}.path={path}"],
+            r = subprocess.run(as_user + [edit, img, bad, edit_one],
                                capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
             r = run(f"mkdir {self.m}/{pids[0]} && cp {bad} {self.m}/{pids[0]}/image")
-            self.assertNotEqual(r.returncode, 0, path)
-            self.assertIn(f"{step}: {error}", read(f"{self.m}/{pids[0]}/status"))
+            self.assertNotEqual(r.returncode, 0, edit_one)
+            self.assertIn(expect, read(f"{self.m}/{pids[0]}/status"), edit_one)
             # Made and killed in stage 1: the orphans are reaped here (a subreaper).
             for p in pids:
                 wait_for(lambda: gone(p), f"pid {p} of the failed restore to go")
