@@ -92,6 +92,15 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             plan.actions.push_back(std::move(a));
             continue;
         }
+        if (kind == image::FdKind::kFifoJoin) {  // fifo: check_pipes; tree_share_plan: its channel
+            a.fifo_join = true;
+            a.open_flags = int(f.rec.open_flags);
+            a.path = f.path;
+            a.fifo_dev = f.rec.dev;
+            a.fifo_ino = f.rec.ino;
+            plan.actions.push_back(std::move(a));
+            continue;
+        }
         if (kind == image::FdKind::kShared) {  // state/tree_share_restore.cc plans its channel
             a.shared = true;
             a.open_flags = int(f.rec.open_flags);
@@ -139,6 +148,10 @@ void child_open_fds(const FdPlan& plan, int status_fd) {
         }
         if (a.shared) {
             child_share_recv(a, status_fd);
+            continue;
+        }
+        if (a.fifo_join) {
+            child_fifo_join(a, status_fd);
             continue;
         }
         if (a.pipe >= 0) {

@@ -56,6 +56,11 @@ struct FdAction {
     bool shared = false;     // kShared: received from an earlier process of the tree
     int share_from = -1;     // ... on this channel (state/tree_share_restore.h)
     uint32_t share_end = 0;  // image::kShare*
+    // fifo: a FIFO an earlier process of the tree restores with its bytes, reopened at
+    // `path` (it must be FIFO fifo_dev:fifo_ino) once that process hands over an end to
+    // hold on `share_from` (state/tree_share_restore.h).
+    bool fifo_join = false;
+    uint64_t fifo_dev = 0, fifo_ino = 0;
 };
 
 struct FdPlan {

@@ -301,6 +301,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         case CRFS_RA_STEP_SHARE_REOPEN:  // mqtree (state/tree_share_restore.h)
             return "opening " + fd(r.arg) +
                    " again (/proc/self/fd) for another process of the tree that opened it itself";
+        case CRFS_RA_STEP_FIFO_JOIN:  // fifo (state/tree_share_restore.h)
+            return "opening " + fd(r.arg) +
+                   ", a FIFO another process of the tree restores, by its path (is it still "
+                   "that FIFO?)";
         case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
             return "connecting " + fd(r.arg) + " to its server, another process of the tree";
         case CRFS_RA_STEP_MQ_OPEN:  // unix (state/mqueue.h)

@@ -82,7 +82,8 @@ Status check_shared_fd(const FdEntry& f) {
 
 bool is_pipe_kind(uint32_t kind) {
     return kind == uint32_t(image::FdKind::kPipe) || kind == uint32_t(image::FdKind::kUnixSocket) ||
-           kind == uint32_t(image::FdKind::kUnixBound) || kind == uint32_t(image::FdKind::kFifo);
+           kind == uint32_t(image::FdKind::kUnixBound) || kind == uint32_t(image::FdKind::kFifo) ||
+           kind == uint32_t(image::FdKind::kFifoJoin);  // fifo: state/pipe.cc check_fifo_join
 }
 
 }  // namespace

@@ -56,17 +56,21 @@ int hold(int fd, int min_fd) {
     return h < 0 ? -err : h;
 }
 
-// Opens the FIFO of `p` by its path, as the writer; it must be the FIFO the
-// image names (dev, inode).
-int open_fifo(const PipePlan& p, int flags) {
-    int fd = ::open(p.fifo.c_str(), flags | O_NONBLOCK | O_CLOEXEC);
+// Opens the FIFO at `path` as the writer (O_NONBLOCK: never waits for the
+// other end); it must be the FIFO the image names (dev, inode).
+int open_fifo_at(const char* path, uint64_t dev, uint64_t ino, int flags) {
+    int fd = ::open(path, flags | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_dev != p.dev || st.st_ino != p.ino) {
+    if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_dev != dev || st.st_ino != ino) {
         ::close(fd);
         return -ESTALE;
     }
     return fd;
+}
+
+int open_fifo(const PipePlan& p, int flags) {
+    return open_fifo_at(p.fifo.c_str(), p.dev, p.ino, flags);
 }
 
 // Puts the freshly opened `fd` (or -errno) at `target`; 0 or an errno.
@@ -139,6 +143,25 @@ bool write_end_closed(TaskView& t, const FdView& f) {
     pollfd p{fd->get(), POLLIN, 0};
     return fstat(fd->get(), &st) == 0 && st.st_dev == f.st.st_dev && st.st_ino == f.st.st_ino &&
            ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
+// fifo: a FIFO whose bytes an earlier process of the tree restores
+// (state/tree_share_restore.cc finds it there): reopened by its own path with
+// its own flags; this image holds neither its bytes nor another kind of fd of it.
+Status check_fifo_join(const DecodedImage& img, const FdEntry& f) {
+    uint32_t acc = f.rec.open_flags & O_ACCMODE;
+    if ((f.rec.open_flags & ~kPipeFlags) || acc == O_ACCMODE || !f.kobj.empty())
+        return bad(strfmt("fd {}: FIFO open flags 0{:o}, or records", f.rec.fd, f.rec.open_flags));
+    if (f.path.empty() || f.path[0] != '/' || f.path.find('\0') != std::string::npos)
+        return bad(strfmt("fd {}: FIFO path not absolute or holds a NUL", f.rec.fd));
+    for (const auto& o : img.fds)
+        if (o.rec.kind == uint32_t(image::FdKind::kFifo) && o.rec.ino == f.rec.ino &&
+            o.rec.dev == f.rec.dev)
+            return bad(
+                strfmt("fd {}: FIFO {} restored by another process of the tree, and by "
+                       "this one at fd {}",
+                       f.rec.fd, f.rec.ino, o.rec.fd));
+    return {};
 }
 
 }  // namespace
@@ -296,6 +319,8 @@ Status check_pipes(const DecodedImage& img) {
     }
     std::map<uint64_t, const FdEntry*> fifo_of;  // ino: its first FIFO fd
     for (const auto& f : img.fds) {
+        if (f.rec.kind == uint32_t(image::FdKind::kFifoJoin) && f.rec.same_as < 0)
+            if (auto s = check_fifo_join(img, f); !s) return s;
         bool fifo = f.rec.kind == uint32_t(image::FdKind::kFifo);
         if ((f.rec.kind != uint32_t(image::FdKind::kPipe) && !fifo) || f.rec.same_as >= 0) continue;
         uint32_t acc = f.rec.open_flags & O_ACCMODE;
@@ -357,6 +382,13 @@ int child_pipe_fd(const PipePlan& p, int target, int open_flags, bool cloexec, i
     }
     if (fcntl(target, F_SETFL, open_flags & (O_NONBLOCK | O_DIRECT)) < 0) return errno;
     return 0;
+}
+
+int child_fifo_join(const char* path, uint64_t dev, uint64_t ino, int target, int open_flags,
+                    bool cloexec) {
+    if (int e = place(open_fifo_at(path, dev, ino, open_flags & O_ACCMODE), target, cloexec))
+        return e;
+    return fcntl(target, F_SETFL, open_flags & (O_NONBLOCK | O_DIRECT)) < 0 ? errno : 0;
 }
 
 void child_close_pipes(const std::vector<PipePlan>& pipes) {

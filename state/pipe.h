@@ -34,7 +34,8 @@ std::optional<std::string> fifo_reason(TaskView& t, const FdView& f, FdContext& 
 // frozen; the pipe keeps its bytes.
 Result<std::string> dump_pipe(pid_t pid, int fd, uint64_t ino, const std::string& link);
 
-// Restore: every pipe record in range and matched with the fds of its ends.
+// Restore: every pipe record in range and matched with the fds of its ends;
+// FIFOs an earlier process of the tree restores (kFifoJoin) in range.
 Status check_pipes(const DecodedImage& img);
 
 // One pipe to make in stage 1. The child writes the fds it makes into the
@@ -57,6 +58,13 @@ Result<std::vector<PipePlan>> plan_pipes(const DecodedImage& img, int image_fd);
 // (O_RDONLY or O_WRONLY, O_NONBLOCK, O_DIRECT), making the pipe first if
 // needed, above `min_fd`. Returns 0 or an errno.
 int child_pipe_fd(const PipePlan& p, int target, int open_flags, bool cloexec, int min_fd);
+// fifo (docs/trees.md "FIFOs between members"): opens the FIFO at `path`
+// (which must be FIFO dev:ino) with `open_flags`' access mode, O_NONBLOCK,
+// puts it at `target` and gives it `open_flags`' O_NONBLOCK/O_DIRECT. The
+// caller holds a description of the FIFO already, so an O_WRONLY open finds a
+// reader. Returns 0 or an errno.
+int child_fifo_join(const char* path, uint64_t dev, uint64_t ino, int target, int open_flags,
+                    bool cloexec);
 // Closes the held ends once every fd is in place.
 void child_close_pipes(const std::vector<PipePlan>& pipes);
 

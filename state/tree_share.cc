@@ -78,10 +78,14 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
                 refs.push_back({m, f.fd, same->owner, same->owner_fd, same->end});
                 mine.push_back({m, &f, same->owner, same->owner_fd, same->end});
             } else if (f.fifo) {
-                out.push_back(both(pids[first.member], first.f->fd, pids[m], f.fd) +
-                              ": FIFO opened separately by two processes of the tree (its bytes "
-                              "would be restored twice); such a FIFO" +
-                              std::string(kNotYet));
+                // Its own description, reopened by its path; the bytes are the
+                // first FIFO holder's (docs/trees.md "FIFOs between members").
+                const Held* bytes = nullptr;
+                for (const Held& h : it->second)
+                    if (!bytes && h.f->fifo && h.owner == h.member) bytes = &h;
+                if (bytes)  // else only O_PATH fds of it so far: this member holds the bytes
+                    refs.push_back({m, f.fd, bytes->member, bytes->f->fd, kShareFifoJoin});
+                mine.push_back({m, &f, m, f.fd, image::kShareSame});
             } else if (f.pipe) {
                 const Held* same_end = nullptr;
                 for (const Held& h : it->second)
@@ -153,8 +157,9 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
         uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
         bool by_fd = S_ISREG(f.st.st_mode) && f.st.st_nlink == 0 &&
                      !(flags & ~reopen_flags(uint32_t(k))) && (flags & O_ACCMODE) != O_ACCMODE;
-        out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f),
-                       is_fifo(f), reopenable, by_fd, peer, f.link.starts_with("socket:[")});
+        bool fifo = is_fifo(f) && !(f.info.flags & O_PATH);  // O_PATH: no end of it
+        out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f), fifo,
+                       reopenable, by_fd, peer, f.link.starts_with("socket:[")});
     }
     return out;
 }

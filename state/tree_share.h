@@ -15,8 +15,10 @@
 //     two descriptions of one end in two members are a reason;
 //   - a unix socketpair end whose peer an earlier member holds (its own
 //     description) is given by that member as the peer (kSharePeer);
-//   - a FIFO opened separately by two members is a reason (its bytes would be
-//     restored twice);
+//   - a FIFO opened separately by several members is each one's own description,
+//     reopened by its path (kShareFifoJoin); its bytes are restored once, by
+//     the first member holding it as a FIFO, which gives the others an end to
+//     hold while they open theirs (docs/trees.md "FIFOs between members");
 //   - a file, directory or character device with a path each member opened
 //     itself is each one's own;
 //   - an object with no name to open it by (an unlinked POSIX message queue, a
@@ -57,6 +59,11 @@ struct MemberFd {
                               // a datagram socket's group anchor (state/unix_tree.h)
     bool socket = false;      // "socket:[N]"
 };
+
+// A ShareRef's end that is no share-fd value: `fd` is a FIFO of the member's
+// own (fd kind kFifoJoin, no share-fd record) whose bytes `owner` restores at
+// its fd `owner_fd`.
+inline constexpr uint32_t kShareFifoJoin = 0x200;
 
 // An fd given by an earlier member.
 struct ShareRef {

@@ -1,5 +1,6 @@
 #include "state/tree_share_dump.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,6 +66,38 @@ Status record_pair_makers(std::span<const pid_t> pids, size_t m, std::vector<Tas
     return {};
 }
 
+// fifo: member fd `lead` is a FIFO description of its own whose bytes the
+// giver's pipe record holds (state/tree_share.h kShareFifoJoin): kind
+// kFifoJoin, its path and flags kept, its own pipe record dropped (the bytes
+// are restored once). An O_DIRECT description (packet mode) anywhere makes
+// the giver's record a packet pipe, as an O_DIRECT end of its own would.
+Status join_fifo(TaskFd& lead, std::vector<TaskFd>& mine, std::vector<TaskFd>& giver) {
+    lead.rec.kind = uint32_t(image::FdKind::kFifoJoin);
+    lead.rec.pos = lead.rec.size = lead.rec.rdev = 0;
+    lead.rec.mtime_sec = lead.rec.mtime_nsec = 0;
+    lead.records.clear();
+    for (TaskFd& t : mine)
+        if (t.rec.same_as == lead.rec.fd) {
+            image::FdRecord rec = lead.rec;
+            rec.fd = t.rec.fd;
+            rec.fd_flags = t.rec.fd_flags;
+            rec.same_as = lead.rec.fd;
+            t.rec = rec;
+        }
+    for (TaskFd& g : giver)
+        for (auto& [type, payload] : g.records) {
+            image::PipeRecord p;
+            if (type != image::RecordType::kPipe || payload.size() < sizeof p) continue;
+            std::memcpy(&p, payload.data(), sizeof p);
+            if (p.ino != lead.rec.ino) continue;
+            if (lead.rec.open_flags & O_DIRECT) p.flags |= image::kPipePacket;
+            std::memcpy(payload.data(), &p, sizeof p);
+            return {};
+        }
+    return make_error(EIO, strfmt("fd {}: no pipe record of FIFO {} in the process restoring it",
+                                  lead.rec.fd, lead.rec.ino));
+}
+
 }  // namespace
 
 Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds) {
@@ -87,6 +120,11 @@ Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<
             if (t.rec.fd == r.fd && t.rec.same_as < 0) lead = &t;
         if (!lead)
             return make_error(EIO, strfmt("pid {} fd {}: not captured", pids[r.member], r.fd));
+        if (r.end == state::kShareFifoJoin) {
+            if (auto j = join_fifo(*lead, mine, *fds[r.owner]); !j)
+                return std::unexpected(j.error().context(strfmt("pid {}", pids[r.member])));
+            continue;
+        }
         lead->rec.kind = uint32_t(image::FdKind::kShared);
         if (r.end != image::kShareReopen) lead->rec.pos = 0;  // reopened: its own offset
         lead->rec.size = lead->rec.mode = lead->rec.rdev = 0;

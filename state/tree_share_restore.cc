@@ -14,6 +14,7 @@
 #include "restorer/child.h"
 #include "state/check.h"
 #include "state/mqueue.h"
+#include "state/pipe.h"
 #include "state/tree_restore.h"
 #include "state/tree_share.h"
 #include "state/unix_socket.h"
@@ -214,13 +215,36 @@ Status plan_pair_makers(TreeRestore& tree, uint32_t i, const DecodedImage& img, 
     return {};
 }
 
+// fifo: FIFO `a` of process `i` is reopened by its path once the first
+// earlier process holding that FIFO (dev, ino) as a FIFO of its own, whose
+// pipe record has its bytes, hands over the end it made to hold them: on a
+// channel, as a description is given.
+Status plan_fifo_join(TreeRestore& tree, uint32_t i, FdPlan& fds, FdAction& a) {
+    for (uint32_t o = 0; o < i; ++o) {
+        const DecodedImage* g = tree.members[o].img;
+        if (!g) continue;  // a zombie
+        for (const FdEntry& f : g->fds)
+            if (f.rec.kind == uint32_t(image::FdKind::kFifo) && f.rec.same_as < 0 &&
+                f.rec.ino == a.fifo_ino && f.rec.dev == a.fifo_dev) {
+                auto ch = share_channel(tree, i, fds, o, {-1, f.rec.fd, kShareFifoHeld, a.fifo_ino},
+                                        a.target);
+                if (!ch) return std::unexpected(ch.error());
+                a.share_from = *ch;
+                return {};
+            }
+    }
+    return check::bad_image(strfmt(
+        "fd {}: FIFO {} whose bytes no earlier process of the tree holds", a.target, a.fifo_ino));
+}
+
 }  // namespace
 
 Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPlan& fds,
                        int min_fd) {
     if (!req.tree) {
         for (const auto& f : img.fds)
-            if (f.rec.kind == uint32_t(image::FdKind::kShared))
+            if (f.rec.kind == uint32_t(image::FdKind::kShared) ||
+                f.rec.kind == uint32_t(image::FdKind::kFifoJoin))
                 return make_error(EINVAL, strfmt("bad image: fd {} is given by another process "
                                                  "of a tree, but the image holds one process",
                                                  f.rec.fd));
@@ -239,6 +263,8 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
     me.min_fd = min_fd;
     fds.sends = &me.sends;
     for (auto& a : fds.actions) {
+        if (a.fifo_join && a.same_as < 0)
+            if (auto s = plan_fifo_join(tree, i, fds, a); !s) return s;
         if (!a.shared || a.same_as >= 0) continue;
         const FdEntry* f = fd_of(img, a.target);
         if (!f || f->kobj.size() != 1)  // check_fields: one share-fd record
@@ -288,6 +314,24 @@ void child_share_recv(const FdAction& a, int status_fd) {
     if (a.share_end != image::kShareSame && a.share_end != image::kShareReopen &&
         fcntl(a.target, F_SETFL, a.open_flags & (O_NONBLOCK | O_DIRECT)) < 0)
         child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, errno, uint64_t(a.target));
+}
+
+void child_fifo_join(const FdAction& a, int status_fd) {
+    // The giver's end keeps the FIFO's bytes, and is a reader and a writer while
+    // this process opens its own description (an O_WRONLY open finds a reader).
+    int held;
+    if (int e = state::recv_one_fd(a.share_from, &held); e || held < 0)
+        child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, e ? e : EPIPE, uint64_t(a.target));
+    if (held == a.target) {  // the lowest free number: move it off the fd to place
+        int moved = fcntl(held, F_DUPFD_CLOEXEC, a.target + 1);
+        if (moved < 0) child_fail(status_fd, CRFS_RA_STEP_SHARE_FD, errno, uint64_t(a.target));
+        ::close(held);
+        held = moved;
+    }
+    if (int e = state::child_fifo_join(a.path.c_str(), a.fifo_dev, a.fifo_ino, a.target,
+                                       a.open_flags, a.cloexec))
+        child_fail(status_fd, CRFS_RA_STEP_FIFO_JOIN, e, uint64_t(a.target));
+    ::close(held);
 }
 
 namespace {
@@ -356,6 +400,8 @@ void child_share_send(const FdPlan& plan, int status_fd) {
                     fd = state::unix_bound_given(plan.unix_bound, s.ino);
                 else if (s.end == image::kSharePeer && a.unix_end >= 0)
                     fd = plan.unix_sockets[plan.unix_sockets[size_t(a.unix_end)].peer].held;
+                else if (s.end == kShareFifoHeld && a.pipe >= 0)  // its O_RDWR end (made)
+                    fd = plan.pipes[size_t(a.pipe)].end[0];
                 else if (s.end != image::kSharePeer && a.pipe >= 0)
                     fd = plan.pipes[size_t(a.pipe)].end[s.end == image::kShareReadEnd ? 0 : 1];
             }

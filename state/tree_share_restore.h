@@ -45,6 +45,9 @@ struct RestoreRequest;
 
 // A ShareSend's end that is no image value: make a socketpair and send both ends.
 inline constexpr uint32_t kSharePairMade = 0x100;
+// fifo: send the O_RDWR end made to hold the bytes of the FIFO at owner_fd (a
+// later process opens its own description of it by its path meanwhile).
+inline constexpr uint32_t kShareFifoHeld = 0x200;
 
 // After plan_fds of process req.tree_index: checks every kShared fd of `img`
 // against its giver's records (an earlier process, a description of its own
@@ -62,6 +65,9 @@ std::span<const int> tree_share_keep(const struct TreeRestore* tree, uint32_t in
 void child_share_connect(const struct TreeRestore* tree, uint32_t index, int status_fd);
 void child_share_recv(const FdAction& a, int status_fd);
 void child_share_send(const FdPlan& plan, int status_fd);
+// fifo: waits for the end the earlier process hands over, then opens the FIFO
+// by its path with the fd's own flags.
+void child_fifo_join(const FdAction& a, int status_fd);
 // Closes every fd but `keep` and `extra` (each sorted).
 void child_close_all_but(std::span<const int> keep, std::span<const int> extra, int status_fd);
 

@@ -442,6 +442,8 @@ const char* fd_kind_name(uint32_t k) {
             return "mqueue-second";
         case image::FdKind::kFifo:
             return "fifo";
+        case image::FdKind::kFifoJoin:  // fifo: docs/trees.md "FIFOs between members"
+            return "fifo-join";
         case image::FdKind::kTcp:
             return "tcp";
         case image::FdKind::kUdp:

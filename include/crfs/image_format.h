@@ -335,6 +335,9 @@ enum class FdKind : uint32_t {
     kDevTty = 42,  // /dev/tty of the session's terminal: /dev/tty reopened
     // Version 11 (mq2, 45-46): another description of an unlinked queue (state/mqueue_second.cc).
     kMqueueSecond = 45,  // of an earlier fd's unlinked POSIX message queue: mqueue-second
+    // Version 12 (fifo, 46): a FIFO an earlier process of the tree also opened (its
+    // first holder's pipe record has the bytes): reopened by its path, no record.
+    kFifoJoin = 46,
 };
 
 // FdRecord.fd_flags

@@ -242,6 +242,8 @@ enum crfs_ra_step {
     CRFS_RA_STEP_MQ_SECOND = 270, /* reopening it through /proc/self/fd of the first (arg: fd) */
     /* mqtree (285-288): a description made for another process of the tree */
     CRFS_RA_STEP_SHARE_REOPEN = 285, /* reopening it through /proc/self/fd (arg: the giver's fd) */
+    /* fifo (271-274): a FIFO an earlier process of the tree restores (docs/trees.md) */
+    CRFS_RA_STEP_FIFO_JOIN = 271, /* opening it by its path, as the writer (arg: fd) */
 };
 
 struct crfs_restorer_args {

@@ -222,6 +222,10 @@ PROBES = [
     ("tree_share", "deleted_two_members", None),  # mqtree: reopened (share-fd end 4)
     ("tree_share", "memfd_two_members", None),
     ("tree_share", "deleted_given_on", None),  # the reopened description given on (kind 52 giver)
+    # fifo: a FIFO opened separately by two children (state/tree_share.h kShareFifoJoin)
+    ("tree_share", "fifo_reader_first", None),
+    ("tree_share", "fifo_writer_first", None),
+    ("tree_share", "fifo_outside", ", outside the image; a pipe shared with another process"),
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
     ("tree_life", "orphan_group", None),

@@ -246,6 +246,63 @@ static void own_desc_check(void) {
     kids_check();
 }
 
+/* A FIFO two children opened separately by its path (issue 11, docs/trees.md
+ * "FIFOs between members"): the reader O_RDONLY|O_NONBLOCK, the writer
+ * O_WRONLY with bytes written; the parent holds neither. Each comes back its
+ * own description of the FIFO at the path, the bytes in it once. */
+static struct stat g_fifo_st;
+static int g_fifo = -1;
+static int is_the_fifo(int fd, int flags) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_ino == g_fifo_st.st_ino && st.st_dev == g_fifo_st.st_dev &&
+           (fcntl(fd, F_GETFL) & (O_ACCMODE | O_NONBLOCK)) == flags;
+}
+static void fifo_reader_body(void) {
+    g_fifo = open(at("fifo"), O_RDONLY | O_NONBLOCK);
+    if (g_fifo < 0) _exit(3);
+}
+static int fifo_reader_verify(void) {
+    char buf[2 * sizeof kBytes];
+    if (!is_the_fifo(g_fifo, O_RDONLY | O_NONBLOCK)) return 2;
+    ssize_t n = read(g_fifo, buf, sizeof buf); /* once: no second copy behind it */
+    if (n != sizeof kBytes || memcmp(buf, kBytes, sizeof kBytes) != 0) return 1;
+    n = read(g_fifo, buf, sizeof buf); /* EAGAIN, or end of file once the writer is gone */
+    return n == 0 || (n < 0 && errno == EAGAIN) ? 0 : 4;
+}
+static void fifo_writer_body(void) {
+    g_fifo = open(at("fifo"), O_WRONLY); /* a reader is open: does not block */
+    if (g_fifo < 0 || write(g_fifo, kBytes, sizeof kBytes) != sizeof kBytes) _exit(3);
+}
+static int fifo_writer_verify(void) {
+    return is_the_fifo(g_fifo, O_WRONLY) ? 0 : 1;
+}
+static void fifo_make(void) {
+    if (mkfifo(at("fifo"), 0600) != 0 || stat(at("fifo"), &g_fifo_st) != 0) die("mkfifo");
+}
+static void fifo_reader_first_setup(void) {
+    fifo_make();
+    g_kids[0] = spawn(fifo_reader_body, fifo_reader_verify);
+    g_kids[1] = spawn(fifo_writer_body, fifo_writer_verify);
+}
+static void fifo_writer_first_setup(void) {
+    fifo_make();
+    int r = open(at("fifo"), O_RDONLY | O_NONBLOCK); /* for the writer's open, closed after */
+    if (r < 0) die("open fifo");
+    g_kids[0] = spawn(fifo_writer_body, fifo_writer_verify);
+    g_kids[1] = spawn(fifo_reader_body, fifo_reader_verify);
+    close(r);
+}
+/* The FIFO also held by a process outside the tree: a reason, EBUSY. */
+static void fifo_outside_setup(void) {
+    fifo_make();
+    int r = open(at("fifo"), O_RDONLY | O_NONBLOCK);
+    if (r < 0) die("open fifo");
+    g_outside = spawn_outsider(); /* inherits r */
+    close(r);
+    g_kids[0] = spawn(fifo_reader_body, NULL);
+    g_kids[1] = spawn(fifo_writer_body, NULL);
+}
+
 static const struct variant kVariants[] = {
     {"shared_desc", shared_desc_setup, shared_desc_check, NULL},
     {"cross_pipe", pipe_setup, kids_check, NULL},
@@ -257,6 +314,9 @@ static const struct variant kVariants[] = {
     {"deleted_two_members", deleted_two_setup, own_desc_check, NULL},
     {"memfd_two_members", memfd_two_setup, own_desc_check, NULL},
     {"deleted_given_on", given_on_setup, own_desc_check, NULL},
+    {"fifo_reader_first", fifo_reader_first_setup, kids_check, NULL},
+    {"fifo_writer_first", fifo_writer_first_setup, kids_check, NULL},
+    {"fifo_outside", fifo_outside_setup, outside_check, NULL},
 };
 
 PROBE_MAIN(kVariants)

@@ -18,9 +18,11 @@
 #include <functional>
 #include <thread>
 
+#include "crfs/image_format.h"
 #include "state/fds.h"
 #include "state/registry.h"
 #include "state/thread_attrs.h"
+#include "state/tree_share.h"
 
 namespace crfs::state {
 namespace {
@@ -231,6 +233,57 @@ TEST(Registry, DescriptionGroupsNameTheLowestFd) {
     ASSERT_TRUE(g) << g.error().what;
     EXPECT_EQ(*g, (std::vector<int>{-1, -1, a, b, a}));
     for (int fd : {a, b, a2, b2, a3}) close(fd);
+}
+
+// fifo (state/tree_share.h): a FIFO two members opened separately is each
+// one's own description, the later one joining the first's bytes; a dup of
+// the first's is that description given; two descriptions of one end of an
+// anonymous pipe stay a reason. (Both "members" are this process: kcmp of its
+// own fds tells descriptions apart as between two processes.)
+TEST(TreeShare, AFifoOpenedByTwoMembersJoinsTheFirstsBytes) {
+    char dir[] = "/tmp/crfs-fifo-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    std::string path = std::string(dir) + "/p";
+    ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+    int r = open(path.c_str(), O_RDONLY | O_NONBLOCK), w = open(path.c_str(), O_WRONLY);
+    int r2 = dup(r), p[2];
+    ASSERT_GE(r2, 0);
+    ASSERT_EQ(pipe(p), 0);
+    int p0b = open(("/proc/self/fd/" + std::to_string(p[0])).c_str(), O_RDONLY);
+    ASSERT_GE(p0b, 0);
+    auto one = [](int fd, uint32_t acc, bool fifo, bool pipe) {
+        struct stat st;
+        EXPECT_EQ(fstat(fd, &st), 0);
+        return MemberFd{fd, st.st_dev, st.st_ino, acc, pipe, fifo, false, 0};
+    };
+    pid_t me = getpid();
+    std::vector<pid_t> pids{me, me, me};
+    std::vector<std::vector<MemberFd>> fds{{one(r, O_RDONLY, true, false)},
+                                           {one(w, O_WRONLY, true, false)},
+                                           {one(r2, O_RDONLY, true, false)}};
+    std::vector<ShareRef> refs;
+    Reasons why;
+    classify_sharing(pids, fds, refs, why);
+    EXPECT_TRUE(why.empty()) << why.front();
+    ASSERT_EQ(refs.size(), 2u);
+    EXPECT_EQ(refs[0].member, 1u);
+    EXPECT_EQ(refs[0].end, kShareFifoJoin);
+    EXPECT_EQ(refs[0].owner, 0u);
+    EXPECT_EQ(refs[0].owner_fd, r);
+    EXPECT_EQ(refs[1].member, 2u);  // the first's own description, given
+    EXPECT_EQ(refs[1].end, image::kShareSame);
+    EXPECT_EQ(refs[1].owner_fd, r);
+
+    std::vector<std::vector<MemberFd>> ends{{one(p[0], O_RDONLY, false, true)},
+                                            {one(p0b, O_RDONLY, false, true)}};
+    refs.clear();
+    classify_sharing(std::span(pids).first(2), ends, refs, why);
+    ASSERT_EQ(why.size(), 1u);
+    EXPECT_NE(why[0].find("two open file descriptions of one end of a pipe"), std::string::npos)
+        << why[0];
+    for (int fd : {r, w, r2, p[0], p[1], p0b}) close(fd);
+    unlink(path.c_str());
+    rmdir(dir);
 }
 
 // A name the task chose cannot forge a second reason line.
