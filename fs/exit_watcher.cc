@@ -60,6 +60,20 @@ void ExitWatcher::stop() {
 }
 
 Result<ExitWatcher::Id> ExitWatcher::watch(int pidfd, OnExit on_exit) {
+    return add(
+        pidfd,
+        [on_exit = std::move(on_exit)](Id id) {
+            if (on_exit) on_exit(id);
+            return true;
+        },
+        true);
+}
+
+Result<ExitWatcher::Id> ExitWatcher::watch_until(int pidfd, Until until) {
+    return add(pidfd, std::move(until), false);
+}
+
+Result<ExitWatcher::Id> ExitWatcher::add(int pidfd, Until until, bool once) {
     std::lock_guard lock(mu_);
     if (regs_.size() >= capacity_)
         return make_error(EMFILE, "exit watcher: " + std::to_string(capacity_) +
@@ -69,11 +83,13 @@ Result<ExitWatcher::Id> ExitWatcher::watch(int pidfd, OnExit on_exit) {
     if (!own) return errno_error("exit watcher: dup of pidfd " + std::to_string(pidfd));
     Id id = next_++;
     epoll_event e{};
-    e.events = EPOLLIN;
+    // Edge-triggered: a readable (exited) pidfd is reported when added and
+    // then at each wake-up only; a `once` registration is gone after the first.
+    e.events = EPOLLIN | EPOLLET;
     e.data.u64 = id;
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, own.get(), &e) < 0)
         return errno_error("exit watcher: epoll_ctl (pidfd)");
-    regs_.emplace(id, std::pair{std::move(own), std::move(on_exit)});
+    regs_.emplace(id, Registration{std::move(own), std::move(until), once});
     return id;
 }
 
@@ -81,7 +97,7 @@ void ExitWatcher::cancel(Id id) {
     if (id == 0) return;
     std::unique_lock lock(mu_);
     if (auto it = regs_.find(id); it != regs_.end()) {
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.first.get(), nullptr);
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
         regs_.erase(it);
     }
     if (std::this_thread::get_id() == thread_.get_id()) return;  // from a callback
@@ -103,22 +119,30 @@ void ExitWatcher::loop() {
             if (evs[i].data.u64 == kStopTag) return;
         for (int i = 0; i < n; ++i) {
             Id id = evs[i].data.u64;
-            OnExit on_exit;
+            Until until;
             {
                 std::lock_guard lock(mu_);
                 auto it = regs_.find(id);
                 if (it == regs_.end()) continue;  // cancelled meanwhile
-                // A pidfd reports only its process's end (readable, or
-                // hung up once reaped): one event and the registration is done.
-                ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.first.get(), nullptr);
-                on_exit = std::move(it->second.second);
-                regs_.erase(it);
+                if (it->second.once) {
+                    // A pidfd reports only its process's end (readable, or
+                    // hung up once reaped): one event and the registration is done.
+                    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
+                    until = std::move(it->second.until);
+                    regs_.erase(it);
+                } else {
+                    until = it->second.until;  // kept until it says it is done
+                }
                 running_ = id;
             }
-            if (on_exit) on_exit(id);
+            bool done = !until || until(id);
             {
                 std::lock_guard lock(mu_);
                 running_ = 0;
+                if (auto it = regs_.find(id); done && it != regs_.end()) {
+                    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
+                    regs_.erase(it);
+                }
             }
             idle_.notify_all();
         }

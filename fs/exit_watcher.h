@@ -7,6 +7,10 @@
 // duplicate, so the caller may keep polling or waitid()ing on its fd. The
 // callback runs once, on the watcher thread, when the process has exited (the
 // pidfd is readable: a zombie counts); the registration is gone by then.
+// watch_until() keeps its registration until its callback says it is done:
+// the kernel wakes a pidfd again when a zombie's tracer lets go of it (the
+// zombie is its parent's to wait for only from then on), so a reaper that
+// found nothing to wait for at the exit hears of it again.
 //
 // Locks: mu_ is never held while a callback runs, so a callback may call
 // watch() and cancel(). cancel() waits for a callback of that registration
@@ -53,6 +57,12 @@ class ExitWatcher {
     // Calls `on_exit` once when the process of `pidfd` has exited (at once,
     // from the thread, if it already has). EMFILE at capacity.
     Result<Id> watch(int pidfd, OnExit on_exit);
+    // Calls `until` when the process of `pidfd` has exited and again at each
+    // later wake-up of the pidfd (a traced zombie's tracer letting go), until
+    // it returns true. Edge-triggered: an exited process is called once at
+    // once, then only on a new wake-up, never in a loop.
+    using Until = std::function<bool(Id)>;
+    Result<Id> watch_until(int pidfd, Until until);
     // Drops a registration: after it returns its callback is not running (or
     // is the caller) and will not run. Unknown or finished ids are fine.
     void cancel(Id id);
@@ -61,12 +71,19 @@ class ExitWatcher {
 
   private:
     Status open_locked();
+    Result<Id> add(int pidfd, Until until, bool once);
     void loop();
+
+    struct Registration {
+        UniqueFd fd;  // our duplicate of the caller's pidfd
+        Until until;
+        bool once;  // watch(): gone before its callback runs
+    };
 
     size_t capacity_;
     mutable std::mutex mu_;
     std::condition_variable idle_;  // running_ went back to 0
-    std::unordered_map<Id, std::pair<UniqueFd, OnExit>> regs_;
+    std::unordered_map<Id, Registration> regs_;
     Id next_ = 1;
     Id running_ = 0;  // the registration whose callback runs now
     UniqueFd epoll_, stop_;

@@ -34,8 +34,16 @@ void Reaper::adopt(pid_t pid, OnExit on_exit) {
     w.pidfd.reset(fd);
     w.on_exit = std::move(on_exit);
     // Any restored task's exit sweeps them all: one whose own registration
-    // failed is still reaped at the next.
-    auto id = exits_.watch(fd, [this](ExitWatcher::Id) { sweep(); });
+    // failed is still reaped at the next. The registration stays until its
+    // task is told: a task that exited while another process traced it
+    // cannot be waited for until the tracer lets go, and the kernel wakes its
+    // pidfd again then.
+    auto id = exits_.watch_until(fd, [this, pid](ExitWatcher::Id self) {
+        sweep();
+        std::lock_guard lock(mu_);
+        auto it = watched_.find(pid);
+        return it == watched_.end() || it->second.watch != self;
+    });
     if (!id)
         log_error("reaper: watch pid %d: %s", pid, id.error().what.c_str());
     else

@@ -1,6 +1,7 @@
 // Reaps the tasks crfsd restored. They are its children; when one exits, the
-// daemon's exit watcher (fs/exit_watcher.h, one pidfd per task) calls sweep(),
-// which reads how it ended
+// daemon's exit watcher (fs/exit_watcher.h, one pidfd per task, kept until the
+// task is told: a zombie that another process traces is waited for only once
+// the tracer lets go) calls sweep(), which reads how it ended
 // (waitid WNOWAIT on the pidfd: the zombie stays, so its pid cannot be reused
 // before whoever adopted it knows), tells the adopter, then has the restorer
 // reap it (reap_restored_children()), so no zombie stays behind. Other

@@ -54,6 +54,16 @@ def gone(pid):
     return not os.path.exists(f"/proc/{pid}")
 
 
+def holder(pid):
+    """What keeps a pid: its state, parent and tracer (for a failure's message)."""
+    try:
+        st = read(f"/proc/{pid}/status")
+    except OSError:
+        return "gone"
+    return ", ".join(line for line in st.splitlines()
+                     if line.split(":")[0] in ("Name", "State", "PPid", "TracerPid"))
+
+
 def stat(pid):
     """(state, ppid, pgid, sid) of /proc/PID/stat."""
     f = read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
@@ -103,17 +113,22 @@ class TreeBase(Base):
         self.procs = []
 
     def tearDown(self):
-        for pid in reversed(self.pids):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for proc in self.procs:
-            proc.wait(60)
-        for pid in self.pids:
-            wait_for(lambda: gone(pid), f"pid {pid} to go")
-        shutil.rmtree(self.dir, ignore_errors=True)
-        super().tearDown()
+        try:
+            for pid in reversed(self.pids):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for proc in self.procs:
+                proc.wait(60)
+            for pid in self.pids:
+                try:
+                    wait_for(lambda: gone(pid), f"pid {pid} to go")
+                except AssertionError as e:
+                    raise AssertionError(f"{e}: {holder(pid)}") from None
+        finally:  # the daemon stopped and its log shown even when a pid stays
+            shutil.rmtree(self.dir, ignore_errors=True)
+            super().tearDown()
 
     def outsider(self):
         """A live pid outside the tree that leads none of its groups or sessions
