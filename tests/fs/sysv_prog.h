@@ -11,6 +11,8 @@
 #include <sys/ipc.h>
 #include <sys/shm.h>
 
+#include "../support/put_file.h"
+
 static volatile sig_atomic_t g_term;
 static void on_term(int sig) {
     (void)sig;
@@ -19,14 +21,7 @@ static void on_term(int sig) {
 
 /* DIR/name holds `text`. */
 static void put(const char* dir, const char* name, const char* text) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
+    if (put_file(dir, name, text) != 0) exit(2);
 }
 
 /* A segment of `key` and `size` (mode 0640, left on the host), made and

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/put_file.h"
+
 #define PAGE 4096
 #define HEAP_BYTES (4 << 20)
 #define ANON_BYTES (2 << 20)
@@ -83,14 +85,7 @@ static void on_hup(int s) {
 }
 
 static void write_file(const char* name, const char* text) {
-    char path[600], tmp[620];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) _exit(3);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);  // appears complete or not at all
+    if (put_file(g_dir, name, text) != 0) _exit(3);
 }
 
 // Holds a pattern in ymm8 across a spin of `iters` pauses and checks it after.

@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../support/put_file.h"
+
 enum { kPage = 4096, kDiscardAt = 40, kDiscard = 8, kExtraPages = 4 };
 
 static const char* dir;
@@ -53,15 +55,9 @@ static int holds(const uint8_t* p, uint64_t gen, uint64_t i) {
 }
 
 static void note(const char* name, const char* text) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s%s", dir, prefix, name);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    if (put_file(dir, full, text) != 0) exit(2);
 }
 
 static void round_k(unsigned k) {

@@ -28,6 +28,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../support/put_file.h"
+
 #define PAGE 4096
 
 static volatile int g_term;
@@ -84,14 +86,7 @@ static void on_usr1(int s, siginfo_t* si, void* uc) {
 }
 
 static void write_file(const char* name, const char* text) {
-    char path[600], tmp[620];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (!f) _exit(3);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
+    if (put_file(g_dir, name, text) != 0) _exit(3);
 }
 
 static size_t read_proc(const char* name, char* buf, size_t cap) {
