@@ -253,6 +253,16 @@ class InGroup(threads_mount_test.UserInGroup):
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/reason"))
         return img
 
+    def restore_as(self, run, pw, img, pids):
+        """The user (`run`, passwd entry `pw`) restores `img` into the same
+        pids: the same tree, every process with the user's ids."""
+        top = pids[0]
+        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
+        self.assertEqual(tree_of(top), pids)
+        for p in pids:
+            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
+
     def refused_as_user(self, as_user, run, img, pids, edits, expect, made=False):
         """The user edits `img` (crfs-imgedit EDITS) and restores it into
         pids[0]: refused with `expect` in the status, none of `pids` made
@@ -710,12 +720,7 @@ class ReopenUser(InGroup, DeletedTree):
             ([f"share-fd#{share}.end=5"], "share end 5"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
-        top = pids[0]
-        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
-        self.assertEqual(tree_of(top), pids)
-        for p in pids:
-            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
+        self.restore_as(run, pw, img, pids)
         self.assertIn(kcmp_file(pids[0], 3, pids[1], fd), (1, 2), "two open file descriptions")
         for p in pids:
             os.kill(p, 10)
@@ -829,12 +834,7 @@ class DgramBase(trees_mount_test.TreeBase):
         pids: every process has the user's ids, `sock` is bound again by the
         user, and the tree ends with PASS."""
         os.unlink(self.path(sock))  # the user binds it again
-        top = pids[0]
-        r = run(f"mkdir {self.m}/{top} && cp {img} {self.m}/{top}/image")
-        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{top}/status"))
-        self.assertEqual(tree_of(top), pids)
-        for p in pids:
-            self.assertIn(f"Uid:\t{pw.pw_uid}\t{pw.pw_uid}", read(f"/proc/{p}/status"))
+        self.restore_as(run, pw, img, pids)
         self.assertEqual(os.lstat(self.path(sock)).st_uid, pw.pw_uid)
         self.finish(pids)
 
