@@ -642,6 +642,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kInotifyWatch:
             case RecordType::kMqueue:        // unix: state/mqueue.cc
             case RecordType::kMqueueSecond:  // mq2: state/mqueue_second.cc
+            case RecordType::kPidfdTarget:   // pidfd: state/pidfd.cc checks it
             case RecordType::kShareFd: {     // share: state/tree_share_restore.cc checks it
                 // Each starts with the fd it belongs to: an earlier fd record of its own
                 // description (its kind checks the rest: state/kobj.h).

@@ -1,14 +1,25 @@
-// pidfd of the task itself: pidfd_open(getpid()) in the restored task, with
-// PIDFD_NONBLOCK and PIDFD_THREAD as the fd had them (open flags O_NONBLOCK,
-// O_EXCL). A pidfd of another process needs the process tree (issue 10): a
-// reason naming its pid; of a process that has exited: a reason.
+// pidfd: pidfd_open in the restored task, with PIDFD_NONBLOCK and PIDFD_THREAD
+// as the fd had them (open flags O_NONBLOCK, O_EXCL). Of the task itself:
+// pidfd_open(getpid()). pidfd (version 12): of another process of the tree's
+// image that exists when the task's fds are made (members are cloned parents
+// first, each by its parent before the parent's fds, state/tree_restore.h):
+// an ancestor of the task, or a child the task clones itself (one that shares
+// no fd table or cwd, which another member might make later); its pid in a
+// `pidfd-target` record, and the restore opens that pid, which the tree has
+// again (same pids). Any other process (outside the image, another branch of
+// the tree, a thread) or one that has exited and was reaped: a reason.
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
 
 #include "checkpoint/files.h"
 #include "common/strfmt.h"
 #include "state/kobj.h"
+#include "state/tree.h"
 
 namespace crfs::state {
 namespace {
@@ -19,35 +30,127 @@ bool match(const FdView& f) {
     return f.link == "anon_inode:[pidfd]" || f.link.starts_with("pidfd:");
 }
 
+// (ppid, state) of /proc/<pid>/stat; (0, '?') when gone.
+std::pair<pid_t, char> stat_of(pid_t pid, pid_t self_tgid) {
+    TaskView v(pid, self_tgid);
+    auto s = v.stat();
+    return s ? std::pair{(*s)->ppid, (*s)->state} : std::pair{pid_t(0), '?'};
+}
+pid_t parent_of(pid_t pid, pid_t self_tgid) {
+    return stat_of(pid, self_tgid).first;
+}
+
+// Whether `pid` shares its fd table or cwd with another process of `inside`:
+// then a sibling may clone it, after its parent's fds (state/tree_share_task.h).
+bool shares_table(pid_t pid, const std::vector<pid_t>& inside) {
+    for (pid_t o : inside)
+        for (int type : {KCMP_FILES, KCMP_FS})
+            if (o != pid && syscall(SYS_kcmp, pid, o, type, 0, 0) == 0) return true;
+    return false;
+}
+
+// Why a pidfd of `target`, another process, cannot be restored in t; none
+// when the target is an ancestor or a child t clones before its fds.
+std::optional<std::string> other_reason(TaskView& t, pid_t target) {
+    std::vector<pid_t> inside = t.image_pids();
+    if (inside.empty()) inside = tree_pids(t.pid());
+    auto in = [&](pid_t p) { return std::find(inside.begin(), inside.end(), p) != inside.end(); };
+    std::string what = strfmt("pidfd of pid {}", target);
+    // A checkpoint's image_pids are the live members; a zombie child of one is in the image too.
+    auto [ppid, state] = stat_of(target, t.self_tgid());
+    bool zombie = state == 'Z' && in(ppid);
+    if (!in(target) && !zombie)
+        return what + " (a process outside the image, or a thread)" + std::string(kNotYet);
+    for (pid_t p = parent_of(t.pid(), t.self_tgid()); p > 0 && in(p);
+         p = parent_of(p, t.self_tgid()))
+        if (p == target) return std::nullopt;  // an ancestor: it made this task
+    if (ppid == t.pid()) {
+        if (!shares_table(target, inside)) return std::nullopt;  // cloned before this one's fds
+        return what + ", a child that shares its fd table or cwd with another process (it is " +
+               "made after its maker's fds)" + std::string(kNotYet);
+    }
+    return what + ", a process of the image that is neither an ancestor nor a child of this " +
+           "one (it may not exist yet when this one's fds are made)" + std::string(kNotYet);
+}
+
+std::optional<pid_t> target_of(const FdView& f) {
+    auto v = fdinfo_value(f.fdinfo, "Pid:");
+    pid_t pid = 0;
+    if (!v || std::from_chars(v->data(), v->data() + v->size(), pid).ec != std::errc{})
+        return std::nullopt;
+    return pid;
+}
+
 std::optional<std::string> detect(TaskView& t, const FdView& f) {
-    auto pid = fdinfo_value(f.fdinfo, "Pid:");
+    auto pid = target_of(f);
     if (!pid) return "pidfd whose fdinfo shows no Pid" + std::string(kNotYet);
-    if (*pid == "-1") return "pidfd of a process that has exited" + std::string(kNotYet);
-    if (*pid != std::to_string(t.pid()))
-        return "pidfd of pid " + std::string(*pid) + " (another process)" + std::string(kNotYet);
+    if (*pid == -1) return "pidfd of a process that has exited" + std::string(kNotYet);
     if (f.info.flags & ~(kFlags | O_CLOEXEC))
         return strfmt("pidfd with flags {}{}", kobj_oct(f.info.flags), kNotYet);
+    if (*pid != t.pid()) return other_reason(t, *pid);
     return std::nullopt;
 }
 
-Status dump(pid_t, const FdView&, TaskFd&) {
-    return {};  // flags: the fd record has them
+Status dump(pid_t pid, const FdView& f, TaskFd& t) {
+    auto target = target_of(f);  // flags: the fd record has them
+    if (target && *target != pid)
+        t.records.push_back(
+            kobj_record(image::RecordType::kPidfdTarget, image::PidfdTargetRecord{f.fd, *target}));
+    return {};
 }
 
-Status check(const FdEntry& f, const DecodedImage&) {
-    if (!f.kobj.empty()) return kobj_bad(f, "records for a pidfd");
+const image::ProcessRecord* process(const DecodedImage& img, pid_t pid) {
+    auto p = std::find_if(img.processes.begin(), img.processes.end(),
+                          [&](const image::ProcessRecord& r) { return r.pid == pid; });
+    return p == img.processes.end() ? nullptr : &*p;
+}
+
+// The image's own rule (other_reason): `target` is an ancestor of the task or
+// a child of it that shares no fd table or cwd; never a pid of the host.
+Status check_target(const FdEntry& f, const DecodedImage& img, pid_t target) {
+    pid_t self = img.task.pid;
+    auto bad = [&](const char* what) {
+        return kobj_bad(f, strfmt("pidfd of pid {}, {}", target, what));
+    };
+    const image::ProcessRecord* t = process(img, target);
+    if (img.header.version < 12 || !t || target == self)
+        return bad("not another process of this image");
+    const image::ProcessRecord* p = process(img, self);
+    for (size_t up = 0; p && up < img.processes.size(); ++up) {  // a hostile cycle ends
+        p = process(img, p->ppid);
+        if (p == t) return {};
+    }
+    if (t->ppid != self) return bad("neither an ancestor nor a child of the task");
+    uint32_t index = uint32_t(t - img.processes.data());
+    for (const auto& [i, s] : img.share_tasks)
+        if (i == index && (s.files_pid || s.fs_pid))
+            return bad("a child sharing its fd table or cwd (made after the task's fds)");
+    return {};
+}
+
+Status check(const FdEntry& f, const DecodedImage& img) {
     if (f.rec.open_flags & ~kFlags)
         return kobj_bad(f, strfmt("pidfd open flags {}", kobj_oct(f.rec.open_flags)));
-    return {};
+    if (f.kobj.empty()) return {};
+    auto r = kobj_one<image::PidfdTargetRecord>(f, image::RecordType::kPidfdTarget, "pidfd-target");
+    if (!r) return std::unexpected(r.error());
+    return check_target(f, img, r->pid);
 }
 
 Status plan(const FdEntry& f, KobjPlan& p) {
     p.flags = int(f.rec.open_flags & (O_NONBLOCK | O_EXCL));  // PIDFD_NONBLOCK, PIDFD_THREAD
+    auto recs = kobj_records(f, image::RecordType::kPidfdTarget);
+    if (!recs.empty()) {  // checked: one record
+        image::PidfdTargetRecord r;
+        std::memcpy(&r, recs[0]->data(), sizeof r);
+        p.n[0] = uint64_t(r.pid);
+    }
     return {};
 }
 
 int make(const KobjPlan& p, const char*, KobjFail& fail) {
-    int fd = int(syscall(SYS_pidfd_open, getpid(), p.flags));
+    pid_t pid = p.n[0] ? pid_t(p.n[0]) : getpid();
+    int fd = int(syscall(SYS_pidfd_open, pid, p.flags));
     if (fd < 0) fail = {CRFS_RA_STEP_KOBJ, errno, 0};
     return fd;
 }

@@ -263,6 +263,11 @@ Json kobj_records(const FdEntry& f) {
                 out.push_back(std::move(j));
                 break;
             }
+            case image::RecordType::kPidfdTarget: {  // pidfd: state/pidfd.cc
+                auto r = get(image::PidfdTargetRecord{});
+                out.push_back({{"record", "pidfd-target"}, {"pid", r.pid}});
+                break;
+            }
             default:
                 out.push_back({{"record", image::record_type_info(uint32_t(type))->name}});
         }

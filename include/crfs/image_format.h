@@ -133,6 +133,9 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(MqueueSecondRecord))                                                                \
     /* share (108-111), version 5: what a tree's processes share, docs/trees.md */               \
     X(kShareFd, 108, "share-fd", sizeof(ShareFdRecord), sizeof(ShareFdRecord))                   \
+    /* pidfd (111), version 12: a pidfd of another process of the tree, state/pidfd.cc */        \
+    X(kPidfdTarget, 111, "pidfd-target", sizeof(PidfdTargetRecord),                              \
+      sizeof(PidfdTargetRecord))                                                                 \
     /* life (112-115), version 5: a tree's zombies, docs/trees.md */                             \
     X(kZombie, 112, "zombie", sizeof(ZombieRecord), sizeof(ZombieRecord))                        \
     /* incr (120-127), version 5: chains of images, docs/incremental.md */                       \
@@ -635,6 +638,16 @@ struct MqueueSecondRecord {
     uint32_t reserved[2];  // 0
 };
 static_assert(sizeof(MqueueSecondRecord) == 16);
+
+// pidfd (version 12): the process a pidfd (FdKind::kPidfd) names when it is
+// not the task itself: `pid`, another process of the tree's image, an
+// ancestor of the task or a child it makes before its fds (state/pidfd.cc).
+// No record: the task itself.
+struct PidfdTargetRecord {
+    int32_t fd;
+    int32_t pid;
+};
+static_assert(sizeof(PidfdTargetRecord) == 8);
 
 // A memfd (version 4, kobj) the task holds by an fd (FdKind::kMemfd) or maps
 // (VmaKind::kMemfdShared/kMemfdPrivate), each of which names it by `ino`: made

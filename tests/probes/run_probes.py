@@ -109,7 +109,7 @@ PROBES = [
     ("kobj_a", "opath_deleted", "fd 3: O_PATH descriptor of "),
     ("kobj_a", "dir", None),
     ("kobj_a", "pidfd", None),
-    ("kobj_a", "pidfd_other", "fd 3: pidfd of pid 1 (another process) not supported yet"),
+    ("kobj_a", "pidfd_other", "fd 3: pidfd of pid 1 (a process outside the image, or a thread) not supported yet"),
     ("kobj_a", "inotify", None),
     ("kobj_a", "inotify_far", "fd 3: inotify watch 1 on inode "),
     ("kobj_a", "inotify_queued", "bytes of queued events not supported yet"),
@@ -226,6 +226,8 @@ PROBES = [
     ("tree_share", "fifo_reader_first", None),
     ("tree_share", "fifo_writer_first", None),
     ("tree_share", "fifo_outside", ", outside the image; a pipe shared with another process"),
+    ("tree_share", "pidfd_kids", None),  # pidfd: a parent's and its child's pidfds of each other
+    ("tree_share", "pidfd_sibling", ", a process of the image that is neither an ancestor nor a child"),
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
     ("tree_life", "orphan_group", None),

@@ -303,6 +303,50 @@ static void fifo_outside_setup(void) {
     g_kids[1] = spawn(fifo_writer_body, NULL);
 }
 
+/* pidfd: the parent's PIDFD_NONBLOCK pidfd of its child (fd 3), the child's
+ * pidfd of its parent: each names the restored process, flags kept. */
+static int g_up = -1;
+static int pidfd_names(int fd, pid_t pid, int nonblock) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    int f = open(path, O_RDONLY);
+    ssize_t n = f < 0 ? -1 : read(f, buf, sizeof buf - 1);
+    if (f >= 0) close(f);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    const char* p = strstr(buf, "\nPid:");
+    int flags = fcntl(fd, F_GETFL);
+    return p && atoi(p + 5) == pid && flags >= 0 && ((flags & O_NONBLOCK) != 0) == nonblock &&
+           syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) == 0;
+}
+static void pidfd_up_body(void) {
+    g_up = (int)syscall(SYS_pidfd_open, getppid(), 0);
+    if (g_up < 0) _exit(3);
+}
+static int pidfd_up_verify(void) {
+    return pidfd_names(g_up, getppid(), 0) ? 0 : 1;
+}
+static void pidfd_kids_setup(void) {
+    g_kids[0] = spawn(pidfd_up_body, pidfd_up_verify);
+    if (syscall(SYS_pidfd_open, g_kids[0], O_NONBLOCK) != 3) die("pidfd_open child");
+}
+static void pidfd_kids_check(void) {
+    if (!pidfd_names(3, g_kids[0], 1))
+        fail("fd 3 names no child %d, or lost O_NONBLOCK", g_kids[0]);
+    kids_check();
+}
+
+/* A child's pidfd of its sibling (another branch: it may not exist yet when
+ * the child's fds are made): a reason. */
+static pid_t g_first;
+static void pidfd_sibling_body(void) {
+    if (syscall(SYS_pidfd_open, g_first, 0) < 0) _exit(3);
+}
+static void pidfd_sibling_setup(void) {
+    g_kids[0] = g_first = spawn(NULL, NULL);
+    g_kids[1] = spawn(pidfd_sibling_body, NULL);
+}
+
 static const struct variant kVariants[] = {
     {"shared_desc", shared_desc_setup, shared_desc_check, NULL},
     {"cross_pipe", pipe_setup, kids_check, NULL},
@@ -317,6 +361,8 @@ static const struct variant kVariants[] = {
     {"fifo_reader_first", fifo_reader_first_setup, kids_check, NULL},
     {"fifo_writer_first", fifo_writer_first_setup, kids_check, NULL},
     {"fifo_outside", fifo_outside_setup, outside_check, NULL},
+    {"pidfd_kids", pidfd_kids_setup, pidfd_kids_check, NULL},
+    {"pidfd_sibling", pidfd_sibling_setup, kids_check, NULL},
 };
 
 PROBE_MAIN(kVariants)

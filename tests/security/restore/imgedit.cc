@@ -156,6 +156,8 @@ constexpr Field kFields[] = {
     {"unix-bound", "path_dev", 88, 8},
     {"unix-bound", "path_ino", 96, 8},
     {"unix-bound", "options", 212, 4},
+    {"pidfd-target", "fd", 0, 4},  // pidfd: state/pidfd.cc
+    {"pidfd-target", "pid", 4, 4},
     {"unix-sender", "ino", 0, 8},
     {"unix-sender", "first", 8, 4},
     {"unix-sender", "count", 12, 4},
@@ -299,6 +301,9 @@ void list(const Image& img) {
             extra = ",\"fd\":" + std::to_string(get<FdContentRecord>(p, 0).fd);
         } else if (name == "creds") {
             extra = ",\"ngroups\":" + std::to_string(get<CredsRecord>(p, 0).ngroups);
+        } else if (name == "pidfd-target") {  // pidfd: state/pidfd.cc
+            auto t = get<PidfdTargetRecord>(p, 0);
+            extra = ",\"fd\":" + std::to_string(t.fd) + ",\"pid\":" + std::to_string(t.pid);
         } else if (name == "regs") {
             auto g = get<RegsRecord>(p, 0);
             extra = ",\"rip\":" + std::to_string(g.rip) + ",\"rsp\":" + std::to_string(g.rsp);
