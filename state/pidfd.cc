@@ -99,31 +99,36 @@ Status dump(pid_t pid, const FdView& f, TaskFd& t) {
     return {};
 }
 
-const image::ProcessRecord* process(const DecodedImage& img, pid_t pid) {
-    auto p = std::find_if(img.processes.begin(), img.processes.end(),
-                          [&](const image::ProcessRecord& r) { return r.pid == pid; });
-    return p == img.processes.end() ? nullptr : &*p;
+// The index of process `pid` in the image, or -1.
+int index_of(const DecodedImage& img, pid_t pid) {
+    for (size_t i = 0; i < img.processes.size(); ++i)
+        if (img.processes[i].pid == pid) return int(i);
+    return -1;
+}
+
+// The index of process i's parent as the restore makes it (state/tree_restore.cc:
+// an earlier process; the first has none in the image, whatever its ppid says), or -1.
+int parent_index(const DecodedImage& img, int i) {
+    if (i <= 0) return -1;
+    for (int j = 0; j < i; ++j)
+        if (img.processes[size_t(j)].pid == img.processes[size_t(i)].ppid) return j;
+    return -1;
 }
 
 // The image's own rule (other_reason): `target` is an ancestor of the task or
 // a child of it that shares no fd table or cwd; never a pid of the host.
 Status check_target(const FdEntry& f, const DecodedImage& img, pid_t target) {
-    pid_t self = img.task.pid;
     auto bad = [&](const char* what) {
         return kobj_bad(f, strfmt("pidfd of pid {}, {}", target, what));
     };
-    const image::ProcessRecord* t = process(img, target);
-    if (img.header.version < 12 || !t || target == self)
+    int self = index_of(img, img.task.pid), t = index_of(img, target);
+    if (img.header.version < 12 || self < 0 || t < 0 || t == self)
         return bad("not another process of this image");
-    const image::ProcessRecord* p = process(img, self);
-    for (size_t up = 0; p && up < img.processes.size(); ++up) {  // a hostile cycle ends
-        p = process(img, p->ppid);
+    for (int p = parent_index(img, self); p >= 0; p = parent_index(img, p))  // earlier each time
         if (p == t) return {};
-    }
-    if (t->ppid != self) return bad("neither an ancestor nor a child of the task");
-    uint32_t index = uint32_t(t - img.processes.data());
+    if (parent_index(img, t) != self) return bad("neither an ancestor nor a child of the task");
     for (const auto& [i, s] : img.share_tasks)
-        if (i == index && (s.files_pid || s.fs_pid))
+        if (int(i) == t && (s.files_pid || s.fs_pid))
             return bad("a child sharing its fd table or cwd (made after the task's fds)");
     return {};
 }
