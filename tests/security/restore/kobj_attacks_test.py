@@ -113,6 +113,7 @@ class KobjAttacks(ra.SlotAttackCase):
             (self.fd(6) + f".open_flags={0o102}", "directory open flags 0102"),  # O_RDWR|O_CREAT
             (self.fd(5) + ".open_flags=0", "O_PATH open flags 00"),
             (self.fd(9) + f".open_flags={0o1002}", "pidfd open flags 01002"),  # O_TRUNC
+            (self.fd(3) + ".kind=10", "fd 3: 1 records, wants one pidfd-target"),  # pidfd
             (self.raw("inotify-watch", 4, 4, 2), "inotify watch 2 (wants 1)"),
             (self.raw("inotify-watch", 8, 4, 0x40000100), "with mask 0x40000100"),  # IN_MASK_ADD
             (self.rec("inotify-watch") + ".path=tmp", "inotify watch 1: path not absolute"),
