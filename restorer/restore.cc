@@ -305,6 +305,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return "opening " + fd(r.arg) +
                    ", a FIFO another process of the tree restores, by its path (is it still "
                    "that FIFO?)";
+        case CRFS_RA_STEP_PIDFD_GIVE:  // pidfd2 (state/pidfd.h)
+            return strfmt("opening a pidfd of process {} for another process of the tree", r.arg);
         case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
             return "connecting " + fd(r.arg) + " to its server, another process of the tree";
         case CRFS_RA_STEP_MQ_OPEN:  // unix (state/mqueue.h)

@@ -10,6 +10,7 @@
 // the tree, a thread) or one that has exited and was reaped: a reason.
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,8 +19,13 @@
 
 #include "checkpoint/files.h"
 #include "common/strfmt.h"
+#include "restorer/child.h"
+#include "state/check.h"
 #include "state/kobj.h"
+#include "state/pidfd.h"
 #include "state/tree.h"
+#include "state/tree_restore.h"
+#include "state/unix_tree.h"
 
 namespace crfs::state {
 namespace {
@@ -50,7 +56,12 @@ bool shares_table(pid_t pid, const std::vector<pid_t>& inside) {
 }
 
 // Why a pidfd of `target`, another process, cannot be restored in t; none
-// when the target is an ancestor or a child t clones before its fds.
+// when the restore can make it (docs/trees.md "pidfds between members"): an
+// ancestor of t exists when t's fds are made; any other member is opened by
+// the process that clones it, right after the clone, and handed over to t,
+// so the processes on its way from t's ancestors (the target and those of its
+// ancestors that are not t's), and its cloner, must be cloned as every member
+// is, not after some member's fds: none may share its fd table or cwd.
 std::optional<std::string> other_reason(TaskView& t, pid_t target) {
     std::vector<pid_t> inside = t.image_pids();
     if (inside.empty()) inside = tree_pids(t.pid());
@@ -59,18 +70,44 @@ std::optional<std::string> other_reason(TaskView& t, pid_t target) {
     // A checkpoint's image_pids are the live members; a zombie child of one is in the image too.
     auto [ppid, state] = stat_of(target, t.self_tgid());
     bool zombie = state == 'Z' && in(ppid);
-    if (!in(target) && !zombie)
+    if (!in(target) && !zombie) {
+        TaskView v(target, t.self_tgid());
+        auto st = v.status();
+        if (st && (*st)->tgid != target && in((*st)->tgid))  // PIDFD_THREAD (Linux 6.9)
+            return strfmt(
+                "pidfd of thread {} of pid {} (a tree's threads are made after every "
+                "fd of the tree){}",
+                target, (*st)->tgid, kNotYet);
         return what + " (a process outside the image, or a thread)" + std::string(kNotYet);
+    }
+    std::vector<pid_t> mine{t.pid()};  // t and its ancestors in the image
     for (pid_t p = parent_of(t.pid(), t.self_tgid()); p > 0 && in(p);
          p = parent_of(p, t.self_tgid()))
-        if (p == target) return std::nullopt;  // an ancestor: it made this task
-    if (ppid == t.pid()) {
-        if (!shares_table(target, inside)) return std::nullopt;  // cloned before this one's fds
-        return what + ", a child that shares its fd table or cwd with another process (it is " +
-               "made after its maker's fds)" + std::string(kNotYet);
+        mine.push_back(p);
+    if (std::find(mine.begin(), mine.end(), target) != mine.end())
+        return std::nullopt;  // an ancestor: it made this task
+    pid_t n = target;
+    for (size_t hops = 0; std::find(mine.begin(), mine.end(), n) == mine.end(); ++hops) {
+        if (hops > inside.size() || (n != target && !in(n)))
+            return what + ", a process of another tree" + std::string(kNotYet);
+        if (shares_table(n, inside))
+            return what +
+                   strfmt(
+                       ", made after another process's fds: pid {} on its way from "
+                       "this one's ancestors shares its fd table or cwd with another "
+                       "process",
+                       n) +
+                   std::string(kNotYet);
+        n = parent_of(n, t.self_tgid());
     }
-    return what + ", a process of the image that is neither an ancestor nor a child of this " +
-           "one (it may not exist yet when this one's fds are made)" + std::string(kNotYet);
+    if (n != t.pid() && shares_table(n, inside))  // the cloner: it hands the pidfd over
+        return what +
+               strfmt(
+                   ", made by pid {}, which shares its fd table or cwd with another "
+                   "process",
+                   n) +
+               std::string(kNotYet);
+    return std::nullopt;
 }
 
 std::optional<pid_t> target_of(const FdView& f) {
@@ -115,8 +152,18 @@ int parent_index(const DecodedImage& img, int i) {
     return -1;
 }
 
-// The image's own rule (other_reason): `target` is an ancestor of the task or
-// a child of it that shares no fd table or cwd; never a pid of the host.
+// Whether process i of the image is made by another's clone after that one's
+// fds (a share-task record: it shares an fd table or cwd); `files`: only an fd
+// table (its own cloned children then come after its maker's fds too).
+bool taker(const DecodedImage& img, int i, bool files) {
+    for (const auto& [j, s] : img.share_tasks)
+        if (int(j) == i && (s.files_pid || (!files && s.fs_pid))) return true;
+    return false;
+}
+
+// The image's own rule (other_reason): `target` is another process of the
+// image, an ancestor of the task, or one whose way from the task's ancestors
+// and whose cloner (its parent) hold no process made after another's fds.
 Status check_target(const FdEntry& f, const DecodedImage& img, pid_t target) {
     auto bad = [&](const char* what) {
         return kobj_bad(f, strfmt("pidfd of pid {}, {}", target, what));
@@ -124,12 +171,20 @@ Status check_target(const FdEntry& f, const DecodedImage& img, pid_t target) {
     int self = index_of(img, img.task.pid), t = index_of(img, target);
     if (img.header.version < 12 || self < 0 || t < 0 || t == self)
         return bad("not another process of this image");
+    std::vector<int> mine{self};
     for (int p = parent_index(img, self); p >= 0; p = parent_index(img, p))  // earlier each time
-        if (p == t) return {};
-    if (parent_index(img, t) != self) return bad("neither an ancestor nor a child of the task");
-    for (const auto& [i, s] : img.share_tasks)
-        if (int(i) == t && (s.files_pid || s.fs_pid))
-            return bad("a child sharing its fd table or cwd (made after the task's fds)");
+        mine.push_back(p);
+    auto is_mine = [&](int i) { return std::find(mine.begin(), mine.end(), i) != mine.end(); };
+    if (is_mine(t)) return {};
+    int n = t;
+    for (; n >= 0 && !is_mine(n); n = parent_index(img, n))  // earlier each time
+        if (taker(img, n, false))
+            return bad(
+                "made after another process's fds (it or an ancestor on its way from the "
+                "task's shares an fd table or cwd)");
+    if (n < 0) return bad("not in the tree of the task");
+    if (n != self && taker(img, n, true))
+        return bad("made by a process that shares an fd table (after another one's fds)");
     return {};
 }
 
@@ -154,13 +209,79 @@ Status plan(const FdEntry& f, KobjPlan& p) {
 }
 
 int make(const KobjPlan& p, const char*, KobjFail& fail) {
+    if (p.n[1]) {  // pidfd2: opened by the target's cloner (tree_pidfd_plan)
+        int fd = -1;
+        // End of file: the cloner died before it gave (its own failure is reported too).
+        if (int e = recv_one_fd(int(p.n[1]), &fd); e || fd < 0) {
+            fail = {CRFS_RA_STEP_SHARE_FD, e ? e : EPIPE, 0};
+            return -1;
+        }
+        return fd;
+    }
     pid_t pid = p.n[0] ? pid_t(p.n[0]) : getpid();
     int fd = int(syscall(SYS_pidfd_open, pid, p.flags));
     if (fd < 0) fail = {CRFS_RA_STEP_KOBJ, errno, 0};
     return fd;
 }
 
+// A channel from member `from` to `to`, each end above that one's fds.
+Result<std::pair<UniqueFd, UniqueFd>> channel(const TreeRestore& tree, int from, int to) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return errno_error("pidfd channel");
+    UniqueFd a(sv[0]), b(sv[1]);
+    UniqueFd give(fcntl(a.get(), F_DUPFD_CLOEXEC, tree.members[size_t(from)].min_fd));
+    UniqueFd take(fcntl(b.get(), F_DUPFD_CLOEXEC, tree.members[size_t(to)].min_fd));
+    if (!give || !take) return errno_error("dup of a pidfd channel");
+    return std::pair{std::move(give), std::move(take)};
+}
+
 }  // namespace
+
+Status tree_pidfd_plan(TreeRestore& tree) {
+    auto& ms = tree.members;
+    for (size_t h = 0; h < ms.size(); ++h) {
+        if (!ms[h].fds) continue;  // a zombie
+        for (auto& a : ms[h].fds->actions) {
+            if (a.kobj.kind != uint32_t(image::FdKind::kPidfd) || !a.kobj.n[0] || a.same_as >= 0)
+                continue;
+            int t = -1;
+            for (size_t i = 0; i < ms.size(); ++i)
+                if (ms[i].pid == pid_t(a.kobj.n[0])) t = int(i);
+            bool direct = t >= 0 && ms[size_t(t)].parent == int(h);  // its child: at its turn
+            for (int p = int(h); p >= 0 && t >= 0; p = ms[size_t(p)].parent) direct |= p == t;
+            if (direct) continue;
+            // check_target: a member its parent clones with no flags, before its fds
+            int c = t < 0 ? -1 : ms[size_t(t)].parent;
+            if (c < 0 || ms[size_t(t)].maker >= 0 || ms[size_t(t)].clone_flags ||
+                ms[size_t(c)].min_fd < 0 || ms[size_t(c)].files_with >= 0)
+                return check::bad_image(
+                    strfmt("fd {}: pidfd of pid {}, which its parent does "
+                           "not clone before its fds",
+                           a.target, a.kobj.n[0]));
+            auto ch = channel(tree, c, int(h));
+            if (!ch) return std::unexpected(ch.error().context(strfmt("fd {}", a.target)));
+            auto& [give, take] = *ch;
+            a.kobj.n[1] = uint64_t(take.get());
+            auto& keep = ms[h].share_keep;  // kept through its stage 1's close
+            keep.insert(std::upper_bound(keep.begin(), keep.end(), take.get()), take.get());
+            ms[h].fds->copies.push_back(std::move(take));  // closed after its fds
+            ms[size_t(t)].pidfd_gives.push_back({give.get(), a.kobj.flags});
+            tree.share_fds.push_back(std::move(give));  // the daemon's copy: closed at the clone
+        }
+    }
+    return {};
+}
+
+void child_pidfd_give(const TreeRestore& tree, size_t j, pid_t pid, int status_fd) {
+    for (const auto& g : tree.members[j].pidfd_gives) {
+        int fd = int(syscall(SYS_pidfd_open, pid, g.flags));
+        if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_PIDFD_GIVE, errno, uint64_t(pid));
+        if (int e = send_one_fd(g.channel, fd))
+            child_fail(status_fd, CRFS_RA_STEP_PIDFD_GIVE, e, uint64_t(pid));
+        ::close(fd);
+    }
+}
 
 const KobjKind kPidfdKind = {
     image::FdKind::kPidfd, "pidfd", match, detect, dump, check, plan, make, nullptr};

@@ -16,6 +16,7 @@
 #include "common/unique_fd.h"
 #include "restorer/child.h"
 #include "state/check.h"
+#include "state/pidfd.h"
 #include "state/tree_share_task.h"
 #include "state/zombie.h"
 
@@ -240,6 +241,7 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
         }
         return tree.members[i].pid;
     }
+    if (auto s = state::tree_pidfd_plan(tree); !s) return std::unexpected(s.error());
     clone_args ca{};
     ca.exit_signal = SIGCHLD;
     pid_t want = tree.members[0].pid;
@@ -300,6 +302,7 @@ void tree_clone_member(const TreeRestore& tree, size_t j, uint64_t flags, int st
         syscall(SYS_exit_group, 127);
     }
     if (pid < 0) child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(want));
+    state::child_pidfd_give(tree, j, pid_t(pid), status_fd);  // pidfd2: before anything waits
 }
 
 }  // namespace crfs

@@ -71,6 +71,13 @@ struct TreeRestore {
         uint64_t clone_flags = 0;           // CLONE_FILES, CLONE_FS, CLONE_PARENT: a taker
         int max_fd = 2;                     // the highest fd its table holds then
         int gate_r = -1, gate_w = -1;       // a table taker waits for its maker's fds on it
+        // pidfd2 (state/pidfd.h): pidfds of it its cloner opens for holders, right
+        // after its clone: the channel (the cloner's end) and the pidfd_open flags.
+        struct PidfdGive {
+            int channel = -1;
+            int flags = 0;
+        };
+        std::vector<PidfdGive> pidfd_gives;
     };
     std::vector<Member> members;  // image order: parents first
     // treeperf: process 0's decode, which walked and checked the whole image:
