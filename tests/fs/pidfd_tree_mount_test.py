@@ -11,8 +11,14 @@ whole tree, restore into the same pids.
     exit status 7).
   - a normal user in the restore_pid_group group restores its own tree, and
     its edits of the pidfd-target records are refused with nothing made: a
-    pid outside the image (pid 1), the holder itself, a process in another
-    branch (the child's pidfd made to name its sibling).
+    pid outside the image (pid 1), the holder itself (the parent's, the
+    child's).
+  - pidfd2: a tree whose members hold pidfds of members that do not exist
+    yet when their fds are made (a sibling, earlier or later in the image, a
+    grandchild, a nephew): after the restore each names its process, a
+    SIGTERM through the grandchild's ends it and its parent reaps it through
+    its own pidfd; a normal user's edits (a pid outside the image, the holder
+    itself) are refused with nothing made.
 
 usage: pidfd_tree_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -79,6 +85,87 @@ with open("out", "w") as f:
     f.write("PASS\\n" if not why and kid_said == "PASS\\n" else f"FAIL {why} {kid_said}\\n")
 """
 
+# pidfd2: pidfds of members that do not exist yet when the holder's fds are
+# made. The parent P forks A, A forks G (P's grandchild), P forks B. A holds
+# a pidfd of G (its child) and a PIDFD_NONBLOCK one of B (its later sibling),
+# B one of A (its earlier sibling) and of G (its nephew), P one of G (its
+# grandchild) and of its children. After SIGUSR1 to P: A checks its pidfd of
+# B, B its pidfds of A and G (pidfd_send_signal 0), then P kills G through
+# its pidfd (SIGTERM) and waits for the pidfd to say G ended, A reaps G with
+# waitid P_PIDFD (killed by SIGTERM), P reaps B and A through theirs.
+KIN = """
+import os, select, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+def info(fd, key):
+    for line in open(f"/proc/self/fdinfo/{fd}"):
+        if line.startswith(key):
+            return line.split()[1]
+def names(fd, pid, nonblock=False):
+    signal.pidfd_send_signal(fd, 0)
+    return (int(info(fd, "Pid:")) == pid and
+            bool(int(info(fd, "flags:"), 8) & os.O_NONBLOCK) == nonblock)
+def wait_file(name):
+    while not os.path.exists(name):
+        signal.sigtimedwait({signal.SIGUSR2}, 0.01)
+def put(name, text=""):
+    with open(name + ".t", "w") as f:
+        f.write(text)
+    os.rename(name + ".t", name)
+def pid_of(name):
+    wait_file(name)
+    return int(open(name).read())
+a = os.fork()
+if a == 0:
+    g = os.fork()
+    if g == 0:
+        signal.sigwait({signal.SIGUSR1})  # never sent: SIGTERM ends it
+        os._exit(0)
+    put("g", str(g))
+    gfd = os.pidfd_open(g)
+    b = pid_of("b")
+    bfd = os.pidfd_open(b, os.O_NONBLOCK)
+    put("a.ready")
+    signal.sigwait({signal.SIGUSR1})
+    ok = names(bfd, b, True)
+    put("a.checked")
+    st = os.waitid(os.P_PIDFD, gfd, os.WEXITED)
+    ok = ok and st.si_pid == g and st.si_code == os.CLD_KILLED and st.si_status == signal.SIGTERM
+    put("a.out", "PASS" if ok else f"FAIL {ok} {st}")
+    os._exit(0)
+g = pid_of("g")
+b = os.fork()
+if b == 0:
+    afd = os.pidfd_open(a)
+    gfd = os.pidfd_open(g)
+    put("b.ready")
+    signal.sigwait({signal.SIGUSR1})
+    put("b.out", "PASS" if names(afd, a) and names(gfd, g) else
+        f"FAIL {info(afd, 'Pid:')} {info(gfd, 'Pid:')}")
+    os._exit(0)
+put("b", str(b))
+wait_file("a.ready")
+wait_file("b.ready")
+down_a, down_b = os.pidfd_open(a), os.pidfd_open(b)
+gfd = os.pidfd_open(g, os.O_NONBLOCK)
+put("half")
+signal.sigwait({signal.SIGUSR1})
+why = [] if names(gfd, g, True) else [f"g {info(gfd, 'Pid:')}"]
+signal.pidfd_send_signal(down_a, signal.SIGUSR1)
+wait_file("a.checked")
+signal.pidfd_send_signal(down_b, signal.SIGUSR1)
+kb = os.waitid(os.P_PIDFD, down_b, os.WEXITED)
+signal.pidfd_send_signal(gfd, signal.SIGTERM)
+p = select.poll()
+p.register(gfd, select.POLLIN)
+p.poll()
+ka = os.waitid(os.P_PIDFD, down_a, os.WEXITED)
+if (kb.si_pid, kb.si_status, ka.si_pid, ka.si_status) != (b, 0, a, 0):
+    why.append(f"waitid {kb} {ka}")
+said = open("a.out").read() + " " + open("b.out").read()
+with open("out", "w") as f:
+    f.write("PASS\\n" if not why and said == "PASS PASS" else f"FAIL {why} {said}\\n")
+"""
+
 
 def imgedit():
     return os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
@@ -108,6 +195,38 @@ class PidfdTree(trees_mount_test.TreeBase):
             os.kill(p, 10)
         wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
         self.assertEqual(self.out(), "PASS\n")
+
+    def kin_tree(self, user_prefix=()):
+        """The tree of KIN, run until it writes `half`: (proc, {name: pid})."""
+        with open(self.path("kin.py"), "w") as f:
+            f.write(KIN)
+        proc = subprocess.Popen(list(user_prefix) + ["/usr/bin/python3", "kin.py"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, close_fds=True, cwd=self.dir)
+        self.pids.append(proc.pid)
+        self.procs.append(proc)
+        wait_for(lambda: os.path.exists(self.path("half")), "the tree's pause")
+        pids = tree_of(proc.pid)
+        self.pids += pids[1:]
+        kin = {"p": proc.pid, "g": int(read(self.path("g"))), "b": int(read(self.path("b")))}
+        kin["a"] = next(p for p in pids[1:] if p not in (kin["g"], kin["b"]))
+        self.assertEqual(sorted(pids), sorted(kin.values()))
+        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "the tree to wait")
+        return proc, pids, kin
+
+    def kin_finish(self, pids):
+        os.kill(pids[0], 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        self.assertEqual(self.out(), "PASS\n")
+
+    def test_unrestored_kin_tree_passes(self):
+        proc, pids, _ = self.kin_tree()
+        self.kin_finish(pids)
+
+    def test_pidfds_of_siblings_a_grandchild_and_a_nephew_name_the_restored_processes(self):
+        proc, pids, _ = self.kin_tree()
+        self.round_trip(proc, pids)
+        self.kin_finish(pids)
 
     def test_unrestored_pidfd_tree_passes(self):
         proc, pids = self.pidfd_tree()
@@ -147,16 +266,34 @@ class PidfdUser(unix_tree_mount_test.InGroup, PidfdTree):
         for edits, expect in [
             (["pidfd-target#0.pid=1"], "pidfd of pid 1, not another process of this image"),
             ([f"pidfd-target#1.pid={top}"], f"pidfd of pid {top}, not another process"),
-            ([f"pidfd-target#2.pid={dead}"],
-             f"pidfd of pid {dead}, neither an ancestor nor a child of the task"),
+            ([f"pidfd-target#2.pid={kid}"], f"pidfd of pid {kid}, not another process"),
             (["pidfd-target#2.fd=9"], "has no record of its own before it"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
         self.restore_as(run, pw, img, pids)
         self.finish(pids)
 
+    def test_user_restores_its_kin_tree_and_edited_targets_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids, kin = self.kin_tree(user_prefix=as_user)
+        img = self.checkpoint_as(run, kin["p"])
+        self.kill_all(proc, pids)
+        p, a, b, g = kin["p"], kin["a"], kin["b"], kin["g"]
+        # P's (its children, its grandchild), A's (its child, its later sibling), B's
+        self.assertEqual([pid for _, pid in self.targets(img)], [a, b, g, g, b, a, g])
+        for edits, expect in [
+            (["pidfd-target#5.pid=1"], "pidfd of pid 1, not another process of this image"),
+            ([f"pidfd-target#5.pid={b}"], f"pidfd of pid {b}, not another process"),
+            ([f"pidfd-target#4.pid={a}"], f"pidfd of pid {a}, not another process"),
+        ]:
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
+        self.restore_as(run, pw, img, pids)
+        self.kin_finish(pids)
+
     test_unrestored_pidfd_tree_passes = None
     test_pidfds_of_child_parent_and_zombie_name_the_restored_processes = None
+    test_unrestored_kin_tree_passes = None
+    test_pidfds_of_siblings_a_grandchild_and_a_nephew_name_the_restored_processes = None
 
 
 if __name__ == "__main__":

@@ -162,6 +162,7 @@ PROBES = [
     ("threads", "thread_nice", "nice 5 (the main thread's is 0); per-thread settings not supported"),
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),
+    ("threads", "pidfd_thread", " (a tree's threads are made after every fd of the tree) not supported yet"),
     # open file descriptions shared outside the image (state/shared_desc.h)
     ("shared", "file_outside", "(outsider) fd 3, outside the image; its offset would no longer be shared"),
     ("shared", "file_reopened", None),
@@ -227,7 +228,8 @@ PROBES = [
     ("tree_share", "fifo_writer_first", None),
     ("tree_share", "fifo_outside", ", outside the image; a pipe shared with another process"),
     ("tree_share", "pidfd_kids", None),  # pidfd: a parent's and its child's pidfds of each other
-    ("tree_share", "pidfd_sibling", ", a process of the image that is neither an ancestor nor a child"),
+    ("tree_share", "pidfd_sibling", None),  # pidfd2: opened by the parent, handed over
+    ("tree_share", "pidfd_grandchild", None),  # pidfd2: opened by the child, handed over
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
     ("tree_life", "orphan_group", None),

@@ -152,11 +152,21 @@ static void clone_check(void) {
     kill(g_clone, SIGKILL);
 }
 
+/* pidfd2: a PIDFD_THREAD pidfd (Linux 6.9) of one of its threads: the
+ * threads are made by the blob after every fd is in place, so it stays a
+ * reason (docs/trees.md "pidfds between members"). */
+static void pidfd_thread_setup(void) {
+    threads_setup();
+    if (syscall(SYS_pidfd_open, g_tid[1], O_EXCL /* PIDFD_THREAD */) < 0)
+        die("pidfd_open PIDFD_THREAD");
+}
+
 static const struct variant kVariants[] = {
     {"threads", threads_setup, threads_check, wait_term},
     {"thread_nice", nice_setup, nice_check, wait_term},
     {"churn", churn_setup, churn_check, churn_wait},
     {"clone_vm", clone_vm_setup, clone_check, wait_term},
     {"clone_files", clone_files_setup, clone_check, wait_term},
+    {"pidfd_thread", pidfd_thread_setup, threads_check, wait_term},
 };
 PROBE_MAIN(kVariants)

@@ -7,6 +7,7 @@
 #include "tree_kids.h"
 
 #include <linux/kcmp.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -336,15 +337,62 @@ static void pidfd_kids_check(void) {
     kids_check();
 }
 
-/* A child's pidfd of its sibling (another branch: it may not exist yet when
- * the child's fds are made): a reason. */
+/* A child's pidfd of its earlier sibling (pidfd2: opened by their parent
+ * right after it clones the sibling, handed over): it names the restored
+ * sibling. The holder is checked first (g_kids[0]), while the sibling lives. */
 static pid_t g_first;
+static int g_sib = -1;
 static void pidfd_sibling_body(void) {
-    if (syscall(SYS_pidfd_open, g_first, 0) < 0) _exit(3);
+    g_sib = (int)syscall(SYS_pidfd_open, g_first, 0);
+    if (g_sib < 0) _exit(3);
+}
+static int pidfd_sibling_verify(void) {
+    return pidfd_names(g_sib, g_first, 0) ? 0 : 1;
 }
 static void pidfd_sibling_setup(void) {
-    g_kids[0] = g_first = spawn(NULL, NULL);
-    g_kids[1] = spawn(pidfd_sibling_body, NULL);
+    g_kids[1] = g_first = spawn(NULL, NULL);
+    g_kids[0] = spawn(pidfd_sibling_body, pidfd_sibling_verify);
+}
+
+/* The parent's PIDFD_NONBLOCK pidfd of its grandchild (fd 3; pidfd2: its
+ * child opens it right after it clones the grandchild): after the restore it
+ * names the grandchild, and its SIGKILL through it ends the grandchild, whose
+ * parent, the child, sees it killed. */
+static pid_t g_grand;
+static void grand_body(void) {
+    g_grand = fork();
+    if (g_grand < 0) _exit(3);
+    if (g_grand == 0) {
+        syscall(SYS_close_range, 3, ~0u, 0); /* spawn's pipe, fd 9: its parent's */
+        for (;;) pause();
+    }
+    if (write(9, &g_grand, sizeof g_grand) != sizeof g_grand) _exit(3);
+    close(9);
+}
+static int grand_verify(void) {
+    int st = 0;
+    return waitpid(g_grand, &st, 0) == g_grand && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL
+               ? 0
+               : 1;
+}
+static void pidfd_grandchild_setup(void) {
+    int p[2];
+    if (pipe(p) != 0 || dup2(p[1], 9) != 9) die("pipe");
+    close(p[1]);
+    g_kids[0] = spawn(grand_body, grand_verify);
+    close(9);
+    if (read(p[0], &g_grand, sizeof g_grand) != sizeof g_grand) die("read the grandchild's pid");
+    close(p[0]);
+    if (syscall(SYS_pidfd_open, g_grand, O_NONBLOCK) != 3) die("pidfd_open grandchild");
+}
+static void pidfd_grandchild_check(void) {
+    if (!pidfd_names(3, g_grand, 1))
+        fail("fd 3 names no grandchild %d, or lost O_NONBLOCK", g_grand);
+    if (syscall(SYS_pidfd_send_signal, 3, SIGKILL, NULL, 0) != 0)
+        fail("pidfd_send_signal SIGKILL: %s", strerror(errno));
+    struct pollfd pf = {3, POLLIN, 0};
+    if (poll(&pf, 1, 60000) != 1) fail("the grandchild's pidfd never said it ended");
+    kids_check();
 }
 
 static const struct variant kVariants[] = {
@@ -363,6 +411,7 @@ static const struct variant kVariants[] = {
     {"fifo_outside", fifo_outside_setup, outside_check, NULL},
     {"pidfd_kids", pidfd_kids_setup, pidfd_kids_check, NULL},
     {"pidfd_sibling", pidfd_sibling_setup, kids_check, NULL},
+    {"pidfd_grandchild", pidfd_grandchild_setup, pidfd_grandchild_check, NULL},
 };
 
 PROBE_MAIN(kVariants)
