@@ -20,6 +20,7 @@
 
 #include "crfs/image_format.h"
 #include "state/fds.h"
+#include "state/kobj.h"
 #include "state/registry.h"
 #include "state/thread_attrs.h"
 #include "state/tree_share.h"
@@ -340,6 +341,46 @@ TEST(ThreadAttrs, IoprioGetEnosysIsNoneOtherErrorsFail) {
     EXPECT_EQ(r.error().code, EPERM);
     EXPECT_NE(r.error().what.find("ioprio_get in thread 4242"), std::string::npos)
         << r.error().what;
+}
+
+// pidfd2 (state/pidfd.cc check): a hostile image's pidfd-target. The tree:
+// 100 -> {101 -> {103, 104}, 102}; the holder is 102 (or 104). A sibling (101) and a nephew
+// (103) are restored (the target's parent opens them after its clone); the
+// holder itself, a pid outside the image, and a target made after another's
+// fds (a share-task record on its way up, or its parent sharing an fd table)
+// are refused.
+TEST(Pidfd, ATargetIsAnyMemberClonedBeforeAnyFds) {
+    auto check = [](pid_t target, std::vector<std::pair<uint32_t, image::ShareTaskRecord>> share,
+                    pid_t holder = 102) {
+        DecodedImage img;
+        img.header.version = 12;
+        img.task.pid = holder;
+        for (auto [pid, ppid] : {std::pair{100, 1}, {101, 100}, {102, 100}, {103, 101}, {104, 101}})
+            img.processes.push_back({pid, ppid, 100, 100, 0, 0});
+        img.share_tasks = std::move(share);
+        FdEntry f;
+        f.rec = {};
+        f.rec.fd = 3;
+        f.rec.kind = uint32_t(image::FdKind::kPidfd);
+        f.kobj.push_back(
+            kobj_record(image::RecordType::kPidfdTarget, image::PidfdTargetRecord{3, target}));
+        auto r = kobj_check(f, img);
+        return r ? std::string() : r.error().what;
+    };
+    EXPECT_EQ(check(101, {}), "");  // an earlier sibling
+    EXPECT_EQ(check(103, {}), "");  // a nephew
+    EXPECT_EQ(check(100, {}), "");  // its parent
+    EXPECT_NE(check(102, {}).find("pidfd of pid 102, not another process"), std::string::npos);
+    EXPECT_NE(check(1, {}).find("pidfd of pid 1, not another process"), std::string::npos);
+    EXPECT_NE(check(103, {{1, {100, 0, 0, 0}}}).find("made after another process's fds"),
+              std::string::npos);  // 101 shares 100's fd table: made after 100's fds
+    EXPECT_NE(check(103, {{3, {0, 101, 0, 0}}}).find("made after another process's fds"),
+              std::string::npos);  // 103 shares 101's cwd
+    EXPECT_NE(check(101, {{1, {100, 0, 0, 0}}}).find("made after another process's fds"),
+              std::string::npos);
+    EXPECT_EQ(check(103, {}, 104), "");  // its sibling, under 101
+    EXPECT_NE(check(103, {{1, {100, 0, 0, 0}}}, 104).find("made by a process that shares an fd"),
+              std::string::npos);  // its cloner 101 shares 100's fd table
 }
 
 }  // namespace
