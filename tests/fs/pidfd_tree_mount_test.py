@@ -35,17 +35,21 @@ import trees_mount_test  # noqa: E402
 from trees_mount_test import gone, stat, tree_of  # noqa: E402
 import unix_tree_mount_test  # noqa: E402
 
-# The parent (pids[0]): a child holding a pidfd of the parent, a zombie child
-# (exit 7, not reaped); the parent holds a PIDFD_NONBLOCK pidfd of the child
-# and one of the zombie. After SIGUSR1 each checks its pidfds; the parent
-# writes PASS to `out` when both did.
-TREE = """
+# Both trees' scripts: SIGUSR1 blocked (sigwait), fdinfo lines.
+PRELUDE = """
 import os, select, signal
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 def info(fd, key):
     for line in open(f"/proc/self/fdinfo/{fd}"):
         if line.startswith(key):
             return line.split()[1]
+"""
+
+# The parent (pids[0]): a child holding a pidfd of the parent, a zombie child
+# (exit 7, not reaped); the parent holds a PIDFD_NONBLOCK pidfd of the child
+# and one of the zombie. After SIGUSR1 each checks its pidfds; the parent
+# writes PASS to `out` when both did.
+TREE = PRELUDE + """
 me = os.getpid()
 kid = os.fork()
 if kid == 0:
@@ -93,13 +97,7 @@ with open("out", "w") as f:
 # B, B its pidfds of A and G (pidfd_send_signal 0), then P kills G through
 # its pidfd (SIGTERM) and waits for the pidfd to say G ended, A reaps G with
 # waitid P_PIDFD (killed by SIGTERM), P reaps B and A through theirs.
-KIN = """
-import os, select, signal
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-def info(fd, key):
-    for line in open(f"/proc/self/fdinfo/{fd}"):
-        if line.startswith(key):
-            return line.split()[1]
+KIN = PRELUDE + """
 def names(fd, pid, nonblock=False):
     signal.pidfd_send_signal(fd, 0)
     return (int(info(fd, "Pid:")) == pid and
@@ -172,11 +170,12 @@ def imgedit():
 
 
 class PidfdTree(trees_mount_test.TreeBase):
-    def pidfd_tree(self, user_prefix=()):
-        """The tree of TREE, run until it writes `half`: (proc, [parent, kid, zombie])."""
-        with open(self.path("pf.py"), "w") as f:
-            f.write(TREE)
-        proc = subprocess.Popen(list(user_prefix) + ["/usr/bin/python3", "pf.py"],
+    def run_script(self, name, script, user_prefix):
+        """/usr/bin/python3 running `script` (saved as `name`) until it writes
+        `half`: (proc, the pids of its tree)."""
+        with open(self.path(name), "w") as f:
+            f.write(script)
+        proc = subprocess.Popen(list(user_prefix) + ["/usr/bin/python3", name],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, close_fds=True, cwd=self.dir)
         self.pids.append(proc.pid)
@@ -184,49 +183,41 @@ class PidfdTree(trees_mount_test.TreeBase):
         wait_for(lambda: os.path.exists(self.path("half")), "the tree's pause")
         pids = tree_of(proc.pid)
         self.pids += pids[1:]
+        return proc, pids
+
+    def pidfd_tree(self, user_prefix=()):
+        """The tree of TREE, run until it writes `half`: (proc, [parent, kid, zombie])."""
+        proc, pids = self.run_script("pf.py", TREE, user_prefix)
         wait_for(lambda: [stat(p)[0] for p in pids] == ["S", "S", "Z"], "the tree to wait")
         return proc, pids
 
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def finish(self, pids):
-        for p in pids[:2]:
+    def finish(self, pids, signalled=2):
+        """SIGUSR1 to the first `signalled` pids; the tree ends and says PASS."""
+        for p in pids[:signalled]:
             os.kill(p, 10)
         wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
         self.assertEqual(self.out(), "PASS\n")
 
     def kin_tree(self, user_prefix=()):
-        """The tree of KIN, run until it writes `half`: (proc, {name: pid})."""
-        with open(self.path("kin.py"), "w") as f:
-            f.write(KIN)
-        proc = subprocess.Popen(list(user_prefix) + ["/usr/bin/python3", "kin.py"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, close_fds=True, cwd=self.dir)
-        self.pids.append(proc.pid)
-        self.procs.append(proc)
-        wait_for(lambda: os.path.exists(self.path("half")), "the tree's pause")
-        pids = tree_of(proc.pid)
-        self.pids += pids[1:]
+        """The tree of KIN, run until it writes `half`: (proc, pids, {name: pid})."""
+        proc, pids = self.run_script("kin.py", KIN, user_prefix)
         kin = {"p": proc.pid, "g": int(read(self.path("g"))), "b": int(read(self.path("b")))}
         kin["a"] = next(p for p in pids[1:] if p not in (kin["g"], kin["b"]))
         self.assertEqual(sorted(pids), sorted(kin.values()))
         wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "the tree to wait")
         return proc, pids, kin
 
-    def kin_finish(self, pids):
-        os.kill(pids[0], 10)
-        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
-        self.assertEqual(self.out(), "PASS\n")
-
     def test_unrestored_kin_tree_passes(self):
         proc, pids, _ = self.kin_tree()
-        self.kin_finish(pids)
+        self.finish(pids, 1)
 
     def test_pidfds_of_siblings_a_grandchild_and_a_nephew_name_the_restored_processes(self):
         proc, pids, _ = self.kin_tree()
         self.round_trip(proc, pids)
-        self.kin_finish(pids)
+        self.finish(pids, 1)
 
     def test_unrestored_pidfd_tree_passes(self):
         proc, pids = self.pidfd_tree()
@@ -288,7 +279,7 @@ class PidfdUser(unix_tree_mount_test.InGroup, PidfdTree):
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
         self.restore_as(run, pw, img, pids)
-        self.kin_finish(pids)
+        self.finish(pids, 1)
 
     test_unrestored_pidfd_tree_passes = None
     test_pidfds_of_child_parent_and_zombie_name_the_restored_processes = None
