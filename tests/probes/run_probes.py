@@ -230,6 +230,7 @@ PROBES = [
     ("tree_share", "pidfd_kids", None),  # pidfd: a parent's and its child's pidfds of each other
     ("tree_share", "pidfd_sibling", None),  # pidfd2: opened by the parent, handed over
     ("tree_share", "pidfd_grandchild", None),  # pidfd2: opened by the child, handed over
+    ("tree_share", "pidfd_zombie_sibling", None),  # pidfd2: opened by the parent, handed over
     # life: groups and sessions of a tree (tests/probes/tree_life.c, state/tree_groups.cc)
     ("tree_life", "sibling_group", None),
     ("tree_life", "orphan_group", None),

@@ -395,6 +395,33 @@ static void pidfd_grandchild_check(void) {
     kids_check();
 }
 
+/* A child's pidfd of its zombie sibling (exit 7, not reaped; pidfd2: the
+ * parent opens it right after it clones the zombie again): it names the
+ * zombie, and the parent then reaps the zombie's status 7. */
+static pid_t g_zombie;
+static int g_zfd = -1;
+static void zombie_sibling_body(void) {
+    g_zfd = (int)syscall(SYS_pidfd_open, g_zombie, 0);
+    if (g_zfd < 0) _exit(3);
+}
+static int zombie_sibling_verify(void) {
+    return pidfd_names(g_zfd, g_zombie, 0) ? 0 : 1;
+}
+static void pidfd_zombie_sibling_setup(void) {
+    g_zombie = fork();
+    if (g_zombie < 0) die("fork");
+    if (g_zombie == 0) _exit(7);
+    siginfo_t si;
+    if (waitid(P_PID, (id_t)g_zombie, &si, WEXITED | WNOWAIT) != 0) die("waitid");
+    g_kids[0] = spawn(zombie_sibling_body, zombie_sibling_verify);
+}
+static void pidfd_zombie_sibling_check(void) {
+    kids_check();
+    int st = 0;
+    if (waitpid(g_zombie, &st, 0) != g_zombie || !WIFEXITED(st) || WEXITSTATUS(st) != 7)
+        fail("zombie %d: status 0x%x, not exit 7", g_zombie, st);
+}
+
 static const struct variant kVariants[] = {
     {"shared_desc", shared_desc_setup, shared_desc_check, NULL},
     {"cross_pipe", pipe_setup, kids_check, NULL},
@@ -412,6 +439,7 @@ static const struct variant kVariants[] = {
     {"pidfd_kids", pidfd_kids_setup, pidfd_kids_check, NULL},
     {"pidfd_sibling", pidfd_sibling_setup, kids_check, NULL},
     {"pidfd_grandchild", pidfd_grandchild_setup, pidfd_grandchild_check, NULL},
+    {"pidfd_zombie_sibling", pidfd_zombie_sibling_setup, pidfd_zombie_sibling_check, NULL},
 };
 
 PROBE_MAIN(kVariants)
