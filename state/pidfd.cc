@@ -1,13 +1,16 @@
 // pidfd: pidfd_open in the restored task, with PIDFD_NONBLOCK and PIDFD_THREAD
 // as the fd had them (open flags O_NONBLOCK, O_EXCL). Of the task itself:
 // pidfd_open(getpid()). pidfd (version 12): of another process of the tree's
-// image that exists when the task's fds are made (members are cloned parents
-// first, each by its parent before the parent's fds, state/tree_restore.h):
-// an ancestor of the task, or a child the task clones itself (one that shares
-// no fd table or cwd, which another member might make later); its pid in a
-// `pidfd-target` record, and the restore opens that pid, which the tree has
-// again (same pids). Any other process (outside the image, another branch of
-// the tree, a thread) or one that has exited and was reaped: a reason.
+// image, its pid in a `pidfd-target` record, which the tree has again (same
+// pids). One that exists when the task's fds are made (members are cloned
+// parents first, each by its parent before the parent's fds,
+// state/tree_restore.h), an ancestor or a child the task clones itself, is
+// opened by the task; pidfd2: any other member (a sibling, a grandchild, a
+// nephew) is opened by its parent right after its clone and handed over
+// (state/pidfd.h), so it and its way up must be cloned as members are, not
+// by a maker after its fds (no fd table or cwd shared). A process outside the
+// image, a thread (made by the blob, after every fd) or one that has exited
+// and was reaped: a reason.
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sys/socket.h>
