@@ -103,6 +103,29 @@ Status sysv_tree_once(const SysvKind& k, const SysvTree* tree, int id, const cha
 Status sysv_make(const SysvKind& k, const WriterPlan& writer, int id, uint32_t cuid, uint32_t cgid,
                  const std::function<Status(bool chosen)>& make);
 
+// The restore loop of the queue and set kinds: each record of `recs`
+// (payloads of record `rec`) parsed, refused if an earlier member made its id
+// already, made by `make(parsed, chosen)` through sysv_make as its creator,
+// then noted in `tree`. `parse` returns a Result whose value has `.r` with
+// the record's creator ids; `id_of` gives the object's id.
+template <class Parse, class IdOf, class Make>
+Status sysv_restore_each(const SysvKind& k, const char* rec, const std::vector<std::string>& recs,
+                         pid_t pid, const WriterPlan& writer, SysvTree* tree, Parse parse,
+                         IdOf id_of, Make make) {
+    for (const auto& p : recs) {
+        auto q = parse(p);
+        if (!q) return std::unexpected(q.error());
+        int id = id_of(*q);
+        if (auto s = sysv_tree_once(k, tree, id, rec, pid); !s) return s;
+        if (auto m = sysv_make(k, writer, id, q->r.cuid, q->r.cgid,
+                               [&](bool chosen) { return make(*q, chosen); });
+            !m)
+            return m;
+        if (tree) tree->add(k, id, p, pid);
+    }
+    return {};
+}
+
 // After the creation (as the creator) that returned `got` (< 0: errno says
 // why): an error unless it is `want`; what it made goes into `made`.
 Status sysv_created(const SysvKind& k, const std::string& what, int got, int want, bool chosen,

@@ -212,17 +212,10 @@ Status make_queue(const Parsed& q, bool chosen, SysvMade& made) {
 
 Status sysv_msg_restore(const DecodedImage& img, const WriterPlan& writer, SysvTree* tree,
                         SysvMade& made) {
-    for (const auto& p : img.sysv_msg) {
-        auto q = parse(p);
-        if (!q) return std::unexpected(q.error());
-        if (auto s = sysv_tree_once(kMsg, tree, q->r.msqid, "sysv-msg", img.task.pid); !s) return s;
-        if (auto m = sysv_make(kMsg, writer, q->r.msqid, q->r.cuid, q->r.cgid,
-                               [&](bool chosen) { return make_queue(*q, chosen, made); });
-            !m)
-            return m;
-        if (tree) tree->add(kMsg, q->r.msqid, p, img.task.pid);
-    }
-    return {};
+    return sysv_restore_each(
+        kMsg, "sysv-msg", img.sysv_msg, img.task.pid, writer, tree, parse,
+        [](const auto& q) { return q.r.msqid; },
+        [&](auto& q, bool chosen) { return make_queue(q, chosen, made); });
 }
 
 }  // namespace crfs::state

@@ -156,17 +156,10 @@ Status make_set(Parsed& q, bool chosen, SysvMade& made) {
 
 Status sysv_sem_restore(const DecodedImage& img, const WriterPlan& writer, SysvTree* tree,
                         SysvMade& made) {
-    for (const auto& p : img.sysv_sem) {
-        auto q = parse(p);
-        if (!q) return std::unexpected(q.error());
-        if (auto s = sysv_tree_once(kSem, tree, q->r.semid, "sysv-sem", img.task.pid); !s) return s;
-        if (auto m = sysv_make(kSem, writer, q->r.semid, q->r.cuid, q->r.cgid,
-                               [&](bool chosen) { return make_set(*q, chosen, made); });
-            !m)
-            return m;
-        if (tree) tree->add(kSem, q->r.semid, p, img.task.pid);
-    }
-    return {};
+    return sysv_restore_each(
+        kSem, "sysv-sem", img.sysv_sem, img.task.pid, writer, tree, parse,
+        [](const auto& q) { return q.r.semid; },
+        [&](auto& q, bool chosen) { return make_set(q, chosen, made); });
 }
 
 }  // namespace crfs::state

@@ -28,7 +28,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import pid_free, read, sh  # noqa: E402
-from sysv_mount_test import SysvBase, SysvUserBase, kill_members, records, verdicts  # noqa: E402
+from sysv_mount_test import SysvBase, SysvUserBase, kill_members, records, sysvipc, verdicts  # noqa: E402
 
 USER = "s11sm1"  # test users: the s11sm prefix
 libc = ctypes.CDLL(None, use_errno=True)
@@ -37,24 +37,12 @@ IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
 
 def queues():
     """/proc/sysvipc/msg as {msqid: (key, perms, cbytes, qnum, uid, cuid)}."""
-    out = {}
-    with open("/proc/sysvipc/msg") as f:
-        next(f)
-        for line in f:
-            c = line.split()
-            out[int(c[1])] = (int(c[0]), int(c[2], 8), int(c[3]), int(c[4]), int(c[7]), int(c[9]))
-    return out
+    return sysvipc("msg", (0, 2, 3, 4, 7, 9))
 
 
 def sets():
     """/proc/sysvipc/sem as {semid: (key, perms, nsems, uid, cuid)}."""
-    out = {}
-    with open("/proc/sysvipc/sem") as f:
-        next(f)
-        for line in f:
-            c = line.split()
-            out[int(c[1])] = (int(c[0]), int(c[2], 8), int(c[3]), int(c[4]), int(c[6]))
-    return out
+    return sysvipc("sem", (0, 2, 3, 4, 6))
 
 
 def with_key(key):

@@ -41,15 +41,21 @@ libc = ctypes.CDLL(None, use_errno=True)
 IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
 
 
-def segments():
-    """/proc/sysvipc/shm as {shmid: (key, perms, nattch, uid, cuid)}."""
+def sysvipc(kind, columns):
+    """/proc/sysvipc/KIND as {id: (the numbers in COLUMNS)}; column 2, the
+    permissions, is octal."""
     out = {}
-    with open("/proc/sysvipc/shm") as f:
+    with open(f"/proc/sysvipc/{kind}") as f:
         next(f)
         for line in f:
             c = line.split()
-            out[int(c[1])] = (int(c[0]), int(c[2], 8), int(c[6]), int(c[7]), int(c[9]))
+            out[int(c[1])] = tuple(int(c[i], 8 if i == 2 else 10) for i in columns)
     return out
+
+
+def segments():
+    """/proc/sysvipc/shm as {shmid: (key, perms, nattch, uid, cuid)}."""
+    return sysvipc("shm", (0, 2, 6, 7, 9))
 
 
 def with_key(key):
