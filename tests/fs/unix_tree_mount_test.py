@@ -843,17 +843,14 @@ class DgramBase(trees_mount_test.TreeBase):
         """The user (`run`, passwd entry `pw`) restores `img` into the same
         pids: every process has the user's ids, `sock` is bound again by the
         user, and the tree ends with PASS."""
-        os.unlink(self.path(sock))  # the user binds it again
-        # The refused restores before made and killed these sockets: their socket files
-        # stay (a failed restore does not remove the files it bound: CI, EADDRINUSE at
-        # the next bind), and one that was in flight on a hand-over channel is freed by
-        # the kernel's unix GC after the close. Remove the files; wait until every
-        # abstract name of the image is free again.
-        names = [b[5] for p in UnixTree.image_facts(self, img) for b in p["bound"].values()]
-        for n in names:
-            if not n.startswith(b"\0") and os.path.lexists(self.path(n.decode())):
-                os.unlink(self.path(n.decode()))
-        abstract = [n for n in names if n.startswith(b"\0")]
+        if os.path.lexists(self.path(sock)):  # the original's; a refused restore removed its own
+            os.unlink(self.path(sock))  # the user binds it again
+        # The refused restores before made and killed these sockets, and removed the
+        # socket files they bound (any left: EADDRINUSE below); one that was in flight
+        # on a hand-over channel is freed by the kernel's unix GC after the close. Wait
+        # until every abstract name of the image is free again.
+        abstract = [b[5] for p in UnixTree.image_facts(self, img) for b in p["bound"].values()
+                    if b[5].startswith(b"\0")]
         wait_for(lambda: all(abstract_free(n) for n in abstract), f"{abstract} to be free")
         self.restore_as(run, pw, img, pids)
         self.assertEqual(os.lstat(self.path(sock)).st_uid, pw.pw_uid)
