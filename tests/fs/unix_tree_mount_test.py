@@ -275,9 +275,10 @@ class InGroup(threads_mount_test.UserInGroup):
 
     def refused_as_user(self, as_user, run, img, pids, edits, expect, made=False):
         """The user edits `img` (crfs-imgedit EDITS) and restores it into
-        pids[0]: refused with `expect` in the status, none of `pids` made
-        (`made`: refused in a member's stage 1, the members were made and are
-        killed: the daemon reaps the top one, the others' new parent them)."""
+        pids[0]: refused with `expect` in the status, none of `pids` left, not
+        even as a zombie, when cp returns (`made`: refused in a member's stage
+        1, after the members were made: the daemon killed and reaped them all;
+        nothing reaps here meanwhile)."""
         edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
         bad, top = self.path("bad.img"), pids[0]
         r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True, text=True,
@@ -286,11 +287,8 @@ class InGroup(threads_mount_test.UserInGroup):
         r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
         self.assertNotEqual(r.returncode, 0, edits)
         self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
-        for p in pids:
-            if made:
-                wait_for(lambda: (trees_mount_test.reap(), not os.path.exists(f"/proc/{p}"))[1],
-                         f"pid {p} to be gone")
-            self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+        left = [read(f"/proc/{p}/stat") for p in pids if os.path.exists(f"/proc/{p}")]
+        self.assertEqual(left, [], f"{edits}: a refused restore left these behind")
         self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
 
 
