@@ -14,4 +14,12 @@ namespace crfs {
 
 [[noreturn]] void child_fail(int status_fd, int step, int err, uint64_t arg);
 
+// A tree's member holds on after its failure: child_fail closes every fd but
+// `go` (its copy of the go pipe, by which the daemon knows it: whoever waits
+// on one of its channels reads end of file) and waits for the daemon's
+// SIGKILL, so that its children are never orphans: the daemon kills and reaps
+// the whole tree (state/tree_restore.cc kill_tree). -1: it ends (a single
+// process, a zombie, a placeholder). Inherited by the process's clones.
+void child_hold_on_fail(int go);
+
 }  // namespace crfs

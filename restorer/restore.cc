@@ -142,6 +142,7 @@ void child_fault(const ChildPlan& c, int step) {
 }
 
 [[noreturn]] void child_main(const ChildPlan& c) {
+    child_hold_on_fail(c.tree ? c.tree->members[c.tree_index].go : -1);
     tree_wait_gate(c.tree, c.tree_index, c.status_fd);  // share: its maker's fds in place
     child_fault(c, CRFS_RA_STEP_SESSION);
     child_session(*c.attrs, c.status_fd);
@@ -392,11 +393,16 @@ Status wait_for_eof(int fd) {
     }
 }
 
-void kill_and_reap(pid_t pid) {
+// A single process is killed and reaped here (its wait status returned); a
+// tree's processes are left to restore_tree, which kills and reaps them all
+// at once, holding their orphans (state/tree_restore.cc kill_tree).
+int kill_and_reap(const RestoreRequest& req, pid_t pid) {
+    int st = 0;
+    if (req.tree) return st;
     ::kill(pid, SIGKILL);
-    int st;
     while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {
     }
+    return st;
 }
 
 // A read-only mapping of the image file, or nothing (data() null).
@@ -470,9 +476,22 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process, const std::optional<
 
 }  // namespace
 
+namespace {
+int g_hold_go = -1;  // only ever set in a clone (child_hold_on_fail)
+}  // namespace
+
+void child_hold_on_fail(int go) {
+    g_hold_go = go;
+}
+
 [[noreturn]] void child_fail(int status_fd, int step, int err, uint64_t arg) {
     crfs_ra_report r{CRFS_RA_REPORT_TAG, err, step, 0, arg};
     (void)!::write(status_fd, &r, sizeof r);
+    if (g_hold_go >= 0) {
+        if (g_hold_go > 0) syscall(SYS_close_range, 0u, unsigned(g_hold_go - 1), 0u);
+        syscall(SYS_close_range, unsigned(g_hold_go + 1), ~0u, 0u);
+        for (;;) pause();  // every signal is blocked in stage 1: until SIGKILL
+    }
     syscall(SYS_exit_group, 1);
     __builtin_unreachable();
 }
@@ -557,6 +576,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         !s)
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
+    // failclean: the socket files stage 1 binds, removed again as the writer
+    // unless the task runs; a tree's by restore_tree, once all its processes are gone.
+    state::UnixFilesMade unix_made;
+    (req.tree ? req.tree->unix_files : unix_made)
+        .add(std::move(fds->unix_bound.files),
+             [w = *writer](const std::function<Status()>& fn) { return as_writer(w, fn); });
     if (auto s = tree_share_plan(req, *img, *fds, min_fd); !s) return std::unexpected(s.error());
     if (auto s = tree_shmem_plan(req, *img, task_pages_fd, *fds, min_fd); !s)  // shm
         return std::unexpected(s.error());
@@ -818,7 +843,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         int pr = poll(&p, 1, kReportTimeoutMs);
         if (pr < 0 && errno == EINTR) continue;
         if (pr == 0) {
-            kill_and_reap(pid_t(pid));
+            kill_and_reap(req, pid_t(pid));
             if (later) return std::unexpected(*later);
             return make_error(ETIMEDOUT, "restore: the new task did not finish in time");
         }
@@ -832,12 +857,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         // be gone (EOF), and for a task that was stopped to be stopped again,
         // so that whoever looks at the task next sees it as it was.
         if (auto done = wait_for_eof(status_r.get()); !done) {
-            kill_and_reap(pid_t(pid));
+            kill_and_reap(req, pid_t(pid));
             return std::unexpected(done.error());
         }
         if (handoff->active())
             if (auto h = handoff->run(pid_t(pid), stopped); !h) {
-                kill_and_reap(pid_t(pid));
+                kill_and_reap(req, pid_t(pid));
                 return std::unexpected(h.error());
             }
         if (stopped) {
@@ -850,6 +875,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         trace.print(pid_t(pid));
         netlock->restored();
         sysv_made.keep();  // sysv
+        unix_made.keep();  // failclean
         std::lock_guard lock(g_children_mu);
         if (req.tree_index == 0) g_children.push_back(pid_t(pid));  // a tree's others are its
         return pid_t(pid);
@@ -860,10 +886,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         auto rest = read_full(status_r.get(), reinterpret_cast<char*>(&rep) + 1, sizeof rep - 1);
         if (!rest || *rest != sizeof rep - 1) n = 0;
     }
-    int st = 0;
-    ::kill(pid_t(pid), SIGKILL);
-    while (waitpid(pid_t(pid), &st, __WALL) < 0 && errno == EINTR) {
-    }
+    int st = kill_and_reap(req, pid_t(pid));
     if ((n != 1 || rep.tag != CRFS_RA_REPORT_TAG) && later) return std::unexpected(*later);
     if (later)
         return std::unexpected(tree_first_failure(

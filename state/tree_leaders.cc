@@ -107,6 +107,7 @@ void TreeGroups::made(uint32_t index) const {
 
 void TreeGroups::placeholder_main(size_t k, int status_fd) const {
     int slot = int(joins_.size() + k);
+    child_hold_on_fail(-1);  // it has no children: it ends, as it does once its group is joined
     syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);  // the tree is killed: so is it
     if (syscall(SYS_setpgid, 0, 0) < 0) {
         int err = errno;

@@ -3,14 +3,18 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/io.h"
+#include "common/log.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
@@ -75,6 +79,7 @@ Status plan_members(const DecodedImage& root, const RestoreRequest& req, TreeRes
 // A zombie's stage 1: its session and group as any member's, then it ends as
 // the record says; its parent does not reap it (tree_spawn_children).
 [[noreturn]] void zombie_main(const TreeRestore& tree, uint32_t index, int status_fd) {
+    child_hold_on_fail(-1);  // it has no children: it ends
     const auto& m = tree.members[index];
     bool failed = m.sid == m.pid ? setsid() < 0 : (m.pgid == m.pid && setpgid(0, 0) < 0);
     if (failed) child_fail(status_fd, CRFS_RA_STEP_SESSION, errno, uint64_t(m.pid));
@@ -110,15 +115,92 @@ bool ours(pid_t pid, int go) {
     return a > 0 && a == b && std::equal(mine, mine + a, theirs);
 }
 
-// Kills every process of the tree that is ours, children first (while their
-// parent lives, they are still known by it), and reaps the root.
-void kill_tree(const TreeRestore& tree) {
-    for (size_t i = tree.members.size(); i-- > 0;)
-        if (tree.members[i].go >= 0 && ours(tree.members[i].pid, tree.members[i].go))
-            ::kill(tree.members[i].pid, SIGKILL);
-    int st;
-    while (waitpid(tree.members[0].pid, &st, __WALL) < 0 && errno == EINTR) {
+// crfsd is a child subreaper while it kills a failed tree: a member's
+// children, whose parent it killed, come to it rather than to init, and it
+// reaps them. Counted: trees are restored on several threads at once. While it
+// is one, an orphan of another restored tree comes to crfsd too (its adoptive
+// parent is crfsd, not init: docs/trees.md "A failed restore").
+class Subreaper {
+  public:
+    Subreaper() {
+        std::lock_guard lock(mu_);
+        if (holders_++ > 0) return;
+        int was = 0;
+        syscall(SYS_prctl, PR_GET_CHILD_SUBREAPER, &was, 0, 0, 0);
+        was_ = was != 0;
+        if (!was_) syscall(SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
+    ~Subreaper() {
+        std::lock_guard lock(mu_);
+        if (--holders_ == 0 && !was_) syscall(SYS_prctl, PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+    }
+    Subreaper(const Subreaper&) = delete;
+    Subreaper& operator=(const Subreaper&) = delete;
+
+  private:
+    static inline std::mutex mu_;  // guards holders_, was_
+    static inline int holders_ = 0;
+    static inline bool was_ = false;
+};
+
+// A pidfd of `pid` when it is a process of this restore: it holds its copy
+// `go` of the go pipe (a member), or it is a child of `parent` now (a member
+// whose copy went, a zombie, a placeholder: made by a member that is ours; the
+// root: crfsd's child).
+UniqueFd our_pidfd(pid_t pid, int go, pid_t parent) {
+    UniqueFd fd(int(syscall(SYS_pidfd_open, pid, 0)));  // first: what we check is the pidfd's
+    if (!fd || (go >= 0 && ours(pid, go))) return fd;
+    auto st = read_stat(pid);
+    if (!st || st->ppid != parent) fd.reset();
+    return fd;
+}
+
+// Kills every process of the tree that is ours (members, their zombies and
+// placeholders) and reaps each: none is left, not even as a zombie. Members
+// hold on after a failure (child_hold_on_fail), so every parent is alive
+// here; with crfsd a subreaper, a process whose parent is reaped is crfsd's
+// child, so reaping parents first (image order) reaps them all.
+void kill_tree(const TreeRestore& tree) {
+    if (!tree.cloned) return;  // nothing was made; a pid of the image may be another's
+    Subreaper holding;
+    std::vector<std::pair<pid_t, UniqueFd>> fds;  // parents before children
+    std::vector<bool> mine(tree.members.size());
+    auto parent_pid = [&](int parent) {
+        return parent < 0 ? getpid() : mine[size_t(parent)] ? tree.members[size_t(parent)].pid : 0;
+    };
+    for (size_t i = 0; i < tree.members.size(); ++i) {
+        const auto& m = tree.members[i];
+        auto fd = our_pidfd(m.pid, m.go, parent_pid(m.parent));
+        mine[i] = bool(fd);
+        if (fd) fds.emplace_back(m.pid, std::move(fd));
+    }
+    for (const auto& h : tree.groups.placeholders())
+        if (auto fd = our_pidfd(h.pid, -1, parent_pid(h.parent)))
+            fds.emplace_back(h.pid, std::move(fd));
+    for (const auto& [pid, fd] : fds) syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+    // Each pass reaps, parents first, every process that is crfsd's child by
+    // then; one that is not (its parent died before: another's to reap) stays.
+    for (bool progress = true; progress && !fds.empty();) {
+        progress = false;
+        for (auto it = fds.begin(); it != fds.end();) {
+            siginfo_t si{};
+            int r;
+            while ((r = waitid(P_PIDFD, id_t(it->second.get()), &si, WEXITED | __WALL)) < 0 &&
+                   errno == EINTR) {
+            }
+            if (r < 0) {
+                ++it;
+                continue;
+            }
+            it = fds.erase(it);
+            progress = true;
+        }
+    }
+    for (const auto& [pid, fd] : fds)
+        log_error(
+            "restore: process %d of a failed tree was not crfsd's to reap (its parent "
+            "ended before)",
+            pid);
 }
 
 // A stopped process stops itself after the go; whoever looks next sees it stopped.
@@ -166,24 +248,22 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
     first.tree_index = 0;
     auto pid = restore_image(first);
     if (!pid) {
-        go_w.reset();  // a blob at its gate reads end of file and ends
-        kill_tree(tree);
+        kill_tree(tree);  // before the go pipe's end: a blob at its gate would end on it
         return std::unexpected(pid.error());
     }
     size_t live = std::count_if(tree.members.begin(), tree.members.end(),
                                 [](const auto& m) { return !m.zombie; });
     if (auto s = tree_seal_memfds(tree); !s) {  // every member mapped its memfds
-        go_w.reset();
         kill_tree(tree);
         return std::unexpected(s.error());
     }
     std::string go(live, 'G');
     if (auto w = write_full(go_w.get(), go.data(), go.size()); !w) {
-        go_w.reset();
         kill_tree(tree);
         return std::unexpected(w.error().context("restore: go pipe"));
     }
-    tree.sysv.made.keep();  // sysvtree: every member runs; the daemon's attaches go
+    tree.sysv.made.keep();   // sysvtree: every member runs; the daemon's attaches go
+    tree.unix_files.keep();  // failclean
     for (const auto& m : tree.members)
         if (m.stopped) wait_stopped(m.pid);
     return *pid;

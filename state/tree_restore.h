@@ -97,6 +97,9 @@ struct TreeRestore {
     std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (state/tree_shmem_restore.h)
     std::vector<state::MemfdHeld> late_seals;  // names: sealed at the go (tree_seal_memfds)
     state::SysvTree sysv;  // sysvtree: System V objects made once (state/sysv_ids.h)
+    // failclean: the socket files its processes bound, removed unless the tree
+    // runs; declared after `members` etc.: removed first, once kill_tree is done.
+    state::UnixFilesMade unix_files;
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

@@ -2,6 +2,7 @@
 #include "state/unix_bound.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -15,8 +16,10 @@
 #include <tuple>
 
 #include "common/io.h"
+#include "common/log.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "common/unique_fd.h"
 #include "crfs/image_format.h"
 #include "state/check.h"
 #include "state/fds.h"
@@ -521,6 +524,12 @@ Result<UnixBoundSet> plan_unix_bound(const DecodedImage& img, int image_fd) {
                               strfmt("unix socket path {}: taken by another file or a live socket",
                                      shown(p.path)));
     }
+    size_t paths = 0;  // the path names stage 1 binds: a slot each
+    for (const auto& p : set.socks) paths += p.path[0] != 0;
+    set.files = UnixBoundFiles(paths);
+    if (!set.files.ok()) return errno_error("restore: slots of the unix socket files");
+    for (size_t i = 0; auto& p : set.socks)
+        if (p.path[0]) p.file = set.files.slot(i++);
     for (const auto& s : img.unix_senders) {
         auto& p = set.socks[size_t(index(s.ino))];
         for (uint32_t i = 0; i < s.count; ++i) p.senders[s.first + i] = index(s.sender);
@@ -543,13 +552,44 @@ int hold(int s, int min_fd) {
     return hi < 0 ? -err : hi;
 }
 
+// The socket file bind just made at p.path, in its slot (UnixBoundFile). A
+// file that cannot be recorded is unlinked again: the restore fails.
+int record_file(const UnixBoundPlan& p) {
+    if (!p.file) return 0;  // an abstract name
+    UnixBoundFile& f = *p.file;
+    size_t at = 0;
+    if (p.path[0] != '/') {  // from here: the cwd ("(unreachable)..." is no path)
+        if (syscall(SYS_getcwd, f.path, sizeof f.path) <= 0 || f.path[0] != '/') {
+            int e = errno ? errno : ENOENT;
+            unlink(p.path);
+            return e;
+        }
+        at = strlen(f.path);
+        if (at > 1) f.path[at++] = '/';
+    }
+    size_t len = strlen(p.path);
+    struct stat st {};
+    if (at + len >= sizeof f.path || lstat(p.path, &st) < 0) {
+        int e = at + len >= sizeof f.path ? ENAMETOOLONG : errno;
+        unlink(p.path);
+        return e;
+    }
+    std::memcpy(f.path + at, p.path, len + 1);
+    f.dev = st.st_dev;
+    f.ino = st.st_ino;
+    __atomic_store_n(&f.bound, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
 int bind_name(const UnixBoundPlan& p) {
     const auto* sa = reinterpret_cast<const sockaddr*>(&p.addr);
-    if (bind(p.held, sa, p.addr_len) == 0) return 0;
-    if (errno != EADDRINUSE || !p.addr.sun_path[0]) return errno;
-    if (int e = stale_path(p); e >= 0) return e ? e : EADDRINUSE;
-    if (unlink(p.path) < 0 && errno != ENOENT) return errno;
-    return bind(p.held, sa, p.addr_len) < 0 ? errno : 0;
+    if (bind(p.held, sa, p.addr_len) < 0) {
+        if (errno != EADDRINUSE || !p.addr.sun_path[0]) return errno;
+        if (int e = stale_path(p); e >= 0) return e ? e : EADDRINUSE;
+        if (unlink(p.path) < 0 && errno != ENOENT) return errno;
+        if (bind(p.held, sa, p.addr_len) < 0) return errno;
+    }
+    return record_file(p);
 }
 
 // The socketpair's options, and SO_KEEPALIVE.
@@ -667,6 +707,65 @@ void child_close_unix_bound(const UnixBoundSet& set) {
     for (const auto& p : set.socks) {
         if (p.held >= 0) ::close(p.held), p.held = -1;
         if (p.connector >= 0) ::close(p.connector);  // the clients answered: not the task's
+    }
+}
+
+UnixBoundFiles::UnixBoundFiles(size_t n) : n_(n) {
+    if (!n) return;
+    void* m = mmap(nullptr, n * sizeof(UnixBoundFile), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) slots_ = static_cast<UnixBoundFile*>(m);  // zeroed: nothing bound
+}
+
+UnixBoundFiles::UnixBoundFiles(UnixBoundFiles&& o) noexcept
+    : slots_(std::exchange(o.slots_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+
+UnixBoundFiles& UnixBoundFiles::operator=(UnixBoundFiles&& o) noexcept {
+    std::swap(slots_, o.slots_);
+    std::swap(n_, o.n_);
+    return *this;
+}
+
+UnixBoundFiles::~UnixBoundFiles() {
+    if (slots_) munmap(slots_, n_ * sizeof(UnixBoundFile));
+}
+
+bool UnixBoundFiles::any() const {
+    for (size_t i = 0; slots_ && i < n_; ++i)
+        if (__atomic_load_n(&slots_[i].bound, __ATOMIC_ACQUIRE)) return true;
+    return false;
+}
+
+void UnixBoundFiles::remove() const {
+    for (size_t i = 0; slots_ && i < n_; ++i) {
+        const UnixBoundFile& f = slots_[i];
+        if (!__atomic_load_n(&f.bound, __ATOMIC_ACQUIRE)) continue;
+        std::string path(f.path, strnlen(f.path, sizeof f.path));
+        size_t slash = path.rfind('/');  // recorded absolute: there is one
+        std::string dir = slash == 0 ? "/" : path.substr(0, slash);
+        UniqueFd d(open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        struct stat st {};
+        const char* name = path.c_str() + slash + 1;
+        if (!d || fstatat(d.get(), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode) ||
+            st.st_dev != f.dev || st.st_ino != f.ino) {
+            log_debug("restore failed: socket file %s is no longer the one it bound: left",
+                      shown(path).c_str());
+            continue;
+        }
+        if (unlinkat(d.get(), name, 0) < 0)
+            log_info("restore failed: removing socket file %s: %s", shown(path).c_str(),
+                     std::strerror(errno));
+    }
+}
+
+UnixFilesMade::~UnixFilesMade() {
+    for (const auto& [files, as_writer] : made_) {
+        if (!files.any()) continue;
+        auto s = as_writer([&]() -> Status {
+            files.remove();
+            return {};
+        });
+        if (!s) log_info("restore failed: its socket files: %s", s.error().what.c_str());
     }
 }
 

@@ -76,6 +76,11 @@ static __attribute__((noreturn)) void die(const struct crfs_restorer_args* a, in
     r.step = step;
     r.arg = arg;
     sys3(NR_write, a->status_fd, &r, sizeof r);
+    if (a->has_go) { /* trees: held until the daemon kills the tree (restorer/child.h) */
+        if (a->go_fd > 0) sys3(NR_close_range, 0, (unsigned)a->go_fd - 1, 0);
+        sys3(NR_close_range, (unsigned)a->go_fd + 1, ~0u, 0);
+        for (;;) sys1(NR_pause, 0); /* every signal is blocked */
+    }
     for (;;) sys1(NR_exit_group, 1);
 }
 

@@ -66,6 +66,8 @@ enum {
     NR_set_tid_address = 218,
     NR_set_robust_list = 273,
     NR_clone3 = 435,
+    NR_close_range = 436, /* failclean */
+    NR_pause = 34,        /* failclean */
     NR_fcntl = 72, /* kobj: F_ADD_SEALS of memfds */
     NR_ioprio_set = 251,
     NR_nanosleep = 35, /* a thread's tid still being freed */

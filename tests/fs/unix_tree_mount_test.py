@@ -275,9 +275,10 @@ class InGroup(threads_mount_test.UserInGroup):
 
     def refused_as_user(self, as_user, run, img, pids, edits, expect, made=False):
         """The user edits `img` (crfs-imgedit EDITS) and restores it into
-        pids[0]: refused with `expect` in the status, none of `pids` made
-        (`made`: refused in a member's stage 1, the members were made and are
-        killed: the daemon reaps the top one, the others' new parent them)."""
+        pids[0]: refused with `expect` in the status, none of `pids` left, not
+        even as a zombie, when cp returns (`made`: refused in a member's stage
+        1, after the members were made: the daemon killed and reaped them all;
+        nothing reaps here meanwhile)."""
         edit = os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
         bad, top = self.path("bad.img"), pids[0]
         r = subprocess.run(as_user + [edit, img, bad] + edits, capture_output=True, text=True,
@@ -286,11 +287,8 @@ class InGroup(threads_mount_test.UserInGroup):
         r = run(f"mkdir {self.m}/{top} && cp {bad} {self.m}/{top}/image")
         self.assertNotEqual(r.returncode, 0, edits)
         self.assertIn(expect, read(f"{self.m}/{top}/status"), edits)
-        for p in pids:
-            if made:
-                wait_for(lambda: (trees_mount_test.reap(), not os.path.exists(f"/proc/{p}"))[1],
-                         f"pid {p} to be gone")
-            self.assertFalse(os.path.exists(f"/proc/{p}"), edits)
+        left = [read(f"/proc/{p}/stat") for p in pids if os.path.exists(f"/proc/{p}")]
+        self.assertEqual(left, [], f"{edits}: a refused restore left these behind")
         self.assertEqual(run(f"rmdir {self.m}/{top}").returncode, 0)
 
 
@@ -843,17 +841,14 @@ class DgramBase(trees_mount_test.TreeBase):
         """The user (`run`, passwd entry `pw`) restores `img` into the same
         pids: every process has the user's ids, `sock` is bound again by the
         user, and the tree ends with PASS."""
-        os.unlink(self.path(sock))  # the user binds it again
-        # The refused restores before made and killed these sockets: their socket files
-        # stay (a failed restore does not remove the files it bound: CI, EADDRINUSE at
-        # the next bind), and one that was in flight on a hand-over channel is freed by
-        # the kernel's unix GC after the close. Remove the files; wait until every
-        # abstract name of the image is free again.
-        names = [b[5] for p in UnixTree.image_facts(self, img) for b in p["bound"].values()]
-        for n in names:
-            if not n.startswith(b"\0") and os.path.lexists(self.path(n.decode())):
-                os.unlink(self.path(n.decode()))
-        abstract = [n for n in names if n.startswith(b"\0")]
+        if os.path.lexists(self.path(sock)):  # the original's; a refused restore removed its own
+            os.unlink(self.path(sock))  # the user binds it again
+        # The refused restores before made and killed these sockets, and removed the
+        # socket files they bound (any left: EADDRINUSE below); one that was in flight
+        # on a hand-over channel is freed by the kernel's unix GC after the close. Wait
+        # until every abstract name of the image is free again.
+        abstract = [b[5] for p in UnixTree.image_facts(self, img) for b in p["bound"].values()
+                    if b[5].startswith(b"\0")]
         wait_for(lambda: all(abstract_free(n) for n in abstract), f"{abstract} to be free")
         self.restore_as(run, pw, img, pids)
         self.assertEqual(os.lstat(self.path(sock)).st_uid, pw.pw_uid)
