@@ -626,6 +626,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         BlobArea a;
         ~AreaGuard() { munmap(reinterpret_cast<void*>(a.start), a.len); }
     } area_guard{*area};
+    if (req.tree) tree_note_area(req, area->start, area->len);  // treeclone
     for (auto& m : sp->moves) m.tmp += area->tmp;
     MemoryPlan mem = plan_memory(*img, *area, *cur, *sp, fds->memfds);
 

@@ -2,13 +2,16 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -212,6 +215,40 @@ void wait_stopped(pid_t pid) {
     }
 }
 
+// treeclone: who clones member j: its maker (a table taker), else its parent.
+int cloner(const TreeRestore& tree, size_t j) {
+    const auto& m = tree.members[j];
+    return m.maker >= 0 ? m.maker : m.parent;
+}
+
+// Whether member x is member c, or made by c, or by one c made, and so on.
+bool made_under(const TreeRestore& tree, size_t x, size_t c) {
+    for (size_t up = 0; up <= tree.members.size(); ++up) {  // bounded: makers come first
+        if (x == c) return true;
+        int by = cloner(tree, x);
+        if (by < 0) return false;
+        x = size_t(by);
+    }
+    return false;
+}
+
+// treeclone: `advice` (MADV_DOFORK, MADV_DONTFORK) over the blob areas of
+// every process made under member c, and c's own unless `but_c`, in this
+// process; 0 or errno. A clone copies every mapping of its maker (each with
+// its page tables) and its blob unmaps them all again: a process needs only
+// its own area and those of the processes it makes, not the other members'.
+// A process's own area is never marked: its code pages stay in the task.
+int advise_areas(const TreeRestore& tree, size_t c, bool but_c, int advice) {
+    if (tree.clone_all) return 0;
+    for (size_t x = 0; x < tree.members.size(); ++x) {
+        const auto& m = tree.members[x];
+        if (m.area_len && !(but_c && x == c) && made_under(tree, x, c) &&
+            madvise(reinterpret_cast<void*>(m.area), m.area_len, advice) < 0)
+            return errno;
+    }
+    return 0;
+}
+
 }  // namespace
 
 Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) {
@@ -299,6 +336,12 @@ bool tree_gate(const RestoreRequest& req, crfs_restorer_args& a) {
     return false;
 }
 
+void tree_note_area(const RestoreRequest& req, uint64_t start, uint64_t len) {
+    auto& m = req.tree->members[req.tree_index];
+    m.area = start;
+    m.area_len = len;
+}
+
 Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
                          void (*run)(const void* plan)) {
     TreeRestore& tree = *req.tree;
@@ -322,6 +365,12 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
         return tree.members[i].pid;
     }
     if (auto s = state::tree_pidfd_plan(tree); !s) return std::unexpected(s.error());
+    // treeclone: every process is a copy of the daemon's memory, each copied
+    // with its page tables and unmapped again by its blob: what malloc holds
+    // free goes back first, so that no process copies it.
+    // CRFS_TREE_CLONE_ALL=1 (benches: the old path): every clone takes it all.
+    tree.clone_all = getenv("CRFS_TREE_CLONE_ALL") != nullptr;
+    if (!tree.clone_all) malloc_trim(0);
     clone_args ca{};
     ca.exit_signal = SIGCHLD;
     pid_t want = tree.members[0].pid;
@@ -355,6 +404,9 @@ Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_r
 }
 
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {
+    // treeclone: no clone takes these areas but the one made for them
+    // (tree_clone_member); a failure only leaves them to be copied.
+    (void)advise_areas(tree, index, true, MADV_DONTFORK);
     tree.groups.made(index);
     tree.groups.spawn_placeholders(index, status_fd);
     for (size_t j = 0; j < tree.members.size(); ++j) {  // share: state/tree_share_task.h
@@ -375,6 +427,9 @@ void tree_clone_member(const TreeRestore& tree, size_t j, uint64_t flags, int st
     pid_t want = tree.members[j].pid;
     ca.set_tid = reinterpret_cast<uint64_t>(&want);
     ca.set_tid_size = 1;
+    // treeclone: it takes its own area and those of the processes it makes.
+    if (int err = advise_areas(tree, j, false, MADV_DOFORK))
+        child_fail(status_fd, CRFS_RA_STEP_CHILD, err, uint64_t(want));
     long pid = syscall(SYS_clone3, &ca, sizeof ca);
     if (pid == 0 && tree.members[j].zombie) zombie_main(tree, uint32_t(j), status_fd);
     if (pid == 0) {
@@ -383,6 +438,7 @@ void tree_clone_member(const TreeRestore& tree, size_t j, uint64_t flags, int st
     }
     if (pid < 0) child_fail(status_fd, CRFS_RA_STEP_CHILD, errno, uint64_t(want));
     state::child_pidfd_give(tree, j, pid_t(pid), status_fd);  // pidfd2: before anything waits
+    (void)advise_areas(tree, j, false, MADV_DONTFORK);
 }
 
 }  // namespace crfs

@@ -78,6 +78,9 @@ struct TreeRestore {
             int flags = 0;
         };
         std::vector<PidfdGive> pidfd_gives;
+        // treeclone: its blob area, mapped in the daemon (so in every clone
+        // of it) from its restore_image run on; only its cloners need it.
+        uint64_t area = 0, area_len = 0;
     };
     std::vector<Member> members;  // image order: parents first
     // treeperf: process 0's decode, which walked and checked the whole image:
@@ -90,6 +93,7 @@ struct TreeRestore {
     void (*run)(const void* plan) = nullptr;  // restore.cc's stage 1 of a process
     bool failure_named = false;               // an error already names its process
     bool cloned = false;                      // the root was cloned: members may be running
+    bool clone_all = false;  // treeclone: CRFS_TREE_CLONE_ALL, each clone takes every area
     // share: the daemon's copies of the channels' sending ends, closed once the
     // root is cloned (a receiver whose giver died then reads end of file).
     std::vector<UniqueFd> share_fds;
@@ -116,6 +120,12 @@ int tree_go_fd(const RestoreRequest& req, int min_fd);
 // Sets the blob's stop and go gate for the process; returns false (the stop
 // is waited for by restore_tree, after the go).
 bool tree_gate(const RestoreRequest& req, crfs_restorer_args& a);
+
+// treeclone: process req.tree_index's blob area [start, start + len), mapped
+// in the daemon; tree_spawn_children lets each clone take only the areas of
+// the processes it makes (each clone copies its maker's whole memory, and
+// each process's blob unmaps what it was given).
+void tree_note_area(const RestoreRequest& req, uint64_t start, uint64_t len);
 
 // Where restore_image would clone: restores the next process, or clones the
 // root after the last. Returns the pid of process req.tree_index.
