@@ -715,11 +715,13 @@ void op_init(void*, fuse_conn_info* conn) {
     // kernel then sends reads of up to 1 MiB too (images are large).
     conn->max_write = kMaxWrite;
     conn->max_read = 0;
-    // Requests come spliced into a pipe, so that a slot's page data reaches
-    // its spool with one copy (op_write_buf). CRFS_NO_SPLICE=1 in crfsd's
-    // environment: read into memory as before (benches: the "before").
-    static const bool no_splice = getenv("CRFS_NO_SPLICE") != nullptr;
-    if (no_splice || !(conn->capable & FUSE_CAP_SPLICE_READ)) {
+    // CRFS_SPLICE_WRITES=1 in crfsd's environment: requests come spliced
+    // into a pipe, so that a slot's page data reaches its spool with one copy
+    // fewer (op_write_buf). Off by default: measured, it costs crfsd more CPU
+    // than read() + pwritev (docs/performance.md "Restore: the spool by
+    // splice"). write_buf alone turns libfuse's splice on: turned off here.
+    static const bool splice = getenv("CRFS_SPLICE_WRITES") != nullptr;
+    if (!splice || !(conn->capable & FUSE_CAP_SPLICE_READ)) {
         conn->want &= ~FUSE_CAP_SPLICE_READ;
         return;
     }

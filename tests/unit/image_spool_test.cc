@@ -389,23 +389,20 @@ TEST(ImageSpool, FromAPipeAsFromMemory) {
     }
     // A whole image: its decode from the spool takes the checksum as it
     // came, and a flipped byte in spliced page data is refused.
-    ImagePrehash h;
-    ImageSpool s = spool_from_pipe(big, {1u << 20}, h);
-    Mapped m(s);
-    ImageSpool::Source src(s, m.data(), m.len);
-    auto hashed = h.result();
-    ASSERT_TRUE(hashed);
-    auto img = decode_image(src, {.hashed = &*hashed});
+    auto decode_piped = [](const std::string& bytes) -> Result<DecodedImage> {
+        ImagePrehash h;
+        ImageSpool s = spool_from_pipe(bytes, {1u << 20}, h);
+        Mapped m(s);
+        ImageSpool::Source src(s, m.data(), m.len);
+        auto hashed = h.result();
+        if (!hashed) return make_error(EINVAL, "no hash");
+        return decode_image(src, {.hashed = &*hashed});
+    };
+    auto img = decode_piped(big);
     ASSERT_TRUE(img) << img.error().what;
     std::string flipped = big;
     flipped[big.size() / 2] ^= 1;
-    ImagePrehash hf;
-    ImageSpool f = spool_from_pipe(flipped, {1u << 20}, hf);
-    Mapped mf(f);
-    ImageSpool::Source fsrc(f, mf.data(), mf.len);
-    auto fhashed = hf.result();
-    ASSERT_TRUE(fhashed);
-    EXPECT_FALSE(decode_image(fsrc, {.hashed = &*fhashed}));
+    EXPECT_FALSE(decode_piped(flipped));
 }
 
 }  // namespace
