@@ -717,9 +717,11 @@ void op_init(void*, fuse_conn_info* conn) {
     conn->max_read = 0;
     // CRFS_SPLICE_WRITES=1 in crfsd's environment: requests come spliced
     // into a pipe, so that a slot's page data reaches its spool with one copy
-    // fewer (op_write_buf). Off by default: measured, it costs crfsd more CPU
-    // than read() + pwritev (docs/performance.md "Restore: the spool by
-    // splice"). write_buf alone turns libfuse's splice on: turned off here.
+    // fewer (op_write_buf). Off by default: a slot image is direct_io, and
+    // the kernel copies a direct_io writer's pages into fresh pipe pages
+    // rather than lend them, so nothing is saved and crfsd spends more CPU
+    // (docs/performance.md "Restore: the spool by splice"). write_buf alone
+    // turns libfuse's splice on: turned off here.
     static const bool splice = getenv("CRFS_SPLICE_WRITES") != nullptr;
     if (!splice || !(conn->capable & FUSE_CAP_SPLICE_READ)) {
         conn->want &= ~FUSE_CAP_SPLICE_READ;
