@@ -139,11 +139,6 @@ Status ImageSpool::begin_record() {
 }
 
 Status ImageSpool::append(const char* buf, size_t len) {
-    if (auto ok = feed(buf, len); !ok) return ok;
-    return finish();
-}
-
-Status ImageSpool::feed(const char* buf, size_t len) {
     Status ok = {};
     while (ok && (len || (left_ == 0 && (state_ == State::kBody || state_ == State::kPagesFixed ||
                                          state_ == State::kPageData)))) {
@@ -210,11 +205,7 @@ Status ImageSpool::feed(const char* buf, size_t len) {
             }
         }
     }
-    return ok;
-}
-
-Status ImageSpool::finish() {
-    Status ok = {};
+    if (!ok) return ok;
     // A record header cut by the end of this write: its bytes so far are in
     // the image memfd meanwhile (an image that ends here reads as written).
     if (state_ == State::kRecordHeader && held_)
@@ -228,76 +219,6 @@ Status ImageSpool::finish() {
         image_end_ = written_;
     }
     return {};
-}
-
-Status ImageSpool::splice_in(int pipe, int to, uint64_t at, size_t len, ImagePrehash& hash) {
-    // Kept page data goes first: it belongs before stored_, which moves now.
-    if (auto ok = flush(); !ok) return ok;
-    loff_t off = loff_t(at);
-    for (size_t left = len; left;) {
-        // Never blocks on an empty pipe: the request's data is all in it.
-        ssize_t n = ::splice(pipe, nullptr, to, &off, left, SPLICE_F_NONBLOCK);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return errno_error("spool: splice of page data");
-        if (n == 0) return make_error(EIO, "spool: the write's data ended early");
-        left -= size_t(n);
-    }
-    // The checksum reads the bytes where they landed (in cache).
-    uint64_t from = at & ~(kPage - 1);
-    size_t span = size_t(at + len - from);
-    void* p = ::mmap(nullptr, span, PROT_READ, MAP_SHARED | MAP_POPULATE, to, off_t(from));
-    if (p == MAP_FAILED) return errno_error("spool: mapping spliced page data");
-    hash.update(static_cast<const char*>(p) + (at - from), len);
-    ::munmap(p, span);
-    return {};
-}
-
-Status ImageSpool::append_pipe(int fd, size_t len, ImagePrehash& hash) {
-    // Bytes read from the pipe stay put until finish(): to_pages keeps
-    // pointers to them.
-    thread_local std::vector<char> scratch;
-    if (scratch.size() < len) scratch.resize(len);
-    size_t used = 0;
-    Status ok = {};
-    while (ok && len) {
-        uint64_t piece = std::min<uint64_t>(len, left_);
-        if (state_ == State::kPageData && piece >= kSpliceMin) {
-            ok = splice_in(fd, pages_.get(), stored_, size_t(piece), hash);
-            if (!ok) break;
-            stored_ += piece, written_ += piece, left_ -= piece, len -= size_t(piece);
-            ok = feed(nullptr, 0);  // the record ends here: what follows
-            continue;
-        }
-        if (state_ == State::kPlain && len >= kSpliceMin) {
-            ok = splice_in(fd, image_.get(), written_, len, hash);
-            if (!ok) break;
-            written_ += len;
-            image_end_ = std::max(image_end_, written_);
-            len = 0;
-            continue;
-        }
-        // Framing: a record's headers (a pages record's 32 bytes at once),
-        // or a body whole; small page data: the rest of the write, read.
-        size_t n = len;
-        if (state_ == State::kHeader || state_ == State::kRecordHeader ||
-            state_ == State::kPagesFixed)
-            n = std::min(len, kRunHeadBytes);
-        else if (state_ == State::kBody)
-            n = size_t(piece);
-        char* to = scratch.data() + used;
-        for (size_t got = 0; got < n;) {
-            ssize_t k = ::read(fd, to + got, n - got);
-            if (k < 0 && errno == EINTR) continue;
-            if (k < 0) return errno_error("spool: reading the write's data");
-            if (k == 0) return make_error(EIO, "spool: the write's data ended early");
-            got += size_t(k);
-        }
-        hash.update(to, n);
-        ok = feed(to, n);
-        used += n, len -= n;
-    }
-    if (!ok) return ok;
-    return finish();
 }
 
 Status ImageSpool::materialize() {

@@ -28,7 +28,6 @@
 #include <string>
 #include <vector>
 
-#include "common/image_prehash.h"
 #include "common/image_reader.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -43,15 +42,6 @@ class ImageSpool {
 
     // The next `len` bytes of the image (written sequentially).
     Status append(const char* buf, size_t len);
-    // The next `len` bytes of the image from the pipe `fd` (a FUSE write's
-    // data, spliced from /dev/fuse by libfuse): page data, in pieces of at
-    // least kSpliceMin, goes from the pipe into the page store (or the plain
-    // spool) by splice, one copy and never through user memory; the rest is
-    // read and spooled as append does, the same framing. `hash` gets every
-    // byte in order, spliced ones from a mapping of where they landed.
-    // Reads exactly `len` bytes unless it fails (the pipe must hold them).
-    Status append_pipe(int fd, size_t len, ImagePrehash& hash);
-    static constexpr size_t kSpliceMin = 64 << 10;
     uint64_t size() const { return written_; }
 
     // The image memfd (its size is size()): pages records as holes unless
@@ -117,11 +107,6 @@ class ImageSpool {
     Status flush();
     // The record header in hold_ is complete: what follows it.
     Status begin_record();
-    // append's walk of the framing, and what ends every append.
-    Status feed(const char* buf, size_t len);
-    Status finish();
-    // `len` bytes from the pipe into `to` at `at` by splice, hashed there.
-    Status splice_in(int pipe, int to, uint64_t at, size_t len, ImagePrehash& hash);
 
     UniqueFd image_, pages_;
     std::vector<Run> runs_;

@@ -646,46 +646,6 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
     });
 }
 
-// Every write with libfuse's splice (FUSE_CAP_SPLICE_READ, on with
-// write_buf): a slot image's data is still in the pipe libfuse spliced the
-// request into, and its page data goes on to the spool by splice
-// (ImageSpool::append_pipe: one copy fewer). Every other write, and one
-// libfuse already copied (a small request, or no splice), takes op_write.
-void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
-                  fuse_file_info* fi) {
-    auto* h = reinterpret_cast<FileHandle*>(fi->fh);
-    const fuse_buf& b = bufv->buf[bufv->idx];
-    size_t size = fuse_buf_size(bufv);
-    bool piped = bufv->count == 1 && bufv->idx == 0 && bufv->off == 0 &&
-                 (b.flags & FUSE_BUF_IS_FD) && !(b.flags & FUSE_BUF_FD_SEEK);
-    if (!piped) {
-        if (bufv->count == 1 && !(b.flags & FUSE_BUF_IS_FD))
-            return op_write(req, ino, static_cast<const char*>(b.mem) + bufv->off, size, off, fi);
-    } else if (h->slot && !h->slot_tcp) {
-        return guarded(req, "write", [&] {
-            if (auto ok = may_use_slot(caller_of(req), *h->slot); !ok)
-                return reply_err(req, ok.error(), "write");
-            // On an error the rest stays in the pipe: libfuse empties it
-            // (bufv not consumed).
-            auto n = slot_write_pipe(daemon_of(req).limits, *h->slot, b.fd, size, off);
-            if (!n) return reply_err(req, n.error(), "write");
-            bufv->idx = bufv->count;
-            h->wrote = true;
-            fuse_reply_write(req, *n);
-        });
-    }
-    thread_local std::vector<char> buf;
-    if (buf.size() < size) buf.resize(size);
-    fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-    dst.buf[0].mem = buf.data();
-    ssize_t n = fuse_buf_copy(&dst, bufv, fuse_buf_copy_flags(0));
-    if (n < 0 || size_t(n) != size) {
-        log_error("write: reading the request's data: %s", n < 0 ? strerror(int(-n)) : "short");
-        return (void)fuse_reply_err(req, EIO);
-    }
-    op_write(req, ino, buf.data(), size, off, fi);
-}
-
 // close(): a slot image that received bytes is restored now, so that the
 // error reaches close() and `cp` prints it.
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -715,32 +675,6 @@ void op_init(void*, fuse_conn_info* conn) {
     // kernel then sends reads of up to 1 MiB too (images are large).
     conn->max_write = kMaxWrite;
     conn->max_read = 0;
-    // CRFS_SPLICE_WRITES=1 in crfsd's environment: requests come spliced
-    // into a pipe, so that a slot's page data reaches its spool with one copy
-    // fewer (op_write_buf). Off by default: a slot image is direct_io, and
-    // the kernel copies a direct_io writer's pages into fresh pipe pages
-    // rather than lend them, so nothing is saved and crfsd spends more CPU
-    // (docs/performance.md "Restore: the spool by splice"). write_buf alone
-    // turns libfuse's splice on: turned off here.
-    static const bool splice = getenv("CRFS_SPLICE_WRITES") != nullptr;
-    if (!splice || !(conn->capable & FUSE_CAP_SPLICE_READ)) {
-        conn->want &= ~FUSE_CAP_SPLICE_READ;
-        return;
-    }
-    conn->want |= FUSE_CAP_SPLICE_READ;
-    // libfuse splices only into a pipe that holds a whole request (max_write
-    // plus a page) and falls back to read() for good if it cannot grow one:
-    // past /proc/sys/fs/pipe-max-size (1 MiB) that takes CAP_SYS_RESOURCE.
-    // Without it, requests a page smaller, so that a request fits the pipe.
-    if (conn->max_write > kMaxWrite - 4096) {
-        int p[2];
-        if (::pipe2(p, O_CLOEXEC) == 0) {
-            bool fits = ::fcntl(p[0], F_SETPIPE_SZ, kMaxWrite + 4096) >= 0;
-            ::close(p[0]);
-            ::close(p[1]);
-            if (!fits) conn->max_write = kMaxWrite - 4096;
-        }
-    }
 }
 
 const fuse_lowlevel_ops kOps = [] {
@@ -756,7 +690,6 @@ const fuse_lowlevel_ops kOps = [] {
     ops.open = op_open;
     ops.read = op_read;
     ops.write = op_write;
-    ops.write_buf = op_write_buf;
     ops.release = op_release;
     ops.flush = op_flush;
     ops.mkdir = op_mkdir;

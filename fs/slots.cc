@@ -163,10 +163,8 @@ Status slot_truncate(Slot& slot) {
 
 namespace {
 
-// Appends to the spool, made at the first write: `add` puts the bytes in
-// (and hashes them).
-template <class Add>
-Status spool_append(Limits& limits, Slot& slot, size_t len, Add add) {
+// Appends to the spool, made at the first write.
+Status spool_append(Limits& limits, Slot& slot, const char* buf, size_t len) {
     if (!slot.spool) {
         auto bytes = limits.take(slot.owner_uid, Resource::kSpoolBytes, 0);
         if (!bytes) return std::unexpected(bytes.error());
@@ -180,15 +178,16 @@ Status spool_append(Limits& limits, Slot& slot, size_t len, Add add) {
     }
     if (auto ok = slot.spool_bytes.grow(len); !ok)
         return std::unexpected(ok.error().context("slot " + slot.name));
-    if (auto ok = add(*slot.spool); !ok)
+    if (auto ok = slot.spool->append(buf, len); !ok)
         return std::unexpected(ok.error().context("slot " + slot.name));
+    slot.hash.update(buf, len);
     slot.written += len;
     return {};
 }
 
-// A write of `len` bytes at `off`: checked, then `add`ed to the spool.
-template <class Add>
-Result<size_t> slot_write_with(Limits& limits, Slot& slot, size_t len, off_t off, Add add) {
+}  // namespace
+
+Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off) {
     std::lock_guard lock(slot.mu);
     if (slot.removed) return make_error(ENOENT, "slot " + slot.name + " was removed");
     if (slot.restored)
@@ -202,7 +201,7 @@ Result<size_t> slot_write_with(Limits& limits, Slot& slot, size_t len, off_t off
         return make_error(EINVAL, "slot " + slot.name + ": write at offset " + std::to_string(off) +
                                       ", expected " + std::to_string(slot.written) +
                                       " (images are written sequentially)");
-    if (auto ok = spool_append(limits, slot, len, add); !ok) {
+    if (auto ok = spool_append(limits, slot, buf, len); !ok) {
         slot.drop_spool();
         slot.refused = ok.error();
         slot.error = ok.error().what;
@@ -211,22 +210,6 @@ Result<size_t> slot_write_with(Limits& limits, Slot& slot, size_t len, off_t off
     slot.pending = true;
     slot.error.clear();
     return len;
-}
-
-}  // namespace
-
-Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off) {
-    return slot_write_with(limits, slot, len, off, [&](ImageSpool& spool) {
-        auto ok = spool.append(buf, len);
-        if (ok) slot.hash.update(buf, len);
-        return ok;
-    });
-}
-
-Result<size_t> slot_write_pipe(Limits& limits, Slot& slot, int fd, size_t len, off_t off) {
-    return slot_write_with(limits, slot, len, off, [&](ImageSpool& spool) {
-        return spool.append_pipe(fd, len, slot.hash);
-    });
 }
 
 Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, bool wrote) {

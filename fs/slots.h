@@ -125,10 +125,6 @@ class SlotTable {
 // overlap, or once the slot holds a restored task; ENOSPC past user_spool).
 Status slot_truncate(Slot& slot);
 Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off);
-// The same, the bytes in the pipe `fd` (a FUSE write spliced by libfuse):
-// page data goes on by splice (ImageSpool::append_pipe). On an error the
-// pipe may hold the rest (the caller empties it; libfuse does).
-Result<size_t> slot_write_pipe(Limits& limits, Slot& slot, int fd, size_t len, off_t off);
 
 // At each close() of a handle open for writing (`wrote`: whether that handle
 // wrote anything): restores the written image and returns the new pid, or 0

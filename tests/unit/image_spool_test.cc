@@ -6,9 +6,7 @@
 // image.
 #include "common/image_spool.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,9 +25,8 @@ using image::RecordType;
 constexpr uint64_t kPage = image::kPageSize;
 
 // A complete image with three page runs (2, 17 and 1 pages) in two VMAs,
-// or with `singles` one-page runs, each in its own one-page VMA, or with
-// one run of `big` pages.
-std::string sample_image(uint32_t singles = 0, uint32_t big = 0) {
+// or with `singles` one-page runs, each in its own one-page VMA.
+std::string sample_image(uint32_t singles = 0) {
     ImageWriter w(make_header(0, 576));
     image::TaskRecord t{};
     t.pid = 42;
@@ -44,8 +41,7 @@ std::string sample_image(uint32_t singles = 0, uint32_t big = 0) {
           Payload().add(mm).add(uint64_t(6)).add(uint64_t(4096)).add_string("/bin/foo"));
     std::vector<std::pair<uint64_t, uint32_t>> runs = {{0x11000, 2}, {0x100000, 17}, {0x11f000, 1}};
     std::vector<std::pair<uint64_t, uint64_t>> vmas = {{0x10000, 0x30000}, {0x100000, 0x120000}};
-    if (singles || big) runs.clear(), vmas.clear();
-    if (big) runs = {{0x400000, big}}, vmas = {{0x400000, 0x400000 + 64 * kPage}};
+    if (singles) runs.clear(), vmas.clear();
     for (uint32_t i = 0; i < singles; ++i) {
         vmas.emplace_back(0x10000000 + i * 2 * kPage, 0x10000000 + i * 2 * kPage + kPage);
         runs.emplace_back(vmas.back().first, 1);
@@ -94,30 +90,6 @@ ImageSpool spool_in_pieces(const std::string& bytes, size_t step) {
         EXPECT_TRUE(ok) << ok.error().what;
         off += n;
     }
-    return std::move(*s);
-}
-
-// The same through a pipe (append_pipe, as a FUSE write spliced by libfuse),
-// each piece written into the pipe first; `hash` gets the checksum.
-ImageSpool spool_from_pipe(const std::string& bytes, const std::vector<size_t>& sizes,
-                           ImagePrehash& hash, bool split = true) {
-    auto s = ImageSpool::create("test", split);
-    EXPECT_TRUE(s);
-    int p[2];
-    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
-    EXPECT_GE(::fcntl(p[1], F_SETPIPE_SZ, 1 << 20), 1 << 20);
-    for (size_t off = 0, i = 0; off < bytes.size(); ++i) {
-        size_t n = std::min(sizes[i % sizes.size()], bytes.size() - off);
-        EXPECT_EQ(::write(p[1], bytes.data() + off, n), ssize_t(n));
-        auto ok = s->append_pipe(p[0], n, hash);
-        EXPECT_TRUE(ok) << ok.error().what;
-        off += n;
-    }
-    int left = -1;  // nothing left behind in the pipe
-    EXPECT_EQ(::ioctl(p[0], FIONREAD, &left), 0);
-    EXPECT_EQ(left, 0);
-    ::close(p[0]);
-    ::close(p[1]);
     return std::move(*s);
 }
 
@@ -339,70 +311,6 @@ TEST(ImageSpool, AnImageCutAroundAPagesRecordReadsBackExactly) {
             EXPECT_EQ(read_all(s.image_fd()), b);
         }
     }
-}
-
-// From a pipe (a FUSE write spliced by libfuse) the spool is the very one
-// append makes of the same bytes, in pieces of any size: the big runs'
-// page data spliced, the rest read; the checksum the same.
-TEST(ImageSpool, FromAPipeAsFromMemory) {
-    std::string one = sample_image();
-    std::string many = sample_image(64);
-    std::string hostile = one;
-    uint32_t hs = 5000;
-    std::memcpy(hostile.data() + 12, &hs, 4);
-    std::string big = sample_image(0, 40);  // a run big enough to be spliced
-    std::vector<std::vector<size_t>> splits = {
-        {1u << 20}, {4097}, {65536 + 80}, {100, 70000, 3, 200000}, {1, 31, 32, 33}};
-    std::vector<std::string> cases = {
-        one, many, big, big + big, hostile, big.substr(0, big.size() - 5000), big.substr(0, 500)};
-    for (size_t c = 0; c < cases.size(); ++c) {
-        for (size_t k = 0; k < splits.size(); ++k) {
-            for (bool split : {true, false}) {
-                SCOPED_TRACE(testing::Message() << "case " << c << " split " << k << " " << split);
-                const std::string& bytes = cases[c];
-                auto ref = ImageSpool::create("ref", split);
-                ASSERT_TRUE(ref);
-                ImagePrehash want;
-                for (size_t off = 0, i = 0; off < bytes.size(); ++i) {  // the same pieces
-                    size_t n = std::min(splits[k][i % splits[k].size()], bytes.size() - off);
-                    ASSERT_TRUE(ref->append(bytes.data() + off, n));
-                    off += n;
-                }
-                want.update(bytes.data(), bytes.size());
-                ImagePrehash got;
-                ImageSpool s = spool_from_pipe(bytes, splits[k], got, split);
-                EXPECT_EQ(s.size(), bytes.size());
-                EXPECT_TRUE(read_all(s.image_fd()) == read_all(ref->image_fd()));
-                ASSERT_EQ(s.runs().size(), ref->runs().size());
-                for (size_t i = 0; i < s.runs().size(); ++i) {
-                    EXPECT_EQ(s.runs()[i].logical, ref->runs()[i].logical);
-                    EXPECT_EQ(s.runs()[i].stored, ref->runs()[i].stored);
-                }
-                EXPECT_TRUE(spooled(s, 4096) == bytes);
-                ASSERT_EQ(got.result().has_value(), want.result().has_value());
-                if (want.result()) {
-                    EXPECT_EQ(got.result()->checksum, want.result()->checksum);
-                    EXPECT_EQ(got.result()->bytes, want.result()->bytes);
-                }
-            }
-        }
-    }
-    // A whole image: its decode from the spool takes the checksum as it
-    // came, and a flipped byte in spliced page data is refused.
-    auto decode_piped = [](const std::string& bytes) -> Result<DecodedImage> {
-        ImagePrehash h;
-        ImageSpool s = spool_from_pipe(bytes, {1u << 20}, h);
-        Mapped m(s);
-        ImageSpool::Source src(s, m.data(), m.len);
-        auto hashed = h.result();
-        if (!hashed) return make_error(EINVAL, "no hash");
-        return decode_image(src, {.hashed = &*hashed});
-    };
-    auto img = decode_piped(big);
-    ASSERT_TRUE(img) << img.error().what;
-    std::string flipped = big;
-    flipped[big.size() / 2] ^= 1;
-    EXPECT_FALSE(decode_piped(flipped));
 }
 
 }  // namespace
