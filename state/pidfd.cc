@@ -18,6 +18,7 @@
 
 #include "checkpoint/files.h"
 #include "common/strfmt.h"
+#include "state/kcmp_cache.h"
 #include "state/kobj.h"
 #include "state/tree.h"
 
@@ -42,10 +43,10 @@ pid_t parent_of(pid_t pid, pid_t self_tgid) {
 
 // Whether `pid` shares its fd table or cwd with another process of `inside`:
 // then a sibling may clone it, after its parent's fds (state/tree_share_task.h).
-bool shares_table(pid_t pid, const std::vector<pid_t>& inside) {
+bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp) {
     for (pid_t o : inside)
         for (int type : {KCMP_FILES, KCMP_FS})
-            if (o != pid && syscall(SYS_kcmp, pid, o, type, 0, 0) == 0) return true;
+            if (o != pid && kcmp.order(type, pid, o) == 0) return true;
     return false;
 }
 
@@ -65,7 +66,8 @@ std::optional<std::string> other_reason(TaskView& t, pid_t target) {
          p = parent_of(p, t.self_tgid()))
         if (p == target) return std::nullopt;  // an ancestor: it made this task
     if (ppid == t.pid()) {
-        if (!shares_table(target, inside)) return std::nullopt;  // cloned before this one's fds
+        if (!shares_table(target, inside, *t.kcmp()))
+            return std::nullopt;  // cloned before this one's fds
         return what + ", a child that shares its fd table or cwd with another process (it is " +
                "made after its maker's fds)" + std::string(kNotYet);
     }

@@ -44,9 +44,11 @@ namespace crfs::state {
 // Checkpoint and `reason`: members in image order (live processes, parents
 // first) with their parents' pids. recs[i] says what member i shares with an
 // earlier one (zero: nothing); what cannot be made again is a reason naming
-// both pids. A kcmp that fails but with ESRCH is a reason too.
+// both pids. A kcmp that fails but with ESRCH is a reason too. `kcmp`: the
+// answers of this `reason` read or checkpoint (state/kcmp_cache.h).
 void classify_task_sharing(std::span<const pid_t> pids, std::span<const pid_t> ppids,
-                           std::vector<image::ShareTaskRecord>& recs, Reasons& why);
+                           std::vector<image::ShareTaskRecord>& recs, Reasons& why,
+                           KcmpCache& kcmp);
 
 // A files taker holding file locks (their owner is the shared table: not
 // restored yet): the reason, the same words for `reason` and the checkpoint.
