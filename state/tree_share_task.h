@@ -7,8 +7,9 @@
 // sharer (a "taker") by a clone from a process that already shares what it
 // must share (its "maker"): its parent, or an earlier sibling in the same
 // groups with CLONE_PARENT (the siblings of a parent that since unshared).
-// Groups are told by kcmp (KCMP_FILES, KCMP_FS) between every two members, not
-// by parentage; a group's first member in image order holds it.
+// Groups are told by kcmp (KCMP_FILES, KCMP_FS) between the members (sorted by
+// kcmp's order: state/kcmp_cache.h), not by parentage; a group's first member
+// in image order holds it.
 //
 //   checkpoint: classify_task_sharing -> one share-task record per taker
 //               (files_pid / fs_pid: the group's first); a files taker's fds
