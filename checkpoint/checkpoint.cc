@@ -25,6 +25,7 @@
 #include "common/strfmt.h"
 #include "state/file_policy.h"
 #include "state/itimers.h"
+#include "state/kcmp_cache.h"
 #include "state/locks.h"
 #include "state/memfd.h"
 #include "state/memory_dump.h"
@@ -327,12 +328,13 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
 
 // share (state/tree_share_task.h): a member sharing an earlier one's fd table
 // or fs gets a share-task record; its fds are its group's first's, not written.
-Status share_tasks_between_members(std::span<const pid_t> pids, std::vector<Capture>& out) {
+Status share_tasks_between_members(std::span<const pid_t> pids, std::vector<Capture>& out,
+                                   state::KcmpCache& kcmp) {
     std::vector<pid_t> ppids;
     for (const Capture& c : out) ppids.push_back(pid_t(c.attrs.stat.ppid));
     std::vector<image::ShareTaskRecord> recs;
     state::Reasons why;
-    state::classify_task_sharing(pids, ppids, recs, why);
+    state::classify_task_sharing(pids, ppids, recs, why, kcmp);
     if (!why.empty()) return make_error(EBUSY, why.front());
     for (size_t i = 0; i < out.size(); ++i) {
         if (!recs[i].files_pid && !recs[i].fs_pid) continue;
@@ -388,7 +390,9 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         for (Capture& c : out) fds.push_back(&c.fds);
         std::vector<MemoryDump*> mems;  // shm: state/tree_shmem_dump.h
         for (Capture& c : out) mems.push_back(&c.memory);
-        auto s = share_between_members(pids, fds);
+        // The kcmp answers of the members' checks (the root's view's): asked once.
+        std::shared_ptr<state::KcmpCache> kcmp = member_view(pid, views).kcmp();
+        auto s = share_between_members(pids, fds, kcmp);
         if (s) s = share_shmem_between_members(pids, mems);
         std::vector<state::MemfdDump*> memfds;
         for (Capture& c : out) memfds.push_back(&c.memfds);
@@ -396,7 +400,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         std::vector<std::vector<image::SysvShmRecord>*> shms;  // sysvtree: state/sysv_shm.h
         for (Capture& c : out) shms.push_back(&c.sysv_shm);
         if (s) s = state::share_sysv_shm_between_members(pids, mems, shms);
-        if (s) s = share_tasks_between_members(pids, out);  // share: fd tables, fs
+        if (s) s = share_tasks_between_members(pids, out, *kcmp);  // share: fd tables, fs
         if (!s) {
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             return std::unexpected(s.error());

@@ -28,6 +28,7 @@
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "state/inet.h"
+#include "state/kcmp_cache.h"
 #include "state/pipe.h"
 #include "state/shared_desc.h"
 #include "state/tree.h"
@@ -140,7 +141,10 @@ std::optional<std::string> fd_reason(TaskView& t, const FdView& f, FdContext& ct
     return not_yet(type_name(f.st.st_mode) + " " + f.link);
 }
 
-Result<std::vector<int>> description_groups(pid_t pid, std::span<const FdIdentity> fds) {
+Result<std::vector<int>> description_groups(pid_t pid, std::span<const FdIdentity> fds,
+                                            KcmpCache* cache) {
+    KcmpCache own;
+    KcmpCache& kcmp = cache ? *cache : own;
     std::vector<int> leader(fds.size(), -1);
     std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> by_inode;
     for (size_t i = 0; i < fds.size(); ++i) by_inode[{fds[i].dev, fds[i].ino}].push_back(i);
@@ -150,14 +154,14 @@ Result<std::vector<int>> description_groups(pid_t pid, std::span<const FdIdentit
             for (size_t i = 0; i < j; ++i) {
                 if (leader[group[i]] != -1) continue;
                 int a = fds[group[i]].fd, b = fds[group[j]].fd;
-                long r = syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b);
-                if (r < 0 && errno == ESRCH) return sys_error(ESRCH, "kcmp");
-                if (r < 0 && errno == EBADF) continue;  // closed meanwhile
+                int r = kcmp.order(KCMP_FILE, kcmp_fd(pid, a), kcmp_fd(pid, b));
+                if (r == -ESRCH) return sys_error(ESRCH, "kcmp");
+                if (r == -EBADF) continue;  // closed meanwhile
                 if (r < 0)
-                    return errno_error(
-                        strfmt("fd {}: cannot tell whether it shares its open file "
-                               "description with fd {} (kcmp)",
-                               b, a));
+                    return sys_error(-r,
+                                     strfmt("fd {}: cannot tell whether it shares its open file "
+                                            "description with fd {} (kcmp)",
+                                            b, a));
                 if (r == 0) {
                     leader[group[j]] = a;
                     break;
@@ -184,7 +188,7 @@ Status detect_fds(TaskView& t, Reasons& out) {
     // not knowing the groups is a reason, as it fails the checkpoint.
     std::vector<FdIdentity> ids;
     for (const FdView& f : **fds) ids.push_back({f.fd, f.st.st_dev, f.st.st_ino});
-    if (auto groups = description_groups(t.pid(), ids); !groups) {
+    if (auto groups = description_groups(t.pid(), ids, t.kcmp().get()); !groups) {
         if (groups.error().code == ESRCH) return std::unexpected(groups.error());
         out.push_back(groups.error().what);
     }

@@ -50,7 +50,9 @@ struct FdIdentity {
 };
 // For each of `fds` (sorted by fd), the lowest fd sharing its description, or
 // -1 when it is the lowest itself. The task being gone is ESRCH; a kcmp that
-// fails otherwise (EPERM, ENOSYS) is an error naming the two fds.
-Result<std::vector<int>> description_groups(pid_t pid, std::span<const FdIdentity> fds);
+// fails otherwise (EPERM, ENOSYS) is an error naming the two fds. `kcmp`: the
+// answers of this `reason` read or checkpoint (state/kcmp_cache.h); null: none.
+Result<std::vector<int>> description_groups(pid_t pid, std::span<const FdIdentity> fds,
+                                            KcmpCache* kcmp = nullptr);
 
 }  // namespace crfs::state

@@ -25,6 +25,7 @@
 namespace crfs::state {
 
 struct HolderScan;  // state/holders.h
+class KcmpCache;    // state/kcmp_cache.h
 class TaskView;
 // A tree checkpoint's views of its members, by pid: the root's `reason`
 // (state/tree.cc) reads each member's /proc files once, and each member's own
@@ -73,6 +74,10 @@ class TaskView {
     // made on first use; a tree's members share the root's.
     std::shared_ptr<HolderScan> holder_scan();
     void set_holder_scan(std::shared_ptr<HolderScan> s) { holder_scan_ = std::move(s); }
+    // The kcmp answers of this `reason` read or checkpoint (state/kcmp_cache.h),
+    // made on first use; a tree's members share the root's.
+    std::shared_ptr<KcmpCache> kcmp();
+    void set_kcmp(std::shared_ptr<KcmpCache> k) { kcmp_ = std::move(k); }
     // A tree checkpoint's (MemberViews, owned by the checkpoint, which outlives
     // its views' use): detect_tree keeps the views it makes there and takes
     // those already there; null for a `reason` read.
@@ -87,6 +92,7 @@ class TaskView {
     std::optional<std::vector<FdView>> fds_;
     std::vector<pid_t> image_pids_;
     std::shared_ptr<HolderScan> holder_scan_;
+    std::shared_ptr<KcmpCache> kcmp_;
     MemberViews* member_views_ = nullptr;
 };
 

@@ -24,6 +24,7 @@
 #include "common/strfmt.h"
 #include "restorer/child.h"
 #include "state/check.h"
+#include "state/kcmp_cache.h"
 #include "state/kobj.h"
 #include "state/pidfd.h"
 #include "state/tree.h"
@@ -51,10 +52,10 @@ pid_t parent_of(pid_t pid, pid_t self_tgid) {
 
 // Whether `pid` shares its fd table or cwd with another process of `inside`:
 // then a sibling may clone it, after its parent's fds (state/tree_share_task.h).
-bool shares_table(pid_t pid, const std::vector<pid_t>& inside) {
+bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp) {
     for (pid_t o : inside)
         for (int type : {KCMP_FILES, KCMP_FS})
-            if (o != pid && syscall(SYS_kcmp, pid, o, type, 0, 0) == 0) return true;
+            if (o != pid && kcmp.order(type, pid, o) == 0) return true;
     return false;
 }
 
@@ -93,7 +94,7 @@ std::optional<std::string> other_reason(TaskView& t, pid_t target) {
     for (size_t hops = 0; std::find(mine.begin(), mine.end(), n) == mine.end(); ++hops) {
         if (hops > inside.size() || (n != target && !in(n)))
             return what + ", a process of another tree" + std::string(kNotYet);
-        if (shares_table(n, inside))
+        if (shares_table(n, inside, *t.kcmp()))
             return what +
                    strfmt(
                        ", made after another process's fds: pid {} on its way from "
@@ -103,7 +104,7 @@ std::optional<std::string> other_reason(TaskView& t, pid_t target) {
                    std::string(kNotYet);
         n = parent_of(n, t.self_tgid());
     }
-    if (n != t.pid() && shares_table(n, inside))  // the cloner: it hands the pidfd over
+    if (n != t.pid() && shares_table(n, inside, *t.kcmp()))  // the cloner: it hands the pidfd over
         return what +
                strfmt(
                    ", made by pid {}, which shares its fd table or cwd with another "

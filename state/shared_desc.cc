@@ -10,6 +10,7 @@
 #include <set>
 
 #include "state/fds.h"
+#include "state/kcmp_cache.h"
 #include "state/tty.h"
 
 namespace crfs::state {
@@ -46,6 +47,7 @@ void shared_description_reasons(TaskView& t, std::span<const FdView> fds,
     auto outside = [&](pid_t pid) {
         return pid != t.self_tgid() && std::find(inside.begin(), inside.end(), pid) == inside.end();
     };
+    KcmpCache& kcmp = *t.kcmp();  // a tree's members ask it again: answered once
     for (const FdView& f : fds) {
         if (refused.count(f.fd) || exempt(f)) continue;
         auto it = held.find(f.link);
@@ -54,14 +56,14 @@ void shared_description_reasons(TaskView& t, std::span<const FdView> fds,
         std::string unknown;
         for (const HeldFd& h : it->second) {
             if (!outside(h.pid)) continue;
-            long r = syscall(SYS_kcmp, t.pid(), h.pid, KCMP_FILE, f.fd, h.fd);
+            int r = kcmp.order(KCMP_FILE, kcmp_fd(t.pid(), f.fd), kcmp_fd(h.pid, h.fd));
             if (r == 0) {
                 same.push_back(h);
-            } else if (r < 0 && errno != ESRCH && errno != EBADF && unknown.empty()) {
+            } else if (r < 0 && r != -ESRCH && r != -EBADF && unknown.empty()) {
                 // ESRCH, EBADF: that process or fd is gone meanwhile.
                 unknown = "cannot tell whether " + holder(h) +
                           ", outside the image, holds the same open file description (kcmp: " +
-                          std::strerror(errno) + ")";
+                          std::strerror(-r) + ")";
             }
         }
         if (!same.empty()) {

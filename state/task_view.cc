@@ -11,6 +11,7 @@
 #include "state/kind.h"
 
 #include "state/holders.h"
+#include "state/kcmp_cache.h"
 
 namespace crfs::state {
 
@@ -95,6 +96,11 @@ Result<const std::vector<FdView>*> TaskView::fds() {
 std::shared_ptr<HolderScan> TaskView::holder_scan() {
     if (!holder_scan_) holder_scan_ = std::make_shared<HolderScan>();
     return holder_scan_;
+}
+
+std::shared_ptr<KcmpCache> TaskView::kcmp() {
+    if (!kcmp_) kcmp_ = std::make_shared<KcmpCache>();
+    return kcmp_;
 }
 
 }  // namespace crfs::state

@@ -21,7 +21,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "checkpoint/parasite.h"
@@ -29,6 +31,7 @@
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
 #include "state/check.h"
+#include "state/kcmp_cache.h"
 #include "state/kind.h"
 #include "state/signals.h"
 
@@ -103,12 +106,32 @@ Status detect_threads(TaskView& t, Reasons& out) {
             if (c != t.pid()) others.push_back(c);
     }
     const auto& image = t.image_pids();
-    for (pid_t o : others)
+    auto in_image = [&](pid_t o) {
+        return std::find(image.begin(), image.end(), o) != image.end();
+    };
+    // A tree's members with one parent each ask about the same set (the
+    // parent and its children): told once for all, by sorting
+    // (state/kcmp_cache.h), when that asks less than every pair.
+    KcmpCache& kcmp = *t.kcmp();
+    std::vector<KcmpItem> set{{t.pid(), 0}};
+    for (pid_t o : others) set.push_back({o, 0});
+    auto asking = uint64_t(std::count_if(others.begin(), others.end(), in_image) + 1);
+    bool sort = KcmpCache::worth_sorting(set.size(), asking * (set.size() - 1) / 2);
+    std::map<int, std::optional<std::vector<int>>> classes;
+    auto same = [&](int type, size_t at) {  // t and others[at]
+        if (sort && in_image(others[at])) {
+            auto it = classes.find(type);
+            if (it == classes.end()) it = classes.emplace(type, kcmp.classes(type, set)).first;
+            if (it->second) return (*it->second)[0] == (*it->second)[at + 1];
+        }
+        return kcmp.order(type, t.pid(), others[at]) == 0;
+    };
+    for (size_t at = 0; at < others.size(); ++at)
         for (const auto& sh : kShared) {
-            bool inside = std::find(image.begin(), image.end(), o) != image.end();
-            if (inside && (sh.type == KCMP_FILES || sh.type == KCMP_FS))
+            pid_t o = others[at];
+            if (in_image(o) && (sh.type == KCMP_FILES || sh.type == KCMP_FS))
                 continue;  // share: tree.cc
-            if (syscall(SYS_kcmp, t.pid(), o, sh.type, 0, 0) == 0)
+            if (same(sh.type, at))
                 out.push_back("task: shares " + std::string(sh.what) + " with pid " +
                               std::to_string(o) + " (a clone that is not a thread)" +
                               std::string(kNotYet));

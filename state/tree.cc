@@ -21,6 +21,7 @@
 
 #include "crfs/image_format.h"
 #include "state/holders.h"
+#include "state/kcmp_cache.h"
 #include "state/kind.h"
 #include "state/locks.h"
 #include "state/registry.h"
@@ -73,7 +74,8 @@ Status shared_between_members(std::vector<TaskView*>& members, Reasons& out) {
     }
     if (!members.empty()) unix_dgram_anchors(pids, members.front()->self_tgid(), fds);
     std::vector<ShareRef> refs;
-    classify_sharing(pids, fds, refs, out);
+    classify_sharing(pids, fds, refs, out,
+                     members.empty() ? nullptr : members.front()->kcmp().get());
     return {};
 }
 
@@ -146,6 +148,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
     for (auto& v : views) {
         v->set_image_pids(image_pids);
         v->set_holder_scan(t.holder_scan());  // one walk of /proc/*/fd for the whole tree
+        v->set_kcmp(t.kcmp());                // each kcmp asked once (state/kcmp_cache.h)
     }
     for (auto& v : views) {
         Reasons lines;
@@ -164,7 +167,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
         if (auto st = m->stat(); st && (*st)->state != 'Z' && (*st)->state != 'X')
             live.push_back(m->pid()), ppids.push_back((*st)->ppid), live_views.push_back(m);
     std::vector<image::ShareTaskRecord> recs;
-    classify_task_sharing(live, ppids, recs, out);
+    classify_task_sharing(live, ppids, recs, out, *t.kcmp());
     for (size_t i = 0; i < recs.size(); ++i)  // the checkpoint refuses these (checkpoint.cc)
         if (recs[i].files_pid)
             if (auto locks = dump_locks(*live_views[i]); locks && !locks->empty())

@@ -11,6 +11,7 @@
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
 #include "state/fds.h"
+#include "state/kcmp_cache.h"
 #include "state/memfd.h"
 #include "state/pipe.h"
 #include "state/unix_socket.h"
@@ -34,7 +35,38 @@ std::string both(pid_t a, int fa, pid_t b, int fb) {
 }  // namespace
 
 void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<MemberFd>> fds,
-                      std::vector<ShareRef>& refs, Reasons& out) {
+                      std::vector<ShareRef>& refs, Reasons& out, KcmpCache* cache) {
+    KcmpCache own;
+    KcmpCache& kcmp = cache ? *cache : own;
+    // The descriptions of a file held by several members, told by sorting
+    // its fds (state/kcmp_cache.h) when that asks less than every pair; else,
+    // or when a kcmp fails, pair by pair (whose error names the pair).
+    std::map<KcmpItem, int> description;
+    {
+        std::map<std::pair<dev_t, ino_t>, std::vector<std::pair<size_t, KcmpItem>>> holders;
+        for (size_t m = 0; m < fds.size(); ++m)
+            for (const MemberFd& f : fds[m])
+                holders[{f.dev, f.ino}].push_back({m, kcmp_fd(pids[m], f.fd)});
+        for (const auto& [inode, held] : holders) {
+            uint64_t pairs = 0, before = 0;  // at most: each fd against the earlier members'
+            for (size_t i = 0; i < held.size(); ++i) {
+                if (i > 0 && held[i].first != held[i - 1].first) before = i;
+                pairs += before;
+            }
+            if (!KcmpCache::worth_sorting(held.size(), pairs)) continue;
+            std::vector<KcmpItem> items;
+            for (const auto& h : held) items.push_back(h.second);
+            if (auto cls = kcmp.classes(KCMP_FILE, items))
+                for (size_t i = 0; i < items.size(); ++i) description[items[i]] = (*cls)[i];
+        }
+    }
+    // kcmp(KCMP_FILE) of the two: 0 the same description, > 0 not, -errno.
+    auto same_description = [&](KcmpItem a, KcmpItem b) {
+        auto da = description.find(a), db = description.find(b);
+        if (da != description.end() && db != description.end())
+            return da->second == db->second ? 0 : 1;
+        return kcmp.order(KCMP_FILE, a, b);
+    };
     std::map<std::pair<dev_t, ino_t>, std::vector<Held>> by_inode;
     for (size_t m = 0; m < fds.size(); ++m) {
         std::vector<Held> mine;  // added after the member: its own fds never compare
@@ -58,16 +90,16 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
             const Held* same = nullptr;
             bool refused = false;
             for (const Held& h : it->second) {
-                long r = syscall(SYS_kcmp, pids[h.member], pids[m], KCMP_FILE, h.f->fd, f.fd);
+                int r = same_description(kcmp_fd(pids[h.member], h.f->fd), kcmp_fd(pids[m], f.fd));
                 if (r == 0) {
                     same = &h;
                     break;
                 }
-                if (r < 0 && errno != ESRCH && errno != EBADF) {
+                if (r < 0 && r != -ESRCH && r != -EBADF) {
                     out.push_back(both(pids[h.member], h.f->fd, pids[m], f.fd) +
                                   ": cannot tell whether they share one open file description "
                                   "(kcmp): " +
-                                  std::strerror(errno));
+                                  std::strerror(-r));
                     refused = true;
                     break;
                 }
@@ -136,7 +168,7 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
     if (!fds) return std::unexpected(fds.error());
     std::vector<FdIdentity> ids;
     for (const FdView& f : **fds) ids.push_back({f.fd, f.st.st_dev, f.st.st_ino});
-    auto lead = description_groups(v.pid(), ids);
+    auto lead = description_groups(v.pid(), ids, v.kcmp().get());
     if (!lead) return std::unexpected(lead.error());
     std::vector<MemberFd> out;
     UnixTable unix_sockets;  // read on the first socket

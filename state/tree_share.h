@@ -77,8 +77,10 @@ struct ShareRef {
 // `pids[i]`'s fds in `fds[i]`; refs for every fd an earlier member gives, a
 // reason line in `out` (naming both pids) for every sharing that cannot be
 // restored. A kcmp that fails but with ESRCH/EBADF (gone meanwhile) is a reason.
+// `kcmp`: the answers of this `reason` read or checkpoint (state/kcmp_cache.h);
+// null: a cache of this call's own.
 void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<MemberFd>> fds,
-                      std::vector<ShareRef>& refs, Reasons& out);
+                      std::vector<ShareRef>& refs, Reasons& out, KcmpCache* kcmp = nullptr);
 
 // The MemberFds of a TaskView's fds (lowest fd of each description only).
 Result<std::vector<MemberFd>> member_fds(TaskView& v);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <set>
 
 #include "common/strfmt.h"
@@ -100,10 +101,12 @@ Status join_fifo(TaskFd& lead, std::vector<TaskFd>& mine, std::vector<TaskFd>& g
 
 }  // namespace
 
-Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds) {
+Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds,
+                             std::shared_ptr<state::KcmpCache> kcmp) {
     std::vector<std::vector<state::MemberFd>> seen;
     for (pid_t p : pids) {
         state::TaskView v(p, getpid());
+        v.set_kcmp(kcmp);
         auto f = state::member_fds(v);
         if (!f) return std::unexpected(f.error().context(strfmt("pid {}", p)));
         seen.push_back(std::move(*f));
@@ -111,7 +114,7 @@ Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<
     state::unix_dgram_anchors(pids, getpid(), seen);
     std::vector<state::ShareRef> refs;
     state::Reasons why;
-    state::classify_sharing(pids, seen, refs, why);
+    state::classify_sharing(pids, seen, refs, why, kcmp.get());
     if (!why.empty()) return make_error(EBUSY, why.front());
     for (const state::ShareRef& r : refs) {
         auto& mine = *fds[r.member];

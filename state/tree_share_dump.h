@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -14,9 +15,14 @@
 #include "common/result.h"
 
 namespace crfs {
+namespace state {
+class KcmpCache;  // state/kcmp_cache.h
+}
 
 // `fds[i]`: the captured fds of process `pids[i]` (image order). Sharing that
 // cannot be restored fails with EBUSY and its reason (`reason` says it first).
-Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds);
+// `kcmp`: the checkpoint's answers (the members' views', state/kcmp_cache.h).
+Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds,
+                             std::shared_ptr<state::KcmpCache> kcmp);
 
 }  // namespace crfs

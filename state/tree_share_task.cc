@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "common/procfs.h"
@@ -18,6 +19,7 @@
 #include "restorer/child.h"
 #include "restorer/restore.h"
 #include "state/check.h"
+#include "state/kcmp_cache.h"
 #include "state/tree_restore.h"
 
 namespace crfs::state {
@@ -30,24 +32,31 @@ struct Resource {
 constexpr Resource kResources[] = {{KCMP_FILES, "its fd table (CLONE_FILES)"},
                                    {KCMP_FS, "cwd, root and umask (CLONE_FS)"}};
 
-// 0: the same object, 1: not, -errno: kcmp cannot tell.
-int same(pid_t a, pid_t b, int type) {
-    long r = syscall(SYS_kcmp, a, b, type, 0, 0);
-    if (r < 0) return -errno;
-    return r == 0 ? 0 : 1;
-}
-
 }  // namespace
 
 void classify_task_sharing(std::span<const pid_t> pids, std::span<const pid_t> ppids,
-                           std::vector<image::ShareTaskRecord>& recs, Reasons& why) {
+                           std::vector<image::ShareTaskRecord>& recs, Reasons& why,
+                           KcmpCache& kcmp) {
     recs.assign(pids.size(), image::ShareTaskRecord{});
+    // Each type's groups told by sorting the members (state/kcmp_cache.h)
+    // when that asks less than every pair; else, or when a kcmp fails, pair
+    // by pair (whose error names the pair).
+    std::vector<KcmpItem> items;
+    for (pid_t p : pids) items.push_back({p, 0});
+    std::optional<std::vector<int>> classes[2];
+    if (KcmpCache::worth_sorting(pids.size(), uint64_t(pids.size()) * (pids.size() - 1) / 2))
+        for (size_t k = 0; k < 2; ++k) classes[k] = kcmp.classes(kResources[k].type, items);
+    // 0: the same object, 1: not, -errno: kcmp cannot tell.
+    auto same = [&](size_t a, size_t b, size_t k) {
+        if (classes[k]) return (*classes[k])[a] == (*classes[k])[b] ? 0 : 1;
+        int r = kcmp.order(kResources[k].type, pids[a], pids[b]);
+        return r < 0 ? r : r == 0 ? 0 : 1;
+    };
     for (size_t i = 1; i < pids.size(); ++i) {
         // A process made in a shared table that is not in it (its stage-1 fds
         // would stay in the table: not supported yet).
         for (size_t p = 0; p < i; ++p)
-            if (pids[p] == ppids[i] && recs[p].files_pid != 0 &&
-                same(pids[i], pids[p], KCMP_FILES) != 0)
+            if (pids[p] == ppids[i] && recs[p].files_pid != 0 && same(i, p, 0) != 0)
                 why.push_back(
                     strfmt("pid {}: a child of pid {}, which shares the fd table of pid "
                            "{}, with a table of its own:{}",
@@ -55,7 +64,7 @@ void classify_task_sharing(std::span<const pid_t> pids, std::span<const pid_t> p
         bool shares[2] = {false, false};
         for (size_t k = 0; k < 2; ++k) {
             for (size_t j = 0; j < i; ++j) {
-                int r = same(pids[i], pids[j], kResources[k].type);
+                int r = same(i, j, k);
                 if (r == -ESRCH) break;  // gone meanwhile: its own reasons say so
                 if (r < 0) {
                     why.push_back(
@@ -92,7 +101,7 @@ void classify_task_sharing(std::span<const pid_t> pids, std::span<const pid_t> p
         auto makes = [&](size_t m) {
             if (recs[m].files_pid != 0 && recs[m].files_pid != recs[i].files_pid) return false;
             for (size_t k = 0; k < 2; ++k)
-                if (shares[k] && same(pids[i], pids[m], kResources[k].type) != 0) return false;
+                if (shares[k] && same(i, m, k) != 0) return false;
             return true;
         };
         bool found = false;

@@ -7,8 +7,9 @@
 // sharer (a "taker") by a clone from a process that already shares what it
 // must share (its "maker"): its parent, or an earlier sibling in the same
 // groups with CLONE_PARENT (the siblings of a parent that since unshared).
-// Groups are told by kcmp (KCMP_FILES, KCMP_FS) between every two members, not
-// by parentage; a group's first member in image order holds it.
+// Groups are told by kcmp (KCMP_FILES, KCMP_FS) between the members (sorted by
+// kcmp's order: state/kcmp_cache.h), not by parentage; a group's first member
+// in image order holds it.
 //
 //   checkpoint: classify_task_sharing -> one share-task record per taker
 //               (files_pid / fs_pid: the group's first); a files taker's fds
@@ -44,9 +45,11 @@ namespace crfs::state {
 // Checkpoint and `reason`: members in image order (live processes, parents
 // first) with their parents' pids. recs[i] says what member i shares with an
 // earlier one (zero: nothing); what cannot be made again is a reason naming
-// both pids. A kcmp that fails but with ESRCH is a reason too.
+// both pids. A kcmp that fails but with ESRCH is a reason too. `kcmp`: the
+// answers of this `reason` read or checkpoint (state/kcmp_cache.h).
 void classify_task_sharing(std::span<const pid_t> pids, std::span<const pid_t> ppids,
-                           std::vector<image::ShareTaskRecord>& recs, Reasons& why);
+                           std::vector<image::ShareTaskRecord>& recs, Reasons& why,
+                           KcmpCache& kcmp);
 
 // A files taker holding file locks (their owner is the shared table: not
 // restored yet): the reason, the same words for `reason` and the checkpoint.

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/strfmt.h"
+#include "state/kcmp_cache.h"
 
 namespace crfs::state {
 namespace {
@@ -44,9 +45,9 @@ Status detect_zombie(TaskView& v, Reasons& out) {
     }
     // The kernel prints the exit code only to who may ptrace the zombie
     // (else 0): ask it (kcmp makes the same check).
-    if (syscall(SYS_kcmp, v.pid(), v.pid(), KCMP_VM, 0, 0) < 0 && errno != ESRCH) {
+    if (int r = v.kcmp()->order(KCMP_VM, v.pid(), v.pid()); r < 0 && r != -ESRCH) {
         out.push_back(strfmt("task: zombie whose exit status the caller may not read ({})",
-                             std::strerror(errno)));
+                             std::strerror(-r)));
         return {};
     }
     if (s.exit_signal != SIGCHLD)

@@ -1,0 +1,97 @@
+// kcmp asked once per relation, groups by sorting: state/kcmp_cache.h.
+#include "state/kcmp_cache.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <numeric>
+
+namespace crfs::state {
+namespace {
+
+// The answer of kcmp(b, a) from that of kcmp(a, b): an order turned round;
+// the same object, or an error (either process or fd), is the same.
+int turned(int r) {
+    return r == 1 ? 2 : r == 2 ? 1 : r;
+}
+
+// A merge sort of `v[lo, hi)`: at most n log2 n calls of `less`, and safe
+// whatever `less` answers (std::sort is not, with an order that is not one).
+// Stops early once `failed`.
+template <class Less>
+void merge_sort(std::vector<size_t>& v, size_t lo, size_t hi, std::vector<size_t>& tmp, Less& less,
+                const bool& failed) {
+    if (hi - lo < 2 || failed) return;
+    size_t mid = lo + (hi - lo) / 2;
+    merge_sort(v, lo, mid, tmp, less, failed);
+    merge_sort(v, mid, hi, tmp, less, failed);
+    if (failed) return;
+    size_t i = lo, j = mid, k = lo;
+    while (i < mid && j < hi) tmp[k++] = less(v[j], v[i]) ? v[j++] : v[i++];
+    while (i < mid) tmp[k++] = v[i++];
+    while (j < hi) tmp[k++] = v[j++];
+    std::copy(tmp.begin() + long(lo), tmp.begin() + long(hi), v.begin() + long(lo));
+}
+
+}  // namespace
+
+int KcmpCache::order(int type, KcmpItem a, KcmpItem b) {
+    if (auto it = answers_.find({type, a, b}); it != answers_.end()) return it->second;
+    if (auto it = answers_.find({type, b, a}); it != answers_.end()) return turned(it->second);
+    ++calls_;
+    long r = syscall(SYS_kcmp, a.pid, b.pid, type, a.idx, b.idx);
+    int v = r < 0 ? -errno : int(r);
+    answers_.emplace(Key{type, a, b}, v);
+    return v;
+}
+
+bool KcmpCache::worth_sorting(size_t n, uint64_t pairs) {
+    uint64_t log = 0;
+    while ((uint64_t(1) << log) < n) ++log;
+    return pairs > n * log + n;
+}
+
+std::optional<std::vector<int>> KcmpCache::classes(int type, std::span<const KcmpItem> asked) {
+    // One set, in one order, whatever the caller's: the key, and what is sorted.
+    std::vector<KcmpItem> items(asked.begin(), asked.end());
+    std::sort(items.begin(), items.end());
+    items.erase(std::unique(items.begin(), items.end()), items.end());
+    auto in_order = [&](const std::optional<std::vector<int>>& cls) {
+        std::optional<std::vector<int>> out;
+        if (!cls) return out;
+        out.emplace();
+        for (const KcmpItem& a : asked)
+            out->push_back(
+                (*cls)[size_t(std::lower_bound(items.begin(), items.end(), a) - items.begin())]);
+        return out;
+    };
+    auto key = std::pair{type, items};
+    if (auto it = classes_.find(key); it != classes_.end()) return in_order(it->second);
+    std::optional<std::vector<int>> out;
+    bool failed = false;
+    // Anything but an order (an error, or an answer kcmp does not give) ends the sort.
+    auto ask = [&](size_t x, size_t y) {
+        int r = order(type, items[x], items[y]);
+        if (r < 0 || r > 2) failed = true;
+        return r;
+    };
+    auto less = [&](size_t x, size_t y) { return ask(x, y) == 1; };
+    std::vector<size_t> sorted(items.size()), tmp(items.size());
+    std::iota(sorted.begin(), sorted.end(), size_t(0));
+    merge_sort(sorted, 0, sorted.size(), tmp, less, failed);
+    if (!failed) {
+        // Sorted: the items holding one object are neighbours.
+        std::vector<int> cls(items.size(), 0);
+        int c = 0;
+        for (size_t k = 1; k < sorted.size() && !failed; ++k) {
+            if (ask(sorted[k - 1], sorted[k]) != 0) ++c;
+            cls[sorted[k]] = c;
+        }
+        if (!failed) out = std::move(cls);
+    }
+    return in_order(classes_.emplace(std::move(key), std::move(out)).first->second);
+}
+
+}  // namespace crfs::state
