@@ -9,18 +9,6 @@
 // are gone, and a new open makes a new image. Every byte served is the
 // worker's one image, so every reader of one handle sees the same bytes.
 //
-// A read at the stream's head can skip the window (serve with a PipeReply):
-// the bytes are tee(2)'d from the pipe into a per-thread stage pipe (page
-// references, no copy), the reply takes them from there (the daemon splices
-// them into /dev/fuse: the one copy, into the reader's pages), and only once
-// it did are they dropped from the worker's pipe. Until then they stay in
-// it, so the worker, which lends its buffers' pages to the pipe (vmsplice)
-// and reuses a buffer once its bytes left the pipe (checkpoint/image_sink.h),
-// cannot overwrite a page a reply still reads. Bytes served this way are
-// not in the window: a later read of them is ESPIPE as above. A sequential
-// reader never asks again for bytes it was given (docs/performance.md
-// "Dump: splice into the reply").
-//
 // The size may be unknown until the end (a live snapshot drops all-zero
 // pages as it streams them): the stream then ends where the pipe does, and
 // the worker's status pipe says whether that is the image's end ("0\n") or
@@ -32,7 +20,6 @@
 
 #include <sys/uio.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -74,31 +61,10 @@ class PipedImage : public Snapshot {
     using Reply = std::function<void(const iovec* pieces, int count)>;
     Result<size_t> serve(uint64_t offset, size_t len, const Reply& reply) const;
 
-    // As above, and a read at the stream's head goes to `pipe_reply` instead:
-    // the reply's first bytes in `pieces` (from the window, maybe none),
-    // then exactly `n` (> 0) bytes to take from the pipe `fd`. It returns how many
-    // of the `n` it took and delivered (all of them, or none when the reply
-    // could not be sent); those leave the stream, the rest stay in it for
-    // the next read. Runs with the lock held, as `reply`. The reply may be
-    // shorter than `len` (what the worker had written by then; never 0
-    // before the end): a reader's read(2) returns it, the next one goes on.
-    using PipeReply = std::function<size_t(const iovec* pieces, int count, int fd, size_t n)>;
-    Result<size_t> serve(uint64_t offset, size_t len, const Reply& reply,
-                         const PipeReply& pipe_reply) const;
-
   private:
     // Takes bytes from the pipe into the window until `end`, keeping every
     // byte from `keep_from` on (mu_ held).
     Status fill_to(uint64_t keep_from, uint64_t end) const;
-
-    // The read at the head (offset == taken_) through `pipe_reply`; nullopt:
-    // not possible here (no stage pipe, not a pipe, the end): serve copies.
-    std::optional<Result<size_t>> splice_head(size_t len, const PipeReply& pipe_reply) const;
-
-    // The first byte the window holds ([held_lo(), held_to_) is in the ring).
-    uint64_t held_lo() const {
-        return std::max(held_from_, held_to_ > kWindow ? held_to_ - kWindow : 0);
-    }
 
     // The pipe ended before the known end of the image, or (size unknown) at
     // all: the worker's word on why, as the error (mu_ held).
@@ -113,11 +79,6 @@ class PipedImage : public Snapshot {
     mutable UniqueFd pipe_;                   // closed at the end of the image or on an error
     mutable std::unique_ptr<char[]> window_;  // ring: stream byte b at window_[b % kWindow]
     mutable uint64_t taken_ = 0;              // stream bytes taken from the pipe so far
-    // The window's bytes: copied in one run [held_from_, held_to_), the ring
-    // keeping its last kWindow; held_to_ < taken_ after a spliced reply.
-    mutable uint64_t held_from_ = 0;
-    mutable uint64_t held_to_ = 0;
-    mutable bool no_tee_ = false;  // the pipe cannot be tee'd: always copy
 };
 
 }  // namespace crfs

@@ -12,7 +12,6 @@
 #include <ctime>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
 #include <set>
 #include <string>
@@ -590,30 +589,6 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     });
 }
 
-// The reply of a read: `pieces` from memory, then `len` bytes from the pipe
-// `fd`, which libfuse splices into /dev/fuse (FUSE_CAP_SPLICE_WRITE; below
-// two pages, or if it cannot grow its pipe, it reads them and writes).
-// Returns `len` if the reply went out, 0 if not (libfuse then took none, or
-// the reply is lost anyway: the kernel dropped the request).
-size_t reply_spliced(fuse_req_t req, const iovec* pieces, int count, int fd, size_t len) {
-    alignas(fuse_bufvec) unsigned char mem[sizeof(fuse_bufvec) + 2 * sizeof(fuse_buf)];
-    auto* v = new (mem) fuse_bufvec{};
-    fuse_buf* bufs = v->buf;
-    size_t nbufs = 0;
-    for (int i = 0; i < count; ++i) {
-        bufs[nbufs] = fuse_buf{};
-        bufs[nbufs].size = pieces[i].iov_len;
-        bufs[nbufs].mem = pieces[i].iov_base;
-        ++nbufs;
-    }
-    bufs[nbufs] = fuse_buf{};
-    bufs[nbufs].size = len;
-    bufs[nbufs].flags = fuse_buf_flags(FUSE_BUF_IS_FD | FUSE_BUF_FD_RETRY);
-    bufs[nbufs].fd = fd;
-    v->count = nbufs + 1;
-    return fuse_reply_data(req, v, fuse_buf_copy_flags(0)) == 0 ? len : 0;
-}
-
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, "read", [&] {
         auto* h = reinterpret_cast<FileHandle*>(fi->fh);
@@ -626,16 +601,11 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
         // call returns: the reply comes from `content`, which this call
         // keeps alive, never from `h`.
         std::shared_ptr<const Snapshot> content = std::move(*got);
-        // An image: at the stream's head the worker's pipe is spliced into
-        // the reply (one copy: into the reader's pages); else from the
-        // stream's window.
+        // An image: straight from the stream's window, one copy fewer.
         if (auto* piped = dynamic_cast<const PipedImage*>(content.get())) {
-            auto n = piped->serve(
-                uint64_t(off), size,
-                [&](const iovec* pieces, int count) { fuse_reply_iov(req, pieces, count); },
-                [&](const iovec* pieces, int count, int fd, size_t len) {
-                    return reply_spliced(req, pieces, count, fd, len);
-                });
+            auto n = piped->serve(uint64_t(off), size, [&](const iovec* pieces, int count) {
+                fuse_reply_iov(req, pieces, count);
+            });
             if (!n) reply_err(req, n.error(), "read");
             return;
         }
@@ -705,8 +675,6 @@ void op_init(void*, fuse_conn_info* conn) {
     // kernel then sends reads of up to 1 MiB too (images are large).
     conn->max_write = kMaxWrite;
     conn->max_read = 0;
-    // Replies of image reads spliced from the worker's pipe (op_read).
-    if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 const fuse_lowlevel_ops kOps = [] {
