@@ -31,8 +31,7 @@ class InFlight(unittest.TestCase):
         self.d = tempfile.mkdtemp(prefix="crfskb-inflight-")
 
     def tearDown(self):
-        for pid in self.crfs.children():
-            os.kill(pid, 9)
+        self.crfs.kill_children()
         self.crfs.stop()
         shutil.rmtree(self.d, ignore_errors=True)
 

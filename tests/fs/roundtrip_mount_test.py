@@ -124,6 +124,15 @@ class Crfsd:
                 out += [int(p) for p in f.read().split()]
         return out
 
+    def kill_children(self):
+        """SIGKILL to every restored task still running (one may end between
+        the listing and the kill: a restored task that checks itself exits)."""
+        for pid in self.children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def stop(self):
         for pid in self.children():
             try:

@@ -308,8 +308,7 @@ class PidGroupUser(Base):
             if proc.poll() is None:
                 proc.kill()
             proc.wait(TIMEOUT)
-            for c in self.crfs.children():
-                os.kill(c, signal.SIGKILL)
+            self.crfs.kill_children()
             shutil.rmtree(d, ignore_errors=True)
 
 

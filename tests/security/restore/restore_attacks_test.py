@@ -105,8 +105,7 @@ class SlotAttackCase(unittest.TestCase):
         return f"{cls.victim} {d}"
 
     def tearDown(self):
-        for pid in self.crfs.children():
-            os.kill(pid, signal.SIGKILL)
+        self.crfs.kill_children()
         rt.wait_for(lambda: not self.crfs.children(), "crfsd to reap its children")
         for f in ("report", "fd3.out", "map.out"):
             if os.path.exists(f"{self.d}/{f}"):
@@ -386,8 +385,7 @@ class RestoreAttacks(SlotAttackCase):
             self.assertIn(line + os.path.basename(cg) + "\n", rt.read(f"/proc/{pid}/cgroup"))
             self.assertNotIn(os.path.basename(cg), rt.read(f"/proc/{self.crfs.proc.pid}/cgroup"))
         finally:
-            for p in self.crfs.children():
-                os.kill(p, signal.SIGKILL)
+            self.crfs.kill_children()
             rt.wait_for(lambda: not self.crfs.children(), "crfsd to reap its children")
             rt.wait_for(lambda: rt.read(f"{cg}/cgroup.procs") == "", "the cgroup to empty")
             os.rmdir(cg)
