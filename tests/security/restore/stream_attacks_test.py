@@ -75,16 +75,21 @@ class StreamAttacks(ra.SlotAttackCase):
         os.chmod(out, 0o644)
         return out
 
-    def test_good_image_in_odd_pieces_restores_with_the_hashed_decode(self):
-        before = rt.read(self.crfs.log.name).count("decode-hashed")
+    def restore_in_odd_pieces(self):
+        """snap.img written into a new slot with `dd bs=4093`; the restored pid."""
         slot = f"g{self.n}"
+        type(self).n += 1
         r = ra.run_as(f"mkdir {self.crfs.mnt}/{slot} && "
                       f"dd if={self.d}/snap.img of={self.crfs.mnt}/{slot}/image bs=4093 "
                       f"status=none")
         self.assertEqual(r.returncode, 0, r.stderr)
         status = rt.read(f"{self.crfs.mnt}/{slot}/status")
         self.assertTrue(status.startswith("restored "), status)
-        pid = int(status.split()[1])
+        return int(status.split()[1])
+
+    def test_good_image_in_odd_pieces_restores_with_the_hashed_decode(self):
+        before = rt.read(self.crfs.log.name).count("decode-hashed")
+        pid = self.restore_in_odd_pieces()
         self.assertIn(f"uid {ra.UID}\n", self.poke(pid))
         rt.wait_for(lambda: rt.read(self.crfs.log.name).count("decode-hashed") > before,
                     "the daemon's trace of the restore")

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""How a restore ends when its image goes wrong part-way (issue 13, streaming
+restore; docs/performance.md "Streaming restore: measured, not built"): the
+contract a restore that builds the task while the bytes arrive must keep, and
+today's spooled restore keeps. Each image is written into a slot by a real
+unprivileged user `s14st1` (made in setup, removed after); each failure must be
+reported at close() (errno and `status`) and leave no task of the daemon's and
+no process of the writer's uid behind:
+
+  - the trailer's checksum wrong (the last bytes to arrive);
+  - the image cut in the middle of its page data;
+  - a bad record after the pages: the stats record (crfs writes every record
+    that describes the task before the pages; only stats and the trailer
+    follow them), and the regs record moved after the pages (any order is an
+    image) with rip outside every executable mapping;
+  - an fd the new task itself fails to open (a file the writer may not open:
+    stage 1, as the writer, once the task exists);
+  - the writer killed in the middle of the page data (its close comes from
+    the kernel, with half an image).
+
+And the image written in odd pieces (`dd bs=4093`: records, page runs and the
+trailer split anywhere) restores exactly: every page the image holds outside
+the stack reads back the same from the restored task (which sleeps in pause(),
+running none of its own code).
+
+usage: stream_fail_test.py BUILD_DIR  (any unittest args after)
+"""
+import os
+import signal
+import struct
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import restore_attacks_test as ra  # noqa: E402
+from restore_attacks_test import rt  # noqa: E402
+import stream_attacks_test as sa  # noqa: E402  (sets the module's user: set again below)
+from stream_attacks_test import XXH, TRAILER_TYPE, records  # noqa: E402
+
+setUpModule, tearDownModule = ra.attacks_as("s14st1")
+
+PAGES, REGS, STATS, THREAD = 6, 7, 16, 17  # record types
+
+
+def rebuilt(b, parts):
+    """The image of header of `b`, the records `parts` (whole, frames
+    included) and a trailer that counts them and checksums them."""
+    body = b[:struct.unpack_from("<I", b, 12)[0]] + b"".join(parts)
+    return body + struct.pack("<IIQQQ", TRAILER_TYPE, 0, 24, len(parts),
+                              XXH.XXH3_64bits(body, len(body))) + b"CRFSEND\n"
+
+
+def uid_processes(uid):
+    """Pids of the processes whose real uid is `uid` (zombies included)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            out.append(int(p))
+                        break
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
+class StreamFail(ra.SlotAttackCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        with open(f"{cls.d}/snap.img", "rb") as f:
+            cls.snap = f.read()
+        recs = records(cls.snap)
+        # The largest pages record; `mid` a byte in the middle of its data.
+        off, _, n = max((r for r in recs if r[1] == PAGES), key=lambda r: r[2])
+        cls.mid = off + 32 + (n - 16) // 2
+        cls.runs = [struct.unpack_from("<QQ", cls.snap, o + 16) + (o + 32,)
+                    for o, t, _ in recs if t == PAGES]
+
+    write = sa.StreamAttacks.write  # x<n>.img in the test directory, readable by all
+    restore_in_odd_pieces = sa.StreamAttacks.restore_in_odd_pieces
+
+    def nothing_left(self):
+        """No task of the daemon's, and (bounded wait: one may be exiting)
+        no process of the writer's uid."""
+        self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
+        rt.wait_for(lambda: not uid_processes(ra.UID), "the writer's processes to be gone")
+
+    def refused(self, img, errtext, why):
+        status = self.assert_refused(img, errtext)
+        self.assertIn(why, status)
+        self.nothing_left()
+
+    def test_bad_trailer_checksum(self):
+        b = bytearray(self.snap)
+        b[-16] ^= 1
+        self.refused(self.write(b), "Bad message", "checksum mismatch")
+
+    def test_truncated_in_the_page_data(self):
+        self.refused(self.write(self.snap[:self.mid]), "Bad message", "truncated image")
+
+    def test_bad_stats_record_after_the_pages(self):
+        # crfs writes every record that describes the task before the pages:
+        # only stats and the trailer follow them.
+        recs = records(self.snap)
+        last_pages = max(i for i, r in enumerate(recs) if r[1] == PAGES)
+        self.assertEqual([r[1] for r in recs[last_pages + 1:]], [STATS, TRAILER_TYPE])
+        parts = [self.snap[o:o + 16 + n] for o, t, n in recs[:-1]]
+        parts[-1] = struct.pack("<IIQ", STATS, 0, 8) + bytes(8)  # shorter than a StatsRecord
+        self.refused(self.write(rebuilt(self.snap, parts)), "Bad message", "stats")
+
+    def test_bad_record_moved_after_the_pages(self):
+        # Any order is an image (docs/image-format.md): the regs record, with
+        # rip outside every executable mapping, after the pages.
+        with open(self.edited("regs.rip=0x1000"), "rb") as f:
+            b = f.read()
+        recs = records(b)
+        parts = [b[o:o + 16 + n] for o, t, n in recs[:-1] if t != REGS]
+        parts += [b[o:o + 16 + n] for o, t, n in recs if t == REGS]
+        st = self.assert_refused(self.write(rebuilt(b, parts)), "Invalid argument")
+        self.assertRegex(st, "rip")
+        self.nothing_left()
+
+    def test_fd_refused_by_the_new_task(self):
+        path = f"/proc/{self.crfs.proc.pid}/maps"  # the writer may not open it
+        st = os.stat(path)
+        img = self.edited(self.fd(3) + ".path=" + path, self.fd(3) + f".ino={st.st_ino}",
+                          self.fd(3) + f".dev={st.st_dev}", self.fd(3) + ".size=0",
+                          self.fd(3) + f".mtime_sec={st.st_mtime_ns // 10**9}",
+                          self.fd(3) + f".mtime_nsec={st.st_mtime_ns % 10**9}",
+                          *self.empty_content(3))
+        self.refused(img, "Permission denied", "opening fd 3")
+
+    def test_writer_killed_in_the_page_data(self):
+        slot = f"k{self.n}"
+        type(self).n += 1
+        # The writer writes up to the middle of the page data, then kills
+        # itself: the kernel closes its file.
+        script = f"{self.d}/half_writer.py"
+        with open(script, "w") as f:
+            f.write("import os, signal, sys\n"
+                    "d = open(sys.argv[1], 'rb').read()[:int(sys.argv[3])]\n"
+                    "f = os.open(sys.argv[2], os.O_WRONLY)\n"
+                    "if os.write(f, d) == len(d):\n"
+                    "    os.kill(os.getpid(), signal.SIGKILL)\n")
+        os.chmod(script, 0o644)
+        r = ra.run_as(f"mkdir {self.crfs.mnt}/{slot} && exec /usr/bin/python3 {script} "
+                      f"{self.d}/snap.img {self.crfs.mnt}/{slot}/image {self.mid}")
+        self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+        status_file = f"{self.crfs.mnt}/{slot}/status"
+        rt.wait_for(lambda: rt.read(status_file) != "empty\n", "the slot to take the close")
+        status = rt.read(status_file)
+        self.assertTrue(status.startswith("error: "), status)
+        self.assertIn("truncated image", status)
+        self.nothing_left()
+
+    def test_odd_pieces_restore_exactly(self):
+        pid = self.restore_in_odd_pieces()
+        self.assertIn(pid, uid_processes(ra.UID))  # what nothing_left looks for
+        stack = [(v["start"], v["end"]) for v in self.records
+                 if v["type"] == "vma" and v["path"] == "[stack]"]
+        # The kernel writes the cpu it runs on into the rseq area (glibc's, in
+        # the TLS): those 32 bytes are the kernel's, not the image's.
+        rseq = [struct.unpack_from("<Q", self.snap, o + 16 + 24)[0]
+                for o, t, _ in records(self.snap) if t == THREAD]
+        compared = 0
+        with open(f"/proc/{pid}/mem", "rb") as mem:
+            for vaddr, nr, data in self.runs:
+                for i in range(nr):
+                    a = vaddr + i * 4096
+                    if any(lo <= a < hi for lo, hi in stack):
+                        continue  # the signal frame of the return went there
+                    mem.seek(a)
+                    got = bytearray(mem.read(4096))
+                    want = bytearray(self.snap[data + i * 4096:data + (i + 1) * 4096])
+                    for r in rseq:
+                        if a <= r < a + 4096:
+                            got[r - a:r - a + 32] = want[r - a:r - a + 32]
+                    self.assertEqual(got, want, f"page {a:#x} of the restored task")
+                    compared += 1
+        self.assertGreater(compared, 16)
+        self.assertIn(f"uid {ra.UID}\n", self.poke(pid))
+
+
+if __name__ == "__main__":
+    ra.BUILD = rt.BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
