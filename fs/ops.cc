@@ -629,7 +629,7 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
                     return reply_err(req, ok.error(), "write");
                 return (void)fuse_reply_write(req, size);
             }
-            auto n = slot_write(daemon_of(req).limits, *h->slot, buf, size, off);
+            auto n = slot_write(daemon_of(req).limits, *h->slot, h->writer, buf, size, off);
             if (!n) return reply_err(req, n.error(), "write");
             h->wrote = true;
             return (void)fuse_reply_write(req, *n);
