@@ -93,6 +93,16 @@ class StreamFail(ra.SlotAttackCase):
         self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
         rt.wait_for(lambda: not uid_processes(ra.UID), "the writer's processes to be gone")
 
+    def gone(self, pid):
+        """The restored task killed and reaped, so that the next test's
+        nothing_left sees none of the daemon's tasks."""
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        rt.wait_for(lambda: pid not in self.crfs.children() and pid not in uid_processes(ra.UID),
+                    "the restored task to be reaped")
+
     def refused(self, img, errtext, why):
         status = self.assert_refused(img, errtext)
         self.assertIn(why, status)
@@ -198,10 +208,11 @@ class StreamFail(ra.SlotAttackCase):
         # whole image arrived and verified.
         slot = f"w{self.n}"
         type(self).n += 1
+        before = set(self.crfs.children())  # an earlier test's task may still be exiting
         w = self.half_writer(slot, self.mid, "rest")
         try:
             try:
-                rt.wait_for(lambda: self.crfs.children() or w.poll() is not None,
+                rt.wait_for(lambda: set(self.crfs.children()) - before or w.poll() is not None,
                             "the task of a half-written image")
             except AssertionError:
                 self.crfs.log.flush()
@@ -209,7 +220,7 @@ class StreamFail(ra.SlotAttackCase):
             if w.poll() is not None:
                 self.fail(w.communicate()[1])
             self.crfs.log.flush()
-            if len(self.crfs.children()) != 1:
+            if len(set(self.crfs.children()) - before) != 1:
                 w.kill()
                 out, err = w.communicate()
                 self.fail(rt.read(self.crfs.log.name)[-3000:] + err)
@@ -227,15 +238,17 @@ class StreamFail(ra.SlotAttackCase):
         self.assertIn(f"slot {slot}: restored pid {pid} (streamed)", rt.read(self.crfs.log.name))
         self.assert_pages_as_imaged(pid)
         self.assertIn(f"uid {ra.UID}\n", self.poke(pid))
+        self.gone(pid)
 
     def test_streamed_task_killed_when_the_writer_dies(self):
         slot = f"w{self.n}"
         type(self).n += 1
+        before = set(self.crfs.children())
         w = self.half_writer(slot, self.mid, "kill")
         try:
-            rt.wait_for(lambda: self.crfs.children() or w.poll() is not None,
+            rt.wait_for(lambda: set(self.crfs.children()) - before or w.poll() is not None,
                         "the task of a half-written image")
-            self.assertEqual(len(self.crfs.children()), 1)
+            self.assertEqual(len(set(self.crfs.children()) - before), 1)
             w.communicate("go\n", timeout=120)
         finally:
             if w.poll() is None:
@@ -290,6 +303,7 @@ class StreamFail(ra.SlotAttackCase):
         self.assertIn(pid, uid_processes(ra.UID))  # what nothing_left looks for
         self.assert_pages_as_imaged(pid)
         self.assertIn(f"uid {ra.UID}\n", self.poke(pid))
+        self.gone(pid)
 
 
 if __name__ == "__main__":
