@@ -117,14 +117,18 @@ Status SlotStream::data(uint64_t vaddr, uint32_t nr_pages, uint64_t off, const c
         const auto& v = task_.vmas;
         auto it = std::upper_bound(v.begin(), v.end(), vaddr,
                                    [](uint64_t a, const StreamVma& m) { return a < m.start; });
-        if (vaddr % kPage || end <= vaddr || it == v.begin() || end > std::prev(it)->end)
-            return make_error(EINVAL,
-                              strfmt("bad image: pages {:x}-{:x} outside every VMA a restore "
-                                     "writes",
-                                     vaddr, end));
+        skip_run_ = vaddr % kPage || end <= vaddr || it == v.begin() || end > std::prev(it)->end;
+        // Not a byte of it goes anywhere; the close refuses the image (after
+        // the checks that name such a run as the spooled restore does).
+        if (skip_run_ && !refusal_)
+            refusal_ = Error{EINVAL, strfmt("bad image: pages {:x}-{:x} outside every VMA a "
+                                            "restore writes",
+                                            vaddr, end)};
+        if (skip_run_) return {};
         vma_ = size_t(std::prev(it) - v.begin());
         vma_uffd_ = std::prev(it)->uffd;
     }
+    if (skip_run_) return {};
     uint64_t dst = vaddr + off;
     if (!vma_uffd_) return copy_in(dst, buf, len, false);
     if (partial_len_) {  // the rest of a page cut by the last write

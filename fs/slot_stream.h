@@ -77,6 +77,7 @@ class SlotStream : public PageSink {
     uint64_t partial_dst_ = 0;
     size_t vma_ = 0;  // the VMA of the current run (task_.vmas)
     bool vma_uffd_ = false;
+    bool skip_run_ = false;  // the current run lies outside the VMAs: refused at close
     std::optional<Error> refusal_;
 };
 

@@ -17,6 +17,7 @@
 #include "fs/slot_stream.h"
 #include "restorer/image_chain.h"
 #include "restorer/restore.h"
+#include "state/memfd.h"
 
 namespace crfs::fs {
 
@@ -278,6 +279,9 @@ Result<pid_t> finish_stream(Slot& slot) {
             auto framing = decode({.checksum_verified = true});
             return std::unexpected((framing ? img.error() : framing.error()).context("bad image"));
         }
+        // The validation's checks of the page runs (restore.cc validate_image
+        // ran on the records before them), then what the stream refused.
+        if (auto c = state::check_memfds(*img); !c) return c;
         if (slot.stream->refusal()) return std::unexpected(*slot.stream->refusal());
         // The code before a restart_syscall's rip was read from its file; a
         // run holding it whole would have been read instead (state/regs.h).
