@@ -300,6 +300,18 @@ Result<pid_t> finish_stream(Slot& slot) {
     return slot.stream->finish(verify());
 }
 
+// The slot's record of a restore's outcome (`how`: words after the pid).
+Result<pid_t> restore_outcome(Slot& slot, Result<pid_t> pid, const char* how) {
+    if (!pid) {
+        slot.error = pid.error().what;
+        log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
+        return std::unexpected(pid.error());
+    }
+    slot.restored = *pid;
+    log_info("slot %s: restored pid %d%s", slot.name.c_str(), *pid, how);
+    return *pid;
+}
+
 }  // namespace
 
 Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, bool wrote) {
@@ -329,17 +341,8 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
         log_info("%s", slot.error.c_str());
         return make_error(EPERM, slot.error);
     }
-    if (slot.stream && slot.spool->diverted()) {  // stream: the task waits for the go
-        auto pid = finish_stream(slot);
-        if (!pid) {
-            slot.error = pid.error().what;
-            log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
-            return std::unexpected(pid.error());
-        }
-        slot.restored = *pid;
-        log_info("slot %s: restored pid %d (streamed)", slot.name.c_str(), *pid);
-        return *pid;
-    }
+    if (slot.stream && slot.spool->diverted())  // stream: the task waits for the go
+        return restore_outcome(slot, finish_stream(slot), " (streamed)");
     slot.stream.reset();  // not streamed (fs/slot_stream.h): restored from the spool
     auto running = limits.take(caller.uid, Resource::kRestores);
     if (!running) {
@@ -358,15 +361,7 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
     if (*composed) req.image_fd = composed->get();
     if (!*composed) req.spool = &*slot.spool;  // page data page-aligned
     req.image_hash = slot.hash.result();
-    auto pid = restore_image(req);
-    if (!pid) {
-        slot.error = pid.error().what;
-        log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
-        return std::unexpected(pid.error());
-    }
-    slot.restored = *pid;
-    log_info("slot %s: restored pid %d", slot.name.c_str(), *pid);
-    return *pid;
+    return restore_outcome(slot, restore_image(req), "");
 }
 
 void slot_task_ended(Slot& slot, pid_t pid, int code, int status) {
