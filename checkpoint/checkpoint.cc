@@ -199,7 +199,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     if (!main_thread) return std::unexpected(main_thread.error());
     c.main_thread = *main_thread;
 
-    auto fds = read_fds(pid, view.image_pids());
+    auto fds = read_fds(view);  // the fds its detect read, once
     if (!fds) return std::unexpected(fds.error());
     c.fds = std::move(*fds);
     auto tty = state::dump_tty(pid, c.attrs.stat, c.fds);  // tty: state/tty.h
@@ -390,9 +390,12 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         for (Capture& c : out) fds.push_back(&c.fds);
         std::vector<MemoryDump*> mems;  // shm: state/tree_shmem_dump.h
         for (Capture& c : out) mems.push_back(&c.memory);
-        // The kcmp answers of the members' checks (the root's view's): asked once.
+        // The members' views: their fds read once, the kcmp answers of their checks
+        // (the root's view's) asked once.
+        std::vector<state::TaskView*> member_views;
+        for (pid_t p : pids) member_views.push_back(&member_view(p, views));
         std::shared_ptr<state::KcmpCache> kcmp = member_view(pid, views).kcmp();
-        auto s = share_between_members(pids, fds, kcmp);
+        auto s = share_between_members(pids, fds, member_views);
         if (s) s = share_shmem_between_members(pids, mems);
         std::vector<state::MemfdDump*> memfds;
         for (Capture& c : out) memfds.push_back(&c.memfds);
