@@ -524,6 +524,73 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
     EXPECT_EQ(read_proc(c.pid(), "maps").value(), maps_before);
 }
 
+void on_trap(int) {}
+
+// /proc status lines of the signal sets: SigPnd ShdPnd SigBlk SigIgn SigCgt.
+std::string signal_sets(pid_t pid) {
+    std::string st = read_proc(pid, "status").value(), out;
+    for (const char* f : {"SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:"}) {
+        size_t at = st.find(f);
+        if (at != std::string::npos) out += st.substr(at, st.find('\n', at) - at + 1);
+    }
+    return out;
+}
+
+// The parasite ends in int3, whose forced SIGTRAP, blocked as every signal is
+// while crfs injects, would reset a caught or ignored SIGTRAP to SIG_DFL and
+// take a pending one: such a task gets single syscalls, and its SIGTRAP action
+// and pending signals are as they were. A task with the default action and
+// none pending gets the parasite.
+TEST(RemoteSyscallTest, ParasiteLeavesSigtrapAsItWas) {
+    enum Trap { kCaught, kIgnored, kPending, kDefault };
+    for (Trap how : {kCaught, kIgnored, kPending, kDefault}) {
+        SCOPED_TRACE(how);
+        int ready[2];
+        ASSERT_EQ(pipe(ready), 0);
+        Child c(
+            [&] {
+                if (how == kCaught) signal(SIGTRAP, on_trap);
+                if (how == kIgnored) signal(SIGTRAP, SIG_IGN);
+                if (how == kPending) {
+                    sigset_t s;
+                    sigemptyset(&s);
+                    sigaddset(&s, SIGTRAP);
+                    sigprocmask(SIG_BLOCK, &s, nullptr);
+                    raise(SIGTRAP);  // the thread's own queue
+                }
+                if (write(ready[1], "x", 1) != 1) _exit(1);
+                for (;;) pause();
+            },
+            {ready[1]});
+        close(ready[1]);
+        char x = 0;
+        ASSERT_EQ(read(ready[0], &x, 1), 1);  // EOF if the child died
+        close(ready[0]);
+        ASSERT_TRUE(wait_state(c.pid(), 'S'));
+        std::string before = signal_sets(c.pid());
+        std::thread([&] {
+            auto t = FrozenTask::freeze(c.pid());
+            ASSERT_TRUE(t) << t.error().what;
+            auto rs = prepare_remote(**t);
+            ASSERT_TRUE(rs) << rs.error().what;
+            auto o = run_parasite(**rs);
+            ASSERT_TRUE(o) << o.error().what;
+            if (how == kDefault) {
+                EXPECT_GT(o->batch_count, 0);  // the parasite ran
+            } else {
+                EXPECT_EQ(o->batch_count, 0);  // single syscalls
+            }
+            if (how == kCaught) {
+                EXPECT_EQ(o->actions[SIGTRAP - 1].handler, reinterpret_cast<uint64_t>(&on_trap));
+            }
+            ASSERT_TRUE((*rs)->finish());
+            ASSERT_TRUE((*t)->release());
+        }).join();
+        expect_untouched(c.pid(), 'S');
+        EXPECT_EQ(signal_sets(c.pid()), before);
+    }
+}
+
 // The parasite's batch answers the kinds' questions (settings, clear_child_tid,
 // thread attributes) with what single injected syscalls read, and with no
 // injection of its own; without a batch every question is injected.
