@@ -136,8 +136,11 @@ state::TaskView& member_view(pid_t pid, state::MemberViews& views) {
 // the task attached, the thread's exit detaches it. The task is one of a tree
 // frozen, and released, by capture_tree (state/tree_dump.h); `live`: its
 // memory is write-protected for a live snapshot instead of copied.
+// `checked`: a member the root's detect already checked, every kind on its
+// view, in this freeze (state/tree.cc detect_member), and found nothing.
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
-                        Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views) {
+                        Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
+                        bool checked) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -171,7 +174,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // (the costliest /proc file: ~10 us per area).
     state::TaskView& view = member_view(pid, views);  // a tree's: read once (state/kind.h)
     view.set_image_pids(std::move(image_pids));       // a tree's: what members share is restored
-    if (auto why = state::detect_reasons(view); !why || !why->empty())
+    // A member the root's tree-wide detect checked (its view, the same frozen
+    // state) is not checked again: the same kinds would read the same.
+    if (auto why = checked ? Result<state::Reasons>() : state::detect_reasons(view);
+        !why || !why->empty())
         return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
                    : std::unexpected(why.error());
     auto smaps = view.smaps();
@@ -373,10 +379,13 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         t.delta = track && track->delta;
         for (TrackedMember& was : tracked)
             if (was.pid == m.pid && was.starttime == m.starttime) t.uffd = std::move(was.uffd);
+        // The root's detect (its capture, first) checked every member whose view it made.
+        bool checked = m.pid != pid && !out.empty() && views.count(m.pid) &&
+                       getenv("CRFS_TREE_CHECK_EACH") == nullptr;
         auto c = capture(m.pid, m.starttime, m.threads,
                          live && tree->members().size() == 1 && tree->zombies().empty(),
-                         track ? &t : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{},
-                         views);
+                         track ? &t : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{}, views,
+                         checked);
         if (c && track) track->members.push_back({m.pid, m.starttime, std::move(t.uffd)});
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
