@@ -526,6 +526,16 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
 
 void on_trap(int) {}
 
+// A Child that writes a byte on `ready[1]` once set up: its set-up done (EOF
+// if it died) and the child asleep. Closes both ends.
+bool child_ready(int ready[2], pid_t pid) {
+    close(ready[1]);
+    char x = 0;
+    bool ok = read(ready[0], &x, 1) == 1;
+    close(ready[0]);
+    return ok && wait_state(pid, 'S');
+}
+
 // /proc status lines of the signal sets: SigPnd ShdPnd SigBlk SigIgn SigCgt.
 std::string signal_sets(pid_t pid) {
     std::string st = read_proc(pid, "status").value(), out;
@@ -562,11 +572,7 @@ TEST(RemoteSyscallTest, ParasiteLeavesSigtrapAsItWas) {
                 for (;;) pause();
             },
             {ready[1]});
-        close(ready[1]);
-        char x = 0;
-        ASSERT_EQ(read(ready[0], &x, 1), 1);  // EOF if the child died
-        close(ready[0]);
-        ASSERT_TRUE(wait_state(c.pid(), 'S'));
+        ASSERT_TRUE(child_ready(ready, c.pid()));
         std::string before = signal_sets(c.pid());
         std::thread([&] {
             auto t = FrozenTask::freeze(c.pid());
@@ -608,11 +614,7 @@ TEST(RemoteSyscallTest, ParasiteBatchAnswersAsLiveCalls) {
             for (;;) pause();
         },
         {ready[1]});
-    close(ready[1]);
-    char x = 0;
-    ASSERT_EQ(read(ready[0], &x, 1), 1);  // EOF if the child died
-    close(ready[0]);
-    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    ASSERT_TRUE(child_ready(ready, c.pid()));
     std::thread([&] {
         auto t = FrozenTask::freeze(c.pid());
         ASSERT_TRUE(t) << t.error().what;
