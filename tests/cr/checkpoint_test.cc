@@ -22,6 +22,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -474,6 +475,24 @@ TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
 
 void on_usr1(int) {}
 
+// On a thread of its own (ptrace is per thread): freezes `pid`, prepares
+// remote syscalls, runs the parasite and gives `then` its output; then puts
+// the task back and releases it.
+void with_parasite(pid_t pid,
+                   const std::function<void(RemoteSyscall&, const ParasiteOutput*)>& then) {
+    std::thread([&] {
+        auto t = FrozenTask::freeze(pid);
+        ASSERT_TRUE(t) << t.error().what;
+        auto rs = prepare_remote(**t);
+        ASSERT_TRUE(rs) << rs.error().what;
+        auto o = run_parasite(**rs);
+        ASSERT_TRUE(o) << o.error().what;
+        then(**rs, &*o);
+        ASSERT_TRUE((*rs)->finish());
+        ASSERT_TRUE((*t)->release());
+    }).join();
+}
+
 // The parasite (one injected blob) and single injected syscalls must read the
 // same state; the task then runs on and its maps are as before.
 TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
@@ -499,14 +518,8 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
         usleep(1000);
     }
     std::string maps_before = read_proc(c.pid(), "maps").value();
-    std::thread([&] {
-        auto t = FrozenTask::freeze(c.pid());
-        ASSERT_TRUE(t) << t.error().what;
-        auto rs = prepare_remote(**t);
-        ASSERT_TRUE(rs) << rs.error().what;
-        auto a = run_parasite(**rs);
-        ASSERT_TRUE(a) << a.error().what;
-        auto b = run_single_syscalls(**rs);
+    with_parasite(c.pid(), [&](RemoteSyscall& rs, const ParasiteOutput* a) {
+        auto b = run_single_syscalls(rs);
         ASSERT_TRUE(b) << b.error().what;
         EXPECT_EQ(std::memcmp(a->actions, b->actions, sizeof a->actions), 0);
         EXPECT_EQ(a->actions[SIGUSR1 - 1].handler, reinterpret_cast<uint64_t>(&on_usr1));
@@ -517,9 +530,7 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
         EXPECT_EQ(a->itimers[1][0], 5);  // ITIMER_VIRTUAL interval
         EXPECT_EQ(a->brk, b->brk);
         EXPECT_GT(a->brk, 0);
-        ASSERT_TRUE((*rs)->finish());
-        ASSERT_TRUE((*t)->release());
-    }).join();
+    });
     expect_untouched(c.pid(), 'S');
     EXPECT_EQ(read_proc(c.pid(), "maps").value(), maps_before);
 }
@@ -574,13 +585,7 @@ TEST(RemoteSyscallTest, ParasiteLeavesSigtrapAsItWas) {
             {ready[1]});
         ASSERT_TRUE(child_ready(ready, c.pid()));
         std::string before = signal_sets(c.pid());
-        std::thread([&] {
-            auto t = FrozenTask::freeze(c.pid());
-            ASSERT_TRUE(t) << t.error().what;
-            auto rs = prepare_remote(**t);
-            ASSERT_TRUE(rs) << rs.error().what;
-            auto o = run_parasite(**rs);
-            ASSERT_TRUE(o) << o.error().what;
+        with_parasite(c.pid(), [&](RemoteSyscall&, const ParasiteOutput* o) {
             if (how == kDefault) {
                 EXPECT_GT(o->batch_count, 0);  // the parasite ran
             } else {
@@ -589,9 +594,7 @@ TEST(RemoteSyscallTest, ParasiteLeavesSigtrapAsItWas) {
             if (how == kCaught) {
                 EXPECT_EQ(o->actions[SIGTRAP - 1].handler, reinterpret_cast<uint64_t>(&on_trap));
             }
-            ASSERT_TRUE((*rs)->finish());
-            ASSERT_TRUE((*t)->release());
-        }).join();
+        });
         expect_untouched(c.pid(), 'S');
         EXPECT_EQ(signal_sets(c.pid()), before);
     }
