@@ -19,10 +19,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <string>
-#include <functional>
 #include <thread>
 #include <vector>
 
