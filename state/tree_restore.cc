@@ -300,7 +300,7 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
         return std::unexpected(w.error().context("restore: go pipe"));
     }
     tree.sysv.made.keep();   // sysvtree: every member runs; the daemon's attaches go
-    tree.unix_files.keep();  // failclean
+    tree.names_made.keep();  // failclean
     for (const auto& m : tree.members)
         if (m.stopped) wait_stopped(m.pid);
     return *pid;
