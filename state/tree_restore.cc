@@ -122,7 +122,8 @@ bool ours(pid_t pid, int go) {
 // children, whose parent it killed, come to it rather than to init, and it
 // reaps them. Counted: trees are restored on several threads at once. While it
 // is one, an orphan of another restored tree comes to crfsd too (its adoptive
-// parent is crfsd, not init: docs/trees.md "A failed restore").
+// parent is crfsd, not init), and nothing here reaps it once it ends: a zombie
+// until crfsd ends (docs/trees.md "A failed restore", the known gap).
 class Subreaper {
   public:
     Subreaper() {
