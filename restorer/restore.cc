@@ -49,6 +49,7 @@
 #include "state/locks.h"
 #include "state/memory_restore.h"
 #include "state/mqueue.h"
+#include "state/names_made.h"
 #include "state/regs.h"
 #include "state/restart.h"
 #include "state/seccomp.h"
@@ -576,11 +577,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         !s)
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
-    // failclean: the socket files stage 1 binds, removed again as the writer
-    // unless the task runs; a tree's by restore_tree, once all its processes are gone.
-    state::UnixFilesMade unix_made;
-    (req.tree ? req.tree->unix_files : unix_made)
-        .add(std::move(fds->unix_bound.files),
+    // failclean: the socket files stage 1 binds and the queues it creates,
+    // removed again as the writer unless the task runs; a tree's by
+    // restore_tree, once all its processes are gone.
+    state::NamesMade names_made;
+    (req.tree ? req.tree->names_made : names_made)
+        .add(std::move(fds->unix_bound.files), std::move(fds->mqueues),
              [w = *writer](const std::function<Status()>& fn) { return as_writer(w, fn); });
     if (auto s = tree_share_plan(req, *img, *fds, min_fd); !s) return std::unexpected(s.error());
     if (auto s = tree_shmem_plan(req, *img, task_pages_fd, *fds, min_fd); !s)  // shm
@@ -875,8 +877,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         trace.mark("rebuild");
         trace.print(pid_t(pid));
         netlock->restored();
-        sysv_made.keep();  // sysv
-        unix_made.keep();  // failclean
+        sysv_made.keep();   // sysv
+        names_made.keep();  // failclean
         std::lock_guard lock(g_children_mu);
         if (req.tree_index == 0) g_children.push_back(pid_t(pid));  // a tree's others are its
         return pid_t(pid);
