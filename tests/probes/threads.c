@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -209,6 +210,35 @@ static void pidfd_thread_check(void) {
         fail("pidfd of thread 1 not readable after it exited");
 }
 
+/* thpidfd: what stays a reason, since the blob replaces a placeholder that
+ * stage 1 left: an epoll watch of the pidfd (stage 1 adds the watches), and
+ * its description held by another process too (a fork would be handed the
+ * placeholder), a holder sharing its cwd or fd table (made after another's fds). */
+static pid_t g_kid;
+static void pidfd_thread_epoll_setup(void) {
+    pidfd_thread_setup();
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, g_pfd[0], &ev) != 0) die("epoll");
+}
+static void pidfd_thread_forked_setup(void) {
+    pidfd_thread_setup();
+    g_kid = fork();
+    if (g_kid < 0) die("fork");
+    if (g_kid == 0)
+        for (;;) pause();
+}
+static void pidfd_thread_clone_fs_setup(void) { /* a child sharing its cwd */
+    pidfd_thread_setup();
+    g_kid = clone(clone_child, g_stack + sizeof g_stack, CLONE_FS | SIGCHLD, NULL);
+    if (g_kid < 0) die("clone");
+}
+static void pidfd_thread_forked_check(void) {
+    kill(g_kid, SIGKILL);
+    waitpid(g_kid, NULL, 0);
+    pidfd_thread_check();
+}
+
 static const struct variant kVariants[] = {
     {"threads", threads_setup, threads_check, wait_term},
     {"thread_nice", nice_setup, nice_check, wait_term},
@@ -216,5 +246,8 @@ static const struct variant kVariants[] = {
     {"clone_vm", clone_vm_setup, clone_check, wait_term},
     {"clone_files", clone_files_setup, clone_check, wait_term},
     {"pidfd_thread", pidfd_thread_setup, pidfd_thread_check, wait_term},
+    {"pidfd_thread_epoll", pidfd_thread_epoll_setup, pidfd_thread_check, wait_term},
+    {"pidfd_thread_forked", pidfd_thread_forked_setup, pidfd_thread_forked_check, wait_term},
+    {"pidfd_thread_clone_fs", pidfd_thread_clone_fs_setup, pidfd_thread_forked_check, wait_term},
 };
 PROBE_MAIN(kVariants)
