@@ -17,9 +17,7 @@ the whole tree, restore into the same pids.
 
 usage: thread_pidfd_mount_test.py BUILD_DIR  (any unittest args after)
 """
-import json
 import os
-import subprocess
 import sys
 import threading
 import unittest
@@ -28,8 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import wait_for  # noqa: E402
 import trees_mount_test  # noqa: E402
-from trees_mount_test import gone, stat, tree_of  # noqa: E402
+from trees_mount_test import gone, stat  # noqa: E402
 import unix_tree_mount_test  # noqa: E402
+from pidfd_tree_mount_test import PidfdTree, PidfdUser  # noqa: E402
 
 # P (pids[0]) and C (pids[1]), each with one thread waiting for SIGUSR2 in
 # sigwait (SIGUSR1 and SIGUSR2 blocked everywhere). After SIGUSR1 to P: P
@@ -111,26 +110,13 @@ with open("out", "w") as f:
 """
 
 
-def imgedit():
-    return os.path.join(roundtrip_mount_test.BUILD, "tests/security/restore/crfs-imgedit")
-
-
 class ThreadPidfd(trees_mount_test.TreeBase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
     def thread_tree(self, user_prefix=()):
         """The tree of TREE, run until it writes `half`: (proc, [P, C], C's thread)."""
-        with open(self.path("tp.py"), "w") as f:
-            f.write(TREE)
-        proc = subprocess.Popen(list(user_prefix) + ["/usr/bin/python3", "tp.py"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, close_fds=True, cwd=self.dir)
-        self.pids.append(proc.pid)
-        self.procs.append(proc)
-        wait_for(lambda: os.path.exists(self.path("half")), "the tree's pause")
-        pids = tree_of(proc.pid)
-        self.pids += pids[1:]
+        proc, pids = PidfdTree.run_script(self, "tp.py", TREE, user_prefix)
         self.assertEqual(len(pids), 2)
         wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "the tree to wait")
         return proc, pids, int(open(self.path("ct")).read())
@@ -160,13 +146,7 @@ class ThreadPidfdUser(unix_tree_mount_test.InGroup, ThreadPidfd):
 
     user, group, prefix, mode = USER, GROUP, "crfs-s14tp-", 0o755
 
-    def targets(self, img):
-        """The image's pidfd-target records, in order: [(fd, pid)]."""
-        r = subprocess.run([imgedit(), img, "--list"], capture_output=True, text=True,
-                           timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        recs = [json.loads(line) for line in r.stdout.splitlines()]
-        return [(t["fd"], t["pid"]) for t in recs if t["type"] == "pidfd-target"]
+    targets = PidfdUser.targets  # the image's pidfd-target records: [(fd, pid)]
 
     def test_user_restores_its_tree_and_edited_thread_targets_are_refused(self):
         pw, as_user, run = self.as_user(self.user, "--init-groups")
