@@ -13,7 +13,9 @@ the whole tree, restore into the same pids.
   - a normal user in the restore_pid_group group restores the same tree, and
     its edits of a thread's pidfd-target are refused with nothing made: pid
     1, a thread of a process outside the image (one of this test's), a
-    PIDFD_THREAD pidfd of the holder's own pid edited to a tid outside.
+    PIDFD_THREAD pidfd of the holder's own thread edited to a tid outside;
+    and C's thread given the tid of a thread outside (in use: its blob fails
+    while P waits for it): the tree is killed, C's failure named.
 
 usage: thread_pidfd_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -119,7 +121,8 @@ class ThreadPidfd(trees_mount_test.TreeBase):
         proc, pids = PidfdTree.run_script(self, "tp.py", TREE, user_prefix)
         self.assertEqual(len(pids), 2)
         wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "the tree to wait")
-        return proc, pids, int(open(self.path("ct")).read())
+        with open(self.path("ct")) as f:
+            return proc, pids, int(f.read())
 
     def finish(self, pids):
         """SIGUSR1 to P; the tree ends and says PASS."""
@@ -171,6 +174,13 @@ class ThreadPidfdUser(unix_tree_mount_test.InGroup, ThreadPidfd):
                  f"pidfd of thread {outside.native_id}, not a thread of a process of the tree"),
             ]:
                 self.refused_as_user(as_user, run, img, pids, edits, expect)
+            # C's thread cannot be made (its tid is in use) while P waits for it:
+            # no one waits for ever, the tree is killed, C's failure is named.
+            o = outside.native_id
+            self.refused_as_user(as_user, run, img, pids,
+                                 [f"thread#3.tid={o}", f"thread-attrs#3.tid={o}", f"pidfd-target#1.pid={o}"],
+                                 f"process {c}: restore: creating thread {o}: File exists",
+                                 made=True)
         finally:
             stop.set()
             outside.join()
