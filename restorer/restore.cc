@@ -584,7 +584,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (!fds) return std::unexpected(fds.error());
     // failclean: the socket files stage 1 binds, removed again as the writer
     // unless the task runs; a tree's by restore_tree, once all its processes are gone.
-    auto thread_pidfds = state::plan_thread_pidfds(*img, *fds);  // thpidfd: before tree_pidfd_plan
+    auto thread_pidfds = state::plan_thread_pidfds(*img, *fds, req.tree != nullptr);  // thpidfd
+    if (!thread_pidfds) return std::unexpected(thread_pidfds.error());
     state::UnixFilesMade unix_made;
     (req.tree ? req.tree->unix_files : unix_made)
         .add(std::move(fds->unix_bound.files),
@@ -729,8 +730,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     a->nr_thread_timers = timers->blob.size();
     a->fs_base = img->regs.fs_base;
     a->gs_base = img->regs.gs_base;
-    a->thread_pidfds = arena.copy(thread_pidfds);  // thpidfd: made after the threads
-    a->nr_thread_pidfds = thread_pidfds.size();
+    a->thread_pidfds = arena.copy(*thread_pidfds);  // thpidfd: made after the threads
+    a->nr_thread_pidfds = thread_pidfds->size();
     if (req.tree) req.tree->members[req.tree_index].args = a;  // its threads_made_fd
     if (auto s = fill_threads(
             *img, [&](size_t bytes, size_t align) { return arena.take(bytes, align); }, *a);

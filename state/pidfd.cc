@@ -8,9 +8,11 @@
 // opened by the task; pidfd2: any other member (a sibling, a grandchild, a
 // nephew) is opened by its parent right after its clone and handed over
 // (state/pidfd.h), so it and its way up must be cloned as members are, not
-// by a maker after its fds (no fd table or cwd shared). A process outside the
-// image, a thread (made by the blob, after every fd) or one that has exited
-// and was reaped: a reason.
+// by a maker after its fds (no fd table or cwd shared). thpidfd: a thread of
+// the task or of another member (PIDFD_THREAD) is made by the blob once the
+// thread exists, over a placeholder stage 1 leaves (state/pidfd.h
+// plan_thread_pidfds). A process outside the image, a thread of one, or one
+// that has exited and was reaped: a reason.
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sys/socket.h>
@@ -313,7 +315,8 @@ Result<std::pair<UniqueFd, UniqueFd>> channel(const TreeRestore& tree, int from,
 
 }  // namespace
 
-std::vector<crfs_ra_thread_pidfd> plan_thread_pidfds(const DecodedImage& img, FdPlan& fds) {
+Result<std::vector<crfs_ra_thread_pidfd>> plan_thread_pidfds(const DecodedImage& img, FdPlan& fds,
+                                                             bool tree) {
     std::vector<crfs_ra_thread_pidfd> out;
     auto member = [&](pid_t p) { return p == img.task.pid || index_of(img, p) >= 0; };
     for (auto& a : fds.actions) {
@@ -322,7 +325,10 @@ std::vector<crfs_ra_thread_pidfd> plan_thread_pidfds(const DecodedImage& img, Fd
         pid_t tid = pid_t(a.kobj.n[0]);
         bool own = std::any_of(img.threads.begin(), img.threads.end(),
                                [&](const ThreadImage& t) { return t.rec.tid == tid; });
-        if (!own && member(tid)) continue;              // a process: pidfd, pidfd2
+        if (!own && member(tid)) continue;  // a process: pidfd, pidfd2
+        if (!own && !tree)                  // no tree_pidfd_plan to find it and make its pipe
+            return check::bad_image(
+                strfmt("fd {}: pidfd of thread {}, not a thread of this task", a.target, tid));
         a.kobj.n[2] = own ? kOwnThread : kOtherThread;  // check_thread: PIDFD_THREAD of a tree
         out.push_back({a.target, tid, a.kobj.flags, a.cloexec, !own, -1});
     }

@@ -46,7 +46,9 @@ Status tree_pidfd_plan(TreeRestore& tree);
 //   pipe: t's write end >= min_fd_t    create_threads              create_threads
 //         h's read end >= min_fd_h     close(write end) -------->  read(fd N) until EOF
 //         (stage 1 puts it at fd N)                                pidfd_open(tid), dup3 to N
-std::vector<crfs_ra_thread_pidfd> plan_thread_pidfds(const DecodedImage& img, FdPlan& fds);
+// `tree`: restored by restore_tree (else another member's thread is refused).
+Result<std::vector<crfs_ra_thread_pidfd>> plan_thread_pidfds(const DecodedImage& img, FdPlan& fds,
+                                                             bool tree);
 
 // Stage 1 of the cloner, right after member j's clone (pid): its pidfds for
 // later holders. A failure is reported on status_fd and ends the caller.

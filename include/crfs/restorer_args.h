@@ -259,7 +259,7 @@ enum crfs_ra_step {
     CRFS_RA_STEP_SHARE_REOPEN = 285, /* reopening it through /proc/self/fd (arg: the giver's fd) */
     /* fifo (271-274): a FIFO an earlier process of the tree restores (docs/trees.md) */
     CRFS_RA_STEP_FIFO_JOIN = 271, /* opening it by its path, as the writer (arg: fd) */
-    /* pidfd2 (272-275): a pidfd of a member made for another (state/pidfd.h) */
+    /* pidfd2 (272-274): a pidfd of a member made for another (state/pidfd.h) */
     CRFS_RA_STEP_PIDFD_GIVE = 272, /* pidfd_open of it by its cloner, handed over (arg: pid) */
     /* thpidfd (275-277): a pidfd of a thread, made by the blob once the thread exists
        (restorer/blob/thread_pidfds.h; arg: the fd) */

@@ -445,7 +445,10 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
         dup.target = 5;
         dup.same_as = 3;
         hfds.actions.push_back(dup);
-        auto list = plan_thread_pidfds(holder, hfds);
+        EXPECT_FALSE(plan_thread_pidfds(holder, hfds, false));  // not a tree: refused
+        auto planned = plan_thread_pidfds(holder, hfds, true);
+        ASSERT_TRUE(planned);
+        auto& list = *planned;
         EXPECT_EQ(list.size(), 2u);  // it, then its dup
         if (list.size() == 2) {
             EXPECT_EQ(list[0].fd, 3);
