@@ -79,6 +79,8 @@ struct TreeRestore {
             int flags = 0;
         };
         std::vector<PidfdGive> pidfd_gives;
+        // thpidfd (state/pidfd.h): its blob's arguments, in its area (threads_made_fd).
+        crfs_restorer_args* args = nullptr;
         // treeclone: its blob area, mapped in the daemon (so in every clone
         // of it) from its restore_image run on; only its cloners need it.
         uint64_t area = 0, area_len = 0;

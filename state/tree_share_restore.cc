@@ -80,6 +80,14 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
             strfmt("{}: given by fd {} of process {}, which has no description of its "
                    "own there (none, a dup, or one given to it in turn)",
                    at, r.owner_fd, giver.pid));
+    if (giver.fds)  // thpidfd: its fd is a placeholder until its blob (state/pidfd.h)
+        for (const auto& a : giver.fds->actions)
+            if (a.target == r.owner_fd && a.kobj.kind == uint32_t(image::FdKind::kPidfd) &&
+                a.kobj.n[2])
+                return check::bad_image(
+                    strfmt("{}: given by fd {} of process {}, a pidfd of a "
+                           "thread (one description the blob makes)",
+                           at, r.owner_fd, giver.pid));
     if (r.end == image::kShareSame) return {};
     if (r.end == image::kShareReopen) return check_reopen(tree, r, *g, f);
     if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))

@@ -162,7 +162,10 @@ PROBES = [
     ("threads", "thread_nice", "nice 5 (the main thread's is 0); per-thread settings not supported"),
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),
-    ("threads", "pidfd_thread", " (a tree's threads are made after every fd of the tree) not supported yet"),
+    ("threads", "pidfd_thread", None),  # thpidfd: made by the blob (state/pidfd.h)
+    ("threads", "pidfd_thread_epoll", ", watched by epoll fd "),
+    ("threads", "pidfd_thread_forked", "): one description not supported yet"),
+    ("threads", "pidfd_thread_clone_fs", " shares its fd table or cwd with another process not supported yet"),
     # open file descriptions shared outside the image (state/shared_desc.h)
     ("shared", "file_outside", "(outsider) fd 3, outside the image; its offset would no longer be shared"),
     ("shared", "file_reopened", None),
