@@ -530,7 +530,8 @@ class Contract(unittest.TestCase):
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")
             if probe in SAME_PID_ONLY or (probe, variant) in SAME_PID_ONLY:
-                r = sh(f"mkdir {m}/fresh-{variant} && cp {img} {m}/fresh-{variant}/image")
+                slot = f"{m}/fresh-{probe}-{variant}"  # task/child, thread_attrs/child: one variant name
+                r = sh(f"mkdir {slot} && cp {img} {slot}/image")
                 self.assertIn("Operation not permitted", r.stderr)
                 return
             p.restore(img, f"fresh-{variant}")
