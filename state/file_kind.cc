@@ -15,7 +15,8 @@ namespace crfs::state {
 namespace {
 
 // Deleted first: a regular file with no link left is that kind.
-constexpr const FileKind* kKinds[] = {&kDeletedFileKind, &kRegularFileKind, &kCharDevFileKind};
+constexpr const FileKind* kKinds[] = {&kDeletedFileKind, &kRegularFileKind, &kCharDevFileKind,
+                                      &kDeletedDirKind};
 
 const FileKind* by_view(const FdView& f) {
     for (const FileKind* k : kKinds)

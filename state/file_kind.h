@@ -6,6 +6,7 @@
 //   state/file_regular.cc   a regular file with a name: path, flags, offset
 //   state/file_deleted.cc   an unlinked regular file (O_TMPFILE too): content
 //   state/file_chardev.cc   /dev/null and the other stateless devices
+//   state/dir_deleted.cc    a removed directory: made again, empty, and removed
 //
 //   detect   the reason this fd cannot be saved exactly (`reason`), or none
 //   dump     the FdRecord kind and what goes with it (checkpoint/files.cc, frozen)
@@ -67,6 +68,7 @@ struct FileKind {
 extern const FileKind kRegularFileKind;  // state/file_regular.cc
 extern const FileKind kDeletedFileKind;  // state/file_deleted.cc
 extern const FileKind kCharDevFileKind;  // state/file_chardev.cc
+extern const FileKind kDeletedDirKind;   // state/dir_deleted.cc
 
 // --- the dispatcher (file_kind.cc) -------------------------------------------
 

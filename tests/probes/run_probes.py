@@ -81,7 +81,7 @@ PROBES = [
     ("task", "rlimits", None),
     ("task", "cwd_umask", None),
     ("task", "deleted_cwd", "fs: cwd "),
-    ("task", "child", "opened separately by two processes of the tree"),
+    ("task", "child", None),  # deldir: the removed directory both opened comes back (state/dir_deleted.cc)
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "seccomp", None),
     ("task", "robust", None),
@@ -108,6 +108,9 @@ PROBES = [
     ("kobj_a", "opath", None),
     ("kobj_a", "opath_deleted", "fd 3: O_PATH descriptor of "),
     ("kobj_a", "dir", None),
+    ("kobj_a", "dir_deleted", None),  # deldir: state/dir_deleted.cc
+    ("kobj_a", "dir_deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid; such a directory"),
+    ("kobj_a", "dir_deleted_twice", "which fd 3 holds as another open file description"),
     ("kobj_a", "pidfd", None),
     ("kobj_a", "pidfd_other", "fd 3: pidfd of pid 1 (a process outside the image, or a thread) not supported yet"),
     ("kobj_a", "inotify", None),
@@ -340,10 +343,11 @@ PROBES = [
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree",
-         "unix_dgram", "tree_clone", ("sysv", "shm_tree"), "sysv_ipc"}  # a probe, or (probe, variant)
+         "unix_dgram", "tree_clone", ("sysv", "shm_tree"), "sysv_ipc",
+         ("task", "child")}  # a probe, or (probe, variant)
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
                  "timer_thread", "mqueue_tree", "unix_dgram", "tree_clone", ("sysv", "shm_tree"),
-                 "sysv_ipc"}
+                 "sysv_ipc", ("task", "child")}
 
 
 def kernel_names_vmas():
@@ -529,7 +533,8 @@ class Contract(unittest.TestCase):
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")
             if probe in SAME_PID_ONLY or (probe, variant) in SAME_PID_ONLY:
-                r = sh(f"mkdir {m}/fresh-{variant} && cp {img} {m}/fresh-{variant}/image")
+                slot = f"{m}/fresh-{probe}-{variant}"  # task/child, thread_attrs/child: one variant name
+                r = sh(f"mkdir {slot} && cp {img} {slot}/image")
                 self.assertIn("Operation not permitted", r.stderr)
                 return
             p.restore(img, f"fresh-{variant}")
