@@ -25,7 +25,6 @@
 // they would be two directories; two members of a tree: state/tree_share.cc
 // reopens it through /proc/self/fd).
 #include <fcntl.h>
-#include <linux/kcmp.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,7 +36,6 @@
 #include "common/strfmt.h"
 #include "restorer/files.h"
 #include "state/file_kind.h"
-#include "state/kcmp_cache.h"
 
 namespace crfs::state {
 namespace {
@@ -84,23 +82,8 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
                    "another file system",
                    name, dir));
     // Another description of it in the task (a dup shares this one).
-    auto fds = t.fds();
-    if (!fds) return std::nullopt;  // the fd table's own read reports it
-    for (const FdView& o : **fds) {
-        if (o.fd >= f.fd || o.st.st_ino != f.st.st_ino || o.st.st_dev != f.st.st_dev) continue;
-        int r = t.kcmp()->order(KCMP_FILE, kcmp_fd(t.pid(), o.fd), kcmp_fd(t.pid(), f.fd));
-        if (r == -EBADF || r == -ESRCH) continue;  // closed meanwhile: the next read tells
-        if (r < 0)
-            return not_yet(
-                strfmt("deleted directory {}: cannot tell whether fd {} holds the "
-                       "same open file description (kcmp): {}",
-                       name, o.fd, std::strerror(-r)));
-        if (r != 0)
-            return not_yet(
-                strfmt("deleted directory {}, which fd {} holds as another open file "
-                       "description (restored, they would be two directories)",
-                       name, o.fd));
-    }
+    if (auto why = second_description(t, f, "deleted directory " + name, "directories"))
+        return not_yet(*why);
     return std::nullopt;
 }
 

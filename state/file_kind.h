@@ -78,6 +78,13 @@ std::optional<std::string> file_detect(TaskView& t, const FdView& f);
 // Checkpoint: `claimed` false when no file kind claims f.
 Status file_dump(pid_t pid, const FdView& f, TaskFd& t, bool& claimed);
 
+// A file with no name (a deleted file or directory) restored as a new one per
+// open file description: another fd of the task below f's on its inode that
+// holds another description (kcmp) would come back as a second object. The
+// reason (`what`: "deleted file X"; `objects`: "files"), or none.
+std::optional<std::string> second_description(TaskView& t, const FdView& f, const std::string& what,
+                                              const char* objects);
+
 // Restore: whether an FdRecord kind is one of these.
 bool is_file(uint32_t fd_kind);
 // The flags the kind's check allows beyond the fd table's (0: none, or no file).

@@ -69,6 +69,8 @@ PROBES = [
     ("files", "tmpfile", None),
     ("files", "tmpfile_gone", "opened with O_TMPFILE: its directory "),
     ("files", "deleted", None),
+    ("files", "deleted_twice",
+     "which fd 3 holds as another open file description (restored, they would be two files)"),
     ("files", "flock", None),
     ("files", "posix_lock", None),
     ("files", "deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid"),
