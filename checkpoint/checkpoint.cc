@@ -136,8 +136,11 @@ state::TaskView& member_view(pid_t pid, state::MemberViews& views) {
 // the task attached, the thread's exit detaches it. The task is one of a tree
 // frozen, and released, by capture_tree (state/tree_dump.h); `live`: its
 // memory is write-protected for a live snapshot instead of copied.
+// `checked`: a member the root's detect already checked, every kind on its
+// view, in this freeze (state/tree.cc detect_member), and found nothing.
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
-                        Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views) {
+                        Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
+                        bool checked) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -171,7 +174,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // (the costliest /proc file: ~10 us per area).
     state::TaskView& view = member_view(pid, views);  // a tree's: read once (state/kind.h)
     view.set_image_pids(std::move(image_pids));       // a tree's: what members share is restored
-    if (auto why = state::detect_reasons(view); !why || !why->empty())
+    // A member the root's tree-wide detect checked (its view, the same frozen
+    // state) is not checked again: the same kinds would read the same.
+    if (auto why = checked ? Result<state::Reasons>() : state::detect_reasons(view);
+        !why || !why->empty())
         return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
                    : std::unexpected(why.error());
     auto smaps = view.smaps();
@@ -199,7 +205,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     if (!main_thread) return std::unexpected(main_thread.error());
     c.main_thread = *main_thread;
 
-    auto fds = read_fds(pid, view.image_pids());
+    auto fds = read_fds(view);  // the fds its detect read, once
     if (!fds) return std::unexpected(fds.error());
     c.fds = std::move(*fds);
     auto tty = state::dump_tty(pid, c.attrs.stat, c.fds);  // tty: state/tty.h
@@ -373,10 +379,13 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         t.delta = track && track->delta;
         for (TrackedMember& was : tracked)
             if (was.pid == m.pid && was.starttime == m.starttime) t.uffd = std::move(was.uffd);
+        // The root's detect (its capture, first) checked every member whose view it made.
+        bool checked = m.pid != pid && !out.empty() && views.count(m.pid) &&
+                       getenv("CRFS_TREE_CHECK_EACH") == nullptr;
         auto c = capture(m.pid, m.starttime, m.threads,
                          live && tree->members().size() == 1 && tree->zombies().empty(),
-                         track ? &t : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{},
-                         views);
+                         track ? &t : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{}, views,
+                         checked);
         if (c && track) track->members.push_back({m.pid, m.starttime, std::move(t.uffd)});
         if (!c) {  // no image: the members captured so far leave repair mode
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
@@ -390,9 +399,12 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         for (Capture& c : out) fds.push_back(&c.fds);
         std::vector<MemoryDump*> mems;  // shm: state/tree_shmem_dump.h
         for (Capture& c : out) mems.push_back(&c.memory);
-        // The kcmp answers of the members' checks (the root's view's): asked once.
+        // The members' views: their fds read once, the kcmp answers of their checks
+        // (the root's view's) asked once.
+        std::vector<state::TaskView*> member_views;
+        for (pid_t p : pids) member_views.push_back(&member_view(p, views));
         std::shared_ptr<state::KcmpCache> kcmp = member_view(pid, views).kcmp();
-        auto s = share_between_members(pids, fds, kcmp);
+        auto s = share_between_members(pids, fds, member_views);
         if (s) s = share_shmem_between_members(pids, mems);
         std::vector<state::MemfdDump*> memfds;
         for (Capture& c : out) memfds.push_back(&c.memfds);

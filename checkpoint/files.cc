@@ -1,13 +1,11 @@
 #include "checkpoint/files.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 
 #include "checkpoint/task_attrs.h"
@@ -16,6 +14,7 @@
 #include "state/fds.h"
 #include "state/file_kind.h"
 #include "state/inet.h"
+#include "state/kind.h"
 #include "state/kobj.h"
 #include "state/pipe.h"
 #include "state/unix_bound.h"
@@ -55,39 +54,26 @@ Result<int> socket_domain(pid_t pid, int fd) {
 
 }  // namespace
 
-Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pids) {
-    std::string dir = proc_path(pid, "fd");
-    DIR* d = opendir(dir.c_str());
-    if (!d) return errno == ENOENT ? sys_error(ESRCH, "open " + dir) : errno_error("open " + dir);
-    std::vector<int> fds;
-    while (dirent* e = readdir(d)) {
-        int fd;
-        auto [p, ec] = std::from_chars(e->d_name, e->d_name + std::strlen(e->d_name), fd);
-        if (ec == std::errc() && *p == '\0') fds.push_back(fd);
-    }
-    closedir(d);
-    std::sort(fds.begin(), fds.end());
-
-    std::vector<struct stat> stats(fds.size());
+Result<std::vector<TaskFd>> read_fds(state::TaskView& task) {
+    // The view's fds: read once while frozen, by the detect that let them
+    // through (the root's, in a tree), with its kcmp answers.
+    pid_t pid = task.pid();
+    std::span<const pid_t> image_pids = task.image_pids();
+    auto views = task.fds();
+    if (!views) return std::unexpected(views.error());
+    const std::vector<state::FdView>& fdv = **views;
     std::vector<state::FdIdentity> ids;
-    for (size_t i = 0; i < fds.size(); ++i) {
-        std::string link_path = strfmt("{}/{}", dir, fds[i]);
-        if (stat(link_path.c_str(), &stats[i]) != 0) return errno_error("stat " + link_path);
-        ids.push_back({fds[i], stats[i].st_dev, stats[i].st_ino});
-    }
-    auto same_as = state::description_groups(pid, ids);
+    for (const state::FdView& f : fdv) ids.push_back({f.fd, f.st.st_dev, f.st.st_ino});
+    auto same_as = state::description_groups(pid, ids, task.kcmp().get());
     if (!same_as) return std::unexpected(same_as.error());
 
     std::vector<TaskFd> out;
     std::vector<ino_t> pipes_seen;
-    for (size_t i = 0; i < fds.size(); ++i) {
-        int fd = fds[i];
-        std::string link_path = strfmt("{}/{}", dir, fd);
+    for (size_t i = 0; i < fdv.size(); ++i) {
+        const state::FdView& view = fdv[i];
+        int fd = view.fd;
         TaskFd t;
-        auto info_text = read_proc(pid, strfmt("fdinfo/{}", fd));
-        if (!info_text) return std::unexpected(info_text.error());
-        auto info = parse_fdinfo(*info_text);
-        if (!info) return std::unexpected(info.error().context(strfmt("fd {}", fd)));
+        const FdInfo* info = &view.info;
         uint32_t fd_flags = (info->flags & O_CLOEXEC) ? image::kFdCloexec : 0;
         if (int lead = (*same_as)[i]; lead >= 0) {
             // One description: the lowest fd's record (sorted: already made), our fd flags.
@@ -103,11 +89,9 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pid
             out.push_back(std::move(t));
             continue;
         }
-        auto link = read_link(link_path);
-        if (!link) return std::unexpected(link.error());
-        const struct stat& st = stats[i];
+        const struct stat& st = view.st;
 
-        t.path = *link;
+        t.path = view.link;
         t.rec.fd = fd;
         t.rec.same_as = -1;
         t.rec.open_flags = info->flags & ~uint32_t(O_CLOEXEC);
@@ -121,7 +105,6 @@ Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pid
         t.rec.mtime_sec = st.st_mtim.tv_sec;
         t.rec.mtime_nsec = st.st_mtim.tv_nsec;
 
-        state::FdView view{fd, *link, st, *info_text, *info, pid};
         bool kobj = false;  // O_PATH, directory, eventfd, epoll, ...: state/kobj.h
         if (auto k = state::kobj_dump(pid, view, t, kobj); !k) return std::unexpected(k.error());
         bool file = false;  // regular, deleted, device: state/file_kind.h

@@ -25,6 +25,10 @@
 
 namespace crfs {
 
+namespace state {
+class TaskView;  // state/kind.h
+}
+
 struct TaskFd {
     image::FdRecord rec{};
     std::string path;
@@ -40,7 +44,9 @@ struct TaskFd {
 // Upper bound on the content of one deleted file copied into an image.
 inline constexpr uint64_t kMaxDeletedFileBytes = 1ull << 30;
 
-// `image_pids`: the processes of the image (unix connections between them).
-Result<std::vector<TaskFd>> read_fds(pid_t pid, std::span<const pid_t> image_pids = {});
+// The fds of the task's view (state/kind.h: the ones its detect read, while
+// frozen; description groups told with the view's kcmp answers);
+// `task.image_pids()`: the processes of the image (unix connections between them).
+Result<std::vector<TaskFd>> read_fds(state::TaskView& task);
 
 }  // namespace crfs

@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "checkpoint/task_attrs.h"
 #include "common/strfmt.h"
 
 extern "C" const unsigned char crfs_parasite_start[], crfs_parasite_end[];
@@ -150,6 +152,29 @@ Status check(const ParasiteOutput& o, pid_t pid) {
     return {};
 }
 
+// Whether thread `tid` catches, ignores or has pending SIGTRAP (its
+// /proc status: SigCgt, SigIgn, its own SigPnd). The parasite ends in int3,
+// whose SIGTRAP the kernel forces (force_sig): blocked (every signal is while
+// crfs injects) or ignored, the task's SIGTRAP action is reset to SIG_DFL,
+// and a SIGTRAP the thread has pending merges with it (the stop, which
+// discards ours, would discard that one). With the default action and none
+// pending, nothing of the task's changes.
+Result<bool> sigtrap_in_use(pid_t tid) {
+    auto text = read_proc(tid, "status");
+    if (!text) return std::unexpected(text.error());
+    constexpr uint64_t kTrap = uint64_t(1) << (SIGTRAP - 1);
+    int found = 0;
+    for (const char* field : {"\nSigPnd:", "\nSigIgn:", "\nSigCgt:"}) {
+        size_t at = text->find(field);
+        if (at == std::string::npos) continue;
+        ++found;
+        if (std::strtoull(text->c_str() + at + std::strlen(field), nullptr, 16) & kTrap)
+            return true;
+    }
+    if (found != 3) return make_error(EIO, strfmt("no signal sets in the status of task {}", tid));
+    return false;
+}
+
 }  // namespace
 
 Result<ParasiteOutput> run_single_syscalls(RemoteSyscall& rs) {
@@ -188,6 +213,11 @@ Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_
 
 Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
                                                    const WhileMapped& while_mapped) {
+    // A task that catches, ignores or has pending SIGTRAP: single syscalls,
+    // which stop at syscall exits and raise no signal (sigtrap_in_use).
+    auto trap = sigtrap_in_use(rs.pid());
+    if (!trap) return std::unexpected(trap.error());
+    if (*trap) return std::nullopt;
     size_t code_len = size_t(crfs_parasite_end - crfs_parasite_start);
     // The hint, raised to the lowest address mmap may give (vm.mmap_min_addr
     // or the LSM's floor), is free in nearly every task: the area comes first

@@ -66,11 +66,13 @@ static_assert(sizeof(ParasiteOutput) == 3904);
 using WhileMapped = std::function<Status(uint64_t area)>;
 
 // Runs the parasite. Falls back to one remote syscall at a time where the task
-// may not map executable memory (no batch then: batch_count 0, and
-// `while_mapped` is not run).
+// may not map executable memory, or catches, ignores or has pending SIGTRAP
+// (the parasite's int3 would change or take it) (no batch then: batch_count 0,
+// and `while_mapped` is not run).
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped = {});
 
-// The parasite, or nothing where the task may not map executable memory.
+// The parasite, or nothing where the task may not map executable memory or
+// catches, ignores or has pending SIGTRAP.
 Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
                                                    const WhileMapped& while_mapped = {});
 

@@ -126,6 +126,12 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
         }
         plan.actions.push_back(std::move(a));
     }
+    // failclean: a slot for each queue stage 1 may create (state/mqueue.h).
+    auto queue = [](const FdAction& a) { return a.kobj.kind == uint32_t(image::FdKind::kMqueue); };
+    plan.mqueues = state::MqueuesMade(size_t(std::ranges::count_if(plan.actions, queue)));
+    if (!plan.mqueues.ok()) return errno_error("restore: slots of the POSIX message queues");
+    for (size_t i = 0; auto& a : plan.actions)
+        if (queue(a)) a.kobj.mq_made = plan.mqueues.slot(i++);
     return plan;
 }
 

@@ -17,6 +17,7 @@
 #include "common/unique_fd.h"
 #include "state/kobj.h"
 #include "state/memfd.h"
+#include "state/mqueue.h"
 #include "state/pipe.h"
 #include "state/unix_bound.h"
 #include "state/unix_socket.h"
@@ -69,6 +70,7 @@ struct FdPlan {
     std::vector<state::PipePlan> pipes;
     std::vector<state::UnixPlan> unix_sockets;
     state::UnixBoundSet unix_bound;
+    state::MqueuesMade mqueues;            // failclean: restore_image keeps them (NamesMade)
     std::vector<state::MemfdHeld> memfds;  // kobj: held until the blob seals them (state/memfd.h)
     int max_target = -1;
     int min_fd = -1;                                // the lowest fd number no target uses

@@ -50,6 +50,8 @@
 #include "state/locks.h"
 #include "state/memory_restore.h"
 #include "state/mqueue.h"
+#include "state/names_made.h"
+#include "state/pidfd.h"
 #include "state/regs.h"
 #include "state/restart.h"
 #include "state/seccomp.h"
@@ -313,6 +315,11 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
                    "that FIFO?)";
         case CRFS_RA_STEP_PIDFD_GIVE:  // pidfd2 (state/pidfd.h)
             return strfmt("opening a pidfd of process {} for another process of the tree", r.arg);
+        case CRFS_RA_STEP_THREAD_PIDFD:  // thpidfd (state/pidfd.h)
+            return "making the pidfd of a thread at " + fd(r.arg);
+        case CRFS_RA_STEP_THREAD_PIDFD_WAIT:
+            return "waiting for the thread of another process of the tree that " + fd(r.arg) +
+                   " is a pidfd of";
         case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
             return "connecting " + fd(r.arg) + " to its server, another process of the tree";
         case CRFS_RA_STEP_MQ_OPEN:  // unix (state/mqueue.h)
@@ -673,11 +680,14 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         !s)
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
-    // failclean: the socket files stage 1 binds, removed again as the writer
-    // unless the task runs; a tree's by restore_tree, once all its processes are gone.
-    state::UnixFilesMade unix_made;
-    (req.tree ? req.tree->unix_files : unix_made)
-        .add(std::move(fds->unix_bound.files),
+    auto thread_pidfds = state::plan_thread_pidfds(*img, *fds, req.tree != nullptr);  // thpidfd
+    if (!thread_pidfds) return std::unexpected(thread_pidfds.error());
+    // failclean: the socket files stage 1 binds and the queues it creates,
+    // removed again as the writer unless the task runs; a tree's by
+    // restore_tree, once all its processes are gone.
+    state::NamesMade names_made;
+    (req.tree ? req.tree->names_made : names_made)
+        .add(std::move(fds->unix_bound.files), std::move(fds->mqueues),
              [w = *writer](const std::function<Status()>& fn) { return as_writer(w, fn); });
     if (auto s = tree_share_plan(req, *img, *fds, min_fd); !s) return std::unexpected(s.error());
     if (auto s = tree_shmem_plan(req, *img, task_pages_fd, *fds, min_fd); !s)  // shm
@@ -715,7 +725,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     kBlobStack + kPage + threads_area_bytes(*img) +
                     fds->memfds.size() * sizeof(crfs_ra_memfd) +
                     state::seccomp_area_bytes(*img) + (page_store ? kFillWindow + kPage : 0) +
-                    timers->blob.size() * sizeof(crfs_ra_posix_timer);  // timer
+                    timers->blob.size() * sizeof(crfs_ra_posix_timer) +  // timer
+                    img->fds.size() * 2 * sizeof(crfs_ra_thread_pidfd);  // thpidfd
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
@@ -830,6 +841,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     a->nr_thread_timers = timers->blob.size();
     a->fs_base = img->regs.fs_base;
     a->gs_base = img->regs.gs_base;
+    a->thread_pidfds = arena.copy(*thread_pidfds);  // thpidfd: made after the threads
+    a->nr_thread_pidfds = thread_pidfds->size();
+    if (req.tree) req.tree->members[req.tree_index].args = a;  // its threads_made_fd
     if (auto s = fill_threads(
             *img, [&](size_t bytes, size_t align) { return arena.take(bytes, align); }, *a);
         !s)
@@ -994,8 +1008,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         trace.mark("rebuild");
         trace.print(pid_t(pid));
         netlock->restored();
-        sysv_made.keep();  // sysv
-        unix_made.keep();  // failclean
+        sysv_made.keep();   // sysv
+        names_made.keep();  // failclean
         std::lock_guard lock(g_children_mu);
         if (req.tree_index == 0) g_children.push_back(pid_t(pid));  // a tree's others are its
         return pid_t(pid);

@@ -23,8 +23,9 @@ constexpr uint32_t kFlags =
     O_DIRECTORY | kOLargefile | O_NONBLOCK | O_NOATIME | O_NOFOLLOW | O_SYNC | O_DSYNC | FASYNC;
 
 bool match(const FdView& f) {
-    return S_ISDIR(f.st.st_mode) && !(f.info.flags & O_PATH) && f.link.starts_with("/") &&
-           !f.link.starts_with("/proc/");
+    // A removed one (nlink 0) is the deleted-directory kind's (state/dir_deleted.cc).
+    return S_ISDIR(f.st.st_mode) && f.st.st_nlink > 0 && !(f.info.flags & O_PATH) &&
+           f.link.starts_with("/") && !f.link.starts_with("/proc/");
 }
 
 std::optional<std::string> detect(TaskView&, const FdView& f) {

@@ -89,6 +89,9 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
         return "deleted file " + name + " owned by " + std::to_string(f.st.st_uid) + ":" +
                std::to_string(f.st.st_gid) + ", not by the task's fsuid:fsgid" +
                std::string(kNotYet);
+    // Opened twice (not dup'd): each description's copy would be a file of its own.
+    if (auto why = second_description(t, f, "deleted file " + name, "files"))
+        return *why + "; such a file" + std::string(kNotYet);
     return std::nullopt;
 }
 

@@ -6,6 +6,7 @@
 //   state/file_regular.cc   a regular file with a name: path, flags, offset
 //   state/file_deleted.cc   an unlinked regular file (O_TMPFILE too): content
 //   state/file_chardev.cc   /dev/null and the other stateless devices
+//   state/dir_deleted.cc    a removed directory: made again, empty, and removed
 //
 //   detect   the reason this fd cannot be saved exactly (`reason`), or none
 //   dump     the FdRecord kind and what goes with it (checkpoint/files.cc, frozen)
@@ -67,6 +68,7 @@ struct FileKind {
 extern const FileKind kRegularFileKind;  // state/file_regular.cc
 extern const FileKind kDeletedFileKind;  // state/file_deleted.cc
 extern const FileKind kCharDevFileKind;  // state/file_chardev.cc
+extern const FileKind kDeletedDirKind;   // state/dir_deleted.cc
 
 // --- the dispatcher (file_kind.cc) -------------------------------------------
 
@@ -75,6 +77,13 @@ bool file_match(const FdView& f);
 std::optional<std::string> file_detect(TaskView& t, const FdView& f);
 // Checkpoint: `claimed` false when no file kind claims f.
 Status file_dump(pid_t pid, const FdView& f, TaskFd& t, bool& claimed);
+
+// A file with no name (a deleted file or directory) restored as a new one per
+// open file description: another fd of the task below f's on its inode that
+// holds another description (kcmp) would come back as a second object. The
+// reason (`what`: "deleted file X"; `objects`: "files"), or none.
+std::optional<std::string> second_description(TaskView& t, const FdView& f, const std::string& what,
+                                              const char* objects);
 
 // Restore: whether an FdRecord kind is one of these.
 bool is_file(uint32_t fd_kind);

@@ -35,6 +35,8 @@ struct TaskFd;
 
 namespace crfs::state {
 
+struct MqueueMade;  // state/mqueue.h
+
 struct KobjWatch {
     int32_t tfd;
     uint32_t events;
@@ -53,6 +55,7 @@ struct KobjPlan {
     ino_t ino = 0;
     std::vector<KobjWatch> watches;  // epoll; inotify: {wd, mask}
     std::vector<std::string> paths;  // inotify: each watch's path
+    MqueueMade* mq_made = nullptr;   // mqueue: its failclean slot (restorer/files.cc)
 };
 
 // A failure in stage 1: which step (CRFS_RA_STEP_*) and errno.

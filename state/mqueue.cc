@@ -25,7 +25,9 @@
 //            sent back) and is then opened as it is (a named queue outlives
 //            its holders: a kill -9 after the checkpoint leaves it); any other
 //            is an error naming it, never a merge. An unlinked queue whose
-//            name is taken again is an error too.
+//            name is taken again is an error too. A queue it created is
+//            recorded (MqueueMade): a failed restore removes it again
+//            (state/names_made.h), never one that was there.
 // Not restored: an mq_notify registration (a reason), the queue's times.
 // A named queue that two descriptions hold is one queue (the second finds
 // the first's); an unlinked one held by a second description of the task is
@@ -39,6 +41,7 @@
 #include <fcntl.h>
 #include <mqueue.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -50,6 +53,7 @@
 
 #include "checkpoint/files.h"
 #include "common/escape.h"
+#include "common/log.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
@@ -399,6 +403,27 @@ int same_queue(const KobjPlan& p, int q) {
     return err ? err : same ? 0 : EEXIST;
 }
 
+// failclean: the queue q that mq_open just created, in its slot (0 or an
+// errno). A queue that was there already is never recorded.
+int record_made(const KobjPlan& p, int q) {
+    if (!p.mq_made) return 0;
+    MqueueMade& m = *p.mq_made;
+    struct stat st {};
+    if (fstat(q, &st) != 0) return errno;
+    size_t len = std::min(p.paths[0].size(), sizeof m.name - 1);
+    std::memcpy(m.name, p.paths[0].data(), len);
+    m.name[len] = 0;
+    m.dev = st.st_dev;
+    m.ino = st.st_ino;
+    slot_made(m, true);
+    return 0;
+}
+
+// It unlinked the queue it made again: nothing to remove.
+void unrecord(const KobjPlan& p) {
+    if (p.mq_made) slot_made(*p.mq_made, false);
+}
+
 int make(const KobjPlan& p, const char*, KobjFail& fail) {
     const char* name = p.paths[0].c_str();
     mq_attr a{};
@@ -407,13 +432,14 @@ int make(const KobjPlan& p, const char*, KobjFail& fail) {
     int q = mq_open(name, O_RDWR | O_CREAT | O_EXCL | O_NONBLOCK | O_CLOEXEC, mode_t(p.n[2]), &a);
     int step = 0, err = 0;
     if (q >= 0) {
-        if (fchmod(q, mode_t(p.n[2])) != 0) err = errno;
+        err = record_made(p, q);
+        if (!err && fchmod(q, mode_t(p.n[2])) != 0) err = errno;
         if (!err) err = same_owner(p, q);
         if (!err) err = send_all(p, q);
         if (err) {
             step = CRFS_RA_STEP_MQ_FILL;
             close(q);
-            mq_unlink(name);
+            if (mq_unlink(name) == 0) unrecord(p);
         }
     } else if (errno == EEXIST && !p.n[4]) {
         q = mq_open(name, O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -434,16 +460,48 @@ int make(const KobjPlan& p, const char*, KobjFail& fail) {
     }
     int fd = mq_open(name, p.flags | O_CLOEXEC);
     if (fd < 0) fail = {CRFS_RA_STEP_MQ_OPEN, errno, 0};
-    if (p.n[4] && mq_unlink(name) != 0 && fd >= 0) {
-        fail = {CRFS_RA_STEP_MQ_FILL, errno, 0};
-        close(fd);
-        fd = -1;
+    if (p.n[4]) {
+        if (mq_unlink(name) == 0)
+            unrecord(p);
+        else if (fd >= 0) {
+            fail = {CRFS_RA_STEP_MQ_FILL, errno, 0};
+            close(fd);
+            fd = -1;
+        }
     }
     close(q);
     return fd;
 }
 
 }  // namespace
+
+void MqueuesMade::remove(int mnt) const {
+    for (size_t i = 0; i < size(); ++i) {
+        if (!made(i)) continue;
+        const MqueueMade& m = *slot(i);
+        const char* name = m.name + 1;  // "/name": "name" in the file system's root
+        std::string shown = escape_nonprintable(m.name);
+        struct stat st {};
+        if (fstatat(mnt, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != m.dev ||
+            st.st_ino != m.ino) {
+            log_debug(
+                "restore failed: POSIX message queue %s is no longer the one it created: "
+                "left",
+                shown.c_str());
+            continue;
+        }
+        if (unlinkat(mnt, name, 0) < 0)
+            log_info("restore failed: removing POSIX message queue %s: %s", shown.c_str(),
+                     std::strerror(errno));
+    }
+}
+
+int mqueue_mount() {
+    UniqueFd fs(fsopen("mqueue", FSOPEN_CLOEXEC));
+    if (!fs || fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) return -errno;
+    int m = fsmount(fs.get(), FSMOUNT_CLOEXEC, 0);
+    return m < 0 ? -errno : m;
+}
 
 std::optional<std::string> mqueue_step_text(const DecodedImage& img, int step, int fd) {
     std::string what = strfmt("fd {}", fd);

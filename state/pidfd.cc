@@ -8,9 +8,11 @@
 // opened by the task; pidfd2: any other member (a sibling, a grandchild, a
 // nephew) is opened by its parent right after its clone and handed over
 // (state/pidfd.h), so it and its way up must be cloned as members are, not
-// by a maker after its fds (no fd table or cwd shared). A process outside the
-// image, a thread (made by the blob, after every fd) or one that has exited
-// and was reaped: a reason.
+// by a maker after its fds (no fd table or cwd shared). thpidfd: a thread of
+// the task or of another member (PIDFD_THREAD) is made by the blob once the
+// thread exists, over a placeholder stage 1 leaves (state/pidfd.h
+// plan_thread_pidfds). A process outside the image, a thread of one, or one
+// that has exited and was reaped: a reason.
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sys/socket.h>
@@ -22,6 +24,7 @@
 
 #include "checkpoint/files.h"
 #include "common/strfmt.h"
+#include "common/unique_fd.h"
 #include "restorer/child.h"
 #include "state/check.h"
 #include "state/kcmp_cache.h"
@@ -35,6 +38,9 @@ namespace crfs::state {
 namespace {
 
 constexpr uint32_t kFlags = O_ACCMODE | O_NONBLOCK | O_EXCL;
+// thpidfd: KobjPlan::n[2] of a pidfd of a thread (plan_thread_pidfds); n[1]
+// then holds the read end of the thread's process's pipe (tree_pidfd_plan).
+constexpr uint64_t kOwnThread = 1, kOtherThread = 2;
 
 bool match(const FdView& f) {
     return f.link == "anon_inode:[pidfd]" || f.link.starts_with("pidfd:");
@@ -59,6 +65,46 @@ bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp) 
     return false;
 }
 
+// thpidfd: why a pidfd of thread `tid` of member `tgid` cannot be restored in
+// t, or none. The blob makes it once the thread exists, over a placeholder
+// stage 1 left at the fd (restorer/blob/thread_pidfds.h), so the fd must be
+// that process's alone: no other process holds its description (one handed
+// over in stage 1 would be the placeholder), no epoll of t watches it (stage
+// 1 adds the watches), and neither t nor tgid shares its fd table or cwd
+// with another process (then one is made after another's fds, and the fds
+// the blob replaces and the pipe tgid's blob closes are not its own).
+std::optional<std::string> thread_reason(TaskView& t, const FdView& f, pid_t tid, pid_t tgid,
+                                         const std::vector<pid_t>& inside) {
+    std::string what = strfmt("pidfd of thread {} of pid {}", tid, tgid);
+    KcmpCache& kcmp = *t.kcmp();
+    for (pid_t p : {t.pid(), tgid})
+        if (shares_table(p, inside, kcmp))
+            return what +
+                   strfmt(", and pid {} shares its fd table or cwd with another process", p) +
+                   std::string(kNotYet);
+    for (pid_t o : inside) {
+        if (o == t.pid()) continue;
+        TaskView v(o, t.self_tgid());
+        auto fds = v.fds();
+        if (!fds) continue;  // gone: its own reasons say so
+        for (const FdView& g : **fds)
+            if (g.st.st_ino == f.st.st_ino && g.st.st_dev == f.st.st_dev &&
+                kcmp.order(KCMP_FILE, kcmp_fd(t.pid(), f.fd), kcmp_fd(o, g.fd)) == 0)
+                return what + strfmt(", shared with pid {} (its fd {}): one description", o, g.fd) +
+                       std::string(kNotYet);
+    }
+    if (auto fds = t.fds())
+        for (const FdView& e : **fds)
+            if (e.link == "anon_inode:[eventpoll]")
+                for (const std::string& line : fdinfo_lines(e.fdinfo, "tfd:")) {
+                    int tfd = -1;
+                    if (std::sscanf(line.c_str(), "tfd: %d", &tfd) == 1 && tfd == f.fd)
+                        return what + strfmt(", watched by epoll fd {}", e.fd) +
+                               std::string(kNotYet);
+                }
+    return std::nullopt;
+}
+
 // Why a pidfd of `target`, another process, cannot be restored in t; none
 // when the restore can make it (docs/trees.md "pidfds between members"): an
 // ancestor of t exists when t's fds are made; any other member is opened by
@@ -66,7 +112,7 @@ bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp) 
 // so the processes on its way from t's ancestors (the target and those of its
 // ancestors that are not t's), and its cloner, must be cloned as every member
 // is, not after some member's fds: none may share its fd table or cwd.
-std::optional<std::string> other_reason(TaskView& t, pid_t target) {
+std::optional<std::string> other_reason(TaskView& t, const FdView& f, pid_t target) {
     std::vector<pid_t> inside = t.image_pids();
     if (inside.empty()) inside = tree_pids(t.pid());
     auto in = [&](pid_t p) { return std::find(inside.begin(), inside.end(), p) != inside.end(); };
@@ -78,10 +124,7 @@ std::optional<std::string> other_reason(TaskView& t, pid_t target) {
         TaskView v(target, t.self_tgid());
         auto st = v.status();
         if (st && (*st)->tgid != target && in((*st)->tgid))  // PIDFD_THREAD (Linux 6.9)
-            return strfmt(
-                "pidfd of thread {} of pid {} (a tree's threads are made after every "
-                "fd of the tree){}",
-                target, (*st)->tgid, kNotYet);
+            return thread_reason(t, f, target, (*st)->tgid, inside);
         return what + " (a process outside the image, or a thread)" + std::string(kNotYet);
     }
     std::vector<pid_t> mine{t.pid()};  // t and its ancestors in the image
@@ -128,7 +171,7 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
     if (*pid == -1) return "pidfd of a process that has exited" + std::string(kNotYet);
     if (f.info.flags & ~(kFlags | O_CLOEXEC))
         return strfmt("pidfd with flags {}{}", kobj_oct(f.info.flags), kNotYet);
-    if (*pid != t.pid()) return other_reason(t, *pid);
+    if (*pid != t.pid()) return other_reason(t, f, *pid);
     return std::nullopt;
 }
 
@@ -165,6 +208,28 @@ bool taker(const DecodedImage& img, int i, bool files) {
     return false;
 }
 
+// thpidfd: `tid`, PIDFD_THREAD and not a process of the image, may be a thread: of the task
+// (img.threads), or of another member (PIDFD_THREAD, a tree: tree_pidfd_plan
+// finds it among the members' threads before any process is made). The
+// fd's description is the task's alone and no epoll watches it
+// (thread_reason); a shared one comes as a share-fd record, never as this.
+Status check_thread(const FdEntry& f, const DecodedImage& img, pid_t tid) {
+    auto bad = [&](const char* what) {
+        return kobj_bad(f, strfmt("pidfd of thread {}, {}", tid, what));
+    };
+    bool own = std::any_of(img.threads.begin(), img.threads.end(),
+                           [&](const ThreadImage& t) { return t.rec.tid == tid; });
+    if (!own && img.processes.empty()) return bad("not a thread of this task");
+    for (const FdEntry& e : img.fds)
+        if (e.rec.kind == uint32_t(image::FdKind::kEpoll))
+            for (const auto* w : kobj_records(e, image::RecordType::kEpollWatch)) {
+                image::EpollWatchRecord r;
+                std::memcpy(&r, w->data(), sizeof r);
+                if (r.tfd == f.rec.fd) return bad("watched by an epoll");
+            }
+    return {};
+}
+
 // The image's own rule (other_reason): `target` is another process of the
 // image, an ancestor of the task, or one whose way from the task's ancestors
 // and whose cloner (its parent) hold no process made after another's fds.
@@ -173,6 +238,8 @@ Status check_target(const FdEntry& f, const DecodedImage& img, pid_t target) {
         return kobj_bad(f, strfmt("pidfd of pid {}, {}", target, what));
     };
     int self = index_of(img, img.task.pid), t = index_of(img, target);
+    if (img.header.version >= 12 && t < 0 && target > 0 && (f.rec.open_flags & O_EXCL))
+        return check_thread(f, img, target);  // thpidfd: PIDFD_THREAD of a tid
     if (img.header.version < 12 || self < 0 || t < 0 || t == self)
         return bad("not another process of this image");
     std::vector<int> mine{self};
@@ -213,6 +280,12 @@ Status plan(const FdEntry& f, KobjPlan& p) {
 }
 
 int make(const KobjPlan& p, const char*, KobjFail& fail) {
+    if (p.n[2]) {  // thpidfd: a placeholder the blob replaces (plan_thread_pidfds)
+        int fd = p.n[2] == kOtherThread ? fcntl(int(p.n[1]), F_DUPFD_CLOEXEC, 0)
+                                        : int(syscall(SYS_pidfd_open, getpid(), 0));
+        if (fd < 0) fail = {CRFS_RA_STEP_THREAD_PIDFD, errno, 0};
+        return fd;
+    }
     if (p.n[1]) {  // pidfd2: opened by the target's cloner (tree_pidfd_plan)
         int fd = -1;
         // End of file: the cloner died before it gave (its own failure is reported too).
@@ -242,13 +315,110 @@ Result<std::pair<UniqueFd, UniqueFd>> channel(const TreeRestore& tree, int from,
 
 }  // namespace
 
+Result<std::vector<crfs_ra_thread_pidfd>> plan_thread_pidfds(const DecodedImage& img, FdPlan& fds,
+                                                             bool tree) {
+    std::vector<crfs_ra_thread_pidfd> out;
+    auto member = [&](pid_t p) { return p == img.task.pid || index_of(img, p) >= 0; };
+    for (auto& a : fds.actions) {
+        if (a.kobj.kind != uint32_t(image::FdKind::kPidfd) || !a.kobj.n[0] || a.same_as >= 0)
+            continue;
+        pid_t tid = pid_t(a.kobj.n[0]);
+        bool own = std::any_of(img.threads.begin(), img.threads.end(),
+                               [&](const ThreadImage& t) { return t.rec.tid == tid; });
+        if (!own && member(tid)) continue;  // a process: pidfd, pidfd2
+        if (!own && !tree)                  // no tree_pidfd_plan to find it and make its pipe
+            return check::bad_image(
+                strfmt("fd {}: pidfd of thread {}, not a thread of this task", a.target, tid));
+        a.kobj.n[2] = own ? kOwnThread : kOtherThread;  // check_thread: PIDFD_THREAD of a tree
+        out.push_back({a.target, tid, a.kobj.flags, a.cloexec, !own, -1});
+    }
+    for (const auto& a : fds.actions)  // dups of them: one description
+        for (size_t i = 0, n = out.size(); i < n; ++i)
+            if (a.same_as >= 0 && a.same_as == out[i].fd)
+                out.push_back({a.target, 0, 0, a.cloexec, 0, a.same_as});
+    return out;
+}
+
+namespace {
+
+// Whether member i shares its fd table or cwd with another member (either
+// way round): its table or the pipe its blob closes is not its own alone.
+bool shares_with_another(const TreeRestore& tree, int i) {
+    const auto& ms = tree.members;
+    if (ms[size_t(i)].files_with >= 0 || ms[size_t(i)].fs_with >= 0 || ms[size_t(i)].maker >= 0)
+        return true;
+    for (const auto& m : ms)
+        if (m.files_with == i || m.fs_with == i || m.maker == i) return true;
+    return false;
+}
+
+// thpidfd: the member whose threads hold `tid`, or -1.
+int thread_owner(const TreeRestore& tree, pid_t tid) {
+    for (size_t i = 0; i < tree.members.size(); ++i) {
+        const DecodedImage* img = tree.members[i].img;
+        if (img && !tree.members[i].zombie)
+            for (const auto& t : img->threads)
+                if (t.rec.tid == tid) return int(i);
+    }
+    return -1;
+}
+
+// thpidfd: holder h's pidfd of a thread (plan_thread_pidfds marked it); one
+// of another member t waits on t's pipe, made once per t.
+Status plan_thread_target(TreeRestore& tree, int h, FdAction& a, std::vector<int>& made_r) {
+    auto& ms = tree.members;
+    pid_t tid = pid_t(a.kobj.n[0]);
+    int t = a.kobj.n[2] == kOwnThread ? h : thread_owner(tree, tid);
+    if (t < 0)
+        return check::bad_image(
+            strfmt("fd {}: pidfd of thread {}, not a thread of a process of the tree (held by "
+                   "pid {})",
+                   a.target, tid, ms[size_t(h)].pid));
+    if (shares_with_another(tree, h) || shares_with_another(tree, t))
+        return check::bad_image(
+            strfmt("fd {}: pidfd of thread {}, and pid {} or pid {} shares its fd table or cwd "
+                   "with another process",
+                   a.target, tid, ms[size_t(h)].pid, ms[size_t(t)].pid));
+    if (t == h) return {};
+    if (a.kobj.n[2] != kOtherThread || !ms[size_t(t)].args)
+        return check::bad_image(strfmt("fd {}: pidfd of thread {}", a.target, tid));
+    if (made_r[size_t(t)] < 0) {  // its pipe: the write end above its fds, closed by its blob
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) return errno_error("thread pidfd pipe");
+        UniqueFd r(p[0]), w(p[1]);
+        UniqueFd give(fcntl(w.get(), F_DUPFD_CLOEXEC, ms[size_t(t)].min_fd));
+        if (!give) return errno_error("dup of a thread pidfd pipe");
+        auto& keep = ms[size_t(t)].share_keep;  // kept through its stage 1's close
+        keep.insert(std::upper_bound(keep.begin(), keep.end(), give.get()), give.get());
+        ms[size_t(t)].args->threads_made_fd = give.get();
+        ms[size_t(t)].args->has_threads_made = 1;
+        tree.share_fds.push_back(std::move(give));  // the daemon's copy: closed at the clone
+        made_r[size_t(t)] = r.get();
+        tree.share_fds.push_back(std::move(r));
+    }
+    UniqueFd take(fcntl(made_r[size_t(t)], F_DUPFD_CLOEXEC, ms[size_t(h)].min_fd));
+    if (!take) return errno_error("dup of a thread pidfd pipe");
+    a.kobj.n[1] = uint64_t(take.get());
+    auto& keep = ms[size_t(h)].share_keep;
+    keep.insert(std::upper_bound(keep.begin(), keep.end(), take.get()), take.get());
+    ms[size_t(h)].fds->copies.push_back(std::move(take));  // closed after its fds
+    return {};
+}
+
+}  // namespace
+
 Status tree_pidfd_plan(TreeRestore& tree) {
     auto& ms = tree.members;
+    std::vector<int> made_r(ms.size(), -1);  // thpidfd: each member's pipe, read end
     for (size_t h = 0; h < ms.size(); ++h) {
         if (!ms[h].fds) continue;  // a zombie
         for (auto& a : ms[h].fds->actions) {
             if (a.kobj.kind != uint32_t(image::FdKind::kPidfd) || !a.kobj.n[0] || a.same_as >= 0)
                 continue;
+            if (a.kobj.n[2]) {
+                if (auto s = plan_thread_target(tree, int(h), a, made_r); !s) return s;
+                continue;
+            }
             int t = -1;
             for (size_t i = 0; i < ms.size(); ++i)
                 if (ms[i].pid == pid_t(a.kobj.n[0])) t = int(i);

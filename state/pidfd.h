@@ -15,19 +15,40 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <vector>
 
 #include "common/result.h"
+#include "crfs/restorer_args.h"
 
 namespace crfs {
 struct TreeRestore;
-}
+struct FdPlan;
+struct DecodedImage;
+}  // namespace crfs
 
 namespace crfs::state {
 
 // restore_tree, once every member is planned (before the root's clone): a
 // channel for each pidfd whose target is neither an ancestor nor a child of
-// its holder (state/pidfd.cc check_target allowed it).
+// its holder (state/pidfd.cc check_target allowed it); thpidfd: the pipe of
+// each member another one holds a pidfd of a thread of (a tid that is no
+// thread of a member is refused here, before any process is made).
 Status tree_pidfd_plan(TreeRestore& tree);
+
+// thpidfd: the pidfds of threads among the task's fds (PIDFD_THREAD of a tid
+// that is not a process: its own thread, or another member's), which the blob
+// makes once the threads exist (restorer/blob/thread_pidfds.h), and their dups.
+// Marks each so that stage 1 leaves a placeholder at its fd; for another
+// member's thread, tree_pidfd_plan gives the placeholder, the read end of that
+// member's pipe (closed by its blob once its threads exist):
+//
+//   daemon, before the root's clone    member t (its blob)         holder h (its blob)
+//   pipe: t's write end >= min_fd_t    create_threads              create_threads
+//         h's read end >= min_fd_h     close(write end) -------->  read(fd N) until EOF
+//         (stage 1 puts it at fd N)                                pidfd_open(tid), dup3 to N
+// `tree`: restored by restore_tree (else another member's thread is refused).
+Result<std::vector<crfs_ra_thread_pidfd>> plan_thread_pidfds(const DecodedImage& img, FdPlan& fds,
+                                                             bool tree);
 
 // Stage 1 of the cloner, right after member j's clone (pid): its pidfds for
 // later holders. A failure is reported on status_fd and ends the caller.

@@ -122,7 +122,8 @@ bool ours(pid_t pid, int go) {
 // children, whose parent it killed, come to it rather than to init, and it
 // reaps them. Counted: trees are restored on several threads at once. While it
 // is one, an orphan of another restored tree comes to crfsd too (its adoptive
-// parent is crfsd, not init: docs/trees.md "A failed restore").
+// parent is crfsd, not init), and nothing here reaps it once it ends: a zombie
+// until crfsd ends (docs/trees.md "A failed restore", the known gap).
 class Subreaper {
   public:
     Subreaper() {
@@ -300,7 +301,7 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
         return std::unexpected(w.error().context("restore: go pipe"));
     }
     tree.sysv.made.keep();   // sysvtree: every member runs; the daemon's attaches go
-    tree.unix_files.keep();  // failclean
+    tree.names_made.keep();  // failclean
     for (const auto& m : tree.members)
         if (m.stopped) wait_stopped(m.pid);
     return *pid;
@@ -397,7 +398,8 @@ Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_r
     // (ETIMEDOUT after kLeaderWaitNs), a handover, a unix connection: what
     // fails there may be the other member's failure seen from here.
     bool waits = (own.step == CRFS_RA_STEP_SESSION && own.err == ETIMEDOUT) ||
-                 own.step == CRFS_RA_STEP_SHARE_FD || own.step == CRFS_RA_STEP_UNIX_CONNECT;
+                 own.step == CRFS_RA_STEP_SHARE_FD || own.step == CRFS_RA_STEP_UNIX_CONNECT ||
+                 own.step == CRFS_RA_STEP_THREAD_PIDFD_WAIT;
     if (waits) return later;
     if (req.tree_index == 0) return own_error;  // the root's, unnamed as a single process's
     return own_error.context(strfmt("process {}", req.tree->members[req.tree_index].pid));

@@ -35,6 +35,7 @@
 #include "crfs/restorer_args.h"
 #include "restorer/files.h"
 #include "restorer/restore.h"
+#include "state/names_made.h"
 #include "state/sysv_ids.h"
 #include "state/tree_leaders.h"
 #include "state/tree_shmem_restore.h"
@@ -78,6 +79,8 @@ struct TreeRestore {
             int flags = 0;
         };
         std::vector<PidfdGive> pidfd_gives;
+        // thpidfd (state/pidfd.h): its blob's arguments, in its area (threads_made_fd).
+        crfs_restorer_args* args = nullptr;
         // treeclone: its blob area, mapped in the daemon (so in every clone
         // of it) from its restore_image run on; only its cloners need it.
         uint64_t area = 0, area_len = 0;
@@ -101,9 +104,10 @@ struct TreeRestore {
     std::vector<TreeShmObject> shm;  // shm: shared anonymous memory (state/tree_shmem_restore.h)
     std::vector<state::MemfdHeld> late_seals;  // names: sealed at the go (tree_seal_memfds)
     state::SysvTree sysv;  // sysvtree: System V objects made once (state/sysv_ids.h)
-    // failclean: the socket files its processes bound, removed unless the tree
-    // runs; declared after `members` etc.: removed first, once kill_tree is done.
-    state::UnixFilesMade unix_files;
+    // failclean: the socket files its processes bound and the queues they
+    // created, removed unless the tree runs; declared after `members` etc.:
+    // removed first, once kill_tree is done.
+    state::NamesMade names_made;
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).

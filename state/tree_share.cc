@@ -160,6 +160,9 @@ uint32_t reopen_flags(uint32_t kind) {
     if (kind == uint32_t(K::kMemfd)) return queue | O_APPEND | O_NOATIME;  // the memfd kind's
     if (kind == uint32_t(K::kDeleted))
         return queue | O_APPEND | O_DSYNC | O_DIRECT | O_NOATIME | O_SYNC;
+    // deldir: read-only; O_NOFOLLOW would refuse the /proc/self/fd link, FASYNC is no open's.
+    if (kind == uint32_t(K::kDeletedDir))
+        return O_DIRECTORY | O_NONBLOCK | kOLargefile | O_NOATIME | O_DSYNC | O_SYNC;
     return 0;
 }
 
@@ -186,9 +189,13 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
             peer = unix_made_with(unix_sockets, uint64_t(f.st.st_ino));  // state/unix_tree.h
         // A queue is told apart at restore only: its flags are a subset of a file's.
         auto k = is_memfd_path(f.link) ? image::FdKind::kMemfd : image::FdKind::kDeleted;
+        if (S_ISDIR(f.st.st_mode)) k = image::FdKind::kDeletedDir;  // deldir: state/dir_deleted.cc
         uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
-        bool by_fd = S_ISREG(f.st.st_mode) && f.st.st_nlink == 0 &&
-                     !(flags & ~reopen_flags(uint32_t(k))) && (flags & O_ACCMODE) != O_ACCMODE;
+        // deldir: a removed directory's offset is set after its rmdir, where ext4's
+        // lseek takes no getdents cookie (its size is 0): only 0.
+        bool by_fd = (S_ISREG(f.st.st_mode) || (S_ISDIR(f.st.st_mode) && f.info.pos == 0)) &&
+                     f.st.st_nlink == 0 && !(flags & ~reopen_flags(uint32_t(k))) &&
+                     (flags & O_ACCMODE) != O_ACCMODE;
         bool fifo = is_fifo(f) && !(f.info.flags & O_PATH);  // O_PATH: no end of it
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f), fifo,
                        reopenable, by_fd, peer, f.link.starts_with("socket:[")});

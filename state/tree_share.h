@@ -86,7 +86,7 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
 Result<std::vector<MemberFd>> member_fds(TaskView& v);
 
 // mqtree: the open flags a description opened again through /proc/self/fd of
-// an fd of `kind` (image::FdKind: an unlinked queue, a memfd, a deleted file)
+// an fd of `kind` (image::FdKind: an unlinked queue, a memfd, a deleted file or directory)
 // may have: its kind's own restore takes them (0: no such kind). The
 // checkpoint (MemberFd::by_fd) and the restore (kShareReopen) both ask it.
 uint32_t reopen_flags(uint32_t kind);

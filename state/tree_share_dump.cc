@@ -102,19 +102,20 @@ Status join_fifo(TaskFd& lead, std::vector<TaskFd>& mine, std::vector<TaskFd>& g
 }  // namespace
 
 Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds,
-                             std::shared_ptr<state::KcmpCache> kcmp) {
+                             std::span<state::TaskView* const> views) {
+    if (views.size() != pids.size() || fds.size() != pids.size())
+        return make_error(EINVAL, "share_between_members: one view and fd list per process");
     std::vector<std::vector<state::MemberFd>> seen;
-    for (pid_t p : pids) {
-        state::TaskView v(p, getpid());
-        v.set_kcmp(kcmp);
-        auto f = state::member_fds(v);
-        if (!f) return std::unexpected(f.error().context(strfmt("pid {}", p)));
+    for (size_t m = 0; m < pids.size(); ++m) {
+        auto f = state::member_fds(*views[m]);
+        if (!f) return std::unexpected(f.error().context(strfmt("pid {}", pids[m])));
         seen.push_back(std::move(*f));
     }
+    state::KcmpCache* kcmp = views.empty() ? nullptr : views.front()->kcmp().get();
     state::unix_dgram_anchors(pids, getpid(), seen);
     std::vector<state::ShareRef> refs;
     state::Reasons why;
-    state::classify_sharing(pids, seen, refs, why, kcmp.get());
+    state::classify_sharing(pids, seen, refs, why, kcmp);
     if (!why.empty()) return make_error(EBUSY, why.front());
     for (const state::ShareRef& r : refs) {
         auto& mine = *fds[r.member];

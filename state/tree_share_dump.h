@@ -16,13 +16,14 @@
 
 namespace crfs {
 namespace state {
-class KcmpCache;  // state/kcmp_cache.h
+class TaskView;  // state/kind.h
 }
 
 // `fds[i]`: the captured fds of process `pids[i]` (image order). Sharing that
 // cannot be restored fails with EBUSY and its reason (`reason` says it first).
-// `kcmp`: the checkpoint's answers (the members' views', state/kcmp_cache.h).
+// `views[i]`: the view of `pids[i]` its detect and capture read while frozen
+// (its fds, read once; the checkpoint's kcmp answers, state/kcmp_cache.h).
 Status share_between_members(std::span<const pid_t> pids, std::span<std::vector<TaskFd>*> fds,
-                             std::shared_ptr<state::KcmpCache> kcmp);
+                             std::span<state::TaskView* const> views);
 
 }  // namespace crfs

@@ -43,7 +43,7 @@ int64_t share_end_of(const FdEntry& g) {
 }
 
 // mqtree: a description of the object at the giver's fd `g` opened again for
-// `f` (kShareReopen): an unlinked queue, a deleted file or a memfd, the same
+// `f` (kShareReopen): an unlinked queue, a deleted file or directory or a memfd, the same
 // inode, flags that its kind's own restore accepts and a file's offset.
 Status check_reopen(const TreeRestore& tree, const image::ShareFdRecord& r, const FdEntry& g,
                     const FdEntry& f) {
@@ -51,13 +51,15 @@ Status check_reopen(const TreeRestore& tree, const image::ShareFdRecord& r, cons
     const auto& giver = tree.members[r.owner];
     uint32_t flags = state::reopen_flags(g.rec.kind);
     bool kind = (g.rec.kind == uint32_t(K::kMqueue) && state::mqueue_unlinked(g)) ||
-                g.rec.kind == uint32_t(K::kMemfd) || g.rec.kind == uint32_t(K::kDeleted);
+                g.rec.kind == uint32_t(K::kMemfd) || g.rec.kind == uint32_t(K::kDeleted) ||
+                g.rec.kind == uint32_t(K::kDeletedDir);
     if (giver.img->header.version < 12 || !kind || g.rec.ino != f.rec.ino ||
         (f.rec.open_flags & ~flags) || (f.rec.open_flags & O_ACCMODE) == O_ACCMODE ||
         f.rec.pos > uint64_t(INT64_MAX) || (g.rec.kind == uint32_t(K::kMqueue) && f.rec.pos))
         return check::bad_image(
             strfmt("fd {}: opened again from fd {} of process {}, which is no unlinked queue, "
-                   "deleted file or memfd of its inode, or open flags 0{:o}, offset {}",
+                   "deleted file or directory or memfd of its inode, or open flags 0{:o}, "
+                   "offset {}",
                    f.rec.fd, r.owner_fd, giver.pid, f.rec.open_flags, f.rec.pos));
     return {};
 }
@@ -80,6 +82,14 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
             strfmt("{}: given by fd {} of process {}, which has no description of its "
                    "own there (none, a dup, or one given to it in turn)",
                    at, r.owner_fd, giver.pid));
+    if (giver.fds)  // thpidfd: its fd is a placeholder until its blob (state/pidfd.h)
+        for (const auto& a : giver.fds->actions)
+            if (a.target == r.owner_fd && a.kobj.kind == uint32_t(image::FdKind::kPidfd) &&
+                a.kobj.n[2])
+                return check::bad_image(
+                    strfmt("{}: given by fd {} of process {}, a pidfd of a "
+                           "thread (one description the blob makes)",
+                           at, r.owner_fd, giver.pid));
     if (r.end == image::kShareSame) return {};
     if (r.end == image::kShareReopen) return check_reopen(tree, r, *g, f);
     if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))

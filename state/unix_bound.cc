@@ -577,7 +577,7 @@ int record_file(const UnixBoundPlan& p) {
     std::memcpy(f.path + at, p.path, len + 1);
     f.dev = st.st_dev;
     f.ino = st.st_ino;
-    __atomic_store_n(&f.bound, 1, __ATOMIC_RELEASE);
+    slot_made(f, true);
     return 0;
 }
 
@@ -710,36 +710,10 @@ void child_close_unix_bound(const UnixBoundSet& set) {
     }
 }
 
-UnixBoundFiles::UnixBoundFiles(size_t n) : n_(n) {
-    if (!n) return;
-    void* m = mmap(nullptr, n * sizeof(UnixBoundFile), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (m != MAP_FAILED) slots_ = static_cast<UnixBoundFile*>(m);  // zeroed: nothing bound
-}
-
-UnixBoundFiles::UnixBoundFiles(UnixBoundFiles&& o) noexcept
-    : slots_(std::exchange(o.slots_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-
-UnixBoundFiles& UnixBoundFiles::operator=(UnixBoundFiles&& o) noexcept {
-    std::swap(slots_, o.slots_);
-    std::swap(n_, o.n_);
-    return *this;
-}
-
-UnixBoundFiles::~UnixBoundFiles() {
-    if (slots_) munmap(slots_, n_ * sizeof(UnixBoundFile));
-}
-
-bool UnixBoundFiles::any() const {
-    for (size_t i = 0; slots_ && i < n_; ++i)
-        if (__atomic_load_n(&slots_[i].bound, __ATOMIC_ACQUIRE)) return true;
-    return false;
-}
-
 void UnixBoundFiles::remove() const {
-    for (size_t i = 0; slots_ && i < n_; ++i) {
-        const UnixBoundFile& f = slots_[i];
-        if (!__atomic_load_n(&f.bound, __ATOMIC_ACQUIRE)) continue;
+    for (size_t i = 0; i < size(); ++i) {
+        if (!made(i)) continue;
+        const UnixBoundFile& f = *slot(i);
         std::string path(f.path, strnlen(f.path, sizeof f.path));
         size_t slash = path.rfind('/');  // recorded absolute: there is one
         std::string dir = slash == 0 ? "/" : path.substr(0, slash);
@@ -755,17 +729,6 @@ void UnixBoundFiles::remove() const {
         if (unlinkat(d.get(), name, 0) < 0)
             log_info("restore failed: removing socket file %s: %s", shown(path).c_str(),
                      std::strerror(errno));
-    }
-}
-
-UnixFilesMade::~UnixFilesMade() {
-    for (const auto& [files, as_writer] : made_) {
-        if (!files.any()) continue;
-        auto s = as_writer([&]() -> Status {
-            files.remove();
-            return {};
-        });
-        if (!s) log_info("restore failed: its socket files: %s", s.error().what.c_str());
     }
 }
 

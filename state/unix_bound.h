@@ -25,7 +25,6 @@
 #include <sys/un.h>
 
 #include <climits>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,6 +34,7 @@
 #include "common/image_reader.h"
 #include "common/result.h"
 #include "state/kind.h"
+#include "state/shared_slots.h"
 
 namespace crfs::state {
 
@@ -61,53 +61,23 @@ Status check_unix_bound(const DecodedImage& img);
 
 // A failed restore removes the socket files its stage 1 bound (docs/trees.md
 // "A failed restore"). Each path socket has a slot, in a mapping the clones
-// share with the daemon, where stage 1 records the file its bind made (lstat
-// right after the bind) and its path (a relative name: from the directory it
-// was bound in, getcwd).
+// share with the daemon (state/shared_slots.h), where stage 1 records the file
+// its bind made (lstat right after the bind) and its absolute path (getcwd
+// for a relative name).
 struct UnixBoundFile {
     uint64_t dev = 0, ino = 0;
-    uint32_t bound = 0;  // written last
+    uint32_t made = 0;  // written last
     char path[PATH_MAX] = {};
 };
 
-// The slots of one process's sockets. Moved, the slots stay where they are.
-class UnixBoundFiles {
+// The slots of one process's sockets.
+class UnixBoundFiles : public SharedSlots<UnixBoundFile> {
   public:
-    UnixBoundFiles() = default;
-    explicit UnixBoundFiles(size_t n);  // n slots; none (ok() false) when the mapping fails
-    UnixBoundFiles(UnixBoundFiles&& o) noexcept;
-    UnixBoundFiles& operator=(UnixBoundFiles&& o) noexcept;
-    ~UnixBoundFiles();
-    bool ok() const { return n_ == 0 || slots_ != nullptr; }
-    UnixBoundFile* slot(size_t i) const { return slots_ + i; }
-    bool any() const;  // a file recorded
+    using SharedSlots::SharedSlots;
     // Unlinks every file recorded that its path still names (the directory
     // is opened once; the name in it is the socket file with that dev/ino),
     // with this thread's credentials.
     void remove() const;
-
-  private:
-    UnixBoundFile* slots_ = nullptr;
-    size_t n_ = 0;
-};
-
-// What the sockets of a restore's processes bound: removed (each process's
-// as its writer) unless keep(), once the restore is over (every process it
-// made is gone: nothing binds any more).
-class UnixFilesMade {
-  public:
-    using AsWriter = std::function<Status(const std::function<Status()>&)>;
-    UnixFilesMade() = default;
-    UnixFilesMade(const UnixFilesMade&) = delete;
-    UnixFilesMade& operator=(const UnixFilesMade&) = delete;
-    ~UnixFilesMade();
-    void add(UnixBoundFiles files, AsWriter as_writer) {
-        made_.emplace_back(std::move(files), std::move(as_writer));
-    }
-    void keep() { made_.clear(); }
-
-  private:
-    std::vector<std::pair<UnixBoundFiles, AsWriter>> made_;
 };
 
 // One socket to make in stage 1 (mutable fields: the child's own memory copy).
@@ -129,7 +99,7 @@ struct UnixBoundPlan {
 };
 struct UnixBoundSet {
     std::vector<UnixBoundPlan> socks;
-    UnixBoundFiles files;         // the path names' slots: restore_image keeps them (UnixFilesMade)
+    UnixBoundFiles files;         // the path names' slots: restore_image keeps them (NamesMade)
     std::vector<size_t> waiting;  // clients to connect, in their listeners' queue order
     mutable bool made = false;
     uid_t euid = 0;  // the task's effective ids: listen() and connect() record them

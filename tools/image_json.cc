@@ -447,6 +447,8 @@ const char* fd_kind_name(uint32_t k) {
             return "mqueue-second";
         case image::FdKind::kFifo:
             return "fifo";
+        case image::FdKind::kDeletedDir:  // deldir: state/dir_deleted.cc
+            return "deleted-directory";
         case image::FdKind::kFifoJoin:  // fifo: docs/trees.md "FIFOs between members"
             return "fifo-join";
         case image::FdKind::kTcp:

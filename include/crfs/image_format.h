@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 12;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 13;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -341,6 +341,9 @@ enum class FdKind : uint32_t {
     // Version 12 (fifo, 46): a FIFO an earlier process of the tree also opened (its
     // first holder's pipe record has the bytes): reopened by its path, no record.
     kFifoJoin = 46,
+    // Version 13 (deldir, 39): a removed directory still open (state/dir_deleted.cc): made
+    // again, empty, in its parent (the fd record's path) and removed; no record.
+    kDeletedDir = 39,
 };
 
 // FdRecord.fd_flags

@@ -118,6 +118,21 @@ struct crfs_ra_memfd {
     uint32_t seals;
 };
 
+/* thpidfd: a pidfd of a thread (PIDFD_THREAD), put at `fd` by the blob once
+ * the thread exists (restorer/blob/thread_pidfds.h): stage 1 left a
+ * placeholder there. `wait`: the placeholder is the read end of the pipe of
+ * another member, which its blob closes once its threads exist (end of file:
+ * made, or that member failed). `dup_of` >= 0: a dup of that earlier fd of
+ * the list (one description) instead. */
+struct crfs_ra_thread_pidfd {
+    int32_t fd;
+    int32_t tid;
+    int32_t flags; /* pidfd_open flags: PIDFD_THREAD, PIDFD_NONBLOCK */
+    int32_t cloexec;
+    int32_t wait;
+    int32_t dup_of;
+};
+
 /* fid-exact: one seccomp filter, installed by the blob's last step
  * (restorer/blob/seccomp.h) with seccomp(SECCOMP_SET_MODE_FILTER, flags). */
 struct crfs_ra_seccomp {
@@ -248,8 +263,12 @@ enum crfs_ra_step {
     CRFS_RA_STEP_SHARE_REOPEN = 285, /* reopening it through /proc/self/fd (arg: the giver's fd) */
     /* fifo (271-274): a FIFO an earlier process of the tree restores (docs/trees.md) */
     CRFS_RA_STEP_FIFO_JOIN = 271, /* opening it by its path, as the writer (arg: fd) */
-    /* pidfd2 (272-275): a pidfd of a member made for another (state/pidfd.h) */
+    /* pidfd2 (272-274): a pidfd of a member made for another (state/pidfd.h) */
     CRFS_RA_STEP_PIDFD_GIVE = 272, /* pidfd_open of it by its cloner, handed over (arg: pid) */
+    /* thpidfd (275-277): a pidfd of a thread, made by the blob once the thread exists
+       (restorer/blob/thread_pidfds.h; arg: the fd) */
+    CRFS_RA_STEP_THREAD_PIDFD = 275,      /* pidfd_open(tid, PIDFD_THREAD), dup3 to its fd */
+    CRFS_RA_STEP_THREAD_PIDFD_WAIT = 276, /* waiting for another member's threads (its pipe) */
 };
 
 struct crfs_restorer_args {
@@ -362,6 +381,14 @@ struct crfs_restorer_args {
      * made after the threads (restorer/blob/thread_timers.h). */
     uint64_t thread_timers;
     uint64_t nr_thread_timers;
+    /* thpidfd: the pidfds of threads (struct crfs_ra_thread_pidfd*), made once
+     * the threads exist; threads_made_fd (has_threads_made): this process's end
+     * of the pipe on which holders in other members wait for its threads,
+     * closed right after they are made. */
+    uint64_t thread_pidfds;
+    uint64_t nr_thread_pidfds;
+    int32_t threads_made_fd;
+    int32_t has_threads_made;
     /* stream: after mapping the VMAs the blob registers every private
      * anonymous one on a userfaultfd of its own, reports ready (step 280,
      * err 0, arg: the fd) and waits for one byte on stream_go_fd; the driver

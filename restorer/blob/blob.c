@@ -8,7 +8,8 @@
  *   mremap vdso/vvar (via a scratch range) to where the image had them
  *   mmap every image VMA, pread its stored pages from the image, mprotect
  *   PR_SET_MM_MAP (mm layout, auxv, exe link)
- *   sigactions, re-queue pending signals, credentials, itimers, fs/gs base
+ *   sigactions, re-queue pending signals, threads, pidfds of threads,
+ *   credentials, itimers, fs/gs base
  *   seccomp filters (last: they may forbid what came before)
  *   report 'K' to the driver (the point of no return), rt_sigreturn
  *
@@ -384,6 +385,7 @@ static void drop_caps(const struct crfs_restorer_args* a) {
 }
 
 #include "seccomp.h"
+#include "thread_pidfds.h" /* thpidfd */
 #include "thread_timers.h" /* timer */
 #include "threads.h"
 
@@ -483,6 +485,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
         create_threads(a);
         if (a->drop_caps) drop_caps(a);
     }
+    fault(a, CRFS_RA_STEP_THREAD_PIDFD);
+    make_thread_pidfds(a); /* thpidfd: once the threads (ours, others') exist */
     fault(a, CRFS_RA_STEP_THREAD_TIMER);
     make_thread_timers(a); /* timer: once their threads exist */
     fault(a, CRFS_RA_STEP_CREDS);

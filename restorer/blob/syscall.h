@@ -74,6 +74,9 @@ enum {
     /* timer */
     NR_timer_create = 222,
     NR_timer_settime = 223,
+    /* thpidfd */
+    NR_pidfd_open = 434,
+    NR_dup3 = 292,
 };
 
 #endif

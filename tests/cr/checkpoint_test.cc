@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -474,6 +475,24 @@ TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
 
 void on_usr1(int) {}
 
+// On a thread of its own (ptrace is per thread): freezes `pid`, prepares
+// remote syscalls, runs the parasite and gives `then` its output; then puts
+// the task back and releases it.
+void with_parasite(pid_t pid,
+                   const std::function<void(RemoteSyscall&, const ParasiteOutput*)>& then) {
+    std::thread([&] {
+        auto t = FrozenTask::freeze(pid);
+        ASSERT_TRUE(t) << t.error().what;
+        auto rs = prepare_remote(**t);
+        ASSERT_TRUE(rs) << rs.error().what;
+        auto o = run_parasite(**rs);
+        ASSERT_TRUE(o) << o.error().what;
+        then(**rs, &*o);
+        ASSERT_TRUE((*rs)->finish());
+        ASSERT_TRUE((*t)->release());
+    }).join();
+}
+
 // The parasite (one injected blob) and single injected syscalls must read the
 // same state; the task then runs on and its maps are as before.
 TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
@@ -499,14 +518,8 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
         usleep(1000);
     }
     std::string maps_before = read_proc(c.pid(), "maps").value();
-    std::thread([&] {
-        auto t = FrozenTask::freeze(c.pid());
-        ASSERT_TRUE(t) << t.error().what;
-        auto rs = prepare_remote(**t);
-        ASSERT_TRUE(rs) << rs.error().what;
-        auto a = run_parasite(**rs);
-        ASSERT_TRUE(a) << a.error().what;
-        auto b = run_single_syscalls(**rs);
+    with_parasite(c.pid(), [&](RemoteSyscall& rs, const ParasiteOutput* a) {
+        auto b = run_single_syscalls(rs);
         ASSERT_TRUE(b) << b.error().what;
         EXPECT_EQ(std::memcmp(a->actions, b->actions, sizeof a->actions), 0);
         EXPECT_EQ(a->actions[SIGUSR1 - 1].handler, reinterpret_cast<uint64_t>(&on_usr1));
@@ -517,11 +530,74 @@ TEST(RemoteSyscallTest, ParasiteMatchesSingleSyscalls) {
         EXPECT_EQ(a->itimers[1][0], 5);  // ITIMER_VIRTUAL interval
         EXPECT_EQ(a->brk, b->brk);
         EXPECT_GT(a->brk, 0);
-        ASSERT_TRUE((*rs)->finish());
-        ASSERT_TRUE((*t)->release());
-    }).join();
+    });
     expect_untouched(c.pid(), 'S');
     EXPECT_EQ(read_proc(c.pid(), "maps").value(), maps_before);
+}
+
+void on_trap(int) {}
+
+// A Child that writes a byte on `ready[1]` once set up: its set-up done (EOF
+// if it died) and the child asleep. Closes both ends.
+bool child_ready(int ready[2], pid_t pid) {
+    close(ready[1]);
+    char x = 0;
+    bool ok = read(ready[0], &x, 1) == 1;
+    close(ready[0]);
+    return ok && wait_state(pid, 'S');
+}
+
+// /proc status lines of the signal sets: SigPnd ShdPnd SigBlk SigIgn SigCgt.
+std::string signal_sets(pid_t pid) {
+    std::string st = read_proc(pid, "status").value(), out;
+    for (const char* f : {"SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:"}) {
+        size_t at = st.find(f);
+        if (at != std::string::npos) out += st.substr(at, st.find('\n', at) - at + 1);
+    }
+    return out;
+}
+
+// The parasite ends in int3, whose forced SIGTRAP, blocked as every signal is
+// while crfs injects, would reset a caught or ignored SIGTRAP to SIG_DFL and
+// take a pending one: such a task gets single syscalls, and its SIGTRAP action
+// and pending signals are as they were. A task with the default action and
+// none pending gets the parasite.
+TEST(RemoteSyscallTest, ParasiteLeavesSigtrapAsItWas) {
+    enum Trap { kCaught, kIgnored, kPending, kDefault };
+    for (Trap how : {kCaught, kIgnored, kPending, kDefault}) {
+        SCOPED_TRACE(how);
+        int ready[2];
+        ASSERT_EQ(pipe(ready), 0);
+        Child c(
+            [&] {
+                if (how == kCaught) signal(SIGTRAP, on_trap);
+                if (how == kIgnored) signal(SIGTRAP, SIG_IGN);
+                if (how == kPending) {
+                    sigset_t s;
+                    sigemptyset(&s);
+                    sigaddset(&s, SIGTRAP);
+                    sigprocmask(SIG_BLOCK, &s, nullptr);
+                    raise(SIGTRAP);  // the thread's own queue
+                }
+                if (write(ready[1], "x", 1) != 1) _exit(1);
+                for (;;) pause();
+            },
+            {ready[1]});
+        ASSERT_TRUE(child_ready(ready, c.pid()));
+        std::string before = signal_sets(c.pid());
+        with_parasite(c.pid(), [&](RemoteSyscall&, const ParasiteOutput* o) {
+            if (how == kDefault) {
+                EXPECT_GT(o->batch_count, 0);  // the parasite ran
+            } else {
+                EXPECT_EQ(o->batch_count, 0);  // single syscalls
+            }
+            if (how == kCaught) {
+                EXPECT_EQ(o->actions[SIGTRAP - 1].handler, reinterpret_cast<uint64_t>(&on_trap));
+            }
+        });
+        expect_untouched(c.pid(), 'S');
+        EXPECT_EQ(signal_sets(c.pid()), before);
+    }
 }
 
 // The parasite's batch answers the kinds' questions (settings, clear_child_tid,
@@ -541,11 +617,7 @@ TEST(RemoteSyscallTest, ParasiteBatchAnswersAsLiveCalls) {
             for (;;) pause();
         },
         {ready[1]});
-    close(ready[1]);
-    char x = 0;
-    ASSERT_EQ(read(ready[0], &x, 1), 1);  // EOF if the child died
-    close(ready[0]);
-    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    ASSERT_TRUE(child_ready(ready, c.pid()));
     std::thread([&] {
         auto t = FrozenTask::freeze(c.pid());
         ASSERT_TRUE(t) << t.error().what;

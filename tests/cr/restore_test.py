@@ -415,7 +415,7 @@ class FaultInjection(Base):
              6: "mprotect", 8: "PR_SET_MM_MAP", 9: "sigaction", 10: "re-queueing",
              12: "credentials", 11: "setitimer", 14: "before rt_sigreturn",
              100: "session", 102: "closing", 103: "opening", 107: "rlimit",
-             260: "(signalling a thread)"}
+             260: "(signalling a thread)", 275: "making the pidfd of a thread"}
 
     def test_every_step(self):
         t = self.workload("ckpt_workload", "busy")

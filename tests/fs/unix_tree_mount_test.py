@@ -720,11 +720,11 @@ class ReopenUser(InGroup, DeletedTree):
                                  "again (/proc/self/fd) for another process of the tree that "
                                  "opened it itself: Permission denied", made=True)
         for edits, expect in [
-            ([f"share-fd#{share}.owner_fd=0"], "which is no unlinked queue, deleted file or memfd"),
+            ([f"share-fd#{share}.owner_fd=0"], "which is no unlinked queue, deleted file or directory or memfd"),
             ([f"share-fd#{share}.owner=1"], "which is not an earlier process of the tree"),
-            ([f"fd#{n}.ino={ino + 1}"], "which is no unlinked queue, deleted file or memfd"),
+            ([f"fd#{n}.ino={ino + 1}"], "which is no unlinked queue, deleted file or directory or memfd"),
             ([f"fd#{n}.open_flags={0o10000000}"], "which is no unlinked queue, deleted file"),
-            ([f"fd#{n}.pos=-1"], "which is no unlinked queue, deleted file or memfd"),
+            ([f"fd#{n}.pos=-1"], "which is no unlinked queue, deleted file or directory or memfd"),
             ([f"share-fd#{share}.end=5"], "share end 5"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)

@@ -239,6 +239,24 @@ static void deleted_check(void) {
     if ((st.st_mode & 07777) != 0640) fail("mode %o, want 640", st.st_mode & 07777);
 }
 
+/* One deleted file held by two open file descriptions of the task (opened
+ * twice, then unlinked): restored, they must stay one file. */
+static void deleted_twice_setup(void) {
+    g_del = open_or_die(at("twice"), O_RDWR | O_CREAT);
+    g_del2 = open_or_die(at("twice"), O_RDWR);
+    if (write(g_del, "abcdef", 6) != 6 || unlink(at("twice")) != 0) die("write twice");
+}
+static void deleted_twice_check(void) {
+    struct stat a, b;
+    if (fstat(g_del, &a) != 0 || fstat(g_del2, &b) != 0) fail("fstat: %s", strerror(errno));
+    if (a.st_ino != b.st_ino || a.st_dev != b.st_dev)
+        fail("fds %d and %d are two files", g_del, g_del2);
+    char buf[6];
+    if (pwrite(g_del, "X", 1, 0) != 1 || pread(g_del2, buf, 6, 0) != 6 ||
+        memcmp(buf, "Xbcdef", 6) != 0)
+        fail("a write through fd %d does not show through fd %d", g_del, g_del2);
+}
+
 static void flock_setup(void) {
     regular_setup();
     if (flock(g_fd, LOCK_EX) != 0) die("flock");
@@ -311,6 +329,7 @@ static const struct variant kVariants[] = {
     {"tmpfile", tmpfile_setup, tmpfile_check, NULL},
     {"tmpfile_gone", tmpfile_gone_setup, check_open, NULL},
     {"deleted", deleted_setup, deleted_check, NULL},
+    {"deleted_twice", deleted_twice_setup, deleted_twice_check, NULL},
     {"flock", flock_setup, flock_check, NULL},
     {"posix_lock", posix_lock_setup, posix_lock_check, NULL},
     {"deleted_owner", deleted_owner_setup, deleted_owner_check, NULL},

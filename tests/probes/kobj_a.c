@@ -371,6 +371,77 @@ static void dir_check(void) {
     expect_flags(dirfd(g_dirp), O_NONBLOCK, "directory"); /* glibc opendir */
 }
 
+/* deldir: a removed directory held open (state/dir_deleted.cc): made again,
+ * empty, in its old directory, removed; mode, owner, mtime, flags, offset and
+ * the dup kept, and it refuses new entries as before. */
+static struct stat g_dst;
+static int g_dflags;
+static off_t g_dpos;
+static char g_dlink[1200];
+
+static void link_of(int fd, char* out, size_t n) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t r = readlink(path, out, n - 1);
+    out[r < 0 ? 0 : r] = 0;
+}
+
+static void dir_deleted_setup(void) {
+    if (mkdir(at("gone"), 0700) < 0 || chmod(at("gone"), 02751) < 0) die("mkdir gone");
+    struct timespec t[2] = {{1000000000, 0}, {1234567890, 123456789}};
+    g_a = open(at("gone"), O_RDONLY | O_DIRECTORY | O_NONBLOCK);
+    if (g_a != 3) die("open gone");
+    char buf[4096];
+    while (syscall(SYS_getdents64, g_a, buf, sizeof buf) > 0) {
+    } /* at its end: the offset is the file system's end cookie */
+    g_c = dup(g_a);
+    if (rmdir(at("gone")) < 0 || futimens(g_a, t) < 0) die("rmdir gone");
+    if (fstat(g_a, &g_dst) < 0) die("fstat");
+    g_dflags = fcntl(g_a, F_GETFL);
+    g_dpos = lseek(g_a, 0, SEEK_CUR);
+    link_of(g_a, g_dlink, sizeof g_dlink);
+}
+
+static void dir_deleted_check(void) {
+    struct stat st, dup_st;
+    if (fstat(g_a, &st) < 0 || fstat(g_c, &dup_st) < 0) fail("fstat: %s", strerror(errno));
+    if (!S_ISDIR(st.st_mode) || st.st_nlink != 0)
+        fail("mode 0%o nlink %lu", st.st_mode, (unsigned long)st.st_nlink);
+    if (st.st_mode != g_dst.st_mode || st.st_uid != g_dst.st_uid || st.st_gid != g_dst.st_gid)
+        fail("mode 0%o owner %u:%u, was 0%o %u:%u", st.st_mode, st.st_uid, st.st_gid, g_dst.st_mode,
+             g_dst.st_uid, g_dst.st_gid);
+    if (st.st_mtim.tv_sec != g_dst.st_mtim.tv_sec || st.st_mtim.tv_nsec != g_dst.st_mtim.tv_nsec)
+        fail("mtime %lld.%09ld", (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    if (dup_st.st_ino != st.st_ino) fail("the dup is of another inode");
+    if (fcntl(g_a, F_GETFL) != g_dflags) fail("flags 0%o, were 0%o", fcntl(g_a, F_GETFL), g_dflags);
+    if (lseek(g_c, 0, SEEK_CUR) != g_dpos)
+        fail("offset %lld, was %lld", (long long)lseek(g_c, 0, SEEK_CUR), (long long)g_dpos);
+    char link[1200];
+    link_of(g_a, link, sizeof link);
+    if (strcmp(link, g_dlink) != 0) fail("link %s, was %s", link, g_dlink);
+    if (openat(g_a, "x", O_CREAT | O_WRONLY | O_CLOEXEC, 0600) >= 0 || errno != ENOENT)
+        fail("openat(O_CREAT) in it: %s", strerror(errno));
+    if (mkdirat(g_a, "y", 0700) == 0 || errno != ENOENT) fail("mkdirat in it: %s", strerror(errno));
+    char buf[4096];
+    if (syscall(SYS_getdents64, g_a, buf, sizeof buf) != -1 || errno != ENOENT)
+        fail("getdents: %s", strerror(errno));
+}
+
+/* Owned by another user than the task's: the new one would be the writer's. */
+static void dir_deleted_owner_setup(void) {
+    if (mkdir(at("gone"), 0700) < 0 || chown(at("gone"), 65534, 65534) < 0) die("mkdir gone");
+    g_a = open(at("gone"), O_RDONLY | O_DIRECTORY);
+    if (g_a != 3 || rmdir(at("gone")) < 0) die("open gone");
+}
+
+/* Two open file descriptions of it in one task: restored, two directories. */
+static void dir_deleted_twice_setup(void) {
+    if (mkdir(at("gone"), 0700) < 0) die("mkdir gone");
+    g_a = open(at("gone"), O_RDONLY | O_DIRECTORY);
+    g_b = open(at("gone"), O_RDONLY | O_DIRECTORY);
+    if (g_a != 3 || g_b != 4 || rmdir(at("gone")) < 0) die("open gone");
+}
+
 static void pidfd_setup(void) {
     g_a = (int)syscall(SYS_pidfd_open, getpid(), O_NONBLOCK);
     if (g_a < 0) die("pidfd_open");
@@ -494,6 +565,9 @@ static const struct variant kVariants[] = {
     {"opath", opath_setup, opath_check, NULL},
     {"opath_deleted", opath_deleted_setup, check_nothing, NULL},
     {"dir", dir_setup, dir_check, NULL},
+    {"dir_deleted", dir_deleted_setup, dir_deleted_check, NULL},
+    {"dir_deleted_owner", dir_deleted_owner_setup, check_nothing, NULL},
+    {"dir_deleted_twice", dir_deleted_twice_setup, check_nothing, NULL},
     {"pidfd", pidfd_setup, pidfd_check, NULL},
     {"pidfd_other", pidfd_other_setup, check_nothing, NULL},
     {"inotify", inotify_setup, inotify_check, NULL},

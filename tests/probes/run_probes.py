@@ -69,6 +69,8 @@ PROBES = [
     ("files", "tmpfile", None),
     ("files", "tmpfile_gone", "opened with O_TMPFILE: its directory "),
     ("files", "deleted", None),
+    ("files", "deleted_twice",
+     "which fd 3 holds as another open file description (restored, they would be two files)"),
     ("files", "flock", None),
     ("files", "posix_lock", None),
     ("files", "deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid"),
@@ -81,7 +83,7 @@ PROBES = [
     ("task", "rlimits", None),
     ("task", "cwd_umask", None),
     ("task", "deleted_cwd", "fs: cwd "),
-    ("task", "child", "opened separately by two processes of the tree"),
+    ("task", "child", None),  # deldir: the removed directory both opened comes back (state/dir_deleted.cc)
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "seccomp", None),
     ("task", "robust", None),
@@ -108,6 +110,9 @@ PROBES = [
     ("kobj_a", "opath", None),
     ("kobj_a", "opath_deleted", "fd 3: O_PATH descriptor of "),
     ("kobj_a", "dir", None),
+    ("kobj_a", "dir_deleted", None),  # deldir: state/dir_deleted.cc
+    ("kobj_a", "dir_deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid; such a directory"),
+    ("kobj_a", "dir_deleted_twice", "which fd 3 holds as another open file description"),
     ("kobj_a", "pidfd", None),
     ("kobj_a", "pidfd_other", "fd 3: pidfd of pid 1 (a process outside the image, or a thread) not supported yet"),
     ("kobj_a", "inotify", None),
@@ -162,7 +167,10 @@ PROBES = [
     ("threads", "thread_nice", "nice 5 (the main thread's is 0); per-thread settings not supported"),
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),
-    ("threads", "pidfd_thread", " (a tree's threads are made after every fd of the tree) not supported yet"),
+    ("threads", "pidfd_thread", None),  # thpidfd: made by the blob (state/pidfd.h)
+    ("threads", "pidfd_thread_epoll", ", watched by epoll fd "),
+    ("threads", "pidfd_thread_forked", "): one description not supported yet"),
+    ("threads", "pidfd_thread_clone_fs", " shares its fd table or cwd with another process not supported yet"),
     # open file descriptions shared outside the image (state/shared_desc.h)
     ("shared", "file_outside", "(outsider) fd 3, outside the image; its offset would no longer be shared"),
     ("shared", "file_reopened", None),
@@ -337,10 +345,11 @@ PROBES = [
 # Probes whose children are restored with them: kill -9 takes the whole tree,
 # reaped here (a child subreaper), so that every pid is free for the restore.
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree",
-         "unix_dgram", "tree_clone", ("sysv", "shm_tree"), "sysv_ipc"}  # a probe, or (probe, variant)
+         "unix_dgram", "tree_clone", ("sysv", "shm_tree"), "sysv_ipc",
+         ("task", "child")}  # a probe, or (probe, variant)
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
                  "timer_thread", "mqueue_tree", "unix_dgram", "tree_clone", ("sysv", "shm_tree"),
-                 "sysv_ipc"}
+                 "sysv_ipc", ("task", "child")}
 
 
 def kernel_names_vmas():
@@ -526,7 +535,8 @@ class Contract(unittest.TestCase):
             self.assertEqual(p.pid, pid)
             self.assertEqual(p.verdict(), "PASS", "restored into the same pid")
             if probe in SAME_PID_ONLY or (probe, variant) in SAME_PID_ONLY:
-                r = sh(f"mkdir {m}/fresh-{variant} && cp {img} {m}/fresh-{variant}/image")
+                slot = f"{m}/fresh-{probe}-{variant}"  # task/child, thread_attrs/child: one variant name
+                r = sh(f"mkdir {slot} && cp {img} {slot}/image")
                 self.assertIn("Operation not permitted", r.stderr)
                 return
             p.restore(img, f"fresh-{variant}")

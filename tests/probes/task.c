@@ -49,13 +49,17 @@ static void deleted_cwd_check(void) {
 }
 
 static pid_t g_child;
+static int g_gone = -1;
+static struct stat g_gone_st;
 /* A child: its inherited descriptions are restored shared (docs/trees.md);
- * one deleted directory opened by each of the two separately is not (a
- * memfd, deleted file or unlinked queue so opened is: mqtree, tree_share). */
+ * one deleted directory opened by each of the two separately is too (deldir:
+ * made again by the parent, reopened through /proc/self/fd for the child, as
+ * a memfd, deleted file or unlinked queue so opened is: mqtree, tree_share). */
 static void child_setup(void) {
     if (mkdir(at("gone"), 0700) != 0) die("mkdir");
     int fd = open(at("gone"), O_RDONLY | O_DIRECTORY), ready[2];
     if (fd < 0) die("open gone");
+    g_gone = fd;
     if (pipe(ready) != 0) die("pipe");
     g_child = fork();
     if (g_child == 0) {
@@ -72,9 +76,27 @@ static void child_setup(void) {
     char c;
     if (read(ready[0], &c, 1) != 0) die("waiting for the child");
     close(ready[0]);
-    if (rmdir(at("gone")) != 0) die("rmdir");
+    if (rmdir(at("gone")) != 0 || fstat(fd, &g_gone_st) != 0) die("rmdir");
 }
 static void child_check(void) {
+    /* One removed directory, two open file descriptions: the parent's and the child's. */
+    struct stat st;
+    if (fstat(g_gone, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0 ||
+        st.st_mode != g_gone_st.st_mode)
+        fail("fd %d: not a removed directory of mode 0%o", g_gone, g_gone_st.st_mode);
+    if (openat(g_gone, "x", O_CREAT | O_WRONLY | O_CLOEXEC, 0600) >= 0 || errno != ENOENT)
+        fail("openat(O_CREAT) in the removed directory: %s", strerror(errno));
+    int child_fd = -1;
+    for (int n = 0; n < 64 && child_fd < 0; ++n) {
+        char path[64];
+        struct stat cs;
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", g_child, n);
+        if (stat(path, &cs) == 0 && cs.st_ino == st.st_ino && cs.st_dev == st.st_dev) child_fd = n;
+    }
+    if (child_fd < 0)
+        fail("the child holds no fd of the removed directory");
+    else if (syscall(SYS_kcmp, getpid(), g_child, 0 /* KCMP_FILE */, g_gone, child_fd) <= 0)
+        fail("the child's fd %d is not a description of its own", child_fd);
     kill(g_child, SIGKILL);
     if (waitpid(g_child, NULL, 0) != g_child) fail("child %d is not ours any more", g_child);
 }

@@ -3,10 +3,13 @@
  * another process without being its threads, and threads with settings of
  * their own that the image does not hold, are refused. */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -152,13 +155,88 @@ static void clone_check(void) {
     kill(g_clone, SIGKILL);
 }
 
-/* pidfd2: a PIDFD_THREAD pidfd (Linux 6.9) of one of its threads: the
- * threads are made by the blob after every fd is in place, so it stays a
- * reason (docs/trees.md "pidfds between members"). */
+/* thpidfd: PIDFD_THREAD pidfds (Linux 6.9) of its threads, made by the
+ * restore's blob once the threads exist (state/pidfd.h): one of thread 1,
+ * one PIDFD_NONBLOCK of thread 2 (both close-on-exec, as pidfd_open makes
+ * them) and a dup of it without close-on-exec. After the restore each names its thread (fdinfo
+ * Pid:, the flags), pidfd_send_signal through the first reaches thread 1 alone, and poll says
+ * readable once that thread has exited. */
+static int g_pfd[3];
+static atomic_int g_usr1_tid;
+static void on_usr1(int sig) {
+    (void)sig;
+    atomic_store(&g_usr1_tid, (int)syscall(SYS_gettid));
+}
+static long fdinfo_num(int fd, const char* key, int base) {
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = f < 0 ? -1 : read(f, buf, sizeof buf - 1);
+    if (f >= 0) close(f);
+    if (n <= 0) return -2;
+    buf[n] = 0;
+    char* p = strstr(buf, key);
+    return p ? strtol(p + strlen(key), NULL, base) : -2;
+}
 static void pidfd_thread_setup(void) {
+    struct sigaction sa = {.sa_handler = on_usr1};
+    sigaction(SIGUSR1, &sa, NULL);
     threads_setup();
-    if (syscall(SYS_pidfd_open, g_tid[1], O_EXCL /* PIDFD_THREAD */) < 0)
-        die("pidfd_open PIDFD_THREAD");
+    g_pfd[0] = (int)syscall(SYS_pidfd_open, g_tid[1], O_EXCL /* PIDFD_THREAD */);
+    g_pfd[1] = (int)syscall(SYS_pidfd_open, g_tid[2], O_EXCL | O_NONBLOCK);
+    g_pfd[2] = g_pfd[1] < 0 ? -1 : fcntl(g_pfd[1], F_DUPFD, 10);
+    if (g_pfd[0] < 0 || g_pfd[1] < 0 || g_pfd[2] < 0) die("pidfd_open PIDFD_THREAD");
+}
+static void pidfd_thread_check(void) {
+    const int tid[3] = {g_tid[1], g_tid[2], g_tid[2]};
+    const int nonblock[3] = {0, O_NONBLOCK, O_NONBLOCK}, cloexec[3] = {FD_CLOEXEC, FD_CLOEXEC, 0};
+    for (int i = 0; i < 3; ++i) {
+        long pid = fdinfo_num(g_pfd[i], "Pid:", 10), flags = fdinfo_num(g_pfd[i], "flags:", 8);
+        if (pid != tid[i]) fail("fd %d: pidfd of %ld, not of thread %d", g_pfd[i], pid, tid[i]);
+        if (flags < 0 || !(flags & O_EXCL) || (flags & O_NONBLOCK) != nonblock[i])
+            fail("fd %d: flags 0%lo", g_pfd[i], flags);
+        if (fcntl(g_pfd[i], F_GETFD) != cloexec[i]) fail("fd %d: close-on-exec", g_pfd[i]);
+    }
+    struct pollfd p = {.fd = g_pfd[0], .events = POLLIN};
+    if (poll(&p, 1, 0) != 0) fail("pidfd of thread 1 readable while it runs");
+    if (syscall(SYS_pidfd_send_signal, g_pfd[0], SIGUSR1, NULL, 0) != 0)
+        fail("pidfd_send_signal: %s", strerror(errno));
+    for (int i = 0; i < 60000 && !atomic_load(&g_usr1_tid); ++i) usleep(1000); /* bounded */
+    if (atomic_load(&g_usr1_tid) != g_tid[1])
+        fail("SIGUSR1 through the pidfd reached tid %d, not thread 1 (%d)",
+             atomic_load(&g_usr1_tid), g_tid[1]);
+    threads_check();
+    if (poll(&p, 1, 60000) != 1 || !(p.revents & POLLIN)) /* bounded: it has exited */
+        fail("pidfd of thread 1 not readable after it exited");
+}
+
+/* thpidfd: what stays a reason, since the blob replaces a placeholder that
+ * stage 1 left: an epoll watch of the pidfd (stage 1 adds the watches), and
+ * its description held by another process too (a fork would be handed the
+ * placeholder), a holder sharing its cwd or fd table (made after another's fds). */
+static pid_t g_kid;
+static void pidfd_thread_epoll_setup(void) {
+    pidfd_thread_setup();
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, g_pfd[0], &ev) != 0) die("epoll");
+}
+static void pidfd_thread_forked_setup(void) {
+    pidfd_thread_setup();
+    g_kid = fork();
+    if (g_kid < 0) die("fork");
+    if (g_kid == 0)
+        for (;;) pause();
+}
+static void pidfd_thread_clone_fs_setup(void) { /* a child sharing its cwd */
+    pidfd_thread_setup();
+    g_kid = clone(clone_child, g_stack + sizeof g_stack, CLONE_FS | SIGCHLD, NULL);
+    if (g_kid < 0) die("clone");
+}
+static void pidfd_thread_forked_check(void) {
+    kill(g_kid, SIGKILL);
+    waitpid(g_kid, NULL, 0);
+    pidfd_thread_check();
 }
 
 static const struct variant kVariants[] = {
@@ -167,6 +245,9 @@ static const struct variant kVariants[] = {
     {"churn", churn_setup, churn_check, churn_wait},
     {"clone_vm", clone_vm_setup, clone_check, wait_term},
     {"clone_files", clone_files_setup, clone_check, wait_term},
-    {"pidfd_thread", pidfd_thread_setup, threads_check, wait_term},
+    {"pidfd_thread", pidfd_thread_setup, pidfd_thread_check, wait_term},
+    {"pidfd_thread_epoll", pidfd_thread_epoll_setup, pidfd_thread_check, wait_term},
+    {"pidfd_thread_forked", pidfd_thread_forked_setup, pidfd_thread_forked_check, wait_term},
+    {"pidfd_thread_clone_fs", pidfd_thread_clone_fs_setup, pidfd_thread_forked_check, wait_term},
 };
 PROBE_MAIN(kVariants)

@@ -129,6 +129,28 @@ TEST(KcmpCache, GroupsOfManyBySorting) {
                       (*cls)[i] == (*cls)[j]);
 }
 
+// All of them holding one object (an fd table shared by every clone): n - 1
+// calls, each against the first (the sort of equal items asked about
+// n log2 n / 2 + n); one that differs, found on the way, still gets its own class.
+TEST(KcmpCache, AllHoldingOneObjectTakeOneCallEach) {
+    Clones c;
+    std::vector<KcmpItem> items{{getpid(), 0}};
+    for (int i = 0; i < 15; ++i) items.push_back({c.make(CLONE_FILES), 0});
+    KcmpCache k;
+    auto cls = k.classes(KCMP_FILES, items);
+    ASSERT_TRUE(cls);
+    EXPECT_EQ(*cls, std::vector<int>(items.size(), 0));
+    EXPECT_EQ(k.calls(), items.size() - 1);
+    items.push_back({c.make(0), 0});  // its own table
+    items.push_back({c.make(CLONE_FILES), 0});
+    KcmpCache mixed;
+    cls = mixed.classes(KCMP_FILES, items);
+    ASSERT_TRUE(cls);
+    for (size_t i = 0; i < items.size(); ++i)
+        EXPECT_EQ((*cls)[i] == (*cls)[0], i != items.size() - 2) << i;
+    EXPECT_LE(mixed.calls(), items.size() + sort_bound(items.size()));
+}
+
 // Open file descriptions (KCMP_FILE): dups are one, opens are several.
 TEST(KcmpCache, FileDescriptions) {
     int a = ::open("/dev/null", O_RDONLY | O_CLOEXEC);

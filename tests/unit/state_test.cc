@@ -21,8 +21,10 @@
 #include "crfs/image_format.h"
 #include "state/fds.h"
 #include "state/kobj.h"
+#include "state/pidfd.h"
 #include "state/registry.h"
 #include "state/thread_attrs.h"
+#include "state/tree_restore.h"
 #include "state/tree_share.h"
 
 namespace crfs::state {
@@ -159,8 +161,9 @@ TEST(Registry, EachKindNamesItsState) {
         {"child",
          [] {
              // trees: inherited descriptions are restored shared (state/tree_share.h);
-             // one deleted directory opened by each process separately is not (a
-             // memfd so opened is: mqtree).
+             // one deleted directory opened by each process separately is not when
+             // the later one has read it (its offset is set after the rmdir, which
+             // ext4 refuses: deldir; at offset 0 it is, as a memfd so opened: mqtree).
              char dir[] = "/tmp/crfs-s12mq-XXXXXX";
              if (!mkdtemp(dir)) return;
              int fd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -170,6 +173,8 @@ TEST(Registry, EachKindNamesItsState) {
                  prctl(PR_SET_PDEATHSIG, SIGKILL);
                  close(kReadyFd);
                  int again = open(dir, O_RDONLY | O_DIRECTORY);
+                 char entries[256];  // "." and "..": its offset is no longer 0
+                 (void)!syscall(SYS_getdents64, again, entries, sizeof entries);
                  close(fd);
                  close(done[0]);
                  close(done[1]);
@@ -381,6 +386,111 @@ TEST(Pidfd, ATargetIsAnyMemberClonedBeforeAnyFds) {
     EXPECT_EQ(check(103, {}, 104), "");  // its sibling, under 101
     EXPECT_NE(check(103, {{1, {100, 0, 0, 0}}}, 104).find("made by a process that shares an fd"),
               std::string::npos);  // its cloner 101 shares 100's fd table
+}
+
+// thpidfd (state/pidfd.cc check_thread, tree_pidfd_plan): a PIDFD_THREAD
+// pidfd-target that is no process of the image. A single task's must be one
+// of its threads; a tree member's is found among the members' threads once
+// every member is planned (before any process is made): a tid of a process
+// outside, or of none, is refused then. An epoll watch of it is refused too
+// (stage 1 adds the watches, before the blob makes it).
+TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
+    auto image = [](bool tree, int32_t tid) {
+        DecodedImage img;
+        img.header.version = 12;
+        img.task.pid = 100;
+        ThreadImage t;
+        t.rec.tid = 101;
+        img.threads.push_back(t);
+        if (tree)
+            for (auto [pid, ppid] : {std::pair{100, 1}, {102, 100}})
+                img.processes.push_back({pid, ppid, 100, 100, 0, 0});
+        FdEntry f;
+        f.rec = {};
+        f.rec.fd = 3;
+        f.rec.kind = uint32_t(image::FdKind::kPidfd);
+        f.rec.open_flags = O_EXCL;  // PIDFD_THREAD
+        f.kobj.push_back(
+            kobj_record(image::RecordType::kPidfdTarget, image::PidfdTargetRecord{3, tid}));
+        img.fds.push_back(f);
+        return img;
+    };
+    auto check = [](const DecodedImage& img) {
+        auto r = kobj_check(img.fds[0], img);
+        return r ? std::string() : r.error().what;
+    };
+    EXPECT_EQ(check(image(false, 101)), "");  // its own thread
+    EXPECT_NE(check(image(false, 555)).find("pidfd of thread 555, not a thread of this task"),
+              std::string::npos);
+    EXPECT_EQ(check(image(true, 555)), "");  // a tree: tree_pidfd_plan decides
+    auto watched = image(false, 101);
+    FdEntry ep;
+    ep.rec = {};
+    ep.rec.fd = 4;
+    ep.rec.kind = uint32_t(image::FdKind::kEpoll);
+    ep.kobj.push_back(
+        kobj_record(image::RecordType::kEpollWatch, image::EpollWatchRecord{4, 3, 1, 0, 0}));
+    watched.fds.push_back(ep);
+    EXPECT_NE(check(watched).find("pidfd of thread 101, watched by an epoll"), std::string::npos);
+
+    // The tree 100 (threads 101) -> 102; 102 holds fd 3, a pidfd of `tid`.
+    auto plan = [&](int32_t tid) {
+        auto parent = image(true, 101), holder = image(true, tid);
+        holder.task.pid = 102;
+        holder.threads.clear();
+        FdPlan hfds, pfds;
+        FdAction a;
+        a.target = 3;
+        a.cloexec = true;
+        ASSERT_TRUE(kobj_plan(holder.fds[0], a.kobj));
+        hfds.actions.push_back(a);
+        FdAction dup;
+        dup.target = 5;
+        dup.same_as = 3;
+        hfds.actions.push_back(dup);
+        EXPECT_FALSE(plan_thread_pidfds(holder, hfds, false));  // not a tree: refused
+        auto planned = plan_thread_pidfds(holder, hfds, true);
+        ASSERT_TRUE(planned);
+        auto& list = *planned;
+        EXPECT_EQ(list.size(), 2u);  // it, then its dup
+        if (list.size() == 2) {
+            EXPECT_EQ(list[0].fd, 3);
+            EXPECT_EQ(list[0].tid, tid);
+            EXPECT_EQ(list[0].wait, 1);
+            EXPECT_EQ(list[1].dup_of, 3);
+        }
+        TreeRestore tree;
+        tree.members.resize(2);
+        crfs_restorer_args args{};
+        tree.members[0].pid = 100;
+        tree.members[0].img = &parent;
+        tree.members[0].fds = &pfds;
+        tree.members[0].min_fd = 10;
+        tree.members[0].args = &args;
+        tree.members[1].pid = 102;
+        tree.members[1].parent = 0;
+        tree.members[1].img = &holder;
+        tree.members[1].fds = &hfds;
+        tree.members[1].min_fd = 10;
+        auto r = tree_pidfd_plan(tree);
+        if (tid == 101) {
+            EXPECT_TRUE(r) << r.error().what;
+            EXPECT_EQ(args.has_threads_made, 1);  // 100's blob closes its pipe's end
+            EXPECT_EQ(tree.members[0].share_keep,
+                      std::vector<int>{args.threads_made_fd});  // kept in its stage 1
+            EXPECT_EQ(tree.members[1].share_keep, std::vector<int>{int(hfds.actions[0].kobj.n[1])});
+        } else {
+            ASSERT_FALSE(r);
+            EXPECT_NE(r.error().what.find("fd 3: pidfd of thread " + std::to_string(tid) +
+                                          ", not a thread of a process of the tree"),
+                      std::string::npos)
+                << r.error().what;
+            EXPECT_EQ(args.has_threads_made, 0);
+        }
+    };
+    plan(101);
+    plan(1);                  // a process outside
+    plan(int32_t(getpid()));  // this test: a process outside
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "tests/support/check_fields.h"
 
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +77,34 @@ TEST(RestoreFields, TmpfileFlagsOnlyOnAWritableDeletedFile) {
     expect_einval(img, "open flags 020200002");
     img.fds[0].rec.kind = uint32_t(image::FdKind::kCharDev);
     expect_einval(img, "open flags 020200002");
+}
+
+// deldir: a removed directory (state/dir_deleted.cc) names its old path plainly,
+// has a directory's mode and a directory's read-only flags.
+TEST(RestoreFields, DeletedDirectoryPathModeAndFlagsInRange) {
+    auto img = good();
+    auto& r = img.fds[0].rec;
+    r.kind = uint32_t(image::FdKind::kDeletedDir);
+    r.mode = S_IFDIR | 02751;
+    r.open_flags = O_DIRECTORY | O_NONBLOCK | 0100000;
+    EXPECT_TRUE(check_fields(img));
+    for (const char* p : {"/tmp/../x", "/tmp/./x", "/tmp//x", "/tmp/x/", "/", "x", "/tmp/.."}) {
+        img.fds[0].path = p;
+        expect_einval(img, "deleted directory path");
+    }
+    img.fds[0].path = "/tmp/x";
+    r.mode = S_IFREG | 0644;
+    expect_einval(img, "deleted directory mode 0100644");
+    r.mode = S_IFDIR | 010000;
+    expect_einval(img, "deleted directory mode");
+    r.mode = S_IFDIR | 0700;
+    r.open_flags = O_DIRECTORY | O_RDWR;
+    expect_einval(img, "deleted directory open flags");
+    r.open_flags = O_DIRECTORY | O_APPEND;
+    expect_einval(img, "deleted directory open flags");
+    r.open_flags = O_DIRECTORY;
+    r.mtime_nsec = 1000000000;
+    expect_einval(img, "mtime nanoseconds");
 }
 
 TEST(RestoreFields, AnonymousMemoryNamesOnlyOfTheirKind) {

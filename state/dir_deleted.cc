@@ -1,0 +1,208 @@
+// A removed directory still held open (`mkdir d; fd = open(d, O_DIRECTORY);
+// rmdir d`): a build's temp dir removed under a long-running tool, a dirfd
+// kept for openat. rmdir needs the directory empty and nothing can be made in
+// it afterwards (ENOENT), so it is an empty directory with no name: the image
+// holds its fd record only (fd kind 39: parent path, mode, flags, offset,
+// mtime), and the restore makes it again, as the writer, in the directory it
+// lived in: a fresh directory there (of its old name when that is free, else
+// of a unique one), opened with the original flags, removed, given the original owner, mode and
+// mtime and seeked to the offset, and that very description dup'd into the task
+// (FdAction::prepared). A parent that is gone, or that the writer may not
+// write to, fails the restore with the kernel's error; never another place.
+//
+// Exact: the fd is a directory with nlink 0; getdents, openat(fd, "x",
+// O_CREAT) and mkdirat fail ENOENT as before; flags, offset (the original's
+// getdents cookie, taken back by lseek on the same file system), mode, owner
+// and mtime the same. Not kept, as for any file crfs makes (deleted files:
+// state/file_deleted.cc): the inode number, atime, ctime, the parent's mtime
+// and ctime (the restore's mkdir and rmdir in it), and, when its old name is
+// taken again in the parent, the name /proc/PID/fd/N shows (".crfs-deldir-...
+// (deleted)", as a deleted file's copy shows "#INODE (deleted)").
+//
+// Reasons: owned by someone else than the task's fsuid:fsgid (the new one is
+// the writer's, as a deleted file's copy); its parent gone or on another file
+// system now; a second open file description of it in the task (restored,
+// they would be two directories; two members of a tree: state/tree_share.cc
+// reopens it through /proc/self/fd).
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+
+#include "checkpoint/files.h"
+#include "common/strfmt.h"
+#include "restorer/files.h"
+#include "state/file_kind.h"
+
+namespace crfs::state {
+namespace {
+
+constexpr std::string_view kDeleted = " (deleted)";
+constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
+// What fdinfo can show for a directory (O_RDONLY: directories are not opened
+// for writing); the directory kind's (state/dirfd.cc).
+constexpr uint32_t kFlags =
+    O_DIRECTORY | kOLargefile | O_NONBLOCK | O_NOATIME | O_NOFOLLOW | O_SYNC | O_DSYNC | FASYNC;
+
+bool match(const FdView& f) {
+    return S_ISDIR(f.st.st_mode) && f.st.st_nlink == 0 && !(f.info.flags & O_PATH) &&
+           f.link.starts_with("/") && f.link.ends_with(kDeleted);
+}
+
+std::string name_of(const FdView& f) {
+    return f.link.substr(0, f.link.size() - kDeleted.size());
+}
+
+// The directory of an absolute path ("/a/b" -> "/a", "/b" -> "/").
+std::string dir_of(const std::string& path) {
+    size_t slash = path.rfind('/');
+    return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+std::string not_yet(std::string what) {
+    return what + "; such a directory" + std::string(kNotYet);
+}
+
+std::optional<std::string> detect(TaskView& t, const FdView& f) {
+    std::string name = name_of(f), dir = dir_of(name);
+    auto status = t.status();
+    if (status && (f.st.st_uid != (*status)->uid[3] || f.st.st_gid != (*status)->gid[3]))
+        return not_yet(strfmt("deleted directory {} owned by {}:{}, not by the task's fsuid:fsgid",
+                              name, f.st.st_uid, f.st.st_gid));
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        return not_yet(
+            strfmt("deleted directory {}: the directory it lived in, {}, is gone", name, dir));
+    if (st.st_dev != f.st.st_dev)
+        return not_yet(
+            strfmt("deleted directory {}: the directory it lived in, {}, is now on "
+                   "another file system",
+                   name, dir));
+    // Another description of it in the task (a dup shares this one).
+    if (auto why = second_description(t, f, "deleted directory " + name, "directories"))
+        return not_yet(*why);
+    return std::nullopt;
+}
+
+Status dump(pid_t, const FdView& f, TaskFd& t) {
+    t.path = name_of(f);  // flags, offset, mode, mtime: the fd record has them
+    return {};
+}
+
+Status bad(const FdEntry& f, const std::string& what) {
+    return make_error(EINVAL, strfmt("image field out of range: fd {}: {}", f.rec.fd, what));
+}
+
+// An absolute path of at least one name, none of them empty, "." or "..".
+bool plain_path(const std::string& p) {
+    if (p.size() < 2 || p.size() >= PATH_MAX || p[0] != '/' || p.back() == '/') return false;
+    for (size_t at = 1; at <= p.size();) {
+        size_t end = p.find('/', at);
+        if (end == std::string::npos) end = p.size();
+        std::string_view part(p.data() + at, end - at);
+        if (part.empty() || part == "." || part == ".." || part.size() > NAME_MAX) return false;
+        at = end + 1;
+    }
+    return true;
+}
+
+Status check(const FdEntry& f, const DecodedImage&) {
+    const auto& r = f.rec;
+    if (!plain_path(f.path)) return bad(f, "deleted directory path with an empty, . or .. name");
+    if (!S_ISDIR(r.mode) || (r.mode & ~uint32_t(S_IFMT | 07777)))
+        return bad(f, strfmt("deleted directory mode 0{:o}", r.mode));
+    if (r.open_flags & ~kFlags)
+        return bad(f, strfmt("deleted directory open flags 0{:o}", r.open_flags));
+    if (r.mtime_nsec < 0 || r.mtime_nsec >= 1000000000)
+        return bad(f, strfmt("deleted directory mtime nanoseconds {}", r.mtime_nsec));
+    return {};
+}
+
+// A name no one uses in `parent`, made as a directory: the original's when it
+// is free (the fd's /proc link then reads as before), else ".crfs-deldir-<random>".
+Result<std::string> make_unique_dir(int parent, const FdEntry& f, const std::string& dir) {
+    std::string name = f.path.substr(f.path.rfind('/') + 1);
+    for (int tries = 0; tries < 64; ++tries) {
+        if (tries) {
+            uint64_t r = 0;
+            if (getrandom(&r, sizeof r, 0) != sizeof r) return errno_error("getrandom");
+            name = strfmt(".crfs-deldir-{:016x}", r);
+        }
+        if (::mkdirat(parent, name.c_str(), 0700) == 0) return name;
+        if (errno != EEXIST)
+            return errno_error(
+                strfmt("fd {}: mkdir in {} (the deleted directory lived there)", f.rec.fd, dir));
+    }
+    return make_error(EEXIST, strfmt("fd {}: no free name in {}", f.rec.fd, dir));
+}
+
+// The deleted directory of `f`, made again in its parent as the writer.
+Result<UniqueFd> make_dir(const FdEntry& f, const FilePlanIn& in) {
+    std::string dir = dir_of(f.path);
+    int p = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (p < 0)
+        return errno_error(
+            strfmt("fd {}: open {} (the deleted directory lived there)", f.rec.fd, dir));
+    UniqueFd parent(p);
+    auto name = make_unique_dir(p, f, dir);
+    if (!name) return std::unexpected(name.error());
+    int flags = int(f.rec.open_flags) | O_NOCTTY | O_CLOEXEC;
+    int fd = ::openat(p, name->c_str(), flags);
+    if (fd < 0) {
+        int e = errno;
+        ::unlinkat(p, name->c_str(), AT_REMOVEDIR);
+        return make_error(e, strfmt("fd {}: open of the new directory in {}", f.rec.fd, dir));
+    }
+    UniqueFd out(fd);
+    // Before the rmdir: a removed ext4 directory has size 0 and lseek takes no
+    // hash cookie any more (EINVAL); the task's offset was set before its rmdir too.
+    if (f.rec.pos && ::lseek(fd, off_t(f.rec.pos), SEEK_SET) != off_t(f.rec.pos)) {
+        int e = errno;
+        ::unlinkat(p, name->c_str(), AT_REMOVEDIR);
+        return make_error(e, strfmt("fd {}: seek of the deleted directory", f.rec.fd));
+    }
+    if (::unlinkat(p, name->c_str(), AT_REMOVEDIR) != 0)
+        return errno_error(strfmt("fd {}: rmdir of the new directory in {}", f.rec.fd, dir));
+    // The one removed must be the one opened (a writable parent's other users
+    // could have swapped the name), and is given the original's owner, mode, mtime.
+    struct stat st {};
+    const auto& creds = in.img.creds;
+    if (::fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
+        return make_error(ESTALE, strfmt("fd {}: the directory made in {} is not the one "
+                                         "removed",
+                                         f.rec.fd, dir));
+    if ((st.st_uid != creds.uid[3] || st.st_gid != creds.gid[3]) &&
+        ::fchown(fd, creds.uid[3], creds.gid[3]) != 0)
+        return errno_error(strfmt("fd {}: chown of the deleted directory to {}:{}", f.rec.fd,
+                                  creds.uid[3], creds.gid[3]));
+    const struct timespec times[2] = {{0, UTIME_OMIT}, {f.rec.mtime_sec, f.rec.mtime_nsec}};
+    if (::fchmod(fd, f.rec.mode & 07777) != 0 || ::futimens(fd, times) != 0)
+        return errno_error(strfmt("fd {}: chmod/utimes of the deleted directory", f.rec.fd));
+    // The kernel drops a set-group-ID bit the writer may not set: not the original's.
+    if (::fstat(fd, &st) != 0 || (st.st_mode & 07777) != (f.rec.mode & 07777))
+        return make_error(EPERM, strfmt("fd {}: the deleted directory's mode is 0{:o}, not 0{:o}",
+                                        f.rec.fd, st.st_mode & 07777, f.rec.mode & 07777));
+    return out;
+}
+
+Status plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
+    auto made = make_dir(f, in);
+    if (!made) return std::unexpected(made.error());
+    int hi = fcntl(made->get(), F_DUPFD_CLOEXEC, in.min_fd);
+    if (hi < 0) return errno_error("dup of the deleted directory");
+    in.copies.emplace_back(hi);
+    a.type = S_IFDIR;
+    a.prepared = hi;  // its flags and offset set here
+    a.seek = false;
+    return {};
+}
+
+}  // namespace
+
+const FileKind kDeletedDirKind = {
+    image::FdKind::kDeletedDir, "deleted directory", match, detect, dump, check, plan, kFlags};
+
+}  // namespace crfs::state

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""thpidfd: pidfds of threads (PIDFD_THREAD, Linux 6.9) in a tree, through the
+mount (docs/trees.md "pidfds between members"): cp /crfs/PID/image, kill -9
+the whole tree, restore into the same pids.
+
+  - /usr/bin/python3 P with a thread PT forks C, which starts a thread CT.
+    P holds a pidfd of its own thread PT and a PIDFD_NONBLOCK one of C's
+    thread CT (and an inheritable dup of it); C holds one of P's thread PT.
+    Each waits for the other's threads in its blob: no cycle. After the
+    restore each pidfd names its thread (fdinfo Pid:, the flags, close-on-
+    exec), a SIGUSR2 through it reaches that very thread (sigwait there), and
+    poll says readable once the thread has exited.
+  - a normal user in the restore_pid_group group restores the same tree, and
+    its edits of a thread's pidfd-target are refused with nothing made: pid
+    1, a thread of a process outside the image (one of this test's), a
+    PIDFD_THREAD pidfd of the holder's own thread edited to a tid outside;
+    and C's thread given the tid of a thread outside (in use: its blob fails
+    while P waits for it): the tree is killed, C's failure named.
+
+usage: thread_pidfd_mount_test.py BUILD_DIR  (any unittest args after)
+"""
+import os
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import wait_for  # noqa: E402
+import trees_mount_test  # noqa: E402
+from trees_mount_test import gone, stat  # noqa: E402
+import unix_tree_mount_test  # noqa: E402
+from pidfd_tree_mount_test import PidfdTree, PidfdUser  # noqa: E402
+
+# P (pids[0]) and C (pids[1]), each with one thread waiting for SIGUSR2 in
+# sigwait (SIGUSR1 and SIGUSR2 blocked everywhere). After SIGUSR1 to P: P
+# checks its pidfds, signals CT through its pidfd, polls it until CT has
+# exited, then SIGUSR1s C, which does the same with PT; P polls its own
+# pidfd of PT, reaps C and writes PASS to `out`.
+TREE = """
+import os, select, signal, threading
+PIDFD_THREAD = os.O_EXCL
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
+def info(fd, key):
+    for line in open(f"/proc/self/fdinfo/{fd}"):
+        if line.startswith(key):
+            return line.split()[1]
+def put(name, text=""):
+    with open(name + ".t", "w") as f:
+        f.write(text)
+    os.rename(name + ".t", name)
+def wait_file(name):
+    while not os.path.exists(name):
+        signal.sigtimedwait({signal.SIGCHLD}, 0.01)
+def waiter(name):
+    def run():
+        got = signal.sigwait({signal.SIGUSR2})
+        put(name, f"{threading.get_native_id()} {got}")
+    t = threading.Thread(target=run)
+    t.start()
+    while not t.native_id:
+        signal.sigtimedwait({signal.SIGCHLD}, 0.001)
+    return t
+def names(fd, tid, nonblock, inheritable):
+    flags = int(info(fd, "flags:"), 8)
+    return (int(info(fd, "Pid:")) == tid and bool(flags & PIDFD_THREAD) and
+            bool(flags & os.O_NONBLOCK) == nonblock and os.get_inheritable(fd) == inheritable)
+def through(fd, name, tid):
+    signal.pidfd_send_signal(fd, signal.SIGUSR2)
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    p.poll()  # readable once the thread has exited
+    wait_file(name)
+    return open(name).read() == f"{tid} {int(signal.SIGUSR2)}"
+pt = waiter("pt.got")
+c = os.fork()
+if c == 0:
+    ct = waiter("ct.got")
+    put("ct", str(ct.native_id))
+    up = os.pidfd_open(pt.native_id, PIDFD_THREAD)
+    put("c.ready")
+    signal.sigwait({signal.SIGUSR1})
+    ok = names(up, pt.native_id, False, False) and through(up, "pt.got", pt.native_id)
+    ct.join()
+    put("c.out", "PASS" if ok else f"FAIL {info(up, 'Pid:')} {info(up, 'flags:')}")
+    os._exit(0)
+wait_file("c.ready")
+ct = int(open("ct").read())
+own = os.pidfd_open(pt.native_id, PIDFD_THREAD)
+down = os.pidfd_open(ct, PIDFD_THREAD | os.O_NONBLOCK)
+again = os.dup(down)
+os.set_inheritable(again, True)
+put("half")
+signal.sigwait({signal.SIGUSR1})
+why = []
+if not names(own, pt.native_id, False, False):
+    why.append(f"own {info(own, 'Pid:')} {info(own, 'flags:')}")
+if not names(down, ct, True, False) or not names(again, ct, True, True):
+    why.append(f"down {info(down, 'Pid:')} {info(down, 'flags:')} {info(again, 'Pid:')}")
+if not through(down, "ct.got", ct):
+    why.append("SIGUSR2 through the pidfd of C's thread")
+os.kill(c, signal.SIGUSR1)
+p = select.poll()
+p.register(own, select.POLLIN)
+p.poll()  # C's SIGUSR2 ended PT
+pt.join()
+st = os.waitid(os.P_PID, c, os.WEXITED)
+said = open("c.out").read()
+with open("out", "w") as f:
+    f.write("PASS\\n" if not why and said == "PASS" and st.si_status == 0 else
+            f"FAIL {why} {said} {st}\\n")
+"""
+
+
+class ThreadPidfd(trees_mount_test.TreeBase):
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def thread_tree(self, user_prefix=()):
+        """The tree of TREE, run until it writes `half`: (proc, [P, C], C's thread)."""
+        proc, pids = PidfdTree.run_script(self, "tp.py", TREE, user_prefix)
+        self.assertEqual(len(pids), 2)
+        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "the tree to wait")
+        with open(self.path("ct")) as f:
+            return proc, pids, int(f.read())
+
+    def finish(self, pids):
+        """SIGUSR1 to P; the tree ends and says PASS."""
+        os.kill(pids[0], 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        self.assertEqual(self.out(), "PASS\n")
+
+    def test_unrestored_tree_passes(self):
+        proc, pids, _ = self.thread_tree()
+        self.finish(pids)
+
+    def test_pidfds_of_own_and_other_members_threads_name_the_restored_threads(self):
+        proc, pids, _ = self.thread_tree()
+        self.round_trip(proc, pids)
+        self.finish(pids)
+
+
+USER, GROUP = "s14tpu1", "s14tpg1"
+
+
+class ThreadPidfdUser(unix_tree_mount_test.InGroup, ThreadPidfd):
+    """A normal user in the restore_pid_group group: its tree comes back as
+    the user, and its edited thread targets are refused, nothing made."""
+
+    user, group, prefix, mode = USER, GROUP, "crfs-s14tp-", 0o755
+
+    targets = PidfdUser.targets  # the image's pidfd-target records: [(fd, pid)]
+
+    def test_user_restores_its_tree_and_edited_thread_targets_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids, ct = self.thread_tree(user_prefix=as_user)
+        top, c = pids
+        img = self.checkpoint_as(run, top)
+        self.kill_all(proc, pids)
+        got = self.targets(img)  # P's (own thread PT, C's thread CT), then C's (PT)
+        pt = got[0][1]
+        self.assertEqual([pid for _, pid in got], [pt, ct, pt])
+        self.assertNotIn(pt, pids)
+        stop = threading.Event()
+        outside = threading.Thread(target=stop.wait)  # a thread of a process outside
+        outside.start()
+        try:
+            for edits, expect in [
+                (["pidfd-target#1.pid=1"], "pidfd of thread 1, not a thread of a process of "
+                 "the tree"),
+                ([f"pidfd-target#2.pid={outside.native_id}"],
+                 f"pidfd of thread {outside.native_id}, not a thread of a process of the tree"),
+                ([f"pidfd-target#0.pid={outside.native_id}"],
+                 f"pidfd of thread {outside.native_id}, not a thread of a process of the tree"),
+            ]:
+                self.refused_as_user(as_user, run, img, pids, edits, expect)
+            # C's thread cannot be made (its tid is in use) while P waits for it:
+            # no one waits for ever, the tree is killed, C's failure is named.
+            o = outside.native_id
+            self.refused_as_user(as_user, run, img, pids,
+                                 [f"thread#3.tid={o}", f"thread-attrs#3.tid={o}", f"pidfd-target#1.pid={o}"],
+                                 f"process {c}: restore: creating thread {o}: File exists",
+                                 made=True)
+        finally:
+            stop.set()
+            outside.join()
+        self.restore_as(run, pw, img, pids)
+        self.finish(pids)
+
+    test_unrestored_tree_passes = None
+    test_pidfds_of_own_and_other_members_threads_name_the_restored_threads = None
+
+
+if __name__ == "__main__":
+    roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
