@@ -68,6 +68,11 @@ bool SlotStream::first_pages(uint64_t at) {
     return false;
 }
 
+pid_t SlotStream::task_pid() {
+    std::lock_guard lock(mu_);
+    return ready_ ? task_.pid : 0;
+}
+
 Status SlotStream::record(uint32_t type) {
     if (refusal_ || type == uint32_t(image::RecordType::kStats) ||
         type == uint32_t(image::RecordType::kTrailer))

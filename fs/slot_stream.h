@@ -50,6 +50,10 @@ class SlotStream : public PageSink {
     // the task goes on and its pid is returned; an error: the task is killed
     // and the error returned.
     Result<pid_t> finish(Status verified);
+    // The task made for this image, once its VMAs wait for the pages (0
+    // before): under its pid the tree shows the slot, not the task (ops.cc
+    // hidden_by_task), so a name looked up meanwhile stays the slot's.
+    pid_t task_pid();
     // The restore's reads of restart_syscall code (RestoreStream::restart_code).
     const std::vector<uint64_t>& restart_code() const { return rs_.restart_code; }
     // A record the streamed restore cannot take came after the page data
