@@ -35,8 +35,9 @@ benches another build's daemon (its crfs-ckpt next to it), e.g. before/after.
 
 `--restore-ab` (restore only, before/after interleaved in one run): two
 daemons are mounted, "after" (this build's, or --crfsd) and "before"
-(--before-crfsd PATH, or the same binary with CRFS_RESTORE_PLAIN_SPOOL=1:
-the spool without page data set apart); for each size one image is taken,
+(--before-crfsd PATH, or the same binary with --before-env VAR=VALUE in its
+environment, default CRFS_RESTORE_PLAIN_SPOOL=1: the spool without page data
+set apart; CRFS_RESTORE_NO_STREAM=1: spooled, not streamed); for each size one image is taken,
 then each of --rounds rounds restores it through before, after, and writes
 it into fuse_limit (FUSE wr), in that order; every round's three figures,
 the medians and the ratios to FUSE wr are printed with the load average.
@@ -254,15 +255,16 @@ def restore_ab(a, crfsd, limit, tmp, mnt, lim, log):
     os.mkdir(mnt_b)
     env = dict(os.environ)
     before = a.before_crfsd or crfsd
+    var, _, val = a.before_env.partition("=")
     if not a.before_crfsd:
-        env["CRFS_RESTORE_PLAIN_SPOOL"] = "1"
+        env[var] = val
     proc = subprocess.Popen([before, "-f", "-o", "state_dir=" + tmp + "/state-b", mnt_b],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     wait_for(lambda: os.path.ismount(mnt_b) or proc.poll() is not None, "the mount " + mnt_b)
     restored = []
     ms = lambda s: f"{s * 1e3:7.1f}"
     try:
-        print(f"before: {before}{'' if a.before_crfsd else ' with CRFS_RESTORE_PLAIN_SPOOL=1'};"
+        print(f"before: {before}{'' if a.before_crfsd else ' with ' + a.before_env};"
               f" after: {crfsd}", flush=True)
         for size in a.sizes:
             holder = start_holder(size, tmp)
@@ -314,6 +316,7 @@ def main():
     ap.add_argument("--crfsd", default=None)
     ap.add_argument("--restore-ab", action="store_true")
     ap.add_argument("--before-crfsd", default=None)
+    ap.add_argument("--before-env", default="CRFS_RESTORE_PLAIN_SPOOL=1")
     ap.add_argument("sizes", nargs="*", type=int, default=[16, 256, 1024])
     a = ap.parse_args()
     if a.small_only:

@@ -181,6 +181,10 @@ Result<std::optional<Record>> ImageReader::next() {
     auto n = src_.read(&rh, sizeof rh);
     if (!n) return std::unexpected(n.error());
     offset_ += *n;
+    if (*n == 0 && prefix_) {  // stream: the records before the pages, all of them
+        done_ = true;
+        return std::optional<Record>();
+    }
     if (*n == 0)
         return bad(
             strfmt("truncated image: no trailer (stream ends after {} records at "
@@ -368,7 +372,8 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     ImageReader reader(src);
     reader.skip_bulk_data(!opts.keep_data);
     if (opts.hashed) reader.use_stream_hash(*opts.hashed);
-    reader.checksum_verified(opts.checksum_verified);
+    reader.checksum_verified(opts.checksum_verified || opts.prefix);
+    reader.prefix_only(opts.prefix);
     auto h = reader.read_header();
     if (!h) return std::unexpected(h.error());
     img.header = *h;

@@ -91,6 +91,11 @@ class ImageReader {
     // (a tree's restore decodes its unchanging spool once per process):
     // skipped bulk data is neither read nor hashed, the checksum not compared.
     void checksum_verified(bool on) { verified_ = on; }
+    // stream: the source holds an image's records up to its first pages
+    // record only (fs/slot_stream.h): its end at a record boundary ends the
+    // records without a trailer; nothing is hashed (the whole image is
+    // decoded and its checksum verified before the task may run).
+    void prefix_only(bool on) { prefix_ = on; }
     // trees: goes on at byte `offset`, the start of record `index`, a record
     // boundary an earlier decode of these very bytes found (DecodeOptions::tree).
     Status resume_at(uint64_t offset, uint64_t index);
@@ -116,6 +121,7 @@ class ImageReader {
     bool done_ = false;
     bool skip_bulk_ = false;
     bool verified_ = false;
+    bool prefix_ = false;        // stream
     std::vector<char> scratch_;  // skipped bulk data passes through here
 };
 
@@ -285,6 +291,9 @@ struct DecodeOptions {
     // records of `process` are read, from its process record to the next
     // (one walk of the framing per tree, not one per process).
     const DecodedImage* tree = nullptr;
+    // stream: the source ends before the image's first pages record
+    // (ImageReader::prefix_only): every check but the trailer's.
+    bool prefix = false;
 };
 
 // Reads and checks a whole image: framing, checksum, and that the records make

@@ -127,6 +127,18 @@ Status ImageSpool::begin_record() {
                  length >= sizeof(image::PagesRecord) + kPage &&
                  length <= sizeof(image::PagesRecord) + kMaxPageData &&
                  (length - sizeof(image::PagesRecord)) % kPage == 0;
+    if (diverting_ && !pages)  // stream: the sink says which records may follow the pages
+        if (auto ok = sink_->record(type); !ok) return ok;
+    if (pages && sink_ && !diverting_ && runs_.empty()) {  // stream: the first pages record
+        if (auto ok = flush(); !ok) return ok;
+        uint64_t at = written_ - sizeof hold_;
+        if (image_end_ < at) {
+            if (::ftruncate(image_.get(), off_t(at)) != 0)
+                return errno_error("spool image: ftruncate");
+            image_end_ = at;
+        }
+        diverting_ = sink_->first_pages(at);
+    }
     state_ = pages ? State::kPagesFixed : State::kBody;
     left_ = pages ? sizeof(image::PagesRecord) : length;
     if (!pages)
@@ -183,7 +195,12 @@ Status ImageSpool::append(const char* buf, size_t len) {
             case State::kPagesFixed:
             case State::kPageData: {
                 size_t n = size_t(std::min<uint64_t>(len, left_));
-                if (state_ == State::kPageData) {
+                if (state_ == State::kPageData && diverting_) {  // stream
+                    image::PagesRecord pr;
+                    std::memcpy(&pr, heads_.data() + heads_.size() - sizeof pr, sizeof pr);
+                    ok = sink_->data(pr.vaddr, pr.nr_pages, runs_.back().bytes - left_, buf, n);
+                    written_ += n;  // a hole in the image, nothing stored
+                } else if (state_ == State::kPageData) {
                     ok = to_pages(buf, n);
                 } else {
                     if (state_ == State::kBody)

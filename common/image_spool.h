@@ -34,6 +34,22 @@
 
 namespace crfs {
 
+// stream: where a streamed restore's page data goes instead of the page
+// store (fs/slot_stream.h). Called from append(), in the image's order.
+class PageSink {
+  public:
+    virtual ~PageSink() = default;
+    // The image's first pages record starts at byte `at`; every byte before
+    // it is in image_fd() now. True: this record's data and every later
+    // pages record's go to data(), not to the page store.
+    virtual bool first_pages(uint64_t at) = 0;
+    // `len` bytes of the page run at `vaddr` (nr_pages long), from byte `off` of its data.
+    virtual Status data(uint64_t vaddr, uint32_t nr_pages, uint64_t off, const char* buf,
+                        size_t len) = 0;
+    // A record of type `type` starts after the page data began to go to data().
+    virtual Status record(uint32_t type) = 0;
+};
+
 class ImageSpool {
   public:
     // Both memfds are made here, named after `name` (the slot). `split`
@@ -86,6 +102,10 @@ class ImageSpool {
         uint64_t stored;   // offset in the page store (page-aligned)
     };
     const std::vector<Run>& runs() const { return runs_; }
+    // stream: offers the image's first pages record to `sink` (the caller's;
+    // null: none). Set before the first append.
+    void divert(PageSink* sink) { sink_ = sink; }
+    bool diverted() const { return diverting_; }
     static constexpr size_t kRunHeadBytes = 32;  // RecordHeader + PagesRecord
 
   private:
@@ -125,6 +145,8 @@ class ImageSpool {
     uint64_t stage_at_ = 0;
     std::vector<iovec> pending_;
     uint64_t pending_bytes_ = 0;
+    PageSink* sink_ = nullptr;  // stream
+    bool diverting_ = false;
 };
 
 }  // namespace crfs

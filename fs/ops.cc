@@ -21,6 +21,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "fs/inode.h"
+#include "fs/slot_stream.h"
 
 namespace crfs::fs {
 namespace {
@@ -174,6 +175,10 @@ bool hidden_by_task(fuse_req_t req, Slot& slot) {
     {
         std::lock_guard lock(slot.mu);
         if (slot.restored == slot.want_pid && slot.ended.empty()) return false;
+        // stream: the task is being restored into its pid while the pages
+        // arrive; a lookup meanwhile (a writer's `status` poll) must not
+        // cache the name as the task's, or the slot's files vanish after.
+        if (slot.stream && slot.stream->task_pid() == slot.want_pid) return false;
     }
     return daemon_of(req).tasks.find(slot.want_pid).has_value();
 }
@@ -629,7 +634,7 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
                     return reply_err(req, ok.error(), "write");
                 return (void)fuse_reply_write(req, size);
             }
-            auto n = slot_write(daemon_of(req).limits, *h->slot, buf, size, off);
+            auto n = slot_write(daemon_of(req).limits, *h->slot, h->writer, buf, size, off);
             if (!n) return reply_err(req, n.error(), "write");
             h->wrote = true;
             return (void)fuse_reply_write(req, *n);

@@ -13,8 +13,11 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/procfs.h"
+#include "common/strfmt.h"
+#include "fs/slot_stream.h"
 #include "restorer/image_chain.h"
 #include "restorer/restore.h"
+#include "state/memfd.h"
 
 namespace crfs::fs {
 
@@ -53,6 +56,7 @@ std::string Slot::status_text() const {
 }
 
 void Slot::drop_spool() {
+    stream.reset();  // stream: a task still waiting for its pages is killed first
     spool.reset();
     spool_bytes.reset();
     written = 0;
@@ -163,8 +167,40 @@ Status slot_truncate(Slot& slot) {
 
 namespace {
 
+// The restore as `caller` asks it, of the image in the slot's spool.
+RestoreRequest writer_request(Limits& limits, const Slot& slot, const Caller& caller) {
+    RestoreRequest req;
+    req.image_fd = slot.spool->image_fd();
+    req.want_pid = slot.want_pid;
+    req.writer_uid = caller.uid;
+    req.writer_gid = caller.gid;
+    // "Root" restores any credentials: uid 0 holding the capabilities needed
+    // to set them (docs/decisions.md).
+    req.writer_is_root = caller.uid == 0 && has_cap(caller.tid, kCapSetuid) &&
+                         has_cap(caller.tid, kCapSetgid) && has_cap(caller.tid, kCapSysAdmin);
+    req.writer_pid = caller.tid;
+    req.tcp_close = slot.tcp_close;
+    // The kernel reserves choosing pids to CAP_CHECKPOINT_RESTORE: re-checked
+    // for this writer (root or restore_pid_group), not only at mkdir.
+    req.may_choose_pid = slot.want_pid > 0 && may_name_pid(caller, limits.config(), slot.name);
+    return req;
+}
+
+// stream: a restore that starts at the image's first pages record, for a
+// writer crfsd can see (fs/slot_stream.h). CRFS_RESTORE_NO_STREAM=1 in
+// crfsd's environment: spooled as before (benches: the "before").
+void offer_stream(Limits& limits, Slot& slot, const Caller& writer) {
+    static const bool off = getenv("CRFS_RESTORE_NO_STREAM") != nullptr;
+    if (off || writer.tid <= 0 || !slot.spool->split()) return;
+    auto running = limits.take(writer.uid, Resource::kRestores);
+    if (!running) return;  // the close says so
+    slot.stream =
+        std::make_unique<SlotStream>(writer_request(limits, slot, writer), std::move(*running));
+    slot.spool->divert(slot.stream.get());
+}
+
 // Appends to the spool, made at the first write.
-Status spool_append(Limits& limits, Slot& slot, const char* buf, size_t len) {
+Status spool_append(Limits& limits, Slot& slot, const Caller& writer, const char* buf, size_t len) {
     if (!slot.spool) {
         auto bytes = limits.take(slot.owner_uid, Resource::kSpoolBytes, 0);
         if (!bytes) return std::unexpected(bytes.error());
@@ -175,6 +211,7 @@ Status spool_append(Limits& limits, Slot& slot, const char* buf, size_t len) {
         if (!spool) return std::unexpected(spool.error());
         slot.spool.emplace(std::move(*spool));
         slot.spool_bytes = std::move(*bytes);
+        offer_stream(limits, slot, writer);
     }
     if (auto ok = slot.spool_bytes.grow(len); !ok)
         return std::unexpected(ok.error().context("slot " + slot.name));
@@ -187,7 +224,8 @@ Status spool_append(Limits& limits, Slot& slot, const char* buf, size_t len) {
 
 }  // namespace
 
-Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off) {
+Result<size_t> slot_write(Limits& limits, Slot& slot, const Caller& writer, const char* buf,
+                          size_t len, off_t off) {
     std::lock_guard lock(slot.mu);
     if (slot.removed) return make_error(ENOENT, "slot " + slot.name + " was removed");
     if (slot.restored)
@@ -201,7 +239,7 @@ Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t le
         return make_error(EINVAL, "slot " + slot.name + ": write at offset " + std::to_string(off) +
                                       ", expected " + std::to_string(slot.written) +
                                       " (images are written sequentially)");
-    if (auto ok = spool_append(limits, slot, buf, len); !ok) {
+    if (auto ok = spool_append(limits, slot, writer, buf, len); !ok) {
         slot.drop_spool();
         slot.refused = ok.error();
         slot.error = ok.error().what;
@@ -211,6 +249,70 @@ Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t le
     slot.error.clear();
     return len;
 }
+
+namespace {
+
+// stream: the whole image, decoded hashed as written (its page data was
+// copied into the task and not kept: only the records' fixed parts are
+// read), verifies, or the task is killed (fs/slot_stream.h).
+Result<pid_t> finish_stream(Slot& slot) {
+    auto verify = [&]() -> Status {
+        auto hash = slot.hash.result();
+        auto& spool = *slot.spool;
+        size_t len = size_t(spool.size());
+        void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, spool.image_fd(), 0);
+        if (p == MAP_FAILED) return errno_error("restore: mapping the image");
+        struct Unmap {
+            void* p;
+            size_t len;
+            ~Unmap() { ::munmap(p, len); }
+        } unmap{p, len};
+        auto decode = [&](DecodeOptions o) {
+            ImageSpool::Source src(spool, static_cast<const char*>(p), len);
+            return decode_image(src, o);
+        };
+        auto img = hash ? decode({.hashed = &*hash})
+                        : Result<DecodedImage>(std::unexpected(Error{EBADMSG, "no trailer"}));
+        if (!img) {
+            // What the spooled restore's full decode would name first: the
+            // framing and the records (page data unread), then the checksum.
+            auto framing = decode({.checksum_verified = true});
+            return std::unexpected((framing ? img.error() : framing.error()).context("bad image"));
+        }
+        // The validation's checks of the page runs (restore.cc validate_image
+        // ran on the records before them), then what the stream refused.
+        if (auto c = state::check_memfds(*img); !c) return c;
+        if (slot.stream->refusal()) return std::unexpected(*slot.stream->refusal());
+        // The code before a restart_syscall's rip was read from its file; a
+        // run holding it whole would have been read instead (state/regs.h).
+        for (uint64_t at : slot.stream->restart_code())
+            for (const auto& p : img->pages)
+                if (at >= p.vaddr && at + 7 <= p.vaddr + uint64_t(p.nr_pages) * 4096)
+                    return make_error(ENOTSUP,
+                                      strfmt("restore: a thread sleeps in a system call whose "
+                                             "code at {:x} is in the image's pages; a streamed "
+                                             "restore reads it from the file (write the image "
+                                             "with CRFS_RESTORE_NO_STREAM=1 in crfsd's "
+                                             "environment)",
+                                             at));
+        return {};
+    };
+    return slot.stream->finish(verify());
+}
+
+// The slot's record of a restore's outcome (`how`: words after the pid).
+Result<pid_t> restore_outcome(Slot& slot, Result<pid_t> pid, const char* how) {
+    if (!pid) {
+        slot.error = pid.error().what;
+        log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
+        return std::unexpected(pid.error());
+    }
+    slot.restored = *pid;
+    log_info("slot %s: restored pid %d%s", slot.name.c_str(), *pid, how);
+    return *pid;
+}
+
+}  // namespace
 
 Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, bool wrote) {
     std::lock_guard lock(slot.mu);
@@ -239,6 +341,9 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
         log_info("%s", slot.error.c_str());
         return make_error(EPERM, slot.error);
     }
+    if (slot.stream && slot.spool->diverted())  // stream: the task waits for the go
+        return restore_outcome(slot, finish_stream(slot), " (streamed)");
+    slot.stream.reset();  // not streamed (fs/slot_stream.h): restored from the spool
     auto running = limits.take(caller.uid, Resource::kRestores);
     if (!running) {
         slot.error = running.error().what;
@@ -252,31 +357,11 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
         log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
         return std::unexpected(composed.error());
     }
-    RestoreRequest req;
-    req.image_fd = *composed ? composed->get() : slot.spool->image_fd();
+    RestoreRequest req = writer_request(limits, slot, caller);
+    if (*composed) req.image_fd = composed->get();
     if (!*composed) req.spool = &*slot.spool;  // page data page-aligned
-    req.want_pid = slot.want_pid;
-    req.writer_uid = caller.uid;
-    req.writer_gid = caller.gid;
-    // "Root" restores any credentials: uid 0 holding the capabilities needed
-    // to set them (docs/decisions.md).
-    req.writer_is_root = caller.uid == 0 && has_cap(caller.tid, kCapSetuid) &&
-                         has_cap(caller.tid, kCapSetgid) && has_cap(caller.tid, kCapSysAdmin);
-    req.writer_pid = caller.tid;
-    req.tcp_close = slot.tcp_close;
     req.image_hash = slot.hash.result();
-    // The kernel reserves choosing pids to CAP_CHECKPOINT_RESTORE: re-checked
-    // for this writer (root or restore_pid_group), not only at mkdir.
-    req.may_choose_pid = slot.want_pid > 0 && may_name_pid(caller, limits.config(), slot.name);
-    auto pid = restore_image(req);
-    if (!pid) {
-        slot.error = pid.error().what;
-        log_info("slot %s: restore failed: %s", slot.name.c_str(), slot.error.c_str());
-        return std::unexpected(pid.error());
-    }
-    slot.restored = *pid;
-    log_info("slot %s: restored pid %d", slot.name.c_str(), *pid);
-    return *pid;
+    return restore_outcome(slot, restore_image(req), "");
 }
 
 void slot_task_ended(Slot& slot, pid_t pid, int code, int status) {

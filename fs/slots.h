@@ -64,6 +64,8 @@ std::optional<unsigned> find_slot_entry(std::string_view name);
 // not a number with a leading zero. `pid` gets the number of a numeric name.
 Status check_slot_name(std::string_view name, pid_t* pid);
 
+class SlotStream;  // fs/slot_stream.h
+
 struct Slot {
     uint64_t id = 0;  // inode key, never reused while the daemon runs
     std::string name;
@@ -90,6 +92,8 @@ struct Slot {
     std::string error;  // the last failed restore or empty close, "" if none
     // The `tcp` file: restore established connections closed.
     bool tcp_close = false;
+    // stream: the restore running while the pages arrive (fs/slot_stream.h).
+    std::unique_ptr<SlotStream> stream;
 
     std::string status_text() const;  // caller holds mu
     void drop_spool();                // caller holds mu: closes the memfd, gives back bytes
@@ -124,7 +128,9 @@ class SlotTable {
 // Writing the image: sequential, at the current end (EINVAL for a gap or
 // overlap, or once the slot holds a restored task; ENOSPC past user_spool).
 Status slot_truncate(Slot& slot);
-Result<size_t> slot_write(Limits& limits, Slot& slot, const char* buf, size_t len, off_t off);
+// `writer`: who opened the image (the restore acts as them, as at close).
+Result<size_t> slot_write(Limits& limits, Slot& slot, const Caller& writer, const char* buf,
+                          size_t len, off_t off);
 
 // At each close() of a handle open for writing (`wrote`: whether that handle
 // wrote anything): restores the written image and returns the new pid, or 0

@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/rseq.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -212,6 +213,10 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return "mapping " + vma(r.arg);
         case CRFS_RA_STEP_FILL_PAGES:
             return strfmt("reading pages at {:x}", r.arg);
+        case CRFS_RA_STEP_STREAM_READY:  // stream
+            return strfmt("registering the memory at {:x} for the pages to come", r.arg);
+        case CRFS_RA_STEP_STREAM_GO:
+            return strfmt("unregistering the memory at {:x} after the pages", r.arg);
         case CRFS_RA_STEP_PROTECT:
             return "mprotect of " + vma(r.arg);
         case CRFS_RA_STEP_OPEN_EXE:
@@ -481,6 +486,51 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process, const std::optional<
     return decode_image(src, {.process = process, .checksum_verified = process > 0, .tree = tree});
 }
 
+// stream: the records before the image's first pages record (all but the
+// pages, stats and trailer of an image crfs wrote), read in place.
+Result<DecodedImage> decode_prefix(int fd, uint64_t len) {
+    ImageMapping mapped(fd, size_t(len), false);
+    if (!mapped.data()) return errno_error("image: mapping the records before the pages");
+    MemorySource src(mapped.data(), mapped.size());
+    return decode_image(src, {.prefix = true});
+}
+
+// stream: what the records before the pages must not need from the pages:
+// the content of System V segments is read from the page data before the
+// task is made. A tree or a chain is planned from the whole image. The code
+// before a thread's rip in restart_syscall (state/regs.h fix_restart_block)
+// is read from its file, as the full restore does unless a page run holds
+// it: where each such read was is kept, for the slot to check at close.
+Status streamable(const DecodedImage& img, RestoreStream& rs) {
+    auto no = [](const char* why) { return make_error(ENOTSUP, strfmt("not streamed: {}", why)); };
+    if (!img.processes.empty()) return no("a tree");
+    if (img.chain) return no("a chain");
+    constexpr uint64_t kRestartSyscall = 219;
+    rs.restart_code.clear();
+    if (img.regs.rax == kRestartSyscall && img.regs.rip >= 5)
+        rs.restart_code.push_back(img.regs.rip - 5);
+    for (const auto& t : img.threads)
+        if (t.regs.rax == kRestartSyscall && t.regs.rip >= 5)
+            rs.restart_code.push_back(t.regs.rip - 5);
+    for (const auto& v : img.vmas)
+        if (v.rec.kind == uint32_t(image::VmaKind::kSysvShm)) return no("a System V segment");
+    return {};
+}
+
+// stream: where page runs may go, from the blob's VMAs (joined as map_from).
+std::vector<StreamVma> stream_vmas(const std::vector<crfs_ra_vma>& vmas) {
+    std::vector<StreamVma> out;
+    for (const auto& v : vmas) {
+        bool anon_private =
+            v.kind == CRFS_RA_ANON && !(v.mmap_flags & (MAP_SHARED | MAP_GROWSDOWN));
+        bool writable =
+            v.kind == CRFS_RA_ANON || (v.kind == CRFS_RA_FILE && !(v.mmap_flags & MAP_SHARED));
+        if (!anon_private && !writable) continue;
+        out.push_back({v.start, v.end, anon_private});
+    }
+    return out;
+}
+
 }  // namespace
 
 namespace {
@@ -503,20 +553,67 @@ void child_hold_on_fail(int go) {
     __builtin_unreachable();
 }
 
+namespace {
+
+// stream: waits for the blob's ready (restorer/blob/stream.h), hands the
+// task's userfaultfd to the slot and, once it says go, sends the go.
+Status stream_pages(const RestoreRequest& req, pid_t pid, int status_fd, int go_fd,
+                    const DecodedImage& img, const MemoryPlan& mem, const FdPlan& fds) {
+    crfs_ra_report rep{};
+    size_t got = 0;
+    while (got < sizeof rep) {
+        pollfd p{status_fd, POLLIN, 0};
+        int pr = poll(&p, 1, kReportTimeoutMs);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr == 0) return make_error(ETIMEDOUT, "restore: the new task did not finish in time");
+        ssize_t n = ::read(status_fd, reinterpret_cast<char*>(&rep) + got, sizeof rep - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += size_t(n);
+    }
+    if (got != sizeof rep || rep.tag != CRFS_RA_REPORT_TAG)
+        return make_error(EIO, "restore: the new task died before it was restored");
+    if (rep.step != CRFS_RA_STEP_STREAM_READY || rep.err != 0)
+        return sys_error(rep.err, "restore: " + step_text(rep, img, mem, fds));
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return errno_error("stream: pidfd_open of the new task");
+    UniqueFd uffd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), int(rep.arg), 0)));
+    if (!uffd) return errno_error("stream: taking the new task's userfaultfd");
+    StreamReady ready{pid, uffd.get(), stream_vmas(mem.vmas)};
+    if (auto s = req.stream->ready(ready); !s) return s;
+    uffd.reset();  // the blob unregisters its ranges after the go
+    char go = 'G';
+    if (::send(go_fd, &go, 1, MSG_NOSIGNAL) != 1) return errno_error("stream: sending the go");
+    return {};
+}
+
+}  // namespace
+
 Result<pid_t> restore_image(const RestoreRequest& req) {
     PhaseTrace trace;
     // --- decode and validate: nothing exists yet ------------------------------
     if (lseek(req.image_fd, 0, SEEK_SET) < 0) return errno_error("image: seek to 0");
     bool used_hash = false;
-    auto img = decode_spool(req.image_fd, req.tree_index, req.image_hash, req.spool, &used_hash,
-                            req.tree ? req.tree->root_img : nullptr);  // treeperf
+    // stream: every return before the task exists lets the slot spool instead.
+    struct BeforeTask {
+        RestoreStream* s;
+        ~BeforeTask() {
+            if (s) s->before_task = true;
+        }
+    } before_task{req.stream};
+    auto img = req.stream ? decode_prefix(req.image_fd, req.stream->prefix_len)
+                          : decode_spool(req.image_fd, req.tree_index, req.image_hash, req.spool,
+                                         &used_hash,
+                                         req.tree ? req.tree->root_img : nullptr);  // treeperf
     if (!img) return std::unexpected(img.error().context("bad image"));
+    if (req.stream)
+        if (auto s = streamable(*img, *req.stream); !s) return std::unexpected(s.error());
     // Page data: from the spool's page store where the slot put it aligned.
     auto pages_fd = req.spool ? req.spool->place(*img) : Result<int>(req.image_fd);
     if (!pages_fd) return std::unexpected(pages_fd.error());
     if (img->chain && img->chain->base_id)  // incr: restorer/image_chain.h composes deltas
         return make_error(EINVAL, "bad image: a delta, restored only after its base");
-    trace.mark(used_hash ? "decode-hashed" : "decode");
+    trace.mark(req.stream ? "decode-prefix" : used_hash ? "decode-hashed" : "decode");
     UniqueFd terminal;  // tty: the writer's, for a shell job (restorer/tty.h)
     auto with_tty = tty_request(req, *img, terminal);
     if (!with_tty) return std::unexpected(with_tty.error());
@@ -660,6 +757,18 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         a->fill_by_run = getenv("CRFS_RESTORE_FILL_BY_RUN") != nullptr;
     }
     a->status_fd = status_w.get();
+    UniqueFd stream_go, stream_go_task;  // stream: the go, the daemon's end and the task's
+    if (req.stream) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+            return errno_error("stream: go socket");
+        stream_go.reset(sv[0]);
+        stream_go_task.reset(fcntl(sv[1], F_DUPFD_CLOEXEC, min_fd));
+        ::close(sv[1]);
+        if (!stream_go_task) return errno_error("dup of the stream's go socket");
+        a->stream = 1;
+        a->stream_go_fd = stream_go_task.get();
+    }
     if (__rseq_size > 0) {
         a->rseq_area = reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + __rseq_offset;
         a->rseq_len = __rseq_size < 32 ? 32 : __rseq_size;
@@ -772,6 +881,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     cp.status_fd = status_w.get();
     cp.keep = {image_fd.get(), status_w.get()};
     if (page_store) cp.keep.push_back(page_store.get());
+    if (stream_go_task) cp.keep.push_back(stream_go_task.get());  // stream
     for (const auto& c : fds->copies) cp.keep.push_back(c.get());
     for (const auto& m : fds->memfds) cp.keep.push_back(m.fd.get());  // kobj: the blob closes them
     if (*netns) {
@@ -843,12 +953,21 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         if (clone_err == EEXIST) return make_error(EBUSY, strfmt("pid {} is in use", want));
         return sys_error(clone_err, "clone3");
     }
+    before_task.s = nullptr;
     status_w.reset();
     image_fd.reset();
     page_store.reset();
+    stream_go_task.reset();
     handoff->close_task_fd();
     fds->copies.clear();
     trace.mark("clone");
+    if (req.stream)  // stream: the pages arrive now; the go once they all did
+        if (auto s =
+                stream_pages(req, pid_t(pid), status_r.get(), stream_go.get(), *img, mem, *fds);
+            !s) {
+            kill_and_reap(req, pid_t(pid));
+            return std::unexpected(s.error());
+        }
 
     // --- wait for the point of no return ---------------------------------------
     char first = 0;

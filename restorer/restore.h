@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -15,6 +16,39 @@
 namespace crfs {
 
 class ImageSpool;
+
+// stream: a restore that runs while the image's pages still arrive
+// (fs/slot_stream.h). The image fd holds the bytes before the image's first
+// pages record (prefix_len of them); the task is made from those, its VMAs
+// mapped, and then `ready` is called on the restoring thread with the task,
+// the daemon's copy of the task's userfaultfd (its private anonymous VMAs
+// registered) and where each page run may go. `ready` returns once the
+// whole image arrived and verified (ok: the task goes on) or the restore is
+// given up (its error: the task is killed and reaped, nothing is left).
+struct StreamVma {
+    uint64_t start, end;
+    bool uffd;  // private anonymous, registered: UFFDIO_COPY
+    // else a mapping written with process_vm_writev (private file mappings,
+    // the stack, shared anonymous memory); none other holds page runs
+};
+struct StreamReady {
+    pid_t pid = 0;
+    int uffd = -1;                // the daemon's, closed by restore_image after `ready` returns
+    std::vector<StreamVma> vmas;  // in address order, disjoint
+};
+struct RestoreStream {
+    uint64_t prefix_len = 0;
+    std::function<Status(const StreamReady&)> ready;
+    // Set when the restore found, before making anything, that this image
+    // cannot be streamed or its records before the pages are no image (the
+    // slot then spools it, and the restore at close says why, as before).
+    bool before_task = false;
+    // Where the restore read the 7 bytes of code before a thread's rip in
+    // restart_syscall from the file (state/regs.h): the image is refused at
+    // close if a page run holds any of them whole (the full restore reads
+    // them from the run then).
+    std::vector<uint64_t> restart_code;
+};
 
 struct RestoreRequest {
     int image_fd = -1;   // memfd/file holding the whole image (seekable; read from offset 0)
@@ -54,6 +88,7 @@ struct RestoreRequest {
     // shell job (every process of its tree has it), and the foreground group.
     int terminal_fd = -1;
     pid_t terminal_fg = 0;
+    RestoreStream* stream = nullptr;  // stream: a single process's image, pages still to come
 };
 
 // Validates the whole image first (nothing is created on failure), then

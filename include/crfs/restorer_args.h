@@ -255,6 +255,10 @@ enum crfs_ra_step {
     CRFS_RA_STEP_THREAD_TIMER = 260, /* making POSIX timer signalling a thread (arg: its id) */
     /* mq2 (270-274): another description of an unlinked queue (state/mqueue_second.cc) */
     CRFS_RA_STEP_MQ_SECOND = 270, /* reopening it through /proc/self/fd of the first (arg: fd) */
+    /* stream (280-284): a restore that streams the pages (restorer/blob/stream.h) */
+    CRFS_RA_STEP_STREAM_READY = 280, /* userfaultfd made and registered; the report with err 0
+                                        says ready (arg: the userfaultfd's number) */
+    CRFS_RA_STEP_STREAM_GO = 281,    /* waiting for the go and unregistering (arg: address) */
     /* mqtree (285-288): a description made for another process of the tree */
     CRFS_RA_STEP_SHARE_REOPEN = 285, /* reopening it through /proc/self/fd (arg: the giver's fd) */
     /* fifo (271-274): a FIFO an earlier process of the tree restores (docs/trees.md) */
@@ -385,6 +389,12 @@ struct crfs_restorer_args {
     uint64_t nr_thread_pidfds;
     int32_t threads_made_fd;
     int32_t has_threads_made;
+    /* stream: after mapping the VMAs the blob registers every private
+     * anonymous one on a userfaultfd of its own, reports ready (step 280,
+     * err 0, arg: the fd) and waits for one byte on stream_go_fd; the driver
+     * copies the pages in meanwhile (fs/slot_stream.h). 0: not streamed. */
+    int32_t stream;
+    int32_t stream_go_fd;
 };
 
 #endif

@@ -224,6 +224,7 @@ static void fill_part(const struct crfs_restorer_args* a, uint64_t vaddr, uint64
 }
 
 #include "fill_uffd.h" /* restore: UFFDIO_COPY from the aligned page store */
+#include "stream.h"    /* stream: the pages arrive while the task waits */
 
 static void fill_pages(const struct crfs_restorer_args* a) {
     const struct crfs_ra_pages* p = (const struct crfs_ra_pages*)a->pages;
@@ -433,6 +434,8 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
 
     fault(a, CRFS_RA_STEP_MAP_VMA);
     map_vmas(a);
+    fault(a, CRFS_RA_STEP_STREAM_READY);
+    if (a->stream) stream_wait(a); /* stream */
     fault(a, CRFS_RA_STEP_FILL_PAGES);
     fill_pages(a);
     fault(a, CRFS_RA_STEP_PROTECT);

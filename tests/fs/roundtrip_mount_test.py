@@ -120,8 +120,11 @@ class Crfsd:
         """Live children of the daemon: the restored tasks."""
         out = []
         for t in os.listdir(f"/proc/{self.proc.pid}/task"):
-            with open(f"/proc/{self.proc.pid}/task/{t}/children") as f:
-                out += [int(p) for p in f.read().split()]
+            try:  # stream: a restore's own thread ends after its restore (fs/slot_stream.h)
+                with open(f"/proc/{self.proc.pid}/task/{t}/children") as f:
+                    out += [int(p) for p in f.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                pass
         return out
 
     def kill_children(self):

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -80,9 +81,10 @@ std::string read_all(int fd) {
     return out;
 }
 
-ImageSpool spool_in_pieces(const std::string& bytes, size_t step) {
+ImageSpool spool_in_pieces(const std::string& bytes, size_t step, PageSink* sink = nullptr) {
     auto s = ImageSpool::create("test");
     EXPECT_TRUE(s);
+    s->divert(sink);
     size_t sizes[] = {1, step, 40, 3, 4093, 39, 4096 * 3 + 7, 41};
     for (size_t off = 0, i = 0; off < bytes.size(); ++i) {
         size_t n = std::min(sizes[i % std::size(sizes)], bytes.size() - off);
@@ -311,6 +313,72 @@ TEST(ImageSpool, AnImageCutAroundAPagesRecordReadsBackExactly) {
             EXPECT_EQ(read_all(s.image_fd()), b);
         }
     }
+}
+
+// stream: what a sink is handed (fs/slot_stream.h is the real one).
+struct KeptSink : PageSink {
+    bool take = true;
+    int firsts = 0;
+    uint64_t first_at = 0;
+    std::map<uint64_t, std::string> runs;  // each run's data, by its address
+    std::vector<uint32_t> records;
+    bool first_pages(uint64_t at) override {
+        ++firsts;
+        first_at = at;
+        return take;
+    }
+    Status data(uint64_t vaddr, uint32_t nr_pages, uint64_t off, const char* buf,
+                size_t len) override {
+        std::string& run = runs[vaddr];
+        EXPECT_EQ(off, run.size()) << "run " << vaddr << ": bytes in order, none twice";
+        EXPECT_LE(off + len, uint64_t(nr_pages) * kPage);
+        run.append(buf, len);
+        return {};
+    }
+    Status record(uint32_t type) override {
+        records.push_back(type);
+        return {};
+    }
+};
+
+// stream: from the first pages record on, the page data goes to the sink,
+// whole and in order, whatever the pieces; the records before it are in the
+// image memfd when the sink is told; later records are named to it; the
+// close's decode of the whole image (checksum as written, page data unread)
+// still reads it. A sink that declines leaves the spool as it was.
+TEST(ImageSpool, ASinkTakesThePageDataFromTheFirstPagesRecordOn) {
+    std::string bytes = sample_image();
+    MemorySource src(bytes.data(), bytes.size());
+    auto full = decode_image(src, {.keep_data = true});
+    ASSERT_TRUE(full) << full.error().what;
+    ASSERT_EQ(full->pages.size(), 3u);
+    uint64_t first = full->pages[0].stream_offset - ImageSpool::kRunHeadBytes;
+    for (size_t step : {1ul, 16ul, 4096ul, 65537ul, 1ul << 20}) {
+        SCOPED_TRACE(step);
+        KeptSink sink;
+        ImageSpool s = spool_in_pieces(bytes, step, &sink);
+        EXPECT_EQ(sink.firsts, 1);
+        EXPECT_EQ(sink.first_at, first);
+        EXPECT_TRUE(s.diverted());
+        EXPECT_EQ(read_all(s.image_fd()).substr(0, first), bytes.substr(0, first));
+        ASSERT_EQ(sink.runs.size(), 3u);
+        for (const auto& p : full->pages) EXPECT_EQ(sink.runs[p.vaddr], p.data) << p.vaddr;
+        // The sample's thread records follow its pages (a streamed restore refuses that).
+        ASSERT_FALSE(sink.records.empty());
+        EXPECT_EQ(sink.records.front(), uint32_t(RecordType::kThread));
+        EXPECT_EQ(sink.records.back(), uint32_t(RecordType::kTrailer));
+        auto img = decode_spool(s, bytes);
+        ASSERT_TRUE(img) << img.error().what;
+        EXPECT_EQ(img->pages.size(), 3u);
+    }
+    KeptSink no;
+    no.take = false;
+    ImageSpool s = spool_in_pieces(bytes, 4096, &no);
+    EXPECT_EQ(no.firsts, 1);
+    EXPECT_FALSE(s.diverted());
+    EXPECT_TRUE(no.runs.empty());
+    EXPECT_TRUE(no.records.empty());
+    EXPECT_EQ(spooled(s), bytes);
 }
 
 }  // namespace

@@ -28,6 +28,7 @@ usage: stream_fail_test.py BUILD_DIR  (any unittest args after)
 import os
 import signal
 import struct
+import subprocess
 import sys
 import unittest
 
@@ -41,6 +42,7 @@ from stream_attacks_test import XXH, TRAILER_TYPE, records  # noqa: E402
 setUpModule, tearDownModule = ra.attacks_as("s14st1")
 
 PAGES, REGS, STATS, THREAD = 6, 7, 16, 17  # record types
+SETTINGS = 58
 
 
 def rebuilt(b, parts):
@@ -90,6 +92,16 @@ class StreamFail(ra.SlotAttackCase):
         no process of the writer's uid."""
         self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
         rt.wait_for(lambda: not uid_processes(ra.UID), "the writer's processes to be gone")
+
+    def gone(self, pid):
+        """The restored task killed and reaped, so that the next test's
+        nothing_left sees none of the daemon's tasks."""
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        rt.wait_for(lambda: pid not in self.crfs.children() and pid not in uid_processes(ra.UID),
+                    "the restored task to be reaped")
 
     def refused(self, img, errtext, why):
         status = self.assert_refused(img, errtext)
@@ -153,6 +165,10 @@ class StreamFail(ra.SlotAttackCase):
         r = ra.run_as(f"mkdir {self.crfs.mnt}/{slot} && exec /usr/bin/python3 {script} "
                       f"{self.d}/snap.img {self.crfs.mnt}/{slot}/image {self.mid}")
         self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+        self.refused_at_the_kernels_close(slot)
+
+    def refused_at_the_kernels_close(self, slot):
+        """The close of a writer killed in the page data: refused, nothing left."""
         status_file = f"{self.crfs.mnt}/{slot}/status"
         rt.wait_for(lambda: rt.read(status_file) != "empty\n", "the slot to take the close")
         status = rt.read(status_file)
@@ -160,9 +176,105 @@ class StreamFail(ra.SlotAttackCase):
         self.assertIn("truncated image", status)
         self.nothing_left()
 
-    def test_odd_pieces_restore_exactly(self):
-        pid = self.restore_in_odd_pieces()
-        self.assertIn(pid, uid_processes(ra.UID))  # what nothing_left looks for
+    def half_writer(self, slot, upto, then):
+        """Starts the writer: it writes the image up to byte `upto` into
+        `slot`, then waits for a line on its stdin and `then` (python: "rest"
+        writes the rest and closes, "kill" kills itself)."""
+        script = f"{self.d}/paused_writer.py"
+        with open(script, "w") as f:
+            f.write("import os, signal, sys\n"
+                    "d = open(sys.argv[1], 'rb').read()\n"
+                    "f = os.open(sys.argv[2], os.O_WRONLY)\n"
+                    "k = int(sys.argv[3])\n"
+                    "assert os.write(f, d[:k]) == k\n"
+                    "sys.stdin.readline()\n"
+                    "if sys.argv[4] == 'kill':\n"
+                    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+                    "v = memoryview(d)[k:]\n"
+                    "while v:\n"
+                    "    v = v[os.write(f, v):]\n"
+                    "os.close(f)\n")
+        os.chmod(script, 0o644)
+        cmd = (f"mkdir {self.crfs.mnt}/{slot} && exec /usr/bin/python3 {script} "
+               f"{self.d}/snap.img {self.crfs.mnt}/{slot}/image {upto} {then}")
+        return subprocess.Popen(["setpriv", f"--reuid={ra.UID}", f"--regid={ra.GID}",
+                                 "--init-groups", "--inh-caps=-all", "sh", "-c", cmd],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def test_streamed_task_exists_before_the_pages_end(self):
+        # stream (fs/slot_stream.h): the task is made at the first pages
+        # record and takes its pages as they arrive; it runs only once the
+        # whole image arrived and verified.
+        slot = f"w{self.n}"
+        type(self).n += 1
+        before = set(self.crfs.children())  # an earlier test's task may still be exiting
+        w = self.half_writer(slot, self.mid, "rest")
+        try:
+            try:
+                rt.wait_for(lambda: set(self.crfs.children()) - before or w.poll() is not None,
+                            "the task of a half-written image")
+            except AssertionError:
+                self.crfs.log.flush()
+                raise AssertionError(rt.read(self.crfs.log.name)[-3000:])
+            if w.poll() is not None:
+                self.fail(w.communicate()[1])
+            self.crfs.log.flush()
+            if len(set(self.crfs.children()) - before) != 1:
+                w.kill()
+                out, err = w.communicate()
+                self.fail(rt.read(self.crfs.log.name)[-3000:] + err)
+            self.assertEqual(rt.read(f"{self.crfs.mnt}/{slot}/status"), "empty\n")
+            _, err = w.communicate("go\n", timeout=120)
+        finally:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        self.assertEqual(w.returncode, 0, err)
+        status = rt.read(f"{self.crfs.mnt}/{slot}/status")
+        self.assertTrue(status.startswith("restored "), status)
+        pid = int(status.split()[1])
+        self.crfs.log.flush()
+        self.assertIn(f"slot {slot}: restored pid {pid} (streamed)", rt.read(self.crfs.log.name))
+        self.assert_pages_as_imaged(pid)
+        self.assertIn(f"uid {ra.UID}\n", self.poke(pid))
+        self.gone(pid)
+
+    def test_streamed_task_killed_when_the_writer_dies(self):
+        slot = f"w{self.n}"
+        type(self).n += 1
+        before = set(self.crfs.children())
+        w = self.half_writer(slot, self.mid, "kill")
+        try:
+            rt.wait_for(lambda: set(self.crfs.children()) - before or w.poll() is not None,
+                        "the task of a half-written image")
+            self.assertEqual(len(set(self.crfs.children()) - before), 1)
+            w.communicate("go\n", timeout=120)
+        finally:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        self.assertEqual(w.returncode, -signal.SIGKILL)
+        self.refused_at_the_kernels_close(slot)
+
+    def test_streamed_record_after_the_pages_is_refused(self):
+        # A record that plans the task, moved after the pages: the task was
+        # planned without it, so the streamed restore refuses the image (crfs
+        # writes every such record before the pages).
+        recs = records(self.snap)
+        first = next(i for i, r in enumerate(recs) if r[1] == PAGES)
+        parts = [self.snap[o:o + 16 + n] for o, _, n in recs]
+        moved = next(i for i in range(first) if recs[i][1] == SETTINGS)
+        body = parts[:-1]  # the trailer is rebuilt
+        parts = body[:moved] + body[moved + 1:-1] + [body[moved]] + body[-1:]  # before stats
+        ok, err, status, _ = self.restore(self.write(rebuilt(self.snap, parts)))
+        self.assertFalse(ok, status)
+        self.assertIn("Invalid argument", err, status)
+        self.assertIn("after the page data", status)
+        self.nothing_left()
+
+    def assert_pages_as_imaged(self, pid):
+        """Every page the image holds outside the stack reads back the same."""
         stack = [(v["start"], v["end"]) for v in self.records
                  if v["type"] == "vma" and v["path"] == "[stack]"]
         # The kernel writes the cpu it runs on into the rseq area (glibc's, in
@@ -185,7 +297,13 @@ class StreamFail(ra.SlotAttackCase):
                     self.assertEqual(got, want, f"page {a:#x} of the restored task")
                     compared += 1
         self.assertGreater(compared, 16)
+
+    def test_odd_pieces_restore_exactly(self):
+        pid = self.restore_in_odd_pieces()
+        self.assertIn(pid, uid_processes(ra.UID))  # what nothing_left looks for
+        self.assert_pages_as_imaged(pid)
         self.assertIn(f"uid {ra.UID}\n", self.poke(pid))
+        self.gone(pid)
 
 
 if __name__ == "__main__":
