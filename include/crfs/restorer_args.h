@@ -255,6 +255,10 @@ enum crfs_ra_step {
     CRFS_RA_STEP_THREAD_TIMER = 260, /* making POSIX timer signalling a thread (arg: its id) */
     /* mq2 (270-274): another description of an unlinked queue (state/mqueue_second.cc) */
     CRFS_RA_STEP_MQ_SECOND = 270, /* reopening it through /proc/self/fd of the first (arg: fd) */
+    /* deltwice (273-274): another open file description of a deleted file, removed directory
+       or memfd of the task, opened again from its first fd (state/file_reopen.cc; arg: fd) */
+    CRFS_RA_STEP_REOPEN = 273,       /* open of /proc/self/fd/FIRST with its flags */
+    CRFS_RA_STEP_REOPEN_OTHER = 274, /* the file opened is not the first's inode (ESTALE) */
     /* mqtree (285-288): a description made for another process of the tree */
     CRFS_RA_STEP_SHARE_REOPEN = 285, /* reopening it through /proc/self/fd (arg: the giver's fd) */
     /* fifo (271-274): a FIFO an earlier process of the tree restores (docs/trees.md) */
