@@ -14,7 +14,8 @@ probe checks itself (PASS). A later fd that names a regular file's fd, a
 later fd, itself or another inode, or has flags a reopen cannot give, is
 EINVAL before anything is made; a file mode that denies the second
 description's access mode is the kernel's EACCES to the user, and no task is
-left.
+left. A kind 40 may also name a memfd: files/memfd_twice's second memfd fd
+edited into one restores as one memfd with two descriptions.
 
 usage: deltwice_attacks_test.py BUILD_DIR  (any unittest args after)
 """
@@ -86,6 +87,26 @@ class DeletedTwiceAttacks(rat.SlotAttackCase):
         self.assertIn("opening fd 4 again through /proc/self/fd of fd 3, as another open file "
                       "description of its deleted file or memfd", status)
         self.assertEqual(self.leftovers(), [])
+
+
+class MemfdFirst(rat.SlotAttackCase):
+    """A kind 40 may name a memfd (kind 36), which the checkpoint writes as two kind 36
+    fds (state/memfd.cc): edited so, the user's files/memfd_twice still restores as one
+    memfd with two descriptions."""
+    @classmethod
+    def victim_command(cls, d):
+        return f"{os.path.join(rat.BUILD, 'tests/probes/probe_files')} memfd_twice {d}"
+
+    def test_a_memfds_second_description_as_kind_40_restores(self):
+        kinds = {r["fd"]: r["kind"] for r in self.records if r["type"] == "fd"}
+        self.assertEqual((kinds[3], kinds[4]), (36, 36))
+        img = self.edited(self.fd(4) + f".kind={REOPENED}", self.fd(4) + ".rdev=3",
+                          self.fd(4) + ".path=/memfd:twice (deleted)")
+        pid = self.restore_sleeping(img)
+        a, b = os.stat(f"/proc/{pid}/fd/3"), os.stat(f"/proc/{pid}/fd/4")
+        self.assertEqual((a.st_dev, a.st_ino), (b.st_dev, b.st_ino))
+        self.assertNotEqual(self.same_description(pid, 3, 4), 0)
+        self.assert_probe_passes(pid)
 
 
 if __name__ == "__main__":
