@@ -611,6 +611,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                            (k == uint32_t(K::kMqueueSecond) && img.header.version >= 11) ||
                            (k == uint32_t(K::kFifoJoin) && img.header.version >= 12) ||
                            (k == uint32_t(K::kDeletedDir) && img.header.version >= 13) ||
+                           (k == uint32_t(K::kReopened) && img.header.version >= 14) ||
                            (k == uint32_t(K::kShared) && img.header.version >= 5) ||
                            ((k == uint32_t(K::kTty) || k == uint32_t(K::kDevTty)) &&
                             img.header.version >= 7);  // tty: state/tty.cc

@@ -53,6 +53,7 @@ struct FdAction {
     int unix_end = -1;       // >= 0: FdPlan::unix_sockets[unix_end] (state/unix_socket.h)
     int unix_bound = -1;     // >= 0: FdPlan::unix_bound.socks[unix_bound] (state/unix_bound.h)
     int prepared = -1;       // made by the daemon (inet socket, O_TMPFILE file): dup'd, not opened
+    int reopen_of = -1;      // deltwice: another description of the object at this earlier target
     bool tcp_live = false;   // an established connection: stage 1 ends its repair mode
     bool shared = false;     // kShared: received from an earlier process of the tree
     int share_from = -1;     // ... on this channel (state/tree_share_restore.h)

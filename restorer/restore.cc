@@ -45,6 +45,7 @@
 #include "restorer/tty.h"
 #include "restorer/validate.h"
 #include "restorer/writer.h"
+#include "state/file_kind.h"
 #include "state/file_policy.h"
 #include "state/itimers.h"
 #include "state/locks.h"
@@ -309,6 +310,9 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         case CRFS_RA_STEP_SHARE_REOPEN:  // mqtree (state/tree_share_restore.h)
             return "opening " + fd(r.arg) +
                    " again (/proc/self/fd) for another process of the tree that opened it itself";
+        case CRFS_RA_STEP_REOPEN:  // deltwice (state/file_reopen.cc)
+        case CRFS_RA_STEP_REOPEN_OTHER:
+            return state::reopen_step_text(img, r.step, int(r.arg));
         case CRFS_RA_STEP_FIFO_JOIN:  // fifo (state/tree_share_restore.h)
             return "opening " + fd(r.arg) +
                    ", a FIFO another process of the tree restores, by its path (is it still "

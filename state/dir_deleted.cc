@@ -21,9 +21,9 @@
 //
 // Reasons: owned by someone else than the task's fsuid:fsgid (the new one is
 // the writer's, as a deleted file's copy); its parent gone or on another file
-// system now; a second open file description of it in the task (restored,
-// they would be two directories; two members of a tree: state/tree_share.cc
-// reopens it through /proc/self/fd).
+// system now. A second open file description of it in the task is opened
+// again from the first fd's (state/file_reopen.cc, kind 40; offset 0 only), as
+// for two members of a tree (state/tree_share.cc).
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -81,14 +81,14 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
             strfmt("deleted directory {}: the directory it lived in, {}, is now on "
                    "another file system",
                    name, dir));
-    // Another description of it in the task (a dup shares this one).
-    if (auto why = second_description(t, f, "deleted directory " + name, "directories"))
-        return not_yet(*why);
-    return std::nullopt;
+    // Another description of it in the task (a dup shares this one): opened again
+    // from the first (state/file_reopen.cc), at offset 0 only.
+    return later_description(t, f, "deleted directory " + name, image::FdKind::kDeletedDir);
 }
 
-Status dump(pid_t, const FdView& f, TaskFd& t) {
-    t.path = name_of(f);  // flags, offset, mode, mtime: the fd record has them
+Status dump(pid_t pid, const FdView& f, TaskFd& t) {
+    t.path = name_of(f);       // flags, offset, mode, mtime: the fd record has them
+    reopened_dump(pid, f, t);  // a later description: kind 40, opened again from the first
     return {};
 }
 

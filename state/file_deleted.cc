@@ -16,6 +16,8 @@
 //
 // Reasons: larger than kMaxDeletedFileBytes, sparse (the copy is dense), owned
 // by someone else than the task's fsuid/fsgid (the copy is the writer's).
+// A second open file description of it in the task (opened twice before the
+// unlink) is opened again from the first fd's (state/file_reopen.cc, kind 40).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -89,14 +91,14 @@ std::optional<std::string> detect(TaskView& t, const FdView& f) {
         return "deleted file " + name + " owned by " + std::to_string(f.st.st_uid) + ":" +
                std::to_string(f.st.st_gid) + ", not by the task's fsuid:fsgid" +
                std::string(kNotYet);
-    // Opened twice (not dup'd): each description's copy would be a file of its own.
-    if (auto why = second_description(t, f, "deleted file " + name, "files"))
-        return *why + "; such a file" + std::string(kNotYet);
-    return std::nullopt;
+    // Opened twice (not dup'd): the later description opened again from the first
+    // (state/file_reopen.cc), unless its flags say it cannot be.
+    return later_description(t, f, "deleted file " + name, image::FdKind::kDeleted);
 }
 
 Status dump(pid_t pid, const FdView& f, TaskFd& t) {
     t.path = name_of(f);
+    if (reopened_dump(pid, f, t)) return {};  // a later description: the first has the content
     const struct stat& st = f.st;
     if (uint64_t(st.st_size) > kMaxDeletedFileBytes)
         return make_error(EFBIG,

@@ -3,24 +3,20 @@
 #include "state/file_kind.h"
 
 #include <fcntl.h>
-#include <linux/kcmp.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <cstring>
 
 #include "checkpoint/files.h"
 #include "common/strfmt.h"
 #include "restorer/child.h"
 #include "restorer/files.h"
-#include "state/kcmp_cache.h"
 
 namespace crfs::state {
 namespace {
 
 // Deleted first: a regular file with no link left is that kind.
 constexpr const FileKind* kKinds[] = {&kDeletedFileKind, &kRegularFileKind, &kCharDevFileKind,
-                                      &kDeletedDirKind};
+                                      &kDeletedDirKind, &kReopenedKind};
 
 const FileKind* by_view(const FdView& f) {
     for (const FileKind* k : kKinds)
@@ -81,6 +77,7 @@ Status file_plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
 }
 
 int file_open(const FdAction& a, int status_fd) {
+    if (a.reopen_of >= 0) return reopen_open(a, status_fd);  // file_reopen.cc
     int fd = ::open(a.path.c_str(), a.open_flags | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
     struct stat st;
@@ -90,28 +87,6 @@ int file_open(const FdAction& a, int status_fd) {
     if (!(a.open_flags & O_NONBLOCK) && fcntl(fd, F_SETFL, a.open_flags & ~O_NONBLOCK) < 0)
         child_fail(status_fd, CRFS_RA_STEP_OPEN_FD, errno, uint64_t(a.target));
     return fd;
-}
-
-std::optional<std::string> second_description(TaskView& t, const FdView& f, const std::string& what,
-                                              const char* objects) {
-    auto fds = t.fds();
-    if (!fds) return std::nullopt;  // the fd table's own read reports it
-    for (const FdView& o : **fds) {
-        if (o.fd >= f.fd || o.st.st_ino != f.st.st_ino || o.st.st_dev != f.st.st_dev) continue;
-        int r = t.kcmp()->order(KCMP_FILE, kcmp_fd(t.pid(), o.fd), kcmp_fd(t.pid(), f.fd));
-        if (r == -EBADF || r == -ESRCH) continue;  // closed meanwhile: the next read tells
-        if (r < 0)
-            return strfmt(
-                "{}: cannot tell whether fd {} holds the same open file description "
-                "(kcmp): {}",
-                what, o.fd, std::strerror(-r));
-        if (r != 0)
-            return strfmt(
-                "{}, which fd {} holds as another open file description (restored, "
-                "they would be two {})",
-                what, o.fd, objects);
-    }
-    return std::nullopt;
 }
 
 bool bad_image_path(const std::string& p) {

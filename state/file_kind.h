@@ -7,6 +7,7 @@
 //   state/file_deleted.cc   an unlinked regular file (O_TMPFILE too): content
 //   state/file_chardev.cc   /dev/null and the other stateless devices
 //   state/dir_deleted.cc    a removed directory: made again, empty, and removed
+//   state/file_reopen.cc    another description of one of those: opened again from the first
 //
 //   detect   the reason this fd cannot be saved exactly (`reason`), or none
 //   dump     the FdRecord kind and what goes with it (checkpoint/files.cc, frozen)
@@ -69,6 +70,7 @@ extern const FileKind kRegularFileKind;  // state/file_regular.cc
 extern const FileKind kDeletedFileKind;  // state/file_deleted.cc
 extern const FileKind kCharDevFileKind;  // state/file_chardev.cc
 extern const FileKind kDeletedDirKind;   // state/dir_deleted.cc
+extern const FileKind kReopenedKind;     // state/file_reopen.cc
 
 // --- the dispatcher (file_kind.cc) -------------------------------------------
 
@@ -78,12 +80,25 @@ std::optional<std::string> file_detect(TaskView& t, const FdView& f);
 // Checkpoint: `claimed` false when no file kind claims f.
 Status file_dump(pid_t pid, const FdView& f, TaskFd& t, bool& claimed);
 
-// A file with no name (a deleted file or directory) restored as a new one per
-// open file description: another fd of the task below f's on its inode that
-// holds another description (kcmp) would come back as a second object. The
-// reason (`what`: "deleted file X"; `objects`: "files"), or none.
-std::optional<std::string> second_description(TaskView& t, const FdView& f, const std::string& what,
-                                              const char* objects);
+// --- another description of a file with no name (file_reopen.cc, kind 40) -------
+
+// A deleted file or directory (`kind`) is made once, for its lowest fd; a later
+// open file description of it (kcmp) is opened again from that fd. The reason
+// when f's cannot be (`what`: "deleted file X"), or none.
+std::optional<std::string> later_description(TaskView& t, const FdView& f, const std::string& what,
+                                             image::FdKind kind);
+// The lowest fd of pid below f.fd on f's inode, or nullopt.
+std::optional<int> first_fd_of_inode(pid_t pid, const FdView& f);
+// Checkpoint: when f (the lowest fd of its description) is not the lowest fd of
+// its object, t becomes its kind 40 record naming that fd; false otherwise.
+bool reopened_dump(pid_t pid, const FdView& f, TaskFd& t);
+// Stage 1: /proc/self/fd/FD opened with `flags` (O_CLOEXEC added), checked to be
+// fd's inode: the new fd, or -errno (-ESTALE: another inode). Syscalls only.
+int reopen_self(int fd, int flags);
+// Stage 1: a kind 40 fd (a.reopen_of), through reopen_self; fails through child_fail.
+int reopen_open(const FdAction& a, int status_fd);
+// The text of CRFS_RA_STEP_REOPEN and _REOPEN_OTHER for fd `fd`.
+std::string reopen_step_text(const DecodedImage& img, uint32_t step, int fd);
 
 // Restore: whether an FdRecord kind is one of these.
 bool is_file(uint32_t fd_kind);

@@ -155,7 +155,8 @@ Status check_locks(const DecodedImage& img) {
             return bad(strfmt("range {} + {}", l.start, l.len));
         for (const auto& f : img.fds)
             if (f.rec.fd == l.fd && f.rec.kind != uint32_t(image::FdKind::kRegular) &&
-                f.rec.kind != uint32_t(image::FdKind::kDeleted))
+                f.rec.kind != uint32_t(image::FdKind::kDeleted) &&
+                f.rec.kind != uint32_t(image::FdKind::kReopened))  // deltwice: a deleted file's
                 return bad(strfmt("the fd is of kind {}, not a regular file", f.rec.kind));
     }
     return {};

@@ -57,6 +57,7 @@
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
+#include "state/file_kind.h"
 #include "state/holders.h"
 #include "state/kobj.h"
 #include "state/tree.h"
@@ -201,7 +202,7 @@ Result<std::vector<Msg>> drain(Queue& q, const std::string& shown) {
 Status dump(pid_t pid, const FdView& f, TaskFd& t) {
     // A later description of an unlinked queue: the first's record holds it.
     if (f.st.st_nlink == 0)
-        if (auto first = mqueue_first_fd(pid, f)) {
+        if (auto first = first_fd_of_inode(pid, f)) {
             mqueue_second_dump(f, *first, t);
             return {};
         }

@@ -58,8 +58,6 @@ Status mqueue_check_flags(const FdEntry& f);
 
 // --- state/mqueue_second.cc ----------------------------------------------------
 
-// The lowest fd of pid below f.fd that holds f's queue (its inode), or nullopt.
-std::optional<int> mqueue_first_fd(pid_t pid, const FdView& f);
 // f's record: another description of the queue of fd `first`.
 void mqueue_second_dump(const FdView& f, int first, TaskFd& t);
 

@@ -16,38 +16,17 @@
 // A second description held by another member of a tree too is handed over
 // by the tree's rules (state/tree_share.h); one member's description opened
 // separately from another member's is the tree's reason.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <charconv>
-#include <cstring>
-
 #include "checkpoint/files.h"
 #include "common/strfmt.h"
+#include "state/file_kind.h"
 #include "state/kobj.h"
 #include "state/mqueue.h"
 
 namespace crfs::state {
-
-std::optional<int> mqueue_first_fd(pid_t pid, const FdView& f) {
-    std::string dir = strfmt("/proc/{}/fd", pid);
-    DIR* d = opendir(dir.c_str());
-    if (!d) return std::nullopt;
-    std::optional<int> first;
-    while (dirent* e = readdir(d)) {
-        int fd = -1;
-        auto [p, ec] = std::from_chars(e->d_name, e->d_name + std::strlen(e->d_name), fd);
-        if (ec != std::errc() || *p != '\0' || fd >= f.fd || (first && fd >= *first)) continue;
-        struct stat st {};
-        if (::stat(strfmt("{}/{}", dir, fd).c_str(), &st) == 0 && st.st_ino == f.st.st_ino &&
-            st.st_dev == f.st.st_dev)
-            first = fd;
-    }
-    closedir(d);
-    return first;
-}
 
 void mqueue_second_dump(const FdView& f, int first, TaskFd& t) {
     image::MqueueSecondRecord r{};
@@ -103,29 +82,12 @@ Status plan(const FdEntry& f, KobjPlan& k) {
     return {};
 }
 
-// Stage 1 (no allocation): /proc/self/fd/FIRST opened with the flags.
+// Stage 1 (no allocation): /proc/self/fd/FIRST opened with the flags, the
+// first's inode (state/file_reopen.cc).
 int make(const KobjPlan& p, const char*, KobjFail& fail) {
-    int first = int(p.n[0]);
-    char path[32] = "/proc/self/fd/";
-    auto [end, ec] = std::to_chars(path + 14, path + sizeof path - 1, first);
-    *end = '\0';
-    struct stat want {
-    }, got{};
-    if (::fstat(first, &want) != 0) {
-        fail = {CRFS_RA_STEP_MQ_SECOND, errno, 0};
-        return -1;
-    }
-    int fd = ::open(path, p.flags | O_CLOEXEC);
-    if (fd < 0) {
-        fail = {CRFS_RA_STEP_MQ_SECOND, errno, 0};
-        return -1;
-    }
-    if (::fstat(fd, &got) != 0 || got.st_ino != want.st_ino || got.st_dev != want.st_dev) {
-        ::close(fd);
-        fail = {CRFS_RA_STEP_MQ_SECOND, ESTALE, 0};
-        return -1;
-    }
-    return fd;
+    int fd = reopen_self(int(p.n[0]), p.flags);
+    if (fd < 0) fail = {CRFS_RA_STEP_MQ_SECOND, -fd, 0};
+    return fd < 0 ? -1 : fd;
 }
 
 }  // namespace

@@ -7,12 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 
 #include "common/strfmt.h"
 #include "restorer/child.h"
 #include "state/check.h"
+#include "state/file_kind.h"
 #include "state/mqueue.h"
 #include "state/pipe.h"
 #include "state/tree_restore.h"
@@ -351,22 +351,9 @@ namespace {
 // the taker's own open), checked to be that inode, at the taker's offset.
 // Returns the new fd, or -errno.
 int reopen_for(const ShareSend& s) {
-    char path[32] = "/proc/self/fd/";
-    auto [end, ec] = std::to_chars(path + 14, path + sizeof path - 1, s.owner_fd);
-    *end = '\0';
-    struct stat want {
-    }, got{};
-    if (::fstat(s.owner_fd, &want) != 0) return -errno;
-    int fd = ::open(path, s.flags | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    int e = 0;
-    if (::fstat(fd, &got) != 0)
-        e = errno;
-    else if (got.st_ino != want.st_ino || got.st_dev != want.st_dev)
-        e = ESTALE;
-    else if (s.pos && ::lseek(fd, off_t(s.pos), SEEK_SET) != off_t(s.pos))
-        e = errno ? errno : EIO;
-    if (!e) return fd;
+    int fd = state::reopen_self(s.owner_fd, s.flags);  // state/file_reopen.cc
+    if (fd < 0 || !s.pos || ::lseek(fd, off_t(s.pos), SEEK_SET) == off_t(s.pos)) return fd;
+    int e = errno ? errno : EIO;
     ::close(fd);
     return -e;
 }

@@ -293,6 +293,7 @@ Json fds(const DecodedImage& img) {
                       {"mtime_sec", r.mtime_sec},
                       {"mtime_nsec", r.mtime_nsec},
                       {"data_bytes", f.data_bytes}});
+        if (r.kind == uint32_t(image::FdKind::kReopened)) j["first"] = image::reopened_first(r);
         if (f.content) j["content"] = {{"size", f.content->size}, {"xxh3", hex(f.content->hash)}};
         if (!f.kobj.empty()) j["kobj"] = kobj_records(f);
         for (const auto& e : img.inet)
@@ -417,6 +418,8 @@ const char* fd_kind_name(uint32_t k) {
             return "shared";
         case image::FdKind::kDeleted:
             return "deleted";
+        case image::FdKind::kReopened:  // deltwice: state/file_reopen.cc
+            return "reopened";
         case image::FdKind::kCharDev:
             return "chardev";
         case image::FdKind::kEventfd:

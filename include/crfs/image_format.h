@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 13;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 14;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -344,6 +344,12 @@ enum class FdKind : uint32_t {
     // Version 13 (deldir, 39): a removed directory still open (state/dir_deleted.cc): made
     // again, empty, in its parent (the fd record's path) and removed; no record.
     kDeletedDir = 39,
+    // Version 14 (deltwice, 40): another open file description, in the same process, of
+    // the deleted file (2), removed directory (39) or memfd (36) at an earlier fd, whose
+    // number `rdev` holds (reopened_first); dev, ino, mode the object's, path its name; no
+    // record. Stage 1 opens that fd again through /proc/self/fd with this record's
+    // open_flags and seeks to its pos (state/file_reopen.cc).
+    kReopened = 40,
 };
 
 // FdRecord.fd_flags
@@ -369,6 +375,10 @@ struct FdRecord {
     uint32_t reserved;
 };
 static_assert(sizeof(FdRecord) == 88);
+// deltwice: the earlier fd whose object a kReopened record opens again (its rdev: no device).
+inline constexpr uint64_t reopened_first(const FdRecord& r) {
+    return r.rdev;
+}
 // Version 1 had no same_as: its FdRecord is the first 80 bytes (read as same_as -1).
 inline constexpr uint32_t kFdRecordV1Size = offsetof(FdRecord, same_as);
 static_assert(kFdRecordV1Size == 80);

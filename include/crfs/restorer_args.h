@@ -255,6 +255,10 @@ enum crfs_ra_step {
     CRFS_RA_STEP_THREAD_TIMER = 260, /* making POSIX timer signalling a thread (arg: its id) */
     /* mq2 (270-274): another description of an unlinked queue (state/mqueue_second.cc) */
     CRFS_RA_STEP_MQ_SECOND = 270, /* reopening it through /proc/self/fd of the first (arg: fd) */
+    /* deltwice (273-274): another open file description of a deleted file, removed directory
+       or memfd of the task, opened again from its first fd (state/file_reopen.cc; arg: fd) */
+    CRFS_RA_STEP_REOPEN = 273,       /* open of /proc/self/fd/FIRST with its flags */
+    CRFS_RA_STEP_REOPEN_OTHER = 274, /* the file opened is not the first's inode (ESTALE) */
     /* stream (280-284): a restore that streams the pages (restorer/blob/stream.h) */
     CRFS_RA_STEP_STREAM_READY = 280, /* userfaultfd made and registered; the report with err 0
                                         says ready (arg: the userfaultfd's number) */

@@ -240,21 +240,102 @@ static void deleted_check(void) {
 }
 
 /* One deleted file held by two open file descriptions of the task (opened
- * twice, then unlinked): restored, they must stay one file. */
+ * twice, then unlinked): restored, they must stay one file (state/file_reopen.cc),
+ * each description with its own flags and offset, a dup of the second (g_del3)
+ * one description with it. */
+static int g_del3 = -1;
+static int g_twice_fl[2];
+static off_t g_twice_pos[2];
+
+static void twice_save(void) {
+    int fds[2] = {g_del, g_del2};
+    for (int i = 0; i < 2; ++i) {
+        g_twice_fl[i] = fcntl(fds[i], F_GETFL);
+        g_twice_pos[i] = lseek(fds[i], 0, SEEK_CUR);
+    }
+}
+
 static void deleted_twice_setup(void) {
     g_del = open_or_die(at("twice"), O_RDWR | O_CREAT);
     g_del2 = open_or_die(at("twice"), O_RDWR);
     if (write(g_del, "abcdef", 6) != 6 || unlink(at("twice")) != 0) die("write twice");
+    lseek(g_del2, 2, SEEK_SET);
+    twice_save();
 }
 static void deleted_twice_check(void) {
+    int fds[2] = {g_del, g_del2};
     struct stat a, b;
     if (fstat(g_del, &a) != 0 || fstat(g_del2, &b) != 0) fail("fstat: %s", strerror(errno));
     if (a.st_ino != b.st_ino || a.st_dev != b.st_dev)
         fail("fds %d and %d are two files", g_del, g_del2);
-    char buf[6];
-    if (pwrite(g_del, "X", 1, 0) != 1 || pread(g_del2, buf, 6, 0) != 6 ||
-        memcmp(buf, "Xbcdef", 6) != 0)
-        fail("a write through fd %d does not show through fd %d", g_del, g_del2);
+    if (same_description(g_del, g_del2)) fail("fds %d and %d are one description", g_del, g_del2);
+    for (int i = 0; i < 2; ++i) {
+        if (fcntl(fds[i], F_GETFL) != g_twice_fl[i])
+            fail("fd %d flags 0%o, were 0%o", fds[i], fcntl(fds[i], F_GETFL), g_twice_fl[i]);
+        if (lseek(fds[i], 0, SEEK_CUR) != g_twice_pos[i])
+            fail("fd %d at offset %ld, was %ld", fds[i], (long)lseek(fds[i], 0, SEEK_CUR),
+                 (long)g_twice_pos[i]);
+    }
+    if (g_del3 >= 0 && !same_description(g_del2, g_del3))
+        fail("fd %d, a dup of fd %d, is another description", g_del3, g_del2);
+    /* One offset each: moving the first's leaves the second's. */
+    if (lseek(g_del, 1, SEEK_SET) != 1 || lseek(g_del2, 0, SEEK_CUR) != g_twice_pos[1])
+        fail("a seek of fd %d moved fd %d", g_del, g_del2);
+    /* A write through the writable one shows through the readable one. */
+    int w = (g_twice_fl[0] & O_ACCMODE) != O_RDONLY ? g_del : g_del2;
+    int r = w == g_del ? g_del2 : g_del;
+    off_t at_ = (fcntl(w, F_GETFL) & O_APPEND) ? b.st_size : 0; /* pwrite appends there */
+    char c = 0;
+    if (pwrite(w, "X", 1, 0) != 1 || pread(r, &c, 1, at_) != 1 || c != 'X')
+        fail("a write through fd %d does not show through fd %d", w, r);
+}
+
+/* Two access modes and offsets (a tool's temp file opened read-only and
+ * write-only in append mode), the write-only one dup'd close-on-exec and
+ * holding a shared flock. */
+static void deleted_twice_modes_setup(void) {
+    g_del = open_or_die(at("twice"), O_RDONLY | O_CREAT);
+    g_del2 = open_or_die(at("twice"), O_WRONLY | O_APPEND | O_NONBLOCK);
+    if (write(g_del2, "abcdef", 6) != 6) die("write twice");
+    lseek(g_del, 3, SEEK_SET);
+    g_del3 = fcntl(g_del2, F_DUPFD_CLOEXEC, 20);
+    if (g_del3 < 0 || flock(g_del2, LOCK_SH) != 0 || unlink(at("twice")) != 0) die("twice");
+    twice_save();
+}
+static void deleted_twice_modes_check(void) {
+    deleted_twice_check();
+    if (fcntl(g_del3, F_GETFD) != FD_CLOEXEC) fail("fd %d lost its close-on-exec", g_del3);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", g_del);
+    int other = open(path, O_RDONLY);
+    if (other < 0 || flock(other, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+        fail("the flock of fd %d is gone", g_del2);
+    if (other >= 0) close(other);
+}
+
+/* A file made with O_TMPFILE whose lower fd is a description opened through
+ * /proc/self/fd: the later one's O_TMPFILE no open of the first gives (a reason). */
+static void deleted_twice_tmpfile_setup(void) {
+    int t = open(g_dir, O_TMPFILE | O_RDWR, 0600);
+    if (t < 0) die("O_TMPFILE");
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", t);
+    int r = open_or_die(path, O_RDWR);
+    g_del2 = fcntl(t, F_DUPFD, 10);
+    if (g_del2 < 0 || dup2(r, t) != t) die("dup");
+    close(r);
+    g_del = g_fd = t;
+}
+
+/* One memfd held by two open file descriptions of the task (the second
+ * opened through /proc/self/fd): restored, they must stay one memfd. */
+static void memfd_twice_setup(void) {
+    g_del = memfd_create("twice", 0);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", g_del);
+    g_del2 = open_or_die(path, O_RDWR);
+    if (write(g_del, "abcdef", 6) != 6) die("write twice");
+    twice_save();
 }
 
 static void flock_setup(void) {
@@ -330,6 +411,9 @@ static const struct variant kVariants[] = {
     {"tmpfile_gone", tmpfile_gone_setup, check_open, NULL},
     {"deleted", deleted_setup, deleted_check, NULL},
     {"deleted_twice", deleted_twice_setup, deleted_twice_check, NULL},
+    {"deleted_twice_modes", deleted_twice_modes_setup, deleted_twice_modes_check, NULL},
+    {"deleted_twice_tmpfile", deleted_twice_tmpfile_setup, check_open, NULL},
+    {"memfd_twice", memfd_twice_setup, deleted_twice_check, NULL},
     {"flock", flock_setup, flock_check, NULL},
     {"posix_lock", posix_lock_setup, posix_lock_check, NULL},
     {"deleted_owner", deleted_owner_setup, deleted_owner_check, NULL},

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <linux/bpf.h>
 #include <linux/io_uring.h>
+#include <linux/kcmp.h>
 #include <linux/perf_event.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -434,11 +435,52 @@ static void dir_deleted_owner_setup(void) {
     if (g_a != 3 || rmdir(at("gone")) < 0) die("open gone");
 }
 
-/* Two open file descriptions of it in one task: restored, two directories. */
+/* Two open file descriptions of it in one task (deltwice, state/file_reopen.cc):
+ * one directory again, each description with its own flags, the second's dup
+ * one description with it. */
+static int g_dflags2;
+
 static void dir_deleted_twice_setup(void) {
     if (mkdir(at("gone"), 0700) < 0) die("mkdir gone");
     g_a = open(at("gone"), O_RDONLY | O_DIRECTORY);
+    g_b = open(at("gone"), O_RDONLY | O_DIRECTORY | O_NONBLOCK);
+    g_c = dup(g_b);
+    if (g_a != 3 || g_b != 4 || rmdir(at("gone")) < 0) die("open gone");
+    g_dflags = fcntl(g_a, F_GETFL);
+    g_dflags2 = fcntl(g_b, F_GETFL);
+}
+
+static int one_description(int a, int b) {
+    return syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b) == 0;
+}
+
+static void dir_deleted_twice_check(void) {
+    struct stat a, b;
+    if (fstat(g_a, &a) < 0 || fstat(g_b, &b) < 0) fail("fstat: %s", strerror(errno));
+    if (a.st_ino != b.st_ino || a.st_dev != b.st_dev || !S_ISDIR(a.st_mode) || a.st_nlink != 0)
+        fail("fds 3 and 4: inodes %lu and %lu, nlink %lu", (unsigned long)a.st_ino,
+             (unsigned long)b.st_ino, (unsigned long)a.st_nlink);
+    if (one_description(g_a, g_b)) fail("fds 3 and 4 are one description");
+    if (!one_description(g_b, g_c)) fail("fd %d, a dup of fd 4, is another description", g_c);
+    if (fcntl(g_a, F_GETFL) != g_dflags || fcntl(g_b, F_GETFL) != g_dflags2)
+        fail("flags 0%o 0%o, were 0%o 0%o", fcntl(g_a, F_GETFL), fcntl(g_b, F_GETFL), g_dflags,
+             g_dflags2);
+    /* A change through one shows through the other: one inode. */
+    if (fchmod(g_a, 0750) < 0 || fstat(g_b, &b) < 0 || (b.st_mode & 07777) != 0750)
+        fail("a chmod through fd 3 does not show through fd 4");
+    char buf[4096];
+    if (syscall(SYS_getdents64, g_b, buf, sizeof buf) != -1 || errno != ENOENT)
+        fail("getdents of fd 4: %s", strerror(errno));
+}
+
+/* The second read before the rmdir: its offset cannot be set again (a reason). */
+static void dir_deleted_twice_read_setup(void) {
+    if (mkdir(at("gone"), 0700) < 0) die("mkdir gone");
+    g_a = open(at("gone"), O_RDONLY | O_DIRECTORY);
     g_b = open(at("gone"), O_RDONLY | O_DIRECTORY);
+    char buf[4096];
+    while (syscall(SYS_getdents64, g_b, buf, sizeof buf) > 0) {
+    }
     if (g_a != 3 || g_b != 4 || rmdir(at("gone")) < 0) die("open gone");
 }
 
@@ -567,7 +609,8 @@ static const struct variant kVariants[] = {
     {"dir", dir_setup, dir_check, NULL},
     {"dir_deleted", dir_deleted_setup, dir_deleted_check, NULL},
     {"dir_deleted_owner", dir_deleted_owner_setup, check_nothing, NULL},
-    {"dir_deleted_twice", dir_deleted_twice_setup, check_nothing, NULL},
+    {"dir_deleted_twice", dir_deleted_twice_setup, dir_deleted_twice_check, NULL},
+    {"dir_deleted_twice_read", dir_deleted_twice_read_setup, check_nothing, NULL},
     {"pidfd", pidfd_setup, pidfd_check, NULL},
     {"pidfd_other", pidfd_other_setup, check_nothing, NULL},
     {"inotify", inotify_setup, inotify_check, NULL},

@@ -69,8 +69,10 @@ PROBES = [
     ("files", "tmpfile", None),
     ("files", "tmpfile_gone", "opened with O_TMPFILE: its directory "),
     ("files", "deleted", None),
-    ("files", "deleted_twice",
-     "which fd 3 holds as another open file description (restored, they would be two files)"),
+    ("files", "memfd_twice", None),
+    ("files", "deleted_twice", None),  # deltwice: state/file_reopen.cc
+    ("files", "deleted_twice_modes", None),
+    ("files", "deleted_twice_tmpfile", "another open file description of it than fd 3's, has open flags 020"),
     ("files", "flock", None),
     ("files", "posix_lock", None),
     ("files", "deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid"),
@@ -112,7 +114,8 @@ PROBES = [
     ("kobj_a", "dir", None),
     ("kobj_a", "dir_deleted", None),  # deldir: state/dir_deleted.cc
     ("kobj_a", "dir_deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid; such a directory"),
-    ("kobj_a", "dir_deleted_twice", "which fd 3 holds as another open file description"),
+    ("kobj_a", "dir_deleted_twice", None),  # deltwice: state/file_reopen.cc
+    ("kobj_a", "dir_deleted_twice_read", "another open file description of it than fd 3's, is at offset"),
     ("kobj_a", "pidfd", None),
     ("kobj_a", "pidfd_other", "fd 3: pidfd of pid 1 (a process outside the image, or a thread) not supported yet"),
     ("kobj_a", "inotify", None),
@@ -230,6 +233,7 @@ PROBES = [
     ("tree_share", "outside_pipe", ", outside the image; a pipe shared with another process"),
     ("tree_share", "deleted_two_members", None),  # mqtree: reopened (share-fd end 4)
     ("tree_share", "memfd_two_members", None),
+    ("tree_share", "deleted_twice_kid", None),  # deltwice: fd kind 40 given to a child
     ("tree_share", "deleted_given_on", None),  # the reopened description given on (kind 52 giver)
     # fifo: a FIFO opened separately by two children (state/tree_share.h kShareFifoJoin)
     ("tree_share", "fifo_reader_first", None),

@@ -247,6 +247,34 @@ static void own_desc_check(void) {
     kids_check();
 }
 
+/* deltwice: a deleted file the parent opened twice (fd 3 read-write, fd 4
+ * read-only at offset 2; fd 4 is fd kind 40, state/file_reopen.cc), both
+ * inherited by its child: each fd one description with the parent's again. */
+static int twice_kid_verify(void) {
+    struct stat a, b;
+    if (fstat(3, &a) != 0 || fstat(4, &b) != 0 || a.st_ino != b.st_ino) return 1;
+    if (syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, 3, 4) == 0) return 2;
+    return lseek(4, 0, SEEK_CUR) == 2 ? 0 : 3;
+}
+static void deleted_twice_kid_setup(void) {
+    if (open(at("scratch"), O_RDWR | O_CREAT | O_TRUNC, 0600) != 3 ||
+        open(at("scratch"), O_RDONLY) != 4 || write(3, "abcdef", 6) != 6 ||
+        lseek(4, 2, SEEK_SET) != 2 || unlink(at("scratch")) != 0)
+        die("the deleted file at fds 3 and 4");
+    g_kids[0] = spawn(NULL, twice_kid_verify);
+}
+static void deleted_twice_kid_check(void) {
+    for (int fd = 3; fd <= 4; ++fd)
+        if (syscall(SYS_kcmp, getpid(), g_kids[0], KCMP_FILE, fd, fd) != 0)
+            fail("the child's fd %d is not the parent's description", fd);
+    struct stat a, b;
+    if (fstat(3, &a) != 0 || fstat(4, &b) != 0 || a.st_ino != b.st_ino)
+        fail("fds 3 and 4 are two files");
+    if (syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, 3, 4) == 0)
+        fail("fds 3 and 4 are one description");
+    kids_check();
+}
+
 /* A FIFO two children opened separately by its path (issue 11, docs/trees.md
  * "FIFOs between members"): the reader O_RDONLY|O_NONBLOCK, the writer
  * O_WRONLY with bytes written; the parent holds neither. Each comes back its
@@ -433,6 +461,7 @@ static const struct variant kVariants[] = {
     {"deleted_two_members", deleted_two_setup, own_desc_check, NULL},
     {"memfd_two_members", memfd_two_setup, own_desc_check, NULL},
     {"deleted_given_on", given_on_setup, own_desc_check, NULL},
+    {"deleted_twice_kid", deleted_twice_kid_setup, deleted_twice_kid_check, NULL},
     {"fifo_reader_first", fifo_reader_first_setup, kids_check, NULL},
     {"fifo_writer_first", fifo_writer_first_setup, kids_check, NULL},
     {"fifo_outside", fifo_outside_setup, outside_check, NULL},

@@ -7,6 +7,7 @@
 #include <linux/seccomp.h>
 #include <sys/syscall.h>
 
+#include "common/strfmt.h"
 #include "restorer/validate.h"
 #include "state/seccomp.h"
 #include "state/threads.h"
@@ -105,6 +106,75 @@ TEST(RestoreFields, DeletedDirectoryPathModeAndFlagsInRange) {
     r.open_flags = O_DIRECTORY;
     r.mtime_nsec = 1000000000;
     expect_einval(img, "mtime nanoseconds");
+}
+
+// deltwice: another open file description of a deleted file or directory
+// (fd kind 40, state/file_reopen.cc) names an earlier fd record that is its
+// own description of one of those, of its inode; flags a reopen through
+// /proc/self/fd gives; a directory's offset 0.
+TEST(RestoreFields, ReopenedNamesAnEarlierDeletedFileOrDirectoryOfItsInode) {
+    using K = image::FdKind;
+    auto twice = [](K kind) {
+        auto img = good();
+        auto& r = img.fds[0].rec;
+        bool dir = kind == K::kDeletedDir;
+        r.kind = uint32_t(kind);
+        r.dev = 5, r.ino = 77, r.mode = dir ? S_IFDIR | 0700 : S_IFREG | 0600;
+        r.open_flags = dir ? O_DIRECTORY | 0100000 : O_RDWR | 0100000;
+        FdEntry later = img.fds[0];
+        later.rec.fd = 4, later.rec.kind = uint32_t(K::kReopened), later.rec.rdev = 3;
+        later.rec.open_flags = dir ? O_DIRECTORY | O_NONBLOCK : O_WRONLY | O_APPEND | O_NONBLOCK;
+        later.rec.pos = dir ? 0 : 9;
+        img.fds.push_back(later);
+        return img;
+    };
+    constexpr const char* kNoFirst = "which is no earlier fd of its own description";
+    EXPECT_TRUE(check_fields(twice(K::kDeleted)));
+    EXPECT_TRUE(check_fields(twice(K::kDeletedDir)));
+    auto img = twice(K::kDeleted);
+    img.fds.push_back(img.fds[1]);  // a dup of the second: repeats it
+    img.fds[2].rec.fd = 6, img.fds[2].rec.same_as = 4;
+    EXPECT_TRUE(check_fields(img));
+    for (uint64_t first : {4ull, 5ull, 2ull, 1ull << 40}) {  // itself, later, none, huge
+        img = twice(K::kDeleted);
+        img.fds[1].rec.rdev = first;
+        expect_einval(img, strfmt("fd 4: opened again from fd {}, {}", first, kNoFirst).c_str());
+    }
+    img = twice(K::kDeleted);
+    img.fds[0].rec.kind = uint32_t(K::kRegular);  // a file with a name
+    expect_einval(img, kNoFirst);
+    img = twice(K::kDeleted);
+    img.fds[1].rec.ino = 78;  // another inode
+    expect_einval(img, kNoFirst);
+    img = twice(K::kDeleted);
+    img.fds[1].rec.mode = S_IFDIR | 0600;
+    expect_einval(img, kNoFirst);
+    img = twice(K::kDeleted);
+    std::swap(img.fds[0], img.fds[1]);  // recorded before the fd it names
+    expect_einval(img, kNoFirst);
+    img = twice(K::kDeleted);  // names a dup, or another kind 40
+    img.fds.push_back(img.fds[1]);
+    img.fds[2].rec.fd = 5, img.fds[2].rec.same_as = 4;
+    img.fds.push_back(img.fds[1]);
+    img.fds[3].rec.fd = 7, img.fds[3].rec.rdev = 5;
+    expect_einval(img, strfmt("fd 7: opened again from fd 5, {}", kNoFirst).c_str());
+    img.fds[3].rec.rdev = 4;
+    expect_einval(img, strfmt("fd 7: opened again from fd 4, {}", kNoFirst).c_str());
+    for (uint32_t flags : {uint32_t(O_RDWR | FASYNC), uint32_t(O_ACCMODE),
+                           uint32_t(O_TMPFILE | O_RDWR), uint32_t(O_RDWR | O_TRUNC)}) {
+        img = twice(K::kDeleted);
+        img.fds[1].rec.open_flags = flags;
+        expect_einval(img, "fd 4: open");
+    }
+    img = twice(K::kDeletedDir);
+    img.fds[1].rec.open_flags = O_DIRECTORY | O_RDWR;
+    expect_einval(img, "fd 4: opened again from fd 3 with open flags");
+    img = twice(K::kDeletedDir);
+    img.fds[1].rec.open_flags = O_DIRECTORY | O_NOFOLLOW;  // refuses the link
+    expect_einval(img, "fd 4: opened again from fd 3 with open flags");
+    img = twice(K::kDeletedDir);
+    img.fds[1].rec.pos = 1;
+    expect_einval(img, "fd 4: opened again from fd 3 with open flags 0204000, offset 1");
 }
 
 TEST(RestoreFields, AnonymousMemoryNamesOnlyOfTheirKind) {
