@@ -94,12 +94,17 @@ def one_round(mnt, holder, procs, mib, tmp, img):
             raise SystemExit(f"restored {len(restored)} processes, not {procs}")
         return t_ckpt, t_rest, os.path.getsize(img)
     finally:
-        tree.kill()
-        kill_all(restored)
-        try:
-            os.rmdir(f"{mnt}/{root}")
-        except OSError:
-            pass
+        clean_round(mnt, tree, restored)
+
+
+def clean_round(mnt, tree, restored):
+    """Kills the round's tree and what was restored, and removes its slot."""
+    tree.kill()
+    kill_all(restored)
+    try:
+        os.rmdir(f"{mnt}/{tree.pids[0]}")
+    except OSError:
+        pass
 
 
 def report(name, procs, times, mc):

@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mount_checkpoint_bench import mount, unmount  # noqa: E402
-from mount_tree_bench import Tree, kill_all  # noqa: E402
+from mount_tree_bench import Tree, clean_round  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fs"))
 from trees_mount_test import tree_of  # noqa: E402
 
@@ -104,12 +104,7 @@ def main():
                     for anon, rss, line in daemon_maps(proc.pid)[:40]:
                         print(f"  anon {anon:6d} kB rss {rss:6d} kB  {line}")
             finally:
-                tree.kill()
-                kill_all(restored)
-                try:
-                    os.rmdir(f"{mnt}/{root}")
-                except OSError:
-                    pass
+                clean_round(mnt, tree, restored)
     finally:
         if proc:
             unmount(proc, mnt)
