@@ -2,7 +2,8 @@
 """A process tree through the mount (issue 10's aim: a tree costs its
 processes' memory plus 1 ms per process), as a user runs it, with cp:
 
-    bench/mount_tree_bench.py [--build DIR] [--rounds N] [--before-crfsd PATH] [PxM ...]
+    bench/mount_tree_bench.py [--build DIR] [--rounds N] [--before-crfsd PATH]
+                              [--before-env VAR=VAL ...] [PxM ...]
     (default: build, 5 rounds, 16x16 64x1: P processes of M MiB each)
 
 Mounts DIR/fs/crfsd on a temporary directory (root: a tree comes back with
@@ -19,6 +20,9 @@ prints the best and the median of the rounds: time, time / memcpy, and
 crfs-ckpt next to it) and runs every round through "before" then "after"
 (this build's), each on a fresh tree of its own: before/after interleaved,
 back to back. The load average is printed with each round.
+`--before-env VAR=VAL` (repeatable) starts "before" with these variables in
+its environment; without --before-crfsd, "before" is this build's crfsd too
+(a switch to an old path: the same binary, before/after).
 """
 import argparse
 import ctypes
@@ -90,12 +94,17 @@ def one_round(mnt, holder, procs, mib, tmp, img):
             raise SystemExit(f"restored {len(restored)} processes, not {procs}")
         return t_ckpt, t_rest, os.path.getsize(img)
     finally:
-        tree.kill()
-        kill_all(restored)
-        try:
-            os.rmdir(f"{mnt}/{root}")
-        except OSError:
-            pass
+        clean_round(mnt, tree, restored)
+
+
+def clean_round(mnt, tree, restored):
+    """Kills the round's tree and what was restored, and removes its slot."""
+    tree.kill()
+    kill_all(restored)
+    try:
+        os.rmdir(f"{mnt}/{tree.pids[0]}")
+    except OSError:
+        pass
 
 
 def report(name, procs, times, mc):
@@ -110,15 +119,19 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--before-crfsd", default=None)
+    ap.add_argument("--before-env", action="append", default=[])
     ap.add_argument("trees", nargs="*", default=["16x16", "64x1"])
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: a tree comes back with its pids")
     ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of killed roots reap here
     holder = os.path.join(a.build, "bench", "tree_holder")
-    daemons = [("after", os.path.join(a.build, "fs", "crfsd"))]
+    daemons = [("after", [os.path.join(a.build, "fs", "crfsd")])]
+    if a.before_env and not a.before_crfsd:
+        a.before_crfsd = daemons[0][1][0]
     if a.before_crfsd:
-        daemons.insert(0, ("before", a.before_crfsd))
+        env = ["env"] + a.before_env if a.before_env else []  # env execs it: the same pid
+        daemons.insert(0, ("before", env + [a.before_crfsd]))
     tmp = tempfile.mkdtemp(prefix="crfs-tree-bench-")
     os.chmod(tmp, 0o755)
     log = open(os.path.join(tmp, "crfsd.log"), "w")
@@ -127,7 +140,7 @@ def main():
         for name, crfsd in daemons:
             mnt = os.path.join(tmp, "mnt-" + name)
             os.mkdir(mnt)
-            mounted.append((name, mount([crfsd, "-f", "-o", f"state_dir={tmp}/state-{name}", mnt],
+            mounted.append((name, mount(crfsd + ["-f", "-o", f"state_dir={tmp}/state-{name}", mnt],
                                         mnt, log), mnt))
         img = os.path.join(tmp, "tree.img")
         for spec in a.trees:

@@ -20,6 +20,7 @@
 #include "checkpoint/piped_image.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/thread_stacks.h"
 #include "fs/inode.h"
 #include "fs/slot_stream.h"
 
@@ -43,6 +44,7 @@ void reply_err(fuse_req_t req, const Error& e, const char* op) {
 // Runs `fn` and turns anything it throws (bad_alloc) into EIO.
 template <class Fn>
 void guarded(fuse_req_t req, const char* op, Fn fn) {
+    note_thread_stack();  // clonecost: a tree's members take no copy of it (common/thread_stacks.h)
     try {
         fn();
     } catch (const std::exception& e) {

@@ -4,8 +4,8 @@
 #include <linux/sched.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -372,6 +373,14 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
     // CRFS_TREE_CLONE_ALL=1 (benches: the old path): every clone takes it all.
     tree.clone_all = getenv("CRFS_TREE_CLONE_ALL") != nullptr;
     if (!tree.clone_all) malloc_trim(0);
+    // clonecost: held across the clone, so that no stack it names is freed
+    // (and its range mapped again for something a member needs) before the
+    // root has its copy of them all.
+    std::optional<ThreadStacksHold> stacks;
+    if (!tree.clone_all && !getenv("CRFS_TREE_CLONE_STACKS")) {
+        stacks.emplace();
+        tree.daemon_stacks = stacks->others();
+    }
     clone_args ca{};
     ca.exit_signal = SIGCHLD;
     pid_t want = tree.members[0].pid;
@@ -406,6 +415,12 @@ Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_r
 }
 
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {
+    // clonecost: the root runs on its copy of the restoring thread's stack;
+    // the daemon's other threads' stacks are no process's, and every process
+    // is made under the root. A failure only leaves them to be copied.
+    if (index == 0)
+        for (const auto& s : tree.daemon_stacks)
+            (void)madvise(reinterpret_cast<void*>(s.start), s.end - s.start, MADV_DONTFORK);
     // treeclone: no clone takes these areas but the one made for them
     // (tree_clone_member); a failure only leaves them to be copied.
     (void)advise_areas(tree, index, true, MADV_DONTFORK);
