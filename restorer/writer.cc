@@ -208,6 +208,11 @@ void child_become_writer(const WriterPlan& p, int status_fd) {
             errno = EPERM;
             fail(7);
         }
+        // Not dumpable, whatever fs.suid_dumpable made of the change above (1
+        // would let the writer ptrace this process, which until the blob
+        // unmaps it holds a copy of the daemon's memory: other requests'
+        // buffers). The blob sets the image's value last, after that unmap.
+        if (syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) fail(9);
     }
     // A fresh session keyring, owned by whoever the task is now: never the
     // daemon's (KEYCTL_JOIN_SESSION_KEYRING with no name).
