@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 #include "state/file_policy.h"
+#include "state/fs.h"
 #include "state/itimers.h"
 #include "state/kcmp_cache.h"
 #include "state/locks.h"
@@ -90,6 +91,7 @@ struct Capture {
     std::vector<image::FileLockRecord> locks;  // fid-exact: state/locks.cc
     std::vector<image::KeepRecord> keeps;      // incr: pages left to the base
     uint32_t mlockall_flags = 0;               // fid: state/mlockall.h
+    std::optional<image::DeletedCwdRecord> deleted_cwd;  // delcwd: state/fs.h
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -195,6 +197,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto attrs = read_task_attrs(pid);
     if (!attrs) return std::unexpected(attrs.error());
     c.attrs = std::move(*attrs);
+    auto deleted_cwd = state::dump_deleted_cwd(pid, c.attrs.cwd);  // delcwd
+    if (!deleted_cwd) return std::unexpected(deleted_cwd.error());
+    c.deleted_cwd = *deleted_cwd;
     // The pid might have been reused between the first look and the seize.
     if (auto ok = check_task(pid, starttime, c.attrs.stat); !ok) return std::unexpected(ok.error());
 
@@ -480,6 +485,7 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
 
     image::FsRecord fs{a.status.umask, uint32_t(a.cwd.size()), uint32_t(a.root.size()), 0};
     w.add(RecordType::kFs, Payload().add(fs).add_string(a.cwd).add_string(a.root));
+    if (c.deleted_cwd) w.add(RecordType::kDeletedCwd, Payload().add(*c.deleted_cwd));  // delcwd
 
     image::MmRecord mm{};
     mm.start_code = a.stat.start_code;

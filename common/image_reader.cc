@@ -828,6 +828,12 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (seen_slot(RecordType::kMlockall) > 1) return inconsistent(r, "a second one");
                 img.mlockall = load<image::MlockallRecord>(p);
                 break;
+            case RecordType::kDeletedCwd:  // delcwd (state/fs.cc checks its fields)
+                if (img.header.version < 14)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (img.deleted_cwd) return inconsistent(r, "a second one");
+                img.deleted_cwd = load<image::DeletedCwdRecord>(p);
+                break;
             case RecordType::kFdContent: {
                 auto c = load<image::FdContentRecord>(p);
                 auto f = std::find_if(img.fds.begin(), img.fds.end(),

@@ -47,6 +47,7 @@
 #include "restorer/writer.h"
 #include "state/file_kind.h"
 #include "state/file_policy.h"
+#include "state/fs.h"
 #include "state/itimers.h"
 #include "state/locks.h"
 #include "state/memory_restore.h"
@@ -165,7 +166,12 @@ void child_fault(const ChildPlan& c, int step) {
     child_writer_context(*c.writer, c.status_fd);
     child_become_writer(*c.writer, c.status_fd);
     if (c.fs_creds) child_enter_fs_creds(*c.attrs, c.status_fd);
-    if (chdir(c.attrs->cwd.c_str()) < 0) child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
+    if (c.attrs->cwd_fd >= 0) {  // delcwd: a removed cwd, made again (state/fs.h)
+        if (fchdir(c.attrs->cwd_fd) < 0)
+            child_fail(c.status_fd, CRFS_RA_STEP_DELETED_CWD, errno, 0);
+    } else if (chdir(c.attrs->cwd.c_str()) < 0) {
+        child_fail(c.status_fd, CRFS_RA_STEP_CWD, errno, 0);
+    }
     child_share_connect(c.tree, c.tree_index, c.status_fd);  // unix: before the fds
     child_fault(c, CRFS_RA_STEP_OPEN_FD);
     if (!fds_in_place) child_open_fds(*c.fds, c.status_fd);
@@ -252,6 +258,8 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
             return "seeking " + fd(r.arg);
         case CRFS_RA_STEP_CWD:
             return "chdir to " + img.cwd;
+        case CRFS_RA_STEP_DELETED_CWD:  // delcwd
+            return "fchdir to the removed directory made again for cwd " + img.cwd;
         case CRFS_RA_STEP_RLIMIT:
             return strfmt("setting rlimit {}", r.arg);
         case CRFS_RA_STEP_NICE:
@@ -666,6 +674,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     bool self_known = ::stat("/proc/self/exe", &self_st) == 0;
     bool set_exe = false;
     Result<FdPlan> fds = FdPlan{};
+    Result<int> cwd_fd = -1;  // delcwd: state/fs.h
     // Sockets are made in the writer's network namespace (restorer/netns.h).
     if (auto s = in_netns(*netns,
                           [&] {
@@ -673,6 +682,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                                   if (auto c = check_files(*img); !c) return c;
                                   fix_restart_block(*img, *pages_fd);
                                   fds = plan_fds(*img, image_fd.get(), min_fd, !writer->as_writer);
+                                  if (fds) cwd_fd = state::plan_deleted_cwd(*img, *fds);
                                   struct stat exe_st;
                                   set_exe = !img->exe.empty() &&
                                             ::stat(img->exe.c_str(), &exe_st) == 0 &&
@@ -684,6 +694,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         !s)
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
+    if (!cwd_fd) return std::unexpected(cwd_fd.error());
     auto thread_pidfds = state::plan_thread_pidfds(*img, *fds, req.tree != nullptr);  // thpidfd
     if (!thread_pidfds) return std::unexpected(thread_pidfds.error());
     // failclean: the socket files stage 1 binds and the queues it creates,
@@ -708,6 +719,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         return std::unexpected(s.error());
     trace.mark("validate");
     AttrPlan attrs = plan_attrs(*img);
+    attrs.cwd_fd = *cwd_fd;
     auto tty = plan_tty(*with_tty, *img, *fds, min_fd);
     if (!tty) return std::unexpected(tty.error());
     if (tty->take) attrs.image_sid = attrs.image_pid;  // a shell job leads its session

@@ -35,6 +35,7 @@
 #include "checkpoint/files.h"
 #include "common/strfmt.h"
 #include "restorer/files.h"
+#include "state/dir_deleted.h"
 #include "state/file_kind.h"
 
 namespace crfs::state {
@@ -67,20 +68,8 @@ std::string not_yet(std::string what) {
 }
 
 std::optional<std::string> detect(TaskView& t, const FdView& f) {
-    std::string name = name_of(f), dir = dir_of(name);
-    auto status = t.status();
-    if (status && (f.st.st_uid != (*status)->uid[3] || f.st.st_gid != (*status)->gid[3]))
-        return not_yet(strfmt("deleted directory {} owned by {}:{}, not by the task's fsuid:fsgid",
-                              name, f.st.st_uid, f.st.st_gid));
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-        return not_yet(
-            strfmt("deleted directory {}: the directory it lived in, {}, is gone", name, dir));
-    if (st.st_dev != f.st.st_dev)
-        return not_yet(
-            strfmt("deleted directory {}: the directory it lived in, {}, is now on "
-                   "another file system",
-                   name, dir));
+    std::string name = name_of(f);
+    if (auto why = removed_dir_reason(t, name, f.st)) return why;
     // Another description of it in the task (a dup shares this one): opened again
     // from the first (state/file_reopen.cc), at offset 0 only.
     return later_description(t, f, "deleted directory " + name, image::FdKind::kDeletedDir);
@@ -96,7 +85,52 @@ Status bad(const FdEntry& f, const std::string& what) {
     return make_error(EINVAL, strfmt("image field out of range: fd {}: {}", f.rec.fd, what));
 }
 
-// An absolute path of at least one name, none of them empty, "." or "..".
+Status check(const FdEntry& f, const DecodedImage&) {
+    const auto& r = f.rec;
+    if (!plain_path(f.path)) return bad(f, "deleted directory path with an empty, . or .. name");
+    if (auto why = bad_removed_dir_mode(r.mode)) return bad(f, *why);
+    if (r.open_flags & ~kFlags)
+        return bad(f, strfmt("deleted directory open flags 0{:o}", r.open_flags));
+    if (r.mtime_nsec < 0 || r.mtime_nsec >= 1000000000)
+        return bad(f, strfmt("deleted directory mtime nanoseconds {}", r.mtime_nsec));
+    return {};
+}
+
+Status plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
+    RemovedDir d{f.path,          f.rec.mode,       int(f.rec.open_flags),    f.rec.pos,
+                 f.rec.mtime_sec, f.rec.mtime_nsec, strfmt("fd {}", f.rec.fd)};
+    auto made = make_removed_dir(d, in.img.creds);
+    if (!made) return std::unexpected(made.error());
+    int hi = fcntl(made->get(), F_DUPFD_CLOEXEC, in.min_fd);
+    if (hi < 0) return errno_error("dup of the deleted directory");
+    in.copies.emplace_back(hi);
+    a.type = S_IFDIR;
+    a.prepared = hi;  // its flags and offset set here
+    a.seek = false;
+    return {};
+}
+
+}  // namespace
+
+std::optional<std::string> removed_dir_reason(TaskView& t, const std::string& name,
+                                              const struct stat& st) {
+    std::string dir = dir_of(name);
+    auto status = t.status();
+    if (status && (st.st_uid != (*status)->uid[3] || st.st_gid != (*status)->gid[3]))
+        return not_yet(strfmt("deleted directory {} owned by {}:{}, not by the task's fsuid:fsgid",
+                              name, st.st_uid, st.st_gid));
+    struct stat parent {};
+    if (::stat(dir.c_str(), &parent) != 0 || !S_ISDIR(parent.st_mode))
+        return not_yet(
+            strfmt("deleted directory {}: the directory it lived in, {}, is gone", name, dir));
+    if (parent.st_dev != st.st_dev)
+        return not_yet(
+            strfmt("deleted directory {}: the directory it lived in, {}, is now on "
+                   "another file system",
+                   name, dir));
+    return std::nullopt;
+}
+
 bool plain_path(const std::string& p) {
     if (p.size() < 2 || p.size() >= PATH_MAX || p[0] != '/' || p.back() == '/') return false;
     for (size_t at = 1; at <= p.size();) {
@@ -109,22 +143,18 @@ bool plain_path(const std::string& p) {
     return true;
 }
 
-Status check(const FdEntry& f, const DecodedImage&) {
-    const auto& r = f.rec;
-    if (!plain_path(f.path)) return bad(f, "deleted directory path with an empty, . or .. name");
-    if (!S_ISDIR(r.mode) || (r.mode & ~uint32_t(S_IFMT | 07777)))
-        return bad(f, strfmt("deleted directory mode 0{:o}", r.mode));
-    if (r.open_flags & ~kFlags)
-        return bad(f, strfmt("deleted directory open flags 0{:o}", r.open_flags));
-    if (r.mtime_nsec < 0 || r.mtime_nsec >= 1000000000)
-        return bad(f, strfmt("deleted directory mtime nanoseconds {}", r.mtime_nsec));
-    return {};
+std::optional<std::string> bad_removed_dir_mode(uint32_t mode) {
+    if (!S_ISDIR(mode) || (mode & ~uint32_t(S_IFMT | 07777)))
+        return strfmt("deleted directory mode 0{:o}", mode);
+    return std::nullopt;
 }
+
+namespace {
 
 // A name no one uses in `parent`, made as a directory: the original's when it
 // is free (the fd's /proc link then reads as before), else ".crfs-deldir-<random>".
-Result<std::string> make_unique_dir(int parent, const FdEntry& f, const std::string& dir) {
-    std::string name = f.path.substr(f.path.rfind('/') + 1);
+Result<std::string> make_unique_dir(int parent, const RemovedDir& d, const std::string& dir) {
+    std::string name = d.path.substr(d.path.rfind('/') + 1);
     for (int tries = 0; tries < 64; ++tries) {
         if (tries) {
             uint64_t r = 0;
@@ -134,73 +164,57 @@ Result<std::string> make_unique_dir(int parent, const FdEntry& f, const std::str
         if (::mkdirat(parent, name.c_str(), 0700) == 0) return name;
         if (errno != EEXIST)
             return errno_error(
-                strfmt("fd {}: mkdir in {} (the deleted directory lived there)", f.rec.fd, dir));
+                strfmt("{}: mkdir in {} (the deleted directory lived there)", d.what, dir));
     }
-    return make_error(EEXIST, strfmt("fd {}: no free name in {}", f.rec.fd, dir));
+    return make_error(EEXIST, strfmt("{}: no free name in {}", d.what, dir));
 }
 
-// The deleted directory of `f`, made again in its parent as the writer.
-Result<UniqueFd> make_dir(const FdEntry& f, const FilePlanIn& in) {
-    std::string dir = dir_of(f.path);
+}  // namespace
+
+Result<UniqueFd> make_removed_dir(const RemovedDir& d, const image::CredsRecord& creds) {
+    std::string dir = dir_of(d.path);
     int p = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (p < 0)
-        return errno_error(
-            strfmt("fd {}: open {} (the deleted directory lived there)", f.rec.fd, dir));
+        return errno_error(strfmt("{}: open {} (the deleted directory lived there)", d.what, dir));
     UniqueFd parent(p);
-    auto name = make_unique_dir(p, f, dir);
+    auto name = make_unique_dir(p, d, dir);
     if (!name) return std::unexpected(name.error());
-    int flags = int(f.rec.open_flags) | O_NOCTTY | O_CLOEXEC;
-    int fd = ::openat(p, name->c_str(), flags);
+    int fd = ::openat(p, name->c_str(), d.flags | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
         ::unlinkat(p, name->c_str(), AT_REMOVEDIR);
-        return make_error(e, strfmt("fd {}: open of the new directory in {}", f.rec.fd, dir));
+        return make_error(e, strfmt("{}: open of the new directory in {}", d.what, dir));
     }
     UniqueFd out(fd);
     // Before the rmdir: a removed ext4 directory has size 0 and lseek takes no
     // hash cookie any more (EINVAL); the task's offset was set before its rmdir too.
-    if (f.rec.pos && ::lseek(fd, off_t(f.rec.pos), SEEK_SET) != off_t(f.rec.pos)) {
+    if (d.pos && ::lseek(fd, off_t(d.pos), SEEK_SET) != off_t(d.pos)) {
         int e = errno;
         ::unlinkat(p, name->c_str(), AT_REMOVEDIR);
-        return make_error(e, strfmt("fd {}: seek of the deleted directory", f.rec.fd));
+        return make_error(e, strfmt("{}: seek of the deleted directory", d.what));
     }
     if (::unlinkat(p, name->c_str(), AT_REMOVEDIR) != 0)
-        return errno_error(strfmt("fd {}: rmdir of the new directory in {}", f.rec.fd, dir));
+        return errno_error(strfmt("{}: rmdir of the new directory in {}", d.what, dir));
     // The one removed must be the one opened (a writable parent's other users
     // could have swapped the name), and is given the original's owner, mode, mtime.
     struct stat st {};
-    const auto& creds = in.img.creds;
     if (::fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
-        return make_error(ESTALE, strfmt("fd {}: the directory made in {} is not the one "
+        return make_error(ESTALE, strfmt("{}: the directory made in {} is not the one "
                                          "removed",
-                                         f.rec.fd, dir));
+                                         d.what, dir));
     if ((st.st_uid != creds.uid[3] || st.st_gid != creds.gid[3]) &&
         ::fchown(fd, creds.uid[3], creds.gid[3]) != 0)
-        return errno_error(strfmt("fd {}: chown of the deleted directory to {}:{}", f.rec.fd,
+        return errno_error(strfmt("{}: chown of the deleted directory to {}:{}", d.what,
                                   creds.uid[3], creds.gid[3]));
-    const struct timespec times[2] = {{0, UTIME_OMIT}, {f.rec.mtime_sec, f.rec.mtime_nsec}};
-    if (::fchmod(fd, f.rec.mode & 07777) != 0 || ::futimens(fd, times) != 0)
-        return errno_error(strfmt("fd {}: chmod/utimes of the deleted directory", f.rec.fd));
+    const struct timespec times[2] = {{0, UTIME_OMIT}, {d.mtime_sec, d.mtime_nsec}};
+    if (::fchmod(fd, d.mode & 07777) != 0 || ::futimens(fd, times) != 0)
+        return errno_error(strfmt("{}: chmod/utimes of the deleted directory", d.what));
     // The kernel drops a set-group-ID bit the writer may not set: not the original's.
-    if (::fstat(fd, &st) != 0 || (st.st_mode & 07777) != (f.rec.mode & 07777))
-        return make_error(EPERM, strfmt("fd {}: the deleted directory's mode is 0{:o}, not 0{:o}",
-                                        f.rec.fd, st.st_mode & 07777, f.rec.mode & 07777));
+    if (::fstat(fd, &st) != 0 || (st.st_mode & 07777) != (d.mode & 07777))
+        return make_error(EPERM, strfmt("{}: the deleted directory's mode is 0{:o}, not 0{:o}",
+                                        d.what, st.st_mode & 07777, d.mode & 07777));
     return out;
 }
-
-Status plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
-    auto made = make_dir(f, in);
-    if (!made) return std::unexpected(made.error());
-    int hi = fcntl(made->get(), F_DUPFD_CLOEXEC, in.min_fd);
-    if (hi < 0) return errno_error("dup of the deleted directory");
-    in.copies.emplace_back(hi);
-    a.type = S_IFDIR;
-    a.prepared = hi;  // its flags and offset set here
-    a.seek = false;
-    return {};
-}
-
-}  // namespace
 
 const FileKind kDeletedDirKind = {
     image::FdKind::kDeletedDir, "deleted directory", match, detect, dump, check, plan, kFlags};

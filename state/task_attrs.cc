@@ -21,6 +21,7 @@
 #include "common/strfmt.h"
 #include "restorer/child.h"
 #include "state/check.h"
+#include "state/fs.h"
 #include "state/kind.h"
 
 // --- detect ------------------------------------------------------------------
@@ -227,6 +228,7 @@ Status check_task(const DecodedImage& img) {
     if (img.task.nice < -20 || img.task.nice > 19) return bad(strfmt("nice {}", img.task.nice));
     if (img.fs.umask & ~0777u) return bad(strfmt("umask 0{:o}", img.fs.umask));
     if (bad_path(img.cwd)) return bad("cwd not absolute or holds a NUL");
+    if (auto s = state::check_deleted_cwd(img); !s) return s;  // delcwd
     if (!img.exe.empty() && bad_path(img.exe)) return bad("exe not absolute or holds a NUL");
     if (img.header.flags & ~image::kHeaderTaskWasStopped)
         return bad(strfmt("header flags 0x{:x}", img.header.flags));

@@ -60,6 +60,7 @@ Result<Limits> parse_limits(std::string_view text);
 struct AttrPlan {
     pid_t image_pid = 0, image_sid = 0, image_pgid = 0;
     std::string cwd;
+    int cwd_fd = -1;  // delcwd: a removed cwd made again (state/fs.h), fchdir'd to
     mode_t umask = 022;
     int nice = 0;
     uint32_t personality = 0;

@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "crfs/image_format.h"
+#include "state/fs.h"
 #include "state/holders.h"
 #include "state/kcmp_cache.h"
 #include "state/kind.h"
@@ -172,6 +173,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
         if (recs[i].files_pid)
             if (auto locks = dump_locks(*live_views[i]); locks && !locks->empty())
                 out.push_back(share_lock_reason(live[i], recs[i].files_pid));
+    detect_deleted_cwd_shared(members, out);  // delcwd: state/fs.h
     return shared_between_members(members, out);
 }
 

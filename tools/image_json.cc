@@ -130,6 +130,12 @@ Json regs(const DecodedImage& img) {
     if (img.restart)  // fid: the syscall the task was in and its restart code
         j["syscall_restart"] = {{"nr", img.restart->nr}, {"code", img.restart->code}};
     if (img.mlockall.flags) j["mlockall_flags"] = img.mlockall.flags;  // fid
+    // delcwd: the task's cwd is a removed directory (state/fs.cc)
+    if (const auto& d = img.deleted_cwd)
+        j["deleted_cwd"] = {{"mode", d->mode},
+                            {"fd", d->fd},
+                            {"mtime_sec", d->mtime_sec},
+                            {"mtime_nsec", d->mtime_nsec}};
     return j;
 }
 

@@ -147,6 +147,8 @@ static_assert(sizeof(Trailer) == 24);
     X(kMlockall, 129, "mlockall", sizeof(MlockallRecord), sizeof(MlockallRecord))                \
     /* fid (130-133), version 6 */                                                               \
     X(kThreadAttrs, 130, "thread-attrs", sizeof(ThreadAttrsRecord), sizeof(ThreadAttrsRecord))   \
+    /* delcwd (131), version 14: a removed cwd, state/fs.cc */                                   \
+    X(kDeletedCwd, 131, "deleted-cwd", sizeof(DeletedCwdRecord), sizeof(DeletedCwdRecord))       \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -908,6 +910,17 @@ struct ThreadAttrsRecord {
     uint32_t reserved;        // 0
 };
 static_assert(sizeof(ThreadAttrsRecord) == 24);
+
+// Version 14 (delcwd, state/fs.cc): the task's cwd is a removed directory
+// (the fs record's cwd is where it lived, without " (deleted)"), made again
+// empty in its old parent and removed (as fd kind 39). At most one.
+struct DeletedCwdRecord {
+    uint32_t mode;       // S_IFDIR | permission bits
+    int32_t fd;          // the task's fd of this very directory (a kind 39 record), or -1
+    int64_t mtime_sec;   // its mtime
+    int64_t mtime_nsec;  // 0..999999999
+};
+static_assert(sizeof(DeletedCwdRecord) == 24);
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

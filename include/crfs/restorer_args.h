@@ -273,6 +273,8 @@ enum crfs_ra_step {
        (restorer/blob/thread_pidfds.h; arg: the fd) */
     CRFS_RA_STEP_THREAD_PIDFD = 275,      /* pidfd_open(tid, PIDFD_THREAD), dup3 to its fd */
     CRFS_RA_STEP_THREAD_PIDFD_WAIT = 276, /* waiting for another member's threads (its pipe) */
+    /* delcwd (277-278): a removed cwd made again (state/fs.h) */
+    CRFS_RA_STEP_DELETED_CWD = 277, /* fchdir to it */
 };
 
 struct crfs_restorer_args {

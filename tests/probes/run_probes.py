@@ -84,7 +84,11 @@ PROBES = [
     ("timers", "posix", None),
     ("task", "rlimits", None),
     ("task", "cwd_umask", None),
-    ("task", "deleted_cwd", "fs: cwd "),
+    ("task", "deleted_cwd", None),  # delcwd: made again, removed (state/fs.cc)
+    ("task", "deleted_cwd_fd", None),  # delcwd: cwd and fd 3 one directory again
+    ("task", "deleted_cwd_opath", "is also fd 3, opened O_PATH; a removed directory held so"),
+    ("task", "deleted_cwd_owner", "owned by 65534:65534, not by the task's fsuid:fsgid; such a directory"),
+    ("task", "deleted_cwd_child", "'s cwd; a removed directory two processes of the tree hold"),
     ("task", "child", None),  # deldir: the removed directory both opened comes back (state/dir_deleted.cc)
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "seccomp", None),

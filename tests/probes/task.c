@@ -39,14 +39,88 @@ static void cwd_check(void) {
     if (m != 027) fail("umask %o, want 027", m);
 }
 
+/* delcwd: a removed cwd (state/fs.cc), made again empty in its old parent,
+ * removed, with its mode, owner and mtime. */
+static struct stat g_cwd_st;
+static char g_cwd_link[1200];
+
+static void cwd_link(char* out, size_t n) {
+    ssize_t r = readlink("/proc/self/cwd", out, n - 1);
+    out[r < 0 ? 0 : r] = 0;
+}
+
 static void deleted_cwd_setup(void) {
     cwd_setup();
-    if (rmdir(at("sub")) != 0) die("rmdir");
+    struct timespec t[2] = {{1000000000, 0}, {1234567890, 123456789}};
+    if (chmod(".", 02751) != 0 || rmdir(at("sub")) != 0 || utimensat(AT_FDCWD, ".", t, 0) != 0)
+        die("rmdir");
+    if (stat(".", &g_cwd_st) != 0) die("stat .");
+    cwd_link(g_cwd_link, sizeof g_cwd_link);
 }
 static void deleted_cwd_check(void) {
     char buf[1200];
     if (getcwd(buf, sizeof buf) != NULL || errno != ENOENT) fail("cwd is not a deleted dir");
+    cwd_link(buf, sizeof buf);
+    if (strcmp(buf, g_cwd_link) != 0) fail("/proc/self/cwd %s, was %s", buf, g_cwd_link);
+    struct stat st;
+    if (stat(".", &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
+        fail("stat .: mode 0%o nlink %lu", st.st_mode, (unsigned long)st.st_nlink);
+    if (st.st_mode != g_cwd_st.st_mode || st.st_uid != g_cwd_st.st_uid ||
+        st.st_gid != g_cwd_st.st_gid)
+        fail("mode 0%o owner %u:%u, was 0%o %u:%u", st.st_mode, st.st_uid, st.st_gid,
+             g_cwd_st.st_mode, g_cwd_st.st_uid, g_cwd_st.st_gid);
+    if (st.st_mtim.tv_sec != g_cwd_st.st_mtim.tv_sec ||
+        st.st_mtim.tv_nsec != g_cwd_st.st_mtim.tv_nsec)
+        fail("mtime %lld.%09ld", (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    if (open("x", O_CREAT | O_WRONLY | O_CLOEXEC, 0600) >= 0 || errno != ENOENT)
+        fail("open(x, O_CREAT) in it: %s", strerror(errno));
+    if (mkdir("y", 0700) == 0 || errno != ENOENT) fail("mkdir in it: %s", strerror(errno));
+    mode_t m = umask(0);
+    if (m != 027) fail("umask %o, want 027", m);
 }
+
+/* The cwd and an fd of the same removed directory: one directory again. */
+static int g_cwd_fd = -1;
+static void deleted_cwd_fd_setup(void) {
+    deleted_cwd_setup();
+    g_cwd_fd = open(".", O_RDONLY | O_DIRECTORY);
+    if (g_cwd_fd != 3) die("open .");
+}
+static void deleted_cwd_fd_check(void) {
+    deleted_cwd_check();
+    struct stat cwd, fd;
+    if (stat(".", &cwd) != 0 || fstat(g_cwd_fd, &fd) != 0) fail("stat: %s", strerror(errno));
+    if (cwd.st_ino != fd.st_ino || cwd.st_dev != fd.st_dev)
+        fail("cwd %lu and fd %d %lu are two directories", (unsigned long)cwd.st_ino, g_cwd_fd,
+             (unsigned long)fd.st_ino);
+    if (openat(g_cwd_fd, "x", O_CREAT | O_WRONLY | O_CLOEXEC, 0600) >= 0 || errno != ENOENT)
+        fail("openat(fd, x, O_CREAT): %s", strerror(errno));
+}
+
+/* Held O_PATH too: no kind makes such an fd of a removed directory. */
+static void deleted_cwd_opath_setup(void) {
+    deleted_cwd_setup();
+    if (open(".", O_PATH | O_DIRECTORY) != 3) die("open . O_PATH");
+}
+
+/* Owned by another user than the task's: the new one would be the writer's. */
+static void deleted_cwd_owner_setup(void) {
+    cwd_setup();
+    if (chown(".", 65534, 65534) != 0 || rmdir(at("sub")) != 0) die("rmdir");
+}
+
+/* A shell's child that inherited its removed cwd: two processes in one. */
+static pid_t g_cwd_child;
+static void deleted_cwd_child_setup(void) {
+    deleted_cwd_setup();
+    g_cwd_child = fork();
+    if (g_cwd_child < 0) die("fork");
+    if (g_cwd_child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) pause();
+    }
+}
+static void check_nothing(void) {}
 
 static pid_t g_child;
 static int g_gone = -1;
@@ -67,7 +141,7 @@ static void child_setup(void) {
         if (open(at("gone"), O_RDONLY | O_DIRECTORY) < 0) _exit(2);
         close(fd);
         close(ready[0]);
-        close(ready[1]);  /* the parent's read ends: the reopen is done */
+        close(ready[1]); /* the parent's read ends: the reopen is done */
         for (;;) pause();
     }
     /* Ready only once the child holds its own description and not the
@@ -181,6 +255,10 @@ static const struct variant kVariants[] = {
     {"rlimits", rlimits_setup, rlimits_check, NULL},
     {"cwd_umask", cwd_setup, cwd_check, NULL},
     {"deleted_cwd", deleted_cwd_setup, deleted_cwd_check, NULL},
+    {"deleted_cwd_fd", deleted_cwd_fd_setup, deleted_cwd_fd_check, NULL},
+    {"deleted_cwd_opath", deleted_cwd_opath_setup, check_nothing, NULL},
+    {"deleted_cwd_owner", deleted_cwd_owner_setup, check_nothing, NULL},
+    {"deleted_cwd_child", deleted_cwd_child_setup, check_nothing, NULL},
     {"child", child_setup, child_check, NULL},
     {"seccomp", seccomp_setup, seccomp_check, NULL},
     {"robust", robust_setup, robust_check, NULL},

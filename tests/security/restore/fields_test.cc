@@ -175,6 +175,41 @@ TEST(RestoreFields, ReopenedNamesAnEarlierDeletedFileOrDirectoryOfItsInode) {
     img = twice(K::kDeletedDir);
     img.fds[1].rec.pos = 1;
     expect_einval(img, "fd 4: opened again from fd 3 with open flags 0204000, offset 1");
+// delcwd: a removed cwd's path (the fs record's), mode, mtime and fd (state/fs.cc).
+TEST(RestoreFields, DeletedCwdPathModeAndFdInRange) {
+    auto img = good();
+    img.cwd = "/tmp/gone";
+    img.deleted_cwd = image::DeletedCwdRecord{S_IFDIR | 02751, -1, 1234567890, 123456789};
+    EXPECT_TRUE(check_fields(img));
+    for (const char* p : {"/tmp/../x", "/tmp/./x", "/tmp//x", "/tmp/x/", "/", "/tmp/.."}) {
+        img.cwd = p;
+        expect_einval(img, "deleted cwd: path");
+    }
+    img.cwd = "/tmp/gone";
+    img.deleted_cwd->mode = S_IFREG | 0644;
+    expect_einval(img, "deleted directory mode 0100644");
+    img.deleted_cwd->mode = S_IFDIR | 010000;
+    expect_einval(img, "deleted directory mode");
+    img.deleted_cwd->mode = S_IFDIR | 0700;
+    img.deleted_cwd->mtime_nsec = 1000000000;
+    expect_einval(img, "mtime nanoseconds");
+    img.deleted_cwd->mtime_nsec = -1;
+    expect_einval(img, "mtime nanoseconds");
+    img.deleted_cwd->mtime_nsec = 0;
+    img.deleted_cwd->fd = -2;
+    expect_einval(img, "deleted cwd: fd -2");
+    img.deleted_cwd->fd = 4;
+    expect_einval(img, "fd 4: no such fd record");
+    img.deleted_cwd->fd = 3;  // a regular file
+    expect_einval(img, "fd 3 is no removed directory");
+    auto& r = img.fds[0].rec;
+    r.kind = uint32_t(image::FdKind::kDeletedDir);
+    r.mode = S_IFDIR | 0700;
+    r.open_flags = O_DIRECTORY;
+    img.fds[0].path = "/tmp/other";  // another removed directory
+    expect_einval(img, "fd 3 is no removed directory");
+    img.fds[0].path = "/tmp/gone";
+    EXPECT_TRUE(check_fields(img));
 }
 
 TEST(RestoreFields, AnonymousMemoryNamesOnlyOfTheirKind) {

@@ -58,6 +58,9 @@ constexpr Field kFields[] = {
     {"creds", "cap_prm", 40, 8},
     {"creds", "cap_bnd", 56, 8},
     {"fs", "umask", 0, 4},
+    {"deleted-cwd", "mode", 0, 4},  // delcwd: state/fs.cc
+    {"deleted-cwd", "fd", 4, 4},
+    {"deleted-cwd", "mtime_nsec", 16, 8},
     {"mm", "start_brk", 32, 8},
     {"mm", "brk", 40, 8},
     {"vma", "start", 0, 8},
