@@ -3,7 +3,7 @@
 processes' memory plus 1 ms per process), as a user runs it, with cp:
 
     bench/mount_tree_bench.py [--build DIR] [--rounds N] [--before-crfsd PATH]
-                              [--before-env VAR=VAL ...] [PxM ...]
+                              [--before-env VAR=VAL ...] [--shared-kib K] [PxM ...]
     (default: build, 5 rounds, 16x16 64x1: P processes of M MiB each)
 
 Mounts DIR/fs/crfsd on a temporary directory (root: a tree comes back with
@@ -23,6 +23,8 @@ back to back. The load average is printed with each round.
 `--before-env VAR=VAL` (repeatable) starts "before" with these variables in
 its environment; without --before-crfsd, "before" is this build's crfsd too
 (a switch to an old path: the same binary, before/after).
+`--shared-kib K`: the root maps K KiB of shared anonymous memory before its
+forks, so every member maps one shmem object (as a pre-fork server does).
 """
 import argparse
 import ctypes
@@ -54,9 +56,10 @@ def kill_all(pids):
 class Tree:
     """One fresh tree of `procs` processes of `mib` MiB, ready (every member touched)."""
 
-    def __init__(self, holder, procs, mib, tmp):
+    def __init__(self, holder, procs, mib, tmp, shared_kib=0):
         self.dir = tempfile.mkdtemp(dir=tmp)
-        self.proc = subprocess.Popen([holder, str(procs), str(mib), self.dir],
+        extra = [str(shared_kib)] if shared_kib else []
+        self.proc = subprocess.Popen([holder, str(procs), str(mib), self.dir] + extra,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, close_fds=True)
         self.pids = [self.proc.pid]
@@ -74,9 +77,9 @@ class Tree:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def one_round(mnt, holder, procs, mib, tmp, img):
+def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0):
     """(checkpoint s, restore s, image bytes) of one fresh tree through `mnt`."""
-    tree = Tree(holder, procs, mib, tmp)
+    tree = Tree(holder, procs, mib, tmp, shared_kib)
     root = tree.pids[0]
     restored = []
     try:
@@ -120,6 +123,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--before-crfsd", default=None)
     ap.add_argument("--before-env", action="append", default=[])
+    ap.add_argument("--shared-kib", type=int, default=0)
     ap.add_argument("trees", nargs="*", default=["16x16", "64x1"])
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -150,7 +154,7 @@ def main():
             for r in range(a.rounds + 1):  # round 0: warm-up
                 line = []
                 for name, _, mnt in mounted:
-                    c, t, size = one_round(mnt, holder, procs, mib, tmp, img)
+                    c, t, size = one_round(mnt, holder, procs, mib, tmp, img, a.shared_kib)
                     line.append(f"{name} checkpoint {c * 1e3:8.1f} restore {t * 1e3:8.1f} ms")
                     if r:
                         times[name][0].append(c)

@@ -4,8 +4,11 @@
  * copy-on-write), each with stdio of its own on /dev/null (a description
  * shared between members would be a reason). Each writes DIR/ready.<i>
  * (renamed into place) once its memory is touched, then pauses.
+ * SHARED_KIB: the root maps that much shared anonymous memory, touched,
+ * before the forks, so every member maps one shmem object (a pre-fork
+ * server's scoreboard; restored shared: state/tree_shmem.h).
  *
- *   tree_holder N MIB DIR */
+ *   tree_holder N MIB DIR [SHARED_KIB] */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,9 +30,15 @@ static int hold(int i, size_t bytes, const char* dir) {
 }
 
 int main(int argc, char** argv) {
-    if (argc != 4) return 2;
+    if (argc != 4 && argc != 5) return 2;
     int n = atoi(argv[1]);
     size_t bytes = strtoul(argv[2], NULL, 10) << 20;
+    size_t shared = argc == 5 ? strtoul(argv[4], NULL, 10) << 10 : 0;
+    if (shared) {
+        char* p = mmap(NULL, shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return 3;
+        for (size_t off = 0; off < shared; off += 4096) p[off] = 1;
+    }
     for (int i = 1; i < n; ++i) {
         pid_t pid = fork();
         if (pid < 0) return 4;

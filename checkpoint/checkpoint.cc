@@ -237,12 +237,17 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         if (!rs) return std::unexpected(rs.error());
         // fid: mlockall's flags from the parasite's own area (state/mlockall.h).
         std::optional<uint32_t> locked_flags;
-        auto out = run_parasite(**rs, [&](uint64_t area) -> Status {
-            auto f = state::mlockall_of_area(pid, area);
-            if (!f) return std::unexpected(f.error());
-            locked_flags = *f;
-            return {};
-        });
+        auto status_frozen = view.status();  // SIGTRAP: as read while frozen (parasite.h)
+        if (!status_frozen) return std::unexpected(status_frozen.error());
+        auto out = run_parasite(
+            **rs,
+            [&](uint64_t area) -> Status {
+                auto f = state::mlockall_of_area(pid, area);
+                if (!f) return std::unexpected(f.error());
+                locked_flags = *f;
+                return {};
+            },
+            *status_frozen);
         if (!out) return std::unexpected(out.error());
         auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
         if (!sig) return std::unexpected(sig.error());
@@ -304,7 +309,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         c.regs.restart = syscall_restart((*rs)->saved_regs());
     }
     for (FrozenTask* t : frozen.others()) {
-        auto th = capture_thread(pid, *t, vdso_start, vdso_end);
+        auto ts = view.thread_status(t->pid());  // read by its detect while frozen
+        if (!ts) return std::unexpected(ts.error().context(strfmt("thread {}", t->pid())));
+        auto th = capture_thread(pid, *t, vdso_start, vdso_end, *ts);
         if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
         // timer: the queue read together with the timers (one instant for both).
         if (auto q = thread_queues.find(t->pid()); q != thread_queues.end())

@@ -152,30 +152,21 @@ Status check(const ParasiteOutput& o, pid_t pid) {
     return {};
 }
 
-// Whether thread `tid` catches, ignores or has pending SIGTRAP (its
-// /proc status: SigCgt, SigIgn, its own SigPnd). The parasite ends in int3,
-// whose SIGTRAP the kernel forces (force_sig): blocked (every signal is while
-// crfs injects) or ignored, the task's SIGTRAP action is reset to SIG_DFL,
-// and a SIGTRAP the thread has pending merges with it (the stop, which
-// discards ours, would discard that one). With the default action and none
-// pending, nothing of the task's changes.
+// Its status read now: where no view read it while frozen.
 Result<bool> sigtrap_in_use(pid_t tid) {
-    auto text = read_proc(tid, "status");
-    if (!text) return std::unexpected(text.error());
-    constexpr uint64_t kTrap = uint64_t(1) << (SIGTRAP - 1);
-    int found = 0;
-    for (const char* field : {"\nSigPnd:", "\nSigIgn:", "\nSigCgt:"}) {
-        size_t at = text->find(field);
-        if (at == std::string::npos) continue;
-        ++found;
-        if (std::strtoull(text->c_str() + at + std::strlen(field), nullptr, 16) & kTrap)
-            return true;
-    }
-    if (found != 3) return make_error(EIO, strfmt("no signal sets in the status of task {}", tid));
-    return false;
+    auto st = read_status(tid);
+    if (!st) return std::unexpected(st.error());
+    return sigtrap_in_use(*st, tid);
 }
 
 }  // namespace
+
+Result<bool> sigtrap_in_use(const ProcStatus& st, pid_t tid) {
+    if (st.sig_sets != 3)
+        return make_error(EIO, strfmt("no signal sets in the status of task {}", tid));
+    constexpr uint64_t kTrap = uint64_t(1) << (SIGTRAP - 1);
+    return ((st.sig_pnd | st.sig_ign | st.sig_cgt) & kTrap) != 0;
+}
 
 Result<ParasiteOutput> run_single_syscalls(RemoteSyscall& rs) {
     ParasiteOutput o{};
@@ -204,18 +195,20 @@ Result<ParasiteOutput> run_single_syscalls(RemoteSyscall& rs) {
     return o;
 }
 
-Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped) {
-    auto o = try_parasite(rs, while_mapped);
+Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped,
+                                    const ProcStatus* frozen) {
+    auto o = try_parasite(rs, while_mapped, frozen);
     if (!o) return std::unexpected(o.error());
     if (!*o) return run_single_syscalls(rs);
     return **o;
 }
 
 Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
-                                                   const WhileMapped& while_mapped) {
+                                                   const WhileMapped& while_mapped,
+                                                   const ProcStatus* frozen) {
     // A task that catches, ignores or has pending SIGTRAP: single syscalls,
     // which stop at syscall exits and raise no signal (sigtrap_in_use).
-    auto trap = sigtrap_in_use(rs.pid());
+    auto trap = frozen ? sigtrap_in_use(*frozen, rs.pid()) : sigtrap_in_use(rs.pid());
     if (!trap) return std::unexpected(trap.error());
     if (*trap) return std::nullopt;
     size_t code_len = size_t(crfs_parasite_end - crfs_parasite_start);

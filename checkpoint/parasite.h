@@ -27,6 +27,7 @@
 #include <optional>
 
 #include "checkpoint/remote_syscall.h"
+#include "common/procfs.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
 #include "state/timers.h"  // state::InTask
@@ -69,12 +70,29 @@ using WhileMapped = std::function<Status(uint64_t area)>;
 // may not map executable memory, or catches, ignores or has pending SIGTRAP
 // (the parasite's int3 would change or take it) (no batch then: batch_count 0,
 // and `while_mapped` is not run).
-Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped = {});
+// `frozen`: the thread's status as a view read it while the task was frozen
+// (state::TaskView), which answers the SIGTRAP question; null: read it now.
+Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped = {},
+                                    const ProcStatus* frozen = nullptr);
 
 // The parasite, or nothing where the task may not map executable memory or
 // catches, ignores or has pending SIGTRAP.
 Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
-                                                   const WhileMapped& while_mapped = {});
+                                                   const WhileMapped& while_mapped = {},
+                                                   const ProcStatus* frozen = nullptr);
+
+// Whether the thread `tid` of status `st` catches, ignores or has pending
+// SIGTRAP (SigCgt, SigIgn, its own SigPnd): the parasite ends in int3, whose
+// SIGTRAP the kernel forces (force_sig): blocked (every signal is while crfs
+// injects) or ignored, the task's SIGTRAP action is reset to SIG_DFL, and a
+// SIGTRAP the thread has pending merges with it (the stop, which discards
+// ours, would discard that one). With the default action and none pending,
+// nothing of the task's changes. A status read while the task was frozen
+// answers as one read now: SigCgt and SigIgn change only by a sigaction of
+// the task (or of a process sharing its handlers: a member, frozen too), and
+// nothing crfs does before the parasite queues a signal (a SIGTRAP sent from
+// outside meanwhile is a race either way: docs/performance.md, session 15).
+Result<bool> sigtrap_in_use(const ProcStatus& st, pid_t tid);
 
 // The same results gathered with single remote syscalls (the fallback; also
 // what the parasite is tested against). Runs no batch.

@@ -155,6 +155,12 @@ Result<ProcStatus> parse_status(std::string_view text) {
             one(st.vm_lck_kb);
         } else if (key == "THP_enabled") {
             one(st.thp_enabled);
+        } else if (key == "SigPnd" || key == "SigIgn" || key == "SigCgt") {
+            uint64_t& set = key == "SigPnd"   ? st.sig_pnd
+                            : key == "SigIgn" ? st.sig_ign
+                                              : st.sig_cgt;
+            bad |= f.empty() || !to_num(f[0], set, 16);
+            ++st.sig_sets;
         } else if (key == "Cpus_allowed_list") {
             st.cpus_allowed = f.empty() ? std::string() : std::string(f[0]);
         } else if (key == "Uid" || key == "Gid") {

@@ -54,6 +54,9 @@ struct ProcStatus {
     uint64_t vm_lck_kb = 0;        // VmLck: mlock()ed memory
     int thp_enabled = -1;          // THP_enabled (PR_SET_THP_DISABLE clears it); -1 absent
     std::string cpus_allowed;      // Cpus_allowed_list, as the kernel prints it
+    // SigPnd (the thread's own pending), SigIgn, SigCgt: bit i is signal i + 1.
+    uint64_t sig_pnd = 0, sig_ign = 0, sig_cgt = 0;
+    int sig_sets = 0;  // how many of those three the text had
 };
 
 inline constexpr unsigned kPfKthread = 0x00200000;  // PF_KTHREAD in include/linux/sched.h

@@ -7,10 +7,13 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace crfs::state {
@@ -29,6 +32,12 @@ struct HolderScan {
     int unseen = 0;  // processes whose fd table the caller could not read
     std::map<std::string, std::vector<HeldFd>> by_link;  // sorted by pid and fd
     void load();
+    // The processes (but this one) mapping each shared anonymous memory
+    // object, by its (dev, ino), sorted: from one read of every /proc/<pid>/maps
+    // the caller can read, made on first use by state/tree_shmem.cc (a tree's
+    // members each asked all of them again: n reads of every process's maps).
+    bool shmem_loaded = false;
+    std::map<std::pair<uint64_t, uint64_t>, std::vector<pid_t>> shmem_mappers;
 };
 
 class Holders {

@@ -63,6 +63,8 @@ class TaskView {
 
     Result<const ProcStat*> stat();
     Result<const ProcStatus*> status();
+    // /proc/<pid>/task/<tid>/status of one of its threads (the main one's: status()).
+    Result<const ProcStatus*> thread_status(pid_t tid);
     Result<const std::vector<MapsEntry>*> smaps();
     Result<const std::vector<FdView>*> fds();  // sorted by fd; fds closed meanwhile skipped
 
@@ -88,6 +90,7 @@ class TaskView {
     pid_t pid_, self_tgid_;
     std::optional<ProcStat> stat_;
     std::optional<ProcStatus> status_;
+    std::map<pid_t, ProcStatus> thread_status_;
     std::optional<std::vector<MapsEntry>> smaps_;
     std::optional<std::vector<FdView>> fds_;
     std::vector<pid_t> image_pids_;

@@ -120,7 +120,8 @@ void sysv_shm_reasons(TaskView& t, const std::vector<MapsEntry>& maps, Reasons& 
     std::map<long long, int> others;
     for (pid_t p : inside) {
         if (p == t.pid()) continue;
-        for (const MapsEntry& m : maps_of(p))
+        std::vector<MapsEntry> storage;
+        for (const MapsEntry& m : member_maps(t, p, storage))
             if (is_sysv(m) && attaches.count((long long)m.ino) && whole(m, rows[(long long)m.ino]))
                 ++others[(long long)m.ino];
     }

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/io.h"
+#include "common/strfmt.h"
 #include "common/unique_fd.h"
 #include "state/kind.h"
 
@@ -41,6 +42,17 @@ Result<const ProcStatus*> TaskView::status() {
         status_ = std::move(*s);
     }
     return &*status_;
+}
+
+Result<const ProcStatus*> TaskView::thread_status(pid_t tid) {
+    if (tid == pid_) return status();
+    if (auto it = thread_status_.find(tid); it != thread_status_.end()) return &it->second;
+    std::string name = strfmt("task/{}/status", tid);
+    auto text = read(name);
+    if (!text) return std::unexpected(text.error());
+    auto s = parse_status(*text);
+    if (!s) return std::unexpected(s.error().context(path(name)));
+    return &thread_status_.emplace(tid, std::move(*s)).first->second;
 }
 
 Result<const std::vector<MapsEntry>*> TaskView::smaps() {

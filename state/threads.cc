@@ -156,12 +156,14 @@ Status detect_threads(TaskView& t, Reasons& out) {
         if (de->d_name[0] == '.' || std::to_string(t.pid()) == de->d_name) continue;
         std::string dirname = "task/" + std::string(de->d_name) + "/";
         auto stat_text = t.read(dirname + "stat");
-        auto status_text = t.read(dirname + "status");
-        if (!stat_text || !status_text) continue;  // the thread exited meanwhile
+        if (!stat_text) continue;  // the thread exited meanwhile
+        // Kept in the view: the checkpoint's parasite asks it about SIGTRAP.
+        auto kept = t.thread_status(pid_t(std::atol(de->d_name)));
+        if (!kept && kept.error().code != EIO) continue;  // exited meanwhile
+        if (!kept) return std::unexpected(kept.error());
+        const ProcStatus* s = *kept;
         auto st = parse_stat(*stat_text);
         if (!st) return std::unexpected(st.error());
-        auto s = parse_status(*status_text);
-        if (!s) return std::unexpected(s.error());
         if (st->state == 'Z' || st->state == 'X') continue;  // exiting: gone by the freeze
         std::string why = differs(*st, *s, **mst, **ms);
         if (why.empty() && s->tracer_pid != 0) {
@@ -296,7 +298,7 @@ Result<uint64_t> read_tid_address(pid_t tid, const state::InTask& in) {
 }
 
 Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,
-                                     uint64_t vdso_end) {
+                                     uint64_t vdso_end, const ProcStatus* frozen) {
     ThreadCapture c;
     pid_t tid = t.pid();
     auto rec = read_thread_record(pid, tid);
@@ -309,7 +311,7 @@ Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_sta
     if (!rs) return std::unexpected(rs.error());
     // The parasite's batch and altstack in this thread: 5 stops rather than
     // 10 (checkpoint/parasite.h); without executable memory, single syscalls.
-    auto out = try_parasite(**rs);
+    auto out = try_parasite(**rs, {}, frozen);
     if (!out) return std::unexpected(out.error());
     ParasiteOutput o{};  // without a parasite, no batch: every call runs in the thread
     if (*out) o = **out;

@@ -31,6 +31,7 @@
 #include "checkpoint/freeze.h"
 #include "checkpoint/remote_syscall.h"
 #include "common/image_reader.h"
+#include "common/procfs.h"
 #include "common/result.h"
 #include "crfs/image_format.h"
 #include "crfs/restorer_args.h"
@@ -76,9 +77,11 @@ Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid);
 // state::dump_thread_attrs.
 Result<uint64_t> read_tid_address(pid_t tid, const state::InTask& in);
 
-// Everything of one frozen thread that is not the main one.
+// Everything of one frozen thread that is not the main one. `frozen`: its
+// status as read while frozen (state::TaskView::thread_status), for the
+// parasite's SIGTRAP question; null: read now.
 Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,
-                                     uint64_t vdso_end);
+                                     uint64_t vdso_end, const ProcStatus* frozen = nullptr);
 
 // --- restore -----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ std::string shown(const MapsEntry& m) {
     return strfmt("{:x}-{:x} ({})", m.start, m.end, m.path);
 }
 
-// Every process the caller can see, but `skip`.
+// Every process the caller can see.
 std::vector<pid_t> all_pids() {
     std::vector<pid_t> out;
     std::error_code ec;
@@ -34,10 +34,35 @@ std::vector<pid_t> all_pids() {
         auto [at, err] = std::from_chars(name.data(), name.data() + name.size(), p);
         if (err == std::errc() && at == name.data() + name.size()) out.push_back(p);
     }
+    std::sort(out.begin(), out.end());
     return out;
 }
 
+// Who maps each shared anonymous object, every process read once per
+// `reason` read or checkpoint (HolderScan::shmem_mappers).
+const std::map<std::pair<uint64_t, uint64_t>, std::vector<pid_t>>& shmem_mappers(HolderScan& s) {
+    if (s.shmem_loaded) return s.shmem_mappers;
+    s.shmem_loaded = true;
+    for (pid_t p : all_pids()) {
+        if (p == getpid()) continue;
+        for (const MapsEntry& m : maps_of(p))
+            if (ShmemKey k; tree_shmem_key(m, k)) {
+                auto& v = s.shmem_mappers[{k.dev, k.ino}];
+                if (v.empty() || v.back() != p) v.push_back(p);
+            }
+    }
+    return s.shmem_mappers;
+}
+
 }  // namespace
+
+const std::vector<MapsEntry>& member_maps(TaskView& t, pid_t pid, std::vector<MapsEntry>& storage) {
+    if (MemberViews* views = t.member_views())
+        if (auto it = views->find(pid); it != views->end() && it->second)
+            if (auto m = it->second->smaps()) return **m;
+    storage = maps_of(pid);
+    return storage;
+}
 
 std::vector<MapsEntry> maps_of(pid_t pid) {
     auto text = read_file(strfmt("/proc/{}/maps", pid), 64 << 20);
@@ -121,8 +146,8 @@ void shmem_share_reasons(TaskView& t, Reasons& out) {
             for (const auto& [k, v] : mine) owner.try_emplace(k, p);
             continue;
         }
-        std::vector<MapsEntry> theirs = maps_of(p);
-        for (const MapsEntry& m : theirs) {
+        std::vector<MapsEntry> storage;
+        for (const MapsEntry& m : member_maps(t, p, storage)) {
             ShmemKey k;
             if (!tree_shmem_key(m, k) || !mine.count(k)) continue;
             in_tree[k] = true;
@@ -131,15 +156,13 @@ void shmem_share_reasons(TaskView& t, Reasons& out) {
     }
     // Processes outside the image that map one of them, as far as the caller sees.
     std::map<ShmemKey, std::vector<pid_t>> outside;
-    for (pid_t p : all_pids()) {
-        if (p == getpid() || p == t.self_tgid() ||
-            std::find(inside.begin(), inside.end(), p) != inside.end())
-            continue;
-        for (const MapsEntry& m : maps_of(p))
-            if (ShmemKey k; tree_shmem_key(m, k) && mine.count(k)) {
-                auto& v = outside[k];
-                if (v.empty() || v.back() != p) v.push_back(p);
-            }
+    const auto& mappers = shmem_mappers(*t.holder_scan());
+    for (const auto& [k, v] : mine) {
+        auto it = mappers.find({k.dev, k.ino});
+        if (it == mappers.end()) continue;
+        for (pid_t p : it->second)
+            if (p != t.self_tgid() && std::find(inside.begin(), inside.end(), p) == inside.end())
+                outside[k].push_back(p);
     }
     for (const auto& [k, vmas] : mine) {
         const MapsEntry& first = *vmas.front();

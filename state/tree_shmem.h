@@ -37,6 +37,11 @@ struct ShmemKey {
 // empty if it is gone or not the caller's to read. (Also state/sysv_shm.cc.)
 std::vector<MapsEntry> maps_of(pid_t pid);
 
+// The mappings of member `pid` as `t`'s detect sees them: in a tree
+// checkpoint, its view's smaps (read once while frozen, for its own detect
+// and dump too); else maps_of, kept in `storage`.
+const std::vector<MapsEntry>& member_maps(TaskView& t, pid_t pid, std::vector<MapsEntry>& storage);
+
 // Whether `m` maps shared anonymous memory that a tree may share (not System
 // V, which is the memory kind's own reason); its object in `key`.
 bool tree_shmem_key(const MapsEntry& m, ShmemKey& key);

@@ -33,6 +33,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/image_reader.h"
 #include "common/io.h"
+#include "state/kind.h"
 #include "state/memory_dump.h"
 #include "state/mlockall.h"
 #include "state/settings.h"
@@ -367,8 +368,7 @@ TEST(CheckpointTest, UnsupportedFdIsEbusyAndTaskRuns) {
     ASSERT_FALSE(snap);
     EXPECT_EQ(snap.error().code, EBUSY);
     // The test holds the pipe too: a pipe shared with another process.
-    EXPECT_NE(snap.error().what.find("fd " + std::to_string(p[0]) + ": pipe:["),
-              std::string::npos)
+    EXPECT_NE(snap.error().what.find("fd " + std::to_string(p[0]) + ": pipe:["), std::string::npos)
         << snap.error().what;
     expect_untouched(c.pid(), 'S');
     close(p[0]);
@@ -478,14 +478,20 @@ void on_usr1(int) {}
 // On a thread of its own (ptrace is per thread): freezes `pid`, prepares
 // remote syscalls, runs the parasite and gives `then` its output; then puts
 // the task back and releases it.
+// `from_view`: the SIGTRAP question answered by the status a view read while
+// frozen (as a checkpoint asks it), not by one read just before the parasite.
 void with_parasite(pid_t pid,
-                   const std::function<void(RemoteSyscall&, const ParasiteOutput*)>& then) {
+                   const std::function<void(RemoteSyscall&, const ParasiteOutput*)>& then,
+                   bool from_view = false) {
     std::thread([&] {
         auto t = FrozenTask::freeze(pid);
         ASSERT_TRUE(t) << t.error().what;
+        state::TaskView view(pid, getpid());
+        auto st = view.status();
+        ASSERT_TRUE(st) << st.error().what;
         auto rs = prepare_remote(**t);
         ASSERT_TRUE(rs) << rs.error().what;
-        auto o = run_parasite(**rs);
+        auto o = run_parasite(**rs, {}, from_view ? *st : nullptr);
         ASSERT_TRUE(o) << o.error().what;
         then(**rs, &*o);
         ASSERT_TRUE((*rs)->finish());
@@ -564,39 +570,101 @@ std::string signal_sets(pid_t pid) {
 // none pending gets the parasite.
 TEST(RemoteSyscallTest, ParasiteLeavesSigtrapAsItWas) {
     enum Trap { kCaught, kIgnored, kPending, kDefault };
-    for (Trap how : {kCaught, kIgnored, kPending, kDefault}) {
-        SCOPED_TRACE(how);
+    for (bool from_view : {false, true})
+        for (Trap how : {kCaught, kIgnored, kPending, kDefault}) {
+            SCOPED_TRACE(testing::Message() << how << (from_view ? " from the view" : " read now"));
+            int ready[2];
+            ASSERT_EQ(pipe(ready), 0);
+            Child c(
+                [&] {
+                    if (how == kCaught) signal(SIGTRAP, on_trap);
+                    if (how == kIgnored) signal(SIGTRAP, SIG_IGN);
+                    if (how == kPending) {
+                        sigset_t s;
+                        sigemptyset(&s);
+                        sigaddset(&s, SIGTRAP);
+                        sigprocmask(SIG_BLOCK, &s, nullptr);
+                        raise(SIGTRAP);  // the thread's own queue
+                    }
+                    if (write(ready[1], "x", 1) != 1) _exit(1);
+                    for (;;) pause();
+                },
+                {ready[1]});
+            ASSERT_TRUE(child_ready(ready, c.pid()));
+            std::string before = signal_sets(c.pid());
+            with_parasite(
+                c.pid(),
+                [&](RemoteSyscall&, const ParasiteOutput* o) {
+                    if (how == kDefault) {
+                        EXPECT_GT(o->batch_count, 0);  // the parasite ran
+                    } else {
+                        EXPECT_EQ(o->batch_count, 0);  // single syscalls
+                    }
+                    if (how == kCaught) {
+                        EXPECT_EQ(o->actions[SIGTRAP - 1].handler,
+                                  reinterpret_cast<uint64_t>(&on_trap));
+                    }
+                },
+                from_view);
+            expect_untouched(c.pid(), 'S');
+            EXPECT_EQ(signal_sets(c.pid()), before);
+        }
+}
+
+// The same for a thread that is not the main one, as a checkpoint captures it:
+// its status read by the threads kind's detect (kept in the view) answers.
+// A SIGTRAP pending for that thread alone stays pending, the thread's own.
+TEST(RemoteSyscallTest, ThreadParasiteLeavesItsPendingSigtrap) {
+    for (bool pending : {true, false}) {
+        SCOPED_TRACE(pending ? "pending" : "none");
         int ready[2];
         ASSERT_EQ(pipe(ready), 0);
         Child c(
             [&] {
-                if (how == kCaught) signal(SIGTRAP, on_trap);
-                if (how == kIgnored) signal(SIGTRAP, SIG_IGN);
-                if (how == kPending) {
-                    sigset_t s;
-                    sigemptyset(&s);
-                    sigaddset(&s, SIGTRAP);
-                    sigprocmask(SIG_BLOCK, &s, nullptr);
-                    raise(SIGTRAP);  // the thread's own queue
-                }
-                if (write(ready[1], "x", 1) != 1) _exit(1);
+                std::thread([&] {
+                    if (pending) {
+                        sigset_t s;
+                        sigemptyset(&s);
+                        sigaddset(&s, SIGTRAP);
+                        pthread_sigmask(SIG_BLOCK, &s, nullptr);
+                        syscall(SYS_tgkill, getpid(), gettid(), SIGTRAP);  // its own queue
+                    }
+                    if (write(ready[1], "x", 1) != 1) _exit(1);
+                    for (;;) pause();
+                }).detach();
                 for (;;) pause();
             },
             {ready[1]});
         ASSERT_TRUE(child_ready(ready, c.pid()));
-        std::string before = signal_sets(c.pid());
-        with_parasite(c.pid(), [&](RemoteSyscall&, const ParasiteOutput* o) {
-            if (how == kDefault) {
-                EXPECT_GT(o->batch_count, 0);  // the parasite ran
-            } else {
-                EXPECT_EQ(o->batch_count, 0);  // single syscalls
-            }
-            if (how == kCaught) {
-                EXPECT_EQ(o->actions[SIGTRAP - 1].handler, reinterpret_cast<uint64_t>(&on_trap));
-            }
-        });
-        expect_untouched(c.pid(), 'S');
-        EXPECT_EQ(signal_sets(c.pid()), before);
+        auto tids = list_tids(c.pid());
+        ASSERT_TRUE(tids && tids->size() == 2);
+        pid_t tid = (*tids)[0] == c.pid() ? (*tids)[1] : (*tids)[0];
+        ASSERT_TRUE(wait_state(tid, 'S'));
+        std::string before = signal_sets(tid);
+        EXPECT_EQ(before.find("SigPnd:\t0000000000000010") != std::string::npos, pending) << before;
+        std::thread([&] {
+            auto f = FrozenThreads::freeze(c.pid(), false);
+            ASSERT_TRUE(f) << f.error().what;
+            state::TaskView view(c.pid(), getpid());
+            state::Reasons why;
+            ASSERT_TRUE(state::detect_threads(view, why));
+            ASSERT_EQ(f->others().size(), 1u);
+            FrozenTask& t = *f->others()[0];
+            auto ts = view.thread_status(t.pid());
+            ASSERT_TRUE(ts) << ts.error().what;
+            auto trap = sigtrap_in_use(**ts, t.pid());
+            ASSERT_TRUE(trap) << trap.error().what;
+            EXPECT_EQ(*trap, pending);
+            auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
+            uint64_t vs = 0, ve = 0;
+            for (auto& m : maps)
+                if (m.path == "[vdso]") vs = m.start, ve = m.end;
+            auto th = capture_thread(c.pid(), t, vs, ve, *ts);
+            ASSERT_TRUE(th) << th.error().what;
+            ASSERT_TRUE(f->release());
+        }).join();
+        ASSERT_TRUE(wait_state(tid, 'S'));
+        EXPECT_EQ(signal_sets(tid), before);
     }
 }
 
@@ -683,8 +751,8 @@ TEST(RemoteSyscallTest, MlockallFromParasiteAreaAsProbe) {
             Child c(
                 [&] {
                     // mlockall through syscall(): ASan's mlockall() is a no-op
-                    // (ASan CI: both answers 0). The spot the parasite's hint would get (vm.mmap_min_addr, or the
-                    // LSM's higher floor), taken.
+                    // (ASan CI: both answers 0). The spot the parasite's hint would get
+                    // (vm.mmap_min_addr, or the LSM's higher floor), taken.
                     void* low = taken ? mmap(reinterpret_cast<void*>(4096), 4096, PROT_READ,
                                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                                       : nullptr;

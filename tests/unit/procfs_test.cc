@@ -47,6 +47,22 @@ TEST(ParseStatus, ReadsIdsTracerThreadsCaps) {
     EXPECT_EQ(st->cap_eff, 0x1ffffffffffULL);
 }
 
+TEST(ParseStatus, ReadsSignalSets) {
+    auto st = parse_status(
+        "Tgid:\t77\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nSigQ:\t1/63\n"
+        "SigPnd:\t0000000000000010\nShdPnd:\t0000000000000100\nSigBlk:\t0000000000000010\n"
+        "SigIgn:\t0000000000001000\nSigCgt:\t0000000180000000\n");
+    ASSERT_TRUE(st) << st.error().what;
+    EXPECT_EQ(st->sig_pnd, 0x10u);  // the thread's own, not ShdPnd
+    EXPECT_EQ(st->sig_ign, 0x1000u);
+    EXPECT_EQ(st->sig_cgt, 0x180000000u);
+    EXPECT_EQ(st->sig_sets, 3);
+    auto none = parse_status("Tgid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n");
+    ASSERT_TRUE(none);
+    EXPECT_EQ(none->sig_sets, 0);
+    EXPECT_FALSE(parse_status("Tgid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nSigPnd:\tzz\n"));
+}
+
 TEST(ParseStatus, MissingFieldsAreErrors) {
     auto st = parse_status("Name:\tx\nTgid:\t1\n");
     ASSERT_FALSE(st);
