@@ -470,8 +470,9 @@ class TtyProbe(Probe):
         return out
 
     def cleanup(self):
-        term = self.path("term.pid")
-        for who in [self.shell] + ([int(read(term))] if os.path.exists(term) else []):
+        term = self.path("term.pid")  # a line per terminal (not_ctty has two)
+        for who in [self.shell] + ([int(t) for t in read(term).split()]
+                                   if os.path.exists(term) else []):
             try:
                 os.kill(who, signal.SIGKILL)
             except ProcessLookupError:

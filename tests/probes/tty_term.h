@@ -8,26 +8,47 @@
 
 #include <sys/wait.h>
 
-static const char* g_input; /* "input": typed on the terminal, never read */
-static int g_keep_slave;    /* the terminal holds a slave too: the job may hold none */
+static const char* g_input;   /* "input": typed on the terminal, never read */
+static int g_keep_slave;      /* the terminal holds a slave too: the job may hold none */
+static char g_term_pids[128]; /* DIR/term.pid: every terminal process, a line each */
 
-/* The terminal: holds the master, appends its output to DIR/screen, ends at EIO. */
+/* The terminal: holds the master, appends its output to DIR/screen, ends at EIO.
+ * Its pid reaches the probe through a pipe from the middle process, and the
+ * probe alone writes DIR/term.pid, before it is ready (for the harness's
+ * cleanup). The terminal writes no file of the probe's: two terminals
+ * (not_ctty) each writing term.pid through the one term.pid.tmp raced, and
+ * the one whose rename came second died of ENOENT, hanging its terminal up
+ * under the probe (SIGHUP to its session leader) before the checkpoint. */
 static void terminal(int master) {
+    int p[2];
+    if (pipe(p) < 0) die("pipe");
     pid_t c = fork();
     if (c < 0) die("fork");
     if (c > 0) {
-        waitpid(c, NULL, 0);
+        close(p[1]);
+        pid_t term = 0;
+        ssize_t n;
+        while ((n = read(p[0], &term, sizeof term)) < 0 && errno == EINTR) {
+        }
+        close(p[0]);
+        while (waitpid(c, NULL, 0) < 0 && errno == EINTR) {
+        }
+        if (n != (ssize_t)sizeof term) die("the terminal's pid");
+        size_t len = strlen(g_term_pids);
+        snprintf(g_term_pids + len, sizeof g_term_pids - len, "%d\n", term);
+        write_file(at("term.pid"), g_term_pids);
         return;
     }
     /* The probe's fds, its stderr too, are its own: closed before the probe
      * goes on (it waits for this middle process). */
     for (int fd = 0; fd < 1024; ++fd)
-        if (fd != master) close(fd);
-    if (fork() != 0) _exit(0); /* the grandchild: reparented, outside the tree */
+        if (fd != master && fd != p[1]) close(fd);
+    pid_t term = fork(); /* the grandchild: reparented, outside the tree */
+    if (term != 0) {
+        _exit(term < 0 || write(p[1], &term, sizeof term) != (ssize_t)sizeof term);
+    }
+    close(p[1]);
     setsid();
-    char pid[32];
-    snprintf(pid, sizeof pid, "%d\n", getpid());
-    write_file(at("term.pid"), pid);
     if (g_input && write(master, g_input, strlen(g_input)) < 0) _exit(1);
     if (g_keep_slave && open(ptsname(master), O_RDWR | O_NOCTTY) < 0) _exit(1); /* no EIO */
     int out = open(at("screen"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
