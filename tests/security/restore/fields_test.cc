@@ -175,6 +175,8 @@ TEST(RestoreFields, ReopenedNamesAnEarlierDeletedFileOrDirectoryOfItsInode) {
     img = twice(K::kDeletedDir);
     img.fds[1].rec.pos = 1;
     expect_einval(img, "fd 4: opened again from fd 3 with open flags 0204000, offset 1");
+}
+
 // delcwd: a removed cwd's path (the fs record's), mode, mtime and fd (state/fs.cc).
 TEST(RestoreFields, DeletedCwdPathModeAndFdInRange) {
     auto img = good();
