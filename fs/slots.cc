@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "common/escape.h"
+#include "common/image_mapping.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/procfs.h"
@@ -259,16 +260,10 @@ Result<pid_t> finish_stream(Slot& slot) {
     auto verify = [&]() -> Status {
         auto hash = slot.hash.result();
         auto& spool = *slot.spool;
-        size_t len = size_t(spool.size());
-        void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, spool.image_fd(), 0);
-        if (p == MAP_FAILED) return errno_error("restore: mapping the image");
-        struct Unmap {
-            void* p;
-            size_t len;
-            ~Unmap() { ::munmap(p, len); }
-        } unmap{p, len};
+        ImageMapping mapped(spool.image_fd(), size_t(spool.size()), false);
+        if (!mapped.data()) return errno_error("restore: mapping the image");
         auto decode = [&](DecodeOptions o) {
-            ImageSpool::Source src(spool, static_cast<const char*>(p), len);
+            ImageSpool::Source src(spool, mapped.data(), mapped.size());
             return decode_image(src, o);
         };
         auto img = hash ? decode({.hashed = &*hash})

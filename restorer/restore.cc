@@ -36,6 +36,7 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 
+#include "common/image_mapping.h"
 #include "common/image_reader.h"
 #include "common/image_spool.h"
 #include "common/io.h"
@@ -428,33 +429,6 @@ int kill_and_reap(const RestoreRequest& req, pid_t pid) {
     }
     return st;
 }
-
-// A read-only mapping of the image file, or nothing (data() null).
-class ImageMapping {
-  public:
-    ImageMapping() = default;
-    ImageMapping(int fd, size_t len, bool populate = true) {
-        void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd,
-                         0);
-        if (p != MAP_FAILED) data_ = static_cast<const char*>(p), len_ = len;
-    }
-    ImageMapping(ImageMapping&& o) noexcept
-        : data_(std::exchange(o.data_, nullptr)), len_(std::exchange(o.len_, 0)) {}
-    ImageMapping& operator=(ImageMapping&& o) noexcept {
-        std::swap(data_, o.data_);
-        std::swap(len_, o.len_);
-        return *this;
-    }
-    ~ImageMapping() {
-        if (data_) ::munmap(const_cast<char*>(data_), len_);
-    }
-    const char* data() const { return data_; }
-    size_t size() const { return len_; }
-
-  private:
-    const char* data_ = nullptr;
-    size_t len_ = 0;
-};
 
 // Decoded in place from a mapping of the spool: one copy of the whole image
 // fewer than read() into a buffer. The spool does not change while it is
