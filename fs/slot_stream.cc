@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/strfmt.h"
+#include "common/thread_stacks.h"
 #include "crfs/image_format.h"
 
 namespace crfs::fs {
@@ -48,6 +49,9 @@ void SlotStream::give_up(Error why) {
 bool SlotStream::first_pages(uint64_t at) {
     rs_.prefix_len = at;
     thread_ = std::thread([this] {
+        // Its frames hold this writer's restore: a tree's members take no copy
+        // of them, as of a FUSE worker's (common/thread_stacks.h).
+        note_thread_stack();
         auto pid = restore_image(req_);
         std::lock_guard lock(mu_);
         result_ = std::move(pid);
