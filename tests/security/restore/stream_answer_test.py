@@ -62,6 +62,7 @@ class StreamAnswer(ra.SlotAttackCase):
     nothing_left = sf.StreamFail.nothing_left
     gone = sf.StreamFail.gone
     assert_pages_as_imaged = sf.StreamFail.assert_pages_as_imaged
+    assert_restored_exactly = sf.StreamFail.assert_restored_exactly
 
     @classmethod
     def setUpClass(cls):
@@ -122,11 +123,7 @@ class StreamAnswer(ra.SlotAttackCase):
         self.assertEqual(got, ["write ok"] * (len(cuts) + 1) + ["close ok"], status)
         self.assertTrue(status.startswith("restored "), status)
         self.assertIn(" (streamed)", rt.read(self.crfs.log.name))
-        pid = int(status.split()[1])
-        self.assertIn(pid, sf.uid_processes(ra.UID))
-        self.assert_pages_as_imaged(pid)
-        self.assertIn(f"uid {ra.UID}\n", self.poke(pid))
-        self.gone(pid)
+        self.assert_restored_exactly(int(status.split()[1]))
 
 
 if __name__ == "__main__":
