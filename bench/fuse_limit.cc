@@ -12,6 +12,12 @@
 // child's userfaultfd (taken with pidfd_getfd): the bound of a restore that
 // writes each page run into the new task as its FUSE write arrives (issue 13,
 // docs/performance.md "Streaming restore: measured, not built").
+//
+// FUSE_LIMIT_DISCARD=1: writes are answered without their bytes going
+// anywhere: the FUSE write path alone (the writer's pages pinned, the
+// kernel's copy into libfuse's buffer, the two wakeups), the floor under
+// any restore through the mount (docs/performance.md "Restore: the FUSE
+// write path profiled").
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 #include <linux/userfaultfd.h>
@@ -39,6 +45,7 @@ std::mutex g_mu;
 char* g_sink = nullptr;  // fresh memory per open for writing
 size_t g_sink_len = 0;
 bool g_uffd_mode = false;  // FUSE_LIMIT_UFFD=1: the sink is a child's memory
+bool g_discard = false;    // FUSE_LIMIT_DISCARD=1: no sink
 pid_t g_child = -1;
 int g_uffd = -1;
 int g_life = -1;  // the child reads EOF on it once this process is gone
@@ -164,7 +171,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int, fuse_file_inf
 
 void op_open(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     fi->direct_io = 1;
-    if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+    if ((fi->flags & O_ACCMODE) != O_RDONLY && !g_discard) {
         std::lock_guard l(g_mu);
         if (g_sink) munmap(g_sink, g_sink_len);
         g_sink_len = g_size;
@@ -194,6 +201,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 
 void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
               fuse_file_info*) {
+    if (g_discard) return (void)fuse_reply_write(req, size);
     if (off < 0 || size_t(off) + size > g_sink_len) {
         fuse_reply_err(req, EFBIG);
         return;
@@ -222,6 +230,7 @@ int main(int argc, char** argv) {
     }
     g_size = std::strtoull(argv[2], nullptr, 10);
     g_uffd_mode = getenv("FUSE_LIMIT_UFFD") != nullptr;
+    g_discard = getenv("FUSE_LIMIT_DISCARD") != nullptr;
     g_data = static_cast<char*>(
         mmap(nullptr, g_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     for (size_t i = 0; i < g_size; i += 8) *reinterpret_cast<uint64_t*>(g_data + i) = i | 1;

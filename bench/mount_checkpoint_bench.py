@@ -33,14 +33,23 @@ for --small sizes (default 1 16): best of N `cp /crfs/PID/image FILE` and
 memcpy of the image's bytes. `--small-only` prints only these; `--crfsd PATH`
 benches another build's daemon (its crfs-ckpt next to it), e.g. before/after.
 
+`--targets`: sizes 16 256 1024 4096 (unless given) and the small line at 16,
+then one line per issue 13 target of dump and restore, as measured in this
+run and met or missed (the 30,000-area target is bench/mount_vma_bench.py's).
+At 4 GiB the memcpy column is 4x a 1 GiB memcpy (two 4 GiB buffers beside the
+rest would crowd the machine); memory peaks near 3x the largest size.
+
 `--restore-ab` (restore only, before/after interleaved in one run): two
 daemons are mounted, "after" (this build's, or --crfsd) and "before"
 (--before-crfsd PATH, or the same binary with --before-env VAR=VALUE in its
 environment, default CRFS_RESTORE_PLAIN_SPOOL=1: the spool without page data
-set apart; CRFS_RESTORE_NO_STREAM=1: spooled, not streamed); for each size one image is taken,
+set apart; CRFS_RESTORE_NO_STREAM=1: spooled, not streamed; "CRFS_SLOT_ANSWER_LATE=1
+CRFS_XXH3_SSE2=1": session 16's write path undone); for each size one image is taken,
 then each of --rounds rounds restores it through before, after, and writes
-it into fuse_limit (FUSE wr), in that order; every round's three figures,
-the medians and the ratios to FUSE wr are printed with the load average.
+it into fuse_limit (FUSE wr), and into a fuse_limit that keeps no byte
+(FUSE_LIMIT_DISCARD=1: the FUSE write path alone, "floor"), in that order;
+every round's figures, the medians and the ratios to FUSE wr are printed with
+the load average.
 """
 import statistics
 import argparse
@@ -73,7 +82,11 @@ def wait_for(pred, what, timeout=120):
         time.sleep(0.01)
 
 
-def memcpy_seconds(nbytes):
+def memcpy_seconds(nbytes, cap=None):
+    """Best of 3 copies of `nbytes` between two touched buffers; past `cap`
+    bytes, a copy of `cap` bytes scaled (copies are linear at these sizes)."""
+    if cap and nbytes > cap:
+        return memcpy_seconds(cap) * nbytes / cap
     src = bytearray(b"\x5a") * nbytes
     dst = bytearray(nbytes)
     dst[:] = src  # warm: the first touch of fresh memory is slow here
@@ -91,6 +104,20 @@ def cpu_seconds(daemon_pid):
         ticks = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15])
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ticks / os.sysconf("SC_CLK_TCK") + ru.ru_utime + ru.ru_stime
+
+
+def wait_reaped(daemon_pid):
+    """Until the daemon has no child left (its restored task reaped: its CPU
+    time is then the daemon's)."""
+    def children(t):
+        try:  # a restore's own thread may end meanwhile
+            with open(f"/proc/{daemon_pid}/task/{t}/children") as f:
+                return f.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            return []
+
+    wait_for(lambda: not any(children(t) for t in os.listdir(f"/proc/{daemon_pid}/task")),
+             "the daemon's children to be reaped")
 
 
 def cpu_of(daemon_pid, rounds, fn):
@@ -151,8 +178,8 @@ def children_rss_kib(pid):
     return total
 
 
-def mount(argv, mnt, log):
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+def mount(argv, mnt, log, env=None):
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     wait_for(lambda: os.path.ismount(mnt) or proc.poll() is not None, "the mount " + mnt)
     if not os.path.ismount(mnt):
         raise SystemExit(f"{argv[0]} did not mount")
@@ -247,6 +274,7 @@ def small_line(size, tmp, mnt, restored, rounds):
     print(f"small | {size:>3} {img / MiB:>6.1f}M | {ms(t_dump)} {t_dump / 0.010:>4.1f}x"
           f" {t_dump / mc:>6.1f}x | {ms(t_restore)} {t_restore / 0.010:>4.1f}x"
           f" {t_restore / mc:>6.1f}x | {ms(mc)}", flush=True)
+    return t_dump, t_restore
 
 
 def restore_ab(a, crfsd, limit, tmp, mnt, lim, log):
@@ -255,9 +283,8 @@ def restore_ab(a, crfsd, limit, tmp, mnt, lim, log):
     os.mkdir(mnt_b)
     env = dict(os.environ)
     before = a.before_crfsd or crfsd
-    var, _, val = a.before_env.partition("=")
-    if not a.before_crfsd:
-        env[var] = val
+    if not a.before_crfsd:  # "VAR=VALUE VAR2=VALUE2 ..."
+        env.update(kv.partition("=")[::2] for kv in a.before_env.split())
     proc = subprocess.Popen([before, "-f", "-o", "state_dir=" + tmp + "/state-b", mnt_b],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     wait_for(lambda: os.path.ismount(mnt_b) or proc.poll() is not None, "the mount " + mnt_b)
@@ -276,34 +303,90 @@ def restore_ab(a, crfsd, limit, tmp, mnt, lim, log):
                 holder.wait()
             img = os.path.getsize(out)
             limd = mount([limit, lim, str(img)], lim, log)
-            rb, ra, rw = [], [], []
+            lim0 = os.path.join(tmp, "lim-floor")
+            os.makedirs(lim0, exist_ok=True)
+            lim0d = mount([limit, lim0, str(img)], lim0, log,
+                          dict(os.environ, FUSE_LIMIT_DISCARD="1"))
+            rb, ra, rw, r0 = [], [], [], []
             wr = lambda: subprocess.run(["dd", "if=" + out, "of=" + lim + "/data", "bs=1M",
                                          "status=none", "conv=notrunc"], check=True)
+            w0 = lambda: subprocess.run(["dd", "if=" + out, "of=" + lim0 + "/data", "bs=1M",
+                                         "status=none", "conv=notrunc"], check=True)
+            cb, ca = [], []  # CPU of each restore: the daemon, its reaped task, cp
             try:
-                steps = [(restorer(mnt_b, f"b{size}", out, restored), rb),
-                         (restorer(mnt, f"a{size}", out, restored), ra), (wr, rw)]
-                for fn, _ in steps:  # warm-up
+                steps = [(restorer(mnt_b, f"b{size}", out, restored), rb, cb, proc.pid),
+                         (restorer(mnt, f"a{size}", out, restored), ra, ca, a.daemon_pid),
+                         (wr, rw, None, 0), (w0, r0, None, 0)]
+                for fn, *_ in steps:  # warm-up
                     fn()
                     kill_restored(restored)
                 for r in range(a.rounds):
-                    for fn, times in steps:
+                    for fn, times, cpus, pid in steps:
+                        c = cpu_seconds(pid) if pid else 0
                         t = time.perf_counter()
                         fn()
                         times.append(time.perf_counter() - t)
                         kill_restored(restored)
+                        if pid:
+                            wait_reaped(pid)
+                            cpus.append(cpu_seconds(pid) - c)
                     print(f"{size:>5} MiB round {r + 1}: before {ms(rb[-1])} ms  after"
-                          f" {ms(ra[-1])} ms  FUSE wr {ms(rw[-1])} ms  load"
-                          f" {os.getloadavg()[0]:.1f}", flush=True)
+                          f" {ms(ra[-1])} ms  FUSE wr {ms(rw[-1])} ms  floor {ms(r0[-1])} ms"
+                          f"  (cpu before {ms(cb[-1])} after {ms(ca[-1])} ms)"
+                          f"  load {os.getloadavg()[0]:.1f}", flush=True)
             finally:
                 unmount(limd, lim)
+                unmount(lim0d, lim0)
                 os.unlink(out)
-            mb, ma, mw = (statistics.median(x) for x in (rb, ra, rw))
+            mb, ma, mw, m0 = (statistics.median(x) for x in (rb, ra, rw, r0))
             print(f"{size:>5} MiB ({img / MiB:.0f}M image) median: before {ms(mb)} ms"
                   f" ({mb / mw:.2f}x FUSE wr)  after {ms(ma)} ms ({ma / mw:.2f}x)"
-                  f"  FUSE wr {ms(mw)} ms  after/before {ma / mb:.2f}", flush=True)
+                  f"  FUSE wr {ms(mw)} ms  floor {ms(m0)} ms  after/before {ma / mb:.2f}"
+                  f"  after/floor {ma / m0:.2f}  cpu before {ms(statistics.median(cb))}"
+                  f" after {ms(statistics.median(ca))} ms", flush=True)
     finally:
         kill_left(restored)
         unmount(proc, mnt_b)
+
+
+def print_targets(res, small):
+    """Issue 13's dump and restore targets, one line each: as measured in this
+    run (best of its rounds) and met or missed."""
+    print(f"targets (issue 13), this run's best rounds, load average"
+          f" {' '.join(f'{x:.1f}' for x in os.getloadavg())}:")
+
+    def line(what, value, met):
+        verdict = "not run" if met is None else "met" if met else "missed"
+        print(f"  {what:<44} {value:>22}  {verdict}", flush=True)
+
+    ms = lambda s: f"{s * 1e3:,.1f} ms"
+    g, m = res.get(1024), res.get(16)
+    line("dump 1 GiB to a file <= 380 ms", ms(g["file"]) if g else "-",
+         g["file"] <= 0.380 if g else None)
+    line("dump 1 GiB to /dev/null >= 70% of FUSE rd", f"{g['rd'] / g['null']:.0%}" if g else "-",
+         g["rd"] / g["null"] >= 0.70 if g else None)
+    d16 = small.get(16)
+    line("dump 16 MiB <= 10 ms (small line)", ms(d16[0]) if d16 else "-",
+         d16[0] <= 0.010 if d16 else None)
+    line("frozen 1 GiB <= 20 ms", ms(g["frozen"]) if g else "-",
+         g["frozen"] <= 0.020 if g else None)
+    f4 = res.get(4096)
+    flat = f4["frozen"] / m["frozen"] if f4 and m and m["frozen"] > 0 else None
+    line("frozen flat: 4 GiB / 16 MiB <= 2x", f"{flat:.1f}x" if flat else "-",
+         flat <= 2 if flat else None)
+    line("restore 1 GiB <= 500 ms", ms(g["restore"]) if g else "-",
+         g["restore"] <= 0.500 if g else None)
+    worst = max(res, key=lambda k: res[k]["restore"] / res[k]["wr"]) if res else None
+    r = res[worst]["restore"] / res[worst]["wr"] if res else None
+    line("restore <= 1.5x FUSE wr (worst size)", f"{r:.2f}x at {worst} MiB" if res else "-",
+         r <= 1.5 if res else None)
+    r16 = small.get(16)
+    line("restore 16 MiB <= 10 ms (small line)", ms(r16[1]) if r16 else "-",
+         r16[1] <= 0.010 if r16 else None)
+    if f4 and g:
+        print(f"  restore 4 GiB: {ms(f4['restore'])} ({f4['restore'] / g['restore']:.2f}x 1 GiB,"
+              f" {f4['restore'] / f4['wr']:.2f}x FUSE wr)", flush=True)
+    print("  restore 30,000 VMAs <= 250 ms: bench/mount_vma_bench.py 30000", flush=True)
 
 
 def main():
@@ -317,8 +400,13 @@ def main():
     ap.add_argument("--restore-ab", action="store_true")
     ap.add_argument("--before-crfsd", default=None)
     ap.add_argument("--before-env", default="CRFS_RESTORE_PLAIN_SPOOL=1")
-    ap.add_argument("sizes", nargs="*", type=int, default=[16, 256, 1024])
+    ap.add_argument("--targets", action="store_true")
+    ap.add_argument("sizes", nargs="*", type=int, default=None)
     a = ap.parse_args()
+    if not a.sizes:
+        a.sizes = [16, 256, 1024, 4096] if a.targets else [16, 256, 1024]
+    if a.targets and not a.small_only:
+        a.small = a.small if 16 in a.small else a.small + [16]
     if a.small_only:
         a.sizes = []
     crfsd = a.crfsd or os.path.join(a.build, "fs", "crfsd")
@@ -332,8 +420,10 @@ def main():
     log = open(os.path.join(tmp, "crfsd.log"), "w")
     daemon = mount([crfsd, "-f", "-o", "state_dir=" + tmp + "/state", mnt], mnt, log)
     restored = []
+    res, small = {}, {}  # per size: what the targets are read from
     try:
         if a.restore_ab:
+            a.daemon_pid = daemon.pid
             restore_ab(a, crfsd, limit, tmp, mnt, lim, log)
             a.sizes, a.small = [], []
         if a.sizes:
@@ -382,7 +472,9 @@ def main():
             finally:
                 unmount(limd, lim)
             os.unlink(out)
-            mc = memcpy_seconds(img)
+            mc = memcpy_seconds(img, cap=1 << 30)
+            res[size] = dict(null=t_null, file=t_file, frozen=stats["frozen_ns"] / 1e9,
+                             restore=t_restore, rd=t_rd, wr=t_wr)
             ms = lambda s: f"{s * 1e3:6.1f}ms"
             print(f"{size:>5} {img / MiB:>6.0f}M | {ms(t_null):>9} {ms(t_file):>9}"
                   f" {stats['frozen_ns'] / 1e6:>5.1f}ms | {ms(t_restore):>8} |"
@@ -394,7 +486,9 @@ def main():
             print(f"small | {'MiB':>3} {'image':>7} | {'dump':>7} {'/10ms':>5} {'/memcpy':>7} |"
                   f" {'restore':>7} {'/10ms':>5} {'/memcpy':>7} | {'memcpy':>7}")
         for size in a.small:
-            small_line(size, tmp, mnt, restored, a.rounds)
+            small[size] = small_line(size, tmp, mnt, restored, a.rounds)
+        if a.targets:
+            print_targets(res, small)
     finally:
         kill_left(restored)
         unmount(daemon, mnt)

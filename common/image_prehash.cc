@@ -6,6 +6,8 @@
 #include <cstring>
 #include <new>
 
+#include "common/xxh3_update.h"
+
 namespace crfs {
 
 ImagePrehash::ImagePrehash() : xxh_(XXH3_createState()) {
@@ -36,8 +38,8 @@ void ImagePrehash::update(const void* buf, size_t len) {
     }
     size_t out = total - kTrailerRecordBytes;
     size_t from_tail = std::min(out, tail_len_);
-    XXH3_64bits_update(state, tail_, from_tail);
-    XXH3_64bits_update(state, in, out - from_tail);
+    xxh3_update(state, tail_, from_tail);
+    xxh3_update(state, in, out - from_tail);
     hashed_ += out;
     // The new tail: what is left of the old one, then the end of `in`.
     size_t keep_old = tail_len_ - from_tail;

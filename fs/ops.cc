@@ -636,7 +636,36 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
                     return reply_err(req, ok.error(), "write");
                 return (void)fuse_reply_write(req, size);
             }
-            auto n = slot_write(daemon_of(req).limits, *h->slot, h->writer, buf, size, off);
+            // Answered early (slot_write's `answer`): the writer may close and
+            // the handle go (RELEASE) while the bytes are still used, so the
+            // slot and the writer are held here; neither `req` nor `h` is
+            // touched after the answer.
+            std::shared_ptr<Slot> slot = h->slot;
+            Caller writer = h->writer;
+            struct Answer {
+                fuse_req_t req;
+                FileHandle* h;
+                size_t size;
+                bool sent = false;
+            } a{req, h, size};
+            auto write = [&] {
+                return slot_write(daemon_of(req).limits, *slot, writer, buf, size, off, [&a] {
+                    a.h->wrote = true;
+                    a.sent = true;
+                    fuse_reply_write(a.req, a.size);
+                });
+            };
+            Result<size_t> n = 0;
+            try {
+                n = write();
+            } catch (const std::exception& e) {
+                if (!a.sent) throw;  // guarded answers EIO
+                n = make_error(EIO, e.what());
+            }
+            if (a.sent) {
+                if (!n) log_debug("write (answered): %s", n.error().what.c_str());
+                return;
+            }
             if (!n) return reply_err(req, n.error(), "write");
             h->wrote = true;
             return (void)fuse_reply_write(req, *n);

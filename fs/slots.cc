@@ -226,7 +226,7 @@ Status spool_append(Limits& limits, Slot& slot, const Caller& writer, const char
 }  // namespace
 
 Result<size_t> slot_write(Limits& limits, Slot& slot, const Caller& writer, const char* buf,
-                          size_t len, off_t off) {
+                          size_t len, off_t off, const std::function<void()>& answer) {
     std::lock_guard lock(slot.mu);
     if (slot.removed) return make_error(ENOENT, "slot " + slot.name + " was removed");
     if (slot.restored)
@@ -240,7 +240,15 @@ Result<size_t> slot_write(Limits& limits, Slot& slot, const Caller& writer, cons
         return make_error(EINVAL, "slot " + slot.name + ": write at offset " + std::to_string(off) +
                                       ", expected " + std::to_string(slot.written) +
                                       " (images are written sequentially)");
-    if (auto ok = spool_append(limits, slot, writer, buf, len); !ok) {
+    static const bool late = getenv("CRFS_SLOT_ANSWER_LATE") != nullptr;
+    if (answer && !late && slot.spool && slot.spool->diverted()) answer();
+    Status ok;
+    try {
+        ok = spool_append(limits, slot, writer, buf, len);
+    } catch (const std::exception& e) {  // bad_alloc: the image cannot be whole
+        ok = make_error(ENOMEM, "slot " + slot.name + ": " + e.what());
+    }
+    if (!ok) {
         slot.drop_spool();
         slot.refused = ok.error();
         slot.error = ok.error().what;

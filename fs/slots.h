@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -129,8 +130,16 @@ class SlotTable {
 // overlap, or once the slot holds a restored task; ENOSPC past user_spool).
 Status slot_truncate(Slot& slot);
 // `writer`: who opened the image (the restore acts as them, as at close).
+// `answer`, if given, is called once, under the slot's lock, before the bytes
+// are used, when they go to a streamed restore (fs/slot_stream.h): the caller
+// answers the writer then, so that its next write(2), and the kernel's copy of
+// it into another FUSE worker, overlap this write's copy into the task
+// (docs/performance.md "Restore: the FUSE write path profiled"). A failure
+// of an answered write reaches the writer at its next write or at close
+// (`refused`), as the failure of any image that cannot be whole.
+// CRFS_SLOT_ANSWER_LATE=1 in crfsd's environment: never (benches: "before").
 Result<size_t> slot_write(Limits& limits, Slot& slot, const Caller& writer, const char* buf,
-                          size_t len, off_t off);
+                          size_t len, off_t off, const std::function<void()>& answer = {});
 
 // At each close() of a handle open for writing (`wrote`: whether that handle
 // wrote anything): restores the written image and returns the new pid, or 0

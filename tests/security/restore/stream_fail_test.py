@@ -298,12 +298,16 @@ class StreamFail(ra.SlotAttackCase):
                     compared += 1
         self.assertGreater(compared, 16)
 
-    def test_odd_pieces_restore_exactly(self):
-        pid = self.restore_in_odd_pieces()
+    def assert_restored_exactly(self, pid):
+        """The restored task `pid` is the writer's, holds the image's pages,
+        and answers; then it is killed and reaped."""
         self.assertIn(pid, uid_processes(ra.UID))  # what nothing_left looks for
         self.assert_pages_as_imaged(pid)
         self.assertIn(f"uid {ra.UID}\n", self.poke(pid))
         self.gone(pid)
+
+    def test_odd_pieces_restore_exactly(self):
+        self.assert_restored_exactly(self.restore_in_odd_pieces())
 
 
 if __name__ == "__main__":
