@@ -391,11 +391,29 @@ class SameNameAfterTheEnd(Base):
             listed = [e.inode() for e in os.scandir(self.m) if e.name == str(pid)]
             self.assertEqual(listed, [os.fstat(slot).st_ino], "readdir: the zombie, not the slot")
             self.assertEqual(read(f"{self.m}/{pid}/status"), "killed by SIGKILL\n")
+            slot_ino = os.fstat(slot).st_ino
         finally:
             os.close(slot)
         open(self.release, "w").close()
         wait_for(lambda: pid_free(pid), "crfsd to reap the ended task")
         self.assertEqual(read(f"{self.m}/{pid}/pid"), f"{pid}\n")
+        # A new task under the pid (another start time) wins over the slot again.
+        new = subprocess.Popen([os.path.join(BUILD, "tests/security/limits/spawn_at_pid"), str(pid),
+                                "sleep", "1000"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: new.poll() is not None or
+                     (alive(pid) and read(f"/proc/{pid}/comm") == "sleep\n"), "the new task")
+            self.assertIsNone(new.poll(), "spawn_at_pid: the pid was taken")
+            self.assertNotEqual(os.stat(f"{self.m}/{pid}").st_ino, slot_ino)
+            self.assertIn("reason", os.listdir(f"{self.m}/{pid}"))
+        finally:
+            if new.poll() is None:
+                os.kill(pid, signal.SIGKILL)
+            new.wait(TIMEOUT)
+        # Its name is forgotten at its exit (TaskCache, on the exit watcher's thread).
+        wait_for(lambda: os.path.exists(f"{self.m}/{pid}/pid"), "the slot to show again")
+        self.assertEqual(os.stat(f"{self.m}/{pid}").st_ino, slot_ino)
         self.assertEqual(sh(f"rmdir {self.m}/{pid}").returncode, 0)
         self.assertEqual(self.crfs.children(), [])
 
