@@ -169,11 +169,12 @@ std::optional<Task> slot_task(fuse_req_t req, Slot& slot) {
 }
 
 // A live task always wins over a slot named after its pid, unless the slot
-// holds that very task (restored into its own pid, and not ended: the
-// reaper records the end before the pid can be reused). Such a hidden slot
-// reappears once the pid is free; its owner may rmdir it meanwhile.
+// holds that very task (restored into its own pid: the reaper records the
+// end before the pid can be reused). Such a hidden slot reappears once the
+// pid is free; its owner may rmdir it meanwhile.
 bool hidden_by_task(fuse_req_t req, Slot& slot) {
     if (!slot.want_pid) return false;
+    uint64_t own_start = 0;
     {
         std::lock_guard lock(slot.mu);
         if (slot.restored == slot.want_pid && slot.ended.empty()) return false;
@@ -181,8 +182,13 @@ bool hidden_by_task(fuse_req_t req, Slot& slot) {
         // arrive; a lookup meanwhile (a writer's `status` poll) must not
         // cache the name as the task's, or the slot's files vanish after.
         if (slot.stream && slot.stream->task_pid() == slot.want_pid) return false;
+        if (slot.restored == slot.want_pid) own_start = slot.restored_start;
     }
-    return daemon_of(req).tasks.find(slot.want_pid).has_value();
+    auto t = daemon_of(req).tasks.find(slot.want_pid);
+    // Ended: until the reap, the pid is the slot's task's zombie, which must
+    // not hide the slot (issue 10: a job that ended just after its restore
+    // took `crfs restore`'s `pid` file away). Another start time: a new task.
+    return t && (own_start == 0 || t->id.starttime != own_start);
 }
 
 Result<struct stat> attr_of(fuse_req_t req, uint64_t ino) {

@@ -4,12 +4,31 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "common/log.h"
 #include "restorer/restore.h"
 
 namespace crfs::fs {
+namespace {
+
+// Test only: CRFS_TEST_REAP_HOLD=PATH in crfsd's environment keeps every
+// restored task whose end was just told to its adopter a zombie until PATH
+// exists (at most 60 s), so a test can look at the tree in the window
+// between the slot's `ended` and the reap (tests/fs/roundtrip_mount_test.py
+// `SameNameAfterTheEnd`). It stalls the exit watcher's thread meanwhile.
+void test_hold_before_reap() {
+    static const char* path = std::getenv("CRFS_TEST_REAP_HOLD");
+    if (!path) return;
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (::access(path, F_OK) != 0 && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+}  // namespace
 
 Reaper::~Reaper() {
     std::vector<ExitWatcher::Id> ids;
@@ -50,24 +69,25 @@ void Reaper::adopt(pid_t pid, OnExit on_exit) {
         w.watch = *id;
 }
 
-void Reaper::ended(pid_t pid) {
+bool Reaper::ended(pid_t pid) {
     OnExit on_exit;
     siginfo_t si{};
     ExitWatcher::Id watch = 0;
     {
         std::lock_guard lock(mu_);
         auto it = watched_.find(pid);
-        if (it == watched_.end()) return;
+        if (it == watched_.end()) return false;
         if (::waitid(P_PIDFD, static_cast<id_t>(it->second.pidfd.get()), &si,
                      WEXITED | WNOWAIT | WNOHANG) < 0 ||
             si.si_pid == 0)
-            return;  // not ended yet
+            return false;  // not ended yet
         on_exit = std::move(it->second.on_exit);
         watch = it->second.watch;
         watched_.erase(it);
     }
     exits_.cancel(watch);  // ended before its own event came (on the watcher thread: no wait)
     if (on_exit) on_exit(si.si_code, si.si_status);
+    return true;
 }
 
 void Reaper::sweep() {
@@ -78,7 +98,9 @@ void Reaper::sweep() {
         std::lock_guard lock(mu_);
         for (auto& [pid, w] : watched_) pids.push_back(pid);
     }
-    for (pid_t pid : pids) ended(pid);
+    bool told = false;
+    for (pid_t pid : pids) told = ended(pid) || told;
+    if (told) test_hold_before_reap();
     for (pid_t pid : reap_restored_children()) {
         // One that exited between ended() and the reap: its status is
         // gone with it; say so rather than nothing (code 0).

@@ -45,7 +45,7 @@ class Reaper {
     };
     // Tells every ended task's adopter, then reaps.
     void sweep();
-    void ended(pid_t pid);
+    bool ended(pid_t pid);  // true: `pid` ended and its adopter was told
 
     ExitWatcher& exits_;
     std::mutex mu_;  // never held while calling out (adopters, cancel)

@@ -89,6 +89,10 @@ struct Slot {
     bool removed = false;          // rmdir'ed while a handle was open: takes no more bytes
     std::optional<Error> refused;  // a write of this image failed (ENOSPC): close says so
     pid_t restored = 0;
+    // The restored task's start time (/proc stat field 22): with `restored`
+    // it names that task, also as the zombie it is between the reaper's
+    // `ended` and the reap (ops.cc hidden_by_task). 0 if it was unreadable.
+    uint64_t restored_start = 0;
     std::string ended;  // "exited 0", "killed by SIGKILL": the restored task is gone
     std::string error;  // the last failed restore or empty close, "" if none
     // The `tcp` file: restore established connections closed.

@@ -101,7 +101,7 @@ def sh(cmd, **kw):
 
 
 class Crfsd:
-    def __init__(self, options=()):
+    def __init__(self, options=(), env=None):
         self.dir = tempfile.mkdtemp(prefix="crfs-mnt-")
         os.chmod(self.dir, 0o755)
         self.mnt = os.path.join(self.dir, "mnt")
@@ -111,7 +111,7 @@ class Crfsd:
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "fs/crfsd"), "-f", "-o", f"state_dir={self.dir}/state",
              *options, self.mnt],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True,
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True, env=env,
             preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))  # PR_SET_PDEATHSIG: unmount if we die
         wait_for(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None, "the mount")
         assert os.path.ismount(self.mnt), read(self.log.name)
@@ -345,6 +345,77 @@ class RoundTrip(Base):
         self.assertFalse(os.path.exists(f"{self.m}/keep"))
         self.assertEqual(sh(f"cat {self.m}/{t.pid}/reason").stdout, "")
         self.assertEqual(t.finish(), "PASS")
+
+
+class SameNameAfterTheEnd(Base):
+    """A numeric slot keeps its name and files after the task restored into it
+    ends (issue 10: `crfs restore --shell-job` read /crfs/PID/pid just as its
+    job ended and got ENOENT). The reaper records the end before it reaps, so
+    the pid cannot be reused unnoticed; meanwhile the ended task is a zombie
+    under that pid and must not hide the slot as a live task would.
+    CRFS_TEST_REAP_HOLD (fs/reaper.cc) keeps that zombie until the test lets
+    it go, so the window is looked at, not raced."""
+
+    def setUp(self):
+        self.holddir = tempfile.mkdtemp(prefix="crfs-hold-")
+        self.release = os.path.join(self.holddir, "reap")
+        self.crfs = Crfsd(env=dict(os.environ, CRFS_TEST_REAP_HOLD=self.release))
+        self.m = self.crfs.mnt
+        self.tasks = []
+
+    def tearDown(self):
+        open(self.release, "w").close()  # the reaper goes on (crfsd stops then)
+        super().tearDown()
+        shutil.rmtree(self.holddir, ignore_errors=True)
+
+    def test_slot_stays_while_its_ended_task_is_reaped(self):
+        t = self.ckpt_workload()
+        pid = t.pid
+        img = t.checkpoint()
+        t.kill9()
+        self.assertEqual(t.restore(img, str(pid)), pid)
+        slot = os.open(f"{self.m}/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            def status():  # the slot's, through its directory (not its name)
+                fd = os.open("status", os.O_RDONLY, dir_fd=slot)
+                try:
+                    return os.read(fd, 4096).decode()
+                finally:
+                    os.close(fd)
+
+            os.kill(pid, signal.SIGKILL)  # the job ends right after its restore
+            wait_for(lambda: status() == "killed by SIGKILL\n", "crfsd to record the end")
+            self.assertEqual(state_of(pid), "Z", "reaped before the test looked")
+            self.assertEqual(read(f"{self.m}/{pid}/pid"), f"{pid}\n")
+            self.assertEqual(os.stat(f"{self.m}/{pid}").st_ino, os.fstat(slot).st_ino)
+            listed = [e.inode() for e in os.scandir(self.m) if e.name == str(pid)]
+            self.assertEqual(listed, [os.fstat(slot).st_ino], "readdir: the zombie, not the slot")
+            self.assertEqual(read(f"{self.m}/{pid}/status"), "killed by SIGKILL\n")
+            slot_ino = os.fstat(slot).st_ino
+        finally:
+            os.close(slot)
+        open(self.release, "w").close()
+        wait_for(lambda: pid_free(pid), "crfsd to reap the ended task")
+        self.assertEqual(read(f"{self.m}/{pid}/pid"), f"{pid}\n")
+        # A new task under the pid (another start time) wins over the slot again.
+        new = subprocess.Popen([os.path.join(BUILD, "tests/security/limits/spawn_at_pid"), str(pid),
+                                "sleep", "1000"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: new.poll() is not None or
+                     (alive(pid) and read(f"/proc/{pid}/comm") == "sleep\n"), "the new task")
+            self.assertIsNone(new.poll(), "spawn_at_pid: the pid was taken")
+            self.assertNotEqual(os.stat(f"{self.m}/{pid}").st_ino, slot_ino)
+            self.assertIn("reason", os.listdir(f"{self.m}/{pid}"))
+        finally:
+            if new.poll() is None:
+                os.kill(pid, signal.SIGKILL)
+            new.wait(TIMEOUT)
+        # Its name is forgotten at its exit (TaskCache, on the exit watcher's thread).
+        wait_for(lambda: os.path.exists(f"{self.m}/{pid}/pid"), "the slot to show again")
+        self.assertEqual(os.stat(f"{self.m}/{pid}").st_ino, slot_ino)
+        self.assertEqual(sh(f"rmdir {self.m}/{pid}").returncode, 0)
+        self.assertEqual(self.crfs.children(), [])
 
 
 class Slots(Base):
