@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -132,23 +133,19 @@ TEST(ThreadStacks, ACloneMarkingTheOthersMakesProcessesWithoutThem) {
     }
 }
 
-// member: a FUSE worker notes the bytes of each write, which libfuse puts in
-// the worker's own receive buffer (common/thread_stacks.h note_request_buffer).
-TEST(ThreadStacks, AWorkersRequestBufferIsNotedWithItsStack) {
-    constexpr size_t kBuf = (1 << 20) + 4096;  // libfuse's: 1 MiB + a page of headers
-    std::vector<char> mem(kBuf);
-    const char* data = mem.data() + 80;  // a write's bytes, after the request's headers
-    std::vector<StackRange> with, without, own;
+struct Seen {
+    std::vector<StackRange> with, without;  // others(), others(false)
+};
+
+// Runs `noting` on a new thread and, while that thread waits after it (alive,
+// its notes kept), gives what the calling thread's hold sees.
+Seen seen_while(const std::function<void()>& noting) {
+    Seen seen;
     std::mutex mu;
     std::condition_variable cv;
     bool noted = false, done = false;
     std::thread worker([&] {
-        note_request_buffer(data, 4096);  // a small write first, then the largest
-        note_request_buffer(data, kBuf - 80);
-        {
-            ThreadStacksHold hold;
-            own = hold.others();  // the calling thread's own buffer is never given
-        }
+        noting();
         std::unique_lock lock(mu);
         noted = true;
         cv.notify_all();
@@ -160,8 +157,7 @@ TEST(ThreadStacks, AWorkersRequestBufferIsNotedWithItsStack) {
     }
     {
         ThreadStacksHold hold;
-        with = hold.others();
-        without = hold.others(false);
+        seen = {hold.others(), hold.others(false)};
     }
     {
         std::lock_guard lock(mu);
@@ -169,14 +165,30 @@ TEST(ThreadStacks, AWorkersRequestBufferIsNotedWithItsStack) {
     }
     cv.notify_all();
     worker.join();
+    return seen;
+}
+
+// member: a FUSE worker notes the bytes of each write, which libfuse puts in
+// the worker's own receive buffer (common/thread_stacks.h note_request_buffer).
+TEST(ThreadStacks, AWorkersRequestBufferIsNotedWithItsStack) {
+    constexpr size_t kBuf = (1 << 20) + 4096;  // libfuse's: 1 MiB + a page of headers
+    std::vector<char> mem(kBuf);
+    const char* data = mem.data() + 80;  // a write's bytes, after the request's headers
+    std::vector<StackRange> own;
+    Seen seen = seen_while([&] {
+        note_request_buffer(data, 4096);  // a small write first, then the largest
+        note_request_buffer(data, kBuf - 80);
+        ThreadStacksHold hold;
+        own = hold.others();  // the calling thread's own buffer is never given
+    });
     // The whole pages of the bytes: none before the data's first page boundary.
     uint64_t first = (uint64_t(data) + 4095) & ~uint64_t(4095);
     uint64_t last = (uint64_t(data) + kBuf - 80) & ~uint64_t(4095);
-    EXPECT_TRUE(holds(with, reinterpret_cast<void*>(first)));
-    EXPECT_TRUE(holds(with, reinterpret_cast<void*>(last - 1)));
-    EXPECT_FALSE(holds(with, reinterpret_cast<void*>(first - 1)));
-    EXPECT_FALSE(holds(with, reinterpret_cast<void*>(last)));
-    EXPECT_FALSE(holds(without, reinterpret_cast<void*>(first)));
+    EXPECT_TRUE(holds(seen.with, reinterpret_cast<void*>(first)));
+    EXPECT_TRUE(holds(seen.with, reinterpret_cast<void*>(last - 1)));
+    EXPECT_FALSE(holds(seen.with, reinterpret_cast<void*>(first - 1)));
+    EXPECT_FALSE(holds(seen.with, reinterpret_cast<void*>(last)));
+    EXPECT_FALSE(holds(seen.without, reinterpret_cast<void*>(first)));
     EXPECT_FALSE(holds(own, reinterpret_cast<void*>(first)));
     ThreadStacksHold hold;  // the worker ended: it forgot its buffer with its stack
     EXPECT_FALSE(holds(hold.others(), reinterpret_cast<void*>(first)));
@@ -186,36 +198,14 @@ TEST(ThreadStacks, AWriteElsewhereForgetsTheBuffer) {
     // Bytes in two places: not one buffer of the worker's own (libfuse's
     // spliced requests come in a block of their own, freed after each).
     std::vector<char> one(1 << 20), two(1 << 20);
-    std::vector<StackRange> seen;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool noted = false, done = false;
-    std::thread worker([&] {
+    Seen seen = seen_while([&] {
         note_request_buffer(one.data() + 80, one.size() - 80);
         note_request_buffer(two.data() + 80, two.size() - 80);
         note_request_buffer(one.data() + 80, one.size() - 80);  // never again
-        std::unique_lock lock(mu);
-        noted = true;
-        cv.notify_all();
-        cv.wait(lock, [&] { return done; });
     });
-    {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return noted; });
-    }
-    {
-        ThreadStacksHold hold;
-        seen = hold.others();
-    }
-    {
-        std::lock_guard lock(mu);
-        done = true;
-    }
-    cv.notify_all();
-    worker.join();
-    EXPECT_FALSE(holds(seen, one.data() + 8192));
-    EXPECT_FALSE(holds(seen, two.data() + 8192));
-    EXPECT_FALSE(seen.empty());  // its stack still is
+    EXPECT_FALSE(holds(seen.with, one.data() + 8192));
+    EXPECT_FALSE(holds(seen.with, two.data() + 8192));
+    EXPECT_FALSE(seen.with.empty());  // its stack still is
 }
 
 // Touches `depth` KiB of stack below its caller's frame; returns its lowest address.
