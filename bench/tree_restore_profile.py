@@ -15,7 +15,8 @@ cp, the restore wrapped in one of:
   --maps         after the restore, crfsd's own mappings: what each member
                  is cloned from (largest anonymous ones first)
 Prints each restore's time, the load average and the phases of the members'
-traces (median, microseconds).
+traces (median, microseconds); with --env CRFS_TREE_CLONE_SMAPS=1 what the
+root's clone copies of crfsd (session 16, state/tree_restore.cc).
 """
 import argparse
 import collections
@@ -112,6 +113,8 @@ def main():
         phases = collections.defaultdict(list)
         with open(logname) as f:
             for line in f:
+                if "tree clone copies" in line:  # CRFS_TREE_CLONE_SMAPS=1 (--env)
+                    print("  " + line[line.index("tree clone copies"):].strip()[:400])
                 m = re.search(r"restore \d+ \(us\):(.*)", line)
                 if m:
                     w = m.group(1).split()

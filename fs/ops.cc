@@ -632,6 +632,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 
 void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
               fuse_file_info* fi) {
+    note_request_buffer(buf, size);  // member: no tree member copies it (common/thread_stacks.h)
     guarded(req, "write", [&] {
         auto* h = reinterpret_cast<FileHandle*>(fi->fh);
         if (h->slot) {
@@ -717,6 +718,10 @@ void op_init(void*, fuse_conn_info* conn) {
     // kernel then sends reads of up to 1 MiB too (images are large).
     conn->max_write = kMaxWrite;
     conn->max_read = 0;
+    // member: a write's bytes are in the worker's own receive buffer, never in
+    // a buffer libfuse allocates for one spliced request and frees after it
+    // (common/thread_stacks.h note_request_buffer).
+    conn->want &= ~FUSE_CAP_SPLICE_READ;
 }
 
 const fuse_lowlevel_ops kOps = [] {

@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/io.h"
@@ -344,6 +346,64 @@ void tree_note_area(const RestoreRequest& req, uint64_t start, uint64_t len) {
     m.area_len = len;
 }
 
+namespace {
+
+// member: CRFS_TREE_CLONE_SMAPS=1 (benches, bench/tree_restore_profile.py):
+// what the root's clone copies of the daemon, logged: the anonymous memory of
+// every mapping but the stacks it marks MADV_DONTFORK, and the largest.
+void log_clone_copy(const std::vector<StackRange>& marked) {
+    auto text = read_file("/proc/self/smaps");
+    if (!text) return;
+    struct Area {
+        uint64_t kb, start, end;
+        std::string name;
+    };
+    std::vector<Area> areas;
+    uint64_t total = 0;
+    size_t pos = 0;
+    Area cur{};
+    uint64_t skip = 0;
+    while (pos < text->size()) {
+        size_t nl = text->find('\n', pos);
+        if (nl == std::string::npos) nl = text->size();
+        std::string_view line(text->data() + pos, nl - pos);
+        pos = nl + 1;
+        unsigned long long a = 0, b = 0, kb = 0;
+        if (std::sscanf(std::string(line).c_str(), "%llx-%llx ", &a, &b) == 2 &&
+            line.find(':') > line.find(' ')) {
+            cur = {0, a, b, std::string(line.substr(std::min(line.size(), size_t(73))))};
+            // What the marks cover of it, counted as resident (the buffers'
+            // pages are; a stack's are not all, so this may take too much off).
+            skip = 0;
+            for (const auto& s : marked)
+                if (s.start < b && a < s.end)
+                    skip += (std::min<uint64_t>(b, s.end) - std::max<uint64_t>(a, s.start)) >> 10;
+        } else if (line.starts_with("Anonymous:") &&
+                   std::sscanf(std::string(line).c_str(), "Anonymous: %llu", &kb) == 1 &&
+                   kb > skip) {
+            cur.kb = kb - skip;
+            total += cur.kb;
+            areas.push_back(cur);
+        } else if (line.starts_with("VmFlags:") && line.find(" dc") != std::string_view::npos &&
+                   !areas.empty() && areas.back().start == cur.start) {
+            total -= areas.back().kb;  // MADV_DONTFORK already: no clone copies it
+            areas.pop_back();
+        }
+    }
+    std::sort(areas.begin(), areas.end(), [](const Area& x, const Area& y) { return x.kb > y.kb; });
+    std::string top;
+    for (size_t i = 0; i < areas.size() && i < 8; ++i)
+        top +=
+            strfmt(" {:x}-{:x}:{}kB{}", areas[i].start, areas[i].end, areas[i].kb, areas[i].name);
+    struct mallinfo2 mi = mallinfo2();
+    log_info(
+        "tree clone copies %llu kB anonymous in %zu mappings (malloc: %zu kB in use, %zu kB "
+        "free); largest:%s",
+        (unsigned long long)total, areas.size(), mi.uordblks >> 10, mi.fordblks >> 10, top.c_str());
+}
+
+}  // namespace
+
 Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
                          void (*run)(const void* plan)) {
     TreeRestore& tree = *req.tree;
@@ -379,8 +439,13 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
     std::optional<ThreadStacksHold> stacks;
     if (!tree.clone_all && !getenv("CRFS_TREE_CLONE_STACKS")) {
         stacks.emplace();
-        tree.daemon_stacks = stacks->others();
+        // member: and their FUSE request buffers (CRFS_TREE_CLONE_BUFFERS=1: copied).
+        tree.daemon_stacks = stacks->others(!getenv("CRFS_TREE_CLONE_BUFFERS"));
     }
+    // member: the restoring thread's stack below this frame is dead (frames
+    // of calls made and returned): no process copies it. CRFS_TREE_CLONE_DEAD=1: copied.
+    if (stacks && !getenv("CRFS_TREE_CLONE_DEAD")) stacks->drop_dead_stack();
+    if (getenv("CRFS_TREE_CLONE_SMAPS")) log_clone_copy(tree.daemon_stacks);
     clone_args ca{};
     ca.exit_signal = SIGCHLD;
     pid_t want = tree.members[0].pid;
@@ -416,8 +481,9 @@ Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_r
 
 void tree_spawn_children(const TreeRestore& tree, uint32_t index, int status_fd) {
     // clonecost: the root runs on its copy of the restoring thread's stack;
-    // the daemon's other threads' stacks are no process's, and every process
-    // is made under the root. A failure only leaves them to be copied.
+    // the daemon's other threads' stacks (member: and their FUSE request
+    // buffers) are no process's, and every process is made under the root. A failure only leaves
+    // them to be copied.
     if (index == 0)
         for (const auto& s : tree.daemon_stacks)
             (void)madvise(reinterpret_cast<void*>(s.start), s.end - s.start, MADV_DONTFORK);

@@ -98,9 +98,10 @@ struct TreeRestore {
     bool failure_named = false;               // an error already names its process
     bool cloned = false;                      // the root was cloned: members may be running
     bool clone_all = false;  // treeclone: CRFS_TREE_CLONE_ALL, each clone takes every area
-    // clonecost: the daemon's other threads' stacks when the root was cloned
-    // (common/thread_stacks.h); the root marks them MADV_DONTFORK before it
-    // clones anyone. CRFS_TREE_CLONE_STACKS=1 (benches: the old path): not marked.
+    // clonecost: the daemon's other threads' stacks (member: and their FUSE
+    // request buffers) when the root was cloned (common/thread_stacks.h); the
+    // root marks them MADV_DONTFORK before it clones anyone.
+    // CRFS_TREE_CLONE_STACKS=1 (benches: the old path): not marked.
     std::vector<StackRange> daemon_stacks;
     // share: the daemon's copies of the channels' sending ends, closed once the
     // root is cloned (a receiver whose giver died then reads end of file).

@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -130,6 +131,119 @@ TEST(ThreadStacks, ACloneMarkingTheOthersMakesProcessesWithoutThem) {
         }).join();
         EXPECT_EQ(status, marks ? 20 : 10) << (marks ? "marked" : "not marked");
     }
+}
+
+struct Seen {
+    std::vector<StackRange> with, without;  // others(), others(false)
+};
+
+// Runs `noting` on a new thread and, while that thread waits after it (alive,
+// its notes kept), gives what the calling thread's hold sees.
+Seen seen_while(const std::function<void()>& noting) {
+    Seen seen;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool noted = false, done = false;
+    std::thread worker([&] {
+        noting();
+        std::unique_lock lock(mu);
+        noted = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return done; });
+    });
+    {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return noted; });
+    }
+    {
+        ThreadStacksHold hold;
+        seen = {hold.others(), hold.others(false)};
+    }
+    {
+        std::lock_guard lock(mu);
+        done = true;
+    }
+    cv.notify_all();
+    worker.join();
+    return seen;
+}
+
+// member: a FUSE worker notes the bytes of each write, which libfuse puts in
+// the worker's own receive buffer (common/thread_stacks.h note_request_buffer).
+TEST(ThreadStacks, AWorkersRequestBufferIsNotedWithItsStack) {
+    constexpr size_t kBuf = (1 << 20) + 4096;  // libfuse's: 1 MiB + a page of headers
+    std::vector<char> mem(kBuf);
+    const char* data = mem.data() + 80;  // a write's bytes, after the request's headers
+    std::vector<StackRange> own;
+    Seen seen = seen_while([&] {
+        note_request_buffer(data, 4096);  // a small write first, then the largest
+        note_request_buffer(data, kBuf - 80);
+        ThreadStacksHold hold;
+        own = hold.others();  // the calling thread's own buffer is never given
+    });
+    // The whole pages of the bytes: none before the data's first page boundary.
+    uint64_t first = (uint64_t(data) + 4095) & ~uint64_t(4095);
+    uint64_t last = (uint64_t(data) + kBuf - 80) & ~uint64_t(4095);
+    EXPECT_TRUE(holds(seen.with, reinterpret_cast<void*>(first)));
+    EXPECT_TRUE(holds(seen.with, reinterpret_cast<void*>(last - 1)));
+    EXPECT_FALSE(holds(seen.with, reinterpret_cast<void*>(first - 1)));
+    EXPECT_FALSE(holds(seen.with, reinterpret_cast<void*>(last)));
+    EXPECT_FALSE(holds(seen.without, reinterpret_cast<void*>(first)));
+    EXPECT_FALSE(holds(own, reinterpret_cast<void*>(first)));
+    ThreadStacksHold hold;  // the worker ended: it forgot its buffer with its stack
+    EXPECT_FALSE(holds(hold.others(), reinterpret_cast<void*>(first)));
+}
+
+TEST(ThreadStacks, AWriteElsewhereForgetsTheBuffer) {
+    // Bytes in two places: not one buffer of the worker's own (libfuse's
+    // spliced requests come in a block of their own, freed after each).
+    std::vector<char> one(1 << 20), two(1 << 20);
+    Seen seen = seen_while([&] {
+        note_request_buffer(one.data() + 80, one.size() - 80);
+        note_request_buffer(two.data() + 80, two.size() - 80);
+        note_request_buffer(one.data() + 80, one.size() - 80);  // never again
+    });
+    EXPECT_FALSE(holds(seen.with, one.data() + 8192));
+    EXPECT_FALSE(holds(seen.with, two.data() + 8192));
+    EXPECT_FALSE(seen.with.empty());  // its stack still is
+}
+
+// Touches `depth` KiB of stack below its caller's frame; returns its lowest address.
+__attribute__((noinline)) uint64_t go_deep(int depth) {
+    volatile char frame[1024];
+    frame[0] = char(depth);
+    if (depth <= 1) return uint64_t(&frame[0]);
+    return go_deep(depth - 1) + frame[0] - char(depth);
+}
+
+// Pages of [lo, hi) resident (mincore).
+size_t resident(uint64_t lo, uint64_t hi) {
+    lo &= ~uint64_t(4095);
+    std::vector<unsigned char> v((hi - lo + 4095) / 4096);
+    if (mincore(reinterpret_cast<void*>(lo), hi - lo, v.data()) != 0) return SIZE_MAX;
+    size_t n = 0;
+    for (unsigned char c : v) n += c & 1;
+    return n;
+}
+
+// member: the restoring thread's stack below its frame (calls that returned)
+// goes back before the root's clone (state/tree_restore.cc tree_spawn).
+TEST(ThreadStacks, DropDeadStackGivesBackTheFramesBelow) {
+    size_t before = 0, after = 0, live = 0;
+    std::thread([&] {
+        note_thread_stack();
+        uint64_t deep = go_deep(768);  // 768 KiB below, then returned: dead
+        uint64_t here = uint64_t(__builtin_frame_address(0));
+        before = resident(deep, here - 128 * 1024);
+        ThreadStacksHold hold;
+        hold.drop_dead_stack();
+        after = resident(deep, here - 128 * 1024);
+        live = resident(here - 1, here);  // this frame's page stays
+        EXPECT_GT(go_deep(256), 0u);      // and the thread goes on, deeper again
+    }).join();
+    EXPECT_GT(before, 100u);  // ~160 pages: 768 frames of ~1 KiB, less the 128 KiB left out
+    EXPECT_EQ(after, 0u);
+    EXPECT_EQ(live, 1u);
 }
 
 }  // namespace
