@@ -4,7 +4,7 @@ processes' memory plus 1 ms per process), as a user runs it, with cp:
 
     bench/mount_tree_bench.py [--build DIR] [--rounds N] [--before-crfsd PATH]
                               [--before-env VAR=VAL ...] [--shared-kib K]
-                              [--memfd-kib K] [--reason] [PxM ...]
+                              [--memfd-kib K] [--reason] [--no-restore] [PxM ...]
     (default: build, 5 rounds, 16x16 64x1: P processes of M MiB each)
 
 Mounts DIR/fs/crfsd on a temporary directory (root: a tree comes back with
@@ -29,7 +29,8 @@ forks, so every member maps one shmem object (as a pre-fork server does).
 `--memfd-kib K`: the root makes a K KiB memfd, maps it shared and keeps its
 fd before its forks, so every member holds and maps one memfd.
 `--reason`: each round also times `cat /crfs/ROOT/reason` (before the
-checkpoint, on the same tree), which must be empty.
+checkpoint, on the same tree), which must be empty. `--no-restore`: the
+checkpoint (and reason) only; restore is shown as 0.
 """
 import argparse
 import ctypes
@@ -83,7 +84,8 @@ class Tree:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0, reason=False):
+def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0, reason=False,
+              restore=True):
     """(checkpoint s, restore s, image bytes, reason s or None) of one fresh tree through `mnt`."""
     tree = Tree(holder, procs, mib, tmp, shared_kib, memfd_kib)
     root = tree.pids[0]
@@ -101,6 +103,8 @@ def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0, reas
         subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
         t_ckpt = time.perf_counter() - t
         tree.kill()
+        if not restore:
+            return t_ckpt, 0.0, os.path.getsize(img), t_reason
         slot = f"{mnt}/{root}"
         t = time.perf_counter()
         os.mkdir(slot)
@@ -140,6 +144,7 @@ def main():
     ap.add_argument("--shared-kib", type=int, default=0)
     ap.add_argument("--memfd-kib", type=int, default=0)
     ap.add_argument("--reason", action="store_true")
+    ap.add_argument("--no-restore", action="store_true")
     ap.add_argument("trees", nargs="*", default=["16x16", "64x1"])
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -171,7 +176,7 @@ def main():
                 line = []
                 for name, _, mnt in mounted:
                     c, t, size, why = one_round(mnt, holder, procs, mib, tmp, img, a.shared_kib,
-                                                a.memfd_kib, a.reason)
+                                                a.memfd_kib, a.reason, not a.no_restore)
                     line.append(f"{name} " + (f"reason {why * 1e3:8.1f} " if a.reason else "") +
                                 f"checkpoint {c * 1e3:8.1f} restore {t * 1e3:8.1f} ms")
                     if r:
