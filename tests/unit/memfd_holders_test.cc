@@ -142,6 +142,12 @@ std::string held_by(pid_t p) {
     return "is also held or mapped by pid " + std::to_string(p) + " (";
 }
 
+// `count` lines, each naming `out`.
+void expect_each_names(const std::vector<std::string>& lines, size_t count, pid_t out) {
+    ASSERT_EQ(lines.size(), count) << joined(lines);
+    for (const auto& l : lines) EXPECT_NE(l.find(held_by(out)), std::string::npos) << l;
+}
+
 // The line of member `kid` ("pid K (fd N): ..."), and the root's own ("fd N: ...").
 const std::string* line_of(const std::vector<std::string>& lines, const std::string& start) {
     for (const auto& l : lines)
@@ -181,9 +187,7 @@ TEST_F(MemfdHoldersTest, AnOutsiderOnlyMappingItIsNamed) {
     pid_t kid = 0;
     pid_t task = procs.make(hold_and_map, &kid);
     pid_t out = procs.make(map_only);
-    auto lines = memfd_lines(detect_reasons(task, getpid()));
-    ASSERT_EQ(lines.size(), 2u) << joined(lines);
-    for (const auto& l : lines) EXPECT_NE(l.find(held_by(out)), std::string::npos) << l;
+    expect_each_names(memfd_lines(detect_reasons(task, getpid())), 2, out);
 }
 
 TEST_F(MemfdHoldersTest, ATaskOnlyMappingItIsAskedToo) {
@@ -191,9 +195,10 @@ TEST_F(MemfdHoldersTest, ATaskOnlyMappingItIsAskedToo) {
     pid_t task = procs.make(map_only);
     pid_t out = procs.make(hold_only);
     auto lines = memfd_lines(detect_reasons(task, getpid()));
-    ASSERT_EQ(lines.size(), 1u) << joined(lines);
-    EXPECT_EQ(lines[0].rfind("vma ", 0), 0u) << lines[0];
-    EXPECT_NE(lines[0].find(held_by(out)), std::string::npos) << lines[0];
+    expect_each_names(lines, 1, out);
+    if (!lines.empty()) {
+        EXPECT_EQ(lines[0].rfind("vma ", 0), 0u) << lines[0];
+    }
 }
 
 TEST_F(MemfdHoldersTest, ANamesakeOutsideIsNotIt) {
@@ -217,9 +222,7 @@ TEST_F(MemfdHoldersTest, OneWalkPerRead) {
     view.set_holder_scan(scan);
     auto lines = memfd_lines(detect_reasons(view));
     EXPECT_TRUE(lines.empty()) << joined(lines);
-    lines = memfd_lines(detect_reasons(task, getpid()));
-    ASSERT_EQ(lines.size(), 2u) << joined(lines);
-    for (const auto& l : lines) EXPECT_NE(l.find(held_by(out)), std::string::npos) << l;
+    expect_each_names(memfd_lines(detect_reasons(task, getpid())), 2, out);
 }
 
 }  // namespace
