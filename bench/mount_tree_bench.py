@@ -3,7 +3,8 @@
 processes' memory plus 1 ms per process), as a user runs it, with cp:
 
     bench/mount_tree_bench.py [--build DIR] [--rounds N] [--before-crfsd PATH]
-                              [--before-env VAR=VAL ...] [--shared-kib K] [PxM ...]
+                              [--before-env VAR=VAL ...] [--shared-kib K]
+                              [--memfd-kib K] [--reason] [--no-restore] [PxM ...]
     (default: build, 5 rounds, 16x16 64x1: P processes of M MiB each)
 
 Mounts DIR/fs/crfsd on a temporary directory (root: a tree comes back with
@@ -25,6 +26,11 @@ its environment; without --before-crfsd, "before" is this build's crfsd too
 (a switch to an old path: the same binary, before/after).
 `--shared-kib K`: the root maps K KiB of shared anonymous memory before its
 forks, so every member maps one shmem object (as a pre-fork server does).
+`--memfd-kib K`: the root makes a K KiB memfd, maps it shared and keeps its
+fd before its forks, so every member holds and maps one memfd.
+`--reason`: each round also times `cat /crfs/ROOT/reason` (before the
+checkpoint, on the same tree), which must be empty. `--no-restore`: the
+checkpoint (and reason) only; restore is shown as 0.
 """
 import argparse
 import ctypes
@@ -56,9 +62,10 @@ def kill_all(pids):
 class Tree:
     """One fresh tree of `procs` processes of `mib` MiB, ready (every member touched)."""
 
-    def __init__(self, holder, procs, mib, tmp, shared_kib=0):
+    def __init__(self, holder, procs, mib, tmp, shared_kib=0, memfd_kib=0):
         self.dir = tempfile.mkdtemp(dir=tmp)
-        extra = [str(shared_kib)] if shared_kib else []
+        extra = [str(shared_kib)] if shared_kib or memfd_kib else []
+        extra += [str(memfd_kib)] if memfd_kib else []
         self.proc = subprocess.Popen([holder, str(procs), str(mib), self.dir] + extra,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, close_fds=True)
@@ -77,16 +84,27 @@ class Tree:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0):
-    """(checkpoint s, restore s, image bytes) of one fresh tree through `mnt`."""
-    tree = Tree(holder, procs, mib, tmp, shared_kib)
+def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0, reason=False,
+              restore=True):
+    """(checkpoint s, restore s, image bytes, reason s or None) of one fresh tree through `mnt`."""
+    tree = Tree(holder, procs, mib, tmp, shared_kib, memfd_kib)
     root = tree.pids[0]
     restored = []
     try:
+        t_reason = None
+        if reason:
+            t = time.perf_counter()
+            why = subprocess.run(["cat", f"{mnt}/{root}/reason"], check=True,
+                                 capture_output=True, text=True).stdout
+            t_reason = time.perf_counter() - t
+            if why:
+                raise SystemExit(f"the tree has reasons: {why}")
         t = time.perf_counter()
         subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
         t_ckpt = time.perf_counter() - t
         tree.kill()
+        if not restore:
+            return t_ckpt, 0.0, os.path.getsize(img), t_reason
         slot = f"{mnt}/{root}"
         t = time.perf_counter()
         os.mkdir(slot)
@@ -95,7 +113,7 @@ def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0):
         restored = tree_of(root)
         if len(restored) != procs:
             raise SystemExit(f"restored {len(restored)} processes, not {procs}")
-        return t_ckpt, t_rest, os.path.getsize(img)
+        return t_ckpt, t_rest, os.path.getsize(img), t_reason
     finally:
         clean_round(mnt, tree, restored)
 
@@ -124,6 +142,9 @@ def main():
     ap.add_argument("--before-crfsd", default=None)
     ap.add_argument("--before-env", action="append", default=[])
     ap.add_argument("--shared-kib", type=int, default=0)
+    ap.add_argument("--memfd-kib", type=int, default=0)
+    ap.add_argument("--reason", action="store_true")
+    ap.add_argument("--no-restore", action="store_true")
     ap.add_argument("trees", nargs="*", default=["16x16", "64x1"])
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -149,22 +170,30 @@ def main():
         img = os.path.join(tmp, "tree.img")
         for spec in a.trees:
             procs, mib = (int(x) for x in spec.split("x"))
-            times = {name: ([], []) for name, _, _ in mounted}
+            times = {name: ([], [], []) for name, _, _ in mounted}
             size = 0
             for r in range(a.rounds + 1):  # round 0: warm-up
                 line = []
                 for name, _, mnt in mounted:
-                    c, t, size = one_round(mnt, holder, procs, mib, tmp, img, a.shared_kib)
-                    line.append(f"{name} checkpoint {c * 1e3:8.1f} restore {t * 1e3:8.1f} ms")
+                    c, t, size, why = one_round(mnt, holder, procs, mib, tmp, img, a.shared_kib,
+                                                a.memfd_kib, a.reason, not a.no_restore)
+                    line.append(f"{name} " + (f"reason {why * 1e3:8.1f} " if a.reason else "") +
+                                f"checkpoint {c * 1e3:8.1f} restore {t * 1e3:8.1f} ms")
                     if r:
                         times[name][0].append(c)
                         times[name][1].append(t)
+                        if a.reason:
+                            times[name][2].append(why)
                 print(f"{spec} round {r or 'warm-up'}: " + "; ".join(line) +
                       f"; load {os.getloadavg()[0]:.1f}", flush=True)
             mc = memcpy_seconds(size)
             print(f"{spec}: {procs} processes x {mib} MiB, image {size / MiB:.1f} MiB,"
                   f" memcpy {mc * 1e3:.1f} ms, {a.rounds} rounds", flush=True)
             for name, _, _ in mounted:
+                if a.reason:
+                    rs = times[name][2]
+                    print(f"  {name:>6} reason     best {min(rs) * 1e3:8.1f} ms"
+                          f"  median {statistics.median(rs) * 1e3:8.1f} ms")
                 print("  " + report(f"{name:>6} checkpoint", procs, times[name][0], mc))
                 print("  " + report(f"{name:>6} restore   ", procs, times[name][1], mc), flush=True)
     finally:

@@ -7,8 +7,12 @@
  * SHARED_KIB: the root maps that much shared anonymous memory, touched,
  * before the forks, so every member maps one shmem object (a pre-fork
  * server's scoreboard; restored shared: state/tree_shmem.h).
+ * MEMFD_KIB: the root makes a memfd of that size, maps it shared, touched,
+ * and keeps its fd (3) before the forks, so every member holds and maps one
+ * memfd (each member's memfd check asks who else holds it: state/memfd.cc).
  *
- *   tree_holder N MIB DIR [SHARED_KIB] */
+ *   tree_holder N MIB DIR [SHARED_KIB [MEMFD_KIB]] */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,10 +34,18 @@ static int hold(int i, size_t bytes, const char* dir) {
 }
 
 int main(int argc, char** argv) {
-    if (argc != 4 && argc != 5) return 2;
+    if (argc < 4 || argc > 6) return 2;
     int n = atoi(argv[1]);
     size_t bytes = strtoul(argv[2], NULL, 10) << 20;
-    size_t shared = argc == 5 ? strtoul(argv[4], NULL, 10) << 10 : 0;
+    size_t shared = argc >= 5 ? strtoul(argv[4], NULL, 10) << 10 : 0;
+    size_t memfd = argc == 6 ? strtoul(argv[5], NULL, 10) << 10 : 0;
+    if (memfd) {
+        int fd = memfd_create("bench", 0);
+        if (fd < 0 || ftruncate(fd, (off_t)memfd) != 0) return 7;
+        char* p = mmap(NULL, memfd, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) return 7;
+        for (size_t off = 0; off < memfd; off += 4096) p[off] = 1;
+    }
     if (shared) {
         char* p = mmap(NULL, shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) return 3;

@@ -9,6 +9,8 @@
 #include <string_view>
 
 #include "common/io.h"
+#include "state/memfd.h"
+#include "state/tree_shmem.h"
 
 namespace crfs::state {
 namespace {
@@ -49,6 +51,26 @@ void HolderScan::load() {
             ssize_t n = readlink(at.c_str(), buf, sizeof buf);
             if (n <= 0 || n == ssize_t(sizeof buf)) continue;
             by_link[std::string(buf, size_t(n))].push_back({pid, fd});
+        }
+    }
+}
+
+void HolderScan::load_maps() {
+    maps_loaded = true;
+    bool ok = false;
+    pid_t self = getpid();
+    auto pids = numeric_entries("/proc", &ok);
+    std::sort(pids.begin(), pids.end());
+    auto add = [](std::vector<pid_t>& v, pid_t p) {
+        if (v.empty() || v.back() != p) v.push_back(p);
+    };
+    for (pid_t p : pids) {
+        if (p == self) continue;
+        for (const MapsEntry& m : maps_of(p)) {  // empty: gone, or not the caller's to read
+            if (ShmemKey k; tree_shmem_key(m, k))
+                add(shmem_mappers[{k.dev, k.ino}], p);
+            else if (is_memfd_path(m.path))
+                add(memfd_mappers[m.ino], p);
         }
     }
 }

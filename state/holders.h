@@ -33,11 +33,16 @@ struct HolderScan {
     std::map<std::string, std::vector<HeldFd>> by_link;  // sorted by pid and fd
     void load();
     // The processes (but this one) mapping each shared anonymous memory
-    // object, by its (dev, ino), sorted: from one read of every /proc/<pid>/maps
-    // the caller can read, made on first use by state/tree_shmem.cc (a tree's
-    // members each asked all of them again: n reads of every process's maps).
-    bool shmem_loaded = false;
+    // object, by its (dev, ino), and each memfd, by its inode (as
+    // /proc/<pid>/maps names one: "/memfd:NAME (deleted)"), sorted: from one
+    // read of every /proc/<pid>/maps the caller can read, made on first use
+    // (`load_maps`) by state/tree_shmem.cc and state/memfd.cc (a tree's
+    // members each asked all of them again: n reads of every process's maps,
+    // per object).
+    bool maps_loaded = false;
     std::map<std::pair<uint64_t, uint64_t>, std::vector<pid_t>> shmem_mappers;
+    std::map<uint64_t, std::vector<pid_t>> memfd_mappers;
+    void load_maps();
 };
 
 class Holders {

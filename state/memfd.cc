@@ -74,49 +74,34 @@ std::vector<int> numbers_in(const std::string& dir) {
     return out;
 }
 
-// Whether /proc/<p>/maps maps memfd inode `ino`.
-bool maps_inode(int p, uint64_t ino) {
-    auto text = read_file(strfmt("/proc/{}/maps", p), 64 << 20);
-    if (!text) return false;
-    size_t at = 0;
-    while (at < text->size()) {
-        size_t eol = text->find('\n', at);
-        if (eol == std::string::npos) eol = text->size();
-        std::string line = text->substr(at, eol - at);
-        at = eol + 1;
-        unsigned long long n = 0;
-        int path_at = 0;
-        if (std::sscanf(line.c_str(), "%*s %*s %*s %*s %llu %n", &n, &path_at) == 1 && n == ino &&
-            is_memfd_path(std::string_view(line).substr(size_t(path_at))))
-            return true;
-    }
-    return false;
-}
-
-// The processes other than the task and the daemon that hold memfd (dev, ino)
-// by an fd (whose link reads `link`) or a mapping, as far as the caller sees.
-// shm: processes of the image (`inside`) go into `members` instead.
-std::vector<pid_t> other_users(pid_t task, dev_t dev, uint64_t ino, const std::string& link,
-                               const std::vector<pid_t>& inside, std::vector<pid_t>& members) {
-    std::vector<pid_t> out;
-    for (int p : numbers_in("/proc")) {
-        if (p == task || p == getpid()) continue;
-        bool member = std::find(inside.begin(), inside.end(), p) != inside.end();
-        bool found = false;
-        std::string dir = strfmt("/proc/{}/fd", p);
-        for (int fd : numbers_in(dir)) {
-            std::string fp = strfmt("{}/{}", dir, fd);
-            auto l = link_of(fp);
+// The processes outside the image (`inside`), other than the task and the
+// daemon, that hold memfd (dev, ino) by an fd (whose link reads `link`) or
+// map it, as far as the caller sees, sorted. Processes of the image are not
+// asked: their sharing is restored (state/tree_shmem_restore.h). From the
+// reason read's or checkpoint's one walk of /proc/*/fd and of /proc/*/maps
+// (state/holders.h), not a walk per memfd per member.
+std::vector<pid_t> other_users(TaskView& t, dev_t dev, uint64_t ino, const std::string& link,
+                               const std::vector<pid_t>& inside) {
+    auto outside = [&](pid_t p) {
+        return p != t.pid() && std::find(inside.begin(), inside.end(), p) == inside.end();
+    };
+    std::set<pid_t> out;
+    Holders holders(t.pid(), t.holder_scan());
+    for (const auto& [l, fds] : holders.fds_of({link}))
+        for (const HeldFd& h : fds) {
+            // The same link may name another memfd of the same name: the inode says.
             struct stat st;
-            if (l && *l == link && ::stat(fp.c_str(), &st) == 0 && st.st_dev == dev &&
-                st.st_ino == ino) {
-                found = true;
-                break;
-            }
+            if (outside(h.pid) && !out.count(h.pid) &&
+                ::stat(strfmt("/proc/{}/fd/{}", h.pid, h.fd).c_str(), &st) == 0 &&
+                st.st_dev == dev && st.st_ino == ino)
+                out.insert(h.pid);
         }
-        if (found || maps_inode(p, ino)) (member ? members : out).push_back(p);
-    }
-    return out;
+    HolderScan& scan = *t.holder_scan();
+    if (!scan.maps_loaded) scan.load_maps();
+    if (auto it = scan.memfd_mappers.find(ino); it != scan.memfd_mappers.end())
+        for (pid_t p : it->second)
+            if (outside(p)) out.insert(p);
+    return {out.begin(), out.end()};
 }
 
 // Why memfd `link` (read through `src`, as the caller) cannot be saved.
@@ -134,9 +119,9 @@ std::optional<std::string> object_reason(TaskView& t, const std::string& who,
     // shm: held or mapped by other processes of the image: restored once,
     // its record in the first holder's image (docs/trees.md); sealed against
     // writes, it is sealed at the tree's go (state/tree_shmem_restore.h).
-    std::vector<pid_t> inside = t.image_pids(), members;
+    std::vector<pid_t> inside = t.image_pids();
     if (inside.empty()) inside = tree_pids(t.pid());
-    auto others = other_users(t.pid(), st.st_dev, st.st_ino, link, inside, members);
+    auto others = other_users(t, st.st_dev, st.st_ino, link, inside);
     if (!others.empty())
         return strfmt(
             "{}{} is also held or mapped by {}; a memfd shared with another "

@@ -34,8 +34,15 @@ std::span<const StateKind> state_kinds() {
 }
 
 Result<Reasons> detect_reasons(pid_t pid, pid_t self_tgid) {
-    TaskView view(pid, self_tgid);
-    return detect_reasons(view);
+    // A tree's members' views, kept for the whole read (as a checkpoint's,
+    // checkpoint/checkpoint.cc): the tree kind (third) makes them, and each
+    // member's and the root's later kinds read another member's smaps and fds
+    // from its view instead of /proc again (shared memory: n^2 reads of maps).
+    MemberViews views;
+    auto view = std::make_shared<TaskView>(pid, self_tgid);
+    views[pid] = view;
+    view->set_member_views(&views);
+    return detect_reasons(*view);
 }
 
 Result<Reasons> detect_reasons(TaskView& view) {

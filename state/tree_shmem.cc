@@ -5,8 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
-#include <filesystem>
 #include <map>
 
 #include "common/io.h"
@@ -20,38 +18,6 @@ namespace {
 
 std::string shown(const MapsEntry& m) {
     return strfmt("{:x}-{:x} ({})", m.start, m.end, m.path);
-}
-
-// Every process the caller can see.
-std::vector<pid_t> all_pids() {
-    std::vector<pid_t> out;
-    std::error_code ec;
-    // increment(ec), not ++: a process that exits meanwhile must not throw.
-    for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
-         it.increment(ec)) {
-        std::string name = it->path().filename().string();
-        pid_t p = 0;
-        auto [at, err] = std::from_chars(name.data(), name.data() + name.size(), p);
-        if (err == std::errc() && at == name.data() + name.size()) out.push_back(p);
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
-// Who maps each shared anonymous object, every process read once per
-// `reason` read or checkpoint (HolderScan::shmem_mappers).
-const std::map<std::pair<uint64_t, uint64_t>, std::vector<pid_t>>& shmem_mappers(HolderScan& s) {
-    if (s.shmem_loaded) return s.shmem_mappers;
-    s.shmem_loaded = true;
-    for (pid_t p : all_pids()) {
-        if (p == getpid()) continue;
-        for (const MapsEntry& m : maps_of(p))
-            if (ShmemKey k; tree_shmem_key(m, k)) {
-                auto& v = s.shmem_mappers[{k.dev, k.ino}];
-                if (v.empty() || v.back() != p) v.push_back(p);
-            }
-    }
-    return s.shmem_mappers;
 }
 
 }  // namespace
@@ -156,7 +122,9 @@ void shmem_share_reasons(TaskView& t, Reasons& out) {
     }
     // Processes outside the image that map one of them, as far as the caller sees.
     std::map<ShmemKey, std::vector<pid_t>> outside;
-    const auto& mappers = shmem_mappers(*t.holder_scan());
+    HolderScan& scan = *t.holder_scan();  // one walk of every process's maps
+    if (!scan.maps_loaded) scan.load_maps();
+    const auto& mappers = scan.shmem_mappers;
     for (const auto& [k, v] : mine) {
         auto it = mappers.find({k.dev, k.ino});
         if (it == mappers.end()) continue;
