@@ -120,6 +120,7 @@ inline uint64_t timed_restore(const RestoreRequest& req) {
         std::fprintf(stderr, "restore: %s\n", r.error().what.c_str());
         return 0;
     }
+    release_restored_child(*r);
     reap(*r);
     reap_restored_children();
     return ns;

@@ -108,6 +108,7 @@ bool one_round(int procs, size_t bytes, Round& out) {
         std::fprintf(stderr, "restore: %s\n", r.error().what.c_str());
         return false;
     }
+    release_restored_child(*r);
     kill_tree(*r);
     reap_restored_children();
     return true;

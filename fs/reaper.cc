@@ -28,6 +28,19 @@ void test_hold_before_reap() {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
+// Test only: CRFS_TEST_ADOPT_HOLD=PATH in crfsd's environment: while PATH
+// exists (at most 60 s), adopt() waits before it watches its task, so a test
+// can end that task, and others (whose sweeps must not reap it), in the window
+// between the restore and the adoption (tests/fs/roundtrip_mount_test.py
+// `EndBeforeAdoption`). It stalls the close(2) that restored the task.
+void test_hold_before_adopt() {
+    static const char* path = std::getenv("CRFS_TEST_ADOPT_HOLD");
+    if (!path) return;
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (::access(path, F_OK) == 0 && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
 }  // namespace
 
 Reaper::~Reaper() {
@@ -40,11 +53,15 @@ Reaper::~Reaper() {
 }
 
 void Reaper::adopt(pid_t pid, OnExit on_exit) {
-    // A child that exited is a zombie until reaped, and only sweep() reaps:
-    // the pidfd can always be had.
+    test_hold_before_adopt();
+    // A restored task is held (restore.h) until ended() told its adopter: one
+    // that exited already is a zombie under its pid, so the pidfd can always
+    // be had, and the watch fires at once (a pidfd is readable once its task
+    // ended).
     int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (fd < 0) {
         log_error("reaper: pidfd of restored pid %d: %s", pid, std::strerror(errno));
+        release_restored_child(pid);  // not watched: reaped at the next sweep
         reap_restored_children();
         return;
     }
@@ -87,12 +104,13 @@ bool Reaper::ended(pid_t pid) {
     }
     exits_.cancel(watch);  // ended before its own event came (on the watcher thread: no wait)
     if (on_exit) on_exit(si.si_code, si.si_status);
+    release_restored_child(pid);  // its end is known: sweep() may reap it now
     return true;
 }
 
 void Reaper::sweep() {
-    // Every watched task, not only the one whose exit woke us: one that exits
-    // meanwhile is reaped below too, and must be told first.
+    // Every watched task, not only the one whose exit woke us: one whose own
+    // event is late is told now.
     std::vector<pid_t> pids;
     {
         std::lock_guard lock(mu_);
@@ -101,23 +119,9 @@ void Reaper::sweep() {
     bool told = false;
     for (pid_t pid : pids) told = ended(pid) || told;
     if (told) test_hold_before_reap();
-    for (pid_t pid : reap_restored_children()) {
-        // One that exited between ended() and the reap: its status is
-        // gone with it; say so rather than nothing (code 0).
-        OnExit late;
-        ExitWatcher::Id watch = 0;
-        {
-            std::lock_guard lock(mu_);
-            if (auto it = watched_.find(pid); it != watched_.end()) {
-                late = std::move(it->second.on_exit);
-                watch = it->second.watch;
-                watched_.erase(it);
-            }
-        }
-        exits_.cancel(watch);
-        if (late) late(0, 0);
-        log_debug("reaped restored pid %d", pid);
-    }
+    // Only the released: those told above (and earlier), and those whose
+    // adoption failed; a watched task is never reaped before it is told.
+    for (pid_t pid : reap_restored_children()) log_debug("reaped restored pid %d", pid);
 }
 
 }  // namespace crfs::fs

@@ -3,9 +3,12 @@
 // task is told: a zombie that another process traces is waited for only once
 // the tracer lets go) calls sweep(), which reads how it ended
 // (waitid WNOWAIT on the pidfd: the zombie stays, so its pid cannot be reused
-// before whoever adopted it knows), tells the adopter, then has the restorer
-// reap it (reap_restored_children()), so no zombie stays behind. Other
-// children of the daemon are never waited for here.
+// before whoever adopted it knows), tells the adopter, then releases it to
+// the restorer and has it reaped (reap_restored_children()), so no zombie
+// stays behind. The restorer holds every restored task until then: one that
+// ends before its adoption is not reaped by another task's sweep but stays a
+// zombie, and its adoption tells its end at once. Other children of the
+// daemon are never waited for here.
 #pragma once
 
 #include <sys/types.h>
@@ -29,12 +32,13 @@ class Reaper {
     Reaper& operator=(const Reaper&) = delete;
 
     // How a task ended: si_code (CLD_EXITED, CLD_KILLED, CLD_DUMPED) and
-    // si_status (exit code or signal number), as waitid(2) reports them;
-    // code 0 if the task was reaped before its status could be read.
+    // si_status (exit code or signal number), as waitid(2) reports them.
     using OnExit = std::function<void(int code, int status)>;
 
-    // Watches restored task `pid` (a child of this process) until it exits,
-    // then calls `on_exit` (on the watcher thread) before reaping it.
+    // Watches restored task `pid` (a child of this process, held by the
+    // restorer) until it exits, then calls `on_exit` (on the watcher thread)
+    // before reaping it; at once (on the watcher thread) if it ended already.
+    // Every task restore_image returns must be adopted.
     void adopt(pid_t pid, OnExit on_exit = nullptr);
 
   private:

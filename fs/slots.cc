@@ -313,9 +313,8 @@ Result<pid_t> restore_outcome(Slot& slot, Result<pid_t> pid, const char* how) {
     slot.restored = *pid;
     // Its start time, while the pid is still its own: a restored task is
     // reaped only in the reaper's sweep, once this slot was told of its end
-    // (slot_task_ended, which waits for slot.mu), or, if it ended before its
-    // adoption, in another task's sweep: then no stat and no zombie are left
-    // (0).
+    // (slot_task_ended, which waits for slot.mu); one that ended before its
+    // adoption is held a zombie until then (restore.h).
     auto stat = read_stat(*pid);
     slot.restored_start = stat ? stat->starttime : 0;
     log_info("slot %s: restored pid %d%s", slot.name.c_str(), *pid, how);

@@ -86,8 +86,15 @@ constexpr size_t kBlobStack = 64 << 10;
 constexpr size_t kFillWindow = 32 << 20;
 constexpr int kReportTimeoutMs = 300 * 1000;
 
+// The tasks restore_image returned and nobody reaped yet; `held` until
+// release_restored_child: reap_restored_children leaves those alone, so a task
+// that ends before its caller adopted it stays a zombie under its pid.
+struct RestoredChild {
+    pid_t pid;
+    bool held = true;
+};
 std::mutex g_children_mu;  // guards g_children
-std::vector<pid_t> g_children;
+std::vector<RestoredChild> g_children;
 
 uint64_t page_up(uint64_t v) {
     return (v + kPage - 1) & ~(kPage - 1);
@@ -1001,7 +1008,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         sysv_made.keep();   // sysv
         names_made.keep();  // failclean
         std::lock_guard lock(g_children_mu);
-        if (req.tree_index == 0) g_children.push_back(pid_t(pid));  // a tree's others are its
+        if (req.tree_index == 0) g_children.push_back({pid_t(pid)});  // a tree's others are its
         return pid_t(pid);
     }
     crfs_ra_report rep{};
@@ -1023,14 +1030,20 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     return sys_error(rep.err, "restore: " + step_text(rep, *img, mem, *fds));
 }
 
+void release_restored_child(pid_t pid) {
+    std::lock_guard lock(g_children_mu);
+    for (auto& c : g_children)
+        if (c.pid == pid) c.held = false;
+}
+
 std::vector<pid_t> reap_restored_children() {
     std::lock_guard lock(g_children_mu);
     std::vector<pid_t> gone;
     for (auto it = g_children.begin(); it != g_children.end();) {
         int st;
-        pid_t r = waitpid(*it, &st, WNOHANG | __WALL);
-        if (r == *it || (r < 0 && errno == ECHILD)) {
-            gone.push_back(*it);
+        pid_t r = it->held ? 0 : waitpid(it->pid, &st, WNOHANG | __WALL);
+        if (r == it->pid || (r < 0 && errno == ECHILD)) {
+            gone.push_back(it->pid);
             it = g_children.erase(it);
         } else {
             ++it;
@@ -1041,7 +1054,9 @@ std::vector<pid_t> reap_restored_children() {
 
 std::vector<pid_t> restored_children() {
     std::lock_guard lock(g_children_mu);
-    return g_children;
+    std::vector<pid_t> pids;
+    for (const auto& c : g_children) pids.push_back(c.pid);
+    return pids;
 }
 
 }  // namespace crfs

@@ -98,16 +98,22 @@ struct RestoreRequest {
 // named), ENOTSUP (e.g. the CPU lacks the image's xsave features).
 //
 // Safe to call from any thread of a multi-threaded daemon, concurrently. The
-// restored task is a child of the calling process: reap it with
-// reap_restored_children().
+// restored task is a child of the calling process, held until
+// release_restored_child(), then reaped by reap_restored_children().
 Result<pid_t> restore_image(const RestoreRequest& req);
 
 // Reaping contract: every task restore_image returns is a child of this
-// process and is remembered here. Call this whenever SIGCHLD arrives (and,
-// to be safe, now and then): it waitpid(WNOHANG)s every remembered task and
-// returns the pids that exited. It never waits for a child it did not
-// create, so it coexists with other child handling. restore_image reaps the
-// tasks of failed restores itself.
+// process and is remembered here, held: never reaped until its caller
+// releases it (once whoever needs its end, e.g. crfsd's slot, has read it;
+// fs/reaper.h), so a task that ends early stays a zombie under its pid
+// meanwhile. Releasing one that was reaped or never restored does nothing.
+void release_restored_child(pid_t pid);
+
+// Call this whenever SIGCHLD arrives (and, to be safe, now and then): it
+// waitpid(WNOHANG)s every remembered task that was released and returns the
+// pids that exited. It never waits for a child it did not create, so it
+// coexists with other child handling. restore_image reaps the tasks of
+// failed restores itself.
 std::vector<pid_t> reap_restored_children();
 
 // Pids restored and not yet reaped (for tests and status).

@@ -89,6 +89,20 @@ TEST(RestoreThreads, ConcurrentRestoresWhileOtherThreadsAllocate) {
     for (pid_t p : pids) EXPECT_NE(std::find(live.begin(), live.end(), p), live.end());
     EXPECT_TRUE(reap_restored_children().empty());  // none exited yet
     for (pid_t p : pids) kill(p, SIGKILL);
+    // Ended but held (not released): zombies under their pids, not reaped.
+    for (pid_t p : pids)
+        for (int i = 0; i < 6000; ++i) {
+            auto st = read_task_stat(p);
+            if (st && st->state == 'Z') break;
+            usleep(10000);
+        }
+    EXPECT_TRUE(reap_restored_children().empty());
+    for (pid_t p : pids) {
+        auto st = read_task_stat(p);
+        ASSERT_TRUE(st);
+        EXPECT_EQ(st->state, 'Z');
+    }
+    for (pid_t p : pids) release_restored_child(p);
     std::vector<pid_t> gone;
     for (int i = 0; i < 500 && gone.size() < pids.size(); ++i) {
         for (pid_t p : reap_restored_children()) gone.push_back(p);

@@ -418,6 +418,67 @@ class SameNameAfterTheEnd(Base):
         self.assertEqual(self.crfs.children(), [])
 
 
+class EndBeforeAdoption(Base):
+    """A restored task that ends before crfsd adopted it (issue 10): another
+    restored task's exit sweeps meanwhile, and must not reap it unadopted, or
+    its end is never recorded and its status says `restored N` for ever. It
+    stays a zombie until its adoption, which records its end at once.
+    CRFS_TEST_ADOPT_HOLD (fs/reaper.cc) holds the adoption while its file
+    exists, so the window is looked at, not raced."""
+
+    def setUp(self):
+        self.holddir = tempfile.mkdtemp(prefix="crfs-hold-")
+        self.hold = os.path.join(self.holddir, "adopt")
+        self.crfs = Crfsd(env=dict(os.environ, CRFS_TEST_ADOPT_HOLD=self.hold))
+        self.m = self.crfs.mnt
+        self.tasks = []
+
+    def tearDown(self):
+        if os.path.exists(self.hold):
+            os.unlink(self.hold)  # the close goes on (crfsd stops then)
+        super().tearDown()
+        shutil.rmtree(self.holddir, ignore_errors=True)
+
+    def restored(self):
+        t = self.ckpt_workload()
+        img = t.checkpoint()
+        t.kill9()
+        return t, img
+
+    def test_end_before_adoption_is_recorded(self):
+        (a, img_a), (b, img_b), (c, img_c) = self.restored(), self.restored(), self.restored()
+        a.restore(img_a, "a")
+        c.restore(img_c, "c")
+        open(self.hold, "w").close()  # b's adoption waits
+        self.assertEqual(sh(f"mkdir {self.m}/b").returncode, 0)
+        cp = subprocess.Popen(["cp", img_b, f"{self.m}/b/image"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: cp.poll() is not None or
+                     read(f"{self.m}/b/status").startswith("restored "), "b's restore")
+            self.assertIsNone(cp.poll(), "the close was not held")
+            b.pid = int(read(f"{self.m}/b/status").split()[1])
+            os.kill(b.pid, signal.SIGKILL)  # b ends before its adoption
+            wait_for(lambda: state_of(b.pid) == "Z", "b to end")
+            # Two sweeps, one after the other on the exit watcher's thread:
+            # the first is over when c's end shows.
+            for t, name in ((a, "a"), (c, "c")):
+                os.kill(t.pid, signal.SIGKILL)
+                wait_for(lambda: read(f"{self.m}/{name}/status") == "killed by SIGKILL\n",
+                         f"crfsd to record {name}'s end")
+            self.assertFalse(pid_free(b.pid), "b was reaped unadopted")
+            self.assertEqual(state_of(b.pid), "Z")
+            self.assertEqual(read(f"{self.m}/b/status"), f"restored {b.pid}\n")
+        finally:
+            os.unlink(self.hold)
+            _, err = cp.communicate(timeout=TIMEOUT)
+        self.assertEqual(cp.returncode, 0, err)
+        wait_for(lambda: read(f"{self.m}/b/status") == "killed by SIGKILL\n",
+                 "crfsd to record b's end at its adoption")
+        wait_for(lambda: pid_free(b.pid), "crfsd to reap b")
+        wait_for(lambda: self.crfs.children() == [], "no child of crfsd left")
+
+
 class Slots(Base):
     def image(self):
         t = self.ckpt_workload()
