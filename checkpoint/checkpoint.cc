@@ -92,6 +92,7 @@ struct Capture {
     std::vector<image::KeepRecord> keeps;      // incr: pages left to the base
     uint32_t mlockall_flags = 0;               // fid: state/mlockall.h
     std::optional<image::DeletedCwdRecord> deleted_cwd;  // delcwd: state/fs.h
+    std::optional<image::DeletedCwdFromRecord> deleted_cwd_from;  // cwdtree: state/fs.h
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
     uint64_t captured_at_ns = 0;
@@ -425,6 +426,9 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         for (Capture& c : out) shms.push_back(&c.sysv_shm);
         if (s) s = state::share_sysv_shm_between_members(pids, mems, shms);
         if (s) s = share_tasks_between_members(pids, out, *kcmp);  // share: fd tables, fs
+        std::vector<state::MemberCwd> cwds;  // cwdtree: a removed cwd made once
+        for (Capture& c : out) cwds.push_back({&c.deleted_cwd, &c.deleted_cwd_from, &c.fds});
+        if (s) s = state::share_removed_cwds(pids, cwds);
         if (!s) {
             for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
             return std::unexpected(s.error());
@@ -493,6 +497,8 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     image::FsRecord fs{a.status.umask, uint32_t(a.cwd.size()), uint32_t(a.root.size()), 0};
     w.add(RecordType::kFs, Payload().add(fs).add_string(a.cwd).add_string(a.root));
     if (c.deleted_cwd) w.add(RecordType::kDeletedCwd, Payload().add(*c.deleted_cwd));  // delcwd
+    if (c.deleted_cwd_from)                                                            // cwdtree
+        w.add(RecordType::kDeletedCwdFrom, Payload().add(*c.deleted_cwd_from));
 
     image::MmRecord mm{};
     mm.start_code = a.stat.start_code;

@@ -612,6 +612,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                            (k == uint32_t(K::kFifoJoin) && img.header.version >= 12) ||
                            (k == uint32_t(K::kDeletedDir) && img.header.version >= 13) ||
                            (k == uint32_t(K::kReopened) && img.header.version >= 14) ||
+                           (k == uint32_t(K::kTreeCwdDir) && img.header.version >= 15) ||
                            (k == uint32_t(K::kShared) && img.header.version >= 5) ||
                            ((k == uint32_t(K::kTty) || k == uint32_t(K::kDevTty)) &&
                             img.header.version >= 7);  // tty: state/tty.cc
@@ -833,6 +834,13 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                     return inconsistent(r, strfmt("in a version {} image", img.header.version));
                 if (img.deleted_cwd) return inconsistent(r, "a second one");
                 img.deleted_cwd = load<image::DeletedCwdRecord>(p);
+                break;
+            case RecordType::kDeletedCwdFrom:  // cwdtree (state/fs_tree.cc checks it)
+                if (img.header.version < 15)
+                    return inconsistent(r, strfmt("in a version {} image", img.header.version));
+                if (!img.deleted_cwd || img.deleted_cwd_from)
+                    return inconsistent(r, "not after one deleted-cwd record");
+                img.deleted_cwd_from = load<image::DeletedCwdFromRecord>(p);
                 break;
             case RecordType::kFdContent: {
                 auto c = load<image::FdContentRecord>(p);

@@ -253,6 +253,8 @@ struct DecodedImage {
     std::optional<image::SyscallRestartRecord> restart;
     image::MlockallRecord mlockall{};  // fid, version 5: flags 0 without the record
     std::optional<image::DeletedCwdRecord> deleted_cwd;  // delcwd, version 14 (state/fs.cc)
+    // cwdtree, version 15: that cwd is an earlier member's (state/fs_tree.cc)
+    std::optional<image::DeletedCwdFromRecord> deleted_cwd_from;
     std::vector<image::SysvShmRecord> sysv_shm;  // sysv, version 10 (state/sysv_shm.h)
     std::vector<std::string> sysv_msg;  // sem, version 11: payloads (state/sysv_msg.h)
     std::vector<std::string> sysv_sem;  // sem, version 11: payloads (state/sysv_sem.h)

@@ -121,7 +121,7 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             if (kind == image::FdKind::kMemfd)
                 a.path = state::memfd_self_path(plan.memfds, f.rec.ino);
         } else {  // regular, deleted, device: state/file_kind.h
-            state::FilePlanIn in{img, image_fd, min_fd, chown, plan.copies};
+            state::FilePlanIn in{img, image_fd, min_fd, chown, plan.copies, plan.early};
             if (auto k = state::file_plan(f, in, a); !k) return std::unexpected(k.error());
         }
         plan.actions.push_back(std::move(a));

@@ -68,6 +68,7 @@ struct FdAction {
 struct FdPlan {
     std::vector<FdAction> actions;
     std::vector<UniqueFd> copies;  // deleted files' copies, prepared sockets (parent side)
+    std::vector<std::pair<int, int>> early;  // deltwice: state/file_kind.h FilePlanIn::early
     std::vector<state::PipePlan> pipes;
     std::vector<state::UnixPlan> unix_sockets;
     state::UnixBoundSet unix_bound;

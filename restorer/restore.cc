@@ -663,7 +663,9 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                                   if (auto c = check_files(*img); !c) return c;
                                   fix_restart_block(*img, *pages_fd);
                                   fds = plan_fds(*img, image_fd.get(), min_fd, !writer->as_writer);
-                                  if (fds) cwd_fd = state::plan_deleted_cwd(*img, *fds);
+                                  if (fds)  // delcwd, cwdtree: state/fs.h
+                                      cwd_fd = state::plan_deleted_cwd(*img, *fds, req.tree,
+                                                                       req.tree_index);
                                   struct stat exe_st;
                                   set_exe = !img->exe.empty() &&
                                             ::stat(img->exe.c_str(), &exe_st) == 0 &&
@@ -676,6 +678,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         return std::unexpected(s.error());
     if (!fds) return std::unexpected(fds.error());
     if (!cwd_fd) return std::unexpected(cwd_fd.error());
+    if (req.tree) req.tree->members[req.tree_index].removed_cwd = *cwd_fd;            // cwdtree
     auto thread_pidfds = state::plan_thread_pidfds(*img, *fds, req.tree != nullptr);  // thpidfd
     if (!thread_pidfds) return std::unexpected(thread_pidfds.error());
     // failclean: the socket files stage 1 binds and the queues it creates,

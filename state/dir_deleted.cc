@@ -22,8 +22,9 @@
 // Reasons: owned by someone else than the task's fsuid:fsgid (the new one is
 // the writer's, as a deleted file's copy); its parent gone or on another file
 // system now. A second open file description of it in the task is opened
-// again from the first fd's (state/file_reopen.cc, kind 40; offset 0 only), as
-// for two members of a tree (state/tree_share.cc).
+// again from the first fd's (state/file_reopen.cc, kind 40), as for two
+// members of a tree (state/tree_share.cc); one at an offset (read before the
+// rmdir) is opened and seeked here with the first, before the rmdir.
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -99,11 +100,26 @@ Status check(const FdEntry& f, const DecodedImage&) {
 Status plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
     RemovedDir d{f.path,          f.rec.mode,       int(f.rec.open_flags),    f.rec.pos,
                  f.rec.mtime_sec, f.rec.mtime_nsec, strfmt("fd {}", f.rec.fd)};
-    auto made = make_removed_dir(d, in.img.creds);
+    // deltwice: its later descriptions at an offset (kind 40, checked), made with it.
+    std::vector<int> later_fds;
+    for (const FdEntry& e : in.img.fds)
+        if (e.rec.kind == uint32_t(image::FdKind::kReopened) && e.rec.same_as < 0 &&
+            image::reopened_first(e.rec) == uint64_t(f.rec.fd) && e.rec.pos) {
+            d.later.emplace_back(int(e.rec.open_flags), e.rec.pos);
+            later_fds.push_back(e.rec.fd);
+        }
+    std::vector<UniqueFd> laters;
+    auto made = make_removed_dir(d, in.img.creds, &laters);
     if (!made) return std::unexpected(made.error());
     int hi = fcntl(made->get(), F_DUPFD_CLOEXEC, in.min_fd);
     if (hi < 0) return errno_error("dup of the deleted directory");
     in.copies.emplace_back(hi);
+    for (size_t i = 0; i < laters.size(); ++i) {
+        int l = fcntl(laters[i].get(), F_DUPFD_CLOEXEC, in.min_fd);
+        if (l < 0) return errno_error("dup of the deleted directory");
+        in.copies.emplace_back(l);
+        in.early.emplace_back(later_fds[i], l);
+    }
     a.type = S_IFDIR;
     a.prepared = hi;  // its flags and offset set here
     a.seek = false;
@@ -171,7 +187,8 @@ Result<std::string> make_unique_dir(int parent, const RemovedDir& d, const std::
 
 }  // namespace
 
-Result<UniqueFd> make_removed_dir(const RemovedDir& d, const image::CredsRecord& creds) {
+Result<UniqueFd> make_removed_dir(const RemovedDir& d, const image::CredsRecord& creds,
+                                  std::vector<UniqueFd>* later) {
     std::string dir = dir_of(d.path);
     int p = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (p < 0)
@@ -193,6 +210,19 @@ Result<UniqueFd> make_removed_dir(const RemovedDir& d, const image::CredsRecord&
         ::unlinkat(p, name->c_str(), AT_REMOVEDIR);
         return make_error(e, strfmt("{}: seek of the deleted directory", d.what));
     }
+    // deltwice: a later description at an offset, opened and seeked as the first.
+    std::vector<UniqueFd> laters;
+    for (const auto& [flags, pos] : d.later) {
+        UniqueFd o(::openat(p, name->c_str(), flags | O_NOCTTY | O_CLOEXEC));
+        if (!o || ::lseek(o.get(), off_t(pos), SEEK_SET) != off_t(pos)) {
+            int e = errno;
+            ::unlinkat(p, name->c_str(), AT_REMOVEDIR);
+            return make_error(e, strfmt("{}: another description of the deleted directory at "
+                                        "offset {}",
+                                        d.what, pos));
+        }
+        laters.push_back(std::move(o));
+    }
     if (::unlinkat(p, name->c_str(), AT_REMOVEDIR) != 0)
         return errno_error(strfmt("{}: rmdir of the new directory in {}", d.what, dir));
     // The one removed must be the one opened (a writable parent's other users
@@ -202,6 +232,13 @@ Result<UniqueFd> make_removed_dir(const RemovedDir& d, const image::CredsRecord&
         return make_error(ESTALE, strfmt("{}: the directory made in {} is not the one "
                                          "removed",
                                          d.what, dir));
+    for (const UniqueFd& o : laters) {
+        struct stat ost {};
+        if (::fstat(o.get(), &ost) != 0 || ost.st_ino != st.st_ino || ost.st_dev != st.st_dev)
+            return make_error(ESTALE, strfmt("{}: another description made in {} is not of the "
+                                             "directory removed",
+                                             d.what, dir));
+    }
     if ((st.st_uid != creds.uid[3] || st.st_gid != creds.gid[3]) &&
         ::fchown(fd, creds.uid[3], creds.gid[3]) != 0)
         return errno_error(strfmt("{}: chown of the deleted directory to {}:{}", d.what,
@@ -213,6 +250,7 @@ Result<UniqueFd> make_removed_dir(const RemovedDir& d, const image::CredsRecord&
     if (::fstat(fd, &st) != 0 || (st.st_mode & 07777) != (d.mode & 07777))
         return make_error(EPERM, strfmt("{}: the deleted directory's mode is 0{:o}, not 0{:o}",
                                         d.what, st.st_mode & 07777, d.mode & 07777));
+    if (later) *later = std::move(laters);
     return out;
 }
 

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/image_reader.h"
 #include "common/result.h"
@@ -25,6 +27,9 @@ struct RemovedDir {
     uint64_t pos = 0;
     int64_t mtime_sec = 0, mtime_nsec = 0;
     std::string what;  // "fd 3", "cwd": the start of every error
+    // deltwice: (flags, offset) of later descriptions opened and seeked with it,
+    // before the rmdir (a removed ext4 directory takes no getdents cookie).
+    std::vector<std::pair<int, uint64_t>> later = {};
 };
 
 // Why the removed directory `name` (`st`: its stat) of task `t` cannot be made
@@ -43,7 +48,8 @@ std::optional<std::string> bad_removed_dir_mode(uint32_t mode);
 // Made again in its old parent, as the caller's credentials allow (the
 // writer's: restorer/writer.h as_writer): opened with its flags, seeked,
 // removed (nlink 0, checked), given `creds`' fsuid:fsgid, its mode and mtime.
-// Nothing is left in the parent on failure.
-Result<UniqueFd> make_removed_dir(const RemovedDir& d, const image::CredsRecord& creds);
+// Nothing is left in the parent on failure. `later`: d.later's descriptions, in order.
+Result<UniqueFd> make_removed_dir(const RemovedDir& d, const image::CredsRecord& creds,
+                                  std::vector<UniqueFd>* later = nullptr);
 
 }  // namespace crfs::state

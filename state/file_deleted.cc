@@ -18,6 +18,10 @@
 // by someone else than the task's fsuid/fsgid (the copy is the writer's).
 // A second open file description of it in the task (opened twice before the
 // unlink) is opened again from the first fd's (state/file_reopen.cc, kind 40).
+// An O_TMPFILE file whose O_TMPFILE description is a later one than its
+// lowest fd's (which was opened through /proc/self/fd, then moved below it
+// by dup2): the file is made with that later description's flags (it goes to
+// the later fd, FilePlanIn::early) and the first's is opened again from it.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -153,11 +157,13 @@ Status fill(const FdEntry& f, int image_fd, int fd) {
 // An unlinked file holding the content of deleted fd `f`: O_TMPFILE with the
 // image's flags in the directory it lived in (`exact`), or a copy reopened
 // later: O_TMPFILE next to where it lived, else in /tmp, else a memfd.
-Result<UniqueFd> make_copy(const FdEntry& f, const FilePlanIn& in, bool exact) {
+// `exact_flags`: the O_TMPFILE description's (f's own, or a later one's).
+Result<UniqueFd> make_copy(const FdEntry& f, const FilePlanIn& in, bool exact,
+                           uint32_t exact_flags) {
     std::string dir = dir_of(f.path);
     int fd = -1;
     if (exact) {
-        int flags = int(f.rec.open_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC));
+        int flags = int(exact_flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC));
         fd = ::open(dir.c_str(), flags | O_NOCTTY | O_CLOEXEC, 0600);
         if (fd < 0)
             return errno_error(
@@ -181,12 +187,23 @@ Result<UniqueFd> make_copy(const FdEntry& f, const FilePlanIn& in, bool exact) {
 
 Status plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
     bool exact = is_tmpfile(f.rec.open_flags);
-    auto copy = make_copy(f, in, exact);
+    // A later description (kind 40) that is the O_TMPFILE one (check: at most one).
+    const FdEntry* tmp = nullptr;
+    for (const FdEntry& e : in.img.fds)
+        if (!exact && e.rec.kind == uint32_t(image::FdKind::kReopened) && e.rec.same_as < 0 &&
+            image::reopened_first(e.rec) == uint64_t(f.rec.fd) && is_tmpfile(e.rec.open_flags))
+            tmp = &e;
+    auto copy = make_copy(f, in, exact || tmp, tmp ? tmp->rec.open_flags : f.rec.open_flags);
     if (!copy) return std::unexpected(copy.error());
     int hi = fcntl(copy->get(), F_DUPFD_CLOEXEC, in.min_fd);
     if (hi < 0) return errno_error("dup of deleted file copy");
     in.copies.emplace_back(hi);
     a.type = S_IFREG;
+    if (tmp) {  // the later fd's description, at its offset; the first's reopened from it
+        if (lseek(hi, off_t(tmp->rec.pos), SEEK_SET) < 0)
+            return errno_error(strfmt("fd {}: seek of the O_TMPFILE file", tmp->rec.fd));
+        in.early.emplace_back(tmp->rec.fd, hi);
+    }
     if (exact) {  // this description goes into the task: its offset set here
         if (lseek(hi, off_t(f.rec.pos), SEEK_SET) < 0)
             return errno_error(strfmt("fd {}: seek of the O_TMPFILE file", f.rec.fd));

@@ -16,7 +16,7 @@ namespace {
 
 // Deleted first: a regular file with no link left is that kind.
 constexpr const FileKind* kKinds[] = {&kDeletedFileKind, &kRegularFileKind, &kCharDevFileKind,
-                                      &kDeletedDirKind, &kReopenedKind};
+                                      &kDeletedDirKind,  &kReopenedKind,    &kTreeCwdDirKind};
 
 const FileKind* by_view(const FdView& f) {
     for (const FileKind* k : kKinds)

@@ -47,6 +47,9 @@ struct FilePlanIn {
     int min_fd;                     // copies are moved to numbers >= min_fd (clear of every target)
     bool chown;                     // a root writer: copies get the task's owner
     std::vector<UniqueFd>& copies;  // held by the parent until stage 1 is done
+    // deltwice: (target, copy) of a later description made with its first (a
+    // removed directory's at an offset, state/dir_deleted.cc); kind 40 dups it in.
+    std::vector<std::pair<int, int>>& early;
 };
 
 struct FileKind {
@@ -71,6 +74,7 @@ extern const FileKind kDeletedFileKind;  // state/file_deleted.cc
 extern const FileKind kCharDevFileKind;  // state/file_chardev.cc
 extern const FileKind kDeletedDirKind;   // state/dir_deleted.cc
 extern const FileKind kReopenedKind;     // state/file_reopen.cc
+extern const FileKind kTreeCwdDirKind;   // state/fs_tree.cc
 
 // --- the dispatcher (file_kind.cc) -------------------------------------------
 

@@ -15,19 +15,23 @@
 //            kind 40 naming the first (FdRecord.rdev) with its own open flags
 //            and offset; its dups stay dups of it (same_as)
 //   check    the first: an earlier fd record, its own description, of a deleted
-//            file, removed directory or memfd (kinds 2, 39, 36) of the same
-//            inode; flags the reopen gives (state/tree_share.h reopen_flags),
-//            a directory's offset 0
+//            file, removed directory or memfd (kinds 2, 39, 36; 43: a tree
+//            member's removed cwd) of the same inode; flags the reopen gives
+//            (state/tree_share.h reopen_flags), a kind 43's directory offset 0
 //   restore  stage 1, once the first is in place (fds are made in image order,
 //            the first is earlier): open(/proc/self/fd/FIRST, flags) with the
 //            task's ids (the kernel checks the access mode against the object,
 //            as for the task's own open), checked to be the first's inode
-//            (ESTALE), seeked to its offset
+//            (ESTALE), seeked to its offset. Two are made by the daemon with
+//            their first instead (FilePlanIn::early, FdAction::prepared): a
+//            removed directory's at an offset (opened and seeked before the
+//            rmdir: ext4's lseek takes no getdents cookie after it), and the
+//            O_TMPFILE description of an O_TMPFILE file whose first was
+//            opened through /proc/self/fd (the file is made by it, and the
+//            first opened again from it: state/file_deleted.cc)
 //
 // Reasons: flags an open cannot give (FASYNC; O_NOFOLLOW on a directory,
-// which refuses the link), access mode 3, and a removed directory's offset
-// other than 0 (reopened after its rmdir, where ext4's lseek takes no getdents
-// cookie: the tree's rule too). A memfd's descriptions are the memfd kind's
+// which refuses the link), access mode 3. A memfd's descriptions are the memfd kind's
 // (state/memfd.cc reopens each from its record); a kind 40 naming a memfd is
 // restored the same way.
 #include <dirent.h>
@@ -52,10 +56,11 @@ namespace crfs::state {
 namespace {
 
 using K = image::FdKind;
+constexpr uint32_t kTmpfileBit = O_TMPFILE & ~O_DIRECTORY;  // the kernel's __O_TMPFILE
 
 bool reopenable(uint32_t kind) {
     return kind == uint32_t(K::kDeleted) || kind == uint32_t(K::kDeletedDir) ||
-           kind == uint32_t(K::kMemfd);
+           kind == uint32_t(K::kMemfd) || kind == uint32_t(K::kTreeCwdDir);
 }
 
 // The fd record of fd `fd` recorded before `f`, or null.
@@ -90,8 +95,26 @@ Status check(const FdEntry& f, const DecodedImage& img) {
             "a deleted file, directory or memfd of its inode",
             r.fd, at));
     uint32_t flags = reopen_flags(first->rec.kind);
-    bool dir = first->rec.kind == uint32_t(K::kDeletedDir);
-    if ((r.open_flags & ~flags) || (r.open_flags & O_ACCMODE) == O_ACCMODE || (dir && r.pos))
+    bool dir = S_ISDIR(first->rec.mode);
+    // The O_TMPFILE description of an O_TMPFILE file whose first is not: made
+    // first (state/file_deleted.cc), with both bits and write access, only one.
+    if (r.open_flags & kTmpfileBit) {
+        bool one = true;
+        for (const FdEntry& e : img.fds)
+            one = one && (&e == &f || e.rec.same_as >= 0 || e.rec.kind != uint32_t(K::kReopened) ||
+                          image::reopened_first(e.rec) != at || !(e.rec.open_flags & kTmpfileBit));
+        if (first->rec.kind != uint32_t(K::kDeleted) || (first->rec.open_flags & kTmpfileBit) ||
+            (r.open_flags & O_TMPFILE) != O_TMPFILE || (r.open_flags & O_ACCMODE) == O_RDONLY ||
+            !one)
+            return check::bad(
+                strfmt("fd {}: opened again from fd {} with O_TMPFILE (open flags 0{:o})", r.fd, at,
+                       r.open_flags));
+        flags |= O_TMPFILE;
+    }
+    // A directory's offset: opened before the rmdir by its first's kind 39 (not by 43).
+    if ((r.open_flags & ~flags) || (r.open_flags & O_ACCMODE) == O_ACCMODE ||
+        r.pos > uint64_t(INT64_MAX) ||
+        (dir && r.pos && first->rec.kind != uint32_t(K::kDeletedDir)))
         return check::bad(strfmt("fd {}: opened again from fd {} with open flags 0{:o}, offset {}",
                                  r.fd, at, r.open_flags, r.pos));
     return {};
@@ -100,15 +123,28 @@ Status check(const FdEntry& f, const DecodedImage& img) {
 Status plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
     const FdEntry* first = earlier_record(in.img, f, image::reopened_first(f.rec));  // check
     if (!first) return make_error(EINVAL, strfmt("fd {}: no first fd", f.rec.fd));
+    a.type = S_ISDIR(first->rec.mode) ? S_IFDIR : S_IFREG;
+    // Made with the first: a directory's at an offset (before its rmdir), the
+    // O_TMPFILE description of an O_TMPFILE file.
+    if ((a.type == S_IFDIR && f.rec.pos) || (f.rec.open_flags & kTmpfileBit)) {
+        for (const auto& [target, fd] : in.early)
+            if (target == f.rec.fd) {
+                a.prepared = fd;
+                a.seek = false;
+                return {};
+            }
+        return make_error(EINVAL, strfmt("fd {}: not made with fd {}", f.rec.fd, first->rec.fd));
+    }
     a.reopen_of = first->rec.fd;
-    a.type = first->rec.kind == uint32_t(K::kDeletedDir) ? S_IFDIR : S_IFREG;
     a.seek = f.rec.pos != 0;
     return {};
 }
 
 }  // namespace
 
-const FileKind kReopenedKind = {K::kReopened, "reopened", match, detect, dump, check, plan, 0};
+const FileKind kReopenedKind = {
+    K::kReopened, "reopened", match, detect,
+    dump,         check,      plan,  kTmpfileBit};  // its check vouches for an O_TMPFILE one
 
 std::optional<int> first_fd_of_inode(pid_t pid, const FdView& f) {
     std::string dir = strfmt("/proc/{}/fd", pid);
@@ -155,6 +191,10 @@ std::optional<std::string> later_description(TaskView& t, const FdView& f, const
             "{}: cannot tell whether fd {} holds the same open file description (kcmp): {}", what,
             first->fd, std::strerror(-r));
     uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
+    // The O_TMPFILE description of an O_TMPFILE file, later than one opened
+    // through /proc/self/fd: the file is made by it (state/file_deleted.cc).
+    if (kind == K::kDeleted && (flags & kTmpfileBit) && !(first->info.flags & kTmpfileBit))
+        flags &= ~uint32_t(O_TMPFILE);
     std::string another =
         strfmt("{}, another open file description of it than fd {}'s,", what, first->fd);
     if ((flags & ~reopen_flags(uint32_t(kind))) || (flags & O_ACCMODE) == O_ACCMODE)
@@ -162,11 +202,6 @@ std::optional<std::string> later_description(TaskView& t, const FdView& f, const
             "{} has open flags 0{:o}, which an open of it through /proc/self/fd "
             "cannot give; such a description{}",
             another, flags, kNotYet);
-    if (kind == K::kDeletedDir && f.info.pos)
-        return strfmt(
-            "{} is at offset {}, which a removed directory opened again cannot "
-            "take; such a description{}",
-            another, f.info.pos, kNotYet);
     return std::nullopt;
 }
 

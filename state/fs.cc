@@ -11,9 +11,9 @@
 // (record 131 deleted-cwd: mode, mtime, the fd of the same directory).
 // When the task also holds the directory as an fd (kind 39), the cwd is that
 // fd's directory: one directory again, as before. Reasons: those of kind 39
-// (owner, parent gone or on another file system), an O_PATH fd of it (no
-// kind makes one), and in a tree the directory held by two members (cwd or
-// fd: restored, they would be two directories).
+// (owner, parent gone or on another file system) and an O_PATH fd of it (no
+// kind makes one). In a tree, a removed cwd several members hold is made
+// once (state/fs_tree.cc).
 #include "state/fs.h"
 
 #include <fcntl.h>
@@ -91,38 +91,6 @@ Status detect_fs(TaskView& t, Reasons& out) {
     if (*root != "/")
         out.push_back("fs: root is " + *root + "; chrooted tasks" + std::string(kNotYet));
     return {};
-}
-
-void detect_deleted_cwd_shared(std::span<TaskView* const> members, Reasons& out) {
-    for (size_t i = 0; i < members.size(); ++i) {
-        TaskView& m = *members[i];
-        auto cwd = link_of(m, "cwd");
-        if (!cwd) continue;  // gone or not the caller's: its own reasons say so
-        auto st = removed_dir(*cwd, m.path("cwd"));
-        if (!st) continue;
-        for (size_t j = 0; j < members.size(); ++j) {
-            if (j == i) continue;
-            TaskView& o = *members[j];
-            std::string held;
-            struct stat ost {};
-            if (auto oc = link_of(o, "cwd"); oc && j < i &&
-                                             ::stat(o.path("cwd").c_str(), &ost) == 0 &&
-                                             ost.st_dev == st->st_dev && ost.st_ino == st->st_ino)
-                held = "cwd";
-            if (auto fds = o.fds(); held.empty() && fds)
-                for (const FdView& f : **fds)
-                    if (f.st.st_dev == st->st_dev && f.st.st_ino == st->st_ino) {
-                        held = strfmt("fd {}", f.fd);
-                        break;
-                    }
-            if (held.empty()) continue;
-            out.push_back(
-                strfmt("pid {}: cwd {} is also pid {}'s {}; a removed directory two "
-                       "processes of the tree hold{}",
-                       m.pid(), *cwd, o.pid(), held, kNotYet));
-            break;
-        }
-    }
 }
 
 Result<std::optional<image::DeletedCwdRecord>> dump_deleted_cwd(pid_t pid, std::string& cwd) {

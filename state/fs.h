@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/image_reader.h"
 #include "common/result.h"
@@ -14,7 +15,9 @@
 
 namespace crfs {
 struct FdPlan;
-}
+struct TaskFd;
+struct TreeRestore;
+}  // namespace crfs
 
 namespace crfs::state {
 
@@ -30,8 +33,32 @@ Status check_deleted_cwd(const DecodedImage& img);
 // made here and held in fds.copies), or -1 when the cwd is no removed one.
 Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds);
 
-// A tree: a removed cwd is one member's alone (another member's cwd or fd of
-// it would come back as another directory): a reason naming both.
+// cwdtree (state/fs_tree.cc): a removed directory several members of a tree
+// hold (as cwd or fd) is made once, by the first holder's restore.
+
+// A tree, members in image order: a later member's description of a removed
+// directory an earlier member holds as its cwd only, at an offset or with
+// flags a reopen cannot give: a reason naming both.
 void detect_deleted_cwd_shared(std::span<TaskView* const> members, Reasons& out);
+
+// One member's capture: its deleted-cwd record (if any), its deleted-cwd-from
+// record (set here) and its fds.
+struct MemberCwd {
+    std::optional<image::DeletedCwdRecord>* rec;
+    std::optional<image::DeletedCwdFromRecord>* from;
+    std::vector<TaskFd>* fds;
+};
+
+// Checkpoint, the tree frozen, after share_between_members: a later member's
+// removed cwd gets a deleted-cwd-from record naming the first holder, and its
+// kind 39 fd of a directory that is an earlier member's cwd only becomes kind 43.
+Status share_removed_cwds(std::span<const pid_t> pids, std::span<const MemberCwd> members);
+
+// Restore, as the writer, after plan_fds: plan_deleted_cwd above, and in a
+// tree (`tree` non-null, this member `index`) a cwd of an earlier member's
+// (the daemon's fd of its directory, dup'd above this member's fds) and the
+// kind 43 descriptions, opened from it.
+Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, const TreeRestore* tree,
+                             uint32_t index);
 
 }  // namespace crfs::state

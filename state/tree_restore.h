@@ -72,6 +72,7 @@ struct TreeRestore {
         int maker = -1;                     // who clones it once its fds are in place
         uint64_t clone_flags = 0;           // CLONE_FILES, CLONE_FS, CLONE_PARENT: a taker
         int max_fd = 2;                     // the highest fd its table holds then
+        int removed_cwd = -1;  // cwdtree: the daemon's fd of its removed cwd (state/fs_tree.cc)
         int gate_r = -1, gate_w = -1;       // a table taker waits for its maker's fds on it
         // pidfd2 (state/pidfd.h): pidfds of it its cloner opens for holders, right
         // after its clone: the channel (the cloner's end) and the pidfd_open flags.

@@ -161,7 +161,7 @@ uint32_t reopen_flags(uint32_t kind) {
     if (kind == uint32_t(K::kDeleted))
         return queue | O_APPEND | O_DSYNC | O_DIRECT | O_NOATIME | O_SYNC;
     // deldir: read-only; O_NOFOLLOW would refuse the /proc/self/fd link, FASYNC is no open's.
-    if (kind == uint32_t(K::kDeletedDir))
+    if (kind == uint32_t(K::kDeletedDir) || kind == uint32_t(K::kTreeCwdDir))  // cwdtree: 43
         return O_DIRECTORY | O_NONBLOCK | kOLargefile | O_NOATIME | O_DSYNC | O_SYNC;
     return 0;
 }

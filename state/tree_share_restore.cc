@@ -52,7 +52,8 @@ Status check_reopen(const TreeRestore& tree, const image::ShareFdRecord& r, cons
     uint32_t flags = state::reopen_flags(g.rec.kind);
     bool kind = (g.rec.kind == uint32_t(K::kMqueue) && state::mqueue_unlinked(g)) ||
                 g.rec.kind == uint32_t(K::kMemfd) || g.rec.kind == uint32_t(K::kDeleted) ||
-                g.rec.kind == uint32_t(K::kDeletedDir);
+                g.rec.kind == uint32_t(K::kDeletedDir) ||
+                g.rec.kind == uint32_t(K::kTreeCwdDir);  // cwdtree: state/fs_tree.cc
     if (giver.img->header.version < 12 || !kind || g.rec.ino != f.rec.ino ||
         (f.rec.open_flags & ~flags) || (f.rec.open_flags & O_ACCMODE) == O_ACCMODE ||
         f.rec.pos > uint64_t(INT64_MAX) || (g.rec.kind == uint32_t(K::kMqueue) && f.rec.pos))

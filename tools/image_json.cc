@@ -136,6 +136,8 @@ Json regs(const DecodedImage& img) {
                             {"fd", d->fd},
                             {"mtime_sec", d->mtime_sec},
                             {"mtime_nsec", d->mtime_nsec}};
+    if (const auto& f = img.deleted_cwd_from)  // cwdtree: an earlier member's (state/fs_tree.cc)
+        j["deleted_cwd_from"] = {{"member", f->member}, {"fd", f->fd}};
     return j;
 }
 
@@ -300,6 +302,7 @@ Json fds(const DecodedImage& img) {
                       {"mtime_nsec", r.mtime_nsec},
                       {"data_bytes", f.data_bytes}});
         if (r.kind == uint32_t(image::FdKind::kReopened)) j["first"] = image::reopened_first(r);
+        if (r.kind == uint32_t(image::FdKind::kTreeCwdDir)) j["cwd_of"] = r.rdev;  // cwdtree
         if (f.content) j["content"] = {{"size", f.content->size}, {"xxh3", hex(f.content->hash)}};
         if (!f.kobj.empty()) j["kobj"] = kobj_records(f);
         for (const auto& e : img.inet)
@@ -426,6 +429,8 @@ const char* fd_kind_name(uint32_t k) {
             return "deleted";
         case image::FdKind::kReopened:  // deltwice: state/file_reopen.cc
             return "reopened";
+        case image::FdKind::kTreeCwdDir:  // cwdtree: state/fs_tree.cc
+            return "tree-cwd-dir";
         case image::FdKind::kCharDev:
             return "chardev";
         case image::FdKind::kEventfd:

@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 14;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 15;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -149,6 +149,9 @@ static_assert(sizeof(Trailer) == 24);
     X(kThreadAttrs, 130, "thread-attrs", sizeof(ThreadAttrsRecord), sizeof(ThreadAttrsRecord))   \
     /* delcwd (131), version 14: a removed cwd, state/fs.cc */                                   \
     X(kDeletedCwd, 131, "deleted-cwd", sizeof(DeletedCwdRecord), sizeof(DeletedCwdRecord))       \
+    /* cwdtree (132), version 15: an earlier member's removed cwd, state/fs_tree.cc */           \
+    X(kDeletedCwdFrom, 132, "deleted-cwd-from", sizeof(DeletedCwdFromRecord),                    \
+      sizeof(DeletedCwdFromRecord))                                                              \
     X(kTrailer, 0xffffffffu, "trailer", sizeof(Trailer), sizeof(Trailer))
 
 inline constexpr uint32_t kMaxPagesPerRecord = 4096;        // 16 MiB of page data
@@ -352,6 +355,12 @@ enum class FdKind : uint32_t {
     // record. Stage 1 opens that fd again through /proc/self/fd with this record's
     // open_flags and seeks to its pos (state/file_reopen.cc).
     kReopened = 40,
+    // Version 15 (cwdtree, 43): a description of its own of the removed directory that
+    // an earlier process of the tree, of index `rdev`, holds as its cwd (its deleted-cwd
+    // record; that process holds no fd of it); path the directory's name, no record.
+    // Opened by the daemon, as the writer, through that process's directory made again,
+    // with this record's open_flags (state/fs_tree.cc).
+    kTreeCwdDir = 43,
 };
 
 // FdRecord.fd_flags
@@ -921,6 +930,16 @@ struct DeletedCwdRecord {
     int64_t mtime_nsec;  // 0..999999999
 };
 static_assert(sizeof(DeletedCwdRecord) == 24);
+
+// Version 15 (cwdtree, state/fs_tree.cc): after a tree member's deleted-cwd
+// record (whose fd is then -1): that removed cwd is the directory an earlier
+// member of index `member` holds as its cwd (`fd` -1) or as its fd `fd` (a
+// kind 39 record of its own): made once, by that member's restore.
+struct DeletedCwdFromRecord {
+    uint32_t member;
+    int32_t fd;
+};
+static_assert(sizeof(DeletedCwdFromRecord) == 8);
 inline constexpr uint32_t kMaxCpuMaskBytes = 1024;  // CONFIG_NR_CPUS up to 8192
 // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, .._SYNC_CORE, .._RSEQ}.
 inline constexpr uint32_t kMembarrierRegistrations = (1u << 2) | (1u << 4) | (1u << 6) | (1u << 8);

@@ -255,6 +255,18 @@ static void twice_save(void) {
     }
 }
 
+/* Each of g_del's and g_del2's descriptions has its flags and offset of twice_save. */
+static void twice_check_saved(void) {
+    int fds[2] = {g_del, g_del2};
+    for (int i = 0; i < 2; ++i) {
+        if (fcntl(fds[i], F_GETFL) != g_twice_fl[i])
+            fail("fd %d flags 0%o, were 0%o", fds[i], fcntl(fds[i], F_GETFL), g_twice_fl[i]);
+        if (lseek(fds[i], 0, SEEK_CUR) != g_twice_pos[i])
+            fail("fd %d at offset %ld, was %ld", fds[i], (long)lseek(fds[i], 0, SEEK_CUR),
+                 (long)g_twice_pos[i]);
+    }
+}
+
 static void deleted_twice_setup(void) {
     g_del = open_or_die(at("twice"), O_RDWR | O_CREAT);
     g_del2 = open_or_die(at("twice"), O_RDWR);
@@ -263,19 +275,12 @@ static void deleted_twice_setup(void) {
     twice_save();
 }
 static void deleted_twice_check(void) {
-    int fds[2] = {g_del, g_del2};
     struct stat a, b;
     if (fstat(g_del, &a) != 0 || fstat(g_del2, &b) != 0) fail("fstat: %s", strerror(errno));
     if (a.st_ino != b.st_ino || a.st_dev != b.st_dev)
         fail("fds %d and %d are two files", g_del, g_del2);
     if (same_description(g_del, g_del2)) fail("fds %d and %d are one description", g_del, g_del2);
-    for (int i = 0; i < 2; ++i) {
-        if (fcntl(fds[i], F_GETFL) != g_twice_fl[i])
-            fail("fd %d flags 0%o, were 0%o", fds[i], fcntl(fds[i], F_GETFL), g_twice_fl[i]);
-        if (lseek(fds[i], 0, SEEK_CUR) != g_twice_pos[i])
-            fail("fd %d at offset %ld, was %ld", fds[i], (long)lseek(fds[i], 0, SEEK_CUR),
-                 (long)g_twice_pos[i]);
-    }
+    twice_check_saved();
     if (g_del3 >= 0 && !same_description(g_del2, g_del3))
         fail("fd %d, a dup of fd %d, is another description", g_del3, g_del2);
     /* One offset each: moving the first's leaves the second's. */
@@ -314,17 +319,40 @@ static void deleted_twice_modes_check(void) {
 }
 
 /* A file made with O_TMPFILE whose lower fd is a description opened through
- * /proc/self/fd: the later one's O_TMPFILE no open of the first gives (a reason). */
+ * /proc/self/fd (read-only, at offset 1): the file is made again by the later
+ * O_TMPFILE description (write-only, O_APPEND, at offset 4), still linkable,
+ * and the first's opened again from it (state/file_deleted.cc). */
 static void deleted_twice_tmpfile_setup(void) {
-    int t = open(g_dir, O_TMPFILE | O_RDWR, 0600);
+    int t = open(g_dir, O_TMPFILE | O_WRONLY | O_APPEND, 0640);
     if (t < 0) die("O_TMPFILE");
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", t);
-    int r = open_or_die(path, O_RDWR);
+    int r = open_or_die(path, O_RDONLY);
     g_del2 = fcntl(t, F_DUPFD, 10);
-    if (g_del2 < 0 || dup2(r, t) != t) die("dup");
+    if (g_del2 < 0 || dup2(r, t) != t || write(g_del2, "abcd", 4) != 4) die("dup");
     close(r);
     g_del = g_fd = t;
+    lseek(g_del, 1, SEEK_SET);
+    twice_save();
+}
+static void deleted_twice_tmpfile_check(void) {
+    struct stat a, b;
+    if (fstat(g_del, &a) != 0 || fstat(g_del2, &b) != 0 || a.st_ino != b.st_ino ||
+        a.st_nlink != 0 || (a.st_mode & 07777) != 0640)
+        fail("fds %d and %d: not one unlinked file of mode 0640", g_del, g_del2);
+    if (same_description(g_del, g_del2)) fail("fds %d and %d are one description", g_del, g_del2);
+    twice_check_saved();
+    char buf[8] = {0};
+    if (write(g_del2, "e", 1) != 1 || pread(g_del, buf, sizeof buf, 0) != 5 ||
+        strcmp(buf, "abcde") != 0)
+        fail("content through fd %d: %s", g_del, buf);
+    /* Still an O_TMPFILE file: linkable by its name in /proc. */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", g_del2);
+    if (linkat(AT_FDCWD, path, AT_FDCWD, at("linked"), AT_SYMLINK_FOLLOW) != 0)
+        fail("linkat of the O_TMPFILE file: %s", strerror(errno));
+    else
+        unlink(at("linked"));
 }
 
 /* One memfd held by two open file descriptions of the task (the second
@@ -412,7 +440,7 @@ static const struct variant kVariants[] = {
     {"deleted", deleted_setup, deleted_check, NULL},
     {"deleted_twice", deleted_twice_setup, deleted_twice_check, NULL},
     {"deleted_twice_modes", deleted_twice_modes_setup, deleted_twice_modes_check, NULL},
-    {"deleted_twice_tmpfile", deleted_twice_tmpfile_setup, check_open, NULL},
+    {"deleted_twice_tmpfile", deleted_twice_tmpfile_setup, deleted_twice_tmpfile_check, NULL},
     {"memfd_twice", memfd_twice_setup, deleted_twice_check, NULL},
     {"flock", flock_setup, flock_check, NULL},
     {"posix_lock", posix_lock_setup, posix_lock_check, NULL},

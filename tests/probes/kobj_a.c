@@ -473,15 +473,39 @@ static void dir_deleted_twice_check(void) {
         fail("getdents of fd 4: %s", strerror(errno));
 }
 
-/* The second read before the rmdir: its offset cannot be set again (a reason). */
-static void dir_deleted_twice_read_setup(void) {
+/* The second read before the rmdir (to its end, or `partial`: one entry):
+ * opened and seeked before the restore's rmdir, next to the first's own open
+ * (state/dir_deleted.cc), its offset (a getdents cookie: an ext4 hash, a
+ * tmpfs index) the same, and getdents ENOENT as before. */
+static off_t g_dpos;
+static void read_twice(int partial) {
     if (mkdir(at("gone"), 0700) < 0) die("mkdir gone");
     g_a = open(at("gone"), O_RDONLY | O_DIRECTORY);
     g_b = open(at("gone"), O_RDONLY | O_DIRECTORY);
     char buf[4096];
-    while (syscall(SYS_getdents64, g_b, buf, sizeof buf) > 0) {
+    /* 24 bytes: room for "." only */
+    while (syscall(SYS_getdents64, g_b, buf, partial ? 24 : sizeof buf) > 0 && !partial) {
     }
-    if (g_a != 3 || g_b != 4 || rmdir(at("gone")) < 0) die("open gone");
+    g_dpos = lseek(g_b, 0, SEEK_CUR);
+    if (g_a != 3 || g_b != 4 || g_dpos <= 0 || rmdir(at("gone")) < 0) die("open gone");
+}
+static void dir_deleted_twice_read_setup(void) {
+    read_twice(0);
+}
+static void dir_deleted_twice_partial_setup(void) {
+    read_twice(1);
+}
+static void dir_deleted_twice_read_check(void) {
+    struct stat a, b;
+    if (fstat(g_a, &a) < 0 || fstat(g_b, &b) < 0 || a.st_ino != b.st_ino || a.st_nlink != 0)
+        fail("fds 3 and 4 are not one removed directory");
+    if (one_description(g_a, g_b)) fail("fds 3 and 4 are one description");
+    if (lseek(g_a, 0, SEEK_CUR) != 0 || lseek(g_b, 0, SEEK_CUR) != g_dpos)
+        fail("offsets %lld and %lld, were 0 and %lld", (long long)lseek(g_a, 0, SEEK_CUR),
+             (long long)lseek(g_b, 0, SEEK_CUR), (long long)g_dpos);
+    char buf[4096];
+    if (syscall(SYS_getdents64, g_b, buf, sizeof buf) != -1 || errno != ENOENT)
+        fail("getdents of fd 4: %s", strerror(errno));
 }
 
 static void pidfd_setup(void) {
@@ -610,7 +634,9 @@ static const struct variant kVariants[] = {
     {"dir_deleted", dir_deleted_setup, dir_deleted_check, NULL},
     {"dir_deleted_owner", dir_deleted_owner_setup, check_nothing, NULL},
     {"dir_deleted_twice", dir_deleted_twice_setup, dir_deleted_twice_check, NULL},
-    {"dir_deleted_twice_read", dir_deleted_twice_read_setup, check_nothing, NULL},
+    {"dir_deleted_twice_read", dir_deleted_twice_read_setup, dir_deleted_twice_read_check, NULL},
+    {"dir_deleted_twice_partial", dir_deleted_twice_partial_setup, dir_deleted_twice_read_check,
+     NULL},
     {"pidfd", pidfd_setup, pidfd_check, NULL},
     {"pidfd_other", pidfd_other_setup, check_nothing, NULL},
     {"inotify", inotify_setup, inotify_check, NULL},

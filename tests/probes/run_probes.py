@@ -72,7 +72,7 @@ PROBES = [
     ("files", "memfd_twice", None),
     ("files", "deleted_twice", None),  # deltwice: state/file_reopen.cc
     ("files", "deleted_twice_modes", None),
-    ("files", "deleted_twice_tmpfile", "another open file description of it than fd 3's, has open flags 020"),
+    ("files", "deleted_twice_tmpfile", None),  # made by its later O_TMPFILE description
     ("files", "flock", None),
     ("files", "posix_lock", None),
     ("files", "deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid"),
@@ -88,7 +88,10 @@ PROBES = [
     ("task", "deleted_cwd_fd", None),  # delcwd: cwd and fd 3 one directory again
     ("task", "deleted_cwd_opath", "is also fd 3, opened O_PATH; a removed directory held so"),
     ("task", "deleted_cwd_owner", "owned by 65534:65534, not by the task's fsuid:fsgid; such a directory"),
-    ("task", "deleted_cwd_child", "'s cwd; a removed directory two processes of the tree hold"),
+    ("task", "deleted_cwd_child", None),  # cwdtree: made once, the child's a dup (state/fs_tree.cc)
+    ("task", "deleted_cwd_child_fd", None),  # cwdtree: the child's fd of it, kind 43
+    ("task", "deleted_cwd_child_read", "'s cwd, and this open file description of it is at offset"),
+    ("task", "deleted_fd_child_cwd", None),  # cwdtree: the child's cwd of the parent's fd 3
     ("task", "child", None),  # deldir: the removed directory both opened comes back (state/dir_deleted.cc)
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "seccomp", None),
@@ -119,7 +122,8 @@ PROBES = [
     ("kobj_a", "dir_deleted", None),  # deldir: state/dir_deleted.cc
     ("kobj_a", "dir_deleted_owner", "owned by 65534:65534, not by the task's fsuid:fsgid; such a directory"),
     ("kobj_a", "dir_deleted_twice", None),  # deltwice: state/file_reopen.cc
-    ("kobj_a", "dir_deleted_twice_read", "another open file description of it than fd 3's, is at offset"),
+    ("kobj_a", "dir_deleted_twice_read", None),  # opened and seeked before the rmdir
+    ("kobj_a", "dir_deleted_twice_partial", None),
     ("kobj_a", "pidfd", None),
     ("kobj_a", "pidfd_other", "fd 3: pidfd of pid 1 (a process outside the image, or a thread) not supported yet"),
     ("kobj_a", "inotify", None),
@@ -354,10 +358,12 @@ PROBES = [
 # reaped here (a child subreaper), so that every pid is free for the restore.
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree",
          "unix_dgram", "tree_clone", ("sysv", "shm_tree"), "sysv_ipc",
-         ("task", "child")}  # a probe, or (probe, variant)
+         ("task", "child"), ("task", "deleted_cwd_child"), ("task", "deleted_cwd_child_fd"),
+         ("task", "deleted_fd_child_cwd")}  # a probe, or (probe, variant)
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
                  "timer_thread", "mqueue_tree", "unix_dgram", "tree_clone", ("sysv", "shm_tree"),
-                 "sysv_ipc", ("task", "child")}
+                 "sysv_ipc", ("task", "child"), ("task", "deleted_cwd_child"),
+                 ("task", "deleted_cwd_child_fd"), ("task", "deleted_fd_child_cwd")}
 
 
 def kernel_names_vmas():

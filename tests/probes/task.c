@@ -49,13 +49,16 @@ static void cwd_link(char* out, size_t n) {
     out[r < 0 ? 0 : r] = 0;
 }
 
-static void deleted_cwd_setup(void) {
-    cwd_setup();
+static void remove_cwd(void) {
     struct timespec t[2] = {{1000000000, 0}, {1234567890, 123456789}};
     if (chmod(".", 02751) != 0 || rmdir(at("sub")) != 0 || utimensat(AT_FDCWD, ".", t, 0) != 0)
         die("rmdir");
     if (stat(".", &g_cwd_st) != 0) die("stat .");
     cwd_link(g_cwd_link, sizeof g_cwd_link);
+}
+static void deleted_cwd_setup(void) {
+    cwd_setup();
+    remove_cwd();
 }
 static void deleted_cwd_check(void) {
     char buf[1200];
@@ -109,7 +112,9 @@ static void deleted_cwd_owner_setup(void) {
     if (chown(".", 65534, 65534) != 0 || rmdir(at("sub")) != 0) die("rmdir");
 }
 
-/* A shell's child that inherited its removed cwd: two processes in one. */
+/* cwdtree: a shell's child that inherited its removed cwd: one directory
+ * again, made by the parent's restore, the child's cwd a dup of it
+ * (state/fs_tree.cc, record 132). */
 static pid_t g_cwd_child;
 static void deleted_cwd_child_setup(void) {
     deleted_cwd_setup();
@@ -119,6 +124,117 @@ static void deleted_cwd_child_setup(void) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (;;) pause();
     }
+}
+/* The child's cwd (`fd` < 0) or fd `fd` is this process's cwd. */
+static void same_dir_as_cwd(const char* what, int fd) {
+    char path[64];
+    if (fd < 0)
+        snprintf(path, sizeof path, "/proc/%d/cwd", g_cwd_child);
+    else
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", g_cwd_child, fd);
+    struct stat mine, its;
+    if (stat(".", &mine) != 0 || stat(path, &its) != 0)
+        fail("stat of %s: %s", path, strerror(errno));
+    else if (mine.st_dev != its.st_dev || mine.st_ino != its.st_ino)
+        fail("the child's %s is directory %lu, the cwd is %lu: two directories", what,
+             (unsigned long)its.st_ino, (unsigned long)mine.st_ino);
+}
+static void end_cwd_child(void) {
+    kill(g_cwd_child, SIGKILL);
+    if (waitpid(g_cwd_child, NULL, 0) != g_cwd_child) fail("child %d is not ours", g_cwd_child);
+}
+static void deleted_cwd_child_check(void) {
+    deleted_cwd_check();
+    same_dir_as_cwd("cwd", -1);
+    char link[80], its[1200];
+    snprintf(link, sizeof link, "/proc/%d/cwd", g_cwd_child);
+    ssize_t n = readlink(link, its, sizeof its - 1);
+    its[n < 0 ? 0 : n] = 0;
+    if (strcmp(its, g_cwd_link) != 0) fail("the child's cwd reads %s, not %s", its, g_cwd_link);
+    end_cwd_child();
+}
+
+/* cwdtree: the parent's removed cwd, the child's fd of it (opened "." after
+ * the rmdir; its cwd then "/"): the child's fd is a description of its own
+ * of the parent's directory (fd kind 43). `read`: the child read it before
+ * the rmdir (its offset a getdents cookie: refused). */
+static int g_child_fd = -1;
+/* Forks g_cwd_child with a readiness pipe; true in the child. */
+static int fork_cwd_child(int ready[2]) {
+    if (pipe(ready) != 0) die("pipe");
+    g_cwd_child = fork();
+    if (g_cwd_child < 0) die("fork");
+    if (g_cwd_child == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
+    return g_cwd_child == 0;
+}
+static void cwd_child_fd(int read_first) {
+    cwd_setup();
+    int ready[2];
+    if (fork_cwd_child(ready)) {
+        char buf[4096];
+        unsigned char fd = (unsigned char)open(".", O_RDONLY | O_DIRECTORY);
+        if (fd > 100 || (read_first && syscall(SYS_getdents64, fd, buf, sizeof buf) <= 0) ||
+            chdir("/") != 0 || write(ready[1], &fd, 1) != 1)
+            _exit(2);
+        close(ready[0]);
+        close(ready[1]);
+        for (;;) pause();
+    }
+    close(ready[1]);
+    unsigned char fd;
+    if (read(ready[0], &fd, 1) != 1) die("waiting for the child");
+    close(ready[0]);
+    g_child_fd = fd;
+    remove_cwd();
+}
+static void deleted_cwd_child_fd_setup(void) {
+    cwd_child_fd(0);
+}
+static void deleted_cwd_child_read_setup(void) {
+    cwd_child_fd(1);
+}
+static void deleted_cwd_child_fd_check(void) {
+    deleted_cwd_check();
+    same_dir_as_cwd("fd", g_child_fd);
+    end_cwd_child();
+}
+
+/* cwdtree: the parent's fd 3 of the removed directory (its cwd elsewhere), the
+ * child's cwd (inherited, its copy of fd 3 closed): made once, by the
+ * parent's kind 39 fd, and the child's cwd a dup of it (record 132 naming fd 3). */
+static void deleted_fd_child_cwd_setup(void) {
+    cwd_setup();
+    g_cwd_fd = open(".", O_RDONLY | O_DIRECTORY);
+    if (g_cwd_fd != 3) die("open .");
+    int ready[2];
+    if (fork_cwd_child(ready)) {
+        close(g_cwd_fd);
+        close(ready[0]);
+        close(ready[1]);
+        for (;;) pause();
+    }
+    close(ready[1]);
+    char c;
+    if (read(ready[0], &c, 1) != 0) die("waiting for the child");
+    close(ready[0]);
+    if (chdir(g_dir) != 0 || fchmod(g_cwd_fd, 02751) != 0 || rmdir(at("sub")) != 0 ||
+        fstat(g_cwd_fd, &g_cwd_st) != 0)
+        die("rmdir");
+}
+static void deleted_fd_child_cwd_check(void) {
+    struct stat st, its;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cwd", g_cwd_child);
+    if (fstat(g_cwd_fd, &st) != 0 || stat(path, &its) != 0)
+        fail("stat: %s", strerror(errno));
+    else if (st.st_nlink != 0 || st.st_mode != g_cwd_st.st_mode || st.st_ino != its.st_ino ||
+             st.st_dev != its.st_dev)
+        fail(
+            "fd 3 (mode 0%o, nlink %lu, inode %lu) and the child's cwd (inode %lu) are not one "
+            "removed directory of mode 0%o",
+            st.st_mode, (unsigned long)st.st_nlink, (unsigned long)st.st_ino,
+            (unsigned long)its.st_ino, g_cwd_st.st_mode);
+    end_cwd_child();
 }
 static void check_nothing(void) {}
 
@@ -258,7 +374,10 @@ static const struct variant kVariants[] = {
     {"deleted_cwd_fd", deleted_cwd_fd_setup, deleted_cwd_fd_check, NULL},
     {"deleted_cwd_opath", deleted_cwd_opath_setup, check_nothing, NULL},
     {"deleted_cwd_owner", deleted_cwd_owner_setup, check_nothing, NULL},
-    {"deleted_cwd_child", deleted_cwd_child_setup, check_nothing, NULL},
+    {"deleted_cwd_child", deleted_cwd_child_setup, deleted_cwd_child_check, NULL},
+    {"deleted_cwd_child_fd", deleted_cwd_child_fd_setup, deleted_cwd_child_fd_check, NULL},
+    {"deleted_cwd_child_read", deleted_cwd_child_read_setup, check_nothing, NULL},
+    {"deleted_fd_child_cwd", deleted_fd_child_cwd_setup, deleted_fd_child_cwd_check, NULL},
     {"child", child_setup, child_check, NULL},
     {"seccomp", seccomp_setup, seccomp_check, NULL},
     {"robust", robust_setup, robust_check, NULL},

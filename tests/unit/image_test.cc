@@ -305,6 +305,32 @@ TEST(ImageTest, ReopenedFdKindFromVersion14) {
     }
 }
 
+// cwdtree: fd kind 43 (state/fs_tree.cc) is read from version 15 on; a
+// version 14 image with it is refused.
+TEST(ImageTest, TreeCwdDirFdKindFromVersion15) {
+    for (uint32_t version : {14u, 15u}) {
+        Sample s(version, true);
+        image::FdRecord f{};  // fd 4 as Sample writes it
+        f.fd = 4, f.kind = uint32_t(image::FdKind::kDeleted), f.size = s.file.size();
+        f.path_len = 4, f.same_as = 3;
+        std::string old(reinterpret_cast<const char*>(&f), sizeof f);
+        size_t at = s.bytes.find(old);
+        ASSERT_NE(at, std::string::npos);
+        f.kind = uint32_t(image::FdKind::kTreeCwdDir), f.rdev = 0, f.same_as = -1;
+        s.bytes.replace(at, sizeof f, reinterpret_cast<const char*>(&f), sizeof f);
+        fix_checksum(s.bytes);
+        auto img = decode(s.bytes);
+        if (version == 14) {
+            ASSERT_FALSE(img);
+            EXPECT_NE(img.error().what.find("unknown fd kind 43"), std::string::npos)
+                << img.error().what;
+            continue;
+        }
+        ASSERT_TRUE(img) << img.error().what;
+        EXPECT_EQ(img->fds[1].rec.kind, uint32_t(image::FdKind::kTreeCwdDir));
+    }
+}
+
 TEST(ImageTest, UnsupportedVersion) {
     Sample s;
     uint32_t v = image::kFormatVersion + 1;

@@ -160,8 +160,8 @@ TEST(RestoreFields, ReopenedNamesAnEarlierDeletedFileOrDirectoryOfItsInode) {
     expect_einval(img, strfmt("fd 7: opened again from fd 5, {}", kNoFirst).c_str());
     img.fds[3].rec.rdev = 4;
     expect_einval(img, strfmt("fd 7: opened again from fd 4, {}", kNoFirst).c_str());
-    for (uint32_t flags : {uint32_t(O_RDWR | FASYNC), uint32_t(O_ACCMODE),
-                           uint32_t(O_TMPFILE | O_RDWR), uint32_t(O_RDWR | O_TRUNC)}) {
+    for (uint32_t flags :
+         {uint32_t(O_RDWR | FASYNC), uint32_t(O_ACCMODE), uint32_t(O_RDWR | O_TRUNC)}) {
         img = twice(K::kDeleted);
         img.fds[1].rec.open_flags = flags;
         expect_einval(img, "fd 4: open");
@@ -172,9 +172,73 @@ TEST(RestoreFields, ReopenedNamesAnEarlierDeletedFileOrDirectoryOfItsInode) {
     img = twice(K::kDeletedDir);
     img.fds[1].rec.open_flags = O_DIRECTORY | O_NOFOLLOW;  // refuses the link
     expect_einval(img, "fd 4: opened again from fd 3 with open flags");
+    // A directory's offset: made with its first, before the rmdir (state/dir_deleted.cc).
     img = twice(K::kDeletedDir);
-    img.fds[1].rec.pos = 1;
-    expect_einval(img, "fd 4: opened again from fd 3 with open flags 0204000, offset 1");
+    img.fds[1].rec.pos = 0x7fffffffffffffffull;  // ext4's end of a directory
+    EXPECT_TRUE(check_fields(img));
+    img.fds[1].rec.pos = 1ull << 63;
+    expect_einval(img, "fd 4: opened again from fd 3 with open flags 0204000, offset");
+    img = twice(K::kDeletedDir);  // a first that is an earlier member's cwd (kind 43)
+    img.fds[0].rec.kind = uint32_t(K::kTreeCwdDir), img.fds[0].rec.open_flags = O_DIRECTORY;
+    img.fds[0].path = "/tmp/gone";
+    EXPECT_TRUE(check_fields(img));
+    img.fds[1].rec.pos = 2;
+    expect_einval(img, "fd 4: opened again from fd 3 with open flags 0204000, offset 2");
+    // O_TMPFILE: the later description is the file's own (its first was opened
+    // through /proc/self/fd): both bits, write access, only one.
+    constexpr uint32_t kTmp = O_TMPFILE | O_WRONLY | O_APPEND;
+    img = twice(K::kDeleted);
+    img.fds[1].rec.open_flags = kTmp;
+    EXPECT_TRUE(check_fields(img));
+    for (uint32_t flags :
+         {uint32_t(O_TMPFILE | O_RDONLY), uint32_t((O_TMPFILE & ~O_DIRECTORY) | O_RDWR)}) {
+        img.fds[1].rec.open_flags = flags;
+        expect_einval(img, "fd 4: opened again from fd 3 with O_TMPFILE");
+    }
+    img = twice(K::kDeleted);
+    img.fds[0].rec.open_flags = O_TMPFILE | O_RDWR;  // the first is the O_TMPFILE one
+    img.fds[1].rec.open_flags = kTmp;
+    expect_einval(img, "fd 4: opened again from fd 3 with O_TMPFILE");
+    img = twice(K::kDeleted);
+    img.fds[1].rec.open_flags = kTmp;
+    img.fds.push_back(img.fds[1]);  // a second O_TMPFILE description of one file
+    img.fds[2].rec.fd = 5;
+    expect_einval(img, "opened again from fd 3 with O_TMPFILE");
+    img = twice(K::kDeletedDir);
+    img.fds[1].rec.open_flags = O_TMPFILE | O_RDWR;
+    expect_einval(img, "fd 4: opened again from fd 3 with O_TMPFILE");
+}
+
+// cwdtree: fd kind 43, a description of an earlier member's removed cwd
+// (state/fs_tree.cc): a plain path, a directory's mode, a reopen's flags,
+// offset 0, a member index in range; in an image of one process, refused at plan.
+TEST(RestoreFields, TreeCwdDirPathModeFlagsAndOffset) {
+    auto img = good();
+    auto& r = img.fds[0].rec;
+    r.kind = uint32_t(image::FdKind::kTreeCwdDir);
+    r.mode = S_IFDIR | 0700;
+    r.open_flags = O_DIRECTORY | O_NONBLOCK;
+    r.rdev = 0;
+    img.fds[0].path = "/tmp/gone";
+    EXPECT_TRUE(check_fields(img));
+    constexpr const char* kBad = "fd 3: a removed directory of process";
+    img.fds[0].path = "/tmp/../gone";
+    expect_einval(img, kBad);
+    img.fds[0].path = "/tmp/gone";
+    r.mode = S_IFREG | 0600;
+    expect_einval(img, kBad);
+    r.mode = S_IFDIR | 0700;
+    for (uint32_t flags : {uint32_t(O_DIRECTORY | O_NOFOLLOW), uint32_t(O_DIRECTORY | O_RDWR),
+                           uint32_t(O_DIRECTORY | FASYNC)}) {
+        r.open_flags = flags;
+        expect_einval(img, kBad);
+    }
+    r.open_flags = O_DIRECTORY;
+    r.pos = 1;
+    expect_einval(img, kBad);
+    r.pos = 0;
+    r.rdev = 1u << 20;
+    expect_einval(img, kBad);
 }
 
 // delcwd: a removed cwd's path (the fs record's), mode, mtime and fd (state/fs.cc).

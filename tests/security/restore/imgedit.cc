@@ -61,6 +61,8 @@ constexpr Field kFields[] = {
     {"deleted-cwd", "mode", 0, 4},  // delcwd: state/fs.cc
     {"deleted-cwd", "fd", 4, 4},
     {"deleted-cwd", "mtime_nsec", 16, 8},
+    {"deleted-cwd-from", "member", 0, 4},  // cwdtree: state/fs_tree.cc
+    {"deleted-cwd-from", "fd", 4, 4},
     {"mm", "start_brk", 32, 8},
     {"mm", "brk", 40, 8},
     {"vma", "start", 0, 8},

@@ -1,0 +1,260 @@
+// A removed cwd held by several members of a tree (cwdtree): a shell left in
+// a removed directory and the child that inherited it, two CLONE_FS sharers,
+// a parent whose cwd it is and a child that opened it ("." before the rmdir,
+// or fchdir to an fd of it). Restored as each member's own, they would be
+// several directories; so it is made ONCE, by the daemon in the restore of the
+// first member holding it in image order (as its cwd: state/fs.cc, or as its
+// fd: kind 39, state/dir_deleted.cc), and every later member reaches that
+// directory:
+//
+//   a later member's cwd   record 132 deleted-cwd-from {member, fd}: the
+//                          daemon dups the first holder's directory (its cwd's,
+//                          or its fd's) above the member's fds; stage 1
+//                          fchdirs to it, as to its own (step 277)
+//   a later member's fd    of a first holder's cwd (that member holds no fd of
+//                          it): fd kind 43 tree-cwd-dir {rdev: member}, a
+//                          description of its own, opened by the daemon as the
+//                          writer through /proc/self/fd of that directory with
+//                          its flags, checked to be that inode, dup'd in
+//                          (FdAction::prepared); its dups stay dups, a later
+//                          description of its own is kind 40 naming it
+//   a later member's fd    of a first holder's fd: the tree's own (share-fd
+//                          end 4, docs/trees.md), unchanged
+//
+// The daemon holds every member's plan at once (state/tree_restore.h: each
+// member's restore_image is nested in the previous one's): the first
+// holder's directory is alive in the daemon when a later member is planned,
+// so nothing is handed over in stage 1 and nothing waits. The dup opens
+// nothing; kind 43's open is the daemon's as the writer, as kind 39's own.
+//
+// Reasons (detect_deleted_cwd_shared, the checkpoint's too): a later
+// member's description of a removed directory an earlier member holds as its
+// cwd only, at an offset other than 0 (its getdents cookie: ext4 takes none
+// once the directory is removed, and it was made removed by the first
+// holder's restore) or with flags an open through /proc/self/fd cannot give.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "checkpoint/files.h"
+#include "common/strfmt.h"
+#include "restorer/files.h"
+#include "state/check.h"
+#include "state/dir_deleted.h"
+#include "state/file_kind.h"
+#include "state/fs.h"
+#include "state/tree_restore.h"
+#include "state/tree_share.h"
+
+namespace crfs::state {
+namespace {
+
+using K = image::FdKind;
+constexpr std::string_view kDeleted = " (deleted)";
+
+// The removed directory that is /proc/PID/cwd, or nullopt.
+std::optional<struct stat> removed_cwd(pid_t pid) {
+    std::string link = strfmt("/proc/{}/cwd", pid);
+    char buf[4096];
+    ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
+    struct stat st {};
+    if (n <= 0 || !std::string_view(buf, size_t(n)).ends_with(kDeleted) || buf[0] != '/' ||
+        ::stat(link.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
+        return std::nullopt;
+    return st;
+}
+
+// The first holder of a removed directory, in image order.
+struct Holder {
+    dev_t dev;
+    ino_t ino;
+    size_t member;
+    int fd;  // its fd of it (a kind 39 record of its own), or -1: its cwd
+};
+
+const Holder* holder_of(const std::vector<Holder>& hs, dev_t dev, ino_t ino) {
+    for (const Holder& h : hs)
+        if (h.dev == dev && h.ino == ino) return &h;
+    return nullptr;
+}
+
+bool match(const FdView&) {
+    return false;  // the tree's dump makes it (share_removed_cwds)
+}
+
+std::optional<std::string> detect(TaskView&, const FdView&) {
+    return std::nullopt;
+}
+
+Status dump(pid_t, const FdView& f, TaskFd&) {
+    return make_error(EINVAL, strfmt("fd {}: kind 43 is made by the tree's dump", f.fd));
+}
+
+Status check(const FdEntry& f, const DecodedImage&) {
+    const auto& r = f.rec;
+    if (!plain_path(f.path) || bad_removed_dir_mode(r.mode) ||
+        (r.open_flags & ~reopen_flags(uint32_t(K::kDeletedDir))) || r.pos ||
+        r.rdev >= kMaxTreeRestore)
+        return check::bad(
+            strfmt("fd {}: a removed directory of process {}'s cwd, path, mode 0{:o}, open flags "
+                   "0{:o} or offset {}",
+                   r.fd, r.rdev, r.mode, r.open_flags, r.pos));
+    return {};
+}
+
+Status plan(const FdEntry&, FilePlanIn&, FdAction& a) {
+    a.type = S_IFDIR;  // opened by plan_deleted_cwd, which sees the tree
+    a.seek = false;
+    return {};
+}
+
+std::unexpected<Error> bad(pid_t pid, const std::string& what) {
+    return check::bad_image(strfmt("process {}: {}", pid, what));
+}
+
+// The daemon's fd of the directory the earlier member `h` made for its cwd
+// (`fd` -1) or its fd `fd`, checked against this member's path and mode.
+Result<int> given_dir(const TreeRestore& tree, uint32_t me, uint32_t h, int32_t fd,
+                      const std::string& path, uint32_t mode) {
+    const auto& m = tree.members[me];
+    if (h >= me)
+        return bad(m.pid,
+                   strfmt("removed cwd {} of process index {}, which is not an earlier process "
+                          "of the tree",
+                          path, h));
+    const auto& g = tree.members[h];
+    if (!g.img || !g.fds) return make_error(EIO, strfmt("process {}: not planned", g.pid));
+    if (fd < 0) {
+        if (!g.img->deleted_cwd || g.removed_cwd < 0 || g.img->cwd != path ||
+            g.img->deleted_cwd->mode != mode)
+            return bad(m.pid, strfmt("removed directory {} of mode 0{:o} is not process {}'s "
+                                     "removed cwd",
+                                     path, mode, g.pid));
+        return g.removed_cwd;
+    }
+    for (const FdEntry& e : g.img->fds)
+        if (e.rec.fd == fd && e.rec.same_as < 0 && e.rec.kind == uint32_t(K::kDeletedDir) &&
+            e.path == path && e.rec.mode == mode)
+            for (const FdAction& a : g.fds->actions)
+                if (a.target == fd && a.prepared >= 0) return a.prepared;
+    return bad(m.pid, strfmt("removed cwd {} of mode 0{:o} is not process {}'s fd {}", path, mode,
+                             g.pid, fd));
+}
+
+int high_dup(int fd, int min_fd, FdPlan& fds) {
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, min_fd);
+    if (hi >= 0) fds.copies.emplace_back(hi);
+    return hi;
+}
+
+}  // namespace
+
+const FileKind kTreeCwdDirKind = {
+    K::kTreeCwdDir, "tree cwd directory", match, detect, dump, check, plan, 0};
+
+void detect_deleted_cwd_shared(std::span<TaskView* const> members, Reasons& out) {
+    std::vector<Holder> firsts;  // by cwd (-1) or fd, in image order
+    for (size_t i = 0; i < members.size(); ++i) {
+        TaskView& m = *members[i];
+        auto fds = m.fds();
+        if (auto st = removed_cwd(m.pid()); st && !holder_of(firsts, st->st_dev, st->st_ino)) {
+            int fd = -1;  // held as an fd too: a later member's fd of it is the tree's (end 4)
+            if (fds)
+                for (const FdView& f : **fds)
+                    if (f.st.st_dev == st->st_dev && f.st.st_ino == st->st_ino) fd = f.fd;
+            firsts.push_back({st->st_dev, st->st_ino, i, fd});
+        }
+        if (!fds) continue;  // its own reasons say why
+        for (const FdView& f : **fds) {
+            if (!S_ISDIR(f.st.st_mode) || f.st.st_nlink != 0) continue;
+            const Holder* h = holder_of(firsts, f.st.st_dev, f.st.st_ino);
+            if (!h) {
+                firsts.push_back({f.st.st_dev, f.st.st_ino, i, f.fd});
+                continue;
+            }
+            if (h->member == i || h->fd >= 0) continue;  // its own, or the tree share's
+            uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
+            if (f.info.pos == 0 && !(flags & ~reopen_flags(uint32_t(K::kDeletedDir)))) continue;
+            out.push_back(strfmt(
+                "pid {}: fd {}: {} is pid {}'s cwd, and this open file description of it is at "
+                "offset {}, open flags 0{:o}, which a removed directory opened again cannot "
+                "take; such a description{}",
+                m.pid(), f.fd, f.link, members[h->member]->pid(), f.info.pos, flags, kNotYet));
+        }
+    }
+}
+
+Status share_removed_cwds(std::span<const pid_t> pids, std::span<const MemberCwd> members) {
+    std::vector<Holder> firsts;
+    for (size_t i = 0; i < members.size(); ++i) {
+        const MemberCwd& m = members[i];
+        std::vector<TaskFd>& fds = *m.fds;
+        if (*m.rec) {
+            auto st = removed_cwd(pids[i]);
+            if (!st) return make_error(ESRCH, strfmt("pid {}: its removed cwd is gone", pids[i]));
+            if (const Holder* h = holder_of(firsts, st->st_dev, st->st_ino)) {
+                (*m.rec)->fd = -1;  // its fd of it, if any, is no kind 39 of its own
+                *m.from = image::DeletedCwdFromRecord{uint32_t(h->member), h->fd};
+            } else {
+                int fd = -1;
+                for (const TaskFd& t : fds)
+                    if (t.rec.kind == uint32_t(K::kDeletedDir) && t.rec.same_as < 0 &&
+                        t.rec.dev == st->st_dev && t.rec.ino == st->st_ino)
+                        fd = t.rec.fd;
+                firsts.push_back({st->st_dev, st->st_ino, i, fd});
+            }
+        }
+        for (TaskFd& t : fds) {
+            if (t.rec.kind != uint32_t(K::kDeletedDir) || t.rec.same_as >= 0) continue;
+            const Holder* h = holder_of(firsts, dev_t(t.rec.dev), ino_t(t.rec.ino));
+            if (!h) {
+                firsts.push_back({dev_t(t.rec.dev), ino_t(t.rec.ino), i, t.rec.fd});
+                continue;
+            }
+            if (h->member == i || h->fd >= 0) continue;  // its own; end 4: not its kind 39
+            for (TaskFd& d : fds)                        // it and its dups (which repeat its kind)
+                if (d.rec.fd == t.rec.fd || d.rec.same_as == t.rec.fd) {
+                    d.rec.kind = uint32_t(K::kTreeCwdDir);
+                    d.rec.rdev = h->member;
+                }
+        }
+    }
+    return {};
+}
+
+Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, const TreeRestore* tree,
+                             uint32_t index) {
+    bool kind43 = false;
+    for (const FdEntry& e : img.fds) kind43 |= e.rec.kind == uint32_t(K::kTreeCwdDir);
+    if (!tree && (img.deleted_cwd_from || kind43))
+        return check::bad_image("a removed cwd of another process in an image of one process");
+    for (const FdEntry& e : img.fds) {
+        if (e.rec.kind != uint32_t(K::kTreeCwdDir) || e.rec.same_as >= 0) continue;
+        auto dir = given_dir(*tree, index, uint32_t(e.rec.rdev), -1, e.path, e.rec.mode);
+        if (!dir) return std::unexpected(dir.error());
+        int fd = reopen_self(*dir, int(e.rec.open_flags) | O_NOCTTY);
+        if (fd < 0)
+            return make_error(-fd, strfmt("fd {}: open of process {}'s removed cwd {}", e.rec.fd,
+                                          tree->members[e.rec.rdev].pid, e.path));
+        UniqueFd own(fd);
+        FdAction* a = nullptr;
+        for (FdAction& x : fds.actions)
+            if (x.target == e.rec.fd) a = &x;
+        if (!a) return make_error(EINVAL, strfmt("fd {}: not planned", e.rec.fd));
+        a->prepared = high_dup(fd, fds.min_fd, fds);
+        if (a->prepared < 0) return errno_error("dup of a removed cwd's description");
+    }
+    if (!img.deleted_cwd_from) return plan_deleted_cwd(img, fds);
+    const auto& r = *img.deleted_cwd_from;
+    if (img.deleted_cwd->fd != -1)
+        return bad(tree->members[index].pid, "a removed cwd both its fd's and another's");
+    auto dir = given_dir(*tree, index, r.member, r.fd, img.cwd, img.deleted_cwd->mode);
+    if (!dir) return std::unexpected(dir.error());
+    int hi = high_dup(*dir, fds.min_fd, fds);
+    if (hi < 0) return errno_error("dup of the removed cwd");
+    return hi;
+}
+
+}  // namespace crfs::state

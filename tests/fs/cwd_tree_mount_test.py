@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""cwdtree (state/fs_tree.cc): a removed directory that is the cwd of two
+processes of a tree, and the child's own description of it, through the
+mount: cp /crfs/PID/image, kill -9 the whole tree, restore into the same pids.
+
+  - CwdTree (root): a python parent makes `gone`, chdirs into it and forks;
+    the child inherits the cwd and opens "." (a description of its own);
+    the parent removes `gone`. After the restore the parent's cwd, the
+    child's cwd and the child's fd are ONE removed directory (made once by
+    the parent's restore: the child's cwd is record 132 deleted-cwd-from, its
+    fd kind 43), each process checks getcwd (ENOENT), an O_CREAT in it
+    (ENOENT) and nlink 0 itself and writes PASS; the old code refused the tree
+    (`... is also pid M's cwd; a removed directory two processes of the tree
+    hold not supported yet`).
+  - CwdTreeUser: the same tree run, checkpointed and restored by a normal user
+    `s16cwu1` in the restore_pid_group group `s16cwg1` (made for the class,
+    removed after): the directory is made as the user; edits of the new
+    records are refused with nothing left (a giver that is not earlier, an
+    fd the giver lacks, another mode, an offset, flags a reopen cannot give).
+
+usage: cwd_tree_mount_test.py BUILD_DIR  (any unittest args after)
+"""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import wait_for  # noqa: E402
+import trees_mount_test  # noqa: E402
+from trees_mount_test import gone  # noqa: E402
+import unix_tree_mount_test as utm  # noqa: E402
+
+CWD_TREE = """
+import os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+top = os.getcwd()
+os.mkdir("gone", 0o750)
+os.chdir("gone")
+def check(extra):
+    ok = extra and os.stat(".").st_nlink == 0 and (os.stat(".").st_mode & 0o7777) == 0o750
+    try:
+        os.getcwd()
+        ok = False
+    except FileNotFoundError:
+        pass
+    try:
+        os.open("x", os.O_CREAT | os.O_WRONLY, 0o600)
+        ok = False
+    except FileNotFoundError:
+        pass
+    return ok
+kid = os.fork()
+if kid == 0:
+    mine = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    open(top + "/opened", "w").close()
+    signal.sigwait({signal.SIGUSR1})
+    ok = check(os.fstat(mine).st_ino == os.stat(".").st_ino and os.fstat(mine).st_nlink == 0)
+    with open(top + "/kid", "w") as f:
+        f.write("PASS\\n" if ok else "FAIL\\n")
+    os._exit(0)
+while not os.path.exists(top + "/opened"):
+    signal.sigtimedwait({signal.SIGUSR2}, 0.01)
+os.rmdir(top + "/gone")
+open(top + "/half", "w").close()
+signal.sigwait({signal.SIGUSR1})
+os.waitpid(kid, 0)
+ok = check(open(top + "/kid").read() == "PASS\\n")
+with open(top + "/out", "w") as f:
+    f.write("PASS\\n" if ok else "FAIL\\n")
+"""
+
+
+def one_directory(test, pids):
+    """The parent's cwd, the child's cwd and the child's fd of it: one removed
+    directory; the child's fd (its lowest above 2) a description of its own."""
+    cwds = [os.stat(f"/proc/{p}/cwd") for p in pids]
+    kid_fds = [int(n) for n in os.listdir(f"/proc/{pids[1]}/fd") if int(n) > 2]
+    mine = [n for n in kid_fds if os.stat(f"/proc/{pids[1]}/fd/{n}").st_ino == cwds[0].st_ino]
+    test.assertEqual(len(mine), 1, kid_fds)
+    fd = os.stat(f"/proc/{pids[1]}/fd/{mine[0]}")
+    test.assertEqual({(s.st_dev, s.st_ino, s.st_nlink) for s in cwds + [fd]},
+                     {(cwds[0].st_dev, cwds[0].st_ino, 0)}, "one removed directory")
+    test.assertTrue(os.readlink(f"/proc/{pids[0]}/cwd").endswith("/gone (deleted)"))
+    return mine[0]
+
+
+class CwdTree(trees_mount_test.TreeBase):
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def cwd_tree(self, user_prefix=()):
+        return utm.python_tree(self, "cwd.py", CWD_TREE, user_prefix=user_prefix)
+
+    def finish(self, pids):
+        for p in pids:
+            os.kill(p, 10)
+        wait_for(lambda: self.out() != "" and all(gone(p) for p in pids), "the tree to end")
+        self.assertEqual(self.out(), "PASS\n")
+        self.assertEqual(sorted(n for n in os.listdir(self.dir) if "gone" in n or "deldir" in n),
+                         [], "nothing left in the parent")
+
+    def test_unrestored_cwd_tree_passes(self):
+        proc, pids = self.cwd_tree()
+        self.finish(pids)
+
+    def test_removed_cwd_of_parent_and_child_comes_back_as_one_directory(self):
+        proc, pids = self.cwd_tree()
+        fd = one_directory(self, pids)
+        self.round_trip(proc, pids)
+        self.assertEqual(one_directory(self, pids), fd)
+        self.finish(pids)
+
+
+class CwdTreeUser(utm.InGroup, CwdTree):
+    user, group, prefix, mode = "s16cwu1", "s16cwg1", "crfs-s16cw-", 0o755
+
+    test_unrestored_cwd_tree_passes = None
+    test_removed_cwd_of_parent_and_child_comes_back_as_one_directory = None
+
+    def test_user_restores_its_cwd_tree_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids = self.cwd_tree(user_prefix=as_user)
+        fd = one_directory(self, pids)
+        img = self.checkpoint_as(run, pids[0])
+        self.kill_all(proc, pids)
+        facts = utm.UnixTree.image_facts(self, img)
+        n = facts[1]["fds"][fd][0]
+        self.assertEqual(facts[1]["fds"][fd][1], 43, "the child's fd: kind 43")
+        bad_flags = os.O_DIRECTORY | os.O_RDWR
+        for edits, expect in [
+            (["deleted-cwd-from#0.member=1"], "which is not an earlier process of the tree"),
+            (["deleted-cwd-from#0.fd=7"], f"is not process {pids[0]}'s fd 7"),
+            (["deleted-cwd#1.mode=16832"], f"is not process {pids[0]}'s removed cwd"),  # 040700
+            (["deleted-cwd#1.fd=" + str(fd)], f"fd {fd} is no removed directory"),
+            ([f"fd#{n}.rdev=1"], "which is not an earlier process of the tree"),
+            ([f"fd#{n}.mode=16832"], f"is not process {pids[0]}'s removed cwd"),
+            ([f"fd#{n}.pos=1"], f"fd {fd}: a removed directory of process 0's cwd"),
+            ([f"fd#{n}.open_flags={bad_flags}"], f"fd {fd}: a removed directory of process"),
+        ]:
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
+            self.assertEqual([x for x in os.listdir(self.dir) if "gone" in x or "deldir" in x], [])
+        self.restore_as(run, pw, img, pids)
+        self.assertEqual(one_directory(self, pids), fd)
+        self.assertEqual(os.stat(f"/proc/{pids[0]}/cwd").st_uid, pw.pw_uid)
+        self.finish(pids)
+
+
+if __name__ == "__main__":
+    roundtrip_mount_test.BUILD = os.path.abspath(sys.argv[1])
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
