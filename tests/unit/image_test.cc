@@ -278,57 +278,44 @@ TEST(ImageTest, ThreadAttrsBelongToTheThreadRecordBeforeThem) {
     EXPECT_NE(old.error().what.find("in a version 5 image"), std::string::npos) << old.error().what;
 }
 
+// Sample's image of `version` with its fd 4 (a dup of fd 3's deleted file)
+// rewritten as fd kind `kind` naming `rdev`, checksum fixed, decoded.
+Result<DecodedImage> decode_fd4_as(uint32_t version, image::FdKind kind, uint64_t rdev) {
+    Sample s(version, true);
+    image::FdRecord f{};  // fd 4 as Sample writes it
+    f.fd = 4, f.kind = uint32_t(image::FdKind::kDeleted), f.size = s.file.size();
+    f.path_len = 4, f.same_as = 3;
+    std::string old(reinterpret_cast<const char*>(&f), sizeof f);
+    size_t at = s.bytes.find(old);
+    if (at == std::string::npos) return make_error(EINVAL, "fd 4 not found in the sample");
+    f.kind = uint32_t(kind), f.rdev = rdev, f.same_as = -1;
+    s.bytes.replace(at, sizeof f, reinterpret_cast<const char*>(&f), sizeof f);
+    fix_checksum(s.bytes);
+    return decode(s.bytes);
+}
+
 // deltwice: fd kind 40 (another description of fd 3's deleted file, state/file_reopen.cc)
 // is read from version 14 on; a version 13 image with it is refused.
 TEST(ImageTest, ReopenedFdKindFromVersion14) {
-    for (uint32_t version : {13u, 14u}) {
-        Sample s(version, true);
-        image::FdRecord f{};  // fd 4 as Sample writes it
-        f.fd = 4, f.kind = uint32_t(image::FdKind::kDeleted), f.size = s.file.size();
-        f.path_len = 4, f.same_as = 3;
-        std::string old(reinterpret_cast<const char*>(&f), sizeof f);
-        size_t at = s.bytes.find(old);
-        ASSERT_NE(at, std::string::npos);
-        f.kind = uint32_t(image::FdKind::kReopened), f.rdev = 3, f.same_as = -1;
-        s.bytes.replace(at, sizeof f, reinterpret_cast<const char*>(&f), sizeof f);
-        fix_checksum(s.bytes);
-        auto img = decode(s.bytes);
-        if (version == 13) {
-            ASSERT_FALSE(img);
-            EXPECT_NE(img.error().what.find("unknown fd kind 40"), std::string::npos)
-                << img.error().what;
-            continue;
-        }
-        ASSERT_TRUE(img) << img.error().what;
-        ASSERT_EQ(img->fds.size(), 2u);
-        EXPECT_EQ(image::reopened_first(img->fds[1].rec), 3u);
-    }
+    auto old = decode_fd4_as(13, image::FdKind::kReopened, 3);
+    ASSERT_FALSE(old);
+    EXPECT_NE(old.error().what.find("unknown fd kind 40"), std::string::npos) << old.error().what;
+    auto img = decode_fd4_as(14, image::FdKind::kReopened, 3);
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_EQ(img->fds.size(), 2u);
+    EXPECT_EQ(image::reopened_first(img->fds[1].rec), 3u);
 }
 
 // cwdtree: fd kind 43 (state/fs_tree.cc) is read from version 15 on; a
 // version 14 image with it is refused.
 TEST(ImageTest, TreeCwdDirFdKindFromVersion15) {
-    for (uint32_t version : {14u, 15u}) {
-        Sample s(version, true);
-        image::FdRecord f{};  // fd 4 as Sample writes it
-        f.fd = 4, f.kind = uint32_t(image::FdKind::kDeleted), f.size = s.file.size();
-        f.path_len = 4, f.same_as = 3;
-        std::string old(reinterpret_cast<const char*>(&f), sizeof f);
-        size_t at = s.bytes.find(old);
-        ASSERT_NE(at, std::string::npos);
-        f.kind = uint32_t(image::FdKind::kTreeCwdDir), f.rdev = 0, f.same_as = -1;
-        s.bytes.replace(at, sizeof f, reinterpret_cast<const char*>(&f), sizeof f);
-        fix_checksum(s.bytes);
-        auto img = decode(s.bytes);
-        if (version == 14) {
-            ASSERT_FALSE(img);
-            EXPECT_NE(img.error().what.find("unknown fd kind 43"), std::string::npos)
-                << img.error().what;
-            continue;
-        }
-        ASSERT_TRUE(img) << img.error().what;
-        EXPECT_EQ(img->fds[1].rec.kind, uint32_t(image::FdKind::kTreeCwdDir));
-    }
+    auto old = decode_fd4_as(14, image::FdKind::kTreeCwdDir, 0);
+    ASSERT_FALSE(old);
+    EXPECT_NE(old.error().what.find("unknown fd kind 43"), std::string::npos) << old.error().what;
+    auto img = decode_fd4_as(15, image::FdKind::kTreeCwdDir, 0);
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_EQ(img->fds.size(), 2u);
+    EXPECT_EQ(img->fds[1].rec.kind, uint32_t(image::FdKind::kTreeCwdDir));
 }
 
 TEST(ImageTest, UnsupportedVersion) {
