@@ -15,6 +15,15 @@
 namespace crfs::fs {
 namespace {
 
+// The test hooks below: wait while PATH's existence is `exists` (at most
+// 60 s); no PATH, no wait.
+void test_hold_while(const char* path, bool exists) {
+    if (!path) return;
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while ((::access(path, F_OK) == 0) == exists && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
 // Test only: CRFS_TEST_REAP_HOLD=PATH in crfsd's environment keeps every
 // restored task whose end was just told to its adopter a zombie until PATH
 // exists (at most 60 s), so a test can look at the tree in the window
@@ -22,10 +31,7 @@ namespace {
 // `SameNameAfterTheEnd`). It stalls the exit watcher's thread meanwhile.
 void test_hold_before_reap() {
     static const char* path = std::getenv("CRFS_TEST_REAP_HOLD");
-    if (!path) return;
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (::access(path, F_OK) != 0 && std::chrono::steady_clock::now() < end)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    test_hold_while(path, false);
 }
 
 // Test only: CRFS_TEST_ADOPT_HOLD=PATH in crfsd's environment: while PATH
@@ -35,10 +41,7 @@ void test_hold_before_reap() {
 // `EndBeforeAdoption`). It stalls the close(2) that restored the task.
 void test_hold_before_adopt() {
     static const char* path = std::getenv("CRFS_TEST_ADOPT_HOLD");
-    if (!path) return;
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (::access(path, F_OK) == 0 && std::chrono::steady_clock::now() < end)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    test_hold_while(path, true);
 }
 
 }  // namespace

@@ -376,10 +376,10 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
 void slot_task_ended(Slot& slot, pid_t pid, int code, int status) {
     std::lock_guard lock(slot.mu);
     if (slot.restored != pid) return;
+    // The reaper tells only an end waitid saw (si_pid set): CLD_EXITED, or
+    // CLD_KILLED / CLD_DUMPED with the signal.
     if (code == CLD_EXITED) {
         slot.ended = "exited " + std::to_string(status);
-    } else if (code == 0) {
-        slot.ended = "ended (exit status unknown)";
     } else {
         const char* name = ::sigabbrev_np(status);
         slot.ended = std::string("killed by ") +
