@@ -16,7 +16,15 @@ mount: cp /crfs/PID/image, kill -9 the whole tree, restore into the same pids.
     `s16cwu1` in the restore_pid_group group `s16cwg1` (made for the class,
     removed after): the directory is made as the user; edits of the new
     records are refused with nothing left (a giver that is not earlier, an
-    fd the giver lacks, another mode, an offset, flags a reopen cannot give).
+    fd the giver lacks, another mode, an offset above 2^63-1, flags a reopen
+    cannot give: O_RDWR, O_NOFOLLOW).
+  - cwdoffset: the child reads part of the directory (40 files, 128 bytes of
+    getdents) before the parent empties and removes it (CwdTree's
+    test_child_description_read_before_the_rmdir_keeps_its_offset, and the
+    user's tree): its fd's offset, an ext4 hash cookie, is the same after the
+    restore and getdents fails ENOENT (opened and seeked by the parent's
+    restore before its rmdir); the old code refused the tree (`... is at
+    offset O ...; such a description not supported yet`).
 
 usage: cwd_tree_mount_test.py BUILD_DIR  (any unittest args after)
 """
