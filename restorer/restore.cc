@@ -526,6 +526,13 @@ std::vector<StreamVma> stream_vmas(const std::vector<crfs_ra_vma>& vmas) {
 
 }  // namespace
 
+Result<DecodedImage> decode_tree_member(const TreeRestore& tree, uint32_t process) {
+    const RestoreRequest& req = tree.root_req;
+    bool used_hash = false;
+    return decode_spool(req.image_fd, process, req.image_hash, req.spool, &used_hash,
+                        tree.root_img);
+}
+
 namespace {
 int g_hold_go = -1;  // only ever set in a clone (child_hold_on_fail)
 }  // namespace

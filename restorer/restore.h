@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/image_prehash.h"
+#include "common/image_reader.h"
 #include "common/result.h"
 
 namespace crfs {
@@ -101,6 +102,12 @@ struct RestoreRequest {
 // restored task is a child of the calling process, held until
 // release_restored_child(), then reaped by reap_restored_children().
 Result<pid_t> restore_image(const RestoreRequest& req);
+
+// cwdoffset (state/fs_tree.cc): the records of process `process` of the tree
+// being restored, decoded as its own restore_image will decode them (from
+// process 0's decode, the checksum already verified): for an earlier member's
+// plan that must see a later member's records before that member is planned.
+Result<DecodedImage> decode_tree_member(const TreeRestore& tree, uint32_t process);
 
 // Reaping contract: every task restore_image returns is a child of this
 // process and is remembered here, held: never reaped until its caller

@@ -134,7 +134,8 @@ Status check_deleted_cwd(const DecodedImage& img) {
     return bad(strfmt("fd {}: no such fd record", r.fd));
 }
 
-Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds) {
+Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds,
+                             std::vector<std::pair<int, uint64_t>> later, std::vector<int>* early) {
     if (!img.deleted_cwd) return -1;
     const auto& r = *img.deleted_cwd;
     if (r.fd >= 0) {  // the kind 39 fd's directory (check_deleted_cwd: one is there)
@@ -145,12 +146,20 @@ Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds) {
             if (a.target == target && a.prepared >= 0) return a.prepared;
         return make_error(EINVAL, strfmt("bad image: deleted cwd: fd {} is not made", r.fd));
     }
-    RemovedDir d{img.cwd, r.mode, O_RDONLY | O_DIRECTORY, 0, r.mtime_sec, r.mtime_nsec, "cwd"};
-    auto made = make_removed_dir(d, img.creds);
+    RemovedDir d{img.cwd,      r.mode, O_RDONLY | O_DIRECTORY, 0, r.mtime_sec,
+                 r.mtime_nsec, "cwd",  std::move(later)};
+    std::vector<UniqueFd> laters;
+    auto made = make_removed_dir(d, img.creds, &laters);
     if (!made) return std::unexpected(made.error());
     int hi = fcntl(made->get(), F_DUPFD_CLOEXEC, fds.min_fd);
     if (hi < 0) return errno_error("dup of the removed cwd");
     fds.copies.emplace_back(hi);
+    for (const UniqueFd& l : laters) {
+        int e = fcntl(l.get(), F_DUPFD_CLOEXEC, fds.min_fd);
+        if (e < 0) return errno_error("dup of the removed cwd");
+        fds.copies.emplace_back(e);
+        if (early) early->push_back(e);
+    }
     return hi;
 }
 

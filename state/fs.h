@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/image_reader.h"
@@ -31,14 +32,18 @@ Status check_deleted_cwd(const DecodedImage& img);
 // Restore, as the writer, after plan_fds: the descriptor stage 1 fchdirs to
 // (the kind 39 fd's own when the record names one, else a removed directory
 // made here and held in fds.copies), or -1 when the cwd is no removed one.
-Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds);
+// cwdoffset: `later` (flags, offset) are opened and seeked with a directory
+// made here, before its rmdir; their fds (in fds.copies) go to `early`, in order.
+Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds,
+                             std::vector<std::pair<int, uint64_t>> later = {},
+                             std::vector<int>* early = nullptr);
 
 // cwdtree (state/fs_tree.cc): a removed directory several members of a tree
 // hold (as cwd or fd) is made once, by the first holder's restore.
 
 // A tree, members in image order: a later member's description of a removed
-// directory an earlier member holds as its cwd only, at an offset or with
-// flags a reopen cannot give: a reason naming both.
+// directory an earlier member holds as its cwd only, with flags a reopen
+// cannot give: a reason naming both (one at an offset is restored: cwdoffset).
 void detect_deleted_cwd_shared(std::span<TaskView* const> members, Reasons& out);
 
 // One member's capture: its deleted-cwd record (if any), its deleted-cwd-from
@@ -57,8 +62,9 @@ Status share_removed_cwds(std::span<const pid_t> pids, std::span<const MemberCwd
 // Restore, as the writer, after plan_fds: plan_deleted_cwd above, and in a
 // tree (`tree` non-null, this member `index`) a cwd of an earlier member's
 // (the daemon's fd of its directory, dup'd above this member's fds) and the
-// kind 43 descriptions, opened from it.
-Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, const TreeRestore* tree,
+// kind 43 descriptions, opened from it (at an offset: opened by the first
+// holder's plan with its directory, before the rmdir, and taken here).
+Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* tree,
                              uint32_t index);
 
 }  // namespace crfs::state

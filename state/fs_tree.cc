@@ -27,20 +27,30 @@
 // so nothing is handed over in stage 1 and nothing waits. The dup opens
 // nothing; kind 43's open is the daemon's as the writer, as kind 39's own.
 //
+// A kind 43 description at an offset (read before the rmdir: a getdents
+// cookie, which ext4 takes no more once the directory is removed) is opened
+// and seeked by the FIRST holder's plan with its directory, before the rmdir
+// (make_removed_dir's `later`, as a deltwice description of one process):
+// that plan decodes the later members' records (decode_tree_member: the
+// spool's records, not the pages, once per later member) to find them, and
+// keeps them in its member (early_cwd_descs); the later member's plan takes
+// its own, checked (that directory's inode, its flags and offset).
+//
 // Reasons (detect_deleted_cwd_shared, the checkpoint's too): a later
 // member's description of a removed directory an earlier member holds as its
-// cwd only, at an offset other than 0 (its getdents cookie: ext4 takes none
-// once the directory is removed, and it was made removed by the first
-// holder's restore) or with flags an open through /proc/self/fd cannot give.
+// cwd only, with flags an open through /proc/self/fd cannot give (O_NOFOLLOW,
+// FASYNC).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 
 #include "checkpoint/files.h"
 #include "common/strfmt.h"
 #include "restorer/files.h"
+#include "restorer/restore.h"
 #include "state/check.h"
 #include "state/dir_deleted.h"
 #include "state/file_kind.h"
@@ -95,7 +105,7 @@ Status dump(pid_t, const FdView& f, TaskFd&) {
 Status check(const FdEntry& f, const DecodedImage&) {
     const auto& r = f.rec;
     if (!plain_path(f.path) || bad_removed_dir_mode(r.mode) ||
-        (r.open_flags & ~reopen_flags(uint32_t(K::kDeletedDir))) || r.pos ||
+        (r.open_flags & ~reopen_flags(uint32_t(K::kDeletedDir))) || r.pos > uint64_t(LLONG_MAX) ||
         r.rdev >= kMaxTreeRestore)
         return check::bad(
             strfmt("fd {}: a removed directory of process {}'s cwd, path, mode 0{:o}, open flags "
@@ -149,6 +159,44 @@ int high_dup(int fd, int min_fd, FdPlan& fds) {
     return hi;
 }
 
+// A later member's own description of the directory `dir` (kind 43 at
+// offset 0): opened by the daemon as the writer through /proc/self/fd of it.
+Result<UniqueFd> reopened(const TreeRestore& tree, const FdEntry& e, int dir) {
+    int fd = reopen_self(dir, int(e.rec.open_flags) | O_NOCTTY);
+    if (fd < 0)
+        return make_error(-fd, strfmt("fd {}: open of process {}'s removed cwd {}", e.rec.fd,
+                                      tree.members[e.rec.rdev].pid, e.path));
+    return UniqueFd(fd);
+}
+
+// cwdoffset: a later member's description at an offset, opened and seeked by
+// the first holder's plan before its rmdir: this member's, of the directory
+// `dir`, with the record's flags and offset (each checked).
+Result<UniqueFd> early_desc(const TreeRestore& tree, uint32_t me, const FdEntry& e, int dir) {
+    const auto& h = tree.members[e.rec.rdev];
+    pid_t pid = tree.members[me].pid;
+    for (const auto& d : h.early_cwd_descs) {
+        if (d.member != me || d.fd != e.rec.fd) continue;
+        struct stat st {
+        }, dst{};
+        constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
+        int fl = fcntl(d.daemon, F_GETFL);
+        if (d.daemon < 0 || ::fstat(d.daemon, &st) != 0 || ::fstat(dir, &dst) != 0 ||
+            st.st_dev != dst.st_dev || st.st_ino != dst.st_ino || fl < 0 ||
+            ((uint32_t(fl) ^ e.rec.open_flags) & ~kOLargefile) ||
+            ::lseek(d.daemon, 0, SEEK_CUR) != off_t(e.rec.pos))
+            return make_error(ESTALE, strfmt("process {}: fd {}: the description of process {}'s "
+                                             "removed cwd {} opened with it is not this one",
+                                             pid, e.rec.fd, h.pid, e.path));
+        int fd = fcntl(d.daemon, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) return errno_error("dup of a removed cwd's description");
+        return UniqueFd(fd);
+    }
+    return bad(pid, strfmt("fd {}: a description of process {}'s removed cwd {} at offset {} "
+                           "that its restore did not open",
+                           e.rec.fd, h.pid, e.path, e.rec.pos));
+}
+
 }  // namespace
 
 const FileKind kTreeCwdDirKind = {
@@ -176,12 +224,12 @@ void detect_deleted_cwd_shared(std::span<TaskView* const> members, Reasons& out)
             }
             if (h->member == i || h->fd >= 0) continue;  // its own, or the tree share's
             uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
-            if (f.info.pos == 0 && !(flags & ~reopen_flags(uint32_t(K::kDeletedDir)))) continue;
+            if (!(flags & ~reopen_flags(uint32_t(K::kDeletedDir)))) continue;  // at any offset
             out.push_back(strfmt(
-                "pid {}: fd {}: {} is pid {}'s cwd, and this open file description of it is at "
-                "offset {}, open flags 0{:o}, which a removed directory opened again cannot "
-                "take; such a description{}",
-                m.pid(), f.fd, f.link, members[h->member]->pid(), f.info.pos, flags, kNotYet));
+                "pid {}: fd {}: {} is pid {}'s cwd, and this open file description of it has "
+                "open flags 0{:o}, which a removed directory opened again cannot take; such a "
+                "description{}",
+                m.pid(), f.fd, f.link, members[h->member]->pid(), flags, kNotYet));
         }
     }
 }
@@ -224,7 +272,7 @@ Status share_removed_cwds(std::span<const pid_t> pids, std::span<const MemberCwd
     return {};
 }
 
-Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, const TreeRestore* tree,
+Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* tree,
                              uint32_t index) {
     bool kind43 = false;
     for (const FdEntry& e : img.fds) kind43 |= e.rec.kind == uint32_t(K::kTreeCwdDir);
@@ -234,19 +282,42 @@ Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, const TreeRes
         if (e.rec.kind != uint32_t(K::kTreeCwdDir) || e.rec.same_as >= 0) continue;
         auto dir = given_dir(*tree, index, uint32_t(e.rec.rdev), -1, e.path, e.rec.mode);
         if (!dir) return std::unexpected(dir.error());
-        int fd = reopen_self(*dir, int(e.rec.open_flags) | O_NOCTTY);
-        if (fd < 0)
-            return make_error(-fd, strfmt("fd {}: open of process {}'s removed cwd {}", e.rec.fd,
-                                          tree->members[e.rec.rdev].pid, e.path));
-        UniqueFd own(fd);
+        auto fd = e.rec.pos ? early_desc(*tree, index, e, *dir) : reopened(*tree, e, *dir);
+        if (!fd) return std::unexpected(fd.error());
         FdAction* a = nullptr;
         for (FdAction& x : fds.actions)
             if (x.target == e.rec.fd) a = &x;
         if (!a) return make_error(EINVAL, strfmt("fd {}: not planned", e.rec.fd));
-        a->prepared = high_dup(fd, fds.min_fd, fds);
+        a->prepared = high_dup(fd->get(), fds.min_fd, fds);
         if (a->prepared < 0) return errno_error("dup of a removed cwd's description");
     }
-    if (!img.deleted_cwd_from) return plan_deleted_cwd(img, fds);
+    if (!img.deleted_cwd_from) {
+        if (!tree || !img.deleted_cwd || img.deleted_cwd->fd >= 0)
+            return plan_deleted_cwd(img, fds);
+        // cwdoffset: the later members' descriptions of it at an offset, made with it.
+        std::vector<TreeRestore::Member::EarlyDesc> descs;
+        std::vector<std::pair<int, uint64_t>> later;
+        for (uint32_t k = index + 1; k < tree->members.size(); ++k) {
+            auto other = decode_tree_member(*tree, k);
+            if (!other) return std::unexpected(other.error().context("bad image"));
+            for (const FdEntry& e : other->fds) {
+                if (e.rec.kind != uint32_t(K::kTreeCwdDir) || e.rec.same_as >= 0 ||
+                    e.rec.rdev != index || !e.rec.pos)
+                    continue;
+                if (auto c = kTreeCwdDirKind.check(e, *other); !c)
+                    return std::unexpected(
+                        c.error().context(strfmt("process {}", tree->members[k].pid)));
+                later.emplace_back(int(e.rec.open_flags), e.rec.pos);
+                descs.push_back({k, e.rec.fd, -1});
+            }
+        }
+        std::vector<int> early;
+        auto cwd = plan_deleted_cwd(img, fds, std::move(later), &early);
+        if (!cwd) return cwd;
+        for (size_t i = 0; i < descs.size() && i < early.size(); ++i) descs[i].daemon = early[i];
+        tree->members[index].early_cwd_descs = std::move(descs);
+        return cwd;
+    }
     const auto& r = *img.deleted_cwd_from;
     if (img.deleted_cwd->fd != -1)
         return bad(tree->members[index].pid, "a removed cwd both its fd's and another's");

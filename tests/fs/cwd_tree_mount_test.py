@@ -16,7 +16,15 @@ mount: cp /crfs/PID/image, kill -9 the whole tree, restore into the same pids.
     `s16cwu1` in the restore_pid_group group `s16cwg1` (made for the class,
     removed after): the directory is made as the user; edits of the new
     records are refused with nothing left (a giver that is not earlier, an
-    fd the giver lacks, another mode, an offset, flags a reopen cannot give).
+    fd the giver lacks, another mode, an offset above 2^63-1, flags a reopen
+    cannot give: O_RDWR, O_NOFOLLOW).
+  - cwdoffset: the child reads part of the directory (40 files, 128 bytes of
+    getdents) before the parent empties and removes it (CwdTree's
+    test_child_description_read_before_the_rmdir_keeps_its_offset, and the
+    user's tree): its fd's offset, an ext4 hash cookie, is the same after the
+    restore and getdents fails ENOENT (opened and seeked by the parent's
+    restore before its rmdir); the old code refused the tree (`... is at
+    offset O ...; such a description not supported yet`).
 
 usage: cwd_tree_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -32,11 +40,20 @@ from trees_mount_test import gone  # noqa: E402
 import unix_tree_mount_test as utm  # noqa: E402
 
 CWD_TREE = """
-import os, signal
+import ctypes, errno, os, signal
+READ = 0  # cwdoffset: the child reads part of the directory before the rmdir
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+libc = ctypes.CDLL(None, use_errno=True)
 top = os.getcwd()
 os.mkdir("gone", 0o750)
 os.chdir("gone")
+names = ["f%02d" % i for i in range(40 if READ else 0)]
+for name in names:
+    open(name, "w").close()
+def getdents(fd):
+    buf = ctypes.create_string_buffer(128)
+    n = libc.syscall(217, fd, buf, 128)
+    return n, ctypes.get_errno()
 def check(extra):
     ok = extra and os.stat(".").st_nlink == 0 and (os.stat(".").st_mode & 0o7777) == 0o750
     try:
@@ -53,14 +70,20 @@ def check(extra):
 kid = os.fork()
 if kid == 0:
     mine = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    if READ and getdents(mine)[0] <= 0:
+        os._exit(3)
+    pos = os.lseek(mine, 0, os.SEEK_CUR)
     open(top + "/opened", "w").close()
     signal.sigwait({signal.SIGUSR1})
     ok = check(os.fstat(mine).st_ino == os.stat(".").st_ino and os.fstat(mine).st_nlink == 0)
+    ok = ok and os.lseek(mine, 0, os.SEEK_CUR) == pos and getdents(mine) == (-1, errno.ENOENT)
     with open(top + "/kid", "w") as f:
         f.write("PASS\\n" if ok else "FAIL\\n")
     os._exit(0)
 while not os.path.exists(top + "/opened"):
     signal.sigtimedwait({signal.SIGUSR2}, 0.01)
+for name in names:
+    os.unlink(name)
 os.rmdir(top + "/gone")
 open(top + "/half", "w").close()
 signal.sigwait({signal.SIGUSR1})
@@ -89,8 +112,9 @@ class CwdTree(trees_mount_test.TreeBase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def cwd_tree(self, user_prefix=()):
-        return utm.python_tree(self, "cwd.py", CWD_TREE, user_prefix=user_prefix)
+    def cwd_tree(self, user_prefix=(), read=False):
+        code = CWD_TREE.replace("READ = 0", "READ = 1") if read else CWD_TREE
+        return utm.python_tree(self, "cwd.py", code, user_prefix=user_prefix)
 
     def finish(self, pids):
         for p in pids:
@@ -111,17 +135,38 @@ class CwdTree(trees_mount_test.TreeBase):
         self.assertEqual(one_directory(self, pids), fd)
         self.finish(pids)
 
+    def test_child_description_read_before_the_rmdir_keeps_its_offset(self):
+        """cwdoffset: the child read part of the directory before the rmdir
+        (its offset an ext4 hash cookie, which a removed directory takes no
+        more): opened and seeked by the parent's restore before its rmdir."""
+        proc, pids = self.cwd_tree(read=True)
+        fd = one_directory(self, pids)
+        pos = fdinfo_pos(pids[1], fd)
+        self.assertNotEqual(pos, 0, "read before the rmdir")
+        self.round_trip(proc, pids)
+        self.assertEqual(one_directory(self, pids), fd)
+        self.assertEqual(fdinfo_pos(pids[1], fd), pos)
+        self.finish(pids)
+
+
+def fdinfo_pos(pid, fd):
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        return int(f.readline().split()[1])
+
 
 class CwdTreeUser(utm.InGroup, CwdTree):
     user, group, prefix, mode = "s16cwu1", "s16cwg1", "crfs-s16cw-", 0o755
 
     test_unrestored_cwd_tree_passes = None
     test_removed_cwd_of_parent_and_child_comes_back_as_one_directory = None
+    test_child_description_read_before_the_rmdir_keeps_its_offset = None
 
     def test_user_restores_its_cwd_tree_and_its_edits_are_refused(self):
         pw, as_user, run = self.as_user(self.user, "--init-groups")
-        proc, pids = self.cwd_tree(user_prefix=as_user)
+        proc, pids = self.cwd_tree(user_prefix=as_user, read=True)  # cwdoffset: at an offset
         fd = one_directory(self, pids)
+        pos = fdinfo_pos(pids[1], fd)
+        self.assertNotEqual(pos, 0, "read before the rmdir")
         img = self.checkpoint_as(run, pids[0])
         self.kill_all(proc, pids)
         facts = utm.UnixTree.image_facts(self, img)
@@ -135,13 +180,16 @@ class CwdTreeUser(utm.InGroup, CwdTree):
             (["deleted-cwd#1.fd=" + str(fd)], f"fd {fd} is no removed directory"),
             ([f"fd#{n}.rdev=1"], "which is not an earlier process of the tree"),
             ([f"fd#{n}.mode=16832"], f"is not process {pids[0]}'s removed cwd"),
-            ([f"fd#{n}.pos=1"], f"fd {fd}: a removed directory of process 0's cwd"),
+            ([f"fd#{n}.pos={1 << 63}"], f"fd {fd}: a removed directory of process 0's cwd"),
             ([f"fd#{n}.open_flags={bad_flags}"], f"fd {fd}: a removed directory of process"),
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_NOFOLLOW}"],
+             f"fd {fd}: a removed directory of process"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
             self.assertEqual([x for x in os.listdir(self.dir) if "gone" in x or "deldir" in x], [])
         self.restore_as(run, pw, img, pids)
         self.assertEqual(one_directory(self, pids), fd)
+        self.assertEqual(fdinfo_pos(pids[1], fd), pos)
         self.assertEqual(os.stat(f"/proc/{pids[0]}/cwd").st_uid, pw.pw_uid)
         self.finish(pids)
 

@@ -90,7 +90,8 @@ PROBES = [
     ("task", "deleted_cwd_owner", "owned by 65534:65534, not by the task's fsuid:fsgid; such a directory"),
     ("task", "deleted_cwd_child", None),  # cwdtree: made once, the child's a dup (state/fs_tree.cc)
     ("task", "deleted_cwd_child_fd", None),  # cwdtree: the child's fd of it, kind 43
-    ("task", "deleted_cwd_child_read", "'s cwd, and this open file description of it is at offset"),
+    ("task", "deleted_cwd_child_read", None),  # cwdoffset: at its offset, opened before the rmdir
+    ("task", "deleted_cwd_child_nofollow", "'s cwd, and this open file description of it has open flags"),
     ("task", "deleted_fd_child_cwd", None),  # cwdtree: the child's cwd of the parent's fd 3
     ("task", "child", None),  # deldir: the removed directory both opened comes back (state/dir_deleted.cc)
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
@@ -359,11 +360,12 @@ PROBES = [
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree",
          "unix_dgram", "tree_clone", ("sysv", "shm_tree"), "sysv_ipc",
          ("task", "child"), ("task", "deleted_cwd_child"), ("task", "deleted_cwd_child_fd"),
-         ("task", "deleted_fd_child_cwd")}  # a probe, or (probe, variant)
+         ("task", "deleted_fd_child_cwd"), ("task", "deleted_cwd_child_read")}  # a probe, or (probe, variant)
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
                  "timer_thread", "mqueue_tree", "unix_dgram", "tree_clone", ("sysv", "shm_tree"),
                  "sysv_ipc", ("task", "child"), ("task", "deleted_cwd_child"),
-                 ("task", "deleted_cwd_child_fd"), ("task", "deleted_fd_child_cwd")}
+                 ("task", "deleted_cwd_child_fd"), ("task", "deleted_fd_child_cwd"),
+                 ("task", "deleted_cwd_child_read")}
 
 
 def kernel_names_vmas():

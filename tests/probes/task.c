@@ -157,8 +157,11 @@ static void deleted_cwd_child_check(void) {
 /* cwdtree: the parent's removed cwd, the child's fd of it (opened "." after
  * the rmdir; its cwd then "/"): the child's fd is a description of its own
  * of the parent's directory (fd kind 43). `read`: the child read it before
- * the rmdir (its offset a getdents cookie: refused). */
+ * the rmdir (its offset a getdents cookie: opened and seeked by the parent's
+ * restore before its rmdir, cwdoffset); `nofollow`: opened O_NOFOLLOW, which
+ * an open through /proc/self/fd refuses (refused). */
 static int g_child_fd = -1;
+static char g_child_info[256]; /* the child's fdinfo pos and flags lines */
 /* Forks g_cwd_child with a readiness pipe; true in the child. */
 static int fork_cwd_child(int ready[2]) {
     if (pipe(ready) != 0) die("pipe");
@@ -167,12 +170,27 @@ static int fork_cwd_child(int ready[2]) {
     if (g_cwd_child == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
     return g_cwd_child == 0;
 }
-static void cwd_child_fd(int read_first) {
+/* "pos: ...\nflags: ...\n" of the child's fd g_child_fd. */
+static void child_fd_info(char* out, size_t n) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", g_cwd_child, g_child_fd);
+    FILE* f = fopen(path, "r");
+    out[0] = 0;
+    if (!f) return;
+    size_t used = 0;
+    for (char line[128]; fgets(line, sizeof line, f) && used + strlen(line) < n;)
+        if (!strncmp(line, "pos:", 4) || !strncmp(line, "flags:", 6)) {
+            strcpy(out + used, line);
+            used += strlen(line);
+        }
+    fclose(f);
+}
+static void cwd_child_fd(int read_first, int flags) {
     cwd_setup();
     int ready[2];
     if (fork_cwd_child(ready)) {
         char buf[4096];
-        unsigned char fd = (unsigned char)open(".", O_RDONLY | O_DIRECTORY);
+        unsigned char fd = (unsigned char)open(".", O_RDONLY | O_DIRECTORY | flags);
         if (fd > 100 || (read_first && syscall(SYS_getdents64, fd, buf, sizeof buf) <= 0) ||
             chdir("/") != 0 || write(ready[1], &fd, 1) != 1)
             _exit(2);
@@ -186,16 +204,24 @@ static void cwd_child_fd(int read_first) {
     close(ready[0]);
     g_child_fd = fd;
     remove_cwd();
+    child_fd_info(g_child_info, sizeof g_child_info);
 }
 static void deleted_cwd_child_fd_setup(void) {
-    cwd_child_fd(0);
+    cwd_child_fd(0, 0);
 }
 static void deleted_cwd_child_read_setup(void) {
-    cwd_child_fd(1);
+    cwd_child_fd(1, 0);
+}
+static void deleted_cwd_child_nofollow_setup(void) {
+    cwd_child_fd(0, O_NOFOLLOW);
 }
 static void deleted_cwd_child_fd_check(void) {
     deleted_cwd_check();
     same_dir_as_cwd("fd", g_child_fd);
+    char now[sizeof g_child_info];
+    child_fd_info(now, sizeof now);
+    if (strcmp(now, g_child_info) != 0 || !g_child_info[0])
+        fail("the child's fd %d: %s, was %s", g_child_fd, now, g_child_info);
     end_cwd_child();
 }
 
@@ -376,7 +402,8 @@ static const struct variant kVariants[] = {
     {"deleted_cwd_owner", deleted_cwd_owner_setup, check_nothing, NULL},
     {"deleted_cwd_child", deleted_cwd_child_setup, deleted_cwd_child_check, NULL},
     {"deleted_cwd_child_fd", deleted_cwd_child_fd_setup, deleted_cwd_child_fd_check, NULL},
-    {"deleted_cwd_child_read", deleted_cwd_child_read_setup, check_nothing, NULL},
+    {"deleted_cwd_child_read", deleted_cwd_child_read_setup, deleted_cwd_child_fd_check, NULL},
+    {"deleted_cwd_child_nofollow", deleted_cwd_child_nofollow_setup, check_nothing, NULL},
     {"deleted_fd_child_cwd", deleted_fd_child_cwd_setup, deleted_fd_child_cwd_check, NULL},
     {"child", child_setup, child_check, NULL},
     {"seccomp", seccomp_setup, seccomp_check, NULL},

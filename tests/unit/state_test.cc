@@ -20,6 +20,7 @@
 
 #include "crfs/image_format.h"
 #include "state/fds.h"
+#include "state/fs.h"
 #include "state/kobj.h"
 #include "state/pidfd.h"
 #include "state/registry.h"
@@ -491,6 +492,83 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
     plan(101);
     plan(1);                  // a process outside
     plan(int32_t(getpid()));  // this test: a process outside
+}
+
+// cwdoffset (state/fs_tree.cc): a later member's kind 43 description at an
+// offset is the one the first holder's plan opened with its directory before
+// the rmdir (early_cwd_descs), taken only when it is that directory's inode
+// with the record's flags and offset; one none was opened for is a bad image.
+TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
+    char tmpl[] = "/tmp/crfs-cwdoffset-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    std::string path = std::string(tmpl) + "/gone";
+    ASSERT_EQ(mkdir(path.c_str(), 0700), 0);
+    UniqueFd dir(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd early(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    char buf[4096];
+    ASSERT_GT(syscall(SYS_getdents64, early.get(), buf, sizeof buf), 0);
+    off_t pos = lseek(early.get(), 0, SEEK_CUR);
+    ASSERT_GT(pos, 0);
+    ASSERT_EQ(rmdir(path.c_str()), 0);
+    ASSERT_EQ(rmdir(tmpl), 0);
+    struct stat st {};
+    ASSERT_EQ(fstat(dir.get(), &st), 0);
+
+    DecodedImage parent, child;
+    parent.cwd = path;
+    parent.deleted_cwd = image::DeletedCwdRecord{st.st_mode, -1, 0, 0};
+    FdPlan pfds;
+    TreeRestore tree;
+    tree.members.resize(2);
+    tree.members[0].pid = 100;
+    tree.members[0].img = &parent;
+    tree.members[0].fds = &pfds;
+    tree.members[0].removed_cwd = dir.get();
+    tree.members[0].early_cwd_descs = {{1, 3, early.get()}};
+    tree.members[1].pid = 101;
+    tree.members[1].parent = 0;
+    FdEntry e;
+    e.path = path;
+    e.rec.fd = 3;
+    e.rec.same_as = -1;
+    e.rec.kind = uint32_t(image::FdKind::kTreeCwdDir);
+    e.rec.rdev = 0;
+    e.rec.mode = st.st_mode;
+    e.rec.open_flags = O_DIRECTORY;
+    e.rec.pos = uint64_t(pos);
+    auto plan = [&](const FdEntry& f) {
+        child.fds = {f};
+        FdPlan cfds;
+        cfds.min_fd = 20;
+        FdAction a;
+        a.target = 3;
+        cfds.actions.push_back(a);
+        auto r = plan_deleted_cwd(child, cfds, &tree, 1);
+        int prepared = cfds.actions[0].prepared;
+        off_t at = prepared >= 0 ? lseek(prepared, 0, SEEK_CUR) : -1;
+        return std::make_pair(r ? std::string() : r.error().what, at);
+    };
+    auto ok = plan(e);
+    EXPECT_EQ(ok, std::make_pair(std::string(), pos));
+    auto refused = [&](FdEntry f, const char* what) {
+        auto [err, at] = plan(f);
+        EXPECT_NE(err.find(what), std::string::npos) << err;
+    };
+    FdEntry f = e;
+    f.rec.pos = uint64_t(pos) - 1;  // another offset than the one opened
+    refused(f, "opened with it is not this one");
+    f = e;
+    f.rec.open_flags = O_DIRECTORY | O_NONBLOCK;  // other flags
+    refused(f, "opened with it is not this one");
+    tree.members[0].early_cwd_descs = {{1, 3, -1}};  // none made
+    refused(e, "opened with it is not this one");
+    tree.members[0].early_cwd_descs = {{1, 4, early.get()}};  // another fd's
+    refused(e, "that its restore did not open");
+    tree.members[0].early_cwd_descs = {{0, 3, early.get()}};  // another member's
+    refused(e, "that its restore did not open");
+    FdEntry zero = e;  // at offset 0: opened again through /proc/self/fd
+    zero.rec.pos = 0;
+    EXPECT_EQ(plan(zero), std::make_pair(std::string(), off_t(0)));
 }
 
 }  // namespace

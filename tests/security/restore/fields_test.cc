@@ -234,7 +234,13 @@ TEST(RestoreFields, TreeCwdDirPathModeFlagsAndOffset) {
         expect_einval(img, kBad);
     }
     r.open_flags = O_DIRECTORY;
-    r.pos = 1;
+    // cwdoffset: at an offset (read before the rmdir: opened with the first
+    // holder's directory), up to the largest off_t.
+    for (uint64_t pos : {uint64_t(1), uint64_t(INT64_MAX)}) {
+        r.pos = pos;
+        EXPECT_TRUE(check_fields(img)) << pos;
+    }
+    r.pos = uint64_t(INT64_MAX) + 1;
     expect_einval(img, kBad);
     r.pos = 0;
     r.rdev = 1u << 20;
