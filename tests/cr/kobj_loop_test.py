@@ -63,6 +63,57 @@ class EventLoop(rt.Base):
         self.usr1_then_verdict(t)
 
 
+# A one-shot CLOCK_MONOTONIC timerfd due 3 s after it is armed; once DIR/go
+# exists it waits for the tick (at most 10 s) and writes what it read.
+ONE_SHOT = r"""
+import ctypes, os, select, struct, time
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.timerfd_create(1, os.O_NONBLOCK)
+its = (ctypes.c_long * 4)(0, 0, 3, 0)
+assert fd >= 0 and libc.timerfd_settime(fd, 0, its, None) == 0
+open("r.tmp", "w").write(f"{fd}\n")
+os.rename("r.tmp", "ready")
+while not os.path.exists("go"):
+    time.sleep(0.01)
+p = select.poll()
+p.register(fd, select.POLLIN)
+ticks = struct.unpack("Q", os.read(fd, 8))[0] if p.poll(10000) else 0
+open("r.tmp", "w").write(f"ticks {ticks}\n")
+os.rename("r.tmp", "result")
+"""
+
+
+class LateTimerInterrupt(rt.Base):
+    """Issue 10: between a timer's expiry and its hrtimer interrupt (late when
+    the host holds the vCPU that has it), fdinfo shows an armed timer with no
+    ticks and no time left, as a disarmed one. CRFS_TEST_TIMERFD_LATE_IRQ=1
+    (state/timerfd.cc) makes crfsd's first reading of it that one, so the
+    window is looked at, not raced: the checkpoint must not record the timer
+    disarmed (it waits for the tick), and the restored task must get its tick."""
+
+    def setUp(self):
+        self.crfs = rt.Crfsd(env=dict(os.environ, CRFS_TEST_TIMERFD_LATE_IRQ="1"))
+        self.m = self.crfs.mnt
+        self.tasks = []
+
+    def test_timer_read_before_its_interrupt_keeps_its_tick(self):
+        t = self.task(["python3", "-c", ONE_SHOT])
+        fd = int(rt.read(t.path("ready")))
+        img = t.checkpoint()
+        t.kill9()
+        self.crfs.log.flush()
+        # The reading was the one of the window (the timer was not due yet).
+        self.assertIn(f"CRFS_TEST_TIMERFD_LATE_IRQ: fd {fd},", rt.read(self.crfs.log.name))
+        r = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tfd = {f["fd"]: f for f in json.loads(r.stdout)["fds"]}[fd]["kobj"][0]
+        self.assertEqual((tfd["ticks"], tfd["value_ns"]), (1, 0), "not the tick it had due")
+        t.restore(img, "late")
+        open(t.path("go"), "w").close()
+        rt.wait_for(lambda: os.path.exists(t.path("result")), "the restored task's verdict")
+        self.assertEqual(rt.read(t.path("result")), "ticks 1\n")
+
+
 class TailF(rt.Base):
     """`tail -f` (an inotify watch on the file it follows) picks up a line
     appended after it was checkpointed, killed and restored."""
