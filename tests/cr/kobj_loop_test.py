@@ -63,22 +63,28 @@ class EventLoop(rt.Base):
         self.usr1_then_verdict(t)
 
 
-# A one-shot CLOCK_MONOTONIC timerfd due 3 s after it is armed; once DIR/go
-# exists it waits for the tick (at most 10 s) and writes what it read.
+# A one-shot CLOCK_MONOTONIC timerfd due 3 s after it is armed, and one
+# disarmed with a period of 1 s (fdinfo shows it as the first between its
+# expiry and its interrupt); once DIR/go exists it waits for the first's tick
+# (at most 10 s) and writes what it read and the second's settings.
 ONE_SHOT = r"""
 import ctypes, os, select, struct, time
 libc = ctypes.CDLL(None, use_errno=True)
 fd = libc.timerfd_create(1, os.O_NONBLOCK)
 its = (ctypes.c_long * 4)(0, 0, 3, 0)
 assert fd >= 0 and libc.timerfd_settime(fd, 0, its, None) == 0
-open("r.tmp", "w").write(f"{fd}\n")
+off = libc.timerfd_create(1, os.O_NONBLOCK)
+its = (ctypes.c_long * 4)(1, 0, 0, 0)
+assert off >= 0 and libc.timerfd_settime(off, 0, its, None) == 0
+open("r.tmp", "w").write(f"{fd} {off}\n")
 os.rename("r.tmp", "ready")
 while not os.path.exists("go"):
     time.sleep(0.01)
 p = select.poll()
 p.register(fd, select.POLLIN)
 ticks = struct.unpack("Q", os.read(fd, 8))[0] if p.poll(10000) else 0
-open("r.tmp", "w").write(f"ticks {ticks}\n")
+assert libc.timerfd_gettime(off, its) == 0
+open("r.tmp", "w").write(f"ticks {ticks}; disarmed {list(its)}\n")
 os.rename("r.tmp", "result")
 """
 
@@ -98,7 +104,7 @@ class LateTimerInterrupt(rt.Base):
 
     def test_timer_read_before_its_interrupt_keeps_its_tick(self):
         t = self.task(["python3", "-c", ONE_SHOT])
-        fd = int(rt.read(t.path("ready")))
+        fd, off = map(int, rt.read(t.path("ready")).split())
         img = t.checkpoint()
         t.kill9()
         self.crfs.log.flush()
@@ -106,12 +112,15 @@ class LateTimerInterrupt(rt.Base):
         self.assertIn(f"CRFS_TEST_TIMERFD_LATE_IRQ: fd {fd},", rt.read(self.crfs.log.name))
         r = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
         self.assertEqual(r.returncode, 0, r.stderr)
-        tfd = {f["fd"]: f for f in json.loads(r.stdout)["fds"]}[fd]["kobj"][0]
-        self.assertEqual((tfd["ticks"], tfd["value_ns"]), (1, 0), "not the tick it had due")
+        fds = {f["fd"]: f["kobj"][0] for f in json.loads(r.stdout)["fds"] if f.get("kobj")}
+        self.assertEqual((fds[fd]["ticks"], fds[fd]["value_ns"]), (1, 0), "not the tick it had due")
+        # The disarmed one, read with no timer of its own due: disarmed, period kept.
+        self.assertEqual((fds[off]["ticks"], fds[off]["value_ns"], fds[off]["interval_ns"]),
+                         (0, 0, 1000000000))
         t.restore(img, "late")
         open(t.path("go"), "w").close()
         rt.wait_for(lambda: os.path.exists(t.path("result")), "the restored task's verdict")
-        self.assertEqual(rt.read(t.path("result")), "ticks 1\n")
+        self.assertEqual(rt.read(t.path("result")), "ticks 1; disarmed [1, 0, 0, 0]\n")
 
 
 class TailF(rt.Base):
