@@ -63,6 +63,66 @@ class EventLoop(rt.Base):
         self.usr1_then_verdict(t)
 
 
+# A one-shot CLOCK_MONOTONIC timerfd due 3 s after it is armed, and one
+# disarmed with a period of 1 s (fdinfo shows it as the first between its
+# expiry and its interrupt); once DIR/go exists it waits for the first's tick
+# (at most 10 s) and writes what it read and the second's settings.
+ONE_SHOT = r"""
+import ctypes, os, select, struct, time
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.timerfd_create(1, os.O_NONBLOCK)
+its = (ctypes.c_long * 4)(0, 0, 3, 0)
+assert fd >= 0 and libc.timerfd_settime(fd, 0, its, None) == 0
+off = libc.timerfd_create(1, os.O_NONBLOCK)
+its = (ctypes.c_long * 4)(1, 0, 0, 0)
+assert off >= 0 and libc.timerfd_settime(off, 0, its, None) == 0
+open("r.tmp", "w").write(f"{fd} {off}\n")
+os.rename("r.tmp", "ready")
+while not os.path.exists("go"):
+    time.sleep(0.01)
+p = select.poll()
+p.register(fd, select.POLLIN)
+ticks = struct.unpack("Q", os.read(fd, 8))[0] if p.poll(10000) else 0
+assert libc.timerfd_gettime(off, its) == 0
+open("r.tmp", "w").write(f"ticks {ticks}; disarmed {list(its)}\n")
+os.rename("r.tmp", "result")
+"""
+
+
+class LateTimerInterrupt(rt.Base):
+    """Issue 10: between a timer's expiry and its hrtimer interrupt (late when
+    the host holds the vCPU that has it), fdinfo shows an armed timer with no
+    ticks and no time left, as a disarmed one. CRFS_TEST_TIMERFD_LATE_IRQ=1
+    (state/timerfd.cc) makes crfsd's first reading of it that one, so the
+    window is looked at, not raced: the checkpoint must not record the timer
+    disarmed (it waits for the tick), and the restored task must get its tick."""
+
+    def setUp(self):
+        self.crfs = rt.Crfsd(env=dict(os.environ, CRFS_TEST_TIMERFD_LATE_IRQ="1"))
+        self.m = self.crfs.mnt
+        self.tasks = []
+
+    def test_timer_read_before_its_interrupt_keeps_its_tick(self):
+        t = self.task(["python3", "-c", ONE_SHOT])
+        fd, off = map(int, rt.read(t.path("ready")).split())
+        img = t.checkpoint()
+        t.kill9()
+        self.crfs.log.flush()
+        # The reading was the one of the window (the timer was not due yet).
+        self.assertIn(f"CRFS_TEST_TIMERFD_LATE_IRQ: fd {fd},", rt.read(self.crfs.log.name))
+        r = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        fds = {f["fd"]: f["kobj"][0] for f in json.loads(r.stdout)["fds"] if f.get("kobj")}
+        self.assertEqual((fds[fd]["ticks"], fds[fd]["value_ns"]), (1, 0), "not the tick it had due")
+        # The disarmed one, read with no timer of its own due: disarmed, period kept.
+        self.assertEqual((fds[off]["ticks"], fds[off]["value_ns"], fds[off]["interval_ns"]),
+                         (0, 0, 1000000000))
+        t.restore(img, "late")
+        open(t.path("go"), "w").close()
+        rt.wait_for(lambda: os.path.exists(t.path("result")), "the restored task's verdict")
+        self.assertEqual(rt.read(t.path("result")), "ticks 1; disarmed [1, 0, 0, 0]\n")
+
+
 class TailF(rt.Base):
     """`tail -f` (an inotify watch on the file it follows) picks up a line
     appended after it was checkpointed, killed and restored."""

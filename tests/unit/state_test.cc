@@ -25,6 +25,7 @@
 #include "state/pidfd.h"
 #include "state/registry.h"
 #include "state/thread_attrs.h"
+#include "state/timerfd.h"
 #include "state/tree_restore.h"
 #include "state/tree_share.h"
 
@@ -569,6 +570,59 @@ TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
     FdEntry zero = e;  // at offset 0: opened again through /proc/self/fd
     zero.rec.pos = 0;
     EXPECT_EQ(plan(zero), std::make_pair(std::string(), off_t(0)));
+}
+
+// /proc/timer_list as 6.18 prints it (one cpu, two of its eight clocks).
+std::string timer_list(std::string_view timers, std::string_view expires_next = "60828988000000",
+                       std::string_view hres = "1") {
+    return "Timer List Version: v0.10\nHRTIMER_MAX_CLOCK_BASES: 8\nnow at 60406998525458 nsecs\n\n"
+           "cpu: 0\n clock 0:\n  .base:       0000000057271c96\n  .index:      0\n"
+           "  .resolution: 1 nsecs\n  .offset:     0 nsecs\nactive timers:\n"
+           " #0: <000000005cf4aee7>, tick_nohz_handler, S:01\n"
+           " # expires at 60407000000000-60407000000000 nsecs [in -1474542 to -1474542 nsecs]\n" +
+           std::string(timers) +
+           " clock 1:\n  .base:       0000000072fe2e59\n  .index:      1\n"
+           "  .resolution: 1 nsecs\n  .offset:     1796120920289524225 nsecs\nactive timers:\n"
+           "  .expires_next   : " +
+           std::string(expires_next) +
+           " nsecs\n"
+           "  .hres_active    : " +
+           std::string(hres) +
+           "\n  .nr_events      : 16219919\n\n"
+           "Tick Device: mode:     1\nPer CPU device: 0\nClock Event Device: lapic-deadline\n";
+}
+
+TEST(TimerfdDue, ATimerfdPastItsExpiryIsDueAnotherDueTimerIsNot) {
+    // The tick's own timer is due (its interrupt late): not a timerfd's.
+    EXPECT_EQ(state::timer_list_due(timer_list("")), false);
+    auto fd = [](std::string_view fn, std::string_view in) {
+        return " #1: <00000000510858d3>, " + std::string(fn) +
+               ", S:01\n # expires at 60406998000000-60406998000000 nsecs [in " + std::string(in) +
+               " nsecs]\n";
+    };
+    EXPECT_EQ(state::timer_list_due(timer_list(fd("timerfd_tmrproc", "-525458 to -525458"))), true);
+    EXPECT_EQ(state::timer_list_due(timer_list(fd("timerfd_tmrproc", "0 to 0"))), true);
+    EXPECT_EQ(state::timer_list_due(timer_list(fd("timerfd_tmrproc", "15 to 15"))), false);
+    EXPECT_EQ(state::timer_list_due(timer_list(fd("alarmtimer_fired", "-1 to -1"))), true);
+    EXPECT_EQ(state::timer_list_due(timer_list(fd("0xffffffff8133a0c0", "-1 to -1"))), true);
+    EXPECT_EQ(state::timer_list_due(timer_list(fd("hrtimer_wakeup", "-1 to -1"))), false);
+    // A cpu in the middle of its timers' interrupt: the running one is off the queue.
+    EXPECT_EQ(state::timer_list_due(timer_list("", "9223372036854775807")), true);
+    // Low resolution, or text this crfs does not know: cannot tell.
+    EXPECT_EQ(state::timer_list_due(timer_list("", "60828988000000", "0")), std::nullopt);
+    EXPECT_EQ(state::timer_list_due("Timer List Version: v0.10\n"), std::nullopt);
+    EXPECT_EQ(state::timer_list_due("something else"), std::nullopt);
+    EXPECT_EQ(state::timer_list_due(timer_list(fd("timerfd_tmrproc", "soon"))), std::nullopt);
+}
+
+TEST(TimerfdDue, ThisKernelsTimerListIsReadable) {
+    int fd = open("/proc/timer_list", O_RDONLY);
+    ASSERT_GE(fd, 0);
+    std::string text;
+    char buf[65536];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) text.append(buf, size_t(n));
+    close(fd);
+    EXPECT_TRUE(state::timer_list_due(text).has_value()) << text.substr(0, 2000);
 }
 
 }  // namespace
