@@ -6,9 +6,11 @@
 // crfs writes a process's pages records in address order
 // (checkpoint/checkpoint.cc build_records), or, in a live snapshot's image,
 // as two such sequences one after the other (the pages copied while frozen,
-// then those streamed: checkpoint/live_snapshot.cc). A run above every
-// earlier one costs O(1) and allocates nothing (amortized); any other run
-// costs O(log n).
+// then those streamed: checkpoint/live_snapshot.cc). Runs are kept in up to
+// kMaxSeqs address-ordered sequences: a run above every earlier one costs
+// O(1), one that continues another sequence O(kMaxSeqs log n), neither
+// allocating (amortized); runs past that (no image crfs writes) go to a map,
+// O(log n) each.
 #pragma once
 
 #include <cstdint>
@@ -26,9 +28,12 @@ class PageSet {
     bool add(uint64_t lo, uint64_t hi);
 
   private:
-    std::vector<std::pair<uint64_t, uint64_t>> sorted_;  // in order, disjoint, touching merged
-    std::map<uint64_t, uint64_t> late_;  // start -> end: those added below an earlier one
-    uint64_t top_ = 0;                   // the highest end so far (sorted_'s last)
+    static constexpr size_t kMaxSeqs = 4;
+    // Each in address order, disjoint, touching runs merged; none empty.
+    std::vector<std::vector<std::pair<uint64_t, uint64_t>>> seqs_;
+    std::map<uint64_t, uint64_t> late_;  // start -> end: runs no sequence could take
+    uint64_t top_ = 0;                   // the highest end so far
+    size_t top_seq_ = 0;                 // the sequence that ends at top_
 };
 
 // The refusal of a pages record [lo, hi) that gives a page given before.
