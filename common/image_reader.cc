@@ -7,6 +7,7 @@
 #include <cstring>
 #include "common/image_inet.h"
 #include "common/image_memfd.h"
+#include "common/page_set.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -400,6 +401,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     uint32_t seen[std::size(image::kRecordTypes)] = {};
     uint64_t pending_total = 0;
     size_t vma_hint = 0;  // the VMA of the last pages record
+    PageSet given;        // the pages the pages records gave: none twice
     auto seen_slot = [&](RecordType t) -> uint32_t& {
         for (size_t i = 0; i < std::size(image::kRecordTypes); ++i)
             if (image::kRecordTypes[i].type == t) return seen[i];
@@ -538,6 +540,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 if (vma == img.vmas.begin() || end <= pr.vaddr || end > std::prev(vma)->rec.end)
                     return inconsistent(r,
                                         strfmt("pages {:x}-{:x} outside every VMA", pr.vaddr, end));
+                if (!given.add(pr.vaddr, end)) return inconsistent(r, page_twice(pr.vaddr, end));
                 PageRun run{
                     pr.vaddr, pr.nr_pages, r.offset + sizeof(image::RecordHeader) + sizeof pr, {}};
                 if (opts.keep_data) run.data = p.substr(sizeof pr);

@@ -134,6 +134,12 @@ Status SlotStream::data(uint64_t vaddr, uint32_t nr_pages, uint64_t off, const c
                                             "restore writes",
                                             vaddr, end)};
         if (skip_run_) return {};
+        // A page an earlier run gave: not written over (the decode at close
+        // refuses the image with the same message as a spooled restore).
+        if ((skip_run_ = !given_.add(vaddr, end))) {
+            if (!refusal_) refusal_ = Error{EBADMSG, "bad image: " + page_twice(vaddr, end)};
+            return {};
+        }
         vma_ = size_t(std::prev(it) - v.begin());
         vma_uffd_ = std::prev(it)->uffd;
     }

@@ -8,8 +8,9 @@
 // (restorer/blob/stream.h). Each later FUSE write's page data then goes
 // straight into the task: UFFDIO_COPY from the FUSE buffer into private
 // anonymous memory, process_vm_writev into the other mappings that hold
-// pages, each run checked to lie inside one VMA of the validated plan before
-// a byte is copied. Nothing is stored. At close the whole image is decoded
+// pages, each run checked to lie inside one VMA of the validated plan, and to
+// give no page an earlier run gave (common/page_set.h), before a byte is
+// copied. Nothing is stored. At close the whole image is decoded
 // (fixed parts, hashed as written) and its checksum and record count
 // verified; only then does the task go on. Any failure (a bad record, a bad
 // checksum, an early close, the slot removed or truncated) kills and reaps
@@ -27,6 +28,7 @@
 #include <thread>
 
 #include "common/image_spool.h"
+#include "common/page_set.h"
 #include "fs/limits.h"
 #include "restorer/restore.h"
 
@@ -81,7 +83,9 @@ class SlotStream : public PageSink {
     uint64_t partial_dst_ = 0;
     size_t vma_ = 0;  // the VMA of the current run (task_.vmas)
     bool vma_uffd_ = false;
-    bool skip_run_ = false;  // the current run lies outside the VMAs: refused at close
+    bool skip_run_ = false;  // the current run lies outside the VMAs or gives a page twice:
+                             // refused at close
+    PageSet given_;          // the pages of the runs so far
     std::optional<Error> refusal_;
 };
 

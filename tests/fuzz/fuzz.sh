@@ -8,7 +8,7 @@ src=$1 out=$2/fuzz crfs=$3 secs=${4:-30}
 mkdir -p "$out"
 clang++ -std=c++2b -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$src/tests/fuzz/compat" -I"$src" -I"$src/include" \
-    "$src/tests/fuzz/image_fuzz.cc" "$src/common/image_reader.cc" "$src/common/image_inet.cc" "$src/common/image_memfd.cc" -lxxhash -o "$out/image_fuzz"
+    "$src/tests/fuzz/image_fuzz.cc" "$src/common/image_reader.cc" "$src/common/image_inet.cc" "$src/common/image_memfd.cc" "$src/common/page_set.cc" -lxxhash -o "$out/image_fuzz"
 
 corpus=$out/corpus
 rm -rf "$corpus" && mkdir -p "$corpus"

@@ -593,6 +593,62 @@ TEST(ImageTest, PagesFindTheirVmaInAnyOrder) {
     }
 }
 
+// No page twice in one image (docs/image-format.md, pages): runs may come in
+// any order (a live snapshot's image has two address-ordered sequences, one
+// after the other) and may touch, but a run giving a page an earlier run gave
+// is refused, whether it repeats it, overlaps it from below or above, or
+// covers it, among runs in order or among those that came out of order.
+TEST(ImageTest, PageTwiceIsRefused) {
+    constexpr uint64_t P = image::kPageSize;
+    auto decode = [](const std::vector<std::pair<uint64_t, uint32_t>>& runs) {
+        ImageWriter w(make_header(0, 0));
+        image::VmaRecord v{};
+        v.start = 0x10000;
+        v.end = 0x40000;
+        v.kind = uint32_t(image::VmaKind::kAnonPrivate);
+        w.add(RecordType::kVma, Payload().add(v));
+        std::vector<char> pages(4 * image::kPageSize);
+        for (auto [vaddr, n] : runs) {
+            image::PagesRecord pr{vaddr, n, 0};
+            w.add_external(RecordType::kPages, Payload().add(pr).bytes(), pages.data(),
+                           n * image::kPageSize);
+        }
+        return error_of(stream_bytes(std::move(w).finish()));
+    };
+    const std::string ok = "incomplete image: no task record";
+    EXPECT_EQ(decode({{0x10000, 1}, {0x11000, 2}, {0x13000, 1}, {0x20000, 4}}), ok);
+    EXPECT_EQ(decode({{0x10000, 1},
+                      {0x14000, 1},
+                      {0x18000, 1},
+                      {0x12000, 2},
+                      {0x16000, 2},
+                      {0x30000, 1},
+                      {0x1a000, 1},
+                      {0x11000, 1},
+                      {0x15000, 1}}),
+              ok);
+    using Runs = std::vector<std::pair<uint64_t, uint32_t>>;
+    for (const Runs& runs : std::vector<Runs>{
+             {{0x10000, 1}, {0x10000, 1}},                // the same run again
+             {{0x10000, 3}, {0x12000, 1}},                // its last page
+             {{0x12000, 2}, {0x11000, 2}},                // from below
+             {{0x12000, 1}, {0x11000, 3}},                // covering it
+             {{0x18000, 1}, {0x12000, 2}, {0x13000, 1}},  // among late runs
+             {{0x18000, 1}, {0x13000, 1}, {0x12000, 3}},  // covering a late one
+             {{0x18000, 1}, {0x12000, 1}, {0x17000, 2}},  // a late one into an early one
+             {{0x10000, 4}, {0x20000, 1}, {0x18000, 1}, {0x10000, 1}}}) {
+        auto [vaddr, n] = runs.back();
+        // The VMA is record 0: the last run is record runs.size().
+        auto got = decode(runs);
+        EXPECT_TRUE(got.starts_with(strfmt("record {} (pages) at byte ", runs.size()))) << got;
+        EXPECT_TRUE(
+            got.ends_with(strfmt(": pages {:x}-{:x} give a page an earlier pages record "
+                                 "gave (a page twice)",
+                                 vaddr, vaddr + n * P)))
+            << got;
+    }
+}
+
 TEST(ImageTest, InnerLengthMismatch) {
     ImageWriter w(make_header(0, 0));
     image::VmaRecord v{};
