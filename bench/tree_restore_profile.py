@@ -16,7 +16,8 @@ cp, the restore wrapped in one of:
                  is cloned from (largest anonymous ones first)
 Prints each restore's time, the load average and the phases of the members'
 traces (median, microseconds); with --env CRFS_TREE_CLONE_SMAPS=1 what the
-root's clone copies of crfsd (session 16, state/tree_restore.cc).
+root's clone copies of crfsd (session 16, state/tree_restore.cc) and
+malloc's arenas then (session 17: each one's heap, top, bins, fastbins, kB).
 """
 import argparse
 import collections
@@ -113,8 +114,9 @@ def main():
         phases = collections.defaultdict(list)
         with open(logname) as f:
             for line in f:
-                if "tree clone copies" in line:  # CRFS_TREE_CLONE_SMAPS=1 (--env)
-                    print("  " + line[line.index("tree clone copies"):].strip()[:400])
+                for what in ("tree clone copies", "tree clone malloc arenas"):
+                    if what in line:  # CRFS_TREE_CLONE_SMAPS=1 (--env)
+                        print("  " + line[line.index(what):].strip()[:400])
                 m = re.search(r"restore \d+ \(us\):(.*)", line)
                 if m:
                     w = m.group(1).split()

@@ -29,6 +29,7 @@
 
 #include "common/io.h"
 #include "common/log.h"
+#include "common/malloc_arena.h"
 #include "fs/inode.h"
 #include "fs/kernel_marks.h"
 #include "fs/limits.h"
@@ -146,6 +147,9 @@ Result<std::string> prepare_mountpoint(const std::string& mp) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // malloc: before any thread; what it frees goes back before a tree's
+    // clone (common/malloc_arena.h).
+    crfs::use_one_malloc_arena();
     fuse_args args = FUSE_ARGS_INIT(argc, argv);
     std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> args_owner(&args, fuse_opt_free_args);
     Options opts;

@@ -348,6 +348,47 @@ void tree_note_area(const RestoreRequest& req, uint64_t start, uint64_t len) {
 
 namespace {
 
+// malloc: malloc_info's arenas in short, each " nr:cur=K top=K bins=K fast=K"
+// (kB): the arena's heap size, its top chunk (malloc_info's "rest" counts it
+// with the bins' chunks), the chunks in its other bins, its fastbins'.
+std::string malloc_arenas() {
+    char* buf = nullptr;
+    size_t len = 0;
+    FILE* f = open_memstream(&buf, &len);
+    if (!f) return {};
+    (void)malloc_info(0, f);
+    std::fclose(f);
+    std::string xml(buf, len);
+    std::free(buf);
+    auto num = [](std::string_view at, std::string_view key) -> uint64_t {
+        size_t k = at.find(key);
+        return k == std::string_view::npos ? 0
+                                           : std::strtoull(at.data() + k + key.size(), nullptr, 10);
+    };
+    std::string out;
+    for (size_t h = xml.find("<heap nr="); h != std::string::npos;
+         h = xml.find("<heap nr=", h + 1)) {
+        size_t end = xml.find("</heap>", h);
+        if (end == std::string::npos) break;
+        std::string_view heap(xml.data() + h, end - h);
+        uint64_t bins = 0;
+        for (size_t t = heap.find(" total=\""); t != std::string_view::npos;
+             t = heap.find(" total=\"", t + 1))
+            bins += std::strtoull(heap.data() + t + 8, nullptr, 10);
+        size_t fast = heap.find("type=\"fast\""), rest = heap.find("type=\"rest\"");
+        size_t cur = heap.find("type=\"current\"");
+        if (fast == std::string_view::npos || rest == std::string_view::npos ||
+            cur == std::string_view::npos)
+            continue;
+        uint64_t rest_b = num(heap.substr(rest), "size=\"");
+        out += strfmt(" {}:cur={} top={} bins={} fast={}", num(heap, "nr=\""),
+                      num(heap.substr(cur), "size=\"") >> 10,
+                      (rest_b > bins ? rest_b - bins : 0) >> 10, bins >> 10,
+                      num(heap.substr(fast), "size=\"") >> 10);
+    }
+    return out;
+}
+
 // member: CRFS_TREE_CLONE_SMAPS=1 (benches, bench/tree_restore_profile.py):
 // what the root's clone copies of the daemon, logged: the anonymous memory of
 // every mapping but the stacks it marks MADV_DONTFORK, and the largest.
@@ -400,6 +441,7 @@ void log_clone_copy(const std::vector<StackRange>& marked) {
         "tree clone copies %llu kB anonymous in %zu mappings (malloc: %zu kB in use, %zu kB "
         "free); largest:%s",
         (unsigned long long)total, areas.size(), mi.uordblks >> 10, mi.fordblks >> 10, top.c_str());
+    log_info("tree clone malloc arenas:%s", malloc_arenas().c_str());
 }
 
 }  // namespace
