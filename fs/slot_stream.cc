@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/log.h"
@@ -17,6 +18,19 @@ namespace crfs::fs {
 
 namespace {
 constexpr uint64_t kPage = image::kPageSize;
+
+// Test only: CRFS_TEST_STREAM_COPY_FAIL=ADDR (hex) in crfsd's environment:
+// a streamed restore's copy of page data to ADDR fails with EIO, as a copy
+// into the task may fail for reasons no image edit gives (the task killed,
+// memory refused), so a test can see a fault found after a write's answer
+// (docs/restore.md "Fault injection").
+bool test_copy_fails(uint64_t dst) {
+    static const uint64_t addr = [] {
+        const char* v = std::getenv("CRFS_TEST_STREAM_COPY_FAIL");
+        return v ? std::strtoull(v, nullptr, 16) : 0;
+    }();
+    return addr && dst == addr;
+}
 }  // namespace
 
 SlotStream::SlotStream(const RestoreRequest& req, Lease running)
@@ -93,6 +107,10 @@ Status SlotStream::record(uint32_t type) {
 }
 
 Status SlotStream::copy_in(uint64_t dst, const char* src, uint64_t len, bool uffd) {
+    if (test_copy_fails(dst))
+        return make_error(EIO, strfmt("restore: copying the pages at {:x} into the task: "
+                                      "CRFS_TEST_STREAM_COPY_FAIL",
+                                      dst));
     while (len) {
         if (uffd) {
             uffdio_copy c{dst, reinterpret_cast<uint64_t>(src), len, 0, 0};

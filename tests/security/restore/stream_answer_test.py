@@ -17,11 +17,13 @@ real unprivileged user `s16fw1` (made in setup, removed after):
     before it is copied, restores exactly: every page outside the stack
     reads back as the image has it.
 
+  - a copy into the task that fails after its write was answered (the test
+    hook CRFS_TEST_STREAM_COPY_FAIL: no image edit makes a copy fail since
+    session 17, each run is checked first) fails the writer's next write and
+    its close with the copy's errno, and leaves nothing.
+
 Against the code before session 16 (or crfsd with CRFS_SLOT_ANSWER_LATE=1)
-the first failed: the write of the bad run itself was refused. Since session
-17 no edit of an image makes a copy fail after its answer (each run is
-checked first), so the first no longer tells an early answer from a late
-one: a copy that fails for another reason still would.
+the third fails: the write of the failing run itself is refused.
 
 usage: stream_answer_test.py BUILD_DIR  (any unittest args after)
 """
@@ -78,35 +80,42 @@ class StreamAnswer(ra.SlotAttackCase):
         cls.runs = [struct.unpack_from("<QQ", cls.snap, o + 16) + (o + 32,)
                     for o, t, _ in records(cls.snap) if t == PAGES]
 
-    def write_in_pieces(self, img, cuts):
-        """`img` written into a new slot by the user, one write(2) loop per
-        piece between `cuts`; each piece's outcome and the close's
-        ("write ok", "write 22", …, "close …") and the slot's status."""
+    def write_in_pieces(self, img, cuts, crfs=None):
+        """`img` written into a new slot of `crfs` (the class's daemon by
+        default) by the user, one write(2) loop per piece between `cuts`;
+        each piece's outcome and the close's ("write ok", "write 22", …,
+        "close …") and the slot's status."""
+        crfs = crfs or self.crfs
         slot = f"w{self.n}"
         type(self).n += 1
         script = f"{self.d}/piece_writer.py"
         with open(script, "w") as f:
             f.write(WRITER)
         os.chmod(script, 0o644)
-        r = ra.run_as(f"mkdir {self.crfs.mnt}/{slot} && exec /usr/bin/python3 {script} "
-                      f"{img} {self.crfs.mnt}/{slot}/image {','.join(map(str, cuts))}")
+        r = ra.run_as(f"mkdir {crfs.mnt}/{slot} && exec /usr/bin/python3 {script} "
+                      f"{img} {crfs.mnt}/{slot}/image {','.join(map(str, cuts))}")
         self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout.splitlines(), rt.read(f"{self.crfs.mnt}/{slot}/status")
+        return r.stdout.splitlines(), rt.read(f"{crfs.mnt}/{slot}/status")
+
+    def smallest_anon_run(self, recs, skip=0):
+        """(offset, length) of the smallest pages record of private anonymous
+        memory (vma kind 1; not the stack) but the first `skip` pages records:
+        one FUSE write (≤ 1 MiB)."""
+        anon = [(v["start"], v["end"]) for v in self.records
+                if v["type"] == "vma" and v["kind"] == 1 and v["path"] != "[stack]"]
+        o, _, n = min((r for r in [r for r in recs if r[1] == PAGES][skip:]
+                       if any(lo <= struct.unpack_from("<Q", self.snap, r[0] + 16)[0] < hi
+                              for lo, hi in anon)), key=lambda r: r[2])
+        self.assertLessEqual(16 + n, 1 << 20)
+        return o, n
 
     def test_run_written_twice_is_refused_after_its_answer(self):
         recs = records(self.snap)
         pages = [i for i, r in enumerate(recs) if r[1] == PAGES]
         self.assertEqual(recs[pages[-1] + 1][1], STATS)
-        # The smallest run of private anonymous memory (vma kind 1; not the
-        # stack) again, after the last: one FUSE write (≤ 1 MiB), answered
-        # once the task waits for its pages, whose copy (UFFDIO_COPY) then
-        # finds them there.
-        anon = [(v["start"], v["end"]) for v in self.records
-                if v["type"] == "vma" and v["kind"] == 1 and v["path"] != "[stack]"]
-        o, _, n = min((recs[i] for i in pages
-                       if any(lo <= struct.unpack_from("<Q", self.snap, recs[i][0] + 16)[0] < hi
-                              for lo, hi in anon)), key=lambda r: r[2])
-        self.assertLessEqual(16 + n, 1 << 20)
+        # The smallest run of private anonymous memory again, after the
+        # last: one FUSE write, found twice before a byte of it is copied.
+        o, n = self.smallest_anon_run(recs)
         parts = [self.snap[o2:o2 + 16 + n2] for o2, t, n2 in recs[:-1]]
         parts.insert(pages[-1] + 1, self.snap[o:o + 16 + n])
         img = sf.rebuilt(self.snap, parts)
@@ -120,6 +129,26 @@ class StreamAnswer(ra.SlotAttackCase):
         self.assertTrue(status.startswith("error: bad image: "), status)
         self.assertIn("(a page twice)", status)
         self.assertEqual(self.crfs.children(), [], "a task was left after a failed restore")
+        self.nothing_left()
+
+    def test_copy_that_fails_after_its_answer_fails_the_next_write(self):
+        # A daemon whose copy of one run into the task fails (EIO; the hook
+        # stands for a copy the kernel refuses: no image edit gives one): the
+        # write holding that run alone is answered before the copy, so it
+        # succeeds; the next write and the close fail with the copy's error.
+        # With CRFS_SLOT_ANSWER_LATE=1 the run's own write fails.
+        # Not the first pages record: the task waits for its pages once that
+        # one has come (before, writes are spooled and answered after).
+        o, n = self.smallest_anon_run(records(self.snap), skip=1)
+        vaddr = struct.unpack_from("<Q", self.snap, o + 16)[0]
+        crfs = rt.Crfsd(env=dict(os.environ, CRFS_TEST_STREAM_COPY_FAIL=f"{vaddr:x}"))
+        self.addCleanup(crfs.stop)
+        got, status = self.write_in_pieces(f"{self.d}/snap.img", [o, o + 16 + n], crfs)
+        self.assertEqual(got, ["write ok", "write ok", f"write {errno.EIO}",
+                               f"close {errno.EIO}"], status)
+        self.assertTrue(status.startswith("error: "), status)
+        self.assertIn("CRFS_TEST_STREAM_COPY_FAIL", status)
+        self.assertEqual(crfs.children(), [], "a task was left after a failed restore")
         self.nothing_left()
 
     def test_small_answered_pieces_restore_exactly(self):
