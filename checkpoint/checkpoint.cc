@@ -463,16 +463,18 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     };
     // The root first, alone: its detect checks every member, on views it keeps.
     tracers.run(members[0].tracer, [&] { capture_member(0, false, nullptr); });
-    // The root's detect (its capture, first) checked every member whose view it made.
+    // The root's detect (its capture, first) checked every member whose view it
+    // made: asked of `views` before any other capture may add to it.
+    std::vector<char> checked(members.size());
+    for (size_t i = 1; i < members.size(); ++i)
+        checked[i] = views.count(members[i].pid) && getenv("CRFS_TREE_CHECK_EACH") == nullptr;
+    std::mutex* one_at_a_time = tracers.parallel() ? &serial : nullptr;
     std::vector<std::future<void>> done;
-    for (size_t i = 1; i < members.size(); ++i) {
-        bool checked = views.count(members[i].pid) && getenv("CRFS_TREE_CHECK_EACH") == nullptr;
-        std::mutex* one_at_a_time = tracers.parallel() ? &serial : nullptr;
+    for (size_t i = 1; i < members.size(); ++i)
         done.push_back(
-            tracers.post(members[i].tracer, [&capture_member, i, checked, one_at_a_time] {
-                capture_member(i, checked, one_at_a_time);
+            tracers.post(members[i].tracer, [&capture_member, &checked, i, one_at_a_time] {
+                capture_member(i, checked[i], one_at_a_time);
             }));
-    }
     for (auto& d : done) d.get();
     // Written in the members' order; the first member that failed fails the image.
     size_t failing = members.size();
