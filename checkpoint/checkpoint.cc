@@ -5,9 +5,12 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -23,6 +26,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/strfmt.h"
+#include "common/tracers.h"
 #include "state/file_policy.h"
 #include "state/fs.h"
 #include "state/itimers.h"
@@ -135,15 +139,46 @@ state::TaskView& member_view(pid_t pid, state::MemberViews& views) {
     return *v;
 }
 
-// Runs on a thread of its own: ptrace is per thread, and should anything leave
-// the task attached, the thread's exit detaches it. The task is one of a tree
-// frozen, and released, by capture_tree (state/tree_dump.h); `live`: its
-// memory is write-protected for a live snapshot instead of copied.
-// `checked`: a member the root's detect already checked, every kind on its
-// view, in this freeze (state/tree.cc detect_member), and found nothing.
+// Held by a member's capture but for its ptrace stops (the remote syscalls)
+// when members are captured together (capture_tree): the rest reads what the
+// members' views share (the views themselves, their kcmp answers, the holder
+// scan) and is one member's at a time. Without a mutex it does nothing.
+class Serial {
+  public:
+    explicit Serial(std::mutex* mu)
+        : lock_(mu ? std::unique_lock(*mu) : std::unique_lock<std::mutex>()) {}
+    void unlock() {
+        if (lock_.mutex()) lock_.unlock();
+    }
+    void lock() {
+        if (lock_.mutex()) lock_.lock();
+    }
+
+  private:
+    std::unique_lock<std::mutex> lock_;
+};
+
+// Test only: CRFS_TEST_CAPTURE_FAIL=PATH in crfsd's environment; while PATH
+// holds a number N, the capture of a tree's member N (0: the root) fails
+// right after its parasite ran, before the remote syscalls are finished.
+bool fault_at(size_t member) {
+    static const char* path = getenv("CRFS_TEST_CAPTURE_FAIL");
+    if (!path) return false;
+    auto text = read_file(path);
+    return text && !text->empty() && std::strtoul(text->c_str(), nullptr, 10) == member;
+}
+
+// Runs on the thread that traces the task (common/tracers.h): ptrace is per
+// thread, and should anything leave the task attached, the thread's exit
+// detaches it. The task is one of a tree frozen, and released, by
+// capture_tree (state/tree_dump.h); `live`: its memory is write-protected for
+// a live snapshot instead of copied. `checked`: a member the root's detect
+// already checked, every kind on its view, in this freeze (state/tree.cc
+// detect_member), and found nothing. `serial`: held but for the ptrace stops
+// (Serial), when members are captured together. `fault`: fail (tests).
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
-                        bool checked) {
+                        bool checked, std::mutex* serial, bool fault) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -168,6 +203,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         return std::unexpected(r.error());
     trace.mark("reserve buffer");
 
+    Serial one_at_a_time(serial);
     FrozenTask& task = frozen.main();
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
@@ -231,15 +267,25 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     uint64_t vdso_start = 0, vdso_end = 0;
     UniqueFd uffd;                                 // live snapshot
     if (track) check_tracking_uffd(maps, *track);  // incr
+    for (const auto& m : maps)
+        if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
+    // SIGTRAP: the statuses as read while frozen (parasite.h), from the view,
+    // before the stops, which read nothing shared.
+    auto status_frozen = view.status();
+    if (!status_frozen) return std::unexpected(status_frozen.error());
+    std::vector<FrozenTask*> others = frozen.others();
+    std::vector<const ProcStatus*> thread_statuses;
+    for (FrozenTask* t : others) {
+        auto ts = view.thread_status(t->pid());  // read by its detect while frozen
+        if (!ts) return std::unexpected(ts.error().context(strfmt("thread {}", t->pid())));
+        thread_statuses.push_back(*ts);
+    }
+    one_at_a_time.unlock();
     {
-        for (const auto& m : maps)
-            if (m.path == "[vdso]") vdso_start = m.start, vdso_end = m.end;
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
         if (!rs) return std::unexpected(rs.error());
         // fid: mlockall's flags from the parasite's own area (state/mlockall.h).
         std::optional<uint32_t> locked_flags;
-        auto status_frozen = view.status();  // SIGTRAP: as read while frozen (parasite.h)
-        if (!status_frozen) return std::unexpected(status_frozen.error());
         auto out = run_parasite(
             **rs,
             [&](uint64_t area) -> Status {
@@ -250,6 +296,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
             },
             *status_frozen);
         if (!out) return std::unexpected(out.error());
+        if (fault) return make_error(EIO, strfmt("task {}: CRFS_TEST_CAPTURE_FAIL", pid));
         auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
         if (!sig) return std::unexpected(sig.error());
         c.signals = std::move(*sig);
@@ -309,10 +356,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         std::memcpy(&c.regs.gp, &resumed, sizeof c.regs.gp);
         c.regs.restart = syscall_restart((*rs)->saved_regs());
     }
-    for (FrozenTask* t : frozen.others()) {
-        auto ts = view.thread_status(t->pid());  // read by its detect while frozen
-        if (!ts) return std::unexpected(ts.error().context(strfmt("thread {}", t->pid())));
-        auto th = capture_thread(pid, *t, vdso_start, vdso_end, *ts);
+    for (size_t i = 0; i < others.size(); ++i) {
+        FrozenTask* t = others[i];
+        auto th = capture_thread(pid, *t, vdso_start, vdso_end, thread_statuses[i]);
         if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
         // timer: the queue read together with the timers (one instant for both).
         if (auto q = thread_queues.find(t->pid()); q != thread_queues.end())
@@ -320,6 +366,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         c.threads.push_back(std::move(*th));
     }
     trace.mark("remote syscalls");
+    if (serial) {
+        one_at_a_time.lock();
+        trace.mark("wait for the other members");
+    }
 
     auto mem = track  ? dump_memory_tracked(pid, std::move(maps), std::move(buffer), *track)
                : uffd ? protect_memory(pid, std::move(maps), std::move(buffer), std::move(uffd))
@@ -373,40 +423,78 @@ Status share_tasks_between_members(std::span<const pid_t> pids, std::vector<Capt
 Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live,
                                           ChainTracking* track) {
     std::vector<Capture> out;
-    auto tree = FrozenTree::freeze(pid);
+    // Each member traced by one of a few threads (the root by this one), so
+    // that the members' captures overlap their ptrace stops: before the tree
+    // (which releases its members on them), gone after it.
+    Tracers tracers(Tracers::configured());
+    auto tree = FrozenTree::freeze(pid, &tracers);
     if (!tree) return std::unexpected(tree.error());
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
+    auto& members = tree->members();
     std::vector<pid_t> pids;
-    for (auto& m : tree->members()) pids.push_back(m.pid);
+    for (auto& m : members) pids.push_back(m.pid);
     std::vector<TrackedMember> tracked;  // incr: each member's tracking (incremental.h)
     if (track) {
         std::vector<std::pair<pid_t, uint64_t>> now;
-        for (auto& m : tree->members()) now.emplace_back(m.pid, m.starttime);
+        for (auto& m : members) now.emplace_back(m.pid, m.starttime);
         track->delta = track->delta && same_members(track->members, now);
         tracked = std::exchange(track->members, {});
     }
-    state::MemberViews views;  // read while frozen: each member's once, one holder scan
-    for (auto& m : tree->members()) {
-        Tracking t;  // incr: this member's, reused if it was tracked
-        t.delta = track && track->delta;
+    std::vector<Tracking> tracking(members.size());  // incr: reused if it was tracked
+    for (size_t i = 0; i < members.size(); ++i) {
+        tracking[i].delta = track && track->delta;
         for (TrackedMember& was : tracked)
-            if (was.pid == m.pid && was.starttime == m.starttime) t.uffd = std::move(was.uffd);
-        // The root's detect (its capture, first) checked every member whose view it made.
-        bool checked = m.pid != pid && !out.empty() && views.count(m.pid) &&
-                       getenv("CRFS_TREE_CHECK_EACH") == nullptr;
-        auto c = capture(m.pid, m.starttime, m.threads,
-                         live && tree->members().size() == 1 && tree->zombies().empty(),
-                         track ? &t : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{}, views,
-                         checked);
-        if (c && track) track->members.push_back({m.pid, m.starttime, std::move(t.uffd)});
-        if (!c) {  // no image: the members captured so far leave repair mode
-            for (const Capture& done : out) end_repair(pid_t(done.attrs.stat.pid), done.fds);
-            if (m.pid == pid) return std::unexpected(c.error());
-            return std::unexpected(c.error().context(strfmt("pid {}", m.pid)));
-        }
-        out.push_back(std::move(*c));
+            if (was.pid == members[i].pid && was.starttime == members[i].starttime)
+                tracking[i].uffd = std::move(was.uffd);
     }
+    state::MemberViews views;  // read while frozen: each member's once, one holder scan
+    std::vector<std::optional<Result<Capture>>> got(members.size());
+    std::mutex serial;                // Serial: the captures but for their stops, one at a time
+    std::atomic<bool> failed{false};  // a member failed: those not started yet are not
+    auto capture_member = [&](size_t i, bool checked, std::mutex* one_at_a_time) {
+        if (failed) return;
+        FrozenTree::Member& m = members[i];
+        got[i].emplace(capture(
+            m.pid, m.starttime, m.threads, live && members.size() == 1 && tree->zombies().empty(),
+            track ? &tracking[i] : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{}, views,
+            checked, one_at_a_time, fault_at(i)));
+        if (!*got[i]) failed = true;
+    };
+    // The root first, alone: its detect checks every member, on views it keeps.
+    tracers.run(members[0].tracer, [&] { capture_member(0, false, nullptr); });
+    // The root's detect (its capture, first) checked every member whose view it
+    // made: asked of `views` before any other capture may add to it.
+    std::vector<char> checked(members.size());
+    for (size_t i = 1; i < members.size(); ++i)
+        checked[i] = views.count(members[i].pid) && getenv("CRFS_TREE_CHECK_EACH") == nullptr;
+    std::mutex* one_at_a_time = tracers.parallel() ? &serial : nullptr;
+    std::vector<std::future<void>> done;
+    for (size_t i = 1; i < members.size(); ++i)
+        done.push_back(
+            tracers.post(members[i].tracer, [&capture_member, &checked, i, one_at_a_time] {
+                capture_member(i, checked[i], one_at_a_time);
+            }));
+    for (auto& d : done) d.get();
+    // Written in the members' order; the first member that failed fails the image.
+    size_t failing = members.size();
+    for (size_t i = 0; i < members.size(); ++i) {
+        if (!got[i]) continue;  // not started: a member failed
+        if (!*got[i]) {
+            failing = i;
+            break;
+        }
+        if (track)
+            track->members.push_back({pids[i], members[i].starttime, std::move(tracking[i].uffd)});
+    }
+    if (failing < members.size()) {  // no image: the members captured leave repair mode
+        for (auto& c : got)
+            if (c && *c) end_repair(pid_t((*c)->attrs.stat.pid), (*c)->fds);
+        const Error& e = got[failing]->error();
+        if (failing == 0) return std::unexpected(e);
+        return std::unexpected(e.context(strfmt("pid {}", pids[failing])));
+    }
+    for (auto& c : got) out.push_back(std::move(**c));
     if (out.size() > 1) {  // share: while frozen (state/tree_share_dump.h)
         std::vector<std::vector<TaskFd>*> fds;
         for (Capture& c : out) fds.push_back(&c.fds);

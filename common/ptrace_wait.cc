@@ -11,6 +11,14 @@
 
 namespace crfs {
 
+namespace {
+thread_local bool t_spin = true;
+}  // namespace
+
+void set_ptrace_wait_spins(bool spin) {
+    t_spin = spin;
+}
+
 uint64_t monotonic_ns() {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -20,7 +28,7 @@ uint64_t monotonic_ns() {
 Result<int> wait_ptrace_stop(pid_t pid, uint64_t timeout_ns, bool* gone) {
     uint64_t deadline = monotonic_ns() + timeout_ns;
     unsigned sleep_us = 0;
-    int yields = 0;
+    int yields = t_spin ? 0 : 5000;
     for (;;) {
         int st = 0;
         pid_t r = waitpid(pid, &st, __WALL | WNOHANG);

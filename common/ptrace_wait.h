@@ -18,4 +18,10 @@ Result<int> wait_ptrace_stop(pid_t pid, uint64_t timeout_ns, bool* gone = nullpt
 
 uint64_t monotonic_ns();
 
+// Whether this thread's waits yield the CPU in a loop before they sleep
+// (the default: the stop usually comes within microseconds). A tree's
+// tracer threads (common/tracers.h) sleep at once: several of them spinning
+// would take the CPU from the tracees they wait for.
+void set_ptrace_wait_spins(bool spin);
+
 }  // namespace crfs

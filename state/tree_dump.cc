@@ -1,7 +1,10 @@
 #include "state/tree_dump.h"
 
 #include <algorithm>
+#include <future>
+#include <optional>
 
+#include "common/log.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "crfs/image_format.h"
@@ -24,20 +27,65 @@ Result<FrozenTree::Member> freeze_process(pid_t pid) {
 
 }  // namespace
 
-Result<FrozenTree> FrozenTree::freeze(pid_t root) {
+Result<FrozenTree> FrozenTree::freeze(pid_t root, Tracers* tracers) {
     FrozenTree tree;
-    auto first = freeze_process(root);
-    if (!first) return std::unexpected(first.error());
-    tree.members_.push_back(std::move(*first));
-    // Bounded: each pass freezes at least one new process, at most kMaxProcesses.
-    for (bool added = true; added;) {
-        added = false;
+    tree.tracers_ = tracers;
+    size_t seized = 0;  // tracer keys handed out: the root's is 0
+    // Freezes the children found in one pass, each on its own tracer, together;
+    // those frozen join the tree in the order found, those gone meanwhile are
+    // skipped (`gone`: the next pass lists their parents again, which may hold
+    // them as zombies by then). The first other failure is returned (the
+    // others still join: the tree releases them).
+    bool gone = false;
+    auto freeze_batch = [&](const std::vector<std::pair<pid_t, size_t>>& batch) -> Status {
+        std::vector<std::optional<Result<Member>>> got(batch.size());
+        std::vector<std::future<void>> done;
+        size_t first = seized;
+        for (size_t j = 0; j < batch.size(); ++j, ++seized)
+            done.push_back(tree.post(
+                first + j, [&got, &batch, j] { got[j].emplace(freeze_process(batch[j].first)); }));
+        for (auto& d : done) d.get();
+        Status status;
+        for (size_t j = 0; j < batch.size(); ++j) {
+            Result<Member>& m = *got[j];
+            if (!m && m.error().code == ESRCH) {  // exited before we got it
+                gone = true;
+                continue;
+            }
+            if (!m) {
+                if (status)
+                    status = std::unexpected(m.error().context(strfmt("pid {}", batch[j].first)));
+                continue;
+            }
+            m->depth = batch[j].second + 1;
+            m->tracer = first + j;
+            tree.members_.push_back(std::move(*m));
+        }
+        return status;
+    };
+    {
+        std::optional<Result<Member>> first;
+        tree.post(seized++, [&] { first.emplace(freeze_process(root)); }).get();
+        if (!*first) return std::unexpected(first->error());
+        tree.members_.push_back(std::move(**first));
+    }
+    // Bounded: each pass freezes at least one new process, at most kMaxProcesses,
+    // or finds one that exited meanwhile (which is a zombie or gone by the next).
+    size_t passes = 0;
+    for (bool again = true; again; ++passes) {
+        if (passes > 2 * image::kMaxProcesses)
+            return make_error(EBUSY, strfmt("task {}: its tree keeps changing", root));
+        again = false;
+        gone = false;
+        std::vector<std::pair<pid_t, size_t>> batch;  // a new child, its parent's depth
         for (size_t i = 0; i < tree.members_.size(); ++i) {
             auto kids = state::list_children(tree.members_[i].pid);
             if (!kids) return std::unexpected(kids.error().context(strfmt("pid {}", root)));
             for (pid_t k : *kids) {
                 bool known = std::any_of(tree.members_.begin(), tree.members_.end(),
-                                         [&](const Member& m) { return m.pid == k; });
+                                         [&](const Member& m) { return m.pid == k; }) ||
+                             std::any_of(batch.begin(), batch.end(),
+                                         [&](const auto& b) { return b.first == k; });
                 if (known) continue;
                 auto st = read_stat(k);
                 if (!st && st.error().code == ESRCH) continue;  // reaped meanwhile
@@ -46,7 +94,8 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root) {
                     bool seen = std::any_of(tree.zombies_.begin(), tree.zombies_.end(),
                                             [&](const auto& z) { return z.stat.pid == k; });
                     if (seen || st->state == 'X') continue;
-                    if (tree.members_.size() + tree.zombies_.size() >= image::kMaxProcesses)
+                    if (tree.members_.size() + batch.size() + tree.zombies_.size() >=
+                        image::kMaxProcesses)
                         return make_error(
                             EBUSY, strfmt("task {}: more than {} processes in the tree", root,
                                           image::kMaxProcesses));
@@ -56,16 +105,16 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root) {
                     tree.zombies_.push_back(std::move(*z));
                     continue;
                 }
-                if (tree.members_.size() + tree.zombies_.size() >= image::kMaxProcesses)
+                if (tree.members_.size() + batch.size() + tree.zombies_.size() >=
+                    image::kMaxProcesses)
                     return make_error(EBUSY, strfmt("task {}: more than {} processes in the tree",
                                                     root, image::kMaxProcesses));
-                auto m = freeze_process(k);
-                if (!m && m.error().code == ESRCH) continue;  // exited before we got it
-                if (!m) return std::unexpected(m.error().context(strfmt("pid {}", k)));
-                tree.members_.push_back(std::move(*m));
-                added = true;
+                batch.emplace_back(k, tree.members_[i].depth);
             }
         }
+        size_t before = tree.members_.size();
+        if (auto r = freeze_batch(batch); !r) return std::unexpected(r.error());
+        again = tree.members_.size() > before || gone;
     }
     return tree;
 }
@@ -91,11 +140,36 @@ void add_zombie_records(ImageWriter& w, const state::ZombieDump& z) {
     w.add(image::RecordType::kZombie, Payload().add(z.rec));
 }
 
+std::future<void> FrozenTree::post(size_t tracer, std::function<void()> fn) {
+    if (tracers_) return tracers_->post(tracer, std::move(fn));
+    std::packaged_task<void()> job(std::move(fn));
+    job();
+    return job.get_future();
+}
+
 Status FrozenTree::release() {
+    // Children first: the deepest members together, each on its tracer (a
+    // detach waits for nothing), then the next level up.
     Status first;
+    size_t deepest = 0;
+    for (const Member& m : members_) deepest = std::max(deepest, m.depth);
+    std::vector<Status> got(members_.size());
+    for (size_t d = deepest + 1; d-- > 0;) {
+        std::vector<std::future<void>> done;
+        for (size_t i = members_.size(); i-- > 0;)
+            if (members_[i].depth == d)
+                done.push_back(post(members_[i].tracer,
+                                    [this, &got, i] { got[i] = members_[i].threads.release(); }));
+        for (auto& f : done) f.get();
+    }
     for (size_t i = members_.size(); i-- > 0;)
-        if (auto r = members_[i].threads.release(); !r && first) first = r;
+        if (!got[i] && first) first = got[i];
     return first;
+}
+
+FrozenTree::~FrozenTree() {
+    if (auto r = release(); !r)
+        log_error("checkpoint: release the tree: %s", r.error().what.c_str());
 }
 
 }  // namespace crfs

@@ -10,6 +10,11 @@
 // A child that exits before it is seized is skipped; a zombie child is not
 // frozen (ptrace cannot seize it): it is read once (state/zombie.h), and the
 // post-freeze `reason` says whether it can come back.
+//
+// Tracers (common/tracers.h): each member is seized, and released, by the
+// thread that traces it, which its capture runs on; the new children found in
+// one pass are frozen together, each by its own tracer. Without Tracers every
+// member is this thread's.
 #pragma once
 
 #include <sys/types.h>
@@ -20,6 +25,7 @@
 #include "common/image_writer.h"
 #include "common/procfs.h"
 #include "common/result.h"
+#include "common/tracers.h"
 #include "state/threads.h"
 #include "state/zombie.h"
 
@@ -31,17 +37,27 @@ class FrozenTree {
         pid_t pid = 0;
         uint64_t starttime = 0;
         FrozenThreads threads;
+        size_t depth = 0;   // 0: the root, else its parent's + 1
+        size_t tracer = 0;  // its key in Tracers: every ptrace call on it runs there
     };
-    static Result<FrozenTree> freeze(pid_t root);
+    static Result<FrozenTree> freeze(pid_t root, Tracers* tracers = nullptr);
+    FrozenTree() = default;
+    FrozenTree(FrozenTree&&) = default;
+    FrozenTree& operator=(FrozenTree&&) = delete;
+    ~FrozenTree();  // release() unless done: each member on its tracer
     // Parents before children; the root first.
     std::vector<Member>& members() { return members_; }
     // life: the members' zombie children, each read while its parent is frozen.
     const std::vector<state::ZombieDump>& zombies() const { return zombies_; }
-    // Releases every process, children first; the first failure is returned.
+    // Releases every process, children first (the deepest members together,
+    // then their parents'...); the first failure is returned.
     Status release();
 
   private:
+    // Runs `fn` on tracer `tracer`'s thread (this one without Tracers).
+    std::future<void> post(size_t tracer, std::function<void()> fn);
     std::vector<Member> members_;
+    Tracers* tracers_ = nullptr;
     std::vector<state::ZombieDump> zombies_;
 };
 
