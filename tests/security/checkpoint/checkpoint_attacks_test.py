@@ -146,9 +146,11 @@ class CheckpointAttacks(unittest.TestCase):
         os.chmod(path, 0o600)
         return value, path
 
-    def victim(self, cmd, ready="ready"):
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, close_fds=True)
+    def victim(self, cmd, ready="ready", stderr=None):
+        """`stderr`: a file the victim's stderr goes to (default /dev/null)."""
+        with open(stderr or os.devnull, "wb") as err:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=err, close_fds=True)
         self.procs.append(p)
         path = os.path.join(self.work, ready)
         rt.wait_for(lambda: os.path.exists(path) or p.poll() is not None, "the victim")
@@ -253,10 +255,10 @@ class CheckpointAttacks(unittest.TestCase):
     def suid_holder(self):
         return self.holder_copy("suid_holder", 0o4755)
 
-    def exec_victim(self, suid, public_path, root_secret_path):
+    def exec_victim(self, suid, public_path, root_secret_path, stderr=None):
         return self.victim(as_user(USERS[0], [
             self.holder, self.work, "ready", public_path, "--exec-on-usr1",
-            suid, self.work, "ready2", root_secret_path]))
+            suid, self.work, "ready2", root_secret_path]), stderr=stderr)
 
     def test_10_setuid_exec_after_open(self):
         suid = self.suid_holder()
@@ -288,11 +290,12 @@ class CheckpointAttacks(unittest.TestCase):
         secret, root_path = self.secret("root")
         _, public = self.secret(USERS[0])
         rng = random.Random(10)
+        ready2, err = os.path.join(self.work, "ready2"), os.path.join(self.work, "victim-stderr")
         for i in range(RACE_ROUNDS):
             for f in ("ready", "ready2"):
                 if os.path.exists(os.path.join(self.work, f)):
                     os.unlink(os.path.join(self.work, f))
-            p = self.exec_victim(suid, public, root_path)
+            p = self.exec_victim(suid, public, root_path, stderr=err)
             out = os.path.join(self.work, f"race-{i}")
             # cat, not python: it opens within a millisecond or two.
             attacker = subprocess.Popen(
@@ -307,7 +310,19 @@ class CheckpointAttacks(unittest.TestCase):
             attacker.wait(rt.TIMEOUT)
             self.assertFalse(os.path.exists(out) and secret.encode() in slurp(out),
                              f"iteration {i}: the image leaked the secret")
-            rt.wait_for(lambda: os.path.exists(os.path.join(self.work, "ready2")), "the exec")
+            rt.wait_for(lambda: os.path.exists(ready2) or p.poll() is not None, "the exec")
+            if not os.path.exists(ready2):
+                # The exec began while the checkpoint's worker had the task
+                # seized (before the exec took cred_guard_mutex): the kernel
+                # does not raise a traced exec whose tracer lacks
+                # CAP_SYS_PTRACE (LSM_UNSAFE_PTRACE), and the worker traces
+                # with the caller's credentials, so the set-user-ID program
+                # ran as the user and could not open root's file. Under a
+                # root tracer it would have run as root: that is the check.
+                text = slurp(err).decode(errors="replace")
+                self.assertEqual((p.returncode, "open secret: Permission denied" in text),
+                                 (2, True), f"iteration {i}: the victim ended: {text!r}")
+                continue
             rt.wait_for(lambda: tracer_of(p.pid) == 0, "the tracer to let go")
             p.kill()
             p.wait()
