@@ -90,8 +90,9 @@ Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
 // nothing of the task's changes. A status read while the task was frozen
 // answers as one read now: SigCgt and SigIgn change only by a sigaction of
 // the task (or of a process sharing its handlers: a member, frozen too), and
-// nothing crfs does before the parasite queues a signal (a SIGTRAP sent from
-// outside meanwhile is a race either way: docs/performance.md, session 15).
+// nothing crfs does before the parasite queues a signal. A SIGTRAP sent to
+// the thread meanwhile merges with the int3's; the stop shows its siginfo and
+// RemoteSyscall hands it back to the task (docs/checkpoint.md).
 Result<bool> sigtrap_in_use(const ProcStatus& st, pid_t tid);
 
 // The same results gathered with single remote syscalls (the fallback; also

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <vector>
@@ -20,6 +22,18 @@ namespace {
 
 // Bound on stops that are not ours (job-control traps) per injected syscall.
 constexpr int kMaxForeignStops = 64;
+
+// Test only: CRFS_TEST_TRAP_BEFORE_CODE=FILE in crfsd's environment: while
+// FILE exists, the checkpoint sends the thread a SIGTRAP of its own (tkill)
+// just before it runs injected code: one that arrives after parasite.h's
+// check (tests/fs/trap_race_mount_test.py).
+void test_trap_before_code(pid_t tid) {
+    static const char* path = getenv("CRFS_TEST_TRAP_BEFORE_CODE");
+    if (!path || access(path, F_OK) != 0) return;
+    log_error("checkpoint: CRFS_TEST_TRAP_BEFORE_CODE: SIGTRAP sent to task %d by pid %d", int(tid),
+              int(getpid()));
+    syscall(SYS_tkill, tid, SIGTRAP);
+}
 
 }  // namespace
 
@@ -151,6 +165,7 @@ Status RemoteSyscall::run_code(uint64_t entry, uint64_t int3_end, uint64_t arg) 
     if (ptrace(PTRACE_SETREGS, pid, nullptr, &r) != 0)
         return errno_error(strfmt("set registers of task {}", pid));
     ++calls_;
+    test_trap_before_code(pid);
     for (int foreign = 0; foreign < kMaxForeignStops; ++foreign) {
         if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0)
             return errno_error(strfmt("resume task {} to run injected code", pid));
@@ -167,11 +182,33 @@ Status RemoteSyscall::run_code(uint64_t entry, uint64_t int3_end, uint64_t arg) 
         user_regs_struct now{};
         if (ptrace(PTRACE_GETREGS, pid, nullptr, &now) != 0)
             return errno_error(strfmt("get registers of task {}", pid));
-        if (sig == SIGTRAP && now.rip == int3_end) return {};
+        if (sig == SIGTRAP && now.rip == int3_end) return at_the_end_of_code();
         return make_error(
             EIO, strfmt("injected code in task {} got signal {} at {:x}", pid, sig, now.rip));
     }
     return make_error(EIO, strfmt("task {}: injected code kept being interrupted", pid));
+}
+
+Status RemoteSyscall::at_the_end_of_code() {
+    // The int3's SIGTRAP is forced by the kernel (si_code SI_KERNEL). A
+    // SIGTRAP sent to this thread alone (tgkill) after parasite.h's check,
+    // while every signal was blocked, was pending when the int3 fired: a
+    // standard signal is queued once, so ours merged into it and this stop
+    // carries its siginfo. That signal is the task's: blocked again (force_sig
+    // unblocked SIGTRAP) and handed back with this stop's siginfo, the kernel
+    // queues it again (ptrace_signal requeues a blocked signal), and the
+    // interrupt stops the task in its signal path before user space. Not told
+    // apart: a SIGTRAP sent in the microseconds between the int3's and the
+    // stop (merged into ours, whose siginfo the stop shows).
+    pid_t pid = task_.pid();
+    siginfo_t si{};
+    if (ptrace(PTRACE_GETSIGINFO, pid, nullptr, &si) != 0)
+        return errno_error(strfmt("signal information of task {}", pid));
+    if (si.si_code == SI_KERNEL) return {};
+    uint64_t all = ~uint64_t(0);
+    if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) != 0)
+        return errno_error(strfmt("block signals of task {}", pid));
+    return back_to_signal_stop(SIGTRAP);
 }
 
 Status RemoteSyscall::read_scratch(void* out, size_t len) const {
@@ -209,14 +246,15 @@ Status RemoteSyscall::finish() {
     return result;
 }
 
-Status RemoteSyscall::back_to_signal_stop() {
-    // From the exit stop of the last injected syscall: an interrupt makes the
-    // way back to user space pass through get_signal, which traps there.
+Status RemoteSyscall::back_to_signal_stop(int sig) {
+    // From the exit stop of the last injected syscall (or a signal-delivery
+    // stop, resumed with `sig`): an interrupt makes the way back to user space
+    // pass through get_signal, which traps there.
     pid_t pid = task_.pid();
     if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0)
         return errno_error(strfmt("interrupt task {}", pid));
-    for (int foreign = 0; foreign < kMaxForeignStops; ++foreign) {
-        if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0)
+    for (int foreign = 0; foreign < kMaxForeignStops; ++foreign, sig = 0) {
+        if (ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(uintptr_t(sig))) != 0)
             return errno_error(strfmt("resume task {} into its signal path", pid));
         auto st = task_.wait_stop();
         if (!st) return std::unexpected(st.error());

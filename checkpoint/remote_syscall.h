@@ -85,7 +85,8 @@ class RemoteSyscall {
   private:
     explicit RemoteSyscall(FrozenTask& t) : task_(t) {}
     Status mem_io(uint64_t addr, void* buf, size_t len, bool write) const;
-    Status back_to_signal_stop();
+    Status back_to_signal_stop(int sig = 0);
+    Status at_the_end_of_code();
     FrozenTask& task_;
     user_regs_struct saved_regs_{};
     uint64_t saved_mask_ = 0;
