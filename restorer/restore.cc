@@ -32,9 +32,11 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include "common/log.h"
 #include "common/strfmt.h"
+#include "common/thread_stacks.h"
 
 #include "common/image_mapping.h"
 #include "common/image_reader.h"
@@ -558,7 +560,8 @@ namespace {
 // stream: waits for the blob's ready (restorer/blob/stream.h), hands the
 // task's userfaultfd to the slot and, once it says go, sends the go.
 Status stream_pages(const RestoreRequest& req, pid_t pid, int status_fd, int go_fd,
-                    const DecodedImage& img, const MemoryPlan& mem, const FdPlan& fds) {
+                    const DecodedImage& img, const MemoryPlan& mem, const FdPlan& fds,
+                    PhaseTrace& trace) {
     crfs_ra_report rep{};
     size_t got = 0;
     while (got < sizeof rep) {
@@ -580,11 +583,43 @@ Status stream_pages(const RestoreRequest& req, pid_t pid, int status_fd, int go_
     UniqueFd uffd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), int(rep.arg), 0)));
     if (!uffd) return errno_error("stream: taking the new task's userfaultfd");
     StreamReady ready{pid, uffd.get(), stream_vmas(mem.vmas)};
+    trace.mark("ready");
     if (auto s = req.stream->ready(ready); !s) return s;
+    trace.mark("pages");
     uffd.reset();  // the blob unregisters its ranges after the go
     char go = 'G';
     if (::send(go_fd, &go, 1, MSG_NOSIGNAL) != 1) return errno_error("stream: sending the go");
     return {};
+}
+
+// The single process's clone: a copy of the daemon's memory that its blob
+// unmaps at once. The daemon's other threads' stacks and their FUSE request
+// buffers are no part of it (common/thread_stacks.h, as a tree's root does
+// in its own copy): marked MADV_DONTFORK for the clone only, under the hold
+// that every clone of the daemon's memory takes, so that no clone made
+// meanwhile lacks its own thread's stack. They are then neither copied
+// with their page tables nor write-protected in the daemon (whose next FUSE
+// request would fault every page of its buffer back in).
+// CRFS_RESTORE_CLONE_ALL=1 in crfsd's environment: copied as before.
+long clone_task(clone_args& ca, const ChildPlan& cp) {
+    static const bool all = getenv("CRFS_RESTORE_CLONE_ALL") != nullptr;
+    std::optional<ThreadStacksHold> hold;
+    std::vector<StackRange> others;
+    if (!all) {
+        hold.emplace();
+        others = hold->others(true);
+    }
+    auto advise = [&](int how) {
+        for (const auto& r : others)
+            (void)madvise(reinterpret_cast<void*>(r.start), r.end - r.start, how);
+    };
+    advise(MADV_DONTFORK);
+    long pid = syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid == 0) child_main(cp);
+    int err = errno;
+    advise(MADV_DOFORK);
+    errno = err;
+    return pid;
 }
 
 }  // namespace
@@ -940,8 +975,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    long pid = req.tree ? 0 : syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid == 0 && !req.tree) child_main(cp);
+    long pid = req.tree ? 0 : clone_task(ca, cp);
     int clone_err = errno;
     // trees: the next process's restore, and after the last the clone of the whole tree.
     Result<pid_t> member =
@@ -969,8 +1003,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     fds->copies.clear();
     trace.mark("clone");
     if (req.stream)  // stream: the pages arrive now; the go once they all did
-        if (auto s =
-                stream_pages(req, pid_t(pid), status_r.get(), stream_go.get(), *img, mem, *fds);
+        if (auto s = stream_pages(req, pid_t(pid), status_r.get(), stream_go.get(), *img, mem, *fds,
+                                  trace);
             !s) {
             kill_and_reap(req, pid_t(pid));
             return std::unexpected(s.error());
@@ -997,6 +1031,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         // The blob closes its last descriptors around 'K': wait for them to
         // be gone (EOF), and for a task that was stopped to be stopped again,
         // so that whoever looks at the task next sees it as it was.
+        trace.mark("rebuild");
         if (auto done = wait_for_eof(status_r.get()); !done) {
             kill_and_reap(req, pid_t(pid));
             return std::unexpected(done.error());
@@ -1012,7 +1047,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                    errno == EINTR) {
             }
         }
-        trace.mark("rebuild");
+        trace.mark("handoff");
         trace.print(pid_t(pid));
         netlock->restored();
         sysv_made.keep();   // sysv

@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <optional>
+
 #include "common/file_hash.h"
 #include "common/io.h"
 #include "common/strfmt.h"
@@ -106,7 +108,14 @@ Status check_fd(const FdEntry& f) {
     return {};
 }
 
-Status check_vma(const VmaEntry& v) {
+// The file the last mapping checked by content was opened as (one library
+// is mapped four or five times in a row: opened once for them all).
+struct LastOpened {
+    std::string path;
+    Opened file;
+};
+
+Status check_vma(const VmaEntry& v, std::optional<LastOpened>& last) {
     auto kind = image::VmaKind(v.rec.kind);
     if (kind != image::VmaKind::kFilePrivate && kind != image::VmaKind::kFileShared) return {};
     std::string what = strfmt("mapping {:x}-{:x}", v.rec.start, v.rec.end);
@@ -118,8 +127,13 @@ Status check_vma(const VmaEntry& v) {
                                           what, v.path));
     }
     if (v.content && vma_content_checked(v.rec)) {
-        auto o = open_regular(what, v.path, "is not a regular file");
-        if (!o) return std::unexpected(o.error());
+        if (!last || last->path != v.path) {
+            last.reset();
+            auto opened = open_regular(what, v.path, "is not a regular file");
+            if (!opened) return std::unexpected(opened.error());
+            last.emplace(LastOpened{v.path, std::move(*opened)});
+        }
+        const Opened* o = &last->file;
         uint64_t off = v.rec.pgoff * image::kPageSize;
         uint64_t bytes = mapped_file_bytes(o->size, off, v.rec.end - v.rec.start);
         if (bytes != v.content->bytes)
@@ -150,8 +164,9 @@ Status check_files(const DecodedImage& img) {
         if (image::FdKind(f.rec.kind) == image::FdKind::kRegular ||
             image::FdKind(f.rec.kind) == image::FdKind::kCharDev)
             if (auto s = check_fd(f); !s) return s;
+    std::optional<LastOpened> last;
     for (const auto& v : img.vmas)
-        if (auto s = check_vma(v); !s) return s;
+        if (auto s = check_vma(v, last); !s) return s;
     return {};
 }
 

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <mutex>
+#include <optional>
 
 #include "common/file_hash.h"
 #include "common/io.h"
@@ -62,7 +64,9 @@ uint64_t madvise_bits(uint64_t vm_flags) {
 
 // --- plan (restore) ----------------------------------------------------------
 
-Result<std::vector<SpecialMapping>> current_specials() {
+namespace {
+
+Result<std::vector<SpecialMapping>> read_specials() {
     auto text = read_file("/proc/self/maps");
     if (!text) return std::unexpected(text.error());
     std::vector<SpecialMapping> out;
@@ -81,6 +85,25 @@ Result<std::vector<SpecialMapping>> current_specials() {
         if (n == "[vdso]" || n == "[vvar]" || n == "[vvar_vclock]") out.push_back({n, s, e});
     }
     return out;
+}
+
+}  // namespace
+
+Result<std::vector<SpecialMapping>> current_specials() {
+    // The kernel places a process's vdso and vvar at its exec and nothing in
+    // the daemon moves them (only a restore's blob does, in its own task):
+    // read once per daemon, not at every restore (~0.3 ms of /proc/self/maps
+    // for a daemon of a hundred mappings; docs/performance.md "Small tasks:
+    // where a 1 MiB restore's time goes").
+    static std::mutex mu;
+    static std::optional<std::vector<SpecialMapping>> known;
+    std::lock_guard lock(mu);
+    if (!known) {
+        auto read = read_specials();
+        if (!read) return read;
+        known = std::move(*read);
+    }
+    return *known;
 }
 
 Result<SpecialsPlan> plan_specials(const DecodedImage& img,

@@ -478,15 +478,15 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
     // clonecost: held across the clone, so that no stack it names is freed
     // (and its range mapped again for something a member needs) before the
     // root has its copy of them all.
-    std::optional<ThreadStacksHold> stacks;
-    if (!tree.clone_all && !getenv("CRFS_TREE_CLONE_STACKS")) {
-        stacks.emplace();
-        // member: and their FUSE request buffers (CRFS_TREE_CLONE_BUFFERS=1: copied).
-        tree.daemon_stacks = stacks->others(!getenv("CRFS_TREE_CLONE_BUFFERS"));
-    }
+    // Taken whatever is copied: a single process's clone marks the other
+    // threads' stacks MADV_DONTFORK under it (restore.cc clone_task), this one's among them.
+    ThreadStacksHold stacks;
+    bool noted = !tree.clone_all && !getenv("CRFS_TREE_CLONE_STACKS");
+    // member: and their FUSE request buffers (CRFS_TREE_CLONE_BUFFERS=1: copied).
+    if (noted) tree.daemon_stacks = stacks.others(!getenv("CRFS_TREE_CLONE_BUFFERS"));
     // member: the restoring thread's stack below this frame is dead (frames
     // of calls made and returned): no process copies it. CRFS_TREE_CLONE_DEAD=1: copied.
-    if (stacks && !getenv("CRFS_TREE_CLONE_DEAD")) stacks->drop_dead_stack();
+    if (noted && !getenv("CRFS_TREE_CLONE_DEAD")) stacks.drop_dead_stack();
     if (getenv("CRFS_TREE_CLONE_SMAPS")) log_clone_copy(tree.daemon_stacks);
     clone_args ca{};
     ca.exit_signal = SIGCHLD;

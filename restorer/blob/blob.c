@@ -137,8 +137,23 @@ static uint64_t attach_sysv(const struct crfs_restorer_args* a, const struct crf
 
 /* Maps VMA i, or the run of neighbours it starts (joins_neighbours), and
  * returns the end of what it mapped. */
+/* The file the last file VMA was mapped from, kept open while the next VMAs
+ * name the same path with the same flags (a library is mapped four or five
+ * times in a row: one open, not five). */
+struct open_file {
+    long fd;
+    uint64_t path;
+    uint32_t flags;
+};
+
+static int same_path(uint64_t a, uint64_t b) {
+    const char *x = (const char*)a, *y = (const char*)b;
+    while (*x && *x == *y) ++x, ++y;
+    return *x == *y;
+}
+
 static uint64_t map_from(const struct crfs_restorer_args* a, const struct crfs_ra_vma* v,
-                         uint64_t i) {
+                         uint64_t i, struct open_file* f) {
     uint64_t end = v[i].end;
     if (joins_neighbours(&v[i]))
         for (uint64_t j = i + 1; j < a->nr_vmas && v[j].start == end && joins_neighbours(&v[j]) &&
@@ -151,12 +166,17 @@ static uint64_t map_from(const struct crfs_restorer_args* a, const struct crfs_r
     if (v[i].kind == CRFS_RA_SYSV) return attach_sysv(a, v, i); /* sysv */
     long fd = -1;
     if (v[i].kind == CRFS_RA_FILE) {
-        fd = open_regular(a, v[i].path, v[i].open_flags, CRFS_RA_STEP_FILE_TYPE, i);
-        if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
+        if (f->fd < 0 || f->flags != v[i].open_flags || !same_path(f->path, v[i].path)) {
+            if (f->fd >= 0) sys1(NR_close, f->fd);
+            f->fd = -1;
+            fd = open_regular(a, v[i].path, v[i].open_flags, CRFS_RA_STEP_FILE_TYPE, i);
+            if (is_err(fd)) die(a, CRFS_RA_STEP_OPEN_VMA_FILE, fd, i);
+            f->fd = fd, f->path = v[i].path, f->flags = v[i].open_flags;
+        }
+        fd = f->fd;
     }
     long ret = sys6(NR_mmap, (long)v[i].start, (long)(end - v[i].start), prot,
                     v[i].mmap_flags | MAP_FIXED, fd, (long)v[i].file_off);
-    if (fd >= 0) sys1(NR_close, fd);
     if (is_err(ret)) die(a, CRFS_RA_STEP_MAP_VMA, ret, i);
     if ((uint64_t)ret != v[i].start) die(a, CRFS_RA_STEP_MAP_VMA, -EINVAL, i);
     return end;
@@ -165,10 +185,12 @@ static uint64_t map_from(const struct crfs_restorer_args* a, const struct crfs_r
 static void map_vmas(const struct crfs_restorer_args* a) {
     const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
     uint64_t mapped_to = 0; /* the end of the last mapping made */
+    struct open_file f = {-1, 0, 0};
     for (uint64_t i = 0; i < a->nr_vmas; ++i) {
-        if (v[i].end > mapped_to) mapped_to = map_from(a, v, i);
+        if (v[i].end > mapped_to) mapped_to = map_from(a, v, i, &f);
         /* Steps per VMA go here: they run for every VMA, joined or not. */
     }
+    if (f.fd >= 0) sys1(NR_close, f.fd);
 }
 
 struct iovec {
