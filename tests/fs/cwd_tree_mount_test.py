@@ -25,6 +25,17 @@ mount: cp /crfs/PID/image, kill -9 the whole tree, restore into the same pids.
     restore and getdents fails ENOENT (opened and seeked by the parent's
     restore before its rmdir); the old code refused the tree (`... is at
     offset O ...; such a description not supported yet`).
+  - share39 (FdTree, FdTreeUser `s18shu1`): the twin for an fd. The parent
+    holds `gone` as an fd (its cwd elsewhere), the child opens a description
+    of its own through /proc/self/fd and reads part of it, the parent empties
+    and removes it: the child's fd is the tree's share-fd end 4 at an offset,
+    opened and seeked by the parent's restore (its kind 39 fd's plan) before
+    the rmdir. After the restore one inode, two descriptions (kcmp), the
+    child's offset the same, getdents ENOENT; the old code refused the tree
+    (`one object, opened separately by two processes of the tree`). The
+    user's edits (an offset above 2^63-1, flags a reopen cannot give, a giver
+    that is not earlier, another fd of the parent) are refused with nothing
+    left.
 
 usage: cwd_tree_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -37,6 +48,7 @@ import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import wait_for  # noqa: E402
 import trees_mount_test  # noqa: E402
 from trees_mount_test import gone  # noqa: E402
+from tree_share_mount_test import kcmp_file  # noqa: E402
 import unix_tree_mount_test as utm  # noqa: E402
 
 CWD_TREE = """
@@ -191,6 +203,107 @@ class CwdTreeUser(utm.InGroup, CwdTree):
         self.assertEqual(one_directory(self, pids), fd)
         self.assertEqual(fdinfo_pos(pids[1], fd), pos)
         self.assertEqual(os.stat(f"/proc/{pids[0]}/cwd").st_uid, pw.pw_uid)
+        self.finish(pids)
+
+
+# share39: the parent's removed directory held as an fd, the child's own
+# description of it read in part before the rmdir (share-fd end 4 at an offset).
+FD_TREE = """
+import ctypes, errno, os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+libc = ctypes.CDLL(None, use_errno=True)
+os.mkdir("gone", 0o750)
+names = ["gone/f%02d" % i for i in range(40)]
+for name in names:
+    open(name, "w").close()
+held = os.open("gone", os.O_RDONLY | os.O_DIRECTORY)
+def getdents(fd):
+    buf = ctypes.create_string_buffer(128)
+    n = libc.syscall(217, fd, buf, 128)
+    return n, ctypes.get_errno()
+def removed(fd, pos):
+    return (os.fstat(fd).st_nlink == 0 and os.lseek(fd, 0, os.SEEK_CUR) == pos and
+            getdents(fd) == (-1, errno.ENOENT))
+kid = os.fork()
+if kid == 0:
+    mine = os.open("/proc/self/fd/%d" % held, os.O_RDONLY | os.O_DIRECTORY)
+    os.close(held)
+    if getdents(mine)[0] <= 0:
+        os._exit(3)
+    pos = os.lseek(mine, 0, os.SEEK_CUR)
+    open("opened", "w").close()
+    signal.sigwait({signal.SIGUSR1})
+    with open("kid", "w") as f:
+        f.write("PASS\\n" if removed(mine, pos) else "FAIL\\n")
+    os._exit(0)
+while not os.path.exists("opened"):
+    signal.sigtimedwait({signal.SIGUSR2}, 0.01)
+for name in names:
+    os.unlink(name)
+os.rmdir("gone")
+open("half", "w").close()
+signal.sigwait({signal.SIGUSR1})
+os.waitpid(kid, 0)
+ok = removed(held, 0) and open("kid").read() == "PASS\\n"
+with open("out", "w") as f:
+    f.write("PASS\\n" if ok else "FAIL\\n")
+"""
+
+
+def two_descriptions(test, pids):
+    """The parent's fd and the child's of the removed directory: one inode
+    (nlink 0), two descriptions (kcmp): [(pid, fd, flags, pos)] of both."""
+    fds = utm.fds_on(pids, os.path.join(test.dir, "gone") + " (deleted)")
+    test.assertEqual([p for p, *_ in fds], pids, fds)
+    sts = {(s.st_dev, s.st_ino, s.st_nlink) for s in
+           (os.stat(f"/proc/{p}/fd/{fd}") for p, fd, *_ in fds)}
+    test.assertEqual(len(sts), 1, "one removed directory")
+    test.assertEqual(sts.pop()[2], 0)
+    test.assertNotEqual(kcmp_file(pids[0], fds[0][1], pids[1], fds[1][1]), 0, "two descriptions")
+    test.assertNotEqual(fds[1][3], 0, "the child's read before the rmdir")
+    return fds
+
+
+class FdTree(CwdTree):
+    test_unrestored_cwd_tree_passes = None
+    test_removed_cwd_of_parent_and_child_comes_back_as_one_directory = None
+    test_child_description_read_before_the_rmdir_keeps_its_offset = None
+
+    def test_child_description_of_a_removed_dir_fd_keeps_its_offset(self):
+        proc, pids = utm.python_tree(self, "fd.py", FD_TREE)
+        before = two_descriptions(self, pids)
+        self.round_trip(proc, pids)
+        self.assertEqual(two_descriptions(self, pids), before)
+        self.finish(pids)
+
+
+class FdTreeUser(utm.InGroup, FdTree):
+    user, group, prefix, mode = "s18shu1", "s18shg1", "crfs-s18sh-", 0o755
+
+    test_child_description_of_a_removed_dir_fd_keeps_its_offset = None
+
+    def test_user_restores_its_fd_tree_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids = utm.python_tree(self, "fd.py", FD_TREE, user_prefix=as_user)
+        before = two_descriptions(self, pids)
+        img = self.checkpoint_as(run, pids[0])
+        self.kill_all(proc, pids)
+        facts = utm.UnixTree.image_facts(self, img)
+        fd = before[1][1]
+        n, kind, _, share = facts[1]["fds"][fd]
+        self.assertEqual((kind, facts[0]["fds"][before[0][1]][1]), (52, 39), "end 4 of kind 39")
+        reopen = "which is no unlinked queue, deleted file or directory or memfd"
+        for edits, expect in [
+            ([f"fd#{n}.pos={1 << 63}"], reopen),
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_NOFOLLOW}"], reopen),
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_RDWR}"], reopen),
+            ([f"share-fd#{share}.owner=1"], "which is not an earlier process of the tree"),
+            ([f"share-fd#{share}.owner_fd=0"], reopen),
+        ]:
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
+            self.assertEqual([x for x in os.listdir(self.dir) if "gone" in x or "deldir" in x], [])
+        self.restore_as(run, pw, img, pids)
+        self.assertEqual(two_descriptions(self, pids), before)
         self.finish(pids)
 
 
