@@ -495,23 +495,43 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
     plan(int32_t(getpid()));  // this test: a process outside
 }
 
+// A removed directory `dir` and a second description `early` of it, read
+// before the rmdir (at `pos`): what a first holder's plan makes; `other`
+// another removed directory.
+struct RemovedWithEarly {
+    std::string path;
+    UniqueFd dir, early, other;
+    off_t pos = 0;
+};
+void removed_with_early(const char* prefix, RemovedWithEarly& r) {
+    std::string tmpl = std::string("/tmp/") + prefix + "-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    r.path = tmpl + "/gone";
+    std::string other = tmpl + "/other";
+    ASSERT_EQ(mkdir(r.path.c_str(), 0700), 0);
+    ASSERT_EQ(mkdir(other.c_str(), 0700), 0);
+    r.dir.reset(open(r.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    r.early.reset(open(r.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    r.other.reset(open(other.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    char buf[4096];
+    ASSERT_GT(syscall(SYS_getdents64, r.early.get(), buf, sizeof buf), 0);
+    r.pos = lseek(r.early.get(), 0, SEEK_CUR);
+    ASSERT_GT(r.pos, 0);
+    ASSERT_EQ(rmdir(r.path.c_str()), 0);
+    ASSERT_EQ(rmdir(other.c_str()), 0);
+    ASSERT_EQ(rmdir(tmpl.c_str()), 0);
+}
+
 // cwdoffset (state/fs_tree.cc): a later member's kind 43 description at an
 // offset is the one the first holder's plan opened with its directory before
 // the rmdir (early_descs), taken only when it is that directory's inode
 // with the record's flags and offset; one none was opened for is a bad image.
 TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
-    char tmpl[] = "/tmp/crfs-cwdoffset-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    std::string path = std::string(tmpl) + "/gone";
-    ASSERT_EQ(mkdir(path.c_str(), 0700), 0);
-    UniqueFd dir(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    UniqueFd early(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    char buf[4096];
-    ASSERT_GT(syscall(SYS_getdents64, early.get(), buf, sizeof buf), 0);
-    off_t pos = lseek(early.get(), 0, SEEK_CUR);
-    ASSERT_GT(pos, 0);
-    ASSERT_EQ(rmdir(path.c_str()), 0);
-    ASSERT_EQ(rmdir(tmpl), 0);
+    RemovedWithEarly r;
+    ASSERT_NO_FATAL_FAILURE(removed_with_early("crfs-cwdoffset", r));
+    const std::string& path = r.path;
+    const UniqueFd &dir = r.dir, &early = r.early;
+    off_t pos = r.pos;
     struct stat st {};
     ASSERT_EQ(fstat(dir.get(), &st), 0);
 
@@ -578,21 +598,11 @@ TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
 // taken only when it is the giver's directory's inode with the record's flags
 // and offset (else ESTALE); one none was opened for is a bad image.
 TEST(FsTree, SharedDescriptionAtAnOffsetIsTheMakersEarlyOne) {
-    char tmpl[] = "/tmp/crfs-share39-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    std::string path = std::string(tmpl) + "/gone", other = std::string(tmpl) + "/other";
-    ASSERT_EQ(mkdir(path.c_str(), 0700), 0);
-    ASSERT_EQ(mkdir(other.c_str(), 0700), 0);
-    UniqueFd dir(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    UniqueFd early(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    UniqueFd elsewhere(open(other.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    char buf[4096];
-    ASSERT_GT(syscall(SYS_getdents64, early.get(), buf, sizeof buf), 0);
-    off_t pos = lseek(early.get(), 0, SEEK_CUR);
-    ASSERT_GT(pos, 0);
-    ASSERT_EQ(rmdir(path.c_str()), 0);
-    ASSERT_EQ(rmdir(other.c_str()), 0);
-    ASSERT_EQ(rmdir(tmpl), 0);
+    RemovedWithEarly r;
+    ASSERT_NO_FATAL_FAILURE(removed_with_early("crfs-share39", r));
+    const std::string& path = r.path;
+    const UniqueFd &dir = r.dir, &early = r.early, &elsewhere = r.other;
+    off_t pos = r.pos;
 
     FdEntry g;  // the giver's kind 39 fd 3, made by its plan
     g.path = path;
