@@ -45,7 +45,8 @@ Result<UniqueFd> plan_socket(const DecodedImage& img, const FdEntry& f, FdAction
 
 }  // namespace
 
-Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown) {
+Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown,
+                        TreeRestore* tree, uint32_t index) {
     FdPlan plan;
     plan.min_fd = min_fd;
     auto pipes = state::plan_pipes(img, image_fd);
@@ -121,7 +122,8 @@ Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool 
             if (kind == image::FdKind::kMemfd)
                 a.path = state::memfd_self_path(plan.memfds, f.rec.ino);
         } else {  // regular, deleted, device: state/file_kind.h
-            state::FilePlanIn in{img, image_fd, min_fd, chown, plan.copies, plan.early};
+            state::FilePlanIn in{img,         image_fd,   min_fd, chown,
+                                 plan.copies, plan.early, tree,   index};
             if (auto k = state::file_plan(f, in, a); !k) return std::unexpected(k.error());
         }
         plan.actions.push_back(std::move(a));

@@ -24,6 +24,8 @@
 
 namespace crfs {
 
+struct TreeRestore;  // state/tree_restore.h
+
 // share: a description this process restores and hands to a later process of
 // its tree (state/tree_share_restore.h), on `channel` (a socketpair end it keeps).
 struct ShareSend {
@@ -83,7 +85,9 @@ struct FdPlan {
 // Runs with the writer's credentials (restorer/writer.h as_writer): a deleted
 // file's copy is created by the writer (state/file_deleted.cc); `chown`
 // (root writers only) gives it the task's owner.
-Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown);
+// `tree`, `index`: the tree being restored and this member (share39: state/file_kind.h).
+Result<FdPlan> plan_fds(const DecodedImage& img, int image_fd, int min_fd, bool chown,
+                        TreeRestore* tree = nullptr, uint32_t index = 0);
 
 // Stage 1 (child): opens every fd of the plan, O_NONBLOCK first (a FIFO or a
 // socket where a file was recorded fails at once instead of blocking), checks

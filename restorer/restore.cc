@@ -704,7 +704,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                               return as_writer(*writer, [&]() -> Status {
                                   if (auto c = check_files(*img); !c) return c;
                                   fix_restart_block(*img, *pages_fd);
-                                  fds = plan_fds(*img, image_fd.get(), min_fd, !writer->as_writer);
+                                  fds = plan_fds(*img, image_fd.get(), min_fd, !writer->as_writer,
+                                                 req.tree, req.tree_index);
                                   if (fds)  // delcwd, cwdtree: state/fs.h
                                       cwd_fd = state::plan_deleted_cwd(*img, *fds, req.tree,
                                                                        req.tree_index);

@@ -24,7 +24,8 @@
 // system now. A second open file description of it in the task is opened
 // again from the first fd's (state/file_reopen.cc, kind 40), as for two
 // members of a tree (state/tree_share.cc); one at an offset (read before the
-// rmdir) is opened and seeked here with the first, before the rmdir.
+// rmdir) is opened and seeked here with the first, before the rmdir, a later
+// tree member's too (share39: state/fs_tree.cc later_at_offset).
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -38,6 +39,7 @@
 #include "restorer/files.h"
 #include "state/dir_deleted.h"
 #include "state/file_kind.h"
+#include "state/fs.h"
 
 namespace crfs::state {
 namespace {
@@ -108,18 +110,30 @@ Status plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
             d.later.emplace_back(int(e.rec.open_flags), e.rec.pos);
             later_fds.push_back(e.rec.fd);
         }
+    // share39: the later members' (share-fd end 4) at an offset, after those.
+    std::vector<std::pair<uint32_t, int>> keys;
+    if (in.tree) {
+        auto k = later_at_offset(*in.tree, in.index, in.img, f.rec.fd, d.later);
+        if (!k) return std::unexpected(k.error());
+        keys = std::move(*k);
+    }
     std::vector<UniqueFd> laters;
     auto made = make_removed_dir(d, in.img.creds, &laters);
     if (!made) return std::unexpected(made.error());
     int hi = fcntl(made->get(), F_DUPFD_CLOEXEC, in.min_fd);
     if (hi < 0) return errno_error("dup of the deleted directory");
     in.copies.emplace_back(hi);
+    std::vector<int> theirs;
     for (size_t i = 0; i < laters.size(); ++i) {
         int l = fcntl(laters[i].get(), F_DUPFD_CLOEXEC, in.min_fd);
         if (l < 0) return errno_error("dup of the deleted directory");
         in.copies.emplace_back(l);
-        in.early.emplace_back(later_fds[i], l);
+        if (i < later_fds.size())
+            in.early.emplace_back(later_fds[i], l);
+        else
+            theirs.push_back(l);
     }
+    if (in.tree) keep_early(*in.tree, in.index, keys, theirs);
     a.type = S_IFDIR;
     a.prepared = hi;  // its flags and offset set here
     a.seek = false;

@@ -34,8 +34,9 @@
 #include "state/kind.h"
 
 namespace crfs {
-struct TaskFd;    // checkpoint/files.h
-struct FdAction;  // restorer/files.h
+struct TaskFd;       // checkpoint/files.h
+struct FdAction;     // restorer/files.h
+struct TreeRestore;  // state/tree_restore.h
 }  // namespace crfs
 
 namespace crfs::state {
@@ -50,6 +51,10 @@ struct FilePlanIn {
     // deltwice: (target, copy) of a later description made with its first (a
     // removed directory's at an offset, state/dir_deleted.cc); kind 40 dups it in.
     std::vector<std::pair<int, int>>& early;
+    // share39: the tree being restored (or null) and this member's index:
+    // kind 39 opens the later members' descriptions at an offset too.
+    TreeRestore* tree = nullptr;
+    uint32_t index = 0;
 };
 
 struct FileKind {

@@ -67,4 +67,25 @@ Status share_removed_cwds(std::span<const pid_t> pids, std::span<const MemberCwd
 Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* tree,
                              uint32_t index);
 
+// cwdoffset, share39: the later members' descriptions at an offset of the
+// removed directory member `index` (records `img`) makes, its cwd (`fd` -1)
+// or its kind 39 fd `fd`: kind 43 records naming its cwd, and share-fd end 4
+// records given from its fd `fd` or, for its cwd, from a later member's kind
+// 43 fd of it; each checked as its taker's restore checks it. Their (flags,
+// offset) are appended to `later` (make_removed_dir opens them before the
+// rmdir); returns their (member, fd), in the same order.
+Result<std::vector<std::pair<uint32_t, int>>> later_at_offset(
+    const TreeRestore& tree, uint32_t index, const DecodedImage& img, int fd,
+    std::vector<std::pair<int, uint64_t>>& later);
+// Keeps the daemon's fds of those (in member `index`'s FdPlan copies) in its member.
+void keep_early(TreeRestore& tree, uint32_t index, std::span<const std::pair<uint32_t, int>> keys,
+                std::span<const int> daemon);
+// share39: member `me`'s share-fd end 4 fd `f` at an offset, given from fd
+// `g` of member `giver` (a removed directory: kind 39, or kind 43 of an
+// earlier member's cwd): the description that directory's maker opened for it
+// before its rmdir, checked (that inode, f's flags and offset; else ESTALE;
+// none: a bad image), dup'd above `fds`' targets (in its copies): that fd.
+Result<int> early_shared_desc(const TreeRestore& tree, uint32_t me, const FdEntry& f,
+                              uint32_t giver, const FdEntry& g, FdPlan& fds);
+
 }  // namespace crfs::state

@@ -33,8 +33,16 @@
 // (make_removed_dir's `later`, as a deltwice description of one process):
 // that plan decodes the later members' records (decode_tree_member: the
 // spool's records, not the pages, once per later member) to find them, and
-// keeps them in its member (early_cwd_descs); the later member's plan takes
+// keeps them in its member (early_descs); the later member's plan takes
 // its own, checked (that directory's inode, its flags and offset).
+//
+// share39: the same for a later member's share-fd end 4 description at an
+// offset (docs/trees.md) of a removed directory: one given from the first
+// holder's kind 39 fd is opened by that fd's plan (state/dir_deleted.cc),
+// one given from a later member's kind 43 fd by the cwd's holder's plan here
+// (later_at_offset); the taker's tree_share_plan takes it (early_shared_desc)
+// instead of a reopen in the giver's stage 1, whose seek the removed
+// directory would refuse.
 //
 // Reasons (detect_deleted_cwd_shared, the checkpoint's too): a later
 // member's description of a removed directory an earlier member holds as its
@@ -57,6 +65,7 @@
 #include "state/fs.h"
 #include "state/tree_restore.h"
 #include "state/tree_share.h"
+#include "state/tree_share_restore.h"
 
 namespace crfs::state {
 namespace {
@@ -169,32 +178,50 @@ Result<UniqueFd> reopened(const TreeRestore& tree, const FdEntry& e, int dir) {
     return UniqueFd(fd);
 }
 
-// cwdoffset: a later member's description at an offset, opened and seeked by
-// the first holder's plan before its rmdir: this member's, of the directory
-// `dir`, with the record's flags and offset (each checked).
-Result<UniqueFd> early_desc(const TreeRestore& tree, uint32_t me, const FdEntry& e, int dir) {
-    const auto& h = tree.members[e.rec.rdev];
+// cwdoffset, share39: a later member's description at an offset, opened and
+// seeked by the plan of `holder` (who made the directory) before its rmdir:
+// member `me`'s fd `fd`, of the directory `dir`, with flags and offset `pos`
+// (each checked, else ESTALE; none opened: a bad image).
+Result<UniqueFd> early_desc(const TreeRestore& tree, uint32_t holder, uint32_t me, int fd,
+                            uint32_t flags, uint64_t pos, const std::string& path, int dir) {
+    const auto& h = tree.members[holder];
     pid_t pid = tree.members[me].pid;
-    for (const auto& d : h.early_cwd_descs) {
-        if (d.member != me || d.fd != e.rec.fd) continue;
+    for (const auto& d : h.early_descs) {
+        if (d.member != me || d.fd != fd) continue;
         struct stat st {
         }, dst{};
         constexpr uint32_t kOLargefile = 0100000;  // the kernel's (glibc defines it 0 here)
         int fl = fcntl(d.daemon, F_GETFL);
         if (d.daemon < 0 || ::fstat(d.daemon, &st) != 0 || ::fstat(dir, &dst) != 0 ||
             st.st_dev != dst.st_dev || st.st_ino != dst.st_ino || fl < 0 ||
-            ((uint32_t(fl) ^ e.rec.open_flags) & ~kOLargefile) ||
-            ::lseek(d.daemon, 0, SEEK_CUR) != off_t(e.rec.pos))
+            ((uint32_t(fl) ^ flags) & ~kOLargefile) || ::lseek(d.daemon, 0, SEEK_CUR) != off_t(pos))
             return make_error(ESTALE, strfmt("process {}: fd {}: the description of process {}'s "
-                                             "removed cwd {} opened with it is not this one",
-                                             pid, e.rec.fd, h.pid, e.path));
-        int fd = fcntl(d.daemon, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) return errno_error("dup of a removed cwd's description");
-        return UniqueFd(fd);
+                                             "removed directory {} opened with it is not this one",
+                                             pid, fd, h.pid, path));
+        int dup = fcntl(d.daemon, F_DUPFD_CLOEXEC, 0);
+        if (dup < 0) return errno_error("dup of a removed directory's description");
+        return UniqueFd(dup);
     }
-    return bad(pid, strfmt("fd {}: a description of process {}'s removed cwd {} at offset {} "
-                           "that its restore did not open",
-                           e.rec.fd, h.pid, e.path, e.rec.pos));
+    return bad(pid, strfmt("fd {}: a description of process {}'s removed directory {} at offset "
+                           "{} that its restore did not open",
+                           fd, h.pid, path, pos));
+}
+
+// The share-fd end 4 record of fd `e`, or nullopt.
+std::optional<image::ShareFdRecord> reopen_record(const FdEntry& e) {
+    image::ShareFdRecord r;
+    if (e.rec.kind != uint32_t(K::kShared) || e.kobj.size() != 1 ||
+        e.kobj[0].second.size() != sizeof r)
+        return std::nullopt;
+    std::memcpy(&r, e.kobj[0].second.data(), sizeof r);
+    if (r.end != image::kShareReopen) return std::nullopt;
+    return r;
+}
+
+const FdEntry* fd_of(const DecodedImage& img, int64_t fd) {
+    for (const FdEntry& e : img.fds)
+        if (e.rec.fd == fd && e.rec.same_as < 0) return &e;
+    return nullptr;
 }
 
 }  // namespace
@@ -282,7 +309,9 @@ Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* 
         if (e.rec.kind != uint32_t(K::kTreeCwdDir) || e.rec.same_as >= 0) continue;
         auto dir = given_dir(*tree, index, uint32_t(e.rec.rdev), -1, e.path, e.rec.mode);
         if (!dir) return std::unexpected(dir.error());
-        auto fd = e.rec.pos ? early_desc(*tree, index, e, *dir) : reopened(*tree, e, *dir);
+        auto fd = e.rec.pos ? early_desc(*tree, uint32_t(e.rec.rdev), index, e.rec.fd,
+                                         e.rec.open_flags, e.rec.pos, e.path, *dir)
+                            : reopened(*tree, e, *dir);
         if (!fd) return std::unexpected(fd.error());
         FdAction* a = nullptr;
         for (FdAction& x : fds.actions)
@@ -295,27 +324,13 @@ Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* 
         if (!tree || !img.deleted_cwd || img.deleted_cwd->fd >= 0)
             return plan_deleted_cwd(img, fds);
         // cwdoffset: the later members' descriptions of it at an offset, made with it.
-        std::vector<TreeRestore::Member::EarlyDesc> descs;
         std::vector<std::pair<int, uint64_t>> later;
-        for (uint32_t k = index + 1; k < tree->members.size(); ++k) {
-            auto other = decode_tree_member(*tree, k);
-            if (!other) return std::unexpected(other.error().context("bad image"));
-            for (const FdEntry& e : other->fds) {
-                if (e.rec.kind != uint32_t(K::kTreeCwdDir) || e.rec.same_as >= 0 ||
-                    e.rec.rdev != index || !e.rec.pos)
-                    continue;
-                if (auto c = kTreeCwdDirKind.check(e, *other); !c)
-                    return std::unexpected(
-                        c.error().context(strfmt("process {}", tree->members[k].pid)));
-                later.emplace_back(int(e.rec.open_flags), e.rec.pos);
-                descs.push_back({k, e.rec.fd, -1});
-            }
-        }
+        auto keys = later_at_offset(*tree, index, img, -1, later);
+        if (!keys) return std::unexpected(keys.error());
         std::vector<int> early;
         auto cwd = plan_deleted_cwd(img, fds, std::move(later), &early);
         if (!cwd) return cwd;
-        for (size_t i = 0; i < descs.size() && i < early.size(); ++i) descs[i].daemon = early[i];
-        tree->members[index].early_cwd_descs = std::move(descs);
+        keep_early(*tree, index, *keys, early);
         return cwd;
     }
     const auto& r = *img.deleted_cwd_from;
@@ -325,6 +340,66 @@ Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* 
     if (!dir) return std::unexpected(dir.error());
     int hi = high_dup(*dir, fds.min_fd, fds);
     if (hi < 0) return errno_error("dup of the removed cwd");
+    return hi;
+}
+
+Result<std::vector<std::pair<uint32_t, int>>> later_at_offset(
+    const TreeRestore& tree, uint32_t index, const DecodedImage& img, int fd,
+    std::vector<std::pair<int, uint64_t>>& later) {
+    std::vector<std::pair<uint32_t, int>> keys;
+    std::vector<DecodedImage> others;  // a cwd's: members index+1.., givers of kind 43 fds
+    for (uint32_t k = index + 1; k < tree.members.size(); ++k) {
+        auto other = decode_tree_member(tree, k);
+        if (!other) return std::unexpected(other.error().context("bad image"));
+        for (const FdEntry& e : other->fds) {
+            if (e.rec.same_as >= 0 || !e.rec.pos) continue;
+            if (e.rec.kind == uint32_t(K::kTreeCwdDir)) {  // cwdoffset: its own of a cwd
+                if (fd >= 0 || e.rec.rdev != index) continue;
+                if (auto c = kTreeCwdDirKind.check(e, *other); !c)
+                    return std::unexpected(
+                        c.error().context(strfmt("process {}", tree.members[k].pid)));
+            } else {  // share39: end 4 from the fd `fd`, or from a later kind 43 fd of the cwd
+                auto r = reopen_record(e);
+                if (!r || r->owner >= k || r->owner < index || (r->owner == index) != (fd >= 0))
+                    continue;
+                const DecodedImage& giver = r->owner == index ? img : others[r->owner - index - 1];
+                const FdEntry* g = fd_of(giver, r->owner_fd);
+                if (!g ||
+                    (fd >= 0 ? g->rec.fd != fd || g->rec.kind != uint32_t(K::kDeletedDir)
+                             : g->rec.kind != uint32_t(K::kTreeCwdDir) || g->rec.rdev != index))
+                    continue;
+                if (auto c = check_reopen(giver, tree.members[r->owner].pid, *r, *g, e); !c)
+                    return std::unexpected(
+                        c.error().context(strfmt("process {}", tree.members[k].pid)));
+            }
+            later.emplace_back(int(e.rec.open_flags), e.rec.pos);
+            keys.emplace_back(k, e.rec.fd);
+        }
+        if (fd < 0) others.push_back(std::move(*other));
+    }
+    return keys;
+}
+
+void keep_early(TreeRestore& tree, uint32_t index, std::span<const std::pair<uint32_t, int>> keys,
+                std::span<const int> daemon) {
+    for (size_t i = 0; i < keys.size() && i < daemon.size(); ++i)
+        tree.members[index].early_descs.push_back({keys[i].first, keys[i].second, daemon[i]});
+}
+
+Result<int> early_shared_desc(const TreeRestore& tree, uint32_t me, const FdEntry& f,
+                              uint32_t giver, const FdEntry& g, FdPlan& fds) {
+    const auto& gm = tree.members[giver];
+    uint32_t holder = g.rec.kind == uint32_t(K::kTreeCwdDir) ? uint32_t(g.rec.rdev) : giver;
+    if (holder > giver || !gm.fds)  // kind 43: its plan checked that holder (given_dir)
+        return make_error(EIO, strfmt("process {}: fd {}: not planned", gm.pid, g.rec.fd));
+    int dir = -1;
+    for (const FdAction& a : gm.fds->actions)
+        if (a.target == g.rec.fd) dir = a.prepared;
+    if (dir < 0) return make_error(EIO, strfmt("process {}: fd {}: not planned", gm.pid, g.rec.fd));
+    auto d = early_desc(tree, holder, me, f.rec.fd, f.rec.open_flags, f.rec.pos, g.path, dir);
+    if (!d) return std::unexpected(d.error());
+    int hi = high_dup(d->get(), fds.min_fd, fds);
+    if (hi < 0) return errno_error("dup of a removed directory's description");
     return hi;
 }
 

@@ -73,15 +73,16 @@ struct TreeRestore {
         uint64_t clone_flags = 0;           // CLONE_FILES, CLONE_FS, CLONE_PARENT: a taker
         int max_fd = 2;                     // the highest fd its table holds then
         int removed_cwd = -1;  // cwdtree: the daemon's fd of its removed cwd (state/fs_tree.cc)
-        int gate_r = -1, gate_w = -1;       // a table taker waits for its maker's fds on it
-        // cwdoffset: later members' descriptions of its removed cwd at an
-        // offset, opened and seeked with it before its rmdir (state/fs_tree.cc).
+        int gate_r = -1, gate_w = -1;  // a table taker waits for its maker's fds on it
+        // cwdoffset, share39: later members' descriptions at an offset of a
+        // removed directory it made (its cwd, its kind 39 fds), opened and
+        // seeked with it before its rmdir (state/fs_tree.cc).
         struct EarlyDesc {
             uint32_t member = 0;
             int fd = -1;      // the later member's fd number
             int daemon = -1;  // the daemon's fd of it (in this member's FdPlan copies)
         };
-        std::vector<EarlyDesc> early_cwd_descs;
+        std::vector<EarlyDesc> early_descs;
         // pidfd2 (state/pidfd.h): pidfds of it its cloner opens for holders, right
         // after its clone: the channel (the cloner's end) and the pidfd_open flags.
         struct PidfdGive {

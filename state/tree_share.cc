@@ -191,11 +191,11 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
         auto k = is_memfd_path(f.link) ? image::FdKind::kMemfd : image::FdKind::kDeleted;
         if (S_ISDIR(f.st.st_mode)) k = image::FdKind::kDeletedDir;  // deldir: state/dir_deleted.cc
         uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
-        // deldir: a removed directory's offset is set after its rmdir, where ext4's
-        // lseek takes no getdents cookie (its size is 0): only 0.
-        bool by_fd = (S_ISREG(f.st.st_mode) || (S_ISDIR(f.st.st_mode) && f.info.pos == 0)) &&
-                     f.st.st_nlink == 0 && !(flags & ~reopen_flags(uint32_t(k))) &&
-                     (flags & O_ACCMODE) != O_ACCMODE;
+        // share39: a removed directory's description at an offset (a getdents
+        // cookie, which ext4 takes no more once it is removed) is opened and
+        // seeked by its maker's restore before the rmdir (state/fs_tree.cc).
+        bool by_fd = (S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode)) && f.st.st_nlink == 0 &&
+                     !(flags & ~reopen_flags(uint32_t(k))) && (flags & O_ACCMODE) != O_ACCMODE;
         bool fifo = is_fifo(f) && !(f.info.flags & O_PATH);  // O_PATH: no end of it
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f), fifo,
                        reopenable, by_fd, peer, f.link.starts_with("socket:[")});

@@ -24,8 +24,10 @@
 //   - an object with no name to open it by (an unlinked POSIX message queue, a
 //     deleted file, a memfd) that a later member opened separately is opened
 //     again by the first member that holds it, through /proc/self/fd, with the
-//     later member's flags and offset, and given to it (kShareReopen); a
-//     description so made held by a third member is given by the second;
+//     later member's flags and offset, and given to it (kShareReopen; a
+//     removed directory's at an offset is opened by its maker's plan before
+//     the rmdir: share39, state/fs_tree.cc); a description so made held by a
+//     third member is given by the second;
 //   - any other object (a kernel object) opened separately by two members is a
 //     reason.
 // Sharing with a process outside the image stays a reason (state/shared_desc.h).

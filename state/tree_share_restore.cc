@@ -13,6 +13,7 @@
 #include "restorer/child.h"
 #include "state/check.h"
 #include "state/file_kind.h"
+#include "state/fs.h"
 #include "state/mqueue.h"
 #include "state/pipe.h"
 #include "state/tree_restore.h"
@@ -42,28 +43,28 @@ int64_t share_end_of(const FdEntry& g) {
     return r.end;
 }
 
-// mqtree: a description of the object at the giver's fd `g` opened again for
-// `f` (kShareReopen): an unlinked queue, a deleted file or directory or a memfd, the same
-// inode, flags that its kind's own restore accepts and a file's offset.
-Status check_reopen(const TreeRestore& tree, const image::ShareFdRecord& r, const FdEntry& g,
-                    const FdEntry& f) {
+}  // namespace
+
+Status check_reopen(const DecodedImage& giver, pid_t giver_pid, const image::ShareFdRecord& r,
+                    const FdEntry& g, const FdEntry& f) {
     using K = image::FdKind;
-    const auto& giver = tree.members[r.owner];
     uint32_t flags = state::reopen_flags(g.rec.kind);
     bool kind = (g.rec.kind == uint32_t(K::kMqueue) && state::mqueue_unlinked(g)) ||
                 g.rec.kind == uint32_t(K::kMemfd) || g.rec.kind == uint32_t(K::kDeleted) ||
                 g.rec.kind == uint32_t(K::kDeletedDir) ||
                 g.rec.kind == uint32_t(K::kTreeCwdDir);  // cwdtree: state/fs_tree.cc
-    if (giver.img->header.version < 12 || !kind || g.rec.ino != f.rec.ino ||
+    if (giver.header.version < 12 || !kind || g.rec.ino != f.rec.ino ||
         (f.rec.open_flags & ~flags) || (f.rec.open_flags & O_ACCMODE) == O_ACCMODE ||
         f.rec.pos > uint64_t(INT64_MAX) || (g.rec.kind == uint32_t(K::kMqueue) && f.rec.pos))
         return check::bad_image(
             strfmt("fd {}: opened again from fd {} of process {}, which is no unlinked queue, "
                    "deleted file or directory or memfd of its inode, or open flags 0{:o}, "
                    "offset {}",
-                   f.rec.fd, r.owner_fd, giver.pid, f.rec.open_flags, f.rec.pos));
+                   f.rec.fd, r.owner_fd, giver_pid, f.rec.open_flags, f.rec.pos));
     return {};
 }
+
+namespace {
 
 // The giver's side of one kShared fd of process `i`.
 Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
@@ -92,7 +93,7 @@ Status check_giver(const TreeRestore& tree, uint32_t i, const FdEntry& f,
                            "thread (one description the blob makes)",
                            at, r.owner_fd, giver.pid));
     if (r.end == image::kShareSame) return {};
-    if (r.end == image::kShareReopen) return check_reopen(tree, r, *g, f);
+    if (r.end == image::kShareReopen) return check_reopen(*giver.img, giver.pid, r, *g, f);
     if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))
         return state::check_unix_given(*giver.img, *g, f);  // a client of a server
     if (r.end == image::kSharePeer) {  // check_unix_sockets: the giver holds the pair's records
@@ -287,6 +288,16 @@ Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPla
         const FdEntry* g = fd_of(*giver.img, r.owner_fd);  // check_giver: there
         if (r.end == image::kSharePeer && g->rec.kind == uint32_t(image::FdKind::kUnixBound))
             if (auto s = plan_connect(tree, i, *f, r.owner, fds); !s) return s;
+        if (r.end == image::kShareReopen && f->rec.pos &&
+            (g->rec.kind == uint32_t(image::FdKind::kDeletedDir) ||
+             g->rec.kind == uint32_t(image::FdKind::kTreeCwdDir))) {
+            // share39: a removed directory at an offset, opened by its maker before its rmdir.
+            auto early = state::early_shared_desc(tree, i, *f, r.owner, *g, fds);
+            if (!early) return std::unexpected(early.error());
+            a.shared = false;
+            a.prepared = *early;
+            continue;
+        }
         ShareSend send{-1, r.owner_fd, r.end, f->rec.ino};
         if (r.end == image::kShareReopen) {  // check_reopen: flags and offset checked
             send.flags = int(f->rec.open_flags);

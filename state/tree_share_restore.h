@@ -56,6 +56,13 @@ inline constexpr uint32_t kShareFifoHeld = 0x200;
 // process for later takers. An image that is not a tree must hold no kShared fd.
 Status tree_share_plan(const RestoreRequest& req, const DecodedImage& img, FdPlan& fds, int min_fd);
 
+// mqtree: a description of the object at the giver's fd `g` (its records
+// `giver`) opened again for `f` (share-fd record `r`, end kShareReopen): an
+// unlinked queue, a deleted file or directory or a memfd, the same inode,
+// flags that its kind's own restore accepts and a file's offset.
+Status check_reopen(const DecodedImage& giver, pid_t giver_pid, const image::ShareFdRecord& r,
+                    const FdEntry& g, const FdEntry& f);
+
 // The channels process `index` sends on (sorted), kept through stage 1's close.
 std::span<const int> tree_share_keep(const struct TreeRestore* tree, uint32_t index);
 

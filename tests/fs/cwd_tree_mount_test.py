@@ -25,6 +25,20 @@ mount: cp /crfs/PID/image, kill -9 the whole tree, restore into the same pids.
     restore and getdents fails ENOENT (opened and seeked by the parent's
     restore before its rmdir); the old code refused the tree (`... is at
     offset O ...; such a description not supported yet`).
+  - share39 (FdTree, FdTreeUser `s18shu1`): the twin for an fd. The parent
+    holds `gone` as an fd (its cwd elsewhere), the child opens a description
+    of its own through /proc/self/fd and reads part of it, the parent empties
+    and removes it: the child's fd is the tree's share-fd end 4 at an offset,
+    opened and seeked by the parent's restore (its kind 39 fd's plan) before
+    the rmdir. After the restore one inode, two descriptions (kcmp), the
+    child's offset the same, getdents ENOENT; the old code refused the tree
+    (`one object, opened separately by two processes of the tree`). The
+    user's edits (an offset above 2^63-1, flags a reopen cannot give, a giver
+    that is not earlier, another fd of the parent) are refused with nothing
+    left. FdTree's grandchild test: the parent's removed cwd, the child's fd
+    of it (kind 43) and the grandchild's own description opened from that fd
+    and read in part: end 4 at an offset given from a kind 43 fd, opened by
+    the parent's (the cwd's maker's) plan; refused on the code before.
 
 usage: cwd_tree_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -37,7 +51,29 @@ import roundtrip_mount_test  # noqa: E402
 from roundtrip_mount_test import wait_for  # noqa: E402
 import trees_mount_test  # noqa: E402
 from trees_mount_test import gone  # noqa: E402
+from tree_share_mount_test import kcmp_file  # noqa: E402
 import unix_tree_mount_test as utm  # noqa: E402
+
+# getdents64 of 128 bytes: (its return, errno).
+GETDENTS = """
+def getdents(fd):
+    buf = ctypes.create_string_buffer(128)
+    n = libc.syscall(217, fd, buf, 128)
+    return n, ctypes.get_errno()
+"""
+
+# The parent's part of every tree here: once a child wrote `opened`, empties
+# and removes `gone`, pauses (`half`), and on SIGUSR1 reaps the child `kid`.
+REMOVE_AND_WAIT = """
+while not os.path.exists(top + "/opened"):
+    signal.sigtimedwait({signal.SIGUSR2}, 0.01)
+for name in names:
+    os.unlink(name)
+os.rmdir(top + "/gone")
+open(top + "/half", "w").close()
+signal.sigwait({signal.SIGUSR1})
+os.waitpid(kid, 0)
+"""
 
 CWD_TREE = """
 import ctypes, errno, os, signal
@@ -50,11 +86,7 @@ os.chdir("gone")
 names = ["f%02d" % i for i in range(40 if READ else 0)]
 for name in names:
     open(name, "w").close()
-def getdents(fd):
-    buf = ctypes.create_string_buffer(128)
-    n = libc.syscall(217, fd, buf, 128)
-    return n, ctypes.get_errno()
-def check(extra):
+""" + GETDENTS + """def check(extra):
     ok = extra and os.stat(".").st_nlink == 0 and (os.stat(".").st_mode & 0o7777) == 0o750
     try:
         os.getcwd()
@@ -80,14 +112,7 @@ if kid == 0:
     with open(top + "/kid", "w") as f:
         f.write("PASS\\n" if ok else "FAIL\\n")
     os._exit(0)
-while not os.path.exists(top + "/opened"):
-    signal.sigtimedwait({signal.SIGUSR2}, 0.01)
-for name in names:
-    os.unlink(name)
-os.rmdir(top + "/gone")
-open(top + "/half", "w").close()
-signal.sigwait({signal.SIGUSR1})
-os.waitpid(kid, 0)
+""" + REMOVE_AND_WAIT + """
 ok = check(open(top + "/kid").read() == "PASS\\n")
 with open(top + "/out", "w") as f:
     f.write("PASS\\n" if ok else "FAIL\\n")
@@ -191,6 +216,143 @@ class CwdTreeUser(utm.InGroup, CwdTree):
         self.assertEqual(one_directory(self, pids), fd)
         self.assertEqual(fdinfo_pos(pids[1], fd), pos)
         self.assertEqual(os.stat(f"/proc/{pids[0]}/cwd").st_uid, pw.pw_uid)
+        self.finish(pids)
+
+
+# share39: the parent's removed directory held as an fd, the child's own
+# description of it read in part before the rmdir (share-fd end 4 at an offset).
+HEAD = """
+import ctypes, errno, os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+libc = ctypes.CDLL(None, use_errno=True)
+top = os.getcwd()
+os.mkdir("gone", 0o750)
+names = [top + "/gone/f%02d" % i for i in range(40)]
+for name in names:
+    open(name, "w").close()
+""" + GETDENTS + """def result(name, ok):
+    with open(top + "/" + name, "w") as f:
+        f.write("PASS\\n" if ok else "FAIL\\n")
+def read_own(fd):
+    # A description of its own of fd's directory, read in part; then `opened`
+    # and the wait for SIGUSR1: (that fd, its offset).
+    own = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_DIRECTORY)
+    os.close(fd)
+    if getdents(own)[0] <= 0:
+        os._exit(3)
+    pos = os.lseek(own, 0, os.SEEK_CUR)
+    open(top + "/opened", "w").close()
+    signal.sigwait({signal.SIGUSR1})
+    return own, pos
+"""
+FD_TREE = HEAD + """
+held = os.open("gone", os.O_RDONLY | os.O_DIRECTORY)
+def removed(fd, pos):
+    return (os.fstat(fd).st_nlink == 0 and os.lseek(fd, 0, os.SEEK_CUR) == pos and
+            getdents(fd) == (-1, errno.ENOENT))
+kid = os.fork()
+if kid == 0:
+    result("kid", removed(*read_own(held)))
+    os._exit(0)
+""" + REMOVE_AND_WAIT + """
+result("out", removed(held, 0) and open("kid").read() == "PASS\\n")
+"""
+
+
+def two_descriptions(test, pids):
+    """The parent's fd and the child's of the removed directory: one inode
+    (nlink 0), two descriptions (kcmp): [(pid, fd, flags, pos)] of both."""
+    fds = utm.fds_on(pids, os.path.join(test.dir, "gone") + " (deleted)")
+    test.assertEqual([p for p, *_ in fds], pids, fds)
+    sts = {(s.st_dev, s.st_ino, s.st_nlink) for s in
+           (os.stat(f"/proc/{p}/fd/{fd}") for p, fd, *_ in fds)}
+    test.assertEqual(len(sts), 1, "one removed directory")
+    test.assertEqual(sts.pop()[2], 0)
+    test.assertNotEqual(kcmp_file(pids[0], fds[0][1], pids[1], fds[1][1]), 0, "two descriptions")
+    test.assertNotEqual(fds[1][3], 0, "the child's read before the rmdir")
+    return fds
+
+
+# share39: the parent's removed cwd, the child's own description of it (fd
+# kind 43), and the grandchild's own, opened from the child's through
+# /proc/self/fd and read in part before the rmdir: share-fd end 4 at an offset
+# given from a kind 43 fd, opened by the parent's (the cwd's maker's) plan.
+GRANDKID_TREE = HEAD + """
+os.chdir("gone")
+kid = os.fork()
+if kid == 0:
+    mine = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    gkid = os.fork()
+    if gkid == 0:
+        own, pos = read_own(mine)
+        result("gkid", os.lseek(own, 0, os.SEEK_CUR) == pos and
+               getdents(own) == (-1, errno.ENOENT))
+        os._exit(0)
+    signal.sigwait({signal.SIGUSR1})
+    os.waitpid(gkid, 0)
+    result("kid", open(top + "/gkid").read() == "PASS\\n" and
+           getdents(mine) == (-1, errno.ENOENT))
+    os._exit(0)
+""" + REMOVE_AND_WAIT + """
+result("out", open(top + "/kid").read() == "PASS\\n")
+"""
+
+
+class FdTree(CwdTree):
+    test_unrestored_cwd_tree_passes = None
+    test_removed_cwd_of_parent_and_child_comes_back_as_one_directory = None
+    test_child_description_read_before_the_rmdir_keeps_its_offset = None
+
+    def test_child_description_of_a_removed_dir_fd_keeps_its_offset(self):
+        proc, pids = utm.python_tree(self, "fd.py", FD_TREE)
+        before = two_descriptions(self, pids)
+        self.round_trip(proc, pids)
+        self.assertEqual(two_descriptions(self, pids), before)
+        self.finish(pids)
+
+    def test_grandchild_description_given_from_a_kind_43_fd_keeps_its_offset(self):
+        proc, pids = utm.python_tree(self, "gkid.py", GRANDKID_TREE, size=3)
+        link = os.path.join(self.dir, "gone") + " (deleted)"
+        before = utm.fds_on(pids[2:], link)
+        self.assertEqual(len(before), 1, before)
+        self.assertNotEqual(before[0][3], 0, "the grandchild's read before the rmdir")
+        self.round_trip(proc, pids)
+        self.assertEqual(utm.fds_on(pids[2:], link), before)
+        kid, gkid = utm.fds_on(pids[1:2], link)[0], before[0]
+        self.assertEqual(os.stat(f"/proc/{kid[0]}/fd/{kid[1]}").st_ino,
+                         os.stat(f"/proc/{gkid[0]}/fd/{gkid[1]}").st_ino, "one directory")
+        self.assertNotEqual(kcmp_file(kid[0], kid[1], gkid[0], gkid[1]), 0, "two descriptions")
+        self.finish(pids)
+
+
+class FdTreeUser(utm.InGroup, FdTree):
+    user, group, prefix, mode = "s18shu1", "s18shg1", "crfs-s18sh-", 0o755
+
+    test_child_description_of_a_removed_dir_fd_keeps_its_offset = None
+    test_grandchild_description_given_from_a_kind_43_fd_keeps_its_offset = None
+
+    def test_user_restores_its_fd_tree_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids = utm.python_tree(self, "fd.py", FD_TREE, user_prefix=as_user)
+        before = two_descriptions(self, pids)
+        img = self.checkpoint_as(run, pids[0])
+        self.kill_all(proc, pids)
+        facts = utm.UnixTree.image_facts(self, img)
+        fd = before[1][1]
+        n, kind, _, share = facts[1]["fds"][fd]
+        self.assertEqual((kind, facts[0]["fds"][before[0][1]][1]), (52, 39), "end 4 of kind 39")
+        reopen = "which is no unlinked queue, deleted file or directory or memfd"
+        for edits, expect in [
+            ([f"fd#{n}.pos={1 << 63}"], reopen),
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_NOFOLLOW}"], reopen),
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_RDWR}"], reopen),
+            ([f"share-fd#{share}.owner=1"], "which is not an earlier process of the tree"),
+            ([f"share-fd#{share}.owner_fd=0"], reopen),
+        ]:
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
+            self.assertEqual([x for x in os.listdir(self.dir) if "gone" in x or "deldir" in x], [])
+        self.restore_as(run, pw, img, pids)
+        self.assertEqual(two_descriptions(self, pids), before)
         self.finish(pids)
 
 

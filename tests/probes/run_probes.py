@@ -243,6 +243,7 @@ PROBES = [
     ("tree_share", "deleted_two_members", None),  # mqtree: reopened (share-fd end 4)
     ("tree_share", "memfd_two_members", None),
     ("tree_share", "deleted_twice_kid", None),  # deltwice: fd kind 40 given to a child
+    ("tree_share", "deleted_dir_offset", None),  # share39: end 4 at an offset, opened early
     ("tree_share", "deleted_given_on", None),  # the reopened description given on (kind 52 giver)
     # fifo: a FIFO opened separately by two children (state/tree_share.h kShareFifoJoin)
     ("tree_share", "fifo_reader_first", None),

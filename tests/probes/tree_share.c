@@ -275,6 +275,54 @@ static void deleted_twice_kid_check(void) {
     kids_check();
 }
 
+/* share39: the parent's removed directory (fd 3), the child's own
+ * description of it (opened through /proc/self/fd before the rmdir) read in
+ * part with getdents: its offset a getdents cookie, which the removed
+ * directory takes no more (opened and seeked by the parent's restore before
+ * its rmdir). After the restore: that offset, getdents ENOENT, one inode,
+ * two descriptions. */
+static off_t g_dir_pos;
+static void dir_offset_body(void) {
+    char buf[64];
+    int again = open("/proc/self/fd/3", O_RDONLY | O_DIRECTORY);
+    if (again < 0 || dup2(again, 3) != 3 || close(again) != 0 ||
+        syscall(SYS_getdents64, 3, buf, sizeof buf) <= 0)
+        _exit(3);
+    g_dir_pos = lseek(3, 0, SEEK_CUR);
+    if (g_dir_pos <= 0) _exit(4);
+}
+static int dir_offset_verify(void) {
+    char buf[64], path[64];
+    struct stat mine, theirs;
+    snprintf(path, sizeof path, "/proc/%d/fd/3", (int)getppid());
+    if (fstat(3, &mine) != 0 || stat(path, &theirs) != 0 || mine.st_ino != theirs.st_ino ||
+        mine.st_nlink != 0)
+        return 1;
+    if (syscall(SYS_kcmp, getpid(), getppid(), KCMP_FILE, 3, 3) <= 0) return 2;
+    if ((fcntl(3, F_GETFL) & ~0100000) != (O_RDONLY | O_DIRECTORY)) return 3;
+    if (lseek(3, 0, SEEK_CUR) != g_dir_pos) return 4;
+    return syscall(SYS_getdents64, 3, buf, sizeof buf) < 0 && errno == ENOENT ? 0 : 5;
+}
+static void deleted_dir_offset_setup(void) {
+    static const char* const kNames[] = {"dd/a", "dd/b", "dd/c", "dd/d"};
+    if (mkdir(at("dd"), 0750) != 0) die("mkdir");
+    for (int i = 0; i < 4; ++i) write_file(at(kNames[i]), "x");
+    if (open(at("dd"), O_RDONLY | O_DIRECTORY) != 3) die("open dd");
+    g_kids[0] = spawn(dir_offset_body, dir_offset_verify);
+    for (int i = 0; i < 4; ++i)
+        if (unlink(at(kNames[i])) != 0) die("unlink");
+    if (rmdir(at("dd")) != 0) die("rmdir");
+}
+static void deleted_dir_offset_check(void) {
+    struct stat st;
+    if (fstat(3, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0 ||
+        lseek(3, 0, SEEK_CUR) != 0)
+        fail("fd 3 is no removed directory at offset 0");
+    if (syscall(SYS_kcmp, getpid(), g_kids[0], KCMP_FILE, 3, 3) <= 0)
+        fail("the child's fd 3 is the parent's description, or kcmp failed");
+    kids_check();
+}
+
 /* A FIFO two children opened separately by its path (issue 11, docs/trees.md
  * "FIFOs between members"): the reader O_RDONLY|O_NONBLOCK, the writer
  * O_WRONLY with bytes written; the parent holds neither. Each comes back its
@@ -462,6 +510,7 @@ static const struct variant kVariants[] = {
     {"memfd_two_members", memfd_two_setup, own_desc_check, NULL},
     {"deleted_given_on", given_on_setup, own_desc_check, NULL},
     {"deleted_twice_kid", deleted_twice_kid_setup, deleted_twice_kid_check, NULL},
+    {"deleted_dir_offset", deleted_dir_offset_setup, deleted_dir_offset_check, NULL},
     {"fifo_reader_first", fifo_reader_first_setup, kids_check, NULL},
     {"fifo_writer_first", fifo_writer_first_setup, kids_check, NULL},
     {"fifo_outside", fifo_outside_setup, outside_check, NULL},

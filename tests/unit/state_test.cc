@@ -495,23 +495,43 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
     plan(int32_t(getpid()));  // this test: a process outside
 }
 
+// A removed directory `dir` and a second description `early` of it, read
+// before the rmdir (at `pos`): what a first holder's plan makes; `other`
+// another removed directory.
+struct RemovedWithEarly {
+    std::string path;
+    UniqueFd dir, early, other;
+    off_t pos = 0;
+};
+void removed_with_early(const char* prefix, RemovedWithEarly& r) {
+    std::string tmpl = std::string("/tmp/") + prefix + "-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    r.path = tmpl + "/gone";
+    std::string other = tmpl + "/other";
+    ASSERT_EQ(mkdir(r.path.c_str(), 0700), 0);
+    ASSERT_EQ(mkdir(other.c_str(), 0700), 0);
+    r.dir.reset(open(r.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    r.early.reset(open(r.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    r.other.reset(open(other.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    char buf[4096];
+    ASSERT_GT(syscall(SYS_getdents64, r.early.get(), buf, sizeof buf), 0);
+    r.pos = lseek(r.early.get(), 0, SEEK_CUR);
+    ASSERT_GT(r.pos, 0);
+    ASSERT_EQ(rmdir(r.path.c_str()), 0);
+    ASSERT_EQ(rmdir(other.c_str()), 0);
+    ASSERT_EQ(rmdir(tmpl.c_str()), 0);
+}
+
 // cwdoffset (state/fs_tree.cc): a later member's kind 43 description at an
 // offset is the one the first holder's plan opened with its directory before
-// the rmdir (early_cwd_descs), taken only when it is that directory's inode
+// the rmdir (early_descs), taken only when it is that directory's inode
 // with the record's flags and offset; one none was opened for is a bad image.
 TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
-    char tmpl[] = "/tmp/crfs-cwdoffset-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    std::string path = std::string(tmpl) + "/gone";
-    ASSERT_EQ(mkdir(path.c_str(), 0700), 0);
-    UniqueFd dir(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    UniqueFd early(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    char buf[4096];
-    ASSERT_GT(syscall(SYS_getdents64, early.get(), buf, sizeof buf), 0);
-    off_t pos = lseek(early.get(), 0, SEEK_CUR);
-    ASSERT_GT(pos, 0);
-    ASSERT_EQ(rmdir(path.c_str()), 0);
-    ASSERT_EQ(rmdir(tmpl), 0);
+    RemovedWithEarly r;
+    ASSERT_NO_FATAL_FAILURE(removed_with_early("crfs-cwdoffset", r));
+    const std::string& path = r.path;
+    const UniqueFd &dir = r.dir, &early = r.early;
+    off_t pos = r.pos;
     struct stat st {};
     ASSERT_EQ(fstat(dir.get(), &st), 0);
 
@@ -525,7 +545,7 @@ TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
     tree.members[0].img = &parent;
     tree.members[0].fds = &pfds;
     tree.members[0].removed_cwd = dir.get();
-    tree.members[0].early_cwd_descs = {{1, 3, early.get()}};
+    tree.members[0].early_descs = {{1, 3, early.get()}};
     tree.members[1].pid = 101;
     tree.members[1].parent = 0;
     FdEntry e;
@@ -561,15 +581,78 @@ TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
     f = e;
     f.rec.open_flags = O_DIRECTORY | O_NONBLOCK;  // other flags
     refused(f, "opened with it is not this one");
-    tree.members[0].early_cwd_descs = {{1, 3, -1}};  // none made
+    tree.members[0].early_descs = {{1, 3, -1}};  // none made
     refused(e, "opened with it is not this one");
-    tree.members[0].early_cwd_descs = {{1, 4, early.get()}};  // another fd's
+    tree.members[0].early_descs = {{1, 4, early.get()}};  // another fd's
     refused(e, "that its restore did not open");
-    tree.members[0].early_cwd_descs = {{0, 3, early.get()}};  // another member's
+    tree.members[0].early_descs = {{0, 3, early.get()}};  // another member's
     refused(e, "that its restore did not open");
     FdEntry zero = e;  // at offset 0: opened again through /proc/self/fd
     zero.rec.pos = 0;
     EXPECT_EQ(plan(zero), std::make_pair(std::string(), off_t(0)));
+}
+
+// share39 (state/fs_tree.cc early_shared_desc): a later member's share-fd end
+// 4 description at an offset of an earlier member's removed directory (kind
+// 39) is the one that member's plan opened before the rmdir (early_descs),
+// taken only when it is the giver's directory's inode with the record's flags
+// and offset (else ESTALE); one none was opened for is a bad image.
+TEST(FsTree, SharedDescriptionAtAnOffsetIsTheMakersEarlyOne) {
+    RemovedWithEarly r;
+    ASSERT_NO_FATAL_FAILURE(removed_with_early("crfs-share39", r));
+    const std::string& path = r.path;
+    const UniqueFd &dir = r.dir, &early = r.early, &elsewhere = r.other;
+    off_t pos = r.pos;
+
+    FdEntry g;  // the giver's kind 39 fd 3, made by its plan
+    g.path = path;
+    g.rec.fd = 3;
+    g.rec.same_as = -1;
+    g.rec.kind = uint32_t(image::FdKind::kDeletedDir);
+    FdPlan gfds;
+    FdAction made;
+    made.target = 3;
+    made.prepared = dir.get();
+    gfds.actions.push_back(made);
+    TreeRestore tree;
+    tree.members.resize(2);
+    tree.members[0].pid = 100;
+    tree.members[0].fds = &gfds;
+    tree.members[0].early_descs = {{1, 5, early.get()}};
+    tree.members[1].pid = 101;
+    tree.members[1].parent = 0;
+    FdEntry f;  // the taker's fd 5
+    f.rec.fd = 5;
+    f.rec.same_as = -1;
+    f.rec.kind = uint32_t(image::FdKind::kShared);
+    f.rec.open_flags = O_DIRECTORY;
+    f.rec.pos = uint64_t(pos);
+    auto take = [&](const FdEntry& e) -> std::pair<std::string, off_t> {
+        FdPlan tfds;
+        tfds.min_fd = 20;
+        auto r = early_shared_desc(tree, 1, e, 0, g, tfds);
+        if (!r) return {r.error().what, r.error().code};
+        return {std::string(), *r >= 20 ? lseek(*r, 0, SEEK_CUR) : -1};
+    };
+    EXPECT_EQ(take(f), std::make_pair(std::string(), pos));
+    auto refused = [&](const FdEntry& e, const char* what, int code) {
+        auto [err, at] = take(e);
+        EXPECT_NE(err.find(what), std::string::npos) << err;
+        EXPECT_EQ(at, code) << err;
+    };
+    FdEntry e = f;
+    e.rec.pos = uint64_t(pos) + 1;  // another offset than the one opened
+    refused(e, "opened with it is not this one", ESTALE);
+    e = f;
+    e.rec.open_flags = O_DIRECTORY | O_NOATIME;  // other flags
+    refused(e, "opened with it is not this one", ESTALE);
+    gfds.actions[0].prepared = elsewhere.get();  // the giver's fd: another directory
+    refused(f, "opened with it is not this one", ESTALE);
+    gfds.actions[0].prepared = dir.get();
+    tree.members[0].early_descs = {{1, 4, early.get()}};  // another fd's
+    refused(f, "that its restore did not open", EINVAL);
+    tree.members[0].early_descs = {{0, 5, early.get()}};  // another member's
+    refused(f, "that its restore did not open", EINVAL);
 }
 
 // /proc/timer_list as 6.18 prints it (one cpu, two of its eight clocks).
