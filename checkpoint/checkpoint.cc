@@ -90,12 +90,12 @@ struct Capture {
     Fingerprints prints;      // fidelity: content of the files a restore reopens
     TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (state/settings.h)
     state::MemfdDump memfds;  // kobj: every memfd the task holds or maps (state/memfd.h)
-    std::vector<SeccompFilterEntry> seccomp;                      // fid-exact: state/seccomp.cc
-    state::PosixTimers timers;                                    // fid-exact: state/timers.cc
-    std::vector<image::FileLockRecord> locks;                     // fid-exact: state/locks.cc
-    std::vector<image::KeepRecord> keeps;                         // incr: pages left to the base
-    uint32_t mlockall_flags = 0;                                  // fid: state/mlockall.h
-    std::optional<image::DeletedCwdRecord> deleted_cwd;           // delcwd: state/fs.h
+    std::vector<SeccompFilterEntry> seccomp;   // fid-exact: state/seccomp.cc
+    state::PosixTimers timers;                 // fid-exact: state/timers.cc
+    std::vector<image::FileLockRecord> locks;  // fid-exact: state/locks.cc
+    std::vector<image::KeepRecord> keeps;      // incr: pages left to the base
+    uint32_t mlockall_flags = 0;               // fid: state/mlockall.h
+    std::optional<image::DeletedCwdRecord> deleted_cwd;  // delcwd: state/fs.h
     std::optional<image::DeletedCwdFromRecord> deleted_cwd_from;  // cwdtree: state/fs.h
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
@@ -166,36 +166,6 @@ bool fault_at(size_t member) {
     if (!path) return false;
     auto text = read_file(path);
     return text && !text->empty() && std::strtoul(text->c_str(), nullptr, 10) == member;
-}
-
-// A tree's members' views read ahead, each on its tracer, while the tree is
-// frozen and before the root's capture: the /proc files of a member that the
-// root's tree-wide detect (state/tree.cc) and the member's capture read from
-// its view (stat, status, each thread's status, smaps, fds), so the detect,
-// one thread checking every member, finds them read. Nothing shared is
-// touched: each view is its tracer's alone until all are read (the views are
-// made here first); a read that fails is not kept, and the detect reads it
-// again as before. CRFS_TREE_VIEWS_SERIAL=1 in crfsd's environment: not read
-// ahead (the old path, for benches).
-void read_ahead(FrozenTree& tree, Tracers& tracers, state::MemberViews& views) {
-    static const bool off = getenv("CRFS_TREE_VIEWS_SERIAL") != nullptr;
-    auto& members = tree.members();
-    if (off || !tracers.parallel() || members.size() < 2) return;
-    std::vector<state::TaskView*> ahead;
-    for (auto& m : members) ahead.push_back(&member_view(m.pid, views));
-    auto read = [&](size_t i) {
-        state::TaskView& v = *ahead[i];
-        (void)v.stat();
-        (void)v.status();
-        for (FrozenTask* t : members[i].threads.others()) (void)v.thread_status(t->pid());
-        (void)v.smaps();
-        (void)v.fds();
-    };
-    std::vector<std::future<void>> done;
-    for (size_t i = 1; i < members.size(); ++i)
-        done.push_back(tracers.post(members[i].tracer, [&read, i] { read(i); }));
-    read(0);  // the root's, here
-    for (auto& d : done) d.get();
 }
 
 // Runs on the thread that traces the task (common/tracers.h): ptrace is per
@@ -396,12 +366,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         c.threads.push_back(std::move(*th));
     }
     trace.mark("remote syscalls");
-    // The memory is copied outside `Serial` (it reads the member's own pages
-    // into its own buffer, nothing the views share), so members' copies
-    // overlap; CRFS_TREE_COPY_SERIAL=1 in crfsd's environment: inside (the
-    // old path, for benches).
-    static const bool copy_serial = getenv("CRFS_TREE_COPY_SERIAL") != nullptr;
-    if (serial && copy_serial) {
+    if (serial) {
         one_at_a_time.lock();
         trace.mark("wait for the other members");
     }
@@ -413,10 +378,6 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     c.memory = std::move(*mem);
     if (track) c.keeps = std::move(track->keeps);
     trace.mark("memory");
-    if (serial && !copy_serial) {
-        one_at_a_time.lock();
-        trace.mark("wait for the other members");
-    }
     auto memfds = state::dump_memfds(pid, c.memory.maps);  // kobj, while frozen
     if (!memfds) return std::unexpected(memfds.error());
     c.memfds = std::move(*memfds);
@@ -488,7 +449,6 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                 tracking[i].uffd = std::move(was.uffd);
     }
     state::MemberViews views;  // read while frozen: each member's once, one holder scan
-    read_ahead(*tree, tracers, views);
     std::vector<std::optional<Result<Capture>>> got(members.size());
     std::mutex serial;                // Serial: the captures but for their stops, one at a time
     std::atomic<bool> failed{false};  // a member failed: those not started yet are not
@@ -507,8 +467,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     // made: asked of `views` before any other capture may add to it.
     std::vector<char> checked(members.size());
     for (size_t i = 1; i < members.size(); ++i)
-        checked[i] = views.count(members[i].pid) && views[members[i].pid]->tree_checked() &&
-                     getenv("CRFS_TREE_CHECK_EACH") == nullptr;
+        checked[i] = views.count(members[i].pid) && getenv("CRFS_TREE_CHECK_EACH") == nullptr;
     std::mutex* one_at_a_time = tracers.parallel() ? &serial : nullptr;
     std::vector<std::future<void>> done;
     for (size_t i = 1; i < members.size(); ++i)
