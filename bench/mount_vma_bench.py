@@ -93,26 +93,27 @@ def sched_ms(pid):
     return run / 1e6, wait / 1e6
 
 
-def cpu_ms(pid):
-    """utime + stime of a process so far, in ms (clock ticks: 10 ms steps),
-    its exited threads included: crfsd's FUSE workers come and go."""
+def stat_ms(pid, first):
+    """Fields `first` and `first + 1` of /proc/PID/stat (after the command)
+    added, in ms (clock ticks: 10 ms steps); 0 once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
+    return (int(fields[first]) + int(fields[first + 1])) * 1e3 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid):
+    """utime + stime of a process so far, in ms, its exited threads included:
+    crfsd's FUSE workers come and go."""
+    return stat_ms(pid, 11)
 
 
 def children_cpu_ms(pid):
-    """cutime + cstime of a process so far, in ms (10 ms ticks): its children
-    that it waited for, here crfsd's checkpoint workers (crfs-ckpt)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[13]) + int(fields[14])) * 1e3 / os.sysconf("SC_CLK_TCK")
+    """cutime + cstime of a process so far, in ms: its children that it
+    waited for, here crfsd's checkpoint workers (crfs-ckpt)."""
+    return stat_ms(pid, 13)
 
 
 def workers_of(pid):
