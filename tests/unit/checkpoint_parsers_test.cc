@@ -148,12 +148,20 @@ TEST(MapsTest, ReadInPiecesAsWhole) {
         text += i % 11 ? "VmFlags: rd wr mr mw me ac sd \n" : "VmFlags: rd zz mr qq sd\n";
     }
     text += "7f0000000000-7f0000001000 rw-p 00000000 00:00 0";  // no '\n' at the very end
-    auto write = [](const std::string& data) {
+    std::vector<std::string> made;  // removed at the end, a failed assertion too
+    struct Unlink {
+        std::vector<std::string>& paths;
+        ~Unlink() {
+            for (const auto& p : paths) ::unlink(p.c_str());
+        }
+    } unlink_made{made};
+    auto write = [&made](const std::string& data) {
         char path[] = "/tmp/crfs-read-maps-XXXXXX";
         int fd = ::mkstemp(path);
         EXPECT_GE(fd, 0);
         EXPECT_EQ(::write(fd, data.data(), data.size()), ssize_t(data.size()));
         ::close(fd);
+        made.push_back(path);
         return std::string(path);
     };
     std::string path = write(text);
@@ -176,7 +184,6 @@ TEST(MapsTest, ReadInPiecesAsWhole) {
     EXPECT_EQ((*pieces)[1].path, "/tmp/file 1 with spaces");
     EXPECT_EQ((*pieces)[6].shared_kb, 0u + 2u);
     EXPECT_EQ(read_maps(path, text.size() - 1).error().code, EFBIG);
-    ::unlink(path.c_str());
 
     std::string bad = text + "\nhello world\n";  // an error past the first MiB: same line number
     path = write(bad);
@@ -185,7 +192,6 @@ TEST(MapsTest, ReadInPiecesAsWhole) {
     EXPECT_EQ(bad_pieces.error().what, path + ": " + parse_maps(bad).error().what);
     EXPECT_NE(bad_pieces.error().what.find("line 60002:"), std::string::npos)
         << bad_pieces.error().what;
-    ::unlink(path.c_str());
 }
 
 TEST(MapsTest, Classifies) {
