@@ -3,7 +3,7 @@
 (issue 13: 30,000 areas in <= 250 ms each, linear in the number of areas).
 
     bench/mount_vma_bench.py [--build DIR] [--rounds N] [--trace] [--fill-ab | --before DIR]
-                             [N_VMAS ...]
+                             [--dump-only] [N_VMAS ...]
     (default: build, 3 rounds, 1000 10000 30000 60000)
 
 Mounts DIR/fs/crfsd on a temporary directory. For each N a holder maps N
@@ -28,6 +28,10 @@ restore, the wall time, crfsd's CPU time (utime + stime over the restore,
 10 ms ticks) and the restored task's own CPU time (its blob's fill) before it
 is killed, and the time it spent runnable waiting for a CPU (both from
 /proc/PID/task/*/schedstat, in ns).
+With `--before` the dump is compared first the same way (each round
+dumps the same holder through both daemons, the order alternating, into a
+new file; wall time, crfsd's CPU and its checkpoint workers' CPU, 10 ms
+ticks); `--dump-only` skips the restores.
 Otherwise both are measured in the same run, and CRIU's figures from issue 13 (CRIU 4.2,
 same machine class, ANOTHER run) where the issue has that N. Needs root;
 N near vm.max_map_count (65530) fails.
@@ -89,15 +93,75 @@ def sched_ms(pid):
     return run / 1e6, wait / 1e6
 
 
-def cpu_ms(pid):
-    """utime + stime of a process so far, in ms (clock ticks: 10 ms steps),
-    its exited threads included: crfsd's FUSE workers come and go."""
+def stat_ms(pid, first):
+    """Fields `first` and `first + 1` of /proc/PID/stat (after the command)
+    added, in ms (clock ticks: 10 ms steps); 0 once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
+    return (int(fields[first]) + int(fields[first + 1])) * 1e3 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid):
+    """utime + stime of a process so far, in ms, its exited threads included:
+    crfsd's FUSE workers come and go."""
+    return stat_ms(pid, 11)
+
+
+def children_cpu_ms(pid):
+    """cutime + cstime of a process so far, in ms: its children that it
+    waited for, here crfsd's checkpoint workers (crfs-ckpt)."""
+    return stat_ms(pid, 13)
+
+
+def workers_of(pid):
+    """crfsd's children (any thread's) still there: its checkpoint workers."""
+    kids = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += f.read().split()
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return kids
+
+
+def dump_ab(n, pid, out, mnt, mnt_b, daemons, rounds):
+    """Dumps of one holder through both daemons, interleaved (before first in
+    even rounds), each `cp /crfs/PID/image` into a new file (the last one's
+    removed first, untimed); prints each round (wall, crfsd CPU and its
+    workers' CPU, load) and the medians."""
+    def dump(where):
+        if os.path.exists(out):
+            os.unlink(out)
+        d = daemons[where].pid
+        c0, w0 = cpu_ms(d), children_cpu_ms(d)
+        t = time.perf_counter()
+        subprocess.run(["cp", f"{where}/{pid}/image", out], check=True)
+        took = time.perf_counter() - t
+        # the worker's CPU shows in cutime once crfsd reaped it
+        wait_for(lambda: not workers_of(d), "the checkpoint worker's exit", 30)
+        return took, cpu_ms(d) - c0, children_cpu_ms(d) - w0
+
+    dump(mnt_b), dump(mnt)  # warm-up
+    res = {mnt: [], mnt_b: []}
+    for r in range(rounds):
+        for where in ((mnt_b, mnt) if r % 2 == 0 else (mnt, mnt_b)):
+            res[where].append(dump(where))
+        b, a = res[mnt_b][-1], res[mnt][-1]
+        print(f"{n:>6} dump round {r + 1}: before {b[0] * 1e3:7.1f} ms (cpu crfsd {b[1]:.0f},"
+              f" worker {b[2]:.0f})  after {a[0] * 1e3:7.1f} ms (cpu crfsd {a[1]:.0f},"
+              f" worker {a[2]:.0f})  load {os.getloadavg()[0]:.1f}", flush=True)
+    med = lambda where, i: statistics.median(x[i] for x in res[where])
+    mb, ma = med(mnt_b, 0), med(mnt, 0)
+    print(f"{n:>6} dump median before {mb * 1e3:.1f} ms ({mb * 1e6 / n:.1f} us/area) after"
+          f" {ma * 1e3:.1f} ms ({ma * 1e6 / n:.1f} us/area) (after/before {ma / mb:.2f});"
+          f" best before {min(x[0] for x in res[mnt_b]) * 1e3:.1f} after"
+          f" {min(x[0] for x in res[mnt]) * 1e3:.1f} ms; median CPU ms crfsd before"
+          f" {med(mnt_b, 1):.0f} after {med(mnt, 1):.0f}, worker before {med(mnt_b, 2):.0f}"
+          f" after {med(mnt, 2):.0f}", flush=True)
 
 
 def main():
@@ -108,6 +172,8 @@ def main():
                     help="print crfsd's phase times (CRFS_CHECKPOINT_TRACE, CRFS_RESTORE_TRACE)")
     ap.add_argument("--fill-ab", action="store_true")
     ap.add_argument("--before", help="another build dir: its crfsd is the 'before' of an A/B run")
+    ap.add_argument("--dump-only", action="store_true",
+                    help="with --before or --fill-ab: the dump A/B only, no restores")
     ap.add_argument("counts", nargs="*", type=int, default=[1000, 10000, 30000, 60000])
     a = ap.parse_args()
     crfsd = os.path.join(a.build, "fs", "crfsd")
@@ -167,6 +233,8 @@ def main():
                     t_build = int(f.read()) / 1e9
                 t_smaps = smaps_seconds(holder.pid)
                 image = f"{mnt}/{holder.pid}/image"
+                if ab:
+                    dump_ab(n, holder.pid, out, mnt, mnt_b, daemons, a.rounds)
                 t_dump = best_of(a.rounds, lambda: subprocess.run(["cp", image, out], check=True))
             finally:
                 holder.kill()
@@ -187,6 +255,9 @@ def main():
                 kill_restored()  # one at a time: 60,000 areas twice may pass max_map_count
                 return took
 
+            if ab and a.dump_only:
+                os.unlink(out)
+                continue
             if ab:
                 restore(mnt_b), restore()  # warm-up
                 tb, ta, cb, ca = [], [], [], []

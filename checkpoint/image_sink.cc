@@ -6,7 +6,9 @@
 #include <sys/uio.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include "common/io.h"
@@ -23,7 +25,7 @@ ImageSink::~ImageSink() {
     // The pipe may still hold references to these pages: unmapping only
     // drops ours, the pages live on until the reader took them.
     for (Lent& l : ring_)
-        if (l.mem) munmap(l.mem, kChunk);
+        if (l.mem) munmap(l.mem, kLentBytes);
     if (bounce_) munmap(bounce_, kChunk);
 }
 
@@ -43,22 +45,23 @@ bool ImageSink::taken_by_reader(uint64_t upto) const {
 }
 
 char* ImageSink::chunk_buffer() {
-    auto map = [&]() -> char* {
-        void* p = mmap(nullptr, kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    auto map = [&](size_t bytes) -> char* {
+        void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
     };
     lent_ = nullptr;
     if (splice_) {
         Lent& l = ring_[next_];
-        if (!l.mem) l.mem = map();
+        if (!l.mem) l.mem = map(kLentBytes);
         if (l.mem && (l.spliced_to == 0 || taken_by_reader(l.spliced_to))) {
             next_ = (next_ + 1) % std::size(ring_);
             lent_ = &l;
+            l.heads_used = 0;
             return l.mem;
         }
         ++bounced_;
     }
-    if (!bounce_) bounce_ = map();
+    if (!bounce_) bounce_ = map(kChunk);
     if (!bounce_) {  // no memory for a chunk: a vector, as before
         static thread_local std::vector<char> v;
         v.resize(kChunk);
@@ -85,6 +88,77 @@ Status ImageSink::splice_out(const char* data, size_t len) {
         written_ += uint64_t(n);
     }
     lent_->spliced_to = written_;
+    return {};
+}
+
+// Hands iov's pieces to the pipe, in order (vmsplice may take part of them
+// and block for room for the rest); a fd that is no pipe gets plain writes.
+Status ImageSink::splice_iov(std::vector<iovec>& iov) {
+    for (size_t i = 0; i < iov.size();) {
+        ssize_t n = vmsplice(fd_, &iov[i], std::min<size_t>(iov.size() - i, IOV_MAX), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EBADF || errno == EINVAL)) {
+            splice_ = false;  // not a pipe: plain writes from now on
+            for (; i < iov.size(); ++i) {
+                if (auto r = write_full(fd_, iov[i].iov_base, iov[i].iov_len); !r) return r;
+                written_ += iov[i].iov_len;
+            }
+            return {};
+        }
+        if (n < 0) return errno_error("write the image (vmsplice)");
+        written_ += uint64_t(n);
+        for (size_t left = size_t(n); left;) {
+            if (left >= iov[i].iov_len) {
+                left -= iov[i].iov_len;
+                ++i;
+            } else {
+                iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + left;
+                iov[i].iov_len -= left;
+                left = 0;
+            }
+        }
+    }
+    return {};
+}
+
+Status ImageSink::pages(const std::vector<Pages>& recs) {
+    Lent* l = lent_;
+    bool together = splice_ && l && l->heads_used + recs.size() * kHead <= kHeads;
+    for (size_t i = 0; together && i < recs.size(); ++i)
+        together = recs[i].data >= l->mem &&
+                   recs[i].data + uint64_t(recs[i].nr_pages) * image::kPageSize <= l->mem + kChunk;
+    if (!together) {  // the bounce buffer, or no room for the headers: one by one
+        for (const Pages& p : recs) {
+            image::PagesRecord pr{p.vaddr, p.nr_pages, 0};
+            if (auto r = record(image::RecordType::kPages,
+                                {reinterpret_cast<const char*>(&pr), sizeof pr}, p.data,
+                                uint64_t(p.nr_pages) * image::kPageSize);
+                !r)
+                return r;
+        }
+        return {};
+    }
+    if (auto r = flush(); !r) return r;
+    iov_.clear();
+    char* head = l->mem + kChunk + l->heads_used;
+    for (const Pages& p : recs) {
+        size_t len = uint64_t(p.nr_pages) * image::kPageSize;
+        image::RecordHeader rh{uint32_t(image::RecordType::kPages), 0,
+                               sizeof(image::PagesRecord) + len};
+        image::PagesRecord pr{p.vaddr, p.nr_pages, 0};
+        std::memcpy(head, &rh, sizeof rh);
+        std::memcpy(head + sizeof rh, &pr, sizeof pr);
+        XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), head, kHead);
+        XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), p.data, len);
+        iov_.push_back({head, kHead});
+        iov_.push_back({const_cast<char*>(p.data), len});
+        head += kHead;
+        bytes_ += kHead + len;
+        ++records_;
+    }
+    l->heads_used += recs.size() * kHead;
+    if (auto r = splice_iov(iov_); !r) return r;
+    l->spliced_to = written_;
     return {};
 }
 

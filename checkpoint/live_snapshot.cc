@@ -581,6 +581,7 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
     };
     std::vector<Piece> span;
     uint64_t span_pages = 0;
+    std::vector<ImageSink::Pages> recs;
     auto flush = [&]() -> Status {
         if (span.empty()) return {};
         uint64_t va = span.front().va, end = span.back().va + span.back().n * kPage;
@@ -600,6 +601,7 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
                                                  pid_));
             usleep(50);
         }
+        recs.clear();
         for (const Piece& piece : span) {
             const char* data = buf + (piece.va - va);
             // Runs of non-zero pages become records.
@@ -611,16 +613,13 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
                 }
                 uint64_t j = i + 1;
                 while (j < piece.n && !is_zero_page(data + j * kPage)) ++j;
-                image::PagesRecord pr{piece.va + i * kPage, uint32_t(j - i), 0};
-                if (auto r = sink.record(image::RecordType::kPages,
-                                         {reinterpret_cast<const char*>(&pr), sizeof pr},
-                                         data + i * kPage, (j - i) * kPage);
-                    !r)
-                    return r;
+                recs.push_back({piece.va + i * kPage, uint32_t(j - i), data + i * kPage});
                 stats.pages_stored += j - i;
                 i = j;
             }
         }
+        // The span's records written together (one vmsplice, not two syscalls each).
+        if (auto r = sink.pages(recs); !r) return r;
         span.clear();
         span_pages = 0;
         return {};

@@ -1,9 +1,13 @@
 #include "common/procfs.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -219,73 +223,128 @@ int vm_flag_bit(std::string_view name) {
     return -1;
 }
 
+// The next field of `line` from `i` on (runs of spaces and tabs separate
+// them), `i` moved past it; empty at the end of the line.
+std::string_view next_field(std::string_view line, size_t& i) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+    std::string_view f = line.substr(i, j - i);
+    i = j;
+    return f;
+}
+
 }  // namespace
 
-Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
-    std::vector<MapsEntry> out;
-    size_t lineno = 0;
-    Status err;
-    for_each_line(text, [&](std::string_view line) {
-        ++lineno;
-        if (line.empty() || !err) return;
-        // An smaps detail line ("Rss:   4 kB") has a key ending in ':' before
-        // the first space; a maps line has an address range there. Only five
-        // keys matter: skip the other ~18 per area without splitting them
-        // (tens of thousands of areas make this the checkpoint's hot loop).
-        // (A plain loop: find_first_of calls memchr per character.)
-        size_t sp = 0;
-        while (sp < line.size() && line[sp] != ' ' && line[sp] != '\t') ++sp;
-        std::string_view key = line.substr(0, sp);
-        if (!key.empty() && key.back() == ':') {
-            if (out.empty() || (key != "VmFlags:" && key != "Shared_Clean:" &&
-                                key != "Shared_Dirty:" && key != "Rss:" && key != "Swap:"))
-                return;
-        }
-        auto f = fields(line);
-        if (!f.empty() && f[0].back() == ':') {  // an smaps detail line
-            if (out.empty()) return;
-            MapsEntry& e = out.back();
-            uint64_t kb = 0;
-            if (f[0] == "VmFlags:") {
-                for (size_t k = 1; k < f.size(); ++k) {
-                    if (int bit = vm_flag_bit(f[k]); bit >= 0)
-                        e.vm_flags |= 1ull << bit;
-                    else
-                        e.unknown_flags += (e.unknown_flags.empty() ? "" : " ") + std::string(f[k]);
-                }
-            } else if ((f[0] == "Shared_Clean:" || f[0] == "Shared_Dirty:") && f.size() >= 2 &&
-                       to_num(f[1], kb)) {
-                e.shared_kb += kb;
-            } else if ((f[0] == "Rss:" || f[0] == "Swap:") && f.size() >= 2 && to_num(f[1], kb)) {
-                e.resident_kb += kb;
+void MapsParser::feed(std::string_view lines) {
+    for_each_line(lines, [&](std::string_view line) { parse_line(line); });
+}
+
+// One line of maps or smaps. The fields are taken one by one, not split
+// into a vector first: tens of thousands of areas make this the
+// checkpoint's hot loop (~6 lines per area read, ~20 more skipped).
+void MapsParser::parse_line(std::string_view line) {
+    ++lineno_;
+    if (line.empty() || !err_) return;
+    size_t i = 0;
+    std::string_view key = next_field(line, i);
+    if (!key.empty() && key.back() == ':') {  // an smaps detail line ("Rss:   4 kB")
+        if (out_.empty()) return;
+        MapsEntry& e = out_.back();
+        uint64_t kb = 0;
+        if (key == "VmFlags:") {
+            for (auto f = next_field(line, i); !f.empty(); f = next_field(line, i)) {
+                if (int bit = vm_flag_bit(f); bit >= 0)
+                    e.vm_flags |= 1ull << bit;
+                else
+                    e.unknown_flags += (e.unknown_flags.empty() ? "" : " ") + std::string(f);
             }
-            return;
+        } else if ((key == "Shared_Clean:" || key == "Shared_Dirty:") &&
+                   to_num(next_field(line, i), kb)) {
+            e.shared_kb += kb;
+        } else if ((key == "Rss:" || key == "Swap:") && to_num(next_field(line, i), kb)) {
+            e.resident_kb += kb;
         }
-        auto bad = [&] {
-            err = make_error(EINVAL, "parse maps line " + std::to_string(lineno) + ": \"" +
-                                         std::string(line) + "\"");
-        };
-        MapsEntry e;
-        size_t dash = f.empty() ? std::string_view::npos : f[0].find('-');
-        if (f.size() < 5 || dash == std::string_view::npos ||
-            !to_num(f[0].substr(0, dash), e.start, 16) ||
-            !to_num(f[0].substr(dash + 1), e.end, 16) || e.start >= e.end || f[1].size() != 4)
-            return bad();
-        std::memcpy(e.perms, f[1].data(), 4);
-        size_t colon = f[3].find(':');
-        if (!to_num(f[2], e.pgoff, 16) || colon == std::string_view::npos ||
-            !to_num(f[3].substr(0, colon), e.dev_major, 16) ||
-            !to_num(f[3].substr(colon + 1), e.dev_minor, 16) || !to_num(f[4], e.ino))
-            return bad();
-        e.pgoff /= image::kPageSize;
-        // The path is the rest of the line after the inode, spaces included.
-        std::string_view rest = line.substr(size_t(f[4].data() + f[4].size() - line.data()));
-        size_t path = rest.find_first_not_of(" \t");
-        if (path != std::string_view::npos) e.path = std::string(rest.substr(path));
-        out.push_back(std::move(e));
-    });
-    if (!err) return std::unexpected(err.error());
-    return out;
+        return;
+    }
+    auto bad = [&] {
+        err_ = make_error(EINVAL, "parse maps line " + std::to_string(lineno_) + ": \"" +
+                                      std::string(line) + "\"");
+    };
+    // "start-end perms offset major:minor inode [path]"
+    std::string_view range = key, perms = next_field(line, i), off = next_field(line, i),
+                     dev = next_field(line, i), ino = next_field(line, i);
+    MapsEntry e;
+    size_t dash = range.find('-');
+    if (ino.empty() || dash == std::string_view::npos ||
+        !to_num(range.substr(0, dash), e.start, 16) || !to_num(range.substr(dash + 1), e.end, 16) ||
+        e.start >= e.end || perms.size() != 4)
+        return bad();
+    std::memcpy(e.perms, perms.data(), 4);
+    size_t colon = dev.find(':');
+    if (!to_num(off, e.pgoff, 16) || colon == std::string_view::npos ||
+        !to_num(dev.substr(0, colon), e.dev_major, 16) ||
+        !to_num(dev.substr(colon + 1), e.dev_minor, 16) || !to_num(ino, e.ino))
+        return bad();
+    e.pgoff /= image::kPageSize;
+    // The path is the rest of the line after the inode, spaces included.
+    std::string_view rest = line.substr(i);
+    size_t path = rest.find_first_not_of(" \t");
+    if (path != std::string_view::npos) e.path = std::string(rest.substr(path));
+    out_.push_back(std::move(e));
+}
+
+Result<std::vector<MapsEntry>> MapsParser::finish() && {
+    if (!err_) return std::unexpected(err_.error());
+    return std::move(out_);
+}
+
+Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
+    MapsParser p;
+    p.feed(text);
+    return std::move(p).finish();
+}
+
+Result<std::vector<MapsEntry>> read_maps(const std::string& path, size_t max) {
+    auto fd = open_fd(path, O_RDONLY);
+    if (!fd) return std::unexpected(fd.error());
+    // A MiB at a time into one buffer, each read's whole lines parsed at
+    // once: smaps of 30,000 areas is 21 MB, which a string of it all would
+    // fault in and copy as it grows. (A seq_file read goes on where the last
+    // one stopped: the kernel finds that area by address.)
+    constexpr size_t kRead = 1 << 20;
+    std::unique_ptr<char[]> buf(new char[kRead]);
+    MapsParser p;
+    size_t held = 0, total = 0;  // held: the start of a line the last read cut
+    for (;;) {
+        if (held == kRead)  // a line longer than the buffer: no line of maps is
+            return make_error(EINVAL, "read " + path + ": a line longer than 1 MiB");
+        ssize_t n = ::read(fd->get(), buf.get() + held, kRead - held);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno_error("read " + path);
+        }
+        total += size_t(n);
+        if (total > max)
+            return make_error(EFBIG,
+                              "read " + path + ": larger than " + std::to_string(max) + " bytes");
+        std::string_view text(buf.get(), held + size_t(n));
+        if (n == 0) {
+            p.feed(text);
+            break;
+        }
+        size_t nl = text.rfind('\n');
+        if (nl == std::string_view::npos) {
+            held = text.size();
+            continue;
+        }
+        p.feed(text.substr(0, nl + 1));
+        held = text.size() - (nl + 1);
+        std::memmove(buf.get(), buf.get() + nl + 1, held);
+    }
+    auto m = std::move(p).finish();
+    if (!m) return std::unexpected(m.error().context(path));
+    return m;
 }
 
 Result<FdInfo> parse_fdinfo(std::string_view text) {

@@ -84,6 +84,25 @@ struct MapsEntry {
 // Parses maps or smaps text (of smaps, VmFlags and Shared_* are kept).
 Result<std::vector<MapsEntry>> parse_maps(std::string_view text);
 
+// parse_maps in pieces: feed() takes whole lines in order (only the last
+// piece may end without '\n'); finish() answers what parse_maps answers for
+// the pieces put together.
+class MapsParser {
+  public:
+    void feed(std::string_view lines);
+    Result<std::vector<MapsEntry>> finish() &&;
+
+  private:
+    void parse_line(std::string_view line);
+    std::vector<MapsEntry> out_;
+    size_t lineno_ = 0;
+    Status err_;
+};
+
+// The maps or smaps file at `path` read and parsed a MiB at a time (never
+// the whole text at once); EFBIG past `max` bytes, parse errors name `path`.
+Result<std::vector<MapsEntry>> read_maps(const std::string& path, size_t max);
+
 // The fields of /proc/<pid>/fdinfo/<fd> that crfs uses.
 struct FdInfo {
     uint64_t pos = 0;

@@ -71,6 +71,17 @@ namespace {
 constexpr std::string_view kAllowed[] = {"rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "ac",
                                          "nr", "sd", "nh", "dd", "lo", "lf", "dc", "wf", "hg"};
 
+// kAllowed as bits of VmaRecord.vm_flags (image::kVmFlagNames): an area
+// with no other bit set (nearly all) skips the loop over its flags.
+constexpr uint64_t kAllowedBits = [] {
+    uint64_t bits = 0;
+    for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i)
+        if (std::find(std::begin(kAllowed), std::end(kAllowed),
+                      std::string_view(image::kVmFlagNames[i])) != std::end(kAllowed))
+            bits |= 1ull << i;
+    return bits;
+}();
+
 // What the others mean to a user (fs/proc/task_mmu.c show_smap_vma_flags).
 struct FlagName {
     std::string_view flag, what;
@@ -219,10 +230,8 @@ Status detect_memory(TaskView& t, Reasons& out) {
             out.push_back("memory: " + range(m) +
                           " has VmFlags unknown to crfs: " + m.unknown_flags);
         for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i) {
-            if (!(m.vm_flags & (1ull << i))) continue;
+            if (!(m.vm_flags & ~kAllowedBits & (1ull << i))) continue;
             std::string_view f = image::kVmFlagNames[i];
-            if (std::find(std::begin(kAllowed), std::end(kAllowed), f) != std::end(kAllowed))
-                continue;
             if (f == "gu" || f == "uw") {
                 if (!pagemap) {
                     auto fd = open_fd(t.path("pagemap"), O_RDONLY);

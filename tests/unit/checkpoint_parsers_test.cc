@@ -7,10 +7,13 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <tuple>
+
 #include "checkpoint/files.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "common/strfmt.h"
 #include "state/memory_dump.h"
 #include "state/task_attrs.h"
 
@@ -125,6 +128,70 @@ TEST(ReadFileTest, LargeFilesWholeAndBounded) {
     EXPECT_EQ(over.error().code, EFBIG);
     EXPECT_EQ(read_file(path, 5000).error().code, EFBIG);
     ::unlink(path);
+}
+
+// read_maps parses a MiB at a time: lines cut by a read are carried over, so
+// it answers what parse_maps of the whole text answers (entries, line
+// numbers of errors), and EFBIG past max.
+TEST(MapsTest, ReadInPiecesAsWhole) {
+    std::string text;
+    for (int i = 0; i < 6000; ++i) {  // ~2.7 MB: lines cut at several MiB edges
+        uint64_t start = 0x10000000ull + uint64_t(i) * 0x2000;
+        text += strfmt("{:x}-{:x} {}p {:08x} fe:{:02x} {}", start, start + 0x1000 * (1 + i % 2),
+                       i % 3 ? "rw-" : "r--", i * 4096, i % 7, i % 5 ? i : 0);
+        text += i % 4 ? strfmt("      /tmp/file {} with spaces\n", i) : std::string("\n");
+        text += strfmt("Size:           {} kB\nRss:            {} kB\nPss:  1 kB\n", 4 + i % 2 * 4,
+                       i % 9);
+        text += strfmt("Shared_Clean:   {} kB\nShared_Dirty:   {} kB\nSwap:   {} kB\n", i % 3,
+                       i % 4, i % 2);
+        text += std::string("THPeligible:    0\nProtectionKey:  0\n");
+        text += i % 11 ? "VmFlags: rd wr mr mw me ac sd \n" : "VmFlags: rd zz mr qq sd\n";
+    }
+    text += "7f0000000000-7f0000001000 rw-p 00000000 00:00 0";  // no '\n' at the very end
+    std::vector<std::string> made;  // removed at the end, a failed assertion too
+    struct Unlink {
+        std::vector<std::string>& paths;
+        ~Unlink() {
+            for (const auto& p : paths) ::unlink(p.c_str());
+        }
+    } unlink_made{made};
+    auto write = [&made](const std::string& data) {
+        char path[] = "/tmp/crfs-read-maps-XXXXXX";
+        int fd = ::mkstemp(path);
+        EXPECT_GE(fd, 0);
+        EXPECT_EQ(::write(fd, data.data(), data.size()), ssize_t(data.size()));
+        ::close(fd);
+        made.push_back(path);
+        return std::string(path);
+    };
+    std::string path = write(text);
+    auto whole = parse_maps(text);
+    auto pieces = read_maps(path, 256 << 20);
+    ASSERT_TRUE(whole) << whole.error().what;
+    ASSERT_TRUE(pieces) << pieces.error().what;
+    ASSERT_EQ(pieces->size(), 6001u);
+    ASSERT_EQ(pieces->size(), whole->size());
+    for (size_t i = 0; i < whole->size(); ++i) {
+        const MapsEntry &a = (*whole)[i], &b = (*pieces)[i];
+        EXPECT_EQ(std::tie(a.start, a.end, a.pgoff, a.dev_major, a.dev_minor, a.ino, a.path,
+                           a.vm_flags, a.unknown_flags, a.shared_kb, a.resident_kb),
+                  std::tie(b.start, b.end, b.pgoff, b.dev_major, b.dev_minor, b.ino, b.path,
+                           b.vm_flags, b.unknown_flags, b.shared_kb, b.resident_kb))
+            << i;
+        EXPECT_EQ(std::string_view(a.perms), std::string_view(b.perms)) << i;
+    }
+    EXPECT_EQ((*pieces)[11].unknown_flags, "zz qq");
+    EXPECT_EQ((*pieces)[1].path, "/tmp/file 1 with spaces");
+    EXPECT_EQ((*pieces)[6].shared_kb, 0u + 2u);
+    EXPECT_EQ(read_maps(path, text.size() - 1).error().code, EFBIG);
+
+    std::string bad = text + "\nhello world\n";  // an error past the first MiB: same line number
+    path = write(bad);
+    auto bad_pieces = read_maps(path, 256 << 20);
+    ASSERT_FALSE(bad_pieces);
+    EXPECT_EQ(bad_pieces.error().what, path + ": " + parse_maps(bad).error().what);
+    EXPECT_NE(bad_pieces.error().what.find("line 60002:"), std::string::npos)
+        << bad_pieces.error().what;
 }
 
 TEST(MapsTest, Classifies) {

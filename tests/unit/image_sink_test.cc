@@ -10,6 +10,8 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "crfs/image_format.h"
 
@@ -82,6 +84,102 @@ TEST(ImageSink, NotAPipeIsWrittenPlainly) {
         size_t at = k * (sizeof(image::RecordHeader) + 2 * kPage) + sizeof(image::RecordHeader);
         EXPECT_EQ(s.substr(at, 2 * kPage), std::string(2 * kPage, char('a' + k))) << k;
     }
+}
+
+// pages(): the records of a chunk go to the pipe together (headers beside
+// the chunk, one vmsplice); the stream (checksum included) is byte for byte
+// what record() writes one by one, also when the pipe is small and the
+// vmsplice returns after part of them, when a chunk is the bounce buffer,
+// and into a file.
+TEST(ImageSink, PagesTogetherAreTheRecordsOneByOne) {
+    // Chunk k: 256 one-page records, then two of 100 and 150 pages (the
+    // headers' room: one per page of the chunk), the pages holding their index.
+    auto fill = [](ImageSink& sink, bool together, int k) -> Status {
+        char* buf = sink.chunk_buffer();
+        for (size_t i = 0; i < ImageSink::kChunk / kPage; ++i)
+            std::memset(buf + i * kPage, char(k * 7 + i), kPage);
+        std::vector<ImageSink::Pages> recs;
+        if (k % 2 == 0)
+            for (uint32_t i = 0; i < 256; ++i)
+                recs.push_back({0x1000000 + i * 2 * kPage, 1, buf + i * kPage});
+        else
+            recs = {{0x4000000, 100, buf}, {0x5000000, 150, buf + 100 * kPage}};
+        if (together) return sink.pages(recs);
+        for (const auto& r : recs) {
+            image::PagesRecord pr{r.vaddr, r.nr_pages, 0};
+            if (auto s = sink.record(image::RecordType::kPages,
+                                     {reinterpret_cast<const char*>(&pr), sizeof pr}, r.data,
+                                     r.nr_pages * kPage);
+                !s)
+                return s;
+        }
+        return {};
+    };
+    constexpr int kChunks = 6;
+    auto to_file = [&](bool together) {
+        FILE* f = tmpfile();
+        EXPECT_NE(f, nullptr);
+        int fd = fileno(f);
+        {
+            ImageSink sink(fd);
+            for (int k = 0; k < kChunks; ++k) EXPECT_TRUE(fill(sink, together, k));
+            EXPECT_TRUE(sink.finish());
+        }
+        std::string s(size_t(lseek(fd, 0, SEEK_END)), '\0');
+        EXPECT_EQ(pread(fd, s.data(), s.size(), 0), ssize_t(s.size()));
+        fclose(f);
+        return s;
+    };
+    const std::string want = to_file(false);
+    ASSERT_EQ(want.size(), size_t(kChunks / 2) * (256 * (32 + kPage) + 2 * 32 + 250 * kPage) + 16 +
+                               sizeof(image::Trailer));
+    EXPECT_EQ(to_file(true), want);
+    {  // a reader at work, a 64 KiB pipe: each vmsplice takes part of a chunk's records
+        int p[2];
+        ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+        std::string got;
+        std::thread reader([&] { got = drain(p[0]); });
+        {
+            ImageSink sink(p[1]);
+            for (int k = 0; k < kChunks; ++k) EXPECT_TRUE(fill(sink, true, k));
+            EXPECT_TRUE(sink.finish());
+        }
+        close(p[1]);
+        reader.join();
+        close(p[0]);
+        EXPECT_EQ(got.size(), want.size());
+        EXPECT_TRUE(got == want);
+    }
+    // Nobody reading until the end: from the fourth chunk on the buffers are
+    // still in the pipe, the chunks bounce and their records go one by one.
+    auto one_page_each = [&](int fd, bool together) -> uint64_t {
+        ImageSink sink(fd);
+        for (int k = 0; k < 10; ++k) {
+            char* buf = sink.chunk_buffer();
+            std::memset(buf, 'a' + k, kPage);
+            ImageSink::Pages one{uint64_t(k) * kPage, 1, buf};
+            image::PagesRecord pr{one.vaddr, 1, 0};
+            EXPECT_TRUE(together ? sink.pages({one})
+                                 : sink.record(image::RecordType::kPages,
+                                               {reinterpret_cast<const char*>(&pr), sizeof pr}, buf,
+                                               kPage));
+        }
+        EXPECT_TRUE(sink.finish());
+        return sink.bounced();
+    };
+    FILE* f = tmpfile();
+    ASSERT_NE(f, nullptr);
+    one_page_each(fileno(f), false);
+    std::string plain(size_t(lseek(fileno(f), 0, SEEK_END)), '\0');
+    ASSERT_EQ(pread(fileno(f), plain.data(), plain.size(), 0), ssize_t(plain.size()));
+    fclose(f);
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    ASSERT_GE(fcntl(p[1], F_SETPIPE_SZ, 1 << 20), 1 << 20);
+    EXPECT_EQ(one_page_each(p[1], true), 7u);
+    close(p[1]);
+    EXPECT_TRUE(drain(p[0]) == plain);
+    close(p[0]);
 }
 
 }  // namespace
