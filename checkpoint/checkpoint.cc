@@ -744,14 +744,15 @@ class LiveImage : public ImageSource {
     bool live() const override { return capture_.memory.live != nullptr; }
     Status write_to(int fd) override {
         ImageSink sink(fd);
-        // The finished head without its trailer: header and records.
+        // The finished head without its trailer: header and records, straight
+        // from the head's memory (perf: no 1 MiB bounce vector, zeroed and
+        // faulted in per checkpoint, and no second checksum; the sink hashes).
         uint64_t head = head_.size() - sizeof(image::RecordHeader) - sizeof(image::Trailer);
-        std::vector<char> buf(1 << 20);
-        for (uint64_t off = 0; off < head;) {
-            size_t n = head_.read(off, buf.data(), std::min<uint64_t>(buf.size(), head - off));
-            if (auto r = sink.raw(buf.data(), n, off + n == head ? records_ : 0); !r) return r;
-            off += n;
-        }
+        if (auto r = head_.for_each_piece(
+                head, [&](const char* p, size_t n) { return sink.raw(p, n, 0); });
+            !r)
+            return r;
+        if (auto r = sink.raw(nullptr, 0, records_); !r) return r;
         if (capture_.memory.live)
             if (auto r = capture_.memory.live->stream(sink, stats_); !r) return r;
         capture_.memory.live.reset();  // the task runs unprotected from here

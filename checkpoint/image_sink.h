@@ -26,7 +26,8 @@ namespace crfs {
 
 class ImageSink {
   public:
-    static constexpr size_t kChunk = 1 << 20;  // the size of chunk_buffer()
+    static constexpr size_t kChunk = 1 << 20;    // the size of chunk_buffer()
+    static constexpr size_t kGather = 64 << 10;  // small records gather up to this
     explicit ImageSink(int fd);
     ~ImageSink();
     ImageSink(const ImageSink&) = delete;
@@ -78,6 +79,10 @@ class ImageSink {
     uint64_t written_ = 0;  // bytes gone into fd_ (bytes_ minus what buf_ holds)
     bool splice_ = true;    // fd_ takes vmsplice (a pipe)
     Lent ring_[3];
+    static constexpr size_t kRingMap = 4 << 20;  // ring_'s mapping: 3 lent chunks, 2 huge pages
+    static_assert(3 * kLentBytes <= kRingMap, "the ring's lent chunks fit its mapping");
+    char* ring_mem_ = nullptr;
+    bool ring_failed_ = false;  // no mapping for the ring: the bounce buffer only
     char* bounce_ = nullptr;
     Lent* lent_ = nullptr;  // the buffer lent last (null: the bounce buffer)
     size_t next_ = 0;

@@ -11,8 +11,6 @@
 
 #include <charconv>
 
-#include <boost/filesystem.hpp>
-
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/piped_image.h"
 #include "checkpoint/track_channel.h"
@@ -33,9 +31,14 @@ constexpr size_t kMaxReply = 1 << 20;
 // by a test before any request), read-only afterwards.
 std::string& worker_exe() {
     static std::string path = [] {
-        boost::system::error_code ec;
-        auto self = boost::filesystem::read_symlink("/proc/self/exe", ec);
-        return (ec ? std::string() : self.parent_path().string()) + "/crfs-ckpt";
+        // readlink(2), not boost::filesystem: the worker links this file too,
+        // and need not load libboost_filesystem at each exec (perf).
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self);
+        std::string_view exe(self, n > 0 && size_t(n) < sizeof self ? size_t(n) : 0);
+        size_t slash = exe.rfind('/');
+        return std::string(exe.substr(0, slash == std::string_view::npos ? 0 : slash)) +
+               "/crfs-ckpt";
     }();
     return path;
 }

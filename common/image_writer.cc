@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/io.h"
+#include "common/xxh3_update.h"
 
 namespace crfs {
 
@@ -65,7 +66,7 @@ void ImageStream::hash_served(uint64_t offset, const char* data, size_t n) const
     if (sealed_ || offset > hashed_ || offset + n <= hashed_) return;  // not the next piece
     uint64_t from = hashed_, to = std::min<uint64_t>(offset + n, hashed_end_);
     if (to > from) {
-        XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), data + (from - offset), to - from);
+        xxh3_update(xxh_, data + (from - offset), to - from);  // perf: AVX2 if there
         hashed_ = to;
     }
     if (hashed_ == hashed_end_) seal();
@@ -78,7 +79,7 @@ void ImageStream::seal() const {
     while (hashed_ < hashed_end_) {
         size_t n = copy_out(hashed_, chunk.data(),
                             std::min<uint64_t>(chunk.size(), hashed_end_ - hashed_));
-        XXH3_64bits_update(static_cast<XXH3_state_t*>(xxh_), chunk.data(), n);
+        xxh3_update(xxh_, chunk.data(), n);
         hashed_ += n;
     }
     uint64_t sum = XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_));

@@ -4,6 +4,7 @@
 // stream is served by offset (FUSE read) or written to an fd.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -33,6 +34,18 @@ class ImageStream {
     // Copies up to `len` bytes at `offset`; 0 at or past the end.
     size_t read(uint64_t offset, void* buf, size_t len) const;
     Status write_to(int fd) const;
+    // perf: the bytes [0, end) in order, as pieces of the stream's own memory
+    // (no copy, and not hashed: for a writer that checksums what it writes,
+    // checkpoint/image_sink.h). Stops at the first piece `fn` fails.
+    template <class Fn>
+    Status for_each_piece(uint64_t end, Fn&& fn) const {
+        for (const Segment& seg : segments_) {
+            if (seg.offset >= end) break;
+            size_t n = size_t(std::min<uint64_t>(seg.len, end - seg.offset));
+            if (auto r = fn(seg.data, n); !r) return r;
+        }
+        return {};
+    }
 
   private:
     friend class ImageWriter;

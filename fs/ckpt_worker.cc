@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,6 +221,13 @@ int main(int argc, char** argv) {
     // The task runs again: the reply says so at once, then the image follows.
     ::close(crfs::kWorkerReplyFd);
     if (crfs::g_image) crfs::stream_image(*crfs::g_image);
+    if (getenv("CRFS_CHECKPOINT_TRACE")) {  // perf: what this worker's life cost
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        crfs::log_info("checkpoint: worker: %ld page faults, %ld us user, %ld us system",
+                       ru.ru_minflt, long(ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec),
+                       long(ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec));
+    }
     // _exit: nothing is left to flush, and an at-exit leak check (ASan builds)
     // would need to ptrace this process, which is non-dumpable by design.
     ::_exit(0);

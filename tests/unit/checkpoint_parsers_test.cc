@@ -7,6 +7,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <string>
 #include <tuple>
 
 #include "checkpoint/files.h"
@@ -223,6 +225,25 @@ TEST(PagemapTest, WhichPagesAreStored) {
     EXPECT_FALSE(page_needed(VmaKind::kFilePrivate, 0));
     for (VmaKind k : {VmaKind::kFileShared, VmaKind::kVdso, VmaKind::kVvar, VmaKind::kVsyscall})
         EXPECT_FALSE(page_needed(k, present));
+}
+
+// perf (session 18): a buffer of 1 MiB or more is mapped on huge-page
+// boundaries in whole huge pages, so MADV_HUGEPAGE can take effect and the
+// pre-fault is a few huge-page faults; it keeps its bytes when it grows.
+TEST(PageBufferTest, AMiBOrMoreLiesOnHugePageBoundaries) {
+    constexpr uintptr_t kHuge = 2 << 20;
+    PageBuffer b;
+    ASSERT_TRUE(b.reserve((1 << 20) + (128 << 10)));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % kHuge, 0u);
+    auto off = b.grow(3 << 20);  // past the first mapping: mremap
+    ASSERT_TRUE(off);
+    EXPECT_EQ(*off, 0u);
+    std::memset(b.data(), 'x', 3 << 20);
+    ASSERT_TRUE(b.grow(4 << 20));
+    EXPECT_EQ(std::string(b.data(), 3 << 20), std::string(3 << 20, 'x'));
+    PageBuffer small;  // a small member of a tree: not rounded up
+    ASSERT_TRUE(small.reserve(64 << 10));
+    ASSERT_TRUE(small.grow(64 << 10));
 }
 
 TEST(PagemapTest, ZeroPage) {

@@ -63,6 +63,27 @@ TEST(ImageSink, ABufferStillInThePipeIsNotLentAgain) {
     EXPECT_EQ(bounced, uint64_t(kChunks - 3));
 }
 
+// perf (session 18): the three buffers the sink lends lie side by side in
+// one mapping that starts on a huge-page boundary (two huge-page faults for
+// a worker's first chunks instead of 768 page faults), and still take turns.
+TEST(ImageSink, TheRingIsOneMappingOnAHugePageBoundary) {
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    ASSERT_GE(fcntl(p[1], F_SETPIPE_SZ, 1 << 20), 1 << 20);
+    {
+        ImageSink sink(p[1]);
+        char* first = sink.chunk_buffer();
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % (2 << 20), 0u);
+        for (size_t k = 1; k < 4; ++k) {
+            char* buf = sink.chunk_buffer();  // nothing spliced: each is free again
+            EXPECT_EQ(buf, first + (k % 3) * ImageSink::kChunk) << k;
+        }
+        EXPECT_EQ(sink.bounced(), 0u);
+    }
+    close(p[1]);
+    close(p[0]);
+}
+
 // Into a file (not a pipe): plain writes, the same bytes.
 TEST(ImageSink, NotAPipeIsWrittenPlainly) {
     FILE* f = tmpfile();

@@ -213,6 +213,35 @@ TEST(ImageTest, StreamReadAtAnyOffsetMatchesWhole) {
     EXPECT_EQ(st.read(whole.size(), &c, 1), 0u);
 }
 
+// perf (session 18): a live image's head goes to its sink as the stream's
+// own pieces, without a copy: they are the stream's bytes, in order, up to
+// where asked; the first piece refused ends the walk.
+TEST(ImageTest, PiecesUpToAnOffsetAreTheStreamsBytes) {
+    ImageWriter w(make_header(0, 0));
+    std::vector<char> ext(10000, 'e');
+    w.add(RecordType::kTask, Payload().add(image::TaskRecord{}));
+    w.add_external(RecordType::kPages, "prefix", ext.data(), ext.size());
+    w.add(RecordType::kTask, Payload().add(image::TaskRecord{}));
+    ImageStream st = std::move(w).finish();
+    std::string whole = stream_bytes(st);
+    for (uint64_t end : {0ul, 1ul, 100ul, 5000ul, whole.size() - 40, whole.size()}) {
+        std::string got;
+        ASSERT_TRUE(st.for_each_piece(end, [&](const char* p, size_t n) -> Status {
+            got.append(p, n);
+            return {};
+        }));
+        EXPECT_EQ(got, whole.substr(0, end)) << end;
+    }
+    int calls = 0;
+    auto r = st.for_each_piece(whole.size(), [&](const char*, size_t) -> Status {
+        ++calls;
+        return make_error(EPIPE, "reader gone");
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EPIPE);
+    EXPECT_EQ(calls, 1);
+}
+
 // The checksum is computed as the stream is served: whatever the order of
 // reads, the bytes (checksum included) are the same and decode.
 TEST(ImageTest, LazyChecksumSameForAnyReadOrder) {
