@@ -56,12 +56,13 @@ class ImageSink {
     };
     Status pages(const std::vector<Pages>& recs);
 
-  private:
     // A lent chunk: kChunk bytes of pages, then room for the headers of the
-    // records spliced from it (pages()).
+    // records spliced from it (pages()); the ring's chunks lie kLentBytes apart.
     static constexpr size_t kHead = sizeof(image::RecordHeader) + sizeof(image::PagesRecord);
     static constexpr size_t kHeads = kChunk / image::kPageSize * kHead;
     static constexpr size_t kLentBytes = kChunk + kHeads;
+
+  private:
     struct Lent {
         char* mem = nullptr;
         uint64_t spliced_to = 0;  // stream bytes written when its last splice ended

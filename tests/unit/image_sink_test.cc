@@ -63,9 +63,10 @@ TEST(ImageSink, ABufferStillInThePipeIsNotLentAgain) {
     EXPECT_EQ(bounced, uint64_t(kChunks - 3));
 }
 
-// perf (session 18): the three buffers the sink lends lie side by side in
-// one mapping that starts on a huge-page boundary (two huge-page faults for
-// a worker's first chunks instead of 768 page faults), and still take turns.
+// perf (session 18): the three buffers the sink lends lie side by side
+// (each with its headers' room after it) in one mapping that starts on a
+// huge-page boundary (two huge-page faults for a worker's first chunks
+// instead of 768 page faults), and still take turns.
 TEST(ImageSink, TheRingIsOneMappingOnAHugePageBoundary) {
     int p[2];
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
@@ -76,7 +77,7 @@ TEST(ImageSink, TheRingIsOneMappingOnAHugePageBoundary) {
         EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % (2 << 20), 0u);
         for (size_t k = 1; k < 4; ++k) {
             char* buf = sink.chunk_buffer();  // nothing spliced: each is free again
-            EXPECT_EQ(buf, first + (k % 3) * ImageSink::kChunk) << k;
+            EXPECT_EQ(buf, first + (k % 3) * ImageSink::kLentBytes) << k;
         }
         EXPECT_EQ(sink.bounced(), 0u);
     }

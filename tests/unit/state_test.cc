@@ -163,9 +163,9 @@ TEST(Registry, EachKindNamesItsState) {
         {"child",
          [] {
              // trees: inherited descriptions are restored shared (state/tree_share.h);
-             // one deleted directory opened by each process separately is not when
-             // the later one has read it (its offset is set after the rmdir, which
-             // ext4 refuses: deldir; at offset 0 it is, as a memfd so opened: mqtree).
+             // one deleted directory opened by each process separately is too (at an
+             // offset: opened and seeked before the rmdir, share39), but not with a
+             // flag an open through /proc/self/fd cannot give (O_NOFOLLOW).
              char dir[] = "/tmp/crfs-s12mq-XXXXXX";
              if (!mkdtemp(dir)) return;
              int fd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -174,7 +174,7 @@ TEST(Registry, EachKindNamesItsState) {
              if (fork() == 0) {
                  prctl(PR_SET_PDEATHSIG, SIGKILL);
                  close(kReadyFd);
-                 int again = open(dir, O_RDONLY | O_DIRECTORY);
+                 int again = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
                  char entries[256];  // "." and "..": its offset is no longer 0
                  (void)!syscall(SYS_getdents64, again, entries, sizeof entries);
                  close(fd);
