@@ -35,6 +35,15 @@ void test_trap_before_code(pid_t tid) {
     syscall(SYS_tkill, tid, SIGTRAP);
 }
 
+// Every signal blocked in the traced thread while injected code runs (its
+// mask comes back with finish()).
+Status block_all(pid_t pid) {
+    uint64_t all = ~uint64_t(0);
+    if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) != 0)
+        return errno_error(strfmt("block signals of task {}", pid));
+    return {};
+}
+
 }  // namespace
 
 Status RemoteSyscall::mem_io(uint64_t addr, void* buf, size_t len, bool write) const {
@@ -91,11 +100,9 @@ Result<std::unique_ptr<RemoteSyscall>> RemoteSyscall::prepare(FrozenTask& task, 
     }
     rs->active_ = true;
 
-    uint64_t all = ~uint64_t(0);
-    if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) != 0) {
-        auto e = errno_error(strfmt("block signals of task {}", pid));
+    if (auto r = block_all(pid); !r) {
         (void)rs->finish();
-        return e;
+        return std::unexpected(r.error());
     }
     return rs;
 }
@@ -205,9 +212,7 @@ Status RemoteSyscall::at_the_end_of_code() {
     if (ptrace(PTRACE_GETSIGINFO, pid, nullptr, &si) != 0)
         return errno_error(strfmt("signal information of task {}", pid));
     if (si.si_code == SI_KERNEL) return {};
-    uint64_t all = ~uint64_t(0);
-    if (ptrace(PTRACE_SETSIGMASK, pid, sizeof all, &all) != 0)
-        return errno_error(strfmt("block signals of task {}", pid));
+    if (auto r = block_all(pid); !r) return r;
     return back_to_signal_stop(SIGTRAP);
 }
 

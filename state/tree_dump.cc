@@ -141,10 +141,8 @@ void add_zombie_records(ImageWriter& w, const state::ZombieDump& z) {
 }
 
 std::future<void> FrozenTree::post(size_t tracer, std::function<void()> fn) {
-    if (tracers_) return tracers_->post(tracer, std::move(fn));
-    std::packaged_task<void()> job(std::move(fn));
-    job();
-    return job.get_future();
+    static Tracers none(0);  // no workers: every job runs on the caller's thread
+    return (tracers_ ? *tracers_ : none).post(tracer, std::move(fn));
 }
 
 Status FrozenTree::release() {
