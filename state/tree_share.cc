@@ -166,6 +166,12 @@ uint32_t reopen_flags(uint32_t kind) {
     return 0;
 }
 
+uint32_t reopen_flags(uint32_t kind, uint64_t pos) {
+    using K = image::FdKind;
+    bool dir = kind == uint32_t(K::kDeletedDir) || kind == uint32_t(K::kTreeCwdDir);
+    return reopen_flags(kind) | (dir && pos ? uint32_t(O_NOFOLLOW) : 0);
+}
+
 Result<std::vector<MemberFd>> member_fds(TaskView& v) {
     auto fds = v.fds();
     if (!fds) return std::unexpected(fds.error());
@@ -193,9 +199,11 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
         uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
         // share39: a removed directory's description at an offset (a getdents
         // cookie, which ext4 takes no more once it is removed) is opened and
-        // seeked by its maker's restore before the rmdir (state/fs_tree.cc).
+        // seeked by its maker's restore before the rmdir (state/fs_tree.cc),
+        // by its name: O_NOFOLLOW too.
         bool by_fd = (S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode)) && f.st.st_nlink == 0 &&
-                     !(flags & ~reopen_flags(uint32_t(k))) && (flags & O_ACCMODE) != O_ACCMODE;
+                     !(flags & ~reopen_flags(uint32_t(k), f.info.pos)) &&
+                     (flags & O_ACCMODE) != O_ACCMODE;
         bool fifo = is_fifo(f) && !(f.info.flags & O_PATH);  // O_PATH: no end of it
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f), fifo,
                        reopenable, by_fd, peer, f.link.starts_with("socket:[")});

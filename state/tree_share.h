@@ -93,4 +93,10 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v);
 // checkpoint (MemberFd::by_fd) and the restore (kShareReopen) both ask it.
 uint32_t reopen_flags(uint32_t kind);
 
+// The same for a description at offset `pos`: a removed directory's at an
+// offset is opened by its maker's restore by the directory's name before the
+// rmdir (make_removed_dir's `later`, not through /proc/self/fd), which takes
+// O_NOFOLLOW too (s19-fdshare).
+uint32_t reopen_flags(uint32_t kind, uint64_t pos);
+
 }  // namespace crfs::state
