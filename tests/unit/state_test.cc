@@ -521,6 +521,21 @@ void removed_with_early(const char* prefix, RemovedWithEarly& r) {
     ASSERT_EQ(rmdir(tmpl.c_str()), 0);
 }
 
+// A tree of two: process 100 (`parent`, its plan `pfds`) whose removed cwd
+// `path` of mode `mode` is the daemon's fd `dir`, and its child 101.
+void cwd_holder_tree(TreeRestore& tree, DecodedImage& parent, FdPlan& pfds, const std::string& path,
+                     uint32_t mode, int dir) {
+    parent.cwd = path;
+    parent.deleted_cwd = image::DeletedCwdRecord{mode, -1, 0, 0};
+    tree.members.resize(2);
+    tree.members[0].pid = 100;
+    tree.members[0].img = &parent;
+    tree.members[0].fds = &pfds;
+    tree.members[0].removed_cwd = dir;
+    tree.members[1].pid = 101;
+    tree.members[1].parent = 0;
+}
+
 // cwdoffset (state/fs_tree.cc): a later member's kind 43 description at an
 // offset is the one the first holder's plan opened with its directory before
 // the rmdir (early_descs), taken only when it is that directory's inode
@@ -535,18 +550,10 @@ TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
     ASSERT_EQ(fstat(dir.get(), &st), 0);
 
     DecodedImage parent, child;
-    parent.cwd = path;
-    parent.deleted_cwd = image::DeletedCwdRecord{st.st_mode, -1, 0, 0};
     FdPlan pfds;
     TreeRestore tree;
-    tree.members.resize(2);
-    tree.members[0].pid = 100;
-    tree.members[0].img = &parent;
-    tree.members[0].fds = &pfds;
-    tree.members[0].removed_cwd = dir.get();
+    cwd_holder_tree(tree, parent, pfds, path, st.st_mode, dir.get());
     tree.members[0].early_descs = {{1, 3, early.get()}};
-    tree.members[1].pid = 101;
-    tree.members[1].parent = 0;
     FdEntry e;
     e.path = path;
     e.rec.fd = 3;
@@ -602,18 +609,10 @@ TEST(FsTree, LaterReopenedOfAKind43AtAnOffsetIsTheFirstHoldersEarlyOne) {
     struct stat st {};
     ASSERT_EQ(fstat(dir.get(), &st), 0);
     DecodedImage parent, child;
-    parent.cwd = r.path;
-    parent.deleted_cwd = image::DeletedCwdRecord{st.st_mode, -1, 0, 0};
     FdPlan pfds;
     TreeRestore tree;
-    tree.members.resize(2);
-    tree.members[0].pid = 100;
-    tree.members[0].img = &parent;
-    tree.members[0].fds = &pfds;
-    tree.members[0].removed_cwd = dir.get();
+    cwd_holder_tree(tree, parent, pfds, r.path, st.st_mode, dir.get());
     tree.members[0].early_descs = {{1, 4, early.get()}};
-    tree.members[1].pid = 101;
-    tree.members[1].parent = 0;
     FdEntry first;  // the kind 43 at offset 0: opened again through /proc/self/fd
     first.path = r.path;
     first.rec.fd = 3;
