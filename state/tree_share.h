@@ -57,6 +57,8 @@ struct MemberFd {
     bool reopenable = false;  // a file, directory or device with a path: descriptions independent
     bool by_fd = false;       // no name (nlink 0: unlinked queue, deleted file, memfd): reopened
                               // through /proc/self/fd of another description
+    bool gives = false;       // fdshare: no name, whatever its own flags: another member's
+                              // description may be opened again from it (by_fd: with its flags)
     uint64_t peer = 0;        // a unix socket: its peer's inode, a waiting client's listener's,
                               // a datagram socket's group anchor (state/unix_tree.h)
     bool socket = false;      // "socket:[N]"

@@ -248,6 +248,7 @@ PROBES = [
     ("tree_share", "deleted_twice_kid", None),  # deltwice: fd kind 40 given to a child
     ("tree_share", "deleted_dir_offset", None),  # share39: end 4 at an offset, opened early
     ("tree_share", "deleted_dir_offset_nofollow", None),  # fdshare: O_NOFOLLOW, opened by name
+    ("tree_share", "deleted_dir_giver_nofollow", None),  # fdshare: the giver's flags are its own
     ("tree_share", "deleted_given_on", None),  # the reopened description given on (kind 52 giver)
     # fifo: a FIFO opened separately by two children (state/tree_share.h kShareFifoJoin)
     ("tree_share", "fifo_reader_first", None),

@@ -282,7 +282,8 @@ static void deleted_twice_kid_check(void) {
  * its rmdir). After the restore: that offset, getdents ENOENT, one inode,
  * two descriptions. */
 static off_t g_dir_pos;
-static int g_dir_flags; /* `nofollow`: O_NOFOLLOW, opened by the name (fdshare) */
+static int g_dir_flags;    /* `nofollow`: O_NOFOLLOW, opened by the name (fdshare) */
+static int g_parent_flags; /* `giver_nofollow`: the parent's fd O_NOFOLLOW (fdshare) */
 static void dir_offset_body(void) {
     char buf[64];
     int again = g_dir_flags ? open(at("dd"), O_RDONLY | O_DIRECTORY | g_dir_flags)
@@ -309,7 +310,7 @@ static void deleted_dir_offset_setup(void) {
     static const char* const kNames[] = {"dd/a", "dd/b", "dd/c", "dd/d"};
     if (mkdir(at("dd"), 0750) != 0) die("mkdir");
     for (int i = 0; i < 4; ++i) write_file(at(kNames[i]), "x");
-    if (open(at("dd"), O_RDONLY | O_DIRECTORY) != 3) die("open dd");
+    if (open(at("dd"), O_RDONLY | O_DIRECTORY | g_parent_flags) != 3) die("open dd");
     g_kids[0] = spawn(dir_offset_body, dir_offset_verify);
     for (int i = 0; i < 4; ++i)
         if (unlink(at(kNames[i])) != 0) die("unlink");
@@ -319,11 +320,17 @@ static void deleted_dir_offset_nofollow_setup(void) {
     g_dir_flags = O_NOFOLLOW;
     deleted_dir_offset_setup();
 }
+static void deleted_dir_giver_nofollow_setup(void) {
+    g_parent_flags = O_NOFOLLOW;
+    deleted_dir_offset_setup();
+}
 static void deleted_dir_offset_check(void) {
     struct stat st;
     if (fstat(3, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0 ||
         lseek(3, 0, SEEK_CUR) != 0)
         fail("fd 3 is no removed directory at offset 0");
+    if ((fcntl(3, F_GETFL) & ~0100000) != (O_RDONLY | O_DIRECTORY | g_parent_flags))
+        fail("fd 3's flags 0%o", fcntl(3, F_GETFL));
     if (syscall(SYS_kcmp, getpid(), g_kids[0], KCMP_FILE, 3, 3) <= 0)
         fail("the child's fd 3 is the parent's description, or kcmp failed");
     kids_check();
@@ -517,6 +524,8 @@ static const struct variant kVariants[] = {
     {"deleted_twice_kid", deleted_twice_kid_setup, deleted_twice_kid_check, NULL},
     {"deleted_dir_offset", deleted_dir_offset_setup, deleted_dir_offset_check, NULL},
     {"deleted_dir_offset_nofollow", deleted_dir_offset_nofollow_setup, deleted_dir_offset_check,
+     NULL},
+    {"deleted_dir_giver_nofollow", deleted_dir_giver_nofollow_setup, deleted_dir_offset_check,
      NULL},
     {"fifo_reader_first", fifo_reader_first_setup, kids_check, NULL},
     {"fifo_writer_first", fifo_writer_first_setup, kids_check, NULL},

@@ -613,7 +613,7 @@ TEST(FsTree, LaterReopenedOfAKind43AtAnOffsetIsTheFirstHoldersEarlyOne) {
     TreeRestore tree;
     cwd_holder_tree(tree, parent, pfds, r.path, st.st_mode, dir.get());
     tree.members[0].early_descs = {{1, 4, early.get()}};
-    FdEntry first;  // the kind 43 at offset 0: opened again through /proc/self/fd
+    FdEntry first{};  // the kind 43 at offset 0: opened again through /proc/self/fd
     first.path = r.path;
     first.rec.fd = 3;
     first.rec.same_as = -1;
