@@ -17,7 +17,8 @@
 //   check    the first: an earlier fd record, its own description, of a deleted
 //            file, removed directory or memfd (kinds 2, 39, 36; 43: a tree
 //            member's removed cwd) of the same inode; flags the reopen gives
-//            (state/tree_share.h reopen_flags), a kind 43's directory offset 0
+//            (state/tree_share.h reopen_flags: a directory's at an offset,
+//            opened by its name, O_NOFOLLOW too)
 //   restore  stage 1, once the first is in place (fds are made in image order,
 //            the first is earlier): open(/proc/self/fd/FIRST, flags) with the
 //            task's ids (the kernel checks the access mode against the object,
@@ -25,13 +26,15 @@
 //            (ESTALE), seeked to its offset. Two are made by the daemon with
 //            their first instead (FilePlanIn::early, FdAction::prepared): a
 //            removed directory's at an offset (opened and seeked before the
-//            rmdir: ext4's lseek takes no getdents cookie after it), and the
+//            rmdir: ext4's lseek takes no getdents cookie after it; a kind
+//            43's by the restore of the member whose cwd it is, taken by
+//            state/fs_tree.cc plan_deleted_cwd: fdshare), and the
 //            O_TMPFILE description of an O_TMPFILE file whose first was
 //            opened through /proc/self/fd (the file is made by it, and the
 //            first opened again from it: state/file_deleted.cc)
 //
-// Reasons: flags an open cannot give (FASYNC; O_NOFOLLOW on a directory,
-// which refuses the link), access mode 3. A memfd's descriptions are the memfd kind's
+// Reasons: flags an open cannot give (FASYNC; O_NOFOLLOW on a directory at
+// offset 0, which refuses the link), access mode 3. A memfd's descriptions are the memfd kind's
 // (state/memfd.cc reopens each from its record); a kind 40 naming a memfd is
 // restored the same way.
 #include <dirent.h>
@@ -94,7 +97,7 @@ Status check(const FdEntry& f, const DecodedImage& img) {
             "fd {}: opened again from fd {}, which is no earlier fd of its own description of "
             "a deleted file, directory or memfd of its inode",
             r.fd, at));
-    uint32_t flags = reopen_flags(first->rec.kind);
+    uint32_t flags = reopen_flags(first->rec.kind, r.pos);  // fdshare: O_NOFOLLOW early
     bool dir = S_ISDIR(first->rec.mode);
     // The O_TMPFILE description of an O_TMPFILE file whose first is not: made
     // first (state/file_deleted.cc), with both bits and write access, only one.
@@ -111,10 +114,13 @@ Status check(const FdEntry& f, const DecodedImage& img) {
                        r.open_flags));
         flags |= O_TMPFILE;
     }
-    // A directory's offset: opened before the rmdir by its first's kind 39 (not by 43).
+    // A directory's offset: opened before the rmdir by its first's kind 39, or
+    // by the restore of the tree member whose cwd its first's kind 43 names
+    // (fdshare: state/fs_tree.cc).
     if ((r.open_flags & ~flags) || (r.open_flags & O_ACCMODE) == O_ACCMODE ||
         r.pos > uint64_t(INT64_MAX) ||
-        (dir && r.pos && first->rec.kind != uint32_t(K::kDeletedDir)))
+        (dir && r.pos && first->rec.kind != uint32_t(K::kDeletedDir) &&
+         first->rec.kind != uint32_t(K::kTreeCwdDir)))
         return check::bad(strfmt("fd {}: opened again from fd {} with open flags 0{:o}, offset {}",
                                  r.fd, at, r.open_flags, r.pos));
     return {};
@@ -124,6 +130,12 @@ Status plan(const FdEntry& f, FilePlanIn& in, FdAction& a) {
     const FdEntry* first = earlier_record(in.img, f, image::reopened_first(f.rec));  // check
     if (!first) return make_error(EINVAL, strfmt("fd {}: no first fd", f.rec.fd));
     a.type = S_ISDIR(first->rec.mode) ? S_IFDIR : S_IFREG;
+    // fdshare: a kind 43's at an offset is opened by the restore of the member
+    // whose cwd it is, before its rmdir, and taken by plan_deleted_cwd.
+    if (a.type == S_IFDIR && f.rec.pos && first->rec.kind == uint32_t(K::kTreeCwdDir)) {
+        a.seek = false;
+        return {};
+    }
     // Made with the first: a directory's at an offset (before its rmdir), the
     // O_TMPFILE description of an O_TMPFILE file.
     if ((a.type == S_IFDIR && f.rec.pos) || (f.rec.open_flags & kTmpfileBit)) {
@@ -197,7 +209,7 @@ std::optional<std::string> later_description(TaskView& t, const FdView& f, const
         flags &= ~uint32_t(O_TMPFILE);
     std::string another =
         strfmt("{}, another open file description of it than fd {}'s,", what, first->fd);
-    if ((flags & ~reopen_flags(uint32_t(kind))) || (flags & O_ACCMODE) == O_ACCMODE)
+    if ((flags & ~reopen_flags(uint32_t(kind), f.info.pos)) || (flags & O_ACCMODE) == O_ACCMODE)
         return strfmt(
             "{} has open flags 0{:o}, which an open of it through /proc/self/fd "
             "cannot give; such a description{}",

@@ -69,13 +69,15 @@ Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* 
 
 // cwdoffset, share39: the later members' descriptions at an offset of the
 // removed directory member `index` (records `img`) makes, its cwd (`fd` -1)
-// or its kind 39 fd `fd`: kind 43 records naming its cwd, and share-fd end 4
+// or its kind 39 fd `fd`: kind 43 records naming its cwd and the kind 40
+// records naming those (fdshare), and share-fd end 4
 // records given from its fd `fd` or, for its cwd, from a later member's kind
 // 43 fd of it; each checked as its taker's restore checks it. Their (flags,
 // offset) are appended to `later` (make_removed_dir opens them before the
-// rmdir); returns their (member, fd), in the same order.
+// rmdir); returns their (member, fd), in the same order. The later members'
+// records are decoded once per restore (kept in their members: `records`).
 Result<std::vector<std::pair<uint32_t, int>>> later_at_offset(
-    const TreeRestore& tree, uint32_t index, const DecodedImage& img, int fd,
+    TreeRestore& tree, uint32_t index, const DecodedImage& img, int fd,
     std::vector<std::pair<int, uint64_t>>& later);
 // Keeps the daemon's fds of those (in member `index`'s FdPlan copies) in its member.
 void keep_early(TreeRestore& tree, uint32_t index, std::span<const std::pair<uint32_t, int>> keys,

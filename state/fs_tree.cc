@@ -32,9 +32,11 @@
 // and seeked by the FIRST holder's plan with its directory, before the rmdir
 // (make_removed_dir's `later`, as a deltwice description of one process):
 // that plan decodes the later members' records (decode_tree_member: the
-// spool's records, not the pages, once per later member) to find them, and
-// keeps them in its member (early_descs); the later member's plan takes
-// its own, checked (that directory's inode, its flags and offset).
+// spool's records, not the pages; each member once per restore, kept in it:
+// later_member) to find them, and keeps them in its member (early_descs); the
+// later member's plan takes its own, checked (that directory's inode, its
+// flags and offset). fdshare: so is a later description of its own of a kind
+// 43 (kind 40 naming it) at an offset.
 //
 // share39: the same for a later member's share-fd end 4 description at an
 // offset (docs/trees.md) of a removed directory: one given from the first
@@ -44,10 +46,13 @@
 // instead of a reopen in the giver's stage 1, whose seek the removed
 // directory would refuse.
 //
+// Opened so, by the directory's name, a description at an offset takes
+// O_NOFOLLOW too (fdshare: reopen_flags(kind, pos)).
+//
 // Reasons (detect_deleted_cwd_shared, the checkpoint's too): a later
 // member's description of a removed directory an earlier member holds as its
-// cwd only, with flags an open through /proc/self/fd cannot give (O_NOFOLLOW,
-// FASYNC).
+// cwd only, with flags an open through /proc/self/fd cannot give (FASYNC;
+// O_NOFOLLOW at offset 0).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -114,8 +119,8 @@ Status dump(pid_t, const FdView& f, TaskFd&) {
 Status check(const FdEntry& f, const DecodedImage&) {
     const auto& r = f.rec;
     if (!plain_path(f.path) || bad_removed_dir_mode(r.mode) ||
-        (r.open_flags & ~reopen_flags(uint32_t(K::kDeletedDir))) || r.pos > uint64_t(LLONG_MAX) ||
-        r.rdev >= kMaxTreeRestore)
+        (r.open_flags & ~reopen_flags(uint32_t(K::kTreeCwdDir), r.pos)) ||
+        r.pos > uint64_t(LLONG_MAX) || r.rdev >= kMaxTreeRestore)
         return check::bad(
             strfmt("fd {}: a removed directory of process {}'s cwd, path, mode 0{:o}, open flags "
                    "0{:o} or offset {}",
@@ -224,6 +229,29 @@ const FdEntry* fd_of(const DecodedImage& img, int64_t fd) {
     return nullptr;
 }
 
+// The kind 43 record (checked) whose directory the description `e` is
+// opened of: its own, or, for a later description of its own at an offset
+// (kind 40, fdshare: opened before the rmdir), its first's; else null.
+const FdEntry* kind43_of(const DecodedImage& img, const FdEntry& e) {
+    if (e.rec.same_as >= 0) return nullptr;
+    if (e.rec.kind == uint32_t(K::kTreeCwdDir)) return &e;
+    if (e.rec.kind != uint32_t(K::kReopened) || !e.rec.pos || !S_ISDIR(e.rec.mode)) return nullptr;
+    const FdEntry* first = fd_of(img, int64_t(image::reopened_first(e.rec)));
+    return first && first->rec.kind == uint32_t(K::kTreeCwdDir) ? first : nullptr;
+}
+
+// fdshare: member k's records (the spool's, not the pages), decoded once per
+// restore for every earlier member's plan that looks at them.
+Result<const DecodedImage*> later_member(TreeRestore& tree, uint32_t k) {
+    auto& m = tree.members[k];
+    if (!m.records) {
+        auto d = decode_tree_member(tree, k);
+        if (!d) return std::unexpected(d.error());
+        m.records = std::make_shared<const DecodedImage>(std::move(*d));
+    }
+    return m.records.get();
+}
+
 }  // namespace
 
 const FileKind kTreeCwdDirKind = {
@@ -251,7 +279,8 @@ void detect_deleted_cwd_shared(std::span<TaskView* const> members, Reasons& out)
             }
             if (h->member == i || h->fd >= 0) continue;  // its own, or the tree share's
             uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
-            if (!(flags & ~reopen_flags(uint32_t(K::kDeletedDir)))) continue;  // at any offset
+            // At an offset it is opened by its name before the rmdir (O_NOFOLLOW too).
+            if (!(flags & ~reopen_flags(uint32_t(K::kDeletedDir), f.info.pos))) continue;
             out.push_back(strfmt(
                 "pid {}: fd {}: {} is pid {}'s cwd, and this open file description of it has "
                 "open flags 0{:o}, which a removed directory opened again cannot take; such a "
@@ -306,11 +335,12 @@ Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* 
     if (!tree && (img.deleted_cwd_from || kind43))
         return check::bad_image("a removed cwd of another process in an image of one process");
     for (const FdEntry& e : img.fds) {
-        if (e.rec.kind != uint32_t(K::kTreeCwdDir) || e.rec.same_as >= 0) continue;
-        auto dir = given_dir(*tree, index, uint32_t(e.rec.rdev), -1, e.path, e.rec.mode);
+        const FdEntry* of = kind43_of(img, e);  // the kind 43 it is a description of
+        if (!of) continue;
+        auto dir = given_dir(*tree, index, uint32_t(of->rec.rdev), -1, of->path, of->rec.mode);
         if (!dir) return std::unexpected(dir.error());
-        auto fd = e.rec.pos ? early_desc(*tree, uint32_t(e.rec.rdev), index, e.rec.fd,
-                                         e.rec.open_flags, e.rec.pos, e.path, *dir)
+        auto fd = e.rec.pos ? early_desc(*tree, uint32_t(of->rec.rdev), index, e.rec.fd,
+                                         e.rec.open_flags, e.rec.pos, of->path, *dir)
                             : reopened(*tree, e, *dir);
         if (!fd) return std::unexpected(fd.error());
         FdAction* a = nullptr;
@@ -344,25 +374,30 @@ Result<int> plan_deleted_cwd(const DecodedImage& img, FdPlan& fds, TreeRestore* 
 }
 
 Result<std::vector<std::pair<uint32_t, int>>> later_at_offset(
-    const TreeRestore& tree, uint32_t index, const DecodedImage& img, int fd,
+    TreeRestore& tree, uint32_t index, const DecodedImage& img, int fd,
     std::vector<std::pair<int, uint64_t>>& later) {
     std::vector<std::pair<uint32_t, int>> keys;
-    std::vector<DecodedImage> others;  // a cwd's: members index+1.., givers of kind 43 fds
     for (uint32_t k = index + 1; k < tree.members.size(); ++k) {
-        auto other = decode_tree_member(tree, k);
-        if (!other) return std::unexpected(other.error().context("bad image"));
+        auto decoded = later_member(tree, k);
+        if (!decoded) return std::unexpected(decoded.error().context("bad image"));
+        const DecodedImage* other = *decoded;
         for (const FdEntry& e : other->fds) {
             if (e.rec.same_as >= 0 || !e.rec.pos) continue;
-            if (e.rec.kind == uint32_t(K::kTreeCwdDir)) {  // cwdoffset: its own of a cwd
-                if (fd >= 0 || e.rec.rdev != index) continue;
-                if (auto c = kTreeCwdDirKind.check(e, *other); !c)
+            if (e.rec.kind == uint32_t(K::kTreeCwdDir) || e.rec.kind == uint32_t(K::kReopened)) {
+                // cwdoffset: its own of a cwd; fdshare: a later one of its own of that (kind 40)
+                const FdEntry* of = kind43_of(*other, e);
+                if (fd >= 0 || !of || of->rec.rdev != index) continue;
+                auto c = kTreeCwdDirKind.check(*of, *other);
+                if (c && of != &e) c = kReopenedKind.check(e, *other);
+                if (!c)
                     return std::unexpected(
                         c.error().context(strfmt("process {}", tree.members[k].pid)));
             } else {  // share39: end 4 from the fd `fd`, or from a later kind 43 fd of the cwd
                 auto r = reopen_record(e);
                 if (!r || r->owner >= k || r->owner < index || (r->owner == index) != (fd >= 0))
                     continue;
-                const DecodedImage& giver = r->owner == index ? img : others[r->owner - index - 1];
+                const DecodedImage& giver =
+                    r->owner == index ? img : *tree.members[r->owner].records;  // decoded above
                 const FdEntry* g = fd_of(giver, r->owner_fd);
                 if (!g ||
                     (fd >= 0 ? g->rec.fd != fd || g->rec.kind != uint32_t(K::kDeletedDir)
@@ -375,7 +410,6 @@ Result<std::vector<std::pair<uint32_t, int>>> later_at_offset(
             later.emplace_back(int(e.rec.open_flags), e.rec.pos);
             keys.emplace_back(k, e.rec.fd);
         }
-        if (fd < 0) others.push_back(std::move(*other));
     }
     return keys;
 }

@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/image_reader.h"
@@ -83,6 +84,9 @@ struct TreeRestore {
             int daemon = -1;  // the daemon's fd of it (in this member's FdPlan copies)
         };
         std::vector<EarlyDesc> early_descs;
+        // fdshare: its records (not its pages), decoded once for the earlier
+        // members' plans that look at them (state/fs_tree.cc later_at_offset).
+        std::shared_ptr<const DecodedImage> records;
         // pidfd2 (state/pidfd.h): pidfds of it its cloner opens for holders, right
         // after its clone: the channel (the cloner's end) and the pidfd_open flags.
         struct PidfdGive {

@@ -135,7 +135,7 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
                 mine.push_back({m, &f, first.member, first.f->fd, end});
             } else if (f.reopenable && first.f->reopenable) {  // each opened it itself
                 mine.push_back({m, &f, m, f.fd, image::kShareSame});
-            } else if (f.by_fd && first.f->by_fd && first.owner == first.member &&
+            } else if (f.by_fd && first.f->gives && first.owner == first.member &&
                        first.end == image::kShareSame) {
                 // Opened again by the first holder: a description of this member's own,
                 // which it gives on to whoever holds it after it.
@@ -166,6 +166,12 @@ uint32_t reopen_flags(uint32_t kind) {
     return 0;
 }
 
+uint32_t reopen_flags(uint32_t kind, uint64_t pos) {
+    using K = image::FdKind;
+    bool dir = kind == uint32_t(K::kDeletedDir) || kind == uint32_t(K::kTreeCwdDir);
+    return reopen_flags(kind) | (dir && pos ? uint32_t(O_NOFOLLOW) : 0);
+}
+
 Result<std::vector<MemberFd>> member_fds(TaskView& v) {
     auto fds = v.fds();
     if (!fds) return std::unexpected(fds.error());
@@ -193,12 +199,17 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v) {
         uint32_t flags = f.info.flags & ~uint32_t(O_CLOEXEC);
         // share39: a removed directory's description at an offset (a getdents
         // cookie, which ext4 takes no more once it is removed) is opened and
-        // seeked by its maker's restore before the rmdir (state/fs_tree.cc).
-        bool by_fd = (S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode)) && f.st.st_nlink == 0 &&
-                     !(flags & ~reopen_flags(uint32_t(k))) && (flags & O_ACCMODE) != O_ACCMODE;
+        // seeked by its maker's restore before the rmdir (state/fs_tree.cc),
+        // by its name: O_NOFOLLOW too.
+        // fdshare: the giver's own flags are its own kind's to restore; a
+        // reopen from it takes the taker's.
+        bool gives = (S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode)) && f.st.st_nlink == 0 &&
+                     !(flags & O_PATH);
+        bool by_fd = gives && !(flags & ~reopen_flags(uint32_t(k), f.info.pos)) &&
+                     (flags & O_ACCMODE) != O_ACCMODE;
         bool fifo = is_fifo(f) && !(f.info.flags & O_PATH);  // O_PATH: no end of it
         out.push_back({f.fd, f.st.st_dev, f.st.st_ino, f.info.flags & O_ACCMODE, is_pipe(f), fifo,
-                       reopenable, by_fd, peer, f.link.starts_with("socket:[")});
+                       reopenable, by_fd, gives, peer, f.link.starts_with("socket:[")});
     }
     return out;
 }

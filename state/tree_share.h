@@ -57,6 +57,8 @@ struct MemberFd {
     bool reopenable = false;  // a file, directory or device with a path: descriptions independent
     bool by_fd = false;       // no name (nlink 0: unlinked queue, deleted file, memfd): reopened
                               // through /proc/self/fd of another description
+    bool gives = false;       // fdshare: no name, whatever its own flags: another member's
+                              // description may be opened again from it (by_fd: with its flags)
     uint64_t peer = 0;        // a unix socket: its peer's inode, a waiting client's listener's,
                               // a datagram socket's group anchor (state/unix_tree.h)
     bool socket = false;      // "socket:[N]"
@@ -92,5 +94,11 @@ Result<std::vector<MemberFd>> member_fds(TaskView& v);
 // may have: its kind's own restore takes them (0: no such kind). The
 // checkpoint (MemberFd::by_fd) and the restore (kShareReopen) both ask it.
 uint32_t reopen_flags(uint32_t kind);
+
+// The same for a description at offset `pos`: a removed directory's at an
+// offset is opened by its maker's restore by the directory's name before the
+// rmdir (make_removed_dir's `later`, not through /proc/self/fd), which takes
+// O_NOFOLLOW too (s19-fdshare).
+uint32_t reopen_flags(uint32_t kind, uint64_t pos);
 
 }  // namespace crfs::state

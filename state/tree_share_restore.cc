@@ -48,7 +48,7 @@ int64_t share_end_of(const FdEntry& g) {
 Status check_reopen(const DecodedImage& giver, pid_t giver_pid, const image::ShareFdRecord& r,
                     const FdEntry& g, const FdEntry& f) {
     using K = image::FdKind;
-    uint32_t flags = state::reopen_flags(g.rec.kind);
+    uint32_t flags = state::reopen_flags(g.rec.kind, f.rec.pos);  // fdshare: O_NOFOLLOW early
     bool kind = (g.rec.kind == uint32_t(K::kMqueue) && state::mqueue_unlinked(g)) ||
                 g.rec.kind == uint32_t(K::kMemfd) || g.rec.kind == uint32_t(K::kDeleted) ||
                 g.rec.kind == uint32_t(K::kDeletedDir) ||

@@ -17,7 +17,7 @@ mount: cp /crfs/PID/image, kill -9 the whole tree, restore into the same pids.
     removed after): the directory is made as the user; edits of the new
     records are refused with nothing left (a giver that is not earlier, an
     fd the giver lacks, another mode, an offset above 2^63-1, flags a reopen
-    cannot give: O_RDWR, O_NOFOLLOW).
+    cannot give: O_RDWR, FASYNC).
   - cwdoffset: the child reads part of the directory (40 files, 128 bytes of
     getdents) before the parent empties and removes it (CwdTree's
     test_child_description_read_before_the_rmdir_keeps_its_offset, and the
@@ -25,6 +25,15 @@ mount: cp /crfs/PID/image, kill -9 the whole tree, restore into the same pids.
     restore and getdents fails ENOENT (opened and seeked by the parent's
     restore before its rmdir); the old code refused the tree (`... is at
     offset O ...; such a description not supported yet`).
+  - fdshare (session 19): the child's description read before the rmdir
+    opened O_NOFOLLOW (opened by the directory's name by the parent's restore,
+    which takes the flag), and a second description of its own (kind 40
+    naming its kind 43), read further: both offsets and flags the same after
+    the restore (CwdTree, as root; CwdTwiceUser `s19fsu1` as a user, whose
+    edits of the kind 40 record, an offset of 2^63, O_RDWR, FASYNC, a first
+    that is fd 0, another mode, are refused with nothing left); refused on
+    the code before (`which a removed directory opened again cannot take`;
+    `opened again from fd N with open flags ..., offset ...`: a bad image).
   - share39 (FdTree, FdTreeUser `s18shu1`): the twin for an fd. The parent
     holds `gone` as an fd (its cwd elsewhere), the child opens a description
     of its own through /proc/self/fd and reads part of it, the parent empties
@@ -54,6 +63,8 @@ from trees_mount_test import gone  # noqa: E402
 from tree_share_mount_test import kcmp_file  # noqa: E402
 import unix_tree_mount_test as utm  # noqa: E402
 
+FASYNC = 0o20000  # no open gives it (O_NOFOLLOW at an offset is restored: fdshare)
+
 # getdents64 of 128 bytes: (its return, errno).
 GETDENTS = """
 def getdents(fd):
@@ -78,6 +89,8 @@ os.waitpid(kid, 0)
 CWD_TREE = """
 import ctypes, errno, os, signal
 READ = 0  # cwdoffset: the child reads part of the directory before the rmdir
+TWICE = 0  # fdshare: and a second description of its own, read further (kind 40)
+FLAGS = 0  # fdshare: O_NOFOLLOW (at an offset: opened by the name before the rmdir)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 libc = ctypes.CDLL(None, use_errno=True)
 top = os.getcwd()
@@ -101,14 +114,23 @@ for name in names:
     return ok
 kid = os.fork()
 if kid == 0:
-    mine = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    mine = os.open(".", os.O_RDONLY | os.O_DIRECTORY | FLAGS)
     if READ and getdents(mine)[0] <= 0:
         os._exit(3)
     pos = os.lseek(mine, 0, os.SEEK_CUR)
+    if TWICE:
+        second = os.open(".", os.O_RDONLY | os.O_DIRECTORY | FLAGS)
+        if getdents(second)[0] <= 0 or getdents(second)[0] <= 0:
+            os._exit(3)
+        pos2 = os.lseek(second, 0, os.SEEK_CUR)
     open(top + "/opened", "w").close()
     signal.sigwait({signal.SIGUSR1})
     ok = check(os.fstat(mine).st_ino == os.stat(".").st_ino and os.fstat(mine).st_nlink == 0)
     ok = ok and os.lseek(mine, 0, os.SEEK_CUR) == pos and getdents(mine) == (-1, errno.ENOENT)
+    if TWICE:
+        ok = ok and os.fstat(second).st_ino == os.fstat(mine).st_ino
+        ok = ok and os.lseek(second, 0, os.SEEK_CUR) == pos2
+        ok = ok and getdents(second) == (-1, errno.ENOENT)
     with open(top + "/kid", "w") as f:
         f.write("PASS\\n" if ok else "FAIL\\n")
     os._exit(0)
@@ -119,26 +141,32 @@ with open(top + "/out", "w") as f:
 """
 
 
-def one_directory(test, pids):
+def one_directory(test, pids, count=1):
     """The parent's cwd, the child's cwd and the child's fd of it: one removed
-    directory; the child's fd (its lowest above 2) a description of its own."""
+    directory; the child's fd (its lowest above 2) a description of its own
+    (`count` 2: two fds of it, each a description of its own: both)."""
     cwds = [os.stat(f"/proc/{p}/cwd") for p in pids]
     kid_fds = [int(n) for n in os.listdir(f"/proc/{pids[1]}/fd") if int(n) > 2]
-    mine = [n for n in kid_fds if os.stat(f"/proc/{pids[1]}/fd/{n}").st_ino == cwds[0].st_ino]
-    test.assertEqual(len(mine), 1, kid_fds)
-    fd = os.stat(f"/proc/{pids[1]}/fd/{mine[0]}")
-    test.assertEqual({(s.st_dev, s.st_ino, s.st_nlink) for s in cwds + [fd]},
+    mine = sorted(n for n in kid_fds
+                  if os.stat(f"/proc/{pids[1]}/fd/{n}").st_ino == cwds[0].st_ino)
+    test.assertEqual(len(mine), count, kid_fds)
+    fds = [os.stat(f"/proc/{pids[1]}/fd/{n}") for n in mine]
+    test.assertEqual({(s.st_dev, s.st_ino, s.st_nlink) for s in cwds + fds},
                      {(cwds[0].st_dev, cwds[0].st_ino, 0)}, "one removed directory")
     test.assertTrue(os.readlink(f"/proc/{pids[0]}/cwd").endswith("/gone (deleted)"))
-    return mine[0]
+    if count == 2:
+        test.assertNotEqual(kcmp_file(pids[1], mine[0], pids[1], mine[1]), 0, "two descriptions")
+    return mine[0] if count == 1 else mine
 
 
 class CwdTree(trees_mount_test.TreeBase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def cwd_tree(self, user_prefix=(), read=False):
+    def cwd_tree(self, user_prefix=(), read=False, twice=False, flags=0):
         code = CWD_TREE.replace("READ = 0", "READ = 1") if read else CWD_TREE
+        code = code.replace("TWICE = 0", "TWICE = 1") if twice else code
+        code = code.replace("FLAGS = 0", f"FLAGS = {flags}")
         return utm.python_tree(self, "cwd.py", code, user_prefix=user_prefix)
 
     def finish(self, pids):
@@ -173,10 +201,47 @@ class CwdTree(trees_mount_test.TreeBase):
         self.assertEqual(fdinfo_pos(pids[1], fd), pos)
         self.finish(pids)
 
+    def test_child_description_opened_nofollow_and_read_keeps_its_flags(self):
+        """fdshare: the child's description read before the rmdir, opened
+        O_NOFOLLOW: opened by the parent's restore by the directory's name
+        before its rmdir, which takes the flag (refused before: `which a
+        removed directory opened again cannot take`)."""
+        proc, pids = self.cwd_tree(read=True, flags=os.O_NOFOLLOW)
+        fd = one_directory(self, pids)
+        before = fdinfo(pids[1], fd)
+        self.assertTrue(int(before[1], 8) & os.O_NOFOLLOW and int(before[0]) != 0, before)
+        self.round_trip(proc, pids)
+        self.assertEqual(one_directory(self, pids), fd)
+        self.assertEqual(fdinfo(pids[1], fd), before)
+        self.finish(pids)
+
+    def test_child_second_description_read_before_the_rmdir_keeps_its_offset(self):
+        """fdshare: the child holds two descriptions of the parent's removed
+        cwd (kind 43 and kind 40 naming it), each read in part before the
+        rmdir: both opened and seeked by the parent's restore before its
+        rmdir (a bad image at restore before: `opened again from fd N with
+        open flags ..., offset ...`)."""
+        proc, pids = self.cwd_tree(read=True, twice=True)
+        fds = one_directory(self, pids, 2)
+        before = [fdinfo(pids[1], fd) for fd in fds]
+        self.assertTrue(all(int(pos) for pos, _ in before), before)
+        self.assertNotEqual(before[0], before[1])
+        self.round_trip(proc, pids)
+        self.assertEqual(one_directory(self, pids, 2), fds)
+        self.assertEqual([fdinfo(pids[1], fd) for fd in fds], before)
+        self.finish(pids)
+
 
 def fdinfo_pos(pid, fd):
     with open(f"/proc/{pid}/fdinfo/{fd}") as f:
         return int(f.readline().split()[1])
+
+
+def fdinfo(pid, fd):
+    """(pos, flags) of pid's fd, as fdinfo prints them."""
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        lines = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    return lines["pos"].strip(), lines["flags"].strip()
 
 
 class CwdTreeUser(utm.InGroup, CwdTree):
@@ -185,6 +250,8 @@ class CwdTreeUser(utm.InGroup, CwdTree):
     test_unrestored_cwd_tree_passes = None
     test_removed_cwd_of_parent_and_child_comes_back_as_one_directory = None
     test_child_description_read_before_the_rmdir_keeps_its_offset = None
+    test_child_description_opened_nofollow_and_read_keeps_its_flags = None
+    test_child_second_description_read_before_the_rmdir_keeps_its_offset = None
 
     def test_user_restores_its_cwd_tree_and_its_edits_are_refused(self):
         pw, as_user, run = self.as_user(self.user, "--init-groups")
@@ -207,7 +274,7 @@ class CwdTreeUser(utm.InGroup, CwdTree):
             ([f"fd#{n}.mode=16832"], f"is not process {pids[0]}'s removed cwd"),
             ([f"fd#{n}.pos={1 << 63}"], f"fd {fd}: a removed directory of process 0's cwd"),
             ([f"fd#{n}.open_flags={bad_flags}"], f"fd {fd}: a removed directory of process"),
-            ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_NOFOLLOW}"],
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | FASYNC}"],
              f"fd {fd}: a removed directory of process"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
@@ -216,6 +283,47 @@ class CwdTreeUser(utm.InGroup, CwdTree):
         self.assertEqual(one_directory(self, pids), fd)
         self.assertEqual(fdinfo_pos(pids[1], fd), pos)
         self.assertEqual(os.stat(f"/proc/{pids[0]}/cwd").st_uid, pw.pw_uid)
+        self.finish(pids)
+
+
+class CwdTwiceUser(utm.InGroup, CwdTree):
+    """fdshare: the child's two descriptions of the parent's removed cwd (kind
+    43 and kind 40 naming it), opened O_NOFOLLOW and each read in part before
+    the rmdir, as the user s19fsu1 (group s19fsg1): restored as the user
+    (both opened by name and seeked by the parent's restore before its
+    rmdir); its edits of the kind 40 record are refused with nothing left."""
+    user, group, prefix, mode = "s19fsu1", "s19fsg1", "crfs-s19fs-", 0o755
+
+    test_unrestored_cwd_tree_passes = None
+    test_removed_cwd_of_parent_and_child_comes_back_as_one_directory = None
+    test_child_description_read_before_the_rmdir_keeps_its_offset = None
+    test_child_description_opened_nofollow_and_read_keeps_its_flags = None
+    test_child_second_description_read_before_the_rmdir_keeps_its_offset = None
+
+    def test_user_restores_two_descriptions_and_its_edits_are_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids = self.cwd_tree(user_prefix=as_user, read=True, twice=True,
+                                   flags=os.O_NOFOLLOW)
+        fds = one_directory(self, pids, 2)
+        before = [fdinfo(pids[1], fd) for fd in fds]
+        img = self.checkpoint_as(run, pids[0])
+        self.kill_all(proc, pids)
+        facts = utm.UnixTree.image_facts(self, img)
+        n, kind = facts[1]["fds"][fds[1]][:2]
+        self.assertEqual((facts[1]["fds"][fds[0]][1], kind), (43, 40), "kind 40 of a kind 43")
+        again = f"fd {fds[1]}: opened again from fd"
+        for edits, expect in [
+            ([f"fd#{n}.pos={1 << 63}"], again),
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_RDWR}"], again),
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | FASYNC}"], again),
+            ([f"fd#{n}.rdev=0"], f"{again} 0, which is no earlier fd"),  # its first: fd 0
+            ([f"fd#{n}.mode=16832"], again),  # 040700: not its first's
+        ]:
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
+            self.assertEqual([x for x in os.listdir(self.dir) if "gone" in x or "deldir" in x], [])
+        self.restore_as(run, pw, img, pids)
+        self.assertEqual(one_directory(self, pids, 2), fds)
+        self.assertEqual([fdinfo(pids[1], fd) for fd in fds], before)
         self.finish(pids)
 
 
@@ -302,6 +410,8 @@ class FdTree(CwdTree):
     test_unrestored_cwd_tree_passes = None
     test_removed_cwd_of_parent_and_child_comes_back_as_one_directory = None
     test_child_description_read_before_the_rmdir_keeps_its_offset = None
+    test_child_description_opened_nofollow_and_read_keeps_its_flags = None
+    test_child_second_description_read_before_the_rmdir_keeps_its_offset = None
 
     def test_child_description_of_a_removed_dir_fd_keeps_its_offset(self):
         proc, pids = utm.python_tree(self, "fd.py", FD_TREE)
@@ -344,7 +454,7 @@ class FdTreeUser(utm.InGroup, FdTree):
         reopen = "which is no unlinked queue, deleted file or directory or memfd"
         for edits, expect in [
             ([f"fd#{n}.pos={1 << 63}"], reopen),
-            ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_NOFOLLOW}"], reopen),
+            ([f"fd#{n}.open_flags={os.O_DIRECTORY | FASYNC}"], reopen),
             ([f"fd#{n}.open_flags={os.O_DIRECTORY | os.O_RDWR}"], reopen),
             ([f"share-fd#{share}.owner=1"], "which is not an earlier process of the tree"),
             ([f"share-fd#{share}.owner_fd=0"], reopen),

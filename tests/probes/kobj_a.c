@@ -476,12 +476,15 @@ static void dir_deleted_twice_check(void) {
 /* The second read before the rmdir (to its end, or `partial`: one entry):
  * opened and seeked before the restore's rmdir, next to the first's own open
  * (state/dir_deleted.cc), its offset (a getdents cookie: an ext4 hash, a
- * tmpfs index) the same, and getdents ENOENT as before. */
+ * tmpfs index) the same, and getdents ENOENT as before. `nofollow`: the
+ * second opened O_NOFOLLOW (one entry read), which that open by the
+ * directory's name takes (fdshare; a reason before). */
 static off_t g_dpos;
-static void read_twice(int partial) {
+static void read_twice(int partial, int flags) {
     if (mkdir(at("gone"), 0700) < 0) die("mkdir gone");
     g_a = open(at("gone"), O_RDONLY | O_DIRECTORY);
-    g_b = open(at("gone"), O_RDONLY | O_DIRECTORY);
+    g_b = open(at("gone"), O_RDONLY | O_DIRECTORY | flags);
+    g_dflags2 = fcntl(g_b, F_GETFL);
     char buf[4096];
     /* 24 bytes: room for "." only */
     while (syscall(SYS_getdents64, g_b, buf, partial ? 24 : sizeof buf) > 0 && !partial) {
@@ -490,16 +493,21 @@ static void read_twice(int partial) {
     if (g_a != 3 || g_b != 4 || g_dpos <= 0 || rmdir(at("gone")) < 0) die("open gone");
 }
 static void dir_deleted_twice_read_setup(void) {
-    read_twice(0);
+    read_twice(0, 0);
 }
 static void dir_deleted_twice_partial_setup(void) {
-    read_twice(1);
+    read_twice(1, 0);
+}
+static void dir_deleted_twice_nofollow_setup(void) {
+    read_twice(1, O_NOFOLLOW);
 }
 static void dir_deleted_twice_read_check(void) {
     struct stat a, b;
     if (fstat(g_a, &a) < 0 || fstat(g_b, &b) < 0 || a.st_ino != b.st_ino || a.st_nlink != 0)
         fail("fds 3 and 4 are not one removed directory");
     if (one_description(g_a, g_b)) fail("fds 3 and 4 are one description");
+    if (fcntl(g_b, F_GETFL) != g_dflags2)
+        fail("fd 4's flags 0%o, were 0%o", fcntl(g_b, F_GETFL), g_dflags2);
     if (lseek(g_a, 0, SEEK_CUR) != 0 || lseek(g_b, 0, SEEK_CUR) != g_dpos)
         fail("offsets %lld and %lld, were 0 and %lld", (long long)lseek(g_a, 0, SEEK_CUR),
              (long long)lseek(g_b, 0, SEEK_CUR), (long long)g_dpos);
@@ -635,6 +643,8 @@ static const struct variant kVariants[] = {
     {"dir_deleted_owner", dir_deleted_owner_setup, check_nothing, NULL},
     {"dir_deleted_twice", dir_deleted_twice_setup, dir_deleted_twice_check, NULL},
     {"dir_deleted_twice_read", dir_deleted_twice_read_setup, dir_deleted_twice_read_check, NULL},
+    {"dir_deleted_twice_nofollow", dir_deleted_twice_nofollow_setup, dir_deleted_twice_read_check,
+     NULL},
     {"dir_deleted_twice_partial", dir_deleted_twice_partial_setup, dir_deleted_twice_read_check,
      NULL},
     {"pidfd", pidfd_setup, pidfd_check, NULL},

@@ -93,6 +93,8 @@ PROBES = [
     ("task", "deleted_cwd_child_read", None),  # cwdoffset: at its offset, opened before the rmdir
     ("task", "deleted_cwd_child_nofollow", "'s cwd, and this open file description of it has open flags"),
     ("task", "deleted_fd_child_cwd", None),  # cwdtree: the child's cwd of the parent's fd 3
+    ("task", "deleted_cwd_child_nofollow_read", None),  # fdshare: O_NOFOLLOW, opened by name
+    ("task", "deleted_cwd_child_twice_read", None),  # fdshare: kind 40 of a kind 43, both read
     ("task", "child", None),  # deldir: the removed directory both opened comes back (state/dir_deleted.cc)
     ("task", "seccomp", "seccomp: 1 filter(s) not supported yet"),
     ("task", "seccomp", None),
@@ -125,6 +127,7 @@ PROBES = [
     ("kobj_a", "dir_deleted_twice", None),  # deltwice: state/file_reopen.cc
     ("kobj_a", "dir_deleted_twice_read", None),  # opened and seeked before the rmdir
     ("kobj_a", "dir_deleted_twice_partial", None),
+    ("kobj_a", "dir_deleted_twice_nofollow", None),  # fdshare: O_NOFOLLOW at an offset
     ("kobj_a", "pidfd", None),
     ("kobj_a", "pidfd_other", "fd 3: pidfd of pid 1 (a process outside the image, or a thread) not supported yet"),
     ("kobj_a", "inotify", None),
@@ -244,6 +247,8 @@ PROBES = [
     ("tree_share", "memfd_two_members", None),
     ("tree_share", "deleted_twice_kid", None),  # deltwice: fd kind 40 given to a child
     ("tree_share", "deleted_dir_offset", None),  # share39: end 4 at an offset, opened early
+    ("tree_share", "deleted_dir_offset_nofollow", None),  # fdshare: O_NOFOLLOW, opened by name
+    ("tree_share", "deleted_dir_giver_nofollow", None),  # fdshare: the giver's flags are its own
     ("tree_share", "deleted_given_on", None),  # the reopened description given on (kind 52 giver)
     # fifo: a FIFO opened separately by two children (state/tree_share.h kShareFifoJoin)
     ("tree_share", "fifo_reader_first", None),
@@ -340,6 +345,11 @@ PROBES = [
     ("tree_clone", "sighand", "(task): shares signal handlers (CLONE_SIGHAND) with pid "),
     ("tree_clone", "unshared_middle", "but neither its parent nor an earlier sibling shares it"),
     ("tree_clone", "files_lock", "and holds file locks"),
+    ("tree_clone", "files_deleted_dir", None),  # fdshare: a table taker's cwd of a kind 39 fd
+    ("tree_clone", "files_deleted_cwd", None),  # fdshare: a table taker's cwd of its maker's
+    ("tree_clone", "files_deleted_cwd_fd", None),  # fdshare: a kind 43 in a shared table
+    ("tree_clone", "files_fs_deleted_cwd", None),  # fdshare: CLONE_FILES|CLONE_FS, removed cwd
+    ("tree_clone", "files_own_cwd", None),  # fdshare: a table taker's own removed cwd
     # sysv (issue 11): System V shared memory the task attaches, state/sysv_shm.cc
     ("sysv", "shm_private", None),
     ("sysv", "shm_key", None),
@@ -361,12 +371,15 @@ PROBES = [
 TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "mqueue_tree",
          "unix_dgram", "tree_clone", ("sysv", "shm_tree"), "sysv_ipc",
          ("task", "child"), ("task", "deleted_cwd_child"), ("task", "deleted_cwd_child_fd"),
-         ("task", "deleted_fd_child_cwd"), ("task", "deleted_cwd_child_read")}  # a probe, or (probe, variant)
+         ("task", "deleted_fd_child_cwd"), ("task", "deleted_cwd_child_read"),
+         ("task", "deleted_cwd_child_nofollow_read"),
+         ("task", "deleted_cwd_child_twice_read")}  # a probe, or (probe, variant)
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
                  "timer_thread", "mqueue_tree", "unix_dgram", "tree_clone", ("sysv", "shm_tree"),
                  "sysv_ipc", ("task", "child"), ("task", "deleted_cwd_child"),
                  ("task", "deleted_cwd_child_fd"), ("task", "deleted_fd_child_cwd"),
-                 ("task", "deleted_cwd_child_read")}
+                 ("task", "deleted_cwd_child_read"), ("task", "deleted_cwd_child_nofollow_read"),
+                 ("task", "deleted_cwd_child_twice_read")}
 
 
 def kernel_names_vmas():

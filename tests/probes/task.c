@@ -159,9 +159,13 @@ static void deleted_cwd_child_check(void) {
  * of the parent's directory (fd kind 43). `read`: the child read it before
  * the rmdir (its offset a getdents cookie: opened and seeked by the parent's
  * restore before its rmdir, cwdoffset); `nofollow`: opened O_NOFOLLOW, which
- * an open through /proc/self/fd refuses (refused). */
-static int g_child_fd = -1;
-static char g_child_info[256]; /* the child's fdinfo pos and flags lines */
+ * an open through /proc/self/fd refuses (refused); `nofollow_read`: so opened
+ * and read, made by the parent's restore by the directory's name before the
+ * rmdir, which takes O_NOFOLLOW (s19-fdshare); `twice_read`: a second
+ * description of it in the child (fd kind 40 naming the kind 43), each read
+ * in part before the rmdir (s19-fdshare: a bad image at restore before). */
+static int g_child_fd = -1, g_child_fd2 = -1;
+static char g_child_info[256], g_child_info2[256]; /* the child's fdinfo pos and flags lines */
 /* Forks g_cwd_child with a readiness pipe; true in the child. */
 static int fork_cwd_child(int ready[2]) {
     if (pipe(ready) != 0) die("pipe");
@@ -170,10 +174,10 @@ static int fork_cwd_child(int ready[2]) {
     if (g_cwd_child == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
     return g_cwd_child == 0;
 }
-/* "pos: ...\nflags: ...\n" of the child's fd g_child_fd. */
-static void child_fd_info(char* out, size_t n) {
+/* "pos: ...\nflags: ...\n" of the child's fd `fd`. */
+static void child_fd_info(int fd, char* out, size_t n) {
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", g_cwd_child, g_child_fd);
+    snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", g_cwd_child, fd);
     FILE* f = fopen(path, "r");
     out[0] = 0;
     if (!f) return;
@@ -185,43 +189,67 @@ static void child_fd_info(char* out, size_t n) {
         }
     fclose(f);
 }
-static void cwd_child_fd(int read_first, int flags) {
+/* The child opens "." (flags | `flags`), read first when `read_first` (one
+ * entry of two when `twice`), and `twice`: again, read to its end. */
+static void cwd_child_fds(int read_first, int flags, int twice) {
     cwd_setup();
     int ready[2];
     if (fork_cwd_child(ready)) {
         char buf[4096];
-        unsigned char fd = (unsigned char)open(".", O_RDONLY | O_DIRECTORY | flags);
-        if (fd > 100 || (read_first && syscall(SYS_getdents64, fd, buf, sizeof buf) <= 0) ||
-            chdir("/") != 0 || write(ready[1], &fd, 1) != 1)
+        unsigned char fd[2] = {0, 0};
+        fd[0] = (unsigned char)open(".", O_RDONLY | O_DIRECTORY | flags);
+        if (fd[0] > 100 ||
+            (read_first && syscall(SYS_getdents64, fd[0], buf, twice ? 32 : sizeof buf) <= 0))
             _exit(2);
+        if (twice) {
+            fd[1] = (unsigned char)open(".", O_RDONLY | O_DIRECTORY | flags);
+            if (fd[1] > 100 || syscall(SYS_getdents64, fd[1], buf, sizeof buf) <= 0) _exit(2);
+        }
+        if (chdir("/") != 0 || write(ready[1], fd, 2) != 2) _exit(2);
         close(ready[0]);
         close(ready[1]);
         for (;;) pause();
     }
     close(ready[1]);
-    unsigned char fd;
-    if (read(ready[0], &fd, 1) != 1) die("waiting for the child");
+    unsigned char fd[2];
+    if (read(ready[0], fd, 2) != 2) die("waiting for the child");
     close(ready[0]);
-    g_child_fd = fd;
+    g_child_fd = fd[0];
+    g_child_fd2 = twice ? fd[1] : -1;
     remove_cwd();
-    child_fd_info(g_child_info, sizeof g_child_info);
+    child_fd_info(g_child_fd, g_child_info, sizeof g_child_info);
+    if (twice) child_fd_info(g_child_fd2, g_child_info2, sizeof g_child_info2);
 }
 static void deleted_cwd_child_fd_setup(void) {
-    cwd_child_fd(0, 0);
+    cwd_child_fds(0, 0, 0);
 }
 static void deleted_cwd_child_read_setup(void) {
-    cwd_child_fd(1, 0);
+    cwd_child_fds(1, 0, 0);
 }
 static void deleted_cwd_child_nofollow_setup(void) {
-    cwd_child_fd(0, O_NOFOLLOW);
+    cwd_child_fds(0, O_NOFOLLOW, 0);
+}
+static void deleted_cwd_child_nofollow_read_setup(void) {
+    cwd_child_fds(1, O_NOFOLLOW, 0);
+}
+static void deleted_cwd_child_twice_read_setup(void) {
+    cwd_child_fds(1, 0, 1);
+}
+static void child_fd_same(int fd, const char* was) {
+    char now[sizeof g_child_info];
+    same_dir_as_cwd("fd", fd);
+    child_fd_info(fd, now, sizeof now);
+    if (strcmp(now, was) != 0 || !was[0]) fail("the child's fd %d: %s, was %s", fd, now, was);
 }
 static void deleted_cwd_child_fd_check(void) {
     deleted_cwd_check();
-    same_dir_as_cwd("fd", g_child_fd);
-    char now[sizeof g_child_info];
-    child_fd_info(now, sizeof now);
-    if (strcmp(now, g_child_info) != 0 || !g_child_info[0])
-        fail("the child's fd %d: %s, was %s", g_child_fd, now, g_child_info);
+    child_fd_same(g_child_fd, g_child_info);
+    if (g_child_fd2 >= 0) {
+        child_fd_same(g_child_fd2, g_child_info2);
+        if (syscall(SYS_kcmp, g_cwd_child, g_cwd_child, 0 /* KCMP_FILE */, g_child_fd,
+                    g_child_fd2) <= 0)
+            fail("the child's fds %d and %d are not two descriptions", g_child_fd, g_child_fd2);
+    }
     end_cwd_child();
 }
 
@@ -404,6 +432,10 @@ static const struct variant kVariants[] = {
     {"deleted_cwd_child_fd", deleted_cwd_child_fd_setup, deleted_cwd_child_fd_check, NULL},
     {"deleted_cwd_child_read", deleted_cwd_child_read_setup, deleted_cwd_child_fd_check, NULL},
     {"deleted_cwd_child_nofollow", deleted_cwd_child_nofollow_setup, check_nothing, NULL},
+    {"deleted_cwd_child_nofollow_read", deleted_cwd_child_nofollow_read_setup,
+     deleted_cwd_child_fd_check, NULL},
+    {"deleted_cwd_child_twice_read", deleted_cwd_child_twice_read_setup, deleted_cwd_child_fd_check,
+     NULL},
     {"deleted_fd_child_cwd", deleted_fd_child_cwd_setup, deleted_fd_child_cwd_check, NULL},
     {"child", child_setup, child_check, NULL},
     {"seccomp", seccomp_setup, seccomp_check, NULL},

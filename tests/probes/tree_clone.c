@@ -205,6 +205,135 @@ static void siblings_check(void) {
         fail("the children's chdir moved the parent");
 }
 
+/* --- removed directories in a shared table (s19-fdshare) ----------------- */
+/* `files_deleted_dir`: the parent's fd kDirFd of sub (kind 39), the table
+ * taker's cwd (fchdir to it, its fs its own); `files_deleted_cwd`: the
+ * parent's cwd sub, inherited by the taker; `files_deleted_cwd_fd`: the
+ * parent's cwd sub, a plain child's own description of it at kDirFd (kind
+ * 43, read in part before the rmdir) in the table it shares with its
+ * CLONE_FILES child, whose cwd it is too; `files_fs_deleted_cwd`: the
+ * parent's cwd sub shared with a CLONE_FILES|CLONE_FS child; `files_own_cwd`:
+ * the taker's own cwd sub (its parent's elsewhere), held by no one else.
+ * After the restore: one removed directory (nlink 0) for all of them, the
+ * tables shared as before. */
+enum { kDirFd = 62 };
+static int is_removed(const char* path, const struct stat* want) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_nlink == 0 &&
+           (!want || (st.st_ino == want->st_ino && st.st_dev == want->st_dev));
+}
+static int cwd_is_fd_verify(void) {
+    struct stat fd;
+    if (fstat(kDirFd, &fd) != 0) return 10;
+    return is_removed(".", &fd) ? 0 : 11;
+}
+static int cwd_is_parents_verify(void) {
+    struct stat p;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cwd", (int)getppid());
+    if (stat(path, &p) != 0) return 10;
+    return is_removed(".", &p) ? 0 : 11;
+}
+static void fchdir_dir_fd(void) {
+    if (fchdir(kDirFd) != 0) _exit(6);
+}
+static void open_dir_fd(const char* path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || dup2(fd, kDirFd) != kDirFd) die("open sub");
+    close(fd);
+}
+static void files_deleted_dir_setup(void) {
+    if (mkdir(at("sub"), 0700) != 0) die("mkdir sub");
+    open_dir_fd(at("sub"));
+    g_kid[g_nkids++] = make(CLONE_FILES, fchdir_dir_fd, cwd_is_fd_verify);
+    if (rmdir(at("sub")) != 0) die("rmdir");
+}
+static void files_deleted_dir_check(void) {
+    expect_shared(getpid(), g_kid[0], KCMP_FILES, "files", 1);
+    expect_shared(getpid(), g_kid[0], KCMP_FS, "fs", 0);
+    struct stat st;
+    if (fstat(kDirFd, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
+        fail("fd %d is no removed directory", kDirFd);
+    reap_kids();
+}
+static void files_deleted_cwd_setup(void) {
+    if (mkdir(at("sub"), 0700) != 0 || chdir(at("sub")) != 0) die("mkdir sub");
+    g_kid[g_nkids++] = make(CLONE_FILES, NULL, cwd_is_parents_verify);
+    if (rmdir(at("sub")) != 0) die("rmdir");
+}
+static void files_deleted_cwd_check(void) {
+    expect_shared(getpid(), g_kid[0], KCMP_FILES, "files", 1);
+    expect_shared(getpid(), g_kid[0], KCMP_FS, "fs", 0);
+    if (!is_removed(".", NULL)) fail("the cwd is no removed directory");
+    reap_kids();
+}
+static void files_fs_deleted_cwd_setup(void) {
+    if (mkdir(at("sub"), 0700) != 0 || chdir(at("sub")) != 0) die("mkdir sub");
+    g_kid[g_nkids++] = make(CLONE_FILES | CLONE_FS, NULL, cwd_is_parents_verify);
+    if (rmdir(at("sub")) != 0) die("rmdir");
+}
+static void files_fs_deleted_cwd_check(void) {
+    expect_shared(getpid(), g_kid[0], KCMP_FILES, "files", 1);
+    expect_shared(getpid(), g_kid[0], KCMP_FS, "fs", 1);
+    if (!is_removed(".", NULL)) fail("the cwd is no removed directory");
+    reap_kids();
+}
+static void chdir_sub(void) {
+    if (chdir(at("sub")) != 0 || rmdir(at("sub")) != 0) _exit(6);
+}
+static int own_cwd_verify(void) {
+    return is_removed(".", NULL) ? 0 : 11;
+}
+static void files_own_cwd_setup(void) {
+    if (mkdir(at("sub"), 0700) != 0) die("mkdir sub");
+    g_kid[g_nkids++] = make(CLONE_FILES, chdir_sub, own_cwd_verify);
+}
+static void files_own_cwd_check(void) {
+    expect_shared(getpid(), g_kid[0], KCMP_FILES, "files", 1);
+    if (is_removed(".", NULL)) fail("the parent's cwd is the child's removed one");
+    reap_kids();
+}
+/* The middle child: kDirFd of its parent's cwd, read in part, its cwd "/";
+ * its CLONE_FILES child's cwd that directory (fchdir). */
+static off_t g_dir_fd_pos;
+static void middle_dir_body(void) {
+    char buf[32];
+    open_dir_fd(".");
+    if (syscall(SYS_getdents64, kDirFd, buf, sizeof buf) <= 0 || chdir("/") != 0) _exit(5);
+    g_dir_fd_pos = lseek(kDirFd, 0, SEEK_CUR);
+    pid_t g = make(CLONE_FILES, fchdir_dir_fd, cwd_is_fd_verify);
+    int fd = open(at("grand"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, &g, sizeof g) != sizeof g) _exit(5);
+    close(fd);
+}
+static int middle_dir_verify(void) {
+    struct stat st;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cwd", (int)getppid());
+    if (stat(path, &st) != 0 || !is_removed(path, NULL)) return 10;
+    int r = cwd_is_parents_verify() == 0 ? 11 : 0; /* its own cwd is "/" */
+    if (!r && lseek(kDirFd, 0, SEEK_CUR) != g_dir_fd_pos) r = 12;
+    struct stat fd;
+    if (!r && (fstat(kDirFd, &fd) != 0 || fd.st_ino != st.st_ino)) r = 13;
+    g_nkids = 0;
+    g_kid[g_nkids++] = read_pid();
+    g_fail[0] = 0;
+    reap_kids();
+    return r ? r : g_fail[0] ? 21 : 0;
+}
+static void files_deleted_cwd_fd_setup(void) {
+    if (mkdir(at("sub"), 0700) != 0 || chdir(at("sub")) != 0) die("mkdir sub");
+    g_kid[g_nkids++] = make(0, middle_dir_body, middle_dir_verify);
+    if ((g_grand = read_pid()) <= 0) die("grandchild pid");
+    if (rmdir(at("sub")) != 0) die("rmdir");
+}
+static void files_deleted_cwd_fd_check(void) {
+    expect_shared(g_kid[0], g_grand, KCMP_FILES, "files", 1);
+    expect_shared(getpid(), g_kid[0], KCMP_FILES, "files", 0);
+    if (!is_removed(".", NULL)) fail("the cwd is no removed directory");
+    reap_kids();
+}
+
 /* --- refused ------------------------------------------------------------- */
 /* A child sharing our memory (vfork-like) runs on a stack of its own. */
 static char g_stack[64 * 1024] __attribute__((aligned(16)));
@@ -270,6 +399,11 @@ static const struct variant kVariants[] = {
     {"sighand", sighand_setup, kill_kids, NULL},
     {"unshared_middle", unshared_middle_setup, unshared_middle_check, NULL},
     {"files_lock", files_lock_setup, kill_kids, NULL},
+    {"files_deleted_dir", files_deleted_dir_setup, files_deleted_dir_check, NULL},
+    {"files_deleted_cwd", files_deleted_cwd_setup, files_deleted_cwd_check, NULL},
+    {"files_deleted_cwd_fd", files_deleted_cwd_fd_setup, files_deleted_cwd_fd_check, NULL},
+    {"files_fs_deleted_cwd", files_fs_deleted_cwd_setup, files_fs_deleted_cwd_check, NULL},
+    {"files_own_cwd", files_own_cwd_setup, files_own_cwd_check, NULL},
 };
 
 PROBE_MAIN(kVariants)

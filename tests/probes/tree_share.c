@@ -282,9 +282,12 @@ static void deleted_twice_kid_check(void) {
  * its rmdir). After the restore: that offset, getdents ENOENT, one inode,
  * two descriptions. */
 static off_t g_dir_pos;
+static int g_dir_flags;    /* `nofollow`: O_NOFOLLOW, opened by the name (fdshare) */
+static int g_parent_flags; /* `giver_nofollow`: the parent's fd O_NOFOLLOW (fdshare) */
 static void dir_offset_body(void) {
     char buf[64];
-    int again = open("/proc/self/fd/3", O_RDONLY | O_DIRECTORY);
+    int again = g_dir_flags ? open(at("dd"), O_RDONLY | O_DIRECTORY | g_dir_flags)
+                            : open("/proc/self/fd/3", O_RDONLY | O_DIRECTORY);
     if (again < 0 || dup2(again, 3) != 3 || close(again) != 0 ||
         syscall(SYS_getdents64, 3, buf, sizeof buf) <= 0)
         _exit(3);
@@ -299,7 +302,7 @@ static int dir_offset_verify(void) {
         mine.st_nlink != 0)
         return 1;
     if (syscall(SYS_kcmp, getpid(), getppid(), KCMP_FILE, 3, 3) <= 0) return 2;
-    if ((fcntl(3, F_GETFL) & ~0100000) != (O_RDONLY | O_DIRECTORY)) return 3;
+    if ((fcntl(3, F_GETFL) & ~0100000) != (O_RDONLY | O_DIRECTORY | g_dir_flags)) return 3;
     if (lseek(3, 0, SEEK_CUR) != g_dir_pos) return 4;
     return syscall(SYS_getdents64, 3, buf, sizeof buf) < 0 && errno == ENOENT ? 0 : 5;
 }
@@ -307,17 +310,27 @@ static void deleted_dir_offset_setup(void) {
     static const char* const kNames[] = {"dd/a", "dd/b", "dd/c", "dd/d"};
     if (mkdir(at("dd"), 0750) != 0) die("mkdir");
     for (int i = 0; i < 4; ++i) write_file(at(kNames[i]), "x");
-    if (open(at("dd"), O_RDONLY | O_DIRECTORY) != 3) die("open dd");
+    if (open(at("dd"), O_RDONLY | O_DIRECTORY | g_parent_flags) != 3) die("open dd");
     g_kids[0] = spawn(dir_offset_body, dir_offset_verify);
     for (int i = 0; i < 4; ++i)
         if (unlink(at(kNames[i])) != 0) die("unlink");
     if (rmdir(at("dd")) != 0) die("rmdir");
+}
+static void deleted_dir_offset_nofollow_setup(void) {
+    g_dir_flags = O_NOFOLLOW;
+    deleted_dir_offset_setup();
+}
+static void deleted_dir_giver_nofollow_setup(void) {
+    g_parent_flags = O_NOFOLLOW;
+    deleted_dir_offset_setup();
 }
 static void deleted_dir_offset_check(void) {
     struct stat st;
     if (fstat(3, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0 ||
         lseek(3, 0, SEEK_CUR) != 0)
         fail("fd 3 is no removed directory at offset 0");
+    if ((fcntl(3, F_GETFL) & ~0100000) != (O_RDONLY | O_DIRECTORY | g_parent_flags))
+        fail("fd 3's flags 0%o", fcntl(3, F_GETFL));
     if (syscall(SYS_kcmp, getpid(), g_kids[0], KCMP_FILE, 3, 3) <= 0)
         fail("the child's fd 3 is the parent's description, or kcmp failed");
     kids_check();
@@ -447,9 +460,8 @@ static void grand_body(void) {
 }
 static int grand_verify(void) {
     int st = 0;
-    return waitpid(g_grand, &st, 0) == g_grand && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL
-               ? 0
-               : 1;
+    return waitpid(g_grand, &st, 0) == g_grand && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? 0
+                                                                                             : 1;
 }
 static void pidfd_grandchild_setup(void) {
     int p[2];
@@ -511,6 +523,10 @@ static const struct variant kVariants[] = {
     {"deleted_given_on", given_on_setup, own_desc_check, NULL},
     {"deleted_twice_kid", deleted_twice_kid_setup, deleted_twice_kid_check, NULL},
     {"deleted_dir_offset", deleted_dir_offset_setup, deleted_dir_offset_check, NULL},
+    {"deleted_dir_offset_nofollow", deleted_dir_offset_nofollow_setup, deleted_dir_offset_check,
+     NULL},
+    {"deleted_dir_giver_nofollow", deleted_dir_giver_nofollow_setup, deleted_dir_offset_check,
+     NULL},
     {"fifo_reader_first", fifo_reader_first_setup, kids_check, NULL},
     {"fifo_writer_first", fifo_writer_first_setup, kids_check, NULL},
     {"fifo_outside", fifo_outside_setup, outside_check, NULL},

@@ -164,8 +164,9 @@ TEST(Registry, EachKindNamesItsState) {
          [] {
              // trees: inherited descriptions are restored shared (state/tree_share.h);
              // one deleted directory opened by each process separately is too (at an
-             // offset: opened and seeked before the rmdir, share39), but not with a
-             // flag an open through /proc/self/fd cannot give (O_NOFOLLOW).
+             // offset: opened and seeked before the rmdir, share39, O_NOFOLLOW too:
+             // fdshare), but not at offset 0 with a flag an open through
+             // /proc/self/fd cannot give (O_NOFOLLOW).
              char dir[] = "/tmp/crfs-s12mq-XXXXXX";
              if (!mkdtemp(dir)) return;
              int fd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -174,9 +175,7 @@ TEST(Registry, EachKindNamesItsState) {
              if (fork() == 0) {
                  prctl(PR_SET_PDEATHSIG, SIGKILL);
                  close(kReadyFd);
-                 int again = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-                 char entries[256];  // "." and "..": its offset is no longer 0
-                 (void)!syscall(SYS_getdents64, again, entries, sizeof entries);
+                 int again = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);  // at offset 0
                  close(fd);
                  close(done[0]);
                  close(done[1]);
@@ -522,6 +521,21 @@ void removed_with_early(const char* prefix, RemovedWithEarly& r) {
     ASSERT_EQ(rmdir(tmpl.c_str()), 0);
 }
 
+// A tree of two: process 100 (`parent`, its plan `pfds`) whose removed cwd
+// `path` of mode `mode` is the daemon's fd `dir`, and its child 101.
+void cwd_holder_tree(TreeRestore& tree, DecodedImage& parent, FdPlan& pfds, const std::string& path,
+                     uint32_t mode, int dir) {
+    parent.cwd = path;
+    parent.deleted_cwd = image::DeletedCwdRecord{mode, -1, 0, 0};
+    tree.members.resize(2);
+    tree.members[0].pid = 100;
+    tree.members[0].img = &parent;
+    tree.members[0].fds = &pfds;
+    tree.members[0].removed_cwd = dir;
+    tree.members[1].pid = 101;
+    tree.members[1].parent = 0;
+}
+
 // cwdoffset (state/fs_tree.cc): a later member's kind 43 description at an
 // offset is the one the first holder's plan opened with its directory before
 // the rmdir (early_descs), taken only when it is that directory's inode
@@ -536,18 +550,10 @@ TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
     ASSERT_EQ(fstat(dir.get(), &st), 0);
 
     DecodedImage parent, child;
-    parent.cwd = path;
-    parent.deleted_cwd = image::DeletedCwdRecord{st.st_mode, -1, 0, 0};
     FdPlan pfds;
     TreeRestore tree;
-    tree.members.resize(2);
-    tree.members[0].pid = 100;
-    tree.members[0].img = &parent;
-    tree.members[0].fds = &pfds;
-    tree.members[0].removed_cwd = dir.get();
+    cwd_holder_tree(tree, parent, pfds, path, st.st_mode, dir.get());
     tree.members[0].early_descs = {{1, 3, early.get()}};
-    tree.members[1].pid = 101;
-    tree.members[1].parent = 0;
     FdEntry e;
     e.path = path;
     e.rec.fd = 3;
@@ -590,6 +596,56 @@ TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
     FdEntry zero = e;  // at offset 0: opened again through /proc/self/fd
     zero.rec.pos = 0;
     EXPECT_EQ(plan(zero), std::make_pair(std::string(), off_t(0)));
+}
+
+// fdshare (state/fs_tree.cc plan_deleted_cwd): a later member's second
+// description of its own of an earlier member's removed cwd (kind 40 naming
+// its kind 43) at an offset is the one the first holder's plan opened before
+// the rmdir, as a kind 43's; checked the same way.
+TEST(FsTree, LaterReopenedOfAKind43AtAnOffsetIsTheFirstHoldersEarlyOne) {
+    RemovedWithEarly r;
+    ASSERT_NO_FATAL_FAILURE(removed_with_early("crfs-fdshare", r));
+    const UniqueFd &dir = r.dir, &early = r.early;
+    struct stat st {};
+    ASSERT_EQ(fstat(dir.get(), &st), 0);
+    DecodedImage parent, child;
+    FdPlan pfds;
+    TreeRestore tree;
+    cwd_holder_tree(tree, parent, pfds, r.path, st.st_mode, dir.get());
+    tree.members[0].early_descs = {{1, 4, early.get()}};
+    FdEntry first{};  // the kind 43 at offset 0: opened again through /proc/self/fd
+    first.path = r.path;
+    first.rec.fd = 3;
+    first.rec.same_as = -1;
+    first.rec.kind = uint32_t(image::FdKind::kTreeCwdDir);
+    first.rec.mode = st.st_mode;
+    first.rec.open_flags = O_DIRECTORY;
+    FdEntry later = first;  // fd 4: kind 40 naming fd 3, at the early one's offset
+    later.rec.fd = 4;
+    later.rec.kind = uint32_t(image::FdKind::kReopened);
+    later.rec.rdev = 3;
+    later.rec.pos = uint64_t(r.pos);
+    auto plan = [&](const FdEntry& f) {
+        child.fds = {first, f};
+        FdPlan cfds;
+        cfds.min_fd = 20;
+        for (int t : {3, 4}) {
+            FdAction a;
+            a.target = t;
+            cfds.actions.push_back(a);
+        }
+        auto res = plan_deleted_cwd(child, cfds, &tree, 1);
+        int prepared = cfds.actions[1].prepared;
+        off_t at = prepared >= 0 ? lseek(prepared, 0, SEEK_CUR) : -1;
+        return std::make_pair(res ? std::string() : res.error().what, at);
+    };
+    EXPECT_EQ(plan(later), std::make_pair(std::string(), r.pos));
+    FdEntry f = later;
+    f.rec.pos = uint64_t(r.pos) - 1;  // another offset than the one opened
+    EXPECT_NE(plan(f).first.find("opened with it is not this one"), std::string::npos);
+    f = later;
+    f.rec.fd = 5;  // none opened for it
+    EXPECT_NE(plan(f).first.find("that its restore did not open"), std::string::npos);
 }
 
 // share39 (state/fs_tree.cc early_shared_desc): a later member's share-fd end

@@ -172,6 +172,10 @@ TEST(RestoreFields, ReopenedNamesAnEarlierDeletedFileOrDirectoryOfItsInode) {
     img = twice(K::kDeletedDir);
     img.fds[1].rec.open_flags = O_DIRECTORY | O_NOFOLLOW;  // refuses the link
     expect_einval(img, "fd 4: opened again from fd 3 with open flags");
+    img.fds[1].rec.pos = 1;  // fdshare: opened by the directory's name before the rmdir
+    EXPECT_TRUE(check_fields(img));
+    img.fds[1].rec.open_flags = O_DIRECTORY | FASYNC;
+    expect_einval(img, "fd 4: opened again from fd 3 with open flags");
     // A directory's offset: made with its first, before the rmdir (state/dir_deleted.cc).
     img = twice(K::kDeletedDir);
     img.fds[1].rec.pos = 0x7fffffffffffffffull;  // ext4's end of a directory
@@ -182,8 +186,10 @@ TEST(RestoreFields, ReopenedNamesAnEarlierDeletedFileOrDirectoryOfItsInode) {
     img.fds[0].rec.kind = uint32_t(K::kTreeCwdDir), img.fds[0].rec.open_flags = O_DIRECTORY;
     img.fds[0].path = "/tmp/gone";
     EXPECT_TRUE(check_fields(img));
-    img.fds[1].rec.pos = 2;
-    expect_einval(img, "fd 4: opened again from fd 3 with open flags 0204000, offset 2");
+    img.fds[1].rec.pos = 2;  // fdshare: opened with that member's cwd, before the rmdir
+    EXPECT_TRUE(check_fields(img));
+    img.fds[1].rec.pos = 1ull << 63;
+    expect_einval(img, "fd 4: opened again from fd 3 with open flags 0204000, offset");
     // O_TMPFILE: the later description is the file's own (its first was opened
     // through /proc/self/fd): both bits, write access, only one.
     constexpr uint32_t kTmp = O_TMPFILE | O_WRONLY | O_APPEND;
@@ -235,10 +241,16 @@ TEST(RestoreFields, TreeCwdDirPathModeFlagsAndOffset) {
     }
     r.open_flags = O_DIRECTORY;
     // cwdoffset: at an offset (read before the rmdir: opened with the first
-    // holder's directory), up to the largest off_t.
+    // holder's directory), up to the largest off_t; by its name, so
+    // O_NOFOLLOW too (fdshare), not FASYNC.
     for (uint64_t pos : {uint64_t(1), uint64_t(INT64_MAX)}) {
         r.pos = pos;
         EXPECT_TRUE(check_fields(img)) << pos;
+        r.open_flags = O_DIRECTORY | O_NOFOLLOW;
+        EXPECT_TRUE(check_fields(img)) << pos;
+        r.open_flags = O_DIRECTORY | FASYNC;
+        expect_einval(img, kBad);
+        r.open_flags = O_DIRECTORY;
     }
     r.pos = uint64_t(INT64_MAX) + 1;
     expect_einval(img, kBad);
