@@ -754,8 +754,14 @@ class LiveImage : public ImageSource {
             return r;
         if (auto r = sink.raw(nullptr, 0, records_); !r) return r;
         if (capture_.memory.live)
-            if (auto r = capture_.memory.live->stream(sink, stats_); !r) return r;
-        capture_.memory.live.reset();  // the task runs unprotected from here
+            if (auto r = capture_.memory.live->stream(sink, stats_); !r) {
+                capture_.memory.live.reset();  // let the task go at once
+                return r;
+            }
+        // Every page was sent and un-protected: the task runs freely. The
+        // userfaultfd stays registered until this source is destroyed (perf:
+        // its release walks every area, ~1 us each; the worker does it after
+        // the reader has the last byte).
         stats_.total_ns = monotonic_ns() - started_;
         if (auto r = sink.record(RecordType::kStats, Payload().add(stats_).bytes()); !r) return r;
         return sink.finish();

@@ -327,15 +327,15 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
 
     PagePlan now;
     now.fds = std::move(plan->fds);
-    std::vector<CopiedRun> live;
+    std::vector<LiveRun> live;
     for (size_t i = 0; i < areas.size(); ++i)
         if (skip[i]) {
-            live.push_back({areas[i].start, (areas[i].end - areas[i].start) / kPage, 0});
+            live.push_back({areas[i].start, (areas[i].end - areas[i].start) / kPage, true});
             d.pages_scanned += live.back().nr_pages;
         }
     for (size_t r = 0; r < plan->runs.size(); ++r) {
         if (vma_of[r] != SIZE_MAX && registered[vma_of[r]]) {
-            live.push_back(plan->runs[r]);
+            live.push_back({plan->runs[r].vaddr, plan->runs[r].nr_pages, false});
             continue;
         }
         now.runs.push_back(plan->runs[r]);
@@ -343,7 +343,7 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
         now.pages += plan->runs[r].nr_pages;
     }
     std::sort(live.begin(), live.end(),
-              [](const CopiedRun& a, const CopiedRun& b) { return a.vaddr < b.vaddr; });
+              [](const LiveRun& a, const LiveRun& b) { return a.vaddr < b.vaddr; });
     if (auto r = copy_pages(pid, now, buffer); !r) return std::unexpected(r.error());
     mark("copy what is not protected");
     d.runs = std::move(now.runs);
@@ -358,14 +358,14 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
 // --- LiveMemory ------------------------------------------------------------------
 
 LiveMemory::LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, UniqueFd pagemap,
-                       std::vector<CopiedRun> runs)
+                       std::vector<LiveRun> runs)
     : pid_(pid),
       uffd_(std::move(uffd)),
       mem_(std::move(mem)),
       pagemap_(std::move(pagemap)),
       stop_(eventfd(0, EFD_CLOEXEC)),
       runs_(std::move(runs)) {
-    for (const CopiedRun& r : runs_) pages_ += r.nr_pages;
+    for (const LiveRun& r : runs_) pages_ += r.nr_pages;
     // Faults are answered from now on, the task thawed or not.
     thread_ = std::thread([this] { serve_faults(); });
 }
@@ -384,7 +384,7 @@ size_t LiveMemory::saved_pages() const {
 
 bool LiveMemory::in_runs(uint64_t page) const {
     auto it = std::upper_bound(runs_.begin(), runs_.end(), page,
-                               [](uint64_t p, const CopiedRun& r) { return p < r.vaddr; });
+                               [](uint64_t p, const LiveRun& r) { return p < r.vaddr; });
     if (it == runs_.begin()) return false;
     --it;
     return page < it->vaddr + it->nr_pages * kPage;
@@ -436,7 +436,7 @@ void LiveMemory::check_gone(uint64_t start, uint64_t end, const char* what) {
     if (abort_) return;
     start &= ~(kPage - 1);
     auto it = std::upper_bound(runs_.begin(), runs_.end(), start,
-                               [](uint64_t p, const CopiedRun& r) { return p < r.vaddr; });
+                               [](uint64_t p, const LiveRun& r) { return p < r.vaddr; });
     if (it != runs_.begin()) --it;
     for (; it != runs_.end() && it->vaddr < end; ++it) {
         uint64_t lo = std::max({start, it->vaddr, frontier_});
@@ -486,9 +486,9 @@ void LiveMemory::serve_faults() {
                     ++faults_;
                     uint64_t addr = m.arg.pagefault.address & ~(kPage - 1);
                     uint64_t lo = addr, hi = addr + kPage;
-                    auto it = std::upper_bound(
-                        runs_.begin(), runs_.end(), addr,
-                        [](uint64_t a, const CopiedRun& r) { return a < r.vaddr; });
+                    auto it =
+                        std::upper_bound(runs_.begin(), runs_.end(), addr,
+                                         [](uint64_t a, const LiveRun& r) { return a < r.vaddr; });
                     if (it != runs_.begin() &&
                         addr < (it - 1)->vaddr + (it - 1)->nr_pages * kPage) {
                         --it;
@@ -633,47 +633,64 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
         span_pages += n;
         return {};
     };
-    // The pages to send: those of the runs that are write-protected now, or
-    // saved. That is a superset of what the image needs when their turn
-    // comes: a page gains no protection after the freeze, and one saved
-    // later was protected until then. A page of a run that is neither was
-    // not in the page tables at the freeze (zero) or is gone (its event
-    // fails the stream). take() reads them as of the freeze.
-    if (runs_.empty()) return flush();
-    const uint64_t hi = runs_.back().vaddr + runs_.back().nr_pages * kPage;
+    auto run_end = [&](size_t r) { return runs_[r].vaddr + runs_[r].nr_pages * kPage; };
+    // Adds [lo, end) cut at the runs from `run` on (a record lies in one
+    // area), kChunkPages at most per piece.
+    auto add_range = [&](uint64_t lo, uint64_t end, size_t& run, size_t last) -> Status {
+        while (lo < end) {
+            while (run < last && run_end(run) <= lo) ++run;
+            if (run == last) break;
+            lo = std::max(lo, runs_[run].vaddr);
+            if (lo >= end) break;
+            uint64_t to = std::min({end, run_end(run), lo + kChunkPages * kPage});
+            if (auto r = add(lo, (to - lo) / kPage); !r) return r;
+            lo = to;
+        }
+        return {};
+    };
     PmPageRegion vec[512];
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    size_t run = 0;
-    for (uint64_t at = runs_.front().vaddr; at < hi;) {
-        uint64_t walk_end = 0;
-        auto n = protected_ranges(pagemap_.get(), pid_, at, hi, vec, std::size(vec), walk_end);
-        if (!n) return std::unexpected(n.error());
-        ranges.clear();
-        for (size_t k = 0; k < *n; ++k) ranges.emplace_back(vec[k].start, vec[k].end);
-        {
-            std::lock_guard l(mu_);  // after the scan: a page saved before it is here
-            for (auto it = saved_.lower_bound(at); it != saved_.end() && it->first < walk_end; ++it)
-                ranges.emplace_back(it->first, it->first + kPage);
+    for (size_t first = 0, last = 0; first < runs_.size(); first = last) {
+        // Neighbouring runs of one kind (LiveRun::ask) together.
+        for (last = first + 1; last < runs_.size() && runs_[last].ask == runs_[first].ask; ++last) {
         }
-        std::sort(ranges.begin(), ranges.end());
-        for (size_t k = 0; k < ranges.size();) {
-            auto [lo, end] = ranges[k];
-            for (++k; k < ranges.size() && ranges[k].first <= end; ++k)
-                end = std::max(end, ranges[k].second);
-            // [lo, end) cut at the runs (a record lies in one area), kChunkPages at most.
-            while (lo < end) {
-                while (run < runs_.size() && runs_[run].vaddr + runs_[run].nr_pages * kPage <= lo)
-                    ++run;
-                if (run == runs_.size()) break;
-                uint64_t run_end = runs_[run].vaddr + runs_[run].nr_pages * kPage;
-                lo = std::max(lo, runs_[run].vaddr);
-                if (lo >= end) break;
-                uint64_t to = std::min({end, run_end, lo + kChunkPages * kPage});
-                if (auto r = add(lo, (to - lo) / kPage); !r) return r;
-                lo = to;
+        size_t run = first;
+        if (!runs_[first].ask) {
+            // Every page of these runs was in the page tables at the freeze:
+            // take() reads each as of the freeze (saved, or still protected),
+            // no page table walk again.
+            for (size_t r = first; r < last; ++r)
+                if (auto s = add_range(runs_[r].vaddr, run_end(r), run, last); !s) return s;
+            continue;
+        }
+        // Whole areas: the pages to send are those that are write-protected
+        // now, or saved. That is a superset of what the image needs when
+        // their turn comes: a page gains no protection after the freeze, and
+        // one saved later was protected until then. A page of a run that is
+        // neither was not in the page tables at the freeze (zero) or is gone
+        // (its event fails the stream). take() reads them as of the freeze.
+        const uint64_t hi = run_end(last - 1);
+        for (uint64_t at = runs_[first].vaddr; at < hi;) {
+            uint64_t walk_end = 0;
+            auto n = protected_ranges(pagemap_.get(), pid_, at, hi, vec, std::size(vec), walk_end);
+            if (!n) return std::unexpected(n.error());
+            ranges.clear();
+            for (size_t k = 0; k < *n; ++k) ranges.emplace_back(vec[k].start, vec[k].end);
+            {
+                std::lock_guard l(mu_);  // after the scan: a page saved before it is here
+                for (auto it = saved_.lower_bound(at); it != saved_.end() && it->first < walk_end;
+                     ++it)
+                    ranges.emplace_back(it->first, it->first + kPage);
             }
+            std::sort(ranges.begin(), ranges.end());
+            for (size_t k = 0; k < ranges.size();) {
+                auto [lo, end] = ranges[k];
+                for (++k; k < ranges.size() && ranges[k].first <= end; ++k)
+                    end = std::max(end, ranges[k].second);
+                if (auto s = add_range(lo, end, run, last); !s) return s;
+            }
+            at = walk_end;
         }
-        at = walk_end;
     }
     return flush();
 }

@@ -70,14 +70,25 @@ Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features 
 Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
                                   UniqueFd uffd);
 
+// Write-protected pages of one registered VMA, streamed after the thaw.
+// `ask`: the run is a whole private anonymous area, which may hold pages that
+// were not in the page tables at the freeze: what is still write-protected,
+// or was saved, is what the image holds (the rest was zero at the freeze), so
+// the stream asks the page tables (PAGEMAP_SCAN). Otherwise every page of the
+// run was present or swapped at the freeze (the frozen scan found it) and the
+// stream sends it without asking again: such a page loses its protection only
+// through the fault thread (which saves it first), the stream itself, or an
+// unmap/remap/discard, whose event fails the stream while it is unsent.
+struct LiveRun {
+    uint64_t vaddr;
+    uint64_t nr_pages;
+    bool ask;
+};
+
 class LiveMemory {
   public:
-    // `runs`: write-protected, in address order, each inside one registered VMA.
-    // `runs` may hold pages that were not in the page tables at the freeze
-    // (whole private anonymous areas): what is still write-protected, or was
-    // saved, is what the image holds (the rest was zero at the freeze).
-    LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, UniqueFd pagemap,
-               std::vector<CopiedRun> runs);
+    // `runs`: in address order (see LiveRun).
+    LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, UniqueFd pagemap, std::vector<LiveRun> runs);
     ~LiveMemory();  // stops answering faults, closes the uffd: the task runs unprotected
     LiveMemory(const LiveMemory&) = delete;
     LiveMemory& operator=(const LiveMemory&) = delete;
@@ -103,7 +114,7 @@ class LiveMemory {
 
     pid_t pid_;
     UniqueFd uffd_, mem_, pagemap_, stop_;
-    std::vector<CopiedRun> runs_;
+    std::vector<LiveRun> runs_;
     uint64_t pages_ = 0;
     mutable std::mutex mu_;                              // guards the fields below
     uint64_t frontier_ = 0;                              // every protected page below was sent

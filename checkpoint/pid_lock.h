@@ -1,7 +1,8 @@
 // One checkpoint per pid at a time in this process; others wait (not fail).
 // Held from before the freeze until after the thaw, and for a live snapshot
 // (checkpoint/live_snapshot.h) until its stream ends: the task's memory is
-// under that snapshot's write protection meanwhile.
+// under that snapshot's write protection meanwhile, and until its worker
+// exited (the release of its userfaultfd, after the last byte).
 #pragma once
 
 #include <sys/types.h>
@@ -32,8 +33,23 @@ class PidLock {
         {
             std::lock_guard l(mu_);
             busy_.erase(pid_);
+            releasing_.erase(pid_);
         }
         cv_.notify_all();
+    }
+    // A live snapshot's stream has ended and only the release of its
+    // userfaultfd is left (the worker does it after the reader's last byte):
+    // the task runs unprotected, but its areas are still registered, which
+    // the detection would report ("userfaultfd (write-protect)").
+    void releasing() {
+        std::lock_guard l(mu_);
+        releasing_.insert(pid_);
+    }
+    // Waits at most `limit` while the pid is releasing; whether it is done.
+    template <class Duration>
+    static bool wait_released(pid_t pid, Duration limit) {
+        std::unique_lock l(mu_);
+        return cv_.wait_for(l, limit, [&] { return !releasing_.contains(pid); });
     }
     PidLock(const PidLock&) = delete;
     PidLock& operator=(const PidLock&) = delete;
@@ -44,7 +60,8 @@ class PidLock {
     pid_t pid_;
     static inline std::mutex mu_;
     static inline std::condition_variable cv_;
-    static inline std::set<pid_t> busy_;  // guarded by mu_
+    static inline std::set<pid_t> busy_;       // guarded by mu_
+    static inline std::set<pid_t> releasing_;  // guarded by mu_; a subset of busy_
 };
 
 }  // namespace crfs

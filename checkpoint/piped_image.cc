@@ -8,13 +8,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <system_error>
+#include <thread>
 
 #include "common/strfmt.h"
 
 namespace crfs {
 
 PipedImage::PipedImage(UniqueFd pipe, pid_t worker, uint64_t size, UniqueFd status,
-                       std::shared_ptr<void> hold)
+                       std::shared_ptr<PidLock> hold)
     : worker_(worker),
       size_(size),
       status_(std::move(status)),
@@ -28,6 +30,31 @@ PipedImage::~PipedImage() {
     while (worker_ > 0 && ::waitpid(worker_, &st, 0) < 0 && errno == EINTR) {
     }
     hold_.reset();  // only now: the worker let the task go
+}
+
+void PipedImage::let_go() const {
+    pipe_.reset();
+    if (!hold_ || worker_ <= 0) {
+        hold_.reset();
+        return;
+    }
+    // perf: the worker releases the task's userfaultfd after the last byte
+    // (the kernel walks every area); the next checkpoint of the task and its
+    // `reason` wait for that, the reader does not.
+    hold_->releasing();
+    auto wait = [w = worker_, h = hold_]() mutable {
+        int st;
+        while (::waitpid(w, &st, 0) < 0 && errno == EINTR) {
+        }
+        h.reset();
+    };
+    try {
+        std::thread(wait).detach();
+    } catch (const std::system_error&) {
+        wait();  // no thread: the reader waits
+    }
+    worker_ = 0;  // reaped there
+    hold_.reset();
 }
 
 Error PipedImage::ended(int err) const {
@@ -70,8 +97,7 @@ Status PipedImage::fill_to(uint64_t keep_from, uint64_t end) const {
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             int err = n < 0 ? errno : 0;
-            pipe_.reset();
-            hold_.reset();  // the worker is done with the task
+            let_go();  // the worker is done with the task once it exited
             if (Error e = ended(err); e.code != 0) {
                 failed_ = e;
                 return std::unexpected(e);
@@ -80,10 +106,7 @@ Status PipedImage::fill_to(uint64_t keep_from, uint64_t end) const {
         }
         taken_ += uint64_t(n);
     }
-    if (size_ != 0 && taken_ == size_) {
-        pipe_.reset();
-        hold_.reset();
-    }
+    if (size_ != 0 && taken_ == size_) let_go();
     return {};
 }
 

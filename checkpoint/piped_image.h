@@ -27,6 +27,7 @@
 #include <optional>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/pid_lock.h"
 #include "common/unique_fd.h"
 
 namespace crfs {
@@ -39,9 +40,12 @@ class PipedImage : public Snapshot {
     // (closing the pipe first makes it stop with EPIPE); `size`: the image's
     // size, as the worker reported it, or 0 if not known before the end, which
     // `status` (the read end of the worker's status pipe) then confirms.
-    // `hold`: kept until the stream ends (a live snapshot's PidLock).
+    // `hold`: a live snapshot's lock on the task, kept until the stream
+    // ended and then until the worker exited (it releases the task's
+    // userfaultfd after the last byte: a thread waits for that, so the
+    // reader's last read does not).
     PipedImage(UniqueFd pipe, pid_t worker, uint64_t size, UniqueFd status = {},
-               std::shared_ptr<void> hold = {});
+               std::shared_ptr<PidLock> hold = {});
     ~PipedImage() override;
     PipedImage(const PipedImage&) = delete;
     PipedImage& operator=(const PipedImage&) = delete;
@@ -70,12 +74,15 @@ class PipedImage : public Snapshot {
     // all: the worker's word on why, as the error (mu_ held).
     Error ended(int err) const;
 
-    pid_t worker_;
+    // The stream ended: `hold_` goes once the worker exited (mu_ held).
+    void let_go() const;
+
     mutable std::mutex mu_;  // guards everything below
+    mutable pid_t worker_;   // 0 once reaped
     mutable uint64_t size_;  // 0: not known yet
     mutable UniqueFd status_;
     mutable std::optional<Error> failed_;  // why the stream ended early
-    mutable std::shared_ptr<void> hold_;
+    mutable std::shared_ptr<PidLock> hold_;
     mutable UniqueFd pipe_;                   // closed at the end of the image or on an error
     mutable std::unique_ptr<char[]> window_;  // ring: stream byte b at window_[b % kWindow]
     mutable uint64_t taken_ = 0;              // stream bytes taken from the pipe so far

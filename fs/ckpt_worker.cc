@@ -24,6 +24,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/procfs.h"
+#include "common/ptrace_wait.h"
 #include "common/strfmt.h"
 #include "state/memory_dump.h"
 #include "state/registry.h"
@@ -145,6 +146,17 @@ void stream_image(ImageSource& img) {
     (void)write_full(kWorkerStatusFd, msg.data(), msg.size());
 }
 
+// Test only: CRFS_TEST_RELEASE_HOLD=PATH in crfsd's environment: after the
+// image's last byte, the worker makes PATH.held and keeps the task's
+// userfaultfd until PATH exists (at most 60 s), so a test can look at the
+// window between the reader's end and the release (tests/fs/live_mount_test.py).
+void test_hold_release() {
+    const char* path = getenv("CRFS_TEST_RELEASE_HOLD");
+    if (!path) return;
+    ::close(::open((std::string(path) + ".held").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    for (int i = 0; i < 12000 && ::access(path, F_OK) != 0; ++i) ::usleep(5000);
+}
+
 // perf: the hashes this checkpoint computed, to the daemon's cache before the
 // reply (so they are in the pipe when the daemon reads the reply's end).
 Result<std::string> sent_prints(Result<std::string> r, UniqueFd& to) {
@@ -220,7 +232,21 @@ int main(int argc, char** argv) {
     crfs::send_worker_reply(crfs::serve(argc, argv));
     // The task runs again: the reply says so at once, then the image follows.
     ::close(crfs::kWorkerReplyFd);
-    if (crfs::g_image) crfs::stream_image(*crfs::g_image);
+    if (crfs::g_image) {
+        crfs::stream_image(*crfs::g_image);
+        // The reader has every byte and the status once both pipes end; only
+        // then the userfaultfd's release (perf: the kernel walks every area,
+        // ~35 ms at 30,000), which the daemon's lock on the task waits for
+        // (checkpoint/piped_image.h).
+        ::close(crfs::kWorkerImageFd);
+        ::close(crfs::kWorkerStatusFd);
+        crfs::test_hold_release();
+        uint64_t t0 = crfs::monotonic_ns();
+        crfs::g_image.reset();
+        if (getenv("CRFS_CHECKPOINT_TRACE"))
+            crfs::log_info("checkpoint: worker: released after the last byte in %llu us",
+                           (unsigned long long)((crfs::monotonic_ns() - t0) / 1000));
+    }
     if (getenv("CRFS_CHECKPOINT_TRACE")) {  // perf: what this worker's life cost
         rusage ru{};
         getrusage(RUSAGE_SELF, &ru);
