@@ -51,6 +51,15 @@ class PidLock {
         std::unique_lock l(mu_);
         return cv_.wait_for(l, limit, [&] { return !releasing_.contains(pid); });
     }
+    // Waits at most `limit` while any pid is releasing: a tree's checkpoint or
+    // reason looks at every descendant, whose pids the daemon does not know
+    // before (a child's image read just before its parent's: `cp` of the child
+    // returns before the release). Bounded: milliseconds each.
+    template <class Duration>
+    static bool wait_all_released(Duration limit) {
+        std::unique_lock l(mu_);
+        return cv_.wait_for(l, limit, [&] { return releasing_.empty(); });
+    }
     PidLock(const PidLock&) = delete;
     PidLock& operator=(const PidLock&) = delete;
 

@@ -229,6 +229,9 @@ std::optional<WorkerMode> parse_worker_mode(std::string_view name) {
 Result<WorkerReply> run_worker(const WorkerRequest& req) {
     if (req.mode != WorkerMode::kImage && req.mode != WorkerMode::kDelta)
         return spawn_and_wait(req);
+    // A descendant's userfaultfd still being released after its image's last
+    // byte would be its reason in this tree's detection (s19-vmadump).
+    PidLock::wait_all_released(std::chrono::seconds(10));
     // Bounded: a reader that holds a live snapshot's stream open without
     // reading does not block the task's other checkpoints forever.
     std::shared_ptr<PidLock> lock = PidLock::try_for(req.pid, std::chrono::seconds(60));

@@ -39,9 +39,10 @@ Status check_right(Right right, const Caller& caller, const TaskId& task) {
 
 Result<std::string> reasons_text(Daemon& d, const TaskId& task, const Caller& caller) {
     // A live snapshot whose stream ended may still be releasing the task's
-    // userfaultfd (its worker does it after the reader's last byte): its
-    // registration is not the task's state. Bounded: milliseconds.
-    PidLock::wait_released(task.pid, std::chrono::seconds(10));
+    // userfaultfd, or a descendant's (its worker does it after the reader's
+    // last byte): its registration is not the task's state. Bounded:
+    // milliseconds.
+    PidLock::wait_all_released(std::chrono::seconds(10));
     std::string out;
     if (auto mark = d.marks.get(task)) out += "nocr: " + *mark + "\n";
     for (auto& line : kernel_reasons(task.pid)) out += line + "\n";

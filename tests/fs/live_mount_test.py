@@ -168,20 +168,49 @@ class Live(rt.Base):
         # wait for the release and never report it as the task's
         # ("userfaultfd (write-protect)"). CRFS_TEST_RELEASE_HOLD
         # (fs/ckpt_worker.cc) holds the release until the test lets it go.
+        hold = self.daemon_holding_releases()
+        t = self.task(["python3", "-c", AREAS, "2000"])
+        imgs = self.next_reads_wait_for_the_release(hold, t.pid, t.pid, t)
+        for img in imgs:
+            r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertLess(self.copied_while_frozen(img), 1000, "not a live snapshot")
+
+    def test_parents_reason_and_image_wait_for_a_childs_release(self):
+        # The same for the parent's tree: its detection looks at the child,
+        # whose areas stay registered until its release (cp of the child's
+        # image returned before it).
+        hold = self.daemon_holding_releases()
+        parent = ("import subprocess, sys\n"
+                  f"subprocess.Popen([sys.executable, '-c', {AREAS!r}, '200']).wait()\n")
+        t = self.task(["python3", "-c", parent])
+        child = int(rt.read(f"/proc/{t.pid}/task/{t.pid}/children").split()[0])
+        for img in self.next_reads_wait_for_the_release(hold, child, t.pid, t):
+            r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def daemon_holding_releases(self):
+        """A daemon whose workers hold the release until the path returned exists."""
         self.crfs.stop()
         holddir = tempfile.mkdtemp(prefix="crfs-hold-")
         self.addCleanup(shutil.rmtree, holddir, ignore_errors=True)
         hold = os.path.join(holddir, "release")
         self.crfs = rt.Crfsd(env=dict(os.environ, CRFS_TEST_RELEASE_HOLD=hold))
         self.m = self.crfs.mnt
-        t = self.task(["python3", "-c", AREAS, "2000"])
-        src, imgs = f"{self.m}/{t.pid}", [t.path("a.img"), t.path("b.img")]
+        return hold
+
+    def next_reads_wait_for_the_release(self, hold, first, then, t):
+        """Reads `first`'s image (its release held), then `then`'s reason and
+        image, which wait for the release and succeed; the two images."""
+        imgs = [t.path("a.img"), t.path("b.img")]
         try:
-            self.assertEqual(rt.sh(f"cp {src}/image {imgs[0]}").returncode, 0)
+            self.assertEqual(rt.sh(f"cp {self.m}/{first}/image {imgs[0]}").returncode, 0)
             rt.wait_for(lambda: os.path.exists(hold + ".held"), "the worker to hold its release")
-            reason = rt.subprocess.Popen(["cat", f"{src}/reason"], stdout=rt.subprocess.PIPE,
-                                         stderr=rt.subprocess.PIPE, text=True)
-            again = rt.subprocess.Popen(["cp", f"{src}/image", imgs[1]],
+            os.unlink(hold + ".held")  # the next image's worker makes it again
+            reason = rt.subprocess.Popen(["cat", f"{self.m}/{then}/reason"],
+                                         stdout=rt.subprocess.PIPE, stderr=rt.subprocess.PIPE,
+                                         text=True)
+            again = rt.subprocess.Popen(["cp", f"{self.m}/{then}/image", imgs[1]],
                                         stderr=rt.subprocess.PIPE, text=True)
             # Both wait while the release is held (nothing to wait for here
             # but a broken daemon, which answers at once: give it a second).
@@ -191,10 +220,7 @@ class Live(rt.Base):
             open(hold, "w").close()
         self.assertEqual(reason.communicate(timeout=rt.TIMEOUT), ("", ""))
         self.assertEqual(again.wait(rt.TIMEOUT), 0, again.stderr.read())
-        for img in imgs:
-            r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            self.assertLess(self.copied_while_frozen(img), 1000, "not a live snapshot")
+        return imgs
 
     def test_daemon_killed_mid_read_lets_the_task_run_on(self):
         t = self.writer()
