@@ -394,8 +394,8 @@ TEST(Pidfd, ATargetIsAnyMemberClonedBeforeAnyFds) {
 // pidfd-target that is no process of the image. A single task's must be one
 // of its threads; a tree member's is found among the members' threads once
 // every member is planned (before any process is made): a tid of a process
-// outside, or of none, is refused then. An epoll watch of it is refused too
-// (stage 1 adds the watches, before the blob makes it).
+// outside, or of none, is refused then. thpidfd2: an epoll watch of it is
+// the blob's (stage 1 leaves it out), after its pidfds.
 TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
     auto image = [](bool tree, int32_t tid) {
         DecodedImage img;
@@ -433,7 +433,25 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
     ep.kobj.push_back(
         kobj_record(image::RecordType::kEpollWatch, image::EpollWatchRecord{4, 3, 1, 0, 0}));
     watched.fds.push_back(ep);
-    EXPECT_NE(check(watched).find("pidfd of thread 101, watched by an epoll"), std::string::npos);
+    EXPECT_EQ(check(watched), "");
+    {
+        FdPlan wfds;
+        FdAction pa, ea;
+        pa.target = 3;
+        ASSERT_TRUE(kobj_plan(watched.fds[0], pa.kobj));
+        ea.target = 4;
+        ASSERT_TRUE(kobj_plan(watched.fds[1], ea.kobj));
+        ea.kobj.watches.push_back({7, 4, 9});  // another fd's: stage 1's
+        wfds.actions = {pa, ea};
+        auto planned = plan_thread_pidfds(watched, wfds, nullptr);
+        ASSERT_TRUE(planned);
+        ASSERT_EQ(planned->size(), 2u);  // the pidfd, then its watch
+        EXPECT_EQ((*planned)[1].epfd, 4);
+        EXPECT_EQ((*planned)[1].fd, 3);
+        EXPECT_EQ((*planned)[1].events, 1u);
+        ASSERT_EQ(wfds.actions[1].kobj.watches.size(), 1u);
+        EXPECT_EQ(wfds.actions[1].kobj.watches[0].tfd, 7);
+    }
 
     // The tree 100 (threads 101) -> 102; 102 holds fd 3, a pidfd of `tid`.
     auto plan = [&](int32_t tid) {
@@ -450,8 +468,10 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
         dup.target = 5;
         dup.same_as = 3;
         hfds.actions.push_back(dup);
-        EXPECT_FALSE(plan_thread_pidfds(holder, hfds, false));  // not a tree: refused
-        auto planned = plan_thread_pidfds(holder, hfds, true);
+        TreeRestore tree;
+        tree.members.resize(2);
+        EXPECT_FALSE(plan_thread_pidfds(holder, hfds, nullptr));  // not a tree: refused
+        auto planned = plan_thread_pidfds(holder, hfds, &tree, 1);
         ASSERT_TRUE(planned);
         auto& list = *planned;
         EXPECT_EQ(list.size(), 2u);  // it, then its dup
@@ -461,8 +481,6 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
             EXPECT_EQ(list[0].wait, 1);
             EXPECT_EQ(list[1].dup_of, 3);
         }
-        TreeRestore tree;
-        tree.members.resize(2);
         crfs_restorer_args args{};
         tree.members[0].pid = 100;
         tree.members[0].img = &parent;
