@@ -48,14 +48,10 @@ from pidfd_tree_mount_test import PidfdTree, PidfdUser, imgedit  # noqa: E402
 # checks its pidfds, signals CT through its pidfd, polls it until CT has
 # exited, then SIGUSR1s C, which does the same with PT; P polls its own
 # pidfd of PT, reaps C and writes PASS to `out`.
-TREE = """
+PRELUDE = """
 import os, select, signal, threading
 PIDFD_THREAD = os.O_EXCL
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
-def info(fd, key):
-    for line in open(f"/proc/self/fdinfo/{fd}"):
-        if line.startswith(key):
-            return line.split()[1]
 def put(name, text=""):
     with open(name + ".t", "w") as f:
         f.write(text)
@@ -63,6 +59,12 @@ def put(name, text=""):
 def wait_file(name):
     while not os.path.exists(name):
         signal.sigtimedwait({signal.SIGCHLD}, 0.01)
+"""
+TREE = PRELUDE + """
+def info(fd, key):
+    for line in open(f"/proc/self/fdinfo/{fd}"):
+        if line.startswith(key):
+            return line.split()[1]
 def waiter(name):
     def run():
         got = signal.sigwait({signal.SIGUSR2})
@@ -127,17 +129,7 @@ with open("out", "w") as f:
 # SIGUSR1 to P after the restore: P's epoll has nothing yet; P SIGUSR1s C,
 # which sets the pidfd non-blocking and sends SIGUSR2 to W through it; both
 # epolls see W's exit.
-LOOP = """
-import os, select, signal, threading
-PIDFD_THREAD = os.O_EXCL
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
-def put(name, text=""):
-    with open(name + ".t", "w") as f:
-        f.write(text)
-    os.rename(name + ".t", name)
-def wait_file(name):
-    while not os.path.exists(name):
-        signal.sigtimedwait({signal.SIGCHLD}, 0.01)
+LOOP = PRELUDE + """
 def exited(ev, fd):
     return len(ev) == 1 and ev[0][0] == fd and bool(ev[0][1] & select.EPOLLIN)
 w = threading.Thread(target=lambda: signal.sigwait({signal.SIGUSR2}))
