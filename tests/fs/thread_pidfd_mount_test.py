@@ -24,7 +24,9 @@ the whole tree, restore into the same pids.
     shared one) and C's see W's exit, and P's pidfd is non-blocking: one
     description. As a normal user (s19tpu1): the same tree, and its edits
     of C's share-fd record (another end, another owner) and of its pidfd's
-    open flags refused, nothing made.
+    open flags refused, nothing made; W given a tid in use: P fails in its
+    blob before it hands the pidfd over, C reads end of file, the tree is
+    killed and P's failure named.
 
 usage: thread_pidfd_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -293,6 +295,21 @@ class ThreadPidfdLoopUser(unix_tree_mount_test.InGroup, ThreadPidfd):
             ([f"share-fd#{k}.owner=1"], "which is not an earlier process of the tree"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
+        # W cannot be made (its tid is in use): P fails in its blob before it
+        # gives the pidfd, C reads end of file there, the tree is killed and
+        # P's failure named.
+        stop = threading.Event()
+        outside = threading.Thread(target=stop.wait)
+        outside.start()
+        try:
+            o = outside.native_id
+            self.refused_as_user(as_user, run, img, pids,
+                                 [f"thread#1.tid={o}", f"thread-attrs#1.tid={o}",
+                                  f"pidfd-target#0.pid={o}"],
+                                 f"creating thread {o}: File exists", made=True)
+        finally:
+            stop.set()
+            outside.join()
         self.restore_as(run, pw, img, pids)
         self.finish(pids)
 
