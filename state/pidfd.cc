@@ -58,12 +58,14 @@ pid_t parent_of(pid_t pid, pid_t self_tgid) {
     return stat_of(pid, self_tgid).first;
 }
 
-// Whether `pid` shares its fd table or cwd with another process of `inside`:
-// then a sibling may clone it, after its parent's fds (state/tree_share_task.h).
-bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp) {
+// Whether `pid` shares its fd table or (`fs`) cwd with another process of
+// `inside`: then a sibling may clone it, after its parent's fds
+// (state/tree_share_task.h).
+bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp, bool fs = true) {
     for (pid_t o : inside)
         for (int type : {KCMP_FILES, KCMP_FS})
-            if (o != pid && kcmp.order(type, pid, o) == 0) return true;
+            if ((fs || type == KCMP_FILES) && o != pid && kcmp.order(type, pid, o) == 0)
+                return true;
     return false;
 }
 
@@ -73,9 +75,9 @@ bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp) 
 // epoll watches are added there too, and another member holding its
 // description (a fork after the pidfd_open) receives it from the first
 // holder's blob. So no process holding it, and not tgid, may share its fd
-// table or cwd with another process (then one is made after another's fds,
-// and the fds the blob replaces and the pipe tgid's blob closes are not its
-// own).
+// table with another process (the fds the blob replaces and the pipe tgid's
+// blob closes would not be its own); a cwd shared (CLONE_FS) is no matter:
+// such a taker is cloned where a child is, its fd table its own.
 std::optional<std::string> thread_reason(TaskView& t, const FdView& f, pid_t tid, pid_t tgid,
                                          const std::vector<pid_t>& inside) {
     std::string what = strfmt("pidfd of thread {} of pid {}", tid, tgid);
@@ -94,9 +96,8 @@ std::optional<std::string> thread_reason(TaskView& t, const FdView& f, pid_t tid
             }
     }
     for (pid_t p : check)
-        if (shares_table(p, inside, kcmp))
-            return what +
-                   strfmt(", and pid {} shares its fd table or cwd with another process", p) +
+        if (shares_table(p, inside, kcmp, false))
+            return what + strfmt(", and pid {} shares its fd table with another process", p) +
                    std::string(kNotYet);
     return std::nullopt;
 }
@@ -449,14 +450,14 @@ Result<std::vector<crfs_ra_thread_pidfd>> plan_thread_pidfds(const DecodedImage&
 
 namespace {
 
-// Whether member i shares its fd table or cwd with another member (either
-// way round): its table or the pipe its blob closes is not its own alone.
+// Whether member i shares its fd table with another member (either way
+// round): its table or the pipe its blob closes is not its own alone. A
+// cwd shared (CLONE_FS) is no matter: such a taker is cloned where a child
+// is, and makes its own fds (state/tree_share_task.h).
 bool shares_with_another(const TreeRestore& tree, int i) {
-    const auto& ms = tree.members;
-    if (ms[size_t(i)].files_with >= 0 || ms[size_t(i)].fs_with >= 0 || ms[size_t(i)].maker >= 0)
-        return true;
-    for (const auto& m : ms)
-        if (m.files_with == i || m.fs_with == i || m.maker == i) return true;
+    if (tree.members[size_t(i)].files_with >= 0) return true;
+    for (const auto& m : tree.members)
+        if (m.files_with == i) return true;
     return false;
 }
 
@@ -484,8 +485,8 @@ Status plan_thread_target(TreeRestore& tree, int h, FdAction& a, std::vector<int
                    a.target, tid, ms[size_t(h)].pid));
     if (shares_with_another(tree, h) || shares_with_another(tree, t))
         return check::bad_image(
-            strfmt("fd {}: pidfd of thread {}, and pid {} or pid {} shares its fd table or cwd "
-                   "with another process",
+            strfmt("fd {}: pidfd of thread {}, and pid {} or pid {} shares its fd table with "
+                   "another process",
                    a.target, tid, ms[size_t(h)].pid, ms[size_t(t)].pid));
     if (t == h) return {};
     if (a.kobj.n[2] != kOtherThread || !ms[size_t(t)].args)
@@ -527,7 +528,7 @@ Status tree_pidfd_plan(TreeRestore& tree) {
                 if (shares_with_another(tree, int(h)))
                     return check::bad_image(
                         strfmt("fd {}: pidfd of thread {} given by another process, and pid {} "
-                               "shares its fd table or cwd with another process",
+                               "shares its fd table with another process",
                                a.target, a.kobj.n[0], ms[h].pid));
                 continue;
             }

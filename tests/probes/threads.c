@@ -284,12 +284,20 @@ static void pidfd_thread_forked_setup(void) {
     if (g_kid == 0)
         for (;;) pause();
 }
-/* thpidfd: what stays a reason: a holder sharing its cwd or fd table (made
- * after another's fds, the blob would replace fds that are not its own). */
-static void pidfd_thread_clone_fs_setup(void) { /* a child sharing its cwd */
+/* thpidfd2: a child sharing its cwd (CLONE_FS), its fd table a copy: cloned
+ * where a child is, it receives the pidfds as a forked one. What stays a
+ * reason: a holder sharing its fd table (CLONE_FILES: the blob would replace
+ * fds that are not its own). */
+static void pidfd_thread_clone(int flags) {
     pidfd_thread_setup();
-    g_kid = clone(clone_child, g_stack + sizeof g_stack, CLONE_FS | SIGCHLD, NULL);
+    g_kid = clone(clone_child, g_stack + sizeof g_stack, flags | SIGCHLD, NULL);
     if (g_kid < 0) die("clone");
+}
+static void pidfd_thread_clone_fs_setup(void) {
+    pidfd_thread_clone(CLONE_FS);
+}
+static void pidfd_thread_clone_files_setup(void) {
+    pidfd_thread_clone(CLONE_FILES);
 }
 static void pidfd_thread_forked_check(void) {
     const int tid[3] = {g_tid[1], g_tid[2], g_tid[2]};
@@ -310,7 +318,12 @@ static void pidfd_thread_forked_check(void) {
     waitpid(g_kid, NULL, 0);
     pidfd_thread_check();
 }
-static void pidfd_thread_clone_fs_check(void) {
+static void pidfd_thread_clone_fs_check(void) { /* one fs struct too */
+    if (syscall(SYS_kcmp, getpid(), g_kid, KCMP_FS, 0, 0) != 0)
+        fail("the child's cwd is not shared");
+    pidfd_thread_forked_check();
+}
+static void pidfd_thread_clone_files_check(void) {
     kill(g_kid, SIGKILL);
     waitpid(g_kid, NULL, 0);
     pidfd_thread_check();
@@ -326,5 +339,7 @@ static const struct variant kVariants[] = {
     {"pidfd_thread_epoll", pidfd_thread_epoll_setup, pidfd_thread_epoll_check, wait_term},
     {"pidfd_thread_forked", pidfd_thread_forked_setup, pidfd_thread_forked_check, wait_term},
     {"pidfd_thread_clone_fs", pidfd_thread_clone_fs_setup, pidfd_thread_clone_fs_check, wait_term},
+    {"pidfd_thread_clone_files", pidfd_thread_clone_files_setup, pidfd_thread_clone_files_check,
+     wait_term},
 };
 PROBE_MAIN(kVariants)
