@@ -23,8 +23,9 @@ the whole tree, restore into the same pids.
     and ends W through it (pidfd_send_signal); P's epoll (its own and C's
     shared one) and C's see W's exit, and P's pidfd is non-blocking: one
     description. As a normal user (s19tpu1): the same tree, and its edits
-    of C's share-fd record (another end, another owner) and of its pidfd's
-    open flags refused, nothing made; W given a tid in use: P fails in its
+    of C's share-fd record (another end, another owner), of its pidfd's
+    open flags and of the epolls' watches of the pidfd (EPOLLWAKEUP, an fd
+    it does not have) refused, nothing made; W given a tid in use: P fails in its
     blob before it hands the pidfd over, C reads end of file, the tree is
     killed and P's failure named.
 
@@ -32,6 +33,7 @@ usage: thread_pidfd_mount_test.py BUILD_DIR  (any unittest args after)
 """
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -293,6 +295,10 @@ class ThreadPidfdLoopUser(unix_tree_mount_test.InGroup, ThreadPidfd):
             ([f"fd#{n}.open_flags={os.O_RDWR | os.O_EXCL | os.O_NONBLOCK}"],
              f"fd {pfd}: given by fd {pfd} of process {top}, a pidfd of a thread"),
             ([f"share-fd#{k}.owner=1"], "which is not an earlier process of the tree"),
+            # P's watch of its pidfd (the blob adds it): still the epoll's checks
+            ([f"epoll-watch#0@8:4={select.EPOLLIN | 1 << 29}"],  # EPOLLWAKEUP
+             f"epoll watch of fd {pfd}: events 0x"),
+            (["epoll-watch#1@4:4=77"], "epoll watch of fd 77 (not another fd of the image"),
         ]:
             self.refused_as_user(as_user, run, img, pids, edits, expect)
         # W cannot be made (its tid is in use): P fails in its blob before it
