@@ -777,7 +777,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     fds->memfds.size() * sizeof(crfs_ra_memfd) +
                     state::seccomp_area_bytes(*img) + (page_store ? kFillWindow + kPage : 0) +
                     timers->blob.size() * sizeof(crfs_ra_posix_timer) +  // timer
-                    (thread_pidfds->size() + 1) * sizeof(crfs_ra_thread_pidfd);  // thpidfd
+                    (img->fds.size() * 2 + thread_pidfds->size()) *
+                        sizeof(crfs_ra_thread_pidfd);  // thpidfd; thpidfd2: the watches
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());
