@@ -11,8 +11,11 @@
 // by a maker after its fds (no fd table or cwd shared). thpidfd: a thread of
 // the task or of another member (PIDFD_THREAD) is made by the blob once the
 // thread exists, over a placeholder stage 1 leaves (state/pidfd.h
-// plan_thread_pidfds). A process outside the image, a thread of one, or one
-// that has exited and was reaped: a reason.
+// plan_thread_pidfds); thpidfd2: so are its epoll watches, and a later member
+// holding its description (a share-fd record) receives it from the first
+// holder's blob (plan_taken). A process outside the image, a thread of one,
+// one that has exited and was reaped, or a thread's pidfd held by a process
+// sharing its fd table: a reason.
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sys/socket.h>

@@ -197,6 +197,23 @@ class ThreadPidfd(trees_mount_test.TreeBase):
         self.round_trip(proc, pids)
         self.finish(pids)
 
+    def tid_in_use(self, as_user, run, img, pids, thread, target, expect):
+        """Thread record `thread` and pidfd-target `target` given the tid of a
+        thread outside the image (in use): the restore fails after the
+        members were made, all of them killed; `expect` with {o}, that tid."""
+        stop = threading.Event()
+        outside = threading.Thread(target=stop.wait)
+        outside.start()
+        try:
+            o = outside.native_id
+            self.refused_as_user(as_user, run, img, pids,
+                                 [f"thread#{thread}.tid={o}", f"thread-attrs#{thread}.tid={o}",
+                                  f"pidfd-target#{target}.pid={o}"],
+                                 expect.format(o=o), made=True)
+        finally:
+            stop.set()
+            outside.join()
+
     def loop_tree(self, user_prefix=()):
         """The tree of LOOP, run until it writes `half`: (proc, [P, C])."""
         proc, pids = PidfdTree.run_script(self, "loop.py", LOOP, user_prefix)
@@ -244,16 +261,13 @@ class ThreadPidfdUser(unix_tree_mount_test.InGroup, ThreadPidfd):
                  f"pidfd of thread {outside.native_id}, not a thread of a process of the tree"),
             ]:
                 self.refused_as_user(as_user, run, img, pids, edits, expect)
-            # C's thread cannot be made (its tid is in use) while P waits for it:
-            # no one waits for ever, the tree is killed, C's failure is named.
-            o = outside.native_id
-            self.refused_as_user(as_user, run, img, pids,
-                                 [f"thread#3.tid={o}", f"thread-attrs#3.tid={o}", f"pidfd-target#1.pid={o}"],
-                                 f"process {c}: restore: creating thread {o}: File exists",
-                                 made=True)
         finally:
             stop.set()
             outside.join()
+        # C's thread cannot be made (its tid is in use) while P waits for it:
+        # no one waits for ever, the tree is killed, C's failure is named.
+        self.tid_in_use(as_user, run, img, pids, 3, 1,
+                        f"process {c}: restore: creating thread {{o}}: File exists")
         self.restore_as(run, pw, img, pids)
         self.finish(pids)
 
@@ -304,18 +318,7 @@ class ThreadPidfdLoopUser(unix_tree_mount_test.InGroup, ThreadPidfd):
         # W cannot be made (its tid is in use): P fails in its blob before it
         # gives the pidfd, C reads end of file there, the tree is killed and
         # P's failure named.
-        stop = threading.Event()
-        outside = threading.Thread(target=stop.wait)
-        outside.start()
-        try:
-            o = outside.native_id
-            self.refused_as_user(as_user, run, img, pids,
-                                 [f"thread#1.tid={o}", f"thread-attrs#1.tid={o}",
-                                  f"pidfd-target#0.pid={o}"],
-                                 f"creating thread {o}: File exists", made=True)
-        finally:
-            stop.set()
-            outside.join()
+        self.tid_in_use(as_user, run, img, pids, 1, 0, "creating thread {o}: File exists")
         self.restore_as(run, pw, img, pids)
         self.finish(pids)
 
