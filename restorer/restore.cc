@@ -342,6 +342,14 @@ std::string step_text(const crfs_ra_report& r, const DecodedImage& img, const Me
         case CRFS_RA_STEP_THREAD_PIDFD_WAIT:
             return "waiting for the thread of another process of the tree that " + fd(r.arg) +
                    " is a pidfd of";
+        case CRFS_RA_STEP_THREAD_PIDFD_WATCH:  // thpidfd2
+            return "adding the epoll watch of " + fd(r.arg) + ", a pidfd of a thread";
+        case CRFS_RA_STEP_THREAD_PIDFD_RECV:
+            return "receiving " + fd(r.arg) +
+                   ", a pidfd of a thread, from the process of the tree that made it";
+        case CRFS_RA_STEP_THREAD_PIDFD_GIVE:
+            return "handing " + fd(r.arg) +
+                   ", a pidfd of a thread, to the later processes of the tree holding it";
         case CRFS_RA_STEP_UNIX_CONNECT:  // unix (state/unix_tree.h)
             return "connecting " + fd(r.arg) + " to its server, another process of the tree";
         case CRFS_RA_STEP_MQ_OPEN:  // unix (state/mqueue.h)
@@ -722,7 +730,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (!fds) return std::unexpected(fds.error());
     if (!cwd_fd) return std::unexpected(cwd_fd.error());
     if (req.tree) req.tree->members[req.tree_index].removed_cwd = *cwd_fd;            // cwdtree
-    auto thread_pidfds = state::plan_thread_pidfds(*img, *fds, req.tree != nullptr);  // thpidfd
+    auto thread_pidfds = state::plan_thread_pidfds(*img, *fds, req.tree, req.tree_index);
     if (!thread_pidfds) return std::unexpected(thread_pidfds.error());
     // failclean: the socket files stage 1 binds and the queues it creates,
     // removed again as the writer unless the task runs; a tree's by
@@ -769,7 +777,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     fds->memfds.size() * sizeof(crfs_ra_memfd) +
                     state::seccomp_area_bytes(*img) + (page_store ? kFillWindow + kPage : 0) +
                     timers->blob.size() * sizeof(crfs_ra_posix_timer) +  // timer
-                    img->fds.size() * 2 * sizeof(crfs_ra_thread_pidfd);  // thpidfd
+                    (img->fds.size() * 2 + thread_pidfds->size()) *
+                        sizeof(crfs_ra_thread_pidfd);  // thpidfd; thpidfd2: the watches
     need = page_up(need);
     auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
     if (!area) return std::unexpected(area.error());

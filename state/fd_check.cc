@@ -66,13 +66,16 @@ Status check_same_as(const DecodedImage& img, const FdEntry& f) {
 }
 
 // share: a description an earlier process of the tree gives (state/tree_share_restore.h
-// checks the owner's side): one share-fd record, no path, flags as any fd's.
+// checks the owner's side): one share-fd record, no path, flags as any fd's
+// (thpidfd2: O_EXCL, PIDFD_THREAD, as a kernel object's: state/pidfd.cc
+// plan_taken wants the giver's flags).
 Status check_shared_fd(const FdEntry& f) {
     const auto& r = f.rec;
     bool lead = r.same_as < 0;
     if (f.kobj.size() != (lead ? 1u : 0u) ||
         (lead && f.kobj[0].first != image::RecordType::kShareFd) || !f.path.empty() ||
-        (r.open_flags & ~kFdOpenFlags) || (r.fd_flags & ~image::kFdCloexec) || f.content)
+        (r.open_flags & ~(kFdOpenFlags | uint32_t(O_EXCL))) || (r.fd_flags & ~image::kFdCloexec) ||
+        f.content)
         return bad(
             strfmt("fd {}: a shared fd needs one share-fd record, no path, "
                    "known flags",

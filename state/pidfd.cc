@@ -11,8 +11,11 @@
 // by a maker after its fds (no fd table or cwd shared). thpidfd: a thread of
 // the task or of another member (PIDFD_THREAD) is made by the blob once the
 // thread exists, over a placeholder stage 1 leaves (state/pidfd.h
-// plan_thread_pidfds). A process outside the image, a thread of one, or one
-// that has exited and was reaped: a reason.
+// plan_thread_pidfds); thpidfd2: so are its epoll watches, and a later member
+// holding its description (a share-fd record) receives it from the first
+// holder's blob (plan_taken). A process outside the image, a thread of one,
+// one that has exited and was reaped, or a thread's pidfd held by a process
+// sharing its fd table: a reason.
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sys/socket.h>
@@ -40,7 +43,9 @@ namespace {
 constexpr uint32_t kFlags = O_ACCMODE | O_NONBLOCK | O_EXCL;
 // thpidfd: KobjPlan::n[2] of a pidfd of a thread (plan_thread_pidfds); n[1]
 // then holds the read end of the thread's process's pipe (tree_pidfd_plan).
-constexpr uint64_t kOwnThread = 1, kOtherThread = 2;
+// thpidfd2: kTaken, a later holder of a description an earlier member makes
+// (its share-fd record); n[1] holds the receiving end of that one's channel.
+constexpr uint64_t kOwnThread = 1, kOtherThread = 2, kTaken = 3;
 
 bool match(const FdView& f) {
     return f.link == "anon_inode:[pidfd]" || f.link.starts_with("pidfd:");
@@ -56,52 +61,47 @@ pid_t parent_of(pid_t pid, pid_t self_tgid) {
     return stat_of(pid, self_tgid).first;
 }
 
-// Whether `pid` shares its fd table or cwd with another process of `inside`:
-// then a sibling may clone it, after its parent's fds (state/tree_share_task.h).
-bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp) {
+// Whether `pid` shares its fd table or (`fs`) cwd with another process of
+// `inside`: then a sibling may clone it, after its parent's fds
+// (state/tree_share_task.h).
+bool shares_table(pid_t pid, const std::vector<pid_t>& inside, KcmpCache& kcmp, bool fs = true) {
     for (pid_t o : inside)
         for (int type : {KCMP_FILES, KCMP_FS})
-            if (o != pid && kcmp.order(type, pid, o) == 0) return true;
+            if ((fs || type == KCMP_FILES) && o != pid && kcmp.order(type, pid, o) == 0)
+                return true;
     return false;
 }
 
 // thpidfd: why a pidfd of thread `tid` of member `tgid` cannot be restored in
 // t, or none. The blob makes it once the thread exists, over a placeholder
-// stage 1 left at the fd (restorer/blob/thread_pidfds.h), so the fd must be
-// that process's alone: no other process holds its description (one handed
-// over in stage 1 would be the placeholder), no epoll of t watches it (stage
-// 1 adds the watches), and neither t nor tgid shares its fd table or cwd
-// with another process (then one is made after another's fds, and the fds
-// the blob replaces and the pipe tgid's blob closes are not its own).
+// stage 1 left at the fd (restorer/blob/thread_pidfds.h); thpidfd2: its
+// epoll watches are added there too, and another member holding its
+// description (a fork after the pidfd_open) receives it from the first
+// holder's blob. So no process holding it, and not tgid, may share its fd
+// table with another process (the fds the blob replaces and the pipe tgid's
+// blob closes would not be its own); a cwd shared (CLONE_FS) is no matter:
+// such a taker is cloned where a child is, its fd table its own.
 std::optional<std::string> thread_reason(TaskView& t, const FdView& f, pid_t tid, pid_t tgid,
                                          const std::vector<pid_t>& inside) {
     std::string what = strfmt("pidfd of thread {} of pid {}", tid, tgid);
     KcmpCache& kcmp = *t.kcmp();
-    for (pid_t p : {t.pid(), tgid})
-        if (shares_table(p, inside, kcmp))
-            return what +
-                   strfmt(", and pid {} shares its fd table or cwd with another process", p) +
-                   std::string(kNotYet);
-    for (pid_t o : inside) {
+    std::vector<pid_t> check{t.pid(), tgid};
+    for (pid_t o : inside) {  // the other holders of its description
         if (o == t.pid()) continue;
         TaskView v(o, t.self_tgid());
         auto fds = v.fds();
         if (!fds) continue;  // gone: its own reasons say so
         for (const FdView& g : **fds)
             if (g.st.st_ino == f.st.st_ino && g.st.st_dev == f.st.st_dev &&
-                kcmp.order(KCMP_FILE, kcmp_fd(t.pid(), f.fd), kcmp_fd(o, g.fd)) == 0)
-                return what + strfmt(", shared with pid {} (its fd {}): one description", o, g.fd) +
-                       std::string(kNotYet);
+                kcmp.order(KCMP_FILE, kcmp_fd(t.pid(), f.fd), kcmp_fd(o, g.fd)) == 0) {
+                check.push_back(o);
+                break;
+            }
     }
-    if (auto fds = t.fds())
-        for (const FdView& e : **fds)
-            if (e.link == "anon_inode:[eventpoll]")
-                for (const std::string& line : fdinfo_lines(e.fdinfo, "tfd:")) {
-                    int tfd = -1;
-                    if (std::sscanf(line.c_str(), "tfd: %d", &tfd) == 1 && tfd == f.fd)
-                        return what + strfmt(", watched by epoll fd {}", e.fd) +
-                               std::string(kNotYet);
-                }
+    for (pid_t p : check)
+        if (shares_table(p, inside, kcmp, false))
+            return what + strfmt(", and pid {} shares its fd table with another process", p) +
+                   std::string(kNotYet);
     return std::nullopt;
 }
 
@@ -210,23 +210,14 @@ bool taker(const DecodedImage& img, int i, bool files) {
 
 // thpidfd: `tid`, PIDFD_THREAD and not a process of the image, may be a thread: of the task
 // (img.threads), or of another member (PIDFD_THREAD, a tree: tree_pidfd_plan
-// finds it among the members' threads before any process is made). The
-// fd's description is the task's alone and no epoll watches it
-// (thread_reason); a shared one comes as a share-fd record, never as this.
+// finds it among the members' threads before any process is made). thpidfd2:
+// an epoll's watch of it is added by the blob (plan_thread_pidfds); a later
+// holder of its description has a share-fd record (plan_taken).
 Status check_thread(const FdEntry& f, const DecodedImage& img, pid_t tid) {
-    auto bad = [&](const char* what) {
-        return kobj_bad(f, strfmt("pidfd of thread {}, {}", tid, what));
-    };
     bool own = std::any_of(img.threads.begin(), img.threads.end(),
                            [&](const ThreadImage& t) { return t.rec.tid == tid; });
-    if (!own && img.processes.empty()) return bad("not a thread of this task");
-    for (const FdEntry& e : img.fds)
-        if (e.rec.kind == uint32_t(image::FdKind::kEpoll))
-            for (const auto* w : kobj_records(e, image::RecordType::kEpollWatch)) {
-                image::EpollWatchRecord r;
-                std::memcpy(&r, w->data(), sizeof r);
-                if (r.tfd == f.rec.fd) return bad("watched by an epoll");
-            }
+    if (!own && img.processes.empty())
+        return kobj_bad(f, strfmt("pidfd of thread {}, not a thread of this task", tid));
     return {};
 }
 
@@ -281,8 +272,8 @@ Status plan(const FdEntry& f, KobjPlan& p) {
 
 int make(const KobjPlan& p, const char*, KobjFail& fail) {
     if (p.n[2]) {  // thpidfd: a placeholder the blob replaces (plan_thread_pidfds)
-        int fd = p.n[2] == kOtherThread ? fcntl(int(p.n[1]), F_DUPFD_CLOEXEC, 0)
-                                        : int(syscall(SYS_pidfd_open, getpid(), 0));
+        int fd = p.n[2] != kOwnThread ? fcntl(int(p.n[1]), F_DUPFD_CLOEXEC, 0)
+                                      : int(syscall(SYS_pidfd_open, getpid(), 0));
         if (fd < 0) fail = {CRFS_RA_STEP_THREAD_PIDFD, errno, 0};
         return fd;
     }
@@ -315,11 +306,110 @@ Result<std::pair<UniqueFd, UniqueFd>> channel(const TreeRestore& tree, int from,
 
 }  // namespace
 
+namespace {
+
+crfs_ra_thread_pidfd entry(int fd, pid_t tid, int flags, bool cloexec) {
+    crfs_ra_thread_pidfd e{};
+    e.fd = fd;
+    e.tid = tid;
+    e.flags = flags;
+    e.cloexec = cloexec;
+    e.dup_of = e.give = e.epfd = -1;
+    return e;
+}
+
+const FdEntry* fd_entry(const DecodedImage& img, int fd) {
+    for (const auto& f : img.fds)
+        if (f.rec.fd == fd) return &f;
+    return nullptr;
+}
+
+// Keeps `fd` through member m's stage 1 close.
+void keep(TreeRestore::Member& m, int fd) {
+    m.share_keep.insert(std::upper_bound(m.share_keep.begin(), m.share_keep.end(), fd), fd);
+}
+
+// thpidfd2: fd `a` of member i, given by an earlier member (its share-fd
+// record), when that one's fd is a pidfd of a thread (a placeholder until its
+// blob): the taker's is a placeholder too, the receiving end of a channel the
+// giver's blob sends the description on once made, one message per later
+// holder (its entry's give and gives). None when it is no such fd (then
+// tree_share_plan's). The giver's entry is in its blob's area already; the
+// channel is made at its first taker, and the daemon keeps its receiving end
+// (closed at the root's clone) for the later ones.
+Result<std::optional<crfs_ra_thread_pidfd>> plan_taken(const DecodedImage& img, FdPlan& fds,
+                                                       FdAction& a, TreeRestore& tree, uint32_t i) {
+    const FdEntry* f = fd_entry(img, a.target);
+    image::ShareFdRecord r;
+    if (!f || f->rec.kind != uint32_t(image::FdKind::kShared) || f->kobj.size() != 1 ||
+        f->kobj[0].second.size() != sizeof r)
+        return std::nullopt;  // check_fields and tree_share_plan refuse it
+    std::memcpy(&r, f->kobj[0].second.data(), sizeof r);
+    if (r.owner >= i) return std::nullopt;  // check_giver: not an earlier process
+    auto& g = tree.members[r.owner];
+    const FdEntry* gf = g.img ? fd_entry(*g.img, r.owner_fd) : nullptr;
+    if (!g.fds || !g.args || !gf || gf->rec.kind != uint32_t(image::FdKind::kPidfd))
+        return std::nullopt;  // check_giver's (a taker's fd is no giver's)
+    auto ga = std::find_if(g.fds->actions.begin(), g.fds->actions.end(),
+                           [&](const FdAction& x) { return x.target == r.owner_fd; });
+    if (ga == g.fds->actions.end() || ga->same_as >= 0 ||
+        ga->kobj.kind != uint32_t(image::FdKind::kPidfd) || !ga->kobj.n[2])
+        return std::nullopt;
+    auto* list = reinterpret_cast<crfs_ra_thread_pidfd*>(g.args->thread_pidfds);
+    crfs_ra_thread_pidfd* e = nullptr;
+    for (uint64_t k = 0; k < g.args->nr_thread_pidfds; ++k)
+        if (list[k].fd == r.owner_fd && list[k].epfd < 0 && list[k].dup_of < 0) e = &list[k];
+    if (!e || r.end != image::kShareSame || f->rec.open_flags != gf->rec.open_flags)
+        return check::bad_image(
+            strfmt("fd {}: given by fd {} of process {}, a pidfd of a thread, as share end {} "
+                   "with open flags 0{:o} (its own: 0{:o}): not one description",
+                   a.target, r.owner_fd, g.pid, r.end, f->rec.open_flags, gf->rec.open_flags));
+    auto made = std::find_if(g.thread_pidfd_recv.begin(), g.thread_pidfd_recv.end(),
+                             [&](const auto& c) { return c.first == r.owner_fd; });
+    int recv = made == g.thread_pidfd_recv.end() ? -1 : made->second;
+    if (recv < 0) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+            return errno_error("thread pidfd channel");
+        UniqueFd take_end(sv[0]), give_end(sv[1]);
+        UniqueFd give(fcntl(give_end.get(), F_DUPFD_CLOEXEC, g.min_fd));
+        if (!give) return errno_error("dup of a thread pidfd channel");
+        keep(g, give.get());  // kept through its stage 1's close, closed by its blob
+        e->give = give.get();
+        recv = take_end.get();
+        g.thread_pidfd_recv.push_back({r.owner_fd, recv});
+        tree.share_fds.push_back(std::move(give));  // the daemon's copies: closed at the clone
+        tree.share_fds.push_back(std::move(take_end));
+    }
+    UniqueFd take(fcntl(recv, F_DUPFD_CLOEXEC, fds.min_fd));
+    if (!take) return errno_error("dup of a thread pidfd channel");
+    keep(tree.members[i], take.get());
+    ++e->gives;
+    a.shared = false;  // no stage 1 hand-over of the giver's placeholder
+    a.kobj.kind = uint32_t(image::FdKind::kPidfd);
+    a.kobj.flags = e->flags;
+    a.kobj.n[0] = uint64_t(e->tid);
+    a.kobj.n[1] = uint64_t(take.get());
+    a.kobj.n[2] = kTaken;
+    fds.copies.push_back(std::move(take));  // closed after its fds (the placeholder is a dup)
+    crfs_ra_thread_pidfd t = entry(a.target, e->tid, e->flags, a.cloexec);
+    t.recv = 1;
+    return t;
+}
+
+}  // namespace
+
 Result<std::vector<crfs_ra_thread_pidfd>> plan_thread_pidfds(const DecodedImage& img, FdPlan& fds,
-                                                             bool tree) {
+                                                             TreeRestore* tree, uint32_t index) {
     std::vector<crfs_ra_thread_pidfd> out;
     auto member = [&](pid_t p) { return p == img.task.pid || index_of(img, p) >= 0; };
     for (auto& a : fds.actions) {
+        if (tree && a.shared && a.same_as < 0) {  // thpidfd2: made by an earlier member
+            auto t = plan_taken(img, fds, a, *tree, index);
+            if (!t) return std::unexpected(t.error());
+            if (*t) out.push_back(**t);
+            continue;
+        }
         if (a.kobj.kind != uint32_t(image::FdKind::kPidfd) || !a.kobj.n[0] || a.same_as >= 0)
             continue;
         pid_t tid = pid_t(a.kobj.n[0]);
@@ -330,25 +420,47 @@ Result<std::vector<crfs_ra_thread_pidfd>> plan_thread_pidfds(const DecodedImage&
             return check::bad_image(
                 strfmt("fd {}: pidfd of thread {}, not a thread of this task", a.target, tid));
         a.kobj.n[2] = own ? kOwnThread : kOtherThread;  // check_thread: PIDFD_THREAD of a tree
-        out.push_back({a.target, tid, a.kobj.flags, a.cloexec, !own, -1});
+        out.push_back(entry(a.target, tid, a.kobj.flags, a.cloexec));
+        out.back().wait = !own;
     }
     for (const auto& a : fds.actions)  // dups of them: one description
         for (size_t i = 0, n = out.size(); i < n; ++i)
-            if (a.same_as >= 0 && a.same_as == out[i].fd)
-                out.push_back({a.target, 0, 0, a.cloexec, 0, a.same_as});
+            if (a.same_as >= 0 && a.same_as == out[i].fd) {
+                out.push_back(entry(a.target, 0, 0, a.cloexec));
+                out.back().dup_of = a.same_as;
+            }
+    // thpidfd2: epoll watches of them, added by the blob once they are made
+    // (stage 1 would watch the placeholder); the others' stay stage 1's.
+    size_t made = out.size();
+    auto placeholder = [&](int fd) {
+        return std::any_of(out.begin(), out.begin() + ptrdiff_t(made),
+                           [&](const crfs_ra_thread_pidfd& e) { return e.fd == fd; });
+    };
+    for (auto& a : fds.actions) {
+        if (a.kobj.kind != uint32_t(image::FdKind::kEpoll) || made == 0) continue;
+        auto& ws = a.kobj.watches;
+        for (const KobjWatch& w : ws)
+            if (placeholder(w.tfd)) {
+                out.push_back(entry(w.tfd, 0, 0, false));
+                out.back().epfd = a.target;
+                out.back().events = w.events;
+                out.back().data = w.data;
+            }
+        std::erase_if(ws, [&](const KobjWatch& w) { return placeholder(w.tfd); });
+    }
     return out;
 }
 
 namespace {
 
-// Whether member i shares its fd table or cwd with another member (either
-// way round): its table or the pipe its blob closes is not its own alone.
+// Whether member i shares its fd table with another member (either way
+// round): its table or the pipe its blob closes is not its own alone. A
+// cwd shared (CLONE_FS) is no matter: such a taker is cloned where a child
+// is, and makes its own fds (state/tree_share_task.h).
 bool shares_with_another(const TreeRestore& tree, int i) {
-    const auto& ms = tree.members;
-    if (ms[size_t(i)].files_with >= 0 || ms[size_t(i)].fs_with >= 0 || ms[size_t(i)].maker >= 0)
-        return true;
-    for (const auto& m : ms)
-        if (m.files_with == i || m.fs_with == i || m.maker == i) return true;
+    if (tree.members[size_t(i)].files_with >= 0) return true;
+    for (const auto& m : tree.members)
+        if (m.files_with == i) return true;
     return false;
 }
 
@@ -376,8 +488,8 @@ Status plan_thread_target(TreeRestore& tree, int h, FdAction& a, std::vector<int
                    a.target, tid, ms[size_t(h)].pid));
     if (shares_with_another(tree, h) || shares_with_another(tree, t))
         return check::bad_image(
-            strfmt("fd {}: pidfd of thread {}, and pid {} or pid {} shares its fd table or cwd "
-                   "with another process",
+            strfmt("fd {}: pidfd of thread {}, and pid {} or pid {} shares its fd table with "
+                   "another process",
                    a.target, tid, ms[size_t(h)].pid, ms[size_t(t)].pid));
     if (t == h) return {};
     if (a.kobj.n[2] != kOtherThread || !ms[size_t(t)].args)
@@ -415,6 +527,14 @@ Status tree_pidfd_plan(TreeRestore& tree) {
         for (auto& a : ms[h].fds->actions) {
             if (a.kobj.kind != uint32_t(image::FdKind::kPidfd) || !a.kobj.n[0] || a.same_as >= 0)
                 continue;
+            if (a.kobj.n[2] == kTaken) {  // thpidfd2: its giver's blob makes it
+                if (shares_with_another(tree, int(h)))
+                    return check::bad_image(
+                        strfmt("fd {}: pidfd of thread {} given by another process, and pid {} "
+                               "shares its fd table with another process",
+                               a.target, a.kobj.n[0], ms[h].pid));
+                continue;
+            }
             if (a.kobj.n[2]) {
                 if (auto s = plan_thread_target(tree, int(h), a, made_r); !s) return s;
                 continue;

@@ -46,9 +46,21 @@ Status tree_pidfd_plan(TreeRestore& tree);
 //   pipe: t's write end >= min_fd_t    create_threads              create_threads
 //         h's read end >= min_fd_h     close(write end) -------->  read(fd N) until EOF
 //         (stage 1 puts it at fd N)                                pidfd_open(tid), dup3 to N
-// `tree`: restored by restore_tree (else another member's thread is refused).
+//
+// thpidfd2: the epoll watches of these fds (stage 1 adds none on a
+// placeholder) come last, added by the blob once they are made; an fd of a
+// later member of a tree given the description of an earlier member's such
+// fd (a share-fd record: a fork after the pidfd_open) is a placeholder too,
+// the receiving end of a channel that member's blob sends the description on
+// once made, one message per later holder (`give`, `gives` of its entry):
+//
+//   daemon (at the taker's plan)          giver g (its blob)       taker t (its blob)
+//   socketpair: g's end >= min_fd_g       pidfd_open, dup3 to N    recvmsg on fd M
+//     t's end >= min_fd_t (at fd M)       sendmsg(N) per taker --> dup3 to M
+// `tree`, `index`: the tree being restored (else a thread of another member
+// is refused) and this member.
 Result<std::vector<crfs_ra_thread_pidfd>> plan_thread_pidfds(const DecodedImage& img, FdPlan& fds,
-                                                             bool tree);
+                                                             TreeRestore* tree, uint32_t index = 0);
 
 // Stage 1 of the cloner, right after member j's clone (pid): its pidfds for
 // later holders. A failure is reported on status_fd and ends the caller.

@@ -515,7 +515,8 @@ Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_r
     // fails there may be the other member's failure seen from here.
     bool waits = (own.step == CRFS_RA_STEP_SESSION && own.err == ETIMEDOUT) ||
                  own.step == CRFS_RA_STEP_SHARE_FD || own.step == CRFS_RA_STEP_UNIX_CONNECT ||
-                 own.step == CRFS_RA_STEP_THREAD_PIDFD_WAIT;
+                 own.step == CRFS_RA_STEP_THREAD_PIDFD_WAIT ||
+                 own.step == CRFS_RA_STEP_THREAD_PIDFD_RECV;
     if (waits) return later;
     if (req.tree_index == 0) return own_error;  // the root's, unnamed as a single process's
     return own_error.context(strfmt("process {}", req.tree->members[req.tree_index].pid));

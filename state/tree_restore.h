@@ -96,6 +96,9 @@ struct TreeRestore {
         std::vector<PidfdGive> pidfd_gives;
         // thpidfd (state/pidfd.h): its blob's arguments, in its area (threads_made_fd).
         crfs_restorer_args* args = nullptr;
+        // thpidfd2: its pidfds of threads later members hold too: (its fd, the
+        // daemon's receiving end of the channel its blob sends them on).
+        std::vector<std::pair<int, int>> thread_pidfd_recv;
         // treeclone: its blob area, mapped in the daemon (so in every clone
         // of it) from its restore_image run on; only its cloners need it.
         uint64_t area = 0, area_len = 0;

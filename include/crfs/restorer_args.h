@@ -123,7 +123,13 @@ struct crfs_ra_memfd {
  * placeholder there. `wait`: the placeholder is the read end of the pipe of
  * another member, which its blob closes once its threads exist (end of file:
  * made, or that member failed). `dup_of` >= 0: a dup of that earlier fd of
- * the list (one description) instead. */
+ * the list (one description) instead.
+ * thpidfd2: `recv` (1): the description another member made, received on the
+ * placeholder (the receiving end of that member's channel) instead; `give`
+ * >= 0: once made, sent `gives` times on that channel (one for each later
+ * member holding the description), then closed. `epfd` >= 0: no pidfd but
+ * the watch of epoll `epfd` on `fd` ({events, data}), added once the pidfds
+ * are made (stage 1 adds no watch on a placeholder). */
 struct crfs_ra_thread_pidfd {
     int32_t fd;
     int32_t tid;
@@ -131,6 +137,13 @@ struct crfs_ra_thread_pidfd {
     int32_t cloexec;
     int32_t wait;
     int32_t dup_of;
+    int32_t recv;
+    int32_t give;
+    uint32_t gives;
+    int32_t epfd;
+    uint32_t events;
+    uint32_t reserved;
+    uint64_t data;
 };
 
 /* fid-exact: one seccomp filter, installed by the blob's last step
@@ -273,6 +286,10 @@ enum crfs_ra_step {
        (restorer/blob/thread_pidfds.h; arg: the fd) */
     CRFS_RA_STEP_THREAD_PIDFD = 275,      /* pidfd_open(tid, PIDFD_THREAD), dup3 to its fd */
     CRFS_RA_STEP_THREAD_PIDFD_WAIT = 276, /* waiting for another member's threads (its pipe) */
+    /* thpidfd2 (286-289): a pidfd of a thread watched by an epoll or held by several members */
+    CRFS_RA_STEP_THREAD_PIDFD_WATCH = 286, /* epoll_ctl ADD of the watch on it (arg: the fd) */
+    CRFS_RA_STEP_THREAD_PIDFD_RECV = 287,  /* receiving it from the member that made it */
+    CRFS_RA_STEP_THREAD_PIDFD_GIVE = 288,  /* handing it to the later members holding it */
     /* delcwd (277-278): a removed cwd made again (state/fs.h) */
     CRFS_RA_STEP_DELETED_CWD = 277, /* fchdir to it */
 };

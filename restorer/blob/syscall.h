@@ -68,7 +68,7 @@ enum {
     NR_clone3 = 435,
     NR_close_range = 436, /* failclean */
     NR_pause = 34,        /* failclean */
-    NR_fcntl = 72, /* kobj: F_ADD_SEALS of memfds */
+    NR_fcntl = 72,        /* kobj: F_ADD_SEALS of memfds */
     NR_ioprio_set = 251,
     NR_nanosleep = 35, /* a thread's tid still being freed */
     /* timer */
@@ -77,6 +77,10 @@ enum {
     /* thpidfd */
     NR_pidfd_open = 434,
     NR_dup3 = 292,
+    /* thpidfd2 */
+    NR_epoll_ctl = 233,
+    NR_sendmsg = 46,
+    NR_recvmsg = 47,
 };
 
 #endif

@@ -16,10 +16,25 @@ the whole tree, restore into the same pids.
     PIDFD_THREAD pidfd of the holder's own thread edited to a tid outside;
     and C's thread given the tid of a thread outside (in use: its blob fails
     while P waits for it): the tree is killed, C's failure named.
+  - thpidfd2, an event loop waiting for its worker thread's exit: python P
+    with a worker W opens a pidfd of W, watches it in an epoll and forks C,
+    which inherits both (one description of each) and watches the pidfd in
+    an epoll of its own too. After the restore C sets the pidfd non-blocking
+    and ends W through it (pidfd_send_signal); P's epoll (its own and C's
+    shared one) and C's see W's exit, and P's pidfd is non-blocking: one
+    description. As a normal user (s19tpu1): the same tree, and its edits
+    of C's share-fd record (another end, another owner), of its pidfd's
+    open flags and of the epolls' watches of the pidfd (EPOLLWAKEUP, an fd
+    it does not have) refused, nothing made; W given a tid in use: P fails in its
+    blob before it hands the pidfd over, C reads end of file, the tree is
+    killed and P's failure named.
 
 usage: thread_pidfd_mount_test.py BUILD_DIR  (any unittest args after)
 """
+import json
 import os
+import select
+import subprocess
 import sys
 import threading
 import unittest
@@ -30,21 +45,17 @@ from roundtrip_mount_test import wait_for  # noqa: E402
 import trees_mount_test  # noqa: E402
 from trees_mount_test import gone, stat  # noqa: E402
 import unix_tree_mount_test  # noqa: E402
-from pidfd_tree_mount_test import PidfdTree, PidfdUser  # noqa: E402
+from pidfd_tree_mount_test import PidfdTree, PidfdUser, imgedit  # noqa: E402
 
 # P (pids[0]) and C (pids[1]), each with one thread waiting for SIGUSR2 in
 # sigwait (SIGUSR1 and SIGUSR2 blocked everywhere). After SIGUSR1 to P: P
 # checks its pidfds, signals CT through its pidfd, polls it until CT has
 # exited, then SIGUSR1s C, which does the same with PT; P polls its own
 # pidfd of PT, reaps C and writes PASS to `out`.
-TREE = """
+PRELUDE = """
 import os, select, signal, threading
 PIDFD_THREAD = os.O_EXCL
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
-def info(fd, key):
-    for line in open(f"/proc/self/fdinfo/{fd}"):
-        if line.startswith(key):
-            return line.split()[1]
 def put(name, text=""):
     with open(name + ".t", "w") as f:
         f.write(text)
@@ -52,6 +63,12 @@ def put(name, text=""):
 def wait_file(name):
     while not os.path.exists(name):
         signal.sigtimedwait({signal.SIGCHLD}, 0.01)
+"""
+TREE = PRELUDE + """
+def info(fd, key):
+    for line in open(f"/proc/self/fdinfo/{fd}"):
+        if line.startswith(key):
+            return line.split()[1]
 def waiter(name):
     def run():
         got = signal.sigwait({signal.SIGUSR2})
@@ -111,6 +128,47 @@ with open("out", "w") as f:
             f"FAIL {why} {said} {st}\\n")
 """
 
+# thpidfd2: P, its worker W (ends on SIGUSR2), an epoll watching W's pidfd,
+# forked C (the pidfd and the epoll inherited) with an epoll of its own.
+# SIGUSR1 to P after the restore: P's epoll has nothing yet; P SIGUSR1s C,
+# which sets the pidfd non-blocking and sends SIGUSR2 to W through it; both
+# epolls see W's exit.
+LOOP = PRELUDE + """
+def exited(ev, fd):
+    return len(ev) == 1 and ev[0][0] == fd and bool(ev[0][1] & select.EPOLLIN)
+w = threading.Thread(target=lambda: signal.sigwait({signal.SIGUSR2}))
+w.start()
+while not w.native_id:
+    signal.sigtimedwait({signal.SIGCHLD}, 0.001)
+pfd = os.pidfd_open(w.native_id, PIDFD_THREAD)
+loop = select.epoll()
+loop.register(pfd, select.EPOLLIN)
+c = os.fork()
+if c == 0:
+    mine = select.epoll()
+    mine.register(pfd, select.EPOLLIN | select.EPOLLET)
+    put("c.ready")
+    signal.sigwait({signal.SIGUSR1})
+    os.set_blocking(pfd, False)
+    signal.pidfd_send_signal(pfd, signal.SIGUSR2)
+    ev = mine.poll(60)
+    put("c.out", "PASS" if exited(ev, pfd) else f"FAIL {ev}")
+    os._exit(0)
+wait_file("c.ready")
+put("half")
+signal.sigwait({signal.SIGUSR1})
+before = loop.poll(0)
+os.kill(c, signal.SIGUSR1)
+ev = loop.poll(60)
+w.join()
+one = not os.get_blocking(pfd)
+st = os.waitid(os.P_PID, c, os.WEXITED)
+said = open("c.out").read()
+with open("out", "w") as f:
+    f.write("PASS\\n" if before == [] and exited(ev, pfd) and one and said == "PASS" and
+            st.si_status == 0 else f"FAIL {before} {ev} {one} {said} {st}\\n")
+"""
+
 
 class ThreadPidfd(trees_mount_test.TreeBase):
     def path(self, name):
@@ -136,6 +194,35 @@ class ThreadPidfd(trees_mount_test.TreeBase):
 
     def test_pidfds_of_own_and_other_members_threads_name_the_restored_threads(self):
         proc, pids, _ = self.thread_tree()
+        self.round_trip(proc, pids)
+        self.finish(pids)
+
+    def tid_in_use(self, as_user, run, img, pids, thread, target, expect):
+        """Thread record `thread` and pidfd-target `target` given the tid of a
+        thread outside the image (in use): the restore fails after the
+        members were made, all of them killed; `expect` with {o}, that tid."""
+        stop = threading.Event()
+        outside = threading.Thread(target=stop.wait)
+        outside.start()
+        try:
+            o = outside.native_id
+            self.refused_as_user(as_user, run, img, pids,
+                                 [f"thread#{thread}.tid={o}", f"thread-attrs#{thread}.tid={o}",
+                                  f"pidfd-target#{target}.pid={o}"],
+                                 expect.format(o=o), made=True)
+        finally:
+            stop.set()
+            outside.join()
+
+    def loop_tree(self, user_prefix=()):
+        """The tree of LOOP, run until it writes `half`: (proc, [P, C])."""
+        proc, pids = PidfdTree.run_script(self, "loop.py", LOOP, user_prefix)
+        self.assertEqual(len(pids), 2)
+        wait_for(lambda: all(stat(p)[0] == "S" for p in pids), "the tree to wait")
+        return proc, pids
+
+    def test_event_loop_sees_its_worker_exit_through_a_pidfd_shared_with_a_fork(self):
+        proc, pids = self.loop_tree()
         self.round_trip(proc, pids)
         self.finish(pids)
 
@@ -174,21 +261,70 @@ class ThreadPidfdUser(unix_tree_mount_test.InGroup, ThreadPidfd):
                  f"pidfd of thread {outside.native_id}, not a thread of a process of the tree"),
             ]:
                 self.refused_as_user(as_user, run, img, pids, edits, expect)
-            # C's thread cannot be made (its tid is in use) while P waits for it:
-            # no one waits for ever, the tree is killed, C's failure is named.
-            o = outside.native_id
-            self.refused_as_user(as_user, run, img, pids,
-                                 [f"thread#3.tid={o}", f"thread-attrs#3.tid={o}", f"pidfd-target#1.pid={o}"],
-                                 f"process {c}: restore: creating thread {o}: File exists",
-                                 made=True)
         finally:
             stop.set()
             outside.join()
+        # C's thread cannot be made (its tid is in use) while P waits for it:
+        # no one waits for ever, the tree is killed, C's failure is named.
+        self.tid_in_use(as_user, run, img, pids, 3, 1,
+                        f"process {c}: restore: creating thread {{o}}: File exists")
         self.restore_as(run, pw, img, pids)
         self.finish(pids)
 
     test_unrestored_tree_passes = None
     test_pidfds_of_own_and_other_members_threads_name_the_restored_threads = None
+    test_event_loop_sees_its_worker_exit_through_a_pidfd_shared_with_a_fork = None
+
+
+class ThreadPidfdLoopUser(unix_tree_mount_test.InGroup, ThreadPidfd):
+    """thpidfd2 as a normal user: the event loop tree comes back, and its
+    edits of the description C is given are refused, nothing made."""
+
+    user, group, prefix, mode = "s19tpu1", "s19tpg1", "crfs-s19tp-", 0o755
+
+    targets = PidfdUser.targets  # the image's pidfd-target records: [(fd, pid)]
+
+    def test_user_restores_its_event_loop_and_edited_sharing_is_refused(self):
+        pw, as_user, run = self.as_user(self.user, "--init-groups")
+        proc, pids = self.loop_tree(user_prefix=as_user)
+        top, c = pids
+        img = self.checkpoint_as(run, top)
+        self.kill_all(proc, pids)
+        r = subprocess.run([imgedit(), img, "--list"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        recs = [json.loads(line) for line in r.stdout.splitlines()]
+        (pfd, tid), = self.targets(img)  # P's; C's is given (share-fd)
+        fds = [x for x in recs if x["type"] == "fd"]
+        shares = [x for x in recs if x["type"] == "share-fd"]
+        k = [i for i, x in enumerate(shares) if x["owner_fd"] == pfd and x["fd"] == pfd]
+        self.assertEqual(len(k), 1, shares)
+        k = k[0]
+        n = [i for i, x in enumerate(fds) if x["kind"] == 52 and x["fd"] == pfd]
+        self.assertEqual(len(n), 1, "C's fd: kind 52")
+        n = n[0]
+        for edits, expect in [
+            ([f"share-fd#{k}.end=1"], f"fd {pfd}: given by fd {pfd} of process {top}, a pidfd "
+             "of a thread, as share end 1"),
+            ([f"fd#{n}.open_flags={os.O_RDWR | os.O_EXCL | os.O_NONBLOCK}"],
+             f"fd {pfd}: given by fd {pfd} of process {top}, a pidfd of a thread"),
+            ([f"share-fd#{k}.owner=1"], "which is not an earlier process of the tree"),
+            # P's watch of its pidfd (the blob adds it): still the epoll's checks
+            ([f"epoll-watch#0@8:4={select.EPOLLIN | 1 << 29}"],  # EPOLLWAKEUP
+             f"epoll watch of fd {pfd}: events 0x"),
+            (["epoll-watch#1@4:4=77"], "epoll watch of fd 77 (not another fd of the image"),
+        ]:
+            self.refused_as_user(as_user, run, img, pids, edits, expect)
+        # W cannot be made (its tid is in use): P fails in its blob before it
+        # gives the pidfd, C reads end of file there, the tree is killed and
+        # P's failure named.
+        self.tid_in_use(as_user, run, img, pids, 1, 0, "creating thread {o}: File exists")
+        self.restore_as(run, pw, img, pids)
+        self.finish(pids)
+
+    test_unrestored_tree_passes = None
+    test_pidfds_of_own_and_other_members_threads_name_the_restored_threads = None
+    test_event_loop_sees_its_worker_exit_through_a_pidfd_shared_with_a_fork = None
 
 
 if __name__ == "__main__":

@@ -183,9 +183,10 @@ PROBES = [
     ("threads", "clone_vm", "task: shares memory (CLONE_VM) with pid "),
     ("threads", "clone_files", "task: shares its fd table (CLONE_FILES) with pid "),
     ("threads", "pidfd_thread", None),  # thpidfd: made by the blob (state/pidfd.h)
-    ("threads", "pidfd_thread_epoll", ", watched by epoll fd "),
-    ("threads", "pidfd_thread_forked", "): one description not supported yet"),
-    ("threads", "pidfd_thread_clone_fs", " shares its fd table or cwd with another process not supported yet"),
+    ("threads", "pidfd_thread_epoll", None),  # thpidfd2: its watches added by the blob
+    ("threads", "pidfd_thread_forked", None),  # thpidfd2: received from the parent's blob
+    ("threads", "pidfd_thread_clone_fs", None),  # thpidfd2: a cwd shared is no matter
+    ("threads", "pidfd_thread_clone_files", " shares its fd table with another process not supported yet"),
     # open file descriptions shared outside the image (state/shared_desc.h)
     ("shared", "file_outside", "(outsider) fd 3, outside the image; its offset would no longer be shared"),
     ("shared", "file_reopened", None),
@@ -373,7 +374,8 @@ TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "
          ("task", "child"), ("task", "deleted_cwd_child"), ("task", "deleted_cwd_child_fd"),
          ("task", "deleted_fd_child_cwd"), ("task", "deleted_cwd_child_read"),
          ("task", "deleted_cwd_child_nofollow_read"),
-         ("task", "deleted_cwd_child_twice_read")}  # a probe, or (probe, variant)
+         ("task", "deleted_cwd_child_twice_read"),
+         ("threads", "pidfd_thread_forked"), ("threads", "pidfd_thread_clone_fs")}  # a probe, or (probe, variant)
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
                  "timer_thread", "mqueue_tree", "unix_dgram", "tree_clone", ("sysv", "shm_tree"),
                  "sysv_ipc", ("task", "child"), ("task", "deleted_cwd_child"),

@@ -4,12 +4,14 @@
  * their own that the image does not hold, are refused. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -210,17 +212,71 @@ static void pidfd_thread_check(void) {
         fail("pidfd of thread 1 not readable after it exited");
 }
 
-/* thpidfd: what stays a reason, since the blob replaces a placeholder that
- * stage 1 left: an epoll watch of the pidfd (stage 1 adds the watches), and
- * its description held by another process too (a fork would be handed the
- * placeholder), a holder sharing its cwd or fd table (made after another's fds). */
-static pid_t g_kid;
+/* thpidfd2: an event loop that waits for its workers' exit: an epoll
+ * watching the pidfd of thread 1 (EPOLLIN|EPOLLEXCLUSIVE, a 64-bit data),
+ * the dup of thread 2's (EPOLLET) and an eventfd already readable. The blob
+ * adds the pidfds' watches once it made them (stage 1 leaves them out).
+ * After the restore: the epoll's watches as fdinfo showed them before,
+ * epoll_wait sees the eventfd alone while the threads run, then both
+ * pidfds with their data once the threads have exited. */
+static int g_ep;
+static char g_watches[1024];
+static void epoll_watches(int ep, char* out, size_t len) { /* "tfd events data" lines */
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = f < 0 ? -1 : read(f, buf, sizeof buf - 1);
+    if (f >= 0) close(f);
+    buf[n > 0 ? n : 0] = 0;
+    out[0] = 0;
+    for (int tfd = 0; tfd < 64; ++tfd) /* in fd order: fdinfo's is the kernel's tree's */
+        for (char* p = strstr(buf, "tfd:"); p; p = strstr(p + 1, "tfd:")) {
+            int t;
+            unsigned ev;
+            unsigned long long data;
+            if (sscanf(p, "tfd: %d events: %x data: %llx", &t, &ev, &data) == 3 && t == tfd)
+                snprintf(out + strlen(out), len - strlen(out), "%d %x %llx;", t, ev, data);
+        }
+}
 static void pidfd_thread_epoll_setup(void) {
     pidfd_thread_setup();
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event ev = {.events = EPOLLIN};
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, g_pfd[0], &ev) != 0) die("epoll");
+    g_ep = epoll_create1(EPOLL_CLOEXEC);
+    int efd = eventfd(1, EFD_CLOEXEC);
+    struct epoll_event e0 = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = 0x1122334455667788ull};
+    struct epoll_event e2 = {.events = EPOLLIN | EPOLLET, .data.u64 = 0x2a};
+    struct epoll_event ee = {.events = EPOLLIN, .data.u64 = 0x99};
+    if (g_ep < 0 || efd < 0 || epoll_ctl(g_ep, EPOLL_CTL_ADD, g_pfd[0], &e0) != 0 ||
+        epoll_ctl(g_ep, EPOLL_CTL_ADD, g_pfd[2], &e2) != 0 ||
+        epoll_ctl(g_ep, EPOLL_CTL_ADD, efd, &ee) != 0)
+        die("epoll");
+    epoll_watches(g_ep, g_watches, sizeof g_watches);
 }
+static void pidfd_thread_epoll_check(void) {
+    char now[1024];
+    epoll_watches(g_ep, now, sizeof now);
+    if (strcmp(now, g_watches) != 0) fail("epoll watches \"%s\", not \"%s\"", now, g_watches);
+    struct epoll_event ev[8];
+    int n = epoll_wait(g_ep, ev, 8, 0);
+    if (n != 1 || ev[0].data.u64 != 0x99)
+        fail("epoll_wait: %d events, the first data %llx", n,
+             n > 0 ? (unsigned long long)ev[0].data.u64 : 0ull);
+    pidfd_thread_check(); /* the threads exit */
+    int seen = 0;
+    for (int i = 0; i < 600 && seen != 3; ++i) { /* bounded: 60 s */
+        n = epoll_wait(g_ep, ev, 8, 100);
+        for (int k = 0; k < n; ++k) {
+            if (ev[k].data.u64 == 0x1122334455667788ull && (ev[k].events & EPOLLIN)) seen |= 1;
+            if (ev[k].data.u64 == 0x2a && (ev[k].events & EPOLLIN)) seen |= 2;
+        }
+    }
+    if (seen != 3) fail("epoll_wait saw the threads' exits %d (3: both)", seen);
+}
+
+/* thpidfd2: the pidfds' descriptions held by a child forked after the
+ * pidfd_open: made once by the parent's blob, received by the child's.
+ * After the restore each of the child's fds is the parent's description
+ * (kcmp KCMP_FILE), of the same thread. */
+static pid_t g_kid;
 static void pidfd_thread_forked_setup(void) {
     pidfd_thread_setup();
     g_kid = fork();
@@ -228,12 +284,46 @@ static void pidfd_thread_forked_setup(void) {
     if (g_kid == 0)
         for (;;) pause();
 }
-static void pidfd_thread_clone_fs_setup(void) { /* a child sharing its cwd */
+/* thpidfd2: a child sharing its cwd (CLONE_FS), its fd table a copy: cloned
+ * where a child is, it receives the pidfds as a forked one. What stays a
+ * reason: a holder sharing its fd table (CLONE_FILES: the blob would replace
+ * fds that are not its own). */
+static void pidfd_thread_clone(int flags) {
     pidfd_thread_setup();
-    g_kid = clone(clone_child, g_stack + sizeof g_stack, CLONE_FS | SIGCHLD, NULL);
+    g_kid = clone(clone_child, g_stack + sizeof g_stack, flags | SIGCHLD, NULL);
     if (g_kid < 0) die("clone");
 }
+static void pidfd_thread_clone_fs_setup(void) {
+    pidfd_thread_clone(CLONE_FS);
+}
+static void pidfd_thread_clone_files_setup(void) {
+    pidfd_thread_clone(CLONE_FILES);
+}
 static void pidfd_thread_forked_check(void) {
+    const int tid[3] = {g_tid[1], g_tid[2], g_tid[2]};
+    for (int i = 0; i < 3; ++i) {
+        long r = syscall(SYS_kcmp, getpid(), g_kid, KCMP_FILE, g_pfd[i], g_pfd[i]);
+        if (r != 0) fail("fd %d: the child's is another description (kcmp %ld)", g_pfd[i], r);
+        char path[64], buf[4096];
+        snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", (int)g_kid, g_pfd[i]);
+        int f = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = f < 0 ? -1 : read(f, buf, sizeof buf - 1);
+        if (f >= 0) close(f);
+        buf[n > 0 ? n : 0] = 0;
+        char* p = strstr(buf, "Pid:");
+        if (!p || atoi(p + 4) != tid[i])
+            fail("the child's fd %d: not a pidfd of %d", g_pfd[i], tid[i]);
+    }
+    kill(g_kid, SIGKILL);
+    waitpid(g_kid, NULL, 0);
+    pidfd_thread_check();
+}
+static void pidfd_thread_clone_fs_check(void) { /* one fs struct too */
+    if (syscall(SYS_kcmp, getpid(), g_kid, KCMP_FS, 0, 0) != 0)
+        fail("the child's cwd is not shared");
+    pidfd_thread_forked_check();
+}
+static void pidfd_thread_clone_files_check(void) {
     kill(g_kid, SIGKILL);
     waitpid(g_kid, NULL, 0);
     pidfd_thread_check();
@@ -246,8 +336,10 @@ static const struct variant kVariants[] = {
     {"clone_vm", clone_vm_setup, clone_check, wait_term},
     {"clone_files", clone_files_setup, clone_check, wait_term},
     {"pidfd_thread", pidfd_thread_setup, pidfd_thread_check, wait_term},
-    {"pidfd_thread_epoll", pidfd_thread_epoll_setup, pidfd_thread_check, wait_term},
+    {"pidfd_thread_epoll", pidfd_thread_epoll_setup, pidfd_thread_epoll_check, wait_term},
     {"pidfd_thread_forked", pidfd_thread_forked_setup, pidfd_thread_forked_check, wait_term},
-    {"pidfd_thread_clone_fs", pidfd_thread_clone_fs_setup, pidfd_thread_forked_check, wait_term},
+    {"pidfd_thread_clone_fs", pidfd_thread_clone_fs_setup, pidfd_thread_clone_fs_check, wait_term},
+    {"pidfd_thread_clone_files", pidfd_thread_clone_files_setup, pidfd_thread_clone_files_check,
+     wait_term},
 };
 PROBE_MAIN(kVariants)

@@ -393,8 +393,8 @@ TEST(Pidfd, ATargetIsAnyMemberClonedBeforeAnyFds) {
 // pidfd-target that is no process of the image. A single task's must be one
 // of its threads; a tree member's is found among the members' threads once
 // every member is planned (before any process is made): a tid of a process
-// outside, or of none, is refused then. An epoll watch of it is refused too
-// (stage 1 adds the watches, before the blob makes it).
+// outside, or of none, is refused then. thpidfd2: an epoll watch of it is
+// the blob's (stage 1 leaves it out), after its pidfds.
 TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
     auto image = [](bool tree, int32_t tid) {
         DecodedImage img;
@@ -432,7 +432,25 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
     ep.kobj.push_back(
         kobj_record(image::RecordType::kEpollWatch, image::EpollWatchRecord{4, 3, 1, 0, 0}));
     watched.fds.push_back(ep);
-    EXPECT_NE(check(watched).find("pidfd of thread 101, watched by an epoll"), std::string::npos);
+    EXPECT_EQ(check(watched), "");
+    {
+        FdPlan wfds;
+        FdAction pa, ea;
+        pa.target = 3;
+        ASSERT_TRUE(kobj_plan(watched.fds[0], pa.kobj));
+        ea.target = 4;
+        ASSERT_TRUE(kobj_plan(watched.fds[1], ea.kobj));
+        ea.kobj.watches.push_back({7, 4, 9});  // another fd's: stage 1's
+        wfds.actions = {pa, ea};
+        auto planned = plan_thread_pidfds(watched, wfds, nullptr);
+        ASSERT_TRUE(planned);
+        ASSERT_EQ(planned->size(), 2u);  // the pidfd, then its watch
+        EXPECT_EQ((*planned)[1].epfd, 4);
+        EXPECT_EQ((*planned)[1].fd, 3);
+        EXPECT_EQ((*planned)[1].events, 1u);
+        ASSERT_EQ(wfds.actions[1].kobj.watches.size(), 1u);
+        EXPECT_EQ(wfds.actions[1].kobj.watches[0].tfd, 7);
+    }
 
     // The tree 100 (threads 101) -> 102; 102 holds fd 3, a pidfd of `tid`.
     auto plan = [&](int32_t tid) {
@@ -449,8 +467,10 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
         dup.target = 5;
         dup.same_as = 3;
         hfds.actions.push_back(dup);
-        EXPECT_FALSE(plan_thread_pidfds(holder, hfds, false));  // not a tree: refused
-        auto planned = plan_thread_pidfds(holder, hfds, true);
+        TreeRestore tree;
+        tree.members.resize(2);
+        EXPECT_FALSE(plan_thread_pidfds(holder, hfds, nullptr));  // not a tree: refused
+        auto planned = plan_thread_pidfds(holder, hfds, &tree, 1);
         ASSERT_TRUE(planned);
         auto& list = *planned;
         EXPECT_EQ(list.size(), 2u);  // it, then its dup
@@ -460,8 +480,6 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
             EXPECT_EQ(list[0].wait, 1);
             EXPECT_EQ(list[1].dup_of, 3);
         }
-        TreeRestore tree;
-        tree.members.resize(2);
         crfs_restorer_args args{};
         tree.members[0].pid = 100;
         tree.members[0].img = &parent;
@@ -492,6 +510,85 @@ TEST(Pidfd, AThreadTargetIsAThreadOfAMemberOfTheTree) {
     plan(101);
     plan(1);                  // a process outside
     plan(int32_t(getpid()));  // this test: a process outside
+}
+
+// thpidfd2 (state/pidfd.cc plan_taken): a later member given the description
+// of an earlier member's pidfd of a thread (a share-fd record: a fork after
+// the pidfd_open) gets a placeholder, the receiving end of a channel the
+// giver's blob sends it on once per taker (its entry's give and gives); a
+// record naming it as another end, or with other open flags, is refused.
+TEST(Pidfd, AThreadPidfdGivenToALaterMemberIsSentByTheGiversBlob) {
+    auto run = [](uint32_t end, uint32_t flags) -> std::string {
+        DecodedImage giver, taker;
+        giver.task.pid = 100;
+        taker.task.pid = 102;
+        FdEntry g;
+        g.rec = {};
+        g.rec.fd = 3;
+        g.rec.kind = uint32_t(image::FdKind::kPidfd);
+        g.rec.open_flags = O_RDWR | O_EXCL;
+        giver.fds.push_back(g);
+        FdEntry t;
+        t.rec = {};
+        t.rec.fd = 3;
+        t.rec.kind = uint32_t(image::FdKind::kShared);
+        t.rec.open_flags = flags;
+        t.kobj.push_back(
+            kobj_record(image::RecordType::kShareFd, image::ShareFdRecord{3, 0, 3, end}));
+        taker.fds.push_back(t);
+        FdPlan gfds, tfds;
+        FdAction ga;
+        ga.target = 3;
+        ga.kobj.kind = uint32_t(image::FdKind::kPidfd);
+        ga.kobj.n[0] = 101;
+        ga.kobj.n[2] = 1;  // kOwnThread: plan_thread_pidfds marked it
+        gfds.actions.push_back(ga);
+        FdAction ta;
+        ta.target = 3;
+        ta.shared = true;
+        ta.cloexec = true;
+        tfds.actions.push_back(ta);
+        FdAction dup;
+        dup.target = 6;
+        dup.same_as = 3;
+        tfds.actions.push_back(dup);
+        tfds.min_fd = 900;
+        crfs_ra_thread_pidfd entries[1] = {};
+        entries[0].fd = 3;
+        entries[0].tid = 101;
+        entries[0].flags = O_EXCL;
+        entries[0].dup_of = entries[0].give = entries[0].epfd = -1;
+        crfs_restorer_args args{};
+        args.thread_pidfds = reinterpret_cast<uint64_t>(entries);
+        args.nr_thread_pidfds = 1;
+        TreeRestore tree;
+        tree.members.resize(2);
+        tree.members[0].pid = 100;
+        tree.members[0].img = &giver;
+        tree.members[0].fds = &gfds;
+        tree.members[0].min_fd = 800;
+        tree.members[0].args = &args;
+        tree.members[1].pid = 102;
+        auto planned = plan_thread_pidfds(taker, tfds, &tree, 1);
+        if (!planned) return planned.error().what;
+        EXPECT_EQ(planned->size(), 2u);  // received, then its dup
+        if (planned->size() != 2) return "size";
+        EXPECT_EQ((*planned)[0].recv, 1);
+        EXPECT_EQ((*planned)[0].tid, 101);
+        EXPECT_EQ((*planned)[1].dup_of, 3);
+        EXPECT_FALSE(tfds.actions[0].shared);  // no stage 1 hand-over of the placeholder
+        int take = int(tfds.actions[0].kobj.n[1]);
+        EXPECT_GE(take, 900);
+        EXPECT_EQ(tree.members[1].share_keep, std::vector<int>{take});
+        EXPECT_GE(entries[0].give, 800);  // the giver's blob sends on it, once
+        EXPECT_EQ(entries[0].gives, 1u);
+        EXPECT_EQ(tree.members[0].share_keep, std::vector<int>{entries[0].give});
+        return "";
+    };
+    EXPECT_EQ(run(image::kShareSame, O_RDWR | O_EXCL), "");
+    EXPECT_NE(run(image::kShareReadEnd, O_RDWR | O_EXCL).find("as share end 1"), std::string::npos);
+    EXPECT_NE(run(image::kShareSame, O_RDWR | O_EXCL | O_NONBLOCK).find("not one description"),
+              std::string::npos);
 }
 
 // A removed directory `dir` and a second description `early` of it, read

@@ -306,6 +306,11 @@ void list(const Image& img) {
             extra = ",\"fd\":" + std::to_string(get<FdContentRecord>(p, 0).fd);
         } else if (name == "creds") {
             extra = ",\"ngroups\":" + std::to_string(get<CredsRecord>(p, 0).ngroups);
+        } else if (name == "share-fd") {  // thpidfd2: which fd each taker's is
+            auto t = get<ShareFdRecord>(p, 0);
+            extra = ",\"fd\":" + std::to_string(t.fd) + ",\"owner\":" + std::to_string(t.owner) +
+                    ",\"owner_fd\":" + std::to_string(t.owner_fd) +
+                    ",\"end\":" + std::to_string(t.end);
         } else if (name == "pidfd-target") {  // pidfd: state/pidfd.cc
             auto t = get<PidfdTargetRecord>(p, 0);
             extra = ",\"fd\":" + std::to_string(t.fd) + ",\"pid\":" + std::to_string(t.pid);
