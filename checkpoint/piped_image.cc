@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/own_children.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -25,8 +26,7 @@ PipedImage::PipedImage(UniqueFd pipe, pid_t worker, uint64_t size, UniqueFd stat
 PipedImage::~PipedImage() {
     pipe_.reset();  // a worker still writing gets EPIPE and exits
     int st;
-    while (worker_ > 0 && ::waitpid(worker_, &st, 0) < 0 && errno == EINTR) {
-    }
+    if (worker_ > 0) own_children::waitpid(worker_, &st, 0);
     hold_.reset();  // only now: the worker let the task go
 }
 
