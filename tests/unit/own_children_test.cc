@@ -1,0 +1,133 @@
+#include "common/own_children.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/procfs.h"
+#include "fs/reaper.h"
+#include "tests/support/harness.h"
+
+namespace crfs {
+namespace {
+
+bool has(const std::vector<pid_t>& v, pid_t pid) {
+    return std::find(v.begin(), v.end(), pid) != v.end();
+}
+
+bool gone(pid_t pid) {
+    return ::access(("/proc/" + std::to_string(pid)).c_str(), F_OK) != 0;
+}
+
+// A child made as crfsd makes one: registered under the lock.
+pid_t make_own_child() {
+    own_children::Making making;
+    pid_t pid = ::fork();
+    if (pid == 0)
+        for (;;) ::pause();
+    making.made(pid);
+    return pid;
+}
+
+// While this process is a subreaper, a process it did not make through
+// Making (as a restored tree's member makes its children) makes two children,
+// one that ends at once, and ends: both come to us. The listing reaps the
+// zombie, hands the living one to the daemon's reaper, which reaps it when it
+// ends, and leaves the child we made alone.
+TEST(OwnChildren, OrphansAreReapedOrWatchedAndOurOwnChildIsLeftAlone) {
+    fs::ExitWatcher w;
+    ASSERT_TRUE(w.start());
+    fs::Reaper r(w);
+    own_children::set_adopter(
+        [&](pid_t pid, UniqueFd fd) { return r.adopt_orphan(pid, std::move(fd)); });
+    ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    pid_t mine = make_own_child();
+    ASSERT_GT(mine, 0);
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    pid_t mid = ::fork();
+    if (mid == 0) {
+        pid_t kids[2];
+        kids[0] = ::fork();
+        if (kids[0] == 0) ::_exit(0);
+        kids[1] = ::fork();
+        if (kids[1] == 0)
+            for (;;) ::pause();
+        (void)!::write(p[1], kids, sizeof kids);
+        ::_exit(0);
+    }
+    ::close(p[1]);
+    pid_t kids[2] = {};
+    ASSERT_EQ(::read(p[0], kids, sizeof kids), ssize_t(sizeof kids));
+    ::close(p[0]);
+    ASSERT_EQ(::waitpid(mid, nullptr, 0), mid);
+    auto state = [](pid_t pid) {
+        auto st = read_stat(pid);
+        return st && st->ppid == ::getpid() ? st->state : '-';
+    };
+    ASSERT_TRUE(test::wait_until([&] { return state(kids[0]) == 'Z'; }));
+    ASSERT_NE(state(kids[1]), '-');
+    ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+
+    auto o = own_children::adopt_orphans();
+    EXPECT_TRUE(has(o.reaped, kids[0]));
+    EXPECT_TRUE(has(o.adopted, kids[1]));
+    EXPECT_TRUE(o.left.empty());
+    EXPECT_FALSE(has(o.reaped, mine) || has(o.adopted, mine));
+    EXPECT_TRUE(gone(kids[0]));
+    EXPECT_TRUE(own_children::registered(kids[1]));  // the reaper's
+    EXPECT_TRUE(own_children::registered(mine));
+    // A second listing finds nothing new: the watched one is not watched twice.
+    auto again = own_children::adopt_orphans();
+    EXPECT_FALSE(has(again.adopted, kids[1]) || has(again.adopted, mine));
+
+    ::kill(kids[1], SIGKILL);
+    EXPECT_TRUE(test::wait_until([&] { return gone(kids[1]); }));
+    EXPECT_TRUE(test::wait_until([&] { return !own_children::registered(kids[1]); }));
+    ::kill(mine, SIGKILL);
+    int st = 0;
+    EXPECT_EQ(own_children::waitpid(mine, &st, 0), mine);
+    EXPECT_TRUE(WIFSIGNALED(st));
+    EXPECT_FALSE(own_children::registered(mine));
+    own_children::set_adopter(nullptr);
+}
+
+// waitpid forgets only what it reaped; a child reaped without a word is
+// forgotten at the next listing; a pidfd's wait forgets it too.
+TEST(OwnChildren, ForgottenOnceReaped) {
+    own_children::set_adopter([](pid_t, UniqueFd) { return false; });
+    pid_t a = make_own_child(), b = make_own_child(), c = make_own_child();
+    ASSERT_GT(a, 0);
+    ASSERT_GT(b, 0);
+    ASSERT_GT(c, 0);
+    int st = 0;
+    EXPECT_EQ(own_children::waitpid(a, &st, WNOHANG), 0);
+    EXPECT_TRUE(own_children::registered(a));
+    ::kill(a, SIGKILL);
+    EXPECT_EQ(own_children::waitpid(a, &st, 0), a);
+    EXPECT_FALSE(own_children::registered(a));
+
+    test::kill_and_reap(b);  // not through the registry
+    EXPECT_TRUE(own_children::registered(b));
+    auto o = own_children::adopt_orphans();
+    EXPECT_FALSE(own_children::registered(b));
+    EXPECT_FALSE(has(o.reaped, c) || has(o.adopted, c) || has(o.left, c));
+    EXPECT_TRUE(own_children::registered(c));
+
+    UniqueFd fd(int(::syscall(SYS_pidfd_open, c, 0)));
+    ASSERT_TRUE(fd);
+    ::kill(c, SIGKILL);
+    siginfo_t si{};
+    EXPECT_EQ(own_children::waitid_pidfd(c, fd.get(), &si, 0), 0);
+    EXPECT_EQ(si.si_pid, c);
+    EXPECT_FALSE(own_children::registered(c));
+    own_children::set_adopter(nullptr);
+}
+
+}  // namespace
+}  // namespace crfs
