@@ -614,11 +614,15 @@ long clone_task(clone_args& ca, const ChildPlan& cp) {
             (void)madvise(reinterpret_cast<void*>(r.start), r.end - r.start, how);
     };
     advise(MADV_DONTFORK);
-    own_children::Making making;  // crfsd's own child (common/own_children.h)
-    long pid = syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid == 0) child_main(cp);
-    int err = errno;
-    making.made(pid);
+    long pid;
+    int err;
+    {
+        own_children::Making making;  // crfsd's own child (common/own_children.h)
+        pid = syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0) child_main(cp);
+        err = errno;
+        making.made(pid);
+    }
     advise(MADV_DOFORK);
     errno = err;
     return pid;

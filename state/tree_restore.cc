@@ -514,14 +514,18 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
     pid_t want = tree.members[0].pid;
     ca.set_tid = reinterpret_cast<uint64_t>(&want);
     ca.set_tid_size = 1;
-    own_children::Making making;  // crfsd's own child (common/own_children.h)
-    long pid = syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid == 0) {
-        tree.run(tree.members[0].plan);
-        syscall(SYS_exit_group, 127);
+    long pid;
+    int clone_err;
+    {
+        own_children::Making making;  // crfsd's own child (common/own_children.h)
+        pid = syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0) {
+            tree.run(tree.members[0].plan);
+            syscall(SYS_exit_group, 127);
+        }
+        clone_err = errno;
+        making.made(pid);
     }
-    int clone_err = errno;
-    making.made(pid);
     tree.cloned = pid > 0;
     tree.share_fds.clear();  // every process has its copies now (state/tree_share_restore.h)
     if (pid < 0) {
