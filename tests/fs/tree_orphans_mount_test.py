@@ -9,8 +9,9 @@ restore fails in its middle process, and CRFS_TEST_HOLD_SUBREAPER holds crfsd
 in that window. A's bash is killed: both sleeps are crfsd's children then.
 One ends inside the window (a zombie when the window closes), the other after
 it (still crfsd's child until then). Both are reaped: their pids are free
-(before: zombies holding their pids until crfsd ended). Starts its own crfsd
-(always unmounted).
+(before: zombies holding their pids until crfsd ended). Outside the window an
+orphan goes to the subreaper above crfsd (this test), not to crfsd. Starts its
+own crfsd (always unmounted).
 
 usage: tree_orphans_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -26,7 +27,7 @@ from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test  # noqa: E402
-from roundtrip_mount_test import Crfsd, pid_free, read, wait_for  # noqa: E402
+from roundtrip_mount_test import Crfsd, pid_free, read, sh, wait_for  # noqa: E402
 import trees_mount_test  # noqa: E402
 from trees_mount_test import stat, tree_of  # noqa: E402
 
@@ -90,6 +91,7 @@ class OrphansOfAFailedTreesWindow(trees_mount_test.TreeBase):
         self.assertNotEqual(cp.returncode, 0)
         self.assertIn(f"process {b[1]}: restore: chdir to /nonexistent-s19or",
                       read(f"{self.m}/{b[0]}/status"))
+        self.assertEqual(sh(f"rmdir {self.m}/{b[0]}").returncode, 0)
         self.assertFalse(os.path.exists(self.hold + ".held"))
         # Ended in the window: reaped when it closed.
         wait_for(lambda: pid_free(early), f"crfsd to reap the orphan {early}")
@@ -98,6 +100,15 @@ class OrphansOfAFailedTreesWindow(trees_mount_test.TreeBase):
         os.kill(late, signal.SIGKILL)
         wait_for(lambda: pid_free(late), f"crfsd to reap the orphan {late}")
         self.assertEqual([p for p in a + b if not pid_free(p)], [])
+        # Outside the window crfsd is no subreaper: the intact B restores, and
+        # the child of its killed middle process goes to this test (the
+        # subreaper above crfsd), as it would have on the original machine.
+        r = self.restore(b_img, str(b[0]))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{b[0]}/status"))
+        self.assertEqual(tree_of(b[0]), b)
+        os.kill(b[1], signal.SIGKILL)
+        wait_for(lambda: pid_free(b[1]), "crfsd's restored middle process to be reaped")
+        self.assertEqual(stat(b[2])[1], os.getpid())
 
 
 if __name__ == "__main__":
