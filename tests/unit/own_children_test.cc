@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 #include "common/procfs.h"
 #include "fs/reaper.h"
@@ -126,6 +128,47 @@ TEST(OwnChildren, ForgottenOnceReaped) {
     EXPECT_EQ(own_children::waitid_pidfd(c, fd.get(), &si, 0), 0);
     EXPECT_EQ(si.si_pid, c);
     EXPECT_FALSE(own_children::registered(c));
+    own_children::set_adopter(nullptr);
+}
+
+// A thread that makes and reaps children while another lists them: a child
+// being made is never taken for an orphan (the lock held across the fork),
+// and its owner's wait always finds it.
+TEST(OwnChildren, AChildBeingMadeIsNeverAnOrphan) {
+    std::atomic<int> taken{0};
+    own_children::set_adopter([&](pid_t, UniqueFd) {
+        ++taken;
+        return false;
+    });
+    std::atomic<bool> stop{false};
+    std::atomic<int> made{0}, lost{0};
+    std::thread maker([&] {
+        while (!stop) {
+            pid_t pid;
+            {
+                own_children::Making making;
+                pid = ::fork();
+                if (pid == 0) ::_exit(7);
+                making.made(pid);
+            }
+            int st = 0;
+            if (own_children::waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 7)
+                ++lost;
+            ++made;
+        }
+    });
+    size_t stolen = 0;
+    for (int i = 0; i < 200 || made < 50; ++i) {
+        auto o = own_children::adopt_orphans();
+        stolen += o.reaped.size() + o.adopted.size() + o.left.size();
+        if (i > 100000) break;
+    }
+    stop = true;
+    maker.join();
+    EXPECT_GE(made, 50);
+    EXPECT_EQ(lost, 0);
+    EXPECT_EQ(stolen, 0u);
+    EXPECT_EQ(taken, 0);
     own_children::set_adopter(nullptr);
 }
 
