@@ -25,6 +25,7 @@ pthread_rwlock_t g_making = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 std::mutex g_mu;  // guards g_pids, g_adopter
 std::unordered_set<pid_t> g_pids;
 Adopter g_adopter;
+std::function<void()> g_after_walk;  // tests
 
 // The pid of every process of /proc whose parent is this process. /proc's
 // readdir walks the pids in order from where it was, so none that stays is
@@ -111,6 +112,11 @@ bool registered(pid_t pid) {
     return g_pids.contains(pid);
 }
 
+void test_after_walk(std::function<void()> hook) {
+    std::lock_guard lock(g_mu);
+    g_after_walk = std::move(hook);
+}
+
 void set_adopter(Adopter adopter) {
     std::lock_guard lock(g_mu);
     g_adopter = std::move(adopter);
@@ -129,35 +135,48 @@ Orphans adopt_orphans() {
         log_error("orphans: /proc is not of crfsd's pid namespace: adopted orphans are not reaped");
         return out;
     }
-    pthread_rwlock_wrlock(&g_making);  // no child is made until we are done
     // An exit that still re-parents its children to us (it read the
     // subreaper flag before it went off) does so holding the kernel's
     // tasklist lock; waitid takes that lock too, so it is done by now.
     siginfo_t si{};
     (void)waitid(P_PID, id_t(self), &si, WEXITED | WNOHANG);
+    // The walk (the slow part: every process of the host) without the lock:
+    // every orphan is in it (none comes after it, and only we reap one), and
+    // a child made meanwhile is registered once we have the lock.
+    auto kids = children_now(self);
+    std::function<void()> after_walk;
+    {
+        std::lock_guard lock(g_mu);
+        after_walk = g_after_walk;
+    }
+    if (after_walk) after_walk();
+    pthread_rwlock_wrlock(&g_making);  // no child is made until we are done
     std::vector<pid_t> orphans;
     Adopter adopter;
     {
         std::lock_guard lock(g_mu);
-        std::unordered_set<pid_t> still;
-        for (pid_t pid : children_now(self)) {
-            if (g_pids.contains(pid))
-                still.insert(pid);
-            else
-                orphans.push_back(pid);
-        }
-        g_pids.swap(still);  // a child reaped unsaid is forgotten
+        std::unordered_set<pid_t> seen(kids.begin(), kids.end());
+        for (pid_t pid : kids)
+            if (!g_pids.contains(pid)) orphans.push_back(pid);
+        // A registered pid that is no child of ours now (its owner reaped it
+        // and did not say) is forgotten; one made during the walk stays.
+        std::erase_if(g_pids, [&](pid_t pid) {
+            siginfo_t child{};
+            return !seen.contains(pid) &&
+                   waitid(P_PID, id_t(pid), &child, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 &&
+                   errno == ECHILD;
+        });
         adopter = g_adopter;
     }
     for (pid_t pid : orphans) {
-        // Nobody else waits for it: it is still our child, a zombie at worst.
+        // Seen unregistered in the walk: an orphan, or a child made during
+        // the walk and reaped by its owner since (its pid maybe another's by
+        // now: the pidfd's waitid says whether this process is our child).
         UniqueFd fd(int(syscall(SYS_pidfd_open, pid, 0)));
-        if (!fd) {
-            log_error("orphans: pidfd of adopted pid %d: %s", pid, std::strerror(errno));
-            continue;
-        }
+        if (!fd) continue;  // that child, reaped
         siginfo_t info{};
-        if (waitid_pidfd(pid, fd.get(), &info, WNOHANG | __WALL) == 0 && info.si_pid != 0) {
+        if (waitid_pidfd(pid, fd.get(), &info, WNOHANG | __WALL) < 0) continue;  // no child
+        if (info.si_pid != 0) {
             out.reaped.push_back(pid);
             continue;
         }

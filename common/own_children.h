@@ -12,9 +12,10 @@
 // reaped at once (a zombie) or handed to the adopter (the daemon's reaper,
 // fs/reaper.h: a pidfd watched until it ends, then reaped).
 //
-// Locks: forks hold a shared lock (many at once), the listing the exclusive
-// one (writer first: forks never starve it), so no child is ever seen before
-// it is registered. Only the parent touches the registry: a clone that copies
+// Locks: forks hold a shared lock (many at once), the listing's check of what
+// it saw the exclusive one (writer first: forks never starve it), so no child
+// is ever taken for an orphan before it is registered. The walk of /proc
+// before that check holds no lock. Only the parent touches the registry: a clone that copies
 // the daemon's memory (a restored task) never does, nor a posix_spawn child.
 #pragma once
 
@@ -49,6 +50,9 @@ int waitid_pidfd(pid_t pid, int pidfd, siginfo_t* info, int options);
 
 // Whether `pid` is registered (tests).
 bool registered(pid_t pid);
+// Tests: `hook` runs in adopt_orphans after the walk of /proc, before the
+// check under the lock (empty: none).
+void test_after_walk(std::function<void()> hook);
 
 // Gets each living adopted orphan, registered by then: watches `pidfd` until
 // the process ends and reaps it then (waitid_pidfd). Runs under the listing's

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "common/procfs.h"
@@ -158,18 +159,59 @@ TEST(OwnChildren, AChildBeingMadeIsNeverAnOrphan) {
         }
     });
     size_t stolen = 0;
-    for (int i = 0; i < 200 || made < 50; ++i) {
+    // Each listing overlaps the maker's forks; the next waits for one more
+    // made, so that a writer-first lock cannot starve the maker.
+    for (int i = 0; i < 40; ++i) {
         auto o = own_children::adopt_orphans();
         stolen += o.reaped.size() + o.adopted.size() + o.left.size();
-        if (i > 100000) break;
+        for (int seen = made; made == seen;) std::this_thread::yield();
     }
     stop = true;
     maker.join();
-    EXPECT_GE(made, 50);
+    EXPECT_GE(made, 40);
     EXPECT_EQ(lost, 0);
     EXPECT_EQ(stolen, 0u);
     EXPECT_EQ(taken, 0);
     own_children::set_adopter(nullptr);
+}
+
+// The worst moment, made to happen: a child the walk of /proc saw is
+// registered only after the walk. The listing's check waits for it (the
+// lock), so it is no orphan. Without the lock the check comes first and the
+// child is taken (the maker gives it 200 ms to come; with the lock the check
+// cannot, and the maker goes on after those 200 ms).
+TEST(OwnChildren, AChildRegisteredAfterTheWalkIsNoOrphan) {
+    std::atomic<int> taken{0};
+    own_children::set_adopter([&](pid_t, UniqueFd) {
+        ++taken;
+        return false;
+    });
+    std::atomic<bool> forked{false}, walked{false}, checked{false};
+    own_children::test_after_walk([&] { walked = true; });
+    pid_t pid = -1;
+    std::thread maker([&] {
+        own_children::Making making;
+        pid = ::fork();
+        if (pid == 0)
+            for (;;) ::pause();
+        forked = true;
+        while (!walked) std::this_thread::yield();
+        auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+        while (!checked && std::chrono::steady_clock::now() < end) std::this_thread::yield();
+        making.made(pid);
+    });
+    while (!forked) std::this_thread::yield();
+    auto o = own_children::adopt_orphans();
+    checked = true;
+    maker.join();
+    own_children::test_after_walk(nullptr);
+    own_children::set_adopter(nullptr);
+    EXPECT_FALSE(has(o.reaped, pid) || has(o.adopted, pid) || has(o.left, pid));
+    EXPECT_EQ(taken, 0);
+    EXPECT_TRUE(own_children::registered(pid));
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    EXPECT_EQ(own_children::waitpid(pid, &st, 0), pid);
 }
 
 }  // namespace
