@@ -27,6 +27,14 @@ bool gone(pid_t pid) {
     return ::access(("/proc/" + std::to_string(pid)).c_str(), F_OK) != 0;
 }
 
+// An adopter that only counts what it is given, and watches none.
+void count_adoptions(std::atomic<int>& taken) {
+    own_children::set_adopter([&taken](pid_t, UniqueFd) {
+        ++taken;
+        return false;
+    });
+}
+
 // A child made as crfsd makes one: registered under the lock.
 pid_t make_own_child() {
     own_children::Making making;
@@ -137,10 +145,7 @@ TEST(OwnChildren, ForgottenOnceReaped) {
 // and its owner's wait always finds it.
 TEST(OwnChildren, AChildBeingMadeIsNeverAnOrphan) {
     std::atomic<int> taken{0};
-    own_children::set_adopter([&](pid_t, UniqueFd) {
-        ++taken;
-        return false;
-    });
+    count_adoptions(taken);
     std::atomic<bool> stop{false};
     std::atomic<int> made{0}, lost{0};
     std::thread maker([&] {
@@ -182,10 +187,7 @@ TEST(OwnChildren, AChildBeingMadeIsNeverAnOrphan) {
 // cannot, and the maker goes on after those 200 ms).
 TEST(OwnChildren, AChildRegisteredAfterTheWalkIsNoOrphan) {
     std::atomic<int> taken{0};
-    own_children::set_adopter([&](pid_t, UniqueFd) {
-        ++taken;
-        return false;
-    });
+    count_adoptions(taken);
     std::atomic<bool> forked{false}, walked{false}, checked{false};
     own_children::test_after_walk([&] { walked = true; });
     pid_t pid = -1;
