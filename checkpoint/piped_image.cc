@@ -11,6 +11,7 @@
 #include <system_error>
 #include <thread>
 
+#include "common/own_children.h"
 #include "common/strfmt.h"
 
 namespace crfs {
@@ -27,8 +28,7 @@ PipedImage::PipedImage(UniqueFd pipe, pid_t worker, uint64_t size, UniqueFd stat
 PipedImage::~PipedImage() {
     pipe_.reset();  // a worker still writing gets EPIPE and exits
     int st;
-    while (worker_ > 0 && ::waitpid(worker_, &st, 0) < 0 && errno == EINTR) {
-    }
+    if (worker_ > 0) own_children::waitpid(worker_, &st, 0);
     hold_.reset();  // only now: the worker let the task go
 }
 

@@ -16,6 +16,7 @@
 #include "checkpoint/track_channel.h"
 #include "common/hash_cache.h"
 #include "common/io.h"
+#include "common/own_children.h"
 #include "common/strfmt.h"
 
 extern char** environ;
@@ -62,8 +63,7 @@ class SpawnArgs {
 // Reaps `pid`, retrying on EINTR.
 int reap(pid_t pid) {
     int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
+    own_children::waitpid(pid, &st, 0);
     return st;
 }
 
@@ -143,8 +143,12 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     size_t nargs = std::size(args) - (req.mode == WorkerMode::kDelta ? 0 : 1);
     for (size_t i = 0; i < nargs; ++i) argv[i] = args[i].data();
     pid_t child = 0;
-    if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv, environ); err != 0)
-        return sys_error(err, "start the checkpoint worker " + worker_exe());
+    {
+        own_children::Making making;  // crfsd's own child (common/own_children.h)
+        if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv, environ); err != 0)
+            return sys_error(err, "start the checkpoint worker " + worker_exe());
+        making.made(child);
+    }
     wr.reset();
     image_wr.reset();
     status_wr.reset();

@@ -30,6 +30,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/malloc_arena.h"
+#include "common/own_children.h"
 #include "fs/inode.h"
 #include "fs/kernel_marks.h"
 #include "fs/limits.h"
@@ -239,6 +240,11 @@ int main(int argc, char** argv) {
             };
             daemon.tasks.start(forget);
             Status started = daemon.exits.start();
+            // Orphans that come to crfsd while it is a subreaper (a failed
+            // tree's cleanup) are watched and reaped (common/own_children.h).
+            own_children::set_adopter([&daemon](pid_t pid, UniqueFd fd) {
+                return daemon.reaper.adopt_orphan(pid, std::move(fd));
+            });
             if (!started) {
                 log_error("%s", started.error().what.c_str());
             } else if (cl.singlethread) {
@@ -250,6 +256,7 @@ int main(int argc, char** argv) {
                 rc = fuse_session_loop_mt(se, cfg);
                 fuse_loop_cfg_destroy(cfg);
             }
+            own_children::set_adopter(nullptr);  // a late one stays crfsd's: init's at our exit
             fuse_session_unmount(se);
             log_info("unmounted %s", mp->c_str());
         }

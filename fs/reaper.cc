@@ -6,10 +6,12 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "common/log.h"
+#include "common/own_children.h"
 #include "restorer/restore.h"
 
 namespace crfs::fs {
@@ -109,6 +111,22 @@ bool Reaper::ended(pid_t pid) {
     if (on_exit) on_exit(si.si_code, si.si_status);
     release_restored_child(pid);  // its end is known: sweep() may reap it now
     return true;
+}
+
+bool Reaper::adopt_orphan(pid_t pid, UniqueFd pidfd) {
+    auto fd = std::make_shared<UniqueFd>(std::move(pidfd));
+    // Until it is reaped: a zombie another process traces is ours to wait for
+    // only once the tracer lets go (the pidfd wakes again then).
+    auto id = exits_.watch_until(fd->get(), [pid, fd](ExitWatcher::Id) {
+        siginfo_t si{};
+        if (own_children::waitid_pidfd(pid, fd->get(), &si, WNOHANG | __WALL) < 0)
+            return true;  // reaped by another (a failed tree's cleanup)
+        if (si.si_pid == 0) return false;
+        log_debug("reaped adopted orphan pid %d", pid);
+        return true;
+    });
+    if (!id) log_error("reaper: watch adopted orphan pid %d: %s", pid, id.error().what.c_str());
+    return bool(id);
 }
 
 void Reaper::sweep() {

@@ -41,6 +41,12 @@ class Reaper {
     // Every task restore_image returns must be adopted.
     void adopt(pid_t pid, OnExit on_exit = nullptr);
 
+    // An orphan that came to crfsd while it was a subreaper (registered by
+    // common/own_children.h, the adopter): `pidfd` is watched until it ends,
+    // then it is reaped. Nobody is told; one still alive when crfsd ends goes
+    // to init. False: not watched (no room).
+    bool adopt_orphan(pid_t pid, UniqueFd pidfd);
+
   private:
     struct Watched {
         UniqueFd pidfd;  // waitid(P_PIDFD) reads the status through it

@@ -35,6 +35,7 @@
 #include <optional>
 #include <utility>
 #include "common/log.h"
+#include "common/own_children.h"
 #include "common/strfmt.h"
 #include "common/thread_stacks.h"
 
@@ -442,8 +443,7 @@ int kill_and_reap(const RestoreRequest& req, pid_t pid) {
     int st = 0;
     if (req.tree) return st;
     ::kill(pid, SIGKILL);
-    while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {
-    }
+    own_children::waitpid(pid, &st, __WALL);
     return st;
 }
 
@@ -622,9 +622,15 @@ long clone_task(clone_args& ca, const ChildPlan& cp) {
             (void)madvise(reinterpret_cast<void*>(r.start), r.end - r.start, how);
     };
     advise(MADV_DONTFORK);
-    long pid = syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid == 0) child_main(cp);
-    int err = errno;
+    long pid;
+    int err;
+    {
+        own_children::Making making;  // crfsd's own child (common/own_children.h)
+        pid = syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0) child_main(cp);
+        err = errno;
+        making.made(pid);
+    }
     advise(MADV_DOFORK);
     errno = err;
     return pid;
@@ -1096,7 +1102,7 @@ std::vector<pid_t> reap_restored_children() {
     std::vector<pid_t> gone;
     for (auto it = g_children.begin(); it != g_children.end();) {
         int st;
-        pid_t r = it->held ? 0 : waitpid(it->pid, &st, WNOHANG | __WALL);
+        pid_t r = it->held ? 0 : own_children::waitpid(it->pid, &st, WNOHANG | __WALL);
         if (r == it->pid || (r < 0 && errno == ECHILD)) {
             gone.push_back(it->pid);
             it = g_children.erase(it);

@@ -26,6 +26,7 @@
 
 #include "common/io.h"
 #include "common/log.h"
+#include "common/own_children.h"
 #include "common/strfmt.h"
 
 extern char** environ;
@@ -91,10 +92,12 @@ Result<pid_t> spawn_in(int netns, char* const argv[], const posix_spawn_file_act
     pid_t pid = 0;
     int err = 0;
     std::thread t([&] {
+        own_children::Making making;  // crfsd's own child (common/own_children.h)
         if (setns(netns, CLONE_NEWNET) != 0)
             err = errno;
         else
             err = posix_spawn(&pid, kNft, fa, nullptr, argv, environ);
+        if (!err) making.made(pid);
     });
     t.join();
     if (err) return sys_error(err, strfmt("network lock: starting {}", kNft));
@@ -165,10 +168,9 @@ class Holder {
         buf_.clear();
         if (pid_ <= 0) return;
         int st = 0;
-        if (waitpid(pid_, &st, WNOHANG) == 0) {
+        if (own_children::waitpid(pid_, &st, WNOHANG) == 0) {
             ::kill(pid_, SIGKILL);
-            while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-            }
+            own_children::waitpid(pid_, &st, 0);
         }
         pid_ = 0;
     }
@@ -494,9 +496,7 @@ Status netlock_covers(int sock, const image::InetSocketRecord& rec) {
     auto pid = netns ? spawn_in(netns.get(), argv, &fa) : Result<pid_t>(make_error(errno, ""));
     posix_spawn_file_actions_destroy(&fa);
     int st = 0;
-    if (pid)
-        while (waitpid(*pid, &st, 0) < 0 && errno == EINTR) {
-        }
+    if (pid) own_children::waitpid(*pid, &st, 0);
     if (!pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         return make_error(EBUSY, strfmt("the connection {} is not under the daemon's network "
                                         "lock (opened during the checkpoint, or the caller "

@@ -21,6 +21,7 @@
 
 #include "common/io.h"
 #include "common/log.h"
+#include "common/own_children.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
@@ -125,8 +126,10 @@ bool ours(pid_t pid, int go) {
 // children, whose parent it killed, come to it rather than to init, and it
 // reaps them. Counted: trees are restored on several threads at once. While it
 // is one, an orphan of another restored tree comes to crfsd too (its adoptive
-// parent is crfsd, not init), and nothing here reaps it once it ends: a zombie
-// until crfsd ends (docs/trees.md "A failed restore", the known gap).
+// parent is crfsd, not init): when the last holder lets go, every child of
+// crfsd that crfsd did not make itself is such an orphan, reaped then (a
+// zombie) or once it ends (common/own_children.h; docs/trees.md "A failed
+// restore").
 class Subreaper {
   public:
     Subreaper() {
@@ -138,8 +141,15 @@ class Subreaper {
         if (!was_) syscall(SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
     ~Subreaper() {
-        std::lock_guard lock(mu_);
-        if (--holders_ == 0 && !was_) syscall(SYS_prctl, PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+        std::lock_guard lock(mu_);  // the next holder waits for the listing
+        if (--holders_ > 0) return;
+        if (!was_) syscall(SYS_prctl, PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+        auto orphans = own_children::adopt_orphans();
+        if (!orphans.reaped.empty() || !orphans.adopted.empty())
+            log_debug(
+                "restore: orphans that came to crfsd while it was a subreaper: %zu reaped, "
+                "%zu watched",
+                orphans.reaped.size(), orphans.adopted.size());
     }
     Subreaper(const Subreaper&) = delete;
     Subreaper& operator=(const Subreaper&) = delete;
@@ -149,6 +159,20 @@ class Subreaper {
     static inline int holders_ = 0;
     static inline bool was_ = false;
 };
+
+// Test only: CRFS_TEST_HOLD_SUBREAPER=PATH in crfsd's environment: when PATH
+// exists as a failed tree was killed and reaped, kill_tree creates PATH.held
+// and, still a subreaper, waits until PATH is gone (at most 60 s), so a test
+// can orphan a process of another tree into crfsd meanwhile
+// (tests/fs/tree_orphans_mount_test.py). It stalls that close(2).
+void test_hold_subreaper() {
+    static const char* path = getenv("CRFS_TEST_HOLD_SUBREAPER");
+    if (!path || access(path, F_OK) != 0) return;
+    std::string held = std::string(path) + ".held";
+    close(open(held.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    for (int waited = 0; waited < 60 * 1000 && access(path, F_OK) == 0; waited += 5) usleep(5000);
+    unlink(held.c_str());
+}
 
 // A pidfd of `pid` when it is a process of this restore: it holds its copy
 // `go` of the go pipe (a member), or it is a child of `parent` now (a member
@@ -191,11 +215,7 @@ void kill_tree(const TreeRestore& tree) {
         progress = false;
         for (auto it = fds.begin(); it != fds.end();) {
             siginfo_t si{};
-            int r;
-            while ((r = waitid(P_PIDFD, id_t(it->second.get()), &si, WEXITED | __WALL)) < 0 &&
-                   errno == EINTR) {
-            }
-            if (r < 0) {
+            if (own_children::waitid_pidfd(it->first, it->second.get(), &si, __WALL) < 0) {
                 ++it;
                 continue;
             }
@@ -208,6 +228,7 @@ void kill_tree(const TreeRestore& tree) {
             "restore: process %d of a failed tree was not crfsd's to reap (its parent "
             "ended before)",
             pid);
+    test_hold_subreaper();
 }
 
 // A stopped process stops itself after the go; whoever looks next sees it stopped.
@@ -493,12 +514,18 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
     pid_t want = tree.members[0].pid;
     ca.set_tid = reinterpret_cast<uint64_t>(&want);
     ca.set_tid_size = 1;
-    long pid = syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid == 0) {
-        tree.run(tree.members[0].plan);
-        syscall(SYS_exit_group, 127);
+    long pid;
+    int clone_err;
+    {
+        own_children::Making making;  // crfsd's own child (common/own_children.h)
+        pid = syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0) {
+            tree.run(tree.members[0].plan);
+            syscall(SYS_exit_group, 127);
+        }
+        clone_err = errno;
+        making.made(pid);
     }
-    int clone_err = errno;
     tree.cloned = pid > 0;
     tree.share_fds.clear();  // every process has its copies now (state/tree_share_restore.h)
     if (pid < 0) {
