@@ -44,8 +44,7 @@ void PipedImage::let_go() const {
     hold_->releasing();
     auto wait = [w = worker_, h = hold_]() mutable {
         int st;
-        while (::waitpid(w, &st, 0) < 0 && errno == EINTR) {
-        }
+        own_children::waitpid(w, &st, 0);  // EINTR retried; forgets the pid
         h.reset();
     };
     try {

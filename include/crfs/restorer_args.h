@@ -276,7 +276,7 @@ enum crfs_ra_step {
     CRFS_RA_STEP_STREAM_READY = 280, /* userfaultfd made and registered; the report with err 0
                                         says ready (arg: the userfaultfd's number) */
     CRFS_RA_STEP_STREAM_GO = 281,    /* waiting for the go and unregistering (arg: address) */
-    /* mqtree (285-288): a description made for another process of the tree */
+    /* mqtree (285): a description made for another process of the tree */
     CRFS_RA_STEP_SHARE_REOPEN = 285, /* reopening it through /proc/self/fd (arg: the giver's fd) */
     /* fifo (271-274): a FIFO an earlier process of the tree restores (docs/trees.md) */
     CRFS_RA_STEP_FIFO_JOIN = 271, /* opening it by its path, as the writer (arg: fd) */
@@ -286,7 +286,7 @@ enum crfs_ra_step {
        (restorer/blob/thread_pidfds.h; arg: the fd) */
     CRFS_RA_STEP_THREAD_PIDFD = 275,      /* pidfd_open(tid, PIDFD_THREAD), dup3 to its fd */
     CRFS_RA_STEP_THREAD_PIDFD_WAIT = 276, /* waiting for another member's threads (its pipe) */
-    /* thpidfd2 (286-289): a pidfd of a thread watched by an epoll or held by several members */
+    /* thpidfd2 (286-288): a pidfd of a thread watched by an epoll or held by several members */
     CRFS_RA_STEP_THREAD_PIDFD_WATCH = 286, /* epoll_ctl ADD of the watch on it (arg: the fd) */
     CRFS_RA_STEP_THREAD_PIDFD_RECV = 287,  /* receiving it from the member that made it */
     CRFS_RA_STEP_THREAD_PIDFD_GIVE = 288,  /* handing it to the later members holding it */
