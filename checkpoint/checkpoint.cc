@@ -176,9 +176,11 @@ bool fault_at(size_t member) {
 // already checked, every kind on its view, in this freeze (state/tree.cc
 // detect_member), and found nothing. `serial`: held but for the ptrace stops
 // (Serial), when members are captured together. `fault`: fail (tests).
+// `arena`: a tree's page buffers (PageArena), where its copy takes its room.
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
-                        bool checked, std::mutex* serial, bool fault) {
+                        bool checked, std::mutex* serial, bool fault,
+                        std::shared_ptr<PageArena> arena) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -186,8 +188,6 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto st = read_task_stat(pid);
     if (!st) return std::unexpected(st.error());
     if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
-    auto status = read_task_status(pid);
-    if (!status) return std::unexpected(status.error());
 
     // Size the page buffer before the copy, so the copy does not fault it in.
     // The task is frozen: its RSS is what the copy takes, give or take the
@@ -195,13 +195,20 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // RSS + 1 MiB, pre-faulted: at 1 MiB per process, twice the memory.)
     // A live snapshot copies little; it is likely where the task has
     // CAP_SYS_PTRACE (only a guess for the size: the kernel decides below).
+    // A tree's member takes its exact room from the tree's arena at the copy.
     PageBuffer buffer;
-    bool small = live && (status->cap_eff >> 19 & 1);
-    // incr: a delta copies what was written since the last one; the buffer grows if needed.
-    uint64_t want = track && track->delta ? 0 : status->rss_bytes;
-    if (auto r = buffer.reserve(small ? 1 << 20 : want + (128 << 10)); !r)
-        return std::unexpected(r.error());
-    trace.mark("reserve buffer");
+    if (arena) {
+        buffer.draw_from(std::move(arena));
+    } else {
+        auto status = read_task_status(pid);
+        if (!status) return std::unexpected(status.error());
+        bool small = live && (status->cap_eff >> 19 & 1);
+        // incr: a delta copies what was written since the last one; the buffer grows if needed.
+        uint64_t want = track && track->delta ? 0 : status->rss_bytes;
+        if (auto r = buffer.reserve(small ? 1 << 20 : want + (128 << 10)); !r)
+            return std::unexpected(r.error());
+        trace.mark("reserve buffer");
+    }
 
     Serial one_at_a_time(serial);
     FrozenTask& task = frozen.main();
@@ -449,6 +456,12 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                 tracking[i].uffd = std::move(was.uffd);
     }
     state::MemberViews views;  // read while frozen: each member's once, one holder scan
+    // The members' page buffers, one arena (state/memory_dump.h PageArena): a
+    // plain tree, copied while frozen whole. CRFS_TREE_PAGE_BUFFERS=1 in
+    // crfsd's environment: a buffer of its own per member, pre-faulted (the old path).
+    std::shared_ptr<PageArena> arena;
+    if (members.size() > 1 && !track && !getenv("CRFS_TREE_PAGE_BUFFERS"))
+        arena = std::make_shared<PageArena>();
     std::vector<std::optional<Result<Capture>>> got(members.size());
     std::mutex serial;                // Serial: the captures but for their stops, one at a time
     std::atomic<bool> failed{false};  // a member failed: those not started yet are not
@@ -458,7 +471,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         got[i].emplace(capture(
             m.pid, m.starttime, m.threads, live && members.size() == 1 && tree->zombies().empty(),
             track ? &tracking[i] : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{}, views,
-            checked, one_at_a_time, fault_at(i)));
+            checked, one_at_a_time, fault_at(i), arena));
         if (!*got[i]) failed = true;
     };
     // The root first, alone: its detect checks every member, on views it keeps.
