@@ -539,10 +539,11 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     PhaseTrace trace;
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
+    OpenedFiles opened;  // perf: the members' libraries opened once
     for (size_t i = 0; i < out.size(); ++i) {
         out[i].frozen_ns = tree->members()[i].threads.frozen_ns();
         // fidelity: hashed while the tasks run again (docs/files.md).
-        out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps);
+        out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps, &opened);
     }
     trace.mark("file fingerprints");
     return out;

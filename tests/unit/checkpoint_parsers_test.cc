@@ -21,6 +21,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/file_policy.h"
 #include "state/memory_dump.h"
 #include "state/task_attrs.h"
 
@@ -333,6 +334,50 @@ TEST(PageBufferTest, DrawnFromAnArenaItKeepsItsBytesWhenItOutgrowsItsSlice) {
     arena.reset();                                                   // b's slice lives as long as b
     PageBuffer moved = std::move(b);
     EXPECT_EQ(std::string(moved.data(), 4096), std::string(4096, 'b'));
+}
+
+// perf (session 19): a checkpoint's fingerprints open each mapped file once
+// (OpenedFiles), not once per area of each member; the records are the same.
+TEST(OpenedFilesTest, AFileMappedInSeveralAreasIsOpenedOnceAndHashedAsBefore) {
+    char path[] = "/tmp/crfs-opened-files-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    std::string bytes(3 * 4096, 'x');
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(i * 31 % 251);
+    ASSERT_EQ(write(fd, bytes.data(), bytes.size()), ssize_t(bytes.size()));
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    close(fd);
+    std::vector<MapsEntry> maps(2);
+    for (size_t i = 0; i < maps.size(); ++i) {  // the file's first page, then its other two
+        maps[i].start = 0x10000 + i * 0x1000;
+        maps[i].end = i ? 0x13000 : 0x11000;
+        maps[i].pgoff = i;
+        maps[i].ino = st.st_ino;
+        maps[i].dev_major = major(st.st_dev);
+        maps[i].dev_minor = minor(st.st_dev);
+        std::memcpy(maps[i].perms, "r--p", 5);
+        maps[i].path = path;
+    }
+    OpenedFiles opened;
+    UniqueFd spare;
+    int first = opened.get(path, spare);
+    ASSERT_GE(first, 0);
+    EXPECT_EQ(opened.get(path, spare), first);  // kept, not opened again
+    EXPECT_FALSE(spare);
+    EXPECT_EQ(opened.get("/nonexistent/crfs-opened-files", spare), -1);
+    Fingerprints shared = fingerprint_files({}, maps, &opened);
+    Fingerprints own = fingerprint_files({}, maps);
+    unlink(path);
+    ASSERT_EQ(shared.vmas.size(), 2u);
+    ASSERT_EQ(own.vmas.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(shared.vmas[i].start, own.vmas[i].start);
+        EXPECT_EQ(shared.vmas[i].bytes, own.vmas[i].bytes);
+        EXPECT_EQ(shared.vmas[i].hash, own.vmas[i].hash);
+    }
+    EXPECT_EQ(shared.vmas[1].bytes, 2u * 4096);
+    EXPECT_NE(shared.vmas[0].hash, shared.vmas[1].hash);
 }
 
 TEST(PagemapTest, ZeroPage) {
