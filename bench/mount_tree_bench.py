@@ -15,7 +15,9 @@ P-1 children, each holding M MiB of its own, stdio on /dev/null), then times
               cp FILE /crfs/ROOT/image   (close() returns once the tree runs)
 and, in the same run, a memcpy of the image's bytes. After one warm-up round,
 prints the best and the median of the rounds: time, time / memcpy, and
-(time - memcpy) / P in ms, the cost per process beyond memory (the aim: <= 1).
+(time - memcpy) / P in ms, the cost per process beyond memory (the aim: <= 1);
+and the checkpoint's CPU time (the daemon's and its reaped worker's, crfs-ckpt,
+from /proc ticks: less swayed by the load than the wall clock).
 
 `--before-crfsd PATH` mounts a second daemon (another build's crfsd, its
 crfs-ckpt next to it) and runs every round through "before" then "after"
@@ -43,7 +45,15 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mount_checkpoint_bench import MiB, memcpy_seconds, mount, unmount, wait_for  # noqa: E402
+from mount_checkpoint_bench import (MiB, memcpy_seconds, mount, unmount, wait_for,  # noqa: E402
+                                    wait_reaped)
+
+
+def daemon_cpu(pid):
+    """CPU seconds of the daemon and its reaped children (the checkpoint workers)."""
+    with open(f"/proc/{pid}/stat") as f:
+        ticks = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fs"))
 from trees_mount_test import reap, tree_of  # noqa: E402  (we are a subreaper)
 
@@ -84,9 +94,10 @@ class Tree:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0, reason=False,
-              restore=True):
-    """(checkpoint s, restore s, image bytes, reason s or None) of one fresh tree through `mnt`."""
+def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0,
+              reason=False, restore=True):
+    """(checkpoint s, restore s, image bytes, reason s or None, checkpoint CPU s) of one
+    fresh tree through `mnt`, served by the daemon of pid `daemon`."""
     tree = Tree(holder, procs, mib, tmp, shared_kib, memfd_kib)
     root = tree.pids[0]
     restored = []
@@ -99,12 +110,15 @@ def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0, reas
             t_reason = time.perf_counter() - t
             if why:
                 raise SystemExit(f"the tree has reasons: {why}")
+        cpu = daemon_cpu(daemon)
         t = time.perf_counter()
         subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
         t_ckpt = time.perf_counter() - t
+        wait_reaped(daemon)  # the worker: its CPU time is then the daemon's
+        cpu = daemon_cpu(daemon) - cpu
         tree.kill()
         if not restore:
-            return t_ckpt, 0.0, os.path.getsize(img), t_reason
+            return t_ckpt, 0.0, os.path.getsize(img), t_reason, cpu
         slot = f"{mnt}/{root}"
         t = time.perf_counter()
         os.mkdir(slot)
@@ -113,7 +127,7 @@ def one_round(mnt, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0, reas
         restored = tree_of(root)
         if len(restored) != procs:
             raise SystemExit(f"restored {len(restored)} processes, not {procs}")
-        return t_ckpt, t_rest, os.path.getsize(img), t_reason
+        return t_ckpt, t_rest, os.path.getsize(img), t_reason, cpu
     finally:
         clean_round(mnt, tree, restored)
 
@@ -170,18 +184,21 @@ def main():
         img = os.path.join(tmp, "tree.img")
         for spec in a.trees:
             procs, mib = (int(x) for x in spec.split("x"))
-            times = {name: ([], [], []) for name, _, _ in mounted}
+            times = {name: ([], [], [], []) for name, _, _ in mounted}
             size = 0
             for r in range(a.rounds + 1):  # round 0: warm-up
                 line = []
-                for name, _, mnt in mounted:
-                    c, t, size, why = one_round(mnt, holder, procs, mib, tmp, img, a.shared_kib,
-                                                a.memfd_kib, a.reason, not a.no_restore)
+                for name, proc, mnt in mounted:
+                    c, t, size, why, cpu = one_round(mnt, proc.pid, holder, procs, mib, tmp, img,
+                                                     a.shared_kib, a.memfd_kib, a.reason,
+                                                     not a.no_restore)
                     line.append(f"{name} " + (f"reason {why * 1e3:8.1f} " if a.reason else "") +
-                                f"checkpoint {c * 1e3:8.1f} restore {t * 1e3:8.1f} ms")
+                                f"checkpoint {c * 1e3:8.1f} (cpu {cpu * 1e3:5.0f}) "
+                                f"restore {t * 1e3:8.1f} ms")
                     if r:
                         times[name][0].append(c)
                         times[name][1].append(t)
+                        times[name][3].append(cpu)
                         if a.reason:
                             times[name][2].append(why)
                 print(f"{spec} round {r or 'warm-up'}: " + "; ".join(line) +
@@ -195,6 +212,9 @@ def main():
                     print(f"  {name:>6} reason     best {min(rs) * 1e3:8.1f} ms"
                           f"  median {statistics.median(rs) * 1e3:8.1f} ms")
                 print("  " + report(f"{name:>6} checkpoint", procs, times[name][0], mc))
+                cpus = times[name][3]
+                print(f"  {name:>6} checkpoint CPU (daemon + worker) best {min(cpus) * 1e3:6.0f}"
+                      f" ms  median {statistics.median(cpus) * 1e3:6.0f} ms")
                 print("  " + report(f"{name:>6} restore   ", procs, times[name][1], mc), flush=True)
     finally:
         for _, proc, mnt in mounted:

@@ -5,6 +5,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -13,9 +14,11 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "checkpoint/files.h"
 #include "checkpoint/freeze.h"
+#include "checkpoint/image_sink.h"
 #include "checkpoint/incremental.h"
 #include "checkpoint/live_snapshot.h"
 #include "checkpoint/parasite.h"
@@ -176,9 +179,11 @@ bool fault_at(size_t member) {
 // already checked, every kind on its view, in this freeze (state/tree.cc
 // detect_member), and found nothing. `serial`: held but for the ptrace stops
 // (Serial), when members are captured together. `fault`: fail (tests).
+// `arena`: a tree's page buffers (PageArena), where its copy takes its room.
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
-                        bool checked, std::mutex* serial, bool fault) {
+                        bool checked, std::mutex* serial, bool fault,
+                        std::shared_ptr<PageArena> arena) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -186,8 +191,6 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto st = read_task_stat(pid);
     if (!st) return std::unexpected(st.error());
     if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
-    auto status = read_task_status(pid);
-    if (!status) return std::unexpected(status.error());
 
     // Size the page buffer before the copy, so the copy does not fault it in.
     // The task is frozen: its RSS is what the copy takes, give or take the
@@ -195,13 +198,20 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // RSS + 1 MiB, pre-faulted: at 1 MiB per process, twice the memory.)
     // A live snapshot copies little; it is likely where the task has
     // CAP_SYS_PTRACE (only a guess for the size: the kernel decides below).
+    // A tree's member takes its exact room from the tree's arena at the copy.
     PageBuffer buffer;
-    bool small = live && (status->cap_eff >> 19 & 1);
-    // incr: a delta copies what was written since the last one; the buffer grows if needed.
-    uint64_t want = track && track->delta ? 0 : status->rss_bytes;
-    if (auto r = buffer.reserve(small ? 1 << 20 : want + (128 << 10)); !r)
-        return std::unexpected(r.error());
-    trace.mark("reserve buffer");
+    if (arena) {
+        buffer.draw_from(std::move(arena));
+    } else {
+        auto status = read_task_status(pid);
+        if (!status) return std::unexpected(status.error());
+        bool small = live && (status->cap_eff >> 19 & 1);
+        // incr: a delta copies what was written since the last one; the buffer grows if needed.
+        uint64_t want = track && track->delta ? 0 : status->rss_bytes;
+        if (auto r = buffer.reserve(small ? 1 << 20 : want + (128 << 10)); !r)
+            return std::unexpected(r.error());
+        trace.mark("reserve buffer");
+    }
 
     Serial one_at_a_time(serial);
     FrozenTask& task = frozen.main();
@@ -449,6 +459,12 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                 tracking[i].uffd = std::move(was.uffd);
     }
     state::MemberViews views;  // read while frozen: each member's once, one holder scan
+    // The members' page buffers, one arena (state/memory_dump.h PageArena): a
+    // plain tree, copied while frozen whole. CRFS_TREE_PAGE_BUFFERS=1 in
+    // crfsd's environment: a buffer of its own per member, pre-faulted (the old path).
+    std::shared_ptr<PageArena> arena;
+    if (members.size() > 1 && !track && !getenv("CRFS_TREE_PAGE_BUFFERS"))
+        arena = std::make_shared<PageArena>();
     std::vector<std::optional<Result<Capture>>> got(members.size());
     std::mutex serial;                // Serial: the captures but for their stops, one at a time
     std::atomic<bool> failed{false};  // a member failed: those not started yet are not
@@ -458,7 +474,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         got[i].emplace(capture(
             m.pid, m.starttime, m.threads, live && members.size() == 1 && tree->zombies().empty(),
             track ? &tracking[i] : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{}, views,
-            checked, one_at_a_time, fault_at(i)));
+            checked, one_at_a_time, fault_at(i), arena));
         if (!*got[i]) failed = true;
     };
     // The root first, alone: its detect checks every member, on views it keeps.
@@ -526,10 +542,11 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     PhaseTrace trace;
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
+    OpenedFiles opened;  // perf: the members' libraries opened once
     for (size_t i = 0; i < out.size(); ++i) {
         out[i].frozen_ns = tree->members()[i].threads.frozen_ns();
         // fidelity: hashed while the tasks run again (docs/files.md).
-        out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps);
+        out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps, &opened);
     }
     trace.mark("file fingerprints");
     return out;
@@ -544,6 +561,7 @@ class ImageSnapshot : public Snapshot {
 
     std::vector<Capture> captures;  // own the page buffers and file contents the stream points into
     ImageStream stream_;
+    uint64_t records_ = 0;  // before the trailer
 };
 
 void copy_str(char* dst, size_t n, const std::string& s) {
@@ -726,6 +744,7 @@ std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uin
         build_image(w, c, pid_t(c.attrs.stat.pid), started, stats);
     }
     for (const auto& z : snap->captures.front().zombies) add_zombie_records(w, z);  // life
+    snap->records_ = w.record_count();
     snap->stream_ = std::move(w).finish();
     trace.mark("build image (zero scan, checksum)");
     return snap;
@@ -780,15 +799,46 @@ class SnapshotSource : public ImageSource {
   public:
     explicit SnapshotSource(std::unique_ptr<ImageSnapshot> snap) : snap_(std::move(snap)) {}
     bool live() const override { return false; }
+    // perf: the stream's pieces as they lie, the pages from the page buffers
+    // vmspliced into the pipe (ImageSink::stable: never written again, and
+    // mapped, not malloc'd), the rest copied; the sink hashes them and writes
+    // the trailer, as the stream's own would be. (It was a copy of every byte
+    // into a 1 MiB buffer, then a write that copied it into the pipe:
+    // CRFS_TREE_IMAGE_COPY=1 in crfsd's environment, the old path.)
     Status write_to(int fd) override {
-        std::vector<char> buf(1 << 20);
-        for (uint64_t off = 0; off < snap_->size();) {
-            auto n = snap_->read(off, buf.data(), buf.size());
-            if (!n) return std::unexpected(n.error());
-            if (auto r = write_full(fd, buf.data(), *n); !r) return r;
-            off += *n;
+        if (getenv("CRFS_TREE_IMAGE_COPY")) {
+            std::vector<char> buf(1 << 20);
+            for (uint64_t off = 0; off < snap_->size();) {
+                auto n = snap_->read(off, buf.data(), buf.size());
+                if (!n) return std::unexpected(n.error());
+                if (auto r = write_full(fd, buf.data(), *n); !r) return r;
+                off += *n;
+            }
+            return {};
         }
-        return {};
+        std::vector<std::pair<const char*, const char*>> buffers;  // sorted
+        for (const Capture& c : snap_->captures)
+            if (c.memory.buffer.size())
+                buffers.emplace_back(c.memory.buffer.data(),
+                                     c.memory.buffer.data() + c.memory.buffer.size());
+        std::sort(buffers.begin(), buffers.end());
+        auto in_buffer = [&](const char* p, size_t n) {
+            auto it = std::upper_bound(buffers.begin(), buffers.end(), std::pair(p, p + n));
+            return it != buffers.begin() && p >= std::prev(it)->first &&
+                   p + n <= std::prev(it)->second;
+        };
+        ImageSink sink(fd);
+        const ImageStream& s = snap_->stream_;
+        uint64_t head = s.size() - sizeof(image::RecordHeader) - sizeof(image::Trailer);
+        if (auto r = s.for_each_piece(head,
+                                      [&](const char* p, size_t n) {
+                                          return in_buffer(p, n) ? sink.stable(p, n, 0)
+                                                                 : sink.raw(p, n, 0);
+                                      });
+            !r)
+            return r;
+        if (auto r = sink.raw(nullptr, 0, snap_->records_); !r) return r;
+        return sink.finish();
     }
 
   private:

@@ -82,6 +82,13 @@ char* ImageSink::chunk_buffer() {
 }
 
 Status ImageSink::splice_out(const char* data, size_t len) {
+    if (auto r = splice_bytes(data, len); !r) return r;
+    if (splice_) lent_->spliced_to = written_;
+    return {};
+}
+
+// vmsplice of `len` bytes after what is buffered (plain writes if the fd is no pipe).
+Status ImageSink::splice_bytes(const char* data, size_t len) {
     if (auto r = flush(); !r) return r;
     while (len) {
         iovec iov{const_cast<char*>(data), len};
@@ -98,7 +105,6 @@ Status ImageSink::splice_out(const char* data, size_t len) {
         len -= size_t(n);
         written_ += uint64_t(n);
     }
-    lent_->spliced_to = written_;
     return {};
 }
 
@@ -191,6 +197,14 @@ Status ImageSink::put(const void* data, size_t len) {
 Status ImageSink::raw(const void* data, size_t len, uint64_t records) {
     records_ += records;
     return len ? put(data, len) : Status{};
+}
+
+Status ImageSink::stable(const void* data, size_t len, uint64_t records) {
+    if (!splice_ || len < 4096) return raw(data, len, records);
+    records_ += records;
+    xxh3_update(xxh_, data, len);
+    bytes_ += len;
+    return splice_bytes(static_cast<const char*>(data), len);
 }
 
 Status ImageSink::record(image::RecordType type, std::string_view prefix, const void* data,

@@ -34,6 +34,11 @@ class ImageSink {
     ImageSink& operator=(const ImageSink&) = delete;
     // Bytes that already hold `records` whole records (a header and records).
     Status raw(const void* data, size_t len, uint64_t records);
+    // Bytes of whole records in a private anonymous mapping that is never
+    // written again while it is mapped (a tree's copied pages, PageBuffer):
+    // where the fd is a pipe they are vmspliced, not copied; the pipe's
+    // references keep them should the mapping go before the reader took them.
+    Status stable(const void* data, size_t len, uint64_t records);
     Status record(image::RecordType type, std::string_view prefix, const void* data = nullptr,
                   size_t len = 0);
     Status finish();  // the trailer, then everything is written
@@ -71,6 +76,7 @@ class ImageSink {
     Status put(const void* data, size_t len);
     Status flush();
     Status splice_out(const char* data, size_t len);
+    Status splice_bytes(const char* data, size_t len);
     bool taken_by_reader(uint64_t upto) const;
     Status splice_iov(std::vector<iovec>& iov);
     int fd_;

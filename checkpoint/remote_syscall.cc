@@ -49,10 +49,14 @@ Status block_all(pid_t pid) {
 Status RemoteSyscall::mem_io(uint64_t addr, void* buf, size_t len, bool write) const {
     // /proc/<pid>/mem rather than process_vm_*: it works on any page the
     // tracer may access, whatever its protection.
-    auto fd = open_fd(proc_path(task_.pid(), "mem"), write ? O_RDWR : O_RDONLY);
-    if (!fd) return std::unexpected(fd.error());
+    UniqueFd& fd = mem_[write];
+    if (!fd) {
+        auto f = open_fd(proc_path(task_.pid(), "mem"), write ? O_RDWR : O_RDONLY);
+        if (!f) return std::unexpected(f.error());
+        fd = std::move(*f);
+    }
     ssize_t n =
-        write ? pwrite(fd->get(), buf, len, off_t(addr)) : pread(fd->get(), buf, len, off_t(addr));
+        write ? pwrite(fd.get(), buf, len, off_t(addr)) : pread(fd.get(), buf, len, off_t(addr));
     if (n != ssize_t(len))
         return make_error(
             EIO, strfmt("{} {} bytes at {:x} of task {}: {}", write ? "write" : "read", len, addr,

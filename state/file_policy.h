@@ -16,12 +16,15 @@
 // stricter, never laxer.
 #pragma once
 
+#include <map>
+#include <string>
 #include <vector>
 
 #include "checkpoint/files.h"
 #include "common/image_reader.h"
 #include "common/procfs.h"
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "crfs/image_format.h"
 
 namespace crfs {
@@ -31,9 +34,23 @@ struct Fingerprints {
     std::vector<image::VmaContentRecord> vmas;
 };
 
+// The files a checkpoint's fingerprints opened, by path, kept open for the
+// checkpoint: a library is mapped in 4-5 areas, and a tree's members map the
+// same ones (perf: one open of each per checkpoint, not one per area per
+// member). Each use fstats the fd again, right before its hash.
+class OpenedFiles {
+  public:
+    // `path` opened as the caller, or -1. `spare` holds an fd not kept (too many kept).
+    int get(const std::string& path, UniqueFd& spare);
+
+  private:
+    std::map<std::string, UniqueFd, std::less<>> fds_;  // an empty UniqueFd: open failed
+};
+
 // For the fds and mappings that common/file_hash.h's rules say are checked
-// by content.
-Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector<MapsEntry>& maps);
+// by content. `opened`: shared by a tree's members (null: this call's own).
+Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector<MapsEntry>& maps,
+                               OpenedFiles* opened = nullptr);
 
 // Looks up every file the image names: call it with the writer's credentials
 // (restorer/writer.h as_writer), so that it sees, and its errors tell, only

@@ -13,6 +13,10 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
 
 #include "common/io.h"
 #include "common/pagemap_scan.h"
@@ -170,14 +174,23 @@ Result<bool> async_wp(int pagemap, const MapsEntry& m) {
 // private mapping of /dev/zero is one: anonymous memory that maps still
 // names "/dev/zero". Asked as the caller, at the path maps shows, of the
 // mapped inode only (another file there now is the file policy's, at
-// restore); nullptr otherwise.
-const char* not_regular(const MapsEntry& m) {
-    struct stat st;
-    if (::stat(m.path.c_str(), &st) != 0 || st.st_ino != m.ino ||
-        st.st_dev != makedev(m.dev_major, m.dev_minor) || S_ISREG(st.st_mode))
+// restore); nullptr otherwise. `seen`: the paths stat'd for this task so far
+// (perf: a library is mapped in 4-5 areas; one stat of its path, not one each).
+using PathStats = std::map<std::string, std::optional<struct stat>, std::less<>>;
+const char* not_regular(const MapsEntry& m, PathStats& seen) {
+    auto it = seen.find(m.path);
+    if (it == seen.end()) {
+        struct stat st;
+        it = seen.emplace(m.path,
+                          ::stat(m.path.c_str(), &st) == 0 ? std::optional(st) : std::nullopt)
+                 .first;
+    }
+    const std::optional<struct stat>& st = it->second;
+    if (!st || st->st_ino != m.ino || st->st_dev != makedev(m.dev_major, m.dev_minor) ||
+        S_ISREG(st->st_mode))
         return nullptr;
-    if (S_ISCHR(st.st_mode)) return "character device";
-    if (S_ISBLK(st.st_mode)) return "block device";
+    if (S_ISCHR(st->st_mode)) return "character device";
+    if (S_ISBLK(st->st_mode)) return "block device";
     return "file that is not a regular file";
 }
 
@@ -187,6 +200,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
     auto maps = t.smaps();
     if (!maps) return std::unexpected(maps.error());
     UniqueFd pagemap;
+    PathStats stats;
     shmem_alias_reasons(**maps, out);  // state/shmem.cc
     shmem_share_reasons(t, out);       // state/tree_shmem.cc
     sysv_shm_reasons(t, **maps, out);  // state/sysv_shm.cc
@@ -222,7 +236,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
                           std::string(kNotYet));
         } else if (auto kind = classify_vma(m); !deleted && (kind == image::VmaKind::kFilePrivate ||
                                                              kind == image::VmaKind::kFileShared)) {
-            if (const char* type = not_regular(m))
+            if (const char* type = not_regular(m, stats))
                 out.push_back(strfmt("memory: {} mapping of a {} {}{}",
                                      shared ? "shared" : "private", type, range(m), kNotYet));
         }

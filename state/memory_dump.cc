@@ -89,30 +89,82 @@ bool is_zero_page(const char* page) {
     return true;
 }
 
+// --- PageArena -----------------------------------------------------------------
+
+PageArena::PageArena(size_t chunk) : chunk_((chunk + kHugePage - 1) & ~(kHugePage - 1)) {}
+
+PageArena::~PageArena() {
+    for (auto [p, n] : chunks_) munmap(p, n);
+}
+
+char* PageArena::take(size_t bytes) {
+    bytes = (bytes + kPage - 1) & ~(kPage - 1);
+    std::lock_guard lock(mu_);
+    if (bytes > left_) {
+        size_t n = std::max(chunk_, (bytes + kHugePage - 1) & ~(kHugePage - 1));
+        char* p = map_huge_aligned(n);
+        if (!p) return nullptr;
+        chunks_.emplace_back(p, n);
+        // A slice of a chunk or more keeps the current chunk's rest for the next.
+        if (n > chunk_ || bytes > chunk_ / 2) return p;
+        at_ = p;
+        left_ = n;
+    }
+    char* slice = at_;
+    at_ += bytes;
+    left_ -= bytes;
+    return slice;
+}
+
 // --- PageBuffer ----------------------------------------------------------------
 
 PageBuffer::PageBuffer(PageBuffer&& o) noexcept
     : data_(std::exchange(o.data_, nullptr)),
       used_(std::exchange(o.used_, 0)),
-      mapped_(std::exchange(o.mapped_, 0)) {}
+      mapped_(std::exchange(o.mapped_, 0)),
+      arena_(std::move(o.arena_)) {}
 
 PageBuffer& PageBuffer::operator=(PageBuffer&& o) noexcept {
     if (this != &o) {
-        this->~PageBuffer();
+        release();
         data_ = std::exchange(o.data_, nullptr);
         used_ = std::exchange(o.used_, 0);
         mapped_ = std::exchange(o.mapped_, 0);
+        arena_ = std::move(o.arena_);
     }
     return *this;
 }
 
 PageBuffer::~PageBuffer() {
-    if (data_) munmap(data_, mapped_);
+    release();
+}
+
+void PageBuffer::release() {
+    if (data_ && !arena_) munmap(data_, mapped_);  // an arena's slice goes with the arena
+    data_ = nullptr;
+    used_ = mapped_ = 0;
+    arena_.reset();
 }
 
 Status PageBuffer::reserve(size_t bytes) {
     bytes = (bytes + kPage - 1) & ~(kPage - 1);
     if (bytes <= mapped_) return {};
+    if (arena_) {
+        if (!data_) {
+            if (char* slice = arena_->take(bytes)) {
+                data_ = slice;
+                mapped_ = bytes;
+                return {};
+            }
+        }
+        // More than its slice, or no room mapped: a buffer of its own, with what it holds.
+        PageBuffer own;
+        if (auto r = own.reserve(bytes); !r) return r;
+        if (used_) std::memcpy(own.data_, data_, used_);
+        own.used_ = used_;
+        *this = std::move(own);
+        return {};
+    }
     if (data_) {
         void* p = mremap(data_, mapped_, bytes, MREMAP_MAYMOVE);
         if (p == MAP_FAILED) return errno_error("mremap page buffer");

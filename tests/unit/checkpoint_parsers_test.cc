@@ -3,19 +3,25 @@
 // and the syscall-restart rewrite of registers.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <thread>
 #include <tuple>
+#include <vector>
 
 #include "checkpoint/files.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "common/strfmt.h"
+#include "state/file_policy.h"
 #include "state/memory_dump.h"
 #include "state/task_attrs.h"
 
@@ -244,6 +250,134 @@ TEST(PageBufferTest, AMiBOrMoreLiesOnHugePageBoundaries) {
     PageBuffer small;  // a small member of a tree: not rounded up
     ASSERT_TRUE(small.reserve(64 << 10));
     ASSERT_TRUE(small.grow(64 << 10));
+}
+
+// perf (session 19): a tree's members take their page buffers from one arena
+// (PageArena): slices of exactly the bytes asked, from several threads at
+// once, that never overlap, in huge-page-aligned chunks that are not faulted
+// in beyond what is written.
+TEST(PageArenaTest, SlicesFromThreadsNeverOverlap) {
+    constexpr size_t kPage = 4096;
+    PageArena arena(2 << 20);  // small chunks: many chunk changes
+    struct Slice {
+        char* p;
+        size_t n;
+    };
+    std::vector<std::vector<Slice>> got(4);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < got.size(); ++t)
+        threads.emplace_back([&, t] {
+            for (size_t i = 0; i < 200; ++i) {
+                size_t n = ((i * 7 + t * 13) % 100 + 1) * kPage;  // 4 .. 400 KiB
+                if (i % 50 == 49) n = 3 << 20;                    // more than a chunk
+                char* p = arena.take(n - (i % 3));                // rounded up to whole pages
+                ASSERT_NE(p, nullptr);
+                std::memset(p, int(t * 200 + i) & 0xff, n);
+                got[t].push_back({p, n});
+            }
+        });
+    for (auto& th : threads) th.join();
+    std::vector<Slice> all;
+    for (size_t t = 0; t < got.size(); ++t)
+        for (size_t i = 0; i < got[t].size(); ++i) {
+            const Slice& s = got[t][i];
+            EXPECT_EQ(reinterpret_cast<uintptr_t>(s.p) % kPage, 0u);
+            // Each still holds what its thread wrote: no other slice overlapped it.
+            char want = char(int(t * 200 + i) & 0xff);
+            EXPECT_TRUE(std::all_of(s.p, s.p + s.n, [want](char c) { return c == want; }))
+                << "thread " << t << " slice " << i;
+            all.push_back(s);
+        }
+    std::sort(all.begin(), all.end(), [](const Slice& a, const Slice& b) { return a.p < b.p; });
+    for (size_t i = 1; i < all.size(); ++i) EXPECT_LE(all[i - 1].p + all[i - 1].n, all[i].p);
+}
+
+TEST(PageArenaTest, ChunksLieOnHugePagesAndAreNotFaultedInAhead) {
+    constexpr uintptr_t kHuge = 2 << 20;
+    PageArena arena;  // 64 MiB chunks
+    char* first = arena.take(3 << 20);
+    ASSERT_NE(first, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % kHuge, 0u);
+    char* next = arena.take(1 << 20);
+    EXPECT_EQ(next, first + (3 << 20));  // one slice after another in a chunk
+    char* big = arena.take(65 << 20);    // a chunk of its own
+    ASSERT_NE(big, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(big) % kHuge, 0u);
+    EXPECT_EQ(arena.take(4096), next + (1 << 20));  // the current chunk goes on after it
+    // Nothing is resident until written: the copy faults in what it fills.
+    std::vector<unsigned char> in(16);
+    ASSERT_EQ(mincore(first, 16 * 4096, in.data()), 0);
+    for (unsigned char c : in) EXPECT_EQ(c & 1, 0);
+    std::memset(first, 1, 4096);
+    ASSERT_EQ(mincore(first, 4096, in.data()), 0);
+    EXPECT_EQ(in[0] & 1, 1);
+}
+
+TEST(PageBufferTest, DrawnFromAnArenaItKeepsItsBytesWhenItOutgrowsItsSlice) {
+    auto arena = std::make_shared<PageArena>();
+    PageBuffer a, b;
+    a.draw_from(arena);
+    b.draw_from(arena);
+    auto off = a.grow(8192);
+    ASSERT_TRUE(off);
+    EXPECT_EQ(*off, 0u);
+    ASSERT_TRUE(b.grow(4096));
+    EXPECT_EQ(b.data(), a.data() + 8192);  // the next slice of the arena
+    std::memset(a.data(), 'a', 8192);
+    std::memset(b.data(), 'b', 4096);
+    auto more = a.grow(3 << 20);  // past its slice: a mapping of its own
+    ASSERT_TRUE(more);
+    EXPECT_EQ(*more, 8192u);
+    EXPECT_EQ(std::string(a.data(), 8192), std::string(8192, 'a'));
+    std::memset(a.data() + 8192, 'c', 3 << 20);
+    EXPECT_EQ(std::string(b.data(), 4096), std::string(4096, 'b'));  // its neighbour untouched
+    arena.reset();                                                   // b's slice lives as long as b
+    PageBuffer moved = std::move(b);
+    EXPECT_EQ(std::string(moved.data(), 4096), std::string(4096, 'b'));
+}
+
+// perf (session 19): a checkpoint's fingerprints open each mapped file once
+// (OpenedFiles), not once per area of each member; the records are the same.
+TEST(OpenedFilesTest, AFileMappedInSeveralAreasIsOpenedOnceAndHashedAsBefore) {
+    char path[] = "/tmp/crfs-opened-files-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    std::string bytes(3 * 4096, 'x');
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(i * 31 % 251);
+    ASSERT_EQ(write(fd, bytes.data(), bytes.size()), ssize_t(bytes.size()));
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    close(fd);
+    std::vector<MapsEntry> maps(2);
+    for (size_t i = 0; i < maps.size(); ++i) {  // the file's first page, then its other two
+        maps[i].start = 0x10000 + i * 0x1000;
+        maps[i].end = i ? 0x13000 : 0x11000;
+        maps[i].pgoff = i;
+        maps[i].ino = st.st_ino;
+        maps[i].dev_major = major(st.st_dev);
+        maps[i].dev_minor = minor(st.st_dev);
+        std::memcpy(maps[i].perms, "r--p", 5);
+        maps[i].path = path;
+    }
+    OpenedFiles opened;
+    UniqueFd spare;
+    int first = opened.get(path, spare);
+    ASSERT_GE(first, 0);
+    EXPECT_EQ(opened.get(path, spare), first);  // kept, not opened again
+    EXPECT_FALSE(spare);
+    EXPECT_EQ(opened.get("/nonexistent/crfs-opened-files", spare), -1);
+    Fingerprints shared = fingerprint_files({}, maps, &opened);
+    Fingerprints own = fingerprint_files({}, maps);
+    unlink(path);
+    ASSERT_EQ(shared.vmas.size(), 2u);
+    ASSERT_EQ(own.vmas.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(shared.vmas[i].start, own.vmas[i].start);
+        EXPECT_EQ(shared.vmas[i].bytes, own.vmas[i].bytes);
+        EXPECT_EQ(shared.vmas[i].hash, own.vmas[i].hash);
+    }
+    EXPECT_EQ(shared.vmas[1].bytes, 2u * 4096);
+    EXPECT_NE(shared.vmas[0].hash, shared.vmas[1].hash);
 }
 
 TEST(PagemapTest, ZeroPage) {

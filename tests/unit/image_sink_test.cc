@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -202,6 +203,54 @@ TEST(ImageSink, PagesTogetherAreTheRecordsOneByOne) {
     close(p[1]);
     EXPECT_TRUE(drain(p[0]) == plain);
     close(p[0]);
+}
+
+// stable() (a tree's page buffers, session 19): the bytes are vmspliced, so
+// the pipe holds them even once their mapping is gone before the reader took
+// them; the stream (checksum included) is byte for byte what raw() writes,
+// into a pipe and into a file.
+TEST(ImageSink, StableBytesAreSplicedAndTheStreamIsTheSame) {
+    constexpr size_t kBytes = 8 * kPage;
+    auto stream = [&](int fd, bool stable, bool unmap) {
+        char* mem = static_cast<char*>(
+            mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        EXPECT_NE(mem, MAP_FAILED);
+        for (size_t i = 0; i < kBytes; ++i) mem[i] = char(i * 7 % 253);
+        ImageSink sink(fd);
+        image::RecordHeader rh{uint32_t(image::RecordType::kPages), 0, kBytes};
+        EXPECT_TRUE(sink.raw(&rh, sizeof rh, 0));
+        EXPECT_TRUE(stable ? sink.stable(mem, kBytes, 1) : sink.raw(mem, kBytes, 1));
+        EXPECT_TRUE(sink.finish());
+        if (unmap) {
+            munmap(mem, kBytes);  // the pipe keeps the pages it was given
+        } else {
+            std::memset(mem, 'x', kBytes);  // spliced: the pipe reads the memory as it is now
+            munmap(mem, kBytes);
+        }
+    };
+    auto through_pipe = [&](bool stable, bool unmap) {
+        int p[2];
+        EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+        EXPECT_EQ(fcntl(p[1], F_SETPIPE_SZ, 1 << 20), 1 << 20);
+        stream(p[1], stable, unmap);
+        close(p[1]);
+        std::string s = drain(p[0]);
+        close(p[0]);
+        return s;
+    };
+    std::string copied = through_pipe(false, false);
+    EXPECT_TRUE(through_pipe(true, true) == copied);
+    // Not copied: a write to the memory after stable() shows in the pipe.
+    std::string spliced = through_pipe(true, false);
+    ASSERT_EQ(spliced.size(), copied.size());
+    EXPECT_EQ(spliced.substr(sizeof(image::RecordHeader), kPage), std::string(kPage, 'x'));
+    FILE* f = tmpfile();
+    ASSERT_NE(f, nullptr);
+    stream(fileno(f), true, true);
+    std::string in_file(size_t(lseek(fileno(f), 0, SEEK_END)), '\0');
+    ASSERT_EQ(pread(fileno(f), in_file.data(), in_file.size(), 0), ssize_t(in_file.size()));
+    fclose(f);
+    EXPECT_TRUE(in_file == copied);
 }
 
 }  // namespace
