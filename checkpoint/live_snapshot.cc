@@ -292,6 +292,13 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
         if (src.fd >= 0 || !src.ptes) continue;
         while (v < areas.size() && areas[v].end <= plan->runs[r].vaddr) ++v;
         if (v == areas.size()) break;
+        // A private mapping of a file the kernel can write-protect (a memfd, a
+        // tmpfs file) is copied while frozen: a truncation of the file, by the
+        // task after the thaw or by anyone holding it, drops the mapping's
+        // copied-on-write pages with no userfaultfd event, and the stream
+        // would read the file's new content as the freeze's.
+        auto kind = classify_vma(areas[v]);
+        if (kind == image::VmaKind::kFilePrivate || kind == image::VmaKind::kMemfdPrivate) continue;
         vma_of[r] = v;
         if (candidates.empty() || candidates.back() != v) candidates.push_back(v);
     }

@@ -47,6 +47,31 @@ while True:
     signal.pause()
 """
 
+# A memfd of 16 MiB mapped privately, every page rewritten in the mapping
+# (its own copies); on SIGTERM "result" tells how many pages lost them.
+MEMFD_PRIVATE = r"""
+import mmap, os, signal
+size = 16 << 20
+fd = os.memfd_create("m")
+os.ftruncate(fd, size)
+os.pwrite(fd, b"F" * size, 0)
+m = mmap.mmap(fd, size, mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
+for off in range(0, size, 4096):
+    m[off:off + 8] = b"PRIVATE!"
+def check(*_):
+    bad = sum(1 for off in range(0, size, 4096) if m[off:off + 8] != b"PRIVATE!")
+    with open("result.tmp", "w") as f:
+        f.write("pages changed %d" % bad)
+    os.rename("result.tmp", "result")
+    os._exit(0)
+signal.signal(signal.SIGTERM, check)
+with open("fd", "w") as f:
+    f.write(str(fd))
+open("ready", "w").close()
+while True:
+    signal.pause()
+"""
+
 
 def peek(pid, addr, words=3):
     """Words at addr of pid's memory, or None if it cannot be read now."""
@@ -221,6 +246,27 @@ class Live(rt.Base):
         self.assertEqual(reason.communicate(timeout=rt.TIMEOUT), ("", ""))
         self.assertEqual(again.wait(rt.TIMEOUT), 0, again.stderr.read())
         return imgs
+
+    def test_memfd_truncated_during_the_stream_keeps_the_private_copies(self):
+        # A private mapping of a memfd: its rewritten pages are the task's own
+        # copies. The memfd truncated and grown again while the image is read
+        # drops them with no userfaultfd event: they are copied while frozen,
+        # not streamed (before: every page came back as the file's content).
+        t = self.task(["python3", "-c", MEMFD_PRIVATE])
+        f, head = self.open_streaming(t)
+        fd = os.open(f"/proc/{t.pid}/fd/{rt.read(t.path('fd'))}", os.O_RDWR)
+        os.ftruncate(fd, 0)
+        os.ftruncate(fd, 16 << 20)
+        os.close(fd)
+        img = t.path("snap.img")
+        with open(img, "wb") as out:
+            out.write(head)
+            while chunk := f.read(1 << 20):
+                out.write(chunk)
+        f.close()
+        t.kill9()
+        t.restore(img, "memfd")
+        self.assertEqual(t.finish(), "pages changed 0")
 
     def test_daemon_killed_mid_read_lets_the_task_run_on(self):
         t = self.writer()
