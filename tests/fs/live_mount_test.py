@@ -120,6 +120,15 @@ class Live(rt.Base):
         self.assertEqual(head[:7], b"CRFSIMG")
         return f, head
 
+    def read_rest(self, f, head, img):
+        """The rest of the stream of `f`, after `head`, into `img`; its path."""
+        with open(img, "wb") as out:
+            out.write(head)
+            while chunk := f.read(1 << 20):
+                out.write(chunk)
+        f.close()
+        return img
+
     def worker(self):
         for pid in self.crfs.children():
             if rt.read(f"/proc/{pid}/comm").strip() == "crfs-ckpt":
@@ -139,12 +148,7 @@ class Live(rt.Base):
         # Every page not yet sent is rewritten twice before the rest is read.
         g0 = self.gen(t)
         rt.wait_for(lambda: self.gen(t) >= g0 + 2, "the task to write during the read")
-        img = t.path("snap.img")
-        with open(img, "wb") as out:
-            out.write(head)
-            while chunk := f.read(1 << 20):
-                out.write(chunk)
-        f.close()
+        img = self.read_rest(f, head, t.path("snap.img"))
         if user:
             self.assertEqual(p.wait(rt.TIMEOUT), 0)
         r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
@@ -258,12 +262,7 @@ class Live(rt.Base):
         os.ftruncate(fd, 0)
         os.ftruncate(fd, 16 << 20)
         os.close(fd)
-        img = t.path("snap.img")
-        with open(img, "wb") as out:
-            out.write(head)
-            while chunk := f.read(1 << 20):
-                out.write(chunk)
-        f.close()
+        img = self.read_rest(f, head, t.path("snap.img"))
         t.kill9()
         t.restore(img, "memfd")
         self.assertEqual(t.finish(), "pages changed 0")
