@@ -29,6 +29,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/strfmt.h"
+#include "common/test_hold.h"
 #include "common/tracers.h"
 #include "state/file_policy.h"
 #include "state/fs.h"
@@ -93,12 +94,12 @@ struct Capture {
     Fingerprints prints;      // fidelity: content of the files a restore reopens
     TaskSettings settings;    // fidelity: scheduling, prctl, membarrier (state/settings.h)
     state::MemfdDump memfds;  // kobj: every memfd the task holds or maps (state/memfd.h)
-    std::vector<SeccompFilterEntry> seccomp;   // fid-exact: state/seccomp.cc
-    state::PosixTimers timers;                 // fid-exact: state/timers.cc
-    std::vector<image::FileLockRecord> locks;  // fid-exact: state/locks.cc
-    std::vector<image::KeepRecord> keeps;      // incr: pages left to the base
-    uint32_t mlockall_flags = 0;               // fid: state/mlockall.h
-    std::optional<image::DeletedCwdRecord> deleted_cwd;  // delcwd: state/fs.h
+    std::vector<SeccompFilterEntry> seccomp;                      // fid-exact: state/seccomp.cc
+    state::PosixTimers timers;                                    // fid-exact: state/timers.cc
+    std::vector<image::FileLockRecord> locks;                     // fid-exact: state/locks.cc
+    std::vector<image::KeepRecord> keeps;                         // incr: pages left to the base
+    uint32_t mlockall_flags = 0;                                  // fid: state/mlockall.h
+    std::optional<image::DeletedCwdRecord> deleted_cwd;           // delcwd: state/fs.h
     std::optional<image::DeletedCwdFromRecord> deleted_cwd_from;  // cwdtree: state/fs.h
     bool was_stopped = false;
     uint64_t frozen_ns = 0;
@@ -171,6 +172,15 @@ bool fault_at(size_t member) {
     return text && !text->empty() && std::strtoul(text->c_str(), nullptr, 10) == member;
 }
 
+// Test only: CRFS_TEST_HOLD_FROZEN=PATH in crfsd's environment: a capture,
+// the task attached and frozen, makes PATH.held and waits until PATH exists
+// (at most 60 s), so a test can look at a task while its checkpoint holds it
+// (tests/fs/live_mount_test.py).
+void test_hold_frozen() {
+    static const char* path = getenv("CRFS_TEST_HOLD_FROZEN");
+    test_hold_until_made(path);
+}
+
 // Runs on the thread that traces the task (common/tracers.h): ptrace is per
 // thread, and should anything leave the task attached, the thread's exit
 // detaches it. The task is one of a tree frozen, and released, by
@@ -218,6 +228,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     c.captured_at_ns = realtime_ns();
     c.was_stopped = task.was_stopped();
     trace.mark("freeze");
+    test_hold_frozen();
     // The same detection as `reason` (state/registry.h), now that nothing can
     // change. Its parse of smaps is the memory dump's too: one read, not two
     // (the costliest /proc file: ~10 us per area).

@@ -26,6 +26,7 @@
 #include "common/procfs.h"
 #include "common/ptrace_wait.h"
 #include "common/strfmt.h"
+#include "common/test_hold.h"
 #include "state/memory_dump.h"
 #include "state/registry.h"
 
@@ -151,10 +152,7 @@ void stream_image(ImageSource& img) {
 // userfaultfd until PATH exists (at most 60 s), so a test can look at the
 // window between the reader's end and the release (tests/fs/live_mount_test.py).
 void test_hold_release() {
-    const char* path = getenv("CRFS_TEST_RELEASE_HOLD");
-    if (!path) return;
-    ::close(::open((std::string(path) + ".held").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
-    for (int i = 0; i < 12000 && ::access(path, F_OK) != 0; ++i) ::usleep(5000);
+    test_hold_until_made(getenv("CRFS_TEST_RELEASE_HOLD"));
 }
 
 // perf: the hashes this checkpoint computed, to the daemon's cache before the

@@ -55,6 +55,15 @@ class TaskView {
     TaskView(pid_t pid, pid_t self_tgid) : pid_(pid), self_tgid_(self_tgid) {}
     pid_t pid() const { return pid_; }
     pid_t self_tgid() const { return self_tgid_; }
+    // The tracer `tid` (a TracerPid: the tracing thread) is `self_tgid` or a
+    // child of it: the daemon's checkpoint workers (crfs-ckpt) are its
+    // children and trace the tasks they checkpoint, a tree's root's worker
+    // every member. Their ptrace is a checkpoint in progress, not the task's
+    // reason. The daemon's other children, restored tasks, count too: one
+    // that traces a task hides that reason, and the checkpoint fails at its
+    // attach (EBUSY, "being traced") instead.
+    pid_t tracer_tgid(pid_t tid) const;
+    bool traced_by_us(pid_t tid) const;
 
     // "/proc/<pid>/<name>".
     std::string path(std::string_view name) const;

@@ -37,13 +37,8 @@ Status detect_task(TaskView& t, Reasons& out) {
     if (!out.empty()) return {};
     auto status = t.status();
     if (!status) return std::unexpected(status.error());
-    if (pid_t tracer = (*status)->tracer_pid) {
-        // TracerPid names the tracing thread; the daemon traces from worker threads.
-        auto st = read_status(tracer);
-        pid_t tgid = st ? st->tgid : tracer;
-        if (tgid != t.self_tgid())
-            out.push_back("task: being traced by pid " + std::to_string(tgid));
-    }
+    if (pid_t tracer = (*status)->tracer_pid; tracer != 0 && !t.traced_by_us(tracer))
+        out.push_back("task: being traced by pid " + std::to_string(t.tracer_tgid(tracer)));
     return {};
 }
 

@@ -26,6 +26,18 @@ Result<std::string> TaskView::read(std::string_view name) const {
     return r;
 }
 
+pid_t TaskView::tracer_tgid(pid_t tid) const {
+    auto st = read_status(tid);
+    return st ? st->tgid : tid;
+}
+
+bool TaskView::traced_by_us(pid_t tid) const {
+    pid_t tgid = tracer_tgid(tid);
+    if (tgid == self_tgid_) return true;
+    auto st = read_stat(tgid);
+    return st && st->ppid == self_tgid_;
+}
+
 Result<const ProcStat*> TaskView::stat() {
     if (!stat_) {
         auto s = read_stat(pid_);

@@ -166,12 +166,8 @@ Status detect_threads(TaskView& t, Reasons& out) {
         if (!st) return std::unexpected(st.error());
         if (st->state == 'Z' || st->state == 'X') continue;  // exiting: gone by the freeze
         std::string why = differs(*st, *s, **mst, **ms);
-        if (why.empty() && s->tracer_pid != 0) {
-            // TracerPid names the tracing thread; the daemon traces from worker threads.
-            auto tr = read_status(s->tracer_pid);
-            if ((tr ? tr->tgid : s->tracer_pid) != t.self_tgid())
-                why = "traced by pid " + std::to_string(tr ? tr->tgid : s->tracer_pid);
-        }
+        if (why.empty() && s->tracer_pid != 0 && !t.traced_by_us(s->tracer_pid))
+            why = "traced by pid " + std::to_string(t.tracer_tgid(s->tracer_pid));
         // A new thread never has SCHED_RESET_ON_FORK (sched_fork clears it):
         // the blob's threads would come back without it.
         int pol = why.empty() ? sched_getscheduler(pid_t(std::atol(de->d_name))) : 0;
