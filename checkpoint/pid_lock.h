@@ -51,19 +51,28 @@ class PidLock {
         std::unique_lock l(mu_);
         return cv_.wait_for(l, limit, [&] { return !releasing_.contains(pid); });
     }
-    // Waits at most `limit` while any pid is releasing: a tree's checkpoint or
-    // reason looks at every descendant, whose pids the daemon does not know
-    // before (a child's image read just before its parent's: `cp` of the child
-    // returns before the release). Bounded: milliseconds each.
+    // Waits at most `limit` while `root` or a descendant of it is releasing:
+    // a tree's checkpoint or reason looks at every descendant, whose pids
+    // the daemon does not know before (a child's image read just before its
+    // parent's: `cp` of the child returns before the release). Only those:
+    // a release elsewhere (a worker its user stopped mid-release) never
+    // stalls another task's reason. Bounded: milliseconds each. Whether
+    // none is left.
     template <class Duration>
-    static bool wait_all_released(Duration limit) {
+    static bool wait_released_below(pid_t root, Duration limit) {
         std::unique_lock l(mu_);
-        return cv_.wait_for(l, limit, [&] { return releasing_.empty(); });
+        return cv_.wait_for(l, limit, [&] {
+            for (pid_t p : releasing_)
+                if (below(p, root)) return false;
+            return true;
+        });
     }
     PidLock(const PidLock&) = delete;
     PidLock& operator=(const PidLock&) = delete;
 
   private:
+    // Whether `pid` is `root` or below it (its parents' chain, from /proc).
+    static bool below(pid_t pid, pid_t root);
     struct Taken {};
     PidLock(pid_t pid, Taken) : pid_(pid) {}
     pid_t pid_;

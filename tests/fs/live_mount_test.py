@@ -218,6 +218,25 @@ class Live(rt.Base):
             r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_another_tasks_reason_does_not_wait_for_a_release(self):
+        # Only the task's own release and its descendants' are waited for: a
+        # release held elsewhere (a worker its user stopped mid-release) does
+        # not stall every other task's reason and image for the 10 s bound
+        # (before: they all waited for every release in the daemon).
+        hold = self.daemon_holding_releases()
+        a = self.task(["python3", "-c", AREAS, "200"])
+        b = self.task(["python3", "-c", AREAS, "200"])
+        try:
+            self.assertEqual(rt.sh(f"cp {self.m}/{a.pid}/image {a.path('a.img')}").returncode, 0)
+            rt.wait_for(lambda: os.path.exists(hold + ".held"), "the worker to hold its release")
+            self.assertEqual(rt.sh(f"cat {self.m}/{b.pid}/reason").stdout, "")
+            b.checkpoint()
+            self.assertFalse(os.path.exists(hold), "the release was let go meanwhile")
+        finally:
+            open(hold, "w").close()
+        self.crfs.log.flush()
+        self.assertNotIn("still pending", rt.read(self.crfs.log.name))
+
     def daemon_holding_releases(self):
         """A daemon whose workers hold the release until the path returned exists."""
         self.crfs.stop()
