@@ -91,8 +91,11 @@ class MembersTogether(TreeBase):
         out = os.path.join(self.dir, "out")
         proc = self.start(None, KIDS + 1, argv=["python3", "-c", TREE, out])
         pids = tree_of(proc.pid)
+        # Every thread asleep, untraced: a member just made may still run its
+        # start (seen in CI: one 'R' with every signal blocked).
+        wait_for(lambda: all(v[0] == "0" and v[1] == "S" for v in self.as_found(pids).values()),
+                 "every member to sleep")
         before = self.as_found(pids)
-        self.assertTrue(all(v[0] == "0" and v[1] == "S" for v in before.values()), before)
         for n in (7, 0, KIDS, 1):  # in the middle, the root, the last, the first child
             self.fail_member(n)
             r = sh(f"cp {self.m}/{proc.pid}/image {self.dir}/fail.img")
