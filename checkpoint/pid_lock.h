@@ -70,6 +70,16 @@ class PidLock {
     PidLock(const PidLock&) = delete;
     PidLock& operator=(const PidLock&) = delete;
 
+    // Whether a checkpoint of `pid` or of an ancestor of it (whose tree
+    // image holds it) is in progress (crfsd: state/memory.h
+    // set_ours_to_protect).
+    static bool busy_at_or_above(pid_t pid) {
+        std::lock_guard l(mu_);
+        for (pid_t b : busy_)
+            if (below(pid, b)) return true;
+        return false;
+    }
+
   private:
     // Whether `pid` is `root` or below it (its parents' chain, from /proc).
     static bool below(pid_t pid, pid_t root);

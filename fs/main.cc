@@ -27,6 +27,7 @@
 
 #include <boost/filesystem.hpp>
 
+#include "checkpoint/pid_lock.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/malloc_arena.h"
@@ -36,6 +37,7 @@
 #include "fs/limits.h"
 #include "fs/ops.h"
 #include "fs/single_loop.h"
+#include "state/memory.h"
 
 namespace {
 
@@ -233,6 +235,8 @@ int main(int argc, char** argv) {
             // Before any thread starts: setenv is not thread-safe.
             if (!cl.foreground) ::setenv(kLogToSyslogEnv, "1", 1);
             daemon.self_tgid = ::getpid();
+            // A task a live snapshot streams: its write protection is ours.
+            state::set_ours_to_protect([](pid_t pid) { return PidLock::busy_at_or_above(pid); });
             // Forget /crfs/<pid> in the kernel's dentry cache when the task exits.
             auto forget = [se](pid_t pid) {
                 std::string name = std::to_string(pid);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <functional>
@@ -196,7 +197,22 @@ const char* not_regular(const MapsEntry& m, PathStats& seen) {
 
 }  // namespace
 
+namespace {
+std::atomic<OursToProtect> g_ours_to_protect{nullptr};
+}  // namespace
+
+void set_ours_to_protect(OursToProtect f) {
+    g_ours_to_protect = f;
+}
+
 Status detect_memory(TaskView& t, Reasons& out) {
+    // A task a live snapshot of crfs streams runs with its memory registered
+    // to crfs's userfaultfd (write-protect); it cannot have such a
+    // registration of its own then (the checkpoint refused one, and an area
+    // takes one userfaultfd) but on an area mapped after the freeze, which
+    // the next checkpoint finds.
+    OursToProtect ours = g_ours_to_protect.load();
+    bool ours_wp = ours && ours(t.pid());
     auto maps = t.smaps();
     if (!maps) return std::unexpected(maps.error());
     UniqueFd pagemap;
@@ -246,6 +262,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
         for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i) {
             if (!(m.vm_flags & ~kAllowedBits & (1ull << i))) continue;
             std::string_view f = image::kVmFlagNames[i];
+            if (f == "uw" && ours_wp) continue;
             if (f == "gu" || f == "uw") {
                 if (!pagemap) {
                     auto fd = open_fd(t.path("pagemap"), O_RDONLY);

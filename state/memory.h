@@ -18,4 +18,14 @@ image::VmaKind classify_vma(const MapsEntry& e);
 // nullptr when it does not.
 const char* map_files_use(const MapsEntry& e);
 
+namespace state {
+
+// crfsd's: whether the live snapshot of a checkpoint in progress may have
+// write-protected `pid`'s memory (its image, or an ancestor's tree image, is
+// being taken: checkpoint/pid_lock.h). Its "uw" registrations are then
+// crfs's, not the task's reason. Unset (a worker, a tool): none is.
+using OursToProtect = bool (*)(pid_t pid);
+void set_ours_to_protect(OursToProtect f);
+
+}  // namespace state
 }  // namespace crfs

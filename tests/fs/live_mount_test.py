@@ -218,6 +218,28 @@ class Live(rt.Base):
             r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_reason_while_the_stream_runs_is_the_tasks_own(self):
+        # While a live snapshot streams, the task runs with its memory
+        # registered to crfs's userfaultfd (write-protect): crfs's, not the
+        # task's reason, for the task and for its parent's tree (before: every
+        # private area "is userfaultfd (write-protect) not supported yet").
+        parent = ("import subprocess, sys\n"
+                  f"subprocess.Popen([sys.executable, '-c', {AREAS!r}, '200']).wait()\n")
+        t = self.task(["python3", "-c", parent])
+        child = int(rt.read(f"/proc/{t.pid}/task/{t.pid}/children").split()[0])
+        f = open(f"{self.m}/{child}/image", "rb", buffering=0)
+        head = f.read(1 << 16)
+        self.assertEqual(head[:7], b"CRFSIMG")
+        uw = lambda: [ln for ln in rt.read(f"/proc/{child}/smaps").splitlines()
+                      if ln.startswith("VmFlags:") and " uw" in ln]  # noqa: E731
+        self.assertTrue(uw(), "the stream write-protects nothing")
+        for pid in (child, t.pid):
+            r = rt.sh(f"cat {self.m}/{pid}/reason")
+            self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""), pid)
+        img = self.read_rest(f, head, t.path("c.img"))
+        r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_another_tasks_reason_does_not_wait_for_a_release(self):
         # Only the task's own release and its descendants' are waited for: a
         # release held elsewhere (a worker its user stopped mid-release) does
