@@ -175,7 +175,7 @@ bool fault_at(size_t member) {
 // Test only: CRFS_TEST_HOLD_FROZEN=PATH in crfsd's environment: a capture,
 // the task attached and frozen, makes PATH.held and waits until PATH exists
 // (at most 60 s), so a test can look at a task while its checkpoint holds it
-// (tests/fs/live_mount_test.py).
+// (tests/fs/busy_reason_mount_test.py).
 void test_hold_frozen() {
     static const char* path = getenv("CRFS_TEST_HOLD_FROZEN");
     test_hold_until_made(path);

@@ -195,10 +195,8 @@ const char* not_regular(const MapsEntry& m, PathStats& seen) {
     return "file that is not a regular file";
 }
 
-}  // namespace
+std::atomic<OursToProtect> g_ours_to_protect{nullptr};  // crfsd's (set_ours_to_protect)
 
-namespace {
-std::atomic<OursToProtect> g_ours_to_protect{nullptr};
 }  // namespace
 
 void set_ours_to_protect(OursToProtect f) {
