@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <vector>
 
 namespace crfs {
 
@@ -78,6 +79,17 @@ class PidLock {
         for (pid_t b : busy_)
             if (below(pid, b)) return true;
         return false;
+    }
+    // The pids whose checkpoint is in progress that hold `pid` or a
+    // descendant of it (its tree's members): what busy_at_or_above asks of
+    // them, for a worker that detects the tree's reasons (checkpoint/worker.h
+    // WorkerRequest::busy).
+    static std::vector<pid_t> busy_around(pid_t pid) {
+        std::lock_guard l(mu_);
+        std::vector<pid_t> out;
+        for (pid_t b : busy_)
+            if (below(pid, b) || below(b, pid)) out.push_back(b);
+        return out;
     }
 
   private:

@@ -143,10 +143,20 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     char* argv[std::size(args) + 1] = {};
     size_t nargs = std::size(args) - (req.mode == WorkerMode::kDelta ? 0 : 1);
     for (size_t i = 0; i < nargs; ++i) argv[i] = args[i].data();
+    // crfsd's environment, but kWorkerBusyEnv: only the request's.
+    const std::string prefix = std::string(kWorkerBusyEnv) + "=";
+    std::string busy = prefix;
+    for (pid_t b : req.busy) busy += (busy.size() > prefix.size() ? "," : "") + std::to_string(b);
+    std::vector<char*> env;
+    for (char** e = environ; *e; ++e)
+        if (!std::string_view(*e).starts_with(prefix)) env.push_back(*e);
+    if (!req.busy.empty()) env.push_back(busy.data());
+    env.push_back(nullptr);
     pid_t child = 0;
     {
         own_children::Making making;  // crfsd's own child (common/own_children.h)
-        if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv, environ); err != 0)
+        if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv, env.data());
+            err != 0)
             return sys_error(err, "start the checkpoint worker " + worker_exe());
         making.made(child);
     }

@@ -11,7 +11,8 @@
 // its injection the normal way (registers, signal mask, scratch bytes put
 // back, detached), then finds its reply pipe closed and exits.
 //
-// Protocol: argv = crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS; fd 4 a
+// Protocol: argv = crfs-ckpt MODE PID STARTTIME DAEMON_TGID CREDS (reasons
+// mode: the environment's kWorkerBusyEnv, see WorkerRequest::busy); fd 4 a
 // pipe that receives the reply, "<errno>\n<text>" (errno 0: success; text:
 // the reasons, the image's size in bytes (0: known only at its end), or the
 // error), then is closed; fd 3 (image mode) a pipe the worker then streams
@@ -32,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/creds.h"
@@ -62,7 +64,15 @@ struct WorkerRequest {
     // kDelta: the base's tracking (borrowed; checkpoint/track_channel.h), or
     // null; its id is the base image's.
     const TrackMessage* track = nullptr;
+    // kReasons: the pids whose checkpoint in progress holds the task or a
+    // member of its tree (PidLock::busy_around). A live snapshot streams
+    // them write-protected: that registration is crfs's, not their reason
+    // (state/memory.h set_ours_to_protect). To the worker in its
+    // environment, kWorkerBusyEnv = "PID,PID,...".
+    std::vector<pid_t> busy = {};
 };
+
+inline constexpr char kWorkerBusyEnv[] = "CRFS_WORKER_BUSY";
 
 struct WorkerReply {
     std::string text;                 // kReasons: the reasons

@@ -193,6 +193,18 @@ Result<ProcStat> read_stat(pid_t pid) {
     return st;
 }
 
+bool pid_at_or_below(pid_t pid, pid_t root) {
+    // Up the parents' chain to init; bounded against a chain that changes
+    // under the walk (a parent that ends: its child is re-parented up).
+    for (int depth = 0; pid > 1 && depth < 4096; ++depth) {
+        if (pid == root) return true;
+        auto st = read_stat(pid);
+        if (!st) return false;
+        pid = st->ppid;
+    }
+    return pid == root;
+}
+
 Result<ProcStatus> read_status(pid_t pid) {
     std::string path = "/proc/" + std::to_string(pid) + "/status";
     auto text = task_gone_as_esrch(read_file(path, 64 << 10));

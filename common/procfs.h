@@ -68,6 +68,10 @@ Result<ProcStatus> parse_status(std::string_view text);
 Result<ProcStat> read_stat(pid_t pid);
 Result<ProcStatus> read_status(pid_t pid);
 
+// Whether `pid` is `root` or a descendant of it, by its parents' chain in
+// /proc (a pid that ended is below nothing).
+bool pid_at_or_below(pid_t pid, pid_t root);
+
 // One VMA of /proc/<pid>/maps, plus the details smaps adds.
 struct MapsEntry {
     uint64_t start = 0, end = 0, pgoff = 0;  // pgoff in pages

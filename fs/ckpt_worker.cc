@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <memory>
 #include <string>
@@ -27,6 +28,7 @@
 #include "common/ptrace_wait.h"
 #include "common/strfmt.h"
 #include "common/test_hold.h"
+#include "state/memory.h"
 #include "state/memory_dump.h"
 #include "state/registry.h"
 
@@ -60,9 +62,35 @@ Status check_access(pid_t pid, uint64_t starttime) {
     return {};
 }
 
+// kReasons: the daemon's checkpoints in progress around the task
+// (worker.h WorkerRequest::busy), from the environment.
+std::vector<pid_t> g_busy;
+
+Status take_busy() {
+    const char* text = getenv(kWorkerBusyEnv);
+    if (!text) return {};
+    for (std::string_view rest(text);;) {
+        size_t comma = rest.find(',');
+        pid_t pid = 0;
+        if (!parse_num(rest.substr(0, comma), pid) || pid <= 0)
+            return make_error(EINVAL, strfmt("{}: not a list of pids: {}", kWorkerBusyEnv, text));
+        g_busy.push_back(pid);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+    }
+    // A task of theirs a live snapshot streams: its write protection is
+    // crfs's (as crfsd's own detection has it, fs/main.cc).
+    state::set_ours_to_protect([](pid_t p) {
+        return std::any_of(g_busy.begin(), g_busy.end(),
+                           [p](pid_t b) { return pid_at_or_below(p, b); });
+    });
+    return {};
+}
+
 // The reasons the checkpointer would refuse on, for this caller. A tracer
 // that is another worker of this daemon (a checkpoint in progress) is not one.
 Result<std::string> reasons(pid_t pid, pid_t daemon_tgid) {
+    if (auto ok = take_busy(); !ok) return std::unexpected(ok.error());
     pid_t ours = daemon_tgid;
     if (auto status = read_status(pid); status && status->tracer_pid != 0) {
         auto leader = read_status(status->tracer_pid);

@@ -22,10 +22,11 @@ namespace {
 
 // Runs `mode` in a worker holding the caller's credentials (checkpoint/worker.h).
 Result<WorkerReply> as_caller(WorkerMode mode, const TaskId& task, const Caller& caller,
-                              pid_t daemon_tgid) {
+                              pid_t daemon_tgid, std::vector<pid_t> busy = {}) {
     auto creds = caller_creds(caller);
     if (!creds) return std::unexpected(creds.error());
-    return run_worker(WorkerRequest{mode, task.pid, task.starttime, daemon_tgid, *creds});
+    return run_worker(WorkerRequest{mode, task.pid, task.starttime, daemon_tgid, *creds, nullptr,
+                                    std::move(busy)});
 }
 
 }  // namespace
@@ -53,7 +54,8 @@ Result<std::string> reasons_text(Daemon& d, const TaskId& task, const Caller& ca
         if (!detected) return std::unexpected(detected.error());
         for (auto& line : *detected) out += line + "\n";
     } else {
-        auto detected = as_caller(WorkerMode::kReasons, task, caller, d.self_tgid);
+        auto detected = as_caller(WorkerMode::kReasons, task, caller, d.self_tgid,
+                                  PidLock::busy_around(task.pid));
         if (!detected) return std::unexpected(detected.error());
         out += detected->text;
     }
