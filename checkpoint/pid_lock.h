@@ -18,39 +18,39 @@ namespace crfs {
 class PidLock {
   public:
     explicit PidLock(pid_t pid) : pid_(pid) {
-        std::unique_lock l(mu_);
-        cv_.wait(l, [&] { return !busy_.contains(pid_); });
-        busy_.insert(pid_);
+        std::unique_lock l(st().mu);
+        st().cv.wait(l, [&] { return !st().busy.contains(pid_); });
+        st().busy.insert(pid_);
     }
     // Waits at most `limit`; null if the pid stayed busy that long.
     template <class Duration>
     static std::unique_ptr<PidLock> try_for(pid_t pid, Duration limit) {
-        std::unique_lock l(mu_);
-        if (!cv_.wait_for(l, limit, [&] { return !busy_.contains(pid); })) return nullptr;
-        busy_.insert(pid);
+        std::unique_lock l(st().mu);
+        if (!st().cv.wait_for(l, limit, [&] { return !st().busy.contains(pid); })) return nullptr;
+        st().busy.insert(pid);
         return std::unique_ptr<PidLock>(new PidLock(pid, Taken{}));
     }
     ~PidLock() {
         {
-            std::lock_guard l(mu_);
-            busy_.erase(pid_);
-            releasing_.erase(pid_);
+            std::lock_guard l(st().mu);
+            st().busy.erase(pid_);
+            st().releasing.erase(pid_);
         }
-        cv_.notify_all();
+        st().cv.notify_all();
     }
     // A live snapshot's stream has ended and only the release of its
     // userfaultfd is left (the worker does it after the reader's last byte):
     // the task runs unprotected, but its areas are still registered, which
     // the detection would report ("userfaultfd (write-protect)").
     void releasing() {
-        std::lock_guard l(mu_);
-        releasing_.insert(pid_);
+        std::lock_guard l(st().mu);
+        st().releasing.insert(pid_);
     }
     // Waits at most `limit` while the pid is releasing; whether it is done.
     template <class Duration>
     static bool wait_released(pid_t pid, Duration limit) {
-        std::unique_lock l(mu_);
-        return cv_.wait_for(l, limit, [&] { return !releasing_.contains(pid); });
+        std::unique_lock l(st().mu);
+        return st().cv.wait_for(l, limit, [&] { return !st().releasing.contains(pid); });
     }
     // Waits at most `limit` while `root` or a descendant of it is releasing:
     // a tree's checkpoint or reason looks at every descendant, whose pids
@@ -61,9 +61,9 @@ class PidLock {
     // none is left.
     template <class Duration>
     static bool wait_released_below(pid_t root, Duration limit) {
-        std::unique_lock l(mu_);
-        return cv_.wait_for(l, limit, [&] {
-            for (pid_t p : releasing_)
+        std::unique_lock l(st().mu);
+        return st().cv.wait_for(l, limit, [&] {
+            for (pid_t p : st().releasing)
                 if (below(p, root)) return false;
             return true;
         });
@@ -75,8 +75,8 @@ class PidLock {
     // image holds it) is in progress (crfsd: state/memory.h
     // set_ours_to_protect).
     static bool busy_at_or_above(pid_t pid) {
-        std::lock_guard l(mu_);
-        for (pid_t b : busy_)
+        std::lock_guard l(st().mu);
+        for (pid_t b : st().busy)
             if (below(pid, b)) return true;
         return false;
     }
@@ -85,9 +85,9 @@ class PidLock {
     // them, for a worker that detects the tree's reasons (checkpoint/worker.h
     // WorkerRequest::busy).
     static std::vector<pid_t> busy_around(pid_t pid) {
-        std::lock_guard l(mu_);
+        std::lock_guard l(st().mu);
         std::vector<pid_t> out;
-        for (pid_t b : busy_)
+        for (pid_t b : st().busy)
             if (below(pid, b) || below(b, pid)) out.push_back(b);
         return out;
     }
@@ -98,10 +98,19 @@ class PidLock {
     struct Taken {};
     PidLock(pid_t pid, Taken) : pid_(pid) {}
     pid_t pid_;
-    static inline std::mutex mu_;
-    static inline std::condition_variable cv_;
-    static inline std::set<pid_t> busy_;       // guarded by mu_
-    static inline std::set<pid_t> releasing_;  // guarded by mu_; a subset of busy_
+    struct State {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::set<pid_t> busy;       // guarded by mu
+        std::set<pid_t> releasing;  // guarded by mu; a subset of busy
+    };
+    // Never destroyed: a lock released by a thread that outlives main's
+    // return (checkpoint/piped_image.cc's detached wait for a worker) still
+    // finds it while exit() runs the destructors of statics.
+    static State& st() {
+        static State* s = new State;
+        return *s;
+    }
 };
 
 }  // namespace crfs

@@ -22,10 +22,20 @@ namespace {
 // Forks read-lock it, the listing write-locks it; writers first (a fork that
 // comes while the listing waits waits too), never taken twice by a thread.
 pthread_rwlock_t g_making = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
-std::mutex g_mu;  // guards g_pids, g_adopter
-std::unordered_set<pid_t> g_pids;
-Adopter g_adopter;
-std::function<void()> g_after_walk;  // tests
+struct Registry {
+    std::mutex mu;  // guards the rest
+    std::unordered_set<pid_t> pids;
+    Adopter adopter;
+    std::function<void()> after_walk;  // tests
+};
+
+// Never destroyed: a thread that outlives main's return (a worker reaped by
+// checkpoint/piped_image.cc's detached wait) may still use it while exit()
+// runs the destructors of statics.
+Registry& reg() {
+    static Registry* r = new Registry;
+    return *r;
+}
 
 // The pid of every process of /proc whose parent is this process. /proc's
 // readdir walks the pids in order from where it was, so none that stays is
@@ -62,8 +72,8 @@ Making::~Making() {
 
 void Making::made(long pid) {
     if (pid <= 0) return;
-    std::lock_guard lock(g_mu);
-    g_pids.insert(pid_t(pid));
+    std::lock_guard lock(reg().mu);
+    reg().pids.insert(pid_t(pid));
 }
 
 namespace {
@@ -82,19 +92,19 @@ void wait_ended(idtype_t type, id_t id, int options) {
 
 pid_t waitpid(pid_t pid, int* status, int options) {
     wait_ended(P_PID, id_t(pid), options);
-    std::lock_guard lock(g_mu);
+    std::lock_guard lock(reg().mu);
     pid_t r;
     while ((r = ::waitpid(pid, status, options | WNOHANG)) < 0 && errno == EINTR) {
     }
     int err = errno;
-    if (r == pid || (r < 0 && err == ECHILD)) g_pids.erase(pid);
+    if (r == pid || (r < 0 && err == ECHILD)) reg().pids.erase(pid);
     errno = err;
     return r;
 }
 
 int waitid_pidfd(pid_t pid, int pidfd, siginfo_t* info, int options) {
     wait_ended(P_PIDFD, id_t(pidfd), options);
-    std::lock_guard lock(g_mu);
+    std::lock_guard lock(reg().mu);
     *info = siginfo_t{};
     int r;
     while ((r = ::waitid(P_PIDFD, id_t(pidfd), info, WEXITED | WNOHANG | options)) < 0 &&
@@ -102,31 +112,31 @@ int waitid_pidfd(pid_t pid, int pidfd, siginfo_t* info, int options) {
     }
     int err = errno;
     // ECHILD: the pidfd's process is no child of ours (`pid` may be another's).
-    if (r == 0 && info->si_pid != 0) g_pids.erase(pid);
+    if (r == 0 && info->si_pid != 0) reg().pids.erase(pid);
     errno = err;
     return r;
 }
 
 bool registered(pid_t pid) {
-    std::lock_guard lock(g_mu);
-    return g_pids.contains(pid);
+    std::lock_guard lock(reg().mu);
+    return reg().pids.contains(pid);
 }
 
 void test_after_walk(std::function<void()> hook) {
-    std::lock_guard lock(g_mu);
-    g_after_walk = std::move(hook);
+    std::lock_guard lock(reg().mu);
+    reg().after_walk = std::move(hook);
 }
 
 void set_adopter(Adopter adopter) {
-    std::lock_guard lock(g_mu);
-    g_adopter = std::move(adopter);
+    std::lock_guard lock(reg().mu);
+    reg().adopter = std::move(adopter);
 }
 
 Orphans adopt_orphans() {
     Orphans out;
     {
-        std::lock_guard lock(g_mu);
-        if (!g_adopter) return out;  // not crfsd: its own children are not registered
+        std::lock_guard lock(reg().mu);
+        if (!reg().adopter) return out;  // not crfsd: its own children are not registered
     }
     pid_t self = getpid();
     // /proc must be our pid namespace's: its pids are the ones clone returned.
@@ -146,27 +156,27 @@ Orphans adopt_orphans() {
     auto kids = children_now(self);
     std::function<void()> after_walk;
     {
-        std::lock_guard lock(g_mu);
-        after_walk = g_after_walk;
+        std::lock_guard lock(reg().mu);
+        after_walk = reg().after_walk;
     }
     if (after_walk) after_walk();
     pthread_rwlock_wrlock(&g_making);  // no child is made until we are done
     std::vector<pid_t> orphans;
     Adopter adopter;
     {
-        std::lock_guard lock(g_mu);
+        std::lock_guard lock(reg().mu);
         std::unordered_set<pid_t> seen(kids.begin(), kids.end());
         for (pid_t pid : kids)
-            if (!g_pids.contains(pid)) orphans.push_back(pid);
+            if (!reg().pids.contains(pid)) orphans.push_back(pid);
         // A registered pid that is no child of ours now (its owner reaped it
         // and did not say) is forgotten; one made during the walk stays.
-        std::erase_if(g_pids, [&](pid_t pid) {
+        std::erase_if(reg().pids, [&](pid_t pid) {
             siginfo_t child{};
             return !seen.contains(pid) &&
                    waitid(P_PID, id_t(pid), &child, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 &&
                    errno == ECHILD;
         });
-        adopter = g_adopter;
+        adopter = reg().adopter;
     }
     for (pid_t pid : orphans) {
         // Seen unregistered in the walk: an orphan, or a child made during
@@ -183,13 +193,13 @@ Orphans adopt_orphans() {
         bool watched = false;
         if (adopter) {
             {
-                std::lock_guard lock(g_mu);  // the adopter's now: the next listing leaves it
-                g_pids.insert(pid);
+                std::lock_guard lock(reg().mu);  // the adopter's now: the next listing leaves it
+                reg().pids.insert(pid);
             }
             watched = adopter(pid, std::move(fd));
             if (!watched) {
-                std::lock_guard lock(g_mu);
-                g_pids.erase(pid);
+                std::lock_guard lock(reg().mu);
+                reg().pids.erase(pid);
             }
         }
         (watched ? out.adopted : out.left).push_back(pid);
