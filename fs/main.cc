@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -235,6 +236,15 @@ int main(int argc, char** argv) {
             // Before any thread starts: setenv is not thread-safe.
             if (!cl.foreground) ::setenv(kLogToSyslogEnv, "1", 1);
             daemon.self_tgid = ::getpid();
+            // crfsd is a child subreaper only while it kills a failed tree
+            // (state/tree_restore.cc). Started as one (by a wrapper that set
+            // it and exec'd crfsd: execve keeps it), every orphan of a
+            // restored tree would come to it at any time and stay a zombie.
+            if (int was = 0; ::prctl(PR_GET_CHILD_SUBREAPER, &was, 0, 0, 0) == 0 && was != 0) {
+                ::prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+                log_info("started as a child subreaper: no longer one (orphans of restored "
+                         "tasks go to the subreaper above or to init)");
+            }
             // A task a live snapshot streams: its write protection is ours.
             state::set_ours_to_protect([](pid_t pid) { return PidLock::busy_at_or_above(pid); });
             // Forget /crfs/<pid> in the kernel's dentry cache when the task exits.

@@ -101,7 +101,7 @@ def sh(cmd, **kw):
 
 
 class Crfsd:
-    def __init__(self, options=(), env=None):
+    def __init__(self, options=(), env=None, subreaper=False):
         self.dir = tempfile.mkdtemp(prefix="crfs-mnt-")
         os.chmod(self.dir, 0o755)
         self.mnt = os.path.join(self.dir, "mnt")
@@ -112,7 +112,9 @@ class Crfsd:
             [os.path.join(BUILD, "fs/crfsd"), "-f", "-o", f"state_dir={self.dir}/state",
              *options, self.mnt],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, close_fds=True, env=env,
-            preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))  # PR_SET_PDEATHSIG: unmount if we die
+            # PR_SET_PDEATHSIG: unmount if we die; PR_SET_CHILD_SUBREAPER (kept
+            # by execve) if asked: crfsd started by a subreaper that exec'd it.
+            preexec_fn=lambda: (libc.prctl(1, signal.SIGTERM), subreaper and libc.prctl(36, 1)))
         wait_for(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None, "the mount")
         assert os.path.ismount(self.mnt), read(self.log.name)
 

@@ -10,8 +10,9 @@ in that window. A's bash is killed: both sleeps are crfsd's children then.
 One ends inside the window (a zombie when the window closes), the other after
 it (still crfsd's child until then). Both are reaped: their pids are free
 (before: zombies holding their pids until crfsd ended). Outside the window an
-orphan goes to the subreaper above crfsd (this test), not to crfsd. Starts its
-own crfsd (always unmounted).
+orphan goes to the subreaper above crfsd (this test), not to crfsd, also when
+crfsd was started a subreaper (it gives that up at start). Starts its own
+crfsd (always unmounted).
 
 usage: tree_orphans_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -109,6 +110,32 @@ class OrphansOfAFailedTreesWindow(trees_mount_test.TreeBase):
         os.kill(b[1], signal.SIGKILL)
         wait_for(lambda: pid_free(b[1]), "crfsd's restored middle process to be reaped")
         self.assertEqual(stat(b[2])[1], os.getpid())
+
+
+class CrfsdStartedASubreaper(trees_mount_test.TreeBase):
+    """crfsd started as a child subreaper (by a wrapper that set it and exec'd
+    crfsd: execve keeps it) gives it up: it reaps only its own children, so an
+    orphan of a restored tree that came to it would stay a zombie, holding its
+    pid until crfsd ended (before: it stayed one)."""
+
+    def setUp(self):
+        with mock.patch.object(roundtrip_mount_test, "Crfsd",
+                               functools.partial(Crfsd, subreaper=True)):
+            super().setUp()
+
+    def test_an_orphan_of_a_restored_tree_goes_to_the_subreaper_above(self):
+        proc = self.start("set -m; (exec </dev/null >/dev/null 2>&1; "
+                          "sleep 1000 </dev/null >/dev/null 2>&1 & wait $!) & wait $!", 3)
+        pids = tree_of(proc.pid)
+        img = self.checkpoint(proc.pid)
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(pids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
+        self.assertEqual(tree_of(pids[0]), pids)
+        os.kill(pids[1], signal.SIGKILL)
+        wait_for(lambda: pid_free(pids[1]), "the restored middle process to be reaped")
+        wait_for(lambda: stat(pids[2])[1] != pids[1], "the orphan to be re-parented")
+        self.assertEqual(stat(pids[2])[1], os.getpid(), "not this test's (the subreaper above)")
 
 
 if __name__ == "__main__":
