@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -103,28 +104,45 @@ Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len) {
     return {};
 }
 
-// The scan that finds pages holding their content as of the freeze: present
-// or swapped and still write-protected (not PAGE_IS_WRITTEN). Fills `vec`
-// with such ranges of [start, end); returns how many, and in `walk_end` where
-// the kernel stopped (it stops when `vec` is full).
-Result<size_t> protected_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t end,
-                                PmPageRegion* vec, size_t vec_len, uint64_t& walk_end) {
-    PmScanArg a{};
+// One PAGEMAP_SCAN of [start, end): fills `vec` with the ranges of the
+// asked categories (`a`'s category fields); returns how many, and in
+// `walk_end` where the kernel stopped (it stops when `vec` is full).
+Result<size_t> scan_pages(int pagemap, pid_t pid, uint64_t start, uint64_t end, PmScanArg a,
+                          PmPageRegion* vec, size_t vec_len, uint64_t& walk_end, const char* what) {
     a.size = sizeof a;
     a.start = start;
     a.end = end;
     a.vec = reinterpret_cast<uint64_t>(vec);
     a.vec_len = vec_len;
+    int n = ioctl(pagemap, kPagemapScan, &a);
+    if (n < 0 && errno == ESRCH) return task_gone(pid);
+    if (n < 0) return errno_error(strfmt("PAGEMAP_SCAN ({}) of task {}", what, pid));
+    if (a.walk_end <= start) return make_error(EIO, "PAGEMAP_SCAN made no progress");
+    walk_end = a.walk_end;
+    return size_t(n);
+}
+
+// The scan that finds pages holding their content as of the freeze: present
+// or swapped and still write-protected (not PAGE_IS_WRITTEN).
+Result<size_t> protected_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t end,
+                                PmPageRegion* vec, size_t vec_len, uint64_t& walk_end) {
+    PmScanArg a{};
     a.category_inverted = kPageIsWritten;
     a.category_mask = kPageIsWritten;
     a.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
     a.return_mask = kPageIsPresent | kPageIsSwapped;
-    int n = ioctl(pagemap, kPagemapScan, &a);
-    if (n < 0 && errno == ESRCH) return task_gone(pid);
-    if (n < 0) return errno_error(strfmt("PAGEMAP_SCAN (write-protected pages) of task {}", pid));
-    if (a.walk_end <= start) return make_error(EIO, "PAGEMAP_SCAN made no progress");
-    walk_end = a.walk_end;
-    return size_t(n);
+    return scan_pages(pagemap, pid, start, end, a, vec, vec_len, walk_end, "write-protected pages");
+}
+
+// The scan that finds guard regions (MADV_GUARD_INSTALL): a guard zaps the
+// pages of its range with no userfaultfd event, so a page there that was not
+// sent or saved lost its content as of the freeze (PAGE_IS_GUARD, Linux 6.14).
+Result<size_t> guard_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t end, PmPageRegion* vec,
+                            size_t vec_len, uint64_t& walk_end) {
+    PmScanArg a{};
+    a.category_anyof_mask = kPageIsGuard;
+    a.return_mask = kPageIsGuard;
+    return scan_pages(pagemap, pid, start, end, a, vec, vec_len, walk_end, "guard regions");
 }
 
 // Whether this kernel has PAGEMAP_SCAN (Linux 6.7): without it, every page
@@ -133,6 +151,19 @@ bool pagemap_scan_works(int pagemap) {
     PmPageRegion vec[1];
     uint64_t walk_end = 0;
     return bool(protected_ranges(pagemap, 0, 0, kPage, vec, 1, walk_end));
+}
+
+// Whether the stream could miss a guard region put on a page after the
+// freeze: the kernel has MADV_GUARD_INSTALL (6.13) but PAGEMAP_SCAN cannot
+// show guards (PAGE_IS_GUARD, 6.14). Memory is copied while frozen then.
+bool guards_unseen(int pagemap) {
+    static const bool unseen = [pagemap] {
+        if (madvise(nullptr, 0, kMadvGuardInstall) != 0) return false;  // no guards at all
+        PmPageRegion vec[1];
+        uint64_t walk_end = 0;
+        return !guard_ranges(pagemap, 0, 0, kPage, vec, 1, walk_end);
+    }();
+    return unseen;
 }
 
 using Spans = std::vector<std::pair<uint64_t, uint64_t>>;
@@ -272,6 +303,13 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     };
     if (!pagemap_scan_works(pagemap->get())) {
         log_info("checkpoint %d: memory copied while frozen: no PAGEMAP_SCAN (Linux 6.7)", pid);
+        return dump_memory(pid, std::move(d.maps), std::move(buffer));
+    }
+    if (guards_unseen(pagemap->get())) {
+        log_info(
+            "checkpoint %d: memory copied while frozen: guard regions that PAGEMAP_SCAN "
+            "cannot show (Linux 6.13)",
+            pid);
         return dump_memory(pid, std::move(d.maps), std::move(buffer));
     }
     std::vector<size_t> whole;
@@ -456,6 +494,32 @@ void LiveMemory::check_gone(uint64_t start, uint64_t end, const char* what) {
                 return;
             }
     }
+}
+
+// A page of [start, end) that is a guard now (MADV_GUARD_INSTALL after the
+// freeze; the task had none then, or it was refused) lost its content with no
+// event: fine if it was sent or saved, or was not in the page tables at the
+// freeze; the last cannot be told apart from a lost one in an area asked of
+// the page tables, so any guard on an unsent, unsaved page fails the image.
+Status LiveMemory::check_guards(uint64_t start, uint64_t end) {
+    PmPageRegion vec[64];
+    for (uint64_t at = start; at < end;) {
+        uint64_t walk_end = 0;
+        auto n = guard_ranges(pagemap_.get(), pid_, at, end, vec, std::size(vec), walk_end);
+        if (!n) return std::unexpected(n.error());
+        std::lock_guard l(mu_);
+        for (size_t k = 0; k < *n; ++k)
+            for (uint64_t p = vec[k].start; p < vec[k].end; p += kPage)
+                if (unsent(p)) {
+                    abort_ = Error{EAGAIN, strfmt("task {} put a guard region (MADV_GUARD_INSTALL) "
+                                                  "on memory at {:x} that was not yet in the "
+                                                  "image; open the image again for a new one",
+                                                  pid_, p)};
+                    return std::unexpected(*abort_);
+                }
+        at = walk_end;
+    }
+    return {};
 }
 
 Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
@@ -681,6 +745,9 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
             uint64_t walk_end = 0;
             auto n = protected_ranges(pagemap_.get(), pid_, at, hi, vec, std::size(vec), walk_end);
             if (!n) return std::unexpected(n.error());
+            // After that scan: a guard put on a page since then makes
+            // reading it fail.
+            if (auto s = check_guards(at, walk_end); !s) return s;
             ranges.clear();
             for (size_t k = 0; k < *n; ++k) ranges.emplace_back(vec[k].start, vec[k].end);
             {

@@ -108,6 +108,7 @@ class LiveMemory {
     bool in_runs(uint64_t page) const;
     bool unsent(uint64_t page) const;  // mu_ held
     void check_gone(uint64_t start, uint64_t end, const char* what);
+    Status check_guards(uint64_t start, uint64_t end);  // mu_ not held
     Status unprotect(uint64_t start, uint64_t end);
     Result<bool> take(uint64_t va, uint64_t end, char* buf);  // mu_ held
     void save(uint64_t start, uint64_t end);                  // mu_ held

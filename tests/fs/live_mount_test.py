@@ -11,6 +11,7 @@ that rewrites all of its memory all the time (tests/workloads/gen_writer.c):
 Runs as root (the task may then have a userfaultfd that handles kernel
 faults). usage: live_mount_test.py BUILD_DIR
 """
+import errno
 import json
 import os
 import shutil
@@ -72,6 +73,28 @@ while True:
     signal.pause()
 """
 
+# 64 MiB of private anonymous memory, page i holding i + 1; on SIGUSR1 a guard
+# region (MADV_GUARD_INSTALL, Linux 6.13) on every 16th page of the second
+# half, then "guarded" holds how many madvise calls failed.
+GUARDED = r"""
+import ctypes, mmap, os, signal
+libc = ctypes.CDLL(None, use_errno=True)
+libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+n = 16384
+m = mmap.mmap(-1, n * 4096, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+for i in range(n):
+    m[i * 4096:i * 4096 + 8] = (i + 1).to_bytes(8, "little")
+def guard(*_):
+    bad = sum(1 for i in range(n // 2, n, 16) if libc.madvise(base + i * 4096, 4096, 102) != 0)
+    with open("guarded.tmp", "w") as f:
+        f.write("%d" % bad)
+    os.rename("guarded.tmp", "guarded")
+signal.signal(signal.SIGUSR1, guard)
+open("ready", "w").close()
+while True:
+    signal.pause()
+"""
 
 def peek(pid, addr, words=3):
     """Words at addr of pid's memory, or None if it cannot be read now."""
@@ -344,6 +367,27 @@ class Live(rt.Base):
         t.kill9()
         t.restore(img, "memfd")
         self.assertEqual(t.finish(), "pages changed 0")
+
+    def test_guard_put_on_memory_not_yet_sent_fails_the_read(self):
+        # MADV_GUARD_INSTALL zaps the pages of its range with no userfaultfd
+        # event: unsent pages of a whole area then looked "not in the page
+        # tables at the freeze" and went into the image as zeros (before:
+        # the read succeeded, 512 pages came back wrong). Now the read fails
+        # with EAGAIN and the task runs on.
+        t = self.task(["python3", "-c", GUARDED])
+        f, head = self.open_streaming(t)
+        os.kill(t.pid, signal.SIGUSR1)
+        rt.wait_for(lambda: os.path.exists(t.path("guarded")), "the task's guards")
+        if rt.read(t.path("guarded")) != "0":
+            self.skipTest("no MADV_GUARD_INSTALL on this kernel")
+        with self.assertRaises(OSError) as e:
+            while os.read(f.fileno(), 1 << 20):
+                pass
+        self.assertEqual(e.exception.errno, errno.EAGAIN)
+        f.close()
+        self.crfs.log.flush()
+        self.assertIn("put a guard region (MADV_GUARD_INSTALL)", rt.read(self.crfs.log.name))
+        self.assertIn(rt.read(f"/proc/{t.pid}/stat").rsplit(")", 1)[1].split()[0], "RS")
 
     def test_daemon_killed_mid_read_lets_the_task_run_on(self):
         t = self.writer()
