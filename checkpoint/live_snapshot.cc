@@ -522,6 +522,36 @@ Status LiveMemory::check_guards(uint64_t start, uint64_t end) {
     return {};
 }
 
+// After take()'s read of [va, end) (mu_ held: nothing is saved meanwhile, a
+// write to a protected page waits): every page of it not saved must still be
+// write-protected, so what was read is its content as of the freeze. One that
+// is not lost that content with no userfaultfd event: moved out by another
+// userfaultfd's UFFDIO_MOVE (Linux 6.8), or zapped by a guard region.
+Status LiveMemory::check_kept(uint64_t va, uint64_t end) {
+    PmPageRegion vec[64];
+    uint64_t p = va;  // the pages before it are checked
+    for (uint64_t at = va; at < end;) {
+        uint64_t walk_end = 0;
+        auto n = protected_ranges(pagemap_.get(), pid_, at, end, vec, std::size(vec), walk_end);
+        if (!n) return std::unexpected(n.error());
+        for (size_t k = 0; k <= *n; ++k) {
+            uint64_t upto = k < *n ? vec[k].start : walk_end;
+            for (; p < upto; p += kPage)
+                if (!saved_.contains(p)) {
+                    if (kill(pid_, 0) != 0 && errno == ESRCH) return task_gone(pid_);
+                    return make_error(EAGAIN,
+                                      strfmt("task {} took memory at {:x} away before it was in "
+                                             "the image, with no userfaultfd event (UFFDIO_MOVE, a "
+                                             "guard region); open the image again for a new one",
+                                             pid_, p));
+                }
+            if (k < *n) p = std::max(p, vec[k].end);
+        }
+        at = walk_end;
+    }
+    return {};
+}
+
 Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
     auto r = wp_ioctl(uffd_.get(), start, end, false);
     // ENOENT: unmapped meanwhile (check_gone said whether that matters).
@@ -630,6 +660,10 @@ Result<bool> LiveMemory::take(uint64_t va, uint64_t end, char* buf) {
             return std::unexpected(r.error());
         }
         i = j;
+    }
+    if (auto r = check_kept(va, end); !r) {
+        abort_ = r.error();
+        return std::unexpected(r.error());
     }
     if (auto r = unprotect(va, end); !r) {
         if (r.error().code == EAGAIN) return false;

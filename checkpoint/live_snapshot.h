@@ -109,6 +109,7 @@ class LiveMemory {
     bool unsent(uint64_t page) const;  // mu_ held
     void check_gone(uint64_t start, uint64_t end, const char* what);
     Status check_guards(uint64_t start, uint64_t end);  // mu_ not held
+    Status check_kept(uint64_t va, uint64_t end);       // mu_ held
     Status unprotect(uint64_t start, uint64_t end);
     Result<bool> take(uint64_t va, uint64_t end, char* buf);  // mu_ held
     void save(uint64_t start, uint64_t end);                  // mu_ held
