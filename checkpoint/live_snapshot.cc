@@ -104,6 +104,8 @@ Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len) {
     return {};
 }
 
+using Spans = std::vector<std::pair<uint64_t, uint64_t>>;
+
 // One PAGEMAP_SCAN of [start, end): fills `vec` with the ranges of the
 // asked categories (`a`'s category fields); returns how many, and in
 // `walk_end` where the kernel stopped (it stops when `vec` is full).
@@ -134,15 +136,21 @@ Result<size_t> protected_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t
     return scan_pages(pagemap, pid, start, end, a, vec, vec_len, walk_end, "write-protected pages");
 }
 
-// The scan that finds guard regions (MADV_GUARD_INSTALL): a guard zaps the
-// pages of its range with no userfaultfd event, so a page there that was not
-// sent or saved lost its content as of the freeze (PAGE_IS_GUARD, Linux 6.14).
-Result<size_t> guard_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t end, PmPageRegion* vec,
-                            size_t vec_len, uint64_t& walk_end) {
+// The pages of [start, end) in the page tables now (present or swapped),
+// appended to `out` as ranges.
+Status held_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t end, Spans& out) {
     PmScanArg a{};
-    a.category_anyof_mask = kPageIsGuard;
-    a.return_mask = kPageIsGuard;
-    return scan_pages(pagemap, pid, start, end, a, vec, vec_len, walk_end, "guard regions");
+    a.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
+    a.return_mask = kPageIsPresent | kPageIsSwapped;
+    PmPageRegion vec[512];
+    for (uint64_t at = start; at < end;) {
+        uint64_t walk_end = 0;
+        auto n = scan_pages(pagemap, pid, at, end, a, vec, std::size(vec), walk_end, "held pages");
+        if (!n) return std::unexpected(n.error());
+        for (size_t k = 0; k < *n; ++k) out.emplace_back(vec[k].start, vec[k].end);
+        at = walk_end;
+    }
+    return {};
 }
 
 // Whether this kernel has PAGEMAP_SCAN (Linux 6.7): without it, every page
@@ -152,21 +160,6 @@ bool pagemap_scan_works(int pagemap) {
     uint64_t walk_end = 0;
     return bool(protected_ranges(pagemap, 0, 0, kPage, vec, 1, walk_end));
 }
-
-// Whether the stream could miss a guard region put on a page after the
-// freeze: the kernel has MADV_GUARD_INSTALL (6.13) but PAGEMAP_SCAN cannot
-// show guards (PAGE_IS_GUARD, 6.14). Memory is copied while frozen then.
-bool guards_unseen(int pagemap) {
-    static const bool unseen = [pagemap] {
-        if (madvise(nullptr, 0, kMadvGuardInstall) != 0) return false;  // no guards at all
-        PmPageRegion vec[1];
-        uint64_t walk_end = 0;
-        return !guard_ranges(pagemap, 0, 0, kPage, vec, 1, walk_end);
-    }();
-    return unseen;
-}
-
-using Spans = std::vector<std::pair<uint64_t, uint64_t>>;
 
 // How many threads write-protect (CRFS_LIVE_WP_THREADS, 1-4, for the bench;
 // default 2): UFFDIO_WRITEPROTECT takes the mmap lock for reading, so walks of
@@ -246,12 +239,15 @@ Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features,
     return ours;
 }
 
-// Private anonymous areas are protected whole, without asking which of their
-// pages exist (that walk of every page table entry happens after the thaw):
-// a page that is still write-protected, or that the fault thread saved, holds
-// its content as of the freeze; one that is neither was not in the page tables
-// at the freeze (anonymous memory populated later is not write-protected) and
-// so was zero then. Other kinds are planned while frozen, as before.
+// Private anonymous areas are protected whole, without planning their pages
+// while frozen (that walk of every page table entry, per page, happens after
+// the thaw): a page that is still write-protected, or that the fault thread
+// saved, holds its content as of the freeze; one that is neither was not in
+// the page tables at the freeze (anonymous memory populated later is not
+// write-protected) and so was zero then, unless it is in the ranges of pages
+// held at the freeze (one PAGEMAP_SCAN for ranges while frozen): then it lost
+// its content with no event (UFFDIO_MOVE, a guard region) and the image
+// fails. Other kinds are planned while frozen, as before.
 // Only areas holding at least kWholeKb (smaps Rss + Swap): a part of such an
 // area unmapped or discarded before it was sent fails the stream even where
 // it held nothing at the freeze (the fault thread cannot tell any more), and
@@ -303,13 +299,6 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     };
     if (!pagemap_scan_works(pagemap->get())) {
         log_info("checkpoint %d: memory copied while frozen: no PAGEMAP_SCAN (Linux 6.7)", pid);
-        return dump_memory(pid, std::move(d.maps), std::move(buffer));
-    }
-    if (guards_unseen(pagemap->get())) {
-        log_info(
-            "checkpoint %d: memory copied while frozen: guard regions that PAGEMAP_SCAN "
-            "cannot show (Linux 6.13)",
-            pid);
         return dump_memory(pid, std::move(d.maps), std::move(buffer));
     }
     std::vector<size_t> whole;
@@ -373,11 +362,19 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     PagePlan now;
     now.fds = std::move(plan->fds);
     std::vector<LiveRun> live;
+    // The pages of whole areas in the page tables at the freeze: one that is
+    // neither write-protected nor saved when the stream asks lost its content
+    // with no event (LiveMemory::check_held). A walk of their page tables
+    // while frozen, ranges only (~1 ms per GiB of 4 KiB pages).
+    Spans held;
     for (size_t i = 0; i < areas.size(); ++i)
         if (skip[i]) {
             live.push_back({areas[i].start, (areas[i].end - areas[i].start) / kPage, true});
             d.pages_scanned += live.back().nr_pages;
+            if (auto r = held_ranges(pagemap->get(), pid, areas[i].start, areas[i].end, held); !r)
+                return std::unexpected(r.error());
         }
+    mark("held pages of the whole areas");
     for (size_t r = 0; r < plan->runs.size(); ++r) {
         if (vma_of[r] != SIZE_MAX && registered[vma_of[r]]) {
             live.push_back({plan->runs[r].vaddr, plan->runs[r].nr_pages, false});
@@ -395,21 +392,23 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     d.pages_copied = now.pages;
     d.buffer = std::move(buffer);
     if (!live.empty())
-        d.live = std::make_shared<LiveMemory>(pid, std::move(uffd), std::move(*mem),
-                                              std::move(*pagemap), std::move(live));
+        d.live =
+            std::make_shared<LiveMemory>(pid, std::move(uffd), std::move(*mem), std::move(*pagemap),
+                                         std::move(live), std::move(held));
     return d;
 }
 
 // --- LiveMemory ------------------------------------------------------------------
 
 LiveMemory::LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, UniqueFd pagemap,
-                       std::vector<LiveRun> runs)
+                       std::vector<LiveRun> runs, std::vector<std::pair<uint64_t, uint64_t>> held)
     : pid_(pid),
       uffd_(std::move(uffd)),
       mem_(std::move(mem)),
       pagemap_(std::move(pagemap)),
       stop_(eventfd(0, EFD_CLOEXEC)),
-      runs_(std::move(runs)) {
+      runs_(std::move(runs)),
+      held_(std::move(held)) {
     for (const LiveRun& r : runs_) pages_ += r.nr_pages;
     // Faults are answered from now on, the task thawed or not.
     thread_ = std::thread([this] { serve_faults(); });
@@ -496,28 +495,35 @@ void LiveMemory::check_gone(uint64_t start, uint64_t end, const char* what) {
     }
 }
 
-// A page of [start, end) that is a guard now (MADV_GUARD_INSTALL after the
-// freeze; the task had none then, or it was refused) lost its content with no
-// event: fine if it was sent or saved, or was not in the page tables at the
-// freeze; the last cannot be told apart from a lost one in an area asked of
-// the page tables, so any guard on an unsent, unsaved page fails the image.
-Status LiveMemory::check_guards(uint64_t start, uint64_t end) {
-    PmPageRegion vec[64];
-    for (uint64_t at = start; at < end;) {
-        uint64_t walk_end = 0;
-        auto n = guard_ranges(pagemap_.get(), pid_, at, end, vec, std::size(vec), walk_end);
-        if (!n) return std::unexpected(n.error());
-        std::lock_guard l(mu_);
-        for (size_t k = 0; k < *n; ++k)
-            for (uint64_t p = vec[k].start; p < vec[k].end; p += kPage)
-                if (unsent(p)) {
-                    abort_ = Error{EAGAIN, strfmt("task {} put a guard region (MADV_GUARD_INSTALL) "
-                                                  "on memory at {:x} that was not yet in the "
-                                                  "image; open the image again for a new one",
-                                                  pid_, p)};
-                    return std::unexpected(*abort_);
-                }
-        at = walk_end;
+// Every page of [at, end) that was in the page tables at the freeze (held_)
+// must be in `ranges` (sorted): still write-protected, or saved. One that is
+// not lost its content with no userfaultfd event (moved out by UFFDIO_MOVE,
+// zapped by a guard region) and would read as "not in the page tables at the
+// freeze": zero. (Unmaps and discards come as events: check_gone.)
+Status LiveMemory::check_held(uint64_t at, uint64_t end, const Spans& ranges) {
+    auto h = std::upper_bound(held_.begin(), held_.end(), at,
+                              [](uint64_t p, const auto& r) { return p < r.second; });
+    size_t k = 0;
+    uint64_t covered = 0;  // ranges[0, k) cover [p, covered) for the page p asked
+    for (; h != held_.end() && h->first < end; ++h) {
+        const uint64_t hi = std::min(h->second, end);
+        for (uint64_t p = std::max(h->first, at); p < hi;) {
+            while (covered <= p && k < ranges.size() && ranges[k].first <= p) {
+                covered = std::max(covered, ranges[k].second);
+                ++k;
+            }
+            if (covered > p) {
+                p = covered;
+                continue;
+            }
+            if (kill(pid_, 0) != 0 && errno == ESRCH) return task_gone(pid_);
+            std::lock_guard l(mu_);
+            abort_ = Error{EAGAIN, strfmt("task {} took memory at {:x} away before it was in the "
+                                          "image, with no userfaultfd event (UFFDIO_MOVE, a guard "
+                                          "region); open the image again for a new one",
+                                          pid_, p)};
+            return std::unexpected(*abort_);
+        }
     }
     return {};
 }
@@ -779,9 +785,6 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
             uint64_t walk_end = 0;
             auto n = protected_ranges(pagemap_.get(), pid_, at, hi, vec, std::size(vec), walk_end);
             if (!n) return std::unexpected(n.error());
-            // After that scan: a guard put on a page since then makes
-            // reading it fail.
-            if (auto s = check_guards(at, walk_end); !s) return s;
             ranges.clear();
             for (size_t k = 0; k < *n; ++k) ranges.emplace_back(vec[k].start, vec[k].end);
             {
@@ -791,6 +794,8 @@ Status LiveMemory::stream(ImageSink& sink, image::StatsRecord& stats) {
                     ranges.emplace_back(it->first, it->first + kPage);
             }
             std::sort(ranges.begin(), ranges.end());
+            // A page taken away after the scan is caught by take() (check_kept).
+            if (auto s = check_held(at, walk_end, ranges); !s) return s;
             for (size_t k = 0; k < ranges.size();) {
                 auto [lo, end] = ranges[k];
                 for (++k; k < ranges.size() && ranges[k].first <= end; ++k)

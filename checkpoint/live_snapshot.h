@@ -88,7 +88,10 @@ struct LiveRun {
 class LiveMemory {
   public:
     // `runs`: in address order (see LiveRun).
-    LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, UniqueFd pagemap, std::vector<LiveRun> runs);
+    // `held`: the pages of the `ask` runs in the page tables at the freeze
+    // (ranges in address order).
+    LiveMemory(pid_t pid, UniqueFd uffd, UniqueFd mem, UniqueFd pagemap, std::vector<LiveRun> runs,
+               std::vector<std::pair<uint64_t, uint64_t>> held);
     ~LiveMemory();  // stops answering faults, closes the uffd: the task runs unprotected
     LiveMemory(const LiveMemory&) = delete;
     LiveMemory& operator=(const LiveMemory&) = delete;
@@ -108,8 +111,9 @@ class LiveMemory {
     bool in_runs(uint64_t page) const;
     bool unsent(uint64_t page) const;  // mu_ held
     void check_gone(uint64_t start, uint64_t end, const char* what);
-    Status check_guards(uint64_t start, uint64_t end);  // mu_ not held
-    Status check_kept(uint64_t va, uint64_t end);       // mu_ held
+    Status check_held(uint64_t at, uint64_t end,
+                      const std::vector<std::pair<uint64_t, uint64_t>>& ranges);  // mu_ not held
+    Status check_kept(uint64_t va, uint64_t end);                                 // mu_ held
     Status unprotect(uint64_t start, uint64_t end);
     Result<bool> take(uint64_t va, uint64_t end, char* buf);  // mu_ held
     void save(uint64_t start, uint64_t end);                  // mu_ held
@@ -117,6 +121,8 @@ class LiveMemory {
     pid_t pid_;
     UniqueFd uffd_, mem_, pagemap_, stop_;
     std::vector<LiveRun> runs_;
+    // The `ask` runs' pages in the page tables at the freeze, in address order.
+    std::vector<std::pair<uint64_t, uint64_t>> held_;
     uint64_t pages_ = 0;
     mutable std::mutex mu_;                              // guards the fields below
     uint64_t frontier_ = 0;                              // every protected page below was sent
