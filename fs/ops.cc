@@ -602,11 +602,22 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     });
 }
 
+// A read never fails with EAGAIN: on a file that is not non-blocking, Python's
+// io takes it for "no data yet" (FileIO.read returns None, readall and
+// shutil.copyfileobj stop there as at the end of the file), so an image whose
+// stream failed would be kept, cut short, with no error. The "try again"
+// cases (user_checkpoints, a state that changed while it was read, memory the
+// task took away before it was sent) are EBUSY, their message in the log.
+void reply_read_err(fuse_req_t req, Error e) {
+    if (e.code == EAGAIN) e.code = EBUSY;
+    reply_err(req, e, "read");
+}
+
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, "read", [&] {
         auto* h = reinterpret_cast<FileHandle*>(fi->fh);
         auto got = content_of(daemon_of(req), *h);
-        if (!got) return reply_err(req, got.error(), "read");
+        if (!got) return reply_read_err(req, got.error());
         if (!*got) return reply_err(req, Error{EBADF, "not open for reading"}, "read");
         if (off < 0) return (void)fuse_reply_buf(req, nullptr, 0);
         // Once the reader has its bytes it may close the file, and the
@@ -619,13 +630,13 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
             auto n = piped->serve(uint64_t(off), size, [&](const iovec* pieces, int count) {
                 fuse_reply_iov(req, pieces, count);
             });
-            if (!n) reply_err(req, n.error(), "read");
+            if (!n) reply_read_err(req, n.error());
             return;
         }
         thread_local std::vector<char> buf;
         if (buf.size() < size) buf.resize(size);
         auto n = content->read(static_cast<uint64_t>(off), buf.data(), size);
-        if (!n) return reply_err(req, n.error(), "read");
+        if (!n) return reply_read_err(req, n.error());
         fuse_reply_buf(req, buf.data(), *n);
     });
 }
