@@ -37,8 +37,9 @@ Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime)
 class ImageSource {
   public:
     virtual ~ImageSource() = default;
-    // Fails with EAGAIN when the task unmapped or discarded memory that was
-    // not yet sent (the reader may try again), ESRCH when it exited meanwhile.
+    // Fails with EAGAIN when the task unmapped, discarded or otherwise took
+    // away memory that was not yet sent (the reader may try again; through
+    // the tree it gets EBUSY), ESRCH when it exited meanwhile.
     virtual Status write_to(int fd) = 0;
     // Whether memory is streamed from the task (live) or was copied while frozen.
     virtual bool live() const = 0;

@@ -25,7 +25,10 @@
 //                    un-protected once sent, so the task runs freely behind
 //                    the stream. munmap/mremap/madvise(DONTNEED) of a page not
 //                    yet sent makes the stream fail with EAGAIN (its content
-//                    as of the freeze is gone); the reader may open again.
+//                    as of the freeze is gone), and so does a page taken with
+//                    no event (a guard region, another userfaultfd's
+//                    UFFDIO_MOVE): the reader may open again (it gets EBUSY,
+//                    fs/ops.cc).
 #pragma once
 
 #include <sys/types.h>
@@ -74,11 +77,14 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
 // `ask`: the run is a whole private anonymous area, which may hold pages that
 // were not in the page tables at the freeze: what is still write-protected,
 // or was saved, is what the image holds (the rest was zero at the freeze), so
-// the stream asks the page tables (PAGEMAP_SCAN). Otherwise every page of the
-// run was present or swapped at the freeze (the frozen scan found it) and the
-// stream sends it without asking again: such a page loses its protection only
-// through the fault thread (which saves it first), the stream itself, or an
-// unmap/remap/discard, whose event fails the stream while it is unsent.
+// the stream asks the page tables (PAGEMAP_SCAN); a page held at the freeze
+// (LiveMemory's `held`) that is neither fails the stream. Otherwise every
+// page of the run was present or swapped at the freeze (the frozen scan found
+// it) and the stream sends it without asking again. Either way a page loses
+// its protection through the fault thread (which saves it first), the stream
+// itself, an unmap/remap/discard (whose event fails the stream while it is
+// unsent), or with no event (a guard region, UFFDIO_MOVE): every page read is
+// checked to be still protected after the read (LiveMemory::check_kept).
 struct LiveRun {
     uint64_t vaddr;
     uint64_t nr_pages;

@@ -13,7 +13,8 @@
 // pages as it streams them): the stream then ends where the pipe does, and
 // the worker's status pipe says whether that is the image's end ("0\n") or
 // why the image could not be finished ("<errno>\n<text>", e.g. EAGAIN when
-// the task unmapped memory not yet sent); nothing there: the worker died.
+// the task unmapped memory not yet sent, which fs/ops.cc replies as EBUSY);
+// nothing there: the worker died.
 #pragma once
 
 #include <sys/types.h>

@@ -23,7 +23,9 @@ namespace state {
 // crfsd's: whether the live snapshot of a checkpoint in progress may have
 // write-protected `pid`'s memory (its image, or an ancestor's tree image, is
 // being taken: checkpoint/pid_lock.h). Its "uw" registrations are then
-// crfs's, not the task's reason. Unset (a worker, a tool): none is.
+// crfs's, not the task's reason. Set by crfsd, and by a reasons worker from
+// the list crfsd gives it (fs/ckpt_worker.cc); unset (a checkpoint worker, a
+// tool): none is.
 using OursToProtect = bool (*)(pid_t pid);
 void set_ours_to_protect(OursToProtect f);
 
