@@ -245,6 +245,37 @@ static void fill_part(const struct crfs_restorer_args* a, uint64_t vaddr, uint64
     }
 }
 
+/* The mprotects that give mapped-read-write VMAs their own protection (private
+ * and anonymous ones were mapped read-write to be filled), of the private
+ * anonymous VMAs (anon: 1), the others (0) or all (-1). Returns 0, or the
+ * first failure with its VMA in *at. */
+static long protect_some(const struct crfs_restorer_args* a, int anon, uint64_t* at) {
+    const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
+    for (uint64_t i = 0; i < a->nr_vmas; ++i) {
+        if (v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED)) continue;
+        if ((v[i].prot | PROT_READ | PROT_WRITE) == v[i].prot) continue;
+        if (anon >= 0 && joins_neighbours(&v[i]) != anon) continue;
+        long ret = sys3(NR_mprotect, v[i].start, v[i].end - v[i].start, v[i].prot);
+        if (is_err(ret)) {
+            *at = i;
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* stream: the private anonymous VMAs, while their pages arrive (stream.h). */
+static long protect_anon_vmas(const struct crfs_restorer_args* a, uint64_t* at) {
+    return protect_some(a, 1, at);
+}
+
+/* The rest (stream: its anonymous VMAs are protected already). */
+static void protect_vmas(const struct crfs_restorer_args* a) {
+    uint64_t at = 0;
+    long ret = protect_some(a, a->stream ? 0 : -1, &at);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_PROTECT, ret, at);
+}
+
 #include "fill_uffd.h" /* restore: UFFDIO_COPY from the aligned page store */
 #include "stream.h"    /* stream: the pages arrive while the task waits */
 
@@ -327,16 +358,6 @@ static void seal_memfds(const struct crfs_restorer_args* a) {
             if (is_err(ret)) die(a, CRFS_RA_STEP_MEMFD_SEAL, ret, i);
         }
         sys1(NR_close, m[i].fd);
-    }
-}
-
-static void protect_vmas(const struct crfs_restorer_args* a) {
-    const struct crfs_ra_vma* v = (const struct crfs_ra_vma*)a->vmas;
-    for (uint64_t i = 0; i < a->nr_vmas; ++i) {
-        if (v[i].kind == CRFS_RA_FILE && (v[i].mmap_flags & MAP_SHARED)) continue;
-        if ((v[i].prot | PROT_READ | PROT_WRITE) == v[i].prot) continue;
-        long ret = sys3(NR_mprotect, v[i].start, v[i].end - v[i].start, v[i].prot);
-        if (is_err(ret)) die(a, CRFS_RA_STEP_PROTECT, ret, i);
     }
 }
 

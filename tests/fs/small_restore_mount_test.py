@@ -8,7 +8,11 @@ tasks: where a 1 MiB restore's time goes"), kept exact:
   checkpoint, each restore a task that checks itself, and afterwards no
   mapping of the daemon is still marked (VmFlags "dc");
 - the phases of a streamed restore in CRFS_RESTORE_TRACE (ready, pages,
-  rebuild, handoff), which say where the time went.
+  rebuild, handoff), which say where the time went;
+- the protections of a streamed restore's anonymous areas, given while the
+  pages arrive (session 22, restorer/blob/stream.h): an mprotect that fails
+  then fails the restore at close with its own error, once the pages are in,
+  and leaves no task.
 
 Starts its own crfsd on a temporary mount point and always unmounts it.
 
@@ -99,6 +103,40 @@ class SmallRestore(rt.Base):
         self.assertEqual(words, ["decode-prefix", "validate", "prepare", "clone", "ready", "pages",
                                  "rebuild", "handoff"])
         self.assertEqual(t.finish(), "PASS")
+
+    def test_a_protection_that_fails_while_the_pages_arrive_fails_the_restore(self):
+        # 3,000 one-page areas of alternating protections, each holding bytes.
+        holder = self.task([os.path.join(rt.BUILD, "bench/vma_holder"), "3000", "@DIR@/ready"])
+        img = holder.checkpoint()
+        holder.kill9()
+        # The splits into 3,000 areas fail once the task holds 1,000 mappings
+        # (ENOMEM): in the blob's mprotects, which now run while the daemon
+        # copies the pages in. Seen failing with a blob that stopped there at
+        # once: the daemon's go found the task gone ("stream: sending the go:
+        # Broken pipe"), and the mprotect's error was lost.
+        with open("/proc/sys/vm/max_map_count") as f:
+            saved = f.read().strip()
+        try:
+            with open("/proc/sys/vm/max_map_count", "w") as f:
+                f.write("1000")
+            r = rt.sh(f"mkdir {self.m}/few && cp {img} {self.m}/few/image")
+        finally:
+            with open("/proc/sys/vm/max_map_count", "w") as f:
+                f.write(saved)
+        status = rt.read(f"{self.m}/few/status")
+        self.assertNotEqual(r.returncode, 0, status)
+        self.assertIn("failed to close", r.stderr)
+        self.assertIn("Cannot allocate memory", r.stderr)
+        self.assertTrue(status.startswith("error: "), status)
+        self.assertIn("mprotect of", status)
+        self.assertNotIn("not streamed", rt.read(self.crfs.log.name))
+        self.assertEqual(self.crfs.children(), [])
+        # The same image restores whole under the usual limit.
+        r = rt.sh(f"mkdir {self.m}/all && cp {img} {self.m}/all/image && cat {self.m}/all/pid")
+        self.assertEqual(r.returncode, 0, r.stderr + rt.read(f"{self.m}/all/status"))
+        pid = int(r.stdout)
+        with open(f"/proc/{pid}/maps") as f:
+            self.assertGreaterEqual(len(f.read().splitlines()), 3000)
 
 
 if __name__ == "__main__":
