@@ -444,6 +444,14 @@ class Probe(roundtrip_mount_test.Task):
         except AssertionError as e:
             try:
                 state = read(f"/proc/{self.pid}/stat").rsplit(")", 1)[1].split()[0]
+                # where it waits: the kernel's stack of each thread, and its signals
+                for t in os.listdir(f"/proc/{self.pid}/task"):
+                    state += (f"; thread {t}: " + read(f"/proc/{self.pid}/task/{t}/stack")
+                              .replace("\n", " ") + "syscall " +
+                              read(f"/proc/{self.pid}/task/{t}/syscall").strip())
+                state += "; " + " ".join(line.strip() for line in
+                                         read(f"/proc/{self.pid}/status").splitlines()
+                                         if line.startswith(("Sig", "Shd")))
             except OSError:
                 state = "gone"
             raise AssertionError(f"{e}: pid {self.pid} state {state}, stderr: "
