@@ -272,7 +272,8 @@ def small_line(size, tmp, mnt, restored, rounds):
     out = os.path.join(tmp, f"small{size}.img")
     try:
         t_dump = best_of(rounds, lambda: subprocess.run(
-            ["cp", f"{mnt}/{holder.pid}/image", out], check=True))
+            ["cp", f"{mnt}/{holder.pid}/image", out], check=True),
+            before=lambda: unlink_if_there(out))  # a new file, as the big sizes' dump
     finally:
         holder.kill()
         holder.wait()

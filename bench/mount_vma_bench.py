@@ -47,7 +47,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mount_checkpoint_bench import best_of, mount, unmount, wait_for  # noqa: E402
+from mount_checkpoint_bench import best_of, mount, unlink_if_there, unmount, wait_for  # noqa: E402,E501
 
 # Issue 13's CRIU 4.2 figures (dump ms, restore ms) by number of areas.
 CRIU = {1000: (111, 62), 8000: (248, 132), 30000: (760, 245)}
@@ -235,7 +235,9 @@ def main():
                 image = f"{mnt}/{holder.pid}/image"
                 if ab:
                     dump_ab(n, holder.pid, out, mnt, mnt_b, daemons, a.rounds)
-                t_dump = best_of(a.rounds, lambda: subprocess.run(["cp", image, out], check=True))
+                # a new file each round, as `cp /crfs/PID/image snap.img` makes one
+                t_dump = best_of(a.rounds, lambda: subprocess.run(["cp", image, out], check=True),
+                                 before=lambda: unlink_if_there(out))
             finally:
                 holder.kill()
                 holder.wait()
