@@ -80,7 +80,9 @@ static void stream_wait(const struct crfs_restorer_args* a) {
      * are protected after the go. A failure is reported after the go, once
      * the daemon no longer copies into this task. */
     uint64_t protect_at = 0;
-    long protect_err = protect_anon_vmas(a, &protect_at);
+    long protect_err = a->fault_step == CRFS_RA_STEP_PROTECT /* CRFS_RESTORE_FAULT (tests) */
+                           ? -ECANCELED
+                           : protect_anon_vmas(a, &protect_at);
     char go = 0;
     for (;;) {
         r = sys3(NR_read, a->stream_go_fd, &go, 1);
