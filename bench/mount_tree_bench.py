@@ -13,11 +13,23 @@ P-1 children, each holding M MiB of its own, stdio on /dev/null), then times
   checkpoint  cp /crfs/ROOT/image FILE
   restore     (every process killed and reaped) mkdir /crfs/ROOT &&
               cp FILE /crfs/ROOT/image   (close() returns once the tree runs)
-and, in the same run, a memcpy of the image's bytes. After one warm-up round,
-prints the best and the median of the rounds: time, time / memcpy, and
-(time - memcpy) / P in ms, the cost per process beyond memory (the aim: <= 1);
-and the checkpoint's CPU time (the daemon's and its reaped worker's, crfs-ckpt,
-from /proc ticks: less swayed by the load than the wall clock).
+and, in the same run, a memcpy of the image's bytes and the FUSE floor of
+moving them (DIR/bench/fuse_limit, as bench/mount_checkpoint_bench.py uses
+it: the same libfuse setup as crfsd serving a file of the image's size from
+memory): `cp` of its file into a new FILE (the checkpoint's floor: the FUSE
+read and the file system's write of the bytes) and a 1 MiB `dd` of FILE into
+it (the restore's: the FUSE write and one copy into fresh memory), timed in
+each round after the tree's. FILE is a new file in every round (unlinked
+before the timed `cp`, untimed), as `cp /crfs/ROOT/image FILE` makes one:
+over the last round's image the `cp` would also time the file system
+freeing its blocks; and `sync` (untimed) comes before each timed `cp` into
+a file, so that none times the writeback of the one before. After one warm-up
+round, prints the best and the median of the rounds: time, time / memcpy,
+(time - memcpy) / P in ms, the cost per process beyond memory (the aim:
+<= 1), and (time - floor) / P, beyond moving the bytes through FUSE (best
+of each, median of each); and the checkpoint's CPU time (the daemon's and
+its reaped worker's, crfs-ckpt, from /proc ticks: less swayed by the load
+than the wall clock).
 
 `--before-crfsd PATH` mounts a second daemon (another build's crfsd, its
 crfs-ckpt next to it) and runs every round through "before" then "after"
@@ -45,8 +57,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mount_checkpoint_bench import (MiB, memcpy_seconds, mount, unmount, wait_for,  # noqa: E402
-                                    wait_reaped)
+from mount_checkpoint_bench import (MiB, memcpy_seconds, mount, unlink_if_there,  # noqa: E402
+                                    unmount, wait_for, wait_reaped)
 
 
 def daemon_cpu(pid):
@@ -110,6 +122,8 @@ def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib
             t_reason = time.perf_counter() - t
             if why:
                 raise SystemExit(f"the tree has reasons: {why}")
+        unlink_if_there(img)  # a new file, as a user's cp makes one
+        os.sync()  # the last round's writeback is not timed here
         cpu = daemon_cpu(daemon)
         t = time.perf_counter()
         subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
@@ -142,11 +156,47 @@ def clean_round(mnt, tree, restored):
         pass
 
 
-def report(name, procs, times, mc):
+class FuseFloor:
+    """Each round: fuse_limit serving a file of the round's image size (it
+    varies by a few bytes), the image's bytes read from it into a new file
+    and written into it."""
+
+    def __init__(self, limit, tmp, log):
+        self.limit, self.tmp, self.log = limit, tmp, log
+        self.lim = os.path.join(tmp, "lim")
+        self.proc, self.rd, self.wr = None, [], []
+
+    def round(self, img):
+        os.makedirs(self.lim, exist_ok=True)
+        self.proc = mount([self.limit, self.lim, str(os.path.getsize(img))], self.lim, self.log)
+        out = os.path.join(self.tmp, "floor.img")
+        try:
+            unlink_if_there(out)
+            os.sync()
+            t = time.perf_counter()
+            subprocess.run(["cp", self.lim + "/data", out], check=True)
+            self.rd.append(time.perf_counter() - t)
+            unlink_if_there(out)
+            t = time.perf_counter()
+            subprocess.run(["dd", "if=" + img, "of=" + self.lim + "/data", "bs=1M",
+                            "status=none", "conv=notrunc"], check=True)
+            self.wr.append(time.perf_counter() - t)
+        finally:
+            self.close()
+
+    def close(self):
+        if self.proc:
+            unmount(self.proc, self.lim)
+            self.proc = None
+
+
+def report(name, procs, times, mc, floor):
     best, med = min(times), statistics.median(times)
-    per = lambda s: (s - mc) / procs * 1e3
-    return (f"{name} best {best * 1e3:8.1f} ms ({best / mc:5.1f}x memcpy, {per(best):+7.2f} ms/proc)"
-            f"  median {med * 1e3:8.1f} ms ({med / mc:5.1f}x, {per(med):+7.2f} ms/proc)")
+    per = lambda s, base: (s - base) / procs * 1e3
+    return (f"{name} best {best * 1e3:8.1f} ms ({best / mc:5.1f}x memcpy, "
+            f"{per(best, mc):+7.2f} ms/proc; over FUSE {per(best, min(floor)):+7.2f})"
+            f"  median {med * 1e3:8.1f} ms ({med / mc:5.1f}x, {per(med, mc):+7.2f} ms/proc;"
+            f" over FUSE {per(med, statistics.median(floor)):+7.2f})")
 
 
 def main():
@@ -165,6 +215,7 @@ def main():
         raise SystemExit("run as root: a tree comes back with its pids")
     ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of killed roots reap here
     holder = os.path.join(a.build, "bench", "tree_holder")
+    limit = os.path.join(a.build, "bench", "fuse_limit")
     daemons = [("after", [os.path.join(a.build, "fs", "crfsd")])]
     if a.before_env and not a.before_crfsd:
         a.before_crfsd = daemons[0][1][0]
@@ -174,7 +225,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="crfs-tree-bench-")
     os.chmod(tmp, 0o755)
     log = open(os.path.join(tmp, "crfsd.log"), "w")
-    mounted = []
+    mounted, floors = [], []
     try:
         for name, crfsd in daemons:
             mnt = os.path.join(tmp, "mnt-" + name)
@@ -186,6 +237,8 @@ def main():
             procs, mib = (int(x) for x in spec.split("x"))
             times = {name: ([], [], [], []) for name, _, _ in mounted}
             size = 0
+            floor = FuseFloor(limit, tmp, log)
+            floors.append(floor)
             for r in range(a.rounds + 1):  # round 0: warm-up
                 line = []
                 for name, proc, mnt in mounted:
@@ -201,22 +254,34 @@ def main():
                         times[name][3].append(cpu)
                         if a.reason:
                             times[name][2].append(why)
+                if r:
+                    floor.round(img)
+                    line.append(f"FUSE floor read {floor.rd[-1] * 1e3:8.1f} write"
+                                f" {floor.wr[-1] * 1e3:8.1f} ms")
                 print(f"{spec} round {r or 'warm-up'}: " + "; ".join(line) +
                       f"; load {os.getloadavg()[0]:.1f}", flush=True)
+            floor.close()
             mc = memcpy_seconds(size)
+            rd, wr = floor.rd, floor.wr
             print(f"{spec}: {procs} processes x {mib} MiB, image {size / MiB:.1f} MiB,"
-                  f" memcpy {mc * 1e3:.1f} ms, {a.rounds} rounds", flush=True)
+                  f" memcpy {mc * 1e3:.1f} ms, {a.rounds} rounds; FUSE floor (best / median):"
+                  f" read into a new file {min(rd) * 1e3:.1f} / {statistics.median(rd) * 1e3:.1f}"
+                  f" ms, write {min(wr) * 1e3:.1f} / {statistics.median(wr) * 1e3:.1f} ms",
+                  flush=True)
             for name, _, _ in mounted:
                 if a.reason:
                     rs = times[name][2]
                     print(f"  {name:>6} reason     best {min(rs) * 1e3:8.1f} ms"
                           f"  median {statistics.median(rs) * 1e3:8.1f} ms")
-                print("  " + report(f"{name:>6} checkpoint", procs, times[name][0], mc))
+                print("  " + report(f"{name:>6} checkpoint", procs, times[name][0], mc, rd))
                 cpus = times[name][3]
                 print(f"  {name:>6} checkpoint CPU (daemon + worker) best {min(cpus) * 1e3:6.0f}"
                       f" ms  median {statistics.median(cpus) * 1e3:6.0f} ms")
-                print("  " + report(f"{name:>6} restore   ", procs, times[name][1], mc), flush=True)
+                print("  " + report(f"{name:>6} restore   ", procs, times[name][1], mc, wr),
+                      flush=True)
     finally:
+        for f in floors:
+            f.close()
         for _, proc, mnt in mounted:
             unmount(proc, mnt)
         log.close()
