@@ -34,7 +34,7 @@ than the wall clock).
 `--before-crfsd PATH` mounts a second daemon (another build's crfsd, its
 crfs-ckpt next to it) and runs every round through "before" then "after"
 (this build's), each on a fresh tree of its own: before/after interleaved,
-back to back. The load average is printed with each round.
+back to back, the order alternating from round to round. The load average is printed with each round.
 `--before-env VAR=VAL` (repeatable) starts "before" with these variables in
 its environment; without --before-crfsd, "before" is this build's crfsd too
 (a switch to an old path: the same binary, before/after).
@@ -241,7 +241,9 @@ def main():
             floors.append(floor)
             for r in range(a.rounds + 1):  # round 0: warm-up
                 line = []
-                for name, proc, mnt in mounted:
+                # Before/after in alternating order: the first of a round was
+                # seen slower whichever daemon it was.
+                for name, proc, mnt in (mounted if r % 2 else mounted[::-1]):
                     c, t, size, why, cpu = one_round(mnt, proc.pid, holder, procs, mib, tmp, img,
                                                      a.shared_kib, a.memfd_kib, a.reason,
                                                      not a.no_restore)
