@@ -13,7 +13,12 @@ namespace crfs {
 
 // The wait status of `pid`'s next stop (waitpid __WALL). The task exiting (or
 // no longer being our child or tracee) is ESRCH with `gone` set; no stop within
-// `timeout_ns` is ETIMEDOUT.
+// `timeout_ns` is ETIMEDOUT (checked every 20 ms: it may run over by that).
+// It blocks in waitpid, woken by the stop or by a per-thread POSIX timer's
+// signal (SIGRTMIN + 6, a handler that does nothing, installed at the first
+// wait; unblocked in the thread for the wait only): a process using it must
+// not use that signal. CRFS_PTRACE_WAIT_POLL=1 in the environment: the
+// polling wait of before (benches).
 Result<int> wait_ptrace_stop(pid_t pid, uint64_t timeout_ns, bool* gone = nullptr);
 
 uint64_t monotonic_ns();
