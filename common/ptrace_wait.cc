@@ -43,7 +43,21 @@ bool poll_waits() {
 
 class WakeTimer {
   public:
-    WakeTimer() {
+    WakeTimer() = default;
+    ~WakeTimer() {
+        if (ok_ && owner_ == getpid()) timer_delete(id_);
+    }
+    WakeTimer(const WakeTimer&) = delete;
+    WakeTimer& operator=(const WakeTimer&) = delete;
+    // Whether this thread has its timer, made at the first wait. A process
+    // forked from a thread that had one (a tree's restore runs in forks of
+    // crfsd) has a copy of this object but no timer (timers are not
+    // inherited): it makes its own.
+    bool ready() {
+        pid_t me = getpid();
+        if (owner_ == me) return ok_;
+        owner_ = me;
+        ok_ = false;
         static std::once_flag installed;
         static bool handler = false;
         std::call_once(installed, [] {
@@ -52,19 +66,14 @@ class WakeTimer {
             sigemptyset(&sa.sa_mask);
             handler = sigaction(wake_signal(), &sa, nullptr) == 0;
         });
-        if (!handler) return;
+        if (!handler) return false;
         sigevent ev{};
         ev.sigev_notify = SIGEV_THREAD_ID;
         ev.sigev_signo = wake_signal();
         ev._sigev_un._tid = gettid();
         ok_ = timer_create(CLOCK_MONOTONIC, &ev, &id_) == 0;
+        return ok_;
     }
-    ~WakeTimer() {
-        if (ok_) timer_delete(id_);
-    }
-    WakeTimer(const WakeTimer&) = delete;
-    WakeTimer& operator=(const WakeTimer&) = delete;
-    bool ok() const { return ok_; }
     // Starts (tick) or stops (0) the ticks. Stopping returns to user space
     // after the timer is disarmed: a tick still pending is handled then, by
     // the handler that does nothing, before any other syscall can see it.
@@ -77,29 +86,29 @@ class WakeTimer {
 
   private:
     timer_t id_{};
+    pid_t owner_ = 0;
     bool ok_ = false;
 };
 
 thread_local WakeTimer t_wake;
 
 // One waitpid for `pid`'s next state change, blocking until then or until
-// the next tick: the status, 0 on a tick (EINTR), -1 with errno.
+// the next tick: the pid, 0 on a tick (EINTR), -1 with errno, or -2 when the
+// timer cannot be set (the caller polls instead).
 pid_t blocking_waitpid(pid_t pid, int* st) {
     sigset_t mine, old;
     sigemptyset(&mine);
     sigaddset(&mine, wake_signal());
     // A thread may block every signal (libfuse's workers do): the tick must
     // reach this one while it waits.
-    if (pthread_sigmask(SIG_UNBLOCK, &mine, &old) != 0) return -1;
-    pid_t r = -1;
-    int err = 0;
-    if (t_wake.set(kTickNs)) {
-        r = waitpid(pid, st, __WALL);
-        err = errno;
-        t_wake.set(0);
-    } else {
-        err = errno;
+    if (pthread_sigmask(SIG_UNBLOCK, &mine, &old) != 0) return -2;
+    if (!t_wake.set(kTickNs)) {
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        return -2;
     }
+    pid_t r = waitpid(pid, st, __WALL);
+    int err = errno;
+    t_wake.set(0);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (r < 0 && err == EINTR) return 0;
     errno = err;
@@ -127,10 +136,14 @@ Result<int> wait_ptrace_stop(pid_t pid, uint64_t timeout_ns, bool* gone) {
     // back-off past the stop) measured no slower within this VM's noise
     // (docs/performance.md, "Trees: the ptrace waits block"), but it took
     // CPU and wakeups for nothing, most of all while a task stays stuck.
-    bool block = !poll_waits() && t_wake.ok();
+    bool block = !poll_waits() && t_wake.ready();
     for (;;) {
         int st = 0;
         pid_t r = block ? blocking_waitpid(pid, &st) : waitpid(pid, &st, __WALL | WNOHANG);
+        if (r == -2) {
+            block = false;  // no timer: poll
+            continue;
+        }
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == ECHILD) {

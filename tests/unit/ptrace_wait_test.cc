@@ -5,6 +5,7 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cstdio>
 
 #include <thread>
 
@@ -66,6 +67,34 @@ TEST(PtraceWait, NoStopTimesOutEvenWithEverySignalBlocked) {
         ASSERT_FALSE(st);
         EXPECT_EQ(st.error().code, ETIMEDOUT) << st.error().what;
     }
+}
+
+// A tree's restore runs in forks of crfsd: a process forked from a thread
+// that already waited has that thread's state but not its timer.
+TEST(PtraceWait, AForkOfAThreadThatWaitedWaitsToo) {
+    {
+        SeizedChild c;
+        ASSERT_TRUE(c.seized);
+        ASSERT_EQ(::ptrace(PTRACE_INTERRUPT, c.pid, nullptr, nullptr), 0);
+        ASSERT_TRUE(wait_ptrace_stop(c.pid, 10'000'000'000ull));
+    }
+    pid_t fork_pid = ::fork();
+    if (fork_pid == 0) {
+        int code = 1;
+        {
+            SeizedChild c;
+            if (c.seized && ::ptrace(PTRACE_INTERRUPT, c.pid, nullptr, nullptr) == 0) {
+                auto st = wait_ptrace_stop(c.pid, 10'000'000'000ull);
+                code = st && WIFSTOPPED(*st) ? 0 : 2;
+                if (!st) ::fprintf(stderr, "%s\n", st.error().what.c_str());
+            }
+        }
+        ::_exit(code);
+    }
+    ASSERT_GT(fork_pid, 0);
+    int st = 0;
+    ASSERT_EQ(::waitpid(fork_pid, &st, 0), fork_pid);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st;
 }
 
 TEST(PtraceWait, ATraceeThatExitsIsGone) {
