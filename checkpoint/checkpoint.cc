@@ -143,6 +143,36 @@ state::TaskView& member_view(pid_t pid, state::MemberViews& views) {
     return *v;
 }
 
+// A tree's members' views read ahead, each on its member's tracer, while the
+// tree is frozen and before the root's capture: the /proc files of a member
+// that the root's tree-wide detect (state/tree.cc) and the member's capture
+// read from its view (stat, status, each thread's status, smaps, fds), so
+// that the detect, one thread checking every member, finds them read and the
+// reads use both CPUs. Nothing shared is touched: the views are made here
+// first, and each is its tracer's alone until all are read; a read that fails
+// is not kept, and the detect reads it again and says why.
+// CRFS_TREE_VIEWS_SERIAL=1 in crfsd's environment: not read ahead (the old
+// path, for benches).
+void read_ahead(FrozenTree& tree, Tracers& tracers, state::MemberViews& views) {
+    auto& members = tree.members();
+    if (getenv("CRFS_TREE_VIEWS_SERIAL") || !tracers.parallel() || members.size() < 2) return;
+    std::vector<state::TaskView*> ahead;
+    for (auto& m : members) ahead.push_back(&member_view(m.pid, views));
+    auto read = [&](size_t i) {
+        state::TaskView& v = *ahead[i];
+        (void)v.stat();
+        (void)v.status();
+        for (FrozenTask* t : members[i].threads.others()) (void)v.thread_status(t->pid());
+        (void)v.smaps();
+        (void)v.fds();
+    };
+    std::vector<std::future<void>> done;
+    for (size_t i = 1; i < members.size(); ++i)
+        done.push_back(tracers.post(members[i].tracer, [&read, i] { read(i); }));
+    read(0);  // the root's, here
+    for (auto& d : done) d.get();
+}
+
 // Held by a member's capture but for its ptrace stops (the remote syscalls)
 // when members are captured together (capture_tree): the rest reads what the
 // members' views share (the views themselves, their kcmp answers, the holder
@@ -387,7 +417,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         c.threads.push_back(std::move(*th));
     }
     trace.mark("remote syscalls");
-    if (serial) {
+    // A plain copy reads this member's own pages into its own slice of the
+    // tree's arena (thread-safe) and asks no view: outside Serial, so that one
+    // member's copy overlaps another's reads on the other CPU.
+    // CRFS_TREE_COPY_SERIAL=1 in crfsd's environment: under it (the old path).
+    const bool copy_outside = serial && !track && !uffd && !getenv("CRFS_TREE_COPY_SERIAL");
+    if (serial && !copy_outside) {
         one_at_a_time.lock();
         trace.mark("wait for the other members");
     }
@@ -399,6 +434,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     c.memory = std::move(*mem);
     if (track) c.keeps = std::move(track->keeps);
     trace.mark("memory");
+    if (copy_outside) {
+        one_at_a_time.lock();
+        trace.mark("wait for the other members");
+    }
     auto memfds = state::dump_memfds(pid, c.memory.maps);  // kobj, while frozen
     if (!memfds) return std::unexpected(memfds.error());
     c.memfds = std::move(*memfds);
@@ -448,8 +487,10 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     // that the members' captures overlap their ptrace stops: before the tree
     // (which releases its members on them), gone after it.
     Tracers tracers(Tracers::configured());
+    PhaseTrace trace;
     auto tree = FrozenTree::freeze(pid, &tracers);
     if (!tree) return std::unexpected(tree.error());
+    trace.mark("tree frozen");
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
     auto& members = tree->members();
@@ -470,6 +511,8 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                 tracking[i].uffd = std::move(was.uffd);
     }
     state::MemberViews views;  // read while frozen: each member's once, one holder scan
+    read_ahead(*tree, tracers, views);
+    if (members.size() > 1) trace.mark("members' views read ahead");
     // The members' page buffers, one arena (state/memory_dump.h PageArena): a
     // plain tree, copied while frozen whole. CRFS_TREE_PAGE_BUFFERS=1 in
     // crfsd's environment: a buffer of its own per member, pre-faulted (the old path).
@@ -494,7 +537,8 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     // made: asked of `views` before any other capture may add to it.
     std::vector<char> checked(members.size());
     for (size_t i = 1; i < members.size(); ++i)
-        checked[i] = views.count(members[i].pid) && getenv("CRFS_TREE_CHECK_EACH") == nullptr;
+        checked[i] = views.count(members[i].pid) && views[members[i].pid]->tree_checked() &&
+                     getenv("CRFS_TREE_CHECK_EACH") == nullptr;
     std::mutex* one_at_a_time = tracers.parallel() ? &serial : nullptr;
     std::vector<std::future<void>> done;
     for (size_t i = 1; i < members.size(); ++i)
@@ -503,6 +547,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                 capture_member(i, checked[i], one_at_a_time);
             }));
     for (auto& d : done) d.get();
+    if (members.size() > 1) trace.mark("members captured");
     // Written in the members' order; the first member that failed fails the image.
     size_t failing = members.size();
     for (size_t i = 0; i < members.size(); ++i) {
@@ -550,7 +595,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         }
     }
     out.front().zombies = tree->zombies();  // life
-    PhaseTrace trace;
+    if (out.size() > 1) trace.mark("shared between members");
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
     OpenedFiles opened;  // perf: the members' libraries opened once

@@ -94,6 +94,11 @@ class TaskView {
     // those already there; null for a `reason` read.
     void set_member_views(MemberViews* v) { member_views_ = v; }
     MemberViews* member_views() const { return member_views_; }
+    // A tree checkpoint's member whose view the root's tree-wide detect
+    // (state/tree.cc) took to check every kind on it; a view read ahead on a
+    // tracer (checkpoint.cc `read_ahead`) is not, until then.
+    void set_tree_checked() { tree_checked_ = true; }
+    bool tree_checked() const { return tree_checked_; }
 
   private:
     pid_t pid_, self_tgid_;
@@ -106,6 +111,7 @@ class TaskView {
     std::shared_ptr<HolderScan> holder_scan_;
     std::shared_ptr<KcmpCache> kcmp_;
     MemberViews* member_views_ = nullptr;
+    bool tree_checked_ = false;
 };
 
 // One kind of state.

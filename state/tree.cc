@@ -87,6 +87,7 @@ std::shared_ptr<TaskView> member_view(TaskView& t, pid_t k) {
     auto& v = (*t.member_views())[k];
     if (!v) v = std::make_shared<TaskView>(k, t.self_tgid());
     v->set_member_views(t.member_views());
+    v->set_tree_checked();  // the checkpoint does not check it again
     return v;
 }
 
