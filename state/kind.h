@@ -76,6 +76,9 @@ class TaskView {
     Result<const ProcStatus*> thread_status(pid_t tid);
     Result<const std::vector<MapsEntry>*> smaps();
     Result<const std::vector<FdView>*> fds();  // sorted by fd; fds closed meanwhile skipped
+    // The children of every thread (task/*/children), in that order; the task
+    // being gone is ESRCH. A tree's members ask their parent's more than once.
+    Result<const std::vector<pid_t>*> children();
 
     // The processes of the image the task is checkpointed in (state/tree.cc
     // sets it on a tree's members); empty: the task and its descendants.
@@ -107,6 +110,7 @@ class TaskView {
     std::map<pid_t, ProcStatus> thread_status_;
     std::optional<std::vector<MapsEntry>> smaps_;
     std::optional<std::vector<FdView>> fds_;
+    std::optional<std::vector<pid_t>> children_;
     std::vector<pid_t> image_pids_;
     std::shared_ptr<HolderScan> holder_scan_;
     std::shared_ptr<KcmpCache> kcmp_;

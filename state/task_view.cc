@@ -32,6 +32,12 @@ pid_t TaskView::tracer_tgid(pid_t tid) const {
 }
 
 bool TaskView::traced_by_us(pid_t tid) const {
+    // perf: one of our own threads (a checkpoint's tracers) without reading
+    // its status: /proc/<self>/task/<tid> is there exactly while it is ours.
+    if (self_tgid_ > 0 &&
+        (tid == self_tgid_ ||
+         ::access(strfmt("/proc/{}/task/{}", self_tgid_, tid).c_str(), F_OK) == 0))
+        return true;
     pid_t tgid = tracer_tgid(tid);
     if (tgid == self_tgid_) return true;
     auto st = read_stat(tgid);
@@ -115,6 +121,27 @@ Result<const std::vector<FdView>*> TaskView::fds() {
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.fd < b.fd; });
     fds_ = std::move(out);
     return &*fds_;
+}
+
+Result<const std::vector<pid_t>*> TaskView::children() {
+    if (children_) return &*children_;
+    std::string dir_path = path("task");
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(dir_path.c_str()), ::closedir);
+    if (!dir) return errno == ENOENT ? sys_error(ESRCH, dir_path) : errno_error(dir_path);
+    std::vector<pid_t> out;
+    while (dirent* de = ::readdir(dir.get())) {
+        if (de->d_name[0] == '.') continue;
+        auto text = read("task/" + std::string(de->d_name) + "/children");
+        if (!text) continue;  // the thread exited meanwhile
+        for (const char* p = text->data(); p < text->data() + text->size();) {
+            pid_t child = 0;
+            auto [end, ec] = std::from_chars(p, text->data() + text->size(), child);
+            if (ec == std::errc() && child > 0) out.push_back(child);
+            p = ec == std::errc() ? end + 1 : p + 1;
+        }
+    }
+    children_ = std::move(out);
+    return &*children_;
 }
 
 std::shared_ptr<HolderScan> TaskView::holder_scan() {

@@ -102,7 +102,14 @@ Status detect_threads(TaskView& t, Reasons& out) {
     std::vector<pid_t> others;
     if (ppid > 1) {
         others.push_back(ppid);
-        for (pid_t c : children_of(ppid))
+        // A tree's member: its parent's view, read once for all its children.
+        std::vector<pid_t> read;
+        const std::vector<pid_t>* kids = nullptr;
+        if (MemberViews* views = t.member_views())
+            if (auto it = views->find(ppid); it != views->end() && it->second)
+                if (auto k = it->second->children(); k) kids = *k;
+        if (!kids) kids = &(read = children_of(ppid));
+        for (pid_t c : *kids)
             if (c != t.pid()) others.push_back(c);
     }
     const auto& image = t.image_pids();

@@ -94,23 +94,10 @@ std::shared_ptr<TaskView> member_view(TaskView& t, pid_t k) {
 }  // namespace
 
 Result<std::vector<pid_t>> list_children(pid_t pid) {
-    std::string dir_path = "/proc/" + std::to_string(pid) + "/task";
-    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(dir_path.c_str()), ::closedir);
-    if (!dir) return errno == ENOENT ? sys_error(ESRCH, dir_path) : errno_error(dir_path);
     TaskView view(pid, 0);
-    std::vector<pid_t> out;
-    while (dirent* de = ::readdir(dir.get())) {
-        if (de->d_name[0] == '.') continue;
-        auto text = view.read("task/" + std::string(de->d_name) + "/children");
-        if (!text) continue;  // the thread exited meanwhile
-        for (const char* p = text->data(); p < text->data() + text->size();) {
-            pid_t child = 0;
-            auto [end, ec] = std::from_chars(p, text->data() + text->size(), child);
-            if (ec == std::errc() && child > 0) out.push_back(child);
-            p = ec == std::errc() ? end + 1 : p + 1;
-        }
-    }
-    return out;
+    auto kids = view.children();
+    if (!kids) return std::unexpected(kids.error());
+    return **kids;
 }
 
 std::vector<pid_t> tree_pids(pid_t pid) {
@@ -125,12 +112,12 @@ Status detect_tree(TaskView& t, Reasons& out) {
     std::vector<std::shared_ptr<TaskView>> views;
     std::vector<TaskView*> members{&t};
     for (size_t i = 0; i < members.size(); ++i) {
-        auto kids = list_children(members[i]->pid());
+        auto kids = members[i]->children();  // kept: each member's detect asks its parent's
         if (!kids) {
             if (kids.error().code == ESRCH) continue;  // exited meanwhile
             return std::unexpected(kids.error());
         }
-        for (pid_t k : *kids) {
+        for (pid_t k : **kids) {
             if (members.size() > image::kMaxProcesses) {
                 out.push_back("task: more than " + std::to_string(image::kMaxProcesses) +
                               " processes in the tree");
