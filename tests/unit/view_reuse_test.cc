@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -182,6 +184,69 @@ TEST(ViewReuse, ShareBetweenMembersTakesTheMembersViews) {
     ASSERT_TRUE(s) << s.error().what;
     expect_fd0_shared(fb2);
     EXPECT_EQ(va.kcmp()->calls(), asked);
+}
+
+// A view lists the children of every thread once (TaskView::children): a
+// tree's members ask their parent's view, all of them the same list, read
+// while the tree is frozen. A child made after the first look is not in the
+// view's list; a new view sees it. A gone task is ESRCH.
+TEST(ViewReuse, ChildrenAreListedOnceForTheView) {
+    Holders kids;
+    int null_fd = ::open("/dev/null", O_RDWR);
+    ASSERT_GE(null_fd, 0);
+    pid_t a = kids.make(null_fd, -1), b = kids.make(null_fd, -1);
+    state::TaskView view(getpid(), getpid());
+    auto first = view.children();
+    ASSERT_TRUE(first) << first.error().what;
+    auto has = [](const std::vector<pid_t>& v, pid_t p) {
+        return std::find(v.begin(), v.end(), p) != v.end();
+    };
+    EXPECT_TRUE(has(**first, a));
+    EXPECT_TRUE(has(**first, b));
+    pid_t c = kids.make(null_fd, -1);
+    ::close(null_fd);
+    auto again = view.children();
+    ASSERT_TRUE(again) << again.error().what;
+    EXPECT_EQ(*again, *first);  // the same list, not read again
+    EXPECT_FALSE(has(**again, c));
+    state::TaskView fresh(getpid(), getpid());
+    auto now = fresh.children();
+    ASSERT_TRUE(now) << now.error().what;
+    EXPECT_TRUE(has(**now, c));
+
+    pid_t gone = ::fork();
+    if (gone == 0) ::_exit(0);
+    ASSERT_GT(gone, 0);
+    ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);
+    state::TaskView dead(gone, getpid());
+    auto none = dead.children();
+    ASSERT_FALSE(none);
+    EXPECT_EQ(none.error().code, ESRCH);
+}
+
+// A tracer that is one of our own threads (a checkpoint's tracers) is ours
+// (TaskView::traced_by_us, known from /proc/SELF/task/TID); a thread of
+// another process whose parent is not us is not; our child is (as before).
+TEST(ViewReuse, OurThreadsAndChildrenAreOursOthersAreNot) {
+    Holders kids;
+    int null_fd = ::open("/dev/null", O_RDWR);
+    ASSERT_GE(null_fd, 0);
+    pid_t child = kids.make(null_fd, -1);
+    ::close(null_fd);
+    state::TaskView view(child, getpid());
+    std::atomic<pid_t> tid{0};
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+        tid = pid_t(::syscall(SYS_gettid));
+        while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    ASSERT_TRUE(wait_until([&] { return tid != 0; }));
+    EXPECT_TRUE(view.traced_by_us(tid));
+    EXPECT_TRUE(view.traced_by_us(getpid()));
+    EXPECT_TRUE(view.traced_by_us(child));
+    EXPECT_FALSE(view.traced_by_us(1));  // init: neither ours nor our child
+    done = true;
+    t.join();
 }
 
 }  // namespace
