@@ -547,7 +547,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                 capture_member(i, checked[i], one_at_a_time);
             }));
     for (auto& d : done) d.get();
-    if (members.size() > 1) trace.mark("members captured");
+    trace.mark("members captured");
     // Written in the members' order; the first member that failed fails the image.
     size_t failing = members.size();
     for (size_t i = 0; i < members.size(); ++i) {
@@ -595,7 +595,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         }
     }
     out.front().zombies = tree->zombies();  // life
-    if (out.size() > 1) trace.mark("shared between members");
+    trace.mark("shared between members");
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
     OpenedFiles opened;  // perf: the members' libraries opened once
