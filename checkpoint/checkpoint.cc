@@ -512,7 +512,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     }
     state::MemberViews views;  // read while frozen: each member's once, one holder scan
     read_ahead(*tree, tracers, views);
-    if (members.size() > 1) trace.mark("members' views read ahead");
+    trace.mark("members' views read ahead");
     // The members' page buffers, one arena (state/memory_dump.h PageArena): a
     // plain tree, copied while frozen whole. CRFS_TREE_PAGE_BUFFERS=1 in
     // crfsd's environment: a buffer of its own per member, pre-faulted (the old path).
@@ -537,8 +537,8 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     // made: asked of `views` before any other capture may add to it.
     std::vector<char> checked(members.size());
     for (size_t i = 1; i < members.size(); ++i)
-        checked[i] = views.count(members[i].pid) && views[members[i].pid]->tree_checked() &&
-                     getenv("CRFS_TREE_CHECK_EACH") == nullptr;
+        if (auto v = views.find(members[i].pid); v != views.end())
+            checked[i] = v->second->tree_checked() && getenv("CRFS_TREE_CHECK_EACH") == nullptr;
     std::mutex* one_at_a_time = tracers.parallel() ? &serial : nullptr;
     std::vector<std::future<void>> done;
     for (size_t i = 1; i < members.size(); ++i)

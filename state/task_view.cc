@@ -34,9 +34,7 @@ pid_t TaskView::tracer_tgid(pid_t tid) const {
 bool TaskView::traced_by_us(pid_t tid) const {
     // perf: one of our own threads (a checkpoint's tracers) without reading
     // its status: /proc/<self>/task/<tid> is there exactly while it is ours.
-    if (self_tgid_ > 0 &&
-        (tid == self_tgid_ ||
-         ::access(strfmt("/proc/{}/task/{}", self_tgid_, tid).c_str(), F_OK) == 0))
+    if (self_tgid_ > 0 && ::access(strfmt("/proc/{}/task/{}", self_tgid_, tid).c_str(), F_OK) == 0)
         return true;
     pid_t tgid = tracer_tgid(tid);
     if (tgid == self_tgid_) return true;

@@ -66,27 +66,6 @@ constexpr Shared kShared[] = {{KCMP_VM, "memory (CLONE_VM)"},
                               {KCMP_FS, "cwd and umask (CLONE_FS)"},
                               {KCMP_SIGHAND, "signal handlers (CLONE_SIGHAND)"}};
 
-// Children of every thread of `pid`; none if it is gone.
-std::vector<pid_t> children_of(pid_t pid) {
-    std::vector<pid_t> out;
-    std::string dir = "/proc/" + std::to_string(pid) + "/task";
-    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-    if (!d) return out;
-    while (dirent* de = ::readdir(d.get())) {
-        if (de->d_name[0] == '.') continue;
-        auto text = read_file(dir + "/" + de->d_name + "/children");
-        if (!text) continue;
-        size_t i = 0;
-        while (i < text->size()) {
-            size_t j = text->find(' ', i);
-            if (j == std::string::npos) j = text->size();
-            if (j > i && (*text)[i] != '\n') out.push_back(pid_t(std::atol(text->c_str() + i)));
-            i = j + 1;
-        }
-    }
-    return out;
-}
-
 }  // namespace
 
 Status detect_threads(TaskView& t, Reasons& out) {
@@ -102,15 +81,17 @@ Status detect_threads(TaskView& t, Reasons& out) {
     std::vector<pid_t> others;
     if (ppid > 1) {
         others.push_back(ppid);
-        // A tree's member: its parent's view, read once for all its children.
-        std::vector<pid_t> read;
-        const std::vector<pid_t>* kids = nullptr;
+        // A tree's member asks its parent's view (read once for all its
+        // children); otherwise a view of the parent's own. None if it is gone.
+        std::optional<TaskView> own;
+        TaskView* parent = nullptr;
         if (MemberViews* views = t.member_views())
             if (auto it = views->find(ppid); it != views->end() && it->second)
-                if (auto k = it->second->children(); k) kids = *k;
-        if (!kids) kids = &(read = children_of(ppid));
-        for (pid_t c : *kids)
-            if (c != t.pid()) others.push_back(c);
+                parent = it->second.get();
+        if (!parent) parent = &own.emplace(ppid, t.self_tgid());
+        if (auto kids = parent->children(); kids)
+            for (pid_t c : **kids)
+                if (c != t.pid()) others.push_back(c);
     }
     const auto& image = t.image_pids();
     auto in_image = [&](pid_t o) {
