@@ -6,12 +6,18 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 #include "common/io.h"
+#include "common/thread_stacks.h"
 #include "crfs/image_format.h"
 
 namespace crfs {
@@ -323,43 +329,186 @@ Result<std::vector<MapsEntry>> parse_maps(std::string_view text) {
     return std::move(p).finish();
 }
 
-Result<std::vector<MapsEntry>> read_maps(const std::string& path, size_t max) {
-    auto fd = open_fd(path, O_RDONLY);
-    if (!fd) return std::unexpected(fd.error());
-    // A MiB at a time into one buffer, each read's whole lines parsed at
-    // once: smaps of 30,000 areas is 21 MB, which a string of it all would
-    // fault in and copy as it grows. (A seq_file read goes on where the last
-    // one stopped: the kernel finds that area by address.)
-    constexpr size_t kRead = 1 << 20;
-    std::unique_ptr<char[]> buf(new char[kRead]);
-    MapsParser p;
-    size_t held = 0, total = 0;  // held: the start of a line the last read cut
-    for (;;) {
-        if (held == kRead)  // a line longer than the buffer: no line of maps is
-            return make_error(EINVAL, "read " + path + ": a line longer than 1 MiB");
-        ssize_t n = ::read(fd->get(), buf.get() + held, kRead - held);
+namespace {
+
+constexpr size_t kMapsPiece = 256 << 10;  // the bytes one hand-over holds
+constexpr size_t kMapsLineMax = 1 << 20;  // longer: not a line of maps
+constexpr size_t kMapsPiecesAhead = 4;    // read ahead of the parse at most
+
+// Reads of `fd` into `buf` until it holds `want` bytes or the file ends: a
+// seq_file read gives one page of records at most (smaps: ~5 areas each).
+// The bytes read, 0 at the end.
+Result<size_t> read_piece(int fd, char* buf, size_t want, const std::string& path) {
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = ::read(fd, buf + got, want - got);
         if (n < 0) {
             if (errno == EINTR) continue;
             return errno_error("read " + path);
         }
-        total += size_t(n);
-        if (total > max)
-            return make_error(EFBIG,
-                              "read " + path + ": larger than " + std::to_string(max) + " bytes");
-        std::string_view text(buf.get(), held + size_t(n));
-        if (n == 0) {
-            p.feed(text);
-            break;
-        }
-        size_t nl = text.rfind('\n');
-        if (nl == std::string_view::npos) {
-            held = text.size();
-            continue;
-        }
-        p.feed(text.substr(0, nl + 1));
-        held = text.size() - (nl + 1);
-        std::memmove(buf.get(), buf.get() + nl + 1, held);
+        if (n == 0) break;
+        got += size_t(n);
     }
+    return got;
+}
+
+// The whole lines of pieces read in order, fed to a MapsParser; a line cut
+// between two pieces is put together first.
+class WholeLines {
+  public:
+    WholeLines(MapsParser& p, const std::string& path) : p_(p), path_(path) {}
+    Status add(std::string_view piece) {
+        if (!cut_.empty()) {
+            size_t nl = piece.find('\n');
+            size_t upto = nl == std::string_view::npos ? piece.size() : nl + 1;
+            cut_.append(piece.substr(0, upto));
+            if (auto ok = check(); !ok) return ok;
+            if (nl == std::string_view::npos) return {};
+            p_.feed(cut_);
+            cut_.clear();
+            piece.remove_prefix(upto);
+        }
+        size_t nl = piece.rfind('\n');
+        size_t whole = nl == std::string_view::npos ? 0 : nl + 1;
+        p_.feed(piece.substr(0, whole));
+        cut_.assign(piece.substr(whole));
+        return check();
+    }
+    void finish() { p_.feed(cut_); }
+
+  private:
+    Status check() const {
+        if (cut_.size() >= kMapsLineMax)
+            return make_error(EINVAL, "read " + path_ + ": a line longer than 1 MiB");
+        return {};
+    }
+    MapsParser& p_;
+    const std::string& path_;
+    std::string cut_;
+};
+
+// The rest of a file read on a thread of its own, a piece at a time, while
+// the caller parses the piece before: of a big smaps read (30,000 areas,
+// 21 MB) the kernel's formatting and our parse each take about half, and
+// while the task is frozen the other CPU has nothing else to do.
+class PiecesAhead {
+  public:
+    PiecesAhead(int fd, const std::string& path, size_t max, size_t total)
+        : fd_(fd), path_(path), max_(max), total_(total) {
+        for (auto& b : bufs_) b.reset(new char[kMapsPiece]);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~PiecesAhead() {
+        {
+            std::lock_guard lock(mu_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+    PiecesAhead(const PiecesAhead&) = delete;
+    PiecesAhead& operator=(const PiecesAhead&) = delete;
+
+    // The next piece, empty at the end of the file, or the read's error; the
+    // piece returned before is given back (read into again).
+    Result<std::string_view> next() {
+        std::unique_lock lock(mu_);
+        if (lent_) {
+            lent_ = false;
+            ++parsed_;
+            cv_.notify_all();
+        }
+        cv_.wait(lock, [&] { return read_ > parsed_ || ended_; });
+        if (read_ > parsed_) {
+            lent_ = true;
+            size_t i = parsed_ % kMapsPiecesAhead;
+            return std::string_view(bufs_[i].get(), sizes_[i]);
+        }
+        if (!err_) return std::unexpected(err_.error());
+        return std::string_view();
+    }
+
+  private:
+    void run() {
+        note_thread_stack();  // a daemon thread: common/thread_stacks.h
+        for (;;) {
+            size_t i = 0;
+            {
+                std::unique_lock lock(mu_);
+                cv_.wait(lock, [&] { return stop_ || read_ - parsed_ < kMapsPiecesAhead; });
+                if (stop_) return;
+                i = read_ % kMapsPiecesAhead;  // neither lent nor waiting to be parsed
+            }
+            auto n = read_piece(fd_, bufs_[i].get(), kMapsPiece, path_);
+            std::lock_guard lock(mu_);
+            if (n && *n > 0 && (total_ += *n) > max_)
+                n = make_error(
+                    EFBIG, "read " + path_ + ": larger than " + std::to_string(max_) + " bytes");
+            if (!n || *n == 0) {
+                if (!n) err_ = std::unexpected(n.error());
+                ended_ = true;
+                cv_.notify_all();
+                return;
+            }
+            sizes_[i] = *n;
+            ++read_;
+            cv_.notify_all();
+        }
+    }
+
+    int fd_;
+    const std::string& path_;
+    size_t max_, total_;
+    std::array<std::unique_ptr<char[]>, kMapsPiecesAhead> bufs_;
+    std::array<size_t, kMapsPiecesAhead> sizes_{};
+    std::mutex mu_;
+    std::condition_variable cv_;
+    size_t read_ = 0, parsed_ = 0;  // pieces read, pieces parsed and given back
+    bool lent_ = false;             // the piece at parsed_ is the caller's
+    bool ended_ = false, stop_ = false;
+    Status err_;
+    std::thread thread_;  // last: started once the rest is made
+};
+
+}  // namespace
+
+Result<std::vector<MapsEntry>> read_maps(const std::string& path, size_t max) {
+    auto fd = open_fd(path, O_RDONLY);
+    if (!fd) return std::unexpected(fd.error());
+    // Read and parsed a piece at a time (never the whole text at once: smaps
+    // of 30,000 areas is 21 MB, which a string of it all would fault in and
+    // copy as it grows). The first piece is read here; a file longer than
+    // that (smaps of more than ~350 areas) is read on by a thread of its own
+    // while this one parses (PiecesAhead).
+    MapsParser p;
+    WholeLines lines(p, path);
+    std::unique_ptr<char[]> first(new char[kMapsPiece]);
+    auto n = read_piece(fd->get(), first.get(), kMapsPiece, path);
+    if (!n) return std::unexpected(n.error());
+    auto too_big = [&] {
+        return make_error(EFBIG,
+                          "read " + path + ": larger than " + std::to_string(max) + " bytes");
+    };
+    if (*n > max) return too_big();
+    if (*n == kMapsPiece) {  // perhaps more
+        std::optional<PiecesAhead> ahead;
+        try {
+            ahead.emplace(fd->get(), path, max, *n);
+        } catch (const std::system_error& e) {  // no thread: nothing read on
+            return make_error(e.code().value(), "read " + path + ": start a reader thread");
+        }
+        if (auto ok = lines.add(std::string_view(first.get(), *n)); !ok)
+            return std::unexpected(ok.error());
+        for (;;) {
+            auto piece = ahead->next();
+            if (!piece) return std::unexpected(piece.error());
+            if (piece->empty()) break;
+            if (auto ok = lines.add(*piece); !ok) return std::unexpected(ok.error());
+        }
+    } else if (auto ok = lines.add(std::string_view(first.get(), *n)); !ok) {
+        return std::unexpected(ok.error());
+    }
+    lines.finish();
     auto m = std::move(p).finish();
     if (!m) return std::unexpected(m.error().context(path));
     return m;

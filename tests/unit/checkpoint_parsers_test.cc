@@ -202,6 +202,63 @@ TEST(MapsTest, ReadInPiecesAsWhole) {
         << bad_pieces.error().what;
 }
 
+// A line no read of maps could hold (past 1 MiB without a newline) is
+// refused, not carried over for ever; also past the first piece read.
+TEST(MapsTest, ALineLongerThanAMiBIsRefused) {
+    std::string text = "10000-11000 rw-p 00000000 00:00 0\n";
+    text += "20000-21000 rw-p 00000000 00:00 0 /" + std::string(1536 << 10, 'a') + "\n";
+    char path[] = "/tmp/crfs-read-maps-XXXXXX";
+    int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, text.data(), text.size()), ssize_t(text.size()));
+    ::close(fd);
+    auto m = read_maps(path, 256 << 20);
+    ::unlink(path);
+    ASSERT_FALSE(m);
+    EXPECT_EQ(m.error().code, EINVAL);
+    EXPECT_NE(m.error().what.find("a line longer than 1 MiB"), std::string::npos) << m.error().what;
+}
+
+// smaps of a process with thousands of areas, as the kernel serves it (a
+// page of records per read: ~5 areas), read on by a second thread while the
+// first parses: every area of ours, in order, with its protection and flags.
+TEST(MapsTest, SmapsOfThousandsOfAreasReadOnWhileParsed) {
+    auto vm_flag_index = [](std::string_view name) {
+        auto it = std::find(std::begin(image::kVmFlagNames), std::end(image::kVmFlagNames), name);
+        return size_t(it - std::begin(image::kVmFlagNames));
+    };
+    constexpr size_t kAreas = 4000;
+    const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+    char* base = static_cast<char*>(
+        ::mmap(nullptr, kAreas * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(base, MAP_FAILED);
+    struct Unmap {
+        void* p;
+        size_t n;
+        ~Unmap() { ::munmap(p, n); }
+    } unmap{base, kAreas * page};
+    for (size_t i = 0; i < kAreas; i += 2)
+        ASSERT_EQ(::mprotect(base + i * page, page, PROT_READ), 0);
+    for (size_t i = 1; i < kAreas; i += 2) base[i * page] = 1;  // Rss in every other area
+    ASSERT_EQ(::madvise(base + page, page, MADV_DONTDUMP), 0);
+    auto m = read_maps("/proc/self/smaps", 256 << 20);
+    ASSERT_TRUE(m) << m.error().what;
+    std::vector<const MapsEntry*> ours;
+    for (const auto& e : *m)
+        if (e.start >= uint64_t(base) && e.end <= uint64_t(base) + kAreas * page)
+            ours.push_back(&e);
+    ASSERT_EQ(ours.size(), kAreas);
+    for (size_t i = 0; i < kAreas; ++i) {
+        const MapsEntry& e = *ours[i];
+        ASSERT_EQ(e.start, uint64_t(base) + i * page) << i;
+        ASSERT_EQ(e.end, e.start + page) << i;
+        ASSERT_EQ(std::string_view(e.perms), i % 2 ? "rw-p" : "r--p") << i;
+        ASSERT_EQ(e.resident_kb, i % 2 ? page / 1024 : 0) << i;
+        ASSERT_TRUE(e.vm_flags & (1ull << vm_flag_index("rd"))) << i;
+        ASSERT_EQ(bool(e.vm_flags & (1ull << vm_flag_index("dd"))), i == 1) << i;
+    }
+}
+
 TEST(MapsTest, Classifies) {
     auto m = parse_maps(kSmaps).value();
     VmaKind want[] = {VmaKind::kFilePrivate, VmaKind::kAnonPrivate, VmaKind::kAnonPrivate,
