@@ -263,16 +263,26 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // change. Its parse of smaps is the memory dump's too: one read, not two
     // (the costliest /proc file: ~10 us per area).
     state::TaskView& view = member_view(pid, views);  // a tree's: read once (state/kind.h)
-    view.set_image_pids(std::move(image_pids));       // a tree's: what members share is restored
+    // One process: nothing reads its view after this capture (a tree's members'
+    // are read again for what they share), so its smaps is taken, not copied.
+    bool alone = image_pids.empty();
+    view.set_image_pids(std::move(image_pids));  // a tree's: what members share is restored
     // A member the root's tree-wide detect checked (its view, the same frozen
     // state) is not checked again: the same kinds would read the same.
     if (auto why = checked ? Result<state::Reasons>() : state::detect_reasons(view);
         !why || !why->empty())
         return why ? make_error(EBUSY, strfmt("task {}: {}", pid, why->front()))
                    : std::unexpected(why.error());
-    auto smaps = view.smaps();
-    if (!smaps) return std::unexpected(smaps.error());
-    std::vector<MapsEntry> maps = **smaps;
+    std::vector<MapsEntry> maps;
+    if (alone) {
+        auto taken = view.take_smaps();
+        if (!taken) return std::unexpected(taken.error());
+        maps = std::move(*taken);
+    } else {
+        auto smaps = view.smaps();
+        if (!smaps) return std::unexpected(smaps.error());
+        maps = **smaps;
+    }
     if (auto s = view.status(); s && (*s)->seccomp == 2) {  // fid-exact
         auto filters = state::dump_seccomp(pid, (*s)->seccomp_filters);
         if (!filters) return std::unexpected(filters.error());

@@ -75,6 +75,10 @@ class TaskView {
     // /proc/<pid>/task/<tid>/status of one of its threads (the main one's: status()).
     Result<const ProcStatus*> thread_status(pid_t tid);
     Result<const std::vector<MapsEntry>*> smaps();
+    // smaps() moved out of the view, for its last user (a checkpoint of one
+    // process: 30,000 areas are ~4 MB to copy); any smaps() or take_smaps()
+    // after it is EINVAL, never a second read of a task that may have changed.
+    Result<std::vector<MapsEntry>> take_smaps();
     Result<const std::vector<FdView>*> fds();  // sorted by fd; fds closed meanwhile skipped
     // The children of every thread (task/*/children), in that order; the task
     // being gone is ESRCH. A tree's members ask their parent's more than once.
@@ -109,6 +113,7 @@ class TaskView {
     std::optional<ProcStatus> status_;
     std::map<pid_t, ProcStatus> thread_status_;
     std::optional<std::vector<MapsEntry>> smaps_;
+    bool smaps_taken_ = false;
     std::optional<std::vector<FdView>> fds_;
     std::optional<std::vector<pid_t>> children_;
     std::vector<pid_t> image_pids_;

@@ -72,6 +72,7 @@ Result<const ProcStatus*> TaskView::thread_status(pid_t tid) {
 }
 
 Result<const std::vector<MapsEntry>*> TaskView::smaps() {
+    if (smaps_taken_) return make_error(EINVAL, path("smaps") + ": taken from its view already");
     if (!smaps_) {
         // Read and parsed a piece at a time (common/procfs.h): 21 MB of text at 30,000 areas.
         auto m = read_maps(path("smaps"), 256 << 20);
@@ -80,6 +81,15 @@ Result<const std::vector<MapsEntry>*> TaskView::smaps() {
         smaps_ = std::move(*m);
     }
     return &*smaps_;
+}
+
+Result<std::vector<MapsEntry>> TaskView::take_smaps() {
+    auto m = smaps();
+    if (!m) return std::unexpected(m.error());
+    std::vector<MapsEntry> out = std::move(*smaps_);
+    smaps_.reset();
+    smaps_taken_ = true;
+    return out;
 }
 
 Result<const std::vector<FdView>*> TaskView::fds() {

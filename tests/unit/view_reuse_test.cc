@@ -227,6 +227,31 @@ TEST(ViewReuse, ChildrenAreListedOnceForTheView) {
 // A tracer that is one of our own threads (a checkpoint's tracers) is ours
 // (TaskView::traced_by_us, known from /proc/SELF/task/TID); a thread of
 // another process whose parent is not us is not; our child is (as before).
+// A view's smaps taken by its last user: the entries read once, then no
+// second read of the task (which may have changed since): EINVAL.
+TEST(ViewReuse, SmapsTakenOnceIsNotReadAgain) {
+    state::TaskView view(getpid(), getpid());
+    auto seen = view.smaps();
+    ASSERT_TRUE(seen) << seen.error().what;
+    size_t areas = (*seen)->size();
+    ASSERT_GT(areas, 0u);
+    uint64_t first = (*seen)->front().start;
+    auto taken = view.take_smaps();
+    ASSERT_TRUE(taken) << taken.error().what;
+    EXPECT_EQ(taken->size(), areas);  // the same reading, not a new one
+    EXPECT_EQ(taken->front().start, first);
+    auto again = view.smaps();
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, EINVAL);
+    auto twice = view.take_smaps();
+    ASSERT_FALSE(twice);
+    EXPECT_EQ(twice.error().code, EINVAL);
+    state::TaskView fresh(getpid(), getpid());  // taken before any read: read then
+    auto first_take = fresh.take_smaps();
+    ASSERT_TRUE(first_take) << first_take.error().what;
+    EXPECT_GT(first_take->size(), 0u);
+}
+
 TEST(ViewReuse, OurThreadsAndChildrenAreOursOthersAreNot) {
     Holders kids;
     int null_fd = ::open("/dev/null", O_RDWR);
