@@ -71,9 +71,40 @@ HOLDER = r"""
 import os, signal, sys
 buf = bytearray(b'\x5a') * (int(sys.argv[1]) << 20)
 for i in range(0, len(buf), 4096): buf[i] = (i >> 12) & 0xff or 1
+signal.signal(signal.SIGUSR1, lambda *_: None)  # let_run: one run, nothing more
 open(sys.argv[2], 'w').write('ready')
-signal.pause()
+while True: signal.pause()
 """
+
+
+def voluntary_switches(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise SystemExit(f"/proc/{pid}/status: no voluntary_ctxt_switches")
+
+
+def let_run(pid, timeout=60):
+    """Lets a HOLDER run once (SIGUSR1: its no-op handler, then pause() again)
+    and returns how long that took (s): the signal until it sleeps again (one
+    more voluntary context switch). A holder idle between reads would
+    otherwise pay the last live snapshot's after-cost inside the next one's
+    frozen window: on this VM a task's first run after its page table
+    entries were write-protected and released (every entry changed twice)
+    stalls, ~80 ms at 1 GiB (the hypervisor's shadow page tables;
+    docs/performance.md), and an idle holder's first run is the next
+    checkpoint's first injected syscall. A task that runs pays it after the
+    thaw, as the holder does here."""
+    before = voluntary_switches(pid)
+    t = time.perf_counter()
+    os.kill(pid, signal.SIGUSR1)
+    end = t + timeout
+    while voluntary_switches(pid) == before:
+        if time.perf_counter() > end:
+            raise SystemExit(f"timed out waiting for holder {pid} to run")
+        time.sleep(0.0002)
+    return time.perf_counter() - t
 
 
 def wait_for(pred, what, timeout=120):
@@ -463,8 +494,10 @@ def main():
                 # A new file each time, as `cp /crfs/PID/image snap.img` makes one (and
                 # CRIU a new directory): cp over the last round's image would also
                 # time the file system freeing its blocks (discard, here).
+                # The holder runs before each (let_run): the frozen time read
+                # from the last one's stats is not the last snapshot's after-cost.
                 t_file = best_of(a.rounds, lambda: subprocess.run(["cp", image, out], check=True),
-                                 before=lambda: unlink_if_there(out))
+                                 before=lambda: (unlink_if_there(out), let_run(holder.pid)))
                 stats = json.loads(subprocess.run([crfs, "show", "--json", out], check=True,
                                                   capture_output=True).stdout)["stats"]
                 img = os.path.getsize(out)
