@@ -103,8 +103,11 @@ class MapsParser {
     Status err_;
 };
 
-// The maps or smaps file at `path` read and parsed a MiB at a time (never
-// the whole text at once); EFBIG past `max` bytes, parse errors name `path`.
+// The maps or smaps file at `path` read and parsed 256 KiB at a time (never
+// the whole text at once; a seq_file read gives one page of records, ~5
+// areas of smaps): past the first piece the reads go on on a thread of
+// their own while this one parses. EFBIG past `max` bytes, EINVAL for a line
+// of 1 MiB or more, parse errors name `path`.
 Result<std::vector<MapsEntry>> read_maps(const std::string& path, size_t max);
 
 // The fields of /proc/<pid>/fdinfo/<fd> that crfs uses.
