@@ -304,7 +304,8 @@ def small_line(size, tmp, mnt, restored, rounds):
     try:
         t_dump = best_of(rounds, lambda: subprocess.run(
             ["cp", f"{mnt}/{holder.pid}/image", out], check=True),
-            before=lambda: unlink_if_there(out))  # a new file, as the big sizes' dump
+            # a new file, as the big sizes' dump; the holder run first (let_run)
+            before=lambda: (unlink_if_there(out), let_run(holder.pid)))
     finally:
         holder.kill()
         holder.wait()
@@ -487,8 +488,10 @@ def main():
             try:
                 image = f"{mnt}/{holder.pid}/image"
                 out = os.path.join(tmp, "snap.img")
+                # Each dump after one run of the holder (let_run), as below.
                 t_null = best_of(a.rounds, lambda: subprocess.run(["cp", image, "/dev/null"],
-                                                                  check=True))
+                                                                  check=True),
+                                 before=lambda: let_run(holder.pid))
                 c_null = cpu_of(daemon.pid, a.rounds, lambda: subprocess.run(
                     ["cp", image, "/dev/null"], check=True))
                 # A new file each time, as `cp /crfs/PID/image snap.img` makes one (and
