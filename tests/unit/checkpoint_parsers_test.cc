@@ -229,14 +229,19 @@ TEST(MapsTest, SmapsOfThousandsOfAreasReadOnWhileParsed) {
     };
     constexpr size_t kAreas = 4000;
     const size_t page = size_t(::sysconf(_SC_PAGESIZE));
-    char* base = static_cast<char*>(
-        ::mmap(nullptr, kAreas * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(base, MAP_FAILED);
+    // A PROT_NONE page on each side: the first and last areas merge with no
+    // neighbour of the process (ASan's mappings lie next to ours).
+    char* whole = static_cast<char*>(::mmap(nullptr, (kAreas + 2) * page, PROT_READ | PROT_WRITE,
+                                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(whole, MAP_FAILED);
     struct Unmap {
         void* p;
         size_t n;
         ~Unmap() { ::munmap(p, n); }
-    } unmap{base, kAreas * page};
+    } unmap{whole, (kAreas + 2) * page};
+    char* base = whole + page;
+    ASSERT_EQ(::mprotect(whole, page, PROT_NONE), 0);
+    ASSERT_EQ(::mprotect(base + kAreas * page, page, PROT_NONE), 0);
     for (size_t i = 0; i < kAreas; i += 2)
         ASSERT_EQ(::mprotect(base + i * page, page, PROT_READ), 0);
     for (size_t i = 1; i < kAreas; i += 2) base[i * page] = 1;  // Rss in every other area
