@@ -490,23 +490,31 @@ Result<std::vector<MapsEntry>> read_maps(const std::string& path, size_t max) {
                           "read " + path + ": larger than " + std::to_string(max) + " bytes");
     };
     if (*n > max) return too_big();
+    std::optional<PiecesAhead> ahead;
     if (*n == kMapsPiece) {  // perhaps more
-        std::optional<PiecesAhead> ahead;
         try {
             ahead.emplace(fd->get(), path, max, *n);
-        } catch (const std::system_error& e) {  // no thread: nothing read on
-            return make_error(e.code().value(), "read " + path + ": start a reader thread");
+        } catch (const std::system_error&) {
+            // No thread (the caller at its RLIMIT_NPROC, say): the same reads,
+            // on this thread, one piece after the other.
         }
-        if (auto ok = lines.add(std::string_view(first.get(), *n)); !ok)
-            return std::unexpected(ok.error());
-        for (;;) {
-            auto piece = ahead->next();
-            if (!piece) return std::unexpected(piece.error());
-            if (piece->empty()) break;
-            if (auto ok = lines.add(*piece); !ok) return std::unexpected(ok.error());
-        }
-    } else if (auto ok = lines.add(std::string_view(first.get(), *n)); !ok) {
+    }
+    if (auto ok = lines.add(std::string_view(first.get(), *n)); !ok)
         return std::unexpected(ok.error());
+    for (size_t total = *n; *n == kMapsPiece;) {
+        std::string_view piece;
+        if (ahead) {
+            auto next = ahead->next();
+            if (!next) return std::unexpected(next.error());
+            piece = *next;
+        } else {
+            auto more = read_piece(fd->get(), first.get(), kMapsPiece, path);
+            if (!more) return std::unexpected(more.error());
+            if ((total += *more) > max) return too_big();
+            piece = std::string_view(first.get(), *more);
+        }
+        if (piece.empty()) break;
+        if (auto ok = lines.add(piece); !ok) return std::unexpected(ok.error());
     }
     lines.finish();
     auto m = std::move(p).finish();

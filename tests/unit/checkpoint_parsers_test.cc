@@ -6,12 +6,14 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -217,6 +219,48 @@ TEST(MapsTest, ALineLongerThanAMiBIsRefused) {
     ASSERT_FALSE(m);
     EXPECT_EQ(m.error().code, EINVAL);
     EXPECT_NE(m.error().what.find("a line longer than 1 MiB"), std::string::npos) << m.error().what;
+}
+
+// read_maps reads on without a thread when it may not start one (a caller
+// at its RLIMIT_NPROC): the same entries, not an error.
+TEST(MapsTest, ReadsOnWithoutAThreadWhenNoneCanStart) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to become nobody";
+    std::string text;
+    for (int i = 0; i < 8000; ++i) {  // ~300 KB: more than one piece
+        uint64_t start = 0x10000000ull + uint64_t(i) * 0x2000;
+        text += strfmt("{:x}-{:x} {}p 00000000 00:00 0\n", start, start + 0x1000,
+                       i % 2 ? "rw-" : "r--");
+    }
+    char path[] = "/tmp/crfs-read-maps-XXXXXX";
+    int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, text.data(), text.size()), ssize_t(text.size()));
+    ASSERT_EQ(::fchmod(fd, 0644), 0);
+    ::close(fd);
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        rlimit none{0, 0};
+        if (::setrlimit(RLIMIT_NPROC, &none) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+            ::setresuid(65534, 65534, 65534) != 0)
+            ::_exit(2);
+        try {  // the setup: no thread can start
+            std::thread([] {}).join();
+            ::_exit(3);
+        } catch (const std::system_error&) {
+        }
+        auto m = read_maps(path, 256 << 20);
+        ::_exit(!m                                                 ? 4
+                : m->size() != 8000                                ? 5
+                : m->back().start != 0x10000000ull + 7999 * 0x2000 ? 6
+                                                                   : 0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ::unlink(path);
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "2: setup, 3: a thread started, 4: read_maps failed, "
+                                         "5/6: other entries";
 }
 
 // smaps of a process with thousands of areas, as the kernel serves it (a
