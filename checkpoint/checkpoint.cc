@@ -491,7 +491,30 @@ Status share_tasks_between_members(std::span<const pid_t> pids, std::vector<Capt
 // The task and its descendants (state/tree_dump.h), parents first; a task
 // without children is one capture, as before. (Its children are listed only
 // once it is frozen: a child forked just before is in the image.)
-// A live snapshot is taken of a single process; a tree is copied while frozen.
+// live: a tree's member whose memory (its RSS as read while frozen) is at
+// least this is snapshotted live, as a single process is (its pages stay in
+// it, write-protected, and are streamed after the thaw); a smaller one is
+// copied while frozen, into the tree's arena: for it the userfaultfd's two
+// remote syscalls (four tracee stops), its registration and its fault thread
+// cost more than the copy. CRFS_TREE_LIVE_MIN_KIB=K in crfsd's environment
+// sets the bound (a huge K: every member copied while frozen, the old path).
+uint64_t live_member_min_bytes() {
+    static const uint64_t bytes = [] {
+        const char* k = getenv("CRFS_TREE_LIVE_MIN_KIB");
+        return k && *k ? std::strtoull(k, nullptr, 10) << 10 : uint64_t(4) << 20;
+    }();
+    return bytes;
+}
+
+bool big_enough_for_live(state::MemberViews& views, pid_t pid) {
+    auto v = views.find(pid);
+    if (v == views.end()) return false;
+    auto st = v->second->status();
+    return st && (*st)->rss_bytes >= live_member_min_bytes();
+}
+
+// A live snapshot is taken of a single process and of each member of a tree
+// that holds enough memory (big_enough_for_live); the rest are copied while frozen.
 Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live,
                                           ChainTracking* track) {
     std::vector<Capture> out;
@@ -544,6 +567,12 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     std::shared_ptr<PageArena> arena;
     if (members.size() > 1 && !track && !getenv("CRFS_TREE_PAGE_BUFFERS"))
         arena = std::make_shared<PageArena>();
+    // live: which members are snapshotted live (see live_member_min_bytes).
+    std::vector<char> live_at(members.size());
+    for (size_t i = 0; i < members.size(); ++i)
+        live_at[i] = members.size() == 1
+                         ? live && tree->zombies().empty()
+                         : live && !track && big_enough_for_live(views, members[i].pid);
     std::vector<std::optional<Result<Capture>>> got(members.size());
     std::mutex serial;                // Serial: the captures but for their stops, one at a time
     std::atomic<bool> failed{false};  // a member failed: those not started yet are not
@@ -551,10 +580,9 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         if (failed) return;
         FrozenTree::Member& m = members[i];
         got[i].emplace(capture(
-            m.pid, m.starttime, m.threads, live && members.size() == 1 && tree->zombies().empty(),
-            track ? &tracking[i] : nullptr, pids.size() > 1 ? pids : std::vector<pid_t>{}, views,
-            checked, one_at_a_time, fault_at(i), arena,
-            i == 0 && members.size() == 1 && have_spare ? &spare : nullptr));
+            m.pid, m.starttime, m.threads, live_at[i], track ? &tracking[i] : nullptr,
+            pids.size() > 1 ? pids : std::vector<pid_t>{}, views, checked, one_at_a_time,
+            fault_at(i), arena, i == 0 && members.size() == 1 && have_spare ? &spare : nullptr));
         if (!*got[i]) failed = true;
     };
     // The root first, alone: its detect checks every member, on views it keeps.
@@ -793,12 +821,18 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
     stats.captured_at_ns = c.captured_at_ns;
 }
 
-// One process's records and its stats.
-void build_image(ImageWriter& w, Capture& c, pid_t pid, uint64_t started_ns,
-                 image::StatsRecord& stats) {
-    build_records(w, c, pid, stats);
-    stats.total_ns = monotonic_ns() - started_ns;
-    w.add(RecordType::kStats, Payload().add(stats));
+// tty: the session's terminal, in the root's records.
+void terminal_to_root(std::vector<Capture>& captures) {
+    for (Capture& c : captures)
+        if (auto t = std::exchange(c.tty, std::nullopt); t && !captures.front().tty)
+            captures.front().tty = t;
+}
+
+// One process's records but its stats; after its process record in a tree.
+void build_member(ImageWriter& w, Capture& c, bool tree, image::StatsRecord& stats) {
+    if (tree) add_process_record(w, c.attrs.stat, c.was_stopped);
+    if (c.share_task) w.add(RecordType::kShareTask, Payload().add(*c.share_task));  // share
+    build_records(w, c, pid_t(c.attrs.stat.pid), stats);
 }
 
 image::Header root_header(const Capture& root) {
@@ -816,14 +850,12 @@ std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uin
     ImageWriter w(root_header(snap->captures.front()));
     if (chain) w.add(RecordType::kChain, Payload().add(*chain));  // incr: record 0
     bool tree = snap->captures.size() > 1 || !snap->captures.front().zombies.empty();
-    for (Capture& c : snap->captures)  // tty: the session's terminal, in the root's records
-        if (auto t = std::exchange(c.tty, std::nullopt); t && !snap->captures.front().tty)
-            snap->captures.front().tty = t;
+    terminal_to_root(snap->captures);
     for (Capture& c : snap->captures) {
-        if (tree) add_process_record(w, c.attrs.stat, c.was_stopped);
-        if (c.share_task) w.add(RecordType::kShareTask, Payload().add(*c.share_task));  // share
         image::StatsRecord stats{};
-        build_image(w, c, pid_t(c.attrs.stat.pid), started, stats);
+        build_member(w, c, tree, stats);
+        stats.total_ns = monotonic_ns() - started;
+        w.add(RecordType::kStats, Payload().add(stats));
     }
     for (const auto& z : snap->captures.front().zombies) add_zombie_records(w, z);  // life
     snap->records_ = w.record_count();
@@ -876,6 +908,45 @@ class LiveImage : public ImageSource {
     uint64_t records_ = 0;
 };
 
+// The captures' page buffers: pieces of an image stream that lie in one are
+// vmspliced (ImageSink::stable), the rest copied.
+class StableBuffers {
+  public:
+    explicit StableBuffers(const std::vector<Capture>& captures) {
+        for (const Capture& c : captures)
+            if (c.memory.buffer.size())
+                buffers_.emplace_back(c.memory.buffer.data(),
+                                      c.memory.buffer.data() + c.memory.buffer.size());
+        std::sort(buffers_.begin(), buffers_.end());
+    }
+    // The bytes [from, end of the last record) of `s` (a finished stream: its
+    // end record and trailer are not sent), holding `records` records.
+    Status send(ImageSink& sink, const ImageStream& s, uint64_t from, uint64_t records) const {
+        uint64_t end = s.size() - sizeof(image::RecordHeader) - sizeof(image::Trailer);
+        uint64_t at = 0;
+        if (auto r = s.for_each_piece(
+                end,
+                [&](const char* p, size_t n) -> Status {
+                    size_t skip = size_t(std::min<uint64_t>(n, at < from ? from - at : 0));
+                    at += n;
+                    p += skip, n -= skip;
+                    if (!n) return {};
+                    return contains(p, n) ? sink.stable(p, n, 0) : sink.raw(p, n, 0);
+                });
+            !r)
+            return r;
+        return sink.raw(nullptr, 0, records);
+    }
+
+  private:
+    bool contains(const char* p, size_t n) const {
+        auto it = std::upper_bound(buffers_.begin(), buffers_.end(), std::pair(p, p + n));
+        return it != buffers_.begin() && p >= std::prev(it)->first &&
+               p + n <= std::prev(it)->second;
+    }
+    std::vector<std::pair<const char*, const char*>> buffers_;  // sorted
+};
+
 // An image of a tree, copied while frozen, written out front to back.
 class SnapshotSource : public ImageSource {
   public:
@@ -898,33 +969,75 @@ class SnapshotSource : public ImageSource {
             }
             return {};
         }
-        std::vector<std::pair<const char*, const char*>> buffers;  // sorted
-        for (const Capture& c : snap_->captures)
-            if (c.memory.buffer.size())
-                buffers.emplace_back(c.memory.buffer.data(),
-                                     c.memory.buffer.data() + c.memory.buffer.size());
-        std::sort(buffers.begin(), buffers.end());
-        auto in_buffer = [&](const char* p, size_t n) {
-            auto it = std::upper_bound(buffers.begin(), buffers.end(), std::pair(p, p + n));
-            return it != buffers.begin() && p >= std::prev(it)->first &&
-                   p + n <= std::prev(it)->second;
-        };
+        StableBuffers buffers(snap_->captures);
         ImageSink sink(fd);
-        const ImageStream& s = snap_->stream_;
-        uint64_t head = s.size() - sizeof(image::RecordHeader) - sizeof(image::Trailer);
-        if (auto r = s.for_each_piece(head,
-                                      [&](const char* p, size_t n) {
-                                          return in_buffer(p, n) ? sink.stable(p, n, 0)
-                                                                 : sink.raw(p, n, 0);
-                                      });
-            !r)
-            return r;
-        if (auto r = sink.raw(nullptr, 0, snap_->records_); !r) return r;
+        if (auto r = buffers.send(sink, snap_->stream_, 0, snap_->records_); !r) return r;
         return sink.finish();
     }
 
   private:
     std::unique_ptr<ImageSnapshot> snap_;
+};
+
+// live: the image of a tree some of whose members are snapshotted live
+// (big_enough_for_live): each member's records built after the thaw, then
+// the pages it still holds, streamed, then its stats; the zombies' records;
+// the trailer. A member copied while frozen has its pages in its records.
+class LiveTreeImage : public ImageSource {
+  public:
+    LiveTreeImage(std::vector<Capture> captures, uint64_t started)
+        : captures_(std::move(captures)), started_(started), stats_(captures_.size()) {
+        terminal_to_root(captures_);
+        const image::Header header = root_header(captures_.front());
+        for (size_t i = 0; i < captures_.size(); ++i) {
+            ImageWriter w(header);  // the header is sent once, with the first member
+            build_member(w, captures_[i], true, stats_[i]);
+            uint64_t records = w.record_count();
+            heads_.push_back({std::move(w).finish(), records});
+        }
+        ImageWriter w(header);
+        for (const auto& z : captures_.front().zombies) add_zombie_records(w, z);  // life
+        uint64_t records = w.record_count();
+        zombies_ = {std::move(w).finish(), records};
+    }
+    bool live() const override { return true; }
+    Status write_to(int fd) override {
+        StableBuffers buffers(captures_);
+        ImageSink sink(fd);
+        constexpr uint64_t kHeader = sizeof(image::Header);
+        for (size_t i = 0; i < captures_.size(); ++i) {
+            Capture& c = captures_[i];
+            if (auto r = buffers.send(sink, heads_[i].stream, i ? kHeader : 0, heads_[i].records);
+                !r)
+                return fail(r);
+            if (c.memory.live)
+                if (auto r = c.memory.live->stream(sink, stats_[i]); !r) return fail(r);
+            // Its pages all sent and un-protected: it runs freely (its
+            // userfaultfd stays registered until this source goes, as LiveImage's).
+            stats_[i].total_ns = monotonic_ns() - started_;
+            if (auto r = sink.record(RecordType::kStats, Payload().add(stats_[i]).bytes()); !r)
+                return fail(r);
+        }
+        if (auto r = buffers.send(sink, zombies_.stream, kHeader, zombies_.records); !r)
+            return fail(r);
+        return sink.finish();
+    }
+
+  private:
+    // Every member let go at once: no page of any is protected any more.
+    Status fail(Status r) {
+        for (Capture& c : captures_) c.memory.live.reset();
+        return r;
+    }
+    struct Head {
+        ImageStream stream;
+        uint64_t records = 0;
+    };
+    std::vector<Capture> captures_;  // own what the heads point into
+    uint64_t started_;
+    std::vector<image::StatsRecord> stats_;
+    std::vector<Head> heads_;
+    Head zombies_;
 };
 
 // capture_tree() on a thread of its own, checkpoints of one pid one at a time.
@@ -959,6 +1072,8 @@ Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t st
     if (!cap) return std::unexpected(cap.error());
     if (cap->size() == 1 && cap->front().zombies.empty())  // life: a tree of one and its zombies
         return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
+    for (const Capture& c : *cap)  // live: a tree with a member snapshotted live
+        if (c.memory.live) return std::make_unique<LiveTreeImage>(std::move(*cap), started);
     return std::make_unique<SnapshotSource>(build_snapshot(std::move(*cap), started));
 }
 
