@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fs"))
 import roundtrip_mount_test as rt  # noqa: E402
@@ -121,6 +122,69 @@ class LateTimerInterrupt(rt.Base):
         open(t.path("go"), "w").close()
         rt.wait_for(lambda: os.path.exists(t.path("result")), "the restored task's verdict")
         self.assertEqual(rt.read(t.path("result")), "ticks 1; disarmed [1, 0, 0, 0]\n")
+
+
+# A periodic CLOCK_MONOTONIC timerfd of 200 ms that is never read until
+# DIR/go exists; then every period that ended since it was armed must have
+# been one tick (the count exact at a read poll() made ready, the phase kept
+# to within 100 us, as tests/probes/kobj_a.c checks it).
+PERIODIC = r"""
+import ctypes, os, select, struct, time
+libc = ctypes.CDLL(None, use_errno=True)
+P = 200_000_000
+fd = libc.timerfd_create(1, os.O_NONBLOCK)
+its = (ctypes.c_long * 4)(0, P, 0, P)
+start = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+assert fd >= 0 and libc.timerfd_settime(fd, 0, its, None) == 0
+started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+open("r.tmp", "w").write(f"{fd}\n")
+os.rename("r.tmp", "ready")
+while not os.path.exists("go"):
+    time.sleep(0.01)
+n = 0
+try:
+    n = struct.unpack("Q", os.read(fd, 8))[0]
+except BlockingIOError:
+    pass
+p = select.poll()
+p.register(fd, select.POLLIN)
+assert p.poll(10000)
+before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+n += struct.unpack("Q", os.read(fd, 8))[0]
+after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+lo, hi = (before - started - 100_000) // P, (after - start) // P
+open("r.tmp", "w").write(f"{'PASS' if lo <= n <= hi else 'FAIL'}: {n} ticks, expected {lo}..{hi}\n")
+os.rename("r.tmp", "result")
+"""
+
+
+class TicksSetBeforeAnExpiry(rt.Base):
+    """The restore sets a timer's unread ticks (TFD_IOC_SET_TICKS) after its
+    settime; the ioctl overwrites the count, so an expiry of the new setting
+    in between was lost: a tick short (tests/probes/kobj_a.c under load).
+    CRFS_TEST_TIMERFD_SET_TICKS_LATE=1 (state/timerfd.cc) makes the restore
+    wait for that expiry before the ioctl, so the window is looked at, not
+    raced: every tick must still be there (before the fix: one short)."""
+
+    def setUp(self):
+        self.said = tempfile.mktemp(prefix="crfs-ticks-late-")
+        self.addCleanup(lambda: os.path.exists(self.said) and os.unlink(self.said))
+        self.crfs = rt.Crfsd(env=dict(os.environ, CRFS_TEST_TIMERFD_SET_TICKS_LATE=self.said))
+        self.m = self.crfs.mnt
+        self.tasks = []
+
+    def test_expiry_between_settime_and_the_ticks_keeps_its_tick(self):
+        t = self.task(["python3", "-c", PERIODIC])
+        fd = int(rt.read(t.path("ready")))
+        rt.wait_for(lambda: rt.read(f"/proc/{t.pid}/fdinfo/{fd}").split("ticks: ")[1][0] != "0",
+                    "a tick to wait unread")
+        img = t.checkpoint()
+        t.kill9()
+        t.restore(img, "ticks")
+        self.assertEqual(rt.read(self.said), "expired\n", "the restore did not meet the expiry")
+        open(t.path("go"), "w").close()
+        rt.wait_for(lambda: os.path.exists(t.path("result")), "the restored task's verdict")
+        self.assertTrue(rt.read(t.path("result")).startswith("PASS"), rt.read(t.path("result")))
 
 
 class TailF(rt.Base):
