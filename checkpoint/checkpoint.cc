@@ -294,7 +294,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     if (!locks) return std::unexpected(locks.error());
     c.locks = std::move(*locks);
 
-    auto attrs = read_task_attrs(pid);
+    // Its stat and status as its view read them while frozen (perf: not twice).
+    auto view_stat = view.stat();
+    if (!view_stat) return std::unexpected(view_stat.error());
+    auto view_status = view.status();
+    if (!view_status) return std::unexpected(view_status.error());
+    auto attrs = read_task_attrs(pid, *view_stat, *view_status);
     if (!attrs) return std::unexpected(attrs.error());
     c.attrs = std::move(*attrs);
     auto deleted_cwd = state::dump_deleted_cwd(pid, c.attrs.cwd);  // delcwd
@@ -306,7 +311,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     auto regs = read_regs(pid);
     if (!regs) return std::unexpected(regs.error());
     c.regs = std::move(*regs);
-    auto main_thread = read_thread_record(pid, pid);
+    auto main_thread = read_thread_record(pid, pid, &c.attrs.stat.comm);  // perf: its stat's
     if (!main_thread) return std::unexpected(main_thread.error());
     c.main_thread = *main_thread;
 

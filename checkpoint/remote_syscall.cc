@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -49,14 +50,13 @@ Status block_all(pid_t pid) {
 Status RemoteSyscall::mem_io(uint64_t addr, void* buf, size_t len, bool write) const {
     // /proc/<pid>/mem rather than process_vm_*: it works on any page the
     // tracer may access, whatever its protection.
-    UniqueFd& fd = mem_[write];
-    if (!fd) {
-        auto f = open_fd(proc_path(task_.pid(), "mem"), write ? O_RDWR : O_RDONLY);
+    if (!mem_) {
+        auto f = open_fd(proc_path(task_.pid(), "mem"), O_RDWR);
         if (!f) return std::unexpected(f.error());
-        fd = std::move(*f);
+        mem_ = std::move(*f);
     }
-    ssize_t n =
-        write ? pwrite(fd.get(), buf, len, off_t(addr)) : pread(fd.get(), buf, len, off_t(addr));
+    ssize_t n = write ? pwrite(mem_.get(), buf, len, off_t(addr))
+                      : pread(mem_.get(), buf, len, off_t(addr));
     if (n != ssize_t(len))
         return make_error(
             EIO, strfmt("{} {} bytes at {:x} of task {}: {}", write ? "write" : "read", len, addr,
@@ -75,14 +75,30 @@ Result<std::unique_ptr<RemoteSyscall>> RemoteSyscall::prepare(FrozenTask& task, 
 
     // A `syscall` instruction (0f 05) in the vdso: executing it from there
     // changes no byte of the task. The kernel's vdso has one in its fallbacks.
-    if (vdso_end > vdso_start && vdso_end - vdso_start <= (1u << 20)) {
-        std::vector<unsigned char> text(vdso_end - vdso_start);
-        if (rs->mem_io(vdso_start, text.data(), text.size(), false))
-            for (size_t i = 0; i + 1 < text.size(); ++i)
-                if (text[i] == 0x0f && text[i + 1] == 0x05) {
-                    rs->syscall_addr_ = vdso_start + i;
-                    break;
-                }
+    // perf: where it lay in the last vdso of this size is looked at first (the
+    // kernel maps one image into every 64-bit task: two bytes read, not the
+    // whole vdso); the vdso is searched if they are not 0f 05 there.
+    // One word (size << 32 | offset): a vdso of another size (an x32 task's)
+    // never pairs with this one's offset.
+    static std::atomic<uint64_t> last{0};
+    const uint64_t size = vdso_end - vdso_start;
+    if (vdso_end > vdso_start && size <= (1u << 20)) {
+        uint64_t known = last.load(std::memory_order_relaxed);
+        uint64_t off = known & 0xffffffff;
+        unsigned char two[2] = {};
+        if (known >> 32 == size && off + 2 <= size && rs->mem_io(vdso_start + off, two, 2, false) &&
+            two[0] == 0x0f && two[1] == 0x05) {
+            rs->syscall_addr_ = vdso_start + off;
+        } else {
+            std::vector<unsigned char> text(size);
+            if (rs->mem_io(vdso_start, text.data(), text.size(), false))
+                for (size_t i = 0; i + 1 < text.size(); ++i)
+                    if (text[i] == 0x0f && text[i + 1] == 0x05) {
+                        rs->syscall_addr_ = vdso_start + i;
+                        last.store(size << 32 | i, std::memory_order_relaxed);
+                        break;
+                    }
+        }
     }
     if (rs->syscall_addr_ == 0) {
         // No vdso: borrow two bytes at rip, which is mapped executable.

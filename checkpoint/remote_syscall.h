@@ -98,9 +98,9 @@ class RemoteSyscall {
     char saved_scratch_[kScratchSize];
     bool active_ = false;
     int calls_ = 0;
-    // /proc/<pid>/mem for reading [0] and writing [1], opened at first use and
-    // kept (perf: a parasite's run read and wrote it ~5 times, an open each).
-    mutable UniqueFd mem_[2];
+    // /proc/<pid>/mem, read-write, opened at first use and kept (perf: a
+    // parasite's run read and wrote it ~5 times, an open each).
+    mutable UniqueFd mem_;
 };
 
 }  // namespace crfs

@@ -45,7 +45,10 @@ struct TaskAttrs {
     image::RlimitsRecord rlimits{};
 };
 // Reads them for a frozen task.
-Result<TaskAttrs> read_task_attrs(pid_t pid);
+// `stat`, `status`: the task's as already read while it is frozen (a view's,
+// state::TaskView), taken instead of read again; null: read here.
+Result<TaskAttrs> read_task_attrs(pid_t pid, const ProcStat* stat = nullptr,
+                                  const ProcStatus* status = nullptr);
 
 // The 16 soft and hard limits of /proc/<pid>/limits, in the kernel's RLIMIT_*
 // order. Read there, not with prlimit(2): prlimit on another user's task needs

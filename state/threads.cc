@@ -246,7 +246,7 @@ uint64_t FrozenThreads::frozen_ns() const {
     return ns;
 }
 
-Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid) {
+Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid, const std::string* known) {
     image::ThreadRecord r{};
     r.tid = tid;
     void* head = nullptr;
@@ -264,7 +264,8 @@ Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid) {
     r.rseq_addr = rc.rseq_abi_pointer;
     r.rseq_len = rc.rseq_abi_pointer ? rc.rseq_abi_size : 0;
     r.rseq_sig = rc.rseq_abi_pointer ? rc.signature : 0;
-    auto comm = read_file(strfmt("/proc/{}/task/{}/comm", pid, tid));
+    auto comm =
+        known ? Result<std::string>(*known) : read_file(strfmt("/proc/{}/task/{}/comm", pid, tid));
     if (!comm) return std::unexpected(comm.error());
     while (!comm->empty() && comm->back() == '\n') comm->pop_back();
     std::memcpy(r.comm, comm->data(), std::min(comm->size(), sizeof r.comm - 1));

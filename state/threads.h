@@ -70,7 +70,10 @@ struct ThreadCapture {
 
 // The thread record's fields read from outside: robust list, rseq, comm
 // (clear_child_tid comes from read_tid_address).
-Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid);
+// `comm`: the thread's name where it was read already (the main thread's is
+// its process's stat comm, read while frozen); null: /proc/<pid>/task/<tid>/comm.
+Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid,
+                                               const std::string* comm = nullptr);
 
 // clear_child_tid of thread `tid`, which `in` runs syscalls in
 // (PR_GET_TID_ADDRESS). Its slack, I/O priority and pdeathsig:
