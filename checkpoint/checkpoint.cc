@@ -299,7 +299,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     if (!view_stat) return std::unexpected(view_stat.error());
     auto view_status = view.status();
     if (!view_status) return std::unexpected(view_status.error());
-    auto attrs = read_task_attrs(pid, *view_stat, *view_status);
+    auto attrs = read_task_attrs(pid, **view_stat, **view_status);
     if (!attrs) return std::unexpected(attrs.error());
     c.attrs = std::move(*attrs);
     auto deleted_cwd = state::dump_deleted_cwd(pid, c.attrs.cwd);  // delcwd

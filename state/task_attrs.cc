@@ -58,22 +58,10 @@ bool parse_num(std::string_view s, T& out, int base = 10) {
 
 }  // namespace
 
-Result<TaskAttrs> read_task_attrs(pid_t pid, const ProcStat* stat, const ProcStatus* status) {
+Result<TaskAttrs> read_task_attrs(pid_t pid, const ProcStat& stat, const ProcStatus& status) {
     TaskAttrs a;
-    if (stat) {
-        a.stat = *stat;
-    } else {
-        auto st = read_task_stat(pid);
-        if (!st) return std::unexpected(st.error());
-        a.stat = std::move(*st);
-    }
-    if (status) {
-        a.status = *status;
-    } else {
-        auto s = read_task_status(pid);
-        if (!s) return std::unexpected(s.error());
-        a.status = std::move(*s);
-    }
+    a.stat = stat;
+    a.status = status;
     if (!a.status.has_umask)
         return make_error(ENOTSUP, "no Umask in /proc/<pid>/status (kernel < 4.7)");
 

@@ -44,11 +44,9 @@ struct TaskAttrs {
     std::vector<uint64_t> auxv;
     image::RlimitsRecord rlimits{};
 };
-// Reads them for a frozen task.
-// `stat`, `status`: the task's as already read while it is frozen (a view's,
-// state::TaskView), taken instead of read again; null: read here.
-Result<TaskAttrs> read_task_attrs(pid_t pid, const ProcStat* stat = nullptr,
-                                  const ProcStatus* status = nullptr);
+// Reads them for a frozen task; `stat` and `status` are its own as read while
+// it is frozen (its state::TaskView's), not read again.
+Result<TaskAttrs> read_task_attrs(pid_t pid, const ProcStat& stat, const ProcStatus& status);
 
 // The 16 soft and hard limits of /proc/<pid>/limits, in the kernel's RLIMIT_*
 // order. Read there, not with prlimit(2): prlimit on another user's task needs
