@@ -212,6 +212,12 @@ void test_hold_frozen() {
     test_hold_until_made(path);
 }
 
+// What a live snapshot of a process with no children makes before its freeze.
+struct BeforeFreeze {
+    PageBuffer buffer;                    // its page buffer's first room
+    std::unique_ptr<ProtectAhead> ahead;  // its memory protected ahead, or null
+};
+
 // Runs on the thread that traces the task (common/tracers.h): ptrace is per
 // thread, and should anything leave the task attached, the thread's exit
 // detaches it. The task is one of a tree frozen, and released, by
@@ -224,7 +230,7 @@ void test_hold_frozen() {
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
                         bool checked, std::mutex* serial, bool fault,
-                        std::shared_ptr<PageArena> arena, PageBuffer* spare) {
+                        std::shared_ptr<PageArena> arena, BeforeFreeze* before) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -244,7 +250,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     if (arena) {
         buffer.draw_from(std::move(arena));
     } else {
-        if (spare) buffer = std::move(*spare);  // reserved before the freeze: grown if short
+        if (before)
+            buffer = std::move(before->buffer);  // reserved before the freeze: grown if short
         auto status = read_task_status(pid);
         if (!status) return std::unexpected(status.error());
         bool small = live && (status->cap_eff >> 19 & 1);
@@ -404,7 +411,9 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto attrs = state::dump_thread_attrs(pid, asked.in());  // fid
         if (!attrs) return std::unexpected(attrs.error());
         c.main_attrs = *attrs;
-        if (live) {
+        if (live && before && before->ahead) {
+            uffd = before->ahead->take();  // made before the freeze, its memory protected then
+        } else if (live) {
             auto fd = take_task_uffd(pid, **rs);
             if (!fd) return std::unexpected(fd.error());
             uffd = std::move(*fd);
@@ -518,6 +527,15 @@ bool big_enough_for_live(state::MemberViews& views, pid_t pid) {
     return st && (*st)->rss_bytes >= live_member_min_bytes();
 }
 
+// ProtectAhead (checkpoint/live_snapshot.h) is tried for a process holding at
+// least this (its RSS): below it the write-protect walk costs less than the
+// stop that makes the userfaultfd before the freeze. CRFS_LIVE_AHEAD_MIN_KIB=K
+// in crfsd's environment sets it (a huge K: protected while frozen only).
+uint64_t protect_ahead_min_bytes() {
+    const char* k = getenv("CRFS_LIVE_AHEAD_MIN_KIB");  // read each time: tests set it
+    return k && *k ? std::strtoull(k, nullptr, 10) << 10 : uint64_t(64) << 20;
+}
+
 // A live snapshot is taken of a single process and of each member of a tree
 // that holds enough memory (big_enough_for_live); the rest are copied while frozen.
 Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live,
@@ -530,20 +548,27 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     PhaseTrace trace;
     // A live snapshot of a process with no children (as good as every image of
     // one process): its page buffer's first room reserved now, not while it is
-    // frozen (a fresh huge page faulted in: 0.3-4 ms on this VM). A tree's
-    // members draw from the arena instead: one that gained a child by the
-    // freeze leaves it unused.
-    PageBuffer spare;
-    bool have_spare = false;
+    // frozen (a fresh huge page faulted in: 0.3-4 ms on this VM), and, when it
+    // holds enough memory, its memory write-protected now (ProtectAhead). A
+    // tree's members draw from the arena instead: one that gained a child by
+    // the freeze leaves both unused.
+    BeforeFreeze before;
+    bool have_before = false;
     if (live && !track)
         if (auto kids = state::list_children(pid); kids && kids->empty()) {
-            if (auto r = spare.reserve(1 << 20); !r) return std::unexpected(r.error());
-            have_spare = true;
+            if (auto r = before.buffer.reserve(1 << 20); !r) return std::unexpected(r.error());
+            have_before = true;
+            auto ahead = ProtectAhead::start(pid, protect_ahead_min_bytes());
+            if (!ahead) return std::unexpected(ahead.error());
+            before.ahead = std::move(*ahead);
         }
-    trace.mark("buffer before the freeze");
+    trace.mark(before.ahead ? "buffer, memory protected ahead" : "buffer before the freeze");
     auto tree = FrozenTree::freeze(pid, &tracers);
     if (!tree) return std::unexpected(tree.error());
     trace.mark("tree frozen");
+    // Both stops of ProtectAhead count as frozen time (the image's stats).
+    const uint64_t ahead_stopped_ns = before.ahead ? before.ahead->stopped_ns() : 0;
+    if (tree->members().size() != 1) before.ahead.reset();  // it gained a child: a tree's capture
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
     auto& members = tree->members();
@@ -587,7 +612,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         got[i].emplace(capture(
             m.pid, m.starttime, m.threads, live_at[i], track ? &tracking[i] : nullptr,
             pids.size() > 1 ? pids : std::vector<pid_t>{}, views, checked, one_at_a_time,
-            fault_at(i), arena, i == 0 && members.size() == 1 && have_spare ? &spare : nullptr));
+            fault_at(i), arena, i == 0 && members.size() == 1 && have_before ? &before : nullptr));
         if (!*got[i]) failed = true;
     };
     // The root first, alone: its detect checks every member, on views it keeps.
@@ -660,6 +685,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     OpenedFiles opened;  // perf: the members' libraries opened once
     for (size_t i = 0; i < out.size(); ++i) {
         out[i].frozen_ns = tree->members()[i].threads.frozen_ns();
+        if (i == 0) out[i].frozen_ns += ahead_stopped_ns;
         // fidelity: hashed while the tasks run again (docs/files.md).
         out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps, &opened);
     }

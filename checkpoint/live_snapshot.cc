@@ -22,6 +22,7 @@
 #include "common/pagemap_scan.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "state/memory.h"
 
 namespace crfs {
 
@@ -146,18 +147,31 @@ Result<size_t> protected_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t
     return scan_pages(pagemap, pid, start, end, a, vec, vec_len, walk_end, "write-protected pages");
 }
 
+// Appends [start, end) to `out`, joined to its last range if they touch.
+void add_span(Spans& out, uint64_t start, uint64_t end) {
+    if (!out.empty() && out.back().second == start)
+        out.back().second = end;
+    else
+        out.emplace_back(start, end);
+}
+
 // The pages of [start, end) in the page tables now (present or swapped),
-// appended to `out` as ranges.
-Status held_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t end, Spans& out) {
+// appended to `held` as ranges; those of them not write-protected
+// (PAGE_IS_WRITTEN) to `unprotected` too.
+Status held_ranges(int pagemap, pid_t pid, uint64_t start, uint64_t end, Spans& held,
+                   Spans& unprotected) {
     PmScanArg a{};
     a.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
-    a.return_mask = kPageIsPresent | kPageIsSwapped;
+    a.return_mask = kPageIsPresent | kPageIsSwapped | kPageIsWritten;
     PmPageRegion vec[512];
     for (uint64_t at = start; at < end;) {
         uint64_t walk_end = 0;
         auto n = scan_pages(pagemap, pid, at, end, a, vec, std::size(vec), walk_end, "held pages");
         if (!n) return std::unexpected(n.error());
-        for (size_t k = 0; k < *n; ++k) out.emplace_back(vec[k].start, vec[k].end);
+        for (size_t k = 0; k < *n; ++k) {
+            add_span(held, vec[k].start, vec[k].end);
+            if (vec[k].categories & kPageIsWritten) add_span(unprotected, vec[k].start, vec[k].end);
+        }
         at = walk_end;
     }
     return {};
@@ -317,6 +331,7 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     register_areas(whole);
     mark("register private anonymous areas");
     std::vector<char> skip = registered;  // their pages are asked after the thaw
+    spans.clear();  // the whole areas are protected where their pages are (below)
 
     auto plan = plan_pages(pid, areas, &skip);
     if (!plan) return std::unexpected(plan.error());
@@ -341,6 +356,34 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     }
     register_areas(candidates);
     mark("pagemap scan of the other areas, register");
+    // The pages of whole areas in the page tables at the freeze: one that is
+    // neither write-protected nor saved when the stream asks lost its content
+    // with no event (LiveMemory::check_held). A walk of their page tables
+    // while frozen, ranges only (~1.5 ms at 1 GiB of 4 KiB pages), which also
+    // tells which of them are not write-protected: all of them, unless the
+    // uffd is ProtectAhead's, which protected them before the freeze (then
+    // the pages written since and any an area got since). Those are protected
+    // now: a range each when they are few, else the whole area (an ioctl per
+    // range of a sparse area would cost more than the walk of its unpopulated
+    // part; protecting a page that is not there does nothing).
+    constexpr size_t kFewRanges = 64;
+    Spans held;
+    std::vector<LiveRun> live;
+    for (size_t i = 0; i < areas.size(); ++i) {
+        if (!skip[i]) continue;
+        live.push_back({areas[i].start, (areas[i].end - areas[i].start) / kPage, true});
+        d.pages_scanned += live.back().nr_pages;
+        Spans unprotected;
+        if (auto r =
+                held_ranges(pagemap->get(), pid, areas[i].start, areas[i].end, held, unprotected);
+            !r)
+            return std::unexpected(r.error());
+        if (unprotected.size() <= kFewRanges)
+            spans.insert(spans.end(), unprotected.begin(), unprotected.end());
+        else
+            spans.emplace_back(areas[i].start, areas[i].end);
+    }
+    mark("held pages of the whole areas");
     std::sort(spans.begin(), spans.end());
     // UFFDIO_WRITEPROTECT takes the mmap lock for reading: the halves at once.
     auto parts = split_spans(spans, protect_threads());
@@ -371,20 +414,6 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
 
     PagePlan now;
     now.fds = std::move(plan->fds);
-    std::vector<LiveRun> live;
-    // The pages of whole areas in the page tables at the freeze: one that is
-    // neither write-protected nor saved when the stream asks lost its content
-    // with no event (LiveMemory::check_held). A walk of their page tables
-    // while frozen, ranges only (~4 ms at 1 GiB of 4 KiB pages).
-    Spans held;
-    for (size_t i = 0; i < areas.size(); ++i)
-        if (skip[i]) {
-            live.push_back({areas[i].start, (areas[i].end - areas[i].start) / kPage, true});
-            d.pages_scanned += live.back().nr_pages;
-            if (auto r = held_ranges(pagemap->get(), pid, areas[i].start, areas[i].end, held); !r)
-                return std::unexpected(r.error());
-        }
-    mark("held pages of the whole areas");
     for (size_t r = 0; r < plan->runs.size(); ++r) {
         if (vma_of[r] != SIZE_MAX && registered[vma_of[r]]) {
             live.push_back({plan->runs[r].vaddr, plan->runs[r].nr_pages, false});
@@ -406,6 +435,204 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
             std::make_shared<LiveMemory>(pid, std::move(uffd), std::move(*mem), std::move(*pagemap),
                                          std::move(live), std::move(held));
     return d;
+}
+
+// --- ProtectAhead ----------------------------------------------------------------
+
+namespace {
+
+// The ProtectAhead of this process's checkpoint, for detect's "uw" question
+// (state::set_ours_registered); the mutex keeps it alive while asked.
+std::mutex g_ahead_mu;
+const ProtectAhead* g_ahead = nullptr;
+std::atomic<uint64_t> g_ahead_started{0};
+
+bool ahead_owns(pid_t pid, uint64_t start, uint64_t end) {
+    std::lock_guard l(g_ahead_mu);
+    return g_ahead && g_ahead->owns(pid, start, end);
+}
+
+// The task's voluntary context switches (/proc/<pid>/status), or none.
+std::optional<uint64_t> voluntary_switches(pid_t pid) {
+    auto text = read_file(proc_path(pid, "status"));
+    if (!text) return std::nullopt;
+    constexpr std::string_view key = "\nvoluntary_ctxt_switches:";
+    size_t at = text->find(key);
+    if (at == std::string::npos) return std::nullopt;
+    return std::strtoull(text->c_str() + at + key.size(), nullptr, 10);
+}
+
+// How long ProtectAhead waits for a nudged task to sleep again: the stall
+// grows with the memory protected (~12 ms per GiB here); a task that runs on
+// instead (woken meanwhile) is not waited for past this.
+uint64_t nudge_wait_ns(uint64_t protected_bytes) {
+    return 100'000'000 + protected_bytes / (1 << 30) * 25'000'000;
+}
+
+}  // namespace
+
+ProtectAhead::ProtectAhead(pid_t pid, UniqueFd uffd, uint64_t stopped_ns)
+    : pid_(pid),
+      uffd_(std::move(uffd)),
+      stop_(eventfd(0, EFD_CLOEXEC)),
+      stopped_ns_(stopped_ns),
+      thread_([this] { serve_faults(); }) {}
+
+ProtectAhead::~ProtectAhead() {
+    {
+        std::lock_guard l(g_ahead_mu);
+        if (g_ahead == this) g_ahead = nullptr;
+    }
+    (void)take();  // the uffd closed: the kernel drops every protection, wakes any waiter
+}
+
+Result<std::unique_ptr<ProtectAhead>> ProtectAhead::start(pid_t pid, uint64_t min_bytes) {
+    auto status = read_status(pid);
+    if (!status || status->rss_bytes < min_bytes) return nullptr;
+    auto skip = [&](std::string_view why) {
+        log_info("checkpoint %d: not protected ahead of the freeze: %.*s", pid, int(why.size()),
+                 why.data());
+        return nullptr;
+    };
+    if (status->seccomp != 0) return skip("a seccomp filter");
+    // Without CAP_SYS_PTRACE a task gets no userfaultfd that handles kernel
+    // faults (take_task_uffd; unless vm.unprivileged_userfaultfd is set):
+    // its memory is copied while frozen, and the stop would be for nothing.
+    if (!(status->cap_eff >> 19 & 1)) return nullptr;
+    // A zombie main thread (its other threads run on) or one in D state would
+    // hold this stop to its bound; the freeze proper says what it is.
+    auto stat = read_stat(pid);
+    if (!stat || stat->state == 'Z' || stat->state == 'D') return skip("its state");
+    auto maps = read_maps(proc_path(pid, "maps"), 64 << 20);
+    if (!maps) return skip(maps.error().what);
+    uint64_t vdso_start = 0, vdso_end = 0;
+    Spans areas;  // what protect_memory is likely to protect whole (protected_whole), by size
+    for (const MapsEntry& e : *maps) {
+        if (e.path == "[vdso]") vdso_start = e.start, vdso_end = e.end;
+        if (classify_vma(e) == image::VmaKind::kAnonPrivate && !map_files_use(e) &&
+            e.end - e.start >= kWholeKb * 1024)
+            areas.emplace_back(e.start, e.end);
+    }
+    if (areas.empty()) return nullptr;
+    auto task = FrozenTask::freeze(pid);
+    if (!task) return skip(task.error().what);
+    UniqueFd uffd;
+    {
+        auto rs = RemoteSyscall::prepare(**task, vdso_start, vdso_end);
+        if (!rs) return skip(rs.error().what);
+        auto fd = take_task_uffd(pid, **rs);
+        // The task not put back as it was, or left holding a uffd: the checkpoint fails.
+        if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
+        if (!fd) return std::unexpected(fd.error());
+        if (!*fd) return nullptr;  // take_task_uffd said why
+        uffd = std::move(*fd);
+    }
+    if (auto r = (*task)->release(); !r) return skip(r.error().what);
+    std::unique_ptr<ProtectAhead> a(new ProtectAhead(pid, std::move(uffd), (*task)->frozen_ns()));
+    Spans spans;
+    for (auto [start, end] : areas)
+        if (register_wp(a->uffd_.get(), start, end)) add_span(spans, start, end);
+    if (spans.empty()) return skip("no area could be registered");
+    auto parts = split_spans(spans, protect_threads());
+    std::vector<Status> results(parts.size());
+    {
+        std::vector<std::jthread> others;
+        for (size_t i = 1; i < parts.size(); ++i)
+            others.emplace_back([&, i] { results[i] = protect_all(a->uffd_.get(), parts[i]); });
+        results[0] = protect_all(a->uffd_.get(), parts[0]);
+    }
+    for (const Status& r : results)  // the freeze protects what this did not (see the header)
+        if (!r) log_info("checkpoint %d: protect ahead: %s", pid, r.error().what.c_str());
+    // On this VM (a PVM guest: the host shadows the page tables) a task's
+    // first run in user mode after its page tables changed stalls while the
+    // host catches up (docs/performance.md "Frozen time: protected ahead":
+    // ~10-15 ms per GiB write-protected). A sleeping task's first run would
+    // be the freeze's first injected syscall, inside the frozen window. A
+    // stop and release with nothing injected takes it through user mode now
+    // (its sleep restarted), outside any stop; it is waited for (bounded)
+    // until it sleeps again. The stop itself is counted with the first one.
+    if (stat->state == 'S')
+        if (auto nudge = FrozenTask::freeze(pid); nudge) {
+            auto slept = voluntary_switches(pid);
+            auto r = (*nudge)->release();
+            a->stopped_ns_ += (*nudge)->frozen_ns();
+            if (!r) log_info("checkpoint %d: %s", pid, r.error().what.c_str());
+            uint64_t bytes = 0;
+            for (auto [start, end] : spans) bytes += end - start;
+            for (uint64_t until = monotonic_ns() + nudge_wait_ns(bytes);
+                 r && slept && monotonic_ns() < until && voluntary_switches(pid) == slept;)
+                usleep(200);
+        }
+    std::lock_guard l(g_ahead_mu);
+    g_ahead = a.get();
+    state::set_ours_registered(ahead_owns);
+    ++g_ahead_started;
+    return a;
+}
+
+uint64_t ProtectAhead::started() {
+    return g_ahead_started;
+}
+
+UniqueFd ProtectAhead::take() {
+    uint64_t one = 1;
+    if (thread_.joinable()) {
+        (void)!write(stop_.get(), &one, sizeof one);
+        thread_.join();
+    }
+    return std::move(uffd_);
+}
+
+bool ProtectAhead::owns(pid_t pid, uint64_t start, uint64_t end) const {
+    return pid == pid_ && uffd_ && register_wp(uffd_.get(), start, end);
+}
+
+// Answers each write fault by un-protecting its page (with those around it,
+// as LiveMemory does; where the area changed meanwhile, the page alone, or
+// only a wake-up), and reads every event, which lets the task's munmap,
+// mremap, madvise go on: before the freeze nothing is kept.
+void ProtectAhead::serve_faults() {
+    uffd_msg msgs[64];
+    std::vector<std::pair<uint64_t, uint64_t>> retry;  // refused while an event was pending
+    auto answer = [&](uint64_t lo, uint64_t hi, uint64_t page) {
+        auto r = wp_ioctl(uffd_.get(), lo, hi, false);
+        if (!r && r.error().code == EAGAIN) return false;
+        if (!r && (lo != page || hi != page + kPage))
+            r = wp_ioctl(uffd_.get(), page, page + kPage, false);
+        if (!r) {
+            uffdio_range wake{page, kPage};
+            (void)ioctl(uffd_.get(), UFFDIO_WAKE, &wake);
+        }
+        return true;
+    };
+    for (;;) {
+        pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+        int n = poll(p, 2, retry.empty() ? -1 : 1);
+        if (n < 0 && errno != EINTR) {
+            log_error("checkpoint %d: poll userfaultfd: %s", pid_, std::strerror(errno));
+            return;
+        }
+        if (p[1].revents) return;
+        ssize_t got = read(uffd_.get(), msgs, sizeof msgs);
+        if (got < 0 && errno != EAGAIN && errno != EINTR) {
+            log_error("checkpoint %d: read userfaultfd: %s", pid_, std::strerror(errno));
+            return;
+        }
+        for (ssize_t i = 0; got > 0 && i < got / ssize_t(sizeof(uffd_msg)); ++i) {
+            if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+            uint64_t page = msgs[i].arg.pagefault.address & ~(kPage - 1);
+            uint64_t g = kFaultPages * kPage;
+            if (!answer(page & ~(g - 1), (page & ~(g - 1)) + g, page)) retry.emplace_back(page, 0);
+        }
+        for (size_t i = 0; i < retry.size();) {
+            uint64_t page = retry[i].first, g = kFaultPages * kPage;
+            if (!answer(page & ~(g - 1), (page & ~(g - 1)) + g, page)) {
+                ++i;
+                continue;
+            }
+            retry.erase(retry.begin() + ptrdiff_t(i));
+        }
+    }
 }
 
 // --- LiveMemory ------------------------------------------------------------------

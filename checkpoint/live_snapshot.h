@@ -67,9 +67,58 @@ inline constexpr uint64_t kLiveUffdFeatures = (1u << 0) | (1u << 2) | (1u << 3) 
 Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features = kLiveUffdFeatures,
                                 int flags = 0);
 
-// The frozen half (see above). Pages that stay in the task are in the
-// result's `live`; the rest in its runs/buffer as dump_memory puts them. If
-// write-protecting fails, everything is copied now and `live` is null.
+// Protected ahead of the freeze (docs/performance.md "Frozen time: protected
+// ahead"). In a process holding much memory the write-protect walk (~10-18 ms
+// per GiB) was most of the frozen window. So before the freeze the task is
+// stopped only to make its userfaultfd (take_task_uffd, in its main thread;
+// the others run on), let go, and its big private anonymous areas are
+// registered and write-protected while it runs; a write meanwhile is answered
+// by un-protecting the page (nothing is kept: the freeze has not come yet).
+// protect_memory, given the uffd once the task is frozen, protects again only
+// what is in the page tables and not write-protected (PAGEMAP_SCAN): the pages
+// written meanwhile, and any an area mapped, moved or refused meanwhile holds.
+// What the ahead phase did or failed to do changes how much that is, never
+// what the image holds. A sleeping task is then stopped once more with
+// nothing injected, so that it passes through user mode before the freeze
+// (on this VM its first run after the protection stalls: see the .cc). A
+// task with a seccomp filter is not stopped ahead (the filter could kill it
+// for the injected syscall before the freeze's check).
+class ProtectAhead {
+  public:
+    // Null, logged, when it does not apply or cannot be had (no userfaultfd
+    // for the task, it could not be stopped): the checkpoint protects while
+    // frozen, as without it. An error when the task could not be put back as
+    // it was after the injected syscalls (the checkpoint fails, as it would
+    // while frozen). `min_bytes`: the RSS from which it is tried.
+    static Result<std::unique_ptr<ProtectAhead>> start(pid_t pid, uint64_t min_bytes);
+    ~ProtectAhead();  // stops answering, closes the uffd: every protection dropped
+    ProtectAhead(const ProtectAhead&) = delete;
+    ProtectAhead& operator=(const ProtectAhead&) = delete;
+
+    // Once the task is frozen: stops answering its faults and gives the uffd
+    // (for protect_memory). Once.
+    UniqueFd take();
+    // How long the task was stopped (both stops): frozen time too.
+    uint64_t stopped_ns() const { return stopped_ns_; }
+    // How many were started in this process (tests).
+    static uint64_t started();
+    // Whether `pid`'s area [start, end) is registered to this uffd (detect's
+    // "uw", state/memory.h set_ours_registered): the kernel answers.
+    bool owns(pid_t pid, uint64_t start, uint64_t end) const;
+
+  private:
+    ProtectAhead(pid_t pid, UniqueFd uffd, uint64_t stopped_ns);
+    void serve_faults();
+    pid_t pid_;
+    UniqueFd uffd_, stop_;
+    uint64_t stopped_ns_;
+    std::thread thread_;
+};
+
+// The frozen half (see above); `uffd` may be ProtectAhead's. Pages that stay
+// in the task are in the result's `live`; the rest in its runs/buffer as
+// dump_memory puts them. If write-protecting fails, everything is copied now
+// and `live` is null.
 Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
                                   UniqueFd uffd);
 

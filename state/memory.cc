@@ -195,12 +195,17 @@ const char* not_regular(const MapsEntry& m, PathStats& seen) {
     return "file that is not a regular file";
 }
 
-std::atomic<OursToProtect> g_ours_to_protect{nullptr};  // crfsd's (set_ours_to_protect)
+std::atomic<OursToProtect> g_ours_to_protect{nullptr};   // crfsd's (set_ours_to_protect)
+std::atomic<OursRegistered> g_ours_registered{nullptr};  // a worker's (set_ours_registered)
 
 }  // namespace
 
 void set_ours_to_protect(OursToProtect f) {
     g_ours_to_protect = f;
+}
+
+void set_ours_registered(OursRegistered f) {
+    g_ours_registered = f;
 }
 
 Status detect_memory(TaskView& t, Reasons& out) {
@@ -211,6 +216,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
     // the next checkpoint finds.
     OursToProtect ours = g_ours_to_protect.load();
     bool ours_wp = ours && ours(t.pid());
+    OursRegistered ahead = g_ours_registered.load();
     auto maps = t.smaps();
     if (!maps) return std::unexpected(maps.error());
     UniqueFd pagemap;
@@ -260,7 +266,7 @@ Status detect_memory(TaskView& t, Reasons& out) {
         for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i) {
             if (!(m.vm_flags & ~kAllowedBits & (1ull << i))) continue;
             std::string_view f = image::kVmFlagNames[i];
-            if (f == "uw" && ours_wp) continue;
+            if (f == "uw" && (ours_wp || (ahead && ahead(t.pid(), m.start, m.end)))) continue;
             if (f == "gu" || f == "uw") {
                 if (!pagemap) {
                     auto fd = open_fd(t.path("pagemap"), O_RDONLY);

@@ -29,5 +29,12 @@ namespace state {
 using OursToProtect = bool (*)(pid_t pid);
 void set_ours_to_protect(OursToProtect f);
 
+// A checkpoint worker's: whether the "uw" registration of `pid`'s area
+// [start, end) is the one its checkpoint made ahead of the freeze
+// (checkpoint/live_snapshot.h ProtectAhead), as the kernel answers for the
+// area (an area takes one userfaultfd). Unset: none is.
+using OursRegistered = bool (*)(pid_t pid, uint64_t start, uint64_t end);
+void set_ours_registered(OursRegistered f);
+
 }  // namespace state
 }  // namespace crfs

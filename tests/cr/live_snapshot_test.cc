@@ -6,6 +6,7 @@
 // userfaultfd that handles kernel-mode faults too).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/aio_abi.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include <thread>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/live_snapshot.h"
 #include "checkpoint/task_attrs.h"
 #include "common/image_reader.h"
 #include "common/io.h"
@@ -239,10 +241,17 @@ TEST(LiveSnapshot, SmallAreaIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     expect_one_cut(t, kSmall);
 }
 
-// The live snapshot clears its own registration's "uw" from the smaps the
-// detection reads; a task's own write-protect registration is still a reason.
-TEST(LiveSnapshot, TasksOwnWriteProtectRegistrationIsStillRefused) {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+// ProtectAhead (checkpoint/live_snapshot.h) tried for a task of any size
+// while this lives (CRFS_LIVE_AHEAD_MIN_KIB=0).
+struct AheadForAnySize {
+    AheadForAnySize() { setenv("CRFS_LIVE_AHEAD_MIN_KIB", "0", 1); }
+    ~AheadForAnySize() { unsetenv("CRFS_LIVE_AHEAD_MIN_KIB"); }
+};
+
+// The live snapshot's own "uw" registration is not the task's reason (nor
+// the one ProtectAhead made before the freeze); a task's own write-protect
+// registration still is.
+void expect_own_registration_refused() {
     int ready[2];
     ASSERT_EQ(pipe(ready), 0);
     Task t(
@@ -274,6 +283,92 @@ TEST(LiveSnapshot, TasksOwnWriteProtectRegistrationIsStillRefused) {
     EXPECT_EQ(img.error().code, EBUSY) << img.error().what;
     EXPECT_NE(img.error().what.find("userfaultfd (write-protect)"), std::string::npos)
         << img.error().what;
+}
+
+TEST(LiveSnapshot, TasksOwnWriteProtectRegistrationIsStillRefused) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    expect_own_registration_refused();
+}
+
+TEST(LiveSnapshot, TasksOwnWriteProtectRegistrationIsStillRefusedWhenProtectedAhead) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    AheadForAnySize any;
+    expect_own_registration_refused();
+}
+
+// Protected ahead of the freeze, the task rewriting every page meanwhile:
+// each page loses that protection (its write answered by the ahead fault
+// thread) and must be protected again while frozen. One cut, as without.
+TEST(LiveSnapshot, ProtectedAheadIsOneCutWhileTheTaskWritesOn) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    AheadForAnySize any;
+    Task t([](char* r) { workload(r); });
+    uint64_t started = ProtectAhead::started();
+    expect_one_cut(t, kPages);
+    EXPECT_EQ(ProtectAhead::started(), started + 1) << "the memory was not protected ahead";
+}
+
+// An idle task protected ahead is stopped once more with nothing injected
+// (checkpoint/live_snapshot.cc, the nudge) and sleeps again before the
+// freeze: its image holds its memory, and it sleeps on untraced after.
+TEST(LiveSnapshot, ProtectedAheadOfASleepingTaskHoldsItsMemory) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    AheadForAnySize any;
+    Task t([](char* r) {
+        for (size_t i = 0; i < kPages; ++i) reinterpret_cast<uint64_t*>(r + i * kPage)[0] = i + 1;
+        for (;;) pause();
+    });
+    ASSERT_TRUE(wait_for([&] {
+        auto st = read_task_stat(t.pid);
+        return st && st->state == 'S' && peek(t.pid, t.region + (kPages - 1) * kPage) == kPages;
+    })) << "the task did not fill its memory";
+    uint64_t started = ProtectAhead::started();
+    auto img = checkpoint_task_live(t.pid, t.starttime());
+    ASSERT_TRUE(img) << img.error().what;
+    ASSERT_TRUE((*img)->live()) << "memory was copied while frozen";
+    EXPECT_EQ(ProtectAhead::started(), started + 1) << "the memory was not protected ahead";
+    Streaming s(std::move(*img));
+    std::string bytes = s.finish();
+    ASSERT_TRUE(s.wrote) << s.wrote.error().what;
+    MemorySource src(bytes.data(), bytes.size());
+    auto dec = decode_image(src, {.keep_data = true});
+    ASSERT_TRUE(dec) << dec.error().what;
+    auto pages = region_pages(*dec, t.region);
+    ASSERT_EQ(pages.size(), kPages);
+    for (size_t i = 0; i < kPages; ++i) {
+        uint64_t v;
+        std::memcpy(&v, pages[i], 8);
+        ASSERT_EQ(v, i + 1) << "page " << i;
+    }
+    auto st = read_task_stat(t.pid);
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st->state, 'S');
+    EXPECT_EQ(read_status(t.pid).value().tracer_pid, 0);
+}
+
+// A checkpoint refused once the task was frozen (an AIO ring: a reason),
+// after its memory was protected ahead: the task runs on, its memory as it
+// wrote it, no area left registered.
+TEST(LiveSnapshot, RefusedAfterProtectingAheadLeavesTheTaskRunningUnprotected) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    AheadForAnySize any;
+    Task t([](char* r) {
+        aio_context_t ctx = 0;
+        if (syscall(SYS_io_setup, 1, &ctx) != 0) _exit(3);
+        workload(r);
+    });
+    ASSERT_TRUE(wait_for([&] { return t.gen() >= 2 && t.gen() != ~0ull; }));
+    uint64_t started = ProtectAhead::started();
+    auto img = checkpoint_task_live(t.pid, t.starttime());
+    ASSERT_FALSE(img) << "a task with an AIO ring was checkpointed";
+    EXPECT_EQ(img.error().code, EBUSY) << img.error().what;
+    EXPECT_EQ(ProtectAhead::started(), started + 1) << "the memory was not protected ahead";
+    uint64_t g0 = t.gen();
+    ASSERT_TRUE(wait_for([&] { return t.gen() >= g0 + 2 && t.gen() != ~0ull; }))
+        << "the task does not run on";
+    EXPECT_EQ(t.error_flag(), 0u) << "the task saw its memory change under it";
+    std::string smaps = read_file(strfmt("/proc/{}/smaps", t.pid)).value();
+    EXPECT_EQ(smaps.find(" uw"), std::string::npos) << "an area is still registered";
 }
 
 // Once the task filled its region and sleeps: a live image of it, streaming,

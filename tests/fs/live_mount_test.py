@@ -192,6 +192,23 @@ class Live(rt.Base):
         pid = t.restore(img, "cut")
         self.runs_on_intact(t, pid)
 
+    def test_memory_protected_ahead_of_the_freeze_restores_one_cut(self):
+        # ProtectAhead (checkpoint/live_snapshot.h) for any size here: the
+        # writer rewrites every page while its memory is protected before the
+        # freeze, so every page is protected again while frozen.
+        self.crfs.stop()
+        self.crfs = rt.Crfsd(env=dict(os.environ, CRFS_LIVE_AHEAD_MIN_KIB="0",
+                                      CRFS_CHECKPOINT_TRACE="1"))
+        self.m = self.crfs.mnt
+        t = self.writer()
+        img = self.image_while_writing(t)
+        self.crfs.log.flush()
+        self.assertIn("memory protected ahead", rt.read(self.crfs.log.name))
+        self.assertLess(self.copied_while_frozen(img), MIB * 256 // 2, "not a live snapshot")
+        t.kill9()
+        pid = t.restore(img, "cut")
+        self.runs_on_intact(t, pid)
+
     def test_kernel_writes_into_protected_pages_wait_for_the_copy(self):
         # read(2) into a write-protected page: a kernel-mode fault, which the
         # task's userfaultfd (made with its CAP_SYS_PTRACE) reports to the
