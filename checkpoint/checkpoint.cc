@@ -214,8 +214,7 @@ void test_hold_frozen() {
 
 // What a live snapshot of a process with no children makes before its freeze.
 struct BeforeFreeze {
-    PageBuffer buffer;                    // its page buffer's first room
-    std::unique_ptr<ProtectAhead> ahead;  // its memory protected ahead, or null
+    PageBuffer buffer;  // its page buffer's first room
 };
 
 // Runs on the thread that traces the task (common/tracers.h): ptrace is per
@@ -230,7 +229,8 @@ struct BeforeFreeze {
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
                         bool checked, std::mutex* serial, bool fault,
-                        std::shared_ptr<PageArena> arena, BeforeFreeze* before) {
+                        std::shared_ptr<PageArena> arena, BeforeFreeze* before,
+                        ProtectAhead* ahead) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -411,9 +411,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto attrs = state::dump_thread_attrs(pid, asked.in());  // fid
         if (!attrs) return std::unexpected(attrs.error());
         c.main_attrs = *attrs;
-        if (live && before && before->ahead) {
-            uffd = before->ahead->take();  // made before the freeze, its memory protected then
-        } else if (live) {
+        if (live && !ahead) {  // else made before the freeze, taken for protect_memory
             auto fd = take_task_uffd(pid, **rs);
             if (!fd) return std::unexpected(fd.error());
             uffd = std::move(*fd);
@@ -447,12 +445,17 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // tree's arena (thread-safe) and asks no view: outside Serial, so that one
     // member's copy overlaps another's reads on the other CPU.
     // CRFS_TREE_COPY_SERIAL=1 in crfsd's environment: under it (the old path).
-    const bool copy_outside = serial && !track && !uffd && !getenv("CRFS_TREE_COPY_SERIAL");
+    const bool copy_outside =
+        serial && !track && !uffd && !(live && ahead) && !getenv("CRFS_TREE_COPY_SERIAL");
     if (serial && !copy_outside) {
         one_at_a_time.lock();
         trace.mark("wait for the other members");
     }
 
+    // ProtectAhead's uffd: its thread answered the faults of the remote
+    // syscalls' writes into memory it protected (the scratch on a thread's
+    // stack) until now; protect_memory protects those pages again.
+    if (live && ahead) uffd = ahead->take();
     auto mem = track  ? dump_memory_tracked(pid, std::move(maps), std::move(buffer), *track)
                : uffd ? protect_memory(pid, std::move(maps), std::move(buffer), std::move(uffd))
                       : dump_memory(pid, std::move(maps), std::move(buffer));
@@ -536,6 +539,29 @@ uint64_t protect_ahead_min_bytes() {
     return k && *k ? std::strtoull(k, nullptr, 10) << 10 : uint64_t(64) << 20;
 }
 
+// Starts ProtectAhead for `root` and each descendant listed now (`root_kids`:
+// the root's children, listed already), into `out`: those holding at least
+// protect_ahead_min_bytes. The freeze lists the tree again; a process not in
+// it by then, or whose pid was reused, is let go unprotected when `out` goes.
+// Nothing is listed when it is off (a huge bound).
+Status protect_tree_ahead(pid_t root, std::vector<pid_t> root_kids,
+                          std::vector<std::unique_ptr<ProtectAhead>>& out) {
+    const uint64_t min = protect_ahead_min_bytes();
+    if (min >= uint64_t(1) << 50) return {};
+    constexpr size_t kMaxListed = 4096;  // a hint: past this, the rest protected while frozen
+    std::vector<pid_t> todo{root};
+    for (size_t i = 0; i < todo.size() && i < kMaxListed; ++i) {
+        pid_t p = todo[i];
+        auto kids =
+            i == 0 ? Result<std::vector<pid_t>>(std::move(root_kids)) : state::list_children(p);
+        if (kids) todo.insert(todo.end(), kids->begin(), kids->end());
+        auto a = ProtectAhead::start(p, min);
+        if (!a) return std::unexpected(a.error());
+        if (*a) out.push_back(std::move(*a));
+    }
+    return {};
+}
+
 // A live snapshot is taken of a single process and of each member of a tree
 // that holds enough memory (big_enough_for_live); the rest are copied while frozen.
 Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live,
@@ -548,27 +574,28 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     PhaseTrace trace;
     // A live snapshot of a process with no children (as good as every image of
     // one process): its page buffer's first room reserved now, not while it is
-    // frozen (a fresh huge page faulted in: 0.3-4 ms on this VM), and, when it
-    // holds enough memory, its memory write-protected now (ProtectAhead). A
-    // tree's members draw from the arena instead: one that gained a child by
-    // the freeze leaves both unused.
+    // frozen (a fresh huge page faulted in: 0.3-4 ms on this VM). A tree's
+    // members draw from the arena instead: one that gained a child by the
+    // freeze leaves it unused. And of a process or a tree, the memory of each
+    // process holding enough is write-protected now (protect_tree_ahead).
     BeforeFreeze before;
     bool have_before = false;
-    if (live && !track)
-        if (auto kids = state::list_children(pid); kids && kids->empty()) {
+    std::vector<std::unique_ptr<ProtectAhead>> aheads;
+    if (live && !track) {
+        auto kids = state::list_children(pid);
+        if (kids && kids->empty()) {
             if (auto r = before.buffer.reserve(1 << 20); !r) return std::unexpected(r.error());
             have_before = true;
-            auto ahead = ProtectAhead::start(pid, protect_ahead_min_bytes());
-            if (!ahead) return std::unexpected(ahead.error());
-            before.ahead = std::move(*ahead);
         }
-    trace.mark(before.ahead ? "buffer, memory protected ahead" : "buffer before the freeze");
+        if (auto r =
+                protect_tree_ahead(pid, kids ? std::move(*kids) : std::vector<pid_t>{}, aheads);
+            !r)
+            return std::unexpected(r.error());
+    }
+    trace.mark(aheads.empty() ? "buffer before the freeze" : "buffer, memory protected ahead");
     auto tree = FrozenTree::freeze(pid, &tracers);
     if (!tree) return std::unexpected(tree.error());
     trace.mark("tree frozen");
-    // Both stops of ProtectAhead count as frozen time (the image's stats).
-    const uint64_t ahead_stopped_ns = before.ahead ? before.ahead->stopped_ns() : 0;
-    if (tree->members().size() != 1) before.ahead.reset();  // it gained a child: a tree's capture
     if (tree->members().front().starttime != starttime)
         return make_error(ESRCH, strfmt("task {} is gone (pid reused)", pid));
     auto& members = tree->members();
@@ -603,16 +630,24 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         live_at[i] = members.size() == 1
                          ? live && tree->zombies().empty()
                          : live && !track && big_enough_for_live(views, members[i].pid);
+    // Each member's ProtectAhead, if it has one: the same process (pid and
+    // start time). Its stops count as its frozen time (the image's stats).
+    std::vector<ProtectAhead*> ahead_of(members.size(), nullptr);
+    for (size_t i = 0; i < members.size(); ++i)
+        for (auto& a : aheads)
+            if (a->pid() == members[i].pid && a->starttime() == members[i].starttime)
+                ahead_of[i] = a.get();
     std::vector<std::optional<Result<Capture>>> got(members.size());
     std::mutex serial;                // Serial: the captures but for their stops, one at a time
     std::atomic<bool> failed{false};  // a member failed: those not started yet are not
     auto capture_member = [&](size_t i, bool checked, std::mutex* one_at_a_time) {
         if (failed) return;
         FrozenTree::Member& m = members[i];
-        got[i].emplace(capture(
-            m.pid, m.starttime, m.threads, live_at[i], track ? &tracking[i] : nullptr,
-            pids.size() > 1 ? pids : std::vector<pid_t>{}, views, checked, one_at_a_time,
-            fault_at(i), arena, i == 0 && members.size() == 1 && have_before ? &before : nullptr));
+        got[i].emplace(
+            capture(m.pid, m.starttime, m.threads, live_at[i], track ? &tracking[i] : nullptr,
+                    pids.size() > 1 ? pids : std::vector<pid_t>{}, views, checked, one_at_a_time,
+                    fault_at(i), arena,
+                    i == 0 && members.size() == 1 && have_before ? &before : nullptr, ahead_of[i]));
         if (!*got[i]) failed = true;
     };
     // The root first, alone: its detect checks every member, on views it keeps.
@@ -685,7 +720,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     OpenedFiles opened;  // perf: the members' libraries opened once
     for (size_t i = 0; i < out.size(); ++i) {
         out[i].frozen_ns = tree->members()[i].threads.frozen_ns();
-        if (i == 0) out[i].frozen_ns += ahead_stopped_ns;
+        if (ahead_of[i]) out[i].frozen_ns += ahead_of[i]->stopped_ns();
         // fidelity: hashed while the tasks run again (docs/files.md).
         out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps, &opened);
     }

@@ -444,12 +444,13 @@ namespace {
 // The ProtectAhead of this process's checkpoint, for detect's "uw" question
 // (state::set_ours_registered); the mutex keeps it alive while asked.
 std::mutex g_ahead_mu;
-const ProtectAhead* g_ahead = nullptr;
+std::vector<const ProtectAhead*> g_aheads;  // a tree's: one per process
 std::atomic<uint64_t> g_ahead_started{0};
 
 bool ahead_owns(pid_t pid, uint64_t start, uint64_t end) {
     std::lock_guard l(g_ahead_mu);
-    return g_ahead && g_ahead->owns(pid, start, end);
+    return std::any_of(g_aheads.begin(), g_aheads.end(),
+                       [&](const ProtectAhead* a) { return a->owns(pid, start, end); });
 }
 
 // The task's voluntary context switches (/proc/<pid>/status), or none.
@@ -471,8 +472,9 @@ uint64_t nudge_wait_ns(uint64_t protected_bytes) {
 
 }  // namespace
 
-ProtectAhead::ProtectAhead(pid_t pid, UniqueFd uffd, uint64_t stopped_ns)
+ProtectAhead::ProtectAhead(pid_t pid, uint64_t starttime, UniqueFd uffd, uint64_t stopped_ns)
     : pid_(pid),
+      starttime_(starttime),
       uffd_(std::move(uffd)),
       stop_(eventfd(0, EFD_CLOEXEC)),
       stopped_ns_(stopped_ns),
@@ -481,7 +483,7 @@ ProtectAhead::ProtectAhead(pid_t pid, UniqueFd uffd, uint64_t stopped_ns)
 ProtectAhead::~ProtectAhead() {
     {
         std::lock_guard l(g_ahead_mu);
-        if (g_ahead == this) g_ahead = nullptr;
+        std::erase(g_aheads, this);
     }
     (void)take();  // the uffd closed: the kernel drops every protection, wakes any waiter
 }
@@ -514,6 +516,10 @@ Result<std::unique_ptr<ProtectAhead>> ProtectAhead::start(pid_t pid, uint64_t mi
             areas.emplace_back(e.start, e.end);
     }
     if (areas.empty()) return nullptr;
+    // Without a vdso the remote syscalls patch the text at the task's rip,
+    // which may be memory protected here (a JIT's): /proc/<pid>/mem cannot
+    // write a write-protected page.
+    if (vdso_start == 0) return skip("no vdso");
     auto task = FrozenTask::freeze(pid);
     if (!task) return skip(task.error().what);
     UniqueFd uffd;
@@ -528,7 +534,8 @@ Result<std::unique_ptr<ProtectAhead>> ProtectAhead::start(pid_t pid, uint64_t mi
         uffd = std::move(*fd);
     }
     if (auto r = (*task)->release(); !r) return skip(r.error().what);
-    std::unique_ptr<ProtectAhead> a(new ProtectAhead(pid, std::move(uffd), (*task)->frozen_ns()));
+    std::unique_ptr<ProtectAhead> a(
+        new ProtectAhead(pid, stat->starttime, std::move(uffd), (*task)->frozen_ns()));
     Spans spans;
     for (auto [start, end] : areas)
         if (register_wp(a->uffd_.get(), start, end)) add_span(spans, start, end);
@@ -564,7 +571,7 @@ Result<std::unique_ptr<ProtectAhead>> ProtectAhead::start(pid_t pid, uint64_t mi
                 usleep(200);
         }
     std::lock_guard l(g_ahead_mu);
-    g_ahead = a.get();
+    g_aheads.push_back(a.get());
     state::set_ours_registered(ahead_owns);
     ++g_ahead_started;
     return a;

@@ -100,6 +100,9 @@ class ProtectAhead {
     UniqueFd take();
     // How long the task was stopped (both stops): frozen time too.
     uint64_t stopped_ns() const { return stopped_ns_; }
+    // The task it protects (its start time tells a reused pid).
+    pid_t pid() const { return pid_; }
+    uint64_t starttime() const { return starttime_; }
     // How many were started in this process (tests).
     static uint64_t started();
     // Whether `pid`'s area [start, end) is registered to this uffd (detect's
@@ -107,9 +110,10 @@ class ProtectAhead {
     bool owns(pid_t pid, uint64_t start, uint64_t end) const;
 
   private:
-    ProtectAhead(pid_t pid, UniqueFd uffd, uint64_t stopped_ns);
+    ProtectAhead(pid_t pid, uint64_t starttime, UniqueFd uffd, uint64_t stopped_ns);
     void serve_faults();
     pid_t pid_;
+    uint64_t starttime_;
     UniqueFd uffd_, stop_;
     uint64_t stopped_ns_;
     std::thread thread_;

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <vector>
@@ -249,7 +250,20 @@ Status RemoteSyscall::finish() {
     auto keep_first = [&](Status s) {
         if (!s && result) result = s;
     };
-    keep_first(mem_io(scratch_, saved_scratch_, kScratchSize, true));
+    // The scratch bytes written back, page by page, only where an injected
+    // syscall changed them: a page write-protected ahead of the freeze
+    // (checkpoint/live_snapshot.h ProtectAhead) refuses /proc/<pid>/mem's
+    // write (a remote access cannot wait for the userfaultfd), and one the
+    // task's syscall wrote was un-protected for that write by then.
+    for (uint64_t at = scratch_; at < scratch_ + kScratchSize;) {
+        uint64_t end = std::min(scratch_ + kScratchSize, (at | 4095) + 1);
+        const char* was = saved_scratch_ + (at - scratch_);
+        char now[kScratchSize];
+        auto read = mem_io(at, now, end - at, false);
+        if (!read || std::memcmp(now, was, end - at) != 0)
+            keep_first(mem_io(at, const_cast<char*>(was), end - at, true));
+        at = end;
+    }
     if (patched_ && ptrace(PTRACE_POKETEXT, pid, syscall_addr_, saved_text_) != 0)
         keep_first(errno_error(strfmt("restore text of task {}", pid)));
     // Back in a stop inside the kernel's signal path, the registers as they

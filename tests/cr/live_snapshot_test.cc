@@ -346,6 +346,27 @@ TEST(LiveSnapshot, ProtectedAheadOfASleepingTaskHoldsItsMemory) {
     EXPECT_EQ(read_status(t.pid).value().tracer_pid, 0);
 }
 
+// A thread's stack (8 MiB: protected ahead) takes the scratch of the remote
+// syscalls that capture the thread, written by the task's syscalls and back
+// by /proc/<pid>/mem (which cannot write a write-protected page): ProtectAhead
+// answers those faults until protect_memory protects the pages again. Before
+// the fix the thread's capture waited in its fault for good (and the task
+// died of SIGSEGV once the checkpoint gave up).
+TEST(LiveSnapshot, ProtectedAheadWithAThreadIsOneCutWhileTheTaskWritesOn) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    AheadForAnySize any;
+    Task t([](char* r) {
+        std::thread([] {
+            for (;;) pause();
+        }).detach();
+        workload(r);
+    });
+    uint64_t started = ProtectAhead::started();
+    expect_one_cut(t, kPages);
+    EXPECT_EQ(ProtectAhead::started(), started + 1) << "the memory was not protected ahead";
+    EXPECT_EQ(read_task_stat(t.pid).value().state != 'Z', true);
+}
+
 // A checkpoint refused once the task was frozen (an AIO ring: a reason),
 // after its memory was protected ahead: the task runs on, its memory as it
 // wrote it, no area left registered.

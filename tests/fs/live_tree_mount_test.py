@@ -77,6 +77,21 @@ class LiveTree(TreeBase):
         return f, head
 
     def test_tree_read_while_its_members_write_restores_one_cut(self):
+        self.one_cut()
+
+    def test_members_protected_ahead_of_the_freeze_restore_one_cut(self):
+        # ProtectAhead (checkpoint/live_snapshot.h) for any size here: each
+        # writer's memory is protected before the tree's freeze while it
+        # rewrites every page, and protected again while frozen.
+        self.crfs.stop()
+        self.crfs = rt.Crfsd(env=dict(os.environ, CRFS_LIVE_AHEAD_MIN_KIB="0",
+                                      CRFS_CHECKPOINT_TRACE="1"))
+        self.m = self.crfs.mnt
+        self.one_cut()
+        self.crfs.log.flush()
+        self.assertIn("memory protected ahead", rt.read(self.crfs.log.name))
+
+    def one_cut(self):
         proc, pids, addrs = self.writers()
         f, head = self.open_streaming(pids[0])
         for p in addrs:  # live: write-protected while the stream runs
