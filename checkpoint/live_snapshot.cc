@@ -224,6 +224,31 @@ std::vector<Spans> split_spans(const Spans& spans, size_t parts) {
     return out;
 }
 
+// A fault thread's wait: for the uffd's messages, or a 1 ms bound while
+// un-protects wait to be retried. False once `stop` is written, or on an
+// error (logged).
+bool wait_messages(pid_t pid, int uffd, int stop, bool retrying) {
+    pollfd p[2] = {{uffd, POLLIN, 0}, {stop, POLLIN, 0}};
+    int n = poll(p, 2, retrying ? 1 : -1);
+    if (n < 0 && errno != EINTR) {
+        log_error("checkpoint %d: poll userfaultfd: %s", pid, std::strerror(errno));
+        return false;
+    }
+    return !p[1].revents;
+}
+
+// The messages of one read of the uffd (none if it has none now), or -1 on an
+// error (logged).
+constexpr size_t kMessages = 64;
+ssize_t read_messages(pid_t pid, int uffd, uffd_msg (&msgs)[kMessages]) {
+    ssize_t got = read(uffd, msgs, sizeof msgs);
+    if (got < 0 && errno != EAGAIN && errno != EINTR) {
+        log_error("checkpoint %d: read userfaultfd: %s", pid, std::strerror(errno));
+        return -1;
+    }
+    return got < 0 ? 0 : got / ssize_t(sizeof(uffd_msg));
+}
+
 Status protect_all(int uffd, const Spans& part) {
     for (auto [start, end] : part)
         if (auto r = wp_ioctl(uffd, start, end, true); !r) return r;
@@ -599,7 +624,7 @@ bool ProtectAhead::owns(pid_t pid, uint64_t start, uint64_t end) const {
 // only a wake-up), and reads every event, which lets the task's munmap,
 // mremap, madvise go on: before the freeze nothing is kept.
 void ProtectAhead::serve_faults() {
-    uffd_msg msgs[64];
+    uffd_msg msgs[kMessages];
     std::vector<std::pair<uint64_t, uint64_t>> retry;  // refused while an event was pending
     auto answer = [&](uint64_t lo, uint64_t hi, uint64_t page) {
         auto r = wp_ioctl(uffd_.get(), lo, hi, false);
@@ -612,20 +637,10 @@ void ProtectAhead::serve_faults() {
         }
         return true;
     };
-    for (;;) {
-        pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-        int n = poll(p, 2, retry.empty() ? -1 : 1);
-        if (n < 0 && errno != EINTR) {
-            log_error("checkpoint %d: poll userfaultfd: %s", pid_, std::strerror(errno));
-            return;
-        }
-        if (p[1].revents) return;
-        ssize_t got = read(uffd_.get(), msgs, sizeof msgs);
-        if (got < 0 && errno != EAGAIN && errno != EINTR) {
-            log_error("checkpoint %d: read userfaultfd: %s", pid_, std::strerror(errno));
-            return;
-        }
-        for (ssize_t i = 0; got > 0 && i < got / ssize_t(sizeof(uffd_msg)); ++i) {
+    while (wait_messages(pid_, uffd_.get(), stop_.get(), !retry.empty())) {
+        ssize_t got = read_messages(pid_, uffd_.get(), msgs);
+        if (got < 0) return;
+        for (ssize_t i = 0; i < got; ++i) {
             if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
             uint64_t page = msgs[i].arg.pagefault.address & ~(kPage - 1);
             uint64_t g = kFaultPages * kPage;
@@ -803,26 +818,16 @@ Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
 }
 
 void LiveMemory::serve_faults() {
-    uffd_msg msgs[64];
+    uffd_msg msgs[kMessages];
     std::vector<std::pair<uint64_t, uint64_t>>
         retry;  // un-protects refused while an event was pending
-    for (;;) {
-        pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-        int n = poll(p, 2, retry.empty() ? -1 : 1);
-        if (n < 0 && errno != EINTR) {
-            log_error("checkpoint %d: poll userfaultfd: %s", pid_, std::strerror(errno));
-            return;
-        }
-        if (p[1].revents) return;
+    while (wait_messages(pid_, uffd_.get(), stop_.get(), !retry.empty())) {
         // Reading an event lets the task go on with its munmap/madvise; under
         // mu_, so the stream never reads a page between that and check_gone.
         std::lock_guard l(mu_);
-        ssize_t got = read(uffd_.get(), msgs, sizeof msgs);
-        if (got < 0 && errno != EAGAIN && errno != EINTR) {
-            log_error("checkpoint %d: read userfaultfd: %s", pid_, std::strerror(errno));
-            return;
-        }
-        for (ssize_t i = 0; got > 0 && i < got / ssize_t(sizeof(uffd_msg)); ++i) {
+        ssize_t got = read_messages(pid_, uffd_.get(), msgs);
+        if (got < 0) return;
+        for (ssize_t i = 0; i < got; ++i) {
             const uffd_msg& m = msgs[i];
             switch (m.event) {
                 case UFFD_EVENT_PAGEFAULT: {
