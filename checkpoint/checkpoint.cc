@@ -543,7 +543,8 @@ uint64_t protect_ahead_min_bytes() {
 // the root's children, listed already), into `out`: those holding at least
 // protect_ahead_min_bytes. The freeze lists the tree again; a process not in
 // it by then, or whose pid was reused, is let go unprotected when `out` goes.
-// Nothing is listed when it is off (a huge bound).
+// Nothing is listed with a bound of 2^50 bytes or more (a smaller huge bound
+// lists the tree and reads each status, protecting nothing).
 Status protect_tree_ahead(pid_t root, std::vector<pid_t> root_kids,
                           std::vector<std::unique_ptr<ProtectAhead>>& out) {
     const uint64_t min = protect_ahead_min_bytes();

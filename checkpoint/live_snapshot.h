@@ -95,8 +95,9 @@ class ProtectAhead {
     ProtectAhead(const ProtectAhead&) = delete;
     ProtectAhead& operator=(const ProtectAhead&) = delete;
 
-    // Once the task is frozen: stops answering its faults and gives the uffd
-    // (for protect_memory). Once.
+    // Once the task is frozen and its remote syscalls are done (their scratch
+    // may be in memory protected here): stops answering its faults and gives
+    // the uffd (for protect_memory). Once.
     UniqueFd take();
     // How long the task was stopped (both stops): frozen time too.
     uint64_t stopped_ns() const { return stopped_ns_; }
