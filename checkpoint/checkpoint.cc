@@ -212,11 +212,6 @@ void test_hold_frozen() {
     test_hold_until_made(path);
 }
 
-// What a live snapshot of a process with no children makes before its freeze.
-struct BeforeFreeze {
-    PageBuffer buffer;  // its page buffer's first room
-};
-
 // Runs on the thread that traces the task (common/tracers.h): ptrace is per
 // thread, and should anything leave the task attached, the thread's exit
 // detaches it. The task is one of a tree frozen, and released, by
@@ -226,11 +221,12 @@ struct BeforeFreeze {
 // detect_member), and found nothing. `serial`: held but for the ptrace stops
 // (Serial), when members are captured together. `fault`: fail (tests).
 // `arena`: a tree's page buffers (PageArena), where its copy takes its room.
+// `spare`: a page buffer with its first room reserved before the freeze (a
+// live snapshot of a process with no children), taken and grown if short.
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
                         bool checked, std::mutex* serial, bool fault,
-                        std::shared_ptr<PageArena> arena, BeforeFreeze* before,
-                        ProtectAhead* ahead) {
+                        std::shared_ptr<PageArena> arena, PageBuffer* spare, ProtectAhead* ahead) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -250,8 +246,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     if (arena) {
         buffer.draw_from(std::move(arena));
     } else {
-        if (before)
-            buffer = std::move(before->buffer);  // reserved before the freeze: grown if short
+        if (spare) buffer = std::move(*spare);
         auto status = read_task_status(pid);
         if (!status) return std::unexpected(status.error());
         bool small = live && (status->cap_eff >> 19 & 1);
@@ -579,14 +574,12 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     // members draw from the arena instead: one that gained a child by the
     // freeze leaves it unused. And of a process or a tree, the memory of each
     // process holding enough is write-protected now (protect_tree_ahead).
-    BeforeFreeze before;
-    bool have_before = false;
+    std::optional<PageBuffer> spare;
     std::vector<std::unique_ptr<ProtectAhead>> aheads;
     if (live && !track) {
         auto kids = state::list_children(pid);
         if (kids && kids->empty()) {
-            if (auto r = before.buffer.reserve(1 << 20); !r) return std::unexpected(r.error());
-            have_before = true;
+            if (auto r = spare.emplace().reserve(1 << 20); !r) return std::unexpected(r.error());
         }
         if (auto r =
                 protect_tree_ahead(pid, kids ? std::move(*kids) : std::vector<pid_t>{}, aheads);
@@ -647,8 +640,8 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         got[i].emplace(
             capture(m.pid, m.starttime, m.threads, live_at[i], track ? &tracking[i] : nullptr,
                     pids.size() > 1 ? pids : std::vector<pid_t>{}, views, checked, one_at_a_time,
-                    fault_at(i), arena,
-                    i == 0 && members.size() == 1 && have_before ? &before : nullptr, ahead_of[i]));
+                    fault_at(i), arena, i == 0 && members.size() == 1 && spare ? &*spare : nullptr,
+                    ahead_of[i]));
         if (!*got[i]) failed = true;
     };
     // The root first, alone: its detect checks every member, on views it keeps.

@@ -255,6 +255,23 @@ Status protect_all(int uffd, const Spans& part) {
     return {};
 }
 
+// Write-protects `spans` (sorted) through `uffd`: UFFDIO_WRITEPROTECT takes the
+// mmap lock for reading, so protect_threads() parts at once. The first
+// failure, if any (the other parts are still done).
+Status protect_spans(int uffd, const Spans& spans) {
+    auto parts = split_spans(spans, protect_threads());
+    std::vector<Status> results(parts.size());
+    {
+        std::vector<std::jthread> others;
+        for (size_t i = 1; i < parts.size(); ++i)
+            others.emplace_back([&, i] { results[i] = protect_all(uffd, parts[i]); });
+        results[0] = protect_all(uffd, parts[0]);
+    }
+    for (Status& r : results)
+        if (!r) return r;
+    return {};
+}
+
 }  // namespace
 
 Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features, int flags) {
@@ -410,21 +427,10 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     }
     mark("held pages of the whole areas");
     std::sort(spans.begin(), spans.end());
-    // UFFDIO_WRITEPROTECT takes the mmap lock for reading: the halves at once.
-    auto parts = split_spans(spans, protect_threads());
-    std::vector<Status> results(parts.size());
-    {
-        std::vector<std::jthread> others;
-        for (size_t i = 1; i < parts.size(); ++i)
-            others.emplace_back([&, i] { results[i] = protect_all(uffd.get(), parts[i]); });
-        results[0] = protect_all(uffd.get(), parts[0]);
-    }
-    bool protected_all = true;
-    for (const Status& r : results)
-        if (!r && protected_all) {
-            log_info("checkpoint %d: memory copied while frozen: %s", pid, r.error().what.c_str());
-            protected_all = false;
-        }
+    auto protected_all = protect_spans(uffd.get(), spans);
+    if (!protected_all)
+        log_info("checkpoint %d: memory copied while frozen: %s", pid,
+                 protected_all.error().what.c_str());
     mark("write-protect");
     auto mem = open_fd(proc_path(pid, "mem"), O_RDONLY);
     if (!mem) return std::unexpected(mem.error());
@@ -565,16 +571,9 @@ Result<std::unique_ptr<ProtectAhead>> ProtectAhead::start(pid_t pid, uint64_t mi
     for (auto [start, end] : areas)
         if (register_wp(a->uffd_.get(), start, end)) add_span(spans, start, end);
     if (spans.empty()) return skip("no area could be registered");
-    auto parts = split_spans(spans, protect_threads());
-    std::vector<Status> results(parts.size());
-    {
-        std::vector<std::jthread> others;
-        for (size_t i = 1; i < parts.size(); ++i)
-            others.emplace_back([&, i] { results[i] = protect_all(a->uffd_.get(), parts[i]); });
-        results[0] = protect_all(a->uffd_.get(), parts[0]);
-    }
-    for (const Status& r : results)  // the freeze protects what this did not (see the header)
-        if (!r) log_info("checkpoint %d: protect ahead: %s", pid, r.error().what.c_str());
+    // The freeze protects what this did not (see the header).
+    if (auto r = protect_spans(a->uffd_.get(), spans); !r)
+        log_info("checkpoint %d: protect ahead: %s", pid, r.error().what.c_str());
     // On this VM (a PVM guest: the host shadows the page tables) a task's
     // first run in user mode after its page tables changed stalls while the
     // host catches up (docs/performance.md "Frozen time: protected ahead":
@@ -625,8 +624,9 @@ bool ProtectAhead::owns(pid_t pid, uint64_t start, uint64_t end) const {
 // mremap, madvise go on: before the freeze nothing is kept.
 void ProtectAhead::serve_faults() {
     uffd_msg msgs[kMessages];
-    std::vector<std::pair<uint64_t, uint64_t>> retry;  // refused while an event was pending
-    auto answer = [&](uint64_t lo, uint64_t hi, uint64_t page) {
+    std::vector<uint64_t> retry;  // pages refused while an event was pending
+    auto answer = [&](uint64_t page) {
+        uint64_t g = kFaultPages * kPage, lo = page & ~(g - 1), hi = lo + g;
         auto r = wp_ioctl(uffd_.get(), lo, hi, false);
         if (!r && r.error().code == EAGAIN) return false;
         if (!r && (lo != page || hi != page + kPage))
@@ -643,17 +643,9 @@ void ProtectAhead::serve_faults() {
         for (ssize_t i = 0; i < got; ++i) {
             if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
             uint64_t page = msgs[i].arg.pagefault.address & ~(kPage - 1);
-            uint64_t g = kFaultPages * kPage;
-            if (!answer(page & ~(g - 1), (page & ~(g - 1)) + g, page)) retry.emplace_back(page, 0);
+            if (!answer(page)) retry.push_back(page);
         }
-        for (size_t i = 0; i < retry.size();) {
-            uint64_t page = retry[i].first, g = kFaultPages * kPage;
-            if (!answer(page & ~(g - 1), (page & ~(g - 1)) + g, page)) {
-                ++i;
-                continue;
-            }
-            retry.erase(retry.begin() + ptrdiff_t(i));
-        }
+        std::erase_if(retry, answer);
     }
 }
 
