@@ -139,18 +139,22 @@ def cpu_seconds(daemon_pid):
     return ticks / os.sysconf("SC_CLK_TCK") + ru.ru_utime + ru.ru_stime
 
 
-def wait_reaped(daemon_pid):
-    """Until the daemon has no child left (its restored task reaped: its CPU
-    time is then the daemon's)."""
+def has_children(daemon_pid):
+    """Whether any thread of the daemon has a child (a worker, a restored task)."""
     def children(t):
-        try:  # a restore's own thread may end meanwhile
+        try:  # a thread of the daemon may end meanwhile
             with open(f"/proc/{daemon_pid}/task/{t}/children") as f:
                 return f.read().split()
         except (FileNotFoundError, ProcessLookupError):
             return []
 
-    wait_for(lambda: not any(children(t) for t in os.listdir(f"/proc/{daemon_pid}/task")),
-             "the daemon's children to be reaped")
+    return any(children(t) for t in os.listdir(f"/proc/{daemon_pid}/task"))
+
+
+def wait_reaped(daemon_pid):
+    """Until the daemon has no child left (its restored task reaped: its CPU
+    time is then the daemon's)."""
+    wait_for(lambda: not has_children(daemon_pid), "the daemon's children to be reaped")
 
 
 def cpu_of(daemon_pid, rounds, fn):
@@ -161,9 +165,7 @@ def cpu_of(daemon_pid, rounds, fn):
     for _ in range(rounds):
         c = cpu_seconds(daemon_pid)
         fn()
-        wait_for(lambda: not any(open(f"/proc/{daemon_pid}/task/{t}/children").read().split()
-                                 for t in os.listdir(f"/proc/{daemon_pid}/task")),
-                 "the worker to be reaped")
+        wait_for(lambda: not has_children(daemon_pid), "the worker to be reaped")
         best = min(best, cpu_seconds(daemon_pid) - c)
     return best
 
@@ -213,12 +215,16 @@ def shmem_kib():
 def children_rss_kib(pid):
     total = 0
     for t in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{t}/children") as f:
-            for c in f.read().split():
-                try:
-                    total += rss_kib(int(c))
-                except FileNotFoundError:
-                    pass
+        try:  # a thread of the daemon may end meanwhile
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                kids = f.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for c in kids:
+            try:
+                total += rss_kib(int(c))
+            except FileNotFoundError:
+                pass
     return total
 
 
