@@ -123,6 +123,7 @@ constexpr Ask kAsks[] = {
     {SYS_prctl, PR_GET_TIMERSLACK, false},
     {SYS_ioprio_get, kIoprioWhoProcess, false},
     {SYS_prctl, PR_GET_PDEATHSIG, true},
+    {SYS_prctl, PR_GET_SECUREBITS, false},
 };
 static_assert(std::size(kAsks) <= ParasiteOutput::kMaxBatch);
 

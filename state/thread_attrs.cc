@@ -17,7 +17,12 @@ constexpr uint32_t kIoprioClassShift = 13;
 constexpr uint32_t kIoprioMaxHint = 7;  // IOPRIO_HINT_DEV_DURATION_LIMIT_7
 
 // Which attribute a failed blob step names (its arg's low byte).
-enum Which : uint8_t { kSlack = 1, kIoprio = 2, kPdeathsig = 3 };
+enum Which : uint8_t { kSlack = 1, kIoprio = 2, kPdeathsig = 3, kSecurebits = 4 };
+
+// SECBIT_NOROOT .. SECBIT_EXEC_DENY_INTERACTIVE_LOCKED (linux/securebits.h,
+// Linux 6.14 has the last four): any other bit is not a securebit. Which of
+// these a kernel takes is its own answer (PR_SET_SECUREBITS: EPERM).
+constexpr uint32_t kSecurebitsMask = 0xfff;
 
 Result<int64_t> in_task(const InTask& in, pid_t tid, const char* what, long nr, uint64_t a1,
                         uint64_t a2) {
@@ -50,6 +55,7 @@ crfs_ra_thread_attrs plan_one(const std::optional<image::ThreadAttrsRecord>& r,
     out.timer_slack_ns = r->timer_slack_ns;
     out.ioprio = int32_t(r->ioprio);
     out.pdeathsig = parent_restored ? r->pdeathsig : 0;
+    out.securebits = r->securebits;
     return out;
 }
 
@@ -73,6 +79,9 @@ Result<image::ThreadAttrsRecord> dump_thread_attrs(pid_t tid, const InTask& in) 
     if (!pd) return std::unexpected(pd.error());
     if (auto rd = in.read_scratch(&r.pdeathsig, sizeof r.pdeathsig); !rd)
         return std::unexpected(rd.error());
+    auto bits = in_task(in, tid, "PR_GET_SECUREBITS", SYS_prctl, PR_GET_SECUREBITS, 0);
+    if (!bits) return std::unexpected(bits.error());
+    r.securebits = uint32_t(*bits);
     return r;
 }
 
@@ -93,7 +102,8 @@ Status check_thread_attrs(const DecodedImage& img) {
         uint32_t cls = a->ioprio >> kIoprioClassShift, hint = (a->ioprio >> 3) & 0x3ff;
         if (cls > 3 || (cls == 0 && a->ioprio != 0) || hint > kIoprioMaxHint)
             return bad("I/O priority " + ioprio_text(a->ioprio));
-        if (a->reserved) return bad(strfmt("reserved {}", a->reserved));
+        if (a->securebits & ~kSecurebitsMask)
+            return bad(strfmt("securebits 0x{:x}", a->securebits));
         return {};
     };
     if (auto s = check(img.main_attrs); !s) return s;
@@ -121,6 +131,9 @@ std::string thread_attrs_step_text(uint64_t arg, const DecodedImage& img) {
                           ioprio_text(r->ioprio), tid);
         case kPdeathsig:
             return strfmt("setting pdeathsig {} of thread {}", r->pdeathsig, tid);
+        case kSecurebits:
+            return strfmt("setting securebits 0x{:x} of thread {} (needs CAP_SETPCAP)",
+                          r->securebits, tid);
     }
     return strfmt("setting the attributes of thread {}", tid);
 }

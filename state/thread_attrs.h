@@ -4,6 +4,9 @@
 //                from outside, so asked in the frozen thread
 //   timer slack  PR_SET_TIMERSLACK: a new thread takes its creator's
 //   I/O priority ioprio_set(IOPRIO_WHO_PROCESS): likewise (copy_io)
+//   securebits   PR_SET_SECUREBITS: per thread (its cred); set by the blob's
+//                restore_creds while it still holds CAP_SETPCAP, else by the
+//                thread's own rights (EPERM without CAP_SETPCAP)
 // Each is asked in each frozen thread (the main one too): answered by the
 // parasite's batch run in that thread (checkpoint/parasite.h), else by a
 // syscall injected there; set again by that thread in the blob, after its credentials (a

@@ -911,12 +911,15 @@ static_assert(sizeof(MlockallRecord) == 8);
 // it (timer slack, I/O priority). One right after each thread record (the
 // main thread's too); an image without them (versions 1-5) restores every
 // thread with the main thread's slack and I/O priority and no pdeathsig.
+// securebits (session 29) was `reserved`, 0: an image that has none set is
+// the same bytes as before, and a crfs older than it refuses one that has
+// some ("reserved N"), never restores it without them.
 struct ThreadAttrsRecord {
     int32_t tid;              // the thread record's
     int32_t pdeathsig;        // PR_GET_PDEATHSIG: 0 none, 1..64
     uint64_t timer_slack_ns;  // PR_GET_TIMERSLACK: >= 1, 0 for FIFO/RR
     uint32_t ioprio;          // ioprio_get(IOPRIO_WHO_PROCESS): class << 13 | hint << 3 | level
-    uint32_t reserved;        // 0
+    uint32_t securebits;      // PR_GET_SECUREBITS: SECBIT_* and their locks, bits 0..11
 };
 static_assert(sizeof(ThreadAttrsRecord) == 24);
 

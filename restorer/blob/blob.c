@@ -41,6 +41,8 @@
 #define EPERM 1
 #define PR_SET_DUMPABLE 4
 #define PR_SET_KEEPCAPS 8
+#define PR_GET_SECUREBITS 27
+#define PR_SET_SECUREBITS 28
 #define PR_CAPBSET_DROP 24
 #define PR_SET_MM 35
 #define PR_SET_MM_MAP 14
@@ -379,7 +381,23 @@ static void set_caps(const struct crfs_restorer_args* a, int step, uint64_t arg,
     if (is_err(ret)) die(a, step, ret, arg);
 }
 
-static void restore_creds(const struct crfs_restorer_args* a) {
+/* fid: whether a thread's securebits (its record's) differ from the ones it
+ * has now (crfsd's, inherited); none to set without a record. */
+static int securebits_differ(const struct crfs_ra_thread_attrs* t) {
+    return t->present && (uint32_t)sys1(NR_prctl, PR_GET_SECUREBITS) != t->securebits;
+}
+
+/* PR_SET_SECUREBITS needs CAP_SETPCAP: the kernel decides (EPERM). */
+static void set_securebits(const struct crfs_restorer_args* a,
+                           const struct crfs_ra_thread_attrs* t) {
+    long ret = sys2(NR_prctl, PR_SET_SECUREBITS, t->securebits);
+    if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, (uint64_t)(uint32_t)t->tid << 8 | 4);
+}
+
+/* The image's credentials, in the calling thread; `t`: its own attributes
+ * (securebits). */
+static void restore_creds(const struct crfs_restorer_args* a,
+                          const struct crfs_ra_thread_attrs* t) {
     long ret;
     /* The bounding set first: dropping needs CAP_SETPCAP, lost with the uid. */
     for (uint32_t c = 0; c <= a->last_cap && c < 64; ++c)
@@ -397,7 +415,12 @@ static void restore_creds(const struct crfs_restorer_args* a) {
     ret = sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]);
     if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 5);
     sys1(NR_setfsuid, a->uid[3]);
-    set_caps(a, CRFS_RA_STEP_CREDS, 6, a->cap_eff, a->cap_prm, a->cap_inh);
+    /* Securebits to set need CAP_SETPCAP, which the image's sets may lack:
+     * it stays in them (from the permitted set kept across setresuid) until
+     * the securebits are set, last (after PR_SET_KEEPCAPS, which is one of
+     * them, and the ambient raise, which one of them forbids), and then goes. */
+    const uint64_t setpcap = securebits_differ(t) ? 1ull << 8 : 0;
+    set_caps(a, CRFS_RA_STEP_CREDS, 6, a->cap_eff | setpcap, a->cap_prm | setpcap, a->cap_inh);
     sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     for (uint32_t c = 0; c < 64; ++c)
         if (a->cap_amb & (1ull << c)) {
@@ -405,6 +428,10 @@ static void restore_creds(const struct crfs_restorer_args* a) {
             if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 7);
         }
     sys2(NR_prctl, PR_SET_KEEPCAPS, 0);
+    if (setpcap) {
+        set_securebits(a, t);
+        set_caps(a, CRFS_RA_STEP_CREDS, 9, a->cap_eff, a->cap_prm, a->cap_inh);
+    }
     if (a->no_new_privs) {
         ret = sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         if (is_err(ret)) die(a, CRFS_RA_STEP_CREDS, ret, 8);
@@ -533,7 +560,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void crfs_restorer_entry
     fault(a, CRFS_RA_STEP_THREAD_TIMER);
     make_thread_timers(a); /* timer: once their threads exist */
     fault(a, CRFS_RA_STEP_CREDS);
-    if (a->set_creds) restore_creds(a);
+    if (a->set_creds) restore_creds(a, &a->main_attrs);
     fault(a, CRFS_RA_STEP_ITIMER);
 
     for (int w = 0; w < 3; ++w) {

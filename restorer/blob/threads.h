@@ -70,6 +70,9 @@ static void own_attrs(const struct crfs_restorer_args* a, const struct crfs_ra_t
         ret = sys2(NR_prctl, PR_SET_PDEATHSIG, t->pdeathsig);
         if (is_err(ret)) die(a, CRFS_RA_STEP_THREAD_ATTRS, ret, tag | 3);
     }
+    /* Set by restore_creds where it ran (with CAP_SETPCAP held for it);
+     * else the thread's own rights decide. */
+    if (securebits_differ(t)) set_securebits(a, t);
 }
 
 static __attribute__((noreturn, used)) void thread_main(const struct crfs_restorer_args* a,
@@ -91,7 +94,7 @@ static __attribute__((noreturn, used)) void thread_main(const struct crfs_restor
     }
     /* Credentials are per thread: each one takes the image's (or drops the
      * capability a non-root writer's task kept to create it). */
-    if (a->set_creds) restore_creds(a);
+    if (a->set_creds) restore_creds(a, &t->attrs);
     if (a->drop_caps) drop_caps(a);
     own_attrs(a, &t->attrs);
     uint64_t frame = t->sigframe;

@@ -53,11 +53,15 @@ static void outsider(int keep, const char* reopen, int passed) {
             int fd = open(reopen, O_RDONLY);
             if (fd < 0 || (fd != keep && (dup2(fd, keep) != keep || close(fd) != 0))) _exit(3);
         }
-        pid_t out = fork();
-        if (out != 0) _exit(out < 0 ? 3 : 0);
+        /* Named and holding only `keep` before the outsider is forked: the
+         * probe goes on (and its reason is read) once this process is gone,
+         * when the outsider may not have run yet; done after the fork, the
+         * outsider was once seen still holding the probe's stderr. */
         prctl(PR_SET_NAME, "outsider");
         if (keep > 0) close_range(0, (unsigned)keep - 1, 0);
         close_range((unsigned)keep + 1, ~0U, 0);
+        pid_t out = fork();
+        if (out != 0) _exit(out < 0 ? 3 : 0);
         if (passed) take_passed_fd(keep);
         int pidfd = (int)syscall(SYS_pidfd_open, probe, 0);
         struct pollfd p = {pidfd, POLLIN, 0};

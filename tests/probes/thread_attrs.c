@@ -1,9 +1,10 @@
 /* fid: what each thread holds of its own comes back per thread
- * (state/thread_attrs.h): timer slack, I/O priority and pdeathsig.
+ * (state/thread_attrs.h): timer slack, I/O priority, pdeathsig and
+ * securebits.
  *
- *   per_thread  the main thread and two others, each with its own timer slack
- *            and I/O priority (best-effort 5, idle, best-effort 2 with a
- *            hint).
+ *   per_thread  the main thread and two others, each with its own timer slack,
+ *            I/O priority (best-effort 5, idle, best-effort 2 with a
+ *            hint) and securebits (one with a lock).
  *   child    the same in a child process and its thread, which also have
  *            a pdeathsig each (SIGKILL, SIGUSR1): their parent is in the
  *            image, so it comes back. The child checks itself on SIGTERM
@@ -15,28 +16,43 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #define IOPRIO(cls, hint, level) (((cls) << 13) | ((hint) << 3) | (level))
 enum { kBestEffort = 2, kIdle = 3 };
 
+/* linux/securebits.h */
+enum {
+    kNoroot = 1 << 0,
+    kNorootLocked = 1 << 1,
+    kNoSetuidFixup = 1 << 2,
+    kKeepCaps = 1 << 4,
+    kNoCapAmbientRaise = 1 << 6,
+};
+
 struct want {
     unsigned long slack;
     int ioprio;
     int pdeathsig;
+    int securebits;
 };
 struct got {
     long slack;
     int ioprio;
     int pdeathsig;
+    int securebits;
 };
 
 static void set_own(const struct want* w) {
     if (prctl(PR_SET_TIMERSLACK, w->slack) != 0) die("PR_SET_TIMERSLACK");
     if (syscall(SYS_ioprio_set, 1, 0, w->ioprio) != 0) die("ioprio_set");
     if (w->pdeathsig && prctl(PR_SET_PDEATHSIG, w->pdeathsig) != 0) die("PR_SET_PDEATHSIG");
+    if (prctl(PR_SET_SECUREBITS, w->securebits) != 0) die("PR_SET_SECUREBITS");
 }
 
 static void get_own(struct got* g) {
@@ -44,6 +60,7 @@ static void get_own(struct got* g) {
     g->ioprio = (int)syscall(SYS_ioprio_get, 1, 0);
     g->pdeathsig = -1;
     prctl(PR_GET_PDEATHSIG, &g->pdeathsig);
+    g->securebits = prctl(PR_GET_SECUREBITS);
 }
 
 static void compare(const char* who, const struct want* w, const struct got* g,
@@ -52,6 +69,8 @@ static void compare(const char* who, const struct want* w, const struct got* g,
     if (g->ioprio != w->ioprio) report("%s: ioprio 0x%x, not 0x%x", who, g->ioprio, w->ioprio);
     if (g->pdeathsig != w->pdeathsig)
         report("%s: pdeathsig %d, not %d", who, g->pdeathsig, w->pdeathsig);
+    if (g->securebits != w->securebits)
+        report("%s: securebits 0x%x, not 0x%x", who, g->securebits, w->securebits);
 }
 
 /* Threads that set their own values, then read them again when asked. */
@@ -105,9 +124,11 @@ static void check_threads(const char* where, void (*report)(const char*, ...)) {
     }
 }
 
-static const struct want kMain = {111111, IOPRIO(kBestEffort, 0, 5), 0};
-static const struct want kOthers[kMaxThreads] = {{222222, IOPRIO(kIdle, 0, 0), 0},
-                                                 {333333, IOPRIO(kBestEffort, 1, 2), 0}};
+static const struct want kMain = {111111, IOPRIO(kBestEffort, 0, 5), 0,
+                                  kNoSetuidFixup | kKeepCaps};
+static const struct want kOthers[kMaxThreads] = {
+    {222222, IOPRIO(kIdle, 0, 0), 0, kNoroot},
+    {333333, IOPRIO(kBestEffort, 1, 2), 0, kNoroot | kNorootLocked | kNoCapAmbientRaise}};
 
 static void threads_setup(void) {
     set_own(&kMain);
@@ -121,8 +142,8 @@ static void threads_check(void) {
 }
 
 /* The child: its own values and one thread's, each with a pdeathsig. */
-static const struct want kChildMain = {444444, IOPRIO(kIdle, 0, 0), SIGKILL};
-static const struct want kChildThread[1] = {{555555, IOPRIO(kBestEffort, 0, 7), SIGUSR1}};
+static const struct want kChildMain = {444444, IOPRIO(kIdle, 0, 0), SIGKILL, kKeepCaps};
+static const struct want kChildThread[1] = {{555555, IOPRIO(kBestEffort, 0, 7), SIGUSR1, 0}};
 static pid_t g_child;
 
 static void child_main(int ready) {
@@ -214,10 +235,43 @@ static void reset_nice_setup(void) {
         die("nice -3 with reset-on-fork");
 }
 
+/* A user's task with securebits a root process gave it before setuid (as
+ * capsh --secbits does): no capabilities, so no right to set them itself.
+ * The root writer sets them, holding CAP_SETPCAP only for that. */
+static void securebits_user_setup(void) {
+    if (chmod(g_dir, 0777) != 0) die("chmod"); /* its ready and result files */
+    for (int fd = 0; fd <= 2; ++fd) { /* the runner's files, which the restore opens as it */
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && fchown(fd, 65534, 65534) != 0)
+            die("fchown");
+    }
+    if (prctl(PR_SET_SECUREBITS, kNoroot | kNorootLocked) != 0) die("PR_SET_SECUREBITS");
+    if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0)
+        die("setresuid 65534");
+    if (prctl(PR_SET_DUMPABLE, 1) != 0) die("PR_SET_DUMPABLE"); /* cleared by setuid */
+}
+static void securebits_user_check(void) {
+    int bits = prctl(PR_GET_SECUREBITS);
+    if (bits != (kNoroot | kNorootLocked))
+        fail("securebits 0x%x, not 0x%x", bits, kNoroot | kNorootLocked);
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) {
+        fail("capget: %s", strerror(errno));
+        return;
+    }
+    if (d[0].effective | d[1].effective | d[0].permitted | d[1].permitted)
+        fail("capabilities left: permitted 0x%x%08x effective 0x%x%08x", d[1].permitted,
+             d[0].permitted, d[1].effective, d[0].effective);
+    if (getuid() != 65534 || geteuid() != 65534) fail("uid %d euid %d", getuid(), geteuid());
+}
+
 static const struct variant kVariants[] = {
     {"per_thread", threads_setup, threads_check, NULL},
     {"child", child_setup, child_check, NULL},
     {"reset_thread", reset_thread_setup, end_one, NULL},
     {"reset_nice", reset_nice_setup, end_one, NULL},
+    {"securebits_user", securebits_user_setup, securebits_user_check, NULL},
 };
 PROBE_MAIN(kVariants)

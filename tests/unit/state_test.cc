@@ -349,6 +349,24 @@ TEST(ThreadAttrs, IoprioGetEnosysIsNoneOtherErrorsFail) {
         << r.error().what;
 }
 
+// fid: a thread's securebits are its own answer to PR_GET_SECUREBITS (asked
+// in the thread, as the parasite's batch does), kept whole.
+TEST(ThreadAttrs, SecurebitsAreTheThreadsOwnAnswer) {
+    InTask in;
+    in.call = [&](long nr, uint64_t a1, uint64_t) -> Result<int64_t> {
+        if (nr == SYS_prctl && a1 == PR_GET_TIMERSLACK) return 50000;
+        if (nr == SYS_prctl && a1 == PR_GET_SECUREBITS) return 0x43;
+        return 0;
+    };
+    in.read_scratch = [](void* out, size_t len) -> Status {
+        std::memset(out, 0, len);
+        return {};
+    };
+    auto r = dump_thread_attrs(4242, in);
+    ASSERT_TRUE(r) << r.error().what;
+    EXPECT_EQ(r->securebits, 0x43u);
+}
+
 // pidfd2 (state/pidfd.cc check): a hostile image's pidfd-target. The tree:
 // 100 -> {101 -> {103, 104}, 102}; the holder is 102 (or 104). A sibling (101) and a nephew
 // (103) are restored (the target's parent opens them after its clone); the

@@ -191,7 +191,7 @@ constexpr Field kFields[] = {
     {"thread-attrs", "pdeathsig", 4, 4},
     {"thread-attrs", "timer_slack_ns", 8, 8},
     {"thread-attrs", "ioprio", 16, 4},
-    {"thread-attrs", "reserved", 20, 4},
+    {"thread-attrs", "securebits", 20, 4},
     {"posix-timer-thread", "id", 0, 4},  // timer
     {"posix-timer-thread", "tid", 4, 4},
 };

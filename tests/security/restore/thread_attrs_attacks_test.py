@@ -6,8 +6,9 @@ The user `s6fd1` (made in setup, removed after) checkpoints its own victim,
 edits the main thread's thread-attrs record with crfs-imgedit (checksum
 fixed) and writes it into restore slots. Out-of-range values are refused
 before anything is made (EINVAL naming the field, no task left); an I/O
-class the user may not take (realtime) is the kernel's EPERM, named in
-`status`; an in-range value the user may set comes back exactly.
+class the user may not take (realtime) and securebits (CAP_SETPCAP) are the
+kernel's EPERM, named in `status`; an in-range value the user may set comes
+back exactly.
 
 usage: thread_attrs_attacks_test.py BUILD_DIR  (any unittest args after)
 """
@@ -45,7 +46,7 @@ class ThreadAttrsImages(ra.SlotAttackCase):
                             (f".ioprio={ioprio(4, 0)}", "I/O priority 0x8000"),
                             (".ioprio=3", "I/O priority none level 3"),
                             (f".ioprio={ioprio(2, 4, 8)}", "I/O priority best-effort level 4 hint 8"),
-                            (".reserved=1", "reserved 1")]:
+                            (f".securebits={1 << 12}", "securebits 0x1000")]:
             with self.subTest(edit=edit):
                 st = self.assert_refused(self.edited(a + edit), "Invalid argument")
                 self.assertIn(words, st)
@@ -57,6 +58,13 @@ class ThreadAttrsImages(ra.SlotAttackCase):
         st = self.assert_refused(self.edited(self.attrs() + f".ioprio={ioprio(1, 4)}"),
                                  "Operation not permitted")
         self.assertIn("setting I/O priority realtime level 4", st)
+
+    def test_securebits_are_the_kernels_eperm(self):
+        """The user's task has no CAP_SETPCAP: securebits edited in are refused
+        by the kernel, not set by the daemon's rights."""
+        st = self.assert_refused(self.edited(self.attrs() + ".securebits=1"),
+                                 "Operation not permitted")
+        self.assertIn("setting securebits 0x1 of thread", st)
 
     def test_an_idle_io_class_the_user_may_take_comes_back(self):
         ok, err, status, pid = self.restore(self.edited(self.attrs() + f".ioprio={ioprio(3, 0)}"))
