@@ -248,7 +248,7 @@ enum crfs_ra_step {
     /* fid (200-209) */
     CRFS_RA_STEP_MLOCKALL = 200, /* mlockall(MCL_FUTURE...) (arg: the flags) */
     /* fid (210-219) */
-    CRFS_RA_STEP_THREAD_ATTRS = 210, /* slack, ioprio, pdeathsig, securebits (arg: tid << 8 | which) */
+    CRFS_RA_STEP_THREAD_ATTRS = 210, /* slack, ioprio, pdeathsig, securebits: tid << 8 | which */
     /* tty (220-229): the shell job's terminal, stage 1 (state/tty.h) */
     CRFS_RA_STEP_TTY_CTTY = 220, /* TIOCSCTTY of the writer's terminal */
     CRFS_RA_STEP_TTY_TERMIOS,    /* TCSETS2 */
