@@ -165,14 +165,57 @@ Status RestartHandoff::run(pid_t pid, bool stopped) {
     if (!is_event_stop(*st) && sig == 0)
         return make_error(EIO, strfmt("restore: task {}: unexpected stop {:x}", pid, *st));
     if (ptrace(PTRACE_GETREGS, pid, nullptr, &regs) != 0) return fail("get registers");
-    regs.orig_rax = regs.rax;  // the syscall the frame runs again
+    const uint64_t nr = regs.rax;  // the syscall the frame runs again
+    regs.orig_rax = nr;
     regs.rax = uint64_t(code_);
     regs.rip += 2;
     if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0) return fail("set registers");
-    if (stop_after && sig != SIGSTOP) ::kill(pid, SIGSTOP);
-    if (ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(uintptr_t(sig))) != 0)
-        return fail("detach");
-    return {};
+    auto detach = [&](int with) -> Status {
+        if (ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(uintptr_t(with))) != 0)
+            return fail("detach");
+        return {};
+    };
+    if (sig != 0 || stop_after) {
+        if (stop_after && sig != SIGSTOP) ::kill(pid, SIGSTOP);
+        return detach(sig);
+    }
+    // No signal now: the kernel restarts the syscall (rip back on the
+    // `syscall`, rax = nr) and the task goes back to user space to enter it
+    // again. A signal arriving between that restart and the entry would be
+    // handled with the restarted registers, and the handler's return would
+    // enter the syscall again: a pause() that never ends in EINTR (seen once,
+    // a SCHED_IDLE task under load, probe restart/sched_idle). So the task is
+    // followed to the entry: a signal before it is delivered with the
+    // registers of a task still inside the syscall (the kernel's restart
+    // rules then apply, as they would have had it come a moment later); at
+    // the entry the task is inside again, and let go.
+    for (int n = 0;; ++n) {
+        if (n >= kMaxStops)
+            return make_error(EIO, strfmt("restore: task {} did not enter syscall {} again", pid,
+                                          nr));
+        if (ptrace(PTRACE_SYSCALL, pid, nullptr, nullptr) != 0) return fail("resume");
+        auto at = next_stop();
+        if (!at) return std::unexpected(at.error());
+        if (WSTOPSIG(*at) == (SIGTRAP | 0x80)) {
+            __ptrace_syscall_info info{};
+            if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0)
+                return fail("syscall info");
+            if (info.op != PTRACE_SYSCALL_INFO_ENTRY || info.entry.nr != nr)
+                return make_error(EIO, strfmt("restore: task {} made syscall {}, not {} again",
+                                              pid, info.entry.nr, nr));
+            return detach(0);  // inside again: the syscall goes on from its entry
+        }
+        if (is_event_stop(*at)) continue;
+        int late = delivered(*at);
+        if (ptrace(PTRACE_GETREGS, pid, nullptr, &regs) != 0) return fail("get registers");
+        if (regs.rip == rip_) {  // restarted, not entered yet: as if still inside
+            regs.orig_rax = nr;
+            regs.rax = uint64_t(code_);
+            regs.rip += 2;
+            if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0) return fail("set registers");
+        }
+        return detach(late);
+    }
 }
 
 }  // namespace crfs

@@ -402,6 +402,22 @@ def kernel_names_vmas():
     return ok
 
 
+# Probes that wait in ONE syscall (tests/probes/restart.c): their ready file
+# comes just before it, so the test waits until they are inside it (blocked in
+# that syscall number, /proc/PID/syscall; glibc's nanosleep is clock_nanosleep)
+# before it reads, checkpoints or signals them: a SIGTERM sent before would be
+# handled and the call never end (seen once under load, without a checkpoint).
+IN_SYSCALL = {("restart", "pause_eintr"): 34, ("restart", "sigsuspend_eintr"): 130,
+              ("restart", "nanosleep_eintr"): 230, ("restart", "sched_idle"): 34}
+
+
+def in_syscall(pid, nr):
+    try:
+        return read(f"/proc/{pid}/syscall").split()[0] == str(nr)
+    except (OSError, IndexError):
+        return False
+
+
 # Probes that make a terminal of their own and are restored on a new one by
 # `crfs restore --shell-job` (TtyProbe); a plain `cp` into a slot is refused.
 SHELL_JOBS = {"tty", "tty_nofd"}
@@ -433,6 +449,9 @@ class Probe(roundtrip_mount_test.Task):
                  f"probe {variant} to be ready")
         if not os.path.exists(self.path("ready")):
             raise AssertionError(f"probe {variant} failed its setup: {read(self.path('stderr'))}")
+        if (probe, variant) in IN_SYSCALL:
+            nr = IN_SYSCALL[(probe, variant)]
+            wait_for(lambda: in_syscall(self.pid, nr), f"probe {variant} inside syscall {nr}")
 
     def reason(self):
         return read(f"{self.m}/{self.pid}/reason")
