@@ -191,8 +191,8 @@ Status RestartHandoff::run(pid_t pid, bool stopped) {
     // the entry the task is inside again, and let go.
     for (int n = 0;; ++n) {
         if (n >= kMaxStops)
-            return make_error(EIO, strfmt("restore: task {} did not enter syscall {} again", pid,
-                                          nr));
+            return make_error(EIO,
+                              strfmt("restore: task {} did not enter syscall {} again", pid, nr));
         if (ptrace(PTRACE_SYSCALL, pid, nullptr, nullptr) != 0) return fail("resume");
         auto at = next_stop();
         if (!at) return std::unexpected(at.error());
@@ -201,8 +201,8 @@ Status RestartHandoff::run(pid_t pid, bool stopped) {
             if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0)
                 return fail("syscall info");
             if (info.op != PTRACE_SYSCALL_INFO_ENTRY || info.entry.nr != nr)
-                return make_error(EIO, strfmt("restore: task {} made syscall {}, not {} again",
-                                              pid, info.entry.nr, nr));
+                return make_error(EIO, strfmt("restore: task {} made syscall {}, not {} again", pid,
+                                              info.entry.nr, nr));
             return detach(0);  // inside again: the syscall goes on from its entry
         }
         if (is_event_stop(*at)) continue;

@@ -16,6 +16,7 @@
 
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "crfs/image_format.h"
@@ -325,11 +326,12 @@ TEST(Registry, GoneTaskIsEsrch) {
 // A kernel without CONFIG_BLOCK has no I/O priorities: ioprio_get is ENOSYS
 // there, and the task has none (0), the only value; any other failure is still
 // an error naming the syscall and the thread.
-TEST(ThreadAttrs, IoprioGetEnosysIsNoneOtherErrorsFail) {
-    int ioprio_errno = ENOSYS;
+// A thread that answers PR_GET_TIMERSLACK 50000, `answer` for what it gives,
+// 0 to the rest, and zeros from its scratch.
+InTask fake_thread(std::function<std::optional<int64_t>(long nr, uint64_t a1)> answer) {
     InTask in;
-    in.call = [&](long nr, uint64_t a1, uint64_t) -> Result<int64_t> {
-        if (nr == SYS_ioprio_get) return -ioprio_errno;
+    in.call = [answer](long nr, uint64_t a1, uint64_t) -> Result<int64_t> {
+        if (auto v = answer(nr, a1)) return *v;
         if (nr == SYS_prctl && a1 == PR_GET_TIMERSLACK) return 50000;
         return 0;
     };
@@ -337,6 +339,15 @@ TEST(ThreadAttrs, IoprioGetEnosysIsNoneOtherErrorsFail) {
         std::memset(out, 0, len);
         return {};
     };
+    return in;
+}
+
+TEST(ThreadAttrs, IoprioGetEnosysIsNoneOtherErrorsFail) {
+    int ioprio_errno = ENOSYS;
+    InTask in = fake_thread([&](long nr, uint64_t) -> std::optional<int64_t> {
+        if (nr == SYS_ioprio_get) return -ioprio_errno;
+        return std::nullopt;
+    });
     auto r = dump_thread_attrs(4242, in);
     ASSERT_TRUE(r) << r.error().what;
     EXPECT_EQ(r->ioprio, 0u);
@@ -352,16 +363,10 @@ TEST(ThreadAttrs, IoprioGetEnosysIsNoneOtherErrorsFail) {
 // fid: a thread's securebits are its own answer to PR_GET_SECUREBITS (asked
 // in the thread, as the parasite's batch does), kept whole.
 TEST(ThreadAttrs, SecurebitsAreTheThreadsOwnAnswer) {
-    InTask in;
-    in.call = [&](long nr, uint64_t a1, uint64_t) -> Result<int64_t> {
-        if (nr == SYS_prctl && a1 == PR_GET_TIMERSLACK) return 50000;
+    InTask in = fake_thread([](long nr, uint64_t a1) -> std::optional<int64_t> {
         if (nr == SYS_prctl && a1 == PR_GET_SECUREBITS) return 0x43;
-        return 0;
-    };
-    in.read_scratch = [](void* out, size_t len) -> Status {
-        std::memset(out, 0, len);
-        return {};
-    };
+        return std::nullopt;
+    });
     auto r = dump_thread_attrs(4242, in);
     ASSERT_TRUE(r) << r.error().what;
     EXPECT_EQ(r->securebits, 0x43u);
