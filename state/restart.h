@@ -25,6 +25,8 @@
 //   PTRACE_DETACH                   ------> get_signal goes on: a pending signal
 //                                           is handled with the kernel's restart
 //                                           rules, none restarts the syscall
+//   (no signal pending: PTRACE_SYSCALL instead, to the syscall's entry, where
+//   it detaches; a signal before that entry gets the registers above again)
 //
 // A -ERESTART_RESTARTBLOCK syscall (nanosleep) is handed back as -ERESTARTNOHAND
 // of the syscall the frame re-executes: EINTR with a handler, as the kernel
