@@ -951,7 +951,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (req.tree) cp.keep.push_back(tree_go_fd(req, min_fd));
     auto handoff = RestartHandoff::plan(*img, req.tree != nullptr, min_fd, *a);  // fid
     if (!handoff) return std::unexpected(handoff.error());
-    if (handoff->active()) cp.keep.push_back(handoff->task_fd());
+    if (handoff->has_gate()) cp.keep.push_back(handoff->task_fd());
+    if (req.tree) req.tree->members[req.tree_index].restart = handoff->tracer();  // at the go
     cp.tree = req.tree;
     cp.tree_index = req.tree_index;
     cp.tty = &*tty;
@@ -1052,7 +1053,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
             kill_and_reap(req, pid_t(pid));
             return std::unexpected(done.error());
         }
-        if (handoff->active())
+        if (handoff->has_gate())
             if (auto h = handoff->run(pid_t(pid), stopped); !h) {
                 kill_and_reap(req, pid_t(pid));
                 return std::unexpected(h.error());

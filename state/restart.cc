@@ -27,6 +27,23 @@ Status bad(const std::string& what) {
     return make_error(EINVAL, "image: syscall restart: " + what);
 }
 
+Status trace_error(pid_t pid, const std::string& what) {
+    return errno_error(strfmt("restore: handing back the syscall of task {}: {}", pid, what));
+}
+
+Result<int> next_stop(pid_t pid) {
+    auto st = wait_ptrace_stop(pid, kStopTimeoutNs);
+    if (!st) return std::unexpected(st.error().context("restore: syscall hand-off"));
+    return st;
+}
+
+bool is_event_stop(int st) {
+    return (st >> 16) == PTRACE_EVENT_STOP;
+}
+int delivered(int st) {
+    return (st >> 16) == 0 ? WSTOPSIG(st) : 0;
+}
+
 }  // namespace
 
 // --- dump (checkpoint) -------------------------------------------------------
@@ -77,7 +94,10 @@ Status check_restart(const DecodedImage& img) {
 Result<RestartHandoff> RestartHandoff::plan(const DecodedImage& img, bool tree_member, int min_fd,
                                             crfs_restorer_args& a) {
     RestartHandoff h;
-    if (!img.restart || tree_member) return h;
+    if (!img.restart) return h;
+    h.tracer_.emplace(img.regs.rip, img.restart->code == kErestartRestartBlock ? kErestartNoHand
+                                                                               : img.restart->code);
+    if (tree_member) return h;  // its gate is the tree's (tree_gate)
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) return errno_error("restore: the syscall restart's gate");
     UniqueFd r(p[0]);
@@ -86,41 +106,40 @@ Result<RestartHandoff> RestartHandoff::plan(const DecodedImage& img, bool tree_m
     if (!h.go_r_) return errno_error("restore: dup of the syscall restart's gate");
     a.go_fd = h.go_r_.get();
     a.has_go = 1;
-    h.rip_ = img.regs.rip;
-    h.code_ = img.restart->code == kErestartRestartBlock ? kErestartNoHand : img.restart->code;
     return h;
 }
 
 Status RestartHandoff::run(pid_t pid, bool stopped) {
-    bool stop_after = stopped;
-    auto fail = [&](const std::string& what) {
-        return errno_error(strfmt("restore: handing back the syscall of task {}: {}", pid, what));
-    };
-    auto next_stop = [&]() -> Result<int> {
-        auto st = wait_ptrace_stop(pid, kStopTimeoutNs);
-        if (!st) return std::unexpected(st.error().context("restore: syscall hand-off"));
-        return st;
-    };
-    auto is_event_stop = [](int st) { return (st >> 16) == PTRACE_EVENT_STOP; };
-    auto delivered = [](int st) { return (st >> 16) == 0 ? WSTOPSIG(st) : 0; };
+    if (auto r = tracer_->attach(pid); !r) return r;
+    char go = 'g';
+    if (::write(go_w_.get(), &go, 1) != 1) return trace_error(pid, "open the gate");
+    go_w_.reset();
+    return tracer_->follow(stopped);
+}
 
-    if (ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACESYSGOOD) != 0) return fail("seize");
-    if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return fail("interrupt");
+Status RestartTracer::attach(pid_t pid) {
+    pid_ = pid;
+    if (ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACESYSGOOD) != 0)
+        return trace_error(pid, "seize");
+    if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return trace_error(pid, "interrupt");
     // The blob waits at the gate with every signal blocked: only SIGSTOP
     // gets through, and it is the task's to keep.
     for (int n = 0;; ++n) {
-        auto st = next_stop();
+        auto st = next_stop(pid);
         if (!st) return std::unexpected(st.error());
-        if (is_event_stop(*st)) break;
+        if (is_event_stop(*st)) return {};
         if (delivered(*st) != SIGSTOP || n >= kMaxStops)
             return make_error(
                 EIO, strfmt("restore: task {}: unexpected stop {:x} at the gate", pid, *st));
-        stop_after = true;
-        if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return fail("resume");
+        stop_after_ = true;
+        if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return trace_error(pid, "resume");
     }
-    char go = 'g';
-    if (::write(go_w_.get(), &go, 1) != 1) return fail("open the gate");
-    go_w_.reset();
+}
+
+Status RestartTracer::follow(bool stopped) {
+    const pid_t pid = pid_;
+    bool stop_after = stopped || stop_after_;
+    auto fail = [&](const std::string& what) { return trace_error(pid, what); };
 
     // To the exit stop of rt_sigreturn: the frame's registers are in place.
     bool in_sigreturn = false;
@@ -131,7 +150,7 @@ Status RestartHandoff::run(pid_t pid, bool stopped) {
         if (ptrace(PTRACE_SYSCALL, pid, nullptr, reinterpret_cast<void*>(uintptr_t(deliver))) != 0)
             return fail("resume");
         deliver = 0;
-        auto st = next_stop();
+        auto st = next_stop(pid);
         if (!st) return std::unexpected(st.error());
         if (WSTOPSIG(*st) == (SIGTRAP | 0x80)) {
             __ptrace_syscall_info info{};
@@ -159,17 +178,22 @@ Status RestartHandoff::run(pid_t pid, bool stopped) {
     // handled there with the registers below.
     if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return fail("interrupt");
     if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return fail("resume");
-    auto st = next_stop();
+    auto st = next_stop(pid);
     if (!st) return std::unexpected(st.error());
     int sig = delivered(*st);  // a signal-delivery-stop is inside get_signal too
     if (!is_event_stop(*st) && sig == 0)
         return make_error(EIO, strfmt("restore: task {}: unexpected stop {:x}", pid, *st));
     if (ptrace(PTRACE_GETREGS, pid, nullptr, &regs) != 0) return fail("get registers");
     const uint64_t nr = regs.rax;  // the syscall the frame runs again
-    regs.orig_rax = nr;
-    regs.rax = uint64_t(code_);
-    regs.rip += 2;
-    if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0) return fail("set registers");
+    // The registers of a task still inside syscall `nr`, as the kernel had them.
+    auto as_if_inside = [&]() -> Status {
+        regs.orig_rax = nr;
+        regs.rax = uint64_t(code_);
+        regs.rip += 2;
+        if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0) return fail("set registers");
+        return {};
+    };
+    if (auto r = as_if_inside(); !r) return r;
     auto detach = [&](int with) -> Status {
         if (ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(uintptr_t(with))) != 0)
             return fail("detach");
@@ -194,7 +218,7 @@ Status RestartHandoff::run(pid_t pid, bool stopped) {
             return make_error(EIO,
                               strfmt("restore: task {} did not enter syscall {} again", pid, nr));
         if (ptrace(PTRACE_SYSCALL, pid, nullptr, nullptr) != 0) return fail("resume");
-        auto at = next_stop();
+        auto at = next_stop(pid);
         if (!at) return std::unexpected(at.error());
         if (WSTOPSIG(*at) == (SIGTRAP | 0x80)) {
             __ptrace_syscall_info info{};
@@ -208,12 +232,8 @@ Status RestartHandoff::run(pid_t pid, bool stopped) {
         if (is_event_stop(*at)) continue;
         int late = delivered(*at);
         if (ptrace(PTRACE_GETREGS, pid, nullptr, &regs) != 0) return fail("get registers");
-        if (regs.rip == rip_) {  // restarted, not entered yet: as if still inside
-            regs.orig_rax = nr;
-            regs.rax = uint64_t(code_);
-            regs.rip += 2;
-            if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0) return fail("set registers");
-        }
+        if (regs.rip == rip_)  // restarted, not entered yet: as if still inside
+            if (auto r = as_if_inside(); !r) return r;
         return detach(late);
     }
 }

@@ -34,8 +34,10 @@
 //
 // A daemon killed during the hand-off detaches the task: it resumes with its
 // frame's registers (the syscall re-executed), as before this hand-off existed.
-// Not covered: a member of a process tree (its gate is the tree's) and the
-// threads other than the main one (their frames re-execute the syscall).
+// A member of a process tree takes the same hand-off at the tree's gate: every
+// such member is attached before the go pipe is written, each followed after
+// it (state/tree_restore.cc). Not covered: the threads other than the main
+// one (their frames re-execute the syscall).
 #pragma once
 
 #include <sys/types.h>
@@ -66,26 +68,48 @@ std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struc
 // The image's restart record against its registers (hostile images).
 Status check_restart(const DecodedImage& img);
 
+// The hand-off's ptrace half for one task (the steps above from PTRACE_SEIZE):
+// `attach` while its blob waits at a gate, `follow` once the gate is open.
+// A single process's gate is its own (RestartHandoff); a tree's members
+// wait at the tree's go pipe, which restore_tree opens once every member
+// with a restart is attached (state/tree_restore.cc). Runs on one thread:
+// the tracer's. The caller kills the task on an error.
+class RestartTracer {
+  public:
+    RestartTracer(uint64_t rip, int64_t code) : rip_(rip), code_(code) {}
+    Status attach(pid_t pid);
+    // `stopped`: the task was in group-stop and goes back into it.
+    Status follow(bool stopped);
+
+  private:
+    pid_t pid_ = 0;
+    uint64_t rip_ = 0;  // the frame's: on the `syscall` it re-executes
+    int64_t code_ = 0;  // the restart code handed back
+    bool stop_after_ = false;
+};
+
 class RestartHandoff {
   public:
-    // Whether the restored task takes the hand-off; if so, opens the gate (its
-    // read end as an fd >= min_fd, to keep in stage 1) and makes the blob wait
-    // on it. Not for a tree member. The blob must then not stop itself.
+    // Whether the restored task takes the hand-off. A single process: opens
+    // the gate (its read end as an fd >= min_fd, to keep in stage 1) and makes
+    // the blob wait on it. A tree member: no gate of its own (it waits at the
+    // tree's). Either way the blob must then not stop itself.
     static Result<RestartHandoff> plan(const DecodedImage& img, bool tree_member, int min_fd,
                                        crfs_restorer_args& a);
-    bool active() const { return bool(go_w_); }
+    bool active() const { return tracer_.has_value(); }
+    bool has_gate() const { return bool(go_w_); }
     int task_fd() const { return go_r_.get(); }
-    // In the driver, once the blob reported 'K': the steps above; `stopped`:
-    // the task was in group-stop and goes back into it. The caller kills the
-    // task on an error.
+    // A tree member's, for restore_tree.
+    const std::optional<RestartTracer>& tracer() const { return tracer_; }
+    // A single process, in the driver, once the blob reported 'K': attach,
+    // open the gate, follow.
     Status run(pid_t pid, bool stopped);
     // The driver's copy of the task's end, once the task holds it.
     void close_task_fd() { go_r_.reset(); }
 
   private:
     UniqueFd go_r_, go_w_;
-    uint64_t rip_ = 0;
-    int64_t code_ = 0;
+    std::optional<RestartTracer> tracer_;
 };
 
 }  // namespace crfs

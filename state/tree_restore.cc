@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@
 #include "common/own_children.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "common/tracers.h"
 #include "common/unique_fd.h"
 #include "restorer/child.h"
 #include "state/check.h"
@@ -274,6 +276,43 @@ int advise_areas(const TreeRestore& tree, size_t c, bool but_c, int advice) {
     return 0;
 }
 
+// Writes the go, handing back their syscalls to the members inside one the
+// kernel restarts (state/restart.h): each attached at the gate before the go,
+// followed after it. A member's ptrace is one thread's (common/tracers.h), so
+// the members' stops overlap on a few threads rather than come one after
+// another (each follow waits ~15 times for its member to be scheduled): member
+// k on worker k % workers, none on the caller's thread unless there are no
+// workers (CRFS_TREE_TRACERS=0, or one member). On an error the workers have
+// exited before it returns (the members they traced detached); a member the
+// caller still traces is killed and reaped by kill_tree as its tracer.
+Status go_with_handoffs(TreeRestore& tree, int go_w, const std::string& go) {
+    std::vector<TreeRestore::Member*> handed;
+    for (auto& m : tree.members)
+        if (m.restart && !m.zombie) handed.push_back(&m);
+    auto write_go = [&]() -> Status {
+        if (auto w = write_full(go_w, go.data(), go.size()); !w)
+            return std::unexpected(w.error().context("restore: go pipe"));
+        return {};
+    };
+    if (handed.empty()) return write_go();
+    Tracers tracers(handed.size() > 1 ? Tracers::configured() : 0);
+    const size_t first = tracers.parallel() ? 1 : 0;  // Tracers: index 0 is the caller's
+    auto on_each = [&](auto step) -> Status {
+        std::vector<Status> got(handed.size());
+        std::vector<std::future<void>> done;
+        for (size_t k = 0; k < handed.size(); ++k)
+            done.push_back(tracers.post(first + k, [&, k] { got[k] = step(*handed[k]); }));
+        for (auto& d : done) d.get();
+        for (auto& g : got)
+            if (!g) return g;
+        return {};
+    };
+    if (auto s = on_each([](TreeRestore::Member& m) { return m.restart->attach(m.pid); }); !s)
+        return s;
+    if (auto w = write_go(); !w) return w;
+    return on_each([](TreeRestore::Member& m) { return m.restart->follow(m.stopped); });
+}
+
 }  // namespace
 
 Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) {
@@ -320,9 +359,9 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
         return std::unexpected(s.error());
     }
     std::string go(live, 'G');
-    if (auto w = write_full(go_w.get(), go.data(), go.size()); !w) {
+    if (auto s = go_with_handoffs(tree, go_w.get(), go); !s) {
         kill_tree(tree);
-        return std::unexpected(w.error().context("restore: go pipe"));
+        return std::unexpected(s.error());
     }
     tree.sysv.made.keep();   // sysvtree: every member runs; the daemon's attaches go
     tree.names_made.keep();  // failclean

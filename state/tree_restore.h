@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/image_reader.h"
@@ -38,6 +39,7 @@
 #include "restorer/files.h"
 #include "restorer/restore.h"
 #include "state/names_made.h"
+#include "state/restart.h"
 #include "state/sysv_ids.h"
 #include "state/tree_leaders.h"
 #include "state/tree_shmem_restore.h"
@@ -102,6 +104,9 @@ struct TreeRestore {
         // treeclone: its blob area, mapped in the daemon (so in every clone
         // of it) from its restore_image run on; only its cloners need it.
         uint64_t area = 0, area_len = 0;
+        // fid: inside a syscall the kernel restarts: handed back at the go
+        // (state/restart.h), attached before it.
+        std::optional<RestartTracer> restart;
     };
     std::vector<Member> members;  // image order: parents first
     // treeperf: process 0's decode, which walked and checked the whole image:
