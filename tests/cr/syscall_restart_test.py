@@ -85,6 +85,44 @@ class SyscallRestart(rt.Base):
     def test_pause(self):
         self.run_variant("pause_eintr")
 
+    def test_tree(self):
+        # A tree's members wait at the tree's gate: each member inside a
+        # restarting syscall is handed it back there (state/tree_restore.cc).
+        # Both stopped in pause(), both sent SIGUSR1 while stopped, SIGCONT:
+        # the root's call ends with EINTR, and the child's (its exit status,
+        # which the root's check reads: one handler run, EINTR).
+        probe = os.path.join(rt.BUILD, "tests/probes/probe_restart")
+        t = self.task([probe, "tree_pause", "@DIR@"])
+        kid = int(rt.read(t.path("kid")))
+        for p in (t.pid, kid):
+            rt.wait_for(lambda p=p: in_syscall(p, 34) and rt.state_of(p) == "S",
+                        f"pid {p} to sleep in pause")
+        pids = (t.pid, kid)
+
+        def stop_all():
+            for p in pids:
+                os.kill(p, signal.SIGSTOP)
+            for p in pids:
+                rt.wait_for(lambda p=p: rt.state_of(p) == "T", f"pid {p} to stop")
+
+        def signal_all(what):
+            os.kill(kid, signal.SIGUSR1)
+            os.kill(kid, signal.SIGCONT)
+            return self.stopped_then_signalled(t, what)
+
+        stop_all()
+        img = t.checkpoint()
+        self.assertEqual(signal_all("after its checkpoint"), "PASS", rt.read(self.crfs.log.name))
+        for p in pids:
+            rt.wait_for(lambda p=p: rt.pid_free(p), f"pid {p} to be reaped")
+        t.restore(img, str(pids[0]))
+        self.assertEqual(t.pid, pids[0])
+        for p in pids:  # the tree comes back stopped, each process in T
+            rt.wait_for(lambda p=p: rt.state_of(p) == "T", f"restored pid {p} to be stopped")
+        self.assertEqual(signal_all("restored"), "PASS")
+        shown = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}").stdout
+        self.assertIn('"syscall_restart"', shown)  # the root's; a tree's others are not shown
+
     def test_sigsuspend(self):
         self.run_variant("sigsuspend_eintr")
 

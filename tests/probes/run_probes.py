@@ -231,6 +231,7 @@ PROBES = [
     ("restart", "sigsuspend_eintr", None),
     ("restart", "nanosleep_eintr", None),
     ("restart", "sched_idle", None),
+    ("restart", "tree_pause", None),  # a tree's members at the tree's gate
     # fid: mlockall(MCL_FUTURE) asked in the frozen task (tests/probes/mlockall.c)
     ("mlockall", "future", None),
     ("mlockall", "future_onfault", None),
@@ -377,7 +378,8 @@ TREES = {"tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree", "
          ("task", "deleted_fd_child_cwd"), ("task", "deleted_cwd_child_read"),
          ("task", "deleted_cwd_child_nofollow_read"),
          ("task", "deleted_cwd_child_twice_read"),
-         ("threads", "pidfd_thread_forked"), ("threads", "pidfd_thread_clone_fs")}  # a probe, or (probe, variant)
+         ("threads", "pidfd_thread_forked"), ("threads", "pidfd_thread_clone_fs"),
+         ("restart", "tree_pause")}  # a probe, or (probe, variant)
 # A single-threaded variant of a SAME_PID_ONLY probe: restored under a fresh name too.
 ANY_PID = {("thread_attrs", "securebits_user")}
 SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shmem", "unix_tree",
@@ -385,7 +387,7 @@ SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shm
                  "sysv_ipc", ("task", "child"), ("task", "deleted_cwd_child"),
                  ("task", "deleted_cwd_child_fd"), ("task", "deleted_fd_child_cwd"),
                  ("task", "deleted_cwd_child_read"), ("task", "deleted_cwd_child_nofollow_read"),
-                 ("task", "deleted_cwd_child_twice_read")}
+                 ("task", "deleted_cwd_child_twice_read"), ("restart", "tree_pause")}
 
 
 def kernel_names_vmas():
@@ -408,7 +410,8 @@ def kernel_names_vmas():
 # before it reads, checkpoints or signals them: a SIGTERM sent before would be
 # handled and the call never end (seen once under load, without a checkpoint).
 IN_SYSCALL = {("restart", "pause_eintr"): 34, ("restart", "sigsuspend_eintr"): 130,
-              ("restart", "nanosleep_eintr"): 230, ("restart", "sched_idle"): 34}
+              ("restart", "nanosleep_eintr"): 230, ("restart", "sched_idle"): 34,
+              ("restart", "tree_pause"): 34}
 
 
 def in_syscall(pid, nr):
