@@ -90,7 +90,9 @@ class RestartTracer {
 
 class RestartHandoff {
   public:
-    // Whether the restored task takes the hand-off. A single process: opens
+    // Whether the restored task takes the hand-off: inside a syscall the
+    // kernel restarts, with a handler for a signal its mask lets through
+    // (without one a re-executed syscall is the kernel's restart). A single process: opens
     // the gate (its read end as an fd >= min_fd, to keep in stage 1) and makes
     // the blob wait on it. A tree member: no gate of its own (it waits at the
     // tree's). Either way the blob must then not stop itself.

@@ -25,6 +25,7 @@
 #include "common/strfmt.h"
 #include "state/file_policy.h"
 #include "state/memory_dump.h"
+#include "state/restart.h"
 #include "state/task_attrs.h"
 
 namespace crfs {
@@ -573,6 +574,31 @@ TEST(RestartFixupTest, RewritesInterruptedSyscalls) {
     r.rax = uint64_t(-512);
     f = restart_fixup(r);
     EXPECT_EQ(f.rip, 0x1002u);
+}
+
+// The hand-off is taken only where a handler could run before the task is
+// inside its syscall again: without one a re-executed syscall is the kernel's
+// restart (state/restart.cc handler_may_run).
+TEST(RestartHandoffTest, OnlyWhereAHandlerCouldRunFirst) {
+    DecodedImage img;
+    crfs_restorer_args a{};
+    auto takes = [&] {
+        auto h = RestartHandoff::plan(img, true, 3, a);  // a tree member: no gate, `a` untouched
+        EXPECT_TRUE(h) << h.error().what;
+        return h && h->active();
+    };
+    EXPECT_FALSE(takes());  // no restart record
+    img.restart = image::SyscallRestartRecord{34, -514};  // pause, -ERESTARTNOHAND
+    EXPECT_FALSE(takes());                                // every signal SIG_DFL
+    img.sigactions.action[SIGUSR1 - 1].handler = 1;       // SIG_IGN
+    EXPECT_FALSE(takes());
+    img.sigactions.action[SIGUSR1 - 1].handler = 0x401000;
+    EXPECT_TRUE(takes());
+    img.sigstate.blocked = 1ull << (SIGUSR1 - 1);  // its one handler's signal blocked
+    EXPECT_FALSE(takes());
+    img.sigactions.action[SIGRTMAX - 1].handler = 0x401000;  // signal 64
+    EXPECT_TRUE(takes());
+    EXPECT_EQ(a.has_go, 0u);
 }
 
 }  // namespace
