@@ -587,7 +587,7 @@ TEST(RestartHandoffTest, OnlyWhereAHandlerCouldRunFirst) {
         EXPECT_TRUE(h) << h.error().what;
         return h && h->active();
     };
-    EXPECT_FALSE(takes());  // no restart record
+    EXPECT_FALSE(takes());                                // no restart record
     img.restart = image::SyscallRestartRecord{34, -514};  // pause, -ERESTARTNOHAND
     EXPECT_FALSE(takes());                                // every signal SIG_DFL
     img.sigactions.action[SIGUSR1 - 1].handler = 1;       // SIG_IGN
