@@ -845,6 +845,8 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
         w.add(RecordType::kThread, Payload().add(t.rec));
         w.add(RecordType::kThreadAttrs, Payload().add(t.attrs));  // fid
         w.add(RecordType::kRegs, Payload().add(t.regs.gp));
+        if (t.regs.restart)  // fid: the main thread's record, for this thread
+            w.add(RecordType::kSyscallRestart, Payload().add(*t.regs.restart));
         w.add(RecordType::kXstate, t.regs.xstate);
         w.add(RecordType::kSigstate, Payload().add(t.sigstate));
         for (const auto& si : t.pending) w.add(RecordType::kSiginfo, Payload().add(si));

@@ -307,7 +307,7 @@ class ThreadSections {
         if (auto s = complete(); !s) return s;
         if (img_.threads.size() + 1 >= image::kMaxThreads)
             return make_error(EBADMSG, strfmt("more than {} threads", image::kMaxThreads));
-        img_.threads.push_back(ThreadImage{t, {}, {}, {}, {}, {}});
+        img_.threads.push_back(ThreadImage{t, {}, {}, {}, {}, {}, {}});
         cur_parts_ = 0;
         return {};
     }
@@ -791,9 +791,14 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             case RecordType::kSyscallRestart: {  // fid (state/restart.cc)
                 if (img.header.version < 5)
                     return inconsistent(r, strfmt("in a version {} image", img.header.version));
-                if (!img.threads.empty() || img.restart)
-                    return inconsistent(r, "not the main thread's first one");
-                img.restart = load<image::SyscallRestartRecord>(p);
+                // The main thread's, or (session 31) the last thread record's.
+                auto& restart = img.threads.empty() ? img.restart : img.threads.back().restart;
+                if (restart)
+                    return inconsistent(
+                        r, img.threads.empty()
+                               ? std::string("not the main thread's first one")
+                               : strfmt("a second one for thread {}", img.threads.back().rec.tid));
+                restart = load<image::SyscallRestartRecord>(p);
                 break;
             }
             case RecordType::kThreadAttrs:  // fid (state/thread_attrs.cc)

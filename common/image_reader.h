@@ -205,8 +205,11 @@ struct ThreadImage {
     image::RegsRecord regs{};
     std::string xstate;
     image::SigstateRecord sigstate{};
-    std::vector<image::SiginfoRecord> pending;  // its private queue
+    std::vector<image::SiginfoRecord> pending;      // its private queue
     std::optional<image::ThreadAttrsRecord> attrs;  // fid, version 6
+    // fid: inside a syscall the kernel restarts (state/restart.h), as the
+    // main thread's `restart` (session 31; older images have none).
+    std::optional<image::SyscallRestartRecord> restart;
 };
 
 // Version 4: one seccomp filter (state/seccomp.cc), its BPF program as bytes.
@@ -237,9 +240,9 @@ struct DecodedImage {
     std::vector<FdEntry> fds;
     std::vector<PipeEntry> pipes;
     std::vector<UnixSocketEntry> unix_sockets;
-    std::vector<UnixBoundEntry> unix_bound;             // version 5
-    std::vector<image::UnixSenderRecord> unix_senders;  // version 5
-    std::vector<image::UnixMakerRecord> unix_makers;    // sock, version 10
+    std::vector<UnixBoundEntry> unix_bound;              // version 5
+    std::vector<image::UnixSenderRecord> unix_senders;   // version 5
+    std::vector<image::UnixMakerRecord> unix_makers;     // sock, version 10
     std::vector<image::UnixOptionsRecord> unix_options;  // sock, version 10
     std::vector<MemfdEntry> memfds;  // version 4 (kobj): state/memfd.cc checks them
     std::vector<InetEntry> inet;     // one per fd of kind kTcp/kUdp that is its own description
@@ -256,8 +259,8 @@ struct DecodedImage {
     // cwdtree, version 15: that cwd is an earlier member's (state/fs_tree.cc)
     std::optional<image::DeletedCwdFromRecord> deleted_cwd_from;
     std::vector<image::SysvShmRecord> sysv_shm;  // sysv, version 10 (state/sysv_shm.h)
-    std::vector<std::string> sysv_msg;  // sem, version 11: payloads (state/sysv_msg.h)
-    std::vector<std::string> sysv_sem;  // sem, version 11: payloads (state/sysv_sem.h)
+    std::vector<std::string> sysv_msg;           // sem, version 11: payloads (state/sysv_msg.h)
+    std::vector<std::string> sysv_sem;           // sem, version 11: payloads (state/sysv_sem.h)
     std::optional<image::TtyRecord> tty;  // tty, version 7: the session's terminal (state/tty.cc)
     std::optional<image::SettingsRecord> settings;  // fidelity, version 3
     std::string cpu_mask;                           // its affinity mask bytes
@@ -273,7 +276,7 @@ struct DecodedImage {
     std::vector<image::PosixTimerRecord> posix_timers;  // version 4, in id order
     // timer, version 7, in id order: the targets of timers signalling another thread
     std::vector<image::PosixTimerThreadRecord> posix_timer_threads;
-    std::vector<image::FileLockRecord> file_locks;      // version 4
+    std::vector<image::FileLockRecord> file_locks;  // version 4
     // incr, version 5 (docs/incremental.md): the image's place in a chain, and
     // a delta's pages left to its base (restorer/image_chain.h composes them).
     std::optional<image::ChainRecord> chain;

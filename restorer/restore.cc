@@ -952,7 +952,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     auto handoff = RestartHandoff::plan(*img, req.tree != nullptr, min_fd, *a);  // fid
     if (!handoff) return std::unexpected(handoff.error());
     if (handoff->has_gate()) cp.keep.push_back(handoff->task_fd());
-    if (req.tree) req.tree->members[req.tree_index].restart = handoff->tracer();  // at the go
+    if (req.tree) req.tree->members[req.tree_index].restart = handoff->tracers();  // at the go
     cp.tree = req.tree;
     cp.tree_index = req.tree_index;
     cp.tty = &*tty;

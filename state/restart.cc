@@ -76,18 +76,33 @@ std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struc
 
 // --- check and restore ---------------------------------------------------------
 
-Status check_restart(const DecodedImage& img) {
-    if (!img.restart) return {};
-    const auto& r = *img.restart;
+namespace {
+
+// One thread's restart record against its registers; `who`: "" for the main
+// thread, else "thread T: ".
+Status check_one(const image::SyscallRestartRecord& r, const image::RegsRecord& regs,
+                 const std::string& who) {
     if (r.code != kErestartSys && r.code != kErestartNoIntr && r.code != kErestartNoHand &&
         r.code != kErestartRestartBlock)
-        return bad(strfmt("code {} is no restart code", r.code));
-    if (r.nr < 0 || uint64_t(r.nr) >= kNrLimit) return bad(strfmt("syscall {}", r.nr));
+        return bad(strfmt("{}code {} is no restart code", who, r.code));
+    if (r.nr < 0 || uint64_t(r.nr) >= kNrLimit) return bad(strfmt("{}syscall {}", who, r.nr));
     // The registers hold the restart applied (checkpoint/remote_syscall.cc restart_fixup).
     uint64_t again = r.code == kErestartRestartBlock ? kNrRestartSyscall : uint64_t(r.nr);
-    if (img.regs.orig_rax != ~uint64_t(0) || img.regs.rax != again || img.regs.rip < 2)
-        return bad(strfmt("registers (rax 0x{:x}, orig_rax 0x{:x}) are not syscall {} restarted",
-                          img.regs.rax, img.regs.orig_rax, r.nr));
+    if (regs.orig_rax != ~uint64_t(0) || regs.rax != again || regs.rip < 2)
+        return bad(strfmt("{}registers (rax 0x{:x}, orig_rax 0x{:x}) are not syscall {} restarted",
+                          who, regs.rax, regs.orig_rax, r.nr));
+    return {};
+}
+
+}  // namespace
+
+Status check_restart(const DecodedImage& img) {
+    if (img.restart)
+        if (auto s = check_one(*img.restart, img.regs, ""); !s) return s;
+    for (const ThreadImage& t : img.threads)
+        if (t.restart)
+            if (auto s = check_one(*t.restart, t.regs, strfmt("thread {}: ", t.rec.tid)); !s)
+                return s;
     return {};
 }
 
@@ -100,11 +115,14 @@ namespace {
 // re-executed syscall is what the kernel's restart would have run: no
 // hand-off is needed (perf: a tree of 64 processes in pause() with no
 // handlers restored 17-24 ms slower with one per process, ~11 ptrace stops each).
-bool handler_may_run(const DecodedImage& img) {
+bool handler_may_run(const DecodedImage& img, uint64_t blocked) {
     for (int sig = 1; sig <= 64; ++sig)
-        if (img.sigactions.action[sig - 1].handler > 1 && !(img.sigstate.blocked >> (sig - 1) & 1))
-            return true;
+        if (img.sigactions.action[sig - 1].handler > 1 && !(blocked >> (sig - 1) & 1)) return true;
     return false;
+}
+
+image::SyscallRestartRecord handed_back(const image::SyscallRestartRecord& r) {
+    return {r.nr, r.code == kErestartRestartBlock ? kErestartNoHand : r.code};
 }
 
 }  // namespace
@@ -112,10 +130,16 @@ bool handler_may_run(const DecodedImage& img) {
 Result<RestartHandoff> RestartHandoff::plan(const DecodedImage& img, bool tree_member, int min_fd,
                                             crfs_restorer_args& a) {
     RestartHandoff h;
-    if (!img.restart || !handler_may_run(img)) return h;
-    h.tracer_.emplace(img.regs.rip, img.restart->code == kErestartRestartBlock ? kErestartNoHand
-                                                                               : img.restart->code);
-    if (tree_member) return h;  // its gate is the tree's (tree_gate)
+    std::vector<RestartTracer> threads;
+    for (const ThreadImage& t : img.threads)
+        if (t.restart && handler_may_run(img, t.sigstate.blocked))
+            threads.emplace_back(t.regs.rip, handed_back(*t.restart).code, pid_t(t.rec.tid));
+    if (img.restart && handler_may_run(img, img.sigstate.blocked))
+        h.tracers_.emplace_back(img.regs.rip, handed_back(*img.restart).code);
+    else if (!threads.empty())
+        h.tracers_.emplace_back(img.regs.rip, 0);  // the main thread, traced only
+    h.tracers_.insert(h.tracers_.end(), threads.begin(), threads.end());
+    if (h.tracers_.empty() || tree_member) return h;  // a member's gate is the tree's (tree_gate)
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) return errno_error("restore: the syscall restart's gate");
     UniqueFd r(p[0]);
@@ -127,16 +151,28 @@ Result<RestartHandoff> RestartHandoff::plan(const DecodedImage& img, bool tree_m
     return h;
 }
 
+Status RestartHandoff::attach_all(std::vector<RestartTracer>& tracers, pid_t pid) {
+    for (RestartTracer& t : tracers)
+        if (auto r = t.attach(pid); !r) return r;
+    return {};
+}
+
+Status RestartHandoff::follow_all(std::vector<RestartTracer>& tracers, bool stopped) {
+    for (RestartTracer& t : tracers)
+        if (auto r = t.follow(stopped); !r) return r;
+    return {};
+}
+
 Status RestartHandoff::run(pid_t pid, bool stopped) {
-    if (auto r = tracer_->attach(pid); !r) return r;
+    if (auto r = attach_all(tracers_, pid); !r) return r;
     char go = 'g';
     if (::write(go_w_.get(), &go, 1) != 1) return trace_error(pid, "open the gate");
     go_w_.reset();
-    return tracer_->follow(stopped);
+    return follow_all(tracers_, stopped);
 }
 
 Status RestartTracer::attach(pid_t pid) {
-    pid_ = pid;
+    pid = pid_ = tid_ ? tid_ : pid;
     if (ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACESYSGOOD) != 0)
         return trace_error(pid, "seize");
     if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return trace_error(pid, "interrupt");
@@ -211,13 +247,14 @@ Status RestartTracer::follow(bool stopped) {
         if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0) return fail("set registers");
         return {};
     };
-    if (auto r = as_if_inside(); !r) return r;
+    if (code_ != 0)  // else a main thread traced for its threads: its frame as it is
+        if (auto r = as_if_inside(); !r) return r;
     auto detach = [&](int with) -> Status {
         if (ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(uintptr_t(with))) != 0)
             return fail("detach");
         return {};
     };
-    if (sig != 0 || stop_after) {
+    if (sig != 0 || stop_after || code_ == 0) {
         if (stop_after && sig != SIGSTOP) ::kill(pid, SIGSTOP);
         return detach(sig);
     }

@@ -36,8 +36,11 @@
 // frame's registers (the syscall re-executed), as before this hand-off existed.
 // A member of a process tree takes the same hand-off at the tree's gate: every
 // such member is attached before the go pipe is written, each followed after
-// it (state/tree_restore.cc). Not covered: the threads other than the main
-// one (their frames re-execute the syscall).
+// it (state/tree_restore.cc). A thread other than the main one (session 31,
+// its own `syscall-restart` record after its registers) is attached by its
+// tid while it waits on the sync page's go, and followed after the main
+// thread, which is then traced too (without a syscall of its own to hand
+// back, only so that it goes on, or stops, after its threads are attached).
 #pragma once
 
 #include <sys/types.h>
@@ -68,50 +71,62 @@ std::optional<image::SyscallRestartRecord> syscall_restart(const user_regs_struc
 // The image's restart record against its registers (hostile images).
 Status check_restart(const DecodedImage& img);
 
-// The hand-off's ptrace half for one task (the steps above from PTRACE_SEIZE):
-// `attach` while its blob waits at a gate, `follow` once the gate is open.
-// A single process's gate is its own (RestartHandoff); a tree's members
-// wait at the tree's go pipe, which restore_tree opens once every member
-// with a restart is attached (state/tree_restore.cc). Runs on one thread:
-// the tracer's. The caller kills the task on an error.
+// The hand-off's ptrace half for one thread (the steps above from
+// PTRACE_SEIZE): `attach` while its blob waits at a gate (the main thread) or
+// on the sync page's go (another thread), `follow` once the gate is open. A
+// single process's gate is its own (RestartHandoff); a tree's members wait at
+// the tree's go pipe, which restore_tree opens once every member with a
+// hand-off is attached (state/tree_restore.cc). A process's threads are
+// followed after its main thread, which wakes them. Runs on one thread: the
+// tracer's. The caller kills the task on an error.
 class RestartTracer {
   public:
-    RestartTracer(uint64_t rip, int64_t code) : rip_(rip), code_(code) {}
-    Status attach(pid_t pid);
+    // `rip`: the frame's, on the `syscall` it re-executes; `code`: the restart
+    // code handed back, 0 for none (a main thread traced only so that it does
+    // not run, or stop, before its threads are handed theirs); `tid`: a
+    // thread other than the main one, 0 for the main thread.
+    RestartTracer(uint64_t rip, int64_t code, pid_t tid = 0) : rip_(rip), code_(code), tid_(tid) {}
+    Status attach(pid_t pid);  // the process's pid
     // `stopped`: the task was in group-stop and goes back into it.
     Status follow(bool stopped);
 
   private:
-    pid_t pid_ = 0;
-    uint64_t rip_ = 0;  // the frame's: on the `syscall` it re-executes
-    int64_t code_ = 0;  // the restart code handed back
+    pid_t pid_ = 0;  // the thread traced
+    uint64_t rip_ = 0;
+    int64_t code_ = 0;
+    pid_t tid_ = 0;
     bool stop_after_ = false;
 };
 
 class RestartHandoff {
   public:
-    // Whether the restored task takes the hand-off: inside a syscall the
-    // kernel restarts, with a handler for a signal its mask lets through
-    // (without one a re-executed syscall is the kernel's restart). A single process: opens
-    // the gate (its read end as an fd >= min_fd, to keep in stage 1) and makes
-    // the blob wait on it. A tree member: no gate of its own (it waits at the
-    // tree's). Either way the blob must then not stop itself.
+    // Whether the restored task takes the hand-off: a thread inside a syscall
+    // the kernel restarts, with a handler for a signal its mask lets through
+    // (without one a re-executed syscall is the kernel's restart). A single
+    // process: opens the gate (its read end as an fd >= min_fd, to keep in
+    // stage 1) and makes the blob wait on it. A tree member: no gate of its
+    // own (it waits at the tree's). Either way the blob must then not stop
+    // itself.
     static Result<RestartHandoff> plan(const DecodedImage& img, bool tree_member, int min_fd,
                                        crfs_restorer_args& a);
-    bool active() const { return tracer_.has_value(); }
+    bool active() const { return !tracers_.empty(); }
     bool has_gate() const { return bool(go_w_); }
     int task_fd() const { return go_r_.get(); }
-    // A tree member's, for restore_tree.
-    const std::optional<RestartTracer>& tracer() const { return tracer_; }
+    // The main thread's (first, if any) and the other threads', for restore_tree.
+    const std::vector<RestartTracer>& tracers() const { return tracers_; }
     // A single process, in the driver, once the blob reported 'K': attach,
     // open the gate, follow.
     Status run(pid_t pid, bool stopped);
     // The driver's copy of the task's end, once the task holds it.
     void close_task_fd() { go_r_.reset(); }
 
+    // Each of a process's tracers, in order; the first error.
+    static Status attach_all(std::vector<RestartTracer>& tracers, pid_t pid);
+    static Status follow_all(std::vector<RestartTracer>& tracers, bool stopped);
+
   private:
     UniqueFd go_r_, go_w_;
-    std::optional<RestartTracer> tracer_;
+    std::vector<RestartTracer> tracers_;
 };
 
 }  // namespace crfs

@@ -288,7 +288,7 @@ int advise_areas(const TreeRestore& tree, size_t c, bool but_c, int advice) {
 Status go_with_handoffs(TreeRestore& tree, int go_w, const std::string& go) {
     std::vector<TreeRestore::Member*> handed;
     for (auto& m : tree.members)
-        if (m.restart && !m.zombie) handed.push_back(&m);
+        if (!m.restart.empty() && !m.zombie) handed.push_back(&m);
     auto write_go = [&]() -> Status {
         if (auto w = write_full(go_w, go.data(), go.size()); !w)
             return std::unexpected(w.error().context("restore: go pipe"));
@@ -307,10 +307,13 @@ Status go_with_handoffs(TreeRestore& tree, int go_w, const std::string& go) {
             if (!g) return g;
         return {};
     };
-    if (auto s = on_each([](TreeRestore::Member& m) { return m.restart->attach(m.pid); }); !s)
+    if (auto s = on_each(
+            [](TreeRestore::Member& m) { return RestartHandoff::attach_all(m.restart, m.pid); });
+        !s)
         return s;
     if (auto w = write_go(); !w) return w;
-    return on_each([](TreeRestore::Member& m) { return m.restart->follow(m.stopped); });
+    return on_each(
+        [](TreeRestore::Member& m) { return RestartHandoff::follow_all(m.restart, m.stopped); });
 }
 
 }  // namespace

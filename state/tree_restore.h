@@ -106,7 +106,7 @@ struct TreeRestore {
         uint64_t area = 0, area_len = 0;
         // fid: inside a syscall the kernel restarts: handed back at the go
         // (state/restart.h), attached before it.
-        std::optional<RestartTracer> restart;
+        std::vector<RestartTracer> restart;  // its main thread's first, if any
     };
     std::vector<Member> members;  // image order: parents first
     // treeperf: process 0's decode, which walked and checked the whole image:

@@ -201,6 +201,8 @@ Json threads(const DecodedImage& img) {
             pending.push_back({{"signo", si.si_signo}, {"code", si.si_code}});
         }
         j["pending"] = std::move(pending);
+        if (t.restart)  // fid: as the main thread's, in "regs"
+            j["syscall_restart"] = {{"nr", t.restart->nr}, {"code", t.restart->code}};
         out.push_back(std::move(j));
     }
     return out;

@@ -892,6 +892,9 @@ inline constexpr uint32_t kMaxFileLocks = 1u << 16;
 // returned (-ERESTARTSYS -512, -ERESTARTNOINTR -513, -ERESTARTNOHAND -514,
 // -ERESTART_RESTARTBLOCK -516), so that a signal handled before the task is
 // back inside still ends the syscall with EINTR where the kernel would.
+// Since session 31 a thread other than the main one has its own, after its
+// thread record (read without a version bump: an older reader refuses it as a
+// second record of the main thread, not as something else).
 struct SyscallRestartRecord {
     int64_t nr;
     int64_t code;

@@ -12,6 +12,7 @@ after it. Every wait is for a state: the task inside its syscall
 
 usage: syscall_restart_test.py BUILD_DIR  (any unittest args after)
 """
+import json
 import os
 import signal
 import sys
@@ -84,6 +85,31 @@ class SyscallRestart(rt.Base):
 
     def test_pause(self):
         self.run_variant("pause_eintr")
+
+    def test_thread(self):
+        # A thread other than the main one inside pause(), the main thread in
+        # pthread_join with the signals blocked (no hand-off of its own):
+        # stopped, checkpointed, SIGUSR1 (the thread's: the main thread blocks
+        # it) while stopped, SIGCONT: one handler run and EINTR. Restored
+        # before its own record existed, the thread ran the handler on its
+        # restarted registers and slept in pause() again for good.
+        probe = os.path.join(rt.BUILD, "tests/probes/probe_restart")
+        t = self.task([probe, "thread_pause", "@DIR@"])
+        rt.wait_for(lambda: in_syscall(t.pid, 202) and rt.state_of(t.pid) == "S",
+                    "the main thread to wait in pthread_join")
+        os.kill(t.pid, signal.SIGSTOP)
+        rt.wait_for(lambda: rt.state_of(t.pid) == "T", "the probe to stop")
+        pid = t.pid
+        img = t.checkpoint()
+        self.assertEqual(self.stopped_then_signalled(t, "after its checkpoint"), "PASS")
+        rt.wait_for(lambda: rt.pid_free(pid), f"pid {pid} to be reaped")
+        t.restore(img, str(pid))
+        self.assertEqual(self.stopped_then_signalled(t, "restored"), "PASS",
+                         rt.read(self.crfs.log.name))
+        shown = json.loads(rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}").stdout)
+        self.assertEqual(shown["regs"]["syscall_restart"], {"nr": 202, "code": -512})  # futex
+        self.assertEqual([th.get("syscall_restart") for th in shown["threads"]],
+                         [None, {"nr": 34, "code": -514}])  # pause: -ERESTARTNOHAND
 
     def test_tree(self):
         # A tree's members wait at the tree's gate: each member inside a

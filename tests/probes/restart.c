@@ -9,7 +9,9 @@
  */
 #include "probe.h"
 
+#include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -126,11 +128,77 @@ static void tree_check(void) {
     fail("child %d still in its call", (int)g_kid);
 }
 
+/* A thread other than the main one (its own syscall-restart record): it
+ * waits in ONE pause() with SIGUSR1 and SIGTERM let through (every other
+ * signal blocked); the main thread blocks every signal and waits in pthread_join, so
+ * the signal that ends the call (SIGUSR1 from tests/cr/
+ * syscall_restart_test.py while the task is stopped, SIGTERM from the
+ * contract test) is the thread's. The main thread has no hand-off of its own
+ * (no handler can run on it): a stopped task restored before that stopped at
+ * once and let its threads return to their frames only at SIGCONT, where the
+ * pending signal ran the handler on the restarted registers and the pause()
+ * was entered again, for good. The call must end with EINTR after one
+ * handler run. */
+static pthread_t g_thread;
+static volatile int g_thread_ret, g_thread_errno;
+static volatile pid_t g_thread_tid;
+
+static void* thread_wait(void* arg) {
+    (void)arg;
+    g_thread_tid = (pid_t)syscall(SYS_gettid);
+    int ret = pause();
+    g_thread_errno = errno;
+    g_thread_ret = ret;
+    return NULL;
+}
+
+static int thread_in_pause(void) {
+    char path[64], text[32] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)g_thread_tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("the thread's syscall");
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    return n > 3 && strncmp(text, "34 ", 3) == 0;
+}
+
+static void thread_setup(void) {
+    handlers();
+    sigset_t mask;
+    sigfillset(&mask);
+    sigdelset(&mask, SIGUSR1);
+    sigdelset(&mask, SIGTERM);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL); /* the thread's: SIGUSR1 and SIGTERM only */
+    if (pthread_create(&g_thread, NULL, thread_wait, NULL) != 0) die("pthread_create");
+    /* the main thread's: none, glibc's SIGSETXID (a handler) too, which
+     * pthread_sigmask would let through */
+    uint64_t all = ~0ull;
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all) != 0)
+        die("rt_sigprocmask");
+    while (!g_thread_tid) sched_yield();
+    while (!thread_in_pause()) sched_yield(); /* ready once it is inside pause (34) */
+}
+
+static void thread_join(void) {
+    /* the test waits for this thread in futex (202): for good if the thread's
+     * pause() never ends (the verdict is then missing, the test fails) */
+    if (pthread_join(g_thread, NULL) != 0) fail("pthread_join");
+}
+
+static void thread_check(void) {
+    if (g_thread_ret != -1 || g_thread_errno != EINTR)
+        fail("the thread's pause returned %d (errno %d), not -1 with EINTR", g_thread_ret,
+             g_thread_errno);
+    if (g_usr1 + g_term != 1)
+        fail("%d SIGUSR1 and %d SIGTERM handler runs, not one", (int)g_usr1, (int)g_term);
+}
+
 static const struct variant kVariants[] = {
     {"pause_eintr", handlers, check_eintr, pause_wait},
     {"sigsuspend_eintr", handlers, check_eintr, sigsuspend_wait},
     {"nanosleep_eintr", handlers, check_eintr, nanosleep_wait},
     {"sched_idle", idle_setup, idle_check, pause_wait},
     {"tree_pause", tree_setup, tree_check, pause_wait},
+    {"thread_pause", thread_setup, thread_check, thread_join},
 };
 PROBE_MAIN(kVariants)

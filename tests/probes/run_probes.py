@@ -232,6 +232,7 @@ PROBES = [
     ("restart", "nanosleep_eintr", None),
     ("restart", "sched_idle", None),
     ("restart", "tree_pause", None),  # a tree's members at the tree's gate
+    ("restart", "thread_pause", None),  # a thread other than the main one
     # fid: mlockall(MCL_FUTURE) asked in the frozen task (tests/probes/mlockall.c)
     ("mlockall", "future", None),
     ("mlockall", "future_onfault", None),
@@ -387,7 +388,8 @@ SAME_PID_ONLY = {"threads", "tree_share", "tree_life", "thread_attrs", "tree_shm
                  "sysv_ipc", ("task", "child"), ("task", "deleted_cwd_child"),
                  ("task", "deleted_cwd_child_fd"), ("task", "deleted_fd_child_cwd"),
                  ("task", "deleted_cwd_child_read"), ("task", "deleted_cwd_child_nofollow_read"),
-                 ("task", "deleted_cwd_child_twice_read"), ("restart", "tree_pause")}
+                 ("task", "deleted_cwd_child_twice_read"), ("restart", "tree_pause"),
+                 ("restart", "thread_pause")}
 
 
 def kernel_names_vmas():
@@ -411,7 +413,8 @@ def kernel_names_vmas():
 # handled and the call never end (seen once under load, without a checkpoint).
 IN_SYSCALL = {("restart", "pause_eintr"): 34, ("restart", "sigsuspend_eintr"): 130,
               ("restart", "nanosleep_eintr"): 230, ("restart", "sched_idle"): 34,
-              ("restart", "tree_pause"): 34}
+              ("restart", "tree_pause"): 34,
+              ("restart", "thread_pause"): 202}  # the main thread's pthread_join
 
 
 def in_syscall(pid, nr):

@@ -601,5 +601,39 @@ TEST(RestartHandoffTest, OnlyWhereAHandlerCouldRunFirst) {
     EXPECT_EQ(a.has_go, 0u);
 }
 
+TEST(RestartHandoffTest, ThreadsOtherThanTheMainOne) {
+    DecodedImage img;
+    crfs_restorer_args a{};
+    img.sigactions.action[SIGUSR1 - 1].handler = 0x401000;
+    img.sigstate.blocked = ~0ull;  // the main thread: no handler can run on it
+    img.restart = image::SyscallRestartRecord{202, -512};  // futex, -ERESTARTSYS
+    ThreadImage t;
+    t.rec.tid = 4321;
+    t.restart = image::SyscallRestartRecord{34, -514};
+    t.regs.rax = 34;
+    t.regs.orig_rax = ~0ull;
+    t.regs.rip = 0x401002;
+    img.threads.push_back(t);
+    img.regs.rax = 202;
+    img.regs.orig_rax = ~0ull;
+    img.regs.rip = 0x402002;
+    EXPECT_TRUE(check_restart(img));
+    auto h = RestartHandoff::plan(img, true, 3, a);
+    ASSERT_TRUE(h) << h.error().what;
+    // The main thread traced only (it must not run its threads' frames
+    // before they are attached), then the thread.
+    EXPECT_EQ(h->tracers().size(), 2u);
+    img.threads[0].sigstate.blocked = 1ull << (SIGUSR1 - 1);  // the thread's one handler blocked
+    h = RestartHandoff::plan(img, true, 3, a);
+    ASSERT_TRUE(h) << h.error().what;
+    EXPECT_FALSE(h->active());
+    // Hostile: a thread's record must describe that thread's registers.
+    img.threads[0].regs.rax = 35;
+    auto bad = check_restart(img);
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().what.find("thread 4321: registers"), std::string::npos)
+        << bad.error().what;
+}
+
 }  // namespace
 }  // namespace crfs

@@ -867,6 +867,31 @@ TEST(ImageThreads, MismatchedRecordsAreRefused) {
         << error_of(two_regs);
 }
 
+// Session 31: a thread's own syscall-restart record, in its section.
+TEST(ImageThreads, AThreadsSyscallRestartIsItsOwn) {
+    auto with = [](int records) {
+        return threaded_image(1, [records](ImageWriter& w, int) {
+            w.add(RecordType::kThread, Payload().add(thread_rec(100)));
+            w.add(RecordType::kRegs, Payload().add(image::RegsRecord{}));
+            for (int i = 0; i < records; ++i)
+                w.add(RecordType::kSyscallRestart,
+                      Payload().add(image::SyscallRestartRecord{34, -514}));
+            w.add(RecordType::kXstate, std::string(576, 'y'));
+            w.add(RecordType::kSigstate, Payload().add(image::SigstateRecord{}));
+        });
+    };
+    auto img = decode(with(1));
+    ASSERT_TRUE(img) << img.error().what;
+    EXPECT_FALSE(img->restart);  // not the main thread's
+    ASSERT_EQ(img->threads.size(), 1u);
+    ASSERT_TRUE(img->threads[0].restart);
+    EXPECT_EQ(img->threads[0].restart->nr, 34);
+    EXPECT_EQ(img->threads[0].restart->code, -514);
+    auto twice = with(2);
+    EXPECT_NE(error_of(twice).find("a second one for thread 100"), std::string::npos)
+        << error_of(twice);
+}
+
 TEST(ImageThreads, OldVersionsHaveNoThreadRecords) {
     auto bytes = threaded_image(1);
     uint32_t v = 2;
