@@ -37,6 +37,16 @@ Result<int> next_stop(pid_t pid) {
     return st;
 }
 
+// At a syscall stop (PTRACE_O_TRACESYSGOOD): which syscall, entry or exit.
+Result<__ptrace_syscall_info> syscall_info(pid_t pid) {
+    __ptrace_syscall_info info{};
+    if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0) {
+        auto e = trace_error(pid, "syscall info");
+        return std::unexpected(e.error());
+    }
+    return info;
+}
+
 bool is_event_stop(int st) {
     return (st >> 16) == PTRACE_EVENT_STOP;
 }
@@ -207,12 +217,11 @@ Status RestartTracer::follow(bool stopped) {
         auto st = next_stop(pid);
         if (!st) return std::unexpected(st.error());
         if (WSTOPSIG(*st) == (SIGTRAP | 0x80)) {
-            __ptrace_syscall_info info{};
-            if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0)
-                return fail("syscall info");
-            if (info.op == PTRACE_SYSCALL_INFO_ENTRY)
-                in_sigreturn = info.entry.nr == kNrRtSigreturn;
-            if (info.op == PTRACE_SYSCALL_INFO_EXIT && in_sigreturn) break;
+            auto info = syscall_info(pid);
+            if (!info) return std::unexpected(info.error());
+            if (info->op == PTRACE_SYSCALL_INFO_ENTRY)
+                in_sigreturn = info->entry.nr == kNrRtSigreturn;
+            if (info->op == PTRACE_SYSCALL_INFO_EXIT && in_sigreturn) break;
             continue;
         }
         if (is_event_stop(*st)) continue;
@@ -276,12 +285,11 @@ Status RestartTracer::follow(bool stopped) {
         auto at = next_stop(pid);
         if (!at) return std::unexpected(at.error());
         if (WSTOPSIG(*at) == (SIGTRAP | 0x80)) {
-            __ptrace_syscall_info info{};
-            if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0)
-                return fail("syscall info");
-            if (info.op != PTRACE_SYSCALL_INFO_ENTRY || info.entry.nr != nr)
+            auto info = syscall_info(pid);
+            if (!info) return std::unexpected(info.error());
+            if (info->op != PTRACE_SYSCALL_INFO_ENTRY || info->entry.nr != nr)
                 return make_error(EIO, strfmt("restore: task {} made syscall {}, not {} again", pid,
-                                              info.entry.nr, nr));
+                                              info->entry.nr, nr));
             return detach(0);  // inside again: the syscall goes on from its entry
         }
         if (is_event_stop(*at)) continue;
