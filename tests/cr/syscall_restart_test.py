@@ -33,11 +33,13 @@ def in_syscall(pid, nr):
 
 
 class SyscallRestart(rt.Base):
-    def stopped_then_signalled(self, t, what):
-        """SIGUSR1 while stopped, then SIGCONT: the verdict of that one call."""
-        rt.wait_for(lambda: rt.state_of(t.pid) == "T", f"{what}: the task to be stopped")
-        os.kill(t.pid, signal.SIGUSR1)
-        os.kill(t.pid, signal.SIGCONT)
+    def stopped_then_signalled(self, t, what, to=None):
+        """SIGUSR1 while stopped, then SIGCONT (to the task, or to its child
+        `to`): the verdict of that one call, once the task has ended."""
+        to = to or t.pid
+        rt.wait_for(lambda: rt.state_of(to) == "T", f"{what}: the task to be stopped")
+        os.kill(to, signal.SIGUSR1)
+        os.kill(to, signal.SIGCONT)
         rt.wait_for(lambda: os.path.exists(t.path("result")) and not rt.alive(t.pid),
                     f"{what}: the verdict")
         if t.proc:
@@ -73,6 +75,27 @@ class SyscallRestart(rt.Base):
         self.assertEqual(self.stopped_then_signalled(t, "restored under a fresh name"), "PASS")
         shown = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}").stdout
         self.assertIn('"syscall_restart"', shown)
+
+    def test_edited_restart_record_is_refused(self):
+        # Images are hostile: the record must describe the registers it comes with.
+        t = self.task([os.path.join(rt.BUILD, "tests/probes/probe_restart"), "pause_eintr", "@DIR@"])
+        rt.wait_for(lambda: in_syscall(t.pid, 34), "the probe to sleep in pause")
+        img = t.checkpoint()
+        edit = os.path.join(rt.BUILD, "tests/security/restore/crfs-imgedit")
+        for n, (change, words) in enumerate((("@8:8=-4", "code -4 is no restart code"),
+                                             ("@0:8=35", "are not syscall 35 restarted"),
+                                             ("@0:8=5000", "syscall 5000"))):
+            bad = t.path(f"bad{n}.img")
+            r = rt.sh(f"{edit} {img} {bad} syscall-restart{change}")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = rt.sh(f"mkdir {self.m}/bad{n} && cp {bad} {self.m}/bad{n}/image")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("Invalid argument", r.stderr)
+            self.assertIn(words, rt.read(f"{self.m}/bad{n}/status"))
+        self.assertEqual(self.crfs.children(), [], "a task was left after a refused restore")
+
+    def test_pause(self):
+        self.run_variant("pause_eintr")
 
     def test_thread(self):
         # A thread other than the main one inside pause(), the main thread in
@@ -124,6 +147,26 @@ class SyscallRestart(rt.Base):
         self.assertEqual(signal_all("restored"), "PASS")
         shown = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}").stdout
         self.assertIn('"syscall_restart"', shown)  # the root's; a tree's others are not shown
+
+    def test_tree_thread(self):
+        # A tree member's thread: bash waiting for thread_pause (the member),
+        # the member stopped, checkpointed with its root, restored: its
+        # thread's pause() ends with EINTR after one handler run. Restored
+        # before, it hung in pause() (the member's threads were not traced).
+        probe = os.path.join(rt.BUILD, "tests/probes/probe_restart")
+        t = self.task(["/bin/bash", "-c", f"{probe} thread_pause @DIR@ & wait"])
+        kid = int(rt.read(f"/proc/{t.pid}/task/{t.pid}/children").split()[0])
+        rt.wait_for(lambda: in_syscall(kid, 202) and rt.state_of(kid) == "S",
+                    "the member's main thread to wait in pthread_join")
+        os.kill(kid, signal.SIGSTOP)
+        rt.wait_for(lambda: rt.state_of(kid) == "T", "the member to stop")
+        img = t.checkpoint()
+        self.assertEqual(self.stopped_then_signalled(t, "after its checkpoint", kid), "PASS")
+        for p in (t.pid, kid):
+            rt.wait_for(lambda p=p: rt.pid_free(p), f"pid {p} to be reaped")
+        t.restore(img, str(t.pid))
+        self.assertEqual(self.stopped_then_signalled(t, "restored", kid), "PASS",
+                         rt.read(self.crfs.log.name))
 
     def test_sigsuspend(self):
         self.run_variant("sigsuspend_eintr")
