@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/log.h"
+#include "common/procfs.h"
 #include "common/ptrace_wait.h"
 #include "common/strfmt.h"
 
@@ -22,6 +24,7 @@ constexpr uint64_t kNrRtSigreturn = 15, kNrRestartSyscall = 219, kNrLimit = 1024
 // rt_sigreturn (two stops each); anything beyond is not the blob.
 constexpr int kMaxStops = 64;
 constexpr uint64_t kStopTimeoutNs = 10'000'000'000ull;
+constexpr uint64_t kMainSliceNs = 100'000'000ull;  // RestartTracer::next_stop
 
 Status bad(const std::string& what) {
     return make_error(EINVAL, "image: syscall restart: " + what);
@@ -29,12 +32,6 @@ Status bad(const std::string& what) {
 
 Status trace_error(pid_t pid, const std::string& what) {
     return errno_error(strfmt("restore: handing back the syscall of task {}: {}", pid, what));
-}
-
-Result<int> next_stop(pid_t pid) {
-    auto st = wait_ptrace_stop(pid, kStopTimeoutNs);
-    if (!st) return std::unexpected(st.error().context("restore: syscall hand-off"));
-    return st;
 }
 
 // At a syscall stop (PTRACE_O_TRACESYSGOOD): which syscall, entry or exit.
@@ -131,8 +128,10 @@ bool handler_may_run(const DecodedImage& img, uint64_t blocked) {
     return false;
 }
 
-image::SyscallRestartRecord handed_back(const image::SyscallRestartRecord& r) {
-    return {r.nr, r.code == kErestartRestartBlock ? kErestartNoHand : r.code};
+// The restart code the hand-off puts back (state/restart.h: a restart block
+// is not kept).
+int64_t handed_back(const image::SyscallRestartRecord& r) {
+    return r.code == kErestartRestartBlock ? kErestartNoHand : r.code;
 }
 
 }  // namespace
@@ -143,9 +142,9 @@ Result<RestartHandoff> RestartHandoff::plan(const DecodedImage& img, bool tree_m
     std::vector<RestartTracer> threads;
     for (const ThreadImage& t : img.threads)
         if (t.restart && handler_may_run(img, t.sigstate.blocked))
-            threads.emplace_back(t.regs.rip, handed_back(*t.restart).code, pid_t(t.rec.tid));
+            threads.emplace_back(t.regs.rip, handed_back(*t.restart), pid_t(t.rec.tid));
     if (img.restart && handler_may_run(img, img.sigstate.blocked))
-        h.tracers_.emplace_back(img.regs.rip, handed_back(*img.restart).code);
+        h.tracers_.emplace_back(img.regs.rip, handed_back(*img.restart));
     else if (!threads.empty())
         h.tracers_.emplace_back(img.regs.rip, 0);  // the main thread, traced only
     h.tracers_.insert(h.tracers_.end(), threads.begin(), threads.end());
@@ -161,35 +160,90 @@ Result<RestartHandoff> RestartHandoff::plan(const DecodedImage& img, bool tree_m
     return h;
 }
 
+void RestartHandoff::abandon(std::vector<RestartTracer>& tracers, pid_t pid) {
+    ::kill(pid, SIGKILL);
+    for (RestartTracer& t : tracers) t.reap_killed();
+}
+
 Status RestartHandoff::attach_all(std::vector<RestartTracer>& tracers, pid_t pid) {
     for (RestartTracer& t : tracers)
-        if (auto r = t.attach(pid); !r) return r;
+        if (auto r = t.attach(pid); !r) {
+            abandon(tracers, pid);
+            return r;
+        }
     return {};
 }
 
-Status RestartHandoff::follow_all(std::vector<RestartTracer>& tracers, bool stopped) {
+Status RestartHandoff::follow_all(std::vector<RestartTracer>& tracers, pid_t pid, bool stopped) {
     for (RestartTracer& t : tracers)
-        if (auto r = t.follow(stopped); !r) return r;
+        if (auto r = t.follow(stopped); !r) {
+            abandon(tracers, pid);
+            return r;
+        }
     return {};
 }
 
 Status RestartHandoff::run(pid_t pid, bool stopped) {
     if (auto r = attach_all(tracers_, pid); !r) return r;
     char go = 'g';
-    if (::write(go_w_.get(), &go, 1) != 1) return trace_error(pid, "open the gate");
+    if (::write(go_w_.get(), &go, 1) != 1) {
+        auto e = trace_error(pid, "open the gate");
+        abandon(tracers_, pid);
+        return e;
+    }
     go_w_.reset();
-    return follow_all(tracers_, stopped);
+    return follow_all(tracers_, pid, stopped);
+}
+
+Result<int> RestartTracer::next_stop() {
+    // The main thread's end is not reported while its process has other
+    // threads, and the threads this driver traces wait for it to reap them:
+    // a main thread killed with its process (exit_group by an untraced
+    // thread) would look like one that does not stop. Its waits are sliced,
+    // and between them a zombie main thread is an end (reaped with its
+    // process, by the caller).
+    const uint64_t slice = tid_ ? kStopTimeoutNs : kMainSliceNs;
+    for (uint64_t waited = 0;; waited += slice) {
+        auto st = wait_ptrace_stop(pid_, slice, &ended_);
+        if (ended_) traced_ = false;  // reaped
+        if (!st && !ended_ && st.error().code == ETIMEDOUT && waited + slice < kStopTimeoutNs) {
+            auto stat = read_stat(pid_);
+            if (!stat || stat->state != 'Z') continue;
+            ended_ = true;
+            traced_ = false;
+            return make_error(ESRCH, strfmt("restore: syscall hand-off: task {} exited", pid_));
+        }
+        if (!st) return std::unexpected(st.error().context("restore: syscall hand-off"));
+        return st;
+    }
+}
+
+void RestartTracer::reap_killed() {
+    if (!traced_ || !tid_) return;  // the main thread: the caller's reap of the process
+    for (int n = 0; n < kMaxStops && traced_; ++n)
+        if (auto st = next_stop(); !st && !ended_) break;  // no end within the timeout
+    traced_ = false;
 }
 
 Status RestartTracer::attach(pid_t pid) {
+    const pid_t proc = pid;
     pid = pid_ = tid_ ? tid_ : pid;
     if (ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACESYSGOOD) != 0)
         return trace_error(pid, "seize");
+    traced_ = true;
+    // The image's tid, taken by the blob (clone3 set_tid) before 'K': still
+    // this process's thread, unless it was killed from outside since and its
+    // tid reused (then seized with the daemon's rights: given up at once).
+    if (tid_ && access(strfmt("/proc/{}/task/{}", proc, tid_).c_str(), F_OK) != 0) {
+        auto e = make_error(ESRCH, strfmt("restore: thread {} of task {} is gone", tid_, proc));
+        if (ptrace(PTRACE_DETACH, pid, nullptr, nullptr) == 0) traced_ = false;
+        return e;
+    }
     if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return trace_error(pid, "interrupt");
     // The blob waits at the gate with every signal blocked: only SIGSTOP
     // gets through, and it is the task's to keep.
     for (int n = 0;; ++n) {
-        auto st = next_stop(pid);
+        auto st = next_stop();
         if (!st) return std::unexpected(st.error());
         if (is_event_stop(*st)) return {};
         if (delivered(*st) != SIGSTOP || n >= kMaxStops)
@@ -201,6 +255,29 @@ Status RestartTracer::attach(pid_t pid) {
 }
 
 Status RestartTracer::follow(bool stopped) {
+    auto r = follow_traced(stopped);
+    if (r) {
+        traced_ = false;  // detached
+        return r;
+    }
+    if (fault_ && ended_)
+        return make_error(
+            EIO, strfmt("restore: task {} died of signal {} in its restorer blob", pid_, fault_));
+    if (!ended_with_process(r.error())) return r;
+    log_info("restore: thread %d ended with its process during the syscall hand-off", pid_);
+    return {};
+}
+
+// After an error of the follow: whether the thread ended (reaped now) on its
+// own, not of the blob's fault. A ptrace request refused with ESRCH means the
+// thread left its stop: a SIGKILL (its process's end, or an execve's) ends it.
+bool RestartTracer::ended_with_process(const Error& e) {
+    if (fault_) return false;
+    if (!ended_ && e.code == ESRCH && traced_) (void)next_stop();
+    return ended_;
+}
+
+Status RestartTracer::follow_traced(bool stopped) {
     const pid_t pid = pid_;
     bool stop_after = stopped || stop_after_;
     auto fail = [&](const std::string& what) { return trace_error(pid, what); };
@@ -214,7 +291,7 @@ Status RestartTracer::follow(bool stopped) {
         if (ptrace(PTRACE_SYSCALL, pid, nullptr, reinterpret_cast<void*>(uintptr_t(deliver))) != 0)
             return fail("resume");
         deliver = 0;
-        auto st = next_stop(pid);
+        auto st = next_stop();
         if (!st) return std::unexpected(st.error());
         if (WSTOPSIG(*st) == (SIGTRAP | 0x80)) {
             auto info = syscall_info(pid);
@@ -228,7 +305,7 @@ Status RestartTracer::follow(bool stopped) {
         if (delivered(*st) == SIGSTOP)
             stop_after = true;  // kept for the end, where it stops the task in the right place
         else
-            deliver = delivered(*st);  // a fault of the blob: the task's to die of
+            fault_ = deliver = delivered(*st);  // a fault of the blob: the task's to die of
     }
     user_regs_struct regs{};
     if (ptrace(PTRACE_GETREGS, pid, nullptr, &regs) != 0) return fail("get registers");
@@ -241,7 +318,7 @@ Status RestartTracer::follow(bool stopped) {
     // handled there with the registers below.
     if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return fail("interrupt");
     if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return fail("resume");
-    auto st = next_stop(pid);
+    auto st = next_stop();
     if (!st) return std::unexpected(st.error());
     int sig = delivered(*st);  // a signal-delivery-stop is inside get_signal too
     if (!is_event_stop(*st) && sig == 0)
@@ -282,7 +359,7 @@ Status RestartTracer::follow(bool stopped) {
             return make_error(EIO,
                               strfmt("restore: task {} did not enter syscall {} again", pid, nr));
         if (ptrace(PTRACE_SYSCALL, pid, nullptr, nullptr) != 0) return fail("resume");
-        auto at = next_stop(pid);
+        auto at = next_stop();
         if (!at) return std::unexpected(at.error());
         if (WSTOPSIG(*at) == (SIGTRAP | 0x80)) {
             auto info = syscall_info(pid);

@@ -87,15 +87,31 @@ class RestartTracer {
     // thread other than the main one, 0 for the main thread.
     RestartTracer(uint64_t rip, int64_t code, pid_t tid = 0) : rip_(rip), code_(code), tid_(tid) {}
     Status attach(pid_t pid);  // the process's pid
-    // `stopped`: the task was in group-stop and goes back into it.
+    // `stopped`: the task was in group-stop and goes back into it. A thread
+    // that ends during its follow, without a fault of the blob, ended with
+    // its process (another thread, already running, did exit_group or
+    // execve, or a signal killed the process): the restore did its part, and
+    // that is no error.
     Status follow(bool stopped);
+    // After an error, the process killed: reaps this thread if it is still
+    // traced and not the main thread. A traced thread's end waits for its
+    // tracer, and its process's end for its threads: without this the
+    // caller's reap of the process would wait for good.
+    void reap_killed();
 
   private:
+    Status follow_traced(bool stopped);
+    Result<int> next_stop();
+    bool ended_with_process(const Error& e);
+
     pid_t pid_ = 0;  // the thread traced
     uint64_t rip_ = 0;
     int64_t code_ = 0;
     pid_t tid_ = 0;
     bool stop_after_ = false;
+    bool traced_ = false;  // seized, not yet detached or reaped
+    bool ended_ = false;   // its end was waited for (reaped)
+    int fault_ = 0;        // a signal of the blob's, delivered (it dies of it)
 };
 
 class RestartHandoff {
@@ -120,9 +136,12 @@ class RestartHandoff {
     // The driver's copy of the task's end, once the task holds it.
     void close_task_fd() { go_r_.reset(); }
 
-    // Each of a process's tracers, in order; the first error.
+    // Each of a process's tracers, in order; the first error, after which
+    // the process is killed and its traced threads reaped (abandon).
     static Status attach_all(std::vector<RestartTracer>& tracers, pid_t pid);
-    static Status follow_all(std::vector<RestartTracer>& tracers, bool stopped);
+    static Status follow_all(std::vector<RestartTracer>& tracers, pid_t pid, bool stopped);
+    // Kills the process and reaps its threads still traced (reap_killed).
+    static void abandon(std::vector<RestartTracer>& tracers, pid_t pid);
 
   private:
     UniqueFd go_r_, go_w_;

@@ -284,7 +284,8 @@ int advise_areas(const TreeRestore& tree, size_t c, bool but_c, int advice) {
 // k on worker k % workers, none on the caller's thread unless there are no
 // workers (CRFS_TREE_TRACERS=0, or one member). On an error the workers have
 // exited before it returns (the members they traced detached); a member the
-// caller still traces is killed and reaped by kill_tree as its tracer.
+// caller still traces is killed here, its traced threads reaped
+// (RestartHandoff::abandon), and reaped by kill_tree as its tracer.
 Status go_with_handoffs(TreeRestore& tree, int go_w, const std::string& go) {
     std::vector<TreeRestore::Member*> handed;
     for (auto& m : tree.members)
@@ -307,13 +308,21 @@ Status go_with_handoffs(TreeRestore& tree, int go_w, const std::string& go) {
             if (!g) return g;
         return {};
     };
+    // On the caller's thread, members it traces whose own steps went well
+    // must be let go of too: their traced threads would hold kill_tree's reap.
+    auto on_error = [&](Status s) -> Status {
+        if (!tracers.parallel())
+            for (auto* m : handed) RestartHandoff::abandon(m->restart, m->pid);
+        return s;
+    };
     if (auto s = on_each(
             [](TreeRestore::Member& m) { return RestartHandoff::attach_all(m.restart, m.pid); });
         !s)
-        return s;
-    if (auto w = write_go(); !w) return w;
-    return on_each(
-        [](TreeRestore::Member& m) { return RestartHandoff::follow_all(m.restart, m.stopped); });
+        return on_error(s);
+    if (auto w = write_go(); !w) return on_error(w);
+    return on_each([](TreeRestore::Member& m) {
+        return RestartHandoff::follow_all(m.restart, m.pid, m.stopped);
+    });
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // and the syscall-restart rewrite of registers.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/sysmacros.h>
@@ -22,6 +23,7 @@
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
 #include "common/io.h"
+#include "common/procfs.h"
 #include "common/strfmt.h"
 #include "state/file_policy.h"
 #include "state/memory_dump.h"
@@ -633,6 +635,115 @@ TEST(RestartHandoffTest, ThreadsOtherThanTheMainOne) {
     ASSERT_FALSE(bad);
     EXPECT_NE(bad.error().what.find("thread 4321: registers"), std::string::npos)
         << bad.error().what;
+}
+
+// A child for the hand-off's ptrace half (RestartTracer): its main thread
+// runs `main_loop`, a second thread (whose tid it sends back) sleeps in
+// pause(), and `extra`, if any, is a third. Both halves are attached.
+int g_tid_pipe = -1, g_exit_pipe = -1;
+
+struct HandoffChild {
+    pid_t pid = -1, tid = 0;
+    std::vector<RestartTracer> tracers;
+
+    HandoffChild(void (*main_loop)(), void* (*extra)(void*)) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) return;
+        g_tid_pipe = p[1];
+        pid = fork();
+        if (pid == 0) {
+            pthread_t t;
+            auto sleeper = [](void*) -> void* {
+                pid_t me = gettid();
+                if (write(g_tid_pipe, &me, sizeof me) != sizeof me) _exit(2);
+                for (;;) pause();
+            };
+            if (pthread_create(&t, nullptr, sleeper, nullptr) != 0 ||
+                (extra && pthread_create(&t, nullptr, extra, nullptr) != 0))
+                _exit(2);
+            main_loop();
+            _exit(2);
+        }
+        close(p[1]);
+        if (pid > 0 && read(p[0], &tid, sizeof tid) != ssize_t(sizeof tid)) tid = 0;
+        close(p[0]);
+        tracers = {RestartTracer(0x401002, 0), RestartTracer(0x401002, -514, tid)};
+    }
+    // Its wait status, reaped within 10 s; else it is killed and its thread
+    // and it reaped, and -1.
+    int reap() {
+        int st = 0;
+        pid_t w = 0;
+        for (int i = 0; i < 1000 && (w = waitpid(pid, &st, WNOHANG)) == 0; ++i) usleep(10'000);
+        if (w == pid) return st;
+        ::kill(pid, SIGKILL);
+        waitpid(tid, nullptr, __WALL);
+        waitpid(pid, &st, 0);
+        return -1;
+    }
+};
+
+// The restore's error path (RestartHandoff::follow_all): a process whose main
+// thread fails its follow (here it never reaches rt_sigreturn: it only calls
+// getppid) is killed, and its other thread, still traced, is reaped by its
+// tracer. Before, that thread stayed a traced zombie, whose process could not
+// be reaped: the restore's reap, and the restore with it, waited for good.
+TEST(RestartHandoffTest, AnErrorLeavesNoTracedThreadBehind) {
+    HandoffChild c(
+        [] {
+            for (;;) getppid();
+        },
+        nullptr);
+    ASSERT_GT(c.pid, 0);
+    ASSERT_GT(c.tid, 0);
+    auto attached = RestartHandoff::attach_all(c.tracers, c.pid);
+    ASSERT_TRUE(attached) << attached.error().what;
+    auto r = RestartHandoff::follow_all(c.tracers, c.pid, false);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().what.find("did not reach rt_sigreturn"), std::string::npos)
+        << r.error().what;
+    int st = c.reap();
+    EXPECT_NE(st, -1) << "the process could not be reaped within 10 s";
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << st;
+}
+
+// A process that ends by itself while its threads' hand-offs are followed
+// (state/restart.h RestartTracer::follow): a thread without a hand-off does
+// exit_group after the main thread and another are attached, before they
+// are followed. Both follows find their thread gone with its process: no
+// error, and the process is reaped with its own exit status. Before, the
+// main thread's end was not reported (its traced thread held it) and its
+// follow failed after 10 s.
+TEST(RestartHandoffTest, AProcessThatEndsByItselfIsNoError) {
+    int go[2];
+    ASSERT_EQ(pipe2(go, O_CLOEXEC), 0);
+    g_exit_pipe = go[0];
+    HandoffChild c(
+        [] {
+            for (;;) pause();
+        },
+        [](void*) -> void* {
+            char x;
+            if (read(g_exit_pipe, &x, 1) == 1) _exit(7);  // exit_group
+            _exit(2);
+        });
+    close(go[0]);
+    ASSERT_GT(c.pid, 0);
+    ASSERT_GT(c.tid, 0);
+    auto attached = RestartHandoff::attach_all(c.tracers, c.pid);
+    ASSERT_TRUE(attached) << attached.error().what;
+    ASSERT_EQ(write(go[1], "x", 1), 1);  // the process ends
+    close(go[1]);
+    for (int i = 0; i < 1000; ++i) {  // its main thread gone: a zombie
+        auto st = read_stat(c.pid);
+        if (st && st->state == 'Z') break;
+        usleep(10'000);
+    }
+    auto r = RestartHandoff::follow_all(c.tracers, c.pid, false);
+    EXPECT_TRUE(r) << r.error().what;
+    int st = c.reap();
+    EXPECT_NE(st, -1) << "the process could not be reaped within 10 s";
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 7) << st;
 }
 
 }  // namespace
