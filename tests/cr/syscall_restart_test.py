@@ -168,6 +168,31 @@ class SyscallRestart(rt.Base):
         self.assertEqual(self.stopped_then_signalled(t, "restored", kid), "PASS",
                          rt.read(self.crfs.log.name))
 
+    def test_process_that_ends_during_the_handoff(self):
+        # 16 threads in pause() with a handler, each handed its syscall back
+        # after the main thread, which runs first: it ends the process
+        # (exit_group, or execve of this probe) at once, killing threads
+        # still being followed. Or a thread without a hand-off ends it,
+        # while the main thread (in pause() with a handler) is followed. The restore did its part: it succeeds, and
+        # the process's verdict is there. Before, the first killed thread
+        # failed the restore ("task T exited"), though the process had run.
+        probe = os.path.join(rt.BUILD, "tests/probes/probe_restart")
+        for variant in ("threads_exit", "threads_exec", "thread_exits"):
+            with self.subTest(variant):
+                t = self.task([probe, variant, "@DIR@"])
+                pid = t.pid
+                img = t.checkpoint(f"{variant}.img")
+                t.kill9()
+                open(t.path("go"), "w").close()
+                slot = f"{self.m}/{pid}"
+                r = rt.sh(f"mkdir {slot} && cp {img} {slot}/image && cat {slot}/pid")
+                self.assertEqual(r.returncode, 0, r.stderr + rt.read(f"{slot}/status"))
+                self.assertEqual(int(r.stdout), pid)
+                # "restored PID" while it runs, then its end (the exec'd probe's too)
+                rt.wait_for(lambda: rt.read(f"{slot}/status") == "exited 0\n", "its end")
+                self.assertEqual(rt.read(t.path("result")).strip(), "PASS")
+                rt.wait_for(lambda: rt.pid_free(pid), f"pid {pid} to be reaped")
+
     def test_sigsuspend(self):
         self.run_variant("sigsuspend_eintr")
 

@@ -193,6 +193,77 @@ static void thread_check(void) {
         fail("%d SIGUSR1 and %d SIGTERM handler runs, not one", (int)g_usr1, (int)g_term);
 }
 
+/* A process that ends, or execs, right after its restore, while the
+ * hand-offs of its threads are still being followed (tests/cr/
+ * syscall_restart_test.py, not the contract test): kThreads threads in
+ * pause() with a SIGUSR1 handler (each handed its syscall back, one after
+ * another), the main thread with every signal blocked (traced only, so it
+ * runs first) waiting for DIR/go, which the test makes before it restores.
+ * Then it returns from main (exit_group) or execs this probe ("exec_done"),
+ * which kills the threads still traced. A restore that took a thread killed
+ * so for its own failure reported an error for a process that ran. */
+enum { kThreads = 16 };
+static volatile pid_t g_tids[kThreads];
+
+static void* thread_sleep(void* arg) {
+    g_tids[(intptr_t)arg] = (pid_t)syscall(SYS_gettid);
+    for (;;) pause();
+    return NULL;
+}
+
+static void threads_setup(void) {
+    handlers();
+    sigset_t mask;
+    sigfillset(&mask);
+    sigdelset(&mask, SIGUSR1);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL); /* the threads': SIGUSR1 only */
+    for (intptr_t i = 0; i < kThreads; ++i) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, thread_sleep, (void*)i) != 0) die("pthread_create");
+    }
+    uint64_t all = ~0ull; /* the main thread's: none (see thread_setup) */
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all) != 0)
+        die("rt_sigprocmask");
+    for (int i = 0; i < kThreads; ++i) {
+        while (!g_tids[i]) sched_yield();
+        g_thread_tid = g_tids[i];
+        while (!thread_in_pause()) sched_yield();
+    }
+}
+
+static void wait_go(void) {
+    while (access(at("go"), F_OK) != 0) usleep(1000);
+}
+
+static void exec_go(void) {
+    wait_go();
+    execl("/proc/self/exe", "probe_restart", "exec_done", g_dir, (char*)NULL);
+    fail("execl: %s", strerror(errno));
+}
+
+static void nothing(void) {}
+
+/* The same, ended by a thread of its own with no hand-off (every signal
+ * blocked), while the main thread, in pause() with its handlers, is still
+ * being followed or just was. */
+static void* exit_on_go(void* arg) {
+    (void)arg;
+    uint64_t all = ~0ull;
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all) != 0) _exit(3);
+    wait_go();
+    write_file(at("result"), "PASS\n");
+    exit(0);
+}
+
+static void thread_exits_setup(void) {
+    threads_setup();
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL); /* the main thread's: its handlers run */
+    pthread_t t;
+    if (pthread_create(&t, NULL, exit_on_go, NULL) != 0) die("pthread_create");
+}
+
 static const struct variant kVariants[] = {
     {"pause_eintr", handlers, check_eintr, pause_wait},
     {"sigsuspend_eintr", handlers, check_eintr, sigsuspend_wait},
@@ -200,5 +271,9 @@ static const struct variant kVariants[] = {
     {"sched_idle", idle_setup, idle_check, pause_wait},
     {"tree_pause", tree_setup, tree_check, pause_wait},
     {"thread_pause", thread_setup, thread_check, thread_join},
+    {"threads_exit", threads_setup, nothing, wait_go},
+    {"threads_exec", threads_setup, nothing, exec_go},
+    {"exec_done", nothing, nothing, nothing},
+    {"thread_exits", thread_exits_setup, nothing, NULL},
 };
 PROBE_MAIN(kVariants)
