@@ -42,6 +42,13 @@ its environment; without --before-crfsd, "before" is this build's crfsd too
 forks, so every member maps one shmem object (as a pre-fork server does).
 `--memfd-kib K`: the root makes a K KiB memfd, maps it shared and keeps its
 fd before its forks, so every member holds and maps one memfd.
+`--warm-mib N`: right before each timed step (the checkpoint, the restore,
+the two floors; untimed) the bench touches N MiB of fresh huge-page memory
+and frees it, so that the step's fresh memory (the worker's buffer, the
+restored members, the page cache) is the guest's warm free memory rather
+than pages this VM's host took back (their first touch costs ~1.5-2.8 ms per
+MiB here: docs/performance.md, session 30); the memcpy baseline is always
+between warm buffers. 0 (the default): no warming, as a cold machine is.
 `--reason`: each round also times `cat /crfs/ROOT/reason` (before the
 checkpoint, on the same tree), which must be empty. `--no-restore`: the
 checkpoint (and reason) only; restore is shown as 0.
@@ -68,6 +75,30 @@ def daemon_cpu(pid):
     return ticks / os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fs"))
 from trees_mount_test import reap, tree_of  # noqa: E402  (we are a subreaper)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+
+
+def warm(mib):
+    """Touches `mib` MiB of fresh memory (huge pages where the kernel gives
+    them) and frees it: the next fresh allocations of the machine reuse warm
+    pages (see --warm-mib)."""
+    if not mib:
+        return
+    n = mib * MiB
+    addr = _libc.mmap(None, n, 3, 0x22, -1, 0)  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise SystemExit(f"warm: mmap of {mib} MiB failed")
+    _libc.madvise(addr, n, 14)  # MADV_HUGEPAGE
+    _libc.memset(addr, 1, n)
+    _libc.munmap(addr, n)
 
 
 def kill_all(pids):
@@ -107,7 +138,7 @@ class Tree:
 
 
 def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0,
-              reason=False, restore=True):
+              reason=False, restore=True, warm_mib=0):
     """(checkpoint s, restore s, image bytes, reason s or None, checkpoint CPU s) of one
     fresh tree through `mnt`, served by the daemon of pid `daemon`."""
     tree = Tree(holder, procs, mib, tmp, shared_kib, memfd_kib)
@@ -125,6 +156,7 @@ def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib
         unlink_if_there(img)  # a new file, as a user's cp makes one
         os.sync()  # the last round's writeback is not timed here
         cpu = daemon_cpu(daemon)
+        warm(warm_mib)
         t = time.perf_counter()
         subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
         t_ckpt = time.perf_counter() - t
@@ -134,6 +166,7 @@ def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib
         if not restore:
             return t_ckpt, 0.0, os.path.getsize(img), t_reason, cpu
         slot = f"{mnt}/{root}"
+        warm(warm_mib)
         t = time.perf_counter()
         os.mkdir(slot)
         subprocess.run(["cp", img, slot + "/image"], check=True)
@@ -161,8 +194,8 @@ class FuseFloor:
     varies by a few bytes), the image's bytes read from it into a new file
     and written into it."""
 
-    def __init__(self, limit, tmp, log):
-        self.limit, self.tmp, self.log = limit, tmp, log
+    def __init__(self, limit, tmp, log, warm_mib=0):
+        self.limit, self.tmp, self.log, self.warm_mib = limit, tmp, log, warm_mib
         self.lim = os.path.join(tmp, "lim")
         self.proc, self.rd, self.wr = None, [], []
 
@@ -173,10 +206,12 @@ class FuseFloor:
         try:
             unlink_if_there(out)
             os.sync()
+            warm(self.warm_mib)
             t = time.perf_counter()
             subprocess.run(["cp", self.lim + "/data", out], check=True)
             self.rd.append(time.perf_counter() - t)
             unlink_if_there(out)
+            warm(self.warm_mib)
             t = time.perf_counter()
             subprocess.run(["dd", "if=" + img, "of=" + self.lim + "/data", "bs=1M",
                             "status=none", "conv=notrunc"], check=True)
@@ -208,6 +243,7 @@ def main():
     ap.add_argument("--shared-kib", type=int, default=0)
     ap.add_argument("--memfd-kib", type=int, default=0)
     ap.add_argument("--reason", action="store_true")
+    ap.add_argument("--warm-mib", type=int, default=0)
     ap.add_argument("--no-restore", action="store_true")
     ap.add_argument("trees", nargs="*", default=["16x16", "64x1"])
     a = ap.parse_args()
@@ -237,7 +273,7 @@ def main():
             procs, mib = (int(x) for x in spec.split("x"))
             times = {name: ([], [], [], []) for name, _, _ in mounted}
             size = 0
-            floor = FuseFloor(limit, tmp, log)
+            floor = FuseFloor(limit, tmp, log, a.warm_mib)
             floors.append(floor)
             for r in range(a.rounds + 1):  # round 0: warm-up
                 line = []
@@ -246,7 +282,7 @@ def main():
                 for name, proc, mnt in (mounted if r % 2 else mounted[::-1]):
                     c, t, size, why, cpu = one_round(mnt, proc.pid, holder, procs, mib, tmp, img,
                                                      a.shared_kib, a.memfd_kib, a.reason,
-                                                     not a.no_restore)
+                                                     not a.no_restore, a.warm_mib)
                     line.append(f"{name} " + (f"reason {why * 1e3:8.1f} " if a.reason else "") +
                                 f"checkpoint {c * 1e3:8.1f} (cpu {cpu * 1e3:5.0f}) "
                                 f"restore {t * 1e3:8.1f} ms")
@@ -266,7 +302,8 @@ def main():
             mc = memcpy_seconds(size)
             rd, wr = floor.rd, floor.wr
             print(f"{spec}: {procs} processes x {mib} MiB, image {size / MiB:.1f} MiB,"
-                  f" memcpy {mc * 1e3:.1f} ms, {a.rounds} rounds; FUSE floor (best / median):"
+                  f" memcpy {mc * 1e3:.1f} ms, {a.rounds} rounds, warmed {a.warm_mib} MiB"
+                  f" before each step; FUSE floor (best / median):"
                   f" read into a new file {min(rd) * 1e3:.1f} / {statistics.median(rd) * 1e3:.1f}"
                   f" ms, write {min(wr) * 1e3:.1f} / {statistics.median(wr) * 1e3:.1f} ms",
                   flush=True)
