@@ -193,6 +193,29 @@ class SyscallRestart(rt.Base):
                 self.assertEqual(rt.read(t.path("result")).strip(), "PASS")
                 rt.wait_for(lambda: rt.pid_free(pid), f"pid {pid} to be reaped")
 
+    def test_tree_member_that_ends_during_the_handoff(self):
+        # The same as a tree's member (bash waiting for it): its follows run
+        # at the tree's go (state/tree_restore.cc); bash's wait gets its exit.
+        probe = os.path.join(rt.BUILD, "tests/probes/probe_restart")
+        t = self.task(["/bin/bash", "-c", f"{probe} threads_exit @DIR@ & wait $!; echo $? > @DIR@/st"])
+        rt.wait_for(lambda: os.path.exists(t.path("ready")), "the member to be ready")
+        pid = t.pid
+        kid = int(rt.read(f"/proc/{pid}/task/{pid}/children").split()[0])
+        img = t.checkpoint()
+        os.kill(kid, signal.SIGKILL)  # bash reaps it, writes 137 and ends
+        t.proc.wait(rt.TIMEOUT)
+        t.proc = None
+        os.unlink(t.path("st"))
+        for p in (pid, kid):
+            rt.wait_for(lambda p=p: rt.pid_free(p), f"pid {p} to be reaped")
+        open(t.path("go"), "w").close()
+        slot = f"{self.m}/{pid}"
+        r = rt.sh(f"mkdir {slot} && cp {img} {slot}/image && cat {slot}/pid")
+        self.assertEqual(r.returncode, 0, r.stderr + rt.read(f"{slot}/status"))
+        rt.wait_for(lambda: os.path.exists(t.path("st")), "bash's wait")
+        self.assertEqual(rt.read(t.path("st")), "0\n")
+        self.assertEqual(rt.read(t.path("result")).strip(), "PASS")
+
     def test_sigsuspend(self):
         self.run_variant("sigsuspend_eintr")
 
