@@ -354,6 +354,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     {
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
         if (!rs) return std::unexpected(rs.error());
+        // The parasite's area, kept mapped for the other threads (they share
+        // it: one stop each instead of five); unmapped before the main
+        // thread's registers are put back (finish), or on an error here.
+        ParasiteArea area;
         // fid: mlockall's flags from the parasite's own area (state/mlockall.h).
         std::optional<uint32_t> locked_flags;
         auto out = run_parasite(
@@ -364,7 +368,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
                 locked_flags = *f;
                 return {};
             },
-            *status_frozen);
+            *status_frozen, others.empty() ? nullptr : &area);
         if (!out) return std::unexpected(out.error());
         if (fault) return make_error(EIO, strfmt("task {}: CRFS_TEST_CAPTURE_FAIL", pid));
         auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
@@ -420,20 +424,21 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
                                   "task (Linux 6.7 or later), so no delta tracking");
             track->uffd = std::move(*fd);
         }
+        for (size_t i = 0; i < others.size(); ++i) {
+            FrozenTask* t = others[i];
+            auto th = capture_thread(pid, *t, vdso_start, vdso_end, thread_statuses[i], &area);
+            if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
+            // timer: the queue read together with the timers (one instant for both).
+            if (auto q = thread_queues.find(t->pid()); q != thread_queues.end())
+                th->pending = std::move(q->second);
+            c.threads.push_back(std::move(*th));
+        }
+        if (auto r = area.unmap(); !r) return std::unexpected(r.error());
         if (auto r = (*rs)->finish(); !r) return std::unexpected(r.error());
         // The saved registers, with a syscall restart applied, are what the task resumes with.
         const user_regs_struct resumed = restart_fixup((*rs)->saved_regs());
         std::memcpy(&c.regs.gp, &resumed, sizeof c.regs.gp);
         c.regs.restart = syscall_restart((*rs)->saved_regs());
-    }
-    for (size_t i = 0; i < others.size(); ++i) {
-        FrozenTask* t = others[i];
-        auto th = capture_thread(pid, *t, vdso_start, vdso_end, thread_statuses[i]);
-        if (!th) return std::unexpected(th.error().context(strfmt("thread {}", t->pid())));
-        // timer: the queue read together with the timers (one instant for both).
-        if (auto q = thread_queues.find(t->pid()); q != thread_queues.end())
-            th->pending = std::move(q->second);
-        c.threads.push_back(std::move(*th));
     }
     trace.mark("remote syscalls");
     // A plain copy reads this member's own pages into its own slice of the

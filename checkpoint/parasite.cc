@@ -10,9 +10,11 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/task_attrs.h"
+#include "common/log.h"
 #include "common/strfmt.h"
 
 extern "C" const unsigned char crfs_parasite_start[], crfs_parasite_end[];
@@ -197,31 +199,29 @@ Result<ParasiteOutput> run_single_syscalls(RemoteSyscall& rs) {
 }
 
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped,
-                                    const ProcStatus* frozen) {
-    auto o = try_parasite(rs, while_mapped, frozen);
+                                    const ProcStatus* frozen, ParasiteArea* keep) {
+    auto o = try_parasite(rs, while_mapped, frozen, keep);
     if (!o) return std::unexpected(o.error());
     if (!*o) return run_single_syscalls(rs);
     return **o;
 }
 
-Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
-                                                   const WhileMapped& while_mapped,
-                                                   const ProcStatus* frozen) {
-    // A task that catches, ignores or has pending SIGTRAP: single syscalls,
-    // which stop at syscall exits and raise no signal (sigtrap_in_use).
+namespace {
+
+// A task that catches, ignores or has pending SIGTRAP: single syscalls,
+// which stop at syscall exits and raise no signal (sigtrap_in_use).
+Result<bool> may_run_parasite(RemoteSyscall& rs, const ProcStatus* frozen) {
     auto trap = frozen ? sigtrap_in_use(*frozen, rs.pid()) : sigtrap_in_use(rs.pid());
     if (!trap) return std::unexpected(trap.error());
-    if (*trap) return std::nullopt;
-    size_t code_len = size_t(crfs_parasite_end - crfs_parasite_start);
-    // The hint, raised to the lowest address mmap may give (vm.mmap_min_addr
-    // or the LSM's floor), is free in nearly every task: the area comes first
-    // in smaps, where while_mapped may read it.
-    auto addr = rs.call(SYS_mmap, kLowHint, kArea, PROT_READ | PROT_WRITE | PROT_EXEC,
-                        MAP_PRIVATE | MAP_ANONYMOUS, ~uint64_t(0), 0);
-    if (!addr) return std::unexpected(addr.error());
-    if (*addr < 0 && *addr > -4096) return std::nullopt;  // e.g. no execmem allowed
-    uint64_t base = uint64_t(*addr);
+    return !*trap;
+}
 
+// Runs the parasite in the area at `base` in the thread of `rs`, the code
+// page written first unless `code_there`; its output, checked, with the batch
+// table as crfs wrote it.
+Result<ParasiteOutput> run_in_area(RemoteSyscall& rs, uint64_t base, bool code_there,
+                                   const WhileMapped& while_mapped) {
+    const size_t code_len = size_t(crfs_parasite_end - crfs_parasite_start);
     // One write: the code page, then the output page up to the batch table's end.
     ParasiteOutput o{};
     fill_batch(o, base + kCodePage);
@@ -229,18 +229,15 @@ Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
     std::vector<unsigned char> in(kCodePage + kTableEnd);
     std::memcpy(in.data(), crfs_parasite_start, code_len);
     std::memcpy(in.data() + kCodePage, &o, kTableEnd);
-    Status s = rs.write_memory(base, in.data(), in.size());
-    if (s) {
-        auto stop = rs.run_code(base, base + code_len, base + kCodePage);
-        if (!stop) s = std::unexpected(stop.error());
-    }
-    if (s) s = rs.read_memory(base + kCodePage, &o, sizeof o);
-    if (s && while_mapped) s = while_mapped(base);
-    // Unmap whatever happened, unless the task is gone.
-    auto un = rs.call(SYS_munmap, base, kArea);
-    if (!s) return std::unexpected(s.error());
-    if (!un) return std::unexpected(un.error());
-    if (*un != 0) return make_error(EIO, strfmt("munmap in task {} returned {}", rs.pid(), *un));
+    const size_t from = code_there ? kCodePage : 0;
+    if (auto s = rs.write_memory(base + from, in.data() + from, in.size() - from); !s)
+        return std::unexpected(s.error());
+    if (auto s = rs.run_code(base, base + code_len, base + kCodePage); !s)
+        return std::unexpected(s.error());
+    if (auto s = rs.read_memory(base + kCodePage, &o, sizeof o); !s)
+        return std::unexpected(s.error());
+    if (while_mapped)
+        if (auto s = while_mapped(base); !s) return std::unexpected(s.error());
     if (auto c = check(o, rs.pid()); !c) return std::unexpected(c.error());
     // Matching (ParasiteAnswers) goes by the table as crfs wrote it; only the
     // results come from the task's page.
@@ -253,6 +250,62 @@ Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
         o.batch[i].ret = ret;
     }
     return o;
+}
+
+Status unmap_area(RemoteSyscall& rs, uint64_t base) {
+    auto un = rs.call(SYS_munmap, base, kArea);
+    if (!un) return std::unexpected(un.error());
+    if (*un != 0) return make_error(EIO, strfmt("munmap in task {} returned {}", rs.pid(), *un));
+    return {};
+}
+
+}  // namespace
+
+ParasiteArea::~ParasiteArea() {
+    if (auto r = unmap(); !r) log_error("checkpoint: %s", r.error().what.c_str());
+}
+
+Status ParasiteArea::unmap() {
+    if (!rs_) return {};
+    return unmap_area(*std::exchange(rs_, nullptr), base_);
+}
+
+Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
+                                                   const WhileMapped& while_mapped,
+                                                   const ProcStatus* frozen, ParasiteArea* keep) {
+    auto may = may_run_parasite(rs, frozen);
+    if (!may) return std::unexpected(may.error());
+    if (!*may) return std::nullopt;
+    // The hint, raised to the lowest address mmap may give (vm.mmap_min_addr
+    // or the LSM's floor), is free in nearly every task: the area comes first
+    // in smaps, where while_mapped may read it.
+    auto addr = rs.call(SYS_mmap, kLowHint, kArea, PROT_READ | PROT_WRITE | PROT_EXEC,
+                        MAP_PRIVATE | MAP_ANONYMOUS, ~uint64_t(0), 0);
+    if (!addr) return std::unexpected(addr.error());
+    if (*addr < 0 && *addr > -4096) return std::nullopt;  // e.g. no execmem allowed
+    const uint64_t base = uint64_t(*addr);
+    auto o = run_in_area(rs, base, false, while_mapped);
+    if (o && keep && !keep->mapped()) {
+        keep->rs_ = &rs;
+        keep->base_ = base;
+        return *o;
+    }
+    // Unmap whatever happened, unless the task is gone.
+    auto un = unmap_area(rs, base);
+    if (!o) return std::unexpected(o.error());
+    if (!un) return std::unexpected(un.error());
+    return *o;
+}
+
+Result<std::optional<ParasiteOutput>> try_parasite_in(RemoteSyscall& rs, const ParasiteArea* area,
+                                                      const ProcStatus* frozen) {
+    if (!area || !area->mapped()) return try_parasite(rs, {}, frozen);
+    auto may = may_run_parasite(rs, frozen);
+    if (!may) return std::unexpected(may.error());
+    if (!*may) return std::nullopt;
+    auto o = run_in_area(rs, area->base(), true, {});
+    if (!o) return std::unexpected(o.error());
+    return *o;
 }
 
 state::InTask live_in_task(RemoteSyscall& rs) {

@@ -2,7 +2,8 @@
 // every syscall the checkpoint needs from the inside (rt_sigaction of all 64
 // signals, sigaltstack, getitimer x3, brk) in one go and stop on an int3.
 // Injecting them one by one costs two ptrace stops each (~136 stops); the
-// parasite costs five (mmap, run, munmap).
+// parasite costs five (mmap, run, munmap), and one in each other thread of
+// the task, which runs it in the main thread's area (ParasiteArea).
 //
 // After those it runs a batch: the read-only questions the state kinds ask
 // the task (timer slack, THP disable, dumpable, child subreaper, membarrier
@@ -72,14 +73,48 @@ using WhileMapped = std::function<Status(uint64_t area)>;
 // and `while_mapped` is not run).
 // `frozen`: the thread's status as a view read it while the task was frozen
 // (state::TaskView), which answers the SIGTRAP question; null: read it now.
+class ParasiteArea;
+
+// `keep`: as try_parasite's.
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped = {},
-                                    const ProcStatus* frozen = nullptr);
+                                    const ProcStatus* frozen = nullptr,
+                                    ParasiteArea* keep = nullptr);
+
+// The parasite's area kept mapped after the main thread's run, for the
+// task's other threads, which share its memory: each runs the code already
+// there, one stop (its int3) instead of five (no mmap, no munmap of its own).
+// Unmapped through the RemoteSyscall of the thread that mapped it, which must
+// outlive it: by unmap(), or by the destructor (which logs a failure).
+class ParasiteArea {
+  public:
+    ParasiteArea() = default;
+    ParasiteArea(const ParasiteArea&) = delete;
+    ParasiteArea& operator=(const ParasiteArea&) = delete;
+    ~ParasiteArea();
+    bool mapped() const { return rs_ != nullptr; }
+    uint64_t base() const { return base_; }
+    Status unmap();
+
+  private:
+    friend Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall&, const WhileMapped&,
+                                                              const ProcStatus*, ParasiteArea*);
+    RemoteSyscall* rs_ = nullptr;  // of the thread that mapped it
+    uint64_t base_ = 0;
+};
 
 // The parasite, or nothing where the task may not map executable memory or
-// catches, ignores or has pending SIGTRAP.
+// catches, ignores or has pending SIGTRAP. `keep`: the area is not unmapped
+// after the run but kept there (for the other threads: try_parasite_in).
 Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
                                                    const WhileMapped& while_mapped = {},
-                                                   const ProcStatus* frozen = nullptr);
+                                                   const ProcStatus* frozen = nullptr,
+                                                   ParasiteArea* keep = nullptr);
+
+// The same in another thread of the task, in `area` (the code is there
+// already) when it is mapped; else (null too) in an area of its own, as
+// try_parasite.
+Result<std::optional<ParasiteOutput>> try_parasite_in(RemoteSyscall& rs, const ParasiteArea* area,
+                                                      const ProcStatus* frozen);
 
 // Whether the thread `tid` of status `st` catches, ignores or has pending
 // SIGTRAP (SigCgt, SigIgn, its own SigPnd): the parasite ends in int3, whose

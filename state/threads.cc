@@ -283,7 +283,8 @@ Result<uint64_t> read_tid_address(pid_t tid, const state::InTask& in) {
 }
 
 Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,
-                                     uint64_t vdso_end, const ProcStatus* frozen) {
+                                     uint64_t vdso_end, const ProcStatus* frozen,
+                                     const ParasiteArea* area) {
     ThreadCapture c;
     pid_t tid = t.pid();
     auto rec = read_thread_record(pid, tid);
@@ -294,9 +295,10 @@ Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_sta
     c.regs = std::move(*regs);
     auto rs = RemoteSyscall::prepare(t, vdso_start, vdso_end);
     if (!rs) return std::unexpected(rs.error());
-    // The parasite's batch and altstack in this thread: 5 stops rather than
-    // 10 (checkpoint/parasite.h); without executable memory, single syscalls.
-    auto out = try_parasite(**rs, {}, frozen);
+    // The parasite's batch and altstack in this thread: one stop in the main
+    // thread's area (five in one of its own) rather than 10
+    // (checkpoint/parasite.h); without executable memory, single syscalls.
+    auto out = try_parasite_in(**rs, area, frozen);
     if (!out) return std::unexpected(out.error());
     ParasiteOutput o{};  // without a parasite, no batch: every call runs in the thread
     if (*out) o = **out;

@@ -80,11 +80,16 @@ Result<image::ThreadRecord> read_thread_record(pid_t pid, pid_t tid,
 // state::dump_thread_attrs.
 Result<uint64_t> read_tid_address(pid_t tid, const state::InTask& in);
 
+class ParasiteArea;  // checkpoint/parasite.h
+
 // Everything of one frozen thread that is not the main one. `frozen`: its
 // status as read while frozen (state::TaskView::thread_status), for the
-// parasite's SIGTRAP question; null: read now.
+// parasite's SIGTRAP question; null: read now. `area`: the parasite's area
+// the main thread kept mapped, where this thread runs it (try_parasite_in);
+// null or unmapped: an area of its own.
 Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_start,
-                                     uint64_t vdso_end, const ProcStatus* frozen = nullptr);
+                                     uint64_t vdso_end, const ProcStatus* frozen = nullptr,
+                                     const ParasiteArea* area = nullptr);
 
 // --- restore -----------------------------------------------------------------
 

@@ -668,6 +668,95 @@ TEST(RemoteSyscallTest, ThreadParasiteLeavesItsPendingSigtrap) {
     }
 }
 
+// Whether the task maps an area at `base` (its /proc maps, now).
+bool maps_area_at(pid_t pid, uint64_t base) {
+    auto maps = parse_maps(read_proc(pid, "maps").value()).value();
+    for (auto& m : maps)
+        if (m.start == base) return true;
+    return false;
+}
+
+// A task's other threads run the parasite in the area the main thread's run
+// kept mapped (one stop each: no mmap or munmap of their own), and each still
+// answers with its own state (timer slack, sigaltstack), as in an area of its
+// own; the area is gone once unmapped (by unmap() or by its destructor), and
+// the task is as it was.
+TEST(RemoteSyscallTest, ThreadsRunTheParasiteInTheMainThreadsArea) {
+    constexpr int kThreads = 3;
+    static char stacks[kThreads + 1][1 << 16];
+    for (bool by_destructor : {false, true}) {
+        SCOPED_TRACE(by_destructor ? "unmapped by the destructor" : "unmapped by unmap()");
+        int ready[2];
+        ASSERT_EQ(pipe(ready), 0);
+        Child c(
+            [&] {
+                for (int i = 1; i <= kThreads; ++i)
+                    std::thread([&, i] {
+                        stack_t ss{};
+                        ss.ss_sp = stacks[i];
+                        ss.ss_size = size_t(MINSIGSTKSZ) + 4096 * size_t(i);
+                        if (sigaltstack(&ss, nullptr) != 0 ||
+                            prctl(PR_SET_TIMERSLACK, 50000 + i, 0, 0, 0) != 0 ||
+                            write(ready[1], "x", 1) != 1)
+                            _exit(1);
+                        for (;;) pause();
+                    }).detach();
+                for (;;) pause();
+            },
+            {ready[1]});
+        close(ready[1]);
+        char x[kThreads];
+        ASSERT_EQ(read_full(ready[0], x, sizeof x).value_or(0), sizeof x);
+        close(ready[0]);
+        auto tids = list_tids(c.pid());
+        ASSERT_TRUE(tids && tids->size() == kThreads + 1);
+        for (pid_t tid : *tids) ASSERT_TRUE(wait_state(tid, 'S'));
+        std::thread([&] {
+            auto f = FrozenThreads::freeze(c.pid(), false);
+            ASSERT_TRUE(f) << f.error().what;
+            auto rs = prepare_remote(f->main());
+            ASSERT_TRUE(rs) << rs.error().what;
+            auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
+            uint64_t vs = 0, ve = 0;
+            for (auto& m : maps)
+                if (m.path == "[vdso]") vs = m.start, ve = m.end;
+            uint64_t base = 0;
+            {
+                ParasiteArea area;
+                auto o = run_parasite(**rs, {}, nullptr, &area);
+                ASSERT_TRUE(o) << o.error().what;
+                ASSERT_GT(o->batch_count, 0);
+                ASSERT_TRUE(area.mapped());
+                base = area.base();
+                EXPECT_TRUE(maps_area_at(c.pid(), base));
+                for (FrozenTask* t : f->others()) {
+                    auto shared = capture_thread(c.pid(), *t, vs, ve, nullptr, &area);
+                    ASSERT_TRUE(shared) << shared.error().what;
+                    auto own = capture_thread(c.pid(), *t, vs, ve, nullptr, nullptr);
+                    ASSERT_TRUE(own) << own.error().what;
+                    const int i = int(shared->attrs.timer_slack_ns) - 50000;
+                    EXPECT_TRUE(i >= 1 && i <= kThreads) << shared->attrs.timer_slack_ns;
+                    EXPECT_EQ(shared->sigstate.altstack_sp, uint64_t(uintptr_t(stacks[i])));
+                    EXPECT_EQ(shared->sigstate.altstack_size, MINSIGSTKSZ + 4096 * uint64_t(i));
+                    EXPECT_EQ(std::memcmp(&shared->attrs, &own->attrs, sizeof own->attrs), 0);
+                    EXPECT_EQ(shared->rec.clear_child_tid, own->rec.clear_child_tid);
+                    EXPECT_EQ(shared->sigstate.altstack_sp, own->sigstate.altstack_sp);
+                    EXPECT_TRUE(maps_area_at(c.pid(), base));  // still the main thread's
+                }
+                if (!by_destructor) {
+                    ASSERT_TRUE(area.unmap());
+                    EXPECT_FALSE(area.mapped());
+                    EXPECT_FALSE(maps_area_at(c.pid(), base));
+                }
+            }
+            EXPECT_FALSE(maps_area_at(c.pid(), base));
+            ASSERT_TRUE((*rs)->finish());
+            ASSERT_TRUE(f->release());
+        }).join();
+        expect_untouched(c.pid(), 'S');
+    }
+}
+
 // The parasite's batch answers the kinds' questions (settings, clear_child_tid,
 // thread attributes) with what single injected syscalls read, and with no
 // injection of its own; without a batch every question is injected.
