@@ -729,6 +729,21 @@ TEST(RemoteSyscallTest, ThreadsRunTheParasiteInTheMainThreadsArea) {
                 ASSERT_TRUE(area.mapped());
                 base = area.base();
                 EXPECT_TRUE(maps_area_at(c.pid(), base));
+                {  // in the area: one injection (the run: no mmap, no munmap), and
+                   // the thread's own questions answered from its batch
+                    FrozenTask& t = *f->others()[0];
+                    auto trs = prepare_remote(t);
+                    ASSERT_TRUE(trs) << trs.error().what;
+                    auto o = try_parasite_in(**trs, &area, nullptr);
+                    ASSERT_TRUE(o) << o.error().what;
+                    ASSERT_TRUE(*o);
+                    EXPECT_EQ((*trs)->calls(), 1);
+                    ParasiteAnswers asked(**trs, **o);
+                    EXPECT_TRUE(read_tid_address(t.pid(), asked.in()));
+                    EXPECT_TRUE(state::dump_thread_attrs(t.pid(), asked.in()));
+                    EXPECT_EQ((*trs)->calls(), 1) << "a question was injected, not answered";
+                    ASSERT_TRUE((*trs)->finish());
+                }
                 for (FrozenTask* t : f->others()) {
                     auto shared = capture_thread(c.pid(), *t, vs, ve, nullptr, &area);
                     ASSERT_TRUE(shared) << shared.error().what;
