@@ -17,31 +17,16 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 
-extern "C" const unsigned char crfs_parasite_start[], crfs_parasite_thread[], crfs_parasite_end[];
+extern "C" const unsigned char crfs_parasite_start[], crfs_parasite_end[];
 
 // rdi = output page (ParasiteOutput). Clobbers rax, rcx, r11 (syscall), rdi,
 // rsi, rdx, r8-r10, r12-r15; every register is restored by the injector after.
-// Entered at crfs_parasite_start in the main thread: everything. At
-// crfs_parasite_thread in another thread: its own sigaltstack and the batch
-// only (the actions, interval timers and brk are the process's, read in the
-// main thread); the rest of the page stays as crfs wrote it (zeros).
 __asm__(R"(
     .pushsection .rodata.crfs_parasite, "a"
     .globl crfs_parasite_start
-    .globl crfs_parasite_thread
     .globl crfs_parasite_end
 crfs_parasite_start:
-    jmp 0f
-crfs_parasite_thread:
-    lea 2560(%rdi), %r15        # r15: the stack_t at 2560
-    mov $131, %eax              # sigaltstack(NULL, out + 2560)
-    xor %edi, %edi
-    mov %r15, %rsi
-    syscall
-    mov %rax, 24(%r15)          # altstack_ret at 2584
-    lea 152(%r15), %r14         # r14: brk at 2712 (not asked: 0)
-    jmp 5f
-0:  mov %rdi, %r12              # r12: &actions[sig-1]
+    mov %rdi, %r12              # r12: &actions[sig-1]
     lea 2048(%rdi), %r15        # r15: &action_ret[sig-1]
     mov $1, %r13d               # r13: sig
 1:  mov $13, %eax               # rt_sigaction(sig, NULL, r12, 8)
@@ -78,7 +63,7 @@ crfs_parasite_thread:
     xor %edi, %edi
     syscall
     mov %rax, (%r14)            # brk at 2712
-5:  mov 8(%r14), %r13           # r13: batch_count (2720), calls left
+    mov 8(%r14), %r13           # r13: batch_count (2720), calls left
     lea 40(%r14), %r12          # r12: &batch[0] at 2752
 3:  test %r13, %r13
     jz 4f
@@ -232,10 +217,9 @@ Result<bool> may_run_parasite(RemoteSyscall& rs, const ProcStatus* frozen) {
 }
 
 // Runs the parasite in the area at `base` in the thread of `rs`, the code
-// page written first unless `code_there`, from its thread entry (`thread`:
-// the sigaltstack and the batch only) or its start; its output, checked, with
-// the batch table as crfs wrote it.
-Result<ParasiteOutput> run_in_area(RemoteSyscall& rs, uint64_t base, bool code_there, bool thread,
+// page written first unless `code_there`; its output, checked, with the batch
+// table as crfs wrote it.
+Result<ParasiteOutput> run_in_area(RemoteSyscall& rs, uint64_t base, bool code_there,
                                    const WhileMapped& while_mapped) {
     const size_t code_len = size_t(crfs_parasite_end - crfs_parasite_start);
     // One write: the code page, then the output page up to the batch table's end.
@@ -248,8 +232,7 @@ Result<ParasiteOutput> run_in_area(RemoteSyscall& rs, uint64_t base, bool code_t
     const size_t from = code_there ? kCodePage : 0;
     if (auto s = rs.write_memory(base + from, in.data() + from, in.size() - from); !s)
         return std::unexpected(s.error());
-    const uint64_t entry = base + (thread ? size_t(crfs_parasite_thread - crfs_parasite_start) : 0);
-    if (auto s = rs.run_code(entry, base + code_len, base + kCodePage); !s)
+    if (auto s = rs.run_code(base, base + code_len, base + kCodePage); !s)
         return std::unexpected(s.error());
     if (auto s = rs.read_memory(base + kCodePage, &o, sizeof o); !s)
         return std::unexpected(s.error());
@@ -301,7 +284,7 @@ Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
     if (!addr) return std::unexpected(addr.error());
     if (*addr < 0 && *addr > -4096) return std::nullopt;  // e.g. no execmem allowed
     const uint64_t base = uint64_t(*addr);
-    auto o = run_in_area(rs, base, false, false, while_mapped);
+    auto o = run_in_area(rs, base, false, while_mapped);
     if (o && keep && !keep->mapped()) {
         keep->rs_ = &rs;
         keep->base_ = base;
@@ -320,7 +303,7 @@ Result<std::optional<ParasiteOutput>> try_parasite_in(RemoteSyscall& rs, const P
     auto may = may_run_parasite(rs, frozen);
     if (!may) return std::unexpected(may.error());
     if (!*may) return std::nullopt;
-    auto o = run_in_area(rs, area->base(), true, true, {});
+    auto o = run_in_area(rs, area->base(), true, {});
     if (!o) return std::unexpected(o.error());
     return *o;
 }

@@ -111,10 +111,8 @@ Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
                                                    ParasiteArea* keep = nullptr);
 
 // The same in another thread of the task, in `area` (the code is there
-// already) when it is mapped, from the code's thread entry: only the
-// thread's own sigaltstack and the batch are asked (the actions, interval
-// timers and brk, the process's, are left 0); else (null too) all of it in
-// an area of its own, as try_parasite.
+// already) when it is mapped; else (null too) in an area of its own, as
+// try_parasite.
 Result<std::optional<ParasiteOutput>> try_parasite_in(RemoteSyscall& rs, const ParasiteArea* area,
                                                       const ProcStatus* frozen);
 
