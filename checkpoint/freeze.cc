@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +27,12 @@ constexpr uint64_t kStopTimeoutNs = 10'000'000'000ull;
 // Signals delivered at freeze time before the interrupt stop wins; beyond this
 // the task is taking a flood of signals and we give up (EBUSY).
 constexpr int kMaxDeliveriesAtFreeze = 256;
+
+// release(): stops followed to a restarted syscall's entry, at most (the
+// signals delivered on the way end it at the first).
+constexpr int kMaxFollowStops = 64;
+constexpr int64_t kErestartRestartblock = -516;  // the kernel's -ERESTART_RESTARTBLOCK
+constexpr uint64_t kNrRestartSyscall = 219;      // x86-64 restart_syscall
 
 bool is_stop_signal(int sig) {
     return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
@@ -98,13 +105,62 @@ Result<std::unique_ptr<FrozenTask>> FrozenTask::freeze(pid_t pid, bool suspend_s
     }
 }
 
+Result<int> FrozenTask::follow_restart() {
+    const Restart& r = *restart_;
+    const uint64_t nr = r.code == kErestartRestartblock ? kNrRestartSyscall : r.nr;
+    for (int n = 0; n < kMaxFollowStops; ++n) {
+        if (ptrace(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
+            return errno_error(strfmt("resume task {} into its syscall", pid_));
+        auto st = wait_stop();
+        if (!st) return std::unexpected(st.error());
+        const int sig = WSTOPSIG(*st), event = *st >> 16;
+        if (sig == (SIGTRAP | 0x80)) {
+            __ptrace_syscall_info info{};
+            if (ptrace(PTRACE_GET_SYSCALL_INFO, pid_, sizeof info, &info) <= 0)
+                return errno_error(strfmt("syscall info of task {}", pid_));
+            if (info.op != PTRACE_SYSCALL_INFO_ENTRY || info.entry.nr != nr)
+                return make_error(
+                    EIO, strfmt("task {} made syscall {}, not {} again", pid_, info.entry.nr, nr));
+            return 0;  // inside again: the syscall goes on from its entry
+        }
+        if (event == PTRACE_EVENT_STOP) {
+            if (is_stop_signal(sig)) return 0;  // group-stop: the detach keeps it
+            continue;
+        }
+        if (event != 0) return make_error(EIO, strfmt("task {}: unexpected stop {:x}", pid_, *st));
+        // A signal before the entry: restarted already (at the `syscall`
+        // instruction again), it is delivered as to a task still inside.
+        user_regs_struct regs{};
+        if (ptrace(PTRACE_GETREGS, pid_, nullptr, &regs) != 0)
+            return errno_error(strfmt("get registers of task {}", pid_));
+        if (regs.rip == r.syscall_rip) {
+            regs.orig_rax = r.nr;
+            regs.rax = uint64_t(r.code);
+            regs.rip += 2;
+            if (ptrace(PTRACE_SETREGS, pid_, nullptr, &regs) != 0)
+                return errno_error(strfmt("set registers of task {}", pid_));
+        }
+        return sig;
+    }
+    return make_error(EIO, strfmt("task {} did not enter syscall {} again", pid_, nr));
+}
+
 Status FrozenTask::release() {
     if (!attached_) return {};
-    attached_ = false;
     released_at_ns_ = monotonic_ns();
+    int sig = 0;
+    if (restart_ && !was_stopped_ && !swallowed_stop_) {
+        auto s = follow_restart();
+        if (!attached_) return {};  // it exited meanwhile
+        if (s)
+            sig = *s;
+        else  // let go as before: the kernel restarts it
+            log_error("checkpoint: %s", s.error().what.c_str());
+    }
+    attached_ = false;
     // PTRACE_DETACH leaves a task whose group-stop is in effect stopped (the
     // kernel re-arms JOBCTL_STOP_PENDING in __ptrace_unlink), else it runs.
-    if (ptrace(PTRACE_DETACH, pid_, nullptr, nullptr) != 0) {
+    if (ptrace(PTRACE_DETACH, pid_, nullptr, reinterpret_cast<void*>(uintptr_t(sig))) != 0) {
         if (errno == ESRCH) return make_error(ESRCH, strfmt("detach task {}: gone", pid_));
         return errno_error(strfmt("detach task {}", pid_));
     }

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "common/ptrace_wait.h"  // monotonic_ns
 #include "common/result.h"
@@ -51,14 +52,36 @@ class FrozenTask {
     // blocked; it is sent again after detach.
     void note_swallowed_stop() { swallowed_stop_ = true; }
 
+    // The task was left in a stop inside the kernel's signal path with the
+    // registers of a syscall the kernel restarts as it goes on (syscall `nr`
+    // at the `syscall` instruction at `syscall_rip`, rax the -ERESTART* code;
+    // RemoteSyscall::finish). release() then follows it back inside that
+    // syscall before letting it go: a signal the kernel delivered between its
+    // restart and its entry would run a handler on the restarted registers,
+    // and the handler's return would enter the syscall again (a pause() that
+    // never ends in EINTR). On the way a signal is delivered with the
+    // registers of a task still inside the syscall, as it would have been
+    // had it come a moment earlier.
+    void note_restart(uint64_t nr, int64_t code, uint64_t syscall_rip) {
+        restart_ = Restart{nr, code, syscall_rip};
+    }
+
     // Detaches: the task runs again, or stays in group-stop if it was stopped.
     Status release();
 
     uint64_t frozen_ns() const;
 
   private:
+    struct Restart {
+        uint64_t nr;
+        int64_t code;
+        uint64_t syscall_rip;
+    };
     explicit FrozenTask(pid_t pid) : pid_(pid) {}
+    // release(): to the restarted syscall's entry; the signal to detach with.
+    Result<int> follow_restart();
     pid_t pid_;
+    std::optional<Restart> restart_;
     bool attached_ = false;
     bool was_stopped_ = false;
     bool swallowed_stop_ = false;

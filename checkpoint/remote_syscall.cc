@@ -282,6 +282,10 @@ Status RemoteSyscall::finish() {
         keep_first(errno_error(strfmt("restore signal mask of task {}", pid)));
     if (ptrace(PTRACE_SETREGS, pid, nullptr, &regs) != 0)
         keep_first(errno_error(strfmt("restore registers of task {}", pid)));
+    // The kernel restarts that syscall as the task goes on: its release
+    // follows it back inside first (FrozenTask::note_restart).
+    if (auto restart = syscall_restart(saved_regs_))
+        task_.note_restart(uint64_t(restart->nr), restart->code, restart_fixup(saved_regs_).rip);
     return result;
 }
 

@@ -931,5 +931,61 @@ TEST(RemoteSyscallTest, NanosleepRestartsAndEnds) {
     EXPECT_EQ(WEXITSTATUS(st), 0) << "2: woke early; 10+errno: nanosleep failed";
 }
 
+// A task frozen in pause() with a handler is let go back inside pause()
+// (FrozenTask::release follows its restart to the syscall's entry): a signal
+// sent after the release, or already pending at it, runs the handler once
+// and ends that pause() with EINTR. (Without the follow, a signal the kernel
+// delivered between its restart of pause() and the entry ran the handler on
+// the restarted registers and pause() was entered again, for good: seen
+// under load, fs/live_mount's guard test, session 33.)
+std::atomic<int> g_usr1_runs{0};
+void count_usr1(int) {
+    g_usr1_runs++;
+}
+
+TEST(RemoteSyscallTest, ASignalAtTheReleaseEndsPauseWithEintr) {
+    for (bool pending_at_release : {false, true}) {
+        SCOPED_TRACE(pending_at_release ? "pending at the release" : "sent after it");
+        int out[2];
+        ASSERT_EQ(pipe(out), 0);
+        Child c(
+            [&] {
+                signal(SIGUSR1, count_usr1);
+                int r = pause();
+                int e = errno;
+                char word[2] = {char(r == -1 && e == EINTR ? 'E' : 'x'), char('0' + g_usr1_runs)};
+                if (write(out[1], word, 2) != 2) _exit(1);
+                _exit(0);
+            },
+            {out[1]});
+        close(out[1]);
+        ASSERT_TRUE(wait_state(c.pid(), 'S'));
+        std::thread([&] {
+            auto t = FrozenTask::freeze(c.pid());
+            ASSERT_TRUE(t) << t.error().what;
+            auto rs = prepare_remote(**t);
+            ASSERT_TRUE(rs) << rs.error().what;
+            auto o = run_parasite(**rs);  // injected code: the hand-back into get_signal
+            ASSERT_TRUE(o) << o.error().what;
+            ASSERT_TRUE((*rs)->finish());
+            if (pending_at_release) {
+                ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
+            }
+            ASSERT_TRUE((*t)->release());
+        }).join();
+        if (!pending_at_release) {
+            ASSERT_TRUE(wait_state(c.pid(), 'S'));
+            ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
+        }
+        char word[2] = {};
+        ASSERT_EQ(read_full(out[0], word, 2).value_or(0), 2u);
+        close(out[0]);
+        EXPECT_EQ(word[0], 'E') << "pause() did not end with EINTR";
+        EXPECT_EQ(word[1], '1') << "the handler's runs";
+        int st = c.wait_exit();
+        EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+}
+
 }  // namespace
 }  // namespace crfs
