@@ -263,7 +263,7 @@ class Tree(TreeBase):
         for p in (mid, leaf):
             self.assertEqual(stat(p)[1:], before[p][1:], f"pid {p}: parent, group, session")
         self.assertEqual(stat(leaf)[0], "T", "the stopped child is stopped")
-        self.assertEqual(stat(mid)[0], "S")
+        wait_for(lambda: stat(mid)[0] == "S", "the middle process to sleep again")
         os.kill(leaf, signal.SIGCONT)
         os.kill(leaf, signal.SIGTERM)
         wait_for(lambda: "top" in self.out() and gone(top), "the tree to finish")
