@@ -31,8 +31,6 @@ constexpr int kMaxDeliveriesAtFreeze = 256;
 // release(): stops followed to a restarted syscall's entry, at most (the
 // signals delivered on the way end it at the first).
 constexpr int kMaxFollowStops = 64;
-constexpr int64_t kErestartRestartblock = -516;  // the kernel's -ERESTART_RESTARTBLOCK
-constexpr uint64_t kNrRestartSyscall = 219;      // x86-64 restart_syscall
 
 bool is_stop_signal(int sig) {
     return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
@@ -107,7 +105,7 @@ Result<std::unique_ptr<FrozenTask>> FrozenTask::freeze(pid_t pid, bool suspend_s
 
 Result<int> FrozenTask::follow_restart() {
     const Restart& r = *restart_;
-    const uint64_t nr = r.code == kErestartRestartblock ? kNrRestartSyscall : r.nr;
+    const uint64_t nr = r.again_nr;
     for (int n = 0; n < kMaxFollowStops; ++n) {
         if (ptrace(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
             return errno_error(strfmt("resume task {} into its syscall", pid_));

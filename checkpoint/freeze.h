@@ -53,17 +53,18 @@ class FrozenTask {
     void note_swallowed_stop() { swallowed_stop_ = true; }
 
     // The task was left in a stop inside the kernel's signal path with the
-    // registers of a syscall the kernel restarts as it goes on (syscall `nr`
-    // at the `syscall` instruction at `syscall_rip`, rax the -ERESTART* code;
-    // RemoteSyscall::finish). release() then follows it back inside that
-    // syscall before letting it go: a signal the kernel delivered between its
-    // restart and its entry would run a handler on the restarted registers,
-    // and the handler's return would enter the syscall again (a pause() that
-    // never ends in EINTR). On the way a signal is delivered with the
-    // registers of a task still inside the syscall, as it would have been
-    // had it come a moment earlier.
-    void note_restart(uint64_t nr, int64_t code, uint64_t syscall_rip) {
-        restart_ = Restart{nr, code, syscall_rip};
+    // registers of a syscall the kernel restarts as it goes on (syscall `nr`,
+    // rax the -ERESTART* `code`; it enters syscall `again_nr`, restart_syscall
+    // for a restart block, at the `syscall` instruction at `syscall_rip`:
+    // state/restart.h restart_fixup; RemoteSyscall::finish). release() then
+    // follows it back inside that syscall before letting it go: a signal the
+    // kernel delivered between its restart and its entry would run a handler
+    // on the restarted registers, and the handler's return would enter the
+    // syscall again (a pause() that never ends in EINTR). On the way a signal
+    // is delivered with the registers of a task still inside the syscall, as
+    // it would have been had it come a moment earlier.
+    void note_restart(uint64_t nr, int64_t code, uint64_t again_nr, uint64_t syscall_rip) {
+        restart_ = Restart{nr, code, again_nr, syscall_rip};
     }
 
     // Detaches: the task runs again, or stays in group-stop if it was stopped.
@@ -75,6 +76,7 @@ class FrozenTask {
     struct Restart {
         uint64_t nr;
         int64_t code;
+        uint64_t again_nr;
         uint64_t syscall_rip;
     };
     explicit FrozenTask(pid_t pid) : pid_(pid) {}

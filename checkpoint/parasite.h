@@ -67,14 +67,14 @@ static_assert(sizeof(ParasiteOutput) == 3904);
 // state/mlockall.h reads them there instead of mapping a probe page).
 using WhileMapped = std::function<Status(uint64_t area)>;
 
+class ParasiteArea;
+
 // Runs the parasite. Falls back to one remote syscall at a time where the task
 // may not map executable memory, or catches, ignores or has pending SIGTRAP
 // (the parasite's int3 would change or take it) (no batch then: batch_count 0,
 // and `while_mapped` is not run).
 // `frozen`: the thread's status as a view read it while the task was frozen
 // (state::TaskView), which answers the SIGTRAP question; null: read it now.
-class ParasiteArea;
-
 // `keep`: as try_parasite's.
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped = {},
                                     const ProcStatus* frozen = nullptr,

@@ -284,8 +284,10 @@ Status RemoteSyscall::finish() {
         keep_first(errno_error(strfmt("restore registers of task {}", pid)));
     // The kernel restarts that syscall as the task goes on: its release
     // follows it back inside first (FrozenTask::note_restart).
-    if (auto restart = syscall_restart(saved_regs_))
-        task_.note_restart(uint64_t(restart->nr), restart->code, restart_fixup(saved_regs_).rip);
+    if (auto restart = syscall_restart(saved_regs_)) {
+        const user_regs_struct again = restart_fixup(saved_regs_);
+        task_.note_restart(uint64_t(restart->nr), restart->code, again.rax, again.rip);
+    }
     return result;
 }
 
