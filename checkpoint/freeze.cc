@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "checkpoint/task_attrs.h"
 #include "common/ptrace_wait.h"
@@ -107,7 +108,7 @@ Result<int> FrozenTask::follow_restart() {
     const Restart& r = *restart_;
     const uint64_t nr = r.again_nr;
     for (int n = 0; n < kMaxFollowStops; ++n) {
-        if (ptrace(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
+        if (!std::exchange(resumed_, false) && ptrace(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
             return errno_error(strfmt("resume task {} into its syscall", pid_));
         auto st = wait_stop();
         if (!st) return std::unexpected(st.error());
@@ -143,11 +144,18 @@ Result<int> FrozenTask::follow_restart() {
     return make_error(EIO, strfmt("task {} did not enter syscall {} again", pid_, nr));
 }
 
+void FrozenTask::start_release() {
+    if (!attached_ || resumed_ || !follows_restart()) return;
+    released_at_ns_ = monotonic_ns();
+    // A failure here is met again, and reported, by release()'s own resume.
+    resumed_ = ptrace(PTRACE_SYSCALL, pid_, nullptr, nullptr) == 0;
+}
+
 Status FrozenTask::release() {
     if (!attached_) return {};
-    released_at_ns_ = monotonic_ns();
+    if (!resumed_) released_at_ns_ = monotonic_ns();
     int sig = 0;
-    if (restart_ && !was_stopped_ && !swallowed_stop_) {
+    if (follows_restart()) {
         auto s = follow_restart();
         if (!attached_) return {};  // it exited meanwhile
         if (s)

@@ -69,6 +69,13 @@ class FrozenTask {
 
     // Detaches: the task runs again, or stays in group-stop if it was stopped.
     Status release();
+    // The first step of release(), for a task it follows to a restarted
+    // syscall (note_restart): resumes it towards that syscall's entry and
+    // returns without waiting. release() then collects the stop. Lets a
+    // process's threads make their trips back into the kernel together
+    // (FrozenThreads::release) instead of one after another. Does nothing
+    // for a task release() does not follow.
+    void start_release();
 
     uint64_t frozen_ns() const;
 
@@ -82,9 +89,11 @@ class FrozenTask {
     explicit FrozenTask(pid_t pid) : pid_(pid) {}
     // release(): to the restarted syscall's entry; the signal to detach with.
     Result<int> follow_restart();
+    bool follows_restart() const { return restart_ && !was_stopped_ && !swallowed_stop_; }
     pid_t pid_;
     std::optional<Restart> restart_;
     bool attached_ = false;
+    bool resumed_ = false;  // start_release() made the first PTRACE_SYSCALL
     bool was_stopped_ = false;
     bool swallowed_stop_ = false;
     uint64_t frozen_at_ns_ = 0;

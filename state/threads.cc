@@ -235,6 +235,9 @@ std::vector<FrozenTask*> FrozenThreads::others() const {
 Status FrozenThreads::release() {
     Status first;
     // The others first: the main thread's release may re-stop the group.
+    // Those the release follows to a restarted syscall are all resumed
+    // first, then each one's stop collected: their trips overlap.
+    for (size_t i = all_.size(); i-- > 1;) all_[i]->start_release();
     for (size_t i = all_.size(); i-- > 0;)
         if (auto r = all_[i]->release(); !r && first) first = r;
     return first;

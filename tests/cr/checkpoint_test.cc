@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -101,6 +102,20 @@ bool wait_state(pid_t pid, char state) {
         usleep(1000);
     }
     return false;
+}
+
+// Reads `len` bytes of `fd`, waiting at most ~10 s for them (a child stuck
+// after a broken release fails the test instead of hanging it).
+size_t read_bounded(int fd, char* buf, size_t len) {
+    size_t got = 0;
+    for (int i = 0; got < len && i < 10000; ++i) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, 1) != 1) continue;
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n <= 0) break;
+        got += size_t(n);
+    }
+    return got;
 }
 
 // Not traced, and in `state`: a stopped task must be 'T' right away; a sleeping
@@ -978,13 +993,84 @@ TEST(RemoteSyscallTest, ASignalAtTheReleaseEndsPauseWithEintr) {
             ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
         }
         char word[2] = {};
-        ASSERT_EQ(read_full(out[0], word, 2).value_or(0), 2u);
+        ASSERT_EQ(read_bounded(out[0], word, 2), 2u);
         close(out[0]);
         EXPECT_EQ(word[0], 'E') << "pause() did not end with EINTR";
         EXPECT_EQ(word[1], '1') << "the handler's runs";
         int st = c.wait_exit();
         EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
+}
+
+// The same for a process's threads, which FrozenThreads::release resumes
+// towards their syscalls together and then collects one by one: each
+// thread's pause() ends with EINTR and runs the handler once, whether the
+// signal (sent to that thread alone) was pending at the release or came after.
+thread_local int t_usr1_runs = 0;
+void count_thread_usr1(int) {
+    t_usr1_runs++;
+}
+
+TEST(RemoteSyscallTest, ASignalAtTheReleaseEndsEachThreadsPauseWithEintr) {
+    constexpr int kOthers = 4;
+    int out[2], ready[2];
+    ASSERT_EQ(pipe(out), 0);
+    ASSERT_EQ(pipe(ready), 0);
+    Child c(
+        [&] {
+            signal(SIGUSR1, count_thread_usr1);
+            auto wait_once = [&] {
+                if (write(ready[1], "r", 1) != 1) _exit(1);
+                int r = pause();
+                // 'E': ended with EINTR after one run of the handler
+                char word = (r == -1 && errno == EINTR && t_usr1_runs == 1) ? 'E' : 'x';
+                if (write(out[1], &word, 1) != 1) _exit(1);
+            };
+            for (int i = 0; i < kOthers; ++i) std::thread(wait_once).detach();
+            wait_once();
+            for (;;) pause();  // until the test has every word and kills it
+        },
+        {out[1], ready[1]});
+    close(out[1]);
+    close(ready[1]);
+    char r[kOthers + 1];
+    ASSERT_EQ(read_bounded(ready[0], r, sizeof r), sizeof r);
+    close(ready[0]);
+    auto tids = list_tids(c.pid());
+    ASSERT_TRUE(tids && tids->size() == kOthers + 1);
+    for (pid_t tid : *tids) ASSERT_TRUE(wait_state(tid, 'S'));
+    std::vector<pid_t> pending_at_release, sent_after;
+    for (size_t i = 0; i < tids->size(); ++i)
+        ((i % 2) ? pending_at_release : sent_after).push_back((*tids)[i]);
+    std::thread([&] {
+        auto f = FrozenThreads::freeze(c.pid(), false);
+        ASSERT_TRUE(f) << f.error().what;
+        auto rs = prepare_remote(f->main());
+        ASSERT_TRUE(rs) << rs.error().what;
+        auto o = run_parasite(**rs);  // the main thread's hand-back into get_signal
+        ASSERT_TRUE(o) << o.error().what;
+        ASSERT_TRUE((*rs)->finish());
+        auto maps = parse_maps(read_proc(c.pid(), "maps").value()).value();
+        uint64_t vs = 0, ve = 0;
+        for (auto& m : maps)
+            if (m.path == "[vdso]") vs = m.start, ve = m.end;
+        for (FrozenTask* t : f->others()) {
+            auto th = capture_thread(c.pid(), *t, vs, ve, nullptr, nullptr);
+            ASSERT_TRUE(th) << th.error().what;
+        }
+        for (pid_t tid : pending_at_release)
+            ASSERT_EQ(syscall(SYS_tgkill, c.pid(), tid, SIGUSR1), 0);
+        ASSERT_TRUE(f->release());
+    }).join();
+    for (pid_t tid : sent_after) {
+        ASSERT_TRUE(wait_state(tid, 'S'));
+        ASSERT_EQ(syscall(SYS_tgkill, c.pid(), tid, SIGUSR1), 0);
+    }
+    char words[kOthers + 1] = {};
+    ASSERT_EQ(read_bounded(out[0], words, sizeof words), sizeof words);
+    close(out[0]);
+    EXPECT_EQ(std::string(words, sizeof words), std::string(kOthers + 1, 'E'))
+        << "a pause() did not end with EINTR after one run of its handler";
 }
 
 }  // namespace
