@@ -340,9 +340,11 @@ TEST(LiveSnapshot, ProtectedAheadOfASleepingTaskHoldsItsMemory) {
         std::memcpy(&v, pages[i], 8);
         ASSERT_EQ(v, i + 1) << "page " << i;
     }
-    auto st = read_task_stat(t.pid);
-    ASSERT_TRUE(st);
-    EXPECT_EQ(st->state, 'S');
+    // Asleep again: waited for, as it may still be on its way back into pause().
+    EXPECT_TRUE(wait_for([&] {
+        auto st = read_task_stat(t.pid);
+        return st && st->state == 'S';
+    }));
     EXPECT_EQ(read_status(t.pid).value().tracer_pid, 0);
 }
 
