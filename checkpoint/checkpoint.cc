@@ -744,9 +744,9 @@ void copy_str(char* dst, size_t n, const std::string& s) {
     std::memcpy(dst, s.data(), std::min(n - 1, s.size()));
 }
 
-// One process's records but its stats (which follow the pages a live snapshot
-// streams); after its process record, in a tree.
-void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& stats) {
+// One process's records but its pages and stats; after its process record,
+// in a tree (whose pages and stats are in its page section: build_pages).
+void build_records(ImageWriter& w, Capture& c, pid_t pid) {
     const TaskAttrs& a = c.attrs;
     uint32_t flags = c.was_stopped ? image::kHeaderTaskWasStopped : 0;
 
@@ -856,8 +856,12 @@ void build_records(ImageWriter& w, Capture& c, pid_t pid, image::StatsRecord& st
         w.add(RecordType::kSigstate, Payload().add(t.sigstate));
         for (const auto& si : t.pending) w.add(RecordType::kSiginfo, Payload().add(si));
     }
+}
 
-    // Pages: runs of non-zero pages, found now that the task runs again.
+// The pages copied while the process was frozen: runs of non-zero pages,
+// found now that the task runs again; their counts go to `stats`, with the
+// capture's own (its stats record follows the pages a live snapshot streams).
+void build_pages(ImageWriter& w, Capture& c, image::StatsRecord& stats) {
     const char* base = c.memory.buffer.data();
     constexpr uint64_t kPage = image::kPageSize;
     auto emit = [&](uint64_t vaddr, const char* data, uint64_t n) {
@@ -895,11 +899,19 @@ void terminal_to_root(std::vector<Capture>& captures) {
             captures.front().tty = t;
 }
 
-// One process's records but its stats; after its process record in a tree.
-void build_member(ImageWriter& w, Capture& c, bool tree, image::StatsRecord& stats) {
-    if (tree) add_process_record(w, c.attrs.stat, c.was_stopped);
+// One process of a tree: its process record and its records but its pages
+// and stats.
+void build_member(ImageWriter& w, Capture& c) {
+    add_process_record(w, c.attrs.stat, c.was_stopped);
     if (c.share_task) w.add(RecordType::kShareTask, Payload().add(*c.share_task));  // share
-    build_records(w, c, pid_t(c.attrs.stat.pid), stats);
+    build_records(w, c, pid_t(c.attrs.stat.pid));
+}
+
+// streamtree: the start of process `index`'s page section in a tree, and
+// the pages it had copied while frozen.
+void build_section(ImageWriter& w, Capture& c, uint32_t index, image::StatsRecord& stats) {
+    w.add(RecordType::kMemberPages, Payload().add(image::MemberPagesRecord{index, 0}));
+    build_pages(w, c, stats);
 }
 
 image::Header root_header(const Capture& root) {
@@ -907,8 +919,9 @@ image::Header root_header(const Capture& root) {
                        uint32_t(root.regs.xstate.size()));
 }
 
-// The whole image of captured processes, parents first (a process record
-// before each when there are several).
+// The whole image of captured processes. A tree's: a process record before
+// each process's records, parents first, the zombies' records, then each
+// live process's page section in the same order (streamtree).
 std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uint64_t started,
                                               const image::ChainRecord* chain = nullptr) {
     PhaseTrace trace;
@@ -918,13 +931,25 @@ std::unique_ptr<ImageSnapshot> build_snapshot(std::vector<Capture> captures, uin
     if (chain) w.add(RecordType::kChain, Payload().add(*chain));  // incr: record 0
     bool tree = snap->captures.size() > 1 || !snap->captures.front().zombies.empty();
     terminal_to_root(snap->captures);
-    for (Capture& c : snap->captures) {
-        image::StatsRecord stats{};
-        build_member(w, c, tree, stats);
+    auto add_stats = [&](image::StatsRecord& stats) {
         stats.total_ns = monotonic_ns() - started;
         w.add(RecordType::kStats, Payload().add(stats));
+    };
+    if (!tree) {
+        Capture& c = snap->captures.front();
+        image::StatsRecord stats{};
+        build_records(w, c, pid_t(c.attrs.stat.pid));
+        build_pages(w, c, stats);
+        add_stats(stats);
+    } else {
+        for (Capture& c : snap->captures) build_member(w, c);
+        for (const auto& z : snap->captures.front().zombies) add_zombie_records(w, z);  // life
+        for (size_t i = 0; i < snap->captures.size(); ++i) {
+            image::StatsRecord stats{};
+            build_section(w, snap->captures[i], uint32_t(i), stats);
+            add_stats(stats);
+        }
     }
-    for (const auto& z : snap->captures.front().zombies) add_zombie_records(w, z);  // life
     snap->records_ = w.record_count();
     snap->stream_ = std::move(w).finish();
     trace.mark("build image (zero scan, checksum)");
@@ -937,7 +962,8 @@ class LiveImage : public ImageSource {
   public:
     LiveImage(Capture c, pid_t pid, uint64_t started) : capture_(std::move(c)), started_(started) {
         ImageWriter w(root_header(capture_));
-        build_records(w, capture_, pid, stats_);
+        build_records(w, capture_, pid);
+        build_pages(w, capture_, stats_);
         records_ = w.record_count();
         head_ = std::move(w).finish();
     }
@@ -1047,35 +1073,41 @@ class SnapshotSource : public ImageSource {
 };
 
 // live: the image of a tree some of whose members are snapshotted live
-// (big_enough_for_live): each member's records built after the thaw, then
-// the pages it still holds, streamed, then its stats; the zombies' records;
-// the trailer. A member copied while frozen has its pages in its records.
+// (big_enough_for_live): every member's records and the zombies' (built
+// after the thaw), then each member's page section: the pages it had copied
+// while frozen, the pages it still holds, streamed, and its stats; the
+// trailer (streamtree: the layout of build_snapshot).
 class LiveTreeImage : public ImageSource {
   public:
     LiveTreeImage(std::vector<Capture> captures, uint64_t started)
         : captures_(std::move(captures)), started_(started), stats_(captures_.size()) {
         terminal_to_root(captures_);
         const image::Header header = root_header(captures_.front());
-        for (size_t i = 0; i < captures_.size(); ++i) {
-            ImageWriter w(header);  // the header is sent once, with the first member
-            build_member(w, captures_[i], true, stats_[i]);
+        auto finish = [](ImageWriter&& w) {
             uint64_t records = w.record_count();
-            heads_.push_back({std::move(w).finish(), records});
+            return Head{std::move(w).finish(), records};
+        };
+        {
+            ImageWriter w(header);  // the header is sent once, with the records
+            for (Capture& c : captures_) build_member(w, c);
+            for (const auto& z : captures_.front().zombies) add_zombie_records(w, z);  // life
+            records_ = finish(std::move(w));
         }
-        ImageWriter w(header);
-        for (const auto& z : captures_.front().zombies) add_zombie_records(w, z);  // life
-        uint64_t records = w.record_count();
-        zombies_ = {std::move(w).finish(), records};
+        for (size_t i = 0; i < captures_.size(); ++i) {
+            ImageWriter w(header);
+            build_section(w, captures_[i], uint32_t(i), stats_[i]);
+            sections_.push_back(finish(std::move(w)));
+        }
     }
     bool live() const override { return true; }
     Status write_to(int fd) override {
         StableBuffers buffers(captures_);
         ImageSink sink(fd);
         constexpr uint64_t kHeader = sizeof(image::Header);
+        if (auto r = buffers.send(sink, records_.stream, 0, records_.records); !r) return fail(r);
         for (size_t i = 0; i < captures_.size(); ++i) {
             Capture& c = captures_[i];
-            if (auto r = buffers.send(sink, heads_[i].stream, i ? kHeader : 0, heads_[i].records);
-                !r)
+            if (auto r = buffers.send(sink, sections_[i].stream, kHeader, sections_[i].records); !r)
                 return fail(r);
             if (c.memory.live)
                 if (auto r = c.memory.live->stream(sink, stats_[i]); !r) return fail(r);
@@ -1085,8 +1117,6 @@ class LiveTreeImage : public ImageSource {
             if (auto r = sink.record(RecordType::kStats, Payload().add(stats_[i]).bytes()); !r)
                 return fail(r);
         }
-        if (auto r = buffers.send(sink, zombies_.stream, kHeader, zombies_.records); !r)
-            return fail(r);
         return sink.finish();
     }
 
@@ -1103,8 +1133,8 @@ class LiveTreeImage : public ImageSource {
     std::vector<Capture> captures_;  // own what the heads point into
     uint64_t started_;
     std::vector<image::StatsRecord> stats_;
-    std::vector<Head> heads_;
-    Head zombies_;
+    Head records_;                // every member's records and the zombies'
+    std::vector<Head> sections_;  // each member's section: its copied pages
 };
 
 // capture_tree() on a thread of its own, checkpoints of one pid one at a time.

@@ -399,6 +399,25 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     // Registers, xstate and sigstate: once per thread (ThreadSections).
     ThreadSections threads(img);
     uint32_t seen[std::size(image::kRecordTypes)] = {};
+    // streamtree (version 16): the process whose records these are (its
+    // process record's, or its page section's), whether the page sections
+    // began, the last section's process, and (a member decoded from the
+    // root's walk) whether its own section was reached.
+    uint32_t cur = uint32_t(img.processes.size());
+    bool in_sections = false, own_section = false;
+    int64_t last_section = -1;
+    const bool sectioned_version = img.header.version >= image::kFirstSectionedVersion;
+    // A member decoded from the root's walk: at the end of its records, on to
+    // its page section once (true), or done (false).
+    auto to_own_section = [&]() -> Result<bool> {
+        if (!opts.tree || own_section || opts.process >= opts.tree->section_starts.size())
+            return false;
+        auto at = opts.tree->section_starts[opts.process];
+        if (at.first == 0) return false;
+        own_section = true;
+        if (auto s = reader.resume_at(at.first, at.second); !s) return std::unexpected(s.error());
+        return true;
+    };
     uint64_t pending_total = 0;
     size_t vma_hint = 0;  // the VMA of the last pages record
     PageSet given;        // the pages the pages records gave: none twice
@@ -413,10 +432,45 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         if (!next) return std::unexpected(next.error());
         if (!*next) break;
         Record& r = **next;
+        // streamtree (version 16): a tree's page sections come after every
+        // process's records; each holds one process's pages and stats only.
+        if (r.type == RecordType::kMemberPages) {
+            auto m = load<image::MemberPagesRecord>(r.payload);
+            if (opts.tree && m.process != opts.process) {  // past this member's records or section
+                auto on = to_own_section();
+                if (!on) return std::unexpected(on.error());
+                if (*on) continue;
+                break;
+            }
+            if (!sectioned_version || img.processes.empty() || m.reserved != 0 ||
+                m.process >= img.processes.size() ||
+                (img.processes[m.process].flags & image::kProcessZombie) ||
+                int64_t(m.process) <= last_section)
+                return inconsistent(r,
+                                    "member-pages record out of place or of no live process "
+                                    "after the last section's");
+            in_sections = true;
+            own_section = own_section || m.process == opts.process;
+            last_section = m.process;
+            cur = m.process;
+            img.section_starts.resize(img.processes.size());
+            img.section_starts[m.process] = {r.offset, r.index};
+            continue;
+        }
+        if (in_sections && r.type != RecordType::kPages && r.type != RecordType::kStats)
+            return inconsistent(r, "a page section holds only pages and stats records");
+        if (sectioned_version && !img.processes.empty() && !in_sections &&
+            (r.type == RecordType::kPages || r.type == RecordType::kStats))
+            return inconsistent(r, "a tree's pages and stats records are in its page sections");
         // trees: a process record starts the next process's records; only
         // those of process opts.process are decoded (docs/trees.md).
         if (r.type == RecordType::kProcess) {
-            if (opts.tree && img.processes.size() > opts.process) break;  // treeperf: the next
+            if (opts.tree && img.processes.size() > opts.process) {  // treeperf: the next
+                auto on = to_own_section();
+                if (!on) return std::unexpected(on.error());
+                if (*on) continue;
+                break;
+            }
             // incr (version 10): a tree's image of a chain has its chain record first.
             uint32_t first = img.chain && img.header.version >= 10 ? 1 : 0;
             if (img.header.version < 4 || (img.processes.empty() && r.index != first) ||
@@ -424,6 +478,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 return inconsistent(r, "process record out of place");
             img.processes.push_back(load<image::ProcessRecord>(r.payload));
             img.process_starts.emplace_back(r.offset, r.index);
+            cur = uint32_t(img.processes.size()) - 1;
             continue;
         }
         if (r.type == RecordType::kZombie) {  // life: every process's (state/tree_restore.cc)
@@ -444,7 +499,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             img.share_tasks.emplace_back(at, load<image::ShareTaskRecord>(r.payload));
             continue;
         }
-        if (!img.processes.empty() && img.processes.size() - 1 != opts.process) continue;
+        if (!img.processes.empty() && cur != opts.process) continue;
         uint32_t& count = seen_slot(r.type);
         if (++count > 1 && std::find(std::begin(kSingletons), std::end(kSingletons), r.type) !=
                                std::end(kSingletons))
@@ -907,6 +962,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
                 break;
             }
             case RecordType::kProcess:  // taken above
+            case RecordType::kMemberPages:
             case RecordType::kZombie:
             case RecordType::kShareTask:
             case RecordType::kTrailer:
@@ -931,6 +987,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     if (opts.tree) {  // treeperf: what the whole walk gave
         img.processes = opts.tree->processes;
         img.process_starts = opts.tree->process_starts;
+        img.section_starts = opts.tree->section_starts;
         img.zombies = opts.tree->zombies;
         img.share_tasks = opts.tree->share_tasks;
         img.checksum = opts.tree->checksum;

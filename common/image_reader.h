@@ -270,6 +270,10 @@ struct DecodedImage {
     std::vector<std::pair<uint32_t, image::ZombieRecord>> zombies;
     // treeperf: where each process record is (its offset, its record index).
     std::vector<std::pair<uint64_t, uint64_t>> process_starts;
+    // streamtree, version 16: where each process's page section starts (its
+    // member-pages record's offset and record index), {0, 0}: none (a zombie,
+    // or a process without pages or stats). Empty below version 16.
+    std::vector<std::pair<uint64_t, uint64_t>> section_starts;
     // share: each process's fd table / fs sharing (state/tree_share_task.h), every process's.
     std::vector<std::pair<uint32_t, image::ShareTaskRecord>> share_tasks;
     std::vector<SeccompFilterEntry> seccomp;            // version 4, oldest first
@@ -295,7 +299,8 @@ struct DecodeOptions {
     // treeperf: process 0's decode of these very bytes, which checked the
     // whole stream (framing, checksum, trailer) and do not change: only the
     // records of `process` are read, from its process record to the next
-    // (one walk of the framing per tree, not one per process).
+    // (one walk of the framing per tree, not one per process), and then
+    // (streamtree, version 16) its page section.
     const DecodedImage* tree = nullptr;
     // stream: the source ends before the image's first pages record
     // (ImageReader::prefix_only): every check but the trailer's.

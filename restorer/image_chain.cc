@@ -167,26 +167,58 @@ Result<UniqueFd> build(const char* d, const Part& last, const PartImage& img,
         }
     };
     const auto& procs = img.members.front().second.processes;
-    walk(d, last.begin, last.end, [&](const Frame& f) {
-        auto t = RecordType(f.type);
-        if (t == RecordType::kProcess) {  // the next process's section
-            if (process > 0) emit_pages();
-            if (process > 0 && !zombie) ++at;
-            zombie = procs[process].flags & image::kProcessZombie;
-            pages_done = false;
-            ++process;
-        } else if (t == RecordType::kPages || t == RecordType::kKeep) {
-            emit_pages();
+    // streamtree (version 16): a tree's pages are in its page sections; each
+    // live process's composed pages go into its own, right after its
+    // member-pages record (zombies come after the live processes and have
+    // none: a section's process is its index in img.members). A live
+    // process with composed pages and no section is refused, never dropped.
+    if (img.tree && h.version >= image::kFirstSectionedVersion) {
+        std::vector<bool> placed(img.members.size());
+        bool ok =
+            walk(d, last.begin, last.end, [&](const Frame& f) {
+                auto t = RecordType(f.type);
+                if (t == RecordType::kPages || t == RecordType::kKeep || t == RecordType::kChain)
+                    return true;
+                w.add_external(t, {}, f.payload, f.len);
+                if (t != RecordType::kMemberPages) return true;
+                image::MemberPagesRecord m{};
+                std::memcpy(&m, f.payload, sizeof m);
+                if (m.process >= img.members.size() || m.process >= procs.size() ||
+                    img.members[m.process].first != procs[m.process].pid)
+                    return false;
+                at = m.process;
+                zombie = pages_done = false;
+                emit_pages();
+                placed[at] = true;
+                return true;
+            }).has_value();
+        for (size_t i = 0; ok && i < placed.size(); ++i) ok = placed[i] || pages[i].empty();
+        if (!ok)
+            return make_error(EINVAL,
+                              "bad image: its last part's page sections are not one per "
+                              "live process with pages");
+    } else {
+        walk(d, last.begin, last.end, [&](const Frame& f) {
+            auto t = RecordType(f.type);
+            if (t == RecordType::kProcess) {  // the next process's section
+                if (process > 0) emit_pages();
+                if (process > 0 && !zombie) ++at;
+                zombie = procs[process].flags & image::kProcessZombie;
+                pages_done = false;
+                ++process;
+            } else if (t == RecordType::kPages || t == RecordType::kKeep) {
+                emit_pages();
+                return true;
+            } else if (t == RecordType::kChain) {
+                return true;
+            } else if (t == RecordType::kStats) {
+                emit_pages();
+            }
+            w.add_external(t, {}, f.payload, f.len);
             return true;
-        } else if (t == RecordType::kChain) {
-            return true;
-        } else if (t == RecordType::kStats) {
-            emit_pages();
-        }
-        w.add_external(t, {}, f.payload, f.len);
-        return true;
-    });
-    emit_pages();
+        });
+        emit_pages();
+    }
     ImageStream s = std::move(w).finish();
     UniqueFd out(::memfd_create("crfs-chain", MFD_CLOEXEC));
     if (!out) return errno_error("memfd for the composed image");

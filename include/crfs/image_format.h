@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 15;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 16;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -94,6 +94,8 @@ static_assert(sizeof(Trailer) == 24);
       sizeof(SettingsRecord) + kMaxCpuMaskBytes)                                                 \
     /* trees (64-71): one process of a tree, docs/trees.md */                                    \
     X(kProcess, 64, "process", sizeof(ProcessRecord), sizeof(ProcessRecord))                     \
+    X(kMemberPages, 65, "member-pages", sizeof(MemberPagesRecord),                               \
+      sizeof(MemberPagesRecord))                                                                 \
     /* kobj (72-79): memfd objects, docs/image-format.md */                                      \
     X(kMemfd, 72, "memfd", sizeof(MemfdRecord), sizeof(MemfdRecord) + kMaxMemfdName)             \
     X(kMemfdData, 73, "memfd-data", sizeof(MemfdDataRecord),                                     \
@@ -993,6 +995,20 @@ struct ZombieRecord {
 };
 static_assert(sizeof(ZombieRecord) == 32);
 inline constexpr uint32_t kMaxProcesses = 1024;          // processes in one image
+
+// streamtree (version 16, docs/trees.md "Streaming a tree's restore"): a
+// tree's image holds every process's records first (no pages, no stats), the
+// zombies' too, and then a page section per live process, in image order,
+// each opened by this record: only that process's pages and stats records
+// follow it, up to the next section or the trailer. `process` is the
+// process's index in the image (its process record's place). So a restore
+// can plan every member before any page arrives.
+struct MemberPagesRecord {
+    uint32_t process;
+    uint32_t reserved;  // 0
+};
+static_assert(sizeof(MemberPagesRecord) == 8);
+inline constexpr uint32_t kFirstSectionedVersion = 16;
 
 // share (version 9, docs/trees.md "Clones sharing their fd table or fs"): a
 // process of a tree that shares its fd table (CLONE_FILES) or its cwd, root

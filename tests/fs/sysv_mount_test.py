@@ -312,11 +312,13 @@ class SysvTree(SysvBase):
         t, sid, pids = self.tree()
         img = t.checkpoint()
         # Per process (its process record first): its attaches, and the
-        # pages records that fall in them.
+        # pages records that fall in them (in its page section, version 16).
         member, attaches, with_pages = -1, {}, set()
         for rec in records(img):
             if rec["type"] == "process":
                 member += 1
+            elif rec["type"] == "member-pages":
+                member = rec["process"]
             elif rec["type"] == "vma" and rec["path"].startswith("/SYSV"):
                 attaches.setdefault(member, []).append((rec["start"], rec["end"]))
             elif rec["type"] == "pages":

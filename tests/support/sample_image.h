@@ -27,6 +27,18 @@ inline void add_main_thread(ImageWriter& w, int32_t tid) {
     w.add(RecordType::kItimers, Payload().add(image::ItimersRecord{}));
 }
 
+// The records of one minimal process: task, creds, fs, mm and its main thread.
+inline void add_minimal_process(ImageWriter& w, int32_t pid) {
+    using image::RecordType;
+    image::TaskRecord t{};
+    t.pid = pid;
+    w.add(RecordType::kTask, Payload().add(t));
+    w.add(RecordType::kCreds, Payload().add(image::CredsRecord{}));
+    w.add(RecordType::kFs, Payload().add(image::FsRecord{022, 0, 0, 0}));
+    w.add(RecordType::kMm, Payload().add(image::MmRecord{}));
+    add_main_thread(w, pid);
+}
+
 // Every byte of a finished image.
 inline std::string stream_bytes(const ImageStream& s) {
     std::string out(s.size(), '\0');

@@ -13,15 +13,8 @@ namespace {
 
 using image::RecordType;
 
-// The records of one minimal process.
 void add_process(ImageWriter& w, int32_t pid) {
-    image::TaskRecord t{};
-    t.pid = pid;
-    w.add(RecordType::kTask, Payload().add(t));
-    w.add(RecordType::kCreds, Payload().add(image::CredsRecord{}));
-    w.add(RecordType::kFs, Payload().add(image::FsRecord{022, 0, 0, 0}));
-    w.add(RecordType::kMm, Payload().add(image::MmRecord{}));
-    test::add_main_thread(w, pid);
+    test::add_minimal_process(w, pid);
 }
 
 void add_process_record(ImageWriter& w, int32_t pid, int32_t ppid) {
@@ -117,6 +110,225 @@ TEST(ImageTree, OneProcessHasNoProcessRecords) {
     auto img = decode(bytes(std::move(w)), 0);
     ASSERT_TRUE(img) << img.error().what;
     EXPECT_TRUE(img->processes.empty());
+}
+
+// --- streamtree (version 16): every process's records, then page sections --
+
+constexpr uint64_t kVma = 0x10000;
+
+// A process with one anonymous VMA at kVma (pages: `pid`'s page follows in
+// its section, or right after, in the layout of before).
+void add_process_with_vma(ImageWriter& w, int32_t pid) {
+    add_process(w, pid);
+    image::VmaRecord v{};
+    v.start = kVma;
+    v.end = kVma + 4 * image::kPageSize;
+    v.kind = uint32_t(image::VmaKind::kAnonPrivate);
+    w.add(RecordType::kVma, Payload().add(v));
+}
+
+// One page at kVma + `at` pages, every byte `fill`.
+void add_page(ImageWriter& w, uint32_t at, char fill) {
+    std::string page(image::kPageSize, fill);
+    w.add(RecordType::kPages, Payload()
+                                  .add(image::PagesRecord{kVma + at * image::kPageSize, 1, 0})
+                                  .add_bytes(page.data(), page.size()));
+}
+
+void add_section(ImageWriter& w, uint32_t process) {
+    w.add(RecordType::kMemberPages, Payload().add(image::MemberPagesRecord{process, 0}));
+}
+
+void add_stats(ImageWriter& w) {
+    w.add(RecordType::kStats, Payload().add(image::StatsRecord{}));
+}
+
+// Three processes, the last a zombie, in the layout crfs writes: records,
+// then process 0's section (its page 0), then process 1's (its page 1).
+std::string sectioned_tree() {
+    ImageWriter w(make_header(0, 576));
+    add_process_record(w, 42, 1);
+    add_process_with_vma(w, 42);
+    add_process_record(w, 43, 42);
+    add_process_with_vma(w, 43);
+    w.add(RecordType::kProcess,
+          Payload().add(image::ProcessRecord{44, 42, 1, 1, image::kProcessZombie, 0}));
+    w.add(RecordType::kZombie, Payload().add(image::ZombieRecord{0, 0, 0, 0, "z"}));
+    add_section(w, 0);
+    add_page(w, 0, 'a');
+    add_stats(w);
+    add_section(w, 1);
+    add_page(w, 1, 'b');
+    add_stats(w);
+    return bytes(std::move(w));
+}
+
+TEST(ImageTreeSections, EachProcessGetsThePagesOfItsOwnSection) {
+    std::string b = sectioned_tree();
+    auto root = decode(b, 0);
+    ASSERT_TRUE(root) << root.error().what;
+    ASSERT_EQ(root->section_starts.size(), 3u);
+    EXPECT_NE(root->section_starts[0].first, 0u);
+    EXPECT_NE(root->section_starts[1].first, 0u);
+    EXPECT_EQ(root->section_starts[2].first, 0u) << "a zombie has no section";
+    for (uint32_t i = 0; i < 2; ++i) {
+        SCOPED_TRACE(i);
+        auto whole = decode(b, i);
+        ASSERT_TRUE(whole) << whole.error().what;
+        MemorySource src(b.data(), b.size());
+        auto own = decode_image(src, {.keep_data = true, .process = i, .tree = &*root});
+        ASSERT_TRUE(own) << own.error().what;
+        for (const DecodedImage* img : {&*whole, &*own}) {
+            EXPECT_EQ(img->task.pid, int32_t(42 + i));
+            ASSERT_EQ(img->pages.size(), 1u);
+            EXPECT_EQ(img->pages[0].vaddr, kVma + i * image::kPageSize);
+        }
+        EXPECT_EQ(own->pages[0].data, std::string(image::kPageSize, char('a' + i)));
+        EXPECT_EQ(own->pages[0].stream_offset, whole->pages[0].stream_offset);
+    }
+}
+
+// The same bytes with one change each: refused, saying where.
+TEST(ImageTreeSections, MisplacedSectionsAndRecordsAreRefused) {
+    struct Case {
+        const char* what;
+        void (*build)(ImageWriter&);
+        const char* expect;
+    };
+    auto head = [](ImageWriter& w) {
+        add_process_record(w, 42, 1);
+        add_process_with_vma(w, 42);
+        add_process_record(w, 43, 42);
+        add_process_with_vma(w, 43);
+    };
+    static decltype(head) h = head;
+    const Case cases[] = {
+        {"pages before the sections",
+         [](ImageWriter& w) {
+             h(w);
+             add_page(w, 0, 'a');
+         },
+         "in its page sections"},
+        {"stats before the sections",
+         [](ImageWriter& w) {
+             h(w);
+             add_stats(w);
+         },
+         "in its page sections"},
+        {"sections out of order",
+         [](ImageWriter& w) {
+             h(w);
+             add_section(w, 1);
+             add_section(w, 0);
+         },
+         "member-pages record out of place"},
+        {"a section twice",
+         [](ImageWriter& w) {
+             h(w);
+             add_section(w, 0);
+             add_section(w, 0);
+         },
+         "member-pages record out of place"},
+        {"a section of no process",
+         [](ImageWriter& w) {
+             h(w);
+             add_section(w, 2);
+         },
+         "member-pages record out of place"},
+        {"a section's reserved field",
+         [](ImageWriter& w) {
+             h(w);
+             w.add(RecordType::kMemberPages, Payload().add(image::MemberPagesRecord{0, 1}));
+         },
+         "member-pages record out of place"},
+        {"a zombie's section",
+         [](ImageWriter& w) {
+             h(w);
+             w.add(RecordType::kProcess,
+                   Payload().add(image::ProcessRecord{44, 42, 1, 1, image::kProcessZombie, 0}));
+             w.add(RecordType::kZombie, Payload().add(image::ZombieRecord{0, 0, 0, 0, "z"}));
+             add_section(w, 2);
+         },
+         "member-pages record out of place"},
+        {"a process record after a section",
+         [](ImageWriter& w) {
+             h(w);
+             add_section(w, 0);
+             add_process_record(w, 44, 42);
+         },
+         "holds only pages and stats"},
+        {"another record in a section",
+         [](ImageWriter& w) {
+             h(w);
+             add_section(w, 1);
+             w.add(RecordType::kVma, Payload().add(image::VmaRecord{}));
+         },
+         "holds only pages and stats"},
+        {"pages of another process's VMA",
+         [](ImageWriter& w) {
+             h(w);
+             add_section(w, 1);
+             w.add(RecordType::kPages,
+                   Payload()
+                       .add(image::PagesRecord{0x100000, 1, 0})
+                       .add_bytes(std::string(image::kPageSize, 'x').data(), image::kPageSize));
+         },
+         "outside every VMA"},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.what);
+        ImageWriter w(make_header(0, 576));
+        c.build(w);
+        std::string b = bytes(std::move(w));
+        // The section's errors are the whole walk's (process 0's decode), and
+        // process 1's own where it reads them.
+        auto img = decode(b, c.expect == std::string("outside every VMA") ? 1 : 0);
+        ASSERT_FALSE(img);
+        EXPECT_NE(img.error().what.find(c.expect), std::string::npos) << img.error().what;
+    }
+}
+
+TEST(ImageTreeSections, ASectionBeforeVersion16OrInOneProcessIsRefused) {
+    for (bool tree : {true, false}) {
+        SCOPED_TRACE(tree ? "a version 15 tree" : "one process");
+        image::Header hd = make_header(0, 576);
+        if (tree) hd.version = 15;
+        ImageWriter w(hd);
+        if (tree) add_process_record(w, 42, 1);
+        add_process_with_vma(w, 42);
+        add_section(w, 0);
+        auto img = decode(bytes(std::move(w)), 0);
+        ASSERT_FALSE(img);
+        EXPECT_NE(img.error().what.find("member-pages record out of place"), std::string::npos)
+            << img.error().what;
+    }
+}
+
+// Version 15 and before: each process's pages and stats follow its records,
+// and still decode so.
+TEST(ImageTreeSections, TheLayoutOfBeforeVersion16StillDecodes) {
+    image::Header hd = make_header(0, 576);
+    hd.version = 15;
+    ImageWriter w(hd);
+    add_process_record(w, 42, 1);
+    add_process_with_vma(w, 42);
+    add_page(w, 0, 'a');
+    add_stats(w);
+    add_process_record(w, 43, 42);
+    add_process_with_vma(w, 43);
+    add_page(w, 1, 'b');
+    add_stats(w);
+    std::string b = bytes(std::move(w));
+    auto root = decode(b, 0);
+    ASSERT_TRUE(root) << root.error().what;
+    EXPECT_TRUE(root->section_starts.empty());
+    for (uint32_t i = 0; i < 2; ++i) {
+        MemorySource src(b.data(), b.size());
+        auto own = decode_image(src, {.process = i, .tree = &*root});
+        ASSERT_TRUE(own) << own.error().what;
+        ASSERT_EQ(own->pages.size(), 1u);
+        EXPECT_EQ(own->pages[0].vaddr, kVma + i * image::kPageSize);
+    }
 }
 
 }  // namespace

@@ -107,6 +107,8 @@ constexpr Field kFields[] = {
     {"process", "pgid", 8, 4},
     {"process", "sid", 12, 4},
     {"process", "flags", 16, 4},
+    {"member-pages", "process", 0, 4},  // streamtree
+    {"member-pages", "reserved", 4, 4},
     {"share-fd", "fd", 0, 4},  // share
     {"share-fd", "owner", 4, 4},
     {"share-fd", "owner_fd", 8, 4},
@@ -300,6 +302,8 @@ void list(const Image& img) {
             auto g = get<PagesRecord>(p, 0);
             extra = ",\"vaddr\":" + std::to_string(g.vaddr) +
                     ",\"nr_pages\":" + std::to_string(g.nr_pages);
+        } else if (name == "member-pages") {  // streamtree: whose page section
+            extra = ",\"process\":" + std::to_string(get<MemberPagesRecord>(p, 0).process);
         } else if (name == "vma-content") {
             extra = ",\"start\":" + std::to_string(get<VmaContentRecord>(p, 0).start);
         } else if (name == "fd-content") {
