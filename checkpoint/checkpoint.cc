@@ -1130,7 +1130,7 @@ class LiveTreeImage : public ImageSource {
         ImageStream stream;
         uint64_t records = 0;
     };
-    std::vector<Capture> captures_;  // own what the heads point into
+    std::vector<Capture> captures_;  // own what the records and sections point into
     uint64_t started_;
     std::vector<image::StatsRecord> stats_;
     Head records_;                // every member's records and the zombies'

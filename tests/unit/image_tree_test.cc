@@ -192,58 +192,35 @@ TEST(ImageTreeSections, EachProcessGetsThePagesOfItsOwnSection) {
 TEST(ImageTreeSections, MisplacedSectionsAndRecordsAreRefused) {
     struct Case {
         const char* what;
-        void (*build)(ImageWriter&);
+        void (*build)(ImageWriter&);  // after two processes' records
         const char* expect;
+        uint32_t decoded = 0;  // the process whose decode meets the fault
     };
-    auto head = [](ImageWriter& w) {
-        add_process_record(w, 42, 1);
-        add_process_with_vma(w, 42);
-        add_process_record(w, 43, 42);
-        add_process_with_vma(w, 43);
-    };
-    static decltype(head) h = head;
     const Case cases[] = {
-        {"pages before the sections",
-         [](ImageWriter& w) {
-             h(w);
-             add_page(w, 0, 'a');
-         },
+        {"pages before the sections", [](ImageWriter& w) { add_page(w, 0, 'a'); },
          "in its page sections"},
-        {"stats before the sections",
-         [](ImageWriter& w) {
-             h(w);
-             add_stats(w);
-         },
-         "in its page sections"},
+        {"stats before the sections", [](ImageWriter& w) { add_stats(w); }, "in its page sections"},
         {"sections out of order",
          [](ImageWriter& w) {
-             h(w);
              add_section(w, 1);
              add_section(w, 0);
          },
          "member-pages record out of place"},
         {"a section twice",
          [](ImageWriter& w) {
-             h(w);
              add_section(w, 0);
              add_section(w, 0);
          },
          "member-pages record out of place"},
-        {"a section of no process",
-         [](ImageWriter& w) {
-             h(w);
-             add_section(w, 2);
-         },
+        {"a section of no process", [](ImageWriter& w) { add_section(w, 2); },
          "member-pages record out of place"},
         {"a section's reserved field",
          [](ImageWriter& w) {
-             h(w);
              w.add(RecordType::kMemberPages, Payload().add(image::MemberPagesRecord{0, 1}));
          },
          "member-pages record out of place"},
         {"a zombie's section",
          [](ImageWriter& w) {
-             h(w);
              w.add(RecordType::kProcess,
                    Payload().add(image::ProcessRecord{44, 42, 1, 1, image::kProcessZombie, 0}));
              w.add(RecordType::kZombie, Payload().add(image::ZombieRecord{0, 0, 0, 0, "z"}));
@@ -252,37 +229,38 @@ TEST(ImageTreeSections, MisplacedSectionsAndRecordsAreRefused) {
          "member-pages record out of place"},
         {"a process record after a section",
          [](ImageWriter& w) {
-             h(w);
              add_section(w, 0);
              add_process_record(w, 44, 42);
          },
          "holds only pages and stats"},
         {"another record in a section",
          [](ImageWriter& w) {
-             h(w);
              add_section(w, 1);
              w.add(RecordType::kVma, Payload().add(image::VmaRecord{}));
          },
          "holds only pages and stats"},
-        {"pages of another process's VMA",
+        {"pages outside the process's VMAs",
          [](ImageWriter& w) {
-             h(w);
              add_section(w, 1);
              w.add(RecordType::kPages,
                    Payload()
                        .add(image::PagesRecord{0x100000, 1, 0})
                        .add_bytes(std::string(image::kPageSize, 'x').data(), image::kPageSize));
          },
-         "outside every VMA"},
+         "outside every VMA", 1},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.what);
         ImageWriter w(make_header(0, 576));
+        add_process_record(w, 42, 1);
+        add_process_with_vma(w, 42);
+        add_process_record(w, 43, 42);
+        add_process_with_vma(w, 43);
         c.build(w);
         std::string b = bytes(std::move(w));
-        // The section's errors are the whole walk's (process 0's decode), and
-        // process 1's own where it reads them.
-        auto img = decode(b, c.expect == std::string("outside every VMA") ? 1 : 0);
+        // The sections' errors are the whole walk's (process 0's decode); a
+        // page outside process 1's VMAs is its own decode's.
+        auto img = decode(b, c.decoded);
         ASSERT_FALSE(img);
         EXPECT_NE(img.error().what.find(c.expect), std::string::npos) << img.error().what;
     }
