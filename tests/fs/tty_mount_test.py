@@ -109,6 +109,21 @@ class TmuxVim(Base):
         finally:
             os.close(fd)
 
+    @staticmethod
+    def waiting_for_keys(pid):
+        """The job is blocked in read(2) with no signal pending: a signal
+        it has been sent has been handled. less reads a key with a
+        handler that longjmps out of the read (its iread): a SIGWINCH
+        delivered just as read returns a key loses that key (seen in CI:
+        `q` sent at once after a resize never quit)."""
+        def pending(field):
+            for line in read(f"/proc/{pid}/status").splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1], 16)
+            raise AssertionError(f"no {field} in /proc/{pid}/status")
+        return (read(f"/proc/{pid}/syscall").split()[0] == "0"
+                and pending("SigPnd") == 0 and pending("ShdPnd") == 0)
+
     def checkpoint_and_kill(self, one, pid):
         """Checkpoints the job through the mount, kills it, and shows that a
         plain cp from pane 1's shell cannot take that shell's terminal."""
@@ -214,6 +229,7 @@ class TmuxVim(Base):
         self.tmux("resize-pane", "-t", two, "-y", "9")
         rows = int(self.tmux("display-message", "-p", "-t", two, "#{pane_height}"))
         wait_for(lambda: self.job_rows(less) == rows, "the job's terminal to take pane 2's size")
+        wait_for(lambda: self.waiting_for_keys(less), "less to handle the SIGWINCH and read again")
         self.tmux("send-keys", "-t", two, "q")
         self.wait_screen(two, "rc=0")
         self.assertEqual(read(f"{self.m}/lessslot/status"), "exited 0\n")
