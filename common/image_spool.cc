@@ -123,6 +123,8 @@ Status ImageSpool::begin_record() {
     std::memcpy(&type, hold_, 4);
     std::memcpy(&length, hold_ + 8, 8);
     trailer_body_ = type == uint32_t(image::RecordType::kTrailer);
+    section_body_ = sink_ && type == uint32_t(image::RecordType::kMemberPages) &&
+                    length == sizeof(image::MemberPagesRecord);
     bool pages = type == uint32_t(image::RecordType::kPages) &&
                  length >= sizeof(image::PagesRecord) + kPage &&
                  length <= sizeof(image::PagesRecord) + kMaxPageData &&
@@ -203,6 +205,8 @@ Status ImageSpool::append(const char* buf, size_t len) {
                 } else if (state_ == State::kPageData) {
                     ok = to_pages(buf, n);
                 } else {
+                    if (state_ == State::kBody && section_body_)  // streamtree
+                        std::memcpy(section_ + (sizeof section_ - left_), buf, n);
                     if (state_ == State::kBody)
                         ok = to_image(buf, n, written_);
                     else
@@ -214,6 +218,12 @@ Status ImageSpool::append(const char* buf, size_t len) {
                 if (state_ == State::kPagesFixed) {
                     state_ = State::kPageData;
                     left_ = runs_.back().bytes;
+                } else if (state_ == State::kBody && section_body_) {
+                    image::MemberPagesRecord m;
+                    std::memcpy(&m, section_, sizeof m);
+                    section_body_ = false;
+                    state_ = State::kRecordHeader;
+                    ok = sink_->section(m.process);
                 } else {
                     state_ = state_ == State::kBody && trailer_body_ ? State::kAfterTrailer
                                                                      : State::kRecordHeader;

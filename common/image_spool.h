@@ -48,6 +48,13 @@ class PageSink {
                         size_t len) = 0;
     // A record of type `type` starts after the page data began to go to data().
     virtual Status record(uint32_t type) = 0;
+    // streamtree: a member-pages record (of its size) for process `process`
+    // ends at the bytes so far, before or after the page data began to go
+    // to data(): the runs that follow are that process's.
+    virtual Status section(uint32_t process) {
+        (void)process;
+        return {};
+    }
 };
 
 class ImageSpool {
@@ -139,6 +146,9 @@ class ImageSpool {
     size_t held_ = 0;
     uint64_t left_ = 16;         // bytes left in the current piece of the framing
     bool trailer_body_ = false;  // kBody is the trailer's
+    // streamtree: kBody is a member-pages record's, for the sink (section()).
+    bool section_body_ = false;
+    unsigned char section_[8] = {};
     // Kept writes: image bytes for [stage_at_, +stage_.size()), page data
     // for the page store from stored_ - pending_bytes_.
     std::string stage_;

@@ -36,9 +36,13 @@ bool test_copy_fails(uint64_t dst) {
 SlotStream::SlotStream(const RestoreRequest& req, Lease running)
     : req_(req), running_(std::move(running)) {
     req_.stream = &rs_;
-    rs_.ready = [this](const StreamReady& r) -> Status {
+    rs_.ready = [this](const std::vector<StreamReady>& r) -> Status {
         std::unique_lock lock(mu_);
-        task_ = r;
+        for (const auto& t : r) tasks_.push_back({t, {}});
+        // A single process's runs are its own; a tree's go to the process
+        // whose section they are in (section()).
+        if (tasks_.size() == 1 && !tasks_.front().ready.process) cur_ = &tasks_.front();
+        if (section_) pick_section();
         ready_ = true;
         cv_.notify_all();
         cv_.wait(lock, [&] { return decision_.has_value(); });
@@ -79,6 +83,11 @@ bool SlotStream::first_pages(uint64_t at) {
     thread_.join();
     // Not streamed: the spool keeps the pages and the close restores as before
     // (and says why, for an image that fails again).
+    if (result_ && !*result_ && rs_.final_failure) {
+        failed_ = result_->error();
+        log_info("restore failed while streamed: %s", failed_->what.c_str());
+        return false;
+    }
     if (result_ && !*result_)
         log_info("restore not streamed (%s): %s; spooled",
                  rs_.before_task ? "before the task" : "its task failed",
@@ -88,12 +97,28 @@ bool SlotStream::first_pages(uint64_t at) {
 
 pid_t SlotStream::task_pid() {
     std::lock_guard lock(mu_);
-    return ready_ ? task_.pid : 0;
+    return ready_ && !tasks_.empty() ? tasks_.front().ready.pid : 0;
+}
+
+void SlotStream::pick_section() {
+    cur_ = nullptr;
+    for (auto& t : tasks_)
+        if (t.ready.process == *section_) cur_ = &t;
+}
+
+Status SlotStream::section(uint32_t process) {
+    // Before the stream began (the first section's record is in the records
+    // the restore plans from): noted, picked once the tasks are ready.
+    std::lock_guard lock(mu_);
+    section_ = process;
+    if (ready_) pick_section();
+    return {};
 }
 
 Status SlotStream::record(uint32_t type) {
     if (refusal_ || type == uint32_t(image::RecordType::kStats) ||
-        type == uint32_t(image::RecordType::kTrailer))
+        type == uint32_t(image::RecordType::kTrailer) ||
+        type == uint32_t(image::RecordType::kMemberPages))  // streamtree: section()
         return {};
     const image::RecordTypeInfo* info = image::record_type_info(type);
     if (type == uint32_t(image::RecordType::kPages))
@@ -114,7 +139,7 @@ Status SlotStream::copy_in(uint64_t dst, const char* src, uint64_t len, bool uff
     while (len) {
         if (uffd) {
             uffdio_copy c{dst, reinterpret_cast<uint64_t>(src), len, 0, 0};
-            int r = ::ioctl(task_.uffd, UFFDIO_COPY, &c);
+            int r = ::ioctl(cur_->ready.uffd, UFFDIO_COPY, &c);
             int err = errno;
             uint64_t done = c.copy > 0 ? uint64_t(c.copy) : 0;
             dst += done, src += done, len -= done;
@@ -125,9 +150,7 @@ Status SlotStream::copy_in(uint64_t dst, const char* src, uint64_t len, bool uff
             return sys_error(c.copy < 0 ? int(-c.copy) : err,
                              strfmt("restore: copying the pages at {:x} into the task", dst));
         }
-        iovec local{const_cast<char*>(src), size_t(len)};
-        iovec remote{reinterpret_cast<void*>(dst), size_t(len)};
-        ssize_t n = ::process_vm_writev(task_.pid, &local, 1, &remote, 1, 0);
+        ssize_t n = ::pwrite(cur_->ready.mem, src, size_t(len), off_t(dst));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0)
             return sys_error(n < 0 ? errno : EIO,
@@ -139,9 +162,17 @@ Status SlotStream::copy_in(uint64_t dst, const char* src, uint64_t len, bool uff
 
 Status SlotStream::data(uint64_t vaddr, uint32_t nr_pages, uint64_t off, const char* buf,
                         size_t len) {
+    if (off == 0 && !cur_) {  // streamtree: a run in no live process's section
+        skip_run_ = true;
+        if (!refusal_)
+            refusal_ = Error{EINVAL, strfmt("bad image: pages {:x} outside every page section of a "
+                                            "live process",
+                                            vaddr)};
+        return {};
+    }
     if (off == 0) {  // a run begins: inside one VMA of the validated plan, or no byte goes
         uint64_t end = vaddr + uint64_t(nr_pages) * kPage;
-        const auto& v = task_.vmas;
+        const auto& v = cur_->ready.vmas;
         auto it = std::upper_bound(v.begin(), v.end(), vaddr,
                                    [](uint64_t a, const StreamVma& m) { return a < m.start; });
         skip_run_ = vaddr % kPage || end <= vaddr || it == v.begin() || end > std::prev(it)->end;
@@ -154,11 +185,10 @@ Status SlotStream::data(uint64_t vaddr, uint32_t nr_pages, uint64_t off, const c
         if (skip_run_) return {};
         // A page an earlier run gave: not written over (the decode at close
         // refuses the image with the same message as a spooled restore).
-        if ((skip_run_ = !given_.add(vaddr, end))) {
+        if ((skip_run_ = !cur_->given.add(vaddr, end))) {
             if (!refusal_) refusal_ = Error{EBADMSG, "bad image: " + page_twice(vaddr, end)};
             return {};
         }
-        vma_ = size_t(std::prev(it) - v.begin());
         vma_uffd_ = std::prev(it)->uffd;
     }
     if (skip_run_) return {};

@@ -282,22 +282,35 @@ Result<pid_t> finish_stream(Slot& slot) {
             auto framing = decode({.checksum_verified = true});
             return std::unexpected((framing ? img.error() : framing.error()).context("bad image"));
         }
+        // streamtree: a tree's other live processes, each decoded from the
+        // root's walk with its page section, as a spooled restore does.
+        std::vector<std::pair<uint32_t, DecodedImage>> members;
+        for (uint32_t i = 1; i < img->processes.size(); ++i) {
+            if (img->processes[i].flags & image::kProcessZombie) continue;
+            auto m = decode({.process = i, .checksum_verified = true, .tree = &*img});
+            if (!m) return std::unexpected(m.error().context("bad image"));
+            members.emplace_back(i, std::move(*m));
+        }
+        members.emplace(members.begin(), 0, std::move(*img));
         // The validation's checks of the page runs (restore.cc validate_image
         // ran on the records before them), then what the stream refused.
-        if (auto c = state::check_memfds(*img); !c) return c;
+        for (const auto& [i, m] : members)
+            if (auto c = state::check_memfds(m); !c) return c;
         if (slot.stream->refusal()) return std::unexpected(*slot.stream->refusal());
         // The code before a restart_syscall's rip was read from its file; a
         // run holding it whole would have been read instead (state/regs.h).
-        for (uint64_t at : slot.stream->restart_code())
-            for (const auto& p : img->pages)
-                if (at >= p.vaddr && at + 7 <= p.vaddr + uint64_t(p.nr_pages) * 4096)
-                    return make_error(ENOTSUP,
-                                      strfmt("restore: a thread sleeps in a system call whose "
-                                             "code at {:x} is in the image's pages; a streamed "
-                                             "restore reads it from the file (write the image "
-                                             "with CRFS_RESTORE_NO_STREAM=1 in crfsd's "
-                                             "environment)",
-                                             at));
+        for (const auto& [process, at] : slot.stream->restart_code())
+            for (const auto& [i, m] : members)
+                for (const auto& p : m.pages)
+                    if (i == process && at >= p.vaddr &&
+                        at + 7 <= p.vaddr + uint64_t(p.nr_pages) * 4096)
+                        return make_error(ENOTSUP,
+                                          strfmt("restore: a thread sleeps in a system call whose "
+                                                 "code at {:x} is in the image's pages; a streamed "
+                                                 "restore reads it from the file (write the image "
+                                                 "with CRFS_RESTORE_NO_STREAM=1 in crfsd's "
+                                                 "environment)",
+                                                 at));
         return {};
     };
     return slot.stream->finish(verify());
@@ -352,6 +365,8 @@ Result<pid_t> slot_restore(Limits& limits, Slot& slot, const Caller& caller, boo
     }
     if (slot.stream && slot.spool->diverted())  // stream: the task waits for the go
         return restore_outcome(slot, finish_stream(slot), " (streamed)");
+    if (slot.stream && slot.stream->failed())  // streamtree: its processes were made and failed
+        return restore_outcome(slot, std::unexpected(*slot.stream->failed()), "");
     slot.stream.reset();  // not streamed (fs/slot_stream.h): restored from the spool
     auto running = limits.take(caller.uid, Resource::kRestores);
     if (!running) {

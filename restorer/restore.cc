@@ -490,33 +490,50 @@ Result<DecodedImage> decode_spool(int fd, uint32_t process, const std::optional<
 }
 
 // stream: the records before the image's first pages record (all but the
-// pages, stats and trailer of an image crfs wrote), read in place.
-Result<DecodedImage> decode_prefix(int fd, uint64_t len) {
+// pages, stats and trailer of an image crfs wrote), read in place; a tree's
+// process `process` from the root's walk of them (`tree`).
+Result<DecodedImage> decode_prefix(int fd, uint64_t len, uint32_t process,
+                                   const DecodedImage* tree) {
     ImageMapping mapped(fd, size_t(len), false);
     if (!mapped.data()) return errno_error("image: mapping the records before the pages");
     MemorySource src(mapped.data(), mapped.size());
-    return decode_image(src, {.prefix = true});
+    return decode_image(src, {.process = process, .tree = tree, .prefix = true});
 }
 
 // stream: what the records before the pages must not need from the pages:
 // the content of System V segments is read from the page data before the
-// task is made. A tree or a chain is planned from the whole image. The code
-// before a thread's rip in restart_syscall (state/regs.h fix_restart_block)
-// is read from its file, as the full restore does unless a page run holds
-// it: where each such read was is kept, for the slot to check at close.
-Status streamable(const DecodedImage& img, RestoreStream& rs) {
+// task is made, and so is shared memory a tree's process owns and others map
+// (state/tree_shmem_restore.h). A chain is planned from the whole image; so
+// is a tree written before version 16 (its records and pages interleave). A
+// tree whose processes share an fd table is not streamed: each blob's
+// userfaultfd would take a number in the table that another's fds may need.
+// The code before a thread's rip in restart_syscall (state/regs.h
+// fix_restart_block) is read from its file, as the full restore does unless
+// a page run holds it: where each such read was is kept, for the slot to
+// check at close. Called for the image (req.tree null) and for each process
+// of a tree.
+Status streamable(const DecodedImage& img, const RestoreRequest& req) {
+    RestoreStream& rs = *req.stream;
     auto no = [](const char* why) { return make_error(ENOTSUP, strfmt("not streamed: {}", why)); };
-    if (!img.processes.empty()) return no("a tree");
+    bool tree = !img.processes.empty();
+    if (tree && img.header.version < image::kFirstSectionedVersion)
+        return no("a tree written before version 16");
     if (img.chain) return no("a chain");
+    for (const auto& [process, st] : img.share_tasks)
+        if (st.files_pid != 0) return no("processes of a tree share an fd table");
+    if (!req.tree) rs.restart_code.clear();
     constexpr uint64_t kRestartSyscall = 219;
-    rs.restart_code.clear();
+    if (!req.tree && tree) return {};  // the processes' own runs look at their threads
     if (img.regs.rax == kRestartSyscall && img.regs.rip >= 5)
-        rs.restart_code.push_back(img.regs.rip - 5);
+        rs.restart_code.emplace_back(req.tree_index, img.regs.rip - 5);
     for (const auto& t : img.threads)
         if (t.regs.rax == kRestartSyscall && t.regs.rip >= 5)
-            rs.restart_code.push_back(t.regs.rip - 5);
-    for (const auto& v : img.vmas)
+            rs.restart_code.emplace_back(req.tree_index, t.regs.rip - 5);
+    for (const auto& v : img.vmas) {
         if (v.rec.kind == uint32_t(image::VmaKind::kSysvShm)) return no("a System V segment");
+        if (v.rec.kind == uint32_t(image::VmaKind::kAnonSharedOwner))
+            return no("shared memory of a tree's processes");
+    }
     return {};
 }
 
@@ -538,6 +555,8 @@ std::vector<StreamVma> stream_vmas(const std::vector<crfs_ra_vma>& vmas) {
 
 Result<DecodedImage> decode_tree_member(const TreeRestore& tree, uint32_t process) {
     const RestoreRequest& req = tree.root_req;
+    if (req.stream)  // streamtree: the records arrived, the pages not yet
+        return decode_prefix(req.image_fd, req.stream->prefix_len, process, tree.root_img);
     bool used_hash = false;
     return decode_spool(req.image_fd, process, req.image_hash, req.spool, &used_hash,
                         tree.root_img);
@@ -565,11 +584,16 @@ void child_hold_on_fail(int go) {
 
 namespace {
 
-// stream: waits for the blob's ready (restorer/blob/stream.h), hands the
-// task's userfaultfd to the slot and, once it says go, sends the go.
-Status stream_pages(const RestoreRequest& req, pid_t pid, int status_fd, int go_fd,
-                    const DecodedImage& img, const MemoryPlan& mem, const FdPlan& fds,
-                    PhaseTrace& trace) {
+// stream: waits for the blob's ready report (restorer/blob/stream.h) and
+// takes the task's userfaultfd (into `uffd`): where the page runs of image
+// process `process` may go.
+// A report of a failure is also kept in `failed` (a tree's run then takes it
+// as its process's own: first cause, tree_first_failure). `task_mem`: its
+// memory's fd (StreamReady::mem).
+Result<StreamReady> stream_take(pid_t pid, uint32_t process, int status_fd, const DecodedImage& img,
+                                const MemoryPlan& mem, const FdPlan& fds, UniqueFd& uffd,
+                                UniqueFd& task_mem,
+                                std::optional<crfs_ra_report>* failed = nullptr) {
     crfs_ra_report rep{};
     size_t got = 0;
     while (got < sizeof rep) {
@@ -584,20 +608,35 @@ Status stream_pages(const RestoreRequest& req, pid_t pid, int status_fd, int go_
     }
     if (got != sizeof rep || rep.tag != CRFS_RA_REPORT_TAG)
         return make_error(EIO, "restore: the new task died before it was restored");
-    if (rep.step != CRFS_RA_STEP_STREAM_READY || rep.err != 0)
+    if (rep.step != CRFS_RA_STEP_STREAM_READY || rep.err != 0) {
+        if (failed) *failed = rep;
         return sys_error(rep.err, "restore: " + step_text(rep, img, mem, fds));
+    }
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!pidfd) return errno_error("stream: pidfd_open of the new task");
-    UniqueFd uffd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), int(rep.arg), 0)));
+    uffd.reset(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), int(rep.arg), 0)));
     if (!uffd) return errno_error("stream: taking the new task's userfaultfd");
-    StreamReady ready{pid, uffd.get(), stream_vmas(mem.vmas)};
+    task_mem.reset(::open(strfmt("/proc/{}/mem", pid).c_str(), O_RDWR | O_CLOEXEC));
+    if (!task_mem) return errno_error("stream: opening the new task's memory");
+    if (::syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) != 0)
+        return errno_error("stream: the new task ended");  // its pid may be another's
+    return StreamReady{process, pid, uffd.get(), task_mem.get(), stream_vmas(mem.vmas)};
+}
+
+// stream: hands a single task's userfaultfd to the slot and, once it says
+// go, sends the go.
+Status stream_pages(const RestoreRequest& req, pid_t pid, int status_fd, int go_fd,
+                    const DecodedImage& img, const MemoryPlan& mem, const FdPlan& fds,
+                    PhaseTrace& trace) {
+    UniqueFd uffd, task_mem;
+    auto ready = stream_take(pid, 0, status_fd, img, mem, fds, uffd, task_mem);
+    if (!ready) return std::unexpected(ready.error());
     trace.mark("ready");
-    if (auto s = req.stream->ready(ready); !s) return s;
+    if (auto s = req.stream->ready({*ready}); !s) return s;
     trace.mark("pages");
     uffd.reset();  // the blob unregisters its ranges after the go
-    char go = 'G';
-    if (::send(go_fd, &go, 1, MSG_NOSIGNAL) != 1) return errno_error("stream: sending the go");
-    return {};
+    task_mem.reset();
+    return send_stream_go(go_fd);
 }
 
 // The single process's clone: a copy of the daemon's memory that its blob
@@ -647,16 +686,17 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     struct BeforeTask {
         RestoreStream* s;
         ~BeforeTask() {
-            if (s) s->before_task = true;
+            if (s && !s->task_made) s->before_task = true;
         }
     } before_task{req.stream};
-    auto img = req.stream ? decode_prefix(req.image_fd, req.stream->prefix_len)
+    auto img = req.stream ? decode_prefix(req.image_fd, req.stream->prefix_len, req.tree_index,
+                                          req.tree ? req.tree->root_img : nullptr)
                           : decode_spool(req.image_fd, req.tree_index, req.image_hash, req.spool,
                                          &used_hash,
                                          req.tree ? req.tree->root_img : nullptr);  // treeperf
     if (!img) return std::unexpected(img.error().context("bad image"));
     if (req.stream)
-        if (auto s = streamable(*img, *req.stream); !s) return std::unexpected(s.error());
+        if (auto s = streamable(*img, req); !s) return std::unexpected(s.error());
     // Page data: from the spool's page store where the slot put it aligned.
     auto pages_fd = req.spool ? req.spool->place(*img) : Result<int>(req.image_fd);
     if (!pages_fd) return std::unexpected(pages_fd.error());
@@ -989,6 +1029,17 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         ca.set_tid = reinterpret_cast<uint64_t>(&want);
         ca.set_tid_size = 1;
     }
+    // streamtree: taken by the last process's run; a failure it read there
+    // is this process's own report.
+    std::optional<crfs_ra_report> stream_failed;
+    if (req.stream && req.tree) {
+        auto& self = req.tree->members[req.tree_index];
+        self.stream_go = stream_go.get();
+        self.stream_take = [&, index = req.tree_index](UniqueFd& uffd, UniqueFd& task_mem) {
+            return stream_take(req.tree->members[index].pid, index, status_r.get(), *img, mem, *fds,
+                               uffd, task_mem, &stream_failed);
+        };
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -1012,6 +1063,7 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         return sys_error(clone_err, "clone3");
     }
     before_task.s = nullptr;
+    if (req.stream) req.stream->task_made = true;
     status_w.reset();
     image_fd.reset();
     page_store.reset();
@@ -1019,18 +1071,24 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     handoff->close_task_fd();
     fds->copies.clear();
     trace.mark("clone");
-    if (req.stream)  // stream: the pages arrive now; the go once they all did
+    if (req.stream && !req.tree)  // stream: the pages arrive now; the go once they all did
         if (auto s = stream_pages(req, pid_t(pid), status_r.get(), stream_go.get(), *img, mem, *fds,
                                   trace);
             !s) {
             kill_and_reap(req, pid_t(pid));
             return std::unexpected(s.error());
         }
+    // streamtree: every process of the tree exists: the last one prepared
+    // hands all of them to the slot at once (state/tree_restore.h). Its
+    // failure is as a later process's: each run then sees its own process's
+    // report (or its end), as a tree that fails unstreamed.
+    if (req.stream && req.tree && !later && tree_last_prepared(req))
+        if (auto s = tree_stream_pages(*req.tree, *req.stream); !s) later = s.error();
 
     // --- wait for the point of no return ---------------------------------------
     char first = 0;
-    ssize_t n = -1;
-    for (;;) {
+    ssize_t n = stream_failed ? 1 : -1;
+    while (!stream_failed) {
         pollfd p{status_r.get(), POLLIN, 0};
         int pr = poll(&p, 1, kReportTimeoutMs);
         if (pr < 0 && errno == EINTR) continue;
@@ -1074,13 +1132,18 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         return pid_t(pid);
     }
     crfs_ra_report rep{};
-    if (n == 1) {
+    if (stream_failed) {
+        rep = *stream_failed;
+    } else if (n == 1) {
         std::memcpy(&rep, &first, 1);
         auto rest = read_full(status_r.get(), reinterpret_cast<char*>(&rep) + 1, sizeof rep - 1);
         if (!rest || *rest != sizeof rep - 1) n = 0;
     }
     int st = kill_and_reap(req, pid_t(pid));
     if ((n != 1 || rep.tag != CRFS_RA_REPORT_TAG) && later) return std::unexpected(*later);
+    // streamtree: it was ready for its pages, and never got its go.
+    if (later && rep.step == CRFS_RA_STEP_STREAM_READY && rep.err == 0)
+        return std::unexpected(*later);
     if (later)
         return std::unexpected(tree_first_failure(
             req, *later, rep,

@@ -20,35 +20,49 @@ class ImageSpool;
 
 // stream: a restore that runs while the image's pages still arrive
 // (fs/slot_stream.h). The image fd holds the bytes before the image's first
-// pages record (prefix_len of them); the task is made from those, its VMAs
-// mapped, and then `ready` is called on the restoring thread with the task,
-// the daemon's copy of the task's userfaultfd (its private anonymous VMAs
-// registered) and where each page run may go. `ready` returns once the
-// whole image arrived and verified (ok: the task goes on) or the restore is
-// given up (its error: the task is killed and reaped, nothing is left).
+// pages record (prefix_len of them); the task is made from those (a tree's
+// every process: in a version-16 tree image every process's records come
+// before the first page section), its VMAs mapped, and then `ready` is
+// called on the restoring thread with each task of the image, the daemon's
+// copy of each one's userfaultfd (its private anonymous VMAs registered) and
+// where each page run may go. `ready` returns once the whole image arrived
+// and verified (ok: the tasks go on) or the restore is given up (its error:
+// the tasks are killed and reaped, nothing is left).
 struct StreamVma {
     uint64_t start, end;
     bool uffd;  // private anonymous, registered: UFFDIO_COPY
-    // else a mapping written with process_vm_writev (private file mappings,
+    // else a mapping written through /proc/<pid>/mem (private file mappings,
     // the stack, shared anonymous memory); none other holds page runs
 };
 struct StreamReady {
+    uint32_t process = 0;  // its place in the image (a tree's process index; 0: a single one)
     pid_t pid = 0;
-    int uffd = -1;                // the daemon's, closed by restore_image after `ready` returns
+    int uffd = -1;  // the daemon's, closed by the restore after `ready` returns
+    // The daemon's fd of /proc/<pid>/mem, opened while the task's pidfd said
+    // it lived (so it is that task's memory even if the pid is another's by
+    // then: a tree's process is no child of the daemon's): where the runs
+    // outside the userfaultfd's VMAs are written. Closed as `uffd`.
+    int mem = -1;
     std::vector<StreamVma> vmas;  // in address order, disjoint
 };
 struct RestoreStream {
     uint64_t prefix_len = 0;
-    std::function<Status(const StreamReady&)> ready;
+    // A single process: one task; a tree: each live process, in image order.
+    std::function<Status(const std::vector<StreamReady>&)> ready;
     // Set when the restore found, before making anything, that this image
     // cannot be streamed or its records before the pages are no image (the
     // slot then spools it, and the restore at close says why, as before).
     bool before_task = false;
+    bool task_made = false;  // a task (a tree's root) was cloned: not before_task
+    // streamtree: a tree's restore failed once its processes were made
+    // (restore_tree): its error is the image's, not restored again from the
+    // spool (whose second try would bind, create and fail all over again).
+    bool final_failure = false;
     // Where the restore read the 7 bytes of code before a thread's rip in
-    // restart_syscall from the file (state/regs.h): the image is refused at
-    // close if a page run holds any of them whole (the full restore reads
-    // them from the run then).
-    std::vector<uint64_t> restart_code;
+    // restart_syscall from the file (state/regs.h), by process: the image is
+    // refused at close if that process's page runs hold any of them whole
+    // (the full restore reads them from the run then).
+    std::vector<std::pair<uint32_t, uint64_t>> restart_code;
 };
 
 struct RestoreRequest {
@@ -89,7 +103,7 @@ struct RestoreRequest {
     // shell job (every process of its tree has it), and the foreground group.
     int terminal_fd = -1;
     pid_t terminal_fg = 0;
-    RestoreStream* stream = nullptr;  // stream: a single process's image, pages still to come
+    RestoreStream* stream = nullptr;  // stream: the image's pages still to come
 };
 
 // Validates the whole image first (nothing is created on failure), then

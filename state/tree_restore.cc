@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -360,6 +361,7 @@ Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root) 
     first.tree = &tree;
     first.tree_index = 0;
     auto pid = restore_image(first);
+    if (!pid && req.stream && tree.cloned) req.stream->final_failure = true;  // streamtree
     if (!pid) {
         kill_tree(tree);  // before the go pipe's end: a blob at its gate would end on it
         return std::unexpected(pid.error());
@@ -584,6 +586,50 @@ Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
         return sys_error(clone_err, "clone3");
     }
     return tree.members[i].pid;
+}
+
+bool tree_last_prepared(const RestoreRequest& req) {
+    const auto& members = req.tree->members;
+    for (size_t j = req.tree_index + 1; j < members.size(); ++j)
+        if (!members[j].zombie) return false;
+    return true;
+}
+
+Status send_stream_go(int go_fd) {
+    char go = 'G';
+    if (::send(go_fd, &go, 1, MSG_NOSIGNAL) != 1) return errno_error("stream: sending the go");
+    return {};
+}
+
+Status tree_stream_pages(TreeRestore& tree, RestoreStream& rs) {
+    std::vector<TreeRestore::Member*> live;
+    for (auto& m : tree.members)
+        if (!m.zombie) live.push_back(&m);
+    auto stop_all = [&](Error why) -> Status {
+        for (auto* m : live) ::shutdown(m->stream_go, SHUT_RDWR);  // each blob reads end of file
+        return std::unexpected(std::move(why));
+    };
+    std::vector<StreamReady> ready;
+    std::vector<UniqueFd> uffds(live.size()), mems(live.size());
+    for (size_t k = 0; k < live.size(); ++k) {
+        auto* m = live[k];
+        if (!m->stream_take || m->stream_go < 0)
+            return stop_all(Error{EIO, "restore: a process of the tree is not streamed"});
+        auto r = m->stream_take(uffds[k], mems[k]);
+        if (!r) {  // named here: the runs of the processes before pass it on (tree_spawn)
+            tree.failure_named = true;
+            return stop_all(m == &tree.members.front()
+                                ? r.error()
+                                : r.error().context(strfmt("process {}", m->pid)));
+        }
+        ready.push_back(std::move(*r));
+    }
+    if (auto s = rs.ready(ready); !s) return stop_all(s.error());
+    uffds.clear();  // each blob unregisters its ranges after its go
+    mems.clear();
+    for (auto* m : live)
+        if (auto s = send_stream_go(m->stream_go); !s) return stop_all(s.error());
+    return {};
 }
 
 Error tree_first_failure(const RestoreRequest& req, Error later, const crfs_ra_report& own,

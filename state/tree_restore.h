@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -107,6 +108,12 @@ struct TreeRestore {
         // fid: inside a syscall the kernel restarts: handed back at the go
         // (state/restart.h), attached before it.
         std::vector<RestartTracer> restart;  // its main thread's first, if any
+        // streamtree: a streamed restore (RestoreRequest::stream), set by its
+        // restore_image run before any clone: reads its blob's ready report
+        // and takes its userfaultfd and memory (into the arguments); the
+        // daemon's end of its go socket. Used by tree_stream_pages, from the last run.
+        std::function<Result<StreamReady>(UniqueFd& uffd, UniqueFd& mem)> stream_take;
+        int stream_go = -1;
     };
     std::vector<Member> members;  // image order: parents first
     // treeperf: process 0's decode, which walked and checked the whole image:
@@ -163,6 +170,23 @@ void tree_note_area(const RestoreRequest& req, uint64_t start, uint64_t len);
 // root after the last. Returns the pid of process req.tree_index.
 Result<pid_t> tree_spawn(const RestoreRequest& req, const void* plan,
                          void (*run)(const void* plan));
+
+// streamtree: whether process req.tree_index is the last one prepared (no
+// live process after it): its restore_image run cloned the root.
+bool tree_last_prepared(const RestoreRequest& req);
+
+// streamtree (docs/trees.md "Streaming a tree's restore"): every process of
+// the tree was cloned and maps its VMAs; each one's blob waits for its
+// pages. Takes each live process's ready (Member::stream_take), in image
+// order, and hands them all to the slot (rs.ready), which returns once the
+// whole image arrived and verified; then each gets its go and goes on to
+// the tree's 'K' and go pipe. On an error no process gets its go: each
+// one's go socket is shut, so every blob waiting there ends, and the runs
+// of the others, waiting for their 'K', see their process end.
+Status tree_stream_pages(TreeRestore& tree, RestoreStream& rs);
+
+// stream: the byte that lets a blob waiting for its pages go on.
+Status send_stream_go(int go_fd);
 
 // First cause (docs/trees.md "When a member fails"): tree_spawn failed for a
 // later member after the root was cloned, and process req.tree_index reported

@@ -70,6 +70,23 @@ void* memset(void* dst, int c, size_t n) {
     return dst;
 }
 
+/* A task that is not restored ends. A tree's is held until the daemon kills
+ * the tree (restorer/child.h), so that every parent outlives its children and
+ * the daemon reaps them all; it keeps only its copy of the go pipe, on which
+ * no go comes for a failed tree: end of file there (the daemon is gone) ends it. */
+static __attribute__((noreturn)) void end_task(const struct crfs_restorer_args* a) {
+    if (a->has_go) {
+        if (a->go_fd > 0) sys3(NR_close_range, 0, (unsigned)a->go_fd - 1, 0);
+        sys3(NR_close_range, (unsigned)a->go_fd + 1, ~0u, 0);
+        for (;;) { /* every signal is blocked */
+            char c;
+            long r = sys3(NR_read, a->go_fd, &c, 1);
+            if (r == 0 || (r < 0 && r != -4 /* EINTR */)) break;
+        }
+    }
+    for (;;) sys1(NR_exit_group, 1);
+}
+
 static __attribute__((noreturn)) void die(const struct crfs_restorer_args* a, int step, long ret,
                                           uint64_t arg) {
     struct crfs_ra_report r;
@@ -79,12 +96,7 @@ static __attribute__((noreturn)) void die(const struct crfs_restorer_args* a, in
     r.step = step;
     r.arg = arg;
     sys3(NR_write, a->status_fd, &r, sizeof r);
-    if (a->has_go) { /* trees: held until the daemon kills the tree (restorer/child.h) */
-        if (a->go_fd > 0) sys3(NR_close_range, 0, (unsigned)a->go_fd - 1, 0);
-        sys3(NR_close_range, (unsigned)a->go_fd + 1, ~0u, 0);
-        for (;;) sys1(NR_pause, 0); /* every signal is blocked */
-    }
-    for (;;) sys1(NR_exit_group, 1);
+    end_task(a);
 }
 
 static int is_err(long ret) {

@@ -10,8 +10,11 @@
  * byte only once the whole image arrived and verified; meanwhile the blob
  * gives those VMAs their protections. End of file on the
  * go (the daemon gave up, or is gone) ends the task before any of the
- * image's own code runs. After the go the ranges are unregistered (no fault
- * is ever served: a page the image does not hold is a zero page again). */
+ * image's own code runs (a tree's process is held until the daemon kills
+ * the tree: end_task). A tree's processes each wait here, each with its own
+ * userfaultfd and go (streamtree, state/tree_restore.h tree_stream_pages).
+ * After the go the ranges are unregistered (no fault is ever served: a page
+ * the image does not hold is a zero page again). */
 
 /* Registers (reg) or unregisters the private anonymous VMAs, one call per
  * run of adjacent ones (the mappings map_from joined, or neighbours mapped
@@ -67,8 +70,7 @@ static void stream_wait(const struct crfs_restorer_args* a) {
     ready.step = CRFS_RA_STEP_STREAM_READY;
     ready.reserved = 0;
     ready.arg = (uint64_t)uffd;
-    if (sys3(NR_write, a->status_fd, &ready, sizeof ready) != (long)sizeof ready)
-        sys1(NR_exit_group, 1);
+    if (sys3(NR_write, a->status_fd, &ready, sizeof ready) != (long)sizeof ready) end_task(a);
     /* While the daemon copies the pages in: the mprotects of the registered
      * VMAs, which split the one mapping into the image's areas (a third of
      * a 30,000-area restore). A page copied into an area already protected
@@ -88,7 +90,7 @@ static void stream_wait(const struct crfs_restorer_args* a) {
         r = sys3(NR_read, a->stream_go_fd, &go, 1);
         if (r != -4 /* EINTR */) break;
     }
-    if (r != 1 || go != 'G') sys1(NR_exit_group, 1); /* the daemon gave up */
+    if (r != 1 || go != 'G') end_task(a); /* the daemon gave up */
     sys1(NR_close, a->stream_go_fd);
     stream_ranges(a, uffd, 0);
     sys1(NR_close, uffd);

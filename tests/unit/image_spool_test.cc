@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string>
@@ -339,6 +340,11 @@ struct KeptSink : PageSink {
         records.push_back(type);
         return {};
     }
+    std::vector<std::pair<uint32_t, size_t>> sections;  // process, runs before it
+    Status section(uint32_t process) override {
+        sections.emplace_back(process, runs.size());
+        return {};
+    }
 };
 
 // stream: from the first pages record on, the page data goes to the sink,
@@ -379,6 +385,39 @@ TEST(ImageSpool, ASinkTakesThePageDataFromTheFirstPagesRecordOn) {
     EXPECT_TRUE(no.runs.empty());
     EXPECT_TRUE(no.records.empty());
     EXPECT_EQ(spooled(s), bytes);
+}
+
+// streamtree: a version-16 tree's page sections: the sink is told each
+// section's process when its member-pages record ends (the first one's
+// before the page data, among the records it is planned from), whatever
+// the pieces; a record of another size is no section.
+TEST(ImageSpool, ASinkIsToldWhoseSectionTheRunsAreIn) {
+    ImageWriter w(make_header(0, 576));
+    test::add_minimal_process(w, 42);
+    test::add_minimal_process(w, 43);
+    std::vector<char> data(2 * kPage, 'x');
+    auto section = [&](uint32_t process, uint64_t vaddr) {
+        w.add(RecordType::kMemberPages, Payload().add(image::MemberPagesRecord{process, 0}));
+        w.add_external(RecordType::kPages, Payload().add(image::PagesRecord{vaddr, 2, 0}).bytes(),
+                       data.data(), data.size());
+        w.add(RecordType::kStats, Payload().add(image::StatsRecord{}));
+    };
+    section(0, 0x10000);
+    section(1, 0x20000);
+    w.add(RecordType::kMemberPages, Payload().add(uint32_t(7)));  // 4 bytes: no section
+    std::string bytes = test::stream_bytes(std::move(w).finish());
+    for (size_t step : {1ul, 5ul, 4096ul, 1ul << 20}) {
+        SCOPED_TRACE(step);
+        KeptSink sink;
+        ImageSpool s = spool_in_pieces(bytes, step, &sink);
+        EXPECT_TRUE(s.diverted());
+        using Seen = std::vector<std::pair<uint32_t, size_t>>;
+        EXPECT_EQ(sink.sections, (Seen{{0, 0}, {1, 1}}));
+        EXPECT_EQ(sink.runs.size(), 2u);
+        EXPECT_EQ(std::count(sink.records.begin(), sink.records.end(),
+                             uint32_t(RecordType::kMemberPages)),
+                  2);
+    }
 }
 
 }  // namespace
