@@ -589,11 +589,13 @@ namespace {
 // process `process` may go.
 // A report of a failure is also kept in `failed` (a tree's run then takes it
 // as its process's own: first cause, tree_first_failure). `task_mem`: its
-// memory's fd (StreamReady::mem).
+// memory's fd (StreamReady::mem). `ours` (a tree's process, no child of the
+// daemon's: its pid may be another's by now): whether the process under the
+// pid is still the one made, checked once the pidfd is open.
 Result<StreamReady> stream_take(pid_t pid, uint32_t process, int status_fd, const DecodedImage& img,
                                 const MemoryPlan& mem, const FdPlan& fds, UniqueFd& uffd,
-                                UniqueFd& task_mem,
-                                std::optional<crfs_ra_report>* failed = nullptr) {
+                                UniqueFd& task_mem, std::optional<crfs_ra_report>* failed = nullptr,
+                                const std::function<bool()>& ours = {}) {
     crfs_ra_report rep{};
     size_t got = 0;
     while (got < sizeof rep) {
@@ -614,6 +616,8 @@ Result<StreamReady> stream_take(pid_t pid, uint32_t process, int status_fd, cons
     }
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!pidfd) return errno_error("stream: pidfd_open of the new task");
+    if (ours && !ours())
+        return make_error(ESRCH, strfmt("stream: pid {} is no process of this restore", pid));
     uffd.reset(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), int(rep.arg), 0)));
     if (!uffd) return errno_error("stream: taking the new task's userfaultfd");
     task_mem.reset(::open(strfmt("/proc/{}/mem", pid).c_str(), O_RDWR | O_CLOEXEC));
@@ -1037,7 +1041,8 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
         self.stream_go = stream_go.get();
         self.stream_take = [&, index = req.tree_index](UniqueFd& uffd, UniqueFd& task_mem) {
             return stream_take(req.tree->members[index].pid, index, status_r.get(), *img, mem, *fds,
-                               uffd, task_mem, &stream_failed);
+                               uffd, task_mem, &stream_failed,
+                               [&] { return tree_member_is_ours(*req.tree, index); });
         };
     }
     sigset_t all, old;

@@ -595,6 +595,11 @@ bool tree_last_prepared(const RestoreRequest& req) {
     return true;
 }
 
+bool tree_member_is_ours(const TreeRestore& tree, uint32_t index) {
+    const auto& m = tree.members[index];
+    return m.go >= 0 && ours(m.pid, m.go);
+}
+
 Status send_stream_go(int go_fd) {
     char go = 'G';
     if (::send(go_fd, &go, 1, MSG_NOSIGNAL) != 1) return errno_error("stream: sending the go");

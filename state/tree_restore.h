@@ -185,6 +185,11 @@ bool tree_last_prepared(const RestoreRequest& req);
 // of the others, waiting for their 'K', see their process end.
 Status tree_stream_pages(TreeRestore& tree, RestoreStream& rs);
 
+// streamtree: whether the process under member `index`'s pid holds its copy
+// of the go pipe (it does until its blob is past the gate): the one this
+// restore made, not another that took the pid once it died.
+bool tree_member_is_ours(const TreeRestore& tree, uint32_t index);
+
 // stream: the byte that lets a blob waiting for its pages go on.
 Status send_stream_go(int go_fd);
 
