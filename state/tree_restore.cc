@@ -610,7 +610,10 @@ Status tree_stream_pages(TreeRestore& tree, RestoreStream& rs) {
     std::vector<TreeRestore::Member*> live;
     for (auto& m : tree.members)
         if (!m.zombie) live.push_back(&m);
+    // Named here or the image's (a refusal at close): the runs of the
+    // processes before pass it on as it is (tree_spawn).
     auto stop_all = [&](Error why) -> Status {
+        tree.failure_named = true;
         for (auto* m : live) ::shutdown(m->stream_go, SHUT_RDWR);  // each blob reads end of file
         return std::unexpected(std::move(why));
     };
@@ -621,12 +624,10 @@ Status tree_stream_pages(TreeRestore& tree, RestoreStream& rs) {
         if (!m->stream_take || m->stream_go < 0)
             return stop_all(Error{EIO, "restore: a process of the tree is not streamed"});
         auto r = m->stream_take(uffds[k], mems[k]);
-        if (!r) {  // named here: the runs of the processes before pass it on (tree_spawn)
-            tree.failure_named = true;
+        if (!r)
             return stop_all(m == &tree.members.front()
                                 ? r.error()
                                 : r.error().context(strfmt("process {}", m->pid)));
-        }
         ready.push_back(std::move(*r));
     }
     if (auto s = rs.ready(ready); !s) return stop_all(s.error());

@@ -117,7 +117,11 @@ class TreeStream(TreeBase):
         ]
         for edits, expect in cases:
             spooled = self.log().count("not streamed")
+            named = self.log().count(f"slot {pids[0]}: restore failed: bad image: ")
             self.refused(img, pids[0], edits, expect)
+            # The image's fault, named as a spooled restore names it: no process's.
+            self.assertEqual(self.log().count(f"slot {pids[0]}: restore failed: bad image: "),
+                             named + 1, edits)
             self.assertEqual(self.log().count("not streamed"), spooled, edits)
             self.assertEqual([p for p in pids if os.path.exists(f"/proc/{p}")], [], edits)
         # The image itself restores, streamed.
