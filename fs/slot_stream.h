@@ -10,11 +10,12 @@
 // anonymous memory, pwrite to /proc/<pid>/mem (opened while the task lived)
 // into the other mappings that hold pages, each run checked to lie inside
 // one VMA of the validated plan, and to give no page an earlier run gave
-// (common/page_set.h), before a byte is copied. Nothing is stored. At close the whole image is decoded
-// (fixed parts, hashed as written) and its checksum and record count
-// verified; only then does the task go on. Any failure (a bad record, a bad
-// checksum, an early close, the slot removed or truncated) kills and reaps
-// the task, and the restore's guards undo what stage 1 made.
+// (common/page_set.h), before a byte is copied. Nothing is stored. At close
+// the whole image is decoded (fixed parts, hashed as written) and its
+// checksum and record count verified; only then does the task go on. Any
+// failure (a bad record, a bad checksum, an early close, the slot removed or
+// truncated) kills and reaps the task, and the restore's guards undo what
+// stage 1 made.
 //
 // streamtree: a tree's image of version 16 holds every process's records
 // before its page sections (docs/trees.md): the stream starts at the first

@@ -299,18 +299,21 @@ Result<pid_t> finish_stream(Slot& slot) {
         if (slot.stream->refusal()) return std::unexpected(*slot.stream->refusal());
         // The code before a restart_syscall's rip was read from its file; a
         // run holding it whole would have been read instead (state/regs.h).
+        auto holds = [](const DecodedImage& m, uint64_t at) {
+            return std::any_of(m.pages.begin(), m.pages.end(), [&](const auto& p) {
+                return at >= p.vaddr && at + 7 <= p.vaddr + uint64_t(p.nr_pages) * 4096;
+            });
+        };
         for (const auto& [process, at] : slot.stream->restart_code())
             for (const auto& [i, m] : members)
-                for (const auto& p : m.pages)
-                    if (i == process && at >= p.vaddr &&
-                        at + 7 <= p.vaddr + uint64_t(p.nr_pages) * 4096)
-                        return make_error(ENOTSUP,
-                                          strfmt("restore: a thread sleeps in a system call whose "
-                                                 "code at {:x} is in the image's pages; a streamed "
-                                                 "restore reads it from the file (write the image "
-                                                 "with CRFS_RESTORE_NO_STREAM=1 in crfsd's "
-                                                 "environment)",
-                                                 at));
+                if (i == process && holds(m, at))
+                    return make_error(ENOTSUP,
+                                      strfmt("restore: a thread sleeps in a system call whose "
+                                             "code at {:x} is in the image's pages; a streamed "
+                                             "restore reads it from the file (write the image "
+                                             "with CRFS_RESTORE_NO_STREAM=1 in crfsd's "
+                                             "environment)",
+                                             at));
         return {};
     };
     return slot.stream->finish(verify());

@@ -620,9 +620,7 @@ Status tree_stream_pages(TreeRestore& tree, RestoreStream& rs) {
     std::vector<StreamReady> ready;
     std::vector<UniqueFd> uffds(live.size()), mems(live.size());
     for (size_t k = 0; k < live.size(); ++k) {
-        auto* m = live[k];
-        if (!m->stream_take || m->stream_go < 0)
-            return stop_all(Error{EIO, "restore: a process of the tree is not streamed"});
+        auto* m = live[k];  // every live process's run set its stream_take before any clone
         auto r = m->stream_take(uffds[k], mems[k]);
         if (!r)
             return stop_all(m == &tree.members.front()
