@@ -1,11 +1,13 @@
 #include "common/io.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 
 namespace crfs {
 
@@ -98,6 +100,21 @@ Status write_file_atomic(const std::string& path, std::string_view data, mode_t 
     fd->reset();
     if (::rename(tmp.c_str(), path.c_str()) < 0) return errno_error("rename " + tmp);
     return {};
+}
+
+void presize_fd_table(int fds) {
+    const char* cold = getenv("CRFS_FD_TABLE_COLD");
+    if (cold && *cold && *cold != '0') return;
+    rlimit r{};
+    if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur != RLIM_INFINITY &&
+        r.rlim_cur < rlim_t(fds))
+        fds = int(r.rlim_cur);
+    if (fds < 2) return;
+    int any = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (any < 0) return;
+    // The lowest free fd from fds - 1 on: the table grows to hold it.
+    if (int high = ::fcntl(any, F_DUPFD_CLOEXEC, fds - 1); high >= 0) ::close(high);
+    ::close(any);
 }
 
 }  // namespace crfs

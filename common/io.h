@@ -32,4 +32,13 @@ Result<std::string> read_file(const std::string& path, size_t max = 16 << 20);
 // fsync, then rename over `path`.
 Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode);
 
+// perf: grows this process's fd table to hold `fds` fds (fewer if its
+// RLIMIT_NOFILE is lower), best effort. Call it while the process has one
+// thread: the kernel grows a table that threads share only after an RCU grace
+// period (fs/file.c expand_fdtable: synchronize_rcu), each time it doubles;
+// on this VM each such wait was 10-14 ms with every CPU idle
+// (docs/performance.md, session 36). A table never shrinks.
+// CRFS_FD_TABLE_COLD=1 in the environment: nothing is done (the old path).
+void presize_fd_table(int fds);
+
 }  // namespace crfs

@@ -247,6 +247,11 @@ Result<std::string> serve(int argc, char** argv) {
 int main(int argc, char** argv) {
     // Nothing of the daemon's but the image, reply and status pipes.
     ::close_range(crfs::kWorkerLastFd + 1, ~0u, 0);
+    // perf: the fd table grown now, while this is the only thread: a tree's
+    // capture (several threads) holds an fd or more per member (a live
+    // member's userfaultfd and memory file), and each time the table had to
+    // double then, the kernel waited for an RCU grace period (common/io.h).
+    crfs::presize_fd_table(1024);
     // The daemon may die at any moment: a closed reply pipe must not kill us
     // mid-checkpoint (the task would keep injected registers).
     // Polite signals (a terminal, a service manager stopping everything) wait

@@ -154,6 +154,10 @@ int main(int argc, char** argv) {
     // malloc: before any thread; what it frees goes back before a tree's
     // clone (common/malloc_arena.h).
     crfs::use_one_malloc_arena();
+    // perf: the fd table grown before libfuse's threads start (common/io.h):
+    // a tree's restore holds fds per member, and a table grown then, shared
+    // by threads, waits for an RCU grace period each time it doubles.
+    crfs::presize_fd_table(1024);
     fuse_args args = FUSE_ARGS_INIT(argc, argv);
     std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> args_owner(&args, fuse_opt_free_args);
     Options opts;
