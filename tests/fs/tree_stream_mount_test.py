@@ -75,6 +75,15 @@ run(0)
 """
 
 
+def state_of(pid):
+    """pid, its state and its parent, from /proc/PID/stat (or why not)."""
+    try:
+        fields = read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+        return (pid, fields[0], int(fields[1]))
+    except (OSError, IndexError) as e:
+        return (pid, str(e))
+
+
 class TreeStream(TreeBase):
     def start_three(self):
         with open(os.path.join(self.dir, "data.bin"), "wb") as f:
@@ -123,7 +132,11 @@ class TreeStream(TreeBase):
             self.assertEqual(self.log().count(f"slot {pids[0]}: restore failed: bad image: "),
                              named + 1, edits)
             self.assertEqual(self.log().count("not streamed"), spooled, edits)
-            self.assertEqual([p for p in pids if os.path.exists(f"/proc/{p}")], [], edits)
+            left = [p for p in pids if os.path.exists(f"/proc/{p}")]
+            # What is left, and what crfsd said (a failure here once in a full
+            # `ctest -j2`, not seen again in 100 runs alone or under load).
+            self.assertEqual(left, [], f"{edits}: {[state_of(p) for p in left]}; "
+                                       f"crfsd's log ends: {self.log()[-3000:]}")
         # The image itself restores, streamed.
         r = self.restore(img, str(pids[0]))
         self.assertEqual(r.returncode, 0, r.stderr + read(f"{self.m}/{pids[0]}/status"))
