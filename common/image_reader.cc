@@ -406,6 +406,10 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
     uint32_t cur = uint32_t(img.processes.size());
     bool in_sections = false, own_section = false;
     int64_t last_section = -1;
+    // overlap (version 17): the processes whose section held a stats record,
+    // and whether the member-stats records after the last section began.
+    std::vector<char> section_stats;
+    bool in_member_stats = false;
     const bool sectioned_version = img.header.version >= image::kFirstSectionedVersion;
     // A member decoded from the root's walk: at the end of its records, on to
     // its page section once (true), or done (false).
@@ -432,6 +436,27 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         if (!next) return std::unexpected(next.error());
         if (!*next) break;
         Record& r = **next;
+        // overlap (version 17): after the last section's pages, the stats of
+        // the processes whose sections went out before the tree was thawed.
+        if (r.type == RecordType::kMemberStats) {
+            auto m = load<image::MemberStatsRecord>(r.payload);
+            if (opts.tree) continue;  // the whole walk checked and kept them
+            bool sectioned =
+                m.process < img.section_starts.size() && img.section_starts[m.process].first != 0;
+            if (img.header.version < image::kFirstMemberStatsVersion || !in_sections ||
+                m.reserved != 0 || !sectioned ||
+                (!img.member_stats.empty() && m.process <= img.member_stats.back().first) ||
+                (m.process < section_stats.size() && section_stats[m.process]))
+                return inconsistent(r,
+                                    "member-stats record out of place, out of order, or of no "
+                                    "process with a page section and no stats record");
+            in_member_stats = true;
+            img.member_stats.emplace_back(m.process, m.stats);
+            if (m.process == opts.process) img.stats = m.stats;
+            continue;
+        }
+        if (in_member_stats)
+            return inconsistent(r, "only member-stats records follow the first of them");
         // streamtree (version 16): a tree's page sections come after every
         // process's records; each holds one process's pages and stats only.
         if (r.type == RecordType::kMemberPages) {
@@ -462,6 +487,10 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         if (sectioned_version && !img.processes.empty() && !in_sections &&
             (r.type == RecordType::kPages || r.type == RecordType::kStats))
             return inconsistent(r, "a tree's pages and stats records are in its page sections");
+        if (in_sections && r.type == RecordType::kStats) {  // overlap: no member-stats for it
+            section_stats.resize(img.processes.size());
+            section_stats[cur] = 1;
+        }
         // trees: a process record starts the next process's records; only
         // those of process opts.process are decoded (docs/trees.md).
         if (r.type == RecordType::kProcess) {
@@ -963,6 +992,7 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
             }
             case RecordType::kProcess:  // taken above
             case RecordType::kMemberPages:
+            case RecordType::kMemberStats:
             case RecordType::kZombie:
             case RecordType::kShareTask:
             case RecordType::kTrailer:
@@ -990,6 +1020,9 @@ Result<DecodedImage> decode_image(ByteSource& src, DecodeOptions opts) {
         img.section_starts = opts.tree->section_starts;
         img.zombies = opts.tree->zombies;
         img.share_tasks = opts.tree->share_tasks;
+        img.member_stats = opts.tree->member_stats;  // overlap
+        for (const auto& [process, stats] : img.member_stats)
+            if (process == opts.process) img.stats = stats;
         img.checksum = opts.tree->checksum;
         img.size = opts.tree->size;
     }

@@ -274,6 +274,9 @@ struct DecodedImage {
     // member-pages record's offset and record index), {0, 0}: none (a zombie,
     // or a process without pages or stats). Empty below version 16.
     std::vector<std::pair<uint64_t, uint64_t>> section_starts;
+    // overlap, version 17: the member-stats records of a tree, every
+    // process's (its index and its stats: also in `stats` of its own decode).
+    std::vector<std::pair<uint32_t, image::StatsRecord>> member_stats;
     // share: each process's fd table / fs sharing (state/tree_share_task.h), every process's.
     std::vector<std::pair<uint32_t, image::ShareTaskRecord>> share_tasks;
     std::vector<SeccompFilterEntry> seccomp;            // version 4, oldest first

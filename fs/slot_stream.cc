@@ -117,6 +117,7 @@ Status SlotStream::section(uint32_t process) {
 
 Status SlotStream::record(uint32_t type) {
     if (refusal_ || type == uint32_t(image::RecordType::kStats) ||
+        type == uint32_t(image::RecordType::kMemberStats) ||  // overlap: after the last section
         type == uint32_t(image::RecordType::kTrailer) ||
         type == uint32_t(image::RecordType::kMemberPages))  // streamtree: section()
         return {};

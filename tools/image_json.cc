@@ -372,20 +372,18 @@ Json unix_bound(const DecodedImage& img) {  // unix: state/unix_bound.cc
     return out;
 }
 
+Json stats_record(const image::StatsRecord& s) {
+    return Json{{"frozen_ns", s.frozen_ns},          {"total_ns", s.total_ns},
+                {"pages_scanned", s.pages_scanned},  {"pages_copied", s.pages_copied},
+                {"pages_zero", s.pages_zero},        {"pages_stored", s.pages_stored},
+                {"captured_at_ns", s.captured_at_ns}};
+}
+
 Json stats(const DecodedImage& img) {
     uint64_t stored = 0;
     for (const auto& p : img.pages) stored += p.nr_pages;
     Json j = {{"page_bytes", stored * image::kPageSize}};
-    if (img.stats) {
-        const auto& s = *img.stats;
-        j.update(Json{{"frozen_ns", s.frozen_ns},
-                      {"total_ns", s.total_ns},
-                      {"pages_scanned", s.pages_scanned},
-                      {"pages_copied", s.pages_copied},
-                      {"pages_zero", s.pages_zero},
-                      {"pages_stored", s.pages_stored},
-                      {"captured_at_ns", s.captured_at_ns}});
-    }
+    if (img.stats) j.update(stats_record(*img.stats));
     return j;
 }
 
@@ -521,9 +519,14 @@ Json image_to_json(const DecodedImage& img) {
                     {"lflag", t->lflag},   {"rows", t->rows},    {"cols", t->cols},
                     {"ispeed", t->ispeed}, {"ospeed", t->ospeed}};
     }
-    for (const auto& p : img.processes)  // trees
-        j["processes"].push_back(
-            {{"pid", p.pid}, {"ppid", p.ppid}, {"pgid", p.pgid}, {"sid", p.sid}, {"flags", p.flags}});
+    for (size_t i = 0; i < img.processes.size(); ++i) {  // trees
+        const auto& p = img.processes[i];
+        Json pj = {
+            {"pid", p.pid}, {"ppid", p.ppid}, {"pgid", p.pgid}, {"sid", p.sid}, {"flags", p.flags}};
+        for (const auto& [process, st] : img.member_stats)  // overlap: version 17
+            if (process == i) pj["stats"] = stats_record(st);
+        j["processes"].push_back(std::move(pj));
+    }
     if (img.chain) {  // incr: docs/incremental.md
         uint64_t kept = 0;
         for (const auto& k : img.keeps) kept += k.nr_pages;

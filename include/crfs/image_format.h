@@ -13,7 +13,7 @@ namespace crfs::image {
 
 inline constexpr char kMagic[8] = {'C', 'R', 'F', 'S', 'I', 'M', 'G', '\n'};
 inline constexpr char kTrailerMagic[8] = {'C', 'R', 'F', 'S', 'E', 'N', 'D', '\n'};
-inline constexpr uint32_t kFormatVersion = 16;      // what this crfs writes
+inline constexpr uint32_t kFormatVersion = 17;      // what this crfs writes
 inline constexpr uint32_t kMinReadableVersion = 1;  // oldest version this crfs reads
 inline constexpr uint32_t kArchX86_64 = 62;         // ELF e_machine EM_X86_64
 inline constexpr uint32_t kPageSize = 4096;
@@ -96,6 +96,7 @@ static_assert(sizeof(Trailer) == 24);
     X(kProcess, 64, "process", sizeof(ProcessRecord), sizeof(ProcessRecord))                     \
     X(kMemberPages, 65, "member-pages", sizeof(MemberPagesRecord),                               \
       sizeof(MemberPagesRecord))                                                                 \
+    X(kMemberStats, 66, "member-stats", sizeof(MemberStatsRecord), sizeof(MemberStatsRecord))    \
     /* kobj (72-79): memfd objects, docs/image-format.md */                                      \
     X(kMemfd, 72, "memfd", sizeof(MemfdRecord), sizeof(MemfdRecord) + kMaxMemfdName)             \
     X(kMemfdData, 73, "memfd-data", sizeof(MemfdDataRecord),                                     \
@@ -1009,6 +1010,20 @@ struct MemberPagesRecord {
 };
 static_assert(sizeof(MemberPagesRecord) == 8);
 inline constexpr uint32_t kFirstSectionedVersion = 16;
+
+// overlap (version 17, docs/trees.md "A tree's copy under its stream"): the
+// stats of a tree's live process whose page section was sent before the tree
+// was thawed (its frozen time was not known yet). After the last section's
+// pages, only these follow, in increasing `process` (its index in the image,
+// a live process with a section); a process has a stats record in its section
+// or a member-stats record, never both. Informative, as stats.
+struct MemberStatsRecord {
+    uint32_t process;
+    uint32_t reserved;  // 0
+    StatsRecord stats;
+};
+static_assert(sizeof(MemberStatsRecord) == 72);
+inline constexpr uint32_t kFirstMemberStatsVersion = 17;
 
 // share (version 9, docs/trees.md "Clones sharing their fd table or fs"): a
 // process of a tree that shares its fd table (CLONE_FILES) or its cwd, root

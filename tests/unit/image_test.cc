@@ -906,7 +906,7 @@ TEST(ImageThreads, MainThreadRecordMustNameTheTask) {
     auto img = decode(bytes);
     ASSERT_TRUE(img) << img.error().what;
     // tid 42 -> 43 in the main thread's record (the first thread record).
-    size_t at = bytes.find(std::string("\x11\0\0\0", 4));
+    size_t at = bytes.find(std::string("\x11\0\0\0", 4), sizeof(image::Header));  // not version 17
     ASSERT_NE(at, std::string::npos);
     int32_t tid = 43;
     std::memcpy(bytes.data() + at + sizeof(image::RecordHeader), &tid, 4);

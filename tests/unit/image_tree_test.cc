@@ -309,5 +309,136 @@ TEST(ImageTreeSections, TheLayoutOfBeforeVersion16StillDecodes) {
     }
 }
 
+// overlap (version 17): a tree whose sections went out before its thaw
+// has its members' stats after the last section, one member-stats record each.
+void add_member_stats(ImageWriter& w, uint32_t process, uint64_t frozen_ns, uint32_t reserved = 0) {
+    image::MemberStatsRecord m{};
+    m.process = process;
+    m.reserved = reserved;
+    m.stats.frozen_ns = frozen_ns;
+    w.add(RecordType::kMemberStats, Payload().add(m));
+}
+
+// Two live processes with a section each (pages only), then `tail`.
+std::string tree_with_stats_tail(void (*tail)(ImageWriter&), uint32_t version = 17) {
+    image::Header hd = make_header(0, 576);
+    hd.version = version;
+    ImageWriter w(hd);
+    add_process_record(w, 42, 1);
+    add_process_with_vma(w, 42);
+    add_process_record(w, 43, 42);
+    add_process_with_vma(w, 43);
+    add_section(w, 0);
+    add_page(w, 0, 'a');
+    add_section(w, 1);
+    add_page(w, 1, 'b');
+    tail(w);
+    return bytes(std::move(w));
+}
+
+TEST(ImageTreeMemberStats, EachProcessGetsItsOwnStatsFromAfterTheLastSection) {
+    std::string b = tree_with_stats_tail([](ImageWriter& w) {
+        add_member_stats(w, 0, 1000);
+        add_member_stats(w, 1, 1001);
+    });
+    auto root = decode(b, 0);
+    ASSERT_TRUE(root) << root.error().what;
+    ASSERT_EQ(root->member_stats.size(), 2u);
+    for (uint32_t i = 0; i < 2; ++i) {
+        SCOPED_TRACE(i);
+        auto whole = decode(b, i);
+        ASSERT_TRUE(whole) << whole.error().what;
+        MemorySource src(b.data(), b.size());
+        auto own = decode_image(src, {.keep_data = true, .process = i, .tree = &*root});
+        ASSERT_TRUE(own) << own.error().what;
+        for (const DecodedImage* img : {&*whole, &*own}) {
+            ASSERT_TRUE(img->stats);
+            EXPECT_EQ(img->stats->frozen_ns, 1000u + i);
+            ASSERT_EQ(img->pages.size(), 1u);
+            EXPECT_EQ(img->pages[0].vaddr, kVma + i * image::kPageSize);
+        }
+    }
+    // A process may have none (informative, as stats), and a section its own.
+    std::string some = tree_with_stats_tail([](ImageWriter& w) { add_member_stats(w, 1, 7); });
+    auto first = decode(some, 0);
+    ASSERT_TRUE(first) << first.error().what;
+    EXPECT_FALSE(first->stats);
+    auto second = decode(some, 1);
+    ASSERT_TRUE(second) << second.error().what;
+    ASSERT_TRUE(second->stats);
+    EXPECT_EQ(second->stats->frozen_ns, 7u);
+}
+
+TEST(ImageTreeMemberStats, MisplacedOrDoubledMemberStatsAreRefused) {
+    struct Case {
+        const char* what;
+        void (*tail)(ImageWriter&);
+        const char* expect;
+        uint32_t version = 17;
+    };
+    const Case cases[] = {
+        {"out of order",
+         [](ImageWriter& w) {
+             add_member_stats(w, 1, 1);
+             add_member_stats(w, 0, 1);
+         },
+         "member-stats record out of place"},
+        {"twice for a process",
+         [](ImageWriter& w) {
+             add_member_stats(w, 0, 1);
+             add_member_stats(w, 0, 1);
+         },
+         "member-stats record out of place"},
+        {"of no process", [](ImageWriter& w) { add_member_stats(w, 2, 1); },
+         "member-stats record out of place"},
+        {"its reserved field", [](ImageWriter& w) { add_member_stats(w, 0, 1, 1); },
+         "member-stats record out of place"},
+        {"pages after it",
+         [](ImageWriter& w) {
+             add_member_stats(w, 0, 1);
+             add_page(w, 1, 'c');
+         },
+         "only member-stats records follow"},
+        {"a section after it",
+         [](ImageWriter& w) {
+             add_member_stats(w, 0, 1);
+             add_section(w, 1);
+         },
+         "only member-stats records follow"},
+        {"a stats record in the last section and a member-stats record for it",
+         [](ImageWriter& w) {
+             add_stats(w);
+             add_member_stats(w, 1, 1);
+         },
+         "member-stats record out of place"},
+        {"in a version 16 image", [](ImageWriter& w) { add_member_stats(w, 0, 1); },
+         "member-stats record out of place", 16},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.what);
+        auto img = decode(tree_with_stats_tail(c.tail, c.version), 0);
+        ASSERT_FALSE(img);
+        EXPECT_NE(img.error().what.find(c.expect), std::string::npos) << img.error().what;
+    }
+    // Before any section (in a process's records), and in one process's image.
+    image::Header hd = make_header(0, 576);
+    ImageWriter w(hd);
+    add_process_record(w, 42, 1);
+    add_process_with_vma(w, 42);
+    add_member_stats(w, 0, 1);
+    add_section(w, 0);
+    auto early = decode(bytes(std::move(w)), 0);
+    ASSERT_FALSE(early);
+    EXPECT_NE(early.error().what.find("member-stats record out of place"), std::string::npos)
+        << early.error().what;
+    ImageWriter one(hd);
+    add_process_with_vma(one, 42);
+    add_member_stats(one, 0, 1);
+    auto single = decode(bytes(std::move(one)), 0);
+    ASSERT_FALSE(single);
+    EXPECT_NE(single.error().what.find("member-stats record out of place"), std::string::npos)
+        << single.error().what;
+}
+
 }  // namespace
 }  // namespace crfs
