@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -111,6 +113,45 @@ struct Capture {
     std::vector<image::SysvShmRecord> sysv_shm;        // sysv: state/sysv_shm.h
     std::vector<std::string> sysv_msg;                 // sem: state/sysv_msg.h
     std::vector<std::string> sysv_sem;                 // sem: state/sysv_sem.h
+    // overlap: the pages to copy once every member is captured (copy_planned).
+    std::optional<PagePlan> plan;
+};
+
+// overlap (docs/trees.md "A tree's copy under its stream"): a tree whose
+// members are all copied while frozen has its records sent while its pages
+// are still being copied, member by member, on the thread that froze it; it
+// is thawed after the last copy. The capture's thread and the image's writer
+// meet here.
+struct TreeCopy {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool published = false;           // `captures` are here, their pages to be copied
+    bool ended = false;               // capture_tree returned
+    std::vector<Capture> captures;    // from `published` on
+    size_t copied = 0;                // captures [0, copied) have their pages in their buffers
+    bool thawed = false;              // the tree runs again: `frozen_ns` is set
+    Status failed;                    // a copy or the thaw failed (after `published`)
+    bool stop = false;                // the image's writer is gone: copy no more, thaw
+    std::vector<uint64_t> frozen_ns;  // each member's, once `thawed`
+
+    void publish(std::vector<Capture> c) {
+        std::lock_guard l(mu);
+        captures = std::move(c);
+        published = true;
+        cv.notify_all();
+    }
+    bool stopped() {
+        std::lock_guard l(mu);
+        return stop;
+    }
+    // Waits until member `i`'s pages are copied (or no more will be).
+    Status wait_copied(size_t i) {
+        std::unique_lock l(mu);
+        cv.wait(l, [&] { return copied > i || thawed; });
+        if (copied > i) return {};
+        if (!failed) return failed;
+        return make_error(EIO, strfmt("member {}: its pages were not copied", i));
+    }
 };
 
 uint64_t realtime_ns() {
@@ -212,6 +253,63 @@ void test_hold_frozen() {
     test_hold_until_made(path);
 }
 
+// overlap: a member's memory planned while frozen, its pages copied later
+// (copy_planned), once the tree's sharing took out what another member holds.
+Result<MemoryDump> planned_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
+                                  std::optional<PagePlan>& plan) {
+    auto p = plan_pages(pid, maps);
+    if (!p) return std::unexpected(p.error());
+    MemoryDump d;
+    d.maps = std::move(maps);
+    d.runs = p->runs;  // the sharing (state/tree_shmem_dump.h) erases from these
+    d.pages_scanned = p->pages_scanned;
+    d.buffer = std::move(buffer);
+    plan = std::move(*p);
+    return d;
+}
+
+// Test only: CRFS_TEST_COPY_FAIL=PATH in crfsd's environment; while PATH
+// holds a number N, the copy of a tree's member N fails (overlap: its
+// records were sent).
+bool copy_fault_at(size_t member) {
+    static const char* path = getenv("CRFS_TEST_COPY_FAIL");
+    if (!path) return false;
+    auto text = read_file(path);
+    return text && !text->empty() && std::strtoul(text->c_str(), nullptr, 10) == member;
+}
+
+// Test only: CRFS_TEST_COPY_HOLD=PATH in crfsd's environment: a tree copied
+// as its image goes out (overlap) makes PATH.held before the copy of its last
+// member and waits until PATH exists (at most 60 s), so a test can look at
+// the tree while the first bytes are out (tests/fs/tree_copy_mount_test.py).
+void test_hold_copy() {
+    static const char* path = getenv("CRFS_TEST_COPY_HOLD");
+    test_hold_until_made(path);
+}
+
+// overlap: copies the runs of `plan` the tree's sharing left in d.runs (both
+// in address order) into d.buffer; d.runs then says where each lies.
+Status copy_planned(pid_t pid, PagePlan& plan, MemoryDump& d) {
+    size_t kept = 0, j = 0;
+    uint64_t pages = 0;
+    for (size_t r = 0; r < plan.runs.size() && j < d.runs.size(); ++r) {
+        if (plan.runs[r].vaddr != d.runs[j].vaddr) continue;
+        plan.runs[kept] = plan.runs[r];
+        plan.sources[kept] = plan.sources[r];
+        pages += plan.runs[r].nr_pages;
+        ++kept, ++j;
+    }
+    if (j != d.runs.size())
+        return make_error(EIO, strfmt("task {}: a run to copy is not in its plan", pid));
+    plan.runs.resize(kept);
+    plan.sources.resize(kept);
+    plan.pages = pages;
+    if (auto r = copy_pages(pid, plan, d.buffer); !r) return r;
+    d.runs = std::move(plan.runs);
+    d.pages_copied = pages;
+    return {};
+}
+
 // Runs on the thread that traces the task (common/tracers.h): ptrace is per
 // thread, and should anything leave the task attached, the thread's exit
 // detaches it. The task is one of a tree frozen, and released, by
@@ -226,7 +324,8 @@ void test_hold_frozen() {
 Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
                         bool checked, std::mutex* serial, bool fault,
-                        std::shared_ptr<PageArena> arena, PageBuffer* spare, ProtectAhead* ahead) {
+                        std::shared_ptr<PageArena> arena, PageBuffer* spare, ProtectAhead* ahead,
+                        bool copy_later) {
     Capture c;
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
@@ -458,7 +557,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     if (live && ahead) uffd = ahead->take();
     auto mem = track  ? dump_memory_tracked(pid, std::move(maps), std::move(buffer), *track)
                : uffd ? protect_memory(pid, std::move(maps), std::move(buffer), std::move(uffd))
-                      : dump_memory(pid, std::move(maps), std::move(buffer));
+               : copy_later ? planned_memory(pid, std::move(maps), std::move(buffer), c.plan)
+                            : dump_memory(pid, std::move(maps), std::move(buffer));
     if (!mem) return std::unexpected(mem.error());
     c.memory = std::move(*mem);
     if (track) c.keeps = std::move(track->keeps);
@@ -565,8 +665,10 @@ Status protect_tree_ahead(pid_t root, std::vector<pid_t> root_kids,
 
 // A live snapshot is taken of a single process and of each member of a tree
 // that holds enough memory (big_enough_for_live); the rest are copied while frozen.
+// overlap: with `overlap`, a plain tree's captures are handed to it before
+// their pages are copied (TreeCopy); the vector returned is then empty.
 Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool live,
-                                          ChainTracking* track) {
+                                          ChainTracking* track, TreeCopy* overlap) {
     std::vector<Capture> out;
     // Each member traced by one of a few threads (the root by this one), so
     // that the members' captures overlap their ptrace stops: before the tree
@@ -629,6 +731,13 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         live_at[i] = members.size() == 1
                          ? live && tree->zombies().empty()
                          : live && !track && big_enough_for_live(views, members[i].pid);
+    // overlap: a plain tree (each member copied while frozen) whose image is
+    // streamed has its pages copied after every member's capture, while its
+    // records go out. CRFS_TREE_COPY_FIRST=1 in crfsd's environment: each
+    // member's pages copied in its capture, the tree thawed before the
+    // image's first byte (the old path).
+    const bool copy_later = overlap && arena && std::ranges::none_of(live_at, std::identity{}) &&
+                            !getenv("CRFS_TREE_COPY_FIRST");
     // Each member's ProtectAhead, if it has one: the same process (pid and
     // start time). Its stops count as its frozen time (the image's stats).
     std::vector<ProtectAhead*> ahead_of(members.size(), nullptr);
@@ -646,7 +755,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
             capture(m.pid, m.starttime, m.threads, live_at[i], track ? &tracking[i] : nullptr,
                     pids.size() > 1 ? pids : std::vector<pid_t>{}, views, checked, one_at_a_time,
                     fault_at(i), arena, i == 0 && members.size() == 1 && spare ? &*spare : nullptr,
-                    ahead_of[i]));
+                    ahead_of[i], copy_later));
         if (!*got[i]) failed = true;
     };
     // The root first, alone: its detect checks every member, on views it keeps.
@@ -714,6 +823,43 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     }
     out.front().zombies = tree->zombies();  // life
     trace.mark("shared between members");
+    if (copy_later) {
+        // overlap: the files fingerprinted while frozen (the records go out
+        // before the thaw), the captures handed to the image's writer, then
+        // each member's pages copied in image order, and the tree thawed.
+        OpenedFiles opened;
+        for (Capture& c : out) c.prints = fingerprint_files(c.fds, c.memory.maps, &opened);
+        trace.mark("file fingerprints, frozen");
+        overlap->publish(std::move(out));
+        std::vector<Capture>& caps = overlap->captures;  // their pages: this thread's until copied
+        Status ok;
+        for (size_t i = 0; i < caps.size() && ok && !overlap->stopped(); ++i) {
+            if (i + 1 == caps.size()) test_hold_copy();
+            ok = copy_fault_at(i) ? make_error(EIO, "CRFS_TEST_COPY_FAIL")
+                                  : copy_planned(pids[i], *caps[i].plan, caps[i].memory);
+            caps[i].plan.reset();
+            if (!ok) {
+                ok = std::unexpected(ok.error().context(strfmt("pid {}", pids[i])));
+                break;
+            }
+            std::lock_guard l(overlap->mu);
+            overlap->copied = i + 1;
+            overlap->cv.notify_all();
+        }
+        trace.mark("members' pages copied");
+        if (!ok)  // no image: the connections leave repair mode before the thaw
+            for (const Capture& c : caps) end_repair(pid_t(c.attrs.stat.pid), c.fds);
+        auto thawed = tree->release();
+        trace.mark("thaw");
+        std::vector<uint64_t> frozen;
+        for (auto& m : tree->members()) frozen.push_back(m.threads.frozen_ns());
+        std::lock_guard l(overlap->mu);
+        overlap->failed = ok ? thawed : ok;
+        overlap->frozen_ns = std::move(frozen);
+        overlap->thawed = true;
+        overlap->cv.notify_all();
+        return std::vector<Capture>{};
+    }
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
     OpenedFiles opened;  // perf: the members' libraries opened once
@@ -1005,13 +1151,12 @@ class LiveImage : public ImageSource {
 // vmspliced (ImageSink::stable), the rest copied.
 class StableBuffers {
   public:
+    StableBuffers() = default;  // none: every piece is copied
     explicit StableBuffers(const std::vector<Capture>& captures) {
-        for (const Capture& c : captures)
-            if (c.memory.buffer.size())
-                buffers_.emplace_back(c.memory.buffer.data(),
-                                      c.memory.buffer.data() + c.memory.buffer.size());
+        for (const Capture& c : captures) add(c);
         std::sort(buffers_.begin(), buffers_.end());
     }
+    explicit StableBuffers(const Capture& c) { add(c); }
     // The bytes [from, end of the last record) of `s` (a finished stream: its
     // end record and trailer are not sent), holding `records` records.
     Status send(ImageSink& sink, const ImageStream& s, uint64_t from, uint64_t records) const {
@@ -1032,6 +1177,11 @@ class StableBuffers {
     }
 
   private:
+    void add(const Capture& c) {
+        if (c.memory.buffer.size())
+            buffers_.emplace_back(c.memory.buffer.data(),
+                                  c.memory.buffer.data() + c.memory.buffer.size());
+    }
     bool contains(const char* p, size_t n) const {
         auto it = std::upper_bound(buffers_.begin(), buffers_.end(), std::pair(p, p + n));
         return it != buffers_.begin() && p >= std::prev(it)->first &&
@@ -1137,21 +1287,106 @@ class LiveTreeImage : public ImageSource {
     std::vector<Head> sections_;  // each member's section: its copied pages
 };
 
-// capture_tree() on a thread of its own, checkpoints of one pid one at a time.
-Result<std::vector<Capture>> capture_task(pid_t pid, uint64_t starttime, bool live,
-                                          ChainTracking* track = nullptr) {
-    Result<std::vector<Capture>> cap = make_error(EIO, "checkpoint thread did not run");
-    {
-        PidLock lock(pid);
-        std::thread worker([&] { cap = capture_tree(pid, starttime, live, track); });
-        worker.join();
+// overlap: the image of a plain tree whose pages are copied while it goes
+// out (TreeCopy): every member's records and the zombies', then each
+// member's page section once its copy is done, then (version 17) each
+// member's stats, known at the thaw, in member-stats records; the trailer.
+class CopyingTreeImage : public ImageSource {
+  public:
+    CopyingTreeImage(std::shared_ptr<TreeCopy> copy, std::thread copier, uint64_t started)
+        : copy_(std::move(copy)), copier_(std::move(copier)), started_(started) {
+        std::vector<Capture>& caps = copy_->captures;
+        stats_.resize(caps.size());
+        terminal_to_root(caps);
+        header_ = root_header(caps.front());
+        ImageWriter w(header_);  // what the copies do not touch (TreeCopy)
+        for (Capture& c : caps) build_member(w, c);
+        for (const auto& z : caps.front().zombies) add_zombie_records(w, z);  // life
+        records_ = w.record_count();
+        head_ = std::move(w).finish();
     }
-    if (!cap) {
-        Error e = cap.error().context(strfmt("checkpoint of task {}", pid));
+    ~CopyingTreeImage() override {
+        {
+            std::lock_guard l(copy_->mu);
+            copy_->stop = true;
+        }
+        copier_.join();  // the tree is thawed
+    }
+    // The tree is held until its last copy, after the first byte: the next
+    // image of it waits for this one's end, as for a live snapshot.
+    bool live() const override { return true; }
+    Status write_to(int fd) override {
+        std::vector<Capture>& caps = copy_->captures;
+        ImageSink sink(fd);
+        if (auto r = StableBuffers().send(sink, head_, 0, records_); !r) return r;
+        for (size_t i = 0; i < caps.size(); ++i) {
+            if (auto r = copy_->wait_copied(i); !r) return r;
+            ImageWriter w(header_);
+            build_section(w, caps[i], uint32_t(i), stats_[i]);
+            uint64_t records = w.record_count();
+            ImageStream section = std::move(w).finish();
+            if (auto r = StableBuffers(caps[i]).send(sink, section, sizeof(image::Header), records);
+                !r)
+                return r;
+        }
+        {
+            std::unique_lock l(copy_->mu);
+            copy_->cv.wait(l, [&] { return copy_->thawed; });
+            if (!copy_->failed) return copy_->failed;
+        }
+        for (size_t i = 0; i < caps.size(); ++i) {
+            image::MemberStatsRecord m{uint32_t(i), 0, stats_[i]};
+            m.stats.frozen_ns = copy_->frozen_ns[i];
+            m.stats.total_ns = monotonic_ns() - started_;
+            if (auto r = sink.record(RecordType::kMemberStats, Payload().add(m).bytes()); !r)
+                return r;
+        }
+        return sink.finish();
+    }
+
+  private:
+    std::shared_ptr<TreeCopy> copy_;
+    std::thread copier_;  // capture_tree's thread: copies, then thaws
+    uint64_t started_;
+    image::Header header_{};
+    ImageStream head_;  // every member's records and the zombies'
+    uint64_t records_ = 0;
+    std::vector<image::StatsRecord> stats_;
+};
+
+// capture_tree() on a thread of its own, checkpoints of one pid one at a time.
+// overlap: with `overlap`, a plain tree's thread goes on after it handed over
+// the captures (it copies their pages and thaws the tree) and becomes
+// `*copier`; the captures are then overlap->captures, none returned.
+Result<std::vector<Capture>> capture_task(pid_t pid, uint64_t starttime, bool live,
+                                          ChainTracking* track = nullptr,
+                                          std::shared_ptr<TreeCopy> overlap = nullptr,
+                                          std::thread* copier = nullptr) {
+    auto got = std::make_shared<Result<std::vector<Capture>>>(
+        make_error(EIO, "checkpoint thread did not run"));
+    auto lock = std::make_shared<PidLock>(pid);  // until the thread ends too
+    std::thread worker([=] {
+        *got = capture_tree(pid, starttime, live, track, overlap.get());
+        if (!overlap) return;
+        std::lock_guard l(overlap->mu);
+        overlap->ended = true;
+        overlap->cv.notify_all();
+    });
+    if (overlap) {
+        std::unique_lock l(overlap->mu);
+        overlap->cv.wait(l, [&] { return overlap->published || overlap->ended; });
+        if (overlap->published) {
+            *copier = std::move(worker);
+            return std::vector<Capture>{};
+        }
+    }
+    worker.join();
+    if (!*got) {
+        Error e = got->error().context(strfmt("checkpoint of task {}", pid));
         log_info("%s", e.what.c_str());
         return std::unexpected(e);
     }
-    return cap;
+    return std::move(*got);
 }
 
 }  // namespace
@@ -1165,8 +1400,12 @@ Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime)
 
 Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t starttime) {
     uint64_t started = monotonic_ns();
-    auto cap = capture_task(pid, starttime, true);
+    auto overlap = std::make_shared<TreeCopy>();
+    std::thread copier;
+    auto cap = capture_task(pid, starttime, true, nullptr, overlap, &copier);
     if (!cap) return std::unexpected(cap.error());
+    if (copier.joinable())  // overlap: a plain tree, copied as it goes out
+        return std::make_unique<CopyingTreeImage>(std::move(overlap), std::move(copier), started);
     if (cap->size() == 1 && cap->front().zombies.empty())  // life: a tree of one and its zombies
         return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
     for (const Capture& c : *cap)  // live: a tree with a member snapshotted live

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""A tree's copy under its stream (docs/trees.md, image version 17): the
+image of a tree whose members are all copied while frozen starts going out
+as soon as every member is captured; each member's pages are copied while
+the sections before it go out, and the tree is thawed after the last copy.
+So each member's stats (its frozen time) are known only after the sections:
+they come after the last one, in member-stats records.
+
+A python3 root with KIDS children, each holding 1 MiB of random bytes and
+their hash (crfsd with CRFS_TREE_LIVE_MIN_KIB=1048576: none is snapshotted
+live, as members under 4 MiB are not); on SIGUSR1 each appends "PID OK" to `out`, OK saying whether its
+bytes still hash to what they did.
+
+- crfsd with CRFS_TEST_COPY_HOLD=FILE: the worker stops before copying the
+  last member. While it waits, `cp` has already written bytes of the image,
+  and every member is still traced (the tree is frozen together). Once FILE
+  is made the image completes; its layout is as described, every process has
+  stats, and the tree restores with every byte.
+- crfsd with CRFS_TEST_COPY_FAIL=FILE: while FILE holds N, the copy of member
+  N fails, after the image's first bytes went out. The `cp` fails, and when it
+  returns every member is untraced and then runs its handler; with FILE
+  emptied the same tree checkpoints.
+
+usage: tree_copy_mount_test.py BUILD_DIR  (any unittest args after)
+"""
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roundtrip_mount_test  # noqa: E402
+from roundtrip_mount_test import Crfsd, read, sh, wait_for  # noqa: E402
+from trees_mount_test import TreeBase, processes, tree_of  # noqa: E402
+
+KIDS = 6
+TREE = r"""
+import hashlib, os, signal, sys
+out = sys.argv[1]
+for i in range(%d):
+    if os.fork() == 0:
+        break
+data = bytearray(os.urandom(1 << 20))
+digest = hashlib.sha256(data).hexdigest()
+def note(sig, frame):
+    with open(out, "a") as f:
+        f.write(f"{os.getpid()} {hashlib.sha256(data).hexdigest() == digest}\n")
+signal.signal(signal.SIGUSR1, note)
+while True:
+    signal.pause()
+""" % KIDS
+
+MEMBER_PAGES, STATS, MEMBER_STATS, TRAILER = 65, 16, 66, 0xFFFFFFFF
+
+
+def records(path):
+    """[(type, payload)] of an image, the trailer left out."""
+    with open(path, "rb") as f:
+        b = f.read()
+    header_size = struct.unpack_from("<I", b, 12)[0]
+    at, out = header_size, []
+    while True:
+        rtype, _, length = struct.unpack_from("<IIQ", b, at)
+        if rtype == TRAILER:
+            return out
+        out.append((rtype, b[at + 16:at + 16 + length]))
+        at += 16 + length
+
+
+def tracer(pid):
+    for line in read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("TracerPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no TracerPid for {pid}")
+
+
+class CopyUnderStream(TreeBase):
+    def setUp(self):
+        self.ctl = tempfile.mkdtemp(prefix="crfs-copy-")
+        self.hold = os.path.join(self.ctl, "hold")
+        self.fault = os.path.join(self.ctl, "fault")
+        open(self.fault, "w").close()
+        # Every member copied while frozen (a python3 process holds more than
+        # the 4 MiB that would snapshot it live).
+        env = dict(os.environ, CRFS_TEST_COPY_FAIL=self.fault, CRFS_TREE_LIVE_MIN_KIB="1048576")
+        if "hold" in self._testMethodName:
+            env["CRFS_TEST_COPY_HOLD"] = self.hold
+        # TreeBase's setUp with a daemon that holds or fails copies on demand.
+        self.crfs = Crfsd(env=env)
+        self.m = self.crfs.mnt
+        self.tasks, self.pids, self.procs = [], [], []
+        self.dir = tempfile.mkdtemp(prefix="crfs-tree-")
+        os.chmod(self.dir, 0o755)
+        self.cp = None
+
+    def tearDown(self):
+        try:
+            if self.cp and self.cp.poll() is None:
+                open(self.hold, "w").close()  # let the worker go on
+                self.cp.wait(60)
+            super().tearDown()
+        finally:
+            for f in os.listdir(self.ctl):
+                os.unlink(os.path.join(self.ctl, f))
+            os.rmdir(self.ctl)
+
+    def start_tree(self):
+        out = os.path.join(self.dir, "out")
+        proc = self.start(None, KIDS + 1, argv=["python3", "-c", TREE, out])
+        return proc, tree_of(proc.pid), out
+
+    def handlers_run(self, pids, out, what):
+        """SIGUSR1 to each: each answers that its bytes are whole."""
+        if os.path.exists(out):
+            os.unlink(out)
+        for p in pids:
+            os.kill(p, signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(out) and len(read(out).split("\n")) > len(pids),
+                 f"every member's handler ({what})")
+        self.assertEqual(sorted(read(out).split("\n")[:-1]), sorted(f"{p} True" for p in pids),
+                         what)
+
+    def test_hold_bytes_go_out_while_the_tree_is_frozen_and_stats_come_last(self):
+        proc, pids, out = self.start_tree()
+        img = os.path.join(self.dir, "tree.img")
+        self.cp = subprocess.Popen(["cp", f"{self.m}/{proc.pid}/image", img],
+                                   stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: os.path.exists(self.hold + ".held"), "the copy of the last member")
+        wait_for(lambda: os.path.exists(img) and os.path.getsize(img) > 0,
+                 "the image's first bytes in the file")
+        self.assertTrue(all(tracer(p) != 0 for p in pids), "every member held by the worker")
+        open(self.hold, "w").close()
+        self.assertEqual(self.cp.wait(60), 0, self.cp.stderr.read())
+        self.assertTrue(all(tracer(p) == 0 for p in pids), "every member released")
+
+        recs = records(img)
+        types = [t for t, _ in recs]
+        self.assertNotIn(STATS, types)
+        sections = [struct.unpack_from("<I", p)[0] for t, p in recs if t == MEMBER_PAGES]
+        self.assertEqual(sections, list(range(KIDS + 1)))
+        tail = recs[-(KIDS + 1):]
+        self.assertEqual([t for t, _ in tail], [MEMBER_STATS] * (KIDS + 1))
+        self.assertEqual([struct.unpack_from("<I", p)[0] for _, p in tail], list(range(KIDS + 1)))
+        procs = processes(self.crfs_build(), img)
+        self.assertEqual([p["pid"] for p in procs], pids)
+        for p in procs:
+            st = p["stats"]
+            self.assertGreater(st["frozen_ns"], 0, p)
+            self.assertGreaterEqual(st["total_ns"], st["frozen_ns"], p)
+            self.assertGreaterEqual(st["pages_copied"], 256, p)  # its 1 MiB at least
+
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(proc.pid))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.pids += pids
+        self.assertEqual(tree_of(proc.pid), pids)
+        self.handlers_run(pids, out, "restored")
+
+    def test_a_failed_copy_fails_the_read_and_leaves_the_tree_running(self):
+        proc, pids, out = self.start_tree()
+        for n in (3, 0, KIDS):  # a child, the root, the last
+            with open(self.fault, "w") as f:
+                f.write(str(n))
+            r = sh(f"cp {self.m}/{proc.pid}/image {self.dir}/fail.img")
+            self.assertNotEqual(r.returncode, 0, f"member {n}")
+            self.assertIn("CRFS_TEST_COPY_FAIL", read(self.crfs.log.name), f"member {n}")
+            # Released before cp returned.
+            self.assertTrue(all(tracer(p) == 0 for p in pids), f"member {n}")
+            self.handlers_run(pids, out, f"after member {n}'s copy failed")
+        open(self.fault, "w").close()
+        img = self.checkpoint(proc.pid)
+        self.assertEqual([p["pid"] for p in processes(self.crfs_build(), img)], pids)
+
+
+if __name__ == "__main__":
+    roundtrip_mount_test.BUILD = os.path.abspath(sys.argv.pop(1))
+    unittest.main()
