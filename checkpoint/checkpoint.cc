@@ -278,6 +278,15 @@ bool copy_fault_at(size_t member) {
     return text && !text->empty() && std::strtoul(text->c_str(), nullptr, 10) == member;
 }
 
+// overlap: how many threads copy a tree's members as its image goes out:
+// CRFS_TREE_COPY_THREADS=N in crfsd's environment (1..8), else kCopyThreads.
+size_t copy_threads() {
+    constexpr size_t kCopyThreads = 1;
+    const char* n = getenv("CRFS_TREE_COPY_THREADS");
+    unsigned long v = n ? std::strtoul(n, nullptr, 10) : 0;
+    return v >= 1 && v <= 8 ? v : kCopyThreads;
+}
+
 // Test only: CRFS_TEST_COPY_HOLD=PATH in crfsd's environment: a tree copied
 // as its image goes out (overlap) makes PATH.held before the copy of its last
 // member and waits until PATH exists (at most 60 s), so a test can look at
@@ -831,21 +840,34 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         for (Capture& c : out) c.prints = fingerprint_files(c.fds, c.memory.maps, &opened);
         trace.mark("file fingerprints, frozen");
         overlap->publish(std::move(out));
-        std::vector<Capture>& caps = overlap->captures;  // their pages: this thread's until copied
-        Status ok;
-        for (size_t i = 0; i < caps.size() && ok && !overlap->stopped(); ++i) {
-            if (i + 1 == caps.size()) test_hold_copy();
-            ok = copy_fault_at(i) ? make_error(EIO, "CRFS_TEST_COPY_FAIL")
-                                  : copy_planned(pids[i], *caps[i].plan, caps[i].memory);
-            caps[i].plan.reset();
-            if (!ok) {
-                ok = std::unexpected(ok.error().context(strfmt("pid {}", pids[i])));
-                break;
+        std::vector<Capture>& caps = overlap->captures;  // their pages: the copiers' until copied
+        // Members taken in image order by this thread and copy_threads()-1 others.
+        std::atomic<size_t> next{0};
+        std::vector<char> done(caps.size());  // under overlap->mu
+        Status ok;                            // under overlap->mu
+        auto copy_members = [&] {
+            for (size_t i; (i = next++) < caps.size();) {
+                if (overlap->stopped()) return;
+                if (i + 1 == caps.size()) test_hold_copy();
+                Status r = copy_fault_at(i)
+                               ? make_error(EIO, "CRFS_TEST_COPY_FAIL")
+                               : copy_planned(pids[i], *caps[i].plan, caps[i].memory);
+                caps[i].plan.reset();
+                std::lock_guard l(overlap->mu);
+                if (!r) {
+                    if (ok) ok = std::unexpected(r.error().context(strfmt("pid {}", pids[i])));
+                    next = caps.size();  // the others stop too
+                    return;
+                }
+                done[i] = 1;
+                while (overlap->copied < caps.size() && done[overlap->copied]) ++overlap->copied;
+                overlap->cv.notify_all();
             }
-            std::lock_guard l(overlap->mu);
-            overlap->copied = i + 1;
-            overlap->cv.notify_all();
-        }
+        };
+        std::vector<std::thread> helpers;
+        for (size_t t = 1; t < copy_threads(); ++t) helpers.emplace_back(copy_members);
+        copy_members();
+        for (auto& t : helpers) t.join();
         trace.mark("members' pages copied");
         if (!ok)  // no image: the connections leave repair mode before the thaw
             for (const Capture& c : caps) end_repair(pid_t(c.attrs.stat.pid), c.fds);
@@ -1364,8 +1386,8 @@ Result<std::vector<Capture>> capture_task(pid_t pid, uint64_t starttime, bool li
                                           std::thread* copier = nullptr) {
     auto got = std::make_shared<Result<std::vector<Capture>>>(
         make_error(EIO, "checkpoint thread did not run"));
-    auto lock = std::make_shared<PidLock>(pid);  // until the thread ends too
-    std::thread worker([=] {
+    // Held by the thread: until the tree is thawed, after the copies (overlap).
+    std::thread worker([=, lock = std::make_unique<PidLock>(pid)] {
         *got = capture_tree(pid, starttime, live, track, overlap.get());
         if (!overlap) return;
         std::lock_guard l(overlap->mu);

@@ -16,8 +16,9 @@ bytes still hash to what they did.
   and every member is still traced (the tree is frozen together). Once FILE
   is made the image completes; its layout is as described, every process has
   stats, and the tree restores with every byte.
-- crfsd with CRFS_TEST_COPY_FAIL=FILE: while FILE holds N, the copy of member
-  N fails, after the image's first bytes went out. The `cp` fails, and when it
+- crfsd with CRFS_TEST_COPY_FAIL=FILE and CRFS_TREE_COPY_THREADS=3 (three
+  threads copy the members): while FILE holds N, the copy of member N fails,
+  after the image's first bytes went out. The `cp` fails, and when it
   returns every member is untraced and then runs its handler; with FILE
   emptied the same tree checkpoints.
 
@@ -88,6 +89,8 @@ class CopyUnderStream(TreeBase):
         env = dict(os.environ, CRFS_TEST_COPY_FAIL=self.fault, CRFS_TREE_LIVE_MIN_KIB="1048576")
         if "hold" in self._testMethodName:
             env["CRFS_TEST_COPY_HOLD"] = self.hold
+        else:  # the members copied by three threads at once, in image order
+            env["CRFS_TREE_COPY_THREADS"] = "3"
         # TreeBase's setUp with a daemon that holds or fails copies on demand.
         self.crfs = Crfsd(env=env)
         self.m = self.crfs.mnt
