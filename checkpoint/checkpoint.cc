@@ -237,11 +237,16 @@ class Serial {
 // Test only: CRFS_TEST_CAPTURE_FAIL=PATH in crfsd's environment; while PATH
 // holds a number N, the capture of a tree's member N (0: the root) fails
 // right after its parasite ran, before the remote syscalls are finished.
-bool fault_at(size_t member) {
-    static const char* path = getenv("CRFS_TEST_CAPTURE_FAIL");
+// Test only: whether the file at `path` (null: its variable unset) holds `member`.
+bool names_member(const char* path, size_t member) {
     if (!path) return false;
     auto text = read_file(path);
     return text && !text->empty() && std::strtoul(text->c_str(), nullptr, 10) == member;
+}
+
+bool fault_at(size_t member) {
+    static const char* path = getenv("CRFS_TEST_CAPTURE_FAIL");
+    return names_member(path, member);
 }
 
 // Test only: CRFS_TEST_HOLD_FROZEN=PATH in crfsd's environment: a capture,
@@ -273,9 +278,7 @@ Result<MemoryDump> planned_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
 // records were sent).
 bool copy_fault_at(size_t member) {
     static const char* path = getenv("CRFS_TEST_COPY_FAIL");
-    if (!path) return false;
-    auto text = read_file(path);
-    return text && !text->empty() && std::strtoul(text->c_str(), nullptr, 10) == member;
+    return names_member(path, member);
 }
 
 // overlap: how many threads copy a tree's members as its image goes out:

@@ -163,6 +163,13 @@ std::string sectioned_tree() {
     return bytes(std::move(w));
 }
 
+// Process `i` decoded on its own (a whole walk) and from the root's walk.
+std::pair<Result<DecodedImage>, Result<DecodedImage>> both_decodes(const std::string& b, uint32_t i,
+                                                                   const DecodedImage& root) {
+    MemorySource src(b.data(), b.size());
+    return {decode(b, i), decode_image(src, {.keep_data = true, .process = i, .tree = &root})};
+}
+
 TEST(ImageTreeSections, EachProcessGetsThePagesOfItsOwnSection) {
     std::string b = sectioned_tree();
     auto root = decode(b, 0);
@@ -173,10 +180,8 @@ TEST(ImageTreeSections, EachProcessGetsThePagesOfItsOwnSection) {
     EXPECT_EQ(root->section_starts[2].first, 0u) << "a zombie has no section";
     for (uint32_t i = 0; i < 2; ++i) {
         SCOPED_TRACE(i);
-        auto whole = decode(b, i);
+        auto [whole, own] = both_decodes(b, i, *root);
         ASSERT_TRUE(whole) << whole.error().what;
-        MemorySource src(b.data(), b.size());
-        auto own = decode_image(src, {.keep_data = true, .process = i, .tree = &*root});
         ASSERT_TRUE(own) << own.error().what;
         for (const DecodedImage* img : {&*whole, &*own}) {
             EXPECT_EQ(img->task.pid, int32_t(42 + i));
@@ -346,10 +351,8 @@ TEST(ImageTreeMemberStats, EachProcessGetsItsOwnStatsFromAfterTheLastSection) {
     ASSERT_EQ(root->member_stats.size(), 2u);
     for (uint32_t i = 0; i < 2; ++i) {
         SCOPED_TRACE(i);
-        auto whole = decode(b, i);
+        auto [whole, own] = both_decodes(b, i, *root);
         ASSERT_TRUE(whole) << whole.error().what;
-        MemorySource src(b.data(), b.size());
-        auto own = decode_image(src, {.keep_data = true, .process = i, .tree = &*root});
         ASSERT_TRUE(own) << own.error().what;
         for (const DecodedImage* img : {&*whole, &*own}) {
             ASSERT_TRUE(img->stats);
