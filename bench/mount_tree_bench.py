@@ -4,7 +4,8 @@ processes' memory plus 1 ms per process), as a user runs it, with cp:
 
     bench/mount_tree_bench.py [--build DIR] [--rounds N] [--before-crfsd PATH]
                               [--before-env VAR=VAL ...] [--shared-kib K]
-                              [--memfd-kib K] [--reason] [--no-restore] [PxM ...]
+                              [--memfd-kib K] [--reason] [--no-restore] [--to-null]
+                              [--warm-mib N] [PxM ...]
     (default: build, 5 rounds, 16x16 64x1: P processes of M MiB each)
 
 Mounts DIR/fs/crfsd on a temporary directory (root: a tree comes back with
@@ -49,6 +50,11 @@ restored members, the page cache) is the guest's warm free memory rather
 than pages this VM's host took back (their first touch costs ~1.5-2.8 ms per
 MiB here: docs/performance.md, session 30); the memcpy baseline is always
 between warm buffers. 0 (the default): no warming, as a cold machine is.
+`--to-null`: the checkpoint's `cp` and the floor's read go to /dev/null, so
+that neither times the file system's write of the bytes (the page cache's
+fresh memory, whose first touch swings by seconds on this VM: session 37);
+the image the restore and the floor use comes from a second, untimed
+checkpoint of the same tree.
 `--reason`: each round also times `cat /crfs/ROOT/reason` (before the
 checkpoint, on the same tree), which must be empty. `--no-restore`: the
 checkpoint (and reason) only; restore is shown as 0.
@@ -138,7 +144,7 @@ class Tree:
 
 
 def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0,
-              reason=False, restore=True, warm_mib=0):
+              reason=False, restore=True, warm_mib=0, to_null=False):
     """(checkpoint s, restore s, image bytes, reason s or None, checkpoint CPU s) of one
     fresh tree through `mnt`, served by the daemon of pid `daemon`."""
     tree = Tree(holder, procs, mib, tmp, shared_kib, memfd_kib)
@@ -158,10 +164,13 @@ def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib
         cpu = daemon_cpu(daemon)
         warm(warm_mib)
         t = time.perf_counter()
-        subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
+        subprocess.run(["cp", f"{mnt}/{root}/image", os.devnull if to_null else img], check=True)
         t_ckpt = time.perf_counter() - t
         wait_reaped(daemon)  # the worker: its CPU time is then the daemon's
         cpu = daemon_cpu(daemon) - cpu
+        if to_null:  # the image for the restore and the floor: untimed
+            subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
+            wait_reaped(daemon)
         tree.kill()
         if not restore:
             return t_ckpt, 0.0, os.path.getsize(img), t_reason, cpu
@@ -194,8 +203,9 @@ class FuseFloor:
     varies by a few bytes), the image's bytes read from it into a new file
     and written into it."""
 
-    def __init__(self, limit, tmp, log, warm_mib=0):
+    def __init__(self, limit, tmp, log, warm_mib=0, to_null=False):
         self.limit, self.tmp, self.log, self.warm_mib = limit, tmp, log, warm_mib
+        self.to_null = to_null
         self.lim = os.path.join(tmp, "lim")
         self.proc, self.rd, self.wr = None, [], []
 
@@ -208,7 +218,8 @@ class FuseFloor:
             os.sync()
             warm(self.warm_mib)
             t = time.perf_counter()
-            subprocess.run(["cp", self.lim + "/data", out], check=True)
+            subprocess.run(["cp", self.lim + "/data", os.devnull if self.to_null else out],
+                           check=True)
             self.rd.append(time.perf_counter() - t)
             unlink_if_there(out)
             warm(self.warm_mib)
@@ -245,6 +256,7 @@ def main():
     ap.add_argument("--reason", action="store_true")
     ap.add_argument("--warm-mib", type=int, default=0)
     ap.add_argument("--no-restore", action="store_true")
+    ap.add_argument("--to-null", action="store_true")
     ap.add_argument("trees", nargs="*", default=["16x16", "64x1"])
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -273,7 +285,7 @@ def main():
             procs, mib = (int(x) for x in spec.split("x"))
             times = {name: ([], [], [], []) for name, _, _ in mounted}
             size = 0
-            floor = FuseFloor(limit, tmp, log, a.warm_mib)
+            floor = FuseFloor(limit, tmp, log, a.warm_mib, a.to_null)
             floors.append(floor)
             for r in range(a.rounds + 1):  # round 0: warm-up
                 line = []
@@ -282,7 +294,7 @@ def main():
                 for name, proc, mnt in (mounted if r % 2 else mounted[::-1]):
                     c, t, size, why, cpu = one_round(mnt, proc.pid, holder, procs, mib, tmp, img,
                                                      a.shared_kib, a.memfd_kib, a.reason,
-                                                     not a.no_restore, a.warm_mib)
+                                                     not a.no_restore, a.warm_mib, a.to_null)
                     line.append(f"{name} " + (f"reason {why * 1e3:8.1f} " if a.reason else "") +
                                 f"checkpoint {c * 1e3:8.1f} (cpu {cpu * 1e3:5.0f}) "
                                 f"restore {t * 1e3:8.1f} ms")

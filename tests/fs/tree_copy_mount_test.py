@@ -21,6 +21,8 @@ bytes still hash to what they did.
   after the image's first bytes went out. The `cp` fails, and when it
   returns every member is untraced and then runs its handler; with FILE
   emptied the same tree checkpoints.
+- A reader that takes the image's first 64 KiB and goes away: every member
+  is released and runs its handler, and the next checkpoint works.
 
 usage: tree_copy_mount_test.py BUILD_DIR  (any unittest args after)
 """
@@ -174,6 +176,17 @@ class CopyUnderStream(TreeBase):
             self.assertTrue(all(tracer(p) == 0 for p in pids), f"member {n}")
             self.handlers_run(pids, out, f"after member {n}'s copy failed")
         open(self.fault, "w").close()
+        img = self.checkpoint(proc.pid)
+        self.assertEqual([p["pid"] for p in processes(self.crfs_build(), img)], pids)
+
+    def test_a_reader_that_goes_away_leaves_the_tree_running(self):
+        proc, pids, out = self.start_tree()
+        for n in range(3):
+            # head takes the image's first 64 KiB (the records) and goes.
+            r = sh(f"head -c 65536 {self.m}/{proc.pid}/image | wc -c")
+            self.assertEqual(r.stdout.strip(), "65536", r.stderr)
+            wait_for(lambda: all(tracer(p) == 0 for p in pids), f"every member released ({n})")
+            self.handlers_run(pids, out, f"after reader {n} went away")
         img = self.checkpoint(proc.pid)
         self.assertEqual([p["pid"] for p in processes(self.crfs_build(), img)], pids)
 
