@@ -260,10 +260,17 @@ void test_hold_frozen() {
 
 // overlap: a member's memory planned while frozen, its pages copied later
 // (copy_planned), once the tree's sharing took out what another member holds.
+// A plan that reads shared memory through files (an fd per mapping) is
+// copied now, as before: held until the copies, a tree's many such fds could
+// pass the worker's RLIMIT_NOFILE.
 Result<MemoryDump> planned_memory(pid_t pid, std::vector<MapsEntry> maps, PageBuffer buffer,
                                   std::optional<PagePlan>& plan) {
     auto p = plan_pages(pid, maps);
     if (!p) return std::unexpected(p.error());
+    if (!p->fds.empty()) {
+        if (auto r = copy_pages(pid, *p, buffer); !r) return std::unexpected(r.error());
+        return copied_dump(std::move(maps), *p, std::move(buffer));
+    }
     MemoryDump d;
     d.maps = std::move(maps);
     d.runs = p->runs;  // the sharing (state/tree_shmem_dump.h) erases from these
@@ -852,9 +859,10 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
             for (size_t i; (i = next++) < caps.size();) {
                 if (overlap->stopped()) return;
                 if (i + 1 == caps.size()) test_hold_copy();
-                Status r = copy_fault_at(i)
-                               ? make_error(EIO, "CRFS_TEST_COPY_FAIL")
-                               : copy_planned(pids[i], *caps[i].plan, caps[i].memory);
+                Status r = copy_fault_at(i) ? make_error(EIO, "CRFS_TEST_COPY_FAIL")
+                           : caps[i].plan  // else copied in its capture (planned_memory)
+                               ? copy_planned(pids[i], *caps[i].plan, caps[i].memory)
+                               : Status{};
                 caps[i].plan.reset();
                 std::lock_guard l(overlap->mu);
                 if (!r) {
