@@ -119,9 +119,9 @@ struct Capture {
 
 // overlap (docs/trees.md "A tree's copy under its stream"): a tree whose
 // members are all copied while frozen has its records sent while its pages
-// are still being copied, member by member, on the thread that froze it; it
-// is thawed after the last copy. The capture's thread and the image's writer
-// meet here.
+// are still being copied, member by member in image order, by the thread
+// that froze it (and copy_threads() - 1 others); it is thawed after the
+// last copy. The capture's thread and the image's writer meet here.
 struct TreeCopy {
     std::mutex mu;
     std::condition_variable cv;
@@ -234,9 +234,6 @@ class Serial {
     std::unique_lock<std::mutex> lock_;
 };
 
-// Test only: CRFS_TEST_CAPTURE_FAIL=PATH in crfsd's environment; while PATH
-// holds a number N, the capture of a tree's member N (0: the root) fails
-// right after its parasite ran, before the remote syscalls are finished.
 // Test only: whether the file at `path` (null: its variable unset) holds `member`.
 bool names_member(const char* path, size_t member) {
     if (!path) return false;
@@ -244,6 +241,9 @@ bool names_member(const char* path, size_t member) {
     return text && !text->empty() && std::strtoul(text->c_str(), nullptr, 10) == member;
 }
 
+// Test only: CRFS_TEST_CAPTURE_FAIL=PATH in crfsd's environment; while PATH
+// holds a number N, the capture of a tree's member N (0: the root) fails
+// right after its parasite ran, before the remote syscalls are finished.
 bool fault_at(size_t member) {
     static const char* path = getenv("CRFS_TEST_CAPTURE_FAIL");
     return names_member(path, member);
