@@ -1,4 +1,4 @@
-// The crfs image format, version 5: the on-disk structs and the one table of
+// The crfs image format (kFormatVersion below): the on-disk structs and the one table of
 // record types. docs/image-format.md explains it in prose; this header is what
 // the writer, the reader and (later) the restorer share. Every field is
 // fixed-width and little-endian (crfs only runs on x86-64, so the structs are
