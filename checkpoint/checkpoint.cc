@@ -876,7 +876,7 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
             }
         };
         std::vector<std::thread> helpers;
-        for (size_t t = 1; t < copy_threads(); ++t) helpers.emplace_back(copy_members);
+        for (size_t t = 1, n = copy_threads(); t < n; ++t) helpers.emplace_back(copy_members);
         copy_members();
         for (auto& t : helpers) t.join();
         trace.mark("members' pages copied");

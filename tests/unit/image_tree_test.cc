@@ -127,6 +127,15 @@ void add_process_with_vma(ImageWriter& w, int32_t pid) {
     w.add(RecordType::kVma, Payload().add(v));
 }
 
+// Processes 42 and its child 43, each with its VMA: their process records
+// and records, no pages.
+void add_two_processes_with_vmas(ImageWriter& w) {
+    add_process_record(w, 42, 1);
+    add_process_with_vma(w, 42);
+    add_process_record(w, 43, 42);
+    add_process_with_vma(w, 43);
+}
+
 // One page at kVma + `at` pages, every byte `fill`.
 void add_page(ImageWriter& w, uint32_t at, char fill) {
     std::string page(image::kPageSize, fill);
@@ -147,10 +156,7 @@ void add_stats(ImageWriter& w) {
 // then process 0's section (its page 0), then process 1's (its page 1).
 std::string sectioned_tree() {
     ImageWriter w(make_header(0, 576));
-    add_process_record(w, 42, 1);
-    add_process_with_vma(w, 42);
-    add_process_record(w, 43, 42);
-    add_process_with_vma(w, 43);
+    add_two_processes_with_vmas(w);
     w.add(RecordType::kProcess,
           Payload().add(image::ProcessRecord{44, 42, 1, 1, image::kProcessZombie, 0}));
     w.add(RecordType::kZombie, Payload().add(image::ZombieRecord{0, 0, 0, 0, "z"}));
@@ -257,10 +263,7 @@ TEST(ImageTreeSections, MisplacedSectionsAndRecordsAreRefused) {
     for (const Case& c : cases) {
         SCOPED_TRACE(c.what);
         ImageWriter w(make_header(0, 576));
-        add_process_record(w, 42, 1);
-        add_process_with_vma(w, 42);
-        add_process_record(w, 43, 42);
-        add_process_with_vma(w, 43);
+        add_two_processes_with_vmas(w);
         c.build(w);
         std::string b = bytes(std::move(w));
         // The sections' errors are the whole walk's (process 0's decode); a
@@ -329,10 +332,7 @@ std::string tree_with_stats_tail(void (*tail)(ImageWriter&), uint32_t version = 
     image::Header hd = make_header(0, 576);
     hd.version = version;
     ImageWriter w(hd);
-    add_process_record(w, 42, 1);
-    add_process_with_vma(w, 42);
-    add_process_record(w, 43, 42);
-    add_process_with_vma(w, 43);
+    add_two_processes_with_vmas(w);
     add_section(w, 0);
     add_page(w, 0, 'a');
     add_section(w, 1);
@@ -417,11 +417,15 @@ TEST(ImageTreeMemberStats, MisplacedOrDoubledMemberStatsAreRefused) {
         {"in a version 16 image", [](ImageWriter& w) { add_member_stats(w, 0, 1); },
          "member-stats record out of place", 16},
     };
+    // Refused by the whole walk (process 0's decode), saying `expect`.
+    auto refused = [](const std::string& b, const char* expect) {
+        auto img = decode(b, 0);
+        ASSERT_FALSE(img);
+        EXPECT_NE(img.error().what.find(expect), std::string::npos) << img.error().what;
+    };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.what);
-        auto img = decode(tree_with_stats_tail(c.tail, c.version), 0);
-        ASSERT_FALSE(img);
-        EXPECT_NE(img.error().what.find(c.expect), std::string::npos) << img.error().what;
+        refused(tree_with_stats_tail(c.tail, c.version), c.expect);
     }
     // Before any section (in a process's records), and in one process's image.
     image::Header hd = make_header(0, 576);
@@ -430,17 +434,11 @@ TEST(ImageTreeMemberStats, MisplacedOrDoubledMemberStatsAreRefused) {
     add_process_with_vma(w, 42);
     add_member_stats(w, 0, 1);
     add_section(w, 0);
-    auto early = decode(bytes(std::move(w)), 0);
-    ASSERT_FALSE(early);
-    EXPECT_NE(early.error().what.find("member-stats record out of place"), std::string::npos)
-        << early.error().what;
+    refused(bytes(std::move(w)), "member-stats record out of place");
     ImageWriter one(hd);
     add_process_with_vma(one, 42);
     add_member_stats(one, 0, 1);
-    auto single = decode(bytes(std::move(one)), 0);
-    ASSERT_FALSE(single);
-    EXPECT_NE(single.error().what.find("member-stats record out of place"), std::string::npos)
-        << single.error().what;
+    refused(bytes(std::move(one)), "member-stats record out of place");
 }
 
 }  // namespace
