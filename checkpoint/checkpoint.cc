@@ -1147,8 +1147,8 @@ class LiveImage : public ImageSource {
         head_ = std::move(w).finish();
     }
     bool live() const override { return capture_.memory.live != nullptr; }
-    Status write_to(int fd) override {
-        ImageSink sink(fd);
+    Status write_stripes(std::span<const int> fds) override {
+        ImageSink sink(fds);
         // The finished head without its trailer: header and records, straight
         // from the head's memory (perf: no 1 MiB bounce vector, zeroed and
         // faulted in per checkpoint, and no second checksum; the sink hashes).
@@ -1232,21 +1232,10 @@ class SnapshotSource : public ImageSource {
     // vmspliced into the pipe (ImageSink::stable: never written again, and
     // mapped, not malloc'd), the rest copied; the sink hashes them and writes
     // the trailer, as the stream's own would be. (It was a copy of every byte
-    // into a 1 MiB buffer, then a write that copied it into the pipe:
-    // CRFS_TREE_IMAGE_COPY=1 in crfsd's environment, the old path.)
-    Status write_to(int fd) override {
-        if (getenv("CRFS_TREE_IMAGE_COPY")) {
-            std::vector<char> buf(1 << 20);
-            for (uint64_t off = 0; off < snap_->size();) {
-                auto n = snap_->read(off, buf.data(), buf.size());
-                if (!n) return std::unexpected(n.error());
-                if (auto r = write_full(fd, buf.data(), *n); !r) return r;
-                off += *n;
-            }
-            return {};
-        }
+    // into a 1 MiB buffer, then a write that copied it into the pipe.)
+    Status write_stripes(std::span<const int> fds) override {
         StableBuffers buffers(snap_->captures);
-        ImageSink sink(fd);
+        ImageSink sink(fds);
         if (auto r = buffers.send(sink, snap_->stream_, 0, snap_->records_); !r) return r;
         return sink.finish();
     }
@@ -1283,9 +1272,9 @@ class LiveTreeImage : public ImageSource {
         }
     }
     bool live() const override { return true; }
-    Status write_to(int fd) override {
+    Status write_stripes(std::span<const int> fds) override {
         StableBuffers buffers(captures_);
-        ImageSink sink(fd);
+        ImageSink sink(fds);
         constexpr uint64_t kHeader = sizeof(image::Header);
         if (auto r = buffers.send(sink, records_.stream, 0, records_.records); !r) return fail(r);
         for (size_t i = 0; i < captures_.size(); ++i) {
@@ -1348,9 +1337,9 @@ class CopyingTreeImage : public ImageSource {
     // The tree is held until its last copy, after the first byte: the next
     // image of it waits for this one's end, as for a live snapshot.
     bool live() const override { return true; }
-    Status write_to(int fd) override {
+    Status write_stripes(std::span<const int> fds) override {
         std::vector<Capture>& caps = copy_->captures;
-        ImageSink sink(fd);
+        ImageSink sink(fds);
         if (auto r = StableBuffers().send(sink, head_, 0, records_); !r) return r;
         for (size_t i = 0; i < caps.size(); ++i) {
             if (auto r = copy_->wait_copied(i); !r) return r;

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "common/result.h"
 #include "crfs/image_format.h"
@@ -33,14 +34,17 @@ class Snapshot {
 // The caller must have checked the ptrace right of whoever asks, and `reason`.
 Result<std::unique_ptr<Snapshot>> checkpoint_task(pid_t pid, uint64_t starttime);
 
-// An image written once, front to back, into an fd (a pipe: the worker's stream).
+// An image written once, front to back, into an fd (a pipe: the worker's
+// stream) or into several in stripes (ImageSink: the worker's pipes).
 class ImageSource {
   public:
     virtual ~ImageSource() = default;
     // Fails with EAGAIN when the task unmapped, discarded or otherwise took
     // away memory that was not yet sent (the reader may try again; through
     // the tree it gets EBUSY), ESRCH when it exited meanwhile.
-    virtual Status write_to(int fd) = 0;
+    // `fds`: stripe k of the stream (ImageSink::kStripe bytes) into fds[k % size].
+    virtual Status write_stripes(std::span<const int> fds) = 0;
+    Status write_to(int fd) { return write_stripes(std::span<const int>(&fd, 1)); }
     // Whether memory is streamed from the task (live) or was copied while frozen.
     virtual bool live() const = 0;
 };

@@ -17,7 +17,8 @@
 
 namespace crfs {
 
-ImageSink::ImageSink(int fd) : fd_(fd), xxh_(XXH3_createState()) {
+ImageSink::ImageSink(std::span<const int> fds)
+    : fds_(fds.begin(), fds.end()), xxh_(XXH3_createState()) {
     XXH3_64bits_reset(static_cast<XXH3_state_t*>(xxh_));
     // Small records gather here; a piece that does not fit is written as it
     // is (perf: 1 MiB of fresh memory cost every worker ~1 ms of page faults).
@@ -32,19 +33,36 @@ ImageSink::~ImageSink() {
     if (bounce_) munmap(bounce_, kChunk);
 }
 
+// Plain writes, each stripe's bytes into its fd.
+Status ImageSink::write_out(const char* data, size_t len) {
+    while (len) {
+        Stripe to = stripe_at(written_, fds_.size());
+        size_t n = std::min(len, to.room);
+        if (auto r = write_full(fds_[to.index], data, n); !r) return r;
+        written_ += n;
+        data += n;
+        len -= n;
+    }
+    return {};
+}
+
 Status ImageSink::flush() {
     if (buf_.empty()) return {};
-    auto r = write_full(fd_, buf_.data(), buf_.size());
-    written_ += buf_.size();
+    auto r = write_out(buf_.data(), buf_.size());
     buf_.clear();
     return r;
 }
 
-// Every byte written up to `upto` has left the pipe.
+// Every byte written up to `upto` has left the pipes (the reader takes
+// the stream in order, so what they hold is its last bytes).
 bool ImageSink::taken_by_reader(uint64_t upto) const {
-    int in_pipe = 0;
-    if (ioctl(fd_, FIONREAD, &in_pipe) != 0 || in_pipe < 0) return false;
-    return written_ - uint64_t(in_pipe) >= upto;
+    uint64_t held = 0;
+    for (int fd : fds_) {
+        int in_pipe = 0;
+        if (ioctl(fd, FIONREAD, &in_pipe) != 0 || in_pipe < 0) return false;
+        held += uint64_t(in_pipe);
+    }
+    return written_ - held >= upto;
 }
 
 char* ImageSink::chunk_buffer() {
@@ -91,14 +109,13 @@ Status ImageSink::splice_out(const char* data, size_t len) {
 Status ImageSink::splice_bytes(const char* data, size_t len) {
     if (auto r = flush(); !r) return r;
     while (len) {
-        iovec iov{const_cast<char*>(data), len};
-        ssize_t n = vmsplice(fd_, &iov, 1, 0);
+        Stripe to = stripe_at(written_, fds_.size());
+        iovec iov{const_cast<char*>(data), std::min(len, to.room)};
+        ssize_t n = vmsplice(fds_[to.index], &iov, 1, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EBADF || errno == EINVAL)) {
             splice_ = false;  // not a pipe: plain writes from now on
-            auto r = write_full(fd_, data, len);
-            written_ += len;
-            return r;
+            return write_out(data, len);
         }
         if (n < 0) return errno_error("write the image (vmsplice)");
         data += n;
@@ -108,18 +125,31 @@ Status ImageSink::splice_bytes(const char* data, size_t len) {
     return {};
 }
 
-// Hands iov's pieces to the pipe, in order (vmsplice may take part of them
-// and block for room for the rest); a fd that is no pipe gets plain writes.
+// Hands iov's pieces to the pipes, in order (vmsplice may take part of them
+// and block for room for the rest); fds that are no pipes get plain writes.
 Status ImageSink::splice_iov(std::vector<iovec>& iov) {
     for (size_t i = 0; i < iov.size();) {
-        ssize_t n = vmsplice(fd_, &iov[i], std::min<size_t>(iov.size() - i, IOV_MAX), 0);
+        // The pieces that fit in this stripe, the last one cut to fit (and
+        // made whole again after the call).
+        Stripe to = stripe_at(written_, fds_.size());
+        size_t end = i, sum = 0;
+        while (end < iov.size() && end - i < IOV_MAX && sum + iov[end].iov_len <= to.room)
+            sum += iov[end++].iov_len;
+        size_t whole = 0;
+        bool cut = end < iov.size() && end - i < IOV_MAX && sum < to.room;
+        if (cut) {
+            whole = iov[end].iov_len;
+            iov[end++].iov_len = to.room - sum;
+        }
+        ssize_t n = vmsplice(fds_[to.index], &iov[i], end - i, 0);
+        if (cut) iov[end - 1].iov_len = whole;
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EBADF || errno == EINVAL)) {
             splice_ = false;  // not a pipe: plain writes from now on
-            for (; i < iov.size(); ++i) {
-                if (auto r = write_full(fd_, iov[i].iov_base, iov[i].iov_len); !r) return r;
-                written_ += iov[i].iov_len;
-            }
+            for (; i < iov.size(); ++i)
+                if (auto r = write_out(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+                    !r)
+                    return r;
             return {};
         }
         if (n < 0) return errno_error("write the image (vmsplice)");
@@ -190,8 +220,7 @@ Status ImageSink::put(const void* data, size_t len) {
         return {};
     }
     if (auto r = flush(); !r) return r;
-    written_ += len;
-    return write_full(fd_, data, len);
+    return write_out(p, len);
 }
 
 Status ImageSink::raw(const void* data, size_t len, uint64_t records) {

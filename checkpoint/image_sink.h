@@ -10,12 +10,20 @@
 // lent again only once the reader has taken every byte spliced from it
 // (FIONREAD: bytes still in the pipe); otherwise the chunk goes through a
 // bounce buffer and a plain write.
+//
+// Stripes (perf, docs/performance.md "Session 38"): the sink may write into
+// several pipes, the stream's bytes in kStripe-byte stripes, stripe k into
+// pipe k % n, so the stream has n pipes' worth of room between the worker and
+// the daemon (a pipe holds at most 1 MiB without CAP_SYS_RESOURCE). With one
+// pipe, as big as a FUSE read, the worker and the daemon went in lock step:
+// each waited for the other about once per MiB (PipedImage reads them back).
 #pragma once
 
 #include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -28,7 +36,21 @@ class ImageSink {
   public:
     static constexpr size_t kChunk = 1 << 20;    // the size of chunk_buffer()
     static constexpr size_t kGather = 64 << 10;  // small records gather up to this
-    explicit ImageSink(int fd);
+    static constexpr size_t kStripe = 1 << 20;   // bytes per fd in turn, with several fds
+    explicit ImageSink(int fd) : ImageSink(std::span<const int>(&fd, 1)) {}
+    // `fds`: stripe k of the stream goes to fds[k % size] (one fd: all of it).
+    explicit ImageSink(std::span<const int> fds);
+    // Where byte `at` of a stream striped over `n` fds goes (the writer's
+    // and the reader's one rule): fds[index], with `room` bytes from `at`
+    // on going there in a row.
+    struct Stripe {
+        size_t index;
+        size_t room;
+    };
+    static Stripe stripe_at(uint64_t at, size_t n) {
+        if (n == 1) return {0, SIZE_MAX};
+        return {size_t(at / kStripe % n), size_t(kStripe - at % kStripe)};
+    }
     ~ImageSink();
     ImageSink(const ImageSink&) = delete;
     ImageSink& operator=(const ImageSink&) = delete;
@@ -66,6 +88,10 @@ class ImageSink {
     static constexpr size_t kHead = sizeof(image::RecordHeader) + sizeof(image::PagesRecord);
     static constexpr size_t kHeads = kChunk / image::kPageSize * kHead;
     static constexpr size_t kLentBytes = kChunk + kHeads;
+    // perf: the ring's chunks: room for those the stripes' pipes hold (4 MiB
+    // in a worker's pipes), the one being filled and one more, so that a
+    // chunk is seldom still in a pipe when its turn comes.
+    static constexpr size_t kRing = 7;
 
   private:
     struct Lent {
@@ -75,19 +101,20 @@ class ImageSink {
     };
     Status put(const void* data, size_t len);
     Status flush();
+    Status write_out(const char* data, size_t len);
     Status splice_out(const char* data, size_t len);
     Status splice_bytes(const char* data, size_t len);
     bool taken_by_reader(uint64_t upto) const;
     Status splice_iov(std::vector<iovec>& iov);
-    int fd_;
+    std::vector<int> fds_;  // the stripes' fds
     void* xxh_;
     std::vector<char> buf_;
     uint64_t records_ = 0, bytes_ = 0;
-    uint64_t written_ = 0;  // bytes gone into fd_ (bytes_ minus what buf_ holds)
-    bool splice_ = true;    // fd_ takes vmsplice (a pipe)
-    Lent ring_[3];
-    static constexpr size_t kRingMap = 4 << 20;  // ring_'s mapping: 3 lent chunks, 2 huge pages
-    static_assert(3 * kLentBytes <= kRingMap, "the ring's lent chunks fit its mapping");
+    uint64_t written_ = 0;  // bytes gone into fds_ (bytes_ minus what buf_ holds)
+    bool splice_ = true;    // fds_ take vmsplice (pipes)
+    Lent ring_[kRing];
+    static constexpr size_t kRingMap = 8 << 20;  // ring_'s mapping: 4 huge pages
+    static_assert(kRing * kLentBytes <= kRingMap, "the ring's lent chunks fit its mapping");
     char* ring_mem_ = nullptr;
     bool ring_failed_ = false;  // no mapping for the ring: the bounce buffer only
     char* bounce_ = nullptr;

@@ -11,29 +11,30 @@
 #include <system_error>
 #include <thread>
 
+#include "checkpoint/image_sink.h"
 #include "common/own_children.h"
 #include "common/strfmt.h"
 
 namespace crfs {
 
-PipedImage::PipedImage(UniqueFd pipe, pid_t worker, uint64_t size, UniqueFd status,
+PipedImage::PipedImage(std::vector<UniqueFd> pipes, pid_t worker, uint64_t size, UniqueFd status,
                        std::shared_ptr<PidLock> hold)
     : worker_(worker),
       size_(size),
       status_(std::move(status)),
       failed_(),
       hold_(std::move(hold)),
-      pipe_(std::move(pipe)) {}
+      pipes_(std::move(pipes)) {}
 
 PipedImage::~PipedImage() {
-    pipe_.reset();  // a worker still writing gets EPIPE and exits
+    pipes_.clear();  // a worker still writing gets EPIPE and exits
     int st;
     if (worker_ > 0) own_children::waitpid(worker_, &st, 0);
     hold_.reset();  // only now: the worker let the task go
 }
 
 void PipedImage::let_go() const {
-    pipe_.reset();
+    pipes_.clear();
     if (!hold_ || worker_ <= 0) {
         hold_.reset();
         return;
@@ -86,13 +87,16 @@ Status PipedImage::fill_to(uint64_t keep_from, uint64_t end) const {
     if (!window_) window_ = std::make_unique_for_overwrite<char[]>(kWindow);
     while (taken_ < end && (size_ == 0 || taken_ < size_)) {
         if (failed_) return std::unexpected(*failed_);
-        if (!pipe_) return make_error(EIO, strfmt("image stream broken at byte {}", taken_));
+        if (pipes_.empty())
+            return make_error(EIO, strfmt("image stream broken at byte {}", taken_));
         // Up to the ring's end and `end` (so the window keeps the most it
-        // can before it), never over the bytes from `keep_from` on.
+        // can before it), never over the bytes from `keep_from` on, nor past
+        // this stripe.
         size_t at = size_t(taken_ % kWindow);
-        size_t room =
-            std::min<uint64_t>({kWindow - at, end - taken_, keep_from + kWindow - taken_});
-        ssize_t n = ::read(pipe_.get(), window_.get() + at, room);
+        ImageSink::Stripe from = ImageSink::stripe_at(taken_, pipes_.size());
+        size_t room = std::min<uint64_t>(
+            {kWindow - at, end - taken_, keep_from + kWindow - taken_, from.room});
+        ssize_t n = ::read(pipes_[from.index].get(), window_.get() + at, room);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             int err = n < 0 ? errno : 0;

@@ -1,5 +1,6 @@
-// An image the checkpoint worker streams through a pipe (checkpoint/worker.h),
-// served by offset without a copy of the whole image in the daemon.
+// An image the checkpoint worker streams through pipes (checkpoint/worker.h:
+// stripe k of the stream in pipe k % n, ImageSink::stripe_at), served by
+// offset without a copy of the whole image in the daemon.
 //
 // The worker writes the image front to back; this side keeps only a window of
 // the last kWindow bytes it took from the pipe. A read inside the window is
@@ -26,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/pid_lock.h"
@@ -37,15 +39,15 @@ class PipedImage : public Snapshot {
   public:
     static constexpr size_t kWindow = 4 << 20;
 
-    // `pipe`: the read end; `worker`: the writer, reaped on destruction
-    // (closing the pipe first makes it stop with EPIPE); `size`: the image's
+    // `pipes`: the read ends, a pipe per stripe; `worker`: the writer, reaped
+    // on destruction (closing the pipes first makes it stop with EPIPE); `size`: the image's
     // size, as the worker reported it, or 0 if not known before the end, which
     // `status` (the read end of the worker's status pipe) then confirms.
     // `hold`: a live snapshot's lock on the task, kept until the stream
     // ended and then until the worker exited (it releases the task's
     // userfaultfd after the last byte: a thread waits for that, so the
     // reader's last read does not).
-    PipedImage(UniqueFd pipe, pid_t worker, uint64_t size, UniqueFd status = {},
+    PipedImage(std::vector<UniqueFd> pipes, pid_t worker, uint64_t size, UniqueFd status = {},
                std::shared_ptr<PidLock> hold = {});
     ~PipedImage() override;
     PipedImage(const PipedImage&) = delete;
@@ -84,7 +86,7 @@ class PipedImage : public Snapshot {
     mutable UniqueFd status_;
     mutable std::optional<Error> failed_;  // why the stream ended early
     mutable std::shared_ptr<PidLock> hold_;
-    mutable UniqueFd pipe_;                   // closed at the end of the image or on an error
+    mutable std::vector<UniqueFd> pipes_;     // closed at the end of the image or on an error
     mutable std::unique_ptr<char[]> window_;  // ring: stream byte b at window_[b % kWindow]
     mutable uint64_t taken_ = 0;              // stream bytes taken from the pipe so far
 };

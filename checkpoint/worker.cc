@@ -70,8 +70,8 @@ int reap(pid_t pid) {
 
 Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<PidLock> lock = {}) {
     int p[2];
-    UniqueFd image_rd, image_wr, status_rd, status_wr, track_rd, track_wr, prints, prints_rd,
-        prints_wr;
+    std::vector<UniqueFd> image_rd, image_wr;  // a pipe per stripe (kWorkerImageFds)
+    UniqueFd status_rd, status_wr, track_rd, track_wr, prints, prints_rd, prints_wr;
     if (req.mode == WorkerMode::kDelta) {  // incr
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) != 0)
             return errno_error("socketpair for the delta tracking");
@@ -85,11 +85,13 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the image's status");
         status_rd.reset(p[0]);
         status_wr.reset(p[1]);
-        if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the image");
-        image_rd.reset(p[0]);
-        image_wr.reset(p[1]);
-        // 1 MiB, a FUSE read's worth (best effort: the default is 64 KiB).
-        fcntl(image_wr.get(), F_SETPIPE_SZ, kImagePipeBytes);
+        for (size_t i = 0; i < std::size(kWorkerImageFds); ++i) {
+            if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the image");
+            image_rd.emplace_back(p[0]);
+            image_wr.emplace_back(p[1]);
+            // 1 MiB, a FUSE read's worth (best effort: the default is 64 KiB).
+            fcntl(p[1], F_SETPIPE_SZ, kImagePipeBytes);
+        }
         // perf: the fingerprint cache; without it (no memfd: /dev/null on fd 7)
         // the worker hashes everything.
         if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return errno_error("pipe for the fingerprints");
@@ -102,7 +104,9 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
     UniqueFd rd(p[0]), wr(p[1]);
     // Sources above the target numbers, so that no dup2 below overwrites one.
-    for (UniqueFd* fd : {&image_wr, &wr, &status_wr, &track_wr, &prints, &prints_wr}) {
+    std::vector<UniqueFd*> sources = {&wr, &status_wr, &track_wr, &prints, &prints_wr};
+    for (UniqueFd& fd : image_wr) sources.push_back(&fd);
+    for (UniqueFd* fd : sources) {
         if (!*fd || fd->get() > kWorkerLastFd) continue;
         fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerLastFd + 1));
         if (!*fd) return errno_error("move a descriptor for the worker");
@@ -110,7 +114,8 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
 
     SpawnArgs sa;
     posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
-    if (image_wr) posix_spawn_file_actions_adddup2(&sa.actions, image_wr.get(), kWorkerImageFd);
+    for (size_t i = 0; i < image_wr.size(); ++i)
+        posix_spawn_file_actions_adddup2(&sa.actions, image_wr[i].get(), kWorkerImageFds[i]);
     posix_spawn_file_actions_adddup2(&sa.actions, wr.get(), kWorkerReplyFd);
     if (status_wr) posix_spawn_file_actions_adddup2(&sa.actions, status_wr.get(), kWorkerStatusFd);
     if (track_wr) posix_spawn_file_actions_adddup2(&sa.actions, track_wr.get(), kWorkerTrackFd);
@@ -161,7 +166,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         making.made(child);
     }
     wr.reset();
-    image_wr.reset();
+    image_wr.clear();
     status_wr.reset();
     track_wr.reset();
     prints.reset();
@@ -186,7 +191,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         if (ec != std::errc() || ptr != reply.data() + nl) code = -1;
     }
     std::string text = nl == std::string::npos ? std::string() : reply.substr(nl + 1);
-    if (image_rd && code == 0) {
+    if (!image_rd.empty() && code == 0) {
         uint64_t size = 0;
         auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), size);
         std::string_view rest(ptr, size_t(text.data() + text.size() - ptr));
@@ -214,7 +219,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
             text = strfmt("checkpoint worker for task {} replied no image size", req.pid);
         }
     }
-    image_rd.reset();  // a worker that still writes gets EPIPE
+    image_rd.clear();  // a worker that still writes gets EPIPE
     int st = reap(child);
     if (code < 0 || code > 4095)
         return make_error(

@@ -90,7 +90,12 @@ inline constexpr int kWorkerTrackFd = 6;  // kDelta
 // the worker computed, written before its reply.
 inline constexpr int kWorkerPrintsFd = 7;
 inline constexpr int kWorkerNewPrintsFd = 8;
-inline constexpr int kWorkerLastFd = kWorkerNewPrintsFd;
+// kImage, kDelta: the image's pipes, kImagePipeBytes each, the stream in
+// stripes (ImageSink::kStripe bytes) into each in turn, kWorkerImageFd first
+// (perf: 4 MiB between the worker and the daemon, docs/performance.md
+// "Session 38").
+inline constexpr int kWorkerImageFds[] = {kWorkerImageFd, 9, 10, 11};
+inline constexpr int kWorkerLastFd = 11;
 
 // Runs the worker and waits for it. Checkpoints of one pid are serialized.
 Result<WorkerReply> run_worker(const WorkerRequest& req);

@@ -127,7 +127,7 @@ Result<T> or_reasons(Result<T> r, pid_t pid, pid_t daemon_tgid) {
     return r;
 }
 
-// The image, streamed to kWorkerImageFd after the reply: a live snapshot
+// The image, streamed to kWorkerImageFds after the reply: a live snapshot
 // whose pages are still in the task (checkpoint/live_snapshot.h).
 std::unique_ptr<ImageSource> g_image;
 
@@ -168,7 +168,7 @@ Result<std::string> delta(pid_t pid, uint64_t starttime, pid_t daemon_tgid, uint
 // goes away (the handle closed, the daemon killed) ends it with EPIPE; the
 // task is let go when this process exits, whatever ends it.
 void stream_image(ImageSource& img) {
-    auto r = img.write_to(kWorkerImageFd);
+    auto r = img.write_stripes(kWorkerImageFds);
     if (!r && r.error().code == EPIPE) return;
     if (!r) log_info("%s", r.error().what.c_str());
     std::string msg = r ? "0\n" : std::to_string(r.error().code) + "\n" + r.error().what;
@@ -209,7 +209,7 @@ Result<std::string> serve(int argc, char** argv) {
     auto creds = decode_creds(argv[5]);
     if (!creds) return std::unexpected(creds.error());
     if (*mode != WorkerMode::kImage && *mode != WorkerMode::kDelta) {
-        ::close(kWorkerImageFd);
+        for (int fd : kWorkerImageFds) ::close(fd);
         ::close(kWorkerStatusFd);
         ::close(kWorkerPrintsFd);
         ::close(kWorkerNewPrintsFd);
@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
         // then the userfaultfd's release (perf: the kernel walks every area,
         // ~35 ms at 30,000), which the daemon's lock on the task waits for
         // (checkpoint/piped_image.h).
-        ::close(crfs::kWorkerImageFd);
+        for (int fd : crfs::kWorkerImageFds) ::close(fd);
         ::close(crfs::kWorkerStatusFd);
         crfs::test_hold_release();
         uint64_t t0 = crfs::monotonic_ns();

@@ -28,6 +28,19 @@ std::string drain(int fd) {
     return s;
 }
 
+// A stream striped over `fds` read back in order, as the daemon reads the
+// worker's pipes (ImageSink::stripe_at), until one ends.
+std::string unstripe(const std::vector<int>& fds) {
+    std::string s;
+    char buf[1 << 16];
+    for (;;) {
+        ImageSink::Stripe from = ImageSink::stripe_at(s.size(), fds.size());
+        ssize_t n = read(fds[from.index], buf, std::min(sizeof buf, from.room));
+        if (n <= 0) return s;
+        s.append(buf, size_t(n));
+    }
+}
+
 // One page per chunk, nobody reading meanwhile: the pipe still holds every
 // page spliced so far when the sink lends its buffers again.
 TEST(ImageSink, ABufferStillInThePipeIsNotLentAgain) {
@@ -59,14 +72,14 @@ TEST(ImageSink, ABufferStillInThePipeIsNotLentAgain) {
         EXPECT_EQ(s.substr(at, kPage), std::string(kPage, char('a' + k))) << "chunk " << k;
         at += kPage;
     }
-    // Three buffers take turns; from the fourth chunk on, each one's last
+    // kRing buffers take turns; once the ring went round, each one's last
     // splice is still in the pipe.
-    EXPECT_EQ(bounced, uint64_t(kChunks - 3));
+    EXPECT_EQ(bounced, uint64_t(kChunks - ImageSink::kRing));
 }
 
-// perf (session 18): the three buffers the sink lends lie side by side
+// perf (session 18): the kRing buffers the sink lends lie side by side
 // (each with its headers' room after it) in one mapping that starts on a
-// huge-page boundary (two huge-page faults for a worker's first chunks
+// huge-page boundary (huge-page faults for a worker's first chunks
 // instead of 768 page faults), and still take turns.
 TEST(ImageSink, TheRingIsOneMappingOnAHugePageBoundary) {
     int p[2];
@@ -76,9 +89,9 @@ TEST(ImageSink, TheRingIsOneMappingOnAHugePageBoundary) {
         ImageSink sink(p[1]);
         char* first = sink.chunk_buffer();
         EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % (2 << 20), 0u);
-        for (size_t k = 1; k < 4; ++k) {
+        for (size_t k = 1; k <= ImageSink::kRing; ++k) {
             char* buf = sink.chunk_buffer();  // nothing spliced: each is free again
-            EXPECT_EQ(buf, first + (k % 3) * ImageSink::kLentBytes) << k;
+            EXPECT_EQ(buf, first + (k % ImageSink::kRing) * ImageSink::kLentBytes) << k;
         }
         EXPECT_EQ(sink.bounced(), 0u);
     }
@@ -173,7 +186,45 @@ TEST(ImageSink, PagesTogetherAreTheRecordsOneByOne) {
         EXPECT_EQ(got.size(), want.size());
         EXPECT_TRUE(got == want);
     }
-    // Nobody reading until the end: from the fourth chunk on the buffers are
+    // Striped (the worker's pipes): three pipes of 64 KiB, read in turn at
+    // work; the chunks' records are cut at the stripes' ends. And into three
+    // files (plain writes, the same cuts).
+    for (bool pipes : {true, false}) {
+        std::vector<int> rd, wr;
+        std::vector<FILE*> files;
+        for (int i = 0; i < 3; ++i) {
+            int p[2];
+            if (pipes) {
+                ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+            } else {
+                files.push_back(tmpfile());
+                ASSERT_NE(files.back(), nullptr);
+                p[0] = p[1] = fileno(files.back());
+            }
+            rd.push_back(p[0]);
+            wr.push_back(p[1]);
+        }
+        std::string got;
+        std::thread reader;
+        if (pipes) reader = std::thread([&] { got = unstripe(rd); });
+        {
+            ImageSink sink(wr);
+            for (int k = 0; k < kChunks; ++k) EXPECT_TRUE(fill(sink, true, k));
+            EXPECT_TRUE(sink.finish());
+        }
+        if (pipes) {
+            for (int fd : wr) close(fd);
+            reader.join();
+            for (int fd : rd) close(fd);
+        } else {
+            for (int fd : rd) lseek(fd, 0, SEEK_SET);
+            got = unstripe(rd);
+            for (FILE* f : files) fclose(f);
+        }
+        EXPECT_EQ(got.size(), want.size()) << (pipes ? "pipes" : "files");
+        EXPECT_TRUE(got == want) << (pipes ? "pipes" : "files");
+    }
+    // Nobody reading until the end: once the ring went round, the buffers are
     // still in the pipe, the chunks bounce and their records go one by one.
     auto one_page_each = [&](int fd, bool together) -> uint64_t {
         ImageSink sink(fd);
@@ -199,7 +250,7 @@ TEST(ImageSink, PagesTogetherAreTheRecordsOneByOne) {
     int p[2];
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
     ASSERT_GE(fcntl(p[1], F_SETPIPE_SZ, 1 << 20), 1 << 20);
-    EXPECT_EQ(one_page_each(p[1], true), 7u);
+    EXPECT_EQ(one_page_each(p[1], true), 10u - ImageSink::kRing);
     close(p[1]);
     EXPECT_TRUE(drain(p[0]) == plain);
     close(p[0]);
@@ -251,6 +302,42 @@ TEST(ImageSink, StableBytesAreSplicedAndTheStreamIsTheSame) {
     ASSERT_EQ(pread(fileno(f), in_file.data(), in_file.size(), 0), ssize_t(in_file.size()));
     fclose(f);
     EXPECT_TRUE(in_file == copied);
+}
+
+// stable() over stripes (a tree's page buffers into the worker's pipes):
+// 2.5 MiB spliced in one call goes into three pipes in turn, cut at the
+// stripes' ends, and reads back as the one pipe's stream.
+TEST(ImageSink, StableBytesOverStripesAreTheOneStream) {
+    constexpr size_t kBytes = 5 * ImageSink::kStripe / 2;
+    std::vector<char> mem(kBytes);
+    for (size_t i = 0; i < kBytes; ++i) mem[i] = char(i * 7 % 253);
+    auto stream = [&](const std::vector<int>& fds) {
+        ImageSink sink(fds);
+        image::RecordHeader rh{uint32_t(image::RecordType::kPages), 0, kBytes};
+        EXPECT_TRUE(sink.raw(&rh, sizeof rh, 0));
+        EXPECT_TRUE(sink.stable(mem.data(), kBytes, 1));
+        EXPECT_TRUE(sink.finish());
+    };
+    auto through = [&](int n) {
+        std::vector<int> rd, wr;
+        for (int i = 0; i < n; ++i) {
+            int p[2];
+            EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+            rd.push_back(p[0]);
+            wr.push_back(p[1]);
+        }
+        std::string got;
+        std::thread reader([&] { got = unstripe(rd); });
+        stream(wr);
+        for (int fd : wr) close(fd);
+        reader.join();
+        for (int fd : rd) close(fd);
+        return got;
+    };
+    std::string one = through(1);
+    ASSERT_EQ(one.size(), sizeof(image::RecordHeader) + kBytes + 16 + sizeof(image::Trailer));
+    EXPECT_EQ(one.substr(sizeof(image::RecordHeader), kBytes), std::string(mem.begin(), mem.end()));
+    EXPECT_TRUE(through(3) == one);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// PipedImage: an image streamed through a pipe by a writer process, served by
-// offset from a window (checkpoint/piped_image.h).
+// PipedImage: an image streamed through a pipe (or several, in stripes) by a
+// writer process, served by offset from a window (checkpoint/piped_image.h).
 #include "checkpoint/piped_image.h"
 
 #include <fcntl.h>
@@ -12,6 +12,8 @@
 #include <tuple>
 #include <vector>
 
+#include "checkpoint/image_sink.h"
+
 namespace crfs {
 namespace {
 
@@ -21,27 +23,43 @@ char byte_at(uint64_t i) {
     return char((i * 2654435761u) >> 13);
 }
 
-// A child writing `size` pattern bytes into a pipe (stopping after `stop_at`,
-// as a worker that dies). Returns the read end and the child.
-std::pair<UniqueFd, pid_t> writer(uint64_t size, uint64_t stop_at = ~0ull) {
-    int p[2];
-    EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+// A child writing `size` pattern bytes into `stripes` pipes, each stripe
+// into its pipe as the worker's sink does (ImageSink::stripe_at), stopping
+// after `stop_at` as a worker that dies. Returns the read ends and the child.
+std::pair<std::vector<UniqueFd>, pid_t> writer(uint64_t size, uint64_t stop_at = ~0ull,
+                                               size_t stripes = 1) {
+    std::vector<int> rd, wr;
+    for (size_t i = 0; i < stripes; ++i) {
+        int p[2];
+        EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+        rd.push_back(p[0]);
+        wr.push_back(p[1]);
+    }
     pid_t pid = fork();
     if (pid == 0) {
         ::signal(SIGPIPE, SIG_IGN);
-        ::close(p[0]);
+        for (int fd : rd) ::close(fd);
         std::vector<char> buf(1 << 16);
         for (uint64_t off = 0; off < size && off < stop_at;) {
-            size_t n = std::min<uint64_t>({buf.size(), size - off, stop_at - off});
+            ImageSink::Stripe to = ImageSink::stripe_at(off, wr.size());
+            size_t n = std::min<uint64_t>({buf.size(), size - off, stop_at - off, to.room});
             for (size_t i = 0; i < n; ++i) buf[i] = byte_at(off + i);
-            ssize_t w = ::write(p[1], buf.data(), n);
+            ssize_t w = ::write(wr[to.index], buf.data(), n);
             if (w <= 0) ::_exit(w < 0 && errno == EPIPE ? 3 : 4);
             off += uint64_t(w);
         }
         ::_exit(0);
     }
-    ::close(p[1]);
-    return {UniqueFd(p[0]), pid};
+    for (int fd : wr) ::close(fd);
+    std::vector<UniqueFd> ends;
+    for (int fd : rd) ends.emplace_back(fd);
+    return {std::move(ends), pid};
+}
+
+std::vector<UniqueFd> one(UniqueFd fd) {
+    std::vector<UniqueFd> v;
+    v.push_back(std::move(fd));
+    return v;
 }
 
 void expect_bytes(const PipedImage& img, uint64_t off, size_t len) {
@@ -52,9 +70,12 @@ void expect_bytes(const PipedImage& img, uint64_t off, size_t len) {
     for (size_t i = 0; i < *n; ++i) ASSERT_EQ(buf[i], byte_at(off + i)) << "byte " << off + i;
 }
 
-TEST(PipedImage, SequentialRereadsInsideTheWindowAndSkipsAhead) {
+// Also with the stream in four pipes (the worker's stripes): the same bytes.
+class PipedImageStripes : public testing::TestWithParam<size_t> {};
+
+TEST_P(PipedImageStripes, SequentialRereadsInsideTheWindowAndSkipsAhead) {
     uint64_t size = 3 * kWin + 12345;
-    auto [fd, pid] = writer(size);
+    auto [fd, pid] = writer(size, ~0ull, GetParam());
     PipedImage img(std::move(fd), pid, size);
     expect_bytes(img, 0, 1 << 20);
     expect_bytes(img, 1 << 20, 1 << 20);
@@ -72,17 +93,21 @@ TEST(PipedImage, SequentialRereadsInsideTheWindowAndSkipsAhead) {
     EXPECT_EQ(img.read(size + 1000, buf.data(), buf.size()).value(), 0u);
 }
 
-TEST(PipedImage, AWriterThatDiesEarlyIsAnErrorNamingTheByte) {
-    auto [fd, pid] = writer(1 << 20, 5000);
-    PipedImage img(std::move(fd), pid, 1 << 20);
-    expect_bytes(img, 0, 5000);
+// Dying in the second stripe: with several pipes, the second one ends there.
+TEST_P(PipedImageStripes, AWriterThatDiesEarlyIsAnErrorNamingTheByte) {
+    constexpr uint64_t kStop = ImageSink::kStripe + 5000;
+    auto [fd, pid] = writer(4 << 20, kStop, GetParam());
+    PipedImage img(std::move(fd), pid, 4 << 20);
+    expect_bytes(img, 0, kStop);
     std::vector<char> buf(4096);
-    auto r = img.read(5000, buf.data(), buf.size());
+    auto r = img.read(kStop, buf.data(), buf.size());
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, EIO);
-    EXPECT_NE(r.error().what.find("ended at byte 5000 of 1048576"), std::string::npos)
+    EXPECT_NE(r.error().what.find("ended at byte 1053576 of 4194304"), std::string::npos)
         << r.error().what;
 }
+
+INSTANTIATE_TEST_SUITE_P(Pipes, PipedImageStripes, testing::Values(size_t{1}, size_t{4}));
 
 // A stream of unknown size: `size` bytes, then the worker's status line.
 std::tuple<UniqueFd, UniqueFd, pid_t> writer_with_status(uint64_t size, std::string status) {
@@ -107,7 +132,7 @@ std::tuple<UniqueFd, UniqueFd, pid_t> writer_with_status(uint64_t size, std::str
 
 TEST(PipedImage, AnUnknownSizeIsTheEndTheWorkerConfirms) {
     auto [fd, status, pid] = writer_with_status(5000, "0\n");
-    PipedImage img(std::move(fd), pid, 0, std::move(status));
+    PipedImage img(one(std::move(fd)), pid, 0, std::move(status));
     EXPECT_EQ(img.size(), 0u);
     std::vector<char> buf(4096);
     ASSERT_EQ(img.read(0, buf.data(), buf.size()).value(), 4096u);
@@ -121,7 +146,7 @@ TEST(PipedImage, AWorkerThatCannotFinishSaysWhyWithItsErrno) {
     auto [fd, status, pid] = writer_with_status(3000,
                                                 "11\ntask 7 unmapped memory at 1000 that "
                                                 "was not yet in the image");
-    PipedImage img(std::move(fd), pid, 0, std::move(status));
+    PipedImage img(one(std::move(fd)), pid, 0, std::move(status));
     std::vector<char> buf(4096);
     auto r = img.read(0, buf.data(), buf.size());
     ASSERT_FALSE(r);
