@@ -55,7 +55,23 @@ Status ImageSink::flush() {
 
 // Every byte written up to `upto` has left the pipes (the reader takes
 // the stream in order, so what they hold is its last bytes).
-bool ImageSink::taken_by_reader(uint64_t upto) const {
+bool ImageSink::taken_by_reader(uint64_t upto) {
+    // perf: the pipes hold at most their capacity, so bytes written that long
+    // ago are gone without asking: FIONREAD takes the pipe's lock, which the
+    // daemon holds while it copies a read out (1.4% of a 16 x 16 MiB tree's
+    // samples were spent waiting on it).
+    if (capacity_ == 0) {
+        capacity_ = UINT64_MAX;  // unknown: always ask
+        uint64_t sum = 0;
+        bool known = true;
+        for (int fd : fds_) {
+            int n = fcntl(fd, F_GETPIPE_SZ);
+            known = known && n > 0;
+            sum += n > 0 ? uint64_t(n) : 0;
+        }
+        if (known) capacity_ = sum;
+    }
+    if (capacity_ != UINT64_MAX && written_ >= upto + capacity_) return true;
     uint64_t held = 0;
     for (int fd : fds_) {
         int in_pipe = 0;
