@@ -157,6 +157,23 @@ TEST(PipedImage, AWorkerThatCannotFinishSaysWhyWithItsErrno) {
     EXPECT_EQ(again.error().code, EAGAIN);
 }
 
+// The window of a closed image is kept for the next one (perf): the next
+// image serves its own bytes and its own end, nothing of the first's.
+TEST(PipedImage, AKeptWindowServesOnlyItsOwnImage) {
+    {
+        auto [fd, pid] = writer(kWin);
+        PipedImage first(std::move(fd), pid, kWin);
+        expect_bytes(first, 0, kWin);  // the whole window written
+    }
+    auto [fd, status, pid] = writer_with_status(3000, "0\n");
+    PipedImage next(one(std::move(fd)), pid, 0, std::move(status));
+    std::vector<char> buf(kWin, 'x');
+    ASSERT_EQ(next.read(0, buf.data(), buf.size()).value(), 3000u);
+    for (size_t i = 0; i < 3000; ++i) ASSERT_EQ(buf[i], byte_at(i)) << "byte " << i;
+    EXPECT_EQ(next.read(3000, buf.data(), buf.size()).value(), 0u);
+    EXPECT_EQ(next.read(kWin - 10, buf.data(), 10).value(), 0u);
+}
+
 TEST(PipedImage, ClosingBeforeTheEndStopsAndReapsTheWriter) {
     uint64_t size = 64ull << 20;  // far more than the pipe holds
     auto [fd, pid] = writer(size);
