@@ -566,10 +566,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // A live member's protect_memory (its own userfaultfd, pagemap and mem
     // file) is outside it too (session 38: the 16 x 16 MiB tree's "members
     // captured" 17.7 -> 15.2 ms); CRFS_TREE_PROTECT_SERIAL=1: under it.
-    const bool copy_outside = serial && !track && !(live && ahead) &&
-                              (!uffd || !getenv("CRFS_TREE_PROTECT_SERIAL")) &&
-                              !getenv("CRFS_TREE_COPY_SERIAL");
-    if (serial && !copy_outside) {
+    const bool outside_serial = serial && !track && !(live && ahead) &&
+                                (!uffd || !getenv("CRFS_TREE_PROTECT_SERIAL")) &&
+                                !getenv("CRFS_TREE_COPY_SERIAL");
+    if (serial && !outside_serial) {
         one_at_a_time.lock();
         trace.mark("wait for the other members");
     }
@@ -586,7 +586,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     c.memory = std::move(*mem);
     if (track) c.keeps = std::move(track->keeps);
     trace.mark("memory");
-    if (copy_outside) {
+    if (outside_serial) {
         one_at_a_time.lock();
         trace.mark("wait for the other members");
     }

@@ -104,7 +104,7 @@ class ImageSink {
     Status write_out(const char* data, size_t len);
     Status splice_out(const char* data, size_t len);
     Status splice_bytes(const char* data, size_t len);
-    bool taken_by_reader(uint64_t upto);
+    bool taken_by_reader(uint64_t upto) const;
     Status splice_iov(std::vector<iovec>& iov);
     std::vector<int> fds_;  // the stripes' fds
     void* xxh_;
@@ -112,7 +112,7 @@ class ImageSink {
     uint64_t records_ = 0, bytes_ = 0;
     uint64_t written_ = 0;  // bytes gone into fds_ (bytes_ minus what buf_ holds)
     bool splice_ = true;    // fds_ take vmsplice (pipes)
-    uint64_t capacity_ = 0;  // the pipes' bytes, all told (0: not asked yet; max: unknown)
+    uint64_t capacity_;     // the pipes' bytes, all told (UINT64_MAX: unknown)
     Lent ring_[kRing];
     static constexpr size_t kRingMap = 8 << 20;  // ring_'s mapping: 4 huge pages
     static_assert(kRing * kLentBytes <= kRingMap, "the ring's lent chunks fit its mapping");

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,6 +40,25 @@ std::string unstripe(const std::vector<int>& fds) {
         if (n <= 0) return s;
         s.append(buf, size_t(n));
     }
+}
+
+// `write` into `n` pipes (of the default size, 64 KiB) while a reader takes
+// them in turn (unstripe): what the reader got.
+std::string through_pipes(int n, const std::function<void(const std::vector<int>&)>& write) {
+    std::vector<int> rd, wr;
+    for (int i = 0; i < n; ++i) {
+        int p[2];
+        EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+        rd.push_back(p[0]);
+        wr.push_back(p[1]);
+    }
+    std::string got;
+    std::thread reader([&] { got = unstripe(rd); });
+    write(wr);
+    for (int fd : wr) close(fd);
+    reader.join();
+    for (int fd : rd) close(fd);
+    return got;
 }
 
 // One page per chunk, nobody reading meanwhile: the pipe still holds every
@@ -189,40 +209,30 @@ TEST(ImageSink, PagesTogetherAreTheRecordsOneByOne) {
     // Striped (the worker's pipes): three pipes of 64 KiB, read in turn at
     // work; the chunks' records are cut at the stripes' ends. And into three
     // files (plain writes, the same cuts).
-    for (bool pipes : {true, false}) {
-        std::vector<int> rd, wr;
+    auto striped = [&](const std::vector<int>& fds) {
+        ImageSink sink(fds);
+        for (int k = 0; k < kChunks; ++k) EXPECT_TRUE(fill(sink, true, k));
+        EXPECT_TRUE(sink.finish());
+    };
+    {
+        std::string got = through_pipes(3, striped);
+        EXPECT_EQ(got.size(), want.size()) << "pipes";
+        EXPECT_TRUE(got == want) << "pipes";
+    }
+    {
         std::vector<FILE*> files;
+        std::vector<int> fds;
         for (int i = 0; i < 3; ++i) {
-            int p[2];
-            if (pipes) {
-                ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-            } else {
-                files.push_back(tmpfile());
-                ASSERT_NE(files.back(), nullptr);
-                p[0] = p[1] = fileno(files.back());
-            }
-            rd.push_back(p[0]);
-            wr.push_back(p[1]);
+            files.push_back(tmpfile());
+            ASSERT_NE(files.back(), nullptr);
+            fds.push_back(fileno(files.back()));
         }
-        std::string got;
-        std::thread reader;
-        if (pipes) reader = std::thread([&] { got = unstripe(rd); });
-        {
-            ImageSink sink(wr);
-            for (int k = 0; k < kChunks; ++k) EXPECT_TRUE(fill(sink, true, k));
-            EXPECT_TRUE(sink.finish());
-        }
-        if (pipes) {
-            for (int fd : wr) close(fd);
-            reader.join();
-            for (int fd : rd) close(fd);
-        } else {
-            for (int fd : rd) lseek(fd, 0, SEEK_SET);
-            got = unstripe(rd);
-            for (FILE* f : files) fclose(f);
-        }
-        EXPECT_EQ(got.size(), want.size()) << (pipes ? "pipes" : "files");
-        EXPECT_TRUE(got == want) << (pipes ? "pipes" : "files");
+        striped(fds);
+        for (int fd : fds) lseek(fd, 0, SEEK_SET);
+        std::string got = unstripe(fds);
+        for (FILE* f : files) fclose(f);
+        EXPECT_EQ(got.size(), want.size()) << "files";
+        EXPECT_TRUE(got == want) << "files";
     }
     // Nobody reading until the end: once the ring went round, the buffers are
     // still in the pipe, the chunks bounce and their records go one by one.
@@ -318,26 +328,10 @@ TEST(ImageSink, StableBytesOverStripesAreTheOneStream) {
         EXPECT_TRUE(sink.stable(mem.data(), kBytes, 1));
         EXPECT_TRUE(sink.finish());
     };
-    auto through = [&](int n) {
-        std::vector<int> rd, wr;
-        for (int i = 0; i < n; ++i) {
-            int p[2];
-            EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
-            rd.push_back(p[0]);
-            wr.push_back(p[1]);
-        }
-        std::string got;
-        std::thread reader([&] { got = unstripe(rd); });
-        stream(wr);
-        for (int fd : wr) close(fd);
-        reader.join();
-        for (int fd : rd) close(fd);
-        return got;
-    };
-    std::string one = through(1);
+    std::string one = through_pipes(1, stream);
     ASSERT_EQ(one.size(), sizeof(image::RecordHeader) + kBytes + 16 + sizeof(image::Trailer));
     EXPECT_EQ(one.substr(sizeof(image::RecordHeader), kBytes), std::string(mem.begin(), mem.end()));
-    EXPECT_TRUE(through(3) == one);
+    EXPECT_TRUE(through_pipes(3, stream) == one);
 }
 
 }  // namespace
