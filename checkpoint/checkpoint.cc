@@ -473,9 +473,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
         if (!rs) return std::unexpected(rs.error());
         // The parasite's area, kept mapped for the other threads (they share
-        // it: one stop each instead of five); unmapped before the main
-        // thread's registers are put back (finish), or on an error here.
+        // it: one stop each instead of five) and for the userfaultfd's two
+        // calls (take_task_uffd: a stop each instead of two); unmapped
+        // before the main thread's registers are put back (finish), or on
+        // an error here.
         ParasiteArea area;
+        const bool makes_uffd = (live && !ahead) || (track && !track->uffd);
         // fid: mlockall's flags from the parasite's own area (state/mlockall.h).
         std::optional<uint32_t> locked_flags;
         auto out = run_parasite(
@@ -486,7 +489,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
                 locked_flags = *f;
                 return {};
             },
-            *status_frozen, others.empty() ? nullptr : &area);
+            *status_frozen, others.empty() && !makes_uffd ? nullptr : &area);
         if (!out) return std::unexpected(out.error());
         if (fault) return make_error(EIO, strfmt("task {}: CRFS_TEST_CAPTURE_FAIL", pid));
         auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
@@ -529,12 +532,12 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         if (!attrs) return std::unexpected(attrs.error());
         c.main_attrs = *attrs;
         if (live && !ahead) {  // else made before the freeze, taken for protect_memory
-            auto fd = take_task_uffd(pid, **rs);
+            auto fd = take_task_uffd(pid, **rs, kLiveUffdFeatures, 0, &area);
             if (!fd) return std::unexpected(fd.error());
             uffd = std::move(*fd);
         }
         if (track && !track->uffd) {  // incr: asynchronous, so user-mode faults suffice
-            auto fd = take_task_uffd(pid, **rs, kTrackUffdFeatures, UFFD_USER_MODE_ONLY);
+            auto fd = take_task_uffd(pid, **rs, kTrackUffdFeatures, UFFD_USER_MODE_ONLY, &area);
             if (!fd) return std::unexpected(fd.error());
             if (!*fd)
                 return make_error(EOPNOTSUPP,
@@ -635,8 +638,9 @@ Status share_tasks_between_members(std::span<const pid_t> pids, std::vector<Capt
 // least this is snapshotted live, as a single process is (its pages stay in
 // it, write-protected, and are streamed after the thaw); a smaller one is
 // copied while frozen, into the tree's arena: for it the userfaultfd's two
-// remote syscalls (four tracee stops), its registration and its fault thread
-// cost more than the copy. CRFS_TREE_LIVE_MIN_KIB=K in crfsd's environment
+// calls (two tracee stops, run in the parasite's area: take_task_uffd), its
+// registration and its fault thread cost more than the copy (measured when
+// they were four stops). CRFS_TREE_LIVE_MIN_KIB=K in crfsd's environment
 // sets the bound (a huge K: every member copied while frozen, the old path).
 uint64_t live_member_min_bytes() {
     static const uint64_t bytes = [] {

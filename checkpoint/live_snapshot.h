@@ -53,6 +53,8 @@ namespace crfs {
 
 class RemoteSyscall;
 
+class ParasiteArea;  // checkpoint/parasite.h
+
 // The live snapshot's userfaultfd: write faults delivered, mapping changes told.
 inline constexpr uint64_t kLiveUffdFeatures = (1u << 0) | (1u << 2) | (1u << 3) | (1u << 6);
 
@@ -64,8 +66,11 @@ inline constexpr uint64_t kLiveUffdFeatures = (1u << 0) | (1u << 2) | (1u << 3) 
 // copy could not be closed.
 // `features`, `flags`: what UFFDIO_API and userfaultfd(2) get (the delta
 // tracking, checkpoint/incremental.h, asks for asynchronous write-protect).
+// `area`: the parasite's area, mapped in the task by its main thread's run
+// (`rs`'s): the userfaultfd and its close then run there as batches
+// (checkpoint/parasite.h run_batch), two stops instead of four.
 Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features = kLiveUffdFeatures,
-                                int flags = 0);
+                                int flags = 0, const ParasiteArea* area = nullptr);
 
 // Protected ahead of the freeze (docs/performance.md "Frozen time: protected
 // ahead"). In a process holding much memory the write-protect walk (~10-18 ms

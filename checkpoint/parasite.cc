@@ -17,14 +17,19 @@
 #include "common/log.h"
 #include "common/strfmt.h"
 
-extern "C" const unsigned char crfs_parasite_start[], crfs_parasite_end[];
+extern "C" const unsigned char crfs_parasite_start[], crfs_parasite_int3_end[],
+    crfs_parasite_batch[], crfs_parasite_end[];
 
 // rdi = output page (ParasiteOutput). Clobbers rax, rcx, r11 (syscall), rdi,
 // rsi, rdx, r8-r10, r12-r15; every register is restored by the injector after.
+// crfs_parasite_batch: a second entry that runs only the batch (run_batch),
+// ending on the same int3.
 __asm__(R"(
     .pushsection .rodata.crfs_parasite, "a"
     .globl crfs_parasite_start
     .globl crfs_parasite_end
+    .globl crfs_parasite_int3_end
+    .globl crfs_parasite_batch
 crfs_parasite_start:
     mov %rdi, %r12              # r12: &actions[sig-1]
     lea 2048(%rdi), %r15        # r15: &action_ret[sig-1]
@@ -63,7 +68,7 @@ crfs_parasite_start:
     xor %edi, %edi
     syscall
     mov %rax, (%r14)            # brk at 2712
-    mov 8(%r14), %r13           # r13: batch_count (2720), calls left
+6:  mov 8(%r14), %r13           # r13: batch_count (2720), calls left
     lea 40(%r14), %r12          # r12: &batch[0] at 2752
 3:  test %r13, %r13
     jz 4f
@@ -80,6 +85,10 @@ crfs_parasite_start:
     dec %r13
     jmp 3b
 4:  int3
+crfs_parasite_int3_end:
+crfs_parasite_batch:
+    lea 2712(%rdi), %r14        # as after brk(0): the batch, then the int3
+    jmp 6b
 crfs_parasite_end:
     .popsection
 )");
@@ -232,7 +241,8 @@ Result<ParasiteOutput> run_in_area(RemoteSyscall& rs, uint64_t base, bool code_t
     const size_t from = code_there ? kCodePage : 0;
     if (auto s = rs.write_memory(base + from, in.data() + from, in.size() - from); !s)
         return std::unexpected(s.error());
-    if (auto s = rs.run_code(base, base + code_len, base + kCodePage); !s)
+    const uint64_t int3_end = base + uint64_t(crfs_parasite_int3_end - crfs_parasite_start);
+    if (auto s = rs.run_code(base, int3_end, base + kCodePage); !s)
         return std::unexpected(s.error());
     if (auto s = rs.read_memory(base + kCodePage, &o, sizeof o); !s)
         return std::unexpected(s.error());
@@ -306,6 +316,27 @@ Result<std::optional<ParasiteOutput>> try_parasite_in(RemoteSyscall& rs, const P
     auto o = run_in_area(rs, area->base(), true, {});
     if (!o) return std::unexpected(o.error());
     return *o;
+}
+
+Status run_batch(RemoteSyscall& rs, uint64_t area, std::span<ParasiteOutput::Call> calls) {
+    if (calls.empty() || calls.size() > ParasiteOutput::kMaxBatch)
+        return make_error(EINVAL, strfmt("a batch of {} calls", calls.size()));
+    const uint64_t out = area + kCodePage;
+    constexpr size_t kCount = offsetof(ParasiteOutput, batch_count);
+    constexpr size_t kTable = offsetof(ParasiteOutput, batch);
+    // The count, its padding and the calls: one write.
+    std::vector<unsigned char> in(kTable - kCount + calls.size_bytes());
+    const int64_t count = int64_t(calls.size());
+    std::memcpy(in.data(), &count, sizeof count);
+    std::memcpy(in.data() + (kTable - kCount), calls.data(), calls.size_bytes());
+    if (auto s = rs.write_memory(out + kCount, in.data(), in.size()); !s) return s;
+    const uint64_t start = uint64_t(crfs_parasite_batch - crfs_parasite_start);
+    const uint64_t int3_end = uint64_t(crfs_parasite_int3_end - crfs_parasite_start);
+    if (auto s = rs.run_code(area + start, area + int3_end, out); !s) return s;
+    std::vector<ParasiteOutput::Call> got(calls.size());
+    if (auto s = rs.read_memory(out + kTable, got.data(), calls.size_bytes()); !s) return s;
+    for (size_t i = 0; i < calls.size(); ++i) calls[i].ret = got[i].ret;
+    return {};
 }
 
 state::InTask live_in_task(RemoteSyscall& rs) {

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 
 #include "checkpoint/remote_syscall.h"
 #include "common/procfs.h"
@@ -129,6 +130,13 @@ Result<std::optional<ParasiteOutput>> try_parasite_in(RemoteSyscall& rs, const P
 // the thread meanwhile merges with the int3's; the stop shows its siginfo and
 // RemoteSyscall hands it back to the task (docs/checkpoint.md).
 Result<bool> sigtrap_in_use(const ProcStatus& st, pid_t tid);
+
+// Runs only `calls` (nr and args; at most kMaxBatch) in the parasite's area
+// at `area`, mapped by a run of the parasite in this task (ParasiteArea):
+// one stop, where each as a remote syscall costs two. Each call's raw result
+// (negative errno on failure) goes into its `ret`. For a thread that may run
+// the parasite (try_parasite ran it, or would).
+Status run_batch(RemoteSyscall& rs, uint64_t area, std::span<ParasiteOutput::Call> calls);
 
 // The same results gathered with single remote syscalls (the fallback; also
 // what the parasite is tested against). Runs no batch.

@@ -1,6 +1,7 @@
 // checkpoint_task and its parts on live processes: errno of each failure, the
 // task left exactly as it was, syscall restart after remote syscalls, the
 // snapshot read in small chunks, concurrent checkpoints of one task.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/filter.h>
@@ -29,6 +30,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/freeze.h"
+#include "checkpoint/live_snapshot.h"
 #include "checkpoint/parasite.h"
 #include "checkpoint/remote_syscall.h"
 #include "checkpoint/task_attrs.h"
@@ -854,6 +856,73 @@ TEST(RemoteSyscallTest, ParasiteBatchAnswersAsLiveCalls) {
         ASSERT_TRUE((*rs)->finish());
         ASSERT_TRUE((*t)->release());
     }).join();
+    expect_untouched(c.pid(), 'S');
+}
+
+// The task's fd numbers and what each is (its /proc fd links).
+std::vector<std::string> fd_links(pid_t pid) {
+    std::vector<std::string> out;
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    DIR* d = opendir(dir.c_str());
+    if (!d) return out;
+    while (dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        char link[256];
+        ssize_t n = readlink((dir + "/" + e->d_name).c_str(), link, sizeof link);
+        out.push_back(std::string(e->d_name) + " " + (n > 0 ? std::string(link, size_t(n)) : ""));
+    }
+    closedir(d);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// run_batch runs calls alone in the parasite's kept area (one stop), each
+// result in its ret; take_task_uffd in that area (a live snapshot's) makes
+// the task's userfaultfd and closes it there: the fd taken over is a
+// userfaultfd, and the task is left with exactly the fds it had.
+TEST(RemoteSyscallTest, BatchesInTheParasiteArea) {
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    Child c(
+        [&] {
+            if (write(ready[1], "x", 1) != 1) _exit(1);
+            for (;;) pause();
+        },
+        {ready[1]});
+    ASSERT_TRUE(child_ready(ready, c.pid()));
+    const auto before = fd_links(c.pid());
+    ASSERT_FALSE(before.empty());
+    std::thread([&] {
+        auto t = FrozenTask::freeze(c.pid());
+        ASSERT_TRUE(t) << t.error().what;
+        auto rs = prepare_remote(**t);
+        ASSERT_TRUE(rs) << rs.error().what;
+        ParasiteArea area;
+        auto o = run_parasite(**rs, {}, nullptr, &area);
+        ASSERT_TRUE(o) << o.error().what;
+        ASSERT_TRUE(area.mapped());
+        ParasiteOutput::Call calls[] = {
+            {SYS_getpid, {}, 0}, {SYS_getppid, {}, 0}, {SYS_close, {uint64_t(-1)}, 0}};
+        int injected = (*rs)->calls();
+        ASSERT_TRUE(run_batch(**rs, area.base(), calls));
+        EXPECT_EQ((*rs)->calls(), injected + 1) << "one run for the three calls";
+        EXPECT_EQ(calls[0].ret, c.pid());
+        EXPECT_EQ(calls[1].ret, getpid());
+        EXPECT_EQ(calls[2].ret, -EBADF);
+        EXPECT_FALSE(run_batch(**rs, area.base(), {}));  // nothing to run: refused
+        auto fd = take_task_uffd(c.pid(), **rs, kLiveUffdFeatures, 0, &area);
+        ASSERT_TRUE(fd) << fd.error().what;
+        ASSERT_TRUE(*fd) << "root's task gets a userfaultfd";
+        char link[64] = {};
+        std::string self = "/proc/self/fd/" + std::to_string(fd->get());
+        ASSERT_GT(readlink(self.c_str(), link, sizeof link - 1), 0);
+        EXPECT_STREQ(link, "anon_inode:[userfaultfd]");
+        EXPECT_EQ(fd_links(c.pid()), before) << "the task's own copy closed";
+        ASSERT_TRUE(area.unmap());
+        ASSERT_TRUE((*rs)->finish());
+        ASSERT_TRUE((*t)->release());
+    }).join();
+    EXPECT_EQ(fd_links(c.pid()), before);
     expect_untouched(c.pid(), 'S');
 }
 
