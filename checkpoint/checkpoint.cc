@@ -1345,6 +1345,7 @@ class CopyingTreeImage : public ImageSource {
     // The tree is held until its last copy, after the first byte: the next
     // image of it waits for this one's end, as for a live snapshot.
     bool live() const override { return true; }
+    bool copies_as_it_streams() const override { return false; }  // the copier does
     Status write_stripes(std::span<const int> fds) override {
         std::vector<Capture>& caps = copy_->captures;
         ImageSink sink(fds);

@@ -47,6 +47,11 @@ class ImageSource {
     Status write_to(int fd) { return write_stripes(std::span<const int>(&fd, 1)); }
     // Whether memory is streamed from the task (live) or was copied while frozen.
     virtual bool live() const = 0;
+    // Whether the thread that writes the stream is the one that copies the
+    // task's memory into it (a live snapshot's), so that it wants a CPU of
+    // its own (common/cpu_placement.h); a plain tree's copies are another
+    // thread's.
+    virtual bool copies_as_it_streams() const { return live(); }
 };
 
 // As checkpoint_task, but a live snapshot (checkpoint/live_snapshot.h) where

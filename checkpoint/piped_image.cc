@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "checkpoint/image_sink.h"
+#include "common/cpu_placement.h"
 #include "common/own_children.h"
 #include "common/strfmt.h"
 
@@ -58,12 +59,13 @@ WindowPool& windows() {
 }  // namespace
 
 PipedImage::PipedImage(std::vector<UniqueFd> pipes, pid_t worker, uint64_t size, UniqueFd status,
-                       std::shared_ptr<PidLock> hold)
+                       std::shared_ptr<PidLock> hold, bool worker_copies)
     : worker_(worker),
       size_(size),
       status_(std::move(status)),
       failed_(),
       hold_(std::move(hold)),
+      keep_worker_off_(worker_copies),
       pipes_(std::move(pipes)) {}
 
 PipedImage::~PipedImage() {
@@ -152,8 +154,21 @@ Status PipedImage::fill_to(uint64_t keep_from, uint64_t end) const {
     return {};
 }
 
-Result<size_t> PipedImage::serve(uint64_t offset, size_t len, const Reply& reply) const {
+Result<size_t> PipedImage::serve(uint64_t offset, size_t len, const Reply& reply,
+                                 pid_t reader) const {
+    static const bool anywhere = getenv("CRFS_SERVE_ANYWHERE") != nullptr;
+    const int cpu = reader > 0 && !anywhere ? last_cpu_of(reader) : -1;
+    RunOn near_reader(cpu);  // perf: same-CPU wakeups both ways (common/cpu_placement.h)
     std::lock_guard lock(mu_);
+    // And a live snapshot's worker on another: its stream is its copies out of
+    // the task. Not a plain tree's (the copies are another thread's, and the
+    // thread that writes the stream, kept off, only slowed the reader:
+    // 64 x 1 MiB, 30 rounds each, 42.9 -> 56.4 ms median after the first byte).
+    if (keep_worker_off_ && cpu >= 0 && worker_ > 0 && cpu != worker_off_) {
+        if (worker_off_ < 0 && sched_getaffinity(worker_, sizeof worker_cpus_, &worker_cpus_) != 0)
+            CPU_ZERO(&worker_cpus_);
+        if (CPU_COUNT(&worker_cpus_) > 0 && keep_off(worker_, worker_cpus_, cpu)) worker_off_ = cpu;
+    }
     if (size_ != 0 && offset >= size_) {
         reply(nullptr, 0);
         return size_t{0};

@@ -20,6 +20,7 @@
 
 #include <sys/types.h>
 
+#include <sched.h>
 #include <sys/uio.h>
 
 #include <cstdint>
@@ -47,8 +48,10 @@ class PipedImage : public Snapshot {
     // ended and then until the worker exited (it releases the task's
     // userfaultfd after the last byte: a thread waits for that, so the
     // reader's last read does not).
+    // `worker_copies`: the worker's main thread copies the task's memory as
+    // it streams (a live snapshot's): it is kept off the reader's CPU (serve).
     PipedImage(std::vector<UniqueFd> pipes, pid_t worker, uint64_t size, UniqueFd status = {},
-               std::shared_ptr<PidLock> hold = {});
+               std::shared_ptr<PidLock> hold = {}, bool worker_copies = false);
     ~PipedImage() override;
     PipedImage(const PipedImage&) = delete;
     PipedImage& operator=(const PipedImage&) = delete;
@@ -65,8 +68,12 @@ class PipedImage : public Snapshot {
     // when it returns; it runs with the lock held, so no other read of the
     // handle moves the window meanwhile. The daemon replies to FUSE from
     // there (one copy fewer per byte served). Returns the bytes given.
+    // `reader`: the thread that asked (a FUSE request's), or 0: the read is
+    // served on the CPU it last ran on and the worker kept off that CPU
+    // (common/cpu_placement.h); CRFS_SERVE_ANYWHERE=1 in crfsd's
+    // environment: not (the old path, for benches).
     using Reply = std::function<void(const iovec* pieces, int count)>;
-    Result<size_t> serve(uint64_t offset, size_t len, const Reply& reply) const;
+    Result<size_t> serve(uint64_t offset, size_t len, const Reply& reply, pid_t reader = 0) const;
 
   private:
     // Takes bytes from the pipe into the window until `end`, keeping every
@@ -86,9 +93,12 @@ class PipedImage : public Snapshot {
     mutable UniqueFd status_;
     mutable std::optional<Error> failed_;  // why the stream ended early
     mutable std::shared_ptr<PidLock> hold_;
+    const bool keep_worker_off_;              // worker_copies
     mutable std::vector<UniqueFd> pipes_;     // closed at the end of the image or on an error
     mutable std::unique_ptr<char[]> window_;  // ring: stream byte b at window_[b % kWindow]
     mutable uint64_t taken_ = 0;              // stream bytes taken from the pipe so far
+    mutable int worker_off_ = -1;             // the CPU the worker is kept off (-1: none)
+    mutable cpu_set_t worker_cpus_;           // its CPUs before (when worker_off_ >= 0)
 };
 
 }  // namespace crfs

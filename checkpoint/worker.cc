@@ -201,14 +201,16 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
         if (track_rd && track && track->members.empty())
             track = make_error(
                 EIO, strfmt("checkpoint worker for task {} sent no delta tracking", req.pid));
-        if (ec == std::errc() && (rest.empty() || rest == " live") && track) {
+        if (ec == std::errc() && (rest.empty() || rest == " live" || rest == " live copying") &&
+            track) {
             // A live snapshot keeps the task write-protected until its stream
             // ends: the next checkpoint of the task waits for that.
             if (rest.empty()) lock.reset();
             WorkerReply out;
             out.track = std::move(*track);
-            out.image = std::make_unique<PipedImage>(std::move(image_rd), child, size,
-                                                     std::move(status_rd), std::move(lock));
+            out.image =
+                std::make_unique<PipedImage>(std::move(image_rd), child, size, std::move(status_rd),
+                                             std::move(lock), rest == " live copying");
             return out;
         }
         if (!track) {

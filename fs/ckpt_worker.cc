@@ -136,7 +136,9 @@ Result<std::string> image(pid_t pid, uint64_t starttime, pid_t daemon_tgid) {
     if (!img) return std::unexpected(img.error());
     g_image = std::move(*img);
     // The size: known at the end (zero pages are dropped as they go).
-    return std::string(g_image->live() ? "0 live" : "0");
+    // " copying": the stream's thread copies (ImageSource::copies_as_it_streams).
+    if (!g_image->live()) return std::string("0");
+    return std::string(g_image->copies_as_it_streams() ? "0 live copying" : "0 live");
 }
 
 // incr: an image of a chain (worker.h kDelta, docs/incremental.md): the base's

@@ -627,9 +627,10 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
         std::shared_ptr<const Snapshot> content = std::move(*got);
         // An image: straight from the stream's window, one copy fewer.
         if (auto* piped = dynamic_cast<const PipedImage*>(content.get())) {
-            auto n = piped->serve(uint64_t(off), size, [&](const iovec* pieces, int count) {
-                fuse_reply_iov(req, pieces, count);
-            });
+            auto n = piped->serve(
+                uint64_t(off), size,
+                [&](const iovec* pieces, int count) { fuse_reply_iov(req, pieces, count); },
+                fuse_req_ctx(req)->pid);
             if (!n) reply_read_err(req, n.error());
             return;
         }

@@ -4,11 +4,13 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -185,6 +187,43 @@ TEST(PipedImage, ClosingBeforeTheEndStopsAndReapsTheWriter) {
     errno = 0;
     EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG), -1);
     EXPECT_EQ(errno, ECHILD);
+}
+
+// perf (common/cpu_placement.h): a read served for a reader keeps a worker
+// that copies as it streams off the reader's CPU, and leaves one that does
+// not where it was.
+TEST(PipedImage, AWorkerThatCopiesIsKeptOffTheReadersCpu) {
+    cpu_set_t all;
+    ASSERT_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+    if (CPU_COUNT(&all) < 2) GTEST_SKIP() << "one CPU";
+    int cpu = -1;
+    while (!CPU_ISSET(++cpu, &all)) {
+    }
+    for (bool copies : {true, false}) {
+        uint64_t size = 64ull << 20;  // the writer blocks on the full pipe
+        auto [fd, pid] = writer(size);
+        PipedImage img(std::move(fd), pid, size, {}, {}, copies);
+        std::thread([&] {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpu, &one);
+            ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // the reader, on `cpu`
+            auto n = img.serve(
+                0, 4096,
+                [&](const iovec* p, int count) {
+                    ASSERT_EQ(count, 1);
+                    ASSERT_EQ(p[0].iov_len, 4096u);
+                    EXPECT_EQ(static_cast<const char*>(p[0].iov_base)[4095], byte_at(4095));
+                },
+                gettid());
+            ASSERT_TRUE(n) << n.error().what;
+        }).join();
+        cpu_set_t now;
+        ASSERT_EQ(sched_getaffinity(pid, sizeof now, &now), 0);
+        cpu_set_t want = all;
+        if (copies) CPU_CLR(cpu, &want);
+        EXPECT_TRUE(CPU_EQUAL(&now, &want)) << "copies " << copies;
+    }
 }
 
 }  // namespace
