@@ -93,12 +93,12 @@ class PipedImage : public Snapshot {
     mutable UniqueFd status_;
     mutable std::optional<Error> failed_;  // why the stream ended early
     mutable std::shared_ptr<PidLock> hold_;
-    const bool keep_worker_off_;              // worker_copies
     mutable std::vector<UniqueFd> pipes_;     // closed at the end of the image or on an error
     mutable std::unique_ptr<char[]> window_;  // ring: stream byte b at window_[b % kWindow]
     mutable uint64_t taken_ = 0;              // stream bytes taken from the pipe so far
+    bool keep_worker_off_ = false;            // worker_copies, and its CPUs known
+    cpu_set_t worker_cpus_;                   // the worker's CPUs as spawned
     mutable int worker_off_ = -1;             // the CPU the worker is kept off (-1: none)
-    mutable cpu_set_t worker_cpus_;           // its CPUs before (when worker_off_ >= 0)
 };
 
 }  // namespace crfs

@@ -109,6 +109,9 @@ Result<ProcStat> parse_stat(std::string_view text) {
     constexpr size_t kExitSignal = 38 - 3;  // -1 for a thread
     if (f.size() > kExitSignal && !to_num(f[kExitSignal], st.exit_signal))
         return make_error(EIO, "parse stat: bad exit signal");
+    constexpr size_t kProcessor = 39 - 3;
+    if (f.size() > kProcessor && !to_num(f[kProcessor], st.processor))
+        return make_error(EIO, "parse stat: bad processor");
     constexpr size_t kPolicy = 41 - 3;
     if (f.size() > kPolicy && !to_num(f[kPolicy], st.policy))
         return make_error(EIO, "parse stat: bad policy");

@@ -33,6 +33,7 @@ struct ProcStat {
     uint64_t start_data = 0, end_data = 0, start_brk = 0;             // 45 46 47
     uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;  // 48..51
     int exit_signal = 0;     // 38: sent to the parent at exit, -1 for a thread (life)
+    int processor = -1;      // 39: the CPU it last ran on
     uint64_t exit_code = 0;  // 52: the wait status of a zombie (life)
 };
 
