@@ -139,16 +139,32 @@ def cpu_seconds(daemon_pid):
     return ticks / os.sysconf("SC_CLK_TCK") + ru.ru_utime + ru.ru_stime
 
 
-def has_children(daemon_pid):
-    """Whether any thread of the daemon has a child (a worker, a restored task)."""
-    def children(t):
+def idle_spare(pid):
+    """Whether the daemon's child `pid` is its spare checkpoint worker, waiting
+    for a request (checkpoint/worker.h: `crfs-ckpt spare`, `taken` once used)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return argv[0].endswith(b"/crfs-ckpt") and argv[1:2] == [b"spare"]
+
+
+def daemon_children(daemon_pid):
+    """The daemon's children (its workers, restored tasks), not its spare."""
+    out = []
+    for t in os.listdir(f"/proc/{daemon_pid}/task"):
         try:  # a thread of the daemon may end meanwhile
             with open(f"/proc/{daemon_pid}/task/{t}/children") as f:
-                return f.read().split()
+                out += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError):
-            return []
+            pass
+    return [c for c in out if not idle_spare(c)]
 
-    return any(children(t) for t in os.listdir(f"/proc/{daemon_pid}/task"))
+
+def has_children(daemon_pid):
+    """Whether the daemon has a child (a worker, a restored task)."""
+    return bool(daemon_children(daemon_pid))
 
 
 def wait_reaped(daemon_pid):
@@ -214,17 +230,11 @@ def shmem_kib():
 
 def children_rss_kib(pid):
     total = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:  # a thread of the daemon may end meanwhile
-            with open(f"/proc/{pid}/task/{t}/children") as f:
-                kids = f.read().split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        for c in kids:
-            try:
-                total += rss_kib(int(c))
-            except FileNotFoundError:
-                pass
+    for c in daemon_children(pid):
+        try:
+            total += rss_kib(c)
+        except FileNotFoundError:
+            pass
     return total
 
 

@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -16,6 +17,21 @@
 #include "common/xxh3_update.h"
 
 namespace crfs {
+
+namespace {
+std::atomic<char*> g_ready_ring{nullptr};  // prefault_ring's, for the next sink
+}  // namespace
+
+void ImageSink::prefault_ring() {
+    if (g_ready_ring.load()) return;
+    char* p = map_huge_aligned(kRingMap);
+    if (!p) return;
+    // One call where the kernel has it (5.14); else a write per page.
+    if (madvise(p, kRingMap, MADV_POPULATE_WRITE) != 0)
+        for (size_t off = 0; off < kRingMap; off += image::kPageSize)
+            static_cast<volatile char*>(p)[off] = 0;
+    if (char* none = nullptr; !g_ready_ring.compare_exchange_strong(none, p)) munmap(p, kRingMap);
+}
 
 ImageSink::ImageSink(std::span<const int> fds)
     : fds_(fds.begin(), fds.end()), xxh_(XXH3_createState()) {
@@ -87,7 +103,8 @@ char* ImageSink::chunk_buffer() {
         // perf: the ring in one mapping on huge-page boundaries, so that a
         // worker's first chunks are two huge-page faults, not 768 page faults
         // (~3 ms on a VM). Pages are still faulted in only where a chunk is used.
-        ring_mem_ = map_huge_aligned(kRingMap);
+        ring_mem_ = g_ready_ring.exchange(nullptr);
+        if (!ring_mem_) ring_mem_ = map_huge_aligned(kRingMap);
         ring_failed_ = ring_mem_ == nullptr;
         for (size_t i = 0; ring_mem_ && i < std::size(ring_); ++i)
             ring_[i].mem = ring_mem_ + i * kLentBytes;  // a chunk, then its headers' room

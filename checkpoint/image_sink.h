@@ -93,6 +93,11 @@ class ImageSink {
     // chunk is seldom still in a pipe when its turn comes.
     static constexpr size_t kRing = 7;
 
+    // perf: the ring's memory mapped and faulted in now, for this process's
+    // next sink (a spare worker does it while it waits, checkpoint/worker.h);
+    // nothing if one is waiting already or there is no memory for it.
+    static void prefault_ring();
+
   private:
     struct Lent {
         char* mem = nullptr;

@@ -59,12 +59,14 @@ WindowPool& windows() {
 }  // namespace
 
 PipedImage::PipedImage(std::vector<UniqueFd> pipes, pid_t worker, uint64_t size, UniqueFd status,
-                       std::shared_ptr<PidLock> hold, bool worker_copies)
+                       std::shared_ptr<PidLock> hold, bool worker_copies,
+                       std::function<void()> reaped)
     : worker_(worker),
       size_(size),
       status_(std::move(status)),
       failed_(),
       hold_(std::move(hold)),
+      reaped_(std::move(reaped)),
       pipes_(std::move(pipes)) {
     // The CPUs it was spawned with: kept off one of them at a time (serve).
     keep_worker_off_ = worker_copies && worker_ > 0 &&
@@ -74,7 +76,10 @@ PipedImage::PipedImage(std::vector<UniqueFd> pipes, pid_t worker, uint64_t size,
 PipedImage::~PipedImage() {
     pipes_.clear();  // a worker still writing gets EPIPE and exits
     int st;
-    if (worker_ > 0) own_children::waitpid(worker_, &st, 0);
+    if (worker_ > 0) {
+        own_children::waitpid(worker_, &st, 0);
+        if (reaped_) reaped_();
+    }
     hold_.reset();  // only now: the worker let the task go
     windows().give(std::move(window_));
 }
@@ -89,10 +94,11 @@ void PipedImage::let_go() const {
     // (the kernel walks every area); the next checkpoint of the task and its
     // `reason` wait for that, the reader does not.
     hold_->releasing();
-    auto wait = [w = worker_, h = hold_]() mutable {
+    auto wait = [w = worker_, h = hold_, reaped = reaped_]() mutable {
         int st;
         own_children::waitpid(w, &st, 0);  // EINTR retried; forgets the pid
         h.reset();
+        if (reaped) reaped();
     };
     try {
         std::thread(wait).detach();

@@ -50,8 +50,11 @@ class PipedImage : public Snapshot {
     // reader's last read does not).
     // `worker_copies`: the worker's main thread copies the task's memory as
     // it streams (a live snapshot's): it is kept off the reader's CPU (serve).
+    // `reaped`: called once the worker was reaped (checkpoint/worker.h: the
+    // next spare worker is spawned then, when the checkpoint costs nothing more).
     PipedImage(std::vector<UniqueFd> pipes, pid_t worker, uint64_t size, UniqueFd status = {},
-               std::shared_ptr<PidLock> hold = {}, bool worker_copies = false);
+               std::shared_ptr<PidLock> hold = {}, bool worker_copies = false,
+               std::function<void()> reaped = {});
     ~PipedImage() override;
     PipedImage(const PipedImage&) = delete;
     PipedImage& operator=(const PipedImage&) = delete;
@@ -93,6 +96,7 @@ class PipedImage : public Snapshot {
     mutable UniqueFd status_;
     mutable std::optional<Error> failed_;  // why the stream ended early
     mutable std::shared_ptr<PidLock> hold_;
+    std::function<void()> reaped_;
     mutable std::vector<UniqueFd> pipes_;     // closed at the end of the image or on an error
     mutable std::unique_ptr<char[]> window_;  // ring: stream byte b at window_[b % kWindow]
     mutable uint64_t taken_ = 0;              // stream bytes taken from the pipe so far

@@ -4,13 +4,22 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
 
+#include "checkpoint/image_sink.h"
 #include "checkpoint/pid_lock.h"
 #include "checkpoint/piped_image.h"
 #include "checkpoint/track_channel.h"
@@ -28,6 +37,12 @@ namespace {
 
 constexpr std::string_view kModeNames[] = {"access", "reasons", "image", "delta"};
 constexpr size_t kMaxReply = 1 << 20;
+constexpr size_t kMaxSpareFds = 16;
+
+bool parse_int(std::string_view s, int& out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
 
 // crfs-ckpt lives next to the daemon's executable. Set once at startup (or
 // by a test before any request), read-only afterwards.
@@ -68,6 +83,228 @@ int reap(pid_t pid) {
     return st;
 }
 
+// A process group of its own: no terminal signal (Ctrl-C goes to the
+// foreground group), nothing sent to the daemon's group reaches it. Not a
+// session of its own: with autogroup scheduling that would put the tracer in a
+// scheduling group apart from the daemon's, for no gain. Default dispositions,
+// nothing blocked. stdin /dev/null.
+void worker_attrs(SpawnArgs& sa) {
+    posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&sa.attr, &none);
+    posix_spawnattr_setsigdefault(&sa.attr, &all);
+    posix_spawnattr_setflags(
+        &sa.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
+// crfsd's environment, but kWorkerBusyEnv.
+std::vector<std::string> worker_env() {
+    const std::string prefix = std::string(kWorkerBusyEnv) + "=";
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e)
+        if (!std::string_view(*e).starts_with(prefix)) env.emplace_back(*e);
+    return env;
+}
+
+// Spawns crfs-ckpt with `args`, `env` and, at each fd number, its fd (moved
+// above kWorkerSpareFd first, so that no dup2 overwrites another's source);
+// its pid, registered as crfsd's own child.
+Result<pid_t> spawn(std::vector<std::string>& args, std::vector<std::string>& env,
+                    std::vector<std::pair<int, UniqueFd*>>& fds, const char* what,
+                    const std::function<void(SpawnArgs&)>& more = {}) {
+    for (auto& [at, fd] : fds) {
+        if (fd->get() > kWorkerSpareFd) continue;
+        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerSpareFd + 1));
+        if (!*fd) return errno_error("move a descriptor for the worker");
+    }
+    SpawnArgs sa;
+    worker_attrs(sa);
+    for (auto& [at, fd] : fds) posix_spawn_file_actions_adddup2(&sa.actions, fd->get(), at);
+    if (more) more(sa);
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t child = 0;
+    own_children::Making making;  // crfsd's own child (common/own_children.h)
+    if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv.data(), envp.data());
+        err != 0)
+        return sys_error(err, strfmt("start the {} {}", what, args[0]));
+    making.made(child);
+    return child;
+}
+
+// A worker spawned for one request (`busy`: kWorkerBusyEnv's value, if any).
+Result<pid_t> spawn_worker(std::vector<std::string>& args, const std::string& busy,
+                           std::vector<std::pair<int, UniqueFd*>>& fds) {
+    auto env = worker_env();
+    if (!busy.empty()) env.push_back(std::string(kWorkerBusyEnv) + "=" + busy);
+    return spawn(args, env, fds, "checkpoint worker");
+}
+
+// The spare (see worker.h): one at most, under g_spare_mu.
+struct Spare {
+    pid_t pid = 0;
+    UniqueFd sock;
+    bool ready = false;
+    std::vector<std::string> env;  // what it was spawned with
+    std::string exe;
+};
+std::mutex g_spare_mu;
+std::condition_variable g_spare_cv;  // a spawn in flight ended
+bool g_spare_on = false;
+bool g_spare_spawning = false;
+std::optional<Spare> g_spare;
+std::atomic<uint64_t> g_spares_handed{0};
+constexpr size_t kMaxSpareRequest = 64 << 10;  // longer (many groups): a worker of its own
+
+// A request's message (its bytes in `data`), with room for kMaxSpareFds
+// descriptors, of which `controllen` bytes are used.
+struct SpareMessage {
+    SpareMessage(std::string& data, size_t controllen) : iov{data.data(), data.size()} {
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control;
+        mh.msg_controllen = controllen;
+    }
+    SpareMessage(const SpareMessage&) = delete;
+    SpareMessage& operator=(const SpareMessage&) = delete;
+    iovec iov;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSpareFds)] = {};
+    msghdr mh{};
+};
+
+void drop(Spare& s) {
+    s.sock.reset();
+    if (s.pid > 0 && ::kill(s.pid, SIGKILL) == 0) reap(s.pid);
+    s.pid = 0;
+}
+
+// A new spare (not ready yet).
+Result<Spare> spawn_spare() {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return errno_error("socketpair for the spare worker");
+    Spare s;
+    s.sock.reset(sv[0]);
+    UniqueFd theirs(sv[1]);
+    s.exe = worker_exe();
+    s.env = worker_env();
+    std::vector<std::string> args = {s.exe, kWorkerSpareMode};
+    std::vector<std::pair<int, UniqueFd*>> fds = {{kWorkerSpareFd, &theirs}};
+    auto env = s.env;
+    auto pid = spawn(args, env, fds, "spare checkpoint worker", [](SpawnArgs& sa) {
+        for (int fd = 3; fd <= kWorkerLastFd; ++fd)  // nothing of crfsd's where a request's go
+            posix_spawn_file_actions_addclose(&sa.actions, fd);
+    });
+    if (!pid) return std::unexpected(pid.error());
+    s.pid = *pid;
+    return s;
+}
+
+// Whether the spare is ready (its byte came), under g_spare_mu; a spare
+// that ended is dropped (and g_spare empty after).
+bool spare_ready() {
+    if (!g_spare) return false;
+    Spare& s = *g_spare;
+    if (!s.ready) {
+        char c;
+        ssize_t n = recv(s.sock.get(), &c, 1, MSG_DONTWAIT);
+        if (n == 1) {
+            s.ready = true;
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            drop(s);  // it ended
+            g_spare.reset();
+        }
+    }
+    return g_spare && g_spare->ready;
+}
+
+// The ready spare, taken, if it was spawned under the environment and worker
+// path a worker would get now; else none (a dead or stale one is dropped).
+std::optional<Spare> take_spare() {
+    std::lock_guard l(g_spare_mu);
+    if (!spare_ready()) return std::nullopt;
+    Spare& s = *g_spare;
+    if (s.exe != worker_exe() || s.env != worker_env()) {
+        drop(s);
+        g_spare.reset();
+        return std::nullopt;
+    }
+    std::optional<Spare> out = std::move(g_spare);
+    g_spare.reset();
+    return out;
+}
+
+// The request to the ready spare, if there is one: its pid (the request's
+// worker now); 0 if none took it.
+pid_t handed_to_spare(const std::vector<std::string>& args, const std::string& busy,
+                      std::vector<std::pair<int, UniqueFd*>>& fds) {
+    // The message: the fd numbers ("3,4,..."), the busy list, then argv[1...],
+    // each ended by a NUL; the fds in the same order.
+    std::string msg;
+    for (auto& [at, fd] : fds) msg += (msg.empty() ? "" : ",") + std::to_string(at);
+    msg += '\0';
+    msg += busy + '\0';
+    for (size_t i = 1; i < args.size(); ++i) msg += args[i] + '\0';
+    if (msg.size() > kMaxSpareRequest || fds.size() > kMaxSpareFds) return 0;
+    auto s = take_spare();
+    if (!s) return 0;
+    SpareMessage sm(msg, CMSG_SPACE(sizeof(int) * fds.size()));
+    msghdr& mh = sm.mh;
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    for (size_t i = 0; i < fds.size(); ++i) {
+        int fd = fds[i].second->get();
+        std::memcpy(CMSG_DATA(cm) + i * sizeof(int), &fd, sizeof fd);
+    }
+    if (sendmsg(s->sock.get(), &mh, MSG_NOSIGNAL) != ssize_t(msg.size())) {
+        log_info("spare checkpoint worker %d took no request (%s): spawning one", int(s->pid),
+                 strerror(errno));
+        drop(*s);
+        return 0;
+    }
+    g_spares_handed++;
+    return s->pid;  // its socket closes here: it has what it needs
+}
+
+// A spare spawned, if spares are kept and there is none and none coming, on
+// a thread of its own (the spawn waits for its exec). Called when a worker
+// was reaped: the checkpoint it made costs nothing more then.
+void refill_spare() {
+    {
+        std::lock_guard l(g_spare_mu);
+        if (!g_spare_on || g_spare || g_spare_spawning) return;
+        g_spare_spawning = true;
+    }
+    auto made = [] {
+        auto s = spawn_spare();
+        std::lock_guard l(g_spare_mu);
+        g_spare_spawning = false;
+        g_spare_cv.notify_all();
+        if (!s) {
+            log_info("%s", s.error().what.c_str());  // the next request tries again
+            return;
+        }
+        if (g_spare_on && !g_spare) {
+            g_spare = std::move(*s);
+        } else {
+            drop(*s);
+        }
+    };
+    try {
+        std::thread(made).detach();
+    } catch (const std::system_error&) {
+        std::lock_guard l(g_spare_mu);
+        g_spare_spawning = false;
+    }
+}
+
 Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<PidLock> lock = {}) {
     int p[2];
     std::vector<UniqueFd> image_rd, image_wr;  // a pipe per stripe (kWorkerImageFds)
@@ -103,67 +340,35 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     }
     if (pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe for the worker");
     UniqueFd rd(p[0]), wr(p[1]);
-    // Sources above the target numbers, so that no dup2 below overwrites one.
-    std::vector<UniqueFd*> sources = {&wr, &status_wr, &track_wr, &prints, &prints_wr};
-    for (UniqueFd& fd : image_wr) sources.push_back(&fd);
-    for (UniqueFd* fd : sources) {
-        if (!*fd || fd->get() > kWorkerLastFd) continue;
-        fd->reset(fcntl(fd->get(), F_DUPFD_CLOEXEC, kWorkerLastFd + 1));
-        if (!*fd) return errno_error("move a descriptor for the worker");
+    // Without the daemon's fingerprint cache, /dev/null at kWorkerPrintsFd.
+    if (!prints && prints_wr) {
+        prints.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!prints) return errno_error("open /dev/null for the worker");
     }
+    std::vector<std::pair<int, UniqueFd*>> fds;  // the worker's fd numbers, what goes there
+    for (size_t i = 0; i < image_wr.size(); ++i) fds.emplace_back(kWorkerImageFds[i], &image_wr[i]);
+    fds.emplace_back(kWorkerReplyFd, &wr);
+    fds.emplace_back(kWorkerStatusFd, &status_wr);
+    fds.emplace_back(kWorkerTrackFd, &track_wr);
+    fds.emplace_back(kWorkerPrintsFd, &prints);
+    fds.emplace_back(kWorkerNewPrintsFd, &prints_wr);
+    std::erase_if(fds, [](const auto& f) { return !*f.second; });
 
-    SpawnArgs sa;
-    posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
-    for (size_t i = 0; i < image_wr.size(); ++i)
-        posix_spawn_file_actions_adddup2(&sa.actions, image_wr[i].get(), kWorkerImageFds[i]);
-    posix_spawn_file_actions_adddup2(&sa.actions, wr.get(), kWorkerReplyFd);
-    if (status_wr) posix_spawn_file_actions_adddup2(&sa.actions, status_wr.get(), kWorkerStatusFd);
-    if (track_wr) posix_spawn_file_actions_adddup2(&sa.actions, track_wr.get(), kWorkerTrackFd);
-    if (prints)
-        posix_spawn_file_actions_adddup2(&sa.actions, prints.get(), kWorkerPrintsFd);
-    else if (prints_wr)
-        posix_spawn_file_actions_addopen(&sa.actions, kWorkerPrintsFd, "/dev/null", O_RDONLY, 0);
-    if (prints_wr)
-        posix_spawn_file_actions_adddup2(&sa.actions, prints_wr.get(), kWorkerNewPrintsFd);
-    // A process group of its own: no terminal signal (Ctrl-C goes to the
-    // foreground group), nothing sent to the daemon's group reaches it. Not a
-    // session of its own: with autogroup scheduling that would put the tracer
-    // in a scheduling group apart from the daemon's, for no gain. Default
-    // dispositions, nothing blocked.
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&sa.attr, &none);
-    posix_spawnattr_setsigdefault(&sa.attr, &all);
-    posix_spawnattr_setflags(
-        &sa.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-    std::string args[] = {worker_exe(),
-                          std::string(worker_mode_name(req.mode)),
-                          std::to_string(req.pid),
-                          std::to_string(req.starttime),
-                          std::to_string(req.daemon_tgid),
-                          encode_creds(req.creds),
-                          std::to_string(req.track ? req.track->id : 0)};
-    char* argv[std::size(args) + 1] = {};
-    size_t nargs = std::size(args) - (req.mode == WorkerMode::kDelta ? 0 : 1);
-    for (size_t i = 0; i < nargs; ++i) argv[i] = args[i].data();
-    // crfsd's environment, but kWorkerBusyEnv: only the request's.
-    const std::string prefix = std::string(kWorkerBusyEnv) + "=";
-    std::string busy = prefix;
-    for (pid_t b : req.busy) busy += (busy.size() > prefix.size() ? "," : "") + std::to_string(b);
-    std::vector<char*> env;
-    for (char** e = environ; *e; ++e)
-        if (!std::string_view(*e).starts_with(prefix)) env.push_back(*e);
-    if (!req.busy.empty()) env.push_back(busy.data());
-    env.push_back(nullptr);
-    pid_t child = 0;
-    {
-        own_children::Making making;  // crfsd's own child (common/own_children.h)
-        if (int err = posix_spawn(&child, argv[0], &sa.actions, &sa.attr, argv, env.data());
-            err != 0)
-            return sys_error(err, "start the checkpoint worker " + worker_exe());
-        making.made(child);
+    std::vector<std::string> args = {worker_exe(),
+                                     std::string(worker_mode_name(req.mode)),
+                                     std::to_string(req.pid),
+                                     std::to_string(req.starttime),
+                                     std::to_string(req.daemon_tgid),
+                                     encode_creds(req.creds)};
+    if (req.mode == WorkerMode::kDelta)
+        args.push_back(std::to_string(req.track ? req.track->id : 0));
+    std::string busy;
+    for (pid_t b : req.busy) busy += (busy.empty() ? "" : ",") + std::to_string(b);
+    pid_t child = handed_to_spare(args, busy, fds);
+    if (child <= 0) {
+        auto spawned = spawn_worker(args, busy, fds);
+        if (!spawned) return std::unexpected(spawned.error());
+        child = *spawned;
     }
     wr.reset();
     image_wr.clear();
@@ -208,9 +413,9 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
             if (rest.empty()) lock.reset();
             WorkerReply out;
             out.track = std::move(*track);
-            out.image =
-                std::make_unique<PipedImage>(std::move(image_rd), child, size, std::move(status_rd),
-                                             std::move(lock), rest == " live copying");
+            out.image = std::make_unique<PipedImage>(std::move(image_rd), child, size,
+                                                     std::move(status_rd), std::move(lock),
+                                                     rest == " live copying", refill_spare);
             return out;
         }
         if (!track) {
@@ -223,6 +428,7 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     }
     image_rd.clear();  // a worker that still writes gets EPIPE
     int st = reap(child);
+    refill_spare();
     if (code < 0 || code > 4095)
         return make_error(
             EIO, strfmt("checkpoint worker for task {} failed (wait status {:#x})", req.pid, st));
@@ -264,6 +470,107 @@ Result<WorkerReply> run_worker(const WorkerRequest& req) {
                                         "(its memory is still streamed); try again",
                                         req.pid));
     return spawn_and_wait(req, std::move(lock));
+}
+
+void keep_worker_spare(bool on) {
+    if (on && getenv("CRFS_WORKER_SPARE_OFF")) return;
+    {
+        std::unique_lock l(g_spare_mu);
+        g_spare_on = on;
+        if (!on) {
+            // A spawn in flight drops what it makes (bounded: its exec).
+            g_spare_cv.wait_for(l, std::chrono::seconds(5), [] { return !g_spare_spawning; });
+            if (g_spare) drop(*g_spare);
+            g_spare.reset();
+            return;
+        }
+    }
+    refill_spare();
+}
+
+pid_t worker_spare_ready(std::chrono::milliseconds wait) {
+    auto until = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+        {
+            std::lock_guard l(g_spare_mu);
+            if (spare_ready()) return g_spare->pid;
+        }
+        if (std::chrono::steady_clock::now() >= until) return 0;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
+uint64_t worker_spares_handed() {
+    return g_spares_handed;
+}
+
+Result<std::vector<std::string>> serve_as_spare(int argc, char** argv) {
+    (void)prctl(PR_SET_NAME, "crfs-ckpt-spare");
+    if (argc != 2) return make_error(EINVAL, "usage: crfs-ckpt spare");
+    // Its stream's ring faulted in now, then ready.
+    ImageSink::prefault_ring();
+    if (send(kWorkerSpareFd, "r", 1, MSG_NOSIGNAL) != 1) return make_error(0, "");
+    std::string msg(kMaxSpareRequest, '\0');
+    SpareMessage sm(msg, sizeof sm.control);
+    msghdr& mh = sm.mh;
+    ssize_t n;
+    do {
+        n = recvmsg(kWorkerSpareFd, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) return make_error(0, "");  // crfsd is gone, or keeps no spare
+    if (n < 0) return errno_error("spare worker: receive a request");
+    std::vector<UniqueFd> got;
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        for (size_t off = 0; CMSG_LEN(off + sizeof(int)) <= cm->cmsg_len; off += sizeof(int)) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(cm) + off, sizeof fd);
+            got.emplace_back(fd);
+        }
+    }
+    if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+        return make_error(EMSGSIZE, "spare worker: the request was cut short");
+    msg.resize(size_t(n));
+    std::vector<std::string> fields;
+    for (size_t at = 0; at < msg.size();) {
+        size_t end = msg.find('\0', at);
+        if (end == std::string::npos) return make_error(EINVAL, "spare worker: a bad request");
+        fields.push_back(msg.substr(at, end - at));
+        at = end + 1;
+    }
+    if (fields.size() < 3) return make_error(EINVAL, "spare worker: a bad request");
+    std::vector<int> numbers;
+    for (std::string_view rest = fields[0]; !rest.empty();) {
+        size_t comma = rest.find(',');
+        int at = 0;
+        if (!parse_int(rest.substr(0, comma), at) || at < 3 || at > kWorkerLastFd)
+            return make_error(EINVAL, "spare worker: a bad fd number in the request");
+        numbers.push_back(at);
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    if (numbers.size() != got.size())
+        return make_error(EINVAL, "spare worker: the request's fds and their numbers differ");
+    // Each fd at its number: first all above every number (a received fd may
+    // sit where another goes), then there.
+    for (UniqueFd& fd : got) {
+        if (fd.get() > kWorkerSpareFd) continue;
+        fd.reset(fcntl(fd.get(), F_DUPFD_CLOEXEC, kWorkerSpareFd + 1));
+        if (!fd) return errno_error("spare worker: move a received fd");
+    }
+    for (size_t i = 0; i < got.size(); ++i)
+        if (dup2(got[i].get(), numbers[i]) < 0) return errno_error("spare worker: place an fd");
+    got.clear();
+    ::close(kWorkerSpareFd);
+    if (!fields[1].empty() && setenv(kWorkerBusyEnv, fields[1].c_str(), 1) != 0)
+        return errno_error("spare worker: set the busy list");
+    // Its request's worker from here on: so says its comm, and its command
+    // line (argv[1] rewritten in place: ps, and the tests, tell it from a
+    // spare that waits).
+    (void)prctl(PR_SET_NAME, "crfs-ckpt");
+    std::memcpy(argv[1], kWorkerSpareTaken, sizeof kWorkerSpareTaken - 1);
+    std::vector<std::string> out = {argv[0]};
+    out.insert(out.end(), fields.begin() + 2, fields.end());
+    return out;
 }
 
 void send_worker_reply(const Result<std::string>& result) {

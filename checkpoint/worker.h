@@ -28,6 +28,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -96,6 +97,41 @@ inline constexpr int kWorkerNewPrintsFd = 8;
 // "Session 38").
 inline constexpr int kWorkerImageFds[] = {kWorkerImageFd, 9, 10, 11};
 inline constexpr int kWorkerLastFd = 11;
+
+// perf: a worker kept ready (docs/performance.md "Session 40"). Spawning
+// crfs-ckpt costs ~1.3 ms on the development VM (its exec), and the first
+// chunks of its stream fault in fresh memory (~0.3 ms; one time in a few,
+// tens of ms). So crfsd keeps one spawned ahead, a spare: argv = crfs-ckpt
+// spare, fd kWorkerSpareFd a socket, nothing at 3..kWorkerLastFd. It faults
+// its stream's ring in, sends one byte ("ready") and waits. A request goes to
+// a ready spare as one message: the argv after argv[0], the busy list
+// (kWorkerBusyEnv) and the request's fds (SCM_RIGHTS) with their numbers;
+// the spare puts them at those numbers and from then on is the request's
+// worker, exactly as if spawned for it. Its comm is "crfs-ckpt-spare" while
+// it waits, "crfs-ckpt" once it has a request (and its argv[1], as ps shows
+// it, "taken"). A spare not ready yet, or
+// spawned under another environment or worker path, is not used: the request
+// spawns its own worker, as without a spare. The next spare is spawned once
+// a worker was reaped (its checkpoint costs nothing more then: spawned at
+// once, its exec took the stream's CPU time and gained nothing). Only once
+// keep_worker_spare(true) was called (crfsd at start, not tests that link
+// this file); CRFS_WORKER_SPARE_OFF=1 in crfsd's environment: never (the old path).
+inline constexpr int kWorkerSpareFd = 12;
+inline constexpr char kWorkerSpareMode[] = "spare";
+inline constexpr char kWorkerSpareTaken[] = "taken";  // argv[1] once it has a request
+static_assert(sizeof kWorkerSpareTaken == sizeof kWorkerSpareMode);
+// On: a spare is spawned now and after each request that used or wanted one.
+// Off: the spare is killed and reaped (crfsd at its exit: a spare outliving
+// it would be reparented to whatever subreaper is above).
+void keep_worker_spare(bool on);
+// Tests: the spare's pid once it is ready, waiting at most `wait` for that
+// (0: none ready by then); how many requests went to a spare so far.
+pid_t worker_spare_ready(std::chrono::milliseconds wait);
+uint64_t worker_spares_handed();
+// The worker's side, in spare mode (argv as above): gets ready, waits for
+// its request and installs its fds and busy list; the request's argv (argv[0]
+// first). An error of code 0: the daemon closed the socket (no request).
+Result<std::vector<std::string>> serve_as_spare(int argc, char** argv);
 
 // Runs the worker and waits for it. Checkpoints of one pid are serialized.
 Result<WorkerReply> run_worker(const WorkerRequest& req);

@@ -247,8 +247,16 @@ Result<std::string> serve(int argc, char** argv) {
 }  // namespace crfs
 
 int main(int argc, char** argv) {
-    // Nothing of the daemon's but the image, reply and status pipes.
-    ::close_range(crfs::kWorkerLastFd + 1, ~0u, 0);
+    // A spare worker (checkpoint/worker.h): spawned ahead, its request comes later.
+    const bool spare = argc >= 2 && std::string_view(argv[1]) == crfs::kWorkerSpareMode;
+    // Nothing of the daemon's but the image, reply and status pipes (a spare:
+    // its socket; the request's fds come through it).
+    if (spare) {
+        ::close_range(3, crfs::kWorkerSpareFd - 1, 0);
+        ::close_range(crfs::kWorkerSpareFd + 1, ~0u, 0);
+    } else {
+        ::close_range(crfs::kWorkerLastFd + 1, ~0u, 0);
+    }
     // perf: the fd table grown now, while this is the only thread: a tree's
     // capture (several threads) holds an fd or more per member (a live
     // member's userfaultfd and memory file), and each time the table had to
@@ -262,6 +270,20 @@ int main(int argc, char** argv) {
     for (int sig : {SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM}) ::signal(sig, SIG_IGN);
     // The daemon's log: its stderr (fd 2, inherited) in the foreground, else syslog.
     crfs::log_init(::getenv(crfs::kLogToSyslogEnv) == nullptr, false, "crfs-ckpt");
+    std::vector<std::string> handed;  // a spare's request: its argv
+    std::vector<char*> handed_argv;
+    if (spare) {
+        auto req = crfs::serve_as_spare(argc, argv);
+        if (!req) {
+            if (req.error().code != 0) crfs::log_error("%s", req.error().what.c_str());
+            ::_exit(req.error().code != 0);
+        }
+        handed = std::move(*req);
+        for (std::string& a : handed) handed_argv.push_back(a.data());
+        handed_argv.push_back(nullptr);
+        argc = int(handed.size());
+        argv = handed_argv.data();
+    }
     crfs::send_worker_reply(crfs::serve(argc, argv));
     // The task runs again: the reply says so at once, then the image follows.
     ::close(crfs::kWorkerReplyFd);

@@ -29,6 +29,7 @@
 #include <boost/filesystem.hpp>
 
 #include "checkpoint/pid_lock.h"
+#include "checkpoint/worker.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/malloc_arena.h"
@@ -263,6 +264,7 @@ int main(int argc, char** argv) {
             own_children::set_adopter([&daemon](pid_t pid, UniqueFd fd) {
                 return daemon.reaper.adopt_orphan(pid, std::move(fd));
             });
+            keep_worker_spare(true);  // perf: a checkpoint worker spawned ahead
             if (!started) {
                 log_error("%s", started.error().what.c_str());
             } else if (cl.singlethread) {
@@ -274,6 +276,7 @@ int main(int argc, char** argv) {
                 rc = fuse_session_loop_mt(se, cfg);
                 fuse_loop_cfg_destroy(cfg);
             }
+            keep_worker_spare(false);
             own_children::set_adopter(nullptr);  // a late one stays crfsd's: init's at our exit
             fuse_session_unmount(se);
             log_info("unmounted %s", mp->c_str());

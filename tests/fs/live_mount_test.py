@@ -153,7 +153,7 @@ class Live(rt.Base):
         return img
 
     def worker(self):
-        for pid in self.crfs.children():
+        for pid in self.crfs.children():  # not the spare (rt.idle_spare)
             if rt.read(f"/proc/{pid}/comm").strip() == "crfs-ckpt":
                 return pid
         return None

@@ -56,6 +56,24 @@ def wait_for(pred, what, timeout=TIMEOUT):
         time.sleep(0.01)
 
 
+def idle_spare(daemon, pid):
+    """Whether crfsd's child `pid` is its spare checkpoint worker, spawned
+    ahead and waiting for a request (checkpoint/worker.h): `crfs-ckpt spare`
+    (`crfs-ckpt taken` once a request came); or, before its exec,
+    posix_spawn's child, which still shares crfsd's memory (kcmp KCMP_VM: a
+    restored task never does)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        if argv[0].endswith(b"/crfs-ckpt"):
+            return argv[1:2] == [b"spare"]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    kcmp, kcmp_vm = 312, 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(kcmp, daemon, pid, kcmp_vm, 0, 0) == 0
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -119,7 +137,8 @@ class Crfsd:
         assert os.path.ismount(self.mnt), read(self.log.name)
 
     def children(self):
-        """Live children of the daemon: the restored tasks."""
+        """Live children of the daemon: the restored tasks (and checkpoint
+        workers at work), not its spare worker (checkpoint/worker.h)."""
         out = []
         for t in os.listdir(f"/proc/{self.proc.pid}/task"):
             try:  # stream: a restore's own thread ends after its restore (fs/slot_stream.h)
@@ -127,7 +146,7 @@ class Crfsd:
                     out += [int(p) for p in f.read().split()]
             except (FileNotFoundError, ProcessLookupError):
                 pass
-        return out
+        return [p for p in out if not idle_spare(self.proc.pid, p)]
 
     def kill_children(self):
         """SIGKILL to every restored task still running (one may end between

@@ -146,5 +146,96 @@ TEST(Worker, ImageComesBackThroughThePipe) {
     EXPECT_EQ(read_tracer_pid(s.pid).value(), 0);
 }
 
+// The spare worker (checkpoint/worker.h "a worker kept ready"): spares kept
+// for the test's length only, none left after it.
+class WorkerSpare : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (geteuid() != 0) GTEST_SKIP() << "needs root";
+        set_worker_exe(CRFS_CKPT);
+        keep_worker_spare(true);
+    }
+    void TearDown() override {
+        keep_worker_spare(false);
+        for (pid_t p : seen) EXPECT_FALSE(alive(p)) << "spare " << p << " left after the test";
+    }
+    // The ready spare's pid (bounded wait: it execs and faults in 8 MiB).
+    pid_t ready() {
+        pid_t p = worker_spare_ready(std::chrono::seconds(20));
+        if (p > 0) seen.push_back(p);
+        return p;
+    }
+    static bool alive(pid_t p) { return kill(p, 0) == 0; }  // a zombie too: not reaped
+    // Reaped within 10 s (a live snapshot's worker is reaped by a thread of
+    // the image's once it let the task go).
+    static bool reaped(pid_t p) {
+        for (int i = 0; i < 10000 && alive(p); ++i) usleep(1000);
+        return !alive(p);
+    }
+    static std::string comm(pid_t p) {
+        std::ifstream f("/proc/" + std::to_string(p) + "/comm");
+        std::string c;
+        f >> c;
+        return c;
+    }
+    std::vector<pid_t> seen;
+};
+
+TEST_F(WorkerSpare, TakesARequestAsTheCallerAndTheNextIsSpawnedAfterIt) {
+    Sleeper s;
+    pid_t first = ready();
+    ASSERT_GT(first, 0) << "no spare ready within 20 s";
+    EXPECT_EQ(comm(first), "crfs-ckpt-spare");
+    uint64_t handed = worker_spares_handed();
+    // Handed the request, it is nobody exactly: the kernel refuses nobody root's task.
+    auto no = run_worker({WorkerMode::kAccess, s.pid, s.starttime(), getpid(), nobody()});
+    ASSERT_FALSE(no);
+    EXPECT_EQ(no.error().code, EACCES) << no.error().what;
+    EXPECT_EQ(worker_spares_handed(), handed + 1);
+    EXPECT_FALSE(alive(first)) << "the spare that took the request was reaped with it";
+    // The next one, spawned once that worker was reaped, streams an image:
+    // every fd the request gave it at its number (the image's pipes, the
+    // status, the fingerprints), and it is the request's worker meanwhile.
+    pid_t second = ready();
+    ASSERT_GT(second, 0);
+    EXPECT_NE(second, first);
+    auto r = run_worker({WorkerMode::kImage, s.pid, s.starttime(), getpid(), me()});
+    ASSERT_TRUE(r) << r.error().what;
+    EXPECT_EQ(worker_spares_handed(), handed + 2);
+    char magic[8];
+    ASSERT_EQ(r->image->read(0, magic, 8).value(), 8u);
+    EXPECT_EQ(std::string(magic, 7), "CRFSIMG");
+    EXPECT_EQ(comm(second), "crfs-ckpt");
+    std::vector<char> buf(1 << 20);
+    uint64_t off = 0;
+    for (size_t n; (n = r->image->read(off, buf.data(), buf.size()).value()) > 0;) off += n;
+    EXPECT_EQ(r->image->size(), off);
+    r->image.reset();
+    EXPECT_TRUE(reaped(second));
+    EXPECT_EQ(read_tracer_pid(s.pid).value(), 0);
+    EXPECT_GT(ready(), 0) << "a third spare after the image's worker was reaped";
+}
+
+TEST_F(WorkerSpare, OneSpawnedUnderAnotherEnvironmentIsNotUsed) {
+    Sleeper s;
+    pid_t old = ready();
+    ASSERT_GT(old, 0);
+    uint64_t handed = worker_spares_handed();
+    ASSERT_EQ(setenv("CRFS_TEST_SPARE_ENV", "1", 1), 0);
+    auto ok = run_worker({WorkerMode::kAccess, s.pid, s.starttime(), getpid(), me()});
+    unsetenv("CRFS_TEST_SPARE_ENV");
+    EXPECT_TRUE(ok) << ok.error().what;
+    EXPECT_EQ(worker_spares_handed(), handed) << "a worker must get the environment of now";
+    EXPECT_FALSE(alive(old)) << "the stale spare was killed and reaped";
+}
+
+TEST_F(WorkerSpare, NoneIsLeftWhenNotKept) {
+    pid_t p = ready();
+    ASSERT_GT(p, 0);
+    keep_worker_spare(false);
+    EXPECT_FALSE(alive(p));
+    EXPECT_EQ(worker_spare_ready(std::chrono::milliseconds(0)), 0);
+}
+
 }  // namespace
 }  // namespace crfs
