@@ -198,7 +198,11 @@ TEST_F(Mounted, DetectsPipesThreadsAndTracers) {
 
     // A shell with a pipe on stdout, read by another process: "fd 1: pipe:[N] (write end) is
     // also open in pid P (sh); a pipe shared with another process not supported yet".
-    auto r = run("sleep 1000 | (cat $M/$(pgrep -n -P $$ sleep)/reason; pkill -P $$ sleep)");
+    // The reader waits (bounded) for the left side to be sleep: until its
+    // exec it is the shell's fork (seen in CI: no pid, "cat $M//reason").
+    auto r =
+        run("sleep 1000 | (for i in $(seq 1000); do s=$(pgrep -n -x -P $$ sleep) && break; "
+            "sleep 0.01; done; cat $M/$s/reason; pkill -P $$ sleep)");
     EXPECT_NE(r.out.find("fd 1: pipe:["), std::string::npos) << r.out << r.err;
     EXPECT_NE(r.out.find("a pipe shared with another process not supported yet"), std::string::npos)
         << r.out << r.err;
