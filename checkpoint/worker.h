@@ -117,6 +117,7 @@ inline constexpr int kWorkerLastFd = 11;
 // keep_worker_spare(true) was called (crfsd at start, not tests that link
 // this file); CRFS_WORKER_SPARE_OFF=1 in crfsd's environment: never (the old path).
 inline constexpr int kWorkerSpareFd = 12;
+static_assert(kWorkerSpareFd > kWorkerLastFd, "a spare's socket is none of a request's fds");
 inline constexpr char kWorkerSpareMode[] = "spare";
 inline constexpr char kWorkerSpareTaken[] = "taken";  // argv[1] once it has a request
 static_assert(sizeof kWorkerSpareTaken == sizeof kWorkerSpareMode);
