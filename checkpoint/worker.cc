@@ -27,6 +27,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/own_children.h"
+#include "common/ptrace_wait.h"
 #include "common/strfmt.h"
 
 extern char** environ;
@@ -365,11 +366,15 @@ Result<WorkerReply> spawn_and_wait(const WorkerRequest& req, std::shared_ptr<Pid
     std::string busy;
     for (pid_t b : req.busy) busy += (busy.empty() ? "" : ",") + std::to_string(b);
     pid_t child = handed_to_spare(args, busy, fds);
-    if (child <= 0) {
+    const bool spare = child > 0;
+    if (!spare) {
         auto spawned = spawn_worker(args, busy, fds);
         if (!spawned) return std::unexpected(spawned.error());
         child = *spawned;
     }
+    if (getenv("CRFS_CHECKPOINT_TRACE"))  // when (CLOCK_MONOTONIC, us): beside the phases'
+        log_info("checkpoint %d: worker %d %s @%llu", int(req.pid), int(child),
+                 spare ? "was the spare" : "spawned", (unsigned long long)(monotonic_ns() / 1000));
     wr.reset();
     image_wr.clear();
     status_wr.reset();
