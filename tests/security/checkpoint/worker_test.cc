@@ -223,10 +223,14 @@ TEST_F(WorkerSpare, OneSpawnedUnderAnotherEnvironmentIsNotUsed) {
     uint64_t handed = worker_spares_handed();
     ASSERT_EQ(setenv("CRFS_TEST_SPARE_ENV", "1", 1), 0);
     auto ok = run_worker({WorkerMode::kAccess, s.pid, s.starttime(), getpid(), me()});
-    unsetenv("CRFS_TEST_SPARE_ENV");
     EXPECT_TRUE(ok) << ok.error().what;
     EXPECT_EQ(worker_spares_handed(), handed) << "a worker must get the environment of now";
     EXPECT_FALSE(alive(old)) << "the stale spare was killed and reaped";
+    // The next one (spawned once that worker was reaped) reads the
+    // environment as it is: changed only once it is ready (setenv is not
+    // safe while another thread reads it).
+    EXPECT_GT(ready(), 0);
+    unsetenv("CRFS_TEST_SPARE_ENV");
 }
 
 TEST_F(WorkerSpare, NoneIsLeftWhenNotKept) {
