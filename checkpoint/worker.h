@@ -121,7 +121,8 @@ static_assert(kWorkerSpareFd > kWorkerLastFd, "a spare's socket is none of a req
 inline constexpr char kWorkerSpareMode[] = "spare";
 inline constexpr char kWorkerSpareTaken[] = "taken";  // argv[1] once it has a request
 static_assert(sizeof kWorkerSpareTaken == sizeof kWorkerSpareMode);
-// On: a spare is spawned now and after each request that used or wanted one.
+// On: a spare is spawned now and after each request that used or wanted one,
+// always on the CPUs the calling thread has now (crfsd's, at its start).
 // Off: the spare is killed and reaped (crfsd at its exit: a spare outliving
 // it would be reparented to whatever subreaper is above).
 void keep_worker_spare(bool on);

@@ -2,6 +2,7 @@
 // credentials survive the trip through argv, the worker holds exactly them,
 // and the kernel's answer is what the caller gets.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -231,6 +232,33 @@ TEST_F(WorkerSpare, OneSpawnedUnderAnotherEnvironmentIsNotUsed) {
     // safe while another thread reads it).
     EXPECT_GT(ready(), 0);
     unsetenv("CRFS_TEST_SPARE_ENV");
+}
+
+// A stream's read runs on the reader's CPU (checkpoint/piped_image.h serve),
+// and a worker reaped from there spawns the next spare: it must get crfsd's
+// CPUs, not that thread's one (a worker on the reader's CPU streams slowly).
+TEST_F(WorkerSpare, GetsTheDaemonsCpusNotItsSpawningThreads) {
+    cpu_set_t all;
+    ASSERT_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+    if (CPU_COUNT(&all) < 2) GTEST_SKIP() << "needs two CPUs";
+    Sleeper s;
+    ASSERT_GT(ready(), 0);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // this thread, as serve does
+    auto ok = run_worker({WorkerMode::kAccess, s.pid, s.starttime(), getpid(), me()});
+    ASSERT_EQ(sched_setaffinity(0, sizeof all, &all), 0);
+    ASSERT_TRUE(ok) << ok.error().what;
+    pid_t next = ready();  // spawned once that worker was reaped, from the pinned thread
+    ASSERT_GT(next, 0);
+    cpu_set_t got;
+    ASSERT_EQ(sched_getaffinity(next, sizeof got, &got), 0);
+    EXPECT_TRUE(CPU_EQUAL(&got, &all)) << CPU_COUNT(&got) << " CPUs of " << CPU_COUNT(&all);
 }
 
 TEST_F(WorkerSpare, NoneIsLeftWhenNotKept) {
