@@ -490,7 +490,6 @@ Result<WorkerReply> run_worker(const WorkerRequest& req) {
 }
 
 void keep_worker_spare(bool on) {
-    if (on && getenv("CRFS_WORKER_SPARE_OFF")) return;
     {
         std::unique_lock l(g_spare_mu);
         g_spare_on = on;

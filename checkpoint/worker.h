@@ -114,8 +114,13 @@ inline constexpr int kWorkerLastFd = 11;
 // spawns its own worker, as without a spare. The next spare is spawned once
 // a worker was reaped (its checkpoint costs nothing more then: spawned at
 // once, its exec took the stream's CPU time and gained nothing). Only once
-// keep_worker_spare(true) was called (crfsd at start, not tests that link
-// this file); CRFS_WORKER_SPARE_OFF=1 in crfsd's environment: never (the old path).
+// keep_worker_spare(true) was called: crfsd does with CRFS_WORKER_SPARE=1 in
+// its environment, not by default. Measured (docs/performance.md "Session
+// 40"): the first byte comes 1.3-3 ms sooner and an image read into memory
+// as fast, but an image a reader writes into a file streams slower from a
+// spare (a 16 x 16 MiB tree: 200-220 against 250-258 ms at the median after
+// the first read; one 256 MiB process 230 against 248), for a reason not
+// found yet: the spare's CPUs, scheduling, cgroups and ring were ruled out.
 inline constexpr int kWorkerSpareFd = 12;
 static_assert(kWorkerSpareFd > kWorkerLastFd, "a spare's socket is none of a request's fds");
 inline constexpr char kWorkerSpareMode[] = "spare";

@@ -264,7 +264,10 @@ int main(int argc, char** argv) {
             own_children::set_adopter([&daemon](pid_t pid, UniqueFd fd) {
                 return daemon.reaper.adopt_orphan(pid, std::move(fd));
             });
-            keep_worker_spare(true);  // perf: a checkpoint worker spawned ahead
+            // perf: a checkpoint worker spawned ahead, if asked (checkpoint/worker.h:
+            // off by default, its images stream slower into files).
+            if (const char* v = ::getenv("CRFS_WORKER_SPARE"); v && std::string_view(v) == "1")
+                keep_worker_spare(true);
             if (!started) {
                 log_error("%s", started.error().what.c_str());
             } else if (cl.singlethread) {

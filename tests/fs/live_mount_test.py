@@ -192,6 +192,41 @@ class Live(rt.Base):
         pid = t.restore(img, "cut")
         self.runs_on_intact(t, pid)
 
+    def test_a_spare_worker_takes_the_checkpoint_and_the_image_restores_one_cut(self):
+        # CRFS_WORKER_SPARE=1: crfsd keeps a worker spawned ahead
+        # (checkpoint/worker.h); the live snapshot is taken by it.
+        self.crfs.stop()
+        self.crfs = rt.Crfsd(env=dict(os.environ, CRFS_WORKER_SPARE="1"))
+        self.m = self.crfs.mnt
+        daemon = self.crfs.proc.pid
+
+        def spares():
+            kids = []
+            for t in os.listdir(f"/proc/{daemon}/task"):
+                with open(f"/proc/{daemon}/task/{t}/children") as f:
+                    kids += [int(p) for p in f.read().split()]
+            return [p for p in kids if rt.idle_spare(daemon, p)]
+
+        def ready():  # a spare that said so waits in recvmsg(2) (47 on x86-64)
+            out = []
+            for p in spares():
+                try:
+                    if rt.read(f"/proc/{p}/syscall").split()[0] == "47":
+                        out.append(p)
+                except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
+                    pass
+            return out
+
+        rt.wait_for(ready, "crfsd's spare worker to be ready")
+        first = ready()[0]
+        t = self.writer()
+        img = self.image_while_writing(t)
+        rt.wait_for(lambda: not rt.alive(first), "the spare that took the image to be reaped")
+        rt.wait_for(ready, "the next spare, once that worker was reaped")
+        t.kill9()
+        pid = t.restore(img, "spare")
+        self.runs_on_intact(t, pid)
+
     def test_memory_protected_ahead_of_the_freeze_restores_one_cut(self):
         # ProtectAhead (checkpoint/live_snapshot.h) for any size here: the
         # writer rewrites every page while its memory is protected before the
