@@ -119,8 +119,11 @@ inline constexpr int kWorkerLastFd = 11;
 // 40"): the first byte comes 1.3-3 ms sooner and an image read into memory
 // as fast, but an image a reader writes into a file streams slower from a
 // spare (a 16 x 16 MiB tree: 200-220 against 250-258 ms at the median after
-// the first read; one 256 MiB process 230 against 248), for a reason not
-// found yet: the spare's CPUs, scheduling, cgroups and ring were ruled out.
+// the first read; one 256 MiB process 230 against 248). It goes with the
+// spare's age: one spawned at the request and handed over at once streams
+// as a fresh worker, one kept 200 ms does not (a lead: its decayed PELT
+// load lets the balancer crowd its CPU). Its CPUs, scheduling, cgroups and
+// ring were ruled out.
 inline constexpr int kWorkerSpareFd = 12;
 static_assert(kWorkerSpareFd > kWorkerLastFd, "a spare's socket is none of a request's fds");
 inline constexpr char kWorkerSpareMode[] = "spare";
