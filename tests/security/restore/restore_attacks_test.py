@@ -499,7 +499,9 @@ class RestoreFuzz(SlotAttackCase):
                   f"else "
                   f"  left=$(kids); [ -n \"$left\" ] && echo \"$i LEFT $left\"; "
                   f"fi; rmdir {m}/f$i; i=$((i+1)); done; echo END")
-        r = run_as(script.replace("'", "'\\''"), timeout=900)
+        # Bounded under ctest's TIMEOUT (900 s): a loop that hangs fails here,
+        # and tearDown still unmounts (killed by ctest, crfsd's mount was left).
+        r = run_as(script.replace("'", "'\\''"), timeout=780)
         self.assertIsNone(self.crfs.proc.poll(), "crfsd died")
         self.assertTrue(r.stdout.endswith("END\n"), r.stdout[-500:] + r.stderr[-500:])
         self.assertNotIn("LEFT", r.stdout)
