@@ -52,6 +52,9 @@ class ImageSource {
     // its own (common/cpu_placement.h); a plain tree's copies are another
     // thread's.
     virtual bool copies_as_it_streams() const { return live(); }
+    // Write faults the task took on memory not yet sent, answered by a fault
+    // thread so far (a live snapshot's: LiveMemory::faults; for tests).
+    virtual uint64_t faults_answered() const { return 0; }
 };
 
 // As checkpoint_task, but a live snapshot (checkpoint/live_snapshot.h) where

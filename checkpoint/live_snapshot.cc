@@ -818,6 +818,39 @@ Status LiveMemory::unprotect(uint64_t start, uint64_t end) {
     return r;
 }
 
+void LiveMemory::answer(uint64_t addr, std::vector<std::pair<uint64_t, uint64_t>>& retry) {
+    addr &= ~(kPage - 1);
+    uint64_t lo = addr, hi = addr + kPage;
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), addr,
+                               [](uint64_t a, const LiveRun& r) { return a < r.vaddr; });
+    if (it != runs_.begin() && addr < (it - 1)->vaddr + (it - 1)->nr_pages * kPage) {
+        --it;
+        uint64_t g = kFaultPages * kPage;
+        lo = std::max(it->vaddr, addr & ~(g - 1));
+        hi = std::min(it->vaddr + it->nr_pages * kPage, (addr & ~(g - 1)) + g);
+        save(lo, hi);
+    }
+    // Even when the copy failed (the stream then fails): the task must not
+    // wait for us.
+    if (auto r = unprotect(lo, hi); !r) {
+        if (r.error().code == EAGAIN)
+            retry.emplace_back(lo, hi);
+        else if (r.error().code == ESRCH && !abort_)
+            abort_ = r.error();  // what save() read may be another mm's
+        else
+            log_error("checkpoint %d: %s", pid_, r.error().what.c_str());
+    }
+}
+
+void LiveMemory::save_ahead(std::span<const uint64_t> addrs) {
+    std::lock_guard l(mu_);
+    // Refused only while an event is pending, and the task, frozen, makes
+    // none: a page left protected is answered by serve_faults, as before.
+    std::vector<std::pair<uint64_t, uint64_t>> refused;
+    for (uint64_t a : addrs)
+        if (a) answer(a, refused);
+}
+
 void LiveMemory::serve_faults() {
     uffd_msg msgs[kMessages];
     std::vector<std::pair<uint64_t, uint64_t>>
@@ -831,33 +864,10 @@ void LiveMemory::serve_faults() {
         for (ssize_t i = 0; i < got; ++i) {
             const uffd_msg& m = msgs[i];
             switch (m.event) {
-                case UFFD_EVENT_PAGEFAULT: {
+                case UFFD_EVENT_PAGEFAULT:
                     ++faults_;
-                    uint64_t addr = m.arg.pagefault.address & ~(kPage - 1);
-                    uint64_t lo = addr, hi = addr + kPage;
-                    auto it =
-                        std::upper_bound(runs_.begin(), runs_.end(), addr,
-                                         [](uint64_t a, const LiveRun& r) { return a < r.vaddr; });
-                    if (it != runs_.begin() &&
-                        addr < (it - 1)->vaddr + (it - 1)->nr_pages * kPage) {
-                        --it;
-                        uint64_t g = kFaultPages * kPage;
-                        lo = std::max(it->vaddr, addr & ~(g - 1));
-                        hi = std::min(it->vaddr + it->nr_pages * kPage, (addr & ~(g - 1)) + g);
-                        save(lo, hi);
-                    }
-                    // Even when the copy failed (the stream then fails): the
-                    // task must not wait for us.
-                    if (auto r = unprotect(lo, hi); !r) {
-                        if (r.error().code == EAGAIN)
-                            retry.emplace_back(lo, hi);
-                        else if (r.error().code == ESRCH && !abort_)
-                            abort_ = r.error();  // what save() read may be another mm's
-                        else
-                            log_error("checkpoint %d: %s", pid_, r.error().what.c_str());
-                    }
+                    answer(m.arg.pagefault.address, retry);
                     break;
-                }
                 case UFFD_EVENT_REMOVE:
                 case UFFD_EVENT_UNMAP:
                     check_gone(m.arg.remove.start, m.arg.remove.end,

@@ -39,6 +39,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -170,9 +171,21 @@ class LiveMemory {
     size_t saved_pages() const;
     // Faults answered so far (for tests and the bench).
     uint64_t faults() const { return faults_; }
+    // Answers now, while the task is frozen, the faults it would take first
+    // at these addresses (as serve_faults would: the pages around each saved,
+    // then un-protected). perf: each thread's rseq area, which the kernel
+    // writes as the thread returns to user mode: on the way back into an
+    // interrupted syscall at the thaw, where each such fault was a round trip
+    // through the fault thread that the release waited for (a 16 x 16 MiB
+    // tree's thaw: ~7 ms, ~4 ms without rseq, on this VM).
+    void save_ahead(std::span<const uint64_t> addrs);
 
   private:
     void serve_faults();
+    // A write fault at `addr` answered (mu_ held): the unsent pages of its
+    // run around it saved, then un-protected; a refused un-protect (an event
+    // pending) is added to `retry`.
+    void answer(uint64_t addr, std::vector<std::pair<uint64_t, uint64_t>>& retry);
     bool in_runs(uint64_t page) const;
     bool unsent(uint64_t page) const;  // mu_ held
     void check_gone(uint64_t start, uint64_t end, const char* what);

@@ -32,6 +32,7 @@
 #include "common/pagemap_scan.h"
 #include "common/procfs.h"
 #include "common/strfmt.h"
+#include "state/threads.h"
 
 namespace crfs {
 namespace {
@@ -346,6 +347,78 @@ TEST(LiveSnapshot, ProtectedAheadOfASleepingTaskHoldsItsMemory) {
         return st && st->state == 'S';
     }));
     EXPECT_EQ(read_status(t.pid).value().tracer_pid, 0);
+}
+
+// Each thread's rseq area is written by the kernel as the thread returns to
+// user mode, which a thread interrupted in pause() does at the thaw, on its
+// way back into the syscall: the pages around it are saved and un-protected
+// while frozen (LiveMemory::save_ahead), so the thaw waits on no fault. Their
+// content is still the freeze's: a thread-local value the task changes after
+// the thaw (in a signal handler) is in the image as it was.
+// CRFS_LIVE_RSEQ_FAULTS=1: the old path, the faults answered at the thaw.
+static __thread volatile uint64_t t_mark = 0;
+static volatile uint64_t* g_flags = nullptr;  // the task's region: {ready, handled}
+
+void mark_after_thaw(int) {
+    t_mark = 2;
+    g_flags[1] = 1;
+}
+
+extern "C" unsigned int __rseq_size __attribute__((weak));
+
+TEST(LiveSnapshot, RseqAreasAreSavedWhileFrozenAndHoldTheFreeze) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (&__rseq_size == nullptr || __rseq_size == 0)
+        GTEST_SKIP() << "glibc registered no rseq area (glibc.pthread.rseq=0?)";
+    for (bool old_path : {true, false}) {
+        SCOPED_TRACE(old_path ? "CRFS_LIVE_RSEQ_FAULTS=1" : "saved while frozen");
+        if (old_path) setenv("CRFS_LIVE_RSEQ_FAULTS", "1", 1);
+        Task t([](char* r) {
+            g_flags = reinterpret_cast<volatile uint64_t*>(r);
+            t_mark = 1;
+            std::thread([] {
+                for (;;) pause();
+            }).detach();
+            signal(SIGUSR1, mark_after_thaw);
+            g_flags[0] = 1;
+            for (;;) pause();
+        });
+        ASSERT_TRUE(wait_for([&] {
+            auto st = read_task_stat(t.pid);
+            return peek(t.pid, t.region) == 1 && st && st->state == 'S' &&
+                   list_tids(t.pid).value_or(std::vector<pid_t>{}).size() == 2;
+        })) << "the task did not start its thread and sleep";
+        auto img = checkpoint_task_live(t.pid, t.starttime());
+        unsetenv("CRFS_LIVE_RSEQ_FAULTS");
+        ASSERT_TRUE(img) << img.error().what;
+        ASSERT_TRUE((*img)->live()) << "memory was copied while frozen";
+        // Thawed: both threads went back into pause() through user mode.
+        if (old_path) {
+            EXPECT_GE((*img)->faults_answered(), 1u) << "no rseq write at the thaw to answer";
+            continue;
+        }
+        EXPECT_EQ((*img)->faults_answered(), 0u);
+        kill(t.pid, SIGUSR1);
+        ASSERT_TRUE(wait_for([&] { return peek(t.pid, t.region + 8) == 1; }))
+            << "the handler did not run";
+        Streaming s(std::move(*img));
+        std::string bytes = s.finish();
+        ASSERT_TRUE(s.wrote) << s.wrote.error().what;
+        MemorySource src(bytes.data(), bytes.size());
+        auto dec = decode_image(src, {.keep_data = true});
+        ASSERT_TRUE(dec) << dec.error().what;
+        // The forked task's main thread has this thread's TLS layout.
+        const uint64_t mark = reinterpret_cast<uint64_t>(&t_mark);
+        bool found = false;
+        for (const auto& run : dec->pages)
+            if (mark >= run.vaddr && mark + 8 <= run.vaddr + run.nr_pages * kPage) {
+                uint64_t v;
+                std::memcpy(&v, run.data.data() + (mark - run.vaddr), 8);
+                EXPECT_EQ(v, 1u) << "the thread-local value is not the freeze's";
+                found = true;
+            }
+        EXPECT_TRUE(found) << "the main thread's TLS is not in the image";
+    }
 }
 
 // A thread's stack (8 MiB: protected ahead) takes the scratch of the remote
