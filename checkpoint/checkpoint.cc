@@ -123,10 +123,13 @@ struct Capture {
 // are still being copied, member by member in image order, by the thread
 // that froze it (and copy_threads() - 1 others); it is thawed after the
 // last copy. The capture's thread and the image's writer meet here.
+// thaw: a tree with a member snapshotted live is handed over the same way,
+// before its thaw (`live`): that thread then only thaws it (LiveTreeImage).
 struct TreeCopy {
     std::mutex mu;
     std::condition_variable cv;
     bool published = false;           // `captures` are here, their pages to be copied
+    bool live = false;                // from `published` on: only the thaw is left
     bool ended = false;               // capture_tree returned
     std::vector<Capture> captures;    // from `published` on
     size_t copied = 0;                // captures [0, copied) have their pages in their buffers
@@ -135,9 +138,10 @@ struct TreeCopy {
     bool stop = false;                // the image's writer is gone: copy no more, thaw
     std::vector<uint64_t> frozen_ns;  // each member's, once `thawed`
 
-    void publish(std::vector<Capture> c) {
+    void publish(std::vector<Capture> c, bool only_thaw = false) {
         std::lock_guard l(mu);
         captures = std::move(c);
+        live = only_thaw;
         published = true;
         cv.notify_all();
     }
@@ -930,6 +934,35 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         overlap->cv.notify_all();
         return std::vector<Capture>{};
     }
+    // thaw: a tree with a member snapshotted live, whose image is streamed,
+    // has its records sent while it is thawed: the files fingerprinted while
+    // frozen (the records go out before the thaw), the captures handed to
+    // the image's writer, then the tree thawed by this thread while the
+    // first member's pages stream (each member's stats, which hold its frozen
+    // time, come after its pages: LiveTreeImage). perf: the thaw was before
+    // the first byte (a 16 x 16 MiB tree's: ~4 ms on this VM, each member's
+    // way back into its syscall). CRFS_TREE_THAW_FIRST=1 in crfsd's
+    // environment: thawed before the first byte (the old path).
+    if (overlap && out.size() > 1 &&
+        std::ranges::any_of(out, [](const Capture& c) { return c.memory.live != nullptr; }) &&
+        !getenv("CRFS_TREE_THAW_FIRST")) {
+        OpenedFiles opened;
+        for (Capture& c : out) c.prints = fingerprint_files(c.fds, c.memory.maps, &opened);
+        trace.mark("file fingerprints, frozen");
+        overlap->publish(std::move(out), true);  // the writer's from here on
+        auto thawed = tree->release();
+        trace.mark("thaw");
+        std::vector<uint64_t> frozen;
+        for (size_t i = 0; i < tree->members().size(); ++i)
+            frozen.push_back(tree->members()[i].threads.frozen_ns() +
+                             (ahead_of[i] ? ahead_of[i]->stopped_ns() : 0));
+        std::lock_guard l(overlap->mu);
+        overlap->failed = thawed;
+        overlap->frozen_ns = std::move(frozen);
+        overlap->thawed = true;
+        overlap->cv.notify_all();
+        return std::vector<Capture>{};
+    }
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
     OpenedFiles opened;  // perf: the members' libraries opened once
@@ -1286,11 +1319,22 @@ class SnapshotSource : public ImageSource {
 
 // live: the image of a tree some of whose members are snapshotted live
 // (big_enough_for_live): every member's records and the zombies' (built
-// after the thaw), then each member's page section: the pages it had copied
-// while frozen, the pages it still holds, streamed, and its stats; the
-// trailer (streamtree: the layout of build_snapshot).
+// after the thaw, or, thaw, before it is done), then each member's page
+// section: the pages it had copied while frozen, the pages it still holds,
+// streamed, and its stats; the trailer (streamtree: the layout of
+// build_snapshot).
 class LiveTreeImage : public ImageSource {
   public:
+    // thaw: the captures handed over by capture_tree before its thaw, which
+    // `thawer` (its thread) is doing; a member's frozen time comes from there.
+    LiveTreeImage(std::shared_ptr<TreeCopy> thaw, std::thread thawer, uint64_t started)
+        : LiveTreeImage(std::move(thaw->captures), started) {
+        thaw_ = std::move(thaw);
+        thawer_ = std::move(thawer);
+    }
+    ~LiveTreeImage() override {
+        if (thawer_.joinable()) thawer_.join();  // the tree thawed before its memory goes
+    }
     LiveTreeImage(std::vector<Capture> captures, uint64_t started)
         : captures_(std::move(captures)), started_(started), stats_(captures_.size()) {
         terminal_to_root(captures_);
@@ -1331,6 +1375,12 @@ class LiveTreeImage : public ImageSource {
                 if (auto r = c.memory.live->stream(sink, stats_[i]); !r) return fail(r);
             // Its pages all sent and un-protected: it runs freely (its
             // userfaultfd stays registered until this source goes, as LiveImage's).
+            if (thaw_) {
+                std::unique_lock l(thaw_->mu);
+                thaw_->cv.wait(l, [&] { return thaw_->thawed; });
+                if (!thaw_->failed) return fail(thaw_->failed);
+                stats_[i].frozen_ns = thaw_->frozen_ns[i];
+            }
             stats_[i].total_ns = monotonic_ns() - started_;
             if (auto r = sink.record(RecordType::kStats, Payload().add(stats_[i]).bytes()); !r)
                 return fail(r);
@@ -1350,6 +1400,8 @@ class LiveTreeImage : public ImageSource {
     };
     std::vector<Capture> captures_;  // own what the records and sections point into
     uint64_t started_;
+    std::shared_ptr<TreeCopy> thaw_;  // thaw: the tree's thaw, when it was not done first
+    std::thread thawer_;
     std::vector<image::StatsRecord> stats_;
     Head records_;                // every member's records and the zombies'
     std::vector<Head> sections_;  // each member's section: its copied pages
@@ -1473,6 +1525,9 @@ Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t st
     std::thread copier;
     auto cap = capture_task(pid, starttime, true, nullptr, overlap, &copier);
     if (!cap) return std::unexpected(cap.error());
+    if (copier.joinable() &&
+        overlap->live)  // thaw: a tree with live members, thawed as it goes out
+        return std::make_unique<LiveTreeImage>(std::move(overlap), std::move(copier), started);
     if (copier.joinable())  // overlap: a plain tree, copied as it goes out
         return std::make_unique<CopyingTreeImage>(std::move(overlap), std::move(copier), started);
     if (cap->size() == 1 && cap->front().zombies.empty())  // life: a tree of one and its zombies

@@ -16,6 +16,7 @@ tree here: a shell (copied) and two tests/workloads/gen_writer children of
 Runs as root (a task then gets a userfaultfd that handles kernel faults:
 live). usage: live_tree_mount_test.py BUILD_DIR
 """
+import json
 import os
 import signal
 import sys
@@ -69,8 +70,10 @@ class LiveTree(TreeBase):
         self.assertEqual(tracer(pid), 0)
 
     def open_streaming(self, pid):
-        """An image handle whose first bytes were read: the tree is thawed, its
-        live members write-protected, the stream stalled on the reader."""
+        """An image handle whose first bytes were read: its live members
+        write-protected, the stream stalled on the reader, the tree thawed or
+        being thawed (its records go out before the thaw: checkpoint.cc
+        capture_tree, "thaw")."""
         f = open(f"{self.m}/{pid}/image", "rb", buffering=0)
         head = f.read(1 << 16)
         self.assertEqual(head[:7], b"CRFSIMG")
@@ -91,6 +94,14 @@ class LiveTree(TreeBase):
         self.crfs.log.flush()
         self.assertIn("memory protected ahead", rt.read(self.crfs.log.name))
 
+    def test_tree_thawed_before_its_first_byte_restores_one_cut(self):
+        # CRFS_TREE_THAW_FIRST=1: the old path, the tree thawed before the
+        # image's records go out.
+        self.crfs.stop()
+        self.crfs = rt.Crfsd(env=dict(os.environ, CRFS_TREE_THAW_FIRST="1"))
+        self.m = self.crfs.mnt
+        self.one_cut()
+
     def one_cut(self):
         proc, pids, addrs = self.writers()
         f, head = self.open_streaming(pids[0])
@@ -108,6 +119,12 @@ class LiveTree(TreeBase):
         f.close()
         r = rt.sh(f"{rt.BUILD}/tools/crfs verify {img}")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # The root's frozen time (its section's stats), known at the thaw.
+        shown = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        st = json.loads(shown.stdout)["stats"]
+        self.assertGreater(st.get("frozen_ns", 0), 0, st)
+        self.assertGreaterEqual(st["total_ns"], st["frozen_ns"], st)
         for p, a in addrs.items():
             self.assertEqual(peek(p, a)[2], 0, f"writer {p} found its memory changed")
         self.kill_all(proc, pids)
