@@ -157,6 +157,16 @@ struct Streaming {
     }
 };
 
+// The whole image of `img`, streamed into `bytes` and decoded with its
+// pages' data (a failed stream is its error).
+Result<DecodedImage> stream_all(std::unique_ptr<ImageSource> img, std::string& bytes) {
+    Streaming s(std::move(img));
+    bytes = s.finish();
+    if (!s.wrote) return std::unexpected(s.wrote.error());
+    MemorySource src(bytes.data(), bytes.size());
+    return decode_image(src, {.keep_data = true});
+}
+
 // The pages of a task's region in a decoded image: index -> page bytes.
 std::map<uint64_t, const char*> region_pages(const DecodedImage& dec, const char* region,
                                              size_t region_pages = kPages) {
@@ -328,11 +338,8 @@ TEST(LiveSnapshot, ProtectedAheadOfASleepingTaskHoldsItsMemory) {
     ASSERT_TRUE(img) << img.error().what;
     ASSERT_TRUE((*img)->live()) << "memory was copied while frozen";
     EXPECT_EQ(ProtectAhead::started(), started + 1) << "the memory was not protected ahead";
-    Streaming s(std::move(*img));
-    std::string bytes = s.finish();
-    ASSERT_TRUE(s.wrote) << s.wrote.error().what;
-    MemorySource src(bytes.data(), bytes.size());
-    auto dec = decode_image(src, {.keep_data = true});
+    std::string bytes;
+    auto dec = stream_all(std::move(*img), bytes);
     ASSERT_TRUE(dec) << dec.error().what;
     auto pages = region_pages(*dec, t.region);
     ASSERT_EQ(pages.size(), kPages);
@@ -401,11 +408,8 @@ TEST(LiveSnapshot, RseqAreasAreSavedWhileFrozenAndHoldTheFreeze) {
         kill(t.pid, SIGUSR1);
         ASSERT_TRUE(wait_for([&] { return peek(t.pid, t.region + 8) == 1; }))
             << "the handler did not run";
-        Streaming s(std::move(*img));
-        std::string bytes = s.finish();
-        ASSERT_TRUE(s.wrote) << s.wrote.error().what;
-        MemorySource src(bytes.data(), bytes.size());
-        auto dec = decode_image(src, {.keep_data = true});
+        std::string bytes;
+        auto dec = stream_all(std::move(*img), bytes);
         ASSERT_TRUE(dec) << dec.error().what;
         // The forked task's main thread has this thread's TLS layout.
         const uint64_t mark = reinterpret_cast<uint64_t>(&t_mark);
