@@ -149,6 +149,15 @@ struct TreeCopy {
         std::lock_guard l(mu);
         return stop;
     }
+    // The thread that froze the tree is done: the tree thawed, `thaw` the
+    // first failure (of a copy or the thaw), each member's frozen time.
+    void end(Status thaw, std::vector<uint64_t> frozen) {
+        std::lock_guard l(mu);
+        failed = std::move(thaw);
+        frozen_ns = std::move(frozen);
+        thawed = true;
+        cv.notify_all();
+    }
     // Waits until member `i`'s pages are copied (or no more will be).
     Status wait_copied(size_t i) {
         std::unique_lock l(mu);
@@ -927,13 +936,15 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         trace.mark("thaw");
         std::vector<uint64_t> frozen;
         for (auto& m : tree->members()) frozen.push_back(m.threads.frozen_ns());
-        std::lock_guard l(overlap->mu);
-        overlap->failed = ok ? thawed : ok;
-        overlap->frozen_ns = std::move(frozen);
-        overlap->thawed = true;
-        overlap->cv.notify_all();
+        overlap->end(ok ? thawed : ok, std::move(frozen));
         return std::vector<Capture>{};
     }
+    // A member's frozen time, once the tree is thawed: its stops, with those
+    // of its ProtectAhead.
+    auto frozen_time = [&](size_t i) {
+        return tree->members()[i].threads.frozen_ns() +
+               (ahead_of[i] ? ahead_of[i]->stopped_ns() : 0);
+    };
     // thaw: a tree with a member snapshotted live, whose image is streamed,
     // has its records sent while it is thawed: the files fingerprinted while
     // frozen (the records go out before the thaw), the captures handed to
@@ -953,22 +964,15 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
         auto thawed = tree->release();
         trace.mark("thaw");
         std::vector<uint64_t> frozen;
-        for (size_t i = 0; i < tree->members().size(); ++i)
-            frozen.push_back(tree->members()[i].threads.frozen_ns() +
-                             (ahead_of[i] ? ahead_of[i]->stopped_ns() : 0));
-        std::lock_guard l(overlap->mu);
-        overlap->failed = thawed;
-        overlap->frozen_ns = std::move(frozen);
-        overlap->thawed = true;
-        overlap->cv.notify_all();
+        for (size_t i = 0; i < tree->members().size(); ++i) frozen.push_back(frozen_time(i));
+        overlap->end(std::move(thawed), std::move(frozen));
         return std::vector<Capture>{};
     }
     if (auto r = tree->release(); !r) return std::unexpected(r.error());
     trace.mark("thaw");
     OpenedFiles opened;  // perf: the members' libraries opened once
     for (size_t i = 0; i < out.size(); ++i) {
-        out[i].frozen_ns = tree->members()[i].threads.frozen_ns();
-        if (ahead_of[i]) out[i].frozen_ns += ahead_of[i]->stopped_ns();
+        out[i].frozen_ns = frozen_time(i);
         // fidelity: hashed while the tasks run again (docs/files.md).
         out[i].prints = fingerprint_files(out[i].fds, out[i].memory.maps, &opened);
     }
@@ -1525,11 +1529,12 @@ Result<std::unique_ptr<ImageSource>> checkpoint_task_live(pid_t pid, uint64_t st
     std::thread copier;
     auto cap = capture_task(pid, starttime, true, nullptr, overlap, &copier);
     if (!cap) return std::unexpected(cap.error());
-    if (copier.joinable() &&
-        overlap->live)  // thaw: a tree with live members, thawed as it goes out
-        return std::make_unique<LiveTreeImage>(std::move(overlap), std::move(copier), started);
-    if (copier.joinable())  // overlap: a plain tree, copied as it goes out
+    if (copier.joinable()) {
+        if (overlap->live)  // thaw: a tree with live members, thawed as it goes out
+            return std::make_unique<LiveTreeImage>(std::move(overlap), std::move(copier), started);
+        // overlap: a plain tree, copied as it goes out
         return std::make_unique<CopyingTreeImage>(std::move(overlap), std::move(copier), started);
+    }
     if (cap->size() == 1 && cap->front().zombies.empty())  // life: a tree of one and its zombies
         return std::make_unique<LiveImage>(std::move(cap->front()), pid, started);
     for (const Capture& c : *cap)  // live: a tree with a member snapshotted live

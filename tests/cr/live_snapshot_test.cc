@@ -21,6 +21,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -252,11 +253,19 @@ TEST(LiveSnapshot, SmallAreaIsOneCutAtTheFreezeWhileTheTaskWritesOn) {
     expect_one_cut(t, kSmall);
 }
 
+// A variable of this process's environment, set for the guard's life.
+struct ScopedEnv {
+    const char* name;
+    ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
+    ~ScopedEnv() { unsetenv(name); }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
+
 // ProtectAhead (checkpoint/live_snapshot.h) tried for a task of any size
 // while this lives (CRFS_LIVE_AHEAD_MIN_KIB=0).
-struct AheadForAnySize {
-    AheadForAnySize() { setenv("CRFS_LIVE_AHEAD_MIN_KIB", "0", 1); }
-    ~AheadForAnySize() { unsetenv("CRFS_LIVE_AHEAD_MIN_KIB"); }
+struct AheadForAnySize : ScopedEnv {
+    AheadForAnySize() : ScopedEnv("CRFS_LIVE_AHEAD_MIN_KIB", "0") {}
 };
 
 // The live snapshot's own "uw" registration is not the task's reason (nor
@@ -379,7 +388,8 @@ TEST(LiveSnapshot, RseqAreasAreSavedWhileFrozenAndHoldTheFreeze) {
         GTEST_SKIP() << "glibc registered no rseq area (glibc.pthread.rseq=0?)";
     for (bool old_path : {true, false}) {
         SCOPED_TRACE(old_path ? "CRFS_LIVE_RSEQ_FAULTS=1" : "saved while frozen");
-        if (old_path) setenv("CRFS_LIVE_RSEQ_FAULTS", "1", 1);
+        std::optional<ScopedEnv> old;
+        if (old_path) old.emplace("CRFS_LIVE_RSEQ_FAULTS", "1");
         Task t([](char* r) {
             g_flags = reinterpret_cast<volatile uint64_t*>(r);
             t_mark = 1;
@@ -396,7 +406,7 @@ TEST(LiveSnapshot, RseqAreasAreSavedWhileFrozenAndHoldTheFreeze) {
                    list_tids(t.pid).value_or(std::vector<pid_t>{}).size() == 2;
         })) << "the task did not start its thread and sleep";
         auto img = checkpoint_task_live(t.pid, t.starttime());
-        unsetenv("CRFS_LIVE_RSEQ_FAULTS");
+        old.reset();
         ASSERT_TRUE(img) << img.error().what;
         ASSERT_TRUE((*img)->live()) << "memory was copied while frozen";
         // Thawed: both threads went back into pause() through user mode.
