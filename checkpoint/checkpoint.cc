@@ -491,23 +491,37 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
         if (!rs) return std::unexpected(rs.error());
         // The parasite's area, kept mapped for the other threads (they share
-        // it: one stop each instead of five) and for the userfaultfd's two
-        // calls (take_task_uffd: a stop each instead of two); unmapped
+        // it: one stop each instead of three) and for the delta tracking's
+        // userfaultfd (take_task_uffd: its two calls run there); unmapped
         // before the main thread's registers are put back (finish), or on
         // an error here.
         ParasiteArea area;
-        const bool makes_uffd = (live && !ahead) || (track && !track->uffd);
+        // perf: the live snapshot's userfaultfd made by the parasite's batch
+        // and taken over while its area is mapped: a stop fewer than
+        // take_task_uffd's own call. CRFS_UFFD_OWN_CALL=1 in crfsd's
+        // environment: made after, as before.
+        const ParasiteOutput::Call make_uffd{SYS_userfaultfd, {task_uffd_flags()}, 0};
+        const bool uffd_in_batch = live && !ahead && !getenv("CRFS_UFFD_OWN_CALL");
+        const bool makes_uffd = (live && !ahead && !uffd_in_batch) || (track && !track->uffd);
+        bool uffd_taken = false;
         // fid: mlockall's flags from the parasite's own area (state/mlockall.h).
         std::optional<uint32_t> locked_flags;
         auto out = run_parasite(
             **rs,
-            [&](uint64_t area) -> Status {
+            [&](uint64_t area, const ParasiteOutput& o) -> Status {
+                if (auto made = uffd_in_batch ? also_result(o) : std::nullopt) {
+                    auto fd = adopt_task_uffd(pid, **rs, *made, kLiveUffdFeatures, nullptr);
+                    if (!fd) return std::unexpected(fd.error());
+                    uffd = std::move(*fd);
+                    uffd_taken = true;
+                }
                 auto f = state::mlockall_of_area(pid, area);
                 if (!f) return std::unexpected(f.error());
                 locked_flags = *f;
                 return {};
             },
-            *status_frozen, others.empty() && !makes_uffd ? nullptr : &area);
+            *status_frozen, others.empty() && !makes_uffd ? nullptr : &area,
+            uffd_in_batch ? &make_uffd : nullptr);
         if (!out) return std::unexpected(out.error());
         if (fault) return make_error(EIO, strfmt("task {}: CRFS_TEST_CAPTURE_FAIL", pid));
         auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());
@@ -549,7 +563,8 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         auto attrs = state::dump_thread_attrs(pid, asked.in());  // fid
         if (!attrs) return std::unexpected(attrs.error());
         c.main_attrs = *attrs;
-        if (live && !ahead) {  // else made before the freeze, taken for protect_memory
+        // Else made by the parasite's batch, or before the freeze (taken for protect_memory).
+        if (live && !ahead && !uffd_taken) {
             auto fd = take_task_uffd(pid, **rs, kLiveUffdFeatures, 0, &area);
             if (!fd) return std::unexpected(fd.error());
             uffd = std::move(*fd);

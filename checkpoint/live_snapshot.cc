@@ -275,26 +275,41 @@ Status protect_spans(int uffd, const Spans& spans) {
 
 }  // namespace
 
+namespace {
+
+// A call in the task: in the parasite's area where it is mapped (perf: one
+// stop per call where a remote syscall's path through entry and exit takes two).
+Result<int64_t> call_in_task(RemoteSyscall& rs, const ParasiteArea* area, long nr, uint64_t a1) {
+    if (!area || !area->mapped()) return rs.call(nr, a1);
+    ParasiteOutput::Call c{nr, {a1}, 0};
+    if (auto r = run_batch(rs, area->base(), {&c, 1}); !r) return std::unexpected(r.error());
+    return c.ret;
+}
+
+}  // namespace
+
+uint64_t task_uffd_flags(int flags) {
+    return uint64_t(O_CLOEXEC | O_NONBLOCK | flags);
+}
+
 Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features, int flags,
                                 const ParasiteArea* area) {
-    // perf: in the parasite's area, one stop per call instead of two.
-    auto call = [&](long nr, uint64_t a1) -> Result<int64_t> {
-        if (!area || !area->mapped()) return rs.call(nr, a1);
-        ParasiteOutput::Call c{nr, {a1}, 0};
-        if (auto r = run_batch(rs, area->base(), {&c, 1}); !r) return std::unexpected(r.error());
-        return c.ret;
-    };
-    auto fd = call(SYS_userfaultfd, uint64_t(O_CLOEXEC | O_NONBLOCK | flags));
+    auto fd = call_in_task(rs, area, SYS_userfaultfd, task_uffd_flags(flags));
     if (!fd) return std::unexpected(fd.error());
-    if (*fd < 0) {
+    return adopt_task_uffd(pid, rs, *fd, features, area);
+}
+
+Result<UniqueFd> adopt_task_uffd(pid_t pid, RemoteSyscall& rs, int64_t made, uint64_t features,
+                                 const ParasiteArea* area) {
+    if (made < 0) {
         log_info("checkpoint %d: memory copied while frozen: userfaultfd in the task: %s", pid,
-                 std::strerror(int(-*fd)));
+                 std::strerror(int(-made)));
         return UniqueFd();
     }
     UniqueFd pidfd(int(syscall(SYS_pidfd_open, pid, 0)));
-    UniqueFd ours(pidfd ? int(syscall(SYS_pidfd_getfd, pidfd.get(), int(*fd), 0)) : -1);
+    UniqueFd ours(pidfd ? int(syscall(SYS_pidfd_getfd, pidfd.get(), int(made), 0)) : -1);
     int err = errno;
-    auto closed = call(SYS_close, uint64_t(*fd));
+    auto closed = call_in_task(rs, area, SYS_close, uint64_t(made));
     if (!closed || *closed != 0)
         return closed ? sys_error(int(-*closed), strfmt("close the userfaultfd of task {}", pid))
                       : std::unexpected(closed.error());

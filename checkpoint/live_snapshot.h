@@ -69,9 +69,19 @@ inline constexpr uint64_t kLiveUffdFeatures = (1u << 0) | (1u << 2) | (1u << 3) 
 // tracking, checkpoint/incremental.h, asks for asynchronous write-protect).
 // `area`: the parasite's area, mapped in the task by its main thread's run
 // (`rs`'s): the userfaultfd and its close then run there as batches
-// (checkpoint/parasite.h run_batch), two stops instead of four.
+// (checkpoint/parasite.h run_batch), a stop each (as a stepped remote
+// syscall's; two for one through its entry and exit).
 Result<UniqueFd> take_task_uffd(pid_t pid, RemoteSyscall& rs, uint64_t features = kLiveUffdFeatures,
                                 int flags = 0, const ParasiteArea* area = nullptr);
+
+// The userfaultfd(2) argument take_task_uffd passes with `flags`.
+uint64_t task_uffd_flags(int flags = 0);
+
+// take_task_uffd once the task made its userfaultfd: `made` is the raw
+// result of userfaultfd(task_uffd_flags(...)) in the task (a parasite's
+// batch made it: checkpoint/parasite.h, one stop fewer). The same result.
+Result<UniqueFd> adopt_task_uffd(pid_t pid, RemoteSyscall& rs, int64_t made, uint64_t features,
+                                 const ParasiteArea* area);
 
 // Protected ahead of the freeze (docs/performance.md "Frozen time: protected
 // ahead"). In a process holding much memory the write-protect walk (~10-18 ms

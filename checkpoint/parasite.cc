@@ -136,10 +136,12 @@ constexpr Ask kAsks[] = {
     {SYS_prctl, PR_GET_PDEATHSIG, true},
     {SYS_prctl, PR_GET_SECUREBITS, false},
 };
-static_assert(std::size(kAsks) <= ParasiteOutput::kMaxBatch);
+constexpr size_t kAlso = std::size(kAsks);  // the `also` call's entry
+static_assert(kAlso < ParasiteOutput::kMaxBatch);
 
-// The batch table for an output page at `out_addr` in the task.
-void fill_batch(ParasiteOutput& o, uint64_t out_addr) {
+// The batch table for an output page at `out_addr` in the task, with `also`
+// after the kinds' questions.
+void fill_batch(ParasiteOutput& o, uint64_t out_addr, const ParasiteOutput::Call* also) {
     o.batch_count = int64_t(std::size(kAsks));
     for (size_t i = 0; i < std::size(kAsks); ++i) {
         o.batch[i] = {};
@@ -147,6 +149,10 @@ void fill_batch(ParasiteOutput& o, uint64_t out_addr) {
         o.batch[i].args[0] = kAsks[i].a1;
         if (kAsks[i].out)
             o.batch[i].args[1] = out_addr + offsetof(ParasiteOutput, batch_out) + 8 * i;
+    }
+    if (also) {
+        o.batch[kAlso] = *also;
+        o.batch_count = int64_t(kAlso + 1);
     }
 }
 
@@ -207,9 +213,15 @@ Result<ParasiteOutput> run_single_syscalls(RemoteSyscall& rs) {
     return o;
 }
 
+std::optional<int64_t> also_result(const ParasiteOutput& o) {
+    if (o.batch_count <= int64_t(kAlso)) return std::nullopt;
+    return o.batch[kAlso].ret;
+}
+
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped,
-                                    const ProcStatus* frozen, ParasiteArea* keep) {
-    auto o = try_parasite(rs, while_mapped, frozen, keep);
+                                    const ProcStatus* frozen, ParasiteArea* keep,
+                                    const ParasiteOutput::Call* also) {
+    auto o = try_parasite(rs, while_mapped, frozen, keep, also);
     if (!o) return std::unexpected(o.error());
     if (!*o) return run_single_syscalls(rs);
     return **o;
@@ -229,11 +241,12 @@ Result<bool> may_run_parasite(RemoteSyscall& rs, const ProcStatus* frozen) {
 // page written first unless `code_there`; its output, checked, with the batch
 // table as crfs wrote it.
 Result<ParasiteOutput> run_in_area(RemoteSyscall& rs, uint64_t base, bool code_there,
-                                   const WhileMapped& while_mapped) {
+                                   const WhileMapped& while_mapped,
+                                   const ParasiteOutput::Call* also) {
     const size_t code_len = size_t(crfs_parasite_end - crfs_parasite_start);
     // One write: the code page, then the output page up to the batch table's end.
     ParasiteOutput o{};
-    fill_batch(o, base + kCodePage);
+    fill_batch(o, base + kCodePage, also);
     constexpr size_t kTableEnd = offsetof(ParasiteOutput, batch_out);
     std::vector<unsigned char> in(kCodePage + kTableEnd);
     std::memcpy(in.data(), crfs_parasite_start, code_len);
@@ -246,19 +259,19 @@ Result<ParasiteOutput> run_in_area(RemoteSyscall& rs, uint64_t base, bool code_t
         return std::unexpected(s.error());
     if (auto s = rs.read_memory(base + kCodePage, &o, sizeof o); !s)
         return std::unexpected(s.error());
-    if (while_mapped)
-        if (auto s = while_mapped(base); !s) return std::unexpected(s.error());
-    if (auto c = check(o, rs.pid()); !c) return std::unexpected(c.error());
     // Matching (ParasiteAnswers) goes by the table as crfs wrote it; only the
     // results come from the task's page.
     ParasiteOutput asked{};
-    fill_batch(asked, base + kCodePage);
+    fill_batch(asked, base + kCodePage, also);
     o.batch_count = asked.batch_count;
-    for (size_t i = 0; i < std::size(kAsks); ++i) {
+    for (size_t i = 0; i < size_t(asked.batch_count); ++i) {
         int64_t ret = o.batch[i].ret;
         o.batch[i] = asked.batch[i];
         o.batch[i].ret = ret;
     }
+    if (while_mapped)
+        if (auto s = while_mapped(base, o); !s) return std::unexpected(s.error());
+    if (auto c = check(o, rs.pid()); !c) return std::unexpected(c.error());
     return o;
 }
 
@@ -282,10 +295,12 @@ Status ParasiteArea::unmap() {
 
 Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
                                                    const WhileMapped& while_mapped,
-                                                   const ProcStatus* frozen, ParasiteArea* keep) {
+                                                   const ProcStatus* frozen, ParasiteArea* keep,
+                                                   const ParasiteOutput::Call* also) {
     auto may = may_run_parasite(rs, frozen);
     if (!may) return std::unexpected(may.error());
     if (!*may) return std::nullopt;
+    rs.step_calls();  // the same condition as the int3's
     // The hint, raised to the lowest address mmap may give (vm.mmap_min_addr
     // or the LSM's floor), is free in nearly every task: the area comes first
     // in smaps, where while_mapped may read it.
@@ -294,7 +309,7 @@ Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
     if (!addr) return std::unexpected(addr.error());
     if (*addr < 0 && *addr > -4096) return std::nullopt;  // e.g. no execmem allowed
     const uint64_t base = uint64_t(*addr);
-    auto o = run_in_area(rs, base, false, while_mapped);
+    auto o = run_in_area(rs, base, false, while_mapped, also);
     if (o && keep && !keep->mapped()) {
         keep->rs_ = &rs;
         keep->base_ = base;
@@ -313,7 +328,8 @@ Result<std::optional<ParasiteOutput>> try_parasite_in(RemoteSyscall& rs, const P
     auto may = may_run_parasite(rs, frozen);
     if (!may) return std::unexpected(may.error());
     if (!*may) return std::nullopt;
-    auto o = run_in_area(rs, area->base(), true, {});
+    rs.step_calls();
+    auto o = run_in_area(rs, area->base(), true, {}, nullptr);
     if (!o) return std::unexpected(o.error());
     return *o;
 }
@@ -351,7 +367,8 @@ ParasiteAnswers::ParasiteAnswers(RemoteSyscall& rs, const ParasiteOutput& o)
           [this](void* out, size_t n) { return read_scratch(out, n); }, rs.scratch()} {}
 
 Result<int64_t> ParasiteAnswers::call(long nr, uint64_t a1, uint64_t a2) {
-    size_t n = o_.batch_count > 0 ? std::min(size_t(o_.batch_count), ParasiteOutput::kMaxBatch) : 0;
+    // The kinds' questions only, never the `also` call.
+    size_t n = o_.batch_count > 0 ? std::min(size_t(o_.batch_count), kAlso) : 0;
     for (size_t i = 0; i < n; ++i) {
         const auto& c = o_.batch[i];
         bool out = c.args[1] != 0;

@@ -2,8 +2,11 @@
 // every syscall the checkpoint needs from the inside (rt_sigaction of all 64
 // signals, sigaltstack, getitimer x3, brk) in one go and stop on an int3.
 // Injecting them one by one costs two ptrace stops each (~136 stops); the
-// parasite costs five (mmap, run, munmap), and one in each other thread of
-// the task, which runs it in the main thread's area (ParasiteArea).
+// parasite costs three (mmap, run, munmap: its mmap and munmap are stepped,
+// a stop each, RemoteSyscall::step_calls; five before session 42), and one
+// in each other thread of the task, which runs it in the main thread's area
+// (ParasiteArea). Where it runs, the thread's later remote syscalls are
+// stepped too, and its registers go back without one more stop (finish()).
 //
 // After those it runs a batch: the read-only questions the state kinds ask
 // the task (timer slack, THP disable, dumpable, child subreaper, membarrier
@@ -65,8 +68,14 @@ static_assert(sizeof(ParasiteOutput) == 3904);
 
 // Runs once the parasite ran, while its area is still mapped in the task (at
 // `area`; a mapping the task made just now, so with its mm->def_flags:
-// state/mlockall.h reads them there instead of mapping a probe page).
-using WhileMapped = std::function<Status(uint64_t area)>;
+// state/mlockall.h reads them there instead of mapping a probe page), with
+// its output (unchecked: before check() may fail the run, so that what the
+// `also` call made, see below, is never left in the task).
+using WhileMapped = std::function<Status(uint64_t area, const ParasiteOutput& out)>;
+
+// The raw result of run_parasite's `also` call (the batch entry after the
+// kinds' questions), or nothing where the batch did not make it.
+std::optional<int64_t> also_result(const ParasiteOutput& o);
 
 class ParasiteArea;
 
@@ -77,13 +86,20 @@ class ParasiteArea;
 // `frozen`: the thread's status as a view read it while the task was frozen
 // (state::TaskView), which answers the SIGTRAP question; null: read it now.
 // `keep`: as try_parasite's.
+// `also`: one more call the batch makes after the kinds' questions (a stop
+// fewer than making it after: checkpoint.cc's userfaultfd); only where the
+// parasite ran, its raw result then in also_result(), for `while_mapped` to
+// undo what it made. ParasiteAnswers never answers a kind's call from it. A
+// run that fails before `while_mapped` (the task killed, the code faulted)
+// may leave what it made in the task; the checkpoint fails with that error.
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped = {},
                                     const ProcStatus* frozen = nullptr,
-                                    ParasiteArea* keep = nullptr);
+                                    ParasiteArea* keep = nullptr,
+                                    const ParasiteOutput::Call* also = nullptr);
 
 // The parasite's area kept mapped after the main thread's run, for the
 // task's other threads, which share its memory: each runs the code already
-// there, one stop (its int3) instead of five (no mmap, no munmap of its own).
+// there, one stop (its int3) instead of three (no mmap, no munmap of its own).
 // Unmapped through the RemoteSyscall of the thread that mapped it, which must
 // outlive it: by unmap(), or by the destructor (which logs a failure).
 class ParasiteArea {
@@ -98,7 +114,8 @@ class ParasiteArea {
 
   private:
     friend Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall&, const WhileMapped&,
-                                                              const ProcStatus*, ParasiteArea*);
+                                                              const ProcStatus*, ParasiteArea*,
+                                                              const ParasiteOutput::Call*);
     RemoteSyscall* rs_ = nullptr;  // of the thread that mapped it
     uint64_t base_ = 0;
 };
@@ -109,7 +126,8 @@ class ParasiteArea {
 Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
                                                    const WhileMapped& while_mapped = {},
                                                    const ProcStatus* frozen = nullptr,
-                                                   ParasiteArea* keep = nullptr);
+                                                   ParasiteArea* keep = nullptr,
+                                                   const ParasiteOutput::Call* also = nullptr);
 
 // The same in another thread of the task, in `area` (the code is there
 // already) when it is mapped; else (null too) in an area of its own, as

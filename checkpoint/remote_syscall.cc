@@ -128,6 +128,15 @@ Result<std::unique_ptr<RemoteSyscall>> RemoteSyscall::prepare(FrozenTask& task, 
     return rs;
 }
 
+Result<int> RemoteSyscall::wait_stop() {
+    ++stops_;
+    return task_.wait_stop();
+}
+
+void RemoteSyscall::step_calls() {
+    step_ = !getenv("CRFS_REMOTE_SYSCALL_TWO_STOPS");  // read each time: tests set it
+}
+
 Result<int64_t> RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
                                     uint64_t a5, uint64_t a6) {
     pid_t pid = task_.pid();
@@ -144,12 +153,14 @@ Result<int64_t> RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t 
     if (ptrace(PTRACE_SETREGS, pid, nullptr, &r) != 0)
         return errno_error(strfmt("set registers of task {}", pid));
     ++calls_;
+    if (step_) return step_call(nr);
 
+    in_signal_path_ = false;
     bool entered = false;
     for (int foreign = 0; foreign < kMaxForeignStops;) {
         if (ptrace(PTRACE_SYSCALL, pid, nullptr, nullptr) != 0)
             return errno_error(strfmt("resume task {} for a remote syscall", pid));
-        auto st = task_.wait_stop();
+        auto st = wait_stop();
         if (!st) return std::unexpected(st.error());
         int sig = WSTOPSIG(*st);
         if (sig == (SIGTRAP | 0x80)) {
@@ -184,6 +195,51 @@ Result<int64_t> RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t 
     return make_error(EIO, strfmt("task {}: remote syscall {} kept being interrupted", pid, nr));
 }
 
+Result<int64_t> RemoteSyscall::step_call(long nr) {
+    // With the trap flag set, the kernel reports the step at the syscall's
+    // exit, before the task is back in user mode (syscall_exit_work:
+    // user_single_step_report, a forced SIGTRAP with si_code TRAP_BRKPT): a
+    // signal-delivery-stop in its signal path, rip just after the `syscall`.
+    // Every signal is blocked first: the int3's or an earlier step's forced
+    // SIGTRAP unblocked SIGTRAP, and one sent to the thread meanwhile must
+    // wait for the syscall's exit, where it merges into the step's.
+    pid_t pid = task_.pid();
+    if (auto r = block_all(pid); !r) return std::unexpected(r.error());
+    test_trap_before_code(pid);
+    for (int foreign = 0; foreign < kMaxForeignStops; ++foreign) {
+        if (ptrace(PTRACE_SINGLESTEP, pid, nullptr, nullptr) != 0)
+            return errno_error(strfmt("resume task {} for a remote syscall", pid));
+        auto st = wait_stop();
+        if (!st) return std::unexpected(st.error());
+        const int sig = WSTOPSIG(*st), event = *st >> 16;
+        if (event == PTRACE_EVENT_STOP) continue;  // a job-control trap: go on
+        if (event != 0)
+            return make_error(EIO, strfmt("task {}: unexpected ptrace stop {:x}", pid, *st));
+        if (sig == SIGSTOP) {  // only SIGSTOP gets through the full mask
+            task_.note_swallowed_stop();
+            continue;
+        }
+        user_regs_struct now{};
+        if (ptrace(PTRACE_GETREGS, pid, nullptr, &now) != 0)
+            return errno_error(strfmt("get registers of task {}", pid));
+        if (sig != SIGTRAP || now.rip != syscall_addr_ + 2)
+            return make_error(EIO, strfmt("remote syscall {} in task {} got signal {} at {:x}", nr,
+                                          pid, sig, now.rip));
+        in_signal_path_ = true;
+        siginfo_t si{};
+        if (ptrace(PTRACE_GETSIGINFO, pid, nullptr, &si) != 0)
+            return errno_error(strfmt("signal information of task {}", pid));
+        // A SIGTRAP sent to the thread merged into the step's: the task's,
+        // handed back as at the int3 (at_the_end_of_code).
+        if (si.si_code != TRAP_BRKPT) {
+            if (auto r = block_all(pid); !r) return std::unexpected(r.error());
+            if (auto r = back_to_signal_stop(SIGTRAP); !r) return std::unexpected(r.error());
+        }
+        return int64_t(now.rax);
+    }
+    return make_error(EIO, strfmt("task {}: remote syscall {} kept being interrupted", pid, nr));
+}
+
 Status RemoteSyscall::run_code(uint64_t entry, uint64_t int3_end, uint64_t arg) {
     pid_t pid = task_.pid();
     user_regs_struct r = saved_regs_;
@@ -197,7 +253,7 @@ Status RemoteSyscall::run_code(uint64_t entry, uint64_t int3_end, uint64_t arg) 
     for (int foreign = 0; foreign < kMaxForeignStops; ++foreign) {
         if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0)
             return errno_error(strfmt("resume task {} to run injected code", pid));
-        auto st = task_.wait_stop();
+        auto st = wait_stop();
         if (!st) return std::unexpected(st.error());
         int sig = WSTOPSIG(*st);
         if ((*st >> 16) == PTRACE_EVENT_STOP) continue;
@@ -210,6 +266,7 @@ Status RemoteSyscall::run_code(uint64_t entry, uint64_t int3_end, uint64_t arg) 
         user_regs_struct now{};
         if (ptrace(PTRACE_GETREGS, pid, nullptr, &now) != 0)
             return errno_error(strfmt("get registers of task {}", pid));
+        in_signal_path_ = true;
         if (sig == SIGTRAP && now.rip == int3_end) return at_the_end_of_code();
         return make_error(
             EIO, strfmt("injected code in task {} got signal {} at {:x}", pid, sig, now.rip));
@@ -269,8 +326,11 @@ Status RemoteSyscall::finish() {
     // Back in a stop inside the kernel's signal path, the registers as they
     // were let the kernel itself restart the syscall, or end it with EINTR for
     // a handler that runs first; failing that, the restart is done here.
+    // perf: a task stopped there already (the last call a step, the last run
+    // an int3) is not stopped once more; one in group-stop goes the old way.
     user_regs_struct regs = saved_regs_;
-    if (calls_ > 0 && restart_fixup(regs).orig_rax != regs.orig_rax) {
+    if (calls_ > 0 && restart_fixup(regs).orig_rax != regs.orig_rax &&
+        !(in_signal_path_ && step_ && !task_.was_stopped())) {
         auto back = back_to_signal_stop();
         if (!back) {
             log_error("checkpoint: %s; the syscall is restarted by hand",
@@ -301,9 +361,12 @@ Status RemoteSyscall::back_to_signal_stop(int sig) {
     for (int foreign = 0; foreign < kMaxForeignStops; ++foreign, sig = 0) {
         if (ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(uintptr_t(sig))) != 0)
             return errno_error(strfmt("resume task {} into its signal path", pid));
-        auto st = task_.wait_stop();
+        auto st = wait_stop();
         if (!st) return std::unexpected(st.error());
-        if ((*st >> 16) == PTRACE_EVENT_STOP) return {};
+        if ((*st >> 16) == PTRACE_EVENT_STOP) {
+            in_signal_path_ = true;
+            return {};
+        }
         if ((*st >> 16) == 0 && WSTOPSIG(*st) == SIGSTOP) {
             task_.note_swallowed_stop();
             continue;

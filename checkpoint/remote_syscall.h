@@ -7,7 +7,8 @@
 // written; if there is no vdso, two bytes at rip are patched and put back);
 // set orig_rax = -1 so the kernel does not restart the syscall the task was
 // stopped in; step through syscall-enter and syscall-exit stops with
-// PTRACE_SYSCALL; read rax. finish() puts back the mask, the scratch bytes,
+// PTRACE_SYSCALL (or, where the task's SIGTRAP allows it, single-step over
+// the instruction: one stop, step_calls); read rax. finish() puts back the mask, the scratch bytes,
 // any patched text and the registers.
 //
 // Syscall restart: a task interrupted in pause/nanosleep/read sits in the
@@ -53,6 +54,19 @@ class RemoteSyscall {
     RemoteSyscall& operator=(const RemoteSyscall&) = delete;
     ~RemoteSyscall();  // finish() if not done; failure logged
 
+    // From now on each call single-steps over the `syscall` instruction: one
+    // stop (the SIGTRAP the kernel forces at the syscall's exit for a
+    // single-stepped task) instead of two (its entry and its exit). Only for
+    // a thread whose SIGTRAP the task neither catches nor ignores nor has
+    // pending, as the parasite's int3 needs (parasite.h sigtrap_in_use; the
+    // parasite turns it on where it runs): blocked, a forced SIGTRAP resets a
+    // caught or ignored one to SIG_DFL. One sent to the thread meanwhile
+    // merges into the step's and is handed back to the task, as at the
+    // int3. CRFS_REMOTE_SYSCALL_TWO_STOPS=1 in crfsd's environment: never
+    // (the old path).
+    void step_calls();
+    bool steps_calls() const { return step_; }
+
     // Runs syscall `nr`; returns its raw result (negative errno on failure).
     Result<int64_t> call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
                          uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
@@ -72,6 +86,8 @@ class RemoteSyscall {
     pid_t pid() const { return task_.pid(); }
     // How many syscalls and code runs were injected so far (tests, traces).
     int calls() const { return calls_; }
+    // How many ptrace stops the calls and code runs took (tests, traces).
+    int stops() const { return stops_; }
 
     // Address in the task of kScratchSize bytes usable as syscall output.
     uint64_t scratch() const { return scratch_; }
@@ -88,6 +104,8 @@ class RemoteSyscall {
     Status mem_io(uint64_t addr, void* buf, size_t len, bool write) const;
     Status back_to_signal_stop(int sig = 0);
     Status at_the_end_of_code();
+    Result<int64_t> step_call(long nr);
+    Result<int> wait_stop();
     FrozenTask& task_;
     user_regs_struct saved_regs_{};
     uint64_t saved_mask_ = 0;
@@ -97,7 +115,12 @@ class RemoteSyscall {
     uint64_t scratch_ = 0;
     char saved_scratch_[kScratchSize];
     bool active_ = false;
+    bool step_ = false;
+    // The last stop is in the kernel's signal path (the freeze's, an int3's or
+    // a step's SIGTRAP, back_to_signal_stop's), not at a syscall's exit.
+    bool in_signal_path_ = true;
     int calls_ = 0;
+    int stops_ = 0;
     // /proc/<pid>/mem, read-write, opened at first use and kept (perf: a
     // parasite's run read and wrote it ~5 times, an open each).
     mutable UniqueFd mem_;

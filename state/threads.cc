@@ -299,7 +299,7 @@ Result<ThreadCapture> capture_thread(pid_t pid, FrozenTask& t, uint64_t vdso_sta
     auto rs = RemoteSyscall::prepare(t, vdso_start, vdso_end);
     if (!rs) return std::unexpected(rs.error());
     // The parasite's batch and altstack in this thread: one stop in the main
-    // thread's area (five in one of its own) rather than 10
+    // thread's area (three in one of its own) rather than 10
     // (checkpoint/parasite.h); without executable memory, single syscalls.
     auto out = try_parasite_in(**rs, area, frozen);
     if (!out) return std::unexpected(out.error());

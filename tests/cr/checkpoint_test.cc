@@ -36,6 +36,7 @@
 #include "checkpoint/task_attrs.h"
 #include "common/image_reader.h"
 #include "common/io.h"
+#include "common/strfmt.h"
 #include "state/kind.h"
 #include "state/memory_dump.h"
 #include "state/mlockall.h"
@@ -454,22 +455,40 @@ Result<std::unique_ptr<RemoteSyscall>> prepare_remote(FrozenTask& t) {
     return RemoteSyscall::prepare(t, vs, ve);
 }
 
+// A child blocked in read() on a pipe; answer() writes "hello" into the pipe
+// and returns what the read gave: "bytes errno data".
+struct BlockedReader {
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    std::optional<Child> c;
+    BlockedReader() {
+        if (pipe(in) != 0 || pipe(out) != 0) abort();
+        c.emplace(
+            [this] {
+                char buf[16] = {};
+                ssize_t n = read(in[0], buf, sizeof buf);
+                char res[64];
+                int len = snprintf(res, sizeof res, "%zd %d %s", n, n < 0 ? errno : 0, buf);
+                if (write(out[1], res, size_t(len)) < 0) _exit(1);
+                _exit(0);
+            },
+            std::initializer_list<int>{in[0], out[1]});
+    }
+    ~BlockedReader() {
+        c.reset();
+        for (int fd : {in[0], in[1], out[0], out[1]}) close(fd);
+    }
+    pid_t pid() const { return c->pid(); }
+    std::string answer() {
+        if (write(in[1], "hello", 5) != 5) return "write failed";
+        char res[64] = {};
+        return read(out[0], res, sizeof res - 1) > 0 ? res : "no answer";
+    }
+};
+
 // Remote syscalls into a task blocked in read() on a pipe: afterwards the read
 // must restart and return the data written later, not -EINTR or -ERESTARTSYS.
 TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
-    int in[2], out[2];
-    ASSERT_EQ(pipe(in), 0);
-    ASSERT_EQ(pipe(out), 0);
-    Child c(
-        [&] {
-            char buf[16] = {};
-            ssize_t n = read(in[0], buf, sizeof buf);
-            char res[64];
-            int len = snprintf(res, sizeof res, "%zd %d %s", n, n < 0 ? errno : 0, buf);
-            if (write(out[1], res, size_t(len)) < 0) _exit(1);
-            _exit(0);
-        },
-        {in[0], out[1]});
+    BlockedReader c;
     ASSERT_TRUE(wait_state(c.pid(), 'S'));
     for (int round = 0; round < 3; ++round) {
         std::thread([&] {
@@ -484,10 +503,7 @@ TEST(RemoteSyscallTest, ReadOnAPipeRestarts) {
         }).join();
         expect_untouched(c.pid(), 'S');
     }
-    ASSERT_EQ(write(in[1], "hello", 5), 5);
-    char res[64] = {};
-    ASSERT_GT(read(out[0], res, sizeof res - 1), 0);
-    EXPECT_STREQ(res, "5 0 hello");
+    EXPECT_EQ(c.answer(), "5 0 hello");
 }
 
 void on_usr1(int) {}
@@ -578,6 +594,93 @@ std::string signal_sets(pid_t pid) {
         if (at != std::string::npos) out += st.substr(at, st.find('\n', at) - at + 1);
     }
     return out;
+}
+
+// A stepped call (RemoteSyscall::step_calls) takes one stop where one through
+// its entry and exit takes two, gives the same results, and leaves the task
+// in its signal path, so finish() stops it no more: a read() it was blocked
+// in restarts and returns the data written afterwards.
+TEST(RemoteSyscallTest, SteppedCallsTakeOneStopAndTheReadRestarts) {
+    BlockedReader c;
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    for (bool step : {false, true}) {
+        SCOPED_TRACE(step ? "stepped" : "entry and exit");
+        std::thread([&] {
+            auto t = FrozenTask::freeze(c.pid());
+            ASSERT_TRUE(t) << t.error().what;
+            auto rs = prepare_remote(**t);
+            ASSERT_TRUE(rs) << rs.error().what;
+            if (step) (*rs)->step_calls();
+            ASSERT_EQ((*rs)->steps_calls(), step);
+            const int per_call = step ? 1 : 2;
+            EXPECT_EQ((*rs)->call(SYS_getpid).value(), c.pid());
+            EXPECT_EQ((*rs)->stops(), per_call);
+            EXPECT_EQ((*rs)->call(SYS_close, uint64_t(-1)).value(), -EBADF);
+            EXPECT_EQ((*rs)->call(SYS_rt_sigaction, SIGTERM, 0, (*rs)->scratch(), 8).value(), 0);
+            EXPECT_EQ((*rs)->stops(), 3 * per_call);
+            ASSERT_TRUE((*rs)->finish());
+            // Two stops: one more into the signal path (back_to_signal_stop).
+            EXPECT_EQ((*rs)->stops(), 3 * per_call + (step ? 0 : 1));
+            ASSERT_TRUE((*t)->release());
+        }).join();
+        expect_untouched(c.pid(), 'S');
+    }
+    EXPECT_EQ(c.answer(), "5 0 hello");
+}
+
+// A SIGTRAP sent to the thread while crfs holds it, after the check that let
+// it step (the task blocks SIGTRAP, none pending), merges into a step's: it
+// is the task's afterwards, pending with its sender's siginfo, and the
+// call's result is the syscall's.
+TEST(RemoteSyscallTest, ASigtrapSentDuringSteppedCallsStaysTheTasks) {
+    int ready[2], out[2];
+    ASSERT_EQ(pipe(ready), 0);
+    ASSERT_EQ(pipe(out), 0);
+    Child c(
+        [&] {
+            sigset_t s;
+            sigemptyset(&s);
+            sigaddset(&s, SIGTRAP);
+            sigaddset(&s, SIGUSR1);
+            sigprocmask(SIG_BLOCK, &s, nullptr);
+            if (write(ready[1], "x", 1) != 1) _exit(1);
+            int sig = 0;
+            sigset_t usr1;
+            sigemptyset(&usr1);
+            sigaddset(&usr1, SIGUSR1);
+            sigwait(&usr1, &sig);
+            siginfo_t si{};
+            timespec zero{};
+            // The raw syscall: glibc's sigtimedwait shows SI_TKILL as SI_USER.
+            int got = int(syscall(SYS_rt_sigtimedwait, &s, &si, &zero, 8));
+            char res[64];
+            int len = snprintf(res, sizeof res, "%d %d %d", got, si.si_code, int(si.si_pid));
+            if (write(out[1], res, size_t(len)) < 0) _exit(1);
+            _exit(0);
+        },
+        {ready[1], out[1]});
+    ASSERT_TRUE(child_ready(ready, c.pid()));
+    std::thread([&] {
+        auto t = FrozenTask::freeze(c.pid());
+        ASSERT_TRUE(t) << t.error().what;
+        auto rs = prepare_remote(**t);
+        ASSERT_TRUE(rs) << rs.error().what;
+        (*rs)->step_calls();
+        ASSERT_TRUE((*rs)->steps_calls());
+        EXPECT_EQ((*rs)->call(SYS_getpid).value(), c.pid());
+        ASSERT_EQ(syscall(SYS_tgkill, c.pid(), c.pid(), SIGTRAP), 0);
+        EXPECT_EQ((*rs)->call(SYS_getpid).value(), c.pid());
+        EXPECT_EQ((*rs)->call(SYS_close, uint64_t(-1)).value(), -EBADF);
+        ASSERT_TRUE((*rs)->finish());
+        ASSERT_TRUE((*t)->release());
+    }).join();
+    expect_untouched(c.pid(), 'S');
+    ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
+    char res[64] = {};
+    ASSERT_GT(read(out[0], res, sizeof res - 1), 0);
+    EXPECT_EQ(std::string(res), strfmt("{} {} {}", int(SIGTRAP), int(SI_TKILL), int(getpid())));
+    close(out[0]);
+    close(out[1]);
 }
 
 // The parasite ends in int3, whose forced SIGTRAP, blocked as every signal is
@@ -965,7 +1068,7 @@ TEST(RemoteSyscallTest, MlockallFromParasiteAreaAsProbe) {
                 ASSERT_TRUE(rs) << rs.error().what;
                 std::optional<uint32_t> from_area;
                 uint64_t at = 0;
-                auto o = run_parasite(**rs, [&](uint64_t area) -> Status {
+                auto o = run_parasite(**rs, [&](uint64_t area, const ParasiteOutput&) -> Status {
                     at = area;
                     auto f = state::mlockall_of_area(c.pid(), area);
                     if (!f) return std::unexpected(f.error());

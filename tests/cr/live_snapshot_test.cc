@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -433,6 +434,73 @@ TEST(LiveSnapshot, RseqAreasAreSavedWhileFrozenAndHoldTheFreeze) {
             }
         EXPECT_TRUE(found) << "the main thread's TLS is not in the image";
     }
+}
+
+// The task's voluntary context switches so far: one per ptrace stop of a
+// task asleep in pause() (each stop puts it to sleep).
+uint64_t switches_of(pid_t pid) {
+    std::string st = read_proc(pid, "status").value();
+    size_t at = st.find("voluntary_ctxt_switches:");
+    EXPECT_NE(at, std::string::npos);
+    return std::strtoull(st.c_str() + at + 24, nullptr, 10);
+}
+
+// The live snapshot's userfaultfd made in the parasite's batch (checkpoint.cc)
+// and the remote syscalls stepped (RemoteSyscall::step_calls) stop the task
+// fewer times, and it holds the same fds as before the checkpoint: the
+// task's copy of the userfaultfd is closed either way.
+TEST(LiveSnapshot, UffdInTheParasitesBatchAndSteppedCallsStopTheTaskLess) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    Task t([](char* r) {
+        g_flags = reinterpret_cast<volatile uint64_t*>(r);
+        g_flags[0] = 1;
+        for (;;) pause();
+    });
+    ASSERT_TRUE(wait_for([&] {
+        auto st = read_task_stat(t.pid);
+        return peek(t.pid, t.region) == 1 && st && st->state == 'S';
+    }));
+    auto fds = [&] {
+        std::vector<std::string> out;
+        for (const auto& e : std::filesystem::directory_iterator(proc_path(t.pid, "fd")))
+            out.push_back(e.path().filename().string() + " " +
+                          std::filesystem::read_symlink(e.path()).string());
+        std::sort(out.begin(), out.end());
+        return out;
+    };
+    const auto fds_before = fds();
+    struct Path {
+        const char* name;
+        bool two_stops, own_call;
+    };
+    std::vector<uint64_t> stops;
+    for (Path p : {Path{"as before", true, true}, Path{"stepped", false, true},
+                   Path{"stepped, uffd in the batch", false, false}}) {
+        SCOPED_TRACE(p.name);
+        std::optional<ScopedEnv> two, own;
+        if (p.two_stops) two.emplace("CRFS_REMOTE_SYSCALL_TWO_STOPS", "1");
+        if (p.own_call) own.emplace("CRFS_UFFD_OWN_CALL", "1");
+        const uint64_t before = switches_of(t.pid);
+        auto img = checkpoint_task_live(t.pid, t.starttime());
+        ASSERT_TRUE(img) << img.error().what;
+        ASSERT_TRUE((*img)->live()) << "memory was copied while frozen";
+        ASSERT_TRUE(wait_for([&] { return read_task_stat(t.pid).value().state == 'S'; }));
+        stops.push_back(switches_of(t.pid) - before);
+        EXPECT_EQ(fds(), fds_before) << "the task holds other fds while the image lives";
+        std::string bytes;
+        auto dec = stream_all(std::move(*img), bytes);
+        ASSERT_TRUE(dec) << dec.error().what;
+        EXPECT_EQ(fds(), fds_before);
+    }
+    ASSERT_EQ(stops.size(), 3u);
+    // Fewer stops each: the mmap's and the munmap's (one each, not two), the
+    // stop back into the signal path; then the userfaultfd's own run.
+    EXPECT_GT(stops[0], stops[1]) << stops[0] << " " << stops[1];
+    EXPECT_GT(stops[1], stops[2]) << stops[1] << " " << stops[2];
+    std::printf(
+        "task stops per live checkpoint: %llu as before, %llu stepped, %llu with the "
+        "uffd in the batch\n",
+        (unsigned long long)stops[0], (unsigned long long)stops[1], (unsigned long long)stops[2]);
 }
 
 // A thread's stack (8 MiB: protected ahead) takes the scratch of the remote
