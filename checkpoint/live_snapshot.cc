@@ -273,10 +273,6 @@ Status protect_spans(int uffd, const Spans& spans) {
     return {};
 }
 
-}  // namespace
-
-namespace {
-
 // A call in the task: in the parasite's area where it is mapped (perf: one
 // stop per call where a remote syscall's path through entry and exit takes two).
 Result<int64_t> call_in_task(RemoteSyscall& rs, const ParasiteArea* area, long nr, uint64_t a1) {

@@ -226,15 +226,9 @@ Result<int64_t> RemoteSyscall::step_call(long nr) {
             return make_error(EIO, strfmt("remote syscall {} in task {} got signal {} at {:x}", nr,
                                           pid, sig, now.rip));
         in_signal_path_ = true;
-        siginfo_t si{};
-        if (ptrace(PTRACE_GETSIGINFO, pid, nullptr, &si) != 0)
-            return errno_error(strfmt("signal information of task {}", pid));
         // A SIGTRAP sent to the thread merged into the step's: the task's,
-        // handed back as at the int3 (at_the_end_of_code).
-        if (si.si_code != TRAP_BRKPT) {
-            if (auto r = block_all(pid); !r) return std::unexpected(r.error());
-            if (auto r = back_to_signal_stop(SIGTRAP); !r) return std::unexpected(r.error());
-        }
+        // handed back as at the int3.
+        if (auto r = keep_sigtrap_unless(TRAP_BRKPT); !r) return std::unexpected(r.error());
         return int64_t(now.rax);
     }
     return make_error(EIO, strfmt("task {}: remote syscall {} kept being interrupted", pid, nr));
@@ -267,15 +261,16 @@ Status RemoteSyscall::run_code(uint64_t entry, uint64_t int3_end, uint64_t arg) 
         if (ptrace(PTRACE_GETREGS, pid, nullptr, &now) != 0)
             return errno_error(strfmt("get registers of task {}", pid));
         in_signal_path_ = true;
-        if (sig == SIGTRAP && now.rip == int3_end) return at_the_end_of_code();
+        if (sig == SIGTRAP && now.rip == int3_end) return keep_sigtrap_unless(SI_KERNEL);
         return make_error(
             EIO, strfmt("injected code in task {} got signal {} at {:x}", pid, sig, now.rip));
     }
     return make_error(EIO, strfmt("task {}: injected code kept being interrupted", pid));
 }
 
-Status RemoteSyscall::at_the_end_of_code() {
-    // The int3's SIGTRAP is forced by the kernel (si_code SI_KERNEL). A
+Status RemoteSyscall::keep_sigtrap_unless(int ours) {
+    // The int3's SIGTRAP is forced by the kernel (si_code SI_KERNEL; a step's
+    // TRAP_BRKPT: step_call), the `ours` of the stop just taken. A
     // SIGTRAP sent to this thread alone (tgkill) after parasite.h's check,
     // while every signal was blocked, was pending when the int3 fired: a
     // standard signal is queued once, so ours merged into it and this stop
@@ -289,7 +284,7 @@ Status RemoteSyscall::at_the_end_of_code() {
     siginfo_t si{};
     if (ptrace(PTRACE_GETSIGINFO, pid, nullptr, &si) != 0)
         return errno_error(strfmt("signal information of task {}", pid));
-    if (si.si_code == SI_KERNEL) return {};
+    if (si.si_code == ours) return {};
     if (auto r = block_all(pid); !r) return r;
     return back_to_signal_stop(SIGTRAP);
 }

@@ -103,7 +103,9 @@ class RemoteSyscall {
     explicit RemoteSyscall(FrozenTask& t) : task_(t) {}
     Status mem_io(uint64_t addr, void* buf, size_t len, bool write) const;
     Status back_to_signal_stop(int sig = 0);
-    Status at_the_end_of_code();
+    // At a stop of a forced SIGTRAP whose si_code is `ours`: one sent to the
+    // thread that merged into it handed back to the task.
+    Status keep_sigtrap_unless(int ours);
     Result<int64_t> step_call(long nr);
     Result<int> wait_stop();
     FrozenTask& task_;

@@ -455,6 +455,23 @@ Result<std::unique_ptr<RemoteSyscall>> prepare_remote(FrozenTask& t) {
     return RemoteSyscall::prepare(t, vs, ve);
 }
 
+// On a thread of its own (ptrace is per thread): freezes `pid`, prepares
+// remote syscalls and gives them to `then`; then puts the task back (finish),
+// gives them to `after` if set, and releases it.
+void with_remote(pid_t pid, const std::function<void(RemoteSyscall&)>& then,
+                 const std::function<void(RemoteSyscall&)>& after = {}) {
+    std::thread([&] {
+        auto t = FrozenTask::freeze(pid);
+        ASSERT_TRUE(t) << t.error().what;
+        auto rs = prepare_remote(**t);
+        ASSERT_TRUE(rs) << rs.error().what;
+        then(**rs);
+        ASSERT_TRUE((*rs)->finish());
+        if (after) after(**rs);
+        ASSERT_TRUE((*t)->release());
+    }).join();
+}
+
 // A child blocked in read() on a pipe; answer() writes "hello" into the pipe
 // and returns what the read gave: "bytes errno data".
 struct BlockedReader {
@@ -605,24 +622,22 @@ TEST(RemoteSyscallTest, SteppedCallsTakeOneStopAndTheReadRestarts) {
     ASSERT_TRUE(wait_state(c.pid(), 'S'));
     for (bool step : {false, true}) {
         SCOPED_TRACE(step ? "stepped" : "entry and exit");
-        std::thread([&] {
-            auto t = FrozenTask::freeze(c.pid());
-            ASSERT_TRUE(t) << t.error().what;
-            auto rs = prepare_remote(**t);
-            ASSERT_TRUE(rs) << rs.error().what;
-            if (step) (*rs)->step_calls();
-            ASSERT_EQ((*rs)->steps_calls(), step);
-            const int per_call = step ? 1 : 2;
-            EXPECT_EQ((*rs)->call(SYS_getpid).value(), c.pid());
-            EXPECT_EQ((*rs)->stops(), per_call);
-            EXPECT_EQ((*rs)->call(SYS_close, uint64_t(-1)).value(), -EBADF);
-            EXPECT_EQ((*rs)->call(SYS_rt_sigaction, SIGTERM, 0, (*rs)->scratch(), 8).value(), 0);
-            EXPECT_EQ((*rs)->stops(), 3 * per_call);
-            ASSERT_TRUE((*rs)->finish());
-            // Two stops: one more into the signal path (back_to_signal_stop).
-            EXPECT_EQ((*rs)->stops(), 3 * per_call + (step ? 0 : 1));
-            ASSERT_TRUE((*t)->release());
-        }).join();
+        const int per_call = step ? 1 : 2;
+        with_remote(
+            c.pid(),
+            [&](RemoteSyscall& rs) {
+                if (step) rs.step_calls();
+                ASSERT_EQ(rs.steps_calls(), step);
+                EXPECT_EQ(rs.call(SYS_getpid).value(), c.pid());
+                EXPECT_EQ(rs.stops(), per_call);
+                EXPECT_EQ(rs.call(SYS_close, uint64_t(-1)).value(), -EBADF);
+                EXPECT_EQ(rs.call(SYS_rt_sigaction, SIGTERM, 0, rs.scratch(), 8).value(), 0);
+                EXPECT_EQ(rs.stops(), 3 * per_call);
+            },
+            [&](RemoteSyscall& rs) {
+                // Two stops: one more into the signal path (back_to_signal_stop).
+                EXPECT_EQ(rs.stops(), 3 * per_call + (step ? 0 : 1));
+            });
         expect_untouched(c.pid(), 'S');
     }
     EXPECT_EQ(c.answer(), "5 0 hello");
@@ -660,20 +675,14 @@ TEST(RemoteSyscallTest, ASigtrapSentDuringSteppedCallsStaysTheTasks) {
         },
         {ready[1], out[1]});
     ASSERT_TRUE(child_ready(ready, c.pid()));
-    std::thread([&] {
-        auto t = FrozenTask::freeze(c.pid());
-        ASSERT_TRUE(t) << t.error().what;
-        auto rs = prepare_remote(**t);
-        ASSERT_TRUE(rs) << rs.error().what;
-        (*rs)->step_calls();
-        ASSERT_TRUE((*rs)->steps_calls());
-        EXPECT_EQ((*rs)->call(SYS_getpid).value(), c.pid());
+    with_remote(c.pid(), [&](RemoteSyscall& rs) {
+        rs.step_calls();
+        ASSERT_TRUE(rs.steps_calls());
+        EXPECT_EQ(rs.call(SYS_getpid).value(), c.pid());
         ASSERT_EQ(syscall(SYS_tgkill, c.pid(), c.pid(), SIGTRAP), 0);
-        EXPECT_EQ((*rs)->call(SYS_getpid).value(), c.pid());
-        EXPECT_EQ((*rs)->call(SYS_close, uint64_t(-1)).value(), -EBADF);
-        ASSERT_TRUE((*rs)->finish());
-        ASSERT_TRUE((*t)->release());
-    }).join();
+        EXPECT_EQ(rs.call(SYS_getpid).value(), c.pid());
+        EXPECT_EQ(rs.call(SYS_close, uint64_t(-1)).value(), -EBADF);
+    });
     expect_untouched(c.pid(), 'S');
     ASSERT_EQ(kill(c.pid(), SIGUSR1), 0);
     char res[64] = {};
