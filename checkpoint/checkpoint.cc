@@ -77,6 +77,9 @@ class PhaseTrace {
                  (unsigned long long)((now - last_) / 1000), (unsigned long long)(now / 1000));
         last_ = now;
     }
+    void note(const std::string& what) {
+        if (on_) log_info("checkpoint: %s", what.c_str());
+    }
 
   private:
     bool on_;
@@ -714,8 +717,10 @@ uint64_t protect_ahead_min_bytes() {
 // it by then, or whose pid was reused, is let go unprotected when `out` goes.
 // Nothing is listed with a bound of 2^50 bytes or more (a smaller huge bound
 // lists the tree and reads each status, protecting nothing).
+// `copied`: the memory (RSS) of those listed that a tree copies while frozen
+// (below live_member_min_bytes), what its arena is warmed with.
 Status protect_tree_ahead(pid_t root, std::vector<pid_t> root_kids,
-                          std::vector<std::unique_ptr<ProtectAhead>>& out) {
+                          std::vector<std::unique_ptr<ProtectAhead>>& out, uint64_t& copied) {
     const uint64_t min = protect_ahead_min_bytes();
     if (min >= uint64_t(1) << 50) return {};
     constexpr size_t kMaxListed = 4096;  // a hint: past this, the rest protected while frozen
@@ -725,7 +730,10 @@ Status protect_tree_ahead(pid_t root, std::vector<pid_t> root_kids,
         auto kids =
             i == 0 ? Result<std::vector<pid_t>>(std::move(root_kids)) : state::list_children(p);
         if (kids) todo.insert(todo.end(), kids->begin(), kids->end());
-        auto a = ProtectAhead::start(p, min);
+        auto status = read_status(p);
+        if (!status) continue;  // gone: the freeze says so if it matters
+        if (status->rss_bytes < live_member_min_bytes()) copied += status->rss_bytes;
+        auto a = ProtectAhead::start(p, *status, min);
         if (!a) return std::unexpected(a.error());
         if (*a) out.push_back(std::move(*a));
     }
@@ -750,17 +758,30 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     // members draw from the arena instead: one that gained a child by the
     // freeze leaves it unused. And of a process or a tree, the memory of each
     // process holding enough is write-protected now (protect_tree_ahead).
+    // A tree's arena (see below) is warmed now for the memory its listed
+    // members below live_member_min_bytes hold, while it is frozen and
+    // captured (PageArena::warm). CRFS_TREE_ARENA_COLD=1 in crfsd's
+    // environment: not warmed, the copy faults it in (the old path).
     std::optional<PageBuffer> spare;
     std::vector<std::unique_ptr<ProtectAhead>> aheads;
+    std::shared_ptr<PageArena> warmed;
     if (live && !track) {
         auto kids = state::list_children(pid);
         if (kids && kids->empty()) {
             if (auto r = spare.emplace().reserve(1 << 20); !r) return std::unexpected(r.error());
         }
-        if (auto r =
-                protect_tree_ahead(pid, kids ? std::move(*kids) : std::vector<pid_t>{}, aheads);
+        const bool tree_ahead = kids && !kids->empty();
+        uint64_t copied = 0;
+        if (auto r = protect_tree_ahead(pid, kids ? std::move(*kids) : std::vector<pid_t>{}, aheads,
+                                        copied);
             !r)
             return std::unexpected(r.error());
+        if (tree_ahead && copied && !getenv("CRFS_TREE_PAGE_BUFFERS") &&
+            !getenv("CRFS_TREE_ARENA_COLD")) {
+            warmed = std::make_shared<PageArena>();
+            if (warmed->warm(copied))
+                trace.note(strfmt("arena warmed ahead: {} KiB", copied >> 10));
+        }
     }
     trace.mark(aheads.empty() ? "buffer before the freeze" : "buffer, memory protected ahead");
     auto tree = FrozenTree::freeze(pid, &tracers);
@@ -793,7 +814,8 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     // crfsd's environment: a buffer of its own per member, pre-faulted (the old path).
     std::shared_ptr<PageArena> arena;
     if (members.size() > 1 && !track && !getenv("CRFS_TREE_PAGE_BUFFERS"))
-        arena = std::make_shared<PageArena>();
+        arena = warmed ? std::move(warmed) : std::make_shared<PageArena>();
+    warmed.reset();  // not a tree after all: the warming stops
     // live: which members are snapshotted live (see live_member_min_bytes).
     std::vector<char> live_at(members.size());
     for (size_t i = 0; i < members.size(); ++i)

@@ -539,19 +539,19 @@ ProtectAhead::~ProtectAhead() {
     (void)take();  // the uffd closed: the kernel drops every protection, wakes any waiter
 }
 
-Result<std::unique_ptr<ProtectAhead>> ProtectAhead::start(pid_t pid, uint64_t min_bytes) {
-    auto status = read_status(pid);
-    if (!status || status->rss_bytes < min_bytes) return nullptr;
+Result<std::unique_ptr<ProtectAhead>> ProtectAhead::start(pid_t pid, const ProcStatus& status,
+                                                          uint64_t min_bytes) {
+    if (status.rss_bytes < min_bytes) return nullptr;
     auto skip = [&](std::string_view why) {
         log_info("checkpoint %d: not protected ahead of the freeze: %.*s", pid, int(why.size()),
                  why.data());
         return nullptr;
     };
-    if (status->seccomp != 0) return skip("a seccomp filter");
+    if (status.seccomp != 0) return skip("a seccomp filter");
     // Without CAP_SYS_PTRACE a task gets no userfaultfd that handles kernel
     // faults (take_task_uffd; unless vm.unprivileged_userfaultfd is set):
     // its memory is copied while frozen, and the stop would be for nothing.
-    if (!(status->cap_eff >> 19 & 1)) return nullptr;
+    if (!(status.cap_eff >> 19 & 1)) return nullptr;
     // A zombie main thread (its other threads run on) or one in D state would
     // hold this stop to its bound; the freeze proper says what it is.
     auto stat = read_stat(pid);

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "checkpoint/image_sink.h"
+#include "common/procfs.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "crfs/image_format.h"
@@ -105,8 +106,10 @@ class ProtectAhead {
     // for the task, it could not be stopped): the checkpoint protects while
     // frozen, as without it. An error when the task could not be put back as
     // it was after the injected syscalls (the checkpoint fails, as it would
-    // while frozen). `min_bytes`: the RSS from which it is tried.
-    static Result<std::unique_ptr<ProtectAhead>> start(pid_t pid, uint64_t min_bytes);
+    // while frozen). `min_bytes`: the RSS from which it is tried; `status`:
+    // the task's, read just before by the caller.
+    static Result<std::unique_ptr<ProtectAhead>> start(pid_t pid, const ProcStatus& status,
+                                                       uint64_t min_bytes);
     ~ProtectAhead();  // stops answering, closes the uffd: every protection dropped
     ProtectAhead(const ProtectAhead&) = delete;
     ProtectAhead& operator=(const ProtectAhead&) = delete;

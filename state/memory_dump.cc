@@ -94,7 +94,37 @@ bool is_zero_page(const char* page) {
 PageArena::PageArena(size_t chunk) : chunk_((chunk + kHugePage - 1) & ~(kHugePage - 1)) {}
 
 PageArena::~PageArena() {
+    if (warming_) warming_->stop = true;
+    if (warmer_.joinable()) warmer_.detach();
     for (auto [p, n] : chunks_) munmap(p, n);
+}
+
+bool PageArena::warm(size_t bytes) {
+    bytes = (bytes + kHugePage - 1) & ~(kHugePage - 1);
+    std::lock_guard lock(mu_);
+    if (!bytes || !chunks_.empty() || warm_chunk_) return false;
+    size_t n = std::max(chunk_, bytes);
+    char* p = map_huge_aligned(n);
+    if (!p) return false;
+    warm_chunk_ = std::shared_ptr<char>(p, [n](char* q) { munmap(q, n); });
+    warming_ = std::make_shared<Warming>();
+    at_ = p;
+    left_ = n;
+    warmer_ = std::thread([chunk = warm_chunk_, w = warming_, bytes] {
+        // The freeze and the captures go first; what is not warmed by the
+        // copy the copy faults in itself, as without.
+        run_when_idle();
+        size_t done = 0;
+        for (; done < bytes && !w->stop; done += kHugePage)
+            fault_in_by_writes(chunk.get() + done, kHugePage);
+        w->done = done;
+    });
+    return true;
+}
+
+size_t PageArena::warmed() {
+    if (warmer_.joinable()) warmer_.join();
+    return warming_ ? warming_->done : 0;
 }
 
 char* PageArena::take(size_t bytes) {

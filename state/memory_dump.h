@@ -16,12 +16,14 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -54,6 +56,11 @@ bool page_needed(image::VmaKind kind, uint64_t pme);
 // to 2 MiB, all of it faulted and zeroed: 2 MiB for a 1 MiB member).
 // Thread-safe: members are captured on several threads. Slices never overlap
 // and stay mapped as long as the arena (PageBuffer keeps it).
+// Except where warmed (warm): a tree whose small members' memory was known
+// before its freeze has that much faulted in by a thread of the arena's own
+// meanwhile (perf: fresh huge pages cost 3-4 ms per 64 MiB to fault in on the
+// development VM, 20-135 ms when the VM had handed them back to its host,
+// docs/performance.md "Session 43").
 class PageArena {
   public:
     // Chunks of `chunk` bytes (a multiple of 2 MiB); a larger slice gets a chunk of its own.
@@ -63,8 +70,27 @@ class PageArena {
     ~PageArena();
     // `bytes` (rounded up to whole pages) never handed out before; null if it cannot be mapped.
     char* take(size_t bytes);
+    // Before any take(): maps the first chunk now (at least `bytes`, rounded
+    // up to huge pages) and faults `bytes` of it in on a thread, at
+    // SCHED_IDLE, while the caller goes on. take() hands it out as before; a
+    // write there before the thread came to it faults as before (the thread's
+    // writes never change what a page holds). The destructor tells the thread
+    // to stop and does not wait for it: the thread holds the chunk, which is
+    // unmapped when the thread ends (within 2 MiB of work), so that a thread
+    // starved at SCHED_IDLE never holds up the checkpoint.
+    // False, nothing done, if a chunk is mapped already or the mapping fails.
+    bool warm(size_t bytes);
+    // Tests: the bytes the warming thread faulted in; waits for its end.
+    size_t warmed();
 
   private:
+    struct Warming {
+        std::atomic<bool> stop{false};
+        size_t done = 0;  // by the thread, before it ends
+    };
+    std::shared_ptr<Warming> warming_;
+    std::shared_ptr<char> warm_chunk_;  // unmapped once the arena and its thread let it go
+    std::thread warmer_;
     std::mutex mu_;
     std::vector<std::pair<char*, size_t>> chunks_;  // mapped, to unmap
     size_t chunk_;

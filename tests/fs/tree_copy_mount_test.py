@@ -23,10 +23,15 @@ bytes still hash to what they did.
   emptied the same tree checkpoints.
 - A reader that takes the image's first 64 KiB and goes away: every member
   is released and runs its handler, and the next checkpoint works.
+- The tree's arena is warmed before the freeze for what its members held
+  (PageArena::warm): the trace says how much, about their RssAnon, and the
+  tree restores with every byte; with CRFS_TREE_ARENA_COLD=1 it is not
+  warmed, and restores the same.
 
 usage: tree_copy_mount_test.py BUILD_DIR  (any unittest args after)
 """
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -89,6 +94,10 @@ class CopyUnderStream(TreeBase):
         # Every member copied while frozen (a python3 process holds more than
         # the 4 MiB that would snapshot it live).
         env = dict(os.environ, CRFS_TEST_COPY_FAIL=self.fault, CRFS_TREE_LIVE_MIN_KIB="1048576")
+        if "arena" in self._testMethodName:
+            env["CRFS_CHECKPOINT_TRACE"] = "1"
+        if "cold" in self._testMethodName:
+            env["CRFS_TREE_ARENA_COLD"] = "1"
         if "hold" in self._testMethodName:
             env["CRFS_TEST_COPY_HOLD"] = self.hold
         else:  # the members copied by three threads at once, in image order
@@ -163,6 +172,40 @@ class CopyUnderStream(TreeBase):
         self.pids += pids
         self.assertEqual(tree_of(proc.pid), pids)
         self.handlers_run(pids, out, "restored")
+
+    def warmed_and_restored(self):
+        """Checkpoints and restores the tree, every byte checked; the KiB the
+        trace says its arena was warmed with (None: not warmed), and the KiB
+        its members held just before."""
+        proc, pids, out = self.start_tree()
+        held = 0
+        for p in pids:
+            for line in read(f"/proc/{p}/status").splitlines():
+                if line.split(":")[0] in ("RssAnon", "RssShmem", "VmSwap"):
+                    held += int(line.split()[1])
+        img = self.checkpoint(proc.pid)
+        self.crfs.log.flush()
+        warmed = re.findall(r"arena warmed ahead: (\d+) KiB", read(self.crfs.log.name))
+        self.assertLessEqual(len(warmed), 1)
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(proc.pid))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.pids += pids
+        self.assertEqual(tree_of(proc.pid), pids)
+        self.handlers_run(pids, out, "restored")
+        return (int(warmed[0]) if warmed else None), held
+
+    def test_the_arena_warmed_ahead_keeps_every_members_bytes(self):
+        warmed, held = self.warmed_and_restored()
+        self.assertIsNotNone(warmed, "the arena was not warmed ahead")
+        self.assertGreaterEqual(warmed, (KIDS + 1) * 1024)  # their random MiB at least
+        # What they held when listed ahead of the freeze: python's own
+        # allocations may have moved a little since.
+        self.assertLess(abs(warmed - held), held // 4, (warmed, held))
+
+    def test_a_cold_arena_keeps_every_members_bytes_too(self):
+        warmed, _ = self.warmed_and_restored()
+        self.assertIsNone(warmed, "CRFS_TREE_ARENA_COLD=1: warmed all the same")
 
     def test_a_failed_copy_fails_the_read_and_leaves_the_tree_running(self):
         proc, pids, out = self.start_tree()

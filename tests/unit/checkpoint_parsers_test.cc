@@ -422,6 +422,32 @@ TEST(PageArenaTest, ChunksLieOnHugePagesAndAreNotFaultedInAhead) {
     EXPECT_EQ(in[0] & 1, 1);
 }
 
+// perf (session 43): an arena warmed ahead (a tree's, before its freeze) has
+// exactly the bytes asked faulted in, rounded up to huge pages, at the start
+// of its first chunk, which take() hands out as before.
+TEST(PageArenaTest, WarmedAheadItHasThatMuchFaultedInAndSlicesAsBefore) {
+    constexpr size_t kHuge = 2 << 20, kPage = 4096;
+    PageArena arena;
+    ASSERT_TRUE(arena.warm(2 * kHuge + 1));  // three huge pages
+    char* first = arena.take(3 << 20);
+    ASSERT_NE(first, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % kHuge, 0u);
+    std::memset(first, 'a', 3 << 20);  // written while (or after) the thread faults it in
+    EXPECT_EQ(arena.warmed(), 3 * kHuge);
+    std::vector<unsigned char> in(4 * kHuge / kPage);
+    ASSERT_EQ(mincore(first, 4 * kHuge, in.data()), 0);
+    for (size_t i = 0; i < in.size(); ++i)
+        EXPECT_EQ(in[i] & 1, i < 3 * kHuge / kPage ? 1 : 0) << "page " << i;
+    EXPECT_EQ(std::string(first, 3 << 20), std::string(3 << 20, 'a'));  // the fault-in kept it
+    char* next = arena.take(1 << 20);
+    EXPECT_EQ(next, first + (3 << 20));
+    // Warmed once, before any take: later calls change nothing.
+    EXPECT_FALSE(arena.warm(16 << 20));
+    EXPECT_EQ(arena.take(4096), next + (1 << 20));
+    ASSERT_EQ(mincore(first + 4 * kHuge, kPage, in.data()), 0);
+    EXPECT_EQ(in[0] & 1, 0);
+}
+
 TEST(PageBufferTest, DrawnFromAnArenaItKeepsItsBytesWhenItOutgrowsItsSlice) {
     auto arena = std::make_shared<PageArena>();
     PageBuffer a, b;
