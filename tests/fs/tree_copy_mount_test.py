@@ -137,6 +137,16 @@ class CopyUnderStream(TreeBase):
         self.assertEqual(sorted(read(out).split("\n")[:-1]), sorted(f"{p} True" for p in pids),
                          what)
 
+    def restored_whole(self, proc, pids, out, img):
+        """The tree killed and restored from img: the same pids, and every
+        member's bytes as they were."""
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(proc.pid))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.pids += pids
+        self.assertEqual(tree_of(proc.pid), pids)
+        self.handlers_run(pids, out, "restored")
+
     def test_hold_bytes_go_out_while_the_tree_is_frozen_and_stats_come_last(self):
         proc, pids, out = self.start_tree()
         img = os.path.join(self.dir, "tree.img")
@@ -166,12 +176,7 @@ class CopyUnderStream(TreeBase):
             self.assertGreaterEqual(st["total_ns"], st["frozen_ns"], p)
             self.assertGreaterEqual(st["pages_copied"], 256, p)  # its 1 MiB at least
 
-        self.kill_all(proc, pids)
-        r = self.restore(img, str(proc.pid))
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.pids += pids
-        self.assertEqual(tree_of(proc.pid), pids)
-        self.handlers_run(pids, out, "restored")
+        self.restored_whole(proc, pids, out, img)
 
     def warmed_and_restored(self):
         """Checkpoints and restores the tree, every byte checked; the KiB the
@@ -187,12 +192,7 @@ class CopyUnderStream(TreeBase):
         self.crfs.log.flush()
         warmed = re.findall(r"arena warmed ahead: (\d+) KiB", read(self.crfs.log.name))
         self.assertLessEqual(len(warmed), 1)
-        self.kill_all(proc, pids)
-        r = self.restore(img, str(proc.pid))
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.pids += pids
-        self.assertEqual(tree_of(proc.pid), pids)
-        self.handlers_run(pids, out, "restored")
+        self.restored_whole(proc, pids, out, img)
         return (int(warmed[0]) if warmed else None), held
 
     def test_the_arena_warmed_ahead_keeps_every_members_bytes(self):
