@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -110,7 +111,7 @@ bool PageArena::warm(size_t bytes) {
     warming_ = std::make_shared<Warming>();
     at_ = p;
     left_ = n;
-    warmer_ = std::thread([chunk = warm_chunk_, w = warming_, bytes] {
+    auto warming = [chunk = warm_chunk_, w = warming_, bytes] {
         // The freeze and the captures go first; what is not warmed by the
         // copy the copy faults in itself, as without.
         run_when_idle();
@@ -118,7 +119,14 @@ bool PageArena::warm(size_t bytes) {
         for (; done < bytes && !w->stop; done += kHugePage)
             fault_in_by_writes(chunk.get() + done, kHugePage);
         w->done = done;
-    });
+    };
+    try {
+        warmer_ = std::thread(warming);
+    } catch (const std::system_error&) {
+        // No thread (the caller at its RLIMIT_NPROC, say): the chunk is the
+        // first, not warmed, and the copy faults it in, as without.
+        return false;
+    }
     return true;
 }
 

@@ -78,7 +78,8 @@ class PageArena {
     // to stop and does not wait for it: the thread holds the chunk, which is
     // unmapped when the thread ends (within 2 MiB of work), so that a thread
     // starved at SCHED_IDLE never holds up the checkpoint.
-    // False, nothing done, if a chunk is mapped already or the mapping fails.
+    // False, nothing done, if a chunk is mapped already or the mapping fails;
+    // false, the chunk mapped but not warmed, if no thread could be made.
     bool warm(size_t bytes);
     // Tests: the bytes the warming thread faulted in; waits for its end.
     size_t warmed();
