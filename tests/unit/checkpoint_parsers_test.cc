@@ -448,6 +448,36 @@ TEST(PageArenaTest, WarmedAheadItHasThatMuchFaultedInAndSlicesAsBefore) {
     EXPECT_EQ(in[0] & 1, 0);
 }
 
+// An arena that may not start its warming thread (a caller at its
+// RLIMIT_NPROC) says so and hands out its first chunk cold, as without.
+TEST(PageArenaTest, WithoutAThreadToWarmItItsChunkIsUsedCold) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to become nobody";
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        rlimit none{0, 0};
+        if (::setrlimit(RLIMIT_NPROC, &none) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+            ::setresuid(65534, 65534, 65534) != 0)
+            ::_exit(2);
+        try {  // the setup: no thread can start
+            std::thread([] {}).join();
+            ::_exit(3);
+        } catch (const std::system_error&) {
+        }
+        PageArena arena;
+        if (arena.warm(4 << 20)) ::_exit(4);
+        char* p = arena.take(3 << 20);
+        if (!p || reinterpret_cast<uintptr_t>(p) % (2 << 20) != 0) ::_exit(5);
+        std::memset(p, 'x', 3 << 20);
+        ::_exit(arena.warmed() != 0 || p[(3 << 20) - 1] != 'x' ? 6 : 0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "2: setup, 3: a thread started, 4: warm() said yes, "
+                                         "5: no first chunk, 6: warmed or lost bytes";
+}
+
 TEST(PageBufferTest, DrawnFromAnArenaItKeepsItsBytesWhenItOutgrowsItsSlice) {
     auto arena = std::make_shared<PageArena>();
     PageBuffer a, b;
