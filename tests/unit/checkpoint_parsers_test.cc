@@ -224,6 +224,20 @@ TEST(MapsTest, ALineLongerThanAMiBIsRefused) {
     EXPECT_NE(m.error().what.find("a line longer than 1 MiB"), std::string::npos) << m.error().what;
 }
 
+// In a forked child, as root: the child becomes nobody at RLIMIT_NPROC 0, so
+// that no thread can start (exits 2 if it cannot, 3 if a thread still starts).
+void become_nobody_who_may_start_no_thread() {
+    rlimit none{0, 0};
+    if (::setrlimit(RLIMIT_NPROC, &none) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0)
+        ::_exit(2);
+    try {
+        std::thread([] {}).join();
+        ::_exit(3);
+    } catch (const std::system_error&) {
+    }
+}
+
 // read_maps reads on without a thread when it may not start one (a caller
 // at its RLIMIT_NPROC): the same entries, not an error.
 TEST(MapsTest, ReadsOnWithoutAThreadWhenNoneCanStart) {
@@ -243,15 +257,7 @@ TEST(MapsTest, ReadsOnWithoutAThreadWhenNoneCanStart) {
     pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
-        rlimit none{0, 0};
-        if (::setrlimit(RLIMIT_NPROC, &none) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0)
-            ::_exit(2);
-        try {  // the setup: no thread can start
-            std::thread([] {}).join();
-            ::_exit(3);
-        } catch (const std::system_error&) {
-        }
+        become_nobody_who_may_start_no_thread();
         auto m = read_maps(path, 256 << 20);
         ::_exit(!m                                                 ? 4
                 : m->size() != 8000                                ? 5
@@ -455,15 +461,7 @@ TEST(PageArenaTest, WithoutAThreadToWarmItItsChunkIsUsedCold) {
     pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
-        rlimit none{0, 0};
-        if (::setrlimit(RLIMIT_NPROC, &none) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0)
-            ::_exit(2);
-        try {  // the setup: no thread can start
-            std::thread([] {}).join();
-            ::_exit(3);
-        } catch (const std::system_error&) {
-        }
+        become_nobody_who_may_start_no_thread();
         PageArena arena;
         if (arena.warm(4 << 20)) ::_exit(4);
         char* p = arena.take(3 << 20);
