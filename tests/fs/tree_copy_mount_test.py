@@ -24,8 +24,8 @@ bytes still hash to what they did.
 - A reader that takes the image's first 64 KiB and goes away: every member
   is released and runs its handler, and the next checkpoint works.
 - The tree's arena is warmed before the freeze for what its members held
-  (PageArena::warm): the trace says how much, about their RssAnon, and the
-  tree restores with every byte; with CRFS_TREE_ARENA_COLD=1 it is not
+  (PageArena::warm): the trace says how much, about their RssAnon + RssShmem
+  + VmSwap, and the tree restores with every byte; with CRFS_TREE_ARENA_COLD=1 it is not
   warmed, and restores the same.
 
 usage: tree_copy_mount_test.py BUILD_DIR  (any unittest args after)
