@@ -524,7 +524,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
                 return {};
             },
             *status_frozen, others.empty() && !makes_uffd ? nullptr : &area,
-            uffd_in_batch ? &make_uffd : nullptr);
+            uffd_in_batch ? &make_uffd : nullptr, maps.empty() ? 0 : maps.front().start);
         if (!out) return std::unexpected(out.error());
         if (fault) return make_error(EIO, strfmt("task {}: CRFS_TEST_CAPTURE_FAIL", pid));
         auto sig = read_signals(pid, *out, (*rs)->saved_sigmask());

@@ -220,8 +220,8 @@ std::optional<int64_t> also_result(const ParasiteOutput& o) {
 
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped,
                                     const ProcStatus* frozen, ParasiteArea* keep,
-                                    const ParasiteOutput::Call* also) {
-    auto o = try_parasite(rs, while_mapped, frozen, keep, also);
+                                    const ParasiteOutput::Call* also, uint64_t lowest) {
+    auto o = try_parasite(rs, while_mapped, frozen, keep, also, lowest);
     if (!o) return std::unexpected(o.error());
     if (!*o) return run_single_syscalls(rs);
     return **o;
@@ -275,6 +275,21 @@ Result<ParasiteOutput> run_in_area(RemoteSyscall& rs, uint64_t base, bool code_t
     return o;
 }
 
+// The area's mmap: right below `lowest` (run_parasite), else at the low
+// hint; its raw result.
+Result<int64_t> map_area(RemoteSyscall& rs, uint64_t lowest) {
+    constexpr uint64_t kProt = PROT_READ | PROT_WRITE | PROT_EXEC;
+    if (lowest >= kLowHint + kArea && !getenv("CRFS_PARASITE_LOW")) {
+        auto below = rs.call(SYS_mmap, lowest - kArea, kArea, kProt,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, ~uint64_t(0), 0);
+        // Not there (taken, under the floor, or a kernel without
+        // MAP_FIXED_NOREPLACE that took it as a hint): wherever it is, it is
+        // the task's, and first in smaps if below `lowest`.
+        if (!below || *below >= 0 || *below <= -4096) return below;
+    }
+    return rs.call(SYS_mmap, kLowHint, kArea, kProt, MAP_PRIVATE | MAP_ANONYMOUS, ~uint64_t(0), 0);
+}
+
 Status unmap_area(RemoteSyscall& rs, uint64_t base) {
     auto un = rs.call(SYS_munmap, base, kArea);
     if (!un) return std::unexpected(un.error());
@@ -296,16 +311,17 @@ Status ParasiteArea::unmap() {
 Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
                                                    const WhileMapped& while_mapped,
                                                    const ProcStatus* frozen, ParasiteArea* keep,
-                                                   const ParasiteOutput::Call* also) {
+                                                   const ParasiteOutput::Call* also,
+                                                   uint64_t lowest) {
     auto may = may_run_parasite(rs, frozen);
     if (!may) return std::unexpected(may.error());
     if (!*may) return std::nullopt;
     rs.step_calls();  // the same condition as the int3's
-    // The hint, raised to the lowest address mmap may give (vm.mmap_min_addr
-    // or the LSM's floor), is free in nearly every task: the area comes first
-    // in smaps, where while_mapped may read it.
-    auto addr = rs.call(SYS_mmap, kLowHint, kArea, PROT_READ | PROT_WRITE | PROT_EXEC,
-                        MAP_PRIVATE | MAP_ANONYMOUS, ~uint64_t(0), 0);
+    // Below the lowest mapping, or at the hint, raised to the lowest address
+    // mmap may give (vm.mmap_min_addr or the LSM's floor), which is free in
+    // nearly every task: the area comes first in smaps, where while_mapped
+    // may read it.
+    auto addr = map_area(rs, lowest);
     if (!addr) return std::unexpected(addr.error());
     if (*addr < 0 && *addr > -4096) return std::nullopt;  // e.g. no execmem allowed
     const uint64_t base = uint64_t(*addr);

@@ -19,9 +19,10 @@
 // stops it costs (docs/trees.md "Bench").
 //
 // It is mapped into the task with a remote mmap (an 8 KiB anonymous RWX area:
-// code page, then output page; hinted low, as state/mlockall.cc's probe page,
-// so that its smaps entry comes early), written through /proc/<pid>/mem, run with
-// PTRACE_CONT, read back and unmapped; the VMA layout is as before. The code
+// code page, then output page; right below the task's lowest mapping where
+// the caller knows it, else hinted low, as state/mlockall.cc's probe page:
+// either way its smaps entry comes first), written through /proc/<pid>/mem,
+// run with PTRACE_CONT, read back and unmapped; the VMA layout is as before. The code
 // lives in .rodata of crfs, is never executed in crfs itself, uses only
 // relative jumps and no stack.
 #pragma once
@@ -92,10 +93,21 @@ class ParasiteArea;
 // undo what it made. ParasiteAnswers never answers a kind's call from it. A
 // run that fails before `while_mapped` (the task killed, the code faulted)
 // may leave what it made in the task; the checkpoint fails with that error.
+// `lowest`: the start of the task's lowest mapping, as its maps read while
+// frozen say (0: not known). perf: the area is mapped right below it
+// (MAP_FIXED_NOREPLACE: never over anything), where the task's page tables
+// already reach, so its first write allocates no page-table pages and its
+// munmap frees none (nor flushes for them); at the low hint, nothing else
+// of the task is that low, so both did (this VM: a 64 x 1 MiB tree's
+// "members captured" 67 -> 52.5 ms, docs/performance.md "Session 45").
+// Where that spot cannot be had (taken, or under vm.mmap_min_addr), the
+// low hint as before, a stop more. CRFS_PARASITE_LOW=1 in crfsd's
+// environment: always the low hint (the old path).
 Result<ParasiteOutput> run_parasite(RemoteSyscall& rs, const WhileMapped& while_mapped = {},
                                     const ProcStatus* frozen = nullptr,
                                     ParasiteArea* keep = nullptr,
-                                    const ParasiteOutput::Call* also = nullptr);
+                                    const ParasiteOutput::Call* also = nullptr,
+                                    uint64_t lowest = 0);
 
 // The parasite's area kept mapped after the main thread's run, for the
 // task's other threads, which share its memory: each runs the code already
@@ -115,7 +127,8 @@ class ParasiteArea {
   private:
     friend Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall&, const WhileMapped&,
                                                               const ProcStatus*, ParasiteArea*,
-                                                              const ParasiteOutput::Call*);
+                                                              const ParasiteOutput::Call*,
+                                                              uint64_t);
     RemoteSyscall* rs_ = nullptr;  // of the thread that mapped it
     uint64_t base_ = 0;
 };
@@ -123,11 +136,10 @@ class ParasiteArea {
 // The parasite, or nothing where the task may not map executable memory or
 // catches, ignores or has pending SIGTRAP. `keep`: the area is not unmapped
 // after the run but kept there (for the other threads: try_parasite_in).
-Result<std::optional<ParasiteOutput>> try_parasite(RemoteSyscall& rs,
-                                                   const WhileMapped& while_mapped = {},
-                                                   const ProcStatus* frozen = nullptr,
-                                                   ParasiteArea* keep = nullptr,
-                                                   const ParasiteOutput::Call* also = nullptr);
+// `lowest`: as run_parasite's.
+Result<std::optional<ParasiteOutput>> try_parasite(
+    RemoteSyscall& rs, const WhileMapped& while_mapped = {}, const ProcStatus* frozen = nullptr,
+    ParasiteArea* keep = nullptr, const ParasiteOutput::Call* also = nullptr, uint64_t lowest = 0);
 
 // The same in another thread of the task, in `area` (the code is there
 // already) when it is mapped; else (null too) in an area of its own, as

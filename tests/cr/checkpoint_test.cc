@@ -1040,71 +1040,97 @@ TEST(RemoteSyscallTest, BatchesInTheParasiteArea) {
 
 // mlockall's flags read from the parasite's own area (checkpoint.cc) are the
 // ones the probe page of state/mlockall.cc reads, for each setting, whether
-// the area lies at its low hint or (that spot taken) where the kernel puts
-// it; and reading them there injects nothing beyond the parasite's three.
+// the area lies right below the task's lowest mapping (run_parasite's
+// `lowest`, as checkpoint.cc passes it), at its low hint, or (those spots
+// taken: the low one, or the one below a mapping that another one abuts)
+// where the kernel puts it; and reading them there injects nothing beyond
+// the parasite's three calls (four where the spot below was taken: the
+// mmap there fails, and the low hint's is made).
 TEST(RemoteSyscallTest, MlockallFromParasiteAreaAsProbe) {
-    for (bool taken : {false, true})
-        for (int flags : {0, MCL_FUTURE, MCL_FUTURE | MCL_ONFAULT}) {
-            SCOPED_TRACE(testing::Message() << "flags " << flags << " hint taken " << taken);
-            int ready[2];
-            ASSERT_EQ(pipe(ready), 0);
-            Child c(
-                [&] {
-                    // mlockall through syscall(): ASan's mlockall() is a no-op
-                    // (ASan CI: both answers 0). The spot the parasite's hint would get
-                    // (vm.mmap_min_addr, or the LSM's higher floor), taken.
-                    void* low = taken ? mmap(reinterpret_cast<void*>(4096), 4096, PROT_READ,
-                                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-                                      : nullptr;
-                    if (low == MAP_FAILED || (flags && syscall(SYS_mlockall, flags) != 0) ||
-                        write(ready[1], &low, sizeof low) != sizeof low)
-                        _exit(1);
-                    for (;;) pause();
-                },
-                {ready[1]});
-            close(ready[1]);
-            uint64_t low = 0;
-            ASSERT_EQ(read(ready[0], &low, sizeof low), ssize_t(sizeof low));  // 0: child died
-            close(ready[0]);
-            ASSERT_TRUE(wait_state(c.pid(), 'S'));
-            std::string maps_before = read_proc(c.pid(), "maps").value();
-            auto maps = parse_maps(maps_before).value();
-            ASSERT_FALSE(maps.empty());
-            std::thread([&] {
-                auto t = FrozenTask::freeze(c.pid());
-                ASSERT_TRUE(t) << t.error().what;
-                auto rs = prepare_remote(**t);
-                ASSERT_TRUE(rs) << rs.error().what;
-                std::optional<uint32_t> from_area;
-                uint64_t at = 0;
-                auto o = run_parasite(**rs, [&](uint64_t area, const ParasiteOutput&) -> Status {
-                    at = area;
-                    auto f = state::mlockall_of_area(c.pid(), area);
-                    if (!f) return std::unexpected(f.error());
-                    from_area = *f;
-                    return {};
-                });
-                ASSERT_TRUE(o) << o.error().what;
-                EXPECT_EQ((*rs)->calls(), 3) << "mmap, run, munmap";
-                // Not taken: below every area of the task (first in smaps).
-                EXPECT_EQ(at < maps.front().start, !taken);
-                if (taken) {
-                    EXPECT_NE(at, low);
-                }
-                auto probe =
-                    state::dump_mlockall(c.pid(), [&](long nr, const std::array<uint64_t, 6>& v) {
-                        return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
-                    });
-                ASSERT_TRUE(probe) << probe.error().what;
-                ASSERT_TRUE(from_area.has_value());
-                EXPECT_EQ(*from_area, uint32_t(flags));
-                EXPECT_EQ(*from_area, *probe);
-                ASSERT_TRUE((*rs)->finish());
-                ASSERT_TRUE((*t)->release());
-            }).join();
-            expect_untouched(c.pid(), 'S');
-            EXPECT_EQ(read_proc(c.pid(), "maps").value(), maps_before);
-        }
+    enum Place { kHint, kBelowLowest, kBelowAbutted };
+    for (Place place : {kHint, kBelowLowest, kBelowAbutted})
+        for (bool taken : {false, true})
+            for (int flags : {0, MCL_FUTURE, MCL_FUTURE | MCL_ONFAULT}) {
+                SCOPED_TRACE(testing::Message()
+                             << "place " << place << " flags " << flags << " hint taken " << taken);
+                int ready[2];
+                ASSERT_EQ(pipe(ready), 0);
+                Child c(
+                    [&] {
+                        // mlockall through syscall(): ASan's mlockall() is a no-op
+                        // (ASan CI: both answers 0). The spot the parasite's hint would get
+                        // (vm.mmap_min_addr, or the LSM's higher floor), taken.
+                        void* low = taken ? mmap(reinterpret_cast<void*>(4096), 4096, PROT_READ,
+                                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                                          : nullptr;
+                        if (low == MAP_FAILED || (flags && syscall(SYS_mlockall, flags) != 0) ||
+                            write(ready[1], &low, sizeof low) != sizeof low)
+                            _exit(1);
+                        for (;;) pause();
+                    },
+                    {ready[1]});
+                close(ready[1]);
+                uint64_t low = 0;
+                ASSERT_EQ(read(ready[0], &low, sizeof low), ssize_t(sizeof low));  // 0: child died
+                close(ready[0]);
+                ASSERT_TRUE(wait_state(c.pid(), 'S'));
+                std::string maps_before = read_proc(c.pid(), "maps").value();
+                auto maps = parse_maps(maps_before).value();
+                ASSERT_FALSE(maps.empty());
+                uint64_t lowest = 0;
+                if (place == kBelowLowest) lowest = maps.front().start;
+                if (place == kBelowAbutted)  // the program's own segments abut
+                    for (size_t i = 1; i < maps.size() && !lowest; ++i)
+                        if (maps[i].start < maps[i - 1].end + 8192) lowest = maps[i].start;
+                ASSERT_TRUE(place == kHint || lowest);
+                // Right below the lowest mapping; below the taken low spot,
+                // that is under vm.mmap_min_addr, which only a task with
+                // CAP_SYS_RAWIO may map: there or at the low hint.
+                const bool below = place == kBelowLowest && !taken;
+                const bool maybe_below = place == kBelowLowest && taken;
+                std::thread([&] {
+                    auto t = FrozenTask::freeze(c.pid());
+                    ASSERT_TRUE(t) << t.error().what;
+                    auto rs = prepare_remote(**t);
+                    ASSERT_TRUE(rs) << rs.error().what;
+                    std::optional<uint32_t> from_area;
+                    uint64_t at = 0;
+                    auto o = run_parasite(
+                        **rs,
+                        [&](uint64_t area, const ParasiteOutput&) -> Status {
+                            at = area;
+                            auto f = state::mlockall_of_area(c.pid(), area);
+                            if (!f) return std::unexpected(f.error());
+                            from_area = *f;
+                            return {};
+                        },
+                        nullptr, nullptr, nullptr, lowest);
+                    ASSERT_TRUE(o) << o.error().what;
+                    const bool was_below = at == lowest - 8192;
+                    if (below) {
+                        EXPECT_TRUE(was_below);
+                    }
+                    EXPECT_EQ((*rs)->calls(), place == kHint || was_below ? 3 : 4)
+                        << "mmap (the one below failed first), run, munmap";
+                    // Not taken: below every area of the task (first in smaps).
+                    EXPECT_EQ(at < maps.front().start, !taken || (maybe_below && was_below));
+                    if (taken) {
+                        EXPECT_NE(at, low);
+                    }
+                    auto probe = state::dump_mlockall(
+                        c.pid(), [&](long nr, const std::array<uint64_t, 6>& v) {
+                            return (*rs)->call(nr, v[0], v[1], v[2], v[3], v[4], v[5]);
+                        });
+                    ASSERT_TRUE(probe) << probe.error().what;
+                    ASSERT_TRUE(from_area.has_value());
+                    EXPECT_EQ(*from_area, uint32_t(flags));
+                    EXPECT_EQ(*from_area, *probe);
+                    ASSERT_TRUE((*rs)->finish());
+                    ASSERT_TRUE((*t)->release());
+                }).join();
+                expect_untouched(c.pid(), 'S');
+                EXPECT_EQ(read_proc(c.pid(), "maps").value(), maps_before);
+            }
 }
 
 TEST(RemoteSyscallTest, NanosleepRestartsAndEnds) {
