@@ -1,5 +1,6 @@
 #include "checkpoint/piped_image.h"
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,9 +26,21 @@ namespace {
 // on its first reads). A window serves only bytes its own stream wrote into
 // it (fill_to before every serve), so what a kept one still holds of an
 // earlier image never reaches a reader.
+// perf: each window is a mapping of its own, MADV_DONTFORK. A restore
+// clones its processes from the daemon (state/tree_restore.cc): a kept
+// window was 4 MiB of every clone's copy, its page tables copied at the
+// clone and unmapped again by the clone's blob (a 64 x 1 MiB tree: 1,024
+// page-table entries, 64 times; docs/performance.md "Session 45").
+// MAP_NORESERVE too: its bytes are always written, so there is nothing to
+// reserve, and smaps tells a window by it ("nr" beside "dc" in VmFlags:
+// tests/fs/small_restore_mount_test.py, which checks that a restore leaves
+// no other mapping of the daemon marked).
+// CRFS_WINDOW_FORKED=1 in crfsd's environment: copied (the old path).
 class WindowPool {
   public:
-    std::unique_ptr<char[]> take() {
+    using Window = PipedImage::Window;
+    // Null if it cannot be mapped.
+    Window take() {
         {
             std::lock_guard lock(mu_);
             if (!kept_.empty()) {
@@ -36,11 +49,15 @@ class WindowPool {
                 return w;
             }
         }
-        // Not zeroed: a pass over 4 MiB of fresh memory per handle, for bytes
-        // that are always written before they are served.
-        return std::make_unique_for_overwrite<char[]>(PipedImage::kWindow);
+        // Not zeroed by a pass of ours: bytes are always written before they are served.
+        void* p = mmap(nullptr, PipedImage::kWindow, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) return nullptr;
+        static const bool forked = getenv("CRFS_WINDOW_FORKED") != nullptr;
+        if (!forked) (void)madvise(p, PipedImage::kWindow, MADV_DONTFORK);  // else copied
+        return Window(static_cast<char*>(p));
     }
-    void give(std::unique_ptr<char[]> w) {
+    void give(Window w) {
         std::lock_guard lock(mu_);
         if (w && kept_.size() < kKept) kept_.push_back(std::move(w));
     }
@@ -48,7 +65,7 @@ class WindowPool {
   private:
     static constexpr size_t kKept = 4;  // at most 16 MiB kept
     std::mutex mu_;
-    std::vector<std::unique_ptr<char[]>> kept_;
+    std::vector<Window> kept_;
 };
 
 WindowPool& windows() {
@@ -133,8 +150,13 @@ Error PipedImage::ended(int err) const {
                              err ? ": " : " (worker gone)", err ? std::strerror(err) : "")};
 }
 
+void PipedImage::WindowUnmap::operator()(char* p) const {
+    munmap(p, kWindow);
+}
+
 Status PipedImage::fill_to(uint64_t keep_from, uint64_t end) const {
     if (!window_) window_ = windows().take();
+    if (!window_) return errno_error("mmap of the image's 4 MiB window");
     while (taken_ < end && (size_ == 0 || taken_ < size_)) {
         if (failed_) return std::unexpected(*failed_);
         if (pipes_.empty())

@@ -39,6 +39,11 @@ namespace crfs {
 class PipedImage : public Snapshot {
   public:
     static constexpr size_t kWindow = 4 << 20;
+    // A window: a mapping of its own, MADV_DONTFORK (piped_image.cc WindowPool).
+    struct WindowUnmap {
+        void operator()(char* p) const;
+    };
+    using Window = std::unique_ptr<char, WindowUnmap>;
 
     // `pipes`: the read ends, a pipe per stripe; `worker`: the writer, reaped
     // on destruction (closing the pipes first makes it stop with EPIPE); `size`: the image's
@@ -98,7 +103,7 @@ class PipedImage : public Snapshot {
     mutable std::shared_ptr<PidLock> hold_;
     std::function<void()> reaped_;
     mutable std::vector<UniqueFd> pipes_;     // closed at the end of the image or on an error
-    mutable std::unique_ptr<char[]> window_;  // ring: stream byte b at window_[b % kWindow]
+    mutable Window window_;                   // ring: stream byte b at window_[b % kWindow]
     mutable uint64_t taken_ = 0;              // stream bytes taken from the pipe so far
     bool keep_worker_off_ = false;            // worker_copies, and its CPUs known
     cpu_set_t worker_cpus_;                   // the worker's CPUs as spawned

@@ -6,7 +6,9 @@ tasks: where a 1 MiB restore's time goes"), kept exact:
   request buffers out (MADV_DONTFORK for the clone only, restore.cc
   clone_task): restores made at once from several writers, beside a
   checkpoint, each restore a task that checks itself, and afterwards no
-  mapping of the daemon is still marked (VmFlags "dc");
+  mapping of the daemon is still marked (VmFlags "dc") but the images'
+  windows, which are marked for good (checkpoint/piped_image.cc WindowPool:
+  "nr" beside "dc");
 - the phases of a streamed restore in CRFS_RESTORE_TRACE (ready, pages,
   rebuild, handoff), which say where the time went;
 - the protections of a streamed restore's anonymous areas, given while the
@@ -29,15 +31,16 @@ import roundtrip_mount_test as rt  # noqa: E402
 
 
 def marked_dontfork(pid):
-    """The daemon's mappings whose VmFlags hold "dc" (MADV_DONTFORK)."""
-    out, head = [], None
+    """The daemon's mappings whose VmFlags hold "dc" (MADV_DONTFORK), and
+    apart those that also hold "nr" (MAP_NORESERVE: the images' windows)."""
+    out, windows, head = [], [], None
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             if line[:1] in "0123456789abcdef" and "-" in line.split()[0]:
                 head = line.strip()
             elif line.startswith("VmFlags:") and "dc" in line.split()[1:]:
-                out.append(head)
-    return out
+                (windows if "nr" in line.split()[1:] else out).append(head)
+    return out, windows
 
 
 class SmallRestore(rt.Base):
@@ -76,7 +79,9 @@ class SmallRestore(rt.Base):
             th.join(rt.TIMEOUT)
         self.assertEqual(errors, [])
         self.assertEqual(len(pids), 4)
-        self.assertEqual(marked_dontfork(self.crfs.proc.pid), [])
+        marked, windows = marked_dontfork(self.crfs.proc.pid)
+        self.assertEqual(marked, [])
+        self.assertNotEqual(windows, [], "the checkpoints' windows are marked")
         # Each copy checks itself (memory of every kind, files, signals, FPU)
         # and writes DIR/result: one at a time, as they share the directory.
         for i, pid in sorted(pids.items()):

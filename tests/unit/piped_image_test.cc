@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -174,6 +175,30 @@ TEST(PipedImage, AKeptWindowServesOnlyItsOwnImage) {
     for (size_t i = 0; i < 3000; ++i) ASSERT_EQ(buf[i], byte_at(i)) << "byte " << i;
     EXPECT_EQ(next.read(3000, buf.data(), buf.size()).value(), 0u);
     EXPECT_EQ(next.read(kWin - 10, buf.data(), 10).value(), 0u);
+}
+
+// perf: a window is in no process forked or cloned from the daemon
+// (MADV_DONTFORK): a restore clones its processes from it, and a kept
+// window was 4 MiB of every clone's copy (docs/performance.md "Session 45").
+TEST(PipedImage, AWindowIsNotInAForkedChild) {
+    auto [fd, pid] = writer(kWin);
+    PipedImage img(std::move(fd), pid, kWin);
+    uintptr_t page = 0;
+    auto n = img.serve(0, 4096, [&](const iovec* p, int count) {
+        ASSERT_GE(count, 1);
+        page = reinterpret_cast<uintptr_t>(p[0].iov_base) & ~uintptr_t(4095);
+    });
+    ASSERT_TRUE(n) << n.error().what;
+    ASSERT_NE(page, 0u);
+    unsigned char v;
+    ASSERT_EQ(mincore(reinterpret_cast<void*>(page), 4096, &v), 0) << "the window is ours";
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0)  // ENOMEM: nothing mapped there
+        _exit(mincore(reinterpret_cast<void*>(page), 4096, &v) == -1 && errno == ENOMEM ? 0 : 1);
+    int st = 0;
+    ASSERT_EQ(waitpid(child, &st, 0), child);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the window was copied into the child";
 }
 
 TEST(PipedImage, ClosingBeforeTheEndStopsAndReapsTheWriter) {
