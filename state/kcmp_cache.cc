@@ -37,13 +37,38 @@ void merge_sort(std::vector<size_t>& v, size_t lo, size_t hi, std::vector<size_t
 
 }  // namespace
 
+namespace {
+
+// splitmix64's finalizer.
+uint64_t mix(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+}  // namespace
+
+size_t KcmpItemHash::operator()(const KcmpItem& i) const noexcept {
+    return size_t(mix(mix(uint32_t(i.pid)) ^ i.idx));
+}
+
+size_t KcmpCache::KeyHash::operator()(const Key& k) const noexcept {
+    const auto& [type, a, b] = k;
+    return size_t(mix(mix(uint64_t(uint32_t(type)) << 32 ^ KcmpItemHash()(a)) ^ KcmpItemHash()(b)));
+}
+
 int KcmpCache::order(int type, KcmpItem a, KcmpItem b) {
-    if (auto it = answers_.find({type, a, b}); it != answers_.end()) return it->second;
-    if (auto it = answers_.find({type, b, a}); it != answers_.end()) return turned(it->second);
+    // Kept as (type, lower item, higher item): one lookup answers both ways round.
+    const bool swapped = b < a;
+    const Key key = swapped ? Key{type, b, a} : Key{type, a, b};
+    if (auto it = answers_.find(key); it != answers_.end())
+        return swapped ? turned(it->second) : it->second;
     ++calls_;
     long r = syscall(SYS_kcmp, a.pid, b.pid, type, a.idx, b.idx);
     int v = r < 0 ? -errno : int(r);
-    answers_.emplace(Key{type, a, b}, v);
+    answers_.emplace(key, swapped ? turned(v) : v);
     return v;
 }
 

@@ -94,20 +94,20 @@ Status detect_threads(TaskView& t, Reasons& out) {
                 if (c != t.pid()) others.push_back(c);
     }
     const auto& image = t.image_pids();
-    auto in_image = [&](pid_t o) {
-        return std::find(image.begin(), image.end(), o) != image.end();
-    };
+    std::vector<char> in_image(others.size());  // perf: each asked once, not per kind
+    for (size_t at = 0; at < others.size(); ++at)
+        in_image[at] = std::find(image.begin(), image.end(), others[at]) != image.end();
     // A tree's members with one parent each ask about the same set (the
     // parent and its children): told once for all, by sorting
     // (state/kcmp_cache.h), when that asks less than every pair.
     KcmpCache& kcmp = *t.kcmp();
     std::vector<KcmpItem> set{{t.pid(), 0}};
     for (pid_t o : others) set.push_back({o, 0});
-    auto asking = uint64_t(std::count_if(others.begin(), others.end(), in_image) + 1);
+    auto asking = uint64_t(std::count(in_image.begin(), in_image.end(), 1) + 1);
     bool sort = KcmpCache::worth_sorting(set.size(), asking * (set.size() - 1) / 2);
     std::map<int, std::optional<std::vector<int>>> classes;
     auto same = [&](int type, size_t at) {  // t and others[at]
-        if (sort && in_image(others[at])) {
+        if (sort && in_image[at]) {
             auto it = classes.find(type);
             if (it == classes.end()) it = classes.emplace(type, kcmp.classes(type, set)).first;
             if (it->second) return (*it->second)[0] == (*it->second)[at + 1];
@@ -117,7 +117,7 @@ Status detect_threads(TaskView& t, Reasons& out) {
     for (size_t at = 0; at < others.size(); ++at)
         for (const auto& sh : kShared) {
             pid_t o = others[at];
-            if (in_image(o) && (sh.type == KCMP_FILES || sh.type == KCMP_FS))
+            if (in_image[at] && (sh.type == KCMP_FILES || sh.type == KCMP_FS))
                 continue;  // share: tree.cc
             if (same(sh.type, at))
                 out.push_back("task: shares " + std::string(sh.what) + " with pid " +

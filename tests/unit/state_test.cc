@@ -22,6 +22,7 @@
 #include "crfs/image_format.h"
 #include "state/fds.h"
 #include "state/fs.h"
+#include "state/kcmp_cache.h"
 #include "state/kobj.h"
 #include "state/pidfd.h"
 #include "state/registry.h"
@@ -292,6 +293,48 @@ TEST(TreeShare, AFifoOpenedByTwoMembersJoinsTheFirstsBytes) {
     for (int fd : {r, w, r2, p[0], p[1], p0b}) close(fd);
     unlink(path.c_str());
     rmdir(dir);
+}
+
+// perf (classify_sharing's index of the first holder of each description):
+// 16 members each holding one fd of one file, enough that the descriptions
+// are sorted; members 0-2 open three descriptions, each later member either
+// holds a dup of one of them (a ref to its first holder) or opens its own
+// (no ref). (All "members" are this process, as above.)
+TEST(TreeShare, ManyMembersOfOneFileFindTheFirstHolderOfTheirDescription) {
+    int first[3];
+    for (int& fd : first) ASSERT_GE(fd = open("/etc/passwd", O_RDONLY), 0);
+    std::vector<int> fds_held;
+    std::vector<std::vector<MemberFd>> fds;
+    std::vector<ShareRef> want;
+    for (size_t m = 0; m < 16; ++m) {
+        int fd = m < 3 ? first[m] : m % 4 == 3 ? open("/etc/passwd", O_RDONLY) : dup(first[m % 4]);
+        ASSERT_GE(fd, 0);
+        if (m >= 3) fds_held.push_back(fd);
+        struct stat st;
+        ASSERT_EQ(fstat(fd, &st), 0);
+        MemberFd f{fd, st.st_dev, st.st_ino, O_RDONLY};
+        f.reopenable = true;
+        fds.push_back({f});
+        if (m >= 3 && m % 4 != 3) want.push_back({m, fd, m % 4, first[m % 4], image::kShareSame});
+    }
+    std::vector<pid_t> pids(16, getpid());
+    std::vector<ShareRef> refs;
+    Reasons why;
+    KcmpCache kcmp;
+    classify_sharing(pids, fds, refs, why, &kcmp);
+    EXPECT_TRUE(why.empty()) << why.front();
+    ASSERT_EQ(refs.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_EQ(refs[i].member, want[i].member) << i;
+        EXPECT_EQ(refs[i].fd, want[i].fd) << i;
+        EXPECT_EQ(refs[i].owner, want[i].owner) << i;
+        EXPECT_EQ(refs[i].owner_fd, want[i].owner_fd) << i;
+        EXPECT_EQ(refs[i].end, want[i].end) << i;
+    }
+    // Sorted (about n log2 n questions, not 120 pairs): the index was used.
+    EXPECT_LT(kcmp.calls(), 80u);
+    for (int fd : first) close(fd);
+    for (int fd : fds_held) close(fd);
 }
 
 // A name the task chose cannot forge a second reason line.
