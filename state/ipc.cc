@@ -9,6 +9,7 @@
 //              (semctl GETPID, as the caller: sets it cannot read are not seen).
 // Both tables are the daemon's IPC namespace's: a task in another one is a
 // reason of its own (what it uses cannot be seen).
+#include <sys/sem.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "state/sysv_msg.h"
 #include "state/sysv_sem.h"
 #include "state/sysv_shm.h"
+#include "state/sysv_tables.h"
 
 namespace crfs::state {
 
@@ -40,6 +42,29 @@ std::vector<std::vector<long long>> sysvipc_table(const char* name) {
         if (!row.empty()) out.push_back(std::move(row));
     }
     return out;
+}
+
+const std::vector<SysvTables::Row>& SysvTables::msg() {
+    std::call_once(msg_once_, [this] {
+        msg_ = sysvipc_table("msg");
+        ++reads_;
+    });
+    return msg_;
+}
+
+const std::vector<SysvTables::SemSet>& SysvTables::sem() {
+    std::call_once(sem_once_, [this] {
+        for (auto& r : sysvipc_table("sem")) {
+            if (r.size() < 4) continue;
+            SemSet s;
+            for (long long i = 0; i < r[3] && i < image::kMaxSysvSemNsems; ++i)
+                s.last.push_back(pid_t(semctl(int(r[1]), int(i), GETPID)));
+            s.row = std::move(r);
+            sem_.push_back(std::move(s));
+        }
+        ++reads_;
+    });
+    return sem_;
 }
 
 Status detect_ipc(TaskView& t, Reasons& out) {

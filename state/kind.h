@@ -26,6 +26,7 @@ namespace crfs::state {
 
 struct HolderScan;  // state/holders.h
 class KcmpCache;    // state/kcmp_cache.h
+class SysvTables;   // state/sysv_tables.h
 class TaskView;
 // A tree checkpoint's views of its members, by pid: the root's `reason`
 // (state/tree.cc) reads each member's /proc files once, and each member's own
@@ -96,6 +97,10 @@ class TaskView {
     // made on first use; a tree's members share the root's.
     std::shared_ptr<KcmpCache> kcmp();
     void set_kcmp(std::shared_ptr<KcmpCache> k) { kcmp_ = std::move(k); }
+    // The System V tables of this `reason` read or checkpoint
+    // (state/sysv_tables.h), made on first use; a tree's members share the root's.
+    std::shared_ptr<SysvTables> sysv_tables();
+    void set_sysv_tables(std::shared_ptr<SysvTables> s) { sysv_tables_ = std::move(s); }
     // A tree checkpoint's (MemberViews, owned by the checkpoint, which outlives
     // its views' use): detect_tree keeps the views it makes there and takes
     // those already there; null for a `reason` read.
@@ -119,6 +124,7 @@ class TaskView {
     std::vector<pid_t> image_pids_;
     std::shared_ptr<HolderScan> holder_scan_;
     std::shared_ptr<KcmpCache> kcmp_;
+    std::shared_ptr<SysvTables> sysv_tables_;
     MemberViews* member_views_ = nullptr;
     bool tree_checked_ = false;
 };

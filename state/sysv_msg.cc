@@ -10,6 +10,7 @@
 #include "common/strfmt.h"
 #include "state/check.h"
 #include "state/sysv_shm.h"
+#include "state/sysv_tables.h"
 #include "state/tree.h"
 
 namespace crfs::state {
@@ -20,13 +21,14 @@ using image::SysvMsgRecord;
 // The queues whose last msgsnd or msgrcv was `pid`'s: /proc/sysvipc/msg rows
 // (key msqid perms cbytes qnum lspid lrpid ...). sysvtree: in an image of
 // several processes (`inside`, image order) a queue two of them used is the
-// first one's.
-std::vector<std::vector<long long>> used_by(pid_t pid, const std::vector<pid_t>& inside) {
-    std::vector<std::vector<long long>> out;
-    for (auto& r : sysvipc_table("msg")) {
+// first one's. `tables`: as read once for the checkpoint or `reason` read.
+std::vector<SysvTables::Row> used_by(pid_t pid, const std::vector<pid_t>& inside,
+                                     SysvTables& tables) {
+    std::vector<SysvTables::Row> out;
+    for (const auto& r : tables.msg()) {
         if (r.size() < 7) continue;
         auto user = [&](pid_t p) { return r[5] == p || r[6] == p; };
-        if (user(pid) && sysv_first_user(pid, inside, user)) out.push_back(std::move(r));
+        if (user(pid) && sysv_first_user(pid, inside, user)) out.push_back(r);
     }
     return out;
 }
@@ -93,7 +95,7 @@ const SysvKind kMsg = {
 void sysv_msg_reasons(TaskView& t, Reasons& out) {
     std::vector<pid_t> inside = t.image_pids();
     if (inside.empty()) inside = tree_pids(t.pid());  // as state/sysv_shm.cc
-    for (const auto& r : used_by(t.pid(), inside)) {
+    for (const auto& r : used_by(t.pid(), inside, *t.sysv_tables())) {
         std::string q = queue(r[1], r[0]);
         struct msqid_ds ds {};
         if (msgctl(int(r[1]), IPC_STAT, &ds) != 0) {
@@ -114,9 +116,10 @@ void sysv_msg_reasons(TaskView& t, Reasons& out) {
 
 // --- dump --------------------------------------------------------------------
 
-Result<std::vector<std::string>> dump_sysv_msg(pid_t pid, const std::vector<pid_t>& image_pids) {
+Result<std::vector<std::string>> dump_sysv_msg(pid_t pid, const std::vector<pid_t>& image_pids,
+                                               SysvTables& tables) {
     std::vector<std::string> out;
-    for (const auto& row : used_by(pid, image_pids)) {
+    for (const auto& row : used_by(pid, image_pids, tables)) {
         int id = int(row[1]);
         std::string q = queue(row[1], row[0]);
         struct msqid_ds ds {};

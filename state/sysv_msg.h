@@ -32,12 +32,16 @@ struct WriterPlan;
 
 namespace crfs::state {
 
+class SysvTables;  // state/sysv_tables.h
+
 // Detect: the reasons of the queues the task used last.
 void sysv_msg_reasons(TaskView& t, Reasons& out);
 
 // Checkpoint (the task frozen): one sysv-msg payload per queue it used last.
 // `image_pids`: a tree's members, image order (empty: the task alone).
-Result<std::vector<std::string>> dump_sysv_msg(pid_t pid, const std::vector<pid_t>& image_pids);
+// `tables`: the tables as read once for the checkpoint (state/sysv_tables.h).
+Result<std::vector<std::string>> dump_sysv_msg(pid_t pid, const std::vector<pid_t>& image_pids,
+                                               SysvTables& tables);
 
 // Restore: the records in range and consistent.
 Status check_sysv_msg(const DecodedImage& img);

@@ -9,6 +9,7 @@
 #include "common/strfmt.h"
 #include "state/check.h"
 #include "state/sysv_shm.h"
+#include "state/sysv_tables.h"
 #include "state/tree.h"
 
 namespace crfs::state {
@@ -24,18 +25,17 @@ union Semun {
 };
 
 // The sets some semaphore of which `pid` operated on last: /proc/sysvipc/sem
-// rows (key semid perms nsems ...), GETPID as the caller. sysvtree: in an
-// image of several processes (`inside`, image order) a set two of them
-// operated on is the first one's.
-std::vector<std::vector<long long>> used_by(pid_t pid, const std::vector<pid_t>& inside) {
-    std::vector<std::vector<long long>> out;
-    for (auto& r : sysvipc_table("sem")) {
-        if (r.size() < 4) continue;
-        std::vector<pid_t> last;  // each semaphore's sempid
-        for (long long i = 0; i < r[3] && i < image::kMaxSysvSemNsems; ++i)
-            last.push_back(pid_t(semctl(int(r[1]), int(i), GETPID)));
-        auto user = [&](pid_t p) { return std::find(last.begin(), last.end(), p) != last.end(); };
-        if (user(pid) && sysv_first_user(pid, inside, user)) out.push_back(std::move(r));
+// rows (key semid perms nsems ...), GETPID as the caller, as read once for
+// this checkpoint (`tables`). sysvtree: in an image of several processes
+// (`inside`, image order) a set two of them operated on is the first one's.
+std::vector<SysvTables::Row> used_by(pid_t pid, const std::vector<pid_t>& inside,
+                                     SysvTables& tables) {
+    std::vector<SysvTables::Row> out;
+    for (const auto& s : tables.sem()) {
+        auto user = [&](pid_t p) {
+            return std::find(s.last.begin(), s.last.end(), p) != s.last.end();
+        };
+        if (user(pid) && sysv_first_user(pid, inside, user)) out.push_back(s.row);
     }
     return out;
 }
@@ -85,9 +85,10 @@ const SysvKind kSem = {
 
 // --- dump --------------------------------------------------------------------
 
-Result<std::vector<std::string>> dump_sysv_sem(pid_t pid, const std::vector<pid_t>& image_pids) {
+Result<std::vector<std::string>> dump_sysv_sem(pid_t pid, const std::vector<pid_t>& image_pids,
+                                               SysvTables& tables) {
     std::vector<std::string> out;
-    for (const auto& row : used_by(pid, image_pids)) {
+    for (const auto& row : used_by(pid, image_pids, tables)) {
         int id = int(row[1]);
         std::string set = strfmt("System V semaphore set {} (key 0x{:x})", id, uint32_t(row[0]));
         struct semid_ds ds {};

@@ -31,9 +31,13 @@ struct WriterPlan;
 
 namespace crfs::state {
 
+class SysvTables;  // state/sysv_tables.h
+
 // Checkpoint (the task frozen): one sysv-sem payload per set it operated on
 // last; `image_pids`: a tree's members, image order (empty: the task alone).
-Result<std::vector<std::string>> dump_sysv_sem(pid_t pid, const std::vector<pid_t>& image_pids);
+// `tables`: the tables as read once for the checkpoint (state/sysv_tables.h).
+Result<std::vector<std::string>> dump_sysv_sem(pid_t pid, const std::vector<pid_t>& image_pids,
+                                               SysvTables& tables);
 
 // Restore: the records in range and consistent.
 Status check_sysv_sem(const DecodedImage& img);

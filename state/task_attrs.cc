@@ -58,13 +58,16 @@ bool parse_num(std::string_view s, T& out, int base = 10) {
 
 }  // namespace
 
-Result<TaskAttrs> read_task_attrs(pid_t pid, const ProcStat& stat, const ProcStatus& status) {
-    TaskAttrs a;
+Status with_stat(TaskAttrs& a, const ProcStat& stat, const ProcStatus& status) {
+    if (!status.has_umask)
+        return make_error(ENOTSUP, "no Umask in /proc/<pid>/status (kernel < 4.7)");
     a.stat = stat;
     a.status = status;
-    if (!a.status.has_umask)
-        return make_error(ENOTSUP, "no Umask in /proc/<pid>/status (kernel < 4.7)");
+    return {};
+}
 
+Result<TaskAttrs> read_task_attrs(pid_t pid) {
+    TaskAttrs a;
     auto pers = read_proc(pid, "personality");
     if (!pers) return std::unexpected(pers.error());
     if (!parse_num(std::string_view(*pers).substr(0, pers->find('\n')), a.personality, 16))

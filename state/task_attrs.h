@@ -44,9 +44,14 @@ struct TaskAttrs {
     std::vector<uint64_t> auxv;
     image::RlimitsRecord rlimits{};
 };
-// Reads them for a frozen task; `stat` and `status` are its own as read while
-// it is frozen (its state::TaskView's), not read again.
-Result<TaskAttrs> read_task_attrs(pid_t pid, const ProcStat& stat, const ProcStatus& status);
+// Reads them for a frozen task, all but `stat` and `status`: those are its
+// own as read while it is frozen (its state::TaskView's), not read again, and
+// set by with_stat. (perf: a tree's member reads the rest before it takes the
+// checkpoint's Serial, checkpoint/checkpoint.cc.)
+Result<TaskAttrs> read_task_attrs(pid_t pid);
+// `a` given its task's stat and status; a status without Umask (kernel < 4.7)
+// is ENOTSUP.
+Status with_stat(TaskAttrs& a, const ProcStat& stat, const ProcStatus& status);
 
 // The 16 soft and hard limits of /proc/<pid>/limits, in the kernel's RLIMIT_*
 // order. Read there, not with prlimit(2): prlimit on another user's task needs

@@ -13,6 +13,7 @@
 
 #include "state/holders.h"
 #include "state/kcmp_cache.h"
+#include "state/sysv_tables.h"
 
 namespace crfs::state {
 
@@ -160,6 +161,11 @@ std::shared_ptr<HolderScan> TaskView::holder_scan() {
 std::shared_ptr<KcmpCache> TaskView::kcmp() {
     if (!kcmp_) kcmp_ = std::make_shared<KcmpCache>();
     return kcmp_;
+}
+
+std::shared_ptr<SysvTables> TaskView::sysv_tables() {
+    if (!sysv_tables_) sysv_tables_ = std::make_shared<SysvTables>();
+    return sysv_tables_;
 }
 
 }  // namespace crfs::state

@@ -138,6 +138,7 @@ Status detect_tree(TaskView& t, Reasons& out) {
         v->set_image_pids(image_pids);
         v->set_holder_scan(t.holder_scan());  // one walk of /proc/*/fd for the whole tree
         v->set_kcmp(t.kcmp());                // each kcmp asked once (state/kcmp_cache.h)
+        v->set_sysv_tables(t.sysv_tables());  // each table read once (state/sysv_tables.h)
     }
     for (auto& v : views) {
         Reasons lines;
