@@ -399,7 +399,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // perf: what the task's own /proc files and ptrace alone give (its
     // personality, links, auxv and limits; its registers; its main thread's
     // record), read before Serial, so that a tree's members read it on both
-    // CPUs at once (it was ~0.2 ms of each member's ~0.5 ms under Serial).
+    // CPUs at once (~0.2 ms of each member's ~0.5-0.75 ms under Serial, measured).
     // The task is frozen: the same as read under it.
     auto own_attrs = read_task_attrs(pid);
     if (!own_attrs) return std::unexpected(own_attrs.error());
