@@ -61,13 +61,6 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
                 for (size_t i = 0; i < items.size(); ++i) description[items[i]] = (*cls)[i];
         }
     }
-    // kcmp(KCMP_FILE) of the two: 0 the same description, > 0 not, -errno.
-    auto same_description = [&](KcmpItem a, KcmpItem b) {
-        auto da = description.find(a), db = description.find(b);
-        if (da != description.end() && db != description.end())
-            return da->second == db->second ? 0 : 1;
-        return kcmp.order(KCMP_FILE, a, b);
-    };
     std::map<std::pair<dev_t, ino_t>, std::vector<Held>> by_inode;
     // perf: of an inode whose descriptions were sorted above, the first holder
     // of each description (its index in by_inode): a member's fd finds the
@@ -97,7 +90,8 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
             }
             const Held* same = nullptr;
             bool refused = false;
-            // Sorted: every fd of this inode has its description's class.
+            // Sorted: every fd of this inode has its description's class (a
+            // sort gives all of them one, or none). Else asked pair by pair.
             auto known = description.find(kcmp_fd(pids[m], f.fd));
             auto index = known == description.end() ? first_of_class.end()
                                                     : first_of_class.find({f.dev, f.ino});
@@ -106,8 +100,9 @@ void classify_sharing(std::span<const pid_t> pids, std::span<const std::vector<M
                     same = &it->second[at->second];
             } else {
                 for (const Held& h : it->second) {
-                    int r =
-                        same_description(kcmp_fd(pids[h.member], h.f->fd), kcmp_fd(pids[m], f.fd));
+                    // kcmp(KCMP_FILE): 0 the same description, > 0 not, -errno.
+                    int r = kcmp.order(KCMP_FILE, kcmp_fd(pids[h.member], h.f->fd),
+                                       kcmp_fd(pids[m], f.fd));
                     if (r == 0) {
                         same = &h;
                         break;
