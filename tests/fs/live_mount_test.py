@@ -203,8 +203,11 @@ class Live(rt.Base):
         def spares():
             kids = []
             for t in os.listdir(f"/proc/{daemon}/task"):
-                with open(f"/proc/{daemon}/task/{t}/children") as f:
-                    kids += [int(p) for p in f.read().split()]
+                try:
+                    with open(f"/proc/{daemon}/task/{t}/children") as f:
+                        kids += [int(p) for p in f.read().split()]
+                except FileNotFoundError:  # a thread of the daemon that ended meanwhile
+                    pass
             return [p for p in kids if rt.idle_spare(daemon, p)]
 
         def ready():  # a spare that said so waits in recvmsg(2) (47 on x86-64)
