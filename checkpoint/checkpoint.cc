@@ -206,7 +206,8 @@ state::TaskView& member_view(pid_t pid, state::MemberViews& views) {
 // A tree's members' views read ahead, each on its member's tracer, while the
 // tree is frozen and before the root's capture: the /proc files of a member
 // that the root's tree-wide detect (state/tree.cc) and the member's capture
-// read from its view (stat, status, each thread's status, smaps, fds), so
+// read from its view (stat, status, each thread's status, smaps, fds, timers,
+// the cwd and root links, the stats of its status file and IPC namespace), so
 // that the detect, one thread checking every member, finds them read and the
 // reads use both CPUs. Nothing shared is touched: the views are made here
 // first, and each is its tracer's alone until all are read; a read that fails
@@ -225,6 +226,14 @@ void read_ahead(FrozenTree& tree, Tracers& tracers, state::MemberViews& views) {
         for (FrozenTask* t : members[i].threads.others()) (void)v.thread_status(t->pid());
         (void)v.smaps();
         (void)v.fds();
+        // And what the root's detect asked of each member's /proc on its own
+        // thread (~3 ms of a 64-process tree's): its timers, cwd and root
+        // links, the owner of its status file, its IPC namespace.
+        (void)v.timers();
+        (void)v.link("cwd");
+        (void)v.link("root");
+        (void)v.stat_of("status");
+        (void)v.stat_of("ns/ipc");
     };
     std::vector<std::future<void>> done;
     for (size_t i = 1; i < members.size(); ++i)
@@ -350,7 +359,8 @@ Status copy_planned(pid_t pid, PagePlan& plan, MemoryDump& d) {
 // Runs on the thread that traces the task (common/tracers.h): ptrace is per
 // thread, and should anything leave the task attached, the thread's exit
 // detaches it. The task is one of a tree frozen, and released, by
-// capture_tree (state/tree_dump.h); `live`: its memory is write-protected for
+// capture_tree (state/tree_dump.h), whose freeze read `frozen_stat` once it
+// was frozen; `live`: its memory is write-protected for
 // a live snapshot instead of copied. `checked`: a member the root's detect
 // already checked, every kind on its view, in this freeze (state/tree.cc
 // detect_member), and found nothing. `serial`: held but for the ptrace stops
@@ -361,7 +371,7 @@ Status copy_planned(pid_t pid, PagePlan& plan, MemoryDump& d) {
 // `detected`: called once the task's detect found nothing, still under
 // `serial` (a tree's root: its detect checked every member, and the others'
 // captures start from there).
-Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bool live,
+Result<Capture> capture(pid_t pid, const ProcStat& frozen_stat, FrozenThreads& frozen, bool live,
                         Tracking* track, std::vector<pid_t> image_pids, state::MemberViews& views,
                         bool checked, std::mutex* serial, bool fault,
                         std::shared_ptr<PageArena> arena, PageBuffer* spare, ProtectAhead* ahead,
@@ -370,9 +380,10 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     PhaseTrace trace;
     // timer: the other threads' queues, read with the POSIX timers.
     std::map<pid_t, std::vector<image::SiginfoRecord>> thread_queues;
-    auto st = read_task_stat(pid);
-    if (!st) return std::unexpected(st.error());
-    if (auto ok = check_task(pid, starttime, *st); !ok) return std::unexpected(ok.error());
+    // perf: its stat as its freeze read it once frozen (state/tree_dump.h),
+    // not read again: what it gives here (start time, comm) stays so.
+    const TaskStat* st = &frozen_stat;
+    const uint64_t starttime = st->starttime;
 
     // Size the page buffer before the copy, so the copy does not fault it in.
     // The task is frozen: its RSS is what the copy takes, give or take the
@@ -503,6 +514,20 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     // checkpoint (thread-safe: state/sysv_tables.h).
     const std::vector<pid_t> image_pids_now = view.image_pids();
     const std::shared_ptr<state::SysvTables> sysv = view.sysv_tables();
+    // And its fds' links and timers as its view read them (the memfds' and
+    // the POSIX timers' dumps).
+    std::string timers_text;
+    if (auto t = view.timers(); t) {
+        timers_text = **t;
+    } else {
+        return std::unexpected(t.error());
+    }
+    std::vector<std::pair<int, std::string>> fd_links;
+    {
+        auto fdv = view.fds();
+        if (!fdv) return std::unexpected(fdv.error());
+        for (const state::FdView& f : **fdv) fd_links.emplace_back(f.fd, f.link);
+    }
     one_at_a_time.unlock();
     {
         auto rs = RemoteSyscall::prepare(task, vdso_start, vdso_end);
@@ -559,7 +584,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
         if (!locked) return std::unexpected(locked.error());
         c.mlockall_flags = *locked;
         {  // fid-exact: POSIX timers, asked in the task
-            auto timers = state::dump_posix_timers(pid, asked.in(), [&]() -> Status {
+            auto timers = state::dump_posix_timers(pid, timers_text, asked.in(), [&]() -> Status {
                 auto again = read_signals(pid, *out, (*rs)->saved_sigmask());
                 if (!again) return std::unexpected(again.error());
                 c.signals = std::move(*again);
@@ -649,7 +674,7 @@ Result<Capture> capture(pid_t pid, uint64_t starttime, FrozenThreads& frozen, bo
     trace.mark("memory");
     // perf: these read only the task's own files and the tables, not a view:
     // outside Serial (they were under it, a second wait for it per member).
-    auto memfds = state::dump_memfds(pid, c.memory.maps);  // kobj, while frozen
+    auto memfds = state::dump_memfds(pid, fd_links, c.memory.maps);  // kobj, while frozen
     if (!memfds) return std::unexpected(memfds.error());
     c.memfds = std::move(*memfds);
     auto sysv_shm = state::dump_sysv_shm(c.memory.maps);  // sysv, while frozen
@@ -819,6 +844,9 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                 tracking[i].uffd = std::move(was.uffd);
     }
     state::MemberViews views;  // read while frozen: each member's once, one holder scan
+    // perf: the children the freeze's last pass listed, every member frozen by
+    // then: the lists a read now gives (the root's detect asked each again).
+    for (auto& m : members) member_view(m.pid, views).set_children(std::move(m.children));
     read_ahead(*tree, tracers, views);
     trace.mark("members' views read ahead");
     // The members' page buffers, one arena (state/memory_dump.h PageArena): a
@@ -855,11 +883,11 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
                               const std::function<void()>& detected = {}) {
         if (failed) return;
         FrozenTree::Member& m = members[i];
-        got[i].emplace(
-            capture(m.pid, m.starttime, m.threads, live_at[i], track ? &tracking[i] : nullptr,
-                    pids.size() > 1 ? pids : std::vector<pid_t>{}, views, checked, one_at_a_time,
-                    fault_at(i), arena, i == 0 && members.size() == 1 && spare ? &*spare : nullptr,
-                    ahead_of[i], copy_later, detected));
+        got[i].emplace(capture(m.pid, m.stat, m.threads, live_at[i], track ? &tracking[i] : nullptr,
+                               pids.size() > 1 ? pids : std::vector<pid_t>{}, views, checked,
+                               one_at_a_time, fault_at(i), arena,
+                               i == 0 && members.size() == 1 && spare ? &*spare : nullptr,
+                               ahead_of[i], copy_later, detected));
         if (!*got[i]) failed = true;
     };
     std::mutex* one_at_a_time = tracers.parallel() ? &serial : nullptr;

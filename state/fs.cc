@@ -35,13 +35,6 @@ namespace {
 
 constexpr std::string_view kDeleted = " (deleted)";
 
-Result<std::string> link_of(TaskView& t, const char* name) {
-    char buf[4096];
-    ssize_t n = ::readlink(t.path(name).c_str(), buf, sizeof buf);
-    if (n < 0) return errno == ENOENT ? sys_error(ESRCH, t.path(name)) : errno_error(t.path(name));
-    return std::string(buf, size_t(n));
-}
-
 // The removed directory `link` names ("/a/d (deleted)"): its stat through
 // `proc_link`, or nullopt when it is no removed directory.
 std::optional<struct stat> removed_dir(const std::string& link, const std::string& proc_link) {
@@ -63,8 +56,9 @@ Status bad(const std::string& what) {
 }  // namespace
 
 Status detect_fs(TaskView& t, Reasons& out) {
-    auto cwd = link_of(t, "cwd");
-    if (!cwd) return std::unexpected(cwd.error());
+    auto cwd_link = t.link("cwd");
+    if (!cwd_link) return std::unexpected(cwd_link.error());
+    const std::string* cwd = *cwd_link;
     if (cwd->ends_with(kDeleted) || !cwd->starts_with("/")) {
         auto st = removed_dir(*cwd, t.path("cwd"));
         if (!st) {
@@ -86,10 +80,10 @@ Status detect_fs(TaskView& t, Reasons& out) {
                 }
         }
     }
-    auto root = link_of(t, "root");
+    auto root = t.link("root");
     if (!root) return std::unexpected(root.error());
-    if (*root != "/")
-        out.push_back("fs: root is " + *root + "; chrooted tasks" + std::string(kNotYet));
+    if (**root != "/")
+        out.push_back("fs: root is " + **root + "; chrooted tasks" + std::string(kNotYet));
     return {};
 }
 

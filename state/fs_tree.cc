@@ -79,12 +79,19 @@ using K = image::FdKind;
 constexpr std::string_view kDeleted = " (deleted)";
 
 // The removed directory that is /proc/PID/cwd, or nullopt.
-std::optional<struct stat> removed_cwd(pid_t pid) {
+// `target`: the link's text, read already (a view's), or null: read here.
+std::optional<struct stat> removed_cwd(pid_t pid, const std::string* target = nullptr) {
     std::string link = strfmt("/proc/{}/cwd", pid);
     char buf[4096];
-    ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
+    std::string_view text;
+    if (target) {
+        text = *target;
+    } else {
+        ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
+        if (n > 0) text = std::string_view(buf, size_t(n));
+    }
     struct stat st {};
-    if (n <= 0 || !std::string_view(buf, size_t(n)).ends_with(kDeleted) || buf[0] != '/' ||
+    if (text.empty() || !text.ends_with(kDeleted) || text[0] != '/' ||
         ::stat(link.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_nlink != 0)
         return std::nullopt;
     return st;
@@ -262,7 +269,9 @@ void detect_deleted_cwd_shared(std::span<TaskView* const> members, Reasons& out)
     for (size_t i = 0; i < members.size(); ++i) {
         TaskView& m = *members[i];
         auto fds = m.fds();
-        if (auto st = removed_cwd(m.pid()); st && !holder_of(firsts, st->st_dev, st->st_ino)) {
+        auto cwd = m.link("cwd");  // the view's, read once (a failure: as not removed)
+        if (auto st = removed_cwd(m.pid(), cwd ? *cwd : nullptr);
+            st && !holder_of(firsts, st->st_dev, st->st_ino)) {
             int fd = -1;  // held as an fd too: a later member's fd of it is the tree's (end 4)
             if (fds)
                 for (const FdView& f : **fds)

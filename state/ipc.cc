@@ -68,10 +68,16 @@ const std::vector<SysvTables::SemSet>& SysvTables::sem() {
 }
 
 Status detect_ipc(TaskView& t, Reasons& out) {
-    struct stat mine, theirs;
-    if (::stat("/proc/self/ns/ipc", &mine) != 0) return {};  // no namespaces: one table
-    if (::stat(t.path("ns/ipc").c_str(), &theirs) != 0) return {};
-    if (mine.st_ino != theirs.st_ino) {
+    // Ours, once per process (crfsd and its workers stay in theirs).
+    static const std::optional<ino_t> mine = []() -> std::optional<ino_t> {
+        struct stat st;
+        if (::stat("/proc/self/ns/ipc", &st) != 0) return std::nullopt;
+        return st.st_ino;
+    }();
+    if (!mine) return {};  // no namespaces: one table
+    auto theirs = t.stat_of("ns/ipc");
+    if (!theirs) return {};
+    if (*mine != (*theirs)->st_ino) {
         out.push_back(
             "sysvipc: the task is in another IPC namespace, whose System V objects "
             "crfs cannot see;" +

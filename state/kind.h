@@ -84,6 +84,17 @@ class TaskView {
     // The children of every thread (task/*/children), in that order; the task
     // being gone is ESRCH. A tree's members ask their parent's more than once.
     Result<const std::vector<pid_t>*> children();
+    // The text of /proc/<pid>/timers (the timers kind's detect, and its dump
+    // while frozen).
+    Result<const std::string*> timers();
+    // readlink of /proc/<pid>/<name> ("cwd", "root"); the task being gone is ESRCH.
+    Result<const std::string*> link(std::string_view name);
+    // stat of /proc/<pid>/<name> ("status": its owner tells dumpable; "ns/ipc").
+    Result<const struct stat*> stat_of(std::string_view name);
+    // perf: a tree checkpoint's member's children as its freeze listed them
+    // once every member was frozen (state/tree_dump.h), the list children()
+    // would read; set before any read of it.
+    void set_children(std::vector<pid_t> kids) { children_ = std::move(kids); }
 
     // The processes of the image the task is checkpointed in (state/tree.cc
     // sets it on a tree's members); empty: the task and its descendants.
@@ -121,6 +132,9 @@ class TaskView {
     bool smaps_taken_ = false;
     std::optional<std::vector<FdView>> fds_;
     std::optional<std::vector<pid_t>> children_;
+    std::optional<std::string> timers_;
+    std::map<std::string, std::string, std::less<>> links_;
+    std::map<std::string, struct stat, std::less<>> stats_of_;
     std::vector<pid_t> image_pids_;
     std::shared_ptr<HolderScan> holder_scan_;
     std::shared_ptr<KcmpCache> kcmp_;

@@ -9,11 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <set>
 
 #include "checkpoint/files.h"
@@ -51,27 +49,6 @@ std::string shown(std::string_view path) {
 // "who: " before a reason of a mapping; fd reasons get "fd N: " from state/fds.cc.
 std::string lead(const std::string& who) {
     return who.empty() ? "" : who + ": ";
-}
-
-std::optional<std::string> link_of(const std::string& path) {
-    char buf[4096];
-    ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
-    if (n < 0 || size_t(n) == sizeof buf) return std::nullopt;
-    return std::string(buf, size_t(n));
-}
-
-// The numeric entries of `dir` (pids in /proc, fds in /proc/<pid>/fd).
-std::vector<int> numbers_in(const std::string& dir) {
-    std::vector<int> out;
-    std::error_code ec;
-    // increment(ec), not ++: a process that exits meanwhile must not throw.
-    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        std::string name = it->path().filename().string();
-        int n = 0;
-        auto [p, err] = std::from_chars(name.data(), name.data() + name.size(), n);
-        if (err == std::errc() && p == name.data() + name.size()) out.push_back(n);
-    }
-    return out;
 }
 
 // The processes outside the image (`inside`), other than the task and the
@@ -272,15 +249,13 @@ std::optional<std::string> memfd_vma_reason(TaskView& t, const MapsEntry& m) {
     return object_reason(t, who, src, m.path);
 }
 
-Result<MemfdDump> dump_memfds(pid_t pid, const std::vector<MapsEntry>& maps) {
+Result<MemfdDump> dump_memfds(pid_t pid, const std::vector<std::pair<int, std::string>>& fds,
+                              const std::vector<MapsEntry>& maps) {
     MemfdDump d;
     std::set<uint64_t> seen;
-    std::string dir = strfmt("/proc/{}/fd", pid);
-    for (int fd : numbers_in(dir)) {
-        std::string src = strfmt("{}/{}", dir, fd);
-        auto link = link_of(src);
-        if (!link || !is_memfd_path(*link)) continue;
-        if (auto s = read_object(src, *link, seen, d); !s)
+    for (const auto& [fd, link] : fds) {
+        if (!is_memfd_path(link)) continue;
+        if (auto s = read_object(strfmt("/proc/{}/fd/{}", pid, fd), link, seen, d); !s)
             return std::unexpected(s.error().context(strfmt("fd {}", fd)));
     }
     for (const MapsEntry& m : maps) {

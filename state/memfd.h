@@ -50,7 +50,10 @@ struct MemfdDump {
     };
     std::vector<Object> objects;
 };
-Result<MemfdDump> dump_memfds(pid_t pid, const std::vector<MapsEntry>& maps);
+// `fds`: its fds and their links, as its view read them while frozen (perf:
+// /proc/<pid>/fd not listed again).
+Result<MemfdDump> dump_memfds(pid_t pid, const std::vector<std::pair<int, std::string>>& fds,
+                              const std::vector<MapsEntry>& maps);
 void write_memfds(ImageWriter& w, const MemfdDump& d);
 
 // Restore: the memfd records, the fds and mappings that name them, in range.

@@ -486,9 +486,11 @@ Status copy_runs(pid_t pid, int mem, const Plan& plan, char* base) {
             total += n * kPage;
         }
     }
+    // perf: the CPUs counted only for a big copy (hardware_concurrency reads
+    // /sys/devices/system/cpu/online: once per tree member, before).
+    if (total < (64u << 20)) return copy_range(pid, mem, items, 0, items.size(), base);
     unsigned threads = std::min(kCopyThreads, std::max(1u, std::thread::hardware_concurrency()));
-    if (threads == 1 || total < (64u << 20))
-        return copy_range(pid, mem, items, 0, items.size(), base);
+    if (threads == 1) return copy_range(pid, mem, items, 0, items.size(), base);
 
     // Ranges of consecutive items of about equal bytes, handed out in order.
     std::vector<size_t> cuts{0};

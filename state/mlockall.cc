@@ -31,7 +31,7 @@ Result<std::string> smaps_through(pid_t pid, uint64_t page) {
     if (!fd) return std::unexpected(fd.error());
     std::string text, head = strfmt("{:08x}-", page);  // as the kernel prints it
     size_t from = 0;  // where the page's entry may start
-    for (size_t chunk = 16 << 10;;) {
+    for (size_t chunk = 4 << 10;;) {  // perf: a page, ~3 areas of text, first
         size_t had = text.size();
         text.resize(had + chunk);
         ssize_t n = ::read(fd->get(), text.data() + had, chunk);

@@ -36,10 +36,9 @@ Status detect_prctl(TaskView& t, Reasons& out) {
     if (!st) return std::unexpected(st.error());
     // The files in /proc/<pid> (not the directory itself) belong to root while
     // the task is not dumpable (task_dump_owner).
-    struct stat file {};
-    if (::stat(t.path("status").c_str(), &file) != 0)
-        return errno_error("stat " + t.path("status"));
-    if (file.st_uid == 0 && (*st)->uid[1] != 0)
+    auto file = t.stat_of("status");
+    if (!file) return std::unexpected(file.error());
+    if ((*file)->st_uid == 0 && (*st)->uid[1] != 0)
         out.push_back("prctl: not dumpable (PR_SET_DUMPABLE 0 or a set-id exec)" +
                       std::string(kNotYet));
     return {};

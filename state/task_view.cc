@@ -132,6 +132,32 @@ Result<const std::vector<FdView>*> TaskView::fds() {
     return &*fds_;
 }
 
+Result<const std::string*> TaskView::timers() {
+    if (!timers_) {
+        auto text = read("timers");
+        if (!text) return std::unexpected(text.error());
+        timers_ = std::move(*text);
+    }
+    return &*timers_;
+}
+
+Result<const std::string*> TaskView::link(std::string_view name) {
+    if (auto it = links_.find(name); it != links_.end()) return &it->second;
+    std::string p = path(name);
+    char buf[4096];
+    ssize_t n = ::readlink(p.c_str(), buf, sizeof buf);
+    if (n < 0) return errno == ENOENT ? sys_error(ESRCH, p) : errno_error(p);
+    return &links_.emplace(std::string(name), std::string(buf, size_t(n))).first->second;
+}
+
+Result<const struct stat*> TaskView::stat_of(std::string_view name) {
+    if (auto it = stats_of_.find(name); it != stats_of_.end()) return &it->second;
+    std::string p = path(name);
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return errno_error("stat " + p);
+    return &stats_of_.emplace(std::string(name), st).first->second;
+}
+
 Result<const std::vector<pid_t>*> TaskView::children() {
     if (children_) return &*children_;
     std::string dir_path = path("task");

@@ -175,9 +175,9 @@ Result<std::string> boot_id() {
 }
 
 Status detect_timers(TaskView& t, Reasons& out) {
-    auto text = t.read("timers");
+    auto text = t.timers();
     if (!text) return std::unexpected(text.error());
-    auto timers = parse_timers(*text);
+    auto timers = parse_timers(**text);
     if (!timers) {
         out.push_back("timers: " + timers.error().what);
         return {};
@@ -237,11 +237,9 @@ bool expired_between(const std::vector<image::PosixTimerRecord>& a,
 
 }  // namespace
 
-Result<PosixTimers> dump_posix_timers(pid_t pid, const InTask& in,
+Result<PosixTimers> dump_posix_timers(pid_t pid, std::string_view text, const InTask& in,
                                       const std::function<Status()>& reread_pending) {
-    auto text = read_file(strfmt("/proc/{}/timers", pid));
-    if (!text) return std::unexpected(text.error());
-    auto timers = parse_timers(*text);
+    auto timers = parse_timers(text);
     if (!timers) return std::unexpected(timers.error());
     if (timers->empty()) return PosixTimers{};
     auto boot = boot_id();

@@ -27,15 +27,16 @@ struct InTask {
     uint64_t scratch = 0;
 };
 
-// Checkpoint: every timer of /proc/<pid>/timers with its time (timer_gettime
-// in the task), read on both sides of `reread_pending` (which reads the
+// Checkpoint: every timer of `timers` (the text of /proc/<pid>/timers, as the
+// task's view read it while frozen: TaskView::timers) with its time
+// (timer_gettime in the task), read on both sides of `reread_pending` (which reads the
 // task's pending signals again) until no timer expired in between; `threads`:
 // the target of each timer signalling a thread other than the main one.
 struct PosixTimers {
     std::vector<image::PosixTimerRecord> timers;
     std::vector<image::PosixTimerThreadRecord> threads;  // id order
 };
-Result<PosixTimers> dump_posix_timers(pid_t pid, const InTask& in,
+Result<PosixTimers> dump_posix_timers(pid_t pid, std::string_view timers, const InTask& in,
                                       const std::function<Status()>& reread_pending);
 
 // Restore: the records in range.

@@ -39,6 +39,12 @@ class FrozenTree {
         FrozenThreads threads;
         size_t depth = 0;   // 0: the root, else its parent's + 1
         size_t tracer = 0;  // its key in Tracers: every ptrace call on it runs there
+        // perf: what the freeze read of it, for the capture not to read it again:
+        // its stat once it was frozen (its start time's), and its children as
+        // the last pass listed them (task/*/children, as TaskView::children),
+        // when every member was frozen: the tree's final lists.
+        ProcStat stat;
+        std::vector<pid_t> children;
     };
     static Result<FrozenTree> freeze(pid_t root, Tracers* tracers = nullptr);
     FrozenTree() = default;
