@@ -16,7 +16,10 @@
 // stricter, never laxer.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,14 +40,19 @@ struct Fingerprints {
 // The files a checkpoint's fingerprints opened, by path, kept open for the
 // checkpoint: a library is mapped in 4-5 areas, and a tree's members map the
 // same ones (perf: one open of each per checkpoint, not one per area per
-// member). Each use fstats the fd again, right before its hash.
+// member). A kept file is fstatted once, at its first use (perf: 15 areas
+// per member of a tree of one program, each fstatted before); its identity
+// then is what each of its hashes is told under.
 class OpenedFiles {
   public:
     // `path` opened as the caller, or -1. `spare` holds an fd not kept (too many kept).
     int get(const std::string& path, UniqueFd& spare);
+    // fstat of the fd get(path) gave: kept for a kept file (false: it failed).
+    bool stat(const std::string& path, int fd, struct stat& st);
 
   private:
     std::map<std::string, UniqueFd, std::less<>> fds_;  // an empty UniqueFd: open failed
+    std::map<std::string, std::optional<struct stat>, std::less<>> stats_;
 };
 
 // For the fds and mappings that common/file_hash.h's rules say are checked

@@ -40,6 +40,19 @@ int OpenedFiles::get(const std::string& path, UniqueFd& spare) {
     return fds_.emplace(path, f ? std::move(*f) : UniqueFd()).first->second.get();
 }
 
+bool OpenedFiles::stat(const std::string& path, int fd, struct stat& st) {
+    auto kept = fds_.find(path);
+    if (kept == fds_.end() || kept->second.get() != fd) return ::fstat(fd, &st) == 0;  // a spare
+    auto [it, fresh] = stats_.try_emplace(path);
+    if (fresh) {
+        struct stat now;
+        if (::fstat(fd, &now) == 0) it->second = now;
+    }
+    if (!it->second) return false;
+    st = *it->second;
+    return true;
+}
+
 Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector<MapsEntry>& maps,
                                OpenedFiles* opened) {
     Fingerprints out;
@@ -51,7 +64,7 @@ Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector
         if (!fd_content_checked(r) || r.size > kMaxFingerprintBytes) continue;
         int f = opened->get(t.path, spare);
         struct stat st;
-        if (f < 0 || fstat(f, &st) != 0) continue;
+        if (f < 0 || !opened->stat(t.path, f, st)) continue;
         // Still the file the task held, unchanged since the freeze.
         if (st.st_dev != r.dev || st.st_ino != r.ino || uint64_t(st.st_size) != r.size ||
             st.st_mtim.tv_sec != r.mtime_sec || st.st_mtim.tv_nsec != r.mtime_nsec)
@@ -65,7 +78,8 @@ Fingerprints fingerprint_files(const std::vector<TaskFd>& fds, const std::vector
         int f = opened->get(m.path, spare);
         struct stat st;
         // maps gives the inode; its device numbers are not always st_dev (overlayfs, btrfs).
-        if (f < 0 || fstat(f, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != m.ino) continue;
+        if (f < 0 || !opened->stat(m.path, f, st) || !S_ISREG(st.st_mode) || st.st_ino != m.ino)
+            continue;
         uint64_t off = m.pgoff * image::kPageSize;
         uint64_t bytes = mapped_file_bytes(uint64_t(st.st_size), off, m.end - m.start);
         if (bytes > kMaxFingerprintBytes) continue;

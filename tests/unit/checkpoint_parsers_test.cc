@@ -543,6 +543,31 @@ TEST(OpenedFilesTest, AFileMappedInSeveralAreasIsOpenedOnceAndHashedAsBefore) {
     EXPECT_NE(shared.vmas[0].hash, shared.vmas[1].hash);
 }
 
+// perf (session 47): a kept file is fstatted once per checkpoint, at its
+// first use; a spare (not kept: too many open) each time.
+TEST(OpenedFilesTest, AKeptFileIsStattedOnceASpareEachTime) {
+    char path[] = "/tmp/crfs-opened-stat-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, "abc", 3), 3);
+    OpenedFiles opened;
+    UniqueFd spare;
+    int kept = opened.get(path, spare);
+    ASSERT_GE(kept, 0);
+    struct stat first, again, fresh;
+    ASSERT_TRUE(opened.stat(path, kept, first));
+    EXPECT_EQ(first.st_size, 3);
+    ASSERT_EQ(write(fd, "defg", 4), 4);  // the file grows after its first use
+    ASSERT_TRUE(opened.stat(path, kept, again));
+    EXPECT_EQ(again.st_size, 3);  // what its first use saw
+    // An fd the caller holds for a path not kept: fstatted now.
+    ASSERT_TRUE(opened.stat("/not/kept", fd, fresh));
+    EXPECT_EQ(fresh.st_size, 7);
+    close(fd);
+    EXPECT_FALSE(opened.stat("/not/kept", fd, fresh));  // closed: fstat fails
+    unlink(path);
+}
+
 TEST(PagemapTest, ZeroPage) {
     std::vector<char> page(4096, 0);
     EXPECT_TRUE(is_zero_page(page.data()));
