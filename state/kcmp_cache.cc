@@ -59,12 +59,48 @@ size_t KcmpCache::KeyHash::operator()(const Key& k) const noexcept {
     return size_t(mix(mix(uint64_t(uint32_t(type)) << 32 ^ KcmpItemHash()(a)) ^ KcmpItemHash()(b)));
 }
 
+size_t KcmpCache::RankKeyHash::operator()(const std::pair<int, KcmpItem>& k) const noexcept {
+    return size_t(mix(uint64_t(uint32_t(k.first)) << 32 ^ KcmpItemHash()(k.second)));
+}
+
+namespace {
+
+// Keeps in `ranks` the rank of the bigger sort.
+template <class Ranks, class Key, class Rank>
+void keep_rank(Ranks& ranks, const Key& key, const Rank& r) {
+    auto [it, fresh] = ranks.try_emplace(key, r);
+    if (!fresh && it->second.size < r.size) it->second = r;
+}
+
+}  // namespace
+
+void KcmpCache::rank(int type, const std::vector<KcmpItem>& items, const std::vector<int>& cls) {
+    const uint32_t sort = sorts_++;
+    for (size_t i = 0; i < items.size(); ++i)
+        keep_rank(ranks_, std::pair{type, items[i]}, Rank{sort, cls[i], items.size()});
+}
+
+void KcmpCache::adopt(KcmpCache&& other) {
+    answers_.merge(other.answers_);
+    classes_.merge(other.classes_);
+    const uint32_t base = sorts_;
+    for (const auto& [key, r] : other.ranks_)
+        keep_rank(ranks_, key, Rank{base + r.sort, r.cls, r.size});
+    sorts_ += other.sorts_;
+    calls_ += other.calls_;
+}
+
 int KcmpCache::order(int type, KcmpItem a, KcmpItem b) {
     // Kept as (type, lower item, higher item): one lookup answers both ways round.
     const bool swapped = b < a;
     const Key key = swapped ? Key{type, b, a} : Key{type, a, b};
     if (auto it = answers_.find(key); it != answers_.end())
         return swapped ? turned(it->second) : it->second;
+    // Both of one sort: its classes are numbered in kcmp's order.
+    if (auto ra = ranks_.find({type, a}); ra != ranks_.end())
+        if (auto rb = ranks_.find({type, b});
+            rb != ranks_.end() && rb->second.sort == ra->second.sort)
+            return ra->second.cls == rb->second.cls ? 0 : ra->second.cls < rb->second.cls ? 1 : 2;
     ++calls_;
     long r = syscall(SYS_kcmp, a.pid, b.pid, type, a.idx, b.idx);
     int v = r < 0 ? -errno : int(r);
@@ -109,9 +145,11 @@ std::optional<std::vector<int>> KcmpCache::classes(int type, std::span<const Kcm
     if (items.size() >= 2 && ask(0, 1) == 0) {
         bool one = true;
         for (size_t k = 2; k < items.size() && one && !failed; ++k) one = ask(0, k) == 0;
-        if (one && !failed)
-            return in_order(
-                classes_.emplace(std::move(key), std::vector<int>(items.size(), 0)).first->second);
+        if (one && !failed) {
+            std::vector<int> cls(items.size(), 0);
+            rank(type, items, cls);
+            return in_order(classes_.emplace(std::move(key), std::move(cls)).first->second);
+        }
     }
     auto less = [&](size_t x, size_t y) { return ask(x, y) == 1; };
     std::vector<size_t> sorted(items.size()), tmp(items.size());
@@ -125,7 +163,10 @@ std::optional<std::vector<int>> KcmpCache::classes(int type, std::span<const Kcm
             if (ask(sorted[k - 1], sorted[k]) != 0) ++c;
             cls[sorted[k]] = c;
         }
-        if (!failed) out = std::move(cls);
+        if (!failed) {
+            rank(type, items, cls);
+            out = std::move(cls);
+        }
     }
     return in_order(classes_.emplace(std::move(key), std::move(out)).first->second);
 }

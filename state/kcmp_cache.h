@@ -16,6 +16,11 @@
 // does): about n log n calls for n members instead of n^2 / 2. Only while
 // nothing can change (a frozen tree) or within one read (a `reason`) is that
 // exact; the callers are those.
+//
+// A sorted set also answers any two of its items (ranks): the classes are
+// numbered in kcmp's order, so two items of one sort compare as their classes
+// do, with no call (perf: a tree's subsets, and another thread's sorts
+// adopted, asked nothing again).
 #pragma once
 
 #include <sys/types.h>
@@ -71,6 +76,11 @@ class KcmpCache {
     // kcmp calls made (each a real syscall).
     uint64_t calls() const { return calls_; }
 
+    // Takes what `other` learned (its answers, sorted sets and ranks), where
+    // this knows nothing yet: a cache filled on another thread, while frozen
+    // (perf: a tree's sorts made on its tracers, checkpoint.cc presort).
+    void adopt(KcmpCache&& other);
+
   private:
     // (type, a, b) with a <= b, and kcmp(a, b)'s answer. perf: hashed, one
     // lookup per question (a std::map asked twice, (a, b) and (b, a): in a
@@ -82,6 +92,20 @@ class KcmpCache {
     };
     std::unordered_map<Key, int, KeyHash> answers_;
     std::map<std::pair<int, std::vector<KcmpItem>>, std::optional<std::vector<int>>> classes_;
+    // (type, item): the biggest sort that ranked it (a number of this
+    // cache's) and its class there. Two items of one sort: ordered as their
+    // classes.
+    struct RankKeyHash {
+        size_t operator()(const std::pair<int, KcmpItem>& k) const noexcept;
+    };
+    struct Rank {
+        uint32_t sort;
+        int cls;
+        size_t size;  // of its sort: a bigger sort's rank replaces it
+    };
+    std::unordered_map<std::pair<int, KcmpItem>, Rank, RankKeyHash> ranks_;
+    uint32_t sorts_ = 0;
+    void rank(int type, const std::vector<KcmpItem>& items, const std::vector<int>& cls);
     uint64_t calls_ = 0;
 };
 

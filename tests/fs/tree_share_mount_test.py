@@ -181,6 +181,30 @@ class Share(trees_mount_test.Tree):
         self.assertEqual(os.lseek(os.open(f"/proc/{child}/fd/1", os.O_RDONLY), 0, os.SEEK_END),
                          4 * 9)
 
+    def test_a_big_trees_log_descriptions_come_back_as_they_were(self):
+        """Eleven processes, 22 fds of one log: five children write through bash's
+        description, five opened their own (and keep bash's as stderr). A tree
+        this big has its kcmp sorts made ahead on the tracers (checkpoint.cc
+        Presort, session 47): which fds share a description is the same after."""
+        self.write("w.py", WRITER)
+        py = "/usr/bin/python3"
+        script = (f"exec >log 2>&1; for i in 1 2 3 4 5; do {py} w.py s$i & done; "
+                  f"for i in 6 7 8 9 10; do (exec >>log; exec {py} w.py o$i) & done; wait")
+        proc = self.start(script, 11)
+        pids = tree_of(proc.pid)
+        wait_for(lambda: all(os.path.exists(self.path(f"{n}.ready")) for n in
+                             [f"s{i}" for i in range(1, 6)] + [f"o{i}" for i in range(6, 11)]),
+                 "the writers")
+        fds = [(p, fd) for p in pids for fd in (1, 2)]
+
+        def shared():
+            return [[kcmp_file(a, fa, b, fb) == 0 for (b, fb) in fds] for (a, fa) in fds]
+        before = shared()
+        self.assertEqual(sum(row.count(True) for row in before), 17 * 17 + 5 * 1,
+                         "bash's description held 17 times, five of their own")
+        self.round_trip(proc, pids)
+        self.assertEqual(shared(), before)
+
     def test_edited_share_records_are_refused_and_leave_nothing(self):
         proc, pids = self.log_tree()
         parent, child = pids

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -211,6 +212,73 @@ TEST(KcmpCache, TaskSharingBySorting) {
     uint64_t calls = k.calls();
     classify_task_sharing(pids, ppids, recs, why, k);
     EXPECT_EQ(k.calls(), calls);
+}
+
+// The kernel's own answer for a pair (a cache of its own, asked once).
+int raw_order(int type, KcmpItem a, KcmpItem b) {
+    long r = syscall(SYS_kcmp, a.pid, b.pid, type, a.idx, b.idx);
+    return r < 0 ? -errno : int(r);
+}
+
+// Clones sharing fd tables in groups: 24 processes, every fourth clone in
+// the test's table.
+std::vector<KcmpItem> tables(Clones& c) {
+    std::vector<KcmpItem> items{{getpid(), 0}};
+    for (int i = 0; i < 23; ++i) items.push_back({c.make(i % 4 == 0 ? CLONE_FILES : 0), 0});
+    return items;
+}
+
+// perf (session 47): a sorted set answers any two of its items, in kcmp's
+// own order, with no call; a subset of it is sorted with none.
+TEST(KcmpCache, ASortedSetAnswersAnyTwoOfItsItemsWithoutACall) {
+    Clones c;
+    std::vector<KcmpItem> items = tables(c);
+    KcmpCache k;
+    ASSERT_TRUE(k.classes(KCMP_FILES, items));
+    const uint64_t calls = k.calls();
+    for (size_t i = 0; i < items.size(); ++i)
+        for (size_t j = 0; j < items.size(); ++j)
+            EXPECT_EQ(k.order(KCMP_FILES, items[i], items[j]),
+                      raw_order(KCMP_FILES, items[i], items[j]))
+                << i << " " << j;
+    std::vector<KcmpItem> some{items[7], items[1], items[12], items[0], items[21]};
+    auto cls = k.classes(KCMP_FILES, some);
+    ASSERT_TRUE(cls);
+    EXPECT_EQ((*cls)[1] == (*cls)[3], true);   // clone 0 shares the test's table
+    EXPECT_EQ((*cls)[0] == (*cls)[3], false);  // clone 6 has its own
+    EXPECT_EQ(k.calls(), calls);
+    // Another type is not answered by these ranks.
+    EXPECT_EQ(k.order(KCMP_FS, items[0], items[1]), raw_order(KCMP_FS, items[0], items[1]));
+    EXPECT_EQ(k.calls(), calls + 1);
+}
+
+// perf (session 47): sorts made in other caches (a tree's, on its tracers)
+// and adopted: the whole set sorted then asks only across them, and tells the
+// same classes as a sort of its own.
+TEST(KcmpCache, AdoptedSortsAnswerWithoutACall) {
+    Clones c;
+    std::vector<KcmpItem> items = tables(c);
+    std::sort(items.begin(), items.end());  // as classes() sorts them
+    const auto mid = items.begin() + long(items.size() / 2);
+    KcmpCache first, second, whole, fresh;
+    ASSERT_TRUE(first.classes(KCMP_FILES, std::vector<KcmpItem>(items.begin(), mid)));
+    ASSERT_TRUE(second.classes(KCMP_FILES, std::vector<KcmpItem>(mid, items.end())));
+    whole.adopt(std::move(first));
+    whole.adopt(std::move(second));
+    const uint64_t adopted = whole.calls();
+    EXPECT_EQ(whole.order(KCMP_FILES, items[0], items[1]),
+              raw_order(KCMP_FILES, items[0], items[1]));
+    EXPECT_EQ(whole.calls(), adopted);  // one half's
+    auto cls = whole.classes(KCMP_FILES, items);
+    auto own = fresh.classes(KCMP_FILES, items);
+    ASSERT_TRUE(cls);
+    ASSERT_TRUE(own);
+    for (size_t i = 0; i < items.size(); ++i)
+        for (size_t j = 0; j < items.size(); ++j)
+            EXPECT_EQ((*cls)[i] == (*cls)[j], (*own)[i] == (*own)[j]) << i << " " << j;
+    // The merge asked at most across the halves (and their neighbours).
+    EXPECT_LE(whole.calls() - adopted, 2 * items.size());
+    EXPECT_LT(whole.calls() - adopted, fresh.calls());
 }
 
 }  // namespace
