@@ -248,10 +248,10 @@ void read_ahead(FrozenTree& tree, Tracers& tracers, state::MemberViews& views) {
 // of its items). The root's tree-wide detect sorted them on its own thread,
 // the other CPU idle (~2,500 calls of ~2.4 us, most of its ~8.5 ms, in the
 // 64 x 1 MiB bench tree). The members' memory, signal handlers, fd tables and
-// fs are sorted while their views are read ahead (start); the fds of each
-// inode that several fds of the tree hold once they were, each inode in two
-// halves, merged by its sort here (finish). Each job has its own cache: nothing
-// shared is touched until all ran. CRFS_TREE_KCMP_SERIAL=1 in crfsd's
+// fs are sorted while their views are read ahead (posted when made); the fds
+// of each inode that 8 or more fds of the tree hold once they were, each inode
+// in two halves, merged by its sort here (finish). Each job has its own cache:
+// nothing shared is touched until all ran. CRFS_TREE_KCMP_SERIAL=1 in crfsd's
 // environment: not sorted ahead (the old path, for benches).
 class Presort {
   public:
