@@ -6,6 +6,7 @@
 #include <charconv>
 #include <memory>
 
+#include "checkpoint/task_attrs.h"
 #include "common/io.h"
 #include "common/strfmt.h"
 #include "common/unique_fd.h"
@@ -144,10 +145,9 @@ Result<const std::string*> TaskView::timers() {
 Result<const std::string*> TaskView::link(std::string_view name) {
     if (auto it = links_.find(name); it != links_.end()) return &it->second;
     std::string p = path(name);
-    char buf[4096];
-    ssize_t n = ::readlink(p.c_str(), buf, sizeof buf);
-    if (n < 0) return errno == ENOENT ? sys_error(ESRCH, p) : errno_error(p);
-    return &links_.emplace(std::string(name), std::string(buf, size_t(n))).first->second;
+    auto l = read_link(p);
+    if (!l) return l.error().code == ENOENT ? sys_error(ESRCH, p) : std::unexpected(l.error());
+    return &links_.emplace(std::string(name), std::move(*l)).first->second;
 }
 
 Result<const struct stat*> TaskView::stat_of(std::string_view name) {

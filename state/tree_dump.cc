@@ -87,7 +87,7 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root, Tracers* tracers) {
         std::sort(members_now.begin(), members_now.end());
         struct Listed {
             Result<std::vector<pid_t>> kids;
-            std::vector<Result<ProcStat>> stats;  // of each kid not in members_now, in order
+            std::vector<std::pair<pid_t, Result<ProcStat>>> fresh;  // the kids not members yet
         };
         std::vector<std::optional<Listed>> listed(tree.members_.size());
         {
@@ -98,7 +98,7 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root, Tracers* tracers) {
                     if (!l.kids) return;
                     for (pid_t k : *l.kids)
                         if (!std::binary_search(members_now.begin(), members_now.end(), k))
-                            l.stats.push_back(read_stat(k));
+                            l.fresh.emplace_back(k, read_stat(k));
                 }));
             for (auto& d : done) d.get();
         }
@@ -106,10 +106,7 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root, Tracers* tracers) {
             auto& kids = listed[i]->kids;
             if (!kids) return std::unexpected(kids.error().context(strfmt("pid {}", root)));
             tree.members_[i].children = *kids;  // the last pass's stay
-            size_t next_stat = 0;
-            for (pid_t k : *kids) {
-                if (std::binary_search(members_now.begin(), members_now.end(), k)) continue;
-                Result<ProcStat>& st = listed[i]->stats[next_stat++];
+            for (auto& [k, st] : listed[i]->fresh) {
                 bool known = std::any_of(batch.begin(), batch.end(),
                                          [&](const auto& b) { return b.first == k; });
                 if (known) continue;
