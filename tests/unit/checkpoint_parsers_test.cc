@@ -143,6 +143,37 @@ TEST(ReadFileTest, LargeFilesWholeAndBounded) {
     ::unlink(path);
 }
 
+// perf (session 48): a file is read first into a buffer on the stack, so a
+// small one comes back as a string of its own size (a checkpoint keeps
+// many: fdinfo, timers). Around that buffer's size each is read whole, and
+// EFBIG one byte past max, before the buffer is full or after.
+TEST(ReadFileTest, AroundTheFirstBufferWholeAndBounded) {
+    char path[] = "/tmp/crfs-read-file-XXXXXX";
+    int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    for (size_t size : {0ul, 1ul, 100ul, 8191ul, 8192ul, 8193ul, 12289ul}) {
+        std::string data(size, 'x');
+        for (size_t i = 0; i < size; ++i) data[i] = char('a' + i % 26);
+        ASSERT_TRUE(write_file_atomic(path, data, 0600));
+        auto all = read_file(path);
+        ASSERT_TRUE(all) << all.error().what;
+        EXPECT_EQ(*all, data) << size;
+        auto exact = read_file(path, size);
+        ASSERT_TRUE(exact) << size;
+        EXPECT_EQ(*exact, data) << size;
+        if (size > 0) {
+            auto over = read_file(path, size - 1);
+            ASSERT_FALSE(over) << size;
+            EXPECT_EQ(over.error().code, EFBIG) << size;
+        }
+        if (size == 100) {
+            EXPECT_LT(all->capacity(), 1024u);  // not a 4 KiB string
+        }
+    }
+    ::unlink(path);
+}
+
 // read_maps parses a MiB at a time: lines cut by a read are carried over, so
 // it answers what parse_maps of the whole text answers (entries, line
 // numbers of errors), and EFBIG past max.
