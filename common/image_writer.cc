@@ -16,24 +16,29 @@ namespace crfs {
 using image::RecordHeader;
 using image::RecordType;
 
+void MetaBlocks::grow() {
+    blocks_.emplace_back(new char[next_]);  // not zeroed: see the class
+    at_ = blocks_.back().get();
+    room_ = next_;
+    next_ = std::min<size_t>(next_ * 2, 1 << 20);
+}
+
+char* MetaBlocks::contiguous(size_t n) {
+    if (room_ < n) grow();
+    return at_;
+}
+
 ImageStream::ImageStream(ImageStream&& o) noexcept {
     *this = std::move(o);
 }
 
 ImageStream& ImageStream::operator=(ImageStream&& o) noexcept {
     if (this == &o) return *this;
-    // segments_ point into meta_; a moved std::string may move its bytes (SSO),
-    // so re-point them.
-    const char* old_base = o.meta_.data();
-    size_t old_size = o.meta_.size();
-    meta_ = std::move(o.meta_);
+    meta_ = std::move(o.meta_);  // its blocks stay where they are: segments_ still point there
     segments_ = std::move(o.segments_);
-    for (auto& seg : segments_)
-        if (seg.data >= old_base && seg.data < old_base + old_size)
-            seg.data = meta_.data() + (seg.data - old_base);
     size_ = o.size_;
     hashed_end_ = o.hashed_end_;
-    checksum_meta_off_ = o.checksum_meta_off_;
+    checksum_at_ = std::exchange(o.checksum_at_, nullptr);
     if (xxh_) XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
     xxh_ = std::exchange(o.xxh_, nullptr);
     hashed_ = o.hashed_;
@@ -83,7 +88,7 @@ void ImageStream::seal() const {
         hashed_ += n;
     }
     uint64_t sum = XXH3_64bits_digest(static_cast<XXH3_state_t*>(xxh_));
-    std::memcpy(const_cast<char*>(meta_.data()) + checksum_meta_off_, &sum, sizeof sum);
+    std::memcpy(checksum_at_, &sum, sizeof sum);
     sealed_ = true;
 }
 
@@ -120,13 +125,13 @@ ImageWriter::ImageWriter(const image::Header& header) {
 }
 
 void ImageWriter::append_meta(std::string_view bytes) {
-    if (bytes.empty()) return;
-    if (!pending_.empty() && !pending_.back().external) {
-        pending_.back().len += bytes.size();
-    } else {
-        pending_.push_back({false, meta_.size(), nullptr, bytes.size()});
-    }
-    meta_.append(bytes);
+    meta_.append(bytes, [&](const char* at, size_t n) {
+        Pending* last = pending_.empty() ? nullptr : &pending_.back();
+        if (last && !last->external && last->data + last->len == at)
+            last->len += n;  // right after it, in its block
+        else
+            pending_.push_back({false, at, n});
+    });
 }
 
 void ImageWriter::add(RecordType type, std::string_view payload) {
@@ -138,7 +143,7 @@ void ImageWriter::add_external(RecordType type, std::string_view prefix, const v
     RecordHeader rh{static_cast<uint32_t>(type), 0, prefix.size() + len};
     append_meta({reinterpret_cast<const char*>(&rh), sizeof rh});
     append_meta(prefix);
-    if (len > 0) pending_.push_back({true, 0, static_cast<const char*>(data), len});
+    if (len > 0) pending_.push_back({true, static_cast<const char*>(data), len});
     ++records_;
 }
 
@@ -147,16 +152,15 @@ ImageStream ImageWriter::finish() && {
     std::memcpy(trailer.magic, image::kTrailerMagic, sizeof trailer.magic);
     RecordHeader th{static_cast<uint32_t>(RecordType::kTrailer), 0, sizeof trailer};
     append_meta({reinterpret_cast<const char*>(&th), sizeof th});
-    size_t checksum_off = meta_.size() + offsetof(image::Trailer, checksum);
+    // The trailer in one block: its checksum is written there, at the end.
+    char* checksum_at = meta_.contiguous(sizeof trailer) + offsetof(image::Trailer, checksum);
     append_meta({reinterpret_cast<const char*>(&trailer), sizeof trailer});
 
-    // meta_ no longer grows: offsets into it become pointers now.
     ImageStream s;
     s.meta_ = std::move(meta_);
     uint64_t off = 0;
     for (const Pending& p : pending_) {
-        const char* data = p.external ? p.data : s.meta_.data() + p.meta_off;
-        s.segments_.push_back({off, data, p.len});
+        s.segments_.push_back({off, p.data, p.len});
         off += p.len;
     }
     s.size_ = off;
@@ -164,7 +168,7 @@ ImageStream ImageWriter::finish() && {
     // The checksum covers every byte before the trailer's record header; it is
     // computed as the stream is read (see ImageStream).
     s.hashed_end_ = off - sizeof th - sizeof trailer;
-    s.checksum_meta_off_ = checksum_off;
+    s.checksum_at_ = checksum_at;
     s.xxh_ = XXH3_createState();
     XXH3_64bits_reset(static_cast<XXH3_state_t*>(s.xxh_));
     return s;

@@ -2,11 +2,17 @@
 // small metadata is copied into the writer, bulk data (page buffers) is only
 // referenced, so a 1 GiB snapshot is never copied a second time. The finished
 // stream is served by offset (FUSE read) or written to an fd.
+// perf: the metadata goes into blocks that never move (MetaBlocks), not one
+// string that doubles: a 64-process tree's 650 KB of records was copied
+// twice over into fresh memory, ~200 pages faulted in (~12 us each on this VM)
+// before the image's first byte.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -16,6 +22,36 @@
 #include "crfs/image_format.h"
 
 namespace crfs {
+
+// Bytes appended in blocks that stay where they are: 4 KiB, then each twice
+// the last, up to 1 MiB. A block is not zeroed, so the pages of its room
+// not written are not touched.
+class MetaBlocks {
+  public:
+    // Copies `bytes` in; `fn(data, n)` is called for each piece, in order (a
+    // piece does not cross a block).
+    template <class Fn>
+    void append(std::string_view bytes, Fn&& fn) {
+        while (!bytes.empty()) {
+            if (room_ == 0) grow();
+            size_t n = std::min(room_, bytes.size());
+            std::memcpy(at_, bytes.data(), n);
+            fn(static_cast<const char*>(at_), n);
+            at_ += n;
+            room_ -= n;
+            bytes.remove_prefix(n);
+        }
+    }
+    // The next `n` bytes appended go into one block (n <= 4 KiB); where they will be.
+    char* contiguous(size_t n);
+
+  private:
+    void grow();
+    std::vector<std::unique_ptr<char[]>> blocks_;
+    char* at_ = nullptr;
+    size_t room_ = 0;
+    size_t next_ = 4096;
+};
 
 // A finished image: header, records and trailer, in order.
 //
@@ -51,19 +87,19 @@ class ImageStream {
     friend class ImageWriter;
     struct Segment {
         uint64_t offset;   // position in the stream
-        const char* data;  // into meta_ or caller-owned memory
+        const char* data;  // into meta_'s blocks or caller-owned memory
         size_t len;
     };
     size_t copy_out(uint64_t offset, char* out, size_t len) const;
     void hash_served(uint64_t offset, const char* data, size_t n) const;  // mu_ held
     void seal() const;                                                    // mu_ held
-    std::string meta_;
+    MetaBlocks meta_;
     std::vector<Segment> segments_;
     uint64_t size_ = 0;
     uint64_t hashed_end_ = 0;       // bytes covered by the checksum
-    size_t checksum_meta_off_ = 0;  // where in meta_ the checksum goes
+    char* checksum_at_ = nullptr;   // where in meta_ the checksum goes
 
-    mutable std::mutex mu_;        // guards the fields below and the checksum bytes in meta_
+    mutable std::mutex mu_;        // guards the fields below and the checksum bytes
     mutable void* xxh_ = nullptr;  // XXH3_state_t while hashing
     mutable uint64_t hashed_ = 0;  // stream bytes hashed so far (a prefix)
     mutable bool sealed_ = false;  // checksum written
@@ -108,12 +144,11 @@ class ImageWriter {
   private:
     struct Pending {
         bool external;
-        size_t meta_off;  // when !external: offset into meta
-        const char* data;
+        const char* data;  // into meta_ when !external
         size_t len;
     };
     void append_meta(std::string_view bytes);
-    std::string meta_;
+    MetaBlocks meta_;
     std::vector<Pending> pending_;
     uint64_t records_ = 0;
 };

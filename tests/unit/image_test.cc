@@ -213,6 +213,50 @@ TEST(ImageTest, StreamReadAtAnyOffsetMatchesWhole) {
     EXPECT_EQ(st.read(whole.size(), &c, 1), 0u);
 }
 
+// perf (session 48): the metadata is kept in blocks that never move, a
+// record may straddle two of them. 2.4 MB of records of odd sizes between
+// bulk data (many blocks): the stream is exactly header, records and
+// trailer in order, its checksum is of those bytes, and a stream moved
+// elsewhere serves the same bytes.
+TEST(ImageTest, MetadataAcrossManyBlocksIsTheStreamInOrder) {
+    const image::Header header = make_header(0, 0);
+    ImageWriter w(header);
+    std::string want(reinterpret_cast<const char*>(&header), sizeof header);
+    std::vector<char> ext(5000, 'e');
+    auto put_header = [&](RecordType type, uint64_t len) {
+        image::RecordHeader rh{static_cast<uint32_t>(type), 0, len};
+        want.append(reinterpret_cast<const char*>(&rh), sizeof rh);
+    };
+    for (int i = 0; i < 800; ++i) {
+        std::string payload(size_t(3001 + i % 7), char('a' + i % 26));
+        if (i % 100 == 99) {  // now and then bulk data between the records
+            w.add_external(RecordType::kPages, payload, ext.data(), ext.size());
+            put_header(RecordType::kPages, payload.size() + ext.size());
+            want += payload;
+            want.append(ext.data(), ext.size());
+        } else {
+            w.add(RecordType::kTask, payload);
+            put_header(RecordType::kTask, payload.size());
+            want += payload;
+        }
+    }
+    ImageStream built = std::move(w).finish();
+    ImageStream st = std::move(built);  // moved: the blocks stay, so do the pieces
+    const std::string whole = stream_bytes(st);
+    const size_t tail = sizeof(image::RecordHeader) + sizeof(image::Trailer);
+    ASSERT_EQ(whole.size(), want.size() + tail);
+    EXPECT_TRUE(whole.compare(0, want.size(), want) == 0);
+    uint64_t sum;
+    std::memcpy(&sum, whole.data() + whole.size() - 16, 8);
+    EXPECT_EQ(sum, XXH3_64bits(want.data(), want.size()));
+    std::string pieces;
+    ASSERT_TRUE(st.for_each_piece(st.size(), [&](const char* p, size_t n) -> Status {
+        pieces.append(p, n);
+        return {};
+    }));
+    EXPECT_EQ(pieces, whole);
+}
+
 // perf (session 18): a live image's head goes to its sink as the stream's
 // own pieces, without a copy: they are the stream's bytes, in order, up to
 // where asked; the first piece refused ends the walk.
