@@ -93,9 +93,11 @@ Error taken_away(pid_t pid, uint64_t page) {
 // ESRCH, see unprotect). Where it stops (an area without PROT_READ, which
 // the `mem` fd reads with FOLL_FORCE; the task changed its credentials since
 // the freeze: EPERM), the rest comes from the `mem` fd opened while frozen.
-Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len) {
+// Not `readv`: all of it from the `mem` fd (pages others map too: a pin
+// would give the task a copy of its own, readv_can_read).
+Status read_task(int mem, pid_t pid, uint64_t vaddr, char* dst, size_t len, bool readv) {
     size_t done = 0;
-    bool by_pid = true;
+    bool by_pid = readv;
     while (done < len) {
         ssize_t n;
         if (by_pid) {
@@ -433,7 +435,8 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     std::vector<LiveRun> live;
     for (size_t i = 0; i < areas.size(); ++i) {
         if (!skip[i]) continue;
-        live.push_back({areas[i].start, (areas[i].end - areas[i].start) / kPage, true});
+        live.push_back({areas[i].start, (areas[i].end - areas[i].start) / kPage, true,
+                        readv_can_read(areas[i])});
         d.pages_scanned += live.back().nr_pages;
         Spans unprotected;
         if (auto r =
@@ -467,7 +470,8 @@ Result<MemoryDump> protect_memory(pid_t pid, std::vector<MapsEntry> maps, PageBu
     now.fds = std::move(plan->fds);
     for (size_t r = 0; r < plan->runs.size(); ++r) {
         if (vma_of[r] != SIZE_MAX && registered[vma_of[r]]) {
-            live.push_back({plan->runs[r].vaddr, plan->runs[r].nr_pages, false});
+            live.push_back(
+                {plan->runs[r].vaddr, plan->runs[r].nr_pages, false, plan->sources[r].readable});
             continue;
         }
         now.runs.push_back(plan->runs[r]);
@@ -705,6 +709,15 @@ bool LiveMemory::in_runs(uint64_t page) const {
     return page < it->vaddr + it->nr_pages * kPage;
 }
 
+bool LiveMemory::readv_in(uint64_t va, uint64_t end) const {
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), va,
+                               [](uint64_t p, const LiveRun& r) { return p < r.vaddr; });
+    if (it != runs_.begin()) --it;
+    for (; it != runs_.end() && it->vaddr < end; ++it)
+        if (va < it->vaddr + it->nr_pages * kPage && !it->readv) return false;
+    return true;
+}
+
 bool LiveMemory::unsent(uint64_t page) const {
     return page >= frontier_ && in_runs(page) && !saved_.contains(page);
 }
@@ -732,7 +745,7 @@ void LiveMemory::save(uint64_t start, uint64_t end) {
                 hi = p + kPage;
             }
         if (lo >= hi) continue;
-        if (auto r = read_task(mem_.get(), pid_, lo, tmp, hi - lo); !r) {
+        if (auto r = read_task(mem_.get(), pid_, lo, tmp, hi - lo, readv_in(lo, hi)); !r) {
             if (!abort_) abort_ = r.error();
             return;
         }
@@ -923,7 +936,9 @@ Result<bool> LiveMemory::take(uint64_t va, uint64_t end, char* buf) {
         }
         uint64_t j = i + 1;
         while (j < n && !saved_.contains(va + j * kPage)) ++j;
-        if (auto r = read_task(mem_.get(), pid_, va + i * kPage, buf + i * kPage, (j - i) * kPage);
+        const uint64_t from = va + i * kPage, to = va + j * kPage;
+        if (auto r =
+                read_task(mem_.get(), pid_, from, buf + i * kPage, to - from, readv_in(from, to));
             !r) {
             abort_ = r.error();
             return std::unexpected(r.error());

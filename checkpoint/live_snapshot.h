@@ -162,6 +162,7 @@ struct LiveRun {
     uint64_t vaddr;
     uint64_t nr_pages;
     bool ask;
+    bool readv = true;  // process_vm_readv may read it (state/memory_dump.h readv_can_read)
 };
 
 class LiveMemory {
@@ -200,6 +201,8 @@ class LiveMemory {
     // pending) is added to `retry`.
     void answer(uint64_t addr, std::vector<std::pair<uint64_t, uint64_t>>& retry);
     bool in_runs(uint64_t page) const;
+    // Whether every run [va, end) meets may be read by process_vm_readv.
+    bool readv_in(uint64_t va, uint64_t end) const;
     bool unsent(uint64_t page) const;  // mu_ held
     void check_gone(uint64_t start, uint64_t end, const char* what);
     Status check_held(uint64_t at, uint64_t end,

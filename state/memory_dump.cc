@@ -238,6 +238,10 @@ Result<size_t> PageBuffer::grow(size_t bytes) {
     return off;
 }
 
+bool readv_can_read(const MapsEntry& e) {
+    return e.perms[0] == 'r' && e.shared_kb == 0;
+}
+
 // --- dump_memory ---------------------------------------------------------------
 
 void PagePlan::add(uint64_t vaddr, uint64_t n, PageSource src) {
@@ -311,7 +315,7 @@ Result<bool> scan_span_ioctl(pid_t pid, int pagemap, const std::vector<MapsEntry
                 uint64_t to = std::min(vec[i].end, maps[v].end);
                 if (page_needed(classify_vma(maps[v]), pme)) {
                     plan.new_vma = v != last;
-                    plan.add(at, (to - at) / kPage, Source{-1, 0, maps[v].perms[0] == 'r', true});
+                    plan.add(at, (to - at) / kPage, Source{-1, 0, readv_can_read(maps[v]), true});
                     last = v;
                 }
                 at = to;
@@ -327,7 +331,7 @@ Result<bool> scan_span_ioctl(pid_t pid, int pagemap, const std::vector<MapsEntry
 // Without PAGEMAP_SCAN (before Linux 6.7): 8 bytes of pagemap per page.
 Status scan_pagemap(pid_t pid, int pagemap, const MapsEntry& e, VmaKind kind, Plan& plan,
                     uint64_t& scanned, std::vector<uint64_t>& pm) {
-    Source src{-1, 0, e.perms[0] == 'r', true};
+    Source src{-1, 0, readv_can_read(e), true};
     for (uint64_t addr = e.start; addr < e.end;) {
         size_t n = std::min<uint64_t>(kPagemapBatch, (e.end - addr) / kPage);
         ssize_t got = pread(pagemap, pm.data(), n * 8, off_t(addr / kPage * 8));
@@ -361,7 +365,7 @@ Status scan_deleted_private(pid_t pid, const MapsEntry& e, Plan& plan, uint64_t&
     uint64_t file_pages = (uint64_t(st.st_size) + kPage - 1) / kPage;
     uint64_t vma_pages = (e.end - e.start) / kPage;
     uint64_t n = file_pages > e.pgoff ? std::min(vma_pages, file_pages - e.pgoff) : 0;
-    if (n) plan.add(e.start, n, Source{-1, 0, e.perms[0] == 'r'});
+    if (n) plan.add(e.start, n, Source{-1, 0, readv_can_read(e)});
     scanned += vma_pages;
     return {};
 }

@@ -152,11 +152,24 @@ struct MemoryDump {
 struct PageSource {
     int fd = -1;  // -1: the task's memory at run.vaddr; else pread(fd, file_off)
     uint64_t file_off = 0;
-    bool readable = true;  // process_vm_readv can read it (else /proc/<pid>/mem)
+    // process_vm_readv can read it, and leave it as it is (else
+    // /proc/<pid>/mem: readv_can_read below).
+    bool readable = true;
     // The pages were present or swapped in the task's page tables at the
     // freeze (PAGEMAP_SCAN): what userfaultfd write-protect can cover.
     bool ptes = false;
 };
+
+// Whether process_vm_readv may read the pages of VMA `e` (as smaps showed
+// it). It pins them, and the kernel copies a private anonymous page that another process
+// maps too (one shared copy-on-write after a fork) before it lets it be
+// pinned (gup_must_unshare): the task would get a copy of its own, so a
+// checkpoint would undo the sharing of a forked tree (a pre-fork server's
+// children: each a copy of all it shares, the tree's memory multiplied). A
+// VMA with pages others map too (smaps' Shared_*) is read through
+// /proc/<pid>/mem, which takes a reference instead and leaves the page shared;
+// and one without PROT_READ is (FOLL_FORCE).
+bool readv_can_read(const MapsEntry& e);
 
 // Which pages a frozen task's image needs: runs[i] (buf_off unset) read from
 // sources[i]. `fds` keeps the shared-memory files the sources read open.

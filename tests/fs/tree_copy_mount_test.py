@@ -61,7 +61,34 @@ while True:
     signal.pause()
 """ % KIDS
 
+# The root's SHARED_MIB, written before the forks: every member maps the
+# same pages, copy-on-write, and none writes them.
+SHARED_MIB = 8
+SHARED_TREE = r"""
+import hashlib, os, signal, sys
+out = sys.argv[1]
+data = bytearray(os.urandom(%d << 20))
+digest = hashlib.sha256(data).hexdigest()
+for i in range(%d):
+    if os.fork() == 0:
+        break
+def note(sig, frame):
+    with open(out, "a") as f:
+        f.write(f"{os.getpid()} {hashlib.sha256(data).hexdigest() == digest}\n")
+signal.signal(signal.SIGUSR1, note)
+open(out + ".%%d" %% os.getpid(), "w").close()
+while True:
+    signal.pause()
+""" % (SHARED_MIB, KIDS)
+
 MEMBER_PAGES, STATS, MEMBER_STATS, TRAILER = 65, 16, 66, 0xFFFFFFFF
+
+
+def private_dirty_kib(pid):
+    for line in read(f"/proc/{pid}/smaps_rollup").splitlines():
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Private_Dirty for {pid}")
 
 
 def records(path):
@@ -206,6 +233,23 @@ class CopyUnderStream(TreeBase):
     def test_a_cold_arena_keeps_every_members_bytes_too(self):
         warmed, _ = self.warmed_and_restored()
         self.assertIsNone(warmed, "CRFS_TREE_ARENA_COLD=1: warmed all the same")
+
+    def test_pages_shared_copy_on_write_stay_shared_through_a_checkpoint(self):
+        """A forked tree's shared pages are read, not copied into each member:
+        process_vm_readv pins pages, and the kernel gives a process its own
+        copy of a shared copy-on-write page before it is pinned."""
+        out = os.path.join(self.dir, "out")
+        proc = self.start(None, KIDS + 1, argv=["python3", "-c", SHARED_TREE, out])
+        pids = tree_of(proc.pid)
+        wait_for(lambda: all(os.path.exists(f"{out}.{p}") for p in pids), "every member ready")
+        before = {p: private_dirty_kib(p) for p in pids}
+        img = self.checkpoint(proc.pid)
+        grew = {p: private_dirty_kib(p) - before[p] for p in pids}
+        # Each child's copy of the shared bytes would be SHARED_MIB more; the
+        # checkpoint itself (the parasite's two pages) writes almost nothing.
+        self.assertTrue(all(g < SHARED_MIB * 1024 // 4 for g in grew.values()), grew)
+        self.handlers_run(pids, out, "after the checkpoint")
+        self.restored_whole(proc, pids, out, img)
 
     def test_a_failed_copy_fails_the_read_and_leaves_the_tree_running(self):
         proc, pids, out = self.start_tree()
