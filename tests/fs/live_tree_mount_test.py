@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roundtrip_mount_test as rt  # noqa: E402
 from live_mount_test import peek, tracer  # noqa: E402
 from trees_mount_test import TreeBase, tree_of  # noqa: E402
-from tree_copy_mount_test import KIDS, SHARED_MIB, SHARED_TREE, private_dirty_kib  # noqa: E402
+from tree_copy_mount_test import SHARED_MIB, MemberHandlers  # noqa: E402
 
 MIB = 16  # per writer: above the 4 MiB from which a member is live
 
@@ -37,7 +37,7 @@ def write_protected(pid):
                for ln in rt.read(f"/proc/{pid}/smaps").splitlines())
 
 
-class LiveTree(TreeBase):
+class LiveTree(MemberHandlers, TreeBase):
     def writers(self):
         """sh with two gen_writer children (a/, b/); (proc, [sh, a, b], {pid: addr})."""
         gen = os.path.join(rt.BUILD, "tests/workloads/gen_writer")
@@ -86,28 +86,12 @@ class LiveTree(TreeBase):
         are read after the thaw without a copy made in any member (a pin of a
         shared page makes one: state/memory_dump.h readv_can_read), and the
         tree restores with every byte."""
-        out = os.path.join(self.dir, "out")
-        proc = self.start(None, KIDS + 1, argv=["python3", "-c", SHARED_TREE, out])
-        pids = tree_of(proc.pid)
-        rt.wait_for(lambda: all(os.path.exists(f"{out}.{p}") for p in pids), "every member ready")
-        before = {p: private_dirty_kib(p) for p in pids}
-        img = self.checkpoint(proc.pid)
+        proc, pids, out, img = self.checkpoint_shared_tree()
         show = rt.sh(f"{rt.BUILD}/tools/crfs show --json {img}")
         self.assertEqual(show.returncode, 0, show.stderr)
         copied = json.loads(show.stdout)["stats"]["pages_copied"]  # the root's
         self.assertLess(copied, SHARED_MIB * 256 // 2, "not a live snapshot")
-        grew = {p: private_dirty_kib(p) - before[p] for p in pids}
-        self.assertTrue(all(g < SHARED_MIB * 1024 // 4 for g in grew.values()), grew)
-        self.kill_all(proc, pids)
-        r = self.restore(img, str(proc.pid))
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.pids += pids
-        self.assertEqual(tree_of(proc.pid), pids)
-        for p in pids:
-            os.kill(p, signal.SIGUSR1)
-        rt.wait_for(lambda: os.path.exists(out) and len(rt.read(out).split("\n")) > len(pids),
-                    "every member's handler")
-        self.assertEqual(sorted(rt.read(out).split("\n")[:-1]), sorted(f"{p} True" for p in pids))
+        self.restored_whole(proc, pids, out, img)
 
     def test_tree_read_while_its_members_write_restores_one_cut(self):
         self.one_cut()

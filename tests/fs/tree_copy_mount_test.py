@@ -112,7 +112,47 @@ def tracer(pid):
     raise AssertionError(f"no TracerPid for {pid}")
 
 
-class CopyUnderStream(TreeBase):
+class MemberHandlers:
+    """For a TreeBase whose members answer SIGUSR1 in `out` (TREE, SHARED_TREE)."""
+
+    def handlers_run(self, pids, out, what):
+        """SIGUSR1 to each: each answers that its bytes are whole."""
+        if os.path.exists(out):
+            os.unlink(out)
+        for p in pids:
+            os.kill(p, signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(out) and len(read(out).split("\n")) > len(pids),
+                 f"every member's handler ({what})")
+        self.assertEqual(sorted(read(out).split("\n")[:-1]), sorted(f"{p} True" for p in pids),
+                         what)
+
+    def checkpoint_shared_tree(self):
+        """SHARED_TREE checkpointed: no member's Private_Dirty grew by a copy
+        of what it shares. (proc, pids, out, image)."""
+        out = os.path.join(self.dir, "out")
+        proc = self.start(None, KIDS + 1, argv=["python3", "-c", SHARED_TREE, out])
+        pids = tree_of(proc.pid)
+        wait_for(lambda: all(os.path.exists(f"{out}.{p}") for p in pids), "every member ready")
+        before = {p: private_dirty_kib(p) for p in pids}
+        img = self.checkpoint(proc.pid)
+        grew = {p: private_dirty_kib(p) - before[p] for p in pids}
+        # Each child's copy of the shared bytes would be SHARED_MIB more; the
+        # checkpoint itself (the parasite's two pages) writes almost nothing.
+        self.assertTrue(all(g < SHARED_MIB * 1024 // 4 for g in grew.values()), grew)
+        return proc, pids, out, img
+
+    def restored_whole(self, proc, pids, out, img):
+        """The tree killed and restored from img: the same pids, and every
+        member's bytes as they were."""
+        self.kill_all(proc, pids)
+        r = self.restore(img, str(proc.pid))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.pids += pids
+        self.assertEqual(tree_of(proc.pid), pids)
+        self.handlers_run(pids, out, "restored")
+
+
+class CopyUnderStream(MemberHandlers, TreeBase):
     def setUp(self):
         self.ctl = tempfile.mkdtemp(prefix="crfs-copy-")
         self.hold = os.path.join(self.ctl, "hold")
@@ -152,27 +192,6 @@ class CopyUnderStream(TreeBase):
         out = os.path.join(self.dir, "out")
         proc = self.start(None, KIDS + 1, argv=["python3", "-c", TREE, out])
         return proc, tree_of(proc.pid), out
-
-    def handlers_run(self, pids, out, what):
-        """SIGUSR1 to each: each answers that its bytes are whole."""
-        if os.path.exists(out):
-            os.unlink(out)
-        for p in pids:
-            os.kill(p, signal.SIGUSR1)
-        wait_for(lambda: os.path.exists(out) and len(read(out).split("\n")) > len(pids),
-                 f"every member's handler ({what})")
-        self.assertEqual(sorted(read(out).split("\n")[:-1]), sorted(f"{p} True" for p in pids),
-                         what)
-
-    def restored_whole(self, proc, pids, out, img):
-        """The tree killed and restored from img: the same pids, and every
-        member's bytes as they were."""
-        self.kill_all(proc, pids)
-        r = self.restore(img, str(proc.pid))
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.pids += pids
-        self.assertEqual(tree_of(proc.pid), pids)
-        self.handlers_run(pids, out, "restored")
 
     def test_hold_bytes_go_out_while_the_tree_is_frozen_and_stats_come_last(self):
         proc, pids, out = self.start_tree()
@@ -238,16 +257,7 @@ class CopyUnderStream(TreeBase):
         """A forked tree's shared pages are read, not copied into each member:
         process_vm_readv pins pages, and the kernel gives a process its own
         copy of a shared copy-on-write page before it is pinned."""
-        out = os.path.join(self.dir, "out")
-        proc = self.start(None, KIDS + 1, argv=["python3", "-c", SHARED_TREE, out])
-        pids = tree_of(proc.pid)
-        wait_for(lambda: all(os.path.exists(f"{out}.{p}") for p in pids), "every member ready")
-        before = {p: private_dirty_kib(p) for p in pids}
-        img = self.checkpoint(proc.pid)
-        grew = {p: private_dirty_kib(p) - before[p] for p in pids}
-        # Each child's copy of the shared bytes would be SHARED_MIB more; the
-        # checkpoint itself (the parasite's two pages) writes almost nothing.
-        self.assertTrue(all(g < SHARED_MIB * 1024 // 4 for g in grew.values()), grew)
+        proc, pids, out, img = self.checkpoint_shared_tree()
         self.handlers_run(pids, out, "after the checkpoint")
         self.restored_whole(proc, pids, out, img)
 
