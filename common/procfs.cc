@@ -257,6 +257,11 @@ std::string_view next_field(std::string_view line, size_t& i) {
 
 }  // namespace
 
+uint64_t vm_flag_mask(std::string_view name) {
+    int bit = vm_flag_bit(name);
+    return bit < 0 ? 0 : uint64_t(1) << bit;
+}
+
 void MapsParser::feed(std::string_view lines) {
     for_each_line(lines, [&](std::string_view line) { parse_line(line); });
 }
@@ -269,9 +274,10 @@ void MapsParser::parse_line(std::string_view line) {
     if (line.empty() || !err_) return;
     // An smaps detail line starts with its key's capital letter, an area's
     // line with a hex digit: details whose key cannot be one read below
-    // (Pss, Private_*, Anonymous, KernelPageSize, ...: ~14 of an area's 25
+    // (Pss, Private_*, KernelPageSize, ...: ~13 of an area's 25
     // lines) are skipped by their first letter.
-    if (line[0] >= 'A' && line[0] <= 'Z' && line[0] != 'V' && line[0] != 'S' && line[0] != 'R')
+    if (line[0] >= 'A' && line[0] <= 'Z' && line[0] != 'V' && line[0] != 'S' && line[0] != 'R' &&
+        line[0] != 'A')
         return;
     size_t i = 0;
     std::string_view key = next_field(line, i);
@@ -289,8 +295,14 @@ void MapsParser::parse_line(std::string_view line) {
         } else if ((key == "Shared_Clean:" || key == "Shared_Dirty:") &&
                    to_num(next_field(line, i), kb)) {
             e.shared_kb += kb;
-        } else if ((key == "Rss:" || key == "Swap:") && to_num(next_field(line, i), kb)) {
+        } else if (key == "Rss:" && to_num(next_field(line, i), kb)) {
             e.resident_kb += kb;
+            e.counted = true;
+        } else if (key == "Swap:" && to_num(next_field(line, i), kb)) {
+            e.resident_kb += kb;
+            e.swap_kb = kb;
+        } else if (key == "Anonymous:" && to_num(next_field(line, i), kb)) {
+            e.anon_kb = kb;
         }
         return;
     }

@@ -79,12 +79,18 @@ struct MapsEntry {
     uint32_t dev_major = 0, dev_minor = 0;
     uint64_t ino = 0;
     char perms[5] = "----";     // rwxp / rwxs
+    bool counted = false;       // read from smaps (its Rss line): the counts below hold
     std::string path;           // "" for anonymous, "[heap]", "/usr/lib/... (deleted)"
     uint64_t vm_flags = 0;      // smaps VmFlags: bit i = image::kVmFlagNames[i]
     std::string unknown_flags;  // VmFlags names not in kVmFlagNames, space-separated
     uint64_t shared_kb = 0;     // smaps Shared_Clean + Shared_Dirty: pages others map too
     uint64_t resident_kb = 0;   // smaps Rss + Swap: pages in the page tables
+    uint64_t anon_kb = 0;       // smaps Anonymous: anonymous pages mapped (a file's private copies)
+    uint64_t swap_kb = 0;       // smaps Swap
 };
+
+// The bit of the smaps VmFlags name `name` in MapsEntry::vm_flags, 0 if it has none.
+uint64_t vm_flag_mask(std::string_view name);
 
 // Parses maps or smaps text (of smaps, VmFlags and Shared_* are kept).
 Result<std::vector<MapsEntry>> parse_maps(std::string_view text);

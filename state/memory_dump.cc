@@ -275,6 +275,27 @@ bool scanned_by_pagemap(const MapsEntry& e, VmaKind kind) {
            !map_files_use(e);
 }
 
+// perf: what a VMA's smaps counts already say of the pages a pagemap walk
+// would find (see plan_pages). Only where the counts hold (MapsEntry::counted:
+// read from smaps) and there is no swap: an anonymous VMA with no page in its
+// page tables (Rss 0; copies of the zero page, which Rss leaves out and the
+// walk stores, read as zero either way) or with every page there (Rss its
+// size); a private file mapping with no private copy (Anonymous 0: its pages
+// come back from the file) or only private copies (Anonymous its size). Not
+// a hugetlb, PFN, mixed or I/O map, whose pages Rss does not count (they are
+// reasons: state/memory.cc).
+enum class Counted { kWalk, kNone, kAll };
+
+Counted counted_pages(const MapsEntry& e, VmaKind kind) {
+    static const uint64_t kUncounted =
+        vm_flag_mask("ht") | vm_flag_mask("pf") | vm_flag_mask("mm") | vm_flag_mask("io");
+    if (!e.counted || e.swap_kb || (e.vm_flags & kUncounted)) return Counted::kWalk;
+    const uint64_t held = kind == VmaKind::kAnonPrivate ? e.resident_kb : e.anon_kb;
+    if (held == 0) return Counted::kNone;
+    if (held == (e.end - e.start) / 1024) return Counted::kAll;
+    return Counted::kWalk;
+}
+
 // One PAGEMAP_SCAN walk over neighbouring pagemap-scanned VMAs maps[b, e):
 // the kernel walks the page tables of the whole span and returns only
 // populated ranges, so 30,000 small areas cost one walk, not 30,000 calls.
@@ -545,10 +566,22 @@ Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& areas,
         size_t next = i + 1;
         if (skipped(i)) {
             // the caller's
+        } else if (auto counted =
+                       scanned_by_pagemap(e, kind) ? counted_pages(e, kind) : Counted::kWalk;
+                   counted != Counted::kWalk) {
+            if (counted == Counted::kAll)
+                plan.add(e.start, (e.end - e.start) / kPage,
+                         Source{-1, 0, readv_can_read(e), true});
+            plan.pages_scanned += (e.end - e.start) / kPage;
         } else if (scanned_by_pagemap(e, kind)) {
-            while (next < areas.size() && !skipped(next) &&
-                   scanned_by_pagemap(areas[next], classify_vma(areas[next])))
-                ++next;
+            auto walked = [&](size_t k) {
+                VmaKind kk = classify_vma(areas[k]);
+                return scanned_by_pagemap(areas[k], kk) &&
+                       counted_pages(areas[k], kk) == Counted::kWalk;
+            };
+            while (next < areas.size() && !skipped(next) && walked(next)) ++next;
+            for (size_t k = i; k < next; ++k)
+                plan.pages_walked += (areas[k].end - areas[k].start) / kPage;
             auto done = no_scan_ioctl ? Result<bool>(false)
                                       : scan_span_ioctl(pid, pagemap->get(), areas, i, next, plan,
                                                         plan.pages_scanned);

@@ -15,12 +15,6 @@ namespace crfs::state {
 
 namespace {
 
-uint64_t vm_flag(const char* name) {
-    for (size_t i = 0; i < std::size(image::kVmFlagNames); ++i)
-        if (std::string_view(image::kVmFlagNames[i]) == name) return uint64_t(1) << i;
-    return 0;
-}
-
 // The smaps text from its start through the VmFlags line of the area at
 // `page`, read in pieces and no further: the kernel generates smaps as it is
 // read (~5 us per area), and the probe page lies low (below), so this is a
@@ -88,8 +82,8 @@ Result<uint32_t> mlockall_of_area(pid_t pid, uint64_t addr) {
     for (const auto& m : *maps) {
         if (addr < m.start || addr >= m.end) continue;  // merged: the same flags
         uint32_t flags = 0;
-        if (m.vm_flags & vm_flag("lo")) flags |= MCL_FUTURE;
-        if (m.vm_flags & vm_flag("lf")) flags |= MCL_FUTURE | MCL_ONFAULT;
+        if (m.vm_flags & vm_flag_mask("lo")) flags |= MCL_FUTURE;
+        if (m.vm_flags & vm_flag_mask("lf")) flags |= MCL_FUTURE | MCL_ONFAULT;
         return flags;
     }
     return make_error(EIO, strfmt("task {}: the area at {:x} is not in its smaps", pid, addr));

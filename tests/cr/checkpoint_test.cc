@@ -23,6 +23,7 @@
 #include <cstring>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -238,6 +239,124 @@ TEST(CheckpointTest, PrivateMappingOfDeletedFileIsStoredWhole) {
     EXPECT_EQ(got[4096], 'D');
     EXPECT_EQ(got.substr(4097, 4095), std::string(4095, 'f'));
     EXPECT_EQ(got.substr(8192), std::string(4096 - 100, 'f') + std::string(100, '\0'));
+}
+
+// Each page of a plan's runs, with the source it is read from (readable, ptes).
+std::map<uint64_t, std::pair<bool, bool>> planned_pages(const PagePlan& p) {
+    std::map<uint64_t, std::pair<bool, bool>> out;
+    for (size_t r = 0; r < p.runs.size(); ++r)
+        for (uint64_t k = 0; k < p.runs[r].nr_pages; ++k)
+            out[p.runs[r].vaddr + k * 4096] = {p.sources[r].readable, p.sources[r].ptes};
+    return out;
+}
+
+// perf: plan_pages walks the page tables only of the areas whose smaps
+// counts (read while the task holds still) do not already say which pages it
+// must store, and its plan is the walk's: areas written whole or not at all,
+// a private file mapping read but never written or written whole, are not
+// walked; half-written ones are. The one difference: an area only read holds
+// copies of the zero page, which the walk stores and the counts leave out.
+TEST(CheckpointTest, SmapsCountsPlanWhatThePageTablesWalkWouldFind) {
+    constexpr size_t kPg = 4096;
+    char path[] = "/tmp/crfs-plan-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, 8 * kPg), 0);
+    ASSERT_EQ(pwrite(fd, "file", 4, 0), 4);
+    // Carved out of one PROT_NONE reservation, a page of it left between
+    // them: no area merges with a neighbour.
+    char* reserved =
+        static_cast<char*>(mmap(nullptr, 256 * kPg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(reserved, MAP_FAILED);
+    size_t used = 0;
+    auto anon = [&](size_t pages) {
+        char* area = reserved + (used + 1) * kPg;
+        used += pages + 1;
+        void* p = mmap(area, pages * kPg, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        EXPECT_EQ(p, area);
+        madvise(area, pages * kPg, MADV_NOHUGEPAGE);
+        return area;
+    };
+    auto file = [fd] {
+        void* p = mmap(nullptr, 8 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+        EXPECT_NE(p, MAP_FAILED);
+        return static_cast<char*>(p);
+    };
+    // Mapped here, touched only in the child (none of its pages shared).
+    char* whole = anon(64);       // written whole: all stored, not walked
+    char* untouched = anon(64);   // nothing: not walked
+    char* half = anon(64);        // every other page: walked
+    char* read_only = anon(16);   // only read: zero-page copies the walk counts
+    char* file_read = file();     // read, never written: nothing, not walked
+    char* file_written = file();  // written whole: all private copies, not walked
+    char* file_some = file();     // two pages written: walked
+    close(fd);
+    struct Unlink {
+        const char* path;
+        ~Unlink() { unlink(path); }
+    } unlink_after{path};  // a deleted file's mapping is stored whole, not walked
+    Child c([=] {
+        volatile char sink = 0;
+        for (size_t i = 0; i < 64; ++i) whole[i * kPg] = char(i + 1);
+        for (size_t i = 0; i < 64; i += 2) half[i * kPg] = 1;
+        for (size_t i = 0; i < 16; ++i) sink = sink + read_only[i * kPg];
+        for (size_t i = 0; i < 8; ++i) sink = sink + file_read[i * kPg];
+        for (size_t i = 0; i < 8; ++i) file_written[i * kPg] = 'w';
+        file_some[kPg] = file_some[5 * kPg] = 's';
+        for (;;) pause();
+    });
+    ASSERT_TRUE(wait_state(c.pid(), 'S'));
+    ASSERT_EQ(kill(c.pid(), SIGSTOP), 0);  // holds still, as frozen
+    ASSERT_TRUE(wait_state(c.pid(), 'T'));
+    auto smaps = read_maps(strfmt("/proc/{}/smaps", c.pid()), 64 << 20);
+    ASSERT_TRUE(smaps) << smaps.error().what;
+    const std::vector<std::pair<char*, size_t>> ours{
+        {whole, 64},    {untouched, 64},   {half, 64},    {read_only, 16},
+        {file_read, 8}, {file_written, 8}, {file_some, 8}};
+    auto ours_at = [&](uint64_t start) {
+        return std::any_of(ours.begin(), ours.end(), [&](const auto& o) {
+            return reinterpret_cast<uint64_t>(o.first) == start;
+        });
+    };
+    // The pages of a plan in our areas (the child's others are planned alike
+    // by both: compared by their number).
+    auto in_ours = [&](std::map<uint64_t, std::pair<bool, bool>> pages) {
+        std::erase_if(pages, [&](const auto& page) {
+            return std::none_of(ours.begin(), ours.end(), [&](const auto& o) {
+                uint64_t at = reinterpret_cast<uint64_t>(o.first);
+                return page.first >= at && page.first < at + o.second * kPg;
+            });
+        });
+        return pages;
+    };
+    // Every area, as a checkpoint plans them; and the same with ours uncounted,
+    // as if read from maps: walked whatever they hold.
+    std::vector<MapsEntry> uncounted = *smaps;
+    size_t found = 0;
+    for (MapsEntry& e : uncounted)
+        if (ours_at(e.start)) e.counted = false, ++found;
+    ASSERT_EQ(found, ours.size());
+    auto counted = plan_pages(c.pid(), *smaps);
+    auto walked = plan_pages(c.pid(), uncounted);
+    ASSERT_TRUE(counted) << counted.error().what;
+    ASSERT_TRUE(walked) << walked.error().what;
+    // Not walked: whole, untouched, read_only, file_read, file_written.
+    EXPECT_EQ(walked->pages_walked - counted->pages_walked, 64u * 2 + 16 + 8 * 2);
+    EXPECT_EQ(counted->pages_scanned, walked->pages_scanned);
+    auto want = in_ours(planned_pages(*walked));
+    for (size_t i = 0; i < 16; ++i) {  // the zero page, which the walk stores
+        auto at = want.find(reinterpret_cast<uint64_t>(read_only + i * kPg));
+        ASSERT_NE(at, want.end()) << i;
+        want.erase(at);
+    }
+    auto got = in_ours(planned_pages(*counted));
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(got.size(), 64u + 32 + 8 + 2);
+    EXPECT_EQ(planned_pages(*counted).size() - got.size(),
+              planned_pages(*walked).size() - want.size() - 16);
+    munmap(reserved, 256 * kPg);
+    for (char* p : {file_read, file_written, file_some}) munmap(p, 8 * kPg);
 }
 
 // A task whose seccomp filter kills it on getitimer (one of the syscalls the

@@ -96,8 +96,9 @@ TEST(MapsTest, ParsesMapsAndSmaps) {
     EXPECT_EQ(vma_record((*m)[0]).dev, makedev(0xfe, 0));
 }
 
-// Detail lines other than VmFlags, Shared_*, Rss and Swap are skipped
-// unsplit; those are still read, whatever comes between them.
+// Detail lines other than VmFlags, Shared_*, Rss, Swap and Anonymous are
+// skipped unsplit; those are still read, whatever comes between them. An
+// area is counted once its Rss line is read; a maps line alone is not.
 TEST(MapsTest, ReadsSharedBytesAmongSkippedDetails) {
     auto m = parse_maps(
         "1000-3000 rw-s 00000000 00:01 7   /dev/zero (deleted)\n"
@@ -105,20 +106,31 @@ TEST(MapsTest, ReadsSharedBytesAmongSkippedDetails) {
         "Rss:                  12 kB\n"
         "Shared_Clean:          4 kB\n"
         "Private_Dirty:       100 kB\n"
+        "Anonymous:             5 kB\n"
+        "AnonHugePages:      2048 kB\n"
         "Swap:                  3 kB\n"
+        "SwapPss:               7 kB\n"
         "Shared_Dirty:          8 kB\n"
         "THPeligible:    0\n"
         "VmFlags: rd wr sh mr mw me ms sd \n"
         "3000-4000 r--p 00000000 00:00 0\n"
-        "Shared_Dirty:          0 kB\n");
+        "Shared_Dirty:          0 kB\n"
+        "4000-5000 r--p 00000000 00:00 0\n");
     ASSERT_TRUE(m) << m.error().what;
-    ASSERT_EQ(m->size(), 2u);
+    ASSERT_EQ(m->size(), 3u);
     EXPECT_EQ((*m)[0].shared_kb, 12u);
     EXPECT_EQ((*m)[0].resident_kb, 15u);  // Rss + Swap
-    EXPECT_TRUE((*m)[0].vm_flags & 1);    // rd
+    EXPECT_EQ((*m)[0].anon_kb, 5u);
+    EXPECT_EQ((*m)[0].swap_kb, 3u);
+    EXPECT_TRUE((*m)[0].counted);
+    EXPECT_TRUE((*m)[0].vm_flags & 1);  // rd
     EXPECT_EQ((*m)[1].shared_kb, 0u);
     EXPECT_EQ((*m)[1].resident_kb, 0u);
     EXPECT_EQ((*m)[1].vm_flags, 0u);
+    EXPECT_FALSE((*m)[1].counted);  // no Rss line: its counts say nothing
+    EXPECT_FALSE((*m)[2].counted);
+    EXPECT_EQ(vm_flag_mask("gd"), 1ull << 8);
+    EXPECT_EQ(vm_flag_mask("zz"), 0u);
 }
 
 // read_file reads in growing chunks: every byte, and EFBIG one byte past max.
@@ -186,6 +198,7 @@ TEST(MapsTest, ReadInPiecesAsWhole) {
         text += i % 4 ? strfmt("      /tmp/file {} with spaces\n", i) : std::string("\n");
         text += strfmt("Size:           {} kB\nRss:            {} kB\nPss:  1 kB\n", 4 + i % 2 * 4,
                        i % 9);
+        text += strfmt("Anonymous:      {} kB\n", i % 5);
         text += strfmt("Shared_Clean:   {} kB\nShared_Dirty:   {} kB\nSwap:   {} kB\n", i % 3,
                        i % 4, i % 2);
         text += std::string("THPeligible:    0\nProtectionKey:  0\n");
@@ -217,10 +230,11 @@ TEST(MapsTest, ReadInPiecesAsWhole) {
     ASSERT_EQ(pieces->size(), whole->size());
     for (size_t i = 0; i < whole->size(); ++i) {
         const MapsEntry &a = (*whole)[i], &b = (*pieces)[i];
-        EXPECT_EQ(std::tie(a.start, a.end, a.pgoff, a.dev_major, a.dev_minor, a.ino, a.path,
-                           a.vm_flags, a.unknown_flags, a.shared_kb, a.resident_kb),
-                  std::tie(b.start, b.end, b.pgoff, b.dev_major, b.dev_minor, b.ino, b.path,
-                           b.vm_flags, b.unknown_flags, b.shared_kb, b.resident_kb))
+        EXPECT_EQ(
+            std::tie(a.start, a.end, a.pgoff, a.dev_major, a.dev_minor, a.ino, a.path, a.vm_flags,
+                     a.unknown_flags, a.shared_kb, a.resident_kb, a.anon_kb, a.swap_kb, a.counted),
+            std::tie(b.start, b.end, b.pgoff, b.dev_major, b.dev_minor, b.ino, b.path, b.vm_flags,
+                     b.unknown_flags, b.shared_kb, b.resident_kb, b.anon_kb, b.swap_kb, b.counted))
             << i;
         EXPECT_EQ(std::string_view(a.perms), std::string_view(b.perms)) << i;
     }
@@ -234,7 +248,7 @@ TEST(MapsTest, ReadInPiecesAsWhole) {
     auto bad_pieces = read_maps(path, 256 << 20);
     ASSERT_FALSE(bad_pieces);
     EXPECT_EQ(bad_pieces.error().what, path + ": " + parse_maps(bad).error().what);
-    EXPECT_NE(bad_pieces.error().what.find("line 60002:"), std::string::npos)
+    EXPECT_NE(bad_pieces.error().what.find("line 66002:"), std::string::npos)
         << bad_pieces.error().what;
 }
 
