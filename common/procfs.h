@@ -92,7 +92,7 @@ struct MapsEntry {
 // The bit of the smaps VmFlags name `name` in MapsEntry::vm_flags, 0 if it has none.
 uint64_t vm_flag_mask(std::string_view name);
 
-// Parses maps or smaps text (of smaps, VmFlags and Shared_* are kept).
+// Parses maps or smaps text (of smaps, VmFlags, Shared_*, Rss, Swap and Anonymous are kept).
 Result<std::vector<MapsEntry>> parse_maps(std::string_view text);
 
 // parse_maps in pieces: feed() takes whole lines in order (only the last

@@ -564,16 +564,16 @@ Result<PagePlan> plan_pages(pid_t pid, const std::vector<MapsEntry>& areas,
         plan.new_vma = true;
         Status s;
         size_t next = i + 1;
+        const bool scanned = scanned_by_pagemap(e, kind);
+        const Counted counted = scanned ? counted_pages(e, kind) : Counted::kWalk;
         if (skipped(i)) {
             // the caller's
-        } else if (auto counted =
-                       scanned_by_pagemap(e, kind) ? counted_pages(e, kind) : Counted::kWalk;
-                   counted != Counted::kWalk) {
+        } else if (counted != Counted::kWalk) {
             if (counted == Counted::kAll)
                 plan.add(e.start, (e.end - e.start) / kPage,
                          Source{-1, 0, readv_can_read(e), true});
             plan.pages_scanned += (e.end - e.start) / kPage;
-        } else if (scanned_by_pagemap(e, kind)) {
+        } else if (scanned) {
             auto walked = [&](size_t k) {
                 VmaKind kk = classify_vma(areas[k]);
                 return scanned_by_pagemap(areas[k], kk) &&
