@@ -5,7 +5,7 @@ processes' memory plus 1 ms per process), as a user runs it, with cp:
     bench/mount_tree_bench.py [--build DIR] [--rounds N] [--before-crfsd PATH]
                               [--before-env VAR=VAL ...] [--shared-kib K]
                               [--memfd-kib K] [--reason] [--no-restore] [--to-null]
-                              [--warm-mib N] [PxM ...]
+                              [--warm-mib N] [--kernel-floor] [PxM ...]
     (default: build, 5 rounds, 16x16 64x1: P processes of M MiB each)
 
 Mounts DIR/fs/crfsd on a temporary directory (root: a tree comes back with
@@ -55,6 +55,13 @@ that neither times the file system's write of the bytes (the page cache's
 fresh memory, whose first touch swings by seconds on this VM: session 37);
 the image the restore and the floor use comes from a second, untimed
 checkpoint of the same tree.
+`--kernel-floor`: each round also times DIR/bench/tree_kernel_floor on the
+tree right after its checkpoint (untimed for it, before the tree is
+killed; 4 threads, as crfs's tracers): at least what a checkpoint asks the
+kernel of each process (its seize and stop, its /proc files, registers,
+three injected syscalls as the parasite's three stops, its detach), with
+nothing of crfs and no memory moved: a lower bound of the per-process cost,
+printed beside "over FUSE" (bench/tree_kernel_floor.c says what it does).
 `--reason`: each round also times `cat /crfs/ROOT/reason` (before the
 checkpoint, on the same tree), which must be empty. `--no-restore`: the
 checkpoint (and reason) only; restore is shown as 0.
@@ -143,10 +150,20 @@ class Tree:
         subprocess.run(["rm", "-rf", self.dir])
 
 
+def kernel_floor(prog, pids):
+    """Seconds bench/tree_kernel_floor takes over `pids` (see --kernel-floor)."""
+    out = subprocess.run([prog, "4", "3"] + [str(p) for p in pids], check=True,
+                         capture_output=True, text=True, timeout=300)
+    if out.stderr:
+        raise SystemExit(f"tree_kernel_floor: {out.stderr.strip()}")
+    return float(out.stdout) / 1e3
+
+
 def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib=0,
-              reason=False, restore=True, warm_mib=0, to_null=False):
-    """(checkpoint s, restore s, image bytes, reason s or None, checkpoint CPU s) of one
-    fresh tree through `mnt`, served by the daemon of pid `daemon`."""
+              reason=False, restore=True, warm_mib=0, to_null=False, floor_prog=None):
+    """(checkpoint s, restore s, image bytes, reason s or None, checkpoint CPU s, kernel
+    floor s or None) of one fresh tree through `mnt`, served by the daemon of pid `daemon`;
+    the kernel floor with `floor_prog` (--kernel-floor)."""
     tree = Tree(holder, procs, mib, tmp, shared_kib, memfd_kib)
     root = tree.pids[0]
     restored = []
@@ -171,9 +188,10 @@ def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib
         if to_null:  # the image for the restore and the floor: untimed
             subprocess.run(["cp", f"{mnt}/{root}/image", img], check=True)
             wait_reaped(daemon)
+        t_kernel = kernel_floor(floor_prog, tree.pids) if floor_prog else None
         tree.kill()
         if not restore:
-            return t_ckpt, 0.0, os.path.getsize(img), t_reason, cpu
+            return t_ckpt, 0.0, os.path.getsize(img), t_reason, cpu, t_kernel
         slot = f"{mnt}/{root}"
         warm(warm_mib)
         t = time.perf_counter()
@@ -183,7 +201,7 @@ def one_round(mnt, daemon, holder, procs, mib, tmp, img, shared_kib=0, memfd_kib
         restored = tree_of(root)
         if len(restored) != procs:
             raise SystemExit(f"restored {len(restored)} processes, not {procs}")
-        return t_ckpt, t_rest, os.path.getsize(img), t_reason, cpu
+        return t_ckpt, t_rest, os.path.getsize(img), t_reason, cpu, t_kernel
     finally:
         clean_round(mnt, tree, restored)
 
@@ -257,6 +275,7 @@ def main():
     ap.add_argument("--warm-mib", type=int, default=0)
     ap.add_argument("--no-restore", action="store_true")
     ap.add_argument("--to-null", action="store_true")
+    ap.add_argument("--kernel-floor", action="store_true")
     ap.add_argument("trees", nargs="*", default=["16x16", "64x1"])
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -264,6 +283,7 @@ def main():
     ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of killed roots reap here
     holder = os.path.join(a.build, "bench", "tree_holder")
     limit = os.path.join(a.build, "bench", "fuse_limit")
+    floor_prog = os.path.join(a.build, "bench", "tree_kernel_floor") if a.kernel_floor else None
     daemons = [("after", [os.path.join(a.build, "fs", "crfsd")])]
     if a.before_env and not a.before_crfsd:
         a.before_crfsd = daemons[0][1][0]
@@ -285,6 +305,7 @@ def main():
             procs, mib = (int(x) for x in spec.split("x"))
             times = {name: ([], [], [], []) for name, _, _ in mounted}
             size = 0
+            kernel = []  # --kernel-floor: every round's, both daemons' trees
             floor = FuseFloor(limit, tmp, log, a.warm_mib, a.to_null)
             floors.append(floor)
             for r in range(a.rounds + 1):  # round 0: warm-up
@@ -292,13 +313,17 @@ def main():
                 # Before/after in alternating order: the first of a round was
                 # seen slower whichever daemon it was.
                 for name, proc, mnt in (mounted if r % 2 else mounted[::-1]):
-                    c, t, size, why, cpu = one_round(mnt, proc.pid, holder, procs, mib, tmp, img,
-                                                     a.shared_kib, a.memfd_kib, a.reason,
-                                                     not a.no_restore, a.warm_mib, a.to_null)
+                    c, t, size, why, cpu, k = one_round(mnt, proc.pid, holder, procs, mib, tmp,
+                                                        img, a.shared_kib, a.memfd_kib, a.reason,
+                                                        not a.no_restore, a.warm_mib, a.to_null,
+                                                        floor_prog)
                     line.append(f"{name} " + (f"reason {why * 1e3:8.1f} " if a.reason else "") +
                                 f"checkpoint {c * 1e3:8.1f} (cpu {cpu * 1e3:5.0f}) "
-                                f"restore {t * 1e3:8.1f} ms")
+                                f"restore {t * 1e3:8.1f} ms" +
+                                (f" kernel floor {k * 1e3:6.1f} ms" if k is not None else ""))
                     if r:
+                        if k is not None:
+                            kernel.append(k)
                         times[name][0].append(c)
                         times[name][1].append(t)
                         times[name][3].append(cpu)
@@ -319,6 +344,12 @@ def main():
                   f" read into a new file {min(rd) * 1e3:.1f} / {statistics.median(rd) * 1e3:.1f}"
                   f" ms, write {min(wr) * 1e3:.1f} / {statistics.median(wr) * 1e3:.1f} ms",
                   flush=True)
+            if kernel:
+                print(f"  kernel floor (bench/tree_kernel_floor, 4 threads, no memory moved: a"
+                      f" lower bound) best {min(kernel) * 1e3:.1f} ms"
+                      f" ({min(kernel) / procs * 1e3:.2f} ms/proc)  median"
+                      f" {statistics.median(kernel) * 1e3:.1f} ms"
+                      f" ({statistics.median(kernel) / procs * 1e3:.2f} ms/proc)")
             for name, _, _ in mounted:
                 if a.reason:
                     rs = times[name][2]
