@@ -629,7 +629,7 @@ Result<Capture> capture(pid_t pid, const ProcStat& frozen_stat, FrozenThreads& f
                     uffd = std::move(*fd);
                     uffd_taken = true;
                 }
-                auto f = state::mlockall_of_area(pid, area);
+                auto f = state::mlockall_of_area(pid, area, lock_probe_result(o));
                 if (!f) return std::unexpected(f.error());
                 locked_flags = *f;
                 return {};

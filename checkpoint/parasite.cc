@@ -110,7 +110,8 @@ static_assert(sizeof(stack_t) == 24 && sizeof(itimerval) == 32);
 namespace {
 
 constexpr size_t kCodePage = 4096;
-constexpr size_t kArea = 2 * kCodePage;
+constexpr size_t kArea = kParasiteAreaBytes;
+static_assert(kArea == 3 * kCodePage);  // code, output, lock probe (parasite.h)
 constexpr uint64_t kLowHint = 4096;
 
 constexpr uint64_t kMembarrierGetRegistrations = 1 << 9;  // Linux 6.3; not in Debian 12's headers
@@ -136,13 +137,13 @@ constexpr Ask kAsks[] = {
     {SYS_prctl, PR_GET_PDEATHSIG, true},
     {SYS_prctl, PR_GET_SECUREBITS, false},
 };
-constexpr size_t kAlso = std::size(kAsks);  // the `also` call's entry
+constexpr size_t kLockProbe = std::size(kAsks);  // the lock probe's entry (lock_probe_result)
+constexpr size_t kAlso = kLockProbe + 1;         // the `also` call's entry
 static_assert(kAlso < ParasiteOutput::kMaxBatch);
 
-// The batch table for an output page at `out_addr` in the task, with `also`
-// after the kinds' questions.
+// The batch table for an output page at `out_addr` in the task (the area's
+// second page), with the lock probe after the kinds' questions, then `also`.
 void fill_batch(ParasiteOutput& o, uint64_t out_addr, const ParasiteOutput::Call* also) {
-    o.batch_count = int64_t(std::size(kAsks));
     for (size_t i = 0; i < std::size(kAsks); ++i) {
         o.batch[i] = {};
         o.batch[i].nr = kAsks[i].nr;
@@ -150,6 +151,12 @@ void fill_batch(ParasiteOutput& o, uint64_t out_addr, const ParasiteOutput::Call
         if (kAsks[i].out)
             o.batch[i].args[1] = out_addr + offsetof(ParasiteOutput, batch_out) + 8 * i;
     }
+    o.batch[kLockProbe] = {};
+    o.batch[kLockProbe].nr = SYS_madvise;
+    o.batch[kLockProbe].args[0] = out_addr + kCodePage;  // the probe page, never touched
+    o.batch[kLockProbe].args[1] = kCodePage;
+    o.batch[kLockProbe].args[2] = MADV_DONTNEED;
+    o.batch_count = int64_t(kLockProbe + 1);
     if (also) {
         o.batch[kAlso] = *also;
         o.batch_count = int64_t(kAlso + 1);
@@ -211,6 +218,12 @@ Result<ParasiteOutput> run_single_syscalls(RemoteSyscall& rs) {
     o.brk = *r;
     if (auto c = check(o, rs.pid()); !c) return std::unexpected(c.error());
     return o;
+}
+
+std::optional<int64_t> lock_probe_result(const ParasiteOutput& o) {
+    if (o.batch_count <= int64_t(kLockProbe) || o.batch[kLockProbe].nr != SYS_madvise)
+        return std::nullopt;
+    return o.batch[kLockProbe].ret;
 }
 
 std::optional<int64_t> also_result(const ParasiteOutput& o) {
@@ -383,8 +396,8 @@ ParasiteAnswers::ParasiteAnswers(RemoteSyscall& rs, const ParasiteOutput& o)
           [this](void* out, size_t n) { return read_scratch(out, n); }, rs.scratch()} {}
 
 Result<int64_t> ParasiteAnswers::call(long nr, uint64_t a1, uint64_t a2) {
-    // The kinds' questions only, never the `also` call.
-    size_t n = o_.batch_count > 0 ? std::min(size_t(o_.batch_count), kAlso) : 0;
+    // The kinds' questions only, never the lock probe or the `also` call.
+    size_t n = o_.batch_count > 0 ? std::min(size_t(o_.batch_count), std::size(kAsks)) : 0;
     for (size_t i = 0; i < n; ++i) {
         const auto& c = o_.batch[i];
         bool out = c.args[1] != 0;

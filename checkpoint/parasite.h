@@ -18,8 +18,14 @@
 // before, so what the kinds read does not depend on the batch, only how many
 // stops it costs (docs/trees.md "Bench").
 //
-// It is mapped into the task with a remote mmap (an 8 KiB anonymous RWX area:
-// code page, then output page; right below the task's lowest mapping where
+// Last in the batch, the lock probe: madvise(MADV_DONTNEED) of the area's
+// third page, which nothing writes. It fails (EINVAL) only where the area is
+// VM_LOCKED, that is where mlockall(MCL_FUTURE) set the task's def_flags, so
+// its 0 answers state/mlockall.h's question without reading smaps
+// (lock_probe_result).
+//
+// It is mapped into the task with a remote mmap (a 12 KiB anonymous RWX area:
+// code page, output page, lock probe page; right below the task's lowest mapping where
 // the caller knows it, else hinted low, as state/mlockall.cc's probe page:
 // either way its smaps entry comes first), written through /proc/<pid>/mem,
 // run with PTRACE_CONT, read back and unmapped; the VMA layout is as before. The code
@@ -39,6 +45,10 @@
 #include "state/timers.h"  // state::InTask
 
 namespace crfs {
+
+// The parasite's area in the task: its code page, its output page, and the
+// lock probe's page (never written: only the batch's madvise asks of it).
+inline constexpr uint64_t kParasiteAreaBytes = 3 * 4096;
 
 // What the parasite writes, at fixed offsets the assembly relies on.
 struct ParasiteOutput {
@@ -73,6 +83,11 @@ static_assert(sizeof(ParasiteOutput) == 3904);
 // its output (unchecked: before check() may fail the run, so that what the
 // `also` call made, see below, is never left in the task).
 using WhileMapped = std::function<Status(uint64_t area, const ParasiteOutput& out)>;
+
+// The raw result of the batch's lock probe (see above): 0 where the area is
+// not VM_LOCKED (so the task's def_flags hold no mlockall flag), else the
+// error; nothing where the batch did not run it.
+std::optional<int64_t> lock_probe_result(const ParasiteOutput& o);
 
 // The raw result of run_parasite's `also` call (the batch entry after the
 // kinds' questions), or nothing where the batch did not make it.

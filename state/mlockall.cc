@@ -74,7 +74,8 @@ Result<uint32_t> dump_mlockall(pid_t pid, const RemoteCall6& call) {
     return *flags;
 }
 
-Result<uint32_t> mlockall_of_area(pid_t pid, uint64_t addr) {
+Result<uint32_t> mlockall_of_area(pid_t pid, uint64_t addr, std::optional<int64_t> dontneed) {
+    if (dontneed == 0) return 0u;  // madvise refuses MADV_DONTNEED of a VM_LOCKED area only
     auto smaps = smaps_through(pid, addr);
     if (!smaps) return std::unexpected(smaps.error());
     auto maps = parse_maps(*smaps);

@@ -1064,7 +1064,8 @@ TEST(RemoteSyscallTest, ParasiteBatchAnswersAsLiveCalls) {
         ParasiteAnswers asked(**rs, *o);
         Read batch = read_all(asked.in());
         EXPECT_EQ((*rs)->calls(), injected) << "a question was injected, not answered";
-        EXPECT_EQ(asked.answered(), o->batch_count);
+        EXPECT_EQ(asked.answered(), o->batch_count - 1) << "each question but the lock probe";
+        EXPECT_EQ(lock_probe_result(*o), 0) << "the task has no mlockall flag";
         Read live = read_all(live_in_task(**rs));
         EXPECT_GT((*rs)->calls(), injected);
         ParasiteOutput none{};
@@ -1164,7 +1165,8 @@ TEST(RemoteSyscallTest, BatchesInTheParasiteArea) {
 // taken: the low one, or the one below a mapping that another one abuts)
 // where the kernel puts it; and reading them there injects nothing beyond
 // the parasite's three calls (four where the spot below was taken: the
-// mmap there fails, and the low hint's is made).
+// mmap there fails, and the low hint's is made). The batch's lock probe
+// (parasite.h) fails for a locked area only, and what it answers is the same.
 TEST(RemoteSyscallTest, MlockallFromParasiteAreaAsProbe) {
     enum Place { kHint, kBelowLowest, kBelowAbutted };
     for (Place place : {kHint, kBelowLowest, kBelowAbutted})
@@ -1200,7 +1202,8 @@ TEST(RemoteSyscallTest, MlockallFromParasiteAreaAsProbe) {
                 if (place == kBelowLowest) lowest = maps.front().start;
                 if (place == kBelowAbutted)  // the program's own segments abut
                     for (size_t i = 1; i < maps.size() && !lowest; ++i)
-                        if (maps[i].start < maps[i - 1].end + 8192) lowest = maps[i].start;
+                        if (maps[i].start < maps[i - 1].end + kParasiteAreaBytes)
+                            lowest = maps[i].start;
                 ASSERT_TRUE(place == kHint || lowest);
                 // Right below the lowest mapping; below the taken low spot,
                 // that is under vm.mmap_min_addr, which only a task with
@@ -1212,20 +1215,28 @@ TEST(RemoteSyscallTest, MlockallFromParasiteAreaAsProbe) {
                     ASSERT_TRUE(t) << t.error().what;
                     auto rs = prepare_remote(**t);
                     ASSERT_TRUE(rs) << rs.error().what;
-                    std::optional<uint32_t> from_area;
+                    std::optional<uint32_t> from_area, from_smaps;
+                    std::optional<int64_t> lock_probe;
                     uint64_t at = 0;
                     auto o = run_parasite(
                         **rs,
-                        [&](uint64_t area, const ParasiteOutput&) -> Status {
+                        [&](uint64_t area, const ParasiteOutput& out) -> Status {
                             at = area;
-                            auto f = state::mlockall_of_area(c.pid(), area);
+                            lock_probe = lock_probe_result(out);
+                            auto f = state::mlockall_of_area(c.pid(), area, lock_probe);
                             if (!f) return std::unexpected(f.error());
                             from_area = *f;
+                            auto s = state::mlockall_of_area(c.pid(), area);  // smaps always
+                            if (!s) return std::unexpected(s.error());
+                            from_smaps = *s;
                             return {};
                         },
                         nullptr, nullptr, nullptr, lowest);
                     ASSERT_TRUE(o) << o.error().what;
-                    const bool was_below = at == lowest - 8192;
+                    ASSERT_TRUE(lock_probe.has_value());
+                    EXPECT_EQ(*lock_probe, flags ? -EINVAL : 0);
+                    EXPECT_EQ(from_area, from_smaps);
+                    const bool was_below = at == lowest - kParasiteAreaBytes;
                     if (below) {
                         EXPECT_TRUE(was_below);
                     }
