@@ -848,8 +848,12 @@ uint64_t protect_ahead_min_bytes() {
 // it by then, or whose pid was reused, is let go unprotected when `out` goes.
 // Nothing is listed with a bound of 2^50 bytes or more (a smaller huge bound
 // lists the tree and reads each status, protecting nothing).
-// `copied`: the memory (RSS) of those listed that a tree copies while frozen
-// (below live_member_min_bytes), what its arena is warmed with.
+// `copied`: the anonymous memory of those listed that a tree copies while
+// frozen (below live_member_min_bytes), what its arena is warmed with.
+// perf: each one's anonymous memory read from statm (~12 us), and its
+// status (~35 us) only where that reaches `min`: what ProtectAhead write-
+// protects is anonymous memory (64 x 1 MiB: ~1.3 ms less before the freeze,
+// one CPU). Its status's count also held shmem and swap.
 Status protect_tree_ahead(pid_t root, std::vector<pid_t> root_kids,
                           std::vector<std::unique_ptr<ProtectAhead>>& out, uint64_t& copied) {
     const uint64_t min = protect_ahead_min_bytes();
@@ -861,9 +865,12 @@ Status protect_tree_ahead(pid_t root, std::vector<pid_t> root_kids,
         auto kids =
             i == 0 ? Result<std::vector<pid_t>>(std::move(root_kids)) : state::list_children(p);
         if (kids) todo.insert(todo.end(), kids->begin(), kids->end());
+        auto anon = read_anon_bytes(p);
+        if (!anon) continue;  // gone: the freeze says so if it matters
+        if (*anon < live_member_min_bytes()) copied += *anon;
+        if (*anon < min) continue;
         auto status = read_status(p);
-        if (!status) continue;  // gone: the freeze says so if it matters
-        if (status->rss_bytes < live_member_min_bytes()) copied += status->rss_bytes;
+        if (!status) continue;
         auto a = ProtectAhead::start(p, *status, min);
         if (!a) return std::unexpected(a.error());
         if (*a) out.push_back(std::move(*a));

@@ -202,6 +202,25 @@ Result<ProcStat> read_stat(pid_t pid) {
     return st;
 }
 
+Result<uint64_t> parse_statm_anon(std::string_view text) {
+    // "size resident shared text lib data dt\n", in pages.
+    while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+    auto f = fields(text);
+    uint64_t res = 0, sh = 0;
+    if (f.size() != 7 || !to_num(f[1], res) || !to_num(f[2], sh) || sh > res)
+        return make_error(EIO, "parse statm: \"" + std::string(text.substr(0, 100)) + "\"");
+    return (res - sh) * uint64_t(sysconf(_SC_PAGESIZE));
+}
+
+Result<uint64_t> read_anon_bytes(pid_t pid) {
+    std::string path = "/proc/" + std::to_string(pid) + "/statm";
+    auto text = task_gone_as_esrch(read_file(path, 4096));
+    if (!text) return std::unexpected(text.error());
+    auto anon = parse_statm_anon(*text);
+    if (!anon) return std::unexpected(anon.error().context(path));
+    return anon;
+}
+
 bool pid_at_or_below(pid_t pid, pid_t root) {
     // Up the parents' chain to init; bounded against a chain that changes
     // under the walk (a parent that ends: its child is re-parented up).

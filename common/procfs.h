@@ -69,6 +69,13 @@ Result<ProcStatus> parse_status(std::string_view text);
 Result<ProcStat> read_stat(pid_t pid);
 Result<ProcStatus> read_status(pid_t pid);
 
+// The anonymous memory of a process in bytes, from /proc/<pid>/statm
+// (resident less shared: its resident pages less those of files and shmem),
+// the same counters status's RssAnon adds up; a read of ~12 us where status
+// is ~35 us (perf: a size hint for each member of a tree before its freeze).
+Result<uint64_t> parse_statm_anon(std::string_view text);
+Result<uint64_t> read_anon_bytes(pid_t pid);
+
 // Whether `pid` is `root` or a descendant of it, by its parents' chain in
 // /proc (a pid that ended is below nothing).
 bool pid_at_or_below(pid_t pid, pid_t root);

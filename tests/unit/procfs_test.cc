@@ -1,7 +1,10 @@
 #include "common/procfs.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <cstring>
 
 namespace crfs {
 namespace {
@@ -30,6 +33,31 @@ TEST(ParseStat, RejectsTruncatedAndGarbage) {
     auto r = parse_stat("12 (x) S a 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1");
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().what, "parse stat: bad number");
+}
+
+TEST(ParseStatm, AnonymousIsResidentLessShared) {
+    const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+    EXPECT_EQ(parse_statm_anon("2000 700 450 1 0 300 0\n").value(), 250 * page);
+    EXPECT_EQ(parse_statm_anon("5 3 3 1 0 2 0").value(), 0u);
+    for (const char* bad : {"", "1 2\n", "2000 700 450 1 0 300\n", "2000 7x0 450 1 0 300 0\n",
+                            "2000 400 450 1 0 300 0\n" /* shared past resident */})
+        EXPECT_FALSE(parse_statm_anon(bad)) << bad;
+}
+
+TEST(ReadStatm, AnonymousMemoryTouchedIsCounted) {
+    auto before = read_anon_bytes(getpid());
+    ASSERT_TRUE(before) << before.error().what;
+    constexpr size_t kBytes = 16 << 20;
+    char* p = static_cast<char*>(
+        mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(p, MAP_FAILED);
+    memset(p, 1, kBytes);
+    auto after = read_anon_bytes(getpid());
+    munmap(p, kBytes);
+    ASSERT_TRUE(after) << after.error().what;
+    // The kernel's RSS counters are per CPU, summed with some slack.
+    EXPECT_GE(*after, *before + kBytes * 3 / 4);
+    EXPECT_EQ(read_anon_bytes(-1).error().code, ESRCH);
 }
 
 TEST(ParseStatus, ReadsIdsTracerThreadsCaps) {
