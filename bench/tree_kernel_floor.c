@@ -65,7 +65,10 @@ static int one(pid_t pid, char* buf, size_t size, int* skip) {
     char path[512], name[64], link[4096];
     struct stat st;
     if (ptrace(PTRACE_SEIZE, pid, 0, 0) != 0) return -1;
-    if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) != 0 || !stopped(pid)) return -1;
+    if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) != 0 || !stopped(pid)) {
+        (void)ptrace(PTRACE_DETACH, pid, 0, 0);
+        return -1;
+    }
     for (size_t i = 0; i < sizeof files / sizeof *files; ++i) {
         snprintf(name, sizeof name, files[i], pid);
         snprintf(path, sizeof path, "/proc/%d/%s", pid, name);
@@ -99,7 +102,10 @@ static int one(pid_t pid, char* buf, size_t size, int* skip) {
     struct iovec gp = {&regs, sizeof regs};
     static __thread char xsave[kXsave];
     struct iovec xs = {xsave, sizeof xsave};
-    if (ptrace(PTRACE_GETREGSET, pid, NT_PRSTATUS, &gp) != 0) return -1;
+    if (ptrace(PTRACE_GETREGSET, pid, NT_PRSTATUS, &gp) != 0) {
+        (void)ptrace(PTRACE_DETACH, pid, 0, 0);
+        return -1;
+    }
     (void)ptrace(PTRACE_GETREGSET, pid, NT_X86_XSTATE, &xs);
     errno = 0;
     long text = ptrace(PTRACE_PEEKTEXT, pid, regs.rip - 2, 0);
@@ -110,10 +116,17 @@ static int one(pid_t pid, char* buf, size_t size, int* skip) {
             call.rax = 39; /* getpid */
             call.orig_rax = (unsigned long long)-1;
             if (ptrace(PTRACE_SETREGS, pid, 0, &call) != 0 ||
-                ptrace(PTRACE_SINGLESTEP, pid, 0, 0) != 0 || !stopped(pid))
+                ptrace(PTRACE_SINGLESTEP, pid, 0, 0) != 0 || !stopped(pid)) {
+                /* Its own registers back, not the call's, and let go (best effort). */
+                (void)ptrace(PTRACE_SETREGS, pid, 0, &regs);
+                (void)ptrace(PTRACE_DETACH, pid, 0, 0);
                 return -1;
+            }
         }
-        if (ptrace(PTRACE_SETREGS, pid, 0, &regs) != 0) return -1;
+        if (ptrace(PTRACE_SETREGS, pid, 0, &regs) != 0) {
+            (void)ptrace(PTRACE_DETACH, pid, 0, 0);
+            return -1;
+        }
     } else if (injected) {
         ++*skip;
     }
