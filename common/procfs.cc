@@ -70,6 +70,19 @@ Result<T> task_gone_as_esrch(Result<T> r) {
     return r;
 }
 
+// /proc/<pid>/<name> (at most `max` bytes) parsed by `parse`, its errors
+// naming the file; the task being gone is ESRCH.
+template <class Parse>
+auto read_parsed(pid_t pid, const char* name, size_t max, Parse parse)
+    -> decltype(parse(std::string_view())) {
+    std::string path = "/proc/" + std::to_string(pid) + "/" + name;
+    auto text = task_gone_as_esrch(read_file(path, max));
+    if (!text) return std::unexpected(text.error());
+    auto parsed = parse(*text);
+    if (!parsed) return std::unexpected(parsed.error().context(path));
+    return parsed;
+}
+
 }  // namespace
 
 Result<ProcStat> parse_stat(std::string_view text) {
@@ -194,12 +207,7 @@ Result<ProcStatus> parse_status(std::string_view text) {
 }
 
 Result<ProcStat> read_stat(pid_t pid) {
-    std::string path = "/proc/" + std::to_string(pid) + "/stat";
-    auto text = task_gone_as_esrch(read_file(path, 4096));
-    if (!text) return std::unexpected(text.error());
-    auto st = parse_stat(*text);
-    if (!st) return std::unexpected(st.error().context(path));
-    return st;
+    return read_parsed(pid, "stat", 4096, parse_stat);
 }
 
 Result<uint64_t> parse_statm_anon(std::string_view text) {
@@ -213,12 +221,7 @@ Result<uint64_t> parse_statm_anon(std::string_view text) {
 }
 
 Result<uint64_t> read_anon_bytes(pid_t pid) {
-    std::string path = "/proc/" + std::to_string(pid) + "/statm";
-    auto text = task_gone_as_esrch(read_file(path, 4096));
-    if (!text) return std::unexpected(text.error());
-    auto anon = parse_statm_anon(*text);
-    if (!anon) return std::unexpected(anon.error().context(path));
-    return anon;
+    return read_parsed(pid, "statm", 4096, parse_statm_anon);
 }
 
 bool pid_at_or_below(pid_t pid, pid_t root) {
@@ -234,12 +237,7 @@ bool pid_at_or_below(pid_t pid, pid_t root) {
 }
 
 Result<ProcStatus> read_status(pid_t pid) {
-    std::string path = "/proc/" + std::to_string(pid) + "/status";
-    auto text = task_gone_as_esrch(read_file(path, 64 << 10));
-    if (!text) return std::unexpected(text.error());
-    auto st = parse_status(*text);
-    if (!st) return std::unexpected(st.error().context(path));
-    return st;
+    return read_parsed(pid, "status", 64 << 10, parse_status);
 }
 
 namespace {
