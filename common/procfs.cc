@@ -142,7 +142,10 @@ Result<ProcStatus> parse_status(std::string_view text) {
         std::string_view key = line.substr(0, colon);
         auto f = fields(line.substr(colon + 1));
         auto one = [&](auto& out) { bad |= f.empty() || !to_num(f[0], out); };
-        if (key == "Tgid") {
+        if (key == "State") {
+            bad |= f.empty() || f[0].size() != 1;
+            if (!f.empty()) st.state = f[0][0];
+        } else if (key == "Tgid") {
             one(st.tgid);
             have_tgid = true;
         } else if (key == "TracerPid") {

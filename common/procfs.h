@@ -39,6 +39,7 @@ struct ProcStat {
 
 // The fields of /proc/<pid>/status that crfs uses.
 struct ProcStatus {
+    char state = '?';  // State: R S D T t Z X I ..., as stat's
     pid_t tgid = 0;
     pid_t tracer_pid = 0;
     uid_t uid[4] = {};  // real, effective, saved, filesystem

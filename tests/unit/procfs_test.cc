@@ -66,6 +66,7 @@ TEST(ParseStatus, ReadsIdsTracerThreadsCaps) {
         "PPid:\t1\nTracerPid:\t4410\nUid:\t1000\t1001\t1002\t1003\nGid:\t2000\t2001\t2002\t2003\n"
         "Threads:\t3\nCapEff:\t000001ffffffffff\n");
     ASSERT_TRUE(st) << st.error().what;
+    EXPECT_EQ(st->state, 'S');
     EXPECT_EQ(st->tgid, 77);
     EXPECT_EQ(st->tracer_pid, 4410);
     EXPECT_EQ(st->uid[0], 1000u);
@@ -73,6 +74,14 @@ TEST(ParseStatus, ReadsIdsTracerThreadsCaps) {
     EXPECT_EQ(st->gid[2], 2002u);
     EXPECT_EQ(st->threads, 3);
     EXPECT_EQ(st->cap_eff, 0x1ffffffffffULL);
+}
+
+TEST(ParseStatus, StateIsOneLetter) {
+    const char* ids = "Tgid:\t5\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+    EXPECT_EQ(parse_status(std::string("State:\tZ (zombie)\n") + ids).value().state, 'Z');
+    EXPECT_EQ(parse_status(ids).value().state, '?');  // no State line: not known
+    EXPECT_FALSE(parse_status(std::string("State:\tZZ (zombie)\n") + ids));
+    EXPECT_FALSE(parse_status(std::string("State:\n") + ids));
 }
 
 TEST(ParseStatus, ReadsSignalSets) {
