@@ -988,10 +988,8 @@ Result<std::vector<Capture>> capture_tree(pid_t pid, uint64_t starttime, bool li
     std::vector<std::optional<Status>> got(members.size());
     std::mutex serial;                // Serial: the captures but for their stops, one at a time
     std::atomic<bool> failed{false};  // a member failed: those not started yet are not
-    // perf: the members' own reads (read_own), made ahead on their tracers
-    // while the root's capture runs its tree-wide detect, which had one CPU
-    // to itself and the other idle (see below); each taken by its capture,
-    // queued after it on the same tracer.
+    // The members' own reads (read_own), made ahead on their tracers (why:
+    // below); each taken by its capture, queued after it on the same tracer.
     std::vector<std::optional<Result<OwnReads>>> own(members.size());
     std::vector<std::future<void>> own_read;
     auto capture_member = [&](size_t i, bool checked, std::mutex* one_at_a_time,

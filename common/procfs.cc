@@ -218,9 +218,12 @@ Result<uint64_t> parse_statm_anon(std::string_view text) {
     while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
     auto f = fields(text);
     uint64_t res = 0, sh = 0;
-    if (f.size() != 7 || !to_num(f[1], res) || !to_num(f[2], sh) || sh > res)
+    if (f.size() != 7 || !to_num(f[1], res) || !to_num(f[2], sh))
         return make_error(EIO, "parse statm: \"" + std::string(text.substr(0, 100)) + "\"");
-    return (res - sh) * uint64_t(sysconf(_SC_PAGESIZE));
+    // The two are counters summed one after the other: a task still running
+    // can show more shared than resident for an instant; that is no anonymous
+    // memory, not an unreadable file.
+    return (sh > res ? 0 : res - sh) * uint64_t(sysconf(_SC_PAGESIZE));
 }
 
 Result<uint64_t> read_anon_bytes(pid_t pid) {
