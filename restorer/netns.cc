@@ -18,7 +18,9 @@ namespace {
 constexpr uint64_t kStepNetns = 6;  // CRFS_RA_STEP_WRITER_CONTEXT's arg: the network namespace
 }
 
-Result<UniqueFd> writer_netns(pid_t tid) {
+namespace {
+
+Result<UniqueFd> open_writer_netns(pid_t tid) {
     if (tid <= 0) return UniqueFd();
     auto theirs = open_fd(strfmt("/proc/{}/ns/net", tid), O_RDONLY | O_CLOEXEC);
     if (!theirs) return std::unexpected(theirs.error().context("the writer's network namespace"));
@@ -28,6 +30,25 @@ Result<UniqueFd> writer_netns(pid_t tid) {
         return errno_error("stat of a network namespace");
     if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) return UniqueFd();
     return theirs;
+}
+
+Result<UniqueFd> copy_of(const UniqueFd& fd) {
+    if (!fd) return UniqueFd();
+    UniqueFd dup(fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!dup) return errno_error("dup of the writer's network namespace");
+    return dup;
+}
+
+}  // namespace
+
+Result<UniqueFd> writer_netns(pid_t tid, std::optional<UniqueFd>* shared) {
+    if (shared && *shared) return copy_of(**shared);
+    auto fd = open_writer_netns(tid);
+    if (!fd || !shared) return fd;
+    auto copy = copy_of(*fd);
+    if (!copy) return std::unexpected(copy.error());
+    shared->emplace(std::move(*copy));
+    return fd;
 }
 
 Status in_netns(const UniqueFd& netns, const std::function<Status()>& fn) {

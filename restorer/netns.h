@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/image_reader.h"
@@ -20,8 +21,10 @@
 namespace crfs {
 
 // An fd of writer thread `tid`'s network namespace, or an empty UniqueFd when
-// it is this thread's own (or tid is 0).
-Result<UniqueFd> writer_netns(pid_t tid);
+// it is this thread's own (or tid is 0). `shared` (a tree's): the answer for
+// an earlier process of the same restore, given again (a copy of the fd), or
+// empty, and then kept for the later ones (treeperf: ~25 us a process).
+Result<UniqueFd> writer_netns(pid_t tid, std::optional<UniqueFd>* shared = nullptr);
 
 // Runs fn on a thread in network namespace `netns` (this thread when empty).
 Status in_netns(const UniqueFd& netns, const std::function<Status()>& fn);

@@ -716,13 +716,13 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
     if (req.want_pid < 0) return make_error(EINVAL, strfmt("bad pid {}", req.want_pid));
     if (auto s = validate_image(*img, req); !s) return std::unexpected(s.error());
     for (auto& e : img->inet) e.close = req.tcp_close;
-    auto netns = writer_netns(req.writer_pid);
+    auto netns = writer_netns(req.writer_pid, req.tree ? &req.tree->writer_netns : nullptr);
     if (!netns) return std::unexpected(netns.error());
     auto netlock = RestoreNetlock::take(*img, *netns, req.writer_is_root);
     if (!netlock) return std::unexpected(netlock.error());
     if (req.want_pid > 0 && (::kill(req.want_pid, 0) == 0 || errno == EPERM))
         return make_error(EBUSY, strfmt("pid {} is in use", req.want_pid));
-    auto writer = plan_writer(*img, req);
+    auto writer = plan_writer(*img, req, req.tree ? &req.tree->writer : nullptr);
     if (!writer) return std::unexpected(writer.error());
     auto cur = current_specials();
     if (!cur) return std::unexpected(cur.error());

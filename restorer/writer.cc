@@ -92,15 +92,8 @@ Result<std::vector<struct rlimit>> writer_rlimits(const std::string& proc) {
     return out;
 }
 
-}  // namespace
-
-Result<WriterPlan> plan_writer(const DecodedImage& img, const RestoreRequest& req) {
-    WriterPlan p;
-    p.as_writer = !req.writer_is_root;
-    p.uid = img.creds.uid[1];
-    p.gid = img.creds.gid[1];
-    p.groups.assign(img.groups.begin(), img.groups.end());
-    p.cap_bnd = img.creds.cap_bnd;
+Result<WriterContext> read_writer_context(const RestoreRequest& req) {
+    WriterContext p;
     std::ifstream lc("/proc/sys/kernel/cap_last_cap");
     if (uint32_t v; lc >> v) p.last_cap = v;
     pid_t w = req.writer_pid > 0 ? req.writer_pid : getpid();
@@ -142,6 +135,27 @@ Result<WriterPlan> plan_writer(const DecodedImage& img, const RestoreRequest& re
     return p;
 }
 
+}  // namespace
+
+Result<WriterPlan> plan_writer(const DecodedImage& img, const RestoreRequest& req,
+                               std::optional<WriterContext>* shared) {
+    WriterPlan p;
+    p.as_writer = !req.writer_is_root;
+    p.uid = img.creds.uid[1];
+    p.gid = img.creds.gid[1];
+    p.groups.assign(img.groups.begin(), img.groups.end());
+    p.cap_bnd = img.creds.cap_bnd;
+    if (shared && *shared) {
+        p.context = **shared;
+        return p;
+    }
+    auto context = read_writer_context(req);
+    if (!context) return std::unexpected(context.error());
+    p.context = std::move(*context);
+    if (shared) *shared = p.context;
+    return p;
+}
+
 Status as_writer(const WriterPlan& plan, const std::function<Status()>& fn) {
     if (!plan.as_writer) return fn();
     Status out;
@@ -173,18 +187,19 @@ void child_writer_context(const WriterPlan& p, int status_fd) {
             child_fail(status_fd, CRFS_RA_STEP_WRITER_CONTEXT, errno, uint64_t(what));
         ::close(fd);
     };
-    if (!p.loginuid.empty()) put("/proc/self/loginuid", p.loginuid.data(), p.loginuid.size(), 1);
-    for (const auto& procs : p.cgroup_procs) put(procs.c_str(), "0", 1, 2);
+    const WriterContext& c = p.context;
+    if (!c.loginuid.empty()) put("/proc/self/loginuid", c.loginuid.data(), c.loginuid.size(), 1);
+    for (const auto& procs : c.cgroup_procs) put(procs.c_str(), "0", 1, 2);
     if (!p.as_writer) return;
     for (int i = 0; i < 16; ++i)
-        if (syscall(SYS_prlimit64, 0, i, &p.rlimits[i], nullptr) < 0)
+        if (syscall(SYS_prlimit64, 0, i, &c.rlimits[i], nullptr) < 0)
             child_fail(status_fd, CRFS_RA_STEP_WRITER_CONTEXT, errno, 3);
-    if (syscall(SYS_setpriority, PRIO_PROCESS, 0, p.nice) < 0)
+    if (syscall(SYS_setpriority, PRIO_PROCESS, 0, c.nice) < 0)
         child_fail(status_fd, CRFS_RA_STEP_WRITER_CONTEXT, errno, 4);
     // The bounding set may only shrink; dropping needs CAP_SETPCAP, which the
     // switch below takes away.
-    for (uint32_t c = 0; c <= p.last_cap && c < 64; ++c)
-        if (!(p.cap_bnd & (1ull << c)) && syscall(SYS_prctl, PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+    for (uint32_t k = 0; k <= c.last_cap && k < 64; ++k)
+        if (!(p.cap_bnd & (1ull << k)) && syscall(SYS_prctl, PR_CAPBSET_DROP, k, 0, 0, 0) < 0)
             child_fail(status_fd, CRFS_RA_STEP_WRITER_CONTEXT, errno, 5);
 }
 

@@ -39,6 +39,7 @@
 #include "crfs/restorer_args.h"
 #include "restorer/files.h"
 #include "restorer/restore.h"
+#include "restorer/writer.h"
 #include "state/names_made.h"
 #include "state/restart.h"
 #include "state/sysv_ids.h"
@@ -120,6 +121,10 @@ struct TreeRestore {
     // each process's restore_image decodes only its own records (DecodeOptions::tree).
     const DecodedImage* root_img = nullptr;
     RestoreRequest root_req;
+    // treeperf: the writer's side of the restore (restorer/writer.h), read by
+    // the first process's plan_writer, the same for all.
+    std::optional<WriterContext> writer;
+    std::optional<UniqueFd> writer_netns;  // treeperf: as `writer` (restorer/netns.h)
     int go_r = -1, go_w = -1;
     std::vector<UniqueFd> go_copies;          // each process's, above its own fds
     int go_errno = 0;                         // a copy failed
