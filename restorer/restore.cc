@@ -830,7 +830,12 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
                     (img->fds.size() * 2 + thread_pidfds->size()) *
                         sizeof(crfs_ra_thread_pidfd);  // thpidfd; thpidfd2: the watches
     need = page_up(need);
-    auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len));
+    std::vector<std::pair<uint64_t, uint64_t>> taken;  // treeperf: earlier processes' areas
+    if (req.tree)
+        for (uint32_t j = 0; j < req.tree_index; ++j)
+            if (const auto& m = req.tree->members[j]; m.area_len)
+                taken.push_back({m.area, m.area + m.area_len});
+    auto area = map_blob_area(*img, *cur, need, page_up(sp->tmp_len), taken);
     if (!area) return std::unexpected(area.error());
     struct AreaGuard {
         BlobArea a;

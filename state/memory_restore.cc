@@ -174,8 +174,9 @@ Result<SpecialsPlan> plan_specials(const DecodedImage& img,
 }
 
 Result<BlobArea> map_blob_area(const DecodedImage& img, const std::vector<SpecialMapping>& cur,
-                               uint64_t len, uint64_t tmp_len) {
-    std::vector<std::pair<uint64_t, uint64_t>> used;
+                               uint64_t len, uint64_t tmp_len,
+                               const std::vector<std::pair<uint64_t, uint64_t>>& taken) {
+    std::vector<std::pair<uint64_t, uint64_t>> used = taken;
     for (const auto& v : img.vmas)
         if (image::VmaKind(v.rec.kind) != image::VmaKind::kVsyscall)
             used.push_back({v.rec.start, v.rec.end});

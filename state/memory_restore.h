@@ -46,11 +46,15 @@ Result<SpecialsPlan> plan_specials(const DecodedImage& img, const std::vector<Sp
 // An area of `len` bytes (followed by `tmp_len` scratch bytes) that no image
 // VMA, image special or current special uses, mapped read-write in this
 // process (MAP_FIXED_NOREPLACE, so no other thread's mapping is hit).
+// `taken`: [start, end) ranges this process mapped for other areas, left out
+// from the start (a tree's earlier processes' areas, all still mapped: each
+// was tried and refused once more for each process before, ~1.5 us a try).
 struct BlobArea {
     uint64_t start = 0, len = 0, tmp = 0;
 };
 Result<BlobArea> map_blob_area(const DecodedImage& img, const std::vector<SpecialMapping>& cur,
-                               uint64_t len, uint64_t tmp_len);
+                               uint64_t len, uint64_t tmp_len,
+                               const std::vector<std::pair<uint64_t, uint64_t>>& taken = {});
 
 struct MemoryPlan {
     std::vector<crfs_ra_range> unmap;

@@ -1,6 +1,7 @@
 // Unit tests of the restore driver's pure parts: vdso/vvar placement,
 // credential policy, CPU check, signal frame layout, itimer re-arm.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -174,4 +175,39 @@ TEST(RestoreSignals, ExpiredRealTimerIsRearmedOneIntervalOut) {
     EXPECT_EQ(a.itimers[0][2], 0);
     EXPECT_EQ(a.itimers[0][3], 10000);
     EXPECT_EQ(a.itimers[1][3], 0);  // disarmed stays disarmed
+}
+
+// treeperf: a tree's later processes' blob areas leave out the earlier ones'
+// from the start (`taken`, whether or not they are still mapped), with the
+// scratch bytes that follow each, and every image mapping.
+TEST(RestoreBlobArea, LeavesOutTakenRangesAndTheImagesMappings) {
+    auto cur = current_specials();
+    ASSERT_TRUE(cur) << cur.error().what;
+    DecodedImage img;
+    img.vmas.push_back(vma(0x400000, 0x800000, image::VmaKind::kAnonPrivate));
+    img.vmas.push_back(vma(0x10000000000, 0x10000100000, image::VmaKind::kAnonPrivate));
+    constexpr uint64_t kLen = 64 << 10, kTmp = 16 << 10;
+    std::vector<std::pair<uint64_t, uint64_t>> taken;
+    std::vector<BlobArea> made;
+    // Taken but not mapped: the top of every gap a first area would use.
+    auto first = map_blob_area(img, *cur, kLen, kTmp);
+    ASSERT_TRUE(first) << first.error().what;
+    munmap(reinterpret_cast<void*>(first->start), first->len);
+    taken.push_back({first->start, first->tmp + kTmp});
+    for (int i = 0; i < 40; ++i) {
+        auto a = map_blob_area(img, *cur, kLen, kTmp, taken);
+        ASSERT_TRUE(a) << a.error().what;
+        EXPECT_EQ(a->len, kLen);
+        EXPECT_EQ(a->tmp, a->start + kLen);
+        made.push_back(*a);
+        taken.push_back({a->start, a->tmp + kTmp});
+    }
+    for (size_t i = 0; i < taken.size(); ++i) {
+        for (size_t k = 0; k < i; ++k)
+            EXPECT_TRUE(taken[i].second <= taken[k].first || taken[k].second <= taken[i].first)
+                << std::hex << taken[i].first << " " << taken[k].first;
+        for (const auto& v : img.vmas)
+            EXPECT_TRUE(taken[i].second <= v.rec.start || v.rec.end <= taken[i].first);
+    }
+    for (const auto& a : made) munmap(reinterpret_cast<void*>(a.start), a.len);
 }
