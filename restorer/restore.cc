@@ -693,11 +693,13 @@ Result<pid_t> restore_image(const RestoreRequest& req) {
             if (s && !s->task_made) s->before_task = true;
         }
     } before_task{req.stream};
-    auto img = req.stream ? decode_prefix(req.image_fd, req.stream->prefix_len, req.tree_index,
-                                          req.tree ? req.tree->root_img : nullptr)
-                          : decode_spool(req.image_fd, req.tree_index, req.image_hash, req.spool,
-                                         &used_hash,
-                                         req.tree ? req.tree->root_img : nullptr);  // treeperf
+    auto img =
+        req.stream && req.tree && req.tree_index > 0 ? tree_decoded(req)  // treeperf: decoded ahead
+        : req.stream
+            ? decode_prefix(req.image_fd, req.stream->prefix_len, req.tree_index,
+                            req.tree ? req.tree->root_img : nullptr)
+            : decode_spool(req.image_fd, req.tree_index, req.image_hash, req.spool, &used_hash,
+                           req.tree ? req.tree->root_img : nullptr);  // treeperf
     if (!img) return std::unexpected(img.error().context("bad image"));
     if (req.stream)
         if (auto s = streamable(*img, req); !s) return std::unexpected(s.error());

@@ -148,10 +148,23 @@ struct TreeRestore {
     // created, removed unless the tree runs; declared after `members` etc.:
     // removed first, once kill_tree is done.
     state::NamesMade names_made;
+    // treeperf: a streamed tree's later processes' records, decoded ahead in
+    // image order on a thread of its own while the processes before them are
+    // prepared (tree_decoded). Declared last: its thread ends first.
+    std::unique_ptr<struct TreeDecodeAhead> decode_ahead;
+    TreeRestore();
+    ~TreeRestore();
+    TreeRestore(const TreeRestore&) = delete;
+    TreeRestore& operator=(const TreeRestore&) = delete;
 };
 
 // The whole tree of `root` (process 0 of the image, decoded).
 Result<pid_t> restore_tree(const RestoreRequest& req, const DecodedImage& root);
+
+// treeperf: process req.tree_index's records (> 0, of a streamed tree), as
+// restore_image decodes them (decode_tree_member), from the decode made
+// ahead when there is one. Waits for it.
+Result<DecodedImage> tree_decoded(const RestoreRequest& req);
 
 // Process req.tree_index's records agree with its process record.
 Status check_tree_member(const DecodedImage& img, const RestoreRequest& req);
