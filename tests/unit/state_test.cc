@@ -714,7 +714,7 @@ TEST(FsTree, LaterDescriptionAtAnOffsetIsTheFirstHoldersEarlyOne) {
 
     DecodedImage parent, child;
     FdPlan pfds;
-    TreeRestore tree;
+    crfs::TreeRestore tree;
     cwd_holder_tree(tree, parent, pfds, path, st.st_mode, dir.get());
     tree.members[0].early_descs = {{1, 3, early.get()}};
     FdEntry e;
@@ -773,7 +773,7 @@ TEST(FsTree, LaterReopenedOfAKind43AtAnOffsetIsTheFirstHoldersEarlyOne) {
     ASSERT_EQ(fstat(dir.get(), &st), 0);
     DecodedImage parent, child;
     FdPlan pfds;
-    TreeRestore tree;
+    crfs::TreeRestore tree;
     cwd_holder_tree(tree, parent, pfds, r.path, st.st_mode, dir.get());
     tree.members[0].early_descs = {{1, 4, early.get()}};
     FdEntry first{};  // the kind 43 at offset 0: opened again through /proc/self/fd
@@ -833,7 +833,7 @@ TEST(FsTree, SharedDescriptionAtAnOffsetIsTheMakersEarlyOne) {
     made.target = 3;
     made.prepared = dir.get();
     gfds.actions.push_back(made);
-    TreeRestore tree;
+    crfs::TreeRestore tree;
     tree.members.resize(2);
     tree.members[0].pid = 100;
     tree.members[0].fds = &gfds;
@@ -929,3 +929,46 @@ TEST(TimerfdDue, ThisKernelsTimerListIsReadable) {
 
 }  // namespace
 }  // namespace crfs::state
+
+// A tree member is the restore's own while it holds the very go pipe end the
+// daemon holds at the same number: not another pipe there, not a pid gone.
+TEST(TreeRestoreGo, AMemberIsOursByTheOpenFileAtItsGoNumber) {
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    int go = fcntl(p[0], F_DUPFD_CLOEXEC, 200);
+    ASSERT_GE(go, 0);
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    // Two children: one keeps the daemon's go end, the other puts another
+    // pipe's end at the same number.
+    pid_t kids[2];
+    for (int k = 0; k < 2; ++k) {
+        kids[k] = fork();
+        ASSERT_GE(kids[k], 0);
+        if (kids[k] == 0) {
+            if (k == 1) {
+                int q[2];
+                if (pipe(q) != 0 || dup2(q[0], go) != go) _exit(1);
+            }
+            (void)!write(ready[1], "r", 1);
+            pause();
+            _exit(0);
+        }
+    }
+    char c;
+    for (int k = 0; k < 2; ++k) ASSERT_EQ(read(ready[0], &c, 1), 1);
+    crfs::TreeRestore tree;
+    tree.members.resize(3);
+    for (int k = 0; k < 2; ++k) tree.members[k].pid = kids[k], tree.members[k].go = go;
+    EXPECT_TRUE(crfs::tree_member_is_ours(tree, 0));
+    EXPECT_FALSE(crfs::tree_member_is_ours(tree, 1));
+    for (int k = 0; k < 2; ++k) {
+        kill(kids[k], SIGKILL);
+        ASSERT_EQ(waitpid(kids[k], nullptr, 0), kids[k]);
+    }
+    EXPECT_FALSE(crfs::tree_member_is_ours(tree, 0));  // gone
+    tree.members[2].pid = getpid();
+    tree.members[2].go = -1;
+    EXPECT_FALSE(crfs::tree_member_is_ours(tree, 2));  // no copy
+    for (int fd : {p[0], p[1], go, ready[0], ready[1]}) close(fd);
+}
